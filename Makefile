@@ -1,0 +1,44 @@
+# The README's two commands: `make demo` and `make test`. Each creates the virtual environment first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test unit bench up down lint clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "axiswatch needs Python >= 3.11, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The whole pipeline in one process: in-process bus, SQLite, dashboard at http://localhost:5006
+demo: $(STAMP)
+	$(PY) -m dashboard demo $(DEMO_ARGS)
+
+## Every test; starts the repo's own Kafka and PostgreSQL when none is configured and Docker is absent
+test: $(STAMP)
+	scripts/with-services.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+## Unit tests only (no services)
+unit: $(STAMP)
+	$(PY) -m pytest -m "not integration and not browser" $(PYTEST_ARGS)
+
+## Benchmarks; results under bench/results/
+bench: $(STAMP)
+	scripts/with-services.sh $(PY) -m bench $(BENCH_ARGS)
+
+## Multi-process run without Docker: local Kafka + PostgreSQL + the four services
+up: $(STAMP)
+	scripts/local-stack.sh up
+
+down:
+	scripts/local-stack.sh down
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts var

@@ -1,0 +1,1 @@
+"""Shared building blocks of the axiswatch services: settings, message schemas, bus, database."""

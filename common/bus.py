@@ -1,0 +1,142 @@
+"""The message bus the services talk through: Kafka, or an in-process stand-in for the embedded demo.
+
+Both keep per-key order (a key always maps to the same partition), and both let a consumer commit
+explicitly, after its own work is durable.
+"""
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int | None = None
+
+
+class Subscription(Protocol):
+    async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 1000) -> list[Message]:
+        """The next messages in partition order; an empty list after ``timeout_ms`` with nothing new."""
+
+    async def commit(self, messages: list[Message]) -> None:
+        """Mark everything up to and including these messages as done for the group."""
+
+    async def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Flush what was sent and release connections."""
+
+    async def ensure_topics(self, topics: list[str]) -> None: ...
+
+    async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future:
+        """Queue a message; the returned future resolves once the bus has accepted it durably."""
+
+    async def publish(self, topic: str, key: str, value: bytes) -> None:
+        """Send and wait for the acknowledgement."""
+
+    async def flush(self) -> None: ...
+
+    async def subscribe(self, topics: list[str], *, group_id: str, from_beginning: bool = True) -> Subscription: ...
+
+
+def partition_for(key: str, partitions: int) -> int:
+    return zlib.crc32(key.encode()) % partitions
+
+
+class InProcessBus:
+    """An append-only log per topic partition, in memory, shared by every service of one process."""
+
+    def __init__(self, partitions: int = 1) -> None:
+        self.partitions = partitions
+        self._logs: dict[str, list[list[Message]]] = {}
+        self._committed: dict[tuple[str, str, int], int] = defaultdict(int)
+        self._changed = asyncio.Condition()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def flush(self) -> None:
+        return None
+
+    async def ensure_topics(self, topics: list[str]) -> None:
+        for topic in topics:
+            self._log(topic)
+
+    def _log(self, topic: str) -> list[list[Message]]:
+        return self._logs.setdefault(topic, [[] for _ in range(self.partitions)])
+
+    async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future:
+        await self.publish(topic, key, value)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def publish(self, topic: str, key: str, value: bytes) -> None:
+        partition = partition_for(key, self.partitions)
+        log = self._log(topic)[partition]
+        log.append(Message(topic, partition, len(log), key.encode(), value))
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def subscribe(self, topics: list[str], *, group_id: str, from_beginning: bool = True) -> "InProcessSubscription":
+        await self.ensure_topics(topics)
+        return InProcessSubscription(self, topics, group_id, from_beginning)
+
+    def end_offsets(self, topic: str) -> list[int]:
+        return [len(log) for log in self._log(topic)]
+
+
+class InProcessSubscription:
+    def __init__(self, bus: InProcessBus, topics: list[str], group_id: str, from_beginning: bool) -> None:
+        self._bus = bus
+        self._group = group_id
+        self._position = {
+            (topic, p): (bus._committed[(group_id, topic, p)] if from_beginning else len(log))
+            for topic in topics
+            for p, log in enumerate(bus._log(topic))
+        }
+
+    def _pending(self, max_records: int) -> list[Message]:
+        out: list[Message] = []
+        for (topic, p), position in self._position.items():
+            log = self._bus._log(topic)[p]
+            batch = log[position : position + max_records - len(out)]
+            self._position[(topic, p)] = position + len(batch)
+            out.extend(batch)
+            if len(out) >= max_records:
+                break
+        return out
+
+    async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 1000) -> list[Message]:
+        messages = self._pending(max_records)
+        if messages:
+            return messages
+        try:
+            async with self._bus._changed:
+                await asyncio.wait_for(self._bus._changed.wait(), timeout_ms / 1000)
+        except TimeoutError:
+            return []
+        return self._pending(max_records)
+
+    async def commit(self, messages: list[Message]) -> None:
+        for m in messages:
+            key = (self._group, m.topic, m.partition)
+            self._bus._committed[key] = max(self._bus._committed[key], m.offset + 1)
+
+    async def close(self) -> None:
+        return None

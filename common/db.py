@@ -1,0 +1,43 @@
+"""One SQLAlchemy engine per process, for PostgreSQL or the embedded demo's SQLite."""
+from __future__ import annotations
+
+import logging
+
+from pydantic import SecretStr
+from sqlalchemy import Engine, create_engine, event, make_url, text
+
+logger = logging.getLogger(__name__)
+
+
+def make_engine(database_url: SecretStr | str, *, log_version: bool = True, **kwargs) -> Engine:
+    """Create the engine; log the server version and the URL without its password."""
+    raw = database_url.get_secret_value() if isinstance(database_url, SecretStr) else database_url
+    url = make_url(raw)
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    if log_version:
+        with engine.connect() as conn:
+            logger.info("database %s: %s", safe_url(engine), server_version(conn))
+    return engine
+
+
+def safe_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def server_version(conn) -> str:
+    if conn.dialect.name == "sqlite":
+        return "SQLite " + conn.execute(text("select sqlite_version()")).scalar_one()
+    return conn.execute(text("select version()")).scalar_one()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the dashboard read while the sink writes; NORMAL sync is durable enough with WAL.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

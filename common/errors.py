@@ -1,0 +1,17 @@
+"""The project's own exceptions, in one place."""
+
+
+class AxiswatchError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class SchemaError(AxiswatchError, ValueError):
+    """A message on the wire that this version cannot read (bad JSON, wrong shape, unknown version)."""
+
+
+class ConfigurationError(AxiswatchError):
+    """A setting that cannot work, found at start-up."""
+
+
+class ServiceUnavailable(AxiswatchError):
+    """Kafka or the database did not answer within the allowed retries."""

@@ -1,0 +1,157 @@
+"""Kafka on aiokafka: an idempotent producer keyed by robot id, consumers with manual commits."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.structs import OffsetAndMetadata
+
+from common.bus import Message
+from common.errors import ServiceUnavailable
+from common.settings import CommonSettings
+
+logger = logging.getLogger(__name__)
+
+
+def connection_options(settings: CommonSettings) -> dict[str, Any]:
+    """Bootstrap servers and security options, the same for producers, consumers and the admin client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+    if settings.kafka_security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        )
+    return options
+
+
+async def start_with_retry(client: Any, what: str, *, attempts: int = 8, first_delay: float = 0.5) -> None:
+    """Start an aiokafka client, retrying with a bounded exponential backoff while the broker is not up."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            await client.start()
+            return
+        except KafkaConnectionError as exc:
+            if attempt == attempts:
+                raise ServiceUnavailable(f"Kafka {what}: no broker answered after {attempts} attempts ({exc})") from exc
+            logger.warning("Kafka %s: broker not reachable (%s), retry %d/%d in %.1fs", what, exc, attempt, attempts, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+class KafkaSubscription:
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+
+    async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 1000) -> list[Message]:
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return [
+            Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+            for records in batches.values()
+            for r in records
+        ]
+
+    async def commit(self, messages: list[Message]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for m in messages:
+            tp = TopicPartition(m.topic, m.partition)
+            offsets[tp] = max(offsets.get(tp, 0), m.offset + 1)
+        if offsets:
+            await self.consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+
+    async def close(self) -> None:
+        await self.consumer.stop()
+
+
+class KafkaBus:
+    """Producer with ``acks="all"`` and idempotence; consumers in a group, auto-commit off."""
+
+    def __init__(self, settings: CommonSettings, *, linger_ms: int = 5) -> None:
+        self.settings = settings
+        self._options = connection_options(settings)
+        self._linger_ms = linger_ms
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            **self._options,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self._linger_ms,
+            max_batch_size=256 * 1024,
+            compression_type=None,
+        )
+        await start_with_retry(self._producer, "producer")
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()  # flushes pending sends first
+            self._producer = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("KafkaBus.start() was not awaited")
+        return self._producer
+
+    async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future:
+        return await self.producer.send(topic, value, key=key.encode())
+
+    async def publish(self, topic: str, key: str, value: bytes) -> None:
+        await self.producer.send_and_wait(topic, value, key=key.encode())
+
+    async def flush(self) -> None:
+        await self.producer.flush()
+
+    async def ensure_topics(self, topics: list[str]) -> None:
+        admin = AIOKafkaAdminClient(**self._options)
+        await start_with_retry(admin, "admin")
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in dict.fromkeys(topics) if t not in existing]
+            if missing:
+                new = [
+                    NewTopic(t, self.settings.topic_partitions, self.settings.topic_replication_factor)
+                    for t in missing
+                ]
+                try:
+                    await admin.create_topics(new)
+                    logger.info("created topics %s", ", ".join(missing))
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
+
+    async def subscribe(self, topics: list[str], *, group_id: str, from_beginning: bool = True) -> KafkaSubscription:
+        consumer = AIOKafkaConsumer(
+            *topics,
+            **self._options,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            max_poll_records=5000,
+        )
+        await start_with_retry(consumer, f"consumer {group_id}")
+        return KafkaSubscription(consumer)
+
+
+def open_bus(settings: CommonSettings):
+    """The bus the settings ask for (``BUS=kafka`` or ``BUS=memory``)."""
+    if settings.bus == "memory":
+        from common.bus import InProcessBus
+
+        return InProcessBus()
+    return KafkaBus(settings)

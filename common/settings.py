@@ -1,0 +1,72 @@
+"""Settings shared by every service, read from the environment and a git-ignored `.env`.
+
+Each service subclasses :class:`CommonSettings` and builds it once in its ``main()``; nothing reads the
+environment at import time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_AXES = tuple(range(1, 15))
+
+
+def parse_axes(value: object) -> list[int]:
+    """Accept ``"1-14"``, ``"1,2,5-8"``, a list of ints, or a JSON list."""
+    if isinstance(value, (list, tuple)):
+        return sorted({int(v) for v in value})
+    text = str(value).strip().strip("[]")
+    axes: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "-" in part:
+            low, high = (int(x) for x in part.split("-", 1))
+            if low > high:
+                raise ValueError(f"axis range {part!r} runs backwards")
+            axes.update(range(low, high + 1))
+        else:
+            axes.add(int(part))
+    if not axes or min(axes) < 1:
+        raise ValueError(f"axes must be positive integers, got {value!r}")
+    return sorted(axes)
+
+
+class CommonSettings(BaseSettings):
+    """Connection, topic and feed settings every service needs. Environment names are the field names
+    in upper case (``DATABASE_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ...)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: SecretStr = Field(
+        SecretStr("sqlite:///axiswatch.sqlite"),
+        description="SQLAlchemy URL of the database (PostgreSQL, or SQLite for the embedded demo). "
+        "Add ?sslmode=require for a managed PostgreSQL.",
+    )
+    bus: Literal["kafka", "memory"] = Field(
+        "kafka", description="Message bus: a Kafka cluster, or the in-process bus of the embedded demo."
+    )
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates.")
+    readings_topic: str = "axiswatch.readings"
+    alerts_topic: str = "axiswatch.alerts"
+    dead_letter_topic: str = "axiswatch.dead-letters"
+    topic_partitions: int = Field(6, ge=1, description="Partitions of topics created at start-up.")
+    topic_replication_factor: int = Field(1, ge=1)
+    robot_id: str = Field("RMBR4-2", description="Robot id used when a feed does not name one.")
+    axes: Annotated[list[int], NoDecode] = Field(
+        list(DEFAULT_AXES), description="Axis list (schema lock), e.g. 1-14 or 1,2,3."
+    )
+    tick_seconds: float = Field(2.0, gt=0, description="Seconds between two readings of one robot.")
+    window_rows: int = Field(200, ge=10, description="Readings per axis in the live window.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("axes", mode="before")
+    @classmethod
+    def _parse_axes(cls, value: object) -> list[int]:
+        return parse_axes(value)

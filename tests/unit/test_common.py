@@ -1,0 +1,114 @@
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pydantic import SecretStr
+
+from common.bus import InProcessBus, partition_for
+from common.errors import SchemaError
+from common.schemas import Alert, AlertState, DeadLetter, Reading, Severity, iso_utc
+from common.settings import CommonSettings, parse_axes
+
+T0 = datetime(2022, 10, 17, 12, 18, 23, 660000, tzinfo=timezone.utc)
+
+
+def test_reading_round_trip_keeps_ok_null_apart_from_zero():
+    reading = Reading(robot_id="r1", ts=T0, row=2, currents={1: 0.0, 2: 12.5, 9: None})
+    back = Reading.from_bytes(reading.to_bytes())
+    assert back == reading
+    assert back.currents[1] == 0.0 and back.currents[9] is None
+    assert json.loads(reading.to_bytes())["currents"]["9"] is None
+
+
+def test_reading_converts_other_zones_to_utc_and_refuses_naive():
+    cet = timezone(timedelta(hours=2))
+    reading = Reading(robot_id="r1", ts=T0.astimezone(cet), currents={})
+    assert reading.ts.tzinfo == timezone.utc and reading.ts == T0
+    with pytest.raises(ValueError):
+        Reading(robot_id="r1", ts=T0.replace(tzinfo=None), currents={})
+
+
+@pytest.mark.parametrize(
+    "raw, needle",
+    [
+        (b"not json", "not JSON"),
+        (b"[1,2]", "JSON object"),
+        (b'{"schema_version": 2, "robot_id": "r"}', "schema_version 2 is not supported"),
+        (b'{"robot_id": "r"}', "schema_version None"),
+        (b'{"schema_version": 1, "robot_id": "r", "ts": "2022-10-17T12:00:00Z", "currents": {"1": "x"}}', "currents.1"),
+    ],
+)
+def test_unreadable_messages_raise_schema_error_with_reason(raw, needle):
+    with pytest.raises(SchemaError, match=needle.replace("(", r"\(")):
+        Reading.from_bytes(raw)
+
+
+def test_idle_means_all_reporting_axes_zero():
+    assert Reading(robot_id="r", ts=T0, currents={1: 0.0, 2: 0.0, 9: None}).is_idle
+    assert not Reading(robot_id="r", ts=T0, currents={1: 0.0, 2: 0.1}).is_idle
+    assert not Reading(robot_id="r", ts=T0, currents={9: None}).is_idle
+
+
+def test_alert_and_dead_letter_round_trip():
+    alert = Alert(
+        event_id="r1:3:residual:1", robot_id="r1", axis=3, detector="residual", severity=Severity.ERROR,
+        state=AlertState.CLOSED, opened_at=T0, closed_at=T0 + timedelta(seconds=30), peak_amps=40.0, threshold=30.0,
+    )
+    assert Alert.from_bytes(alert.to_bytes()) == alert
+    assert alert.duration_s == 30.0
+    dead = DeadLetter(source="x.csv", line=7, raw="a,b", reason="bad number")
+    assert DeadLetter.from_bytes(dead.to_bytes()) == dead
+
+
+def test_iso_utc_matches_export_format():
+    assert iso_utc(T0) == "2022-10-17T12:18:23.660Z"
+
+
+def test_axes_setting_accepts_ranges_and_lists():
+    assert parse_axes("1-3,8") == [1, 2, 3, 8]
+    assert parse_axes([3, 1]) == [1, 3]
+    with pytest.raises(ValueError):
+        parse_axes("3-1")
+
+
+def test_settings_from_environment_hide_secrets(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg2://u:hunter2@db/x")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "s3cret")
+    monkeypatch.setenv("AXES", "1-8")
+    settings = CommonSettings(_env_file=None)
+    assert settings.axes == list(range(1, 9))
+    assert isinstance(settings.database_url, SecretStr)
+    assert "hunter2" not in repr(settings) and "s3cret" not in repr(settings)
+    assert "hunter2" not in str(settings.model_dump())
+
+
+def test_partitioning_is_stable_per_key():
+    assert partition_for("robot-7", 6) == partition_for("robot-7", 6)
+    assert {partition_for(f"robot-{i}", 6) for i in range(50)} == set(range(6))
+
+
+async def test_in_process_bus_keeps_order_and_resumes_from_commit():
+    bus = InProcessBus(partitions=3)
+    for i in range(20):
+        await bus.publish("t", f"robot-{i % 4}", str(i).encode())
+    sub = await bus.subscribe(["t"], group_id="g")
+    got = await sub.getmany(max_records=100)
+    assert sorted(int(m.value) for m in got) == list(range(20))
+    for key in {m.key for m in got}:
+        values = [int(m.value) for m in got if m.key == key]
+        assert values == sorted(values)
+    first_half = [m for m in got if int(m.value) < 10]
+    await sub.commit(first_half)
+    again = await (await bus.subscribe(["t"], group_id="g")).getmany(max_records=100)
+    assert {int(m.value) for m in again} >= set(range(10, 20))
+    assert await sub.getmany(timeout_ms=10) == []
+
+
+async def test_in_process_bus_wakes_a_waiting_consumer():
+    bus = InProcessBus()
+    sub = await bus.subscribe(["t"], group_id="g")
+    waiter = asyncio.create_task(sub.getmany(timeout_ms=5000))
+    await asyncio.sleep(0)
+    await bus.publish("t", "k", b"x")
+    assert [m.value for m in await asyncio.wait_for(waiter, 2)] == [b"x"]
