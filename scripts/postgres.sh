@@ -1,0 +1,371 @@
+#!/usr/bin/env bash
+# Run a real, throwaway PostgreSQL server on 127.0.0.1 for tests and CI,
+# using the Debian server binaries (no Docker).
+#
+# Usage:
+#   scripts/postgres.sh start          initdb if needed, start, create database "axiswatch";
+#                                      prints DATABASE_URL=postgresql+psycopg2://axiswatch:PW@127.0.0.1:PORT/axiswatch
+#   scripts/postgres.sh stop [--clean] pg_ctl stop -m fast (--clean also deletes data and state)
+#   scripts/postgres.sh status         exit 0 if the server is running, 1 if not
+#   scripts/postgres.sh env            print: export DATABASE_URL=...
+#
+# Typical use:   scripts/postgres.sh start >/dev/null && eval "$(scripts/postgres.sh env)"
+#
+# Needs: the PostgreSQL server binaries (apt-get install postgresql), python3.
+# initdb/postgres refuse to run as root, so as root the server runs as the
+# "postgres" system user (or a system user "axiswatch-pg", created if there is
+# no "postgres" user), via runuser. As a non-root user it runs as that user.
+# Only the DATABASE_URL line goes to stdout; progress goes to stderr.
+#
+# Files:
+#   state  <repo>/var/postgres  ($AXISWATCH_VAR_DIR/postgres if that is set), root-only secrets:
+#          password, database_url (both mode 600), port, pghome (pointer to the server's dir)
+#   server dir (owned by the server user): <state>/pg, or /tmp/axiswatch-pg-<hash>
+#          when the server user cannot reach <state>; holds data/ and postgres.log
+# Environment knobs:
+#   AXISWATCH_PG_BINDIR         directory with initdb/pg_ctl/postgres (default: newest found)
+#   AXISWATCH_PG_START_TIMEOUT  seconds for pg_ctl -w (default 60)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+if [[ -n "${AXISWATCH_VAR_DIR:-}" ]]; then
+    mkdir -p "$AXISWATCH_VAR_DIR"
+    STATE="$(cd "$AXISWATCH_VAR_DIR" && pwd)/postgres"
+else
+    STATE="$REPO_ROOT/var/postgres"
+fi
+START_TIMEOUT="${AXISWATCH_PG_START_TIMEOUT:-60}"
+DB_USER="axiswatch"
+DB_NAME="axiswatch"
+
+log() { echo "postgres.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+    sed -n '2,/^set -euo pipefail/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
+    exit 2
+}
+
+# --- binaries and OS user -----------------------------------------------------
+
+find_bindir() {
+    if [[ -n "${AXISWATCH_PG_BINDIR:-}" ]]; then
+        [[ -x "$AXISWATCH_PG_BINDIR/pg_ctl" ]] || die "AXISWATCH_PG_BINDIR=$AXISWATCH_PG_BINDIR has no pg_ctl"
+        echo "$AXISWATCH_PG_BINDIR"
+        return 0
+    fi
+    local cands=() d
+    if command -v pg_config >/dev/null 2>&1; then
+        d="$(pg_config --bindir 2>/dev/null || true)"
+        [[ -n "$d" ]] && cands+=("$d")
+    fi
+    for d in /usr/lib/postgresql/*/bin; do
+        [[ -d "$d" ]] && cands+=("$d")
+    done
+    # Newest version first (the directory name carries the major version).
+    local best=""
+    while IFS= read -r d; do
+        if [[ -x "$d/initdb" && -x "$d/pg_ctl" && -x "$d/postgres" ]]; then
+            best="$d"
+            break
+        fi
+    done < <(printf '%s\n' "${cands[@]+"${cands[@]}"}" | sort -u -V -r)
+    [[ -n "$best" ]] || die "no PostgreSQL server binaries found (initdb/pg_ctl/postgres); install them: apt-get install postgresql"
+    echo "$best"
+}
+
+# The OS user the server runs as (only meaningful as root).
+server_user() {
+    if ((EUID != 0)); then
+        id -un
+        return 0
+    fi
+    if id -u postgres >/dev/null 2>&1; then
+        echo postgres
+        return 0
+    fi
+    if ! id -u axiswatch-pg >/dev/null 2>&1; then
+        log "no 'postgres' user; creating system user 'axiswatch-pg'"
+        useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin axiswatch-pg >&2 \
+            || die "could not create system user axiswatch-pg"
+    fi
+    echo axiswatch-pg
+}
+
+# as_server CMD...: run CMD as the server user (from /, whose cwd it can read).
+as_server() {
+    if ((EUID == 0)); then
+        (cd / && runuser -u "$PGUSER" -- "$@")
+    else
+        (cd / && "$@")
+    fi
+}
+
+# --- helpers ------------------------------------------------------------------
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+port_is_free() {
+    python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+# Like the servers themselves: TIME_WAIT leftovers must not count as "in use".
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    s.listen(1)
+except OSError:
+    sys.exit(1)
+finally:
+    s.close()
+PY
+}
+
+# Directory owned by the server user that holds data/ and postgres.log.
+# Prefer <state>/pg; if the server user cannot reach it (e.g. a 0700 parent
+# such as a mktemp -d dir, or a home dir), fall back to /tmp/axiswatch-pg-<hash>.
+choose_pghome() {
+    if [[ -s "$STATE/pghome" ]]; then
+        PGHOME="$(cat "$STATE/pghome")"
+        if [[ -d "$PGHOME" ]] && as_server test -w "$PGHOME" -a -x "$PGHOME"; then
+            return 0
+        fi
+        log "previous server dir $PGHOME is gone or unusable; starting afresh"
+    fi
+    local cand="$STATE/pg"
+    mkdir -p "$cand"
+    chmod 700 "$cand"
+    ((EUID == 0)) && chown "$PGUSER:" "$cand"
+    if as_server test -w "$cand" -a -x "$cand" 2>/dev/null; then
+        PGHOME="$cand"
+    else
+        rmdir "$cand" 2>/dev/null || true
+        local hash
+        hash="$(printf '%s' "$STATE" | sha256sum | cut -c1-12)"
+        cand="/tmp/axiswatch-pg-$hash"
+        if [[ -L "$cand" ]] || { [[ -e "$cand" ]] && [[ "$(stat -c %U "$cand")" != "$PGUSER" ]]; }; then
+            die "$cand exists and is not a directory owned by $PGUSER; remove it"
+        fi
+        mkdir -p "$cand"
+        chmod 700 "$cand"
+        ((EUID == 0)) && chown "$PGUSER:" "$cand"
+        as_server test -w "$cand" -a -x "$cand" || die "server user $PGUSER cannot use $cand"
+        log "server user $PGUSER cannot reach $STATE; keeping the data in $cand"
+        PGHOME="$cand"
+    fi
+    echo "$PGHOME" >"$STATE/pghome"
+}
+
+read_pghome() {
+    PGHOME=""
+    if [[ -s "$STATE/pghome" ]]; then
+        PGHOME="$(cat "$STATE/pghome")"
+    fi
+}
+
+# Is the server for this state dir running? (postmaster.pid names a live postgres)
+is_running() {
+    read_pghome
+    [[ -n "$PGHOME" && -f "$PGHOME/data/postmaster.pid" ]] || return 1
+    local pid
+    pid="$(head -n1 "$PGHOME/data/postmaster.pid" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'postgres' || return 1
+    echo "$pid"
+}
+
+show_log() {
+    if [[ -n "${PGHOME:-}" && -s "$PGHOME/postgres.log" ]]; then
+        echo "----- tail -n 40 $PGHOME/postgres.log -----" >&2
+        tail -n 40 "$PGHOME/postgres.log" >&2 || true
+    fi
+}
+
+write_url() {
+    local port="$1" pw
+    pw="$(cat "$STATE/password")"
+    (umask 077 && echo "postgresql+psycopg2://${DB_USER}:${pw}@127.0.0.1:${port}/${DB_NAME}" >"$STATE/database_url")
+    chmod 600 "$STATE/database_url"
+}
+
+print_env() {
+    local prefix="$1"
+    [[ -s "$STATE/database_url" ]] || die "no database_url in $STATE"
+    echo "${prefix}DATABASE_URL=$(cat "$STATE/database_url")"
+}
+
+# --- init ---------------------------------------------------------------------
+
+init_cluster() {
+    local data="$PGHOME/data"
+    if [[ -f "$data/PG_VERSION" && ! -s "$STATE/password" ]]; then
+        # Data left over from a state dir that was deleted: its password is
+        # lost, so it is useless. Stop whatever still runs there and start afresh.
+        log "discarding orphaned data dir $data (its password file is gone)"
+        as_server "$BINDIR/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    [[ -f "$data/PG_VERSION" && -s "$STATE/password" ]] && return 0
+    if [[ -e "$data" ]]; then
+        as_server rm -rf "$data"
+    fi
+    if [[ ! -s "$STATE/password" ]]; then
+        (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(16))' >"$STATE/password")
+    fi
+    chmod 600 "$STATE/password"
+    log "initdb ($("$BINDIR/postgres" --version)) in $data as OS user $PGUSER"
+    # The password file must be readable by the server user only, and briefly.
+    local pwfile
+    pwfile="$(mktemp /tmp/axiswatch-pgpw.XXXXXX)"
+    chmod 600 "$pwfile"
+    cat "$STATE/password" >"$pwfile"
+    ((EUID == 0)) && chown "$PGUSER" "$pwfile"
+    local rc=0
+    as_server "$BINDIR/initdb" -D "$data" -U "$DB_USER" --pwfile="$pwfile" \
+        --auth=scram-sha-256 --auth-host=scram-sha-256 --auth-local=scram-sha-256 \
+        -E UTF8 --locale=C --no-sync --no-instructions >"$STATE/initdb.log" 2>&1 || rc=$?
+    rm -f "$pwfile"
+    if ((rc != 0)); then
+        cat "$STATE/initdb.log" >&2
+        die "initdb failed"
+    fi
+    # Unix socket inside the data dir when the path fits (sun_path is 108 bytes),
+    # otherwise TCP only; clients here always use 127.0.0.1.
+    local sockdir="$data"
+    ((${#data} + 20 > 100)) && sockdir=""
+    as_server tee -a "$data/postgresql.conf" >/dev/null <<EOF
+
+# ---- added by scripts/axiswatch postgres.sh (throwaway test server) ----
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '${sockdir}'
+max_connections = 200
+shared_buffers = 128MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+password_encryption = 'scram-sha-256'
+logging_collector = off
+log_min_messages = warning
+log_line_prefix = '%m [%p] '
+EOF
+}
+
+# --- commands -----------------------------------------------------------------
+
+lock_state() {
+    mkdir -p "$STATE"
+    exec 9>"$STATE/.lock"
+    flock 9
+}
+
+cmd_start() {
+    lock_state
+    local pid
+    if pid="$(is_running)"; then
+        log "already running (pid $pid), state $STATE"
+        print_env ""
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || die "python3 not found"
+    BINDIR="$(find_bindir)"
+    PGUSER="$(server_user)"
+    choose_pghome
+    init_cluster
+
+    local port=""
+    if [[ -s "$STATE/port" ]]; then
+        port="$(cat "$STATE/port")"
+        if ! [[ "$port" =~ ^[0-9]+$ ]] || ! port_is_free "$port"; then port=""; fi
+    fi
+    [[ -n "$port" ]] || port="$(free_port)"
+    echo "$port" >"$STATE/port"
+
+    # A stale postmaster.pid from a crash is handled by postgres itself.
+    log "starting PostgreSQL on 127.0.0.1:$port (data $PGHOME/data)"
+    if ! as_server "$BINDIR/pg_ctl" -D "$PGHOME/data" -l "$PGHOME/postgres.log" \
+            -o "-p $port" -w -t "$START_TIMEOUT" start >"$STATE/pg_ctl.log" 2>&1 </dev/null 9>&-; then
+        cat "$STATE/pg_ctl.log" >&2
+        show_log
+        # Do not leave a half-started server behind.
+        as_server "$BINDIR/pg_ctl" -D "$PGHOME/data" -m immediate -w stop >/dev/null 2>&1 || true
+        die "PostgreSQL did not start (logs above)"
+    fi
+
+    # Create the application database (idempotent), over TCP with the password.
+    local psql="$BINDIR/psql"
+    [[ -x "$psql" ]] || psql="$(command -v psql || true)"
+    [[ -n "$psql" ]] || die "psql not found (apt-get install postgresql-client)"
+    local exists
+    exists="$(PGPASSWORD="$(cat "$STATE/password")" "$psql" -X -q -h 127.0.0.1 -p "$port" -U "$DB_USER" -d postgres \
+        -tAc "select 1 from pg_database where datname = '$DB_NAME'")" || { show_log; die "cannot connect to the new server"; }
+    if [[ "$exists" != "1" ]]; then
+        PGPASSWORD="$(cat "$STATE/password")" "$psql" -X -q -h 127.0.0.1 -p "$port" -U "$DB_USER" -d postgres \
+            -c "create database $DB_NAME" >/dev/null || die "could not create database $DB_NAME"
+    fi
+    write_url "$port"
+    log "ready (pid $(is_running || echo '?'))"
+    print_env ""
+}
+
+cmd_stop() {
+    local clean=0 arg
+    for arg in "$@"; do
+        case "$arg" in
+            --clean) clean=1 ;;
+            *) usage ;;
+        esac
+    done
+    if [[ ! -d "$STATE" ]]; then
+        log "not running (no state dir $STATE)"
+        return 0
+    fi
+    lock_state
+    read_pghome
+    if pid="$(is_running)"; then
+        BINDIR="$(find_bindir)"
+        PGUSER="$(stat -c %U "$PGHOME/data")"
+        log "stopping PostgreSQL (pid $pid)"
+        if ! as_server "$BINDIR/pg_ctl" -D "$PGHOME/data" -m fast -w -t 30 stop >/dev/null 2>&1; then
+            log "fast shutdown failed; trying immediate"
+            as_server "$BINDIR/pg_ctl" -D "$PGHOME/data" -m immediate -w -t 10 stop >/dev/null 2>&1 \
+                || kill -KILL "$pid" 2>/dev/null || true
+        fi
+    else
+        log "not running"
+    fi
+    if ((clean)); then
+        exec 9>&-
+        if [[ -n "$PGHOME" && -d "$PGHOME" ]]; then
+            rm -rf "$PGHOME"
+        fi
+        rm -rf "$STATE"
+        log "removed $STATE${PGHOME:+ and $PGHOME}"
+    fi
+}
+
+cmd_status() {
+    local pid
+    if pid="$(is_running)"; then
+        log "running (pid $pid) on 127.0.0.1:$(cat "$STATE/port" 2>/dev/null || echo '?'), state $STATE"
+        return 0
+    fi
+    log "not running (state $STATE)"
+    return 1
+}
+
+cmd_env() {
+    is_running >/dev/null || die "not running (state $STATE); run: scripts/postgres.sh start"
+    print_env "export "
+}
+
+case "${1:-}" in
+    start) shift; [[ $# -eq 0 ]] || usage; cmd_start ;;
+    stop) shift; cmd_stop "$@" ;;
+    status) shift; [[ $# -eq 0 ]] || usage; cmd_status ;;
+    env) shift; [[ $# -eq 0 ]] || usage; cmd_env ;;
+    -h | --help | help) usage ;;
+    *) usage ;;
+esac
