@@ -15,3 +15,8 @@ class ConfigurationError(AxiswatchError):
 
 class ServiceUnavailable(AxiswatchError):
     """Kafka or the database did not answer within the allowed retries."""
+
+
+class CsvFormatError(AxiswatchError, ValueError):
+    """A controller export whose header cannot be used at all (no header, no axis column, a duplicate
+    column). Bad data rows are not errors: they go to the dead letters and the feed goes on."""

@@ -1,0 +1,98 @@
+"""The producer's loop: rows from the feed, paced, to the readings topic; bad rows to the dead letters."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+
+from sqlalchemy import Engine
+
+from common.bus import Bus
+from common.schemas import DeadLetter, Reading
+from producer.faults import write_labels
+from producer.feed import Feed, open_feed
+from producer.pacing import Clock, MonotonicClock, Pacer, PacingOptions
+from producer.report import ProducerReport
+from producer.sender import Sender
+from producer.settings import ProducerSettings
+
+logger = logging.getLogger(__name__)
+
+YIELD_EVERY = 256  # rows between two visits to the event loop at max speed (signals, other services)
+
+
+def pacing_options(settings: ProducerSettings) -> PacingOptions:
+    return PacingOptions(settings.tick_seconds, settings.replay_speed, settings.max_speed, settings.catch_up)
+
+
+async def run(
+    settings: ProducerSettings, *, bus: Bus, stop: asyncio.Event,
+    source: Iterator[Reading | DeadLetter] | None = None, clock: Clock | None = None,
+    engine: Engine | None = None, progress: Callable[[int], None] | None = None,
+) -> ProducerReport:
+    """Publish ``source`` (default: the feed the settings describe) until it ends or ``stop`` is set;
+    flush and wait for the broker's confirmations (at most ``shutdown_timeout_s``) before returning."""
+    clock = clock or MonotonicClock()
+    feed = None if source is not None else await asyncio.to_thread(open_feed, settings, engine=engine)
+    items = source if feed is None else feed.items
+    report = ProducerReport(source=feed.description if feed else "feed")
+    pacing = pacing_options(settings)
+    logger.info("producing %s to %s, pacing: %s", report.source, settings.readings_topic, pacing.describe())
+    await bus.ensure_topics([settings.readings_topic, settings.dead_letter_topic])
+    sender = Sender(bus, stop=stop, max_in_flight=settings.max_in_flight)
+    pacer = Pacer(pacing, clock)
+    started = clock.now()
+    try:
+        await _publish(items, settings, sender, pacer, report, stop, progress)
+    finally:
+        report.stopped = stop.is_set()
+        await _finish(sender, settings, report)
+        report.late_ticks, report.elapsed_s = pacer.late_ticks, clock.now() - started
+        if feed is not None and feed.labels is not None and settings.labels_out is not None:
+            await asyncio.to_thread(_write_labels, feed, settings, report)
+    logger.info("%s", report.summary().replace("\n", "; "))
+    return report
+
+
+async def _publish(items, settings, sender: Sender, pacer: Pacer, report: ProducerReport, stop, progress) -> None:
+    max_speed = pacer.options.max_speed
+    for count, item in enumerate(items, 1):
+        if stop.is_set():
+            return
+        if isinstance(item, DeadLetter):
+            report.reject(item)
+            await sender.send(settings.dead_letter_topic, item.robot_id or item.source, item.to_bytes())
+            continue
+        delay = pacer.delay(item.robot_id, item.ts)
+        if delay > 0:
+            await sender.push()  # what was queued goes out before the wait, not after it
+            await pacer.clock.sleep(delay, stop)
+            if stop.is_set():
+                return  # stopped while waiting: this row was not sent
+        await sender.send(settings.readings_topic, item.robot_id, item.to_bytes())
+        report.saw(item.ts)
+        if progress is not None:
+            progress(1)
+        if max_speed and count % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+
+
+async def _finish(sender: Sender, settings: ProducerSettings, report: ProducerReport) -> None:
+    """Flush and collect the confirmations; whatever the broker has not confirmed by the deadline is
+    reported as NOT sent (never counted as sent)."""
+    try:
+        async with asyncio.timeout(settings.shutdown_timeout_s):
+            await sender.drain()
+    except TimeoutError:
+        logger.error("the broker did not confirm %d messages within %.0f s", sender.unconfirmed, settings.shutdown_timeout_s)
+    report.readings_confirmed = sender.confirmed[settings.readings_topic]
+    report.dead_letters_confirmed = sender.confirmed[settings.dead_letter_topic]
+    report.unconfirmed = sender.unconfirmed
+
+
+def _write_labels(feed: Feed, settings: ProducerSettings, report: ProducerReport) -> None:
+    if report.last_ts is None:
+        return
+    labels = [lab for lab in feed.labels(report.last_ts) if lab.start <= report.last_ts]
+    write_labels(labels, settings.labels_out)
+    logger.info("wrote %d fault labels to %s", len(labels), settings.labels_out)

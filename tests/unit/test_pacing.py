@@ -1,0 +1,109 @@
+"""Pacing on an injected clock: no sleeping in these tests, and no drift over a long run."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from common.bus import InProcessBus
+from common.schemas import Reading
+from producer.pacing import ManualClock, MonotonicClock, Pacer, PacingOptions
+from producer.service import run
+from producer.settings import ProducerSettings
+
+T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+async def pace(pacer: Pacer, rows: list[tuple[str, float]], work: dict[int, float] | None = None) -> list[float]:
+    """Send ``rows`` (robot, feed second) through the pacer; ``work`` adds processing time after row i.
+    Returns the clock reading at which each row went out."""
+    sent = []
+    for i, (robot, second) in enumerate(rows):
+        await pacer.wait(robot, at(second))
+        sent.append(pacer.clock.now())
+        pacer.clock.advance((work or {}).get(i, 0.0))
+    return sent
+
+
+async def test_one_row_every_tick():
+    clock = ManualClock(start=0.0)
+    sent = await pace(Pacer(PacingOptions(tick_seconds=2.0), clock), [("r", i * 1.9) for i in range(5)])
+    assert sent == [0.0, 2.0, 4.0, 6.0, 8.0]
+
+
+async def test_processing_time_and_sleep_overshoot_do_not_accumulate():
+    class Oversleeping(ManualClock):
+        async def sleep(self, seconds, stop=None):
+            await super().sleep(seconds + 0.013)  # every sleep comes back a bit late
+
+    clock = Oversleeping(start=0.0)
+    sent = await pace(Pacer(PacingOptions(tick_seconds=2.0), clock), [("r", i) for i in range(1000)],
+                      work={i: 0.3 for i in range(1000)})
+    assert sent[-1] == pytest.approx(999 * 2.0 + 0.013, abs=1e-6), "drift would add 999 x 0.013 s"
+    assert all(s < 1.71 for s in clock.sleeps[1:])
+
+
+async def test_a_late_tick_is_not_made_up_by_bursting():
+    clock = ManualClock(start=0.0)
+    pacer = Pacer(PacingOptions(tick_seconds=2.0), clock)
+    sent = await pace(pacer, [("r", i) for i in range(6)], work={2: 7.0})  # a 7 s stall after row 2
+    assert sent == [0.0, 2.0, 4.0, 11.0, 13.0, 15.0]
+    assert (pacer.late_ticks, pacer.lost_s) == (1, pytest.approx(5.0))
+
+
+async def test_catch_up_bursts_when_asked():
+    clock = ManualClock(start=0.0)
+    sent = await pace(Pacer(PacingOptions(tick_seconds=2.0, catch_up=True), clock), [("r", i) for i in range(7)], work={2: 7.0})
+    assert sent == [0.0, 2.0, 4.0, 11.0, 11.0, 11.0, 12.0], "rows due at 6, 8, 10 all go at 11"
+
+
+async def test_speed_replays_the_feeds_own_time_faster():
+    clock = ManualClock(start=0.0)
+    seconds = [0.0, 1.9, 3.8, 406.3]  # the export's 402 s gap
+    sent = await pace(Pacer(PacingOptions(speed=10.0), clock), [("r", s) for s in seconds])
+    assert sent == pytest.approx([0.0, 0.19, 0.38, 40.63])
+
+
+async def test_max_speed_never_sleeps():
+    clock = ManualClock(start=0.0)
+    sent = await pace(Pacer(PacingOptions(max_speed=True), clock), [("r", i * 60.0) for i in range(100)])
+    assert set(sent) == {0.0} and clock.sleeps == []
+
+
+async def test_a_fleet_tick_is_one_row_per_robot():
+    clock = ManualClock(start=0.0)
+    rows = [(robot, tick * 2.0) for tick in range(3) for robot in ("a", "b", "c")]
+    sent = await pace(Pacer(PacingOptions(tick_seconds=2.0), clock), rows)
+    assert sent == [0.0] * 3 + [2.0] * 3 + [4.0] * 3
+
+
+def test_speed_must_be_positive():
+    with pytest.raises(ValueError):
+        Pacer(PacingOptions(speed=0.0), ManualClock())
+
+
+def readings(n: int) -> list[Reading]:
+    return [Reading(robot_id="r", ts=at(2 * i), row=i + 2, currents={1: float(i)}) for i in range(n)]
+
+
+async def test_service_paces_with_the_injected_clock():
+    bus, clock = InProcessBus(), ManualClock(start=0.0)
+    settings = ProducerSettings(_env_file=None, bus="memory", tick_seconds=2.0)
+    report = await run(settings, bus=bus, stop=asyncio.Event(), source=iter(readings(50)), clock=clock)
+    assert report.readings_confirmed == 50
+    assert clock.now() == pytest.approx(49 * 2.0) and report.elapsed_s == pytest.approx(98.0)
+    assert bus.end_offsets(settings.readings_topic) == [50]
+
+
+async def test_stop_interrupts_a_long_wait_promptly():
+    bus, stop = InProcessBus(), asyncio.Event()
+    settings = ProducerSettings(_env_file=None, bus="memory", tick_seconds=3600.0)
+    asyncio.get_running_loop().call_later(0.05, stop.set)
+    async with asyncio.timeout(10):  # a guard only: without the stop this would wait an hour
+        report = await run(settings, bus=bus, stop=stop, source=iter(readings(3)), clock=MonotonicClock())
+    assert report.stopped and report.readings_confirmed == 1

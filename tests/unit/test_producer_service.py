@@ -1,0 +1,131 @@
+"""The producer service on the in-process bus: data flow, dead letters, retries, loop, CLI, axis list."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from common.bus import InProcessBus
+from common.controller_csv import CsvOptions
+from common.schemas import DeadLetter, Reading
+from producer import cli
+from producer.axes import axis_list
+from producer.feed import csv_feed
+from producer.faults import read_labels
+from producer.pacing import ManualClock
+from producer.service import run
+from producer.settings import ProducerSettings
+
+T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+GOOD = '"current",{a},2,,"2022-10-17T12:00:{s:02d}Z"'
+
+
+def export(tmp_path, rows: list[str]):
+    path = tmp_path / "feed.csv"
+    path.write_text('"Trait","Axis #1","Axis #2","Axis #3","Time"\n' + "\n".join(rows) + "\n")
+    return path
+
+
+def settings(**kw) -> ProducerSettings:
+    return ProducerSettings(_env_file=None, bus="memory", axes_from_db=False, axes="1-3", max_speed=True, **kw)
+
+
+def messages(bus: InProcessBus, topic: str):
+    return [m for partition in bus._log(topic) for m in partition]
+
+
+async def test_rows_go_to_readings_and_bad_rows_to_dead_letters(tmp_path):
+    rows = [GOOD.format(a=i, s=2 * i) for i in range(6)]
+    rows[2] = '"current",oops,2,,"2022-10-17T12:00:04Z"'
+    rows[4] = '"current",1,2'
+    bus, config = InProcessBus(), settings(csv_path=export(tmp_path, rows))
+    report = await run(config, bus=bus, stop=asyncio.Event())
+    readings = [Reading.from_bytes(m.value) for m in messages(bus, config.readings_topic)]
+    assert [r.row for r in readings] == [2, 3, 5, 7]
+    assert all(m.key == b"RMBR4-2" for m in messages(bus, config.readings_topic))
+    assert readings[0].currents == {1: 0.0, 2: 2.0, 3: None}
+    letters = [DeadLetter.from_bytes(m.value) for m in messages(bus, config.dead_letter_topic)]
+    assert [(d.source, d.line) for d in letters] == [("feed.csv", 4), ("feed.csv", 6)]
+    assert (report.readings_confirmed, report.rejected, report.dead_letters_confirmed, report.unconfirmed) == (4, 2, 2, 0)
+    assert "feed.csv:4: Axis #1: 'oops' is not a number" in report.summary()
+
+
+async def test_what_the_broker_never_confirms_is_reported_not_counted():
+    class DeadBus(InProcessBus):
+        async def send(self, topic, key, value):
+            return asyncio.get_running_loop().create_future()  # never resolves
+
+    source = iter([Reading(robot_id="r", ts=T0, row=1, currents={1: 1.0})] * 3)
+    report = await run(settings(shutdown_timeout_s=0.05), bus=DeadBus(), stop=asyncio.Event(), source=source)
+    assert (report.readings, report.readings_confirmed, report.unconfirmed) == (3, 0, 3)
+    assert "NOT SENT: 3 messages" in report.summary()
+
+
+def test_loop_shifts_time_forward_and_dead_letters_only_once(tmp_path):
+    rows = [GOOD.format(a=i, s=2 * i) for i in range(3)] + ['"current",x,2,,"2022-10-17T12:00:08Z"']
+    feed = csv_feed(export(tmp_path, rows), CsvOptions("R", [1, 2, 3], tick_seconds=2.0), loop=True)
+    items = list(itertools.islice(feed.items, 10))
+    assert sum(isinstance(i, DeadLetter) for i in items) == 1
+    stamps = [i.ts for i in items if isinstance(i, Reading)]
+    assert stamps == [T0 + timedelta(seconds=2 * i) for i in range(9)]
+
+
+async def test_synthetic_fleet_with_faults_writes_labels(tmp_path):
+    labels = tmp_path / "labels.csv"
+    config = settings(csv_path=None, robots=2, faults=True, labels_out=labels, limit=2 * 1800,
+                      start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    bus = InProcessBus()
+    report = await run(config, bus=bus, stop=asyncio.Event(), clock=ManualClock())
+    assert report.readings_confirmed == 3600
+    written = read_labels(labels)
+    assert {lab.robot_id for lab in written} == {"robot-001", "robot-002"}
+    assert all(lab.start <= report.last_ts for lab in written)
+
+
+def test_cli_dry_run_writes_json_lines(tmp_path, capsys):
+    path = export(tmp_path, [GOOD.format(a=i, s=2 * i) for i in range(5)] + ['"current",1'])
+    code = cli.main(["--csv", str(path), "--dry-run", "--max-speed", "--no-axes-from-db", "--axes", "1-3", "--robot-id", "R7"])
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(lines) == 6
+    assert [line["key"] for line in lines] == ["R7"] * 6
+    assert lines[0]["value"]["currents"] == {"1": 0.0, "2": 2.0, "3": None}
+    assert lines[-1]["topic"] == "axiswatch.dead-letters" and lines[-1]["value"]["line"] == 7
+    assert "rejected rows: 1" in err
+
+
+def test_cli_rejects_bad_settings(capsys):
+    assert cli.main(["--timezone", "Mars/Olympus", "--dry-run"]) == 2
+    assert "unknown time zone" in capsys.readouterr().err
+
+
+def test_settings_treat_an_empty_csv_path_as_unset(monkeypatch):
+    monkeypatch.setenv("CSV_PATH", "")
+    assert ProducerSettings(_env_file=None).csv_path is None
+
+
+def test_axis_list_comes_from_axes_dim_when_readable(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("create table axes_dim (robot_id text, axis_id int, label text, unit text, active boolean)"))
+        conn.execute(text("insert into axes_dim values ('R', 1, 'a1', 'A', 1), ('R', 3, 'a3', 'A', 1), ('R', 4, 'a4', 'A', 0), ('Q', 7, 'a7', 'A', 1)"))
+    config = ProducerSettings(_env_file=None, database_url=url, axes="1-14")
+    assert axis_list(config, ["R"]) == [1, 3]
+    assert axis_list(config, ["nobody"]) == list(range(1, 15))
+    assert axis_list(config, ["R"], from_db=False) == list(range(1, 15))
+
+
+def test_axis_list_falls_back_without_table_or_database(tmp_path):
+    empty = tmp_path / "empty.sqlite"
+    create_engine(f"sqlite:///{empty}").connect().close()
+    assert axis_list(ProducerSettings(_env_file=None, database_url=f"sqlite:///{empty}", axes="1-8"), ["R"]) == list(range(1, 9))
+    missing = tmp_path / "missing.sqlite"
+    assert axis_list(ProducerSettings(_env_file=None, database_url=f"sqlite:///{missing}", axes="1-8"), ["R"]) == list(range(1, 9))
+    assert not missing.exists(), "looking up the axis list must not create a database"
+    unreachable = "postgresql+psycopg2://u:p@127.0.0.1:1/db"
+    assert axis_list(ProducerSettings(_env_file=None, database_url=unreachable, axes="1-2"), ["R"]) == [1, 2]
