@@ -1,0 +1,196 @@
+"""The questions asked of the stored readings, shared by consumer_db's phrase queries and the dashboard.
+
+Each function takes a SQLAlchemy ``Connection`` and keyword-only filters, runs parameterised SQL that
+works on PostgreSQL and SQLite, and returns plain dicts (timestamps aware UTC). Common filters:
+``robot_id`` (None = every robot) and a time range ``start <= ts <= end`` (either end open when None).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, case, func, select
+
+from common.health import data_health
+from common.sqlparts import Row, minute_start
+from common.sqlparts import dicts as _dicts
+from common.sqlparts import where as _where
+from common.tables import alerts, axes_dim, axes_of, axis_label, readings_fact
+
+__all__ = [
+    "alert_history", "axes_of", "axis_summary", "data_health", "latest_per_axis", "latest_rows", "newest_ts",
+    "one_minute_peak", "resample_1min", "wide_readings", "window_peaks",
+]
+R = readings_fact
+
+
+def newest_ts(conn: Connection, *, robot_id: str | None = None, end: datetime | None = None) -> datetime | None:
+    """The newest reading's timestamp (at or before ``end``). Asked robot by robot (the robots named by
+    axes_dim): each is one step down the (robot_id, ts) index instead of a scan of the whole table."""
+    robots = select(axes_dim.c.robot_id).distinct()
+    if robot_id is not None:
+        robots = robots.where(axes_dim.c.robot_id == robot_id)
+    robots = robots.subquery()
+    per_robot = (
+        select(func.max(R.c.ts)).where(R.c.robot_id == robots.c.robot_id, *_where(R, robot_id=None, start=None, end=end))
+        .scalar_subquery()
+    )
+    newest = select(per_robot.label("newest")).select_from(robots).subquery()
+    return conn.execute(select(func.max(newest.c.newest))).scalar()
+
+
+def latest_per_axis(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,
+                    end: datetime | None = None) -> list[Row]:
+    """One row per robot and axis: the newest stored row (``ts``) and its ``amps`` (None = OK null)."""
+    inner = R.alias("newer")
+    newest = (
+        select(func.max(inner.c.ts))
+        .where(inner.c.robot_id == axes_dim.c.robot_id, inner.c.axis_id == axes_dim.c.axis_id,
+               *_where(inner, robot_id=None, start=start, end=end))
+        .scalar_subquery()
+    )
+    on = and_(R.c.robot_id == axes_dim.c.robot_id, R.c.axis_id == axes_dim.c.axis_id, R.c.ts == newest)
+    query = (
+        select(axes_dim.c.robot_id, axes_dim.c.axis_id, axes_dim.c.label, R.c.ts, R.c.amps)
+        .select_from(axes_dim.join(R, on))
+        .order_by(axes_dim.c.robot_id, axes_dim.c.axis_id)
+    )
+    if robot_id is not None:
+        query = query.where(axes_dim.c.robot_id == robot_id)
+    return _dicts(conn.execute(query))
+
+
+def window_peaks(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,
+                 end: datetime | None = None) -> list[Row]:
+    """Per robot and axis, the highest current in the range and when it first happened; highest first."""
+    ranked = (
+        select(R.c.robot_id, R.c.axis_id, R.c.amps.label("peak_amps"), R.c.ts,
+               func.row_number().over(partition_by=(R.c.robot_id, R.c.axis_id),
+                                      order_by=(R.c.amps.desc(), R.c.ts)).label("rank"))
+        .where(R.c.amps.is_not(None), *_where(R, robot_id=robot_id, start=start, end=end))
+        .subquery()
+    )
+    on = and_(axes_dim.c.robot_id == ranked.c.robot_id, axes_dim.c.axis_id == ranked.c.axis_id)
+    query = (
+        select(ranked.c.robot_id, ranked.c.axis_id, axes_dim.c.label, ranked.c.peak_amps, ranked.c.ts)
+        .select_from(ranked.join(axes_dim, on))
+        .where(ranked.c.rank == 1)
+        .order_by(ranked.c.peak_amps.desc(), ranked.c.robot_id, ranked.c.axis_id)
+    )
+    return _dicts(conn.execute(query))
+
+
+def one_minute_peak(conn: Connection, *, robot_id: str | None = None, at: datetime | None = None,
+                    window_s: float = 60.0) -> Row | None:
+    """The axis with the highest current in the ``window_s`` seconds up to ``at`` (default: the newest
+    reading), both ends included; ties go to the earlier time, then the lower robot id and axis."""
+    at = at if at is not None else newest_ts(conn, robot_id=robot_id)
+    if at is None:
+        return None
+    window_start = at - timedelta(seconds=window_s)
+    peaks = window_peaks(conn, robot_id=robot_id, start=window_start, end=at)
+    if not peaks:
+        return None
+    best = min(peaks, key=lambda p: (-p["peak_amps"], p["ts"], p["robot_id"], p["axis_id"]))
+    return {**best, "window_start": window_start, "window_end": at}
+
+
+def latest_rows(conn: Connection, *, n: int = 20, robot_id: str | None = None, start: datetime | None = None,
+                end: datetime | None = None) -> list[Row]:
+    """The newest ``n`` readings, wide: ``robot_id``, ``ts`` and one ``Axis #N`` column per axis; newest first."""
+    if robot_id is None:
+        start = max(filter(None, (start, _nth_newest_bound(conn, n=n, start=start, end=end))), default=None)
+    keys = (
+        select(R.c.robot_id, R.c.ts)
+        .where(*_where(R, robot_id=robot_id, start=start, end=end))
+        .group_by(R.c.robot_id, R.c.ts)
+        .order_by(R.c.ts.desc(), R.c.robot_id)
+        .limit(n)
+        .subquery()
+    )
+    return wide_readings(conn, keys)
+
+
+def _nth_newest_bound(conn: Connection, *, n: int, start: datetime | None, end: datetime | None) -> datetime | None:
+    """A time the fleet's ``n`` newest readings are all at or after: some robot has ``n`` readings from
+    it on, so nothing older can be among them. Each robot's ``n``-th newest time is a short walk down the
+    (robot_id, ts) index; with it, the fleet-wide question reads a few rows instead of the whole table."""
+    robots = select(axes_dim.c.robot_id).distinct().subquery()
+    nth = (
+        select(R.c.ts).where(R.c.robot_id == robots.c.robot_id, *_where(R, robot_id=None, start=start, end=end))
+        .group_by(R.c.ts).order_by(R.c.ts.desc()).limit(1).offset(n - 1).scalar_subquery()
+        # GROUP BY, not DISTINCT: SQLite 3.40 gives a wrong row for DISTINCT ... OFFSET in a subquery here
+    )
+    per_robot = select(nth.label("nth")).select_from(robots).subquery()
+    return conn.execute(select(func.max(per_robot.c.nth))).scalar()
+
+
+def wide_readings(conn: Connection, keys, *, newest_first: bool = True) -> list[Row]:
+    """The readings named by ``keys`` (a subquery with ``robot_id`` and ``ts`` columns), one wide row
+    each, with a column per axis seen among them (None where a reading has no row for that axis)."""
+    order = (R.c.ts.desc(), R.c.robot_id) if newest_first else (R.c.robot_id, R.c.ts)
+    rows = conn.execute(
+        select(R.c.robot_id, R.c.ts, R.c.axis_id, R.c.amps)
+        .select_from(R.join(keys, and_(R.c.robot_id == keys.c.robot_id, R.c.ts == keys.c.ts)))
+        .order_by(*order, R.c.axis_id)
+    ).all()
+    axes = sorted({axis for _, _, axis, _ in rows})
+    wide: dict[tuple[str, datetime], Row] = {}
+    for robot, ts, axis, amps in rows:
+        row = wide.setdefault((robot, ts), {"robot_id": robot, "ts": ts, **{axis_label(a): None for a in axes}})
+        row[axis_label(axis)] = amps
+    return list(wide.values())
+
+
+def resample_1min(conn: Connection, *, start: datetime | None = None, end: datetime | None = None,
+                  robot_id: str | None = None) -> list[Row]:
+    """Per robot, UTC minute and axis: mean (the smoothed curve), max and count of the non-null values."""
+    minute = minute_start(R.c.ts).label("minute")
+    query = (
+        select(R.c.robot_id, minute, R.c.axis_id, func.avg(R.c.amps).label("mean_amps"),
+               func.max(R.c.amps).label("max_amps"), func.count(R.c.amps).label("values"))
+        .where(*_where(R, robot_id=robot_id, start=start, end=end))
+        .group_by(R.c.robot_id, minute, R.c.axis_id)
+        .order_by(R.c.robot_id, minute, R.c.axis_id)
+    )
+    return _dicts(conn.execute(query))
+
+
+def axis_summary(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,
+                 end: datetime | None = None) -> list[Row]:
+    """Per robot and axis: rows, non-null values, the OK-null share of rows, the idle share (values at
+    exactly 0 A among the non-null ones), and mean/max while active (over the non-zero values)."""
+    active = case((R.c.amps != 0, R.c.amps))
+    stats = (
+        select(R.c.robot_id, R.c.axis_id, func.count().label("rows"), func.count(R.c.amps).label("non_null"),
+               func.sum(case((R.c.amps == 0, 1), else_=0)).label("idle"),
+               func.avg(active).label("mean_active_amps"), func.max(active).label("max_active_amps"))
+        .where(*_where(R, robot_id=robot_id, start=start, end=end))
+        .group_by(R.c.robot_id, R.c.axis_id)
+        .subquery()
+    )
+    on = and_(axes_dim.c.robot_id == stats.c.robot_id, axes_dim.c.axis_id == stats.c.axis_id)
+    query = select(stats, axes_dim.c.label).select_from(stats.join(axes_dim, on)).order_by(stats.c.robot_id, stats.c.axis_id)
+    out = []
+    for row in _dicts(conn.execute(query)):
+        idle = row.pop("idle") or 0
+        out.append({
+            "robot_id": row["robot_id"], "axis_id": row["axis_id"], "label": row["label"], "rows": row["rows"],
+            "non_null": row["non_null"], "ok_null_share": (row["rows"] - row["non_null"]) / row["rows"],
+            "idle_share": idle / row["non_null"] if row["non_null"] else None,
+            "mean_active_amps": row["mean_active_amps"], "max_active_amps": row["max_active_amps"],
+        })
+    return out
+
+
+def alert_history(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,
+                  end: datetime | None = None, limit: int | None = None) -> list[Row]:
+    """Alert events that were open at some moment of the range, newest first."""
+    conds = []
+    if robot_id is not None:
+        conds.append(alerts.c.robot_id == robot_id)
+    if end is not None:
+        conds.append(alerts.c.opened_at <= end)
+    if start is not None:
+        conds.append((alerts.c.closed_at.is_(None)) | (alerts.c.closed_at >= start))
+    query = select(alerts).where(*conds).order_by(alerts.c.opened_at.desc(), alerts.c.event_id).limit(limit)
+    return _dicts(conn.execute(query))

@@ -1,0 +1,1 @@
+"""consumer_db: the database sink (Kafka -> PostgreSQL/SQLite), bulk CSV ingest, phrase queries and exports."""

@@ -1,0 +1,65 @@
+"""Alert events: one row per ``event_id``, upserted by the rules every message of an event follows.
+
+Several messages of one event in one batch are merged in Python first (PostgreSQL refuses to update one
+row twice in one statement), then written with one ``INSERT ... ON CONFLICT DO UPDATE`` whose SQL applies
+the same rules against the stored row, so one message per transaction or all at once end the same.
+"""
+from __future__ import annotations
+
+from sqlalchemy import Connection, case, func, or_
+from sqlalchemy.dialects import postgresql, sqlite
+
+from common.schemas import Alert
+from common.tables import alerts
+
+SEVERITY_RANK = {"ALERT": 1, "ERROR": 2}
+
+
+def merge_alert(old: dict | None, new: dict) -> dict:
+    """The rules of :func:`upsert_alerts`, in Python, for several messages of one event in one batch."""
+    if old is None:
+        return new
+    merged = dict(new, opened_at=old["opened_at"])
+    merged["severity"] = max(old["severity"], new["severity"], key=lambda s: SEVERITY_RANK.get(s, 0))
+    peaks = [p for p in (old["peak_amps"], new["peak_amps"]) if p is not None]
+    merged["peak_amps"] = max(peaks) if peaks else None
+    for field in ("acknowledged_by", "acknowledged_at"):
+        merged[field] = new[field] if new[field] is not None else old[field]
+    return merged
+
+
+def alert_row(alert: Alert) -> dict:
+    return alert.model_dump(mode="python", exclude={"schema_version"}) | {
+        "severity": str(alert.severity), "state": str(alert.state),
+    }
+
+
+def upsert_alerts(conn: Connection, events: list[Alert]) -> int:
+    """Insert new events; for a known one the newer message sets state, closed_at, score and threshold,
+    while severity never goes down, the peak never goes down, and the acknowledgement, once set, stays
+    unless a newer message sets it again. Returns the number of distinct events written."""
+    merged: dict[str, dict] = {}
+    for event in events:
+        merged[event.event_id] = merge_alert(merged.get(event.event_id), alert_row(event))
+    if not merged:
+        return 0
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(alerts)
+    new, old = stmt.excluded, alerts.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[old.event_id],
+        set_={
+            "robot_id": new.robot_id, "axis": new.axis, "detector": new.detector, "state": new.state,
+            "closed_at": new.closed_at, "threshold": new.threshold, "score": new.score,
+            "severity": case((or_(old.severity == "ERROR", new.severity == "ERROR"), "ERROR"), else_=new.severity),
+            "peak_amps": case(
+                (old.peak_amps.is_(None), new.peak_amps), (new.peak_amps.is_(None), old.peak_amps),
+                (new.peak_amps > old.peak_amps, new.peak_amps), else_=old.peak_amps,
+            ),
+            "acknowledged_by": func.coalesce(new.acknowledged_by, old.acknowledged_by),
+            "acknowledged_at": func.coalesce(new.acknowledged_at, old.acknowledged_at),
+            "updated_at": func.current_timestamp(),
+        },
+    )
+    conn.execute(stmt, list(merged.values()))
+    return len(merged)

@@ -1,0 +1,159 @@
+"""What each ``python -m consumer_db`` command does, once the arguments are parsed."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+from common.db import make_engine, safe_url
+from common.errors import AxiswatchError, ServiceUnavailable
+from common.kafka import open_bus
+from common.service import run_service, setup_logging
+from consumer_db.settings import ConsumerDbSettings
+
+logger = logging.getLogger(__name__)
+
+
+def execute(command: Callable[[argparse.Namespace, ConsumerDbSettings], int], args: argparse.Namespace) -> int:
+    """Build the settings once, run the command; every expected failure is one clear line on stderr.
+    Exit codes: 1 a service or file is not there, 2 the request itself is wrong."""
+    overrides = {"database_url": args.database_url, "log_level": args.log_level}
+    try:
+        settings = ConsumerDbSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    # Alembic reports every step at INFO; consumer_db.migrate says what matters in one line.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    try:
+        return command(args, settings)
+    except (OperationalError, ProgrammingError) as exc:
+        print(f"error: {_database_problem(exc)}", file=sys.stderr)
+        return 1
+    except (ServiceUnavailable, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except AxiswatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _database_problem(exc: DBAPIError) -> str:
+    said = " ".join(str(exc.orig).split())
+    if "no such table" in said or "does not exist" in said:
+        return f"the database has no axiswatch schema yet ({said}); run: python -m consumer_db migrate"
+    return f"the database does not answer: {said}"
+
+
+def _engine(settings: ConsumerDbSettings) -> Engine:
+    return make_engine(settings.database_url, log_version=False)
+
+
+def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
+    from consumer_db.service import run
+
+    updates = {"sink_group_id": args.group_id, "sink_batch_size": args.batch_size, "sink_batch_ms": args.batch_ms}
+    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    if args.no_migrate:
+        settings = settings.model_copy(update={"migrate_on_start": False})
+
+    async def serve(stop: asyncio.Event) -> int:
+        bus = open_bus(settings)
+        await bus.start()
+        try:
+            await run(settings, bus=bus, stop=stop)
+        finally:
+            await bus.stop()
+        return 0
+
+    return run_service(serve)
+
+
+def migrate_db(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
+    from consumer_db.migrate import current_revision, head_revision, migrate
+
+    engine = _engine(settings)
+    try:
+        if args.show:
+            print(f"database {safe_url(engine)}: at {current_revision(engine) or 'empty'}, newest {head_revision()}")
+        else:
+            print(f"database {safe_url(engine)}: at {migrate(engine, args.revision)}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def ingest(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
+    from consumer_db.ingest import IngestOptions, ingest_csv
+    from consumer_db.migrate import migrate
+
+    options = IngestOptions(
+        robot_id=args.robot_id or settings.robot_id, default_axes=settings.axes,
+        timezone=args.timezone or settings.csv_timezone,
+        tick_seconds=args.tick_seconds or settings.tick_seconds, start_time=args.start_time,
+        backwards_tolerance_s=settings.backwards_tolerance_s if args.backwards_tolerance is None else args.backwards_tolerance,
+        chunk_rows=args.chunk_rows or settings.ingest_chunk_rows, workers=args.workers,
+        start_row=args.start_row, limit=args.limit, copy_min_rows=settings.sink_copy_min_rows,
+    )
+    engine = _engine(settings)
+    try:
+        migrate(engine)
+        report = ingest_csv(engine, args.csv, options, progress=not args.no_progress)
+    finally:
+        engine.dispose()
+    print(f"{report.file}: {report.readings} readings -> {report.rows_new} rows new, {report.rows_seen} already "
+          f"stored; {report.rejected} rejected; {report.seconds:.2f} s ({report.rows_per_s:,.0f} rows/s)")
+    for reason, count in sorted(report.reasons.items(), key=lambda item: -item[1])[:10]:
+        print(f"  rejected {count}x: {reason}")
+    return 0
+
+
+def query(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
+    from consumer_db.output import render
+    from consumer_db.phrases import QueryArgs, ask, known_phrases
+
+    if args.list or not args.phrase:
+        print(known_phrases())
+        return 0 if args.list else 2
+    qargs = QueryArgs(
+        robot_id=args.robot_id, start=args.start, end=args.end, at=args.at, n=args.n,
+        gap_threshold_s=args.gap_threshold or settings.gap_threshold_s, tick_seconds=settings.tick_seconds,
+    )
+    engine = _engine(settings)
+    try:
+        with engine.connect() as conn:
+            answer = ask(conn, args.phrase, qargs)
+    finally:
+        engine.dispose()
+    sys.stdout.write(render(answer.rows, answer.tables, args.format))
+    return 0
+
+
+def export(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
+    from consumer_db.export import ExportOptions
+    from consumer_db.export import export as write_export
+
+    options = ExportOptions(
+        out=args.out, page_size=args.page_size or settings.export_page_size,
+        sample_rows=args.sample_rows or settings.export_sample_rows, robot_id=args.robot_id,
+        gap_threshold_s=settings.gap_threshold_s, tick_seconds=settings.tick_seconds,
+    )
+    engine = _engine(settings)
+    try:
+        report = write_export(engine, options, progress=not args.no_progress)
+    finally:
+        engine.dispose()
+    print(f"{report.rows} readings rows; files in {options.out}:")
+    for path in report.files:
+        print(f"  {path.name}")
+    return 0
+
+
+COMMANDS = {"run": run_sink, "migrate": migrate_db, "ingest": ingest, "query": query, "export": export}

@@ -1,0 +1,76 @@
+"""From bus messages to what the sink stores: readings, alert events, and rejected records with a reason.
+
+A message that cannot be read never stops the sink: it becomes a ``rejected_readings`` row carrying the
+raw bytes (as text), the reason, and its origin (topic/partition/offset), which makes storing it again
+on a redelivery a no-op.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from common.bus import Message
+from common.errors import SchemaError
+from common.schemas import Alert, DeadLetter, Reading
+
+
+@dataclass(frozen=True)
+class Topics:
+    readings: str
+    alerts: str
+    dead_letters: str
+
+    def all(self) -> list[str]:
+        return [self.readings, self.alerts, self.dead_letters]
+
+
+@dataclass
+class Batch:
+    readings: list[tuple[Reading, Message]] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+
+
+def origin(message: Message) -> str:
+    return f"{message.topic}/{message.partition}/{message.offset}"
+
+
+def rejected_row(message: Message, reason: str, *, robot_id: str | None = None) -> dict:
+    """The message itself as a dead letter: where it sat in the topic, what it held, why it is refused."""
+    return {
+        "source": message.topic, "line": message.offset, "raw": message.value.decode("utf-8", "replace"),
+        "reason": reason, "robot_id": robot_id if robot_id is not None else _key(message),
+        "received_at": _received(message), "origin": origin(message),
+    }
+
+
+def dead_letter_row(letter: DeadLetter, message: Message) -> dict:
+    """A dead letter published by another service, stored as it came (its own source, line, reason)."""
+    return letter.model_dump(mode="python", exclude={"schema_version"}) | {"origin": origin(message)}
+
+
+def decode(messages: list[Message], topics: Topics) -> Batch:
+    batch = Batch()
+    for message in messages:
+        try:
+            if message.topic == topics.readings:
+                batch.readings.append((Reading.from_bytes(message.value), message))
+            elif message.topic == topics.alerts:
+                batch.alerts.append(Alert.from_bytes(message.value))
+            elif message.topic == topics.dead_letters:
+                batch.rejected.append(dead_letter_row(DeadLetter.from_bytes(message.value), message))
+            else:
+                batch.rejected.append(rejected_row(message, f"message from unexpected topic {message.topic}"))
+        except SchemaError as exc:
+            batch.rejected.append(rejected_row(message, str(exc)))
+    return batch
+
+
+def _key(message: Message) -> str | None:
+    return message.key.decode("utf-8", "replace")[:64] if message.key else None
+
+
+def _received(message: Message) -> datetime:
+    if message.timestamp_ms is not None:
+        return datetime.fromtimestamp(message.timestamp_ms / 1000, tz=timezone.utc)
+    return datetime.now(timezone.utc)

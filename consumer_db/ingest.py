@@ -1,0 +1,144 @@
+"""Bulk ingest: a controller export straight into ``readings_fact``, without Kafka.
+
+The same parser as the producer (``common.controller_csv``), the same schema lock and row rules as the
+sink (``axislock.RobotAxes``), the same idempotent writes (``store``): a re-run adds nothing, and a bad row
+lands in ``rejected_readings`` once, with its line number and reason.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from tqdm import tqdm
+
+from common.controller_csv import CsvOptions, Row, read_export_rows
+from common.schemas import DeadLetter
+from common.tables import seed_axes
+from consumer_db.axislock import Rejected, RobotAxes, load_axes
+from consumer_db.store import insert_readings, insert_rejected
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    file: str
+    robot_id: str
+    readings: int = 0
+    rows_new: int = 0
+    rows_seen: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        return (self.rows_new + self.rows_seen) / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    robot_id: str
+    default_axes: list[int]
+    timezone: str = "UTC"
+    tick_seconds: float = 2.0
+    start_time: datetime | None = None
+    backwards_tolerance_s: float = 0.0
+    chunk_rows: int = 5000
+    start_row: int = 0
+    limit: int | None = None
+    copy_min_rows: int = 1000
+    workers: int = 2
+
+
+def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: bool = False) -> IngestReport:
+    """Read ``path`` and store it chunk by chunk, one transaction per chunk of ``chunk_rows`` records."""
+    started = time.perf_counter()
+    path = Path(path)
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=[options.robot_id], axes=options.default_axes)
+        lock = load_axes(conn, [options.robot_id])[options.robot_id]
+    csv_options = CsvOptions(
+        robot_id=options.robot_id, axes=sorted(lock.known), timezone=options.timezone,
+        tick_seconds=options.tick_seconds, start_time=options.start_time,
+        backwards_tolerance_s=options.backwards_tolerance_s,
+    )
+    report = IngestReport(file=path.name, robot_id=options.robot_id)
+    records = read_export_rows(path, csv_options, start_row=options.start_row, limit=options.limit)
+    bar = tqdm(total=_expected_records(path, options), unit=" records", disable=not progress, desc=path.name)
+    # Parsing (here) overlaps with writing (in the pool): the database works while the next chunk is read.
+    with bar, ThreadPoolExecutor(options.workers, thread_name_prefix="ingest") as pool:
+        in_flight: deque[tuple[Future, int, int]] = deque()
+        for chunk in _chunks(records, options.chunk_rows):
+            rows, rejected = _prepare(chunk, lock, report)
+            in_flight.append((pool.submit(_write, engine, rows, rejected, options.copy_min_rows), len(chunk), len(rows)))
+            while len(in_flight) > options.workers:
+                _collect(in_flight.popleft(), report, bar)
+        while in_flight:
+            _collect(in_flight.popleft(), report, bar)
+    report.seconds = time.perf_counter() - started
+    logger.info("ingested %s: %d readings, %d rows new, %d already there, %d rejected in %.2f s (%.0f rows/s)",
+                path.name, report.readings, report.rows_new, report.rows_seen, report.rejected,
+                report.seconds, report.rows_per_s)
+    return report
+
+
+def _prepare(chunk: list[Row | DeadLetter], lock: RobotAxes, report: IngestReport) -> tuple[list[tuple], list[dict]]:
+    rows: list[tuple] = []
+    rejected: list[dict] = []
+    for record in chunk:
+        if type(record) is Row:
+            try:
+                rows += lock.rows(record.robot_id, record.ts, record.currents)
+                report.readings += 1
+                continue
+            except Rejected as exc:
+                record = DeadLetter(source=report.file, line=record.line, raw=str(record.currents),
+                                    reason=str(exc), robot_id=record.robot_id)
+        rejected.append(_rejected(record, report.robot_id))
+        report.reasons[record.reason] = report.reasons.get(record.reason, 0) + 1
+    report.rejected += len(rejected)
+    return rows, rejected
+
+
+def _write(engine: Engine, rows: list[tuple], rejected: list[dict], copy_min_rows: int) -> int:
+    with engine.begin() as conn:
+        new = insert_readings(conn, rows, copy_min_rows=copy_min_rows)
+        insert_rejected(conn, rejected)
+    return new
+
+
+def _collect(item: tuple[Future, int, int], report: IngestReport, bar: tqdm) -> None:
+    future, records, rows = item
+    new = future.result()
+    report.rows_new += new
+    report.rows_seen += rows - new
+    bar.update(records)
+
+
+def _rejected(letter: DeadLetter, robot_id: str) -> dict:
+    # The origin makes a re-run store each bad line once, not once per run.
+    return letter.model_dump(mode="python", exclude={"schema_version"}) | {
+        "origin": f"csv:{robot_id}:{letter.source}:{letter.line}",
+    }
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def _expected_records(path: Path, options: IngestOptions) -> int | None:
+    """Lines after the header, for the progress bar (blank lines make it an upper bound)."""
+    with open(path, "rb") as f:
+        lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b"")) - 1
+    remaining = max(lines - options.start_row, 0)
+    return remaining if options.limit is None else min(remaining, options.limit)

@@ -1,0 +1,146 @@
+"""The phrase table: ``python -m consumer_db query "<phrase>"`` -> one function of :mod:`common.queries`.
+
+A phrase matches case- and space-insensitively (hyphens and underscores count as spaces), by its own
+words or a synonym; "latest 50 rows" carries its number (``{n}`` in the table). An unknown phrase is an error listing the known.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from common import queries
+from common.errors import AxiswatchError
+
+Rows = list[dict[str, Any]]
+
+
+class UnknownPhrase(AxiswatchError, ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class QueryArgs:
+    robot_id: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    at: datetime | None = None
+    n: int = 20
+    gap_threshold_s: float = 10.0
+    tick_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The main table, plus named side tables (data health's gaps)."""
+
+    rows: Rows
+    tables: dict[str, Rows] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Phrase:
+    name: str
+    synonyms: tuple[str, ...]
+    run: Callable[[Connection, QueryArgs, int | None], Answer]
+    help: str
+
+    def match(self, text: str) -> tuple[bool, int | None]:
+        """Whether ``text`` says this phrase, and the number it carries in place of ``{n}`` (or None)."""
+        said = normalize(text)
+        for words in (self.name, *self.synonyms):
+            pattern = re.escape(normalize(words)).replace(re.escape("{n}"), r"(\d+)?")
+            if found := re.fullmatch(pattern, said):
+                number = found.group(1) if found.groups() else None
+                return True, int(number) if number else None
+        return False, None
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"[\s\-_]+", "", text.lower())
+
+
+def _latest(conn, a: QueryArgs, _n) -> Answer:
+    return Answer(queries.latest_per_axis(conn, robot_id=a.robot_id, start=a.start, end=a.end))
+
+
+def _peak(conn, a: QueryArgs, _n) -> Answer:
+    peak = queries.one_minute_peak(conn, robot_id=a.robot_id, at=a.at or a.end)
+    return Answer([peak] if peak else [])
+
+
+def _rows(conn, a: QueryArgs, n) -> Answer:
+    return Answer(queries.latest_rows(conn, n=n or a.n, robot_id=a.robot_id, start=a.start, end=a.end))
+
+
+def _window_peaks(conn, a: QueryArgs, _n) -> Answer:
+    return Answer(queries.window_peaks(conn, robot_id=a.robot_id, start=a.start, end=a.end))
+
+
+def _resample(conn, a: QueryArgs, _n) -> Answer:
+    return Answer(queries.resample_1min(conn, robot_id=a.robot_id, start=a.start, end=a.end))
+
+
+def _summary(conn, a: QueryArgs, _n) -> Answer:
+    return Answer(queries.axis_summary(conn, robot_id=a.robot_id, start=a.start, end=a.end))
+
+
+def _health(conn, a: QueryArgs, _n) -> Answer:
+    robots = queries.data_health(conn, robot_id=a.robot_id, start=a.start, end=a.end,
+                                 gap_threshold_s=a.gap_threshold_s, tick_seconds=a.tick_seconds)
+    gaps = [{"robot_id": r["robot_id"], **g} for r in robots for g in r["gaps"]]
+    summary = [{k: v for k, v in r.items() if k != "gaps"} for r in robots]
+    return Answer(summary, {"gaps": gaps})
+
+
+def _alerts(conn, a: QueryArgs, n) -> Answer:
+    return Answer(queries.alert_history(conn, robot_id=a.robot_id, start=a.start, end=a.end, limit=n))
+
+
+PHRASES: tuple[Phrase, ...] = (
+    Phrase("show latest per axis", ("latest per axis", "latest value per axis", "latest values", "show latest",
+                                    "latest", "current values"), _latest,
+           "one row per axis: its newest timestamp and value"),
+    Phrase("show 1-minute peak", ("1 minute peak", "one minute peak", "show one-minute peak", "minute peak",
+                                  "peak last minute"), _peak,
+           "the axis with the highest current in the 60 s up to the newest reading (or --at)"),
+    Phrase("show latest {n} rows", ("latest {n} rows", "last {n} rows", "show last {n} rows", "latest {n} readings",
+                                    "tail"), _rows,
+           "the newest readings, one column per axis (N from the phrase, else --n)"),
+    Phrase("show window peaks", ("window peaks", "peaks", "peak per axis", "show peaks"), _window_peaks,
+           "per axis, the highest current in --start/--end and when"),
+    Phrase("show 1-minute resample", ("1 minute resample", "one minute resample", "resample", "smoothing",
+                                      "smoothed", "1 minute means", "per minute means"), _resample,
+           "per minute and axis: mean (smoothed), max and count"),
+    Phrase("show per-axis summary", ("per axis summary", "axis summary", "summary", "show summary"), _summary,
+           "per axis: rows, non-null, OK-null share, idle share, mean/max while active"),
+    Phrase("show data health", ("data health", "health", "coverage", "data coverage", "show coverage", "gaps",
+                                "show gaps"), _health,
+           "time span, expected vs present readings and rows, gaps over --gap-threshold, axes never seen"),
+    Phrase("show alert history", ("alert history", "alerts", "show alerts"), _alerts,
+           "alert events open at some moment of --start/--end, newest first"),
+)
+
+
+def find(text: str) -> tuple[Phrase, int | None]:
+    for phrase in PHRASES:
+        matched, number = phrase.match(text)
+        if matched:
+            return phrase, number
+    raise UnknownPhrase(f"unknown phrase {text!r}; known phrases:\n{known_phrases()}")
+
+
+def known_phrases() -> str:
+    return "\n".join(
+        f'  "{p.name}" ({p.help}); also: {", ".join(repr(s) for s in p.synonyms)}'.replace("{n}", "N")
+        for p in PHRASES
+    )
+
+
+def ask(conn: Connection, text: str, args: QueryArgs) -> Answer:
+    phrase, number = find(text)
+    return phrase.run(conn, args, number)

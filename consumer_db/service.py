@@ -1,0 +1,108 @@
+"""The sink: readings, alerts and dead letters from the bus into the database, in batches.
+
+    collect a batch (bounded by size and time) -> write it in one transaction -> commit the offsets
+
+Offsets are committed only after the transaction commits, so a crash loses nothing: what was not
+committed is delivered again, and the writes are idempotent, so nothing is stored twice. While the
+database is away the loop stays on the same batch (no polling), retrying with a growing wait.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka.errors import KafkaError
+from sqlalchemy import Engine
+
+from common.bus import Bus, Message, Subscription
+from common.db import make_engine, safe_url
+from consumer_db.axislock import AxisLock
+from consumer_db.decode import Topics
+from consumer_db.migrate import migrate
+from consumer_db.retry import retry
+from consumer_db.settings import ConsumerDbSettings
+from consumer_db.sink import Sink, WriteReport
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.2  # the longest the loop waits on the bus before it looks at the stop event again
+REPORT_EVERY_S = 10.0
+
+
+async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, engine: Engine | None = None) -> None:
+    own_engine = engine is None
+    engine = engine or make_engine(settings.database_url, log_version=False)
+    try:
+        backoff = {"initial_s": settings.sink_retry_initial_s, "max_s": settings.sink_retry_max_s}
+        if settings.migrate_on_start and not await retry(lambda: migrate(engine), stop=stop, what="migrate", **backoff):
+            return
+        topics = Topics(settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic)
+        lock = AxisLock(engine, settings.axes, refresh_s=settings.axes_refresh_s)
+        sink = Sink(engine, lock, topics, copy_min_rows=settings.sink_copy_min_rows)
+        await bus.ensure_topics(topics.all())
+        subscription = await bus.subscribe(topics.all(), group_id=settings.sink_group_id)
+        logger.info("consumer_db: %s -> %s (group %s)", ", ".join(topics.all()), safe_url(engine), settings.sink_group_id)
+        try:
+            await _consume(subscription, sink, settings, stop, backoff)
+        finally:
+            await subscription.close()
+    finally:
+        if own_engine:
+            engine.dispose()
+
+
+async def _consume(subscription: Subscription, sink: Sink, settings: ConsumerDbSettings, stop: asyncio.Event,
+                   backoff: dict) -> None:
+    total, last_report = WriteReport(), time.monotonic()
+    while not stop.is_set():
+        messages = await next_batch(subscription, stop, max_size=settings.sink_batch_size,
+                                    max_wait_s=settings.sink_batch_ms / 1000)
+        if not messages:
+            continue
+        report = await retry(lambda: sink.write(messages), stop=stop, what=f"write of {len(messages)} messages", **backoff)
+        if report is None:
+            logger.warning("stopped before %d messages could be written; they will be delivered again", len(messages))
+            break
+        await commit(subscription, messages)
+        total.add(report)
+        if time.monotonic() - last_report >= REPORT_EVERY_S:
+            _log_report(total)
+            last_report = time.monotonic()
+    _log_report(total)
+
+
+async def next_batch(subscription: Subscription, stop: asyncio.Event, *, max_size: int, max_wait_s: float) -> list[Message]:
+    """Messages until the batch is full or ``max_wait_s`` has passed since its first one; an empty list
+    when nothing came within one poll, so the caller can look at ``stop``."""
+    loop = asyncio.get_running_loop()
+    messages: list[Message] = []
+    deadline: float | None = None
+    while len(messages) < max_size and not stop.is_set():
+        wait = POLL_S if deadline is None else min(POLL_S, deadline - loop.time())
+        if wait <= 0:
+            break
+        got = await subscription.getmany(timeout_ms=max(1, int(wait * 1000)), max_records=max_size - len(messages))
+        if got:
+            messages += got
+            deadline = deadline if deadline is not None else loop.time() + max_wait_s
+        elif deadline is None:
+            break
+    return messages
+
+
+async def commit(subscription: Subscription, messages: list[Message]) -> None:
+    try:
+        await subscription.commit(messages)
+    except KafkaError as exc:
+        # E.g. CommitFailedError after a rebalance: the new owner gets these messages again, and
+        # writing them again changes nothing, so going on is safe.
+        logger.warning("offset commit failed (%s); the messages will be delivered again, harmlessly", exc)
+
+
+def _log_report(total: WriteReport) -> None:
+    if total.messages:
+        logger.info(
+            "written so far: %d messages, %d readings (%d rows new, %d already there), %d alert events, %d rejected",
+            total.messages, total.readings, total.rows_new, total.rows_seen, total.alerts, total.rejected,
+        )

@@ -1,0 +1,34 @@
+"""consumer_db's settings: the common ones plus batching, retries, exports and data health."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from common.settings import CommonSettings
+
+
+class ConsumerDbSettings(CommonSettings):
+    """Environment names are the field names in upper case (``SINK_BATCH_SIZE``, ...)."""
+
+    sink_group_id: str = Field("axiswatch-consumer-db", description="Kafka consumer group of the sink.")
+    sink_batch_size: int = Field(
+        5000, ge=1, description="Messages written in one transaction at most (readings, alerts, dead letters)."
+    )
+    sink_batch_ms: int = Field(
+        500, ge=1, description="Longest wait in ms from a batch's first message to its write, when traffic is low."
+    )
+    sink_copy_min_rows: int = Field(
+        1000, ge=1, description="PostgreSQL: batches of at least this many rows go through COPY into a "
+        "staging table; smaller ones through a multi-row INSERT.",
+    )
+    sink_retry_initial_s: float = Field(0.5, gt=0, description="First wait before retrying a failed database write.")
+    sink_retry_max_s: float = Field(30.0, gt=0, description="Longest wait between retries (the wait doubles).")
+    migrate_on_start: bool = Field(True, description="Apply pending migrations when the service starts.")
+    axes_refresh_s: float = Field(60.0, gt=0, description="How long the sink trusts its copy of axes_dim.")
+    ingest_chunk_rows: int = Field(5000, ge=1, description="Readings per transaction in the bulk CSV ingest.")
+    csv_timezone: str = Field("UTC", description="Zone of a CSV's naive timestamps (ISO ones with Z are UTC).")
+    backwards_tolerance_s: float = Field(
+        0.0, ge=0, description="How far a CSV's time may step back before the row is rejected."
+    )
+    export_page_size: int = Field(100_000, ge=1, description="Readings rows per CSV page of the full export.")
+    export_sample_rows: int = Field(1000, ge=1, description="Readings (wide rows) in the XLSX sample sheet.")
+    gap_threshold_s: float = Field(10.0, gt=0, description="Data health: a step between readings longer than this is a gap.")

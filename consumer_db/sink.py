@@ -1,0 +1,83 @@
+"""The blocking half of the sink: one batch of messages, one database transaction (run in a thread)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DataError, IntegrityError
+
+from common.bus import Message
+from consumer_db.axislock import AxisLock, Rejected
+from consumer_db.decode import Batch, Topics, decode, rejected_row
+from consumer_db.retry import short_error
+from consumer_db.alert_store import upsert_alerts
+from consumer_db.store import insert_readings, insert_rejected
+
+logger = logging.getLogger(__name__)
+
+# What one message's content can provoke in the database; anything else (connection lost, server
+# restarting, database locked) is an outage, for the caller to retry.
+CONTENT_ERRORS = (DataError, IntegrityError)
+
+
+@dataclass
+class WriteReport:
+    messages: int = 0
+    readings: int = 0
+    rows_new: int = 0
+    rows_seen: int = 0
+    alerts: int = 0
+    rejected: int = 0
+
+    def add(self, other: "WriteReport") -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class Sink:
+    def __init__(self, engine: Engine, lock: AxisLock, topics: Topics, *, copy_min_rows: int = 1000) -> None:
+        self.engine = engine
+        self.lock = lock
+        self.topics = topics
+        self.copy_min_rows = copy_min_rows
+
+    def write(self, messages: list[Message]) -> WriteReport:
+        """Store the batch in one transaction. If the database refuses its content, store the messages one
+        by one instead, so that only the offending one becomes a rejected record."""
+        try:
+            return self._write(messages)
+        except CONTENT_ERRORS as exc:
+            logger.warning("batch of %d refused by the database (%s); writing its messages one by one",
+                           len(messages), short_error(exc))
+        report = WriteReport()
+        for message in messages:
+            try:
+                report.add(self._write([message]))
+            except CONTENT_ERRORS as exc:
+                with self.engine.begin() as conn:
+                    insert_rejected(conn, [rejected_row(message, f"refused by the database: {short_error(exc)}")])
+                report.add(WriteReport(messages=1, rejected=1))
+        return report
+
+    def _write(self, messages: list[Message]) -> WriteReport:
+        batch = decode(messages, self.topics)
+        axes = self.lock.for_robots({reading.robot_id for reading, _ in batch.readings})
+        rows: list[tuple] = []
+        accepted = 0
+        for reading, message in batch.readings:
+            try:
+                rows += axes[reading.robot_id].rows(reading.robot_id, reading.ts, reading.currents)
+                accepted += 1
+            except Rejected as exc:
+                batch.rejected.append(rejected_row(message, str(exc), robot_id=reading.robot_id))
+        with self.engine.begin() as conn:
+            report = self._store(conn, batch, rows)
+        report.messages, report.readings = len(messages), accepted
+        return report
+
+    def _store(self, conn: Connection, batch: Batch, rows: list[tuple]) -> WriteReport:
+        new = insert_readings(conn, rows, copy_min_rows=self.copy_min_rows)
+        alerts = upsert_alerts(conn, batch.alerts)
+        insert_rejected(conn, batch.rejected)
+        return WriteReport(rows_new=new, rows_seen=len(rows) - new, alerts=alerts, rejected=len(batch.rejected))

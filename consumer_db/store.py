@@ -1,0 +1,131 @@
+"""Idempotent writes of readings (COPY on PostgreSQL) and dead letters; alert events: ``alert_store``.
+
+Every write can be repeated without changing the result: a reading already stored, or a dead letter
+with the same origin, is skipped (``ON CONFLICT DO NOTHING``). That is what makes redelivery after a
+crash or a rebalance harmless.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, literal, or_, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from common.tables import insert_ignoring_duplicates, readings_fact, rejected_readings
+
+READING_COLUMNS = ("robot_id", "axis_id", "ts", "amps")
+NULL = "\\N"  # COPY text format's NULL
+STAGE = "readings_stage"
+# Session-local and emptied at commit; created once per pooled connection, not once per batch.
+CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (robot_id text, axis_id smallint, ts timestamptz, "
+    "amps double precision) ON COMMIT DELETE ROWS"
+)
+MOVE_STAGE = (
+    f"INSERT INTO readings_fact (robot_id, axis_id, ts, amps) SELECT robot_id, axis_id, ts, amps FROM {STAGE} "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000) -> int:
+    """Store ``(robot_id, axis_id, ts, amps)`` rows, skipping those already there; returns how many were new."""
+    if not rows:
+        return 0
+    if conn.dialect.name == "postgresql" and len(rows) >= copy_min_rows:
+        return copy_readings(conn, rows)
+    return insert_ignoring_duplicates(conn, readings_fact, [dict(zip(READING_COLUMNS, r)) for r in rows])
+
+
+def copy_readings(conn: Connection, rows: list[tuple]) -> int:
+    """PostgreSQL. New data (nothing stored yet for any of the rows' robots within their time span, the
+    usual case) is COPied straight into readings_fact, inside a savepoint. Otherwise, or if that meets a
+    duplicate after all (a concurrent writer, a time repeated in the input), the rows go through the
+    staging table: COPY, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, about twice the work."""
+    text = copy_text(rows)
+    if not _anything_stored(conn, rows):
+        try:
+            with conn.begin_nested():
+                copy_from(conn, "COPY readings_fact (robot_id, axis_id, ts, amps) FROM STDIN", text)
+            return len(rows)
+        except IntegrityError:
+            text.seek(0)
+    conn.exec_driver_sql(CREATE_STAGE)
+    copy_from(conn, f"COPY {STAGE} (robot_id, axis_id, ts, amps) FROM STDIN", text)
+    inserted = conn.exec_driver_sql(MOVE_STAGE).rowcount
+    conn.exec_driver_sql(f"TRUNCATE {STAGE}")  # a second call in the same transaction starts empty
+    return inserted
+
+
+def _anything_stored(conn: Connection, rows: list[tuple]) -> bool:
+    spans: dict[str, list[datetime]] = {}
+    for robot, _, ts, _ in rows:
+        span = spans.setdefault(robot, [ts, ts])
+        if ts < span[0]:
+            span[0] = ts
+        elif ts > span[1]:
+            span[1] = ts
+    R = readings_fact.c
+    inside = or_(*(and_(R.robot_id == robot, R.ts.between(low, high)) for robot, (low, high) in spans.items()))
+    return conn.execute(select(literal(1)).where(inside).limit(1)).first() is not None
+
+
+def copy_from(conn: Connection, sql: str, data: io.StringIO) -> None:
+    """psycopg2's ``copy_expert`` on the connection's own transaction. Its errors are turned into
+    SQLAlchemy's (OperationalError, DataError, ...) like every other statement's, and a lost connection
+    is invalidated, so callers handle one kind of error."""
+    dbapi_connection = conn.connection.dbapi_connection
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.copy_expert(sql, data, size=1 << 18)
+    except conn.dialect.dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(sql, None, exc, conn.dialect.dbapi.Error, connection_invalidated=lost,
+                                  dialect=conn.dialect) from exc
+    finally:
+        if not cursor.closed:
+            cursor.close()
+
+
+def copy_text(rows: Iterable[tuple]) -> io.StringIO:
+    """COPY's text format. Rows of one reading share robot and time, so both are formatted once."""
+    out: list[str] = []
+    last_robot, last_ts, prefix_robot, text_ts = None, None, "", ""
+    for robot, axis, ts, amps in rows:
+        if robot is not last_robot:
+            last_robot, prefix_robot = robot, _escape(robot)
+        if ts is not last_ts:
+            last_ts, text_ts = ts, _timestamp(ts)
+        out.append(f"{prefix_robot}\t{axis}\t{text_ts}\t{NULL if amps is None else repr(amps)}\n")
+    return io.StringIO("".join(out))
+
+
+def _timestamp(ts: datetime) -> str:
+    if ts.tzinfo is None:
+        raise ValueError(f"naive datetime {ts!r}: axiswatch stores UTC instants only")
+    return ts.isoformat()
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def insert_rejected(conn: Connection, rows: list[dict]) -> int:
+    """Dead letters; one with an ``origin`` already stored (a redelivery) is skipped."""
+    return insert_ignoring_duplicates(conn, rejected_readings, [_clean_text(r) for r in rows])
+
+
+LIMITS = {"source": 300, "robot_id": 64, "origin": 400}
+
+
+def _clean_text(row: dict) -> dict:
+    # A dead letter must be storable whatever garbage it carries: PostgreSQL text cannot hold NUL, and
+    # the short columns are cut to their width.
+    clean = {k: v.replace("\x00", "\\x00") if isinstance(v, str) else v for k, v in row.items()}
+    for column, width in LIMITS.items():
+        if isinstance(clean.get(column), str):
+            clean[column] = clean[column][:width]
+    return clean

@@ -1,0 +1,100 @@
+"""consumer_db on a real PostgreSQL: the phrase tests, the schema, the views, bulk ingest of the real export."""
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select, text
+
+from common.db import make_engine
+from common.tables import metadata, readings_fact, rejected_readings
+from consumer_db.ingest import IngestOptions, ingest_csv
+from consumer_db.phrases import QueryArgs, ask
+from tests.phrase_fixture import CASES, load
+from tests.unit.test_phrases import comparable
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def engine(pg_url):
+    engine = make_engine(pg_url, log_version=False)
+    yield engine
+    engine.dispose()
+
+
+def test_phrases_give_the_same_exact_rows_on_postgres(engine):
+    load(engine)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata) == []
+        for phrase, args, rows, tables in CASES:
+            answer = ask(conn, phrase, QueryArgs(**args))
+            assert comparable(answer.rows) == comparable(rows), phrase
+            assert {k: comparable(v) for k, v in answer.tables.items()} == {k: comparable(v) for k, v in tables.items()}, phrase
+        views = {v: conn.execute(text(f"SELECT count(*) FROM {v}")).scalar() for v in
+                 ("cat_latest_per_axis", "cat_minute_peaks", "cat_axis_summary", "cat_data_health", "cat_gaps")}
+    assert views == {"cat_latest_per_axis": 6, "cat_minute_peaks": 10, "cat_axis_summary": 6, "cat_data_health": 2, "cat_gaps": 1}
+
+
+def test_bulk_ingest_of_the_real_export_through_copy_and_again(engine, real_export):
+    from consumer_db.migrate import migrate
+
+    migrate(engine)
+    options = IngestOptions(robot_id="RMBR4-2", default_axes=list(range(1, 15)))
+    first = ingest_csv(engine, real_export, options)
+    second = ingest_csv(engine, real_export, options)
+    assert (first.readings, first.rows_new, first.rejected) == (39_672, 555_408, 0)
+    assert (second.rows_new, second.rows_seen) == (0, 555_408)
+    with engine.connect() as conn:
+        total, values, stamps = conn.execute(
+            select(func.count(), func.count(readings_fact.c.amps), func.count(func.distinct(readings_fact.c.ts)))
+        ).one()
+        peak = conn.execute(select(func.max(readings_fact.c.amps))).scalar()
+        assert conn.execute(select(func.count()).select_from(rejected_readings)).scalar() == 0
+    assert (total, values, stamps) == (555_408, 39_672 * 8, 39_672)
+    assert peak == pytest.approx(51.713, abs=0.001)  # the data README: axis 2 reaches 51.7 A
+
+
+def test_copy_path_handles_overlaps_and_duplicates_within_a_batch(engine):
+    from datetime import datetime, timedelta, timezone
+
+    from consumer_db.migrate import migrate
+    from consumer_db.store import insert_readings
+
+    migrate(engine)
+    t0 = datetime(2022, 10, 17, tzinfo=timezone.utc)
+    rows = [("r", axis, t0 + timedelta(seconds=i), float(i)) for i in range(600) for axis in (1, 2)]
+    with engine.begin() as conn:
+        assert insert_readings(conn, rows[:600], copy_min_rows=1) == 600  # new data: straight COPY
+    with engine.begin() as conn:
+        assert insert_readings(conn, rows, copy_min_rows=1) == 600  # overlaps: through the staging table
+    with engine.begin() as conn:
+        doubled = [("s", 1, t0, 1.0), ("s", 1, t0, 1.0), ("s", 2, t0, None)]
+        assert insert_readings(conn, doubled, copy_min_rows=1) == 2  # COPY meets the duplicate, falls back
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(readings_fact)).scalar() == 1202
+
+
+def test_a_message_the_database_refuses_is_rejected_alone(engine):
+    from datetime import datetime, timezone
+
+    from common.bus import Message
+    from common.schemas import Alert, Reading
+    from common.tables import alerts
+    from consumer_db.axislock import AxisLock
+    from consumer_db.decode import Topics
+    from consumer_db.migrate import migrate
+    from consumer_db.sink import Sink
+
+    migrate(engine)
+    t0 = datetime(2022, 10, 17, tzinfo=timezone.utc)
+    good = Alert(event_id="ok", robot_id="r", axis=1, detector="zscore", severity="ALERT", state="open", opened_at=t0)
+    too_long = good.model_copy(update={"event_id": "long", "detector": "d" * 500})
+    reading = Reading(robot_id="r", ts=t0, currents={1: 2.0})
+    messages = [Message("alerts", 0, 0, b"r", good.to_bytes()), Message("alerts", 0, 1, b"r", too_long.to_bytes()),
+                Message("readings", 0, 0, b"r", reading.to_bytes())]
+    sink = Sink(engine, AxisLock(engine, [1, 2]), Topics("readings", "alerts", "dead"))
+    report = sink.write(messages)
+    assert (report.alerts, report.rejected, report.rows_new) == (1, 1, 2)
+    with engine.connect() as conn:
+        assert conn.execute(select(alerts.c.event_id)).scalars().all() == ["ok"]
+        origin, reason = conn.execute(select(rejected_readings.c.origin, rejected_readings.c.reason)).one()
+    assert origin == "alerts/0/1" and reason.startswith("refused by the database: value too long")

@@ -1,0 +1,93 @@
+"""Bulk ingest on SQLite: schema lock, OK nulls, bad rows to rejected_readings, re-runs add nothing."""
+import csv
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+
+from common.tables import axes_dim, readings_fact, rejected_readings, seed_axes
+from consumer_db.cli import main
+from consumer_db.ingest import IngestOptions, ingest_csv
+from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
+
+CSV = (
+    '"Trait","Axis #1","Axis #2","Axis #3","Axis #15","Time"\n'
+    '"current",0,1.5,,9,"2022-10-17T12:18:23.660Z"\n'
+    '"current",2.25,abc,0,9,"2022-10-17T12:18:25.472Z"\n'
+    '"current",3,4,5,9,"2022-10-17T14:18:27.000+02:00"\n'
+    '\n'
+    '"current",,,,,"2022-10-17T12:18:29.000Z"\n'
+)
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+
+@pytest.fixture
+def engine(migrated_sqlite):
+    return migrated_sqlite
+
+
+@pytest.fixture
+def export(tmp_path):
+    path = tmp_path / "robot-export.csv"
+    path.write_text(CSV)
+    return path
+
+
+def stored(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return conn.execute(select(readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
+                            .order_by(readings_fact.c.ts, readings_fact.c.axis_id)).all()
+
+
+def test_ingest_stores_every_good_row_once_and_rejects_the_bad_one(engine, export):
+    options = IngestOptions(robot_id="R9", default_axes=[1, 2, 3], chunk_rows=2)
+    first = ingest_csv(engine, export, options)
+    again = ingest_csv(engine, export, options)
+    assert (first.readings, first.rows_new, first.rows_seen, first.rejected) == (3, 9, 0, 1)
+    assert (again.readings, again.rows_new, again.rows_seen, again.rejected) == (3, 0, 9, 1)
+    assert stored(engine) == [
+        (utc("2022-10-17T12:18:23.660Z"), 1, 0.0), (utc("2022-10-17T12:18:23.660Z"), 2, 1.5), (utc("2022-10-17T12:18:23.660Z"), 3, None),
+        (utc("2022-10-17T12:18:27Z"), 1, 3.0), (utc("2022-10-17T12:18:27Z"), 2, 4.0), (utc("2022-10-17T12:18:27Z"), 3, 5.0),
+        (utc("2022-10-17T12:18:29Z"), 1, None), (utc("2022-10-17T12:18:29Z"), 2, None), (utc("2022-10-17T12:18:29Z"), 3, None),
+    ]
+    with engine.connect() as conn:
+        rejected = conn.execute(select(rejected_readings.c.source, rejected_readings.c.line, rejected_readings.c.raw,
+                                       rejected_readings.c.reason, rejected_readings.c.robot_id)).all()
+    assert rejected == [("robot-export.csv", 3, '"current",2.25,abc,0,9,"2022-10-17T12:18:25.472Z"',
+                         "Axis #2: 'abc' is not a number", "R9")]
+
+
+def test_the_axes_dim_of_a_known_robot_is_the_lock(engine, export):
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R9"], axes=[1, 2])
+    ingest_csv(engine, export, IngestOptions(robot_id="R9", default_axes=[1, 2, 3]))
+    assert {axis for _, axis, _ in stored(engine)} == {1, 2}
+    with engine.connect() as conn:
+        assert conn.execute(select(axes_dim.c.axis_id).where(axes_dim.c.robot_id == "R9")).scalars().all() == [1, 2]
+
+
+def test_start_row_and_limit_pick_a_slice(engine, export):
+    report = ingest_csv(engine, export, IngestOptions(robot_id="R9", default_axes=[1, 2, 3], start_row=2, limit=1))
+    assert report.readings == 1 and {ts for ts, _, _ in stored(engine)} == {utc("2022-10-17T12:18:27Z")}
+
+
+def test_real_export_slice_matches_the_file(engine, real_export):
+    report = ingest_csv(engine, real_export, IngestOptions(robot_id="RMBR4-2", default_axes=list(range(1, 15)), limit=300))
+    assert (report.readings, report.rows_new, report.rejected) == (300, 300 * 14, 0)
+    with open(real_export, newline="") as f:
+        lines = list(csv.reader(f))[1:301]
+    rows = stored(engine)
+    for line, axis in ((0, 1), (150, 2), (299, 3), (299, 9)):
+        want = float(lines[line][axis]) if lines[line][axis] else None
+        assert (utc(lines[line][15]), axis, want) in rows
+
+
+def test_cli_ingest_prints_a_summary(engine, export, sqlite_url, capsys, monkeypatch):
+    monkeypatch.setenv("AXES", "1-3")
+    assert main(["--database-url", sqlite_url, "ingest", "--csv", str(export), "--robot-id", "R7", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("robot-export.csv: 3 readings -> 9 rows new, 0 already stored; 1 rejected")
+    assert "rejected 1x: Axis #2: 'abc' is not a number" in out

@@ -1,0 +1,123 @@
+"""The sink service on the in-process bus and SQLite: exact rows, rejections, batching, commits, outages."""
+import asyncio
+import logging
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from common.bus import InProcessBus
+from common.schemas import Alert, DeadLetter, Reading
+from common.tables import alerts, readings_fact, rejected_readings
+from consumer_db.migrate import migrate
+from consumer_db.service import next_batch, run
+from consumer_db.settings import ConsumerDbSettings
+
+T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+
+
+def settings_for(url: str, **changes) -> ConsumerDbSettings:
+    return ConsumerDbSettings(_env_file=None, database_url=url, bus="memory", axes="1-3", sink_batch_size=50,
+                              sink_batch_ms=20, sink_retry_initial_s=0.05, sink_retry_max_s=0.2, **changes)
+
+
+def reading(i: int, robot: str = "r1", **currents) -> Reading:
+    return Reading(robot_id=robot, ts=T0 + timedelta(seconds=2 * i), row=i, currents=currents or {1: float(i), 2: None, 3: 0.0})
+
+
+async def until(condition, timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+def count(engine, table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+@pytest.fixture
+def engine(sqlite_url):
+    # A short busy timeout: a locked database must show up as an outage quickly, not after 5 s.
+    engine = create_engine(sqlite_url, connect_args={"timeout": 0.05})
+    migrate(engine)  # the service migrates too; done first here so the tests can count rows from the start
+    yield engine
+    engine.dispose()
+
+
+async def test_stream_stored_exactly_with_rejections_and_offsets_committed(engine, sqlite_url):
+    settings = settings_for(sqlite_url)
+    bus, stop = InProcessBus(partitions=3), asyncio.Event()
+    for i in range(200):
+        await bus.publish(settings.readings_topic, f"r{i % 2}", reading(i, f"r{i % 2}").to_bytes())
+    await bus.publish(settings.readings_topic, "r1", b"not json at all")
+    await bus.publish(settings.readings_topic, "r1", reading(999, **{"1": 1.0, "7": 2.0}).to_bytes())
+    await bus.publish(settings.alerts_topic, "r1", Alert(event_id="e", robot_id="r1", axis=1, detector="z", severity="ALERT",
+                                                         state="open", opened_at=T0).to_bytes())
+    await bus.publish(settings.dead_letter_topic, "r1", DeadLetter(source="x.csv", line=4, raw="?", reason="bad").to_bytes())
+    task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
+    await until(lambda: count(engine, rejected_readings) == 3 and count(engine, readings_fact) == 600)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    with engine.connect() as conn:
+        stored = conn.execute(select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)).all()
+        reasons = conn.execute(select(rejected_readings.c.reason).order_by(rejected_readings.c.reason)).scalars().all()
+        assert count(engine, alerts) == 1
+    expected = {(f"r{i % 2}", T0 + timedelta(seconds=2 * i), axis, {1: float(i), 2: None, 3: 0.0}[axis]) for i in range(200) for axis in (1, 2, 3)}
+    assert set(stored) == expected and len(stored) == len(expected)
+    assert reasons[0] == "Reading: not JSON (Expecting value: line 1 column 1 (char 0))"
+    assert reasons[1] == "axis 7 not in axes_dim for robot r1 (schema lock: 1, 2, 3)" and reasons[2] == "bad"
+    for topic in (settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic):
+        ends = bus.end_offsets(topic)
+        assert [bus._committed[(settings.sink_group_id, topic, p)] for p in range(3)] == ends
+
+
+async def test_next_batch_is_bounded_by_size_and_returns_what_came_within_the_time(sqlite_url):
+    bus, stop = InProcessBus(), asyncio.Event()
+    for i in range(25):
+        await bus.publish("t", "k", b"x")
+    subscription = await bus.subscribe(["t"], group_id="g")
+    sizes = [len(await next_batch(subscription, stop, max_size=10, max_wait_s=0.05)) for _ in range(4)]
+    assert sizes == [10, 10, 5, 0]
+
+
+async def running_then_locked(engine, sqlite_url):
+    """A sink that has stored one reading, then a database that refuses every writer (the outage)."""
+    settings = settings_for(sqlite_url)
+    bus, stop = InProcessBus(), asyncio.Event()
+    task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
+    await bus.publish(settings.readings_topic, "r1", reading(0).to_bytes())
+    await until(lambda: count(engine, readings_fact) == 3)
+    blocker = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    blocker.execute("BEGIN EXCLUSIVE")
+    return settings, bus, stop, task, blocker
+
+
+async def test_database_outage_pauses_without_commit_and_resumes_without_loss(engine, sqlite_url, caplog):
+    settings, bus, stop, task, blocker = await running_then_locked(engine, sqlite_url)
+    with caplog.at_level(logging.WARNING, logger="consumer_db.retry"):
+        for i in range(1, 40):
+            await bus.publish(settings.readings_topic, "r1", reading(i).to_bytes())
+        await until(lambda: sum("database unavailable" in r.getMessage() for r in caplog.records) >= 2)
+    committed = bus._committed[(settings.sink_group_id, settings.readings_topic, 0)]
+    assert committed == 1  # nothing of the failing batch is marked done
+    blocker.rollback()
+    blocker.close()
+    await until(lambda: count(engine, readings_fact) == 120)
+    await until(lambda: bus._committed[(settings.sink_group_id, settings.readings_topic, 0)] == 40)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert "database is back" in caplog.text
+
+
+async def test_stop_during_an_outage_returns_without_committing(engine, sqlite_url, caplog):
+    settings, bus, stop, task, blocker = await running_then_locked(engine, sqlite_url)
+    with caplog.at_level(logging.ERROR, logger="consumer_db.retry"):
+        await bus.publish(settings.readings_topic, "r1", reading(1).to_bytes())
+        await until(lambda: "database unavailable" in caplog.text)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    blocker.rollback()
+    blocker.close()
+    assert bus._committed[(settings.sink_group_id, settings.readings_topic, 0)] == 1

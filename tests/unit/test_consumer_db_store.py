@@ -1,0 +1,124 @@
+"""The sink's writes: idempotent readings and dead letters, alert upsert rules, the schema lock per reading."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from common.bus import Message
+from common.schemas import Alert, DeadLetter, Reading
+from common.tables import alerts, readings_fact, rejected_readings
+from consumer_db.axislock import AxisLock, Rejected, RobotAxes
+from consumer_db.decode import Topics, decode
+from consumer_db.alert_store import merge_alert, upsert_alerts
+from consumer_db.store import copy_text, insert_readings, insert_rejected
+from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
+
+T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+TOPICS = Topics("readings", "alerts", "dead")
+
+
+@pytest.fixture
+def engine(migrated_sqlite):
+    return migrated_sqlite
+
+
+def alert(**changes) -> Alert:
+    base = dict(event_id="e1", robot_id="r", axis=2, detector="zscore", severity="ALERT", state="open",
+                opened_at=T0, peak_amps=5.0, threshold=4.0, score=3.0)
+    return Alert(**{**base, **changes})
+
+
+# open -> acknowledged -> escalated with a lower peak and no ack -> closed, de-escalated
+HISTORY = [
+    alert(),
+    alert(acknowledged_by="ana", acknowledged_at=T0 + timedelta(minutes=1)),
+    alert(severity="ERROR", peak_amps=3.0, score=6.0),
+    alert(state="closed", closed_at=T0 + timedelta(minutes=5), peak_amps=4.0, score=1.0),
+]
+FINAL = {"severity": "ERROR", "state": "closed", "closed_at": T0 + timedelta(minutes=5), "peak_amps": 5.0,
+         "score": 1.0, "acknowledged_by": "ana", "acknowledged_at": T0 + timedelta(minutes=1), "opened_at": T0}
+
+
+def stored_alert(engine) -> dict:
+    with engine.connect() as conn:
+        row = conn.execute(select(alerts)).mappings().one()
+    return {k: row[k] for k in FINAL}
+
+
+def test_alert_messages_one_per_transaction_follow_the_rules(engine):
+    for event in HISTORY:
+        with engine.begin() as conn:
+            upsert_alerts(conn, [event])
+    assert stored_alert(engine) == FINAL
+
+
+def test_alert_messages_in_one_batch_give_the_same_result(engine):
+    with engine.begin() as conn:
+        assert upsert_alerts(conn, HISTORY) == 1
+    assert stored_alert(engine) == FINAL
+
+
+def test_a_newer_acknowledgement_replaces_the_older_one():
+    old = merge_alert(None, {**HISTORY[1].model_dump(), "severity": "ALERT"})
+    new = merge_alert(old, {**HISTORY[1].model_dump(), "severity": "ALERT", "acknowledged_by": "bo"})
+    assert new["acknowledged_by"] == "bo"
+
+
+def test_readings_and_dead_letters_are_stored_once(engine):
+    rows = [("r", axis, T0 + timedelta(seconds=2 * i), float(i) if axis == 1 else None) for i in range(5) for axis in (1, 2)]
+    letter = {"source": "f.csv", "line": 3, "raw": "a\x00b", "reason": "bad", "robot_id": "r",
+              "received_at": T0, "origin": "csv:r:f.csv:3"}
+    for expected_new in (10, 0):
+        with engine.begin() as conn:
+            assert insert_readings(conn, rows) == expected_new
+            insert_rejected(conn, [letter])
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(readings_fact)).scalar() == 10
+        assert conn.execute(select(rejected_readings.c.raw)).scalars().all() == ["a\\x00b"]
+
+
+def test_robot_axes_rows_and_refusals():
+    lock = RobotAxes(frozenset({1, 2, 3, 4}), (1, 2, 3))  # axis 4 retired
+    assert lock.rows("r", T0, {1: 1.0, 3: None}) == [("r", 1, T0, 1.0), ("r", 2, T0, None), ("r", 3, T0, None)]
+    assert lock.rows("r", T0, {4: 2.0})[-1] == ("r", 4, T0, 2.0)
+    assert lock.rows("r", T0, {9: None}) == [("r", a, T0, None) for a in (1, 2, 3)]  # an unknown axis without value is nothing
+    with pytest.raises(Rejected, match=r"axis 9 not in axes_dim for robot r \(schema lock: 1, 2, 3, 4\)"):
+        lock.rows("r", T0, {1: 1.0, 9: 0.5})
+    with pytest.raises(Rejected, match="not a finite number"):
+        lock.rows("r", T0, {1: float("inf")})
+
+
+def test_axis_lock_seeds_a_new_robot_once_and_caches(engine):
+    clock = [0.0]
+    lock = AxisLock(engine, [1, 2], refresh_s=60, clock=lambda: clock[0])
+    assert lock.for_robots({"new"})["new"] == RobotAxes(frozenset({1, 2}), (1, 2))
+    engine.dispose()
+    lock.engine = None  # cached: no database needed for a known robot
+    assert lock.for_robots({"new"})["new"].active == (1, 2)
+
+
+def test_copy_text_escapes_and_marks_nulls():
+    rows = [("a\tb\\c", 1, T0, None), ("a\tb\\c", 2, T0, 1.25)]
+    assert copy_text(rows).getvalue() == (
+        "a\\tb\\\\c\t1\t2022-10-17T12:00:00+00:00\t\\N\n" "a\\tb\\\\c\t2\t2022-10-17T12:00:00+00:00\t1.25\n"
+    )
+
+
+def message(topic: str, value: bytes, offset: int = 0, key: bytes | None = b"r") -> Message:
+    return Message(topic, 0, offset, key, value, 1666008000000)
+
+
+def test_decode_routes_every_message_and_turns_garbage_into_rejections():
+    reading = Reading(robot_id="r", ts=T0, currents={1: 1.0})
+    letter = DeadLetter(source="f.csv", line=7, raw="x", reason="bad row", robot_id="r")
+    batch = decode([
+        message("readings", reading.to_bytes(), 0), message("readings", b"\xff{", 1), message("alerts", alert().to_bytes(), 2),
+        message("alerts", b'{"schema_version": 2}', 3), message("dead", letter.to_bytes(), 4), message("elsewhere", b"x", 5),
+    ], TOPICS)
+    assert [r for r, _ in batch.readings] == [reading]
+    assert batch.alerts == [alert()]
+    assert [(r["source"], r["line"], r["origin"]) for r in batch.rejected] == [
+        ("readings", 1, "readings/0/1"), ("alerts", 3, "alerts/0/3"), ("f.csv", 7, "dead/0/4"), ("elsewhere", 5, "elsewhere/0/5"),
+    ]
+    assert "not JSON" in batch.rejected[0]["reason"] and "schema_version 2" in batch.rejected[1]["reason"]
+    assert batch.rejected[0]["raw"] == "\ufffd{" and batch.rejected[0]["robot_id"] == "r"

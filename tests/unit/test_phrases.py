@@ -1,0 +1,76 @@
+"""Phrase tests: each phrase of consumer_db's table on a fixed fixture (SQLite), exact expected rows."""
+import json
+
+import pytest
+
+from consumer_db.cli import main
+from consumer_db.phrases import PHRASES, QueryArgs, UnknownPhrase, ask, find
+from tests.phrase_fixture import CASES, at, fixture_sqlite  # noqa: F401 - a fixture
+
+
+def comparable(rows: list[dict]) -> list[dict]:
+    """Floats to 9 decimals (SQL float sums may differ in the last bit); alert rows lose updated_at."""
+    return [
+        {k: round(v, 9) if isinstance(v, float) else v for k, v in row.items() if k != "updated_at"}
+        for row in rows
+    ]
+
+
+@pytest.fixture(scope="module")
+def engine(fixture_sqlite):
+    return fixture_sqlite
+
+
+@pytest.mark.parametrize(("phrase", "args", "rows", "tables"), CASES, ids=[f"{c[0]} {c[1]}" for c in CASES])
+def test_phrase_gives_exact_rows(engine, phrase, args, rows, tables):
+    with engine.connect() as conn:
+        answer = ask(conn, phrase, QueryArgs(**args))
+    assert comparable(answer.rows) == comparable(rows)
+    assert {k: comparable(v) for k, v in answer.tables.items()} == {k: comparable(v) for k, v in tables.items()}
+
+
+def test_every_phrase_has_a_case():
+    assert {find(case[0])[0].name for case in CASES} == {p.name for p in PHRASES}
+
+
+@pytest.mark.parametrize("said", ["show 1-minute peak", "Show 1 - Minute   PEAK", "one minute peak", "show_1_minute_peak"])
+def test_phrases_match_case_space_and_hyphen_insensitively(said):
+    assert find(said)[0].name == "show 1-minute peak"
+
+
+def test_number_in_the_phrase():
+    assert find("show latest 50 rows") == (find("latest rows")[0], 50)
+    assert find("latest rows")[1] is None
+
+
+def test_unknown_phrase_lists_the_known_ones():
+    with pytest.raises(UnknownPhrase) as caught:
+        find("show me everything")
+    assert all(p.name.replace("{n}", "N") in str(caught.value) for p in PHRASES)
+
+
+def test_cli_query_json_and_csv(engine, capsys):
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["--database-url", url, "query", "show 1-minute peak", "--robot-id", "R1", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{
+        "robot_id": "R1", "axis_id": 1, "label": "Axis #1", "peak_amps": 4.5, "ts": "2022-10-17T12:01:12.000Z",
+        "window_start": "2022-10-17T12:00:14.000Z", "window_end": "2022-10-17T12:01:14.000Z",
+    }]
+    assert main(["--database-url", url, "query", "latest 1 rows", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "robot_id,ts,Axis #1,Axis #2", "R2,2022-10-17T12:01:42.000Z,6.0,",
+    ]
+
+
+def test_cli_query_table_prints_side_tables(engine, capsys):
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["--database-url", url, "query", "data health", "--end", at(200).isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert "gaps:" in out and "62.000" in out and "2022-10-17T12:00:08.000Z" in out
+
+
+def test_cli_unknown_phrase_is_an_error(engine, capsys):
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["--database-url", url, "query", "make coffee"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown phrase 'make coffee'" in err and "show latest per axis" in err
