@@ -1,0 +1,85 @@
+"""What the offline subcommands do (train, plot, replay, score), once the settings are built."""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import replace
+
+from common.controller_csv import CsvOptions
+from common.schemas import Reading
+from consumer_alerts import offline
+from consumer_alerts.engine import DetectorEngine, EngineConfig
+from consumer_alerts.errors import TrainingError
+from consumer_alerts.model import AlertModel
+from consumer_alerts.settings import AlertsSettings
+from consumer_alerts.sources import db_readings, export_readings
+from consumer_alerts.training import TrainingOptions, train as fit
+
+logger = logging.getLogger(__name__)
+
+
+def _csv_options(settings: AlertsSettings, args: argparse.Namespace) -> CsvOptions:
+    return CsvOptions(robot_id=args.robot_id or settings.robot_id, axes=settings.axes, tick_seconds=settings.tick_seconds)
+
+
+def train(settings: AlertsSettings, args: argparse.Namespace) -> int:
+    robot_id = args.robot_id or settings.robot_id
+    if args.from_db:
+        from common.db import make_engine
+
+        readings = list(db_readings(make_engine(settings.database_url), robot_id=robot_id, until=args.until))
+        source = f"database readings_fact, robot {robot_id}"
+    else:
+        readings = list(export_readings(args.csv, _csv_options(settings, args)))
+        source = args.csv.name
+    if args.fraction is not None:
+        if not 0 < args.fraction <= 1:
+            raise ValueError(f"--fraction must be within (0, 1], got {args.fraction}")
+        readings = readings[: int(len(readings) * args.fraction)]
+    elif args.until is not None:
+        readings = [r for r in readings if r.ts < args.until]
+    if not readings:
+        raise TrainingError(f"no readings to train on in {source}")
+    options = TrainingOptions(kind=args.kind, window=args.window, surge_amps=args.surge_amps, error_scale=args.error_scale)
+    model = fit(readings, options, robot_id=robot_id, source=source)
+    model.save(args.out)
+    print(f"model written to {args.out}: {model.kind}, {len(model.axes)} axes, "
+          f"{model.training['start']} .. {model.training['end']} ({model.training['rows']} readings)")
+    for axis, m in model.axes.items():
+        print(f"  axis {axis}: R2={m.line.r2:.3f} MinC={m.min_c:.4g} T_LONG={m.t_long_s:g}s "
+              f"MaxC={m.max_c:.4g}A over {m.short} sample(s) (T_SHORT~{m.t_short_s:g}s)")
+    return 0
+
+
+def plot(settings: AlertsSettings, args: argparse.Namespace) -> int:
+    from consumer_alerts.plot import plot_model  # matplotlib only loads for this command
+
+    model = AlertModel.load(args.model)
+    written = plot_model(model, export_readings(args.csv, _csv_options(settings, args)), args.out)
+    print(f"{len(written)} picture(s) written to {args.out}")
+    return 0
+
+
+def replay(settings: AlertsSettings, args: argparse.Namespace) -> int:
+    model = AlertModel.load(args.model) if args.model else None
+    engine = DetectorEngine(EngineConfig.from_settings(settings), model)
+    readings: list[Reading] = list(export_readings(args.csv, _csv_options(settings, args)))
+    started = time.perf_counter()
+    alerts = offline.replay(readings, engine)
+    seconds = time.perf_counter() - started
+    count = offline.write_alerts_csv(alerts, args.out)
+    rate = len(readings) / seconds if seconds > 0 else float("inf")
+    print(f"{count} event(s) from {len(readings)} readings written to {args.out} ({rate:,.0f} readings/s)")
+    return 0
+
+
+def score(settings: AlertsSettings, args: argparse.Namespace) -> int:
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    times, values = offline.read_table(args.csv, args.time_column, columns)
+    # Outside data has no model, and repeated values are normal there: the z-score alone, on every value.
+    config = replace(EngineConfig.from_settings(settings), detectors=("zscore",), skip_repeats=False)
+    engine = DetectorEngine(config)
+    count = offline.write_scores(args.out, list(values.columns), offline.score_rows(times, values, engine))
+    print(f"{count} row(s) of scores for {', '.join(map(str, values.columns))} written to {args.out}")
+    return 0

@@ -1,0 +1,84 @@
+"""The detectors: pure, synchronous objects with O(1) work per reading.
+
+Every detector follows :class:`Detector`: ``update(ts, value, idle=...)`` takes one reading of one axis
+(``ts`` in epoch seconds, ``value`` in amps or ``None`` for "OK null") and returns a :class:`Finding` while
+its rule fires, else ``None``. After each call ``observed`` says whether the value was evidence at all
+(an idle row or a ``None`` is not): the lifecycle only counts observed quiet readings towards closing an
+event. ``normalized`` is the last score mapped to [0, 1] (for ``score``); ``state()`` / ``load()`` make
+the detector survive a restart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from common.schemas import Severity
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule firing on one reading: how bad, on what value, by how much."""
+
+    severity: Severity
+    value: float  # the axis's current, amps
+    score: float  # the detector's statistic (z, residual, run length ...)
+    threshold: float  # the threshold that statistic crossed for this severity
+
+
+class Detector(Protocol):
+    name: str
+    observed: bool
+    normalized: float
+
+    def update(self, ts: float, value: float | None, *, idle: bool = False) -> Finding | None: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def load(self, state: dict[str, Any]) -> None: ...
+
+
+def squash(score: float, threshold: float) -> float:
+    """A score in [0, 1]: 0 at or below 0, 0.5 at the threshold, towards 1 far above it."""
+    if not score > 0 or threshold <= 0:  # also NaN: a window that is not full yet
+        return 0.0
+    return score / (score + threshold)
+
+
+class ActiveSamples:
+    """What the statistical detectors share: only active, non-``None`` samples count, and a gap without
+    any longer than ``stoppage_s`` calls :meth:`on_stoppage`."""
+
+    stoppage_s: float
+    last_ts: float | None
+    observed: bool
+    normalized: float
+
+    def admit(self, ts: float, value: float | None, idle: bool) -> bool:
+        self.observed = False
+        if value is None or idle:
+            self.normalized = 0.0
+            return False
+        if self.last_ts is not None and ts - self.last_ts > self.stoppage_s:
+            self.on_stoppage()
+        self.last_ts, self.observed = ts, True
+        return True
+
+    def on_stoppage(self) -> None: ...
+
+
+class Hold:
+    """How long a condition has held: since the first reading that met it, reset by one that does not."""
+
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def update(self, ts: float, met: bool) -> float:
+        """Seconds the condition has held at ``ts`` (0.0 on the first reading that meets it; -1 if not met)."""
+        if not met:
+            self.since = None
+            return -1.0
+        if self.since is None:
+            self.since = ts
+        return ts - self.since

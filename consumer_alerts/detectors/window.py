@@ -1,0 +1,60 @@
+"""A rolling window of numbers with its sum and sum of squares kept up to date: O(1) per push."""
+from __future__ import annotations
+
+import math
+from collections import deque
+
+
+class RollingWindow:
+    """The last ``size`` values pushed, with mean and standard deviation in O(1).
+
+    Running sums drift with floating-point error over millions of pushes, so they are recomputed from
+    the values once per ``size`` pushes (amortised O(1)).
+    """
+
+    __slots__ = ("size", "values", "_sum", "_sumsq", "_pushes")
+
+    def __init__(self, size: int, values: list[float] | None = None) -> None:
+        if size < 1:
+            raise ValueError(f"window size must be at least 1, got {size}")
+        self.size = size
+        self.values: deque[float] = deque(values or (), maxlen=size)
+        self._resum()
+
+    def _resum(self) -> None:
+        self._sum = math.fsum(self.values)
+        self._sumsq = math.fsum(v * v for v in self.values)
+        self._pushes = 0
+
+    def push(self, value: float) -> float | None:
+        """Add ``value``; return the value that fell out of a full window, else ``None``."""
+        dropped = self.values[0] if len(self.values) == self.size else None
+        self.values.append(value)
+        self._sum += value - (dropped or 0.0)
+        self._sumsq += value * value - (dropped or 0.0) ** 2
+        self._pushes += 1
+        if self._pushes >= self.size:
+            self._resum()
+        return dropped
+
+    def clear(self) -> None:
+        self.values.clear()
+        self._resum()
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def full(self) -> bool:
+        return len(self.values) == self.size
+
+    @property
+    def mean(self) -> float:
+        return self._sum / len(self.values) if self.values else 0.0
+
+    @property
+    def std(self) -> float:
+        n = len(self.values)
+        if n < 2:
+            return 0.0
+        return math.sqrt(max(self._sumsq - self._sum * self._sum / n, 0.0) / (n - 1))

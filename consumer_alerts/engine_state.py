@@ -1,0 +1,52 @@
+"""The engine across a restart: its detectors' state as a snapshot, its open events from the alerts topic."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from common.schemas import Alert, AlertState
+from consumer_alerts.engine import DetectorEngine, RobotState
+
+SNAPSHOT_VERSION = 1
+
+
+def snapshot(engine: DetectorEngine) -> dict[str, Any]:
+    """The detectors' state (not the events: those come back from the alerts topic), as JSON-ready data."""
+    return {"version": SNAPSHOT_VERSION, "robots": {
+        rid: {"last_ts": r.last_ts, "last_active": r.last_active.isoformat() if r.last_active else None,
+              "last_values": {str(a): v for a, v in r.last_values.items()},
+              "axes": {str(a): {d.name: d.state() for d in s.detectors} for a, s in r.axes.items()}}
+        for rid, r in engine.robots.items()}}
+
+
+def load_snapshot(engine: DetectorEngine, data: dict[str, Any]) -> None:
+    if data.get("version") != SNAPSHOT_VERSION:
+        raise ValueError(f"snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
+    engine.robots.clear()
+    for rid, raw in data["robots"].items():
+        engine.robots[rid] = RobotState(
+            last_values={int(a): v for a, v in raw["last_values"].items()}, last_ts=raw["last_ts"],
+            last_active=datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None)
+        for axis, states in raw["axes"].items():
+            for detector in engine.axis_state(rid, int(axis)).detectors:
+                if detector.name in states:
+                    detector.load(states[detector.name])
+
+
+def restore_events(engine: DetectorEngine, latest: Iterable[Alert]) -> int:
+    """Make the lifecycles agree with the alerts topic after a restart: events open there stay open (same
+    id), events the topic does not show as open are not open here. Returns how many were taken over."""
+    open_on_topic = {(a.robot_id, a.axis, a.detector): a for a in latest if a.state is AlertState.OPEN}
+    for robot_id, axis, _ in open_on_topic:
+        engine.axis_state(robot_id, axis)  # an axis the snapshot did not know yet
+    restored = 0
+    for robot_id, robot in engine.robots.items():
+        for axis, state in robot.axes.items():
+            for life in state.lifecycles:
+                alert = open_on_topic.get((robot_id, axis, life.detector))
+                life.event = None
+                if alert is not None:
+                    life.restore(alert)
+                    restored += 1
+    return restored

@@ -1,0 +1,102 @@
+"""The alert lifecycle of one robot/axis/detector: open, escalate ALERT->ERROR, close after a hold-off.
+
+One event at a time per key (no storms): while an event is open, more findings only update it. The
+event closes once the rule has been quiet for ``holdoff_s`` - counted from the first *observed* quiet
+reading (an idle row says nothing about the joint, so it never starts the count, but time goes on while
+the robot idles after that). ``closed_at`` is when the condition cleared, so the duration is how long the
+trouble lasted, not how long the hold-off was.
+
+Every change publishes the whole event again under the same deterministic ``event_id`` (robot, axis,
+detector, opened_at): on open, on escalation, when the peak grows by more than ``PEAK_STEP``, on close.
+A restart that re-runs the same readings therefore re-derives the same ids instead of raising new events.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from common.schemas import Alert, AlertState, Severity, iso_utc
+from consumer_alerts.detectors import Finding
+
+PEAK_STEP = 1.10  # republish when the peak grows by more than 10 %: informative, but no message storm
+
+
+def event_id(robot_id: str, axis: int, detector: str, opened_at: datetime) -> str:
+    return f"{robot_id}:{axis}:{detector}:{iso_utc(opened_at)}"
+
+
+@dataclass
+class OpenEvent:
+    opened_at: datetime
+    severity: Severity
+    peak: float
+    published_peak: float
+    threshold: float
+    score: float
+    clear_since: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+
+
+class Lifecycle:
+    def __init__(self, robot_id: str, axis: int, detector: str, *, holdoff_s: float = 300.0) -> None:
+        self.robot_id, self.axis, self.detector, self.holdoff_s = robot_id, axis, detector, holdoff_s
+        self.event: OpenEvent | None = None
+
+    def step(self, ts: datetime, finding: Finding | None, observed: bool) -> Alert | None:
+        """Feed one reading's outcome; return the event to publish when it changed."""
+        event = self.event
+        if event is not None and ts < event.opened_at:
+            return None  # re-read after a restart: older than the event, says nothing about it
+        if finding is not None:
+            if event is None:
+                self.event = OpenEvent(ts, finding.severity, finding.value, finding.value, finding.threshold, finding.score)
+                return self._alert(AlertState.OPEN)
+            return self._fired(event, finding)
+        if event is None:
+            return None
+        if observed and event.clear_since is None:
+            event.clear_since = ts
+        if event.clear_since is not None and (ts - event.clear_since).total_seconds() >= self.holdoff_s:
+            return self.close(event.clear_since)
+        return None
+
+    def _fired(self, event: OpenEvent, finding: Finding) -> Alert | None:
+        event.clear_since = None
+        changed = False
+        if finding.severity is Severity.ERROR and event.severity is Severity.ALERT:
+            event.severity, event.threshold, event.score = Severity.ERROR, finding.threshold, finding.score
+            changed = True
+        elif finding.severity is event.severity:
+            event.score = max(event.score, finding.score)
+        if finding.value > event.peak:
+            event.peak = finding.value
+            changed = changed or event.peak > event.published_peak * PEAK_STEP
+        return self._alert(AlertState.OPEN) if changed else None
+
+    def close(self, at: datetime) -> Alert | None:
+        """Close the open event (if any) as of ``at``; return its final state."""
+        if self.event is None:
+            return None
+        alert = self._alert(AlertState.CLOSED, closed_at=max(at, self.event.opened_at))
+        self.event = None
+        return alert
+
+    def _alert(self, state: AlertState, closed_at: datetime | None = None) -> Alert:
+        event = self.event
+        event.published_peak = event.peak
+        return Alert(
+            event_id=event_id(self.robot_id, self.axis, self.detector, event.opened_at),
+            robot_id=self.robot_id, axis=self.axis, detector=self.detector, severity=event.severity,
+            state=state, opened_at=event.opened_at, closed_at=closed_at, peak_amps=round(event.peak, 5),
+            threshold=round(event.threshold, 5), score=round(event.score, 5),
+            acknowledged_by=event.acknowledged_by, acknowledged_at=event.acknowledged_at,
+        )
+
+    def restore(self, alert: Alert) -> None:
+        """Take over an event that is open on the alerts topic (after a restart): same id, same state."""
+        self.event = OpenEvent(
+            alert.opened_at, alert.severity, alert.peak_amps or 0.0, alert.peak_amps or 0.0,
+            alert.threshold or 0.0, alert.score or 0.0,
+            acknowledged_by=alert.acknowledged_by, acknowledged_at=alert.acknowledged_at,
+        )

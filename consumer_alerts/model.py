@@ -1,0 +1,147 @@
+"""The regression model of "expected current", per axis, and its versioned JSON file.
+
+Two kinds, both learnt from the active samples of a training span (see ``training.py``):
+
+- ``line`` - the workshop's lab: current ~ time, least squares. The residual ``observed - expected``
+  (amps) is what both rules watch.
+- ``density`` - the axis's usual distribution of active current, a kernel density of ``log(amps + c)``.
+  On this robot a straight line over time explains nothing (R^2 ~ 0: the current is a repeating work
+  cycle sampled every 2 s, so it looks like noise around a level), so "expected" is a distribution, not a
+  value. Each sample scores the log-likelihood ratio "this axis draws ``scale_up`` times its usual
+  current" vs "usual"; the windowed mean of that score is the sustained-overload statistic. The ERROR
+  rule still uses amps above the median level.
+
+Both kinds keep the same rule shape: ALERT when the long statistic >= MinC holds T_LONG seconds; ERROR
+when the residual >= MaxC holds for ``short`` active samples in a row (T_SHORT is their usual duration).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from consumer_alerts.errors import ModelFileError
+
+FORMAT = "axiswatch.consumer_alerts.model"
+VERSION = 1
+LLR_CAP = 3.0  # one sample can move the windowed score by at most this much: bounded influence
+Kind = Literal["line", "density"]
+
+
+@dataclass
+class Line:
+    t0: float  # epoch seconds the time axis starts at
+    intercept: float  # amps at t0
+    slope_per_h: float  # amps per hour
+    r2: float
+
+    def at(self, ts: float) -> float:
+        return self.intercept + self.slope_per_h * (ts - self.t0) / 3600.0
+
+
+@dataclass
+class Density:
+    """log g(z) on a uniform grid of z = log(amps + offset); linear interpolation between points."""
+
+    offset: float
+    z0: float
+    dz: float
+    log_pdf: list[float]
+    scale_up: float
+
+    def _log_g(self, z: float) -> float:
+        lp = self.log_pdf
+        i = (z - self.z0) / self.dz
+        if i <= 0:
+            return lp[0]
+        if i >= len(lp) - 1:
+            return lp[-1]
+        j = int(i)
+        return lp[j] + (lp[j + 1] - lp[j]) * (i - j)
+
+    def llr(self, amps: float) -> float:
+        """log f(amps / m) - log m - log f(amps), f the density of amps; clipped to +-LLR_CAP."""
+        if amps <= 0:
+            return 0.0  # a zero stays a zero under any scaling: no evidence either way
+        a, b = amps + self.offset, amps / self.scale_up + self.offset
+        la, lb = math.log(a), math.log(b)
+        score = self._log_g(lb) - lb - math.log(self.scale_up) - self._log_g(la) + la
+        return min(max(score, -LLR_CAP), LLR_CAP)
+
+
+@dataclass
+class AxisModel:
+    axis: int
+    samples: int  # active samples the axis was trained on
+    line: Line
+    median: float  # robust level of active current, amps
+    mad: float
+    window: int  # active samples in the long (ALERT) statistic
+    short: int  # active samples in a row the ERROR rule needs
+    density: Density | None = None
+    min_c: float | None = None  # ALERT threshold of the long statistic (amps, or LLR for density)
+    max_c: float | None = None  # ERROR threshold of the residual, amps
+    t_long_s: float = 60.0
+    t_short_s: float = 0.0  # informative: ``short`` samples at the training data's usual spacing
+    threshold_source: str = "percentile"  # or "median+MAD" when there were few samples
+    stuck_run: int = 1  # longest run of identical non-zero readings seen in training
+
+    def expected(self, ts: float) -> float:
+        return self.median if self.density is not None else self.line.at(ts)
+
+    def alert_score(self, amps: float, residual: float) -> float:
+        return self.density.llr(amps) if self.density is not None else residual
+
+
+@dataclass
+class AlertModel:
+    kind: Kind
+    robot_id: str | None
+    axes: dict[int, AxisModel]
+    training: dict[str, Any] = field(default_factory=dict)  # source, start, end, rows, active rows
+    options: dict[str, Any] = field(default_factory=dict)  # the training options used
+
+    def to_json(self) -> str:
+        body = {"format": FORMAT, "version": VERSION, **asdict(self)}
+        body["axes"] = {str(a): asdict(m) for a, m in sorted(self.axes.items())}
+        return json.dumps(body, indent=1)
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        tmp.replace(path)  # a reader never sees half a model
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "model") -> AlertModel:
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{source}: not JSON ({exc})") from exc
+        if not isinstance(body, dict) or body.get("format") != FORMAT:
+            raise ModelFileError(f"{source}: not a consumer_alerts model file (format {FORMAT!r} expected)")
+        if body.get("version") != VERSION:
+            raise ModelFileError(f"{source}: model version {body.get('version')!r} is not supported (this build reads {VERSION})")
+        try:
+            axes = {int(a): _axis(m) for a, m in body["axes"].items()}
+            return cls(kind=body["kind"], robot_id=body["robot_id"], axes=axes,
+                       training=body.get("training", {}), options=body.get("options", {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{source}: malformed model ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def load(cls, path: Path) -> AlertModel:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+        return cls.from_json(text, source=str(path))
+
+
+def _axis(raw: dict[str, Any]) -> AxisModel:
+    raw = dict(raw)
+    raw["line"] = Line(**raw["line"])
+    raw["density"] = Density(**raw["density"]) if raw.get("density") else None
+    return AxisModel(**raw)

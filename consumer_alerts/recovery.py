@@ -1,0 +1,106 @@
+"""Surviving a restart: the detectors' state from a snapshot file, the events from the alerts topic.
+
+The alerts topic is the truth about events: reading it back tells which events are open (they continue
+under the same id) and which were already sent (a re-processed reading must not raise them again). The
+snapshot only carries the detectors' windows, so a restart does not need a fresh warm-up; when it is
+missing or stale the detectors warm up again and stay quiet meanwhile.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from common.bus import Bus, Message
+from common.errors import SchemaError
+from common.kafka import KafkaBus
+from common.schemas import Alert
+from consumer_alerts import engine_state
+from consumer_alerts.engine import DetectorEngine
+from consumer_alerts.kafka_readback import kafka_read_to_end
+
+logger = logging.getLogger(__name__)
+
+
+async def read_to_end(bus: Bus, topic: str, *, timeout_s: float = 60.0) -> list[Message]:
+    """Every message now on ``topic``, all partitions, from the beginning to the current end."""
+    async with asyncio.timeout(timeout_s):
+        if isinstance(bus, KafkaBus):  # read without a group, so no offsets are committed anywhere
+            return await kafka_read_to_end(bus, topic)
+        end = sum(bus.end_offsets(topic))  # the in-process bus: its logs' lengths
+        sub = await bus.subscribe([topic], group_id=f"consumer-alerts-readback-{uuid.uuid4().hex}")
+        out: list[Message] = []
+        try:
+            while len(out) < end:
+                out += await sub.getmany(timeout_ms=100, max_records=10_000)
+        finally:
+            await sub.close()
+        return out
+
+
+async def latest_alerts(bus: Bus, topic: str) -> dict[str, Alert]:
+    """The newest state of every event on the alerts topic; acknowledgements are kept once set."""
+    latest: dict[str, Alert] = {}
+    unreadable = 0
+    for message in await read_to_end(bus, topic):
+        try:
+            alert = Alert.from_bytes(message.value)
+        except SchemaError as exc:
+            unreadable += 1
+            logger.debug("alerts topic offset %d: %s", message.offset, exc)
+            continue
+        previous = latest.get(alert.event_id)
+        if previous is not None and previous.acknowledged_by and not alert.acknowledged_by:
+            alert = alert.model_copy(update={"acknowledged_by": previous.acknowledged_by,
+                                             "acknowledged_at": previous.acknowledged_at})
+        latest[alert.event_id] = alert
+    if unreadable:
+        logger.warning("alerts topic %s: %d unreadable message(s) skipped", topic, unreadable)
+    return latest
+
+
+def already_sent(alert: Alert, sent: dict[str, Alert]) -> bool:
+    """True when the topic already has this event in this state (or a later one): no need to re-send."""
+    known = sent.get(alert.event_id)
+    if known is None:
+        return False
+    if known.state == "closed":
+        return True
+    return (known.state, known.severity) == (alert.state, alert.severity) and (known.peak_amps or 0) >= (alert.peak_amps or 0)
+
+
+def remember(sent: dict[str, Alert], alerts: list[Alert], *, limit: int = 50_000) -> None:
+    """Note what was sent; past ``limit`` events, forget the closed ones (memory stays bounded)."""
+    sent.update((a.event_id, a) for a in alerts)
+    if len(sent) > limit:
+        for key in [k for k, a in sent.items() if a.state == "closed"]:
+            del sent[key]
+
+
+def read_snapshot(engine: DetectorEngine, path: Path | None) -> bool:
+    if path is None or not path.exists():
+        return False
+    try:
+        engine_state.load_snapshot(engine, json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("snapshot %s not used (%s); the detectors warm up again", path, exc)
+        return False
+    logger.info("detector state restored from %s (%d robot(s))", path, len(engine.robots))
+    return True
+
+
+def write_snapshot(engine: DetectorEngine, path: Path | None) -> bool:
+    """Write the snapshot; False (and a warning) when it cannot be written: the service goes on without."""
+    if path is None:
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(engine_state.snapshot(engine)), encoding="utf-8")
+        tmp.replace(path)  # atomic: a crash mid-write leaves the previous snapshot
+    except OSError as exc:
+        logger.warning("snapshot %s cannot be written (%s); snapshots are off, a restart will warm up again", path, exc)
+        return False
+    return True

@@ -1,0 +1,121 @@
+"""consumer_alerts on the real broker: readings in, events out on the alerts topic, a restart that
+re-raises nothing, and the events persisted by consumer_db."""
+import asyncio
+import time
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import ProgrammingError
+
+from common.kafka import KafkaBus
+from common.schemas import Alert, AlertState
+from consumer_alerts.recovery import latest_alerts, read_to_end
+from consumer_alerts.service import run
+from consumer_alerts.settings import AlertsSettings
+from tests.alerts_fixtures import cycle_readings
+
+pytestmark = pytest.mark.integration
+
+
+def surge(i, axis, amps):
+    return amps + 60.0 if axis == 1 and 600 <= i < 640 else amps
+
+
+async def wait_for(check, *, timeout=60.0, every=0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(every)
+    raise AssertionError("condition not met before the deadline")
+
+
+async def run_until(settings, bus, check, *, timeout=60.0):
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(settings, bus=bus, stop=stop))
+    try:
+        return await wait_for(check, timeout=timeout)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_events_reach_the_alerts_topic_and_a_restart_raises_none_again(kafka_env, tmp_path):
+    settings = AlertsSettings(_env_file=None, **kafka_env, alerts_group_id=f"alerts-{kafka_env['alerts_topic']}",
+                              state_path=tmp_path / "state.json", holdoff_s=30.0, z_window=200, z_min_samples=50,
+                              poll_timeout_ms=200, detectors=["zscore", "stuck"])
+    readings = cycle_readings(1200, fault=surge)
+    bus = KafkaBus(settings)
+    await bus.start()
+    try:
+        await bus.ensure_topics([settings.readings_topic, settings.alerts_topic])
+        for r in readings[:620]:
+            await bus.send(settings.readings_topic, r.robot_id, r.to_bytes())
+        await bus.flush()
+
+        async def opened():
+            return [a for a in (await latest_alerts(bus, settings.alerts_topic)).values() if a.state is AlertState.OPEN]
+
+        first = await run_until(settings, bus, opened)
+        assert [(a.axis, a.detector) for a in first] == [(1, "zscore")]
+        for r in readings[620:]:
+            await bus.send(settings.readings_topic, r.robot_id, r.to_bytes())
+        await bus.flush()
+
+        async def closed():
+            return [a for a in (await latest_alerts(bus, settings.alerts_topic)).values() if a.state is AlertState.CLOSED]
+
+        done = await run_until(settings, bus, closed)  # a second service instance: a restart
+        messages = [Alert.from_bytes(m.value) for m in await read_to_end(bus, settings.alerts_topic)]
+    finally:
+        await bus.stop()
+    assert [a.event_id for a in done] == [first[0].event_id]
+    assert {a.event_id for a in messages} == {first[0].event_id}
+    assert sum(a.state is AlertState.CLOSED for a in messages) == 1
+    assert all(m.robot_id == "r1" for m in messages)
+
+
+async def test_events_are_persisted_by_consumer_db(kafka_env, pg_url, tmp_path):
+    consumer_db = pytest.importorskip("consumer_db.service")
+    from common.db import make_engine
+    from common.tables import alerts
+    from consumer_db.settings import ConsumerDbSettings
+
+    settings = AlertsSettings(_env_file=None, **kafka_env, alerts_group_id=f"alerts-{kafka_env['alerts_topic']}",
+                              state_path=tmp_path / "state.json", holdoff_s=30.0, z_window=200, z_min_samples=50,
+                              poll_timeout_ms=200, detectors=["zscore", "stuck"])
+    db_settings = ConsumerDbSettings(_env_file=None, **kafka_env, database_url=pg_url,
+                                     sink_group_id=f"db-{kafka_env['alerts_topic']}")
+    engine = make_engine(pg_url, log_version=False)
+    bus = KafkaBus(settings)
+    await bus.start()
+    stop = asyncio.Event()
+    try:
+        await bus.ensure_topics([settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic])
+        for r in cycle_readings(900, fault=surge):
+            await bus.send(settings.readings_topic, r.robot_id, r.to_bytes())
+        await bus.flush()
+        tasks = [asyncio.create_task(run(settings, bus=bus, stop=stop)),
+                 asyncio.create_task(consumer_db.run(db_settings, bus=bus, stop=stop, engine=engine))]
+
+        async def stored_closed():
+            def query():
+                with engine.connect() as conn:
+                    return conn.execute(select(alerts).where(alerts.c.state == "closed")).mappings().all()
+            try:
+                return await asyncio.to_thread(query)
+            except ProgrammingError:  # consumer_db has not created its tables yet
+                return None
+
+        rows = await wait_for(stored_closed, timeout=90)
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    finally:
+        stop.set()
+        await bus.stop()
+        engine.dispose()
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["robot_id"], row["axis"], row["detector"], row["severity"]) == ("r1", 1, "zscore", "ERROR")
+    assert row["closed_at"] > row["opened_at"] and row["peak_amps"] > 60

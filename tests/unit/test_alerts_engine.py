@@ -1,0 +1,106 @@
+"""The engine between readings and events: idle rows, repeats, stoppages, redeliveries, snapshots."""
+import json
+from datetime import timedelta
+
+from common.schemas import Alert, AlertState, Reading, Severity
+from consumer_alerts.engine import DetectorEngine, EngineConfig, freshness
+from consumer_alerts.engine_state import load_snapshot, restore_events, snapshot
+from consumer_alerts.training import TrainingOptions, train
+from tests.alerts_fixtures import T0, cycle_readings
+
+CONFIG = EngineConfig(z_window=200, z_min_samples=50, z_test_samples=3, holdoff_s=60.0, stoppage_s=600.0, stuck_readings=10)
+
+
+def run(engine, readings):
+    return [a for r in readings for a in engine.process(r)]
+
+
+def test_freshness_treats_repeats_as_stale_and_decides_idle_without_them():
+    last = {}
+    assert freshness(last, {1: 5.0, 2: 0.0, 9: None}) == ({1: True, 2: True}, False)
+    assert freshness(last, {1: 5.0, 2: 0.0, 9: None}) == ({1: False, 2: True}, True)  # only a repeat: idle
+    assert freshness(last, {1: 5.0, 2: 1.0}) == ({1: False, 2: True}, False)
+
+
+def test_clean_cycles_raise_nothing_with_the_default_settings():
+    assert run(DetectorEngine(EngineConfig()), cycle_readings(4000)) == []
+
+
+def test_a_sensor_stuck_high_while_idle_is_a_stuck_alert_on_its_axis_only():
+    engine = DetectorEngine(CONFIG)
+    readings = cycle_readings(600)
+    stuck = [r.model_copy(update={"currents": {**r.currents, 2: 33.3}}) if 300 <= i < 400 else r
+             for i, r in enumerate(readings)]
+    alerts = run(engine, stuck)
+    assert {(a.axis, a.detector, a.severity) for a in alerts} == {(2, "stuck", Severity.ALERT)}
+    assert [a.state for a in alerts] == [AlertState.OPEN, AlertState.CLOSED]
+    assert alerts[0].opened_at == readings[309].ts and alerts[0].peak_amps == 33.3
+    # axis 1 was never fed the zeros of the idle rows the stuck axis made look busy
+    z1 = engine.robots["r1"].axes[1].detectors[0]
+    assert 0.0 not in z1.baseline.values
+
+
+def test_a_stoppage_closes_open_events_at_the_last_active_reading():
+    engine = DetectorEngine(CONFIG)
+    readings = cycle_readings(300)
+    surge = [r.model_copy(update={"currents": {**r.currents, 1: 40.0 + i * 0.01}}) for i, r in enumerate(readings[-20:])]
+    opened = run(engine, readings[:-20] + surge)
+    assert any(a.state is AlertState.OPEN and a.detector == "zscore" and a.axis == 1 for a in opened)
+    last_active = max(r.ts for r in surge)
+    after = Reading(robot_id="r1", ts=last_active + timedelta(hours=3), currents={1: 2.0, 2: 9.0})
+    closed = engine.process(after)
+    assert closed and all(a.state is AlertState.CLOSED and a.closed_at <= last_active for a in closed)
+    assert engine.open_events() == []
+
+
+def test_a_reading_not_newer_than_the_last_is_skipped():
+    engine = DetectorEngine(CONFIG)
+    readings = cycle_readings(100)
+    run(engine, readings)
+    before = json.dumps(snapshot(engine))
+    assert run(engine, readings[50:]) == []
+    assert json.dumps(snapshot(engine)) == before
+
+
+def test_snapshot_round_trip_gives_the_same_events():
+    model = train(cycle_readings(3000, seed=5), TrainingOptions(window=20, max_short=4), robot_id="r1")
+    first = cycle_readings(1500, seed=6, start=T0 + timedelta(days=1))
+    fault = cycle_readings(1500, seed=7, start=first[-1].ts + timedelta(seconds=2), fault=lambda i, a, v: v * 2 if a == 2 and 200 < i < 900 else v)
+    one = DetectorEngine(CONFIG, model)
+    run(one, first)
+    two = DetectorEngine(CONFIG, model)
+    load_snapshot(two, json.loads(json.dumps(snapshot(one))))
+    events = run(one, fault)
+    assert events and events == run(two, fault)
+    assert {a.detector for a in events} >= {"residual"}
+
+
+def test_restore_events_takes_over_open_events_and_drops_others():
+    engine = DetectorEngine(CONFIG)
+    run(engine, cycle_readings(100))
+    sent = Alert(event_id="r1:1:zscore:x", robot_id="r1", axis=1, detector="zscore", severity=Severity.ALERT,
+                 state=AlertState.OPEN, opened_at=T0, peak_amps=9.0, threshold=6.0, score=7.0)
+    assert restore_events(engine, [sent]) == 1
+    assert engine.open_events() == [("r1", 1, "zscore")]
+    assert restore_events(engine, [sent.model_copy(update={"state": AlertState.CLOSED})]) == 0
+    assert engine.open_events() == []
+
+
+def test_a_model_only_applies_to_its_own_robot():
+    model = train(cycle_readings(3000, seed=5), TrainingOptions(window=20, max_short=4), robot_id="r1")
+    engine = DetectorEngine(CONFIG, model)
+    run(engine, cycle_readings(30, robot_id="r1") + cycle_readings(30, robot_id="r2"))
+    names = lambda rid: [d.name for d in engine.robots[rid].axes[2].detectors]  # noqa: E731
+    assert names("r1") == ["zscore", "residual", "stuck"] and names("r2") == ["zscore", "stuck"]
+
+
+def test_scores_follow_the_z_score_and_drop_to_zero_on_idle_rows():
+    engine = DetectorEngine(EngineConfig(detectors=("zscore",), z_window=200, z_min_samples=50, z_test_samples=3))
+    readings = cycle_readings(300)
+    run(engine, readings)
+    after = readings[-1].ts
+    run(engine, [Reading(robot_id="r1", ts=after + timedelta(seconds=2 * k), currents={1: 60.0 + k, 2: 10.0})
+                 for k in (1, 2, 3)])
+    assert 0.5 < engine.scores("r1", 1) < 1.0
+    engine.process(Reading(robot_id="r1", ts=after + timedelta(seconds=10), currents={1: 0.0, 2: 0.0}))
+    assert engine.scores("r1", 1) == 0.0 and engine.scores("r1", 7) is None

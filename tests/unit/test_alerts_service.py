@@ -1,0 +1,139 @@
+"""The service on the in-process bus: readings in, events out, and a restart that re-raises nothing."""
+import asyncio
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from common.bus import InProcessBus
+from common.schemas import Alert, AlertState, Severity
+from consumer_alerts.engine import DetectorEngine, EngineConfig
+from consumer_alerts.recovery import already_sent, latest_alerts
+from consumer_alerts.service import run
+from consumer_alerts.settings import AlertsSettings
+from tests.alerts_fixtures import cycle_readings
+
+
+def surge(i, axis, amps):
+    return amps + 60.0 if axis == 1 and 600 <= i < 640 else amps
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return AlertsSettings(_env_file=None, bus="memory", readings_topic="readings", alerts_topic="alerts",
+                          state_path=tmp_path / "state.json", holdoff_s=30.0, z_window=200, z_min_samples=50,
+                          poll_timeout_ms=50, snapshot_interval_s=0.01, detectors=["zscore", "stuck"])
+
+
+async def publish(bus, readings):
+    for r in readings:
+        await bus.publish("readings", r.robot_id, r.to_bytes())
+
+
+def alerts_on(bus) -> list[Alert]:
+    return [Alert.from_bytes(m.value) for log in bus._log("alerts") for m in log]
+
+
+async def run_until(settings, bus, done, *, engine=None, timeout=20.0):
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline and not task.done():
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert done(), "condition not reached before the deadline"
+
+
+async def test_readings_in_events_out_then_closed_and_committed(settings):
+    bus = InProcessBus()
+    readings = cycle_readings(900, fault=surge)
+    await publish(bus, readings)
+    await run_until(settings, bus, lambda: any(a.state is AlertState.CLOSED for a in alerts_on(bus)))
+    events = alerts_on(bus)
+    assert {(a.axis, a.detector) for a in events} == {(1, "zscore")}
+    assert [a.state for a in events][0] is AlertState.OPEN and events[-1].event_id == events[0].event_id
+    assert readings[600].ts <= events[0].opened_at <= readings[640].ts
+    assert bus._committed[(settings.alerts_group_id, "readings", 0)] == 900
+    assert settings.state_path.exists()
+
+
+@pytest.mark.parametrize("keep_snapshot", [True, False])
+async def test_a_restart_that_re_reads_readings_raises_no_event_twice(settings, keep_snapshot):
+    bus = InProcessBus()
+    readings = cycle_readings(1200, fault=surge)
+    await publish(bus, readings[:620])  # the event opens and is still open when the service stops
+    await run_until(settings, bus, lambda: len(alerts_on(bus)) >= 1 and
+                    bus._committed[(settings.alerts_group_id, "readings", 0)] == 620)
+    first = alerts_on(bus)
+    assert [a.state for a in first] == [AlertState.OPEN]
+    # A crash after the events were sent but before the commit: the readings come again.
+    bus._committed[(settings.alerts_group_id, "readings", 0)] = 0
+    if not keep_snapshot:
+        settings.state_path.unlink()
+    await publish(bus, readings[620:])
+    await run_until(settings, bus, lambda: any(a.state is AlertState.CLOSED for a in alerts_on(bus)))
+    events = alerts_on(bus)
+    opens = [a for a in events if a.state is AlertState.OPEN and a.event_id == first[0].event_id]
+    closes = [a for a in events if a.state is AlertState.CLOSED]
+    assert len(closes) == 1 and closes[0].event_id == first[0].event_id
+    assert len({a.event_id for a in events}) == 1
+    assert len(opens) <= 2  # the first OPEN, plus at most one peak update; never a second event
+
+
+async def test_an_engine_passed_in_is_used_and_anything_else_ignored(settings):
+    bus = InProcessBus()
+    await publish(bus, cycle_readings(700, fault=surge))
+    mine = DetectorEngine(EngineConfig(z_window=200, z_min_samples=50, detectors=("zscore",)))
+    await run_until(settings, bus, lambda: len(alerts_on(bus)) >= 1, engine=mine)
+    assert mine.robots["r1"].last_ts is not None
+    other = InProcessBus()
+    await publish(other, cycle_readings(700, fault=surge))
+    settings.state_path.unlink()
+    await run_until(settings, other, lambda: len(alerts_on(other)) >= 1, engine=object())
+
+
+async def test_an_unreadable_reading_is_skipped_and_the_loop_goes_on(settings, caplog):
+    bus = InProcessBus()
+    await bus.publish("readings", "r1", b"not json")
+    await publish(bus, cycle_readings(700, fault=surge))
+    await run_until(settings, bus, lambda: len(alerts_on(bus)) >= 1)
+    assert "skipped" in caplog.text and "not JSON" in caplog.text
+
+
+async def test_stop_returns_promptly_with_nothing_to_read(settings):
+    bus = InProcessBus()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(settings, bus=bus, stop=stop))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert time.monotonic() - started < 2.0
+
+
+async def test_read_back_keeps_the_newest_state_and_the_acknowledgement():
+    bus = InProcessBus(partitions=3)
+    at = datetime(2022, 10, 18, 8, 0, tzinfo=timezone.utc)
+    opened = Alert(event_id="r1:2:residual:x", robot_id="r1", axis=2, detector="residual", severity=Severity.ALERT,
+                   state=AlertState.OPEN, opened_at=at, peak_amps=12.0)
+    acked = opened.model_copy(update={"acknowledged_by": "ana", "acknowledged_at": at})
+    escalated = opened.model_copy(update={"severity": Severity.ERROR, "peak_amps": 40.0})
+    for alert in (opened, acked, escalated):
+        await bus.publish("alerts", alert.robot_id, alert.to_bytes())
+    await bus.publish("alerts", "r1", b"garbage")
+    latest = await latest_alerts(bus, "alerts")
+    assert list(latest) == ["r1:2:residual:x"]
+    newest = latest["r1:2:residual:x"]
+    assert newest.severity is Severity.ERROR and newest.acknowledged_by == "ana"
+    assert already_sent(escalated, latest) and not already_sent(escalated.model_copy(update={"peak_amps": 50.0}), latest)
+    assert not already_sent(escalated.model_copy(update={"state": AlertState.CLOSED}), latest)
+
+
+async def test_a_snapshot_that_cannot_be_written_is_a_warning_not_a_crash(settings, tmp_path, caplog):
+    (tmp_path / "a-file").write_text("")
+    settings = settings.model_copy(update={"state_path": tmp_path / "a-file" / "state.json"})
+    bus = InProcessBus()
+    await publish(bus, cycle_readings(900, fault=surge))
+    await run_until(settings, bus, lambda: any(a.state is AlertState.CLOSED for a in alerts_on(bus)))
+    assert "cannot be written" in caplog.text

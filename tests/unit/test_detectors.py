@@ -1,0 +1,185 @@
+"""Each rule on hand-made sequences: sustained vs brief, escalation, idle and None ignored, stoppage reset."""
+import math
+import random
+
+import pytest
+
+from common.schemas import Severity
+from consumer_alerts.detectors import Hold, squash
+from consumer_alerts.detectors.residual import ResidualDetector
+from consumer_alerts.detectors.stuck import StuckDetector
+from consumer_alerts.detectors.window import RollingWindow
+from consumer_alerts.detectors.zscore import ZScoreDetector
+from consumer_alerts.model import AxisModel, Density, Line
+
+
+def noise(n, seed=1, level=10.0, spread=1.0):
+    rng = random.Random(seed)
+    return [level + rng.gauss(0, spread) for _ in range(n)]
+
+
+def feed(detector, values, *, t0=0.0, step=2.0, idle=False):
+    return [detector.update(t0 + i * step, v, idle=idle) for i, v in enumerate(values)]
+
+
+def test_rolling_window_matches_direct_statistics_over_many_pushes():
+    window, values = RollingWindow(7), noise(1000, spread=3.0)
+    for v in values:
+        window.push(v)
+    tail = values[-7:]
+    mean = sum(tail) / 7
+    assert window.mean == pytest.approx(mean)
+    assert window.std == pytest.approx(math.sqrt(sum((v - mean) ** 2 for v in tail) / 6))
+
+
+def test_hold_counts_from_first_met_reading_and_resets():
+    hold = Hold()
+    assert hold.update(0.0, True) == 0.0
+    assert hold.update(5.0, True) == 5.0
+    assert hold.update(6.0, False) == -1.0
+    assert hold.update(9.0, True) == 0.0
+
+
+def test_squash_maps_threshold_to_half_and_nan_to_zero():
+    assert squash(6.0, 6.0) == 0.5
+    assert squash(-3.0, 6.0) == 0.0 and squash(float("nan"), 6.0) == 0.0
+    assert 0.9 < squash(100.0, 6.0) < 1.0
+
+
+# --- z-score ----------------------------------------------------------------------------------------
+
+def zscore(**kw):
+    options = dict(window=100, test_samples=3, threshold=6.0, error_threshold=12.0, min_samples=50, stoppage_s=600.0)
+    return ZScoreDetector(**{**options, **kw})
+
+
+def test_zscore_stays_quiet_on_stationary_noise():
+    assert not any(feed(zscore(), noise(2000)))
+
+
+def test_zscore_fires_on_a_sustained_jump_but_not_on_one_high_sample():
+    detector = zscore()
+    feed(detector, noise(200))
+    assert detector.update(500.0, 16.0) is None  # one sample among three under test: z ~ 3.5
+    assert not any(feed(detector, noise(5), t0=502.0))
+    findings = feed(detector, [16.0, 16.0, 16.0], t0=520.0)
+    assert findings[-1] is not None and findings[-1].severity is Severity.ALERT
+    assert findings[-1].threshold == 6.0 and findings[-1].value == 16.0
+
+
+def test_zscore_escalates_to_error_on_a_severe_jump():
+    detector = zscore()
+    feed(detector, noise(200))
+    finding = feed(detector, [40.0] * 3, t0=500.0)[-1]
+    assert finding.severity is Severity.ERROR and finding.score >= 12.0
+
+
+def test_zscore_excludes_the_samples_under_test_from_the_baseline():
+    detector = zscore(test_samples=3)
+    feed(detector, [1.0] * 60 + [5.0, 6.0, 7.0])
+    assert list(detector.test.values) == [5.0, 6.0, 7.0]
+    assert 5.0 not in detector.baseline.values and len(detector.baseline) == 60
+
+
+def test_zscore_ignores_idle_rows_and_none():
+    detector = zscore()
+    feed(detector, noise(100))
+    before = (list(detector.baseline.values), list(detector.test.values))
+    assert detector.update(300.0, None) is None and not detector.observed
+    assert detector.update(302.0, 500.0, idle=True) is None and not detector.observed
+    assert (list(detector.baseline.values), list(detector.test.values)) == before
+
+
+def test_zscore_baseline_resets_after_a_long_stoppage():
+    detector = zscore(stoppage_s=600.0)
+    feed(detector, noise(200))
+    assert len(detector.baseline) > 0
+    detector.update(200 * 2.0 + 601.0, 10.0)
+    assert len(detector.baseline) == 0 and list(detector.test.values) == [10.0]
+    # Warm-up again: even a wild value cannot fire before min_samples are back.
+    assert not any(feed(detector, [10.0] * 20 + [80.0] * 3, t0=2000.0))
+
+
+def test_zscore_hold_needs_the_exceedance_to_last():
+    detector = zscore(hold_s=10.0)
+    feed(detector, noise(200))
+    findings = feed(detector, [16.0] * 3 + [16.0] * 5, t0=500.0)  # z high from the 3rd sample on
+    assert findings[2] is None  # met, but only just
+    assert findings[-1] is not None  # 10 s later it still holds
+
+
+# --- residual -------------------------------------------------------------------------------------
+
+def axis_model(**kw):
+    options = dict(axis=2, samples=1000, line=Line(t0=0.0, intercept=10.0, slope_per_h=0.0, r2=0.0), median=10.0,
+                   mad=1.0, window=5, short=2, min_c=2.0, max_c=15.0, t_long_s=10.0, t_short_s=2.0)
+    return AxisModel(**{**options, **kw})
+
+
+def test_residual_brief_exceedance_does_not_alert_but_sustained_does():
+    detector = ResidualDetector(axis_model())
+    assert not any(feed(detector, [10.0] * 10))
+    assert not any(feed(detector, [20.0], t0=100.0))  # one high sample: the mean of 5 only reaches 2 for a moment
+    assert not any(feed(detector, [10.0] * 10, t0=102.0))
+    findings = feed(detector, [13.0] * 12, t0=200.0)
+    first = next(i for i, f in enumerate(findings) if f is not None)
+    assert findings[first].severity is Severity.ALERT
+    # The long mean reaches MinC on the 4th high sample (t=206) and must hold T_LONG = 10 s.
+    assert first == 8  # t = 216 s
+
+
+def test_residual_error_needs_the_surge_on_short_samples_in_a_row():
+    detector = ResidualDetector(axis_model(short=2))
+    feed(detector, [10.0] * 10)
+    assert detector.update(100.0, 30.0) is None  # one sample 20 A over: not yet
+    assert detector.update(102.0, 10.0) is None
+    assert detector.update(104.0, 30.0) is None
+    finding = detector.update(106.0, 31.0)
+    assert finding.severity is Severity.ERROR and finding.threshold == 15.0 and finding.score == pytest.approx(20.0)
+
+
+def test_residual_ignores_idle_and_none_and_they_do_not_break_a_run():
+    detector = ResidualDetector(axis_model(short=2))
+    feed(detector, [10.0] * 10)
+    detector.update(100.0, 30.0)
+    assert detector.update(101.0, None) is None and not detector.observed
+    assert detector.update(102.0, 0.0, idle=True) is None and not detector.observed
+    assert detector.update(103.0, 30.0).severity is Severity.ERROR
+
+
+def test_residual_only_computes_statistics_without_thresholds():
+    trace = []
+    detector = ResidualDetector(axis_model(min_c=None, max_c=None), trace=trace)
+    assert not any(feed(detector, [50.0] * 10))
+    assert len(trace) == 10 and trace[-1][1] == pytest.approx(40.0) and trace[-1][2] == pytest.approx(40.0)
+    assert math.isnan(trace[0][1])  # the long window is not full yet
+
+
+def test_density_score_favours_more_current_only_when_it_is_unusual():
+    # log-density of a narrow bump around z = log(10 + 1): usual current 10 A.
+    z0, dz, center = 0.0, 0.01, math.log(11.0)
+    log_pdf = [-0.5 * ((z0 + i * dz - center) / 0.1) ** 2 for i in range(500)]
+    density = Density(offset=1.0, z0=z0, dz=dz, log_pdf=log_pdf, scale_up=1.3)
+    assert density.llr(10.0) < 0 < density.llr(13.0)
+    assert density.llr(0.0) == 0.0
+    assert abs(density.llr(1e6)) <= 3.0
+
+
+# --- stuck ----------------------------------------------------------------------------------------
+
+def test_stuck_fires_after_identical_readings_and_a_change_resets():
+    detector = StuckDetector(readings=5)
+    assert not any(feed(detector, [7.5] * 4))
+    finding = detector.update(10.0, 7.5)
+    assert finding.severity is Severity.ALERT and finding.score == 5
+    assert detector.update(12.0, 7.6) is None and detector.run == 1
+
+
+def test_stuck_counts_idle_rows_a_zero_ends_the_run_a_none_does_not():
+    detector = StuckDetector(readings=3)
+    assert not any(feed(detector, [0.0] * 10))
+    feed(detector, [4.2, 4.2], t0=100.0, idle=True)
+    assert detector.update(104.0, 0.0) is None and detector.run == 0
+    assert not any(feed(detector, [4.2, 4.2], t0=106.0, idle=True))
+    assert detector.update(110.0, None) is None and not detector.observed and detector.run == 2
+    assert detector.update(112.0, 4.2, idle=True) is not None

@@ -1,0 +1,95 @@
+"""The alert lifecycle: open, escalate, hold-off close, one open event per key, deterministic ids."""
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.schemas import Alert, AlertState, Severity
+from consumer_alerts.detectors import Finding
+from consumer_alerts.lifecycle import Lifecycle, event_id
+
+T0 = datetime(2022, 10, 18, 8, 0, tzinfo=timezone.utc)
+ALERT = Finding(Severity.ALERT, 12.0, 0.5, 0.2)
+ERROR = Finding(Severity.ERROR, 40.0, 25.0, 15.0)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_opens_escalates_and_closes_after_the_holdoff_under_one_id():
+    life = Lifecycle("r1", 2, "residual", holdoff_s=60.0)
+    opened = life.step(at(0), ALERT, True)
+    assert opened.state is AlertState.OPEN and opened.severity is Severity.ALERT
+    assert opened.event_id == event_id("r1", 2, "residual", at(0)) == "r1:2:residual:2022-10-18T08:00:00.000Z"
+    assert life.step(at(2), ALERT, True) is None  # nothing changed: no message
+    escalated = life.step(at(4), ERROR, True)
+    assert escalated.severity is Severity.ERROR and escalated.threshold == 15.0 and escalated.peak_amps == 40.0
+    assert escalated.event_id == opened.event_id
+    assert life.step(at(6), ALERT, True) is None  # never back down to ALERT
+    assert life.step(at(8), None, True) is None  # quiet from t=8
+    assert life.step(at(67), None, True) is None
+    closed = life.step(at(68), None, True)
+    assert closed.state is AlertState.CLOSED and closed.closed_at == at(8) and closed.duration_s == 8.0
+    assert closed.severity is Severity.ERROR and closed.event_id == opened.event_id
+    assert life.event is None
+
+
+def test_a_finding_during_the_holdoff_keeps_the_event_open():
+    life = Lifecycle("r1", 2, "zscore", holdoff_s=60.0)
+    life.step(at(0), ALERT, True)
+    life.step(at(10), None, True)
+    assert life.step(at(50), ALERT, True) is None
+    assert life.step(at(100), None, True) is None  # the count starts again at 100
+    assert life.step(at(160), None, True).closed_at == at(100)
+
+
+def test_idle_readings_do_not_start_the_holdoff_but_time_runs_after_a_quiet_one():
+    life = Lifecycle("r1", 2, "zscore", holdoff_s=60.0)
+    life.step(at(0), ALERT, True)
+    assert life.step(at(500), None, False) is None  # idle for minutes: no evidence that it cleared
+    life.step(at(502), None, True)  # observed quiet
+    assert life.step(at(600), None, False).closed_at == at(502)  # the robot idles, the hold-off runs out
+
+
+def test_peak_growth_is_republished_only_in_steps():
+    life = Lifecycle("r1", 2, "residual", holdoff_s=60.0)
+    life.step(at(0), Finding(Severity.ALERT, 10.0, 0.3, 0.2), True)
+    assert life.step(at(2), Finding(Severity.ALERT, 10.5, 0.3, 0.2), True) is None
+    bigger = life.step(at(4), Finding(Severity.ALERT, 12.0, 0.4, 0.2), True)
+    assert bigger.peak_amps == 12.0 and bigger.score == 0.4
+
+
+def test_restore_continues_an_event_open_on_the_topic():
+    sent = Alert(event_id=event_id("r1", 2, "residual", at(0)), robot_id="r1", axis=2, detector="residual",
+                 severity=Severity.ALERT, state=AlertState.OPEN, opened_at=at(0), peak_amps=12.0, threshold=0.2,
+                 score=0.3, acknowledged_by="ana", acknowledged_at=at(30))
+    life = Lifecycle("r1", 2, "residual", holdoff_s=60.0)
+    life.restore(sent)
+    assert life.step(at(100), ALERT, True) is None  # already open: no second OPEN
+    closed = life.step(at(200), None, True) or life.step(at(260), None, True)
+    assert closed.event_id == sent.event_id and closed.acknowledged_by == "ana"
+
+
+steps = st.lists(st.tuples(st.integers(1, 90), st.sampled_from([None, ALERT, ERROR]), st.booleans()), max_size=200)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps)
+def test_never_two_open_events_for_one_key(sequence):
+    life = Lifecycle("r1", 3, "zscore", holdoff_s=60.0)
+    now, open_id, seen_closed = 0, None, set()
+    for gap, finding, observed in sequence:
+        now += gap
+        alert = life.step(at(now), finding, observed)
+        if alert is None:
+            continue
+        if alert.state is AlertState.OPEN:
+            assert open_id in (None, alert.event_id), "a second event opened while one was open"
+            assert alert.event_id not in seen_closed
+            open_id = alert.event_id
+        else:
+            assert alert.event_id == open_id and alert.closed_at >= alert.opened_at
+            seen_closed.add(open_id)
+            open_id = None
+        assert (life.event is None) == (open_id is None)
