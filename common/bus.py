@@ -31,6 +31,9 @@ class Subscription(Protocol):
 
     async def close(self) -> None: ...
 
+    async def lag(self) -> int:
+        """Messages on the assigned partitions that this subscription has not fetched yet."""
+
 
 class Bus(Protocol):
     async def start(self) -> None: ...
@@ -100,6 +103,12 @@ class InProcessBus:
     def end_offsets(self, topic: str) -> list[int]:
         return [len(log) for log in self._log(topic)]
 
+    def uncommitted(self, group_id: str, topics: list[str]) -> int:
+        """Messages of ``topics`` the group has not committed yet: 0 once it has done all there is."""
+        return sum(
+            len(log) - self._committed[(group_id, topic, p)] for topic in topics for p, log in enumerate(self._log(topic))
+        )
+
 
 class InProcessSubscription:
     def __init__(self, bus: InProcessBus, topics: list[str], group_id: str, from_beginning: bool) -> None:
@@ -137,6 +146,9 @@ class InProcessSubscription:
         for m in messages:
             key = (self._group, m.topic, m.partition)
             self._bus._committed[key] = max(self._bus._committed[key], m.offset + 1)
+
+    async def lag(self) -> int:
+        return sum(len(self._bus._log(topic)[p]) - position for (topic, p), position in self._position.items())
 
     async def close(self) -> None:
         return None

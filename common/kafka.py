@@ -72,6 +72,15 @@ class KafkaSubscription:
         if offsets:
             await self.consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
 
+    async def lag(self) -> int:
+        """High watermark minus position, summed over the assigned partitions (0 for one not fetched yet)."""
+        total = 0
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                total += max(0, high - await self.consumer.position(tp))
+        return total
+
     async def close(self) -> None:
         await self.consumer.stop()
 

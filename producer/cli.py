@@ -31,6 +31,8 @@ def parser() -> argparse.ArgumentParser:
     source.add_argument("--robots", type=int, metavar="N", help="robots of the synthetic fleet (ROBOTS, default 5)")
     source.add_argument("--seed", type=int, metavar="S", help="seed of the fleet and of injected faults (SEED, default 42)")
     source.add_argument("--faults", action="store_true", default=None, help="inject one fault of each kind (FAULTS)")
+    source.add_argument("--fault-period", dest="fault_period_s", type=float, metavar="S",
+                        help="synthetic fleet: seconds of feed per round of one fault of each kind (FAULT_PERIOD_S, default 7200)")
     source.add_argument("--labels-out", type=Path, metavar="FILE", help="write the injected faults' labels (CSV) here")
     source.add_argument("--robot-id", metavar="ID", help="robot id of the export's rows (ROBOT_ID, default RMBR4-2)")
     source.add_argument("--axes", metavar="LIST", help="axis list when axes_dim is not readable, e.g. 1-14 (AXES)")

@@ -15,7 +15,7 @@ from common.schemas import DeadLetter, Reading
 from producer.axes import axis_list
 from producer.faults import FaultLabel, FaultSpec, busy_periods, default_faults, inject_faults, labels_for
 from producer.settings import ProducerSettings
-from producer.synthetic import robot_ids, synthetic_fleet
+from producer.synthetic import FAULT_PERIOD_S, robot_ids, synthetic_fleet
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ def open_feed(settings: ProducerSettings, *, engine: Engine | None = None) -> Fe
     robots = robot_ids(settings.robots)
     axes = axis_list(settings, robots, engine=engine, from_db=settings.axes_from_db)
     return fleet_feed(settings.robots, seed=settings.seed, tick_seconds=settings.tick_seconds, start=start,
-                      axes=axes, faults=settings.faults, start_row=settings.start_row, limit=settings.limit)
+                      axes=axes, faults=settings.faults, start_row=settings.start_row, limit=settings.limit,
+                      fault_period_s=settings.fault_period_s)
 
 
 def csv_feed(path: Path, options: CsvOptions, *, start_row: int = 0, limit: int | None = None,
@@ -75,8 +76,10 @@ def export_faults(path: Path, options: CsvOptions, *, seed: int, start_row: int 
 
 
 def fleet_feed(robots: int, *, seed: int, tick_seconds: float, start: datetime, axes: list[int],
-               faults: bool = False, start_row: int = 0, limit: int | None = None) -> Feed:
-    fleet = synthetic_fleet(robots, seed=seed, tick_seconds=tick_seconds, start=start, axes=axes, faults=faults)
+               faults: bool = False, start_row: int = 0, limit: int | None = None,
+               fault_period_s: float = FAULT_PERIOD_S) -> Feed:
+    fleet = synthetic_fleet(robots, seed=seed, tick_seconds=tick_seconds, start=start, axes=axes, faults=faults,
+                            fault_period_s=fault_period_s)
     stop = None if limit is None else start_row + limit
     description = f"synthetic fleet of {robots} robots (seed {seed}{', faults' if faults else ''})"
     return Feed(itertools.islice(fleet, start_row, stop), description, robot_ids(robots),

@@ -24,7 +24,9 @@ class ProducerSettings(CommonSettings):
         0.0, ge=0, description="How far a time stamp may go back before its row is dead-lettered.")
     robots: int = Field(5, ge=1, description="Robots of the synthetic fleet.")
     seed: int = Field(42, description="Seed of the synthetic fleet and of injected faults.")
-    faults: bool = Field(False, description="Inject one fault of each kind (per 2 h of feed per robot).")
+    faults: bool = Field(False, description="Inject one fault of each kind (per FAULT_PERIOD_S of feed per robot).")
+    fault_period_s: float = Field(
+        7200.0, ge=60, description="Synthetic fleet: feed seconds in which each robot gets one fault of each kind.")
     labels_out: Path | None = Field(None, description="CSV file for the labels of injected faults.")
     replay_speed: float | None = Field(
         None, gt=0, description="Replay the feed's own time stamps this many times faster.")

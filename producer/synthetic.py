@@ -42,11 +42,12 @@ class SyntheticFleet:
     """Readings of ``robots`` synthetic robots, interleaved tick by tick (robot-001, robot-002, ...)."""
 
     def __init__(self, robots: int, *, seed: int, tick_seconds: float, start: datetime, axes: Sequence[int],
-                 faults: bool = False) -> None:
+                 faults: bool = False, fault_period_s: float = FAULT_PERIOD_S) -> None:
         if robots < 1:
             raise ValueError("a fleet needs at least one robot")
         self.robots = [
-            SyntheticRobot(rid, seed=seed, tick_seconds=tick_seconds, start=start, axes=axes, faults=faults)
+            SyntheticRobot(rid, seed=seed, tick_seconds=tick_seconds, start=start, axes=axes, faults=faults,
+                           fault_period_s=fault_period_s)
             for rid in robot_ids(robots)
         ]
         self._iter = (reading for tick in zip(*self.robots) for reading in tick)
@@ -63,10 +64,12 @@ class SyntheticFleet:
 
 
 def synthetic_fleet(robots: int, *, seed: int, tick_seconds: float = 2.0, start: datetime,
-                    axes: Sequence[int] = DEFAULT_AXES, faults: bool = False) -> SyntheticFleet:
+                    axes: Sequence[int] = DEFAULT_AXES, faults: bool = False,
+                    fault_period_s: float = FAULT_PERIOD_S) -> SyntheticFleet:
     """The fleet as an iterator of readings; deterministic for ``seed``. Keep the returned object to
     ask it for ``labels(until)``."""
-    return SyntheticFleet(robots, seed=seed, tick_seconds=tick_seconds, start=start, axes=axes, faults=faults)
+    return SyntheticFleet(robots, seed=seed, tick_seconds=tick_seconds, start=start, axes=axes, faults=faults,
+                          fault_period_s=fault_period_s)
 
 
 class SyntheticRobot:

@@ -136,3 +136,28 @@ def artifacts_dir() -> Path:
     out = REPO / "test-artifacts"
     out.mkdir(exist_ok=True)
     return out
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """Debian's headless Chromium driven by Playwright (never `playwright install`: no browser downloads).
+    Missing: skip with the reason, except under CI=true, where that is a failure. Module-scoped, not
+    session-scoped: while Playwright's sync API is open an event loop counts as running in this thread,
+    and every asyncio test after it would fail with "cannot be called from a running event loop"."""
+    if not CHROMIUM.exists():
+        service_missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        service_missing(f"Playwright is not installed ({exc})")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

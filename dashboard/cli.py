@@ -1,0 +1,105 @@
+"""``python -m dashboard``: serve the dashboard (default), or ``demo``: the whole pipeline in one process."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from common.db import make_engine, safe_url, server_version
+from common.kafka import open_bus
+from common.service import run_service, setup_logging
+from dashboard.demo import add_demo_options, demo_options, run_demo
+from dashboard.service import run
+from dashboard.settings import DashboardSettings
+
+logger = logging.getLogger(__name__)
+
+EPILOG = """Every option is also a setting (environment variable or .env line), see docs/dashboard.md:
+DASHBOARD_PORT, DASHBOARD_ADDRESS, DASHBOARD_ALLOW_WEBSOCKET_ORIGINS, WINDOW_ROWS, X_AXIS_TICKS, STACKED,
+DASHBOARD_STALE_SECONDS, DASHBOARD_PUSH_MS, DASHBOARD_ALERT_ROWS, DASHBOARD_SESSION_EXPIRY_MS,
+DASHBOARD_GROUP_ID, plus the shared KAFKA_*, DATABASE_URL, READINGS_TOPIC, ALERTS_TOPIC, AXES, ROBOT_ID, BUS."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dashboard", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="{serve,demo}")
+    # SUPPRESS: options given before the subcommand must not be reset to None by the subparser's defaults.
+    serve = sub.add_parser("serve", help="serve the dashboard (the default when no command is given)",
+                           argument_default=argparse.SUPPRESS)
+    demo = sub.add_parser("demo", help="the embedded demo: every service in one process (in-process bus, SQLite)",
+                          description=demo_doc())
+    add_demo_options(demo)
+    for p in (parser, serve):
+        add_serve_options(p)
+    return parser
+
+
+def add_serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, dest="dashboard_port", help="HTTP port (DASHBOARD_PORT, default 5006)")
+    p.add_argument("--address", dest="dashboard_address",
+                   help="address to listen on (DASHBOARD_ADDRESS, default 127.0.0.1; 0.0.0.0 for other machines)")
+    p.add_argument("--allow-websocket-origin", dest="dashboard_allow_websocket_origins",
+                   help="comma list of host[:port] the page may be opened from (DASHBOARD_ALLOW_WEBSOCKET_ORIGINS)")
+    p.add_argument("--window-rows", type=int, dest="window_rows", help="readings per axis in the live window (WINDOW_ROWS)")
+    p.add_argument("--x-axis-ticks", choices=["fixed", "auto"], dest="x_axis_ticks", help="X_AXIS_TICKS (default fixed)")
+    p.add_argument("--stacked", action="store_const", const=True, dest="stacked", help="stacked areas (STACKED)")
+    p.add_argument("--no-database", action="store_true", default=None, dest="no_database",
+                   help="no history view; the live view needs only the bus")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        return demo(args)
+    options = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "no_database")}
+    try:
+        settings = DashboardSettings(**options)
+    except ValidationError as exc:
+        print(f"dashboard: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    return run_service(lambda stop: serve(settings, stop, use_database=not args.no_database))
+
+
+async def serve(settings: DashboardSettings, stop: asyncio.Event, *, use_database: bool = True) -> int:
+    # No connection yet: a database that is down must not keep the live view from starting.
+    engine = make_engine(settings.database_url, log_version=False) if use_database else None
+    if engine is not None:
+        asyncio.get_running_loop().create_task(asyncio.to_thread(_log_database, engine))
+    bus = open_bus(settings)
+    await bus.start()
+    try:
+        await run(settings, bus=bus, stop=stop, engine=engine)
+    finally:
+        await bus.stop()
+        if engine is not None:
+            engine.dispose()
+    return 0
+
+
+def _log_database(engine) -> None:
+    try:
+        with engine.connect() as conn:
+            logger.info("database %s: %s", safe_url(engine), server_version(conn))
+    except Exception as exc:  # noqa: BLE001 - the history view shows the error too
+        logger.warning("database %s not reachable yet (%s); the history view will say so", safe_url(engine), exc)
+
+
+def demo_doc() -> str:
+    from dashboard import demo as module
+
+    return (module.__doc__ or "").split("\n\n")[0]
+
+
+def demo(args: argparse.Namespace) -> int:
+    try:
+        options = demo_options(args)
+    except (FileNotFoundError, ValidationError) as exc:
+        print(f"dashboard demo: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("INFO")
+    return run_service(lambda stop: run_demo(options, stop))

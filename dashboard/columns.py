@@ -1,0 +1,82 @@
+"""How a reading becomes one row of the chart's ColumnDataSource, computed once per reading for every session.
+
+``a<n>`` is axis n's current, NaN for an "OK null" so the line has a gap instead of dropping to zero;
+``lo<n>``/``hi<n>`` are the bottom and top of axis n's band when the chart is stacked (NaN where the axis is
+null: the band has a gap and the axes above it stack on the ones below).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from common.schemas import Alert, Reading
+
+NAN = math.nan
+
+
+def epoch_ms(ts) -> float:
+    return ts.timestamp() * 1000.0
+
+
+def chart_row(reading: Reading, axes: list[int]) -> dict[str, float]:
+    row = {"ts": epoch_ms(reading.ts)}
+    running = 0.0
+    for axis in axes:
+        amps = reading.currents.get(axis)
+        if amps is None:
+            row[f"a{axis}"] = row[f"lo{axis}"] = row[f"hi{axis}"] = NAN
+            continue
+        row[f"a{axis}"] = amps
+        row[f"lo{axis}"], row[f"hi{axis}"] = running, running + amps
+        running += amps
+    return row
+
+
+def chart_keys(axes: list[int], *, stacked: bool) -> list[str]:
+    per_axis = ("lo", "hi") if stacked else ("a",)
+    return ["ts"] + [f"{prefix}{axis}" for axis in axes for prefix in per_axis]
+
+
+def to_columns(rows: list[dict[str, float]], keys: list[str]) -> dict[str, np.ndarray]:
+    return {key: np.fromiter((row[key] for row in rows), dtype=float, count=len(rows)) for key in keys}
+
+
+SEVERITY_COLOURS = {"ALERT": "#f28e2b", "ERROR": "#d62728"}
+
+
+OPEN_BAND_MS = 30 * 86400 * 1000.0
+
+
+def alert_columns(alerts: list[Alert]) -> dict[str, list]:
+    """Alert events as table/chart columns. An open event's band runs on past the chart's right edge
+    (the chart's range follows the readings, not the bands)."""
+    cols: dict[str, list] = {k: [] for k in (
+        "event_id", "robot_id", "axis", "severity", "state", "detector", "opened", "closed", "x0", "x1", "y",
+        "colour", "peak", "ack", "blink",
+    )}
+    for alert in alerts:
+        opened = epoch_ms(alert.opened_at)
+        closed = epoch_ms(alert.closed_at) if alert.closed_at else None
+        cols["event_id"].append(alert.event_id)
+        cols["robot_id"].append(alert.robot_id)
+        cols["axis"].append(alert.axis)
+        cols["severity"].append(alert.severity.value)
+        cols["state"].append(alert.state.value)
+        cols["detector"].append(alert.detector)
+        cols["opened"].append(opened)
+        cols["closed"].append(closed if closed is not None else NAN)
+        cols["x0"].append(opened)
+        cols["x1"].append(closed if closed is not None else opened + OPEN_BAND_MS)
+        cols["y"].append(alert.peak_amps if alert.peak_amps is not None else (alert.threshold or 0.0))
+        cols["colour"].append(SEVERITY_COLOURS.get(alert.severity.value, "#7f7f7f"))
+        cols["peak"].append(alert.peak_amps if alert.peak_amps is not None else NAN)
+        cols["ack"].append(ack_text(alert))
+        cols["blink"].append("blink" if alert.acknowledged_at is None else "")
+    return cols
+
+
+def ack_text(alert: Alert) -> str:
+    if alert.acknowledged_at is None:
+        return ""
+    return f"{alert.acknowledged_by or '?'} at {alert.acknowledged_at:%Y-%m-%d %H:%M:%S}Z"

@@ -1,0 +1,178 @@
+"""The one Kafka consumer of a dashboard process, and the window every session starts from.
+
+A single task reads the readings and alerts topics, keeps the last ``window_rows`` chart rows per robot
+(so a tab opened late starts full), the latest value per axis, the last minute of readings and the newest
+state of each alert event, and hands every batch to the registered listeners (one per browser session;
+they move it into their document with ``add_next_tick_callback``). The dashboard only watches: it never
+commits offsets, and each process has its own consumer group so every replica sees every partition.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from datetime import datetime
+from typing import Protocol
+
+from common.bus import Bus, Message, Subscription
+from common.errors import SchemaError
+from common.schemas import Alert, Reading
+from dashboard.columns import chart_row
+from dashboard.settings import DashboardSettings
+from dashboard.window import FeedStatus, RobotWindow
+
+logger = logging.getLogger(__name__)
+
+
+class Listener(Protocol):
+    def deliver(self, rows: dict[str, list[dict[str, float]]], alerts: list[Alert]) -> None:
+        """Called on the server loop with the new chart rows per robot and the alert events that changed."""
+
+
+class LiveFeed:
+    def __init__(self, settings: DashboardSettings, bus: Bus) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.axes = list(settings.axes)
+        self.group_id = f"{settings.dashboard_group_id}-{uuid.uuid4().hex[:8]}"
+        self.robots: dict[str, RobotWindow] = {}
+        self.alerts: dict[str, Alert] = {}
+        self.status = FeedStatus()
+        self._listeners: set[Listener] = set()
+        self._task: asyncio.Task | None = None
+        self._stop = asyncio.Event()
+
+    # -- sessions ------------------------------------------------------------------------------------
+    def register(self, listener: Listener) -> None:
+        self._listeners.add(listener)
+
+    def unregister(self, listener: Listener) -> None:
+        self._listeners.discard(listener)
+
+    @property
+    def listener_count(self) -> int:
+        return len(self._listeners)
+
+    def window(self, robot_id: str) -> list[dict[str, float]]:
+        robot = self.robots.get(robot_id)
+        return list(robot.rows) if robot else []
+
+    def default_robot(self) -> str:
+        return self.settings.robot_id if self.settings.robot_id in self.robots or not self.robots else min(self.robots)
+
+    def connected(self, now: float | None = None) -> bool:
+        """Live means: subscribed, no client error, and a message within ``dashboard_stale_seconds``."""
+        s = self.status
+        now = time.monotonic() if now is None else now
+        fresh = s.last_message is not None and now - s.last_message < self.settings.dashboard_stale_seconds
+        return s.subscribed and s.error is None and fresh
+
+    def readings_per_s(self, now: float | None = None, span: float = 10.0) -> float:
+        now = time.monotonic() if now is None else now
+        return sum(1 for t in self.status.arrivals if now - t <= span) / span
+
+    # -- the consumer task ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="dashboard-feed")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 1.0
+        topics = [self.settings.readings_topic, self.settings.alerts_topic]
+        while not self._stop.is_set():
+            try:
+                sub = await self.bus.subscribe(topics, group_id=self.group_id, from_beginning=False)
+            except Exception as exc:  # noqa: BLE001 - any client failure: say so on the page, retry
+                self._failed(f"cannot subscribe: {exc}")
+            else:
+                self.status.subscribed, self.status.error, delay = True, None, 1.0
+                try:
+                    await self._consume(sub)
+                except Exception as exc:  # noqa: BLE001
+                    self._failed(f"consumer failed: {exc}")
+                finally:
+                    self.status.subscribed = False
+                    with contextlib.suppress(Exception):
+                        await sub.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            delay = min(delay * 2, 30.0)
+
+    def _failed(self, reason: str) -> None:
+        logger.warning("dashboard feed: %s (retrying)", reason)
+        self.status.error = reason
+
+    async def _consume(self, sub: Subscription) -> None:
+        next_lag = 0.0
+        while not self._stop.is_set():
+            messages = await sub.getmany(timeout_ms=self.settings.dashboard_push_ms, max_records=5000)
+            if messages:
+                self.ingest(messages)
+            if time.monotonic() >= next_lag:
+                next_lag = time.monotonic() + 2.0
+                with contextlib.suppress(Exception):
+                    self.status.lag = await asyncio.wait_for(sub.lag(), 2.0)
+
+    def ingest(self, messages: list[Message]) -> None:
+        """Fold a batch into the window and hand it to every session (public for tests and the benchmark)."""
+        rows: dict[str, list[dict[str, float]]] = {}
+        changed: dict[str, Alert] = {}
+        now = time.monotonic()
+        for m in messages:
+            try:
+                if m.topic == self.settings.alerts_topic:
+                    alert = self._merge_alert(Alert.from_bytes(m.value))
+                    changed[alert.event_id] = alert
+                else:
+                    reading = Reading.from_bytes(m.value)
+                    rows.setdefault(reading.robot_id, []).append(self._add_reading(reading))
+                    self.status.arrivals.append(now)
+            except SchemaError as exc:
+                self.status.rejected += 1
+                logger.warning("dashboard feed: skipped %s[%d]@%d: %s", m.topic, m.partition, m.offset, exc)
+        self.status.last_message = now
+        self._trim_alerts()
+        if rows or changed:
+            for listener in list(self._listeners):
+                listener.deliver(rows, list(changed.values()))
+
+    def _add_reading(self, reading: Reading) -> dict[str, float]:
+        robot = self.robots.get(reading.robot_id)
+        if robot is None:
+            robot = self.robots[reading.robot_id] = RobotWindow(deque(maxlen=self.settings.window_rows))
+        row = chart_row(reading, self.axes)
+        robot.add(reading, row)
+        if self.status.newest_ts is None or reading.ts > self.status.newest_ts:
+            self.status.newest_ts = reading.ts
+        return row
+
+    def _merge_alert(self, alert: Alert) -> Alert:
+        """Newest state wins, but an acknowledgement once made is kept (as consumer_db does)."""
+        known = self.alerts.pop(alert.event_id, None)
+        if known is not None and known.acknowledged_at is not None and alert.acknowledged_at is None:
+            alert = alert.model_copy(
+                update={"acknowledged_by": known.acknowledged_by, "acknowledged_at": known.acknowledged_at}
+            )
+        self.alerts[alert.event_id] = alert
+        return alert
+
+    def _trim_alerts(self) -> None:
+        while len(self.alerts) > self.settings.dashboard_alert_rows:
+            del self.alerts[next(iter(self.alerts))]
+
+    async def acknowledge(self, event_id: str, who: str, at: datetime) -> Alert:
+        """Publish the event again with who acknowledged it and when; consumer_db persists it."""
+        alert = self.alerts[event_id]
+        acked = alert.model_copy(update={"acknowledged_by": who, "acknowledged_at": at})
+        await self.bus.publish(self.settings.alerts_topic, alert.robot_id, acked.to_bytes())
+        return acked

@@ -1,0 +1,122 @@
+"""The history view: what the database holds, asked through ``common.queries`` in a worker thread.
+
+It loads when its tab is first opened (or on Refresh), not with every session, so opening tabs costs the
+database nothing. A database error is shown here; the live view does not depend on the database.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from functools import partial
+
+from bokeh.document import Document
+from bokeh.layouts import column, row
+from bokeh.models import Button, ColumnDataSource, DataTable, DateFormatter, Div, NumberFormatter, Select, TableColumn
+from bokeh.plotting import figure
+from sqlalchemy import Engine
+
+from common import queries
+from dashboard.chart import axis_colours
+from dashboard.history_data import ALL_ROBOTS, HistoryData, alert_table, health_html, smoothed_columns, summary_columns
+from dashboard.settings import DashboardSettings
+
+logger = logging.getLogger(__name__)
+
+RANGES = {"last hour": timedelta(hours=1), "last 6 hours": timedelta(hours=6), "last 24 hours": timedelta(days=1),
+          "last 7 days": timedelta(days=7), "everything": None}
+
+
+class HistoryView:
+    def __init__(self, doc: Document, engine: Engine | None, settings: DashboardSettings) -> None:
+        self.doc, self.engine, self.settings, self.axes = doc, engine, settings, list(settings.axes)
+        self.robot = Select(title="robot", value=ALL_ROBOTS, options=[ALL_ROBOTS], width=160, name="history_robot")
+        self.range = Select(title="time range (ending at the newest reading)", value="last 24 hours",
+                            options=list(RANGES), width=260, name="history_range")
+        self.refresh = Button(label="Refresh", width=100, name="history_refresh")
+        self.refresh.on_click(self.load)
+        self.note = Div(name="history_note", text="Open this tab to load the history." if engine else
+                        "<b>No database configured</b> (DATABASE_URL): the history view is off; the live view works.")
+        self.smooth = ColumnDataSource(smoothed_columns([], self.axes), name="history_smooth")
+        self.summary = ColumnDataSource(summary_columns([]), name="history_summary")
+        self.alerts = ColumnDataSource(alert_table([]), name="history_alerts")
+        self.health = Div(name="history_health", sizing_mode="stretch_width")
+        self.loaded = False
+
+    def layout(self):
+        colours = axis_colours(self.axes)
+        smooth = figure(x_axis_type="datetime", height=330, sizing_mode="stretch_width", title="1-minute mean per axis",
+                        y_axis_label="current (A)", tools="pan,xwheel_zoom,box_zoom,reset,save", name="history_chart")
+        for axis in self.axes:
+            smooth.line("ts", f"m{axis}", source=self.smooth, color=colours[axis], legend_label=f"axis {axis}")
+        smooth.legend.click_policy, smooth.legend.label_text_font_size = "hide", "8pt"
+        smooth.add_layout(smooth.legend[0], "right")
+        smooth.toolbar.logo = None
+        bars = figure(x_range=[str(a) for a in self.axes], height=380, width=420, title="per axis: mean / max while active (A)",
+                      tools="save", name="history_bars")
+        bars.vbar(x="axis_name", top="max_active", source=self.summary, width=0.8, color="#c7c7c7", legend_label="max")
+        bars.vbar(x="axis_name", top="mean_active", source=self.summary, width=0.5, color="#1f77b4", legend_label="mean")
+        bars.legend.location = "top_right"
+        bars.toolbar.logo = None
+        pct, amps = NumberFormatter(format="0.0%"), NumberFormatter(format="0.00")
+        summary = DataTable(source=self.summary, height=380, width=520, index_position=None, reorderable=False,
+                            name="history_summary_table",
+                            columns=[TableColumn(field="axis", title="axis", width=40), TableColumn(field="rows", title="rows"),
+                                     TableColumn(field="ok_null_share", title="OK null", formatter=pct),
+                                     TableColumn(field="idle_share", title="idle", formatter=pct),
+                                     TableColumn(field="mean_active", title="mean A", formatter=amps),
+                                     TableColumn(field="max_active", title="max A", formatter=amps)])
+        when = DateFormatter(format="%Y-%m-%d %H:%M:%S")
+        alerts = DataTable(source=self.alerts, height=220, sizing_mode="stretch_width", index_position=None, reorderable=False,
+                           name="history_alert_table", columns=[
+                               TableColumn(field="opened", title="opened (UTC)", formatter=when),
+                               TableColumn(field="robot_id", title="robot"), TableColumn(field="axis", title="axis"),
+                               TableColumn(field="severity", title="severity"), TableColumn(field="state", title="state"),
+                               TableColumn(field="peak", title="peak A", formatter=amps),
+                               TableColumn(field="closed", title="closed (UTC)", formatter=when),
+                               TableColumn(field="ack", title="acknowledged")])
+        return column(row(self.robot, self.range, column(Div(text="&nbsp;"), self.refresh)), self.note, smooth,
+                      row(summary, bars), Div(text="<b>data health &amp; coverage</b>"), self.health,
+                      Div(text="<b>alert history</b>"), alerts, sizing_mode="stretch_width")
+
+    def load(self) -> None:
+        self.loaded = True
+        if self.engine is None:
+            return
+        self.note.text = "loading…"
+        robot = None if self.robot.value == ALL_ROBOTS else self.robot.value
+        asyncio.get_running_loop().create_task(self._load(robot, RANGES[self.range.value]))
+
+    async def _load(self, robot: str | None, span: timedelta | None) -> None:
+        try:
+            data = await asyncio.to_thread(self._query, robot, span)
+        except Exception as exc:  # noqa: BLE001 - the page shows it; the live view carries on
+            logger.warning("history: database error: %s", exc)
+            text = f"<span style='color:#b00020'><b>database error</b>: {type(exc).__name__}: {str(exc)[:300]}</span>"
+            self.doc.add_next_tick_callback(partial(setattr, self.note, "text", text))
+            return
+        self.doc.add_next_tick_callback(partial(self._show, data))
+
+    def _query(self, robot: str | None, span: timedelta | None) -> HistoryData:
+        with self.engine.connect() as conn:
+            robots = sorted(queries.axes_of(conn))
+            end = queries.newest_ts(conn, robot_id=robot)
+            start = end - span if end is not None and span is not None else None
+            return HistoryData(
+                robots=robots, start=start, end=end,
+                smooth=queries.resample_1min(conn, start=start, end=end, robot_id=robot),
+                summary=queries.axis_summary(conn, robot_id=robot, start=start, end=end),
+                health=queries.data_health(conn, robot_id=robot, start=start, end=end,
+                                           tick_seconds=self.settings.tick_seconds),
+                alerts=queries.alert_history(conn, robot_id=robot, start=start, end=end, limit=500),
+            )
+
+    def _show(self, data: HistoryData) -> None:
+        self.robot.options = [ALL_ROBOTS, *data.robots]
+        self.smooth.data = smoothed_columns(data.smooth, self.axes)
+        self.summary.data = summary_columns(data.summary)
+        self.health.text = health_html(data.health)
+        self.alerts.data = alert_table(data.alerts)
+        start = f"{data.start:%Y-%m-%d %H:%M:%S}" if data.start else "the first reading"
+        span = "no readings stored yet" if data.end is None else f"{start} … {data.end:%Y-%m-%d %H:%M:%S} (UTC)"
+        self.note.text = f"history: {span}"

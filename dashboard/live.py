@@ -1,0 +1,177 @@
+"""One browser session's live view. It only reads the shared feed; every change to its document happens in a
+callback the Bokeh server runs for this session (next-tick or periodic), never straight from the feed task."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+from functools import partial
+
+from bokeh.document import Document
+from bokeh.layouts import column, row
+from bokeh.models import (
+    Button, CheckboxGroup, ColumnDataSource, DataTable, DateFormatter, Div, InlineStyleSheet, NumberFormatter,
+    RadioButtonGroup, Select, Spinner, TableColumn, TextInput, HTMLTemplateFormatter,
+)
+
+from common.schemas import Alert
+from dashboard.chart import LiveChart
+from dashboard.columns import alert_columns, chart_keys, to_columns
+from dashboard.feed import LiveFeed
+from dashboard.status import latest_columns, peak_text, status_html
+
+logger = logging.getLogger(__name__)
+
+# A stylesheet is a model, and a model belongs to one document: each session gets its own.
+BLINK_CSS = """
+.blink { animation: aw-blink 1s steps(2, start) infinite; color: #b00020; font-weight: bold; }
+@keyframes aw-blink { to { visibility: hidden; } }
+"""
+TICK_MODES = ["fixed", "auto"]
+
+
+class LiveView:
+    def __init__(self, doc: Document, feed: LiveFeed) -> None:
+        self.doc, self.feed, settings = doc, feed, feed.settings
+        self.robot = feed.default_robot()
+        self.window_rows = settings.window_rows
+        self.keys = chart_keys(feed.axes, stacked=False) + chart_keys(feed.axes, stacked=True)[1:]
+        self.source = ColumnDataSource(self._window_columns(), name="live_source")
+        self.chart_alerts = ColumnDataSource(alert_columns([]), name="chart_alerts")
+        self.table_alerts = ColumnDataSource(alert_columns([]), name="alert_source")
+        self.latest = ColumnDataSource(latest_columns({}), name="latest_source")
+        self.chart = LiveChart(self.source, self.chart_alerts, feed.axes, stacked=settings.stacked)
+        self.chart.set_ticks(settings.x_axis_ticks, self.window_rows, settings.tick_seconds)
+        self._controls(settings)
+        self._alert_panel()
+        self.status = Div(name="status", sizing_mode="stretch_width")
+        self.peak = Div(name="peak")
+        self._blink_on, self._shown = False, None
+        self._refresh_alerts()
+        self.tick()
+
+    # -- layout ------------------------------------------------------------------------------------
+    def _controls(self, settings) -> None:
+        self.robot_select = Select(title="robot", value=self.robot, options=self._robots(), name="robot", width=160)
+        self.robot_select.on_change("value", lambda _a, _o, new: self._select_robot(new))
+        self.rows_spinner = Spinner(title="window rows", low=10, high=settings.window_rows, step=10,
+                                    value=self.window_rows, width=110, name="window_rows")
+        self.rows_spinner.on_change("value", lambda _a, _o, new: self._set_window(int(new)))
+        self.ticks = RadioButtonGroup(labels=TICK_MODES, active=TICK_MODES.index(settings.x_axis_ticks), name="ticks")
+        self.ticks.on_change("active", lambda _a, _o, _n: self._set_ticks())
+        self.stacked = CheckboxGroup(labels=["stacked areas"], active=[0] if settings.stacked else [], name="stacked")
+        self.stacked.on_change("active", lambda _a, _o, new: self.chart.set_stacked(bool(new)))
+
+    def _alert_panel(self) -> None:
+        state = HTMLTemplateFormatter(template='<span class="<%= blink %>"><%= value %></span>')
+        when = DateFormatter(format="%Y-%m-%d %H:%M:%S")
+        columns = [
+            TableColumn(field="opened", title="opened (UTC)", formatter=when, width=150),
+            TableColumn(field="robot_id", title="robot", width=80), TableColumn(field="axis", title="axis", width=40),
+            TableColumn(field="severity", title="severity", formatter=state, width=70),
+            TableColumn(field="state", title="state", width=60), TableColumn(field="detector", title="detector"),
+            TableColumn(field="peak", title="peak A", formatter=NumberFormatter(format="0.00"), width=60),
+            TableColumn(field="closed", title="closed (UTC)", formatter=when, width=150),
+            TableColumn(field="ack", title="acknowledged", width=200),
+        ]
+        self.alert_table = DataTable(source=self.table_alerts, columns=columns, height=220, name="alert_table",
+                                     sizing_mode="stretch_width", index_position=None, stylesheets=[InlineStyleSheet(css=BLINK_CSS)],
+                                     reorderable=False)
+        self.who = TextInput(title="your name", placeholder="who acknowledges", name="who", width=200)
+        self.ack_button = Button(label="Acknowledge selected", button_type="warning", name="ack", width=200)
+        self.ack_button.on_click(self._acknowledge)
+        self.message = Div(name="ack_message")
+
+    def layout(self):
+        latest = DataTable(source=self.latest, name="latest_table", height=380, width=300, index_position=None,
+                           reorderable=False, columns=[
+            TableColumn(field="axis", title="axis", width=40),
+            TableColumn(field="ts", title="latest (UTC)", formatter=DateFormatter(format="%H:%M:%S"), width=90),
+            TableColumn(field="amps", title="A", width=60)])
+        side = column(Div(text="<b>latest per axis</b>"), latest, self.peak, width=320)
+        controls = row(self.robot_select, self.rows_spinner, column(Div(text="x-axis ticks"), self.ticks), self.stacked)
+        alerts = column(Div(text="<b>alerts</b> (select rows, type your name, acknowledge)"), self.alert_table,
+                        row(self.who, column(Div(text="&nbsp;"), self.ack_button), self.message), sizing_mode="stretch_width")
+        return column(self.status, controls, row(self.chart.figure, side, sizing_mode="stretch_width"), alerts,
+                      sizing_mode="stretch_width")
+
+    # -- data in ------------------------------------------------------------------------------------
+    def deliver(self, rows: dict, alerts: list[Alert]) -> None:
+        """Called by the feed on the server loop: queue the change for this session's document."""
+        self.doc.add_next_tick_callback(partial(self._apply, rows.get(self.robot), bool(alerts)))
+
+    def _apply(self, rows: list | None, alerts_changed: bool) -> None:
+        if rows:
+            self.source.stream(to_columns(rows, self.keys), rollover=self.window_rows)
+        if alerts_changed:
+            self._refresh_alerts()
+
+    def _window_columns(self) -> dict:
+        return to_columns(self.feed.window(self.robot)[-self.window_rows:], self.keys)
+
+    def _refresh_alerts(self) -> None:
+        alerts = sorted(self.feed.alerts.values(), key=lambda a: a.opened_at, reverse=True)
+        self.chart_alerts.data = alert_columns([a for a in alerts if a.robot_id == self.robot])
+        self.table_alerts.data = alert_columns(alerts)
+
+    # -- widgets ------------------------------------------------------------------------------------
+    def _robots(self) -> list[str]:
+        return sorted(set(self.feed.robots) | {self.robot})
+
+    def _select_robot(self, robot: str) -> None:
+        self.robot = robot
+        self.source.data = self._window_columns()
+        self._refresh_alerts()
+        self._shown = None  # title, latest and peak follow the new robot now, not at the next tick
+        self.tick()
+
+    def _set_window(self, rows: int) -> None:
+        self.window_rows = rows
+        self.source.data = self._window_columns()
+        self._set_ticks()
+
+    def _set_ticks(self) -> None:
+        mode = TICK_MODES[self.ticks.active]
+        self.chart.set_ticks(mode, self.window_rows, self.feed.settings.tick_seconds)
+
+    def _acknowledge(self) -> None:
+        # value_input follows every keystroke; value only changes on Enter or leaving the field.
+        who = (self.who.value_input or self.who.value or "").strip()
+        ids = [self.table_alerts.data["event_id"][i] for i in self.table_alerts.selected.indices]
+        if not who or not ids:
+            self.message.text = "Type your name and select at least one alert first."
+            return
+        self.message.text = f"acknowledging {len(ids)} event(s)…"
+        asyncio.get_running_loop().create_task(self._publish_acks(ids, who))
+
+    async def _publish_acks(self, ids: list[str], who: str) -> None:
+        # Runs outside the document lock: a slow or absent broker must not freeze this page's updates.
+        at = datetime.now(timezone.utc)
+        try:
+            for event_id in ids:
+                await asyncio.wait_for(self.feed.acknowledge(event_id, who, at), 15)
+            text = f"acknowledged by {who} at {at:%H:%M:%S}Z"
+        except Exception as exc:  # noqa: BLE001 - shown on the page
+            logger.warning("acknowledge failed: %s", exc)
+            text = f"<span style='color:#b00020'>acknowledge failed: {exc or type(exc).__name__}</span>"
+        self.doc.add_next_tick_callback(partial(setattr, self.message, "text", text))
+
+    # -- once a second -----------------------------------------------------------------------------
+    def tick(self) -> None:
+        connected = self.feed.connected()
+        self.status.text = status_html(self.feed, connected)
+        robot = self.feed.robots.get(self.robot)
+        shown = (robot.newest if robot else None, connected)
+        if shown != self._shown:  # send only what changed: twenty tabs, twenty websockets
+            self._shown = shown
+            self.latest.data = latest_columns(robot.latest if robot else {})
+            self.peak.text = peak_text(robot.recent if robot else [])
+            stale = "" if connected else " — STALE: not live"
+            self.chart.mark_stale(not connected, f"robot {self.robot}, last {self.window_rows} readings{stale}")
+        if self.robot_select.options != self._robots():
+            self.robot_select.options = self._robots()
+
+    def blink(self) -> None:
+        if "blink" in self.chart_alerts.data["blink"]:
+            self._blink_on = not self._blink_on
+            self.chart.blink(self._blink_on)

@@ -1,0 +1,80 @@
+"""The Bokeh server on the current asyncio loop, with the shared feed and a ``/health`` endpoint."""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from weakref import WeakKeyDictionary
+
+from bokeh.application import Application
+from bokeh.application.handlers.function import FunctionHandler
+from bokeh.server.server import Server
+from sqlalchemy import Engine
+from tornado.ioloop import IOLoop
+from tornado.web import RequestHandler
+
+from common.bus import Bus
+from dashboard.app import document_factory
+from dashboard.feed import LiveFeed
+from dashboard.settings import DashboardSettings
+
+logger = logging.getLogger(__name__)
+_FEEDS: WeakKeyDictionary[Server, LiveFeed] = WeakKeyDictionary()
+
+
+class HealthHandler(RequestHandler):
+    """JSON for docker-compose's health check and for people: is the feed live, how far behind, how fresh."""
+
+    def initialize(self, feed: LiveFeed) -> None:
+        self.feed = feed
+
+    def get(self) -> None:
+        s = self.feed.status
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps({
+            "connected": self.feed.connected(),
+            "lag": s.lag,
+            "newest_reading": s.newest_ts.isoformat() if s.newest_ts else None,
+            "readings_per_s": round(self.feed.readings_per_s(), 2),
+            "sessions": self.feed.listener_count,
+            "error": s.error,
+        }))
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
+def make_server(settings: DashboardSettings, *, bus: Bus, engine: Engine | None, port: int | None = None) -> Server:
+    """Build the server on the running loop and start its one feed task; ``port=0`` picks a free port.
+    Call ``server.start()`` to serve and :func:`stop_server` to stop."""
+    port = settings.dashboard_port if port is None else port
+    port = port or free_port(settings.dashboard_address)
+    feed = LiveFeed(settings, bus)
+    server = Server(
+        {"/": Application(FunctionHandler(document_factory(feed, engine)))},
+        io_loop=IOLoop.current(),
+        address=settings.dashboard_address,
+        port=port,
+        allow_websocket_origin=settings.websocket_origins(port),
+        extra_patterns=[("/health", HealthHandler, {"feed": feed})],
+        unused_session_lifetime_milliseconds=settings.dashboard_session_expiry_ms,
+        check_unused_sessions_milliseconds=max(1000, settings.dashboard_session_expiry_ms // 2),
+    )
+    _FEEDS[server] = feed
+    feed.start()
+    logger.info("dashboard at http://%s:%d/ (feed group %s)", settings.dashboard_address, port, feed.group_id)
+    return server
+
+
+def feed_of(server: Server) -> LiveFeed:
+    return _FEEDS[server]
+
+
+async def stop_server(server: Server) -> None:
+    """Stop the feed (closing its consumer), then the sessions and the listening socket."""
+    await feed_of(server).stop()
+    server.stop()
+    server.unlisten()

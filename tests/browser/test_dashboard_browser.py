@@ -1,0 +1,235 @@
+"""The dashboard in a real browser (Debian's headless Chromium through Playwright): it loads without
+JavaScript errors, points arrive while we watch, alerts show and can be acknowledged, a late tab starts full,
+and a feed that goes quiet is shown as not live. Each test leaves a screenshot in test-artifacts/."""
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from common.db import make_engine
+from common.schemas import Alert
+from dashboard.settings import DashboardSettings
+from tests.dashboard_support import ServerThread, alert, reading, wait_for
+
+pytestmark = pytest.mark.browser
+WINDOW = 60
+LIVE = "Bokeh.documents[0].get_model_by_name('{}')"
+
+
+def now_fleet(n: int, *, robot: str = "RMBR4-2", start: int = 0) -> list:
+    t0 = datetime.now(timezone.utc) - timedelta(seconds=2 * (start + n))
+    return [reading(i, robot=robot, t0=t0) for i in range(start, start + n)]
+
+
+@pytest.fixture
+def server(sqlite_url):
+    """The dashboard and consumer_db on one in-process bus, consumer_db writing to a SQLite file."""
+    from consumer_db.service import run as run_sink
+    from consumer_db.settings import ConsumerDbSettings
+
+    settings = DashboardSettings(_env_file=None, bus="memory", window_rows=WINDOW, dashboard_push_ms=50,
+                                 dashboard_stale_seconds=3, database_url=sqlite_url)
+    sink_settings = ConsumerDbSettings(_env_file=None, bus="memory", database_url=sqlite_url, sink_batch_ms=50)
+    engine = make_engine(sqlite_url, log_version=False)
+
+    async def sink(bus, stop):
+        await run_sink(sink_settings, bus=bus, stop=stop, engine=engine)
+
+    with ServerThread(settings, engine=engine, alongside=sink) as running:
+        yield running
+    engine.dispose()
+
+
+def stored_alert(server: ServerThread, event_id: str) -> dict | None:
+    from common.tables import alerts
+
+    with server.engine.connect() as conn:
+        row = conn.execute(alerts.select().where(alerts.c.event_id == event_id)).mappings().first()
+    return dict(row) if row else None
+
+
+@pytest.fixture
+def page(chromium, request, artifacts_dir):
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(f"page error: {exc}"))
+    page.on("console", lambda msg: page.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    yield page
+    page.screenshot(path=str(artifacts_dir / f"dashboard-{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def open_dashboard(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_function(f"() => window.Bokeh && Bokeh.documents.length > 0 && {LIVE.format('live_source')}",
+                           timeout=30_000)
+
+
+def js(page, expression: str):
+    return page.evaluate(f"() => {expression}")
+
+
+def source_len(page) -> int:
+    return js(page, LIVE.format("live_source") + ".data.ts.length")
+
+
+def newest_point(page) -> float:
+    return js(page, f"(d => d.ts.length ? d.ts[d.ts.length - 1] : 0)({LIVE.format('live_source')}.data)")
+
+
+class Streamer:
+    """Publishes a reading every ``period`` seconds from a thread until stopped: a feed that keeps going."""
+
+    def __init__(self, server: ServerThread, period: float = 0.1) -> None:
+        self.server, self.period, self.i = server, period, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.period):
+            self.server.publish(self.server.settings.readings_topic,
+                                reading(self.i, t0=datetime.now(timezone.utc) - timedelta(seconds=2 * self.i)))
+            self.i += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_page_loads_without_errors_and_new_points_arrive_while_we_watch(server, page):
+    server.publish_readings(now_fleet(20))
+    open_dashboard(page, server.url)
+    assert source_len(page) == 20
+    with Streamer(server):
+        first = newest_point(page)
+        page.wait_for_function(f"() => {LIVE.format('live_source')}.data.ts.length >= 30", timeout=20_000)
+        assert newest_point(page) > first
+        page.get_by_text("LIVE", exact=True).wait_for(timeout=10_000)
+    assert page.errors == []
+
+
+def test_an_alert_shows_in_the_table_and_on_the_chart_and_acknowledging_it_persists(server, page):
+    readings = now_fleet(40)
+    server.publish_readings(readings)
+    open_dashboard(page, server.url)
+    event = alert("e-" + uuid.uuid4().hex[:6], at=readings[20].ts, peak=44.5)
+    server.publish(server.settings.alerts_topic, event)
+    page.wait_for_function(f"() => {LIVE.format('alert_source')}.data.event_id.includes('{event.event_id}')")
+    assert js(page, LIVE.format("chart_alerts") + ".data.event_id") == [event.event_id]
+    assert js(page, LIVE.format("chart_alerts") + ".data.blink") == ["blink"]
+    page.locator(".slick-cell", has_text="zscore").first.click()
+    page.locator("input[placeholder='who acknowledges']").fill("Ana Maintenance")
+    page.locator("input[placeholder='who acknowledges']").press("Enter")
+    page.get_by_role("button", name="Acknowledge selected").click()
+    page.wait_for_function(f"() => {LIVE.format('chart_alerts')}.data.blink[0] === ''", timeout=20_000)
+    page.get_by_text("Ana Maintenance at", exact=False).first.wait_for(timeout=10_000)
+    published = [Alert.from_bytes(m.value) for log in server.bus._log(server.settings.alerts_topic) for m in log]
+    acked = [a for a in published if a.event_id == event.event_id and a.acknowledged_by]
+    assert len(acked) == 1 and acked[0].acknowledged_by == "Ana Maintenance" and acked[0].acknowledged_at
+    assert acked[0].model_dump(exclude={"acknowledged_by", "acknowledged_at"}) == event.model_dump(
+        exclude={"acknowledged_by", "acknowledged_at"})
+    row = wait_for(lambda: (r := stored_alert(server, event.event_id)) and r["acknowledged_by"] and r,
+                   what="consumer_db to store the acknowledgement")
+    assert row["acknowledged_by"] == "Ana Maintenance" and row["acknowledged_at"] == acked[0].acknowledged_at
+    assert page.errors == []
+
+
+def test_acknowledging_needs_a_name_and_a_selection(server, page):
+    server.publish(server.settings.alerts_topic, alert("e-noname"))
+    open_dashboard(page, server.url)
+    page.get_by_role("button", name="Acknowledge selected").click()
+    page.get_by_text("Type your name and select").wait_for(timeout=10_000)
+    assert not any(a.acknowledged_by for log in server.bus._log(server.settings.alerts_topic)
+                   for a in map(lambda m: Alert.from_bytes(m.value), log))
+
+
+def test_a_late_session_starts_with_a_full_window(server, page):
+    server.publish_readings(now_fleet(3 * WINDOW))
+    wait_for(lambda: len(server.feed.window("RMBR4-2")) == WINDOW, what="the server's window to fill")
+    open_dashboard(page, server.url)
+    assert source_len(page) == WINDOW
+    assert newest_point(page) == server.feed.window("RMBR4-2")[-1]["ts"]
+    assert page.errors == []
+
+
+def test_a_quiet_feed_is_marked_disconnected_and_stale_then_live_again(server, page):
+    server.publish_readings(now_fleet(10))
+    open_dashboard(page, server.url)
+    page.get_by_text("LIVE", exact=True).wait_for(timeout=10_000)
+    page.get_by_text("DISCONNECTED", exact=True).wait_for(timeout=15_000)  # 3 s without data
+    assert "STALE" in js(page, LIVE.format("live_chart") + ".title.text")
+    with Streamer(server):
+        page.get_by_text("LIVE", exact=True).wait_for(timeout=15_000)
+    assert "STALE" not in js(page, LIVE.format("live_chart") + ".title.text")
+
+
+def test_stacked_view_and_fleet_robot_selector(server, page):
+    server.publish_readings(now_fleet(30) + now_fleet(15, robot="R-7"))
+    open_dashboard(page, server.url)
+    page.get_by_text("stacked areas").click()
+    page.wait_for_function(f"() => {LIVE.format('live_chart')}.renderers.filter(r => r.visible && r.glyph.type == 'VArea').length == 14")
+    page.locator("select").first.select_option("R-7")
+    page.wait_for_function(f"() => {LIVE.format('live_source')}.data.ts.length == 15")
+    assert "robot R-7" in js(page, LIVE.format("live_chart") + ".title.text")
+    assert page.errors == []
+
+
+@pytest.mark.integration
+def test_live_view_on_the_real_kafka_feed(kafka_env, chromium, artifacts_dir):
+    from common.kafka import KafkaBus
+
+    settings = DashboardSettings(_env_file=None, window_rows=WINDOW, dashboard_push_ms=100, **kafka_env)
+    with ServerThread(settings, bus=lambda: KafkaBus(settings)) as server:
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            open_dashboard(page, server.url)
+            with Streamer(server, period=0.2):  # keeps publishing until the group has its partitions
+                page.wait_for_function(f"() => {LIVE.format('live_source')}.data.ts.length >= 10", timeout=60_000)
+                page.get_by_text("LIVE", exact=True).wait_for(timeout=10_000)
+                event = alert("k-" + uuid.uuid4().hex[:6], at=datetime.now(timezone.utc))
+                server.publish(settings.alerts_topic, event)
+                page.wait_for_function(f"() => {LIVE.format('alert_source')}.data.event_id.includes('{event.event_id}')",
+                                       timeout=30_000)
+            assert errors == []
+        finally:
+            page.screenshot(path=str(artifacts_dir / "dashboard-real-kafka.png"), full_page=True)
+            page.close()
+
+
+def test_history_tab_shows_what_consumer_db_stored(server, page):
+    readings = now_fleet(120)
+    server.publish_readings(readings)
+    server.publish(server.settings.alerts_topic, alert("e-hist", at=readings[50].ts))
+    wait_for(lambda: stored_alert(server, "e-hist"), what="consumer_db to store the alert")
+    open_dashboard(page, server.url)
+    page.get_by_text("History", exact=True).click()
+    page.wait_for_function(f"() => {LIVE.format('history_smooth')} && {LIVE.format('history_smooth')}.data.ts.length >= 4",
+                           timeout=30_000)
+    page.get_by_text("history:").wait_for(timeout=10_000)
+    assert js(page, LIVE.format("history_alerts") + ".data.severity") == ["ERROR"]
+    assert js(page, LIVE.format("history_summary") + ".data.axis") == list(range(1, 15))
+    assert "coverage" in js(page, LIVE.format("history_health") + ".text")
+    assert page.errors == []
+
+
+def test_a_database_that_is_down_shows_in_the_history_while_the_live_view_goes_on(page):
+    settings = DashboardSettings(_env_file=None, bus="memory", window_rows=WINDOW, dashboard_push_ms=50)
+    nowhere = make_engine("postgresql+psycopg2://nobody:x@127.0.0.1:9/none?connect_timeout=2", log_version=False)
+    with ServerThread(settings, engine=nowhere) as server:
+        server.publish_readings(now_fleet(10))
+        open_dashboard(page, server.url)
+        page.get_by_text("History", exact=True).click()
+        page.get_by_text("database error").wait_for(timeout=30_000)
+        with Streamer(server):
+            page.wait_for_function(f"() => {LIVE.format('live_source')}.data.ts.length >= 15", timeout=20_000)
+    assert page.errors == []

@@ -1,0 +1,96 @@
+"""The server without a browser: many sessions through Bokeh's client API share one feed, late sessions
+start full, closed sessions are let go, and /health answers."""
+import json
+import time
+import urllib.request
+
+import pytest
+from bokeh.client import pull_session
+
+from dashboard.cli import build_parser, main
+from dashboard.settings import DashboardSettings
+from tests.dashboard_support import ServerThread, alert, reading, wait_for
+
+SESSIONS = 8
+
+
+@pytest.fixture
+def server():
+    settings = DashboardSettings(_env_file=None, bus="memory", window_rows=30, dashboard_push_ms=20,
+                                 dashboard_session_expiry_ms=500)
+    with ServerThread(settings) as running:
+        yield running
+
+
+def source_length(session) -> int:
+    return len(session.document.get_model_by_name("live_source").data["ts"])
+
+
+def newest_ts(session) -> float:
+    ts = session.document.get_model_by_name("live_source").data["ts"]
+    return ts[-1] if len(ts) else 0.0
+
+
+def pump_until(session, predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    """Run the client's loop, applying the server's patches, until ``predicate()`` holds. (The client
+    applies patches only in this loop; a round-trip request skips the patches that arrive meanwhile.)
+    The server sends a status patch every second, so each turn of the loop ends within about a second."""
+    deadline = time.monotonic() + timeout
+    session._connection._loop_until(lambda: predicate() or time.monotonic() > deadline)
+    assert predicate(), f"timed out after {timeout:.0f} s waiting for {what}"
+
+
+def test_many_sessions_share_one_consumer_and_all_see_new_points(server):
+    server.publish_readings([reading(i) for i in range(5)])
+    wait_for(lambda: len(server.feed.window("RMBR4-2")) == 5, what="the feed to take the first readings")
+    sessions = [pull_session(url=server.url) for _ in range(SESSIONS)]
+    try:
+        assert server.feed.listener_count == SESSIONS
+        assert all(source_length(s) == 5 for s in sessions)  # the window they opened on
+        server.publish_readings([reading(i) for i in range(5, 40)])
+        last = reading(39).ts.timestamp() * 1000
+        for s in sessions:
+            pump_until(s, lambda: newest_ts(s) == last, what="every session to get the newest point")
+            assert source_length(s) == 30  # rolled over at WINDOW_ROWS
+    finally:
+        for s in sessions:
+            s.close()
+    wait_for(lambda: server.feed.listener_count == 0, timeout=20, what="closed sessions to be let go")
+    assert len(server.feed._listeners) == 0
+
+
+def test_a_late_session_starts_with_the_full_window_and_the_alerts(server):
+    server.publish_readings([reading(i) for i in range(100)])
+    server.publish(server.settings.alerts_topic, alert("e-late"))
+    wait_for(lambda: "e-late" in server.feed.alerts and len(server.feed.window("RMBR4-2")) == 30, what="the feed")
+    session = pull_session(url=server.url)
+    try:
+        doc = session.document
+        assert source_length(session) == 30
+        assert doc.get_model_by_name("alert_source").data["event_id"] == ["e-late"]
+        assert doc.get_model_by_name("chart_alerts").data["event_id"] == ["e-late"]
+    finally:
+        session.close()
+
+
+def test_health_reports_connection_lag_and_newest_reading(server):
+    def health():
+        with urllib.request.urlopen(server.url + "health", timeout=5) as response:
+            return json.loads(response.read())
+
+    assert health()["newest_reading"] is None
+    server.publish_readings([reading(i) for i in range(3)])
+    body = wait_for(lambda: (h := health())["connected"] and h, what="/health to say connected")
+    assert body["newest_reading"] == reading(2).ts.isoformat() and body["lag"] in (0, None) and body["error"] is None
+
+
+def test_cli_help_documents_every_option_and_demo_is_reserved(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    for option in ("--port", "--address", "--allow-websocket-origin", "--window-rows", "--x-axis-ticks", "--stacked",
+                   "--no-database", "demo"):
+        assert option in out
+    assert main(["demo"]) == 2
+    assert main(["--window-rows", "3"]) == 2  # below the minimum: refused with a clear message
+    assert "window_rows" in capsys.readouterr().err
