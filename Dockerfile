@@ -8,7 +8,8 @@ COPY producer ./producer
 COPY consumer_db ./consumer_db
 COPY consumer_alerts ./consumer_alerts
 COPY dashboard ./dashboard
-RUN pip install . && useradd --create-home --uid 10001 axiswatch
+# /state is where consumer_alerts keeps its snapshot; a named volume mounted there inherits this owner.
+RUN pip install . && useradd --create-home --uid 10001 axiswatch && mkdir /state && chown axiswatch /state
 USER axiswatch
 EXPOSE 5006
 CMD ["python", "-m", "dashboard", "--help"]

@@ -66,7 +66,15 @@ def test_ports_and_volumes_are_consistent():
             source = volume.split(":")[0]
             assert source.startswith(("./", "/")) or source in named, f"volume {source} is not declared"
             if source.startswith("./"):
-                assert (REPO / source).exists() or source == "./data", f"{source} does not exist"
+                assert (REPO / source).exists(), f"{source} does not exist"
+
+
+def test_files_the_services_are_pointed_at_are_in_the_image():
+    """The image copies the packages to /app, so a default path under /app must name a file of the repo."""
+    for name in APP_SETTINGS:
+        for value in COMPOSE["services"][name]["environment"].values():
+            for path in re.findall(r"/app/[\w./-]+", str(value)):
+                assert (REPO / path.removeprefix("/app/")).is_file(), f"{name}: {path} is not in the repo"
 
 
 def test_secrets_are_required_not_defaulted():
