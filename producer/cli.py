@@ -19,7 +19,7 @@ from producer.settings import ProducerSettings
 logger = logging.getLogger(__name__)
 
 
-def parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m producer",
         description="The controller feed: publish one Kafka message per row (key = robot id) to READINGS_TOPIC, "
@@ -70,7 +70,7 @@ def build_settings(args: argparse.Namespace) -> ProducerSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         settings = build_settings(args)
     except (ValidationError, ValueError) as exc:
