@@ -86,8 +86,8 @@ status() {
     for name in "${SERVICES[@]}"; do
         if alive "$name"; then echo "$name running (pid $(cat "$RUN/$name.pid"))"; else echo "$name stopped"; rc=1; fi
     done
-    "$REPO/scripts/kafka.sh" status >/dev/null 2>&1 && echo "kafka running" || { echo "kafka stopped"; rc=1; }
-    "$REPO/scripts/postgres.sh" status >/dev/null 2>&1 && echo "postgres running" || { echo "postgres stopped"; rc=1; }
+    if "$REPO/scripts/kafka.sh" status >/dev/null 2>&1; then echo "kafka running"; else echo "kafka stopped"; rc=1; fi
+    if "$REPO/scripts/postgres.sh" status >/dev/null 2>&1; then echo "postgres running"; else echo "postgres stopped"; rc=1; fi
     return $rc
 }
 

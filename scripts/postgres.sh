@@ -104,25 +104,8 @@ as_server() {
 
 # --- helpers ------------------------------------------------------------------
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-port_is_free() {
-    python3 - "$1" <<'PY'
-import socket, sys
-s = socket.socket()
-# Like the servers themselves: TIME_WAIT leftovers must not count as "in use".
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-    s.listen(1)
-except OSError:
-    sys.exit(1)
-finally:
-    s.close()
-PY
-}
+# shellcheck source=scripts/ports.sh
+source "$SCRIPT_DIR/ports.sh"
 
 # Directory owned by the server user that holds data/ and postgres.log.
 # Prefer <state>/pg; if the server user cannot reach it (e.g. a 0700 parent
