@@ -84,13 +84,14 @@ def test_health_reports_connection_lag_and_newest_reading(server):
     assert body["newest_reading"] == reading(2).ts.isoformat() and body["lag"] in (0, None) and body["error"] is None
 
 
-def test_cli_help_documents_every_option_and_demo_is_reserved(capsys):
+def test_cli_help_documents_every_option_and_refuses_bad_values(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
     for option in ("--port", "--address", "--allow-websocket-origin", "--window-rows", "--x-axis-ticks", "--stacked",
                    "--no-database", "demo"):
         assert option in out
-    assert main(["demo"]) == 2
+    assert main(["demo", "--csv", "/nonexistent/export.csv"]) == 2
+    assert "does not exist" in capsys.readouterr().err
     assert main(["--window-rows", "3"]) == 2  # below the minimum: refused with a clear message
     assert "window_rows" in capsys.readouterr().err
