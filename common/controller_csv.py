@@ -15,7 +15,8 @@ Rules (the issue's, in one place):
   in every row; an axis column outside the list is reported by :func:`column_report` and ignored.
 - An empty cell is ``None``, never 0 and never an error.
 - A bad row (wrong field count, a current that is not a finite number, a time that cannot be read or is
-  ambiguous in the configured zone, a time going backwards by more than the tolerance) becomes a
+  ambiguous in the configured zone, a time going backwards by more than the tolerance, a record the CSV
+  reader cannot parse, bytes that are not UTF-8 in a cell) becomes a
   :class:`DeadLetter` with the file name, the 1-based line number, the raw line and the reason.
 """
 from __future__ import annotations
@@ -63,7 +64,7 @@ class _BadRow(Exception):
 
 def column_report(path: Path, options: CsvOptions) -> ColumnReport:
     """What the header offers against the axis list, without reading the data rows."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         return read_header(csv.reader(f), options.axes, source=Path(path).name)
 
 
@@ -84,7 +85,8 @@ def read_export_rows(
 ) -> Iterator[Row | DeadLetter]:
     """Like :func:`read_export`, but yields plain :class:`Row` tuples for bulk ingest."""
     path = Path(path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    # errors="replace": a byte that is not UTF-8 makes its row's cell unreadable (a dead letter), not the file.
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         raw_lines: list[str] = []
         reader = csv.reader(_remember(f, raw_lines))
         header = read_header(reader, options.axes, source=path.name)
@@ -101,6 +103,18 @@ def _remember(lines: Iterator[str], seen: list[str]) -> Iterator[str]:
         yield line
 
 
+def _records(reader) -> Iterator[list[str] | csv.Error]:
+    """The reader's records; one it cannot parse (a quote left open past csv's field size limit) comes
+    as its ``csv.Error``, and reading goes on at the next line."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield exc
+
+
 def _rows(reader, raw_lines, header: ColumnReport, options: CsvOptions, source: str, start_row: int, limit):
     width, time_index, robot_id = header.width, header.time_index, options.robot_id
     columns = list(zip(options.axes, header.axis_indexes))
@@ -110,9 +124,9 @@ def _rows(reader, raw_lines, header: ColumnReport, options: CsvOptions, source: 
     tolerance = timedelta(seconds=options.backwards_tolerance_s)
     last_ts: datetime | None = None
     record, emitted, isfinite = -1, 0, math.isfinite
-    for fields in reader:
+    for fields in _records(reader):
         line = reader.line_num - len(raw_lines) + 1
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
+        if type(fields) is list and (not fields or (len(fields) == 1 and not fields[0].strip())):
             raw_lines.clear()  # a blank line is not a record
             continue
         record += 1
@@ -123,6 +137,8 @@ def _rows(reader, raw_lines, header: ColumnReport, options: CsvOptions, source: 
             return
         emitted += 1
         try:
+            if type(fields) is not list:
+                raise _BadRow(f"not readable as CSV: {fields}")
             if len(fields) != width and (len(fields) < width or any(c.strip() for c in fields[width:])):
                 raise _BadRow(f"expected {width} fields, found {len(fields)}")
             currents: dict[int, float | None] = {}

@@ -1,6 +1,7 @@
 """The header of a controller export, matched against the axis list (the schema lock)."""
 from __future__ import annotations
 
+import csv
 import logging
 import re
 from collections.abc import Iterator
@@ -39,7 +40,10 @@ class ColumnReport:
 
 def read_header(reader: Iterator[list[str]], axes: list[int], *, source: str) -> ColumnReport:
     """Consume the first non-blank record as the header and match it against ``axes``."""
-    names = next((r for r in reader if any(c.strip() for c in r)), None)
+    try:
+        names = next((r for r in reader if any(c.strip() for c in r)), None)
+    except csv.Error as exc:  # e.g. a quote left open
+        raise CsvFormatError(f"{source}: the header is not readable as CSV ({exc})") from None
     if names is None:
         raise CsvFormatError(f"{source}: the file is empty (no header line)")
     names = [n.strip() for n in names]

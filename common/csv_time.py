@@ -39,7 +39,10 @@ class TimeParser:
             value = datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"{text!r} is not an ISO-8601 time") from None
-        return self.to_utc(value)
+        try:
+            return self.to_utc(value)
+        except OverflowError:  # e.g. 9999-12-31T23:00-05:00: a valid local time past datetime's UTC range
+            raise ValueError(f"{text!r} is out of the representable range in UTC") from None
 
     def to_utc(self, value: datetime) -> datetime:
         if value.tzinfo is UTC:

@@ -21,7 +21,10 @@ def utc(value: datetime) -> datetime:
     """The same instant as a timezone-aware UTC datetime; a naive value is refused."""
     if value.tzinfo is None:
         raise ValueError("timestamp has no timezone; readings are always UTC")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is a valid datetime, but past the last UTC one
+        raise ValueError(f"{value.isoformat()} is out of the representable range in UTC") from None
 
 
 def iso_utc(value: datetime) -> str:
@@ -42,7 +45,8 @@ class WireModel(BaseModel):
     def from_bytes(cls, raw: bytes | str) -> Self:
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # ValueError also covers an integer of more than 4300 digits; RecursionError, arrays nested too deep.
+        except (ValueError, RecursionError) as exc:
             raise SchemaError(f"{cls.__name__}: not JSON ({exc})") from exc
         if not isinstance(data, dict):
             raise SchemaError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")

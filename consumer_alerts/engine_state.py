@@ -1,23 +1,37 @@
-"""The engine across a restart: its detectors' state as a snapshot, its open events from the alerts topic."""
+"""The engine across a restart: its detectors' state and open events as a snapshot, or (without one) its
+open events from the alerts topic."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from common.schemas import Alert, AlertState
+from common.schemas import Alert, AlertState, Severity
 from consumer_alerts.engine import DetectorEngine, RobotState
+from consumer_alerts.lifecycle import OpenEvent
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: with the open events, so that replaying from the snapshot re-derives the same ones
 
 
 def snapshot(engine: DetectorEngine) -> dict[str, Any]:
-    """The detectors' state (not the events: those come back from the alerts topic), as JSON-ready data."""
+    """The detectors' state and the events open at this point, as JSON-ready data."""
     return {"version": SNAPSHOT_VERSION, "robots": {
         rid: {"last_ts": r.last_ts, "last_active": r.last_active.isoformat() if r.last_active else None,
               "last_values": {str(a): v for a, v in r.last_values.items()},
-              "axes": {str(a): {d.name: d.state() for d in s.detectors} for a, s in r.axes.items()}}
+              "axes": {str(a): {d.name: d.state() for d in s.detectors} for a, s in r.axes.items()},
+              "events": {str(a): {life.detector: _event(life.event) for life in s.lifecycles if life.event}
+                         for a, s in r.axes.items() if s.has_open()}}
         for rid, r in engine.robots.items()}}
+
+
+def _event(event: OpenEvent) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in dataclasses.asdict(event).items()}
+
+
+def _open_event(raw: dict[str, Any]) -> OpenEvent:
+    times = {k: datetime.fromisoformat(raw[k]) for k in ("opened_at", "clear_since", "acknowledged_at") if raw.get(k)}
+    return OpenEvent(**{**raw, **times, "severity": Severity(raw["severity"])})
 
 
 def load_snapshot(engine: DetectorEngine, data: dict[str, Any]) -> None:
@@ -32,6 +46,10 @@ def load_snapshot(engine: DetectorEngine, data: dict[str, Any]) -> None:
             for detector in engine.axis_state(rid, int(axis)).detectors:
                 if detector.name in states:
                     detector.load(states[detector.name])
+        for axis, events in raw["events"].items():
+            for life in engine.axis_state(rid, int(axis)).lifecycles:
+                if life.detector in events:
+                    life.event = _open_event(events[life.detector])
 
 
 def restore_events(engine: DetectorEngine, latest: Iterable[Alert]) -> int:

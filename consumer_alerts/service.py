@@ -1,20 +1,25 @@
 """The detector service: readings in, alert events out, offsets committed once the events are safe.
 
-    restore state -> loop { readings -> engine -> alert events -> wait for the bus's ack -> commit }
+    restore state -> loop { readings -> engine -> alert events -> wait for the bus's ack
+                            -> every SNAPSHOT_INTERVAL_S: snapshot, then commit }
 
 The commit comes after the acknowledgement so a crash in between re-processes readings rather than
 losing an event; the re-processed readings re-derive the same event ids, and events the alerts topic
-already has are not sent again.
+already has are not sent again. Offsets are committed only together with a snapshot of the detectors, so
+that after a crash the readings are replayed from the state the snapshot holds: with offsets committed
+past it, the detectors would resume from a stale state and raise or close events an uninterrupted run
+would not (tests/integration/test_faults_alerts_restart.py).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from pathlib import Path
 
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from common.bus import Bus, Message
+from common.bus import Bus, Message, Subscription
 from common.errors import SchemaError
 from common.schemas import Alert, Reading
 from consumer_alerts.engine import DetectorEngine, EngineConfig
@@ -44,33 +49,45 @@ async def run(settings: AlertsSettings, *, bus: Bus, stop: asyncio.Event, engine
     sent = await restore(detectors, bus, settings)
     state_path = settings.state_path
     sub = await bus.subscribe([settings.readings_topic], group_id=settings.alerts_group_id)
-    last_snapshot = time.monotonic()
+    last_snapshot, done = time.monotonic(), []
     try:
         while not stop.is_set():
             messages = await sub.getmany(timeout_ms=settings.poll_timeout_ms, max_records=settings.max_batch)
-            if not messages:
-                continue
-            alerts = [a for a in process(detectors, messages) if not already_sent(a, sent)]
-            await publish(bus, settings.alerts_topic, alerts)
-            remember(sent, alerts)
-            try:
-                await sub.commit(messages)
-            except CommitFailedError as exc:  # a rebalance moved the partitions: redelivery is harmless
-                logger.warning("offset commit failed (%s); the new owner re-reads those readings", exc)
-            if state_path and time.monotonic() - last_snapshot >= settings.snapshot_interval_s:
-                state_path = state_path if write_snapshot(detectors, state_path) else None
-                last_snapshot = time.monotonic()
+            if messages:
+                alerts = [a for a in process(detectors, messages) if not already_sent(a, sent)]
+                await publish(bus, settings.alerts_topic, alerts)
+                remember(sent, alerts)
+                done += messages
+            if done and (not state_path or time.monotonic() - last_snapshot >= settings.snapshot_interval_s):
+                state_path = await checkpoint(detectors, sub, done, state_path)
+                last_snapshot, done = time.monotonic(), []
+        await checkpoint(detectors, sub, done, state_path)  # not after a failure: the last snapshot stands
     finally:
         await sub.close()
-        write_snapshot(detectors, state_path)
         logger.info("consumer_alerts stopped; %d event(s) open", len(detectors.open_events()))
 
 
+async def checkpoint(detectors: DetectorEngine, sub: Subscription, done: list[Message],
+                     state_path: Path | None) -> Path | None:
+    """Snapshot, then commit the readings it reflects; returns the state path still in use (None once a
+    snapshot could not be written: then every batch is committed, and a restart warms up again)."""
+    if state_path and not write_snapshot(detectors, state_path):
+        state_path = None
+    if done:
+        try:
+            await sub.commit(done)
+        except (CommitFailedError, IllegalStateError) as exc:  # a rebalance moved the partitions away
+            logger.warning("offset commit failed (%s); the new owner re-reads those readings", exc)
+    return state_path
+
+
 async def restore(engine: DetectorEngine, bus: Bus, settings: AlertsSettings) -> dict[str, Alert]:
-    """The detectors' state from the snapshot, the events from the alerts topic; returns what was sent."""
-    read_snapshot(engine, settings.state_path)
+    """The detectors' state and open events from the snapshot, else the open events from the alerts topic;
+    returns what was sent. A snapshot is the state at the committed offsets, and replaying the readings
+    after them re-derives every later event; the topic then only says what need not be sent again."""
+    from_snapshot = read_snapshot(engine, settings.state_path)
     sent = await latest_alerts(bus, settings.alerts_topic)
-    restored = restore_events(engine, sent.values())
+    restored = len(engine.open_events()) if from_snapshot else restore_events(engine, sent.values())
     logger.info("alerts topic read back: %d event(s), %d open one(s) taken over", len(sent), restored)
     return sent
 

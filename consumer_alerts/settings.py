@@ -39,7 +39,9 @@ class AlertsSettings(CommonSettings):
     state_path: Path | None = Field(
         Path("var/consumer_alerts-state.json"),
         description="Snapshot of the detectors' state, read at start and written while running; empty = none.")
-    snapshot_interval_s: float = Field(30.0, gt=0, description="Seconds between two snapshots of the state.")
+    snapshot_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between two snapshots of the state; the offsets are committed with each, "
+        "so a crash replays at most this much.")
     poll_timeout_ms: int = Field(500, ge=10, description="Longest wait for new readings before checking for stop.")
     max_batch: int = Field(2000, ge=1, description="Readings taken from the topic in one batch at most.")
 

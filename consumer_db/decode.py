@@ -72,5 +72,8 @@ def _key(message: Message) -> str | None:
 
 def _received(message: Message) -> datetime:
     if message.timestamp_ms is not None:
-        return datetime.fromtimestamp(message.timestamp_ms / 1000, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(message.timestamp_ms / 1000, tz=timezone.utc)
+        except (OverflowError, ValueError, OSError):
+            pass  # a producer's clock off the calendar (year 10000+): when it reached the sink will do
     return datetime.now(timezone.utc)

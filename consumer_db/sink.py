@@ -17,8 +17,10 @@ from consumer_db.store import insert_readings, insert_rejected
 logger = logging.getLogger(__name__)
 
 # What one message's content can provoke in the database; anything else (connection lost, server
-# restarting, database locked) is an outage, for the caller to retry.
-CONTENT_ERRORS = (DataError, IntegrityError)
+# restarting, database locked) is an outage, for the caller to retry. The drivers refuse some content
+# before SQLAlchemy sees it: psycopg2 a string holding NUL (ValueError), sqlite3 an integer past 64 bits
+# (OverflowError).
+CONTENT_ERRORS = (DataError, IntegrityError, ValueError, OverflowError)
 
 
 @dataclass

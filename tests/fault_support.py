@@ -1,0 +1,163 @@
+"""What the fault tests share: services as real processes, a private Kafka broker, polling with deadlines."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from common.kafka import connection_options
+from common.settings import CommonSettings
+from common.tables import readings_fact, rejected_readings
+
+REPO = Path(__file__).resolve().parents[1]
+KAFKA_SCRIPT = REPO / "scripts" / "kafka.sh"
+
+
+def service_env(kafka_env: dict, **settings) -> dict[str, str]:
+    """The environment of a service process: this one's, plus the test's topics and settings (upper-cased)."""
+    values = {**kafka_env, **settings}
+    return {**os.environ, **{k.upper(): str(v) for k, v in values.items()}, "PYTHONUNBUFFERED": "1"}
+
+
+class Service:
+    """``python -m <module>`` as a child process, its output in a log file the failure messages quote."""
+
+    def __init__(self, module: str, env: dict[str, str], log: Path, *args: str) -> None:
+        self.module, self.log = module, log
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                                            stdout=out, stderr=subprocess.STDOUT)
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` and wait for the exit code (SIGKILL after ``timeout``, so nothing outlives the test)."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise AssertionError(f"{self.module} did not stop within {timeout} s after {sig.name}:\n{self.tail()}")
+
+
+def poll(condition: Callable[[], object], what: str, *, timeout: float = 60.0, every: float = 0.1,
+         services: tuple[Service, ...] = ()) -> object:
+    """Call ``condition`` until it returns something true, or fail with ``what`` and the services' logs;
+    also fail at once when one of ``services`` has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _all_running(services, what)
+        result = condition()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(_timed_out(what, timeout, services))
+
+
+async def apoll(condition: Callable[[], Awaitable[object]], what: str, *, timeout: float = 60.0,
+                services: tuple[Service, ...] = ()) -> object:
+    """:func:`poll` for a coroutine condition, from async code."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _all_running(services, what)
+        result = await condition()
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(_timed_out(what, timeout, services))
+
+
+def _all_running(services: tuple[Service, ...], what: str) -> None:
+    for service in services:
+        if service.process.poll() is not None:
+            raise AssertionError(f"{service.module} exited ({service.process.returncode}) while waiting for "
+                                 f"{what}:\n{service.tail()}")
+
+
+def _timed_out(what: str, timeout: float, services: tuple[Service, ...]) -> str:
+    logs = "\n".join(f"--- {s.module} ---\n{s.tail()}" for s in services)
+    return f"no {what} within {timeout:.0f} s\n{logs}"
+
+
+def stored(engine: Engine) -> tuple[int, int]:
+    """(rows in readings_fact, rows in rejected_readings); (-1, -1) while the sink has not migrated yet or
+    the database is away."""
+    try:
+        with engine.connect() as conn:
+            return (conn.execute(select(func.count()).select_from(readings_fact)).scalar_one(),
+                    conn.execute(select(func.count()).select_from(rejected_readings)).scalar_one())
+    except SQLAlchemyError:
+        return (-1, -1)
+
+
+class PrivateKafka:
+    """A broker of the test's own (scripts/kafka.sh under its own AXISWATCH_VAR_DIR), to stop and restart
+    without touching the shared one. ``stop()`` keeps the data and the ports, so a restart comes back at the
+    same address with the same topics, as a real broker restart does."""
+
+    def __init__(self, var_dir: Path) -> None:
+        self.env = {**os.environ, "AXISWATCH_VAR_DIR": str(var_dir), "AXISWATCH_KAFKA_STOP_TIMEOUT": "30"}
+        self.bootstrap = ""
+
+    @staticmethod
+    def available() -> str | None:
+        """Why a private broker cannot run here, or None."""
+        if not shutil.which("java"):
+            return "no java for a private Kafka broker (apt-get install openjdk-17-jre-headless)"
+        if not list((REPO / ".cache" / "kafka" / "libs").glob("kafka_2.13-*.jar")) and not shutil.which("mvn"):
+            return "the Kafka jars are not cached in .cache/kafka/libs and mvn is missing"
+        return None
+
+    def _script(self, *args: str) -> str:
+        done = subprocess.run([str(KAFKA_SCRIPT), *args], env=self.env, capture_output=True, text=True, timeout=180)
+        if done.returncode != 0:
+            raise RuntimeError(f"scripts/kafka.sh {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+        return done.stdout
+
+    def start(self) -> str:
+        self.bootstrap = self._script("start").strip().removeprefix("KAFKA_BOOTSTRAP_SERVERS=")
+        return self.bootstrap
+
+    def stop(self, *flags: str) -> None:
+        self._script("stop", *flags)
+
+
+class TopicReader:
+    """Every message of a topic from the beginning, as it arrives: one group-less consumer assigned to all
+    partitions, so watching commits no offsets and joins no group."""
+
+    def __init__(self, settings: CommonSettings, topic: str) -> None:
+        self.settings, self.topic = settings, topic
+        self.values: list[bytes] = []
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> TopicReader:
+        self._consumer = AIOKafkaConsumer(**connection_options(self.settings), enable_auto_commit=False)
+        await self._consumer.start()
+        partitions = [TopicPartition(self.topic, p) for p in range(self.settings.topic_partitions)]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._consumer.stop()
+
+    async def read(self) -> list[bytes]:
+        """What has arrived so far (waits at most 100 ms for more)."""
+        batches = await self._consumer.getmany(timeout_ms=100)
+        self.values += [r.value for records in batches.values() for r in sorted(records, key=lambda r: r.offset)]
+        return self.values
+

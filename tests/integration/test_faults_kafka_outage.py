@@ -1,0 +1,88 @@
+"""The Kafka broker stopped for ~10 s in the middle of a stream, then restarted: the producer's sends wait
+and are retried (no idempotent-producer sequence error left stuck), the sink reconnects and rejoins its
+group, and PostgreSQL ends with exactly the input: nothing lost, nothing twice.
+
+Producer and sink are real processes. The broker is a private one of this test (scripts/kafka.sh under
+its own AXISWATCH_VAR_DIR), never the shared development broker; it restarts at the same address with
+its data, as a real broker restart does. Stop, 10 s, restart: the clients see ~25 s without a broker,
+which aiokafka's own retries bridge (its request timeout is 40 s); what it gives up on after that goes
+through producer/sender.py's resend, tested in tests/unit/test_sender.py.
+"""
+import signal
+import time
+from datetime import datetime, timezone
+from itertools import islice
+
+import pytest
+from sqlalchemy import select
+
+from common.db import make_engine
+from common.tables import readings_fact
+from producer.synthetic import synthetic_fleet
+from tests.conftest import service_missing
+from tests.fault_support import PrivateKafka, Service, poll, service_env, stored
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+START = datetime(2024, 3, 1, 8, tzinfo=timezone.utc)
+ROBOTS, TICK_S, READINGS, AXES = 6, 0.02, 6000, [1, 2, 3, 4]  # 300 readings/s for 20 s, plus the outage
+OUTAGE_S = 10.0
+
+
+@pytest.fixture
+def private_kafka(tmp_path):
+    reason = PrivateKafka.available()
+    if reason:
+        service_missing(reason)
+    broker = PrivateKafka(tmp_path / "var")
+    try:
+        broker.start()
+    except RuntimeError as exc:
+        broker.stop("--clean")
+        service_missing(str(exc))
+    try:
+        yield broker
+    finally:
+        broker.stop("--clean")
+
+
+def expected_rows() -> set[tuple]:
+    fleet = synthetic_fleet(ROBOTS, seed=7, tick_seconds=TICK_S, start=START, axes=AXES)
+    return {(r.robot_id, r.ts, axis, r.currents[axis]) for r in islice(fleet, READINGS) for axis in AXES}
+
+
+def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(private_kafka, kafka_env, pg_url, unique, tmp_path):
+    kafka_env = {**kafka_env, "kafka_bootstrap_servers": private_kafka.bootstrap}
+    env = service_env(kafka_env, database_url=pg_url, axes="1-4", log_level="INFO")
+    sink = Service("consumer_db", {**env, "SINK_GROUP_ID": f"sink-{unique}"}, tmp_path / "sink.log")
+    producer = None
+    engine = make_engine(pg_url, log_version=False)
+    try:
+        poll(lambda: stored(engine)[0] == 0, "the sink's tables", services=(sink,))
+        producer = Service("producer", {**env, "SHUTDOWN_TIMEOUT_S": "120"}, tmp_path / "producer.log",
+                           "--synthetic", "--robots", str(ROBOTS), "--seed", "7", "--tick-seconds", str(TICK_S),
+                           "--start-time", START.isoformat(), "--limit", str(READINGS), "--no-axes-from-db")
+        poll(lambda: stored(engine)[0] >= 4 * 500, "the first rows", services=(sink, producer))
+
+        private_kafka.stop()  # kept data and ports: the restart comes back at the same address
+        down_at, at_stop = time.monotonic(), stored(engine)[0]
+        # The outage itself; meanwhile both processes must stay up (the producer buffers, the sink waits).
+        poll(lambda: time.monotonic() - down_at >= OUTAGE_S, "the end of the outage", services=(sink, producer))
+        assert private_kafka.start() == kafka_env["kafka_bootstrap_servers"]
+        assert at_stop < 4 * READINGS, "the outage has to land in the middle of the stream"
+
+        assert producer.process.wait(180) == 0, producer.tail()
+        poll(lambda: stored(engine)[0] == 4 * READINGS, "every row after the restart", timeout=90, services=(sink,))
+        assert sink.stop(signal.SIGTERM) == 0, sink.tail()
+        with engine.connect() as conn:
+            rows = conn.execute(select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id,
+                                       readings_fact.c.amps)).all()
+    finally:
+        for service in (producer, sink):
+            if service is not None and service.process.poll() is None:
+                service.stop(signal.SIGKILL)
+        engine.dispose()
+    report = producer.tail(5000)
+    assert f"{READINGS} readings confirmed" in report and "NOT SENT" not in report, report
+    assert "OutOfOrderSequence" not in producer.log.read_text(), "an idempotent-producer sequence error"
+    expected = expected_rows()
+    assert len(rows) == len(expected) and set(rows) == expected
