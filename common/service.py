@@ -4,14 +4,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 
 logger = logging.getLogger(__name__)
 
 
+class RepeatFilter(logging.Filter):
+    """Lets one copy of the same library message through per interval: during a broker outage aiokafka
+    logs "Unable connect to node" about 2,000 times a second, which buries everything else."""
+
+    def __init__(self, prefixes: tuple[str, ...] = ("aiokafka",), interval_s: float = 10.0) -> None:
+        super().__init__()
+        self.prefixes, self.interval_s = prefixes, interval_s
+        self._last: dict[tuple[str, int, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key, now = (record.name, record.levelno, str(record.msg)), time.monotonic()
+        if now - self._last.get(key, float("-inf")) < self.interval_s:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter())
 
 
 def install_stop_handlers(stop: asyncio.Event) -> None:

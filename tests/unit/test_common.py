@@ -112,3 +112,19 @@ async def test_in_process_bus_wakes_a_waiting_consumer():
     await asyncio.sleep(0)
     await bus.publish("t", "k", b"x")
     assert [m.value for m in await asyncio.wait_for(waiter, 2)] == [b"x"]
+
+
+def test_repeated_library_messages_are_let_through_once_per_interval():
+    import logging
+
+    from common.service import RepeatFilter
+
+    repeat = RepeatFilter(interval_s=60.0)
+
+    def record(name: str, msg: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, ("node-1",), None)
+
+    flood = [repeat.filter(record("aiokafka.conn", "Unable connect to node with id %s")) for _ in range(2000)]
+    assert flood.count(True) == 1
+    assert repeat.filter(record("aiokafka.client", "Another message %s"))
+    assert all(repeat.filter(record("consumer_db.service", "written so far %s")) for _ in range(5))
