@@ -10,7 +10,8 @@ import io
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, literal, or_, select
+from sqlalchemy import Connection
+from sqlalchemy import text as sql_text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from common.tables import insert_ignoring_duplicates, readings_fact, rejected_readings
@@ -22,6 +23,14 @@ STAGE = "readings_stage"
 CREATE_STAGE = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (robot_id text, axis_id smallint, ts timestamptz, "
     "amps double precision) ON COMMIT DELETE ROWS"
+)
+# One probe of the (robot_id, ts) index per robot of the batch. Not ``WHERE (robot = a AND ts BETWEEN ..)
+# OR ...  LIMIT 1``: on a big table the planner answers that by walking the whole primary key in ts order
+# hoping to meet a row early, and new data has none (seconds per batch at a million readings, growing).
+ANYTHING_STORED = sql_text(
+    "SELECT 1 FROM unnest(CAST(:robots AS text[]), CAST(:lows AS timestamptz[]), CAST(:highs AS timestamptz[])) "
+    "AS span(robot_id, low, high) WHERE EXISTS (SELECT 1 FROM readings_fact r WHERE r.robot_id = span.robot_id "
+    "AND r.ts BETWEEN span.low AND span.high) LIMIT 1"
 )
 MOVE_STAGE = (
     f"INSERT INTO readings_fact (robot_id, axis_id, ts, amps) SELECT robot_id, axis_id, ts, amps FROM {STAGE} "
@@ -66,9 +75,8 @@ def _anything_stored(conn: Connection, rows: list[tuple]) -> bool:
             span[0] = ts
         elif ts > span[1]:
             span[1] = ts
-    R = readings_fact.c
-    inside = or_(*(and_(R.robot_id == robot, R.ts.between(low, high)) for robot, (low, high) in spans.items()))
-    return conn.execute(select(literal(1)).where(inside).limit(1)).first() is not None
+    params = {"robots": list(spans), "lows": [s[0] for s in spans.values()], "highs": [s[1] for s in spans.values()]}
+    return conn.execute(ANYTHING_STORED, params).first() is not None
 
 
 def copy_from(conn: Connection, sql: str, data: io.StringIO) -> None:

@@ -1,0 +1,289 @@
+"""Latency at a paced rate: the synthetic fleet at the real rate (200 robots, one reading each every 2 s =
+100 readings/s, faults injected) through the services, each a process of its own, for --seconds.
+
+    .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--warmup 20] [--sessions 5]
+
+Each reading's clock starts at its production: the Kafka record's CreateTime, stamped when the producer
+appends it to a batch (the readings topic is read back for it). It stops:
+
+(a) committed in PostgreSQL: a trigger on readings_fact (in the scratch database only) NOTIFYs once per
+    reading (its axis-1 row); PostgreSQL delivers notifications when the transaction commits, and this
+    process LISTENs;
+(b) alert event on the alerts topic: for each event's first message (state open), the reading that opened
+    it is (robot, opened_at); the clock stops when a plain consumer of the alerts topic receives it;
+(c) delivered into a dashboard session: --sessions websocket clients speaking Bokeh's protocol (as a tab,
+    without drawing) on a dashboard process watching robot-001; the clock stops when a streamed point
+    arrives.
+
+Readings produced in the first --warmup seconds (process start, group joins) are left out. consumer_alerts
+runs with Z_MIN_SAMPLES=30 (default 100) so that z-score events can open within minutes of a cold start.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import select
+import socket
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import psycopg2
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import Engine, text
+
+from bench._pipeline import Names, Service, create_topics, partitions_of, stop_all, with_services
+from bench.dashboard_sessions import array_bytes, bokeh_session, receive
+from bench.query_plans import percentile
+from bench.results import write_results
+from common.schemas import Alert
+
+WATCHED = "robot-001"
+AIMS_MS = {"a": 500, "b": 100, "c": 500}
+TRIGGER = """
+CREATE FUNCTION bench_notify_committed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('bench_committed', NEW.robot_id || ' ' || round(extract(epoch FROM NEW.ts) * 1000)::bigint);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER bench_committed AFTER INSERT ON readings_fact
+  FOR EACH ROW WHEN (NEW.axis_id = 1) EXECUTE FUNCTION bench_notify_committed();
+"""
+
+
+def key(robot_id: str, ts: datetime | float) -> tuple[str, int]:
+    """(robot, epoch ms): how a reading is named everywhere here."""
+    return robot_id, round((ts.timestamp() if isinstance(ts, datetime) else ts / 1000) * 1000)
+
+
+class Watch:
+    """Everything this process observes, with the wall-clock time (s) it saw it."""
+
+    def __init__(self) -> None:
+        self.produced: dict[tuple[str, int], int] = {}  # reading -> CreateTime (ms)
+        self.committed: dict[tuple[str, int], float] = {}
+        self.opened: dict[str, tuple[float, Alert, int]] = {}  # event -> first arrival, event, its CreateTime
+        self.dashboard: dict[tuple[int, int], float] = {}  # (session, ts ms) of robot-001's points -> first arrival
+        self.stop = asyncio.Event()
+
+
+async def read_topic(servers: str, topic: str, on_record, stop: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await partitions_of(consumer, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for record in (r for records in batches.values() for r in records):
+                on_record(record, now)
+    finally:
+        await consumer.stop()
+
+
+def on_reading(watch: Watch):
+    def record(r, _now: float) -> None:
+        data = json.loads(r.value)
+        watch.produced[key(data["robot_id"], datetime.fromisoformat(data["ts"]))] = r.timestamp
+    return record
+
+
+def on_alert(watch: Watch):
+    def record(r, now: float) -> None:
+        alert = Alert.from_bytes(r.value)
+        watch.opened.setdefault(alert.event_id, (now, alert, r.timestamp))
+    return record
+
+
+def listen(dsn: str, watch: Watch, stop: threading.Event) -> None:
+    """LISTEN in a thread of its own: a notification arrives when its transaction commits."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    conn.cursor().execute("LISTEN bench_committed")
+    try:
+        while not stop.is_set():
+            if select.select([conn], [], [], 0.2)[0]:
+                conn.poll()
+                now = time.time()
+                while conn.notifies:
+                    robot, ms = conn.notifies.pop(0).payload.rsplit(" ", 1)
+                    watch.committed.setdefault((robot, int(ms)), now)
+    finally:
+        conn.close()
+
+
+async def session(number: int, port: int, watch: Watch, opened: asyncio.Event) -> None:
+    """One tab of the dashboard, robot-001's streamed points noted with their arrival time."""
+    async with bokeh_session(port) as ws:
+        while True:  # until cancelled: a timeout inside receive() would lose part of a message
+            header, content, buffers = await receive(ws)
+            now = time.time()
+            if header["msgtype"] == "PULL-DOC-REPLY":
+                opened.set()
+            for event in content.get("events", []) if header["msgtype"] == "PATCH-DOC" else []:
+                entries = dict(event["data"]["entries"]) if event.get("kind") == "ColumnsStreamed" else {}
+                if "ts" in entries and "a1" in entries:  # the chart's source (not the alert table's)
+                    ts = entries["ts"]
+                    for ms in np.frombuffer(array_bytes(ts["array"]["data"], buffers), dtype=ts["dtype"]).tolist():
+                        watch.dashboard.setdefault((number, round(ms)), now)
+
+
+async def all_open(tabs: list[asyncio.Task], opened: list[asyncio.Event], timeout_s: float) -> None:
+    """Every session has its document; a session that failed first raises its error here."""
+    everyone = asyncio.ensure_future(asyncio.gather(*(o.wait() for o in opened)))
+    done, _ = await asyncio.wait([everyone, *tabs], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    if everyone not in done:
+        everyone.cancel()
+        for tab in done:
+            tab.result()
+        raise TimeoutError(f"{sum(not o.is_set() for o in opened)} dashboard session(s) got no document in {timeout_s:g} s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                response.read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
+    names = Names.fresh("bench-lat")
+    await create_topics(servers, [names.readings, names.alerts, names.dead_letters])
+    with engine.begin() as conn:
+        conn.execute(text(TRIGGER))
+    url = engine.url.render_as_string(hide_password=False)
+    port = free_port()
+    env = names.env(servers, url, ROBOT_ID=WATCHED, Z_MIN_SAMPLES="30", **args.env)
+    consumers = [Service("consumer_db", ["consumer_db", "run"], env, log_dir),
+                 Service("consumer_alerts", ["consumer_alerts", "run"], env, log_dir),
+                 Service("dashboard", ["dashboard", "--port", str(port), "--no-database"], env, log_dir)]
+    producer = Service("producer", ["producer", "--synthetic", "--robots", str(args.robots), "--faults",
+                                    "--fault-period", "300", "--no-axes-from-db"], env, log_dir)
+    watch, listening = Watch(), threading.Event()
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    listener = threading.Thread(target=listen, args=(dsn, watch, listening), daemon=True)
+    listener.start()
+    readers = [asyncio.create_task(read_topic(servers, names.readings, on_reading(watch), watch.stop)),
+               asyncio.create_task(read_topic(servers, names.alerts, on_alert(watch), watch.stop))]
+    tabs: list[asyncio.Task] = []
+    try:
+        for service in consumers:
+            service.start()
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/health", 90)
+        opened = [asyncio.Event() for _ in range(args.sessions)]
+        tabs = [asyncio.create_task(session(n, port, watch, o)) for n, o in enumerate(opened)]
+        await all_open(tabs, opened, 60)
+        started = time.time()
+        producer.start()
+        await asyncio.sleep(args.warmup + args.seconds)
+        stopped = time.time()
+        producer.stop()
+        await asyncio.sleep(args.drain)  # what was produced last gets through
+    finally:
+        watch.stop.set()
+        for tab in tabs:
+            tab.cancel()
+        await asyncio.gather(*readers, *tabs, return_exceptions=True)
+        listening.set()
+        listener.join(10)
+        stop_all([producer, *consumers])
+    failed = [s for s in (producer, *consumers) if s.returncode != 0]
+    if failed:
+        raise RuntimeError(f"{failed[0].name} exited with {failed[0].returncode}:\n{failed[0].tail()}")
+    return {"watch": watch, "window": (started + args.warmup, stopped),
+            "cpu_s": {s.name: round(s.cpu_s, 1) for s in (producer, *consumers)}}
+
+
+def latencies(result: dict, sessions: int) -> dict[str, dict]:
+    watch, (low, high) = result["watch"], result["window"]
+    in_window = {k: ms for k, ms in watch.produced.items() if low * 1000 <= ms <= high * 1000}
+    committed = [watch.committed[k] * 1000 - ms for k, ms in in_window.items() if k in watch.committed]
+    alerts, detect, deliver = [], [], []
+    for seen, alert, created_ms in watch.opened.values():
+        ms = in_window.get(key(alert.robot_id, alert.opened_at))
+        if ms is not None:
+            alerts.append(seen * 1000 - ms)
+            detect.append(created_ms - ms)
+            deliver.append(seen * 1000 - created_ms)
+    watched = {k[1]: ms for k, ms in in_window.items() if k[0] == WATCHED}
+    dashboard = [seen * 1000 - watched[ts] for (_, ts), seen in watch.dashboard.items() if ts in watched]
+    result["alert_split"] = (statistics.median(detect), statistics.median(deliver)) if alerts else None
+    return {
+        "a": stats("(a) committed in PostgreSQL", committed, len(in_window)),
+        "b": stats("(b) alert event on the alerts topic", alerts, None),
+        "c": stats(f"(c) delivered into a dashboard session ({WATCHED})", dashboard, len(watched) * sessions),
+    }
+
+
+def stats(what: str, samples: list[float], expected: int | None) -> dict:
+    row = {"latency to": what, "samples": len(samples), "expected": expected,
+           "p50 ms": None, "p99 ms": None, "max ms": None}
+    if samples:
+        row |= {"p50 ms": round(percentile(samples, 50), 1), "p99 ms": round(percentile(samples, 99), 1),
+                "max ms": round(max(samples), 1)}
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--robots", type=int, default=200, help="robots, one reading each every 2 s")
+    parser.add_argument("--seconds", type=float, default=240, help="measured time after the warm-up")
+    parser.add_argument("--warmup", type=float, default=20, help="seconds of readings left out at the start")
+    parser.add_argument("--drain", type=float, default=10, help="seconds to wait after the producer stopped")
+    parser.add_argument("--sessions", type=int, default=5, help="dashboard sessions (each sees robot-001)")
+    parser.add_argument("--set", dest="env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for every service, e.g. SINK_BATCH_MS=100 (repeatable)")
+    args = parser.parse_args(argv)
+    args.env = dict(item.split("=", 1) for item in args.env)
+    found = with_services("pipeline_latency", measure, args)
+    if found is None:
+        return 2
+    result, extensions = found
+    found = latencies(result, args.sessions)
+    rows = []
+    for name, row in found.items():
+        aim = AIMS_MS[name]
+        rows.append({**row, "aim p99 ms": f"< {aim}",
+                     "met": None if row["p99 ms"] is None else ("yes" if row["p99 ms"] < aim else "NO")})
+    settings = " ".join(f"--set {k}={v}" for k, v in args.env.items())
+    notes = (f"Command: `.venv/bin/python -m bench.pipeline_latency --robots {args.robots} --seconds {args.seconds:g} "
+             f"--warmup {args.warmup:g} --sessions {args.sessions}{' ' + settings if settings else ''}`: "
+             f"{args.robots} robots x 1 reading / 2 s = {args.robots / 2:g} readings/s, faults on (period 300 s), "
+             f"{len(result['watch'].opened)} alert events opened in all; every service its own process; "
+             f"settings changed from the defaults: Z_MIN_SAMPLES=30{', ' + settings if settings else ''}. "
+             f"`expected` = readings produced in the measured window (for (c): those of {WATCHED} "
+             f"times {args.sessions} sessions: each session's first arrival of each point). Process CPU s over the "
+             f"run: {result['cpu_s']}. aiokafka {extensions['aiokafka']}, C extensions in use: "
+             f"**{extensions['c_extensions']}**.")
+    if result.get("alert_split"):
+        notes += (" (b) split, medians: reading produced -> event appended by consumer_alerts (its CreateTime) "
+                  f"{result['alert_split'][0]:.0f} ms; -> received by a consumer of the alerts topic "
+                  f"{result['alert_split'][1]:.0f} ms.")
+    # A run with changed settings gets files of its own, beside the defaults' run.
+    name = "_".join(["pipeline_latency", *(f"{k}-{v}" for k, v in sorted(args.env.items()))])
+    write_results(name, rows, notes=notes, extra={"aiokafka": extensions, "settings": args.env})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

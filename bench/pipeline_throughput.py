@@ -1,0 +1,229 @@
+"""End-to-end throughput: the synthetic fleet at max speed through producer -> Kafka -> consumer_db ->
+PostgreSQL and -> consumer_alerts, each service a process of its own, against the floor measured in the
+same run on the same broker and database.
+
+    .venv/bin/python -m bench.pipeline_throughput [--robots 100] [--readings 10000] [--profile-readings 100000]
+
+1. Floor: the same payloads (serialised beforehand) sent by a bare aiokafka producer (create_batch/send_batch,
+   the producer's own way), fetched back by a bare consumer (no parsing, no commit), and the rows the
+   pipeline stored COPied back into the emptied readings_fact (PK + indexes) in one COPY.
+2. Pipeline: consumer_db and consumer_alerts start (fresh groups, 6 partitions), then
+   ``python -m producer --synthetic --max-speed``; until both groups have committed every reading. Progress
+   comes from Kafka every 0.25 s: the readings topic's high watermark (producer: confirmed), each group's
+   committed offset (consumer_db commits after its transaction). A stage's rate runs from its first
+   progress to its last (start-up and group join left out); end-to-end runs from the start of the processes.
+3. Checks: readings_fact holds robots x readings x 14 rows, exactly the (robot, ts) pairs sent.
+4. Profile: the slowest stage again, alone, under pyinstrument (bench._profiled), over --profile-readings.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from bench._pipeline import (T0, Names, Progress, Service, bare_consume, bare_produce, create_topics, fleet,
+                             machine_cpu, stage, stop_all, with_services)
+from bench.ingest import empty, stored
+from bench.results import RESULTS_DIR, write_results
+
+AXES = 14
+STAGES = ("producer", "consumer_db", "consumer_alerts")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--robots", type=int, default=100)
+    parser.add_argument("--readings", type=int, default=10_000, help="readings per robot")
+    parser.add_argument("--profile-readings", type=int, default=100_000, help="readings of the profiled run (0: none)")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (their folder is printed)")
+    args = parser.parse_args(argv)
+    found = with_services("pipeline_throughput", measure, args, keep_logs=args.keep_logs)
+    if found is None:
+        return 2
+    result, extensions = found
+    rows, extra = report(result, args)
+    extra["aiokafka"] = extensions
+    write_results("pipeline_throughput", rows, notes=notes(result, args, extensions), extra=extra)
+    return 0
+
+
+async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
+    total = args.robots * args.readings
+    started = time.perf_counter()
+    payloads, keys = [], set()
+    for r in fleet(args.robots, args.readings):
+        payloads.append((r.robot_id.encode(), r.to_bytes()))
+        keys.add((r.robot_id, round(r.ts.timestamp() * 1e6)))
+    print(f"{total:,} readings generated and serialised in {time.perf_counter() - started:.1f} s", flush=True)
+    floor_topic = Names.fresh("bench-floor").readings
+    await create_topics(servers, [floor_topic])
+    out = {"total": total, "produce_s": await bare_produce(servers, floor_topic, payloads)}
+    out["consume_s"] = await bare_consume(servers, floor_topic, total)
+    print(f"floor: produce {out['produce_s']:.1f} s, consume {out['consume_s']:.1f} s", flush=True)
+    out["pipeline"] = await pipeline(engine, servers, args, total, log_dir)
+    out["checks"] = await asyncio.to_thread(check, engine, total, keys)
+    out["copy_s"] = await asyncio.to_thread(bare_copy, engine, total)
+    out["profile"] = await profile(engine, servers, args, out["pipeline"], payloads, log_dir) if args.profile_readings else None
+    return out
+
+
+async def pipeline(engine: Engine, servers: str, args, total: int, log_dir: Path) -> dict:
+    names = Names.fresh("bench-pipe")
+    await create_topics(servers, [names.readings, names.alerts, names.dead_letters])
+    env = names.env(servers, engine.url.render_as_string(hide_password=False))
+    producer_argv = ["producer", "--synthetic", "--robots", str(args.robots), "--seed", "42", "--start-time",
+                     T0.isoformat(), "--limit", str(total), "--max-speed", "--no-axes-from-db"]
+    services = [Service("consumer_db", ["consumer_db", "run"], env, log_dir),
+                Service("consumer_alerts", ["consumer_alerts", "run"], env, log_dir),
+                Service("producer", producer_argv, env, log_dir)]
+    groups = {"consumer_db": names.sink_group, "consumer_alerts": names.alerts_group}
+    try:
+        async with Progress(servers, names.readings, groups) as progress:
+            cpu0, t0 = machine_cpu(), time.monotonic()
+            for service in services:
+                service.start()
+            await progress.until(total, services=services, timeout_s=120 + total / 1000)
+            cpu1 = machine_cpu()
+            if services[2].wait(60) != 0:
+                raise RuntimeError(f"producer exited with {services[2].returncode}:\n{services[2].tail()}")
+    finally:
+        stop_all(services)
+    stages = {name: stage(progress.samples, key, total)
+              for name, key in (("producer", "produced"), ("consumer_db", "consumer_db"), ("consumer_alerts", "consumer_alerts"))}
+    done = max(s["done_t"] for s in stages.values())
+    return {"stages": stages, "end_to_end_s": done - t0, "cpu_s": {s.name: s.cpu_s for s in services},
+            "cores_busy": (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]) * __import__("os").cpu_count(),
+            "returncodes": {s.name: s.returncode for s in services}}
+
+
+def check(engine: Engine, total: int, keys: set) -> dict:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT count(*) FROM readings_fact")).scalar_one()
+        stored_keys = {(robot, round(ts.timestamp() * 1e6)) for robot, ts in
+                       conn.execute(text("SELECT robot_id, ts FROM readings_fact WHERE axis_id = 1"))}
+    checks = {"rows": rows, "rows_expected": total * AXES, "readings_match": stored_keys == keys}
+    if rows != total * AXES or not checks["readings_match"]:
+        raise AssertionError(f"readings_fact does not hold exactly the input: {checks}, "
+                             f"{len(keys - stored_keys)} missing, {len(stored_keys - keys)} unexpected")
+    return checks
+
+
+def bare_copy(engine: Engine, total: int) -> float:
+    """The stored rows out (COPY TO, not timed), the table emptied, then one COPY of them back in."""
+    data = io.BytesIO()
+    raw = engine.raw_connection()
+    try:
+        raw.cursor().copy_expert("COPY readings_fact (robot_id, axis_id, ts, amps) TO STDOUT", data)
+        raw.commit()
+    finally:
+        raw.close()
+    empty(engine)
+    data.seek(0)
+    raw = engine.raw_connection()
+    try:
+        started = time.perf_counter()
+        raw.cursor().copy_expert("COPY readings_fact (robot_id, axis_id, ts, amps) FROM STDIN", data, size=1 << 18)
+        raw.commit()
+        seconds = time.perf_counter() - started
+    finally:
+        raw.close()
+    if stored(engine) != total * AXES:
+        raise AssertionError("the bare COPY did not store every row")
+    return seconds
+
+
+async def profile(engine: Engine, servers: str, args, result: dict, payloads: list, log_dir: Path) -> dict:
+    """The slowest stage alone, under pyinstrument, over the first --profile-readings readings."""
+    slowest = min(STAGES, key=lambda name: result["stages"][name]["rate"])
+    count = min(args.profile_readings, len(payloads))
+    names = Names.fresh("bench-prof")
+    await create_topics(servers, [names.readings, names.alerts, names.dead_letters])
+    env = names.env(servers, engine.url.render_as_string(hide_password=False), LOG_LEVEL="WARNING")
+    out = RESULTS_DIR / "pipeline_throughput_profile.txt"
+    if slowest == "producer":
+        argv = ["producer", "--synthetic", "--robots", str(args.robots), "--start-time", T0.isoformat(), "--limit",
+                str(count), "--max-speed", "--no-axes-from-db"]
+        key = "produced"
+    else:
+        await bare_produce(servers, names.readings, payloads[:count])
+        await asyncio.to_thread(empty, engine)
+        argv, key = [slowest, "run"], slowest
+    service = Service(f"{slowest}-profiled", argv, env, log_dir, profile=out)
+    groups = {"consumer_db": names.sink_group} if slowest == "consumer_db" else \
+        {"consumer_alerts": names.alerts_group} if slowest == "consumer_alerts" else {}
+    try:
+        async with Progress(servers, names.readings, groups) as progress:
+            service.start()
+            if groups:
+                await progress.until(count, services=[service], timeout_s=120 + count / 200)
+            else:
+                service.wait(120 + count / 200)
+                await progress.sample()
+    finally:
+        service.stop()
+    hot = json.loads(out.with_suffix(".json").read_text())["hotspots"]
+    rate = stage(progress.samples, key, count)["rate"] if groups else None
+    return {"stage": slowest, "readings": count, "rate_profiled": rate, "file": out.name, "hotspots": hot}
+
+
+def report(result: dict, args) -> tuple[list[dict], dict]:
+    total, p = result["total"], result["pipeline"]
+    floor = {"producer": total / result["produce_s"], "consume": total / result["consume_s"],
+             "copy": total / result["copy_s"]}
+    floor["consumer_db"] = min(floor["consume"], floor["copy"])
+    floor["consumer_alerts"] = floor["consume"]
+    floor["end-to-end"] = total / max(result["produce_s"], result["consume_s"], result["copy_s"])
+    rows = []
+    for name in STAGES:
+        s = p["stages"][name]
+        rows.append(_row(f"pipeline: {name}", total, s["seconds"], s["rate"], floor[name], p["cpu_s"].get(name)))
+    e2e = p["end_to_end_s"]
+    rows.append(_row("pipeline: end-to-end (from process start)", total, e2e, total / e2e, floor["end-to-end"], None))
+    rows += [_row("floor: bare aiokafka produce (send_batch)", total, result["produce_s"], floor["producer"]),
+             _row("floor: bare aiokafka consume (no parsing)", total, result["consume_s"], floor["consume"]),
+             _row(f"floor: bare COPY ({total * AXES:,} rows)", total, result["copy_s"], floor["copy"])]
+    return rows, {"floor_readings_per_s": {k: round(v) for k, v in floor.items()}, "checks": result["checks"],
+                  "profile": result["profile"], "cores_busy": round(p["cores_busy"], 2),
+                  "size": {"robots": args.robots, "readings_per_robot": args.readings}}
+
+
+def _row(what: str, readings: int, seconds: float, rate: float, floor: float | None = None,
+         cpu: float | None = None) -> dict:
+    """``rate``: readings/s from the stage's first progress to its last (see ``_pipeline.stage``)."""
+    return {"what": what, "readings": readings, "seconds": round(seconds, 2), "readings/s": round(rate),
+            "rows/s": round(rate * AXES), "floor readings/s": round(floor) if floor else None,
+            "floor / pipeline": round(floor / rate, 2) if floor else None,
+            "process CPU s": round(cpu, 1) if cpu is not None else None}
+
+
+def notes(result: dict, args, extensions: dict) -> str:
+    p, prof = result["pipeline"], result["profile"]
+    slowest = min(STAGES, key=lambda name: p["stages"][name]["rate"])
+    lines = [
+        f"Command: `.venv/bin/python -m bench.pipeline_throughput --robots {args.robots} --readings {args.readings} "
+        f"--profile-readings {args.profile_readings}`. {args.robots} robots x {args.readings:,} readings = "
+        f"{result['total']:,} readings ({result['total'] * AXES:,} rows), 6 partitions, every service its own process, "
+        f"all on one 2-core machine with the broker and PostgreSQL (cores busy during the pipeline: {p['cores_busy']:.2f}).",
+        f"aiokafka {extensions['aiokafka']}, C extensions in use: **{extensions['c_extensions']}**.",
+        "Floor: a stage's bare equivalent measured alone in the same run (consumer_db: the slower of bare consume and "
+        "bare COPY; end-to-end: the slowest of the three floor steps, as if they overlapped perfectly). "
+        "`floor / pipeline` = how many times faster the floor is (aim: <= 2).",
+        f"Checks: readings_fact held {result['checks']['rows']:,} rows = robots x readings x 14, exactly the "
+        f"(robot, ts) pairs sent: {result['checks']['readings_match']}.",
+        f"Limiting stage: **{slowest}** ({p['stages'][slowest]['rate']:,.0f} readings/s).",
+    ]
+    if prof:
+        top = "; ".join(f"{h['function']} ({h['file']}) {h['share']:.0%}" for h in prof["hotspots"][:8])
+        lines.append(f"Profile of {prof['stage']} alone over {prof['readings']:,} readings (pyinstrument, "
+                     f"{prof['file']}), self time: {top}.")
+    return "\n\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Query latency at scale: the phrase queries, data health and the dashboard's history view on a
+readings_fact of --rows rows (default 10 million) bulk-ingested from the synthetic fleet.
+
+    .venv/bin/python -m bench.query_scale [--rows 10000000] [--robots 100] [--runs 20] [--budget 10] [--keep DBNAME]
+
+Fill: the synthetic fleet (faults on) through the sink's own write path (consumer_db.store.insert_readings:
+COPY, 5,000 readings a transaction) and its alert events (the service's detectors) through
+consumer_db.alert_store; then VACUUM ANALYZE. ``--keep NAME`` reuses (or leaves) a filled database.
+
+Timed, p50/p99 over --runs runs after a warm-up run (fewer once a case has taken --budget seconds, at least 3):
+- every phrase of ``python -m consumer_db query`` (consumer_db.phrases.ask), for the fleet and for one robot,
+  over everything stored (no --start/--end: the CLI's default) and over the last hour;
+- the dashboard's history view, what its Refresh runs (HistoryView._query), for the fleet and one robot, per
+  --ranges entry, and each query in it apart (the aim: every one < 100 ms p99);
+- the cases where the (robot_id, ts) index matters, once more with index scans off, and their plans.
+bench.query_plans times the same functions directly on random data made on the server; this one asks them
+as users do, on the fleet's data (about 60 % idle rows of exact zeros, axes 9-14 NULL).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from datetime import timedelta
+
+from bokeh.document import Document
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from bench._pipeline import aiokafka_extensions, fleet
+from bench._postgres import postgres_url, scratch_database
+from bench.query_plans import explain, percentile
+from bench.results import write_results
+from common import queries
+from common.tables import axes_dim
+from consumer_alerts.engine import DetectorEngine
+from consumer_db.alert_store import upsert_alerts
+from consumer_db.axislock import RobotAxes
+from consumer_db.phrases import PHRASES, QueryArgs, ask
+from consumer_db.store import insert_readings
+from dashboard.history import RANGES, HistoryView
+from dashboard.settings import DashboardSettings
+
+AXES = tuple(range(1, 15))
+CHUNK = 5000
+INDEX_OFF_TIMEOUT_S = 10
+INDEX_OFF = ("SET enable_indexscan = off", "SET enable_bitmapscan = off", "SET enable_indexonlyscan = off",
+             f"SET statement_timeout = '{INDEX_OFF_TIMEOUT_S}s'")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows of readings_fact (14 per reading)")
+    parser.add_argument("--robots", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--budget", type=float, default=10.0, help="seconds per case after which it stops (>= 3 runs)")
+    parser.add_argument("--ranges", default="last hour,last 24 hours", help=f"history ranges, of: {', '.join(RANGES)}")
+    parser.add_argument("--keep", metavar="DBNAME", help="database to reuse or leave behind")
+    args = parser.parse_args(argv)
+    url = postgres_url("query_scale")
+    if url is None:
+        return 2
+    with scratch_database(url, prefix="bench_scale_q", name=args.keep, keep=bool(args.keep)) as engine:
+        filled = fill(engine, args)
+        rows, plans, facts = measure(engine, args)
+    notes = (f"Command: `.venv/bin/python -m bench.query_scale --rows {args.rows} --robots {args.robots} --runs {args.runs} "
+             f"--budget {args.budget:g}`. {facts}; "
+             + (f"bulk ingest: {filled:.0f} s. " if filled else "kept database reused. ")
+             + "ms; `runs` = timed runs after one warm-up (a warm-up slower than --budget counts as a run). Dashboard "
+             "aim: every query < 100 ms p99. `index off` = one run with index scans disabled (enable_indexscan/"
+             f"bitmapscan/indexonlyscan = off), cancelled after {INDEX_OFF_TIMEOUT_S} s; the plans below are with them on.\n\n"
+             + "\n".join(f"### {name}\n```\n{plan}\n```" for name, plan in plans.items()))
+    write_results("query_scale", rows, notes=notes, extra={"aiokafka": aiokafka_extensions()})
+    return 0
+
+
+def fill(engine: Engine, args) -> float:
+    """The fleet through the sink's write path, unless a kept database has it; returns the seconds it took."""
+    with engine.connect() as conn:
+        if conn.execute(text("SELECT EXISTS (SELECT 1 FROM readings_fact)")).scalar():
+            return 0.0
+    started, lock, detectors = time.perf_counter(), RobotAxes(frozenset(AXES), AXES), DetectorEngine()
+    with engine.begin() as conn:
+        conn.execute(axes_dim.insert(), [{"robot_id": f"robot-{r:03d}", "axis_id": a, "label": f"Axis #{a}",
+                                          "unit": "A", "active": True} for r in range(1, args.robots + 1) for a in AXES])
+    rows, events, done = [], [], 0
+    for reading in fleet(args.robots, args.rows // 14 // args.robots, faults=True):
+        rows += lock.rows(reading.robot_id, reading.ts, reading.currents)
+        events += detectors.process(reading)
+        if len(rows) >= CHUNK * len(AXES):
+            done += store(engine, rows, events)
+            rows, events = [], []
+            print(f"\r{done:,} rows stored", end="", flush=True)
+    store(engine, rows, events)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+    print(f"\nfilled in {time.perf_counter() - started:.0f} s", flush=True)
+    return time.perf_counter() - started
+
+
+def store(engine: Engine, rows: list[tuple], events: list) -> int:
+    with engine.begin() as conn:
+        insert_readings(conn, rows)
+        upsert_alerts(conn, events)
+    return len(rows)
+
+
+def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
+    with engine.connect() as conn:
+        newest = queries.newest_ts(conn)
+        robot = conn.execute(text("SELECT min(robot_id) FROM axes_dim")).scalar()
+        count, oldest = conn.execute(text("SELECT count(*), min(ts) FROM readings_fact")).one()
+        events = conn.execute(text("SELECT count(*) FROM alerts")).scalar()
+    facts = (f"readings_fact: {count:,} rows of {args.robots} robots, {oldest:%Y-%m-%d %H:%M} to {newest:%H:%M} UTC "
+             f"({(newest - oldest).total_seconds() / 3600:.1f} h); alerts: {events:,} events")
+    hour = {"start": newest - timedelta(hours=1), "end": newest}
+    scopes = {"fleet, everything": QueryArgs(), f"{robot}, everything": QueryArgs(robot_id=robot),
+              "fleet, last hour": QueryArgs(**hour), f"{robot}, last hour": QueryArgs(robot_id=robot, **hour)}
+    rows: list[dict] = []
+    with engine.connect() as conn:
+        for phrase in PHRASES:
+            words = phrase.name.replace("{n}", "20")
+            for scope, query_args in scopes.items():
+                rows.append(result(f'query "{words}"', scope, sample(lambda: ask(conn, words, query_args), args)))
+                print(rows[-1], flush=True)
+        plans = index_cases(conn, rows, robot, scopes, args)
+    view = HistoryView(Document(), engine, DashboardSettings(_env_file=None))
+    for name in args.ranges.split(","):
+        for who in (None, robot):
+            with recorded() as parts:
+                samples = sample(lambda: view._query(who, RANGES[name.strip()]), args)
+            rows.append(result("dashboard history (Refresh)", f"{who or 'fleet'}, {name.strip()}", samples, parts))
+            print(rows[-1], flush=True)
+    return rows, plans, facts
+
+
+def sample(call, args) -> list[float]:
+    """ms of --runs runs after one warm-up (the dashboard asks the same questions again and again);
+    fewer once --budget seconds have gone, but at least 3. A warm-up longer than --budget counts as a run:
+    a cache does not make such a query fast, and the machine's time is better spent elsewhere."""
+    started = time.perf_counter()
+    call()
+    first = time.perf_counter() - started
+    samples, deadline = ([first * 1000] if first > args.budget else []), time.monotonic() + args.budget
+    while len(samples) < args.runs and (len(samples) < 3 or time.monotonic() < deadline):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+@contextmanager
+def recorded():
+    """Time every common.queries function while inside (the history view calls them through the module)."""
+    parts: dict[str, list[float]] = defaultdict(list)
+    originals = {name: getattr(queries, name) for name in queries.__all__}
+
+    def timed(name, function):
+        def call(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                parts[name].append((time.perf_counter() - started) * 1000)
+        return call
+
+    for name, function in originals.items():
+        setattr(queries, name, timed(name, function))
+    try:
+        yield parts
+    finally:
+        for name, function in originals.items():
+            setattr(queries, name, function)
+
+
+def result(query: str, scope: str, samples: list[float], parts: dict | None = None) -> dict:
+    row = {"query": query, "scope": scope, "runs": len(samples), "p50 ms": round(statistics.median(samples), 1),
+           "p99 ms": round(percentile(samples, 99), 1), "index off ms": None}
+    if parts is not None:
+        p99 = {name: percentile(times[-len(samples):], 99) for name, times in parts.items()}  # not the warm-up
+        row["each query p99 ms"] = ", ".join(f"{n} {v:,.1f}" for n, v in sorted(p99.items(), key=lambda i: -i[1]))
+        row["dashboard aim met"] = "yes" if max(p99.values()) < 100 else "NO"
+    return row
+
+
+def index_cases(conn, rows: list[dict], robot: str, scopes: dict, args) -> dict[str, str]:
+    """Where the (robot_id, ts) index matters: one run with index scans off, and the plan with them on."""
+    cases = [("show latest per axis", f"{robot}, everything"), ("show latest 20 rows", "fleet, everything"),
+             ("show 1-minute peak", "fleet, everything"), ("show 1-minute resample", f"{robot}, last hour"),
+             ("show data health", f"{robot}, last hour")]
+    plans = {}
+    for words, scope in cases:
+        call = (lambda w=words, a=scopes[scope]: ask(conn, w, a))
+        if words in ("show latest per axis", "show 1-minute resample", "show data health"):
+            plans[f'"{words}", {scope}'] = explain(conn, call)
+        for statement in INDEX_OFF:
+            conn.exec_driver_sql(statement)
+        try:
+            started = time.perf_counter()
+            call()
+            off = round((time.perf_counter() - started) * 1000, 1)
+        except OperationalError:  # cancelled by the statement timeout
+            conn.rollback()
+            off = f"> {INDEX_OFF_TIMEOUT_S * 1000:,} (cancelled)"
+        finally:
+            conn.exec_driver_sql("RESET ALL")
+        next(r for r in rows if r["query"] == f'query "{words}"' and r["scope"] == scope)["index off ms"] = off
+    return plans
+
+
+if __name__ == "__main__":
+    sys.exit(main())
