@@ -235,8 +235,11 @@ format_storage() {
     if [[ -s "$STATE/cluster_id" ]]; then
         cid="$(cat "$STATE/cluster_id")"
     else
-        # Same format as `kafka-storage.sh random-uuid`: 16 random bytes, base64url, no padding.
-        cid="$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())')"
+        # Same format as `kafka-storage.sh random-uuid`: 16 random bytes, base64url, no padding; and, like
+        # Kafka's own Uuid.randomUuid, never starting with "-", which the storage tool would read as an option.
+        cid="$(python3 -c 'import base64,uuid
+while (cid := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"): pass
+print(cid)')"
         echo "$cid" >"$STATE/cluster_id"
     fi
     log "formatting storage (cluster id $cid)"
