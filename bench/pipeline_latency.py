@@ -57,9 +57,9 @@ CREATE TRIGGER bench_committed AFTER INSERT ON readings_fact
 """
 
 
-def key(robot_id: str, ts: datetime | float) -> tuple[str, int]:
-    """(robot, epoch ms): how a reading is named everywhere here."""
-    return robot_id, round((ts.timestamp() if isinstance(ts, datetime) else ts / 1000) * 1000)
+def key(robot_id: str, ts: datetime) -> tuple[str, int]:
+    """(robot, epoch ms): how a reading is named everywhere here (the trigger names it the same way)."""
+    return robot_id, round(ts.timestamp() * 1000)
 
 
 class Watch:
