@@ -38,7 +38,8 @@ import psycopg2
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Engine, text
 
-from bench._pipeline import Names, Service, create_topics, partitions_of, stop_all, with_services
+from bench._kafka import create_topics, partitions_of
+from bench._services import Names, Service, stop_all, with_services
 from bench.dashboard_sessions import array_bytes, bokeh_session, receive
 from bench.query_plans import percentile
 from bench.results import write_results

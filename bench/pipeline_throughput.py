@@ -27,8 +27,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from bench._pipeline import (T0, Names, Progress, Service, bare_consume, bare_produce, create_topics, fleet,
-                             machine_cpu, stage, stop_all, with_services)
+from bench._kafka import T0, Progress, bare_consume, bare_produce, create_topics, fleet, stage
+from bench._services import Names, Service, machine_cpu, stop_all, with_services
 from bench.ingest import empty, stored
 from bench.results import RESULTS_DIR, write_results
 
@@ -195,7 +195,7 @@ def report(result: dict, args) -> tuple[list[dict], dict]:
 
 def _row(what: str, readings: int, seconds: float, rate: float, floor: float | None = None,
          cpu: float | None = None) -> dict:
-    """``rate``: readings/s from the stage's first progress to its last (see ``_pipeline.stage``)."""
+    """``rate``: readings/s from the stage's first progress to its last (see ``bench._kafka.stage``)."""
     return {"what": what, "readings": readings, "seconds": round(seconds, 2), "readings/s": round(rate),
             "rows/s": round(rate * AXES), "floor readings/s": round(floor) if floor else None,
             "floor / pipeline": round(floor / rate, 2) if floor else None,

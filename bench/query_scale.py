@@ -30,7 +30,8 @@ from bokeh.document import Document
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
-from bench._pipeline import aiokafka_extensions, fleet
+from bench._kafka import fleet
+from bench._services import aiokafka_extensions
 from bench._postgres import postgres_url, scratch_database
 from bench.query_plans import explain, percentile
 from bench.results import write_results

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from bench._pipeline import (Names, Progress, Service, bare_produce, create_topics, fleet, group_stable, machine_cpu,
-                             stage, stop_all, with_services)
+from bench._kafka import Progress, bare_produce, create_topics, fleet, group_stable, stage
+from bench._services import Names, Service, machine_cpu, stop_all, with_services
 from bench.ingest import empty
 from bench.results import write_results
 
