@@ -48,7 +48,7 @@ def train(settings: AlertsSettings, args: argparse.Namespace) -> int:
           f"{model.training['start']} .. {model.training['end']} ({model.training['rows']} readings)")
     for axis, m in model.axes.items():
         print(f"  axis {axis}: R2={m.line.r2:.3f} MinC={m.min_c:.4g} T_LONG={m.t_long_s:g}s "
-              f"MaxC={m.max_c:.4g}A over {m.short} sample(s) (T_SHORT~{m.t_short_s:g}s)")
+              f"MaxC={m.max_c:.4g}A over {m.short} sample(s) (T_SHORT~{m.t_short_s:g}s) SurgeC={m.surge_c:.4g}A")
     return 0
 
 

@@ -12,7 +12,8 @@ Two kinds, both learnt from the active samples of a training span (see ``trainin
   rule still uses amps above the median level.
 
 Both kinds keep the same rule shape: ALERT when the long statistic >= MinC holds T_LONG seconds; ERROR
-when the residual >= MaxC holds for ``short`` active samples in a row (T_SHORT is their usual duration).
+when the residual >= MaxC holds for ``short`` active samples in a row (T_SHORT is their usual duration), or
+when a single sample's residual reaches SurgeC (a surge past anything the axis drew in training, scaled up).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from typing import Any, Literal
 from consumer_alerts.errors import ModelFileError
 
 FORMAT = "axiswatch.consumer_alerts.model"
-VERSION = 1
+VERSION = 2  # 2: with ``surge_c``; a version-1 file still loads, without the single-sample surge rule
+READABLE_VERSIONS = (1, 2)
 LLR_CAP = 3.0  # one sample can move the windowed score by at most this much: bounded influence
 Kind = Literal["line", "density"]
 
@@ -83,6 +85,7 @@ class AxisModel:
     density: Density | None = None
     min_c: float | None = None  # ALERT threshold of the long statistic (amps, or LLR for density)
     max_c: float | None = None  # ERROR threshold of the residual, amps
+    surge_c: float | None = None  # ERROR threshold of a single sample's residual, amps (None: no such rule)
     t_long_s: float = 60.0
     t_short_s: float = 0.0  # informative: ``short`` samples at the training data's usual spacing
     threshold_source: str = "percentile"  # or "median+MAD" when there were few samples
@@ -122,8 +125,9 @@ class AlertModel:
             raise ModelFileError(f"{source}: not JSON ({exc})") from exc
         if not isinstance(body, dict) or body.get("format") != FORMAT:
             raise ModelFileError(f"{source}: not a consumer_alerts model file (format {FORMAT!r} expected)")
-        if body.get("version") != VERSION:
-            raise ModelFileError(f"{source}: model version {body.get('version')!r} is not supported (this build reads {VERSION})")
+        if body.get("version") not in READABLE_VERSIONS:
+            raise ModelFileError(f"{source}: model version {body.get('version')!r} is not supported "
+                                 f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})")
         try:
             axes = {int(a): _axis(m) for a, m in body["axes"].items()}
             return cls(kind=body["kind"], robot_id=body["robot_id"], axes=axes,

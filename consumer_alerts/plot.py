@@ -76,6 +76,8 @@ def _residuals(m: AxisModel, ts: np.ndarray, amps: np.ndarray, span, path: Path)
     top.plot(when, short_stat, lw=0.5, alpha=0.7, color="tab:blue",
              label=f"short statistic (lowest residual of the last {m.short})")
     top.axhline(m.max_c, color="tab:red", lw=1.5, label=f"MaxC = {m.max_c:.2f} A (ERROR, T_SHORT = {m.t_short_s:g} s)")
+    if m.surge_c is not None:
+        top.axhline(m.surge_c, color="darkred", lw=1, ls="--", label=f"SurgeC = {m.surge_c:.2f} A (ERROR on one sample)")
     top.set(ylabel="amps", title=f"Axis {m.axis}: residuals and thresholds ({'density' if m.density else 'line'} model)")
     unit = "log-likelihood ratio" if m.density else "amps"
     bottom.plot(when, long_stat, lw=0.8, color="tab:purple", label=f"long statistic (mean of {m.window}, {unit})")

@@ -14,7 +14,9 @@
    overload of up to +40 % stays an ALERT. T_SHORT starts at one sample and is lengthened, one sample at a
    time, until the MaxC needed at that length is no more than ``surge_amps`` (default 15 A): on a heavy
    axis that swings between 0 and 50 A in normal running, only a surge that holds a few samples stands
-   out; on a light one a single sample does.
+   out; on a light one a single sample does. SurgeC is the one-sample threshold on the same scaled
+   residuals (their top one): a single sample past anything the axis drew in training, even 1.4x scaled, is
+   an ERROR on its own, whatever T_SHORT the axis needs.
 """
 from __future__ import annotations
 
@@ -118,13 +120,15 @@ def fit_axis(axis: int, samples: Samples, o: TrainingOptions) -> AxisModel:
     model.min_c, source_a = threshold(long_arr, o.alert_quantile, o.margin, o)
     model.t_long_s = hold_time(t_arr, long_arr, model.min_c, o.t_long_s, o)
     expected = np.asarray([model.expected(t) for t in samples.ts])
-    model.max_c, model.short, source_e = error_rule(o.error_scale * amps - expected, o)
+    scaled = o.error_scale * amps - expected
+    model.max_c, model.short, source_e = error_rule(scaled, o)
+    model.surge_c = max(threshold(scaled, o.error_quantile, 0.0, o)[0], model.max_c)
     spacing = float(np.median(np.diff(ts))) if ts.size > 1 else 2.0
     model.t_short_s = round((model.short - 1) * spacing, 1)
     model.threshold_source = source_a if source_a == source_e else f"{source_a}/{source_e}"
-    logger.info("axis %d: n=%d R2=%.3f MinC=%.3f T_LONG=%.0fs MaxC=%.2f A over %d sample(s) (T_SHORT~%.0fs) (%s)",
-                axis, model.samples, model.line.r2, model.min_c, model.t_long_s, model.max_c, model.short,
-                model.t_short_s, model.threshold_source)
+    logger.info("axis %d: n=%d R2=%.3f MinC=%.3f T_LONG=%.0fs MaxC=%.2f A over %d sample(s) (T_SHORT~%.0fs) "
+                "SurgeC=%.2f A (%s)", axis, model.samples, model.line.r2, model.min_c, model.t_long_s, model.max_c,
+                model.short, model.t_short_s, model.surge_c, model.threshold_source)
     return model
 
 

@@ -3,7 +3,10 @@
 Used by the synthetic feed and by consumer_alerts' quality benchmark on the real export. Kinds:
 
 - ``overload``: the axis draws ``magnitude`` (default 0.35 = +35 %) more current while the robot works;
-- ``spike``: a short severe surge while the robot works: ``+max(magnitude * value, 15 A)`` (default 1.5);
+- ``spike``: a short severe surge while the robot works: ``+max(magnitude * value, 15 A)`` (default 1.5),
+  and at least ``SPIKE_OVER_PEAK`` (1.5) x the axis's working peak (:data:`WORKING_PEAK`). "Severe" is
+  relative to the joint: +15 A from a low point of axis 2's cycle reads ~19 A, a current that axis draws
+  every minute, and no detector can tell one such 2-second sample from normal work;
 - ``drift``: the current grows linearly from +0 to ``+magnitude`` (default 0.40) over the window;
 - ``stuck``: the sensor reads a constant ``magnitude`` amps (default the axis's 95th percentile of
   working current x 1.3, :data:`WORKING_P95`) even while the robot is idle;
@@ -27,16 +30,20 @@ from producer.fault_plan import busy_periods, default_faults
 from producer.fault_types import (
     DEFAULT_MAGNITUDE,
     EXPECTED_SEVERITY,
+    OTHER_AXIS_PEAK,
     SPIKE_MIN_AMPS,
+    SPIKE_OVER_PEAK,
     STUCK_FACTOR,
     WORKING_P95,
+    WORKING_PEAK,
     FaultKind,
     FaultLabel,
     FaultSpec,
 )
 
 __all__ = [
-    "DEFAULT_MAGNITUDE", "EXPECTED_SEVERITY", "SPIKE_MIN_AMPS", "STUCK_FACTOR", "WORKING_P95",
+    "DEFAULT_MAGNITUDE", "EXPECTED_SEVERITY", "SPIKE_MIN_AMPS", "SPIKE_OVER_PEAK", "STUCK_FACTOR", "WORKING_P95",
+    "WORKING_PEAK",
     "FaultKind", "FaultLabel", "FaultSpec", "busy_periods", "default_faults", "faulty_value",
     "inject_faults", "labels_for", "read_labels", "write_labels",
 ]
@@ -57,7 +64,8 @@ def faulty_value(spec: FaultSpec, value: float | None, ts: datetime, working: bo
         return value
     if kind is FaultKind.OVERLOAD:
         return round(value * (1 + amount), 5)
-    return round(value + max(value * amount, SPIKE_MIN_AMPS), 5)  # spike
+    peak = WORKING_PEAK.get(spec.axis, OTHER_AXIS_PEAK)  # spike
+    return round(max(value + max(value * amount, SPIKE_MIN_AMPS), SPIKE_OVER_PEAK * peak), 5)
 
 
 def inject_faults(readings: Iterable[Reading], specs: list[FaultSpec]) -> Iterator[Reading]:

@@ -7,7 +7,9 @@ Per active sample: ``residual = observed - expected`` (amps, from the axis's tra
   >= MinC, held for T_LONG seconds.
 - ERROR: the residual >= MaxC on each of the last ``short`` active samples in a row (the lab's "holds
   for T_SHORT", counted in samples: T_SHORT is their duration at the usual sample spacing). The short
-  statistic is therefore the lowest residual of those samples.
+  statistic is therefore the lowest residual of those samples. A single sample whose residual reaches
+  SurgeC (``surge_c``, above anything training saw even scaled up) is an ERROR on its own: a severe spike
+  may last one 2-second sample.
 
 ALERT's "held" counts time from the first active sample that met the rule; idle rows and ``None`` neither
 feed the windows nor break a run. Only the positive side matters: less current than expected is not wear.
@@ -57,6 +59,8 @@ class ResidualDetector(ActiveSamples):
         alert = self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s
         if self.short_stat >= model.max_c:
             return Finding(Severity.ERROR, value, self.short_stat, model.max_c)
+        if model.surge_c is not None and residual >= model.surge_c:
+            return Finding(Severity.ERROR, value, residual, model.surge_c)
         if alert:
             return Finding(Severity.ALERT, value, self.long_stat, model.min_c)
         return None

@@ -138,6 +138,16 @@ def test_residual_error_needs_the_surge_on_short_samples_in_a_row():
     assert finding.severity is Severity.ERROR and finding.threshold == 15.0 and finding.score == pytest.approx(20.0)
 
 
+def test_residual_error_on_one_sample_needs_the_surge_threshold():
+    detector = ResidualDetector(axis_model(short=3, surge_c=40.0))
+    feed(detector, [10.0] * 10)
+    assert detector.update(100.0, 49.0) is None, "39 A over on one sample: below SurgeC, and short needs 3"
+    assert detector.update(102.0, 10.0) is None
+    finding = detector.update(104.0, 50.5)
+    assert finding.severity is Severity.ERROR and finding.threshold == 40.0 and finding.score == pytest.approx(40.5)
+    assert ResidualDetector(axis_model(short=3)).update(0.0, 500.0) is None, "no SurgeC (a version-1 model): no such rule"
+
+
 def test_residual_ignores_idle_and_none_and_they_do_not_break_a_run():
     detector = ResidualDetector(axis_model(short=2))
     feed(detector, [10.0] * 10)

@@ -30,7 +30,7 @@ def test_model_round_trips_through_its_file(tmp_path, readings, kind):
     assert body["format"] == FORMAT and body["version"] == VERSION and body["kind"] == kind
     assert set(body["axes"]) == {"1", "2"}  # axis 9 is OK null: nothing to train
     axis = body["axes"]["2"]
-    for field in ("line", "min_c", "max_c", "t_long_s", "t_short_s", "short", "window", "samples"):
+    for field in ("line", "min_c", "max_c", "surge_c", "t_long_s", "t_short_s", "short", "window", "samples"):
         assert axis[field] is not None, field
     assert "r2" in axis["line"] and (axis["density"] is not None) == (kind == "density")
     assert body["training"]["start"] == "2022-10-17T12:00:00.000Z" and body["training"]["rows"] == 3000
@@ -56,7 +56,18 @@ def test_training_learns_thresholds_above_normal_running(readings):
     assert sum(f is not None for f in findings) <= 3
     m = model.axes[2]
     assert m.max_c >= SMALL.surge_amps / 2 and 1 <= m.short <= SMALL.max_short
+    top = SMALL.error_scale * max(collect(readings)[0][2].amps) - m.median
+    assert m.surge_c == pytest.approx(max(top, m.max_c), abs=1e-5), "SurgeC: the top training sample, scaled"
     assert m.t_long_s >= SMALL.t_long_s and m.threshold_source == "percentile"
+
+
+def test_a_version_1_file_loads_without_the_surge_rule(tmp_path, readings):
+    body = json.loads(train(readings, SMALL, robot_id="r1").to_json())
+    body["version"] = 1
+    for axis in body["axes"].values():
+        del axis["surge_c"]
+    (tmp_path / "v1.json").write_text(json.dumps(body))
+    assert all(m.surge_c is None for m in AlertModel.load(tmp_path / "v1.json").axes.values())
 
 
 def test_few_samples_fall_back_to_median_and_mad(readings):
