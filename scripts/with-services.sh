@@ -33,8 +33,7 @@ note() { echo "with-services: $*" >&2; }
 WANT="${AXISWATCH_SERVICES:-kafka postgres}"
 wants() { [[ " $WANT " == *" $1 "* ]]; }
 
-started_kafka=0
-started_pg=0
+started=()   # the scripts/*.sh this script started, to stop on exit
 made_var=""
 rc=0
 
@@ -42,14 +41,11 @@ rc=0
 cleanup() {
     trap - EXIT INT TERM HUP
     set +e
-    if ((started_kafka)); then
-        "$SCRIPT_DIR/kafka.sh" stop --clean >/dev/null 2>&1 \
-            || note "warning: could not stop Kafka (state $AXISWATCH_VAR_DIR/kafka)"
-    fi
-    if ((started_pg)); then
-        "$SCRIPT_DIR/postgres.sh" stop --clean >/dev/null 2>&1 \
-            || note "warning: could not stop PostgreSQL (state $AXISWATCH_VAR_DIR/postgres)"
-    fi
+    local script
+    for script in "${started[@]}"; do
+        "$SCRIPT_DIR/$script" stop --clean >/dev/null 2>&1 \
+            || note "warning: could not stop scripts/$script (state under $AXISWATCH_VAR_DIR)"
+    done
     if [[ -n "$made_var" ]]; then
         rm -rf "$made_var"
     fi
@@ -87,15 +83,43 @@ value_of() {
     printf '%s\n' "$2" | sed -n "s/^$1=//p" | tail -n 1
 }
 
-start_kafka() {
-    if [[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
-        note "Kafka: using KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
+# provided LABEL VAR: true when VAR is already set, or a Docker engine answers (testcontainers' turn).
+provided() {
+    if [[ -n "${!2:-}" ]]; then
+        note "$1: using the $2 already set"
         return 0
     fi
     if docker_answers; then
-        note "Kafka: a Docker engine answers; leaving Kafka to testcontainers"
+        note "$1: a Docker engine answers; leaving $1 to testcontainers"
         return 0
     fi
+    return 1
+}
+
+# start_service LABEL SCRIPT VAR: run scripts/SCRIPT start (stopped on exit unless it was already running)
+# and export VAR from the VAR=... line it prints. Returns 1 (after saying why) when that fails.
+start_service() {
+    local label="$1" script="$2" var="$3" out value
+    ensure_var_dir
+    if "$SCRIPT_DIR/$script" status >/dev/null 2>&1; then
+        out="$("$SCRIPT_DIR/$script" start)" || true   # already running: not ours to stop
+    else
+        started+=("$script")
+        if ! out="$("$SCRIPT_DIR/$script" start)"; then
+            note "$label: NOT started: scripts/$script start failed (see above); running the command anyway"
+            return 1
+        fi
+    fi
+    value="$(value_of "$var" "$out")"
+    if [[ -z "$value" ]]; then
+        note "$label: NOT available: scripts/$script printed no $var"
+        return 1
+    fi
+    export "$var=$value"
+}
+
+start_kafka() {
+    provided Kafka KAFKA_BOOTSTRAP_SERVERS && return 0
     if ! command -v java >/dev/null 2>&1 && [[ ! -x "${JAVA_HOME:-/nonexistent}/bin/java" ]]; then
         note "Kafka: NOT started: java not found (apt-get install openjdk-17-jre-headless maven)"
         return 0
@@ -104,61 +128,20 @@ start_kafka() {
         note "Kafka: NOT started: mvn not found and no cached Kafka jars (apt-get install maven)"
         return 0
     fi
-    ensure_var_dir
-    local out
-    if "$SCRIPT_DIR/kafka.sh" status >/dev/null 2>&1; then
-        out="$("$SCRIPT_DIR/kafka.sh" start)" || true   # already running: not ours to stop
-    else
-        started_kafka=1
-        if ! out="$("$SCRIPT_DIR/kafka.sh" start)"; then
-            note "Kafka: NOT started: scripts/kafka.sh start failed (see above); running the command anyway"
-            return 0
-        fi
-    fi
-    local bs
-    bs="$(value_of KAFKA_BOOTSTRAP_SERVERS "$out")"
-    if [[ -z "$bs" ]]; then
-        note "Kafka: NOT available: scripts/kafka.sh printed no KAFKA_BOOTSTRAP_SERVERS"
-        return 0
-    fi
-    export KAFKA_BOOTSTRAP_SERVERS="$bs"
-    note "Kafka: KAFKA_BOOTSTRAP_SERVERS=$bs"
+    start_service Kafka kafka.sh KAFKA_BOOTSTRAP_SERVERS || return 0
+    note "Kafka: KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
 }
 
 start_postgres() {
-    if [[ -n "${DATABASE_URL:-}" ]]; then
-        note "PostgreSQL: using the DATABASE_URL already set"
-        return 0
-    fi
-    if docker_answers; then
-        note "PostgreSQL: a Docker engine answers; leaving PostgreSQL to testcontainers"
-        return 0
-    fi
+    provided PostgreSQL DATABASE_URL && return 0
     if [[ -z "${AXISWATCH_PG_BINDIR:-}" ]] && ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null \
             && ! command -v pg_ctl >/dev/null 2>&1; then
         note "PostgreSQL: NOT started: no server binaries (apt-get install postgresql)"
         return 0
     fi
-    ensure_var_dir
-    local out
-    if "$SCRIPT_DIR/postgres.sh" status >/dev/null 2>&1; then
-        out="$("$SCRIPT_DIR/postgres.sh" start)" || true   # already running: not ours to stop
-    else
-        started_pg=1
-        if ! out="$("$SCRIPT_DIR/postgres.sh" start)"; then
-            note "PostgreSQL: NOT started: scripts/postgres.sh start failed (see above); running the command anyway"
-            return 0
-        fi
-    fi
-    local url
-    url="$(value_of DATABASE_URL "$out")"
-    if [[ -z "$url" ]]; then
-        note "PostgreSQL: NOT available: scripts/postgres.sh printed no DATABASE_URL"
-        return 0
-    fi
-    export DATABASE_URL="$url"
+    start_service PostgreSQL postgres.sh DATABASE_URL || return 0
     # Never echo the password: show the URL with it masked.
-    note "PostgreSQL: DATABASE_URL=$(printf '%s' "$url" | sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#')"
+    note "PostgreSQL: DATABASE_URL=$(printf '%s' "$DATABASE_URL" | sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#')"
 }
 
 wants postgres && start_postgres
