@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from common.schemas import Reading
 
 SPIKE_MIN_AMPS = 15.0
-# A severe spike goes past anything the joint draws in normal work: at least this times its working peak.
+# A severe spike goes past anything the joint draws in normal work: it adds at least this times its working peak.
 SPIKE_OVER_PEAK = 1.5
 DEFAULT_MAGNITUDE = {"overload": 0.35, "spike": 1.5, "drift": 0.40}
 STUCK_FACTOR = 1.3

@@ -3,8 +3,8 @@
 Used by the synthetic feed and by consumer_alerts' quality benchmark on the real export. Kinds:
 
 - ``overload``: the axis draws ``magnitude`` (default 0.35 = +35 %) more current while the robot works;
-- ``spike``: a short severe surge while the robot works: ``+max(magnitude * value, 15 A)`` (default 1.5),
-  and at least ``SPIKE_OVER_PEAK`` (1.5) x the axis's working peak (:data:`WORKING_PEAK`). "Severe" is
+- ``spike``: a short severe surge while the robot works: ``+max(magnitude * value, 15 A, 1.5 x peak)``
+  (default magnitude 1.5; peak: the axis's working peak, :data:`WORKING_PEAK`). "Severe" is
   relative to the joint: +15 A from a low point of axis 2's cycle reads ~19 A, a current that axis draws
   every minute, and no detector can tell one such 2-second sample from normal work;
 - ``drift``: the current grows linearly from +0 to ``+magnitude`` (default 0.40) over the window;
@@ -64,8 +64,10 @@ def faulty_value(spec: FaultSpec, value: float | None, ts: datetime, working: bo
         return value
     if kind is FaultKind.OVERLOAD:
         return round(value * (1 + amount), 5)
-    peak = WORKING_PEAK.get(spec.axis, OTHER_AXIS_PEAK)  # spike
-    return round(max(value + max(value * amount, SPIKE_MIN_AMPS), SPIKE_OVER_PEAK * peak), 5)
+    # spike: added to the value, so that a surge over several readings still varies like a real one (a
+    # constant would be a repeat, which the detectors leave to the stuck-sensor rule)
+    peak = WORKING_PEAK.get(spec.axis, OTHER_AXIS_PEAK)
+    return round(value + max(value * amount, SPIKE_MIN_AMPS, SPIKE_OVER_PEAK * peak), 5)
 
 
 def inject_faults(readings: Iterable[Reading], specs: list[FaultSpec]) -> Iterator[Reading]:

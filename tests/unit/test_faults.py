@@ -49,15 +49,15 @@ def test_overload_adds_its_magnitude_only_inside_the_window_while_working():
 
 def test_spike_goes_past_the_axis_peak_while_working():
     out = axis2(inject_faults(feed(8, idle_every=6), [window("spike", duration_s=6)]))  # rows 5..7; row 6 idle
-    assert out[5] == out[7] == pytest.approx(1.5 * WORKING_PEAK[2]), "10 A -> 1.5 x axis 2's working peak"
+    assert out[5] == out[7] == pytest.approx(10.0 + 1.5 * WORKING_PEAK[2]), "10 A + 1.5 x axis 2's working peak"
     assert out[6] == 0.0 and out[4] == 10.0, "an idle row and rows outside the window stay as they were"
 
 
 def test_spike_is_at_least_150_percent_and_15_amps_above_the_value():
     big = FaultSpec(FaultKind.SPIKE, 2, T0, 10.0)
-    assert faulty_value(big, 60.0, T0, True) == 150.0, "60 A + 150 % beats the peak floor"
+    assert faulty_value(big, 60.0, T0, True) == 150.0, "60 A + 150 % beats 1.5 x the peak"
     light = FaultSpec(FaultKind.SPIKE, 8, T0, 10.0)
-    assert faulty_value(light, 2.0, T0, True) == 17.0, "2 A + 15 A beats 150 % and axis 8's peak floor"
+    assert faulty_value(light, 2.0, T0, True) == 17.0, "2 A + 15 A beats 150 % and 1.5 x axis 8's peak"
 
 
 def test_drift_grows_linearly_to_its_magnitude():
