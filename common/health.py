@@ -4,83 +4,106 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from sqlalchemy import Connection, exists, func, literal, select
+from sqlalchemy import Connection, func, literal, select
 
-from common.sqlparts import Row, dicts, epoch_seconds, where
-from common.tables import UtcDateTime, axes_dim, axes_of, readings_fact
+from common.rollup import MINUTE, minute_stats, stamp_stats
+from common.sqlparts import Row, dicts, epoch_seconds
+from common.tables import UtcDateTime, axes_of, readings_fact
 
 R = readings_fact
 
 
 def data_health(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,
                 end: datetime | None = None, gap_threshold_s: float = 10.0, tick_seconds: float = 2.0) -> list[Row]:
-    """One row per robot of ``axes_dim``: first/last reading and the span between; readings present vs
-    expected at the nominal rate (``span / tick_seconds + 1``) and their ratio ``coverage``; rows present
-    vs expected (expected readings x active axes); ``gaps``, the steps between consecutive readings longer
-    than ``gap_threshold_s`` (``start`` = the reading before, ``end`` = the one after, ``length_s``); and
-    ``axes_never_seen``, the active axes that carried no value (only NULL, or no row) in the range."""
+    """One row per robot of ``axes_dim``: first/last reading and the span between; readings (distinct
+    times) present vs expected at the nominal rate (``span / tick_seconds + 1``) and their ratio
+    ``coverage``; rows of the active axes present vs expected (expected readings x active axes); ``gaps``,
+    the steps between consecutive readings longer than ``gap_threshold_s`` (``start`` = the reading before,
+    ``end`` = the one after, ``length_s``); and ``axes_never_seen``, the active axes that carried no value
+    (only NULL, or no row) in the range. Read from the per-minute rollup (common.rollup)."""
     locked = axes_of(conn, robot_id=robot_id, active_only=True)
-    filters = where(R, robot_id=robot_id, start=start, end=end)
+    stamps = stamp_stats(robot_id=robot_id, start=start, end=end)
     spans = {
         s["robot_id"]: s
         for s in dicts(conn.execute(
-            select(R.c.robot_id, func.min(R.c.ts).label("first_ts"), func.max(R.c.ts).label("last_ts"),
-                   func.count(func.distinct(R.c.ts)).label("readings"), func.count().label("rows"))
-            .where(*filters, R.c.axis_id.in_(sorted({a for axes in locked.values() for a in axes})))
-            .group_by(R.c.robot_id)
+            select(stamps.c.robot_id, func.min(stamps.c.first_ts).label("first_ts"),
+                   func.max(stamps.c.last_ts).label("last_ts"), func.sum(stamps.c.readings).label("readings"))
+            .group_by(stamps.c.robot_id)
         ))
     }
-    gaps = _gaps(conn, filters, gap_threshold_s)
-    unseen = _axes_never_seen(conn, robot_id=robot_id, start=start, end=end)
+    rows, seen = _rows_and_axes_seen(conn, robot_id=robot_id, start=start, end=end)
+    # As ever, "rows" counts the rows of the axes active for any robot (a retired axis's rows do not count).
+    locked_axes = {a for axes in locked.values() for a in axes}
+    gaps = _gaps(conn, stamps, start=start, end=end, threshold_s=gap_threshold_s)
     return [
-        _robot_health(robot, axes, spans.get(robot), [g for g in gaps if g["robot_id"] == robot],
-                      unseen.get(robot, []), tick_seconds)
+        _robot_health(robot, axes, spans.get(robot), sum(n for a, n in rows.get(robot, {}).items() if a in locked_axes),
+                      [g for g in gaps if g["robot_id"] == robot], [a for a in axes if a not in seen.get(robot, set())],
+                      tick_seconds)
         for robot, axes in sorted(locked.items())
     ]
 
 
-def _robot_health(robot: str, axes: list[int], span: Row | None, gaps: list[Row], unseen: list[int],
+def _rows_and_axes_seen(conn: Connection, *, robot_id: str | None, start: datetime | None,
+                        end: datetime | None) -> tuple[dict[str, dict[int, int]], dict[str, set[int]]]:
+    """Rows per robot and axis, and the axes of each robot that carried a value, in the range."""
+    m = minute_stats(robot_id=robot_id, start=start, end=end)
+    query = (select(m.c.robot_id, m.c.axis_id, func.sum(m.c.n_rows), func.sum(m.c.n_values))
+             .group_by(m.c.robot_id, m.c.axis_id))
+    rows: dict[str, dict[int, int]] = {}
+    seen: dict[str, set[int]] = {}
+    for robot, axis, n_rows, n_values in conn.execute(query):
+        rows.setdefault(robot, {})[axis] = int(n_rows)
+        if n_values:
+            seen.setdefault(robot, set()).add(axis)
+    return rows, seen
+
+
+def _robot_health(robot: str, axes: list[int], span: Row | None, rows: int, gaps: list[Row], unseen: list[int],
                   tick_seconds: float) -> Row:
     first, last = (span["first_ts"], span["last_ts"]) if span else (None, None)
     span_s = (last - first).total_seconds() if span else 0.0
     expected = math.floor(span_s / tick_seconds + 1e-9) + 1 if span else 0
-    readings = span["readings"] if span else 0
+    readings = int(span["readings"]) if span else 0
     return {
         "robot_id": robot, "first_ts": first, "last_ts": last, "span_s": span_s,
         "readings": readings, "expected_readings": expected,
         "coverage": readings / expected if expected else None,
-        "rows": span["rows"] if span else 0, "expected_rows": expected * len(axes), "axes": len(axes),
+        "rows": rows, "expected_rows": expected * len(axes), "axes": len(axes),
         "gaps": [{k: g[k] for k in ("start", "end", "length_s")} for g in gaps],
         "gap_count": len(gaps), "gap_total_s": sum(g["length_s"] for g in gaps),
         "axes_never_seen": unseen,
     }
 
 
-def _gaps(conn: Connection, filters: list, threshold_s: float) -> list[Row]:
+# Float epoch arithmetic in SQL only preselects (with this margin); lengths are judged exactly in Python.
+MARGIN_S = 1e-3
+
+
+def _gaps(conn: Connection, stamps, *, start: datetime | None, end: datetime | None, threshold_s: float) -> list[Row]:
+    """Gaps between minutes: the step from one minute's last reading to the next one's first, from the
+    rollup. Gaps inside a minute (its longest step is long): from that minute's raw rows."""
+    prev_last = func.lag(stamps.c.last_ts, type_=UtcDateTime).over(partition_by=stamps.c.robot_id, order_by=stamps.c.minute)
+    steps = select(stamps.c.robot_id, stamps.c.minute, stamps.c.first_ts, stamps.c.longest_step_s,
+                   prev_last.label("prev_last")).subquery()
+    between = epoch_seconds(steps.c.first_ts) - epoch_seconds(steps.c.prev_last)
+    query = select(steps).where(
+        (steps.c.prev_last.is_not(None) & (between > literal(threshold_s - MARGIN_S)))
+        | (steps.c.longest_step_s > literal(threshold_s - MARGIN_S))
+    )
+    gaps = []
+    for step in dicts(conn.execute(query)):
+        if step["prev_last"] is not None:
+            gaps.append({"robot_id": step["robot_id"], "start": step["prev_last"], "end": step["first_ts"]})
+        if step["longest_step_s"] > threshold_s - MARGIN_S:
+            low, high = max(filter(None, (start, step["minute"]))), step["minute"] + MINUTE
+            inside = [R.c.robot_id == step["robot_id"], R.c.ts >= low, R.c.ts < high]
+            gaps += _raw_gaps(conn, inside + ([R.c.ts <= end] if end is not None else []))
+    gaps = [{**g, "length_s": (g["end"] - g["start"]).total_seconds()} for g in gaps]
+    return sorted((g for g in gaps if g["length_s"] > threshold_s), key=lambda g: (g["robot_id"], g["start"]))
+
+
+def _raw_gaps(conn: Connection, filters: list) -> list[Row]:
     stamps = select(R.c.robot_id, R.c.ts).where(*filters).group_by(R.c.robot_id, R.c.ts).subquery()
     prev = func.lag(stamps.c.ts, type_=UtcDateTime).over(partition_by=stamps.c.robot_id, order_by=stamps.c.ts)
     steps = select(stamps.c.robot_id, prev.label("start"), stamps.c.ts.label("end")).subquery()
-    length = (epoch_seconds(steps.c.end) - epoch_seconds(steps.c.start)).label("length_s")
-    query = (
-        select(steps.c.robot_id, steps.c.start, steps.c.end, length)
-        .where(steps.c.start.is_not(None), length > literal(threshold_s))
-        .order_by(steps.c.robot_id, steps.c.start)
-    )
-    # The length is taken again from the two datetimes: exact, whatever the dialect's float arithmetic.
-    return [{**g, "length_s": (g["end"] - g["start"]).total_seconds()} for g in dicts(conn.execute(query))]
-
-
-def _axes_never_seen(conn: Connection, *, robot_id: str | None, start: datetime | None,
-                     end: datetime | None) -> dict[str, list[int]]:
-    # EXISTS per axis of axes_dim walks the primary key (robot, axis, ts) and stops at the first value.
-    has_value = exists().where(
-        R.c.robot_id == axes_dim.c.robot_id, R.c.axis_id == axes_dim.c.axis_id, R.c.amps.is_not(None),
-        *where(R, robot_id=None, start=start, end=end),
-    )
-    query = select(axes_dim.c.robot_id, axes_dim.c.axis_id).where(axes_dim.c.active, ~has_value)
-    if robot_id is not None:
-        query = query.where(axes_dim.c.robot_id == robot_id)
-    out: dict[str, list[int]] = {}
-    for robot, axis in conn.execute(query.order_by(axes_dim.c.robot_id, axes_dim.c.axis_id)):
-        out.setdefault(robot, []).append(axis)
-    return out
+    return dicts(conn.execute(select(steps).where(steps.c.start.is_not(None))))

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, and_, case, func, select
 
 from common.health import data_health
-from common.sqlparts import Row, minute_start
+from common.rollup import minute_stats
+from common.sqlparts import Row
 from common.sqlparts import dicts as _dicts
 from common.sqlparts import where as _where
 from common.tables import alerts, axes_dim, axes_of, axis_label, readings_fact
@@ -143,14 +144,14 @@ def wide_readings(conn: Connection, keys, *, newest_first: bool = True) -> list[
 
 def resample_1min(conn: Connection, *, start: datetime | None = None, end: datetime | None = None,
                   robot_id: str | None = None) -> list[Row]:
-    """Per robot, UTC minute and axis: mean (the smoothed curve), max and count of the non-null values."""
-    minute = minute_start(R.c.ts).label("minute")
+    """Per robot, UTC minute and axis: mean (the smoothed curve), max and count of the non-null values.
+    From the per-minute rollup (common.rollup), the partial minutes at the range's ends from the raw rows."""
+    m = minute_stats(robot_id=robot_id, start=start, end=end)
+    mean = case((m.c.n_values > 0, m.c.sum_amps / m.c.n_values))
     query = (
-        select(R.c.robot_id, minute, R.c.axis_id, func.avg(R.c.amps).label("mean_amps"),
-               func.max(R.c.amps).label("max_amps"), func.count(R.c.amps).label("values"))
-        .where(*_where(R, robot_id=robot_id, start=start, end=end))
-        .group_by(R.c.robot_id, minute, R.c.axis_id)
-        .order_by(R.c.robot_id, minute, R.c.axis_id)
+        select(m.c.robot_id, m.c.minute, m.c.axis_id, mean.label("mean_amps"), m.c.max_amps,
+               m.c.n_values.label("values"))
+        .order_by(m.c.robot_id, m.c.minute, m.c.axis_id)
     )
     return _dicts(conn.execute(query))
 
@@ -159,25 +160,26 @@ def axis_summary(conn: Connection, *, robot_id: str | None = None, start: dateti
                  end: datetime | None = None) -> list[Row]:
     """Per robot and axis: rows, non-null values, the OK-null share of rows, the idle share (values at
     exactly 0 A among the non-null ones), and mean/max while active (over the non-zero values)."""
-    active = case((R.c.amps != 0, R.c.amps))
+    m = minute_stats(robot_id=robot_id, start=start, end=end)
     stats = (
-        select(R.c.robot_id, R.c.axis_id, func.count().label("rows"), func.count(R.c.amps).label("non_null"),
-               func.sum(case((R.c.amps == 0, 1), else_=0)).label("idle"),
-               func.avg(active).label("mean_active_amps"), func.max(active).label("max_active_amps"))
-        .where(*_where(R, robot_id=robot_id, start=start, end=end))
-        .group_by(R.c.robot_id, R.c.axis_id)
+        select(m.c.robot_id, m.c.axis_id, func.sum(m.c.n_rows).label("rows"), func.sum(m.c.n_values).label("non_null"),
+               func.sum(m.c.n_zero).label("idle"), func.sum(m.c.sum_amps).label("active_sum"),
+               func.max(m.c.max_active_amps).label("max_active_amps"))
+        .group_by(m.c.robot_id, m.c.axis_id)
         .subquery()
     )
     on = and_(axes_dim.c.robot_id == stats.c.robot_id, axes_dim.c.axis_id == stats.c.axis_id)
     query = select(stats, axes_dim.c.label).select_from(stats.join(axes_dim, on)).order_by(stats.c.robot_id, stats.c.axis_id)
     out = []
     for row in _dicts(conn.execute(query)):
-        idle = row.pop("idle") or 0
+        rows, non_null, idle = int(row["rows"]), int(row["non_null"]), int(row["idle"] or 0)
+        active = non_null - idle  # zeros add nothing to the sum: it is the sum of the active values
         out.append({
-            "robot_id": row["robot_id"], "axis_id": row["axis_id"], "label": row["label"], "rows": row["rows"],
-            "non_null": row["non_null"], "ok_null_share": (row["rows"] - row["non_null"]) / row["rows"],
-            "idle_share": idle / row["non_null"] if row["non_null"] else None,
-            "mean_active_amps": row["mean_active_amps"], "max_active_amps": row["max_active_amps"],
+            "robot_id": row["robot_id"], "axis_id": row["axis_id"], "label": row["label"], "rows": rows,
+            "non_null": non_null, "ok_null_share": (rows - non_null) / rows,
+            "idle_share": idle / non_null if non_null else None,
+            "mean_active_amps": row["active_sum"] / active if active else None,
+            "max_active_amps": row["max_active_amps"],
         })
     return out
 

@@ -96,6 +96,40 @@ readings_fact = Table(
     Index(None, "robot_id", "ts", postgresql_include=["axis_id", "amps"]),
 )
 
+# The per-minute rollup of readings_fact (consumer_db.store keeps it exact, common.rollup reads it): history
+# queries read one row per robot, axis and minute for whole minutes instead of ~30 raw rows each.
+# ``sum_amps`` is also the sum of the non-zero values (zeros add nothing); max of the non-zero ones apart,
+# because with negative currents it is not ``max_amps``.
+readings_minute = Table(
+    "readings_minute",
+    metadata,
+    Column("robot_id", String(64), primary_key=True),
+    # minute before axis: a robot's time range is one stretch of the primary key
+    Column("minute", UtcDateTime, primary_key=True, comment="start of the UTC minute"),
+    Column("axis_id", SmallInteger, primary_key=True),
+    Column("n_rows", Integer, nullable=False),
+    Column("n_values", Integer, nullable=False, comment="rows with a value (not NULL)"),
+    Column("n_zero", Integer, nullable=False, comment="values of exactly 0 A (idle)"),
+    Column("sum_amps", Amps),
+    Column("sum_sq_amps", Amps),
+    Column("min_amps", Amps),
+    Column("max_amps", Amps),
+    Column("max_active_amps", Amps, comment="largest non-zero value"),
+)
+
+# Per robot and minute, the distinct reading times (whatever the axis): what data health counts and where
+# it looks for gaps. A gap inside a minute shows as ``longest_step_s``; only such minutes are read raw.
+reading_stamps_minute = Table(
+    "reading_stamps_minute",
+    metadata,
+    Column("robot_id", String(64), primary_key=True),
+    Column("minute", UtcDateTime, primary_key=True, comment="start of the UTC minute"),
+    Column("readings", Integer, nullable=False, comment="distinct reading times"),
+    Column("first_ts", UtcDateTime, nullable=False),
+    Column("last_ts", UtcDateTime, nullable=False),
+    Column("longest_step_s", Float(precision=53), nullable=False, comment="largest step between two readings of the minute"),
+)
+
 alerts = Table(
     "alerts",
     metadata,

@@ -2,7 +2,8 @@
 
 Every write can be repeated without changing the result: a reading already stored, or a dead letter
 with the same origin, is skipped (``ON CONFLICT DO NOTHING``). That is what makes redelivery after a
-crash or a rebalance harmless.
+crash or a rebalance harmless. The per-minute rollup of the minutes a write added rows to is recomputed
+in the same transaction (``common.rollup.refresh``), so it always equals the aggregate of readings_fact.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from common.rollup import refresh, robot_spans
 from common.tables import insert_ignoring_duplicates, readings_fact, rejected_readings
 
 READING_COLUMNS = ("robot_id", "axis_id", "ts", "amps")
@@ -39,21 +41,27 @@ MOVE_STAGE = (
 
 
 def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000) -> int:
-    """Store ``(robot_id, axis_id, ts, amps)`` rows, skipping those already there; returns how many were new."""
+    """Store ``(robot_id, axis_id, ts, amps)`` rows, skipping those already there, and bring the rollup of
+    their minutes up to date; returns how many were new."""
     if not rows:
         return 0
+    spans = robot_spans(rows)
     if conn.dialect.name == "postgresql" and len(rows) >= copy_min_rows:
-        return copy_readings(conn, rows)
-    return insert_ignoring_duplicates(conn, readings_fact, [dict(zip(READING_COLUMNS, r)) for r in rows])
+        new = copy_readings(conn, rows, spans)
+    else:
+        new = insert_ignoring_duplicates(conn, readings_fact, [dict(zip(READING_COLUMNS, r)) for r in rows])
+    if new:  # a replay adds nothing: its minutes' rollup is already right
+        refresh(conn, spans)
+    return new
 
 
-def copy_readings(conn: Connection, rows: list[tuple]) -> int:
+def copy_readings(conn: Connection, rows: list[tuple], spans: dict[str, list[datetime]] | None = None) -> int:
     """PostgreSQL. New data (nothing stored yet for any of the rows' robots within their time span, the
     usual case) is COPied straight into readings_fact, inside a savepoint. Otherwise, or if that meets a
     duplicate after all (a concurrent writer, a time repeated in the input), the rows go through the
     staging table: COPY, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, about twice the work."""
     text = copy_text(rows)
-    if not _anything_stored(conn, rows):
+    if not _anything_stored(conn, spans if spans is not None else robot_spans(rows)):
         try:
             with conn.begin_nested():
                 copy_from(conn, "COPY readings_fact (robot_id, axis_id, ts, amps) FROM STDIN", text)
@@ -67,14 +75,7 @@ def copy_readings(conn: Connection, rows: list[tuple]) -> int:
     return inserted
 
 
-def _anything_stored(conn: Connection, rows: list[tuple]) -> bool:
-    spans: dict[str, list[datetime]] = {}
-    for robot, _, ts, _ in rows:
-        span = spans.setdefault(robot, [ts, ts])
-        if ts < span[0]:
-            span[0] = ts
-        elif ts > span[1]:
-            span[1] = ts
+def _anything_stored(conn: Connection, spans: dict[str, list[datetime]]) -> bool:
     params = {"robots": list(spans), "lows": [s[0] for s in spans.values()], "highs": [s[1] for s in spans.values()]}
     return conn.execute(ANYTHING_STORED, params).first() is not None
 

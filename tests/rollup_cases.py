@@ -1,0 +1,175 @@
+"""The rollup-based queries against answers computed here, in Python, from the raw rows of readings_fact:
+used by tests/unit/test_rollup.py (SQLite) and tests/integration/test_rollup_postgres.py.
+
+The data: robots with irregular steps (gaps inside a minute and across minutes), idle zeros, negative
+currents, an axis that is always NULL; written batch by batch out of time order (later batches fill in
+minutes already stored), some batches replayed whole or in part, as the sink does after a crash.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Engine, select, text, true
+
+from common import queries
+from common.rollup import minute_stats_of, stamp_stats_of
+from common.tables import axes_of, reading_stamps_minute, readings_fact, readings_minute, seed_axes
+from consumer_db.store import insert_readings
+
+T0 = datetime(2024, 3, 1, 8, 0, 0, tzinfo=timezone.utc)
+AXES = (1, 2, 3, 4)
+GAP_S = 10.0
+TICK_S = 2.0
+
+
+def readings(seed: int) -> list[tuple]:
+    """(robot, axis, ts, amps) rows of two robots over ~20 minutes."""
+    rng = random.Random(seed)
+    rows = []
+    for robot in ("R1", "R2"):
+        ts = T0 + timedelta(seconds=rng.uniform(0, 30))
+        while ts < T0 + timedelta(minutes=20):
+            rows += [(robot, axis, ts, _amps(rng, axis)) for axis in AXES]
+            step = rng.choice([2.0, 2.0, 2.0, 1.5, 2.5, 11.0, 25.0, 70.0]) + rng.randrange(1000) / 1e6
+            ts += timedelta(seconds=step)
+    return rows
+
+
+def _amps(rng: random.Random, axis: int) -> float | None:
+    if axis == 4:
+        return None  # never carries a value
+    return rng.choice([0.0, 0.0, None, round(rng.uniform(-3, 9), 3), round(rng.uniform(0, 20), 6)])
+
+
+def store_with_replays(engine: Engine, rows: list[tuple], seed: int, copy_min_rows: int = 1000) -> None:
+    """Batches in shuffled order, each followed now and then by a replay of itself or of an earlier batch."""
+    rng = random.Random(seed)
+    batches = [rows[i:i + rng.randint(20, 400)] for i in range(0, len(rows), 200)]
+    rng.shuffle(batches)
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R1", "R2"], axes=AXES)
+    done: list[list[tuple]] = []
+    for batch in batches:
+        with engine.begin() as conn:
+            insert_readings(conn, batch, copy_min_rows=copy_min_rows)
+        done.append(batch)
+        if rng.random() < 0.4:
+            replay = rng.choice(done)
+            with engine.begin() as conn:
+                assert insert_readings(conn, replay[: rng.randint(1, len(replay))], copy_min_rows=copy_min_rows) == 0
+
+
+def ranges() -> list[tuple[datetime | None, datetime | None]]:
+    at = lambda s: T0 + timedelta(seconds=s)  # noqa: E731
+    return [
+        (None, None), (at(95.5), None), (None, at(601.25)), (at(95.5), at(601.25)),  # partial edge minutes
+        (at(120), at(600)), (at(120), at(659.999999)),  # on minute boundaries
+        (at(130), at(170)), (at(130), at(200)), (at(5000), at(6000)),  # inside one minute, adjacent ones, empty
+    ]
+
+
+# --- the reference: straight from the raw rows ------------------------------------------------------
+
+def raw_rows(engine: Engine, robot_id, start, end) -> list[tuple]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(readings_fact.c.robot_id, readings_fact.c.axis_id, readings_fact.c.ts,
+                                   readings_fact.c.amps)).all()
+    return [r for r in rows if (robot_id is None or r[0] == robot_id) and (start is None or r[2] >= start)
+            and (end is None or r[2] <= end)]
+
+
+def expected_resample(rows) -> list[dict]:
+    groups = defaultdict(list)
+    for robot, axis, ts, amps in rows:
+        groups[(robot, ts.replace(second=0, microsecond=0), axis)].append(amps)
+    out = []
+    for (robot, minute, axis), amps in sorted(groups.items()):
+        values = [a for a in amps if a is not None]
+        out.append({"robot_id": robot, "minute": minute, "axis_id": axis,
+                    "mean_amps": sum(values) / len(values) if values else None,
+                    "max_amps": max(values, default=None), "values": len(values)})
+    return out
+
+
+def expected_summary(rows) -> list[dict]:
+    groups = defaultdict(list)
+    for robot, axis, _, amps in rows:
+        groups[(robot, axis)].append(amps)
+    out = []
+    for (robot, axis), amps in sorted(groups.items()):
+        values = [a for a in amps if a is not None]
+        active = [a for a in values if a != 0]
+        out.append({"robot_id": robot, "axis_id": axis, "label": f"Axis #{axis}", "rows": len(amps),
+                    "non_null": len(values), "ok_null_share": (len(amps) - len(values)) / len(amps),
+                    "idle_share": (len(values) - len(active)) / len(values) if values else None,
+                    "mean_active_amps": sum(active) / len(active) if active else None,
+                    "max_active_amps": max(active, default=None)})
+    return out
+
+
+def expected_health(rows, locked: dict[str, list[int]]) -> list[dict]:
+    out = []
+    for robot, axes in sorted(locked.items()):
+        mine = [r for r in rows if r[0] == robot]
+        stamps = sorted({ts for _, _, ts, _ in mine})
+        span = (stamps[-1] - stamps[0]).total_seconds() if stamps else 0.0
+        expected = math.floor(span / TICK_S + 1e-9) + 1 if stamps else 0
+        gaps = [{"start": a, "end": b, "length_s": (b - a).total_seconds()}
+                for a, b in zip(stamps, stamps[1:]) if (b - a).total_seconds() > GAP_S]
+        seen = {axis for _, axis, _, amps in mine if amps is not None}
+        out.append({
+            "robot_id": robot, "first_ts": stamps[0] if stamps else None, "last_ts": stamps[-1] if stamps else None,
+            "span_s": span, "readings": len(stamps), "expected_readings": expected,
+            "coverage": len(stamps) / expected if expected else None,
+            "rows": sum(1 for r in mine if r[1] in axes), "expected_rows": expected * len(axes), "axes": len(axes),
+            "gaps": gaps, "gap_count": len(gaps), "gap_total_s": sum(g["length_s"] for g in gaps),
+            "axes_never_seen": [a for a in axes if a not in seen],
+        })
+    return out
+
+
+def assert_close(actual, expected, where) -> None:
+    """Equal, floats to 1e-9 relative: a sum of per-minute sums is not added up in the raw rows' order."""
+    assert same(actual, expected), f"{where}:\n{actual}\n!=\n{expected}"
+
+
+def same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, (int, float)) or isinstance(b, float) and isinstance(a, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+# --- the checks ---------------------------------------------------------------------------------------
+
+def check_queries_match_raw_rows(engine: Engine) -> None:
+    with engine.connect() as conn:
+        locked = axes_of(conn, active_only=True)
+        for robot_id in (None, "R1"):
+            for start, end in ranges():
+                rows = raw_rows(engine, robot_id, start, end)
+                where = {"robot_id": robot_id, "start": start, "end": end}
+                assert_close(queries.resample_1min(conn, **where), expected_resample(rows), where)
+                assert_close(queries.axis_summary(conn, **where), expected_summary(rows), where)
+                health = queries.data_health(conn, **where, gap_threshold_s=GAP_S, tick_seconds=TICK_S)
+                mine = {r: a for r, a in locked.items() if robot_id in (None, r)}
+                assert_close(health, expected_health(rows, mine), where)
+
+
+def check_rollup_is_the_aggregate_of_the_rows(engine: Engine) -> None:
+    """The stored rollup, row for row, equals the rollup computed afresh from readings_fact."""
+    with engine.connect() as conn:
+        for table, fresh in ((readings_minute, minute_stats_of([true()])), (reading_stamps_minute, stamp_stats_of([true()]))):
+            keys = [c.name for c in table.primary_key]
+            stored = [dict(r) for r in conn.execute(select(table).order_by(*keys)).mappings()]
+            computed = fresh.subquery()
+            again = [dict(r) for r in conn.execute(select(computed).order_by(*(computed.c[k] for k in keys))).mappings()]
+            assert len(stored) > 0
+            assert_close(stored, again, table.name)
+            assert conn.execute(text(f"SELECT count(*) FROM {table.name}")).scalar() == len(again)
