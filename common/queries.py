@@ -18,7 +18,8 @@ from common.sqlparts import where as _where
 from common.tables import alerts, axes_dim, axes_of, axis_label, readings_fact
 
 __all__ = [
-    "alert_history", "axes_of", "axis_summary", "data_health", "latest_per_axis", "latest_rows", "newest_ts",
+    "alert_history", "axes_of", "axis_summary", "data_health", "fleet_minute_means", "latest_per_axis", "latest_rows",
+    "newest_ts",
     "one_minute_peak", "resample_1min", "wide_readings", "window_peaks",
 ]
 R = readings_fact
@@ -152,6 +153,20 @@ def resample_1min(conn: Connection, *, start: datetime | None = None, end: datet
         select(m.c.robot_id, m.c.minute, m.c.axis_id, mean.label("mean_amps"), m.c.max_amps,
                m.c.n_values.label("values"))
         .order_by(m.c.robot_id, m.c.minute, m.c.axis_id)
+    )
+    return _dicts(conn.execute(query))
+
+
+def fleet_minute_means(conn: Connection, *, start: datetime | None = None, end: datetime | None = None) -> list[Row]:
+    """Per UTC minute and axis, the mean over robots of each robot's minute mean: the fleet's smoothed curve,
+    one row per minute and axis instead of one per robot too (100 robots: 100x fewer rows to carry)."""
+    m = minute_stats(robot_id=None, start=start, end=end)
+    robot_mean = case((m.c.n_values > 0, m.c.sum_amps / m.c.n_values))
+    query = (
+        select(m.c.minute, m.c.axis_id, func.avg(robot_mean).label("mean_amps"), func.max(m.c.max_amps).label("max_amps"),
+               func.sum(m.c.n_values).label("values"))
+        .group_by(m.c.minute, m.c.axis_id)
+        .order_by(m.c.minute, m.c.axis_id)
     )
     return _dicts(conn.execute(query))
 

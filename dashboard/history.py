@@ -104,7 +104,8 @@ class HistoryView:
             start = end - span if end is not None and span is not None else None
             return HistoryData(
                 robots=robots, start=start, end=end,
-                smooth=queries.resample_1min(conn, start=start, end=end, robot_id=robot),
+                smooth=(queries.resample_1min(conn, start=start, end=end, robot_id=robot) if robot else
+                        queries.fleet_minute_means(conn, start=start, end=end)),
                 summary=queries.axis_summary(conn, robot_id=robot, start=start, end=end),
                 health=queries.data_health(conn, robot_id=robot, start=start, end=end,
                                            tick_seconds=self.settings.tick_seconds),

@@ -24,8 +24,9 @@ class HistoryData:
 
 
 def smoothed_columns(rows: list[dict], axes: list[int]) -> dict[str, list[float]]:
-    """Minute x axis means (averaged over robots when several are asked for). A missing minute becomes a
-    NaN row, so the line has a gap there instead of a straight line across a stoppage."""
+    """Minute x axis means (averaged over robots when rows of several are given; ``fleet_minute_means`` gives
+    them averaged already). A missing minute becomes a NaN row, so the line has a gap there instead of a
+    straight line across a stoppage."""
     sums: dict[datetime, dict[int, list[float]]] = {}
     for r in rows:
         if r["axis_id"] in axes and r["mean_amps"] is not None:
