@@ -1,7 +1,7 @@
 """Latency at a paced rate: the synthetic fleet at the real rate (200 robots, one reading each every 2 s =
 100 readings/s, faults injected) through the services, each a process of its own, for --seconds.
 
-    .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--warmup 20] [--sessions 5]
+    .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--warmup 20] [--sessions 5] [--fault-period 60]
 
 Each reading's clock starts at its production: the Kafka record's CreateTime, stamped when the producer
 appends it to a batch (the readings topic is read back for it). It stops:
@@ -179,7 +179,7 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
                  Service("consumer_alerts", ["consumer_alerts", "run"], env, log_dir),
                  Service("dashboard", ["dashboard", "--port", str(port), "--no-database"], env, log_dir)]
     producer = Service("producer", ["producer", "--synthetic", "--robots", str(args.robots), "--faults",
-                                    "--fault-period", "300", "--no-axes-from-db"], env, log_dir)
+                                    "--fault-period", f"{args.fault_period:g}", "--no-axes-from-db"], env, log_dir)
     watch, listening = Watch(), threading.Event()
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     listener = threading.Thread(target=listen, args=(dsn, watch, listening), daemon=True)
@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=20, help="seconds of readings left out at the start")
     parser.add_argument("--drain", type=float, default=10, help="seconds to wait after the producer stopped")
     parser.add_argument("--sessions", type=int, default=5, help="dashboard sessions (each sees robot-001)")
+    parser.add_argument("--fault-period", type=float, default=60,
+                        help="feed seconds per round of faults per robot (the producer's minimum, 60: the most "
+                        "alert events, so that (b)'s p99 is not just its slowest sample)")
     parser.add_argument("--set", dest="env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for every service, e.g. SINK_BATCH_MS=100 (repeatable)")
     args = parser.parse_args(argv)
@@ -268,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
                      "met": None if row["p99 ms"] is None else ("yes" if row["p99 ms"] < aim else "NO")})
     settings = " ".join(f"--set {k}={v}" for k, v in args.env.items())
     notes = (f"Command: `.venv/bin/python -m bench.pipeline_latency --robots {args.robots} --seconds {args.seconds:g} "
-             f"--warmup {args.warmup:g} --sessions {args.sessions}{' ' + settings if settings else ''}`: "
-             f"{args.robots} robots x 1 reading / 2 s = {args.robots / 2:g} readings/s, faults on (period 300 s), "
+             f"--warmup {args.warmup:g} --sessions {args.sessions} --fault-period {args.fault_period:g}"
+             f"{' ' + settings if settings else ''}`: {args.robots} robots x 1 reading / 2 s = {args.robots / 2:g} "
+             f"readings/s, faults on (period {args.fault_period:g} s), "
              f"{len(result['watch'].opened)} alert events opened in all; every service its own process; "
              f"settings changed from the defaults: Z_MIN_SAMPLES=30{', ' + settings if settings else ''}. "
              f"`expected` = readings produced in the measured window (for (c): those of {WATCHED} "

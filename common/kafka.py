@@ -88,10 +88,9 @@ class KafkaSubscription:
 class KafkaBus:
     """Producer with ``acks="all"`` and idempotence; consumers in a group, auto-commit off."""
 
-    def __init__(self, settings: CommonSettings, *, linger_ms: int = 5) -> None:
+    def __init__(self, settings: CommonSettings) -> None:
         self.settings = settings
         self._options = connection_options(settings)
-        self._linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -99,7 +98,7 @@ class KafkaBus:
             **self._options,
             acks="all",
             enable_idempotence=True,
-            linger_ms=self._linger_ms,
+            linger_ms=0,  # no wait on a partial batch: the producer batches by itself (producer/batches.py)
             max_batch_size=256 * 1024,
             compression_type=None,
         )

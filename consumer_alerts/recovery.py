@@ -89,18 +89,3 @@ def read_snapshot(engine: DetectorEngine, path: Path | None) -> bool:
         return False
     logger.info("detector state restored from %s (%d robot(s))", path, len(engine.robots))
     return True
-
-
-def write_snapshot(engine: DetectorEngine, path: Path | None) -> bool:
-    """Write the snapshot; False (and a warning) when it cannot be written: the service goes on without."""
-    if path is None:
-        return False
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(engine_state.snapshot(engine)), encoding="utf-8")
-        tmp.replace(path)  # atomic: a crash mid-write leaves the previous snapshot
-    except OSError as exc:
-        logger.warning("snapshot %s cannot be written (%s); snapshots are off, a restart will warm up again", path, exc)
-        return False
-    return True

@@ -3,6 +3,8 @@
     restore state -> loop { readings -> engine -> alert events -> wait for the bus's ack
                             -> every SNAPSHOT_INTERVAL_S: snapshot, then commit }
 
+(the snapshot is taken between batches without holding them up: consumer_alerts/checkpoint.py)
+
 The commit comes after the acknowledgement so a crash in between re-processes readings rather than
 losing an event; the re-processed readings re-derive the same event ids, and events the alerts topic
 already has are not sent again. Offsets are committed only together with a snapshot of the detectors, so
@@ -14,18 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
-from aiokafka.errors import CommitFailedError, IllegalStateError
-
-from common.bus import Bus, Message, Subscription
+from common.bus import Bus, Message
 from common.errors import SchemaError
 from common.schemas import Alert, Reading
+from consumer_alerts.checkpoint import Checkpoints
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import restore_events
 from consumer_alerts.model import AlertModel
-from consumer_alerts.recovery import already_sent, latest_alerts, read_snapshot, remember, write_snapshot
+from consumer_alerts.recovery import already_sent, latest_alerts, read_snapshot, remember
 from consumer_alerts.settings import AlertsSettings
 
 logger = logging.getLogger(__name__)
@@ -47,38 +47,23 @@ async def run(settings: AlertsSettings, *, bus: Bus, stop: asyncio.Event, engine
     detectors = engine if isinstance(engine, DetectorEngine) else build_engine(settings)
     await bus.ensure_topics([settings.readings_topic, settings.alerts_topic])
     sent = await restore(detectors, bus, settings)
-    state_path = settings.state_path
     sub = await bus.subscribe([settings.readings_topic], group_id=settings.alerts_group_id)
-    last_snapshot, done = time.monotonic(), []
+    checkpoints = Checkpoints(detectors, sub, settings.state_path, settings.snapshot_interval_s)
     try:
         while not stop.is_set():
-            messages = await sub.getmany(timeout_ms=settings.poll_timeout_ms, max_records=settings.max_batch)
+            # While a snapshot is being taken, its slices run between polls: do not sleep on an empty one.
+            timeout_ms = 1 if checkpoints.busy else settings.poll_timeout_ms
+            messages = await sub.getmany(timeout_ms=timeout_ms, max_records=settings.max_batch)
             if messages:
-                alerts = [a for a in process(detectors, messages) if not already_sent(a, sent)]
-                await publish(bus, settings.alerts_topic, alerts)
+                alerts = await process_and_send(detectors, messages, bus, settings.alerts_topic, sent,
+                                                before=checkpoints.before_reading)
                 remember(sent, alerts)
-                done += messages
-            if done and (not state_path or time.monotonic() - last_snapshot >= settings.snapshot_interval_s):
-                state_path = await checkpoint(detectors, sub, done, state_path)
-                last_snapshot, done = time.monotonic(), []
-        await checkpoint(detectors, sub, done, state_path)  # not after a failure: the last snapshot stands
+            await checkpoints.after_batch(messages)
+        await checkpoints.close()  # not after a failure: the last snapshot stands
     finally:
+        checkpoints.cancel()
         await sub.close()
         logger.info("consumer_alerts stopped; %d event(s) open", len(detectors.open_events()))
-
-
-async def checkpoint(detectors: DetectorEngine, sub: Subscription, done: list[Message],
-                     state_path: Path | None) -> Path | None:
-    """Snapshot, then commit the readings it reflects; returns the state path still in use (None once a
-    snapshot could not be written: then every batch is committed, and a restart warms up again)."""
-    if state_path and not write_snapshot(detectors, state_path):
-        state_path = None
-    if done:
-        try:
-            await sub.commit(done)
-        except (CommitFailedError, IllegalStateError) as exc:  # a rebalance moved the partitions away
-            logger.warning("offset commit failed (%s); the new owner re-reads those readings", exc)
-    return state_path
 
 
 async def restore(engine: DetectorEngine, bus: Bus, settings: AlertsSettings) -> dict[str, Alert]:
@@ -92,8 +77,32 @@ async def restore(engine: DetectorEngine, bus: Bus, settings: AlertsSettings) ->
     return sent
 
 
+async def process_and_send(engine: DetectorEngine, messages: list[Message], bus: Bus, topic: str,
+                           sent: dict[str, Alert], *, before: Callable[[str], None]) -> list[Alert]:
+    """Process the batch, sending each event as soon as its reading is processed (not after the rest of
+    the batch: 200 readings take ~20 ms), then wait until the bus has acknowledged them all."""
+    alerts: list[Alert] = []
+    pending: list[asyncio.Future] = []
+    for events in events_per_reading(engine, messages, before=before):
+        found = [a for a in events if not already_sent(a, sent)]
+        if found:
+            pending += [await bus.send(topic, a.robot_id, a.to_bytes()) for a in found]
+            alerts += found
+            await asyncio.sleep(0)  # let the Kafka client put them on the wire now
+    if pending:
+        await asyncio.gather(*pending)
+        for alert in alerts:
+            logger.info("event %s %s: %s, peak %.2f A", alert.event_id, alert.state, alert.severity, alert.peak_amps or 0)
+    return alerts
+
+
 def process(engine: DetectorEngine, messages: list[Message]) -> list[Alert]:
-    out: list[Alert] = []
+    return [a for events in events_per_reading(engine, messages) for a in events]
+
+
+def events_per_reading(engine: DetectorEngine, messages: list[Message], *,
+                       before: Callable[[str], None] = lambda robot_id: None) -> Iterator[list[Alert]]:
+    """The events of each reading in turn; ``before(robot_id)`` is called ahead of each reading."""
     for message in messages:
         try:
             reading = Reading.from_bytes(message.value)
@@ -101,14 +110,5 @@ def process(engine: DetectorEngine, messages: list[Message]) -> list[Alert]:
             # consumer_db records bad readings in rejected_readings; here they only cannot be judged.
             logger.warning("%s/%d offset %d skipped: %s", message.topic, message.partition, message.offset, exc)
             continue
-        out += engine.process(reading)
-    return out
-
-
-async def publish(bus: Bus, topic: str, alerts: list[Alert]) -> None:
-    """Send every event keyed by robot id and wait until the bus has acknowledged them all."""
-    pending = [await bus.send(topic, alert.robot_id, alert.to_bytes()) for alert in alerts]
-    if pending:
-        await asyncio.gather(*pending)
-        for alert in alerts:
-            logger.info("event %s %s: %s, peak %.2f A", alert.event_id, alert.state, alert.severity, alert.peak_amps or 0)
+        before(reading.robot_id)
+        yield engine.process(reading)

@@ -137,3 +137,21 @@ async def test_a_snapshot_that_cannot_be_written_is_a_warning_not_a_crash(settin
     await publish(bus, cycle_readings(900, fault=surge))
     await run_until(settings, bus, lambda: any(a.state is AlertState.CLOSED for a in alerts_on(bus)))
     assert "cannot be written" in caplog.text
+
+
+async def test_an_event_is_sent_before_the_rest_of_its_batch_is_processed(settings):
+    bus, engine = InProcessBus(), DetectorEngine(EngineConfig(z_window=200, z_min_samples=50, detectors=("zscore",)))
+    processed_when_sent: list[float | None] = []
+    send = bus.send
+
+    async def noting_send(topic, key, value):
+        processed_when_sent.append(engine.robots["r1"].last_ts)
+        return await send(topic, key, value)
+
+    bus.send = noting_send
+    readings = cycle_readings(700, fault=surge)
+    await publish(bus, readings)
+    settings = settings.model_copy(update={"max_batch": 700})  # the whole feed in one batch
+    await run_until(settings, bus, lambda: len(alerts_on(bus)) >= 1, engine=engine)
+    first = alerts_on(bus)[0]
+    assert processed_when_sent[0] == first.opened_at.timestamp() < readings[-1].ts.timestamp()
