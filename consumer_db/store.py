@@ -2,8 +2,9 @@
 
 Every write can be repeated without changing the result: a reading already stored, or a dead letter
 with the same origin, is skipped (``ON CONFLICT DO NOTHING``). That is what makes redelivery after a
-crash or a rebalance harmless. The per-minute rollup of the minutes a write added rows to is recomputed
-in the same transaction (``common.rollup.refresh``), so it always equals the aggregate of readings_fact.
+crash or a rebalance harmless. The rows a write actually stored (all of a straight COPY; those the
+``INSERT`` returns otherwise) are added to the per-minute rollup in the same transaction
+(``common.rollup.add``), so it always equals the aggregate of readings_fact.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 from sqlalchemy import text as sql_text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from common.rollup import refresh, robot_spans
+from common.rollup import NewRows, add
 from common.tables import insert_ignoring_duplicates, readings_fact, rejected_readings
 
 READING_COLUMNS = ("robot_id", "axis_id", "ts", "amps")
@@ -36,41 +38,49 @@ ANYTHING_STORED = sql_text(
 )
 MOVE_STAGE = (
     f"INSERT INTO readings_fact (robot_id, axis_id, ts, amps) SELECT robot_id, axis_id, ts, amps FROM {STAGE} "
-    "ON CONFLICT DO NOTHING"
+    "ON CONFLICT DO NOTHING RETURNING robot_id, axis_id, ts, amps"
 )
 
 
 def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000) -> int:
-    """Store ``(robot_id, axis_id, ts, amps)`` rows, skipping those already there, and bring the rollup of
-    their minutes up to date; returns how many were new."""
+    """Store ``(robot_id, axis_id, ts, amps)`` rows, skipping those already there, and add the new ones to
+    the rollup of their minutes; returns how many were new."""
     if not rows:
         return 0
-    spans = robot_spans(rows)
     if conn.dialect.name == "postgresql" and len(rows) >= copy_min_rows:
-        new = copy_readings(conn, rows, spans)
+        new = copy_readings(conn, rows)
     else:
-        new = insert_ignoring_duplicates(conn, readings_fact, [dict(zip(READING_COLUMNS, r)) for r in rows])
-    if new:  # a replay adds nothing: its minutes' rollup is already right
-        refresh(conn, spans)
-    return new
+        new = NewRows.of(_insert_new(conn, rows))
+    add(conn, new)
+    return new.count
 
 
-def copy_readings(conn: Connection, rows: list[tuple], spans: dict[str, list[datetime]] | None = None) -> int:
-    """PostgreSQL. New data (nothing stored yet for any of the rows' robots within their time span, the
-    usual case) is COPied straight into readings_fact, inside a savepoint. Otherwise, or if that meets a
-    duplicate after all (a concurrent writer, a time repeated in the input), the rows go through the
-    staging table: COPY, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, about twice the work."""
+def _insert_new(conn: Connection, rows: list[tuple]) -> list[tuple]:
+    """``INSERT ... ON CONFLICT DO NOTHING``; returns the rows it stored."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(readings_fact).on_conflict_do_nothing().returning(
+        *(readings_fact.c[c] for c in READING_COLUMNS))
+    return conn.execute(statement, [dict(zip(READING_COLUMNS, r)) for r in rows]).all()
+
+
+def copy_readings(conn: Connection, rows: list[tuple]) -> NewRows:
+    """PostgreSQL; returns the rows stored. New data (nothing stored yet for any of the rows' robots
+    within their time span, the usual case) is COPied straight into readings_fact, inside a savepoint.
+    Otherwise, or if that meets a duplicate after all (a concurrent writer, a time repeated in the input),
+    the rows go through the staging table: COPY, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING
+    RETURNING``, about twice the work."""
     text = copy_text(rows)
-    if not _anything_stored(conn, spans if spans is not None else robot_spans(rows)):
+    batch = NewRows.of(rows)
+    if not _anything_stored(conn, batch.spans()):
         try:
             with conn.begin_nested():
                 copy_from(conn, "COPY readings_fact (robot_id, axis_id, ts, amps) FROM STDIN", text)
-            return len(rows)
+            return batch
         except IntegrityError:
             text.seek(0)
     conn.exec_driver_sql(CREATE_STAGE)
     copy_from(conn, f"COPY {STAGE} (robot_id, axis_id, ts, amps) FROM STDIN", text)
-    inserted = conn.exec_driver_sql(MOVE_STAGE).rowcount
+    inserted = NewRows.of(conn.exec_driver_sql(MOVE_STAGE))
     conn.exec_driver_sql(f"TRUNCATE {STAGE}")  # a second call in the same transaction starts empty
     return inserted
 

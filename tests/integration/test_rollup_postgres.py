@@ -1,12 +1,18 @@
 """The per-minute rollup on PostgreSQL: exact through COPY, the staging table and replays, and with two
-writers of one robot's minute at once; the queries built on it answer as the raw rows do."""
+writers of one robot at once (in order, late, one reading split between them); the queries built on it
+answer as the raw rows do."""
+import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
+from itertools import zip_longest
 
 import pytest
 from sqlalchemy import text
 
 from common.db import make_engine
+from common.tables import seed_axes
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
 from tests import rollup_cases as cases
@@ -44,26 +50,74 @@ def test_the_migration_backfills_readings_stored_before_it(pg_url):
     engine.dispose()
 
 
-def test_two_writers_of_one_robots_minute_at_once_both_count(engine):
-    """The second writer's rollup waits for the first one's commit, then reads both writers' rows."""
-    at = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
-    first_stored, second_done = threading.Event(), threading.Event()
+AT = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
+# stored before, the first writer's rows (its transaction held open), the second writer's: other axes, so
+# the two meet only at the minute's reading_stamps_minute row
+RACES = {
+    "second appends": ([], [("R1", 1, AT(10), 2.0)], [("R1", 2, AT(40), 4.0)]),
+    "second is late": ([], [("R1", 1, AT(30), 2.0), ("R1", 1, AT(40), 2.0)], [("R1", 2, AT(10), 4.0)]),
+    "first is late": ([("R1", 1, AT(30), 1.0)], [("R1", 1, AT(10), 2.0)], [("R1", 2, AT(55), 4.0)]),
+    "one reading, two axes": ([], [("R1", 1, AT(10), 2.0)], [("R1", 2, AT(10), 4.0)]),
+}
 
-    def second() -> None:
+
+@pytest.mark.parametrize(("before", "first", "second"), list(RACES.values()), ids=list(RACES))
+def test_a_second_writer_of_a_minute_waits_for_the_first_at_the_rollup_row(engine, before, first, second):
+    """What keeps two writers of one robot's minute exact with no lock of our own: the second one's upsert
+    of the minute's rollup row waits until the first's transaction ends, then applies to the row as
+    committed: it appends, or its guard fails and it recomputes from readings that include the first's."""
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R1"], axes=[1, 2])
+        insert_readings(conn, before)
+    first_stored, release = threading.Event(), threading.Event()
+
+    def hold_open() -> None:
+        with engine.begin() as conn:
+            insert_readings(conn, first)
+            first_stored.set()
+            release.wait(10)
+
+    def follow() -> None:
         first_stored.wait(10)
         with engine.begin() as conn:
-            insert_readings(conn, [("R1", 1, at(40), 4.0)])
-        second_done.set()
+            insert_readings(conn, second)
 
-    writer = threading.Thread(target=second)
-    writer.start()
-    with engine.begin() as conn:
-        insert_readings(conn, [("R1", 1, at(10), 2.0)])
-        first_stored.set()
-        assert not second_done.wait(1.0)  # held at the rollup lock while this transaction is open
-    writer.join(10)
-    assert second_done.is_set()
+    with ThreadPoolExecutor(2) as pool:
+        held, following = pool.submit(hold_open), pool.submit(follow)
+        assert first_stored.wait(10)
+        with pytest.raises(FutureTimeout):
+            following.result(timeout=1.0)  # waiting on the row the open transaction wrote
+        release.set()
+        held.result(10), following.result(10)
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
     with engine.connect() as conn:
-        n_rows, total = conn.execute(text("SELECT n_rows, sum_amps FROM readings_minute")).one()
-    assert (n_rows, total) == (2, 6.0)
+        readings = conn.execute(text("SELECT readings FROM reading_stamps_minute")).scalar_one()
+    assert readings == len({ts for _, _, ts, _ in before + first + second})
+
+
+@pytest.mark.parametrize("copy_min_rows", [1, 100_000], ids=["copy", "insert"])
+def test_two_writers_of_the_same_robots_at_once_leave_the_rollup_exact(engine, copy_min_rows):
+    """Two threads, each its own connection, write the same overlapping batches, each in its own shuffled
+    order, a transaction a batch, starting together: in-order, late and duplicate data race."""
+    rng = random.Random(31)
+    rows = cases.readings(31)
+    batches = [rows[i:i + rng.randint(10, 120)] for i in range(0, len(rows), 40)]
+    orders = [rng.sample(batches, len(batches)) for _ in range(2)]
+    together = threading.Barrier(2, timeout=30)
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R1", "R2"], axes=cases.AXES)
+
+    def writer(order: list[list[tuple]]) -> int:
+        stored = 0
+        for batch in order:
+            together.wait()
+            with engine.begin() as conn:
+                stored += insert_readings(conn, batch, copy_min_rows=copy_min_rows)
+        return stored
+
+    with ThreadPoolExecutor(2) as pool:
+        stored = sum(f.result(120) for f in [pool.submit(writer, order) for order in orders])
+    sent = {(r, a, ts) for batch in batches for r, a, ts, _ in batch}
+    assert stored == len(sent)  # each row stored by exactly one of them
+    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
+    cases.check_queries_match_raw_rows(engine)

@@ -2,10 +2,10 @@
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from common import queries
-from common.tables import seed_axes
+from common.tables import reading_stamps_minute, readings_minute, seed_axes
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
 from tests import rollup_cases as cases
@@ -57,3 +57,56 @@ def test_a_reading_filling_a_gap_inside_a_stored_minute_removes_the_gap(engine):
         health = queries.data_health(conn, robot_id="R1")[0]
         assert (health["gaps"], health["readings"]) == ([], 17)
         assert queries.resample_1min(conn, robot_id="R1")[0]["mean_amps"] == pytest.approx((4 + 13 * 2) / 17)
+
+
+def stored(engine, table) -> list[dict]:
+    keys = [c.name for c in table.primary_key]
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(table).order_by(*keys)).mappings()]
+
+
+def test_late_and_out_of_order_times_are_recomputed_into_their_minute(engine):
+    """Each batch but the first comes before, inside or across what its minutes hold: the append's guard
+    refuses them and their minutes are recomputed; after every batch the rollup is the fresh one."""
+    at = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R1"], axes=[1, 2])
+    for seconds in ([40, 50], [10, 20], [45], [5, 55, 70], [65], [75]):
+        with engine.begin() as conn:
+            insert_readings(conn, [("R1", axis, at(s), float(s)) for s in seconds for axis in (1, 2)])
+        cases.check_rollup_is_the_aggregate_of_the_rows(engine)
+    stamps = stored(engine, reading_stamps_minute)
+    assert [(s["readings"], s["first_ts"], s["last_ts"], s["longest_step_s"]) for s in stamps] == [
+        (7, at(5), at(55), 20.0), (3, at(65), at(75), 5.0)]
+    minutes = stored(engine, readings_minute)
+    assert [(m["n_rows"], m["sum_amps"]) for m in minutes] == [(7, 225.0)] * 2 + [(3, 210.0)] * 2
+
+
+def test_a_new_axis_at_a_stored_time_counts_that_time_once(engine):
+    at = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R1"], axes=[1, 2])
+        insert_readings(conn, [("R1", 1, at(s), 1.0) for s in (0, 2, 4)])
+    with engine.begin() as conn:  # the rest of two stored readings, and a new one
+        insert_readings(conn, [("R1", 2, at(s), 2.0) for s in (2, 4, 6)] + [("R1", 1, at(6), 1.0)])
+    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
+    [stamps] = stored(engine, reading_stamps_minute)
+    assert (stamps["readings"], stamps["last_ts"], stamps["longest_step_s"]) == (4, at(6), 2.0)
+    with engine.connect() as conn:
+        assert queries.data_health(conn, robot_id="R1")[0]["readings"] == 4
+
+
+def test_merging_into_a_stored_minute_keeps_the_side_that_has_values(engine):
+    """min/max/sums of a minute whose stored part or new part has no value (NULL): SQLite's min()/max()
+    of a NULL are NULL, PostgreSQL's least()/greatest() skip it; the merge must give the other side."""
+    at = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
+    batches = [{1: None, 2: 5.0}, {1: -1.0, 2: None}, {1: 3.0, 2: None}, {1: 0.0, 2: -2.0}]
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R1"], axes=[1, 2])
+    for i, currents in enumerate(batches):
+        with engine.begin() as conn:
+            insert_readings(conn, [("R1", axis, at(2 * i), amps) for axis, amps in currents.items()])
+    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
+    columns = ("n_rows", "n_values", "n_zero", "sum_amps", "sum_sq_amps", "min_amps", "max_amps", "max_active_amps")
+    assert [tuple(m[c] for c in columns) for m in stored(engine, readings_minute)] == [
+        (4, 3, 1, 2.0, 10.0, -1.0, 3.0, 3.0), (4, 2, 0, 3.0, 29.0, -2.0, 5.0, 5.0)]
