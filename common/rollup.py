@@ -33,10 +33,9 @@ from datetime import datetime, timedelta, timezone
 from functools import cache
 
 from sqlalchemy import Connection, Select, and_, case, func, or_, select, true, union_all
-from sqlalchemy.dialects import postgresql, sqlite
 
 from common.sqlparts import epoch_seconds, greatest, least, minute_start
-from common.tables import UtcDateTime, axes_dim, reading_stamps_minute, readings_fact, readings_minute
+from common.tables import UtcDateTime, axes_dim, dialect_insert, reading_stamps_minute, readings_fact, readings_minute
 
 R, M, S = readings_fact, readings_minute, reading_stamps_minute
 MINUTE = timedelta(minutes=1)
@@ -149,7 +148,7 @@ def _merge_minutes(conn: Connection, rows: list[dict]) -> None:
 
 @cache  # the dialects' INSERT is not in SQLAlchemy's statement cache: build it once at least
 def _merge_statement(dialect: str):
-    statement = _insert(dialect, M)
+    statement = dialect_insert(dialect, M)
     old, new = M.c, statement.excluded
 
     def either(combined, column):  # NULL (no value yet) on one side: the other side's
@@ -182,7 +181,7 @@ def _append_stamps(conn: Connection, rows: list[dict]) -> set[tuple[str, datetim
 
 @cache
 def _append_statement(dialect: str):
-    statement = _insert(dialect, S)
+    statement = dialect_insert(dialect, S)
     old, new = S.c, statement.excluded
     appended = {
         "readings": old.readings + new.readings,
@@ -217,17 +216,13 @@ def _sqlite_epoch(ts: datetime) -> float:
     return (ts - EPOCH) // SECOND + ts.microsecond / 1e6
 
 
-def _insert(dialect: str, table):
-    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
-
-
 def _keys(table) -> list[str]:
     return [c.name for c in table.primary_key]
 
 
 def _upsert(conn: Connection, table, query: Select) -> None:
     """The rollup rows of ``query`` replace the stored ones."""
-    statement = _insert(conn.dialect.name, table).from_select([c.name for c in query.selected_columns], query)
+    statement = dialect_insert(conn.dialect.name, table).from_select([c.name for c in query.selected_columns], query)
     keys = _keys(table)
     conn.execute(statement.on_conflict_do_update(
         index_elements=keys, set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}))

@@ -9,7 +9,7 @@ rejected (``rejected_readings``). A robot seen for the first time gets the confi
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -191,13 +191,25 @@ def seed_axes(conn: Connection, *, robot_ids: Iterable[str], axes: Iterable[int]
     return insert_ignoring_duplicates(conn, axes_dim, rows)
 
 
+def dialect_insert(dialect: str, table: Table):
+    """The PostgreSQL or SQLite ``INSERT`` of ``table`` (the ones that know ``ON CONFLICT``)."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+def insert_new_rows(conn: Connection, table: Table, rows: list[dict], columns: Sequence[str]) -> list[tuple]:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING columns`` on PostgreSQL and SQLite: the rows it stored.
+    With RETURNING, SQLAlchemy also sends many rows per statement; without it an ON CONFLICT executemany
+    goes one statement per row (sqlalchemy#13130)."""
+    if not rows:
+        return []
+    insert = dialect_insert(conn.dialect.name, table)
+    statement = insert.on_conflict_do_nothing().returning(*(table.c[c] for c in columns))
+    return conn.execute(statement, rows).all()
+
+
 def insert_ignoring_duplicates(conn: Connection, table: Table, rows: list[dict]) -> int:
     """``INSERT ... ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite; returns how many rows were new."""
-    if not rows:
-        return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    result = conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
-    return max(result.rowcount, 0)
+    return len(insert_new_rows(conn, table, rows, [c.name for c in table.primary_key]))
 
 
 def axes_of(conn: Connection, *, robot_id: str | None = None, active_only: bool = False) -> dict[str, list[int]]:

@@ -14,11 +14,10 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 from sqlalchemy import text as sql_text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from common.rollup import NewRows, add
-from common.tables import insert_ignoring_duplicates, readings_fact, rejected_readings
+from common.tables import insert_ignoring_duplicates, insert_new_rows, readings_fact, rejected_readings
 
 READING_COLUMNS = ("robot_id", "axis_id", "ts", "amps")
 NULL = "\\N"  # COPY text format's NULL
@@ -50,17 +49,10 @@ def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int =
     if conn.dialect.name == "postgresql" and len(rows) >= copy_min_rows:
         new = copy_readings(conn, rows)
     else:
-        new = NewRows.of(_insert_new(conn, rows))
+        stored = insert_new_rows(conn, readings_fact, [dict(zip(READING_COLUMNS, r)) for r in rows], READING_COLUMNS)
+        new = NewRows.of(stored)
     add(conn, new)
     return new.count
-
-
-def _insert_new(conn: Connection, rows: list[tuple]) -> list[tuple]:
-    """``INSERT ... ON CONFLICT DO NOTHING``; returns the rows it stored."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(readings_fact).on_conflict_do_nothing().returning(
-        *(readings_fact.c[c] for c in READING_COLUMNS))
-    return conn.execute(statement, [dict(zip(READING_COLUMNS, r)) for r in rows]).all()
 
 
 def copy_readings(conn: Connection, rows: list[tuple]) -> NewRows:
