@@ -1,46 +1,51 @@
 """The per-minute rollup (``readings_minute``, ``reading_stamps_minute``): how it is computed from
 readings_fact, kept up to date by the writers, and read back for a time range.
 
-Upkeep: a writer (consumer_db.store) hands ``add`` the rows its ``INSERT``/``COPY`` actually stored, in the
-same transaction. Each readings_fact row is stored by exactly one transaction (its primary key), so it is
-added exactly once; a replay stores nothing and adds nothing; a crash rolls back rows and rollup together.
+Upkeep: each robot's minutes are folded once, when they have passed. ``rollup_progress.folded_until`` says
+how far: every minute of the robot before it is in the rollup, computed from readings_fact; none from it
+on. A writer (consumer_db.store) hands ``add`` the rows its ``INSERT``/``COPY`` stored, in the same
+transaction, and for each of their robots:
 
-- readings_minute: the new rows' aggregates are merged into the stored row (counts and sums added, min and
-  max kept). Merges of one key commute, and PostgreSQL applies a conflicting upsert to the newest
-  committed version of the row, so concurrent writers need no lock.
-- reading_stamps_minute (distinct times, first/last, longest step): the new distinct times of a (robot,
-  minute) are appended when they all come after the stored ``last_ts``, the usual case. The guard
-  ``excluded.first_ts > last_ts`` refuses anything else: late or out-of-order data, or a time already
-  counted (a new axis of a stored reading). Those keys alone are recomputed from readings_fact.
+- locks the robot's progress row (created at the first minute it writes), in robot order;
+- recomputes the minutes of rows that came late, before ``folded_until``;
+- folds the minutes from ``folded_until`` that ended at least ``fold_delay`` (0-60 s, per robot) before
+  its newest row, and moves ``folded_until`` past them.
 
-No advisory lock, also not for that recompute. PostgreSQL's ``ON CONFLICT DO UPDATE`` first waits for any
-open transaction that wrote the conflicting row, then locks the row even when the guard refuses the
-update. So when a guard fails, every earlier writer of that key has committed, and the recompute, a later
-statement, reads them all (READ COMMITTED takes a fresh snapshot per statement). A writer whose readings
-rows are not committed yet is not in it; it has yet to upsert that key, waits for this transaction on the
-row lock, then appends to the recomputed row, or recomputes again. Keys are upserted in sorted order, so
-two writers of overlapping minutes lock them in the same order and do not deadlock. SQLite has one writer
-at a time.
+So a robot's rollup rows are written about once a minute, not at every reading (at 2 s per reading, a
+rewrite of each row 30 times a minute was most of the sink's work), and a crash rolls back rows, rollup
+and progress together. The lock makes two writers of one robot take turns from the moment they fold or
+judge lateness: the second one reads the first one's committed rows and ``folded_until`` (READ COMMITTED
+takes a fresh snapshot per statement), so nothing is folded without a row another writer had stored.
+Locks are taken in robot order: two writers of overlapping robots do not deadlock. SQLite has one writer at
+a time.
 
-Reading: a reader takes whole minutes from the rollup and the partial minutes at the ends of its range
-from readings_fact, so its answers are those of the raw rows.
+Reading: a reader takes the whole minutes of its range from the rollup, and from readings_fact the partial
+minute at its start and, per robot, everything from the first minute not folded (or the partial minute at
+the end, if that comes first). So its answers are those of the raw rows.
 """
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from functools import cache
 
-from sqlalchemy import Connection, Select, and_, case, func, or_, select, true, union_all
+from sqlalchemy import Connection, Select, and_, bindparam, case, func, literal, or_, select, true, union_all, update
 
-from common.sqlparts import epoch_seconds, greatest, least, minute_start
-from common.tables import UtcDateTime, axes_dim, dialect_insert, reading_stamps_minute, readings_fact, readings_minute
+from common.sqlparts import epoch_seconds, least, minute_start
+from common.tables import (
+    UtcDateTime,
+    axes_dim,
+    dialect_insert,
+    insert_ignoring_duplicates,
+    reading_stamps_minute,
+    readings_fact,
+    readings_minute,
+    rollup_progress,
+)
 
-R, M, S = readings_fact, readings_minute, reading_stamps_minute
+R, M, S, P = readings_fact, readings_minute, reading_stamps_minute, rollup_progress
 MINUTE = timedelta(minutes=1)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-SECOND = timedelta(seconds=1)
 
 
 def floor_minute(ts: datetime) -> datetime:
@@ -79,141 +84,80 @@ def stamp_stats_of(filters: Iterable) -> Select:
 
 @dataclass
 class NewRows:
-    """``(robot_id, axis_id, ts, amps)`` rows just stored; per (robot, minute) their distinct times and
-    each axis's values."""
+    """Rows just stored, ``(robot_id, axis_id, ts, amps)``: per robot the minutes they fall in and their
+    earliest and latest ts; and how many there are."""
 
-    # (robot, minute) -> (distinct times, axis -> values)
-    minutes: dict[tuple[str, datetime], tuple[set[datetime], dict[int, list]]] = field(default_factory=dict)
+    minutes: dict[str, set[datetime]] = field(default_factory=dict)
+    spans: dict[str, list[datetime]] = field(default_factory=dict)
     count: int = 0
 
     @classmethod
     def of(cls, rows: Iterable[tuple]) -> NewRows:
-        minutes: dict = {}
+        new = cls()
         last_robot = last_ts = None
-        for robot, axis, ts, value in rows:
-            if ts is not last_ts or robot is not last_robot:  # the rows of one reading share robot and ts
-                last_robot, last_ts = robot, ts
-                key = (robot, floor_minute(ts))
-                minute = minutes.get(key)
-                if minute is None:
-                    minute = minutes[key] = (set(), {})
-                times, axes = minute
-                times.add(ts)
-            values = axes.get(axis)
-            if values is None:
-                values = axes[axis] = []
-            values.append(value)
-        return cls(minutes, sum(len(values) for _, axes in minutes.values() for values in axes.values()))
-
-    def spans(self) -> dict[str, list[datetime]]:
-        """Per robot, the earliest and the latest ts."""
-        spans: dict[str, list[datetime]] = {}
-        for (robot, _), (times, _) in self.minutes.items():
-            low, high = min(times), max(times)
-            span = spans.setdefault(robot, [low, high])
-            span[0], span[1] = min(span[0], low), max(span[1], high)
-        return spans
+        for robot, _, ts, _ in rows:
+            new.count += 1
+            if ts == last_ts and robot == last_robot:  # the rows of one reading share robot and ts
+                continue
+            last_robot, last_ts = robot, ts
+            span = new.spans.get(robot)
+            if span is None:
+                new.spans[robot] = [ts, ts]
+                new.minutes[robot] = set()
+            elif ts < span[0]:
+                span[0] = ts
+            elif ts > span[1]:
+                span[1] = ts
+            new.minutes[robot].add(floor_minute(ts))
+        return new
 
 
 def add(conn: Connection, new: NewRows) -> None:
-    """Fold rows this transaction stored in readings_fact (none of them there before) into the rollup."""
+    """Bring the rollup up to date with rows this transaction stored in readings_fact (none of them
+    there before): refold the minutes they came late to, fold the robots' minutes that have passed."""
     if not new.count:
         return
-    _merge_minutes(conn, _minute_rows(new.minutes))
-    late = _append_stamps(conn, _stamp_rows(new.minutes, _seconds_between(conn.dialect.name)))
-    if late:
-        _upsert(conn, S, stamp_stats_of([_minutes_of(late)]))
+    folded = _lock_progress(conn, new.minutes)
+    late = [(robot, minute, minute + MINUTE) for robot, minutes in new.minutes.items()
+            for minute in minutes if minute < folded[robot]]
+    passed = {robot: floor_minute(span[1] - fold_delay(robot)) for robot, span in new.spans.items()}
+    passed = {robot: until for robot, until in passed.items() if until > folded[robot]}
+    todo = late + [(robot, folded[robot], until) for robot, until in passed.items()]
+    if todo:
+        rows_of = _rows_of(todo)
+        _upsert(conn, M, minute_stats_of([rows_of]))
+        _upsert(conn, S, stamp_stats_of([rows_of]))
+    if passed:
+        conn.execute(update(P).where(P.c.robot_id == bindparam("robot")).values(folded_until=bindparam("until")),
+                     [{"robot": robot, "until": until} for robot, until in sorted(passed.items())])
 
 
-def _minute_rows(minutes) -> list[dict]:
-    rows = []
-    for (robot, minute), (_, axes) in sorted(minutes.items()):
-        for axis, all_amps in sorted(axes.items()):
-            values = [a for a in all_amps if a is not None]
-            active = [a for a in values if a != 0]
-            rows.append({"robot_id": robot, "minute": minute, "axis_id": axis, "n_rows": len(all_amps),
-                         "n_values": len(values), "n_zero": len(values) - len(active),
-                         "sum_amps": sum(values) if values else None,
-                         "sum_sq_amps": sum(a * a for a in values) if values else None,
-                         "min_amps": min(values, default=None), "max_amps": max(values, default=None),
-                         "max_active_amps": max(active, default=None)})
-    return rows
+def fold_delay(robot_id: str) -> timedelta:
+    """How long after a minute's end a robot's minute is folded: between 0 and 60 s, fixed per robot. A
+    fleet whose clocks tick together would otherwise have every robot's minute folded by the same
+    write, once a minute (at 200 robots: ~0.6 s, a stall of the stream); spread, each write folds
+    ~1/30 of them."""
+    return timedelta(milliseconds=zlib.crc32(robot_id.encode()) % 60_000)
 
 
-def _merge_minutes(conn: Connection, rows: list[dict]) -> None:
-    # RETURNING (unused) because with it SQLAlchemy sends many rows per statement (insertmanyvalues); an
-    # ON CONFLICT DO UPDATE without it goes one statement per row (sqlalchemy#13130): 0.7 s per 2,500 rows.
-    conn.execute(_merge_statement(conn.dialect.name), rows)
+def _lock_progress(conn: Connection, minutes: dict[str, set[datetime]]) -> dict[str, datetime]:
+    """Each robot's ``folded_until``, its row locked until the transaction ends; a robot new to the
+    rollup starts at its first minute here (nothing of it is stored before that)."""
+    robots = sorted(minutes)
+    insert_ignoring_duplicates(conn, P, [{"robot_id": r, "folded_until": min(minutes[r])} for r in robots])
+    locked = select(P.c.robot_id, P.c.folded_until).where(P.c.robot_id.in_(robots)).order_by(P.c.robot_id)
+    return dict(conn.execute(locked.with_for_update()).all())
 
 
-@cache  # the dialects' INSERT is not in SQLAlchemy's statement cache: build it once at least
-def _merge_statement(dialect: str):
-    statement = dialect_insert(dialect, M)
-    old, new = M.c, statement.excluded
-
-    def either(combined, column):  # NULL (no value yet) on one side: the other side's
-        return func.coalesce(combined(old[column], new[column]), old[column], new[column])
-
-    merged = {
-        **{c: old[c] + new[c] for c in ("n_rows", "n_values", "n_zero")},
-        **{c: either(lambda a, b: a + b, c) for c in ("sum_amps", "sum_sq_amps")},
-        "min_amps": either(least, "min_amps"),
-        **{c: either(greatest, c) for c in ("max_amps", "max_active_amps")},
-    }
-    return statement.on_conflict_do_update(index_elements=_keys(M), set_=merged).returning(M.c.axis_id)
-
-
-def _stamp_rows(minutes, seconds_between) -> list[dict]:
-    rows = []
-    for (robot, minute), (times, _) in sorted(minutes.items()):
-        ordered = sorted(times)
-        longest = max((seconds_between(a, b) for a, b in zip(ordered, ordered[1:])), default=0.0)
-        rows.append({"robot_id": robot, "minute": minute, "readings": len(ordered), "first_ts": ordered[0],
-                     "last_ts": ordered[-1], "longest_step_s": longest})
-    return rows
-
-
-def _append_stamps(conn: Connection, rows: list[dict]) -> set[tuple[str, datetime]]:
-    """Upsert the rows whose times all come after the stored minute's; returns the keys refused."""
-    done = set(conn.execute(_append_statement(conn.dialect.name), rows).tuples())
-    return {(r["robot_id"], r["minute"]) for r in rows} - done
-
-
-@cache
-def _append_statement(dialect: str):
-    statement = dialect_insert(dialect, S)
-    old, new = S.c, statement.excluded
-    appended = {
-        "readings": old.readings + new.readings,
-        "last_ts": new.last_ts,
-        "longest_step_s": greatest(old.longest_step_s, new.longest_step_s,
-                                   epoch_seconds(new.first_ts) - epoch_seconds(old.last_ts)),
-    }
-    upsert = statement.on_conflict_do_update(index_elements=_keys(S), set_=appended, where=new.first_ts > old.last_ts)
-    return upsert.returning(S.c.robot_id, S.c.minute)
-
-
-def _minutes_of(keys: Iterable[tuple[str, datetime]]):
-    """The readings_fact rows of these (robot, minute) keys; a robot's consecutive minutes as one range."""
-    ranges: list[list] = []
-    for robot, minute in sorted(keys):
-        if ranges and ranges[-1][0] == robot and ranges[-1][2] == minute:
-            ranges[-1][2] = minute + MINUTE
+def _rows_of(ranges: Iterable[tuple[str, datetime, datetime]]):
+    """The readings_fact rows of these ``(robot, from, until)`` ranges; a robot's adjacent ones joined."""
+    joined: list[list] = []
+    for robot, low, high in sorted(ranges):
+        if joined and joined[-1][0] == robot and joined[-1][2] == low:
+            joined[-1][2] = high
         else:
-            ranges.append([robot, minute, minute + MINUTE])
-    return or_(*(and_(R.c.robot_id == robot, R.c.ts >= low, R.c.ts < high) for robot, low, high in ranges))
-
-
-def _seconds_between(dialect: str):
-    """``b - a`` in seconds, as the same step recomputed in SQL (``epoch_seconds`` differences) comes out,
-    to the last bit: exact on PostgreSQL; on SQLite the difference of two epoch doubles."""
-    if dialect == "sqlite":
-        return lambda a, b: _sqlite_epoch(b) - _sqlite_epoch(a)
-    return lambda a, b: (b - a).total_seconds()
-
-
-def _sqlite_epoch(ts: datetime) -> float:
-    return (ts - EPOCH) // SECOND + ts.microsecond / 1e6
+            joined.append([robot, low, high])
+    return or_(*(and_(R.c.robot_id == robot, R.c.ts >= low, R.c.ts < high) for robot, low, high in joined))
 
 
 def _keys(table) -> list[str]:
@@ -229,9 +173,16 @@ def _upsert(conn: Connection, table, query: Select) -> None:
 
 
 def rebuild(conn: Connection) -> None:
-    """Recompute the whole rollup from readings_fact (after a bulk load that bypassed the writers)."""
+    """Recompute the whole rollup from readings_fact (after a bulk load that bypassed the writers): every
+    robot folded up to the minute after its newest reading."""
     _upsert(conn, M, minute_stats_of([true()]))
     _upsert(conn, S, stamp_stats_of([true()]))
+    newest = conn.execute(select(S.c.robot_id, func.max(S.c.minute)).group_by(S.c.robot_id)).tuples()
+    statement = dialect_insert(conn.dialect.name, P)
+    rows = [{"robot_id": robot, "folded_until": minute + MINUTE} for robot, minute in newest]
+    if rows:
+        conn.execute(statement.on_conflict_do_update(index_elements=["robot_id"],
+                                                     set_={"folded_until": statement.excluded.folded_until}), rows)
 
 
 # --- reading ------------------------------------------------------------------------------------------
@@ -247,24 +198,33 @@ def stamp_stats(*, robot_id: str | None, start: datetime | None, end: datetime |
 
 
 def _whole_and_edges(table, of_raw, *, robot_id, start, end):
-    """The rollup's rows of the minutes wholly inside the range, and the raw rows of the partial minutes at
-    its ends aggregated the same way (each part one index range). No minute is in two parts."""
+    """The rollup's rows of the minutes wholly inside the range; aggregated the same way, the raw rows of
+    the partial minute at its start and, per robot, those from its first minute not folded (or the
+    partial minute at the end, if that comes first). Each part is one index range per robot, and no row
+    is in two parts."""
     first = None if start is None else floor_minute(start) + (MINUTE if start != floor_minute(start) else timedelta())
     last = None if end is None else floor_minute(end)  # whole minutes end before this one
-    robots = _robots(R, robot_id, bounded=start is not None or end is not None)
+    bounded = start is not None or end is not None
     if first is not None and last is not None and first >= last:
-        return of_raw([*robots, R.c.ts >= start, R.c.ts <= end]).subquery()
-    whole = select(table).where(*_robots(table, robot_id, bounded=start is not None or end is not None))
+        return of_raw([*_robots(R, robot_id, bounded=bounded), R.c.ts >= start, R.c.ts <= end]).subquery()
+    whole = select(table).where(*_robots(table, robot_id, bounded=bounded))
     if first is not None:
         whole = whole.where(table.c.minute >= first)
     if last is not None:
         whole = whole.where(table.c.minute < last)
     parts = [whole]
     if start is not None and start < first:
-        parts.append(of_raw([*robots, R.c.ts >= start, R.c.ts < first]))
+        parts.append(of_raw([*_robots(R, robot_id, bounded=True), R.c.ts >= start, R.c.ts < first]))
+    not_folded = P.c.folded_until if last is None else least(P.c.folded_until, literal(last, UtcDateTime()))
+    tail = [R.c.robot_id == P.c.robot_id, R.c.ts >= not_folded]
+    if robot_id is not None:
+        tail.append(P.c.robot_id == robot_id)
+    if first is not None:
+        tail.append(R.c.ts >= first)
     if end is not None:
-        parts.append(of_raw([*robots, R.c.ts >= last, R.c.ts <= end]))
-    return union_all(*parts).subquery() if len(parts) > 1 else whole.subquery()
+        tail.append(R.c.ts <= end)
+    parts.append(of_raw(tail))
+    return union_all(*parts).subquery()
 
 
 def _robots(table, robot_id: str | None, *, bounded: bool) -> list:

@@ -130,6 +130,16 @@ reading_stamps_minute = Table(
     Column("longest_step_s", Float(precision=53), nullable=False, comment="largest step between two readings of the minute"),
 )
 
+# How far each robot's readings are folded into the rollup: every minute before ``folded_until`` is in
+# readings_minute and reading_stamps_minute, exactly; none from it on (readers take those from the raw rows).
+# Writers lock a robot's row while they store its readings (common.rollup).
+rollup_progress = Table(
+    "rollup_progress",
+    metadata,
+    Column("robot_id", String(64), primary_key=True),
+    Column("folded_until", UtcDateTime, nullable=False, comment="start of the robot's first minute not folded"),
+)
+
 alerts = Table(
     "alerts",
     metadata,

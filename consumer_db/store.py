@@ -3,8 +3,8 @@
 Every write can be repeated without changing the result: a reading already stored, or a dead letter
 with the same origin, is skipped (``ON CONFLICT DO NOTHING``). That is what makes redelivery after a
 crash or a rebalance harmless. The rows a write actually stored (all of a straight COPY; those the
-``INSERT`` returns otherwise) are added to the per-minute rollup in the same transaction
-(``common.rollup.add``), so it always equals the aggregate of readings_fact.
+``INSERT`` returns otherwise) bring the per-minute rollup up to date in the same transaction
+(``common.rollup.add``: the robots' passed minutes folded, late ones refolded).
 """
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ MOVE_STAGE = (
 
 
 def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000) -> int:
-    """Store ``(robot_id, axis_id, ts, amps)`` rows, skipping those already there, and add the new ones to
-    the rollup of their minutes; returns how many were new."""
+    """Store ``(robot_id, axis_id, ts, amps)`` rows, skipping those already there, and bring the rollup of
+    their robots up to date; returns how many were new."""
     if not rows:
         return 0
     if conn.dialect.name == "postgresql" and len(rows) >= copy_min_rows:
@@ -63,7 +63,7 @@ def copy_readings(conn: Connection, rows: list[tuple]) -> NewRows:
     RETURNING``, about twice the work."""
     text = copy_text(rows)
     batch = NewRows.of(rows)
-    if not _anything_stored(conn, batch.spans()):
+    if not _anything_stored(conn, batch.spans):
         try:
             with conn.begin_nested():
                 copy_from(conn, "COPY readings_fact (robot_id, axis_id, ts, amps) FROM STDIN", text)

@@ -12,11 +12,13 @@ import random
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Engine, select, text, true
+from alembic import command
+from sqlalchemy import Engine, func, inspect, select, text, true
 
 from common import queries
-from common.rollup import minute_stats_of, stamp_stats_of
-from common.tables import axes_of, reading_stamps_minute, readings_fact, readings_minute, seed_axes
+from common.rollup import floor_minute, fold_delay, minute_stats_of, stamp_stats_of
+from common.tables import axes_of, reading_stamps_minute, readings_fact, readings_minute, rollup_progress, seed_axes
+from consumer_db.migrate import alembic_config
 from consumer_db.store import insert_readings
 
 T0 = datetime(2024, 3, 1, 8, 0, 0, tzinfo=timezone.utc)
@@ -163,13 +165,35 @@ def check_queries_match_raw_rows(engine: Engine) -> None:
 
 
 def check_rollup_is_the_aggregate_of_the_rows(engine: Engine) -> None:
-    """The stored rollup, row for row, equals the rollup computed afresh from readings_fact."""
+    """The stored rollup, row for row, equals the rollup computed afresh from readings_fact for the
+    minutes folded; every robot is folded up to the minute its fold delay before its newest reading."""
+    R, P = readings_fact, rollup_progress
     with engine.connect() as conn:
+        folded_until = dict(conn.execute(select(P.c.robot_id, P.c.folded_until)).all())
+        newest = dict(conn.execute(select(R.c.robot_id, func.max(R.c.ts)).group_by(R.c.robot_id)).all())
+        assert folded_until.keys() == newest.keys()
+        assert all(folded_until[r] >= floor_minute(newest[r] - fold_delay(r)) for r in newest), (folded_until, newest)
+        folded = [R.c.robot_id == P.c.robot_id, R.c.ts < P.c.folded_until]
+        for table, fresh in ((readings_minute, minute_stats_of(folded)), (reading_stamps_minute, stamp_stats_of(folded))):
+            keys = [c.name for c in table.primary_key]
+            stored = [dict(r) for r in conn.execute(select(table).order_by(*keys)).mappings()]
+            computed = fresh.subquery()
+            again = [dict(r) for r in conn.execute(select(computed).order_by(*(computed.c[k] for k in keys))).mappings()]
+            assert_close(stored, again, table.name)
+            assert conn.execute(text(f"SELECT count(*) FROM {table.name}")).scalar() == len(again)
+
+
+def check_downgrade_to_0003_leaves_the_whole_aggregate(engine: Engine) -> None:
+    """0003's writers expected every minute in the rollup; back there, it is the whole aggregate again."""
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    with engine.connect() as conn:
+        assert not inspect(conn).has_table("rollup_progress")
         for table, fresh in ((readings_minute, minute_stats_of([true()])), (reading_stamps_minute, stamp_stats_of([true()]))):
             keys = [c.name for c in table.primary_key]
             stored = [dict(r) for r in conn.execute(select(table).order_by(*keys)).mappings()]
             computed = fresh.subquery()
             again = [dict(r) for r in conn.execute(select(computed).order_by(*(computed.c[k] for k in keys))).mappings()]
-            assert len(stored) > 0
             assert_close(stored, again, table.name)
-            assert conn.execute(text(f"SELECT count(*) FROM {table.name}")).scalar() == len(again)

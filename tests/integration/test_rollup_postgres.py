@@ -1,5 +1,5 @@
 """The per-minute rollup on PostgreSQL: exact through COPY, the staging table and replays, and with two
-writers of one robot at once (in order, late, one reading split between them); the queries built on it
+writers of one robot at once (folding, late, one reading split between them); the queries built on it
 answer as the raw rows do."""
 import random
 import threading
@@ -11,6 +11,7 @@ from itertools import zip_longest
 import pytest
 from sqlalchemy import text
 
+from common import queries
 from common.db import make_engine
 from common.tables import seed_axes
 from consumer_db.migrate import migrate
@@ -50,22 +51,30 @@ def test_the_migration_backfills_readings_stored_before_it(pg_url):
     engine.dispose()
 
 
+def test_downgrading_to_0003_folds_the_minutes_not_folded_yet(engine):
+    cases.store_with_replays(engine, cases.readings(12), 12, copy_min_rows=1)
+    cases.check_downgrade_to_0003_leaves_the_whole_aggregate(engine)
+
+
 AT = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
-# stored before, the first writer's rows (its transaction held open), the second writer's: other axes, so
-# the two meet only at the minute's reading_stamps_minute row
+# stored before, the first writer's rows (its transaction held open), the second writer's: other axes or
+# times, so the two meet only at the robot's rollup_progress row
 RACES = {
-    "second appends": ([], [("R1", 1, AT(10), 2.0)], [("R1", 2, AT(40), 4.0)]),
-    "second is late": ([], [("R1", 1, AT(30), 2.0), ("R1", 1, AT(40), 2.0)], [("R1", 2, AT(10), 4.0)]),
-    "first is late": ([("R1", 1, AT(30), 1.0)], [("R1", 1, AT(10), 2.0)], [("R1", 2, AT(55), 4.0)]),
-    "one reading, two axes": ([], [("R1", 1, AT(10), 2.0)], [("R1", 2, AT(10), 4.0)]),
+    "second folds the first's minute": ([], [("R1", 1, AT(10), 2.0)], [("R1", 2, AT(130), 4.0)]),
+    "second is late": ([("R1", 1, AT(30), 1.0), ("R1", 1, AT(130), 1.0)], [("R1", 1, AT(140), 2.0)],
+                       [("R1", 2, AT(10), 4.0)]),
+    "first is late": ([("R1", 1, AT(30), 1.0), ("R1", 1, AT(130), 1.0)], [("R1", 1, AT(10), 2.0)],
+                      [("R1", 2, AT(250), 4.0)]),
+    "one reading, two axes": ([("R1", 1, AT(10), 1.0)], [("R1", 1, AT(70), 2.0)],
+                              [("R1", 2, AT(70), 4.0), ("R1", 1, AT(200), 1.0)]),
 }
 
 
 @pytest.mark.parametrize(("before", "first", "second"), list(RACES.values()), ids=list(RACES))
-def test_a_second_writer_of_a_minute_waits_for_the_first_at_the_rollup_row(engine, before, first, second):
-    """What keeps two writers of one robot's minute exact with no lock of our own: the second one's upsert
-    of the minute's rollup row waits until the first's transaction ends, then applies to the row as
-    committed: it appends, or its guard fails and it recomputes from readings that include the first's."""
+def test_a_second_writer_of_a_robot_waits_for_the_first_at_its_progress_row(engine, before, first, second):
+    """What keeps two writers of one robot exact: the second one's lock of the robot's rollup_progress row
+    waits until the first's transaction ends; then it folds or refolds from readings that include the
+    first's, and from the first's folded_until."""
     with engine.begin() as conn:
         seed_axes(conn, robot_ids=["R1"], axes=[1, 2])
         insert_readings(conn, before)
@@ -86,12 +95,14 @@ def test_a_second_writer_of_a_minute_waits_for_the_first_at_the_rollup_row(engin
         held, following = pool.submit(hold_open), pool.submit(follow)
         assert first_stored.wait(10)
         with pytest.raises(FutureTimeout):
-            following.result(timeout=1.0)  # waiting on the row the open transaction wrote
+            following.result(timeout=1.0)  # waiting on the row the open transaction locked
         release.set()
         held.result(10), following.result(10)
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
     with engine.connect() as conn:
-        readings = conn.execute(text("SELECT readings FROM reading_stamps_minute")).scalar_one()
+        folded = conn.execute(text("SELECT count(*) FROM reading_stamps_minute")).scalar_one()
+        readings = queries.data_health(conn, robot_id="R1")[0]["readings"]
+    assert folded >= 1
     assert readings == len({ts for _, _, ts, _ in before + first + second})
 
 

@@ -65,21 +65,29 @@ def stored(engine, table) -> list[dict]:
         return [dict(r) for r in conn.execute(select(table).order_by(*keys)).mappings()]
 
 
-def test_late_and_out_of_order_times_are_recomputed_into_their_minute(engine):
-    """Each batch but the first comes before, inside or across what its minutes hold: the append's guard
-    refuses them and their minutes are recomputed; after every batch the rollup is the fresh one."""
+def test_minutes_are_folded_once_passed_and_late_times_refold_theirs(engine):
+    """Each batch but the first comes before, inside or across what its minutes hold. A minute is folded
+    when a reading comes over a minute after its end (fold delay: up to 60 s); a late time refolds its
+    minute; the minute not folded yet is read from the raw rows. After every batch the rollup is the
+    fresh one."""
     at = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
     with engine.begin() as conn:
         seed_axes(conn, robot_ids=["R1"], axes=[1, 2])
-    for seconds in ([40, 50], [10, 20], [45], [5, 55, 70], [65], [75]):
+    folded = []
+    for seconds in ([40, 50], [10, 20], [45], [5, 55, 130], [125], [135], [30]):
         with engine.begin() as conn:
             insert_readings(conn, [("R1", axis, at(s), float(s)) for s in seconds for axis in (1, 2)])
         cases.check_rollup_is_the_aggregate_of_the_rows(engine)
-    stamps = stored(engine, reading_stamps_minute)
-    assert [(s["readings"], s["first_ts"], s["last_ts"], s["longest_step_s"]) for s in stamps] == [
-        (7, at(5), at(55), 20.0), (3, at(65), at(75), 5.0)]
-    minutes = stored(engine, readings_minute)
-    assert [(m["n_rows"], m["sum_amps"]) for m in minutes] == [(7, 225.0)] * 2 + [(3, 210.0)] * 2
+        folded.append(len(stored(engine, reading_stamps_minute)))
+    assert folded == [0, 0, 0, 1, 1, 1, 1]
+    [stamps] = stored(engine, reading_stamps_minute)
+    assert (stamps["readings"], stamps["first_ts"], stamps["last_ts"], stamps["longest_step_s"]) == (
+        8, at(5), at(55), 10.0)
+    assert [(m["n_rows"], m["sum_amps"]) for m in stored(engine, readings_minute)] == [(8, 255.0)] * 2
+    with engine.connect() as conn:
+        assert [(m["values"], m["mean_amps"]) for m in queries.resample_1min(conn, robot_id="R1")] == [
+            (8, 255.0 / 8)] * 2 + [(3, 130.0)] * 2
+        assert queries.data_health(conn, robot_id="R1")[0]["readings"] == 11
 
 
 def test_a_new_axis_at_a_stored_time_counts_that_time_once(engine):
@@ -87,18 +95,18 @@ def test_a_new_axis_at_a_stored_time_counts_that_time_once(engine):
     with engine.begin() as conn:
         seed_axes(conn, robot_ids=["R1"], axes=[1, 2])
         insert_readings(conn, [("R1", 1, at(s), 1.0) for s in (0, 2, 4)])
-    with engine.begin() as conn:  # the rest of two stored readings, and a new one
-        insert_readings(conn, [("R1", 2, at(s), 2.0) for s in (2, 4, 6)] + [("R1", 1, at(6), 1.0)])
+    with engine.begin() as conn:  # the rest of two stored readings, a new one, and one of the next minute
+        insert_readings(conn, [("R1", 2, at(s), 2.0) for s in (2, 4, 6)] + [("R1", 1, at(s), 1.0) for s in (6, 130)])
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
     [stamps] = stored(engine, reading_stamps_minute)
     assert (stamps["readings"], stamps["last_ts"], stamps["longest_step_s"]) == (4, at(6), 2.0)
     with engine.connect() as conn:
-        assert queries.data_health(conn, robot_id="R1")[0]["readings"] == 4
+        assert queries.data_health(conn, robot_id="R1")[0]["readings"] == 5
 
 
-def test_merging_into_a_stored_minute_keeps_the_side_that_has_values(engine):
-    """min/max/sums of a minute whose stored part or new part has no value (NULL): SQLite's min()/max()
-    of a NULL are NULL, PostgreSQL's least()/greatest() skip it; the merge must give the other side."""
+def test_a_minute_with_null_values_on_one_axis_folds_the_values_of_the_others(engine):
+    """min/max/sums of a minute where some readings have no value (NULL) for an axis: they count as rows,
+    not as values, and do not blank the aggregates of the values there are."""
     at = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
     batches = [{1: None, 2: 5.0}, {1: -1.0, 2: None}, {1: 3.0, 2: None}, {1: 0.0, 2: -2.0}]
     with engine.begin() as conn:
@@ -106,7 +114,15 @@ def test_merging_into_a_stored_minute_keeps_the_side_that_has_values(engine):
     for i, currents in enumerate(batches):
         with engine.begin() as conn:
             insert_readings(conn, [("R1", axis, at(2 * i), amps) for axis, amps in currents.items()])
+    with engine.begin() as conn:
+        insert_readings(conn, [("R1", 1, at(130), 1.0)])  # over a minute later: the first one is folded
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
     columns = ("n_rows", "n_values", "n_zero", "sum_amps", "sum_sq_amps", "min_amps", "max_amps", "max_active_amps")
     assert [tuple(m[c] for c in columns) for m in stored(engine, readings_minute)] == [
         (4, 3, 1, 2.0, 10.0, -1.0, 3.0, 3.0), (4, 2, 0, 3.0, 29.0, -2.0, 5.0, 5.0)]
+
+
+
+def test_downgrading_to_0003_folds_the_minutes_not_folded_yet(engine):
+    cases.store_with_replays(engine, cases.readings(4), 4)
+    cases.check_downgrade_to_0003_leaves_the_whole_aggregate(engine)
