@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from bokeh.document import Document
@@ -17,6 +17,7 @@ from bokeh.plotting import figure
 from sqlalchemy import Engine
 
 from common import queries
+from common.rollup import floor_minute
 from dashboard.chart import axis_colours
 from dashboard.history_data import ALL_ROBOTS, HistoryData, alert_table, health_html, smoothed_columns, summary_columns
 from dashboard.settings import DashboardSettings
@@ -25,6 +26,12 @@ logger = logging.getLogger(__name__)
 
 RANGES = {"last hour": timedelta(hours=1), "last 6 hours": timedelta(hours=6), "last 24 hours": timedelta(days=1),
           "last 7 days": timedelta(days=7), "everything": None}
+
+
+def range_start(end: datetime | None, span: timedelta | None) -> datetime | None:
+    """The start of the minute ``span`` before ``end``: the range covers whole minutes from there, which
+    the database answers from the per-minute rollup alone (no raw rows of a partial first minute)."""
+    return floor_minute(end - span) if end is not None and span is not None else None
 
 
 class HistoryView:
@@ -101,7 +108,7 @@ class HistoryView:
         with self.engine.connect() as conn:
             robots = sorted(queries.axes_of(conn))
             end = queries.newest_ts(conn, robot_id=robot)
-            start = end - span if end is not None and span is not None else None
+            start = range_start(end, span)
             return HistoryData(
                 robots=robots, start=start, end=end,
                 smooth=(queries.resample_1min(conn, start=start, end=end, robot_id=robot) if robot else

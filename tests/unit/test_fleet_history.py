@@ -10,6 +10,7 @@ from common import queries
 from common.tables import seed_axes
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
+from dashboard.history import range_start
 from dashboard.history_data import smoothed_columns
 from tests.rollup_cases import T0
 
@@ -39,3 +40,10 @@ def test_fleet_minute_means_draw_the_curve_of_every_robots_rows(sqlite_url):
         assert got[f"m{axis}"] == pytest.approx(want[f"m{axis}"])
     assert all(v != v for v in got["m3"]), "an axis that is OK null everywhere has no curve"
     engine.dispose()
+
+
+def test_the_history_range_starts_at_the_whole_minute_its_span_reaches_into():
+    end = T0 + timedelta(hours=3, seconds=37.5)
+    assert range_start(end, timedelta(hours=1)) == T0 + timedelta(hours=2)
+    assert range_start(T0 + timedelta(hours=1), timedelta(hours=1)) == T0
+    assert range_start(end, None) is None and range_start(None, timedelta(hours=1)) is None
