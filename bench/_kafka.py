@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.producer_throughput import _send_batches, leaders_ready
 from common.kafka import KafkaBus
@@ -30,8 +30,17 @@ def settings(servers: str) -> CommonSettings:
     return CommonSettings(_env_file=None, bus="kafka", kafka_bootstrap_servers=servers, topic_partitions=PARTITIONS)
 
 
-async def create_topics(servers: str, topics: list[str]) -> None:
-    """Create the topics (6 partitions) and wait until every partition has a leader."""
+async def create_topics(servers: str, topics: list[str], *, append_time: tuple[str, ...] = ()) -> None:
+    """Create the topics (6 partitions) and wait until every partition has a leader. The topics named in
+    ``append_time`` stamp each record with the broker's time of append (LogAppendTime), not the producer's."""
+    if append_time:
+        admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(t, PARTITIONS, 1, topic_configs={"message.timestamp.type": "LogAppendTime"})
+                                       for t in append_time])
+        finally:
+            await admin.close()
     bus = KafkaBus(settings(servers))
     await bus.ensure_topics(topics)
     await bus.start()
