@@ -7,6 +7,7 @@ import uuid
 
 from sqlalchemy import Engine, create_engine, make_url, text
 
+from common.db import make_engine
 from consumer_db.migrate import migrate
 
 
@@ -34,7 +35,7 @@ class scratch_database:
         with self.admin.connect() as conn:
             if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": self.name}).first():
                 conn.execute(text(f'CREATE DATABASE "{self.name}"'))
-        self.engine = create_engine(self.url)
+        self.engine = make_engine(self.url, log_version=False)  # as the services make theirs
         migrate(self.engine)
         return self.engine
 

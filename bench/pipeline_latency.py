@@ -179,7 +179,10 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
         conn.execute(text(TRIGGER))
     url = engine.url.render_as_string(hide_password=False)
     port = free_port()
-    env = names.env(servers, url, ROBOT_ID=WATCHED, Z_MIN_SAMPLES="30", **args.env)
+    # consumer_alerts as deployed: snapshots to a file, offsets committed with each (every 30 s), not after
+    # every batch (STATE_PATH="" elsewhere in the benchmarks: there a commit per batch is what is measured)
+    env = names.env(servers, url, ROBOT_ID=WATCHED, Z_MIN_SAMPLES="30",
+                    STATE_PATH=str(log_dir / "consumer_alerts-state.json"), **args.env)
     consumers = [Service("consumer_db", ["consumer_db", "run"], env, log_dir),
                  Service("consumer_alerts", ["consumer_alerts", "run"], env, log_dir),
                  Service("dashboard", ["dashboard", "--port", str(port), "--no-database"], env, log_dir)]
@@ -279,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{' ' + settings if settings else ''}`: {args.robots} robots x 1 reading / 2 s = {args.robots / 2:g} "
              f"readings/s, faults on (period {args.fault_period:g} s), "
              f"{len(result['watch'].opened)} alert events opened in all; every service its own process; "
-             f"settings changed from the defaults: Z_MIN_SAMPLES=30{', ' + settings if settings else ''}. "
+             f"settings changed from the defaults: Z_MIN_SAMPLES=30{', ' + settings if settings else ''} "
+             "(STATE_PATH: a file in the run's log directory). "
              f"`expected` = readings produced in the measured window (for (c): those of {WATCHED} "
              f"times {args.sessions} sessions: each session's first arrival of each point). Process CPU s over the "
              f"run: {result['cpu_s']}. aiokafka {extensions['aiokafka']}, C extensions in use: "

@@ -22,7 +22,7 @@ def data_health(conn: Connection, *, robot_id: str | None = None, start: datetim
     ``end`` = the one after, ``length_s``); and ``axes_never_seen``, the active axes that carried no value
     (only NULL, or no row) in the range. Read from the per-minute rollup (common.rollup)."""
     locked = axes_of(conn, robot_id=robot_id, active_only=True)
-    stamps = stamp_stats(robot_id=robot_id, start=start, end=end)
+    stamps = stamp_stats(conn, robot_id=robot_id, start=start, end=end)
     spans = {
         s["robot_id"]: s
         for s in dicts(conn.execute(
@@ -46,7 +46,7 @@ def data_health(conn: Connection, *, robot_id: str | None = None, start: datetim
 def _rows_and_axes_seen(conn: Connection, *, robot_id: str | None, start: datetime | None,
                         end: datetime | None) -> tuple[dict[str, dict[int, int]], dict[str, set[int]]]:
     """Rows per robot and axis, and the axes of each robot that carried a value, in the range."""
-    m = minute_stats(robot_id=robot_id, start=start, end=end)
+    m = minute_stats(conn, robot_id=robot_id, start=start, end=end)
     query = (select(m.c.robot_id, m.c.axis_id, func.sum(m.c.n_rows), func.sum(m.c.n_values))
              .group_by(m.c.robot_id, m.c.axis_id))
     rows: dict[str, dict[int, int]] = {}

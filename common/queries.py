@@ -147,7 +147,7 @@ def resample_1min(conn: Connection, *, start: datetime | None = None, end: datet
                   robot_id: str | None = None) -> list[Row]:
     """Per robot, UTC minute and axis: mean (the smoothed curve), max and count of the non-null values.
     From the per-minute rollup (common.rollup), the partial minutes at the range's ends from the raw rows."""
-    m = minute_stats(robot_id=robot_id, start=start, end=end)
+    m = minute_stats(conn, robot_id=robot_id, start=start, end=end)
     mean = case((m.c.n_values > 0, m.c.sum_amps / m.c.n_values))
     query = (
         select(m.c.robot_id, m.c.minute, m.c.axis_id, mean.label("mean_amps"), m.c.max_amps,
@@ -160,7 +160,7 @@ def resample_1min(conn: Connection, *, start: datetime | None = None, end: datet
 def fleet_minute_means(conn: Connection, *, start: datetime | None = None, end: datetime | None = None) -> list[Row]:
     """Per UTC minute and axis, the mean over robots of each robot's minute mean: the fleet's smoothed curve,
     one row per minute and axis instead of one per robot too (100 robots: 100x fewer rows to carry)."""
-    m = minute_stats(robot_id=None, start=start, end=end)
+    m = minute_stats(conn, robot_id=None, start=start, end=end)
     robot_mean = case((m.c.n_values > 0, m.c.sum_amps / m.c.n_values))
     query = (
         select(m.c.minute, m.c.axis_id, func.avg(robot_mean).label("mean_amps"), func.max(m.c.max_amps).label("max_amps"),
@@ -175,7 +175,7 @@ def axis_summary(conn: Connection, *, robot_id: str | None = None, start: dateti
                  end: datetime | None = None) -> list[Row]:
     """Per robot and axis: rows, non-null values, the OK-null share of rows, the idle share (values at
     exactly 0 A among the non-null ones), and mean/max while active (over the non-zero values)."""
-    m = minute_stats(robot_id=robot_id, start=start, end=end)
+    m = minute_stats(conn, robot_id=robot_id, start=start, end=end)
     stats = (
         select(m.c.robot_id, m.c.axis_id, func.sum(m.c.n_rows).label("rows"), func.sum(m.c.n_values).label("non_null"),
                func.sum(m.c.n_zero).label("idle"), func.sum(m.c.sum_amps).label("active_sum"),
