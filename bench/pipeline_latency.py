@@ -1,7 +1,7 @@
 """Latency at a paced rate: the synthetic fleet at the real rate (200 robots, one reading each every 2 s =
 100 readings/s, faults injected) through the services, each a process of its own, for --seconds.
 
-    .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--warmup 20] [--sessions 5] [--fault-period 60]
+    .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--warmup 20] [--sessions 5] [--fault-period 60] [--nice SERVICE=N]
 
 Each reading's clock starts at its production: the Kafka record's CreateTime, stamped when the producer
 appends it to a batch (the readings topic is read back for it). It stops:
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import select
 import socket
 import sys
@@ -198,6 +199,8 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
     try:
         for service in consumers:
             service.start()
+            if service.name in args.nice:
+                os.setpriority(os.PRIO_PROCESS, service.proc.pid, args.nice[service.name])
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/health", 90)
         opened = [asyncio.Event() for _ in range(args.sessions)]
         tabs = [asyncio.create_task(session(n, port, watch, o)) for n, o in enumerate(opened)]
@@ -264,8 +267,12 @@ def main(argv: list[str] | None = None) -> int:
                         "alert events, so that (b)'s p99 is not just its slowest sample)")
     parser.add_argument("--set", dest="env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for every service, e.g. SINK_BATCH_MS=100 (repeatable)")
+    parser.add_argument("--nice", action="append", default=[], metavar="SERVICE=N",
+                        help="run a service at this nice value, e.g. consumer_alerts=-10 (below 0 needs root; "
+                        "repeatable): what a CPU share of its own would give it on a machine it shares")
     args = parser.parse_args(argv)
     args.env = dict(item.split("=", 1) for item in args.env)
+    args.nice = {name: int(value) for name, value in (item.split("=", 1) for item in args.nice)}
     found = with_services("pipeline_latency", measure, args)
     if found is None:
         return 2
@@ -276,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         aim = AIMS_MS.get(name)
         rows.append({**row, "aim p99 ms": f"< {aim}" if aim else "",
                      "met": None if row["p99 ms"] is None or aim is None else ("yes" if row["p99 ms"] < aim else "NO")})
-    settings = " ".join(f"--set {k}={v}" for k, v in args.env.items())
+    settings = " ".join([*(f"--set {k}={v}" for k, v in args.env.items()),
+                         *(f"--nice {k}={v}" for k, v in args.nice.items())])
     notes = (f"Command: `.venv/bin/python -m bench.pipeline_latency --robots {args.robots} --seconds {args.seconds:g} "
              f"--warmup {args.warmup:g} --sessions {args.sessions} --fault-period {args.fault_period:g}"
              f"{' ' + settings if settings else ''}`: {args.robots} robots x 1 reading / 2 s = {args.robots / 2:g} "
@@ -289,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
              f"run: {result['cpu_s']}. aiokafka {extensions['aiokafka']}, C extensions in use: "
              f"**{extensions['c_extensions']}**.")
     # A run with changed settings gets files of its own, beside the defaults' run.
-    name = "_".join(["pipeline_latency", *(f"{k}-{v}" for k, v in sorted(args.env.items()))])
+    name = "_".join(["pipeline_latency", *(f"{k}-{v}" for k, v in sorted(args.env.items())),
+                     *(f"nice-{k}{v}" for k, v in sorted(args.nice.items()))])
     write_results(name, rows, notes=notes, extra={"aiokafka": extensions, "settings": args.env})
     return 0
 
