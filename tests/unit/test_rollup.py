@@ -2,9 +2,10 @@
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 
 from common import queries
+from common.rollup import minute_stats
 from common.tables import reading_stamps_minute, readings_minute, seed_axes
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
@@ -126,3 +127,38 @@ def test_a_minute_with_null_values_on_one_axis_folds_the_values_of_the_others(en
 def test_downgrading_to_0003_folds_the_minutes_not_folded_yet(engine):
     cases.store_with_replays(engine, cases.readings(4), 4)
     cases.check_downgrade_to_0003_leaves_the_whole_aggregate(engine)
+
+
+def test_a_fleet_ticking_together_folds_a_few_robots_per_write(engine):
+    """200 robots, one reading each at the same instants every 2 s for 4 minutes, a write per tick: every
+    minute gets folded, but spread over the ticks (fold delay 0-60 s per robot), never all at one write."""
+    robots = [f"robot-{i:03d}" for i in range(200)]
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=robots, axes=[1])
+    folded_per_write, before = [], 0
+    for tick in range(120):
+        ts = cases.T0 + timedelta(seconds=2 * tick)
+        with engine.begin() as conn:
+            insert_readings(conn, [(robot, 1, ts, 1.0) for robot in robots])
+        now = len(stored(engine, reading_stamps_minute))
+        folded_per_write.append(now - before)
+        before = now
+    assert before >= 200 * 2  # minutes 0 and 1 of every robot, at least
+    assert max(folded_per_write) <= 40, folded_per_write
+    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
+
+
+def test_a_fold_between_reading_the_cuts_and_running_the_query_changes_no_answer(engine):
+    """A reader reads each robot's folded_until, then builds its query; a writer folds more minutes before
+    the query runs. The minutes it adds to the rollup lie past the reader's cut, which reads them raw."""
+    at = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R1"], axes=[1])
+        insert_readings(conn, [("R1", 1, at(s), float(s)) for s in range(0, 60, 2)])
+    with engine.connect() as reader:
+        m = minute_stats(reader, robot_id="R1", start=None, end=None)  # nothing folded yet: all raw
+        with engine.begin() as writer:
+            insert_readings(writer, [("R1", 1, at(s), 1.0) for s in range(60, 240, 2)])
+        assert len(stored(engine, readings_minute)) >= 2  # minutes 0 and 1 folded meanwhile
+        n_rows = reader.execute(select(func.sum(m.c.n_rows))).scalar_one()
+    assert n_rows == 120
