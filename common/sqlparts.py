@@ -52,35 +52,6 @@ def _epoch_sqlite(element, compiler, **kw) -> str:
     return f"(CAST(strftime('%s', {value}) AS INTEGER) + CAST(substr({value}, 20) AS REAL))"
 
 
-class greatest(FunctionElement):
-    """The largest of its arguments: ``greatest()`` on PostgreSQL, ``max()`` on SQLite. PostgreSQL skips
-    NULL arguments, SQLite returns NULL if any is NULL: with a possible NULL, wrap it in coalesce()."""
-
-    type = Float()
-    inherit_cache = True
-    name = "greatest"
-
-
-class least(FunctionElement):
-    """The smallest of its arguments: ``least()`` on PostgreSQL, ``min()`` on SQLite (NULLs: as greatest)."""
-
-    type = Float()
-    inherit_cache = True
-    name = "least"
-
-
-@compiles(greatest)
-@compiles(least)
-def _extreme(element, compiler, **kw) -> str:
-    return f"{element.name}({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(greatest, "sqlite")
-@compiles(least, "sqlite")
-def _extreme_sqlite(element, compiler, **kw) -> str:
-    return f"{'max' if element.name == 'greatest' else 'min'}({compiler.process(element.clauses, **kw)})"
-
-
 Row = dict[str, Any]
 
 
