@@ -148,9 +148,8 @@ def resample_1min(conn: Connection, *, start: datetime | None = None, end: datet
     """Per robot, UTC minute and axis: mean (the smoothed curve), max and count of the non-null values.
     From the per-minute rollup (common.rollup), the partial minutes at the range's ends from the raw rows."""
     m = minute_stats(conn, robot_id=robot_id, start=start, end=end)
-    mean = case((m.c.n_values > 0, m.c.sum_amps / m.c.n_values))
     query = (
-        select(m.c.robot_id, m.c.minute, m.c.axis_id, mean.label("mean_amps"), m.c.max_amps,
+        select(m.c.robot_id, m.c.minute, m.c.axis_id, _minute_mean(m).label("mean_amps"), m.c.max_amps,
                m.c.n_values.label("values"))
         .order_by(m.c.robot_id, m.c.minute, m.c.axis_id)
     )
@@ -161,14 +160,18 @@ def fleet_minute_means(conn: Connection, *, start: datetime | None = None, end: 
     """Per UTC minute and axis, the mean over robots of each robot's minute mean: the fleet's smoothed curve,
     one row per minute and axis instead of one per robot too (100 robots: 100x fewer rows to carry)."""
     m = minute_stats(conn, robot_id=None, start=start, end=end)
-    robot_mean = case((m.c.n_values > 0, m.c.sum_amps / m.c.n_values))
     query = (
-        select(m.c.minute, m.c.axis_id, func.avg(robot_mean).label("mean_amps"), func.max(m.c.max_amps).label("max_amps"),
+        select(m.c.minute, m.c.axis_id, func.avg(_minute_mean(m)).label("mean_amps"), func.max(m.c.max_amps).label("max_amps"),
                func.sum(m.c.n_values).label("values"))
         .group_by(m.c.minute, m.c.axis_id)
         .order_by(m.c.minute, m.c.axis_id)
     )
     return _dicts(conn.execute(query))
+
+
+def _minute_mean(m):
+    """A robot's minute mean of one axis from the rollup's columns; NULL for a minute without values."""
+    return case((m.c.n_values > 0, m.c.sum_amps / m.c.n_values))
 
 
 def axis_summary(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,

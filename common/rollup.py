@@ -32,10 +32,9 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, Select, and_, bindparam, case, false, func, or_, select, true, union_all, update
 
-from common.sqlparts import epoch_seconds, minute_start
+from common.sqlparts import epoch_seconds, minute_start, where
 from common.tables import (
     UtcDateTime,
-    axes_dim,
     dialect_insert,
     insert_ignoring_duplicates,
     reading_stamps_minute,
@@ -209,9 +208,8 @@ def _whole_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
     the cut, and read raw."""
     first = None if start is None else floor_minute(start) + (MINUTE if start != floor_minute(start) else timedelta())
     last = None if end is None else floor_minute(end)  # whole minutes end before this one
-    bounded = start is not None or end is not None
     if first is not None and last is not None and first >= last:
-        return of_raw([*_robots(R, robot_id, bounded=bounded), R.c.ts >= start, R.c.ts <= end]).subquery()
+        return of_raw(where(R, robot_id=robot_id, start=start, end=end)).subquery()
     whole, tail = [], []
     for cut, robots in _cuts(conn, robot_id, first, last).items():
         if first is None or cut > first:
@@ -220,7 +218,7 @@ def _whole_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
         tail.append(and_(R.c.robot_id.in_(robots), R.c.ts >= cut, *([R.c.ts <= end] if end is not None else [])))
     parts = [select(table).where(or_(false(), *whole)), of_raw([or_(false(), *tail)])]
     if start is not None and start < first:
-        parts.append(of_raw([*_robots(R, robot_id, bounded=True), R.c.ts >= start, R.c.ts < first]))
+        parts.append(of_raw([*where(R, robot_id=robot_id, start=start, end=None), R.c.ts < first]))
     return union_all(*parts).subquery()
 
 
@@ -237,10 +235,3 @@ def _cuts(conn: Connection, robot_id: str | None, first: datetime | None, last: 
         cuts.setdefault(cut if first is None else max(cut, first), []).append(robot)
     return cuts
 
-
-def _robots(table, robot_id: str | None, *, bounded: bool) -> list:
-    # As common.sqlparts.where: for the fleet and a time range, name the robots so the index serves the
-    # range robot by robot.
-    if robot_id is not None:
-        return [table.c.robot_id == robot_id]
-    return [table.c.robot_id.in_(select(axes_dim.c.robot_id).distinct())] if bounded else []

@@ -13,7 +13,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
 from alembic import command
-from sqlalchemy import Engine, func, inspect, select, text, true
+from sqlalchemy import Connection, Engine, func, inspect, select, text, true
 
 from common import queries
 from common.rollup import floor_minute, fold_delay, minute_stats_of, stamp_stats_of
@@ -173,14 +173,7 @@ def check_rollup_is_the_aggregate_of_the_rows(engine: Engine) -> None:
         newest = dict(conn.execute(select(R.c.robot_id, func.max(R.c.ts)).group_by(R.c.robot_id)).all())
         assert folded_until.keys() == newest.keys()
         assert all(folded_until[r] >= floor_minute(newest[r] - fold_delay(r)) for r in newest), (folded_until, newest)
-        folded = [R.c.robot_id == P.c.robot_id, R.c.ts < P.c.folded_until]
-        for table, fresh in ((readings_minute, minute_stats_of(folded)), (reading_stamps_minute, stamp_stats_of(folded))):
-            keys = [c.name for c in table.primary_key]
-            stored = [dict(r) for r in conn.execute(select(table).order_by(*keys)).mappings()]
-            computed = fresh.subquery()
-            again = [dict(r) for r in conn.execute(select(computed).order_by(*(computed.c[k] for k in keys))).mappings()]
-            assert_close(stored, again, table.name)
-            assert conn.execute(text(f"SELECT count(*) FROM {table.name}")).scalar() == len(again)
+        assert_rollup_is_the_aggregate_of(conn, [R.c.robot_id == P.c.robot_id, R.c.ts < P.c.folded_until])
 
 
 def check_downgrade_to_0003_leaves_the_whole_aggregate(engine: Engine) -> None:
@@ -191,9 +184,19 @@ def check_downgrade_to_0003_leaves_the_whole_aggregate(engine: Engine) -> None:
         command.downgrade(config, "0003")
     with engine.connect() as conn:
         assert not inspect(conn).has_table("rollup_progress")
-        for table, fresh in ((readings_minute, minute_stats_of([true()])), (reading_stamps_minute, stamp_stats_of([true()]))):
-            keys = [c.name for c in table.primary_key]
-            stored = [dict(r) for r in conn.execute(select(table).order_by(*keys)).mappings()]
-            computed = fresh.subquery()
-            again = [dict(r) for r in conn.execute(select(computed).order_by(*(computed.c[k] for k in keys))).mappings()]
-            assert_close(stored, again, table.name)
+        assert_rollup_is_the_aggregate_of(conn, [true()])
+
+
+def assert_rollup_is_the_aggregate_of(conn: Connection, filters: list) -> None:
+    """Both rollup tables, row for row, are the aggregate of the readings_fact rows ``filters`` selects."""
+    for table, fresh in ((readings_minute, minute_stats_of(filters)), (reading_stamps_minute, stamp_stats_of(filters))):
+        keys = [c.name for c in table.primary_key]
+        computed = fresh.subquery()
+        again = [dict(r) for r in conn.execute(select(computed).order_by(*(computed.c[k] for k in keys))).mappings()]
+        assert_close(stored_rows(conn, table), again, table.name)
+        assert conn.execute(text(f"SELECT count(*) FROM {table.name}")).scalar() == len(again)
+
+
+def stored_rows(conn: Connection, table) -> list[dict]:
+    """A table's rows in key order."""
+    return [dict(r) for r in conn.execute(select(table).order_by(*(c.name for c in table.primary_key))).mappings()]

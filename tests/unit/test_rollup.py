@@ -61,9 +61,8 @@ def test_a_reading_filling_a_gap_inside_a_stored_minute_removes_the_gap(engine):
 
 
 def stored(engine, table) -> list[dict]:
-    keys = [c.name for c in table.primary_key]
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(table).order_by(*keys)).mappings()]
+        return cases.stored_rows(conn, table)
 
 
 def test_minutes_are_folded_once_passed_and_late_times_refold_theirs(engine):

@@ -32,14 +32,14 @@ INSERT INTO readings_minute (robot_id, minute, axis_id, n_rows, n_values, n_zero
                              min_amps, max_amps, max_active_amps)
 SELECT robot_id, {minute}, axis_id, count(*), count(amps), sum(CASE WHEN amps = 0 THEN 1 ELSE 0 END),
        sum(amps), sum(amps * amps), min(amps), max(amps), max(CASE WHEN amps <> 0 THEN amps END)
-FROM readings_fact GROUP BY robot_id, {minute}, axis_id
+FROM readings_fact WHERE {where} GROUP BY robot_id, {minute}, axis_id
 """
 
 BACKFILL_STAMPS = """
 INSERT INTO reading_stamps_minute (robot_id, minute, readings, first_ts, last_ts, longest_step_s)
 SELECT robot_id, minute, count(*), min(ts), max(ts), coalesce(max(step), 0) FROM (
   SELECT robot_id, ts, {minute} AS minute, {step} AS step
-  FROM (SELECT DISTINCT robot_id, ts FROM readings_fact) stamps
+  FROM (SELECT DISTINCT robot_id, ts FROM readings_fact WHERE {where}) stamps
 ) steps GROUP BY robot_id, minute
 """
 
@@ -70,11 +70,17 @@ def upgrade() -> None:
         sa.Column("longest_step_s", DOUBLE, nullable=False, comment="largest step between two readings of the minute"),
         sa.PrimaryKeyConstraint("robot_id", "minute", name="pk_reading_stamps_minute"),
     )
+    backfill()
+
+
+def backfill(where: str = "1 = 1") -> None:
+    """The rollup rows of the readings_fact rows ``where`` selects (whole minutes of a robot; 0004's
+    downgrade fills the minutes it had not folded with it)."""
     dialect = op.get_bind().dialect.name
     minute, epoch = MINUTE[dialect].format, EPOCH[dialect].format
     prev = f"lag(ts) OVER (PARTITION BY robot_id, {minute('ts')} ORDER BY ts)"
-    op.execute(BACKFILL_MINUTES.format(minute=minute("ts")))
-    op.execute(BACKFILL_STAMPS.format(minute=minute("ts"), step=f"{epoch('ts')} - {epoch(prev)}"))
+    op.execute(BACKFILL_MINUTES.format(minute=minute("ts"), where=where))
+    op.execute(BACKFILL_STAMPS.format(minute=minute("ts"), step=f"{epoch('ts')} - {epoch(prev)}", where=where))
 
 
 def downgrade() -> None:
