@@ -7,22 +7,24 @@ from datetime import datetime
 from sqlalchemy import Connection, func, literal, select
 
 from common.rollup import MINUTE, minute_stats, stamp_stats
-from common.sqlparts import Row, dicts, epoch_seconds
+from common.sqlparts import Row, axes_of_mask, dicts, seconds_between
 from common.tables import UtcDateTime, axes_of, readings_fact
 
 R = readings_fact
 
 
 def data_health(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,
-                end: datetime | None = None, gap_threshold_s: float = 10.0, tick_seconds: float = 2.0) -> list[Row]:
+                end: datetime | None = None, gap_threshold_s: float = 10.0, tick_seconds: float = 2.0,
+                folded_only: bool = False) -> list[Row]:
     """One row per robot of ``axes_dim``: first/last reading and the span between; readings (distinct
     times) present vs expected at the nominal rate (``span / tick_seconds + 1``) and their ratio
     ``coverage``; rows of the active axes present vs expected (expected readings x active axes); ``gaps``,
     the steps between consecutive readings longer than ``gap_threshold_s`` (``start`` = the reading before,
     ``end`` = the one after, ``length_s``); and ``axes_never_seen``, the active axes that carried no value
-    (only NULL, or no row) in the range. Read from the per-minute rollup (common.rollup)."""
+    (only NULL, or no row) in the range. Read from the per-minute rollup (common.rollup); ``folded_only``:
+    of the whole minutes of the range folded into it."""
     locked = axes_of(conn, robot_id=robot_id, active_only=True)
-    stamps = stamp_stats(conn, robot_id=robot_id, start=start, end=end)
+    stamps = stamp_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
     spans = {
         s["robot_id"]: s
         for s in dicts(conn.execute(
@@ -31,30 +33,40 @@ def data_health(conn: Connection, *, robot_id: str | None = None, start: datetim
             .group_by(stamps.c.robot_id)
         ))
     }
-    rows, seen = _rows_and_axes_seen(conn, robot_id=robot_id, start=start, end=end)
     # As ever, "rows" counts the rows of the axes active for any robot (a retired axis's rows do not count).
     locked_axes = {a for axes in locked.values() for a in axes}
+    rows, seen = _rows_and_axes_seen(conn, stamps, locked_axes, robot_id=robot_id, start=start, end=end,
+                                     folded_only=folded_only)
     gaps = _gaps(conn, stamps, start=start, end=end, threshold_s=gap_threshold_s)
     return [
-        _robot_health(robot, axes, spans.get(robot), sum(n for a, n in rows.get(robot, {}).items() if a in locked_axes),
+        _robot_health(robot, axes, spans.get(robot), rows.get(robot, 0),
                       [g for g in gaps if g["robot_id"] == robot], [a for a in axes if a not in seen.get(robot, set())],
                       tick_seconds)
         for robot, axes in sorted(locked.items())
     ]
 
 
-def _rows_and_axes_seen(conn: Connection, *, robot_id: str | None, start: datetime | None,
-                        end: datetime | None) -> tuple[dict[str, dict[int, int]], dict[str, set[int]]]:
-    """Rows per robot and axis, and the axes of each robot that carried a value, in the range."""
-    m = minute_stats(conn, robot_id=robot_id, start=start, end=end)
-    query = (select(m.c.robot_id, m.c.axis_id, func.sum(m.c.n_rows), func.sum(m.c.n_values))
-             .group_by(m.c.robot_id, m.c.axis_id))
-    rows: dict[str, dict[int, int]] = {}
+def _rows_and_axes_seen(conn: Connection, stamps, locked_axes: set[int], *, robot_id, start, end,
+                        folded_only: bool) -> tuple[dict[str, int], dict[str, set[int]]]:
+    """Rows of ``locked_axes`` per robot, and the axes of each robot that carried a value, in the range.
+    From the minutes' masks of axes: a few distinct ones per robot, not a row per axis and minute. Rows
+    of other axes (retired ones; rare) are taken off with the per-axis rollup."""
+    query = (select(stamps.c.robot_id, stamps.c.axes_stored, stamps.c.axes_with_values, func.sum(stamps.c.n_rows))
+             .group_by(stamps.c.robot_id, stamps.c.axes_stored, stamps.c.axes_with_values))
+    rows: dict[str, int] = {}
     seen: dict[str, set[int]] = {}
-    for robot, axis, n_rows, n_values in conn.execute(query):
-        rows.setdefault(robot, {})[axis] = int(n_rows)
-        if n_values:
-            seen.setdefault(robot, set()).add(axis)
+    others: set[str] = set()
+    for robot, stored, with_values, n_rows in conn.execute(query):
+        rows[robot] = rows.get(robot, 0) + int(n_rows)
+        seen.setdefault(robot, set()).update(axes_of_mask(int(with_values)))
+        if axes_of_mask(int(stored)) - locked_axes:
+            others.add(robot)
+    if others:
+        m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
+        query = (select(m.c.robot_id, func.sum(m.c.n_rows))
+                 .where(m.c.robot_id.in_(sorted(others)), m.c.axis_id.not_in(locked_axes)).group_by(m.c.robot_id))
+        for robot, n_rows in conn.execute(query):
+            rows[robot] -= int(n_rows)
     return rows, seen
 
 
@@ -85,7 +97,7 @@ def _gaps(conn: Connection, stamps, *, start: datetime | None, end: datetime | N
     prev_last = func.lag(stamps.c.last_ts, type_=UtcDateTime).over(partition_by=stamps.c.robot_id, order_by=stamps.c.minute)
     steps = select(stamps.c.robot_id, stamps.c.minute, stamps.c.first_ts, stamps.c.longest_step_s,
                    prev_last.label("prev_last")).subquery()
-    between = epoch_seconds(steps.c.first_ts) - epoch_seconds(steps.c.prev_last)
+    between = seconds_between(steps.c.first_ts, steps.c.prev_last)
     query = select(steps).where(
         (steps.c.prev_last.is_not(None) & (between > literal(threshold_s - MARGIN_S)))
         | (steps.c.longest_step_s > literal(threshold_s - MARGIN_S))

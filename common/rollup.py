@@ -19,9 +19,14 @@ takes a fresh snapshot per statement), so nothing is folded without a row anothe
 Locks are taken in robot order: two writers of overlapping robots do not deadlock. SQLite has one writer at
 a time.
 
+The fleet's rollup (``fleet_minute``, readings_minute summed over robots per minute and axis) is refolded
+from readings_minute for every minute a write folds or refolds, in the same transaction: a minute's row
+covers the robots that have folded it.
+
 Reading: a reader takes the whole minutes of its range from the rollup, and from readings_fact the partial
 minute at its start and, per robot, everything from the first minute not folded (or the partial minute at
-the end, if that comes first). So its answers are those of the raw rows.
+the end, if that comes first). So its answers are those of the raw rows. The dashboard's history reads
+the rollup alone (``folded``): the whole minutes folded so far, the fleet's from fleet_minute.
 """
 from __future__ import annotations
 
@@ -32,10 +37,11 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, Select, and_, bindparam, case, false, func, or_, select, true, union_all, update
 
-from common.sqlparts import epoch_seconds, minute_start, where
+from common.sqlparts import axes_mask, minute_start, seconds_between, where
 from common.tables import (
     UtcDateTime,
     dialect_insert,
+    fleet_minute,
     insert_ignoring_duplicates,
     reading_stamps_minute,
     readings_fact,
@@ -43,8 +49,9 @@ from common.tables import (
     rollup_progress,
 )
 
-R, M, S, P = readings_fact, readings_minute, reading_stamps_minute, rollup_progress
+R, M, S, F, P = readings_fact, readings_minute, reading_stamps_minute, fleet_minute, rollup_progress
 MINUTE = timedelta(minutes=1)
+FLEET_LOCK = zlib.crc32(b"axiswatch fleet_minute")  # pg_advisory_xact_lock's key for refolding fleet_minute
 
 
 def floor_minute(ts: datetime) -> datetime:
@@ -65,17 +72,45 @@ def minute_stats_of(filters: Iterable) -> Select:
 
 
 def stamp_stats_of(filters: Iterable) -> Select:
-    """Per robot and minute, the distinct reading times of the readings_fact rows of ``filters``."""
+    """Per robot and minute, the distinct reading times of the readings_fact rows of ``filters``, and the
+    rows and axes they came with."""
+    filters = list(filters)
     stamps = select(R.c.robot_id, R.c.ts).where(*filters).group_by(R.c.robot_id, R.c.ts).subquery()
     minute = minute_start(stamps.c.ts)
     prev = func.lag(stamps.c.ts, type_=UtcDateTime).over(partition_by=(stamps.c.robot_id, minute), order_by=stamps.c.ts)
     steps = select(stamps.c.robot_id, minute.label("minute"), stamps.c.ts,
-                   (epoch_seconds(stamps.c.ts) - epoch_seconds(prev)).label("step")).subquery()
-    return (
+                   seconds_between(stamps.c.ts, prev).label("step")).subquery()
+    times = (
         select(steps.c.robot_id, steps.c.minute, func.count().label("readings"), func.min(steps.c.ts).label("first_ts"),
                func.max(steps.c.ts).label("last_ts"), func.coalesce(func.max(steps.c.step), 0.0).label("longest_step_s"))
-        .where(true())  # SQLite's INSERT ... SELECT ... ON CONFLICT needs a WHERE to parse
         .group_by(steps.c.robot_id, steps.c.minute)
+        .subquery()
+    )
+    minute = minute_start(R.c.ts)
+    axes = (
+        select(R.c.robot_id, minute.label("minute"), func.count().label("n_rows"), axes_mask(R.c.axis_id).label("axes_stored"),
+               axes_mask(case((R.c.amps.is_not(None), R.c.axis_id))).label("axes_with_values"))
+        .where(*filters)
+        .group_by(R.c.robot_id, minute)
+        .subquery()
+    )
+    return (
+        select(times, axes.c.n_rows, axes.c.axes_stored, axes.c.axes_with_values)
+        .select_from(times.join(axes, and_(axes.c.robot_id == times.c.robot_id, axes.c.minute == times.c.minute)))
+        .where(true())  # SQLite's INSERT ... SELECT ... ON CONFLICT needs a WHERE to parse
+    )
+
+
+def fleet_stats_of(filters: Iterable) -> Select:
+    """Per minute and axis, ``fleet_minute``'s columns from the readings_minute rows of ``filters``."""
+    mean = case((M.c.n_values > 0, M.c.sum_amps / M.c.n_values))
+    return (
+        select(M.c.minute, M.c.axis_id, func.sum(M.c.n_rows).label("n_rows"), func.sum(M.c.n_values).label("n_values"),
+               func.sum(M.c.n_zero).label("n_zero"), func.sum(M.c.sum_amps).label("sum_amps"),
+               func.max(M.c.max_amps).label("max_amps"), func.max(M.c.max_active_amps).label("max_active_amps"),
+               func.count(mean).label("n_robot_means"), func.sum(mean).label("sum_robot_means"))
+        .where(*filters)
+        .group_by(M.c.minute, M.c.axis_id)
     )
 
 
@@ -126,6 +161,7 @@ def add(conn: Connection, new: NewRows) -> None:
         rows_of = _rows_of(todo)
         _upsert(conn, M, minute_stats_of([rows_of]))
         _upsert(conn, S, stamp_stats_of([rows_of]))
+        _refold_fleet(conn, [(low, high) for _, low, high in todo])
     if passed:
         conn.execute(update(P).where(P.c.robot_id == bindparam("robot")).values(folded_until=bindparam("until")),
                      [{"robot": robot, "until": until} for robot, until in sorted(passed.items())])
@@ -159,6 +195,25 @@ def _rows_of(ranges: Iterable[tuple[str, datetime, datetime]]):
     return or_(*(and_(R.c.robot_id == robot, R.c.ts >= low, R.c.ts < high) for robot, low, high in joined))
 
 
+def _refold_fleet(conn: Connection, ranges: list[tuple[datetime, datetime]]) -> None:
+    """Recompute the fleet's rows of the minutes in ``ranges`` from every robot's rows of them.
+
+    Another writer may be folding other robots' rows of the same minutes: each computes from what is
+    committed, so the last to commit would drop the other's robots. A lock taken here, held to the commit,
+    makes them take turns: the second one's statement below starts after the first one's commit and sees
+    its rows (READ COMMITTED). It is taken after the progress rows' locks, by every writer in that order,
+    so no two writers wait for each other. SQLite has one writer at a time."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(FLEET_LOCK)))
+    merged: list[list[datetime]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    _upsert(conn, F, fleet_stats_of([or_(*(and_(M.c.minute >= low, M.c.minute < high) for low, high in merged))]))
+
+
 def _keys(table) -> list[str]:
     return [c.name for c in table.primary_key]
 
@@ -176,6 +231,7 @@ def rebuild(conn: Connection) -> None:
     robot folded up to the minute after its newest reading."""
     _upsert(conn, M, minute_stats_of([true()]))
     _upsert(conn, S, stamp_stats_of([true()]))
+    _upsert(conn, F, fleet_stats_of([true()]))
     newest = conn.execute(select(S.c.robot_id, func.max(S.c.minute)).group_by(S.c.robot_id)).tuples()
     statement = dialect_insert(conn.dialect.name, P)
     rows = [{"robot_id": robot, "folded_until": minute + MINUTE} for robot, minute in newest]
@@ -186,14 +242,38 @@ def rebuild(conn: Connection) -> None:
 
 # --- reading ------------------------------------------------------------------------------------------
 
-def minute_stats(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None):
-    """Subquery: ``readings_minute``'s columns for the rows of ``start <= ts <= end`` (either end open)."""
+def minute_stats(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None,
+                 folded_only: bool = False):
+    """Subquery: ``readings_minute``'s columns for the rows of ``start <= ts <= end`` (either end open).
+    ``folded_only``: for the whole minutes of the range that are folded (see ``folded``)."""
+    if folded_only:
+        return folded(M, robot_id=robot_id, start=start, end=end)
     return _whole_and_edges(conn, M, minute_stats_of, robot_id=robot_id, start=start, end=end)
 
 
-def stamp_stats(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None):
+def stamp_stats(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None,
+                folded_only: bool = False):
     """Subquery: ``reading_stamps_minute``'s columns for the rows of ``start <= ts <= end``."""
+    if folded_only:
+        return folded(S, robot_id=robot_id, start=start, end=end)
     return _whole_and_edges(conn, S, stamp_stats_of, robot_id=robot_id, start=start, end=end)
+
+
+def folded(table, *, robot_id: str | None = None, start: datetime | None, end: datetime | None):
+    """Subquery: the rows of a rollup table (``fleet_minute`` too) for the whole minutes inside ``[start,
+    end]``, as far as they are folded: each robot's newest minute or two are not (the history view's
+    answers, which read nothing but the rollup). One statement: it sees one state of the rollup."""
+    first, last = _whole_minutes(start, end)
+    conds = [] if robot_id is None else [table.c.robot_id == robot_id]
+    conds += [] if first is None else [table.c.minute >= first]
+    conds += [] if last is None else [table.c.minute < last]
+    return select(table).where(*conds).subquery()
+
+
+def _whole_minutes(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """The first whole minute at or after ``start`` and the minute ``end`` falls in (whole minutes end before it)."""
+    first = None if start is None else floor_minute(start) + (MINUTE if start != floor_minute(start) else timedelta())
+    return first, None if end is None else floor_minute(end)
 
 
 def _whole_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
@@ -206,8 +286,7 @@ def _whole_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
     PostgreSQL's planner cannot tell how few rows ``ts >= folded_until`` leaves and scans the whole table.
     A write that folds more minutes meanwhile changes nothing: the minutes it adds to the rollup are past
     the cut, and read raw."""
-    first = None if start is None else floor_minute(start) + (MINUTE if start != floor_minute(start) else timedelta())
-    last = None if end is None else floor_minute(end)  # whole minutes end before this one
+    first, last = _whole_minutes(start, end)
     if first is not None and last is not None and first >= last:
         return of_raw(where(R, robot_id=robot_id, start=start, end=end)).subquery()
     whole, tail = [], []

@@ -12,12 +12,13 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_AXES = tuple(range(1, 15))
+MAX_AXIS = 62  # the rollup keeps a robot's axes as the bits of a 64-bit integer
 
 
 def parse_axes(value: object) -> list[int]:
     """Accept ``"1-14"``, ``"1,2,5-8"``, a list of ints, or a JSON list."""
     if isinstance(value, (list, tuple)):
-        return sorted({int(v) for v in value})
+        return _in_range({int(v) for v in value}, value)
     text = str(value).strip().strip("[]")
     axes: set[int] = set()
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -28,8 +29,12 @@ def parse_axes(value: object) -> list[int]:
             axes.update(range(low, high + 1))
         else:
             axes.add(int(part))
-    if not axes or min(axes) < 1:
-        raise ValueError(f"axes must be positive integers, got {value!r}")
+    return _in_range(axes, value)
+
+
+def _in_range(axes: set[int], value: object) -> list[int]:
+    if not axes or min(axes) < 1 or max(axes) > MAX_AXIS:
+        raise ValueError(f"axes must be integers from 1 to {MAX_AXIS}, got {value!r}")
     return sorted(axes)
 
 
@@ -60,7 +65,7 @@ class CommonSettings(BaseSettings):
     topic_replication_factor: int = Field(1, ge=1)
     robot_id: str = Field("RMBR4-2", description="Robot id used when a feed does not name one.")
     axes: Annotated[list[int], NoDecode] = Field(
-        list(DEFAULT_AXES), description="Axis list (schema lock), e.g. 1-14 or 1,2,3."
+        list(DEFAULT_AXES), description="Axis list (schema lock), e.g. 1-14 or 1,2,3; axes 1 to 62."
     )
     tick_seconds: float = Field(2.0, gt=0, description="Seconds between two readings of one robot.")
     window_rows: int = Field(200, ge=10, description="Readings per axis in the live window.")

@@ -33,6 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeDecorator
 
+from common.settings import MAX_AXIS
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -115,6 +117,7 @@ readings_minute = Table(
     Column("min_amps", Amps),
     Column("max_amps", Amps),
     Column("max_active_amps", Amps, comment="largest non-zero value"),
+    Index(None, "minute"),  # the fleet's minute is refolded from all robots' rows of it
 )
 
 # Per robot and minute, the distinct reading times (whatever the axis): what data health counts and where
@@ -128,6 +131,31 @@ reading_stamps_minute = Table(
     Column("first_ts", UtcDateTime, nullable=False),
     Column("last_ts", UtcDateTime, nullable=False),
     Column("longest_step_s", Float(precision=53), nullable=False, comment="largest step between two readings of the minute"),
+    # What data health asks per robot, so that it need not read a row per axis: the rows of the minute and
+    # which axes they were of / carried a value on (bit N = axis N; axes go up to MAX_AXIS).
+    # (the defaults only for the rows migration 0005 found, before it filled them in)
+    Column("n_rows", Integer, nullable=False, server_default="0", comment="rows of the minute, every axis"),
+    Column("axes_stored", BigInteger, nullable=False, server_default="0", comment="bit N set: rows of axis N"),
+    Column("axes_with_values", BigInteger, nullable=False, server_default="0",
+           comment="bit N set: a value (not NULL) on axis N"),
+)
+
+# The fleet's per-minute rollup: readings_minute summed over robots, per minute and axis, for the fleet-wide
+# history (100 robots: 100x fewer rows). Kept by the writers with readings_minute (common.rollup): a minute's
+# row covers the robots that have folded that minute.
+fleet_minute = Table(
+    "fleet_minute",
+    metadata,
+    Column("minute", UtcDateTime, primary_key=True, comment="start of the UTC minute"),
+    Column("axis_id", SmallInteger, primary_key=True),
+    Column("n_rows", Integer, nullable=False),
+    Column("n_values", Integer, nullable=False),
+    Column("n_zero", Integer, nullable=False),
+    Column("sum_amps", Amps),
+    Column("max_amps", Amps),
+    Column("max_active_amps", Amps),
+    Column("n_robot_means", Integer, nullable=False, comment="robots with a value in the minute"),
+    Column("sum_robot_means", Amps, comment="sum of their minute means"),
 )
 
 # How far each robot's readings are folded into the rollup: every minute before ``folded_until`` is in
@@ -187,6 +215,8 @@ def seed_axes(conn: Connection, *, robot_ids: Iterable[str], axes: Iterable[int]
     """Give each robot that has no row in ``axes_dim`` yet the given axes; robots already there are left
     as they are (their axis list is the lock). Returns the number of rows added."""
     axes = sorted(set(axes))
+    if axes and (axes[0] < 1 or axes[-1] > MAX_AXIS):
+        raise ValueError(f"axes must be integers from 1 to {MAX_AXIS}, got {axes}")
     wanted = sorted(set(robot_ids))
     if not wanted or not axes:
         return 0

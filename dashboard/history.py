@@ -105,17 +105,21 @@ class HistoryView:
         self.doc.add_next_tick_callback(partial(self._show, data))
 
     def _query(self, robot: str | None, span: timedelta | None) -> HistoryData:
+        """The whole minutes folded into the rollup, from the range's start on: each robot's newest minute
+        or two are not yet (common.rollup), and the live view shows them. Reading nothing but the rollup
+        keeps a fleet's Refresh within ~100 ms at 10 M readings (docs/benchmarks.md)."""
         with self.engine.connect() as conn:
             robots = sorted(queries.axes_of(conn))
             end = queries.newest_ts(conn, robot_id=robot)
             start = range_start(end, span)
             return HistoryData(
                 robots=robots, start=start, end=end,
-                smooth=(queries.resample_1min(conn, start=start, end=end, robot_id=robot) if robot else
-                        queries.fleet_minute_means(conn, start=start, end=end)),
-                summary=queries.axis_summary(conn, robot_id=robot, start=start, end=end),
-                health=queries.data_health(conn, robot_id=robot, start=start, end=end,
-                                           tick_seconds=self.settings.tick_seconds),
+                smooth=(queries.resample_1min(conn, start=start, robot_id=robot, folded_only=True) if robot else
+                        queries.fleet_minute_means(conn, start=start)),
+                summary=(queries.axis_summary(conn, robot_id=robot, start=start, folded_only=True) if robot else
+                         queries.fleet_axis_summary(conn, start=start)),
+                health=queries.data_health(conn, robot_id=robot, start=start, tick_seconds=self.settings.tick_seconds,
+                                           folded_only=True),
                 alerts=queries.alert_history(conn, robot_id=robot, start=start, end=end, limit=500),
             )
 
@@ -126,5 +130,7 @@ class HistoryView:
         self.health.text = health_html(data.health)
         self.alerts.data = alert_table(data.alerts)
         start = f"{data.start:%Y-%m-%d %H:%M:%S}" if data.start else "the first reading"
-        span = "no readings stored yet" if data.end is None else f"{start} … {data.end:%Y-%m-%d %H:%M:%S} (UTC)"
+        span = ("no readings stored yet" if data.end is None else
+                f"{start} … {data.end:%Y-%m-%d %H:%M:%S} (UTC); charts and tables: whole minutes, up to a minute "
+                "or two before the newest reading (the live view has those)")
         self.note.text = f"history: {span}"

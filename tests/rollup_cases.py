@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, func, inspect, select, text, true
 
 from common import queries
 from common.rollup import floor_minute, fold_delay, minute_stats_of, stamp_stats_of
-from common.tables import axes_of, reading_stamps_minute, readings_fact, readings_minute, rollup_progress, seed_axes
+from common.tables import axes_of, fleet_minute, reading_stamps_minute, readings_fact, readings_minute, rollup_progress, seed_axes
 from consumer_db.migrate import alembic_config
 from consumer_db.store import insert_readings
 
@@ -162,6 +162,41 @@ def check_queries_match_raw_rows(engine: Engine) -> None:
                 health = queries.data_health(conn, **where, gap_threshold_s=GAP_S, tick_seconds=TICK_S)
                 mine = {r: a for r, a in locked.items() if robot_id in (None, r)}
                 assert_close(health, expected_health(rows, mine), where)
+                check_folded_answers(conn, folded_rows(conn, rows, start, end), where, mine)
+
+
+def folded_rows(conn: Connection, rows: list[tuple], start, end) -> list[tuple]:
+    """Of ``rows``, those of the whole minutes inside ``[start, end]`` that are folded."""
+    folded_until = dict(conn.execute(select(rollup_progress.c.robot_id, rollup_progress.c.folded_until)).all())
+    first = None if start is None else floor_minute(start) + (timedelta(minutes=1) if start != floor_minute(start) else timedelta())
+    last = None if end is None else floor_minute(end)
+    return [r for r in rows if floor_minute(r[2]) + timedelta(minutes=1) <= folded_until[r[0]]
+            and (first is None or floor_minute(r[2]) >= first) and (last is None or floor_minute(r[2]) < last)]
+
+
+def check_folded_answers(conn: Connection, rows: list[tuple], where: dict, locked: dict[str, list[int]]) -> None:
+    """The history view's answers (``folded_only``, the fleet's rollup) against the raw rows they cover."""
+    assert_close(queries.resample_1min(conn, **where, folded_only=True), expected_resample(rows), where)
+    assert_close(queries.axis_summary(conn, **where, folded_only=True), expected_summary(rows), where)
+    health = queries.data_health(conn, **where, gap_threshold_s=GAP_S, tick_seconds=TICK_S, folded_only=True)
+    assert_close(health, expected_health(rows, locked), where)
+    if where["robot_id"] is None:
+        bounds = {"start": where["start"], "end": where["end"]}
+        assert_close(queries.fleet_minute_means(conn, **bounds), expected_fleet_means(rows), where)
+        assert_close(queries.fleet_axis_summary(conn, **bounds), expected_summary([(None, *r[1:]) for r in rows]), where)
+
+
+def expected_fleet_means(rows) -> list[dict]:
+    groups = defaultdict(list)
+    for r in expected_resample(rows):
+        groups[(r["minute"], r["axis_id"])].append(r)
+    out = []
+    for (minute, axis), parts in sorted(groups.items()):
+        means = [p["mean_amps"] for p in parts if p["mean_amps"] is not None]
+        out.append({"minute": minute, "axis_id": axis, "mean_amps": sum(means) / len(means) if means else None,
+                    "max_amps": max((p["max_amps"] for p in parts if p["max_amps"] is not None), default=None),
+                    "values": sum(p["values"] for p in parts)})
+    return out
 
 
 def check_rollup_is_the_aggregate_of_the_rows(engine: Engine) -> None:
@@ -174,6 +209,7 @@ def check_rollup_is_the_aggregate_of_the_rows(engine: Engine) -> None:
         assert folded_until.keys() == newest.keys()
         assert all(folded_until[r] >= floor_minute(newest[r] - fold_delay(r)) for r in newest), (folded_until, newest)
         assert_rollup_is_the_aggregate_of(conn, [R.c.robot_id == P.c.robot_id, R.c.ts < P.c.folded_until])
+        check_fleet_rollup_is_the_sum_of_the_robots(conn)
 
 
 def check_downgrade_to_0003_leaves_the_whole_aggregate(engine: Engine) -> None:
@@ -188,15 +224,45 @@ def check_downgrade_to_0003_leaves_the_whole_aggregate(engine: Engine) -> None:
 
 
 def assert_rollup_is_the_aggregate_of(conn: Connection, filters: list) -> None:
-    """Both rollup tables, row for row, are the aggregate of the readings_fact rows ``filters`` selects."""
+    """The rollup tables, row for row, are the aggregate of the readings_fact rows ``filters`` selects
+    (fleet_minute: of readings_minute's rows, compared by check_fleet_rollup_is_the_sum_of_the_robots)."""
     for table, fresh in ((readings_minute, minute_stats_of(filters)), (reading_stamps_minute, stamp_stats_of(filters))):
         keys = [c.name for c in table.primary_key]
+        columns = [c["name"] for c in inspect(conn).get_columns(table.name)]  # the schema's of the revision it is at
         computed = fresh.subquery()
-        again = [dict(r) for r in conn.execute(select(computed).order_by(*(computed.c[k] for k in keys))).mappings()]
-        assert_close(stored_rows(conn, table), again, table.name)
+        query = select(*(computed.c[c] for c in columns)).order_by(*(computed.c[k] for k in keys))
+        again = [dict(r) for r in conn.execute(query).mappings()]
+        assert_close(stored_rows(conn, table, columns), again, table.name)
         assert conn.execute(text(f"SELECT count(*) FROM {table.name}")).scalar() == len(again)
 
 
-def stored_rows(conn: Connection, table) -> list[dict]:
-    """A table's rows in key order."""
-    return [dict(r) for r in conn.execute(select(table).order_by(*(c.name for c in table.primary_key))).mappings()]
+def stored_rows(conn: Connection, table, columns: list[str] | None = None) -> list[dict]:
+    """A table's rows (of ``columns``, default all) in key order."""
+    query = select(*(table.c[c] for c in columns or table.c.keys())).order_by(*(c.name for c in table.primary_key))
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def check_fleet_rollup_is_the_sum_of_the_robots(conn: Connection) -> None:
+    """fleet_minute, row for row, is readings_minute summed over robots (computed here, in Python)."""
+    sums: dict = {}
+    for r in stored_rows(conn, readings_minute):
+        f = sums.setdefault((r["minute"], r["axis_id"]), {
+            "minute": r["minute"], "axis_id": r["axis_id"], "n_rows": 0, "n_values": 0, "n_zero": 0, "sum_amps": None,
+            "max_amps": None, "max_active_amps": None, "n_robot_means": 0, "sum_robot_means": None})
+        for k in ("n_rows", "n_values", "n_zero"):
+            f[k] += r[k]
+        f["sum_amps"] = _add(f["sum_amps"], r["sum_amps"])
+        f["max_amps"] = _max(f["max_amps"], r["max_amps"])
+        f["max_active_amps"] = _max(f["max_active_amps"], r["max_active_amps"])
+        if r["n_values"]:
+            f["n_robot_means"] += 1
+            f["sum_robot_means"] = _add(f["sum_robot_means"], r["sum_amps"] / r["n_values"])
+    assert_close(stored_rows(conn, fleet_minute), [sums[k] for k in sorted(sums)], "fleet_minute")
+
+
+def _add(a, b):
+    return b if a is None else a if b is None else a + b
+
+
+def _max(a, b):
+    return b if a is None else a if b is None else max(a, b)

@@ -1,6 +1,6 @@
 """The per-minute rollup on PostgreSQL: exact through COPY, the staging table and replays, and with two
-writers of one robot at once (folding, late, one reading split between them); the queries built on it
-answer as the raw rows do."""
+writers of one robot at once (folding, late, one reading split between them) or of two robots folding one
+minute of the fleet; the queries built on it answer as the raw rows do."""
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +78,31 @@ def test_a_second_writer_of_a_robot_waits_for_the_first_at_its_progress_row(engi
     with engine.begin() as conn:
         seed_axes(conn, robot_ids=["R1"], axes=[1, 2])
         insert_readings(conn, before)
+    _second_waits_for_first(engine, first, second)
+    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
+    with engine.connect() as conn:
+        folded = conn.execute(text("SELECT count(*) FROM reading_stamps_minute")).scalar_one()
+        readings = queries.data_health(conn, robot_id="R1")[0]["readings"]
+    assert folded >= 1
+    assert readings == len({ts for _, _, ts, _ in before + first + second})
+
+
+def test_writers_of_other_robots_folding_one_minute_take_turns_at_the_fleets_row(engine):
+    """Each writer recomputes the fleet's minute from every robot's rows it can see: without waiting for
+    the first one's commit, the second would write the minute without the first one's robot."""
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R1", "R2"], axes=[1, 2])
+        insert_readings(conn, [("R1", 1, AT(10), 1.0), ("R2", 1, AT(12), 3.0)])
+    _second_waits_for_first(engine, [("R1", 1, AT(130), 2.0)], [("R2", 2, AT(132), 4.0)])
+    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
+    with engine.connect() as conn:
+        fleet = queries.fleet_minute_means(conn)
+    assert [(r["minute"], r["axis_id"], r["mean_amps"]) for r in fleet] == [(AT(0), 1, 2.0)]
+
+
+def _second_waits_for_first(engine, first: list[tuple], second: list[tuple]) -> None:
+    """Two writers: the first stores its rows and holds its transaction open; the second must still be
+    waiting a second later, and gets through once the first commits."""
     first_stored, release = threading.Event(), threading.Event()
 
     def hold_open() -> None:
@@ -98,12 +123,6 @@ def test_a_second_writer_of_a_robot_waits_for_the_first_at_its_progress_row(engi
             following.result(timeout=1.0)  # waiting on the row the open transaction locked
         release.set()
         held.result(10), following.result(10)
-    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
-    with engine.connect() as conn:
-        folded = conn.execute(text("SELECT count(*) FROM reading_stamps_minute")).scalar_one()
-        readings = queries.data_health(conn, robot_id="R1")[0]["readings"]
-    assert folded >= 1
-    assert readings == len({ts for _, _, ts, _ in before + first + second})
 
 
 @pytest.mark.parametrize("copy_min_rows", [1, 100_000], ids=["copy", "insert"])

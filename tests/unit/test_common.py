@@ -70,6 +70,9 @@ def test_axes_setting_accepts_ranges_and_lists():
     assert parse_axes([3, 1]) == [1, 3]
     with pytest.raises(ValueError):
         parse_axes("3-1")
+    for beyond in ("0-3", "1-63", [2, 70]):  # the rollup keeps a robot's axes as the bits of a 64-bit integer
+        with pytest.raises(ValueError, match="from 1 to 62"):
+            parse_axes(beyond)
 
 
 def test_settings_from_environment_hide_secrets(monkeypatch):
