@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, literal, select
 
-from common.rollup import MINUTE, minute_stats, stamp_stats
+from common.rollup import MINUTE, folded_minute_stamps, minute_stats, stamp_stats
 from common.sqlparts import Row, axes_of_mask, dicts, seconds_between
 from common.tables import UtcDateTime, axes_of, readings_fact
 
@@ -92,10 +92,17 @@ MARGIN_S = 1e-3
 
 
 def _gaps(conn: Connection, stamps, *, start: datetime | None, end: datetime | None, threshold_s: float) -> list[Row]:
-    """Gaps between minutes: the step from one minute's last reading to the next one's first, from the
-    rollup. Gaps inside a minute (its longest step is long): from that minute's raw rows."""
+    gaps = [{**g, "length_s": (g["end"] - g["start"]).total_seconds()}
+            for g in _steps_over(conn, stamps, start=start, end=end, threshold_s=threshold_s)]
+    return sorted((g for g in gaps if g["length_s"] > threshold_s), key=lambda g: (g["robot_id"], g["start"]))
+
+
+def _steps_over(conn: Connection, stamps, *, start: datetime | None, end: datetime | None, threshold_s: float) -> list[Row]:
+    """The steps between readings that may be longer than ``threshold_s``. Between the rollup's rows (minutes
+    or hours): from one row's last reading to the next one's first. Inside a row whose longest step is long:
+    an hour's from its minutes, a minute's from its raw rows."""
     prev_last = func.lag(stamps.c.last_ts, type_=UtcDateTime).over(partition_by=stamps.c.robot_id, order_by=stamps.c.minute)
-    steps = select(stamps.c.robot_id, stamps.c.minute, stamps.c.first_ts, stamps.c.longest_step_s,
+    steps = select(stamps.c.robot_id, stamps.c.minute, stamps.c.seconds, stamps.c.first_ts, stamps.c.longest_step_s,
                    prev_last.label("prev_last")).subquery()
     between = seconds_between(steps.c.first_ts, steps.c.prev_last)
     query = select(steps).where(
@@ -104,14 +111,19 @@ def _gaps(conn: Connection, stamps, *, start: datetime | None, end: datetime | N
     )
     gaps = []
     for step in dicts(conn.execute(query)):
+        robot, low = step["robot_id"], max(filter(None, (start, step["minute"])))
         if step["prev_last"] is not None:
-            gaps.append({"robot_id": step["robot_id"], "start": step["prev_last"], "end": step["first_ts"]})
-        if step["longest_step_s"] > threshold_s - MARGIN_S:
-            low, high = max(filter(None, (start, step["minute"]))), step["minute"] + MINUTE
-            inside = [R.c.robot_id == step["robot_id"], R.c.ts >= low, R.c.ts < high]
-            gaps += _raw_gaps(conn, inside + ([R.c.ts <= end] if end is not None else []))
-    gaps = [{**g, "length_s": (g["end"] - g["start"]).total_seconds()} for g in gaps]
-    return sorted((g for g in gaps if g["length_s"] > threshold_s), key=lambda g: (g["robot_id"], g["start"]))
+            gaps.append({"robot_id": robot, "start": step["prev_last"], "end": step["first_ts"]})
+        if step["longest_step_s"] <= threshold_s - MARGIN_S:
+            continue
+        high = step["minute"] + timedelta(seconds=step["seconds"])
+        if step["seconds"] > MINUTE.total_seconds():
+            minutes = folded_minute_stamps(robot_id=robot, start=low, until=high)
+            gaps += _steps_over(conn, minutes, start=start, end=end, threshold_s=threshold_s)
+        else:
+            gaps += _raw_gaps(conn, [R.c.robot_id == robot, R.c.ts >= low, R.c.ts < high,
+                                     *([R.c.ts <= end] if end is not None else [])])
+    return gaps
 
 
 def _raw_gaps(conn: Connection, filters: list) -> list[Row]:

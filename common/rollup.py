@@ -35,27 +35,32 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Connection, Select, and_, bindparam, case, false, func, or_, select, true, union_all, update
+from sqlalchemy import Connection, Select, and_, bindparam, case, false, func, literal, or_, select, true, union_all, update
 
-from common.sqlparts import axes_mask, minute_start, seconds_between, where
+from common.sqlparts import axes_mask, hour_start, minute_start, seconds_between, where
 from common.tables import (
     UtcDateTime,
     dialect_insert,
     fleet_minute,
     insert_ignoring_duplicates,
+    reading_stamps_hour,
     reading_stamps_minute,
     readings_fact,
     readings_minute,
     rollup_progress,
 )
 
-R, M, S, F, P = readings_fact, readings_minute, reading_stamps_minute, fleet_minute, rollup_progress
-MINUTE = timedelta(minutes=1)
+R, M, S, SH, F, P = readings_fact, readings_minute, reading_stamps_minute, reading_stamps_hour, fleet_minute, rollup_progress
+MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
 FLEET_LOCK = zlib.crc32(b"axiswatch fleet_minute")  # pg_advisory_xact_lock's key for refolding fleet_minute
 
 
 def floor_minute(ts: datetime) -> datetime:
     return ts.astimezone(timezone.utc).replace(second=0, microsecond=0)
+
+
+def floor_hour(ts: datetime) -> datetime:
+    return ts.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
 def minute_stats_of(filters: Iterable) -> Select:
@@ -97,6 +102,35 @@ def stamp_stats_of(filters: Iterable) -> Select:
     return (
         select(times, axes.c.n_rows, axes.c.axes_stored, axes.c.axes_with_values)
         .select_from(times.join(axes, and_(axes.c.robot_id == times.c.robot_id, axes.c.minute == times.c.minute)))
+        .where(true())  # SQLite's INSERT ... SELECT ... ON CONFLICT needs a WHERE to parse
+    )
+
+
+def stamp_hours_of(stamp_filters: Iterable, minute_filters: Iterable) -> Select:
+    """Per robot and hour, ``reading_stamps_hour``'s columns from the reading_stamps_minute rows of
+    ``stamp_filters`` and (the axes) the readings_minute rows of ``minute_filters``: the same minutes."""
+    hour = hour_start(S.c.minute)
+    prev_last = func.lag(S.c.last_ts, type_=UtcDateTime).over(partition_by=(S.c.robot_id, hour), order_by=S.c.minute)
+    minutes = select(S, hour.label("hour"), seconds_between(S.c.first_ts, prev_last).label("step_in")).where(*stamp_filters).subquery()
+    longest = case((minutes.c.step_in > minutes.c.longest_step_s, minutes.c.step_in), else_=minutes.c.longest_step_s)
+    times = (
+        select(minutes.c.robot_id, minutes.c.hour, func.sum(minutes.c.readings).label("readings"),
+               func.min(minutes.c.first_ts).label("first_ts"), func.max(minutes.c.last_ts).label("last_ts"),
+               func.max(longest).label("longest_step_s"), func.sum(minutes.c.n_rows).label("n_rows"))
+        .group_by(minutes.c.robot_id, minutes.c.hour)
+        .subquery()
+    )
+    hour = hour_start(M.c.minute)
+    axes = (
+        select(M.c.robot_id, hour.label("hour"), axes_mask(M.c.axis_id).label("axes_stored"),
+               axes_mask(case((M.c.n_values > 0, M.c.axis_id))).label("axes_with_values"))
+        .where(*minute_filters)
+        .group_by(M.c.robot_id, hour)
+        .subquery()
+    )
+    return (
+        select(times, axes.c.axes_stored, axes.c.axes_with_values)
+        .select_from(times.join(axes, and_(axes.c.robot_id == times.c.robot_id, axes.c.hour == times.c.hour)))
         .where(true())  # SQLite's INSERT ... SELECT ... ON CONFLICT needs a WHERE to parse
     )
 
@@ -158,9 +192,11 @@ def add(conn: Connection, new: NewRows) -> None:
     passed = {robot: until for robot, until in passed.items() if until > folded[robot]}
     todo = late + [(robot, folded[robot], until) for robot, until in passed.items()]
     if todo:
-        rows_of = _rows_of(todo)
+        rows_of = _within(R, "ts", todo)
         _upsert(conn, M, minute_stats_of([rows_of]))
         _upsert(conn, S, stamp_stats_of([rows_of]))
+        hours = [(robot, floor_hour(low), floor_hour(high - MINUTE) + HOUR) for robot, low, high in todo]
+        _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
         _refold_fleet(conn, [(low, high) for _, low, high in todo])
     if passed:
         conn.execute(update(P).where(P.c.robot_id == bindparam("robot")).values(folded_until=bindparam("until")),
@@ -184,15 +220,17 @@ def _lock_progress(conn: Connection, minutes: dict[str, set[datetime]]) -> dict[
     return dict(conn.execute(locked.with_for_update()).all())
 
 
-def _rows_of(ranges: Iterable[tuple[str, datetime, datetime]]):
-    """The readings_fact rows of these ``(robot, from, until)`` ranges; a robot's adjacent ones joined."""
+def _within(table, time, ranges: Iterable[tuple[str, datetime, datetime]]):
+    """The rows of ``table`` in these ``(robot, from, until)`` ranges of its column ``time``; a robot's
+    overlapping or adjacent ones joined."""
     joined: list[list] = []
     for robot, low, high in sorted(ranges):
-        if joined and joined[-1][0] == robot and joined[-1][2] == low:
-            joined[-1][2] = high
+        if joined and joined[-1][0] == robot and joined[-1][2] >= low:
+            joined[-1][2] = max(joined[-1][2], high)
         else:
             joined.append([robot, low, high])
-    return or_(*(and_(R.c.robot_id == robot, R.c.ts >= low, R.c.ts < high) for robot, low, high in joined))
+    column = table.c[time]
+    return or_(*(and_(table.c.robot_id == robot, column >= low, column < high) for robot, low, high in joined))
 
 
 def _refold_fleet(conn: Connection, ranges: list[tuple[datetime, datetime]]) -> None:
@@ -231,6 +269,7 @@ def rebuild(conn: Connection) -> None:
     robot folded up to the minute after its newest reading."""
     _upsert(conn, M, minute_stats_of([true()]))
     _upsert(conn, S, stamp_stats_of([true()]))
+    _upsert(conn, SH, stamp_hours_of([true()], [true()]))
     _upsert(conn, F, fleet_stats_of([true()]))
     newest = conn.execute(select(S.c.robot_id, func.max(S.c.minute)).group_by(S.c.robot_id)).tuples()
     statement = dialect_insert(conn.dialect.name, P)
@@ -253,10 +292,43 @@ def minute_stats(conn: Connection, *, robot_id: str | None, start: datetime | No
 
 def stamp_stats(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None,
                 folded_only: bool = False):
-    """Subquery: ``reading_stamps_minute``'s columns for the rows of ``start <= ts <= end``."""
+    """Subquery: ``reading_stamps_minute``'s columns for the rows of ``start <= ts <= end``, and ``seconds``,
+    the length of the stretch of time a row sums up (60). ``folded_only``: of the whole minutes folded; a
+    whole hour's as one row of reading_stamps_hour (``seconds`` 3600), its start in ``minute``."""
     if folded_only:
-        return folded(S, robot_id=robot_id, start=start, end=end)
-    return _whole_and_edges(conn, S, stamp_stats_of, robot_id=robot_id, start=start, end=end)
+        return _folded_stamps(robot_id=robot_id, start=start, end=end)
+    minutes = _whole_and_edges(conn, S, stamp_stats_of, robot_id=robot_id, start=start, end=end)
+    return select(minutes, literal(60).label("seconds")).subquery()
+
+
+def _folded_stamps(*, robot_id: str | None, start: datetime | None, end: datetime | None):
+    first, last = _whole_minutes(start, end)
+    first_hour = None if first is None else floor_hour(first - MINUTE) + HOUR  # the first whole hour
+    last_hour = None if last is None else floor_hour(last)
+    if first_hour is not None and last_hour is not None and first_hour >= last_hour:
+        return _stamps_between(S, "minute", 60, robot_id, first, last).subquery()
+    parts = [_stamps_between(SH, "hour", 3600, robot_id, first_hour, last_hour)]
+    if first is not None and first < first_hour:
+        parts.append(_stamps_between(S, "minute", 60, robot_id, first, first_hour))
+    if last is not None and last_hour < last:
+        parts.append(_stamps_between(S, "minute", 60, robot_id, last_hour, last))
+    return union_all(*parts).subquery()
+
+
+def folded_minute_stamps(*, robot_id: str, start: datetime, until: datetime):
+    """``stamp_stats(folded_only=True)`` of one robot, minute by minute: its whole minutes from ``start``
+    (an hour's, when data health looks into it) up to ``until``."""
+    return _stamps_between(S, "minute", 60, robot_id, _whole_minutes(start, None)[0], until).subquery()
+
+
+def _stamps_between(table, time: str, seconds: int, robot_id: str | None, low: datetime | None, high: datetime | None):
+    """The rows of a stamps table in ``[low, high)``, with the columns of ``stamp_stats``."""
+    column = table.c[time]
+    conds = [] if robot_id is None else [table.c.robot_id == robot_id]
+    conds += ([] if low is None else [column >= low]) + ([] if high is None else [column < high])
+    names = ("readings", "first_ts", "last_ts", "longest_step_s", "n_rows", "axes_stored", "axes_with_values")
+    return select(table.c.robot_id, column.label("minute"), *(table.c[n] for n in names),
+                  literal(seconds).label("seconds")).where(*conds)
 
 
 def folded(table, *, robot_id: str | None = None, start: datetime | None, end: datetime | None):

@@ -20,6 +20,14 @@ class minute_start(FunctionElement):
     name = "minute_start"
 
 
+class hour_start(FunctionElement):
+    """The start of the UTC hour a timestamp falls in."""
+
+    type = UtcDateTime()
+    inherit_cache = True
+    name = "hour_start"
+
+
 class seconds_between(FunctionElement):
     """``later - earlier`` in seconds, with the fraction: ``seconds_between(later, earlier)``."""
 
@@ -37,6 +45,16 @@ def _minute_start_pg(element, compiler, **kw) -> str:
 def _minute_start_sqlite(element, compiler, **kw) -> str:
     # Same text shape as SQLAlchemy's own SQLite DATETIME, so it compares and parses like a stored ts.
     return f"strftime('%Y-%m-%d %H:%M:00.000000', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(hour_start, "postgresql")
+def _hour_start_pg(element, compiler, **kw) -> str:
+    return f"date_trunc('hour', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(hour_start, "sqlite")
+def _hour_start_sqlite(element, compiler, **kw) -> str:
+    return f"strftime('%Y-%m-%d %H:00:00.000000', {compiler.process(element.clauses, **kw)})"
 
 
 @compiles(seconds_between, "postgresql")

@@ -140,6 +140,23 @@ reading_stamps_minute = Table(
            comment="bit N set: a value (not NULL) on axis N"),
 )
 
+# reading_stamps_minute per hour, of the minutes folded so far (the current hour's too): data health over a
+# day of a fleet reads 24 rows per robot instead of 1,440. ``longest_step_s`` takes in the steps between the
+# hour's minutes.
+reading_stamps_hour = Table(
+    "reading_stamps_hour",
+    metadata,
+    Column("robot_id", String(64), primary_key=True),
+    Column("hour", UtcDateTime, primary_key=True, comment="start of the UTC hour"),
+    Column("readings", Integer, nullable=False, comment="distinct reading times"),
+    Column("first_ts", UtcDateTime, nullable=False),
+    Column("last_ts", UtcDateTime, nullable=False),
+    Column("longest_step_s", Float(precision=53), nullable=False, comment="largest step between two readings of the hour"),
+    Column("n_rows", Integer, nullable=False, comment="rows of the hour, every axis"),
+    Column("axes_stored", BigInteger, nullable=False, comment="bit N set: rows of axis N"),
+    Column("axes_with_values", BigInteger, nullable=False, comment="bit N set: a value (not NULL) on axis N"),
+)
+
 # The fleet's per-minute rollup: readings_minute summed over robots, per minute and axis, for the fleet-wide
 # history (100 robots: 100x fewer rows). Kept by the writers with readings_minute (common.rollup): a minute's
 # row covers the robots that have folded that minute.

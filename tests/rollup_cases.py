@@ -16,8 +16,8 @@ from alembic import command
 from sqlalchemy import Connection, Engine, func, inspect, select, text, true
 
 from common import queries
-from common.rollup import floor_minute, fold_delay, minute_stats_of, stamp_stats_of
-from common.tables import axes_of, fleet_minute, reading_stamps_minute, readings_fact, readings_minute, rollup_progress, seed_axes
+from common.rollup import floor_minute, fold_delay, minute_stats_of, stamp_hours_of, stamp_stats_of
+from common.tables import axes_of, fleet_minute, reading_stamps_hour, reading_stamps_minute, readings_fact, readings_minute, rollup_progress, seed_axes
 from consumer_db.migrate import alembic_config
 from consumer_db.store import insert_readings
 
@@ -36,6 +36,21 @@ def readings(seed: int) -> list[tuple]:
         while ts < T0 + timedelta(minutes=20):
             rows += [(robot, axis, ts, _amps(rng, axis)) for axis in AXES]
             step = rng.choice([2.0, 2.0, 2.0, 1.5, 2.5, 11.0, 25.0, 70.0]) + rng.randrange(1000) / 1e6
+            ts += timedelta(seconds=step)
+    return rows
+
+
+def readings_over_hours(seed: int) -> list[tuple]:
+    """(robot, axis, ts, amps) rows of two robots over ~3 hours: mostly 2-20 s apart, now and then stopped
+    for a few minutes (across an hour's end too) or for 12 s inside a minute; whole minutes with axis 3
+    NULL."""
+    rng = random.Random(seed)
+    rows = []
+    for robot in ("R1", "R2"):
+        ts = T0 + timedelta(seconds=rng.uniform(0, 30))
+        while ts < T0 + timedelta(hours=3):
+            rows += [(robot, axis, ts, None if axis == 3 and ts.minute % 7 == 0 else _amps(rng, axis)) for axis in AXES]
+            step = rng.choice([2.0] * 6 + [12.0, 20.0, 200.0, 900.0]) + rng.randrange(1000) / 1e6
             ts += timedelta(seconds=step)
     return rows
 
@@ -150,7 +165,15 @@ def same(a, b) -> bool:
 
 # --- the checks ---------------------------------------------------------------------------------------
 
-def check_queries_match_raw_rows(engine: Engine) -> None:
+def hour_ranges() -> list[tuple[datetime | None, datetime | None]]:
+    at = lambda s: T0 + timedelta(seconds=s)  # noqa: E731
+    return [
+        (None, None), (at(95.5), None), (at(3600), None), (None, at(7200)),  # whole hours, and the edges of others
+        (at(65 * 60 + 0.5), at(2.5 * 3600 + 7)), (at(10 * 60), at(50 * 60)), (at(59 * 60), at(61 * 60)),
+    ]
+
+
+def check_queries_match_raw_rows(engine: Engine, ranges=ranges) -> None:
     with engine.connect() as conn:
         locked = axes_of(conn, active_only=True)
         for robot_id in (None, "R1"):
@@ -210,6 +233,7 @@ def check_rollup_is_the_aggregate_of_the_rows(engine: Engine) -> None:
         assert all(folded_until[r] >= floor_minute(newest[r] - fold_delay(r)) for r in newest), (folded_until, newest)
         assert_rollup_is_the_aggregate_of(conn, [R.c.robot_id == P.c.robot_id, R.c.ts < P.c.folded_until])
         check_fleet_rollup_is_the_sum_of_the_robots(conn)
+        check_hour_rollup_is_the_aggregate_of_the_minutes(conn)
 
 
 def check_downgrade_to_0003_leaves_the_whole_aggregate(engine: Engine) -> None:
@@ -240,6 +264,14 @@ def stored_rows(conn: Connection, table, columns: list[str] | None = None) -> li
     """A table's rows (of ``columns``, default all) in key order."""
     query = select(*(table.c[c] for c in columns or table.c.keys())).order_by(*(c.name for c in table.primary_key))
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def check_hour_rollup_is_the_aggregate_of_the_minutes(conn: Connection) -> None:
+    """reading_stamps_hour, row for row, is reading_stamps_minute's (and readings_minute's) per hour,
+    computed afresh. Its answers against the raw rows: check_folded_answers."""
+    fresh = stamp_hours_of([true()], [true()]).subquery()
+    again = [dict(r) for r in conn.execute(select(fresh).order_by(fresh.c.robot_id, fresh.c.hour)).mappings()]
+    assert_close(stored_rows(conn, reading_stamps_hour), again, "reading_stamps_hour")
 
 
 def check_fleet_rollup_is_the_sum_of_the_robots(conn: Connection) -> None:

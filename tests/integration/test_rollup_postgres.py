@@ -36,10 +36,16 @@ def test_queries_on_the_rollup_answer_as_the_raw_rows_after_replays(engine, copy
     cases.check_queries_match_raw_rows(engine)
 
 
+def test_queries_over_hours_answer_as_the_raw_rows_after_replays(engine):
+    cases.store_with_replays(engine, cases.readings_over_hours(13), 13, copy_min_rows=1)
+    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
+    cases.check_queries_match_raw_rows(engine, cases.hour_ranges)
+
+
 def test_the_migration_backfills_readings_stored_before_it(pg_url):
     engine = make_engine(pg_url, log_version=False)
     migrate(engine, "0002")
-    rows = cases.readings(5)
+    rows = cases.readings_over_hours(5)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO axes_dim (robot_id, axis_id, label) SELECT r, a, 'Axis #' || a "
                           "FROM unnest(ARRAY['R1', 'R2']) r, generate_series(1, 4) a"))
@@ -47,7 +53,7 @@ def test_the_migration_backfills_readings_stored_before_it(pg_url):
                      [{"r": r, "a": a, "t": t, "v": v} for r, a, t, v in rows])
     migrate(engine)
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
-    cases.check_queries_match_raw_rows(engine)
+    cases.check_queries_match_raw_rows(engine, cases.hour_ranges)
     engine.dispose()
 
 

@@ -27,10 +27,19 @@ def test_queries_on_the_rollup_answer_as_the_raw_rows_after_replays(engine, seed
     cases.check_queries_match_raw_rows(engine)
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_queries_over_hours_answer_as_the_raw_rows_after_replays(engine, seed):
+    """The history view's data health reads whole hours from reading_stamps_hour: stops across an hour's
+    end and inside its minutes, ranges that start and end inside hours."""
+    cases.store_with_replays(engine, cases.readings_over_hours(seed), seed)
+    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
+    cases.check_queries_match_raw_rows(engine, cases.hour_ranges)
+
+
 def test_the_migration_backfills_readings_stored_before_it(sqlite_url):
     engine = create_engine(sqlite_url)
     migrate(engine, "0002")
-    rows = cases.readings(7)
+    rows = cases.readings_over_hours(7)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO axes_dim (robot_id, axis_id, label) VALUES ('R1', 1, 'Axis #1'), "
                           "('R1', 2, 'Axis #2'), ('R1', 3, 'Axis #3'), ('R1', 4, 'Axis #4'), ('R2', 1, 'Axis #1'), "
@@ -41,7 +50,7 @@ def test_the_migration_backfills_readings_stored_before_it(sqlite_url):
                          [{"r": r, "a": a, "t": t.strftime("%Y-%m-%d %H:%M:%S.%f"), "v": v} for r, a, t, v in rows[start:start + 500]])
     migrate(engine)
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
-    cases.check_queries_match_raw_rows(engine)
+    cases.check_queries_match_raw_rows(engine, cases.hour_ranges)
     engine.dispose()
 
 
