@@ -76,9 +76,10 @@ def minute_stats_of(filters: Iterable) -> Select:
     )
 
 
-def stamp_stats_of(filters: Iterable) -> Select:
+def stamp_stats_of(filters: Iterable, axes: Select | None = None) -> Select:
     """Per robot and minute, the distinct reading times of the readings_fact rows of ``filters``, and the
-    rows and axes they came with."""
+    rows and axes they came with; those from ``axes`` if given (``minute_axes_of`` the same minutes, which a
+    writer has just folded: 14 rows a minute instead of ~420)."""
     filters = list(filters)
     stamps = select(R.c.robot_id, R.c.ts).where(*filters).group_by(R.c.robot_id, R.c.ts).subquery()
     minute = minute_start(stamps.c.ts)
@@ -91,14 +92,16 @@ def stamp_stats_of(filters: Iterable) -> Select:
         .group_by(steps.c.robot_id, steps.c.minute)
         .subquery()
     )
-    minute = minute_start(R.c.ts)
-    axes = (
-        select(R.c.robot_id, minute.label("minute"), func.count().label("n_rows"), axes_mask(R.c.axis_id).label("axes_stored"),
-               axes_mask(case((R.c.amps.is_not(None), R.c.axis_id))).label("axes_with_values"))
-        .where(*filters)
-        .group_by(R.c.robot_id, minute)
-        .subquery()
-    )
+    if axes is None:
+        minute = minute_start(R.c.ts)
+        axes = (
+            select(R.c.robot_id, minute.label("minute"), func.count().label("n_rows"),
+                   axes_mask(R.c.axis_id).label("axes_stored"),
+                   axes_mask(case((R.c.amps.is_not(None), R.c.axis_id))).label("axes_with_values"))
+            .where(*filters)
+            .group_by(R.c.robot_id, minute)
+        )
+    axes = axes.subquery()
     return (
         select(times, axes.c.n_rows, axes.c.axes_stored, axes.c.axes_with_values)
         .select_from(times.join(axes, and_(axes.c.robot_id == times.c.robot_id, axes.c.minute == times.c.minute)))
@@ -106,9 +109,21 @@ def stamp_stats_of(filters: Iterable) -> Select:
     )
 
 
+def minute_axes_of(filters: Iterable, *, per=minute_start, name: str = "minute") -> Select:
+    """Per robot and minute (or ``per`` hour), the rows and the masks of axes of the readings_minute rows of
+    ``filters``: ``reading_stamps_minute``'s (or ``_hour``'s) ``n_rows``, ``axes_stored``, ``axes_with_values``."""
+    at = M.c.minute if per is minute_start else per(M.c.minute)
+    return (
+        select(M.c.robot_id, at.label(name), func.sum(M.c.n_rows).label("n_rows"), axes_mask(M.c.axis_id).label("axes_stored"),
+               axes_mask(case((M.c.n_values > 0, M.c.axis_id))).label("axes_with_values"))
+        .where(*filters)
+        .group_by(M.c.robot_id, at)
+    )
+
+
 def stamp_hours_of(stamp_filters: Iterable, minute_filters: Iterable) -> Select:
     """Per robot and hour, ``reading_stamps_hour``'s columns from the reading_stamps_minute rows of
-    ``stamp_filters`` and (the axes) the readings_minute rows of ``minute_filters``: the same minutes."""
+    ``stamp_filters`` and (the masks of axes) the readings_minute rows of ``minute_filters``: whole hours."""
     hour = hour_start(S.c.minute)
     prev_last = func.lag(S.c.last_ts, type_=UtcDateTime).over(partition_by=(S.c.robot_id, hour), order_by=S.c.minute)
     minutes = select(S, hour.label("hour"), seconds_between(S.c.first_ts, prev_last).label("step_in")).where(*stamp_filters).subquery()
@@ -120,14 +135,7 @@ def stamp_hours_of(stamp_filters: Iterable, minute_filters: Iterable) -> Select:
         .group_by(minutes.c.robot_id, minutes.c.hour)
         .subquery()
     )
-    hour = hour_start(M.c.minute)
-    axes = (
-        select(M.c.robot_id, hour.label("hour"), axes_mask(M.c.axis_id).label("axes_stored"),
-               axes_mask(case((M.c.n_values > 0, M.c.axis_id))).label("axes_with_values"))
-        .where(*minute_filters)
-        .group_by(M.c.robot_id, hour)
-        .subquery()
-    )
+    axes = minute_axes_of(minute_filters, per=hour_start, name="hour").subquery()
     return (
         select(times, axes.c.axes_stored, axes.c.axes_with_values)
         .select_from(times.join(axes, and_(axes.c.robot_id == times.c.robot_id, axes.c.hour == times.c.hour)))
@@ -194,9 +202,8 @@ def add(conn: Connection, new: NewRows) -> None:
     if todo:
         rows_of = _within(R, "ts", todo)
         _upsert(conn, M, minute_stats_of([rows_of]))
-        _upsert(conn, S, stamp_stats_of([rows_of]))
-        hours = [(robot, floor_hour(low), floor_hour(high - MINUTE) + HOUR) for robot, low, high in todo]
-        _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
+        _upsert(conn, S, stamp_stats_of([rows_of], axes=minute_axes_of([_within(M, "minute", todo)])))
+        _refold_hours(conn, todo, {robot: passed.get(robot, until) for robot, until in folded.items()})
         _refold_fleet(conn, [(low, high) for _, low, high in todo])
     if passed:
         conn.execute(update(P).where(P.c.robot_id == bindparam("robot")).values(folded_until=bindparam("until")),
@@ -221,16 +228,37 @@ def _lock_progress(conn: Connection, minutes: dict[str, set[datetime]]) -> dict[
 
 
 def _within(table, time, ranges: Iterable[tuple[str, datetime, datetime]]):
-    """The rows of ``table`` in these ``(robot, from, until)`` ranges of its column ``time``; a robot's
-    overlapping or adjacent ones joined."""
+    """The rows of ``table`` in these ``(robot, from, until)`` ranges of its column ``time``."""
+    return or_(*(and_(*_spanning(table, time, robot, low, high)) for robot, low, high in _joined(ranges)))
+
+
+def _joined(ranges: Iterable[tuple]) -> list[list]:
+    """``(key..., from, until)`` ranges, those of one key that overlap or touch joined into one."""
     joined: list[list] = []
-    for robot, low, high in sorted(ranges):
-        if joined and joined[-1][0] == robot and joined[-1][2] >= low:
-            joined[-1][2] = max(joined[-1][2], high)
+    for *key, low, high in sorted(ranges):
+        if joined and joined[-1][:-2] == key and joined[-1][-1] >= low:
+            joined[-1][-1] = max(joined[-1][-1], high)
         else:
-            joined.append([robot, low, high])
-    column = table.c[time]
-    return or_(*(and_(table.c.robot_id == robot, column >= low, column < high) for robot, low, high in joined))
+            joined.append([*key, low, high])
+    return joined
+
+
+def _spanning(table, time: str, robot_id: str | None, low: datetime | None, high: datetime | None) -> list:
+    """Conditions: one robot's (None = all) rows of ``table`` with ``low <= time < high`` (either end open)."""
+    column, conds = table.c[time], [] if robot_id is None else [table.c.robot_id == robot_id]
+    return conds + ([] if low is None else [column >= low]) + ([] if high is None else [column < high])
+
+
+def _refold_hours(conn: Connection, todo: list[tuple[str, datetime, datetime]], folded_until: dict[str, datetime]) -> None:
+    """Recompute the whole hours (before the hour of the robot's ``folded_until``) that ``todo``'s minutes
+    are in: about once an hour per robot, when its folding crosses into the next hour, and for late rows."""
+    hours = []
+    for robot, low, high in todo:
+        high = min(floor_hour(high - MINUTE) + HOUR, floor_hour(folded_until[robot]))
+        if floor_hour(low) < high:
+            hours.append((robot, floor_hour(low), high))
+    if hours:
+        _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
 
 
 def _refold_fleet(conn: Connection, ranges: list[tuple[datetime, datetime]]) -> None:
@@ -243,13 +271,8 @@ def _refold_fleet(conn: Connection, ranges: list[tuple[datetime, datetime]]) -> 
     so no two writers wait for each other. SQLite has one writer at a time."""
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(FLEET_LOCK)))
-    merged: list[list[datetime]] = []
-    for low, high in sorted(ranges):
-        if merged and low <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], high)
-        else:
-            merged.append([low, high])
-    _upsert(conn, F, fleet_stats_of([or_(*(and_(M.c.minute >= low, M.c.minute < high) for low, high in merged))]))
+    minutes = or_(*(and_(*_spanning(M, "minute", None, low, high)) for low, high in _joined(ranges)))
+    _upsert(conn, F, fleet_stats_of([minutes]))
 
 
 def _keys(table) -> list[str]:
@@ -269,7 +292,6 @@ def rebuild(conn: Connection) -> None:
     robot folded up to the minute after its newest reading."""
     _upsert(conn, M, minute_stats_of([true()]))
     _upsert(conn, S, stamp_stats_of([true()]))
-    _upsert(conn, SH, stamp_hours_of([true()], [true()]))
     _upsert(conn, F, fleet_stats_of([true()]))
     newest = conn.execute(select(S.c.robot_id, func.max(S.c.minute)).group_by(S.c.robot_id)).tuples()
     statement = dialect_insert(conn.dialect.name, P)
@@ -277,6 +299,8 @@ def rebuild(conn: Connection) -> None:
     if rows:
         conn.execute(statement.on_conflict_do_update(index_elements=["robot_id"],
                                                      set_={"folded_until": statement.excluded.folded_until}), rows)
+        hours = [(r["robot_id"], datetime.min.replace(tzinfo=timezone.utc), floor_hour(r["folded_until"])) for r in rows]
+        _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
 
 
 # --- reading ------------------------------------------------------------------------------------------
@@ -296,38 +320,41 @@ def stamp_stats(conn: Connection, *, robot_id: str | None, start: datetime | Non
     the length of the stretch of time a row sums up (60). ``folded_only``: of the whole minutes folded; a
     whole hour's as one row of reading_stamps_hour (``seconds`` 3600), its start in ``minute``."""
     if folded_only:
-        return _folded_stamps(robot_id=robot_id, start=start, end=end)
+        return _folded_stamps(conn, robot_id=robot_id, start=start, end=end)
     minutes = _whole_and_edges(conn, S, stamp_stats_of, robot_id=robot_id, start=start, end=end)
     return select(minutes, literal(60).label("seconds")).subquery()
 
 
-def _folded_stamps(*, robot_id: str | None, start: datetime | None, end: datetime | None):
+def _folded_stamps(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None):
+    """The whole hours of the range from reading_stamps_hour, as far as each robot has them (up to the hour
+    of its ``folded_until``, read beforehand as in ``_whole_and_edges``), every other folded minute of
+    the range from reading_stamps_minute."""
     first, last = _whole_minutes(start, end)
     first_hour = None if first is None else floor_hour(first - MINUTE) + HOUR  # the first whole hour
     last_hour = None if last is None else floor_hour(last)
     if first_hour is not None and last_hour is not None and first_hour >= last_hour:
-        return _stamps_between(S, "minute", 60, robot_id, first, last).subquery()
-    parts = [_stamps_between(SH, "hour", 3600, robot_id, first_hour, last_hour)]
-    if first is not None and first < first_hour:
-        parts.append(_stamps_between(S, "minute", 60, robot_id, first, first_hour))
-    if last is not None and last_hour < last:
-        parts.append(_stamps_between(S, "minute", 60, robot_id, last_hour, last))
+        return _stamps_between(S, "minute", 60, [robot_id], first, last).subquery()
+    parts = [] if first is None or first == first_hour else [_stamps_between(S, "minute", 60, [robot_id], first, first_hour)]
+    for cut, robots in _cuts(conn, robot_id, first_hour, last_hour, floor=floor_hour).items():
+        if first_hour is None or cut > first_hour:
+            parts.append(_stamps_between(SH, "hour", 3600, robots, first_hour, cut))
+        parts.append(_stamps_between(S, "minute", 60, robots, cut, last))
     return union_all(*parts).subquery()
 
 
 def folded_minute_stamps(*, robot_id: str, start: datetime, until: datetime):
     """``stamp_stats(folded_only=True)`` of one robot, minute by minute: its whole minutes from ``start``
     (an hour's, when data health looks into it) up to ``until``."""
-    return _stamps_between(S, "minute", 60, robot_id, _whole_minutes(start, None)[0], until).subquery()
+    return _stamps_between(S, "minute", 60, [robot_id], _whole_minutes(start, None)[0], until).subquery()
 
 
-def _stamps_between(table, time: str, seconds: int, robot_id: str | None, low: datetime | None, high: datetime | None):
-    """The rows of a stamps table in ``[low, high)``, with the columns of ``stamp_stats``."""
-    column = table.c[time]
-    conds = [] if robot_id is None else [table.c.robot_id == robot_id]
-    conds += ([] if low is None else [column >= low]) + ([] if high is None else [column < high])
+def _stamps_between(table, time: str, seconds: int, robots: list[str | None], low: datetime | None,
+                    high: datetime | None):
+    """The rows of a stamps table of ``robots`` (``[None]``: all) in ``[low, high)``, with the columns of
+    ``stamp_stats``."""
     names = ("readings", "first_ts", "last_ts", "longest_step_s", "n_rows", "axes_stored", "axes_with_values")
-    return select(table.c.robot_id, column.label("minute"), *(table.c[n] for n in names),
+    conds = _spanning(table, time, None, low, high) + ([] if robots == [None] else [table.c.robot_id.in_(robots)])
+    return select(table.c.robot_id, table.c[time].label("minute"), *(table.c[n] for n in names),
                   literal(seconds).label("seconds")).where(*conds)
 
 
@@ -335,11 +362,7 @@ def folded(table, *, robot_id: str | None = None, start: datetime | None, end: d
     """Subquery: the rows of a rollup table (``fleet_minute`` too) for the whole minutes inside ``[start,
     end]``, as far as they are folded: each robot's newest minute or two are not (the history view's
     answers, which read nothing but the rollup). One statement: it sees one state of the rollup."""
-    first, last = _whole_minutes(start, end)
-    conds = [] if robot_id is None else [table.c.robot_id == robot_id]
-    conds += [] if first is None else [table.c.minute >= first]
-    conds += [] if last is None else [table.c.minute < last]
-    return select(table).where(*conds).subquery()
+    return select(table).where(*_spanning(table, "minute", robot_id, *_whole_minutes(start, end))).subquery()
 
 
 def _whole_minutes(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
@@ -373,16 +396,18 @@ def _whole_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
     return union_all(*parts).subquery()
 
 
-def _cuts(conn: Connection, robot_id: str | None, first: datetime | None, last: datetime | None) -> dict[datetime, list[str]]:
-    """Per robot, where its whole minutes end and its raw rows start: ``folded_until`` kept inside
-    ``[first, last]``. Grouped by that time: a fleet has a few (its robots' current minutes), so each part
-    is a few conditions, not one per robot (a hundred ORs cost more per rollup row than the row)."""
+def _cuts(conn: Connection, robot_id: str | None, first: datetime | None, last: datetime | None,
+          floor=lambda folded_until: folded_until) -> dict[datetime, list[str]]:
+    """Per robot, where its whole minutes end and its raw rows start: ``folded_until`` (its ``floor``: for
+    whole hours, its hour) kept inside ``[first, last]``. Grouped by that time: a fleet has a few (its
+    robots' current minutes), so each part is a few conditions, not one per robot (a hundred ORs cost more
+    per rollup row than the row)."""
     query = select(P.c.robot_id, P.c.folded_until).order_by(P.c.robot_id)
     if robot_id is not None:
         query = query.where(P.c.robot_id == robot_id)
     cuts: dict[datetime, list[str]] = {}
     for robot, folded_until in conn.execute(query):
-        cut = folded_until if last is None else min(folded_until, last)
+        cut = floor(folded_until) if last is None else min(floor(folded_until), last)
         cuts.setdefault(cut if first is None else max(cut, first), []).append(robot)
     return cuts
 

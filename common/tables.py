@@ -140,9 +140,9 @@ reading_stamps_minute = Table(
            comment="bit N set: a value (not NULL) on axis N"),
 )
 
-# reading_stamps_minute per hour, of the minutes folded so far (the current hour's too): data health over a
-# day of a fleet reads 24 rows per robot instead of 1,440. ``longest_step_s`` takes in the steps between the
-# hour's minutes.
+# reading_stamps_minute per hour: each robot's whole hours before the hour of its ``folded_until`` (written
+# once, when its folding passes the hour's end, and again for late rows). Data health over a day of a fleet
+# reads 24 rows per robot instead of 1,440. ``longest_step_s`` takes in the steps between the hour's minutes.
 reading_stamps_hour = Table(
     "reading_stamps_hour",
     metadata,

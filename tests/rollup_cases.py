@@ -16,6 +16,7 @@ from alembic import command
 from sqlalchemy import Connection, Engine, func, inspect, select, text, true
 
 from common import queries
+from common.sqlparts import hour_start
 from common.rollup import floor_minute, fold_delay, minute_stats_of, stamp_hours_of, stamp_stats_of
 from common.tables import axes_of, fleet_minute, reading_stamps_hour, reading_stamps_minute, readings_fact, readings_minute, rollup_progress, seed_axes
 from consumer_db.migrate import alembic_config
@@ -268,8 +269,12 @@ def stored_rows(conn: Connection, table, columns: list[str] | None = None) -> li
 
 def check_hour_rollup_is_the_aggregate_of_the_minutes(conn: Connection) -> None:
     """reading_stamps_hour, row for row, is reading_stamps_minute's (and readings_minute's) per hour,
-    computed afresh. Its answers against the raw rows: check_folded_answers."""
-    fresh = stamp_hours_of([true()], [true()]).subquery()
+    computed afresh, for every hour of a robot before the hour of its ``folded_until``. Its answers
+    against the raw rows: check_folded_answers."""
+    P = rollup_progress
+    whole_hours = [[t.c.robot_id == P.c.robot_id, t.c.minute < hour_start(P.c.folded_until)]
+                   for t in (reading_stamps_minute, readings_minute)]
+    fresh = stamp_hours_of(*whole_hours).subquery()
     again = [dict(r) for r in conn.execute(select(fresh).order_by(fresh.c.robot_id, fresh.c.hour)).mappings()]
     assert_close(stored_rows(conn, reading_stamps_hour), again, "reading_stamps_hour")
 

@@ -1,5 +1,6 @@
 """reading_stamps_hour: reading_stamps_minute per robot and hour, so that data health over a day of a fleet
-reads 24 rows per robot instead of 1,440. Backfilled from the minutes folded so far.
+reads 24 rows per robot instead of 1,440. It holds each robot's whole hours before the hour of its
+folded_until (common.rollup); backfilled so.
 
 Written out, like 0003: frozen at the schema of its day.
 
@@ -34,12 +35,12 @@ FROM (
          sum(n_rows) AS n_rows
   FROM (SELECT robot_id, {hour_of_minute} AS hour, readings, first_ts, last_ts, longest_step_s, n_rows,
                lag(last_ts) OVER (PARTITION BY robot_id, {hour_of_minute} ORDER BY minute) AS prev_last
-        FROM reading_stamps_minute) m
+        FROM reading_stamps_minute s WHERE {whole_hours}) m
   GROUP BY robot_id, hour
 ) t JOIN (
   SELECT robot_id, {hour_of_minute} AS hour, sum(DISTINCT CAST(1 AS BIGINT) << axis_id) AS axes_stored,
          coalesce(sum(DISTINCT CASE WHEN n_values > 0 THEN CAST(1 AS BIGINT) << axis_id END), 0) AS axes_with_values
-  FROM readings_minute GROUP BY robot_id, {hour_of_minute}
+  FROM readings_minute s WHERE {whole_hours} GROUP BY robot_id, {hour_of_minute}
 ) a ON a.robot_id = t.robot_id AND a.hour = t.hour
 """
 
@@ -61,8 +62,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("robot_id", "hour", name="pk_reading_stamps_hour"),
     )
     dialect = op.get_bind().dialect.name
+    folded_until = "(SELECT p.folded_until FROM rollup_progress p WHERE p.robot_id = s.robot_id)"
     op.execute(BACKFILL.format(hour_of_minute=HOUR[dialect].format("minute"),
-                               step_in=SECONDS_BETWEEN[dialect].format("first_ts", "prev_last")))
+                               step_in=SECONDS_BETWEEN[dialect].format("first_ts", "prev_last"),
+                               whole_hours=f"s.minute < {HOUR[dialect].format(folded_until)}"))
 
 
 def downgrade() -> None:
