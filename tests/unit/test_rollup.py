@@ -6,7 +6,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from common import queries
 from common.rollup import minute_stats
-from common.tables import reading_stamps_minute, readings_minute, seed_axes
+from common.tables import axes_dim, reading_stamps_minute, readings_minute, seed_axes
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
 from tests import rollup_cases as cases
@@ -34,6 +34,18 @@ def test_queries_over_hours_answer_as_the_raw_rows_after_replays(engine, seed):
     cases.store_with_replays(engine, cases.readings_over_hours(seed), seed)
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
     cases.check_queries_match_raw_rows(engine, cases.hour_ranges)
+
+
+def test_data_health_leaves_out_the_rows_of_a_retired_axis(engine):
+    """Rows are counted from each minute's total and masks of axes; the rows of an axis no robot has
+    active any more are taken off (here axis 4, a row in every reading)."""
+    cases.store_with_replays(engine, cases.readings(8), 8)
+    with engine.begin() as conn:
+        conn.execute(axes_dim.update().where(axes_dim.c.axis_id == 4).values(active=False))
+    cases.check_queries_match_raw_rows(engine)
+    with engine.connect() as conn:
+        health = queries.data_health(conn, robot_id="R1", folded_only=True)[0]
+    assert health["axes"] == 3 and 0 < health["rows"] == 3 * health["readings"]
 
 
 def test_the_migration_backfills_readings_stored_before_it(sqlite_url):
