@@ -25,18 +25,10 @@ def data_health(conn: Connection, *, robot_id: str | None = None, start: datetim
     of the whole minutes of the range folded into it."""
     locked = axes_of(conn, robot_id=robot_id, active_only=True)
     stamps = stamp_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
-    spans = {
-        s["robot_id"]: s
-        for s in dicts(conn.execute(
-            select(stamps.c.robot_id, func.min(stamps.c.first_ts).label("first_ts"),
-                   func.max(stamps.c.last_ts).label("last_ts"), func.sum(stamps.c.readings).label("readings"))
-            .group_by(stamps.c.robot_id)
-        ))
-    }
     # As ever, "rows" counts the rows of the axes active for any robot (a retired axis's rows do not count).
     locked_axes = {a for axes in locked.values() for a in axes}
-    rows, seen = _rows_and_axes_seen(conn, stamps, locked_axes, robot_id=robot_id, start=start, end=end,
-                                     folded_only=folded_only)
+    spans, rows, seen = _spans_rows_and_axes_seen(conn, stamps, locked_axes, robot_id=robot_id, start=start, end=end,
+                                                  folded_only=folded_only)
     gaps = _gaps(conn, stamps, start=start, end=end, threshold_s=gap_threshold_s)
     return [
         _robot_health(robot, axes, spans.get(robot), rows.get(robot, 0),
@@ -46,17 +38,23 @@ def data_health(conn: Connection, *, robot_id: str | None = None, start: datetim
     ]
 
 
-def _rows_and_axes_seen(conn: Connection, stamps, locked_axes: set[int], *, robot_id, start, end,
-                        folded_only: bool) -> tuple[dict[str, int], dict[str, set[int]]]:
-    """Rows of ``locked_axes`` per robot, and the axes of each robot that carried a value, in the range.
-    From the minutes' masks of axes: a few distinct ones per robot, not a row per axis and minute. Rows
-    of other axes (retired ones; rare) are taken off with the per-axis rollup."""
-    query = (select(stamps.c.robot_id, stamps.c.axes_stored, stamps.c.axes_with_values, func.sum(stamps.c.n_rows))
+def _spans_rows_and_axes_seen(conn: Connection, stamps, locked_axes: set[int], *, robot_id, start, end,
+                              folded_only: bool) -> tuple[dict[str, Row], dict[str, int], dict[str, set[int]]]:
+    """Per robot: first and last reading and the readings in the range; rows of ``locked_axes``; the axes
+    that carried a value. From the minutes' masks of axes, in one pass: a few distinct masks per robot,
+    not a row per axis and minute. Rows of other axes (retired ones; rare) are taken off with the per-axis
+    rollup."""
+    query = (select(stamps.c.robot_id, stamps.c.axes_stored, stamps.c.axes_with_values, func.sum(stamps.c.n_rows),
+                    func.min(stamps.c.first_ts), func.max(stamps.c.last_ts), func.sum(stamps.c.readings))
              .group_by(stamps.c.robot_id, stamps.c.axes_stored, stamps.c.axes_with_values))
+    spans: dict[str, Row] = {}
     rows: dict[str, int] = {}
     seen: dict[str, set[int]] = {}
     others: set[str] = set()
-    for robot, stored, with_values, n_rows in conn.execute(query):
+    for robot, stored, with_values, n_rows, first_ts, last_ts, readings in conn.execute(query):
+        span = spans.setdefault(robot, {"first_ts": first_ts, "last_ts": last_ts, "readings": 0})
+        span.update(first_ts=min(span["first_ts"], first_ts), last_ts=max(span["last_ts"], last_ts),
+                    readings=span["readings"] + int(readings))
         rows[robot] = rows.get(robot, 0) + int(n_rows)
         seen.setdefault(robot, set()).update(axes_of_mask(int(with_values)))
         if axes_of_mask(int(stored)) - locked_axes:
@@ -67,7 +65,7 @@ def _rows_and_axes_seen(conn: Connection, stamps, locked_axes: set[int], *, robo
                  .where(m.c.robot_id.in_(sorted(others)), m.c.axis_id.not_in(locked_axes)).group_by(m.c.robot_id))
         for robot, n_rows in conn.execute(query):
             rows[robot] -= int(n_rows)
-    return rows, seen
+    return spans, rows, seen
 
 
 def _robot_health(robot: str, axes: list[int], span: Row | None, rows: int, gaps: list[Row], unseen: list[int],
