@@ -19,6 +19,7 @@ as users do, on the fleet's data (about 60 % idle rows of exact zeros, axes 9-14
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -129,6 +130,8 @@ def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
                 print(rows[-1], flush=True)
         plans = index_cases(conn, rows, robot, scopes, args)
     view = HistoryView(Document(), engine, DashboardSettings(_env_file=None))
+    gc.collect()
+    gc.freeze()  # as the dashboard process does once it serves (dashboard/service.py)
     for name in args.ranges.split(","):
         for who in (None, robot):
             with recorded() as parts:
