@@ -207,7 +207,7 @@ def test_live_view_on_the_real_kafka_feed(kafka_env, chromium, artifacts_dir):
 
 
 def test_history_tab_shows_what_consumer_db_stored(server, page):
-    readings = now_fleet(120)
+    readings = now_fleet(300)  # 10 minutes: the history shows the whole minutes folded, all but the newest one or two
     server.publish_readings(readings)
     server.publish(server.settings.alerts_topic, alert("e-hist", at=readings[50].ts))
     wait_for(lambda: stored_alert(server, "e-hist"), what="consumer_db to store the alert")
