@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import Connection, and_, func, select
 
 from common.health import data_health
 from common.rollup import folded, minute_stats
-from common.sqlparts import Row
+from common.sqlparts import Row, mean_of
 from common.sqlparts import dicts as _dicts
 from common.sqlparts import where as _where
 from common.tables import alerts, axes_dim, axes_of, axis_label, fleet_minute, readings_fact
@@ -149,7 +149,7 @@ def resample_1min(conn: Connection, *, start: datetime | None = None, end: datet
     ``folded_only``: the whole minutes folded into the rollup, nothing else (``common.rollup.folded``)."""
     m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
     query = (
-        select(m.c.robot_id, m.c.minute, m.c.axis_id, _minute_mean(m).label("mean_amps"), m.c.max_amps,
+        select(m.c.robot_id, m.c.minute, m.c.axis_id, mean_of(m.c.sum_amps, m.c.n_values).label("mean_amps"), m.c.max_amps,
                m.c.n_values.label("values"))
         .order_by(m.c.robot_id, m.c.minute, m.c.axis_id)
     )
@@ -161,14 +161,9 @@ def fleet_minute_means(conn: Connection, *, start: datetime | None = None, end: 
     one row per minute and axis instead of one per robot too (100 robots: 100x fewer rows to carry). From
     the fleet's rollup: the whole minutes of the range, of the robots that have folded them."""
     f = folded(fleet_minute, start=start, end=end)
-    mean = case((f.c.n_robot_means > 0, f.c.sum_robot_means / f.c.n_robot_means))
+    mean = mean_of(f.c.sum_robot_means, f.c.n_robot_means)
     query = select(f.c.minute, f.c.axis_id, mean.label("mean_amps"), f.c.max_amps, f.c.n_values.label("values"))
     return _dicts(conn.execute(query.order_by(f.c.minute, f.c.axis_id)))
-
-
-def _minute_mean(m):
-    """A robot's minute mean of one axis from the rollup's columns; NULL for a minute without values."""
-    return case((m.c.n_values > 0, m.c.sum_amps / m.c.n_values))
 
 
 def axis_summary(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,

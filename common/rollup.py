@@ -37,7 +37,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, Select, and_, bindparam, case, false, func, literal, or_, select, true, union_all, update
 
-from common.sqlparts import axes_mask, hour_start, minute_start, seconds_between, where
+from common.sqlparts import axes_mask, hour_start, mean_of, minute_start, seconds_between, where
 from common.tables import (
     UtcDateTime,
     dialect_insert,
@@ -109,10 +109,9 @@ def stamp_stats_of(filters: Iterable, axes: Select | None = None) -> Select:
     )
 
 
-def minute_axes_of(filters: Iterable, *, per=minute_start, name: str = "minute") -> Select:
-    """Per robot and minute (or ``per`` hour), the rows and the masks of axes of the readings_minute rows of
-    ``filters``: ``reading_stamps_minute``'s (or ``_hour``'s) ``n_rows``, ``axes_stored``, ``axes_with_values``."""
-    at = M.c.minute if per is minute_start else per(M.c.minute)
+def minute_axes_of(filters: Iterable, *, at=M.c.minute, name: str = "minute") -> Select:
+    """Per robot and minute (or ``at`` = its hour), the rows and the masks of axes of the readings_minute rows
+    of ``filters``: ``reading_stamps_minute``'s (or ``_hour``'s) ``n_rows``, ``axes_stored``, ``axes_with_values``."""
     return (
         select(M.c.robot_id, at.label(name), func.sum(M.c.n_rows).label("n_rows"), axes_mask(M.c.axis_id).label("axes_stored"),
                axes_mask(case((M.c.n_values > 0, M.c.axis_id))).label("axes_with_values"))
@@ -135,7 +134,7 @@ def stamp_hours_of(stamp_filters: Iterable, minute_filters: Iterable) -> Select:
         .group_by(minutes.c.robot_id, minutes.c.hour)
         .subquery()
     )
-    axes = minute_axes_of(minute_filters, per=hour_start, name="hour").subquery()
+    axes = minute_axes_of(minute_filters, at=hour_start(M.c.minute), name="hour").subquery()
     return (
         select(times, axes.c.axes_stored, axes.c.axes_with_values)
         .select_from(times.join(axes, and_(axes.c.robot_id == times.c.robot_id, axes.c.hour == times.c.hour)))
@@ -145,7 +144,7 @@ def stamp_hours_of(stamp_filters: Iterable, minute_filters: Iterable) -> Select:
 
 def fleet_stats_of(filters: Iterable) -> Select:
     """Per minute and axis, ``fleet_minute``'s columns from the readings_minute rows of ``filters``."""
-    mean = case((M.c.n_values > 0, M.c.sum_amps / M.c.n_values))
+    mean = mean_of(M.c.sum_amps, M.c.n_values)
     return (
         select(M.c.minute, M.c.axis_id, func.sum(M.c.n_rows).label("n_rows"), func.sum(M.c.n_values).label("n_values"),
                func.sum(M.c.n_zero).label("n_zero"), func.sum(M.c.sum_amps).label("sum_amps"),
@@ -258,7 +257,12 @@ def _refold_hours(conn: Connection, todo: list[tuple[str, datetime, datetime]], 
         if floor_hour(low) < high:
             hours.append((robot, floor_hour(low), high))
     if hours:
-        _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
+        _upsert_hours(conn, hours)
+
+
+def _upsert_hours(conn: Connection, hours: list[tuple[str, datetime, datetime]]) -> None:
+    """reading_stamps_hour's rows of these ``(robot, from, until)`` ranges of whole hours, afresh."""
+    _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
 
 
 def _refold_fleet(conn: Connection, ranges: list[tuple[datetime, datetime]]) -> None:
@@ -299,8 +303,8 @@ def rebuild(conn: Connection) -> None:
     if rows:
         conn.execute(statement.on_conflict_do_update(index_elements=["robot_id"],
                                                      set_={"folded_until": statement.excluded.folded_until}), rows)
-        hours = [(r["robot_id"], datetime.min.replace(tzinfo=timezone.utc), floor_hour(r["folded_until"])) for r in rows]
-        _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
+        _upsert_hours(conn, [(r["robot_id"], datetime.min.replace(tzinfo=timezone.utc), floor_hour(r["folded_until"]))
+                             for r in rows])
 
 
 # --- reading ------------------------------------------------------------------------------------------

@@ -5,27 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, cast, distinct, func, literal, select
+from sqlalchemy import BigInteger, Float, case, cast, distinct, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from common.tables import UtcDateTime, axes_dim
 
 
-class minute_start(FunctionElement):
-    """The start of the UTC minute a timestamp falls in."""
+class _unit_start(FunctionElement):
+    """The start of the UTC ``unit`` a timestamp falls in."""
 
     type = UtcDateTime()
     inherit_cache = True
-    name = "minute_start"
+    unit = ""
 
 
-class hour_start(FunctionElement):
-    """The start of the UTC hour a timestamp falls in."""
-
-    type = UtcDateTime()
+class minute_start(_unit_start):
     inherit_cache = True
-    name = "hour_start"
+    name, unit = "minute_start", "minute"
+
+
+class hour_start(_unit_start):
+    inherit_cache = True
+    name, unit = "hour_start", "hour"
 
 
 class seconds_between(FunctionElement):
@@ -36,25 +38,18 @@ class seconds_between(FunctionElement):
     name = "seconds_between"
 
 
-@compiles(minute_start, "postgresql")
-def _minute_start_pg(element, compiler, **kw) -> str:
-    return f"date_trunc('minute', {compiler.process(element.clauses, **kw)})"
+@compiles(_unit_start, "postgresql")
+def _unit_start_pg(element, compiler, **kw) -> str:
+    return f"date_trunc('{element.unit}', {compiler.process(element.clauses, **kw)})"
 
 
-@compiles(minute_start, "sqlite")
-def _minute_start_sqlite(element, compiler, **kw) -> str:
-    # Same text shape as SQLAlchemy's own SQLite DATETIME, so it compares and parses like a stored ts.
-    return f"strftime('%Y-%m-%d %H:%M:00.000000', {compiler.process(element.clauses, **kw)})"
+# Same text shape as SQLAlchemy's own SQLite DATETIME, so it compares and parses like a stored ts.
+SQLITE_UNIT_START = {"minute": "%Y-%m-%d %H:%M:00.000000", "hour": "%Y-%m-%d %H:00:00.000000"}
 
 
-@compiles(hour_start, "postgresql")
-def _hour_start_pg(element, compiler, **kw) -> str:
-    return f"date_trunc('hour', {compiler.process(element.clauses, **kw)})"
-
-
-@compiles(hour_start, "sqlite")
-def _hour_start_sqlite(element, compiler, **kw) -> str:
-    return f"strftime('%Y-%m-%d %H:00:00.000000', {compiler.process(element.clauses, **kw)})"
+@compiles(_unit_start, "sqlite")
+def _unit_start_sqlite(element, compiler, **kw) -> str:
+    return f"strftime('{SQLITE_UNIT_START[element.unit]}', {compiler.process(element.clauses, **kw)})"
 
 
 @compiles(seconds_between, "postgresql")
@@ -75,6 +70,11 @@ def _epoch_sqlite(value: str) -> str:
     # Whole seconds from strftime, the fraction from the text (".660000"): exact to the microsecond,
     # where julianday() would be off by ~30 us.
     return f"(CAST(strftime('%s', {value}) AS INTEGER) + CAST(substr({value}, 20) AS REAL))"
+
+
+def mean_of(total, count) -> Any:
+    """``total / count``, NULL where ``count`` is 0 (a minute or robot without values)."""
+    return case((count > 0, total / count))
 
 
 def axes_mask(axis_id) -> Any:

@@ -5,8 +5,16 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from common import queries
-from common.rollup import minute_stats
-from common.tables import axes_dim, reading_stamps_minute, readings_minute, seed_axes
+from common.rollup import minute_stats, rebuild
+from common.tables import (
+    axes_dim,
+    fleet_minute,
+    reading_stamps_hour,
+    reading_stamps_minute,
+    readings_minute,
+    rollup_progress,
+    seed_axes,
+)
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
 from tests import rollup_cases as cases
@@ -32,6 +40,18 @@ def test_queries_over_hours_answer_as_the_raw_rows_after_replays(engine, seed):
     """The history view's data health reads whole hours from reading_stamps_hour: stops across an hour's
     end and inside its minutes, ranges that start and end inside hours."""
     cases.store_with_replays(engine, cases.readings_over_hours(seed), seed)
+    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
+    cases.check_queries_match_raw_rows(engine, cases.hour_ranges)
+
+
+def test_rebuild_recomputes_the_whole_rollup_from_the_rows(engine):
+    """After a load that bypassed the writers (here: every rollup table emptied), ``rebuild`` makes every
+    level again, the fleet's and the hours' too, each robot folded up to its newest minute."""
+    cases.store_with_replays(engine, cases.readings_over_hours(9), 9)
+    with engine.begin() as conn:
+        for table in (readings_minute, reading_stamps_minute, reading_stamps_hour, fleet_minute, rollup_progress):
+            conn.execute(table.delete())
+        rebuild(conn)
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
     cases.check_queries_match_raw_rows(engine, cases.hour_ranges)
 
