@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -68,7 +69,8 @@ def load_axes(conn: Connection, robot_ids: Iterable[str]) -> dict[str, RobotAxes
 
 
 class AxisLock:
-    """Thread-safe enough for one sink: called from one worker thread at a time."""
+    """Shared by the thread preparing the next batch and the one storing the previous (whose one-by-one
+    fallback prepares again), hence the lock."""
 
     def __init__(self, engine: Engine, default_axes: list[int], *, refresh_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -78,10 +80,15 @@ class AxisLock:
         self.clock = clock
         self._cache: dict[str, RobotAxes] = {}
         self._loaded_at = clock()
+        self._guard = threading.Lock()
 
     def for_robots(self, robot_ids: Iterable[str]) -> dict[str, RobotAxes]:
         """The lock of each robot. A robot not in axes_dim gets ``default_axes`` first, in a transaction of
         its own: committed before any of its readings, and harmless to repeat."""
+        with self._guard:
+            return self._for_robots(robot_ids)
+
+    def _for_robots(self, robot_ids: Iterable[str]) -> dict[str, RobotAxes]:
         if self.clock() - self._loaded_at > self.refresh_s:
             self._cache.clear()  # pick up edits of axes_dim made while the sink runs
             self._loaded_at = self.clock()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from common.bus import Message
@@ -37,6 +37,16 @@ class WriteReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+@dataclass
+class Prepared:
+    """A batch decoded and turned into rows, ready for its transaction."""
+    messages: list[Message]
+    batch: Batch
+    rows: list[tuple]
+    accepted: int
+    refused: Exception | None = None  # the database refused to seed a new robot's axes (e.g. NUL in its id)
+
+
 class Sink:
     def __init__(self, engine: Engine, lock: AxisLock, topics: Topics, *, copy_min_rows: int = 1000) -> None:
         self.engine = engine
@@ -45,26 +55,16 @@ class Sink:
         self.copy_min_rows = copy_min_rows
 
     def write(self, messages: list[Message]) -> WriteReport:
-        """Store the batch in one transaction. If the database refuses its content, store the messages one
-        by one instead, so that only the offending one becomes a rejected record."""
-        try:
-            return self._write(messages)
-        except CONTENT_ERRORS as exc:
-            logger.warning("batch of %d refused by the database (%s); writing its messages one by one",
-                           len(messages), short_error(exc))
-        report = WriteReport()
-        for message in messages:
-            try:
-                report.add(self._write([message]))
-            except CONTENT_ERRORS as exc:
-                with self.engine.begin() as conn:
-                    insert_rejected(conn, [rejected_row(message, f"refused by the database: {short_error(exc)}")])
-                report.add(WriteReport(messages=1, rejected=1))
-        return report
+        return self.store(self.prepare(messages))
 
-    def _write(self, messages: list[Message]) -> WriteReport:
+    def prepare(self, messages: list[Message]) -> Prepared:
+        """Decode the messages and build their rows under the schema lock; no transaction yet, so the
+        service does this for the next batch while the previous one's transaction runs."""
         batch = decode(messages, self.topics)
-        axes = self.lock.for_robots({reading.robot_id for reading, _ in batch.readings})
+        try:
+            axes = self.lock.for_robots({reading.robot_id for reading, _ in batch.readings})
+        except CONTENT_ERRORS as exc:
+            return Prepared(messages, batch, [], 0, refused=exc)  # raised by store, which then goes one by one
         rows: list[tuple] = []
         accepted = 0
         for reading, message in batch.readings:
@@ -73,13 +73,33 @@ class Sink:
                 accepted += 1
             except Rejected as exc:
                 batch.rejected.append(rejected_row(message, str(exc), robot_id=reading.robot_id))
-        with self.engine.begin() as conn:
-            report = self._store(conn, batch, rows)
-        report.messages, report.readings = len(messages), accepted
+        return Prepared(messages, batch, rows, accepted)
+
+    def store(self, prepared: Prepared) -> WriteReport:
+        """Store the batch in one transaction. If the database refuses its content, store the messages one
+        by one instead, so that only the offending one becomes a rejected record."""
+        try:
+            return self._store(prepared)
+        except CONTENT_ERRORS as exc:
+            logger.warning("batch of %d refused by the database (%s); writing its messages one by one",
+                           len(prepared.messages), short_error(exc))
+        report = WriteReport()
+        for message in prepared.messages:
+            try:
+                report.add(self._store(self.prepare([message])))
+            except CONTENT_ERRORS as exc:
+                with self.engine.begin() as conn:
+                    insert_rejected(conn, [rejected_row(message, f"refused by the database: {short_error(exc)}")])
+                report.add(WriteReport(messages=1, rejected=1))
         return report
 
-    def _store(self, conn: Connection, batch: Batch, rows: list[tuple]) -> WriteReport:
-        new = insert_readings(conn, rows, copy_min_rows=self.copy_min_rows)
-        alerts = upsert_alerts(conn, batch.alerts)
-        insert_rejected(conn, batch.rejected)
-        return WriteReport(rows_new=new, rows_seen=len(rows) - new, alerts=alerts, rejected=len(batch.rejected))
+    def _store(self, prepared: Prepared) -> WriteReport:
+        if prepared.refused is not None:
+            raise prepared.refused
+        batch, rows = prepared.batch, prepared.rows
+        with self.engine.begin() as conn:
+            new = insert_readings(conn, rows, copy_min_rows=self.copy_min_rows)
+            alerts = upsert_alerts(conn, batch.alerts)
+            insert_rejected(conn, batch.rejected)
+        return WriteReport(messages=len(prepared.messages), readings=prepared.accepted, rows_new=new,
+                           rows_seen=len(rows) - new, alerts=alerts, rejected=len(batch.rejected))

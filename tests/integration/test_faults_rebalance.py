@@ -35,20 +35,20 @@ def reading(i: int) -> Reading:
 
 
 def held_sink() -> type[Sink]:
-    """The sink, except that its second write waits for ``release``: a batch held in A's hands."""
+    """The sink, except that its second transaction waits for ``release``: a batch held in A's hands."""
 
     class HeldSink(Sink):
         holding, release = threading.Event(), threading.Event()
         batch: list = []
         writes = 0
 
-        def write(self, messages):
+        def store(self, prepared):
             HeldSink.writes += 1
             if HeldSink.writes == 2:
-                HeldSink.batch = list(messages)
+                HeldSink.batch = list(prepared.messages)
                 HeldSink.holding.set()
                 HeldSink.release.wait(120)
-            return super().write(messages)
+            return super().store(prepared)
 
     return HeldSink
 

@@ -2,6 +2,7 @@
 import asyncio
 import logging
 import sqlite3
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -18,8 +19,9 @@ T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
 
 
 def settings_for(url: str, **changes) -> ConsumerDbSettings:
-    return ConsumerDbSettings(_env_file=None, database_url=url, bus="memory", axes="1-3", sink_batch_size=50,
-                              sink_batch_ms=20, sink_retry_initial_s=0.05, sink_retry_max_s=0.2, **changes)
+    values = dict(bus="memory", axes="1-3", sink_batch_size=50, sink_batch_ms=20, sink_retry_initial_s=0.05,
+                  sink_retry_max_s=0.2) | changes
+    return ConsumerDbSettings(_env_file=None, database_url=url, **values)
 
 
 def reading(i: int, robot: str = "r1", **currents) -> Reading:
@@ -121,3 +123,77 @@ async def test_stop_during_an_outage_returns_without_committing(engine, sqlite_u
     blocker.rollback()
     blocker.close()
     assert bus._committed[(settings.sink_group_id, settings.readings_topic, 0)] == 1
+
+
+def recording_sink(first_store_held: threading.Event):
+    """The sink, recording the order of its steps; its first transaction waits for ``first_store_held``."""
+    from consumer_db.sink import Sink
+
+    class RecordingSink(Sink):
+        steps: list[tuple[str, int]] = []
+
+        def prepare(self, messages):
+            RecordingSink.steps.append(("prepare", messages[0].offset))
+            return super().prepare(messages)
+
+        def store(self, prepared):
+            first = prepared.messages[0].offset
+            RecordingSink.steps.append(("store", first))
+            if first == 0:
+                first_store_held.wait(10)
+            report = super().store(prepared)
+            RecordingSink.steps.append(("stored", first))
+            return report
+
+    return RecordingSink
+
+
+async def test_next_batch_is_prepared_while_the_previous_one_is_stored_and_commits_stay_in_order(engine, sqlite_url,
+                                                                                                  monkeypatch):
+    import consumer_db.service
+
+    release = threading.Event()
+    sink_class = recording_sink(release)
+    monkeypatch.setattr(consumer_db.service, "Sink", sink_class)
+    settings = settings_for(sqlite_url, sink_batch_size=10)
+    bus, stop = InProcessBus(), asyncio.Event()
+    for i in range(30):
+        await bus.publish(settings.readings_topic, "r1", reading(i).to_bytes())
+    task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
+    try:
+        await until(lambda: ("prepare", 10) in sink_class.steps)
+        await asyncio.sleep(0.2)  # time enough for a third batch or a second store, had the loop not waited
+        committed = lambda: bus._committed.get((settings.sink_group_id, settings.readings_topic, 0), 0)  # noqa: E731
+        assert sink_class.steps[0] == ("prepare", 0)  # then the first store and the next prepare, in either order
+        assert sorted(sink_class.steps[1:]) == [("prepare", 10), ("store", 0)]
+        assert committed() == 0 and count(engine, readings_fact) == 0
+        release.set()
+        await until(lambda: committed() == 30)
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    stores = [s for s in sink_class.steps if s[0] != "prepare"]
+    assert stores == [("store", 0), ("stored", 0), ("store", 10), ("stored", 10), ("store", 20), ("stored", 20)]
+    assert count(engine, readings_fact) == 90
+
+
+async def test_stop_while_a_batch_is_being_stored_finishes_and_commits_it(engine, sqlite_url, monkeypatch):
+    import consumer_db.service
+
+    release = threading.Event()
+    sink_class = recording_sink(release)
+    monkeypatch.setattr(consumer_db.service, "Sink", sink_class)
+    settings = settings_for(sqlite_url, sink_batch_size=10)
+    bus, stop = InProcessBus(), asyncio.Event()
+    for i in range(10):
+        await bus.publish(settings.readings_topic, "r1", reading(i).to_bytes())
+    task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
+    await until(lambda: ("store", 0) in sink_class.steps)
+    stop.set()
+    await asyncio.sleep(0.3)
+    assert not task.done()  # waiting for the transaction under way, not dropping it
+    release.set()
+    await asyncio.wait_for(task, 10)
+    assert count(engine, readings_fact) == 30
+    assert bus._committed[(settings.sink_group_id, settings.readings_topic, 0)] == 10
