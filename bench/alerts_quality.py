@@ -10,7 +10,7 @@ Train on the first 60 % of ../shared/data/RMBR4-2_export_test.csv, run over the 
   placeholder (rolling z over the last 50 rows including the current one, |z| > 3, one alert per row);
 - per-reading processing cost in microseconds.
 
-    .venv/bin/python -m bench.alerts_quality [--seeds 30] [--csv FILE] [--fraction 0.6]
+    .venv/bin/python -m bench.alerts_quality [--seeds 30] [--first-seed 1] [--csv FILE] [--fraction 0.6]
 """
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=REAL_EXPORT, help="the controller export (default: the real one)")
     parser.add_argument("--fraction", type=float, default=0.6, help="share of rows to train on (default 0.6)")
     parser.add_argument("--seeds", type=int, default=30, help="fault sets to inject, one of each kind per seed")
+    parser.add_argument("--first-seed", type=int, default=1,
+                        help="seed of the first fault set (default 1; e.g. 31 for seeds the settings were not chosen on)")
     parser.add_argument("--grace-s", type=float, default=600.0, help="an event opened this long after a fault ended still counts")
     args = parser.parse_args(argv)
     readings = list(export_readings(args.csv, CsvOptions(ROBOT, list(range(1, 15)))))
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "residual (lab line) + zscore + stuck": (EngineConfig(), models["line"]),
         "zscore + stuck (no model)": (EngineConfig(detectors=("zscore", "stuck")), None),
     }
-    fault_sets = list(_fault_sets(test, args.seeds))
+    fault_sets = list(_fault_sets(test, range(args.first_seed, args.first_seed + args.seeds)))
     rows, per_fault = [], {}
     for name, (config, model) in configs.items():
         row, faults = evaluate(name, config, model, test, hours, fault_sets, args.grace_s)
@@ -66,16 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     rows.append({"detectors": "placeholder: rolling z (50 rows incl. current), |z|>3", "clean_events": placeholder,
                  "clean_events_per_h": round(placeholder / hours, 1)})
     notes = _notes(args, len(train_rows), len(test), hours, models, per_fault)
-    write_results("alerts_quality", rows, notes=notes, extra={"faults": per_fault, "models": {
+    last_seed = args.first_seed + args.seeds - 1
+    name = "alerts_quality" if args.first_seed == 1 else f"alerts_quality_seeds{args.first_seed}-{last_seed}"
+    write_results(name, rows, notes=notes, extra={"faults": per_fault, "models": {
         k: {a: {"r2": m.line.r2, "min_c": m.min_c, "max_c": m.max_c, "t_long_s": m.t_long_s, "t_short_s": m.t_short_s}
             for a, m in model.axes.items()} for k, model in models.items()}})
     return 0
 
 
-def _fault_sets(test, seeds: int):
+def _fault_sets(test, seeds: range):
     busy = busy_periods(test)
     span = (test[-1].ts - test[0].ts).total_seconds()
-    for seed in range(1, seeds + 1):
+    for seed in seeds:
         specs = default_faults(test[0].ts, span, WORKING_AXES, seed, busy=busy, robot_id=ROBOT)
         faulty = list(inject_faults(test, specs))
         labels = labels_for(specs)
@@ -149,7 +153,7 @@ def _notes(args, n_train, n_test, hours, models, per_fault) -> str:
     no_effect = sum(1 for f in next(iter(per_fault.values())) if f["changed_readings"] == 0)
     lines = [
         f"Data: {args.csv.name}, {n_train} rows trained on, {n_test} rows ({hours:.1f} h) evaluated; "
-        f"{args.seeds} fault sets (seeds 1..{args.seeds}), one fault of each kind per set on axes 1-8.",
+        f"{args.seeds} fault sets (seeds {args.first_seed}..{args.first_seed + args.seeds - 1}), one fault of each kind per set on axes 1-8.",
         f"Faults whose window changed no reading (e.g. a spike over an idle gap) are left out of the counts: {no_effect}.",
         "A fault is caught when an event on its axis opens between its start and its end + "
         f"{args.grace_s:.0f} s and the highest severity of those events is the expected one (dropout: no event).",
