@@ -12,7 +12,7 @@ from consumer_db.axislock import AxisLock, Rejected
 from consumer_db.decode import Batch, Topics, decode, rejected_row
 from consumer_db.retry import short_error
 from consumer_db.alert_store import upsert_alerts
-from consumer_db.store import insert_readings, insert_rejected
+from consumer_db.store import copy_text, insert_readings, insert_rejected, uses_copy
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Prepared:
     batch: Batch
     rows: list[tuple]
     accepted: int
+    copy: str | None = None  # the rows in COPY's text format, when they will go through COPY
     refused: Exception | None = None  # the database refused to seed a new robot's axes (e.g. NUL in its id)
 
 
@@ -58,8 +59,8 @@ class Sink:
         return self.store(self.prepare(messages))
 
     def prepare(self, messages: list[Message]) -> Prepared:
-        """Decode the messages and build their rows under the schema lock; no transaction yet, so the
-        service does this for the next batch while the previous one's transaction runs."""
+        """Decode the messages, build their rows under the schema lock and their COPY text; no transaction
+        yet, so the service does this for the next batch while the previous one's transaction runs."""
         batch = decode(messages, self.topics)
         try:
             axes = self.lock.for_robots({reading.robot_id for reading, _ in batch.readings})
@@ -73,7 +74,8 @@ class Sink:
                 accepted += 1
             except Rejected as exc:
                 batch.rejected.append(rejected_row(message, str(exc), robot_id=reading.robot_id))
-        return Prepared(messages, batch, rows, accepted)
+        copy = copy_text(rows) if uses_copy(self.engine.dialect.name, rows, self.copy_min_rows) else None
+        return Prepared(messages, batch, rows, accepted, copy)
 
     def store(self, prepared: Prepared) -> WriteReport:
         """Store the batch in one transaction. If the database refuses its content, store the messages one
@@ -98,7 +100,7 @@ class Sink:
             raise prepared.refused
         batch, rows = prepared.batch, prepared.rows
         with self.engine.begin() as conn:
-            new = insert_readings(conn, rows, copy_min_rows=self.copy_min_rows)
+            new = insert_readings(conn, rows, copy_min_rows=self.copy_min_rows, text=prepared.copy)
             alerts = upsert_alerts(conn, batch.alerts)
             insert_rejected(conn, batch.rejected)
         return WriteReport(messages=len(prepared.messages), readings=prepared.accepted, rows_new=new,

@@ -41,13 +41,18 @@ MOVE_STAGE = (
 )
 
 
-def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000) -> int:
+def uses_copy(dialect: str, rows: list[tuple], copy_min_rows: int) -> bool:
+    return dialect == "postgresql" and len(rows) >= copy_min_rows
+
+
+def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None) -> int:
     """Store ``(robot_id, axis_id, ts, amps)`` rows, skipping those already there, and bring the rollup of
-    their robots up to date; returns how many were new."""
+    their robots up to date; returns how many were new. ``text``: the rows' ``copy_text``, if made already
+    (the sink makes it beside the previous batch's transaction)."""
     if not rows:
         return 0
-    if conn.dialect.name == "postgresql" and len(rows) >= copy_min_rows:
-        new = copy_readings(conn, rows)
+    if uses_copy(conn.dialect.name, rows, copy_min_rows):
+        new = copy_readings(conn, rows, text)
     else:
         stored = insert_new_rows(conn, readings_fact, [dict(zip(READING_COLUMNS, r)) for r in rows], READING_COLUMNS)
         new = NewRows.of(stored)
@@ -55,13 +60,13 @@ def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int =
     return new.count
 
 
-def copy_readings(conn: Connection, rows: list[tuple]) -> NewRows:
+def copy_readings(conn: Connection, rows: list[tuple], text: str | None = None) -> NewRows:
     """PostgreSQL; returns the rows stored. New data (nothing stored yet for any of the rows' robots
     within their time span, the usual case) is COPied straight into readings_fact, inside a savepoint.
     Otherwise, or if that meets a duplicate after all (a concurrent writer, a time repeated in the input),
     the rows go through the staging table: COPY, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING
     RETURNING``, about twice the work."""
-    text = copy_text(rows)
+    text = copy_text(rows) if text is None else text
     batch = NewRows.of(rows)
     if not _anything_stored(conn, batch.spans):
         try:
@@ -69,7 +74,7 @@ def copy_readings(conn: Connection, rows: list[tuple]) -> NewRows:
                 copy_from(conn, "COPY readings_fact (robot_id, axis_id, ts, amps) FROM STDIN", text)
             return batch
         except IntegrityError:
-            text.seek(0)
+            pass
     conn.exec_driver_sql(CREATE_STAGE)
     copy_from(conn, f"COPY {STAGE} (robot_id, axis_id, ts, amps) FROM STDIN", text)
     inserted = NewRows.of(conn.exec_driver_sql(MOVE_STAGE))
@@ -82,14 +87,14 @@ def _anything_stored(conn: Connection, spans: dict[str, list[datetime]]) -> bool
     return conn.execute(ANYTHING_STORED, params).first() is not None
 
 
-def copy_from(conn: Connection, sql: str, data: io.StringIO) -> None:
+def copy_from(conn: Connection, sql: str, data: str) -> None:
     """psycopg2's ``copy_expert`` on the connection's own transaction. Its errors are turned into
     SQLAlchemy's (OperationalError, DataError, ...) like every other statement's, and a lost connection
     is invalidated, so callers handle one kind of error."""
     dbapi_connection = conn.connection.dbapi_connection
     cursor = dbapi_connection.cursor()
     try:
-        cursor.copy_expert(sql, data, size=1 << 18)
+        cursor.copy_expert(sql, io.StringIO(data), size=1 << 18)
     except conn.dialect.dbapi.Error as exc:
         lost = conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
         if lost:
@@ -101,7 +106,7 @@ def copy_from(conn: Connection, sql: str, data: io.StringIO) -> None:
             cursor.close()
 
 
-def copy_text(rows: Iterable[tuple]) -> io.StringIO:
+def copy_text(rows: Iterable[tuple]) -> str:
     """COPY's text format. Rows of one reading share robot and time, so both are formatted once."""
     out: list[str] = []
     last_robot, last_ts, prefix_robot, text_ts = None, None, "", ""
@@ -111,7 +116,7 @@ def copy_text(rows: Iterable[tuple]) -> io.StringIO:
         if ts is not last_ts:
             last_ts, text_ts = ts, _timestamp(ts)
         out.append(f"{prefix_robot}\t{axis}\t{text_ts}\t{NULL if amps is None else repr(amps)}\n")
-    return io.StringIO("".join(out))
+    return "".join(out)
 
 
 def _timestamp(ts: datetime) -> str:
