@@ -29,7 +29,9 @@ export_services() {
 start_service() {
     local name=$1; shift
     if alive "$name"; then note "$name already running (pid $(cat "$RUN/$name.pid"))"; return; fi
-    (cd "$REPO" && nohup "$PYTHON" -m "$name" "$@" >>"$RUN/$name.log" 2>&1 & echo $! >"$RUN/$name.pid")
+    # exec: the pid saved is the service's own. Without it, it was a subshell's, and `down` killed only that.
+    (cd "$REPO" && exec nohup "$PYTHON" -m "$name" "$@" >>"$RUN/$name.log" 2>&1) &
+    echo $! >"$RUN/$name.pid"
     note "$name started (pid $(cat "$RUN/$name.pid"), log $RUN/$name.log)"
 }
 

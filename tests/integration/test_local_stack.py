@@ -3,6 +3,7 @@ as separate processes (scripts/local-stack.sh), end to end: readings flow from t
 into PostgreSQL and alerts, and the dashboard serves them."""
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -42,6 +43,14 @@ def wait_for(check, *, timeout_s: float, what: str, logs: Path):
     pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}\n{tails}")
 
 
+def running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped; only its parent has not looked yet
+
+
 def scalar(engine, sql: str):
     with engine.connect() as conn:
         return conn.execute(text(sql)).scalar_one()
@@ -61,6 +70,7 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         "PRODUCER_ARGS": f"--synthetic --robots 2 --faults --fault-period 600 --speed 100 --limit {READINGS}",
     }
     logs = tmp_path / "stack" / "run"
+    services: dict[str, int] = {}
     try:
         # Into a file, not a pipe: the servers it leaves running would hold a pipe open.
         with open(tmp_path / "up.log", "w") as out:
@@ -70,6 +80,10 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         assert f"http://localhost:{port}/" in said
         status = subprocess.run(["bash", str(STACK), "status"], env=env, capture_output=True, text=True)
         assert status.returncode == 0, status.stdout
+        services = {name: int(pid) for name, pid in re.findall(r"(\w+) running \(pid (\d+)\)", status.stdout)}
+        assert sorted(services) == ["consumer_alerts", "consumer_db", "dashboard", "producer"], status.stdout
+        commands = {name: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for name, pid in services.items()}
+        assert all(cmd[1:3] == [b"-m", name.encode()] for name, cmd in commands.items()), commands  # the service itself
         exports = subprocess.run(["bash", str(STACK), "env"], env=env, capture_output=True, text=True).stdout
         database_url = exports.split("DATABASE_URL='")[1].split("'")[0]
         engine = create_engine(database_url)
@@ -86,4 +100,6 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
     finally:
         down = subprocess.run(["bash", str(STACK), "down", "--clean"], env=env, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
+    left = [name for name, pid in services.items() if running(pid)]
+    assert not left, f"still running after make down: {left}"
     assert "kafka stopped" in subprocess.run(["bash", str(STACK), "status"], env=env, capture_output=True, text=True).stdout
