@@ -16,6 +16,9 @@ from common.errors import ServiceUnavailable
 from common.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
+# aiokafka's stop() can retry forever when no broker answers (it looks for the group coordinator to leave
+# the group, or waits to deliver what is pending: aio-libs/aiokafka#659). A stopping service waits this long.
+CLOSE_TIMEOUT_S = 10.0
 
 
 def connection_options(settings: CommonSettings) -> dict[str, Any]:
@@ -52,6 +55,15 @@ async def start_with_retry(client: Any, what: str, *, attempts: int = 8, first_d
             delay = min(delay * 2, 10.0)
 
 
+async def stop_within(client: Any, what: str, consequence: str, timeout_s: float | None = None) -> None:
+    timeout_s = CLOSE_TIMEOUT_S if timeout_s is None else timeout_s
+    try:
+        await asyncio.wait_for(client.stop(), timeout_s)
+    except TimeoutError:
+        logger.warning("Kafka %s did not stop within %g s (no broker answering?); left as it is: %s",
+                       what, timeout_s, consequence)
+
+
 class KafkaSubscription:
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self.consumer = consumer
@@ -82,7 +94,7 @@ class KafkaSubscription:
         return total
 
     async def close(self) -> None:
-        await self.consumer.stop()
+        await stop_within(self.consumer, "consumer", "the group learns of its leaving at its session timeout")
 
 
 class KafkaBus:
@@ -106,7 +118,8 @@ class KafkaBus:
 
     async def stop(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()  # flushes pending sends first
+            # Flushes pending sends first; a send it cannot deliver stays unacknowledged, as its caller sees.
+            await stop_within(self._producer, "producer", "what it had not delivered stays unacknowledged")
             self._producer = None
 
     @property
