@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         "residual (lab line) + zscore + stuck": (EngineConfig(), models["line"]),
         "zscore + stuck (no model)": (EngineConfig(detectors=("zscore", "stuck")), None),
     }
-    fault_sets = list(_fault_sets(test, range(args.first_seed, args.first_seed + args.seeds)))
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    fault_sets = list(_fault_sets(test, seeds))
     rows, per_fault = [], {}
     for name, (config, model) in configs.items():
         row, faults = evaluate(name, config, model, test, hours, fault_sets, args.grace_s)
@@ -67,9 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     placeholder = placeholder_alerts(test, WORKING_AXES)
     rows.append({"detectors": "placeholder: rolling z (50 rows incl. current), |z|>3", "clean_events": placeholder,
                  "clean_events_per_h": round(placeholder / hours, 1)})
-    notes = _notes(args, len(train_rows), len(test), hours, models, per_fault)
-    last_seed = args.first_seed + args.seeds - 1
-    name = "alerts_quality" if args.first_seed == 1 else f"alerts_quality_seeds{args.first_seed}-{last_seed}"
+    notes = _notes(args, seeds, len(train_rows), len(test), hours, models, per_fault)
+    name = "alerts_quality" if seeds[0] == 1 else f"alerts_quality_seeds{seeds[0]}-{seeds[-1]}"
     write_results(name, rows, notes=notes, extra={"faults": per_fault, "models": {
         k: {a: {"r2": m.line.r2, "min_c": m.min_c, "max_c": m.max_c, "t_long_s": m.t_long_s, "t_short_s": m.t_short_s}
             for a, m in model.axes.items()} for k, model in models.items()}})
@@ -149,11 +149,11 @@ def _delays(faults) -> str:
     return "Detection delay of the first configuration (min / median / max): " + "; ".join(parts)
 
 
-def _notes(args, n_train, n_test, hours, models, per_fault) -> str:
+def _notes(args, seeds: range, n_train, n_test, hours, models, per_fault) -> str:
     no_effect = sum(1 for f in next(iter(per_fault.values())) if f["changed_readings"] == 0)
     lines = [
         f"Data: {args.csv.name}, {n_train} rows trained on, {n_test} rows ({hours:.1f} h) evaluated; "
-        f"{args.seeds} fault sets (seeds {args.first_seed}..{args.first_seed + args.seeds - 1}), one fault of each kind per set on axes 1-8.",
+        f"{len(seeds)} fault sets (seeds {seeds[0]}..{seeds[-1]}), one fault of each kind per set on axes 1-8.",
         f"Faults whose window changed no reading (e.g. a spike over an idle gap) are left out of the counts: {no_effect}.",
         "A fault is caught when an event on its axis opens between its start and its end + "
         f"{args.grace_s:.0f} s and the highest severity of those events is the expected one (dropout: no event).",

@@ -55,13 +55,12 @@ async def start_with_retry(client: Any, what: str, *, attempts: int = 8, first_d
             delay = min(delay * 2, 10.0)
 
 
-async def stop_within(client: Any, what: str, consequence: str, timeout_s: float | None = None) -> None:
-    timeout_s = CLOSE_TIMEOUT_S if timeout_s is None else timeout_s
+async def stop_within(client: Any, what: str, consequence: str) -> None:
     try:
-        await asyncio.wait_for(client.stop(), timeout_s)
+        await asyncio.wait_for(client.stop(), CLOSE_TIMEOUT_S)
     except TimeoutError:
         logger.warning("Kafka %s did not stop within %g s (no broker answering?); left as it is: %s",
-                       what, timeout_s, consequence)
+                       what, CLOSE_TIMEOUT_S, consequence)
 
 
 class KafkaSubscription:

@@ -148,8 +148,8 @@ def recording_sink(first_store_held: threading.Event):
     return RecordingSink
 
 
-async def test_next_batch_is_prepared_while_the_previous_one_is_stored_and_commits_stay_in_order(engine, sqlite_url,
-                                                                                                  monkeypatch):
+async def run_recording_sink(engine, sqlite_url, monkeypatch, readings: int):
+    """The service with a ``recording_sink`` (batches of 10) over ``readings`` readings of r1, running."""
     import consumer_db.service
 
     release = threading.Event()
@@ -157,9 +157,15 @@ async def test_next_batch_is_prepared_while_the_previous_one_is_stored_and_commi
     monkeypatch.setattr(consumer_db.service, "Sink", sink_class)
     settings = settings_for(sqlite_url, sink_batch_size=10)
     bus, stop = InProcessBus(), asyncio.Event()
-    for i in range(30):
+    for i in range(readings):
         await bus.publish(settings.readings_topic, "r1", reading(i).to_bytes())
     task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
+    return release, sink_class, settings, bus, stop, task
+
+
+async def test_next_batch_is_prepared_while_the_previous_one_is_stored_and_commits_stay_in_order(engine, sqlite_url,
+                                                                                                  monkeypatch):
+    release, sink_class, settings, bus, stop, task = await run_recording_sink(engine, sqlite_url, monkeypatch, 30)
     try:
         await until(lambda: ("prepare", 10) in sink_class.steps)
         await asyncio.sleep(0.2)  # time enough for a third batch or a second store, had the loop not waited
@@ -179,16 +185,7 @@ async def test_next_batch_is_prepared_while_the_previous_one_is_stored_and_commi
 
 
 async def test_stop_while_a_batch_is_being_stored_finishes_and_commits_it(engine, sqlite_url, monkeypatch):
-    import consumer_db.service
-
-    release = threading.Event()
-    sink_class = recording_sink(release)
-    monkeypatch.setattr(consumer_db.service, "Sink", sink_class)
-    settings = settings_for(sqlite_url, sink_batch_size=10)
-    bus, stop = InProcessBus(), asyncio.Event()
-    for i in range(10):
-        await bus.publish(settings.readings_topic, "r1", reading(i).to_bytes())
-    task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
+    release, sink_class, settings, bus, stop, task = await run_recording_sink(engine, sqlite_url, monkeypatch, 10)
     await until(lambda: ("store", 0) in sink_class.steps)
     stop.set()
     await asyncio.sleep(0.3)
