@@ -2,7 +2,8 @@
 
     collect a batch (bounded by size and time) -> write it in one transaction -> commit the offsets
 
-The next batch is collected and decoded while the previous one's transaction runs. Offsets are
+The next batch is collected and decoded while the previous one's transaction runs, and its own
+transaction starts before that one ends (consumer_db.turns). Offsets are
 committed only after the transaction commits, so a crash loses nothing: what was not committed is
 delivered again, and the writes are idempotent, so nothing is stored twice. While the database is away
 the loop holds at most two batches (no further polling), retrying with a growing wait.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from aiokafka.errors import KafkaError
 from sqlalchemy import Engine
@@ -24,6 +26,7 @@ from consumer_db.migrate import migrate
 from consumer_db.retry import retry
 from consumer_db.settings import ConsumerDbSettings
 from consumer_db.sink import Prepared, Sink, WriteReport
+from consumer_db.turns import PreviousNotWritten, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -55,27 +58,29 @@ async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, en
 
 async def _consume(subscription: Subscription, sink: Sink, settings: ConsumerDbSettings, stop: asyncio.Event,
                    backoff: dict) -> None:
-    """Collects and decodes the next batch while the previous one's transaction runs: the sink's own CPU
-    work overlaps PostgreSQL's instead of waiting for it. Transactions, and offset commits after them,
-    still go one at a time and in order; at most two batches are in hand."""
+    """Collects and decodes the next batch while the previous one's transaction runs, and starts the next
+    transaction before the previous one ends (its rows are written meanwhile: consumer_db.turns). Commits,
+    and the offset commits after them, still go one at a time and in order; at most two batches are in
+    hand."""
     total, last_report = WriteReport(), time.monotonic()
-    writing: asyncio.Task[WriteReport | None] | None = None  # the previous batch: its transaction, then its commit
+    writing: Writing | None = None  # the previous batch: its transaction, then its offset commit
     try:
         while not stop.is_set():
             prepared = await _next_prepared(subscription, sink, settings, stop, backoff)
-            if writing is not None:
-                done, writing = await writing, None
+            previous, writing = writing, None
+            if prepared is not None:
+                writing = Writing.start(subscription, sink, prepared, previous, stop, backoff)
+            if previous is not None:
+                done = await previous.task
                 if done is None:
                     break
                 total.add(done)
-            if prepared is not None:
-                writing = asyncio.create_task(_write(subscription, sink, prepared, stop, backoff))
             if time.monotonic() - last_report >= REPORT_EVERY_S:
                 _log_report(total)
                 last_report = time.monotonic()
     finally:
         if writing is not None:  # stopping: the batch under way is finished and committed, not dropped
-            total.add(await writing or WriteReport())
+            total.add(await writing.task or WriteReport())
         _log_report(total)
 
 
@@ -88,13 +93,34 @@ async def _next_prepared(subscription: Subscription, sink: Sink, settings: Consu
     return await retry(lambda: sink.prepare(messages), stop=stop, what=f"decoding {len(messages)} messages", **backoff)
 
 
-async def _write(subscription: Subscription, sink: Sink, prepared: Prepared, stop: asyncio.Event,
-                 backoff: dict) -> WriteReport | None:
-    count = len(prepared.messages)
-    report = await retry(lambda: sink.store(prepared), stop=stop, what=f"write of {count} messages", **backoff)
+@dataclass
+class Writing:
+    """A batch being written: its transaction in its turn, then its offset commit after the previous one's."""
+    task: asyncio.Task[WriteReport | None]
+    turn: Turn
+
+    @classmethod
+    def start(cls, subscription: Subscription, sink: Sink, prepared: Prepared, previous: Writing | None,
+              stop: asyncio.Event, backoff: dict) -> Writing:
+        turn = Turn(previous.turn if previous is not None else None)
+        after = previous.task if previous is not None else None
+        return cls(asyncio.create_task(_write(subscription, sink, prepared, turn, after, stop, backoff)), turn)
+
+
+async def _write(subscription: Subscription, sink: Sink, prepared: Prepared, turn: Turn,
+                 after: asyncio.Task | None, stop: asyncio.Event, backoff: dict) -> WriteReport | None:
+    count, report = len(prepared.messages), None
+    try:
+        report = await retry(lambda: sink.store(prepared, turn), stop=stop, what=f"write of {count} messages", **backoff)
+    except PreviousNotWritten:
+        pass
+    finally:
+        turn.end(committed=report is not None)
     if report is None:
         logger.warning("stopped before %d messages could be written; they will be delivered again", count)
         return None
+    if after is not None:
+        await asyncio.wait([after])  # offsets are committed in order, never past an uncommitted batch's
     await commit(subscription, prepared.messages)
     return report
 

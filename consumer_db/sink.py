@@ -8,11 +8,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from common.bus import Message
+from common.rollup import add
 from consumer_db.axislock import AxisLock, Rejected
 from consumer_db.decode import Batch, Topics, decode, rejected_row
 from consumer_db.retry import short_error
 from consumer_db.alert_store import upsert_alerts
-from consumer_db.store import copy_text, insert_readings, insert_rejected, uses_copy
+from consumer_db.store import copy_text, insert_rejected, uses_copy, write_readings
+from consumer_db.turns import GiveWay, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -77,31 +79,46 @@ class Sink:
         copy = copy_text(rows) if uses_copy(self.engine.dialect.name, rows, self.copy_min_rows) else None
         return Prepared(messages, batch, rows, accepted, copy)
 
-    def store(self, prepared: Prepared) -> WriteReport:
-        """Store the batch in one transaction. If the database refuses its content, store the messages one
-        by one instead, so that only the offending one becomes a rejected record."""
+    def store(self, prepared: Prepared, turn: Turn | None = None) -> WriteReport:
+        """Store the batch in one transaction, in its ``turn`` (see consumer_db.turns). If the database
+        refuses its content, store the messages one by one instead, so that only the offending one becomes
+        a rejected record."""
+        turn = turn or Turn()
         try:
-            return self._store(prepared)
+            return self._store_in_turn(prepared, turn)
         except CONTENT_ERRORS as exc:
             logger.warning("batch of %d refused by the database (%s); writing its messages one by one",
                            len(prepared.messages), short_error(exc))
         report = WriteReport()
         for message in prepared.messages:
             try:
-                report.add(self._store(self.prepare([message])))
+                report.add(self._store_in_turn(self.prepare([message]), turn))
             except CONTENT_ERRORS as exc:
                 with self.engine.begin() as conn:
                     insert_rejected(conn, [rejected_row(message, f"refused by the database: {short_error(exc)}")])
                 report.add(WriteReport(messages=1, rejected=1))
         return report
 
-    def _store(self, prepared: Prepared) -> WriteReport:
+    def _store_in_turn(self, prepared: Prepared, turn: Turn) -> WriteReport:
+        overlap = self.engine.dialect.name == "postgresql"  # SQLite: one writer at a time
+        try:
+            return self._store(prepared, turn, overlap=overlap)
+        except GiveWay:
+            logger.info("batch of %d held up the one before it; writing it again after that one",
+                        len(prepared.messages))
+            return self._store(prepared, turn, overlap=False)
+
+    def _store(self, prepared: Prepared, turn: Turn, *, overlap: bool) -> WriteReport:
         if prepared.refused is not None:
             raise prepared.refused
+        if not overlap:
+            turn.wait()
         batch, rows = prepared.batch, prepared.rows
         with self.engine.begin() as conn:
-            new = insert_readings(conn, rows, copy_min_rows=self.copy_min_rows, text=prepared.copy)
+            new = write_readings(conn, rows, copy_min_rows=self.copy_min_rows, text=prepared.copy)
+            turn.wait(conn)  # from here on, in batch order
+            add(conn, new)
             alerts = upsert_alerts(conn, batch.alerts)
             insert_rejected(conn, batch.rejected)
-        return WriteReport(messages=len(prepared.messages), readings=prepared.accepted, rows_new=new,
-                           rows_seen=len(rows) - new, alerts=alerts, rejected=len(batch.rejected))
+        return WriteReport(messages=len(prepared.messages), readings=prepared.accepted, rows_new=new.count,
+                           rows_seen=len(rows) - new.count, alerts=alerts, rejected=len(batch.rejected))

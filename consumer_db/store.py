@@ -49,15 +49,20 @@ def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int =
     """Store ``(robot_id, axis_id, ts, amps)`` rows, skipping those already there, and bring the rollup of
     their robots up to date; returns how many were new. ``text``: the rows' ``copy_text``, if made already
     (the sink makes it beside the previous batch's transaction)."""
-    if not rows:
-        return 0
-    if uses_copy(conn.dialect.name, rows, copy_min_rows):
-        new = copy_readings(conn, rows, text)
-    else:
-        stored = insert_new_rows(conn, readings_fact, [dict(zip(READING_COLUMNS, r)) for r in rows], READING_COLUMNS)
-        new = NewRows.of(stored)
+    new = write_readings(conn, rows, copy_min_rows=copy_min_rows, text=text)
     add(conn, new)
     return new.count
+
+
+def write_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None) -> NewRows:
+    """The first half of ``insert_readings``: the rows stored, the rollup not yet brought up to date (the
+    caller hands the result to ``common.rollup.add`` in the same transaction)."""
+    if not rows:
+        return NewRows()
+    if uses_copy(conn.dialect.name, rows, copy_min_rows):
+        return copy_readings(conn, rows, text)
+    stored = insert_new_rows(conn, readings_fact, [dict(zip(READING_COLUMNS, r)) for r in rows], READING_COLUMNS)
+    return NewRows.of(stored)
 
 
 def copy_readings(conn: Connection, rows: list[tuple], text: str | None = None) -> NewRows:

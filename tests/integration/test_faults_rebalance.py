@@ -38,17 +38,20 @@ def held_sink() -> type[Sink]:
     """The sink, except that its second transaction waits for ``release``: a batch held in A's hands."""
 
     class HeldSink(Sink):
-        holding, release = threading.Event(), threading.Event()
+        first_stored, holding, release = threading.Event(), threading.Event(), threading.Event()
         batch: list = []
         writes = 0
 
-        def store(self, prepared):
+        def store(self, prepared, turn=None):
             HeldSink.writes += 1
-            if HeldSink.writes == 2:
+            if HeldSink.writes == 2:  # started while the first one is stored: hold it once that one is done
+                HeldSink.first_stored.wait(60)
                 HeldSink.batch = list(prepared.messages)
                 HeldSink.holding.set()
                 HeldSink.release.wait(120)
-            return super().store(prepared)
+            report = super().store(prepared, turn)
+            HeldSink.first_stored.set()
+            return report
 
     return HeldSink
 

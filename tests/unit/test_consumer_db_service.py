@@ -136,12 +136,12 @@ def recording_sink(first_store_held: threading.Event):
             RecordingSink.steps.append(("prepare", messages[0].offset))
             return super().prepare(messages)
 
-        def store(self, prepared):
+        def store(self, prepared, turn=None):
             first = prepared.messages[0].offset
             RecordingSink.steps.append(("store", first))
             if first == 0:
                 first_store_held.wait(10)
-            report = super().store(prepared)
+            report = super().store(prepared, turn)
             RecordingSink.steps.append(("stored", first))
             return report
 
@@ -163,24 +163,24 @@ async def run_recording_sink(engine, sqlite_url, monkeypatch, readings: int):
     return release, sink_class, settings, bus, stop, task
 
 
-async def test_next_batch_is_prepared_while_the_previous_one_is_stored_and_commits_stay_in_order(engine, sqlite_url,
-                                                                                                  monkeypatch):
+async def test_next_batch_is_prepared_and_started_while_the_previous_one_is_stored_and_commits_stay_in_order(
+        engine, sqlite_url, monkeypatch):
     release, sink_class, settings, bus, stop, task = await run_recording_sink(engine, sqlite_url, monkeypatch, 30)
     try:
-        await until(lambda: ("prepare", 10) in sink_class.steps)
-        await asyncio.sleep(0.2)  # time enough for a third batch or a second store, had the loop not waited
+        await until(lambda: ("store", 10) in sink_class.steps)
+        await asyncio.sleep(0.2)  # time enough for a third batch or the second commit, had the loop not waited
         committed = lambda: bus._committed.get((settings.sink_group_id, settings.readings_topic, 0), 0)  # noqa: E731
         assert sink_class.steps[0] == ("prepare", 0)  # then the first store and the next prepare, in either order
-        assert sorted(sink_class.steps[1:]) == [("prepare", 10), ("store", 0)]
-        assert committed() == 0 and count(engine, readings_fact) == 0
+        assert sorted(sink_class.steps[1:]) == [("prepare", 10), ("store", 0), ("store", 10)]
+        assert committed() == 0 and count(engine, readings_fact) == 0  # the second store waits for its turn
         release.set()
         await until(lambda: committed() == 30)
     finally:
         release.set()
         stop.set()
         await asyncio.wait_for(task, 10)
-    stores = [s for s in sink_class.steps if s[0] != "prepare"]
-    assert stores == [("store", 0), ("stored", 0), ("store", 10), ("stored", 10), ("store", 20), ("stored", 20)]
+    stored = [s for s in sink_class.steps if s[0] == "stored"]
+    assert stored == [("stored", 0), ("stored", 10), ("stored", 20)]
     assert count(engine, readings_fact) == 90
 
 
