@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 
 from common.bus import Message
 from common.errors import SchemaError
-from common.schemas import Reading
+from common.schemas import Alert, DeadLetter, Reading
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.service import process
 from consumer_db.axislock import AxisLock
@@ -80,6 +80,33 @@ def test_known_poison_messages_are_rejected_everywhere(sink, payload, caplog):
     with caplog.at_level(logging.WARNING, logger="consumer_alerts.service"):
         assert process(DetectorEngine(), batch[:1]) == []
     assert "skipped" in caplog.text
+
+
+@FUZZ
+@given(messages(max_size=20))
+def test_the_fast_json_path_gives_what_the_careful_one_gives(batch):
+    """``from_bytes`` tries pydantic's own JSON parser first; whatever it accepts must be what the careful
+    path (json.loads, the version check, then validation) makes of the same bytes, and what it refuses must
+    get the careful path's error."""
+    for message in batch:
+        for model in (Reading, Alert, DeadLetter):
+            assert _outcome(model.from_bytes, message.value) == _outcome(model.from_bytes_checked, message.value)
+
+
+@pytest.mark.parametrize("payload", [*POISON.values(), b'{"robot_id": "r", "ts": "2024-01-01T00:00:00Z", "currents": {}}',
+                                     b'{"schema_version": 1, "robot_id": "r", "ts": "2024-01-01T00:00:00Z", "currents": {"1": 2}}'])
+def test_the_fast_json_path_agrees_on_known_payloads(payload):
+    assert _outcome(Reading.from_bytes, payload) == _outcome(Reading.from_bytes_checked, payload)
+
+
+def _outcome(decode_with, value: bytes):
+    """The fields the message gave (a default such as a dead letter's time of receipt is made afresh at each
+    decoding), or the error."""
+    try:
+        message = decode_with(value)
+    except SchemaError as exc:
+        return str(exc)
+    return message.model_dump(include=message.model_fields_set)
 
 
 def _reads(value: bytes) -> bool:
