@@ -45,18 +45,18 @@ def uses_copy(dialect: str, rows: list[tuple], copy_min_rows: int) -> bool:
     return dialect == "postgresql" and len(rows) >= copy_min_rows
 
 
-def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None) -> int:
+def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000) -> int:
     """Store ``(robot_id, axis_id, ts, amps)`` rows, skipping those already there, and bring the rollup of
-    their robots up to date; returns how many were new. ``text``: the rows' ``copy_text``, if made already
-    (the sink makes it beside the previous batch's transaction)."""
-    new = write_readings(conn, rows, copy_min_rows=copy_min_rows, text=text)
+    their robots up to date; returns how many were new."""
+    new = write_readings(conn, rows, copy_min_rows=copy_min_rows)
     add(conn, new)
     return new.count
 
 
 def write_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None) -> NewRows:
     """The first half of ``insert_readings``: the rows stored, the rollup not yet brought up to date (the
-    caller hands the result to ``common.rollup.add`` in the same transaction)."""
+    caller hands the result to ``common.rollup.add`` in the same transaction). ``text``: the rows'
+    ``copy_text``, if made already (the sink makes it beside the previous batch's transaction)."""
     if not rows:
         return NewRows()
     if uses_copy(conn.dialect.name, rows, copy_min_rows):

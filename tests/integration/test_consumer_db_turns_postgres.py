@@ -16,6 +16,7 @@ from consumer_db.decode import Topics
 from consumer_db.migrate import migrate
 from consumer_db.sink import Sink
 from consumer_db.turns import POLL_S, Turn
+from tests.fault_support import poll
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +29,15 @@ ROWS_WRITTEN_ELSEWHERE = text(
 )
 
 
+def sink_on(engine) -> Sink:
+    return Sink(engine, AxisLock(engine, AXES), Topics("readings", "alerts", "dead"))
+
+
 @pytest.fixture
 def sink(pg_url):
     engine = make_engine(pg_url, log_version=False)
     migrate(engine)
-    yield Sink(engine, AxisLock(engine, AXES), Topics("readings", "alerts", "dead"))
+    yield sink_on(engine)
     engine.dispose()
 
 
@@ -50,15 +55,6 @@ def in_thread(call) -> tuple[threading.Thread, list]:
     return thread, outcome
 
 
-def until(condition, timeout: float = 20.0) -> None:
-    deadline = threading.Event()
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        deadline.wait(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def scalar(sink: Sink, query) -> int:
     with sink.engine.connect() as conn:
         return conn.execute(query).scalar_one()
@@ -72,9 +68,9 @@ def test_the_next_batch_writes_its_rows_while_the_previous_transaction_runs_and_
     first = Turn()
     second = Turn(first)
     thread, outcome = in_thread(lambda: sink.store(sink.prepare(batch(100, 100, 100)), second))
-    until(lambda: scalar(sink, ROWS_WRITTEN_ELSEWHERE) > 0)  # its COPY is done ...
+    poll(lambda: scalar(sink, ROWS_WRITTEN_ELSEWHERE) > 0, "its COPY done", timeout=20, every=0.05)
     thread.join(0.5)
-    assert thread.is_alive()  # ... and it waits for the previous batch's commit
+    assert thread.is_alive()  # ... and then it waits for the previous batch's commit
     assert stored(sink) == 0 and scalar(sink, select(func.count()).select_from(rollup_progress)) == 0
     first.end(committed=True)
     thread.join(30)
@@ -90,14 +86,14 @@ def test_a_batch_that_holds_up_the_previous_one_gives_way_and_nothing_is_lost_or
     earlier_turn = Turn()
     later_turn = Turn(earlier_turn)
     later, later_outcome = in_thread(lambda: sink.store(sink.prepare(batch(99, 101, 1000)), later_turn))
-    until(lambda: scalar(sink, ROWS_WRITTEN_ELSEWHERE) > 0)
+    poll(lambda: scalar(sink, ROWS_WRITTEN_ELSEWHERE) > 0, "the later batch's COPY done", timeout=20, every=0.05)
     later.join(3 * POLL_S)  # it has asked whether it holds anybody up, and nobody yet: it must ask afresh
 
     def earlier_store():
         # on a connection of its own, opened after the later batch started waiting (as another instance's)
         engine = make_engine(sink.engine.url, log_version=False)
         try:
-            other = Sink(engine, AxisLock(engine, AXES), Topics("readings", "alerts", "dead"))
+            other = sink_on(engine)
             report = other.store(other.prepare(batch(0, 100, 0)), earlier_turn)
         finally:
             engine.dispose()
