@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from common.bus import Bus
 from common.schemas import DeadLetter, Reading
 from producer.faults import write_labels
+from producer.ahead import ReadAhead
 from producer.feed import Feed, open_feed
 from producer.pacing import Clock, MonotonicClock, Pacer, PacingOptions
 from producer.report import ProducerReport
@@ -55,21 +56,24 @@ async def run(
 
 
 async def _publish(items, settings, sender: Sender, pacer: Pacer, report: ProducerReport, stop, progress) -> None:
-    max_speed = pacer.options.max_speed
-    for count, item in enumerate(items, 1):
+    max_speed, clock = pacer.options.max_speed, pacer.clock
+    ahead = ReadAhead(items, clock)
+    for count, (item, value) in enumerate(ahead, 1):
         if stop.is_set():
             return
         if isinstance(item, DeadLetter):
             report.reject(item)
-            await sender.send(settings.dead_letter_topic, item.robot_id or item.source, item.to_bytes())
+            await sender.send(settings.dead_letter_topic, item.robot_id or item.source, value)
             continue
         delay = pacer.delay(item.robot_id, item.ts)
         if delay > 0:
+            due = clock.now() + delay
             await sender.push()  # what was queued goes out before the wait, not after it
-            await pacer.clock.sleep(delay, stop)
+            await ahead.fill(due - delay / 2, stop)  # the rows due next are made while the machine is idle
+            await clock.sleep(max(due - clock.now(), 0.0), stop)
             if stop.is_set():
                 return  # stopped while waiting: this row was not sent
-        await sender.send(settings.readings_topic, item.robot_id, item.to_bytes())
+        await sender.send(settings.readings_topic, item.robot_id, value)
         report.saw(item.ts)
         if progress is not None:
             progress(1)

@@ -107,3 +107,49 @@ async def test_stop_interrupts_a_long_wait_promptly():
     async with asyncio.timeout(10):  # a guard only: without the stop this would wait an hour
         report = await run(settings, bus=bus, stop=stop, source=iter(readings(3)), clock=MonotonicClock())
     assert report.stopped and report.readings_confirmed == 1
+
+
+class RecordingBus(InProcessBus):
+    """Notes the clock's reading when each message arrives."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__()
+        self.clock, self.sent_at = clock, []
+
+    async def send(self, topic, key, value):
+        self.sent_at.append(self.clock.now())
+        return await super().send(topic, key, value)
+
+
+async def test_a_tick_is_made_during_the_wait_before_it():
+    clock, pulled_after_sleeps = ManualClock(start=0.0), []
+    fleet = [Reading(robot_id=f"r{k}", ts=at(2 * t), row=t + 2, currents={1: float(t)}) for t in range(3) for k in range(4)]
+
+    def source():
+        for reading in fleet:
+            pulled_after_sleeps.append(len(clock.sleeps))
+            yield reading
+
+    bus = RecordingBus(clock)
+    settings = ProducerSettings(_env_file=None, bus="memory", tick_seconds=2.0)
+    await run(settings, bus=bus, stop=asyncio.Event(), source=source(), clock=clock)
+    assert clock.sleeps == [2.0, 2.0]
+    assert bus.sent_at == [0.0] * 4 + [2.0] * 4 + [4.0] * 4
+    # every row of ticks 1 and 2 was made before the first wait ended, not when it was due
+    assert pulled_after_sleeps == [0] * 12
+    assert [Reading.from_bytes(m.value) for p in bus._log(settings.readings_topic) for m in p] == fleet
+
+
+async def test_a_slow_feed_is_read_ahead_only_within_the_wait():
+    clock = ManualClock(start=0.0)
+
+    def slow_source():  # each row takes 0.3 s to make
+        for reading in readings(8):
+            clock.advance(0.3)
+            yield reading
+
+    bus = RecordingBus(clock)
+    settings = ProducerSettings(_env_file=None, bus="memory", tick_seconds=2.0)
+    report = await run(settings, bus=bus, stop=asyncio.Event(), source=slow_source(), clock=clock)
+    assert report.readings_confirmed == 8 and report.late_ticks == 0
+    assert bus.sent_at == pytest.approx([0.3 + 2.0 * i for i in range(8)])
