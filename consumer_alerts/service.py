@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 
-from common.bus import Bus, Message
+from common.bus import Bus, Message, let_out
 from common.errors import SchemaError
 from common.schemas import Alert, Reading
 from consumer_alerts.checkpoint import Checkpoints
@@ -88,7 +88,7 @@ async def process_and_send(engine: DetectorEngine, messages: list[Message], bus:
         if found:
             pending += [await bus.send(topic, a.robot_id, a.to_bytes()) for a in found]
             alerts += found
-            await asyncio.sleep(0)  # let the Kafka client put them on the wire now
+            await let_out()
     if pending:
         await asyncio.gather(*pending)
         for alert in alerts:

@@ -20,7 +20,7 @@ import logging
 import time
 from collections import Counter, deque
 
-from common.bus import Bus
+from common.bus import Bus, let_out
 from producer.batches import KafkaBatches, Pending, Unit
 
 logger = logging.getLogger(__name__)
@@ -64,9 +64,10 @@ class Sender:
 
     async def push(self) -> None:
         """Send the batches being filled now (before the producer waits, and at the end)."""
-        if self._batches is not None:
+        if self._batches is not None and self._batches.pending:
             for unit in self._batches.take_all():
                 await self._ship(unit)
+            await let_out()  # before the producer goes on making the next rows
 
     async def drain(self) -> None:
         """Wait until everything is confirmed, retrying as needed; bound it with ``asyncio.timeout``."""

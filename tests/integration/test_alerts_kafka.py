@@ -2,17 +2,20 @@
 re-raises nothing, and the events persisted by consumer_db."""
 import asyncio
 import time
+from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import ProgrammingError
 
+from common.bus import Message
 from common.kafka import KafkaBus
-from common.schemas import Alert, AlertState
+from common.schemas import Alert, AlertState, Reading
 from consumer_alerts.recovery import latest_alerts, read_to_end
-from consumer_alerts.service import run
+from consumer_alerts.service import process_and_send, run
 from consumer_alerts.settings import AlertsSettings
 from tests.alerts_fixtures import cycle_readings
+from tests.broker_watch import BrokerWatch
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +122,42 @@ async def test_events_are_persisted_by_consumer_db(kafka_env, pg_url, tmp_path):
     row = rows[0]
     assert (row["robot_id"], row["axis"], row["detector"], row["severity"]) == ("r1", 1, "zscore", "ERROR")
     assert row["closed_at"] > row["opened_at"] and row["peak_amps"] > 60
+
+
+async def test_an_event_is_on_the_alerts_topic_before_the_rest_of_its_batch_is_judged(kafka_env):
+    """The event of a batch's first reading must not wait for the batch's other readings (at the real rate
+    a tick's 200 take ~10-20 ms): while the engine judges the second reading, a reader on its own
+    thread must already find the event on the broker."""
+    settings = AlertsSettings(_env_file=None, **kafka_env)
+    opened = Alert(event_id="r1:1:zscore:early", robot_id="r1", axis=1, detector="zscore", severity="ALERT",
+                   state="open", opened_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    watch = BrokerWatch(settings.kafka_bootstrap_servers, settings.alerts_topic,
+                        lambda value: Alert.from_bytes(value).event_id == opened.event_id)
+
+    class FirstReadingOpensAnEvent:
+        def __init__(self):
+            self.seen_while_judging: list[bool] = []
+
+        def process(self, reading):
+            if reading.row == 1:
+                return [opened]
+            # Blocks the event loop, as judging a reading does: only a send already on the wire gets through.
+            self.seen_while_judging.append(watch.wait())
+            return []
+
+    engine = FirstReadingOpensAnEvent()
+    readings = [Reading(robot_id="r1", ts=datetime(2026, 1, 1, 0, 0, i, tzinfo=timezone.utc), row=i, currents={1: 1.0})
+                for i in (1, 2)]
+    messages = [Message(settings.readings_topic, 0, i, b"r1", r.to_bytes()) for i, r in enumerate(readings)]
+    bus = KafkaBus(settings)
+    await bus.start()
+    try:
+        await bus.ensure_topics([settings.alerts_topic])
+        # a fresh topic's partitions get their leader a moment late: the test's send must not be a retry
+        await bus.publish(settings.alerts_topic, "r1", opened.model_copy(update={"event_id": "warm-up"}).to_bytes())
+        with watch:
+            alerts = await process_and_send(engine, messages, bus, settings.alerts_topic, {}, before=lambda robot: None)
+    finally:
+        await bus.stop()
+    assert [a.event_id for a in alerts] == [opened.event_id]
+    assert engine.seen_while_judging == [True]

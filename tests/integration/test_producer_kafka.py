@@ -8,17 +8,21 @@ import signal
 import subprocess
 import sys
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from common.kafka import KafkaBus
 from common.schemas import DeadLetter, Reading
+from producer.pacing import ManualClock
 from producer.service import run
 from producer.settings import ProducerSettings
+from tests.broker_watch import BrokerWatch
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def producer_settings(kafka_env, **kw) -> ProducerSettings:
@@ -141,3 +145,33 @@ async def _count(config, at_least):
         return len(await consume(bus, config.readings_topic, at_least))
     finally:
         await bus.stop()
+
+
+async def test_a_tick_is_on_the_broker_before_the_next_one_is_made(kafka_env):
+    """The paced producer makes the next tick's rows while it waits for it (producer/ahead.py); the tick
+    before must already be on the broker by then, not held back by that work."""
+    settings = ProducerSettings(_env_file=None, **kafka_env, axes_from_db=False, tick_seconds=2.0)
+    first = Reading(robot_id="r1", ts=T0, row=1, currents={1: 1.0})
+    watch = BrokerWatch(settings.kafka_bootstrap_servers, settings.readings_topic,
+                        lambda value: Reading.from_bytes(value).row == first.row)
+    seen_while_making: list[bool] = []
+
+    def feed():
+        yield first
+        yield first.model_copy(update={"ts": T0 + timedelta(seconds=2), "row": 2})
+        # made during the wait for row 2; blocks the event loop, as making rows does
+        seen_while_making.append(watch.wait())
+        yield first.model_copy(update={"ts": T0 + timedelta(seconds=4), "row": 3})
+
+    bus = KafkaBus(settings)
+    await bus.start()
+    try:
+        await bus.ensure_topics([settings.readings_topic])
+        # a fresh topic's partitions get their leader a moment late: the test's send must not be a retry
+        await bus.publish(settings.readings_topic, "r1", first.model_copy(update={"row": 0}).to_bytes())
+        with watch:
+            report = await run(settings, bus=bus, stop=asyncio.Event(), source=feed(), clock=ManualClock())
+    finally:
+        await bus.stop()
+    assert report.readings_confirmed == 3
+    assert seen_while_making == [True]
