@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timezone
 from functools import partial
 
@@ -28,6 +29,7 @@ BLINK_CSS = """
 @keyframes aw-blink { to { visibility: hidden; } }
 """
 TICK_MODES = ["fixed", "auto"]
+ALERTS_EVERY_S = 0.25
 
 
 class LiveView:
@@ -47,6 +49,7 @@ class LiveView:
         self.status = Div(name="status", sizing_mode="stretch_width")
         self.peak = Div(name="peak")
         self._blink_on, self._shown = False, None
+        self._alerts_due, self._alerts_shown_at = False, float("-inf")
         self._refresh_alerts()
         self.tick()
 
@@ -98,13 +101,25 @@ class LiveView:
     # -- data in ------------------------------------------------------------------------------------
     def deliver(self, rows: dict, alerts: list[Alert]) -> None:
         """Called by the feed on the server loop: queue the change for this session's document."""
-        self.doc.add_next_tick_callback(partial(self._apply, rows.get(self.robot), bool(alerts)))
+        mine = rows.get(self.robot)
+        if mine:
+            self.doc.add_next_tick_callback(partial(self._stream, mine))
+        if alerts and not self._alerts_due:
+            # The table is all the fleet's events, sent whole: in an alert storm (events arrive a few at a
+            # time, several batches a tick) it goes out at most every ALERTS_EVERY_S, always with the latest.
+            self._alerts_due = True
+            wait_s = self._alerts_shown_at + ALERTS_EVERY_S - time.monotonic()
+            if wait_s > 0:
+                self.doc.add_timeout_callback(self._show_alerts, wait_s * 1000)
+            else:
+                self.doc.add_next_tick_callback(self._show_alerts)
 
-    def _apply(self, rows: list | None, alerts_changed: bool) -> None:
-        if rows:
-            self.source.stream(to_columns(rows, self.keys), rollover=self.window_rows)
-        if alerts_changed:
-            self._refresh_alerts()
+    def _stream(self, rows: list) -> None:
+        self.source.stream(to_columns(rows, self.keys), rollover=self.window_rows)
+
+    def _show_alerts(self) -> None:
+        self._alerts_due, self._alerts_shown_at = False, time.monotonic()
+        self._refresh_alerts()
 
     def _window_columns(self) -> dict:
         return to_columns(self.feed.window(self.robot)[-self.window_rows:], self.keys)

@@ -1,6 +1,7 @@
 """The server without a browser: many sessions through Bokeh's client API share one feed, late sessions
 start full, closed sessions are let go, and /health answers."""
 import json
+import threading
 import time
 import urllib.request
 
@@ -8,6 +9,7 @@ import pytest
 from bokeh.client import pull_session
 
 from dashboard.cli import build_parser, main
+from dashboard.live import ALERTS_EVERY_S
 from dashboard.settings import DashboardSettings
 from tests.dashboard_support import ServerThread, alert, reading, wait_for
 
@@ -71,6 +73,32 @@ def test_a_late_session_starts_with_the_full_window_and_the_alerts(server):
         assert doc.get_model_by_name("chart_alerts").data["event_id"] == ["e-late"]
     finally:
         session.close()
+
+
+def test_an_alert_storm_refreshes_a_sessions_table_at_most_every_quarter_second_and_ends_complete(server):
+    session = pull_session(url=server.url)
+    table = session.document.get_model_by_name("alert_source")
+    refreshes = []
+    table.on_change("data", lambda _attr, _old, _new: refreshes.append(time.monotonic()))
+    ids = [f"storm-{i}" for i in range(40)]
+
+    def storm():
+        for event_id in ids:  # one event at a time, as consumer_alerts sends them
+            server.publish(server.settings.alerts_topic, alert(event_id))
+            time.sleep(0.01)
+
+    started = time.monotonic()
+    publisher = threading.Thread(target=storm)
+    publisher.start()
+    try:
+        pump_until(session, lambda: set(ids) <= set(table.data["event_id"]), what="every event in the table")
+        elapsed = time.monotonic() - started
+    finally:
+        publisher.join(30)
+        session.close()
+    assert len(server.feed.alerts) == len(ids)
+    # at most one refresh right away and one per ALERTS_EVERY_S after it (the storm itself is ~40 publishes)
+    assert 1 <= len(refreshes) <= elapsed / ALERTS_EVERY_S + 2, (len(refreshes), elapsed)
 
 
 def test_health_reports_connection_lag_and_newest_reading(server):
