@@ -1,13 +1,15 @@
-"""Rows made and encoded ahead, while the paced producer waits for the next one's due time.
+"""The rest of a tick made and encoded ahead, while the paced producer waits for the tick's first row.
 
 At the real rate a tick is a burst: every robot's row is due at the same instant. Making a synthetic row
-and encoding it costs ~50 us, so a 200-robot tick made when it was due took 10-20 ms of a busy machine,
-and its first rows waited in their Kafka batch (already stamped: on the latency's clock) for the last.
-Made during the wait before it, the tick goes out in one go, and the work is done while the machine is
-idle instead of when the consumers wake up to the tick.
+and encoding it costs ~50 us, so a 200-robot tick made when it was due took several milliseconds of a
+busy machine, and its first rows waited in their Kafka batch (already stamped: on the latency's clock)
+for the last. Made during the wait before it, the tick goes out in one go, and the work is done while the
+machine is idle instead of when the consumers wake up to the tick.
 
-The waiting is done in slices of about a millisecond with the event loop visited in between, so the
-batches pushed just before the wait go on the wire at once and a stop is seen promptly.
+Only one tick is made ahead (a tick ends where a robot comes again, as in :class:`producer.pacing.Pacer`):
+rows held longer would only live on into the garbage collector's oldest generation. The making stops
+halfway through the wait whatever happens, so a slow feed never makes a tick late. It is done in slices
+of about a millisecond, with the event loop visited in between, so a stop is seen promptly.
 """
 from __future__ import annotations
 
@@ -24,13 +26,12 @@ SLICE_ROWS = 32  # also bounds a slice on a clock that does not move by itself (
 
 
 class ReadAhead:
-    """Iterate ``(item, encoded item)``; :meth:`fill` prepares the next rows in advance."""
+    """Iterate ``(item, encoded item)``; :meth:`fill` makes the rest of a tick in advance."""
 
-    def __init__(self, items: Iterable[Item], clock: Clock, *, most: int = 4096) -> None:
-        self.clock, self.most = clock, most
+    def __init__(self, items: Iterable[Item], clock: Clock) -> None:
+        self.clock = clock
         self._items: Iterator[Item] = iter(items)
         self._ready: deque[tuple[Item, bytes]] = deque()
-        self._exhausted = False
 
     def __iter__(self) -> ReadAhead:
         return self
@@ -41,23 +42,31 @@ class ReadAhead:
         item = next(self._items)
         return item, item.to_bytes()
 
-    @property
-    def ready(self) -> int:
-        return len(self._ready)
-
-    async def fill(self, until: float, stop: asyncio.Event) -> None:
-        """Prepare rows until the clock reads ``until``, ``most`` rows are ready, the feed ends or ``stop``
-        is set."""
-        while not (self._exhausted or stop.is_set()) and len(self._ready) < self.most and self.clock.now() < until:
+    async def fill(self, first: Reading, until: float, stop: asyncio.Event) -> None:
+        """Make the rows of the tick ``first`` opens (up to the first row of the next one) until the clock
+        reads ``until``, the feed ends or ``stop`` is set."""
+        tick = _Tick(first.robot_id)
+        while not (tick.complete or stop.is_set()) and self.clock.now() < until:
             await asyncio.sleep(0)
-            self._prepare_slice(min(until, self.clock.now() + SLICE_S))
+            self._make_slice(tick, min(until, self.clock.now() + SLICE_S))
 
-    def _prepare_slice(self, until: float) -> None:
+    def _make_slice(self, tick: _Tick, until: float) -> None:
         for _ in range(SLICE_ROWS):
-            if len(self._ready) >= self.most or self.clock.now() >= until:
+            if tick.complete or self.clock.now() >= until:
                 return
             item = next(self._items, None)
             if item is None:
-                self._exhausted = True
+                tick.complete = True
                 return
             self._ready.append((item, item.to_bytes()))
+            tick.add(item)
+
+
+class _Tick:
+    def __init__(self, robot_id: str) -> None:
+        self.robots, self.complete = {robot_id}, False
+
+    def add(self, item: Item) -> None:
+        if isinstance(item, Reading):
+            self.complete = item.robot_id in self.robots  # it opens the next tick: made, and enough
+            self.robots.add(item.robot_id)

@@ -69,7 +69,7 @@ async def _publish(items, settings, sender: Sender, pacer: Pacer, report: Produc
         if delay > 0:
             due = clock.now() + delay
             await sender.push()  # what was queued goes out before the wait, not after it
-            await ahead.fill(due - delay / 2, stop)  # the rows due next are made while the machine is idle
+            await ahead.fill(item, due - delay / 2, stop)  # the rest of the tick is made while the machine is idle
             await clock.sleep(max(due - clock.now(), 0.0), stop)
             if stop.is_set():
                 return  # stopped while waiting: this row was not sent

@@ -135,8 +135,9 @@ async def test_a_tick_is_made_during_the_wait_before_it():
     await run(settings, bus=bus, stop=asyncio.Event(), source=source(), clock=clock)
     assert clock.sleeps == [2.0, 2.0]
     assert bus.sent_at == [0.0] * 4 + [2.0] * 4 + [4.0] * 4
-    # every row of ticks 1 and 2 was made before the first wait ended, not when it was due
-    assert pulled_after_sleeps == [0] * 12
+    # ticks 1 and 2 were made during the wait before each (tick 2's first row ends tick 1's making), not
+    # when due, and no further ahead
+    assert pulled_after_sleeps == [0] * 4 + [0] * 4 + [0] + [1] * 3
     assert [Reading.from_bytes(m.value) for p in bus._log(settings.readings_topic) for m in p] == fleet
 
 
