@@ -7,9 +7,11 @@ for the last. Made during the wait before it, the tick goes out in one go, and t
 machine is idle instead of when the consumers wake up to the tick.
 
 Only one tick is made ahead (a tick ends where a robot comes again, as in :class:`producer.pacing.Pacer`):
-rows held longer would only live on into the garbage collector's oldest generation. The making stops
-halfway through the wait whatever happens, so a slow feed never makes a tick late. It is done in slices
-of about a millisecond, with the event loop visited in between, so a stop is seen promptly.
+rows held longer would only live on into the garbage collector's oldest generation. The producer starts
+making it halfway through the wait, once the consumers are done with the tick before (made right after
+that tick was sent, it competed with them for the CPU), and stops at three quarters whatever happens, so
+a slow feed never makes a tick late. It is done in slices of about a millisecond, with the event loop
+visited in between, so a stop is seen promptly.
 """
 from __future__ import annotations
 

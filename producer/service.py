@@ -69,7 +69,10 @@ async def _publish(items, settings, sender: Sender, pacer: Pacer, report: Produc
         if delay > 0:
             due = clock.now() + delay
             await sender.push()  # what was queued goes out before the wait, not after it
-            await ahead.fill(item, due - delay / 2, stop)  # the rest of the tick is made while the machine is idle
+            # The rest of the tick is made midway through the wait: not while the consumers are busy with
+            # the tick just sent, and in good time for its own.
+            await clock.sleep(delay / 2, stop)
+            await ahead.fill(item, due - delay / 4, stop)
             await clock.sleep(max(due - clock.now(), 0.0), stop)
             if stop.is_set():
                 return  # stopped while waiting: this row was not sent

@@ -133,11 +133,11 @@ async def test_a_tick_is_made_during_the_wait_before_it():
     bus = RecordingBus(clock)
     settings = ProducerSettings(_env_file=None, bus="memory", tick_seconds=2.0)
     await run(settings, bus=bus, stop=asyncio.Event(), source=source(), clock=clock)
-    assert clock.sleeps == [2.0, 2.0]
+    assert clock.sleeps == [1.0, 1.0, 1.0, 1.0]  # each wait in two halves
     assert bus.sent_at == [0.0] * 4 + [2.0] * 4 + [4.0] * 4
-    # ticks 1 and 2 were made during the wait before each (tick 2's first row ends tick 1's making), not
-    # when due, and no further ahead
-    assert pulled_after_sleeps == [0] * 4 + [0] * 4 + [0] + [1] * 3
+    # ticks 1 and 2 were made midway through the wait before each (tick 2's first row ends tick 1's
+    # making), not when due, and no further ahead
+    assert pulled_after_sleeps == [0] * 4 + [0] + [1] * 3 + [1] + [3] * 3
     assert [Reading.from_bytes(m.value) for p in bus._log(settings.readings_topic) for m in p] == fleet
 
 
