@@ -18,7 +18,8 @@ appends it to a batch (the readings topic is read back for it). It stops:
     without drawing) on a dashboard process watching robot-001; the clock stops when a streamed point
     arrives.
 
-Reported first: how far apart the producer stamped a tick's rows (first to last CreateTime of a burst): the part of every clock above that the producer itself adds.
+Reported first: how far apart the producer stamped a tick's rows (first to last CreateTime of a burst):
+the part of every clock above that the producer itself adds.
 
 Readings produced in the first --warmup seconds (process start, group joins) are left out. consumer_alerts
 runs with Z_MIN_SAMPLES=30 (default 100) so that z-score events can open within minutes of a cold start.
@@ -241,7 +242,8 @@ def latencies(result: dict, sessions: int) -> dict[str, dict]:
     watched = {k[1]: ms for k, ms in in_window.items() if k[0] == WATCHED}
     dashboard = [seen * 1000 - watched[ts] for (_, ts), seen in watch.dashboard.items() if ts in watched]
     return {
-        "spread": stats("a tick's rows in the producer: first to last CreateTime", tick_spreads(in_window.values()), None),
+        "spread": stats("a tick's rows in the producer: first to last CreateTime", tick_spreads(in_window.values()),
+                        None),
         "a": stats("(a) committed in PostgreSQL", committed, len(in_window)),
         "b": stats("(b) alert event on the alerts topic (appended by the broker)", appended, None),
         "b received": stats("(b) the same, received by a consumer in this process", received, None),

@@ -6,12 +6,12 @@ busy machine, and its first rows waited in their Kafka batch (already stamped: o
 for the last. Made during the wait before it, the tick goes out in one go, and the work is done while the
 machine is idle instead of when the consumers wake up to the tick.
 
-Only one tick is made ahead (a tick ends where a robot comes again, as in :class:`producer.pacing.Pacer`):
-rows held longer would only live on into the garbage collector's oldest generation. The producer starts
-making it halfway through the wait, once the consumers are done with the tick before (made right after
-that tick was sent, it competed with them for the CPU), and stops at three quarters whatever happens, so
-a slow feed never makes a tick late. It is done in slices of about a millisecond, with the event loop
-visited in between, so a stop is seen promptly.
+Only one tick is made ahead (a tick ends where a robot comes again: :class:`producer.pacing.Ticks`, as
+the pacer counts them): rows held longer would only live on into the garbage collector's oldest
+generation. The producer starts making it halfway through the wait, once the consumers are done with the
+tick before (made right after that tick was sent, it competed with them for the CPU), and stops at three
+quarters whatever happens, so a slow feed never makes a tick late. It is done in slices of about a
+millisecond, with the event loop visited in between, so a stop is seen promptly.
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import asyncio
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-from common.schemas import DeadLetter, Reading
-from producer.pacing import Clock
+from common.schemas import Reading
+from producer.feed import Item
+from producer.pacing import Clock, Ticks
 
-Item = Reading | DeadLetter
 SLICE_S = 0.001
 SLICE_ROWS = 32  # also bounds a slice on a clock that does not move by itself (tests)
 
@@ -47,28 +47,23 @@ class ReadAhead:
     async def fill(self, first: Reading, until: float, stop: asyncio.Event) -> None:
         """Make the rows of the tick ``first`` opens (up to the first row of the next one) until the clock
         reads ``until``, the feed ends or ``stop`` is set."""
-        tick = _Tick(first.robot_id)
-        while not (tick.complete or stop.is_set()) and self.clock.now() < until:
+        ticks = Ticks()
+        ticks.advance(first.robot_id)
+        done = False
+        while not (done or stop.is_set()) and self.clock.now() < until:
             await asyncio.sleep(0)
-            self._make_slice(tick, min(until, self.clock.now() + SLICE_S))
+            done = self._make_slice(ticks, min(until, self.clock.now() + SLICE_S))
 
-    def _make_slice(self, tick: _Tick, until: float) -> None:
+    def _make_slice(self, ticks: Ticks, until: float) -> bool:
+        """Make rows until ``until``; whether the tick is complete (the next one's first row is made, or
+        the feed ended)."""
         for _ in range(SLICE_ROWS):
-            if tick.complete or self.clock.now() >= until:
-                return
+            if self.clock.now() >= until:
+                return False
             item = next(self._items, None)
             if item is None:
-                tick.complete = True
-                return
+                return True
             self._ready.append((item, item.to_bytes()))
-            tick.add(item)
-
-
-class _Tick:
-    def __init__(self, robot_id: str) -> None:
-        self.robots, self.complete = {robot_id}, False
-
-    def add(self, item: Item) -> None:
-        if isinstance(item, Reading):
-            self.complete = item.robot_id in self.robots  # it opens the next tick: made, and enough
-            self.robots.add(item.robot_id)
+            if isinstance(item, Reading) and ticks.advance(item.robot_id):
+                return True  # it opens the next tick: made, and enough
+        return False

@@ -58,6 +58,26 @@ class ManualClock:
         await asyncio.sleep(0)  # still let other tasks run, as a real sleep would
 
 
+class Ticks:
+    """Counts ticks: a new one starts when a robot already seen in the current one comes again."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._robots: set[str] | None = None  # those of the current tick; None before the first row
+
+    def advance(self, robot_id: str) -> bool:
+        """Count ``robot_id``'s row; whether it opens a tick (the first row does)."""
+        if self._robots is None:
+            self._robots = {robot_id}
+            return True
+        if robot_id in self._robots:
+            self.count += 1
+            self._robots = {robot_id}
+            return True
+        self._robots.add(robot_id)
+        return False
+
+
 @dataclass(frozen=True)
 class PacingOptions:
     tick_seconds: float = 2.0
@@ -86,21 +106,20 @@ class Pacer:
         self.lost_s = 0.0
         self._origin: float | None = None
         self._first_ts: datetime | None = None
-        self._tick = -1
-        self._robots_in_tick: set[str] = set()
+        self._ticks = Ticks()
 
     def delay(self, robot_id: str, ts: datetime) -> float:
         if self.options.max_speed:
             return 0.0
         now = self.clock.now()
-        new_tick = self._advance(robot_id)
+        new_tick = self._ticks.advance(robot_id)
         if self._origin is None:
             self._origin, self._first_ts = now, ts
             return 0.0
         if self.options.speed is not None:
             due = self._origin + (ts - self._first_ts).total_seconds() / self.options.speed
         else:
-            due = self._origin + self._tick * self.options.tick_seconds
+            due = self._origin + self._ticks.count * self.options.tick_seconds
         wait = due - now
         if wait < 0 and new_tick:
             self.late_ticks += 1
@@ -114,11 +133,3 @@ class Pacer:
         seconds = self.delay(robot_id, ts)
         if seconds > 0:
             await self.clock.sleep(seconds, stop)
-
-    def _advance(self, robot_id: str) -> bool:
-        if robot_id in self._robots_in_tick or self._tick < 0:
-            self._tick += 1
-            self._robots_in_tick = {robot_id}
-            return True
-        self._robots_in_tick.add(robot_id)
-        return False
