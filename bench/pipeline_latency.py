@@ -266,10 +266,10 @@ def tick_spreads(created_ms, gap_ms: float = 500) -> list[float]:
 
 def stats(what: str, samples: list[float], expected: int | None) -> dict:
     row = {"latency to": what, "samples": len(samples), "expected": expected,
-           "p50 ms": None, "p99 ms": None, "max ms": None}
-    if samples:
-        row |= {"p50 ms": round(percentile(samples, 50), 1), "p99 ms": round(percentile(samples, 99), 1),
-                "max ms": round(max(samples), 1)}
+           "p50 ms": None, "p90 ms": None, "p99 ms": None, "max ms": None}
+    if samples:  # p90 beside p99: with ~460 events, a p99 is the 5th slowest and moves by tens of ms from run to run
+        row |= {"p50 ms": round(percentile(samples, 50), 1), "p90 ms": round(percentile(samples, 90), 1),
+                "p99 ms": round(percentile(samples, 99), 1), "max ms": round(max(samples), 1)}
     return row
 
 
