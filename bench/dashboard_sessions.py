@@ -106,8 +106,6 @@ async def bokeh_session(port: int):
 
 async def watch(port: int, latencies: list, opened: asyncio.Event | None = None) -> None:
     """One session; notes, for each streamed point, how old the reading is on arrival."""
-    import numpy as np
-
     async with bokeh_session(port) as ws:
         while True:  # until cancelled (a timeout here would cut a message in half)
             header, content, buffers = await receive(ws)
@@ -116,8 +114,17 @@ async def watch(port: int, latencies: list, opened: asyncio.Event | None = None)
             for event in content.get("events", []) if header["msgtype"] == "PATCH-DOC" else []:
                 ts = dict(event["data"]["entries"]).get("ts") if event.get("kind") == "ColumnsStreamed" else None
                 if ts is not None:
-                    newest = np.frombuffer(array_bytes(ts["array"]["data"], buffers), dtype=ts["dtype"])[-1]
+                    newest = column_values(ts, buffers)[-1]
                     latencies.append((time.monotonic(), time.time() - newest / 1000))
+
+
+def column_values(column, buffers: dict) -> list[float]:
+    """A streamed column's numbers: a plain JSON list (NaN as Bokeh's {"type": "number"} object), or an ndarray."""
+    if isinstance(column, list):
+        return [float(v["value"]) if isinstance(v, dict) else v for v in column]
+    import numpy as np
+
+    return np.frombuffer(array_bytes(column["array"]["data"], buffers), dtype=column["dtype"]).tolist()
 
 
 def array_bytes(data, buffers: dict) -> bytes:

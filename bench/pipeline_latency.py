@@ -39,14 +39,13 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import psycopg2
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Engine, text
 
 from bench._kafka import create_topics, partitions_of
 from bench._services import Names, Service, stop_all, with_services
-from bench.dashboard_sessions import array_bytes, bokeh_session, receive
+from bench.dashboard_sessions import bokeh_session, column_values, receive
 from bench.query_plans import percentile
 from bench.results import write_results
 from common.schemas import Alert
@@ -141,8 +140,7 @@ async def session(number: int, port: int, watch: Watch, opened: asyncio.Event) -
             for event in content.get("events", []) if header["msgtype"] == "PATCH-DOC" else []:
                 entries = dict(event["data"]["entries"]) if event.get("kind") == "ColumnsStreamed" else {}
                 if "ts" in entries and "a1" in entries:  # the chart's source (not the alert table's)
-                    ts = entries["ts"]
-                    for ms in np.frombuffer(array_bytes(ts["array"]["data"], buffers), dtype=ts["dtype"]).tolist():
+                    for ms in column_values(entries["ts"], buffers):
                         watch.dashboard.setdefault((number, round(ms)), now)
 
 

@@ -31,7 +31,7 @@ def document_factory(feed: LiveFeed, engine: Engine | None):
         doc.title = "axiswatch"
         feed.register(live)
         doc.add_periodic_callback(live.tick, 1000)
-        doc.add_periodic_callback(live.blink, 700)
+        live.chart.blink_in_browser(doc)
         doc.on_session_destroyed(lambda _context: feed.unregister(live))
 
     return make_document

@@ -1,12 +1,15 @@
 """The live chart: one line (or stacked band) per axis of the schema lock, alert bands and markers."""
 from __future__ import annotations
 
+from bokeh.document import Document
+from bokeh.events import DocumentReady
 from bokeh.models import (
-    CDSView, ColumnDataSource, DataRange1d, DatetimeTickFormatter, DatetimeTicker, GroupFilter, HoverTool, Legend, LegendItem, SingleIntervalTicker,
+    CDSView, ColumnDataSource, CustomJS, DataRange1d, DatetimeTickFormatter, DatetimeTicker, GroupFilter, HoverTool, Legend, LegendItem, SingleIntervalTicker,
 )
 from bokeh.palettes import Category20, Turbo256
 from bokeh.plotting import figure
 
+BLINK_MS = 700
 NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
 
 
@@ -93,8 +96,13 @@ class LiveChart:
         else:
             axis.ticker, axis.formatter = DatetimeTicker(), DatetimeTickFormatter()
 
-    def blink(self, on: bool) -> None:
-        self.blinking.glyph.fill_alpha = 1.0 if on else 0.15
+    def blink_in_browser(self, doc: Document) -> None:
+        """Unacknowledged events' markers blink, in the browser alone: from the server it was a message
+        to every tab every BLINK_MS, and the glyph's alpha is of no use to the server."""
+        glyph = self.blinking.glyph
+        glyph.syncable = False  # the browser's changes are not sent back
+        doc.js_on_event(DocumentReady, CustomJS(args={"glyph": glyph}, code=f"""
+            setInterval(() => {{ glyph.fill_alpha = {{value: glyph.fill_alpha.value > 0.5 ? 0.15 : 1.0}} }}, {BLINK_MS})"""))
 
     def mark_stale(self, stale: bool, title: str) -> None:
         self.figure.title.text = title

@@ -39,7 +39,14 @@ def chart_keys(axes: list[int], *, stacked: bool) -> list[str]:
 
 
 def to_columns(rows: list[dict[str, float]], keys: list[str]) -> dict[str, np.ndarray]:
+    """A whole window: one binary array per column."""
     return {key: np.fromiter((row[key] for row in rows), dtype=float, count=len(rows)) for key in keys}
+
+
+def to_lists(rows: list[dict[str, float]], keys: list[str]) -> dict[str, list[float]]:
+    """The few rows of a stream: plain lists go inline in the message's JSON, where every array would be
+    a binary buffer of its own, two websocket frames each (~90 frames a point, for every tab)."""
+    return {key: [row[key] for row in rows] for key in keys}
 
 
 SEVERITY_COLOURS = {"ALERT": "#f28e2b", "ERROR": "#d62728"}

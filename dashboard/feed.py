@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 class Listener(Protocol):
     def deliver(self, rows: dict[str, list[dict[str, float]]], alerts: list[Alert]) -> None:
-        """Called on the server loop with the new chart rows per robot and the alert events that changed."""
+        """Called on the server loop with the new chart rows per robot and the alert events that changed
+        (or left the feed's ``dashboard_alert_rows``)."""
 
 
 class LiveFeed:
@@ -141,7 +142,7 @@ class LiveFeed:
                 self.status.rejected += 1
                 logger.warning("dashboard feed: skipped %s[%d]@%d: %s", m.topic, m.partition, m.offset, exc)
         self.status.last_message = now
-        self._trim_alerts()
+        changed |= {a.event_id: a for a in self._trim_alerts()}  # gone from the table: a change too
         if rows or changed:
             for listener in list(self._listeners):
                 listener.deliver(rows, list(changed.values()))
@@ -166,9 +167,10 @@ class LiveFeed:
         self.alerts[alert.event_id] = alert
         return alert
 
-    def _trim_alerts(self) -> None:
-        while len(self.alerts) > self.settings.dashboard_alert_rows:
-            del self.alerts[next(iter(self.alerts))]
+    def _trim_alerts(self) -> list[Alert]:
+        """Drop the events changed longest ago beyond ``dashboard_alert_rows``; returns them."""
+        extra = len(self.alerts) - self.settings.dashboard_alert_rows
+        return [self.alerts.pop(event_id) for event_id in list(self.alerts)[:max(extra, 0)]]
 
     async def acknowledge(self, event_id: str, who: str, at: datetime) -> Alert:
         """Publish the event again with who acknowledged it and when; consumer_db persists it."""

@@ -17,7 +17,7 @@ from bokeh.models import (
 
 from common.schemas import Alert
 from dashboard.chart import LiveChart
-from dashboard.columns import alert_columns, chart_keys, to_columns
+from dashboard.columns import alert_columns, chart_keys, to_columns, to_lists
 from dashboard.feed import LiveFeed
 from dashboard.status import latest_columns, peak_text, status_html
 
@@ -48,8 +48,8 @@ class LiveView:
         self._alert_panel()
         self.status = Div(name="status", sizing_mode="stretch_width")
         self.peak = Div(name="peak")
-        self._blink_on, self._shown = False, None
-        self._alerts_due, self._alerts_shown_at = False, float("-inf")
+        self._shown = None
+        self._alerts_due, self._alerts_shown_at, self._mine_changed = False, float("-inf"), False
         self._refresh_alerts()
         self.tick()
 
@@ -104,6 +104,7 @@ class LiveView:
         mine = rows.get(self.robot)
         if mine:
             self.doc.add_next_tick_callback(partial(self._stream, mine))
+        self._mine_changed |= any(a.robot_id == self.robot for a in alerts)
         if alerts and not self._alerts_due:
             # The table is all the fleet's events, sent whole: in an alert storm (events arrive a few at a
             # time, several batches a tick) it goes out at most every ALERTS_EVERY_S, always with the latest.
@@ -115,18 +116,21 @@ class LiveView:
                 self.doc.add_next_tick_callback(self._show_alerts)
 
     def _stream(self, rows: list) -> None:
-        self.source.stream(to_columns(rows, self.keys), rollover=self.window_rows)
+        self.source.stream(to_lists(rows, self.keys), rollover=self.window_rows)
 
     def _show_alerts(self) -> None:
         self._alerts_due, self._alerts_shown_at = False, time.monotonic()
-        self._refresh_alerts()
+        self._refresh_alerts(chart=self._mine_changed)
 
     def _window_columns(self) -> dict:
         return to_columns(self.feed.window(self.robot)[-self.window_rows:], self.keys)
 
-    def _refresh_alerts(self) -> None:
+    def _refresh_alerts(self, *, chart: bool = True) -> None:
+        """The table, and the chart's events when ``chart`` (they only change with this robot's events)."""
         alerts = sorted(self.feed.alerts.values(), key=lambda a: a.opened_at, reverse=True)
-        self.chart_alerts.data = alert_columns([a for a in alerts if a.robot_id == self.robot])
+        if chart:
+            self._mine_changed = False
+            self.chart_alerts.data = alert_columns([a for a in alerts if a.robot_id == self.robot])
         self.table_alerts.data = alert_columns(alerts)
 
     # -- widgets ------------------------------------------------------------------------------------
@@ -185,8 +189,3 @@ class LiveView:
             self.chart.mark_stale(not connected, f"robot {self.robot}, last {self.window_rows} readings{stale}")
         if self.robot_select.options != self._robots():
             self.robot_select.options = self._robots()
-
-    def blink(self) -> None:
-        if "blink" in self.chart_alerts.data["blink"]:
-            self._blink_on = not self._blink_on
-            self.chart.blink(self._blink_on)

@@ -125,6 +125,11 @@ def test_an_alert_shows_in_the_table_and_on_the_chart_and_acknowledging_it_persi
     page.wait_for_function(f"() => {LIVE.format('alert_source')}.data.event_id.includes('{event.event_id}')")
     assert js(page, LIVE.format("chart_alerts") + ".data.event_id") == [event.event_id]
     assert js(page, LIVE.format("chart_alerts") + ".data.blink") == ["blink"]
+    # The unacknowledged marker blinks: its alpha flips in the browser, and back, with no server round trip.
+    alpha = LIVE.format("alert_marks_blinking") + ".glyph.fill_alpha.value"
+    first = js(page, alpha)
+    page.wait_for_function(f"() => {alpha} !== {first}", timeout=5_000)
+    page.wait_for_function(f"() => {alpha} === {first}", timeout=5_000)
     page.locator(".slick-cell", has_text="zscore").first.click()
     page.locator("input[placeholder='who acknowledges']").fill("Ana Maintenance")
     page.locator("input[placeholder='who acknowledges']").press("Enter")

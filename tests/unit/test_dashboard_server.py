@@ -1,6 +1,7 @@
 """The server without a browser: many sessions through Bokeh's client API share one feed, late sessions
 start full, closed sessions are let go, and /health answers."""
 import json
+import math
 import threading
 import time
 import urllib.request
@@ -99,6 +100,56 @@ def test_an_alert_storm_refreshes_a_sessions_table_at_most_every_quarter_second_
     assert len(server.feed.alerts) == len(ids)
     # at most one refresh right away and one per ALERTS_EVERY_S after it (the storm itself is ~40 publishes)
     assert 1 <= len(refreshes) <= elapsed / ALERTS_EVERY_S + 2, (len(refreshes), elapsed)
+
+
+def test_the_charts_events_are_sent_only_when_the_watched_robots_events_change(server):
+    from bokeh.document.events import ColumnDataChangedEvent
+
+    session = pull_session(url=server.url)  # watches RMBR4-2
+    table, chart = (session.document.get_model_by_name(name) for name in ("alert_source", "chart_alerts"))
+    [view] = list(server.feed._listeners)
+    sent = []  # what the server sends this tab for the chart's events (it sends a data change even if equal)
+    view.doc.on_change(lambda event: sent.append(list(event.model.data["event_id"]))
+                       if isinstance(event, ColumnDataChangedEvent) and event.model is view.chart_alerts else None)
+    try:
+        server.publish(server.settings.alerts_topic, alert("other-robot", robot="RMBR4-9"))
+        pump_until(session, lambda: "other-robot" in table.data["event_id"], what="the other robot's event in the table")
+        server.publish(server.settings.alerts_topic, alert("mine"))
+        pump_until(session, lambda: chart.data["event_id"] == ["mine"], what="the watched robot's event on the chart")
+        for i in range(5):
+            server.publish(server.settings.alerts_topic, alert(f"other-{i}", robot="RMBR4-9"))
+            time.sleep(ALERTS_EVERY_S)
+        # Beyond DASHBOARD_ALERT_ROWS (200), the oldest event leaves the table and the chart alike.
+        for i in range(200):
+            server.publish(server.settings.alerts_topic, alert(f"flood-{i}", robot="RMBR4-9"))
+        pump_until(session, lambda: "flood-199" in table.data["event_id"] and "mine" not in table.data["event_id"],
+                   what="the table to drop the oldest events")
+        pump_until(session, lambda: chart.data["event_id"] == [], what="the chart to drop the watched robot's event")
+    finally:
+        session.close()
+    assert sent == [["mine"], []]
+
+
+def test_a_streamed_point_goes_inline_in_the_message_without_binary_buffers(server):
+    from bokeh.core.serialization import Serializer
+    from bokeh.document.events import ColumnsStreamedEvent
+
+    server.publish_readings([reading(i) for i in range(3)])
+    wait_for(lambda: len(server.feed.window("RMBR4-2")) == 3, what="the feed to take the readings")
+    session = pull_session(url=server.url)
+    try:
+        [view] = list(server.feed._listeners)
+        streamed = []
+        view.doc.on_change(lambda event: streamed.append(event) if isinstance(event, ColumnsStreamedEvent) else None)
+        server.publish_readings([reading(3)])
+        wait_for(lambda: streamed, what="the point to be streamed into the session's document")
+    finally:
+        session.close()
+    serializer = Serializer(deferred=True)  # as the server encodes a PATCH-DOC for the websocket
+    serializer.encode(streamed[0])
+    # each array would be a binary buffer of its own: two more websocket frames per column, per tab
+    assert serializer.buffers == []
+    assert streamed[0].data["ts"] == [reading(3).ts.timestamp() * 1000] and math.isnan(streamed[0].data["a9"][0])
 
 
 def test_health_reports_connection_lag_and_newest_reading(server):
