@@ -83,6 +83,17 @@ def alert_columns(alerts: list[Alert]) -> dict[str, list]:
     return cols
 
 
+TABLE_FIELDS = ("event_id", "opened", "robot_id", "axis", "severity", "state", "detector", "peak", "closed", "ack", "blink")
+TABLE_NUMBERS = ("opened", "closed", "peak")
+
+
+def table_columns(alerts: list[Alert]) -> dict[str, list | np.ndarray]:
+    """The alert table's columns only, its times and peaks as float arrays: the whole table goes to every
+    tab at each change, and an array is one binary buffer where a list is a JSON number per row to encode."""
+    cols = alert_columns(alerts)
+    return {k: np.asarray(cols[k], dtype=float) if k in TABLE_NUMBERS else cols[k] for k in TABLE_FIELDS}
+
+
 def ack_text(alert: Alert) -> str:
     if alert.acknowledged_at is None:
         return ""

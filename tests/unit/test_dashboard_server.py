@@ -72,6 +72,10 @@ def test_a_late_session_starts_with_the_full_window_and_the_alerts(server):
         assert source_length(session) == 30
         assert doc.get_model_by_name("alert_source").data["event_id"] == ["e-late"]
         assert doc.get_model_by_name("chart_alerts").data["event_id"] == ["e-late"]
+        table = doc.get_model_by_name("alert_table")
+        data = table.source.data  # the table's source carries what its columns show (and only the table's)
+        assert {c.field for c in table.columns} | {"event_id", "blink"} == set(data)
+        assert list(data["opened"]) == [alert("e-late").opened_at.timestamp() * 1000]
     finally:
         session.close()
 
