@@ -20,7 +20,7 @@ from typing import Protocol
 from common.bus import Bus, Message, Subscription
 from common.errors import SchemaError
 from common.schemas import Alert, Reading
-from dashboard.columns import chart_row
+from dashboard.columns import chart_row, table_columns
 from dashboard.settings import DashboardSettings
 from dashboard.window import FeedStatus, RobotWindow
 
@@ -42,6 +42,7 @@ class LiveFeed:
         self.robots: dict[str, RobotWindow] = {}
         self.alerts: dict[str, Alert] = {}
         self.status = FeedStatus()
+        self._table: tuple[list[Alert], dict] | None = None  # the events newest first, and the table's columns
         self._listeners: set[Listener] = set()
         self._task: asyncio.Task | None = None
         self._stop = asyncio.Event()
@@ -60,6 +61,14 @@ class LiveFeed:
     def window(self, robot_id: str) -> list[dict[str, float]]:
         robot = self.robots.get(robot_id)
         return list(robot.rows) if robot else []
+
+    def alert_table(self) -> tuple[list[Alert], dict]:
+        """The events newest first, and the alert table's columns: made once per change, for every tab
+        (a tab only replaces its table's data with them, never changes them in place)."""
+        if self._table is None:
+            alerts = sorted(self.alerts.values(), key=lambda a: a.opened_at, reverse=True)
+            self._table = alerts, table_columns(alerts)
+        return self._table
 
     def default_robot(self) -> str:
         return self.settings.robot_id if self.settings.robot_id in self.robots or not self.robots else min(self.robots)
@@ -143,6 +152,8 @@ class LiveFeed:
                 logger.warning("dashboard feed: skipped %s[%d]@%d: %s", m.topic, m.partition, m.offset, exc)
         self.status.last_message = now
         changed |= {a.event_id: a for a in self._trim_alerts()}  # gone from the table: a change too
+        if changed:
+            self._table = None
         if rows or changed:
             for listener in list(self._listeners):
                 listener.deliver(rows, list(changed.values()))

@@ -132,11 +132,11 @@ class LiveView:
 
     def _refresh_alerts(self, *, chart: bool = True) -> None:
         """The table, and the chart's events when ``chart`` (they only change with this robot's events)."""
-        alerts = sorted(self.feed.alerts.values(), key=lambda a: a.opened_at, reverse=True)
+        alerts, table = self.feed.alert_table()
         if chart:
             self._mine_changed = False
             self.chart_alerts.data = alert_columns([a for a in alerts if a.robot_id == self.robot])
-        self.table_alerts.data = table_columns(alerts)
+        self.table_alerts.data = table
 
     # -- widgets ------------------------------------------------------------------------------------
     def _robots(self) -> list[str]:

@@ -88,6 +88,19 @@ def test_alert_memory_is_bounded():
     assert list(feed.alerts) == [f"e{i}" for i in range(7, 12)]
 
 
+def test_the_alert_table_is_made_once_per_change_for_every_tab_newest_first():
+    feed = LiveFeed(settings(dashboard_alert_rows=3), InProcessBus())
+    topic = feed.settings.alerts_topic
+    feed.ingest(as_messages(topic, [alert(f"e{i}", at=T0 + timedelta(minutes=i)) for i in range(3)]))
+    alerts, table = feed.alert_table()
+    assert [a.event_id for a in alerts] == table["event_id"] == ["e2", "e1", "e0"]
+    assert list(table["opened"]) == [(T0 + timedelta(minutes=i)).timestamp() * 1000 for i in (2, 1, 0)]
+    feed.ingest(as_messages(feed.settings.readings_topic, [reading(0)]))
+    assert feed.alert_table()[1] is table  # readings alone: every tab gets the same columns, not made again
+    feed.ingest(as_messages(topic, [alert("e3", at=T0 + timedelta(minutes=3))]))
+    assert feed.alert_table()[1]["event_id"] == ["e3", "e2", "e1"]  # e0 left the table (3 rows kept)
+
+
 def test_a_bad_message_is_skipped_and_counted():
     feed = LiveFeed(settings(), InProcessBus())
     good = as_messages(feed.settings.readings_topic, [reading(0)])
