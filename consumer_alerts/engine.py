@@ -57,7 +57,10 @@ class AxisState:
     stuck: Detector | None = None
 
     def has_open(self) -> bool:
-        return any(life.event is not None for life in self.lifecycles)
+        for life in self.lifecycles:  # a loop, not any() over a generator: asked for most axes of every reading
+            if life.event is not None:
+                return True
+        return False
 
 
 @dataclass

@@ -28,10 +28,16 @@ class RollingWindow:
 
     def push(self, value: float) -> float | None:
         """Add ``value``; return the value that fell out of a full window, else ``None``."""
-        dropped = self.values[0] if len(self.values) == self.size else None
-        self.values.append(value)
-        self._sum += value - (dropped or 0.0)
-        self._sumsq += value * value - (dropped or 0.0) ** 2
+        values = self.values
+        if len(values) == self.size:
+            dropped = values[0]
+            self._sum += value - dropped
+            self._sumsq += value * value - dropped ** 2
+        else:
+            dropped = None
+            self._sum += value
+            self._sumsq += value * value
+        values.append(value)
         self._pushes += 1
         if self._pushes >= self.size:
             self._resum()

@@ -58,12 +58,13 @@ class ZScoreDetector(ActiveSamples):
         return None
 
     def _z(self) -> float:
-        if len(self.baseline) < self.min_samples or not self.test.full:
+        baseline, test = self.baseline, self.test
+        if len(baseline.values) < self.min_samples or len(test.values) < test.size:
             return 0.0
-        mean = self.baseline.mean
+        mean = baseline.mean
         # A floor on the spread: a flat baseline would turn any wiggle into an infinite z.
-        std = max(self.baseline.std, 0.01 * abs(mean), 1e-9)
-        return (self.test.mean - mean) / (std / math.sqrt(len(self.test)))
+        std = max(baseline.std, 0.01 * abs(mean), 1e-9)
+        return (test.mean - mean) / (std / math.sqrt(test.size))
 
     def state(self) -> dict[str, Any]:
         return {"baseline": list(self.baseline.values), "test": list(self.test.values), "last_ts": self.last_ts}
