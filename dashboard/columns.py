@@ -22,6 +22,7 @@ def epoch_ms(ts) -> float:
 
 @functools.cache
 def _axis_keys(axes: tuple[int, ...]) -> tuple[tuple[int, str, str, str], ...]:
+    """Per axis, its column names: its current, and the bottom and top of its stacked band."""
     return tuple((axis, f"a{axis}", f"lo{axis}", f"hi{axis}") for axis in axes)
 
 
@@ -43,8 +44,8 @@ def chart_row(reading: Reading, axes: list[int]) -> dict[str, float]:
 
 
 def chart_keys(axes: list[int], *, stacked: bool) -> list[str]:
-    per_axis = ("lo", "hi") if stacked else ("a",)
-    return ["ts"] + [f"{prefix}{axis}" for axis in axes for prefix in per_axis]
+    keys = _axis_keys(tuple(axes))
+    return ["ts"] + [key for _, line, low, high in keys for key in ((low, high) if stacked else (line,))]
 
 
 def to_columns(rows: list[dict[str, float]], keys: list[str]) -> dict[str, np.ndarray]:
