@@ -1,15 +1,17 @@
 """The service on the in-process bus: readings in, events out, and a restart that re-raises nothing."""
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 
-from common.bus import InProcessBus
-from common.schemas import Alert, AlertState, Severity
+from common.bus import InProcessBus, Message
+from common.schemas import Alert, AlertState, Reading, Severity
+from consumer_alerts import service
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.recovery import already_sent, latest_alerts
-from consumer_alerts.service import run
+from consumer_alerts.service import process_and_send, run
 from consumer_alerts.settings import AlertsSettings
 from tests.alerts_fixtures import cycle_readings
 
@@ -155,3 +157,46 @@ async def test_an_event_is_sent_before_the_rest_of_its_batch_is_processed(settin
     await run_until(settings, bus, lambda: len(alerts_on(bus)) >= 1, engine=engine)
     first = alerts_on(bus)[0]
     assert processed_when_sent[0] == first.opened_at.timestamp() < readings[-1].ts.timestamp()
+
+
+
+class ScriptedEngine:
+    """Judging a reading takes one step of a fake clock (1/1024 s: exact in binary); the rows listed open
+    an event each."""
+
+    STEP = 1 / 1024
+
+    def __init__(self, opening_rows):
+        self.now, self.judged, self.opening = 0.0, 0, set(opening_rows)
+
+    def process(self, reading):
+        self.now += self.STEP
+        self.judged += 1
+        if reading.row not in self.opening:
+            return []
+        return [Alert(event_id=f"r1:1:zscore:{reading.row}", robot_id="r1", axis=1, detector="zscore",
+                      severity=Severity.ALERT, state=AlertState.OPEN, opened_at=reading.ts)]
+
+
+
+async def test_events_found_close_together_are_shipped_together_and_none_waits_long(monkeypatch):
+    """Rows 1-20 of 40 open an event each, row 35 one more; shipments at most every 5 readings. Row 1's
+    event is shipped at once; the next ones wait for company, at most 5 readings; the one after a quiet
+    spell is shipped at once again: 6 shipments for 21 events, not 21."""
+    engine = ScriptedEngine([*range(1, 21), 35])
+    monkeypatch.setattr(service, "SHIP_EVERY_S", 5 * ScriptedEngine.STEP)
+    monkeypatch.setattr(service, "time", SimpleNamespace(perf_counter=lambda: engine.now))
+    bus = InProcessBus()
+    shipments: list[tuple[int, int]] = []  # (readings judged, events sent) at each shipment
+
+    async def let_out():
+        shipments.append((engine.judged, len(alerts_on(bus))))
+
+    monkeypatch.setattr(service, "let_out", let_out)
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    readings = [Reading(robot_id="r1", ts=base + timedelta(seconds=2 * i), row=i, currents={1: 1.0}) for i in range(1, 41)]
+    messages = [Message("readings", 0, i, b"r1", r.to_bytes()) for i, r in enumerate(readings)]
+    alerts = await process_and_send(engine, messages, bus, "alerts", {}, before=lambda robot: None)
+    assert [a.event_id for a in alerts] == [a.event_id for a in alerts_on(bus)]
+    assert len(alerts) == 21
+    assert shipments == [(1, 1), (6, 6), (11, 11), (16, 16), (21, 20), (35, 21)]
