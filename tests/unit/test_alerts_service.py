@@ -159,7 +159,6 @@ async def test_an_event_is_sent_before_the_rest_of_its_batch_is_processed(settin
     assert processed_when_sent[0] == first.opened_at.timestamp() < readings[-1].ts.timestamp()
 
 
-
 class ScriptedEngine:
     """Judging a reading takes one step of a fake clock (1/1024 s: exact in binary); the rows listed open
     an event each."""
@@ -176,7 +175,6 @@ class ScriptedEngine:
             return []
         return [Alert(event_id=f"r1:1:zscore:{reading.row}", robot_id="r1", axis=1, detector="zscore",
                       severity=Severity.ALERT, state=AlertState.OPEN, opened_at=reading.ts)]
-
 
 
 async def test_events_found_close_together_are_shipped_together_and_none_waits_long(monkeypatch):
