@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "axiswatch needs Python >= 3.11, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q -e '.[test,bench,lint]'
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -32,6 +32,11 @@ unit: $(STAMP)
 ## Benchmarks; results under bench/results/
 bench: $(STAMP)
 	scripts/with-services.sh $(PY) -m bench $(BENCH_ARGS)
+
+## Lint and format check (ruff, configured in pyproject.toml)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 ## Multi-process run without Docker: local Kafka + PostgreSQL + the four services
 up: $(STAMP)

@@ -1,4 +1,5 @@
 """Run every benchmark (`make bench`), or the ones named: `python -m bench [name ...]`."""
+
 from __future__ import annotations
 
 import subprocess

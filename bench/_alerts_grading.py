@@ -1,4 +1,5 @@
 """Grading for bench.alerts_quality: match events to injected faults, and the original placeholder."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -42,19 +43,24 @@ def grade(events: list[Event], labels, *, grace_s: float, changed: dict) -> tupl
     rows = []
     for lab in labels:
         until = lab.end + timedelta(seconds=grace_s)
-        hits = [i for i, e in enumerate(events)
-                if e.alert.axis == lab.axis and lab.start <= e.alert.opened_at <= until]
+        hits = [i for i, e in enumerate(events) if e.alert.axis == lab.axis and lab.start <= e.alert.opened_at <= until]
         used.update(hits)
         severity = max((events[i].alert.severity for i in hits), key=RANK.get, default=None)
         expected = Severity(lab.expected_severity) if lab.expected_severity else None
         reached = [events[i].reached[expected] for i in hits if expected in events[i].reached]
-        rows.append({
-            "kind": lab.kind.value, "axis": lab.axis, "duration_s": round((lab.end - lab.start).total_seconds()),
-            "changed_readings": changed[(lab.kind.value, lab.axis)], "expected": lab.expected_severity or "none",
-            "got": severity.value if severity else "none", "ok": severity == expected,
-            "delay_s": round((min(reached) - lab.start).total_seconds(), 1) if reached else None,
-            "detectors": ",".join(sorted({events[i].alert.detector for i in hits})),
-        })
+        rows.append(
+            {
+                "kind": lab.kind.value,
+                "axis": lab.axis,
+                "duration_s": round((lab.end - lab.start).total_seconds()),
+                "changed_readings": changed[(lab.kind.value, lab.axis)],
+                "expected": lab.expected_severity or "none",
+                "got": severity.value if severity else "none",
+                "ok": severity == expected,
+                "delay_s": round((min(reached) - lab.start).total_seconds(), 1) if reached else None,
+                "detectors": ",".join(sorted({events[i].alert.detector for i in hits})),
+            }
+        )
     return rows, sum(1 for i in range(len(events)) if i not in used)
 
 
@@ -69,6 +75,6 @@ def placeholder_alerts(readings: list[Reading], axes: list[int], window: int = 5
         windows = np.lib.stride_tricks.sliding_window_view(x, window)
         mean, std = np.nanmean(windows, axis=1), np.nanstd(windows, axis=1, ddof=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = (x[window - 1:] - mean) / std
+            z = (x[window - 1 :] - mean) / std
         total += int(np.sum(np.abs(z) > limit))
     return total

@@ -1,12 +1,13 @@
 """The Kafka side of the end-to-end benchmarks: topics, how far each consumer group got (read from the
 broker, so watching costs the services nothing), the synthetic fleet's payloads, and bare aiokafka
 produce/consume, the floor the services are compared with."""
+
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -21,7 +22,7 @@ from producer.synthetic import synthetic_fleet
 if TYPE_CHECKING:
     from bench._services import Service
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SEED = 42
 PARTITIONS = 6
 
@@ -37,8 +38,12 @@ async def create_topics(servers: str, topics: list[str], *, append_time: tuple[s
         admin = AIOKafkaAdminClient(bootstrap_servers=servers)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(t, PARTITIONS, 1, topic_configs={"message.timestamp.type": "LogAppendTime"})
-                                       for t in append_time])
+            await admin.create_topics(
+                [
+                    NewTopic(t, PARTITIONS, 1, topic_configs={"message.timestamp.type": "LogAppendTime"})
+                    for t in append_time
+                ]
+            )
         finally:
             await admin.close()
     bus = KafkaBus(settings(servers))
@@ -129,8 +134,9 @@ def stage(samples: list[dict], key: str, total: int) -> dict:
 
 
 # -- payloads and the bare client --------------------------------------------------------------------
-def fleet(robots: int, readings_per_robot: int, *, seed: int = SEED, start: datetime = T0,
-          faults: bool = False) -> Iterator[Reading]:
+def fleet(
+    robots: int, readings_per_robot: int, *, seed: int = SEED, start: datetime = T0, faults: bool = False
+) -> Iterator[Reading]:
     """The readings ``python -m producer --synthetic --robots R --limit R*N --seed S --start-time T`` sends."""
     it = synthetic_fleet(robots, seed=seed, start=start, faults=faults)
     return (next(it) for _ in range(robots * readings_per_robot))
@@ -139,8 +145,14 @@ def fleet(robots: int, readings_per_robot: int, *, seed: int = SEED, start: date
 async def bare_produce(servers: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
     """Pre-serialised payloads with create_batch/send_batch (the producer's own way), same client settings
     as KafkaBus; seconds from the first append to the last confirmation."""
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=True, linger_ms=5,
-                                max_batch_size=256 * 1024, compression_type=None)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        compression_type=None,
+    )
     await producer.start()
     try:
         await leaders_ready(producer, [topic])

@@ -1,4 +1,5 @@
 """What the database benchmarks share: the PostgreSQL of DATABASE_URL, and a scratch database on it."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,10 @@ def postgres_url(benchmark: str) -> str | None:
     """DATABASE_URL when it names PostgreSQL; otherwise None, with the reason on stderr."""
     url = os.environ.get("DATABASE_URL", "")
     if make_url(url or "sqlite://").get_backend_name() != "postgresql":
-        print(f"bench.{benchmark} needs DATABASE_URL pointing at PostgreSQL (scripts/with-services.sh sets one)",
-              file=sys.stderr)
+        print(
+            f"bench.{benchmark} needs DATABASE_URL pointing at PostgreSQL (scripts/with-services.sh sets one)",
+            file=sys.stderr,
+        )
         return None
     return url
 

@@ -9,6 +9,7 @@ threads (``asyncio.to_thread``). So that the profile shows that work, ``to_threa
 here: the services await it at once anyway (only aiokafka's prefetch runs meanwhile in the real service),
 so the profile says where the time goes, but the rate of a profiled run is not the service's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +36,9 @@ def hotspots(root, top: int = 15) -> list[dict]:
         stack.extend(child for child in frame.children if not child.is_synthetic)
     whole = root.time if root is not None and root.time else 1.0
     ranked = sorted(totals.items(), key=lambda item: -item[1])[:top]
-    return [{"function": f, "file": path, "self_s": round(s, 3), "share": round(s / whole, 3)} for (f, path), s in ranked]
+    return [
+        {"function": f, "file": path, "self_s": round(s, 3), "share": round(s / whole, 3)} for (f, path), s in ranked
+    ]
 
 
 def main(argv: list[str]) -> int:
@@ -57,10 +60,20 @@ def main(argv: list[str]) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         flat = profiler.output_text(unicode=False, color=False, flat=True)
         tree = profiler.output_text(unicode=False, color=False)
-        out.write_text(f"# python -m {module} {' '.join(args)}\n\n## self time per function\n{flat}\n## call tree\n{tree}")
-        out.with_suffix(".json").write_text(json.dumps(
-            {"module": module, "duration_s": round(session.duration, 3), "hotspots": hotspots(session.root_frame())},
-            indent=2) + "\n")
+        out.write_text(
+            f"# python -m {module} {' '.join(args)}\n\n## self time per function\n{flat}\n## call tree\n{tree}"
+        )
+        out.with_suffix(".json").write_text(
+            json.dumps(
+                {
+                    "module": module,
+                    "duration_s": round(session.duration, 3),
+                    "hotspots": hotspots(session.root_frame()),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return code
 
 

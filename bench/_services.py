@@ -1,6 +1,7 @@
 """The end-to-end benchmarks' processes: each service started as ``python -m <service>`` on topics and
 consumer groups of its own, stopped the way a deployment stops it (SIGTERM), with its log and CPU time;
 and the frame every such benchmark runs in (a scratch database, the broker, aiokafka's C extensions)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,21 +28,32 @@ def aiokafka_extensions() -> dict:
     from aiokafka import util
     from aiokafka.record import default_records, legacy_records, memory_records
 
-    classes = (default_records.DefaultRecordBatchBuilder, default_records.DefaultRecordBatch,
-               legacy_records.LegacyRecordBatchBuilder, memory_records.MemoryRecords)
+    classes = (
+        default_records.DefaultRecordBatchBuilder,
+        default_records.DefaultRecordBatch,
+        legacy_records.LegacyRecordBatchBuilder,
+        memory_records.MemoryRecords,
+    )
     in_use = not util.NO_EXTENSIONS and all(c.__module__.startswith("aiokafka.record._crecords") for c in classes)
     if not in_use:
-        print("WARNING: aiokafka's C extensions are NOT in use (pure-Python records): numbers will be low",
-              file=sys.stderr)
-    return {"aiokafka": aiokafka.__version__, "c_extensions": in_use,
-            "record_classes": sorted({c.__module__ for c in classes})}
+        print(
+            "WARNING: aiokafka's C extensions are NOT in use (pure-Python records): numbers will be low",
+            file=sys.stderr,
+        )
+    return {
+        "aiokafka": aiokafka.__version__,
+        "c_extensions": in_use,
+        "record_classes": sorted({c.__module__ for c in classes}),
+    }
 
 
 def kafka_servers(benchmark: str) -> str | None:
     servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not servers:
-        print(f"bench.{benchmark} needs KAFKA_BOOTSTRAP_SERVERS (source /tmp/axiswatch-services.env or `make bench`)",
-              file=sys.stderr)
+        print(
+            f"bench.{benchmark} needs KAFKA_BOOTSTRAP_SERVERS (source /tmp/axiswatch-services.env or `make bench`)",
+            file=sys.stderr,
+        )
     return servers
 
 
@@ -85,10 +97,20 @@ class Names:
     alerts_group = property(lambda self: f"{self.tag}-alerts")
 
     def env(self, servers: str, database_url: str, **extra: str) -> dict[str, str]:
-        return {"BUS": "kafka", "KAFKA_BOOTSTRAP_SERVERS": servers, "DATABASE_URL": database_url,
-                "READINGS_TOPIC": self.readings, "ALERTS_TOPIC": self.alerts, "DEAD_LETTER_TOPIC": self.dead_letters,
-                "SINK_GROUP_ID": self.sink_group, "ALERTS_GROUP_ID": self.alerts_group,
-                "TOPIC_PARTITIONS": str(PARTITIONS), "STATE_PATH": "", "LOG_LEVEL": "INFO", **extra}
+        return {
+            "BUS": "kafka",
+            "KAFKA_BOOTSTRAP_SERVERS": servers,
+            "DATABASE_URL": database_url,
+            "READINGS_TOPIC": self.readings,
+            "ALERTS_TOPIC": self.alerts,
+            "DEAD_LETTER_TOPIC": self.dead_letters,
+            "SINK_GROUP_ID": self.sink_group,
+            "ALERTS_GROUP_ID": self.alerts_group,
+            "TOPIC_PARTITIONS": str(PARTITIONS),
+            "STATE_PATH": "",
+            "LOG_LEVEL": "INFO",
+            **extra,
+        }
 
 
 @dataclass
@@ -109,8 +131,14 @@ class Service:
         prefix = ["bench._profiled", str(self.profile)] if self.profile else []
         self.log_path = self.log_dir / f"{self.name}.log"
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", *prefix, *self.argv], cwd=REPO, env={**os.environ, **self.env},
-                                     stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", *prefix, *self.argv],
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         return self
 
     def alive(self) -> bool:

@@ -12,6 +12,7 @@ Train on the first 60 % of ../shared/data/RMBR4-2_export_test.csv, run over the 
 
     .venv/bin/python -m bench.alerts_quality [--seeds 30] [--first-seed 1] [--csv FILE] [--fraction 0.6]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,15 +38,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=REAL_EXPORT, help="the controller export (default: the real one)")
     parser.add_argument("--fraction", type=float, default=0.6, help="share of rows to train on (default 0.6)")
     parser.add_argument("--seeds", type=int, default=30, help="fault sets to inject, one of each kind per seed")
-    parser.add_argument("--first-seed", type=int, default=1,
-                        help="seed of the first fault set (default 1; e.g. 31 for seeds the settings were not chosen on)")
-    parser.add_argument("--grace-s", type=float, default=600.0, help="an event opened this long after a fault ended still counts")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=1,
+        help="seed of the first fault set (default 1; e.g. 31 for seeds the settings were not chosen on)",
+    )
+    parser.add_argument(
+        "--grace-s", type=float, default=600.0, help="an event opened this long after a fault ended still counts"
+    )
     args = parser.parse_args(argv)
     readings = list(export_readings(args.csv, CsvOptions(ROBOT, list(range(1, 15)))))
     cut = int(len(readings) * args.fraction)
     train_rows, test = readings[:cut], readings[cut:]
     hours = (test[-1].ts - test[0].ts).total_seconds() / 3600
-    models = {kind: train(train_rows, TrainingOptions(kind=kind), robot_id=ROBOT, source=args.csv.name) for kind in ("density", "line")}
+    models = {
+        kind: train(train_rows, TrainingOptions(kind=kind), robot_id=ROBOT, source=args.csv.name)
+        for kind in ("density", "line")
+    }
     configs = {
         "residual (density) + zscore + stuck": (EngineConfig(), models["density"]),
         "residual (lab line) + zscore + stuck": (EngineConfig(), models["line"]),
@@ -61,18 +71,43 @@ def main(argv: list[str] | None = None) -> int:
     # The generator scales values off the sensor's digital grid; a real overload would stay on it. The same
     # faults snapped back to each axis's step show whether the density model leans on that artefact.
     steps = _steps(train_rows)
-    on_grid = [(seed, [_snap(r, steps) for r in faulty], labels, changed) for seed, faulty, labels, changed in fault_sets]
+    on_grid = [
+        (seed, [_snap(r, steps) for r in faulty], labels, changed) for seed, faulty, labels, changed in fault_sets
+    ]
     name = "residual (density) + zscore + stuck, faults snapped to the sensor step"
     row, per_fault[name] = evaluate(name, EngineConfig(), models["density"], test, hours, on_grid, args.grace_s)
     rows.append(row)
     placeholder = placeholder_alerts(test, WORKING_AXES)
-    rows.append({"detectors": "placeholder: rolling z (50 rows incl. current), |z|>3", "clean_events": placeholder,
-                 "clean_events_per_h": round(placeholder / hours, 1)})
+    rows.append(
+        {
+            "detectors": "placeholder: rolling z (50 rows incl. current), |z|>3",
+            "clean_events": placeholder,
+            "clean_events_per_h": round(placeholder / hours, 1),
+        }
+    )
     notes = _notes(args, seeds, len(train_rows), len(test), hours, models, per_fault)
     name = "alerts_quality" if seeds[0] == 1 else f"alerts_quality_seeds{seeds[0]}-{seeds[-1]}"
-    write_results(name, rows, notes=notes, extra={"faults": per_fault, "models": {
-        k: {a: {"r2": m.line.r2, "min_c": m.min_c, "max_c": m.max_c, "t_long_s": m.t_long_s, "t_short_s": m.t_short_s}
-            for a, m in model.axes.items()} for k, model in models.items()}})
+    write_results(
+        name,
+        rows,
+        notes=notes,
+        extra={
+            "faults": per_fault,
+            "models": {
+                k: {
+                    a: {
+                        "r2": m.line.r2,
+                        "min_c": m.min_c,
+                        "max_c": m.max_c,
+                        "t_long_s": m.t_long_s,
+                        "t_short_s": m.t_short_s,
+                    }
+                    for a, m in model.axes.items()
+                }
+                for k, model in models.items()
+            },
+        },
+    )
     return 0
 
 
@@ -120,23 +155,34 @@ def evaluate(name, config, model, test, hours, fault_sets, grace_s):
     cost = cost_us(config, model, test)
     faults, stray = [], 0
     for seed, faulty, labels, changed in fault_sets:
-        graded, unmatched = grade(run_engine(faulty, DetectorEngine(config, model)), labels, grace_s=grace_s, changed=changed)
+        graded, unmatched = grade(
+            run_engine(faulty, DetectorEngine(config, model)), labels, grace_s=grace_s, changed=changed
+        )
         faults += [{"seed": seed, **g} for g in graded]
         stray += unmatched
     effective = [f for f in faults if f["changed_readings"] > 0]
-    delays = {k: [f["delay_s"] for f in effective if f["kind"] == k and f["ok"] and f["delay_s"] is not None]
-              for k in ("overload", "spike", "drift", "stuck")}
+    delays = {
+        k: [f["delay_s"] for f in effective if f["kind"] == k and f["ok"] and f["delay_s"] is not None]
+        for k in ("overload", "spike", "drift", "stuck")
+    }
     row = {
-        "detectors": name, "clean_events": len(clean), "clean_events_per_h": round(len(clean) / hours, 2),
+        "detectors": name,
+        "clean_events": len(clean),
+        "clean_events_per_h": round(len(clean) / hours, 2),
         "faults_ok": f"{sum(f['ok'] for f in effective)}/{len(effective)}",
-        **{f"{k}_ok": f"{sum(f['ok'] for f in effective if f['kind'] == k)}/{sum(f['kind'] == k for f in effective)}"
-           for k in ("overload", "spike", "drift", "stuck", "dropout")},
+        **{
+            f"{k}_ok": f"{sum(f['ok'] for f in effective if f['kind'] == k)}/{sum(f['kind'] == k for f in effective)}"
+            for k in ("overload", "spike", "drift", "stuck", "dropout")
+        },
         "stray_events_per_h": round(stray / (hours * len(fault_sets)), 2),
         **{f"{k}_delay_s_median": (round(statistics.median(v)) if v else None) for k, v in delays.items()},
         "us_per_reading": round(cost, 1),
     }
-    print(f"{name}: clean {len(clean)} events; faults {row['faults_ok']}; wrong: "
-          f"{Counter((f['kind'], f['got']) for f in effective if not f['ok'])}", flush=True)
+    print(
+        f"{name}: clean {len(clean)} events; faults {row['faults_ok']}; wrong: "
+        f"{Counter((f['kind'], f['got']) for f in effective if not f['ok'])}",
+        flush=True,
+    )
     return row, faults
 
 

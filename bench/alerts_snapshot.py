@@ -9,6 +9,7 @@ side by side in one run:
 
     .venv/bin/python -m bench.alerts_snapshot [--robots 200] [--readings-per-robot 1500] [--runs 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,13 +17,13 @@ import itertools
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from bench.results import write_results
 from consumer_alerts import engine_state
 from consumer_alerts.checkpoint import SLICE_S, Snapshot
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.model import AlertModel
-from bench.results import write_results
 from producer.synthetic import synthetic_fleet
 
 MODEL = "consumer_alerts/models/synthetic-fleet.json"
@@ -30,7 +31,7 @@ MODEL = "consumer_alerts/models/synthetic-fleet.json"
 
 def fed_engine(robots: int, per_robot: int) -> DetectorEngine:
     engine = DetectorEngine(EngineConfig(), AlertModel.load(MODEL))
-    fleet = synthetic_fleet(robots, seed=1, start=datetime(2024, 1, 1, tzinfo=timezone.utc), axes=list(range(1, 15)))
+    fleet = synthetic_fleet(robots, seed=1, start=datetime(2024, 1, 1, tzinfo=UTC), axes=list(range(1, 15)))
     for reading in itertools.islice(fleet, robots * per_robot):
         engine.process(reading)
     return engine
@@ -73,22 +74,40 @@ def main(argv: list[str] | None = None) -> int:
     v3 = min(timed(lambda: json.dumps(engine_state.snapshot(engine))) for _ in range(args.runs))
     cut = min(sliced(engine) for _ in range(args.runs))
     assert json.loads(cut[3]) == json.loads(v3[1])
-    load_s, _ = timed(lambda: engine_state.load_snapshot(DetectorEngine(EngineConfig(), AlertModel.load(MODEL)),
-                                                         json.loads(v3[1])))
+    load_s, _ = timed(
+        lambda: engine_state.load_snapshot(DetectorEngine(EngineConfig(), AlertModel.load(MODEL)), json.loads(v3[1]))
+    )
     rows = [
-        {"snapshot": "v2, windows as JSON numbers, in one go (before)", "loop blocked ms (longest)": v2[0] * 1000,
-         "CPU ms": v2[0] * 1000, "slices": 1, "file MB": len(v2[1]) / 1e6},
-        {"snapshot": "v3, base64 float64, in one go", "loop blocked ms (longest)": v3[0] * 1000,
-         "CPU ms": v3[0] * 1000, "slices": 1, "file MB": len(v3[1]) / 1e6},
-        {"snapshot": "v3, robot by robot between batches (the service)", "loop blocked ms (longest)": cut[0] * 1000,
-         "CPU ms": cut[1] * 1000, "slices": cut[2], "file MB": len(cut[3]) / 1e6},
+        {
+            "snapshot": "v2, windows as JSON numbers, in one go (before)",
+            "loop blocked ms (longest)": v2[0] * 1000,
+            "CPU ms": v2[0] * 1000,
+            "slices": 1,
+            "file MB": len(v2[1]) / 1e6,
+        },
+        {
+            "snapshot": "v3, base64 float64, in one go",
+            "loop blocked ms (longest)": v3[0] * 1000,
+            "CPU ms": v3[0] * 1000,
+            "slices": 1,
+            "file MB": len(v3[1]) / 1e6,
+        },
+        {
+            "snapshot": "v3, robot by robot between batches (the service)",
+            "loop blocked ms (longest)": cut[0] * 1000,
+            "CPU ms": cut[1] * 1000,
+            "slices": cut[2],
+            "file MB": len(cut[3]) / 1e6,
+        },
     ]
-    notes = (f"Command: `.venv/bin/python -m bench.alerts_snapshot --robots {args.robots} --readings-per-robot "
-             f"{args.readings_per_robot} --runs {args.runs}` (best of {args.runs}). {args.robots} robots of the "
-             f"synthetic fleet, 14 axes, default detector settings and the shipped model; slice budget "
-             f"{SLICE_S * 1000:g} ms (a slice ends after the robot that crosses it). v3's CPU includes joining the "
-             f"robots' parts (done in the writer's thread); writing the file is in that thread too and not "
-             f"counted. Loading the v3 file at start: {load_s * 1000:.0f} ms.")
+    notes = (
+        f"Command: `.venv/bin/python -m bench.alerts_snapshot --robots {args.robots} --readings-per-robot "
+        f"{args.readings_per_robot} --runs {args.runs}` (best of {args.runs}). {args.robots} robots of the "
+        f"synthetic fleet, 14 axes, default detector settings and the shipped model; slice budget "
+        f"{SLICE_S * 1000:g} ms (a slice ends after the robot that crosses it). v3's CPU includes joining the "
+        f"robots' parts (done in the writer's thread); writing the file is in that thread too and not "
+        f"counted. Loading the v3 file at start: {load_s * 1000:.0f} ms."
+    )
     write_results("alerts_snapshot", rows, notes=notes)
     return 0
 

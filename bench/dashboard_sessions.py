@@ -9,6 +9,7 @@ set to the wall clock when the reading is published: Kafka -> feed -> session do
 
     .venv/bin/python -m bench.dashboard_sessions [--robots 5] [--tick 0.5] [--seconds 20] [--open-close 200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench.results import write_results
 
@@ -48,12 +49,12 @@ async def stream_fleet(bus, topic: str, robots: int, tick: float, stop: threadin
     """The synthetic fleet at real-time pace, each reading stamped with the wall clock as it is sent."""
     from producer.synthetic import synthetic_fleet
 
-    fleet = synthetic_fleet(robots, seed=7, tick_seconds=tick, start=datetime.now(timezone.utc))
+    fleet = synthetic_fleet(robots, seed=7, tick_seconds=tick, start=datetime.now(UTC))
     while not stop.is_set():
         started = time.monotonic()
         for _ in range(robots):
             r = next(fleet)
-            r = r.model_copy(update={"ts": datetime.now(timezone.utc)})
+            r = r.model_copy(update={"ts": datetime.now(UTC)})
             await bus.send(topic, r.robot_id, r.to_bytes())
         await bus.flush()
         await asyncio.sleep(max(0.0, tick - (time.monotonic() - started)))
@@ -75,8 +76,11 @@ def serve(robots: int, tick: float) -> None:
         server.start()
         stop = asyncio.Event()
         asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)  # parent closes stdin: stop
-        fleet = asyncio.create_task(stream_fleet(bus, settings.readings_topic, robots, tick, stop)) \
-            if settings.bus == "memory" else None
+        fleet = (
+            asyncio.create_task(stream_fleet(bus, settings.readings_topic, robots, tick, stop))
+            if settings.bus == "memory"
+            else None
+        )
         print(f"READY {server.port}", flush=True)
         await stop.wait()
         if fleet:
@@ -96,8 +100,9 @@ async def bokeh_session(port: int):
     from bokeh.util.token import generate_jwt_token, generate_session_id
 
     token = generate_jwt_token(generate_session_id())
-    async with websockets.connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["bokeh", token],
-                                  origin=f"http://127.0.0.1:{port}", max_size=None) as ws:
+    async with websockets.connect(
+        f"ws://127.0.0.1:{port}/ws", subprotocols=["bokeh", token], origin=f"http://127.0.0.1:{port}", max_size=None
+    ) as ws:
         await receive(ws)  # ACK
         for part in ({"msgid": "1", "msgtype": "PULL-DOC-REQ"}, {}, {}):
             await ws.send(json.dumps(part))
@@ -171,7 +176,9 @@ def measure(port: int, pid: int, sessions: int, seconds: float) -> dict:
     cpu, t0 = asyncio.run(run())
     lat = sorted(x * 1000 for at, x in latencies if t0 <= at <= t0 + seconds)
     return {
-        "sessions": sessions, "server_cpu_s_per_s": round(cpu, 3), "updates_seen": len(lat),
+        "sessions": sessions,
+        "server_cpu_s_per_s": round(cpu, 3),
+        "updates_seen": len(lat),
         "latency_p50_ms": round(statistics.median(lat), 1) if lat else None,
         "latency_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1) if lat else None,
         "server_rss_mib": round(rss_mib(pid), 1),
@@ -186,6 +193,7 @@ def wait_until(predicate, timeout: float) -> None:
 
 def open_and_close(url: str, pid: int, count: int, expiry_s: float) -> dict:
     """``count`` page loads (each creates a session and its document), left to expire like closed tabs."""
+
     def health() -> dict:
         with urllib.request.urlopen(url + "health", timeout=10) as response:
             return json.loads(response.read())
@@ -197,8 +205,13 @@ def open_and_close(url: str, pid: int, count: int, expiry_s: float) -> dict:
             response.read()
     peak = rss_mib(pid)
     wait_until(lambda: health()["sessions"] == 0, expiry_s * 4 + 60)
-    return {"sessions_opened_and_closed": count, "rss_before_mib": round(before, 1), "rss_peak_mib": round(peak, 1),
-            "rss_after_mib": round(rss_mib(pid), 1), "sessions_left": health()["sessions"]}
+    return {
+        "sessions_opened_and_closed": count,
+        "rss_before_mib": round(before, 1),
+        "rss_peak_mib": round(peak, 1),
+        "rss_after_mib": round(rss_mib(pid), 1),
+        "sessions_left": health()["sessions"],
+    }
 
 
 def main() -> int:
@@ -214,11 +227,32 @@ def main() -> int:
         return 0
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     run = uuid.uuid4().hex[:8]
-    env = {**os.environ, "BUS": "kafka" if kafka else "memory", "READINGS_TOPIC": f"bench-readings-{run}",
-           "ALERTS_TOPIC": f"bench-alerts-{run}", "DASHBOARD_SESSION_EXPIRY_MS": "3000", "LOG_LEVEL": "WARNING",
-           "TOPIC_PARTITIONS": "3", "ROBOT_ID": "robot-001"}
-    server = subprocess.Popen([sys.executable, "-m", "bench.dashboard_sessions", "--serve", "--robots", str(args.robots),
-                               "--tick", str(args.tick)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "BUS": "kafka" if kafka else "memory",
+        "READINGS_TOPIC": f"bench-readings-{run}",
+        "ALERTS_TOPIC": f"bench-alerts-{run}",
+        "DASHBOARD_SESSION_EXPIRY_MS": "3000",
+        "LOG_LEVEL": "WARNING",
+        "TOPIC_PARTITIONS": "3",
+        "ROBOT_ID": "robot-001",
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.dashboard_sessions",
+            "--serve",
+            "--robots",
+            str(args.robots),
+            "--tick",
+            str(args.tick),
+        ],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = int(server.stdout.readline().split()[1])
         url = f"http://127.0.0.1:{port}/"
@@ -231,8 +265,10 @@ def main() -> int:
     finally:
         server.stdin.close()
         server.wait(60)
-    notes = (f"Feed: {'real Kafka' if kafka else 'in-process bus'}, synthetic fleet of {args.robots} robots, one reading "
-             f"per robot every {args.tick} s; the sessions watch robot-001. Open/close: {churn}")
+    notes = (
+        f"Feed: {'real Kafka' if kafka else 'in-process bus'}, synthetic fleet of {args.robots} robots, one reading "
+        f"per robot every {args.tick} s; the sessions watch robot-001. Open/close: {churn}"
+    )
     write_results("dashboard_sessions", rows, notes=notes, extra={"open_close": churn})
     return 0
 
@@ -241,8 +277,12 @@ def start_kafka_fleet(env: dict, args) -> threading.Event:
     from common.kafka import KafkaBus
     from common.settings import CommonSettings
 
-    settings = CommonSettings(_env_file=None, bus="kafka", kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-                              readings_topic=env["READINGS_TOPIC"])
+    settings = CommonSettings(
+        _env_file=None,
+        bus="kafka",
+        kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+        readings_topic=env["READINGS_TOPIC"],
+    )
     stop = threading.Event()
 
     async def publish() -> None:

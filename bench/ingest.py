@@ -12,6 +12,7 @@ the other, in one run:
 - ``bare COPY``: one COPY of the rows, already formatted in memory, into the table: the floor.
 - ``consumer_db ingest (re-run)``: the same file again onto the full table; every row is a duplicate.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,9 @@ AXES = list(range(1, 15))
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, default=REAL_EXPORT, help="controller export (default: the real one)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of ingest and bare COPY (median kept); to_sql runs once")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of ingest and bare COPY (median kept); to_sql runs once"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args(argv)
     url = postgres_url("ingest")
@@ -91,8 +94,14 @@ def measure(engine: Engine, path: Path, repeat: int) -> list[dict]:
 
 def row(method: str, samples: list[float], rows: int, note: str = "") -> dict:
     seconds = statistics.median(samples)
-    return {"method": method, "seconds": round(seconds, 3), "rows": rows, "rows/s": round(rows / seconds),
-            "runs": ", ".join(f"{s:.2f}" for s in samples), "note": note}
+    return {
+        "method": method,
+        "seconds": round(seconds, 3),
+        "rows": rows,
+        "rows/s": round(rows / seconds),
+        "runs": ", ".join(f"{s:.2f}" for s in samples),
+        "note": note,
+    }
 
 
 def timed(call) -> float:
@@ -103,8 +112,11 @@ def timed(call) -> float:
 
 def bare_copy(engine: Engine, path: Path) -> float:
     lock = RobotAxes(frozenset(AXES), tuple(AXES))
-    rows = [r for rec in read_export_rows(path, CsvOptions(ROBOT, AXES), log_columns=False)
-            for r in lock.rows(rec.robot_id, rec.ts, rec.currents)]
+    rows = [
+        r
+        for rec in read_export_rows(path, CsvOptions(ROBOT, AXES), log_columns=False)
+        for r in lock.rows(rec.robot_id, rec.ts, rec.currents)
+    ]
     data = copy_text(rows)
     started = time.perf_counter()
     with engine.begin() as conn:

@@ -24,6 +24,7 @@ the part of every clock above that the producer itself adds.
 Readings produced in the first --warmup seconds (process start, group joins) are left out. consumer_alerts
 runs with Z_MIN_SAMPLES=30 (default 100) so that z-score events can open within minutes of a cold start.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,6 +101,7 @@ def on_reading(watch: Watch):
     def record(r, _now: float) -> None:
         data = json.loads(r.value)
         watch.produced[key(data["robot_id"], datetime.fromisoformat(data["ts"]))] = r.timestamp
+
     return record
 
 
@@ -109,6 +111,7 @@ def on_alert(watch: Watch):
             raise RuntimeError(f"alerts topic record stamped by its producer (type {r.timestamp_type}), not on append")
         alert = Alert.from_bytes(r.value)
         watch.opened.setdefault(alert.event_id, (now, alert, r.timestamp))
+
     return record
 
 
@@ -152,7 +155,9 @@ async def all_open(tabs: list[asyncio.Task], opened: list[asyncio.Event], timeou
         everyone.cancel()
         for tab in done:
             tab.result()
-        raise TimeoutError(f"{sum(not o.is_set() for o in opened)} dashboard session(s) got no document in {timeout_s:g} s")
+        raise TimeoutError(
+            f"{sum(not o.is_set() for o in opened)} dashboard session(s) got no document in {timeout_s:g} s"
+        )
 
 
 def free_port() -> int:
@@ -183,19 +188,42 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
     port = free_port()
     # consumer_alerts as deployed: snapshots to a file, offsets committed with each (every 30 s), not after
     # every batch (STATE_PATH="" elsewhere in the benchmarks: there a commit per batch is what is measured)
-    env = names.env(servers, url, ROBOT_ID=WATCHED, Z_MIN_SAMPLES="30",
-                    STATE_PATH=str(log_dir / "consumer_alerts-state.json"), **args.env)
-    consumers = [Service("consumer_db", ["consumer_db", "run"], env, log_dir),
-                 Service("consumer_alerts", ["consumer_alerts", "run"], env, log_dir),
-                 Service("dashboard", ["dashboard", "--port", str(port), "--no-database"], env, log_dir)]
-    producer = Service("producer", ["producer", "--synthetic", "--robots", str(args.robots), "--faults",
-                                    "--fault-period", f"{args.fault_period:g}", "--no-axes-from-db"], env, log_dir)
+    env = names.env(
+        servers,
+        url,
+        ROBOT_ID=WATCHED,
+        Z_MIN_SAMPLES="30",
+        STATE_PATH=str(log_dir / "consumer_alerts-state.json"),
+        **args.env,
+    )
+    consumers = [
+        Service("consumer_db", ["consumer_db", "run"], env, log_dir),
+        Service("consumer_alerts", ["consumer_alerts", "run"], env, log_dir),
+        Service("dashboard", ["dashboard", "--port", str(port), "--no-database"], env, log_dir),
+    ]
+    producer = Service(
+        "producer",
+        [
+            "producer",
+            "--synthetic",
+            "--robots",
+            str(args.robots),
+            "--faults",
+            "--fault-period",
+            f"{args.fault_period:g}",
+            "--no-axes-from-db",
+        ],
+        env,
+        log_dir,
+    )
     watch, listening = Watch(), threading.Event()
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     listener = threading.Thread(target=listen, args=(dsn, watch, listening), daemon=True)
     listener.start()
-    readers = [asyncio.create_task(read_topic(servers, names.readings, on_reading(watch), watch.stop)),
-               asyncio.create_task(read_topic(servers, names.alerts, on_alert(watch), watch.stop))]
+    readers = [
+        asyncio.create_task(read_topic(servers, names.readings, on_reading(watch), watch.stop)),
+        asyncio.create_task(read_topic(servers, names.alerts, on_alert(watch), watch.stop)),
+    ]
     tabs: list[asyncio.Task] = []
     try:
         for service in consumers:
@@ -223,8 +251,11 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
     failed = [s for s in (producer, *consumers) if s.returncode != 0]
     if failed:
         raise RuntimeError(f"{failed[0].name} exited with {failed[0].returncode}:\n{failed[0].tail()}")
-    return {"watch": watch, "window": (started + args.warmup, stopped),
-            "cpu_s": {s.name: round(s.cpu_s, 1) for s in (producer, *consumers)}}
+    return {
+        "watch": watch,
+        "window": (started + args.warmup, stopped),
+        "cpu_s": {s.name: round(s.cpu_s, 1) for s in (producer, *consumers)},
+    }
 
 
 def latencies(result: dict, sessions: int) -> dict[str, dict]:
@@ -240,8 +271,9 @@ def latencies(result: dict, sessions: int) -> dict[str, dict]:
     watched = {k[1]: ms for k, ms in in_window.items() if k[0] == WATCHED}
     dashboard = [seen * 1000 - watched[ts] for (_, ts), seen in watch.dashboard.items() if ts in watched]
     return {
-        "spread": stats("a tick's rows in the producer: first to last CreateTime", tick_spreads(in_window.values()),
-                        None),
+        "spread": stats(
+            "a tick's rows in the producer: first to last CreateTime", tick_spreads(in_window.values()), None
+        ),
         "a": stats("(a) committed in PostgreSQL", committed, len(in_window)),
         "b": stats("(b) alert event on the alerts topic (appended by the broker)", appended, None),
         "b received": stats("(b) the same, received by a consumer in this process", received, None),
@@ -263,11 +295,22 @@ def tick_spreads(created_ms, gap_ms: float = 500) -> list[float]:
 
 
 def stats(what: str, samples: list[float], expected: int | None) -> dict:
-    row = {"latency to": what, "samples": len(samples), "expected": expected,
-           "p50 ms": None, "p90 ms": None, "p99 ms": None, "max ms": None}
+    row = {
+        "latency to": what,
+        "samples": len(samples),
+        "expected": expected,
+        "p50 ms": None,
+        "p90 ms": None,
+        "p99 ms": None,
+        "max ms": None,
+    }
     if samples:  # p90 beside p99: with ~460 events, a p99 is the 5th slowest and moves by tens of ms from run to run
-        row |= {"p50 ms": round(percentile(samples, 50), 1), "p90 ms": round(percentile(samples, 90), 1),
-                "p99 ms": round(percentile(samples, 99), 1), "max ms": round(max(samples), 1)}
+        row |= {
+            "p50 ms": round(percentile(samples, 50), 1),
+            "p90 ms": round(percentile(samples, 90), 1),
+            "p99 ms": round(percentile(samples, 99), 1),
+            "max ms": round(max(samples), 1),
+        }
     return row
 
 
@@ -278,14 +321,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=20, help="seconds of readings left out at the start")
     parser.add_argument("--drain", type=float, default=10, help="seconds to wait after the producer stopped")
     parser.add_argument("--sessions", type=int, default=5, help="dashboard sessions (each sees robot-001)")
-    parser.add_argument("--fault-period", type=float, default=60,
-                        help="feed seconds per round of faults per robot (the producer's minimum, 60: the most "
-                        "alert events, so that (b)'s p99 is not just its slowest sample)")
-    parser.add_argument("--set", dest="env", action="append", default=[], metavar="NAME=VALUE",
-                        help="a setting for every service, e.g. SINK_BATCH_MS=100 (repeatable)")
-    parser.add_argument("--nice", action="append", default=[], metavar="SERVICE=N",
-                        help="run a service at this nice value, e.g. consumer_alerts=-10 (below 0 needs root; "
-                        "repeatable): what a CPU share of its own would give it on a machine it shares")
+    parser.add_argument(
+        "--fault-period",
+        type=float,
+        default=60,
+        help="feed seconds per round of faults per robot (the producer's minimum, 60: the most "
+        "alert events, so that (b)'s p99 is not just its slowest sample)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every service, e.g. SINK_BATCH_MS=100 (repeatable)",
+    )
+    parser.add_argument(
+        "--nice",
+        action="append",
+        default=[],
+        metavar="SERVICE=N",
+        help="run a service at this nice value, e.g. consumer_alerts=-10 (below 0 needs root; "
+        "repeatable): what a CPU share of its own would give it on a machine it shares",
+    )
     args = parser.parse_args(argv)
     args.env = dict(item.split("=", 1) for item in args.env)
     args.nice = {name: int(value) for name, value in (item.split("=", 1) for item in args.nice)}
@@ -297,24 +355,37 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, row in found.items():
         aim = AIMS_MS.get(name)
-        rows.append({**row, "aim p99 ms": f"< {aim}" if aim else "",
-                     "met": None if row["p99 ms"] is None or aim is None else ("yes" if row["p99 ms"] < aim else "NO")})
-    settings = " ".join([*(f"--set {k}={v}" for k, v in args.env.items()),
-                         *(f"--nice {k}={v}" for k, v in args.nice.items())])
-    notes = (f"Command: `.venv/bin/python -m bench.pipeline_latency --robots {args.robots} --seconds {args.seconds:g} "
-             f"--warmup {args.warmup:g} --sessions {args.sessions} --fault-period {args.fault_period:g}"
-             f"{' ' + settings if settings else ''}`: {args.robots} robots x 1 reading / 2 s = {args.robots / 2:g} "
-             f"readings/s, faults on (period {args.fault_period:g} s), "
-             f"{len(result['watch'].opened)} alert events opened in all; every service its own process; "
-             f"settings changed from the defaults: Z_MIN_SAMPLES=30{', ' + settings if settings else ''} "
-             "(STATE_PATH: a file in the run's log directory). "
-             f"`expected` = readings produced in the measured window (for (c): those of {WATCHED} "
-             f"times {args.sessions} sessions: each session's first arrival of each point). Process CPU s over the "
-             f"run: {result['cpu_s']}. aiokafka {extensions['aiokafka']}, C extensions in use: "
-             f"**{extensions['c_extensions']}**.")
+        rows.append(
+            {
+                **row,
+                "aim p99 ms": f"< {aim}" if aim else "",
+                "met": None if row["p99 ms"] is None or aim is None else ("yes" if row["p99 ms"] < aim else "NO"),
+            }
+        )
+    settings = " ".join(
+        [*(f"--set {k}={v}" for k, v in args.env.items()), *(f"--nice {k}={v}" for k, v in args.nice.items())]
+    )
+    notes = (
+        f"Command: `.venv/bin/python -m bench.pipeline_latency --robots {args.robots} --seconds {args.seconds:g} "
+        f"--warmup {args.warmup:g} --sessions {args.sessions} --fault-period {args.fault_period:g}"
+        f"{' ' + settings if settings else ''}`: {args.robots} robots x 1 reading / 2 s = {args.robots / 2:g} "
+        f"readings/s, faults on (period {args.fault_period:g} s), "
+        f"{len(result['watch'].opened)} alert events opened in all; every service its own process; "
+        f"settings changed from the defaults: Z_MIN_SAMPLES=30{', ' + settings if settings else ''} "
+        "(STATE_PATH: a file in the run's log directory). "
+        f"`expected` = readings produced in the measured window (for (c): those of {WATCHED} "
+        f"times {args.sessions} sessions: each session's first arrival of each point). Process CPU s over the "
+        f"run: {result['cpu_s']}. aiokafka {extensions['aiokafka']}, C extensions in use: "
+        f"**{extensions['c_extensions']}**."
+    )
     # A run with changed settings gets files of its own, beside the defaults' run.
-    name = "_".join(["pipeline_latency", *(f"{k}-{v}" for k, v in sorted(args.env.items())),
-                     *(f"nice-{k}{v}" for k, v in sorted(args.nice.items()))])
+    name = "_".join(
+        [
+            "pipeline_latency",
+            *(f"{k}-{v}" for k, v in sorted(args.env.items())),
+            *(f"nice-{k}{v}" for k, v in sorted(args.nice.items())),
+        ]
+    )
     write_results(name, rows, notes=notes, extra={"aiokafka": extensions, "settings": args.env})
     return 0
 

@@ -15,6 +15,7 @@ same run on the same broker and database.
 3. Checks: readings_fact holds robots x readings x 14 rows, exactly the (robot, ts) pairs sent.
 4. Profile: the slowest stage again, alone, under pyinstrument (bench._profiled), over --profile-readings.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,7 +70,9 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
     out["pipeline"] = await pipeline(engine, servers, args, total, log_dir)
     out["checks"] = await asyncio.to_thread(check, engine, total, keys)
     out["copy_s"] = await asyncio.to_thread(bare_copy, engine, total)
-    out["profile"] = await profile(engine, servers, args, out["pipeline"], payloads, log_dir) if args.profile_readings else None
+    out["profile"] = (
+        await profile(engine, servers, args, out["pipeline"], payloads, log_dir) if args.profile_readings else None
+    )
     return out
 
 
@@ -77,11 +80,25 @@ async def pipeline(engine: Engine, servers: str, args, total: int, log_dir: Path
     names = Names.fresh("bench-pipe")
     await create_topics(servers, [names.readings, names.alerts, names.dead_letters])
     env = names.env(servers, engine.url.render_as_string(hide_password=False))
-    producer_argv = ["producer", "--synthetic", "--robots", str(args.robots), "--seed", "42", "--start-time",
-                     T0.isoformat(), "--limit", str(total), "--max-speed", "--no-axes-from-db"]
-    services = [Service("consumer_db", ["consumer_db", "run"], env, log_dir),
-                Service("consumer_alerts", ["consumer_alerts", "run"], env, log_dir),
-                Service("producer", producer_argv, env, log_dir)]
+    producer_argv = [
+        "producer",
+        "--synthetic",
+        "--robots",
+        str(args.robots),
+        "--seed",
+        "42",
+        "--start-time",
+        T0.isoformat(),
+        "--limit",
+        str(total),
+        "--max-speed",
+        "--no-axes-from-db",
+    ]
+    services = [
+        Service("consumer_db", ["consumer_db", "run"], env, log_dir),
+        Service("consumer_alerts", ["consumer_alerts", "run"], env, log_dir),
+        Service("producer", producer_argv, env, log_dir),
+    ]
     groups = {"consumer_db": names.sink_group, "consumer_alerts": names.alerts_group}
     try:
         async with Progress(servers, names.readings, groups) as progress:
@@ -94,23 +111,37 @@ async def pipeline(engine: Engine, servers: str, args, total: int, log_dir: Path
                 raise RuntimeError(f"producer exited with {services[2].returncode}:\n{services[2].tail()}")
     finally:
         stop_all(services)
-    stages = {name: stage(progress.samples, key, total)
-              for name, key in (("producer", "produced"), ("consumer_db", "consumer_db"), ("consumer_alerts", "consumer_alerts"))}
+    stages = {
+        name: stage(progress.samples, key, total)
+        for name, key in (
+            ("producer", "produced"),
+            ("consumer_db", "consumer_db"),
+            ("consumer_alerts", "consumer_alerts"),
+        )
+    }
     done = max(s["done_t"] for s in stages.values())
-    return {"stages": stages, "end_to_end_s": done - t0, "cpu_s": {s.name: s.cpu_s for s in services},
-            "cores_busy": (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]) * __import__("os").cpu_count(),
-            "returncodes": {s.name: s.returncode for s in services}}
+    return {
+        "stages": stages,
+        "end_to_end_s": done - t0,
+        "cpu_s": {s.name: s.cpu_s for s in services},
+        "cores_busy": (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]) * __import__("os").cpu_count(),
+        "returncodes": {s.name: s.returncode for s in services},
+    }
 
 
 def check(engine: Engine, total: int, keys: set) -> dict:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT count(*) FROM readings_fact")).scalar_one()
-        stored_keys = {(robot, round(ts.timestamp() * 1e6)) for robot, ts in
-                       conn.execute(text("SELECT robot_id, ts FROM readings_fact WHERE axis_id = 1"))}
+        stored_keys = {
+            (robot, round(ts.timestamp() * 1e6))
+            for robot, ts in conn.execute(text("SELECT robot_id, ts FROM readings_fact WHERE axis_id = 1"))
+        }
     checks = {"rows": rows, "rows_expected": total * AXES, "readings_match": stored_keys == keys}
     if rows != total * AXES or not checks["readings_match"]:
-        raise AssertionError(f"readings_fact does not hold exactly the input: {checks}, "
-                             f"{len(keys - stored_keys)} missing, {len(stored_keys - keys)} unexpected")
+        raise AssertionError(
+            f"readings_fact does not hold exactly the input: {checks}, "
+            f"{len(keys - stored_keys)} missing, {len(stored_keys - keys)} unexpected"
+        )
     return checks
 
 
@@ -147,16 +178,31 @@ async def profile(engine: Engine, servers: str, args, result: dict, payloads: li
     env = names.env(servers, engine.url.render_as_string(hide_password=False), LOG_LEVEL="WARNING")
     out = RESULTS_DIR / "pipeline_throughput_profile.txt"
     if slowest == "producer":
-        argv = ["producer", "--synthetic", "--robots", str(args.robots), "--start-time", T0.isoformat(), "--limit",
-                str(count), "--max-speed", "--no-axes-from-db"]
+        argv = [
+            "producer",
+            "--synthetic",
+            "--robots",
+            str(args.robots),
+            "--start-time",
+            T0.isoformat(),
+            "--limit",
+            str(count),
+            "--max-speed",
+            "--no-axes-from-db",
+        ]
         key = "produced"
     else:
         await bare_produce(servers, names.readings, payloads[:count])
         await asyncio.to_thread(empty, engine)
         argv, key = [slowest, "run"], slowest
     service = Service(f"{slowest}-profiled", argv, env, log_dir, profile=out)
-    groups = {"consumer_db": names.sink_group} if slowest == "consumer_db" else \
-        {"consumer_alerts": names.alerts_group} if slowest == "consumer_alerts" else {}
+    groups = (
+        {"consumer_db": names.sink_group}
+        if slowest == "consumer_db"
+        else {"consumer_alerts": names.alerts_group}
+        if slowest == "consumer_alerts"
+        else {}
+    )
     try:
         async with Progress(servers, names.readings, groups) as progress:
             service.start()
@@ -174,8 +220,11 @@ async def profile(engine: Engine, servers: str, args, result: dict, payloads: li
 
 def report(result: dict, args) -> tuple[list[dict], dict]:
     total, p = result["total"], result["pipeline"]
-    floor = {"producer": total / result["produce_s"], "consume": total / result["consume_s"],
-             "copy": total / result["copy_s"]}
+    floor = {
+        "producer": total / result["produce_s"],
+        "consume": total / result["consume_s"],
+        "copy": total / result["copy_s"],
+    }
     floor["consumer_db"] = min(floor["consume"], floor["copy"])
     floor["consumer_alerts"] = floor["consume"]
     floor["end-to-end"] = total / max(result["produce_s"], result["consume_s"], result["copy_s"])
@@ -185,21 +234,34 @@ def report(result: dict, args) -> tuple[list[dict], dict]:
         rows.append(_row(f"pipeline: {name}", total, s["seconds"], s["rate"], floor[name], p["cpu_s"].get(name)))
     e2e = p["end_to_end_s"]
     rows.append(_row("pipeline: end-to-end (from process start)", total, e2e, total / e2e, floor["end-to-end"], None))
-    rows += [_row("floor: bare aiokafka produce (send_batch)", total, result["produce_s"], floor["producer"]),
-             _row("floor: bare aiokafka consume (no parsing)", total, result["consume_s"], floor["consume"]),
-             _row(f"floor: bare COPY ({total * AXES:,} rows)", total, result["copy_s"], floor["copy"])]
-    return rows, {"floor_readings_per_s": {k: round(v) for k, v in floor.items()}, "checks": result["checks"],
-                  "profile": result["profile"], "cores_busy": round(p["cores_busy"], 2),
-                  "size": {"robots": args.robots, "readings_per_robot": args.readings}}
+    rows += [
+        _row("floor: bare aiokafka produce (send_batch)", total, result["produce_s"], floor["producer"]),
+        _row("floor: bare aiokafka consume (no parsing)", total, result["consume_s"], floor["consume"]),
+        _row(f"floor: bare COPY ({total * AXES:,} rows)", total, result["copy_s"], floor["copy"]),
+    ]
+    return rows, {
+        "floor_readings_per_s": {k: round(v) for k, v in floor.items()},
+        "checks": result["checks"],
+        "profile": result["profile"],
+        "cores_busy": round(p["cores_busy"], 2),
+        "size": {"robots": args.robots, "readings_per_robot": args.readings},
+    }
 
 
-def _row(what: str, readings: int, seconds: float, rate: float, floor: float | None = None,
-         cpu: float | None = None) -> dict:
+def _row(
+    what: str, readings: int, seconds: float, rate: float, floor: float | None = None, cpu: float | None = None
+) -> dict:
     """``rate``: readings/s from the stage's first progress to its last (see ``bench._kafka.stage``)."""
-    return {"what": what, "readings": readings, "seconds": round(seconds, 2), "readings/s": round(rate),
-            "rows/s": round(rate * AXES), "floor readings/s": round(floor) if floor else None,
-            "floor / pipeline": round(floor / rate, 2) if floor else None,
-            "process CPU s": round(cpu, 1) if cpu is not None else None}
+    return {
+        "what": what,
+        "readings": readings,
+        "seconds": round(seconds, 2),
+        "readings/s": round(rate),
+        "rows/s": round(rate * AXES),
+        "floor readings/s": round(floor) if floor else None,
+        "floor / pipeline": round(floor / rate, 2) if floor else None,
+        "process CPU s": round(cpu, 1) if cpu is not None else None,
+    }
 
 
 def notes(result: dict, args, extensions: dict) -> str:
@@ -220,8 +282,10 @@ def notes(result: dict, args, extensions: dict) -> str:
     ]
     if prof:
         top = "; ".join(f"{h['function']} ({h['file']}) {h['share']:.0%}" for h in prof["hotspots"][:8])
-        lines.append(f"Profile of {prof['stage']} alone over {prof['readings']:,} readings (pyinstrument, "
-                     f"{prof['file']}), self time: {top}.")
+        lines.append(
+            f"Profile of {prof['stage']} alone over {prof['readings']:,} readings (pyinstrument, "
+            f"{prof['file']}), self time: {top}."
+        )
     return "\n\n".join(lines)
 
 

@@ -12,6 +12,7 @@ Both producers use the same client settings (acks=all, idempotence, linger 5 ms,
 
     .venv/bin/python -m bench.producer_throughput [--csv FILE] [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ import os
 import statistics
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -49,24 +50,41 @@ def parse_rows(csv_path: Path, repeat: int) -> list[dict]:
     options = CsvOptions("RMBR4-2", AXES)
     rows = []
     for name, fn in [
-        ("parse: read_export_rows (fast path)", lambda: sum(1 for _ in read_export_rows(csv_path, options, log_columns=False))),
-        ("parse: read_export (Reading objects)", lambda: sum(1 for _ in read_export(csv_path, options, log_columns=False))),
+        (
+            "parse: read_export_rows (fast path)",
+            lambda: sum(1 for _ in read_export_rows(csv_path, options, log_columns=False)),
+        ),
+        (
+            "parse: read_export (Reading objects)",
+            lambda: sum(1 for _ in read_export(csv_path, options, log_columns=False)),
+        ),
         ("parse: pandas.read_csv (reference)", lambda: len(__import__("pandas").read_csv(csv_path))),
     ]:
         runs = [timed(fn) for _ in range(repeat)]
         rows.append(_row(name, runs[0][1], [t for t, _ in runs]))
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     fleet = lambda: sum(1 for _ in itertools.islice(synthetic_fleet(10, seed=1, start=start, axes=AXES), 100_000))  # noqa: E731
     rows.append(_row("synthetic fleet: 10 robots, generate", 100_000, [timed(fleet)[0] for _ in range(repeat)]))
     readings = [r for r in read_export(csv_path, options, log_columns=False) if isinstance(r, Reading)]
-    rows.append(_row("serialise: Reading.to_bytes", len(readings), [timed(lambda: [r.to_bytes() for r in readings])[0] for _ in range(repeat)]))
+    rows.append(
+        _row(
+            "serialise: Reading.to_bytes",
+            len(readings),
+            [timed(lambda: [r.to_bytes() for r in readings])[0] for _ in range(repeat)],
+        )
+    )
     return rows
 
 
 def _row(name: str, count: int, seconds: list[float]) -> dict:
     best = min(seconds)
-    return {"what": name, "rows": count, "best_s": round(best, 3), "median_s": round(statistics.median(seconds), 3),
-            "rows_per_s": round(count / best)}
+    return {
+        "what": name,
+        "rows": count,
+        "best_s": round(best, 3),
+        "median_s": round(statistics.median(seconds), 3),
+        "rows_per_s": round(count / best),
+    }
 
 
 async def leaders_ready(producer: AIOKafkaProducer, topics: list[str], timeout_s: float = 30) -> None:
@@ -75,15 +93,27 @@ async def leaders_ready(producer: AIOKafkaProducer, topics: list[str], timeout_s
         while True:
             await producer.client.force_metadata_update()
             cluster = producer.client.cluster
-            if all(cluster.partitions_for_topic(t) and all(cluster.leader_for_partition(TopicPartition(t, p)) not in (None, -1)
-                   for p in cluster.partitions_for_topic(t)) for t in topics):
+            if all(
+                cluster.partitions_for_topic(t)
+                and all(
+                    cluster.leader_for_partition(TopicPartition(t, p)) not in (None, -1)
+                    for p in cluster.partitions_for_topic(t)
+                )
+                for t in topics
+            ):
                 return
             await asyncio.sleep(0.2)
 
 
 async def producer_run(settings: ProducerSettings, csv_path: Path | None, **update) -> tuple[float, int]:
-    config = settings.model_copy(update={"csv_path": csv_path, "readings_topic": f"bench-readings-{uuid.uuid4().hex[:8]}",
-                                         "dead_letter_topic": f"bench-dead-{uuid.uuid4().hex[:8]}", **update})
+    config = settings.model_copy(
+        update={
+            "csv_path": csv_path,
+            "readings_topic": f"bench-readings-{uuid.uuid4().hex[:8]}",
+            "dead_letter_topic": f"bench-dead-{uuid.uuid4().hex[:8]}",
+            **update,
+        }
+    )
     bus = KafkaBus(config)
     await bus.start()
     try:
@@ -102,8 +132,14 @@ async def producer_run(settings: ProducerSettings, csv_path: Path | None, **upda
 async def bare_run(settings: ProducerSettings, payloads: list[tuple[bytes, bytes]], *, batches: bool) -> float:
     topic = f"bench-bare-{uuid.uuid4().hex[:8]}"
     await KafkaBus(settings).ensure_topics([topic])
-    producer = AIOKafkaProducer(**connection_options(settings), acks="all", enable_idempotence=True, linger_ms=5,
-                                max_batch_size=256 * 1024, compression_type=None)
+    producer = AIOKafkaProducer(
+        **connection_options(settings),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        compression_type=None,
+    )
     await producer.start()
     try:
         await leaders_ready(producer, [topic])
@@ -136,7 +172,11 @@ async def _send_batches(producer: AIOKafkaProducer, topic: str, payloads) -> lis
 
 
 async def kafka_rows(settings: ProducerSettings, csv_path: Path, repeat: int) -> tuple[list[dict], float]:
-    readings = [r for r in read_export(csv_path, CsvOptions(settings.robot_id, AXES), log_columns=False) if isinstance(r, Reading)]
+    readings = [
+        r
+        for r in read_export(csv_path, CsvOptions(settings.robot_id, AXES), log_columns=False)
+        if isinstance(r, Reading)
+    ]
     payloads = [(r.robot_id.encode(), r.to_bytes()) for r in readings]
     timings: dict[str, list[float]] = {"producer": [], "bare send": [], "bare send_batch": []}
     for _ in range(repeat):  # interleaved, so that a slow moment of the broker hits all three alike
@@ -144,16 +184,22 @@ async def kafka_rows(settings: ProducerSettings, csv_path: Path, repeat: int) ->
         timings["producer"].append(elapsed)
         timings["bare send"].append(await bare_run(settings, payloads, batches=False))
         timings["bare send_batch"].append(await bare_run(settings, payloads, batches=True))
-    fleet = [await producer_run(settings, None, robots=10, limit=100_000, start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
-             for _ in range(repeat)]
-    names = {"producer": "kafka: producer --max-speed (parse+serialise+send+acks)",
-             "bare send": "kafka: bare aiokafka send (pre-serialised)",
-             "bare send_batch": "kafka: bare aiokafka send_batch (pre-serialised)"}
+    fleet = [
+        await producer_run(settings, None, robots=10, limit=100_000, start_time=datetime(2024, 1, 1, tzinfo=UTC))
+        for _ in range(repeat)
+    ]
+    names = {
+        "producer": "kafka: producer --max-speed (parse+serialise+send+acks)",
+        "bare send": "kafka: bare aiokafka send (pre-serialised)",
+        "bare send_batch": "kafka: bare aiokafka send_batch (pre-serialised)",
+    }
     rows = [_row(names[k], len(payloads), v) for k, v in timings.items()]
     rows.append(_row("kafka: producer --synthetic --robots 10 --max-speed", fleet[0][1], [t for t, _ in fleet]))
     best = {k: min(v) for k, v in timings.items()}
-    return rows, {"producer_to_bare_send": round(best["bare send"] / best["producer"], 3),
-                  "producer_to_bare_send_batch": round(best["bare send_batch"] / best["producer"], 3)}
+    return rows, {
+        "producer_to_bare_send": round(best["bare send"] / best["producer"], 3),
+        "producer_to_bare_send_batch": round(best["bare send_batch"] / best["producer"], 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,12 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = ProducerSettings(_env_file=None, kafka_bootstrap_servers=servers, max_speed=True, axes_from_db=False)
     rows = parse_rows(args.csv, args.repeat)
     kafka, ratios = asyncio.run(kafka_rows(settings, args.csv, args.repeat))
-    notes = (f"Producer rows/s as a share of the bare aiokafka producer's: **{ratios['producer_to_bare_send']:.2f}** of "
-             f"per-message `send`, **{ratios['producer_to_bare_send_batch']:.2f}** of `send_batch` (best of {args.repeat} "
-             f"each, interleaved in one run, broker {servers}, one key = one partition, acks=all + idempotence). "
-             "The producer's time includes reading and parsing the file, building and serialising every reading "
-             "and waiting for every confirmation; the bare producers' payloads were serialised beforehand, so the "
-             "gap is the cost of parsing and serialising (see the parse and serialise rows), not of sending.")
+    notes = (
+        f"Producer rows/s as a share of the bare aiokafka producer's: **{ratios['producer_to_bare_send']:.2f}** of "
+        f"per-message `send`, **{ratios['producer_to_bare_send_batch']:.2f}** of `send_batch` (best of {args.repeat} "
+        f"each, interleaved in one run, broker {servers}, one key = one partition, acks=all + idempotence). "
+        "The producer's time includes reading and parsing the file, building and serialising every reading "
+        "and waiting for every confirmation; the bare producers' payloads were serialised beforehand, so the "
+        "gap is the cost of parsing and serialising (see the parse and serialise rows), not of sending."
+    )
     write_results("producer_throughput", rows + kafka, notes=notes, extra={"ratios": ratios})
     return 0
 

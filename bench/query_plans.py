@@ -7,6 +7,7 @@ server (robots x readings x 14 axes; the defaults make 10 million rows, axes 9-1
 query function for one robot and for the whole fleet (p50/p99 over --runs) and keeps the EXPLAIN of the
 robot queries. ``--keep NAME`` reuses (or leaves) a database of that name, so the slow fill runs once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     with scratch_database(url, prefix="bench_plans", name=args.keep, keep=bool(args.keep)) as engine:
         fill_seconds = fill(engine, args)
         rows, plans = measure(engine, args.runs)
-    notes = (f"{args.robots} robots x {args.readings} readings x 14 axes = {args.robots * args.readings * 14:,} rows; "
-             + (f"fill (server-side INSERT ... SELECT with the indexes in place): {fill_seconds:.0f} s. " if fill_seconds
-                else "kept database reused (not filled in this run). ")
-             + f"ms over {args.runs} runs.\n\n" + "\n".join(f"### {q}\n```\n{p}\n```" for q, p in plans.items()))
+    notes = (
+        f"{args.robots} robots x {args.readings} readings x 14 axes = {args.robots * args.readings * 14:,} rows; "
+        + (
+            f"fill (server-side INSERT ... SELECT with the indexes in place): {fill_seconds:.0f} s. "
+            if fill_seconds
+            else "kept database reused (not filled in this run). "
+        )
+        + f"ms over {args.runs} runs.\n\n"
+        + "\n".join(f"### {q}\n```\n{p}\n```" for q, p in plans.items())
+    )
     write_results("query_plans", rows, notes=notes)
     return 0
 
@@ -59,10 +66,14 @@ def fill(engine: Engine, args) -> float:
             return 0.0
     started = time.perf_counter()
     with engine.begin() as conn:
-        conn.execute(axes_dim.insert(), [
-            {"robot_id": f"robot-{r:03d}", "axis_id": a, "label": f"Axis #{a}", "unit": "A", "active": True}
-            for r in range(1, args.robots + 1) for a in range(1, 15)
-        ])
+        conn.execute(
+            axes_dim.insert(),
+            [
+                {"robot_id": f"robot-{r:03d}", "axis_id": a, "label": f"Axis #{a}", "unit": "A", "active": True}
+                for r in range(1, args.robots + 1)
+                for a in range(1, 15)
+            ],
+        )
         conn.execute(text(FILL), {"readings": args.readings, "robots": args.robots})
         rebuild(conn)  # the fill bypasses the writers that keep the per-minute rollup
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

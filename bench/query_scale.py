@@ -16,6 +16,7 @@ Timed, p50/p99 over --runs runs after a warm-up run (fewer once a case has taken
 bench.query_plans times the same functions directly on random data made on the server; this one asks them
 as users do, on the fleet's data (about 60 % idle rows of exact zeros, axes 9-14 NULL).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from bench._kafka import fleet
-from bench._services import aiokafka_extensions
 from bench._postgres import postgres_url, scratch_database
+from bench._services import aiokafka_extensions
 from bench.query_plans import explain, percentile
 from bench.results import write_results
 from common import queries
@@ -49,8 +50,12 @@ from dashboard.settings import DashboardSettings
 AXES = tuple(range(1, 15))
 CHUNK = 5000
 INDEX_OFF_TIMEOUT_S = 10
-INDEX_OFF = ("SET enable_indexscan = off", "SET enable_bitmapscan = off", "SET enable_indexonlyscan = off",
-             f"SET statement_timeout = '{INDEX_OFF_TIMEOUT_S}s'")
+INDEX_OFF = (
+    "SET enable_indexscan = off",
+    "SET enable_bitmapscan = off",
+    "SET enable_indexonlyscan = off",
+    f"SET statement_timeout = '{INDEX_OFF_TIMEOUT_S}s'",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,13 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     with scratch_database(url, prefix="bench_scale_q", name=args.keep, keep=bool(args.keep)) as engine:
         filled = fill(engine, args)
         rows, plans, facts = measure(engine, args)
-    notes = (f"Command: `.venv/bin/python -m bench.query_scale --rows {args.rows} --robots {args.robots} --runs {args.runs} "
-             f"--budget {args.budget:g}`. {facts}; "
-             + (f"bulk ingest: {filled:.0f} s. " if filled else "kept database reused. ")
-             + "ms; `runs` = timed runs after one warm-up (a warm-up slower than --budget counts as a run). Dashboard "
-             "aim: every query < 100 ms p99. `index off` = one run with index scans disabled (enable_indexscan/"
-             f"bitmapscan/indexonlyscan = off), cancelled after {INDEX_OFF_TIMEOUT_S} s; the plans below are with them on.\n\n"
-             + "\n".join(f"### {name}\n```\n{plan}\n```" for name, plan in plans.items()))
+    notes = (
+        f"Command: `.venv/bin/python -m bench.query_scale --rows {args.rows} --robots {args.robots} --runs {args.runs} "
+        f"--budget {args.budget:g}`. {facts}; "
+        + (f"bulk ingest: {filled:.0f} s. " if filled else "kept database reused. ")
+        + "ms; `runs` = timed runs after one warm-up (a warm-up slower than --budget counts as a run). Dashboard "
+        "aim: every query < 100 ms p99. `index off` = one run with index scans disabled (enable_indexscan/"
+        f"bitmapscan/indexonlyscan = off), cancelled after {INDEX_OFF_TIMEOUT_S} s; the plans below are with them on.\n\n"
+        + "\n".join(f"### {name}\n```\n{plan}\n```" for name, plan in plans.items())
+    )
     write_results("query_scale", rows, notes=notes, extra={"aiokafka": aiokafka_extensions()})
     return 0
 
@@ -86,8 +93,14 @@ def fill(engine: Engine, args) -> float:
             return 0.0
     started, lock, detectors = time.perf_counter(), RobotAxes(frozenset(AXES), AXES), DetectorEngine()
     with engine.begin() as conn:
-        conn.execute(axes_dim.insert(), [{"robot_id": f"robot-{r:03d}", "axis_id": a, "label": f"Axis #{a}",
-                                          "unit": "A", "active": True} for r in range(1, args.robots + 1) for a in AXES])
+        conn.execute(
+            axes_dim.insert(),
+            [
+                {"robot_id": f"robot-{r:03d}", "axis_id": a, "label": f"Axis #{a}", "unit": "A", "active": True}
+                for r in range(1, args.robots + 1)
+                for a in AXES
+            ],
+        )
     rows, events, done = [], [], 0
     for reading in fleet(args.robots, args.rows // 14 // args.robots, faults=True):
         rows += lock.rows(reading.robot_id, reading.ts, reading.currents)
@@ -116,11 +129,17 @@ def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
         robot = conn.execute(text("SELECT min(robot_id) FROM axes_dim")).scalar()
         count, oldest = conn.execute(text("SELECT count(*), min(ts) FROM readings_fact")).one()
         events = conn.execute(text("SELECT count(*) FROM alerts")).scalar()
-    facts = (f"readings_fact: {count:,} rows of {args.robots} robots, {oldest:%Y-%m-%d %H:%M} to {newest:%H:%M} UTC "
-             f"({(newest - oldest).total_seconds() / 3600:.1f} h); alerts: {events:,} events")
+    facts = (
+        f"readings_fact: {count:,} rows of {args.robots} robots, {oldest:%Y-%m-%d %H:%M} to {newest:%H:%M} UTC "
+        f"({(newest - oldest).total_seconds() / 3600:.1f} h); alerts: {events:,} events"
+    )
     hour = {"start": newest - timedelta(hours=1), "end": newest}
-    scopes = {"fleet, everything": QueryArgs(), f"{robot}, everything": QueryArgs(robot_id=robot),
-              "fleet, last hour": QueryArgs(**hour), f"{robot}, last hour": QueryArgs(robot_id=robot, **hour)}
+    scopes = {
+        "fleet, everything": QueryArgs(),
+        f"{robot}, everything": QueryArgs(robot_id=robot),
+        "fleet, last hour": QueryArgs(**hour),
+        f"{robot}, last hour": QueryArgs(robot_id=robot, **hour),
+    }
     rows: list[dict] = []
     with engine.connect() as conn:
         for phrase in PHRASES:
@@ -169,6 +188,7 @@ def recorded():
                 return function(*args, **kwargs)
             finally:
                 parts[name].append((time.perf_counter() - started) * 1000)
+
         return call
 
     for name, function in originals.items():
@@ -181,10 +201,16 @@ def recorded():
 
 
 def result(query: str, scope: str, samples: list[float], parts: dict | None = None) -> dict:
-    row = {"query": query, "scope": scope, "runs": len(samples), "p50 ms": round(statistics.median(samples), 1),
-           "p99 ms": round(percentile(samples, 99), 1), "index off ms": None}
+    row = {
+        "query": query,
+        "scope": scope,
+        "runs": len(samples),
+        "p50 ms": round(statistics.median(samples), 1),
+        "p99 ms": round(percentile(samples, 99), 1),
+        "index off ms": None,
+    }
     if parts is not None:
-        p99 = {name: percentile(times[-len(samples):], 99) for name, times in parts.items()}  # not the warm-up
+        p99 = {name: percentile(times[-len(samples) :], 99) for name, times in parts.items()}  # not the warm-up
         row["each query p99 ms"] = ", ".join(f"{n} {v:,.1f}" for n, v in sorted(p99.items(), key=lambda i: -i[1]))
         row["dashboard aim met"] = "yes" if max(p99.values()) < 100 else "NO"
     return row
@@ -192,12 +218,16 @@ def result(query: str, scope: str, samples: list[float], parts: dict | None = No
 
 def index_cases(conn, rows: list[dict], robot: str, scopes: dict, args) -> dict[str, str]:
     """Where the (robot_id, ts) index matters: one run with index scans off, and the plan with them on."""
-    cases = [("show latest per axis", f"{robot}, everything"), ("show latest 20 rows", "fleet, everything"),
-             ("show 1-minute peak", "fleet, everything"), ("show 1-minute resample", f"{robot}, last hour"),
-             ("show data health", f"{robot}, last hour")]
+    cases = [
+        ("show latest per axis", f"{robot}, everything"),
+        ("show latest 20 rows", "fleet, everything"),
+        ("show 1-minute peak", "fleet, everything"),
+        ("show 1-minute resample", f"{robot}, last hour"),
+        ("show data health", f"{robot}, last hour"),
+    ]
     plans = {}
     for words, scope in cases:
-        call = (lambda w=words, a=scopes[scope]: ask(conn, w, a))
+        call = lambda w=words, a=scopes[scope]: ask(conn, w, a)
         if words in ("show latest per axis", "show 1-minute resample", "show data health"):
             plans[f'"{words}", {scope}'] = explain(conn, call)
         for statement in INDEX_OFF:

@@ -1,10 +1,11 @@
 """One way to write a benchmark's results: JSON for machines, a Markdown table for people."""
+
 from __future__ import annotations
 
 import json
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         commit = ""
     return {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": __import__("os").cpu_count(),
@@ -41,14 +42,18 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def write_results(name: str, rows: list[dict[str, Any]], *, notes: str = "", extra: dict[str, Any] | None = None) -> Path:
+def write_results(
+    name: str, rows: list[dict[str, Any]], *, notes: str = "", extra: dict[str, Any] | None = None
+) -> Path:
     """Write bench/results/<name>.json and <name>.md; print the table; return the Markdown path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "machine": machine(), "rows": rows, "notes": notes, **(extra or {})}
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     table = markdown_table(rows)
     md = RESULTS_DIR / f"{name}.md"
-    md.write_text(f"# {name}\n\n{payload['machine']['when']}, commit {payload['machine']['commit']}\n\n{table}\n{notes}\n")
+    md.write_text(
+        f"# {name}\n\n{payload['machine']['when']}, commit {payload['machine']['commit']}\n\n{table}\n{notes}\n"
+    )
     print(table)
     if notes:
         print(notes)

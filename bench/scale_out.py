@@ -15,6 +15,7 @@ same row count, value count and sum of currents; the primary key rules out a row
 instance's last log line says how many rows it wrote new and how many it found already stored (a
 redelivery after a rebalance: harmless, but work done twice).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,12 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row["x one instance"] = round(row["readings/s"] / base, 2)
     total = args.robots * args.readings
-    notes = (f"Command: `.venv/bin/python -m bench.scale_out --robots {args.robots} --readings {args.readings} "
-             f"--instances {args.instances}`: {total:,} readings ({total * 14:,} rows), 6 partitions, one consumer "
-             f"group per run, every instance its own process; the broker, PostgreSQL and the instances share one "
-             f"2-core machine. `exact input` = readings_fact held the same readings, row counts, value counts and "
-             f"sums of currents per robot and axis as the input. aiokafka {extensions['aiokafka']}, C extensions "
-             f"in use: **{extensions['c_extensions']}**.")
+    notes = (
+        f"Command: `.venv/bin/python -m bench.scale_out --robots {args.robots} --readings {args.readings} "
+        f"--instances {args.instances}`: {total:,} readings ({total * 14:,} rows), 6 partitions, one consumer "
+        f"group per run, every instance its own process; the broker, PostgreSQL and the instances share one "
+        f"2-core machine. `exact input` = readings_fact held the same readings, row counts, value counts and "
+        f"sums of currents per robot and axis as the input. aiokafka {extensions['aiokafka']}, C extensions "
+        f"in use: **{extensions['c_extensions']}**."
+    )
     write_results("scale_out", rows, notes=notes, extra={"aiokafka": extensions})
     return 0
 
@@ -101,11 +104,17 @@ async def run_group(engine: Engine, servers: str, count: int, payloads: list, lo
         stop_all(services)
     written = [written_by(s) for s in services]
     s = stage(progress.samples, "group", total)
-    return {"instances": count, "readings": total, "seconds": round(s["seconds"], 2), "readings/s": round(s["rate"]),
-            "wall s": round(s["done_t"] - t0, 2),
-            "cores busy": round((cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]) * os.cpu_count(), 2),
-            "readings per instance": ", ".join(str(w[1]) for w in written),
-            "rows new (sum)": sum(w[2] for w in written), "rows already there (sum)": sum(w[3] for w in written)}
+    return {
+        "instances": count,
+        "readings": total,
+        "seconds": round(s["seconds"], 2),
+        "readings/s": round(s["rate"]),
+        "wall s": round(s["done_t"] - t0, 2),
+        "cores busy": round((cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]) * os.cpu_count(), 2),
+        "readings per instance": ", ".join(str(w[1]) for w in written),
+        "rows new (sum)": sum(w[2] for w in written),
+        "rows already there (sum)": sum(w[3] for w in written),
+    }
 
 
 def written_by(service: Service) -> tuple[int, int, int, int]:
@@ -116,11 +125,18 @@ def written_by(service: Service) -> tuple[int, int, int, int]:
 
 def exact(engine: Engine, keys: set, digest: dict) -> bool:
     with engine.connect() as conn:
-        stored_keys = {(robot, round(ts.timestamp() * 1e6)) for robot, ts in
-                       conn.execute(text("SELECT robot_id, ts FROM readings_fact WHERE axis_id = 1"))}
-        stored = {(robot, axis): (rows, values, float(total)) for robot, axis, rows, values, total in conn.execute(text(DIGEST))}
+        stored_keys = {
+            (robot, round(ts.timestamp() * 1e6))
+            for robot, ts in conn.execute(text("SELECT robot_id, ts FROM readings_fact WHERE axis_id = 1"))
+        }
+        stored = {
+            (robot, axis): (rows, values, float(total))
+            for robot, axis, rows, values, total in conn.execute(text(DIGEST))
+        }
     same_sums = stored.keys() == digest.keys() and all(
-        stored[k][:2] == tuple(d[:2]) and abs(stored[k][2] - d[2]) < 1e-6 * max(1.0, abs(d[2])) for k, d in digest.items())
+        stored[k][:2] == tuple(d[:2]) and abs(stored[k][2] - d[2]) < 1e-6 * max(1.0, abs(d[2]))
+        for k, d in digest.items()
+    )
     return stored_keys == keys and same_sums
 
 

@@ -6,6 +6,7 @@ Publishes the readings (14 axes, 8 with values) to fresh topics on KAFKA_BOOTSTR
 sink in this process against a scratch database on DATABASE_URL and times it from the first stored row
 to the last (the consumer group's start-up is left out; polled every 0.25 s), for two batch sizes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,7 @@ import os
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 
@@ -26,7 +27,7 @@ from common.tables import readings_fact
 from consumer_db.service import run
 from consumer_db.settings import ConsumerDbSettings
 
-T0 = datetime(2022, 10, 17, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, tzinfo=UTC)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         print("bench.sink needs DATABASE_URL (PostgreSQL) and KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2
     rows = [asyncio.run(measure(url, args, batch_size)) for batch_size in (500, 5000)]
-    write_results("sink", rows, notes=f"{args.readings:,} readings of {args.robots} robots, 14 axes each, "
-                                      "6 partitions; from the first stored row to the last.")
+    write_results(
+        "sink",
+        rows,
+        notes=f"{args.readings:,} readings of {args.robots} robots, 14 axes each, "
+        "6 partitions; from the first stored row to the last.",
+    )
     return 0
 
 
@@ -48,9 +53,14 @@ async def measure(url: str, args, batch_size: int) -> dict:
     tag = uuid.uuid4().hex[:8]
     with scratch_database(url, prefix="bench_sink") as engine:
         settings = ConsumerDbSettings(
-            _env_file=None, database_url=engine.url.render_as_string(hide_password=False), bus="kafka",
-            readings_topic=f"bench-readings-{tag}", alerts_topic=f"bench-alerts-{tag}",
-            dead_letter_topic=f"bench-dead-{tag}", topic_partitions=6, sink_group_id=f"bench-sink-{tag}",
+            _env_file=None,
+            database_url=engine.url.render_as_string(hide_password=False),
+            bus="kafka",
+            readings_topic=f"bench-readings-{tag}",
+            alerts_topic=f"bench-alerts-{tag}",
+            dead_letter_topic=f"bench-dead-{tag}",
+            topic_partitions=6,
+            sink_group_id=f"bench-sink-{tag}",
             sink_batch_size=batch_size,
         )
         bus = KafkaBus(settings)
@@ -60,8 +70,13 @@ async def measure(url: str, args, batch_size: int) -> dict:
             for i in range(args.readings):
                 robot = f"robot-{i % args.robots:03d}"
                 currents = {a: (round((i * a) % 97 / 7, 2) if a <= 8 else None) for a in range(1, 15)}
-                await bus.send(settings.readings_topic, robot, Reading(
-                    robot_id=robot, ts=T0 + timedelta(seconds=2 * (i // args.robots)), currents=currents).to_bytes())
+                await bus.send(
+                    settings.readings_topic,
+                    robot,
+                    Reading(
+                        robot_id=robot, ts=T0 + timedelta(seconds=2 * (i // args.robots)), currents=currents
+                    ).to_bytes(),
+                )
             await bus.flush()
             stop = asyncio.Event()
             sink = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
@@ -71,8 +86,13 @@ async def measure(url: str, args, batch_size: int) -> dict:
         finally:
             await bus.stop()
     seconds = last - first
-    return {"batch size": batch_size, "readings": args.readings, "seconds": round(seconds, 2),
-            "readings/s": round(args.readings / seconds), "rows/s": round(args.readings * 14 / seconds)}
+    return {
+        "batch size": batch_size,
+        "readings": args.readings,
+        "seconds": round(seconds, 2),
+        "readings/s": round(args.readings / seconds),
+        "rows/s": round(args.readings * 14 / seconds),
+    }
 
 
 async def watch(engine: Engine, rows: int) -> tuple[float, float]:

@@ -3,6 +3,7 @@
 Both keep per-key order (a key always maps to the same partition), and both let a consumer commit
 explicitly, after its own work is durable.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -110,7 +111,9 @@ class InProcessBus:
         async with self._changed:
             self._changed.notify_all()
 
-    async def subscribe(self, topics: list[str], *, group_id: str, from_beginning: bool = True) -> "InProcessSubscription":
+    async def subscribe(
+        self, topics: list[str], *, group_id: str, from_beginning: bool = True
+    ) -> InProcessSubscription:
         await self.ensure_topics(topics)
         return InProcessSubscription(self, topics, group_id, from_beginning)
 
@@ -120,7 +123,9 @@ class InProcessBus:
     def uncommitted(self, group_id: str, topics: list[str]) -> int:
         """Messages of ``topics`` the group has not committed yet: 0 once it has done all there is."""
         return sum(
-            len(log) - self._committed[(group_id, topic, p)] for topic in topics for p, log in enumerate(self._log(topic))
+            len(log) - self._committed[(group_id, topic, p)]
+            for topic in topics
+            for p, log in enumerate(self._log(topic))
         )
 
 

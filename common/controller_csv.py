@@ -19,6 +19,7 @@ Rules (the issue's, in one place):
   reader cannot parse, bytes that are not UTF-8 in a cell) becomes a
   :class:`DeadLetter` with the file name, the 1-based line number, the raw line and the reason.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,7 +27,7 @@ import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -120,7 +121,7 @@ def _rows(reader, raw_lines, header: ColumnReport, options: CsvOptions, source: 
     columns = list(zip(options.axes, header.axis_indexes))
     parse_time = TimeParser(options.timezone)
     tick = timedelta(seconds=options.tick_seconds)
-    start = parse_time.to_utc(options.start_time or datetime.now(timezone.utc).replace(microsecond=0))
+    start = parse_time.to_utc(options.start_time or datetime.now(UTC).replace(microsecond=0))
     tolerance = timedelta(seconds=options.backwards_tolerance_s)
     last_ts: datetime | None = None
     record, emitted, isfinite = -1, 0, math.isfinite

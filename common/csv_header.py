@@ -1,4 +1,5 @@
 """The header of a controller export, matched against the axis list (the schema lock)."""
+
 from __future__ import annotations
 
 import csv
@@ -28,12 +29,20 @@ class ColumnReport:
     other_columns: list[str]
 
     def log(self, logger: logging.Logger) -> None:
-        logger.info("%s: reading axes %s, time column %s", self.source, _ranges(self.axes_read),
-                    self.names[self.time_index] if self.time_index is not None else "none (synthesised)")
+        logger.info(
+            "%s: reading axes %s, time column %s",
+            self.source,
+            _ranges(self.axes_read),
+            self.names[self.time_index] if self.time_index is not None else "none (synthesised)",
+        )
         if self.axes_missing:
-            logger.info("%s: axes %s are not in the file: OK null in every row", self.source, _ranges(self.axes_missing))
+            logger.info(
+                "%s: axes %s are not in the file: OK null in every row", self.source, _ranges(self.axes_missing)
+            )
         if self.extra_axes:
-            logger.warning("%s: axis columns %s are outside the axis list and ignored", self.source, _ranges(self.extra_axes))
+            logger.warning(
+                "%s: axis columns %s are outside the axis list and ignored", self.source, _ranges(self.extra_axes)
+            )
         if self.other_columns:
             logger.warning("%s: unknown columns ignored: %s", self.source, ", ".join(self.other_columns))
 

@@ -4,14 +4,15 @@ A stamp with an offset or a ``Z`` is converted; a naive one is read in the confi
 local time that a DST change makes ambiguous (it happens twice) or impossible (it is skipped) cannot be
 placed on the time line, so it is refused with a reason instead of being guessed.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from common.errors import ConfigurationError
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def zone(name: str) -> timezone | ZoneInfo:

@@ -1,4 +1,5 @@
 """One SQLAlchemy engine per process, for PostgreSQL or the embedded demo's SQLite."""
+
 from __future__ import annotations
 
 import logging

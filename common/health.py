@@ -1,4 +1,5 @@
 """Data health and coverage of the stored readings: what is there, what should be, where it is missing."""
+
 from __future__ import annotations
 
 import math
@@ -13,9 +14,16 @@ from common.tables import UtcDateTime, axes_of, readings_fact
 R = readings_fact
 
 
-def data_health(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,
-                end: datetime | None = None, gap_threshold_s: float = 10.0, tick_seconds: float = 2.0,
-                folded_only: bool = False) -> list[Row]:
+def data_health(
+    conn: Connection,
+    *,
+    robot_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    gap_threshold_s: float = 10.0,
+    tick_seconds: float = 2.0,
+    folded_only: bool = False,
+) -> list[Row]:
     """One row per robot of ``axes_dim``: first/last reading and the span between; readings (distinct
     times) present vs expected at the nominal rate (``span / tick_seconds + 1``) and their ratio
     ``coverage``; rows of the active axes present vs expected (expected readings x active axes); ``gaps``,
@@ -27,60 +35,88 @@ def data_health(conn: Connection, *, robot_id: str | None = None, start: datetim
     stamps = stamp_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
     # As ever, "rows" counts the rows of the axes active for any robot (a retired axis's rows do not count).
     locked_axes = {a for axes in locked.values() for a in axes}
-    spans, rows, seen = _spans_rows_and_axes_seen(conn, stamps, locked_axes, robot_id=robot_id, start=start, end=end,
-                                                  folded_only=folded_only)
+    spans, rows, seen = _spans_rows_and_axes_seen(
+        conn, stamps, locked_axes, robot_id=robot_id, start=start, end=end, folded_only=folded_only
+    )
     gaps = _gaps(conn, stamps, start=start, end=end, threshold_s=gap_threshold_s)
     return [
-        _robot_health(robot, axes, spans.get(robot), rows.get(robot, 0),
-                      [g for g in gaps if g["robot_id"] == robot], [a for a in axes if a not in seen.get(robot, set())],
-                      tick_seconds)
+        _robot_health(
+            robot,
+            axes,
+            spans.get(robot),
+            rows.get(robot, 0),
+            [g for g in gaps if g["robot_id"] == robot],
+            [a for a in axes if a not in seen.get(robot, set())],
+            tick_seconds,
+        )
         for robot, axes in sorted(locked.items())
     ]
 
 
-def _spans_rows_and_axes_seen(conn: Connection, stamps, locked_axes: set[int], *, robot_id, start, end,
-                              folded_only: bool) -> tuple[dict[str, Row], dict[str, int], dict[str, set[int]]]:
+def _spans_rows_and_axes_seen(
+    conn: Connection, stamps, locked_axes: set[int], *, robot_id, start, end, folded_only: bool
+) -> tuple[dict[str, Row], dict[str, int], dict[str, set[int]]]:
     """Per robot: first and last reading and the readings in the range; rows of ``locked_axes``; the axes
     that carried a value. From the minutes' masks of axes, in one pass: a few distinct masks per robot,
     not a row per axis and minute. Rows of other axes (retired ones; rare) are taken off with the per-axis
     rollup."""
-    query = (select(stamps.c.robot_id, stamps.c.axes_stored, stamps.c.axes_with_values, func.sum(stamps.c.n_rows),
-                    func.min(stamps.c.first_ts), func.max(stamps.c.last_ts), func.sum(stamps.c.readings))
-             .group_by(stamps.c.robot_id, stamps.c.axes_stored, stamps.c.axes_with_values))
+    query = select(
+        stamps.c.robot_id,
+        stamps.c.axes_stored,
+        stamps.c.axes_with_values,
+        func.sum(stamps.c.n_rows),
+        func.min(stamps.c.first_ts),
+        func.max(stamps.c.last_ts),
+        func.sum(stamps.c.readings),
+    ).group_by(stamps.c.robot_id, stamps.c.axes_stored, stamps.c.axes_with_values)
     spans: dict[str, Row] = {}
     rows: dict[str, int] = {}
     seen: dict[str, set[int]] = {}
     others: set[str] = set()
     for robot, stored, with_values, n_rows, first_ts, last_ts, readings in conn.execute(query):
         span = spans.setdefault(robot, {"first_ts": first_ts, "last_ts": last_ts, "readings": 0})
-        span.update(first_ts=min(span["first_ts"], first_ts), last_ts=max(span["last_ts"], last_ts),
-                    readings=span["readings"] + int(readings))
+        span.update(
+            first_ts=min(span["first_ts"], first_ts),
+            last_ts=max(span["last_ts"], last_ts),
+            readings=span["readings"] + int(readings),
+        )
         rows[robot] = rows.get(robot, 0) + int(n_rows)
         seen.setdefault(robot, set()).update(axes_of_mask(int(with_values)))
         if axes_of_mask(int(stored)) - locked_axes:
             others.add(robot)
     if others:
         m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
-        query = (select(m.c.robot_id, func.sum(m.c.n_rows))
-                 .where(m.c.robot_id.in_(sorted(others)), m.c.axis_id.not_in(locked_axes)).group_by(m.c.robot_id))
+        query = (
+            select(m.c.robot_id, func.sum(m.c.n_rows))
+            .where(m.c.robot_id.in_(sorted(others)), m.c.axis_id.not_in(locked_axes))
+            .group_by(m.c.robot_id)
+        )
         for robot, n_rows in conn.execute(query):
             rows[robot] -= int(n_rows)
     return spans, rows, seen
 
 
-def _robot_health(robot: str, axes: list[int], span: Row | None, rows: int, gaps: list[Row], unseen: list[int],
-                  tick_seconds: float) -> Row:
+def _robot_health(
+    robot: str, axes: list[int], span: Row | None, rows: int, gaps: list[Row], unseen: list[int], tick_seconds: float
+) -> Row:
     first, last = (span["first_ts"], span["last_ts"]) if span else (None, None)
     span_s = (last - first).total_seconds() if span else 0.0
     expected = math.floor(span_s / tick_seconds + 1e-9) + 1 if span else 0
     readings = int(span["readings"]) if span else 0
     return {
-        "robot_id": robot, "first_ts": first, "last_ts": last, "span_s": span_s,
-        "readings": readings, "expected_readings": expected,
+        "robot_id": robot,
+        "first_ts": first,
+        "last_ts": last,
+        "span_s": span_s,
+        "readings": readings,
+        "expected_readings": expected,
         "coverage": readings / expected if expected else None,
-        "rows": rows, "expected_rows": expected * len(axes), "axes": len(axes),
+        "rows": rows,
+        "expected_rows": expected * len(axes),
+        "axes": len(axes),
         "gaps": [{k: g[k] for k in ("start", "end", "length_s")} for g in gaps],
-        "gap_count": len(gaps), "gap_total_s": sum(g["length_s"] for g in gaps),
+        "gap_count": len(gaps),
+        "gap_total_s": sum(g["length_s"] for g in gaps),
         "axes_never_seen": unseen,
     }
 
@@ -90,18 +126,30 @@ MARGIN_S = 1e-3
 
 
 def _gaps(conn: Connection, stamps, *, start: datetime | None, end: datetime | None, threshold_s: float) -> list[Row]:
-    gaps = [{**g, "length_s": (g["end"] - g["start"]).total_seconds()}
-            for g in _steps_over(conn, stamps, start=start, end=end, threshold_s=threshold_s)]
+    gaps = [
+        {**g, "length_s": (g["end"] - g["start"]).total_seconds()}
+        for g in _steps_over(conn, stamps, start=start, end=end, threshold_s=threshold_s)
+    ]
     return sorted((g for g in gaps if g["length_s"] > threshold_s), key=lambda g: (g["robot_id"], g["start"]))
 
 
-def _steps_over(conn: Connection, stamps, *, start: datetime | None, end: datetime | None, threshold_s: float) -> list[Row]:
+def _steps_over(
+    conn: Connection, stamps, *, start: datetime | None, end: datetime | None, threshold_s: float
+) -> list[Row]:
     """The steps between readings that may be longer than ``threshold_s``. Between the rollup's rows (minutes
     or hours): from one row's last reading to the next one's first. Inside a row whose longest step is long:
     an hour's from its minutes, a minute's from its raw rows."""
-    prev_last = func.lag(stamps.c.last_ts, type_=UtcDateTime).over(partition_by=stamps.c.robot_id, order_by=stamps.c.minute)
-    steps = select(stamps.c.robot_id, stamps.c.minute, stamps.c.seconds, stamps.c.first_ts, stamps.c.longest_step_s,
-                   prev_last.label("prev_last")).subquery()
+    prev_last = func.lag(stamps.c.last_ts, type_=UtcDateTime).over(
+        partition_by=stamps.c.robot_id, order_by=stamps.c.minute
+    )
+    steps = select(
+        stamps.c.robot_id,
+        stamps.c.minute,
+        stamps.c.seconds,
+        stamps.c.first_ts,
+        stamps.c.longest_step_s,
+        prev_last.label("prev_last"),
+    ).subquery()
     between = seconds_between(steps.c.first_ts, steps.c.prev_last)
     query = select(steps).where(
         (steps.c.prev_last.is_not(None) & (between > literal(threshold_s - MARGIN_S)))
@@ -119,8 +167,10 @@ def _steps_over(conn: Connection, stamps, *, start: datetime | None, end: dateti
             minutes = folded_minute_stamps(robot_id=robot, start=low, until=high)
             gaps += _steps_over(conn, minutes, start=start, end=end, threshold_s=threshold_s)
         else:
-            gaps += _raw_gaps(conn, [R.c.robot_id == robot, R.c.ts >= low, R.c.ts < high,
-                                     *([R.c.ts <= end] if end is not None else [])])
+            gaps += _raw_gaps(
+                conn,
+                [R.c.robot_id == robot, R.c.ts >= low, R.c.ts < high, *([R.c.ts <= end] if end is not None else [])],
+            )
     return gaps
 
 

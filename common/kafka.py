@@ -1,4 +1,5 @@
 """Kafka on aiokafka: an idempotent producer keyed by robot id, consumers with manual commits."""
+
 from __future__ import annotations
 
 import asyncio
@@ -50,7 +51,9 @@ async def start_with_retry(client: Any, what: str, *, attempts: int = 8, first_d
         except KafkaConnectionError as exc:
             if attempt == attempts:
                 raise ServiceUnavailable(f"Kafka {what}: no broker answered after {attempts} attempts ({exc})") from exc
-            logger.warning("Kafka %s: broker not reachable (%s), retry %d/%d in %.1fs", what, exc, attempt, attempts, delay)
+            logger.warning(
+                "Kafka %s: broker not reachable (%s), retry %d/%d in %.1fs", what, exc, attempt, attempts, delay
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -59,8 +62,12 @@ async def stop_within(client: Any, what: str, consequence: str) -> None:
     try:
         await asyncio.wait_for(client.stop(), CLOSE_TIMEOUT_S)
     except TimeoutError:
-        logger.warning("Kafka %s did not stop within %g s (no broker answering?); left as it is: %s",
-                       what, CLOSE_TIMEOUT_S, consequence)
+        logger.warning(
+            "Kafka %s did not stop within %g s (no broker answering?); left as it is: %s",
+            what,
+            CLOSE_TIMEOUT_S,
+            consequence,
+        )
 
 
 class KafkaSubscription:
@@ -144,8 +151,7 @@ class KafkaBus:
             missing = [t for t in dict.fromkeys(topics) if t not in existing]
             if missing:
                 new = [
-                    NewTopic(t, self.settings.topic_partitions, self.settings.topic_replication_factor)
-                    for t in missing
+                    NewTopic(t, self.settings.topic_partitions, self.settings.topic_replication_factor) for t in missing
                 ]
                 try:
                     await admin.create_topics(new)

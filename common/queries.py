@@ -4,6 +4,7 @@ Each function takes a SQLAlchemy ``Connection`` and keyword-only filters, runs p
 works on PostgreSQL and SQLite, and returns plain dicts (timestamps aware UTC). Common filters:
 ``robot_id`` (None = every robot) and a time range ``start <= ts <= end`` (either end open when None).
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -18,8 +19,19 @@ from common.sqlparts import where as _where
 from common.tables import alerts, axes_dim, axes_of, axis_label, fleet_minute, readings_fact
 
 __all__ = [
-    "alert_history", "axes_of", "axis_summary", "data_health", "fleet_axis_summary", "fleet_minute_means",
-    "latest_per_axis", "latest_rows", "newest_ts", "one_minute_peak", "resample_1min", "window_peaks", "wide_readings",
+    "alert_history",
+    "axes_of",
+    "axis_summary",
+    "data_health",
+    "fleet_axis_summary",
+    "fleet_minute_means",
+    "latest_per_axis",
+    "latest_rows",
+    "newest_ts",
+    "one_minute_peak",
+    "resample_1min",
+    "window_peaks",
+    "wide_readings",
 ]
 R = readings_fact
 
@@ -32,21 +44,26 @@ def newest_ts(conn: Connection, *, robot_id: str | None = None, end: datetime | 
         robots = robots.where(axes_dim.c.robot_id == robot_id)
     robots = robots.subquery()
     per_robot = (
-        select(func.max(R.c.ts)).where(R.c.robot_id == robots.c.robot_id, *_where(R, robot_id=None, start=None, end=end))
+        select(func.max(R.c.ts))
+        .where(R.c.robot_id == robots.c.robot_id, *_where(R, robot_id=None, start=None, end=end))
         .scalar_subquery()
     )
     newest = select(per_robot.label("newest")).select_from(robots).subquery()
     return conn.execute(select(func.max(newest.c.newest))).scalar()
 
 
-def latest_per_axis(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,
-                    end: datetime | None = None) -> list[Row]:
+def latest_per_axis(
+    conn: Connection, *, robot_id: str | None = None, start: datetime | None = None, end: datetime | None = None
+) -> list[Row]:
     """One row per robot and axis: the newest stored row (``ts``) and its ``amps`` (None = OK null)."""
     inner = R.alias("newer")
     newest = (
         select(func.max(inner.c.ts))
-        .where(inner.c.robot_id == axes_dim.c.robot_id, inner.c.axis_id == axes_dim.c.axis_id,
-               *_where(inner, robot_id=None, start=start, end=end))
+        .where(
+            inner.c.robot_id == axes_dim.c.robot_id,
+            inner.c.axis_id == axes_dim.c.axis_id,
+            *_where(inner, robot_id=None, start=start, end=end),
+        )
         .scalar_subquery()
     )
     on = and_(R.c.robot_id == axes_dim.c.robot_id, R.c.axis_id == axes_dim.c.axis_id, R.c.ts == newest)
@@ -60,13 +77,20 @@ def latest_per_axis(conn: Connection, *, robot_id: str | None = None, start: dat
     return _dicts(conn.execute(query))
 
 
-def window_peaks(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,
-                 end: datetime | None = None) -> list[Row]:
+def window_peaks(
+    conn: Connection, *, robot_id: str | None = None, start: datetime | None = None, end: datetime | None = None
+) -> list[Row]:
     """Per robot and axis, the highest current in the range and when it first happened; highest first."""
     ranked = (
-        select(R.c.robot_id, R.c.axis_id, R.c.amps.label("peak_amps"), R.c.ts,
-               func.row_number().over(partition_by=(R.c.robot_id, R.c.axis_id),
-                                      order_by=(R.c.amps.desc(), R.c.ts)).label("rank"))
+        select(
+            R.c.robot_id,
+            R.c.axis_id,
+            R.c.amps.label("peak_amps"),
+            R.c.ts,
+            func.row_number()
+            .over(partition_by=(R.c.robot_id, R.c.axis_id), order_by=(R.c.amps.desc(), R.c.ts))
+            .label("rank"),
+        )
         .where(R.c.amps.is_not(None), *_where(R, robot_id=robot_id, start=start, end=end))
         .subquery()
     )
@@ -80,8 +104,9 @@ def window_peaks(conn: Connection, *, robot_id: str | None = None, start: dateti
     return _dicts(conn.execute(query))
 
 
-def one_minute_peak(conn: Connection, *, robot_id: str | None = None, at: datetime | None = None,
-                    window_s: float = 60.0) -> Row | None:
+def one_minute_peak(
+    conn: Connection, *, robot_id: str | None = None, at: datetime | None = None, window_s: float = 60.0
+) -> Row | None:
     """The axis with the highest current in the ``window_s`` seconds up to ``at`` (default: the newest
     reading), both ends included; ties go to the earlier time, then the lower robot id and axis."""
     at = at if at is not None else newest_ts(conn, robot_id=robot_id)
@@ -95,8 +120,14 @@ def one_minute_peak(conn: Connection, *, robot_id: str | None = None, at: dateti
     return {**best, "window_start": window_start, "window_end": at}
 
 
-def latest_rows(conn: Connection, *, n: int = 20, robot_id: str | None = None, start: datetime | None = None,
-                end: datetime | None = None) -> list[Row]:
+def latest_rows(
+    conn: Connection,
+    *,
+    n: int = 20,
+    robot_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[Row]:
     """The newest ``n`` readings, wide: ``robot_id``, ``ts`` and one ``Axis #N`` column per axis; newest first."""
     if robot_id is None:
         start = max(filter(None, (start, _nth_newest_bound(conn, n=n, start=start, end=end))), default=None)
@@ -117,8 +148,13 @@ def _nth_newest_bound(conn: Connection, *, n: int, start: datetime | None, end: 
     (robot_id, ts) index; with it, the fleet-wide question reads a few rows instead of the whole table."""
     robots = select(axes_dim.c.robot_id).distinct().subquery()
     nth = (
-        select(R.c.ts).where(R.c.robot_id == robots.c.robot_id, *_where(R, robot_id=None, start=start, end=end))
-        .group_by(R.c.ts).order_by(R.c.ts.desc()).limit(1).offset(n - 1).scalar_subquery()
+        select(R.c.ts)
+        .where(R.c.robot_id == robots.c.robot_id, *_where(R, robot_id=None, start=start, end=end))
+        .group_by(R.c.ts)
+        .order_by(R.c.ts.desc())
+        .limit(1)
+        .offset(n - 1)
+        .scalar_subquery()
         # GROUP BY, not DISTINCT: SQLite 3.40 gives a wrong row for DISTINCT ... OFFSET in a subquery here
     )
     per_robot = select(nth.label("nth")).select_from(robots).subquery()
@@ -142,17 +178,26 @@ def wide_readings(conn: Connection, keys, *, newest_first: bool = True) -> list[
     return list(wide.values())
 
 
-def resample_1min(conn: Connection, *, start: datetime | None = None, end: datetime | None = None,
-                  robot_id: str | None = None, folded_only: bool = False) -> list[Row]:
+def resample_1min(
+    conn: Connection,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    robot_id: str | None = None,
+    folded_only: bool = False,
+) -> list[Row]:
     """Per robot, UTC minute and axis: mean (the smoothed curve), max and count of the non-null values.
     From the per-minute rollup (common.rollup), the partial minutes at the range's ends from the raw rows;
     ``folded_only``: the whole minutes folded into the rollup, nothing else (``common.rollup.folded``)."""
     m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
-    query = (
-        select(m.c.robot_id, m.c.minute, m.c.axis_id, mean_of(m.c.sum_amps, m.c.n_values).label("mean_amps"), m.c.max_amps,
-               m.c.n_values.label("values"))
-        .order_by(m.c.robot_id, m.c.minute, m.c.axis_id)
-    )
+    query = select(
+        m.c.robot_id,
+        m.c.minute,
+        m.c.axis_id,
+        mean_of(m.c.sum_amps, m.c.n_values).label("mean_amps"),
+        m.c.max_amps,
+        m.c.n_values.label("values"),
+    ).order_by(m.c.robot_id, m.c.minute, m.c.axis_id)
     return _dicts(conn.execute(query))
 
 
@@ -166,14 +211,24 @@ def fleet_minute_means(conn: Connection, *, start: datetime | None = None, end: 
     return _dicts(conn.execute(query.order_by(f.c.minute, f.c.axis_id)))
 
 
-def axis_summary(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,
-                 end: datetime | None = None, folded_only: bool = False) -> list[Row]:
+def axis_summary(
+    conn: Connection,
+    *,
+    robot_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    folded_only: bool = False,
+) -> list[Row]:
     """Per robot and axis: rows, non-null values, the OK-null share of rows, the idle share (values at
     exactly 0 A among the non-null ones), and mean/max while active (over the non-zero values)."""
     m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
     stats = _summed(m, m.c.robot_id, m.c.axis_id).subquery()
     on = and_(axes_dim.c.robot_id == stats.c.robot_id, axes_dim.c.axis_id == stats.c.axis_id)
-    query = select(stats, axes_dim.c.label).select_from(stats.join(axes_dim, on)).order_by(stats.c.robot_id, stats.c.axis_id)
+    query = (
+        select(stats, axes_dim.c.label)
+        .select_from(stats.join(axes_dim, on))
+        .order_by(stats.c.robot_id, stats.c.axis_id)
+    )
     return [_summary_row(row) for row in _dicts(conn.execute(query))]
 
 
@@ -182,32 +237,47 @@ def fleet_axis_summary(conn: Connection, *, start: datetime | None = None, end: 
     minutes of the range, of the robots that have folded them."""
     f = folded(fleet_minute, start=start, end=end)
     query = _summed(f, f.c.axis_id).order_by(f.c.axis_id)
-    return [_summary_row({**row, "robot_id": None, "label": axis_label(row["axis_id"])}) for row in _dicts(conn.execute(query))]
+    return [
+        _summary_row({**row, "robot_id": None, "label": axis_label(row["axis_id"])})
+        for row in _dicts(conn.execute(query))
+    ]
 
 
 def _summed(m, *keys):
-    return (
-        select(*keys, func.sum(m.c.n_rows).label("rows"), func.sum(m.c.n_values).label("non_null"),
-               func.sum(m.c.n_zero).label("idle"), func.sum(m.c.sum_amps).label("active_sum"),
-               func.max(m.c.max_active_amps).label("max_active_amps"))
-        .group_by(*keys)
-    )
+    return select(
+        *keys,
+        func.sum(m.c.n_rows).label("rows"),
+        func.sum(m.c.n_values).label("non_null"),
+        func.sum(m.c.n_zero).label("idle"),
+        func.sum(m.c.sum_amps).label("active_sum"),
+        func.max(m.c.max_active_amps).label("max_active_amps"),
+    ).group_by(*keys)
 
 
 def _summary_row(row: Row) -> Row:
     rows, non_null, idle = int(row["rows"]), int(row["non_null"]), int(row["idle"] or 0)
     active = non_null - idle  # zeros add nothing to the sum: it is the sum of the active values
     return {
-        "robot_id": row["robot_id"], "axis_id": row["axis_id"], "label": row["label"], "rows": rows,
-        "non_null": non_null, "ok_null_share": (rows - non_null) / rows,
+        "robot_id": row["robot_id"],
+        "axis_id": row["axis_id"],
+        "label": row["label"],
+        "rows": rows,
+        "non_null": non_null,
+        "ok_null_share": (rows - non_null) / rows,
         "idle_share": idle / non_null if non_null else None,
         "mean_active_amps": row["active_sum"] / active if active else None,
         "max_active_amps": row["max_active_amps"],
     }
 
 
-def alert_history(conn: Connection, *, robot_id: str | None = None, start: datetime | None = None,
-                  end: datetime | None = None, limit: int | None = None) -> list[Row]:
+def alert_history(
+    conn: Connection,
+    *,
+    robot_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int | None = None,
+) -> list[Row]:
     """Alert events that were open at some moment of the range, newest first."""
     conds = []
     if robot_id is not None:

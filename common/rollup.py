@@ -28,14 +28,29 @@ minute at its start and, per robot, everything from the first minute not folded 
 the end, if that comes first). So its answers are those of the raw rows. The dashboard's history reads
 the rollup alone (``folded``): the whole minutes folded so far, the fleet's from fleet_minute.
 """
+
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Select, and_, bindparam, case, false, func, literal, or_, select, true, union_all, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 
 from common.sqlparts import axes_mask, hour_start, mean_of, minute_start, seconds_between, where
 from common.tables import (
@@ -50,27 +65,43 @@ from common.tables import (
     rollup_progress,
 )
 
-R, M, S, SH, F, P = readings_fact, readings_minute, reading_stamps_minute, reading_stamps_hour, fleet_minute, rollup_progress
+R, M, S, SH, F, P = (
+    readings_fact,
+    readings_minute,
+    reading_stamps_minute,
+    reading_stamps_hour,
+    fleet_minute,
+    rollup_progress,
+)
 MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
 FLEET_LOCK = zlib.crc32(b"axiswatch fleet_minute")  # pg_advisory_xact_lock's key for refolding fleet_minute
 
 
 def floor_minute(ts: datetime) -> datetime:
-    return ts.astimezone(timezone.utc).replace(second=0, microsecond=0)
+    return ts.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def floor_hour(ts: datetime) -> datetime:
-    return ts.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def minute_stats_of(filters: Iterable) -> Select:
     """Per robot, minute and axis, the rollup's columns computed from the readings_fact rows of ``filters``."""
     minute = minute_start(R.c.ts).label("minute")
     return (
-        select(R.c.robot_id, minute, R.c.axis_id, func.count().label("n_rows"), func.count(R.c.amps).label("n_values"),
-               func.sum(case((R.c.amps == 0, 1), else_=0)).label("n_zero"), func.sum(R.c.amps).label("sum_amps"),
-               func.sum(R.c.amps * R.c.amps).label("sum_sq_amps"), func.min(R.c.amps).label("min_amps"),
-               func.max(R.c.amps).label("max_amps"), func.max(case((R.c.amps != 0, R.c.amps))).label("max_active_amps"))
+        select(
+            R.c.robot_id,
+            minute,
+            R.c.axis_id,
+            func.count().label("n_rows"),
+            func.count(R.c.amps).label("n_values"),
+            func.sum(case((R.c.amps == 0, 1), else_=0)).label("n_zero"),
+            func.sum(R.c.amps).label("sum_amps"),
+            func.sum(R.c.amps * R.c.amps).label("sum_sq_amps"),
+            func.min(R.c.amps).label("min_amps"),
+            func.max(R.c.amps).label("max_amps"),
+            func.max(case((R.c.amps != 0, R.c.amps))).label("max_active_amps"),
+        )
         .where(*filters)
         .group_by(R.c.robot_id, minute, R.c.axis_id)
     )
@@ -84,20 +115,31 @@ def stamp_stats_of(filters: Iterable, axes: Select | None = None) -> Select:
     stamps = select(R.c.robot_id, R.c.ts).where(*filters).group_by(R.c.robot_id, R.c.ts).subquery()
     minute = minute_start(stamps.c.ts)
     prev = func.lag(stamps.c.ts, type_=UtcDateTime).over(partition_by=(stamps.c.robot_id, minute), order_by=stamps.c.ts)
-    steps = select(stamps.c.robot_id, minute.label("minute"), stamps.c.ts,
-                   seconds_between(stamps.c.ts, prev).label("step")).subquery()
+    steps = select(
+        stamps.c.robot_id, minute.label("minute"), stamps.c.ts, seconds_between(stamps.c.ts, prev).label("step")
+    ).subquery()
     times = (
-        select(steps.c.robot_id, steps.c.minute, func.count().label("readings"), func.min(steps.c.ts).label("first_ts"),
-               func.max(steps.c.ts).label("last_ts"), func.coalesce(func.max(steps.c.step), 0.0).label("longest_step_s"))
+        select(
+            steps.c.robot_id,
+            steps.c.minute,
+            func.count().label("readings"),
+            func.min(steps.c.ts).label("first_ts"),
+            func.max(steps.c.ts).label("last_ts"),
+            func.coalesce(func.max(steps.c.step), 0.0).label("longest_step_s"),
+        )
         .group_by(steps.c.robot_id, steps.c.minute)
         .subquery()
     )
     if axes is None:
         minute = minute_start(R.c.ts)
         axes = (
-            select(R.c.robot_id, minute.label("minute"), func.count().label("n_rows"),
-                   axes_mask(R.c.axis_id).label("axes_stored"),
-                   axes_mask(case((R.c.amps.is_not(None), R.c.axis_id))).label("axes_with_values"))
+            select(
+                R.c.robot_id,
+                minute.label("minute"),
+                func.count().label("n_rows"),
+                axes_mask(R.c.axis_id).label("axes_stored"),
+                axes_mask(case((R.c.amps.is_not(None), R.c.axis_id))).label("axes_with_values"),
+            )
             .where(*filters)
             .group_by(R.c.robot_id, minute)
         )
@@ -113,8 +155,13 @@ def minute_axes_of(filters: Iterable, *, at=M.c.minute, name: str = "minute") ->
     """Per robot and minute (or ``at`` = its hour), the rows and the masks of axes of the readings_minute rows
     of ``filters``: ``reading_stamps_minute``'s (or ``_hour``'s) ``n_rows``, ``axes_stored``, ``axes_with_values``."""
     return (
-        select(M.c.robot_id, at.label(name), func.sum(M.c.n_rows).label("n_rows"), axes_mask(M.c.axis_id).label("axes_stored"),
-               axes_mask(case((M.c.n_values > 0, M.c.axis_id))).label("axes_with_values"))
+        select(
+            M.c.robot_id,
+            at.label(name),
+            func.sum(M.c.n_rows).label("n_rows"),
+            axes_mask(M.c.axis_id).label("axes_stored"),
+            axes_mask(case((M.c.n_values > 0, M.c.axis_id))).label("axes_with_values"),
+        )
         .where(*filters)
         .group_by(M.c.robot_id, at)
     )
@@ -125,12 +172,22 @@ def stamp_hours_of(stamp_filters: Iterable, minute_filters: Iterable) -> Select:
     ``stamp_filters`` and (the masks of axes) the readings_minute rows of ``minute_filters``: whole hours."""
     hour = hour_start(S.c.minute)
     prev_last = func.lag(S.c.last_ts, type_=UtcDateTime).over(partition_by=(S.c.robot_id, hour), order_by=S.c.minute)
-    minutes = select(S, hour.label("hour"), seconds_between(S.c.first_ts, prev_last).label("step_in")).where(*stamp_filters).subquery()
+    minutes = (
+        select(S, hour.label("hour"), seconds_between(S.c.first_ts, prev_last).label("step_in"))
+        .where(*stamp_filters)
+        .subquery()
+    )
     longest = case((minutes.c.step_in > minutes.c.longest_step_s, minutes.c.step_in), else_=minutes.c.longest_step_s)
     times = (
-        select(minutes.c.robot_id, minutes.c.hour, func.sum(minutes.c.readings).label("readings"),
-               func.min(minutes.c.first_ts).label("first_ts"), func.max(minutes.c.last_ts).label("last_ts"),
-               func.max(longest).label("longest_step_s"), func.sum(minutes.c.n_rows).label("n_rows"))
+        select(
+            minutes.c.robot_id,
+            minutes.c.hour,
+            func.sum(minutes.c.readings).label("readings"),
+            func.min(minutes.c.first_ts).label("first_ts"),
+            func.max(minutes.c.last_ts).label("last_ts"),
+            func.max(longest).label("longest_step_s"),
+            func.sum(minutes.c.n_rows).label("n_rows"),
+        )
         .group_by(minutes.c.robot_id, minutes.c.hour)
         .subquery()
     )
@@ -146,16 +203,25 @@ def fleet_stats_of(filters: Iterable) -> Select:
     """Per minute and axis, ``fleet_minute``'s columns from the readings_minute rows of ``filters``."""
     mean = mean_of(M.c.sum_amps, M.c.n_values)
     return (
-        select(M.c.minute, M.c.axis_id, func.sum(M.c.n_rows).label("n_rows"), func.sum(M.c.n_values).label("n_values"),
-               func.sum(M.c.n_zero).label("n_zero"), func.sum(M.c.sum_amps).label("sum_amps"),
-               func.max(M.c.max_amps).label("max_amps"), func.max(M.c.max_active_amps).label("max_active_amps"),
-               func.count(mean).label("n_robot_means"), func.sum(mean).label("sum_robot_means"))
+        select(
+            M.c.minute,
+            M.c.axis_id,
+            func.sum(M.c.n_rows).label("n_rows"),
+            func.sum(M.c.n_values).label("n_values"),
+            func.sum(M.c.n_zero).label("n_zero"),
+            func.sum(M.c.sum_amps).label("sum_amps"),
+            func.max(M.c.max_amps).label("max_amps"),
+            func.max(M.c.max_active_amps).label("max_active_amps"),
+            func.count(mean).label("n_robot_means"),
+            func.sum(mean).label("sum_robot_means"),
+        )
         .where(*filters)
         .group_by(M.c.minute, M.c.axis_id)
     )
 
 
 # --- writing ------------------------------------------------------------------------------------------
+
 
 @dataclass
 class NewRows:
@@ -193,8 +259,12 @@ def add(conn: Connection, new: NewRows) -> None:
     if not new.count:
         return
     folded = _lock_progress(conn, new.minutes)
-    late = [(robot, minute, minute + MINUTE) for robot, minutes in new.minutes.items()
-            for minute in minutes if minute < folded[robot]]
+    late = [
+        (robot, minute, minute + MINUTE)
+        for robot, minutes in new.minutes.items()
+        for minute in minutes
+        if minute < folded[robot]
+    ]
     passed = {robot: floor_minute(span[1] - fold_delay(robot)) for robot, span in new.spans.items()}
     passed = {robot: until for robot, until in passed.items() if until > folded[robot]}
     todo = late + [(robot, folded[robot], until) for robot, until in passed.items()]
@@ -205,8 +275,10 @@ def add(conn: Connection, new: NewRows) -> None:
         _refold_hours(conn, todo, {robot: passed.get(robot, until) for robot, until in folded.items()})
         _refold_fleet(conn, [(low, high) for _, low, high in todo])
     if passed:
-        conn.execute(update(P).where(P.c.robot_id == bindparam("robot")).values(folded_until=bindparam("until")),
-                     [{"robot": robot, "until": until} for robot, until in sorted(passed.items())])
+        conn.execute(
+            update(P).where(P.c.robot_id == bindparam("robot")).values(folded_until=bindparam("until")),
+            [{"robot": robot, "until": until} for robot, until in sorted(passed.items())],
+        )
 
 
 def fold_delay(robot_id: str) -> timedelta:
@@ -248,7 +320,9 @@ def _spanning(table, time: str, robot_id: str | None, low: datetime | None, high
     return conds + ([] if low is None else [column >= low]) + ([] if high is None else [column < high])
 
 
-def _refold_hours(conn: Connection, todo: list[tuple[str, datetime, datetime]], folded_until: dict[str, datetime]) -> None:
+def _refold_hours(
+    conn: Connection, todo: list[tuple[str, datetime, datetime]], folded_until: dict[str, datetime]
+) -> None:
     """Recompute the whole hours (before the hour of the robot's ``folded_until``) that ``todo``'s minutes
     are in: about once an hour per robot, when its folding crosses into the next hour, and for late rows."""
     hours = []
@@ -287,8 +361,11 @@ def _upsert(conn: Connection, table, query: Select) -> None:
     """The rollup rows of ``query`` replace the stored ones."""
     statement = dialect_insert(conn.dialect.name, table).from_select([c.name for c in query.selected_columns], query)
     keys = _keys(table)
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=keys, set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}))
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=keys, set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+        )
+    )
 
 
 def rebuild(conn: Connection) -> None:
@@ -301,16 +378,24 @@ def rebuild(conn: Connection) -> None:
     statement = dialect_insert(conn.dialect.name, P)
     rows = [{"robot_id": robot, "folded_until": minute + MINUTE} for robot, minute in newest]
     if rows:
-        conn.execute(statement.on_conflict_do_update(index_elements=["robot_id"],
-                                                     set_={"folded_until": statement.excluded.folded_until}), rows)
-        _upsert_hours(conn, [(r["robot_id"], datetime.min.replace(tzinfo=timezone.utc), floor_hour(r["folded_until"]))
-                             for r in rows])
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["robot_id"], set_={"folded_until": statement.excluded.folded_until}
+            ),
+            rows,
+        )
+        _upsert_hours(
+            conn,
+            [(r["robot_id"], datetime.min.replace(tzinfo=UTC), floor_hour(r["folded_until"])) for r in rows],
+        )
 
 
 # --- reading ------------------------------------------------------------------------------------------
 
-def minute_stats(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None,
-                 folded_only: bool = False):
+
+def minute_stats(
+    conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None, folded_only: bool = False
+):
     """Subquery: ``readings_minute``'s columns for the rows of ``start <= ts <= end`` (either end open).
     ``folded_only``: for the whole minutes of the range that are folded (see ``folded``)."""
     if folded_only:
@@ -318,8 +403,9 @@ def minute_stats(conn: Connection, *, robot_id: str | None, start: datetime | No
     return _whole_and_edges(conn, M, minute_stats_of, robot_id=robot_id, start=start, end=end)
 
 
-def stamp_stats(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None,
-                folded_only: bool = False):
+def stamp_stats(
+    conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None, folded_only: bool = False
+):
     """Subquery: ``reading_stamps_minute``'s columns for the rows of ``start <= ts <= end``, and ``seconds``,
     the length of the stretch of time a row sums up (60). ``folded_only``: of the whole minutes folded; a
     whole hour's as one row of reading_stamps_hour (``seconds`` 3600), its start in ``minute``."""
@@ -338,7 +424,11 @@ def _folded_stamps(conn: Connection, *, robot_id: str | None, start: datetime | 
     last_hour = None if last is None else floor_hour(last)
     if first_hour is not None and last_hour is not None and first_hour >= last_hour:
         return _stamps_between(S, "minute", 60, [robot_id], first, last).subquery()
-    parts = [] if first is None or first == first_hour else [_stamps_between(S, "minute", 60, [robot_id], first, first_hour)]
+    parts = (
+        []
+        if first is None or first == first_hour
+        else [_stamps_between(S, "minute", 60, [robot_id], first, first_hour)]
+    )
     for cut, robots in _cuts(conn, robot_id, first_hour, last_hour, floor=floor_hour).items():
         if first_hour is None or cut > first_hour:
             parts.append(_stamps_between(SH, "hour", 3600, robots, first_hour, cut))
@@ -352,14 +442,16 @@ def folded_minute_stamps(*, robot_id: str, start: datetime, until: datetime):
     return _stamps_between(S, "minute", 60, [robot_id], _whole_minutes(start, None)[0], until).subquery()
 
 
-def _stamps_between(table, time: str, seconds: int, robots: list[str | None], low: datetime | None,
-                    high: datetime | None):
+def _stamps_between(
+    table, time: str, seconds: int, robots: list[str | None], low: datetime | None, high: datetime | None
+):
     """The rows of a stamps table of ``robots`` (``[None]``: all) in ``[low, high)``, with the columns of
     ``stamp_stats``."""
     names = ("readings", "first_ts", "last_ts", "longest_step_s", "n_rows", "axes_stored", "axes_with_values")
     conds = _spanning(table, time, None, low, high) + ([] if robots == [None] else [table.c.robot_id.in_(robots)])
-    return select(table.c.robot_id, table.c[time].label("minute"), *(table.c[n] for n in names),
-                  literal(seconds).label("seconds")).where(*conds)
+    return select(
+        table.c.robot_id, table.c[time].label("minute"), *(table.c[n] for n in names), literal(seconds).label("seconds")
+    ).where(*conds)
 
 
 def folded(table, *, robot_id: str | None = None, start: datetime | None, end: datetime | None):
@@ -391,8 +483,13 @@ def _whole_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
     whole, tail = [], []
     for cut, robots in _cuts(conn, robot_id, first, last).items():
         if first is None or cut > first:
-            whole.append(and_(table.c.robot_id.in_(robots), table.c.minute < cut,
-                              *([table.c.minute >= first] if first is not None else [])))
+            whole.append(
+                and_(
+                    table.c.robot_id.in_(robots),
+                    table.c.minute < cut,
+                    *([table.c.minute >= first] if first is not None else []),
+                )
+            )
         tail.append(and_(R.c.robot_id.in_(robots), R.c.ts >= cut, *([R.c.ts <= end] if end is not None else [])))
     parts = [select(table).where(or_(false(), *whole)), of_raw([or_(false(), *tail)])]
     if start is not None and start < first:
@@ -400,8 +497,13 @@ def _whole_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
     return union_all(*parts).subquery()
 
 
-def _cuts(conn: Connection, robot_id: str | None, first: datetime | None, last: datetime | None,
-          floor=lambda folded_until: folded_until) -> dict[datetime, list[str]]:
+def _cuts(
+    conn: Connection,
+    robot_id: str | None,
+    first: datetime | None,
+    last: datetime | None,
+    floor=lambda folded_until: folded_until,
+) -> dict[datetime, list[str]]:
     """Per robot, where its whole minutes end and its raw rows start: ``folded_until`` (its ``floor``: for
     whole hours, its hour) kept inside ``[first, last]``. Grouped by that time: a fleet has a few (its
     robots' current minutes), so each part is a few conditions, not one per robot (a hundred ORs cost more
@@ -414,4 +516,3 @@ def _cuts(conn: Connection, robot_id: str | None, first: datetime | None, last: 
         cut = floor(folded_until) if last is None else min(floor(folded_until), last)
         cuts.setdefault(cut if first is None else max(cut, first), []).append(robot)
     return cuts
-

@@ -3,11 +3,12 @@
 A consumer that meets a version it does not know rejects the message with a clear reason (a
 :class:`~common.errors.SchemaError`), so it can be routed to the dead letters instead of crashing.
 """
+
 from __future__ import annotations
 
 import enum
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -22,7 +23,7 @@ def utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp has no timezone; readings are always UTC")
     try:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:00-05:00 is a valid datetime, but past the last UTC one
         raise ValueError(f"{value.isoformat()} is out of the representable range in UTC") from None
 
@@ -141,4 +142,4 @@ class DeadLetter(WireModel):
     raw: str
     reason: str
     robot_id: str | None = None
-    received_at: AwareDatetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    received_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))

@@ -1,4 +1,5 @@
 """The shape every entry point shares: logging, a stop event set by SIGINT/SIGTERM, then the loop."""
+
 from __future__ import annotations
 
 import asyncio

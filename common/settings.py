@@ -3,6 +3,7 @@
 Each service subclasses :class:`CommonSettings` and builds it once in its ``main()``; nothing reads the
 environment at import time.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """Pieces of SQL the queries share: filters, and time arithmetic that reads the same on PostgreSQL and
 SQLite (which stores UTC text)."""
+
 from __future__ import annotations
 
 from datetime import datetime

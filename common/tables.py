@@ -7,10 +7,11 @@ Schema lock: ``axes_dim`` lists the axes of every robot. A reading for an axis t
 rejected (``rejected_readings``). A robot seen for the first time gets the configured axes
 (``settings.axes``) seeded on first sight; after that its axis list only changes through ``axes_dim``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -55,7 +56,7 @@ class UtcDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: axiswatch stores UTC instants only")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         # SQLite keeps the text; comparing text only works if every value is written in UTC, naive.
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
@@ -63,8 +64,8 @@ class UtcDateTime(TypeDecorator):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
@@ -130,14 +131,21 @@ reading_stamps_minute = Table(
     Column("readings", Integer, nullable=False, comment="distinct reading times"),
     Column("first_ts", UtcDateTime, nullable=False),
     Column("last_ts", UtcDateTime, nullable=False),
-    Column("longest_step_s", Float(precision=53), nullable=False, comment="largest step between two readings of the minute"),
+    Column(
+        "longest_step_s", Float(precision=53), nullable=False, comment="largest step between two readings of the minute"
+    ),
     # What data health asks per robot, so that it need not read a row per axis: the rows of the minute and
     # which axes they were of / carried a value on (bit N = axis N; axes go up to MAX_AXIS).
     # (the defaults only for the rows migration 0005 found, before it filled them in)
     Column("n_rows", Integer, nullable=False, server_default="0", comment="rows of the minute, every axis"),
     Column("axes_stored", BigInteger, nullable=False, server_default="0", comment="bit N set: rows of axis N"),
-    Column("axes_with_values", BigInteger, nullable=False, server_default="0",
-           comment="bit N set: a value (not NULL) on axis N"),
+    Column(
+        "axes_with_values",
+        BigInteger,
+        nullable=False,
+        server_default="0",
+        comment="bit N set: a value (not NULL) on axis N",
+    ),
 )
 
 # reading_stamps_minute per hour: each robot's whole hours before the hour of its ``folded_until`` (written
@@ -151,7 +159,9 @@ reading_stamps_hour = Table(
     Column("readings", Integer, nullable=False, comment="distinct reading times"),
     Column("first_ts", UtcDateTime, nullable=False),
     Column("last_ts", UtcDateTime, nullable=False),
-    Column("longest_step_s", Float(precision=53), nullable=False, comment="largest step between two readings of the hour"),
+    Column(
+        "longest_step_s", Float(precision=53), nullable=False, comment="largest step between two readings of the hour"
+    ),
     Column("n_rows", Integer, nullable=False, comment="rows of the hour, every axis"),
     Column("axes_stored", BigInteger, nullable=False, comment="bit N set: rows of axis N"),
     Column("axes_with_values", BigInteger, nullable=False, comment="bit N set: a value (not NULL) on axis N"),

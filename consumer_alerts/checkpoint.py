@@ -8,6 +8,7 @@ changes with its own readings). The file is then written in a thread and the off
 reflects, those of the readings processed before it started, are committed after it: exactly the
 service's rule "offsets are committed only together with a snapshot of the detectors".
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -119,8 +120,9 @@ class Checkpoints:
         try:
             await asyncio.to_thread(write_atomically, self.path, snapshot.text)
         except OSError as exc:
-            logger.warning("snapshot %s cannot be written (%s); snapshots are off, a restart will warm up again",
-                           self.path, exc)
+            logger.warning(
+                "snapshot %s cannot be written (%s); snapshots are off, a restart will warm up again", self.path, exc
+            )
             self.path = None
         await self._commit(snapshot.messages)
 

@@ -1,11 +1,12 @@
 """``python -m consumer_alerts``: the detector service, and its offline twin (train, plot, replay, score)."""
+
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from common.errors import AxiswatchError
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Detectors over the joint currents (z-score, regression residual, stuck sensor) and the alert "
         "lifecycle. Settings come from the environment / .env (see docs/consumer_alerts.md); options override them.",
         epilog="Without a subcommand the service runs (`run`). `python -m consumer_alerts COMMAND --help` lists the "
-        "options of each command.")
+        "options of each command.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="{run,train,plot,replay,score}")
     run = sub.add_parser("run", help="consume readings, publish alert events (the default)")
     run.add_argument("--model", type=Path, help="model file from `train` (overrides MODEL_PATH)")
@@ -38,12 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     span.add_argument("--fraction", type=float, help="train on the first F (0-1] of the readings")
     span.add_argument("--until", type=_time, help="train on the readings before TIME (ISO-8601; naive = UTC)")
     train.add_argument("--out", type=Path, required=True, help="model file to write (JSON)")
-    train.add_argument("--kind", choices=("density", "line"), default="density",
-                       help="expected-current model: density (default, the better one) or line (the lab's)")
+    train.add_argument(
+        "--kind",
+        choices=("density", "line"),
+        default="density",
+        help="expected-current model: density (default, the better one) or line (the lab's)",
+    )
     train.add_argument("--window", type=int, default=160, help="active samples in the ALERT statistic (160)")
     train.add_argument("--surge-amps", type=float, default=15.0, help="surge size an ERROR is meant for (15 A)")
-    train.add_argument("--error-scale", type=float, default=1.4,
-                       help="MaxC is learnt on the training data scaled by this, so overloads stay ALERTs (1.4)")
+    train.add_argument(
+        "--error-scale",
+        type=float,
+        default=1.4,
+        help="MaxC is learnt on the training data scaled by this, so overloads stay ALERTs (1.4)",
+    )
     _robot(train)
 
     plot = sub.add_parser("plot", help="per axis: the fit over the data and the residuals with MinC/MaxC")
@@ -75,7 +85,7 @@ def _time(text: str) -> datetime:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 async def serve(settings: AlertsSettings, args: argparse.Namespace, stop: asyncio.Event) -> int:

@@ -1,4 +1,5 @@
 """What the offline subcommands do (train, plot, replay, score), once the settings are built."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,13 +15,16 @@ from consumer_alerts.errors import TrainingError
 from consumer_alerts.model import AlertModel
 from consumer_alerts.settings import AlertsSettings
 from consumer_alerts.sources import db_readings, export_readings
-from consumer_alerts.training import TrainingOptions, train as fit
+from consumer_alerts.training import TrainingOptions
+from consumer_alerts.training import train as fit
 
 logger = logging.getLogger(__name__)
 
 
 def _csv_options(settings: AlertsSettings, args: argparse.Namespace) -> CsvOptions:
-    return CsvOptions(robot_id=args.robot_id or settings.robot_id, axes=settings.axes, tick_seconds=settings.tick_seconds)
+    return CsvOptions(
+        robot_id=args.robot_id or settings.robot_id, axes=settings.axes, tick_seconds=settings.tick_seconds
+    )
 
 
 def train(settings: AlertsSettings, args: argparse.Namespace) -> int:
@@ -41,14 +45,20 @@ def train(settings: AlertsSettings, args: argparse.Namespace) -> int:
         readings = [r for r in readings if r.ts < args.until]
     if not readings:
         raise TrainingError(f"no readings to train on in {source}")
-    options = TrainingOptions(kind=args.kind, window=args.window, surge_amps=args.surge_amps, error_scale=args.error_scale)
+    options = TrainingOptions(
+        kind=args.kind, window=args.window, surge_amps=args.surge_amps, error_scale=args.error_scale
+    )
     model = fit(readings, options, robot_id=robot_id, source=source)
     model.save(args.out)
-    print(f"model written to {args.out}: {model.kind}, {len(model.axes)} axes, "
-          f"{model.training['start']} .. {model.training['end']} ({model.training['rows']} readings)")
+    print(
+        f"model written to {args.out}: {model.kind}, {len(model.axes)} axes, "
+        f"{model.training['start']} .. {model.training['end']} ({model.training['rows']} readings)"
+    )
     for axis, m in model.axes.items():
-        print(f"  axis {axis}: R2={m.line.r2:.3f} MinC={m.min_c:.4g} T_LONG={m.t_long_s:g}s "
-              f"MaxC={m.max_c:.4g}A over {m.short} sample(s) (T_SHORT~{m.t_short_s:g}s) SurgeC={m.surge_c:.4g}A")
+        print(
+            f"  axis {axis}: R2={m.line.r2:.3f} MinC={m.min_c:.4g} T_LONG={m.t_long_s:g}s "
+            f"MaxC={m.max_c:.4g}A over {m.short} sample(s) (T_SHORT~{m.t_short_s:g}s) SurgeC={m.surge_c:.4g}A"
+        )
     return 0
 
 

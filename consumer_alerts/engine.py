@@ -12,6 +12,7 @@ reading it decides what the detectors may see:
   detectors at the last active reading; the z-score baseline restarts by itself.
 - A reading not newer than the robot's last one is skipped: a redelivery after a restart changes nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,18 @@ class EngineConfig:
 
     @classmethod
     def from_settings(cls, s: AlertsSettings) -> EngineConfig:
-        return cls(tuple(s.detectors), s.z_window, s.z_min_samples, s.z_test_samples, s.z_threshold,
-                   s.z_error_threshold, s.z_hold_s, s.stoppage_reset_s, s.holdoff_s, s.stuck_readings)
+        return cls(
+            tuple(s.detectors),
+            s.z_window,
+            s.z_min_samples,
+            s.z_test_samples,
+            s.z_threshold,
+            s.z_error_threshold,
+            s.z_hold_s,
+            s.stoppage_reset_s,
+            s.holdoff_s,
+            s.stuck_readings,
+        )
 
 
 @dataclass
@@ -71,8 +82,9 @@ class RobotState:
     last_active: datetime | None = None
 
 
-def freshness(last: dict[int, float], currents: dict[int, float | None], *,
-              skip_repeats: bool = True) -> tuple[dict[int, bool], bool]:
+def freshness(
+    last: dict[int, float], currents: dict[int, float | None], *, skip_repeats: bool = True
+) -> tuple[dict[int, bool], bool]:
     """Which axes carry a fresh value (not a repeat of their last non-zero one), and whether the row is
     idle (no fresh non-zero value). Updates ``last``. Training uses the same rule."""
     fresh: dict[int, bool] = {}
@@ -104,7 +116,10 @@ class DetectorEngine:
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=self.config.skip_repeats)
         out: list[Alert] = []
         if not idle:
-            if robot.last_active is not None and (reading.ts - robot.last_active).total_seconds() > self.config.stoppage_s:
+            if (
+                robot.last_active is not None
+                and (reading.ts - robot.last_active).total_seconds() > self.config.stoppage_s
+            ):
                 out += self._close_all(robot, robot.last_active, stoppage=True)
             robot.last_active = reading.ts
         for axis, value in reading.currents.items():
@@ -136,10 +151,17 @@ class DetectorEngine:
         axis_model = self.model.axes.get(axis) if self._model_applies(robot_id) else None
         for name in c.detectors:
             if name == "zscore":
-                detectors.append(ZScoreDetector(
-                    window=c.z_window, test_samples=c.z_test_samples, threshold=c.z_threshold,
-                    error_threshold=c.z_error_threshold, min_samples=c.z_min_samples, stoppage_s=c.stoppage_s,
-                    hold_s=c.z_hold_s))
+                detectors.append(
+                    ZScoreDetector(
+                        window=c.z_window,
+                        test_samples=c.z_test_samples,
+                        threshold=c.z_threshold,
+                        error_threshold=c.z_error_threshold,
+                        min_samples=c.z_min_samples,
+                        stoppage_s=c.stoppage_s,
+                        hold_s=c.z_hold_s,
+                    )
+                )
             elif name == "residual" and axis_model is not None:
                 detectors.append(ResidualDetector(axis_model, stoppage_s=c.stoppage_s))
             elif name == "stuck":
@@ -174,5 +196,10 @@ class DetectorEngine:
         return max(d.normalized for d in state.detectors)
 
     def open_events(self) -> list[tuple[str, int, str]]:
-        return [(life.robot_id, life.axis, life.detector) for robot in self.robots.values()
-                for state in robot.axes.values() for life in state.lifecycles if life.event is not None]
+        return [
+            (life.robot_id, life.axis, life.detector)
+            for robot in self.robots.values()
+            for state in robot.axes.values()
+            for life in state.lifecycles
+            if life.event is not None
+        ]

@@ -1,5 +1,6 @@
 """The engine across a restart: its detectors' state and open events as a snapshot, or (without one) its
 open events from the alerts topic."""
+
 from __future__ import annotations
 
 import base64
@@ -26,22 +27,32 @@ def snapshot(engine: DetectorEngine) -> dict[str, Any]:
 
 def robot_snapshot(r: RobotState) -> dict[str, Any]:
     """One robot's part of :func:`snapshot` (a robot's state only changes with its own readings)."""
-    return {"last_ts": r.last_ts, "last_active": r.last_active.isoformat() if r.last_active else None,
-            "last_values": {str(a): v for a, v in r.last_values.items()},
-            "axes": {str(a): {d.name: _pack(d.state()) for d in s.detectors} for a, s in r.axes.items()},
-            "events": {str(a): {life.detector: _event(life.event) for life in s.lifecycles if life.event}
-                       for a, s in r.axes.items() if s.has_open()}}
+    return {
+        "last_ts": r.last_ts,
+        "last_active": r.last_active.isoformat() if r.last_active else None,
+        "last_values": {str(a): v for a, v in r.last_values.items()},
+        "axes": {str(a): {d.name: _pack(d.state()) for d in s.detectors} for a, s in r.axes.items()},
+        "events": {
+            str(a): {life.detector: _event(life.event) for life in s.lifecycles if life.event}
+            for a, s in r.axes.items()
+            if s.has_open()
+        },
+    }
 
 
 def _pack(state: dict[str, Any]) -> dict[str, Any]:
     """A detector's state with its windows (its lists: every one is a window of floats) as float64."""
-    return {k: {"f64": base64.b64encode(array("d", v)).decode("ascii")} if isinstance(v, list) else v
-            for k, v in state.items()}
+    return {
+        k: {"f64": base64.b64encode(array("d", v)).decode("ascii")} if isinstance(v, list) else v
+        for k, v in state.items()
+    }
 
 
 def _unpack(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: array("d", base64.b64decode(v["f64"], validate=True)).tolist() if isinstance(v, dict) else v
-            for k, v in state.items()}
+    return {
+        k: array("d", base64.b64decode(v["f64"], validate=True)).tolist() if isinstance(v, dict) else v
+        for k, v in state.items()
+    }
 
 
 def _event(event: OpenEvent) -> dict[str, Any]:
@@ -59,8 +70,10 @@ def load_snapshot(engine: DetectorEngine, data: dict[str, Any]) -> None:
     engine.robots.clear()
     for rid, raw in data["robots"].items():
         engine.robots[rid] = RobotState(
-            last_values={int(a): v for a, v in raw["last_values"].items()}, last_ts=raw["last_ts"],
-            last_active=datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None)
+            last_values={int(a): v for a, v in raw["last_values"].items()},
+            last_ts=raw["last_ts"],
+            last_active=datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None,
+        )
         for axis, states in raw["axes"].items():
             for detector in engine.axis_state(rid, int(axis)).detectors:
                 if detector.name in states:

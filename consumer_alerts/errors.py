@@ -1,4 +1,5 @@
 """consumer_alerts' own exceptions."""
+
 from common.errors import AxiswatchError
 
 

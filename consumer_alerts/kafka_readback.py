@@ -1,4 +1,5 @@
 """Read a Kafka topic from the beginning to its current end, without a consumer group."""
+
 from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -32,8 +33,12 @@ async def kafka_read_to_end(bus: KafkaBus, topic: str) -> list[Message]:
         out: list[Message] = []
         while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
             batches = await consumer.getmany(*tps, timeout_ms=500, max_records=10_000)
-            out += [Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
-                    for tp, records in batches.items() for r in records if r.offset < end[tp]]
+            out += [
+                Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+                for tp, records in batches.items()
+                for r in records
+                if r.offset < end[tp]
+            ]
         return out
     finally:
         await consumer.stop()

@@ -10,6 +10,7 @@ Every change publishes the whole event again under the same deterministic ``even
 detector, opened_at): on open, on escalation, when the peak grows by more than ``PEAK_STEP``, on close.
 A restart that re-runs the same readings therefore re-derives the same ids instead of raising new events.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,7 +51,9 @@ class Lifecycle:
             return None  # re-read after a restart: older than the event, says nothing about it
         if finding is not None:
             if event is None:
-                self.event = OpenEvent(ts, finding.severity, finding.value, finding.value, finding.threshold, finding.score)
+                self.event = OpenEvent(
+                    ts, finding.severity, finding.value, finding.value, finding.threshold, finding.score
+                )
                 return self._alert(AlertState.OPEN)
             return self._fired(event, finding)
         if event is None:
@@ -87,16 +90,29 @@ class Lifecycle:
         event.published_peak = event.peak
         return Alert(
             event_id=event_id(self.robot_id, self.axis, self.detector, event.opened_at),
-            robot_id=self.robot_id, axis=self.axis, detector=self.detector, severity=event.severity,
-            state=state, opened_at=event.opened_at, closed_at=closed_at, peak_amps=round(event.peak, 5),
-            threshold=round(event.threshold, 5), score=round(event.score, 5),
-            acknowledged_by=event.acknowledged_by, acknowledged_at=event.acknowledged_at,
+            robot_id=self.robot_id,
+            axis=self.axis,
+            detector=self.detector,
+            severity=event.severity,
+            state=state,
+            opened_at=event.opened_at,
+            closed_at=closed_at,
+            peak_amps=round(event.peak, 5),
+            threshold=round(event.threshold, 5),
+            score=round(event.score, 5),
+            acknowledged_by=event.acknowledged_by,
+            acknowledged_at=event.acknowledged_at,
         )
 
     def restore(self, alert: Alert) -> None:
         """Take over an event that is open on the alerts topic (after a restart): same id, same state."""
         self.event = OpenEvent(
-            alert.opened_at, alert.severity, alert.peak_amps or 0.0, alert.peak_amps or 0.0,
-            alert.threshold or 0.0, alert.score or 0.0,
-            acknowledged_by=alert.acknowledged_by, acknowledged_at=alert.acknowledged_at,
+            alert.opened_at,
+            alert.severity,
+            alert.peak_amps or 0.0,
+            alert.peak_amps or 0.0,
+            alert.threshold or 0.0,
+            alert.score or 0.0,
+            acknowledged_by=alert.acknowledged_by,
+            acknowledged_at=alert.acknowledged_at,
         )

@@ -15,6 +15,7 @@ Both kinds keep the same rule shape: ALERT when the long statistic >= MinC holds
 when the residual >= MaxC holds for ``short`` active samples in a row (T_SHORT is their usual duration), or
 when a single sample's residual reaches SurgeC (a surge past anything the axis drew in training, scaled up).
 """
+
 from __future__ import annotations
 
 import json
@@ -126,12 +127,19 @@ class AlertModel:
         if not isinstance(body, dict) or body.get("format") != FORMAT:
             raise ModelFileError(f"{source}: not a consumer_alerts model file (format {FORMAT!r} expected)")
         if body.get("version") not in READABLE_VERSIONS:
-            raise ModelFileError(f"{source}: model version {body.get('version')!r} is not supported "
-                                 f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})")
+            raise ModelFileError(
+                f"{source}: model version {body.get('version')!r} is not supported "
+                f"(this build reads {', '.join(map(str, READABLE_VERSIONS))})"
+            )
         try:
             axes = {int(a): _axis(m) for a, m in body["axes"].items()}
-            return cls(kind=body["kind"], robot_id=body["robot_id"], axes=axes,
-                       training=body.get("training", {}), options=body.get("options", {}))
+            return cls(
+                kind=body["kind"],
+                robot_id=body["robot_id"],
+                axes=axes,
+                training=body.get("training", {}),
+                options=body.get("options", {}),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{source}: malformed model ({type(exc).__name__}: {exc})") from exc
 

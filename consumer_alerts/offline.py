@@ -3,6 +3,7 @@
 ``replay`` writes one row per event (its last state); ``score`` writes a per-row anomaly score in [0, 1]
 for every numeric column of any CSV with a time column, to compare the detectors with others.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,18 @@ def write_alerts_csv(alerts: Iterable[Alert], path: Path) -> int:
         writer = csv.writer(f)
         writer.writerow(ALERT_COLUMNS)
         for a in alerts:
-            writer.writerow([a.robot_id, a.axis, a.severity.value, a.detector, iso_utc(a.opened_at),
-                             iso_utc(a.closed_at) if a.closed_at else "", _num(a.peak_amps), _num(a.threshold)])
+            writer.writerow(
+                [
+                    a.robot_id,
+                    a.axis,
+                    a.severity.value,
+                    a.detector,
+                    iso_utc(a.opened_at),
+                    iso_utc(a.closed_at) if a.closed_at else "",
+                    _num(a.peak_amps),
+                    _num(a.threshold),
+                ]
+            )
             count += 1
     return count
 
@@ -63,7 +74,9 @@ def read_table(path: Path, time_column: str, columns: list[str] | None) -> tuple
     return times, values
 
 
-def score_rows(times: pd.Series, values: pd.DataFrame, engine: DetectorEngine, *, robot_id: str = "score") -> Iterator[list]:
+def score_rows(
+    times: pd.Series, values: pd.DataFrame, engine: DetectorEngine, *, robot_id: str = "score"
+) -> Iterator[list]:
     """``[timestamp, score per column...]`` per row; columns are numbered axes 1..n for the engine."""
     construct = Reading.model_construct
     last = None

@@ -5,6 +5,7 @@ under the same id) and which were already sent (a re-processed reading must not 
 snapshot only carries the detectors' windows, so a restart does not need a fresh warm-up; when it is
 missing or stale the detectors warm up again and stay quiet meanwhile.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,8 +54,9 @@ async def latest_alerts(bus: Bus, topic: str) -> dict[str, Alert]:
             continue
         previous = latest.get(alert.event_id)
         if previous is not None and previous.acknowledged_by and not alert.acknowledged_by:
-            alert = alert.model_copy(update={"acknowledged_by": previous.acknowledged_by,
-                                             "acknowledged_at": previous.acknowledged_at})
+            alert = alert.model_copy(
+                update={"acknowledged_by": previous.acknowledged_by, "acknowledged_at": previous.acknowledged_at}
+            )
         latest[alert.event_id] = alert
     if unreadable:
         logger.warning("alerts topic %s: %d unreadable message(s) skipped", topic, unreadable)
@@ -68,7 +70,9 @@ def already_sent(alert: Alert, sent: dict[str, Alert]) -> bool:
         return False
     if known.state == "closed":
         return True
-    return (known.state, known.severity) == (alert.state, alert.severity) and (known.peak_amps or 0) >= (alert.peak_amps or 0)
+    return (known.state, known.severity) == (alert.state, alert.severity) and (known.peak_amps or 0) >= (
+        alert.peak_amps or 0
+    )
 
 
 def remember(sent: dict[str, Alert], alerts: list[Alert], *, limit: int = 50_000) -> None:

@@ -12,6 +12,7 @@ that after a crash the readings are replayed from the state the snapshot holds: 
 past it, the detectors would resume from a stale state and raise or close events an uninterrupted run
 would not (tests/integration/test_faults_alerts_restart.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,13 @@ logger = logging.getLogger(__name__)
 def build_engine(settings: AlertsSettings) -> DetectorEngine:
     model = AlertModel.load(settings.model_path) if settings.model_path else None
     if model is not None:
-        logger.info("model %s: %s kind, robot %s, axes %s", settings.model_path, model.kind, model.robot_id,
-                    ",".join(map(str, model.axes)))
+        logger.info(
+            "model %s: %s kind, robot %s, axes %s",
+            settings.model_path,
+            model.kind,
+            model.robot_id,
+            ",".join(map(str, model.axes)),
+        )
     elif "residual" in settings.detectors:
         logger.info("no MODEL_PATH: the residual detector is off (train one with `python -m consumer_alerts train`)")
     return DetectorEngine(EngineConfig.from_settings(settings), model)
@@ -56,8 +62,9 @@ async def run(settings: AlertsSettings, *, bus: Bus, stop: asyncio.Event, engine
             timeout_ms = 1 if checkpoints.busy else settings.poll_timeout_ms
             messages = await sub.getmany(timeout_ms=timeout_ms, max_records=settings.max_batch)
             if messages:
-                alerts = await process_and_send(detectors, messages, bus, settings.alerts_topic, sent,
-                                                before=checkpoints.before_reading)
+                alerts = await process_and_send(
+                    detectors, messages, bus, settings.alerts_topic, sent, before=checkpoints.before_reading
+                )
                 remember(sent, alerts)
             await checkpoints.after_batch(messages)
         await checkpoints.close()  # not after a failure: the last snapshot stands
@@ -81,8 +88,15 @@ async def restore(engine: DetectorEngine, bus: Bus, settings: AlertsSettings) ->
 SHIP_EVERY_S = 0.010  # judging between two shipments of events at most: how long an event may wait for company
 
 
-async def process_and_send(engine: DetectorEngine, messages: list[Message], bus: Bus, topic: str,
-                           sent: dict[str, Alert], *, before: Callable[[str], None]) -> list[Alert]:
+async def process_and_send(
+    engine: DetectorEngine,
+    messages: list[Message],
+    bus: Bus,
+    topic: str,
+    sent: dict[str, Alert],
+    *,
+    before: Callable[[str], None],
+) -> list[Alert]:
     """Process the batch, shipping its events while it is judged (a tick's 200 readings take ~15 ms), then
     wait until the bus has acknowledged them all.
 
@@ -107,7 +121,9 @@ async def process_and_send(engine: DetectorEngine, messages: list[Message], bus:
     if pending:
         await asyncio.gather(*pending)
         for alert in alerts:
-            logger.info("event %s %s: %s, peak %.2f A", alert.event_id, alert.state, alert.severity, alert.peak_amps or 0)
+            logger.info(
+                "event %s %s: %s, peak %.2f A", alert.event_id, alert.state, alert.severity, alert.peak_amps or 0
+            )
     return alerts
 
 
@@ -115,8 +131,9 @@ def process(engine: DetectorEngine, messages: list[Message]) -> list[Alert]:
     return [a for events in events_per_reading(engine, messages) for a in events]
 
 
-def events_per_reading(engine: DetectorEngine, messages: list[Message], *,
-                       before: Callable[[str], None] = lambda robot_id: None) -> Iterator[list[Alert]]:
+def events_per_reading(
+    engine: DetectorEngine, messages: list[Message], *, before: Callable[[str], None] = lambda robot_id: None
+) -> Iterator[list[Alert]]:
     """The events of each reading in turn; ``before(robot_id)`` is called ahead of each reading."""
     for message in messages:
         try:

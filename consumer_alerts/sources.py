@@ -1,4 +1,5 @@
 """Where training and the offline twin get readings: a controller export, or the database."""
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,11 @@ def export_readings(path: Path, options: CsvOptions, *, rejected: list[DeadLette
 
 def db_readings(engine: Engine, *, robot_id: str, until: datetime | None = None) -> Iterator[Reading]:
     """One robot's readings from ``readings_fact`` (one row per axis) as wide readings, oldest first."""
-    query = select(readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps).where(
-        readings_fact.c.robot_id == robot_id).order_by(readings_fact.c.ts, readings_fact.c.axis_id)
+    query = (
+        select(readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
+        .where(readings_fact.c.robot_id == robot_id)
+        .order_by(readings_fact.c.ts, readings_fact.c.axis_id)
+    )
     if until is not None:
         query = query.where(readings_fact.c.ts < until)
     construct = Reading.model_construct

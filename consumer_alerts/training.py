@@ -18,12 +18,13 @@
    residuals (their top one): a single sample past anything the axis drew in training, even 1.4x scaled, is
    an ERROR on its own, whatever T_SHORT the axis needs.
 """
+
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -90,8 +91,13 @@ def collect(readings: Iterable[Reading]) -> tuple[dict[int, Samples], dict]:
     return per_axis, span
 
 
-def train(readings: Iterable[Reading], options: TrainingOptions | None = None, *, robot_id: str | None = None,
-          source: str = "") -> AlertModel:
+def train(
+    readings: Iterable[Reading],
+    options: TrainingOptions | None = None,
+    *,
+    robot_id: str | None = None,
+    source: str = "",
+) -> AlertModel:
     options = options or TrainingOptions()
     per_axis, span = collect(readings)
     if span["rows"] == 0:
@@ -101,9 +107,19 @@ def train(readings: Iterable[Reading], options: TrainingOptions | None = None, *
     if not axes:
         raise TrainingError(f"no axis has {needed} active samples to train on ({span['active_rows']} active rows)")
     for axis in sorted(a for a in set(per_axis) - set(axes) if per_axis[a].amps):
-        logger.warning("axis %d: %d active samples, too few to train; its residual detector stays off", axis, len(per_axis[axis].amps))
-    training = {"source": source, "start": iso_utc(span["start"]), "end": iso_utc(span["end"]), "rows": span["rows"],
-                "active_rows": span["active_rows"], "trained_at": iso_utc(datetime.now(timezone.utc))}
+        logger.warning(
+            "axis %d: %d active samples, too few to train; its residual detector stays off",
+            axis,
+            len(per_axis[axis].amps),
+        )
+    training = {
+        "source": source,
+        "start": iso_utc(span["start"]),
+        "end": iso_utc(span["end"]),
+        "rows": span["rows"],
+        "active_rows": span["active_rows"],
+        "trained_at": iso_utc(datetime.now(UTC)),
+    }
     return AlertModel(kind=options.kind, robot_id=robot_id, axes=axes, training=training, options=asdict(options))
 
 
@@ -111,9 +127,16 @@ def fit_axis(axis: int, samples: Samples, o: TrainingOptions) -> AxisModel:
     ts, amps = np.asarray(samples.ts), np.asarray(samples.amps)
     median = float(np.median(amps))
     model = AxisModel(
-        axis=axis, samples=len(amps), line=fit_line(ts, amps), median=median,
-        mad=float(np.median(np.abs(amps - median))), window=o.window, short=1,
-        density=fit_density(amps, o) if o.kind == "density" else None, stuck_run=samples.stuck_run)
+        axis=axis,
+        samples=len(amps),
+        line=fit_line(ts, amps),
+        median=median,
+        mad=float(np.median(np.abs(amps - median))),
+        window=o.window,
+        short=1,
+        density=fit_density(amps, o) if o.kind == "density" else None,
+        stuck_run=samples.stuck_run,
+    )
     trace: list[tuple[float, float, float]] = []
     detector = ResidualDetector(model, trace=trace)
     for t, a in zip(samples.ts, samples.amps):
@@ -128,9 +151,19 @@ def fit_axis(axis: int, samples: Samples, o: TrainingOptions) -> AxisModel:
     spacing = float(np.median(np.diff(ts))) if ts.size > 1 else 2.0
     model.t_short_s = round((model.short - 1) * spacing, 1)
     model.threshold_source = source_a if source_a == source_e else f"{source_a}/{source_e}"
-    logger.info("axis %d: n=%d R2=%.3f MinC=%.3f T_LONG=%.0fs MaxC=%.2f A over %d sample(s) (T_SHORT~%.0fs) "
-                "SurgeC=%.2f A (%s)", axis, model.samples, model.line.r2, model.min_c, model.t_long_s, model.max_c,
-                model.short, model.t_short_s, model.surge_c, model.threshold_source)
+    logger.info(
+        "axis %d: n=%d R2=%.3f MinC=%.3f T_LONG=%.0fs MaxC=%.2f A over %d sample(s) (T_SHORT~%.0fs) SurgeC=%.2f A (%s)",
+        axis,
+        model.samples,
+        model.line.r2,
+        model.min_c,
+        model.t_long_s,
+        model.max_c,
+        model.short,
+        model.t_short_s,
+        model.surge_c,
+        model.threshold_source,
+    )
     return model
 
 
@@ -168,8 +201,13 @@ def fit_density(amps: np.ndarray, o: TrainingOptions) -> Density:
     weights = np.exp(-0.5 * ((grid[:, None] - sample[None, :]) / o.bandwidth) ** 2).sum(axis=1)
     pdf = weights / (weights.sum() * (grid[1] - grid[0]))
     log_pdf = np.log(np.maximum(pdf, 1e-30))
-    return Density(offset=round(offset, 6), z0=float(grid[0]), dz=float(grid[1] - grid[0]),
-                   log_pdf=[round(float(v), 5) for v in log_pdf], scale_up=o.scale_up)
+    return Density(
+        offset=round(offset, 6),
+        z0=float(grid[0]),
+        dz=float(grid[1] - grid[0]),
+        log_pdf=[round(float(v), 5) for v in log_pdf],
+        scale_up=o.scale_up,
+    )
 
 
 def threshold(stats: np.ndarray, quantile: float, margin: float, o: TrainingOptions) -> tuple[float, str]:

@@ -4,6 +4,7 @@ Several messages of one event in one batch are merged in Python first (PostgreSQ
 row twice in one statement), then written with one ``INSERT ... ON CONFLICT DO UPDATE`` whose SQL applies
 the same rules against the stored row, so one message per transaction or all at once end the same.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import Connection, case, func, or_
@@ -30,7 +31,8 @@ def merge_alert(old: dict | None, new: dict) -> dict:
 
 def alert_row(alert: Alert) -> dict:
     return alert.model_dump(mode="python", exclude={"schema_version"}) | {
-        "severity": str(alert.severity), "state": str(alert.state),
+        "severity": str(alert.severity),
+        "state": str(alert.state),
     }
 
 
@@ -49,12 +51,19 @@ def upsert_alerts(conn: Connection, events: list[Alert]) -> int:
     stmt = stmt.on_conflict_do_update(
         index_elements=[old.event_id],
         set_={
-            "robot_id": new.robot_id, "axis": new.axis, "detector": new.detector, "state": new.state,
-            "closed_at": new.closed_at, "threshold": new.threshold, "score": new.score,
+            "robot_id": new.robot_id,
+            "axis": new.axis,
+            "detector": new.detector,
+            "state": new.state,
+            "closed_at": new.closed_at,
+            "threshold": new.threshold,
+            "score": new.score,
             "severity": case((or_(old.severity == "ERROR", new.severity == "ERROR"), "ERROR"), else_=new.severity),
             "peak_amps": case(
-                (old.peak_amps.is_(None), new.peak_amps), (new.peak_amps.is_(None), old.peak_amps),
-                (new.peak_amps > old.peak_amps, new.peak_amps), else_=old.peak_amps,
+                (old.peak_amps.is_(None), new.peak_amps),
+                (new.peak_amps.is_(None), old.peak_amps),
+                (new.peak_amps > old.peak_amps, new.peak_amps),
+                else_=old.peak_amps,
             ),
             "acknowledged_by": func.coalesce(new.acknowledged_by, old.acknowledged_by),
             "acknowledged_at": func.coalesce(new.acknowledged_at, old.acknowledged_at),

@@ -1,4 +1,5 @@
 """The schema lock as the sink sees it: each robot's axes from ``axes_dim``, cached, seeded on first sight."""
+
 from __future__ import annotations
 
 import logging
@@ -7,8 +8,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime
+from functools import cached_property
 
 from sqlalchemy import Connection, Engine, select
 
@@ -43,14 +44,20 @@ class RobotAxes:
         get = currents.get
         rows = [(robot_id, a, ts, get(a)) for a in self.active]
         if self.retired:
-            rows += [(robot_id, a, ts, currents[a]) for a in sorted(self.retired & currents.keys()) if currents[a] is not None]
+            rows += [
+                (robot_id, a, ts, currents[a])
+                for a in sorted(self.retired & currents.keys())
+                if currents[a] is not None
+            ]
         return rows
 
     def _reason(self, robot_id: str, currents: dict[int, float | None]) -> str:
         unknown = sorted(a for a, v in currents.items() if v is not None and a not in self.known)
         if unknown:
-            return (f"axis {', '.join(map(str, unknown))} not in axes_dim for robot {robot_id} "
-                    f"(schema lock: {', '.join(map(str, sorted(self.known)))})")
+            return (
+                f"axis {', '.join(map(str, unknown))} not in axes_dim for robot {robot_id} "
+                f"(schema lock: {', '.join(map(str, sorted(self.known)))})"
+            )
         bad = sorted(a for a, v in currents.items() if v is not None and not math.isfinite(v))
         return f"axis {', '.join(map(str, bad))}: current is not a finite number"
 
@@ -72,8 +79,14 @@ class AxisLock:
     """Shared by the thread preparing the next batch and the one storing the previous (whose one-by-one
     fallback prepares again), hence the lock."""
 
-    def __init__(self, engine: Engine, default_axes: list[int], *, refresh_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        default_axes: list[int],
+        *,
+        refresh_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine = engine
         self.default_axes = list(default_axes)
         self.refresh_s = refresh_s
@@ -98,5 +111,7 @@ class AxisLock:
                 added = seed_axes(conn, robot_ids=missing, axes=self.default_axes)
                 self._cache.update(load_axes(conn, missing))
             if added:
-                logger.info("axes_dim: %d rows seeded for robots seen first (looked up: %s)", added, ", ".join(sorted(missing)))
+                logger.info(
+                    "axes_dim: %d rows seeded for robots seen first (looked up: %s)", added, ", ".join(sorted(missing))
+                )
         return {r: self._cache[r] for r in robot_ids}

@@ -1,9 +1,10 @@
 """``python -m consumer_db [run|migrate|ingest|query|export] ...``; without a command it runs the sink."""
+
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from consumer_db.output import FORMATS
@@ -28,61 +29,90 @@ def utc_time(text: str) -> datetime:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time (e.g. 2022-10-17T12:18:23Z)") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m consumer_db", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m consumer_db", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--database-url", help="SQLAlchemy URL of the database (default: DATABASE_URL)")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: LOG_LEVEL or INFO")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the sink (the default)", description="Consume the readings, alerts "
-                              "and dead-letter topics into the database, in batches; stop with Ctrl+C or SIGTERM.")
+    run = commands.add_parser(
+        "run",
+        help="run the sink (the default)",
+        description="Consume the readings, alerts "
+        "and dead-letter topics into the database, in batches; stop with Ctrl+C or SIGTERM.",
+    )
     run.add_argument("--group-id", help="Kafka consumer group (default: SINK_GROUP_ID)")
     run.add_argument("--batch-size", type=int, help="messages per transaction at most (default: SINK_BATCH_SIZE)")
     run.add_argument("--batch-ms", type=int, help="longest wait for a batch to fill, ms (default: SINK_BATCH_MS)")
     run.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
 
-    migrate = commands.add_parser("migrate", help="apply the database migrations",
-                                  description="Bring the schema to the newest revision (or --revision).")
+    migrate = commands.add_parser(
+        "migrate",
+        help="apply the database migrations",
+        description="Bring the schema to the newest revision (or --revision).",
+    )
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
     migrate.add_argument("--show", action="store_true", help="only print the current and the newest revision")
 
-    ingest = commands.add_parser("ingest", help="load a controller CSV export into readings_fact",
-                                 description="Parse a controller export with the producer's rules and store it; "
-                                 "re-running it adds nothing. Bad rows go to rejected_readings with their line.")
+    ingest = commands.add_parser(
+        "ingest",
+        help="load a controller CSV export into readings_fact",
+        description="Parse a controller export with the producer's rules and store it; "
+        "re-running it adds nothing. Bad rows go to rejected_readings with their line.",
+    )
     ingest.add_argument("--csv", required=True, type=Path, help="the export file")
     ingest.add_argument("--robot-id", help="robot the file belongs to (default: ROBOT_ID)")
     ingest.add_argument("--timezone", help="zone of naive timestamps (default: CSV_TIMEZONE or UTC)")
-    ingest.add_argument("--tick-seconds", type=float, help="spacing when the file has no time column (default: TICK_SECONDS)")
+    ingest.add_argument(
+        "--tick-seconds", type=float, help="spacing when the file has no time column (default: TICK_SECONDS)"
+    )
     ingest.add_argument("--start-time", type=utc_time, help="time of the first row when the file has no time column")
-    ingest.add_argument("--backwards-tolerance", type=float, help="seconds time may step back (default: BACKWARDS_TOLERANCE_S)")
+    ingest.add_argument(
+        "--backwards-tolerance", type=float, help="seconds time may step back (default: BACKWARDS_TOLERANCE_S)"
+    )
     ingest.add_argument("--chunk-rows", type=int, help="readings per transaction (default: INGEST_CHUNK_ROWS)")
     ingest.add_argument("--workers", type=int, default=2, help="parallel database writers (default: 2)")
     ingest.add_argument("--start-row", type=int, default=0, help="skip this many data records first")
     ingest.add_argument("--limit", type=int, help="read at most this many data records")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    query = commands.add_parser("query", help="answer a phrase such as \"show latest per axis\"",
-                                description="Answer a phrase (case- and space-insensitive); --list shows them.")
+    query = commands.add_parser(
+        "query",
+        help='answer a phrase such as "show latest per axis"',
+        description="Answer a phrase (case- and space-insensitive); --list shows them.",
+    )
     query.add_argument("phrase", nargs="?", help='e.g. "show latest per axis", "show 1-minute peak", "data health"')
     query.add_argument("--list", action="store_true", help="list the known phrases and exit")
     query.add_argument("--robot-id", help="only this robot (default: every robot)")
     query.add_argument("--start", type=utc_time, help="from this time (ISO-8601; no offset = UTC)")
     query.add_argument("--end", type=utc_time, help="up to this time, included")
-    query.add_argument("--at", type=utc_time, help="1-minute peak: the minute up to this time (default: the newest reading)")
-    query.add_argument("--n", type=int, default=20, help="latest rows: how many (default 20; a number in the phrase wins)")
-    query.add_argument("--gap-threshold", type=float, help="data health: gaps longer than this, s (default: GAP_THRESHOLD_S)")
+    query.add_argument(
+        "--at", type=utc_time, help="1-minute peak: the minute up to this time (default: the newest reading)"
+    )
+    query.add_argument(
+        "--n", type=int, default=20, help="latest rows: how many (default 20; a number in the phrase wins)"
+    )
+    query.add_argument(
+        "--gap-threshold", type=float, help="data health: gaps longer than this, s (default: GAP_THRESHOLD_S)"
+    )
     query.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
 
-    export = commands.add_parser("export", help="write the dataset as CSV pages, summaries and an XLSX workbook",
-                                 description="Write every reading as CSV pages (paged by key), the per-axis summary, "
-                                 "the latest 20 readings, and one XLSX workbook, each file atomically, into --out.")
+    export = commands.add_parser(
+        "export",
+        help="write the dataset as CSV pages, summaries and an XLSX workbook",
+        description="Write every reading as CSV pages (paged by key), the per-axis summary, "
+        "the latest 20 readings, and one XLSX workbook, each file atomically, into --out.",
+    )
     export.add_argument("--out", required=True, type=Path, help="directory for the files (created if missing)")
     export.add_argument("--page-size", type=int, help="rows per CSV page (default: EXPORT_PAGE_SIZE)")
-    export.add_argument("--sample-rows", type=int, help="readings in the XLSX sample sheet (default: EXPORT_SAMPLE_ROWS)")
+    export.add_argument(
+        "--sample-rows", type=int, help="readings in the XLSX sample sheet (default: EXPORT_SAMPLE_ROWS)"
+    )
     export.add_argument("--robot-id", help="only this robot (default: every robot)")
     export.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

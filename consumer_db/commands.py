@@ -1,4 +1,5 @@
 """What each ``python -m consumer_db`` command does, once the arguments are parsed."""
+
 from __future__ import annotations
 
 import argparse
@@ -95,12 +96,19 @@ def ingest(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
     from consumer_db.migrate import migrate
 
     options = IngestOptions(
-        robot_id=args.robot_id or settings.robot_id, default_axes=settings.axes,
+        robot_id=args.robot_id or settings.robot_id,
+        default_axes=settings.axes,
         timezone=args.timezone or settings.csv_timezone,
-        tick_seconds=args.tick_seconds or settings.tick_seconds, start_time=args.start_time,
-        backwards_tolerance_s=settings.backwards_tolerance_s if args.backwards_tolerance is None else args.backwards_tolerance,
-        chunk_rows=args.chunk_rows or settings.ingest_chunk_rows, workers=args.workers,
-        start_row=args.start_row, limit=args.limit, copy_min_rows=settings.sink_copy_min_rows,
+        tick_seconds=args.tick_seconds or settings.tick_seconds,
+        start_time=args.start_time,
+        backwards_tolerance_s=settings.backwards_tolerance_s
+        if args.backwards_tolerance is None
+        else args.backwards_tolerance,
+        chunk_rows=args.chunk_rows or settings.ingest_chunk_rows,
+        workers=args.workers,
+        start_row=args.start_row,
+        limit=args.limit,
+        copy_min_rows=settings.sink_copy_min_rows,
     )
     engine = _engine(settings)
     try:
@@ -108,8 +116,10 @@ def ingest(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
         report = ingest_csv(engine, args.csv, options, progress=not args.no_progress)
     finally:
         engine.dispose()
-    print(f"{report.file}: {report.readings} readings -> {report.rows_new} rows new, {report.rows_seen} already "
-          f"stored; {report.rejected} rejected; {report.seconds:.2f} s ({report.rows_per_s:,.0f} rows/s)")
+    print(
+        f"{report.file}: {report.readings} readings -> {report.rows_new} rows new, {report.rows_seen} already "
+        f"stored; {report.rejected} rejected; {report.seconds:.2f} s ({report.rows_per_s:,.0f} rows/s)"
+    )
     for reason, count in sorted(report.reasons.items(), key=lambda item: -item[1])[:10]:
         print(f"  rejected {count}x: {reason}")
     return 0
@@ -123,8 +133,13 @@ def query(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
         print(known_phrases())
         return 0 if args.list else 2
     qargs = QueryArgs(
-        robot_id=args.robot_id, start=args.start, end=args.end, at=args.at, n=args.n,
-        gap_threshold_s=args.gap_threshold or settings.gap_threshold_s, tick_seconds=settings.tick_seconds,
+        robot_id=args.robot_id,
+        start=args.start,
+        end=args.end,
+        at=args.at,
+        n=args.n,
+        gap_threshold_s=args.gap_threshold or settings.gap_threshold_s,
+        tick_seconds=settings.tick_seconds,
     )
     engine = _engine(settings)
     try:
@@ -141,9 +156,12 @@ def export(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
     from consumer_db.export import export as write_export
 
     options = ExportOptions(
-        out=args.out, page_size=args.page_size or settings.export_page_size,
-        sample_rows=args.sample_rows or settings.export_sample_rows, robot_id=args.robot_id,
-        gap_threshold_s=settings.gap_threshold_s, tick_seconds=settings.tick_seconds,
+        out=args.out,
+        page_size=args.page_size or settings.export_page_size,
+        sample_rows=args.sample_rows or settings.export_sample_rows,
+        robot_id=args.robot_id,
+        gap_threshold_s=settings.gap_threshold_s,
+        tick_seconds=settings.tick_seconds,
     )
     engine = _engine(settings)
     try:

@@ -4,10 +4,11 @@ A message that cannot be read never stops the sink: it becomes a ``rejected_read
 raw bytes (as text), the reason, and its origin (topic/partition/offset), which makes storing it again
 on a redelivery a no-op.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from common.bus import Message
 from common.errors import SchemaError
@@ -38,9 +39,13 @@ def origin(message: Message) -> str:
 def rejected_row(message: Message, reason: str, *, robot_id: str | None = None) -> dict:
     """The message itself as a dead letter: where it sat in the topic, what it held, why it is refused."""
     return {
-        "source": message.topic, "line": message.offset, "raw": message.value.decode("utf-8", "replace"),
-        "reason": reason, "robot_id": robot_id if robot_id is not None else _key(message),
-        "received_at": _received(message), "origin": origin(message),
+        "source": message.topic,
+        "line": message.offset,
+        "raw": message.value.decode("utf-8", "replace"),
+        "reason": reason,
+        "robot_id": robot_id if robot_id is not None else _key(message),
+        "received_at": _received(message),
+        "origin": origin(message),
     }
 
 
@@ -73,7 +78,7 @@ def _key(message: Message) -> str | None:
 def _received(message: Message) -> datetime:
     if message.timestamp_ms is not None:
         try:
-            return datetime.fromtimestamp(message.timestamp_ms / 1000, tz=timezone.utc)
+            return datetime.fromtimestamp(message.timestamp_ms / 1000, tz=UTC)
         except (OverflowError, ValueError, OSError):
             pass  # a producer's clock off the calendar (year 10000+): when it reached the sink will do
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -9,6 +9,7 @@
 
 Every file is written to a temporary name and renamed when complete, so a reader never sees half a file.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,7 +18,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, func, select, tuple_
@@ -50,7 +51,7 @@ class ExportOptions:
     robot_id: str | None = None
     gap_threshold_s: float = 10.0
     tick_seconds: float = 2.0
-    stamp: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    stamp: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
 
 
 def export(engine: Engine, options: ExportOptions, *, progress: bool = False) -> ExportReport:
@@ -65,17 +66,21 @@ def export(engine: Engine, options: ExportOptions, *, progress: bool = False) ->
                 bar.update(len(page))
         summary = queries.axis_summary(conn, robot_id=options.robot_id)
         latest = queries.latest_rows(conn, n=options.latest_n, robot_id=options.robot_id)
-        health = queries.data_health(conn, robot_id=options.robot_id, gap_threshold_s=options.gap_threshold_s,
-                                     tick_seconds=options.tick_seconds)
+        health = queries.data_health(
+            conn, robot_id=options.robot_id, gap_threshold_s=options.gap_threshold_s, tick_seconds=options.tick_seconds
+        )
         sample = sample_readings(conn, rows=options.sample_rows, robot_id=options.robot_id)
     report.files.append(write_csv(options.out / f"axis_summary_{options.stamp}.csv", summary))
     report.files.append(write_csv(options.out / f"latest_{options.latest_n}_{options.stamp}.csv", latest))
     sheets = {
-        "Readings sample": sample, "Axis summary": summary,
+        "Readings sample": sample,
+        "Axis summary": summary,
         "Data health": [{k: v for k, v in r.items() if k != "gaps"} for r in health],
         f"Latest {options.latest_n}": latest,
     }
-    report.files.append(atomic(options.out / f"axiswatch_{options.stamp}.xlsx", lambda tmp: write_workbook(tmp, sheets)))
+    report.files.append(
+        atomic(options.out / f"axiswatch_{options.stamp}.xlsx", lambda tmp: write_workbook(tmp, sheets))
+    )
     logger.info("exported %d readings rows and %d files to %s", report.rows, len(report.files), options.out)
     return report
 
@@ -102,7 +107,11 @@ def pages(conn: Connection, options: ExportOptions) -> Iterator[list[dict]]:
 
 def sample_readings(conn: Connection, *, rows: int, robot_id: str | None = None) -> list[dict]:
     """About ``rows`` readings (wide, like latest_rows), every k-th one in (robot, time) order."""
-    stamps = select(R.c.robot_id, R.c.ts).where(*where(R, robot_id=robot_id, start=None, end=None)).group_by(R.c.robot_id, R.c.ts)
+    stamps = (
+        select(R.c.robot_id, R.c.ts)
+        .where(*where(R, robot_id=robot_id, start=None, end=None))
+        .group_by(R.c.robot_id, R.c.ts)
+    )
     count = conn.execute(select(func.count()).select_from(stamps.subquery())).scalar_one()
     step = max(1, math.ceil(count / rows))
     numbered = stamps.add_columns(func.row_number().over(order_by=(R.c.robot_id, R.c.ts)).label("n")).subquery()

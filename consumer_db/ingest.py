@@ -4,6 +4,7 @@ The same parser as the producer (``common.controller_csv``), the same schema loc
 sink (``axislock.RobotAxes``), the same idempotent writes (``store``): a re-run adds nothing, and a bad row
 lands in ``rejected_readings`` once, with its line number and reason.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -67,8 +68,11 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
         seed_axes(conn, robot_ids=[options.robot_id], axes=options.default_axes)
         lock = load_axes(conn, [options.robot_id])[options.robot_id]
     csv_options = CsvOptions(
-        robot_id=options.robot_id, axes=sorted(lock.known), timezone=options.timezone,
-        tick_seconds=options.tick_seconds, start_time=options.start_time,
+        robot_id=options.robot_id,
+        axes=sorted(lock.known),
+        timezone=options.timezone,
+        tick_seconds=options.tick_seconds,
+        start_time=options.start_time,
         backwards_tolerance_s=options.backwards_tolerance_s,
     )
     report = IngestReport(file=path.name, robot_id=options.robot_id)
@@ -79,15 +83,24 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
         in_flight: deque[tuple[Future, int, int]] = deque()
         for chunk in _chunks(records, options.chunk_rows):
             rows, rejected = _prepare(chunk, lock, report)
-            in_flight.append((pool.submit(_write, engine, rows, rejected, options.copy_min_rows), len(chunk), len(rows)))
+            in_flight.append(
+                (pool.submit(_write, engine, rows, rejected, options.copy_min_rows), len(chunk), len(rows))
+            )
             while len(in_flight) > options.workers:
                 _collect(in_flight.popleft(), report, bar)
         while in_flight:
             _collect(in_flight.popleft(), report, bar)
     report.seconds = time.perf_counter() - started
-    logger.info("ingested %s: %d readings, %d rows new, %d already there, %d rejected in %.2f s (%.0f rows/s)",
-                path.name, report.readings, report.rows_new, report.rows_seen, report.rejected,
-                report.seconds, report.rows_per_s)
+    logger.info(
+        "ingested %s: %d readings, %d rows new, %d already there, %d rejected in %.2f s (%.0f rows/s)",
+        path.name,
+        report.readings,
+        report.rows_new,
+        report.rows_seen,
+        report.rejected,
+        report.seconds,
+        report.rows_per_s,
+    )
     return report
 
 
@@ -101,8 +114,13 @@ def _prepare(chunk: list[Row | DeadLetter], lock: RobotAxes, report: IngestRepor
                 report.readings += 1
                 continue
             except Rejected as exc:
-                record = DeadLetter(source=report.file, line=record.line, raw=str(record.currents),
-                                    reason=str(exc), robot_id=record.robot_id)
+                record = DeadLetter(
+                    source=report.file,
+                    line=record.line,
+                    raw=str(record.currents),
+                    reason=str(exc),
+                    robot_id=record.robot_id,
+                )
         rejected.append(_rejected(record, report.robot_id))
         report.reasons[record.reason] = report.reasons.get(record.reason, 0) + 1
     report.rejected += len(rejected)

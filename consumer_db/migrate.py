@@ -1,4 +1,5 @@
 """Apply the Alembic migrations shipped inside the package; no alembic.ini in the working directory."""
+
 from __future__ import annotations
 
 import logging

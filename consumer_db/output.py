@@ -1,10 +1,11 @@
 """Query answers on the terminal: an aligned table, CSV, or JSON. Times as ISO-8601 UTC with a Z."""
+
 from __future__ import annotations
 
 import csv
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from common.schemas import iso_utc
@@ -15,7 +16,7 @@ FORMATS = ("table", "csv", "json")
 def iso(value: datetime) -> str:
     """Milliseconds and a Z, like the controller's export; microseconds when the value has them."""
     if value.microsecond % 1000:
-        return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     return iso_utc(value)
 
 

@@ -3,6 +3,7 @@
 A phrase matches case- and space-insensitively (hyphens and underscores count as spaces), by its own
 words or a synonym; "latest 50 rows" carries its number (``{n}`` in the table). An unknown phrase is an error listing the known.
 """
+
 from __future__ import annotations
 
 import re
@@ -90,8 +91,14 @@ def _summary(conn, a: QueryArgs, _n) -> Answer:
 
 
 def _health(conn, a: QueryArgs, _n) -> Answer:
-    robots = queries.data_health(conn, robot_id=a.robot_id, start=a.start, end=a.end,
-                                 gap_threshold_s=a.gap_threshold_s, tick_seconds=a.tick_seconds)
+    robots = queries.data_health(
+        conn,
+        robot_id=a.robot_id,
+        start=a.start,
+        end=a.end,
+        gap_threshold_s=a.gap_threshold_s,
+        tick_seconds=a.tick_seconds,
+    )
     gaps = [{"robot_id": r["robot_id"], **g} for r in robots for g in r["gaps"]]
     summary = [{k: v for k, v in r.items() if k != "gaps"} for r in robots]
     return Answer(summary, {"gaps": gaps})
@@ -102,27 +109,62 @@ def _alerts(conn, a: QueryArgs, n) -> Answer:
 
 
 PHRASES: tuple[Phrase, ...] = (
-    Phrase("show latest per axis", ("latest per axis", "latest value per axis", "latest values", "show latest",
-                                    "latest", "current values"), _latest,
-           "one row per axis: its newest timestamp and value"),
-    Phrase("show 1-minute peak", ("1 minute peak", "one minute peak", "show one-minute peak", "minute peak",
-                                  "peak last minute"), _peak,
-           "the axis with the highest current in the 60 s up to the newest reading (or --at)"),
-    Phrase("show latest {n} rows", ("latest {n} rows", "last {n} rows", "show last {n} rows", "latest {n} readings",
-                                    "tail"), _rows,
-           "the newest readings, one column per axis (N from the phrase, else --n)"),
-    Phrase("show window peaks", ("window peaks", "peaks", "peak per axis", "show peaks"), _window_peaks,
-           "per axis, the highest current in --start/--end and when"),
-    Phrase("show 1-minute resample", ("1 minute resample", "one minute resample", "resample", "smoothing",
-                                      "smoothed", "1 minute means", "per minute means"), _resample,
-           "per minute and axis: mean (smoothed), max and count"),
-    Phrase("show per-axis summary", ("per axis summary", "axis summary", "summary", "show summary"), _summary,
-           "per axis: rows, non-null, OK-null share, idle share, mean/max while active"),
-    Phrase("show data health", ("data health", "health", "coverage", "data coverage", "show coverage", "gaps",
-                                "show gaps"), _health,
-           "time span, expected vs present readings and rows, gaps over --gap-threshold, axes never seen"),
-    Phrase("show alert history", ("alert history", "alerts", "show alerts"), _alerts,
-           "alert events open at some moment of --start/--end, newest first"),
+    Phrase(
+        "show latest per axis",
+        ("latest per axis", "latest value per axis", "latest values", "show latest", "latest", "current values"),
+        _latest,
+        "one row per axis: its newest timestamp and value",
+    ),
+    Phrase(
+        "show 1-minute peak",
+        ("1 minute peak", "one minute peak", "show one-minute peak", "minute peak", "peak last minute"),
+        _peak,
+        "the axis with the highest current in the 60 s up to the newest reading (or --at)",
+    ),
+    Phrase(
+        "show latest {n} rows",
+        ("latest {n} rows", "last {n} rows", "show last {n} rows", "latest {n} readings", "tail"),
+        _rows,
+        "the newest readings, one column per axis (N from the phrase, else --n)",
+    ),
+    Phrase(
+        "show window peaks",
+        ("window peaks", "peaks", "peak per axis", "show peaks"),
+        _window_peaks,
+        "per axis, the highest current in --start/--end and when",
+    ),
+    Phrase(
+        "show 1-minute resample",
+        (
+            "1 minute resample",
+            "one minute resample",
+            "resample",
+            "smoothing",
+            "smoothed",
+            "1 minute means",
+            "per minute means",
+        ),
+        _resample,
+        "per minute and axis: mean (smoothed), max and count",
+    ),
+    Phrase(
+        "show per-axis summary",
+        ("per axis summary", "axis summary", "summary", "show summary"),
+        _summary,
+        "per axis: rows, non-null, OK-null share, idle share, mean/max while active",
+    ),
+    Phrase(
+        "show data health",
+        ("data health", "health", "coverage", "data coverage", "show coverage", "gaps", "show gaps"),
+        _health,
+        "time span, expected vs present readings and rows, gaps over --gap-threshold, axes never seen",
+    ),
+    Phrase(
+        "show alert history",
+        ("alert history", "alerts", "show alerts"),
+        _alerts,
+        "alert events open at some moment of --start/--end, newest first",
+    ),
 )
 
 
@@ -136,8 +178,7 @@ def find(text: str) -> tuple[Phrase, int | None]:
 
 def known_phrases() -> str:
     return "\n".join(
-        f'  "{p.name}" ({p.help}); also: {", ".join(repr(s) for s in p.synonyms)}'.replace("{n}", "N")
-        for p in PHRASES
+        f'  "{p.name}" ({p.help}); also: {", ".join(repr(s) for s in p.synonyms)}'.replace("{n}", "N") for p in PHRASES
     )
 
 

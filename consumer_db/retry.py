@@ -1,4 +1,5 @@
 """Retrying blocking database work while the database is away: log it, wait longer each time, resume."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,8 +14,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def retry(call: Callable[[], T], *, stop: asyncio.Event, what: str, initial_s: float = 0.5,
-                max_s: float = 30.0) -> T | None:
+async def retry(
+    call: Callable[[], T], *, stop: asyncio.Event, what: str, initial_s: float = 0.5, max_s: float = 30.0
+) -> T | None:
     """Run ``call`` in a worker thread until it succeeds and return its result (which must not be None);
     return None if ``stop`` is set first. Only database errors are retried; anything else is a bug and
     propagates."""
@@ -24,8 +26,13 @@ async def retry(call: Callable[[], T], *, stop: asyncio.Event, what: str, initia
             result = await asyncio.to_thread(call)
         except SQLAlchemyError as exc:
             failures += 1
-            logger.error("database unavailable (%s failed: %s); not consuming meanwhile; retry %d in %.1f s",
-                         what, short_error(exc), failures, delay)
+            logger.error(
+                "database unavailable (%s failed: %s); not consuming meanwhile; retry %d in %.1f s",
+                what,
+                short_error(exc),
+                failures,
+                delay,
+            )
             try:
                 await asyncio.wait_for(stop.wait(), delay)
                 return None
@@ -33,8 +40,12 @@ async def retry(call: Callable[[], T], *, stop: asyncio.Event, what: str, initia
                 delay = min(delay * 2, max_s)
                 continue
         if failures:
-            logger.warning("database is back after %.1f s and %d retries; %s done, resuming",
-                           time.monotonic() - since, failures, what)
+            logger.warning(
+                "database is back after %.1f s and %d retries; %s done, resuming",
+                time.monotonic() - since,
+                failures,
+                what,
+            )
         return result
 
 

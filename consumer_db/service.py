@@ -8,6 +8,7 @@ committed only after the transaction commits, so a crash loses nothing: what was
 delivered again, and the writes are idempotent, so nothing is stored twice. While the database is away
 the loop holds at most two batches (no further polling), retrying with a growing wait.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,7 +47,9 @@ async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, en
         sink = Sink(engine, lock, topics, copy_min_rows=settings.sink_copy_min_rows)
         await bus.ensure_topics(topics.all())
         subscription = await bus.subscribe(topics.all(), group_id=settings.sink_group_id)
-        logger.info("consumer_db: %s -> %s (group %s)", ", ".join(topics.all()), safe_url(engine), settings.sink_group_id)
+        logger.info(
+            "consumer_db: %s -> %s (group %s)", ", ".join(topics.all()), safe_url(engine), settings.sink_group_id
+        )
         try:
             await _consume(subscription, sink, settings, stop, backoff)
         finally:
@@ -56,8 +59,9 @@ async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, en
             engine.dispose()
 
 
-async def _consume(subscription: Subscription, sink: Sink, settings: ConsumerDbSettings, stop: asyncio.Event,
-                   backoff: dict) -> None:
+async def _consume(
+    subscription: Subscription, sink: Sink, settings: ConsumerDbSettings, stop: asyncio.Event, backoff: dict
+) -> None:
     """Collects and decodes the next batch while the previous one's transaction runs, and starts the next
     transaction before the previous one ends (its rows are written meanwhile: consumer_db.turns). Commits,
     and the offset commits after them, still go one at a time and in order; at most two batches are in
@@ -84,10 +88,12 @@ async def _consume(subscription: Subscription, sink: Sink, settings: ConsumerDbS
         _log_report(total)
 
 
-async def _next_prepared(subscription: Subscription, sink: Sink, settings: ConsumerDbSettings, stop: asyncio.Event,
-                         backoff: dict) -> Prepared | None:
-    messages = await next_batch(subscription, stop, max_size=settings.sink_batch_size,
-                                max_wait_s=settings.sink_batch_ms / 1000)
+async def _next_prepared(
+    subscription: Subscription, sink: Sink, settings: ConsumerDbSettings, stop: asyncio.Event, backoff: dict
+) -> Prepared | None:
+    messages = await next_batch(
+        subscription, stop, max_size=settings.sink_batch_size, max_wait_s=settings.sink_batch_ms / 1000
+    )
     if not messages:
         return None
     return await retry(lambda: sink.prepare(messages), stop=stop, what=f"decoding {len(messages)} messages", **backoff)
@@ -96,22 +102,39 @@ async def _next_prepared(subscription: Subscription, sink: Sink, settings: Consu
 @dataclass
 class Writing:
     """A batch being written: its transaction in its turn, then its offset commit after the previous one's."""
+
     task: asyncio.Task[WriteReport | None]
     turn: Turn
 
     @classmethod
-    def start(cls, subscription: Subscription, sink: Sink, prepared: Prepared, previous: Writing | None,
-              stop: asyncio.Event, backoff: dict) -> Writing:
+    def start(
+        cls,
+        subscription: Subscription,
+        sink: Sink,
+        prepared: Prepared,
+        previous: Writing | None,
+        stop: asyncio.Event,
+        backoff: dict,
+    ) -> Writing:
         turn = Turn(previous.turn if previous is not None else None)
         after = previous.task if previous is not None else None
         return cls(asyncio.create_task(_write(subscription, sink, prepared, turn, after, stop, backoff)), turn)
 
 
-async def _write(subscription: Subscription, sink: Sink, prepared: Prepared, turn: Turn,
-                 after: asyncio.Task | None, stop: asyncio.Event, backoff: dict) -> WriteReport | None:
+async def _write(
+    subscription: Subscription,
+    sink: Sink,
+    prepared: Prepared,
+    turn: Turn,
+    after: asyncio.Task | None,
+    stop: asyncio.Event,
+    backoff: dict,
+) -> WriteReport | None:
     count, report = len(prepared.messages), None
     try:
-        report = await retry(lambda: sink.store(prepared, turn), stop=stop, what=f"write of {count} messages", **backoff)
+        report = await retry(
+            lambda: sink.store(prepared, turn), stop=stop, what=f"write of {count} messages", **backoff
+        )
     except PreviousNotWritten:
         pass
     finally:
@@ -125,7 +148,9 @@ async def _write(subscription: Subscription, sink: Sink, prepared: Prepared, tur
     return report
 
 
-async def next_batch(subscription: Subscription, stop: asyncio.Event, *, max_size: int, max_wait_s: float) -> list[Message]:
+async def next_batch(
+    subscription: Subscription, stop: asyncio.Event, *, max_size: int, max_wait_s: float
+) -> list[Message]:
     """Messages until the batch is full or ``max_wait_s`` has passed since its first one; an empty list
     when nothing came within one poll, so the caller can look at ``stop``."""
     loop = asyncio.get_running_loop()
@@ -157,5 +182,10 @@ def _log_report(total: WriteReport) -> None:
     if total.messages:
         logger.info(
             "written so far: %d messages, %d readings (%d rows new, %d already there), %d alert events, %d rejected",
-            total.messages, total.readings, total.rows_new, total.rows_seen, total.alerts, total.rejected,
+            total.messages,
+            total.readings,
+            total.rows_new,
+            total.rows_seen,
+            total.alerts,
+            total.rejected,
         )

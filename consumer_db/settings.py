@@ -1,4 +1,5 @@
 """consumer_db's settings: the common ones plus batching, retries, exports and data health."""
+
 from __future__ import annotations
 
 from pydantic import Field
@@ -14,11 +15,15 @@ class ConsumerDbSettings(CommonSettings):
         5000, ge=1, description="Messages written in one transaction at most (readings, alerts, dead letters)."
     )
     sink_batch_ms: int = Field(
-        50, ge=1, description="Longest wait in ms from a batch's first message to its write, when traffic is low "
-        "(50 ms keeps p99 reading-to-commit latency at 239 ms at 100 readings/s; see docs/benchmarks.md)."
+        50,
+        ge=1,
+        description="Longest wait in ms from a batch's first message to its write, when traffic is low "
+        "(50 ms keeps p99 reading-to-commit latency at 239 ms at 100 readings/s; see docs/benchmarks.md).",
     )
     sink_copy_min_rows: int = Field(
-        1000, ge=1, description="PostgreSQL: batches of at least this many rows go through COPY into a "
+        1000,
+        ge=1,
+        description="PostgreSQL: batches of at least this many rows go through COPY into a "
         "staging table; smaller ones through a multi-row INSERT.",
     )
     sink_retry_initial_s: float = Field(0.5, gt=0, description="First wait before retrying a failed database write.")
@@ -32,4 +37,6 @@ class ConsumerDbSettings(CommonSettings):
     )
     export_page_size: int = Field(100_000, ge=1, description="Readings rows per CSV page of the full export.")
     export_sample_rows: int = Field(1000, ge=1, description="Readings (wide rows) in the XLSX sample sheet.")
-    gap_threshold_s: float = Field(10.0, gt=0, description="Data health: a step between readings longer than this is a gap.")
+    gap_threshold_s: float = Field(
+        10.0, gt=0, description="Data health: a step between readings longer than this is a gap."
+    )

@@ -1,4 +1,5 @@
 """The blocking half of the sink: one batch of messages, one database transaction (run in a thread)."""
+
 from __future__ import annotations
 
 import logging
@@ -9,10 +10,10 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from common.bus import Message
 from common.rollup import add
+from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected
 from consumer_db.decode import Batch, Topics, decode, rejected_row
 from consumer_db.retry import short_error
-from consumer_db.alert_store import upsert_alerts
 from consumer_db.store import copy_text, insert_rejected, uses_copy, write_readings
 from consumer_db.turns import GiveWay, Turn
 
@@ -34,7 +35,7 @@ class WriteReport:
     alerts: int = 0
     rejected: int = 0
 
-    def add(self, other: "WriteReport") -> None:
+    def add(self, other: WriteReport) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -42,6 +43,7 @@ class WriteReport:
 @dataclass
 class Prepared:
     """A batch decoded and turned into rows, ready for its transaction."""
+
     messages: list[Message]
     batch: Batch
     rows: list[tuple]
@@ -87,8 +89,11 @@ class Sink:
         try:
             return self._store_in_turn(prepared, turn)
         except CONTENT_ERRORS as exc:
-            logger.warning("batch of %d refused by the database (%s); writing its messages one by one",
-                           len(prepared.messages), short_error(exc))
+            logger.warning(
+                "batch of %d refused by the database (%s); writing its messages one by one",
+                len(prepared.messages),
+                short_error(exc),
+            )
         report = WriteReport()
         for message in prepared.messages:
             try:
@@ -104,8 +109,9 @@ class Sink:
         try:
             return self._store(prepared, turn, overlap=overlap)
         except GiveWay:
-            logger.info("batch of %d held up the one before it; writing it again after that one",
-                        len(prepared.messages))
+            logger.info(
+                "batch of %d held up the one before it; writing it again after that one", len(prepared.messages)
+            )
             return self._store(prepared, turn, overlap=False)
 
     def _store(self, prepared: Prepared, turn: Turn, *, overlap: bool) -> WriteReport:
@@ -120,5 +126,11 @@ class Sink:
             add(conn, new)
             alerts = upsert_alerts(conn, batch.alerts)
             insert_rejected(conn, batch.rejected)
-        return WriteReport(messages=len(prepared.messages), readings=prepared.accepted, rows_new=new.count,
-                           rows_seen=len(rows) - new.count, alerts=alerts, rejected=len(batch.rejected))
+        return WriteReport(
+            messages=len(prepared.messages),
+            readings=prepared.accepted,
+            rows_new=new.count,
+            rows_seen=len(rows) - new.count,
+            alerts=alerts,
+            rejected=len(batch.rejected),
+        )

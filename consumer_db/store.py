@@ -6,6 +6,7 @@ crash or a rebalance harmless. The rows a write actually stored (all of a straig
 ``INSERT`` returns otherwise) bring the per-minute rollup up to date in the same transaction
 (``common.rollup.add``: the robots' passed minutes folded, late ones refolded).
 """
+
 from __future__ import annotations
 
 import io
@@ -53,7 +54,9 @@ def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int =
     return new.count
 
 
-def write_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None) -> NewRows:
+def write_readings(
+    conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None
+) -> NewRows:
     """The first half of ``insert_readings``: the rows stored, the rollup not yet brought up to date (the
     caller hands the result to ``common.rollup.add`` in the same transaction). ``text``: the rows'
     ``copy_text``, if made already (the sink makes it beside the previous batch's transaction)."""
@@ -104,8 +107,9 @@ def copy_from(conn: Connection, sql: str, data: str) -> None:
         lost = conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
         if lost:
             conn.invalidate(exc)
-        raise DBAPIError.instance(sql, None, exc, conn.dialect.dbapi.Error, connection_invalidated=lost,
-                                  dialect=conn.dialect) from exc
+        raise DBAPIError.instance(
+            sql, None, exc, conn.dialect.dbapi.Error, connection_invalidated=lost, dialect=conn.dialect
+        ) from exc
     finally:
         if not cursor.closed:
             cursor.close()

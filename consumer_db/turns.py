@@ -14,6 +14,7 @@ waiting transaction asks every ``POLL_S`` whether it holds anybody up, and if so
 
 SQLite has one writer at a time: there a transaction waits for its turn before it begins.
 """
+
 from __future__ import annotations
 
 import threading

@@ -1,7 +1,8 @@
 """One XLSX workbook from tables of dicts (openpyxl, write-only: a row at a time, little memory)."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def write_workbook(path: Path, sheets: dict[str, list[dict]]) -> None:
 
 def _cell(sheet, value: Any) -> Any:
     if isinstance(value, datetime):
-        cell = WriteOnlyCell(sheet, value=value.astimezone(timezone.utc).replace(tzinfo=None))
+        cell = WriteOnlyCell(sheet, value=value.astimezone(UTC).replace(tzinfo=None))
         cell.number_format = TIME_FORMAT
         return cell
     if isinstance(value, (list, tuple)):

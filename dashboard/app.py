@@ -1,4 +1,5 @@
 """The Bokeh application: what one browser session gets (a live tab and a history tab)."""
+
 from __future__ import annotations
 
 from bokeh.document import Document
@@ -18,8 +19,11 @@ def document_factory(feed: LiveFeed, engine: Engine | None):
         # The history tab is built, and asks the database, only when somebody opens it: most sessions
         # only watch the live view, and building models is most of what a new session costs.
         holder = column(Div(text="loading…"), sizing_mode="stretch_width", name="history_holder")
-        tabs = Tabs(tabs=[TabPanel(child=live.layout(), title="Live"), TabPanel(child=holder, title="History")],
-                    sizing_mode="stretch_width", name="tabs")
+        tabs = Tabs(
+            tabs=[TabPanel(child=live.layout(), title="Live"), TabPanel(child=holder, title="History")],
+            sizing_mode="stretch_width",
+            name="tabs",
+        )
 
         def open_history(_attr, _old, new) -> None:
             if new == 1 and not history.loaded:

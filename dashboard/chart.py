@@ -1,10 +1,21 @@
 """The live chart: one line (or stacked band) per axis of the schema lock, alert bands and markers."""
+
 from __future__ import annotations
 
 from bokeh.document import Document
 from bokeh.events import DocumentReady
 from bokeh.models import (
-    CDSView, ColumnDataSource, CustomJS, DataRange1d, DatetimeTickFormatter, DatetimeTicker, GroupFilter, HoverTool, Legend, LegendItem, SingleIntervalTicker,
+    CDSView,
+    ColumnDataSource,
+    CustomJS,
+    DataRange1d,
+    DatetimeTicker,
+    DatetimeTickFormatter,
+    GroupFilter,
+    HoverTool,
+    Legend,
+    LegendItem,
+    SingleIntervalTicker,
 )
 from bokeh.palettes import Category20, Turbo256
 from bokeh.plotting import figure
@@ -14,7 +25,9 @@ NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 720
 
 
 def axis_colours(axes: list[int]) -> dict[int, str]:
-    palette = Category20[20] if len(axes) <= 20 else [Turbo256[int(i * 255 / (len(axes) - 1))] for i in range(len(axes))]
+    palette = (
+        Category20[20] if len(axes) <= 20 else [Turbo256[int(i * 255 / (len(axes) - 1))] for i in range(len(axes))]
+    )
     # Category20 pairs a dark and a light shade: take the dark ones first so neighbouring axes differ.
     order = list(palette[0::2]) + list(palette[1::2]) if len(axes) <= 20 else palette
     return {axis: order[i % len(order)] for i, axis in enumerate(axes)}
@@ -31,15 +44,22 @@ def fixed_ticker(window_rows: int, tick_seconds: float) -> SingleIntervalTicker:
 class LiveChart:
     def __init__(self, source: ColumnDataSource, alerts: ColumnDataSource, axes: list[int], *, stacked: bool) -> None:
         self.figure = figure(
-            name="live_chart", x_axis_type="datetime", height=430, sizing_mode="stretch_width",
-            tools="pan,xwheel_zoom,box_zoom,reset,save", y_axis_label="current (A)", title="live",
+            name="live_chart",
+            x_axis_type="datetime",
+            height=430,
+            sizing_mode="stretch_width",
+            tools="pan,xwheel_zoom,box_zoom,reset,save",
+            y_axis_label="current (A)",
+            title="live",
             x_axis_label="time (UTC)",
-            x_range=DataRange1d(only_visible=True), y_range=DataRange1d(only_visible=True),
+            x_range=DataRange1d(only_visible=True),
+            y_range=DataRange1d(only_visible=True),
         )
         self.figure.toolbar.logo = None
         self.source, self.colours = source, axis_colours(axes)
-        self.lines = {a: self.figure.line("ts", f"a{a}", source=source, color=self.colours[a], line_width=1.6)
-                      for a in axes}
+        self.lines = {
+            a: self.figure.line("ts", f"a{a}", source=source, color=self.colours[a], line_width=1.6) for a in axes
+        }
         self.bands: dict = {}  # made on first use: building models is most of what a new session costs
         self.items = [LegendItem(label=f"axis {a}", renderers=[self.lines[a]]) for a in axes]
         legend = Legend(items=self.items, click_policy="hide", title="click to hide", label_text_font_size="9pt")
@@ -47,8 +67,13 @@ class LiveChart:
         # The window is set by the readings; an alert band must not stretch it.
         self._fit_to_readings()
         self._alert_glyphs(alerts)
-        self.figure.add_tools(HoverTool(renderers=list(self.lines.values()), tooltips=[
-            ("time", "@ts{%F %T}"), ("amps", "$y{0.00}")], formatters={"@ts": "datetime"}))
+        self.figure.add_tools(
+            HoverTool(
+                renderers=list(self.lines.values()),
+                tooltips=[("time", "@ts{%F %T}"), ("amps", "$y{0.00}")],
+                formatters={"@ts": "datetime"},
+            )
+        )
         self.stacked = False
         self.set_stacked(stacked)
 
@@ -57,8 +82,15 @@ class LiveChart:
 
     def _make_bands(self) -> None:
         for axis in self.lines:
-            self.bands[axis] = self.figure.varea("ts", y1=f"lo{axis}", y2=f"hi{axis}", source=self.source,
-                                                 fill_color=self.colours[axis], fill_alpha=0.75, visible=False)
+            self.bands[axis] = self.figure.varea(
+                "ts",
+                y1=f"lo{axis}",
+                y2=f"hi{axis}",
+                source=self.source,
+                fill_color=self.colours[axis],
+                fill_alpha=0.75,
+                visible=False,
+            )
         self._fit_to_readings()
 
     def _alert_glyphs(self, alerts: ColumnDataSource) -> None:
@@ -66,10 +98,29 @@ class LiveChart:
         fig.vstrip(x0="x0", x1="x1", source=alerts, fill_color="colour", fill_alpha=0.14, line_alpha=0)
         blinking = CDSView(filter=GroupFilter(column_name="blink", group="blink"))
         steady = CDSView(filter=GroupFilter(column_name="blink", group=""))
-        self.blinking = fig.scatter("x0", "y", source=alerts, view=blinking, marker="triangle", size=14,
-                                    fill_color="colour", line_color="black", name="alert_marks_blinking")
-        fig.scatter("x0", "y", source=alerts, view=steady, marker="triangle", size=12, fill_color="colour",
-                    line_color="black", fill_alpha=0.9, name="alert_marks")
+        self.blinking = fig.scatter(
+            "x0",
+            "y",
+            source=alerts,
+            view=blinking,
+            marker="triangle",
+            size=14,
+            fill_color="colour",
+            line_color="black",
+            name="alert_marks_blinking",
+        )
+        fig.scatter(
+            "x0",
+            "y",
+            source=alerts,
+            view=steady,
+            marker="triangle",
+            size=12,
+            fill_color="colour",
+            line_color="black",
+            fill_alpha=0.9,
+            name="alert_marks",
+        )
 
     def set_stacked(self, stacked: bool) -> None:
         """Swap lines and bands, keeping each axis's shown/hidden state from the legend."""
@@ -91,8 +142,22 @@ class LiveChart:
             # One label format whatever the zoom: Bokeh guesses the format from the spacing of the labelled
             # ticks, and with a single one in view it guesses "days". The date is in the status strip.
             axis.ticker = fixed_ticker(window_rows, tick_seconds)
-            axis.formatter = DatetimeTickFormatter(**{level: "%H:%M:%S" for level in (
-                "milliseconds", "seconds", "minsec", "minutes", "hourmin", "hours", "days", "months", "years")})
+            axis.formatter = DatetimeTickFormatter(
+                **{
+                    level: "%H:%M:%S"
+                    for level in (
+                        "milliseconds",
+                        "seconds",
+                        "minsec",
+                        "minutes",
+                        "hourmin",
+                        "hours",
+                        "days",
+                        "months",
+                        "years",
+                    )
+                }
+            )
         else:
             axis.ticker, axis.formatter = DatetimeTicker(), DatetimeTickFormatter()
 
@@ -101,8 +166,14 @@ class LiveChart:
         to every tab every BLINK_MS, and the glyph's alpha is of no use to the server."""
         glyph = self.blinking.glyph
         glyph.syncable = False  # the browser's changes are not sent back
-        doc.js_on_event(DocumentReady, CustomJS(args={"glyph": glyph}, code=f"""
-            setInterval(() => {{ glyph.fill_alpha = {{value: glyph.fill_alpha.value > 0.5 ? 0.15 : 1.0}} }}, {BLINK_MS})"""))
+        doc.js_on_event(
+            DocumentReady,
+            CustomJS(
+                args={"glyph": glyph},
+                code=f"""
+            setInterval(() => {{ glyph.fill_alpha = {{value: glyph.fill_alpha.value > 0.5 ? 0.15 : 1.0}} }}, {BLINK_MS})""",
+            ),
+        )
 
     def mark_stale(self, stale: bool, title: str) -> None:
         self.figure.title.text = title

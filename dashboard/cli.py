@@ -1,4 +1,5 @@
 """``python -m dashboard``: serve the dashboard (default), or ``demo``: the whole pipeline in one process."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,20 @@ DASHBOARD_GROUP_ID, plus the shared KAFKA_*, DATABASE_URL, READINGS_TOPIC, ALERT
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dashboard", description=__doc__, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m dashboard",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", metavar="{serve,demo}")
     # SUPPRESS: options given before the subcommand must not be reset to None by the subparser's defaults.
-    serve = sub.add_parser("serve", help="serve the dashboard (the default when no command is given)",
-                           argument_default=argparse.SUPPRESS)
-    demo = sub.add_parser("demo", help="the embedded demo: every service in one process (in-process bus, SQLite)",
-                          description=demo_doc())
+    serve = sub.add_parser(
+        "serve", help="serve the dashboard (the default when no command is given)", argument_default=argparse.SUPPRESS
+    )
+    demo = sub.add_parser(
+        "demo", help="the embedded demo: every service in one process (in-process bus, SQLite)", description=demo_doc()
+    )
     add_demo_options(demo)
     for p in (parser, serve):
         add_serve_options(p)
@@ -40,15 +47,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, dest="dashboard_port", help="HTTP port (DASHBOARD_PORT, default 5006)")
-    p.add_argument("--address", dest="dashboard_address",
-                   help="address to listen on (DASHBOARD_ADDRESS, default 127.0.0.1; 0.0.0.0 for other machines)")
-    p.add_argument("--allow-websocket-origin", dest="dashboard_allow_websocket_origins",
-                   help="comma list of host[:port] the page may be opened from (DASHBOARD_ALLOW_WEBSOCKET_ORIGINS)")
-    p.add_argument("--window-rows", type=int, dest="window_rows", help="readings per axis in the live window (WINDOW_ROWS)")
-    p.add_argument("--x-axis-ticks", choices=["fixed", "auto"], dest="x_axis_ticks", help="X_AXIS_TICKS (default fixed)")
+    p.add_argument(
+        "--address",
+        dest="dashboard_address",
+        help="address to listen on (DASHBOARD_ADDRESS, default 127.0.0.1; 0.0.0.0 for other machines)",
+    )
+    p.add_argument(
+        "--allow-websocket-origin",
+        dest="dashboard_allow_websocket_origins",
+        help="comma list of host[:port] the page may be opened from (DASHBOARD_ALLOW_WEBSOCKET_ORIGINS)",
+    )
+    p.add_argument(
+        "--window-rows", type=int, dest="window_rows", help="readings per axis in the live window (WINDOW_ROWS)"
+    )
+    p.add_argument(
+        "--x-axis-ticks", choices=["fixed", "auto"], dest="x_axis_ticks", help="X_AXIS_TICKS (default fixed)"
+    )
     p.add_argument("--stacked", action="store_const", const=True, dest="stacked", help="stacked areas (STACKED)")
-    p.add_argument("--no-database", action="store_true", default=None, dest="no_database",
-                   help="no history view; the live view needs only the bus")
+    p.add_argument(
+        "--no-database",
+        action="store_true",
+        default=None,
+        dest="no_database",
+        help="no history view; the live view needs only the bus",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@
 ``lo<n>``/``hi<n>`` are the bottom and top of axis n's band when the chart is stacked (NaN where the axis is
 null: the band has a gap and the axes above it stack on the ones below).
 """
+
 from __future__ import annotations
 
 import functools
@@ -68,10 +69,26 @@ OPEN_BAND_MS = 30 * 86400 * 1000.0
 def alert_columns(alerts: list[Alert]) -> dict[str, list]:
     """Alert events as table/chart columns. An open event's band runs on past the chart's right edge
     (the chart's range follows the readings, not the bands)."""
-    cols: dict[str, list] = {k: [] for k in (
-        "event_id", "robot_id", "axis", "severity", "state", "detector", "opened", "closed", "x0", "x1", "y",
-        "colour", "peak", "ack", "blink",
-    )}
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "event_id",
+            "robot_id",
+            "axis",
+            "severity",
+            "state",
+            "detector",
+            "opened",
+            "closed",
+            "x0",
+            "x1",
+            "y",
+            "colour",
+            "peak",
+            "ack",
+            "blink",
+        )
+    }
     for alert in alerts:
         opened = epoch_ms(alert.opened_at)
         closed = epoch_ms(alert.closed_at) if alert.closed_at else None
@@ -93,7 +110,19 @@ def alert_columns(alerts: list[Alert]) -> dict[str, list]:
     return cols
 
 
-TABLE_FIELDS = ("event_id", "opened", "robot_id", "axis", "severity", "state", "detector", "peak", "closed", "ack", "blink")
+TABLE_FIELDS = (
+    "event_id",
+    "opened",
+    "robot_id",
+    "axis",
+    "severity",
+    "state",
+    "detector",
+    "peak",
+    "closed",
+    "ack",
+    "blink",
+)
 TABLE_NUMBERS = ("opened", "closed", "peak")
 
 

@@ -12,6 +12,7 @@ synthetic robots), so it knows what normal current looks like from the first rea
 Ctrl+C stops the producer first, lets the sink write everything that was published (so the SQLite
 file holds every reading the page showed), then stops the rest.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ import os
 import sys
 import webbrowser
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from common.bus import InProcessBus
@@ -57,30 +58,69 @@ class DemoOptions:
 
 
 def add_demo_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, default=Path("axiswatch-demo.sqlite"),
-                        help="SQLite file the sink writes (default axiswatch-demo.sqlite; kept after the run)")
-    parser.add_argument("--csv", type=Path, default=None, metavar="FILE",
-                        help="replay this controller export instead of the synthetic robots (also: CSV environment variable)")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path("axiswatch-demo.sqlite"),
+        help="SQLite file the sink writes (default axiswatch-demo.sqlite; kept after the run)",
+    )
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="replay this controller export instead of the synthetic robots (also: CSV environment variable)",
+    )
     parser.add_argument("--robots", type=int, default=2, help="synthetic robots (default 2)")
-    parser.add_argument("--tick-seconds", type=float, default=None,
-                        help="seconds between two readings of a robot (default TICK_SECONDS, 2.0)")
-    parser.add_argument("--speed", type=float, default=4.0,
-                        help="replay the feed this many times faster than its own time (default 4: a tick every 0.5 s)")
-    parser.add_argument("--fault-period", type=float, default=600.0, dest="fault_period_s",
-                        help="seconds of feed in which each synthetic robot gets one fault of each kind (default 600)")
+    parser.add_argument(
+        "--tick-seconds",
+        type=float,
+        default=None,
+        help="seconds between two readings of a robot (default TICK_SECONDS, 2.0)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=4.0,
+        help="replay the feed this many times faster than its own time (default 4: a tick every 0.5 s)",
+    )
+    parser.add_argument(
+        "--fault-period",
+        type=float,
+        default=600.0,
+        dest="fault_period_s",
+        help="seconds of feed in which each synthetic robot gets one fault of each kind (default 600)",
+    )
     parser.add_argument("--port", type=int, default=5006, help="dashboard port (default 5006)")
-    parser.add_argument("--no-browser", dest="open_browser", action="store_false",
-                        help="do not try to open the dashboard in a web browser")
-    parser.add_argument("--work-dir", type=Path, default=Path("var/demo"),
-                        help="where the demo keeps its trained model and detector state (default var/demo)")
+    parser.add_argument(
+        "--no-browser",
+        dest="open_browser",
+        action="store_false",
+        help="do not try to open the dashboard in a web browser",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("var/demo"),
+        help="where the demo keeps its trained model and detector state (default var/demo)",
+    )
 
 
 def demo_options(args: argparse.Namespace) -> DemoOptions:
     csv = args.csv or (Path(os.environ["CSV"]) if os.environ.get("CSV") else None)
     if csv is not None and not csv.is_file():
         raise FileNotFoundError(f"the export {csv} does not exist")
-    return DemoOptions(args.db, csv, args.robots, args.tick_seconds, args.speed, args.fault_period_s, args.port,
-                       args.open_browser, args.work_dir)
+    return DemoOptions(
+        args.db,
+        csv,
+        args.robots,
+        args.tick_seconds,
+        args.speed,
+        args.fault_period_s,
+        args.port,
+        args.open_browser,
+        args.work_dir,
+    )
 
 
 def service_settings(options: DemoOptions, model_path: Path):
@@ -88,9 +128,15 @@ def service_settings(options: DemoOptions, model_path: Path):
     shared = {"bus": "memory", "database_url": f"sqlite:///{options.db.resolve()}"}
     if options.tick_seconds is not None:
         shared["tick_seconds"] = options.tick_seconds
-    producer = ProducerSettings(**shared, csv_path=options.csv, robots=options.robots, faults=True,
-                                replay_speed=options.speed,
-                                fault_period_s=options.fault_period_s, axes_from_db=False)
+    producer = ProducerSettings(
+        **shared,
+        csv_path=options.csv,
+        robots=options.robots,
+        faults=True,
+        replay_speed=options.speed,
+        fault_period_s=options.fault_period_s,
+        axes_from_db=False,
+    )
     sink = ConsumerDbSettings(**shared)
     alerts = AlertsSettings(**shared, model_path=model_path, state_path=options.work_dir / "alerts-state.json")
     dashboard = DashboardSettings(**shared, dashboard_port=options.port)
@@ -105,8 +151,14 @@ def training_readings(settings: ProducerSettings, start: datetime):
         return readings[: int(len(readings) * 0.6)]
     ticks = int(TRAINING_HOURS * 3600 / settings.tick_seconds)
     earlier = start - timedelta(hours=TRAINING_HOURS)
-    fleet = synthetic_fleet(settings.robots, seed=settings.seed, tick_seconds=settings.tick_seconds, start=earlier,
-                            axes=settings.axes, faults=False)
+    fleet = synthetic_fleet(
+        settings.robots,
+        seed=settings.seed,
+        tick_seconds=settings.tick_seconds,
+        start=earlier,
+        axes=settings.axes,
+        faults=False,
+    )
     return itertools.islice(fleet, ticks * settings.robots)
 
 
@@ -124,7 +176,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> int:
     from dashboard.service import run as run_dashboard
     from producer.service import run as run_producer
 
-    start = datetime.now(timezone.utc).replace(microsecond=0)
+    start = datetime.now(UTC).replace(microsecond=0)
     producer, sink, alerts, dashboard = service_settings(options, options.work_dir / "model.json")
     producer = producer.model_copy(update={"start_time": start})
     await asyncio.to_thread(train_model, producer, alerts.model_path, start)
@@ -191,7 +243,9 @@ async def until_stopped(stop: asyncio.Event, feed: asyncio.Task, services: dict[
         stopping.cancel()
 
 
-async def drain(bus: InProcessBus, sink: ConsumerDbSettings, alerts: AlertsSettings, services, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+async def drain(
+    bus: InProcessBus, sink: ConsumerDbSettings, alerts: AlertsSettings, services, timeout_s: float = DRAIN_TIMEOUT_S
+) -> None:
     """Let the detectors judge every reading and the sink store every message before stopping them."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     sink_topics = [sink.readings_topic, sink.alerts_topic, sink.dead_letter_topic]
@@ -202,15 +256,19 @@ async def drain(bus: InProcessBus, sink: ConsumerDbSettings, alerts: AlertsSetti
         ):
             return
         await asyncio.sleep(0.1)
-    logger.warning("demo: the sink did not catch up within %.0f s; %d message(s) not stored", timeout_s,
-                   bus.uncommitted(sink.sink_group_id, sink_topics))
+    logger.warning(
+        "demo: the sink did not catch up within %.0f s; %d message(s) not stored",
+        timeout_s,
+        bus.uncommitted(sink.sink_group_id, sink_topics),
+    )
 
 
 def announce(dashboard: DashboardSettings, options: DemoOptions) -> None:
     host = "localhost" if dashboard.dashboard_address in ("127.0.0.1", "0.0.0.0") else dashboard.dashboard_address
     url = f"http://{host}:{dashboard.dashboard_port}/"
-    source = options.csv or (f"{options.robots} synthetic robot(s), a fault of each kind every "
-                             f"{options.fault_period_s:.0f} s of feed time")
+    source = options.csv or (
+        f"{options.robots} synthetic robot(s), a fault of each kind every {options.fault_period_s:.0f} s of feed time"
+    )
     source = f"{source}, replayed x{options.speed:g}"
     print(f"\naxiswatch demo: {source}\n  dashboard: {url}\n  database:  {options.db}\n  Ctrl+C stops.\n", flush=True)
     if options.open_browser and (os.environ.get("DISPLAY") or sys.platform == "darwin"):

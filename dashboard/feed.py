@@ -6,6 +6,7 @@ state of each alert event, and hands every batch to the registered listeners (on
 they move it into their document with ``add_next_tick_callback``). The dashboard only watches: it never
 commits offsets, and each process has its own consumer group so every replica sees every partition.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -181,7 +182,7 @@ class LiveFeed:
     def _trim_alerts(self) -> list[Alert]:
         """Drop the events changed longest ago beyond ``dashboard_alert_rows``; returns them."""
         extra = len(self.alerts) - self.settings.dashboard_alert_rows
-        return [self.alerts.pop(event_id) for event_id in list(self.alerts)[:max(extra, 0)]]
+        return [self.alerts.pop(event_id) for event_id in list(self.alerts)[: max(extra, 0)]]
 
     async def acknowledge(self, event_id: str, who: str, at: datetime) -> Alert:
         """Publish the event again with who acknowledged it and when; consumer_db persists it."""

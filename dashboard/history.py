@@ -3,6 +3,7 @@
 It loads when its tab is first opened (or on Refresh), not with every session, so opening tabs costs the
 database nothing. A database error is shown here; the live view does not depend on the database.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,13 @@ from dashboard.settings import DashboardSettings
 
 logger = logging.getLogger(__name__)
 
-RANGES = {"last hour": timedelta(hours=1), "last 6 hours": timedelta(hours=6), "last 24 hours": timedelta(days=1),
-          "last 7 days": timedelta(days=7), "everything": None}
+RANGES = {
+    "last hour": timedelta(hours=1),
+    "last 6 hours": timedelta(hours=6),
+    "last 24 hours": timedelta(days=1),
+    "last 7 days": timedelta(days=7),
+    "everything": None,
+}
 
 
 def range_start(end: datetime | None, span: timedelta | None) -> datetime | None:
@@ -38,12 +44,21 @@ class HistoryView:
     def __init__(self, doc: Document, engine: Engine | None, settings: DashboardSettings) -> None:
         self.doc, self.engine, self.settings, self.axes = doc, engine, settings, list(settings.axes)
         self.robot = Select(title="robot", value=ALL_ROBOTS, options=[ALL_ROBOTS], width=160, name="history_robot")
-        self.range = Select(title="time range (ending at the newest reading)", value="last 24 hours",
-                            options=list(RANGES), width=260, name="history_range")
+        self.range = Select(
+            title="time range (ending at the newest reading)",
+            value="last 24 hours",
+            options=list(RANGES),
+            width=260,
+            name="history_range",
+        )
         self.refresh = Button(label="Refresh", width=100, name="history_refresh")
         self.refresh.on_click(self.load)
-        self.note = Div(name="history_note", text="Open this tab to load the history." if engine else
-                        "<b>No database configured</b> (DATABASE_URL): the history view is off; the live view works.")
+        self.note = Div(
+            name="history_note",
+            text="Open this tab to load the history."
+            if engine
+            else "<b>No database configured</b> (DATABASE_URL): the history view is off; the live view works.",
+        )
         self.smooth = ColumnDataSource(smoothed_columns([], self.axes), name="history_smooth")
         self.summary = ColumnDataSource(summary_columns([]), name="history_summary")
         self.alerts = ColumnDataSource(alert_table([]), name="history_alerts")
@@ -52,39 +67,81 @@ class HistoryView:
 
     def layout(self):
         colours = axis_colours(self.axes)
-        smooth = figure(x_axis_type="datetime", height=330, sizing_mode="stretch_width", title="1-minute mean per axis",
-                        y_axis_label="current (A)", tools="pan,xwheel_zoom,box_zoom,reset,save", name="history_chart")
+        smooth = figure(
+            x_axis_type="datetime",
+            height=330,
+            sizing_mode="stretch_width",
+            title="1-minute mean per axis",
+            y_axis_label="current (A)",
+            tools="pan,xwheel_zoom,box_zoom,reset,save",
+            name="history_chart",
+        )
         for axis in self.axes:
             smooth.line("ts", f"m{axis}", source=self.smooth, color=colours[axis], legend_label=f"axis {axis}")
         smooth.legend.click_policy, smooth.legend.label_text_font_size = "hide", "8pt"
         smooth.add_layout(smooth.legend[0], "right")
         smooth.toolbar.logo = None
-        bars = figure(x_range=[str(a) for a in self.axes], height=380, width=420, title="per axis: mean / max while active (A)",
-                      tools="save", name="history_bars")
+        bars = figure(
+            x_range=[str(a) for a in self.axes],
+            height=380,
+            width=420,
+            title="per axis: mean / max while active (A)",
+            tools="save",
+            name="history_bars",
+        )
         bars.vbar(x="axis_name", top="max_active", source=self.summary, width=0.8, color="#c7c7c7", legend_label="max")
-        bars.vbar(x="axis_name", top="mean_active", source=self.summary, width=0.5, color="#1f77b4", legend_label="mean")
+        bars.vbar(
+            x="axis_name", top="mean_active", source=self.summary, width=0.5, color="#1f77b4", legend_label="mean"
+        )
         bars.legend.location = "top_right"
         bars.toolbar.logo = None
         pct, amps = NumberFormatter(format="0.0%"), NumberFormatter(format="0.00")
-        summary = DataTable(source=self.summary, height=380, width=520, index_position=None, reorderable=False,
-                            name="history_summary_table",
-                            columns=[TableColumn(field="axis", title="axis", width=40), TableColumn(field="rows", title="rows"),
-                                     TableColumn(field="ok_null_share", title="OK null", formatter=pct),
-                                     TableColumn(field="idle_share", title="idle", formatter=pct),
-                                     TableColumn(field="mean_active", title="mean A", formatter=amps),
-                                     TableColumn(field="max_active", title="max A", formatter=amps)])
+        summary = DataTable(
+            source=self.summary,
+            height=380,
+            width=520,
+            index_position=None,
+            reorderable=False,
+            name="history_summary_table",
+            columns=[
+                TableColumn(field="axis", title="axis", width=40),
+                TableColumn(field="rows", title="rows"),
+                TableColumn(field="ok_null_share", title="OK null", formatter=pct),
+                TableColumn(field="idle_share", title="idle", formatter=pct),
+                TableColumn(field="mean_active", title="mean A", formatter=amps),
+                TableColumn(field="max_active", title="max A", formatter=amps),
+            ],
+        )
         when = DateFormatter(format="%Y-%m-%d %H:%M:%S")
-        alerts = DataTable(source=self.alerts, height=220, sizing_mode="stretch_width", index_position=None, reorderable=False,
-                           name="history_alert_table", columns=[
-                               TableColumn(field="opened", title="opened (UTC)", formatter=when),
-                               TableColumn(field="robot_id", title="robot"), TableColumn(field="axis", title="axis"),
-                               TableColumn(field="severity", title="severity"), TableColumn(field="state", title="state"),
-                               TableColumn(field="peak", title="peak A", formatter=amps),
-                               TableColumn(field="closed", title="closed (UTC)", formatter=when),
-                               TableColumn(field="ack", title="acknowledged")])
-        return column(row(self.robot, self.range, column(Div(text="&nbsp;"), self.refresh)), self.note, smooth,
-                      row(summary, bars), Div(text="<b>data health &amp; coverage</b>"), self.health,
-                      Div(text="<b>alert history</b>"), alerts, sizing_mode="stretch_width")
+        alerts = DataTable(
+            source=self.alerts,
+            height=220,
+            sizing_mode="stretch_width",
+            index_position=None,
+            reorderable=False,
+            name="history_alert_table",
+            columns=[
+                TableColumn(field="opened", title="opened (UTC)", formatter=when),
+                TableColumn(field="robot_id", title="robot"),
+                TableColumn(field="axis", title="axis"),
+                TableColumn(field="severity", title="severity"),
+                TableColumn(field="state", title="state"),
+                TableColumn(field="peak", title="peak A", formatter=amps),
+                TableColumn(field="closed", title="closed (UTC)", formatter=when),
+                TableColumn(field="ack", title="acknowledged"),
+            ],
+        )
+        return column(
+            row(self.robot, self.range, column(Div(text="&nbsp;"), self.refresh)),
+            self.note,
+            smooth,
+            row(summary, bars),
+            Div(text="<b>data health &amp; coverage</b>"),
+            self.health,
+            Div(text="<b>alert history</b>"),
+            alerts,
+            sizing_mode="stretch_width",
+        )
 
     def load(self) -> None:
         self.loaded = True
@@ -113,13 +170,22 @@ class HistoryView:
             end = queries.newest_ts(conn, robot_id=robot)
             start = range_start(end, span)
             return HistoryData(
-                robots=robots, start=start, end=end,
-                smooth=(queries.resample_1min(conn, start=start, robot_id=robot, folded_only=True) if robot else
-                        queries.fleet_minute_means(conn, start=start)),
-                summary=(queries.axis_summary(conn, robot_id=robot, start=start, folded_only=True) if robot else
-                         queries.fleet_axis_summary(conn, start=start)),
-                health=queries.data_health(conn, robot_id=robot, start=start, tick_seconds=self.settings.tick_seconds,
-                                           folded_only=True),
+                robots=robots,
+                start=start,
+                end=end,
+                smooth=(
+                    queries.resample_1min(conn, start=start, robot_id=robot, folded_only=True)
+                    if robot
+                    else queries.fleet_minute_means(conn, start=start)
+                ),
+                summary=(
+                    queries.axis_summary(conn, robot_id=robot, start=start, folded_only=True)
+                    if robot
+                    else queries.fleet_axis_summary(conn, start=start)
+                ),
+                health=queries.data_health(
+                    conn, robot_id=robot, start=start, tick_seconds=self.settings.tick_seconds, folded_only=True
+                ),
                 alerts=queries.alert_history(conn, robot_id=robot, start=start, end=end, limit=500),
             )
 
@@ -130,7 +196,10 @@ class HistoryView:
         self.health.text = health_html(data.health)
         self.alerts.data = alert_table(data.alerts)
         start = f"{data.start:%Y-%m-%d %H:%M:%S}" if data.start else "the first reading"
-        span = ("no readings stored yet" if data.end is None else
-                f"{start} … {data.end:%Y-%m-%d %H:%M:%S} (UTC); charts and tables: whole minutes, up to a minute "
-                "or two before the newest reading (the live view has those)")
+        span = (
+            "no readings stored yet"
+            if data.end is None
+            else f"{start} … {data.end:%Y-%m-%d %H:%M:%S} (UTC); charts and tables: whole minutes, up to a minute "
+            "or two before the newest reading (the live view has those)"
+        )
         self.note.text = f"history: {span}"

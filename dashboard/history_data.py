@@ -1,4 +1,5 @@
 """Pure shaping of ``common.queries`` results into the history view's columns and texts."""
+
 from __future__ import annotations
 
 import math
@@ -53,13 +54,18 @@ def summary_columns(rows: list[dict]) -> dict[str, list]:
     by_axis: dict[int, list[dict]] = {}
     for r in rows:
         by_axis.setdefault(r["axis_id"], []).append(r)
-    cols: dict[str, list] = {k: [] for k in ("axis", "axis_name", "rows", "ok_null_share", "idle_share", "mean_active", "max_active")}
+    cols: dict[str, list] = {
+        k: [] for k in ("axis", "axis_name", "rows", "ok_null_share", "idle_share", "mean_active", "max_active")
+    }
     for axis, parts in sorted(by_axis.items()):
         total = sum(p["rows"] for p in parts)
         values = sum(p["non_null"] for p in parts)
         idle = sum((p["idle_share"] or 0) * p["non_null"] for p in parts)
-        active = [(p["mean_active_amps"], p["non_null"] * (1 - (p["idle_share"] or 0))) for p in parts
-                  if p["mean_active_amps"] is not None]
+        active = [
+            (p["mean_active_amps"], p["non_null"] * (1 - (p["idle_share"] or 0)))
+            for p in parts
+            if p["mean_active_amps"] is not None
+        ]
         weight = sum(w for _, w in active)
         maxima = [p["max_active_amps"] for p in parts if p["max_active_amps"] is not None]
         cols["axis"].append(axis)
@@ -73,14 +79,19 @@ def summary_columns(rows: list[dict]) -> dict[str, list]:
 
 
 def alert_table(rows: list[dict]) -> dict[str, list]:
-    ack = [f"{r['acknowledged_by'] or '?'} at {r['acknowledged_at']:%Y-%m-%d %H:%M}" if r.get("acknowledged_at") else ""
-           for r in rows]
+    ack = [
+        f"{r['acknowledged_by'] or '?'} at {r['acknowledged_at']:%Y-%m-%d %H:%M}" if r.get("acknowledged_at") else ""
+        for r in rows
+    ]
     return {
         "opened": [epoch_ms(r["opened_at"]) for r in rows],
         "closed": [epoch_ms(r["closed_at"]) if r["closed_at"] else NAN for r in rows],
-        "robot_id": [r["robot_id"] for r in rows], "axis": [r["axis"] for r in rows],
-        "severity": [r["severity"] for r in rows], "state": [r["state"] for r in rows],
-        "peak": [r["peak_amps"] if r["peak_amps"] is not None else NAN for r in rows], "ack": ack,
+        "robot_id": [r["robot_id"] for r in rows],
+        "axis": [r["axis"] for r in rows],
+        "severity": [r["severity"] for r in rows],
+        "state": [r["state"] for r in rows],
+        "peak": [r["peak_amps"] if r["peak_amps"] is not None else NAN for r in rows],
+        "ack": ack,
     }
 
 
@@ -90,13 +101,16 @@ def health_html(robots: list[dict]) -> str:
     parts = []
     for h in robots:
         coverage = "—" if h["coverage"] is None else f"{h['coverage']:.1%}"
-        gaps = ", ".join(f"{g['start']:%m-%d %H:%M:%S} +{g['length_s']:.0f} s" for g in sorted(
-            h["gaps"], key=lambda g: -g["length_s"])[:5])
+        gaps = ", ".join(
+            f"{g['start']:%m-%d %H:%M:%S} +{g['length_s']:.0f} s"
+            for g in sorted(h["gaps"], key=lambda g: -g["length_s"])[:5]
+        )
         parts.append(
             f"<li><b>{escape(h['robot_id'])}</b>: {h['readings']} readings of {h['expected_readings']} expected "
             f"(coverage <b>{coverage}</b>), {_when(h['first_ts'])} … {_when(h['last_ts'])} UTC; "
             f"<b>{h['gap_count']}</b> gaps ({h['gap_total_s']:.0f} s){': ' + gaps if gaps else ''}; "
-            f"axes never seen: {', '.join(map(str, h['axes_never_seen'])) or 'none'}</li>")
+            f"axes never seen: {', '.join(map(str, h['axes_never_seen'])) or 'none'}</li>"
+        )
     return "<ul style='margin:0'>" + "".join(parts) + "</ul>"
 
 

@@ -1,19 +1,32 @@
 """One browser session's live view. It only reads the shared feed; every change to its document happens in a
 callback the Bokeh server runs for this session (next-tick or periodic), never straight from the feed task."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 
 from bokeh.core.properties import without_property_validation
 from bokeh.document import Document
 from bokeh.layouts import column, row
 from bokeh.models import (
-    Button, CheckboxGroup, ColumnDataSource, DataTable, DateFormatter, Div, InlineStyleSheet, NumberFormatter,
-    RadioButtonGroup, Select, Spinner, TableColumn, TextInput, HTMLTemplateFormatter,
+    Button,
+    CheckboxGroup,
+    ColumnDataSource,
+    DataTable,
+    DateFormatter,
+    Div,
+    HTMLTemplateFormatter,
+    InlineStyleSheet,
+    NumberFormatter,
+    RadioButtonGroup,
+    Select,
+    Spinner,
+    TableColumn,
+    TextInput,
 )
 
 from common.schemas import Alert
@@ -58,8 +71,15 @@ class LiveView:
     def _controls(self, settings) -> None:
         self.robot_select = Select(title="robot", value=self.robot, options=self._robots(), name="robot", width=160)
         self.robot_select.on_change("value", lambda _a, _o, new: self._select_robot(new))
-        self.rows_spinner = Spinner(title="window rows", low=10, high=settings.window_rows, step=10,
-                                    value=self.window_rows, width=110, name="window_rows")
+        self.rows_spinner = Spinner(
+            title="window rows",
+            low=10,
+            high=settings.window_rows,
+            step=10,
+            value=self.window_rows,
+            width=110,
+            name="window_rows",
+        )
         self.rows_spinner.on_change("value", lambda _a, _o, new: self._set_window(int(new)))
         self.ticks = RadioButtonGroup(labels=TICK_MODES, active=TICK_MODES.index(settings.x_axis_ticks), name="ticks")
         self.ticks.on_change("active", lambda _a, _o, _n: self._set_ticks())
@@ -71,33 +91,59 @@ class LiveView:
         when = DateFormatter(format="%Y-%m-%d %H:%M:%S")
         columns = [
             TableColumn(field="opened", title="opened (UTC)", formatter=when, width=150),
-            TableColumn(field="robot_id", title="robot", width=80), TableColumn(field="axis", title="axis", width=40),
+            TableColumn(field="robot_id", title="robot", width=80),
+            TableColumn(field="axis", title="axis", width=40),
             TableColumn(field="severity", title="severity", formatter=state, width=70),
-            TableColumn(field="state", title="state", width=60), TableColumn(field="detector", title="detector"),
+            TableColumn(field="state", title="state", width=60),
+            TableColumn(field="detector", title="detector"),
             TableColumn(field="peak", title="peak A", formatter=NumberFormatter(format="0.00"), width=60),
             TableColumn(field="closed", title="closed (UTC)", formatter=when, width=150),
             TableColumn(field="ack", title="acknowledged", width=200),
         ]
-        self.alert_table = DataTable(source=self.table_alerts, columns=columns, height=220, name="alert_table",
-                                     sizing_mode="stretch_width", index_position=None, stylesheets=[InlineStyleSheet(css=BLINK_CSS)],
-                                     reorderable=False)
+        self.alert_table = DataTable(
+            source=self.table_alerts,
+            columns=columns,
+            height=220,
+            name="alert_table",
+            sizing_mode="stretch_width",
+            index_position=None,
+            stylesheets=[InlineStyleSheet(css=BLINK_CSS)],
+            reorderable=False,
+        )
         self.who = TextInput(title="your name", placeholder="who acknowledges", name="who", width=200)
         self.ack_button = Button(label="Acknowledge selected", button_type="warning", name="ack", width=200)
         self.ack_button.on_click(self._acknowledge)
         self.message = Div(name="ack_message")
 
     def layout(self):
-        latest = DataTable(source=self.latest, name="latest_table", height=380, width=300, index_position=None,
-                           reorderable=False, columns=[
-            TableColumn(field="axis", title="axis", width=40),
-            TableColumn(field="ts", title="latest (UTC)", formatter=DateFormatter(format="%H:%M:%S"), width=90),
-            TableColumn(field="amps", title="A", width=60)])
+        latest = DataTable(
+            source=self.latest,
+            name="latest_table",
+            height=380,
+            width=300,
+            index_position=None,
+            reorderable=False,
+            columns=[
+                TableColumn(field="axis", title="axis", width=40),
+                TableColumn(field="ts", title="latest (UTC)", formatter=DateFormatter(format="%H:%M:%S"), width=90),
+                TableColumn(field="amps", title="A", width=60),
+            ],
+        )
         side = column(Div(text="<b>latest per axis</b>"), latest, self.peak, width=320)
         controls = row(self.robot_select, self.rows_spinner, column(Div(text="x-axis ticks"), self.ticks), self.stacked)
-        alerts = column(Div(text="<b>alerts</b> (select rows, type your name, acknowledge)"), self.alert_table,
-                        row(self.who, column(Div(text="&nbsp;"), self.ack_button), self.message), sizing_mode="stretch_width")
-        return column(self.status, controls, row(self.chart.figure, side, sizing_mode="stretch_width"), alerts,
-                      sizing_mode="stretch_width")
+        alerts = column(
+            Div(text="<b>alerts</b> (select rows, type your name, acknowledge)"),
+            self.alert_table,
+            row(self.who, column(Div(text="&nbsp;"), self.ack_button), self.message),
+            sizing_mode="stretch_width",
+        )
+        return column(
+            self.status,
+            controls,
+            row(self.chart.figure, side, sizing_mode="stretch_width"),
+            alerts,
+            sizing_mode="stretch_width",
+        )
 
     # -- data in ------------------------------------------------------------------------------------
     def deliver(self, rows: dict, alerts: list[Alert]) -> None:
@@ -128,7 +174,7 @@ class LiveView:
         self._refresh_alerts(chart=self._mine_changed)
 
     def _window_columns(self) -> dict:
-        return to_columns(self.feed.window(self.robot)[-self.window_rows:], self.keys)
+        return to_columns(self.feed.window(self.robot)[-self.window_rows :], self.keys)
 
     def _refresh_alerts(self, *, chart: bool = True) -> None:
         """The table, and the chart's events when ``chart`` (they only change with this robot's events)."""
@@ -170,7 +216,7 @@ class LiveView:
 
     async def _publish_acks(self, ids: list[str], who: str) -> None:
         # Runs outside the document lock: a slow or absent broker must not freeze this page's updates.
-        at = datetime.now(timezone.utc)
+        at = datetime.now(UTC)
         try:
             for event_id in ids:
                 await asyncio.wait_for(self.feed.acknowledge(event_id, who, at), 15)

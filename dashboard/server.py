@@ -1,4 +1,5 @@
 """The Bokeh server on the current asyncio loop, with the shared feed and a ``/health`` endpoint."""
+
 from __future__ import annotations
 
 import json
@@ -31,14 +32,18 @@ class HealthHandler(RequestHandler):
     def get(self) -> None:
         s = self.feed.status
         self.set_header("Content-Type", "application/json")
-        self.write(json.dumps({
-            "connected": self.feed.connected(),
-            "lag": s.lag,
-            "newest_reading": s.newest_ts.isoformat() if s.newest_ts else None,
-            "readings_per_s": round(self.feed.readings_per_s(), 2),
-            "sessions": self.feed.listener_count,
-            "error": s.error,
-        }))
+        self.write(
+            json.dumps(
+                {
+                    "connected": self.feed.connected(),
+                    "lag": s.lag,
+                    "newest_reading": s.newest_ts.isoformat() if s.newest_ts else None,
+                    "readings_per_s": round(self.feed.readings_per_s(), 2),
+                    "sessions": self.feed.listener_count,
+                    "error": s.error,
+                }
+            )
+        )
 
 
 def free_port(address: str) -> int:

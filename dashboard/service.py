@@ -1,4 +1,5 @@
 """``run``: serve the dashboard until ``stop`` is set, on the bus (and database) the caller passes in."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Settings of the dashboard, on top of the shared ones (environment names are the field names in upper case)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal

@@ -4,6 +4,7 @@
 * 1-minute peak: the axis with the highest current among the readings of the 60 s up to and including the
   newest reading.
 """
+
 from __future__ import annotations
 
 import math

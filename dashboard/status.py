@@ -1,4 +1,5 @@
 """Texts and small tables of the status strip: connection, lag, rate, newest reading, latest, 1-minute peak."""
+
 from __future__ import annotations
 
 import time
@@ -19,9 +20,11 @@ def status_html(feed: LiveFeed, connected: bool) -> str:
         badge = f"<span style='background:#b00020;color:white;padding:2px 8px;border-radius:3px'>DISCONNECTED</span> {escape(_why(feed))}"
     newest = f"{s.newest_ts:%Y-%m-%d %H:%M:%S}Z" if s.newest_ts else "—"
     lag = "—" if s.lag is None else str(s.lag)
-    return (f"<div style='font-size:14px'>{badge} &nbsp; consumer lag <b>{lag}</b> &nbsp; "
-            f"readings/s <b>{feed.readings_per_s():.1f}</b> &nbsp; newest reading <b>{newest}</b> &nbsp; "
-            f"sessions <b>{feed.listener_count}</b></div>")
+    return (
+        f"<div style='font-size:14px'>{badge} &nbsp; consumer lag <b>{lag}</b> &nbsp; "
+        f"readings/s <b>{feed.readings_per_s():.1f}</b> &nbsp; newest reading <b>{newest}</b> &nbsp; "
+        f"sessions <b>{feed.listener_count}</b></div>"
+    )
 
 
 def _why(feed: LiveFeed) -> str:
@@ -36,7 +39,8 @@ def _why(feed: LiveFeed) -> str:
 def latest_columns(latest: dict[int, AxisValue]) -> dict[str, list]:
     values = [latest[a] for a in sorted(latest)]
     return {
-        "axis": [v.axis for v in values], "ts": [epoch_ms(v.ts) for v in values],
+        "axis": [v.axis for v in values],
+        "ts": [epoch_ms(v.ts) for v in values],
         "amps": ["OK null" if v.amps is None else f"{v.amps:.2f}" for v in values],
     }
 

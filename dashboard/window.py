@@ -1,5 +1,6 @@
 """What the feed keeps: per robot, the chart window, the last minute and the latest value per axis; and the
 feed's own health (for the status strip and /health)."""
+
 from __future__ import annotations
 
 from collections import deque

@@ -13,6 +13,7 @@ tick before (made right after that tick was sent, it competed with them for the 
 quarters whatever happens, so a slow feed never makes a tick late. It is done in slices of about a
 millisecond, with the event loop visited in between, so a stop is seen promptly.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -4,6 +4,7 @@ Small and tolerant on purpose: the producer must start without a database (a CSV
 so any failure (no database, no table, no rows for these robots) falls back to ``settings.axes`` and
 says why in one log line.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,9 @@ logger = logging.getLogger(__name__)
 axes_dim = table("axes_dim", column("robot_id"), column("axis_id"), column("active"))
 
 
-def axis_list(settings: CommonSettings, robot_ids: list[str], *, engine: Engine | None = None,
-              from_db: bool = True) -> list[int]:
+def axis_list(
+    settings: CommonSettings, robot_ids: list[str], *, engine: Engine | None = None, from_db: bool = True
+) -> list[int]:
     """Active axes of these robots in ``axes_dim`` (their union), or ``settings.axes``."""
     if not from_db:
         return list(settings.axes)

@@ -3,6 +3,7 @@
 Keys go to the partition aiokafka's default partitioner would choose (murmur2 of the key over all
 partitions), so per-key order and the key -> partition mapping are the same as with ``send``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,7 +58,10 @@ class KafkaBatches:
             partition = await self._learn_partition(message.topic, message.key)
         slot = (message.topic, partition)
         unit = self._open.get(slot)
-        if unit is not None and unit.builder.append(key=message.key.encode(), value=message.value, timestamp=None) is not None:
+        if (
+            unit is not None
+            and unit.builder.append(key=message.key.encode(), value=message.value, timestamp=None) is not None
+        ):
             unit.messages.append(message)
             return []
         full = [self._open.pop(slot)] if unit is not None else []

@@ -1,4 +1,5 @@
 """``python -m producer``: replay a controller export, or stream a synthetic fleet, into Kafka."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,29 +30,61 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--csv", type=Path, metavar="FILE", help="controller export to replay (CSV_PATH)")
     source.add_argument("--synthetic", action="store_true", help="stream the synthetic fleet, even if CSV_PATH is set")
     source.add_argument("--robots", type=int, metavar="N", help="robots of the synthetic fleet (ROBOTS, default 5)")
-    source.add_argument("--seed", type=int, metavar="S", help="seed of the fleet and of injected faults (SEED, default 42)")
+    source.add_argument(
+        "--seed", type=int, metavar="S", help="seed of the fleet and of injected faults (SEED, default 42)"
+    )
     source.add_argument("--faults", action="store_true", default=None, help="inject one fault of each kind (FAULTS)")
-    source.add_argument("--fault-period", dest="fault_period_s", type=float, metavar="S",
-                        help="synthetic fleet: seconds of feed per round of one fault of each kind (FAULT_PERIOD_S, default 7200)")
+    source.add_argument(
+        "--fault-period",
+        dest="fault_period_s",
+        type=float,
+        metavar="S",
+        help="synthetic fleet: seconds of feed per round of one fault of each kind (FAULT_PERIOD_S, default 7200)",
+    )
     source.add_argument("--labels-out", type=Path, metavar="FILE", help="write the injected faults' labels (CSV) here")
     source.add_argument("--robot-id", metavar="ID", help="robot id of the export's rows (ROBOT_ID, default RMBR4-2)")
     source.add_argument("--axes", metavar="LIST", help="axis list when axes_dim is not readable, e.g. 1-14 (AXES)")
-    source.add_argument("--no-axes-from-db", dest="axes_from_db", action="store_false", default=None,
-                        help="do not look up the axis list in the axes_dim table")
-    source.add_argument("--timezone", dest="csv_timezone", metavar="TZ", help="zone of naive time stamps (CSV_TIMEZONE)")
-    source.add_argument("--start-time", type=datetime.fromisoformat, metavar="ISO",
-                        help="first time stamp without a time column / of the fleet (START_TIME, default now)")
-    source.add_argument("--backwards-tolerance", dest="backwards_tolerance_s", type=float, metavar="S",
-                        help="seconds a time stamp may go back before its row is rejected (BACKWARDS_TOLERANCE_S)")
+    source.add_argument(
+        "--no-axes-from-db",
+        dest="axes_from_db",
+        action="store_false",
+        default=None,
+        help="do not look up the axis list in the axes_dim table",
+    )
+    source.add_argument(
+        "--timezone", dest="csv_timezone", metavar="TZ", help="zone of naive time stamps (CSV_TIMEZONE)"
+    )
+    source.add_argument(
+        "--start-time",
+        type=datetime.fromisoformat,
+        metavar="ISO",
+        help="first time stamp without a time column / of the fleet (START_TIME, default now)",
+    )
+    source.add_argument(
+        "--backwards-tolerance",
+        dest="backwards_tolerance_s",
+        type=float,
+        metavar="S",
+        help="seconds a time stamp may go back before its row is rejected (BACKWARDS_TOLERANCE_S)",
+    )
     pace = p.add_argument_group("pacing (default: one tick every TICK_SECONDS)")
     speed = pace.add_mutually_exclusive_group()
-    speed.add_argument("--speed", dest="replay_speed", type=float, metavar="X",
-                       help="replay the feed's own time stamps X times faster (REPLAY_SPEED)")
+    speed.add_argument(
+        "--speed",
+        dest="replay_speed",
+        type=float,
+        metavar="X",
+        help="replay the feed's own time stamps X times faster (REPLAY_SPEED)",
+    )
     speed.add_argument("--max-speed", action="store_true", default=None, help="no pacing; progress bar and rows/s")
     pace.add_argument("--tick-seconds", type=float, metavar="S", help="seconds between two ticks (TICK_SECONDS)")
     pace.add_argument("--catch-up", action="store_true", default=None, help="send late ticks in a burst to make up")
-    pace.add_argument("--loop", action="store_true", default=None, help="replay the export again and again, shifted forward")
-    pace.add_argument("--start-row", type=int, metavar="N", help="skip N data rows of the export (N readings of the fleet)")
+    pace.add_argument(
+        "--loop", action="store_true", default=None, help="replay the export again and again, shifted forward"
+    )
+    pace.add_argument(
+        "--start-row", type=int, metavar="N", help="skip N data rows of the export (N readings of the fleet)"
+    )
     pace.add_argument("--limit", type=int, metavar="N", help="at most N rows (per pass of a looped export)")
     p.add_argument("--dry-run", action="store_true", help="write the messages as JSON lines to stdout, not to Kafka")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="LOG_LEVEL")

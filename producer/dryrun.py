@@ -4,6 +4,7 @@ Each line is ``{"topic": ..., "key": ..., "value": <the message as JSON>}``, so 
 with ``jq`` before it goes anywhere. It is the in-process bus with a different ``publish``: the
 messages go to the stream and are not kept.
 """
+
 from __future__ import annotations
 
 import json

@@ -8,6 +8,7 @@ long enough for the whole window when there is one, else at the start of the lon
 overlap. For a real export, compute ``busy`` with :func:`busy_periods`; the synthetic robot needs none,
 because it starts a work cycle when a fault window opens and takes no long pause inside one.
 """
+
 from __future__ import annotations
 
 import random
@@ -29,8 +30,13 @@ Period = tuple[datetime, datetime]
 
 
 def default_faults(
-    start: datetime, span_s: float, axes: list[int], seed: int, *,
-    busy: Sequence[Period] | None = None, robot_id: str | None = None,
+    start: datetime,
+    span_s: float,
+    axes: list[int],
+    seed: int,
+    *,
+    busy: Sequence[Period] | None = None,
+    robot_id: str | None = None,
 ) -> list[FaultSpec]:
     """One fault of each :class:`FaultKind` in ``[start, start + span_s)``, deterministic for ``seed``."""
     rng = random.Random(f"axiswatch-faults:{seed}")

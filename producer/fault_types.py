@@ -1,4 +1,5 @@
 """The fault generator's vocabulary: kinds, specs (what to inject) and labels (where it was injected)."""
+
 from __future__ import annotations
 
 import enum
@@ -70,5 +71,3 @@ class FaultLabel:
     start: datetime
     end: datetime
     expected_severity: str | None
-
-

@@ -18,6 +18,7 @@ fault's axis of the fault's robot (every robot when ``robot_id`` is None) change
 through untouched, lazily. Where :func:`default_faults` puts windows so that they meet working time:
 see :mod:`producer.fault_plan`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -42,11 +43,25 @@ from producer.fault_types import (
 )
 
 __all__ = [
-    "DEFAULT_MAGNITUDE", "EXPECTED_SEVERITY", "SPIKE_MIN_AMPS", "SPIKE_OVER_PEAK", "STUCK_FACTOR", "WORKING_P95",
+    "DEFAULT_MAGNITUDE",
+    "EXPECTED_SEVERITY",
+    "SPIKE_MIN_AMPS",
+    "SPIKE_OVER_PEAK",
+    "STUCK_FACTOR",
+    "WORKING_P95",
     "WORKING_PEAK",
-    "FaultKind", "FaultLabel", "FaultSpec", "busy_periods", "default_faults", "faulty_value",
-    "inject_faults", "labels_for", "read_labels", "write_labels",
+    "FaultKind",
+    "FaultLabel",
+    "FaultSpec",
+    "busy_periods",
+    "default_faults",
+    "faulty_value",
+    "inject_faults",
+    "labels_for",
+    "read_labels",
+    "write_labels",
 ]
+
 
 def faulty_value(spec: FaultSpec, value: float | None, ts: datetime, working: bool) -> float | None:
     """The axis's reading under ``spec`` at ``ts``; ``working`` = the robot is not idle."""
@@ -95,7 +110,9 @@ def labels_for(specs: Iterable[FaultSpec], *, robots: Iterable[str] | None = Non
     labels = []
     for spec in specs:
         for robot in [spec.robot_id] if spec.robot_id is not None else (robots or ["*"]):
-            labels.append(FaultLabel(robot, spec.axis, spec.kind, utc(spec.start), utc(spec.end), EXPECTED_SEVERITY[spec.kind]))
+            labels.append(
+                FaultLabel(robot, spec.axis, spec.kind, utc(spec.start), utc(spec.end), EXPECTED_SEVERITY[spec.kind])
+            )
     return sorted(labels, key=lambda lab: (lab.start, lab.robot_id, lab.axis))
 
 
@@ -107,7 +124,16 @@ def write_labels(labels: Iterable[FaultLabel], path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(LABEL_COLUMNS)
         for lab in labels:
-            writer.writerow([lab.robot_id, lab.axis, lab.kind.value, iso_utc(lab.start), iso_utc(lab.end), lab.expected_severity or ""])
+            writer.writerow(
+                [
+                    lab.robot_id,
+                    lab.axis,
+                    lab.kind.value,
+                    iso_utc(lab.start),
+                    iso_utc(lab.end),
+                    lab.expected_severity or "",
+                ]
+            )
 
 
 def read_labels(path: Path) -> list[FaultLabel]:
@@ -123,4 +149,3 @@ def read_labels(path: Path) -> list[FaultLabel]:
             )
             for row in csv.DictReader(f)
         ]
-

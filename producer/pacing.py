@@ -9,6 +9,7 @@ lost time - unless ``catch_up=True`` asks for exactly that.
 A tick is one row per robot: a single-robot export advances one tick per row, a fleet of N robots one
 tick per N rows (a new tick starts when a robot already seen in the current one comes again).
 """
+
 from __future__ import annotations
 
 import asyncio

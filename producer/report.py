@@ -1,4 +1,5 @@
 """What a producer run did: rows read, confirmed, rejected (and why), how fast."""
+
 from __future__ import annotations
 
 import re
@@ -57,7 +58,9 @@ class ProducerReport:
         if not self.rejected:
             lines.append("rejected rows: none")
             return "\n".join(lines)
-        lines.append(f"rejected rows: {self.rejected} (on the dead-letter topic, {self.dead_letters_confirmed} confirmed)")
+        lines.append(
+            f"rejected rows: {self.rejected} (on the dead-letter topic, {self.dead_letters_confirmed} confirmed)"
+        )
         lines += [f"  {count:>6} x {kind}" for kind, count in self.reasons.most_common()]
         lines += [f"  {source}:{line}: {reason}" for source, line, reason in self.examples]
         if self.rejected > len(self.examples):
@@ -66,10 +69,17 @@ class ProducerReport:
 
     def as_dict(self) -> dict:
         return {
-            "source": self.source, "readings": self.readings, "readings_confirmed": self.readings_confirmed,
-            "dead_letters_confirmed": self.dead_letters_confirmed, "unconfirmed": self.unconfirmed,
-            "rejected": self.rejected, "reasons": dict(self.reasons), "elapsed_s": round(self.elapsed_s, 3),
-            "rows_per_s": round(self.rows_per_s, 1), "late_ticks": self.late_ticks, "stopped": self.stopped,
+            "source": self.source,
+            "readings": self.readings,
+            "readings_confirmed": self.readings_confirmed,
+            "dead_letters_confirmed": self.dead_letters_confirmed,
+            "unconfirmed": self.unconfirmed,
+            "rejected": self.rejected,
+            "reasons": dict(self.reasons),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "rows_per_s": round(self.rows_per_s, 1),
+            "late_ticks": self.late_ticks,
+            "stopped": self.stopped,
         }
 
 

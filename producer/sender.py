@@ -12,6 +12,7 @@ per-message ``send`` costs more than all the rest of the producer. At most one b
 unconfirmed at a time (aiokafka sends them one at a time anyway), so a refused batch is never
 overtaken by a later one of the same partition.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,16 @@ logger = logging.getLogger(__name__)
 
 
 class Sender:
-    def __init__(self, bus: Bus, *, stop: asyncio.Event | None = None, max_in_flight: int = 20_000,
-                 first_retry_s: float = 0.5, max_retry_s: float = 30.0, linger_s: float = 0.02) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        stop: asyncio.Event | None = None,
+        max_in_flight: int = 20_000,
+        first_retry_s: float = 0.5,
+        max_retry_s: float = 30.0,
+        linger_s: float = 0.02,
+    ) -> None:
         self.bus, self.stop, self.max_in_flight = bus, stop or asyncio.Event(), max_in_flight
         self.first_retry_s, self.max_retry_s, self.linger_s = first_retry_s, max_retry_s, linger_s
         self.confirmed: Counter[str] = Counter()  # per topic
@@ -129,8 +138,13 @@ class Sender:
 
     def _failed(self, messages: list[Pending], exc: BaseException) -> None:
         if not self._retry:
-            logger.warning("broker did not confirm %d messages to %s (%s: %s); keeping them to retry",
-                           len(messages), messages[0].topic, type(exc).__name__, exc)
+            logger.warning(
+                "broker did not confirm %d messages to %s (%s: %s); keeping them to retry",
+                len(messages),
+                messages[0].topic,
+                type(exc).__name__,
+                exc,
+            )
         self.failed_attempts += 1
         self._retry.extend(messages)
 
@@ -161,7 +175,9 @@ class Sender:
                 if self._batches is not None:
                     unit.future = await self._batches.ship(unit)
                 else:
-                    unit.future = await self.bus.send(unit.messages[0].topic, unit.messages[0].key, unit.messages[0].value)
+                    unit.future = await self.bus.send(
+                        unit.messages[0].topic, unit.messages[0].key, unit.messages[0].value
+                    )
                 await asyncio.shield(unit.future)
             except asyncio.CancelledError:
                 self._retry.extend(m for u in units[index:] for m in u.messages)

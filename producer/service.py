@@ -1,4 +1,5 @@
 """The producer's loop: rows from the feed, paced, to the readings topic; bad rows to the dead letters."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,8 +10,8 @@ from sqlalchemy import Engine
 
 from common.bus import Bus
 from common.schemas import DeadLetter, Reading
-from producer.faults import write_labels
 from producer.ahead import ReadAhead
+from producer.faults import write_labels
 from producer.feed import Feed, open_feed
 from producer.pacing import Clock, MonotonicClock, Pacer, PacingOptions
 from producer.report import ProducerReport
@@ -27,9 +28,14 @@ def pacing_options(settings: ProducerSettings) -> PacingOptions:
 
 
 async def run(
-    settings: ProducerSettings, *, bus: Bus, stop: asyncio.Event,
-    source: Iterator[Reading | DeadLetter] | None = None, clock: Clock | None = None,
-    engine: Engine | None = None, progress: Callable[[int], None] | None = None,
+    settings: ProducerSettings,
+    *,
+    bus: Bus,
+    stop: asyncio.Event,
+    source: Iterator[Reading | DeadLetter] | None = None,
+    clock: Clock | None = None,
+    engine: Engine | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ProducerReport:
     """Publish ``source`` (default: the feed the settings describe) until it ends or ``stop`` is set;
     flush and wait for the broker's confirmations (at most ``shutdown_timeout_s``) before returning."""
@@ -91,7 +97,9 @@ async def _finish(sender: Sender, settings: ProducerSettings, report: ProducerRe
         async with asyncio.timeout(settings.shutdown_timeout_s):
             await sender.drain()
     except TimeoutError:
-        logger.error("the broker did not confirm %d messages within %.0f s", sender.unconfirmed, settings.shutdown_timeout_s)
+        logger.error(
+            "the broker did not confirm %d messages within %.0f s", sender.unconfirmed, settings.shutdown_timeout_s
+        )
     report.readings_confirmed = sender.confirmed[settings.readings_topic]
     report.dead_letters_confirmed = sender.confirmed[settings.dead_letter_topic]
     report.unconfirmed = sender.unconfirmed

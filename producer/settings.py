@@ -1,4 +1,5 @@
 """The producer's settings: the common ones plus the feed (which source, how fast, which part)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -18,18 +19,22 @@ class ProducerSettings(CommonSettings):
     csv_path: Path | None = Field(None, description="Controller export to replay; unset: the synthetic fleet.")
     csv_timezone: str = Field("UTC", description="Zone of naive time stamps in the export (IANA name).")
     start_time: datetime | None = Field(
-        None, description="First time stamp when the export has no time column, and start of the synthetic "
-        "feed; unset: now.")
+        None,
+        description="First time stamp when the export has no time column, and start of the synthetic feed; unset: now.",
+    )
     backwards_tolerance_s: float = Field(
-        0.0, ge=0, description="How far a time stamp may go back before its row is dead-lettered.")
+        0.0, ge=0, description="How far a time stamp may go back before its row is dead-lettered."
+    )
     robots: int = Field(5, ge=1, description="Robots of the synthetic fleet.")
     seed: int = Field(42, description="Seed of the synthetic fleet and of injected faults.")
     faults: bool = Field(False, description="Inject one fault of each kind (per FAULT_PERIOD_S of feed per robot).")
     fault_period_s: float = Field(
-        7200.0, ge=60, description="Synthetic fleet: feed seconds in which each robot gets one fault of each kind.")
+        7200.0, ge=60, description="Synthetic fleet: feed seconds in which each robot gets one fault of each kind."
+    )
     labels_out: Path | None = Field(None, description="CSV file for the labels of injected faults.")
     replay_speed: float | None = Field(
-        None, gt=0, description="Replay the feed's own time stamps this many times faster.")
+        None, gt=0, description="Replay the feed's own time stamps this many times faster."
+    )
     max_speed: bool = Field(False, description="No pacing at all (backfill, load tests).")
     catch_up: bool = Field(False, description="Send late ticks at once to make up lost time (bursts).")
     loop: bool = Field(False, description="Replay the export again and again, time stamps shifted forward.")
@@ -38,7 +43,8 @@ class ProducerSettings(CommonSettings):
     axes_from_db: bool = Field(True, description="Take the axis list from the axes_dim table when readable.")
     max_in_flight: int = Field(20_000, ge=1, description="Messages sent but not yet confirmed, at most.")
     shutdown_timeout_s: float = Field(
-        30.0, gt=0, description="On stop, how long to wait for the broker to confirm what was sent.")
+        30.0, gt=0, description="On stop, how long to wait for the broker to confirm what was sent."
+    )
 
     @field_validator("csv_path", "labels_out", "replay_speed", "limit", "start_time", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ With ``faults=True`` every robot gets one fault of each kind per :data:`FAULT_PE
 (:func:`producer.faults.default_faults`); a robot starts a work cycle when a fault window opens, so
 every fault begins on working time. ``labels(until)`` says where.
 """
+
 from __future__ import annotations
 
 import random
@@ -27,8 +28,14 @@ from producer.faults import FaultLabel, FaultSpec, default_faults, inject_faults
 FAULT_PERIOD_S = 7200.0
 # axis: (typical working current A, spread of the program's lognormal profile, ceiling A)
 PROFILES: dict[int, tuple[float, float, float]] = {
-    1: (1.6, 0.8, 9.8), 2: (9.0, 0.7, 50.0), 3: (6.5, 0.7, 42.0), 4: (1.4, 0.8, 9.8),
-    5: (2.2, 0.8, 9.8), 6: (1.4, 0.8, 9.8), 7: (2.0, 0.9, 9.8), 8: (0.25, 0.9, 6.0),
+    1: (1.6, 0.8, 9.8),
+    2: (9.0, 0.7, 50.0),
+    3: (6.5, 0.7, 42.0),
+    4: (1.4, 0.8, 9.8),
+    5: (2.2, 0.8, 9.8),
+    6: (1.4, 0.8, 9.8),
+    7: (2.0, 0.9, 9.8),
+    8: (0.25, 0.9, 6.0),
 }
 PAUSES = ((0.75, 7, 13), (0.20, 20, 60), (0.05, 100, 300))  # (share, min ticks, max ticks)
 PROGRAMS = 3
@@ -41,13 +48,29 @@ def robot_ids(robots: int) -> list[str]:
 class SyntheticFleet:
     """Readings of ``robots`` synthetic robots, interleaved tick by tick (robot-001, robot-002, ...)."""
 
-    def __init__(self, robots: int, *, seed: int, tick_seconds: float, start: datetime, axes: Sequence[int],
-                 faults: bool = False, fault_period_s: float = FAULT_PERIOD_S) -> None:
+    def __init__(
+        self,
+        robots: int,
+        *,
+        seed: int,
+        tick_seconds: float,
+        start: datetime,
+        axes: Sequence[int],
+        faults: bool = False,
+        fault_period_s: float = FAULT_PERIOD_S,
+    ) -> None:
         if robots < 1:
             raise ValueError("a fleet needs at least one robot")
         self.robots = [
-            SyntheticRobot(rid, seed=seed, tick_seconds=tick_seconds, start=start, axes=axes, faults=faults,
-                           fault_period_s=fault_period_s)
+            SyntheticRobot(
+                rid,
+                seed=seed,
+                tick_seconds=tick_seconds,
+                start=start,
+                axes=axes,
+                faults=faults,
+                fault_period_s=fault_period_s,
+            )
             for rid in robot_ids(robots)
         ]
         self._iter = (reading for tick in zip(*self.robots) for reading in tick)
@@ -63,20 +86,43 @@ class SyntheticFleet:
         return sorted((lab for r in self.robots for lab in r.labels(until)), key=lambda lab: (lab.start, lab.robot_id))
 
 
-def synthetic_fleet(robots: int, *, seed: int, tick_seconds: float = 2.0, start: datetime,
-                    axes: Sequence[int] = DEFAULT_AXES, faults: bool = False,
-                    fault_period_s: float = FAULT_PERIOD_S) -> SyntheticFleet:
+def synthetic_fleet(
+    robots: int,
+    *,
+    seed: int,
+    tick_seconds: float = 2.0,
+    start: datetime,
+    axes: Sequence[int] = DEFAULT_AXES,
+    faults: bool = False,
+    fault_period_s: float = FAULT_PERIOD_S,
+) -> SyntheticFleet:
     """The fleet as an iterator of readings; deterministic for ``seed``. Keep the returned object to
     ask it for ``labels(until)``."""
-    return SyntheticFleet(robots, seed=seed, tick_seconds=tick_seconds, start=start, axes=axes, faults=faults,
-                          fault_period_s=fault_period_s)
+    return SyntheticFleet(
+        robots,
+        seed=seed,
+        tick_seconds=tick_seconds,
+        start=start,
+        axes=axes,
+        faults=faults,
+        fault_period_s=fault_period_s,
+    )
 
 
 class SyntheticRobot:
     """An endless iterator of one robot's readings, one per tick."""
 
-    def __init__(self, robot_id: str, *, seed: int, tick_seconds: float, start: datetime, axes: Sequence[int],
-                 faults: bool = False, fault_period_s: float = FAULT_PERIOD_S) -> None:
+    def __init__(
+        self,
+        robot_id: str,
+        *,
+        seed: int,
+        tick_seconds: float,
+        start: datetime,
+        axes: Sequence[int],
+        faults: bool = False,
+        fault_period_s: float = FAULT_PERIOD_S,
+    ) -> None:
         self.robot_id, self.seed, self.tick_s, self.start = robot_id, seed, tick_seconds, utc(start)
         self.axes, self.faults, self.period_s = list(axes), faults, fault_period_s
         self.loaded = [a for a in self.axes if a in PROFILES]

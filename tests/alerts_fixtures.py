@@ -1,20 +1,30 @@
 """Small hand-made feeds for consumer_alerts' tests: a robot that works in cycles and idles between them."""
+
 from __future__ import annotations
 
 import csv
 import random
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from common.schemas import Reading, iso_utc
 
-T0 = datetime(2022, 10, 17, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, 0, 0, tzinfo=UTC)
 LEVELS = {1: 2.0, 2: 10.0}  # typical working current per axis, amps
 
 
-def cycle_readings(n: int, *, seed: int = 0, robot_id: str = "r1", start: datetime = T0, tick: float = 2.0,
-                   work: int = 16, pause: int = 10, fault: Callable[[int, int, float], float] | None = None) -> list[Reading]:
+def cycle_readings(
+    n: int,
+    *,
+    seed: int = 0,
+    robot_id: str = "r1",
+    start: datetime = T0,
+    tick: float = 2.0,
+    work: int = 16,
+    pause: int = 10,
+    fault: Callable[[int, int, float], float] | None = None,
+) -> list[Reading]:
     """``n`` readings: ``work`` busy rows (noisy current on axes 1-2, axis 9 OK null) then ``pause`` idle
     rows, over and over. ``fault(index, axis, amps)`` may change a busy row's value."""
     rng = random.Random(seed)

@@ -1,5 +1,6 @@
 """A reader of one topic on a thread of its own: it sees what reaches the broker even while the test's
 event loop is blocked (as a service's loop is while it computes)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,8 +41,9 @@ class BrokerWatch:
             self.found.set()
 
     async def _read_until_found(self) -> None:
-        consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=self.servers, auto_offset_reset="earliest",
-                                    enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            self.topic, bootstrap_servers=self.servers, auto_offset_reset="earliest", enable_auto_commit=False
+        )
         await consumer.start()
         try:
             while not (self.found.is_set() or self._closing.is_set()):

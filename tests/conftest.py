@@ -4,6 +4,7 @@ Where the services come from, in order: ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE
 starts the repo's own broker and PostgreSQL and sets them); else testcontainers when a Docker engine answers;
 else the integration tests skip with the reason, except under ``CI=true`` where a missing service fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -140,8 +141,14 @@ def artifacts_dir() -> Path:
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-quic",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
 ]
 
 

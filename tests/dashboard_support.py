@@ -1,5 +1,6 @@
 """The dashboard's test and benchmark helpers: a fake fleet, and the server running in a thread of its own
 (so a synchronous client, a Bokeh ``pull_session`` or Playwright, can drive it from the test thread)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,18 +8,19 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from common.bus import Bus, InProcessBus
 from common.schemas import Alert, AlertState, Reading, Severity
 from dashboard.server import feed_of, make_server, stop_server
 from dashboard.settings import DashboardSettings
 
-T0 = datetime(2022, 10, 17, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, 0, tzinfo=UTC)
 
 
-def reading(i: int, *, robot: str = "RMBR4-2", axes: int = 14, live_axes: int = 8, t0: datetime = T0,
-            tick_s: float = 2.0) -> Reading:
+def reading(
+    i: int, *, robot: str = "RMBR4-2", axes: int = 14, live_axes: int = 8, t0: datetime = T0, tick_s: float = 2.0
+) -> Reading:
     """Row ``i`` of a robot: axes 1..live_axes carry a smooth current, the rest are "OK null"."""
     currents = {
         a: (round(3 + 2.5 * a * (1 + math.sin(i / 7 + a)), 3) if a <= live_axes else None) for a in range(1, axes + 1)
@@ -26,11 +28,29 @@ def reading(i: int, *, robot: str = "RMBR4-2", axes: int = 14, live_axes: int = 
     return Reading(robot_id=robot, ts=t0 + timedelta(seconds=i * tick_s), row=i, currents=currents)
 
 
-def alert(event_id: str, *, robot: str = "RMBR4-2", axis: int = 2, at: datetime = T0, severity=Severity.ERROR,
-          state=AlertState.OPEN, peak: float = 42.0) -> Alert:
-    return Alert(event_id=event_id, robot_id=robot, axis=axis, detector="zscore", severity=severity, state=state,
-                 opened_at=at, closed_at=None if state == AlertState.OPEN else at + timedelta(seconds=30),
-                 peak_amps=peak, threshold=30.0, score=5.1)
+def alert(
+    event_id: str,
+    *,
+    robot: str = "RMBR4-2",
+    axis: int = 2,
+    at: datetime = T0,
+    severity=Severity.ERROR,
+    state=AlertState.OPEN,
+    peak: float = 42.0,
+) -> Alert:
+    return Alert(
+        event_id=event_id,
+        robot_id=robot,
+        axis=axis,
+        detector="zscore",
+        severity=severity,
+        state=state,
+        opened_at=at,
+        closed_at=None if state == AlertState.OPEN else at + timedelta(seconds=30),
+        peak_amps=peak,
+        threshold=30.0,
+        score=5.1,
+    )
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition", step: float = 0.02):
@@ -48,15 +68,21 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str =
 class ServerThread:
     """``make_server`` on an asyncio loop in a background thread, with the bus the settings ask for."""
 
-    def __init__(self, settings: DashboardSettings, *, bus: Callable[[], Bus] = InProcessBus, engine=None,
-                 alongside: Callable | None = None) -> None:
+    def __init__(
+        self,
+        settings: DashboardSettings,
+        *,
+        bus: Callable[[], Bus] = InProcessBus,
+        engine=None,
+        alongside: Callable | None = None,
+    ) -> None:
         """``alongside(bus, stop)``: another service to run on the same loop and bus (e.g. consumer_db)."""
         self.settings, self._make_bus, self.engine, self._alongside = settings, bus, engine, alongside
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="dashboard-server", daemon=True)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         self._thread.start()
         self._ready.wait(60)
         if self._error:

@@ -1,4 +1,5 @@
 """The faulty feed of the consumer_alerts restart tests, and the events an uninterrupted run raises on it."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -23,8 +24,9 @@ def faulty_feed() -> list[Reading]:
 
 def uninterrupted(readings: Iterable[Reading]) -> dict[str, list[Alert]]:
     """The events of one run over every reading, per event id, in publication order."""
-    engine = DetectorEngine(EngineConfig(detectors=("zscore", "stuck"), z_window=200, z_min_samples=50,
-                                         holdoff_s=30.0, stuck_readings=30))
+    engine = DetectorEngine(
+        EngineConfig(detectors=("zscore", "stuck"), z_window=200, z_min_samples=50, holdoff_s=30.0, stuck_readings=30)
+    )
     return by_event(a for r in readings for a in engine.process(r))
 
 

@@ -1,4 +1,5 @@
 """What the fault tests share: services as real processes, a private Kafka broker, polling with deadlines."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,9 @@ class Service:
     def __init__(self, module: str, env: dict[str, str], log: Path, *args: str) -> None:
         self.module, self.log = module, log
         with open(log, "ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env,
-                                            stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", module, *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
@@ -53,8 +55,14 @@ class Service:
             raise AssertionError(f"{self.module} did not stop within {timeout} s after {sig.name}:\n{self.tail()}")
 
 
-def poll(condition: Callable[[], object], what: str, *, timeout: float = 60.0, every: float = 0.1,
-         services: tuple[Service, ...] = ()) -> object:
+def poll(
+    condition: Callable[[], object],
+    what: str,
+    *,
+    timeout: float = 60.0,
+    every: float = 0.1,
+    services: tuple[Service, ...] = (),
+) -> object:
     """Call ``condition`` until it returns something true, or fail with ``what`` and the services' logs;
     also fail at once when one of ``services`` has exited."""
     deadline = time.monotonic() + timeout
@@ -67,8 +75,9 @@ def poll(condition: Callable[[], object], what: str, *, timeout: float = 60.0, e
     raise AssertionError(_timed_out(what, timeout, services))
 
 
-async def apoll(condition: Callable[[], Awaitable[object]], what: str, *, timeout: float = 60.0,
-                services: tuple[Service, ...] = ()) -> object:
+async def apoll(
+    condition: Callable[[], Awaitable[object]], what: str, *, timeout: float = 60.0, services: tuple[Service, ...] = ()
+) -> object:
     """:func:`poll` for a coroutine condition, from async code."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -83,8 +92,9 @@ async def apoll(condition: Callable[[], Awaitable[object]], what: str, *, timeou
 def _all_running(services: tuple[Service, ...], what: str) -> None:
     for service in services:
         if service.process.poll() is not None:
-            raise AssertionError(f"{service.module} exited ({service.process.returncode}) while waiting for "
-                                 f"{what}:\n{service.tail()}")
+            raise AssertionError(
+                f"{service.module} exited ({service.process.returncode}) while waiting for {what}:\n{service.tail()}"
+            )
 
 
 def _timed_out(what: str, timeout: float, services: tuple[Service, ...]) -> str:
@@ -97,8 +107,10 @@ def stored(engine: Engine) -> tuple[int, int]:
     the database is away."""
     try:
         with engine.connect() as conn:
-            return (conn.execute(select(func.count()).select_from(readings_fact)).scalar_one(),
-                    conn.execute(select(func.count()).select_from(rejected_readings)).scalar_one())
+            return (
+                conn.execute(select(func.count()).select_from(readings_fact)).scalar_one(),
+                conn.execute(select(func.count()).select_from(rejected_readings)).scalar_one(),
+            )
     except SQLAlchemyError:
         return (-1, -1)
 
@@ -160,4 +172,3 @@ class TopicReader:
         batches = await self._consumer.getmany(timeout_ms=100)
         self.values += [r.value for records in batches.values() for r in sorted(records, key=lambda r: r.offset)]
         return self.values
-

@@ -3,11 +3,12 @@
 Shared by the unit fuzz tests (SQLite) and the integration one (PostgreSQL, whose text cannot hold NUL
 and whose integer columns have limits SQLite does not).
 """
+
 from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
@@ -26,18 +27,34 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-aware_times = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
-                           timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-14)),
-                                                      timezone(timedelta(hours=14))]))
+aware_times = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=-14)), timezone(timedelta(hours=14))]),
+)
 odd_text = st.text(max_size=70)  # NUL, surrogate-free unicode, beyond 64 characters
-currents = st.dictionaries(st.integers(-2**40, 2**40) | st.sampled_from([1, 2, 3, 4, 9]),
-                           st.none() | st.floats(width=64), max_size=6)
+currents = st.dictionaries(
+    st.integers(-(2**40), 2**40) | st.sampled_from([1, 2, 3, 4, 9]), st.none() | st.floats(width=64), max_size=6
+)
 
 TEMPLATES = {
-    "reading": {"schema_version": 1, "robot_id": "r1", "ts": "2022-10-17T12:00:00Z", "row": 2,
-                "currents": {"1": 1.0, "2": None}},
-    "alert": {"schema_version": 1, "event_id": "r1:1:zscore:x", "robot_id": "r1", "axis": 1, "detector": "zscore",
-              "severity": "ALERT", "state": "open", "opened_at": "2022-10-17T12:00:00Z"},
+    "reading": {
+        "schema_version": 1,
+        "robot_id": "r1",
+        "ts": "2022-10-17T12:00:00Z",
+        "row": 2,
+        "currents": {"1": 1.0, "2": None},
+    },
+    "alert": {
+        "schema_version": 1,
+        "event_id": "r1:1:zscore:x",
+        "robot_id": "r1",
+        "axis": 1,
+        "detector": "zscore",
+        "severity": "ALERT",
+        "state": "open",
+        "opened_at": "2022-10-17T12:00:00Z",
+    },
     "dead": {"schema_version": 1, "source": "x.csv", "line": 3, "raw": "?", "reason": "bad"},
 }
 
@@ -57,17 +74,37 @@ def mutated(draw, template: dict) -> bytes:
 def valid(kind: str) -> st.SearchStrategy[bytes]:
     """Messages that pass the schema but carry odd values the database or the detectors must survive."""
     if kind == "reading":
-        model = st.builds(Reading, robot_id=st.text(min_size=1, max_size=64), ts=aware_times,
-                          row=st.none() | st.integers(), currents=currents)
+        model = st.builds(
+            Reading,
+            robot_id=st.text(min_size=1, max_size=64),
+            ts=aware_times,
+            row=st.none() | st.integers(),
+            currents=currents,
+        )
     elif kind == "alert":
-        model = st.builds(Alert, event_id=st.text(min_size=1, max_size=200), robot_id=odd_text,
-                          axis=st.integers(-2**70, 2**70), detector=odd_text,
-                          severity=st.sampled_from(["ALERT", "ERROR"]), state=st.sampled_from(["open", "closed"]),
-                          opened_at=aware_times, closed_at=st.none() | aware_times, peak_amps=st.none() | st.floats(),
-                          acknowledged_by=st.none() | odd_text)
+        model = st.builds(
+            Alert,
+            event_id=st.text(min_size=1, max_size=200),
+            robot_id=odd_text,
+            axis=st.integers(-(2**70), 2**70),
+            detector=odd_text,
+            severity=st.sampled_from(["ALERT", "ERROR"]),
+            state=st.sampled_from(["open", "closed"]),
+            opened_at=aware_times,
+            closed_at=st.none() | aware_times,
+            peak_amps=st.none() | st.floats(),
+            acknowledged_by=st.none() | odd_text,
+        )
     else:
-        model = st.builds(DeadLetter, source=odd_text, line=st.none() | st.integers(-2**70, 2**70), raw=odd_text,
-                          reason=odd_text, robot_id=st.none() | odd_text, received_at=aware_times)
+        model = st.builds(
+            DeadLetter,
+            source=odd_text,
+            line=st.none() | st.integers(-(2**70), 2**70),
+            raw=odd_text,
+            reason=odd_text,
+            robot_id=st.none() | odd_text,
+            received_at=aware_times,
+        )
     return model.map(lambda m: m.to_bytes())
 
 
@@ -76,10 +113,8 @@ def valid(kind: str) -> st.SearchStrategy[bytes]:
 POISON = {
     "nested too deep for json": b"[" * 100_000,
     "an integer of more than 4300 digits": b'{"schema_version": 1, "row": ' + b"1" * 5000 + b"}",
-    "a time past the last UTC datetime":
-        b'{"schema_version":1,"robot_id":"r","ts":"9999-12-31T23:00:00-05:00","currents":{}}',
-    "a time before the first UTC datetime":
-        b'{"schema_version":1,"robot_id":"r","ts":"0001-01-01T00:00:00+05:00","currents":{}}',
+    "a time past the last UTC datetime": b'{"schema_version":1,"robot_id":"r","ts":"9999-12-31T23:00:00-05:00","currents":{}}',
+    "a time before the first UTC datetime": b'{"schema_version":1,"robot_id":"r","ts":"0001-01-01T00:00:00+05:00","currents":{}}',
     "bytes that are not UTF-8": b"\xff\xfe\x00",
     "nothing": b"",
 }
@@ -87,8 +122,13 @@ SMALL_POISON = [value for value in POISON.values() if len(value) < 200]
 
 
 def payloads(kind: str) -> st.SearchStrategy[bytes]:
-    return st.one_of(st.binary(max_size=200), st.sampled_from(SMALL_POISON),
-                     json_values.map(lambda v: json.dumps(v).encode()), mutated(TEMPLATES[kind]), valid(kind))
+    return st.one_of(
+        st.binary(max_size=200),
+        st.sampled_from(SMALL_POISON),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        mutated(TEMPLATES[kind]),
+        valid(kind),
+    )
 
 
 @st.composite
@@ -107,8 +147,11 @@ def unaccounted(engine: Engine, batch: list[Message]) -> list[Message]:
     """Messages of ``batch`` the database holds nowhere: not as readings, not as an alert event, not as a
     rejected record. A sink that lost nothing returns []."""
     with engine.connect() as conn:
-        rejected = set(conn.execute(select(rejected_readings.c.origin).where(
-            rejected_readings.c.origin.in_([origin(m) for m in batch]))).scalars())
+        rejected = set(
+            conn.execute(
+                select(rejected_readings.c.origin).where(rejected_readings.c.origin.in_([origin(m) for m in batch]))
+            ).scalars()
+        )
         missing = []
         for m in batch:
             if origin(m) in rejected or _stored(conn, m):

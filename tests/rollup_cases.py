@@ -5,24 +5,34 @@ The data: robots with irregular steps (gaps inside a minute and across minutes),
 currents, an axis that is always NULL; written batch by batch out of time order (later batches fill in
 minutes already stored), some batches replayed whole or in part, as the sink does after a crash.
 """
+
 from __future__ import annotations
 
 import math
 import random
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from alembic import command
 from sqlalchemy import Connection, Engine, func, inspect, select, text, true
 
 from common import queries
-from common.sqlparts import hour_start
 from common.rollup import floor_minute, fold_delay, minute_stats_of, stamp_hours_of, stamp_stats_of
-from common.tables import axes_of, fleet_minute, reading_stamps_hour, reading_stamps_minute, readings_fact, readings_minute, rollup_progress, seed_axes
+from common.sqlparts import hour_start
+from common.tables import (
+    axes_of,
+    fleet_minute,
+    reading_stamps_hour,
+    reading_stamps_minute,
+    readings_fact,
+    readings_minute,
+    rollup_progress,
+    seed_axes,
+)
 from consumer_db.migrate import alembic_config
 from consumer_db.store import insert_readings
 
-T0 = datetime(2024, 3, 1, 8, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 8, 0, 0, tzinfo=UTC)
 AXES = (1, 2, 3, 4)
 GAP_S = 10.0
 TICK_S = 2.0
@@ -65,7 +75,7 @@ def _amps(rng: random.Random, axis: int) -> float | None:
 def store_with_replays(engine: Engine, rows: list[tuple], seed: int, copy_min_rows: int = 1000) -> None:
     """Batches in shuffled order, each followed now and then by a replay of itself or of an earlier batch."""
     rng = random.Random(seed)
-    batches = [rows[i:i + rng.randint(20, 400)] for i in range(0, len(rows), 200)]
+    batches = [rows[i : i + rng.randint(20, 400)] for i in range(0, len(rows), 200)]
     rng.shuffle(batches)
     with engine.begin() as conn:
         seed_axes(conn, robot_ids=["R1", "R2"], axes=AXES)
@@ -83,20 +93,31 @@ def store_with_replays(engine: Engine, rows: list[tuple], seed: int, copy_min_ro
 def ranges() -> list[tuple[datetime | None, datetime | None]]:
     at = lambda s: T0 + timedelta(seconds=s)  # noqa: E731
     return [
-        (None, None), (at(95.5), None), (None, at(601.25)), (at(95.5), at(601.25)),  # partial edge minutes
-        (at(120), at(600)), (at(120), at(659.999999)),  # on minute boundaries
-        (at(130), at(170)), (at(130), at(200)), (at(5000), at(6000)),  # inside one minute, adjacent ones, empty
+        (None, None),
+        (at(95.5), None),
+        (None, at(601.25)),
+        (at(95.5), at(601.25)),  # partial edge minutes
+        (at(120), at(600)),
+        (at(120), at(659.999999)),  # on minute boundaries
+        (at(130), at(170)),
+        (at(130), at(200)),
+        (at(5000), at(6000)),  # inside one minute, adjacent ones, empty
     ]
 
 
 # --- the reference: straight from the raw rows ------------------------------------------------------
 
+
 def raw_rows(engine: Engine, robot_id, start, end) -> list[tuple]:
     with engine.connect() as conn:
-        rows = conn.execute(select(readings_fact.c.robot_id, readings_fact.c.axis_id, readings_fact.c.ts,
-                                   readings_fact.c.amps)).all()
-    return [r for r in rows if (robot_id is None or r[0] == robot_id) and (start is None or r[2] >= start)
-            and (end is None or r[2] <= end)]
+        rows = conn.execute(
+            select(readings_fact.c.robot_id, readings_fact.c.axis_id, readings_fact.c.ts, readings_fact.c.amps)
+        ).all()
+    return [
+        r
+        for r in rows
+        if (robot_id is None or r[0] == robot_id) and (start is None or r[2] >= start) and (end is None or r[2] <= end)
+    ]
 
 
 def expected_resample(rows) -> list[dict]:
@@ -106,9 +127,16 @@ def expected_resample(rows) -> list[dict]:
     out = []
     for (robot, minute, axis), amps in sorted(groups.items()):
         values = [a for a in amps if a is not None]
-        out.append({"robot_id": robot, "minute": minute, "axis_id": axis,
-                    "mean_amps": sum(values) / len(values) if values else None,
-                    "max_amps": max(values, default=None), "values": len(values)})
+        out.append(
+            {
+                "robot_id": robot,
+                "minute": minute,
+                "axis_id": axis,
+                "mean_amps": sum(values) / len(values) if values else None,
+                "max_amps": max(values, default=None),
+                "values": len(values),
+            }
+        )
     return out
 
 
@@ -120,11 +148,19 @@ def expected_summary(rows) -> list[dict]:
     for (robot, axis), amps in sorted(groups.items()):
         values = [a for a in amps if a is not None]
         active = [a for a in values if a != 0]
-        out.append({"robot_id": robot, "axis_id": axis, "label": f"Axis #{axis}", "rows": len(amps),
-                    "non_null": len(values), "ok_null_share": (len(amps) - len(values)) / len(amps),
-                    "idle_share": (len(values) - len(active)) / len(values) if values else None,
-                    "mean_active_amps": sum(active) / len(active) if active else None,
-                    "max_active_amps": max(active, default=None)})
+        out.append(
+            {
+                "robot_id": robot,
+                "axis_id": axis,
+                "label": f"Axis #{axis}",
+                "rows": len(amps),
+                "non_null": len(values),
+                "ok_null_share": (len(amps) - len(values)) / len(amps),
+                "idle_share": (len(values) - len(active)) / len(values) if values else None,
+                "mean_active_amps": sum(active) / len(active) if active else None,
+                "max_active_amps": max(active, default=None),
+            }
+        )
     return out
 
 
@@ -135,17 +171,30 @@ def expected_health(rows, locked: dict[str, list[int]]) -> list[dict]:
         stamps = sorted({ts for _, _, ts, _ in mine})
         span = (stamps[-1] - stamps[0]).total_seconds() if stamps else 0.0
         expected = math.floor(span / TICK_S + 1e-9) + 1 if stamps else 0
-        gaps = [{"start": a, "end": b, "length_s": (b - a).total_seconds()}
-                for a, b in zip(stamps, stamps[1:]) if (b - a).total_seconds() > GAP_S]
+        gaps = [
+            {"start": a, "end": b, "length_s": (b - a).total_seconds()}
+            for a, b in zip(stamps, stamps[1:])
+            if (b - a).total_seconds() > GAP_S
+        ]
         seen = {axis for _, axis, _, amps in mine if amps is not None}
-        out.append({
-            "robot_id": robot, "first_ts": stamps[0] if stamps else None, "last_ts": stamps[-1] if stamps else None,
-            "span_s": span, "readings": len(stamps), "expected_readings": expected,
-            "coverage": len(stamps) / expected if expected else None,
-            "rows": sum(1 for r in mine if r[1] in axes), "expected_rows": expected * len(axes), "axes": len(axes),
-            "gaps": gaps, "gap_count": len(gaps), "gap_total_s": sum(g["length_s"] for g in gaps),
-            "axes_never_seen": [a for a in axes if a not in seen],
-        })
+        out.append(
+            {
+                "robot_id": robot,
+                "first_ts": stamps[0] if stamps else None,
+                "last_ts": stamps[-1] if stamps else None,
+                "span_s": span,
+                "readings": len(stamps),
+                "expected_readings": expected,
+                "coverage": len(stamps) / expected if expected else None,
+                "rows": sum(1 for r in mine if r[1] in axes),
+                "expected_rows": expected * len(axes),
+                "axes": len(axes),
+                "gaps": gaps,
+                "gap_count": len(gaps),
+                "gap_total_s": sum(g["length_s"] for g in gaps),
+                "axes_never_seen": [a for a in axes if a not in seen],
+            }
+        )
     return out
 
 
@@ -166,11 +215,17 @@ def same(a, b) -> bool:
 
 # --- the checks ---------------------------------------------------------------------------------------
 
+
 def hour_ranges() -> list[tuple[datetime | None, datetime | None]]:
     at = lambda s: T0 + timedelta(seconds=s)  # noqa: E731
     return [
-        (None, None), (at(95.5), None), (at(3600), None), (None, at(7200)),  # whole hours, and the edges of others
-        (at(65 * 60 + 0.5), at(2.5 * 3600 + 7)), (at(10 * 60), at(50 * 60)), (at(59 * 60), at(61 * 60)),
+        (None, None),
+        (at(95.5), None),
+        (at(3600), None),
+        (None, at(7200)),  # whole hours, and the edges of others
+        (at(65 * 60 + 0.5), at(2.5 * 3600 + 7)),
+        (at(10 * 60), at(50 * 60)),
+        (at(59 * 60), at(61 * 60)),
     ]
 
 
@@ -192,10 +247,19 @@ def check_queries_match_raw_rows(engine: Engine, ranges=ranges) -> None:
 def folded_rows(conn: Connection, rows: list[tuple], start, end) -> list[tuple]:
     """Of ``rows``, those of the whole minutes inside ``[start, end]`` that are folded."""
     folded_until = dict(conn.execute(select(rollup_progress.c.robot_id, rollup_progress.c.folded_until)).all())
-    first = None if start is None else floor_minute(start) + (timedelta(minutes=1) if start != floor_minute(start) else timedelta())
+    first = (
+        None
+        if start is None
+        else floor_minute(start) + (timedelta(minutes=1) if start != floor_minute(start) else timedelta())
+    )
     last = None if end is None else floor_minute(end)
-    return [r for r in rows if floor_minute(r[2]) + timedelta(minutes=1) <= folded_until[r[0]]
-            and (first is None or floor_minute(r[2]) >= first) and (last is None or floor_minute(r[2]) < last)]
+    return [
+        r
+        for r in rows
+        if floor_minute(r[2]) + timedelta(minutes=1) <= folded_until[r[0]]
+        and (first is None or floor_minute(r[2]) >= first)
+        and (last is None or floor_minute(r[2]) < last)
+    ]
 
 
 def check_folded_answers(conn: Connection, rows: list[tuple], where: dict, locked: dict[str, list[int]]) -> None:
@@ -207,7 +271,9 @@ def check_folded_answers(conn: Connection, rows: list[tuple], where: dict, locke
     if where["robot_id"] is None:
         bounds = {"start": where["start"], "end": where["end"]}
         assert_close(queries.fleet_minute_means(conn, **bounds), expected_fleet_means(rows), where)
-        assert_close(queries.fleet_axis_summary(conn, **bounds), expected_summary([(None, *r[1:]) for r in rows]), where)
+        assert_close(
+            queries.fleet_axis_summary(conn, **bounds), expected_summary([(None, *r[1:]) for r in rows]), where
+        )
 
 
 def expected_fleet_means(rows) -> list[dict]:
@@ -217,9 +283,15 @@ def expected_fleet_means(rows) -> list[dict]:
     out = []
     for (minute, axis), parts in sorted(groups.items()):
         means = [p["mean_amps"] for p in parts if p["mean_amps"] is not None]
-        out.append({"minute": minute, "axis_id": axis, "mean_amps": sum(means) / len(means) if means else None,
-                    "max_amps": max((p["max_amps"] for p in parts if p["max_amps"] is not None), default=None),
-                    "values": sum(p["values"] for p in parts)})
+        out.append(
+            {
+                "minute": minute,
+                "axis_id": axis,
+                "mean_amps": sum(means) / len(means) if means else None,
+                "max_amps": max((p["max_amps"] for p in parts if p["max_amps"] is not None), default=None),
+                "values": sum(p["values"] for p in parts),
+            }
+        )
     return out
 
 
@@ -272,8 +344,10 @@ def check_hour_rollup_is_the_aggregate_of_the_minutes(conn: Connection) -> None:
     computed afresh, for every hour of a robot before the hour of its ``folded_until``. Its answers
     against the raw rows: check_folded_answers."""
     P = rollup_progress
-    whole_hours = [[t.c.robot_id == P.c.robot_id, t.c.minute < hour_start(P.c.folded_until)]
-                   for t in (reading_stamps_minute, readings_minute)]
+    whole_hours = [
+        [t.c.robot_id == P.c.robot_id, t.c.minute < hour_start(P.c.folded_until)]
+        for t in (reading_stamps_minute, readings_minute)
+    ]
     fresh = stamp_hours_of(*whole_hours).subquery()
     again = [dict(r) for r in conn.execute(select(fresh).order_by(fresh.c.robot_id, fresh.c.hour)).mappings()]
     assert_close(stored_rows(conn, reading_stamps_hour), again, "reading_stamps_hour")
@@ -283,9 +357,21 @@ def check_fleet_rollup_is_the_sum_of_the_robots(conn: Connection) -> None:
     """fleet_minute, row for row, is readings_minute summed over robots (computed here, in Python)."""
     sums: dict = {}
     for r in stored_rows(conn, readings_minute):
-        f = sums.setdefault((r["minute"], r["axis_id"]), {
-            "minute": r["minute"], "axis_id": r["axis_id"], "n_rows": 0, "n_values": 0, "n_zero": 0, "sum_amps": None,
-            "max_amps": None, "max_active_amps": None, "n_robot_means": 0, "sum_robot_means": None})
+        f = sums.setdefault(
+            (r["minute"], r["axis_id"]),
+            {
+                "minute": r["minute"],
+                "axis_id": r["axis_id"],
+                "n_rows": 0,
+                "n_values": 0,
+                "n_zero": 0,
+                "sum_amps": None,
+                "max_amps": None,
+                "max_active_amps": None,
+                "n_robot_means": 0,
+                "sum_robot_means": None,
+            },
+        )
         for k in ("n_rows", "n_values", "n_zero"):
             f[k] += r[k]
         f["sum_amps"] = _add(f["sum_amps"], r["sum_amps"])

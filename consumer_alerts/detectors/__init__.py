@@ -7,6 +7,7 @@ its rule fires, else ``None``. After each call ``observed`` says whether the val
 event. ``normalized`` is the last score mapped to [0, 1] (for ``score``); ``state()`` / ``load()`` make
 the detector survive a restart.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

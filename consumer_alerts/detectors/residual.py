@@ -16,6 +16,7 @@ feed the windows nor break a run. Only the positive side matters: less current t
 Without thresholds (``min_c``/``max_c`` None) the detector only computes the statistics: that is how
 training learns them (``trace`` collects ``(ts, long, short)`` for every active sample).
 """
+
 from __future__ import annotations
 
 from collections import deque

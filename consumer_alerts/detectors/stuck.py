@@ -6,6 +6,7 @@ the statistical detectors cannot see it because the engine keeps repeated values
 baselines (a repeat carries no news about the current). So this rule watches the repeats themselves.
 A stuck sensor is a maintenance ALERT, never an ERROR: the reading is not the joint's current.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """A rolling window of numbers with its sum and sum of squares kept up to date: O(1) per push."""
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ class RollingWindow:
         if len(values) == self.size:
             dropped = values[0]
             self._sum += value - dropped
-            self._sumsq += value * value - dropped ** 2
+            self._sumsq += value * value - dropped**2
         else:
             dropped = None
             self._sum += value

@@ -9,6 +9,7 @@
 - After a stoppage longer than ``stoppage_s`` without active data the baseline starts over: a 3-hour
   pause is not recent behaviour. Until ``min_samples`` are in the baseline, the detector stays quiet.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,15 @@ class ZScoreDetector(ActiveSamples):
     name = "zscore"
 
     def __init__(
-        self, *, window: int = 500, test_samples: int = 8, threshold: float = 7.0, error_threshold: float = 10.0,
-        min_samples: int = 100, stoppage_s: float = 600.0, hold_s: float = 0.0,
+        self,
+        *,
+        window: int = 500,
+        test_samples: int = 8,
+        threshold: float = 7.0,
+        error_threshold: float = 10.0,
+        min_samples: int = 100,
+        stoppage_s: float = 600.0,
+        hold_s: float = 0.0,
     ) -> None:
         if not 1 <= min_samples <= window:
             raise ValueError(f"min_samples must be within 1..window ({window}), got {min_samples}")

@@ -1,4 +1,5 @@
 """Alembic environment: runs on the connection consumer_db.migrate hands over (no alembic.ini needed)."""
+
 from __future__ import annotations
 
 from alembic import context

@@ -1,11 +1,12 @@
 """The dashboard in a real browser (Debian's headless Chromium through Playwright): it loads without
 JavaScript errors, points arrive while we watch, alerts show and can be acknowledged, a late tab starts full,
 and a feed that goes quiet is shown as not live. Each test leaves a screenshot in test-artifacts/."""
+
 from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,7 +21,7 @@ LIVE = "Bokeh.documents[0].get_model_by_name('{}')"
 
 
 def now_fleet(n: int, *, robot: str = "RMBR4-2", start: int = 0) -> list:
-    t0 = datetime.now(timezone.utc) - timedelta(seconds=2 * (start + n))
+    t0 = datetime.now(UTC) - timedelta(seconds=2 * (start + n))
     return [reading(i, robot=robot, t0=t0) for i in range(start, start + n)]
 
 
@@ -30,8 +31,14 @@ def server(sqlite_url):
     from consumer_db.service import run as run_sink
     from consumer_db.settings import ConsumerDbSettings
 
-    settings = DashboardSettings(_env_file=None, bus="memory", window_rows=WINDOW, dashboard_push_ms=50,
-                                 dashboard_stale_seconds=3, database_url=sqlite_url)
+    settings = DashboardSettings(
+        _env_file=None,
+        bus="memory",
+        window_rows=WINDOW,
+        dashboard_push_ms=50,
+        dashboard_stale_seconds=3,
+        database_url=sqlite_url,
+    )
     sink_settings = ConsumerDbSettings(_env_file=None, bus="memory", database_url=sqlite_url, sink_batch_ms=50)
     engine = make_engine(sqlite_url, log_version=False)
 
@@ -65,8 +72,9 @@ def page(chromium, request, artifacts_dir):
 
 def open_dashboard(page, url: str) -> None:
     page.goto(url)
-    page.wait_for_function(f"() => window.Bokeh && Bokeh.documents.length > 0 && {LIVE.format('live_source')}",
-                           timeout=30_000)
+    page.wait_for_function(
+        f"() => window.Bokeh && Bokeh.documents.length > 0 && {LIVE.format('live_source')}", timeout=30_000
+    )
 
 
 def js(page, expression: str):
@@ -91,8 +99,10 @@ class Streamer:
 
     def _run(self) -> None:
         while not self.stop.wait(self.period):
-            self.server.publish(self.server.settings.readings_topic,
-                                reading(self.i, t0=datetime.now(timezone.utc) - timedelta(seconds=2 * self.i)))
+            self.server.publish(
+                self.server.settings.readings_topic,
+                reading(self.i, t0=datetime.now(UTC) - timedelta(seconds=2 * self.i)),
+            )
             self.i += 1
 
     def __enter__(self):
@@ -140,9 +150,12 @@ def test_an_alert_shows_in_the_table_and_on_the_chart_and_acknowledging_it_persi
     acked = [a for a in published if a.event_id == event.event_id and a.acknowledged_by]
     assert len(acked) == 1 and acked[0].acknowledged_by == "Ana Maintenance" and acked[0].acknowledged_at
     assert acked[0].model_dump(exclude={"acknowledged_by", "acknowledged_at"}) == event.model_dump(
-        exclude={"acknowledged_by", "acknowledged_at"})
-    row = wait_for(lambda: (r := stored_alert(server, event.event_id)) and r["acknowledged_by"] and r,
-                   what="consumer_db to store the acknowledgement")
+        exclude={"acknowledged_by", "acknowledged_at"}
+    )
+    row = wait_for(
+        lambda: (r := stored_alert(server, event.event_id)) and r["acknowledged_by"] and r,
+        what="consumer_db to store the acknowledgement",
+    )
     assert row["acknowledged_by"] == "Ana Maintenance" and row["acknowledged_at"] == acked[0].acknowledged_at
     assert page.errors == []
 
@@ -152,8 +165,11 @@ def test_acknowledging_needs_a_name_and_a_selection(server, page):
     open_dashboard(page, server.url)
     page.get_by_role("button", name="Acknowledge selected").click()
     page.get_by_text("Type your name and select").wait_for(timeout=10_000)
-    assert not any(a.acknowledged_by for log in server.bus._log(server.settings.alerts_topic)
-                   for a in map(lambda m: Alert.from_bytes(m.value), log))
+    assert not any(
+        a.acknowledged_by
+        for log in server.bus._log(server.settings.alerts_topic)
+        for a in map(lambda m: Alert.from_bytes(m.value), log)
+    )
 
 
 def test_a_late_session_starts_with_a_full_window(server, page):
@@ -180,7 +196,9 @@ def test_stacked_view_and_fleet_robot_selector(server, page):
     server.publish_readings(now_fleet(30) + now_fleet(15, robot="R-7"))
     open_dashboard(page, server.url)
     page.get_by_text("stacked areas").click()
-    page.wait_for_function(f"() => {LIVE.format('live_chart')}.renderers.filter(r => r.visible && r.glyph.type == 'VArea').length == 14")
+    page.wait_for_function(
+        f"() => {LIVE.format('live_chart')}.renderers.filter(r => r.visible && r.glyph.type == 'VArea').length == 14"
+    )
     page.locator("select").first.select_option("R-7")
     page.wait_for_function(f"() => {LIVE.format('live_source')}.data.ts.length == 15")
     assert "robot R-7" in js(page, LIVE.format("live_chart") + ".title.text")
@@ -201,10 +219,11 @@ def test_live_view_on_the_real_kafka_feed(kafka_env, chromium, artifacts_dir):
             with Streamer(server, period=0.2):  # keeps publishing until the group has its partitions
                 page.wait_for_function(f"() => {LIVE.format('live_source')}.data.ts.length >= 10", timeout=60_000)
                 page.get_by_text("LIVE", exact=True).wait_for(timeout=10_000)
-                event = alert("k-" + uuid.uuid4().hex[:6], at=datetime.now(timezone.utc))
+                event = alert("k-" + uuid.uuid4().hex[:6], at=datetime.now(UTC))
                 server.publish(settings.alerts_topic, event)
-                page.wait_for_function(f"() => {LIVE.format('alert_source')}.data.event_id.includes('{event.event_id}')",
-                                       timeout=30_000)
+                page.wait_for_function(
+                    f"() => {LIVE.format('alert_source')}.data.event_id.includes('{event.event_id}')", timeout=30_000
+                )
             assert errors == []
         finally:
             page.screenshot(path=str(artifacts_dir / "dashboard-real-kafka.png"), full_page=True)
@@ -218,8 +237,9 @@ def test_history_tab_shows_what_consumer_db_stored(server, page):
     wait_for(lambda: stored_alert(server, "e-hist"), what="consumer_db to store the alert")
     open_dashboard(page, server.url)
     page.get_by_text("History", exact=True).click()
-    page.wait_for_function(f"() => {LIVE.format('history_smooth')} && {LIVE.format('history_smooth')}.data.ts.length >= 4",
-                           timeout=30_000)
+    page.wait_for_function(
+        f"() => {LIVE.format('history_smooth')} && {LIVE.format('history_smooth')}.data.ts.length >= 4", timeout=30_000
+    )
     page.get_by_text("history:").wait_for(timeout=10_000)
     assert js(page, LIVE.format("history_alerts") + ".data.severity") == ["ERROR"]
     assert js(page, LIVE.format("history_summary") + ".data.axis") == list(range(1, 15))

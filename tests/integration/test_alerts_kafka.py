@@ -1,8 +1,9 @@
 """consumer_alerts on the real broker: readings in, events out on the alerts topic, a restart that
 re-raises nothing, and the events persisted by consumer_db."""
+
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -45,9 +46,17 @@ async def run_until(settings, bus, check, *, timeout=60.0):
 
 
 async def test_events_reach_the_alerts_topic_and_a_restart_raises_none_again(kafka_env, tmp_path):
-    settings = AlertsSettings(_env_file=None, **kafka_env, alerts_group_id=f"alerts-{kafka_env['alerts_topic']}",
-                              state_path=tmp_path / "state.json", holdoff_s=30.0, z_window=200, z_min_samples=50,
-                              poll_timeout_ms=200, detectors=["zscore", "stuck"])
+    settings = AlertsSettings(
+        _env_file=None,
+        **kafka_env,
+        alerts_group_id=f"alerts-{kafka_env['alerts_topic']}",
+        state_path=tmp_path / "state.json",
+        holdoff_s=30.0,
+        z_window=200,
+        z_min_samples=50,
+        poll_timeout_ms=200,
+        detectors=["zscore", "stuck"],
+    )
     readings = cycle_readings(1200, fault=surge)
     bus = KafkaBus(settings)
     await bus.start()
@@ -67,7 +76,9 @@ async def test_events_reach_the_alerts_topic_and_a_restart_raises_none_again(kaf
         await bus.flush()
 
         async def closed():
-            return [a for a in (await latest_alerts(bus, settings.alerts_topic)).values() if a.state is AlertState.CLOSED]
+            return [
+                a for a in (await latest_alerts(bus, settings.alerts_topic)).values() if a.state is AlertState.CLOSED
+            ]
 
         done = await run_until(settings, bus, closed)  # a second service instance: a restart
         messages = [Alert.from_bytes(m.value) for m in await read_to_end(bus, settings.alerts_topic)]
@@ -85,11 +96,20 @@ async def test_events_are_persisted_by_consumer_db(kafka_env, pg_url, tmp_path):
     from common.tables import alerts
     from consumer_db.settings import ConsumerDbSettings
 
-    settings = AlertsSettings(_env_file=None, **kafka_env, alerts_group_id=f"alerts-{kafka_env['alerts_topic']}",
-                              state_path=tmp_path / "state.json", holdoff_s=30.0, z_window=200, z_min_samples=50,
-                              poll_timeout_ms=200, detectors=["zscore", "stuck"])
-    db_settings = ConsumerDbSettings(_env_file=None, **kafka_env, database_url=pg_url,
-                                     sink_group_id=f"db-{kafka_env['alerts_topic']}")
+    settings = AlertsSettings(
+        _env_file=None,
+        **kafka_env,
+        alerts_group_id=f"alerts-{kafka_env['alerts_topic']}",
+        state_path=tmp_path / "state.json",
+        holdoff_s=30.0,
+        z_window=200,
+        z_min_samples=50,
+        poll_timeout_ms=200,
+        detectors=["zscore", "stuck"],
+    )
+    db_settings = ConsumerDbSettings(
+        _env_file=None, **kafka_env, database_url=pg_url, sink_group_id=f"db-{kafka_env['alerts_topic']}"
+    )
     engine = make_engine(pg_url, log_version=False)
     bus = KafkaBus(settings)
     await bus.start()
@@ -99,13 +119,16 @@ async def test_events_are_persisted_by_consumer_db(kafka_env, pg_url, tmp_path):
         for r in cycle_readings(900, fault=surge):
             await bus.send(settings.readings_topic, r.robot_id, r.to_bytes())
         await bus.flush()
-        tasks = [asyncio.create_task(run(settings, bus=bus, stop=stop)),
-                 asyncio.create_task(consumer_db.run(db_settings, bus=bus, stop=stop, engine=engine))]
+        tasks = [
+            asyncio.create_task(run(settings, bus=bus, stop=stop)),
+            asyncio.create_task(consumer_db.run(db_settings, bus=bus, stop=stop, engine=engine)),
+        ]
 
         async def stored_closed():
             def query():
                 with engine.connect() as conn:
                     return conn.execute(select(alerts).where(alerts.c.state == "closed")).mappings().all()
+
             try:
                 return await asyncio.to_thread(query)
             except ProgrammingError:  # consumer_db has not created its tables yet
@@ -129,10 +152,20 @@ async def test_an_event_is_on_the_alerts_topic_before_the_rest_of_its_batch_is_j
     a tick's 200 take ~10-20 ms): while the engine judges the second reading, a reader on its own
     thread must already find the event on the broker."""
     settings = AlertsSettings(_env_file=None, **kafka_env)
-    opened = Alert(event_id="r1:1:zscore:early", robot_id="r1", axis=1, detector="zscore", severity="ALERT",
-                   state="open", opened_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
-    watch = BrokerWatch(settings.kafka_bootstrap_servers, settings.alerts_topic,
-                        lambda value: Alert.from_bytes(value).event_id == opened.event_id)
+    opened = Alert(
+        event_id="r1:1:zscore:early",
+        robot_id="r1",
+        axis=1,
+        detector="zscore",
+        severity="ALERT",
+        state="open",
+        opened_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    watch = BrokerWatch(
+        settings.kafka_bootstrap_servers,
+        settings.alerts_topic,
+        lambda value: Alert.from_bytes(value).event_id == opened.event_id,
+    )
 
     class FirstReadingOpensAnEvent:
         def __init__(self):
@@ -146,8 +179,9 @@ async def test_an_event_is_on_the_alerts_topic_before_the_rest_of_its_batch_is_j
             return []
 
     engine = FirstReadingOpensAnEvent()
-    readings = [Reading(robot_id="r1", ts=datetime(2026, 1, 1, 0, 0, i, tzinfo=timezone.utc), row=i, currents={1: 1.0})
-                for i in (1, 2)]
+    readings = [
+        Reading(robot_id="r1", ts=datetime(2026, 1, 1, 0, 0, i, tzinfo=UTC), row=i, currents={1: 1.0}) for i in (1, 2)
+    ]
     messages = [Message(settings.readings_topic, 0, i, b"r1", r.to_bytes()) for i, r in enumerate(readings)]
     bus = KafkaBus(settings)
     await bus.start()

@@ -3,12 +3,13 @@
 The shared development PostgreSQL is never stopped: the test starts a private server of its own with
 scripts/postgres.sh under its own AXISWATCH_VAR_DIR, and removes it afterwards.
 """
+
 import asyncio
 import logging
 import os
 import shutil
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from tests.conftest import service_missing
 
 pytestmark = pytest.mark.integration
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
-T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 
 
 class PrivatePostgres:
@@ -74,9 +75,16 @@ async def until(condition, timeout: float = 60.0) -> None:
 
 
 async def test_postgres_outage_mid_stream_loses_nothing(private_postgres, kafka_env, unique, caplog):
-    settings = ConsumerDbSettings(_env_file=None, database_url=private_postgres.url, **kafka_env, axes="1-2",
-                                  sink_group_id=f"sink-{unique}", sink_batch_size=100, sink_retry_initial_s=0.2,
-                                  sink_retry_max_s=1.0)
+    settings = ConsumerDbSettings(
+        _env_file=None,
+        database_url=private_postgres.url,
+        **kafka_env,
+        axes="1-2",
+        sink_group_id=f"sink-{unique}",
+        sink_batch_size=100,
+        sink_retry_initial_s=0.2,
+        sink_retry_max_s=1.0,
+    )
     engine = make_engine(private_postgres.url, log_version=False)
 
     def stored() -> int:

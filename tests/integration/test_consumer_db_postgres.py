@@ -1,4 +1,7 @@
 """consumer_db on a real PostgreSQL: the phrase tests, the schema, the views, bulk ingest of the real export."""
+
+from datetime import UTC
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -28,10 +31,20 @@ def test_phrases_give_the_same_exact_rows_on_postgres(engine):
         for phrase, args, rows, tables in CASES:
             answer = ask(conn, phrase, QueryArgs(**args))
             assert comparable(answer.rows) == comparable(rows), phrase
-            assert {k: comparable(v) for k, v in answer.tables.items()} == {k: comparable(v) for k, v in tables.items()}, phrase
-        views = {v: conn.execute(text(f"SELECT count(*) FROM {v}")).scalar() for v in
-                 ("cat_latest_per_axis", "cat_minute_peaks", "cat_axis_summary", "cat_data_health", "cat_gaps")}
-    assert views == {"cat_latest_per_axis": 6, "cat_minute_peaks": 10, "cat_axis_summary": 6, "cat_data_health": 2, "cat_gaps": 1}
+            assert {k: comparable(v) for k, v in answer.tables.items()} == {
+                k: comparable(v) for k, v in tables.items()
+            }, phrase
+        views = {
+            v: conn.execute(text(f"SELECT count(*) FROM {v}")).scalar()
+            for v in ("cat_latest_per_axis", "cat_minute_peaks", "cat_axis_summary", "cat_data_health", "cat_gaps")
+        }
+    assert views == {
+        "cat_latest_per_axis": 6,
+        "cat_minute_peaks": 10,
+        "cat_axis_summary": 6,
+        "cat_data_health": 2,
+        "cat_gaps": 1,
+    }
 
 
 def test_bulk_ingest_of_the_real_export_through_copy_and_again(engine, real_export):
@@ -54,13 +67,13 @@ def test_bulk_ingest_of_the_real_export_through_copy_and_again(engine, real_expo
 
 
 def test_copy_path_handles_overlaps_and_duplicates_within_a_batch(engine):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from consumer_db.migrate import migrate
     from consumer_db.store import insert_readings
 
     migrate(engine)
-    t0 = datetime(2022, 10, 17, tzinfo=timezone.utc)
+    t0 = datetime(2022, 10, 17, tzinfo=UTC)
     rows = [("r", axis, t0 + timedelta(seconds=i), float(i)) for i in range(600) for axis in (1, 2)]
     with engine.begin() as conn:
         assert insert_readings(conn, rows[:600], copy_min_rows=1) == 600  # new data: straight COPY
@@ -74,7 +87,7 @@ def test_copy_path_handles_overlaps_and_duplicates_within_a_batch(engine):
 
 
 def test_a_message_the_database_refuses_is_rejected_alone(engine):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from common.bus import Message
     from common.schemas import Alert, Reading
@@ -85,12 +98,15 @@ def test_a_message_the_database_refuses_is_rejected_alone(engine):
     from consumer_db.sink import Sink
 
     migrate(engine)
-    t0 = datetime(2022, 10, 17, tzinfo=timezone.utc)
+    t0 = datetime(2022, 10, 17, tzinfo=UTC)
     good = Alert(event_id="ok", robot_id="r", axis=1, detector="zscore", severity="ALERT", state="open", opened_at=t0)
     too_long = good.model_copy(update={"event_id": "long", "detector": "d" * 500})
     reading = Reading(robot_id="r", ts=t0, currents={1: 2.0})
-    messages = [Message("alerts", 0, 0, b"r", good.to_bytes()), Message("alerts", 0, 1, b"r", too_long.to_bytes()),
-                Message("readings", 0, 0, b"r", reading.to_bytes())]
+    messages = [
+        Message("alerts", 0, 0, b"r", good.to_bytes()),
+        Message("alerts", 0, 1, b"r", too_long.to_bytes()),
+        Message("readings", 0, 0, b"r", reading.to_bytes()),
+    ]
     sink = Sink(engine, AxisLock(engine, [1, 2]), Topics("readings", "alerts", "dead"))
     report = sink.write(messages)
     assert (report.alerts, report.rejected, report.rows_new) == (1, 1, 2)

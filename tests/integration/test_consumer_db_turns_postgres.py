@@ -1,8 +1,9 @@
 """consumer_db.turns on a real PostgreSQL: the next batch's rows are written while the previous transaction
 runs, its commit waits for that one's, and a batch that holds up the previous one gives way."""
+
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
@@ -20,7 +21,7 @@ from tests.fault_support import poll
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 AXES = list(range(1, 15))
 # Another session of this database holds new rows of readings_fact: a transaction that has written rows.
 ROWS_WRITTEN_ELSEWHERE = text(
@@ -43,8 +44,10 @@ def sink(pg_url):
 
 def batch(first: int, count: int, offset: int) -> list[Message]:
     """``count`` readings of robot r1 from the ``first``-th (2 s apart), every axis with a value."""
-    readings = [Reading(robot_id="r1", ts=T0 + timedelta(seconds=2 * i), currents={a: float(i) for a in AXES})
-                for i in range(first, first + count)]
+    readings = [
+        Reading(robot_id="r1", ts=T0 + timedelta(seconds=2 * i), currents={a: float(i) for a in AXES})
+        for i in range(first, first + count)
+    ]
     return [Message("readings", 0, offset + n, b"r1", r.to_bytes()) for n, r in enumerate(readings)]
 
 

@@ -1,5 +1,6 @@
 """`make demo` as a user meets it: one process, in-process bus, SQLite; checked through the dashboard's
 HTTP endpoint and the SQLite file, stopped with SIGINT. Needs no Kafka or PostgreSQL."""
+
 import json
 import re
 import signal
@@ -56,17 +57,47 @@ def query(db: Path, sql: str) -> list[tuple]:
 def test_embedded_demo_streams_alerts_and_keeps_every_reading(tmp_path):
     port, db = free_port(), tmp_path / "demo.sqlite"
     process = subprocess.Popen(
-        [sys.executable, "-m", "dashboard", "demo", "--db", str(db), "--work-dir", str(tmp_path / "work"),
-         "--port", str(port), "--speed", "40", "--robots", "2", "--no-browser"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dashboard",
+            "demo",
+            "--db",
+            str(db),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--port",
+            str(port),
+            "--speed",
+            "40",
+            "--robots",
+            "2",
+            "--no-browser",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
-        live = poll(lambda: (h := health(port)) and h["newest_reading"] and h, timeout_s=90, what="live readings", process=process)
+        live = poll(
+            lambda: (h := health(port)) and h["newest_reading"] and h,
+            timeout_s=90,
+            what="live readings",
+            process=process,
+        )
         assert live["connected"] is True
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
             assert page.status == 200 and "bokeh" in page.read().decode().lower()
-        poll(lambda: query(db, "select count(*) from alerts where severity = 'ERROR'")[0:1] != [(0,)]
-             and query(db, "select count(*) from alerts"), timeout_s=120, what="an alert in the database", process=process)
+        poll(
+            lambda: (
+                query(db, "select count(*) from alerts where severity = 'ERROR'")[0:1] != [(0,)]
+                and query(db, "select count(*) from alerts")
+            ),
+            timeout_s=120,
+            what="an alert in the database",
+            process=process,
+        )
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=90)
     finally:

@@ -9,6 +9,7 @@ The readings carry faults from producer/faults.py; the expected events come from
 detector engine run over them in one go, in the test process. The same scenario on the in-process bus:
 tests/unit/test_faults_alerts_replay.py.
 """
+
 import signal
 
 import pytest
@@ -39,8 +40,16 @@ async def test_restarts_mid_fault_publish_each_event_change_once_and_close_it(ka
     assert sorted(e.split(":")[2] for e in expected) == ["stuck", "zscore"], "the faults must raise two events"
     group = f"alerts-{unique}"
     settings = AlertsSettings(_env_file=None, **kafka_env, alerts_group_id=group)
-    env = service_env(kafka_env, **DETECTION, alerts_group_id=group, state_path=tmp_path / "state.json",
-                      snapshot_interval_s=3600, poll_timeout_ms=100, max_batch=5, log_level="INFO")
+    env = service_env(
+        kafka_env,
+        **DETECTION,
+        alerts_group_id=group,
+        state_path=tmp_path / "state.json",
+        snapshot_interval_s=3600,
+        poll_timeout_ms=100,
+        max_batch=5,
+        log_level="INFO",
+    )
     log = tmp_path / "alerts.log"
     bus = KafkaBus(settings)
     await bus.start()
@@ -54,6 +63,7 @@ async def test_restarts_mid_fault_publish_each_event_change_once_and_close_it(ka
     def events_seen(reader: TopicReader):
         async def check():
             return by_event(Alert.from_bytes(v) for v in await reader.read())
+
         return check
 
     service = None
@@ -63,23 +73,31 @@ async def test_restarts_mid_fault_publish_each_event_change_once_and_close_it(ka
             await publish(readings[:604])
             service = Service("consumer_alerts", env, log)
             spike_id = next(e for e in expected if ":zscore:" in e)
-            await apoll(lambda: _has(events_seen(reader), spike_id, AlertState.OPEN), "the spike's OPEN",
-                        services=(service,))
+            await apoll(
+                lambda: _has(events_seen(reader), spike_id, AlertState.OPEN), "the spike's OPEN", services=(service,)
+            )
             assert service.stop(signal.SIGTERM) == 0, service.tail()
 
             # 2. Restart; the spike ends and closes, the stuck sensor's event opens: SIGKILL right then.
             await publish(readings[604:760])
             service = Service("consumer_alerts", env, log)
             stuck_id = next(e for e in expected if ":stuck:" in e)
-            await apoll(lambda: _has(events_seen(reader), stuck_id, AlertState.OPEN), "the stuck sensor's OPEN",
-                        services=(service,))
+            await apoll(
+                lambda: _has(events_seen(reader), stuck_id, AlertState.OPEN),
+                "the stuck sensor's OPEN",
+                services=(service,),
+            )
             service.stop(signal.SIGKILL)  # no snapshot since step 1's (the interval is long), nor a commit
 
             # 3. Restart with the stale snapshot; the stuck fault ends and its event closes.
             await publish(readings[760:])
             service = Service("consumer_alerts", env, log)
-            await apoll(lambda: _has(events_seen(reader), stuck_id, AlertState.CLOSED), "the stuck sensor's CLOSE",
-                        services=(service,), timeout=90)
+            await apoll(
+                lambda: _has(events_seen(reader), stuck_id, AlertState.CLOSED),
+                "the stuck sensor's CLOSE",
+                services=(service,),
+                timeout=90,
+            )
             assert service.stop(signal.SIGTERM) == 0, service.tail()
             service = None
             seen = await events_seen(reader)()

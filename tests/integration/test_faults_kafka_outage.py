@@ -8,9 +8,10 @@ its data, as a real broker restart does. Stop, 10 s, restart: the clients see ~2
 which aiokafka's own retries bridge (its request timeout is 40 s); what it gives up on after that goes
 through producer/sender.py's resend, tested in tests/unit/test_sender.py.
 """
+
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
 
 import pytest
@@ -23,7 +24,7 @@ from tests.conftest import service_missing
 from tests.fault_support import PrivateKafka, Service, poll, service_env, stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-START = datetime(2024, 3, 1, 8, tzinfo=timezone.utc)
+START = datetime(2024, 3, 1, 8, tzinfo=UTC)
 ROBOTS, TICK_S, READINGS, AXES = 6, 0.02, 6000, [1, 2, 3, 4]  # 300 readings/s for 20 s, plus the outage
 OUTAGE_S = 10.0
 
@@ -58,9 +59,23 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(private_kafka,
     engine = make_engine(pg_url, log_version=False)
     try:
         poll(lambda: stored(engine)[0] == 0, "the sink's tables", services=(sink,))
-        producer = Service("producer", {**env, "SHUTDOWN_TIMEOUT_S": "120"}, tmp_path / "producer.log",
-                           "--synthetic", "--robots", str(ROBOTS), "--seed", "7", "--tick-seconds", str(TICK_S),
-                           "--start-time", START.isoformat(), "--limit", str(READINGS), "--no-axes-from-db")
+        producer = Service(
+            "producer",
+            {**env, "SHUTDOWN_TIMEOUT_S": "120"},
+            tmp_path / "producer.log",
+            "--synthetic",
+            "--robots",
+            str(ROBOTS),
+            "--seed",
+            "7",
+            "--tick-seconds",
+            str(TICK_S),
+            "--start-time",
+            START.isoformat(),
+            "--limit",
+            str(READINGS),
+            "--no-axes-from-db",
+        )
         poll(lambda: stored(engine)[0] >= 4 * 500, "the first rows", services=(sink, producer))
 
         private_kafka.stop()  # kept data and ports: the restart comes back at the same address
@@ -74,8 +89,9 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(private_kafka,
         poll(lambda: stored(engine)[0] == 4 * READINGS, "every row after the restart", timeout=90, services=(sink,))
         assert sink.stop(signal.SIGTERM) == 0, sink.tail()
         with engine.connect() as conn:
-            rows = conn.execute(select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id,
-                                       readings_fact.c.amps)).all()
+            rows = conn.execute(
+                select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
+            ).all()
     finally:
         for service in (producer, sink):
             if service is not None and service.process.poll() is None:

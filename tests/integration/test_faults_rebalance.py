@@ -6,10 +6,11 @@ PostgreSQL still ends with exactly the input: nothing lost, nothing twice.
 Instance A runs in-process, so the test can hold its second write until the group has rebalanced (a
 real process can only be timed, not held); instance B is a real ``python -m consumer_db`` process.
 """
+
 import asyncio
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -24,14 +25,18 @@ from consumer_db.sink import Sink
 from tests.fault_support import Service, poll, service_env, stored
 
 pytestmark = pytest.mark.integration
-T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 ROBOTS = [f"robot-{i:03d}" for i in range(24)]  # enough keys to land on all six partitions
 READINGS, BATCH, POISON_EVERY = 7200, 2000, 1000
 
 
 def reading(i: int) -> Reading:
-    return Reading(robot_id=ROBOTS[i % len(ROBOTS)], ts=T0 + timedelta(seconds=2 * (i // len(ROBOTS))), row=i,
-                   currents={1: round(i * 0.01, 2), 2: None, 3: float(i % 7), 4: 0.0})
+    return Reading(
+        robot_id=ROBOTS[i % len(ROBOTS)],
+        ts=T0 + timedelta(seconds=2 * (i // len(ROBOTS))),
+        row=i,
+        currents={1: round(i * 0.01, 2), 2: None, 3: float(i % 7), 4: 0.0},
+    )
 
 
 def held_sink() -> type[Sink]:
@@ -71,12 +76,20 @@ async def publish(settings: ConsumerDbSettings) -> None:
         await bus.stop()
 
 
-async def test_a_second_instance_joining_mid_batch_loses_and_duplicates_nothing(kafka_env, pg_url, unique, tmp_path,
-                                                                                 monkeypatch, caplog):
+async def test_a_second_instance_joining_mid_batch_loses_and_duplicates_nothing(
+    kafka_env, pg_url, unique, tmp_path, monkeypatch, caplog
+):
     kafka_env = {**kafka_env, "topic_partitions": 6}
     group = f"sink-{unique}"
-    settings = ConsumerDbSettings(_env_file=None, database_url=pg_url, **kafka_env, axes="1-4", sink_group_id=group,
-                                  sink_batch_size=BATCH, sink_batch_ms=200)
+    settings = ConsumerDbSettings(
+        _env_file=None,
+        database_url=pg_url,
+        **kafka_env,
+        axes="1-4",
+        sink_group_id=group,
+        sink_batch_size=BATCH,
+        sink_batch_ms=200,
+    )
     await publish(settings)
     held = held_sink()
     monkeypatch.setattr(consumer_db.service, "Sink", held)
@@ -95,12 +108,14 @@ async def test_a_second_instance_joining_mid_batch_loses_and_duplicates_nothing(
             env = service_env(kafka_env, database_url=pg_url, axes="1-4", sink_group_id=group, log_level="INFO")
             b = Service("consumer_db", env, tmp_path / "b.log")
             # B writes only once the group has rebalanced and handed it partitions, while A still holds its batch.
-            await asyncio.to_thread(poll, lambda: stored(engine)[0] > rows_before, "B writing", timeout=90,
-                                    services=(b,))
+            await asyncio.to_thread(
+                poll, lambda: stored(engine)[0] > rows_before, "B writing", timeout=90, services=(b,)
+            )
             held.release.set()
             total = (4 * READINGS, READINGS // POISON_EVERY + 1)
-            await asyncio.to_thread(poll, lambda: stored(engine) == total, "every row and rejection", timeout=90,
-                                    services=(b,))
+            await asyncio.to_thread(
+                poll, lambda: stored(engine) == total, "every row and rejection", timeout=90, services=(b,)
+            )
             # A's commit usually fails here (its partitions moved to B); when the group hands the held batch's
             # partitions back to A it succeeds instead (seen 2 times in ~10 CI runs). Either way the rows must be
             # exactly the input, which is what is asserted below; give A's commit time to happen first.
@@ -115,8 +130,9 @@ async def test_a_second_instance_joining_mid_batch_loses_and_duplicates_nothing(
         exit_code = b.stop() if b is not None else 0
     assert exit_code == 0, b.tail()
     with engine.connect() as conn:
-        rows = conn.execute(select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id,
-                                   readings_fact.c.amps)).all()
+        rows = conn.execute(
+            select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
+        ).all()
         origins = conn.execute(select(rejected_readings.c.origin)).scalars().all()
     engine.dispose()
     readings = map(reading, range(READINGS))

@@ -1,6 +1,7 @@
 """`make up` / `make down` as a user meets them: the repo's own Kafka and PostgreSQL plus the four services
 as separate processes (scripts/local-stack.sh), end to end: readings flow from the producer through Kafka
 into PostgreSQL and alerts, and the dashboard serves them."""
+
 import json
 import os
 import re
@@ -61,10 +62,13 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         service_missing("java and mvn are needed to start the repo's own Kafka broker")
     port = free_port()
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")  # the stack brings its own
     } | {
-        "AXISWATCH_VAR_DIR": str(tmp_path / "stack"), "PYTHON": sys.executable, "DASHBOARD_PORT": str(port),
+        "AXISWATCH_VAR_DIR": str(tmp_path / "stack"),
+        "PYTHON": sys.executable,
+        "DASHBOARD_PORT": str(port),
         "MODEL_PATH": str(REPO / "consumer_alerts/models/synthetic-fleet.json"),
         "STATE_PATH": str(tmp_path / "alerts-state.json"),
         "PRODUCER_ARGS": f"--synthetic --robots 2 --faults --fault-period 600 --speed 100 --limit {READINGS}",
@@ -87,8 +91,12 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         exports = subprocess.run(["bash", str(STACK), "env"], env=env, capture_output=True, text=True).stdout
         database_url = exports.split("DATABASE_URL='")[1].split("'")[0]
         engine = create_engine(database_url)
-        wait_for(lambda: scalar(engine, "select count(distinct (robot_id, ts)) from readings_fact") == READINGS,
-                 timeout_s=180, what=f"{READINGS} readings in PostgreSQL", logs=logs)
+        wait_for(
+            lambda: scalar(engine, "select count(distinct (robot_id, ts)) from readings_fact") == READINGS,
+            timeout_s=180,
+            what=f"{READINGS} readings in PostgreSQL",
+            logs=logs,
+        )
         wait_for(lambda: scalar(engine, "select count(*) from alerts"), timeout_s=120, what="an alert event", logs=logs)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
             health = json.load(response)
@@ -98,8 +106,13 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         assert scalar(engine, "select count(*) from readings_fact where axis_id >= 9 and amps is not null") == 0
         engine.dispose()
     finally:
-        down = subprocess.run(["bash", str(STACK), "down", "--clean"], env=env, capture_output=True, text=True, timeout=120)
+        down = subprocess.run(
+            ["bash", str(STACK), "down", "--clean"], env=env, capture_output=True, text=True, timeout=120
+        )
     assert down.returncode == 0, down.stderr
     left = [name for name, pid in services.items() if running(pid)]
     assert not left, f"still running after make down: {left}"
-    assert "kafka stopped" in subprocess.run(["bash", str(STACK), "status"], env=env, capture_output=True, text=True).stdout
+    assert (
+        "kafka stopped"
+        in subprocess.run(["bash", str(STACK), "status"], env=env, capture_output=True, text=True).stdout
+    )

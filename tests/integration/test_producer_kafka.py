@@ -1,5 +1,6 @@
 """The producer on the real broker: N rows arrive as N messages in order per key, bad rows on the dead
 letters with their line numbers, the real export end to end at max speed, a clean stop on SIGTERM."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from tests.broker_watch import BrokerWatch
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def producer_settings(kafka_env, **kw) -> ProducerSettings:
@@ -110,7 +111,11 @@ def test_sigterm_flushes_and_exits_zero(kafka_env, tmp_path):
     env = {**os.environ, **{k.upper(): str(v) for k, v in kafka_env.items()}, "AXES_FROM_DB": "false"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "producer", "--synthetic", "--robots", "3", "--tick-seconds", "0.01"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         for line in proc.stderr:  # wait until it is producing, then stop it
@@ -152,8 +157,11 @@ async def test_a_tick_is_on_the_broker_before_the_next_one_is_made(kafka_env):
     before must already be on the broker by then, not held back by that work."""
     settings = ProducerSettings(_env_file=None, **kafka_env, axes_from_db=False, tick_seconds=2.0)
     first = Reading(robot_id="r1", ts=T0, row=1, currents={1: 1.0})
-    watch = BrokerWatch(settings.kafka_bootstrap_servers, settings.readings_topic,
-                        lambda value: Reading.from_bytes(value).row == first.row)
+    watch = BrokerWatch(
+        settings.kafka_bootstrap_servers,
+        settings.readings_topic,
+        lambda value: Reading.from_bytes(value).row == first.row,
+    )
     seen_while_making: list[bool] = []
 
     def feed():

@@ -1,12 +1,12 @@
 """The per-minute rollup on PostgreSQL: exact through COPY, the staging table and replays, and with two
 writers of one robot at once (folding, late, one reading split between them) or of two robots folding one
 minute of the fleet; the queries built on it answer as the raw rows do."""
+
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
-from itertools import zip_longest
 
 import pytest
 from sqlalchemy import text
@@ -47,10 +47,16 @@ def test_the_migration_backfills_readings_stored_before_it(pg_url):
     migrate(engine, "0002")
     rows = cases.readings_over_hours(5)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO axes_dim (robot_id, axis_id, label) SELECT r, a, 'Axis #' || a "
-                          "FROM unnest(ARRAY['R1', 'R2']) r, generate_series(1, 4) a"))
-        conn.execute(text("INSERT INTO readings_fact (robot_id, axis_id, ts, amps) VALUES (:r, :a, :t, :v)"),
-                     [{"r": r, "a": a, "t": t, "v": v} for r, a, t, v in rows])
+        conn.execute(
+            text(
+                "INSERT INTO axes_dim (robot_id, axis_id, label) SELECT r, a, 'Axis #' || a "
+                "FROM unnest(ARRAY['R1', 'R2']) r, generate_series(1, 4) a"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO readings_fact (robot_id, axis_id, ts, amps) VALUES (:r, :a, :t, :v)"),
+            [{"r": r, "a": a, "t": t, "v": v} for r, a, t, v in rows],
+        )
     migrate(engine)
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
     cases.check_queries_match_raw_rows(engine, cases.hour_ranges)
@@ -67,12 +73,21 @@ AT = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
 # times, so the two meet only at the robot's rollup_progress row
 RACES = {
     "second folds the first's minute": ([], [("R1", 1, AT(10), 2.0)], [("R1", 2, AT(130), 4.0)]),
-    "second is late": ([("R1", 1, AT(30), 1.0), ("R1", 1, AT(130), 1.0)], [("R1", 1, AT(140), 2.0)],
-                       [("R1", 2, AT(10), 4.0)]),
-    "first is late": ([("R1", 1, AT(30), 1.0), ("R1", 1, AT(130), 1.0)], [("R1", 1, AT(10), 2.0)],
-                      [("R1", 2, AT(250), 4.0)]),
-    "one reading, two axes": ([("R1", 1, AT(10), 1.0)], [("R1", 1, AT(70), 2.0)],
-                              [("R1", 2, AT(70), 4.0), ("R1", 1, AT(200), 1.0)]),
+    "second is late": (
+        [("R1", 1, AT(30), 1.0), ("R1", 1, AT(130), 1.0)],
+        [("R1", 1, AT(140), 2.0)],
+        [("R1", 2, AT(10), 4.0)],
+    ),
+    "first is late": (
+        [("R1", 1, AT(30), 1.0), ("R1", 1, AT(130), 1.0)],
+        [("R1", 1, AT(10), 2.0)],
+        [("R1", 2, AT(250), 4.0)],
+    ),
+    "one reading, two axes": (
+        [("R1", 1, AT(10), 1.0)],
+        [("R1", 1, AT(70), 2.0)],
+        [("R1", 2, AT(70), 4.0), ("R1", 1, AT(200), 1.0)],
+    ),
 }
 
 
@@ -137,7 +152,7 @@ def test_two_writers_of_the_same_robots_at_once_leave_the_rollup_exact(engine, c
     order, a transaction a batch, starting together: in-order, late and duplicate data race."""
     rng = random.Random(31)
     rows = cases.readings(31)
-    batches = [rows[i:i + rng.randint(10, 120)] for i in range(0, len(rows), 40)]
+    batches = [rows[i : i + rng.randint(10, 120)] for i in range(0, len(rows), 40)]
     orders = [rng.sample(batches, len(batches)) for _ in range(2)]
     together = threading.Barrier(2, timeout=30)
     with engine.begin() as conn:

@@ -1,7 +1,8 @@
 """The foundation's proof that the real services are there: one produce/consume, one write/read."""
+
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -21,7 +22,12 @@ async def test_kafka_produce_then_consume_in_key_order(kafka_env):
     try:
         await bus.ensure_topics([settings.readings_topic])
         sent = [
-            Reading(robot_id=f"r{i % 2}", ts=datetime(2022, 10, 17, 12, 0, i, tzinfo=timezone.utc), row=i, currents={1: float(i), 9: None})
+            Reading(
+                robot_id=f"r{i % 2}",
+                ts=datetime(2022, 10, 17, 12, 0, i, tzinfo=UTC),
+                row=i,
+                currents={1: float(i), 9: None},
+            )
             for i in range(10)
         ]
         for reading in sent:

@@ -1,4 +1,5 @@
 """Snapshots (format v3, windows as float64) taken robot by robot, and the commit that follows them."""
+
 import json
 import logging
 

@@ -1,4 +1,5 @@
 """The CLI on small files: train, replay, score and plot, and clear errors."""
+
 import csv
 import math
 from datetime import timedelta
@@ -47,8 +48,26 @@ def test_train_then_replay_finds_the_overload(files, capsys):
 
 
 def test_train_until_a_time_and_replay_without_a_model(files):
-    assert main(["train", "--csv", "export.csv", "--until", "2022-10-17T13:00:00", "--out", "m.json", "--window", "40",
-                 "--kind", "line", "--robot-id", "cell-7"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--csv",
+                "export.csv",
+                "--until",
+                "2022-10-17T13:00:00",
+                "--out",
+                "m.json",
+                "--window",
+                "40",
+                "--kind",
+                "line",
+                "--robot-id",
+                "cell-7",
+            ]
+        )
+        == 0
+    )
     model = AlertModel.load(files / "m.json")
     assert model.kind == "line" and model.robot_id == "cell-7" and model.training["end"] < "2022-10-17T13:00"
     assert main(["replay", "--csv", "export.csv", "--out", "plain.csv"]) == 0
@@ -83,13 +102,19 @@ def test_score_any_csv_gives_a_score_per_numeric_column_in_0_1(files):
     assert max(temps[300:312]) > 0.5 > max(temps[:300])
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--csv", "export.csv", "--fraction", "1.5", "--out", "m.json"], "--fraction must be within"),
-    (["replay", "--csv", "export.csv", "--model", "nowhere.json", "--out", "a.csv"], "cannot read model file"),
-    (["score", "--csv", "export.csv", "--time-column", "when", "--out", "s.csv"], "no column 'when'"),
-    (["score", "--csv", "export.csv", "--time-column", "Time", "--columns", "Axis #99", "--out", "s.csv"], "no column"),
-    (["--model", "nowhere.json"], "cannot read model file"),  # the service refuses to start, before any connection
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--csv", "export.csv", "--fraction", "1.5", "--out", "m.json"], "--fraction must be within"),
+        (["replay", "--csv", "export.csv", "--model", "nowhere.json", "--out", "a.csv"], "cannot read model file"),
+        (["score", "--csv", "export.csv", "--time-column", "when", "--out", "s.csv"], "no column 'when'"),
+        (
+            ["score", "--csv", "export.csv", "--time-column", "Time", "--columns", "Axis #99", "--out", "s.csv"],
+            "no column",
+        ),
+        (["--model", "nowhere.json"], "cannot read model file"),  # the service refuses to start, before any connection
+    ],
+)
 def test_failures_exit_1_with_a_clear_message(files, capsys, argv, message):
     assert main(argv) == 1
     assert message in capsys.readouterr().err
@@ -110,13 +135,18 @@ def test_train_from_the_database(files, monkeypatch, sqlite_url):
 
     engine = create_engine(sqlite_url)
     metadata.create_all(engine)
-    rows = [{"robot_id": "r1", "axis_id": a, "ts": r.ts, "amps": v}
-            for r in cycle_readings(1500, seed=12) for a, v in r.currents.items()]
+    rows = [
+        {"robot_id": "r1", "axis_id": a, "ts": r.ts, "amps": v}
+        for r in cycle_readings(1500, seed=12)
+        for a, v in r.currents.items()
+    ]
     with engine.begin() as conn:
         conn.execute(readings_fact.insert(), rows)
     engine.dispose()
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
-    assert main(["train", "--from-db", "--robot-id", "r1", "--fraction", "1", "--out", "db.json", "--window", "40"]) == 0
+    assert (
+        main(["train", "--from-db", "--robot-id", "r1", "--fraction", "1", "--out", "db.json", "--window", "40"]) == 0
+    )
     model = AlertModel.load(files / "db.json")
     assert model.training["rows"] == 1500 and set(model.axes) == {1, 2} and model.robot_id == "r1"
     assert main(["train", "--from-db", "--robot-id", "nobody", "--fraction", "1", "--out", "none.json"]) == 1

@@ -1,4 +1,5 @@
 """The engine between readings and events: idle rows, repeats, stoppages, redeliveries, snapshots."""
+
 import json
 from datetime import timedelta
 
@@ -8,7 +9,9 @@ from consumer_alerts.engine_state import load_snapshot, restore_events, snapshot
 from consumer_alerts.training import TrainingOptions, train
 from tests.alerts_fixtures import T0, cycle_readings
 
-CONFIG = EngineConfig(z_window=200, z_min_samples=50, z_test_samples=3, holdoff_s=60.0, stoppage_s=600.0, stuck_readings=10)
+CONFIG = EngineConfig(
+    z_window=200, z_min_samples=50, z_test_samples=3, holdoff_s=60.0, stoppage_s=600.0, stuck_readings=10
+)
 
 
 def run(engine, readings):
@@ -29,8 +32,10 @@ def test_clean_cycles_raise_nothing_with_the_default_settings():
 def test_a_sensor_stuck_high_while_idle_is_a_stuck_alert_on_its_axis_only():
     engine = DetectorEngine(CONFIG)
     readings = cycle_readings(600)
-    stuck = [r.model_copy(update={"currents": {**r.currents, 2: 33.3}}) if 300 <= i < 400 else r
-             for i, r in enumerate(readings)]
+    stuck = [
+        r.model_copy(update={"currents": {**r.currents, 2: 33.3}}) if 300 <= i < 400 else r
+        for i, r in enumerate(readings)
+    ]
     alerts = run(engine, stuck)
     assert {(a.axis, a.detector, a.severity) for a in alerts} == {(2, "stuck", Severity.ALERT)}
     assert [a.state for a in alerts] == [AlertState.OPEN, AlertState.CLOSED]
@@ -43,7 +48,9 @@ def test_a_sensor_stuck_high_while_idle_is_a_stuck_alert_on_its_axis_only():
 def test_a_stoppage_closes_open_events_at_the_last_active_reading():
     engine = DetectorEngine(CONFIG)
     readings = cycle_readings(300)
-    surge = [r.model_copy(update={"currents": {**r.currents, 1: 40.0 + i * 0.01}}) for i, r in enumerate(readings[-20:])]
+    surge = [
+        r.model_copy(update={"currents": {**r.currents, 1: 40.0 + i * 0.01}}) for i, r in enumerate(readings[-20:])
+    ]
     opened = run(engine, readings[:-20] + surge)
     assert any(a.state is AlertState.OPEN and a.detector == "zscore" and a.axis == 1 for a in opened)
     last_active = max(r.ts for r in surge)
@@ -65,7 +72,12 @@ def test_a_reading_not_newer_than_the_last_is_skipped():
 def test_snapshot_round_trip_gives_the_same_events():
     model = train(cycle_readings(3000, seed=5), TrainingOptions(window=20, max_short=4), robot_id="r1")
     first = cycle_readings(1500, seed=6, start=T0 + timedelta(days=1))
-    fault = cycle_readings(1500, seed=7, start=first[-1].ts + timedelta(seconds=2), fault=lambda i, a, v: v * 2 if a == 2 and 200 < i < 900 else v)
+    fault = cycle_readings(
+        1500,
+        seed=7,
+        start=first[-1].ts + timedelta(seconds=2),
+        fault=lambda i, a, v: v * 2 if a == 2 and 200 < i < 900 else v,
+    )
     one = DetectorEngine(CONFIG, model)
     run(one, first)
     two = DetectorEngine(CONFIG, model)
@@ -78,8 +90,18 @@ def test_snapshot_round_trip_gives_the_same_events():
 def test_restore_events_takes_over_open_events_and_drops_others():
     engine = DetectorEngine(CONFIG)
     run(engine, cycle_readings(100))
-    sent = Alert(event_id="r1:1:zscore:x", robot_id="r1", axis=1, detector="zscore", severity=Severity.ALERT,
-                 state=AlertState.OPEN, opened_at=T0, peak_amps=9.0, threshold=6.0, score=7.0)
+    sent = Alert(
+        event_id="r1:1:zscore:x",
+        robot_id="r1",
+        axis=1,
+        detector="zscore",
+        severity=Severity.ALERT,
+        state=AlertState.OPEN,
+        opened_at=T0,
+        peak_amps=9.0,
+        threshold=6.0,
+        score=7.0,
+    )
     assert restore_events(engine, [sent]) == 1
     assert engine.open_events() == [("r1", 1, "zscore")]
     assert restore_events(engine, [sent.model_copy(update={"state": AlertState.CLOSED})]) == 0
@@ -99,8 +121,13 @@ def test_scores_follow_the_z_score_and_drop_to_zero_on_idle_rows():
     readings = cycle_readings(300)
     run(engine, readings)
     after = readings[-1].ts
-    run(engine, [Reading(robot_id="r1", ts=after + timedelta(seconds=2 * k), currents={1: 60.0 + k, 2: 10.0})
-                 for k in (1, 2, 3)])
+    run(
+        engine,
+        [
+            Reading(robot_id="r1", ts=after + timedelta(seconds=2 * k), currents={1: 60.0 + k, 2: 10.0})
+            for k in (1, 2, 3)
+        ],
+    )
     assert 0.5 < engine.scores("r1", 1) < 1.0
     engine.process(Reading(robot_id="r1", ts=after + timedelta(seconds=10), currents={1: 0.0, 2: 0.0}))
     assert engine.scores("r1", 1) == 0.0 and engine.scores("r1", 7) is None

@@ -1,7 +1,8 @@
 """The service on the in-process bus: readings in, events out, and a restart that re-raises nothing."""
+
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -22,9 +23,19 @@ def surge(i, axis, amps):
 
 @pytest.fixture
 def settings(tmp_path):
-    return AlertsSettings(_env_file=None, bus="memory", readings_topic="readings", alerts_topic="alerts",
-                          state_path=tmp_path / "state.json", holdoff_s=30.0, z_window=200, z_min_samples=50,
-                          poll_timeout_ms=50, snapshot_interval_s=0.01, detectors=["zscore", "stuck"])
+    return AlertsSettings(
+        _env_file=None,
+        bus="memory",
+        readings_topic="readings",
+        alerts_topic="alerts",
+        state_path=tmp_path / "state.json",
+        holdoff_s=30.0,
+        z_window=200,
+        z_min_samples=50,
+        poll_timeout_ms=50,
+        snapshot_interval_s=0.01,
+        detectors=["zscore", "stuck"],
+    )
 
 
 async def publish(bus, readings):
@@ -65,8 +76,11 @@ async def test_a_restart_that_re_reads_readings_raises_no_event_twice(settings, 
     bus = InProcessBus()
     readings = cycle_readings(1200, fault=surge)
     await publish(bus, readings[:620])  # the event opens and is still open when the service stops
-    await run_until(settings, bus, lambda: len(alerts_on(bus)) >= 1 and
-                    bus._committed[(settings.alerts_group_id, "readings", 0)] == 620)
+    await run_until(
+        settings,
+        bus,
+        lambda: len(alerts_on(bus)) >= 1 and bus._committed[(settings.alerts_group_id, "readings", 0)] == 620,
+    )
     first = alerts_on(bus)
     assert [a.state for a in first] == [AlertState.OPEN]
     # A crash after the events were sent but before the commit: the readings come again.
@@ -116,9 +130,17 @@ async def test_stop_returns_promptly_with_nothing_to_read(settings):
 
 async def test_read_back_keeps_the_newest_state_and_the_acknowledgement():
     bus = InProcessBus(partitions=3)
-    at = datetime(2022, 10, 18, 8, 0, tzinfo=timezone.utc)
-    opened = Alert(event_id="r1:2:residual:x", robot_id="r1", axis=2, detector="residual", severity=Severity.ALERT,
-                   state=AlertState.OPEN, opened_at=at, peak_amps=12.0)
+    at = datetime(2022, 10, 18, 8, 0, tzinfo=UTC)
+    opened = Alert(
+        event_id="r1:2:residual:x",
+        robot_id="r1",
+        axis=2,
+        detector="residual",
+        severity=Severity.ALERT,
+        state=AlertState.OPEN,
+        opened_at=at,
+        peak_amps=12.0,
+    )
     acked = opened.model_copy(update={"acknowledged_by": "ana", "acknowledged_at": at})
     escalated = opened.model_copy(update={"severity": Severity.ERROR, "peak_amps": 40.0})
     for alert in (opened, acked, escalated):
@@ -128,7 +150,9 @@ async def test_read_back_keeps_the_newest_state_and_the_acknowledgement():
     assert list(latest) == ["r1:2:residual:x"]
     newest = latest["r1:2:residual:x"]
     assert newest.severity is Severity.ERROR and newest.acknowledged_by == "ana"
-    assert already_sent(escalated, latest) and not already_sent(escalated.model_copy(update={"peak_amps": 50.0}), latest)
+    assert already_sent(escalated, latest) and not already_sent(
+        escalated.model_copy(update={"peak_amps": 50.0}), latest
+    )
     assert not already_sent(escalated.model_copy(update={"state": AlertState.CLOSED}), latest)
 
 
@@ -173,8 +197,17 @@ class ScriptedEngine:
         self.judged += 1
         if reading.row not in self.opening:
             return []
-        return [Alert(event_id=f"r1:1:zscore:{reading.row}", robot_id="r1", axis=1, detector="zscore",
-                      severity=Severity.ALERT, state=AlertState.OPEN, opened_at=reading.ts)]
+        return [
+            Alert(
+                event_id=f"r1:1:zscore:{reading.row}",
+                robot_id="r1",
+                axis=1,
+                detector="zscore",
+                severity=Severity.ALERT,
+                state=AlertState.OPEN,
+                opened_at=reading.ts,
+            )
+        ]
 
 
 async def test_events_found_close_together_are_shipped_together_and_none_waits_long(monkeypatch):
@@ -191,8 +224,10 @@ async def test_events_found_close_together_are_shipped_together_and_none_waits_l
         shipments.append((engine.judged, len(alerts_on(bus))))
 
     monkeypatch.setattr(service, "let_out", let_out)
-    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    readings = [Reading(robot_id="r1", ts=base + timedelta(seconds=2 * i), row=i, currents={1: 1.0}) for i in range(1, 41)]
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    readings = [
+        Reading(robot_id="r1", ts=base + timedelta(seconds=2 * i), row=i, currents={1: 1.0}) for i in range(1, 41)
+    ]
     messages = [Message("readings", 0, i, b"r1", r.to_bytes()) for i, r in enumerate(readings)]
     alerts = await process_and_send(engine, messages, bus, "alerts", {}, before=lambda robot: None)
     assert [a.event_id for a in alerts] == [a.event_id for a in alerts_on(bus)]

@@ -1,6 +1,6 @@
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import SecretStr
@@ -10,7 +10,7 @@ from common.errors import SchemaError
 from common.schemas import Alert, AlertState, DeadLetter, Reading, Severity, iso_utc
 from common.settings import CommonSettings, parse_axes
 
-T0 = datetime(2022, 10, 17, 12, 18, 23, 660000, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, 18, 23, 660000, tzinfo=UTC)
 
 
 def test_reading_round_trip_keeps_ok_null_apart_from_zero():
@@ -24,7 +24,7 @@ def test_reading_round_trip_keeps_ok_null_apart_from_zero():
 def test_reading_converts_other_zones_to_utc_and_refuses_naive():
     cet = timezone(timedelta(hours=2))
     reading = Reading(robot_id="r1", ts=T0.astimezone(cet), currents={})
-    assert reading.ts.tzinfo == timezone.utc and reading.ts == T0
+    assert reading.ts.tzinfo == UTC and reading.ts == T0
     with pytest.raises(ValueError):
         Reading(robot_id="r1", ts=T0.replace(tzinfo=None), currents={})
 
@@ -52,8 +52,16 @@ def test_idle_means_all_reporting_axes_zero():
 
 def test_alert_and_dead_letter_round_trip():
     alert = Alert(
-        event_id="r1:3:residual:1", robot_id="r1", axis=3, detector="residual", severity=Severity.ERROR,
-        state=AlertState.CLOSED, opened_at=T0, closed_at=T0 + timedelta(seconds=30), peak_amps=40.0, threshold=30.0,
+        event_id="r1:3:residual:1",
+        robot_id="r1",
+        axis=3,
+        detector="residual",
+        severity=Severity.ERROR,
+        state=AlertState.CLOSED,
+        opened_at=T0,
+        closed_at=T0 + timedelta(seconds=30),
+        peak_amps=40.0,
+        threshold=30.0,
     )
     assert Alert.from_bytes(alert.to_bytes()) == alert
     assert alert.duration_s == 30.0

@@ -1,4 +1,5 @@
 """docker-compose.yml checked statically: Docker is not available here, so a broken file would go unnoticed."""
+
 import importlib
 import re
 import shutil
@@ -93,10 +94,15 @@ def compose_command() -> list[str] | None:
 def run_compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
     command = compose_command()
     if command is None:
-        pytest.skip("neither the docker compose plugin nor docker-compose is installed (.ci/run installs docker-compose)")
+        pytest.skip(
+            "neither the docker compose plugin nor docker-compose is installed (.ci/run installs docker-compose)"
+        )
     return subprocess.run(
         [*command, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin:/usr/local/bin", **env}, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", **env},
+        cwd=REPO,
     )
 
 

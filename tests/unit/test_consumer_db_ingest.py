@@ -1,6 +1,7 @@
 """Bulk ingest on SQLite: schema lock, OK nulls, bad rows to rejected_readings, re-runs add nothing."""
+
 import csv
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -15,13 +16,13 @@ CSV = (
     '"current",0,1.5,,9,"2022-10-17T12:18:23.660Z"\n'
     '"current",2.25,abc,0,9,"2022-10-17T12:18:25.472Z"\n'
     '"current",3,4,5,9,"2022-10-17T14:18:27.000+02:00"\n'
-    '\n'
+    "\n"
     '"current",,,,,"2022-10-17T12:18:29.000Z"\n'
 )
 
 
 def utc(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(timezone.utc)
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 @pytest.fixture
@@ -38,8 +39,11 @@ def export(tmp_path):
 
 def stored(engine) -> list[tuple]:
     with engine.connect() as conn:
-        return conn.execute(select(readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
-                            .order_by(readings_fact.c.ts, readings_fact.c.axis_id)).all()
+        return conn.execute(
+            select(readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps).order_by(
+                readings_fact.c.ts, readings_fact.c.axis_id
+            )
+        ).all()
 
 
 def test_ingest_stores_every_good_row_once_and_rejects_the_bad_one(engine, export):
@@ -49,15 +53,35 @@ def test_ingest_stores_every_good_row_once_and_rejects_the_bad_one(engine, expor
     assert (first.readings, first.rows_new, first.rows_seen, first.rejected) == (3, 9, 0, 1)
     assert (again.readings, again.rows_new, again.rows_seen, again.rejected) == (3, 0, 9, 1)
     assert stored(engine) == [
-        (utc("2022-10-17T12:18:23.660Z"), 1, 0.0), (utc("2022-10-17T12:18:23.660Z"), 2, 1.5), (utc("2022-10-17T12:18:23.660Z"), 3, None),
-        (utc("2022-10-17T12:18:27Z"), 1, 3.0), (utc("2022-10-17T12:18:27Z"), 2, 4.0), (utc("2022-10-17T12:18:27Z"), 3, 5.0),
-        (utc("2022-10-17T12:18:29Z"), 1, None), (utc("2022-10-17T12:18:29Z"), 2, None), (utc("2022-10-17T12:18:29Z"), 3, None),
+        (utc("2022-10-17T12:18:23.660Z"), 1, 0.0),
+        (utc("2022-10-17T12:18:23.660Z"), 2, 1.5),
+        (utc("2022-10-17T12:18:23.660Z"), 3, None),
+        (utc("2022-10-17T12:18:27Z"), 1, 3.0),
+        (utc("2022-10-17T12:18:27Z"), 2, 4.0),
+        (utc("2022-10-17T12:18:27Z"), 3, 5.0),
+        (utc("2022-10-17T12:18:29Z"), 1, None),
+        (utc("2022-10-17T12:18:29Z"), 2, None),
+        (utc("2022-10-17T12:18:29Z"), 3, None),
     ]
     with engine.connect() as conn:
-        rejected = conn.execute(select(rejected_readings.c.source, rejected_readings.c.line, rejected_readings.c.raw,
-                                       rejected_readings.c.reason, rejected_readings.c.robot_id)).all()
-    assert rejected == [("robot-export.csv", 3, '"current",2.25,abc,0,9,"2022-10-17T12:18:25.472Z"',
-                         "Axis #2: 'abc' is not a number", "R9")]
+        rejected = conn.execute(
+            select(
+                rejected_readings.c.source,
+                rejected_readings.c.line,
+                rejected_readings.c.raw,
+                rejected_readings.c.reason,
+                rejected_readings.c.robot_id,
+            )
+        ).all()
+    assert rejected == [
+        (
+            "robot-export.csv",
+            3,
+            '"current",2.25,abc,0,9,"2022-10-17T12:18:25.472Z"',
+            "Axis #2: 'abc' is not a number",
+            "R9",
+        )
+    ]
 
 
 def test_the_axes_dim_of_a_known_robot_is_the_lock(engine, export):
@@ -75,7 +99,9 @@ def test_start_row_and_limit_pick_a_slice(engine, export):
 
 
 def test_real_export_slice_matches_the_file(engine, real_export):
-    report = ingest_csv(engine, real_export, IngestOptions(robot_id="RMBR4-2", default_axes=list(range(1, 15)), limit=300))
+    report = ingest_csv(
+        engine, real_export, IngestOptions(robot_id="RMBR4-2", default_axes=list(range(1, 15)), limit=300)
+    )
     assert (report.readings, report.rows_new, report.rejected) == (300, 300 * 14, 0)
     with open(real_export, newline="") as f:
         lines = list(csv.reader(f))[1:301]
@@ -87,7 +113,9 @@ def test_real_export_slice_matches_the_file(engine, real_export):
 
 def test_cli_ingest_prints_a_summary(engine, export, sqlite_url, capsys, monkeypatch):
     monkeypatch.setenv("AXES", "1-3")
-    assert main(["--database-url", sqlite_url, "ingest", "--csv", str(export), "--robot-id", "R7", "--no-progress"]) == 0
+    assert (
+        main(["--database-url", sqlite_url, "ingest", "--csv", str(export), "--robot-id", "R7", "--no-progress"]) == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("robot-export.csv: 3 readings -> 9 rows new, 0 already stored; 1 rejected")
     assert "rejected 1x: Axis #2: 'abc' is not a number" in out

@@ -1,5 +1,6 @@
 """Schema: migrations match common.tables, UTC timestamps on SQLite, the axes_dim seeding rule, the views."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -32,12 +33,17 @@ def test_timestamps_come_back_aware_utc_and_naive_ones_are_refused(engine):
     metadata.create_all(engine)
     berlin = timezone(timedelta(hours=2))
     with engine.begin() as conn:
-        conn.execute(insert(readings_fact), [{"robot_id": "r", "axis_id": 1, "ts": datetime(2022, 10, 17, 14, 0, 0, 500, tzinfo=berlin), "amps": 1.0}])
+        conn.execute(
+            insert(readings_fact),
+            [{"robot_id": "r", "axis_id": 1, "ts": datetime(2022, 10, 17, 14, 0, 0, 500, tzinfo=berlin), "amps": 1.0}],
+        )
         ts, ingested = conn.execute(select(readings_fact.c.ts, readings_fact.c.ingested_at)).one()
         with pytest.raises(Exception, match="naive datetime"):
-            conn.execute(insert(readings_fact), [{"robot_id": "r", "axis_id": 2, "ts": datetime(2022, 10, 17), "amps": 1.0}])
-    assert ts == datetime(2022, 10, 17, 12, 0, 0, 500, tzinfo=timezone.utc) and ts.tzinfo == timezone.utc
-    assert ingested.tzinfo == timezone.utc and abs(ingested - datetime.now(timezone.utc)) < timedelta(minutes=5)
+            conn.execute(
+                insert(readings_fact), [{"robot_id": "r", "axis_id": 2, "ts": datetime(2022, 10, 17), "amps": 1.0}]
+            )
+    assert ts == datetime(2022, 10, 17, 12, 0, 0, 500, tzinfo=UTC) and ts.tzinfo == UTC
+    assert ingested.tzinfo == UTC and abs(ingested - datetime.now(UTC)) < timedelta(minutes=5)
 
 
 def test_seeding_gives_new_robots_the_configured_axes_and_leaves_known_ones_alone(engine):
@@ -55,7 +61,7 @@ def test_seeding_gives_new_robots_the_configured_axes_and_leaves_known_ones_alon
 def _utc(value):
     # The views give SQLite's stored text for times; the query functions give datetimes.
     if isinstance(value, str):
-        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
     return value
 
 
@@ -74,14 +80,34 @@ def test_views_agree_with_the_query_functions(engine):
         assert _view(conn, "cat_latest_per_axis", "robot_id", "axis_id", "label", "ts", "amps") == [
             tuple(r.values()) for r in queries.latest_per_axis(conn)
         ]
-        summary = ("robot_id", "axis_id", "label", "rows", "non_null", "ok_null_share", "idle_share",
-                   "mean_active_amps", "max_active_amps")
+        summary = (
+            "robot_id",
+            "axis_id",
+            "label",
+            "rows",
+            "non_null",
+            "ok_null_share",
+            "idle_share",
+            "mean_active_amps",
+            "max_active_amps",
+        )
         assert _approx(_view(conn, "cat_axis_summary", *summary)) == _approx(
-            [tuple(r[k] for k in summary) for r in queries.axis_summary(conn)])
-        assert _approx(_view(conn, "cat_minute_peaks", "robot_id", "minute", "axis_id", "peak_amps", "mean_amps", '"values"')) == _approx(
-            [(r["robot_id"], r["minute"], r["axis_id"], r["max_amps"], r["mean_amps"], r["values"]) for r in queries.resample_1min(conn)])
+            [tuple(r[k] for k in summary) for r in queries.axis_summary(conn)]
+        )
+        assert _approx(
+            _view(conn, "cat_minute_peaks", "robot_id", "minute", "axis_id", "peak_amps", "mean_amps", '"values"')
+        ) == _approx(
+            [
+                (r["robot_id"], r["minute"], r["axis_id"], r["max_amps"], r["mean_amps"], r["values"])
+                for r in queries.resample_1min(conn)
+            ]
+        )
         health = queries.data_health(conn, gap_threshold_s=10)
-        assert _approx(_view(conn, "cat_data_health", "robot_id", "first_ts", "last_ts", "span_s", "readings", "rows")) == _approx(
-            [(h["robot_id"], h["first_ts"], h["last_ts"], h["span_s"], h["readings"], h["rows"]) for h in health])
+        assert _approx(
+            _view(conn, "cat_data_health", "robot_id", "first_ts", "last_ts", "span_s", "readings", "rows")
+        ) == _approx(
+            [(h["robot_id"], h["first_ts"], h["last_ts"], h["span_s"], h["readings"], h["rows"]) for h in health]
+        )
         assert _approx(_view(conn, "cat_gaps", "robot_id", '"start"', '"end"', "length_s")) == _approx(
-            [(h["robot_id"], g["start"], g["end"], g["length_s"]) for h in health for g in h["gaps"]])
+            [(h["robot_id"], g["start"], g["end"], g["length_s"]) for h in health for g in h["gaps"]]
+        )

@@ -1,9 +1,10 @@
 """The sink service on the in-process bus and SQLite: exact rows, rejections, batching, commits, outages."""
+
 import asyncio
 import logging
 import sqlite3
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -15,17 +16,28 @@ from consumer_db.migrate import migrate
 from consumer_db.service import next_batch, run
 from consumer_db.settings import ConsumerDbSettings
 
-T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 
 
 def settings_for(url: str, **changes) -> ConsumerDbSettings:
-    values = dict(bus="memory", axes="1-3", sink_batch_size=50, sink_batch_ms=20, sink_retry_initial_s=0.05,
-                  sink_retry_max_s=0.2) | changes
+    values = (
+        dict(
+            bus="memory",
+            axes="1-3",
+            sink_batch_size=50,
+            sink_batch_ms=20,
+            sink_retry_initial_s=0.05,
+            sink_retry_max_s=0.2,
+        )
+        | changes
+    )
     return ConsumerDbSettings(_env_file=None, database_url=url, **values)
 
 
 def reading(i: int, robot: str = "r1", **currents) -> Reading:
-    return Reading(robot_id=robot, ts=T0 + timedelta(seconds=2 * i), row=i, currents=currents or {1: float(i), 2: None, 3: 0.0})
+    return Reading(
+        robot_id=robot, ts=T0 + timedelta(seconds=2 * i), row=i, currents=currents or {1: float(i), 2: None, 3: 0.0}
+    )
 
 
 async def until(condition, timeout: float = 20.0) -> None:
@@ -55,18 +67,31 @@ async def test_stream_stored_exactly_with_rejections_and_offsets_committed(engin
         await bus.publish(settings.readings_topic, f"r{i % 2}", reading(i, f"r{i % 2}").to_bytes())
     await bus.publish(settings.readings_topic, "r1", b"not json at all")
     await bus.publish(settings.readings_topic, "r1", reading(999, **{"1": 1.0, "7": 2.0}).to_bytes())
-    await bus.publish(settings.alerts_topic, "r1", Alert(event_id="e", robot_id="r1", axis=1, detector="z", severity="ALERT",
-                                                         state="open", opened_at=T0).to_bytes())
-    await bus.publish(settings.dead_letter_topic, "r1", DeadLetter(source="x.csv", line=4, raw="?", reason="bad").to_bytes())
+    await bus.publish(
+        settings.alerts_topic,
+        "r1",
+        Alert(
+            event_id="e", robot_id="r1", axis=1, detector="z", severity="ALERT", state="open", opened_at=T0
+        ).to_bytes(),
+    )
+    await bus.publish(
+        settings.dead_letter_topic, "r1", DeadLetter(source="x.csv", line=4, raw="?", reason="bad").to_bytes()
+    )
     task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
     await until(lambda: count(engine, rejected_readings) == 3 and count(engine, readings_fact) == 600)
     stop.set()
     await asyncio.wait_for(task, 10)
     with engine.connect() as conn:
-        stored = conn.execute(select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)).all()
+        stored = conn.execute(
+            select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
+        ).all()
         reasons = conn.execute(select(rejected_readings.c.reason).order_by(rejected_readings.c.reason)).scalars().all()
         assert count(engine, alerts) == 1
-    expected = {(f"r{i % 2}", T0 + timedelta(seconds=2 * i), axis, {1: float(i), 2: None, 3: 0.0}[axis]) for i in range(200) for axis in (1, 2, 3)}
+    expected = {
+        (f"r{i % 2}", T0 + timedelta(seconds=2 * i), axis, {1: float(i), 2: None, 3: 0.0}[axis])
+        for i in range(200)
+        for axis in (1, 2, 3)
+    }
     assert set(stored) == expected and len(stored) == len(expected)
     assert reasons[0] == "Reading: not JSON (Expecting value: line 1 column 1 (char 0))"
     assert reasons[1] == "axis 7 not in axes_dim for robot r1 (schema lock: 1, 2, 3)" and reasons[2] == "bad"
@@ -164,7 +189,8 @@ async def run_recording_sink(engine, sqlite_url, monkeypatch, readings: int):
 
 
 async def test_next_batch_is_prepared_and_started_while_the_previous_one_is_stored_and_commits_stay_in_order(
-        engine, sqlite_url, monkeypatch):
+    engine, sqlite_url, monkeypatch
+):
     release, sink_class, settings, bus, stop, task = await run_recording_sink(engine, sqlite_url, monkeypatch, 30)
     try:
         await until(lambda: ("store", 10) in sink_class.steps)

@@ -1,5 +1,6 @@
 """The sink's writes: idempotent readings and dead letters, alert upsert rules, the schema lock per reading."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -7,13 +8,13 @@ from sqlalchemy import func, select
 from common.bus import Message
 from common.schemas import Alert, DeadLetter, Reading
 from common.tables import alerts, readings_fact, rejected_readings
+from consumer_db.alert_store import merge_alert, upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected, RobotAxes
 from consumer_db.decode import Topics, decode
-from consumer_db.alert_store import merge_alert, upsert_alerts
 from consumer_db.store import copy_text, insert_readings, insert_rejected
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 
-T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 TOPICS = Topics("readings", "alerts", "dead")
 
 
@@ -23,8 +24,18 @@ def engine(migrated_sqlite):
 
 
 def alert(**changes) -> Alert:
-    base = dict(event_id="e1", robot_id="r", axis=2, detector="zscore", severity="ALERT", state="open",
-                opened_at=T0, peak_amps=5.0, threshold=4.0, score=3.0)
+    base = dict(
+        event_id="e1",
+        robot_id="r",
+        axis=2,
+        detector="zscore",
+        severity="ALERT",
+        state="open",
+        opened_at=T0,
+        peak_amps=5.0,
+        threshold=4.0,
+        score=3.0,
+    )
     return Alert(**{**base, **changes})
 
 
@@ -35,8 +46,16 @@ HISTORY = [
     alert(severity="ERROR", peak_amps=3.0, score=6.0),
     alert(state="closed", closed_at=T0 + timedelta(minutes=5), peak_amps=4.0, score=1.0),
 ]
-FINAL = {"severity": "ERROR", "state": "closed", "closed_at": T0 + timedelta(minutes=5), "peak_amps": 5.0,
-         "score": 1.0, "acknowledged_by": "ana", "acknowledged_at": T0 + timedelta(minutes=1), "opened_at": T0}
+FINAL = {
+    "severity": "ERROR",
+    "state": "closed",
+    "closed_at": T0 + timedelta(minutes=5),
+    "peak_amps": 5.0,
+    "score": 1.0,
+    "acknowledged_by": "ana",
+    "acknowledged_at": T0 + timedelta(minutes=1),
+    "opened_at": T0,
+}
 
 
 def stored_alert(engine) -> dict:
@@ -65,9 +84,18 @@ def test_a_newer_acknowledgement_replaces_the_older_one():
 
 
 def test_readings_and_dead_letters_are_stored_once(engine):
-    rows = [("r", axis, T0 + timedelta(seconds=2 * i), float(i) if axis == 1 else None) for i in range(5) for axis in (1, 2)]
-    letter = {"source": "f.csv", "line": 3, "raw": "a\x00b", "reason": "bad", "robot_id": "r",
-              "received_at": T0, "origin": "csv:r:f.csv:3"}
+    rows = [
+        ("r", axis, T0 + timedelta(seconds=2 * i), float(i) if axis == 1 else None) for i in range(5) for axis in (1, 2)
+    ]
+    letter = {
+        "source": "f.csv",
+        "line": 3,
+        "raw": "a\x00b",
+        "reason": "bad",
+        "robot_id": "r",
+        "received_at": T0,
+        "origin": "csv:r:f.csv:3",
+    }
     for expected_new in (10, 0):
         with engine.begin() as conn:
             assert insert_readings(conn, rows) == expected_new
@@ -81,7 +109,9 @@ def test_robot_axes_rows_and_refusals():
     lock = RobotAxes(frozenset({1, 2, 3, 4}), (1, 2, 3))  # axis 4 retired
     assert lock.rows("r", T0, {1: 1.0, 3: None}) == [("r", 1, T0, 1.0), ("r", 2, T0, None), ("r", 3, T0, None)]
     assert lock.rows("r", T0, {4: 2.0})[-1] == ("r", 4, T0, 2.0)
-    assert lock.rows("r", T0, {9: None}) == [("r", a, T0, None) for a in (1, 2, 3)]  # an unknown axis without value is nothing
+    assert lock.rows("r", T0, {9: None}) == [
+        ("r", a, T0, None) for a in (1, 2, 3)
+    ]  # an unknown axis without value is nothing
     with pytest.raises(Rejected, match=r"axis 9 not in axes_dim for robot r \(schema lock: 1, 2, 3, 4\)"):
         lock.rows("r", T0, {1: 1.0, 9: 0.5})
     with pytest.raises(Rejected, match="not a finite number"):
@@ -100,7 +130,7 @@ def test_axis_lock_seeds_a_new_robot_once_and_caches(engine):
 def test_copy_text_escapes_and_marks_nulls():
     rows = [("a\tb\\c", 1, T0, None), ("a\tb\\c", 2, T0, 1.25)]
     assert copy_text(rows) == (
-        "a\\tb\\\\c\t1\t2022-10-17T12:00:00+00:00\t\\N\n" "a\\tb\\\\c\t2\t2022-10-17T12:00:00+00:00\t1.25\n"
+        "a\\tb\\\\c\t1\t2022-10-17T12:00:00+00:00\t\\N\na\\tb\\\\c\t2\t2022-10-17T12:00:00+00:00\t1.25\n"
     )
 
 
@@ -111,14 +141,24 @@ def message(topic: str, value: bytes, offset: int = 0, key: bytes | None = b"r")
 def test_decode_routes_every_message_and_turns_garbage_into_rejections():
     reading = Reading(robot_id="r", ts=T0, currents={1: 1.0})
     letter = DeadLetter(source="f.csv", line=7, raw="x", reason="bad row", robot_id="r")
-    batch = decode([
-        message("readings", reading.to_bytes(), 0), message("readings", b"\xff{", 1), message("alerts", alert().to_bytes(), 2),
-        message("alerts", b'{"schema_version": 2}', 3), message("dead", letter.to_bytes(), 4), message("elsewhere", b"x", 5),
-    ], TOPICS)
+    batch = decode(
+        [
+            message("readings", reading.to_bytes(), 0),
+            message("readings", b"\xff{", 1),
+            message("alerts", alert().to_bytes(), 2),
+            message("alerts", b'{"schema_version": 2}', 3),
+            message("dead", letter.to_bytes(), 4),
+            message("elsewhere", b"x", 5),
+        ],
+        TOPICS,
+    )
     assert [r for r, _ in batch.readings] == [reading]
     assert batch.alerts == [alert()]
     assert [(r["source"], r["line"], r["origin"]) for r in batch.rejected] == [
-        ("readings", 1, "readings/0/1"), ("alerts", 3, "alerts/0/3"), ("f.csv", 7, "dead/0/4"), ("elsewhere", 5, "elsewhere/0/5"),
+        ("readings", 1, "readings/0/1"),
+        ("alerts", 3, "alerts/0/3"),
+        ("f.csv", 7, "dead/0/4"),
+        ("elsewhere", 5, "elsewhere/0/5"),
     ]
     assert "not JSON" in batch.rejected[0]["reason"] and "schema_version 2" in batch.rejected[1]["reason"]
     assert batch.rejected[0]["raw"] == "\ufffd{" and batch.rejected[0]["robot_id"] == "r"

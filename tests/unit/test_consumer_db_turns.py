@@ -1,6 +1,7 @@
 """consumer_db.turns: a batch's transaction goes on past its rows only once the previous batch is committed."""
+
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -14,7 +15,7 @@ from consumer_db.migrate import migrate
 from consumer_db.sink import Sink
 from consumer_db.turns import PreviousNotWritten, Turn
 
-T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 
 
 def waiting(turn: Turn) -> tuple[threading.Thread, list]:

@@ -1,10 +1,11 @@
 """The shared CSV reader: every parsing rule of issue 3, on small files written by the tests."""
+
 from __future__ import annotations
 
 import csv
 import io
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from common.controller_csv import CsvOptions, Row, column_report, read_export, r
 from common.errors import CsvFormatError
 from common.schemas import DeadLetter, Reading
 
-UTC = timezone.utc
+UTC = UTC
 HEADER = '"Trait","Axis #1","Axis #2","Axis #3","Time"'
 
 
@@ -37,7 +38,10 @@ def split(items):
 
 
 def test_quoted_real_format_reads_currents_time_and_line_numbers(tmp_path):
-    path = write(tmp_path, f'{HEADER}\n"current",1.5,0,22.25,"2022-10-17T12:18:23.660Z"\n"current",0,0,0,"2022-10-17T12:18:25.472Z"\n')
+    path = write(
+        tmp_path,
+        f'{HEADER}\n"current",1.5,0,22.25,"2022-10-17T12:18:23.660Z"\n"current",0,0,0,"2022-10-17T12:18:25.472Z"\n',
+    )
     first, second = read_export(path, options())
     assert first.currents == {1: 1.5, 2: 0.0, 3: 22.25}
     assert first.ts == datetime(2022, 10, 17, 12, 18, 23, 660000, tzinfo=UTC)
@@ -68,7 +72,9 @@ def test_bom_crlf_and_blank_lines_are_accepted_and_lines_are_file_lines(tmp_path
 
 
 def test_trailing_empty_columns_in_header_and_rows(tmp_path):
-    path = write(tmp_path, f'{HEADER},,\n"current",1,2,3,"2022-10-17T12:00:00Z",,\n"current",1,2,3,"2022-10-17T12:00:02Z"\n')
+    path = write(
+        tmp_path, f'{HEADER},,\n"current",1,2,3,"2022-10-17T12:00:00Z",,\n"current",1,2,3,"2022-10-17T12:00:02Z"\n'
+    )
     readings, letters = split(read_export(path, options()))
     assert (len(readings), letters) == (2, [])
 
@@ -96,10 +102,15 @@ def test_naive_start_time_is_read_in_the_configured_zone(tmp_path):
 
 
 def test_naive_and_offset_times_become_utc(tmp_path):
-    path = write(tmp_path, "Axis #1,Time\n1,2022-10-17 14:00:00\n2,2022-10-17T16:00:00+02:00\n3,2022-10-17T14:00:00.5Z\n")
+    path = write(
+        tmp_path, "Axis #1,Time\n1,2022-10-17 14:00:00\n2,2022-10-17T16:00:00+02:00\n3,2022-10-17T14:00:00.5Z\n"
+    )
     berlin = [r.ts for r in read_export(path, options(axes=[1], timezone="Europe/Berlin"))]
-    assert berlin == [datetime(2022, 10, 17, 12, tzinfo=UTC), datetime(2022, 10, 17, 14, tzinfo=UTC),
-                      datetime(2022, 10, 17, 14, 0, 0, 500000, tzinfo=UTC)]
+    assert berlin == [
+        datetime(2022, 10, 17, 12, tzinfo=UTC),
+        datetime(2022, 10, 17, 14, tzinfo=UTC),
+        datetime(2022, 10, 17, 14, 0, 0, 500000, tzinfo=UTC),
+    ]
     assert all(ts.tzinfo is UTC for ts in berlin)
     default = next(iter(read_export(path, options(axes=[1]))))
     assert default.ts == datetime(2022, 10, 17, 14, tzinfo=UTC), "naive means UTC by default"
@@ -143,7 +154,10 @@ def test_wrong_field_count_is_rejected(tmp_path):
     text = f'{HEADER}\n"current",1,2,"2022-10-17T12:00:00Z"\n"current",1,2,3,"2022-10-17T12:00:02Z",7\n'
     readings, letters = split(read_export(write(tmp_path, text), options()))
     assert readings == []
-    assert [(d.line, d.reason) for d in letters] == [(2, "expected 5 fields, found 4"), (3, "expected 5 fields, found 6")]
+    assert [(d.line, d.reason) for d in letters] == [
+        (2, "expected 5 fields, found 4"),
+        (3, "expected 5 fields, found 6"),
+    ]
 
 
 def test_time_going_backwards_beyond_the_tolerance_is_rejected(tmp_path):
@@ -162,22 +176,32 @@ def test_schema_lock_extra_columns_ignored_and_missing_axes_null(tmp_path):
     (reading,) = read_export(path, options())
     assert reading.currents == {1: 1.0, 2: None, 3: 3.0}
     report = column_report(path, options())
-    assert (report.axes_read, report.axes_missing, report.extra_axes, report.other_columns) == ([1, 3], [2], [15], ["Robot"])
+    assert (report.axes_read, report.axes_missing, report.extra_axes, report.other_columns) == (
+        [1, 3],
+        [2],
+        [15],
+        ["Robot"],
+    )
 
 
 def test_extra_columns_are_reported_once_per_read(tmp_path, caplog):
     path = write(tmp_path, "Axis #1,Axis #15,Time\n1,2,2022-10-17T12:00:00Z\n3,4,2022-10-17T12:00:02Z\n")
     list(read_export(path, options(axes=[1])))
-    assert [r.message for r in caplog.records].count("export.csv: axis columns 15 are outside the axis list and ignored") == 1
+    assert [r.message for r in caplog.records].count(
+        "export.csv: axis columns 15 are outside the axis list and ignored"
+    ) == 1
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "empty"),
-    ("\n\n", "empty"),
-    ("Trait,Time\ncurrent,2022-10-17T12:00:00Z\n", "no axis column"),
-    ("Axis #1,Axis 1,Time\n", "appears twice"),
-    ("Axis #1,time,timestamp\n", "two time columns"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty"),
+        ("\n\n", "empty"),
+        ("Trait,Time\ncurrent,2022-10-17T12:00:00Z\n", "no axis column"),
+        ("Axis #1,Axis 1,Time\n", "appears twice"),
+        ("Axis #1,time,timestamp\n", "two time columns"),
+    ],
+)
 def test_unusable_header_is_a_clear_error(tmp_path, text, message):
     with pytest.raises(CsvFormatError, match=message):
         list(read_export(write(tmp_path, text), options()))
@@ -199,7 +223,9 @@ def test_fast_path_yields_plain_tuples(tmp_path):
     assert isinstance(letter, DeadLetter) and letter.line == 3
 
 
-currents = st.lists(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=64)), min_size=3, max_size=3)
+currents = st.lists(
+    st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=64)), min_size=3, max_size=3
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -210,7 +236,9 @@ def test_any_written_values_read_back_exactly(tmp_path_factory, rows):
     writer.writerow(["Trait", "Axis #1", "Axis #2", "Axis #3", "Time"])
     start = datetime(2022, 10, 17, tzinfo=UTC)
     for i, values in enumerate(rows):
-        writer.writerow(["current", *("" if v is None else repr(v) for v in values), (start + timedelta(seconds=2 * i)).isoformat()])
+        writer.writerow(
+            ["current", *("" if v is None else repr(v) for v in values), (start + timedelta(seconds=2 * i)).isoformat()]
+        )
     path = write(tmp_path_factory.mktemp("h"), out.getvalue())
     readings = list(read_export(path, options()))
     assert [[r.currents[a] for a in (1, 2, 3)] for r in readings] == rows

@@ -1,7 +1,8 @@
 """The shared feed: window, fan-out, alert merging, staleness and reconnection, without a browser."""
+
 import asyncio
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -131,7 +132,7 @@ async def test_the_feed_task_reads_new_messages_and_acknowledges_through_the_bus
             await bus.publish(feed.settings.alerts_topic, "RMBR4-2", alert("e1").to_bytes())
             while "e1" not in feed.alerts:
                 await asyncio.sleep(0.01)
-            at = datetime.now(timezone.utc)
+            at = datetime.now(UTC)
             await feed.acknowledge("e1", "ana", at)
             while feed.alerts["e1"].acknowledged_at is None:
                 await asyncio.sleep(0.01)

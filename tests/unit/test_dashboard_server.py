@@ -1,5 +1,6 @@
 """The server without a browser: many sessions through Bokeh's client API share one feed, late sessions
 start full, closed sessions are let go, and /health answers."""
+
 import json
 import math
 import threading
@@ -19,8 +20,9 @@ SESSIONS = 8
 
 @pytest.fixture
 def server():
-    settings = DashboardSettings(_env_file=None, bus="memory", window_rows=30, dashboard_push_ms=20,
-                                 dashboard_session_expiry_ms=500)
+    settings = DashboardSettings(
+        _env_file=None, bus="memory", window_rows=30, dashboard_push_ms=20, dashboard_session_expiry_ms=500
+    )
     with ServerThread(settings) as running:
         yield running
 
@@ -113,11 +115,18 @@ def test_the_charts_events_are_sent_only_when_the_watched_robots_events_change(s
     table, chart = (session.document.get_model_by_name(name) for name in ("alert_source", "chart_alerts"))
     [view] = list(server.feed._listeners)
     sent = []  # what the server sends this tab for the chart's events (it sends a data change even if equal)
-    view.doc.on_change(lambda event: sent.append(list(event.model.data["event_id"]))
-                       if isinstance(event, ColumnDataChangedEvent) and event.model is view.chart_alerts else None)
+    view.doc.on_change(
+        lambda event: (
+            sent.append(list(event.model.data["event_id"]))
+            if isinstance(event, ColumnDataChangedEvent) and event.model is view.chart_alerts
+            else None
+        )
+    )
     try:
         server.publish(server.settings.alerts_topic, alert("other-robot", robot="RMBR4-9"))
-        pump_until(session, lambda: "other-robot" in table.data["event_id"], what="the other robot's event in the table")
+        pump_until(
+            session, lambda: "other-robot" in table.data["event_id"], what="the other robot's event in the table"
+        )
         server.publish(server.settings.alerts_topic, alert("mine"))
         pump_until(session, lambda: chart.data["event_id"] == ["mine"], what="the watched robot's event on the chart")
         for i in range(5):
@@ -126,8 +135,11 @@ def test_the_charts_events_are_sent_only_when_the_watched_robots_events_change(s
         # Beyond DASHBOARD_ALERT_ROWS (200), the oldest event leaves the table and the chart alike.
         for i in range(200):
             server.publish(server.settings.alerts_topic, alert(f"flood-{i}", robot="RMBR4-9"))
-        pump_until(session, lambda: "flood-199" in table.data["event_id"] and "mine" not in table.data["event_id"],
-                   what="the table to drop the oldest events")
+        pump_until(
+            session,
+            lambda: "flood-199" in table.data["event_id"] and "mine" not in table.data["event_id"],
+            what="the table to drop the oldest events",
+        )
         pump_until(session, lambda: chart.data["event_id"] == [], what="the chart to drop the watched robot's event")
     finally:
         session.close()
@@ -171,8 +183,16 @@ def test_cli_help_documents_every_option_and_refuses_bad_values(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    for option in ("--port", "--address", "--allow-websocket-origin", "--window-rows", "--x-axis-ticks", "--stacked",
-                   "--no-database", "demo"):
+    for option in (
+        "--port",
+        "--address",
+        "--allow-websocket-origin",
+        "--window-rows",
+        "--x-axis-ticks",
+        "--stacked",
+        "--no-database",
+        "demo",
+    ):
         assert option in out
     assert main(["demo", "--csv", "/nonexistent/export.csv"]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -1,8 +1,10 @@
 """The live page's "latest per axis" and "1-minute peak" agree with common.queries on the same data."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
 from common import queries
@@ -13,8 +15,9 @@ from tests.dashboard_support import T0
 
 AXES = [1, 2, 3, 9]
 amps = st.one_of(st.none(), st.sampled_from([0.0, 1.5, 7.25, 7.25, 30.0]), st.floats(0, 50, allow_nan=False))
-steps = st.lists(st.tuples(st.floats(0.5, 40), st.lists(amps, min_size=len(AXES), max_size=len(AXES))),
-                 min_size=1, max_size=40)
+steps = st.lists(
+    st.tuples(st.floats(0.5, 40), st.lists(amps, min_size=len(AXES), max_size=len(AXES))), min_size=1, max_size=40
+)
 
 
 def readings_of(robot: str, spec) -> list[Reading]:
@@ -28,9 +31,14 @@ def readings_of(robot: str, spec) -> list[Reading]:
 def store(engine, readings: list[Reading]) -> None:
     with engine.begin() as conn:
         seed_axes(conn, robot_ids={r.robot_id for r in readings}, axes=AXES)
-        conn.execute(readings_fact.insert(), [
-            {"robot_id": r.robot_id, "axis_id": a, "ts": r.ts, "amps": v} for r in readings for a, v in r.currents.items()
-        ])
+        conn.execute(
+            readings_fact.insert(),
+            [
+                {"robot_id": r.robot_id, "axis_id": a, "ts": r.ts, "amps": v}
+                for r in readings
+                for a, v in r.currents.items()
+            ],
+        )
 
 
 @pytest.fixture
@@ -61,7 +69,7 @@ def test_in_memory_figures_agree_with_the_database(engine, mine, other):
 
 
 def test_peak_window_includes_both_ends_and_ties_go_to_the_earlier_reading():
-    at = datetime(2022, 10, 17, 12, 1, tzinfo=timezone.utc)
+    at = datetime(2022, 10, 17, 12, 1, tzinfo=UTC)
     readings = [
         Reading(robot_id="r", ts=at - timedelta(seconds=60.001), currents={1: 99.0}),  # just outside
         Reading(robot_id="r", ts=at - timedelta(seconds=60), currents={1: 5.0, 2: 8.0}),  # on the edge: in

@@ -1,4 +1,5 @@
 """Each rule on hand-made sequences: sustained vs brief, escalation, idle and None ignored, stoppage reset."""
+
 import math
 import random
 
@@ -47,6 +48,7 @@ def test_squash_maps_threshold_to_half_and_nan_to_zero():
 
 
 # --- z-score ----------------------------------------------------------------------------------------
+
 
 def zscore(**kw):
     options = dict(window=100, test_samples=3, threshold=6.0, error_threshold=12.0, min_samples=50, stoppage_s=600.0)
@@ -110,9 +112,21 @@ def test_zscore_hold_needs_the_exceedance_to_last():
 
 # --- residual -------------------------------------------------------------------------------------
 
+
 def axis_model(**kw):
-    options = dict(axis=2, samples=1000, line=Line(t0=0.0, intercept=10.0, slope_per_h=0.0, r2=0.0), median=10.0,
-                   mad=1.0, window=5, short=2, min_c=2.0, max_c=15.0, t_long_s=10.0, t_short_s=2.0)
+    options = dict(
+        axis=2,
+        samples=1000,
+        line=Line(t0=0.0, intercept=10.0, slope_per_h=0.0, r2=0.0),
+        median=10.0,
+        mad=1.0,
+        window=5,
+        short=2,
+        min_c=2.0,
+        max_c=15.0,
+        t_long_s=10.0,
+        t_short_s=2.0,
+    )
     return AxisModel(**{**options, **kw})
 
 
@@ -145,7 +159,9 @@ def test_residual_error_on_one_sample_needs_the_surge_threshold():
     assert detector.update(102.0, 10.0) is None
     finding = detector.update(104.0, 50.5)
     assert finding.severity is Severity.ERROR and finding.threshold == 40.0 and finding.score == pytest.approx(40.5)
-    assert ResidualDetector(axis_model(short=3)).update(0.0, 500.0) is None, "no SurgeC (a version-1 model): no such rule"
+    assert ResidualDetector(axis_model(short=3)).update(0.0, 500.0) is None, (
+        "no SurgeC (a version-1 model): no such rule"
+    )
 
 
 def test_residual_ignores_idle_and_none_and_they_do_not_break_a_run():
@@ -176,6 +192,7 @@ def test_density_score_favours_more_current_only_when_it_is_unusual():
 
 
 # --- stuck ----------------------------------------------------------------------------------------
+
 
 def test_stuck_fires_after_identical_readings_and_a_change_resets():
     detector = StuckDetector(readings=5)

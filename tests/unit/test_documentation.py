@@ -1,4 +1,5 @@
 """The README and the service docs tell the truth: every setting and every command-line option is in them."""
+
 import argparse
 import importlib
 import re

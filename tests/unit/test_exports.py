@@ -1,6 +1,7 @@
 """Exports on the phrase fixture, checked cell by cell (CSV pages, summaries, the XLSX read back)."""
+
 import csv
-from datetime import timezone
+from datetime import UTC
 
 import pytest
 from openpyxl import load_workbook
@@ -32,16 +33,20 @@ def every_row_in_key_order() -> list[list[str]]:
     rows = []
     for robot, readings, axes in (("R1", R1, (1, 2, 3, 4)), ("R2", R2, (1, 2))):
         for position, axis in enumerate(axes):
-            rows += [[robot, str(axis), f"{at(s).isoformat(timespec='milliseconds')[:-6]}Z", num(v[position])]
-                     for s, v in sorted(readings.items())]
+            rows += [
+                [robot, str(axis), f"{at(s).isoformat(timespec='milliseconds')[:-6]}Z", num(v[position])]
+                for s, v in sorted(readings.items())
+            ]
     return rows
 
 
 def test_export_writes_pages_summaries_and_workbook(engine, tmp_path):
     report = export(engine, ExportOptions(out=tmp_path, page_size=10, sample_rows=4, stamp=STAMP))
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted([f"readings_{STAMP}_p000{i}.csv" for i in range(1, 5)] + [
-        f"axis_summary_{STAMP}.csv", f"latest_20_{STAMP}.csv", f"axiswatch_{STAMP}.xlsx"])
+    assert names == sorted(
+        [f"readings_{STAMP}_p000{i}.csv" for i in range(1, 5)]
+        + [f"axis_summary_{STAMP}.csv", f"latest_20_{STAMP}.csv", f"axiswatch_{STAMP}.xlsx"]
+    )
     assert report.rows == 36
     pages = [read_csv(tmp_path / f"readings_{STAMP}_p000{i}.csv") for i in range(1, 5)]
     assert all(page[0] == ["robot_id", "axis_id", "ts", "amps"] for page in pages)
@@ -49,8 +54,17 @@ def test_export_writes_pages_summaries_and_workbook(engine, tmp_path):
     assert [row for page in pages for row in page[1:]] == every_row_in_key_order()
 
     summary = read_csv(tmp_path / f"axis_summary_{STAMP}.csv")
-    assert summary[0] == ["robot_id", "axis_id", "label", "rows", "non_null", "ok_null_share", "idle_share",
-                          "mean_active_amps", "max_active_amps"]
+    assert summary[0] == [
+        "robot_id",
+        "axis_id",
+        "label",
+        "rows",
+        "non_null",
+        "ok_null_share",
+        "idle_share",
+        "mean_active_amps",
+        "max_active_amps",
+    ]
     assert summary[3] == ["R1", "3", "Axis #3", "8", "7", "0.125", repr(5 / 7), "0.75", "1.0"]
     assert summary[4] == ["R1", "4", "Axis #4", "8", "0", "1.0", "", "", ""]
     latest = read_csv(tmp_path / f"latest_20_{STAMP}.csv")
@@ -60,7 +74,7 @@ def test_export_writes_pages_summaries_and_workbook(engine, tmp_path):
 
 
 def naive_utc(value):
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def test_workbook_read_back_cell_by_cell(engine, tmp_path):

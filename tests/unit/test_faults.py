@@ -1,17 +1,18 @@
 """The fault generator: what each kind does, where, and the labels that say so."""
+
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from common.controller_csv import CsvOptions, read_export
 from common.schemas import Reading
 from producer.faults import (
+    WORKING_PEAK,
     FaultKind,
     FaultLabel,
-    WORKING_PEAK,
     FaultSpec,
     busy_periods,
     default_faults,
@@ -22,15 +23,19 @@ from producer.faults import (
     write_labels,
 )
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def feed(n: int = 20, robot: str = "r1", *, idle_every: int = 0):
     """Rows every 2 s: axis 2 reads 10 A (0 A on idle rows), axis 9 is OK null."""
     for i in range(n):
         idle = idle_every and i % idle_every == 0
-        yield Reading.model_construct(robot_id=robot, ts=T0 + timedelta(seconds=2 * i), row=i,
-                                      currents={1: 0.0 if idle else 2.0, 2: 0.0 if idle else 10.0, 9: None})
+        yield Reading.model_construct(
+            robot_id=robot,
+            ts=T0 + timedelta(seconds=2 * i),
+            row=i,
+            currents={1: 0.0 if idle else 2.0, 2: 0.0 if idle else 10.0, 9: None},
+        )
 
 
 def window(kind, *, start_s=10, duration_s=10, axis=2, magnitude=None, robot_id=None):
@@ -98,7 +103,12 @@ def test_labels_carry_the_expected_severity_and_round_trip(tmp_path):
     specs = [window(kind, start_s=100 * i, robot_id="r1") for i, kind in enumerate(FaultKind)]
     labels = labels_for(specs)
     assert {lab.kind: lab.expected_severity for lab in labels} == {
-        "overload": "ALERT", "spike": "ERROR", "drift": "ALERT", "stuck": "ALERT", "dropout": None}
+        "overload": "ALERT",
+        "spike": "ERROR",
+        "drift": "ALERT",
+        "stuck": "ALERT",
+        "dropout": None,
+    }
     assert labels[0] == FaultLabel("r1", 2, FaultKind.OVERLOAD, T0, T0 + timedelta(seconds=10), "ALERT")
     write_labels(labels, tmp_path / "labels.csv")
     assert read_labels(tmp_path / "labels.csv") == labels
@@ -130,10 +140,14 @@ def test_default_faults_go_inside_working_periods():
 
 
 def test_busy_periods_merge_short_pauses_and_drop_long_stops():
-    rows = [Reading.model_construct(robot_id="r", ts=T0 + timedelta(seconds=s), row=None, currents={1: v})
-            for s, v in [(0, 1.0), (50, 0.0), (100, 2.0), (200, 1.0), (1000, 3.0), (1010, 0.0), (1150, 1.0), (1250, 1.0)]]
+    rows = [
+        Reading.model_construct(robot_id="r", ts=T0 + timedelta(seconds=s), row=None, currents={1: v})
+        for s, v in [(0, 1.0), (50, 0.0), (100, 2.0), (200, 1.0), (1000, 3.0), (1010, 0.0), (1150, 1.0), (1250, 1.0)]
+    ]
     assert busy_periods(rows, max_gap_s=120, min_length_s=60) == [
-        (T0, T0 + timedelta(seconds=200)), (T0 + timedelta(seconds=1150), T0 + timedelta(seconds=1250))]
+        (T0, T0 + timedelta(seconds=200)),
+        (T0 + timedelta(seconds=1150), T0 + timedelta(seconds=1250)),
+    ]
 
 
 def test_default_faults_on_the_real_export_meet_working_rows(real_export):

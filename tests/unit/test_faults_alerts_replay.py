@@ -6,6 +6,7 @@ a snapshot, snapshot with the open events) it raised a second z-score event from
 the stuck sensor's event while the sensor was still stuck, then opened another one.
 With real processes and Kafka: tests/integration/test_faults_alerts_restart.py.
 """
+
 import asyncio
 
 from common.bus import InProcessBus
@@ -43,13 +44,23 @@ async def run_until(settings: AlertsSettings, bus: InProcessBus, done, *, crash:
 
 async def test_a_crash_mid_fault_replays_to_the_events_of_an_uninterrupted_run(tmp_path):
     readings = faulty_feed()
-    settings = AlertsSettings(_env_file=None, bus="memory", readings_topic="readings", alerts_topic="alerts",
-                              state_path=tmp_path / "state.json", snapshot_interval_s=3600, poll_timeout_ms=20,
-                              max_batch=5, **DETECTION)
+    settings = AlertsSettings(
+        _env_file=None,
+        bus="memory",
+        readings_topic="readings",
+        alerts_topic="alerts",
+        state_path=tmp_path / "state.json",
+        snapshot_interval_s=3600,
+        poll_timeout_ms=20,
+        max_batch=5,
+        **DETECTION,
+    )
     bus = InProcessBus()
-    for part, until, crash in ((readings[:604], ("zscore", AlertState.OPEN), False),
-                               (readings[604:760], ("stuck", AlertState.OPEN), True),
-                               (readings[760:], ("stuck", AlertState.CLOSED), False)):
+    for part, until, crash in (
+        (readings[:604], ("zscore", AlertState.OPEN), False),
+        (readings[604:760], ("stuck", AlertState.OPEN), True),
+        (readings[760:], ("stuck", AlertState.CLOSED), False),
+    ):
         for r in part:
             await bus.publish("readings", r.robot_id, r.to_bytes())
         await run_until(settings, bus, lambda: has(bus, *until), crash=crash)

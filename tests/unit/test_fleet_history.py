@@ -1,5 +1,6 @@
 """The fleet's smoothed curve: averaged over robots in the database (the fleet's rollup), the same curve the
 page drew from every robot's rows."""
+
 import random
 from datetime import timedelta
 
@@ -22,10 +23,13 @@ def test_fleet_minute_means_draw_the_curve_of_every_robots_rows(sqlite_url):
     migrate(engine)
     rnd = random.Random(5)
     robots = ["R1", "R2", "R3"]
-    rows = [(robot, axis, T0 + timedelta(seconds=2 * i + k * 0.3), None if axis == 3 else round(rnd.uniform(0, 40), 3))
-            for k, robot in enumerate(robots) for i in range(200)
-            if not (robot == "R2" and 60 <= i < 120) and not (robot == "R3" and i % 2)  # R3: half as many
-            for axis in AXES]
+    rows = [
+        (robot, axis, T0 + timedelta(seconds=2 * i + k * 0.3), None if axis == 3 else round(rnd.uniform(0, 40), 3))
+        for k, robot in enumerate(robots)
+        for i in range(200)
+        if not (robot == "R2" and 60 <= i < 120) and not (robot == "R3" and i % 2)  # R3: half as many
+        for axis in AXES
+    ]
     with engine.begin() as conn:
         seed_axes(conn, robot_ids=robots, axes=AXES)
         insert_readings(conn, rows)

@@ -5,13 +5,14 @@ for a header it cannot use), and every data record of the file comes out exactly
 a DeadLetter carrying its 1-based line number. The producer then puts each on its topic: nothing is lost
 between the parser and the bus either.
 """
+
 from __future__ import annotations
 
 import asyncio
 import csv
 import math
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from hypothesis import HealthCheck, example, given, settings
@@ -25,23 +26,26 @@ from producer.service import run
 from producer.settings import ProducerSettings
 
 AXES = [1, 2, 3]
-T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # One physical line per record: no quote and no line break inside a field.
 line_text = st.text(st.characters(blacklist_characters='"\r\n', blacklist_categories=("Cs",)), max_size=40)
 number_cell = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.integers(-10**30, 10**30).map(str),
+    st.integers(-(10**30), 10**30).map(str),
     st.sampled_from(["", " ", "1e999", "-inf", "NaN", "1_0", " 2.5 ", "0x10", "1,5", "--1", "\x00"]),
     line_text,
 )
 time_cell = st.one_of(
-    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
-                 timezones=st.sampled_from([None, timezone.utc, timezone(timedelta(hours=-14)),
-                                            timezone(timedelta(hours=14))])).map(datetime.isoformat),
-    st.sampled_from(["", "2022-10-17", "2022-02-30T00:00:00Z", "24:00", "9999-12-31T23:59:59-05:00",
-                     "0001-01-01T00:00:00+05:00"]),
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([None, UTC, timezone(timedelta(hours=-14)), timezone(timedelta(hours=14))]),
+    ).map(datetime.isoformat),
+    st.sampled_from(
+        ["", "2022-10-17", "2022-02-30T00:00:00Z", "24:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"]
+    ),
     line_text,
 )
 
@@ -64,8 +68,9 @@ def exports(draw) -> tuple[str, list[tuple[int, str]]]:
             lines.append(draw(line_text))
         else:
             fuzzed = kind == "cells"
-            cells = [draw(number_cell) if fuzzed else str(draw(st.floats(0, 60).map(lambda v: round(v, 3))))
-                     for _ in axes]
+            cells = [
+                draw(number_cell) if fuzzed else str(draw(st.floats(0, 60).map(lambda v: round(v, 3)))) for _ in axes
+            ]
             times = [draw(time_cell) if fuzzed else ts.isoformat()] if with_time else []
             extra = draw(st.sampled_from([[], [""], ["x"]])) if fuzzed else []
             lines.append(",".join(["current", *cells, *times, *extra]))
@@ -97,7 +102,7 @@ def test_every_data_line_is_a_reading_or_a_dead_letter_with_its_line_number(expo
             assert (item.source, item.robot_id) == ("export.csv", "R1") and item.reason
             assert item.raw == by_line[item.line]
         else:
-            assert item.robot_id == "R1" and item.ts.tzinfo is timezone.utc
+            assert item.robot_id == "R1" and item.ts.tzinfo is UTC
             assert all(v is None or math.isfinite(v) for v in item.currents.values())
             assert sorted(item.currents) == AXES
     stamps = [item.ts for item in items if isinstance(item, Reading)]
@@ -138,8 +143,16 @@ def test_the_producer_puts_every_record_on_its_topic(export):
         path = Path(tmp) / "export.csv"
         path.write_text(text, encoding="utf-8")
         expected = list(read_export(path, CsvOptions(robot_id="R1", axes=AXES, start_time=T0), log_columns=False))
-        config = ProducerSettings(_env_file=None, bus="memory", csv_path=path, axes="1-3", robot_id="R1",
-                                  axes_from_db=False, max_speed=True, start_time=T0)
+        config = ProducerSettings(
+            _env_file=None,
+            bus="memory",
+            csv_path=path,
+            axes="1-3",
+            robot_id="R1",
+            axes_from_db=False,
+            max_speed=True,
+            start_time=T0,
+        )
         bus = InProcessBus()
         report = asyncio.run(run(config, bus=bus, stop=asyncio.Event()))
     readings = [Reading.from_bytes(m.value) for log in bus._log(config.readings_topic) for m in log]

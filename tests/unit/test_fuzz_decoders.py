@@ -5,6 +5,7 @@ sink never raises, and every message is in the database afterwards (on SQLite he
 tests/integration/test_faults_fuzz_postgres.py). consumer_alerts: a message it cannot read is skipped with
 a warning (consumer_db keeps it), and odd but valid readings never crash the detectors.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,8 +62,9 @@ def test_the_sink_stores_or_rejects_every_message_and_never_raises(sink, batch):
 @given(batch=messages(max_size=20))
 def test_consumer_alerts_skips_what_it_cannot_read_and_survives_odd_readings(batch, caplog):
     # Tiny windows, so that the few readings of an example reach every detector's firing code.
-    engine = DetectorEngine(EngineConfig(z_window=10, z_min_samples=2, z_test_samples=1, holdoff_s=1.0,
-                                         stuck_readings=2))
+    engine = DetectorEngine(
+        EngineConfig(z_window=10, z_min_samples=2, z_test_samples=1, holdoff_s=1.0, stuck_readings=2)
+    )
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="consumer_alerts.service"):
         alerts = process(engine, batch) + process(engine, batch)  # the second pass: a redelivery
@@ -73,8 +75,10 @@ def test_consumer_alerts_skips_what_it_cannot_read_and_survives_odd_readings(bat
 
 @pytest.mark.parametrize("payload", POISON.values(), ids=POISON.keys())
 def test_known_poison_messages_are_rejected_everywhere(sink, payload, caplog):
-    batch = [Message(topic, 0, 10**9 + i, b"r1", payload, 1_666_000_000_000)
-             for i, topic in enumerate([TOPICS.readings, TOPICS.alerts, TOPICS.dead_letters])]
+    batch = [
+        Message(topic, 0, 10**9 + i, b"r1", payload, 1_666_000_000_000)
+        for i, topic in enumerate([TOPICS.readings, TOPICS.alerts, TOPICS.dead_letters])
+    ]
     assert len(decode(batch, TOPICS).rejected) == 3
     assert sink.write(batch).rejected == 3 and unaccounted(sink.engine, batch) == []
     with caplog.at_level(logging.WARNING, logger="consumer_alerts.service"):
@@ -93,8 +97,14 @@ def test_the_fast_json_path_gives_what_the_careful_one_gives(batch):
             assert _outcome(model.from_bytes, message.value) == _outcome(model.from_bytes_checked, message.value)
 
 
-@pytest.mark.parametrize("payload", [*POISON.values(), b'{"robot_id": "r", "ts": "2024-01-01T00:00:00Z", "currents": {}}',
-                                     b'{"schema_version": 1, "robot_id": "r", "ts": "2024-01-01T00:00:00Z", "currents": {"1": 2}}'])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        *POISON.values(),
+        b'{"robot_id": "r", "ts": "2024-01-01T00:00:00Z", "currents": {}}',
+        b'{"schema_version": 1, "robot_id": "r", "ts": "2024-01-01T00:00:00Z", "currents": {"1": 2}}',
+    ],
+)
 def test_the_fast_json_path_agrees_on_known_payloads(payload):
     assert _outcome(Reading.from_bytes, payload) == _outcome(Reading.from_bytes_checked, payload)
 

@@ -1,5 +1,6 @@
 """Stopping with no broker answering: aiokafka's stop() can retry forever (aio-libs/aiokafka#659), so a
 service's shutdown waits for it a bounded time, says so, and goes on."""
+
 import asyncio
 import logging
 

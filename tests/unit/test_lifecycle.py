@@ -1,5 +1,6 @@
 """The alert lifecycle: open, escalate, hold-off close, one open event per key, deterministic ids."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -8,7 +9,7 @@ from common.schemas import Alert, AlertState, Severity
 from consumer_alerts.detectors import Finding
 from consumer_alerts.lifecycle import Lifecycle, event_id
 
-T0 = datetime(2022, 10, 18, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 18, 8, 0, tzinfo=UTC)
 ALERT = Finding(Severity.ALERT, 12.0, 0.5, 0.2)
 ERROR = Finding(Severity.ERROR, 40.0, 25.0, 15.0)
 
@@ -61,9 +62,20 @@ def test_peak_growth_is_republished_only_in_steps():
 
 
 def test_restore_continues_an_event_open_on_the_topic():
-    sent = Alert(event_id=event_id("r1", 2, "residual", at(0)), robot_id="r1", axis=2, detector="residual",
-                 severity=Severity.ALERT, state=AlertState.OPEN, opened_at=at(0), peak_amps=12.0, threshold=0.2,
-                 score=0.3, acknowledged_by="ana", acknowledged_at=at(30))
+    sent = Alert(
+        event_id=event_id("r1", 2, "residual", at(0)),
+        robot_id="r1",
+        axis=2,
+        detector="residual",
+        severity=Severity.ALERT,
+        state=AlertState.OPEN,
+        opened_at=at(0),
+        peak_amps=12.0,
+        threshold=0.2,
+        score=0.3,
+        acknowledged_by="ana",
+        acknowledged_at=at(30),
+    )
     life = Lifecycle("r1", 2, "residual", holdoff_s=60.0)
     life.restore(sent)
     assert life.step(at(100), ALERT, True) is None  # already open: no second OPEN

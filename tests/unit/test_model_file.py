@@ -1,4 +1,5 @@
 """The model file: training gives thresholds that stay quiet on normal data, and it round-trips."""
+
 import json
 from datetime import timedelta
 
@@ -76,8 +77,10 @@ def test_few_samples_fall_back_to_median_and_mad(readings):
 
 
 def test_the_line_fit_reports_r2():
-    rising = [Reading(robot_id="r", ts=T0 + timedelta(seconds=2 * i), currents={1: 5.0 + i * 0.01 + (i % 3) * 0.001})
-              for i in range(400)]
+    rising = [
+        Reading(robot_id="r", ts=T0 + timedelta(seconds=2 * i), currents={1: 5.0 + i * 0.01 + (i % 3) * 0.001})
+        for i in range(400)
+    ]
     line = train(rising, TrainingOptions(kind="line", window=20, max_short=2)).axes[1].line
     assert line.r2 > 0.99 and line.slope_per_h == pytest.approx(18.0, rel=0.01)
 
@@ -90,12 +93,18 @@ def test_training_needs_active_samples():
         train([], SMALL)
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("not json", "not JSON"),
-    ('{"format": "other"}', "not a consumer_alerts model file"),
-    (json.dumps({"format": FORMAT, "version": 99}), "version 99 is not supported"),
-    (json.dumps({"format": FORMAT, "version": VERSION, "kind": "line", "robot_id": None, "axes": {"1": {}}}), "malformed"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("not json", "not JSON"),
+        ('{"format": "other"}', "not a consumer_alerts model file"),
+        (json.dumps({"format": FORMAT, "version": 99}), "version 99 is not supported"),
+        (
+            json.dumps({"format": FORMAT, "version": VERSION, "kind": "line", "robot_id": None, "axes": {"1": {}}}),
+            "malformed",
+        ),
+    ],
+)
 def test_unusable_model_files_say_why(tmp_path, text, reason):
     path = tmp_path / "bad.json"
     path.write_text(text)

@@ -1,8 +1,9 @@
 """Pacing on an injected clock: no sleeping in these tests, and no drift over a long run."""
+
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +13,7 @@ from producer.pacing import ManualClock, MonotonicClock, Pacer, PacingOptions
 from producer.service import run
 from producer.settings import ProducerSettings
 
-T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 
 
 def at(seconds: float) -> datetime:
@@ -42,8 +43,11 @@ async def test_processing_time_and_sleep_overshoot_do_not_accumulate():
             await super().sleep(seconds + 0.013)  # every sleep comes back a bit late
 
     clock = Oversleeping(start=0.0)
-    sent = await pace(Pacer(PacingOptions(tick_seconds=2.0), clock), [("r", i) for i in range(1000)],
-                      work={i: 0.3 for i in range(1000)})
+    sent = await pace(
+        Pacer(PacingOptions(tick_seconds=2.0), clock),
+        [("r", i) for i in range(1000)],
+        work={i: 0.3 for i in range(1000)},
+    )
     assert sent[-1] == pytest.approx(999 * 2.0 + 0.013, abs=1e-6), "drift would add 999 x 0.013 s"
     assert all(s < 1.71 for s in clock.sleeps[1:])
 
@@ -58,7 +62,9 @@ async def test_a_late_tick_is_not_made_up_by_bursting():
 
 async def test_catch_up_bursts_when_asked():
     clock = ManualClock(start=0.0)
-    sent = await pace(Pacer(PacingOptions(tick_seconds=2.0, catch_up=True), clock), [("r", i) for i in range(7)], work={2: 7.0})
+    sent = await pace(
+        Pacer(PacingOptions(tick_seconds=2.0, catch_up=True), clock), [("r", i) for i in range(7)], work={2: 7.0}
+    )
     assert sent == [0.0, 2.0, 4.0, 11.0, 11.0, 11.0, 12.0], "rows due at 6, 8, 10 all go at 11"
 
 
@@ -123,7 +129,9 @@ class RecordingBus(InProcessBus):
 
 async def test_a_tick_is_made_during_the_wait_before_it():
     clock, pulled_after_sleeps = ManualClock(start=0.0), []
-    fleet = [Reading(robot_id=f"r{k}", ts=at(2 * t), row=t + 2, currents={1: float(t)}) for t in range(3) for k in range(4)]
+    fleet = [
+        Reading(robot_id=f"r{k}", ts=at(2 * t), row=t + 2, currents={1: float(t)}) for t in range(3) for k in range(4)
+    ]
 
     def source():
         for reading in fleet:

@@ -1,4 +1,5 @@
 """Phrase tests: each phrase of consumer_db's table on a fixed fixture (SQLite), exact expected rows."""
+
 import json
 
 import pytest
@@ -11,8 +12,7 @@ from tests.phrase_fixture import CASES, at, fixture_sqlite  # noqa: F401 - a fix
 def comparable(rows: list[dict]) -> list[dict]:
     """Floats to 9 decimals (SQL float sums may differ in the last bit); alert rows lose updated_at."""
     return [
-        {k: round(v, 9) if isinstance(v, float) else v for k, v in row.items() if k != "updated_at"}
-        for row in rows
+        {k: round(v, 9) if isinstance(v, float) else v for k, v in row.items() if k != "updated_at"} for row in rows
     ]
 
 
@@ -33,7 +33,9 @@ def test_every_phrase_has_a_case():
     assert {find(case[0])[0].name for case in CASES} == {p.name for p in PHRASES}
 
 
-@pytest.mark.parametrize("said", ["show 1-minute peak", "Show 1 - Minute   PEAK", "one minute peak", "show_1_minute_peak"])
+@pytest.mark.parametrize(
+    "said", ["show 1-minute peak", "Show 1 - Minute   PEAK", "one minute peak", "show_1_minute_peak"]
+)
 def test_phrases_match_case_space_and_hyphen_insensitively(said):
     assert find(said)[0].name == "show 1-minute peak"
 
@@ -52,13 +54,21 @@ def test_unknown_phrase_lists_the_known_ones():
 def test_cli_query_json_and_csv(engine, capsys):
     url = engine.url.render_as_string(hide_password=False)
     assert main(["--database-url", url, "query", "show 1-minute peak", "--robot-id", "R1", "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [{
-        "robot_id": "R1", "axis_id": 1, "label": "Axis #1", "peak_amps": 4.5, "ts": "2022-10-17T12:01:12.000Z",
-        "window_start": "2022-10-17T12:00:14.000Z", "window_end": "2022-10-17T12:01:14.000Z",
-    }]
+    assert json.loads(capsys.readouterr().out) == [
+        {
+            "robot_id": "R1",
+            "axis_id": 1,
+            "label": "Axis #1",
+            "peak_amps": 4.5,
+            "ts": "2022-10-17T12:01:12.000Z",
+            "window_start": "2022-10-17T12:00:14.000Z",
+            "window_end": "2022-10-17T12:01:14.000Z",
+        }
+    ]
     assert main(["--database-url", url, "query", "latest 1 rows", "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "robot_id,ts,Axis #1,Axis #2", "R2,2022-10-17T12:01:42.000Z,6.0,",
+        "robot_id,ts,Axis #1,Axis #2",
+        "R2,2022-10-17T12:01:42.000Z,6.0,",
     ]
 
 

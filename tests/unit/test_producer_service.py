@@ -1,12 +1,12 @@
 """The producer service on the in-process bus: data flow, dead letters, retries, loop, CLI, axis list."""
+
 from __future__ import annotations
 
 import asyncio
 import itertools
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import create_engine, text
 
 from common.bus import InProcessBus
@@ -14,13 +14,13 @@ from common.controller_csv import CsvOptions
 from common.schemas import DeadLetter, Reading
 from producer import cli
 from producer.axes import axis_list
-from producer.feed import csv_feed
 from producer.faults import read_labels
+from producer.feed import csv_feed
 from producer.pacing import ManualClock
 from producer.service import run
 from producer.settings import ProducerSettings
 
-T0 = datetime(2022, 10, 17, 12, tzinfo=timezone.utc)
+T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 GOOD = '"current",{a},2,,"2022-10-17T12:00:{s:02d}Z"'
 
 
@@ -50,7 +50,12 @@ async def test_rows_go_to_readings_and_bad_rows_to_dead_letters(tmp_path):
     assert readings[0].currents == {1: 0.0, 2: 2.0, 3: None}
     letters = [DeadLetter.from_bytes(m.value) for m in messages(bus, config.dead_letter_topic)]
     assert [(d.source, d.line) for d in letters] == [("feed.csv", 4), ("feed.csv", 6)]
-    assert (report.readings_confirmed, report.rejected, report.dead_letters_confirmed, report.unconfirmed) == (4, 2, 2, 0)
+    assert (report.readings_confirmed, report.rejected, report.dead_letters_confirmed, report.unconfirmed) == (
+        4,
+        2,
+        2,
+        0,
+    )
     assert "feed.csv:4: Axis #1: 'oops' is not a number" in report.summary()
 
 
@@ -76,8 +81,14 @@ def test_loop_shifts_time_forward_and_dead_letters_only_once(tmp_path):
 
 async def test_synthetic_fleet_with_faults_writes_labels(tmp_path):
     labels = tmp_path / "labels.csv"
-    config = settings(csv_path=None, robots=2, faults=True, labels_out=labels, limit=2 * 1800,
-                      start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    config = settings(
+        csv_path=None,
+        robots=2,
+        faults=True,
+        labels_out=labels,
+        limit=2 * 1800,
+        start_time=datetime(2024, 1, 1, tzinfo=UTC),
+    )
     bus = InProcessBus()
     report = await run(config, bus=bus, stop=asyncio.Event(), clock=ManualClock())
     assert report.readings_confirmed == 3600
@@ -88,7 +99,9 @@ async def test_synthetic_fleet_with_faults_writes_labels(tmp_path):
 
 def test_cli_dry_run_writes_json_lines(tmp_path, capsys):
     path = export(tmp_path, [GOOD.format(a=i, s=2 * i) for i in range(5)] + ['"current",1'])
-    code = cli.main(["--csv", str(path), "--dry-run", "--max-speed", "--no-axes-from-db", "--axes", "1-3", "--robot-id", "R7"])
+    code = cli.main(
+        ["--csv", str(path), "--dry-run", "--max-speed", "--no-axes-from-db", "--axes", "1-3", "--robot-id", "R7"]
+    )
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(lines) == 6
@@ -113,7 +126,11 @@ def test_axis_list_comes_from_axes_dim_when_readable(tmp_path, caplog):
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("create table axes_dim (robot_id text, axis_id int, label text, unit text, active boolean)"))
-        conn.execute(text("insert into axes_dim values ('R', 1, 'a1', 'A', 1), ('R', 3, 'a3', 'A', 1), ('R', 4, 'a4', 'A', 0), ('Q', 7, 'a7', 'A', 1)"))
+        conn.execute(
+            text(
+                "insert into axes_dim values ('R', 1, 'a1', 'A', 1), ('R', 3, 'a3', 'A', 1), ('R', 4, 'a4', 'A', 0), ('Q', 7, 'a7', 'A', 1)"
+            )
+        )
     config = ProducerSettings(_env_file=None, database_url=url, axes="1-14")
     assert axis_list(config, ["R"]) == [1, 3]
     assert axis_list(config, ["nobody"]) == list(range(1, 15))
@@ -123,9 +140,13 @@ def test_axis_list_comes_from_axes_dim_when_readable(tmp_path, caplog):
 def test_axis_list_falls_back_without_table_or_database(tmp_path):
     empty = tmp_path / "empty.sqlite"
     create_engine(f"sqlite:///{empty}").connect().close()
-    assert axis_list(ProducerSettings(_env_file=None, database_url=f"sqlite:///{empty}", axes="1-8"), ["R"]) == list(range(1, 9))
+    assert axis_list(ProducerSettings(_env_file=None, database_url=f"sqlite:///{empty}", axes="1-8"), ["R"]) == list(
+        range(1, 9)
+    )
     missing = tmp_path / "missing.sqlite"
-    assert axis_list(ProducerSettings(_env_file=None, database_url=f"sqlite:///{missing}", axes="1-8"), ["R"]) == list(range(1, 9))
+    assert axis_list(ProducerSettings(_env_file=None, database_url=f"sqlite:///{missing}", axes="1-8"), ["R"]) == list(
+        range(1, 9)
+    )
     assert not missing.exists(), "looking up the axis list must not create a database"
     unreachable = "postgresql+psycopg2://u:p@127.0.0.1:1/db"
     assert axis_list(ProducerSettings(_env_file=None, database_url=unreachable, axes="1-2"), ["R"]) == [1, 2]

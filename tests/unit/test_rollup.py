@@ -1,4 +1,5 @@
 """The per-minute rollup on SQLite: exact under replays, and the queries built on it answer as the raw rows do."""
+
 from datetime import timedelta
 
 import pytest
@@ -73,13 +74,22 @@ def test_the_migration_backfills_readings_stored_before_it(sqlite_url):
     migrate(engine, "0002")
     rows = cases.readings_over_hours(7)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO axes_dim (robot_id, axis_id, label) VALUES ('R1', 1, 'Axis #1'), "
-                          "('R1', 2, 'Axis #2'), ('R1', 3, 'Axis #3'), ('R1', 4, 'Axis #4'), ('R2', 1, 'Axis #1'), "
-                          "('R2', 2, 'Axis #2'), ('R2', 3, 'Axis #3'), ('R2', 4, 'Axis #4')"))
+        conn.execute(
+            text(
+                "INSERT INTO axes_dim (robot_id, axis_id, label) VALUES ('R1', 1, 'Axis #1'), "
+                "('R1', 2, 'Axis #2'), ('R1', 3, 'Axis #3'), ('R1', 4, 'Axis #4'), ('R2', 1, 'Axis #1'), "
+                "('R2', 2, 'Axis #2'), ('R2', 3, 'Axis #3'), ('R2', 4, 'Axis #4')"
+            )
+        )
         # before 0003 nothing kept a rollup: store the rows as a writer of that day did
         for start in range(0, len(rows), 500):
-            conn.execute(text("INSERT INTO readings_fact (robot_id, axis_id, ts, amps) VALUES (:r, :a, :t, :v)"),
-                         [{"r": r, "a": a, "t": t.strftime("%Y-%m-%d %H:%M:%S.%f"), "v": v} for r, a, t, v in rows[start:start + 500]])
+            conn.execute(
+                text("INSERT INTO readings_fact (robot_id, axis_id, ts, amps) VALUES (:r, :a, :t, :v)"),
+                [
+                    {"r": r, "a": a, "t": t.strftime("%Y-%m-%d %H:%M:%S.%f"), "v": v}
+                    for r, a, t, v in rows[start : start + 500]
+                ],
+            )
     migrate(engine)
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
     cases.check_queries_match_raw_rows(engine, cases.hour_ranges)
@@ -123,11 +133,16 @@ def test_minutes_are_folded_once_passed_and_late_times_refold_theirs(engine):
     assert folded == [0, 0, 0, 1, 1, 1, 1]
     [stamps] = stored(engine, reading_stamps_minute)
     assert (stamps["readings"], stamps["first_ts"], stamps["last_ts"], stamps["longest_step_s"]) == (
-        8, at(5), at(55), 10.0)
+        8,
+        at(5),
+        at(55),
+        10.0,
+    )
     assert [(m["n_rows"], m["sum_amps"]) for m in stored(engine, readings_minute)] == [(8, 255.0)] * 2
     with engine.connect() as conn:
         assert [(m["values"], m["mean_amps"]) for m in queries.resample_1min(conn, robot_id="R1")] == [
-            (8, 255.0 / 8)] * 2 + [(3, 130.0)] * 2
+            (8, 255.0 / 8)
+        ] * 2 + [(3, 130.0)] * 2
         assert queries.data_health(conn, robot_id="R1")[0]["readings"] == 11
 
 
@@ -160,8 +175,9 @@ def test_a_minute_with_null_values_on_one_axis_folds_the_values_of_the_others(en
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
     columns = ("n_rows", "n_values", "n_zero", "sum_amps", "sum_sq_amps", "min_amps", "max_amps", "max_active_amps")
     assert [tuple(m[c] for c in columns) for m in stored(engine, readings_minute)] == [
-        (4, 3, 1, 2.0, 10.0, -1.0, 3.0, 3.0), (4, 2, 0, 3.0, 29.0, -2.0, 5.0, 5.0)]
-
+        (4, 3, 1, 2.0, 10.0, -1.0, 3.0, 3.0),
+        (4, 2, 0, 3.0, 29.0, -2.0, 5.0, 5.0),
+    ]
 
 
 def test_downgrading_to_0003_folds_the_minutes_not_folded_yet(engine):

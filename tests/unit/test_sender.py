@@ -1,4 +1,5 @@
 """The sender: confirmations counted, refusals retried in order, on the per-message and the batch path."""
+
 from __future__ import annotations
 
 import asyncio
@@ -43,7 +44,6 @@ async def test_refused_sends_are_retried_in_order_and_nothing_is_lost(refusals, 
     await sender.drain()
     assert [m.value for m in messages(bus, "t")] == [str(i).encode() for i in range(20)]
     assert (sender.confirmed["t"], sender.unconfirmed, sender.failed_attempts) == (20, 0, refusals + failures)
-
 
 
 class FakeBatch:

@@ -1,8 +1,9 @@
 """The synthetic fleet: repeatable, shaped like the real robot, and its fault labels tell the truth."""
+
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import producer.synthetic as synthetic
 from producer.faults import FaultKind, faulty_value
 from producer.synthetic import SyntheticRobot, synthetic_fleet
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 AXES = list(range(1, 15))
 
 
@@ -72,7 +73,9 @@ def test_fault_labels_match_the_injected_data(monkeypatch):
     faulty_robot = SyntheticRobot("robot-001", seed=5, tick_seconds=2.0, start=T0, axes=AXES, faults=True)
     faulty = list(itertools.islice(faulty_robot, n))
     monkeypatch.setattr(synthetic, "inject_faults", lambda readings, specs: readings)
-    clean = list(itertools.islice(SyntheticRobot("robot-001", seed=5, tick_seconds=2.0, start=T0, axes=AXES, faults=True), n))
+    clean = list(
+        itertools.islice(SyntheticRobot("robot-001", seed=5, tick_seconds=2.0, start=T0, axes=AXES, faults=True), n)
+    )
     labels = faulty_robot.labels(faulty[-1].ts)  # up to the end of the period that has begun
     specs = {(s.kind, s.axis, s.start): s for p in (0, 1, 2) for s in faulty_robot.fault_specs(p)}
     for before, after in zip(clean, faulty):

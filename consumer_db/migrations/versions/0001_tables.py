@@ -7,6 +7,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-28
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -39,8 +40,9 @@ def upgrade() -> None:
         sa.Column("ingested_at", UTC_TS, nullable=False, server_default=NOW),
         sa.PrimaryKeyConstraint("robot_id", "axis_id", "ts", name="pk_readings_fact"),
     )
-    op.create_index("ix_readings_fact_robot_id_ts", "readings_fact", ["robot_id", "ts"],
-                    postgresql_include=["axis_id", "amps"])
+    op.create_index(
+        "ix_readings_fact_robot_id_ts", "readings_fact", ["robot_id", "ts"], postgresql_include=["axis_id", "amps"]
+    )
     op.create_table(
         "alerts",
         sa.Column("event_id", sa.String(200), nullable=False),

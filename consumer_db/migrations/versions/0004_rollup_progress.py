@@ -7,6 +7,7 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-29
 """
+
 import importlib
 
 import sqlalchemy as sa
@@ -21,21 +22,29 @@ NEXT_MINUTE = {
     "postgresql": "max(minute) + interval '1 minute'",
     "sqlite": "strftime('%Y-%m-%d %H:%M:00.000000', max(minute), '+1 minute')",
 }
-UNFOLDED = ("EXISTS (SELECT 1 FROM rollup_progress p WHERE p.robot_id = readings_fact.robot_id "
-            "AND readings_fact.ts >= p.folded_until)")
+UNFOLDED = (
+    "EXISTS (SELECT 1 FROM rollup_progress p WHERE p.robot_id = readings_fact.robot_id "
+    "AND readings_fact.ts >= p.folded_until)"
+)
 
 
 def upgrade() -> None:
     op.create_table(
         "rollup_progress",
         sa.Column("robot_id", sa.String(64), nullable=False),
-        sa.Column("folded_until", sa.DateTime(timezone=True), nullable=False,
-                  comment="start of the robot's first minute not folded"),
+        sa.Column(
+            "folded_until",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            comment="start of the robot's first minute not folded",
+        ),
         sa.PrimaryKeyConstraint("robot_id", name="pk_rollup_progress"),
     )
     dialect = op.get_bind().dialect.name
-    op.execute(f"INSERT INTO rollup_progress (robot_id, folded_until) "
-               f"SELECT robot_id, {NEXT_MINUTE[dialect]} FROM reading_stamps_minute GROUP BY robot_id")
+    op.execute(
+        f"INSERT INTO rollup_progress (robot_id, folded_until) "
+        f"SELECT robot_id, {NEXT_MINUTE[dialect]} FROM reading_stamps_minute GROUP BY robot_id"
+    )
 
 
 def downgrade() -> None:

@@ -8,6 +8,7 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-29
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -33,12 +34,26 @@ FROM readings_minute GROUP BY minute, axis_id
 
 
 def upgrade() -> None:
-    op.add_column("reading_stamps_minute", sa.Column("n_rows", sa.Integer, nullable=False, server_default="0",
-                                                     comment="rows of the minute, every axis"))
-    op.add_column("reading_stamps_minute", sa.Column("axes_stored", sa.BigInteger, nullable=False, server_default="0",
-                                                     comment="bit N set: rows of axis N"))
-    op.add_column("reading_stamps_minute", sa.Column("axes_with_values", sa.BigInteger, nullable=False, server_default="0",
-                                                     comment="bit N set: a value (not NULL) on axis N"))
+    op.add_column(
+        "reading_stamps_minute",
+        sa.Column("n_rows", sa.Integer, nullable=False, server_default="0", comment="rows of the minute, every axis"),
+    )
+    op.add_column(
+        "reading_stamps_minute",
+        sa.Column(
+            "axes_stored", sa.BigInteger, nullable=False, server_default="0", comment="bit N set: rows of axis N"
+        ),
+    )
+    op.add_column(
+        "reading_stamps_minute",
+        sa.Column(
+            "axes_with_values",
+            sa.BigInteger,
+            nullable=False,
+            server_default="0",
+            comment="bit N set: a value (not NULL) on axis N",
+        ),
+    )
     op.execute(MINUTE_AXES)
     op.create_index("ix_readings_minute_minute", "readings_minute", ["minute"])
     op.create_table(

@@ -8,6 +8,7 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-29
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -23,7 +24,7 @@ HOUR = {
 SECONDS_BETWEEN = {
     "postgresql": "date_part('epoch', {0} - {1})",
     "sqlite": "((CAST(strftime('%s', {0}) AS INTEGER) + CAST(substr({0}, 20) AS REAL))"
-              " - (CAST(strftime('%s', {1}) AS INTEGER) + CAST(substr({1}, 20) AS REAL)))",
+    " - (CAST(strftime('%s', {1}) AS INTEGER) + CAST(substr({1}, 20) AS REAL)))",
 }
 BACKFILL = """
 INSERT INTO reading_stamps_hour (robot_id, hour, readings, first_ts, last_ts, longest_step_s, n_rows, axes_stored,
@@ -54,8 +55,12 @@ def upgrade() -> None:
         sa.Column("readings", sa.Integer, nullable=False, comment="distinct reading times"),
         sa.Column("first_ts", ts, nullable=False),
         sa.Column("last_ts", ts, nullable=False),
-        sa.Column("longest_step_s", sa.Float(precision=53), nullable=False,
-                  comment="largest step between two readings of the hour"),
+        sa.Column(
+            "longest_step_s",
+            sa.Float(precision=53),
+            nullable=False,
+            comment="largest step between two readings of the hour",
+        ),
         sa.Column("n_rows", sa.Integer, nullable=False, comment="rows of the hour, every axis"),
         sa.Column("axes_stored", sa.BigInteger, nullable=False, comment="bit N set: rows of axis N"),
         sa.Column("axes_with_values", sa.BigInteger, nullable=False, comment="bit N set: a value (not NULL) on axis N"),
@@ -63,9 +68,13 @@ def upgrade() -> None:
     )
     dialect = op.get_bind().dialect.name
     folded_until = "(SELECT p.folded_until FROM rollup_progress p WHERE p.robot_id = s.robot_id)"
-    op.execute(BACKFILL.format(hour_of_minute=HOUR[dialect].format("minute"),
-                               step_in=SECONDS_BETWEEN[dialect].format("first_ts", "prev_last"),
-                               whole_hours=f"s.minute < {HOUR[dialect].format(folded_until)}"))
+    op.execute(
+        BACKFILL.format(
+            hour_of_minute=HOUR[dialect].format("minute"),
+            step_in=SECONDS_BETWEEN[dialect].format("first_ts", "prev_last"),
+            whole_hours=f"s.minute < {HOUR[dialect].format(folded_until)}",
+        )
+    )
 
 
 def downgrade() -> None:
