@@ -34,7 +34,8 @@ def run_engine(readings: Iterable[Reading], engine: DetectorEngine) -> list[Even
 
 def effect(clean: list[Reading], faulty: list[Reading], axis: int, start: datetime, end: datetime) -> int:
     """How many readings of the window the fault actually changed (a spike over an idle gap changes none)."""
-    return sum(1 for c, f in zip(clean, faulty) if start <= c.ts < end and c.currents.get(axis) != f.currents.get(axis))
+    pairs = zip(clean, faulty, strict=True)
+    return sum(1 for c, f in pairs if start <= c.ts < end and c.currents.get(axis) != f.currents.get(axis))
 
 
 def grade(events: list[Event], labels, *, grace_s: float, changed: dict) -> tuple[list[dict], int]:

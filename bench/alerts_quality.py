@@ -200,12 +200,14 @@ def _notes(args, seeds: range, n_train, n_test, hours, models, per_fault) -> str
     lines = [
         f"Data: {args.csv.name}, {n_train} rows trained on, {n_test} rows ({hours:.1f} h) evaluated; "
         f"{len(seeds)} fault sets (seeds {seeds[0]}..{seeds[-1]}), one fault of each kind per set on axes 1-8.",
-        f"Faults whose window changed no reading (e.g. a spike over an idle gap) are left out of the counts: {no_effect}.",
+        "Faults whose window changed no reading (e.g. a spike over an idle gap) are left out of the counts: "
+        f"{no_effect}.",
         "A fault is caught when an event on its axis opens between its start and its end + "
         f"{args.grace_s:.0f} s and the highest severity of those events is the expected one (dropout: no event).",
         "stray_events_per_h: events in the faulty runs that match no fault (wrong axis or outside every window).",
         "placeholder: one alert per row and axis with |z| > 3, the way the original notebook raised them.",
-        "us_per_reading: CPU time per reading through the whole engine (14 axes, every detector, the lifecycles), best of 3.",
+        "us_per_reading: CPU time per reading through the whole engine (14 axes, every detector, the lifecycles), "
+        "best of 3.",
         _delays(next(iter(per_fault.values()))),
         "Line model R^2 per axis: " + ", ".join(f"{a}: {m.line.r2:.3f}" for a, m in models["line"].axes.items()),
     ]

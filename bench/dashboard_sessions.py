@@ -4,8 +4,9 @@
 The server runs in a subprocess of its own (so its CPU time is its own): ``make_server`` with the real
 Kafka feed when KAFKA_BOOTSTRAP_SERVERS is set (fresh topics; this process publishes the fleet), else the
 in-process bus with the fleet published inside the server process. Sessions are bare websocket clients
-speaking Bokeh's protocol (what a tab does, without drawing), all on one asyncio loop. Latency = the moment a client applied a streamed point minus the reading's timestamp, which is
-set to the wall clock when the reading is published: Kafka -> feed -> session document -> websocket -> client.
+speaking Bokeh's protocol (what a tab does, without drawing), all on one asyncio loop. Latency = the moment a
+client applied a streamed point minus the reading's timestamp, which is set to the wall clock when the reading
+is published: Kafka -> feed -> session document -> websocket -> client.
 
     .venv/bin/python -m bench.dashboard_sessions [--robots 5] [--tick 0.5] [--seconds 20] [--open-close 200]
 """

@@ -1,7 +1,8 @@
 """Latency at a paced rate: the synthetic fleet at the real rate (200 robots, one reading each every 2 s =
 100 readings/s, faults injected) through the services, each a process of its own, for --seconds.
 
-    .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--warmup 20] [--sessions 5] [--fault-period 60] [--nice SERVICE=N]
+    .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--warmup 20] [--sessions 5]
+        [--fault-period 60] [--nice SERVICE=N]
 
 Each reading's clock starts at its production: the Kafka record's CreateTime, stamped when the producer
 appends it to a batch (the readings topic is read back for it). It stops:

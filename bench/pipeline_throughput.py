@@ -271,7 +271,8 @@ def notes(result: dict, args, extensions: dict) -> str:
         f"Command: `.venv/bin/python -m bench.pipeline_throughput --robots {args.robots} --readings {args.readings} "
         f"--profile-readings {args.profile_readings}`. {args.robots} robots x {args.readings:,} readings = "
         f"{result['total']:,} readings ({result['total'] * AXES:,} rows), 6 partitions, every service its own process, "
-        f"all on one 2-core machine with the broker and PostgreSQL (cores busy during the pipeline: {p['cores_busy']:.2f}).",
+        "all on one 2-core machine with the broker and PostgreSQL "
+        f"(cores busy during the pipeline: {p['cores_busy']:.2f}).",
         f"aiokafka {extensions['aiokafka']}, C extensions in use: **{extensions['c_extensions']}**.",
         "Floor: a stage's bare equivalent measured alone in the same run (consumer_db: the slower of bare consume and "
         "bare COPY; end-to-end: the slowest of the three floor steps, as if they overlapped perfectly). "

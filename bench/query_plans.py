@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import Engine, event, text
 
@@ -101,7 +102,7 @@ def measure(engine: Engine, runs: int) -> tuple[list[dict], dict[str, str]]:
         for name, call in cases.items():
             row = {"query": name}
             for scope, robot_id in (("one robot", robot), ("fleet", None)):
-                samples = timed(conn, lambda: call(conn, robot_id), runs)
+                samples = timed(conn, partial(call, conn, robot_id), runs)
                 row[f"{scope} p50 ms"] = round(statistics.median(samples), 1)
                 row[f"{scope} p99 ms"] = round(percentile(samples, 99), 1)
             rows.append(row)

@@ -27,6 +27,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 
 from bokeh.document import Document
 from sqlalchemy import Engine, text
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         + (f"bulk ingest: {filled:.0f} s. " if filled else "kept database reused. ")
         + "ms; `runs` = timed runs after one warm-up (a warm-up slower than --budget counts as a run). Dashboard "
         "aim: every query < 100 ms p99. `index off` = one run with index scans disabled (enable_indexscan/"
-        f"bitmapscan/indexonlyscan = off), cancelled after {INDEX_OFF_TIMEOUT_S} s; the plans below are with them on.\n\n"
+        f"bitmapscan/indexonlyscan = off), cancelled after {INDEX_OFF_TIMEOUT_S} s; "
+        "the plans below are with them on.\n\n"
         + "\n".join(f"### {name}\n```\n{plan}\n```" for name, plan in plans.items())
     )
     write_results("query_scale", rows, notes=notes, extra={"aiokafka": aiokafka_extensions()})
@@ -145,7 +147,7 @@ def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
         for phrase in PHRASES:
             words = phrase.name.replace("{n}", "20")
             for scope, query_args in scopes.items():
-                rows.append(result(f'query "{words}"', scope, sample(lambda: ask(conn, words, query_args), args)))
+                rows.append(result(f'query "{words}"', scope, sample(partial(ask, conn, words, query_args), args)))
                 print(rows[-1], flush=True)
         plans = index_cases(conn, rows, robot, scopes, args)
     view = HistoryView(Document(), engine, DashboardSettings(_env_file=None))
@@ -154,7 +156,7 @@ def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
     for name in args.ranges.split(","):
         for who in (None, robot):
             with recorded() as parts:
-                samples = sample(lambda: view._query(who, RANGES[name.strip()]), args)
+                samples = sample(partial(view._query, who, RANGES[name.strip()]), args)
             rows.append(result("dashboard history (Refresh)", f"{who or 'fleet'}, {name.strip()}", samples, parts))
             print(rows[-1], flush=True)
     return rows, plans, facts
@@ -227,7 +229,7 @@ def index_cases(conn, rows: list[dict], robot: str, scopes: dict, args) -> dict[
     ]
     plans = {}
     for words, scope in cases:
-        call = lambda w=words, a=scopes[scope]: ask(conn, w, a)
+        call = partial(ask, conn, words, scopes[scope])
         if words in ("show latest per axis", "show 1-minute resample", "show data health"):
             plans[f'"{words}", {scope}'] = explain(conn, call)
         for statement in INDEX_OFF:

@@ -118,7 +118,7 @@ def _records(reader) -> Iterator[list[str] | csv.Error]:
 
 def _rows(reader, raw_lines, header: ColumnReport, options: CsvOptions, source: str, start_row: int, limit):
     width, time_index, robot_id = header.width, header.time_index, options.robot_id
-    columns = list(zip(options.axes, header.axis_indexes))
+    columns = list(zip(options.axes, header.axis_indexes, strict=True))
     parse_time = TimeParser(options.timezone)
     tick = timedelta(seconds=options.tick_seconds)
     start = parse_time.to_utc(options.start_time or datetime.now(UTC).replace(microsecond=0))

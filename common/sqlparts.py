@@ -112,4 +112,4 @@ def where(table, *, robot_id: str | None, start: datetime | None, end: datetime 
 def dicts(result) -> list[Row]:
     # the keys once, then zip: dict(row_mapping) builds a key view per row, half the cost of a big answer
     keys = list(result.keys())
-    return [dict(zip(keys, row)) for row in result.all()]
+    return [dict(zip(keys, row, strict=True)) for row in result.all()]

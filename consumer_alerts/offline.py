@@ -80,7 +80,7 @@ def score_rows(
     """``[timestamp, score per column...]`` per row; columns are numbered axes 1..n for the engine."""
     construct = Reading.model_construct
     last = None
-    for ts, row in zip(times, values.itertuples(index=False, name=None)):
+    for ts, row in zip(times, values.itertuples(index=False, name=None), strict=True):
         when = ts.to_pydatetime()
         currents = {i + 1: (None if pd.isna(v) else float(v)) for i, v in enumerate(row)}
         if last is not None and when <= last:  # time not moving forward: the engine skips the row

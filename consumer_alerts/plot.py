@@ -72,7 +72,7 @@ def _fit(m: AxisModel, ts: np.ndarray, amps: np.ndarray, span, path: Path) -> Pa
 def _residuals(m: AxisModel, ts: np.ndarray, amps: np.ndarray, span, path: Path) -> Path:
     trace: list[tuple[float, float, float]] = []
     detector = ResidualDetector(m, trace=trace)
-    for t, a in zip(ts, amps):
+    for t, a in zip(ts, amps, strict=True):
         detector.update(float(t), float(a))
     when = _times(ts)
     long_stat, short_stat = np.array([r[1] for r in trace]), np.array([r[2] for r in trace])

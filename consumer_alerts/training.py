@@ -139,7 +139,7 @@ def fit_axis(axis: int, samples: Samples, o: TrainingOptions) -> AxisModel:
     )
     trace: list[tuple[float, float, float]] = []
     detector = ResidualDetector(model, trace=trace)
-    for t, a in zip(samples.ts, samples.amps):
+    for t, a in zip(samples.ts, samples.amps, strict=True):
         detector.update(t, a)
     t_arr, long_arr = np.asarray([r[0] for r in trace]), np.asarray([r[1] for r in trace])
     model.min_c, source_a = threshold(long_arr, o.alert_quantile, o.margin, o)
@@ -226,7 +226,7 @@ def threshold(stats: np.ndarray, quantile: float, margin: float, o: TrainingOpti
 def hold_time(ts: np.ndarray, stats: np.ndarray, limit: float, default: float, o: TrainingOptions) -> float:
     """The default, raised just above the longest time the statistic stayed >= ``limit`` in training."""
     longest, since = 0.0, None
-    for t, met in zip(ts, stats >= limit):
+    for t, met in zip(ts, stats >= limit, strict=True):
         if met:
             since = t if since is None else since
             longest = max(longest, t - since)

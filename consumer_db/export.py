@@ -98,7 +98,7 @@ def pages(conn: Connection, options: ExportOptions) -> Iterator[list[dict]]:
         query = select(*KEY, R.c.amps).where(*_filters(options)).order_by(*KEY).limit(options.page_size)
         if after is not None:
             query = query.where(tuple_(*KEY) > tuple_(*after))
-        page = [dict(zip(PAGE_COLUMNS, row)) for row in conn.execute(query)]
+        page = [dict(zip(PAGE_COLUMNS, row, strict=True)) for row in conn.execute(query)]
         if not page:
             return
         yield page

@@ -42,7 +42,11 @@ def render_table(rows: list[dict]) -> str:
     names = columns(rows)
     body = [[cell(row.get(c), for_table=True) for c in names] for row in rows]
     widths = [max(len(n), *(len(r[i]) for r in body)) for i, n in enumerate(names)]
-    line = lambda values: "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    def line(values: list[str]) -> str:
+        cells = zip(values, widths, strict=True)
+        return "  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in cells).rstrip()
+
     return "\n".join([line(names), line(["-" * w for w in widths]), *map(line, body)]) + "\n"
 
 

@@ -1,7 +1,8 @@
 """The phrase table: ``python -m consumer_db query "<phrase>"`` -> one function of :mod:`common.queries`.
 
 A phrase matches case- and space-insensitively (hyphens and underscores count as spaces), by its own
-words or a synonym; "latest 50 rows" carries its number (``{n}`` in the table). An unknown phrase is an error listing the known.
+words or a synonym; "latest 50 rows" carries its number (``{n}`` in the table). An unknown phrase is an error
+listing the known.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ def write_readings(
         return NewRows()
     if uses_copy(conn.dialect.name, rows, copy_min_rows):
         return copy_readings(conn, rows, text)
-    stored = insert_new_rows(conn, readings_fact, [dict(zip(READING_COLUMNS, r)) for r in rows], READING_COLUMNS)
+    values = [dict(zip(READING_COLUMNS, r, strict=True)) for r in rows]
+    stored = insert_new_rows(conn, readings_fact, values, READING_COLUMNS)
     return NewRows.of(stored)
 
 

@@ -201,8 +201,9 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> int:
     finally:
         stop.set()
         services_stop.set()
-        results = await asyncio.gather(*services.values(), *([feed] if feed else []), return_exceptions=True)
-        for name, result in zip([*services, "producer"], results):
+        tasks = {**services, **({"producer": feed} if feed else {})}
+        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for name, result in zip(tasks, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 logger.error("demo: %s failed: %r", name, result)
         engine.dispose()

@@ -73,7 +73,7 @@ class SyntheticFleet:
             )
             for rid in robot_ids(robots)
         ]
-        self._iter = (reading for tick in zip(*self.robots) for reading in tick)
+        self._iter = (reading for tick in zip(*self.robots, strict=True) for reading in tick)
 
     def __iter__(self) -> SyntheticFleet:
         return self
@@ -177,7 +177,7 @@ class SyntheticRobot:
         ts = self.start + timedelta(seconds=k * self.tick_s, milliseconds=jitter_ms)
         currents = dict(self._idle)
         if values is not None:
-            currents.update(zip(self.loaded, values))
+            currents.update(zip(self.loaded, values, strict=True))
         return Reading(robot_id=self.robot_id, ts=ts, row=None, currents=currents)
 
     def _tick_values(self, k: int, specs: list[FaultSpec]) -> list[float] | None:

@@ -52,7 +52,9 @@ class Service:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
-            raise AssertionError(f"{self.module} did not stop within {timeout} s after {sig.name}:\n{self.tail()}")
+            raise AssertionError(
+                f"{self.module} did not stop within {timeout} s after {sig.name}:\n{self.tail()}"
+            ) from None
 
 
 def poll(

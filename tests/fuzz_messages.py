@@ -113,8 +113,12 @@ def valid(kind: str) -> st.SearchStrategy[bytes]:
 POISON = {
     "nested too deep for json": b"[" * 100_000,
     "an integer of more than 4300 digits": b'{"schema_version": 1, "row": ' + b"1" * 5000 + b"}",
-    "a time past the last UTC datetime": b'{"schema_version":1,"robot_id":"r","ts":"9999-12-31T23:00:00-05:00","currents":{}}',
-    "a time before the first UTC datetime": b'{"schema_version":1,"robot_id":"r","ts":"0001-01-01T00:00:00+05:00","currents":{}}',
+    "a time past the last UTC datetime": (
+        b'{"schema_version":1,"robot_id":"r","ts":"9999-12-31T23:00:00-05:00","currents":{}}'
+    ),
+    "a time before the first UTC datetime": (
+        b'{"schema_version":1,"robot_id":"r","ts":"0001-01-01T00:00:00+05:00","currents":{}}'
+    ),
     "bytes that are not UTF-8": b"\xff\xfe\x00",
     "nothing": b"",
 }

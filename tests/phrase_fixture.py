@@ -95,7 +95,7 @@ def load(engine: Engine) -> None:
         for robot, readings, axes in (("R1", R1, (1, 2, 3, 4)), ("R2", R2, (1, 2))):
             lock = RobotAxes(frozenset(axes), axes)
             for seconds, values in readings.items():
-                rows += lock.rows(robot, at(seconds), dict(zip(axes, values)))
+                rows += lock.rows(robot, at(seconds), dict(zip(axes, values, strict=True)))
         insert_readings(conn, rows)
         upsert_alerts(conn, ALERTS)
 

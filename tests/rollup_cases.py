@@ -12,6 +12,7 @@ import math
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 from alembic import command
 from sqlalchemy import Connection, Engine, func, inspect, select, text, true
@@ -173,7 +174,7 @@ def expected_health(rows, locked: dict[str, list[int]]) -> list[dict]:
         expected = math.floor(span / TICK_S + 1e-9) + 1 if stamps else 0
         gaps = [
             {"start": a, "end": b, "length_s": (b - a).total_seconds()}
-            for a, b in zip(stamps, stamps[1:])
+            for a, b in pairwise(stamps)
             if (b - a).total_seconds() > GAP_S
         ]
         seen = {axis for _, axis, _, amps in mine if amps is not None}
@@ -209,7 +210,7 @@ def same(a, b) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
 
 

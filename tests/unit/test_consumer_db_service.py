@@ -102,7 +102,7 @@ async def test_stream_stored_exactly_with_rejections_and_offsets_committed(engin
 
 async def test_next_batch_is_bounded_by_size_and_returns_what_came_within_the_time(sqlite_url):
     bus, stop = InProcessBus(), asyncio.Event()
-    for i in range(25):
+    for _ in range(25):
         await bus.publish("t", "k", b"x")
     subscription = await bus.subscribe(["t"], group_id="g")
     sizes = [len(await next_batch(subscription, stop, max_size=10, max_wait_s=0.05)) for _ in range(4)]

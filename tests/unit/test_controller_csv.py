@@ -126,7 +126,10 @@ def test_dst_ambiguous_and_skipped_local_times_are_dead_lettered_with_their_line
 
 
 def test_bad_number_goes_to_dead_letters_and_the_feed_goes_on(tmp_path):
-    text = f'{HEADER}\n"current",1,2,3,"2022-10-17T12:00:00Z"\n"current",1,abc,3,"2022-10-17T12:00:02Z"\n"current",1,2,3,"2022-10-17T12:00:04Z"\n'
+    text = (
+        f'{HEADER}\n"current",1,2,3,"2022-10-17T12:00:00Z"\n"current",1,abc,3,"2022-10-17T12:00:02Z"\n'
+        '"current",1,2,3,"2022-10-17T12:00:04Z"\n'
+    )
     readings, letters = split(read_export(write(tmp_path, text, "feed.csv"), options()))
     assert [r.row for r in readings] == [2, 4]
     (letter,) = letters

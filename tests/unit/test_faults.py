@@ -81,7 +81,7 @@ def test_stuck_reads_constant_even_while_idle_and_dropout_reads_none():
 
 
 def test_faults_touch_only_their_robot_or_every_robot_when_none():
-    both = [r for pair in zip(feed(10, "a"), feed(10, "b")) for r in pair]
+    both = [r for pair in zip(feed(10, "a"), feed(10, "b"), strict=True) for r in pair]
     only_a = list(inject_faults(both, [window("dropout", robot_id="a")]))
     assert [r.currents[2] for r in only_a if r.robot_id == "b"] == [10.0] * 10
     assert [r.currents[2] for r in only_a if r.robot_id == "a"][5:] == [None] * 5
@@ -123,7 +123,7 @@ def test_default_faults_one_of_each_kind_spread_without_overlap():
     specs = default_faults(T0, 6 * 3600, list(range(1, 15)), seed=3)
     assert sorted(s.kind for s in specs) == sorted(FaultKind)
     assert all(T0 <= s.start and s.end <= T0 + timedelta(hours=6) for s in specs)
-    assert all(a.end <= b.start for a, b in zip(specs, specs[1:]))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(specs))
     assert all(1 <= s.axis <= 8 for s in specs), "only axes with a load channel"
     assert default_faults(T0, 6 * 3600, list(range(1, 15)), seed=3) == specs
     assert default_faults(T0, 6 * 3600, list(range(1, 15)), seed=4) != specs
@@ -157,7 +157,7 @@ def test_default_faults_on_the_real_export_meet_working_rows(real_export):
     specs = default_faults(readings[0].ts, span, options.axes, seed=7, busy=busy_periods(readings), robot_id="RMBR4-2")
     faulty = list(inject_faults(readings, specs))
     for spec in specs:
-        inside = [(a, b) for a, b in zip(readings, faulty) if spec.start <= a.ts < spec.end]
+        inside = [(a, b) for a, b in zip(readings, faulty, strict=True) if spec.start <= a.ts < spec.end]
         working = [pair for pair in inside if not pair[0].is_idle]
         assert working, f"{spec.kind} window has no working row"
         changed = [a for a, b in inside if a.currents[spec.axis] != b.currents[spec.axis]]

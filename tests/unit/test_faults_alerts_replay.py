@@ -63,6 +63,6 @@ async def test_a_crash_mid_fault_replays_to_the_events_of_an_uninterrupted_run(t
     ):
         for r in part:
             await bus.publish("readings", r.robot_id, r.to_bytes())
-        await run_until(settings, bus, lambda: has(bus, *until), crash=crash)
+        await run_until(settings, bus, lambda until=until: has(bus, *until), crash=crash)
     check_like_uninterrupted(events(bus), uninterrupted(readings))
     assert bus.uncommitted(settings.alerts_group_id, ["readings"]) < len(readings) - 760, "the clean stop commits"

@@ -53,7 +53,7 @@ def test_training_learns_thresholds_above_normal_running(readings):
     later = cycle_readings(3000, seed=4, start=T0 + timedelta(days=1))
     samples, _ = collect(later)
     detector = ResidualDetector(model.axes[2])
-    findings = [detector.update(t, a) for t, a in zip(samples[2].ts, samples[2].amps)]
+    findings = [detector.update(t, a) for t, a in zip(samples[2].ts, samples[2].amps, strict=True)]
     assert sum(f is not None for f in findings) <= 3
     m = model.axes[2]
     assert m.max_c >= SMALL.surge_amps / 2 and 1 <= m.short <= SMALL.max_short

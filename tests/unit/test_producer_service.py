@@ -128,7 +128,8 @@ def test_axis_list_comes_from_axes_dim_when_readable(tmp_path, caplog):
         conn.execute(text("create table axes_dim (robot_id text, axis_id int, label text, unit text, active boolean)"))
         conn.execute(
             text(
-                "insert into axes_dim values ('R', 1, 'a1', 'A', 1), ('R', 3, 'a3', 'A', 1), ('R', 4, 'a4', 'A', 0), ('Q', 7, 'a7', 'A', 1)"
+                "insert into axes_dim values ('R', 1, 'a1', 'A', 1), ('R', 3, 'a3', 'A', 1), "
+                "('R', 4, 'a4', 'A', 0), ('Q', 7, 'a7', 'A', 1)"
             )
         )
     config = ProducerSettings(_env_file=None, database_url=url, axes="1-14")

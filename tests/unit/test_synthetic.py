@@ -55,7 +55,7 @@ def test_fleet_is_interleaved_per_tick_in_robot_order():
     assert [r.robot_id for r in readings[:6]] == ["robot-001", "robot-002", "robot-003"] * 2
     for robot in ("robot-001", "robot-002", "robot-003"):
         stamps = [r.ts for r in readings if r.robot_id == robot]
-        gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
         assert all(1.8 <= g <= 2.2 for g in gaps)
         assert stamps[0] - T0 < timedelta(seconds=0.2)
 
@@ -78,7 +78,7 @@ def test_fault_labels_match_the_injected_data(monkeypatch):
     )
     labels = faulty_robot.labels(faulty[-1].ts)  # up to the end of the period that has begun
     specs = {(s.kind, s.axis, s.start): s for p in (0, 1, 2) for s in faulty_robot.fault_specs(p)}
-    for before, after in zip(clean, faulty):
+    for before, after in zip(clean, faulty, strict=True):
         assert before.ts == after.ts
         covering = [lab for lab in labels if lab.start <= after.ts < lab.end]
         for axis in AXES:
@@ -91,7 +91,7 @@ def test_fault_labels_match_the_injected_data(monkeypatch):
     complete = [lab for lab in labels if lab.end <= faulty[-1].ts]
     assert len(complete) == 10 and {lab.kind for lab in complete} == set(FaultKind)
     for lab in complete:
-        inside = [(b, a) for b, a in zip(clean, faulty) if lab.start <= a.ts < lab.end]
+        inside = [(b, a) for b, a in zip(clean, faulty, strict=True) if lab.start <= a.ts < lab.end]
         assert any(b.currents[lab.axis] != a.currents[lab.axis] for b, a in inside), f"{lab.kind} left no trace"
         assert not inside[0][0].is_idle, "a fault window opens on working time"
 

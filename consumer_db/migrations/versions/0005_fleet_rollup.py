@@ -22,7 +22,8 @@ MINUTE_AXES = """
 UPDATE reading_stamps_minute SET
   n_rows = (SELECT sum(m.n_rows) FROM readings_minute m {same}),
   axes_stored = (SELECT sum(CAST(1 AS BIGINT) << m.axis_id) FROM readings_minute m {same}),
-  axes_with_values = (SELECT coalesce(sum(CAST(1 AS BIGINT) << m.axis_id), 0) FROM readings_minute m {same} AND m.n_values > 0)
+  axes_with_values = (SELECT coalesce(sum(CAST(1 AS BIGINT) << m.axis_id), 0)
+                      FROM readings_minute m {same} AND m.n_values > 0)
 """.format(same="WHERE m.robot_id = reading_stamps_minute.robot_id AND m.minute = reading_stamps_minute.minute")
 FLEET = """
 INSERT INTO fleet_minute (minute, axis_id, n_rows, n_values, n_zero, sum_amps, max_amps, max_active_amps,

@@ -29,7 +29,8 @@ SECONDS_BETWEEN = {
 BACKFILL = """
 INSERT INTO reading_stamps_hour (robot_id, hour, readings, first_ts, last_ts, longest_step_s, n_rows, axes_stored,
                                  axes_with_values)
-SELECT t.robot_id, t.hour, t.readings, t.first_ts, t.last_ts, t.longest_step_s, t.n_rows, a.axes_stored, a.axes_with_values
+SELECT t.robot_id, t.hour, t.readings, t.first_ts, t.last_ts, t.longest_step_s, t.n_rows,
+       a.axes_stored, a.axes_with_values
 FROM (
   SELECT robot_id, hour, sum(readings) AS readings, min(first_ts) AS first_ts, max(last_ts) AS last_ts,
          max(CASE WHEN {step_in} > longest_step_s THEN {step_in} ELSE longest_step_s END) AS longest_step_s,
