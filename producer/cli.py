@@ -122,7 +122,9 @@ async def _run(settings: ProducerSettings, stop: asyncio.Event, *, dry_run: bool
     try:
         await bus.start()
         try:
-            report = await run(settings, bus=bus, stop=stop, progress=bar.update if bar else None)
+            # `is not None`: a tqdm bar without a total (a looped or endless feed) refuses bool()
+            progress = bar.update if bar is not None else None
+            report = await run(settings, bus=bus, stop=stop, progress=progress, dry_run=dry_run)
         finally:
             if bar is not None:
                 bar.close()

@@ -29,6 +29,8 @@ class ProducerReport:
     stopped: bool = False
     first_ts: datetime | None = None
     last_ts: datetime | None = None
+    dry_run: bool = False
+    """The messages were written out as JSON lines, not sent: nothing was confirmed by a broker."""
 
     def reject(self, letter: DeadLetter) -> None:
         self.rejected += 1
@@ -46,8 +48,9 @@ class ProducerReport:
         return self.readings / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def summary(self) -> str:
+        delivered = "written to stdout (dry run: nothing sent)" if self.dry_run else "confirmed by the bus"
         lines = [
-            f"{self.source}: {self.readings_confirmed} readings confirmed by the bus "
+            f"{self.source}: {self.readings_confirmed} readings {delivered} "
             f"in {self.elapsed_s:.1f} s ({self.rows_per_s:,.0f} rows/s)"
             + (", stopped on request" if self.stopped else ""),
         ]
@@ -58,9 +61,12 @@ class ProducerReport:
         if not self.rejected:
             lines.append("rejected rows: none")
             return "\n".join(lines)
-        lines.append(
-            f"rejected rows: {self.rejected} (on the dead-letter topic, {self.dead_letters_confirmed} confirmed)"
+        where = (
+            "as dead-letter lines"
+            if self.dry_run
+            else f"on the dead-letter topic, {self.dead_letters_confirmed} confirmed"
         )
+        lines.append(f"rejected rows: {self.rejected} ({where})")
         lines += [f"  {count:>6} x {kind}" for kind, count in self.reasons.most_common()]
         lines += [f"  {source}:{line}: {reason}" for source, line, reason in self.examples]
         if self.rejected > len(self.examples):

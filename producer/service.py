@@ -36,13 +36,15 @@ async def run(
     clock: Clock | None = None,
     engine: Engine | None = None,
     progress: Callable[[int], None] | None = None,
+    dry_run: bool = False,
 ) -> ProducerReport:
     """Publish ``source`` (default: the feed the settings describe) until it ends or ``stop`` is set;
-    flush and wait for the broker's confirmations (at most ``shutdown_timeout_s``) before returning."""
+    flush and wait for the broker's confirmations (at most ``shutdown_timeout_s``) before returning.
+    ``dry_run``: the bus writes the messages out instead of sending them; the report says so."""
     clock = clock or MonotonicClock()
     feed = None if source is not None else await asyncio.to_thread(open_feed, settings, engine=engine)
     items = source if feed is None else feed.items
-    report = ProducerReport(source=feed.description if feed else "feed")
+    report = ProducerReport(source=feed.description if feed else "feed", dry_run=dry_run)
     pacing = pacing_options(settings)
     logger.info("producing %s to %s, pacing: %s", report.source, settings.readings_topic, pacing.describe())
     await bus.ensure_topics([settings.readings_topic, settings.dead_letter_topic])

@@ -111,6 +111,31 @@ def test_cli_dry_run_writes_json_lines(tmp_path, capsys):
     assert "rejected rows: 1" in err
 
 
+def test_cli_dry_run_does_not_claim_the_bus_confirmed_anything(tmp_path, capsys):
+    path = export(tmp_path, [GOOD.format(a=i, s=2 * i) for i in range(3)] + ['"current",1'])
+    argv = ["--csv", str(path), "--dry-run", "--max-speed", "--no-axes-from-db", "--axes", "1-3"]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "3 readings written to stdout (dry run: nothing sent)" in err
+    assert "confirmed" not in err, err
+
+
+async def test_cli_max_speed_with_no_known_total_streams_until_stopped(tmp_path, capsys):
+    """An endless feed (the synthetic fleet, a looped export) has no total for the progress bar."""
+    path = export(tmp_path, [GOOD.format(a=i, s=2 * i) for i in range(5)])
+    csv = ["--csv", str(path), "--no-axes-from-db", "--axes", "1-3"]
+    for argv in (["--synthetic", "--max-speed"], [*csv, "--loop", "--max-speed"]):
+        settings = cli.build_settings(cli.build_parser().parse_args(argv))
+        assert settings.max_speed and cli._expected_rows(settings) is None
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.5, stop.set)
+        assert await cli._run(settings, stop, dry_run=True) == 0
+        out, err = capsys.readouterr()
+        sent = len(out.splitlines())
+        assert sent > 10, f"{argv}: {sent} messages"
+        assert f"{sent} readings written to stdout" in err and "stopped on request" in err
+
+
 def test_cli_rejects_bad_settings(capsys):
     assert cli.main(["--timezone", "Mars/Olympus", "--dry-run"]) == 2
     assert "unknown time zone" in capsys.readouterr().err
