@@ -71,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--tick-seconds", type=float, help="spacing when the file has no time column (default: TICK_SECONDS)"
     )
-    ingest.add_argument("--start-time", type=utc_time, help="time of the first row when the file has no time column")
+    ingest.add_argument(
+        "--start-time",
+        type=utc_time,
+        help="time of the first row when the file has no time column (default: the file's modification time)",
+    )
     ingest.add_argument(
         "--backwards-tolerance", type=float, help="seconds time may step back (default: BACKWARDS_TOLERANCE_S)"
     )

@@ -2,7 +2,9 @@
 
 The same parser as the producer (``common.controller_csv``), the same schema lock and row rules as the
 sink (``axislock.RobotAxes``), the same idempotent writes (``store``): a re-run adds nothing, and a bad row
-lands in ``rejected_readings`` once, with its line number and reason.
+lands in ``rejected_readings`` once, with its line number and reason. A file without a time column is
+stamped from its modification time (unless ``start_time`` is given), not from the clock, so that a re-run
+stamps its rows alike and adds nothing either.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -72,7 +74,7 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
         axes=sorted(lock.known),
         timezone=options.timezone,
         tick_seconds=options.tick_seconds,
-        start_time=options.start_time,
+        start_time=options.start_time or file_start_time(path),
         backwards_tolerance_s=options.backwards_tolerance_s,
     )
     report = IngestReport(file=path.name, robot_id=options.robot_id)
@@ -152,6 +154,11 @@ def _rejected(letter: DeadLetter, robot_id: str) -> dict:
 def _chunks(items: Iterator, size: int) -> Iterator[list]:
     while chunk := list(itertools.islice(items, size)):
         yield chunk
+
+
+def file_start_time(path: Path) -> datetime:
+    """The first time stamp of an export without a time column: its modification time, to the second."""
+    return datetime.fromtimestamp(int(path.stat().st_mtime), UTC)
 
 
 def _expected_records(path: Path, options: IngestOptions) -> int | None:

@@ -1,7 +1,9 @@
 """Bulk ingest on SQLite: schema lock, OK nulls, bad rows to rejected_readings, re-runs add nothing."""
 
 import csv
-from datetime import UTC, datetime
+import os
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -82,6 +84,19 @@ def test_ingest_stores_every_good_row_once_and_rejects_the_bad_one(engine, expor
             "R9",
         )
     ]
+
+
+def test_a_file_without_a_time_column_is_stamped_alike_on_every_run(engine, tmp_path):
+    path = tmp_path / "no-time.csv"
+    path.write_text('"Trait","Axis #1","Axis #2"\n"current",1,2\n"current",3,4\n')
+    os.utime(path, (1_666_000_000, 1_666_000_000))
+    options = IngestOptions(robot_id="R9", default_axes=[1, 2], tick_seconds=2.0)
+    first = ingest_csv(engine, path, options)
+    time.sleep(1.05 - time.time() % 1)  # the next wall-clock second: the clock must not matter
+    again = ingest_csv(engine, path, options)
+    assert (first.rows_new, again.rows_new, again.rows_seen) == (4, 0, 4)
+    t0 = datetime.fromtimestamp(1_666_000_000, UTC)
+    assert [ts for ts, _, _ in stored(engine)] == [t0, t0, t0 + timedelta(seconds=2), t0 + timedelta(seconds=2)]
 
 
 def test_the_axes_dim_of_a_known_robot_is_the_lock(engine, export):
