@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, func, select, tuple_
+from sqlalchemy import Connection, Engine, func, or_, select, tuple_
 from tqdm import tqdm
 
 from common import queries
@@ -106,16 +105,22 @@ def pages(conn: Connection, options: ExportOptions) -> Iterator[list[dict]]:
 
 
 def sample_readings(conn: Connection, *, rows: int, robot_id: str | None = None) -> list[dict]:
-    """About ``rows`` readings (wide, like latest_rows), every k-th one in (robot, time) order."""
+    """``rows`` readings (all of them if fewer; wide, like latest_rows), evenly spread in (robot, time) order.
+
+    The i-th of ``count`` readings is taken when ``i * rows // count`` moves on to a new value: exactly
+    ``rows`` picks, the first included (every k-th one would give 992 of 1,984 for 1,000)."""
     stamps = (
         select(R.c.robot_id, R.c.ts)
         .where(*where(R, robot_id=robot_id, start=None, end=None))
         .group_by(R.c.robot_id, R.c.ts)
     )
     count = conn.execute(select(func.count()).select_from(stamps.subquery())).scalar_one()
-    step = max(1, math.ceil(count / rows))
+    if count == 0 or rows <= 0:
+        return []
     numbered = stamps.add_columns(func.row_number().over(order_by=(R.c.robot_id, R.c.ts)).label("n")).subquery()
-    keys = select(numbered.c.robot_id, numbered.c.ts).where((numbered.c.n - 1) % step == 0).subquery()
+    i = numbered.c.n - 1
+    picked = or_(i == 0, (i * rows) // count != ((i - 1) * rows) // count)
+    keys = select(numbered.c.robot_id, numbered.c.ts).where(picked).subquery()
     return queries.wide_readings(conn, keys, newest_first=False)
 
 

@@ -12,6 +12,7 @@ from common.tables import metadata, readings_fact, rejected_readings
 from consumer_db.ingest import IngestOptions, ingest_csv
 from consumer_db.phrases import QueryArgs, ask
 from tests.phrase_fixture import CASES, load
+from tests.unit.test_exports import check_sample_sizes
 from tests.unit.test_phrases import comparable
 
 pytestmark = pytest.mark.integration
@@ -45,6 +46,11 @@ def test_phrases_give_the_same_exact_rows_on_postgres(engine):
         "cat_data_health": 2,
         "cat_gaps": 1,
     }
+
+
+def test_the_export_sample_holds_as_many_readings_as_asked(engine):
+    load(engine)
+    check_sample_sizes(engine)
 
 
 def test_bulk_ingest_of_the_real_export_through_copy_and_again(engine, real_export):

@@ -1,6 +1,7 @@
 """Exports on the phrase fixture, checked cell by cell (CSV pages, summaries, the XLSX read back)."""
 
 import csv
+import itertools
 from datetime import UTC
 
 import pytest
@@ -86,8 +87,8 @@ def test_workbook_read_back_cell_by_cell(engine, tmp_path):
         ["robot_id", "ts (UTC)", "Axis #1", "Axis #2", "Axis #3", "Axis #4"],
         ["R1", naive_utc(at(0)), 0, 0, 0, None],
         ["R1", naive_utc(at(6)), 0, 0, 0, None],
-        ["R1", naive_utc(at(72)), 4.5, 1, 0.5, None],
-        ["R2", naive_utc(at(102)), 6, None, None, None],
+        ["R1", naive_utc(at(70)), 1.5, 2, 0, None],
+        ["R2", naive_utc(at(100)), 7, 0, None, None],
     ]
     with engine.connect() as conn:
         summary = queries.axis_summary(conn)
@@ -102,6 +103,23 @@ def test_workbook_read_back_cell_by_cell(engine, tmp_path):
     assert health[1][:4] == ["R1", naive_utc(at(0)), naive_utc(at(74)), 74]
     assert health[1][-1] == "4"  # axes never seen
     assert book["Readings sample"]["B2"].number_format == "yyyy-mm-dd hh:mm:ss.000"
+
+
+def test_the_sample_holds_as_many_readings_as_asked_evenly_spread(engine):
+    check_sample_sizes(engine)
+
+
+def check_sample_sizes(engine) -> None:
+    """Also run on PostgreSQL (tests/integration/test_consumer_db_postgres.py): integer division in SQL."""
+    with engine.connect() as conn:
+        everything = [(r["robot_id"], r["ts"]) for r in export_module.sample_readings(conn, rows=10_000)]
+        count = len(everything)
+        for rows in range(1, count + 2):
+            picked = [(r["robot_id"], r["ts"]) for r in export_module.sample_readings(conn, rows=rows)]
+            assert len(picked) == min(rows, count), f"{rows} asked"
+            positions = [everything.index(key) for key in picked]
+            steps = {b - a for a, b in itertools.pairwise(positions)}
+            assert positions[0] == 0 and (max(steps, default=1) - min(steps, default=1)) <= 1, positions
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
