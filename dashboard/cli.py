@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from common.db import make_engine, safe_url, server_version
 from common.kafka import open_bus
 from common.service import run_service, setup_logging
-from dashboard.demo import add_demo_options, demo_options, run_demo
+from dashboard.demo import add_demo_options, demo_options, quiet_console, run_demo
 from dashboard.service import run
 from dashboard.settings import DashboardSettings
 
@@ -124,4 +124,5 @@ def demo(args: argparse.Namespace) -> int:
         print(f"dashboard demo: {exc}", file=sys.stderr)
         return 2
     setup_logging("INFO")
+    quiet_console()
     return run_service(lambda stop: run_demo(options, stop))

@@ -9,8 +9,9 @@ PostgreSQL; only the bus and the database differ. Before streaming, the residual
 on earlier, fault-free data of the same feed (the first 60 % of an export, or hours of the same
 synthetic robots), so it knows what normal current looks like from the first reading on.
 
-Ctrl+C stops the producer first, lets the sink write everything that was published (so the SQLite
-file holds every reading the page showed), then stops the rest.
+Ctrl+C stops the producer, then the detectors (they save their state and commit what they judged, at
+once rather than at their next snapshot), lets the sink store everything that was published (so the
+SQLite file holds every reading the page showed), then stops the sink and the dashboard.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 TRAINING_HOURS = 8  # of fault-free synthetic feed before the demo's start
 DRAIN_TIMEOUT_S = 60.0
+# A person at the console needs the address, progress and alerts: not migration scripts, the Bokeh
+# server's start-up notes or the model's per-axis fit.
+QUIET_LOGGERS = ("alembic", "bokeh", "tornado", "consumer_alerts.training")
 
 
 @dataclass(frozen=True)
@@ -182,10 +186,10 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> int:
     await asyncio.to_thread(train_model, producer, alerts.model_path, start)
     bus = InProcessBus()
     engine = make_engine(sink.database_url)
-    services_stop = asyncio.Event()
+    alerts_stop, services_stop = asyncio.Event(), asyncio.Event()
     services = {
         "consumer_db": asyncio.create_task(run_sink(sink, bus=bus, stop=services_stop, engine=engine)),
-        "consumer_alerts": asyncio.create_task(run_alerts(alerts, bus=bus, stop=services_stop)),
+        "consumer_alerts": asyncio.create_task(run_alerts(alerts, bus=bus, stop=alerts_stop)),
         "dashboard": asyncio.create_task(run_dashboard(dashboard, bus=bus, stop=services_stop, engine=engine)),
     }
     feed = None
@@ -196,10 +200,15 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> int:
         await until_stopped(stop, feed, services)
         report = await feed
         logger.info("demo: producer stopped: %s", report.summary().splitlines()[0] if report else "")
-        await drain(bus, sink, alerts, services)
+        # The detectors stop next: their clean stop snapshots and commits at once, and their last events
+        # are then on the bus for the sink. Waiting for their commit instead meant waiting for a snapshot.
+        alerts_stop.set()
+        await asyncio.wait([services["consumer_alerts"]], timeout=DRAIN_TIMEOUT_S)
+        await drain(bus, sink, {k: v for k, v in services.items() if k != "consumer_alerts"})
         return 0
     finally:
         stop.set()
+        alerts_stop.set()
         services_stop.set()
         tasks = {**services, **({"producer": feed} if feed else {})}
         results = await asyncio.gather(*tasks.values(), return_exceptions=True)
@@ -244,24 +253,25 @@ async def until_stopped(stop: asyncio.Event, feed: asyncio.Task, services: dict[
         stopping.cancel()
 
 
-async def drain(
-    bus: InProcessBus, sink: ConsumerDbSettings, alerts: AlertsSettings, services, timeout_s: float = DRAIN_TIMEOUT_S
-) -> None:
-    """Let the detectors judge every reading and the sink store every message before stopping them."""
+async def drain(bus: InProcessBus, sink: ConsumerDbSettings, services, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+    """Let the sink store every message on the bus before it is stopped."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     sink_topics = [sink.readings_topic, sink.alerts_topic, sink.dead_letter_topic]
     while asyncio.get_running_loop().time() < deadline:
         check_services(services)
-        if not bus.uncommitted(alerts.alerts_group_id, [alerts.readings_topic]) and not bus.uncommitted(
-            sink.sink_group_id, sink_topics
-        ):
+        if not bus.uncommitted(sink.sink_group_id, sink_topics):
             return
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
     logger.warning(
         "demo: the sink did not catch up within %.0f s; %d message(s) not stored",
         timeout_s,
         bus.uncommitted(sink.sink_group_id, sink_topics),
     )
+
+
+def quiet_console() -> None:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def announce(dashboard: DashboardSettings, options: DemoOptions) -> None:

@@ -53,10 +53,8 @@ def query(db: Path, sql: str) -> list[tuple]:
             return []
 
 
-@pytest.mark.timeout(240)
-def test_embedded_demo_streams_alerts_and_keeps_every_reading(tmp_path):
-    port, db = free_port(), tmp_path / "demo.sqlite"
-    process = subprocess.Popen(
+def start_demo(tmp_path: Path, port: int, db: Path) -> subprocess.Popen:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -79,6 +77,21 @@ def test_embedded_demo_streams_alerts_and_keeps_every_reading(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def readings_confirmed(output: str) -> int:
+    return int(re.search(r"(\d+) readings confirmed by the bus", output).group(1))
+
+
+def readings_stored(db: Path) -> int:
+    rows = query(db, "select count(*) from (select distinct robot_id, ts from readings_fact)")
+    return rows[0][0] if rows else 0
+
+
+@pytest.mark.timeout(240)
+def test_embedded_demo_streams_alerts_and_keeps_every_reading(tmp_path):
+    port, db = free_port(), tmp_path / "demo.sqlite"
+    process = start_demo(tmp_path, port, db)
     try:
         live = poll(
             lambda: (h := health(port)) and h["newest_reading"] and h,
@@ -106,9 +119,36 @@ def test_embedded_demo_streams_alerts_and_keeps_every_reading(tmp_path):
             process.communicate()
     assert process.returncode == 0, output[-3000:]
     assert f"http://localhost:{port}/" in output
-    confirmed = int(re.search(r"(\d+) readings confirmed by the bus", output).group(1))
-    stored = query(db, "select count(*) from (select distinct robot_id, ts from readings_fact)")[0][0]
-    assert stored == confirmed > 0
+    confirmed = readings_confirmed(output)
+    assert readings_stored(db) == confirmed > 0
     # "OK null" axes are stored as NULL, never 0.
     assert query(db, "select count(*) from readings_fact where axis_id >= 9 and amps is not null") == [(0,)]
     assert query(db, "select count(*) from readings_fact where axis_id >= 9")[0][0] == 6 * confirmed
+
+
+STOP_WITHIN_S = 10.0  # what a person at the console waits for after Ctrl+C
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_ends_the_demo_promptly_with_every_reading_stored(tmp_path):
+    port, db = free_port(), tmp_path / "demo.sqlite"
+    process = start_demo(tmp_path, port, db)
+    try:
+        poll(lambda: readings_stored(db) >= 50, timeout_s=90, what="readings in the database", process=process)
+        process.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        try:
+            output, _ = process.communicate(timeout=STOP_WITHIN_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the demo still ran {STOP_WITHIN_S:.0f} s after Ctrl+C")
+        stopped_after = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output[-3000:]
+    assert readings_stored(db) == readings_confirmed(output) > 0, f"stopped after {stopped_after:.1f} s"
+    # Before the address: what the demo is doing, not the libraries' notes (migrations, Bokeh, the fit).
+    before_address = output.split(f"http://localhost:{port}/")[0].splitlines()
+    assert not [line for line in output.splitlines() if "alembic" in line or "bokeh" in line.lower()], output[:3000]
+    assert len(before_address) <= 12, "\n".join(before_address)
