@@ -40,12 +40,32 @@ def test_readme_documents_every_setting(service):
     assert not missing, f"README.md does not document {service} settings {missing}"
 
 
+def service_doc(service: str) -> str:
+    return (REPO / "docs" / f"{service}.md").read_text()
+
+
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_every_command_line_option_is_documented(service):
+def test_the_service_doc_documents_every_setting_of_the_service(service):
+    """The service's own settings in its doc; the shared ones (CommonSettings) are in the README."""
+    own = set(load(SERVICES[service]).model_fields) - set(CommonSettings.model_fields)
+    missing = sorted(name.upper() for name in own if f"`{name.upper()}`" not in service_doc(service))
+    assert not missing, f"docs/{service}.md does not document the settings {missing}"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_the_service_doc_documents_every_command_line_option(service):
     parser = importlib.import_module(f"{service}.cli").build_parser()
-    docs = README + (REPO / "docs" / f"{service}.md").read_text()
-    missing = sorted(o for o in options_of(parser) if not re.search(re.escape(o) + r"(?![\w-])", docs))
-    assert not missing, f"{service}: options {missing} are in --help but not in README.md or docs/{service}.md"
+    doc = service_doc(service)
+    missing = sorted(o for o in options_of(parser) if not re.search(re.escape(o) + r"(?![\w-])", doc))
+    assert not missing, f"{service}: options {missing} are in --help but not in docs/{service}.md"
+
+
+def test_the_producer_doc_says_what_compose_runs():
+    compose = (REPO / "docker-compose.yml").read_text()
+    command = re.search(r"producer:.*?command: (\[.*?\])", compose, re.S).group(1)
+    words = " ".join(re.findall(r'"([^"]*)"', command))
+    said = re.findall(r"compose\S* runs `([^`]*)`", " ".join(service_doc("producer").split()))
+    assert said and all(s == words for s in said), f"docs/producer.md says compose runs {said}, it runs `{words}`"
 
 
 @pytest.mark.parametrize("target", ["demo", "test", "unit", "bench", "up", "down"])
