@@ -1,7 +1,8 @@
 """The message bus the services talk through: Kafka, or an in-process stand-in for the embedded demo.
 
 Both keep per-key order (a key always maps to the same partition), and both let a consumer commit
-explicitly, after its own work is durable.
+explicitly, after its own work is durable. The in-process bus is a drop-in for the Kafka one (as
+FastStream's test broker is): the services call the same methods on either and never ask which it is.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +24,59 @@ class Message:
     timestamp_ms: int | None = None
 
 
+@dataclass
+class Pending:
+    """A message handed to the producer's sender, numbered in the order it was sent."""
+
+    seq: int
+    topic: str
+    key: str
+    value: bytes
+
+
+@dataclass
+class Unit:
+    """What one confirmation covers: a single message, or a whole batch of one partition."""
+
+    future: asyncio.Future | None
+    messages: list[Pending]
+    builder: Any = None  # a batch still being filled or not shipped yet
+    partition: int | None = None
+
+
+class Batches(Protocol):
+    """Messages packed per partition for the producer (Kafka: one produce request per batch)."""
+
+    opened_at: float
+    """Monotonic time the oldest open batch got its first message (inf: none open)."""
+
+    @property
+    def pending(self) -> int:
+        """Messages in open batches, not shipped yet."""
+
+    async def add(self, message: Pending) -> list[Unit]:
+        """Append ``message`` to its partition's open batch; returns the batches it filled up, to ship."""
+
+    def take_all(self) -> list[Unit]:
+        """Every open batch, to ship now."""
+
+    def take_back(self) -> list[Pending]:
+        """The messages of the open batches, which are dropped unsent (to be re-sent in order)."""
+
+    async def group(self, messages: list[Pending]) -> list[Unit]:
+        """The messages in full batches (per partition, in order), apart from the open ones."""
+
+    async def ship(self, unit: Unit) -> asyncio.Future:
+        """Send a batch; the future resolves once the bus has accepted it durably (or fails)."""
+
+
 class Subscription(Protocol):
     async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 1000) -> list[Message]:
         """The next messages in partition order; an empty list after ``timeout_ms`` with nothing new."""
 
     async def commit(self, messages: list[Message]) -> None:
-        """Mark everything up to and including these messages as done for the group."""
+        """Mark everything up to and including these messages as done for the group; raises
+        :class:`~common.errors.CommitFailed` when the bus refuses (the messages come again)."""
 
     async def close(self) -> None: ...
 
@@ -51,6 +99,13 @@ class Bus(Protocol):
         """Send and wait for the acknowledgement."""
 
     async def flush(self) -> None: ...
+
+    def batches(self) -> Batches:
+        """A fresh set of per-partition batches for a producer that sends many messages."""
+
+    async def read_to_end(self, topic: str) -> list[Message]:
+        """Every message now on ``topic``, all partitions, from the beginning to the current end, without a
+        consumer group (no offsets are committed anywhere)."""
 
     async def subscribe(self, topics: list[str], *, group_id: str, from_beginning: bool = True) -> Subscription: ...
 
@@ -117,6 +172,12 @@ class InProcessBus:
         await self.ensure_topics(topics)
         return InProcessSubscription(self, topics, group_id, from_beginning)
 
+    def batches(self) -> OneByOne:
+        return OneByOne(self)
+
+    async def read_to_end(self, topic: str) -> list[Message]:
+        return [m for log in self._log(topic) for m in list(log)]
+
     def end_offsets(self, topic: str) -> list[int]:
         return [len(log) for log in self._log(topic)]
 
@@ -171,3 +232,30 @@ class InProcessSubscription:
 
     async def close(self) -> None:
         return None
+
+
+class OneByOne:
+    """The in-process bus's batches: each message a unit of its own, shipped with ``send`` (the bus
+    confirms at once, so there is nothing to gain from packing)."""
+
+    opened_at = float("inf")
+    pending = 0
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    async def add(self, message: Pending) -> list[Unit]:
+        return [Unit(None, [message])]
+
+    def take_all(self) -> list[Unit]:
+        return []
+
+    def take_back(self) -> list[Pending]:
+        return []
+
+    async def group(self, messages: list[Pending]) -> list[Unit]:
+        return [Unit(None, [m]) for m in messages]
+
+    async def ship(self, unit: Unit) -> asyncio.Future:
+        (message,) = unit.messages
+        return await self.bus.send(message.topic, message.key, message.value)

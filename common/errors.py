@@ -17,6 +17,11 @@ class ServiceUnavailable(AxiswatchError):
     """Kafka or the database did not answer within the allowed retries."""
 
 
+class CommitFailed(AxiswatchError):
+    """The bus refused an offset commit (on Kafka, e.g. after a rebalance moved the partitions away): the
+    messages will be delivered again, to this consumer or the partitions' new owner."""
+
+
 class CsvFormatError(AxiswatchError, ValueError):
     """A controller export whose header cannot be used at all (no header, no axis column, a duplicate
     column). Bad data rows are not errors: they go to the dead letters and the feed goes on."""

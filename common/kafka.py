@@ -1,19 +1,25 @@
-"""Kafka on aiokafka: an idempotent producer keyed by robot id, consumers with manual commits."""
+"""Kafka on aiokafka: an idempotent producer keyed by robot id, consumers with manual commits.
+
+Every aiokafka call of the services is in this module; the rest of the code sees the :mod:`common.bus`
+interfaces and :mod:`common.errors`, and runs the same on the in-process bus.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import ssl
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
 
-from common.bus import Message
-from common.errors import ServiceUnavailable
+from common.bus import Message, Pending, Unit
+from common.errors import CommitFailed, ServiceUnavailable
 from common.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -87,8 +93,12 @@ class KafkaSubscription:
         for m in messages:
             tp = TopicPartition(m.topic, m.partition)
             offsets[tp] = max(offsets.get(tp, 0), m.offset + 1)
-        if offsets:
+        if not offsets:
+            return
+        try:
             await self.consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+        except KafkaError as exc:  # e.g. CommitFailedError, or IllegalStateError: a rebalance moved them away
+            raise CommitFailed(f"{type(exc).__name__}: {exc}") from exc
 
     async def lag(self) -> int:
         """High watermark minus position, summed over the assigned partitions (0 for one not fetched yet)."""
@@ -116,7 +126,7 @@ class KafkaBus:
             **self._options,
             acks="all",
             enable_idempotence=True,
-            linger_ms=0,  # no wait on a partial batch: the producer batches by itself (producer/batches.py)
+            linger_ms=0,  # no wait on a partial batch: the producer batches by itself (KafkaBatches)
             max_batch_size=256 * 1024,
             compression_type=None,
         )
@@ -142,6 +152,42 @@ class KafkaBus:
 
     async def flush(self) -> None:
         await self.producer.flush()
+
+    def batches(self) -> KafkaBatches:
+        return KafkaBatches(self.producer)
+
+    async def read_to_end(self, topic: str) -> list[Message]:
+        tps = [TopicPartition(topic, p) for p in await self._partitions_of(topic)]
+        if not tps:
+            return []
+        consumer = AIOKafkaConsumer(**self._options, enable_auto_commit=False)
+        await start_with_retry(consumer, f"read-back of {topic}")
+        try:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            out: list[Message] = []
+            while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+                batches = await consumer.getmany(*tps, timeout_ms=500, max_records=10_000)
+                out += [
+                    Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+                    for tp, records in batches.items()
+                    for r in records
+                    if r.offset < end[tp]
+                ]
+            return out
+        finally:
+            await consumer.stop()
+
+    async def _partitions_of(self, topic: str) -> list[int]:
+        # The admin client, because a group-less consumer only learns a topic's partitions by subscribing.
+        admin = AIOKafkaAdminClient(**self._options)
+        await start_with_retry(admin, "admin")
+        try:
+            described = await admin.describe_topics([topic])
+        finally:
+            await admin.close()
+        return sorted(p["partition"] for t in described if t["topic"] == topic for p in t["partitions"])
 
     async def ensure_topics(self, topics: list[str]) -> None:
         admin = AIOKafkaAdminClient(**self._options)
@@ -172,6 +218,72 @@ class KafkaBus:
         )
         await start_with_retry(consumer, f"consumer {group_id}")
         return KafkaSubscription(consumer)
+
+
+class KafkaBatches:
+    """Per-partition batches built by the producer itself (aiokafka ``create_batch``/``send_batch``):
+    aiokafka's per-message ``send`` costs more than all the rest of the producer. Keys go to the partition
+    aiokafka's default partitioner would choose (murmur2 of the key over all partitions), so per-key order
+    and the key -> partition mapping are the same as with ``send``."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self.opened_at = float("inf")  # monotonic time the oldest open batch got its first message
+        self._partitioner = DefaultPartitioner()
+        self._partition_of: dict[tuple[str, str], int] = {}
+        self._open: dict[tuple[str, int], Unit] = {}
+
+    @property
+    def pending(self) -> int:
+        return sum(len(unit.messages) for unit in self._open.values())
+
+    async def add(self, message: Pending) -> list[Unit]:
+        partition = self._partition_of.get((message.topic, message.key))
+        if partition is None:  # once per key: it needs the topic's metadata, and murmur2 is slow in Python
+            partition = await self._learn_partition(message.topic, message.key)
+        slot = (message.topic, partition)
+        unit = self._open.get(slot)
+        if (
+            unit is not None
+            and unit.builder.append(key=message.key.encode(), value=message.value, timestamp=None) is not None
+        ):
+            unit.messages.append(message)
+            return []
+        full = [self._open.pop(slot)] if unit is not None else []
+        builder = self.producer.create_batch()
+        if builder.append(key=message.key.encode(), value=message.value, timestamp=None) is None:
+            raise ValueError(f"a message of {len(message.value)} bytes does not fit in an empty batch")
+        if not self._open:
+            self.opened_at = time.monotonic()
+        self._open[slot] = Unit(None, [message], builder, slot[1])
+        return full
+
+    def take_all(self) -> list[Unit]:
+        units = list(self._open.values())
+        self._open.clear()
+        self.opened_at = float("inf")
+        return units
+
+    def take_back(self) -> list[Pending]:
+        return [m for unit in self.take_all() for m in unit.messages]
+
+    async def group(self, messages: list[Pending]) -> list[Unit]:
+        spare = KafkaBatches(self.producer)
+        spare._partition_of = self._partition_of
+        units = []
+        for message in messages:
+            units += await spare.add(message)
+        return units + spare.take_all()
+
+    async def ship(self, unit: Unit) -> asyncio.Future:
+        future = await self.producer.send_batch(unit.builder, unit.messages[0].topic, partition=unit.partition)
+        unit.builder = None
+        return future
+
+    async def _learn_partition(self, topic: str, key: str) -> int:
+        partitions = sorted(await self.producer.partitions_for(topic))
+        partition = self._partition_of[(topic, key)] = self._partitioner(key.encode(), partitions, partitions)
+        return partition
 
 
 def open_bus(settings: CommonSettings):

@@ -18,9 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aiokafka.errors import CommitFailedError, IllegalStateError
-
 from common.bus import Message, Subscription
+from common.errors import CommitFailed
 from consumer_alerts import engine_state
 from consumer_alerts.engine import DetectorEngine
 
@@ -131,7 +130,7 @@ class Checkpoints:
             return
         try:
             await self.sub.commit(messages)
-        except (CommitFailedError, IllegalStateError) as exc:  # a rebalance moved the partitions away
+        except CommitFailed as exc:  # e.g. a rebalance moved the partitions away
             logger.warning("offset commit failed (%s); the new owner re-reads those readings", exc)
 
 

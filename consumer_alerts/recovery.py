@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from pathlib import Path
 
 from common.bus import Bus, Message
 from common.errors import SchemaError
-from common.kafka import KafkaBus
 from common.schemas import Alert
 from consumer_alerts import engine_state
 from consumer_alerts.engine import DetectorEngine
-from consumer_alerts.kafka_readback import kafka_read_to_end
 
 logger = logging.getLogger(__name__)
 
@@ -28,17 +25,7 @@ logger = logging.getLogger(__name__)
 async def read_to_end(bus: Bus, topic: str, *, timeout_s: float = 60.0) -> list[Message]:
     """Every message now on ``topic``, all partitions, from the beginning to the current end."""
     async with asyncio.timeout(timeout_s):
-        if isinstance(bus, KafkaBus):  # read without a group, so no offsets are committed anywhere
-            return await kafka_read_to_end(bus, topic)
-        end = sum(bus.end_offsets(topic))  # the in-process bus: its logs' lengths
-        sub = await bus.subscribe([topic], group_id=f"consumer-alerts-readback-{uuid.uuid4().hex}")
-        out: list[Message] = []
-        try:
-            while len(out) < end:
-                out += await sub.getmany(timeout_ms=100, max_records=10_000)
-        finally:
-            await sub.close()
-        return out
+        return await bus.read_to_end(topic)
 
 
 async def latest_alerts(bus: Bus, topic: str) -> dict[str, Alert]:

@@ -16,11 +16,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from aiokafka.errors import KafkaError
 from sqlalchemy import Engine
 
 from common.bus import Bus, Message, Subscription
 from common.db import make_engine, safe_url
+from common.errors import CommitFailed
 from consumer_db.axislock import AxisLock
 from consumer_db.decode import Topics
 from consumer_db.migrate import migrate
@@ -172,8 +172,8 @@ async def next_batch(
 async def commit(subscription: Subscription, messages: list[Message]) -> None:
     try:
         await subscription.commit(messages)
-    except KafkaError as exc:
-        # E.g. CommitFailedError after a rebalance: the new owner gets these messages again, and
+    except CommitFailed as exc:
+        # E.g. after a rebalance: the new owner gets these messages again, and
         # writing them again changes nothing, so going on is safe.
         logger.warning("offset commit failed (%s); the messages will be delivered again, harmlessly", exc)
 

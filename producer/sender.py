@@ -1,15 +1,15 @@
 """Send without waiting for each confirmation, count what the broker confirmed, retry what it refused.
 
 A row counts as sent only when the bus confirmed it (Kafka: ``acks=all``). While the broker is away,
-aiokafka retries on its own until its request timeout; what still fails comes back here, is logged
+the Kafka client retries on its own until its request timeout; what still fails comes back here, is logged
 once per outage, and is sent again with a bounded backoff, oldest first and each part only after the
 previous one is confirmed, before anything new. So nothing the report calls "sent" is lost, nothing
 unsent is forgotten, and a key's order holds across an outage. When the service is stopping, the
 backoff does not wait: :meth:`Sender.drain` gets the last word, within the caller's deadline.
 
-On Kafka, messages are packed into per-partition batches here (:mod:`producer.batches`): aiokafka's
-per-message ``send`` costs more than all the rest of the producer. At most one batch per partition is
-unconfirmed at a time (aiokafka sends them one at a time anyway), so a refused batch is never
+Messages are packed into the bus's per-partition batches (``bus.batches()``: on Kafka real batches,
+:class:`common.kafka.KafkaBatches`; in process one message each). At most one batch per partition is
+unconfirmed at a time (the Kafka client sends them one at a time anyway), so a refused batch is never
 overtaken by a later one of the same partition.
 """
 
@@ -21,8 +21,7 @@ import logging
 import time
 from collections import Counter, deque
 
-from common.bus import Bus, let_out
-from producer.batches import KafkaBatches, Pending, Unit
+from common.bus import Bus, Pending, Unit, let_out
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class Sender:
         self.confirmed: Counter[str] = Counter()  # per topic
         self.failed_attempts = 0
         self._seq = itertools.count()
-        self._batches = KafkaBatches.for_bus(bus)
+        self._batches = bus.batches()
         self._in_flight: deque[Unit] = deque()
         self._in_flight_messages = 0
         self._last_shipped: dict[tuple[str, int], Unit] = {}
@@ -52,20 +51,16 @@ class Sender:
 
     @property
     def unconfirmed(self) -> int:
-        open_batches = self._batches.pending if self._batches else 0
-        return self._in_flight_messages + len(self._retry) + open_batches
+        return self._in_flight_messages + len(self._retry) + self._batches.pending
 
     async def send(self, topic: str, key: str, value: bytes) -> None:
         if self._retry:
             await self._resend()
         pending = Pending(next(self._seq), topic, key, value)
-        if self._batches is None:
-            await self._submit(pending)
-        else:
-            for unit in await self._batches.add(pending):
-                await self._ship(unit)
-            if time.monotonic() - self._batches.opened_at > self.linger_s:
-                await self.push()
+        for unit in await self._batches.add(pending):
+            await self._ship(unit)
+        if time.monotonic() - self._batches.opened_at > self.linger_s:
+            await self.push()
         while self._in_flight and self._in_flight[0].future.done():
             self._settle(self._in_flight.popleft())
         while self._in_flight_messages > self.max_in_flight:
@@ -73,7 +68,7 @@ class Sender:
 
     async def push(self) -> None:
         """Send the batches being filled now (before the producer waits, and at the end)."""
-        if self._batches is not None and self._batches.pending:
+        if self._batches.pending:
             for unit in self._batches.take_all():
                 await self._ship(unit)
             await let_out()  # before the producer goes on making the next rows
@@ -88,23 +83,14 @@ class Sender:
             while self._in_flight:
                 await self._settle_oldest()
 
-    async def _submit(self, pending: Pending) -> None:
-        try:
-            future = await self.bus.send(pending.topic, pending.key, pending.value)
-        except asyncio.CancelledError:
-            self._retry.append(pending)
-            raise
-        except Exception as exc:  # noqa: BLE001 - any refusal means "not sent yet", never "lost"
-            self._failed([pending], exc)
-            return
-        self._track(Unit(future, [pending]))
-
     async def _ship(self, unit: Unit) -> None:
         slot = (unit.messages[0].topic, unit.partition)
         previous = self._last_shipped.get(slot)
-        if previous is not None and not previous.future.done():
+        # One batch per partition in flight; a unit without a partition is one message, which the bus's own
+        # send keeps in order, so it need not wait for the one before.
+        if previous is not None and not previous.future.done() and unit.partition is not None:
             await asyncio.wait([previous.future])
-        if previous is not None and _refusal(previous.future) is not None:
+        if previous is not None and previous.future.done() and _refusal(previous.future) is not None:
             self._failed(unit.messages, _refusal(previous.future))  # it must not overtake the refused batch
             return
         try:
@@ -112,7 +98,7 @@ class Sender:
         except asyncio.CancelledError:
             self._retry.extend(unit.messages)
             raise
-        except Exception as exc:  # noqa: BLE001 - as in _submit
+        except Exception as exc:  # noqa: BLE001 - any refusal means "not sent yet", never "lost"
             self._failed(unit.messages, exc)
             return
         self._last_shipped[slot] = unit
@@ -157,8 +143,8 @@ class Sender:
             self._backoff = min(self._backoff * 2, self.max_retry_s)
             while self._in_flight:  # their refusals join the queue, in order
                 await self._settle_oldest()
-            if self._batches is not None:  # not sent yet, but newer than the refused ones: after them
-                self._retry.extend(self._batches.take_back())
+            # Not sent yet, but newer than the refused ones: after them.
+            self._retry.extend(self._batches.take_back())
             queue = sorted(self._retry, key=lambda p: p.seq)
             self._retry.clear()
             self._last_shipped.clear()
@@ -169,20 +155,15 @@ class Sender:
 
     async def _send_in_order(self, messages: list[Pending]) -> bool:
         """Each part only once the one before it is confirmed; at the first refusal the rest waits."""
-        units = await self._batches.group(messages) if self._batches else [Unit(None, [m]) for m in messages]
+        units = await self._batches.group(messages)
         for index, unit in enumerate(units):
             try:
-                if self._batches is not None:
-                    unit.future = await self._batches.ship(unit)
-                else:
-                    unit.future = await self.bus.send(
-                        unit.messages[0].topic, unit.messages[0].key, unit.messages[0].value
-                    )
+                unit.future = await self._batches.ship(unit)
                 await asyncio.shield(unit.future)
             except asyncio.CancelledError:
                 self._retry.extend(m for u in units[index:] for m in u.messages)
                 raise
-            except Exception as exc:  # noqa: BLE001 - as in _submit
+            except Exception as exc:  # noqa: BLE001 - as in _ship
                 self._failed([m for u in units[index:] for m in u.messages], exc)
                 return False
             self.confirmed[unit.messages[0].topic] += len(unit.messages)
