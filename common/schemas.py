@@ -133,6 +133,22 @@ class Alert(WireModel):
     def duration_s(self) -> float | None:
         return None if self.closed_at is None else (self.closed_at - self.opened_at).total_seconds()
 
+    def merged_with(self, newer: Alert) -> Alert:
+        """This event (the version held) once a newer message of it arrives: the newer one sets the state,
+        closed_at, score and threshold; opened_at stays; severity and peak never go down; an acknowledgement,
+        once set, stays unless the newer message sets it again. The one rule for the dashboard, the alerts
+        topic read back and consumer_db, whose SQL upsert applies it too (tests/unit/test_alert_merge.py)."""
+        peaks = [p for p in (self.peak_amps, newer.peak_amps) if p is not None]
+        return newer.model_copy(
+            update={
+                "opened_at": self.opened_at,
+                "severity": Severity.ERROR if Severity.ERROR in (self.severity, newer.severity) else newer.severity,
+                "peak_amps": max(peaks) if peaks else None,
+                "acknowledged_by": self.acknowledged_by if newer.acknowledged_by is None else newer.acknowledged_by,
+                "acknowledged_at": self.acknowledged_at if newer.acknowledged_at is None else newer.acknowledged_at,
+            }
+        )
+
 
 class DeadLetter(WireModel):
     """Input that could not be used, with where it came from and why."""

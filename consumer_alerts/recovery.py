@@ -29,7 +29,7 @@ async def read_to_end(bus: Bus, topic: str, *, timeout_s: float = 60.0) -> list[
 
 
 async def latest_alerts(bus: Bus, topic: str) -> dict[str, Alert]:
-    """The newest state of every event on the alerts topic; acknowledgements are kept once set."""
+    """Every event on the alerts topic, its messages merged in order (``Alert.merged_with``)."""
     latest: dict[str, Alert] = {}
     unreadable = 0
     for message in await read_to_end(bus, topic):
@@ -39,12 +39,8 @@ async def latest_alerts(bus: Bus, topic: str) -> dict[str, Alert]:
             unreadable += 1
             logger.debug("alerts topic offset %d: %s", message.offset, exc)
             continue
-        previous = latest.get(alert.event_id)
-        if previous is not None and previous.acknowledged_by and not alert.acknowledged_by:
-            alert = alert.model_copy(
-                update={"acknowledged_by": previous.acknowledged_by, "acknowledged_at": previous.acknowledged_at}
-            )
-        latest[alert.event_id] = alert
+        held = latest.get(alert.event_id)
+        latest[alert.event_id] = alert if held is None else held.merged_with(alert)
     if unreadable:
         logger.warning("alerts topic %s: %d unreadable message(s) skipped", topic, unreadable)
     return latest

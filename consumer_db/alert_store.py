@@ -1,8 +1,9 @@
 """Alert events: one row per ``event_id``, upserted by the rules every message of an event follows.
 
-Several messages of one event in one batch are merged in Python first (PostgreSQL refuses to update one
-row twice in one statement), then written with one ``INSERT ... ON CONFLICT DO UPDATE`` whose SQL applies
-the same rules against the stored row, so one message per transaction or all at once end the same.
+Several messages of one event in one batch are merged in Python first (``Alert.merged_with``; PostgreSQL
+refuses to update one row twice in one statement), then written with one ``INSERT ... ON CONFLICT DO
+UPDATE`` whose SQL applies the same rules against the stored row, so one message per transaction or all
+at once end the same (tests/unit/test_alert_merge.py holds the SQL to ``merged_with``).
 """
 
 from __future__ import annotations
@@ -13,21 +14,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from common.schemas import Alert
 from common.tables import alerts
 
-SEVERITY_RANK = {"ALERT": 1, "ERROR": 2}
-
-
-def merge_alert(old: dict | None, new: dict) -> dict:
-    """The rules of :func:`upsert_alerts`, in Python, for several messages of one event in one batch."""
-    if old is None:
-        return new
-    merged = dict(new, opened_at=old["opened_at"])
-    merged["severity"] = max(old["severity"], new["severity"], key=lambda s: SEVERITY_RANK.get(s, 0))
-    peaks = [p for p in (old["peak_amps"], new["peak_amps"]) if p is not None]
-    merged["peak_amps"] = max(peaks) if peaks else None
-    for field in ("acknowledged_by", "acknowledged_at"):
-        merged[field] = new[field] if new[field] is not None else old[field]
-    return merged
-
 
 def alert_row(alert: Alert) -> dict:
     return alert.model_dump(mode="python", exclude={"schema_version"}) | {
@@ -37,12 +23,12 @@ def alert_row(alert: Alert) -> dict:
 
 
 def upsert_alerts(conn: Connection, events: list[Alert]) -> int:
-    """Insert new events; for a known one the newer message sets state, closed_at, score and threshold,
-    while severity never goes down, the peak never goes down, and the acknowledgement, once set, stays
-    unless a newer message sets it again. Returns the number of distinct events written."""
-    merged: dict[str, dict] = {}
+    """Insert new events, merge known ones by the rule of ``Alert.merged_with``; returns the number of
+    distinct events written."""
+    merged: dict[str, Alert] = {}
     for event in events:
-        merged[event.event_id] = merge_alert(merged.get(event.event_id), alert_row(event))
+        held = merged.get(event.event_id)
+        merged[event.event_id] = event if held is None else held.merged_with(event)
     if not merged:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -70,5 +56,5 @@ def upsert_alerts(conn: Connection, events: list[Alert]) -> int:
             "updated_at": func.current_timestamp(),
         },
     )
-    conn.execute(stmt, list(merged.values()))
+    conn.execute(stmt, [alert_row(a) for a in merged.values()])
     return len(merged)

@@ -170,12 +170,9 @@ class LiveFeed:
         return row
 
     def _merge_alert(self, alert: Alert) -> Alert:
-        """Newest state wins, but an acknowledgement once made is kept (as consumer_db does)."""
+        """The event as consumer_db stores it (``Alert.merged_with``), moved to the end: changed last."""
         known = self.alerts.pop(alert.event_id, None)
-        if known is not None and known.acknowledged_at is not None and alert.acknowledged_at is None:
-            alert = alert.model_copy(
-                update={"acknowledged_by": known.acknowledged_by, "acknowledged_at": known.acknowledged_at}
-            )
+        alert = alert if known is None else known.merged_with(alert)
         self.alerts[alert.event_id] = alert
         return alert
 

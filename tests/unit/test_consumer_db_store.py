@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from common.bus import Message
 from common.schemas import Alert, DeadLetter, Reading
 from common.tables import alerts, readings_fact, rejected_readings
-from consumer_db.alert_store import merge_alert, upsert_alerts
+from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected, RobotAxes
 from consumer_db.decode import Topics, decode
 from consumer_db.store import copy_text, insert_readings, insert_rejected
@@ -78,9 +78,8 @@ def test_alert_messages_in_one_batch_give_the_same_result(engine):
 
 
 def test_a_newer_acknowledgement_replaces_the_older_one():
-    old = merge_alert(None, {**HISTORY[1].model_dump(), "severity": "ALERT"})
-    new = merge_alert(old, {**HISTORY[1].model_dump(), "severity": "ALERT", "acknowledged_by": "bo"})
-    assert new["acknowledged_by"] == "bo"
+    new = HISTORY[1].merged_with(HISTORY[1].model_copy(update={"acknowledged_by": "bo"}))
+    assert new.acknowledged_by == "bo"
 
 
 def test_readings_and_dead_letters_are_stored_once(engine):
