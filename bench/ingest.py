@@ -68,7 +68,7 @@ NOTES = (
 
 
 def measure(engine: Engine, path: Path, repeat: int) -> list[dict]:
-    options = IngestOptions(robot_id=ROBOT, default_axes=AXES)
+    options = IngestOptions(CsvOptions(ROBOT, AXES))
     ingest_times, copy_times = [], []
     for _ in range(repeat):
         empty(engine)

@@ -34,6 +34,7 @@ from typing import NamedTuple
 from common.csv_header import ColumnReport, read_header
 from common.csv_time import TimeParser
 from common.schemas import DeadLetter, Reading
+from common.settings import DEFAULT_AXES, TICK_SECONDS
 
 __all__ = ["CsvOptions", "ColumnReport", "Row", "column_report", "read_export", "read_export_rows"]
 
@@ -43,9 +44,9 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CsvOptions:
     robot_id: str
-    axes: list[int] = field(default_factory=lambda: list(range(1, 15)))
+    axes: list[int] = field(default_factory=lambda: list(DEFAULT_AXES))
     timezone: str = "UTC"
-    tick_seconds: float = 2.0
+    tick_seconds: float = TICK_SECONDS
     start_time: datetime | None = None
     backwards_tolerance_s: float = 0.0
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, func, literal, select
 
 from common.rollup import MINUTE, folded_minute_stamps, minute_stats, stamp_stats
+from common.settings import GAP_THRESHOLD_S, TICK_SECONDS
 from common.sqlparts import Row, axes_of_mask, dicts, seconds_between
 from common.tables import UtcDateTime, axes_of, readings_fact
 
@@ -20,8 +21,8 @@ def data_health(
     robot_id: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
-    gap_threshold_s: float = 10.0,
-    tick_seconds: float = 2.0,
+    gap_threshold_s: float = GAP_THRESHOLD_S,
+    tick_seconds: float = TICK_SECONDS,
     folded_only: bool = False,
 ) -> list[Row]:
     """One row per robot of ``axes_dim``: first/last reading and the span between; readings (distinct

@@ -13,6 +13,9 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_AXES = tuple(range(1, 15))
+# The defaults several signatures share, each declared once.
+TICK_SECONDS = 2.0  # seconds between two readings of one robot
+GAP_THRESHOLD_S = 10.0  # data health: a longer step between two readings is a gap
 MAX_AXIS = 62  # the rollup keeps a robot's axes as the bits of a 64-bit integer
 
 
@@ -68,7 +71,7 @@ class CommonSettings(BaseSettings):
     axes: Annotated[list[int], NoDecode] = Field(
         list(DEFAULT_AXES), description="Axis list (schema lock), e.g. 1-14 or 1,2,3; axes 1 to 62."
     )
-    tick_seconds: float = Field(2.0, gt=0, description="Seconds between two readings of one robot.")
+    tick_seconds: float = Field(TICK_SECONDS, gt=0, description="Seconds between two readings of one robot.")
     window_rows: int = Field(200, ge=10, description="Readings per axis in the live window.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

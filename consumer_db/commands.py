@@ -92,18 +92,22 @@ def migrate_db(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
 
 
 def ingest(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
+    from common.controller_csv import CsvOptions
     from consumer_db.ingest import IngestOptions, ingest_csv
     from consumer_db.migrate import migrate
 
-    options = IngestOptions(
+    csv = CsvOptions(
         robot_id=args.robot_id or settings.robot_id,
-        default_axes=settings.axes,
+        axes=settings.axes,
         timezone=args.timezone or settings.csv_timezone,
         tick_seconds=args.tick_seconds or settings.tick_seconds,
         start_time=args.start_time,
         backwards_tolerance_s=settings.backwards_tolerance_s
         if args.backwards_tolerance is None
         else args.backwards_tolerance,
+    )
+    options = IngestOptions(
+        csv,
         chunk_rows=args.chunk_rows or settings.ingest_chunk_rows,
         workers=args.workers,
         start_row=args.start_row,

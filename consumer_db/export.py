@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, func, or_, select, tuple_
 from tqdm import tqdm
 
 from common import queries
+from common.settings import GAP_THRESHOLD_S, TICK_SECONDS
 from common.sqlparts import where
 from common.tables import readings_fact
 from consumer_db.output import cell, columns
@@ -48,8 +49,8 @@ class ExportOptions:
     sample_rows: int = 1000
     latest_n: int = 20
     robot_id: str | None = None
-    gap_threshold_s: float = 10.0
-    tick_seconds: float = 2.0
+    gap_threshold_s: float = GAP_THRESHOLD_S
+    tick_seconds: float = TICK_SECONDS
     stamp: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
 
 

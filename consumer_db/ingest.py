@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,12 +49,9 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class IngestOptions:
-    robot_id: str
-    default_axes: list[int]
-    timezone: str = "UTC"
-    tick_seconds: float = 2.0
-    start_time: datetime | None = None
-    backwards_tolerance_s: float = 0.0
+    csv: CsvOptions
+    """How to read the file; its ``axes`` seed ``axes_dim`` for a robot not seen before, after which the
+    robot's stored axes are the lock."""
     chunk_rows: int = 5000
     start_row: int = 0
     limit: int | None = None
@@ -66,18 +63,14 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
     """Read ``path`` and store it chunk by chunk, one transaction per chunk of ``chunk_rows`` records."""
     started = time.perf_counter()
     path = Path(path)
+    robot_id = options.csv.robot_id
     with engine.begin() as conn:
-        seed_axes(conn, robot_ids=[options.robot_id], axes=options.default_axes)
-        lock = load_axes(conn, [options.robot_id])[options.robot_id]
-    csv_options = CsvOptions(
-        robot_id=options.robot_id,
-        axes=sorted(lock.known),
-        timezone=options.timezone,
-        tick_seconds=options.tick_seconds,
-        start_time=options.start_time or file_start_time(path),
-        backwards_tolerance_s=options.backwards_tolerance_s,
+        seed_axes(conn, robot_ids=[robot_id], axes=options.csv.axes)
+        lock = load_axes(conn, [robot_id])[robot_id]
+    csv_options = replace(
+        options.csv, axes=sorted(lock.known), start_time=options.csv.start_time or file_start_time(path)
     )
-    report = IngestReport(file=path.name, robot_id=options.robot_id)
+    report = IngestReport(file=path.name, robot_id=robot_id)
     records = read_export_rows(path, csv_options, start_row=options.start_row, limit=options.limit)
     bar = tqdm(total=_expected_records(path, options), unit=" records", disable=not progress, desc=path.name)
     # Parsing (here) overlaps with writing (in the pool): the database works while the next chunk is read.

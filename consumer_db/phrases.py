@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from common import queries
 from common.errors import AxiswatchError
+from common.settings import GAP_THRESHOLD_S, TICK_SECONDS
 
 Rows = list[dict[str, Any]]
 
@@ -32,8 +33,8 @@ class QueryArgs:
     end: datetime | None = None
     at: datetime | None = None
     n: int = 20
-    gap_threshold_s: float = 10.0
-    tick_seconds: float = 2.0
+    gap_threshold_s: float = GAP_THRESHOLD_S
+    tick_seconds: float = TICK_SECONDS
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.settings import CommonSettings
+from common.settings import GAP_THRESHOLD_S, CommonSettings
 
 
 class ConsumerDbSettings(CommonSettings):
@@ -38,5 +38,5 @@ class ConsumerDbSettings(CommonSettings):
     export_page_size: int = Field(100_000, ge=1, description="Readings rows per CSV page of the full export.")
     export_sample_rows: int = Field(1000, ge=1, description="Readings (wide rows) in the XLSX sample sheet.")
     gap_threshold_s: float = Field(
-        10.0, gt=0, description="Data health: a step between readings longer than this is a gap."
+        GAP_THRESHOLD_S, gt=0, description="Data health: a step between readings longer than this is a gap."
     )

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from common.settings import TICK_SECONDS
+
 
 class Clock(Protocol):
     def now(self) -> float: ...
@@ -81,7 +83,7 @@ class Ticks:
 
 @dataclass(frozen=True)
 class PacingOptions:
-    tick_seconds: float = 2.0
+    tick_seconds: float = TICK_SECONDS
     speed: float | None = None
     """Replay the feed's own time stamps this many times faster (None: one tick every tick_seconds)."""
     max_speed: bool = False

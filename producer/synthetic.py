@@ -22,7 +22,7 @@ from math import ceil
 import numpy as np
 
 from common.schemas import Reading, utc
-from common.settings import DEFAULT_AXES
+from common.settings import DEFAULT_AXES, TICK_SECONDS
 from producer.faults import FaultLabel, FaultSpec, default_faults, inject_faults, labels_for
 
 FAULT_PERIOD_S = 7200.0
@@ -90,7 +90,7 @@ def synthetic_fleet(
     robots: int,
     *,
     seed: int,
-    tick_seconds: float = 2.0,
+    tick_seconds: float = TICK_SECONDS,
     start: datetime,
     axes: Sequence[int] = DEFAULT_AXES,
     faults: bool = False,

@@ -7,6 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 
+from common.controller_csv import CsvOptions
 from common.db import make_engine
 from common.tables import metadata, readings_fact, rejected_readings
 from consumer_db.ingest import IngestOptions, ingest_csv
@@ -57,7 +58,7 @@ def test_bulk_ingest_of_the_real_export_through_copy_and_again(engine, real_expo
     from consumer_db.migrate import migrate
 
     migrate(engine)
-    options = IngestOptions(robot_id="RMBR4-2", default_axes=list(range(1, 15)))
+    options = IngestOptions(CsvOptions("RMBR4-2"))
     first = ingest_csv(engine, real_export, options)
     second = ingest_csv(engine, real_export, options)
     assert (first.readings, first.rows_new, first.rejected) == (39_672, 555_408, 0)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from common.controller_csv import CsvOptions
 from common.tables import axes_dim, readings_fact, rejected_readings, seed_axes
 from consumer_db.cli import main
 from consumer_db.ingest import IngestOptions, ingest_csv
@@ -49,7 +50,7 @@ def stored(engine) -> list[tuple]:
 
 
 def test_ingest_stores_every_good_row_once_and_rejects_the_bad_one(engine, export):
-    options = IngestOptions(robot_id="R9", default_axes=[1, 2, 3], chunk_rows=2)
+    options = IngestOptions(CsvOptions("R9", [1, 2, 3]), chunk_rows=2)
     first = ingest_csv(engine, export, options)
     again = ingest_csv(engine, export, options)
     assert (first.readings, first.rows_new, first.rows_seen, first.rejected) == (3, 9, 0, 1)
@@ -90,7 +91,7 @@ def test_a_file_without_a_time_column_is_stamped_alike_on_every_run(engine, tmp_
     path = tmp_path / "no-time.csv"
     path.write_text('"Trait","Axis #1","Axis #2"\n"current",1,2\n"current",3,4\n')
     os.utime(path, (1_666_000_000, 1_666_000_000))
-    options = IngestOptions(robot_id="R9", default_axes=[1, 2], tick_seconds=2.0)
+    options = IngestOptions(CsvOptions("R9", [1, 2], tick_seconds=2.0))
     first = ingest_csv(engine, path, options)
     time.sleep(1.05 - time.time() % 1)  # the next wall-clock second: the clock must not matter
     again = ingest_csv(engine, path, options)
@@ -102,21 +103,19 @@ def test_a_file_without_a_time_column_is_stamped_alike_on_every_run(engine, tmp_
 def test_the_axes_dim_of_a_known_robot_is_the_lock(engine, export):
     with engine.begin() as conn:
         seed_axes(conn, robot_ids=["R9"], axes=[1, 2])
-    ingest_csv(engine, export, IngestOptions(robot_id="R9", default_axes=[1, 2, 3]))
+    ingest_csv(engine, export, IngestOptions(CsvOptions("R9", [1, 2, 3])))
     assert {axis for _, axis, _ in stored(engine)} == {1, 2}
     with engine.connect() as conn:
         assert conn.execute(select(axes_dim.c.axis_id).where(axes_dim.c.robot_id == "R9")).scalars().all() == [1, 2]
 
 
 def test_start_row_and_limit_pick_a_slice(engine, export):
-    report = ingest_csv(engine, export, IngestOptions(robot_id="R9", default_axes=[1, 2, 3], start_row=2, limit=1))
+    report = ingest_csv(engine, export, IngestOptions(CsvOptions("R9", [1, 2, 3]), start_row=2, limit=1))
     assert report.readings == 1 and {ts for ts, _, _ in stored(engine)} == {utc("2022-10-17T12:18:27Z")}
 
 
 def test_real_export_slice_matches_the_file(engine, real_export):
-    report = ingest_csv(
-        engine, real_export, IngestOptions(robot_id="RMBR4-2", default_axes=list(range(1, 15)), limit=300)
-    )
+    report = ingest_csv(engine, real_export, IngestOptions(CsvOptions("RMBR4-2"), limit=300))
     assert (report.readings, report.rows_new, report.rejected) == (300, 300 * 14, 0)
     with open(real_export, newline="") as f:
         lines = list(csv.reader(f))[1:301]
