@@ -30,17 +30,15 @@
 #   JAVA_HOME                      if set, $JAVA_HOME/bin/java is used
 set -euo pipefail
 
-SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+NAME=kafka.sh
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+init_state kafka
+ENV_VAR=KAFKA_BOOTSTRAP_SERVERS
+ENV_FILE=bootstrap
 POM="$SCRIPT_DIR/kafka/pom.xml"
 CACHE_DIR="${AXISWATCH_KAFKA_CACHE:-$REPO_ROOT/.cache/kafka}"
 LIBS="$CACHE_DIR/libs"
-if [[ -n "${AXISWATCH_VAR_DIR:-}" ]]; then
-    mkdir -p "$AXISWATCH_VAR_DIR"
-    STATE="$(cd "$AXISWATCH_VAR_DIR" && pwd)/kafka"
-else
-    STATE="$REPO_ROOT/var/kafka"
-fi
 PIDFILE="$STATE/kafka.pid"
 START_TIMEOUT="${AXISWATCH_KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${AXISWATCH_KAFKA_STOP_TIMEOUT:-20}"
@@ -52,38 +50,18 @@ else
     JAVA="java"
 fi
 
-log() { echo "kafka.sh: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-usage() {
-    sed -n '2,/^set -euo pipefail/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
-
 # --- process helpers --------------------------------------------------------
 
-# alive PID: the process exists and is not a zombie.
-alive() {
-    local pid="$1" state
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-    state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
-    [[ "$state" != "Z" ]]
-}
-
-# Pid of our broker if it is running, else nothing (and exit status 1).
-running_pid() {
+# Pid of our broker if it is running (a JVM running kafka.Kafka), else nothing (and exit status 1).
+server_pid() {
     local pid
     [[ -f "$PIDFILE" ]] || return 1
     pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    alive "$pid" || return 1
-    # Guard against pid reuse: it must be a JVM running kafka.Kafka.
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && runs "$pid" 'kafka\.Kafka' || return 1
     echo "$pid"
 }
 
-# shellcheck source=scripts/ports.sh
-source "$SCRIPT_DIR/ports.sh"
+server_where() { cat "$STATE/bootstrap" 2>/dev/null || echo '?'; }
 
 # stop_pid PID: SIGTERM, wait up to STOP_TIMEOUT seconds, then SIGKILL.
 stop_pid() {
@@ -308,22 +286,10 @@ PY
 
 # --- commands -----------------------------------------------------------------
 
-lock_state() {
-    mkdir -p "$STATE"
-    exec 9>"$STATE/.lock"
-    flock 9
-}
-
-print_env() {
-    local prefix="$1"
-    [[ -s "$STATE/bootstrap" ]] || die "no bootstrap file in $STATE"
-    echo "${prefix}KAFKA_BOOTSTRAP_SERVERS=$(cat "$STATE/bootstrap")"
-}
-
 cmd_start() {
     lock_state
     local pid
-    if pid="$(running_pid)"; then
+    if pid="$(server_pid)"; then
         log "already running (pid $pid), state $STATE"
         print_env ""
         return 0
@@ -387,55 +353,20 @@ cmd_start() {
     print_env ""
 }
 
-cmd_stop() {
-    local clean=0 arg
-    for arg in "$@"; do
-        case "$arg" in
-            --clean) clean=1 ;;
-            *) usage ;;
-        esac
-    done
-    if [[ ! -d "$STATE" ]]; then
-        log "not running (no state dir $STATE)"
-        return 0
-    fi
-    lock_state
-    local pid
-    if pid="$(running_pid)"; then
-        log "stopping broker (pid $pid)"
-        stop_pid "$pid"
-    else
-        log "not running"
-    fi
+stop_server() {
+    log "stopping broker (pid $1)"
+    stop_pid "$1"
     rm -f "$PIDFILE" "$STATE/bootstrap"
-    if ((clean)); then
-        exec 9>&-
-        rm -rf "$STATE"
-        log "removed $STATE"
-    fi
 }
 
-cmd_status() {
-    local pid
-    if pid="$(running_pid)"; then
-        log "running (pid $pid) at $(cat "$STATE/bootstrap" 2>/dev/null || echo '?'), state $STATE"
-        return 0
-    fi
-    log "not running (state $STATE)"
-    return 1
+remove_state() {
+    rm -rf "$STATE"
+    log "removed $STATE"
 }
 
-cmd_env() {
-    running_pid >/dev/null || die "not running (state $STATE); run: scripts/kafka.sh start"
-    print_env "export "
+cmd_fetch() {
+    check_java
+    fetch_jars
 }
 
-case "${1:-}" in
-    start) shift; [[ $# -eq 0 ]] || usage; cmd_start ;;
-    stop) shift; cmd_stop "$@" ;;
-    status) shift; [[ $# -eq 0 ]] || usage; cmd_status ;;
-    env) shift; [[ $# -eq 0 ]] || usage; cmd_env ;;
-    fetch) shift; [[ $# -eq 0 ]] || usage; check_java; fetch_jars ;;
-    -h | --help | help) usage ;;
-    *) usage ;;
-esac
+dispatch "$@"

@@ -27,25 +27,15 @@
 #   AXISWATCH_PG_START_TIMEOUT  seconds for pg_ctl -w (default 60)
 set -euo pipefail
 
-SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
-if [[ -n "${AXISWATCH_VAR_DIR:-}" ]]; then
-    mkdir -p "$AXISWATCH_VAR_DIR"
-    STATE="$(cd "$AXISWATCH_VAR_DIR" && pwd)/postgres"
-else
-    STATE="$REPO_ROOT/var/postgres"
-fi
+NAME=postgres.sh
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+init_state postgres
+ENV_VAR=DATABASE_URL
+ENV_FILE=database_url
 START_TIMEOUT="${AXISWATCH_PG_START_TIMEOUT:-60}"
 DB_USER="axiswatch"
 DB_NAME="axiswatch"
-
-log() { echo "postgres.sh: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-usage() {
-    sed -n '2,/^set -euo pipefail/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
 
 # --- binaries and OS user -----------------------------------------------------
 
@@ -104,9 +94,6 @@ as_server() {
 
 # --- helpers ------------------------------------------------------------------
 
-# shellcheck source=scripts/ports.sh
-source "$SCRIPT_DIR/ports.sh"
-
 # Directory owned by the server user that holds data/ and postgres.log.
 # Prefer <state>/pg; if the server user cannot reach it (e.g. a 0700 parent
 # such as a mktemp -d dir, or a home dir), fall back to /tmp/axiswatch-pg-<hash>.
@@ -149,17 +136,17 @@ read_pghome() {
     fi
 }
 
-# Is the server for this state dir running? (postmaster.pid names a live postgres)
-is_running() {
+# Pid of the server for this state dir if it runs (postmaster.pid names a live postgres), else exit status 1.
+server_pid() {
     read_pghome
     [[ -n "$PGHOME" && -f "$PGHOME/data/postmaster.pid" ]] || return 1
     local pid
     pid="$(head -n1 "$PGHOME/data/postmaster.pid" 2>/dev/null || true)"
-    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
-    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'postgres' || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && runs "$pid" postgres || return 1
     echo "$pid"
 }
+
+server_where() { echo "127.0.0.1:$(cat "$STATE/port" 2>/dev/null || echo '?')"; }
 
 show_log() {
     if [[ -n "${PGHOME:-}" && -s "$PGHOME/postgres.log" ]]; then
@@ -173,12 +160,6 @@ write_url() {
     pw="$(cat "$STATE/password")"
     (umask 077 && echo "postgresql+psycopg2://${DB_USER}:${pw}@127.0.0.1:${port}/${DB_NAME}" >"$STATE/database_url")
     chmod 600 "$STATE/database_url"
-}
-
-print_env() {
-    local prefix="$1"
-    [[ -s "$STATE/database_url" ]] || die "no database_url in $STATE"
-    echo "${prefix}DATABASE_URL=$(cat "$STATE/database_url")"
 }
 
 # --- init ---------------------------------------------------------------------
@@ -238,16 +219,10 @@ EOF
 
 # --- commands -----------------------------------------------------------------
 
-lock_state() {
-    mkdir -p "$STATE"
-    exec 9>"$STATE/.lock"
-    flock 9
-}
-
 cmd_start() {
     lock_state
     local pid
-    if pid="$(is_running)"; then
+    if pid="$(server_pid)"; then
         log "already running (pid $pid), state $STATE"
         print_env ""
         return 0
@@ -289,66 +264,30 @@ cmd_start() {
             -c "create database $DB_NAME" >/dev/null || die "could not create database $DB_NAME"
     fi
     write_url "$port"
-    log "ready (pid $(is_running || echo '?'))"
+    log "ready (pid $(server_pid || echo '?'))"
     print_env ""
 }
 
-cmd_stop() {
-    local clean=0 arg
-    for arg in "$@"; do
-        case "$arg" in
-            --clean) clean=1 ;;
-            *) usage ;;
-        esac
-    done
-    if [[ ! -d "$STATE" ]]; then
-        log "not running (no state dir $STATE)"
-        return 0
+stop_server() {
+    local pid="$1"
+    read_pghome  # server_pid found it in a subshell
+    BINDIR="$(find_bindir)"
+    PGUSER="$(stat -c %U "$PGHOME/data")"
+    log "stopping PostgreSQL (pid $pid)"
+    if ! as_server "$BINDIR/pg_ctl" -D "$PGHOME/data" -m fast -w -t 30 stop >/dev/null 2>&1; then
+        log "fast shutdown failed; trying immediate"
+        as_server "$BINDIR/pg_ctl" -D "$PGHOME/data" -m immediate -w -t 10 stop >/dev/null 2>&1 \
+            || kill -KILL "$pid" 2>/dev/null || true
     fi
-    lock_state
+}
+
+remove_state() {
     read_pghome
-    if pid="$(is_running)"; then
-        BINDIR="$(find_bindir)"
-        PGUSER="$(stat -c %U "$PGHOME/data")"
-        log "stopping PostgreSQL (pid $pid)"
-        if ! as_server "$BINDIR/pg_ctl" -D "$PGHOME/data" -m fast -w -t 30 stop >/dev/null 2>&1; then
-            log "fast shutdown failed; trying immediate"
-            as_server "$BINDIR/pg_ctl" -D "$PGHOME/data" -m immediate -w -t 10 stop >/dev/null 2>&1 \
-                || kill -KILL "$pid" 2>/dev/null || true
-        fi
-    else
-        log "not running"
+    if [[ -n "$PGHOME" && -d "$PGHOME" ]]; then
+        rm -rf "$PGHOME"
     fi
-    if ((clean)); then
-        exec 9>&-
-        if [[ -n "$PGHOME" && -d "$PGHOME" ]]; then
-            rm -rf "$PGHOME"
-        fi
-        rm -rf "$STATE"
-        log "removed $STATE${PGHOME:+ and $PGHOME}"
-    fi
+    rm -rf "$STATE"
+    log "removed $STATE${PGHOME:+ and $PGHOME}"
 }
 
-cmd_status() {
-    local pid
-    if pid="$(is_running)"; then
-        log "running (pid $pid) on 127.0.0.1:$(cat "$STATE/port" 2>/dev/null || echo '?'), state $STATE"
-        return 0
-    fi
-    log "not running (state $STATE)"
-    return 1
-}
-
-cmd_env() {
-    is_running >/dev/null || die "not running (state $STATE); run: scripts/postgres.sh start"
-    print_env "export "
-}
-
-case "${1:-}" in
-    start) shift; [[ $# -eq 0 ]] || usage; cmd_start ;;
-    stop) shift; cmd_stop "$@" ;;
-    status) shift; [[ $# -eq 0 ]] || usage; cmd_status ;;
-    env) shift; [[ $# -eq 0 ]] || usage; cmd_env ;;
-    -h | --help | help) usage ;;
-    *) usage ;;
-esac
+dispatch "$@"
