@@ -6,8 +6,6 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from common.schemas import Reading
-
 SPIKE_MIN_AMPS = 15.0
 # A severe spike goes past anything the joint draws in normal work: it adds at least this times its working peak.
 SPIKE_OVER_PEAK = 1.5
@@ -50,9 +48,6 @@ class FaultSpec:
     @property
     def end(self) -> datetime:
         return self.start + timedelta(seconds=self.duration_s)
-
-    def covers(self, reading: Reading) -> bool:
-        return (self.robot_id is None or self.robot_id == reading.robot_id) and self.start <= reading.ts < self.end
 
     def amount(self) -> float:
         """The magnitude in force: the given one, or the kind's default (amps for ``stuck``)."""

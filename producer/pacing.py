@@ -131,8 +131,3 @@ class Pacer:
                 self.lost_s -= wait
             return 0.0
         return max(wait, 0.0)
-
-    async def wait(self, robot_id: str, ts: datetime, stop: asyncio.Event | None = None) -> None:
-        seconds = self.delay(robot_id, ts)
-        if seconds > 0:
-            await self.clock.sleep(seconds, stop)

@@ -73,21 +73,6 @@ class ProducerReport:
             lines.append(f"  ... and {self.rejected - len(self.examples)} more")
         return "\n".join(lines)
 
-    def as_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "readings": self.readings,
-            "readings_confirmed": self.readings_confirmed,
-            "dead_letters_confirmed": self.dead_letters_confirmed,
-            "unconfirmed": self.unconfirmed,
-            "rejected": self.rejected,
-            "reasons": dict(self.reasons),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "rows_per_s": round(self.rows_per_s, 1),
-            "late_ticks": self.late_ticks,
-            "stopped": self.stopped,
-        }
-
 
 def _kind(reason: str) -> str:
     """A reason without its particulars (values, numbers, times), to count alike rows together."""

@@ -21,11 +21,12 @@ def at(seconds: float) -> datetime:
 
 
 async def pace(pacer: Pacer, rows: list[tuple[str, float]], work: dict[int, float] | None = None) -> list[float]:
-    """Send ``rows`` (robot, feed second) through the pacer; ``work`` adds processing time after row i.
-    Returns the clock reading at which each row went out."""
+    """Send ``rows`` (robot, feed second) through the pacer, sleeping its delay as the service does;
+    ``work`` adds processing time after row i. Returns the clock reading at which each row went out."""
     sent = []
     for i, (robot, second) in enumerate(rows):
-        await pacer.wait(robot, at(second))
+        if (delay := pacer.delay(robot, at(second))) > 0:
+            await pacer.clock.sleep(delay)
         sent.append(pacer.clock.now())
         pacer.clock.advance((work or {}).get(i, 0.0))
     return sent
