@@ -117,9 +117,8 @@ async def let_out() -> None:
     """Let the bus's client put what was just sent on the wire before going on with work that does not yield.
 
     aiokafka's sender needs three turns of the event loop to ship a new batch (wake up, drain, start the
-    request). Measured on the broker of the tests, with 20 ms of work after the send, the broker appended
-    the message 20.6 ms after the send with one ``sleep(0)``, 1.5-2.5 ms with three to eight. Turns of the
-    loop, not a sleep: a sleep gives the CPU away, at every event, to whatever else is waiting for it."""
+    request); turns, not a sleep, which would give the CPU away at every event (docs/benchmarks.md,
+    "Measurements behind the code")."""
     for _ in range(LOOP_TURNS_TO_THE_WIRE):
         await asyncio.sleep(0)
 

@@ -3,8 +3,7 @@
 Shared by the producer (replay) and consumer_db (bulk ingest), so the row loop is a tight loop over the
 C ``csv`` module with plain checks that give each bad row its reason. :func:`read_export_rows` yields
 plain tuples (no pydantic at all); :func:`read_export` then builds each :class:`Reading` the ordinary,
-validated way: with pydantic 2.14 that measured no slower than ``model_construct`` (3.6 vs 4.9 us a row
-alone, equal within noise on a loaded machine), so there is no reason to skip the validation.
+validated way, which costs no more than skipping the validation (docs/benchmarks.md).
 
 Rules (the issue's, in one place):
 

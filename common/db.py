@@ -18,8 +18,8 @@ def make_engine(database_url: SecretStr | str, *, log_version: bool = True, **kw
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        # JIT compilation off: it pays for queries that run for seconds; the history queries run for tens of
-        # milliseconds and JIT took 314 of a 480 ms fleet summary (10 M rows, bench.query_scale).
+        # JIT compilation off: it pays for queries that run for seconds; ours run for tens of milliseconds,
+        # and JIT was most of their time (docs/benchmarks.md, "Measurements behind the code").
         connect_args = {"options": "-c jit=off", **kwargs.pop("connect_args", {})}
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
     if log_version:

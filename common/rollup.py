@@ -1,32 +1,14 @@
-"""The per-minute rollup (``readings_minute``, ``reading_stamps_minute``): how it is computed from
-readings_fact, kept up to date by the writers, and read back for a time range.
+"""The per-minute rollup (``readings_minute``, ``reading_stamps_minute``, ``fleet_minute``): computed from
+readings_fact, kept up to date by the writers, read back for a time range.
 
-Upkeep: each robot's minutes are folded once, when they have passed. ``rollup_progress.folded_until`` says
-how far: every minute of the robot before it is in the rollup, computed from readings_fact; none from it
-on. A writer (consumer_db.store) hands ``add`` the rows its ``INSERT``/``COPY`` stored, in the same
-transaction, and for each of their robots:
+A robot's minutes are folded once they have passed (``rollup_progress.folded_until``: every minute before
+it is in the rollup), by the writer that stored the rows (``add``), in the same transaction: a crash rolls
+back rows, rollup and progress together, and a rollup row is written about once a minute instead of at
+every reading. Late rows have their minutes recomputed. The robot's progress row is locked first, in robot
+order, so two writers take turns without deadlock and nothing is folded without a row the other had stored.
 
-- locks the robot's progress row (created at the first minute it writes), in robot order;
-- recomputes the minutes of rows that came late, before ``folded_until``;
-- folds the minutes from ``folded_until`` that ended at least ``fold_delay`` (0-60 s, per robot) before
-  its newest row, and moves ``folded_until`` past them.
-
-So a robot's rollup rows are written about once a minute, not at every reading (at 2 s per reading, a
-rewrite of each row 30 times a minute was most of the sink's work), and a crash rolls back rows, rollup
-and progress together. The lock makes two writers of one robot take turns from the moment they fold or
-judge lateness: the second one reads the first one's committed rows and ``folded_until`` (READ COMMITTED
-takes a fresh snapshot per statement), so nothing is folded without a row another writer had stored.
-Locks are taken in robot order: two writers of overlapping robots do not deadlock. SQLite has one writer at
-a time.
-
-The fleet's rollup (``fleet_minute``, readings_minute summed over robots per minute and axis) is refolded
-from readings_minute for every minute a write folds or refolds, in the same transaction: a minute's row
-covers the robots that have folded it.
-
-Reading: a reader takes the whole minutes of its range from the rollup, and from readings_fact the partial
-minute at its start and, per robot, everything from the first minute not folded (or the partial minute at
-the end, if that comes first). So its answers are those of the raw rows. The dashboard's history reads
-the rollup alone (``folded``): the whole minutes folded so far, the fleet's from fleet_minute.
+A reader takes the whole minutes of its range from the rollup and the rest from readings_fact, so its
+answers are those of the raw rows; the dashboard's history reads the rollup alone (``folded``).
 """
 
 from __future__ import annotations
@@ -284,8 +266,7 @@ def add(conn: Connection, new: NewRows) -> None:
 def fold_delay(robot_id: str) -> timedelta:
     """How long after a minute's end a robot's minute is folded: between 0 and 60 s, fixed per robot. A
     fleet whose clocks tick together would otherwise have every robot's minute folded by the same
-    write, once a minute (at 200 robots: ~0.6 s, a stall of the stream); spread, each write folds
-    ~1/30 of them."""
+    write, once a minute, a stall of the stream; spread, each write folds ~1/30 of them."""
     return timedelta(milliseconds=zlib.crc32(robot_id.encode()) % 60_000)
 
 

@@ -92,10 +92,9 @@ readings_fact = Table(
     Column("ingested_at", UtcDateTime, nullable=False, server_default=func.current_timestamp()),
     # The primary key (robot, axis, ts) serves per-axis look-ups (latest, peaks in a window); this one
     # "everything of a robot in a time range" and a robot's newest timestamp. On PostgreSQL it carries
-    # axis and amps too, so those range queries never touch the table: measured on 10 M rows, 5-9x faster
-    # for an hour of one robot, at no measurable cost to the bulk ingest. Fleet-wide time ranges go robot
-    # by robot through it (common.sqlparts.where). No index on ts alone: measured, even a BRIN costs ~15 %
-    # of the bulk ingest, since every new row extends its range summary.
+    # axis and amps too, so those range queries never touch the table. Fleet-wide time ranges go robot
+    # by robot through it (common.sqlparts.where). No index on ts alone: every new row would extend it,
+    # at a cost to the bulk ingest (figures: docs/benchmarks.md, "Measurements behind the code").
     Index(None, "robot_id", "ts", postgresql_include=["axis_id", "amps"]),
 )
 

@@ -1,12 +1,10 @@
 """Snapshot, then commit, without holding up the readings.
 
-A snapshot of 200 robots with full windows takes ~0.2 s of CPU to serialise: done in one go inside the
-loop, every reading arriving meanwhile would wait that long. So a snapshot is taken robot by robot
-between batches (a few milliseconds at a time), as of the moment it started: a robot still to be
-serialised is serialised before a reading for it is processed (copy-on-write; a robot's state only
-changes with its own readings). The file is then written in a thread and the offsets the snapshot
-reflects, those of the readings processed before it started, are committed after it: exactly the
-service's rule "offsets are committed only together with a snapshot of the detectors".
+Serialising a big fleet's windows takes a noticeable fraction of a second (docs/benchmarks.md): in one go
+inside the loop, every reading arriving meanwhile would wait that long. So a snapshot is taken robot by
+robot between batches, as of the moment it started (copy-on-write: a robot still pending is serialised
+before a reading for it is processed). The file is written in a thread, then the offsets of the readings
+it reflects are committed: the service's rule "offsets only together with a snapshot of the detectors".
 """
 
 from __future__ import annotations

@@ -97,15 +97,10 @@ async def process_and_send(
     *,
     before: Callable[[str], None],
 ) -> list[Alert]:
-    """Process the batch, shipping its events while it is judged (a tick's 200 readings take ~15 ms), then
-    wait until the bus has acknowledged them all.
-
-    An event is shipped (``let_out``: the Kafka client gets turns of the loop to put it on the wire) as
-    soon as its reading is judged when nothing was shipped in the last ``SHIP_EVERY_S`` of judging;
-    otherwise it waits for company, at most that long. A faulty tick opens up to ~20 events, and a
-    produce request each cost ~1.8 ms of the tick's wall clock (the loop's turns, and the broker and every
-    reader of the alerts topic woken on the same two cores), which every later event of the tick waited
-    for (docs/benchmarks.md, "Shipping events in company")."""
+    """Process the batch, shipping its events while it is judged, then wait until the bus has acknowledged
+    them all. An event goes out at once (``let_out``) when nothing was shipped in the last ``SHIP_EVERY_S``
+    of judging, else it waits that long at most for company: a produce request per event of a faulty tick
+    held every later event of the tick up (docs/benchmarks.md, "Shipping events in company")."""
     alerts: list[Alert] = []
     pending: list[asyncio.Future] = []
     shipped_at, unshipped = float("-inf"), False  # nothing shipped yet: the first event goes at once

@@ -1,17 +1,11 @@
 """The rest of a tick made and encoded ahead, while the paced producer waits for the tick's first row.
 
-At the real rate a tick is a burst: every robot's row is due at the same instant. Making a synthetic row
-and encoding it costs ~50 us, so a 200-robot tick made when it was due took several milliseconds of a
-busy machine, and its first rows waited in their Kafka batch (already stamped: on the latency's clock)
-for the last. Made during the wait before it, the tick goes out in one go, and the work is done while the
-machine is idle instead of when the consumers wake up to the tick.
-
-Only one tick is made ahead (a tick ends where a robot comes again: :class:`producer.pacing.Ticks`, as
-the pacer counts them): rows held longer would only live on into the garbage collector's oldest
-generation. The producer starts making it halfway through the wait, once the consumers are done with the
-tick before (made right after that tick was sent, it competed with them for the CPU), and stops at three
-quarters whatever happens, so a slow feed never makes a tick late. It is done in slices of about a
-millisecond, with the event loop visited in between, so a stop is seen promptly.
+A tick is a burst (every robot's row due at once): made when due, its first rows would wait in their
+Kafka batch for the last, on the latency's clock. Only one tick is made ahead (as the pacer counts them,
+:class:`producer.pacing.Ticks`): rows held longer only age into the garbage collector's oldest generation.
+The work starts halfway through the wait (the consumers are done with the previous tick by then), stops at
+three quarters whatever happens (a slow feed never makes a tick late), and goes in slices of about a
+millisecond so a stop is seen promptly. Figures: docs/benchmarks.md, "Measurements behind the code".
 """
 
 from __future__ import annotations
