@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from common.schemas import DEFAULT_POLICY, ReadingPolicy
 
 DEFAULT_AXES = tuple(range(1, 15))
 MAX_AXIS = 62  # the rollup keeps a robot's axes as the bits of a 64-bit integer
@@ -71,8 +73,47 @@ class CommonSettings(BaseSettings):
     tick_seconds: float = Field(2.0, gt=0, description="Seconds between two readings of one robot.")
     window_rows: int = Field(200, ge=10, description="Readings per axis in the live window.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # What a plausible reading is (common.schemas.ReadingPolicy, where each rule is): the same for every service.
+    reading_max_abs_amps: float = Field(
+        DEFAULT_POLICY.max_abs_amps, gt=0, description="Largest |current| in A accepted; beyond is a dead letter."
+    )
+    reading_max_future_s: float = Field(
+        DEFAULT_POLICY.max_future_s,
+        ge=0,
+        description="How far ahead of the receiver's clock a reading's time may be (a feed replayed faster "
+        "than real time runs ahead).",
+    )
+    reading_earliest: AwareDatetime = Field(
+        DEFAULT_POLICY.earliest, description="Readings dated before are dead letters (old offline data is fine)."
+    )
+    robot_id_pattern: str = Field(
+        DEFAULT_POLICY.robot_id_pattern, description="Regular expression every robot id must match whole."
+    )
+    robot_ids_allowed: Annotated[list[str], NoDecode] = Field(
+        [], description="Comma-separated allow-list of robot ids; empty: any id that matches the pattern."
+    )
+    max_robots: int = Field(
+        DEFAULT_POLICY.max_robots, ge=1, description="Robots a service takes on at most; later new ids are refused."
+    )
 
     @field_validator("axes", mode="before")
     @classmethod
     def _parse_axes(cls, value: object) -> list[int]:
         return parse_axes(value)
+
+    @field_validator("robot_ids_allowed", mode="before")
+    @classmethod
+    def _parse_robot_ids(cls, value: object) -> list[str]:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return list(value)  # type: ignore[call-overload]
+
+    def reading_policy(self) -> ReadingPolicy:
+        return ReadingPolicy(
+            max_abs_amps=self.reading_max_abs_amps,
+            max_future_s=self.reading_max_future_s,
+            earliest=self.reading_earliest,
+            robot_id_pattern=self.robot_id_pattern,
+            robot_ids_allowed=frozenset(self.robot_ids_allowed),
+            max_robots=self.max_robots,
+        )

@@ -109,6 +109,7 @@ def ingest(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
         start_row=args.start_row,
         limit=args.limit,
         copy_min_rows=settings.sink_copy_min_rows,
+        policy=settings.reading_policy(),
     )
     engine = _engine(settings)
     try:

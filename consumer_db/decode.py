@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from common.bus import Message
 from common.errors import SchemaError
-from common.schemas import Alert, DeadLetter, Reading
+from common.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading, ReadingPolicy, raw_excerpt
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def rejected_row(message: Message, reason: str, *, robot_id: str | None = None) 
     return {
         "source": message.topic,
         "line": message.offset,
-        "raw": message.value.decode("utf-8", "replace"),
+        "raw": raw_excerpt(message.value.decode("utf-8", "replace")),
         "reason": reason,
         "robot_id": robot_id if robot_id is not None else _key(message),
         "received_at": _received(message),
@@ -54,12 +54,12 @@ def dead_letter_row(letter: DeadLetter, message: Message) -> dict:
     return letter.model_dump(mode="python", exclude={"schema_version"}) | {"origin": origin(message)}
 
 
-def decode(messages: list[Message], topics: Topics) -> Batch:
+def decode(messages: list[Message], topics: Topics, policy: ReadingPolicy = DEFAULT_POLICY) -> Batch:
     batch = Batch()
     for message in messages:
         try:
             if message.topic == topics.readings:
-                batch.readings.append((Reading.from_bytes(message.value), message))
+                batch.readings.append((policy.read(message.value), message))
             elif message.topic == topics.alerts:
                 batch.alerts.append(Alert.from_bytes(message.value))
             elif message.topic == topics.dead_letters:

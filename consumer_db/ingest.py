@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from tqdm import tqdm
 
 from common.controller_csv import CsvOptions, Row, read_export_rows
-from common.schemas import DeadLetter
+from common.schemas import DEFAULT_POLICY, DeadLetter, ReadingPolicy
 from common.tables import seed_axes
 from consumer_db.axislock import Rejected, RobotAxes, load_axes
 from consumer_db.store import insert_readings, insert_rejected
@@ -58,6 +58,7 @@ class IngestOptions:
     limit: int | None = None
     copy_min_rows: int = 1000
     workers: int = 2
+    policy: ReadingPolicy = DEFAULT_POLICY
 
 
 def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: bool = False) -> IngestReport:
@@ -74,6 +75,7 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
         tick_seconds=options.tick_seconds,
         start_time=options.start_time,
         backwards_tolerance_s=options.backwards_tolerance_s,
+        policy=options.policy,
     )
     report = IngestReport(file=path.name, robot_id=options.robot_id)
     records = read_export_rows(path, csv_options, start_row=options.start_row, limit=options.limit)

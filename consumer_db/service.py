@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 
 from common.bus import Bus, Message, Subscription
 from common.db import make_engine, safe_url
-from consumer_db.axislock import AxisLock
+from common.schemas import RobotRoster
+from consumer_db.axislock import AxisLock, known_robots
 from consumer_db.decode import Topics
 from consumer_db.migrate import migrate
 from consumer_db.retry import retry
@@ -44,7 +45,12 @@ async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, en
             return
         topics = Topics(settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic)
         lock = AxisLock(engine, settings.axes, refresh_s=settings.axes_refresh_s)
-        sink = Sink(engine, lock, topics, copy_min_rows=settings.sink_copy_min_rows)
+        policy = settings.reading_policy()
+        known = await retry(lambda: known_robots(engine), stop=stop, what="reading axes_dim", **backoff)
+        if known is None:
+            return
+        roster = RobotRoster(policy, known, service="consumer_db")
+        sink = Sink(engine, lock, topics, copy_min_rows=settings.sink_copy_min_rows, policy=policy, roster=roster)
         await bus.ensure_topics(topics.all())
         subscription = await bus.subscribe(topics.all(), group_id=settings.sink_group_id)
         logger.info(

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from common.bus import Message
 from common.rollup import add
+from common.schemas import DEFAULT_POLICY, ReadingPolicy, RobotRoster
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected
 from consumer_db.decode import Batch, Topics, decode, rejected_row
@@ -53,11 +54,22 @@ class Prepared:
 
 
 class Sink:
-    def __init__(self, engine: Engine, lock: AxisLock, topics: Topics, *, copy_min_rows: int = 1000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        lock: AxisLock,
+        topics: Topics,
+        *,
+        copy_min_rows: int = 1000,
+        policy: ReadingPolicy = DEFAULT_POLICY,
+        roster: RobotRoster | None = None,
+    ) -> None:
         self.engine = engine
         self.lock = lock
         self.topics = topics
         self.copy_min_rows = copy_min_rows
+        self.policy = policy
+        self.roster = roster or RobotRoster(policy, service="consumer_db")
 
     def write(self, messages: list[Message]) -> WriteReport:
         return self.store(self.prepare(messages))
@@ -65,7 +77,8 @@ class Sink:
     def prepare(self, messages: list[Message]) -> Prepared:
         """Decode the messages, build their rows under the schema lock and their COPY text; no transaction
         yet, so the service does this for the next batch while the previous one's transaction runs."""
-        batch = decode(messages, self.topics)
+        batch = decode(messages, self.topics, self.policy)
+        self._admit(batch)
         try:
             axes = self.lock.for_robots({reading.robot_id for reading, _ in batch.readings})
         except CONTENT_ERRORS as exc:
@@ -80,6 +93,17 @@ class Sink:
                 batch.rejected.append(rejected_row(message, str(exc), robot_id=reading.robot_id))
         copy = copy_text(rows) if uses_copy(self.engine.dialect.name, rows, self.copy_min_rows) else None
         return Prepared(messages, batch, rows, accepted, copy)
+
+    def _admit(self, batch: Batch) -> None:
+        """Readings of robots the roster has no room for become rejected records, before axes_dim grows."""
+        admitted = []
+        for reading, message in batch.readings:
+            refused = self.roster.admit(reading.robot_id)
+            if refused:
+                batch.rejected.append(rejected_row(message, refused, robot_id=reading.robot_id))
+            else:
+                admitted.append((reading, message))
+        batch.readings = admitted
 
     def store(self, prepared: Prepared, turn: Turn | None = None) -> WriteReport:
         """Store the batch in one transaction, in its ``turn`` (see consumer_db.turns). If the database

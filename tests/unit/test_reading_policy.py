@@ -1,0 +1,206 @@
+"""The policy for sane readings (common.schemas): strict shapes, plausible values, bounded robot ids, and the
+same verdict on every path a reading comes in by (the topic, a controller export, `score`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from common.bus import Message
+from common.controller_csv import CsvOptions, read_export
+from common.errors import SchemaError
+from common.schemas import DEFAULT_POLICY, RAW_EXCERPT_CHARS, DeadLetter, Reading, ReadingPolicy, RobotRoster
+from common.settings import CommonSettings
+from common.tables import readings_fact, rejected_readings
+from consumer_alerts.engine import DetectorEngine
+from consumer_alerts.service import Intake, events_per_reading
+from consumer_db.axislock import AxisLock
+from consumer_db.migrate import migrate
+from consumer_db.sink import Sink
+from tests.fuzz_messages import TOPICS
+
+NOW = datetime(2026, 1, 10, 12, tzinfo=UTC)
+
+
+def wire(
+    robot_id: object = "robot-001", ts: object = "2026-01-10T11:59:58Z", currents: object = None, **extra
+) -> bytes:
+    message = {"schema_version": 1, "robot_id": robot_id, "ts": ts, "currents": currents or {"1": 5.0}} | extra
+    return json.dumps(message, allow_nan=True).encode()
+
+
+HOSTILE = {
+    "a huge current": (wire(currents={"1": 1e308}), "READING_MAX_ABS_AMPS"),
+    "a negative huge current": (wire(currents={"2": -1500}), "READING_MAX_ABS_AMPS"),
+    "NaN as a number": (wire(currents={"1": float("nan")}), "finite number"),
+    "NaN as a text": (wire(currents={"1": "NaN"}), "valid number"),
+    "an infinity": (
+        b'{"schema_version":1,"robot_id":"r","ts":"2026-01-10T11:00:00Z","currents":{"1":1e999}}',
+        "finite",
+    ),
+    "a current as a text": (wire(currents={"1": "12.5"}), "valid number"),
+    "a current as a boolean": (wire(currents={"1": True}), "valid number"),
+    "an integer epoch": (wire(ts=1768046398), "ISO-8601"),
+    "an epoch as a text": (wire(ts="1768046398"), "ISO-8601"),
+    "the year 1": (wire(ts="0001-01-01T00:00:00Z"), "READING_EARLIEST"),
+    "the year 2100": (wire(ts="2100-01-01T00:00:00Z"), "ahead of this receiver's clock"),
+    "axis 1 twice": (
+        b'{"schema_version":1,"robot_id":"r","ts":"2026-01-10T11:00:00Z","currents":{"1":5,"1":7}}',
+        "twice",
+    ),
+    "axis 1 as 1 and 01": (wire(currents={"1": 5, "01": 7}), "twice"),
+    "a key repeated with a space": (
+        b'{"schema_version":1,"robot_id":"r","ts":"2026-01-10T11:00:00Z","currents":{"1":5, "1" :7}}',
+        "twice",
+    ),
+    "a blank robot id": (wire(robot_id=" "), "ROBOT_ID_PATTERN"),
+    "an empty robot id": (wire(robot_id=""), "robot_id"),
+    "a zero-width space in the robot id": (wire(robot_id="robot-001\u200b"), "ROBOT_ID_PATTERN"),
+    "a newline in the robot id": (wire(robot_id="r1\nERROR forged line"), "ROBOT_ID_PATTERN"),
+    "a robot id that is a number": (wire(robot_id=7), "valid string"),
+    "schema_version true": (wire(schema_version=True), "schema_version"),
+    "a row number as a text": (wire(row="3"), "row"),
+}
+
+
+@pytest.mark.parametrize("raw, reason", HOSTILE.values(), ids=HOSTILE.keys())
+def test_every_hostile_reading_is_refused_with_its_reason(raw, reason):
+    with pytest.raises(SchemaError, match=reason.replace("(", r"\(")):
+        DEFAULT_POLICY.read(raw, now=NOW)
+
+
+@pytest.mark.parametrize("raw", [raw for raw, _ in HOSTILE.values()], ids=HOSTILE.keys())
+def test_the_fast_path_never_accepts_what_the_careful_one_refuses(raw):
+    try:
+        careful = Reading.from_bytes_checked(raw)
+    except SchemaError:
+        careful = None
+    try:
+        fast = Reading.from_bytes(raw)
+    except SchemaError:
+        fast = None
+    assert fast == careful
+
+
+def test_a_plain_reading_passes_unchanged():
+    reading = DEFAULT_POLICY.read(wire(currents={"1": 12, "2": None, "14": -3.5}), now=NOW)
+    assert reading.currents == {1: 12.0, 2: None, 14: -3.5}
+    assert reading.ts == datetime(2026, 1, 10, 11, 59, 58, tzinfo=UTC)
+
+
+def test_old_offline_data_passes_with_the_defaults():
+    # NAB's files are dated 2013-2015, the real export 2022.
+    assert DEFAULT_POLICY.read(wire(ts="2013-07-04T00:00:00Z"), now=NOW).ts.year == 2013
+
+
+def test_the_settings_make_the_policy(monkeypatch):
+    monkeypatch.setenv("READING_MAX_ABS_AMPS", "50")
+    monkeypatch.setenv("READING_MAX_FUTURE_S", "60")
+    monkeypatch.setenv("READING_EARLIEST", "2020-01-01T00:00:00Z")
+    monkeypatch.setenv("ROBOT_ID_PATTERN", "R[0-9]+")
+    monkeypatch.setenv("ROBOT_IDS_ALLOWED", "R1, R2")
+    monkeypatch.setenv("MAX_ROBOTS", "2")
+    policy = CommonSettings(_env_file=None).reading_policy()
+    assert policy.read(wire(robot_id="R1", currents={"1": 49.5}), now=NOW).robot_id == "R1"
+    refused = {
+        "beyond READING_MAX_ABS_AMPS 50": wire(robot_id="R1", currents={"1": 50.5}),
+        "ahead of this receiver's clock": wire(robot_id="R1", ts=(NOW + timedelta(seconds=61)).isoformat()),
+        "before READING_EARLIEST": wire(robot_id="R1", ts="2019-12-31T23:59:59Z"),
+        "does not match ROBOT_ID_PATTERN": wire(robot_id="robot-001"),
+        "not in ROBOT_IDS_ALLOWED": wire(robot_id="R3"),
+    }
+    for reason, raw in refused.items():
+        with pytest.raises(SchemaError, match=reason):
+            policy.read(raw, now=NOW)
+    assert policy.max_robots == 2
+
+
+def test_a_bad_robot_id_pattern_fails_at_start():
+    with pytest.raises(ValueError):
+        ReadingPolicy(robot_id_pattern="[unclosed")
+
+
+def test_new_robots_are_bounded_and_reported(caplog):
+    roster = RobotRoster(ReadingPolicy(max_robots=2), ["A"], service="test")
+    with caplog.at_level(logging.INFO, logger="common.schemas"):
+        assert roster.admit("A") is None
+        assert roster.admit("B\nforged") is None
+        refused = roster.admit("C")
+    assert refused is not None and "MAX_ROBOTS" in refused and "'C'" in refused
+    assert roster.known == {"A", "B\nforged"}
+    assert "new robot id 'B\\nforged'" in caplog.text  # escaped: one log line, not two
+
+
+def test_a_dead_letter_keeps_a_bounded_excerpt():
+    letter = DeadLetter(source="t", raw="x" * 900_000, reason="too big")
+    assert len(letter.raw) < RAW_EXCERPT_CHARS + 100
+    assert letter.raw.endswith("[cut: 900000 characters in all]")
+
+
+def test_a_controller_export_gets_the_same_policy(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "Trait,Axis #1,Axis #2,Time\n"
+        "current,1.5,2.5,2022-10-17T12:00:00Z\n"
+        "current,1e308,2.5,2022-10-17T12:00:02Z\n"
+        "current,1.5,2.5,2099-10-17T12:00:04Z\n"
+        "current,1.5,2.5,2022-10-17T12:00:06Z\n"
+    )
+    items = list(read_export(path, CsvOptions("R1", [1, 2])))
+    assert [type(i).__name__ for i in items] == ["Reading", "DeadLetter", "DeadLetter", "Reading"]
+    assert "READING_MAX_ABS_AMPS" in items[1].reason and "ahead of" in items[2].reason
+    strict = CsvOptions("R1", [1, 2], policy=ReadingPolicy(max_abs_amps=2.0))
+    assert all(isinstance(i, DeadLetter) for i in read_export(path, strict))
+
+
+def message(offset: int, raw: bytes, topic: str = TOPICS.readings) -> Message:
+    return Message(topic, 0, offset, b"k", raw, 1_768_000_000_000)
+
+
+def test_consumer_alerts_dead_letters_a_reading_the_engine_fails_on_and_goes_on(monkeypatch):
+    engine = DetectorEngine()
+    original = engine.process
+
+    def fragile(reading):
+        if reading.currents.get(1) == 13.0:
+            raise OverflowError("(34, 'Numerical result out of range')")
+        return original(reading)
+
+    monkeypatch.setattr(engine, "process", fragile)
+    batch = [message(i, wire(ts=f"2026-01-10T11:00:{2 * i:02d}Z", currents={"1": 10.0 + i})) for i in range(6)]
+    out = list(events_per_reading(engine, batch))
+    letters = [o for o in out if isinstance(o, DeadLetter)]
+    assert len(out) == 6 and len(letters) == 1
+    assert letters[0].line == 3 and "OverflowError" in letters[0].reason and letters[0].robot_id == "robot-001"
+    assert engine.robots["robot-001"].last_ts == datetime(2026, 1, 10, 11, 0, 10, tzinfo=UTC).timestamp()
+
+
+def test_consumer_alerts_refuses_robots_past_the_cap():
+    policy = ReadingPolicy(max_robots=1)
+    intake = Intake(policy, RobotRoster(policy), "dead")
+    batch = [message(0, wire(robot_id="A")), message(1, wire(robot_id="B"))]
+    out = list(events_per_reading(DetectorEngine(), batch, intake=intake))
+    assert out[0] == [] and isinstance(out[1], DeadLetter) and "MAX_ROBOTS" in out[1].reason
+
+
+def test_the_sink_rejects_hostile_readings_and_robots_past_the_cap(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'sink.sqlite'}")
+    migrate(engine)
+    policy = ReadingPolicy(max_robots=2)
+    sink = Sink(engine, AxisLock(engine, [1, 2]), TOPICS, policy=policy)
+    now = datetime.now(UTC).replace(microsecond=0)
+    good = [message(i, wire(robot_id=f"R{i}", ts=now.isoformat(), currents={"1": 1.0})) for i in range(3)]
+    bad = [message(10 + i, raw) for i, (raw, _) in enumerate(HOSTILE.values())]
+    report = sink.write(good + bad)
+    assert report.readings == 2 and report.rejected == 1 + len(HOSTILE)
+    with engine.connect() as conn:
+        stored = set(conn.execute(select(readings_fact.c.robot_id)).scalars())
+        reasons = dict(conn.execute(select(rejected_readings.c.line, rejected_readings.c.reason)).all())
+    assert stored == {"R0", "R1"}
+    assert "MAX_ROBOTS" in reasons[2]
+    assert all(reasons[10 + i] for i in range(len(HOSTILE)))
+    engine.dispose()
