@@ -187,11 +187,13 @@ async def commit(subscription: Subscription, messages: list[Message]) -> None:
 def _log_report(total: WriteReport) -> None:
     if total.messages:
         logger.info(
-            "written so far: %d messages, %d readings (%d rows new, %d already there), %d alert events, %d rejected",
+            "written so far: %d messages, %d readings (%d rows new, %d already there), %d alert events, "
+            "%d rejected (%d of them conflicts)",
             total.messages,
             total.readings,
             total.rows_new,
             total.rows_seen,
             total.alerts,
             total.rejected,
+            total.conflicts,
         )

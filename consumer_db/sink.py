@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from common.bus import Message
@@ -13,9 +13,16 @@ from common.rollup import add
 from common.schemas import DEFAULT_POLICY, ReadingPolicy, RobotRoster
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected
-from consumer_db.decode import Batch, Topics, decode, rejected_row
+from consumer_db.decode import Batch, Topics, decode, origin, rejected_row
 from consumer_db.retry import short_error
-from consumer_db.store import copy_text, insert_rejected, uses_copy, write_readings
+from consumer_db.store import (
+    conflict_reason,
+    copy_text,
+    insert_rejected,
+    stored_currents,
+    uses_copy,
+    write_readings,
+)
 from consumer_db.turns import GiveWay, Turn
 
 logger = logging.getLogger(__name__)
@@ -35,6 +42,7 @@ class WriteReport:
     rows_seen: int = 0
     alerts: int = 0
     rejected: int = 0
+    conflicts: int = 0
 
     def add(self, other: WriteReport) -> None:
         for name in self.__dataclass_fields__:
@@ -146,15 +154,30 @@ class Sink:
         batch, rows = prepared.batch, prepared.rows
         with self.engine.begin() as conn:
             new = write_readings(conn, rows, copy_min_rows=self.copy_min_rows, text=prepared.copy)
+            conflicts = self._conflicts(conn, batch) if new.count < len(rows) else []
             turn.wait(conn)  # from here on, in batch order
             add(conn, new)
             alerts = upsert_alerts(conn, batch.alerts)
-            insert_rejected(conn, batch.rejected)
+            insert_rejected(conn, batch.rejected + conflicts)
         return WriteReport(
             messages=len(prepared.messages),
-            readings=prepared.accepted,
+            readings=prepared.accepted - len(conflicts),
             rows_new=new.count,
             rows_seen=len(rows) - new.count,
             alerts=alerts,
-            rejected=len(batch.rejected),
+            rejected=len(batch.rejected) + len(conflicts),
+            conflicts=len(conflicts),
         )
+
+    def _conflicts(self, conn: Connection, batch: Batch) -> list[dict]:
+        """Readings some of whose rows were there already (a redelivery, or a second reading of the same
+        robot and time): the ones whose values differ from those stored are kept as conflict records, with
+        both values, not dropped. Only asked when a write skipped rows, so a plain stream never pays."""
+        stored = stored_currents(conn, ((r.robot_id, r.ts) for r, _ in batch.readings))
+        conflicts = []
+        for reading, message in batch.readings:
+            reason = conflict_reason(stored.get((reading.robot_id, reading.ts), {}), reading.currents)
+            if reason:
+                logger.warning("%s: %s", origin(message), reason)
+                conflicts.append(rejected_row(message, reason, robot_id=reading.robot_id))
+        return conflicts

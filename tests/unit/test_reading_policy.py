@@ -204,3 +204,31 @@ def test_the_sink_rejects_hostile_readings_and_robots_past_the_cap(tmp_path):
     assert "MAX_ROBOTS" in reasons[2]
     assert all(reasons[10 + i] for i in range(len(HOSTILE)))
     engine.dispose()
+
+
+def test_a_second_reading_of_the_same_robot_and_time_is_a_conflict_record_with_both_values(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'sink.sqlite'}")
+    migrate(engine)
+    sink = Sink(engine, AxisLock(engine, [1, 2]), TOPICS)
+    ts = datetime.now(UTC).replace(microsecond=123000).isoformat()
+    first = message(1, wire(ts=ts, currents={"1": 5.0, "2": 1.0}))
+    again = message(2, wire(ts=ts, currents={"1": 5.0, "2": 1.0}))  # the same values: a harmless repeat
+    other = message(3, wire(ts=ts, currents={"1": 7.0, "2": 1.0}))
+    assert sink.write([first]).readings == 1
+    report = sink.write([again, other])
+    assert (report.readings, report.conflicts, report.rejected) == (1, 1, 1)
+    in_one_batch = [
+        message(4, wire(ts="2026-01-01T00:00:00Z")),
+        message(5, wire(ts="2026-01-01T00:00:00Z", currents={"1": 6.0})),
+    ]
+    assert sink.write(in_one_batch).conflicts == 1
+    with engine.connect() as conn:
+        amps = conn.execute(select(readings_fact.c.amps).where(readings_fact.c.axis_id == 1)).scalars().all()
+        conflicts = dict(conn.execute(select(rejected_readings.c.line, rejected_readings.c.reason)).all())
+    assert sorted(amps) == [5.0, 5.0]
+    assert set(conflicts) == {3, 5}
+    assert "axis 1: stored 5.0, this one 7.0" in conflicts[3] and conflicts[3].startswith("conflict")
+    assert sink.write([other]).conflicts == 1  # a redelivery of the conflict is stored once (same origin)
+    with engine.connect() as conn:
+        assert len(conn.execute(select(rejected_readings.c.id)).all()) == 2
+    engine.dispose()
