@@ -149,7 +149,7 @@ async def process_and_send(
         await asyncio.gather(*pending)
         for alert in alerts:
             logger.info(
-                "event %s %s: %s, peak %.2f A", alert.event_id, alert.state, alert.severity, alert.peak_amps or 0
+                "event %r %s: %s, peak %.2f A", alert.event_id, alert.state, alert.severity, alert.peak_amps or 0
             )
     return alerts
 

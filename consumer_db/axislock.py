@@ -118,6 +118,8 @@ class AxisLock:
                 self._cache.update(load_axes(conn, missing))
             if added:
                 logger.info(
-                    "axes_dim: %d rows seeded for robots seen first (looked up: %s)", added, ", ".join(sorted(missing))
+                    "axes_dim: %d rows seeded for robots seen first (looked up: %s)",
+                    added,
+                    ", ".join(map(repr, sorted(missing))),
                 )
         return {r: self._cache[r] for r in robot_ids}

@@ -3,6 +3,7 @@ same verdict on every path a reading comes in by (the topic, a controller export
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from common.bus import Message
 from common.controller_csv import CsvOptions, read_export
 from common.errors import SchemaError
 from common.schemas import DEFAULT_POLICY, RAW_EXCERPT_CHARS, DeadLetter, Reading, ReadingPolicy, RobotRoster
+from common.service import OneLineFormatter
 from common.settings import CommonSettings
 from common.tables import readings_fact, rejected_readings
 from consumer_alerts.engine import DetectorEngine
@@ -232,3 +234,27 @@ def test_a_second_reading_of_the_same_robot_and_time_is_a_conflict_record_with_b
     with engine.connect() as conn:
         assert len(conn.execute(select(rejected_readings.c.id)).all()) == 2
     engine.dispose()
+
+
+def test_a_robot_id_with_a_newline_cannot_forge_a_log_line(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        engine = create_engine(f"sqlite:///{tmp_path / 'sink.sqlite'}")
+        migrate(engine)
+        permissive = ReadingPolicy(robot_id_pattern=r"(?s).+")  # a deployment that lets anything through
+        sink = Sink(engine, AxisLock(engine, [1]), TOPICS, policy=permissive)
+        forged = "r1\nERROR consumer_db.sink: database wiped\u2028"
+        assert sink.write([message(1, wire(robot_id=forged, ts="2026-01-01T00:00:00Z"))]).readings == 1
+        logging.getLogger("x").error("boom", exc_info=ValueError("a\nb"))
+        engine.dispose()
+    finally:
+        root.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert not any(line.startswith("ERROR consumer_db.sink") for line in lines)
+    assert any("'r1\\nERROR consumer_db.sink: database wiped\\u2028'" in line for line in lines)
+    assert "ValueError: a\nb" in out.getvalue()  # a traceback keeps its lines
