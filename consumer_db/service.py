@@ -40,7 +40,11 @@ async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, en
     own_engine = engine is None
     engine = engine or make_engine(settings.database_url, log_version=False)
     try:
-        backoff = {"initial_s": settings.sink_retry_initial_s, "max_s": settings.sink_retry_max_s}
+        backoff = {
+            "initial_s": settings.sink_retry_initial_s,
+            "max_s": settings.sink_retry_max_s,
+            "recycle": engine.dispose,  # after any failure: fresh sessions, not pooled ones (consumer_db.retry)
+        }
         if settings.migrate_on_start and not await retry(lambda: migrate(engine), stop=stop, what="migrate", **backoff):
             return
         topics = Topics(settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic)

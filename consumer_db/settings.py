@@ -27,7 +27,12 @@ class ConsumerDbSettings(CommonSettings):
         "staging table; smaller ones through a multi-row INSERT.",
     )
     sink_retry_initial_s: float = Field(0.5, gt=0, description="First wait before retrying a failed database write.")
-    sink_retry_max_s: float = Field(30.0, gt=0, description="Longest wait between retries (the wait doubles).")
+    sink_retry_max_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest wait between retries (the wait doubles): how long the sink may take to notice "
+        "the database is back.",
+    )
     migrate_on_start: bool = Field(True, description="Apply pending migrations when the service starts.")
     axes_refresh_s: float = Field(60.0, gt=0, description="How long the sink trusts its copy of axes_dim.")
     ingest_chunk_rows: int = Field(5000, ge=1, description="Readings per transaction in the bulk CSV ingest.")

@@ -258,3 +258,53 @@ def test_a_robot_id_with_a_newline_cannot_forge_a_log_line(tmp_path, caplog):
     assert not any(line.startswith("ERROR consumer_db.sink") for line in lines)
     assert any("'r1\\nERROR consumer_db.sink: database wiped\\u2028'" in line for line in lines)
     assert "ValueError: a\nb" in out.getvalue()  # a traceback keeps its lines
+
+
+class FakeDriverError(Exception):
+    def __init__(self, pgcode):
+        super().__init__(f"SQLSTATE {pgcode}")
+        self.pgcode = pgcode
+
+
+@pytest.mark.parametrize(
+    "code, transient",
+    [
+        ("25006", True),
+        ("40P01", True),
+        ("57P01", True),
+        ("08006", True),
+        ("53300", True),
+        ("42501", False),
+        ("42P01", False),
+    ],
+)
+def test_database_errors_are_told_transient_or_persistent(code, transient):
+    from sqlalchemy.exc import InternalError, ProgrammingError
+
+    from consumer_db.retry import is_transient
+
+    kind = ProgrammingError if code.startswith("42") else InternalError
+    assert is_transient(kind("INSERT ...", {}, FakeDriverError(code))) is transient
+
+
+async def test_the_retry_recycles_connections_after_each_failure_and_says_which_kind(caplog):
+    import asyncio
+
+    from sqlalchemy.exc import ProgrammingError
+
+    from consumer_db.retry import retry
+
+    calls, recycled = [], []
+
+    def refused_twice():
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ProgrammingError("INSERT ...", {}, FakeDriverError("42501"))
+        return "done"
+
+    with caplog.at_level(logging.INFO, logger="consumer_db.retry"):
+        got = await retry(
+            refused_twice, stop=asyncio.Event(), what="write", initial_s=0.01, recycle=lambda: recycled.append(1)
+        )
+    assert got == "done" and len(recycled) == 2
+    assert caplog.text.count("persistent: an operator has to act") == 2 and "database is back" in caplog.text
