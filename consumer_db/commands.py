@@ -90,6 +90,8 @@ def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
 def migrate_db(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
     from consumer_db.migrate import current_revision, head_revision, migrate
 
+    if args.database_url is None and settings.migration_database_url is not None:
+        settings = settings.model_copy(update={"database_url": settings.migration_database_url})
     engine = _engine(settings)
     try:
         if args.show:

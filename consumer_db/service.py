@@ -45,7 +45,9 @@ async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, en
             "max_s": settings.sink_retry_max_s,
             "recycle": engine.dispose,  # after any failure: fresh sessions, not pooled ones (consumer_db.retry)
         }
-        if settings.migrate_on_start and not await retry(lambda: migrate(engine), stop=stop, what="migrate", **backoff):
+        if settings.migrate_on_start and not await retry(
+            lambda: migrate_as_owner(settings, engine), stop=stop, what="migrate", **backoff
+        ):
             return
         topics = Topics(settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic)
         lock = AxisLock(engine, settings.axes, refresh_s=settings.axes_refresh_s)
@@ -67,6 +69,18 @@ async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, en
     finally:
         if own_engine:
             engine.dispose()
+
+
+def migrate_as_owner(settings: ConsumerDbSettings, engine: Engine) -> str:
+    """Migrations run as the schema's owner (MIGRATION_DATABASE_URL) when one is set; the sink then writes
+    as the services' role, which may not change the schema."""
+    if settings.migration_database_url is None:
+        return migrate(engine)
+    owner = make_engine(settings.migration_database_url, log_version=False)
+    try:
+        return migrate(owner)
+    finally:
+        owner.dispose()
 
 
 async def _consume(
