@@ -6,6 +6,8 @@ environment at import time.
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -75,7 +77,10 @@ class CommonSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # What a plausible reading is (common.schemas.ReadingPolicy, where each rule is): the same for every service.
     reading_max_abs_amps: float = Field(
-        DEFAULT_POLICY.max_abs_amps, gt=0, description="Largest |current| in A accepted; beyond is a dead letter."
+        DEFAULT_POLICY.max_abs_amps,
+        gt=0,
+        le=1e6,  # readings_fact's CHECK (common.tables.AMPS_BOUND)
+        description="Largest |current| in A accepted; beyond is a dead letter.",
     )
     reading_max_future_s: float = Field(
         DEFAULT_POLICY.max_future_s,
@@ -109,11 +114,31 @@ class CommonSettings(BaseSettings):
         return list(value)  # type: ignore[call-overload]
 
     def reading_policy(self) -> ReadingPolicy:
-        return ReadingPolicy(
-            max_abs_amps=self.reading_max_abs_amps,
-            max_future_s=self.reading_max_future_s,
-            earliest=self.reading_earliest,
-            robot_id_pattern=self.robot_id_pattern,
-            robot_ids_allowed=frozenset(self.robot_ids_allowed),
-            max_robots=self.max_robots,
+        """The policy these settings describe; the same object for the same settings (cheap per message)."""
+        return _policy(
+            self.reading_max_abs_amps,
+            self.reading_max_future_s,
+            self.reading_earliest,
+            self.robot_id_pattern,
+            frozenset(self.robot_ids_allowed),
+            self.max_robots,
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _policy(
+    max_abs_amps: float,
+    max_future_s: float,
+    earliest: datetime,
+    pattern: str,
+    allowed: frozenset[str],
+    max_robots: int,
+) -> ReadingPolicy:
+    return ReadingPolicy(
+        max_abs_amps=max_abs_amps,
+        max_future_s=max_future_s,
+        earliest=earliest,
+        robot_id_pattern=pattern,
+        robot_ids_allowed=allowed,
+        max_robots=max_robots,
+    )

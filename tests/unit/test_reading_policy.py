@@ -308,3 +308,30 @@ async def test_the_retry_recycles_connections_after_each_failure_and_says_which_
         )
     assert got == "done" and len(recycled) == 2
     assert caplog.text.count("persistent: an operator has to act") == 2 and "database is back" in caplog.text
+
+
+def test_a_robot_poisoned_before_migration_0007_is_cured_and_no_absurd_value_can_be_stored_again(tmp_path):
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from common import queries
+    from common.tables import seed_axes
+    from consumer_db.store import insert_readings
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    migrate(engine, "0006")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(readings_fact), [{"robot_id": "R1", "axis_id": 1, "ts": t0, "amps": 1e308}])
+    migrate(engine)
+    with engine.begin() as conn:
+        assert conn.execute(select(readings_fact.c.amps)).scalars().all() == []
+        moved = conn.execute(select(rejected_readings.c.reason, rejected_readings.c.raw)).one()
+        assert "migration 0007" in moved.reason and "R1" in moved.raw
+        seed_axes(conn, robot_ids=["R1"], axes=[1])
+        insert_readings(conn, [("R1", 1, t0 + timedelta(minutes=2 * i), 5.0 + i) for i in range(3)])
+        assert [r["rows"] for r in queries.axis_summary(conn, robot_id="R1")] == [3]
+    for absurd in (1e308, -2e6):
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(insert(readings_fact), [{"robot_id": "R1", "axis_id": 1, "ts": t0, "amps": absurd}])
+    engine.dispose()
