@@ -173,10 +173,11 @@ def _rows(reader, raw_lines, header: ColumnReport, options: CsvOptions, source: 
             implausible = policy.problem(robot_id, ts, currents, now=now)
             if implausible:
                 raise _BadRow(implausible)
-        except _BadRow as bad:
+        except Exception as bad:  # noqa: BLE001 - a _BadRow, or anything else one row provokes: never the file
+            reason = str(bad) if isinstance(bad, _BadRow) else f"unreadable row: {type(bad).__name__}: {bad}"
             raw = "".join(raw_lines).rstrip("\r\n")
             raw_lines.clear()
-            yield DeadLetter(source=source, line=line, raw=raw, reason=str(bad), robot_id=robot_id)
+            yield DeadLetter(source=source, line=line, raw=raw, reason=reason, robot_id=robot_id)
             continue
         raw_lines.clear()
         last_ts = ts

@@ -7,12 +7,15 @@ on a redelivery a no-op.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from common.bus import Message
 from common.errors import SchemaError
 from common.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading, ReadingPolicy, raw_excerpt
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ def decode(messages: list[Message], topics: Topics, policy: ReadingPolicy = DEFA
                 batch.rejected.append(rejected_row(message, f"message from unexpected topic {message.topic}"))
         except SchemaError as exc:
             batch.rejected.append(rejected_row(message, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one message must never stop the sink: a dead letter, with why
+            logger.exception("%s could not be read", origin(message))
+            batch.rejected.append(rejected_row(message, f"could not be read: {type(exc).__name__}: {exc}"))
     return batch
 
 

@@ -99,6 +99,10 @@ class Sink:
                 accepted += 1
             except Rejected as exc:
                 batch.rejected.append(rejected_row(message, str(exc), robot_id=reading.robot_id))
+            except Exception as exc:  # noqa: BLE001 - one reading must never stop the sink
+                logger.exception("%s: rows could not be made", origin(message))
+                reason = f"rows could not be made: {type(exc).__name__}: {exc}"
+                batch.rejected.append(rejected_row(message, reason, robot_id=reading.robot_id))
         copy = copy_text(rows) if uses_copy(self.engine.dialect.name, rows, self.copy_min_rows) else None
         return Prepared(messages, batch, rows, accepted, copy)
 

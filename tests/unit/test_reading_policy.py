@@ -335,3 +335,25 @@ def test_a_robot_poisoned_before_migration_0007_is_cured_and_no_absurd_value_can
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(insert(readings_fact), [{"robot_id": "R1", "axis_id": 1, "ts": t0, "amps": absurd}])
     engine.dispose()
+
+
+class FragilePolicy(ReadingPolicy):
+    """A policy with a bug that one message provokes."""
+
+    def read(self, raw, **kw):
+        if b"13.0" in raw:
+            raise RuntimeError("a bug met one message")
+        return super().read(raw, **kw)
+
+
+def test_the_sink_dead_letters_a_message_it_fails_on_for_any_reason_and_goes_on(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'sink.sqlite'}")
+    migrate(engine)
+    sink = Sink(engine, AxisLock(engine, [1, 2]), TOPICS, policy=FragilePolicy())
+    batch = [message(i, wire(ts=f"2026-01-10T11:00:{2 * i:02d}Z", currents={"1": 10.0 + i})) for i in range(6)]
+    report = sink.write(batch)
+    assert (report.readings, report.rejected) == (5, 1)
+    with engine.connect() as conn:
+        rejected = conn.execute(select(rejected_readings.c.line, rejected_readings.c.reason)).one()
+    assert rejected == (3, "could not be read: RuntimeError: a bug met one message")
+    engine.dispose()
