@@ -45,8 +45,8 @@ def upgrade() -> None:
     else:  # SQLite cannot add a CHECK without rebuilding the table, which its views forbid: triggers instead
         for event in ("INSERT", "UPDATE"):
             op.execute(
-                f"CREATE TRIGGER {CHECK}_{event.lower()} BEFORE {event} ON readings_fact WHEN {OUTSIDE.format('NEW.amps')} "
-                f"BEGIN SELECT RAISE(ABORT, 'CHECK constraint failed: {CHECK}'); END"
+                f"CREATE TRIGGER {CHECK}_{event.lower()} BEFORE {event} ON readings_fact "
+                f"WHEN {OUTSIDE.format('NEW.amps')} BEGIN SELECT RAISE(ABORT, 'CHECK constraint failed: {CHECK}'); END"
             )
 
 
