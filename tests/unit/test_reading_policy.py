@@ -357,3 +357,48 @@ def test_the_sink_dead_letters_a_message_it_fails_on_for_any_reason_and_goes_on(
         rejected = conn.execute(select(rejected_readings.c.line, rejected_readings.c.reason)).one()
     assert rejected == (3, "could not be read: RuntimeError: a bug met one message")
     engine.dispose()
+
+
+class FragileEngine(DetectorEngine):
+    """An engine with a bug that one reading provokes (as 1e308 once did in RollingWindow.push)."""
+
+    def process(self, reading):
+        if reading.currents.get(1) == 13.0:
+            raise OverflowError("(34, 'Numerical result out of range')")
+        return super().process(reading)
+
+
+async def test_consumer_alerts_run_publishes_the_dead_letter_and_keeps_judging(tmp_path):
+    import asyncio
+
+    from common.bus import InProcessBus
+    from consumer_alerts.engine import EngineConfig
+    from consumer_alerts.service import run
+    from consumer_alerts.settings import AlertsSettings
+
+    settings = AlertsSettings(
+        _env_file=None,
+        bus="memory",
+        readings_topic="readings",
+        alerts_topic="alerts",
+        dead_letter_topic="dead",
+        state_path=tmp_path / "state.json",
+        poll_timeout_ms=20,
+        snapshot_interval_s=0.05,
+    )
+    engine = FragileEngine(EngineConfig(detectors=("zscore",), z_window=20, z_min_samples=10, z_test_samples=1))
+    bus, stop = InProcessBus(), asyncio.Event()
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    for i in range(40):
+        amps = 13.0 if i == 3 else (40.0 if i >= 35 else 10 + (i % 7) * 0.1)
+        raw = wire(ts=(base + timedelta(seconds=2 * i)).isoformat(), currents={"1": amps})
+        await bus.publish("readings", "robot-001", raw)
+    task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
+    async with asyncio.timeout(20):
+        while not [m for log in bus._log("alerts") for m in log]:
+            await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    letters = [DeadLetter.from_bytes(m.value) for log in bus._log("dead") for m in log]
+    assert len(letters) == 1 and letters[0].line == 3 and "OverflowError" in letters[0].reason
+    assert letters[0].source == "readings/0 (consumer_alerts)"
