@@ -15,7 +15,8 @@ Rules (the issue's, in one place):
 - An empty cell is ``None``, never 0 and never an error.
 - A bad row (wrong field count, a current that is not a finite number, a time that cannot be read or is
   ambiguous in the configured zone, a time going backwards by more than the tolerance, a record the CSV
-  reader cannot parse, bytes that are not UTF-8 in a cell) becomes a
+  reader cannot parse, bytes that are not UTF-8 in a cell, a reading ``options.policy`` finds implausible)
+  becomes a
   :class:`DeadLetter` with the file name, the 1-based line number, the raw line and the reason.
 """
 
@@ -32,7 +33,7 @@ from typing import NamedTuple
 
 from common.csv_header import ColumnReport, read_header
 from common.csv_time import TimeParser
-from common.schemas import DeadLetter, Reading
+from common.schemas import DEFAULT_POLICY, DeadLetter, Reading, ReadingPolicy
 from common.settings import DEFAULT_AXES, TICK_SECONDS
 
 __all__ = ["CsvOptions", "ColumnReport", "Row", "column_report", "read_export", "read_export_rows"]
@@ -48,6 +49,7 @@ class CsvOptions:
     tick_seconds: float = TICK_SECONDS
     start_time: datetime | None = None
     backwards_tolerance_s: float = 0.0
+    policy: ReadingPolicy = DEFAULT_POLICY  # the plausible readings (bounds, dates, robot ids): CommonSettings
 
 
 class Row(NamedTuple):
@@ -123,6 +125,7 @@ def _rows(reader, raw_lines, header: ColumnReport, options: CsvOptions, source: 
     tick = timedelta(seconds=options.tick_seconds)
     start = parse_time.to_utc(options.start_time or datetime.now(UTC).replace(microsecond=0))
     tolerance = timedelta(seconds=options.backwards_tolerance_s)
+    policy, now = options.policy, datetime.now(UTC)
     last_ts: datetime | None = None
     record, emitted, isfinite = -1, 0, math.isfinite
     for fields in _records(reader):
@@ -167,10 +170,14 @@ def _rows(reader, raw_lines, header: ColumnReport, options: CsvOptions, source: 
                     f"time goes backwards by {(last_ts - ts).total_seconds():g} s "
                     f"(after {last_ts.isoformat()}; tolerance {options.backwards_tolerance_s:g} s)"
                 )
-        except _BadRow as bad:
+            implausible = policy.problem(robot_id, ts, currents, now=now)
+            if implausible:
+                raise _BadRow(implausible)
+        except Exception as bad:  # noqa: BLE001 - a _BadRow, or anything else one row provokes: never the file
+            reason = str(bad) if isinstance(bad, _BadRow) else f"unreadable row: {type(bad).__name__}: {bad}"
             raw = "".join(raw_lines).rstrip("\r\n")
             raw_lines.clear()
-            yield DeadLetter(source=source, line=line, raw=raw, reason=str(bad), robot_id=robot_id)
+            yield DeadLetter(source=source, line=line, raw=raw, reason=reason, robot_id=robot_id)
             continue
         raw_lines.clear()
         last_ts = ts

@@ -8,12 +8,28 @@ from __future__ import annotations
 
 import enum
 import json
-from datetime import UTC, datetime
-from typing import Literal, Self
+import logging
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AllowInfNan,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from common.errors import SchemaError
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -45,60 +61,243 @@ class WireModel(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> Self:
         # pydantic's own JSON parser takes half the time of json.loads + model_validate (every consumer decodes
-        # every reading). It is trusted only with a message it accepts whole, version given: anything else
-        # goes the careful way, which says what is wrong.
+        # every reading). It is trusted only with a message it accepts whole, version given, and in which no
+        # key can have been given twice (it keeps the last one silently): anything else goes the careful way,
+        # which says what is wrong.
         try:
             message = cls.model_validate_json(raw)
         except ValueError:
             message = None
-        if message is not None and "schema_version" in message.model_fields_set:
+        if message is not None and "schema_version" in message.model_fields_set and _no_repeated_key(raw, message):
             return message
         return cls.from_bytes_checked(raw)
+
+    def key_count(self) -> int:
+        """How many JSON object keys this message was read from, each counted once."""
+        return len(self.model_fields_set)
+
+    @classmethod
+    def check_keys(cls, data: dict) -> None:
+        """The careful path's look at keys as written, before pydantic reads them."""
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _strict_version(cls, value: object) -> object:
+        if type(value) is not int:  # `true` == 1 to Python and pydantic
+            raise ValueError(f"schema_version must be the integer {SCHEMA_VERSION}")
+        return value
 
     @classmethod
     def from_bytes_checked(cls, raw: bytes | str) -> Self:
         """``from_bytes`` without the fast path."""
         try:
-            data = json.loads(raw)
+            data = json.loads(raw, object_pairs_hook=_refuse_repeated_keys)
         # ValueError also covers an integer of more than 4300 digits; RecursionError, arrays nested too deep.
         except (ValueError, RecursionError) as exc:
             raise SchemaError(f"{cls.__name__}: not JSON ({exc})") from exc
         if not isinstance(data, dict):
             raise SchemaError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if type(version) is not int or version != SCHEMA_VERSION:  # `true` == 1 in Python
             raise SchemaError(
                 f"{cls.__name__}: schema_version {version!r} is not supported (this build reads {SCHEMA_VERSION})"
             )
+        cls.check_keys(data)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             raise SchemaError(f"{cls.__name__}: {_short(exc)}") from exc
 
 
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {repeated!r} given twice")
+    return data
+
+
+def _no_repeated_key(raw: bytes | str, message: WireModel) -> bool:
+    """True when the text holds no key twice, proved cheaply: with no quote followed by white space, every
+    key's closing quote is followed by its colon, so the text holds at least as many '":' as keys; if that
+    count is the number of distinct keys read, none was repeated. Otherwise the careful path decides."""
+    text = raw if isinstance(raw, bytes) else raw.encode()
+    if b'" ' in text or b'"\t' in text or b'"\n' in text or b'"\r' in text:
+        return False
+    return text.count(b'":') == message.key_count()
+
+
 def _short(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
 
 
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")  # not "1700000000", which pydantic reads as an epoch
+
+
+# A current: a JSON number, never a text or a boolean, and finite (no NaN, no Infinity, no 1e999).
+Amps = Annotated[float, Strict(), AllowInfNan(False)]
+
+
 class Reading(WireModel):
     """One row of a controller: the current of every axis at one instant. ``None`` is "OK null"
-    (an axis without a load channel), never the same as 0 A."""
+    (an axis without a load channel), never the same as 0 A.
 
-    robot_id: str = Field(min_length=1, max_length=64)
+    The shape is strict whatever the deployment: no value is coerced (``"12.5"``, ``true``, an integer
+    epoch are refused), each axis has one canonical key, every current is finite. What is *plausible*
+    (bounds, dates, robot ids) is the deployment's :class:`ReadingPolicy`."""
+
+    robot_id: StrictStr = Field(min_length=1, max_length=64)
     ts: AwareDatetime
-    row: int | None = Field(None, description="Line number in the source file, when there is one.")
-    currents: dict[int, float | None]
+    row: int | None = Field(None, strict=True, description="Line number in the source file, when there is one.")
+    currents: dict[int, Amps | None]
+
+    @classmethod
+    def check_keys(cls, data: dict) -> None:
+        # "01" is axis 1 too: beside "1", one of the two values would be dropped without a word.
+        currents = data.get("currents")
+        if isinstance(currents, dict):
+            seen: dict[int, str] = {}
+            for key in currents:
+                try:
+                    axis = int(key)
+                except ValueError:
+                    continue  # pydantic says what is wrong with it
+                if axis in seen:
+                    raise SchemaError(f"Reading: axis {axis} given twice ({seen[axis]!r} and {_excerpt(key)})")
+                seen[axis] = key
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _iso_text(cls, value: object) -> object:
+        if isinstance(value, datetime):
+            return value
+        if not isinstance(value, str) or not ISO_TIME.match(value):
+            raise ValueError(f"expected an ISO-8601 time text such as 2024-01-31T12:00:00Z, got {_excerpt(value)}")
+        return value
 
     @field_validator("ts")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         return utc(value)
 
+    def key_count(self) -> int:
+        return len(self.model_fields_set) + len(self.currents)
+
     @property
     def is_idle(self) -> bool:
         """All axes that report read 0 A: the robot is standing still."""
         values = [v for v in self.currents.values() if v is not None]
         return bool(values) and all(v == 0 for v in values)
+
+
+def _excerpt(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class ReadingPolicy(BaseModel):
+    """What a deployment accepts as a plausible reading; anything else is a dead letter with the reason.
+    One object, built from the settings once (``CommonSettings.reading_policy``) and applied on every
+    path a reading comes in by: the readings topic (consumer_db, consumer_alerts, the dashboard's feed)
+    and every controller export (ingest, train, replay, score, the producer's replay). Defaults are
+    sane both for a live fleet and for old offline data (NAB's files are dated 2013-2015)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_abs_amps: float = Field(1000.0, gt=0, description="Largest |current| in A a motor can draw.")
+    max_future_s: float = Field(
+        86_400.0, ge=0, description="How far a reading's time may lie ahead of the receiver's clock."
+    )
+    earliest: AwareDatetime = Field(datetime(1990, 1, 1, tzinfo=UTC), description="Readings before are refused.")
+    robot_id_pattern: str = Field(
+        r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,63}", description="Regular expression a whole robot id must match."
+    )
+    robot_ids_allowed: frozenset[str] = Field(
+        frozenset(), description="If not empty, the only robot ids accepted (an allow-list)."
+    )
+    max_robots: int = Field(1000, ge=1, description="Robots a service takes on at most; later new ids refused.")
+
+    @field_validator("robot_id_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)  # a bad pattern fails at start-up, not at every reading
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @cached_property
+    def _robot_id(self) -> re.Pattern[str]:
+        return re.compile(self.robot_id_pattern)
+
+    @cached_property
+    def _max_ahead(self) -> timedelta:
+        return timedelta(seconds=self.max_future_s)
+
+    def robot_problem(self, robot_id: str) -> str | None:
+        if not self._robot_id.fullmatch(robot_id):
+            return f"robot id {_excerpt(robot_id, 80)} does not match ROBOT_ID_PATTERN {self.robot_id_pattern}"
+        if self.robot_ids_allowed and robot_id not in self.robot_ids_allowed:
+            return f"robot id {robot_id!r} is not in ROBOT_IDS_ALLOWED"
+        return None
+
+    def problem(
+        self, robot_id: str, ts: datetime, currents: dict[int, float | None], *, now: datetime | None = None
+    ) -> str | None:
+        """Why the reading is not plausible, or None."""
+        refused = self.robot_problem(robot_id)
+        if refused:
+            return refused
+        if ts < self.earliest:
+            return f"time {iso_utc(ts)} is before READING_EARLIEST {iso_utc(self.earliest)}"
+        ahead = ts - (now or datetime.now(UTC))
+        if ahead > self._max_ahead:
+            return (
+                f"time {iso_utc(ts)} is {ahead.total_seconds():.0f} s ahead of this receiver's clock "
+                f"(READING_MAX_FUTURE_S {self.max_future_s:g})"
+            )
+        values = [amps for amps in currents.values() if amps is not None]
+        bound = self.max_abs_amps
+        if values and (max(values) > bound or min(values) < -bound):
+            axis, amps = next((a, v) for a, v in currents.items() if v is not None and not -bound <= v <= bound)
+            return f"axis {axis}: current {amps!r} A is beyond READING_MAX_ABS_AMPS {bound:g}"
+        return None
+
+    def check(self, reading: Reading, *, now: datetime | None = None) -> Reading:
+        """The reading, or :class:`SchemaError` with the reason."""
+        refused = self.problem(reading.robot_id, reading.ts, reading.currents, now=now)
+        if refused:
+            raise SchemaError(f"Reading: {refused}")
+        return reading
+
+    def read(self, raw: bytes | str, *, now: datetime | None = None) -> Reading:
+        """A reading off the wire, shape and plausibility checked; :class:`SchemaError` otherwise."""
+        return self.check(Reading.from_bytes(raw), now=now)
+
+
+DEFAULT_POLICY = ReadingPolicy()
+
+
+class RobotRoster:
+    """The robots a service has taken on, at most ``policy.max_robots``: a stream of made-up ids must not
+    grow tables, detector state and the dashboard's robot list without end. A new id is logged (escaped)
+    when admitted; one past the cap is refused with the reason, for the dead letters."""
+
+    def __init__(self, policy: ReadingPolicy, known: Iterable[str] = (), *, service: str = "") -> None:
+        self.policy = policy
+        self.known: set[str] = set(known)
+        self.service = service
+
+    def admit(self, robot_id: str) -> str | None:
+        """None when the robot may go on, else why not."""
+        if robot_id in self.known:
+            return None
+        if len(self.known) >= self.policy.max_robots:
+            return f"new robot id {robot_id!r} refused: {len(self.known)} robots known already (MAX_ROBOTS)"
+        self.known.add(robot_id)
+        logger.info("%s: new robot id %r (%d robots known)", self.service, robot_id, len(self.known))
+        return None
 
 
 class Severity(enum.StrEnum):
@@ -150,6 +349,16 @@ class Alert(WireModel):
         )
 
 
+RAW_EXCERPT_CHARS = 2000  # of a rejected record's text kept: enough to see what it was, not a 900 KB blob
+
+
+def raw_excerpt(text: str) -> str:
+    """The start of a rejected record's text, saying how long it was when cut."""
+    if len(text) <= RAW_EXCERPT_CHARS:
+        return text
+    return f"{text[:RAW_EXCERPT_CHARS]}... [cut: {len(text)} characters in all]"
+
+
 class DeadLetter(WireModel):
     """Input that could not be used, with where it came from and why."""
 
@@ -159,3 +368,8 @@ class DeadLetter(WireModel):
     reason: str
     robot_id: str | None = None
     received_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @field_validator("raw")
+    @classmethod
+    def _excerpt(cls, value: str) -> str:
+        return raw_excerpt(value)

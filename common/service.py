@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -32,11 +33,29 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class OneLineFormatter(logging.Formatter):
+    """A log record is one line whatever its arguments carry: control characters in the message (a robot id
+    with a newline, a raw message) are escaped, so data can never forge a log line. The places that log
+    data say so with %r as well; this is the net under them. A traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = CONTROL_CHARACTERS.sub(_escaped, record.message)
+        return super().formatMessage(record)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return found.group().encode("unicode_escape").decode("ascii")
+
+
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
     for handler in logging.getLogger().handlers:
         handler.addFilter(RepeatFilter())
+        handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
 
 def install_stop_handlers(stop: asyncio.Event) -> None:

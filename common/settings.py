@@ -6,11 +6,15 @@ environment at import time.
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from common.schemas import DEFAULT_POLICY, ReadingPolicy
 
 DEFAULT_AXES = tuple(range(1, 15))
 # The defaults several signatures share, each declared once.
@@ -74,8 +78,70 @@ class CommonSettings(BaseSettings):
     tick_seconds: float = Field(TICK_SECONDS, gt=0, description="Seconds between two readings of one robot.")
     window_rows: int = Field(200, ge=10, description="Readings per axis in the live window.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # What a plausible reading is (common.schemas.ReadingPolicy, where each rule is): the same for every service.
+    reading_max_abs_amps: float = Field(
+        DEFAULT_POLICY.max_abs_amps,
+        gt=0,
+        le=1e6,  # readings_fact's CHECK (common.tables.AMPS_BOUND)
+        description="Largest |current| in A accepted; beyond is a dead letter.",
+    )
+    reading_max_future_s: float = Field(
+        DEFAULT_POLICY.max_future_s,
+        ge=0,
+        description="How far ahead of the receiver's clock a reading's time may be (a feed replayed faster "
+        "than real time runs ahead).",
+    )
+    reading_earliest: AwareDatetime = Field(
+        DEFAULT_POLICY.earliest, description="Readings dated before are dead letters (old offline data is fine)."
+    )
+    robot_id_pattern: str = Field(
+        DEFAULT_POLICY.robot_id_pattern, description="Regular expression every robot id must match whole."
+    )
+    robot_ids_allowed: Annotated[list[str], NoDecode] = Field(
+        [], description="Comma-separated allow-list of robot ids; empty: any id that matches the pattern."
+    )
+    max_robots: int = Field(
+        DEFAULT_POLICY.max_robots, ge=1, description="Robots a service takes on at most; later new ids are refused."
+    )
 
     @field_validator("axes", mode="before")
     @classmethod
     def _parse_axes(cls, value: object) -> list[int]:
         return parse_axes(value)
+
+    @field_validator("robot_ids_allowed", mode="before")
+    @classmethod
+    def _parse_robot_ids(cls, value: object) -> list[str]:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return list(value)  # type: ignore[call-overload]
+
+    def reading_policy(self) -> ReadingPolicy:
+        """The policy these settings describe; the same object for the same settings (cheap per message)."""
+        return _policy(
+            self.reading_max_abs_amps,
+            self.reading_max_future_s,
+            self.reading_earliest,
+            self.robot_id_pattern,
+            frozenset(self.robot_ids_allowed),
+            self.max_robots,
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def _policy(
+    max_abs_amps: float,
+    max_future_s: float,
+    earliest: datetime,
+    pattern: str,
+    allowed: frozenset[str],
+    max_robots: int,
+) -> ReadingPolicy:
+    return ReadingPolicy(
+        max_abs_amps=max_abs_amps,
+        max_future_s=max_future_s,
+        earliest=earliest,
+        robot_id_pattern=pattern,
+        robot_ids_allowed=allowed,
+        max_robots=max_robots,
+    )

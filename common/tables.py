@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Connection,
     DateTime,
@@ -71,6 +72,7 @@ class UtcDateTime(TypeDecorator):
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Amps = Float(precision=53)  # double precision: the export has more digits than a float4 keeps
+AMPS_BOUND = 1e6  # readings_fact's CHECK (migration 0007): READING_MAX_ABS_AMPS may not go beyond
 
 axes_dim = Table(
     "axes_dim",
@@ -90,6 +92,8 @@ readings_fact = Table(
     Column("ts", UtcDateTime, primary_key=True),
     Column("amps", Amps, nullable=True, comment="NULL = OK null: the axis has no load channel"),
     Column("ingested_at", UtcDateTime, nullable=False, server_default=func.current_timestamp()),
+    # No absurd value can poison the rollup's fold (migration 0007; the reading policy refuses them first).
+    CheckConstraint(f"amps BETWEEN {-AMPS_BOUND} AND {AMPS_BOUND}", name="ck_readings_fact_amps_physical"),
     # The primary key (robot, axis, ts) serves per-axis look-ups (latest, peaks in a window); this one
     # "everything of a robot in a time range" and a robot's newest timestamp. On PostgreSQL it carries
     # axis and amps too, so those range queries never touch the table. Fleet-wide time ranges go robot

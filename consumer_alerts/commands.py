@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 
 from common.controller_csv import CsvOptions
-from common.schemas import Reading
+from common.schemas import Reading, ReadingPolicy
 from consumer_alerts import offline
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.errors import TrainingError
@@ -19,11 +19,15 @@ from consumer_alerts.training import TrainingOptions
 from consumer_alerts.training import train as fit
 
 logger = logging.getLogger(__name__)
+SCORE_MAX_ABS = 1e12  # a bound for `score`'s outside data: squares and sums of values stay finite
 
 
 def _csv_options(settings: AlertsSettings, args: argparse.Namespace) -> CsvOptions:
     return CsvOptions(
-        robot_id=args.robot_id or settings.robot_id, axes=settings.axes, tick_seconds=settings.tick_seconds
+        robot_id=args.robot_id or settings.robot_id,
+        axes=settings.axes,
+        tick_seconds=settings.tick_seconds,
+        policy=settings.reading_policy(),
     )
 
 
@@ -90,6 +94,9 @@ def score(settings: AlertsSettings, args: argparse.Namespace) -> int:
     # Outside data has no model, and repeated values are normal there: the z-score alone, on every value.
     config = replace(EngineConfig.from_settings(settings), detectors=("zscore",), skip_repeats=False)
     engine = DetectorEngine(config)
-    count = offline.write_scores(args.out, list(values.columns), offline.score_rows(times, values, engine))
+    # Outside data are not amps (NAB's taxi counts reach 39,000): the time rules apply, the bound is wider.
+    policy = settings.reading_policy().model_dump() | {"max_abs_amps": SCORE_MAX_ABS}
+    rows = offline.score_rows(times, values, engine, policy=ReadingPolicy(**policy))
+    count = offline.write_scores(args.out, list(values.columns), rows)
     print(f"{count} row(s) of scores for {', '.join(map(str, values.columns))} written to {args.out}")
     return 0

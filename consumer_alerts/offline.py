@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from common.schemas import Alert, Reading, iso_utc
+from common.schemas import DEFAULT_POLICY, Alert, Reading, ReadingPolicy, iso_utc
 from consumer_alerts.engine import DetectorEngine
 
 logger = logging.getLogger(__name__)
@@ -75,14 +76,26 @@ def read_table(path: Path, time_column: str, columns: list[str] | None) -> tuple
 
 
 def score_rows(
-    times: pd.Series, values: pd.DataFrame, engine: DetectorEngine, *, robot_id: str = "score"
+    times: pd.Series,
+    values: pd.DataFrame,
+    engine: DetectorEngine,
+    *,
+    robot_id: str = "score",
+    policy: ReadingPolicy = DEFAULT_POLICY,
 ) -> Iterator[list]:
-    """``[timestamp, score per column...]`` per row; columns are numbered axes 1..n for the engine."""
+    """``[timestamp, score per column...]`` per row; columns are numbered axes 1..n for the engine. A row
+    the policy refuses (a time before its earliest date or ahead of the clock, a value past its bound) is
+    logged with the reason and gets no score, like one whose time does not move forward."""
     construct = Reading.model_construct
     last = None
-    for ts, row in zip(times, values.itertuples(index=False, name=None), strict=True):
+    for line, (ts, row) in enumerate(zip(times, values.itertuples(index=False, name=None), strict=True), start=2):
         when = ts.to_pydatetime()
         currents = {i + 1: (None if pd.isna(v) else float(v)) for i, v in enumerate(row)}
+        refused = policy.problem(robot_id, when, currents) or _not_finite(currents)
+        if refused:
+            logger.warning("line %d not scored: %s", line, refused)
+            yield [iso_utc(when), *([""] * len(currents))]
+            continue
         if last is not None and when <= last:  # time not moving forward: the engine skips the row
             yield [iso_utc(when), *([""] * len(currents))]
             continue
@@ -90,6 +103,11 @@ def score_rows(
         engine.process(construct(robot_id=robot_id, ts=when, row=None, currents=currents))
         scores = [engine.scores(robot_id, axis) if v is not None else None for axis, v in currents.items()]
         yield [iso_utc(when), *("" if s is None else round(s, 4) for s in scores)]
+
+
+def _not_finite(currents: dict[int, float | None]) -> str | None:
+    bad = [axis for axis, value in currents.items() if value is not None and not math.isfinite(value)]
+    return f"column {bad[0]}: value is not a finite number" if bad else None
 
 
 def write_scores(path: Path, names: list[str], rows: Iterable[list]) -> int:

@@ -19,10 +19,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from common.bus import Bus, Message, let_out
 from common.errors import SchemaError
-from common.schemas import Alert, Reading
+from common.schemas import DEFAULT_POLICY, Alert, DeadLetter, ReadingPolicy, RobotRoster, raw_excerpt
 from consumer_alerts.checkpoint import Checkpoints
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import restore_events
@@ -53,7 +54,12 @@ async def run(settings: AlertsSettings, *, bus: Bus, stop: asyncio.Event, engine
     a database engine handed to every service alike, is ignored: this service needs no database)."""
     detectors = engine if isinstance(engine, DetectorEngine) else build_engine(settings)
     await bus.ensure_topics([settings.readings_topic, settings.alerts_topic])
+    await bus.ensure_topics([settings.dead_letter_topic])
     sent = await restore(detectors, bus, settings)
+    policy = settings.reading_policy()
+    intake = Intake(
+        policy, RobotRoster(policy, detectors.robots, service="consumer_alerts"), settings.dead_letter_topic
+    )
     sub = await bus.subscribe([settings.readings_topic], group_id=settings.alerts_group_id)
     checkpoints = Checkpoints(detectors, sub, settings.state_path, settings.snapshot_interval_s)
     try:
@@ -63,7 +69,13 @@ async def run(settings: AlertsSettings, *, bus: Bus, stop: asyncio.Event, engine
             messages = await sub.getmany(timeout_ms=timeout_ms, max_records=settings.max_batch)
             if messages:
                 alerts = await process_and_send(
-                    detectors, messages, bus, settings.alerts_topic, sent, before=checkpoints.before_reading
+                    detectors,
+                    messages,
+                    bus,
+                    settings.alerts_topic,
+                    sent,
+                    before=checkpoints.before_reading,
+                    intake=intake,
                 )
                 remember(sent, alerts)
             await checkpoints.after_batch(messages)
@@ -85,6 +97,16 @@ async def restore(engine: DetectorEngine, bus: Bus, settings: AlertsSettings) ->
     return sent
 
 
+@dataclass
+class Intake:
+    """What the detectors take from the readings topic: plausible readings (``policy``) of robots there is
+    room for (``roster``). A refused robot, or a reading the engine fails on, goes to the dead letters."""
+
+    policy: ReadingPolicy = DEFAULT_POLICY
+    roster: RobotRoster = field(default_factory=lambda: RobotRoster(DEFAULT_POLICY, service="consumer_alerts"))
+    dead_letter_topic: str | None = None  # None (offline, tests): dead letters are only logged
+
+
 SHIP_EVERY_S = 0.010  # judging between two shipments of events at most: how long an event may wait for company
 
 
@@ -96,6 +118,7 @@ async def process_and_send(
     sent: dict[str, Alert],
     *,
     before: Callable[[str], None],
+    intake: Intake | None = None,
 ) -> list[Alert]:
     """Process the batch, shipping its events while it is judged, then wait until the bus has acknowledged
     them all. An event goes out at once (``let_out``) when nothing was shipped in the last ``SHIP_EVERY_S``
@@ -104,7 +127,12 @@ async def process_and_send(
     alerts: list[Alert] = []
     pending: list[asyncio.Future] = []
     shipped_at, unshipped = float("-inf"), False  # nothing shipped yet: the first event goes at once
-    for events in events_per_reading(engine, messages, before=before):
+    intake = intake or Intake()
+    for events in events_per_reading(engine, messages, before=before, intake=intake):
+        if isinstance(events, DeadLetter):
+            if intake.dead_letter_topic is not None:
+                pending.append(await bus.send(intake.dead_letter_topic, events.robot_id, events.to_bytes()))
+            continue
         found = [a for a in events if not already_sent(a, sent)]
         if found:
             pending += [await bus.send(topic, a.robot_id, a.to_bytes()) for a in found]
@@ -117,25 +145,60 @@ async def process_and_send(
         await asyncio.gather(*pending)
         for alert in alerts:
             logger.info(
-                "event %s %s: %s, peak %.2f A", alert.event_id, alert.state, alert.severity, alert.peak_amps or 0
+                "event %r %s: %s, peak %.2f A", alert.event_id, alert.state, alert.severity, alert.peak_amps or 0
             )
     return alerts
 
 
 def process(engine: DetectorEngine, messages: list[Message]) -> list[Alert]:
-    return [a for events in events_per_reading(engine, messages) for a in events]
+    return [a for events in events_per_reading(engine, messages) if isinstance(events, list) for a in events]
 
 
 def events_per_reading(
-    engine: DetectorEngine, messages: list[Message], *, before: Callable[[str], None] = lambda robot_id: None
-) -> Iterator[list[Alert]]:
-    """The events of each reading in turn; ``before(robot_id)`` is called ahead of each reading."""
+    engine: DetectorEngine,
+    messages: list[Message],
+    *,
+    before: Callable[[str], None] = lambda robot_id: None,
+    intake: Intake | None = None,
+) -> Iterator[list[Alert] | DeadLetter]:
+    """The events of each reading in turn, or the dead letter of a reading that cannot be judged;
+    ``before(robot_id)`` is called ahead of each reading."""
+    intake = intake or Intake()
     for message in messages:
         try:
-            reading = Reading.from_bytes(message.value)
+            reading = intake.policy.read(message.value)
         except SchemaError as exc:
             # consumer_db records bad readings in rejected_readings; here they only cannot be judged.
             logger.warning("%s/%d offset %d skipped: %s", message.topic, message.partition, message.offset, exc)
             continue
+        refused = intake.roster.admit(reading.robot_id)
+        if refused:
+            logger.warning("%s/%d offset %d: %s", message.topic, message.partition, message.offset, refused)
+            yield dead_letter(message, refused, reading.robot_id)
+            continue
         before(reading.robot_id)
-        yield engine.process(reading)
+        try:
+            events = engine.process(reading)
+        except Exception as exc:  # one reading must never stop the detectors for every robot
+            logger.exception(
+                "%s/%d offset %d (robot %r) could not be judged",
+                message.topic,
+                message.partition,
+                message.offset,
+                reading.robot_id,
+            )
+            yield dead_letter(
+                message, f"consumer_alerts could not judge it: {type(exc).__name__}: {exc}", reading.robot_id
+            )
+            continue
+        yield events
+
+
+def dead_letter(message: Message, reason: str, robot_id: str | None) -> DeadLetter:
+    return DeadLetter(
+        source=f"{message.topic}/{message.partition} (consumer_alerts)",
+        line=message.offset,
+        raw=raw_excerpt(message.value.decode("utf-8", "replace")),
+        reason=reason,
+        robot_id=robot_id,
+    )

@@ -75,6 +75,12 @@ def load_axes(conn: Connection, robot_ids: Iterable[str]) -> dict[str, RobotAxes
     return {r: RobotAxes(frozenset(axes), tuple(sorted(active.get(r, [])))) for r, axes in known.items()}
 
 
+def known_robots(engine: Engine) -> set[str]:
+    """Every robot axes_dim holds: the robots the sink has taken on so far."""
+    with engine.connect() as conn:
+        return set(conn.execute(select(axes_dim.c.robot_id).distinct()).scalars())
+
+
 class AxisLock:
     """Shared by the thread preparing the next batch and the one storing the previous (whose one-by-one
     fallback prepares again), hence the lock."""
@@ -112,6 +118,8 @@ class AxisLock:
                 self._cache.update(load_axes(conn, missing))
             if added:
                 logger.info(
-                    "axes_dim: %d rows seeded for robots seen first (looked up: %s)", added, ", ".join(sorted(missing))
+                    "axes_dim: %d rows seeded for robots seen first (looked up: %s)",
+                    added,
+                    ", ".join(map(repr, sorted(missing))),
                 )
         return {r: self._cache[r] for r in robot_ids}

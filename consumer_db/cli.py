@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,28 @@ def utc_time(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def positive_int(text: str) -> int:
+    """A count: 1 or more (``--n -1`` once reached the SQL as ``LIMIT -1``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A duration in seconds: finite and above 0 (not NaN, not negative)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m consumer_db", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and dead-letter topics into the database, in batches; stop with Ctrl+C or SIGTERM.",
     )
     run.add_argument("--group-id", help="Kafka consumer group (default: SINK_GROUP_ID)")
-    run.add_argument("--batch-size", type=int, help="messages per transaction at most (default: SINK_BATCH_SIZE)")
-    run.add_argument("--batch-ms", type=int, help="longest wait for a batch to fill, ms (default: SINK_BATCH_MS)")
+    run.add_argument(
+        "--batch-size", type=positive_int, help="messages per transaction at most (default: SINK_BATCH_SIZE)"
+    )
+    run.add_argument(
+        "--batch-ms", type=positive_int, help="longest wait for a batch to fill, ms (default: SINK_BATCH_MS)"
+    )
     run.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
 
     migrate = commands.add_parser(
@@ -79,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--backwards-tolerance", type=float, help="seconds time may step back (default: BACKWARDS_TOLERANCE_S)"
     )
-    ingest.add_argument("--chunk-rows", type=int, help="readings per transaction (default: INGEST_CHUNK_ROWS)")
-    ingest.add_argument("--workers", type=int, default=2, help="parallel database writers (default: 2)")
+    ingest.add_argument("--chunk-rows", type=positive_int, help="readings per transaction (default: INGEST_CHUNK_ROWS)")
+    ingest.add_argument("--workers", type=positive_int, default=2, help="parallel database writers (default: 2)")
     ingest.add_argument("--start-row", type=int, default=0, help="skip this many data records first")
     ingest.add_argument("--limit", type=int, help="read at most this many data records")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -99,10 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--at", type=utc_time, help="1-minute peak: the minute up to this time (default: the newest reading)"
     )
     query.add_argument(
-        "--n", type=int, default=20, help="latest rows: how many (default 20; a number in the phrase wins)"
+        "--n", type=positive_int, default=20, help="latest rows: how many (default 20; a number in the phrase wins)"
     )
     query.add_argument(
-        "--gap-threshold", type=float, help="data health: gaps longer than this, s (default: GAP_THRESHOLD_S)"
+        "--gap-threshold",
+        type=positive_seconds,
+        help="data health: gaps longer than this, s (default: GAP_THRESHOLD_S)",
     )
     query.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
 
@@ -113,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the latest 20 readings, and one XLSX workbook, each file atomically, into --out.",
     )
     export.add_argument("--out", required=True, type=Path, help="directory for the files (created if missing)")
-    export.add_argument("--page-size", type=int, help="rows per CSV page (default: EXPORT_PAGE_SIZE)")
+    export.add_argument("--page-size", type=positive_int, help="rows per CSV page (default: EXPORT_PAGE_SIZE)")
     export.add_argument(
-        "--sample-rows", type=int, help="readings in the XLSX sample sheet (default: EXPORT_SAMPLE_ROWS)"
+        "--sample-rows", type=positive_int, help="readings in the XLSX sample sheet (default: EXPORT_SAMPLE_ROWS)"
     )
     export.add_argument("--robot-id", help="only this robot (default: every robot)")
     export.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -130,4 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:  # no command: run the sink, with run's defaults
         args = parser.parse_args([*argv, "run"])
+    if getattr(args, "start", None) and getattr(args, "end", None) and args.start > args.end:
+        parser.error(f"--start {args.start.isoformat()} is after --end {args.end.isoformat()}")
     return execute(COMMANDS[args.command], args)

@@ -7,15 +7,17 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from pydantic import ValidationError
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from common.db import make_engine, safe_url
 from common.errors import AxiswatchError, ServiceUnavailable
 from common.kafka import open_bus
 from common.service import run_service, setup_logging
+from consumer_db.retry import short_error
 from consumer_db.settings import ConsumerDbSettings
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,9 @@ def execute(command: Callable[[argparse.Namespace, ConsumerDbSettings], int], ar
     except (OperationalError, ProgrammingError) as exc:
         print(f"error: {_database_problem(exc)}", file=sys.stderr)
         return 1
+    except SQLAlchemyError as exc:  # one line from the driver, never the statement and its parameters
+        print(f"error: the database refused the request: {short_error(exc)}", file=sys.stderr)
+        return 1
     except (ServiceUnavailable, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -53,7 +58,12 @@ def _database_problem(exc: DBAPIError) -> str:
     return f"the database does not answer: {said}"
 
 
-def _engine(settings: ConsumerDbSettings) -> Engine:
+def _engine(settings: ConsumerDbSettings, *, existing: bool = False) -> Engine:
+    """``existing``: a command that only reads (query, export) must not create an empty SQLite file."""
+    url = make_url(settings.database_url.get_secret_value())
+    if existing and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        if not Path(url.database).is_file():
+            raise FileNotFoundError(f"no SQLite database at {url.database}")
     return make_engine(settings.database_url, log_version=False)
 
 
@@ -80,6 +90,8 @@ def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
 def migrate_db(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
     from consumer_db.migrate import current_revision, head_revision, migrate
 
+    if args.database_url is None and settings.migration_database_url is not None:
+        settings = settings.model_copy(update={"database_url": settings.migration_database_url})
     engine = _engine(settings)
     try:
         if args.show:
@@ -105,6 +117,7 @@ def ingest(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
         backwards_tolerance_s=settings.backwards_tolerance_s
         if args.backwards_tolerance is None
         else args.backwards_tolerance,
+        policy=settings.reading_policy(),
     )
     options = IngestOptions(
         csv,
@@ -145,7 +158,7 @@ def query(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
         gap_threshold_s=args.gap_threshold or settings.gap_threshold_s,
         tick_seconds=settings.tick_seconds,
     )
-    engine = _engine(settings)
+    engine = _engine(settings, existing=True)
     try:
         with engine.connect() as conn:
             answer = ask(conn, args.phrase, qargs)
@@ -167,7 +180,7 @@ def export(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
         gap_threshold_s=settings.gap_threshold_s,
         tick_seconds=settings.tick_seconds,
     )
-    engine = _engine(settings)
+    engine = _engine(settings, existing=True)
     try:
         report = write_export(engine, options, progress=not args.no_progress)
     finally:

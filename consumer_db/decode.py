@@ -7,12 +7,15 @@ on a redelivery a no-op.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from common.bus import Message
 from common.errors import SchemaError
-from common.schemas import Alert, DeadLetter, Reading
+from common.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading, ReadingPolicy, raw_excerpt
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def rejected_row(message: Message, reason: str, *, robot_id: str | None = None) 
     return {
         "source": message.topic,
         "line": message.offset,
-        "raw": message.value.decode("utf-8", "replace"),
+        "raw": raw_excerpt(message.value.decode("utf-8", "replace")),
         "reason": reason,
         "robot_id": robot_id if robot_id is not None else _key(message),
         "received_at": _received(message),
@@ -54,12 +57,12 @@ def dead_letter_row(letter: DeadLetter, message: Message) -> dict:
     return letter.model_dump(mode="python", exclude={"schema_version"}) | {"origin": origin(message)}
 
 
-def decode(messages: list[Message], topics: Topics) -> Batch:
+def decode(messages: list[Message], topics: Topics, policy: ReadingPolicy = DEFAULT_POLICY) -> Batch:
     batch = Batch()
     for message in messages:
         try:
             if message.topic == topics.readings:
-                batch.readings.append((Reading.from_bytes(message.value), message))
+                batch.readings.append((policy.read(message.value), message))
             elif message.topic == topics.alerts:
                 batch.alerts.append(Alert.from_bytes(message.value))
             elif message.topic == topics.dead_letters:
@@ -68,6 +71,9 @@ def decode(messages: list[Message], topics: Topics) -> Batch:
                 batch.rejected.append(rejected_row(message, f"message from unexpected topic {message.topic}"))
         except SchemaError as exc:
             batch.rejected.append(rejected_row(message, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one message must never stop the sink: a dead letter, with why
+            logger.exception("%s could not be read", origin(message))
+            batch.rejected.append(rejected_row(message, f"could not be read: {type(exc).__name__}: {exc}"))
     return batch
 
 

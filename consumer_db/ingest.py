@@ -26,7 +26,7 @@ from common.controller_csv import CsvOptions, Row, read_export_rows
 from common.schemas import DeadLetter
 from common.tables import seed_axes
 from consumer_db.axislock import Rejected, RobotAxes, load_axes
-from consumer_db.store import insert_readings, insert_rejected
+from consumer_db.store import conflict_reason, insert_readings, insert_rejected, stored_currents
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +77,9 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
     with bar, ThreadPoolExecutor(options.workers, thread_name_prefix="ingest") as pool:
         in_flight: deque[tuple[Future, int, int]] = deque()
         for chunk in _chunks(records, options.chunk_rows):
-            rows, rejected = _prepare(chunk, lock, report)
-            in_flight.append(
-                (pool.submit(_write, engine, rows, rejected, options.copy_min_rows), len(chunk), len(rows))
-            )
+            rows, rejected, accepted = _prepare(chunk, lock, report)
+            write = pool.submit(_write, engine, rows, rejected, accepted, options.copy_min_rows, path.name)
+            in_flight.append((write, len(chunk), len(rows)))
             while len(in_flight) > options.workers:
                 _collect(in_flight.popleft(), report, bar)
         while in_flight:
@@ -99,14 +98,18 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
     return report
 
 
-def _prepare(chunk: list[Row | DeadLetter], lock: RobotAxes, report: IngestReport) -> tuple[list[tuple], list[dict]]:
+def _prepare(
+    chunk: list[Row | DeadLetter], lock: RobotAxes, report: IngestReport
+) -> tuple[list[tuple], list[dict], list[Row]]:
     rows: list[tuple] = []
     rejected: list[dict] = []
+    accepted: list[Row] = []
     for record in chunk:
         if type(record) is Row:
             try:
                 rows += lock.rows(record.robot_id, record.ts, record.currents)
                 report.readings += 1
+                accepted.append(record)
                 continue
             except Rejected as exc:
                 record = DeadLetter(
@@ -119,21 +122,44 @@ def _prepare(chunk: list[Row | DeadLetter], lock: RobotAxes, report: IngestRepor
         rejected.append(_rejected(record, report.robot_id))
         report.reasons[record.reason] = report.reasons.get(record.reason, 0) + 1
     report.rejected += len(rejected)
-    return rows, rejected
+    return rows, rejected, accepted
 
 
-def _write(engine: Engine, rows: list[tuple], rejected: list[dict], copy_min_rows: int) -> int:
+def _write(
+    engine: Engine, rows: list[tuple], rejected: list[dict], accepted: list[Row], copy_min_rows: int, source: str
+) -> tuple[int, list[str]]:
+    """Store a chunk; returns the rows new and the reasons of its conflicts (readings whose robot and time
+    were stored with other values: kept as rejected records, never dropped)."""
     with engine.begin() as conn:
         new = insert_readings(conn, rows, copy_min_rows=copy_min_rows)
-        insert_rejected(conn, rejected)
-    return new
+        conflicts = _conflicts(conn, accepted, source) if new < len(rows) else []
+        insert_rejected(conn, rejected + conflicts)
+    return new, [c["reason"] for c in conflicts]
+
+
+def _conflicts(conn, accepted: list[Row], source: str) -> list[dict]:
+    stored = stored_currents(conn, ((r.robot_id, r.ts) for r in accepted))
+    out = []
+    for row in accepted:
+        reason = conflict_reason(stored.get((row.robot_id, row.ts), {}), row.currents)
+        if reason:
+            letter = DeadLetter(
+                source=source, line=row.line, raw=str(row.currents), reason=reason, robot_id=row.robot_id
+            )
+            out.append(_rejected(letter, row.robot_id))
+    return out
 
 
 def _collect(item: tuple[Future, int, int], report: IngestReport, bar: tqdm) -> None:
     future, records, rows = item
-    new = future.result()
+    new, conflicts = future.result()
     report.rows_new += new
     report.rows_seen += rows - new
+    report.readings -= len(conflicts)
+    report.rejected += len(conflicts)
+    for reason in conflicts:
+        key = reason.split(":", 1)[0]  # "conflict": one line of the summary for all of them
+        report.reasons[key] = report.reasons.get(key, 0) + 1
     bar.update(records)
 
 

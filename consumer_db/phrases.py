@@ -1,8 +1,8 @@
 """The phrase table: ``python -m consumer_db query "<phrase>"`` -> one function of :mod:`common.queries`.
 
 A phrase matches case- and space-insensitively (hyphens and underscores count as spaces), by its own
-words or a synonym; "latest 50 rows" carries its number (``{n}`` in the table). An unknown phrase is an error
-listing the known.
+words or a synonym; "latest 50 rows" carries its number (``{n}`` in the table), 1 or more. An unknown
+phrase is an error listing the known.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ Rows = list[dict[str, Any]]
 
 class UnknownPhrase(AxiswatchError, ValueError):
     pass
+
+
+class BadNumber(AxiswatchError, ValueError):
+    """A phrase whose number asks for nothing ("latest 0 rows")."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def _peak(conn, a: QueryArgs, _n) -> Answer:
 
 
 def _rows(conn, a: QueryArgs, n) -> Answer:
-    return Answer(queries.latest_rows(conn, n=n or a.n, robot_id=a.robot_id, start=a.start, end=a.end))
+    return Answer(queries.latest_rows(conn, n=a.n if n is None else n, robot_id=a.robot_id, start=a.start, end=a.end))
 
 
 def _window_peaks(conn, a: QueryArgs, _n) -> Answer:
@@ -186,4 +190,6 @@ def known_phrases() -> str:
 
 def ask(conn: Connection, text: str, args: QueryArgs) -> Answer:
     phrase, number = find(text)
+    if number is not None and number < 1:
+        raise BadNumber(f"{text!r}: the number must be 1 or more, got {number}")
     return phrase.run(conn, args, number)

@@ -1,4 +1,12 @@
-"""Retrying blocking database work while the database is away: log it, wait longer each time, resume."""
+"""Retrying blocking database work while the database is away or refuses: log it, wait longer each time, resume.
+
+Recovery does not assume the connection dropped. A database made read-only and back keeps its pooled
+connections read-only (``default_transaction_read_only`` is read when a session starts), and a pre-ping
+on them succeeds; so after any failure the pool is recycled (``recycle``, the engine's ``dispose``) and the
+next try starts fresh sessions. Each failure is logged as transient (the database is away, restarting,
+read-only, busy: waiting is the cure) or persistent (permission denied, a table missing: an operator has
+to act), and the loop keeps trying either way, so it resumes by itself once the cause is gone.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +16,64 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# SQLSTATEs that pass by themselves: connection exceptions (08), read-only transaction (25006), serialization
+# failure and deadlock (40), too many connections (53300) and other resource limits (53), lock not available
+# (55P03), server shutting down or starting (57P01-57P03), and the standby/recovery conflicts (40001, 57014).
+TRANSIENT_SQLSTATE_PREFIXES = ("08", "25006", "40", "53", "55P03", "57P0", "57014")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether waiting can cure the error (else an operator has to act)."""
+    code = getattr(getattr(exc, "orig", None), "pgcode", None)
+    if code:
+        return code.startswith(TRANSIENT_SQLSTATE_PREFIXES)
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError)  # no SQLSTATE: connection refused, SQLite "database is locked"
+
 
 async def retry(
-    call: Callable[[], T], *, stop: asyncio.Event, what: str, initial_s: float = 0.5, max_s: float = 30.0
+    call: Callable[[], T],
+    *,
+    stop: asyncio.Event,
+    what: str,
+    initial_s: float = 0.5,
+    max_s: float = 30.0,
+    recycle: Callable[[], None] | None = None,
 ) -> T | None:
     """Run ``call`` in a worker thread until it succeeds and return its result (which must not be None);
-    return None if ``stop`` is set first. Only database errors are retried; anything else is a bug and
-    propagates."""
+    return None if ``stop`` is set first. Only database errors are retried, each followed by ``recycle()``
+    (fresh connections for the next try); anything else is a bug and propagates."""
     delay, failures, since = initial_s, 0, time.monotonic()
     while True:
         try:
             result = await asyncio.to_thread(call)
         except SQLAlchemyError as exc:
             failures += 1
-            logger.error(
-                "database unavailable (%s failed: %s); not consuming meanwhile; retry %d in %.1f s",
-                what,
-                short_error(exc),
-                failures,
-                delay,
-            )
+            if recycle is not None:
+                recycle()
+            if is_transient(exc):
+                logger.error(
+                    "database unavailable, transient (%s failed: %s); not consuming meanwhile; retry %d in %.1f s",
+                    what,
+                    short_error(exc),
+                    failures,
+                    delay,
+                )
+            else:
+                logger.error(
+                    "database refuses the work, persistent: an operator has to act (%s failed: %s); "
+                    "not consuming meanwhile; retry %d in %.1f s",
+                    what,
+                    short_error(exc),
+                    failures,
+                    delay,
+                )
             try:
                 await asyncio.wait_for(stop.wait(), delay)
                 return None

@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 from common.bus import Bus, Message, Subscription
 from common.db import make_engine, safe_url
 from common.errors import CommitFailed
-from consumer_db.axislock import AxisLock
+from common.schemas import RobotRoster
+from consumer_db.axislock import AxisLock, known_robots
 from consumer_db.decode import Topics
 from consumer_db.migrate import migrate
 from consumer_db.retry import retry
@@ -39,12 +40,23 @@ async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, en
     own_engine = engine is None
     engine = engine or make_engine(settings.database_url, log_version=False)
     try:
-        backoff = {"initial_s": settings.sink_retry_initial_s, "max_s": settings.sink_retry_max_s}
-        if settings.migrate_on_start and not await retry(lambda: migrate(engine), stop=stop, what="migrate", **backoff):
+        backoff = {
+            "initial_s": settings.sink_retry_initial_s,
+            "max_s": settings.sink_retry_max_s,
+            "recycle": engine.dispose,  # after any failure: fresh sessions, not pooled ones (consumer_db.retry)
+        }
+        if settings.migrate_on_start and not await retry(
+            lambda: migrate_as_owner(settings, engine), stop=stop, what="migrate", **backoff
+        ):
             return
         topics = Topics(settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic)
         lock = AxisLock(engine, settings.axes, refresh_s=settings.axes_refresh_s)
-        sink = Sink(engine, lock, topics, copy_min_rows=settings.sink_copy_min_rows)
+        policy = settings.reading_policy()
+        known = await retry(lambda: known_robots(engine), stop=stop, what="reading axes_dim", **backoff)
+        if known is None:
+            return
+        roster = RobotRoster(policy, known, service="consumer_db")
+        sink = Sink(engine, lock, topics, copy_min_rows=settings.sink_copy_min_rows, policy=policy, roster=roster)
         await bus.ensure_topics(topics.all())
         subscription = await bus.subscribe(topics.all(), group_id=settings.sink_group_id)
         logger.info(
@@ -57,6 +69,18 @@ async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, en
     finally:
         if own_engine:
             engine.dispose()
+
+
+def migrate_as_owner(settings: ConsumerDbSettings, engine: Engine) -> str:
+    """Migrations run as the schema's owner (MIGRATION_DATABASE_URL) when one is set; the sink then writes
+    as the services' role, which may not change the schema."""
+    if settings.migration_database_url is None:
+        return migrate(engine)
+    owner = make_engine(settings.migration_database_url, log_version=False)
+    try:
+        return migrate(owner)
+    finally:
+        owner.dispose()
 
 
 async def _consume(
@@ -181,11 +205,13 @@ async def commit(subscription: Subscription, messages: list[Message]) -> None:
 def _log_report(total: WriteReport) -> None:
     if total.messages:
         logger.info(
-            "written so far: %d messages, %d readings (%d rows new, %d already there), %d alert events, %d rejected",
+            "written so far: %d messages, %d readings (%d rows new, %d already there), %d alert events, "
+            "%d rejected (%d of them conflicts)",
             total.messages,
             total.readings,
             total.rows_new,
             total.rows_seen,
             total.alerts,
             total.rejected,
+            total.conflicts,
         )

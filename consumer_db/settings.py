@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
 from common.settings import GAP_THRESHOLD_S, CommonSettings
 
@@ -27,8 +27,18 @@ class ConsumerDbSettings(CommonSettings):
         "staging table; smaller ones through a multi-row INSERT.",
     )
     sink_retry_initial_s: float = Field(0.5, gt=0, description="First wait before retrying a failed database write.")
-    sink_retry_max_s: float = Field(30.0, gt=0, description="Longest wait between retries (the wait doubles).")
+    sink_retry_max_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest wait between retries (the wait doubles): how long the sink may take to notice "
+        "the database is back.",
+    )
     migrate_on_start: bool = Field(True, description="Apply pending migrations when the service starts.")
+    migration_database_url: SecretStr | None = Field(
+        None,
+        description="URL the migrations run with: the schema's owner, while DATABASE_URL is the services' "
+        "role without DDL rights (least privilege). Unset: DATABASE_URL.",
+    )
     axes_refresh_s: float = Field(60.0, gt=0, description="How long the sink trusts its copy of axes_dim.")
     ingest_chunk_rows: int = Field(5000, ge=1, description="Readings per transaction in the bulk CSV ingest.")
     csv_timezone: str = Field("UTC", description="Zone of a CSV's naive timestamps (ISO ones with Z are UTC).")
@@ -37,6 +47,12 @@ class ConsumerDbSettings(CommonSettings):
     )
     export_page_size: int = Field(100_000, ge=1, description="Readings rows per CSV page of the full export.")
     export_sample_rows: int = Field(1000, ge=1, description="Readings (wide rows) in the XLSX sample sheet.")
+
+    @field_validator("migration_database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     gap_threshold_s: float = Field(
         GAP_THRESHOLD_S, gt=0, description="Data health: a step between readings longer than this is a gap."
     )

@@ -5,16 +5,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from common.bus import Message
 from common.rollup import add
+from common.schemas import DEFAULT_POLICY, ReadingPolicy, RobotRoster
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected
-from consumer_db.decode import Batch, Topics, decode, rejected_row
+from consumer_db.decode import Batch, Topics, decode, origin, rejected_row
 from consumer_db.retry import short_error
-from consumer_db.store import copy_text, insert_rejected, uses_copy, write_readings
+from consumer_db.store import (
+    conflict_reason,
+    copy_text,
+    insert_rejected,
+    stored_currents,
+    uses_copy,
+    write_readings,
+)
 from consumer_db.turns import GiveWay, Turn
 
 logger = logging.getLogger(__name__)
@@ -34,6 +42,7 @@ class WriteReport:
     rows_seen: int = 0
     alerts: int = 0
     rejected: int = 0
+    conflicts: int = 0
 
     def add(self, other: WriteReport) -> None:
         for name in self.__dataclass_fields__:
@@ -53,11 +62,22 @@ class Prepared:
 
 
 class Sink:
-    def __init__(self, engine: Engine, lock: AxisLock, topics: Topics, *, copy_min_rows: int = 1000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        lock: AxisLock,
+        topics: Topics,
+        *,
+        copy_min_rows: int = 1000,
+        policy: ReadingPolicy = DEFAULT_POLICY,
+        roster: RobotRoster | None = None,
+    ) -> None:
         self.engine = engine
         self.lock = lock
         self.topics = topics
         self.copy_min_rows = copy_min_rows
+        self.policy = policy
+        self.roster = roster or RobotRoster(policy, service="consumer_db")
 
     def write(self, messages: list[Message]) -> WriteReport:
         return self.store(self.prepare(messages))
@@ -65,7 +85,8 @@ class Sink:
     def prepare(self, messages: list[Message]) -> Prepared:
         """Decode the messages, build their rows under the schema lock and their COPY text; no transaction
         yet, so the service does this for the next batch while the previous one's transaction runs."""
-        batch = decode(messages, self.topics)
+        batch = decode(messages, self.topics, self.policy)
+        self._admit(batch)
         try:
             axes = self.lock.for_robots({reading.robot_id for reading, _ in batch.readings})
         except CONTENT_ERRORS as exc:
@@ -78,8 +99,23 @@ class Sink:
                 accepted += 1
             except Rejected as exc:
                 batch.rejected.append(rejected_row(message, str(exc), robot_id=reading.robot_id))
+            except Exception as exc:  # noqa: BLE001 - one reading must never stop the sink
+                logger.exception("%s: rows could not be made", origin(message))
+                reason = f"rows could not be made: {type(exc).__name__}: {exc}"
+                batch.rejected.append(rejected_row(message, reason, robot_id=reading.robot_id))
         copy = copy_text(rows) if uses_copy(self.engine.dialect.name, rows, self.copy_min_rows) else None
         return Prepared(messages, batch, rows, accepted, copy)
+
+    def _admit(self, batch: Batch) -> None:
+        """Readings of robots the roster has no room for become rejected records, before axes_dim grows."""
+        admitted = []
+        for reading, message in batch.readings:
+            refused = self.roster.admit(reading.robot_id)
+            if refused:
+                batch.rejected.append(rejected_row(message, refused, robot_id=reading.robot_id))
+            else:
+                admitted.append((reading, message))
+        batch.readings = admitted
 
     def store(self, prepared: Prepared, turn: Turn | None = None) -> WriteReport:
         """Store the batch in one transaction, in its ``turn`` (see consumer_db.turns). If the database
@@ -122,15 +158,30 @@ class Sink:
         batch, rows = prepared.batch, prepared.rows
         with self.engine.begin() as conn:
             new = write_readings(conn, rows, copy_min_rows=self.copy_min_rows, text=prepared.copy)
+            conflicts = self._conflicts(conn, batch) if new.count < len(rows) else []
             turn.wait(conn)  # from here on, in batch order
             add(conn, new)
             alerts = upsert_alerts(conn, batch.alerts)
-            insert_rejected(conn, batch.rejected)
+            insert_rejected(conn, batch.rejected + conflicts)
         return WriteReport(
             messages=len(prepared.messages),
-            readings=prepared.accepted,
+            readings=prepared.accepted - len(conflicts),
             rows_new=new.count,
             rows_seen=len(rows) - new.count,
             alerts=alerts,
-            rejected=len(batch.rejected),
+            rejected=len(batch.rejected) + len(conflicts),
+            conflicts=len(conflicts),
         )
+
+    def _conflicts(self, conn: Connection, batch: Batch) -> list[dict]:
+        """Readings some of whose rows were there already (a redelivery, or a second reading of the same
+        robot and time): the ones whose values differ from those stored are kept as conflict records, with
+        both values, not dropped. Only asked when a write skipped rows, so a plain stream never pays."""
+        stored = stored_currents(conn, ((r.robot_id, r.ts) for r, _ in batch.readings))
+        conflicts = []
+        for reading, message in batch.readings:
+            reason = conflict_reason(stored.get((reading.robot_id, reading.ts), {}), reading.currents)
+            if reason:
+                logger.warning("%s: %s", origin(message), reason)
+                conflicts.append(rejected_row(message, reason, robot_id=reading.robot_id))
+        return conflicts

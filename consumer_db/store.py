@@ -13,7 +13,7 @@ import io
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select, tuple_
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -137,6 +137,29 @@ def _timestamp(ts: datetime) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def stored_currents(conn: Connection, keys: Iterable[tuple[str, datetime]]) -> dict[tuple[str, datetime], dict]:
+    """What readings_fact holds for each ``(robot_id, ts)``: ``{axis: amps}``."""
+    out: dict[tuple[str, datetime], dict] = {}
+    keys = sorted(set(keys))
+    for start in range(0, len(keys), 1000):  # bounded statements, whatever the batch size
+        query = select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
+        query = query.where(tuple_(readings_fact.c.robot_id, readings_fact.c.ts).in_(keys[start : start + 1000]))
+        for robot, ts, axis, amps in conn.execute(query):
+            out.setdefault((robot, ts), {})[axis] = amps
+    return out
+
+
+def conflict_reason(stored: dict[int, float | None], currents: dict[int, float | None]) -> str | None:
+    """Why a reading differs from the one stored under its robot and time, or None when it is the same
+    (a redelivery). Only the axes stored are compared: those are the rows the reading would have made."""
+    differ = [(axis, amps, currents.get(axis)) for axis, amps in sorted(stored.items()) if currents.get(axis) != amps]
+    if not differ:
+        return None
+    shown = "; ".join(f"axis {axis}: stored {old!r}, this one {new!r}" for axis, old, new in differ[:6])
+    more = f" (and {len(differ) - 6} more axes)" if len(differ) > 6 else ""
+    return f"conflict: a reading of this robot at this time is stored with other values: {shown}{more}"
 
 
 def insert_rejected(conn: Connection, rows: list[dict]) -> int:

@@ -145,7 +145,7 @@ class LiveFeed:
                     alert = self._merge_alert(Alert.from_bytes(m.value))
                     changed[alert.event_id] = alert
                 else:
-                    reading = Reading.from_bytes(m.value)
+                    reading = self.settings.reading_policy().read(m.value)  # issue 20: sane readings only
                     rows.setdefault(reading.robot_id, []).append(self._add_reading(reading))
                     self.status.arrivals.append(now)
             except SchemaError as exc:

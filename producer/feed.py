@@ -39,7 +39,13 @@ def open_feed(settings: ProducerSettings, *, engine: Engine | None = None) -> Fe
     if settings.csv_path is not None:
         axes = axis_list(settings, [settings.robot_id], engine=engine, from_db=settings.axes_from_db)
         options = CsvOptions(
-            settings.robot_id, axes, settings.csv_timezone, settings.tick_seconds, start, settings.backwards_tolerance_s
+            settings.robot_id,
+            axes,
+            settings.csv_timezone,
+            settings.tick_seconds,
+            start,
+            settings.backwards_tolerance_s,
+            settings.reading_policy(),
         )
         return csv_feed(
             settings.csv_path,

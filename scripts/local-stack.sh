@@ -6,7 +6,8 @@
 #   scripts/local-stack.sh up [--clean]    start everything (state and logs under $AXISWATCH_VAR_DIR, default var/stack)
 #   scripts/local-stack.sh down [--clean]  stop the services, then Kafka and PostgreSQL (--clean also deletes their data)
 #   scripts/local-stack.sh status          which processes run
-#   scripts/local-stack.sh env             the KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL exports of the running stack
+#   scripts/local-stack.sh env             the KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL (the services' role) /
+#                                          MIGRATION_DATABASE_URL (the schema's owner) exports of the running stack
 # Settings come from the environment / .env as for every service (see README). PRODUCER_ARGS (default
 # "--synthetic --robots 5 --faults") are passed to the producer; PYTHON (default .venv/bin/python) runs the services.
 set -euo pipefail
@@ -22,8 +23,11 @@ alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; 
 
 export_services() {
     eval "export $("$REPO/scripts/kafka.sh" env | grep -o 'KAFKA_BOOTSTRAP_SERVERS=.*')"
-    DATABASE_URL="$(cat "$AXISWATCH_VAR_DIR/postgres/database_url")"
-    export DATABASE_URL
+    # Least privilege: the services connect as axiswatch_app (no superuser, no DDL); the sink's migrations
+    # run as the schema's owner, axiswatch_owner (scripts/postgres-roles.sql, docs/consumer_db.md).
+    DATABASE_URL="$(cat "$AXISWATCH_VAR_DIR/postgres/app_database_url")"
+    MIGRATION_DATABASE_URL="$(cat "$AXISWATCH_VAR_DIR/postgres/owner_database_url")"
+    export DATABASE_URL MIGRATION_DATABASE_URL
 }
 
 start_service() {
@@ -97,6 +101,7 @@ case "${1:-}" in
     up) shift; up "$@" ;;
     down) shift; down "$@" ;;
     status) status ;;
-    env) export_services; echo "export KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"; echo "export DATABASE_URL='$DATABASE_URL'" ;;
+    env) export_services; echo "export KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"; echo "export DATABASE_URL='$DATABASE_URL'"
+        echo "export MIGRATION_DATABASE_URL='$MIGRATION_DATABASE_URL'" ;;
     *) sed -n '2,/^set -euo pipefail/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2 ;;
 esac

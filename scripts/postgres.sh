@@ -3,11 +3,14 @@
 # using the Debian server binaries (no Docker).
 #
 # Usage:
-#   scripts/postgres.sh start          initdb if needed, start, create database "axiswatch";
-#                                      prints DATABASE_URL=postgresql+psycopg2://axiswatch:PW@127.0.0.1:PORT/axiswatch
+#   scripts/postgres.sh start          initdb if needed, start, create database "axiswatch" and its
+#                                      roles (scripts/postgres-roles.sql); prints the superuser's
+#                                      DATABASE_URL=postgresql+psycopg2://axiswatch:PW@127.0.0.1:PORT/axiswatch
 #   scripts/postgres.sh stop [--clean] pg_ctl stop -m fast (--clean also deletes data and state)
 #   scripts/postgres.sh status         exit 0 if the server is running, 1 if not
-#   scripts/postgres.sh env            print: export DATABASE_URL=...
+#   scripts/postgres.sh env            print: export DATABASE_URL=... (the superuser, for tests and admin),
+#                                      OWNER_DATABASE_URL=... (axiswatch_owner: migrations) and
+#                                      APP_DATABASE_URL=... (axiswatch_app: what the services connect as)
 #
 # Typical use:   scripts/postgres.sh start >/dev/null && eval "$(scripts/postgres.sh env)"
 #
@@ -19,7 +22,8 @@
 #
 # Files:
 #   state  <repo>/var/postgres  ($AXISWATCH_VAR_DIR/postgres if that is set), root-only secrets:
-#          password, database_url (both mode 600), port, pghome (pointer to the server's dir)
+#          password, database_url, owner_password, owner_database_url, app_password, app_database_url
+#          (all mode 600), port, pghome (pointer to the server's dir)
 #   server dir (owned by the server user): <state>/pg, or /tmp/axiswatch-pg-<hash>
 #          when the server user cannot reach <state>; holds data/ and postgres.log
 # Environment knobs:
@@ -160,6 +164,50 @@ write_url() {
     pw="$(cat "$STATE/password")"
     (umask 077 && echo "postgresql+psycopg2://${DB_USER}:${pw}@127.0.0.1:${port}/${DB_NAME}" >"$STATE/database_url")
     chmod 600 "$STATE/database_url"
+    local role
+    for role in owner app; do
+        pw="$(cat "$STATE/${role}_password")"
+        (umask 077 && echo "postgresql+psycopg2://axiswatch_${role}:${pw}@127.0.0.1:${port}/${DB_NAME}" \
+            >"$STATE/${role}_database_url")
+        chmod 600 "$STATE/${role}_database_url"
+    done
+}
+
+find_psql() {
+    local psql="$BINDIR/psql"
+    [[ -x "$psql" ]] || psql="$(command -v psql || true)"
+    [[ -n "$psql" ]] || die "psql not found (apt-get install postgresql-client)"
+    echo "$psql"
+}
+
+new_password() {
+    [[ -s "$1" ]] || (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(16))' >"$1")
+    chmod 600 "$1"
+}
+
+# The schema owner and the services' role (least privilege): scripts/postgres-roles.sql, idempotent.
+make_roles() {
+    local psql="$1" port="$2"
+    new_password "$STATE/owner_password"
+    new_password "$STATE/app_password"
+    PGPASSWORD="$(cat "$STATE/password")" "$psql" -X -q -h 127.0.0.1 -p "$port" -U "$DB_USER" -d "$DB_NAME" \
+        -v owner_password="$(cat "$STATE/owner_password")" -v app_password="$(cat "$STATE/app_password")" \
+        -f "$SCRIPT_DIR/postgres-roles.sql" >/dev/null || die "could not set up the database roles"
+}
+
+# The role URLs beside the superuser's (tests and `make up` connect as the roles).
+print_role_env() {
+    local role
+    for role in owner app; do
+        [[ -s "$STATE/${role}_database_url" ]] && echo "export ${role^^}_DATABASE_URL=$(cat "$STATE/${role}_database_url")"
+    done
+    return 0
+}
+
+cmd_env() {
+    server_pid >/dev/null || die "not running (state $STATE); run: scripts/postgres.sh start"
+    print_env "export "
+    print_role_env
 }
 
 # --- init ---------------------------------------------------------------------
@@ -224,6 +272,11 @@ cmd_start() {
     local pid
     if pid="$(server_pid)"; then
         log "already running (pid $pid), state $STATE"
+        if [[ ! -s "$STATE/app_database_url" ]]; then  # started by an older version: no roles yet
+            BINDIR="$(find_bindir)"
+            make_roles "$(find_psql)" "$(cat "$STATE/port")"
+            write_url "$(cat "$STATE/port")"
+        fi
         print_env ""
         return 0
     fi
@@ -253,9 +306,8 @@ cmd_start() {
     fi
 
     # Create the application database (idempotent), over TCP with the password.
-    local psql="$BINDIR/psql"
-    [[ -x "$psql" ]] || psql="$(command -v psql || true)"
-    [[ -n "$psql" ]] || die "psql not found (apt-get install postgresql-client)"
+    local psql
+    psql="$(find_psql)"
     local exists
     exists="$(PGPASSWORD="$(cat "$STATE/password")" "$psql" -X -q -h 127.0.0.1 -p "$port" -U "$DB_USER" -d postgres \
         -tAc "select 1 from pg_database where datname = '$DB_NAME'")" || { show_log; die "cannot connect to the new server"; }
@@ -263,6 +315,7 @@ cmd_start() {
         PGPASSWORD="$(cat "$STATE/password")" "$psql" -X -q -h 127.0.0.1 -p "$port" -U "$DB_USER" -d postgres \
             -c "create database $DB_NAME" >/dev/null || die "could not create database $DB_NAME"
     fi
+    make_roles "$psql" "$port"
     write_url "$port"
     log "ready (pid $(server_pid || echo '?'))"
     print_env ""

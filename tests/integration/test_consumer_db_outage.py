@@ -59,7 +59,7 @@ def private_postgres(tmp_path):
 
 
 def reading(i: int) -> Reading:
-    return Reading(robot_id="robot-001", ts=T0 + timedelta(seconds=2 * i), row=i, currents={1: float(i), 2: None})
+    return Reading(robot_id="robot-001", ts=T0 + timedelta(seconds=2 * i), row=i, currents={1: float(i % 500), 2: None})
 
 
 async def publish(bus: KafkaBus, topic: str, numbers: range) -> None:

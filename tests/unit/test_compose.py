@@ -17,7 +17,10 @@ APP_SETTINGS = {
     "consumer_alerts": "consumer_alerts.settings:AlertsSettings",
     "dashboard": "dashboard.settings:DashboardSettings",
 }
-IMAGE_ENV = {"kafka": re.compile(r"KAFKA_[A-Z_]+"), "postgres": re.compile(r"POSTGRES_(USER|DB|PASSWORD)")}
+IMAGE_ENV = {
+    "kafka": re.compile(r"KAFKA_[A-Z_]+"),
+    "postgres": re.compile(r"POSTGRES_(USER|DB|PASSWORD|OWNER_PASSWORD|APP_PASSWORD)"),
+}
 
 
 def settings_class(service: str):
@@ -78,10 +81,27 @@ def test_files_the_services_are_pointed_at_are_in_the_image():
                 assert (REPO / path.removeprefix("/app/")).is_file(), f"{name}: {path} is not in the repo"
 
 
-def test_secrets_are_required_not_defaulted():
+PASSWORDS = ("POSTGRES_PASSWORD", "POSTGRES_OWNER_PASSWORD", "POSTGRES_APP_PASSWORD")
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_secrets_are_required_not_defaulted(password):
     text = (REPO / "docker-compose.yml").read_text()
-    uses = re.findall(r"\$\{POSTGRES_PASSWORD([^}]*)\}", text)
+    uses = re.findall(r"\$\{" + password + r"([^}]*)\}", text)
     assert uses and all(use.startswith(":?") for use in uses), uses
+
+
+def test_the_services_connect_without_superuser_and_only_the_sink_migrates_as_the_owner():
+    superuser = COMPOSE["services"]["postgres"]["environment"]["POSTGRES_USER"]
+    for name in APP_SETTINGS:
+        environment = COMPOSE["services"][name]["environment"]
+        assert environment["DATABASE_URL"].startswith("postgresql+psycopg2://axiswatch_app:"), name
+        assert f"//{superuser}:" not in environment["DATABASE_URL"]
+        owner = environment.get("MIGRATION_DATABASE_URL")
+        assert (owner is not None) == (name == "consumer_db"), name
+    assert COMPOSE["services"]["consumer_db"]["environment"]["MIGRATION_DATABASE_URL"].startswith(
+        "postgresql+psycopg2://axiswatch_owner:"
+    )
 
 
 def compose_command() -> list[str] | None:
@@ -107,7 +127,7 @@ def run_compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_docker_compose_config_accepts_the_file():
-    result = run_compose_config({"POSTGRES_PASSWORD": "x"})
+    result = run_compose_config(dict.fromkeys(PASSWORDS, "x"))
     assert result.returncode == 0, result.stderr
 
 

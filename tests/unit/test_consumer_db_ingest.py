@@ -133,3 +133,20 @@ def test_cli_ingest_prints_a_summary(engine, export, sqlite_url, capsys, monkeyp
     out = capsys.readouterr().out
     assert out.startswith("robot-export.csv: 3 readings -> 9 rows new, 0 already stored; 1 rejected")
     assert "rejected 1x: Axis #2: 'abc' is not a number" in out
+
+
+def test_a_second_row_of_the_same_time_with_other_values_is_a_conflict_record(engine, tmp_path):
+    path = tmp_path / "twice.csv"
+    path.write_text(
+        "Trait,Axis #1,Time\n"
+        "current,1.5,2022-10-17T12:00:00Z\n"
+        "current,1.5,2022-10-17T12:00:00Z\n"  # the same reading again: harmless
+        "current,7.5,2022-10-17T12:00:00Z\n"  # other values at the same time: a conflict, kept
+        "current,2.5,2022-10-17T12:00:02Z\n"
+    )
+    report = ingest_csv(engine, path, IngestOptions(CsvOptions("R9", [1])))
+    assert (report.readings, report.rejected, report.reasons) == (3, 1, {"conflict": 1})
+    with engine.connect() as conn:
+        line, reason = conn.execute(select(rejected_readings.c.line, rejected_readings.c.reason)).one()
+    assert line == 4 and "axis 1: stored 1.5, this one 7.5" in reason
+    assert [amps for _, _, amps in stored(engine)] == [1.5, 2.5]

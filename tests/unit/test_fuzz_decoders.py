@@ -16,7 +16,7 @@ from sqlalchemy import create_engine
 
 from common.bus import Message
 from common.errors import SchemaError
-from common.schemas import Alert, DeadLetter, Reading
+from common.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.service import process
 from consumer_db.axislock import AxisLock
@@ -121,7 +121,7 @@ def _outcome(decode_with, value: bytes):
 
 def _reads(value: bytes) -> bool:
     try:
-        Reading.from_bytes(value)
+        DEFAULT_POLICY.read(value)
     except SchemaError:
         return False
     return True

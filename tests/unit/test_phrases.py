@@ -84,3 +84,42 @@ def test_cli_unknown_phrase_is_an_error(engine, capsys):
     assert main(["--database-url", url, "query", "make coffee"]) == 2
     err = capsys.readouterr().err
     assert "unknown phrase 'make coffee'" in err and "show latest per axis" in err
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["tail", "--n", "-1"],
+        ["tail", "--n", "-3"],
+        ["tail", "--n", "0"],
+        ["tail", "--n", "x"],
+        ["data health", "--gap-threshold", "-5"],
+        ["data health", "--gap-threshold", "nan"],
+        ["data health", "--gap-threshold", "inf"],
+        ["summary", "--start", "2022-10-17T13:00:00Z", "--end", "2022-10-17T12:00:00Z"],
+    ],
+    ids=lambda o: " ".join(o),
+)
+def test_cli_nonsense_options_are_usage_errors_without_sql(engine, capsys, options):
+    url = engine.url.render_as_string(hide_password=False)
+    with pytest.raises(SystemExit) as exited:
+        main(["--database-url", url, "query", *options])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert "usage:" in err and "Traceback" not in err and "SELECT" not in err.upper()
+
+
+def test_cli_a_phrase_asking_for_zero_rows_is_an_error_not_twenty(engine, capsys):
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["--database-url", url, "query", "latest 0 rows"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "1 or more" in captured.err and "Traceback" not in captured.err
+    assert main(["--database-url", url, "query", "latest 2 rows", "--format", "csv"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1 + 2
+
+
+def test_cli_query_on_a_missing_sqlite_file_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "nowhere.sqlite"
+    assert main(["--database-url", f"sqlite:///{missing}", "query", "summary"]) == 1
+    assert "no SQLite database" in capsys.readouterr().err
+    assert not missing.exists()
