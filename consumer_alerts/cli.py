@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--csv", type=Path, required=True, help="any CSV with a time column and numeric columns")
     score.add_argument("--time-column", required=True, help="name of the time column (naive times are UTC)")
     score.add_argument("--columns", help="comma-separated columns to score (default: every numeric one)")
+    score.add_argument("--exclude", help="comma-separated columns not to score (e.g. a label column)")
+    score.add_argument("--sep", choices=(",", ";"), help="field separator (default: sniffed from the header)")
     score.add_argument("--out", type=Path, required=True, help="scores CSV to write: timestamp,<column>_score...")
     return parser
 

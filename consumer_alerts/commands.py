@@ -85,11 +85,17 @@ def replay(settings: AlertsSettings, args: argparse.Namespace) -> int:
 
 
 def score(settings: AlertsSettings, args: argparse.Namespace) -> int:
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    times, values = offline.read_table(args.csv, args.time_column, columns)
+    times, values = offline.read_table(
+        args.csv, args.time_column, _names(args.columns), exclude=_names(args.exclude), sep=args.sep
+    )
     # Outside data has no model, and repeated values are normal there: the z-score alone, on every value.
     config = replace(EngineConfig.from_settings(settings), detectors=("zscore",), skip_repeats=False)
     engine = DetectorEngine(config)
     count = offline.write_scores(args.out, list(values.columns), offline.score_rows(times, values, engine))
     print(f"{count} row(s) of scores for {', '.join(map(str, values.columns))} written to {args.out}")
     return 0
+
+
+def _names(text: str | None) -> list[str] | None:
+    """``--columns a,b`` as a list (None when not given)."""
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None

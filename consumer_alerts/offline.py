@@ -55,23 +55,55 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.5g}"
 
 
-def read_table(path: Path, time_column: str, columns: list[str] | None) -> tuple[pd.Series, pd.DataFrame]:
-    """Any CSV: its time column as UTC instants (naive = UTC) and the numeric columns to score."""
-    frame = pd.read_csv(path)
+def read_table(
+    path: Path,
+    time_column: str,
+    columns: list[str] | None = None,
+    *,
+    exclude: list[str] | None = None,
+    sep: str | None = None,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """Any CSV: its time column as UTC instants (naive = UTC) and the numeric columns to score.
+
+    ``sep`` ``,`` or ``;`` (default: sniffed from the header). The scored columns are ``columns`` (default:
+    every numeric one but the time column) less ``exclude`` (e.g. a label column, which is numeric too).
+    """
+    sep = sep or sniff_separator(path)
+    frame = pd.read_csv(path, sep=sep)
     if time_column not in frame.columns:
         raise ValueError(f"{path}: no column {time_column!r} (columns: {', '.join(map(str, frame.columns))})")
     times = pd.to_datetime(frame[time_column], utc=True, errors="coerce", format="mixed")
     if times.isna().any():
         bad = int(times.isna().idxmax())
         raise ValueError(f"{path}: {time_column!r} row {bad + 1}: {frame[time_column].iloc[bad]!r} is not a time")
-    wanted = columns or [c for c in frame.columns if c != time_column and pd.api.types.is_numeric_dtype(frame[c])]
-    missing = [c for c in wanted if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: no column(s) {', '.join(missing)}")
+    named = [c for c in (columns or []) + (exclude or []) if c not in frame.columns]
+    if named:
+        raise ValueError(f"{path}: no column(s) {', '.join(named)}")
+    values = frame.drop(columns=[time_column]).apply(_numbers, decimal_comma=sep == ";")
+    # A column is numeric when every non-empty cell is a number (so a label like "normal" is not scored).
+    numeric = [c for c in values.columns if values[c].notna().any() and values[c].count() == frame[c].count()]
+    wanted = [c for c in (columns or numeric) if c not in set(exclude or ()) and c != time_column]
+    not_numeric = [c for c in wanted if values[c].isna().all()]
+    if not_numeric:
+        raise ValueError(f"{path}: no number in column(s) {', '.join(not_numeric)}")
     if not wanted:
         raise ValueError(f"{path}: no numeric column to score")
-    values = frame[wanted].apply(pd.to_numeric, errors="coerce")
-    return times, values
+    return times, values[wanted]
+
+
+def sniff_separator(path: Path) -> str:
+    """``;`` when the header has more of them than commas (outside quotes), else ``,``."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = f.readline()
+    unquoted = "".join(part for i, part in enumerate(header.split('"')) if i % 2 == 0)
+    return ";" if unquoted.count(";") > unquoted.count(",") else ","
+
+
+def _numbers(column: pd.Series, *, decimal_comma: bool) -> pd.Series:
+    """A column as floats (NaN where a cell is not a number); ``1,5`` reads as 1.5 in a ``;`` file."""
+    if decimal_comma and not pd.api.types.is_numeric_dtype(column):
+        column = column.astype("string").str.replace(",", ".", regex=False)
+    return pd.to_numeric(column, errors="coerce")
 
 
 def score_rows(
