@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", type=Path, required=True, help="folder for axisN.png and residual-axisN.png")
     _robot(plot)
 
-    replay = sub.add_parser("replay", help="run the service's detectors over a file; one CSV row per event")
+    replay = sub.add_parser(
+        "replay", help="run the service's detectors over a file; one CSV row per published change of an event"
+    )
     replay.add_argument("--csv", type=Path, required=True, help="controller export to replay")
     replay.add_argument("--model", type=Path, help="model file (without one: z-score and stuck only)")
     replay.add_argument("--out", type=Path, required=True, help="alerts CSV to write")

@@ -76,11 +76,15 @@ def replay(settings: AlertsSettings, args: argparse.Namespace) -> int:
     engine = DetectorEngine(EngineConfig.from_settings(settings), model)
     readings: list[Reading] = list(export_readings(args.csv, _csv_options(settings, args)))
     started = time.perf_counter()
-    alerts = offline.replay(readings, engine)
+    changes = offline.replay(readings, engine)
     seconds = time.perf_counter() - started
-    count = offline.write_alerts_csv(alerts, args.out)
+    count = offline.write_alerts_csv(changes, args.out)
+    events = len({c.alert.event_id for c in changes})
     rate = len(readings) / seconds if seconds > 0 else float("inf")
-    print(f"{count} event(s) from {len(readings)} readings written to {args.out} ({rate:,.0f} readings/s)")
+    print(
+        f"{count} change(s) of {events} event(s) from {len(readings)} readings written to {args.out} "
+        f"({rate:,.0f} readings/s)"
+    )
     return 0
 
 

@@ -1,6 +1,6 @@
 """The offline twin: the service's engine run over a file at full speed.
 
-``replay`` writes one row per event (its last state); ``score`` writes a per-row anomaly score in [0, 1]
+``replay`` writes one row per change the service would publish (open, escalate, peak, close); ``score`` writes a per-row anomaly score in [0, 1]
 for every numeric column of any CSV with a time column, to compare the detectors with others.
 """
 
@@ -9,32 +9,56 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
-from common.schemas import Alert, Reading, iso_utc
+from common.schemas import Alert, AlertState, Reading, iso_utc
 from consumer_alerts.engine import DetectorEngine
 
 logger = logging.getLogger(__name__)
 ALERT_COLUMNS = ("robot_id", "axis", "severity", "detector", "opened_at", "closed_at", "peak_amps", "threshold")
+# One row per published change: today's columns, then which event, its state, when it changed and how.
+CHANGE_COLUMNS = (*ALERT_COLUMNS, "event_id", "state", "changed_at", "change")
 
 
-def replay(readings: Iterable[Reading], engine: DetectorEngine) -> list[Alert]:
-    """Every event the engine raises over ``readings``, in its last state, in the order they opened."""
-    events: dict[str, Alert] = {}
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One publication of an event, as the service would send it: the reading's time and what changed."""
+
+    changed_at: datetime
+    alert: Alert
+    change: str  # open, escalate, peak (the peak grew past PEAK_STEP), close
+
+
+def replay(readings: Iterable[Reading], engine: DetectorEngine) -> list[Change]:
+    """Every change the engine publishes over ``readings`` (open, escalate, peak, close), in order."""
+    changes: list[Change] = []
+    last: dict[str, Alert] = {}
     for reading in readings:
         for alert in engine.process(reading):
-            events[alert.event_id] = alert
-    return sorted(events.values(), key=lambda a: (a.opened_at, a.robot_id, a.axis, a.detector))
+            changes.append(Change(reading.ts, alert, _what_changed(last.get(alert.event_id), alert)))
+            last[alert.event_id] = alert
+    return changes
 
 
-def write_alerts_csv(alerts: Iterable[Alert], path: Path) -> int:
+def _what_changed(before: Alert | None, after: Alert) -> str:
+    if after.state is AlertState.CLOSED:
+        return "close"
+    if before is None:
+        return "open"
+    return "escalate" if after.severity != before.severity else "peak"
+
+
+def write_alerts_csv(changes: Iterable[Change], path: Path) -> int:
     count = 0
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(ALERT_COLUMNS)
-        for a in alerts:
+        writer.writerow(CHANGE_COLUMNS)
+        for c in changes:
+            a = c.alert
             writer.writerow(
                 [
                     a.robot_id,
@@ -45,6 +69,10 @@ def write_alerts_csv(alerts: Iterable[Alert], path: Path) -> int:
                     iso_utc(a.closed_at) if a.closed_at else "",
                     _num(a.peak_amps),
                     _num(a.threshold),
+                    a.event_id,
+                    a.state.value,
+                    iso_utc(c.changed_at),
+                    c.change,
                 ]
             )
             count += 1
