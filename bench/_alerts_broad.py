@@ -12,10 +12,13 @@ import statistics
 from collections import defaultdict
 from datetime import timedelta
 
-from bench._alerts_grading import RANK, run_engine
+from bench._alerts_grading import RANK, Event, run_engine
 from bench.results import markdown_table
-from common.schemas import Severity
+from common.schemas import Reading, Severity
+from consumer_alerts.detectors import Finding
+from consumer_alerts.detectors.multivariate import MultivariateDetector
 from consumer_alerts.engine import DetectorEngine
+from consumer_alerts.lifecycle import Lifecycle
 from producer.broad_faults import BroadKind, inject, plan_runs
 
 BUCKETS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.5), (0.5, 1.0), (1.0, 3.0), (3.0, float("inf")))
@@ -29,15 +32,16 @@ def bucket(deviation: float) -> str:
     return "?"
 
 
-def evaluate_broad(config, model, test, recording, profile, axes, seeds, *, grace_s: float, robot_id: str):
-    """Per-fault rows, stray events (matching no fault) and events after program changes, over ``seeds``."""
+def evaluate_broad(detect, test, recording, profile, axes, seeds, *, grace_s: float, robot_id: str):
+    """Per-fault rows, stray events (matching no fault) and events after program changes, over ``seeds``.
+    ``detect(readings)`` runs fresh detectors over a feed and returns its events."""
     faults, stray, program_events, program_hours = [], 0, 0, 0.0
     hours = (test[-1].ts - test[0].ts).total_seconds() / 3600
     fault_runs = 0
     for seed in seeds:
         for run in plan_runs(seed, recording, axes, robot_id=robot_id):
             faulty = list(inject(test, run, profile))
-            events = run_engine(faulty, DetectorEngine(config, model))
+            events = detect(faulty)
             if run[0].kind is BroadKind.PROGRAM:
                 change = run[0].start
                 program_events += sum(1 for e in events if e.alert.opened_at >= change)
@@ -83,6 +87,54 @@ def evaluate_broad(config, model, test, recording, profile, axes, seeds, *, grac
         "program_events": program_events,
         "program_events_per_h": round(program_events / program_hours, 2) if program_hours else None,
     }
+
+
+def engine_events(config, model, *, multivariate: dict | None = None):
+    """A ``detect`` for :func:`evaluate_broad`: the engine, plus (not wired into it yet) the cross-axis
+    detector started from the ``multivariate`` state, its findings through the same lifecycle on the axis
+    that contributed most."""
+
+    def detect(readings: list[Reading]) -> list[Event]:
+        events = run_engine(readings, DetectorEngine(config, model))
+        if multivariate is not None:
+            events += multivariate_events(readings, multivariate, holdoff_s=config.holdoff_s)
+        return events
+
+    return detect
+
+
+def learned_multivariate(readings: list[Reading]) -> dict:
+    """The cross-axis detector's state after learning ``readings`` (the training part, like the model)."""
+    detector = MultivariateDetector()
+    for reading in readings:
+        detector.learn_one(reading.currents)
+    return detector.state()
+
+
+def multivariate_events(readings: list[Reading], state: dict, *, holdoff_s: float) -> list[Event]:
+    detector = MultivariateDetector()
+    detector.load(state)
+    lifecycles: dict[int, Lifecycle] = {}
+    events: dict[str, Event] = {}
+    for reading in readings:
+        x = reading.currents
+        score = detector.score_one(x)
+        blamed = max(detector.contributions, key=detector.contributions.get) if score >= 0.5 else None
+        detector.learn_one(x)
+        observed = bool(detector.contributions)
+        for axis in set(lifecycles) | ({blamed} if blamed is not None else set()):
+            life = lifecycles.get(axis) or lifecycles.setdefault(
+                axis, Lifecycle(reading.robot_id, axis, "multivariate", holdoff_s=holdoff_s)
+            )
+            finding = Finding(Severity.ALERT, x.get(axis) or 0.0, score, 0.5) if axis == blamed else None
+            if finding is None and life.event is None:
+                continue
+            alert = life.step(reading.ts, finding, observed)
+            if alert is not None:
+                event = events.setdefault(alert.event_id, Event(alert))
+                event.alert = alert
+                event.reached.setdefault(alert.severity, reading.ts)
+    return list(events.values())
 
 
 def headline(name: str, result: dict, clean_events: int, hours: float) -> dict:

@@ -128,15 +128,19 @@ def broad(args, train_rows, test, hours, model) -> int:
     profile = profiles(train_rows)  # sizes relative to each axis's normal level in the training part
     config = EngineConfig()
     recording = survey(test, busy_periods(test), stoppage_s=config.stoppage_s)
+    plain = EngineConfig(detectors=("zscore", "stuck"))
     configs = {
-        "residual (density) + zscore + stuck": (config, model),
-        "zscore + stuck (no model)": (EngineConfig(detectors=("zscore", "stuck")), None),
+        "residual (density) + zscore + stuck": broad_faults_bench.engine_events(config, model),
+        "zscore + stuck (no model)": broad_faults_bench.engine_events(plain, None),
+        "residual (density) + zscore + stuck + multivariate": broad_faults_bench.engine_events(
+            config, model, multivariate=broad_faults_bench.learned_multivariate(train_rows)
+        ),
     }
     rows, per_config = [], {}
-    for name, (cfg, mdl) in configs.items():
-        clean = run_engine(test, DetectorEngine(cfg, mdl))
+    for name, detect in configs.items():
+        clean = detect(test)
         result = broad_faults_bench.evaluate_broad(
-            cfg, mdl, test, recording, profile, WORKING_AXES, seeds, grace_s=args.grace_s, robot_id=ROBOT
+            detect, test, recording, profile, WORKING_AXES, seeds, grace_s=args.grace_s, robot_id=ROBOT
         )
         per_config[name] = result
         rows.append(broad_faults_bench.headline(name, result, len(clean), hours))
@@ -250,12 +254,14 @@ def _notes(args, seeds: range, n_train, n_test, hours, models, per_fault) -> str
     lines = [
         f"Data: {args.csv.name}, {n_train} rows trained on, {n_test} rows ({hours:.1f} h) evaluated; "
         f"{len(seeds)} fault sets (seeds {seeds[0]}..{seeds[-1]}), one fault of each kind per set on axes 1-8.",
-        f"Faults whose window changed no reading (e.g. a spike over an idle gap) are left out of the counts: {no_effect}.",
+        "Faults whose window changed no reading (e.g. a spike over an idle gap) are left out of the counts: "
+        f"{no_effect}.",
         "A fault is caught when an event on its axis opens between its start and its end + "
         f"{args.grace_s:.0f} s and the highest severity of those events is the expected one (dropout: no event).",
         "stray_events_per_h: events in the faulty runs that match no fault (wrong axis or outside every window).",
         "placeholder: one alert per row and axis with |z| > 3, the way the original notebook raised them.",
-        "us_per_reading: CPU time per reading through the whole engine (14 axes, every detector, the lifecycles), best of 3.",
+        "us_per_reading: CPU time per reading through the whole engine (14 axes, every detector, the lifecycles), "
+        "best of 3.",
         _delays(next(iter(per_fault.values()))),
         "Line model R^2 per axis: " + ", ".join(f"{a}: {m.line.r2:.3f}" for a, m in models["line"].axes.items()),
     ]

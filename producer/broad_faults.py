@@ -226,8 +226,11 @@ class Recording:
 
 
 def survey(readings: Sequence[Reading], periods: list[tuple[datetime, datetime]], *, stoppage_s: float) -> Recording:
+    """Slots of a recording: its first working reading, and the start of each working period (of the
+    ``periods``, e.g. :func:`producer.fault_plan.busy_periods`) that follows an idle gap of ``stoppage_s``
+    or more. A blip of work inside a long stoppage is not a period, so no fault lands on a few readings."""
     working = [r.ts for r in readings if not r.is_idle]
-    after = [b for a, b in zip(working, working[1:], strict=False) if (b - a).total_seconds() >= stoppage_s]
+    after = [b[0] for a, b in zip(periods, periods[1:], strict=False) if (b[0] - a[1]).total_seconds() >= stoppage_s]
     return Recording(readings[0].ts, readings[-1].ts, list(periods), working[0], after)
 
 
