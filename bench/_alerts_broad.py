@@ -112,28 +112,31 @@ def learned_multivariate(readings: list[Reading]) -> dict:
 
 
 def multivariate_events(readings: list[Reading], state: dict, *, holdoff_s: float) -> list[Event]:
+    """One event at a time per robot (the detector judges the robot, not an axis), filed under the axis with
+    the largest share of the statistic summed over the event's alarming rows."""
     detector = MultivariateDetector()
     detector.load(state)
-    lifecycles: dict[int, Lifecycle] = {}
+    life = Lifecycle(readings[0].robot_id if readings else "", 0, "multivariate", holdoff_s=holdoff_s)
+    blame: dict[int, float] = {}
     events: dict[str, Event] = {}
     for reading in readings:
         x = reading.currents
         score = detector.score_one(x)
-        blamed = max(detector.contributions, key=detector.contributions.get) if score >= 0.5 else None
+        shares = detector.contributions
         detector.learn_one(x)
-        observed = bool(detector.contributions)
-        for axis in set(lifecycles) | ({blamed} if blamed is not None else set()):
-            life = lifecycles.get(axis) or lifecycles.setdefault(
-                axis, Lifecycle(reading.robot_id, axis, "multivariate", holdoff_s=holdoff_s)
-            )
-            finding = Finding(Severity.ALERT, x.get(axis) or 0.0, score, 0.5) if axis == blamed else None
-            if finding is None and life.event is None:
+        if life.event is None:
+            if score < 0.5:
                 continue
-            alert = life.step(reading.ts, finding, observed)
-            if alert is not None:
-                event = events.setdefault(alert.event_id, Event(alert))
-                event.alert = alert
-                event.reached.setdefault(alert.severity, reading.ts)
+            blame = {}
+        finding = Finding(Severity.ALERT, 0.0, score, 0.5) if score >= 0.5 else None
+        for axis, share in shares.items() if finding else ():
+            blame[axis] = blame.get(axis, 0.0) + share
+        alert = life.step(reading.ts, finding, bool(shares))
+        if alert is not None:
+            alert = alert.model_copy(update={"axis": max(blame, key=blame.get)})
+            event = events.setdefault(alert.event_id, Event(alert))
+            event.alert = alert
+            event.reached.setdefault(alert.severity, reading.ts)
     return list(events.values())
 
 

@@ -217,7 +217,9 @@ class MultivariateDetector:
         p_min = max(min(p_t2, p_spe), _TINY_P)
         p = -math.expm1(2 * math.log1p(-p_min)) if p_min < 1 else 1.0  # Šidák over the two statistics
         score = squash(-math.log10(max(p, _TINY_P)), -math.log10(self.alpha))
-        parts = z * w if p_t2 <= p_spe else residual * residual
+        # Blame: for T², how much it falls without axis j, (S⁻¹d)ⱼ² / (S⁻¹)ⱼⱼ - the part of axis j the other
+        # axes do not explain (dⱼ(S⁻¹d)ⱼ spreads a single axis's excess over the axes correlated with it).
+        parts = w * w / basis.inverse_diagonal if p_t2 <= p_spe else residual * residual
         total = float(parts.sum())
         shares = {a: float(v) / total for a, v in zip(self.axes, parts, strict=True)} if total > 0 else {}
         self._cache = (key, score, shares)
@@ -237,6 +239,7 @@ class MultivariateDetector:
         dropped = values[kept:]
         theta1, theta2 = float(dropped.sum()), float((dropped**2).sum())
         # Effective sample size of the EW estimate; overlapping windows share rows, so count whole windows.
+        inverse = vectors @ np.diag(1 / values) @ vectors.T
         n = min(count, (2 - self.lam) / self.lam) / self.window
         dfd = n - p
         return _Basis(
@@ -244,7 +247,8 @@ class MultivariateDetector:
             count=count,
             cov=cov,
             std=std,
-            inverse=vectors @ np.diag(1 / values) @ vectors.T,
+            inverse=inverse,
+            inverse_diagonal=np.diag(inverse).copy(),
             loadings=vectors[:, :kept],
             # T² of a new point: p(n+1)(n-1)/(n(n-p)) · F(p, n-p)
             t2_scale=p * (n + 1) * (n - 1) / (n * dfd) if dfd > 0 else 1.0,
@@ -258,7 +262,19 @@ class MultivariateDetector:
 class _Basis:
     """What the scoring needs from the covariance, recomputed every ``refresh_rows`` learned rows."""
 
-    __slots__ = ("p", "count", "cov", "std", "inverse", "loadings", "t2_scale", "dfd", "spe_g", "spe_h")
+    __slots__ = (
+        "p",
+        "count",
+        "cov",
+        "std",
+        "inverse",
+        "inverse_diagonal",
+        "loadings",
+        "t2_scale",
+        "dfd",
+        "spe_g",
+        "spe_h",
+    )
 
     def __init__(self, **values: Any) -> None:
         for key, value in values.items():

@@ -168,3 +168,18 @@ def test_state_and_load_resume_the_same_scores():
 def test_alpha_outside_0_1_is_refused():
     with pytest.raises(ValueError, match="alpha"):
         MultivariateDetector(alpha=0)
+
+
+@pytest.mark.parametrize("axis", [1, 2])
+def test_one_axis_drawing_more_than_its_partners_is_the_one_blamed(axis):
+    def extra(i, row):
+        return {axis: round(row[axis] * 2.5, 4)} if i >= 5000 else {}
+
+    rows = robot_rows(6000, seed=12, extra=extra)
+    detector = MultivariateDetector()
+    blamed = []
+    for i, x in enumerate(rows):
+        if detector.score_one(x) >= 0.5 and i >= 5000:
+            blamed.append(max(detector.contributions, key=detector.contributions.get))
+        detector.learn_one(x)
+    assert len(blamed) > 100 and blamed.count(axis) / len(blamed) > 0.9
