@@ -1,7 +1,8 @@
 """The offline twin: the service's engine run over a file at full speed.
 
-``replay`` writes one row per change the service would publish (open, escalate, peak, close); ``score`` writes a per-row anomaly score in [0, 1]
-for every numeric column of any CSV with a time column, to compare the detectors with others.
+``replay`` writes one row per change the service would publish (open, escalate, peak, close); ``score``
+writes a per-row anomaly score in [0, 1] for every numeric column of any CSV with a time column, to compare
+the detectors with others.
 """
 
 from __future__ import annotations
