@@ -11,6 +11,7 @@ Train on the first 60 % of ../shared/data/RMBR4-2_export_test.csv, run over the 
 - per-reading processing cost in microseconds.
 
     .venv/bin/python -m bench.alerts_quality [--seeds 30] [--first-seed 1] [--csv FILE] [--fraction 0.6]
+    .venv/bin/python -m bench.alerts_quality --broad report|tuning   # producer.broad_faults, by fault size
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench import _alerts_broad as broad_faults_bench
 from bench._alerts_grading import effect, grade, placeholder_alerts, run_engine
 from bench.results import write_results
 from common.controller_csv import CsvOptions
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.sources import export_readings
 from consumer_alerts.training import TrainingOptions, train
+from producer.broad_faults import REPORT_SEEDS, TUNING_SEEDS, profiles, survey
 from producer.faults import busy_periods, default_faults, inject_faults, labels_for
 
 REAL_EXPORT = Path(__file__).resolve().parents[2] / "shared" / "data" / "RMBR4-2_export_test.csv"
@@ -47,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--grace-s", type=float, default=600.0, help="an event opened this long after a fault ended still counts"
     )
+    parser.add_argument(
+        "--broad",
+        choices=("report", "tuning"),
+        help="instead: faults from producer.broad_faults, graded by size, on its report or tuning seeds "
+        "(producer.broad_faults.REPORT_SEEDS / TUNING_SEEDS)",
+    )
     args = parser.parse_args(argv)
     readings = list(export_readings(args.csv, CsvOptions(ROBOT, list(range(1, 15)))))
     cut = int(len(readings) * args.fraction)
@@ -56,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         kind: train(train_rows, TrainingOptions(kind=kind), robot_id=ROBOT, source=args.csv.name)
         for kind in ("density", "line")
     }
+    if args.broad:
+        return broad(args, train_rows, test, hours, models["density"])
     configs = {
         "residual (density) + zscore + stuck": (EngineConfig(), models["density"]),
         "residual (lab line) + zscore + stuck": (EngineConfig(), models["line"]),
@@ -108,6 +119,49 @@ def main(argv: list[str] | None = None) -> int:
             },
         },
     )
+    return 0
+
+
+def broad(args, train_rows, test, hours, model) -> int:
+    """The broader generator's faults over the evaluated part, graded by size (bench._alerts_broad)."""
+    seeds = REPORT_SEEDS if args.broad == "report" else TUNING_SEEDS
+    profile = profiles(train_rows)  # sizes relative to each axis's normal level in the training part
+    config = EngineConfig()
+    recording = survey(test, busy_periods(test), stoppage_s=config.stoppage_s)
+    plain = EngineConfig(detectors=("zscore", "stuck"))
+    configs = {
+        "residual (density) + zscore + stuck": broad_faults_bench.engine_events(config, model),
+        "zscore + stuck (no model)": broad_faults_bench.engine_events(plain, None),
+        "residual (density) + zscore + stuck + multivariate": broad_faults_bench.engine_events(
+            config, model, multivariate=broad_faults_bench.learned_multivariate(train_rows)
+        ),
+    }
+    rows, per_config = [], {}
+    for name, detect in configs.items():
+        clean = detect(test)
+        result = broad_faults_bench.evaluate_broad(
+            detect, test, recording, profile, WORKING_AXES, seeds, grace_s=args.grace_s, robot_id=ROBOT
+        )
+        per_config[name] = result
+        rows.append(broad_faults_bench.headline(name, result, len(clean), hours))
+        print(f"{name}: {rows[-1]}", flush=True)
+    notes = "\n".join(
+        f"- {line}"
+        for line in (
+            f"Data: {args.csv.name}, first {args.fraction:.0%} for the model and the axes' normal levels, "
+            f"{len(test)} rows ({hours:.1f} h) evaluated.",
+            f"Seeds: {args.broad} set, {seeds.start}..{seeds.stop - 1} (tuning seeds "
+            f"{TUNING_SEEDS.start}..{TUNING_SEEDS.stop - 1}, "
+            f"report seeds {REPORT_SEEDS.start}..{REPORT_SEEDS.stop - 1}).",
+            f"Caught: an event on one of the fault's axes opened between its start and its end + {args.grace_s:.0f} s; "
+            "right severity: the highest of those events is the expected one (ERROR for a gross change).",
+            "Faults whose window changed no reading are left out. clean_events_per_h: on the clean evaluated part; "
+            "stray_events_per_h: events in the faulty runs that match no fault; program_change_events_per_h: events "
+            "after a program change (not a fault), per hour after it.",
+        )
+    )
+    notes += "\n\n" + broad_faults_bench.report_markdown(per_config)
+    write_results(f"alerts_quality_broad_{args.broad}", rows, notes=notes, extra={"faults": per_config})
     return 0
 
 

@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", type=Path, required=True, help="folder for axisN.png and residual-axisN.png")
     _robot(plot)
 
-    replay = sub.add_parser("replay", help="run the service's detectors over a file; one CSV row per event")
+    replay = sub.add_parser(
+        "replay", help="run the service's detectors over a file; one CSV row per published change of an event"
+    )
     replay.add_argument("--csv", type=Path, required=True, help="controller export to replay")
     replay.add_argument("--model", type=Path, help="model file (without one: z-score and stuck only)")
     replay.add_argument("--out", type=Path, required=True, help="alerts CSV to write")
@@ -72,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--csv", type=Path, required=True, help="any CSV with a time column and numeric columns")
     score.add_argument("--time-column", required=True, help="name of the time column (naive times are UTC)")
     score.add_argument("--columns", help="comma-separated columns to score (default: every numeric one)")
+    score.add_argument("--exclude", help="comma-separated columns not to score (e.g. a label column)")
+    score.add_argument("--sep", choices=(",", ";"), help="field separator (default: sniffed from the header)")
     score.add_argument("--out", type=Path, required=True, help="scores CSV to write: timestamp,<column>_score...")
     return parser
 

@@ -80,17 +80,22 @@ def replay(settings: AlertsSettings, args: argparse.Namespace) -> int:
     engine = DetectorEngine(EngineConfig.from_settings(settings), model)
     readings: list[Reading] = list(export_readings(args.csv, _csv_options(settings, args)))
     started = time.perf_counter()
-    alerts = offline.replay(readings, engine)
+    changes = offline.replay(readings, engine)
     seconds = time.perf_counter() - started
-    count = offline.write_alerts_csv(alerts, args.out)
+    count = offline.write_alerts_csv(changes, args.out)
+    events = len({c.alert.event_id for c in changes})
     rate = len(readings) / seconds if seconds > 0 else float("inf")
-    print(f"{count} event(s) from {len(readings)} readings written to {args.out} ({rate:,.0f} readings/s)")
+    print(
+        f"{count} change(s) of {events} event(s) from {len(readings)} readings written to {args.out} "
+        f"({rate:,.0f} readings/s)"
+    )
     return 0
 
 
 def score(settings: AlertsSettings, args: argparse.Namespace) -> int:
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    times, values = offline.read_table(args.csv, args.time_column, columns)
+    times, values = offline.read_table(
+        args.csv, args.time_column, _names(args.columns), exclude=_names(args.exclude), sep=args.sep
+    )
     # Outside data has no model, and repeated values are normal there: the z-score alone, on every value.
     config = replace(EngineConfig.from_settings(settings), detectors=("zscore",), skip_repeats=False)
     engine = DetectorEngine(config)
@@ -100,3 +105,8 @@ def score(settings: AlertsSettings, args: argparse.Namespace) -> int:
     count = offline.write_scores(args.out, list(values.columns), rows)
     print(f"{count} row(s) of scores for {', '.join(map(str, values.columns))} written to {args.out}")
     return 0
+
+
+def _names(text: str | None) -> list[str] | None:
+    """``--columns a,b`` as a list (None when not given)."""
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None

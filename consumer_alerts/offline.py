@@ -1,7 +1,8 @@
 """The offline twin: the service's engine run over a file at full speed.
 
-``replay`` writes one row per event (its last state); ``score`` writes a per-row anomaly score in [0, 1]
-for every numeric column of any CSV with a time column, to compare the detectors with others.
+``replay`` writes one row per change the service would publish (open, escalate, peak, close); ``score``
+writes a per-row anomaly score in [0, 1] for every numeric column of any CSV with a time column, to compare
+the detectors with others.
 """
 
 from __future__ import annotations
@@ -10,32 +11,56 @@ import csv
 import logging
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
-from common.schemas import DEFAULT_POLICY, Alert, Reading, ReadingPolicy, iso_utc
+from common.schemas import DEFAULT_POLICY, Alert, AlertState, Reading, ReadingPolicy, iso_utc
 from consumer_alerts.engine import DetectorEngine
 
 logger = logging.getLogger(__name__)
 ALERT_COLUMNS = ("robot_id", "axis", "severity", "detector", "opened_at", "closed_at", "peak_amps", "threshold")
+# One row per published change: today's columns, then which event, its state, when it changed and how.
+CHANGE_COLUMNS = (*ALERT_COLUMNS, "event_id", "state", "changed_at", "change")
 
 
-def replay(readings: Iterable[Reading], engine: DetectorEngine) -> list[Alert]:
-    """Every event the engine raises over ``readings``, in its last state, in the order they opened."""
-    events: dict[str, Alert] = {}
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One publication of an event, as the service would send it: the reading's time and what changed."""
+
+    changed_at: datetime
+    alert: Alert
+    change: str  # open, escalate, peak (the peak grew past PEAK_STEP), close
+
+
+def replay(readings: Iterable[Reading], engine: DetectorEngine) -> list[Change]:
+    """Every change the engine publishes over ``readings`` (open, escalate, peak, close), in order."""
+    changes: list[Change] = []
+    last: dict[str, Alert] = {}
     for reading in readings:
         for alert in engine.process(reading):
-            events[alert.event_id] = alert
-    return sorted(events.values(), key=lambda a: (a.opened_at, a.robot_id, a.axis, a.detector))
+            changes.append(Change(reading.ts, alert, _what_changed(last.get(alert.event_id), alert)))
+            last[alert.event_id] = alert
+    return changes
 
 
-def write_alerts_csv(alerts: Iterable[Alert], path: Path) -> int:
+def _what_changed(before: Alert | None, after: Alert) -> str:
+    if after.state is AlertState.CLOSED:
+        return "close"
+    if before is None:
+        return "open"
+    return "escalate" if after.severity != before.severity else "peak"
+
+
+def write_alerts_csv(changes: Iterable[Change], path: Path) -> int:
     count = 0
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(ALERT_COLUMNS)
-        for a in alerts:
+        writer.writerow(CHANGE_COLUMNS)
+        for c in changes:
+            a = c.alert
             writer.writerow(
                 [
                     a.robot_id,
@@ -46,6 +71,10 @@ def write_alerts_csv(alerts: Iterable[Alert], path: Path) -> int:
                     iso_utc(a.closed_at) if a.closed_at else "",
                     _num(a.peak_amps),
                     _num(a.threshold),
+                    a.event_id,
+                    a.state.value,
+                    iso_utc(c.changed_at),
+                    c.change,
                 ]
             )
             count += 1
@@ -56,23 +85,55 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.5g}"
 
 
-def read_table(path: Path, time_column: str, columns: list[str] | None) -> tuple[pd.Series, pd.DataFrame]:
-    """Any CSV: its time column as UTC instants (naive = UTC) and the numeric columns to score."""
-    frame = pd.read_csv(path)
+def read_table(
+    path: Path,
+    time_column: str,
+    columns: list[str] | None = None,
+    *,
+    exclude: list[str] | None = None,
+    sep: str | None = None,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """Any CSV: its time column as UTC instants (naive = UTC) and the numeric columns to score.
+
+    ``sep`` ``,`` or ``;`` (default: sniffed from the header). The scored columns are ``columns`` (default:
+    every numeric one but the time column) less ``exclude`` (e.g. a label column, which is numeric too).
+    """
+    sep = sep or sniff_separator(path)
+    frame = pd.read_csv(path, sep=sep)
     if time_column not in frame.columns:
         raise ValueError(f"{path}: no column {time_column!r} (columns: {', '.join(map(str, frame.columns))})")
     times = pd.to_datetime(frame[time_column], utc=True, errors="coerce", format="mixed")
     if times.isna().any():
         bad = int(times.isna().idxmax())
         raise ValueError(f"{path}: {time_column!r} row {bad + 1}: {frame[time_column].iloc[bad]!r} is not a time")
-    wanted = columns or [c for c in frame.columns if c != time_column and pd.api.types.is_numeric_dtype(frame[c])]
-    missing = [c for c in wanted if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: no column(s) {', '.join(missing)}")
+    named = [c for c in (columns or []) + (exclude or []) if c not in frame.columns]
+    if named:
+        raise ValueError(f"{path}: no column(s) {', '.join(named)}")
+    values = frame.drop(columns=[time_column]).apply(_numbers, decimal_comma=sep == ";")
+    # A column is numeric when every non-empty cell is a number (so a label like "normal" is not scored).
+    numeric = [c for c in values.columns if values[c].notna().any() and values[c].count() == frame[c].count()]
+    wanted = [c for c in (columns or numeric) if c not in set(exclude or ()) and c != time_column]
+    not_numeric = [c for c in wanted if values[c].isna().all()]
+    if not_numeric:
+        raise ValueError(f"{path}: no number in column(s) {', '.join(not_numeric)}")
     if not wanted:
         raise ValueError(f"{path}: no numeric column to score")
-    values = frame[wanted].apply(pd.to_numeric, errors="coerce")
-    return times, values
+    return times, values[wanted]
+
+
+def sniff_separator(path: Path) -> str:
+    """``;`` when the header has more of them than commas (outside quotes), else ``,``."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = f.readline()
+    unquoted = "".join(part for i, part in enumerate(header.split('"')) if i % 2 == 0)
+    return ";" if unquoted.count(";") > unquoted.count(",") else ","
+
+
+def _numbers(column: pd.Series, *, decimal_comma: bool) -> pd.Series:
+    """A column as floats (NaN where a cell is not a number); ``1,5`` reads as 1.5 in a ``;`` file."""
+    if decimal_comma and not pd.api.types.is_numeric_dtype(column):
+        column = column.astype("string").str.replace(",", ".", regex=False)
+    return pd.to_numeric(column, errors="coerce")
 
 
 def score_rows(

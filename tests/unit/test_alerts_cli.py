@@ -8,7 +8,7 @@ import pytest
 
 from consumer_alerts.cli import main
 from consumer_alerts.model import AlertModel
-from consumer_alerts.offline import ALERT_COLUMNS
+from consumer_alerts.offline import CHANGE_COLUMNS
 from tests.alerts_fixtures import T0, cycle_readings, write_export
 
 
@@ -37,7 +37,7 @@ def test_train_then_replay_finds_the_overload(files, capsys):
     assert model.training["rows"] == 1800 and "axis 2" in capsys.readouterr().out
     assert main(["replay", "--csv", "export.csv", "--model", "model.json", "--out", "alerts.csv"]) == 0
     with open(files / "alerts.csv", newline="") as f:
-        assert next(csv.reader(f)) == list(ALERT_COLUMNS)
+        assert next(csv.reader(f)) == list(CHANGE_COLUMNS)
     events = rows(files / "alerts.csv")
     fault_start, fault_end = T0 + timedelta(seconds=2 * 2200), T0 + timedelta(seconds=2 * 2700)
     hits = [e for e in events if e["axis"] == "2" and e["detector"] == "residual"]

@@ -1,0 +1,185 @@
+"""The cross-axis detector (EW T² + PCA-SPE): broken relations, calibration, warm-up, idle, no look-ahead."""
+
+import json
+
+import numpy as np
+import pytest
+
+from consumer_alerts.detectors.multivariate import MultivariateDetector
+
+WORK, PAUSE = 40, 10  # rows of a work cycle, then idle rows
+BASE = {1: 2.0, 2: 10.0, 3: 5.0}  # amps per unit of the cycle's load
+
+
+def robot_rows(n, *, seed=0, broken=(0, 0), extra=None):
+    """Cycles of a robot whose axes all scale with the cycle's load (the payload), idle between cycles.
+    Inside ``broken`` axis 3 draws the mirror of the cycle's load (high when the others are low), kept
+    within the range axis 3 has shown: each channel stays in range, but the others no longer explain it."""
+    rng = np.random.default_rng(seed)
+    rows, loads, seen = [], [], []
+    for i in range(n):
+        phase = i % (WORK + PAUSE)
+        if phase == 0:
+            loads.append(rng.lognormal(0, 0.4))
+            own = 1 / loads[-1]
+        if phase >= WORK:
+            rows.append({1: 0.0, 2: 0.0, 3: 0.0, 9: None})
+            continue
+        row = {}
+        for axis, base in BASE.items():
+            row[axis] = round(base * loads[-1] * rng.lognormal(0, 0.1), 4)
+        if broken[0] <= i < broken[1] and seen:
+            row[3] = float(np.clip(round(BASE[3] * own * rng.lognormal(0, 0.1), 4), min(seen), max(seen)))
+        else:
+            seen.append(row[3])
+        row[9] = None  # an axis without a channel ("OK null")
+        if extra:
+            row.update(extra(i, row))
+        rows.append(row)
+    return rows
+
+
+def run(detector, rows):
+    """Score each row with what was learned before it, then learn it: the streaming order."""
+    scores = []
+    for x in rows:
+        scores.append(detector.score_one(x))
+        detector.learn_one(x)
+    return np.array(scores)
+
+
+def active(rows, start=0, end=None):
+    return [i for i in range(start, end or len(rows)) if any(rows[i][a] for a in BASE)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_normal_correlated_cycles_stay_below_the_alert_level(seed):
+    rows = robot_rows(8000, seed=seed)
+    scores = run(MultivariateDetector(), rows)
+    assert scores.max() < 0.5
+    assert scores[active(rows, 2000)].mean() > 0  # it does score once warm: not silent by construction
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_axis_the_others_do_not_explain_scores_high_though_each_stays_in_range(seed):
+    rows = robot_rows(8000, seed=seed, broken=(5000, 6000))
+    clean = [rows[i][3] for i in active(rows, 0, 5000)]
+    faulty = [rows[i][3] for i in active(rows, 5000, 6000)]
+    assert min(clean) <= min(faulty) and max(faulty) <= max(clean)  # axis 3 alone looks normal
+    scores = run(MultivariateDetector(), rows)
+    assert scores[:5000].max() < 0.5
+    # A cycle whose load is near 1 looks the same mirrored; where the others predict axis 3 wrong by a
+    # factor of 2 or more, the cycle must raise the score to the alert level.
+    caught = []
+    for start in range(5000, 6000, WORK + PAUSE):
+        load = np.mean([rows[i][1] for i in range(start, start + WORK)]) / BASE[1]
+        if abs(np.log(load)) >= 0.35:
+            caught.append(scores[start : start + WORK].max() >= 0.5)
+    assert len(caught) >= 5 and np.mean(caught) >= 0.8
+
+
+def test_contributions_name_the_axis_that_broke_the_relation():
+    rows = robot_rows(6000, seed=4, broken=(5000, 6000))
+    detector = MultivariateDetector()
+    blamed = []
+    for i, x in enumerate(rows):
+        if detector.score_one(x) >= 0.5 and i >= 5000:
+            shares = detector.contributions
+            assert set(shares) == {1, 2, 3} and sum(shares.values()) == pytest.approx(1.0)
+            blamed.append(max(shares, key=shares.get))
+        detector.learn_one(x)
+    assert blamed and blamed.count(3) / len(blamed) > 0.8
+
+
+def test_the_alert_level_matches_its_false_alarm_rate_on_gaussian_rows():
+    # Independent rows from a fixed correlated Gaussian: the share of rows at or above 0.5 is alpha.
+    rng = np.random.default_rng(7)
+    cov = np.array([[1.0, 0.8, 0.3], [0.8, 1.0, 0.5], [0.3, 0.5, 1.0]])
+    data = rng.multivariate_normal([20.0, 30.0, 40.0], cov, size=40_000)
+    detector = MultivariateDetector(alpha=0.01, window=1, log_scale=False, halflife_rows=5000)
+    scores = run(detector, [{1: a, 2: b, 3: c} for a, b, c in data])
+    rate = np.mean(scores[5000:] >= 0.5)
+    assert 0.005 < rate < 0.02
+
+
+def test_warm_up_emits_nothing_until_several_rows_per_axis():
+    rows = robot_rows(3000, seed=5)
+    detector = MultivariateDetector()
+    first = None
+    for i, x in enumerate(rows):
+        if detector.score_one(x) > 0 and first is None:
+            first = i
+            assert detector.count >= detector.warmup >= 10 * len(detector.axes)
+        detector.learn_one(x)
+    assert first is not None
+    assert len(active(rows, 0, first)) >= detector.warmup + detector.window - 1
+
+
+def test_idle_rows_neither_learn_nor_score_and_ok_null_axes_are_left_out():
+    rows = robot_rows(2000, seed=6)
+    detector = MultivariateDetector()
+    run(detector, rows)
+    assert detector.axes == (1, 2, 3)  # axis 9 is always None
+    before = json.dumps(detector.state())
+    idle = {1: 0.0, 2: 0.0, 3: 0.0, 9: None}
+    assert detector.score_one(idle) == 0.0
+    detector.learn_one(idle)
+    assert json.dumps(detector.state()) == before
+
+
+def test_a_score_depends_only_on_the_rows_before_it():
+    rows = robot_rows(4000, seed=8, broken=(3000, 3500))
+    full = run(MultivariateDetector(), rows)
+    prefix = run(MultivariateDetector(), rows[:2500])
+    altered = rows[:2500] + robot_rows(1500, seed=99)
+    changed_future = run(MultivariateDetector(), altered)
+    assert np.array_equal(full[:2500], prefix)
+    assert np.array_equal(full[:2500], changed_future[:2500])
+
+
+def test_duplicated_and_constant_axes_do_not_break_it():
+    def extra(i, row):
+        return {4: row[2], 5: 7.5}  # axis 4 duplicates axis 2, axis 5 never moves
+
+    rows = robot_rows(6000, seed=9, extra=extra)
+    scores = run(MultivariateDetector(), rows)
+    assert np.isfinite(scores).all() and scores.max() < 0.5
+    broken = robot_rows(6000, seed=9, extra=lambda i, row: {4: row[2] * (1.6 if i >= 5000 else 1.0), 5: 7.5})
+    assert np.mean(run(MultivariateDetector(), broken)[active(broken, 5040)] >= 0.5) > 0.9
+
+
+def test_a_lasting_change_is_learned_after_the_gate_instead_of_alarming_forever():
+    rows = robot_rows(14000, seed=10, broken=(5000, 14000))  # a new program: the new relation stays
+    detector = MultivariateDetector(halflife_rows=1000)
+    scores = run(detector, rows)
+    assert np.mean(scores[active(rows, 5040, 5600)] >= 0.5) > 0.6
+    assert np.mean(scores[active(rows, 12000)] >= 0.5) < 0.05
+
+
+def test_state_and_load_resume_the_same_scores():
+    rows = robot_rows(5000, seed=11, broken=(4000, 4500))
+    original = MultivariateDetector()
+    run(original, rows[:3000])
+    restored = MultivariateDetector()
+    restored.load(json.loads(json.dumps(original.state())))
+    np.testing.assert_allclose(run(restored, rows[3000:]), run(original, rows[3000:]), atol=1e-9)
+
+
+def test_alpha_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="alpha"):
+        MultivariateDetector(alpha=0)
+
+
+@pytest.mark.parametrize("axis", [1, 2])
+def test_one_axis_drawing_more_than_its_partners_is_the_one_blamed(axis):
+    def extra(i, row):
+        return {axis: round(row[axis] * 2.5, 4)} if i >= 5000 else {}
+
+    rows = robot_rows(6000, seed=12, extra=extra)
+    detector = MultivariateDetector()
+    blamed = []
+    for i, x in enumerate(rows):
+        if detector.score_one(x) >= 0.5 and i >= 5000:
+            blamed.append(max(detector.contributions, key=detector.contributions.get))
+        detector.learn_one(x)
+    assert len(blamed) > 100 and blamed.count(axis) / len(blamed) > 0.9
