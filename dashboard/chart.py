@@ -129,7 +129,7 @@ class LiveChart:
         if not self.bands:
             self._make_bands()
         old, new = (self.lines, self.bands) if stacked else (self.bands, self.lines)
-        for item, axis in zip(self.items, old):
+        for item, axis in zip(self.items, old, strict=True):
             hidden = not old[axis].visible
             old[axis].visible = False
             new[axis].visible = not hidden
@@ -171,7 +171,8 @@ class LiveChart:
             CustomJS(
                 args={"glyph": glyph},
                 code=f"""
-            setInterval(() => {{ glyph.fill_alpha = {{value: glyph.fill_alpha.value > 0.5 ? 0.15 : 1.0}} }}, {BLINK_MS})""",
+            setInterval(() => {{
+                glyph.fill_alpha = {{value: glyph.fill_alpha.value > 0.5 ? 0.15 : 1.0}} }}, {BLINK_MS})""",
             ),
         )
 

@@ -202,7 +202,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> int:
         stop.set()
         services_stop.set()
         results = await asyncio.gather(*services.values(), *([feed] if feed else []), return_exceptions=True)
-        for name, result in zip([*services, "producer"], results):
+        for name, result in zip([*services, "producer"], results, strict=False):  # no producer task without a feed
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 logger.error("demo: %s failed: %r", name, result)
         engine.dispose()

@@ -138,19 +138,23 @@ class LiveFeed:
         """Fold a batch into the window and hand it to every session (public for tests and the benchmark)."""
         rows: dict[str, list[dict[str, float]]] = {}
         changed: dict[str, Alert] = {}
-        now = time.monotonic()
+        now, latest = time.monotonic(), self.settings.latest_plausible()
         for m in messages:
+            # One message that cannot be shown is skipped, whatever the reason: the feed keeps its place
+            # in the topics (a failure out of here would resubscribe at their end, losing what came between).
             try:
                 if m.topic == self.settings.alerts_topic:
                     alert = self._merge_alert(Alert.from_bytes(m.value))
                     changed[alert.event_id] = alert
                 else:
                     reading = Reading.from_bytes(m.value)
+                    self._check_time(reading, latest)
                     rows.setdefault(reading.robot_id, []).append(self._add_reading(reading))
                     self.status.arrivals.append(now)
-            except SchemaError as exc:
+            except Exception as exc:  # noqa: BLE001 - a bad message must not stop the feed
                 self.status.rejected += 1
-                logger.warning("dashboard feed: skipped %s[%d]@%d: %s", m.topic, m.partition, m.offset, exc)
+                reason = str(exc) if isinstance(exc, SchemaError) else f"{type(exc).__name__}: {exc}"
+                logger.warning("dashboard feed: skipped %s[%d]@%d: %r", m.topic, m.partition, m.offset, reason)
         self.status.last_message = now
         changed |= {a.event_id: a for a in self._trim_alerts()}  # gone from the table: a change too
         if changed:
@@ -159,11 +163,18 @@ class LiveFeed:
             for listener in list(self._listeners):
                 listener.deliver(rows, list(changed.values()))
 
+    def _check_time(self, reading: Reading, latest: datetime) -> None:
+        """A reading from the future would pin the newest reading; one from before the earliest date is junk."""
+        if reading.ts > latest:
+            raise ValueError(f"dated {reading.ts:%Y-%m-%d %H:%M:%S}Z, after the server clock + DASHBOARD_MAX_FUTURE_S")
+        if reading.ts < self.settings.dashboard_earliest:
+            raise ValueError(f"dated {reading.ts:%Y-%m-%d %H:%M:%S}Z, before DASHBOARD_EARLIEST")
+
     def _add_reading(self, reading: Reading) -> dict[str, float]:
+        row = chart_row(reading, self.axes)  # before any change: a reading that fails here leaves no trace
         robot = self.robots.get(reading.robot_id)
         if robot is None:
             robot = self.robots[reading.robot_id] = RobotWindow(deque(maxlen=self.settings.window_rows))
-        row = chart_row(reading, self.axes)
         robot.add(reading, row)
         if self.status.newest_ts is None or reading.ts > self.status.newest_ts:
             self.status.newest_ts = reading.ts

@@ -226,6 +226,16 @@ class LiveView:
             text = f"<span style='color:#b00020'>acknowledge failed: {exc or type(exc).__name__}</span>"
         self.doc.add_next_tick_callback(partial(setattr, self.message, "text", text))
 
+    def _show_robot(self, robot) -> None:
+        """Latest per axis and the 1-minute peak. Data the feed let through but these cannot show must not
+        stop the page from being built (or ticking): the robot's side panel says so instead."""
+        try:
+            latest, peak = latest_columns(robot.latest if robot else {}), peak_text(robot.recent if robot else [])
+        except Exception as exc:  # noqa: BLE001 - one robot's bad data; the rest of the page goes on
+            logger.warning("live view: robot %r cannot be shown: %r", self.robot, f"{type(exc).__name__}: {exc}")
+            latest, peak = latest_columns({}), "<b>1-minute peak</b>: — (this robot's data cannot be shown)"
+        self.latest.data, self.peak.text = latest, peak
+
     # -- once a second -----------------------------------------------------------------------------
     @without_property_validation
     def tick(self) -> None:
@@ -235,8 +245,7 @@ class LiveView:
         shown = (robot.newest if robot else None, connected)
         if shown != self._shown:  # send only what changed: twenty tabs, twenty websockets
             self._shown = shown
-            self.latest.data = latest_columns(robot.latest if robot else {})
-            self.peak.text = peak_text(robot.recent if robot else [])
+            self._show_robot(robot)
             stale = "" if connected else " — STALE: not live"
             self.chart.mark_stale(not connected, f"robot {self.robot}, last {self.window_rows} readings{stale}")
         if self.robot_select.options != self._robots():

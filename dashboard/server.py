@@ -40,6 +40,7 @@ class HealthHandler(RequestHandler):
                     "newest_reading": s.newest_ts.isoformat() if s.newest_ts else None,
                     "readings_per_s": round(self.feed.readings_per_s(), 2),
                     "sessions": self.feed.listener_count,
+                    "skipped": s.rejected,
                     "error": s.error,
                 }
             )
