@@ -120,7 +120,7 @@ class LiveFeed:
             delay = min(delay * 2, 30.0)
 
     def _failed(self, reason: str) -> None:
-        logger.warning("dashboard feed: %s (retrying)", reason)
+        logger.warning("dashboard feed: %r (retrying)", reason)
         self.status.error = reason
 
     async def _consume(self, sub: Subscription) -> None:

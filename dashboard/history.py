@@ -10,6 +10,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 from functools import partial
+from html import escape
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
@@ -155,8 +156,9 @@ class HistoryView:
         try:
             data = await asyncio.to_thread(self._query, robot, span)
         except Exception as exc:  # noqa: BLE001 - the page shows it; the live view carries on
-            logger.warning("history: database error: %s", exc)
-            text = f"<span style='color:#b00020'><b>database error</b>: {type(exc).__name__}: {str(exc)[:300]}</span>"
+            reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+            logger.warning("history: database error: %r", reason)
+            text = f"<span style='color:#b00020'><b>database error</b>: {escape(reason)}</span>"
             self.doc.add_next_tick_callback(partial(setattr, self.note, "text", text))
             return
         self.doc.add_next_tick_callback(partial(self._show, data))

@@ -8,6 +8,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from functools import partial
+from html import escape
 
 from bokeh.core.properties import without_property_validation
 from bokeh.document import Document
@@ -87,7 +88,8 @@ class LiveView:
         self.stacked.on_change("active", lambda _a, _o, new: self.chart.set_stacked(bool(new)))
 
     def _alert_panel(self) -> None:
-        state = HTMLTemplateFormatter(template='<span class="<%= blink %>"><%= value %></span>')
+        # <%- %> escapes (<%= %> would not): only the blink class is markup here.
+        state = HTMLTemplateFormatter(template='<span class="<%- blink %>"><%- value %></span>')
         when = DateFormatter(format="%Y-%m-%d %H:%M:%S")
         columns = [
             TableColumn(field="opened", title="opened (UTC)", formatter=when, width=150),
@@ -220,10 +222,11 @@ class LiveView:
         try:
             for event_id in ids:
                 await asyncio.wait_for(self.feed.acknowledge(event_id, who, at), 15)
-            text = f"acknowledged by {who} at {at:%H:%M:%S}Z"
+            text = f"acknowledged by {escape(who)} at {at:%H:%M:%S}Z"
         except Exception as exc:  # noqa: BLE001 - shown on the page
-            logger.warning("acknowledge failed: %s", exc)
-            text = f"<span style='color:#b00020'>acknowledge failed: {exc or type(exc).__name__}</span>"
+            reason = str(exc) or type(exc).__name__
+            logger.warning("acknowledge failed: %r", reason)
+            text = f"<span style='color:#b00020'>acknowledge failed: {escape(reason)}</span>"
         self.doc.add_next_tick_callback(partial(setattr, self.message, "text", text))
 
     def _show_robot(self, robot) -> None:
