@@ -58,7 +58,7 @@ def make_server(settings: DashboardSettings, *, bus: Bus, engine: Engine | None,
     Call ``server.start()`` to serve and :func:`stop_server` to stop."""
     port = settings.dashboard_port if port is None else port
     port = port or free_port(settings.dashboard_address)
-    feed = LiveFeed(settings, bus)
+    feed = LiveFeed(settings, bus, engine)
     server = Server(
         {"/": Application(FunctionHandler(document_factory(feed, engine)))},
         io_loop=IOLoop.current(),
