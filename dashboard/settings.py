@@ -38,6 +38,12 @@ class DashboardSettings(CommonSettings):
     dashboard_session_expiry_ms: int = Field(
         15000, gt=0, description="How long a closed tab's session is kept before its memory is freed."
     )
+    dashboard_sessions_per_client: int = Field(
+        20,
+        ge=0,
+        description="Open sessions (tabs, page loads not yet expired) one client address may hold; more page "
+        "loads are answered 429 until some expire. 0 = no limit.",
+    )
     dashboard_max_future_s: float = Field(
         300.0,
         ge=0,
