@@ -301,8 +301,9 @@ def burst(url: str, port: int, server, page_loads: int, clients: int, sessions: 
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    load(0)  # warm-up: what the first page imports and caches stays for the process's life, not per session
     wait_until(lambda: health()["sessions"] == 0, expiry_s * 4 + 60)
-    time.sleep(2)
+    time.sleep(expiry_s * 2)
     before = rss_mib(server.pid)
     ask_stalls(server)  # from here on
     with HealthProbe(url) as probe:
@@ -375,6 +376,12 @@ def main() -> int:
         "TOPIC_PARTITIONS": "3",
         "ROBOT_ID": "robot-001",
     }
+    try:  # the allocator python -m dashboard starts with (the tree before had none of its own)
+        from dashboard.memory import ALLOCATOR
+
+        env.setdefault("PYTHONMALLOC", ALLOCATOR)
+    except ImportError:
+        pass
     server = subprocess.Popen(
         [
             sys.executable,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 
@@ -19,14 +20,30 @@ from dashboard.history import HistoryView
 from dashboard.live import LiveView
 
 
-class SessionEnds(LifecycleHandler):
-    """Runs each session's clean-ups when Bokeh discards it. Not ``doc.on_session_destroyed``: Bokeh
-    follows a document's own callbacks with a full ``gc.collect()`` per session, on the event loop."""
+class SessionLifecycle(LifecycleHandler):
+    """One document built at a time, and each session's clean-ups when Bokeh discards it.
+
+    Building a page holds the event loop (~0.1-0.3 s). Sessions opened together (50 tabs, a reconnect of
+    every tab after a restart) were all built in one turn of the loop, which then stalled for their sum
+    (seconds); here each waits its turn in ``on_session_created`` (Bokeh awaits it, then builds the
+    document at once), so the loop serves /health and the feed between two builds. ``release_turn`` is
+    called by the document's builder, whatever happens. Clean-ups are not ``doc.on_session_destroyed``:
+    Bokeh follows a document's own callbacks with a full ``gc.collect()`` per session, on the loop."""
 
     def __init__(self) -> None:
         super().__init__()
         self._cleanups: dict[str, list[Callable[[], None]]] = {}
+        self._building = asyncio.Lock()
         self._on_session_destroyed = self._ended
+
+    async def on_session_created(self, session_context) -> None:
+        await self._building.acquire()
+        # A free lock does not yield: sessions that arrived together would still be built in one turn.
+        await asyncio.sleep(0)
+
+    def release_turn(self) -> None:
+        if self._building.locked():
+            self._building.release()
 
     def on_end(self, doc: Document, cleanup: Callable[[], None]) -> None:
         self._cleanups.setdefault(doc.session_context.id, []).append(cleanup)
@@ -58,21 +75,24 @@ class SessionsPerClient:
 
 
 def application(feed: LiveFeed, engine: Engine | None) -> Application:
-    ends = SessionEnds()
+    lifecycle = SessionLifecycle()
     sessions = SessionsPerClient(feed.settings.dashboard_sessions_per_client)
 
     def make_document(doc: Document) -> None:
-        release = sessions.admit(doc)  # first: a refused page costs nothing more
         try:
-            live = build(doc, feed, engine)
-        except BaseException:
-            release()
-            raise
+            release = sessions.admit(doc)  # first: a refused page costs nothing more
+            try:
+                live = build(doc, feed, engine)
+            except BaseException:
+                release()
+                raise
+        finally:
+            lifecycle.release_turn()
         feed.register(live)
-        ends.on_end(doc, lambda: feed.unregister(live))
-        ends.on_end(doc, release)
+        lifecycle.on_end(doc, lambda: feed.unregister(live))
+        lifecycle.on_end(doc, release)
 
-    return Application(FunctionHandler(make_document), ends)
+    return Application(FunctionHandler(make_document), lifecycle)
 
 
 def build(doc: Document, feed: LiveFeed, engine: Engine | None) -> LiveView:

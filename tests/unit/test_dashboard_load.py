@@ -2,6 +2,7 @@
 loop, and one client cannot hold more than DASHBOARD_SESSIONS_PER_CLIENT sessions. (How long the loop
 stalls and how much memory comes back are measured by bench.dashboard_sessions, not timed here.)"""
 
+import asyncio
 import gc
 import time
 import urllib.error
@@ -9,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from dashboard.app import SessionLifecycle
 from dashboard.memory import COLLECT_AFTER_S, DEFERRED
 from dashboard.settings import DashboardSettings
 from tests.dashboard_support import ServerThread, reading, wait_for
@@ -69,3 +71,23 @@ def test_a_client_over_its_session_limit_is_refused_until_its_sessions_expire():
 def test_no_limit_when_set_to_zero():
     with ServerThread(settings(dashboard_sessions_per_client=0)) as server:
         assert [load_page(server.url) for _ in range(25)] == [200] * 25
+
+
+async def test_sessions_opened_together_are_built_one_per_turn_of_the_loop():
+    """Each build holds the loop; between two, other callbacks (/health, the feed) get their turn."""
+    lifecycle = SessionLifecycle()
+    order = []
+
+    async def session(n: int) -> None:
+        await lifecycle.on_session_created(None)
+        order.append(f"build {n}")  # make_document: builds, then gives the turn back
+        lifecycle.release_turn()
+
+    async def other_callbacks() -> None:
+        for _ in range(20):
+            order.append("loop")
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(session(n) for n in range(4)), other_callbacks())
+    builds = [i for i, step in enumerate(order) if step.startswith("build")]
+    assert len(builds) == 4 and all(b - a > 1 for a, b in zip(builds, builds[1:], strict=False)), order

@@ -55,7 +55,7 @@ def test_many_sessions_share_one_consumer_and_all_see_new_points(server):
         server.publish_readings([reading(i) for i in range(5, 40)])
         last = reading(39).ts.timestamp() * 1000
         for s in sessions:
-            pump_until(s, lambda: newest_ts(s) == last, what="every session to get the newest point")
+            pump_until(s, lambda s=s: newest_ts(s) == last, what="every session to get the newest point")
             assert source_length(s) == 30  # rolled over at WINDOW_ROWS
     finally:
         for s in sessions:

@@ -24,7 +24,7 @@ def readings_of(robot: str, spec) -> list[Reading]:
     out, ts = [], T0
     for gap_s, values in spec:
         ts += timedelta(seconds=round(gap_s, 3))
-        out.append(Reading(robot_id=robot, ts=ts, currents=dict(zip(AXES, values))))
+        out.append(Reading(robot_id=robot, ts=ts, currents=dict(zip(AXES, values, strict=True))))
     return out
 
 
