@@ -54,6 +54,12 @@ class DashboardSettings(CommonSettings):
         datetime(2000, 1, 1, tzinfo=UTC), description="A reading dated before this is skipped by the live feed."
     )
 
+    @field_validator("dashboard_earliest")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        """A date without a zone is UTC (compared with readings' aware times, a naive one would fail)."""
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
     @field_validator("dashboard_allow_websocket_origins", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> list[str]:

@@ -135,3 +135,11 @@ def test_the_history_range_ends_at_the_newest_reading_the_server_clock_believes(
     [r1] = [h["readings"] for h in data.health if h["robot_id"] == "R1"]
     assert r1 > 250  # the whole minutes of its 10 minutes (the 2100 range showed 0)
     engine.dispose()
+
+
+def test_an_earliest_date_without_a_zone_is_utc():
+    feed = LiveFeed(settings(dashboard_earliest="2020-01-01"), InProcessBus())
+    assert feed.settings.dashboard_earliest == datetime(2020, 1, 1, tzinfo=UTC)
+    batch = [reading(0, t0=datetime(2019, 12, 31, tzinfo=UTC)), *now_readings(2)]
+    feed.ingest([Message(feed.settings.readings_topic, 0, i, b"k", r.to_bytes()) for i, r in enumerate(batch)])
+    assert len(feed.window("RMBR4-2")) == 2 and feed.status.rejected == 1
