@@ -1,0 +1,114 @@
+"""Each axis's learned normal, per program, and a cycle's deviation from it.
+
+Cycles of one program look alike, cycles of different programs do not: a cycle joins the program
+(cluster) whose duration is within ``duration_tolerance`` and whose shape (the summed-current profile,
+resampled to :data:`PROFILE_POINTS` and scaled to unit length) has a cosine of at least ``min_cosine`` with
+the program's mean shape; otherwise it starts a new program. Shape, not level, decides: wear raises the
+level of one axis and must not make its cycles look like another program.
+
+The normal of (program, axis) is the median RMS current of the program's first ``learn_cycles`` warm,
+uncut cycles; from then on it is frozen, so that slow wear shows as a growing deviation instead of being
+learned away. A program first seen late (a program change after days of wear) would otherwise take the
+worn state as its normal: its normal is divided by ``1 + the axis's current deviation`` on the programs
+already known, so the new program continues the axis's health line instead of restarting it at 0.
+
+The deviation of a cycle's axis is ``rms / normal - 1`` (0.30 = 30 % more current than when learned).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from consumer_alerts.health.cycles import Cycle
+
+PROFILE_POINTS = 16
+
+
+@dataclass(eq=False)
+class _Program:
+    duration: float
+    shape: np.ndarray
+    count: int = 0
+    learning: dict[int, list[float]] = field(default_factory=dict)
+    normal: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class AxisBaseline:
+    """One robot's programs and normals; ``deviations(cycle)`` gives each learned axis's deviation."""
+
+    learn_cycles: int = 100
+    min_cosine: float = 0.8
+    duration_tolerance: float = 0.1
+    max_programs: int = 64
+    recent_cycles: int = 200  # the axis's current deviation (for new programs): median of its last cycles
+    programs: list[_Program] = field(default_factory=list)
+    recent: dict[int, deque[float]] = field(default_factory=dict)
+
+    def deviations(self, cycle: Cycle) -> dict[int, float]:
+        program = self._program_of(cycle)
+        if cycle.cold or cycle.cut:
+            return {}  # neither learned from nor judged: a cold joint and a partial cycle are not its normal
+        out = {}
+        for axis, ind in cycle.axes.items():
+            normal = program.normal.get(axis)
+            if normal is None:
+                self._learn(program, axis, ind.rms)
+                continue
+            if normal <= 0:
+                continue  # an axis that does not move in this program says nothing about its health
+            deviation = ind.rms / normal - 1
+            out[axis] = deviation
+            self.recent.setdefault(axis, deque(maxlen=self.recent_cycles)).append(deviation)
+        return out
+
+    def axis_level(self, axis: int) -> float:
+        """The axis's current deviation on the programs already learned (0 before any). A median, like
+        the hourly values: a mean would sit below them (dropped samples pull single cycles down) and every
+        program change would lose the difference."""
+        recent = self.recent.get(axis)
+        return float(np.median(recent)) if recent else 0.0
+
+    def restart(self, axis: int) -> None:
+        """Forget the axis's normals (a part was replaced): it learns again from the next cycles."""
+        for program in self.programs:
+            program.normal.pop(axis, None)
+            program.learning.pop(axis, None)
+        self.recent.pop(axis, None)
+
+    def _learn(self, program: _Program, axis: int, rms: float) -> None:
+        seen = program.learning.setdefault(axis, [])
+        seen.append(rms)
+        if len(seen) >= self.learn_cycles:
+            program.normal[axis] = float(np.median(seen)) / (1 + self.axis_level(axis))
+            del program.learning[axis]
+
+    def _program_of(self, cycle: Cycle) -> _Program:
+        shape = _shape(cycle.profile)
+        best, best_cos = None, self.min_cosine
+        for program in self.programs:
+            if abs(program.duration - cycle.duration) > self.duration_tolerance * program.duration:
+                continue
+            cos = float(np.dot(program.shape, shape))
+            if cos >= best_cos:
+                best, best_cos = program, cos
+        if best is None:
+            best = _Program(cycle.duration, shape)
+            self.programs.append(best)
+            if len(self.programs) > self.max_programs:  # the least used goes: rare odd cycles, old programs
+                self.programs.remove(min(self.programs[:-1], key=lambda p: p.count))
+        best.count += 1
+        if best.count <= self.learn_cycles:  # the mean shape settles while the program is learned, then holds
+            mixed = best.shape + (shape - best.shape) / best.count
+            best.shape = mixed / (np.linalg.norm(mixed) or 1.0)
+        return best
+
+
+def _shape(profile: np.ndarray) -> np.ndarray:
+    points = np.interp(np.linspace(0, len(profile) - 1, PROFILE_POINTS), np.arange(len(profile)), profile)
+    points = points - points.mean()  # centred: two positive profiles always look alike, their wiggles do not
+    norm = np.linalg.norm(points)
+    return points / norm if norm > 0 else points
