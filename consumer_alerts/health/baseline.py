@@ -47,8 +47,13 @@ class AxisBaseline:
     recent_cycles: int = 200  # the axis's current deviation (for new programs): median of its last cycles
     programs: list[_Program] = field(default_factory=list)
     recent: dict[int, deque[float]] = field(default_factory=dict)
+    carried_over: set[int] = field(default_factory=set)  # axes whose last new normal was carried over
 
     def deviations(self, cycle: Cycle) -> dict[int, float]:
+        """Deviation per axis with a learned normal in this cycle's program. ``carried_over`` then holds
+        the axes for which this cycle completed a new program's normal from the axis's current level: its
+        error (a few %) is a step in the health line, which the trend should take as such (not as wear)."""
+        self.carried_over = set()
         program = self._program_of(cycle)
         if cycle.cold or cycle.cut:
             return {}  # neither learned from nor judged: a cold joint and a partial cycle are not its normal
@@ -85,6 +90,8 @@ class AxisBaseline:
         if len(seen) >= self.learn_cycles:
             program.normal[axis] = float(np.median(seen)) / (1 + self.axis_level(axis))
             del program.learning[axis]
+            if axis in self.recent:
+                self.carried_over.add(axis)
 
     def _program_of(self, cycle: Cycle) -> _Program:
         shape = _shape(cycle.profile)
