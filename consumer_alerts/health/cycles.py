@@ -17,6 +17,7 @@ has no indicators, and a row where every axis is ``None`` is skipped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -89,22 +90,24 @@ class CycleSplitter:
     long_stop_s: float = 3600.0
     warm_up_s: float = 1800.0
     _times: list[float] = field(default_factory=list)
-    _values: dict[int, list[float | None]] = field(default_factory=dict)
+    _rows: list[Mapping[int, float | None]] = field(default_factory=list)
     _idle_times: list[float] = field(default_factory=list)
     _last_ts: float | None = None
     _last_motion: float | None = None
     _warm_from: float | None = None
 
     def push(self, ts: float, currents: Mapping[int, float | None]) -> list[Cycle]:
-        known = [v for v in currents.values() if v is not None]
-        if not known or (self._last_ts is not None and ts <= self._last_ts):
+        values = currents.values()
+        if None in values:
+            values = [v for v in values if v is not None]
+        if not values or (self._last_ts is not None and ts <= self._last_ts):
             return []  # nothing to say (every axis "OK null"), or a reading out of order
         done = []
         if self._last_ts is not None and ts - self._last_ts > self.max_gap_s and self._times:
             end = self._idle_times[0] if self._idle_times else self._last_ts + self._spacing()
             done.append(self._close(end, cut=not self._idle_times))
         self._last_ts = ts
-        if all(v == 0 for v in known):
+        if not any(values):
             if self._times:
                 self._idle_times.append(ts)
                 if len(self._idle_times) >= self.min_idle_samples:
@@ -115,9 +118,11 @@ class CycleSplitter:
         if not self._times:
             self._starting(ts)
         for idle_ts in self._idle_times:  # a short idle run inside the cycle: part of it, at 0 A
-            self._append(idle_ts, {a: (None if currents.get(a) is None else 0.0) for a in self._values})
+            self._times.append(idle_ts)
+            self._rows.append({a: (None if v is None else 0.0) for a, v in currents.items()})
         self._idle_times.clear()
-        self._append(ts, currents)
+        self._times.append(ts)
+        self._rows.append(currents)
         self._last_motion = ts
         return done
 
@@ -140,21 +145,16 @@ class CycleSplitter:
         if self._last_motion is None or ts - self._last_motion >= self.long_stop_s:
             self._warm_from = ts if self._last_motion is not None else None
 
-    def _append(self, ts: float, currents: Mapping[int, float | None]) -> None:
-        n = len(self._times)
-        for axis in currents.keys() - self._values.keys():
-            self._values[axis] = [None] * n
-        for axis, column in self._values.items():
-            column.append(currents.get(axis))
-        self._times.append(ts)
-
     def _spacing(self) -> float:
         return float(np.median(np.diff(self._times))) if len(self._times) > 1 else DEFAULT_TICK_S
 
     def _close(self, end: float, *, cut: bool) -> Cycle:
-        times, values = self._times, self._values
-        profile = np.nansum(np.array([[np.nan if x is None else x for x in col] for col in values.values()]), axis=0)
+        times, rows = self._times, self._rows
+        axes = list(dict.fromkeys(a for row in rows for a in row))
+        nan = math.nan
+        matrix = np.array([[nan if (v := row.get(a)) is None else v for a in axes] for row in rows], dtype=float)
         cold = self._warm_from is not None and times[0] - self._warm_from < self.warm_up_s
-        cycle = Cycle(self.robot_id, times[0], end, cycle_indicators(times, values, end), profile, cold, cut)
-        self._times, self._values, self._idle_times = [], {}, []
+        indicators = matrix_indicators(np.asarray(times), matrix, axes, end)
+        cycle = Cycle(self.robot_id, times[0], end, indicators, np.nansum(matrix, 1), cold, cut)
+        self._times, self._rows, self._idle_times = [], [], []
         return cycle
