@@ -139,3 +139,17 @@ def test_a_new_program_learned_during_wear_continues_the_axis_health_line():
     assert len(baseline.programs) == 2
     assert baseline.deviations(cycle_of({2: 30.0}, new)) == pytest.approx({2: 0.2})
     assert baseline.deviations(cycle_of({2: 33.0}, new)) == pytest.approx({2: 0.32})
+
+
+def test_a_program_learned_after_a_stoppage_carries_the_wear_of_the_days_stopped():
+    baseline = AxisBaseline(learn_cycles=20, recent_cycles=50)
+    old, new = np.array([1, 3, 5, 2, 4, 6, 1, 2], float), np.array([6, 1, 1, 5, 1, 1, 6, 1], float)
+    per_hour = 0.1 / 24  # the joint wears 0.1 a day, stoppage or not
+    for k in range(48 * 10):  # two days, a cycle every 6 minutes
+        t = k * 360.0
+        baseline.deviations(cycle_of({2: 10.0 * (1 + per_hour * t / 3600)}, old, start=t))
+    restart = 3 * 86400.0  # a day stopped, and a new program after it
+    for k in range(21):
+        t = restart + k * 360.0
+        got = baseline.deviations(cycle_of({2: 30.0 * (1 + per_hour * t / 3600)}, new, start=t))
+    assert got[2] == pytest.approx(0.3 + per_hour * 2, abs=0.02)  # not 0.2: the day stopped is not lost
