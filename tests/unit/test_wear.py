@@ -98,3 +98,18 @@ def test_offline_cycles_are_the_live_robots_working_ticks():
     offline = np.concatenate([c.currents for c in cycles])
     np.testing.assert_allclose(offline, np.asarray(working[: len(offline)]))
     assert all(c.end > c.times[-1] for c in cycles)
+
+
+def test_the_producer_settings_turn_wear_on_and_write_its_labels(tmp_path):
+    from producer.feed import open_feed
+    from producer.settings import ProducerSettings
+
+    path = tmp_path / "wear.csv"
+    settings = ProducerSettings(
+        robots=4, wear_robots=2, wear_labels_out=path, axes_from_db=False, start_time=START, limit=40
+    )
+    feed = open_feed(settings)
+    assert "wear on 2" in feed.description
+    assert len(list(feed.items)) == 40
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 2 and all(int(r["axis"]) in range(1, 8) for r in rows)
