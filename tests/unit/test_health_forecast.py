@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from consumer_alerts.health.forecast import HourlyMedian, HourValue, LocalLinearTrend
+from consumer_alerts.health.forecast import HourlyMedian, HourValue, WearTrend
 
 
 def hours(values, start=0.0, stderr=0.005, changes=()):
@@ -18,7 +18,7 @@ def linear(days, per_day, noise, seed, start_level=0.0):
 
 
 def trend_over(observations):
-    model = LocalLinearTrend()
+    model = WearTrend()
     for obs in observations:
         model.update(obs)
     return model
@@ -84,7 +84,7 @@ def test_a_program_change_loosens_the_level_so_its_step_does_not_become_slope():
 
 
 def test_no_value_no_forecast():
-    assert LocalLinearTrend().forecast(0.3) is None
+    assert WearTrend().forecast(0.3) is None
 
 
 def test_hourly_median_gives_one_value_per_hour_with_enough_cycles():
