@@ -39,7 +39,7 @@ from consumer_alerts.health.baseline import AxisBaseline
 from consumer_alerts.health.cycles import CycleSplitter
 from consumer_alerts.health.forecast import HOUR_S, MAX_HORIZON_H, Forecast, HourlyMedian, HourValue, WearTrend
 from producer.synthetic import SyntheticRobot, robot_ids
-from producer.wear import HELD_OUT_SHAPES, SHAPES, TUNING_SHAPES, WearSpec, wear_plan
+from producer.wear import DEFAULT_LIMIT, HELD_OUT_SHAPES, SHAPES, TUNING_SHAPES, WearSpec, wear_plan
 from producer.wear_offline import offline_cycles
 
 TUNING_SEEDS = (1, 2)
@@ -209,8 +209,8 @@ def _grade_clean(series: dict[int, list[HourValue]], days: float, due_h: float, 
                 models[axis].update(values[i])
                 i += 1
             for method, f in (
-                ("model", models[axis].forecast(0.30, check)),
-                ("naive", naive_forecast(values[:i], 0.30, check)),
+                ("model", models[axis].forecast(DEFAULT_LIMIT, check)),
+                ("naive", naive_forecast(values[:i], DEFAULT_LIMIT, check)),
             ):
                 if f is not None and f.crossing - check <= due_h:
                     due[method].add(check)
