@@ -153,3 +153,12 @@ def test_a_program_learned_after_a_stoppage_carries_the_wear_of_the_days_stopped
         t = restart + k * 360.0
         got = baseline.deviations(cycle_of({2: 30.0 * (1 + per_hour * t / 3600)}, new, start=t))
     assert got[2] == pytest.approx(0.3 + per_hour * 2, abs=0.02)  # not 0.2: the day stopped is not lost
+
+
+def test_flush_cuts_the_cycle_in_progress_at_its_last_reading_plus_one_spacing():
+    s = CycleSplitter("r")
+    assert feed(s, moving(1, 2, 3)) == []
+    (cycle,) = s.flush()
+    assert cycle.cut and (cycle.start, cycle.end) == (0.0, 6.0)
+    assert cycle.axes[2].energy_as == pytest.approx(2 * (1 + 2 + 3) * 2.0)
+    assert s.flush() == []
