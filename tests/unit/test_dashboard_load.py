@@ -7,11 +7,17 @@ import gc
 import time
 import urllib.error
 import urllib.request
+import weakref
+from types import SimpleNamespace
 
 import pytest
+from bokeh.core.property.wrappers import PropertyValueContainer
+from bokeh.document import Document
 
-from dashboard.app import SessionLifecycle
-from dashboard.memory import COLLECT_AFTER_S, DEFERRED
+from common.bus import InProcessBus
+from dashboard.app import SessionLifecycle, build
+from dashboard.feed import LiveFeed
+from dashboard.memory import _BOKEH_DOCUMENT_DESTROY, COLLECT_AFTER_S, DEFERRED, defer_bokeh_collections
 from dashboard.settings import DashboardSettings
 from tests.dashboard_support import ServerThread, reading, wait_for
 
@@ -91,3 +97,45 @@ async def test_sessions_opened_together_are_built_one_per_turn_of_the_loop():
     await asyncio.gather(*(session(n) for n in range(4)), other_callbacks())
     builds = [i for i, step in enumerate(order) if step.startswith("build")]
     assert len(builds) == 4 and all(b - a > 1 for a, b in zip(builds, builds[1:], strict=False)), order
+
+
+class Receiver:
+    """Stands in for the server session a document sends its changes to."""
+
+    def _document_patched(self, event) -> None:
+        pass
+
+
+def discarded_page(destroy) -> tuple[int, list[int]]:
+    """Build one page and discard it with ``destroy``: what only a full collection could free then, and how
+    many models each list, dict or set the page's models held still points back at."""
+    doc = Document()
+    build(doc, LiveFeed(settings(), InProcessBus(), None), None)
+    session = Receiver()
+    doc.on_change_dispatch_to(session)
+    containers = [
+        weakref.ref(value)
+        for model in doc.models
+        for value in (*model._property_values.values(), *model._unstable_default_values.values())
+        if isinstance(value, PropertyValueContainer)
+    ]
+    gc.collect()
+    gc.disable()
+    try:
+        destroy(doc, session)
+        del doc
+        owners = [len(container()._owners) for container in containers if container() is not None]
+        return gc.collect(), owners
+    finally:
+        gc.enable()
+
+
+def test_a_discarded_page_leaves_few_reference_cycles_to_the_collector(monkeypatch):
+    defer_bokeh_collections()
+    import bokeh.document.document as bokeh_document
+
+    monkeypatch.setattr(bokeh_document, "gc", SimpleNamespace(collect=lambda *_: 0))  # counted here instead
+    tangled, tangled_owners = discarded_page(_BOKEH_DOCUMENT_DESTROY)
+    untangled, untangled_owners = discarded_page(Document.destroy)
+    assert sum(tangled_owners) > 100 and sum(untangled_owners) == 0, (tangled_owners, untangled_owners)
+    assert untangled < tangled / 3, (untangled, tangled)
