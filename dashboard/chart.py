@@ -17,7 +17,9 @@ from bokeh.models import (
     Legend,
     LegendItem,
     Line,
+    Scatter,
     SingleIntervalTicker,
+    VStrip,
 )
 from bokeh.palettes import Category20, Turbo256
 from bokeh.plotting import figure
@@ -104,33 +106,22 @@ class LiveChart:
         self._fit_to_readings()
 
     def _alert_glyphs(self, alerts: ColumnDataSource) -> None:
-        fig = self.figure
-        fig.vstrip(x0="x0", x1="x1", source=alerts, fill_color="colour", fill_alpha=0.14, line_alpha=0)
-        blinking = CDSView(filter=GroupFilter(column_name="blink", group="blink"))
-        steady = CDSView(filter=GroupFilter(column_name="blink", group=""))
-        self.blinking = fig.scatter(
-            "x0",
-            "y",
-            source=alerts,
-            view=blinking,
-            marker="triangle",
-            size=14,
-            fill_color="colour",
-            line_color="black",
+        # Made directly like the lines: figure.vstrip/scatter add a non-selection and a muted copy of each.
+        strips = VStrip(x0="x0", x1="x1", fill_color="colour", fill_alpha=0.14, line_alpha=0)
+        marks = {"x": "x0", "y": "y", "marker": "triangle", "fill_color": "colour", "line_color": "black"}
+        self.blinking = GlyphRenderer(
+            data_source=alerts,
+            view=CDSView(filter=GroupFilter(column_name="blink", group="blink")),
+            glyph=Scatter(size=14, **marks),
             name="alert_marks_blinking",
         )
-        fig.scatter(
-            "x0",
-            "y",
-            source=alerts,
-            view=steady,
-            marker="triangle",
-            size=12,
-            fill_color="colour",
-            line_color="black",
-            fill_alpha=0.9,
+        steady = GlyphRenderer(
+            data_source=alerts,
+            view=CDSView(filter=GroupFilter(column_name="blink", group="")),
+            glyph=Scatter(size=12, fill_alpha=0.9, **marks),
             name="alert_marks",
         )
+        self.figure.renderers.extend([GlyphRenderer(data_source=alerts, glyph=strips), self.blinking, steady])
 
     def set_stacked(self, stacked: bool) -> None:
         """Swap lines and bands, keeping each axis's shown/hidden state from the legend."""

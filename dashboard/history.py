@@ -14,7 +14,7 @@ from html import escape
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import Button, ColumnDataSource, DataTable, DateFormatter, Div, NumberFormatter, Select, TableColumn
+from bokeh.models import Button, ColumnDataSource, DataTable, DateFormatter, Div, NumberFormatter, Select
 from bokeh.plotting import figure
 from sqlalchemy import Engine
 
@@ -23,6 +23,7 @@ from common.rollup import floor_minute
 from dashboard.chart import axis_colours
 from dashboard.history_data import ALL_ROBOTS, HistoryData, alert_table, health_html, smoothed_columns, summary_columns
 from dashboard.settings import DashboardSettings
+from dashboard.tables import PageColumns
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class HistoryView:
         )
         bars.legend.location = "top_right"
         bars.toolbar.logo = None
+        table_column = PageColumns()
         pct, amps = NumberFormatter(format="0.0%"), NumberFormatter(format="0.00")
         summary = DataTable(
             source=self.summary,
@@ -105,12 +107,12 @@ class HistoryView:
             reorderable=False,
             name="history_summary_table",
             columns=[
-                TableColumn(field="axis", title="axis", width=40),
-                TableColumn(field="rows", title="rows"),
-                TableColumn(field="ok_null_share", title="OK null", formatter=pct),
-                TableColumn(field="idle_share", title="idle", formatter=pct),
-                TableColumn(field="mean_active", title="mean A", formatter=amps),
-                TableColumn(field="max_active", title="max A", formatter=amps),
+                table_column(field="axis", title="axis", width=40),
+                table_column(field="rows", title="rows"),
+                table_column(field="ok_null_share", title="OK null", formatter=pct),
+                table_column(field="idle_share", title="idle", formatter=pct),
+                table_column(field="mean_active", title="mean A", formatter=amps),
+                table_column(field="max_active", title="max A", formatter=amps),
             ],
         )
         when = DateFormatter(format="%Y-%m-%d %H:%M:%S")
@@ -122,14 +124,14 @@ class HistoryView:
             reorderable=False,
             name="history_alert_table",
             columns=[
-                TableColumn(field="opened", title="opened (UTC)", formatter=when),
-                TableColumn(field="robot_id", title="robot"),
-                TableColumn(field="axis", title="axis"),
-                TableColumn(field="severity", title="severity"),
-                TableColumn(field="state", title="state"),
-                TableColumn(field="peak", title="peak A", formatter=amps),
-                TableColumn(field="closed", title="closed (UTC)", formatter=when),
-                TableColumn(field="ack", title="acknowledged"),
+                table_column(field="opened", title="opened (UTC)", formatter=when),
+                table_column(field="robot_id", title="robot"),
+                table_column(field="axis", title="axis"),
+                table_column(field="severity", title="severity"),
+                table_column(field="state", title="state"),
+                table_column(field="peak", title="peak A", formatter=amps),
+                table_column(field="closed", title="closed (UTC)", formatter=when),
+                table_column(field="ack", title="acknowledged"),
             ],
         )
         return column(

@@ -26,7 +26,6 @@ from bokeh.models import (
     RadioButtonGroup,
     Select,
     Spinner,
-    TableColumn,
     TextInput,
 )
 
@@ -35,6 +34,7 @@ from dashboard.chart import LiveChart
 from dashboard.columns import alert_columns, chart_keys, table_columns, to_columns, to_lists
 from dashboard.feed import LiveFeed
 from dashboard.status import latest_columns, peak_text, status_html
+from dashboard.tables import PageColumns
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class LiveView:
         self.latest = ColumnDataSource(latest_columns({}), name="latest_source")
         self.chart = LiveChart(self.source, self.chart_alerts, feed.axes, stacked=settings.stacked)
         self.chart.set_ticks(settings.x_axis_ticks, self.window_rows, settings.tick_seconds)
+        self.column = PageColumns()
         self._controls(settings)
         self._alert_panel()
         self.status = Div(name="status", sizing_mode="stretch_width")
@@ -92,15 +93,15 @@ class LiveView:
         state = HTMLTemplateFormatter(template='<span class="<%- blink %>"><%- value %></span>')
         when = DateFormatter(format="%Y-%m-%d %H:%M:%S")
         columns = [
-            TableColumn(field="opened", title="opened (UTC)", formatter=when, width=150),
-            TableColumn(field="robot_id", title="robot", width=80),
-            TableColumn(field="axis", title="axis", width=40),
-            TableColumn(field="severity", title="severity", formatter=state, width=70),
-            TableColumn(field="state", title="state", width=60),
-            TableColumn(field="detector", title="detector"),
-            TableColumn(field="peak", title="peak A", formatter=NumberFormatter(format="0.00"), width=60),
-            TableColumn(field="closed", title="closed (UTC)", formatter=when, width=150),
-            TableColumn(field="ack", title="acknowledged", width=200),
+            self.column(field="opened", title="opened (UTC)", formatter=when, width=150),
+            self.column(field="robot_id", title="robot", width=80),
+            self.column(field="axis", title="axis", width=40),
+            self.column(field="severity", title="severity", formatter=state, width=70),
+            self.column(field="state", title="state", width=60),
+            self.column(field="detector", title="detector"),
+            self.column(field="peak", title="peak A", formatter=NumberFormatter(format="0.00"), width=60),
+            self.column(field="closed", title="closed (UTC)", formatter=when, width=150),
+            self.column(field="ack", title="acknowledged", width=200),
         ]
         self.alert_table = DataTable(
             source=self.table_alerts,
@@ -126,9 +127,9 @@ class LiveView:
             index_position=None,
             reorderable=False,
             columns=[
-                TableColumn(field="axis", title="axis", width=40),
-                TableColumn(field="ts", title="latest (UTC)", formatter=DateFormatter(format="%H:%M:%S"), width=90),
-                TableColumn(field="amps", title="A", width=60),
+                self.column(field="axis", title="axis", width=40),
+                self.column(field="ts", title="latest (UTC)", formatter=DateFormatter(format="%H:%M:%S"), width=90),
+                self.column(field="amps", title="A", width=60),
             ],
         )
         side = column(Div(text="<b>latest per axis</b>"), latest, self.peak, width=320)

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 from bokeh.core.property.wrappers import PropertyValueContainer
 from bokeh.document import Document
+from bokeh.models import GlyphRenderer
 
 from common.bus import InProcessBus
 from dashboard.app import SessionLifecycle, build
@@ -139,3 +140,15 @@ def test_a_discarded_page_leaves_few_reference_cycles_to_the_collector(monkeypat
     untangled, untangled_owners = discarded_page(Document.destroy)
     assert sum(tangled_owners) > 100 and sum(untangled_owners) == 0, (tangled_owners, untangled_owners)
     assert untangled < tangled / 3, (untangled, tangled)
+
+
+def test_a_page_builds_no_model_the_browser_can_do_without():
+    """Building models is what a page costs: one editor and one plain-text formatter for all the table
+    columns, and no non-selection or muted copy of any chart glyph (the browser derives those)."""
+    doc = Document()
+    build(doc, LiveFeed(settings(), InProcessBus(), None), None)
+    kinds = [type(model).__name__ for model in doc.models]
+    assert kinds.count("TableColumn") >= 10 and kinds.count("StringEditor") == kinds.count("StringFormatter") == 1
+    renderers = doc.select({"type": GlyphRenderer})
+    assert {r.name for r in renderers} >= {"alert_marks", "alert_marks_blinking"}
+    assert all(r.nonselection_glyph == "auto" and r.muted_glyph == "auto" for r in renderers)
