@@ -9,9 +9,9 @@ import sys
 
 from pydantic import ValidationError
 
-from common.db import make_engine, safe_url, server_version
-from common.kafka import open_bus
 from common.service import run_service, setup_logging
+from common.store.db import make_engine, safe_url, server_version
+from common.wire.kafka import open_bus
 from dashboard.demo import add_demo_options, demo_options, quiet_console, run_demo
 from dashboard.service import run
 from dashboard.settings import DashboardSettings

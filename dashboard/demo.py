@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common.bus import InProcessBus
-from common.controller_csv import CsvOptions, read_export
-from common.db import make_engine
-from common.schemas import Reading
+from common.csvio.controller_csv import CsvOptions, read_export
+from common.store.db import make_engine
+from common.wire.bus import InProcessBus
+from common.wire.schemas import Reading
 from consumer_alerts.model import AlertModel
 from consumer_alerts.settings import AlertsSettings
 from consumer_alerts.training import train

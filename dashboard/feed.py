@@ -18,9 +18,9 @@ from collections import deque
 from datetime import datetime
 from typing import Protocol
 
-from common.bus import Bus, Message, Subscription
 from common.errors import SchemaError
-from common.schemas import Alert, Reading
+from common.wire.bus import Bus, Message, Subscription
+from common.wire.schemas import Alert, Reading
 from dashboard.columns import chart_row, table_columns
 from dashboard.settings import DashboardSettings
 from dashboard.window import FeedStatus, RobotWindow

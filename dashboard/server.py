@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 
-from common.bus import Bus
+from common.wire.bus import Bus
 from dashboard.app import document_factory
 from dashboard.feed import LiveFeed
 from dashboard.settings import DashboardSettings
