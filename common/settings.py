@@ -76,7 +76,6 @@ class CommonSettings(BaseSettings):
         list(DEFAULT_AXES), description="Axis list (schema lock), e.g. 1-14 or 1,2,3; axes 1 to 62."
     )
     tick_seconds: float = Field(TICK_SECONDS, gt=0, description="Seconds between two readings of one robot.")
-    window_rows: int = Field(200, ge=10, description="Readings per axis in the live window.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # What a plausible reading is (common.wire.schemas.ReadingPolicy, where each rule is): the same for every service.
     reading_max_abs_amps: float = Field(
