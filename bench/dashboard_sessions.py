@@ -1,5 +1,6 @@
-"""Dashboard under load: 1 vs 20 concurrent sessions while the synthetic fleet streams, and memory after
-200 sessions have been opened and closed.
+"""Dashboard under load: 1 vs 20 concurrent sessions while the synthetic fleet streams; and a burst of page
+loads (200 from 4 clients) and sessions (50 opened and closed) with the server's longest event-loop stall,
+/health's latency while it happens, and memory before and after the sessions are gone.
 
 The server runs in a subprocess of its own (so its CPU time is its own): ``make_server`` with the real
 Kafka feed when KAFKA_BOOTSTRAP_SERVERS is set (fresh topics; this process publishes the fleet), else the
@@ -8,7 +9,11 @@ speaking Bokeh's protocol (what a tab does, without drawing), all on one asyncio
 client applied a streamed point minus the reading's timestamp, which is set to the wall clock when the reading
 is published: Kafka -> feed -> session document -> websocket -> client.
 
-    .venv/bin/python -m bench.dashboard_sessions [--robots 5] [--tick 0.5] [--seconds 20] [--open-close 200]
+    .venv/bin/python -m bench.dashboard_sessions [--robots 5] [--tick 0.5] [--seconds 20] [--page-loads 200]
+        [--clients 4] [--sessions 50] [--only-burst]
+
+The event-loop stall is measured inside the server process: a task that sleeps 5 ms notes by how much it
+woke late (what every other callback, /health included, waited too).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 
-from bench.results import write_results
+from bench.results import markdown_table, write_results
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -75,8 +80,29 @@ def serve(robots: int, tick: float) -> None:
         await bus.ensure_topics([settings.readings_topic, settings.alerts_topic])
         server = make_server(settings, bus=bus, engine=None, port=0)
         server.start()
+        try:
+            from dashboard.memory import settle  # what dashboard.service.run does once the server is up
+        except ImportError:  # the tree before it: service.run froze the start-up objects itself
+            import gc
+
+            gc.collect()
+            settle = gc.freeze
+        settle()
         stop = asyncio.Event()
-        asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)  # parent closes stdin: stop
+        stalls = StallMonitor()
+        monitor = asyncio.create_task(stalls.run(stop))
+        reader = asyncio.StreamReader()
+        await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(sys.stdin.fileno(), "rb", 0)
+        )
+
+        async def commands() -> None:  # "stalls": print the longest stall since the last ask; EOF: stop
+            while line := await reader.readline():
+                if line.strip() == b"stalls":
+                    print("STALLS " + json.dumps(stalls.take()), flush=True)
+            stop.set()
+
+        listening = asyncio.create_task(commands())
         fleet = (
             asyncio.create_task(stream_fleet(bus, settings.readings_topic, robots, tick, stop))
             if settings.bus == "memory"
@@ -86,10 +112,32 @@ def serve(robots: int, tick: float) -> None:
         await stop.wait()
         if fleet:
             await fleet
+        await monitor
+        listening.cancel()
         await stop_server(server)
         await bus.stop()
 
     asyncio.run(main())
+
+
+class StallMonitor:
+    """How late a 5 ms sleep wakes up on the server's loop: the longest stall, and how many over 100 ms."""
+
+    def __init__(self) -> None:
+        self.longest, self.over_100ms = 0.0, 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            asked = time.perf_counter()
+            await asyncio.sleep(0.005)
+            late = time.perf_counter() - asked - 0.005
+            self.longest = max(self.longest, late)
+            self.over_100ms += late > 0.1
+
+    def take(self) -> dict:
+        taken = {"longest_stall_ms": round(self.longest * 1000, 1), "stalls_over_100ms": self.over_100ms}
+        self.longest, self.over_100ms = 0.0, 0
+        return taken
 
 
 # -- the sessions -------------------------------------------------------------------------------------
@@ -192,27 +240,110 @@ def wait_until(predicate, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def open_and_close(url: str, pid: int, count: int, expiry_s: float) -> dict:
-    """``count`` page loads (each creates a session and its document), left to expire like closed tabs."""
+class HealthProbe:
+    """GET /health every 50 ms from a thread of its own; each answer's latency (a stalled loop answers late)."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.latencies, self.failures = url + "health", [], 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.05):
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.url, timeout=60) as response:
+                    response.read()
+                self.latencies.append(time.perf_counter() - started)
+            except OSError:
+                self.failures += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(70)
+
+    def summary(self) -> dict:
+        lat = sorted(x * 1000 for x in self.latencies)
+        return {
+            "health_answers": len(lat),
+            "health_p50_ms": round(statistics.median(lat), 1) if lat else None,
+            "health_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1) if lat else None,
+            "health_max_ms": round(lat[-1], 1) if lat else None,
+            "health_failures": self.failures,
+        }
+
+
+def burst(url: str, port: int, server, page_loads: int, clients: int, sessions: int, expiry_s: float) -> dict:
+    """``page_loads`` GET / from ``clients`` threads (each builds a session that is never connected, like a
+    tab closed at once), then ``sessions`` websocket sessions opened together and closed; until every one of
+    them has expired. Memory "after" is read once the server has had ``expiry_s`` * 2 more to let go."""
+    from concurrent.futures import ThreadPoolExecutor
 
     def health() -> dict:
-        with urllib.request.urlopen(url + "health", timeout=10) as response:
+        with urllib.request.urlopen(url + "health", timeout=60) as response:
             return json.loads(response.read())
 
-    wait_until(lambda: health()["sessions"] == 0, expiry_s * 4 + 60)
-    before = rss_mib(pid)
-    for _ in range(count):
-        with urllib.request.urlopen(url, timeout=30) as response:
+    def load(_i: int) -> float:
+        started = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=120) as response:
             response.read()
-    peak = rss_mib(pid)
+        return time.perf_counter() - started
+
+    async def open_and_close() -> None:
+        opened = [asyncio.Event() for _ in range(sessions)]
+        tasks = [asyncio.create_task(watch(port, [], o)) for o in opened]
+        await asyncio.wait_for(asyncio.gather(*(o.wait() for o in opened)), 300)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    load(0)  # warm-up: what the first page imports and caches stays for the process's life, not per session
     wait_until(lambda: health()["sessions"] == 0, expiry_s * 4 + 60)
+    time.sleep(expiry_s * 2)
+    before = rss_mib(server.pid)
+    ask_stalls(server)  # from here on
+    with HealthProbe(url) as probe:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            loads = sorted(pool.map(load, range(page_loads)))
+        loads_s = time.perf_counter() - started
+        peak = rss_mib(server.pid)
+        asyncio.run(open_and_close())
+        peak = max(peak, rss_mib(server.pid))
+        wait_until(lambda: health()["sessions"] == 0, expiry_s * 4 + 120)
+        time.sleep(expiry_s * 2)
+        burst_s = time.perf_counter() - started
+    stalls = ask_stalls(server)
+    after = rss_mib(server.pid)
     return {
-        "sessions_opened_and_closed": count,
+        "page_loads": page_loads,
+        "clients": clients,
+        "page_loads_s": round(loads_s, 1),
+        "page_load_p50_ms": round(loads[len(loads) // 2] * 1000, 1),
+        "page_load_max_ms": round(loads[-1] * 1000, 1),
+        "sessions_opened_and_closed": sessions,
+        "burst_s": round(burst_s, 1),
+        **stalls,
+        **probe.summary(),
         "rss_before_mib": round(before, 1),
         "rss_peak_mib": round(peak, 1),
-        "rss_after_mib": round(rss_mib(pid), 1),
+        "rss_after_mib": round(after, 1),
+        "rss_after_vs_before": f"{(after / before - 1) * 100:+.1f} %",
         "sessions_left": health()["sessions"],
     }
+
+
+def ask_stalls(server) -> dict:
+    server.stdin.write("stalls\n")
+    server.stdin.flush()
+    while not (line := server.stdout.readline()).startswith("STALLS "):
+        if not line:
+            raise RuntimeError("the server process ended")
+    return json.loads(line.split(" ", 1)[1])
 
 
 def main() -> int:
@@ -220,7 +351,11 @@ def main() -> int:
     parser.add_argument("--robots", type=int, default=5)
     parser.add_argument("--tick", type=float, default=0.5, help="seconds between two readings of one robot")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per session count")
-    parser.add_argument("--open-close", type=int, default=200)
+    parser.add_argument("--page-loads", type=int, default=200, help="page loads (GET /) in the burst")
+    parser.add_argument("--clients", type=int, default=4, help="clients making the page loads at once")
+    parser.add_argument("--sessions", type=int, default=50, help="websocket sessions opened and closed")
+    parser.add_argument("--only-burst", action="store_true", help="skip the 1 vs 20 sessions measurement")
+    parser.add_argument("--name", default="dashboard_sessions", help="results file name (bench/results/NAME)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -234,10 +369,19 @@ def main() -> int:
         "READINGS_TOPIC": f"bench-readings-{run}",
         "ALERTS_TOPIC": f"bench-alerts-{run}",
         "DASHBOARD_SESSION_EXPIRY_MS": "3000",
+        # every client here is 127.0.0.1: the per-client limit would refuse most of the burst (what it is
+        # for, but then the burst would not measure what a page costs)
+        "DASHBOARD_SESSIONS_PER_CLIENT": "0",
         "LOG_LEVEL": "WARNING",
         "TOPIC_PARTITIONS": "3",
         "ROBOT_ID": "robot-001",
     }
+    try:  # the allocator python -m dashboard starts with (the tree before had none of its own)
+        from dashboard.memory import ALLOCATOR
+
+        env.setdefault("PYTHONMALLOC", ALLOCATOR)
+    except ImportError:
+        pass
     server = subprocess.Popen(
         [
             sys.executable,
@@ -253,14 +397,15 @@ def main() -> int:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        bufsize=1,
     )
     try:
         port = int(server.stdout.readline().split()[1])
         url = f"http://127.0.0.1:{port}/"
         publisher = start_kafka_fleet(env, args) if kafka else None
         time.sleep(3)  # the window fills and the consumer has its partitions
-        rows = [measure(port, server.pid, n, args.seconds) for n in (1, 20)]
-        churn = open_and_close(url, server.pid, args.open_close, 3.0)
+        rows = [] if args.only_burst else [measure(port, server.pid, n, args.seconds) for n in (1, 20)]
+        churn = burst(url, port, server, args.page_loads, args.clients, args.sessions, 3.0)
         if publisher:
             publisher.set()
     finally:
@@ -268,9 +413,10 @@ def main() -> int:
         server.wait(60)
     notes = (
         f"Feed: {'real Kafka' if kafka else 'in-process bus'}, synthetic fleet of {args.robots} robots, one reading "
-        f"per robot every {args.tick} s; the sessions watch robot-001. Open/close: {churn}"
+        f"per robot every {args.tick} s; the sessions watch robot-001; sessions expire 3 s after they close.\n\n"
+        f"Burst (page loads, then sessions opened and closed, until all expired):\n\n{markdown_table([churn])}"
     )
-    write_results("dashboard_sessions", rows, notes=notes, extra={"open_close": churn})
+    write_results(args.name, rows or [churn], notes=notes, extra={"burst": churn})
     return 0
 
 

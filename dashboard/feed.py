@@ -18,7 +18,10 @@ from collections import deque
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import Engine
+
 from common.errors import SchemaError
+from common.store import queries
 from common.wire.bus import Bus, Message, Subscription
 from common.wire.schemas import Alert, Reading
 from dashboard.columns import chart_row, table_columns
@@ -35,9 +38,11 @@ class Listener(Protocol):
 
 
 class LiveFeed:
-    def __init__(self, settings: DashboardSettings, bus: Bus) -> None:
+    def __init__(self, settings: DashboardSettings, bus: Bus, engine: Engine | None = None) -> None:
         self.settings = settings
         self.bus = bus
+        self.engine = engine
+        self._open_loaded = engine is None  # the open events are taken from the database once, at start
         self.axes = list(settings.axes)
         self.group_id = f"{settings.dashboard_group_id}-{uuid.uuid4().hex[:8]}"
         self.robots: dict[str, RobotWindow] = {}
@@ -107,6 +112,8 @@ class LiveFeed:
                 self._failed(f"cannot subscribe: {exc}")
             else:
                 self.status.subscribed, self.status.error, delay = True, None, 1.0
+                if not self._open_loaded:  # after subscribing: what the topic says from then on is newer
+                    asyncio.get_running_loop().create_task(self._load_open_events(), name="dashboard-open-events")
                 try:
                     await self._consume(sub)
                 except Exception as exc:  # noqa: BLE001
@@ -120,7 +127,7 @@ class LiveFeed:
             delay = min(delay * 2, 30.0)
 
     def _failed(self, reason: str) -> None:
-        logger.warning("dashboard feed: %s (retrying)", reason)
+        logger.warning("dashboard feed: %r (retrying)", reason)
         self.status.error = reason
 
     async def _consume(self, sub: Subscription) -> None:
@@ -138,20 +145,27 @@ class LiveFeed:
         """Fold a batch into the window and hand it to every session (public for tests and the benchmark)."""
         rows: dict[str, list[dict[str, float]]] = {}
         changed: dict[str, Alert] = {}
-        now = time.monotonic()
+        now, latest = time.monotonic(), self.settings.latest_plausible()
         for m in messages:
+            # One message that cannot be shown is skipped, whatever the reason: the feed keeps its place
+            # in the topics (a failure out of here would resubscribe at their end, losing what came between).
             try:
                 if m.topic == self.settings.alerts_topic:
                     alert = self._merge_alert(Alert.from_bytes(m.value))
                     changed[alert.event_id] = alert
                 else:
-                    reading = self.settings.reading_policy().read(m.value)  # issue 20: sane readings only
+                    reading = self.settings.reading_policy().read(m.value)  # the policy for sane readings
+                    self._check_time(reading, latest)
                     rows.setdefault(reading.robot_id, []).append(self._add_reading(reading))
                     self.status.arrivals.append(now)
-            except SchemaError as exc:
+            except Exception as exc:  # noqa: BLE001 - a bad message must not stop the feed
                 self.status.rejected += 1
-                logger.warning("dashboard feed: skipped %s[%d]@%d: %s", m.topic, m.partition, m.offset, exc)
+                reason = str(exc) if isinstance(exc, SchemaError) else f"{type(exc).__name__}: {exc}"
+                logger.warning("dashboard feed: skipped %s[%d]@%d: %r", m.topic, m.partition, m.offset, reason)
         self.status.last_message = now
+        self._changed(changed, rows)
+
+    def _changed(self, changed: dict[str, Alert], rows: dict[str, list[dict[str, float]]]) -> None:
         changed |= {a.event_id: a for a in self._trim_alerts()}  # gone from the table: a change too
         if changed:
             self._table = None
@@ -159,15 +173,48 @@ class LiveFeed:
             for listener in list(self._listeners):
                 listener.deliver(rows, list(changed.values()))
 
+    def _check_time(self, reading: Reading, latest: datetime) -> None:
+        """A reading from the future would pin the newest reading; one from before the earliest date is junk."""
+        if reading.ts > latest:
+            raise ValueError(f"dated {reading.ts:%Y-%m-%d %H:%M:%S}Z, after the server clock + DASHBOARD_MAX_FUTURE_S")
+        if reading.ts < self.settings.dashboard_earliest:
+            raise ValueError(f"dated {reading.ts:%Y-%m-%d %H:%M:%S}Z, before DASHBOARD_EARLIEST")
+
     def _add_reading(self, reading: Reading) -> dict[str, float]:
+        row = chart_row(reading, self.axes)  # before any change: a reading that fails here leaves no trace
         robot = self.robots.get(reading.robot_id)
         if robot is None:
             robot = self.robots[reading.robot_id] = RobotWindow(deque(maxlen=self.settings.window_rows))
-        row = chart_row(reading, self.axes)
         robot.add(reading, row)
         if self.status.newest_ts is None or reading.ts > self.status.newest_ts:
             self.status.newest_ts = reading.ts
         return row
+
+    async def _load_open_events(self) -> None:
+        """The events still open in the database: the topic is read from its end, so without them the table
+        is empty after a restart. An event the topic has spoken of since keeps the topic's (newer) state."""
+        try:
+            rows = await asyncio.to_thread(self._query_open_events)
+        except Exception as exc:  # noqa: BLE001 - the live view does without; tried again at the next subscribe
+            logger.warning("dashboard feed: open events not loaded: %r", f"{type(exc).__name__}: {exc}")
+            return
+        self._open_loaded = True
+        loaded: dict[str, Alert] = {}
+        for row in reversed(rows):  # oldest first: the feed's order is least recently changed first
+            try:
+                alert = Alert.model_validate({k: v for k, v in row.items() if k in Alert.model_fields})
+            except Exception as exc:  # noqa: BLE001 - one bad row is skipped like a bad message
+                logger.warning("dashboard feed: open event skipped: %r", str(exc))
+                continue
+            if alert.event_id not in self.alerts:
+                loaded[alert.event_id] = alert
+        if loaded:
+            self.alerts = loaded | self.alerts
+            self._changed(loaded, {})
+
+    def _query_open_events(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return queries.open_alerts(conn, limit=self.settings.dashboard_alert_rows)
 
     def _merge_alert(self, alert: Alert) -> Alert:
         """The event as consumer_db stores it (``Alert.merged_with``), moved to the end: changed last."""

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 from functools import partial
+from html import escape
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
@@ -155,8 +156,9 @@ class HistoryView:
         try:
             data = await asyncio.to_thread(self._query, robot, span)
         except Exception as exc:  # noqa: BLE001 - the page shows it; the live view carries on
-            logger.warning("history: database error: %s", exc)
-            text = f"<span style='color:#b00020'><b>database error</b>: {type(exc).__name__}: {str(exc)[:300]}</span>"
+            reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+            logger.warning("history: database error: %r", reason)
+            text = f"<span style='color:#b00020'><b>database error</b>: {escape(reason)}</span>"
             self.doc.add_next_tick_callback(partial(setattr, self.note, "text", text))
             return
         self.doc.add_next_tick_callback(partial(self._show, data))
@@ -167,24 +169,31 @@ class HistoryView:
         keeps a fleet's Refresh within ~100 ms at 10 M readings (docs/benchmarks.md)."""
         with self.engine.connect() as conn:
             robots = sorted(queries.axes_of(conn))
-            end = queries.newest_ts(conn, robot_id=robot)
+            # The newest stored reading the server's clock believes: one dated 2100 must not move the range
+            # away from every real reading.
+            end = queries.newest_ts(conn, robot_id=robot, end=self.settings.latest_plausible())
             start = range_start(end, span)
             return HistoryData(
                 robots=robots,
                 start=start,
                 end=end,
                 smooth=(
-                    queries.resample_1min(conn, start=start, robot_id=robot, folded_only=True)
+                    queries.resample_1min(conn, start=start, end=end, robot_id=robot, folded_only=True)
                     if robot
-                    else queries.fleet_minute_means(conn, start=start)
+                    else queries.fleet_minute_means(conn, start=start, end=end)
                 ),
                 summary=(
-                    queries.axis_summary(conn, robot_id=robot, start=start, folded_only=True)
+                    queries.axis_summary(conn, robot_id=robot, start=start, end=end, folded_only=True)
                     if robot
-                    else queries.fleet_axis_summary(conn, start=start)
+                    else queries.fleet_axis_summary(conn, start=start, end=end)
                 ),
                 health=queries.data_health(
-                    conn, robot_id=robot, start=start, tick_seconds=self.settings.tick_seconds, folded_only=True
+                    conn,
+                    robot_id=robot,
+                    start=start,
+                    end=end,
+                    tick_seconds=self.settings.tick_seconds,
+                    folded_only=True,
                 ),
                 alerts=queries.alert_history(conn, robot_id=robot, start=start, end=end, limit=500),
             )

@@ -8,6 +8,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from functools import partial
+from html import escape
 
 from bokeh.core.properties import without_property_validation
 from bokeh.document import Document
@@ -87,7 +88,8 @@ class LiveView:
         self.stacked.on_change("active", lambda _a, _o, new: self.chart.set_stacked(bool(new)))
 
     def _alert_panel(self) -> None:
-        state = HTMLTemplateFormatter(template='<span class="<%= blink %>"><%= value %></span>')
+        # <%- %> escapes (<%= %> would not): only the blink class is markup here.
+        state = HTMLTemplateFormatter(template='<span class="<%- blink %>"><%- value %></span>')
         when = DateFormatter(format="%Y-%m-%d %H:%M:%S")
         columns = [
             TableColumn(field="opened", title="opened (UTC)", formatter=when, width=150),
@@ -220,11 +222,22 @@ class LiveView:
         try:
             for event_id in ids:
                 await asyncio.wait_for(self.feed.acknowledge(event_id, who, at), 15)
-            text = f"acknowledged by {who} at {at:%H:%M:%S}Z"
+            text = f"acknowledged by {escape(who)} at {at:%H:%M:%S}Z"
         except Exception as exc:  # noqa: BLE001 - shown on the page
-            logger.warning("acknowledge failed: %s", exc)
-            text = f"<span style='color:#b00020'>acknowledge failed: {exc or type(exc).__name__}</span>"
+            reason = str(exc) or type(exc).__name__
+            logger.warning("acknowledge failed: %r", reason)
+            text = f"<span style='color:#b00020'>acknowledge failed: {escape(reason)}</span>"
         self.doc.add_next_tick_callback(partial(setattr, self.message, "text", text))
+
+    def _show_robot(self, robot) -> None:
+        """Latest per axis and the 1-minute peak. Data the feed let through but these cannot show must not
+        stop the page from being built (or ticking): the robot's side panel says so instead."""
+        try:
+            latest, peak = latest_columns(robot.latest if robot else {}), peak_text(robot.recent if robot else [])
+        except Exception as exc:  # noqa: BLE001 - one robot's bad data; the rest of the page goes on
+            logger.warning("live view: robot %r cannot be shown: %r", self.robot, f"{type(exc).__name__}: {exc}")
+            latest, peak = latest_columns({}), "<b>1-minute peak</b>: — (this robot's data cannot be shown)"
+        self.latest.data, self.peak.text = latest, peak
 
     # -- once a second -----------------------------------------------------------------------------
     @without_property_validation
@@ -235,8 +248,7 @@ class LiveView:
         shown = (robot.newest if robot else None, connected)
         if shown != self._shown:  # send only what changed: twenty tabs, twenty websockets
             self._shown = shown
-            self.latest.data = latest_columns(robot.latest if robot else {})
-            self.peak.text = peak_text(robot.recent if robot else [])
+            self._show_robot(robot)
             stale = "" if connected else " — STALE: not live"
             self.chart.mark_stale(not connected, f"robot {self.robot}, last {self.window_rows} readings{stale}")
         if self.robot_select.options != self._robots():

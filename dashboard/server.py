@@ -7,16 +7,15 @@ import logging
 import socket
 from weakref import WeakKeyDictionary
 
-from bokeh.application import Application
-from bokeh.application.handlers.function import FunctionHandler
 from bokeh.server.server import Server
 from sqlalchemy import Engine
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 
 from common.wire.bus import Bus
-from dashboard.app import document_factory
+from dashboard.app import application
 from dashboard.feed import LiveFeed
+from dashboard.memory import defer_bokeh_collections
 from dashboard.settings import DashboardSettings
 
 logger = logging.getLogger(__name__)
@@ -40,6 +39,7 @@ class HealthHandler(RequestHandler):
                     "newest_reading": s.newest_ts.isoformat() if s.newest_ts else None,
                     "readings_per_s": round(self.feed.readings_per_s(), 2),
                     "sessions": self.feed.listener_count,
+                    "skipped": s.rejected,
                     "error": s.error,
                 }
             )
@@ -57,9 +57,10 @@ def make_server(settings: DashboardSettings, *, bus: Bus, engine: Engine | None,
     Call ``server.start()`` to serve and :func:`stop_server` to stop."""
     port = settings.dashboard_port if port is None else port
     port = port or free_port(settings.dashboard_address)
-    feed = LiveFeed(settings, bus)
+    defer_bokeh_collections()
+    feed = LiveFeed(settings, bus, engine)
     server = Server(
-        {"/": Application(FunctionHandler(document_factory(feed, engine)))},
+        {"/": application(feed, engine)},
         io_loop=IOLoop.current(),
         address=settings.dashboard_address,
         port=port,

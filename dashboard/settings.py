@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -38,6 +39,27 @@ class DashboardSettings(CommonSettings):
     dashboard_session_expiry_ms: int = Field(
         15000, gt=0, description="How long a closed tab's session is kept before its memory is freed."
     )
+    dashboard_sessions_per_client: int = Field(
+        20,
+        ge=0,
+        description="Open sessions (tabs, page loads not yet expired) one client address may hold; more page "
+        "loads are answered 429 until some expire. 0 = no limit.",
+    )
+    dashboard_max_future_s: float = Field(
+        300.0,
+        ge=0,
+        description="A reading dated more than this after the server's clock is skipped by the live feed, and "
+        "the History tab's ranges end no later than the clock plus this.",
+    )
+    dashboard_earliest: datetime = Field(
+        datetime(2000, 1, 1, tzinfo=UTC), description="A reading dated before this is skipped by the live feed."
+    )
+
+    @field_validator("dashboard_earliest")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        """A date without a zone is UTC (compared with readings' aware times, a naive one would fail)."""
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @field_validator("dashboard_allow_websocket_origins", mode="before")
     @classmethod
@@ -45,6 +67,10 @@ class DashboardSettings(CommonSettings):
         if isinstance(value, (list, tuple)):
             return [str(v).strip() for v in value if str(v).strip()]
         return [part.strip() for part in str(value).split(",") if part.strip()]
+
+    def latest_plausible(self, now: datetime | None = None) -> datetime:
+        """The newest reading time the dashboard believes: the server's clock plus DASHBOARD_MAX_FUTURE_S."""
+        return (now or datetime.now(UTC)) + timedelta(seconds=self.dashboard_max_future_s)
 
     def websocket_origins(self, port: int) -> list[str]:
         return self.dashboard_allow_websocket_origins or [f"localhost:{port}", f"127.0.0.1:{port}"]

@@ -47,7 +47,7 @@ def one_minute_peak(readings: Iterable[Reading], *, at: datetime | None = None) 
     end = at or max(r.ts for r in readings)
     best: AxisValue | None = None
     for reading in sorted(readings, key=lambda r: r.ts):
-        if not end - PEAK_WINDOW <= reading.ts <= end:
+        if not timedelta(0) <= end - reading.ts <= PEAK_WINDOW:  # (end - PEAK_WINDOW overflows in year 1)
             continue
         for axis, amps in sorted(reading.currents.items()):
             if amps is not None and not math.isnan(amps) and (best is None or amps > best.amps):

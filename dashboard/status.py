@@ -14,11 +14,11 @@ from dashboard.stats import AxisValue, one_minute_peak
 
 def status_html(feed: LiveFeed, connected: bool) -> str:
     s = feed.status
+    pill = "color:white;padding:2px 8px;border-radius:3px"
     if connected:
-        badge = "<span style='background:#2ca02c;color:white;padding:2px 8px;border-radius:3px'>LIVE</span>"
+        badge = f"<span style='background:#2ca02c;{pill}'>LIVE</span>"
     else:
-        style = "background:#b00020;color:white;padding:2px 8px;border-radius:3px"
-        badge = f"<span style='{style}'>DISCONNECTED</span> {escape(_why(feed))}"
+        badge = f"<span style='background:#b00020;{pill}'>DISCONNECTED</span> {escape(_why(feed))}"
     newest = f"{s.newest_ts:%Y-%m-%d %H:%M:%S}Z" if s.newest_ts else "—"
     lag = "—" if s.lag is None else str(s.lag)
     return (
@@ -34,8 +34,8 @@ def _why(feed: LiveFeed) -> str:
         return f"Kafka: {s.error}; reconnecting by itself"
     if s.last_message is None:
         return "waiting for the first reading"
-    silent_s = time.monotonic() - s.last_message
-    return f"no data for {silent_s:.0f} s (Kafka down or the feed stopped); reconnecting by itself"
+    quiet = time.monotonic() - s.last_message
+    return f"no data for {quiet:.0f} s (Kafka down or the feed stopped); reconnecting by itself"
 
 
 def latest_columns(latest: dict[int, AxisValue]) -> dict[str, list]:

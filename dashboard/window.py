@@ -24,7 +24,8 @@ class RobotWindow:
         if self.newest is None or reading.ts > self.newest:
             self.newest = reading.ts
         self.recent.append(reading)
-        while self.recent and self.recent[0].ts < self.newest - PEAK_WINDOW:
+        # newest - oldest, never newest - PEAK_WINDOW: that overflows for a reading dated in year 1
+        while self.recent and self.newest - self.recent[0].ts > PEAK_WINDOW:
             self.recent.popleft()
 
 

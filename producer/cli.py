@@ -42,6 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="synthetic fleet: seconds of feed per round of one fault of each kind (FAULT_PERIOD_S, default 7200)",
     )
     source.add_argument("--labels-out", type=Path, metavar="FILE", help="write the injected faults' labels (CSV) here")
+    source.add_argument(
+        "--wear",
+        dest="wear_robots",
+        type=int,
+        metavar="N",
+        help="synthetic fleet: N robots with a wearing axis, stoppages and program changes on all (WEAR_ROBOTS)",
+    )
+    source.add_argument(
+        "--wear-labels-out", type=Path, metavar="FILE", help="write the wear labels (true crossing times) here"
+    )
     source.add_argument("--robot-id", metavar="ID", help="robot id of the export's rows (ROBOT_ID, default RMBR4-2)")
     source.add_argument("--axes", metavar="LIST", help="axis list when axes_dim is not readable, e.g. 1-14 (AXES)")
     source.add_argument(

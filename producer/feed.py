@@ -16,7 +16,8 @@ from common.wire.schemas import DeadLetter, Reading
 from producer.axes import axis_list
 from producer.faults import FaultLabel, FaultSpec, busy_periods, default_faults, inject_faults, labels_for
 from producer.settings import ProducerSettings
-from producer.synthetic import FAULT_PERIOD_S, robot_ids, synthetic_fleet
+from producer.synthetic import FAULT_PERIOD_S, PROFILES, robot_ids, synthetic_fleet
+from producer.wear import WearPlan, wear_plan, write_wear_labels
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,12 @@ def open_feed(settings: ProducerSettings, *, engine: Engine | None = None) -> Fe
         )
     robots = robot_ids(settings.robots)
     axes = axis_list(settings, robots, engine=engine, from_db=settings.axes_from_db)
+    wear = None
+    if settings.wear_robots:
+        working = [a for a in axes if PROFILES.get(a, (0.0,))[0] >= 1.0]  # not the near-idle axis 8
+        wear = wear_plan(robots, seed=settings.seed, worn=settings.wear_robots, axes=working)
+        if settings.wear_labels_out is not None:
+            write_wear_labels(wear.labels(), settings.wear_labels_out, start=start)
     return fleet_feed(
         settings.robots,
         seed=settings.seed,
@@ -68,6 +75,7 @@ def open_feed(settings: ProducerSettings, *, engine: Engine | None = None) -> Fe
         start_row=settings.start_row,
         limit=settings.limit,
         fault_period_s=settings.fault_period_s,
+        wear=wear,
     )
 
 
@@ -128,6 +136,7 @@ def fleet_feed(
     start_row: int = 0,
     limit: int | None = None,
     fault_period_s: float = FAULT_PERIOD_S,
+    wear: WearPlan | None = None,
 ) -> Feed:
     fleet = synthetic_fleet(
         robots,
@@ -137,9 +146,11 @@ def fleet_feed(
         axes=axes,
         faults=faults,
         fault_period_s=fault_period_s,
+        wear=wear,
     )
     stop = None if limit is None else start_row + limit
-    description = f"synthetic fleet of {robots} robots (seed {seed}{', faults' if faults else ''})"
+    description = f"synthetic fleet of {robots} robots (seed {seed}{', faults' if faults else ''}"
+    description += f", wear on {sum(bool(r.specs) for r in wear.robots.values())})" if wear else ")"
     return Feed(
         itertools.islice(fleet, start_row, stop),
         description,

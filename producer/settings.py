@@ -32,6 +32,10 @@ class ProducerSettings(CommonSettings):
         7200.0, ge=60, description="Synthetic fleet: feed seconds in which each robot gets one fault of each kind."
     )
     labels_out: Path | None = Field(None, description="CSV file for the labels of injected faults.")
+    wear_robots: int = Field(
+        0, ge=0, description="Synthetic fleet: robots with a wearing axis; > 0 also adds stoppages and program changes."
+    )
+    wear_labels_out: Path | None = Field(None, description="CSV file for the wear labels (true crossing times).")
     replay_speed: float | None = Field(
         None, gt=0, description="Replay the feed's own time stamps this many times faster."
     )
@@ -46,7 +50,7 @@ class ProducerSettings(CommonSettings):
         30.0, gt=0, description="On stop, how long to wait for the broker to confirm what was sent."
     )
 
-    @field_validator("csv_path", "labels_out", "replay_speed", "limit", "start_time", mode="before")
+    @field_validator("csv_path", "labels_out", "wear_labels_out", "replay_speed", "limit", "start_time", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         # docker compose passes CSV_PATH="" when the variable is unset.

@@ -24,6 +24,7 @@ import numpy as np
 from common.settings import DEFAULT_AXES, TICK_SECONDS
 from common.wire.schemas import Reading, utc
 from producer.faults import FaultLabel, FaultSpec, default_faults, inject_faults, labels_for
+from producer.wear import RobotWear, WearPlan
 
 FAULT_PERIOD_S = 7200.0
 # axis: (typical working current A, spread of the program's lognormal profile, ceiling A)
@@ -58,6 +59,7 @@ class SyntheticFleet:
         axes: Sequence[int],
         faults: bool = False,
         fault_period_s: float = FAULT_PERIOD_S,
+        wear: WearPlan | None = None,
     ) -> None:
         if robots < 1:
             raise ValueError("a fleet needs at least one robot")
@@ -70,10 +72,11 @@ class SyntheticFleet:
                 axes=axes,
                 faults=faults,
                 fault_period_s=fault_period_s,
+                wear=wear.for_robot(rid) if wear else None,
             )
             for rid in robot_ids(robots)
         ]
-        self._iter = (reading for tick in zip(*self.robots, strict=True) for reading in tick)
+        self._iter = (reading for tick in zip(*self.robots, strict=False) for reading in tick)
 
     def __iter__(self) -> SyntheticFleet:
         return self
@@ -95,6 +98,7 @@ def synthetic_fleet(
     axes: Sequence[int] = DEFAULT_AXES,
     faults: bool = False,
     fault_period_s: float = FAULT_PERIOD_S,
+    wear: WearPlan | None = None,
 ) -> SyntheticFleet:
     """The fleet as an iterator of readings; deterministic for ``seed``. Keep the returned object to
     ask it for ``labels(until)``."""
@@ -106,6 +110,7 @@ def synthetic_fleet(
         axes=axes,
         faults=faults,
         fault_period_s=fault_period_s,
+        wear=wear,
     )
 
 
@@ -122,18 +127,17 @@ class SyntheticRobot:
         axes: Sequence[int],
         faults: bool = False,
         fault_period_s: float = FAULT_PERIOD_S,
+        wear: RobotWear | None = None,
     ) -> None:
         self.robot_id, self.seed, self.tick_s, self.start = robot_id, seed, tick_seconds, utc(start)
-        self.axes, self.faults, self.period_s = list(axes), faults, fault_period_s
+        self.axes, self.faults, self.period_s, self.wear = list(axes), faults, fault_period_s, wear
         self.loaded = [a for a in self.axes if a in PROFILES]
         self._rng = np.random.default_rng([seed, zlib.crc32(robot_id.encode())])
         self._random = random.Random(f"{seed}:{robot_id}")  # scalar draws: much cheaper than numpy's
         profile = np.array([PROFILES[a] for a in self.loaded], dtype=float).reshape(-1, 3)
-        scale, spread, self._cap = profile[:, 0], profile[:, 1], profile[:, 2]
-        self._programs = [
-            scale * self._rng.lognormal(0.0, spread, size=(int(self._rng.integers(14, 19)), len(self.loaded)))
-            for _ in range(PROGRAMS)
-        ]
+        self._scale, self._spread, self._cap = profile[:, 0], profile[:, 1], profile[:, 2]
+        self._programs = self._draw_programs(self._rng)
+        self._later_programs: dict[int, list[np.ndarray]] = {}  # after the wear plan's program changes
         self._idle = {a: (0.0 if a in PROFILES else None) for a in self.axes}
         self._specs: dict[int, list[FaultSpec]] = {}
         self._cycle_left: list[list[float]] = []
@@ -183,18 +187,34 @@ class SyntheticRobot:
     def _tick_values(self, k: int, specs: list[FaultSpec]) -> list[float] | None:
         """Tick ``k``'s loaded-axis currents, or None while the robot pauses."""
         if not self._cycle_left and (self._pause_left <= 0 or self._window_opens(k, specs)):
-            self._cycle_left = self._cycle()[::-1]
+            self._cycle_left = self._cycle(self._programs_at(k))[::-1]
         if self._cycle_left:
             values = self._cycle_left.pop()
             if not self._cycle_left:
                 self._pause_left = self._pause()
-            return values
+            return values if self.wear is None else self.wear.apply(k * self.tick_s, self.loaded, values)
         self._pause_left -= 1
         return None
 
-    def _cycle(self) -> list[list[float]]:
+    def _draw_programs(self, rng: np.random.Generator) -> list[np.ndarray]:
+        size = len(self.loaded)
+        return [
+            self._scale * rng.lognormal(0.0, self._spread, size=(int(rng.integers(14, 19)), size))
+            for _ in range(PROGRAMS)
+        ]
+
+    def _programs_at(self, k: int) -> list[np.ndarray]:
+        epoch = self.wear.epoch(k * self.tick_s) if self.wear is not None else 0
+        if epoch == 0:
+            return self._programs
+        if epoch not in self._later_programs:
+            rng = np.random.default_rng([self.seed, zlib.crc32(self.robot_id.encode()), epoch])
+            self._later_programs = {epoch: self._draw_programs(rng)}
+        return self._later_programs[epoch]
+
+    def _cycle(self, programs: list[np.ndarray]) -> list[list[float]]:
         rng = self._rng
-        template = self._programs[self._random.randrange(PROGRAMS)]
+        template = programs[self._random.randrange(PROGRAMS)]
         values = template * rng.lognormal(0.0, 0.12, size=template.shape) * rng.normal(1.0, 0.05)
         values = np.abs(values + rng.normal(0.0, 0.02 + 0.02 * template))
         values = np.minimum(values, self._cap) * (rng.random(template.shape) > 0.03)

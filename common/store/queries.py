@@ -288,3 +288,9 @@ def alert_history(
         conds.append((alerts.c.closed_at.is_(None)) | (alerts.c.closed_at >= start))
     query = select(alerts).where(*conds).order_by(alerts.c.opened_at.desc(), alerts.c.event_id).limit(limit)
     return _dicts(conn.execute(query))
+
+
+def open_alerts(conn: Connection, *, limit: int | None = None) -> list[Row]:
+    """Alert events still open, newest first (what a live view starts from after a restart)."""
+    query = select(alerts).where(alerts.c.state == "open").order_by(alerts.c.opened_at.desc(), alerts.c.event_id)
+    return _dicts(conn.execute(query.limit(limit)))

@@ -1,0 +1,183 @@
+"""Trend of an axis's health indicator over days, and when it will cross the axis's limit.
+
+Input: per cycle, the axis's deviation from its learned normal (:mod:`consumer_alerts.health.baseline`).
+:class:`HourlyMedian` turns those into one value per hour (the median of the hour's cycles, with its
+standard error from their spread): a cycle is noisy (±8 %), an hour of ~40 cycles is not, and a few odd
+cycles cannot move a median.
+
+:class:`WearTrend` is a Kalman filter on those hourly values with a level, a slope and (with
+``accel_noise`` > 0, the default) an acceleration, each allowed to drift (how far it may move in an hour), so
+an accelerating wear bends the forecast forward instead of being averaged with weeks of slower growth (a
+plain level + slope model was as late as the naive line on accelerating wear in the tuning runs). Why this
+rather than Theil-Sen over a window: it keeps three numbers and a 3×3 matrix per robot and axis (no history
+to hold in the stream), it steps over stoppages naturally (no value: the state is only predicted; wear goes on
+with calendar time), and its covariance gives the forecast's uncertainty directly. Robustness: an hour
+whose value lies more than ``gate`` standard deviations from the prediction is skipped; ``shift_after`` such
+hours in a row on the same side are taken as a real level shift (sudden damage, a program whose normal is
+off), and the level restarts there with its slope kept.
+
+The forecast: ``draws`` possible states from the filter's belief (covariance times ``interval_scale``, plus
+``level_bias_sd`` on the level: the learned normals' own error, which no amount of hourly data reduces), each
+extended as level + slope·h + acceleration·h²/2 with the acceleration clipped at 0 (wear does not slow down
+by itself); the median of their crossing times is the forecast, the 10th and 90th percentiles the 80 %
+interval. The drifts (``level_noise``, ``slope_noise``, ``accel_noise``) are for tracking only: compounded
+over weeks ahead they would make every interval endless. The draws are the same for every call (seeded), so a
+forecast is a function of the state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HOUR_S = 3600.0
+MAX_HORIZON_H = 120 * 24.0  # beyond ~4 months a forecast of a crossing says nothing: "not within"
+
+
+@dataclass(frozen=True)
+class HourValue:
+    hour: float  # hours since the epoch, middle of the hour
+    value: float  # median deviation of the hour's cycles
+    stderr: float
+    cycles: int
+    program_change: bool = False  # a new program's normal was carried over in this hour
+
+
+@dataclass
+class HourlyMedian:
+    """Per-cycle values in, one value per hour out (only hours with at least ``min_cycles`` cycles)."""
+
+    min_cycles: int = 10
+    _hour: int | None = None
+    _values: list[float] = field(default_factory=list)
+    _program_change: bool = False
+
+    def push(self, ts: float, value: float | None, *, program_change: bool = False) -> HourValue | None:
+        """``value`` None: no deviation in this cycle, but maybe a program change to pass on."""
+        hour = int(ts // HOUR_S)
+        done = None
+        if self._hour is not None and hour != self._hour:
+            done = self.flush()
+        self._hour = hour
+        if value is not None:
+            self._values.append(value)
+        self._program_change |= program_change
+        return done
+
+    def flush(self) -> HourValue | None:
+        values, hour = np.asarray(self._values), self._hour
+        self._values = []
+        if hour is None or len(values) < self.min_cycles:
+            return None  # a program change stays pending for the next hour with values
+        median = float(np.median(values))
+        spread = 1.4826 * float(np.median(np.abs(values - median)))
+        change, self._program_change = self._program_change, False
+        return HourValue(hour + 0.5, median, 1.2533 * spread / math.sqrt(len(values)), len(values), change)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    now: float  # hours since the epoch
+    level: float
+    slope_per_day: float
+    crossing: float  # hours since the epoch; inf when not within MAX_HORIZON_H
+    low: float  # 80 % interval of the crossing
+    high: float
+
+    def hours_left(self) -> float:
+        return max(self.crossing - self.now, 0.0)
+
+
+@dataclass
+class WearTrend:
+    level_noise: float = 0.002  # sd of the level's own drift per hour (day cycles, unexplained moves)
+    slope_noise: float = 0.0  # sd of the slope's change per hour (0: the acceleration state does that)
+    floor: float = 0.005  # sd added to each hour's own standard error (what a median cannot average away)
+    gate: float = 4.0
+    shift_after: int = 6
+    initial_slope_sd: float = 0.002  # per hour: 0.3 in a week is within 1 sd
+    program_change_sd: float = 0.03  # how wrong a carried-over normal may make the level
+    interval_scale: float = 1.0  # widens the forecast's spread to what the tuning runs showed
+    accel_noise: float = 1e-7  # > 0: a third state, the acceleration (sd of its change per hour)
+    initial_accel_sd: float = 1e-5  # per hour²: 0.3 reached by acceleration alone in two weeks is ~1 sd
+    draws: int = 500
+    level_bias_sd: float = 0.03  # what the filter cannot see: the learned normals' own error (a few %)
+    x: np.ndarray | None = None
+    P: np.ndarray | None = None
+    t: float | None = None
+    _outside: list[float] = field(default_factory=list)
+
+    def update(self, obs: HourValue) -> None:
+        r = obs.stderr**2 + self.floor**2
+        if self.x is None:
+            accel = [self.initial_accel_sd**2] if self.accel_noise > 0 else []
+            self.x = np.zeros(2 + len(accel))
+            self.x[0] = obs.value
+            self.P = np.diag([r, self.initial_slope_sd**2, *accel])
+            self.t = obs.hour
+            return
+        self._predict(obs.hour)
+        if obs.program_change:
+            self.P[0, 0] += self.program_change_sd**2
+        innovation = obs.value - self.x[0]
+        s = self.P[0, 0] + r
+        if abs(innovation) > self.gate * math.sqrt(s):
+            self._outside.append(innovation)
+            if len(self._outside) >= self.shift_after and len({np.sign(v) for v in self._outside}) == 1:
+                self.x[0] = obs.value
+                self.P[0, 0] = r + self.P[0, 0]
+                self._outside.clear()
+            return
+        self._outside.clear()
+        k = self.P[:, 0] / s
+        self.x = self.x + k * innovation
+        self.P = self.P - np.outer(k, self.P[0, :])
+
+    def forecast(self, limit: float, now: float | None = None) -> Forecast | None:
+        """When the level crosses ``limit``, seen from ``now`` (hours; default the last update)."""
+        if self.x is None:
+            return None
+        now = self.t if now is None else now
+        ahead = now - self.t
+        # Possible states, drawn from the filter's (widened) belief; wear does not slow down by itself, so a
+        # drawn acceleration below 0 counts as 0. Each draw's crossing is a root of a quadratic; the point
+        # forecast and the interval are quantiles over the draws ("never" = inf, above every finite time).
+        belief = self.interval_scale**2 * self.P
+        belief[0, 0] += self.level_bias_sd**2
+        draws = np.random.default_rng(0).multivariate_normal(self.x, belief, size=self.draws)
+        level, slope = draws[:, 0], draws[:, 1]
+        accel = np.maximum(draws[:, 2], 0.0) if draws.shape[1] > 2 else np.zeros(len(draws))
+        gap = limit - level
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quadratic = (np.sqrt(np.maximum(slope * slope + 2 * accel * gap, 0.0)) - slope) / accel
+            linear = np.where(slope > 0, gap / slope, np.inf)
+        hours = np.where(gap <= 0, 0.0, np.where(accel > 0, quadratic, linear))
+        crossing = self.t + np.maximum(hours, ahead)  # not before now: if it did cross, it is due now
+        low, mid, high = np.sort(crossing)[[int(q * (len(crossing) - 1)) for q in (0.1, 0.5, 0.9)]]
+        mean_level = self.x[0] + self.x[1] * ahead + (max(self.x[2], 0.0) * ahead**2 / 2 if len(self.x) > 2 else 0.0)
+        horizon = now + MAX_HORIZON_H
+
+        def capped(t: float) -> float:
+            return float(t) if t <= horizon else math.inf
+
+        return Forecast(now, float(mean_level), float(self.x[1] * 24), capped(mid), capped(low), capped(high))
+
+    def _predict(self, hour: float) -> None:
+        dt = max(hour - self.t, 0.0)
+        n = len(self.x)
+        f = np.eye(n)
+        f[0, 1] = dt
+        if n == 3:
+            f[0, 2], f[1, 2] = dt * dt / 2, dt
+        q = np.zeros((n, n))
+        q[0, 0] = self.level_noise**2 * dt
+        q[:2, :2] += self.slope_noise**2 * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
+        if n == 3:
+            q += self.accel_noise**2 * np.array(
+                [[dt**5 / 20, dt**4 / 8, dt**3 / 6], [dt**4 / 8, dt**3 / 3, dt**2 / 2], [dt**3 / 6, dt**2 / 2, dt]]
+            )
+        self.x = f @ self.x
+        self.P = f @ self.P @ f.T + q
+        self.t = hour

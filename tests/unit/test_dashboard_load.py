@@ -1,0 +1,93 @@
+"""The dashboard under many page loads: closed sessions are collected once, not once each on the event
+loop, and one client cannot hold more than DASHBOARD_SESSIONS_PER_CLIENT sessions. (How long the loop
+stalls and how much memory comes back are measured by bench.dashboard_sessions, not timed here.)"""
+
+import asyncio
+import gc
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from dashboard.app import SessionLifecycle
+from dashboard.memory import COLLECT_AFTER_S, DEFERRED
+from dashboard.settings import DashboardSettings
+from tests.dashboard_support import ServerThread, reading, wait_for
+
+
+def settings(**kw) -> DashboardSettings:
+    return DashboardSettings(
+        _env_file=None, bus="memory", **{"dashboard_push_ms": 20, "dashboard_session_expiry_ms": 300, **kw}
+    )
+
+
+def load_page(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.fixture
+def full_collections():
+    """The full (generation 2) collections that start while the test runs."""
+    started = []
+
+    def note(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            started.append(time.monotonic())
+
+    gc.callbacks.append(note)
+    yield started
+    gc.callbacks.remove(note)
+
+
+def test_closed_sessions_are_collected_once_not_once_each_on_the_event_loop(full_collections):
+    with ServerThread(settings(dashboard_session_expiry_ms=5000)) as server:
+        server.publish_readings([reading(i) for i in range(20)])
+        pages = 12
+        assert [load_page(server.url) for _ in range(pages)] == [200] * pages
+        assert server.feed.listener_count == pages
+        collected_before = DEFERRED.collections
+        full_collections.clear()
+        wait_for(lambda: server.feed.listener_count == 0, timeout=30, what="the sessions to expire")
+        wait_for(lambda: DEFERRED.collections > collected_before, timeout=COLLECT_AFTER_S + 10, what="a collection")
+    # Bokeh asks for a full collection twice per discarded session (24 here): one ran per sweep of expired ones
+    assert len(full_collections) <= 4, len(full_collections)  # one per expiry sweep (and the odd automatic one)
+
+
+def test_a_client_over_its_session_limit_is_refused_until_its_sessions_expire():
+    with ServerThread(settings(dashboard_sessions_per_client=3, dashboard_session_expiry_ms=4000)) as server:
+        assert [load_page(server.url) for _ in range(4)] == [200, 200, 200, 429]
+        assert server.feed.listener_count == 3  # the refused page built nothing
+        assert load_page(server.url + "health") == 200  # /health is not a session
+        wait_for(lambda: server.feed.listener_count == 0, timeout=30, what="the sessions to expire")
+        assert load_page(server.url) == 200
+
+
+def test_no_limit_when_set_to_zero():
+    with ServerThread(settings(dashboard_sessions_per_client=0)) as server:
+        assert [load_page(server.url) for _ in range(25)] == [200] * 25
+
+
+async def test_sessions_opened_together_are_built_one_per_turn_of_the_loop():
+    """Each build holds the loop; between two, other callbacks (/health, the feed) get their turn."""
+    lifecycle = SessionLifecycle()
+    order = []
+
+    async def session(n: int) -> None:
+        await lifecycle.on_session_created(None)
+        order.append(f"build {n}")  # make_document: builds, then gives the turn back
+        lifecycle.release_turn()
+
+    async def other_callbacks() -> None:
+        for _ in range(20):
+            order.append("loop")
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(session(n) for n in range(4)), other_callbacks())
+    builds = [i for i, step in enumerate(order) if step.startswith("build")]
+    assert len(builds) == 4 and all(b - a > 1 for a, b in zip(builds, builds[1:], strict=False)), order

@@ -1,0 +1,103 @@
+"""Trend and forecast: a known linear wear's crossing is forecast inside its interval; gaps, steps, flat lines."""
+
+import math
+
+import numpy as np
+import pytest
+
+from consumer_alerts.health.forecast import HourlyMedian, HourValue, WearTrend
+
+
+def hours(values, start=0.0, stderr=0.005, changes=()):
+    return [HourValue(start + i + 0.5, float(v), stderr, 40, i in changes) for i, v in enumerate(values)]
+
+
+def linear(days, per_day, noise, seed, start_level=0.0):
+    t = np.arange(int(days * 24)) / 24
+    return start_level + per_day * t + np.random.default_rng(seed).normal(0, noise, t.size)
+
+
+def trend_over(observations):
+    model = WearTrend()
+    for obs in observations:
+        model.update(obs)
+    return model
+
+
+def test_a_known_linear_wear_is_forecast_to_cross_when_it_does_inside_its_interval():
+    # 0.01 a day from 0: crosses 0.30 at day 30; seen for 15 days.
+    model = trend_over(hours(linear(15, 0.01, 0.006, seed=1)))
+    f = model.forecast(0.30)
+    assert f.low < 30 * 24 < f.high
+    assert f.crossing / 24 == pytest.approx(30, abs=3)
+    assert f.slope_per_day == pytest.approx(0.01, rel=0.25)
+    assert f.low < f.crossing < f.high < math.inf
+
+
+def test_the_80_percent_interval_holds_the_crossing_about_80_percent_of_the_time():
+    inside = 0
+    for seed in range(40):
+        f = trend_over(hours(linear(12, 0.012, 0.006, seed=seed))).forecast(0.30)
+        inside += f.low <= 25 * 24 <= f.high
+    assert 0.6 <= inside / 40 <= 1.0
+
+
+def test_a_stoppage_is_stepped_over_and_wear_goes_on_with_calendar_time():
+    values = linear(16, 0.01, 0.006, seed=3)
+    seen = hours(values[: 8 * 24]) + hours(values[12 * 24 :], start=12 * 24)  # four days without a value
+    f = trend_over(seen).forecast(0.30)
+    assert f.low < 30 * 24 < f.high
+    assert f.crossing / 24 == pytest.approx(30, abs=3)
+
+
+def test_forecast_from_a_later_now_counts_the_hours_left_from_then():
+    model = trend_over(hours(linear(15, 0.01, 0.006, seed=4)))
+    at_end, later = model.forecast(0.30), model.forecast(0.30, now=20 * 24)
+    assert later.crossing == pytest.approx(at_end.crossing, abs=1)
+    assert later.hours_left() == pytest.approx(at_end.crossing - 20 * 24, abs=1)
+    assert later.level == pytest.approx(at_end.level + at_end.slope_per_day * (20 * 24 - model.t) / 24)
+
+
+def test_a_flat_healthy_axis_is_not_forecast_to_cross_within_a_week():
+    for seed in range(10):
+        f = trend_over(hours(linear(20, 0.0, 0.01, seed=seed, start_level=0.02))).forecast(0.30)
+        assert f.crossing - f.now > 7 * 24
+
+
+def test_a_level_shift_is_taken_as_a_step_not_as_a_slope():
+    flat = np.random.default_rng(5).normal(0, 0.004, 10 * 24)
+    flat[5 * 24 :] += 0.12  # sudden damage half-way, then no growth
+    model = trend_over(hours(flat))
+    f = model.forecast(0.30)
+    assert f.level == pytest.approx(0.12, abs=0.02)
+    assert abs(f.slope_per_day) < 0.01
+    assert f.crossing - f.now > 7 * 24
+
+
+def test_a_program_change_loosens_the_level_so_its_step_does_not_become_slope():
+    values = linear(10, 0.0, 0.004, seed=6)
+    values[6 * 24 :] += 0.04  # the carried-over normal was 4 % off
+    marked = trend_over(hours(values, changes={6 * 24})).forecast(0.30)
+    unmarked = trend_over(hours(values)).forecast(0.30)
+    assert abs(marked.slope_per_day) < abs(unmarked.slope_per_day)
+    assert abs(marked.slope_per_day) < 0.004
+
+
+def test_no_value_no_forecast():
+    assert WearTrend().forecast(0.3) is None
+
+
+def test_hourly_median_gives_one_value_per_hour_with_enough_cycles():
+    agg = HourlyMedian(min_cycles=3)
+    out = [agg.push(t, v) for t, v in [(10.0, 0.1), (20.0, 0.5), (30.0, 0.2), (3500.0, 0.3)]]
+    assert out == [None] * 4
+    first = agg.push(3700.0, 9.0)  # the next hour: the first one is done
+    assert first.hour == 0.5 and first.value == pytest.approx(0.25) and first.cycles == 4
+    assert first.stderr > 0
+    assert agg.push(7300.0, 1.0) is None  # one value only in hour 1: not enough
+    agg.push(7400.0, None, program_change=True)
+    agg.push(7500.0, 1.0)
+    agg.push(7600.0, 1.0)
+    last = agg.flush()
+    assert last.program_change and last.value == 1.0
+    assert math.isclose(last.hour, 2.5)
