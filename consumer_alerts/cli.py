@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from common.errors import AxiswatchError
-from common.kafka import open_bus
 from common.service import run_service, setup_logging
+from common.wire.kafka import open_bus
 from consumer_alerts import service
 from consumer_alerts.settings import AlertsSettings
 

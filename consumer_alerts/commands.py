@@ -7,8 +7,8 @@ import logging
 import time
 from dataclasses import replace
 
-from common.controller_csv import CsvOptions
-from common.schemas import Reading, ReadingPolicy
+from common.csvio.controller_csv import CsvOptions
+from common.wire.schemas import Reading, ReadingPolicy
 from consumer_alerts import offline
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.errors import TrainingError
@@ -34,7 +34,7 @@ def _csv_options(settings: AlertsSettings, args: argparse.Namespace) -> CsvOptio
 def train(settings: AlertsSettings, args: argparse.Namespace) -> int:
     robot_id = args.robot_id or settings.robot_id
     if args.from_db:
-        from common.db import make_engine
+        from common.store.db import make_engine
 
         readings = list(db_readings(make_engine(settings.database_url), robot_id=robot_id, until=args.until))
         source = f"database readings_fact, robot {robot_id}"

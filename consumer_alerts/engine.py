@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from common.schemas import Alert, Reading
+from common.wire.schemas import Alert, Reading
 from consumer_alerts.detectors import Detector
 from consumer_alerts.detectors.residual import ResidualDetector
 from consumer_alerts.detectors.stuck import StuckDetector

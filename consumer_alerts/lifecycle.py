@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from common.schemas import Alert, AlertState, Severity, iso_utc
+from common.wire.schemas import Alert, AlertState, Severity, iso_utc
 from consumer_alerts.detectors import Finding
 
 PEAK_STEP = 1.10  # republish when the peak grows by more than 10 %: informative, but no message storm

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common.schemas import DEFAULT_POLICY, Alert, AlertState, Reading, ReadingPolicy, iso_utc
+from common.wire.schemas import DEFAULT_POLICY, Alert, AlertState, Reading, ReadingPolicy, iso_utc
 from consumer_alerts.engine import DetectorEngine
 
 logger = logging.getLogger(__name__)

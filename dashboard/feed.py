@@ -20,10 +20,10 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from common import queries
-from common.bus import Bus, Message, Subscription
 from common.errors import SchemaError
-from common.schemas import Alert, Reading
+from common.store import queries
+from common.wire.bus import Bus, Message, Subscription
+from common.wire.schemas import Alert, Reading
 from dashboard.columns import chart_row, table_columns
 from dashboard.settings import DashboardSettings
 from dashboard.window import FeedStatus, RobotWindow

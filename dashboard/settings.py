@@ -26,6 +26,7 @@ class DashboardSettings(CommonSettings):
         description="Consumer group prefix; each server process adds its own suffix so every replica sees "
         "every partition (the dashboard never commits).",
     )
+    window_rows: int = Field(200, ge=10, description="Readings per axis in the live window.")
     x_axis_ticks: Literal["fixed", "auto"] = Field(
         "fixed", description="fixed: ticks at whole multiples of one interval, steady while the window scrolls."
     )

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
 
-from common.schemas import Alert, Reading
+from common.wire.schemas import Alert, Reading
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from producer.faults import FaultKind, FaultSpec, inject_faults
 from tests.alerts_fixtures import T0, cycle_readings

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from common.schemas import Severity
+from common.wire.schemas import Severity
 
 
 @dataclass(frozen=True, slots=True)

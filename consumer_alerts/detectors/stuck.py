@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.schemas import Severity
+from common.wire.schemas import Severity
 from consumer_alerts.detectors import Finding, squash
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from common.db import make_engine
+from common.store.db import make_engine
 from dashboard.settings import DashboardSettings
 from tests.dashboard_support import ServerThread, alert, reading, wait_for
 

@@ -3,8 +3,8 @@
 import json
 import logging
 
-from common.bus import InProcessBus
-from common.schemas import Reading
+from common.wire.bus import InProcessBus
+from common.wire.schemas import Reading
 from consumer_alerts.checkpoint import Checkpoints, Snapshot
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import load_snapshot, snapshot

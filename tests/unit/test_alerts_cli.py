@@ -131,7 +131,7 @@ def test_help_documents_every_command(capsys):
 def test_train_from_the_database(files, monkeypatch, sqlite_url):
     from sqlalchemy import create_engine
 
-    from common.tables import metadata, readings_fact
+    from common.store.tables import metadata, readings_fact
 
     engine = create_engine(sqlite_url)
     metadata.create_all(engine)

@@ -3,7 +3,7 @@
 import json
 from datetime import timedelta
 
-from common.schemas import Alert, AlertState, Reading, Severity
+from common.wire.schemas import Alert, AlertState, Reading, Severity
 from consumer_alerts.engine import DetectorEngine, EngineConfig, freshness
 from consumer_alerts.engine_state import load_snapshot, restore_events, snapshot
 from consumer_alerts.training import TrainingOptions, train

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from common.bus import InProcessBus, Message
-from common.schemas import Alert, AlertState, Reading, Severity
+from common.wire.bus import InProcessBus, Message
+from common.wire.schemas import Alert, AlertState, Reading, Severity
 from consumer_alerts import service
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.recovery import already_sent, latest_alerts

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from bokeh.document import Document
 from sqlalchemy import create_engine
 
-from common.bus import InProcessBus, Message
-from common.tables import seed_axes
+from common.store.tables import seed_axes
+from common.wire.bus import InProcessBus, Message
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
 from dashboard.feed import LiveFeed

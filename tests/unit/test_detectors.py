@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from common.schemas import Severity
+from common.wire.schemas import Severity
 from consumer_alerts.detectors import Hold, squash
 from consumer_alerts.detectors.residual import ResidualDetector
 from consumer_alerts.detectors.stuck import StuckDetector

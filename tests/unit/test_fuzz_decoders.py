@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import create_engine
 
-from common.bus import Message
 from common.errors import SchemaError
-from common.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading
+from common.wire.bus import Message
+from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.service import process
 from consumer_db.axislock import AxisLock
