@@ -1,7 +1,8 @@
 """The offline twin: the service's engine run over a file at full speed.
 
 ``replay`` writes one row per event (its last state); ``score`` writes a per-row anomaly score in [0, 1]
-for every numeric column of any CSV with a time column, to compare the detectors with others.
+for every numeric column of any CSV with a time column, and their combination, to compare the detectors
+with others (e.g. on NAB).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from common.schemas import Alert, Reading, iso_utc
-from consumer_alerts.engine import DetectorEngine
+from consumer_alerts.engine import CONTINUED_SCORE, DetectorEngine
 
 logger = logging.getLogger(__name__)
 ALERT_COLUMNS = ("robot_id", "axis", "severity", "detector", "opened_at", "closed_at", "peak_amps", "threshold")
@@ -77,26 +78,33 @@ def read_table(path: Path, time_column: str, columns: list[str] | None) -> tuple
 def score_rows(
     times: pd.Series, values: pd.DataFrame, engine: DetectorEngine, *, robot_id: str = "score"
 ) -> Iterator[list]:
-    """``[timestamp, score per column...]`` per row; columns are numbered axes 1..n for the engine."""
+    """``[timestamp, score per column..., anomaly_score]`` for every row; columns are axes 1..n for the engine.
+
+    A score is >= 0.5 exactly on the row where the service would raise an event on that column; the
+    ``anomaly_score`` is the highest of the row (the robot has an event when one of its axes has). A row
+    whose time does not move forward is skipped by the engine, as in the service: it scores what the last
+    row scored, below the alert level. An empty cell scores 0 (no evidence).
+    """
     construct = Reading.model_construct
-    last = None
-    for ts, row in zip(times, values.itertuples(index=False, name=None)):
+    last_time = None
+    last = [0.0] * len(values.columns)
+    for ts, row in zip(times, values.itertuples(index=False, name=None), strict=True):
         when = ts.to_pydatetime()
-        currents = {i + 1: (None if pd.isna(v) else float(v)) for i, v in enumerate(row)}
-        if last is not None and when <= last:  # time not moving forward: the engine skips the row
-            yield [iso_utc(when), *([""] * len(currents))]
-            continue
-        last = when
-        engine.process(construct(robot_id=robot_id, ts=when, row=None, currents=currents))
-        scores = [engine.scores(robot_id, axis) if v is not None else None for axis, v in currents.items()]
-        yield [iso_utc(when), *("" if s is None else round(s, 4) for s in scores)]
+        if last_time is not None and when <= last_time:
+            last = [min(s, CONTINUED_SCORE) for s in last]
+        else:
+            last_time = when
+            currents = {i + 1: (None if pd.isna(v) else float(v)) for i, v in enumerate(row)}
+            engine.process(construct(robot_id=robot_id, ts=when, row=None, currents=currents))
+            last = [(engine.scores(robot_id, axis) or 0.0) if v is not None else 0.0 for axis, v in currents.items()]
+        yield [iso_utc(when), *(round(s, 6) for s in last), round(max(last, default=0.0), 6)]
 
 
 def write_scores(path: Path, names: list[str], rows: Iterable[list]) -> int:
     count = 0
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["timestamp", *(f"{n}_score" for n in names)])
+        writer.writerow(["timestamp", *(f"{n}_score" for n in names), "anomaly_score"])
         for row in rows:
             writer.writerow(row)
             count += 1
