@@ -11,7 +11,7 @@ from pydantic_settings import NoDecode
 from common.settings import CommonSettings
 from consumer_alerts.detectors import registry
 
-DEFAULT_DETECTORS: tuple[str, ...] = ("level", "residual", "stuck")
+DEFAULT_DETECTORS: tuple[str, ...] = ("level", "zscore", "residual", "stuck")
 
 
 class AlertsSettings(CommonSettings):
@@ -66,10 +66,11 @@ class AlertsSettings(CommonSettings):
         0.8, ge=0.5, le=1, description="Level score at or above which a drop is an ERROR (0.5: ALERT)."
     )
     level_hold_s: float = Field(
-        10.0,
+        16.0,
         ge=0,
-        description="Feed time a level score >= 0.5 must cover before it fires, each reading covering one "
-        "sampling interval: a few readings on a robot sampled every 2 s, one on a feed sampled every minute.",
+        description="Feed time a level score >= 0.5 must cover, readings in a row each covering one sampling "
+        "interval, before it fires: 8 readings of a robot sampled every 2 s (more than LEVEL_SHORT, so one "
+        "odd sample cannot hold it alone), one reading of a feed sampled every minute or slower.",
     )
     z_window: int = Field(500, ge=10, description="Active samples per axis in the z-score baseline.")
     z_min_samples: int = Field(100, ge=2, description="Active samples the baseline needs before the z-score can fire.")

@@ -65,9 +65,10 @@ class ThresholdedDetector:
 
     - ``warmup_s``: the scorer learns but does not score for this much feed time from the first reading
       (besides its own warm-up in readings): an hour of a robot is more than its first few hundred readings.
-    - ``hold_s``: the score must stay >= 0.5 over readings that cover this much feed time, each reading
-      covering one sampling interval. A robot sampled every 2 s needs a few readings in a row (one sample
-      of a work cycle means nothing); a feed sampled every 5 minutes, one.
+    - ``hold_s``: the score must stay >= 0.5 over readings in a row that cover this much feed time, each
+      reading covering one sampling interval (a pause in between covers nothing). A robot sampled every
+      2 s needs several readings in a row (one sample of a work cycle means nothing, and it stays in the
+      smoothing window for a few readings); a feed sampled every 5 minutes, one.
     - A gap without readings longer than ``stoppage_readings`` sampling intervals (and ``stoppage_s``) is a
       stoppage: the scorer forgets its short-term state, the hold starts over.
     - ERROR at ``error_high`` / ``error_low`` (a drop has severities of its own).
@@ -96,7 +97,7 @@ class ThresholdedDetector:
         self.stoppage_readings, self.stoppage_s = stoppage_readings, stoppage_s
         self.interval = SamplingInterval()
         self.last_ts: float | None = None
-        self.since: float | None = None  # first reading of the current run at or above the alert level
+        self.run = 0  # readings in a row at or above the alert level
         self.observed, self.normalized = False, 0.0
 
     def update(self, ts: float, value: float | None, *, idle: bool = False) -> Finding | None:
@@ -109,7 +110,7 @@ class ThresholdedDetector:
             gap = ts - self.last_ts
             if gap > max(self.stoppage_s, self.stoppage_readings * self.interval.seconds):
                 self.scorer.on_stoppage()
-                self.since = None
+                self.run = 0
             self.interval.push(gap)
         else:
             self.first_ts = ts
@@ -120,11 +121,10 @@ class ThresholdedDetector:
             score = 0.0  # still learning what normal is
         self.normalized = score
         if score < ALERT_SCORE:
-            self.since = None
+            self.run = 0
             return None
-        if self.since is None:
-            self.since = ts
-        if ts - self.since + self.interval.seconds < self.hold_s:
+        self.run += 1
+        if self.run * self.interval.seconds < self.hold_s:
             return None
         high = self.scorer.direction > 0
         error = self.error_high if high else self.error_low
@@ -133,7 +133,7 @@ class ThresholdedDetector:
 
     def on_stoppage(self) -> None:
         self.scorer.on_stoppage()
-        self.since = None
+        self.run = 0
 
     def state(self) -> dict[str, Any]:
         return {
@@ -141,10 +141,10 @@ class ThresholdedDetector:
             "gaps": list(self.interval.gaps),
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
-            "since": self.since,
+            "run": self.run,
         }
 
     def load(self, state: dict[str, Any]) -> None:
         self.scorer.load(state)
         self.interval = SamplingInterval(self.interval.gaps.maxlen, state["gaps"])
-        self.first_ts, self.last_ts, self.since = state["first_ts"], state["last_ts"], state["since"]
+        self.first_ts, self.last_ts, self.run = state["first_ts"], state["last_ts"], int(state["run"])

@@ -33,9 +33,9 @@ class StuckDetector:
         # A sensor stuck high makes the row look busy, or is the only non-zero axis of an idle row; either
         # way the repeats are the evidence. A zero ends a run only while the robot moves: the idle zeros of
         # a pause say nothing about a sensor that reads the same value again once the robot moves.
-        self.observed = value is not None and not (idle and value == 0)
-        if not self.observed:
-            return None  # no news: a dropout or an idle zero neither ends nor extends a run
+        self.observed = value is not None
+        if value is None or (idle and value == 0):
+            return None  # a dropout or an idle zero neither ends nor extends a run (an idle zero is quiet)
         if value == 0:
             self.last, self.run, self.normalized = None, 0, 0.0
             return None

@@ -91,14 +91,17 @@ def test_score_any_csv_gives_a_score_per_numeric_column_in_0_1(files):
             writer.writerow([(T0 + timedelta(minutes=i)).strftime("%Y-%m-%d %H:%M:%S"), temp, pressure, "x"])
     assert main(["score", "--csv", "outside.csv", "--time-column", "when", "--out", "scores.csv"]) == 0
     scores = rows(files / "scores.csv")
-    assert list(scores[0]) == ["timestamp", "temp_score", "pressure_score"] and len(scores) == 800
+    assert list(scores[0]) == ["timestamp", "temp_score", "pressure_score", "anomaly_score"] and len(scores) == 800
     values = [float(r["pressure_score"]) for r in scores]
     assert all(0.0 <= v <= 1.0 for v in values)
     assert max(values[600:612]) > 0.5 > max(values[:600])
+    assert sum(v >= 0.5 for v in values[600:612]) == 1, "an episode is flagged once, on the row that raises it"
+    combined = [float(r["anomaly_score"]) for r in scores]
+    assert combined == [max(float(r["temp_score"]), float(r["pressure_score"])) for r in scores]
     assert scores[0]["timestamp"] == "2022-10-17T12:00:00.000Z"
     assert main(["score", "--csv", "outside.csv", "--time-column", "when", "--columns", "temp", "--out", "t.csv"]) == 0
     temps = [float(r["temp_score"]) for r in rows(files / "t.csv")]
-    assert list(rows(files / "t.csv")[0]) == ["timestamp", "temp_score"]
+    assert list(rows(files / "t.csv")[0]) == ["timestamp", "temp_score", "anomaly_score"]
     assert max(temps[300:312]) > 0.5 > max(temps[:300])
 
 

@@ -10,7 +10,14 @@ from consumer_alerts.training import TrainingOptions, train
 from tests.alerts_fixtures import T0, cycle_readings
 
 CONFIG = EngineConfig(
-    z_window=200, z_min_samples=50, z_test_samples=3, holdoff_s=60.0, stoppage_s=600.0, stuck_readings=10
+    detectors=("zscore", "residual", "stuck"),
+    z_window=200,
+    z_min_samples=50,
+    z_test_samples=3,
+    holdoff_s=60.0,
+    holdoff_readings=0,
+    stoppage_s=600.0,
+    stuck_readings=10,
 )
 
 
@@ -116,18 +123,20 @@ def test_a_model_only_applies_to_its_own_robot():
     assert names("r1") == ["zscore", "residual", "stuck"] and names("r2") == ["zscore", "stuck"]
 
 
-def test_scores_follow_the_z_score_and_drop_to_zero_on_idle_rows():
+def test_scores_pass_half_only_on_the_reading_that_raises_and_drop_to_zero_on_idle_rows():
     engine = DetectorEngine(EngineConfig(detectors=("zscore",), z_window=200, z_min_samples=50, z_test_samples=3))
     readings = cycle_readings(300)
     run(engine, readings)
     after = readings[-1].ts
-    run(
-        engine,
-        [
+    scores, raised = [], []
+    for k in (1, 2, 3, 4):
+        alerts = engine.process(
             Reading(robot_id="r1", ts=after + timedelta(seconds=2 * k), currents={1: 60.0 + k, 2: 10.0})
-            for k in (1, 2, 3)
-        ],
-    )
-    assert 0.5 < engine.scores("r1", 1) < 1.0
+        )
+        scores.append(engine.scores("r1", 1))
+        raised.append(any(a.state is AlertState.OPEN and a.axis == 1 for a in alerts))
+    opened = raised.index(True)
+    assert 0.5 < scores[opened] < 1.0 and all(s < 0.5 for i, s in enumerate(scores) if i != opened)
+    assert engine.open_events() == [("r1", 1, "zscore")]  # still open: the later readings only continue it
     engine.process(Reading(robot_id="r1", ts=after + timedelta(seconds=10), currents={1: 0.0, 2: 0.0}))
     assert engine.scores("r1", 1) == 0.0 and engine.scores("r1", 7) is None
