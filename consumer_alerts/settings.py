@@ -55,7 +55,7 @@ class AlertsSettings(CommonSettings):
         0.02, ge=0, description="Share of the range seen so far a value must pass it by to be a new extreme."
     )
     level_extreme_absorb: int = Field(
-        100, ge=1, description="Readings after which an excursion beyond the range becomes part of it."
+        10, ge=1, description="Readings after which an excursion beyond the range becomes part of it."
     )
     level_novelty_levels: int = Field(8, ge=2, description="Levels the range is cut into for new sequences.")
     level_novelty_order: int = Field(3, ge=1, description="Readings in a sequence of levels.")
@@ -97,7 +97,7 @@ class AlertsSettings(CommonSettings):
         "and for at least HOLDOFF_READINGS readings.",
     )
     holdoff_readings: int = Field(
-        100, ge=0, description="Observed quiet readings an event needs before it closes (see HOLDOFF_S)."
+        60, ge=0, description="Observed quiet readings an event needs before it closes (see HOLDOFF_S)."
     )
     idle_rule: bool = Field(
         True,
