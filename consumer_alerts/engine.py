@@ -10,7 +10,8 @@ keeps the domain's rules:
   with zeros.) A non-zero value on an idle row is still judged by the detectors that take repeats: a level
   far from normal is never hidden by the rule.
 - **Repeats** of the previous non-zero value reach only the detectors that take them (``stuck``, ``level``:
-  a value clamped far from normal is an over- or under-load as well as a stuck sensor).
+  a value clamped far from normal is an over- or under-load as well as a stuck sensor); what they raise on a
+  repeat is at most an ALERT, since a stuck sensor reads the same.
 - **None** ("OK null") is nobody's evidence.
 - A **stoppage** (no active row for ``stoppage_s`` and ``stoppage_readings`` of the robot's own sampling
   intervals) closes the robot's open events of the statistical detectors at the last active reading.
@@ -21,10 +22,10 @@ keeps the domain's rules:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 
-from common.schemas import Alert, Reading
+from common.schemas import Alert, Reading, Severity
 from consumer_alerts.detectors import Detector
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
 from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
@@ -169,6 +170,10 @@ class DetectorEngine:
             clean = value if fresh.get(axis) else None
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
+                if finding is not None and clean is None and finding.severity is Severity.ERROR:
+                    # An exact repeat is no proof that the joint draws that much (a stuck sensor reads the
+                    # same): a level far from normal on repeats is raised, as a maintenance ALERT.
+                    finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)
                 self._step(state, lives, reading.ts, finding, detector.observed, out)
         if self._robot_detectors:
             state = robot.axes.get(0) or self._new_axis(robot, reading.robot_id, 0)

@@ -39,7 +39,7 @@ def test_windows_survive_the_round_trip_bit_for_bit():
     load_snapshot(restored, json.loads(json.dumps(snapshot(engine))))
     for robot in ROBOTS:
         for axis, state in engine.robots[robot].axes.items():
-            for before, after in zip(state.detectors, restored.robots[robot].axes[axis].detectors):
+            for before, after in zip(state.detectors, restored.robots[robot].axes[axis].detectors, strict=True):
                 assert repr(after.state()) == repr(before.state())
     assert list(restored.robots["r1"].axes[1].detectors[0].baseline.values)[-5:] == awkward
 

@@ -154,6 +154,16 @@ def test_a_value_clamped_far_above_normal_while_moving_raises_a_level_event_with
     assert all(a.opened_at >= readings[3000].ts for a in opened), "nothing before the fault"
 
 
+def test_a_level_far_from_normal_on_exact_repeats_is_an_alert_not_an_error():
+    # A robot that never pauses, one axis reading 130 A again and again: a stuck sensor reads the same, so
+    # what the level detector raises on the repeats is a maintenance ALERT (the stuck rule raises its own).
+    clamp = lambda i, a, v: 130.0 if a == 2 and i >= 3000 else v  # noqa: E731
+    alerts = run(DetectorEngine(EngineConfig()), cycle_readings(3300, work=10_000, pause=0, fault=clamp))
+    level = [a for a in alerts if a.detector == "level_high"]
+    assert level and {a.severity for a in level} == {Severity.ALERT}
+    assert "stuck" in {a.detector for a in alerts}
+
+
 def test_a_current_that_drops_raises_a_level_low_event_whose_peak_is_the_lowest_value():
     readings = cycle_readings(3600, fault=lambda i, a, v: 0.4 + 0.01 * (i % 3) if a == 2 and i >= 3000 else v)
     alerts = run(DetectorEngine(EngineConfig()), readings)
