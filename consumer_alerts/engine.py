@@ -15,7 +15,7 @@ keeps the domain's rules:
 - **None** ("OK null") is nobody's evidence.
 - A **stoppage** (no active row for ``stoppage_s`` and ``stoppage_readings`` of the robot's own sampling
   intervals) closes the robot's open events of the statistical detectors at the last active reading.
-- An event closes after ``holdoff_s`` and ``holdoff_readings`` of the axis's sampling intervals of quiet.
+- An event closes after ``holdoff_s`` and ``holdoff_readings`` of the robot's sampling intervals of quiet.
 - A reading not newer than the robot's last one is skipped: a redelivery after a restart changes nothing.
 """
 
@@ -90,8 +90,6 @@ class AxisState:
     lifecycles: list[Lifecycle]
     groups: list[tuple[Detector, tuple[Lifecycle, ...]]]  # each detector with the lifecycles of its kinds
     stuck: Detector | None = None
-    interval: SamplingInterval = field(default_factory=SamplingInterval)
-    last_ts: float | None = None
     raised: bool = False  # the last reading opened an event on this axis
 
     def has_open(self) -> bool:
@@ -157,16 +155,11 @@ class DetectorEngine:
         for axis, value in reading.currents.items():
             state = robot.axes.get(axis) or self._new_axis(robot, reading.robot_id, axis)
             state.raised = False
-            if value is None or (idle and value == 0):
-                if not state.has_open():
-                    # Nothing to judge and no event to age (most rows: idle, or an axis without a channel).
-                    for detector in state.detectors:
-                        detector.normalized = 0.0
-                    continue
-            else:
-                if state.last_ts is not None:
-                    state.interval.push(ts - state.last_ts)
-                state.last_ts = ts
+            if (value is None or (idle and value == 0)) and not state.has_open():
+                # Nothing to judge and no event to age (most rows: idle, or an axis without a channel).
+                for detector in state.detectors:
+                    detector.normalized = 0.0
+                continue
             clean = value if fresh.get(axis) else None
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
@@ -174,31 +167,35 @@ class DetectorEngine:
                     # An exact repeat is no proof that the joint draws that much (a stuck sensor reads the
                     # same): a level far from normal on repeats is raised, as a maintenance ALERT.
                     finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)
-                self._step(state, lives, reading.ts, finding, detector.observed, out)
+                self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
         if self._robot_detectors:
             state = robot.axes.get(0) or self._new_axis(robot, reading.robot_id, 0)
             state.raised = False
             for detector, lives in state.groups:
                 finding = detector.update(ts, reading.currents, idle=idle)
-                self._step(state, lives, reading.ts, finding, detector.observed, out)
+                self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
         return out
 
-    def _step(self, state: AxisState, lives: tuple[Lifecycle, ...], when: datetime, finding, observed, out) -> None:
+    def _step(
+        self, robot: RobotState, state: AxisState, lives: tuple[Lifecycle, ...], when: datetime, finding, observed, out
+    ) -> None:
         """Hand one detector's outcome to its lifecycles: the finding to its kind's, "quiet" to the others."""
         if finding is None:
             for life in lives:
                 if life.event is not None:
-                    self._age(state, life, when, None, observed, out)
+                    self._age(robot, state, life, when, None, observed, out)
             return
         kind = finding.kind or lives[0].detector
         for life in lives:
             if life.detector == kind:
-                self._age(state, life, when, finding, observed, out)
+                self._age(robot, state, life, when, finding, observed, out)
             elif life.event is not None:
-                self._age(state, life, when, None, observed, out)
+                self._age(robot, state, life, when, None, observed, out)
 
-    def _age(self, state: AxisState, life: Lifecycle, when: datetime, finding, observed, out) -> None:
-        life.holdoff_s = max(self.config.holdoff_s, self.config.holdoff_readings * state.interval.seconds)
+    def _age(
+        self, robot: RobotState, state: AxisState, life: Lifecycle, when: datetime, finding, observed, out
+    ) -> None:
+        life.holdoff_s = max(self.config.holdoff_s, self.config.holdoff_readings * robot.interval.seconds)
         opened = life.event is None
         alert = life.step(when, finding, observed)
         if alert is not None:

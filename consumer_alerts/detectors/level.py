@@ -68,41 +68,48 @@ class LevelScorer:
 
     def score_one(self, x: float) -> float:
         o = self.options
-        self.short.push(x)
-        smooth = self.short.mean
-        d = smooth - self.mean
+        short, average = self.short, self.average
+        short.push(x)
+        smooth = short.mean
+        mean = self.mean
+        d = smooth - mean
         self.direction = 1 if d >= 0 else -1
-        spread = max(math.sqrt(self.var), 1e-9 + 1e-3 * abs(self.mean))
-        self.average.push(abs(d) / spread if self.count >= 2 else 0.0)
-        stat = self._stat = self.average.mean
+        spread = math.sqrt(self.var)
+        floor = 1e-9 + 1e-3 * abs(mean)
+        average.push((d if d >= 0 else -d) / (spread if spread > floor else floor) if self.count >= 2 else 0.0)
+        stat = self._stat = average.mean
+        if len(average.values) < average.size:
+            return 0.0  # just after a start or a stoppage: the windows are refilling
         score = 0.0
-        if not self.average.full:
-            return score  # just after a start or a stoppage: the windows are refilling
         history = self.history
         if len(history.values) >= o.warmup:
             mu = history.mean
-            sd = max(history.std, 0.03 * max(mu, 1e-3))
-            tail = 0.5 * math.erfc((stat - mu) / (sd * SQRT2))
-            score = min(-math.log10(tail) * self._per_decade, 1.0) if tail > 0 else 1.0
-        if self.count >= o.warmup:
-            tolerance = o.extreme_tolerance * (self.high - self.low)
-            if x > self.high + tolerance:
+            if stat > mu:  # at or below its usual value the statistic scores nothing
+                sd = max(history.std, 0.03 * max(mu, 1e-3))
+                tail = 0.5 * math.erfc((stat - mu) / (sd * SQRT2))
+                score = min(-math.log10(tail) * self._per_decade, 1.0) if tail > 0 else 1.0
+        low, high = self.low, self.high
+        warm = self.count >= o.warmup
+        if warm:
+            tolerance = o.extreme_tolerance * (high - low)
+            if x > high + tolerance:
                 score, self.direction = 1.0, 1
-            elif x < self.low - tolerance:
+            elif x < low - tolerance:
                 score, self.direction = 1.0, -1
-        if self.count >= 1 and self.high > self.low:
-            level = int((smooth - self.low) / (self.high - self.low) * o.novelty_levels)
+        if high > low:
+            levels = o.novelty_levels
+            level = int((smooth - low) / (high - low) * levels)
             context = self.context
-            context.append(min(max(level, 0), o.novelty_levels))
+            context.append(0 if level < 0 else levels if level > levels else level)
             if len(context) == context.maxlen:
                 key = 0
                 for lev in context:
-                    key = key * (o.novelty_levels + 1) + lev
+                    key = key * (levels + 1) + lev
                 if key not in self.seen:
                     self.seen.add(key)
-                    if self.count >= o.warmup:
+                    if warm:
                         score = 1.0
-        return max(score, 0.0)
+        return score
 
     def learn_one(self, x: float) -> None:
         o = self.options
