@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="run the service's detectors over a file; one CSV row per event")
     replay.add_argument("--csv", type=Path, required=True, help="controller export to replay")
-    replay.add_argument("--model", type=Path, help="model file (without one: z-score and stuck only)")
+    replay.add_argument("--model", type=Path, help="model file (without one: level, z-score and stuck)")
     replay.add_argument("--out", type=Path, required=True, help="alerts CSV to write")
     _robot(replay)
 
