@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from dataclasses import replace
 
@@ -96,14 +97,16 @@ def score(settings: AlertsSettings, args: argparse.Namespace) -> int:
     times, values = offline.read_table(
         args.csv, args.time_column, _names(args.columns), exclude=_names(args.exclude), sep=args.sep
     )
-    # Outside data has no model, and repeated values are normal there: the z-score alone, on every value.
-    config = replace(EngineConfig.from_settings(settings), detectors=("zscore",), skip_repeats=False)
+    # Outside data has no model, no idle semantics, and repeated values are normal there: the level
+    # detector alone, on every value, with the service's own settings.
+    config = replace(EngineConfig.from_settings(settings), detectors=("level",), skip_repeats=False, idle_rule=False)
     engine = DetectorEngine(config)
     # Outside data are not amps (NAB's taxi counts reach 39,000): the time rules apply, the bound is wider.
     policy = settings.reading_policy().model_dump() | {"max_abs_amps": SCORE_MAX_ABS}
     rows = offline.score_rows(times, values, engine, policy=ReadingPolicy(**policy))
     count = offline.write_scores(args.out, list(values.columns), rows)
-    print(f"{count} row(s) of scores for {', '.join(map(str, values.columns))} written to {args.out}")
+    # On stderr: the scores may go to stdout (``--out /dev/stdout``, as NAB's scorer reads them).
+    print(f"{count} row(s) of scores for {', '.join(map(str, values.columns))} written to {args.out}", file=sys.stderr)
     return 0
 
 

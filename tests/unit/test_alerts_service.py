@@ -30,6 +30,7 @@ def settings(tmp_path):
         alerts_topic="alerts",
         state_path=tmp_path / "state.json",
         holdoff_s=30.0,
+        holdoff_readings=0,
         z_window=200,
         z_min_samples=50,
         poll_timeout_ms=50,
