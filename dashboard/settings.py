@@ -45,6 +45,7 @@ class DashboardSettings(CommonSettings):
         description="Open sessions (tabs, page loads not yet expired) one client address may hold; more page "
         "loads are answered 429 until some expire. 0 = no limit.",
     )
+
     @field_validator("dashboard_allow_websocket_origins", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> list[str]:

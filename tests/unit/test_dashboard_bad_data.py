@@ -135,5 +135,3 @@ def test_the_history_range_ends_at_the_newest_reading_the_server_clock_believes(
     [r1] = [h["readings"] for h in data.health if h["robot_id"] == "R1"]
     assert r1 > 250  # the whole minutes of its 10 minutes (the 2100 range showed 0)
     engine.dispose()
-
-
