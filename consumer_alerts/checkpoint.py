@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common.bus import Message, Subscription
 from common.errors import CommitFailed
+from common.wire.bus import Message, Subscription
 from consumer_alerts import engine_state
 from consumer_alerts.engine import DetectorEngine
 

@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from common.bus import Bus, Message, let_out
 from common.errors import SchemaError
-from common.schemas import DEFAULT_POLICY, Alert, DeadLetter, ReadingPolicy, RobotRoster, raw_excerpt
+from common.wire.bus import Bus, Message, let_out
+from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, ReadingPolicy, RobotRoster, raw_excerpt
 from consumer_alerts.checkpoint import Checkpoints
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import restore_events

@@ -12,8 +12,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from common.errors import AxiswatchError
-from common.kafka import open_bus
 from common.service import run_service, setup_logging
+from common.wire.kafka import open_bus
 from producer.dryrun import JsonLinesBus
 from producer.settings import ProducerSettings
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 
 from sqlalchemy import Engine
 
-from common.bus import Bus
-from common.schemas import DeadLetter, Reading
+from common.wire.bus import Bus
+from common.wire.schemas import DeadLetter, Reading
 from producer.ahead import ReadAhead
 from producer.faults import write_labels
 from producer.feed import Feed, open_feed
