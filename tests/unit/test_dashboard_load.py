@@ -15,7 +15,7 @@ from bokeh.core.property.wrappers import PropertyValueContainer
 from bokeh.document import Document
 from bokeh.models import GlyphRenderer
 
-from common.bus import InProcessBus
+from common.wire.bus import InProcessBus
 from dashboard.app import SessionLifecycle, build
 from dashboard.feed import LiveFeed
 from dashboard.memory import _BOKEH_DOCUMENT_DESTROY, COLLECT_AFTER_S, DEFERRED, defer_bokeh_collections
