@@ -23,6 +23,7 @@ minimum, and ``-log10 p`` is squashed so that ``alpha`` (the ALERT false-alarm r
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from typing import Any
@@ -312,7 +313,9 @@ class MultivariateRobotDetector:
         return Finding(severity, float(currents[self.suspect]), score, threshold)
 
     def state(self) -> dict[str, Any]:
-        return self.detector.state()
+        # The engine's snapshot stores each list of a state as one flat float64 window; this state nests
+        # (a matrix, the recent rows), so it travels as one JSON text (floats round-trip exactly).
+        return {"json": json.dumps(self.detector.state())}
 
     def load(self, state: dict[str, Any]) -> None:
-        self.detector.load(state)
+        self.detector.load(json.loads(state["json"]))
