@@ -91,9 +91,9 @@ def evaluate_broad(detect, test, recording, profile, axes, seeds, *, grace_s: fl
 
 
 def engine_events(config, model, *, multivariate: dict | None = None):
-    """A ``detect`` for :func:`evaluate_broad`: the engine, plus (not wired into it yet) the cross-axis
-    detector started from the ``multivariate`` state, its findings through the same lifecycle on the axis
-    that contributed most."""
+    """A ``detect`` for :func:`evaluate_broad`: the engine, plus the cross-axis detector beside it, started
+    from the ``multivariate`` state (learned on the training part, as the model is), its events filed under
+    the axis that contributed most (in the engine, where it is opt-in, they are the robot's, on axis 0)."""
 
     def detect(readings: list[Reading]) -> list[Event]:
         events = run_engine(readings, DetectorEngine(config, model))

@@ -128,11 +128,11 @@ def broad(args, train_rows, test, hours, model) -> int:
     profile = profiles(train_rows)  # sizes relative to each axis's normal level in the training part
     config = EngineConfig()
     recording = survey(test, busy_periods(test), stoppage_s=config.stoppage_s)
-    plain = EngineConfig(detectors=("zscore", "stuck"))
+    no_model = EngineConfig(detectors=tuple(d for d in config.detectors if d != "residual"))
     configs = {
-        "residual (density) + zscore + stuck": broad_faults_bench.engine_events(config, model),
-        "zscore + stuck (no model)": broad_faults_bench.engine_events(plain, None),
-        "residual (density) + zscore + stuck + multivariate": broad_faults_bench.engine_events(
+        "default: " + " + ".join(config.detectors): broad_faults_bench.engine_events(config, model),
+        "no model: " + " + ".join(no_model.detectors): broad_faults_bench.engine_events(no_model, None),
+        "default + multivariate (learned on the training part)": broad_faults_bench.engine_events(
             config, model, multivariate=broad_faults_bench.learned_multivariate(train_rows)
         ),
     }

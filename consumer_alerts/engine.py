@@ -76,6 +76,10 @@ class EngineConfig:
     level_error_score: float = _default("level_error_score")
     level_low_error_score: float = _default("level_low_error_score")
     level_hold_s: float = _default("level_hold_s")
+    multivariate_halflife_rows: float = _default("multivariate_halflife_rows")
+    multivariate_alpha: float = _default("multivariate_alpha")
+    multivariate_window: int = _default("multivariate_window")
+    multivariate_error_score: float = _default("multivariate_error_score")
     skip_repeats: bool = True  # off for outside data (``score``), where repeated values are normal
 
     @classmethod

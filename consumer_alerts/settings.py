@@ -21,7 +21,7 @@ class AlertsSettings(CommonSettings):
     detectors: Annotated[list[str], NoDecode] = Field(
         list(DEFAULT_DETECTORS),
         description="Detectors to run, comma-separated, by their name in consumer_alerts/detectors/registry.py: "
-        "level, zscore, residual, stuck.",
+        "level, zscore, residual, stuck; multivariate (robot-level, opt-in).",
     )
     level_warmup: int = Field(
         300,
@@ -71,6 +71,18 @@ class AlertsSettings(CommonSettings):
         description="Feed time a level score >= 0.5 must cover, readings in a row each covering one sampling "
         "interval, before it fires: 8 readings of a robot sampled every 2 s (more than LEVEL_SHORT, so one "
         "odd sample cannot hold it alone), one reading of a feed sampled every minute or slower.",
+    )
+    multivariate_halflife_rows: float = Field(
+        2000.0, gt=1, description="Active readings after which a reading's weight in the cross-axis model halves."
+    )
+    multivariate_alpha: float = Field(
+        1e-6, gt=0, lt=1, description="False-alarm rate per reading of the cross-axis detector at its ALERT limit."
+    )
+    multivariate_window: int = Field(
+        30, ge=1, description="Active readings averaged into the vector the cross-axis detector judges."
+    )
+    multivariate_error_score: float = Field(
+        0.8, ge=0.5, le=1, description="Cross-axis score at or above which its event is an ERROR (0.5: ALERT)."
     )
     z_window: int = Field(500, ge=10, description="Active samples per axis in the z-score baseline.")
     z_min_samples: int = Field(100, ge=2, description="Active samples the baseline needs before the z-score can fire.")

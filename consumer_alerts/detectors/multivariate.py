@@ -23,6 +23,7 @@ minimum, and ``-log10 p`` is squashed so that ``alpha`` (the ALERT false-alarm r
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from typing import Any
@@ -30,7 +31,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from consumer_alerts.detectors import squash
+from common.schemas import Severity
+from consumer_alerts.detectors import Finding, squash
 
 # scipy.special.fdtrc / chdtrc are the survival functions behind scipy.stats.f.sf / chi2.sf, without the
 # per-call argument checking of scipy.stats (tens of microseconds, paid on every reading otherwise).
@@ -279,3 +281,41 @@ class _Basis:
     def __init__(self, **values: Any) -> None:
         for key, value in values.items():
             setattr(self, key, value)
+
+
+class MultivariateRobotDetector:
+    """The detector as a robot detector of the engine (registry's ``ROBOT_DETECTORS``): per reading, score
+    against what was learned before, then learn. Its events are the robot's (axis 0); a finding's ``value``
+    is the current of the axis that explains most of the statistic on that row (``suspect``)."""
+
+    name = "multivariate"
+    kinds = ("multivariate",)
+
+    def __init__(self, detector: MultivariateDetector, *, error_score: float) -> None:
+        self.detector = detector
+        self.error_score = error_score
+        self.observed = False
+        self.normalized = 0.0
+        self.suspect: int | None = None
+
+    def update(self, ts: float, currents, *, idle: bool = False) -> Finding | None:
+        score = self.detector.score_one(currents) if not idle else 0.0
+        shares = self.detector.contributions
+        # The detector skips idle and incomplete rows itself; "observed" says whether this row was judged.
+        self.observed = bool(shares)
+        self.normalized = score
+        if not idle:
+            self.detector.learn_one(currents)
+        if score < 0.5:
+            return None
+        severity, threshold = (Severity.ERROR, self.error_score) if score >= self.error_score else (Severity.ALERT, 0.5)
+        self.suspect = max(shares, key=shares.get)
+        return Finding(severity, float(currents[self.suspect]), score, threshold)
+
+    def state(self) -> dict[str, Any]:
+        # The engine's snapshot stores each list of a state as one flat float64 window; this state nests
+        # (a matrix, the recent rows), so it travels as one JSON text (floats round-trip exactly).
+        return {"json": json.dumps(self.detector.state())}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.detector.load(json.loads(state["json"]))

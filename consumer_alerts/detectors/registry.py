@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.level import LevelOptions, LevelScorer
+from consumer_alerts.detectors.multivariate import MultivariateDetector, MultivariateRobotDetector
 from consumer_alerts.detectors.residual import ResidualDetector
 from consumer_alerts.detectors.scoring import ThresholdedDetector
 from consumer_alerts.detectors.stuck import StuckDetector
@@ -99,13 +100,23 @@ def _level(ctx: AxisContext) -> Detector:
     )
 
 
+def _multivariate(ctx: RobotContext) -> RobotDetector:
+    c = ctx.config
+    detector = MultivariateDetector(
+        halflife_rows=c.multivariate_halflife_rows, alpha=c.multivariate_alpha, window=c.multivariate_window
+    )
+    return MultivariateRobotDetector(detector, error_score=c.multivariate_error_score)
+
+
 AXIS_DETECTORS: dict[str, Callable[[AxisContext], Detector | None]] = {
     "level": _level,
     "zscore": _zscore,
     "residual": _residual,
     "stuck": _stuck,
 }
-ROBOT_DETECTORS: dict[str, Callable[[RobotContext], RobotDetector]] = {}
+ROBOT_DETECTORS: dict[str, Callable[[RobotContext], RobotDetector]] = {
+    "multivariate": _multivariate,
+}
 
 
 def known() -> tuple[str, ...]:

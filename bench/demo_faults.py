@@ -1,0 +1,156 @@
+"""The demo's own faults, offline: does every injected fault raise its event in its window, and does the event
+close soon after the fault ends? (a benchmark, no services needed)
+
+The demo's settings (`dashboard.demo`: its options' defaults, the producer's and the alert service's settings
+as the demo builds them), its model trained the way the demo trains it (hours of fault-free feed of the same
+robots before the start), then the synthetic fleet with faults through the engine in process, faster than any
+clock. Per fault: caught (an event of its robot and axis opens between its start and its end + ``--grace-s``),
+severity, delay, and how long after the fault's end that event closed (open at the end of the run: not closed).
+
+    .venv/bin/python -m bench.demo_faults [--hours 3] [--grace-s 600] [--close-within-s 600] [--fault-period S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench._alerts_grading import RANK, run_engine
+from bench.results import write_results
+from common.schemas import Severity
+from consumer_alerts.engine import DetectorEngine, EngineConfig
+from consumer_alerts.model import AlertModel
+from dashboard.demo import add_demo_options, demo_options, service_settings, train_model
+from producer.synthetic import synthetic_fleet
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hours", type=float, default=3.0, help="hours of the demo's feed (default 3)")
+    parser.add_argument("--grace-s", type=float, default=600.0, help="an event opened this long after a fault counts")
+    parser.add_argument(
+        "--close-within-s", type=float, default=600.0, help="an event should close within this long of the fault's end"
+    )
+    parser.add_argument(
+        "--fault-period",
+        type=float,
+        default=None,
+        help="seconds of feed per round of one fault of each kind (default: the demo's own)",
+    )
+    args = parser.parse_args(argv)
+    demo = argparse.ArgumentParser()
+    add_demo_options(demo)
+    period = [] if args.fault_period is None else ["--fault-period", str(args.fault_period)]
+    options = demo_options(demo.parse_args(period))  # the demo's defaults, but for the fault period if given
+    start = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as work:
+        producer, _, alerts, _ = service_settings(options, Path(work) / "model.json")
+        train_model(producer, alerts.model_path, start)
+        model = AlertModel.load(alerts.model_path)
+    fleet = synthetic_fleet(
+        producer.robots,
+        seed=producer.seed,
+        tick_seconds=producer.tick_seconds,
+        start=start,
+        axes=producer.axes,
+        faults=True,
+        fault_period_s=producer.fault_period_s,
+    )
+    end = start + timedelta(hours=args.hours)
+    readings = []
+    for reading in fleet:
+        if reading.ts >= end:
+            break
+        readings.append(reading)
+    events = run_engine(readings, DetectorEngine(EngineConfig.from_settings(alerts), model))
+    labels = [lab for lab in fleet.labels(end) if lab.end <= end - timedelta(seconds=args.grace_s)]
+    faults, used = [], set()
+    for lab in labels:
+        until = lab.end + timedelta(seconds=args.grace_s)
+        hits = [
+            i
+            for i, e in enumerate(events)
+            if (e.alert.robot_id, e.alert.axis) == (lab.robot_id, lab.axis) and lab.start <= e.alert.opened_at <= until
+        ]
+        used.update(hits)
+        got = max((events[i].alert.severity for i in hits), key=RANK.get, default=None)
+        expected = Severity(lab.expected_severity) if lab.expected_severity else None
+        closed = [events[i].alert.closed_at for i in hits]
+        close_after = (
+            round((max(closed) - lab.end).total_seconds()) if hits and all(c is not None for c in closed) else None
+        )
+        faults.append(
+            {
+                "robot": lab.robot_id,
+                "axis": lab.axis,
+                "kind": lab.kind.value,
+                "start": lab.start.isoformat(),
+                "duration_s": round((lab.end - lab.start).total_seconds()),
+                "expected": expected.value if expected else "none",
+                "got": got.value if got else "none",
+                "in_window": (got is not None) == (expected is not None),
+                "right_severity": got == expected,
+                "delay_s": round((min(events[i].alert.opened_at for i in hits) - lab.start).total_seconds())
+                if hits
+                else None,
+                "closed_after_end_s": close_after,
+                "closed_in_time": not hits or (close_after is not None and close_after <= args.close_within_s),
+                "detectors": ",".join(sorted({events[i].alert.detector for i in hits})),
+            }
+        )
+    stray = [
+        e for i, e in enumerate(events) if i not in used and e.alert.opened_at < end - timedelta(seconds=args.grace_s)
+    ]
+    rows = []
+    for kind in sorted({f["kind"] for f in faults}):
+        group = [f for f in faults if f["kind"] == kind]
+        delays = [f["delay_s"] for f in group if f["delay_s"] is not None]
+        closes = [f["closed_after_end_s"] for f in group if f["closed_after_end_s"] is not None]
+        rows.append(
+            {
+                "kind": kind,
+                "faults": len(group),
+                "raised_as_expected": f"{sum(f['in_window'] for f in group)}/{len(group)}",
+                "right_severity": f"{sum(f['right_severity'] for f in group)}/{len(group)}",
+                "delay_s_median": statistics.median(delays) if delays else None,
+                "closed_in_time": f"{sum(f['closed_in_time'] for f in group)}/{len(group)}",
+                "close_after_end_s_max": max(closes) if closes else None,
+            }
+        )
+    misses = [f for f in faults if not (f["in_window"] and f["right_severity"] and f["closed_in_time"])]
+    notes = "\n".join(
+        f"- {line}"
+        for line in (
+            f"The demo's defaults: {producer.robots} synthetic robots (seed {producer.seed}), a tick every "
+            f"{producer.tick_seconds:g} s, one fault of each kind per robot every {producer.fault_period_s:g} s of "
+            f"feed; detectors {', '.join(alerts.detectors)}; model trained as the demo does.",
+            f"{args.hours:g} h of feed from {start.isoformat()}, {len(readings)} readings; faults ending in the last "
+            f"{args.grace_s:g} s left out. Caught: an event of the fault's robot and axis opens between its start and "
+            f"its end + {args.grace_s:g} s (dropout: no event expected); closed in time: that event closed at most "
+            f"{args.close_within_s:g} s after the fault's end.",
+            f"Stray events (matching no fault): {len(stray)} "
+            f"{dict(Counter((e.alert.detector, e.alert.severity.value) for e in stray))}.",
+            "Faults not raised as expected, at the wrong severity or closed late: "
+            + (
+                "; ".join(
+                    f"{f['robot']} axis {f['axis']} {f['kind']} at {f['start']} ({f['duration_s']} s): expected "
+                    f"{f['expected']}, got {f['got']} [{f['detectors']}], closed {f['closed_after_end_s']} s after"
+                    for f in misses
+                )
+                or "none"
+            ),
+        )
+    )
+    print("\n".join(str(r) for r in rows))
+    print(notes)
+    name = "demo_faults" if args.fault_period is None else f"demo_faults_period{args.fault_period:g}"
+    write_results(name, rows, notes=notes, extra={"faults": faults})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
