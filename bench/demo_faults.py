@@ -1,7 +1,7 @@
 """The demo's own faults, offline: does every injected fault raise its event in its window, and does the event
 close soon after the fault ends? (a benchmark, no services needed)
 
-The demo's settings (`dashboard.demo`: its options' defaults, the producer's and the alert service's settings
+The demo's settings (`demo.embedded`: its options' defaults, the producer's and the alert service's settings
 as the demo builds them), its model trained the way the demo trains it (hours of fault-free feed of the same
 robots before the start), then the synthetic fleet with faults through the engine in process, faster than any
 clock. Per fault: caught (an event of its robot and axis opens between its start and its end + ``--grace-s``),
@@ -21,10 +21,10 @@ from pathlib import Path
 
 from bench._alerts_grading import RANK, run_engine
 from bench.results import write_results
-from common.schemas import Severity
+from common.wire.schemas import Severity
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.model import AlertModel
-from dashboard.demo import add_demo_options, demo_options, service_settings, train_model
+from demo.embedded import add_demo_options, demo_options, service_settings, train_model
 from producer.synthetic import synthetic_fleet
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from common.schemas import Severity
+from common.wire.schemas import Severity
 from consumer_alerts.detectors import Finding, squash
 
 # scipy.special.fdtrc / chdtrc are the survival functions behind scipy.stats.f.sf / chi2.sf, without the

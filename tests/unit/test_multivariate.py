@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from common.schemas import Reading
+from common.wire.schemas import Reading
 from consumer_alerts.detectors.multivariate import MultivariateDetector
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import load_snapshot, snapshot
