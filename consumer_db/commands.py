@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAl
 from common.db import make_engine, safe_url
 from common.errors import AxiswatchError, ServiceUnavailable
 from common.kafka import open_bus
+from common.metrics import Health, serving
 from common.service import run_service, setup_logging
 from consumer_db.retry import short_error
 from consumer_db.settings import ConsumerDbSettings
@@ -76,12 +77,14 @@ def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
         settings = settings.model_copy(update={"migrate_on_start": False})
 
     async def serve(stop: asyncio.Event) -> int:
-        bus = open_bus(settings)
-        await bus.start()
-        try:
-            await run(settings, bus=bus, stop=stop)
-        finally:
-            await bus.stop()
+        health = Health()
+        with serving(health, settings.metrics_port):
+            bus = open_bus(settings)
+            await bus.start()
+            try:
+                await run(settings, bus=bus, stop=stop, health=health)
+            finally:
+                await bus.stop()
         return 0
 
     return run_service(serve)
