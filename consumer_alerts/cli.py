@@ -11,6 +11,7 @@ from pathlib import Path
 
 from common.errors import AxiswatchError
 from common.kafka import open_bus
+from common.metrics import Health, serving
 from common.service import run_service, setup_logging
 from consumer_alerts import service
 from consumer_alerts.settings import AlertsSettings
@@ -96,12 +97,14 @@ async def serve(settings: AlertsSettings, args: argparse.Namespace, stop: asynci
     updates = {k: v for k, v in (("model_path", args.model), ("state_path", args.state)) if v is not None}
     settings = settings.model_copy(update=updates)
     engine = service.build_engine(settings)  # a bad model file fails here, before any connection
-    bus = open_bus(settings)
-    await bus.start()
-    try:
-        await service.run(settings, bus=bus, stop=stop, engine=engine)
-    finally:
-        await bus.stop()
+    health = Health()
+    with serving(health, settings.metrics_port):
+        bus = open_bus(settings)
+        await bus.start()
+        try:
+            await service.run(settings, bus=bus, stop=stop, engine=engine, health=health)
+        finally:
+            await bus.stop()
     return 0
 
 
