@@ -98,7 +98,7 @@ async def serve(settings: AlertsSettings, args: argparse.Namespace, stop: asynci
     settings = settings.model_copy(update=updates)
     engine = service.build_engine(settings)  # a bad model file fails here, before any connection
     health = Health()
-    with serving(health, settings.metrics_port):
+    with serving(health, settings.alerts_metrics_port):
         bus = open_bus(settings)
         await bus.start()
         try:

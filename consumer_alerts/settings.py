@@ -57,7 +57,7 @@ class AlertsSettings(CommonSettings):
         description="Seconds between two snapshots of the state; the offsets are committed with each, "
         "so a crash replays at most this much.",
     )
-    metrics_port: int | None = Field(
+    alerts_metrics_port: int | None = Field(
         9103, ge=0, le=65535, description="Port of /metrics, /livez and /readyz; 0 or empty: none."
     )
     poll_timeout_ms: int = Field(500, ge=10, description="Longest wait for new readings before checking for stop.")
@@ -70,7 +70,7 @@ class AlertsSettings(CommonSettings):
             value = [v.strip() for v in value.split(",") if v.strip()]
         return list(dict.fromkeys(value))
 
-    @field_validator("state_path", "model_path", "metrics_port", mode="before")
+    @field_validator("state_path", "model_path", "alerts_metrics_port", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -78,7 +78,7 @@ def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
 
     async def serve(stop: asyncio.Event) -> int:
         health = Health()
-        with serving(health, settings.metrics_port):
+        with serving(health, settings.sink_metrics_port):
             bus = open_bus(settings)
             await bus.start()
             try:

@@ -132,7 +132,7 @@ async def _run(settings: ProducerSettings, stop: asyncio.Event, *, dry_run: bool
     bar = _progress_bar(_expected_rows(settings)) if settings.max_speed else None
     health = Health()
     try:
-        with serving(health, None if dry_run else settings.metrics_port):
+        with serving(health, None if dry_run else settings.producer_metrics_port):
             await bus.start()
             try:
                 # `is not None`: a tqdm bar without a total (a looped or endless feed) refuses bool()

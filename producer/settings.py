@@ -46,7 +46,7 @@ class ProducerSettings(CommonSettings):
     limit: int | None = Field(None, ge=1, description="Rows per pass of the export, or readings of the fleet.")
     axes_from_db: bool = Field(True, description="Take the axis list from the axes_dim table when readable.")
     max_in_flight: int = Field(20_000, ge=1, description="Messages sent but not yet confirmed, at most.")
-    metrics_port: int | None = Field(
+    producer_metrics_port: int | None = Field(
         9101, ge=0, le=65535, description="Port of /metrics, /livez and /readyz; 0 or empty: none."
     )
     shutdown_timeout_s: float = Field(
@@ -60,7 +60,7 @@ class ProducerSettings(CommonSettings):
         "replay_speed",
         "limit",
         "start_time",
-        "metrics_port",
+        "producer_metrics_port",
         mode="before",
     )
     @classmethod
