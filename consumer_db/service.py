@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from common.bus import Bus, Message, Subscription
 from common.db import make_engine, safe_url
 from common.errors import CommitFailed
-from common.metrics import Health, Lag
+from common.metrics import Health, Lag, count_by_topic
 from common.schemas import RobotRoster
 from consumer_db.axislock import AxisLock, known_robots
 from consumer_db.decode import Topics
@@ -153,8 +153,7 @@ async def _next_prepared(
     )
     if not messages:
         return None
-    for message in messages:
-        MESSAGES_IN.labels(message.topic).inc()
+    count_by_topic(MESSAGES_IN, messages)
     return await retry(lambda: sink.prepare(messages), stop=stop, what=f"decoding {len(messages)} messages", **backoff)
 
 

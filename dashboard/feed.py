@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from common import queries
 from common.bus import Bus, Message, Subscription
 from common.errors import SchemaError
-from common.metrics import Health, reason_class
+from common.metrics import Health, count_by_topic, reason_class
 from common.schemas import Alert, Reading
 from dashboard.columns import chart_row, table_columns
 from dashboard.settings import DashboardSettings
@@ -167,8 +167,8 @@ class LiveFeed:
         rows: dict[str, list[dict[str, float]]] = {}
         changed: dict[str, Alert] = {}
         now, latest = time.monotonic(), self.settings.latest_plausible()
+        count_by_topic(MESSAGES_IN, messages)
         for m in messages:
-            MESSAGES_IN.labels(m.topic).inc()
             # One message that cannot be shown is skipped, whatever the reason: the feed keeps its place
             # in the topics (a failure out of here would resubscribe at their end, losing what came between).
             try:

@@ -84,6 +84,9 @@ async def _publish(
 ) -> None:
     max_speed, clock = pacer.options.max_speed, pacer.clock
     ahead = ReadAhead(items, clock)
+    readings_out, dead_letters_out = (
+        MESSAGES_OUT.labels(t) for t in (settings.readings_topic, settings.dead_letter_topic)
+    )
     for count, (item, value) in enumerate(ahead, 1):
         if stop.is_set():
             return
@@ -92,11 +95,13 @@ async def _publish(
         if isinstance(item, DeadLetter):
             report.reject(item)
             DEAD_LETTERS.labels(reason_class(item.reason)).inc()
-            await _send(sender, settings.dead_letter_topic, item.robot_id or item.source, value)
+            await sender.send(settings.dead_letter_topic, item.robot_id or item.source, value)
+            dead_letters_out.inc()
             continue
         delay = pacer.delay(item.robot_id, item.ts)
         if delay > 0:
             due = clock.now() + delay
+            health.beat(delay)
             with PUSH_SECONDS.time():
                 await sender.push()  # what was queued goes out before the wait, not after it
             # The rest of the tick is made midway through the wait: not while the consumers are busy with
@@ -106,17 +111,13 @@ async def _publish(
             await clock.sleep(max(due - clock.now(), 0.0), stop)
             if stop.is_set():
                 return  # stopped while waiting: this row was not sent
-        await _send(sender, settings.readings_topic, item.robot_id, value)
+        await sender.send(settings.readings_topic, item.robot_id, value)
+        readings_out.inc()
         report.saw(item.ts)
         if progress is not None:
             progress(1)
         if max_speed and count % YIELD_EVERY == 0:
             await asyncio.sleep(0)
-
-
-async def _send(sender: Sender, topic: str, key: str, value: bytes) -> None:
-    await sender.send(topic, key, value)
-    MESSAGES_OUT.labels(topic).inc()
 
 
 async def _finish(sender: Sender, settings: ProducerSettings, report: ProducerReport) -> None:

@@ -53,6 +53,9 @@ def test_the_endpoint_answers_metrics_liveness_and_readiness_as_the_service_says
         assert status == 503 and "loop last turned" in text
         health.beat()
         assert get(base + "/livez")[0] == 200
+        health.beat(waiting_s=5.0)  # a wait on purpose (pacing) is not being stuck
+        time.sleep(0.4)
+        assert get(base + "/livez")[0] == 200
         status, text = get(base + "/metrics")
         assert status == 200 and "# TYPE python_info gauge" in text
     finally:
