@@ -43,6 +43,11 @@ MESSAGES_OUT = Counter(
 ALERT_EVENTS = Counter(
     "axiswatch_consumer_alerts_alert_events_total", "Alert events sent, by severity and state.", ["severity", "state"]
 )
+SKIPPED = Counter(
+    "axiswatch_consumer_alerts_skipped_total",
+    "Readings messages that could not be read, by reason class (consumer_db keeps them as rejected).",
+    ["reason"],
+)
 DEAD_LETTERS = Counter(
     "axiswatch_consumer_alerts_dead_letters_total", "Readings turned into dead letters, by reason class.", ["reason"]
 )
@@ -210,6 +215,7 @@ def events_per_reading(
             reading = intake.policy.read(message.value)
         except SchemaError as exc:
             # consumer_db records bad readings in rejected_readings; here they only cannot be judged.
+            SKIPPED.labels(reason_class(str(exc))).inc()
             logger.warning("%s/%d offset %d skipped: %s", message.topic, message.partition, message.offset, exc)
             continue
         refused = intake.roster.admit(reading.robot_id)

@@ -186,6 +186,7 @@ async def test_consumer_alerts_counts_events_by_severity_dead_letters_and_snapsh
     for reading in readings:
         await bus.publish("readings", reading.robot_id, reading.to_bytes())
     await bus.publish("readings", "other", readings[-1].model_copy(update={"robot_id": "other"}).to_bytes())
+    await bus.publish("readings", "r1", b"not json")
 
     def counts():
         return (
@@ -193,11 +194,12 @@ async def test_consumer_alerts_counts_events_by_severity_dead_letters_and_snapsh
             sum(sample("axiswatch_consumer_alerts_alert_events_total", severity=s, state="open") for s in SEVERITIES),
             sample("axiswatch_consumer_alerts_dead_letters_total", reason="too_many_robots"),
             sample("axiswatch_consumer_alerts_snapshot_write_seconds_count"),
+            sample("axiswatch_consumer_alerts_skipped_total", reason="not_json"),
         )
 
     before = counts()
     task = asyncio.create_task(run(settings, bus=bus, stop=stop, health=health))
-    await asyncio.wait_for(_until(lambda: counts()[0] - before[0] == 701 and counts()[1] > before[1]), 20)
+    await asyncio.wait_for(_until(lambda: counts()[0] - before[0] == 702 and counts()[1] > before[1]), 20)
     assert health.is_ready() == (True, "state restored, subscribed")
     stop.set()
     await asyncio.wait_for(task, 10)
