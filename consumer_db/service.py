@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from common.bus import Bus, Message, Subscription
 from common.db import make_engine, safe_url
 from common.errors import CommitFailed
-from common.metrics import Health, Lag, count_by_topic
+from common.metrics import Health, Lag, count_by_topic, reason_class
 from common.schemas import RobotRoster
 from consumer_db.axislock import AxisLock, known_robots
 from consumer_db.decode import Topics
@@ -43,6 +43,11 @@ WRITTEN = Counter(
     "What committed transactions stored: new readings rows, readings rows already there, alert events, "
     "rejected records (bad readings and dead letters).",
     ["kind"],
+)
+DEAD_LETTERS = Counter(
+    "axiswatch_consumer_db_dead_letters_total",
+    "Rejected records stored from decoded batches (bad readings, the dead-letter topic), by reason class.",
+    ["reason"],
 )
 LAG = Gauge("axiswatch_consumer_db_lag_messages", "Messages on the sink's partitions not fetched yet.")
 TRANSACTION_SECONDS = Histogram(
@@ -204,7 +209,7 @@ async def _write(
         await asyncio.wait([after])  # offsets are committed in order, never past an uncommitted batch's
     await commit(subscription, prepared.messages)
     BATCH_SECONDS.observe(time.perf_counter() - started)
-    _count_written(report)
+    _count_written(report, prepared)
     return report
 
 
@@ -213,11 +218,13 @@ def _timed_store(sink: Sink, prepared: Prepared, turn: Turn) -> WriteReport:
         return sink.store(prepared, turn)
 
 
-def _count_written(report: WriteReport) -> None:
+def _count_written(report: WriteReport, prepared: Prepared) -> None:
     WRITTEN.labels("readings_new").inc(report.rows_new)
     WRITTEN.labels("readings_seen").inc(report.rows_seen)
     WRITTEN.labels("alerts").inc(report.alerts)
     WRITTEN.labels("rejected").inc(report.rejected)
+    for row in prepared.batch.rejected:
+        DEAD_LETTERS.labels(reason_class(row["reason"])).inc()
 
 
 async def next_batch(

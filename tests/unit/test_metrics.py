@@ -150,6 +150,7 @@ async def test_consumer_db_counts_messages_rows_and_times_its_transactions(sqlit
     before_new = sample("axiswatch_consumer_db_written_total", kind="readings_new")
     before_rejected = sample("axiswatch_consumer_db_written_total", kind="rejected")
     before_tx = sample("axiswatch_consumer_db_transaction_seconds_count")
+    before_not_json = sample("axiswatch_consumer_db_dead_letters_total", reason="not_json")
     task = asyncio.create_task(run(settings, bus=bus, stop=stop, health=health))
     await asyncio.wait_for(
         _until(lambda: sample("axiswatch_consumer_db_written_total", kind="rejected") > before_rejected), 20
@@ -161,6 +162,7 @@ async def test_consumer_db_counts_messages_rows_and_times_its_transactions(sqlit
     assert sample("axiswatch_consumer_db_written_total", kind="readings_new") - before_new == 60
     assert sample("axiswatch_consumer_db_written_total", kind="rejected") - before_rejected == 1
     assert sample("axiswatch_consumer_db_transaction_seconds_count") > before_tx
+    assert sample("axiswatch_consumer_db_dead_letters_total", reason="not_json") - before_not_json == 1
     assert sample("axiswatch_consumer_db_batch_seconds_count") >= 1
 
 
