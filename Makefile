@@ -19,7 +19,7 @@ install: $(STAMP)
 
 ## The whole pipeline in one process: in-process bus, SQLite, dashboard at http://localhost:5006
 demo: $(STAMP)
-	$(PY) -m dashboard demo $(DEMO_ARGS)
+	$(PY) -m demo $(DEMO_ARGS)
 
 ## Every test; starts the repo's own Kafka and PostgreSQL when none is configured and Docker is absent
 test: $(STAMP)

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from bench._alerts_grading import RANK, Event, run_engine
 from bench.results import markdown_table
-from common.schemas import Reading, Severity
+from common.wire.schemas import Reading, Severity
 from consumer_alerts.detectors import Finding
 from consumer_alerts.detectors.multivariate import MultivariateDetector
 from consumer_alerts.engine import DetectorEngine

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from common.schemas import Alert, Reading, Severity
+from common.wire.schemas import Alert, Reading, Severity
 from consumer_alerts.engine import DetectorEngine
 
 RANK = {None: 0, Severity.ALERT: 1, Severity.ERROR: 2}

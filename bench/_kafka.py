@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.producer_throughput import _send_batches, leaders_ready
-from common.kafka import KafkaBus
-from common.schemas import Reading
 from common.settings import CommonSettings
+from common.wire.kafka import KafkaBus
+from common.wire.schemas import Reading
 from producer.synthetic import synthetic_fleet
 
 if TYPE_CHECKING:

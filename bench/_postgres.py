@@ -8,7 +8,7 @@ import uuid
 
 from sqlalchemy import Engine, create_engine, make_url, text
 
-from common.db import make_engine
+from common.store.db import make_engine
 from consumer_db.migrate import migrate
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from bench import _alerts_broad as broad_faults_bench
 from bench._alerts_grading import effect, grade, placeholder_alerts, run_engine
 from bench.results import write_results
-from common.controller_csv import CsvOptions
+from common.csvio.controller_csv import CsvOptions
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.sources import export_readings
 from consumer_alerts.training import TrainingOptions, train

@@ -68,8 +68,8 @@ async def stream_fleet(bus, topic: str, robots: int, tick: float, stop: threadin
 
 # -- the server process --------------------------------------------------------------------------------
 def serve(robots: int, tick: float) -> None:
-    from common.bus import InProcessBus
-    from common.kafka import KafkaBus
+    from common.wire.bus import InProcessBus
+    from common.wire.kafka import KafkaBus
     from dashboard.server import make_server, stop_server
     from dashboard.settings import DashboardSettings
 
@@ -421,8 +421,8 @@ def main() -> int:
 
 
 def start_kafka_fleet(env: dict, args) -> threading.Event:
-    from common.kafka import KafkaBus
     from common.settings import CommonSettings
+    from common.wire.kafka import KafkaBus
 
     settings = CommonSettings(
         _env_file=None,

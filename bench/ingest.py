@@ -26,7 +26,7 @@ from sqlalchemy import Engine, text
 
 from bench._postgres import postgres_url, scratch_database
 from bench.results import write_results
-from common.controller_csv import CsvOptions, read_export_rows
+from common.csvio.controller_csv import CsvOptions, read_export_rows
 from consumer_db.axislock import RobotAxes
 from consumer_db.ingest import IngestOptions, ingest_csv
 from consumer_db.store import copy_from, copy_text

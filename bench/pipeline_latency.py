@@ -50,7 +50,7 @@ from bench._services import Names, Service, stop_all, with_services
 from bench.dashboard_sessions import bokeh_session, column_values, receive
 from bench.query_plans import percentile
 from bench.results import write_results
-from common.schemas import Alert
+from common.wire.schemas import Alert
 
 WATCHED = "robot-001"
 LOG_APPEND_TIME = 1  # a record's timestamp_type

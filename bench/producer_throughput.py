@@ -29,9 +29,9 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from bench.results import write_results
-from common.controller_csv import CsvOptions, read_export, read_export_rows
-from common.kafka import KafkaBus, connection_options
-from common.schemas import Reading
+from common.csvio.controller_csv import CsvOptions, read_export, read_export_rows
+from common.wire.kafka import KafkaBus, connection_options
+from common.wire.schemas import Reading
 from producer.service import run
 from producer.settings import ProducerSettings
 from producer.synthetic import synthetic_fleet

@@ -1,4 +1,4 @@
-"""The shared queries (common.queries) on a big readings_fact: latency and the plans where an index matters.
+"""The shared queries (common.store.queries) on a big readings_fact: latency and the plans where an index matters.
 
     .venv/bin/python -m bench.query_plans [--robots 100] [--readings 7143] [--runs 20] [--keep DBNAME]
 
@@ -21,9 +21,9 @@ from sqlalchemy import Engine, event, text
 
 from bench._postgres import postgres_url, scratch_database
 from bench.results import write_results
-from common import queries
-from common.rollup import rebuild
-from common.tables import axes_dim
+from common.store import queries
+from common.store.tables import axes_dim
+from consumer_db.rollup_writer import rebuild
 
 FILL = """
 INSERT INTO readings_fact (robot_id, axis_id, ts, amps)

@@ -38,8 +38,8 @@ from bench._postgres import postgres_url, scratch_database
 from bench._services import aiokafka_extensions
 from bench.query_plans import explain, percentile
 from bench.results import write_results
-from common import queries
-from common.tables import axes_dim
+from common.store import queries
+from common.store.tables import axes_dim
 from consumer_alerts.engine import DetectorEngine
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import RobotAxes
@@ -179,7 +179,7 @@ def sample(call, args) -> list[float]:
 
 @contextmanager
 def recorded():
-    """Time every common.queries function while inside (the history view calls them through the module)."""
+    """Time every common.store.queries function while inside (the history view calls them through the module)."""
     parts: dict[str, list[float]] = defaultdict(list)
     originals = {name: getattr(queries, name) for name in queries.__all__}
 

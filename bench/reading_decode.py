@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from bench.results import write_results
-from common.schemas import DEFAULT_POLICY, Reading
+from common.wire.schemas import DEFAULT_POLICY, Reading
 
 
 def messages(count: int) -> list[bytes]:

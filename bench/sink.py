@@ -21,9 +21,9 @@ from sqlalchemy import Engine, func, select
 
 from bench._postgres import postgres_url, scratch_database
 from bench.results import write_results
-from common.kafka import KafkaBus
-from common.schemas import Reading
-from common.tables import readings_fact
+from common.store.tables import readings_fact
+from common.wire.kafka import KafkaBus
+from common.wire.schemas import Reading
 from consumer_db.service import run
 from consumer_db.settings import ConsumerDbSettings
 

@@ -1,1 +1,2 @@
-"""Shared building blocks of the axiswatch services: settings, message schemas, bus, database."""
+"""Shared building blocks of the axiswatch services: settings, service runner and errors at the top;
+messaging in ``wire``, CSV parsing in ``csvio``, the database in ``store``."""

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from common.schemas import DEFAULT_POLICY, ReadingPolicy
+from common.wire.schemas import DEFAULT_POLICY, ReadingPolicy
 
 DEFAULT_AXES = tuple(range(1, 15))
 # The defaults several signatures share, each declared once.
@@ -76,13 +76,12 @@ class CommonSettings(BaseSettings):
         list(DEFAULT_AXES), description="Axis list (schema lock), e.g. 1-14 or 1,2,3; axes 1 to 62."
     )
     tick_seconds: float = Field(TICK_SECONDS, gt=0, description="Seconds between two readings of one robot.")
-    window_rows: int = Field(200, ge=10, description="Readings per axis in the live window.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # What a plausible reading is (common.schemas.ReadingPolicy, where each rule is): the same for every service.
+    # What a plausible reading is (common.wire.schemas.ReadingPolicy, where each rule is): the same for every service.
     reading_max_abs_amps: float = Field(
         DEFAULT_POLICY.max_abs_amps,
         gt=0,
-        le=1e6,  # readings_fact's CHECK (common.tables.AMPS_BOUND)
+        le=1e6,  # readings_fact's CHECK (common.store.tables.AMPS_BOUND)
         description="Largest |current| in A accepted; beyond is a dead letter.",
     )
     reading_max_future_s: float = Field(

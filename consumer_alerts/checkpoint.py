@@ -18,8 +18,8 @@ from pathlib import Path
 
 from prometheus_client import Gauge, Histogram
 
-from common.bus import Message, Subscription
 from common.errors import CommitFailed
+from common.wire.bus import Message, Subscription
 from consumer_alerts import engine_state
 from consumer_alerts.engine import DetectorEngine
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from common.errors import AxiswatchError
-from common.kafka import open_bus
 from common.metrics import Health, serving
 from common.service import run_service, setup_logging
+from common.wire.kafka import open_bus
 from consumer_alerts import service
 from consumer_alerts.settings import AlertsSettings
 
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="run the service's detectors over a file; one CSV row per published change of an event"
     )
     replay.add_argument("--csv", type=Path, required=True, help="controller export to replay")
-    replay.add_argument("--model", type=Path, help="model file (without one: z-score and stuck only)")
+    replay.add_argument("--model", type=Path, help="model file (without one: level, z-score and stuck)")
     replay.add_argument("--out", type=Path, required=True, help="alerts CSV to write")
     _robot(replay)
 

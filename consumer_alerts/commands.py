@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from dataclasses import replace
 
-from common.controller_csv import CsvOptions
-from common.schemas import Reading, ReadingPolicy
+from common.csvio.controller_csv import CsvOptions
+from common.wire.schemas import Reading, ReadingPolicy
 from consumer_alerts import offline
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.errors import TrainingError
@@ -34,7 +35,7 @@ def _csv_options(settings: AlertsSettings, args: argparse.Namespace) -> CsvOptio
 def train(settings: AlertsSettings, args: argparse.Namespace) -> int:
     robot_id = args.robot_id or settings.robot_id
     if args.from_db:
-        from common.db import make_engine
+        from common.store.db import make_engine
 
         readings = list(db_readings(make_engine(settings.database_url), robot_id=robot_id, until=args.until))
         source = f"database readings_fact, robot {robot_id}"
@@ -96,14 +97,16 @@ def score(settings: AlertsSettings, args: argparse.Namespace) -> int:
     times, values = offline.read_table(
         args.csv, args.time_column, _names(args.columns), exclude=_names(args.exclude), sep=args.sep
     )
-    # Outside data has no model, and repeated values are normal there: the z-score alone, on every value.
-    config = replace(EngineConfig.from_settings(settings), detectors=("zscore",), skip_repeats=False)
+    # Outside data has no model, no idle semantics, and repeated values are normal there: the level
+    # detector alone, on every value, with the service's own settings.
+    config = replace(EngineConfig.from_settings(settings), detectors=("level",), skip_repeats=False, idle_rule=False)
     engine = DetectorEngine(config)
     # Outside data are not amps (NAB's taxi counts reach 39,000): the time rules apply, the bound is wider.
     policy = settings.reading_policy().model_dump() | {"max_abs_amps": SCORE_MAX_ABS}
     rows = offline.score_rows(times, values, engine, policy=ReadingPolicy(**policy))
     count = offline.write_scores(args.out, list(values.columns), rows)
-    print(f"{count} row(s) of scores for {', '.join(map(str, values.columns))} written to {args.out}")
+    # On stderr: the scores may go to stdout (``--out /dev/stdout``, as NAB's scorer reads them).
+    print(f"{count} row(s) of scores for {', '.join(map(str, values.columns))} written to {args.out}", file=sys.stderr)
     return 0
 
 

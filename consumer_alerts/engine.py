@@ -1,71 +1,96 @@
 """The one code path from a reading to alert events, shared by the service and the offline twin.
 
-Per robot and axis, :class:`DetectorEngine` keeps the detectors and one lifecycle per detector. For each
-reading it decides what the detectors may see:
+Per robot and axis, :class:`DetectorEngine` keeps the detectors (made by name from
+:mod:`consumer_alerts.detectors.registry`) and one lifecycle per kind of event they raise. Around them it
+keeps the domain's rules:
 
-- **Idle**: a row where no axis has a fresh non-zero value is idle; idle rows feed no baseline and fire
-  nothing. ("Fresh" leaves out an axis repeating its previous non-zero value to the last digit: a sensor
-  stuck high must not make an idle robot look busy, nor feed the other axes' baselines with zeros.)
-- **Repeats** of the previous non-zero value go to the stuck detector only.
+- **Idle** (``idle_rule``, on for robots): a row where no axis has a fresh non-zero value is idle; its zeros
+  feed no baseline and fire nothing. ("Fresh" leaves out an axis repeating its previous non-zero value to the
+  last digit: a sensor stuck high must not make an idle robot look busy, nor feed the other axes' baselines
+  with zeros.) A non-zero value on an idle row is still judged by the detectors that take repeats: a level
+  far from normal is never hidden by the rule.
+- **Repeats** of the previous non-zero value reach only the detectors that take them (``stuck``, ``level``:
+  a value clamped far from normal is an over- or under-load as well as a stuck sensor); what they raise on a
+  repeat is at most an ALERT, since a stuck sensor reads the same.
 - **None** ("OK null") is nobody's evidence.
-- A **stoppage** (no active row for ``stoppage_s``) closes the robot's open events of the statistical
-  detectors at the last active reading; the z-score baseline restarts by itself.
+- A **stoppage** (no active row for ``stoppage_s`` and ``stoppage_readings`` of the robot's own sampling
+  intervals) closes the robot's open events of the statistical detectors at the last active reading.
+- An event closes after ``holdoff_s`` and ``holdoff_readings`` of the robot's sampling intervals of quiet.
 - A reading not newer than the robot's last one is skipped: a redelivery after a restart changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 
-from common.schemas import Alert, Reading
+from common.wire.schemas import Alert, Reading, Severity
 from consumer_alerts.detectors import Detector
-from consumer_alerts.detectors.residual import ResidualDetector
-from consumer_alerts.detectors.stuck import StuckDetector
-from consumer_alerts.detectors.zscore import ZScoreDetector
+from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
+from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
 from consumer_alerts.lifecycle import Lifecycle
 from consumer_alerts.model import AlertModel
-from consumer_alerts.settings import ALL_DETECTORS, AlertsSettings
+from consumer_alerts.settings import AlertsSettings
 
 logger = logging.getLogger(__name__)
+CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
+
+# EngineConfig's names that differ from the setting they come from; every other field has its setting's name.
+_SETTING_OF = {"stoppage_s": "stoppage_reset_s"}
+
+
+def _default(name: str):
+    value = AlertsSettings.model_fields[_SETTING_OF.get(name, name)].default
+    return tuple(value) if isinstance(value, list) else value
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    detectors: tuple[str, ...] = ALL_DETECTORS
-    z_window: int = 500
-    z_min_samples: int = 100
-    z_test_samples: int = 8
-    z_threshold: float = 7.0
-    z_error_threshold: float = 10.0
-    z_hold_s: float = 0.0
-    stoppage_s: float = 600.0
-    holdoff_s: float = 300.0
-    stuck_readings: int = 30
+    """What the engine needs of the settings; each default is the setting's own (one place for each)."""
+
+    detectors: tuple[str, ...] = _default("detectors")
+    z_window: int = _default("z_window")
+    z_min_samples: int = _default("z_min_samples")
+    z_test_samples: int = _default("z_test_samples")
+    z_threshold: float = _default("z_threshold")
+    z_error_threshold: float = _default("z_error_threshold")
+    z_hold_s: float = _default("z_hold_s")
+    stoppage_s: float = _default("stoppage_s")
+    stoppage_readings: float = _default("stoppage_readings")
+    holdoff_s: float = _default("holdoff_s")
+    holdoff_readings: int = _default("holdoff_readings")
+    stuck_readings: int = _default("stuck_readings")
+    idle_rule: bool = _default("idle_rule")
+    level_warmup: int = _default("level_warmup")
+    level_warmup_s: float = _default("level_warmup_s")
+    level_short: int = _default("level_short")
+    level_average: int = _default("level_average")
+    level_history: int = _default("level_history")
+    level_alpha: float = _default("level_alpha")
+    level_alert_tail: float = _default("level_alert_tail")
+    level_extreme_tolerance: float = _default("level_extreme_tolerance")
+    level_extreme_absorb: int = _default("level_extreme_absorb")
+    level_novelty_levels: int = _default("level_novelty_levels")
+    level_novelty_order: int = _default("level_novelty_order")
+    level_error_score: float = _default("level_error_score")
+    level_low_error_score: float = _default("level_low_error_score")
+    level_hold_s: float = _default("level_hold_s")
     skip_repeats: bool = True  # off for outside data (``score``), where repeated values are normal
 
     @classmethod
     def from_settings(cls, s: AlertsSettings) -> EngineConfig:
-        return cls(
-            tuple(s.detectors),
-            s.z_window,
-            s.z_min_samples,
-            s.z_test_samples,
-            s.z_threshold,
-            s.z_error_threshold,
-            s.z_hold_s,
-            s.stoppage_reset_s,
-            s.holdoff_s,
-            s.stuck_readings,
-        )
+        values = {f.name: getattr(s, _SETTING_OF.get(f.name, f.name)) for f in fields(cls) if f.name != "skip_repeats"}
+        return cls(**{**values, "detectors": tuple(s.detectors)})
 
 
 @dataclass
 class AxisState:
     detectors: list[Detector]
     lifecycles: list[Lifecycle]
+    groups: list[tuple[Detector, tuple[Lifecycle, ...]]]  # each detector with the lifecycles of its kinds
     stuck: Detector | None = None
+    raised: bool = False  # the last reading opened an event on this axis
 
     def has_open(self) -> bool:
         for life in self.lifecycles:  # a loop, not any() over a generator: asked for most axes of every reading
@@ -80,6 +105,7 @@ class RobotState:
     last_values: dict[int, float] = field(default_factory=dict)
     last_ts: float | None = None
     last_active: datetime | None = None
+    interval: SamplingInterval = field(default_factory=SamplingInterval)
 
 
 def freshness(
@@ -105,71 +131,106 @@ class DetectorEngine:
         self.config = config or EngineConfig()
         self.model = model
         self.robots: dict[str, RobotState] = {}
+        self._robot_detectors = any(name in ROBOT_DETECTORS for name in self.config.detectors)
 
     def process(self, reading: Reading) -> list[Alert]:
         """The alert events this reading opens, escalates, updates or closes."""
         robot = self.robots.get(reading.robot_id) or self.robots.setdefault(reading.robot_id, RobotState())
         ts = reading.ts.timestamp()
-        if robot.last_ts is not None and ts <= robot.last_ts:
-            return []
+        if robot.last_ts is not None:
+            if ts <= robot.last_ts:
+                return []
+            robot.interval.push(ts - robot.last_ts)
         robot.last_ts = ts
-        fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=self.config.skip_repeats)
+        c = self.config
+        fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
+        idle = idle and c.idle_rule
         out: list[Alert] = []
         if not idle:
-            if (
-                robot.last_active is not None
-                and (reading.ts - robot.last_active).total_seconds() > self.config.stoppage_s
+            if robot.last_active is not None and (reading.ts - robot.last_active).total_seconds() > max(
+                c.stoppage_s, c.stoppage_readings * robot.interval.seconds
             ):
                 out += self._close_all(robot, robot.last_active, stoppage=True)
             robot.last_active = reading.ts
         for axis, value in reading.currents.items():
             state = robot.axes.get(axis) or self._new_axis(robot, reading.robot_id, axis)
+            state.raised = False
             if (value is None or (idle and value == 0)) and not state.has_open():
                 # Nothing to judge and no event to age (most rows: idle, or an axis without a channel).
                 for detector in state.detectors:
                     detector.normalized = 0.0
-                if value == 0 and state.stuck is not None:
-                    state.stuck.update(ts, 0.0)  # a zero ends a stuck run
                 continue
             clean = value if fresh.get(axis) else None
-            for detector, life in zip(state.detectors, state.lifecycles):
-                finding = detector.update(ts, value if detector is state.stuck else clean, idle=idle)
-                if finding is not None or life.event is not None:
-                    alert = life.step(reading.ts, finding, detector.observed)
-                    if alert is not None:
-                        out.append(alert)
+            for detector, lives in state.groups:
+                finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
+                if finding is not None and clean is None and finding.severity is Severity.ERROR:
+                    # An exact repeat is no proof that the joint draws that much (a stuck sensor reads the
+                    # same): a level far from normal on repeats is raised, as a maintenance ALERT.
+                    finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)
+                self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
+        if self._robot_detectors:
+            state = robot.axes.get(0) or self._new_axis(robot, reading.robot_id, 0)
+            state.raised = False
+            for detector, lives in state.groups:
+                finding = detector.update(ts, reading.currents, idle=idle)
+                self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
         return out
 
+    def _step(
+        self, robot: RobotState, state: AxisState, lives: tuple[Lifecycle, ...], when: datetime, finding, observed, out
+    ) -> None:
+        """Hand one detector's outcome to its lifecycles: the finding to its kind's, "quiet" to the others."""
+        if finding is None:
+            for life in lives:
+                if life.event is not None:
+                    self._age(robot, state, life, when, None, observed, out)
+            return
+        kind = finding.kind or lives[0].detector
+        for life in lives:
+            if life.detector == kind:
+                self._age(robot, state, life, when, finding, observed, out)
+            elif life.event is not None:
+                self._age(robot, state, life, when, None, observed, out)
+
+    def _age(
+        self, robot: RobotState, state: AxisState, life: Lifecycle, when: datetime, finding, observed, out
+    ) -> None:
+        life.holdoff_s = max(self.config.holdoff_s, self.config.holdoff_readings * robot.interval.seconds)
+        opened = life.event is None
+        alert = life.step(when, finding, observed)
+        if alert is not None:
+            out.append(alert)
+            state.raised = state.raised or (opened and life.event is not None)
+
     def axis_state(self, robot_id: str, axis: int) -> AxisState:
-        """The detectors and lifecycles of one robot's axis, made on first sight."""
+        """The detectors and lifecycles of one robot's axis (axis 0: the robot's own), made on first sight."""
         robot = self.robots.get(robot_id) or self.robots.setdefault(robot_id, RobotState())
         return robot.axes.get(axis) or self._new_axis(robot, robot_id, axis)
 
     def _new_axis(self, robot: RobotState, robot_id: str, axis: int) -> AxisState:
         c = self.config
-        detectors: list[Detector] = []
-        axis_model = self.model.axes.get(axis) if self._model_applies(robot_id) else None
-        for name in c.detectors:
-            if name == "zscore":
-                detectors.append(
-                    ZScoreDetector(
-                        window=c.z_window,
-                        test_samples=c.z_test_samples,
-                        threshold=c.z_threshold,
-                        error_threshold=c.z_error_threshold,
-                        min_samples=c.z_min_samples,
-                        stoppage_s=c.stoppage_s,
-                        hold_s=c.z_hold_s,
-                    )
-                )
-            elif name == "residual" and axis_model is not None:
-                detectors.append(ResidualDetector(axis_model, stoppage_s=c.stoppage_s))
-            elif name == "stuck":
-                run = 2 * axis_model.stuck_run if axis_model is not None else 0
-                detectors.append(StuckDetector(readings=max(c.stuck_readings, run)))
-        lifecycles = [Lifecycle(robot_id, axis, d.name, holdoff_s=c.holdoff_s) for d in detectors]
+        made: list = []
+        if axis == 0:  # the robot-level detectors raise their events on axis 0
+            robot_ctx = RobotContext(robot_id, c)
+            made = [ROBOT_DETECTORS[name](robot_ctx) for name in c.detectors if name in ROBOT_DETECTORS]
+        else:
+            axis_model = self.model.axes.get(axis) if self._model_applies(robot_id) else None
+            ctx = AxisContext(robot_id, axis, c, axis_model)
+            made = [AXIS_DETECTORS[name](ctx) for name in c.detectors if name in AXIS_DETECTORS]
+        detectors = [d for d in made if d is not None]
+        groups = [
+            (
+                d,
+                tuple(
+                    Lifecycle(robot_id, axis, kind, holdoff_s=c.holdoff_s, low=kind.endswith("_low"))
+                    for kind in d.kinds
+                ),
+            )
+            for d in detectors
+        ]
+        lifecycles = [life for _, lives in groups for life in lives]
         stuck = next((d for d in detectors if d.name == "stuck"), None)
-        state = robot.axes[axis] = AxisState(detectors, lifecycles, stuck)
+        state = robot.axes[axis] = AxisState(detectors, lifecycles, groups, stuck)
         return state
 
     def _model_applies(self, robot_id: str) -> bool:
@@ -179,8 +240,8 @@ class DetectorEngine:
     def _close_all(robot: RobotState, at: datetime, *, stoppage: bool = False) -> list[Alert]:
         out = []
         for state in robot.axes.values():
-            for detector, life in zip(state.detectors, state.lifecycles):
-                if stoppage and detector.name == "stuck":
+            for life in state.lifecycles:
+                if stoppage and life.detector == "stuck":
                     continue  # a stuck sensor shows idle or not: a stoppage does not end it
                 alert = life.close(at)
                 if alert is not None:
@@ -188,12 +249,17 @@ class DetectorEngine:
         return out
 
     def scores(self, robot_id: str, axis: int) -> float | None:
-        """The axis's last anomaly score in [0, 1] (the highest over its detectors), for ``score``."""
+        """The axis's last anomaly score in [0, 1] (the highest over its detectors), for ``score``: at or
+        above 0.5 exactly on a reading that raised an event; a reading whose event was already open, or
+        that did not hold long enough yet, scores at most 0.3 (flag once per episode)."""
         robot = self.robots.get(robot_id)
         state = robot.axes.get(axis) if robot else None
         if state is None or not state.detectors:
             return None
-        return max(d.normalized for d in state.detectors)
+        score = max(d.normalized for d in state.detectors)
+        if score >= ALERT_SCORE and not state.raised:
+            return CONTINUED_SCORE
+        return score
 
     def open_events(self) -> list[tuple[str, int, str]]:
         return [

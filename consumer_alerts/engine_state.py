@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from common.schemas import Alert, AlertState, Severity
+from common.wire.schemas import Alert, AlertState, Severity
 from consumer_alerts.engine import DetectorEngine, RobotState
 from consumer_alerts.lifecycle import OpenEvent
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from common.schemas import Alert, AlertState, Severity, iso_utc
+from common.wire.schemas import Alert, AlertState, Severity, iso_utc
 from consumer_alerts.detectors import Finding
 
 PEAK_STEP = 1.10  # republish when the peak grows by more than 10 %: informative, but no message storm
@@ -40,8 +40,9 @@ class OpenEvent:
 
 
 class Lifecycle:
-    def __init__(self, robot_id: str, axis: int, detector: str, *, holdoff_s: float = 300.0) -> None:
+    def __init__(self, robot_id: str, axis: int, detector: str, *, holdoff_s: float = 300.0, low: bool = False) -> None:
         self.robot_id, self.axis, self.detector, self.holdoff_s = robot_id, axis, detector, holdoff_s
+        self.low = low  # an event of too little current: its peak is the lowest value while firing
         self.event: OpenEvent | None = None
 
     def step(self, ts: datetime, finding: Finding | None, observed: bool) -> Alert | None:
@@ -72,7 +73,11 @@ class Lifecycle:
             changed = True
         elif finding.severity is event.severity:
             event.score = max(event.score, finding.score)
-        if finding.value > event.peak:
+        if self.low:
+            if finding.value < event.peak:
+                event.peak = finding.value
+                changed = changed or event.peak * PEAK_STEP < event.published_peak
+        elif finding.value > event.peak:
             event.peak = finding.value
             changed = changed or event.peak > event.published_peak * PEAK_STEP
         return self._alert(AlertState.OPEN) if changed else None

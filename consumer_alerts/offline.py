@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from common.schemas import DEFAULT_POLICY, Alert, AlertState, Reading, ReadingPolicy, iso_utc
-from consumer_alerts.engine import DetectorEngine
+from common.wire.schemas import DEFAULT_POLICY, Alert, AlertState, Reading, ReadingPolicy, iso_utc
+from consumer_alerts.engine import CONTINUED_SCORE, DetectorEngine
 
 logger = logging.getLogger(__name__)
 ALERT_COLUMNS = ("robot_id", "axis", "severity", "detector", "opened_at", "closed_at", "peak_amps", "threshold")
@@ -144,26 +144,33 @@ def score_rows(
     robot_id: str = "score",
     policy: ReadingPolicy = DEFAULT_POLICY,
 ) -> Iterator[list]:
-    """``[timestamp, score per column...]`` per row; columns are numbered axes 1..n for the engine. A row
-    the policy refuses (a time before its earliest date or ahead of the clock, a value past its bound) is
-    logged with the reason and gets no score, like one whose time does not move forward."""
+    """``[timestamp, score per column..., anomaly_score]`` for every row; columns are axes 1..n for the engine.
+
+    A score is >= 0.5 exactly on the row where the service would raise an event on that column; the
+    ``anomaly_score`` is the highest of the row (the robot has an event when one of its axes has). A row
+    whose time does not move forward is skipped by the engine, as in the service: it scores what the last
+    row scored, below the alert level. An empty cell scores 0 (no evidence), and so does a row the policy
+    refuses (a time before its earliest date or ahead of the clock, a value past its bound), logged with
+    the reason.
+    """
     construct = Reading.model_construct
-    last = None
+    last_time = None
+    last = [0.0] * len(values.columns)
     for line, (ts, row) in enumerate(zip(times, values.itertuples(index=False, name=None), strict=True), start=2):
         when = ts.to_pydatetime()
         currents = {i + 1: (None if pd.isna(v) else float(v)) for i, v in enumerate(row)}
         refused = policy.problem(robot_id, when, currents) or _not_finite(currents)
         if refused:
-            logger.warning("line %d not scored: %s", line, refused)
-            yield [iso_utc(when), *([""] * len(currents))]
+            logger.warning("line %d scores 0: %s", line, refused)
+            yield [iso_utc(when), *([0.0] * len(currents)), 0.0]
             continue
-        if last is not None and when <= last:  # time not moving forward: the engine skips the row
-            yield [iso_utc(when), *([""] * len(currents))]
-            continue
-        last = when
-        engine.process(construct(robot_id=robot_id, ts=when, row=None, currents=currents))
-        scores = [engine.scores(robot_id, axis) if v is not None else None for axis, v in currents.items()]
-        yield [iso_utc(when), *("" if s is None else round(s, 4) for s in scores)]
+        if last_time is not None and when <= last_time:
+            last = [min(s, CONTINUED_SCORE) for s in last]
+        else:
+            last_time = when
+            engine.process(construct(robot_id=robot_id, ts=when, row=None, currents=currents))
+            last = [(engine.scores(robot_id, axis) or 0.0) if v is not None else 0.0 for axis, v in currents.items()]
+        yield [iso_utc(when), *(round(s, 6) for s in last), round(max(last, default=0.0), 6)]
 
 
 def _not_finite(currents: dict[int, float | None]) -> str | None:
@@ -175,7 +182,7 @@ def write_scores(path: Path, names: list[str], rows: Iterable[list]) -> int:
     count = 0
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["timestamp", *(f"{n}_score" for n in names)])
+        writer.writerow(["timestamp", *(f"{n}_score" for n in names), "anomaly_score"])
         for row in rows:
             writer.writerow(row)
             count += 1

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from common.schemas import Reading  # noqa: E402
+from common.wire.schemas import Reading  # noqa: E402
 from consumer_alerts.detectors.residual import ResidualDetector  # noqa: E402
 from consumer_alerts.model import AlertModel, AxisModel  # noqa: E402
 from consumer_alerts.training import collect  # noqa: E402

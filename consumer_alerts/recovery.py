@@ -13,9 +13,9 @@ import json
 import logging
 from pathlib import Path
 
-from common.bus import Bus, Message
 from common.errors import SchemaError
-from common.schemas import Alert
+from common.wire.bus import Bus, Message
+from common.wire.schemas import Alert
 from consumer_alerts import engine_state
 from consumer_alerts.engine import DetectorEngine
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from common.bus import Bus, Message, let_out
 from common.errors import SchemaError
 from common.metrics import Health, Lag, reason_class
-from common.schemas import DEFAULT_POLICY, Alert, DeadLetter, ReadingPolicy, RobotRoster, raw_excerpt
+from common.wire.bus import Bus, Message, let_out
+from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, ReadingPolicy, RobotRoster, raw_excerpt
 from consumer_alerts.checkpoint import Checkpoints
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import restore_events

@@ -3,23 +3,74 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from common.settings import CommonSettings
+from consumer_alerts.detectors import registry
 
-DetectorName = Literal["zscore", "residual", "stuck"]
-ALL_DETECTORS: tuple[DetectorName, ...] = ("zscore", "residual", "stuck")
+DEFAULT_DETECTORS: tuple[str, ...] = ("level", "zscore", "residual", "stuck")
 
 
 class AlertsSettings(CommonSettings):
     """Environment names are the field names in upper case (``Z_THRESHOLD``, ``HOLDOFF_S``, ...)."""
 
     alerts_group_id: str = Field("axiswatch-alerts", description="Kafka consumer group of the detector service.")
-    detectors: Annotated[list[DetectorName], NoDecode] = Field(
-        list(ALL_DETECTORS), description="Detectors to run, comma-separated: zscore, residual, stuck."
+    detectors: Annotated[list[str], NoDecode] = Field(
+        list(DEFAULT_DETECTORS),
+        description="Detectors to run, comma-separated, by their name in consumer_alerts/detectors/registry.py: "
+        "level, zscore, residual, stuck.",
+    )
+    level_warmup: int = Field(
+        300,
+        ge=10,
+        description="Readings the level detector learns from before it scores (its calibration, range and "
+        "sequences): 10 minutes of a robot sampled every 2 s, a day of a feed sampled every 5 minutes.",
+    )
+    level_warmup_s: float = Field(
+        3600.0,
+        ge=0,
+        description="Feed time from a series' first reading before the level detector scores, besides "
+        "LEVEL_WARMUP readings: a robot's first 300 readings are ten minutes, not yet its day.",
+    )
+    level_short: int = Field(5, ge=1, description="Readings averaged into the level detector's value under test.")
+    level_average: int = Field(
+        20, ge=1, description="Readings over which the level detector averages its deviation statistic."
+    )
+    level_history: int = Field(
+        3000, ge=20, description="Readings of the deviation statistic's history the calibration judges against."
+    )
+    level_alpha: float = Field(
+        0.002, gt=0, lt=1, description="Weight of a new reading in the level detector's slow baseline."
+    )
+    level_alert_tail: float = Field(
+        1e-6,
+        gt=0,
+        lt=1,
+        description="Tail probability of the deviation statistic that scores 0.5 (an ALERT); its square scores 1.",
+    )
+    level_extreme_tolerance: float = Field(
+        0.02, ge=0, description="Share of the range seen so far a value must pass it by to be a new extreme."
+    )
+    level_extreme_absorb: int = Field(
+        10, ge=1, description="Readings after which an excursion beyond the range becomes part of it."
+    )
+    level_novelty_levels: int = Field(8, ge=2, description="Levels the range is cut into for new sequences.")
+    level_novelty_order: int = Field(3, ge=1, description="Readings in a sequence of levels.")
+    level_error_score: float = Field(
+        0.8, ge=0.5, le=1, description="Level score at or above which a rise is an ERROR (0.5: ALERT)."
+    )
+    level_low_error_score: float = Field(
+        0.8, ge=0.5, le=1, description="Level score at or above which a drop is an ERROR (0.5: ALERT)."
+    )
+    level_hold_s: float = Field(
+        16.0,
+        ge=0,
+        description="Feed time a level score >= 0.5 must cover, readings in a row each covering one sampling "
+        "interval, before it fires: 8 readings of a robot sampled every 2 s (more than LEVEL_SHORT, so one "
+        "odd sample cannot hold it alone), one reading of a feed sampled every minute or slower.",
     )
     z_window: int = Field(500, ge=10, description="Active samples per axis in the z-score baseline.")
     z_min_samples: int = Field(100, ge=2, description="Active samples the baseline needs before the z-score can fire.")
@@ -32,11 +83,26 @@ class AlertsSettings(CommonSettings):
     stoppage_reset_s: float = Field(
         600.0,
         gt=0,
-        description="A gap without active data longer than this resets the z-score baseline "
-        "and closes the robot's open events: a long pause is not recent behaviour.",
+        description="A gap without active data longer than this (and than STOPPAGE_READINGS sampling "
+        "intervals) is a stoppage: it resets the z-score baseline and the level detector's short-term state "
+        "and closes the robot's open events; a long pause is not recent behaviour.",
+    )
+    stoppage_readings: float = Field(
+        300.0, gt=0, description="The same in sampling intervals of the feed, learnt per series."
     )
     holdoff_s: float = Field(
-        300.0, ge=0, description="An event closes once its rule has been quiet this long (observed, not idle)."
+        300.0,
+        ge=0,
+        description="An event closes once its rule has been quiet this long (observed, not idle), "
+        "and for at least HOLDOFF_READINGS readings.",
+    )
+    holdoff_readings: int = Field(
+        60, ge=0, description="Observed quiet readings an event needs before it closes (see HOLDOFF_S)."
+    )
+    idle_rule: bool = Field(
+        True,
+        description="Rows where no axis has a fresh non-zero value are idle (a robot at rest): its zeros feed "
+        "no baseline. Off for feeds without that meaning (``score`` turns it off).",
     )
     stuck_readings: int = Field(
         30,
@@ -68,7 +134,11 @@ class AlertsSettings(CommonSettings):
     def _parse_detectors(cls, value: object) -> list[str]:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        return list(dict.fromkeys(value))
+        names = list(dict.fromkeys(value))
+        unknown = [n for n in names if n not in registry.known()]
+        if unknown:
+            raise ValueError(f"unknown detector(s) {', '.join(unknown)} (known: {', '.join(registry.known())})")
+        return names
 
     @field_validator("state_path", "model_path", "alerts_metrics_port", mode="before")
     @classmethod

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from common.controller_csv import CsvOptions, read_export
-from common.schemas import DeadLetter, Reading
-from common.tables import readings_fact
+from common.csvio.controller_csv import CsvOptions, read_export
+from common.store.tables import readings_fact
+from common.wire.schemas import DeadLetter, Reading
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from common.schemas import Reading, iso_utc
+from common.wire.schemas import Reading, iso_utc
 from consumer_alerts.detectors.residual import ResidualDetector
 from consumer_alerts.engine import freshness
 from consumer_alerts.errors import TrainingError

@@ -11,8 +11,8 @@ from __future__ import annotations
 from sqlalchemy import Connection, case, func, or_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from common.schemas import Alert
-from common.tables import alerts
+from common.store.tables import alerts
+from common.wire.schemas import Alert
 
 
 def alert_row(alert: Alert) -> dict:

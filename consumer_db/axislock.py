@@ -13,7 +13,7 @@ from functools import cached_property
 
 from sqlalchemy import Connection, Engine, select
 
-from common.tables import axes_dim, seed_axes
+from common.store.tables import axes_dim, seed_axes
 
 logger = logging.getLogger(__name__)
 

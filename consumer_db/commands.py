@@ -13,11 +13,11 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from common.db import make_engine, safe_url
 from common.errors import AxiswatchError, ServiceUnavailable
-from common.kafka import open_bus
 from common.metrics import Health, serving
 from common.service import run_service, setup_logging
+from common.store.db import make_engine, safe_url
+from common.wire.kafka import open_bus
 from consumer_db.retry import short_error
 from consumer_db.settings import ConsumerDbSettings
 
@@ -107,7 +107,7 @@ def migrate_db(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
 
 
 def ingest(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
-    from common.controller_csv import CsvOptions
+    from common.csvio.controller_csv import CsvOptions
     from consumer_db.ingest import IngestOptions, ingest_csv
     from consumer_db.migrate import migrate
 

@@ -11,9 +11,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from common.bus import Message
 from common.errors import SchemaError
-from common.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading, ReadingPolicy, raw_excerpt
+from common.wire.bus import Message
+from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading, ReadingPolicy, raw_excerpt
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, func, or_, select, tuple_
 from tqdm import tqdm
 
-from common import queries
 from common.settings import GAP_THRESHOLD_S, TICK_SECONDS
-from common.sqlparts import where
-from common.tables import readings_fact
+from common.store import queries
+from common.store.sqlparts import where
+from common.store.tables import readings_fact
 from consumer_db.output import cell, columns
 from consumer_db.xlsx import write_workbook
 

@@ -1,6 +1,6 @@
 """Bulk ingest: a controller export straight into ``readings_fact``, without Kafka.
 
-The same parser as the producer (``common.controller_csv``), the same schema lock and row rules as the
+The same parser as the producer (``common.csvio.controller_csv``), the same schema lock and row rules as the
 sink (``axislock.RobotAxes``), the same idempotent writes (``store``): a re-run adds nothing, and a bad row
 lands in ``rejected_readings`` once, with its line number and reason. A file without a time column is
 stamped from its modification time (unless ``start_time`` is given), not from the clock, so that a re-run
@@ -22,9 +22,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 from tqdm import tqdm
 
-from common.controller_csv import CsvOptions, Row, read_export_rows
-from common.schemas import DeadLetter
-from common.tables import seed_axes
+from common.csvio.controller_csv import CsvOptions, Row, read_export_rows
+from common.store.tables import seed_axes
+from common.wire.schemas import DeadLetter
 from consumer_db.axislock import Rejected, RobotAxes, load_axes
 from consumer_db.store import conflict_reason, insert_readings, insert_rejected, stored_currents
 

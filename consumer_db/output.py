@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from common.schemas import iso_utc
+from common.wire.schemas import iso_utc
 
 FORMATS = ("table", "csv", "json")
 

@@ -1,4 +1,4 @@
-"""The phrase table: ``python -m consumer_db query "<phrase>"`` -> one function of :mod:`common.queries`.
+"""The phrase table: ``python -m consumer_db query "<phrase>"`` -> one function of :mod:`common.store.queries`.
 
 A phrase matches case- and space-insensitively (hyphens and underscores count as spaces), by its own
 words or a synonym; "latest 50 rows" carries its number (``{n}`` in the table), 1 or more. An unknown
@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from common import queries
 from common.errors import AxiswatchError
 from common.settings import GAP_THRESHOLD_S, TICK_SECONDS
+from common.store import queries
 
 Rows = list[dict[str, Any]]
 

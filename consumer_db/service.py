@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine
 
-from common.bus import Bus, Message, Subscription
-from common.db import make_engine, safe_url
 from common.errors import CommitFailed
 from common.metrics import Health, Lag, count_by_topic, reason_class
-from common.schemas import RobotRoster
+from common.store.db import make_engine, safe_url
+from common.wire.bus import Bus, Message, Subscription
+from common.wire.schemas import RobotRoster
 from consumer_db.axislock import AxisLock, known_robots
 from consumer_db.decode import Topics
 from consumer_db.migrate import migrate

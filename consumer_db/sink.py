@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
-from common.bus import Message
-from common.rollup import add
-from common.schemas import DEFAULT_POLICY, ReadingPolicy, RobotRoster
+from common.wire.bus import Message
+from common.wire.schemas import DEFAULT_POLICY, ReadingPolicy, RobotRoster
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected
 from consumer_db.decode import Batch, Topics, decode, origin, rejected_row
 from consumer_db.retry import short_error
+from consumer_db.rollup_writer import add
 from consumer_db.store import (
     conflict_reason,
     copy_text,

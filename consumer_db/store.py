@@ -4,7 +4,7 @@ Every write can be repeated without changing the result: a reading already store
 with the same origin, is skipped (``ON CONFLICT DO NOTHING``). That is what makes redelivery after a
 crash or a rebalance harmless. The rows a write actually stored (all of a straight COPY; those the
 ``INSERT`` returns otherwise) bring the per-minute rollup up to date in the same transaction
-(``common.rollup.add``: the robots' passed minutes folded, late ones refolded).
+(``consumer_db.rollup_writer.add``: the robots' passed minutes folded, late ones refolded).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from sqlalchemy import Connection, select, tuple_
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from common.rollup import NewRows, add
-from common.tables import insert_ignoring_duplicates, insert_new_rows, readings_fact, rejected_readings
+from common.store.tables import insert_ignoring_duplicates, insert_new_rows, readings_fact, rejected_readings
+from consumer_db.rollup_writer import NewRows, add
 
 READING_COLUMNS = ("robot_id", "axis_id", "ts", "amps")
 NULL = "\\N"  # COPY text format's NULL
@@ -58,7 +58,7 @@ def write_readings(
     conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None
 ) -> NewRows:
     """The first half of ``insert_readings``: the rows stored, the rollup not yet brought up to date (the
-    caller hands the result to ``common.rollup.add`` in the same transaction). ``text``: the rows'
+    caller hands the result to ``consumer_db.rollup_writer.add`` in the same transaction). ``text``: the rows'
     ``copy_text``, if made already (the sink makes it beside the previous batch's transaction)."""
     if not rows:
         return NewRows()

@@ -1,4 +1,4 @@
-"""``python -m dashboard``: serve the dashboard (default), or ``demo``: the whole pipeline in one process."""
+"""``python -m dashboard``: serve the dashboard. (The embedded demo with every service is ``python -m demo``.)"""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import sys
 
 from pydantic import ValidationError
 
-from common.db import make_engine, safe_url, server_version
-from common.kafka import open_bus
 from common.service import run_service, setup_logging
-from dashboard.demo import add_demo_options, demo_options, quiet_console, run_demo
+from common.store.db import make_engine, safe_url, server_version
+from common.wire.kafka import open_bus
 from dashboard.service import run
 from dashboard.settings import DashboardSettings
 
@@ -31,15 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="{serve,demo}")
+    sub = parser.add_subparsers(dest="command", metavar="{serve}")
     # SUPPRESS: options given before the subcommand must not be reset to None by the subparser's defaults.
     serve = sub.add_parser(
         "serve", help="serve the dashboard (the default when no command is given)", argument_default=argparse.SUPPRESS
     )
-    demo = sub.add_parser(
-        "demo", help="the embedded demo: every service in one process (in-process bus, SQLite)", description=demo_doc()
-    )
-    add_demo_options(demo)
     for p in (parser, serve):
         add_serve_options(p)
     return parser
@@ -75,8 +70,6 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        return demo(args)
     options = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "no_database")}
     try:
         settings = DashboardSettings(**options)
@@ -109,20 +102,3 @@ def _log_database(engine) -> None:
             logger.info("database %s: %s", safe_url(engine), server_version(conn))
     except Exception as exc:  # noqa: BLE001 - the history view shows the error too
         logger.warning("database %s not reachable yet (%s); the history view will say so", safe_url(engine), exc)
-
-
-def demo_doc() -> str:
-    from dashboard import demo as module
-
-    return (module.__doc__ or "").split("\n\n")[0]
-
-
-def demo(args: argparse.Namespace) -> int:
-    try:
-        options = demo_options(args)
-    except (FileNotFoundError, ValidationError) as exc:
-        print(f"dashboard demo: {exc}", file=sys.stderr)
-        return 2
-    setup_logging("INFO")
-    quiet_console()
-    return run_service(lambda stop: run_demo(options, stop))

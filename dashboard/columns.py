@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from common.schemas import Alert, Reading
+from common.wire.schemas import Alert, Reading
 
 NAN = math.nan
 

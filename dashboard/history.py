@@ -1,4 +1,4 @@
-"""The history view: what the database holds, asked through ``common.queries`` in a worker thread.
+"""The history view: what the database holds, asked through ``common.store.queries`` in a worker thread.
 
 It loads when its tab is first opened (or on Refresh), not with every session, so opening tabs costs the
 database nothing. A database error is shown here; the live view does not depend on the database.
@@ -18,8 +18,8 @@ from bokeh.models import Button, ColumnDataSource, DataTable, DateFormatter, Div
 from bokeh.plotting import figure
 from sqlalchemy import Engine
 
-from common import queries
-from common.rollup import floor_minute
+from common.store import queries
+from common.store.rollup import floor_minute
 from dashboard.chart import axis_colours
 from dashboard.history_data import ALL_ROBOTS, HistoryData, alert_table, health_html, smoothed_columns, summary_columns
 from dashboard.settings import DashboardSettings
@@ -165,7 +165,7 @@ class HistoryView:
 
     def _query(self, robot: str | None, span: timedelta | None) -> HistoryData:
         """The whole minutes folded into the rollup, from the range's start on: each robot's newest minute
-        or two are not yet (common.rollup), and the live view shows them. Reading nothing but the rollup
+        or two are not yet (common.store.rollup), and the live view shows them. Reading nothing but the rollup
         keeps a fleet's Refresh within ~100 ms at 10 M readings (docs/benchmarks.md)."""
         with self.engine.connect() as conn:
             robots = sorted(queries.axes_of(conn))

@@ -1,4 +1,4 @@
-"""Pure shaping of ``common.queries`` results into the history view's columns and texts."""
+"""Pure shaping of ``common.store.queries`` results into the history view's columns and texts."""
 
 from __future__ import annotations
 

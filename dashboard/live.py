@@ -30,7 +30,7 @@ from bokeh.models import (
     TextInput,
 )
 
-from common.schemas import Alert
+from common.wire.schemas import Alert
 from dashboard.chart import LiveChart
 from dashboard.columns import alert_columns, chart_keys, table_columns, to_columns, to_lists
 from dashboard.feed import LiveFeed

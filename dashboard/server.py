@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 
-from common.bus import Bus
+from common.wire.bus import Bus
 from dashboard.app import application
 from dashboard.feed import LiveFeed
 from dashboard.memory import defer_bokeh_collections

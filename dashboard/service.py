@@ -7,7 +7,7 @@ import logging
 
 from sqlalchemy import Engine
 
-from common.bus import Bus
+from common.wire.bus import Bus
 from dashboard import memory
 from dashboard.server import make_server, stop_server
 from dashboard.settings import DashboardSettings

@@ -26,6 +26,7 @@ class DashboardSettings(CommonSettings):
         description="Consumer group prefix; each server process adds its own suffix so every replica sees "
         "every partition (the dashboard never commits).",
     )
+    window_rows: int = Field(200, ge=10, description="Readings per axis in the live window.")
     x_axis_ticks: Literal["fixed", "auto"] = Field(
         "fixed", description="fixed: ticks at whole multiples of one interval, steady while the window scrolls."
     )
@@ -44,21 +45,6 @@ class DashboardSettings(CommonSettings):
         description="Open sessions (tabs, page loads not yet expired) one client address may hold; more page "
         "loads are answered 429 until some expire. 0 = no limit.",
     )
-    dashboard_max_future_s: float = Field(
-        300.0,
-        ge=0,
-        description="A reading dated more than this after the server's clock is skipped by the live feed, and "
-        "the History tab's ranges end no later than the clock plus this.",
-    )
-    dashboard_earliest: datetime = Field(
-        datetime(2000, 1, 1, tzinfo=UTC), description="A reading dated before this is skipped by the live feed."
-    )
-
-    @field_validator("dashboard_earliest")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        """A date without a zone is UTC (compared with readings' aware times, a naive one would fail)."""
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @field_validator("dashboard_allow_websocket_origins", mode="before")
     @classmethod
@@ -68,8 +54,9 @@ class DashboardSettings(CommonSettings):
         return [part.strip() for part in str(value).split(",") if part.strip()]
 
     def latest_plausible(self, now: datetime | None = None) -> datetime:
-        """The newest reading time the dashboard believes: the server's clock plus DASHBOARD_MAX_FUTURE_S."""
-        return (now or datetime.now(UTC)) + timedelta(seconds=self.dashboard_max_future_s)
+        """The newest reading time the dashboard believes: the server's clock plus READING_MAX_FUTURE_S (the
+        reading policy's own bound, so what the services store is what the History tab can show)."""
+        return (now or datetime.now(UTC)) + timedelta(seconds=self.reading_max_future_s)
 
     def websocket_origins(self, port: int) -> list[str]:
         return self.dashboard_allow_websocket_origins or [f"localhost:{port}", f"127.0.0.1:{port}"]

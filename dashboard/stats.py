@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from common.schemas import Reading
+from common.wire.schemas import Reading
 
 PEAK_WINDOW = timedelta(seconds=60)
 

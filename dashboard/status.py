@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from html import escape
 
-from common.schemas import Reading
+from common.wire.schemas import Reading
 from dashboard.columns import epoch_ms
 from dashboard.feed import LiveFeed
 from dashboard.stats import AxisValue, one_minute_peak

@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from common.schemas import Reading
+from common.wire.schemas import Reading
 from dashboard.stats import PEAK_WINDOW, AxisValue, update_latest
 
 

@@ -14,7 +14,7 @@ import asyncio
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-from common.schemas import Reading
+from common.wire.schemas import Reading
 from producer.feed import Item
 from producer.pacing import Clock, Ticks
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from common.schemas import Reading, utc
+from common.wire.schemas import Reading, utc
 
 
 class BroadKind(enum.StrEnum):

@@ -12,9 +12,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from common.errors import AxiswatchError
-from common.kafka import open_bus
 from common.metrics import Health, serving
 from common.service import run_service, setup_logging
+from common.wire.kafka import open_bus
 from producer.dryrun import JsonLinesBus
 from producer.settings import ProducerSettings
 

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import TextIO
 
-from common.bus import InProcessBus
+from common.wire.bus import InProcessBus
 
 
 class JsonLinesBus(InProcessBus):

@@ -15,7 +15,7 @@ import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from common.schemas import Reading, utc
+from common.wire.schemas import Reading, utc
 from producer.fault_types import WORKING_P95, FaultKind, FaultSpec
 
 # Window lengths (seconds) drawn per kind; the issue's ~10-20 min overload and ~10-30 s spike.

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-from common.schemas import Reading, iso_utc, utc
+from common.wire.schemas import Reading, iso_utc, utc
 from producer.fault_plan import busy_periods, default_faults
 from producer.fault_types import (
     DEFAULT_MAGNITUDE,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from common.controller_csv import CsvOptions, column_report, read_export
-from common.schemas import DeadLetter, Reading
+from common.csvio.controller_csv import CsvOptions, column_report, read_export
+from common.wire.schemas import DeadLetter, Reading
 from producer.axes import axis_list
 from producer.faults import FaultLabel, FaultSpec, busy_periods, default_faults, inject_faults, labels_for
 from producer.settings import ProducerSettings

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from common.schemas import DeadLetter
+from common.wire.schemas import DeadLetter
 
 EXAMPLES = 20
 

@@ -8,7 +8,7 @@ unsent is forgotten, and a key's order holds across an outage. When the service 
 backoff does not wait: :meth:`Sender.drain` gets the last word, within the caller's deadline.
 
 Messages are packed into the bus's per-partition batches (``bus.batches()``: on Kafka real batches,
-:class:`common.kafka.KafkaBatches`; in process one message each). At most one batch per partition is
+:class:`common.wire.kafka.KafkaBatches`; in process one message each). At most one batch per partition is
 unconfirmed at a time (the Kafka client sends them one at a time anyway), so a refused batch is never
 overtaken by a later one of the same partition.
 """
@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter, deque
 
-from common.bus import Bus, Pending, Unit, let_out
+from common.wire.bus import Bus, Pending, Unit, let_out
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine
 
-from common.bus import Bus
 from common.metrics import Health, reason_class
-from common.schemas import DeadLetter, Reading
+from common.wire.bus import Bus
+from common.wire.schemas import DeadLetter, Reading
 from producer.ahead import ReadAhead
 from producer.faults import write_labels
 from producer.feed import Feed, open_feed

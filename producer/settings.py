@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from common.csv_time import zone
+from common.csvio.csv_time import zone
 from common.errors import ConfigurationError
 from common.settings import CommonSettings
 

@@ -21,8 +21,8 @@ from math import ceil
 
 import numpy as np
 
-from common.schemas import Reading, utc
 from common.settings import DEFAULT_AXES, TICK_SECONDS
+from common.wire.schemas import Reading, utc
 from producer.faults import FaultLabel, FaultSpec, default_faults, inject_faults, labels_for
 from producer.wear import RobotWear, WearPlan
 

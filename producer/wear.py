@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.schemas import iso_utc
+from common.wire.schemas import iso_utc
 
 DAY_S = 86400.0
 DEFAULT_LIMIT = 0.30

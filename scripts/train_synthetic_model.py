@@ -4,7 +4,7 @@ synthetic fleet: 8 fault-free hours of 5 robots (seed 42). Run: .venv/bin/python
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dashboard.demo import train_model
+from demo.embedded import train_model
 from producer.settings import ProducerSettings
 
 settings = ProducerSettings(_env_file=None, robots=5, seed=42, tick_seconds=2.0)

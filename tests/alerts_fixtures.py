@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common.schemas import Reading, iso_utc
+from common.wire.schemas import Reading, iso_utc
 
 T0 = datetime(2022, 10, 17, 12, 0, 0, tzinfo=UTC)
 LEVELS = {1: 2.0, 2: 10.0}  # typical working current per axis, amps

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from common.bus import Bus, InProcessBus
-from common.schemas import Alert, AlertState, Reading, Severity
+from common.wire.bus import Bus, InProcessBus
+from common.wire.schemas import Alert, AlertState, Reading, Severity
 from dashboard.server import feed_of, make_server, stop_server
 from dashboard.settings import DashboardSettings
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
 
-from common.schemas import Alert, Reading
+from common.wire.schemas import Alert, Reading
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from producer.faults import FaultKind, FaultSpec, inject_faults
 from tests.alerts_fixtures import T0, cycle_readings
@@ -15,7 +15,14 @@ from tests.alerts_fixtures import T0, cycle_readings
 # 300 s on axis 2 (a stuck event that opens at reading ~729 and closes when the fault ends).
 SPIKE = FaultSpec(FaultKind.SPIKE, axis=1, start=T0 + timedelta(seconds=2 * 600), duration_s=30.0)
 STUCK = FaultSpec(FaultKind.STUCK, axis=2, start=T0 + timedelta(seconds=2 * 700), duration_s=300.0)
-DETECTION = {"detectors": "zscore,stuck", "z_window": 200, "z_min_samples": 50, "holdoff_s": 30.0, "stuck_readings": 30}
+DETECTION = {
+    "detectors": "zscore,stuck",
+    "z_window": 200,
+    "z_min_samples": 50,
+    "holdoff_s": 30.0,
+    "holdoff_readings": 0,
+    "stuck_readings": 30,
+}
 
 
 def faulty_feed() -> list[Reading]:
@@ -25,7 +32,14 @@ def faulty_feed() -> list[Reading]:
 def uninterrupted(readings: Iterable[Reading]) -> dict[str, list[Alert]]:
     """The events of one run over every reading, per event id, in publication order."""
     engine = DetectorEngine(
-        EngineConfig(detectors=("zscore", "stuck"), z_window=200, z_min_samples=50, holdoff_s=30.0, stuck_readings=30)
+        EngineConfig(
+            detectors=("zscore", "stuck"),
+            z_window=200,
+            z_min_samples=50,
+            holdoff_s=30.0,
+            holdoff_readings=0,
+            stuck_readings=30,
+        )
     )
     return by_event(a for r in readings for a in engine.process(r))
 

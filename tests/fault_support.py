@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from common.kafka import connection_options
 from common.settings import CommonSettings
-from common.tables import readings_fact, rejected_readings
+from common.store.tables import readings_fact, rejected_readings
+from common.wire.kafka import connection_options
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = REPO / "scripts" / "kafka.sh"

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from common.bus import Message
 from common.errors import SchemaError
-from common.schemas import Alert, DeadLetter, Reading
-from common.tables import alerts, readings_fact, rejected_readings
+from common.store.tables import alerts, readings_fact, rejected_readings
+from common.wire.bus import Message
+from common.wire.schemas import Alert, DeadLetter, Reading
 from consumer_db.decode import Topics, origin
 
 TOPICS = Topics("readings-fuzz", "alerts-fuzz", "dead-fuzz")
@@ -33,7 +33,7 @@ aware_times = st.datetimes(
     timezones=st.sampled_from([UTC, timezone(timedelta(hours=-14)), timezone(timedelta(hours=14))]),
 )
 odd_text = st.text(max_size=70)  # NUL, surrogate-free unicode, beyond 64 characters
-# Finite: a reading cannot even be built with NaN or an infinity (common.schemas.Amps); huge ones can.
+# Finite: a reading cannot even be built with NaN or an infinity (common.wire.schemas.Amps); huge ones can.
 currents = st.dictionaries(
     st.integers(-(2**40), 2**40) | st.sampled_from([1, 2, 3, 4, 9]),
     st.none() | st.floats(width=64, allow_nan=False, allow_infinity=False),

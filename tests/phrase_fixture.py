@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from common.schemas import Alert
-from common.tables import seed_axes
+from common.store.tables import seed_axes
+from common.wire.schemas import Alert
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import RobotAxes
 from consumer_db.migrate import migrate

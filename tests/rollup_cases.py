@@ -17,10 +17,10 @@ from itertools import pairwise
 from alembic import command
 from sqlalchemy import Connection, Engine, func, inspect, select, text, true
 
-from common import queries
-from common.rollup import floor_minute, fold_delay, minute_stats_of, stamp_hours_of, stamp_stats_of
-from common.sqlparts import hour_start
-from common.tables import (
+from common.store import queries
+from common.store.rollup import floor_minute, minute_stats_of, stamp_hours_of, stamp_stats_of
+from common.store.sqlparts import hour_start
+from common.store.tables import (
     axes_of,
     fleet_minute,
     reading_stamps_hour,
@@ -31,6 +31,7 @@ from common.tables import (
     seed_axes,
 )
 from consumer_db.migrate import alembic_config
+from consumer_db.rollup_writer import fold_delay
 from consumer_db.store import insert_readings
 
 T0 = datetime(2024, 3, 1, 8, 0, 0, tzinfo=UTC)

@@ -5,7 +5,13 @@ Every detector follows :class:`Detector`: ``update(ts, value, idle=...)`` takes 
 its rule fires, else ``None``. After each call ``observed`` says whether the value was evidence at all
 (an idle row or a ``None`` is not): the lifecycle only counts observed quiet readings towards closing an
 event. ``normalized`` is the last score mapped to [0, 1] (for ``score``); ``state()`` / ``load()`` make
-the detector survive a restart.
+the detector survive a restart. ``kinds`` names the events a detector raises (one lifecycle each: the
+``level`` detector raises ``level_high`` and ``level_low``); ``takes_repeats`` says whether a value that
+repeats the axis's previous one exactly reaches it.
+
+A detector is one module plus one line in :mod:`consumer_alerts.detectors.registry`. The newer ones split
+learning, scoring and thresholding (:mod:`consumer_alerts.detectors.scoring`): a River-style scorer
+(``score_one`` then ``learn_one``) and a wrapper that maps its score to severities.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from common.schemas import Severity
+from common.wire.schemas import Severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +30,13 @@ class Finding:
     value: float  # the axis's current, amps
     score: float  # the detector's statistic (z, residual, run length ...)
     threshold: float  # the threshold that statistic crossed for this severity
+    kind: str | None = None  # the event it belongs to when a detector raises several kinds (None: its name)
 
 
 class Detector(Protocol):
     name: str
+    kinds: tuple[str, ...]
+    takes_repeats: bool
     observed: bool
     normalized: float
 
@@ -53,6 +62,11 @@ class ActiveSamples:
     last_ts: float | None
     observed: bool
     normalized: float
+    takes_repeats = False  # a repeat carries no news about the current: kept out of the baselines
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (self.name,)
 
     def admit(self, ts: float, value: float | None, idle: bool) -> bool:
         self.observed = False

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from common.schemas import Severity
+from common.wire.schemas import Severity
 from consumer_alerts.detectors import ActiveSamples, Finding, Hold, squash
 from consumer_alerts.detectors.window import RollingWindow
 from consumer_alerts.model import AxisModel

@@ -1,4 +1,5 @@
-"""The stuck-sensor detector: the same non-zero value, to the last digit, reading after reading.
+"""The stuck-sensor detector: the same non-zero value, to the last digit, reading after reading (idle
+zeros in between neither end nor extend the run).
 
 A live current sensor never repeats itself for long (the longest run of identical non-zero readings in
 the real export is 13 rows, on the nearly unloaded axis 8). A sensor stuck high does, idle or not, and
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.schemas import Severity
+from common.wire.schemas import Severity
 from consumer_alerts.detectors import Finding, squash
 
 
 class StuckDetector:
     name = "stuck"
+    kinds = ("stuck",)
+    takes_repeats = True  # the repeats are its evidence
 
     def __init__(self, *, readings: int = 30) -> None:
         if readings < 2:
@@ -27,11 +30,12 @@ class StuckDetector:
         self.observed, self.normalized = False, 0.0
 
     def update(self, ts: float, value: float | None, *, idle: bool = False) -> Finding | None:
-        # ``idle`` is ignored on purpose: a sensor stuck high makes the row look busy, or is the only
-        # non-zero axis of an idle row; either way the repeats are the evidence.
+        # A sensor stuck high makes the row look busy, or is the only non-zero axis of an idle row; either
+        # way the repeats are the evidence. A zero ends a run only while the robot moves: the idle zeros of
+        # a pause say nothing about a sensor that reads the same value again once the robot moves.
         self.observed = value is not None
-        if value is None:
-            return None  # no news: a dropout neither ends nor extends a run
+        if value is None or (idle and value == 0):
+            return None  # a dropout or an idle zero neither ends nor extends a run (an idle zero is quiet)
         if value == 0:
             self.last, self.run, self.normalized = None, 0, 0.0
             return None

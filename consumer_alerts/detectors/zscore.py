@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from common.schemas import Severity
+from common.wire.schemas import Severity
 from consumer_alerts.detectors import ActiveSamples, Finding, Hold, squash
 from consumer_alerts.detectors.window import RollingWindow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from common.tables import metadata
+from common.store.tables import metadata
 
 config = context.config
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.db import make_engine
-from common.schemas import Alert
+from common.store.db import make_engine
+from common.wire.schemas import Alert
 from dashboard.settings import DashboardSettings
 from tests.dashboard_support import ServerThread, alert, reading, wait_for
 
@@ -51,7 +51,7 @@ def server(sqlite_url):
 
 
 def stored_alert(server: ServerThread, event_id: str) -> dict | None:
-    from common.tables import alerts
+    from common.store.tables import alerts
 
     with server.engine.connect() as conn:
         row = conn.execute(alerts.select().where(alerts.c.event_id == event_id)).mappings().first()
@@ -207,7 +207,7 @@ def test_stacked_view_and_fleet_robot_selector(server, page):
 
 @pytest.mark.integration
 def test_live_view_on_the_real_kafka_feed(kafka_env, chromium, artifacts_dir):
-    from common.kafka import KafkaBus
+    from common.wire.kafka import KafkaBus
 
     settings = DashboardSettings(_env_file=None, window_rows=WINDOW, dashboard_push_ms=100, **kafka_env)
     with ServerThread(settings, bus=lambda: KafkaBus(settings)) as server:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from common.db import make_engine
+from common.store.db import make_engine
 from dashboard.settings import DashboardSettings
 from tests.dashboard_support import ServerThread, alert, reading, wait_for
 
@@ -24,8 +24,15 @@ def payload(mark: str) -> str:
 
 @pytest.fixture
 def server(sqlite_url):
+    # Any robot id passes here: the reading policy would refuse the payload id before the page sees it, and
+    # this test is about the page escaping whatever does reach it.
     settings = DashboardSettings(
-        _env_file=None, bus="memory", window_rows=60, dashboard_push_ms=50, database_url=sqlite_url
+        _env_file=None,
+        bus="memory",
+        window_rows=60,
+        dashboard_push_ms=50,
+        database_url=sqlite_url,
+        robot_id_pattern=".+",
     )
     engine = make_engine(sqlite_url, log_version=False)
     with ServerThread(settings, engine=engine) as running:

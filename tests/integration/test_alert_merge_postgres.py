@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from common.db import make_engine
+from common.store.db import make_engine
 from consumer_db.migrate import migrate
 from tests.unit.test_alert_merge import check_sql_agrees_with_merged_with, versions
 

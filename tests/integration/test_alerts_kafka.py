@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import ProgrammingError
 
-from common.bus import Message
-from common.kafka import KafkaBus
-from common.schemas import Alert, AlertState, Reading
+from common.wire.bus import Message
+from common.wire.kafka import KafkaBus
+from common.wire.schemas import Alert, AlertState, Reading
 from consumer_alerts.recovery import latest_alerts, read_to_end
 from consumer_alerts.service import process_and_send, run
 from consumer_alerts.settings import AlertsSettings
@@ -52,6 +52,7 @@ async def test_events_reach_the_alerts_topic_and_a_restart_raises_none_again(kaf
         alerts_group_id=f"alerts-{kafka_env['alerts_topic']}",
         state_path=tmp_path / "state.json",
         holdoff_s=30.0,
+        holdoff_readings=0,
         z_window=200,
         z_min_samples=50,
         poll_timeout_ms=200,
@@ -92,8 +93,8 @@ async def test_events_reach_the_alerts_topic_and_a_restart_raises_none_again(kaf
 
 async def test_events_are_persisted_by_consumer_db(kafka_env, pg_url, tmp_path):
     consumer_db = pytest.importorskip("consumer_db.service")
-    from common.db import make_engine
-    from common.tables import alerts
+    from common.store.db import make_engine
+    from common.store.tables import alerts
     from consumer_db.settings import ConsumerDbSettings
 
     settings = AlertsSettings(
@@ -102,6 +103,7 @@ async def test_events_are_persisted_by_consumer_db(kafka_env, pg_url, tmp_path):
         alerts_group_id=f"alerts-{kafka_env['alerts_topic']}",
         state_path=tmp_path / "state.json",
         holdoff_s=30.0,
+        holdoff_readings=0,
         z_window=200,
         z_min_samples=50,
         poll_timeout_ms=200,

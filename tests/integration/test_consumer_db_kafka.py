@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from common.db import make_engine
-from common.kafka import KafkaBus
-from common.schemas import Reading
-from common.tables import readings_fact, rejected_readings
+from common.store.db import make_engine
+from common.store.tables import readings_fact, rejected_readings
+from common.wire.kafka import KafkaBus
+from common.wire.schemas import Reading
 from consumer_db.settings import ConsumerDbSettings
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from common.db import make_engine
-from common.kafka import KafkaBus
-from common.schemas import Reading
-from common.tables import readings_fact
+from common.store.db import make_engine
+from common.store.tables import readings_fact
+from common.wire.kafka import KafkaBus
+from common.wire.schemas import Reading
 from consumer_db.service import run
 from consumer_db.settings import ConsumerDbSettings
 from tests.conftest import service_missing

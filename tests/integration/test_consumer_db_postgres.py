@@ -7,9 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 
-from common.controller_csv import CsvOptions
-from common.db import make_engine
-from common.tables import metadata, readings_fact, rejected_readings
+from common.csvio.controller_csv import CsvOptions
+from common.store.db import make_engine
+from common.store.tables import metadata, readings_fact, rejected_readings
 from consumer_db.ingest import IngestOptions, ingest_csv
 from consumer_db.phrases import QueryArgs, ask
 from tests.phrase_fixture import CASES, load
@@ -96,9 +96,9 @@ def test_copy_path_handles_overlaps_and_duplicates_within_a_batch(engine):
 def test_a_message_the_database_refuses_is_rejected_alone(engine):
     from datetime import datetime
 
-    from common.bus import Message
-    from common.schemas import Alert, Reading
-    from common.tables import alerts
+    from common.store.tables import alerts
+    from common.wire.bus import Message
+    from common.wire.schemas import Alert, Reading
     from consumer_db.axislock import AxisLock
     from consumer_db.decode import Topics
     from consumer_db.migrate import migrate

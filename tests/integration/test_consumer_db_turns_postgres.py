@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, text
 
-from common.bus import Message
-from common.db import make_engine
-from common.schemas import Reading
-from common.tables import readings_fact, rollup_progress
+from common.store.db import make_engine
+from common.store.tables import readings_fact, rollup_progress
+from common.wire.bus import Message
+from common.wire.schemas import Reading
 from consumer_db.axislock import AxisLock
 from consumer_db.decode import Topics
 from consumer_db.migrate import migrate

@@ -58,7 +58,6 @@ def start_demo(tmp_path: Path, port: int, db: Path) -> subprocess.Popen:
         [
             sys.executable,
             "-m",
-            "dashboard",
             "demo",
             "--db",
             str(db),

@@ -15,8 +15,8 @@ import signal
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from common.kafka import KafkaBus, connection_options
-from common.schemas import Alert, AlertState
+from common.wire.kafka import KafkaBus, connection_options
+from common.wire.schemas import Alert, AlertState
 from consumer_alerts.settings import AlertsSettings
 from tests.fault_feeds import DETECTION, by_event, check_like_uninterrupted, faulty_feed, uninterrupted
 from tests.fault_support import Service, TopicReader, apoll, service_env

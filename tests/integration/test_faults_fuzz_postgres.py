@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from common.bus import Message
-from common.db import make_engine
+from common.store.db import make_engine
+from common.wire.bus import Message
 from consumer_db.axislock import AxisLock
 from consumer_db.migrate import migrate
 from consumer_db.sink import Sink

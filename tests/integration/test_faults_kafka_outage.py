@@ -17,8 +17,8 @@ from itertools import islice
 import pytest
 from sqlalchemy import select
 
-from common.db import make_engine
-from common.tables import readings_fact
+from common.store.db import make_engine
+from common.store.tables import readings_fact
 from producer.synthetic import synthetic_fleet
 from tests.conftest import service_missing
 from tests.fault_support import PrivateKafka, Service, poll, service_env, stored

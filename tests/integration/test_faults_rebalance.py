@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import select
 
 import consumer_db.service
-from common.db import make_engine
-from common.kafka import KafkaBus
-from common.schemas import Reading
-from common.tables import readings_fact, rejected_readings
+from common.store.db import make_engine
+from common.store.tables import readings_fact, rejected_readings
+from common.wire.kafka import KafkaBus
+from common.wire.schemas import Reading
 from consumer_db.settings import ConsumerDbSettings
 from consumer_db.sink import Sink
 from tests.fault_support import Service, poll, service_env, stored

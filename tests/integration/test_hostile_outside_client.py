@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, select, text
 
-from common.schemas import RAW_EXCERPT_CHARS, Alert
 from common.settings import CommonSettings
-from common.tables import readings_fact, rejected_readings
+from common.store.tables import readings_fact, rejected_readings
+from common.wire.schemas import RAW_EXCERPT_CHARS, Alert
 from tests.conftest import service_missing
 from tests.fault_support import Service, TopicReader, apoll, poll, service_env
 

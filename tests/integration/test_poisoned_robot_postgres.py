@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from common.db import make_engine
-from common.tables import readings_fact, rejected_readings, seed_axes
+from common.store.db import make_engine
+from common.store.tables import readings_fact, rejected_readings, seed_axes
 from consumer_db.cli import main
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from common.kafka import KafkaBus
-from common.schemas import DeadLetter, Reading
+from common.wire.kafka import KafkaBus
+from common.wire.schemas import DeadLetter, Reading
 from producer.pacing import ManualClock
 from producer.service import run
 from producer.settings import ProducerSettings

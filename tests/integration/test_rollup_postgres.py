@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from common import queries
-from common.db import make_engine
-from common.tables import seed_axes
+from common.store import queries
+from common.store.db import make_engine
+from common.store.tables import seed_axes
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
 from tests import rollup_cases as cases

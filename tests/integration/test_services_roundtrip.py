@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from common.db import make_engine
-from common.kafka import KafkaBus
-from common.schemas import Reading
 from common.settings import CommonSettings
+from common.store.db import make_engine
+from common.wire.kafka import KafkaBus
+from common.wire.schemas import Reading
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, func, make_url, select, text
 
-from common.bus import InProcessBus
-from common.db import make_engine
-from common.schemas import Reading
-from common.tables import readings_fact
+from common.store.db import make_engine
+from common.store.tables import readings_fact
+from common.wire.bus import InProcessBus
+from common.wire.schemas import Reading
 from consumer_db.migrate import migrate
 from consumer_db.service import run
 from consumer_db.settings import ConsumerDbSettings

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from common.schemas import Alert
-from common.tables import alerts
+from common.store.tables import alerts
+from common.wire.schemas import Alert
 from consumer_db.alert_store import alert_row, upsert_alerts
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 

@@ -3,15 +3,23 @@
 import json
 import logging
 
-from common.bus import InProcessBus
-from common.schemas import Reading
+from common.wire.bus import InProcessBus
+from common.wire.schemas import Reading
 from consumer_alerts.checkpoint import Checkpoints, Snapshot
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import load_snapshot, snapshot
 from consumer_alerts.recovery import read_snapshot
 from tests.alerts_fixtures import cycle_readings
 
-CONFIG = EngineConfig(z_window=200, z_min_samples=50, z_test_samples=3, holdoff_s=60.0, stuck_readings=10)
+CONFIG = EngineConfig(
+    detectors=("zscore", "residual", "stuck"),
+    z_window=200,
+    z_min_samples=50,
+    z_test_samples=3,
+    holdoff_s=60.0,
+    holdoff_readings=0,
+    stuck_readings=10,
+)
 ROBOTS = ("r1", "r2", "r3")
 
 

@@ -91,15 +91,34 @@ def test_score_any_csv_gives_a_score_per_numeric_column_in_0_1(files):
             writer.writerow([(T0 + timedelta(minutes=i)).strftime("%Y-%m-%d %H:%M:%S"), temp, pressure, "x"])
     assert main(["score", "--csv", "outside.csv", "--time-column", "when", "--out", "scores.csv"]) == 0
     scores = rows(files / "scores.csv")
-    assert list(scores[0]) == ["timestamp", "temp_score", "pressure_score"] and len(scores) == 800
+    assert list(scores[0]) == ["timestamp", "temp_score", "pressure_score", "anomaly_score"] and len(scores) == 800
     values = [float(r["pressure_score"]) for r in scores]
     assert all(0.0 <= v <= 1.0 for v in values)
     assert max(values[600:612]) > 0.5 > max(values[:600])
+    assert sum(v >= 0.5 for v in values[600:612]) == 1, "an episode is flagged once, on the row that raises it"
+    combined = [float(r["anomaly_score"]) for r in scores]
+    assert combined == [max(float(r["temp_score"]), float(r["pressure_score"])) for r in scores]
     assert scores[0]["timestamp"] == "2022-10-17T12:00:00.000Z"
     assert main(["score", "--csv", "outside.csv", "--time-column", "when", "--columns", "temp", "--out", "t.csv"]) == 0
     temps = [float(r["temp_score"]) for r in rows(files / "t.csv")]
-    assert list(rows(files / "t.csv")[0]) == ["timestamp", "temp_score"]
+    assert list(rows(files / "t.csv")[0]) == ["timestamp", "temp_score", "anomaly_score"]
     assert max(temps[300:312]) > 0.5 > max(temps[:300])
+
+
+def test_score_writes_a_number_for_every_row_even_when_time_stands_still_or_a_cell_is_empty(files):
+    with open(files / "odd.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["when", "value"])
+        for i in range(400):
+            when = T0 + timedelta(minutes=5 * min(i, 398))  # the last row repeats the time of row 398
+            value = "" if i == 100 else 50 + 3 * math.sin(i / 5) + (400 if i == 398 else 0)
+            writer.writerow([when.strftime("%Y-%m-%d %H:%M:%S"), value])
+    assert main(["score", "--csv", "odd.csv", "--time-column", "when", "--out", "s.csv"]) == 0
+    scores = [float(r["anomaly_score"]) for r in rows(files / "s.csv")]
+    assert len(scores) == 400 and all(0.0 <= v <= 1.0 for v in scores)
+    assert scores[100] == 0.0  # an empty cell is no evidence
+    assert scores[398] >= 0.5, "a new extreme far past the range raises at once on a 5-minute feed"
+    assert scores[399] < 0.5, "a row whose time does not move forward raises nothing"
 
 
 @pytest.mark.parametrize(
@@ -131,7 +150,7 @@ def test_help_documents_every_command(capsys):
 def test_train_from_the_database(files, monkeypatch, sqlite_url):
     from sqlalchemy import create_engine
 
-    from common.tables import metadata, readings_fact
+    from common.store.tables import metadata, readings_fact
 
     engine = create_engine(sqlite_url)
     metadata.create_all(engine)

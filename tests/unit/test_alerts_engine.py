@@ -3,14 +3,21 @@
 import json
 from datetime import timedelta
 
-from common.schemas import Alert, AlertState, Reading, Severity
+from common.wire.schemas import Alert, AlertState, Reading, Severity
 from consumer_alerts.engine import DetectorEngine, EngineConfig, freshness
 from consumer_alerts.engine_state import load_snapshot, restore_events, snapshot
 from consumer_alerts.training import TrainingOptions, train
 from tests.alerts_fixtures import T0, cycle_readings
 
 CONFIG = EngineConfig(
-    z_window=200, z_min_samples=50, z_test_samples=3, holdoff_s=60.0, stoppage_s=600.0, stuck_readings=10
+    detectors=("zscore", "residual", "stuck"),
+    z_window=200,
+    z_min_samples=50,
+    z_test_samples=3,
+    holdoff_s=60.0,
+    holdoff_readings=0,
+    stoppage_s=600.0,
+    stuck_readings=10,
 )
 
 
@@ -116,18 +123,94 @@ def test_a_model_only_applies_to_its_own_robot():
     assert names("r1") == ["zscore", "residual", "stuck"] and names("r2") == ["zscore", "stuck"]
 
 
-def test_scores_follow_the_z_score_and_drop_to_zero_on_idle_rows():
+def test_scores_pass_half_only_on_the_reading_that_raises_and_drop_to_zero_on_idle_rows():
     engine = DetectorEngine(EngineConfig(detectors=("zscore",), z_window=200, z_min_samples=50, z_test_samples=3))
     readings = cycle_readings(300)
     run(engine, readings)
     after = readings[-1].ts
-    run(
-        engine,
-        [
+    scores, raised = [], []
+    for k in (1, 2, 3, 4):
+        alerts = engine.process(
             Reading(robot_id="r1", ts=after + timedelta(seconds=2 * k), currents={1: 60.0 + k, 2: 10.0})
-            for k in (1, 2, 3)
-        ],
-    )
-    assert 0.5 < engine.scores("r1", 1) < 1.0
+        )
+        scores.append(engine.scores("r1", 1))
+        raised.append(any(a.state is AlertState.OPEN and a.axis == 1 for a in alerts))
+    opened = raised.index(True)
+    assert 0.5 < scores[opened] < 1.0 and all(s < 0.5 for i, s in enumerate(scores) if i != opened)
+    assert engine.open_events() == [("r1", 1, "zscore")]  # still open: the later readings only continue it
     engine.process(Reading(robot_id="r1", ts=after + timedelta(seconds=10), currents={1: 0.0, 2: 0.0}))
     assert engine.scores("r1", 1) == 0.0 and engine.scores("r1", 7) is None
+
+
+def test_a_value_clamped_far_above_normal_while_moving_raises_a_level_event_with_the_defaults():
+    # The case: a constant ~13x the axis's level while the robot moves, idle rows still at 0 A.
+    # Every busy reading repeats the last non-zero one exactly; the level detector still sees them.
+    readings = cycle_readings(3600, fault=lambda i, a, v: 130.0 if a == 2 and i >= 3000 else v)
+    alerts = run(DetectorEngine(EngineConfig()), readings)
+    opened = [a for a in alerts if a.state is AlertState.OPEN]
+    assert {(a.axis, a.detector) for a in opened} >= {(2, "level_high")}
+    first = min(a.opened_at for a in opened if a.detector == "level_high")
+    assert readings[3000].ts < first < readings[3100].ts
+    assert all(a.opened_at >= readings[3000].ts for a in opened), "nothing before the fault"
+
+
+def test_a_level_far_from_normal_on_exact_repeats_is_an_alert_not_an_error():
+    # A robot that never pauses, one axis reading 130 A again and again: a stuck sensor reads the same, so
+    # what the level detector raises on the repeats is a maintenance ALERT (the stuck rule raises its own).
+    clamp = lambda i, a, v: 130.0 if a == 2 and i >= 3000 else v  # noqa: E731
+    alerts = run(DetectorEngine(EngineConfig()), cycle_readings(3300, work=10_000, pause=0, fault=clamp))
+    level = [a for a in alerts if a.detector == "level_high"]
+    assert level and {a.severity for a in level} == {Severity.ALERT}
+    assert "stuck" in {a.detector for a in alerts}
+
+
+def test_a_current_that_drops_raises_a_level_low_event_whose_peak_is_the_lowest_value():
+    readings = cycle_readings(3600, fault=lambda i, a, v: 0.4 + 0.01 * (i % 3) if a == 2 and i >= 3000 else v)
+    alerts = run(DetectorEngine(EngineConfig()), readings)
+    low = [a for a in alerts if a.detector == "level_low"]
+    assert low and all(a.axis == 2 for a in low)
+    assert min(a.peak_amps for a in low) <= 0.41
+
+
+def test_a_registered_detector_is_built_and_raises_without_touching_the_engine(monkeypatch):
+    from consumer_alerts.detectors import Finding
+    from consumer_alerts.detectors.registry import AXIS_DETECTORS
+
+    class Above:  # the smallest detector: fires while the value is above a fixed line
+        name, kinds, takes_repeats = "above", ("above",), False
+
+        def __init__(self, line):
+            self.line, self.observed, self.normalized = line, False, 0.0
+
+        def update(self, ts, value, *, idle=False):
+            self.observed = value is not None and not idle
+            hit = self.observed and value > self.line
+            return Finding(Severity.ALERT, value, value, self.line) if hit else None
+
+        def state(self):
+            return {}
+
+        def load(self, state):
+            pass
+
+    monkeypatch.setitem(AXIS_DETECTORS, "above", lambda ctx: Above(50.0) if ctx.axis == 1 else None)
+    engine = DetectorEngine(EngineConfig(detectors=("above",)))
+    readings = cycle_readings(100, fault=lambda i, a, v: 60.0 if a == 1 and i == 40 else v)
+    alerts = run(engine, readings)
+    assert [(a.axis, a.detector, a.state) for a in alerts][:1] == [(1, "above", AlertState.OPEN)]
+    assert [d.name for d in engine.robots["r1"].axes[1].detectors] == ["above"]
+    assert engine.robots["r1"].axes[2].detectors == []
+
+
+def test_snapshot_round_trip_with_the_default_detectors_gives_the_same_events():
+    first = cycle_readings(2500, seed=3)
+    fault = cycle_readings(
+        900, seed=4, start=first[-1].ts + timedelta(seconds=2), fault=lambda i, a, v: 130.0 if a == 2 and i > 300 else v
+    )
+    one = DetectorEngine(EngineConfig())
+    run(one, first)
+    two = DetectorEngine(EngineConfig())
+    load_snapshot(two, json.loads(json.dumps(snapshot(one))))
+    events = run(one, fault)
+    assert events and events == run(two, fault)
+    assert "level_high" in {a.detector for a in events}

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from common.bus import InProcessBus, Message
-from common.schemas import Alert, AlertState, Reading, Severity
+from common.wire.bus import InProcessBus, Message
+from common.wire.schemas import Alert, AlertState, Reading, Severity
 from consumer_alerts import service
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.recovery import already_sent, latest_alerts
@@ -30,6 +30,7 @@ def settings(tmp_path):
         alerts_topic="alerts",
         state_path=tmp_path / "state.json",
         holdoff_s=30.0,
+        holdoff_readings=0,
         z_window=200,
         z_min_samples=50,
         poll_timeout_ms=50,

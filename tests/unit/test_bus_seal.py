@@ -5,9 +5,9 @@ import pytest
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import TopicPartition
 
-from common.bus import InProcessBus, Message, Pending
 from common.errors import CommitFailed
-from common.kafka import KafkaSubscription
+from common.wire.bus import InProcessBus, Message, Pending
+from common.wire.kafka import KafkaSubscription
 
 
 class RefusingConsumer:

@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import SecretStr
 
-from common.bus import InProcessBus, partition_for
 from common.errors import SchemaError
-from common.schemas import Alert, AlertState, DeadLetter, Reading, Severity, iso_utc
 from common.settings import CommonSettings, parse_axes
+from common.wire.bus import InProcessBus, partition_for
+from common.wire.schemas import Alert, AlertState, DeadLetter, Reading, Severity, iso_utc
 
 T0 = datetime(2022, 10, 17, 12, 18, 23, 660000, tzinfo=UTC)
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from common.controller_csv import CsvOptions
-from common.tables import axes_dim, readings_fact, rejected_readings, seed_axes
+from common.csvio.controller_csv import CsvOptions
+from common.store.tables import axes_dim, readings_fact, rejected_readings, seed_axes
 from consumer_db.cli import main
 from consumer_db.ingest import IngestOptions, ingest_csv
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture

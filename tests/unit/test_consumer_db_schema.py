@@ -1,4 +1,4 @@
-"""Schema: migrations match common.tables, UTC timestamps on SQLite, the axes_dim seeding rule, the views."""
+"""Schema: migrations match common.store.tables, UTC timestamps on SQLite, the axes_dim seeding rule, the views."""
 
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, select, text
 
-from common import queries
-from common.tables import axes_dim, axes_of, metadata, readings_fact, seed_axes
+from common.store import queries
+from common.store.tables import axes_dim, axes_of, metadata, readings_fact, seed_axes
 from consumer_db.migrate import current_revision, head_revision, migrate
 from tests.phrase_fixture import load
 

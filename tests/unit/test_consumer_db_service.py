@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from common.bus import InProcessBus
-from common.schemas import Alert, DeadLetter, Reading
-from common.tables import alerts, readings_fact, rejected_readings
+from common.store.tables import alerts, readings_fact, rejected_readings
+from common.wire.bus import InProcessBus
+from common.wire.schemas import Alert, DeadLetter, Reading
 from consumer_db.migrate import migrate
 from consumer_db.service import next_batch, run
 from consumer_db.settings import ConsumerDbSettings

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from common.bus import Message
-from common.schemas import Alert, DeadLetter, Reading
-from common.tables import alerts, readings_fact, rejected_readings
+from common.store.tables import alerts, readings_fact, rejected_readings
+from common.wire.bus import Message
+from common.wire.schemas import Alert, DeadLetter, Reading
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected, RobotAxes
 from consumer_db.decode import Topics, decode

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from common.bus import Message
-from common.schemas import Reading
-from common.tables import readings_fact
+from common.store.tables import readings_fact
+from common.wire.bus import Message
+from common.wire.schemas import Reading
 from consumer_db.axislock import AxisLock
 from consumer_db.decode import Topics
 from consumer_db.migrate import migrate

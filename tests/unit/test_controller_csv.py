@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.controller_csv import CsvOptions, Row, column_report, read_export, read_export_rows
+from common.csvio.controller_csv import CsvOptions, Row, column_report, read_export, read_export_rows
 from common.errors import CsvFormatError
-from common.schemas import DeadLetter, Reading, ReadingPolicy
+from common.wire.schemas import DeadLetter, Reading, ReadingPolicy
 
 UTC = UTC
 HEADER = '"Trait","Axis #1","Axis #2","Axis #3","Time"'

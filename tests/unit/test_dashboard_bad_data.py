@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from bokeh.document import Document
 from sqlalchemy import create_engine
 
-from common.bus import InProcessBus, Message
-from common.tables import seed_axes
+from common.store.tables import seed_axes
+from common.wire.bus import InProcessBus, Message
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
 from dashboard.feed import LiveFeed
@@ -100,8 +100,8 @@ def page_status(url: str) -> int:
 
 
 def test_the_page_is_built_for_everybody_after_a_year_one_reading_of_a_new_robot():
-    # both earliest dates in year 1: the reading reaches the window, the robot sorts first and is shown first
-    with ServerThread(settings(dashboard_earliest=YEAR_ONE, reading_earliest=YEAR_ONE, robot_id="none-yet")) as server:
+    # the earliest date in year 1: the reading reaches the window, the robot sorts first and is shown first
+    with ServerThread(settings(reading_earliest=YEAR_ONE, robot_id="none-yet")) as server:
         server.publish_readings([reading(0, robot="AAA-new", t0=YEAR_ONE), *now_readings(5)])
         wait_for(lambda: len(server.feed.window("RMBR4-2")) == 5, what="the feed to take the readings")
         assert server.feed.default_robot() == "AAA-new"
@@ -135,11 +135,3 @@ def test_the_history_range_ends_at_the_newest_reading_the_server_clock_believes(
     [r1] = [h["readings"] for h in data.health if h["robot_id"] == "R1"]
     assert r1 > 250  # the whole minutes of its 10 minutes (the 2100 range showed 0)
     engine.dispose()
-
-
-def test_an_earliest_date_without_a_zone_is_utc():
-    feed = LiveFeed(settings(dashboard_earliest="2020-01-01"), InProcessBus())
-    assert feed.settings.dashboard_earliest == datetime(2020, 1, 1, tzinfo=UTC)
-    batch = [reading(0, t0=datetime(2019, 12, 31, tzinfo=UTC)), *now_readings(2)]
-    feed.ingest([Message(feed.settings.readings_topic, 0, i, b"k", r.to_bytes()) for i, r in enumerate(batch)])
-    assert len(feed.window("RMBR4-2")) == 2 and feed.status.rejected == 1

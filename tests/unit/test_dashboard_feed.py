@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.bus import InProcessBus, Message
-from common.schemas import Alert
+from common.wire.bus import InProcessBus, Message
+from common.wire.schemas import Alert
 from dashboard.columns import alert_columns, chart_keys, chart_row, to_columns
 from dashboard.feed import LiveFeed
 from dashboard.settings import DashboardSettings

@@ -6,8 +6,8 @@ from datetime import timedelta
 from bokeh.client import pull_session
 from sqlalchemy import create_engine
 
-from common.bus import InProcessBus, Message
-from common.schemas import AlertState
+from common.wire.bus import InProcessBus, Message
+from common.wire.schemas import AlertState
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.migrate import migrate
 from dashboard.feed import LiveFeed

@@ -191,10 +191,7 @@ def test_cli_help_documents_every_option_and_refuses_bad_values(capsys):
         "--x-axis-ticks",
         "--stacked",
         "--no-database",
-        "demo",
     ):
         assert option in out
-    assert main(["demo", "--csv", "/nonexistent/export.csv"]) == 2
-    assert "does not exist" in capsys.readouterr().err
     assert main(["--window-rows", "3"]) == 2  # below the minimum: refused with a clear message
     assert "window_rows" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The live page's "latest per axis" and "1-minute peak" agree with common.queries on the same data."""
+"""The live page's "latest per axis" and "1-minute peak" agree with common.store.queries on the same data."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
-from common import queries
-from common.schemas import Reading
-from common.tables import metadata, readings_fact, seed_axes
+from common.store import queries
+from common.store.tables import metadata, readings_fact, seed_axes
+from common.wire.schemas import Reading
 from dashboard.stats import latest_per_axis, one_minute_peak
 from tests.dashboard_support import T0
 

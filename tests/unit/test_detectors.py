@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from common.schemas import Severity
+from common.wire.schemas import Severity
 from consumer_alerts.detectors import Hold, squash
 from consumer_alerts.detectors.residual import ResidualDetector
 from consumer_alerts.detectors.stuck import StuckDetector
@@ -210,3 +210,80 @@ def test_stuck_counts_idle_rows_a_zero_ends_the_run_a_none_does_not():
     assert not any(feed(detector, [4.2, 4.2], t0=106.0, idle=True))
     assert detector.update(110.0, None) is None and not detector.observed and detector.run == 2
     assert detector.update(112.0, 4.2, idle=True) is not None
+
+
+def test_stuck_run_survives_idle_zeros_but_not_a_zero_while_moving():
+    detector = StuckDetector(readings=4)
+    feed(detector, [4.2, 4.2])
+    assert detector.update(4.0, 0.0, idle=True) is None and detector.run == 2 and detector.observed
+    assert detector.update(6.0, 4.2) is None and detector.run == 3
+    assert detector.update(8.0, 4.2) is not None  # the 4th identical reading, a robot pause in between
+    assert detector.update(10.0, 0.0) is None and detector.run == 0  # a zero while the robot moves ends it
+
+
+# --- level ------------------------------------------------------------------------------------------
+
+
+def level(**kw):
+    from consumer_alerts.detectors.registry import AXIS_DETECTORS, AxisContext
+    from consumer_alerts.engine import EngineConfig
+
+    return AXIS_DETECTORS["level"](AxisContext("r1", 1, EngineConfig(**kw), None))
+
+
+def lognormal(n, seed=1, level=10.0):
+    rng = random.Random(seed)
+    return [level * rng.lognormvariate(0, 0.5) for _ in range(n)]
+
+
+def test_sampling_interval_is_the_median_gap_and_ignores_pauses():
+    from consumer_alerts.detectors.scoring import SamplingInterval
+
+    interval = SamplingInterval()
+    for gap in [2.0, 2.1, 1.9, 2.0, 600.0, 2.0, 0.0, 2.0]:
+        interval.push(gap)
+    assert interval.seconds == 2.0
+
+
+def test_level_scores_never_look_ahead():
+    values = lognormal(900) + [80.0] * 50 + lognormal(300, seed=2)
+    first, second = level(level_warmup_s=0), level(level_warmup_s=0)
+    whole = [first.update(60.0 * i, v) and None or first.normalized for i, v in enumerate(values)]
+    prefix = [second.update(60.0 * i, v) and None or second.normalized for i, v in enumerate(values[:950])]
+    assert whole[:950] == prefix
+    assert max(whole[900:950]) == 1.0
+
+
+def test_level_needs_no_stoppage_reset_on_a_slow_feed_and_one_reading_is_enough_there():
+    # Sampled every 15 minutes: no row is a stoppage (the gap is the feed's own interval), and one reading
+    # covers more than LEVEL_HOLD_S, so a single jump past everything seen fires at once.
+    detector = level()
+    values = [10.0 + 2.0 * math.sin(2 * math.pi * i / 24) for i in range(600)] + [200.0]
+    findings = feed(detector, values, step=900.0)
+    assert not any(findings[:-1])
+    assert findings[-1] is not None and findings[-1].kind == "level_high"
+
+
+def test_level_on_a_fast_feed_needs_the_excursion_to_hold():
+    # Sampled every 2 s, one reading covers 2 s of LEVEL_HOLD_S = 16 s: one odd sample does not fire,
+    # a value clamped far above normal does (repeats included).
+    detector = level()
+    base = lognormal(3000)
+    assert not any(feed(detector, base + [200.0] + lognormal(50, seed=3)))
+    clamped = feed(detector, [130.0] * 20, t0=2.0 * 3051)
+    fired = [f for f in clamped if f is not None]
+    assert fired and fired[0].kind == "level_high" and fired[0].severity is Severity.ERROR
+    assert clamped.index(fired[0]) >= 7  # 8 readings in a row at least: 16 s covered
+
+
+def test_level_drop_is_its_own_kind_with_its_own_error_level():
+    detector = level(level_low_error_score=1.0)
+    feed(detector, lognormal(3000))
+    fired = [f for f in feed(detector, [0.3] * 30, t0=6000.0) if f is not None]
+    assert fired and {f.kind for f in fired} == {"level_low"}
+    assert all(f.severity is Severity.ALERT or f.score >= 1.0 for f in fired)
+
+
+def test_level_stays_quiet_on_heavy_tailed_noise():
+    for seed in range(3):
+        assert not any(feed(level(), lognormal(6000, seed=seed)))

@@ -52,7 +52,7 @@ def test_the_service_doc_documents_every_setting_of_the_service(service):
     assert not missing, f"docs/{service}.md does not document the settings {missing}"
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES))
+@pytest.mark.parametrize("service", [*sorted(SERVICES), "demo"])
 def test_the_service_doc_documents_every_command_line_option(service):
     parser = importlib.import_module(f"{service}.cli").build_parser()
     doc = service_doc(service)

@@ -7,7 +7,7 @@ from datetime import UTC
 import pytest
 from openpyxl import load_workbook
 
-from common import queries
+from common.store import queries
 from consumer_db import export as export_module
 from consumer_db.cli import main
 from consumer_db.export import ExportOptions, export

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.controller_csv import CsvOptions, read_export
-from common.schemas import Reading
+from common.csvio.controller_csv import CsvOptions, read_export
+from common.wire.schemas import Reading
 from producer.faults import (
     WORKING_PEAK,
     FaultKind,

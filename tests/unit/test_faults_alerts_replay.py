@@ -9,8 +9,8 @@ With real processes and Kafka: tests/integration/test_faults_alerts_restart.py.
 
 import asyncio
 
-from common.bus import InProcessBus
-from common.schemas import Alert, AlertState
+from common.wire.bus import InProcessBus
+from common.wire.schemas import Alert, AlertState
 from consumer_alerts.service import run
 from consumer_alerts.settings import AlertsSettings
 from tests.fault_feeds import DETECTION, by_event, check_like_uninterrupted, faulty_feed, uninterrupted

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine
 
-from common import queries
-from common.tables import seed_axes
+from common.store import queries
+from common.store.tables import seed_axes
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
 from dashboard.history import range_start

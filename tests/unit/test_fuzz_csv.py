@@ -18,10 +18,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from common.bus import InProcessBus
-from common.controller_csv import CsvOptions, read_export
+from common.csvio.controller_csv import CsvOptions, read_export
 from common.errors import CsvFormatError
-from common.schemas import DeadLetter, Reading
+from common.wire.bus import InProcessBus
+from common.wire.schemas import DeadLetter, Reading
 from producer.service import run
 from producer.settings import ProducerSettings
 

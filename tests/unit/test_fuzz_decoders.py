@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import create_engine
 
-from common.bus import Message
 from common.errors import SchemaError
-from common.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading
+from common.wire.bus import Message
+from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.service import process
 from consumer_db.axislock import AxisLock
@@ -63,7 +63,9 @@ def test_the_sink_stores_or_rejects_every_message_and_never_raises(sink, batch):
 def test_consumer_alerts_skips_what_it_cannot_read_and_survives_odd_readings(batch, caplog):
     # Tiny windows, so that the few readings of an example reach every detector's firing code.
     engine = DetectorEngine(
-        EngineConfig(z_window=10, z_min_samples=2, z_test_samples=1, holdoff_s=1.0, stuck_readings=2)
+        EngineConfig(
+            z_window=10, z_min_samples=2, z_test_samples=1, holdoff_s=1.0, holdoff_readings=0, stuck_readings=2
+        )
     )
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="consumer_alerts.service"):

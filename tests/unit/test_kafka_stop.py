@@ -4,9 +4,9 @@ service's shutdown waits for it a bounded time, says so, and goes on."""
 import asyncio
 import logging
 
-from common import kafka
-from common.kafka import KafkaBus, KafkaSubscription
 from common.settings import CommonSettings
+from common.wire import kafka
+from common.wire.kafka import KafkaBus, KafkaSubscription
 
 
 class NeverStops:
@@ -31,7 +31,7 @@ class StopsAtOnce:
 async def test_a_consumer_that_never_stops_is_left_after_the_timeout(monkeypatch, caplog):
     monkeypatch.setattr(kafka, "CLOSE_TIMEOUT_S", 0.2)
     consumer = NeverStops()
-    with caplog.at_level(logging.WARNING, logger="common.kafka"):
+    with caplog.at_level(logging.WARNING, logger="common.wire.kafka"):
         await asyncio.wait_for(KafkaSubscription(consumer).close(), 5)
     assert consumer.cancelled
     assert "Kafka consumer did not stop within 0.2 s (no broker answering?)" in caplog.text
@@ -41,13 +41,13 @@ async def test_a_producer_that_never_stops_is_left_after_the_timeout(monkeypatch
     monkeypatch.setattr(kafka, "CLOSE_TIMEOUT_S", 0.2)
     bus = KafkaBus(CommonSettings(_env_file=None))
     bus._producer = NeverStops()
-    with caplog.at_level(logging.WARNING, logger="common.kafka"):
+    with caplog.at_level(logging.WARNING, logger="common.wire.kafka"):
         await asyncio.wait_for(bus.stop(), 5)
     assert bus._producer is None and "Kafka producer did not stop within" in caplog.text
 
 
 async def test_a_client_that_stops_is_simply_stopped(caplog):
     consumer = StopsAtOnce()
-    with caplog.at_level(logging.WARNING, logger="common.kafka"):
+    with caplog.at_level(logging.WARNING, logger="common.wire.kafka"):
         await KafkaSubscription(consumer).close()
     assert consumer.stopped and caplog.text == ""

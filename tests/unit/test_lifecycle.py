@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.schemas import Alert, AlertState, Severity
+from common.wire.schemas import Alert, AlertState, Severity
 from consumer_alerts.detectors import Finding
 from consumer_alerts.lifecycle import Lifecycle, event_id
 

@@ -15,9 +15,9 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.exc import OperationalError
 
-from common.bus import InProcessBus
 from common.metrics import Health, MetricsServer, reason_class, serving
-from common.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading
+from common.wire.bus import InProcessBus
+from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading
 from consumer_db.retry import retry
 from tests.alerts_fixtures import cycle_readings
 from tests.dashboard_support import ServerThread, wait_for

@@ -6,7 +6,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from common.schemas import Reading
+from common.wire.schemas import Reading
 from consumer_alerts.detectors.residual import ResidualDetector
 from consumer_alerts.errors import ModelFileError, TrainingError
 from consumer_alerts.model import FORMAT, VERSION, AlertModel

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.bus import InProcessBus
-from common.schemas import Reading
+from common.wire.bus import InProcessBus
+from common.wire.schemas import Reading
 from producer.pacing import ManualClock, MonotonicClock, Pacer, PacingOptions
 from producer.service import run
 from producer.settings import ProducerSettings

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import create_engine, text
 
-from common.bus import InProcessBus
-from common.controller_csv import CsvOptions
-from common.schemas import DeadLetter, Reading
+from common.csvio.controller_csv import CsvOptions
+from common.wire.bus import InProcessBus
+from common.wire.schemas import DeadLetter, Reading
 from producer import cli
 from producer.axes import axis_list
 from producer.faults import read_labels

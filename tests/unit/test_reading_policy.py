@@ -1,4 +1,4 @@
-"""The policy for sane readings (common.schemas): strict shapes, plausible values, bounded robot ids, and the
+"""The policy for sane readings (common.wire.schemas): strict shapes, plausible values, bounded robot ids, and the
 same verdict on every path a reading comes in by (the topic, a controller export, `score`)."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, select
 
-from common.bus import Message
-from common.controller_csv import CsvOptions, read_export
+from common.csvio.controller_csv import CsvOptions, read_export
 from common.errors import SchemaError
-from common.schemas import DEFAULT_POLICY, RAW_EXCERPT_CHARS, DeadLetter, Reading, ReadingPolicy, RobotRoster
 from common.service import OneLineFormatter
 from common.settings import CommonSettings
-from common.tables import readings_fact, rejected_readings
+from common.store.tables import readings_fact, rejected_readings
+from common.wire.bus import Message
+from common.wire.schemas import DEFAULT_POLICY, RAW_EXCERPT_CHARS, DeadLetter, Reading, ReadingPolicy, RobotRoster
 from consumer_alerts.engine import DetectorEngine
 from consumer_alerts.service import Intake, events_per_reading
 from consumer_db.axislock import AxisLock
@@ -128,7 +128,7 @@ def test_a_bad_robot_id_pattern_fails_at_start():
 
 def test_new_robots_are_bounded_and_reported(caplog):
     roster = RobotRoster(ReadingPolicy(max_robots=2), ["A"], service="test")
-    with caplog.at_level(logging.INFO, logger="common.schemas"):
+    with caplog.at_level(logging.INFO, logger="common.wire.schemas"):
         assert roster.admit("A") is None
         assert roster.admit("B\nforged") is None
         refused = roster.admit("C")
@@ -314,8 +314,8 @@ def test_a_robot_poisoned_before_migration_0007_is_cured_and_no_absurd_value_can
     from sqlalchemy import insert
     from sqlalchemy.exc import IntegrityError
 
-    from common import queries
-    from common.tables import seed_axes
+    from common.store import queries
+    from common.store.tables import seed_axes
     from consumer_db.store import insert_readings
 
     engine = create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
@@ -371,7 +371,7 @@ class FragileEngine(DetectorEngine):
 async def test_consumer_alerts_run_publishes_the_dead_letter_and_keeps_judging(tmp_path):
     import asyncio
 
-    from common.bus import InProcessBus
+    from common.wire.bus import InProcessBus
     from consumer_alerts.engine import EngineConfig
     from consumer_alerts.service import run
     from consumer_alerts.settings import AlertsSettings

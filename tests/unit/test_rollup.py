@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from common import queries
-from common.rollup import minute_stats, rebuild
-from common.tables import (
+from common.store import queries
+from common.store.rollup import minute_stats
+from common.store.tables import (
     axes_dim,
     fleet_minute,
     reading_stamps_hour,
@@ -17,6 +17,7 @@ from common.tables import (
     seed_axes,
 )
 from consumer_db.migrate import migrate
+from consumer_db.rollup_writer import rebuild
 from consumer_db.store import insert_readings
 from tests import rollup_cases as cases
 

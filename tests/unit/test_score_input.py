@@ -85,6 +85,6 @@ def test_score_on_a_semicolon_file_scores_the_chosen_columns(tmp_path, monkeypat
     assert main(argv) == 0
     with open(tmp_path / "s.csv", newline="") as f:
         scores = list(csv.DictReader(f))
-    assert list(scores[0]) == ["timestamp", "flow_score", "current_score"] and len(scores) == 400
+    assert list(scores[0]) == ["timestamp", "flow_score", "current_score", "anomaly_score"] and len(scores) == 400
     flow = [float(r["flow_score"]) for r in scores]
     assert max(flow[300:310]) > 0.5 > max(flow[:300])

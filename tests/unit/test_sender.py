@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from common.bus import InProcessBus
-from common.kafka import KafkaBus
 from common.settings import CommonSettings
+from common.wire.bus import InProcessBus
+from common.wire.kafka import KafkaBus
 from producer.sender import Sender
 
 

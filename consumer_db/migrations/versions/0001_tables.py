@@ -1,6 +1,6 @@
 """The four tables: axes_dim, readings_fact, alerts, rejected_readings.
 
-Written out here, not taken from common.tables: a migration is frozen at the schema of its day, so that
+Written out here, not taken from common.store.tables: a migration is frozen at the schema of its day, so that
 later migrations apply on top of it the same way everywhere.
 
 Revision ID: 0001

@@ -1,6 +1,6 @@
 """The cat_ views of the original notebook: latest per axis, per-minute peaks, per-axis summary, data health.
 
-For ad-hoc SQL (psql, a BI tool). The services ask through common.queries, which takes filters the views
+For ad-hoc SQL (psql, a BI tool). The services ask through common.store.queries, which takes filters the views
 cannot; a test checks that both give the same answers. Time arithmetic differs by dialect: SQLite keeps
 UTC as text ('YYYY-MM-DD HH:MM:SS.ffffff').
 

@@ -1,6 +1,6 @@
 """rollup_progress: per robot, how far its minutes are folded into the per-minute rollup. The writers used
 to fold every reading into its minute at once; from here on a minute is folded once it has passed
-(common.rollup). The rollup 0003 kept is whole, so every robot starts folded up to the minute after its
+(consumer_db.rollup_writer). The rollup 0003 kept is whole, so every robot starts folded up to the minute after its
 newest one.
 
 Revision ID: 0004

@@ -1,6 +1,6 @@
 """reading_stamps_hour: reading_stamps_minute per robot and hour, so that data health over a day of a fleet
 reads 24 rows per robot instead of 1,440. It holds each robot's whole hours before the hour of its
-folded_until (common.rollup); backfilled so.
+folded_until (consumer_db.rollup_writer); backfilled so.
 
 Written out, like 0003: frozen at the schema of its day.
 

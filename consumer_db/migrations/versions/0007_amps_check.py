@@ -1,6 +1,6 @@
 """readings_fact.amps within ±1e6 A (a CHECK): one absurd value (1e308 once) overflowed the fold of its
 minute at every try, so the robot's later readings were refused, its rollup stopped and `export` and
-`query summary` failed. The reading policy (common.schemas.ReadingPolicy) refuses such readings first; the
+`query summary` failed. The reading policy (common.wire.schemas.ReadingPolicy) refuses such readings first; the
 constraint makes them impossible whatever writes to the table. Rows already there beyond the bound (or not
 finite) move to rejected_readings with the reason; the rollup never folded them (the fold failed whole).
 

@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, func, select
 
-from common.health import data_health
-from common.rollup import folded, minute_stats
-from common.sqlparts import Row, mean_of
-from common.sqlparts import dicts as _dicts
-from common.sqlparts import where as _where
-from common.tables import alerts, axes_dim, axes_of, axis_label, fleet_minute, readings_fact
+from common.store.health import data_health
+from common.store.rollup import folded, minute_stats
+from common.store.sqlparts import Row, mean_of
+from common.store.sqlparts import dicts as _dicts
+from common.store.sqlparts import where as _where
+from common.store.tables import alerts, axes_dim, axes_of, axis_label, fleet_minute, readings_fact
 
 __all__ = [
     "alert_history",
@@ -187,8 +187,8 @@ def resample_1min(
     folded_only: bool = False,
 ) -> list[Row]:
     """Per robot, UTC minute and axis: mean (the smoothed curve), max and count of the non-null values.
-    From the per-minute rollup (common.rollup), the partial minutes at the range's ends from the raw rows;
-    ``folded_only``: the whole minutes folded into the rollup, nothing else (``common.rollup.folded``)."""
+    From the per-minute rollup (common.store.rollup), the partial minutes at the range's ends from the raw rows;
+    ``folded_only``: the whole minutes folded into the rollup, nothing else (``common.store.rollup.folded``)."""
     m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
     query = select(
         m.c.robot_id,

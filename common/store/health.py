@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, func, literal, select
 
-from common.rollup import MINUTE, folded_minute_stamps, minute_stats, stamp_stats
 from common.settings import GAP_THRESHOLD_S, TICK_SECONDS
-from common.sqlparts import Row, axes_of_mask, dicts, seconds_between
-from common.tables import UtcDateTime, axes_of, readings_fact
+from common.store.rollup import MINUTE, folded_minute_stamps, minute_stats, stamp_stats
+from common.store.sqlparts import Row, axes_of_mask, dicts, seconds_between
+from common.store.tables import UtcDateTime, axes_of, readings_fact
 
 R = readings_fact
 
@@ -30,7 +30,7 @@ def data_health(
     ``coverage``; rows of the active axes present vs expected (expected readings x active axes); ``gaps``,
     the steps between consecutive readings longer than ``gap_threshold_s`` (``start`` = the reading before,
     ``end`` = the one after, ``length_s``); and ``axes_never_seen``, the active axes that carried no value
-    (only NULL, or no row) in the range. Read from the per-minute rollup (common.rollup); ``folded_only``:
+    (only NULL, or no row) in the range. Read from the per-minute rollup (common.store.rollup); ``folded_only``:
     of the whole minutes of the range folded into it."""
     locked = axes_of(conn, robot_id=robot_id, active_only=True)
     stamps = stamp_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)

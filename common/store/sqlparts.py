@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Float, case, cast, distinct, func, literal, s
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from common.tables import UtcDateTime, axes_dim
+from common.store.tables import UtcDateTime, axes_dim
 
 
 class _unit_start(FunctionElement):

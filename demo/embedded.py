@@ -1,4 +1,4 @@
-"""``python -m dashboard demo``: the whole pipeline in one process, on the embedded default.
+"""``python -m demo`` (``make demo``): the whole pipeline in one process, on the embedded default.
 
     producer ──► in-process bus ──┬─► consumer_db ──► SQLite file ──► dashboard (history)
                                   ├─► consumer_alerts ──► alerts ──► consumer_db, dashboard
@@ -27,15 +27,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common.bus import InProcessBus
-from common.controller_csv import CsvOptions, read_export
-from common.db import make_engine
-from common.schemas import Reading
+from common.csvio.controller_csv import CsvOptions, read_export
+from common.store.db import make_engine
+from common.wire.bus import InProcessBus
+from common.wire.schemas import Reading
 from consumer_alerts.model import AlertModel
+from consumer_alerts.service import run as run_alerts
 from consumer_alerts.settings import AlertsSettings
 from consumer_alerts.training import train
+from consumer_db.service import run as run_sink
 from consumer_db.settings import ConsumerDbSettings
+from dashboard.service import run as run_dashboard
 from dashboard.settings import DashboardSettings
+from producer.service import run as run_producer
 from producer.settings import ProducerSettings
 from producer.synthetic import synthetic_fleet
 
@@ -175,11 +179,6 @@ def train_model(settings: ProducerSettings, path: Path, start: datetime) -> Path
 
 
 async def run_demo(options: DemoOptions, stop: asyncio.Event) -> int:
-    from consumer_alerts.service import run as run_alerts
-    from consumer_db.service import run as run_sink
-    from dashboard.service import run as run_dashboard
-    from producer.service import run as run_producer
-
     start = datetime.now(UTC).replace(microsecond=0)
     producer, sink, alerts, dashboard = service_settings(options, options.work_dir / "model.json")
     producer = producer.model_copy(update={"start_time": start})

@@ -31,10 +31,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
-from common.csv_header import ColumnReport, read_header
-from common.csv_time import TimeParser
-from common.schemas import DEFAULT_POLICY, DeadLetter, Reading, ReadingPolicy
+from common.csvio.csv_header import ColumnReport, read_header
+from common.csvio.csv_time import TimeParser
 from common.settings import DEFAULT_AXES, TICK_SECONDS
+from common.wire.schemas import DEFAULT_POLICY, DeadLetter, Reading, ReadingPolicy
 
 __all__ = ["CsvOptions", "ColumnReport", "Row", "column_report", "read_export", "read_export_rows"]
 

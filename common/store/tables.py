@@ -97,12 +97,12 @@ readings_fact = Table(
     # The primary key (robot, axis, ts) serves per-axis look-ups (latest, peaks in a window); this one
     # "everything of a robot in a time range" and a robot's newest timestamp. On PostgreSQL it carries
     # axis and amps too, so those range queries never touch the table. Fleet-wide time ranges go robot
-    # by robot through it (common.sqlparts.where). No index on ts alone: every new row would extend it,
+    # by robot through it (common.store.sqlparts.where). No index on ts alone: every new row would extend it,
     # at a cost to the bulk ingest (figures: docs/benchmarks.md, "Measurements behind the code").
     Index(None, "robot_id", "ts", postgresql_include=["axis_id", "amps"]),
 )
 
-# The per-minute rollup of readings_fact (consumer_db.store keeps it exact, common.rollup reads it): history
+# The per-minute rollup of readings_fact (consumer_db.store keeps it exact, common.store.rollup reads it): history
 # queries read one row per robot, axis and minute for whole minutes instead of ~30 raw rows each.
 # ``sum_amps`` is also the sum of the non-zero values (zeros add nothing); max of the non-zero ones apart,
 # because with negative currents it is not ``max_amps``.
@@ -171,8 +171,8 @@ reading_stamps_hour = Table(
 )
 
 # The fleet's per-minute rollup: readings_minute summed over robots, per minute and axis, for the fleet-wide
-# history (100 robots: 100x fewer rows). Kept by the writers with readings_minute (common.rollup): a minute's
-# row covers the robots that have folded that minute.
+# history (100 robots: 100x fewer rows). Kept by the writers with readings_minute (consumer_db.rollup_writer):
+# a minute's row covers the robots that have folded that minute.
 fleet_minute = Table(
     "fleet_minute",
     metadata,
@@ -190,7 +190,7 @@ fleet_minute = Table(
 
 # How far each robot's readings are folded into the rollup: every minute before ``folded_until`` is in
 # readings_minute and reading_stamps_minute, exactly; none from it on (readers take those from the raw rows).
-# Writers lock a robot's row while they store its readings (common.rollup).
+# Writers lock a robot's row while they store its readings (consumer_db.rollup_writer).
 rollup_progress = Table(
     "rollup_progress",
     metadata,

@@ -1,6 +1,6 @@
 """Kafka on aiokafka: an idempotent producer keyed by robot id, consumers with manual commits.
 
-Every aiokafka call of the services is in this module; the rest of the code sees the :mod:`common.bus`
+Every aiokafka call of the services is in this module; the rest of the code sees the :mod:`common.wire.bus`
 interfaces and :mod:`common.errors`, and runs the same on the in-process bus.
 """
 
@@ -18,9 +18,9 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
 
-from common.bus import Message, Pending, Unit
 from common.errors import CommitFailed, ServiceUnavailable
 from common.settings import CommonSettings
+from common.wire.bus import Message, Pending, Unit
 
 logger = logging.getLogger(__name__)
 # aiokafka's stop() can retry forever when no broker answers (it looks for the group coordinator to leave
@@ -289,7 +289,7 @@ class KafkaBatches:
 def open_bus(settings: CommonSettings):
     """The bus the settings ask for (``BUS=kafka`` or ``BUS=memory``)."""
     if settings.bus == "memory":
-        from common.bus import InProcessBus
+        from common.wire.bus import InProcessBus
 
         return InProcessBus()
     return KafkaBus(settings)

@@ -1,0 +1,201 @@
+"""The writer of the per-minute rollup (``common.store.rollup`` reads it): ``add`` folds the rows a
+transaction stored into ``readings_minute``, ``reading_stamps_minute``/``_hour`` and ``fleet_minute``, in
+the same transaction; ``rebuild`` recomputes it all after a bulk load.
+
+A robot's minutes are folded once they have passed (``rollup_progress.folded_until``: every minute before
+it is in the rollup), by the writer that stored the rows, in the same transaction: a crash rolls back
+rows, rollup and progress together, and a rollup row is written about once a minute instead of at every
+reading. Late rows have their minutes recomputed. The robot's progress row is locked first, in robot
+order, so two writers take turns without deadlock and nothing is folded without a row the other had stored.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, true, update
+
+from common.store.rollup import (
+    HOUR,
+    MINUTE,
+    SH,
+    F,
+    M,
+    P,
+    R,
+    S,
+    fleet_stats_of,
+    floor_hour,
+    floor_minute,
+    minute_axes_of,
+    minute_stats_of,
+    spanning,
+    stamp_hours_of,
+    stamp_stats_of,
+)
+from common.store.tables import dialect_insert, insert_ignoring_duplicates
+
+FLEET_LOCK = zlib.crc32(b"axiswatch fleet_minute")  # pg_advisory_xact_lock's key for refolding fleet_minute
+
+
+@dataclass
+class NewRows:
+    """Rows just stored, ``(robot_id, axis_id, ts, amps)``: per robot the minutes they fall in and their
+    earliest and latest ts; and how many there are."""
+
+    minutes: dict[str, set[datetime]] = field(default_factory=dict)
+    spans: dict[str, list[datetime]] = field(default_factory=dict)
+    count: int = 0
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple]) -> NewRows:
+        new = cls()
+        last_robot = last_ts = None
+        for robot, _, ts, _ in rows:
+            new.count += 1
+            if ts == last_ts and robot == last_robot:  # the rows of one reading share robot and ts
+                continue
+            last_robot, last_ts = robot, ts
+            span = new.spans.get(robot)
+            if span is None:
+                new.spans[robot] = [ts, ts]
+                new.minutes[robot] = set()
+            elif ts < span[0]:
+                span[0] = ts
+            elif ts > span[1]:
+                span[1] = ts
+            new.minutes[robot].add(floor_minute(ts))
+        return new
+
+
+def add(conn: Connection, new: NewRows) -> None:
+    """Bring the rollup up to date with rows this transaction stored in readings_fact (none of them
+    there before): refold the minutes they came late to, fold the robots' minutes that have passed."""
+    if not new.count:
+        return
+    folded = _lock_progress(conn, new.minutes)
+    late = [
+        (robot, minute, minute + MINUTE)
+        for robot, minutes in new.minutes.items()
+        for minute in minutes
+        if minute < folded[robot]
+    ]
+    passed = {robot: floor_minute(span[1] - fold_delay(robot)) for robot, span in new.spans.items()}
+    passed = {robot: until for robot, until in passed.items() if until > folded[robot]}
+    todo = late + [(robot, folded[robot], until) for robot, until in passed.items()]
+    if todo:
+        rows_of = _within(R, "ts", todo)
+        _upsert(conn, M, minute_stats_of([rows_of]))
+        _upsert(conn, S, stamp_stats_of([rows_of], axes=minute_axes_of([_within(M, "minute", todo)])))
+        _refold_hours(conn, todo, {robot: passed.get(robot, until) for robot, until in folded.items()})
+        _refold_fleet(conn, [(low, high) for _, low, high in todo])
+    if passed:
+        conn.execute(
+            update(P).where(P.c.robot_id == bindparam("robot")).values(folded_until=bindparam("until")),
+            [{"robot": robot, "until": until} for robot, until in sorted(passed.items())],
+        )
+
+
+def fold_delay(robot_id: str) -> timedelta:
+    """How long after a minute's end a robot's minute is folded: between 0 and 60 s, fixed per robot. A
+    fleet whose clocks tick together would otherwise have every robot's minute folded by the same
+    write, once a minute, a stall of the stream; spread, each write folds ~1/30 of them."""
+    return timedelta(milliseconds=zlib.crc32(robot_id.encode()) % 60_000)
+
+
+def _lock_progress(conn: Connection, minutes: dict[str, set[datetime]]) -> dict[str, datetime]:
+    """Each robot's ``folded_until``, its row locked until the transaction ends; a robot new to the
+    rollup starts at its first minute here (nothing of it is stored before that)."""
+    robots = sorted(minutes)
+    insert_ignoring_duplicates(conn, P, [{"robot_id": r, "folded_until": min(minutes[r])} for r in robots])
+    locked = select(P.c.robot_id, P.c.folded_until).where(P.c.robot_id.in_(robots)).order_by(P.c.robot_id)
+    return dict(conn.execute(locked.with_for_update()).all())
+
+
+def _within(table, time, ranges: Iterable[tuple[str, datetime, datetime]]):
+    """The rows of ``table`` in these ``(robot, from, until)`` ranges of its column ``time``."""
+    return or_(*(and_(*spanning(table, time, robot, low, high)) for robot, low, high in _joined(ranges)))
+
+
+def _joined(ranges: Iterable[tuple]) -> list[list]:
+    """``(key..., from, until)`` ranges, those of one key that overlap or touch joined into one."""
+    joined: list[list] = []
+    for *key, low, high in sorted(ranges):
+        if joined and joined[-1][:-2] == key and joined[-1][-1] >= low:
+            joined[-1][-1] = max(joined[-1][-1], high)
+        else:
+            joined.append([*key, low, high])
+    return joined
+
+
+def _refold_hours(
+    conn: Connection, todo: list[tuple[str, datetime, datetime]], folded_until: dict[str, datetime]
+) -> None:
+    """Recompute the whole hours (before the hour of the robot's ``folded_until``) that ``todo``'s minutes
+    are in: about once an hour per robot, when its folding crosses into the next hour, and for late rows."""
+    hours = []
+    for robot, low, high in todo:
+        high = min(floor_hour(high - MINUTE) + HOUR, floor_hour(folded_until[robot]))
+        if floor_hour(low) < high:
+            hours.append((robot, floor_hour(low), high))
+    if hours:
+        _upsert_hours(conn, hours)
+
+
+def _upsert_hours(conn: Connection, hours: list[tuple[str, datetime, datetime]]) -> None:
+    """reading_stamps_hour's rows of these ``(robot, from, until)`` ranges of whole hours, afresh."""
+    _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
+
+
+def _refold_fleet(conn: Connection, ranges: list[tuple[datetime, datetime]]) -> None:
+    """Recompute the fleet's rows of the minutes in ``ranges`` from every robot's rows of them.
+
+    Another writer may be folding other robots' rows of the same minutes: each computes from what is
+    committed, so the last to commit would drop the other's robots. A lock taken here, held to the commit,
+    makes them take turns: the second one's statement below starts after the first one's commit and sees
+    its rows (READ COMMITTED). It is taken after the progress rows' locks, by every writer in that order,
+    so no two writers wait for each other. SQLite has one writer at a time."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(FLEET_LOCK)))
+    minutes = or_(*(and_(*spanning(M, "minute", None, low, high)) for low, high in _joined(ranges)))
+    _upsert(conn, F, fleet_stats_of([minutes]))
+
+
+def _keys(table) -> list[str]:
+    return [c.name for c in table.primary_key]
+
+
+def _upsert(conn: Connection, table, query: Select) -> None:
+    """The rollup rows of ``query`` replace the stored ones."""
+    statement = dialect_insert(conn.dialect.name, table).from_select([c.name for c in query.selected_columns], query)
+    keys = _keys(table)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=keys, set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+        )
+    )
+
+
+def rebuild(conn: Connection) -> None:
+    """Recompute the whole rollup from readings_fact (after a bulk load that bypassed the writers): every
+    robot folded up to the minute after its newest reading."""
+    _upsert(conn, M, minute_stats_of([true()]))
+    _upsert(conn, S, stamp_stats_of([true()]))
+    _upsert(conn, F, fleet_stats_of([true()]))
+    newest = conn.execute(select(S.c.robot_id, func.max(S.c.minute)).group_by(S.c.robot_id)).tuples()
+    statement = dialect_insert(conn.dialect.name, P)
+    rows = [{"robot_id": robot, "folded_until": minute + MINUTE} for robot, minute in newest]
+    if rows:
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["robot_id"], set_={"folded_until": statement.excluded.folded_until}
+            ),
+            rows,
+        )
+        _upsert_hours(
+            conn,
+            [(r["robot_id"], datetime.min.replace(tzinfo=UTC), floor_hour(r["folded_until"])) for r in rows],
+        )
