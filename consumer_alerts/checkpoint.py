@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from prometheus_client import Gauge, Histogram
+
 from common.errors import CommitFailed
 from common.wire.bus import Message, Subscription
 from consumer_alerts import engine_state
@@ -53,6 +55,14 @@ class Snapshot:
     def _serialise(self, robot_id: str) -> None:
         del self.pending[robot_id]
         self.parts[robot_id] = json.dumps(engine_state.robot_snapshot(self.engine.robots[robot_id]))
+
+
+SNAPSHOT_SECONDS = Histogram(
+    "axiswatch_consumer_alerts_snapshot_write_seconds", "Time to join and write one snapshot file (in a thread)."
+)
+LAST_SNAPSHOT = Gauge(
+    "axiswatch_consumer_alerts_last_snapshot_timestamp_seconds", "Unix time of the last snapshot written."
+)
 
 
 class Checkpoints:
@@ -115,7 +125,9 @@ class Checkpoints:
 
     async def _save(self, snapshot: Snapshot) -> None:
         try:
-            await asyncio.to_thread(write_atomically, self.path, snapshot.text)
+            with SNAPSHOT_SECONDS.time():
+                await asyncio.to_thread(write_atomically, self.path, snapshot.text)
+            LAST_SNAPSHOT.set_to_current_time()
         except OSError as exc:
             logger.warning(
                 "snapshot %s cannot be written (%s); snapshots are off, a restart will warm up again", self.path, exc

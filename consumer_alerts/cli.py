@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from common.errors import AxiswatchError
+from common.metrics import Health, serving
 from common.service import run_service, setup_logging
 from common.wire.kafka import open_bus
 from consumer_alerts import service
@@ -96,12 +97,14 @@ async def serve(settings: AlertsSettings, args: argparse.Namespace, stop: asynci
     updates = {k: v for k, v in (("model_path", args.model), ("state_path", args.state)) if v is not None}
     settings = settings.model_copy(update=updates)
     engine = service.build_engine(settings)  # a bad model file fails here, before any connection
-    bus = open_bus(settings)
-    await bus.start()
-    try:
-        await service.run(settings, bus=bus, stop=stop, engine=engine)
-    finally:
-        await bus.stop()
+    health = Health()
+    with serving(health, settings.alerts_metrics_port):
+        bus = open_bus(settings)
+        await bus.start()
+        try:
+            await service.run(settings, bus=bus, stop=stop, engine=engine, health=health)
+        finally:
+            await bus.stop()
     return 0
 
 

@@ -21,7 +21,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from prometheus_client import Counter, Gauge, Histogram
+
 from common.errors import SchemaError
+from common.metrics import Health, Lag, reason_class
 from common.wire.bus import Bus, Message, let_out
 from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, ReadingPolicy, RobotRoster, raw_excerpt
 from consumer_alerts.checkpoint import Checkpoints
@@ -32,6 +35,26 @@ from consumer_alerts.recovery import already_sent, latest_alerts, read_snapshot,
 from consumer_alerts.settings import AlertsSettings
 
 logger = logging.getLogger(__name__)
+
+MESSAGES_IN = Counter("axiswatch_consumer_alerts_messages_in_total", "Readings messages taken from the bus.")
+MESSAGES_OUT = Counter(
+    "axiswatch_consumer_alerts_messages_out_total", "Messages sent: alert events and dead letters, by topic.", ["topic"]
+)
+ALERT_EVENTS = Counter(
+    "axiswatch_consumer_alerts_alert_events_total", "Alert events sent, by severity and state.", ["severity", "state"]
+)
+SKIPPED = Counter(
+    "axiswatch_consumer_alerts_skipped_total",
+    "Readings messages that could not be read, by reason class (consumer_db keeps them as rejected).",
+    ["reason"],
+)
+DEAD_LETTERS = Counter(
+    "axiswatch_consumer_alerts_dead_letters_total", "Readings turned into dead letters, by reason class.", ["reason"]
+)
+LAG = Gauge("axiswatch_consumer_alerts_lag_messages", "Readings on the service's partitions not fetched yet.")
+BATCH_SECONDS = Histogram(
+    "axiswatch_consumer_alerts_batch_seconds", "From a batch polled to its events acknowledged by the bus."
+)
 
 
 def build_engine(settings: AlertsSettings) -> DetectorEngine:
@@ -49,9 +72,18 @@ def build_engine(settings: AlertsSettings) -> DetectorEngine:
     return DetectorEngine(EngineConfig.from_settings(settings), model)
 
 
-async def run(settings: AlertsSettings, *, bus: Bus, stop: asyncio.Event, engine: DetectorEngine | None = None) -> None:
+async def run(
+    settings: AlertsSettings,
+    *,
+    bus: Bus,
+    stop: asyncio.Event,
+    engine: DetectorEngine | None = None,
+    health: Health | None = None,
+) -> None:
     """Run until ``stop`` is set. ``engine`` is a :class:`DetectorEngine` to use (anything else, such as
-    a database engine handed to every service alike, is ignored: this service needs no database)."""
+    a database engine handed to every service alike, is ignored: this service needs no database).
+    ``health``: ready once restored and subscribed, beaten once per poll."""
+    health, lag = health or Health(), Lag(LAG)
     detectors = engine if isinstance(engine, DetectorEngine) else build_engine(settings)
     await bus.ensure_topics([settings.readings_topic, settings.alerts_topic])
     await bus.ensure_topics([settings.dead_letter_topic])
@@ -62,12 +94,16 @@ async def run(settings: AlertsSettings, *, bus: Bus, stop: asyncio.Event, engine
     )
     sub = await bus.subscribe([settings.readings_topic], group_id=settings.alerts_group_id)
     checkpoints = Checkpoints(detectors, sub, settings.state_path, settings.snapshot_interval_s)
+    health.ready(True, "state restored, subscribed")
     try:
         while not stop.is_set():
+            health.beat()
+            await lag.update(sub)
             # While a snapshot is being taken, its slices run between polls: do not sleep on an empty one.
             timeout_ms = 1 if checkpoints.busy else settings.poll_timeout_ms
             messages = await sub.getmany(timeout_ms=timeout_ms, max_records=settings.max_batch)
             if messages:
+                MESSAGES_IN.inc(len(messages))
                 alerts = await process_and_send(
                     detectors,
                     messages,
@@ -81,6 +117,7 @@ async def run(settings: AlertsSettings, *, bus: Bus, stop: asyncio.Event, engine
             await checkpoints.after_batch(messages)
         await checkpoints.close()  # not after a failure: the last snapshot stands
     finally:
+        health.ready(False, "stopping")
         checkpoints.cancel()
         await sub.close()
         logger.info("consumer_alerts stopped; %d event(s) open", len(detectors.open_events()))
@@ -124,18 +161,20 @@ async def process_and_send(
     them all. An event goes out at once (``let_out``) when nothing was shipped in the last ``SHIP_EVERY_S``
     of judging, else it waits that long at most for company: a produce request per event of a faulty tick
     held every later event of the tick up (docs/benchmarks.md, "Shipping events in company")."""
+    started = time.perf_counter()
     alerts: list[Alert] = []
     pending: list[asyncio.Future] = []
     shipped_at, unshipped = float("-inf"), False  # nothing shipped yet: the first event goes at once
     intake = intake or Intake()
     for events in events_per_reading(engine, messages, before=before, intake=intake):
         if isinstance(events, DeadLetter):
+            DEAD_LETTERS.labels(reason_class(events.reason)).inc()
             if intake.dead_letter_topic is not None:
-                pending.append(await bus.send(intake.dead_letter_topic, events.robot_id, events.to_bytes()))
+                pending.append(await _send(bus, intake.dead_letter_topic, events.robot_id, events.to_bytes()))
             continue
         found = [a for a in events if not already_sent(a, sent)]
         if found:
-            pending += [await bus.send(topic, a.robot_id, a.to_bytes()) for a in found]
+            pending += [await _send(bus, topic, a.robot_id, a.to_bytes()) for a in found]
             alerts += found
             unshipped = True
         if unshipped and time.perf_counter() - shipped_at >= SHIP_EVERY_S:
@@ -144,10 +183,17 @@ async def process_and_send(
     if pending:
         await asyncio.gather(*pending)
         for alert in alerts:
+            ALERT_EVENTS.labels(alert.severity, alert.state).inc()
             logger.info(
                 "event %r %s: %s, peak %.2f A", alert.event_id, alert.state, alert.severity, alert.peak_amps or 0
             )
+    BATCH_SECONDS.observe(time.perf_counter() - started)
     return alerts
+
+
+async def _send(bus: Bus, topic: str, key: str, value: bytes) -> asyncio.Future:
+    MESSAGES_OUT.labels(topic).inc()
+    return await bus.send(topic, key, value)
 
 
 def process(engine: DetectorEngine, messages: list[Message]) -> list[Alert]:
@@ -169,6 +215,7 @@ def events_per_reading(
             reading = intake.policy.read(message.value)
         except SchemaError as exc:
             # consumer_db records bad readings in rejected_readings; here they only cannot be judged.
+            SKIPPED.labels(reason_class(str(exc))).inc()
             logger.warning("%s/%d offset %d skipped: %s", message.topic, message.partition, message.offset, exc)
             continue
         refused = intake.roster.admit(reading.robot_id)

@@ -135,6 +135,9 @@ class AlertsSettings(CommonSettings):
         description="Seconds between two snapshots of the state; the offsets are committed with each, "
         "so a crash replays at most this much.",
     )
+    alerts_metrics_port: int | None = Field(
+        9103, ge=0, le=65535, description="Port of /metrics, /livez and /readyz; 0 or empty: none."
+    )
     poll_timeout_ms: int = Field(500, ge=10, description="Longest wait for new readings before checking for stop.")
     max_batch: int = Field(2000, ge=1, description="Readings taken from the topic in one batch at most.")
 
@@ -149,7 +152,7 @@ class AlertsSettings(CommonSettings):
             raise ValueError(f"unknown detector(s) {', '.join(unknown)} (known: {', '.join(registry.known())})")
         return names
 
-    @field_validator("state_path", "model_path", mode="before")
+    @field_validator("state_path", "model_path", "alerts_metrics_port", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

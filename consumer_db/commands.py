@@ -14,6 +14,7 @@ from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from common.errors import AxiswatchError, ServiceUnavailable
+from common.metrics import Health, serving
 from common.service import run_service, setup_logging
 from common.store.db import make_engine, safe_url
 from common.wire.kafka import open_bus
@@ -76,12 +77,14 @@ def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
         settings = settings.model_copy(update={"migrate_on_start": False})
 
     async def serve(stop: asyncio.Event) -> int:
-        bus = open_bus(settings)
-        await bus.start()
-        try:
-            await run(settings, bus=bus, stop=stop)
-        finally:
-            await bus.stop()
+        health = Health()
+        with serving(health, settings.sink_metrics_port):
+            bus = open_bus(settings)
+            await bus.start()
+            try:
+                await run(settings, bus=bus, stop=stop, health=health)
+            finally:
+                await bus.stop()
         return 0
 
     return run_service(serve)

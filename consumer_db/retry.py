@@ -18,6 +18,8 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
+from common.metrics import Health
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -45,10 +47,12 @@ async def retry(
     initial_s: float = 0.5,
     max_s: float = 30.0,
     recycle: Callable[[], None] | None = None,
+    health: Health | None = None,
 ) -> T | None:
     """Run ``call`` in a worker thread until it succeeds and return its result (which must not be None);
     return None if ``stop`` is set first. Only database errors are retried, each followed by ``recycle()``
-    (fresh connections for the next try); anything else is a bug and propagates."""
+    (fresh connections for the next try); anything else is a bug and propagates. ``health``: not ready while
+    the database fails, ready again once it answers; alive all the while (waiting is this loop's work)."""
     delay, failures, since = initial_s, 0, time.monotonic()
     while True:
         try:
@@ -57,6 +61,9 @@ async def retry(
             failures += 1
             if recycle is not None:
                 recycle()
+            if health is not None:
+                health.ready(False, f"database unavailable: {what} failed")
+                health.beat()
             if is_transient(exc):
                 logger.error(
                     "database unavailable, transient (%s failed: %s); not consuming meanwhile; retry %d in %.1f s",
@@ -81,6 +88,8 @@ async def retry(
                 delay = min(delay * 2, max_s)
                 continue
         if failures:
+            if health is not None:
+                health.ready(True, "database back")
             logger.warning(
                 "database is back after %.1f s and %d retries; %s done, resuming",
                 time.monotonic() - since,

@@ -16,9 +16,11 @@ import logging
 import time
 from dataclasses import dataclass
 
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine
 
 from common.errors import CommitFailed
+from common.metrics import Health, Lag, count_by_topic, reason_class
 from common.store.db import make_engine, safe_url
 from common.wire.bus import Bus, Message, Subscription
 from common.wire.schemas import RobotRoster
@@ -35,8 +37,38 @@ logger = logging.getLogger(__name__)
 POLL_S = 0.2  # the longest the loop waits on the bus before it looks at the stop event again
 REPORT_EVERY_S = 10.0
 
+MESSAGES_IN = Counter("axiswatch_consumer_db_messages_in_total", "Messages taken from the bus, by topic.", ["topic"])
+WRITTEN = Counter(
+    "axiswatch_consumer_db_written_total",
+    "What committed transactions stored: new readings rows, readings rows already there, alert events, "
+    "rejected records (bad readings and dead letters).",
+    ["kind"],
+)
+DEAD_LETTERS = Counter(
+    "axiswatch_consumer_db_dead_letters_total",
+    "Rejected records stored from decoded batches (bad readings, the dead-letter topic), by reason class.",
+    ["reason"],
+)
+LAG = Gauge("axiswatch_consumer_db_lag_messages", "Messages on the sink's partitions not fetched yet.")
+TRANSACTION_SECONDS = Histogram(
+    "axiswatch_consumer_db_transaction_seconds", "Duration of one batch's transaction (a successful try)."
+)
+BATCH_SECONDS = Histogram(
+    "axiswatch_consumer_db_batch_seconds",
+    "From a batch decoded to its offsets committed (waiting for its turn and retries included).",
+)
 
-async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, engine: Engine | None = None) -> None:
+
+async def run(
+    settings: ConsumerDbSettings,
+    *,
+    bus: Bus,
+    stop: asyncio.Event,
+    engine: Engine | None = None,
+    health: Health | None = None,
+) -> None:
+    """``health``: ready once subscribed and while the database answers; beaten once per batch."""
+    health = health or Health()
     own_engine = engine is None
     engine = engine or make_engine(settings.database_url, log_version=False)
     try:
@@ -44,6 +76,7 @@ async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, en
             "initial_s": settings.sink_retry_initial_s,
             "max_s": settings.sink_retry_max_s,
             "recycle": engine.dispose,  # after any failure: fresh sessions, not pooled ones (consumer_db.retry)
+            "health": health,
         }
         if settings.migrate_on_start and not await retry(
             lambda: migrate_as_owner(settings, engine), stop=stop, what="migrate", **backoff
@@ -62,9 +95,11 @@ async def run(settings: ConsumerDbSettings, *, bus: Bus, stop: asyncio.Event, en
         logger.info(
             "consumer_db: %s -> %s (group %s)", ", ".join(topics.all()), safe_url(engine), settings.sink_group_id
         )
+        health.ready(True, "subscribed, database reachable")
         try:
             await _consume(subscription, sink, settings, stop, backoff)
         finally:
+            health.ready(False, "stopping")
             await subscription.close()
     finally:
         if own_engine:
@@ -92,8 +127,11 @@ async def _consume(
     hand."""
     total, last_report = WriteReport(), time.monotonic()
     writing: Writing | None = None  # the previous batch: its transaction, then its offset commit
+    lag, health = Lag(LAG), backoff["health"]
     try:
         while not stop.is_set():
+            health.beat()
+            await lag.update(subscription)
             prepared = await _next_prepared(subscription, sink, settings, stop, backoff)
             previous, writing = writing, None
             if prepared is not None:
@@ -120,6 +158,7 @@ async def _next_prepared(
     )
     if not messages:
         return None
+    count_by_topic(MESSAGES_IN, messages)
     return await retry(lambda: sink.prepare(messages), stop=stop, what=f"decoding {len(messages)} messages", **backoff)
 
 
@@ -154,10 +193,10 @@ async def _write(
     stop: asyncio.Event,
     backoff: dict,
 ) -> WriteReport | None:
-    count, report = len(prepared.messages), None
+    count, report, started = len(prepared.messages), None, time.perf_counter()
     try:
         report = await retry(
-            lambda: sink.store(prepared, turn), stop=stop, what=f"write of {count} messages", **backoff
+            lambda: _timed_store(sink, prepared, turn), stop=stop, what=f"write of {count} messages", **backoff
         )
     except PreviousNotWritten:
         pass
@@ -169,7 +208,23 @@ async def _write(
     if after is not None:
         await asyncio.wait([after])  # offsets are committed in order, never past an uncommitted batch's
     await commit(subscription, prepared.messages)
+    BATCH_SECONDS.observe(time.perf_counter() - started)
+    _count_written(report, prepared)
     return report
+
+
+def _timed_store(sink: Sink, prepared: Prepared, turn: Turn) -> WriteReport:
+    with TRANSACTION_SECONDS.time():
+        return sink.store(prepared, turn)
+
+
+def _count_written(report: WriteReport, prepared: Prepared) -> None:
+    WRITTEN.labels("readings_new").inc(report.rows_new)
+    WRITTEN.labels("readings_seen").inc(report.rows_seen)
+    WRITTEN.labels("alerts").inc(report.alerts)
+    WRITTEN.labels("rejected").inc(report.rejected)
+    for row in prepared.batch.rejected:
+        DEAD_LETTERS.labels(reason_class(row["reason"])).inc()
 
 
 async def next_batch(

@@ -39,6 +39,9 @@ class ConsumerDbSettings(CommonSettings):
         description="URL the migrations run with: the schema's owner, while DATABASE_URL is the services' "
         "role without DDL rights (least privilege). Unset: DATABASE_URL.",
     )
+    sink_metrics_port: int | None = Field(
+        9102, ge=0, le=65535, description="Port of /metrics, /livez and /readyz; 0 or empty: none."
+    )
     axes_refresh_s: float = Field(60.0, gt=0, description="How long the sink trusts its copy of axes_dim.")
     ingest_chunk_rows: int = Field(5000, ge=1, description="Readings per transaction in the bulk CSV ingest.")
     csv_timezone: str = Field("UTC", description="Zone of a CSV's naive timestamps (ISO ones with Z are UTC).")
@@ -48,7 +51,7 @@ class ConsumerDbSettings(CommonSettings):
     export_page_size: int = Field(100_000, ge=1, description="Readings rows per CSV page of the full export.")
     export_sample_rows: int = Field(1000, ge=1, description="Readings (wide rows) in the XLSX sample sheet.")
 
-    @field_validator("migration_database_url", mode="before")
+    @field_validator("migration_database_url", "sink_metrics_port", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -18,9 +18,11 @@ from collections import deque
 from datetime import datetime
 from typing import Protocol
 
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine
 
 from common.errors import SchemaError
+from common.metrics import Health, count_by_topic, reason_class
 from common.store import queries
 from common.wire.bus import Bus, Message, Subscription
 from common.wire.schemas import Alert, Reading
@@ -37,6 +39,15 @@ class Listener(Protocol):
         (or left the feed's ``dashboard_alert_rows``)."""
 
 
+MESSAGES_IN = Counter("axiswatch_dashboard_messages_in_total", "Messages taken from the bus, by topic.", ["topic"])
+SKIPPED = Counter("axiswatch_dashboard_skipped_total", "Messages that could not be shown, by reason class.", ["reason"])
+SESSIONS = Gauge("axiswatch_dashboard_sessions", "Browser sessions receiving the live feed.")
+LAG = Gauge("axiswatch_dashboard_lag_messages", "Messages on the feed's partitions not fetched yet.")
+INGEST_SECONDS = Histogram(
+    "axiswatch_dashboard_ingest_seconds", "Time to fold one batch into the window and hand it to the sessions."
+)
+
+
 class LiveFeed:
     def __init__(self, settings: DashboardSettings, bus: Bus, engine: Engine | None = None) -> None:
         self.settings = settings
@@ -48,6 +59,7 @@ class LiveFeed:
         self.robots: dict[str, RobotWindow] = {}
         self.alerts: dict[str, Alert] = {}
         self.status = FeedStatus()
+        self.health = Health()  # ready while subscribed without error; beaten once per poll
         self._table: tuple[list[Alert], dict] | None = None  # the events newest first, and the table's columns
         self._listeners: set[Listener] = set()
         self._task: asyncio.Task | None = None
@@ -56,9 +68,11 @@ class LiveFeed:
     # -- sessions ------------------------------------------------------------------------------------
     def register(self, listener: Listener) -> None:
         self._listeners.add(listener)
+        SESSIONS.set(len(self._listeners))
 
     def unregister(self, listener: Listener) -> None:
         self._listeners.discard(listener)
+        SESSIONS.set(len(self._listeners))
 
     @property
     def listener_count(self) -> int:
@@ -106,12 +120,14 @@ class LiveFeed:
         delay = 1.0
         topics = [self.settings.readings_topic, self.settings.alerts_topic]
         while not self._stop.is_set():
+            self.health.beat()
             try:
                 sub = await self.bus.subscribe(topics, group_id=self.group_id, from_beginning=False)
             except Exception as exc:  # noqa: BLE001 - any client failure: say so on the page, retry
                 self._failed(f"cannot subscribe: {exc}")
             else:
                 self.status.subscribed, self.status.error, delay = True, None, 1.0
+                self.health.ready(True, "subscribed")
                 if not self._open_loaded:  # after subscribing: what the topic says from then on is newer
                     asyncio.get_running_loop().create_task(self._load_open_events(), name="dashboard-open-events")
                 try:
@@ -120,6 +136,7 @@ class LiveFeed:
                     self._failed(f"consumer failed: {exc}")
                 finally:
                     self.status.subscribed = False
+                    self.health.ready(False, self.status.error or "not subscribed")
                     with contextlib.suppress(Exception):
                         await sub.close()
             with contextlib.suppress(TimeoutError):
@@ -129,23 +146,28 @@ class LiveFeed:
     def _failed(self, reason: str) -> None:
         logger.warning("dashboard feed: %r (retrying)", reason)
         self.status.error = reason
+        self.health.ready(False, reason)
 
     async def _consume(self, sub: Subscription) -> None:
         next_lag = 0.0
         while not self._stop.is_set():
+            self.health.beat()
             messages = await sub.getmany(timeout_ms=self.settings.dashboard_push_ms, max_records=5000)
             if messages:
-                self.ingest(messages)
+                with INGEST_SECONDS.time():
+                    self.ingest(messages)
             if time.monotonic() >= next_lag:
                 next_lag = time.monotonic() + 2.0
                 with contextlib.suppress(Exception):
                     self.status.lag = await asyncio.wait_for(sub.lag(), 2.0)
+                    LAG.set(self.status.lag)
 
     def ingest(self, messages: list[Message]) -> None:
         """Fold a batch into the window and hand it to every session (public for tests and the benchmark)."""
         rows: dict[str, list[dict[str, float]]] = {}
         changed: dict[str, Alert] = {}
         now = time.monotonic()
+        count_by_topic(MESSAGES_IN, messages)
         for m in messages:
             # One message that cannot be shown is skipped, whatever the reason: the feed keeps its place
             # in the topics (a failure out of here would resubscribe at their end, losing what came between).
@@ -160,6 +182,7 @@ class LiveFeed:
             except Exception as exc:  # noqa: BLE001 - a bad message must not stop the feed
                 self.status.rejected += 1
                 reason = str(exc) if isinstance(exc, SchemaError) else f"{type(exc).__name__}: {exc}"
+                SKIPPED.labels(reason_class(reason)).inc()
                 logger.warning("dashboard feed: skipped %s[%d]@%d: %r", m.topic, m.partition, m.offset, reason)
         self.status.last_message = now
         self._changed(changed, rows)

@@ -8,6 +8,7 @@ import socket
 from weakref import WeakKeyDictionary
 
 from bokeh.server.server import Server
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
@@ -46,6 +47,27 @@ class HealthHandler(RequestHandler):
         )
 
 
+class MetricsHandler(RequestHandler):
+    """Prometheus' text format, on the dashboard's own port (no second server)."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.write(generate_latest())
+
+
+class CheckHandler(RequestHandler):
+    """``/livez`` and ``/readyz``: 200 or 503 with a short text (common.metrics.Health)."""
+
+    def initialize(self, check) -> None:
+        self.check = check
+
+    def get(self) -> None:
+        ok, text = self.check()
+        self.set_status(200 if ok else 503)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.write(text + "\n")
+
+
 def free_port(address: str) -> int:
     with socket.socket() as sock:
         sock.bind((address, 0))
@@ -65,7 +87,12 @@ def make_server(settings: DashboardSettings, *, bus: Bus, engine: Engine | None,
         address=settings.dashboard_address,
         port=port,
         allow_websocket_origin=settings.websocket_origins(port),
-        extra_patterns=[("/health", HealthHandler, {"feed": feed})],
+        extra_patterns=[
+            ("/health", HealthHandler, {"feed": feed}),
+            ("/metrics", MetricsHandler),
+            ("/livez", CheckHandler, {"check": feed.health.is_live}),
+            ("/readyz", CheckHandler, {"check": feed.health.is_ready}),
+        ],
         unused_session_lifetime_milliseconds=settings.dashboard_session_expiry_ms,
         check_unused_sessions_milliseconds=max(1000, settings.dashboard_session_expiry_ms // 2),
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from common.errors import AxiswatchError
+from common.metrics import Health, serving
 from common.service import run_service, setup_logging
 from common.wire.kafka import open_bus
 from producer.dryrun import JsonLinesBus
@@ -129,16 +130,18 @@ async def _run(settings: ProducerSettings, stop: asyncio.Event, *, dry_run: bool
 
     bus = JsonLinesBus() if dry_run else open_bus(settings)
     bar = _progress_bar(_expected_rows(settings)) if settings.max_speed else None
+    health = Health()
     try:
-        await bus.start()
-        try:
-            # `is not None`: a tqdm bar without a total (a looped or endless feed) refuses bool()
-            progress = bar.update if bar is not None else None
-            report = await run(settings, bus=bus, stop=stop, progress=progress, dry_run=dry_run)
-        finally:
-            if bar is not None:
-                bar.close()
-            await bus.stop()
+        with serving(health, None if dry_run else settings.producer_metrics_port):
+            await bus.start()
+            try:
+                # `is not None`: a tqdm bar without a total (a looped or endless feed) refuses bool()
+                progress = bar.update if bar is not None else None
+                report = await run(settings, bus=bus, stop=stop, progress=progress, dry_run=dry_run, health=health)
+            finally:
+                if bar is not None:
+                    bar.close()
+                await bus.stop()
     except (AxiswatchError, OSError) as exc:
         logger.error("producer failed: %s", exc)
         return 1

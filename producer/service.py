@@ -6,8 +6,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 
+from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine
 
+from common.metrics import Health, reason_class
 from common.wire.bus import Bus
 from common.wire.schemas import DeadLetter, Reading
 from producer.ahead import ReadAhead
@@ -21,6 +23,15 @@ from producer.settings import ProducerSettings
 logger = logging.getLogger(__name__)
 
 YIELD_EVERY = 256  # rows between two visits to the event loop at max speed (signals, other services)
+
+ROWS_IN = Counter("axiswatch_producer_rows_in_total", "Rows (readings and bad rows) taken from the feed.")
+MESSAGES_OUT = Counter("axiswatch_producer_messages_out_total", "Messages handed to the bus, by topic.", ["topic"])
+DEAD_LETTERS = Counter(
+    "axiswatch_producer_dead_letters_total", "Rows sent to the dead letters, by reason class.", ["reason"]
+)
+PUSH_SECONDS = Histogram(
+    "axiswatch_producer_push_seconds", "Time to hand a tick's queued batches to the bus before the pacing wait."
+)
 
 
 def pacing_options(settings: ProducerSettings) -> PacingOptions:
@@ -37,10 +48,13 @@ async def run(
     engine: Engine | None = None,
     progress: Callable[[int], None] | None = None,
     dry_run: bool = False,
+    health: Health | None = None,
 ) -> ProducerReport:
     """Publish ``source`` (default: the feed the settings describe) until it ends or ``stop`` is set;
     flush and wait for the broker's confirmations (at most ``shutdown_timeout_s``) before returning.
-    ``dry_run``: the bus writes the messages out instead of sending them; the report says so."""
+    ``dry_run``: the bus writes the messages out instead of sending them; the report says so.
+    ``health``: ready once the topics are there, beaten once per row."""
+    health = health or Health()
     clock = clock or MonotonicClock()
     feed = None if source is not None else await asyncio.to_thread(open_feed, settings, engine=engine)
     items = source if feed is None else feed.items
@@ -48,12 +62,14 @@ async def run(
     pacing = pacing_options(settings)
     logger.info("producing %s to %s, pacing: %s", report.source, settings.readings_topic, pacing.describe())
     await bus.ensure_topics([settings.readings_topic, settings.dead_letter_topic])
+    health.ready(True, "topics ready, producing")
     sender = Sender(bus, stop=stop, max_in_flight=settings.max_in_flight)
     pacer = Pacer(pacing, clock)
     started = clock.now()
     try:
-        await _publish(items, settings, sender, pacer, report, stop, progress)
+        await _publish(items, settings, sender, pacer, report, stop, progress, health)
     finally:
+        health.ready(False, "stopping")
         report.stopped = stop.is_set()
         await _finish(sender, settings, report)
         report.late_ticks, report.elapsed_s = pacer.late_ticks, clock.now() - started
@@ -63,20 +79,31 @@ async def run(
     return report
 
 
-async def _publish(items, settings, sender: Sender, pacer: Pacer, report: ProducerReport, stop, progress) -> None:
+async def _publish(
+    items, settings, sender: Sender, pacer: Pacer, report: ProducerReport, stop, progress, health: Health
+) -> None:
     max_speed, clock = pacer.options.max_speed, pacer.clock
     ahead = ReadAhead(items, clock)
+    readings_out, dead_letters_out = (
+        MESSAGES_OUT.labels(t) for t in (settings.readings_topic, settings.dead_letter_topic)
+    )
     for count, (item, value) in enumerate(ahead, 1):
         if stop.is_set():
             return
+        ROWS_IN.inc()
+        health.beat()
         if isinstance(item, DeadLetter):
             report.reject(item)
+            DEAD_LETTERS.labels(reason_class(item.reason)).inc()
             await sender.send(settings.dead_letter_topic, item.robot_id or item.source, value)
+            dead_letters_out.inc()
             continue
         delay = pacer.delay(item.robot_id, item.ts)
         if delay > 0:
             due = clock.now() + delay
-            await sender.push()  # what was queued goes out before the wait, not after it
+            health.beat(delay)
+            with PUSH_SECONDS.time():
+                await sender.push()  # what was queued goes out before the wait, not after it
             # The rest of the tick is made midway through the wait: not while the consumers are busy with
             # the tick just sent, and in good time for its own.
             await clock.sleep(delay / 2, stop)
@@ -85,6 +112,7 @@ async def _publish(items, settings, sender: Sender, pacer: Pacer, report: Produc
             if stop.is_set():
                 return  # stopped while waiting: this row was not sent
         await sender.send(settings.readings_topic, item.robot_id, value)
+        readings_out.inc()
         report.saw(item.ts)
         if progress is not None:
             progress(1)

@@ -46,11 +46,23 @@ class ProducerSettings(CommonSettings):
     limit: int | None = Field(None, ge=1, description="Rows per pass of the export, or readings of the fleet.")
     axes_from_db: bool = Field(True, description="Take the axis list from the axes_dim table when readable.")
     max_in_flight: int = Field(20_000, ge=1, description="Messages sent but not yet confirmed, at most.")
+    producer_metrics_port: int | None = Field(
+        9101, ge=0, le=65535, description="Port of /metrics, /livez and /readyz; 0 or empty: none."
+    )
     shutdown_timeout_s: float = Field(
         30.0, gt=0, description="On stop, how long to wait for the broker to confirm what was sent."
     )
 
-    @field_validator("csv_path", "labels_out", "wear_labels_out", "replay_speed", "limit", "start_time", mode="before")
+    @field_validator(
+        "csv_path",
+        "labels_out",
+        "wear_labels_out",
+        "replay_speed",
+        "limit",
+        "start_time",
+        "producer_metrics_port",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         # docker compose passes CSV_PATH="" when the variable is unset.

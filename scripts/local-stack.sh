@@ -51,6 +51,19 @@ wait_for_dashboard() {
     note "dashboard did not answer on port $port within 60 s; see $RUN/dashboard.log"; return 1
 }
 
+wait_until_ready() {  # NAME PORT: the service's /readyz (common/metrics.py) answers 200; no port: nothing to ask
+    local name=$1 port=$2
+    [[ -z "$port" || "$port" == 0 ]] && return 0
+    for _ in $(seq 1 60); do
+        if "$PYTHON" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/readyz', timeout=2)" 2>/dev/null; then
+            return 0
+        fi
+        alive "$name" || { note "$name exited; see $RUN/$name.log"; tail -20 "$RUN/$name.log" >&2; return 1; }
+        sleep 1
+    done
+    note "$name: no ready answer on port $port within 60 s (set in .env only?); going on"
+}
+
 up() {
     mkdir -p "$RUN"
     [[ "${1:-}" == "--clean" ]] && down --clean
@@ -62,6 +75,11 @@ up() {
     start_service consumer_db
     start_service consumer_alerts
     start_service dashboard
+    # The producer starts once the consumers are subscribed: the dashboard reads from the topic's end, and a
+    # fast replay runs ahead of the clock by more than DASHBOARD_MAX_FUTURE_S within seconds.
+    wait_until_ready consumer_db "${SINK_METRICS_PORT-9102}" || return 1
+    wait_until_ready consumer_alerts "${ALERTS_METRICS_PORT-9103}" || return 1
+    wait_until_ready dashboard "${DASHBOARD_PORT:-5006}" || return 1
     # shellcheck disable=SC2086  # PRODUCER_ARGS is a word list on purpose
     start_service producer ${PRODUCER_ARGS:---synthetic --robots 5 --faults}
     wait_for_dashboard

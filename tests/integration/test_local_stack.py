@@ -69,6 +69,10 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         "AXISWATCH_VAR_DIR": str(tmp_path / "stack"),
         "PYTHON": sys.executable,
         "DASHBOARD_PORT": str(port),
+        # free ports: the defaults (9101-9103) may be another stack's on a shared machine
+        "PRODUCER_METRICS_PORT": str(free_port()),
+        "SINK_METRICS_PORT": str(free_port()),
+        "ALERTS_METRICS_PORT": str(free_port()),
         "MODEL_PATH": str(REPO / "consumer_alerts/models/synthetic-fleet.json"),
         "STATE_PATH": str(tmp_path / "alerts-state.json"),
         "PRODUCER_ARGS": f"--synthetic --robots 2 --faults --fault-period 600 --speed 100 --limit {READINGS}",

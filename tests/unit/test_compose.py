@@ -135,3 +135,14 @@ def test_docker_compose_config_refuses_a_missing_password():
     result = run_compose_config({})
     assert result.returncode != 0
     assert "POSTGRES_PASSWORD" in result.stderr
+
+
+@pytest.mark.parametrize("service", sorted(APP_SETTINGS))
+def test_health_checks_ask_the_service_own_readiness_endpoint(service):
+    """The port in the check is the one the service listens on with compose's environment (its default)."""
+    fields = settings_class(service).model_fields
+    (setting,) = [name for name in fields if name.endswith("metrics_port")] or ["dashboard_port"]
+    port = fields[setting].default
+    assert port, f"{service}: the endpoint is off by default, the health check would never pass"
+    assert f"http://localhost:{port}/readyz" in " ".join(COMPOSE["services"][service]["healthcheck"]["test"])
+    assert setting.upper() not in COMPOSE["services"][service]["environment"]
