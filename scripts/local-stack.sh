@@ -75,8 +75,8 @@ up() {
     start_service consumer_db
     start_service consumer_alerts
     start_service dashboard
-    # The producer starts once the consumers are subscribed: the dashboard reads from the topic's end, and a
-    # fast replay runs ahead of the clock by more than DASHBOARD_MAX_FUTURE_S within seconds.
+    # The producer starts once the consumers are subscribed: the dashboard reads from the topic's end, so
+    # readings sent before it subscribed would never reach its live view.
     wait_until_ready consumer_db "${SINK_METRICS_PORT-9102}" || return 1
     wait_until_ready consumer_alerts "${ALERTS_METRICS_PORT-9103}" || return 1
     wait_until_ready dashboard "${DASHBOARD_PORT:-5006}" || return 1

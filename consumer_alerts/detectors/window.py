@@ -48,9 +48,6 @@ class RollingWindow:
         self.values.clear()
         self._resum()
 
-    def __len__(self) -> int:
-        return len(self.values)
-
     @property
     def full(self) -> bool:
         return len(self.values) == self.size
