@@ -80,7 +80,7 @@ def test_zscore_excludes_the_samples_under_test_from_the_baseline():
     detector = zscore(test_samples=3)
     feed(detector, [1.0] * 60 + [5.0, 6.0, 7.0])
     assert list(detector.test.values) == [5.0, 6.0, 7.0]
-    assert 5.0 not in detector.baseline.values and len(detector.baseline) == 60
+    assert 5.0 not in detector.baseline.values and len(detector.baseline.values) == 60
 
 
 def test_zscore_ignores_idle_rows_and_none():
@@ -95,9 +95,9 @@ def test_zscore_ignores_idle_rows_and_none():
 def test_zscore_baseline_resets_after_a_long_stoppage():
     detector = zscore(stoppage_s=600.0)
     feed(detector, noise(200))
-    assert len(detector.baseline) > 0
+    assert len(detector.baseline.values) > 0
     detector.update(200 * 2.0 + 601.0, 10.0)
-    assert len(detector.baseline) == 0 and list(detector.test.values) == [10.0]
+    assert len(detector.baseline.values) == 0 and list(detector.test.values) == [10.0]
     # Warm-up again: even a wild value cannot fire before min_samples are back.
     assert not any(feed(detector, [10.0] * 20 + [80.0] * 3, t0=2000.0))
 
