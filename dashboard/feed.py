@@ -55,6 +55,7 @@ class LiveFeed:
         self.engine = engine
         self._open_loaded = engine is None  # the open events are taken from the database once, at start
         self.axes = list(settings.axes)
+        self.policy = settings.reading_policy()  # the pipeline's rule for sane readings, built once
         self.group_id = f"{settings.dashboard_group_id}-{uuid.uuid4().hex[:8]}"
         self.robots: dict[str, RobotWindow] = {}
         self.alerts: dict[str, Alert] = {}
@@ -176,7 +177,7 @@ class LiveFeed:
                     alert = self._merge_alert(Alert.from_bytes(m.value))
                     changed[alert.event_id] = alert
                 else:
-                    reading = self.settings.reading_policy().read(m.value)  # the policy for sane readings
+                    reading = self.policy.read(m.value)
                     rows.setdefault(reading.robot_id, []).append(self._add_reading(reading))
                     self.status.arrivals.append(now)
             except Exception as exc:  # noqa: BLE001 - a bad message must not stop the feed
