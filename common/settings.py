@@ -70,7 +70,14 @@ class CommonSettings(BaseSettings):
     alerts_topic: str = "axiswatch.alerts"
     dead_letter_topic: str = "axiswatch.dead-letters"
     topic_partitions: int = Field(6, ge=1, description="Partitions of topics created at start-up.")
-    topic_replication_factor: int = Field(1, ge=1)
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Copies of each topic created at start-up; 3 on a production cluster (docs/kafka.md)."
+    )
+    topic_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of topics created at start-up (2 with 3 copies); unset: the broker's default.",
+    )
     robot_id: str = Field("RMBR4-2", description="Robot id used when a feed does not name one.")
     axes: Annotated[list[int], NoDecode] = Field(
         list(DEFAULT_AXES), description="Axis list (schema lock), e.g. 1-14 or 1,2,3; axes 1 to 62."

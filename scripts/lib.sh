@@ -6,6 +6,7 @@
 #   server_pid     print the pid of its running server and return 0, or return 1
 #   server_where   a short "where it listens" for status
 #   ENV_VAR, ENV_FILE  the variable `env` prints, and the file in $STATE holding its value
+#   TAKES_ARGS     (optional) the commands that take arguments, default "stop"
 #   cmd_start, stop_server PID, remove_state (for stop --clean), and any extra cmd_<name> it offers
 # and ends with `dispatch "$@"`.
 
@@ -118,18 +119,17 @@ cmd_stop() {
     fi
 }
 
-# dispatch "$@": `stop` takes its flag, every other command (start, status, env, and the script's own
-# cmd_<name>) takes no argument.
+# dispatch "$@": run cmd_<command>. Only the commands in TAKES_ARGS (default: `stop`, which takes its
+# flag) get arguments and check them; every other one (start, status, env, ...) takes none.
 dispatch() {
     local command="${1:-help}"
     shift || true
     case "$command" in
-        stop) cmd_stop "$@" ;;
         -h | --help | help) usage ;;
         *)
             [[ "$command" =~ ^[a-z]+$ ]] && declare -F "cmd_$command" >/dev/null || usage
-            [[ $# -eq 0 ]] || usage
-            "cmd_$command"
+            [[ " ${TAKES_ARGS:-stop} " == *" $command "* || $# -eq 0 ]] || usage
+            "cmd_$command" "$@"
             ;;
     esac
 }

@@ -120,10 +120,16 @@ def stored(engine: Engine) -> tuple[int, int]:
 class PrivateKafka:
     """A broker of the test's own (scripts/kafka.sh under its own AXISWATCH_VAR_DIR), to stop and restart
     without touching the shared one. ``stop()`` keeps the data and the ports, so a restart comes back at the
-    same address with the same topics, as a real broker restart does."""
+    same address with the same topics, as a real broker restart does. ``knobs`` are more of the script's
+    environment knobs (``AXISWATCH_KAFKA_BROKERS="3"`` for a cluster, the SASL_SSL ones)."""
 
-    def __init__(self, var_dir: Path) -> None:
-        self.env = {**os.environ, "AXISWATCH_VAR_DIR": str(var_dir), "AXISWATCH_KAFKA_STOP_TIMEOUT": "30"}
+    def __init__(self, var_dir: Path, **knobs: str) -> None:
+        self.env = {
+            **os.environ,
+            "AXISWATCH_VAR_DIR": str(var_dir),
+            "AXISWATCH_KAFKA_STOP_TIMEOUT": "30",
+            **knobs,
+        }
         self.bootstrap = ""
 
     @staticmethod
@@ -147,6 +153,10 @@ class PrivateKafka:
 
     def stop(self, *flags: str) -> None:
         self._script("stop", *flags)
+
+    def pid(self, node: int) -> int:
+        """The process id of one node of the cluster (node ids 1, 2, ...)."""
+        return int(self._script("pid", str(node)))
 
 
 class TopicReader:

@@ -196,8 +196,15 @@ class KafkaBus:
             existing = set(await admin.list_topics())
             missing = [t for t in dict.fromkeys(topics) if t not in existing]
             if missing:
+                # With acks=all, a write counts once min.insync.replicas copies have it (docs/kafka.md).
+                configs = {}
+                if self.settings.topic_min_insync_replicas is not None:
+                    configs["min.insync.replicas"] = str(self.settings.topic_min_insync_replicas)
                 new = [
-                    NewTopic(t, self.settings.topic_partitions, self.settings.topic_replication_factor) for t in missing
+                    NewTopic(
+                        t, self.settings.topic_partitions, self.settings.topic_replication_factor, topic_configs=configs
+                    )
+                    for t in missing
                 ]
                 try:
                     await admin.create_topics(new)
