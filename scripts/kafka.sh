@@ -78,14 +78,19 @@ cluster_size() {
     local n
     if [[ -s "$STATE/brokers" ]]; then
         n="$(cat "$STATE/brokers")"
-        if [[ -n "${AXISWATCH_KAFKA_BROKERS:-}" && "$AXISWATCH_KAFKA_BROKERS" != "$n" ]]; then
-            die "the state in $STATE is a $n-node cluster; AXISWATCH_KAFKA_BROKERS=$AXISWATCH_KAFKA_BROKERS needs stop --clean first"
-        fi
     else
         n="${AXISWATCH_KAFKA_BROKERS:-1}"
     fi
     [[ "$n" =~ ^[1-9]$ ]] || die "AXISWATCH_KAFKA_BROKERS must be 1 to 9, got '$n'"
     echo "$n"
+}
+
+# start refuses to silently ignore an AXISWATCH_KAFKA_BROKERS the existing state cannot honour.
+check_size() {
+    local n="$1"
+    if [[ -n "${AXISWATCH_KAFKA_BROKERS:-}" && "$AXISWATCH_KAFKA_BROKERS" != "$n" ]]; then
+        die "the state in $STATE is a $n-node cluster; for AXISWATCH_KAFKA_BROKERS=$AXISWATCH_KAFKA_BROKERS run stop --clean first"
+    fi
 }
 
 node_dir() { echo "$STATE/node-$1"; }
@@ -489,6 +494,7 @@ cmd_start() {
     lock_state
     local n node pid
     n="$(cluster_size)"
+    check_size "$n"
     check_java
     check_security
     command -v python3 >/dev/null 2>&1 || die "python3 not found"
