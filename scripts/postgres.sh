@@ -29,6 +29,11 @@
 # Environment knobs:
 #   AXISWATCH_PG_BINDIR         directory with initdb/pg_ctl/postgres (default: newest found)
 #   AXISWATCH_PG_START_TIMEOUT  seconds for pg_ctl -w (default 60)
+#   AXISWATCH_PG_SSL_CERTFILE   TLS (docs/consumer_db.md, "TLS"): the server's PEM certificate, valid for 127.0.0.1;
+#   AXISWATCH_PG_SSL_KEYFILE    its PEM private key. With both, TCP clients must use TLS (hostssl only, a plain
+#                               connection is rejected), passwords are checked with scram-sha-256 as always.
+#   AXISWATCH_PG_SSL_CAFILE     the CA that signs the certificate: the URLs printed then carry
+#                               ?sslmode=verify-full&sslrootcert=<it>. Give the knobs on every start.
 set -euo pipefail
 
 NAME=postgres.sh
@@ -159,18 +164,49 @@ show_log() {
     fi
 }
 
+# What the URLs add for TLS: the client checks the server's certificate and name against the CA.
+url_query() {
+    if [[ -n "${AXISWATCH_PG_SSL_CAFILE:-}" ]]; then
+        echo "?sslmode=verify-full&sslrootcert=$(realpath "$AXISWATCH_PG_SSL_CAFILE")"
+    fi
+}
+
 write_url() {
-    local port="$1" pw
+    local port="$1" pw query
+    query="$(url_query)"
     pw="$(cat "$STATE/password")"
-    (umask 077 && echo "postgresql+psycopg2://${DB_USER}:${pw}@127.0.0.1:${port}/${DB_NAME}" >"$STATE/database_url")
+    (umask 077 && echo "postgresql+psycopg2://${DB_USER}:${pw}@127.0.0.1:${port}/${DB_NAME}${query}" >"$STATE/database_url")
     chmod 600 "$STATE/database_url"
     local role
     for role in owner app; do
         pw="$(cat "$STATE/${role}_password")"
-        (umask 077 && echo "postgresql+psycopg2://axiswatch_${role}:${pw}@127.0.0.1:${port}/${DB_NAME}" \
+        (umask 077 && echo "postgresql+psycopg2://axiswatch_${role}:${pw}@127.0.0.1:${port}/${DB_NAME}${query}" \
             >"$STATE/${role}_database_url")
         chmod 600 "$STATE/${role}_database_url"
     done
+}
+
+# tls_options: the server options for TLS (none without the knobs). The certificate and key are copied
+# beside the data, owned by the server user (it may not reach the caller's files; the key must be 0600), and a
+# pg_hba of its own accepts TCP clients over TLS only.
+TLS_OPTIONS=""
+tls_options() {
+    TLS_OPTIONS=""
+    [[ -n "${AXISWATCH_PG_SSL_CERTFILE:-}${AXISWATCH_PG_SSL_KEYFILE:-}" ]] || return 0
+    [[ -r "${AXISWATCH_PG_SSL_CERTFILE:-}" && -r "${AXISWATCH_PG_SSL_KEYFILE:-}" ]] \
+        || die "TLS needs both AXISWATCH_PG_SSL_CERTFILE and AXISWATCH_PG_SSL_KEYFILE (readable files)"
+    local owner=()
+    ((EUID == 0)) && owner=(-o "$PGUSER")
+    install -m 644 "${owner[@]}" "$AXISWATCH_PG_SSL_CERTFILE" "$PGHOME/server.crt"
+    install -m 600 "${owner[@]}" "$AXISWATCH_PG_SSL_KEYFILE" "$PGHOME/server.key"
+    as_server tee "$PGHOME/pg_hba_tls.conf" >/dev/null <<EOF
+# Written by scripts/postgres.sh when TLS is on: over TCP, TLS or nothing; passwords by scram-sha-256.
+local     all all           scram-sha-256
+hostssl   all all 127.0.0.1/32 scram-sha-256
+hostnossl all all all       reject
+EOF
+    TLS_OPTIONS="-c ssl=on -c ssl_cert_file=$PGHOME/server.crt -c ssl_key_file=$PGHOME/server.key"
+    TLS_OPTIONS+=" -c hba_file=$PGHOME/pg_hba_tls.conf"
 }
 
 find_psql() {
@@ -294,10 +330,11 @@ cmd_start() {
     [[ -n "$port" ]] || port="$(free_port)"
     echo "$port" >"$STATE/port"
 
+    tls_options
     # A stale postmaster.pid from a crash is handled by postgres itself.
-    log "starting PostgreSQL on 127.0.0.1:$port (data $PGHOME/data)"
+    log "starting PostgreSQL on 127.0.0.1:$port (data $PGHOME/data${TLS_OPTIONS:+; TLS only})"
     if ! as_server "$BINDIR/pg_ctl" -D "$PGHOME/data" -l "$PGHOME/postgres.log" \
-            -o "-p $port" -w -t "$START_TIMEOUT" start >"$STATE/pg_ctl.log" 2>&1 </dev/null 9>&-; then
+            -o "-p $port $TLS_OPTIONS" -w -t "$START_TIMEOUT" start >"$STATE/pg_ctl.log" 2>&1 </dev/null 9>&-; then
         cat "$STATE/pg_ctl.log" >&2
         show_log
         # Do not leave a half-started server behind.

@@ -1,0 +1,130 @@
+"""The services over a PostgreSQL that takes TLS only (issue 24), as a managed one does: the repo's own
+throwaway server (scripts/postgres.sh with AXISWATCH_PG_SSL_*) with a certificate from a CA made at test time,
+scram-sha-256 passwords, and DATABASE_URL with ``sslmode=verify-full`` and the CA. A plaintext client and a
+client that does not trust the CA are refused; the producer and consumer_db (as the least-privilege role,
+migrations as the owner) run through it and store exactly the input, every connection of theirs encrypted.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from datetime import UTC, datetime
+from glob import glob
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import OperationalError
+
+from common.store.tables import readings_fact
+from producer.synthetic import synthetic_fleet
+from tests.conftest import service_missing
+from tests.fault_support import Service, poll, service_env, stored
+from tests.tls_support import make_server_tls, openssl_missing
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+REPO = Path(__file__).resolve().parents[2]
+START = datetime(2024, 3, 1, 8, tzinfo=UTC)
+ROBOTS, TICK_S, READINGS, AXES = 3, 2.0, 1500, [1, 2, 3]
+
+
+def postgres_missing() -> str | None:
+    if os.environ.get("AXISWATCH_PG_BINDIR") or glob("/usr/lib/postgresql/*/bin/pg_ctl") or shutil.which("pg_ctl"):
+        return None
+    return "no PostgreSQL server binaries for a private server (apt-get install postgresql)"
+
+
+@pytest.fixture(scope="module")
+def tls_postgres(tmp_path_factory):
+    """A private PostgreSQL that accepts TLS only; its superuser, owner and app URLs (verify-full)."""
+    reason = postgres_missing() or openssl_missing()
+    if reason:
+        service_missing(reason)
+    home = tmp_path_factory.mktemp("tls-postgres")
+    tls = make_server_tls(home / "tls")
+    env = {
+        **os.environ,
+        "AXISWATCH_VAR_DIR": str(home / "var"),
+        "AXISWATCH_PG_SSL_CERTFILE": str(tls.cert),
+        "AXISWATCH_PG_SSL_KEYFILE": str(tls.key),
+        "AXISWATCH_PG_SSL_CAFILE": str(tls.ca),
+    }
+    script = [str(REPO / "scripts" / "postgres.sh")]
+    started = subprocess.run([*script, "start"], env=env, capture_output=True, text=True, timeout=120)
+    try:
+        if started.returncode != 0:
+            service_missing(f"scripts/postgres.sh start with TLS failed:\n{started.stderr[-2000:]}")
+        state = home / "var" / "postgres"
+        yield {role: (state / f"{role}database_url").read_text().strip() for role in ("", "owner_", "app_")}
+    finally:
+        subprocess.run([*script, "stop", "--clean"], env=env, capture_output=True, timeout=120)
+
+
+def connects(url: str) -> bool:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("select ssl from pg_stat_ssl where pid = pg_backend_pid()")).scalar_one()
+    except OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def test_only_tls_with_the_right_ca_and_scram_passwords_get_in(tls_postgres):
+    superuser = tls_postgres[""]
+    assert "sslmode=verify-full" in superuser
+    assert connects(superuser) is True  # and the session is encrypted
+    assert not connects(re.sub(r"\?.*", "?sslmode=disable", superuser))  # pg_hba: TCP without TLS is rejected
+    other_ca = re.sub(r"sslrootcert=[^&]*", "sslrootcert=" + str(REPO / "tests" / "tls_support.py"), superuser)
+    assert not connects(other_ca)  # a CA file that does not sign the server's certificate
+    engine = create_engine(superuser)
+    try:
+        with engine.connect() as conn:
+            hashes = conn.execute(text("select rolname, rolpassword from pg_authid where rolname like 'axiswatch%'"))
+            methods = {name: password.split("$", 1)[0] for name, password in hashes}
+    finally:
+        engine.dispose()
+    assert methods == dict.fromkeys(("axiswatch", "axiswatch_owner", "axiswatch_app"), "SCRAM-SHA-256")
+
+
+def test_producer_and_sink_through_tls_store_exactly_the_input(tls_postgres, kafka_env, unique, tmp_path):
+    env = service_env(kafka_env, database_url=tls_postgres["app_"], axes="1-3", log_level="INFO")
+    env["MIGRATION_DATABASE_URL"] = tls_postgres["owner_"]
+    sink = Service("consumer_db", {**env, "SINK_GROUP_ID": f"sink-{unique}"}, tmp_path / "sink.log")
+    producer = None
+    watch = create_engine(tls_postgres[""])
+    try:
+        poll(lambda: stored(watch)[0] == 0, "the sink's tables", services=(sink,))
+        producer = Service(
+            "producer",
+            env,
+            tmp_path / "producer.log",
+            *("--synthetic", "--robots", str(ROBOTS), "--seed", "5", "--tick-seconds", str(TICK_S), "--max-speed"),
+            *("--start-time", START.isoformat(), "--limit", str(READINGS)),
+        )
+        assert producer.process.wait(90) == 0, producer.tail()
+        poll(lambda: stored(watch)[0] == len(AXES) * READINGS, "every row", timeout=90, services=(sink,))
+        with watch.connect() as conn:
+            sink_sessions = conn.execute(
+                text(
+                    "select s.ssl from pg_stat_activity a join pg_stat_ssl s using (pid)"
+                    " where a.usename = 'axiswatch_app' and a.datname = current_database()"
+                )
+            ).scalars()
+            assert set(sink_sessions) == {True}  # the sink is connected, and only over TLS
+            rows = conn.execute(
+                select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
+            ).all()
+        assert sink.stop(signal.SIGTERM) == 0, sink.tail()
+    finally:
+        for service in (producer, sink):
+            if service is not None and service.process.poll() is None:
+                service.stop(signal.SIGKILL)
+        watch.dispose()
+    fleet = synthetic_fleet(ROBOTS, seed=5, tick_seconds=TICK_S, start=START, axes=AXES)
+    expected = {(r.robot_id, r.ts, axis, r.currents[axis]) for r in islice(fleet, READINGS) for axis in AXES}
+    assert len(rows) == len(expected) and set(rows) == expected
