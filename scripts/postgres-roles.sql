@@ -25,6 +25,10 @@ SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICA
 \gexec
 SELECT format('ALTER DATABASE %I OWNER TO %I', current_database(), :'owner')
 \gexec
+-- JIT off for both roles, as the services' own startup option has it: behind a pooler (PgBouncer), which
+-- refuses startup options, this default is what keeps it off (docs/consumer_db.md, "Behind PgBouncer").
+SELECT format('ALTER ROLE %I SET jit = off', r) FROM unnest(ARRAY[:'owner', :'app']) AS r
+\gexec
 ALTER SCHEMA public OWNER TO :"owner";
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO :"app";

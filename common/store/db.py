@@ -22,10 +22,38 @@ def make_engine(database_url: SecretStr | str, *, log_version: bool = True, **kw
         # and JIT was most of their time (docs/benchmarks.md, "Measurements behind the code").
         connect_args = {"options": "-c jit=off", **kwargs.pop("connect_args", {})}
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+        event.listen(engine, "do_connect", _StartupOptionsRefused())
     if log_version:
         with engine.connect() as conn:
             logger.info("database %s: %s", safe_url(engine), server_version(conn))
     return engine
+
+
+class _StartupOptionsRefused:
+    """A connection pooler in front of the database (PgBouncer, and so Neon's ``-pooler`` endpoints) refuses
+    the ``options`` startup parameter: connect without it there, from then on. JIT is then off through the
+    roles' own default (``ALTER ROLE ... SET jit = off``, scripts/postgres-roles.sql), which the pooler's server
+    connections get. What the services do per connection is transaction-scoped (advisory locks, the staging
+    table), so a transaction-mode pool is safe (docs/consumer_db.md, "Behind PgBouncer")."""
+
+    def __init__(self) -> None:
+        self.refused = False
+
+    def __call__(self, dialect, _record, cargs: list, cparams: dict):
+        if self.refused:
+            cparams.pop("options", None)
+            return None
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.OperationalError as exc:
+            if "options" not in cparams or "unsupported startup parameter" not in str(exc):
+                raise
+        self.refused = True
+        logger.info(
+            "the database (a pooler?) refuses startup options; connecting without them (JIT: the role's default)"
+        )
+        cparams.pop("options")
+        return dialect.connect(*cargs, **cparams)
 
 
 def safe_url(engine: Engine) -> str:
