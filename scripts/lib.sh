@@ -3,11 +3,12 @@
 # lock, process and port helpers, the status/env commands and the command dispatcher.
 #
 # A script sets NAME (its log prefix) and calls `init_state SUBDIR`, then defines
-#   server_pid     print the pid of its running server and return 0, or return 1
+#   server_pid     print the pid(s) of its running server (space-separated) and return 0, or return 1
 #   server_where   a short "where it listens" for status
 #   ENV_VAR, ENV_FILE  the variable `env` prints, and the file in $STATE holding its value
 #   TAKES_ARGS     (optional) the commands that take arguments, default "stop"
-#   cmd_start, stop_server PID, remove_state (for stop --clean), and any extra cmd_<name> it offers
+#   cmd_start, stop_server PIDS (what server_pid printed), remove_state (for stop --clean),
+#   and any extra cmd_<name> it offers
 # and ends with `dispatch "$@"`.
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)"
