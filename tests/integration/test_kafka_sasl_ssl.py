@@ -1,15 +1,19 @@
 """The services over a secured Kafka, as a managed one is (issue 24): the repo's own broker with a SASL_SSL
-listener (SCRAM-SHA-512) and a certificate from a CA made at test time, the producer and consumer_db as
+listener (SCRAM-SHA-512) and a certificate from a CA made at test time; the producer and consumer_db as
 processes configured only by the documented settings (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
-KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE). PostgreSQL holds exactly the input; a wrong
-password, a client without the CA, and a plaintext client are all refused, so the broker is really secured.
+KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE), consumer_alerts and the dashboard beside them
+until they are ready (connected and subscribed). PostgreSQL holds exactly the input; a wrong password, a
+client without the CA, and a plaintext client are all refused, so the broker is really secured.
 """
 
 import asyncio
 import secrets
 import signal
+import socket
+import urllib.request
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -25,6 +29,7 @@ from tests.conftest import service_missing
 from tests.fault_support import PrivateKafka, Service, poll, service_env, stored
 from tests.tls_support import make_server_tls, openssl_missing
 
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 START = datetime(2024, 3, 1, 8, tzinfo=UTC)
 ROBOTS, TICK_S, READINGS, AXES = 4, 2.0, 2000, [1, 2, 3]
@@ -82,6 +87,20 @@ async def bootstraps(settings: CommonSettings) -> bool:
     return True
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:  # refused while starting, or HTTP 503 (HTTPError is an OSError)
+        return False
+
+
 def test_the_broker_refuses_wrong_credentials_no_ca_and_plaintext(secured_kafka):
     good = CommonSettings(**secured_kafka)
     assert asyncio.run(bootstraps(good))
@@ -104,10 +123,30 @@ def test_producer_and_sink_over_sasl_ssl_store_exactly_the_input(secured_kafka, 
     }
     env = service_env(kafka_env, database_url=pg_url, axes="1-3", log_level="INFO")
     sink = Service("consumer_db", {**env, "SINK_GROUP_ID": f"sink-{unique}"}, tmp_path / "sink.log")
+    ports = {"consumer_alerts": free_port(), "dashboard": free_port()}
+    alerts = Service(
+        "consumer_alerts",
+        {
+            **env,
+            "ALERTS_METRICS_PORT": str(ports["consumer_alerts"]),
+            "MODEL_PATH": str(REPO / "consumer_alerts" / "models" / "synthetic-fleet.json"),
+            "STATE_PATH": str(tmp_path / "alerts-state.json"),
+        },
+        tmp_path / "alerts.log",
+    )
+    dashboard = Service("dashboard", {**env, "DASHBOARD_PORT": str(ports["dashboard"])}, tmp_path / "dashboard.log")
     producer = None
     engine = make_engine(pg_url, log_version=False)
     try:
         poll(lambda: stored(engine)[0] == 0, "the sink's tables", services=(sink,))
+        # /readyz answers 200 once the service is connected to Kafka (here: past TLS and SCRAM) and subscribed.
+        poll(
+            lambda: all(ready(port) for port in ports.values()),
+            "consumer_alerts and the dashboard ready over SASL_SSL",
+            timeout=90,
+            every=0.5,
+            services=(alerts, dashboard),
+        )
         producer = Service(
             "producer",
             env,
@@ -123,7 +162,7 @@ def test_producer_and_sink_over_sasl_ssl_store_exactly_the_input(secured_kafka, 
                 select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
             ).all()
     finally:
-        for service in (producer, sink):
+        for service in (producer, sink, alerts, dashboard):
             if service is not None and service.process.poll() is None:
                 service.stop(signal.SIGKILL)
         engine.dispose()
@@ -131,5 +170,5 @@ def test_producer_and_sink_over_sasl_ssl_store_exactly_the_input(secured_kafka, 
     fleet = synthetic_fleet(ROBOTS, seed=3, tick_seconds=TICK_S, start=START, axes=AXES)
     expected = {(r.robot_id, r.ts, axis, r.currents[axis]) for r in islice(fleet, READINGS) for axis in AXES}
     assert len(rows) == len(expected) and set(rows) == expected
-    for service in (producer, sink):  # the secret is never written to a log
+    for service in (producer, sink, alerts, dashboard):  # the secret is never written to a log
         assert secured_kafka["kafka_sasl_password"] not in service.log.read_text()
