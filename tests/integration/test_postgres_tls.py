@@ -5,13 +5,9 @@ client that does not trust the CA are refused; the producer and consumer_db (as 
 migrations as the owner) run through it and store exactly the input, every connection of theirs encrypted.
 """
 
-import os
 import re
-import shutil
 import signal
-import subprocess
 from datetime import UTC, datetime
-from glob import glob
 from itertools import islice
 from pathlib import Path
 
@@ -21,9 +17,8 @@ from sqlalchemy.exc import OperationalError
 
 from common.store.tables import readings_fact
 from producer.synthetic import synthetic_fleet
-from tests.conftest import service_missing
+from tests import secured_services
 from tests.fault_support import Service, poll, service_env, stored
-from tests.tls_support import make_server_tls, openssl_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 REPO = Path(__file__).resolve().parents[2]
@@ -31,36 +26,10 @@ START = datetime(2024, 3, 1, 8, tzinfo=UTC)
 ROBOTS, TICK_S, READINGS, AXES = 3, 2.0, 1500, [1, 2, 3]
 
 
-def postgres_missing() -> str | None:
-    if os.environ.get("AXISWATCH_PG_BINDIR") or glob("/usr/lib/postgresql/*/bin/pg_ctl") or shutil.which("pg_ctl"):
-        return None
-    return "no PostgreSQL server binaries for a private server (apt-get install postgresql)"
-
-
 @pytest.fixture(scope="module")
 def tls_postgres(tmp_path_factory):
-    """A private PostgreSQL that accepts TLS only; its superuser, owner and app URLs (verify-full)."""
-    reason = postgres_missing() or openssl_missing()
-    if reason:
-        service_missing(reason)
-    home = tmp_path_factory.mktemp("tls-postgres")
-    tls = make_server_tls(home / "tls")
-    env = {
-        **os.environ,
-        "AXISWATCH_VAR_DIR": str(home / "var"),
-        "AXISWATCH_PG_SSL_CERTFILE": str(tls.cert),
-        "AXISWATCH_PG_SSL_KEYFILE": str(tls.key),
-        "AXISWATCH_PG_SSL_CAFILE": str(tls.ca),
-    }
-    script = [str(REPO / "scripts" / "postgres.sh")]
-    started = subprocess.run([*script, "start"], env=env, capture_output=True, text=True, timeout=120)
-    try:
-        if started.returncode != 0:
-            service_missing(f"scripts/postgres.sh start with TLS failed:\n{started.stderr[-2000:]}")
-        state = home / "var" / "postgres"
-        yield {role: (state / f"{role}database_url").read_text().strip() for role in ("", "owner_", "app_")}
-    finally:
-        subprocess.run([*script, "stop", "--clean"], env=env, capture_output=True, timeout=120)
+    with secured_services.tls_postgres(tmp_path_factory.mktemp("tls-postgres")) as urls:
+        yield urls
 
 
 def connects(url: str) -> bool:
