@@ -50,6 +50,11 @@ def _escaped(found: re.Match[str]) -> str:
     return found.group().encode("unicode_escape").decode("ascii")
 
 
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped: data shown in a log, a mail subject or a stored error."""
+    return CONTROL_CHARACTERS.sub(_escaped, text)
+
+
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(max(logging.getLevelName(level), logging.WARNING))

@@ -144,8 +144,11 @@ def load_channels(path: Path, *, env_file: Path | None = Path(".env")) -> Channe
     """Read and validate the file, then fill in each channel's secret from the environment or ``env_file``.
     A secret named but not set fails here, at start."""
     text = path.read_text(encoding="utf-8")
-    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    parsed = ChannelFile.model_validate(data or {})
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        parsed = ChannelFile.model_validate(data or {})
+    except (yaml.YAMLError, ValueError) as exc:  # pydantic's ValidationError and TOML's errors are ValueErrors
+        raise ValueError(f"channel file {path}: {exc}") from None
     dotenv = dotenv_values(env_file) if env_file is not None and env_file.exists() else {}
     channels = []
     for channel in parsed.channels:
