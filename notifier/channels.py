@@ -8,6 +8,7 @@ refused connection). Retries, their waits and their records are the service's (n
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import hashlib
 import hmac
 import json
@@ -27,6 +28,9 @@ from notifier.config import AppriseChannel, Channel, EmailChannel, WebhookChanne
 
 SIGNATURE_HEADER = "X-Axiswatch-Signature"
 DELIVERY_HEADER = "X-Axiswatch-Delivery"
+# Python's folding of a long subject starts with a line break that readers show as a leading blank; a
+# subject (under 600 characters: its fields are cut) fits SMTP's line limit whole.
+MAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
 FIELD_CHARS = 200  # of a text from the data (robot id, detector, who acknowledged) put in a notice
 WHAT = {
     "open": "alert opened",
@@ -123,7 +127,7 @@ class EmailSender:
 
     def _message(self, notice: Notice) -> EmailMessage:
         c = self.channel
-        message = EmailMessage()
+        message = EmailMessage(policy=MAIL_POLICY)
         message["Subject"] = notice.title
         message["From"] = c.sender
         message["To"] = ", ".join(c.to)

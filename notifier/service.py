@@ -269,9 +269,9 @@ async def _deliver_in_order(
 class Failed(Exception):
     """An attempt that failed, already recorded; ``permanent``: no other attempt can help."""
 
-    def __init__(self, permanent: bool) -> None:
+    def __init__(self, permanent: bool, hold: datetime | None) -> None:
         super().__init__("permanent" if permanent else "may pass later")
-        self.permanent = permanent
+        self.permanent, self.hold = permanent, hold  # hold: the claim kept over the wait, the next token
 
 
 async def _deliver(
@@ -317,7 +317,11 @@ async def _deliver(
                     return
                 number, token = begun
                 last = attempt.retry_state.attempt_number >= left
-                await _attempt(engine, channel, sender, claimed, notice, number, last, settings)
+                try:
+                    await _attempt(engine, channel, sender, claimed, notice, number, last, settings)
+                except Failed as failed:
+                    token = failed.hold
+                    raise
     except Failed:
         return
 
@@ -349,7 +353,7 @@ async def _attempt(
             outcome,
             store.cut(error),
         )
-        raise Failed(isinstance(exc, Permanent)) from exc
+        raise Failed(isinstance(exc, Permanent), hold) from exc
     await asyncio.to_thread(store.end_attempt, engine, claimed, number, "sent", None, utcnow())
     DELIVERIES.labels(channel.name, "sent").inc()
     logger.info("notifier: delivery %d (%s) sent to %s", claimed.id, claimed.change, channel.name)

@@ -1,0 +1,329 @@
+"""The notifier with real parts: Kafka's alerts topic, PostgreSQL, an SMTP server (aiosmtpd, STARTTLS with a
+certificate made here, login required) and an HTTP receiver (aiohttp) for the webhook and for Apprise's json://.
+
+A fault's opening and escalation reach every channel exactly once, the webhook's signatures check out, and
+restarting the notifier in the middle (once with its offsets, once with a fresh group that reads the whole
+topic again) sends nothing twice. A receiver that answers 500 is tried again and every attempt recorded."""
+
+import asyncio
+import email
+import email.policy
+import hashlib
+import hmac
+import json
+import socket
+import ssl
+import subprocess
+import time
+from datetime import UTC, datetime
+
+import pytest
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from prometheus_client import REGISTRY
+from sqlalchemy import create_engine, select
+
+from common.store.tables import notification_attempts, notification_deliveries
+from common.wire.kafka import KafkaBus
+from common.wire.schemas import Alert, AlertState, Severity
+from consumer_db.migrate import migrate
+from notifier import service
+from notifier.config import load_channels
+from notifier.settings import NotifierSettings
+
+pytestmark = pytest.mark.integration
+
+SECRET = "webhook-signing-secret-for-the-test"
+SMTP_PASSWORD = "smtp-password-for-the-test"
+OPENED = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1, made with openssl for this test: the client trusts it as its CA."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+class Mailbox:
+    def __init__(self):
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+def authenticate(server, session, envelope, mechanism, auth_data):
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == b"axiswatch"
+        and auth_data.password == SMTP_PASSWORD.encode()
+    )
+    return AuthResult(success=ok)
+
+
+@pytest.fixture
+def smtp_server(certificate):
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    mailbox = Mailbox()
+    controller = Controller(
+        mailbox, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True,
+        auth_required=True, authenticator=authenticate,
+    )  # fmt: skip
+    controller.start()
+    yield controller, mailbox
+    controller.stop()
+
+
+class Receiver:
+    """An HTTP server in the test's loop: records every request; answers with the next scripted status."""
+
+    def __init__(self):
+        self.requests: dict[str, list[tuple[dict, bytes]]] = {}
+        self.script: dict[str, list[int]] = {}
+        self.port = free_port()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.setdefault(request.path, []).append((dict(request.headers), body))
+        statuses = self.script.get(request.path) or [200]
+        status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+        return web.Response(status=status, text="receiver says no" if status >= 400 else "ok")
+
+    def bodies(self, path: str) -> list[dict]:
+        return [json.loads(body) for _, body in self.requests.get(path, [])]
+
+
+@pytest.fixture
+async def receiver():
+    r = Receiver()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", r.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", r.port).start()
+    yield r
+    await runner.cleanup()
+
+
+@pytest.fixture
+def engine(pg_url):
+    engine = create_engine(pg_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def settings_for(kafka_env, pg_url, group: str, config_path) -> NotifierSettings:
+    return NotifierSettings(
+        _env_file=None,
+        **kafka_env,
+        database_url=pg_url,
+        notifier_config=config_path,
+        notifier_group_id=group,
+        notifier_poll_ms=200,
+        notifier_send_timeout_s=10,
+        notifier_metrics_port=0,
+    )
+
+
+def alert(**change) -> Alert:
+    values = {
+        "event_id": "RMBR4-2:3:zscore:2026-12-05T08:00:00.000Z",
+        "robot_id": "RMBR4-2",
+        "axis": 3,
+        "detector": "zscore",
+        "severity": Severity.ALERT,
+        "state": AlertState.OPEN,
+        "opened_at": OPENED,
+        "peak_amps": 14.0,
+        "threshold": 9.0,
+    }
+    return Alert(**(values | change))
+
+
+async def publish(kafka_env, *alerts: Alert) -> None:
+    bus = KafkaBus(NotifierSettings(_env_file=None, **kafka_env))
+    await bus.start()
+    try:
+        await bus.ensure_topics([kafka_env["alerts_topic"]])
+        for a in alerts:
+            await bus.publish(kafka_env["alerts_topic"], a.robot_id, a.to_bytes())
+    finally:
+        await bus.stop()
+
+
+async def wait_for(check, *, timeout=60.0, every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(every)
+    raise AssertionError("condition not met before the deadline")
+
+
+class Running:
+    """The notifier as a task of this loop, on its own Kafka bus; ``stop()`` is a graceful shutdown."""
+
+    def __init__(self, settings, engine):
+        self.settings, self.engine, self.stop_event = settings, engine, asyncio.Event()
+
+    async def __aenter__(self):
+        self.bus = KafkaBus(self.settings)
+        await self.bus.start()
+        config = load_channels(self.settings.notifier_config, env_file=None)
+        self.task = asyncio.create_task(
+            service.run(self.settings, bus=self.bus, stop=self.stop_event, engine=self.engine, config=config)
+        )
+        return self
+
+    async def __aexit__(self, *exc):
+        self.stop_event.set()
+        await asyncio.wait_for(self.task, 60)
+        await self.bus.stop()
+
+
+def deliveries(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(notification_deliveries).order_by(notification_deliveries.c.id)).all()
+
+
+def attempts_of(engine, delivery_id):
+    with engine.connect() as conn:
+        return conn.execute(
+            select(notification_attempts.c.attempt, notification_attempts.c.outcome, notification_attempts.c.error)
+            .where(notification_attempts.c.delivery_id == delivery_id)
+            .order_by(notification_attempts.c.attempt)
+        ).all()
+
+
+def signed(headers: dict, body: bytes) -> bool:
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(headers.get("X-Axiswatch-Signature", ""), expected)
+
+
+async def test_a_fault_reaches_every_channel_once_across_restarts(
+    kafka_env, pg_url, engine, smtp_server, receiver, certificate, tmp_path, monkeypatch, unique
+):
+    controller, mailbox = smtp_server
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("TEST_CHAT_URLS", f"json://127.0.0.1:{receiver.port}/chat")
+    config = tmp_path / "channels.yaml"
+    config.write_text(
+        f"""
+channels:
+  - {{name: mail, kind: email, host: 127.0.0.1, port: {controller.port}, ca_file: "{certificate[0]}",
+      username: axiswatch, password_env: TEST_SMTP_PASSWORD, sender: axiswatch@plant.example,
+      to: [maintenance@plant.example]}}
+  - {{name: hook, kind: webhook, url: "http://127.0.0.1:{receiver.port}/hook", secret_env: TEST_WEBHOOK_SECRET}}
+  - {{name: chat, kind: apprise, urls_env: TEST_CHAT_URLS}}
+  - {{name: other-robot, kind: webhook, url: "http://127.0.0.1:{receiver.port}/other", secret_env: TEST_WEBHOOK_SECRET,
+      robots: ["press-*"]}}
+"""
+    )
+    settings = settings_for(kafka_env, pg_url, f"notifier-{unique}", config)
+
+    def received(n):
+        return lambda: (
+            len(mailbox.messages) >= n and len(receiver.bodies("/hook")) >= n and len(receiver.bodies("/chat")) >= n
+        )
+
+    await publish(kafka_env, alert())
+    async with Running(settings, engine):
+        await wait_for(received(1))
+    # the fault goes on while the notifier is down: the peak grows, it escalates, a repeat of the opening
+    await publish(
+        kafka_env, alert(peak_amps=16.0), alert(severity=Severity.ERROR, peak_amps=25.0), alert(), alert(peak_amps=30.0)
+    )
+    async with Running(settings, engine):
+        await wait_for(received(2))
+        await asyncio.sleep(2.0)  # time for a repeat to show, if there were one
+    # a third start with a fresh group reads the whole topic again: the records, not the offsets, hold
+    fresh = settings.model_copy(update={"notifier_group_id": f"notifier-{unique}-fresh"})
+    async with Running(fresh, engine):
+        await asyncio.sleep(4.0)
+
+    subjects = [m["Subject"] for m in mailbox.messages]
+    assert subjects == [
+        "axiswatch alert opened: robot RMBR4-2 axis 3 (ALERT, zscore)",
+        "axiswatch alert escalated to ERROR: robot RMBR4-2 axis 3 (ERROR, zscore)",
+    ]
+    assert all(m["To"] == "maintenance@plant.example" for m in mailbox.messages)
+    hooks = receiver.requests["/hook"]
+    assert [json.loads(body)["change"] for _, body in hooks] == ["open", "escalate"]
+    assert all(signed(headers, body) for headers, body in hooks)
+    assert not signed(hooks[0][0], hooks[0][1] + b" ")  # the signature covers the exact body
+    assert [json.loads(body)["alert"]["severity"] for _, body in hooks] == ["ALERT", "ERROR"]
+    assert [b["title"] for b in receiver.bodies("/chat")] == subjects
+    assert "/other" not in receiver.requests  # its robots filter matches no robot of this fault
+    rows = deliveries(engine)
+    assert sorted((r.channel, r.change, r.status, r.attempts) for r in rows) == sorted(
+        (channel, change, "sent", 1) for channel in ("mail", "hook", "chat") for change in ("open", "escalate")
+    )
+
+
+async def test_a_failing_receiver_is_retried_and_each_attempt_recorded(
+    kafka_env, pg_url, engine, receiver, tmp_path, monkeypatch, unique
+):
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
+    receiver.script["/flaky"] = [500, 500, 200]
+    receiver.script["/refuses"] = [400]
+    config = tmp_path / "channels.yaml"
+    config.write_text(
+        f"""
+channels:
+  - {{name: flaky, kind: webhook, url: "http://127.0.0.1:{receiver.port}/flaky", secret_env: TEST_WEBHOOK_SECRET,
+      retry: {{attempts: 5, initial_s: 0.2, max_s: 1}}}}
+  - {{name: refuses, kind: webhook, url: "http://127.0.0.1:{receiver.port}/refuses", secret_env: TEST_WEBHOOK_SECRET,
+      retry: {{attempts: 5, initial_s: 0.2, max_s: 1}}}}
+"""
+    )
+    settings = settings_for(kafka_env, pg_url, f"notifier-{unique}", config)
+
+    def sample(channel, outcome):
+        return (
+            REGISTRY.get_sample_value("axiswatch_notifier_deliveries_total", {"channel": channel, "outcome": outcome})
+            or 0
+        )
+
+    before = {(c, o): sample(c, o) for c in ("flaky", "refuses") for o in ("sent", "retried", "failed")}
+    await publish(kafka_env, alert())
+    async with Running(settings, engine):
+        await wait_for(
+            lambda: {r.status for r in deliveries(engine)} <= {"sent", "failed"} and len(deliveries(engine)) == 2
+        )
+
+    by_channel = {r.channel: r for r in deliveries(engine)}
+    flaky, refuses = by_channel["flaky"], by_channel["refuses"]
+    assert (flaky.status, flaky.attempts) == ("sent", 3)
+    assert flaky.last_error == "ConnectionError: HTTP 500: 'receiver says no'"
+    assert [(a, o) for a, o, _ in attempts_of(engine, flaky.id)] == [(1, "retried"), (2, "retried"), (3, "sent")]
+    posts = receiver.requests["/flaky"]
+    assert len(posts) == 3 and len({body for _, body in posts}) == 1  # the same notice each time
+    assert {h["X-Axiswatch-Delivery"] for h, _ in posts} == {str(flaky.id)}
+    assert all(signed(h, b) for h, b in posts)
+    # a 4xx will not pass by trying again: failed at once, with the reason
+    assert (refuses.status, refuses.attempts) == ("failed", 1)
+    assert attempts_of(engine, refuses.id) == [(1, "failed", "Permanent: HTTP 400: 'receiver says no'")]
+    assert len(receiver.requests["/refuses"]) == 1
+    after = {key: sample(*key) - value for key, value in before.items()}
+    assert after == {
+        ("flaky", "sent"): 1, ("flaky", "retried"): 2, ("flaky", "failed"): 0,
+        ("refuses", "sent"): 0, ("refuses", "retried"): 0, ("refuses", "failed"): 1,
+    }  # fmt: skip
