@@ -135,7 +135,7 @@ def test_reminders_count_whole_intervals_from_the_first_notice_and_skip_quiet_ho
 def test_the_example_file_loads_with_its_secrets_from_the_environment(monkeypatch, tmp_path):
     for name in ("SMTP_PASSWORD", "WEBHOOK_SECRET"):
         monkeypatch.setenv(name, f"{name.lower()}-value")
-    (tmp_path / ".env").write_text("LINE3_CHAT_URLS=json://localhost/x\n")  # .env works as well
+    (tmp_path / ".env").write_text("CHAT_URLS=json://localhost/x\n")  # .env works as well
     config = load_channels(REPO / "docs" / "notifier.example.yaml", env_file=tmp_path / ".env")
     mail, hook, chat = config.channels
     assert mail.password.get_secret_value() == "smtp_password-value"
