@@ -252,13 +252,14 @@ async def _deliver_in_order(
     stop: asyncio.Event,
 ) -> None:
     """One channel's deliveries one after the other: an escalation never overtakes its opening."""
-    for claimed in rows:
-        if stop.is_set():
-            return  # the claims run out; the next start takes them after the lease
+    for n, claimed in enumerate(rows):
+        if stop.is_set():  # not started: free for the next start at once
+            await asyncio.to_thread(store.release, engine, rows[n:], utcnow())
+            return
         try:
             await _deliver(engine, channel, sender, claimed, settings, stop)
         except Stopping:
-            await asyncio.to_thread(store.release, engine, claimed, utcnow())
+            await asyncio.to_thread(store.release, engine, rows[n:], utcnow())
             return
         except Exception as exc:  # noqa: BLE001 - recording failed: the claim runs out and the row goes again
             logger.warning(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, func, inspect, or_, select, update
+from sqlalchemy import Engine, func, inspect, or_, select, update
 
 from common.service import one_line
 from common.store.tables import (
@@ -222,12 +222,13 @@ def end_attempt(
         conn.execute(update(deliveries).where(deliveries.c.id == claimed.id).values(**values))
 
 
-def release(engine: Engine, claimed: Claimed, now: datetime) -> None:
-    """Stopping between two attempts: the row is free at once for the next start (nothing was being sent)."""
+def release(engine: Engine, claimed: list[Claimed], now: datetime) -> None:
+    """Stopping: rows claimed but not being sent (not started, or waiting between two attempts) are free at
+    once for the next start. A row being sent is not among them: the stop waits for its outcome."""
     with engine.begin() as conn:
         conn.execute(
             update(deliveries)
-            .where(and_(deliveries.c.id == claimed.id, deliveries.c.status == "retrying"))
+            .where(deliveries.c.id.in_([c.id for c in claimed]), deliveries.c.status.in_(("pending", "retrying")))
             .values(claimed_until=None, updated_at=now)
         )
 

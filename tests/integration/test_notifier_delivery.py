@@ -31,6 +31,7 @@ from consumer_db.migrate import migrate
 from notifier import service
 from notifier.config import load_channels
 from notifier.settings import NotifierSettings
+from tests.integration.test_hostile_outside_client import least_privilege_urls
 
 pytestmark = pytest.mark.integration
 
@@ -279,8 +280,15 @@ channels:
 
 
 async def test_a_failing_receiver_is_retried_and_each_attempt_recorded(
-    kafka_env, pg_url, engine, receiver, tmp_path, monkeypatch, unique
+    kafka_env, pg_url, postgres_admin_url, receiver, tmp_path, monkeypatch, unique
 ):
+    """As deployed: the schema made by its owner's migrations, the notifier connected as the services' role
+    (scripts/postgres-roles.sql), which needs nothing more than the default privileges give it."""
+    owner_url, app_url, _ = least_privilege_urls(pg_url, postgres_admin_url, f"n{unique[:6]}")
+    owner = create_engine(owner_url)
+    migrate(owner)
+    owner.dispose()
+    engine = create_engine(pg_url)  # the superuser, to look at the records
     monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
     receiver.script["/flaky"] = [500, 500, 200]
     receiver.script["/refuses"] = [400]
@@ -294,7 +302,7 @@ channels:
       retry: {{attempts: 5, initial_s: 0.2, max_s: 1}}}}
 """
     )
-    settings = settings_for(kafka_env, pg_url, f"notifier-{unique}", config)
+    settings = settings_for(kafka_env, app_url, f"notifier-{unique}", config)
 
     def sample(channel, outcome):
         return (
@@ -304,7 +312,8 @@ channels:
 
     before = {(c, o): sample(c, o) for c in ("flaky", "refuses") for o in ("sent", "retried", "failed")}
     await publish(kafka_env, alert())
-    async with Running(settings, engine):
+    app = create_engine(app_url)
+    async with Running(settings, app):
         await wait_for(
             lambda: {r.status for r in deliveries(engine)} <= {"sent", "failed"} and len(deliveries(engine)) == 2
         )
@@ -327,3 +336,5 @@ channels:
         ("flaky", "sent"): 1, ("flaky", "retried"): 2, ("flaky", "failed"): 0,
         ("refuses", "sent"): 0, ("refuses", "retried"): 0, ("refuses", "failed"): 1,
     }  # fmt: skip
+    app.dispose()
+    engine.dispose()

@@ -146,3 +146,11 @@ def test_a_row_left_sending_by_a_crash_goes_again_once_its_lease_runs_out(engine
 
 def test_an_error_is_stored_cut_to_a_bounded_length():
     assert len(store.cut("x" * 10_000)) < 600
+
+
+def test_a_stop_frees_the_claims_not_being_sent_at_once(engine):
+    store.record(engine, [alert(), alert(event_id="r1:2:zscore:t1")], config({"name": "c"}), NOW)
+    first, second = store.claim_due(engine, NOW, LEASE)
+    store.begin_attempt(engine, first, first.claim, NOW, LEASE)  # being sent: the stop waits for it, not freed
+    store.release(engine, [first, second], NOW)
+    assert [c.id for c in store.claim_due(engine, NOW + timedelta(seconds=1), LEASE)] == [second.id]
