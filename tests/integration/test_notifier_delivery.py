@@ -11,11 +11,16 @@ import email.policy
 import hashlib
 import hmac
 import json
+import os
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
-from datetime import UTC, datetime
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import web
@@ -24,7 +29,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, select
 
-from common.store.tables import notification_attempts, notification_deliveries
+from common.store.tables import notification_attempts, notification_deliveries, notification_events
 from common.wire.kafka import KafkaBus
 from common.wire.schemas import Alert, AlertState, Severity
 from consumer_db.migrate import migrate
@@ -158,13 +163,17 @@ def alert(**change) -> Alert:
     return Alert(**(values | change))
 
 
-async def publish(kafka_env, *alerts: Alert) -> None:
+async def publish(kafka_env, *alerts: Alert | bytes) -> None:
+    """Alerts, or raw bytes (a message no reader can use), on the test's alerts topic."""
     bus = KafkaBus(NotifierSettings(_env_file=None, **kafka_env))
     await bus.start()
     try:
         await bus.ensure_topics([kafka_env["alerts_topic"]])
         for a in alerts:
-            await bus.publish(kafka_env["alerts_topic"], a.robot_id, a.to_bytes())
+            if isinstance(a, bytes):
+                await bus.publish(kafka_env["alerts_topic"], "RMBR4-2", a)
+            else:
+                await bus.publish(kafka_env["alerts_topic"], a.robot_id, a.to_bytes())
     finally:
         await bus.stop()
 
@@ -245,9 +254,11 @@ channels:
             len(mailbox.messages) >= n and len(receiver.bodies("/hook")) >= n and len(receiver.bodies("/chat")) >= n
         )
 
-    await publish(kafka_env, alert())
+    skipped = REGISTRY.get_sample_value("axiswatch_notifier_skipped_total", {"reason": "not_json"}) or 0
+    await publish(kafka_env, b"{not json at all", alert())  # a bad message first: skipped, the rest goes on
     async with Running(settings, engine):
         await wait_for(received(1))
+    assert REGISTRY.get_sample_value("axiswatch_notifier_skipped_total", {"reason": "not_json"}) == skipped + 1
     # the fault goes on while the notifier is down: the peak grows, it escalates, a repeat of the opening
     await publish(
         kafka_env, alert(peak_amps=16.0), alert(severity=Severity.ERROR, peak_amps=25.0), alert(), alert(peak_amps=30.0)
@@ -338,3 +349,85 @@ channels:
     }  # fmt: skip
     app.dispose()
     engine.dispose()
+
+
+async def test_reminders_while_unacknowledged_and_none_after_the_acknowledgement(
+    kafka_env, pg_url, engine, receiver, tmp_path, monkeypatch, unique
+):
+    monkeypatch.setenv("TEST_WEBHOOK_SECRET", SECRET)
+    config = tmp_path / "channels.yaml"
+    config.write_text(
+        f"""
+channels:
+  - {{name: hook, kind: webhook, url: "http://127.0.0.1:{receiver.port}/hook", secret_env: TEST_WEBHOOK_SECRET,
+      remind_every_min: 0.05}}
+"""
+    )  # a reminder every 3 s
+    settings = settings_for(kafka_env, pg_url, f"notifier-{unique}", config).model_copy(
+        update={"notifier_reminder_check_s": 0.5}
+    )
+
+    def changes():
+        return [b["change"] for b in receiver.bodies("/hook")]
+
+    await publish(kafka_env, alert())
+    async with Running(settings, engine):
+        await wait_for(lambda: changes()[:3] == ["open", "reminder-1", "reminder-2"], timeout=30)
+        await publish(kafka_env, alert(acknowledged_by="ann", acknowledged_at=OPENED + timedelta(minutes=5)))
+        await wait_for(lambda: any(r.acknowledged_at for r in events(engine)), timeout=30)
+        seen = len(changes())
+        await asyncio.sleep(7.0)  # two more intervals: no reminder once acknowledged
+    assert changes()[seen:] == []
+    assert changes() == ["open"] + [f"reminder-{n}" for n in range(1, seen)]
+
+
+def events(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(notification_events)).all()
+
+
+async def test_python_m_notifier_serves_metrics_and_stops_on_sigterm(
+    kafka_env, pg_url, engine, receiver, tmp_path, unique
+):
+    """The real entry point, settings from the environment: /readyz, the delivery counted on /metrics."""
+    config = tmp_path / "channels.yaml"
+    config.write_text(
+        f'channels:\n  - {{name: hook, kind: webhook, url: "http://127.0.0.1:{receiver.port}/hook", '
+        "secret_env: TEST_WEBHOOK_SECRET}\n"
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        **{k.upper(): str(v) for k, v in kafka_env.items()},
+        "DATABASE_URL": pg_url,
+        "NOTIFIER_CONFIG": str(config),
+        "NOTIFIER_GROUP_ID": f"notifier-{unique}",
+        "NOTIFIER_METRICS_PORT": str(port),
+        "TEST_WEBHOOK_SECRET": SECRET,
+    }
+    await publish(kafka_env, alert())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "notifier"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    metrics, status = "", None
+    try:
+        await wait_for(lambda: len(receiver.bodies("/hook")) == 1 or process.poll() is not None, timeout=60)
+        status, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/readyz")
+        _, metrics = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = (await asyncio.to_thread(process.communicate, timeout=60))[0].decode()
+    assert len(receiver.bodies("/hook")) == 1, output[-3000:]
+    assert status == 200
+    assert 'axiswatch_notifier_deliveries_total{channel="hook",outcome="sent"} 1.0' in metrics
+    assert 'axiswatch_notifier_raised_total{change="open",channel="hook"} 1.0' in metrics
+    assert process.returncode == 0, output[-3000:]
+    assert SECRET not in output  # the secret is never logged
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
