@@ -2,7 +2,8 @@
 
     follow:  alert messages -> record (one transaction: events merged, deliveries added) -> commit offsets
              every NOTIFIER_REMINDER_CHECK_S: reminders due -> deliveries added
-    send:    deliveries due -> claim -> per channel, in order: attempt (counted first) -> send -> outcome recorded
+    send:    per channel, its own loop: deliveries due -> claim -> in order: attempt (counted first) -> send
+             -> outcome recorded
 
 Offsets cover the recording, not the sending: a delivery once recorded is the database's to keep, so a slow
 or dead receiver never holds the topic back, and a restart finds what was not sent yet where it was left.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -91,15 +91,17 @@ async def run(
             ", ".join(senders) or "none",
         )
         health.ready(True, "subscribed, database reachable")
-        due = asyncio.Event()
-        due.set()  # what the last run left unsent goes first
-        sending = asyncio.create_task(_send_loop(engine, config, senders, settings, stop, due), name="notifier-send")
+        due = {c.name: asyncio.Event() for c in config.channels}  # set: deliveries were added, look now
+        sending = [
+            asyncio.create_task(_send_loop(engine, c, senders[c.name], settings, stop, due[c.name]), name=c.name)
+            for c in config.channels
+        ]
         try:
-            await _follow(subscription, engine, config, settings, stop, health, due)
+            await _follow(subscription, engine, config, settings, stop, health, list(due.values()))
         finally:
             health.ready(False, "stopping")
             stop.set()
-            await sending
+            await asyncio.gather(*sending)
             await subscription.close()
     finally:
         if own_engine:
@@ -132,7 +134,7 @@ async def _follow(
     settings: NotifierSettings,
     stop: asyncio.Event,
     health: Health,
-    due: asyncio.Event,
+    due: list[asyncio.Event],
 ) -> None:
     lag, next_reminders = Lag(LAG), 0.0
     while not stop.is_set():
@@ -151,13 +153,13 @@ async def _follow(
                 await subscription.commit(messages)
             except CommitFailed as exc:  # they come again; recording them again changes nothing
                 logger.warning("notifier: offsets not committed (%s); the messages will be read again", exc)
-            due.set()
+            _wake(due, raised)
         if time.monotonic() >= next_reminders:
             next_reminders = time.monotonic() + settings.notifier_reminder_check_s
             raised = await _with_db(settings, stop, health, store.schedule_reminders, engine, config)
             if raised:
                 _count_raised(raised)
-                due.set()
+                _wake(due, raised)
 
 
 def _alerts(messages: list[Message]) -> list[Alert]:
@@ -171,6 +173,12 @@ def _alerts(messages: list[Message]) -> list[Alert]:
             SKIPPED.labels(reason_class(str(exc))).inc()
             logger.warning("notifier: skipped %s[%d]@%d: %r", m.topic, m.partition, m.offset, store.cut(str(exc)))
     return alerts
+
+
+def _wake(due: list[asyncio.Event], raised: list[store.Raised]) -> None:
+    if raised:
+        for event in due:
+            event.set()
 
 
 def _count_raised(raised: list[store.Raised]) -> None:
@@ -207,31 +215,23 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 
 async def _send_loop(
     engine: Engine,
-    config: ChannelFile,
-    senders: dict[str, Sender],
+    channel: Channel,
+    sender: Sender,
     settings: NotifierSettings,
     stop: asyncio.Event,
     due: asyncio.Event,
 ) -> None:
-    channels = {c.name: c for c in config.channels}
+    """One channel's sender: its own loop, so a receiver that is down (retries for minutes) holds back only
+    its own channel."""
     while not stop.is_set():
         due.clear()
         try:
-            claimed = await asyncio.to_thread(store.claim_due, engine, utcnow(), _lease(settings, 0.0))
+            claimed = await asyncio.to_thread(store.claim_due, engine, channel.name, utcnow(), _lease(settings, 0.0))
         except Exception as exc:  # noqa: BLE001 - the database is away: the follow loop says so; try again
             logger.warning("notifier: due deliveries not read (%s)", store.cut(f"{type(exc).__name__}: {exc}"))
             claimed = []
-        per_channel: dict[str, list[store.Claimed]] = defaultdict(list)
-        for c in claimed:
-            if c.channel in channels:  # a channel taken out of the file: its rows stay as they are
-                per_channel[c.channel].append(c)
-        if per_channel:
-            await asyncio.gather(
-                *(
-                    _deliver_in_order(engine, channels[name], senders[name], rows, settings, stop)
-                    for name, rows in per_channel.items()
-                )
-            )
+        if claimed:
+            await _deliver_in_order(engine, channel, sender, claimed, settings, stop)
             continue
         try:
             await asyncio.wait_for(due.wait(), IDLE_WAIT_S)

@@ -148,14 +148,15 @@ class Claimed:
     claim: datetime  # the claimed_until this sender set: its token for the next update
 
 
-def claim_due(engine: Engine, now: datetime, lease: timedelta, limit: int = 100) -> list[Claimed]:
-    """Deliveries due and not claimed by a live sender (no claim, or one whose lease ran out), oldest first,
-    claimed for ``lease``. SKIP LOCKED: two notifiers never claim the same row."""
+def claim_due(engine: Engine, channel: str, now: datetime, lease: timedelta, limit: int = 100) -> list[Claimed]:
+    """The channel's deliveries due and not claimed by a live sender (no claim, or one whose lease ran out),
+    oldest first, claimed for ``lease``. SKIP LOCKED: two notifiers never claim the same row."""
     claim = now + lease
     with engine.begin() as conn:
         due = conn.execute(
             select(deliveries)
             .where(
+                deliveries.c.channel == channel,
                 deliveries.c.status.in_(("pending", "sending", "retrying")),
                 deliveries.c.due_at <= now,
                 or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),

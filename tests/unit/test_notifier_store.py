@@ -14,6 +14,7 @@ from notifier.config import ChannelFile
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
+CHANNEL = "c"
 
 
 @pytest.fixture
@@ -76,11 +77,12 @@ def test_a_change_in_quiet_hours_is_due_at_their_end(engine):
     store.record(engine, [alert()], config(quiet, {"name": "day"}), NOW)
     due = {r.channel: r.due_at for r in rows(engine)}
     assert due == {"night": NOW.replace(hour=13), "day": NOW}
-    (day,) = store.claim_due(engine, NOW, LEASE)
+    (day,) = store.claim_due(engine, "day", NOW, LEASE)
     assert day.channel == "day"
     sent(engine, day, NOW)
-    assert store.claim_due(engine, NOW.replace(hour=12, minute=59), LEASE) == []
-    assert [c.channel for c in store.claim_due(engine, NOW.replace(hour=13), LEASE)] == ["night"]
+    assert store.claim_due(engine, "night", NOW.replace(hour=12, minute=59), LEASE) == []
+    assert [c.channel for c in store.claim_due(engine, "night", NOW.replace(hour=13), LEASE)] == ["night"]
+    assert store.claim_due(engine, "day", NOW.replace(hour=13), LEASE) == []  # sent: final
 
 
 def sent(engine, claimed, at):
@@ -92,7 +94,7 @@ def test_reminders_while_open_and_unacknowledged_once_per_interval(engine):
     channels = config({"name": "c", "remind_every_min": 30})
     store.record(engine, [alert()], channels, NOW)
     assert store.schedule_reminders(engine, channels, NOW + timedelta(hours=1)) == []  # nothing sent yet
-    (claimed,) = store.claim_due(engine, NOW, LEASE)
+    (claimed,) = store.claim_due(engine, CHANNEL, NOW, LEASE)
     sent(engine, claimed, NOW)
     assert store.schedule_reminders(engine, channels, NOW + timedelta(minutes=29)) == []
     assert [r.change for r in store.schedule_reminders(engine, channels, NOW + timedelta(minutes=31))] == ["reminder-1"]
@@ -105,20 +107,20 @@ def test_reminders_while_open_and_unacknowledged_once_per_interval(engine):
 def test_no_reminder_once_closed(engine):
     channels = config({"name": "c", "remind_every_min": 30})
     store.record(engine, [alert()], channels, NOW)
-    sent(engine, store.claim_due(engine, NOW, LEASE)[0], NOW)
+    sent(engine, store.claim_due(engine, CHANNEL, NOW, LEASE)[0], NOW)
     store.record(engine, [alert(state=AlertState.CLOSED, closed_at=NOW)], channels, NOW)
     assert store.schedule_reminders(engine, channels, NOW + timedelta(hours=2)) == []
 
 
 def test_attempts_are_counted_before_and_recorded_after_and_a_lost_claim_stops_a_sender(engine):
     store.record(engine, [alert()], config({"name": "c"}), NOW)
-    (claimed,) = store.claim_due(engine, NOW, LEASE)
-    assert store.claim_due(engine, NOW + timedelta(seconds=30), LEASE) == []  # claimed: nobody else takes it
+    (claimed,) = store.claim_due(engine, CHANNEL, NOW, LEASE)
+    assert store.claim_due(engine, CHANNEL, NOW + timedelta(seconds=30), LEASE) == []  # claimed: nobody else takes it
     number, token = store.begin_attempt(engine, claimed, claimed.claim, NOW, LEASE)
     store.end_attempt(engine, claimed, number, "retried", "HTTP 500: 'x\nforged log line'", NOW, NOW + LEASE)
     assert rows(engine)[0].status == "retrying"
     # a sender whose claim ran out finds its token gone once another sender has claimed the row
-    (again,) = store.claim_due(engine, NOW + timedelta(minutes=5), LEASE)
+    (again,) = store.claim_due(engine, CHANNEL, NOW + timedelta(minutes=5), LEASE)
     assert store.begin_attempt(engine, claimed, token, NOW + timedelta(minutes=5), LEASE) is None
     number, _ = store.begin_attempt(engine, again, again.claim, NOW + timedelta(minutes=5), LEASE)
     store.end_attempt(engine, again, number, "sent", None, NOW + timedelta(minutes=5))
@@ -132,15 +134,15 @@ def test_attempts_are_counted_before_and_recorded_after_and_a_lost_claim_stops_a
             )
         ).all()
     assert tries == [(1, "retried"), (2, "sent")]
-    assert store.claim_due(engine, NOW + timedelta(hours=1), LEASE) == []  # sent is final
+    assert store.claim_due(engine, CHANNEL, NOW + timedelta(hours=1), LEASE) == []  # sent is final
 
 
 def test_a_row_left_sending_by_a_crash_goes_again_once_its_lease_runs_out(engine):
     store.record(engine, [alert()], config({"name": "c"}), NOW)
-    (claimed,) = store.claim_due(engine, NOW, LEASE)
+    (claimed,) = store.claim_due(engine, CHANNEL, NOW, LEASE)
     store.begin_attempt(engine, claimed, claimed.claim, NOW, LEASE)  # ... and the process dies mid-send
-    assert store.claim_due(engine, NOW + LEASE / 2, LEASE) == []
-    (again,) = store.claim_due(engine, NOW + LEASE * 2, LEASE)
+    assert store.claim_due(engine, CHANNEL, NOW + LEASE / 2, LEASE) == []
+    (again,) = store.claim_due(engine, CHANNEL, NOW + LEASE * 2, LEASE)
     assert again.interrupted and again.attempts == 1
 
 
@@ -150,7 +152,7 @@ def test_an_error_is_stored_cut_to_a_bounded_length():
 
 def test_a_stop_frees_the_claims_not_being_sent_at_once(engine):
     store.record(engine, [alert(), alert(event_id="r1:2:zscore:t1")], config({"name": "c"}), NOW)
-    first, second = store.claim_due(engine, NOW, LEASE)
+    first, second = store.claim_due(engine, CHANNEL, NOW, LEASE)
     store.begin_attempt(engine, first, first.claim, NOW, LEASE)  # being sent: the stop waits for it, not freed
     store.release(engine, [first, second], NOW)
-    assert [c.id for c in store.claim_due(engine, NOW + timedelta(seconds=1), LEASE)] == [second.id]
+    assert [c.id for c in store.claim_due(engine, CHANNEL, NOW + timedelta(seconds=1), LEASE)] == [second.id]
