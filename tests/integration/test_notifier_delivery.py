@@ -102,11 +102,14 @@ class Receiver:
     def __init__(self):
         self.requests: dict[str, list[tuple[dict, bytes]]] = {}
         self.script: dict[str, list[int]] = {}
+        self.hang_first: set[str] = set()
         self.port = free_port()
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.requests.setdefault(request.path, []).append((dict(request.headers), body))
+        if request.path in self.hang_first and len(self.requests[request.path]) == 1:
+            await asyncio.Event().wait()  # takes the notice and never answers: the sender dies meanwhile
         statuses = self.script.get(request.path) or [200]
         status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
         return web.Response(status=status, text="receiver says no" if status >= 400 else "ok")
@@ -392,29 +395,38 @@ def events(engine):
         return conn.execute(select(notification_events)).all()
 
 
-async def test_python_m_notifier_serves_metrics_and_stops_on_sigterm(
-    kafka_env, pg_url, engine, receiver, tmp_path, unique
-):
-    """The real entry point, settings from the environment: /readyz, the delivery counted on /metrics."""
+def process_env(kafka_env, pg_url, receiver, tmp_path, unique, **more) -> dict[str, str]:
+    """The environment of ``python -m notifier`` as a process of its own, with one webhook channel /hook."""
     config = tmp_path / "channels.yaml"
     config.write_text(
         f'channels:\n  - {{name: hook, kind: webhook, url: "http://127.0.0.1:{receiver.port}/hook", '
         "secret_env: TEST_WEBHOOK_SECRET}\n"
     )
-    port = free_port()
-    env = {
+    return {
         **os.environ,
         **{k.upper(): str(v) for k, v in kafka_env.items()},
         "DATABASE_URL": pg_url,
         "NOTIFIER_CONFIG": str(config),
         "NOTIFIER_GROUP_ID": f"notifier-{unique}",
-        "NOTIFIER_METRICS_PORT": str(port),
         "TEST_WEBHOOK_SECRET": SECRET,
+        **{k.upper(): str(v) for k, v in more.items()},
     }
-    await publish(kafka_env, alert())
-    process = subprocess.Popen(
-        [sys.executable, "-m", "notifier"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+
+
+def start_notifier(env, cwd) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "notifier"], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+
+
+async def test_python_m_notifier_serves_metrics_and_stops_on_sigterm(
+    kafka_env, pg_url, engine, receiver, tmp_path, unique
+):
+    """The real entry point, settings from the environment: /readyz, the delivery counted on /metrics."""
+    port = free_port()
+    env = process_env(kafka_env, pg_url, receiver, tmp_path, unique, notifier_metrics_port=port)
+    await publish(kafka_env, alert())
+    process = start_notifier(env, tmp_path)
     metrics, status = "", None
     try:
         await wait_for(lambda: len(receiver.bodies("/hook")) == 1 or process.poll() is not None, timeout=60)
@@ -437,3 +449,35 @@ def http_get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+async def test_a_crash_between_send_and_record_sends_again_at_least_once(
+    kafka_env, pg_url, engine, receiver, tmp_path, unique
+):
+    """The documented choice (docs/notifier.md): killed while the receiver holds the notice, the notifier
+    cannot know whether it arrived; the next start sends it again once the claim runs out, with the same
+    delivery id and body, so the receiver can tell the repeat."""
+    receiver.hang_first.add("/hook")
+    env = process_env(kafka_env, pg_url, receiver, tmp_path, unique, notifier_send_timeout_s=2, notifier_metrics_port=0)
+    await publish(kafka_env, alert())
+    first = start_notifier(env, tmp_path)
+    try:
+        await wait_for(lambda: len(receiver.bodies("/hook")) == 1 or first.poll() is not None, timeout=60)
+    finally:
+        first.kill()  # SIGKILL: no clean-up of any kind
+        output = (await asyncio.to_thread(first.communicate, timeout=30))[0].decode()
+    assert len(receiver.bodies("/hook")) == 1, output[-3000:]
+    (row,) = deliveries(engine)
+    assert (row.status, row.attempts) == ("sending", 1)
+
+    second = start_notifier(env, tmp_path)
+    try:  # the claim lasts the send timeout (2 s) + 30 s
+        await wait_for(lambda: len(receiver.bodies("/hook")) == 2 or second.poll() is not None, timeout=90)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        output = (await asyncio.to_thread(second.communicate, timeout=60))[0].decode()
+    (row,) = deliveries(engine)
+    assert (row.status, row.attempts) == ("sent", 2), output[-3000:]
+    (h1, b1), (h2, b2) = receiver.requests["/hook"]
+    assert b1 == b2 and h1["X-Axiswatch-Delivery"] == h2["X-Axiswatch-Delivery"] == str(row.id)
+    assert "was being sent when its sender stopped: sending it again" in output
