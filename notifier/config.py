@@ -40,6 +40,14 @@ class QuietHours(Strict):
     end: time
     timezone: str = "UTC"
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock_text(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted 22:00 as the number 1320 (base 60), which would be 00:22:00
+        if not isinstance(value, str | time):
+            raise ValueError(f'write the time as text in quotes, e.g. "22:00" (got {value!r})')
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

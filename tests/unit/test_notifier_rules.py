@@ -113,6 +113,16 @@ def test_a_notice_raised_in_quiet_hours_waits_for_their_end():
     assert due_at(channel(), at_night) == at_night
 
 
+def test_quiet_hours_refuse_an_unquoted_yaml_time(tmp_path):
+    path = tmp_path / "channels.yaml"
+    path.write_text(
+        "channels:\n  - {name: hook, kind: webhook, url: 'https://x', secret_env: S,\n"
+        "      quiet_hours: {start: 22:00, end: '06:00'}}\n"
+    )  # YAML 1.1 reads 22:00 as 1320
+    with pytest.raises(ValueError, match="in quotes"):
+        load_channels(path, env_file=None)
+
+
 def test_quiet_hours_refuse_an_unknown_zone_and_an_empty_span():
     with pytest.raises(ValueError, match="unknown time zone"):
         QuietHours(start="22:00", end="06:00", timezone="Europe/Atlantis")
