@@ -12,6 +12,7 @@ or dead receiver never holds the topic back, and a restart finds what was not se
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -51,6 +52,9 @@ DELIVERIES = Counter(
     "axiswatch_notifier_deliveries_total",
     "Delivery attempts by channel and outcome: sent, retried (failed, another attempt follows), failed (given up).",
     ["channel", "outcome"],
+)
+TOO_OLD = Counter(
+    "axiswatch_notifier_too_old_total", "Changes recorded but not notified: older than NOTIFIER_MAX_AGE_S when read."
 )
 LAG = Gauge("axiswatch_notifier_lag_messages", "Messages on the notifier's partitions not fetched yet.")
 
@@ -145,10 +149,19 @@ async def _follow(
         )
         if messages:
             count_by_topic(MESSAGES_IN, messages)
-            raised = await _with_db(settings, stop, health, store.record, engine, _alerts(messages), config)
-            if raised is None:
+            alerts, published = _alerts(messages)
+            max_age = timedelta(seconds=settings.notifier_max_age_s)
+            work = functools.partial(store.record, published=published, max_age=max_age)
+            recorded = await _with_db(settings, stop, health, work, engine, alerts, config)
+            if recorded is None:
                 return  # stopping before the batch was recorded: its offsets stay uncommitted
+            raised = recorded.raised
             _count_raised(raised)
+            if recorded.too_old:
+                TOO_OLD.inc(recorded.too_old)
+                logger.info(
+                    "notifier: %d changes older than NOTIFIER_MAX_AGE_S recorded, not notified", recorded.too_old
+                )
             try:
                 await subscription.commit(messages)
             except CommitFailed as exc:  # they come again; recording them again changes nothing
@@ -162,17 +175,19 @@ async def _follow(
                 _wake(due, raised)
 
 
-def _alerts(messages: list[Message]) -> list[Alert]:
-    """The readable alert messages; the others are skipped with the reason (consumer_db, on the same topic,
-    stores them as rejected records: one copy is enough)."""
-    alerts = []
+def _alerts(messages: list[Message]) -> tuple[list[Alert], list[datetime | None]]:
+    """The readable alert messages and when the bus took each; the others are skipped with the reason
+    (consumer_db, on the same topic, stores them as rejected records: one copy is enough)."""
+    alerts, published = [], []
     for m in messages:
         try:
             alerts.append(Alert.from_bytes(m.value))
         except SchemaError as exc:
             SKIPPED.labels(reason_class(str(exc))).inc()
             logger.warning("notifier: skipped %s[%d]@%d: %r", m.topic, m.partition, m.offset, store.cut(str(exc)))
-    return alerts
+            continue
+        published.append(None if m.timestamp_ms is None else datetime.fromtimestamp(m.timestamp_ms / 1000, UTC))
+    return alerts, published
 
 
 def _wake(due: list[asyncio.Event], raised: list[store.Raised]) -> None:

@@ -25,6 +25,12 @@ class NotifierSettings(CommonSettings):
     notifier_reminder_check_s: float = Field(
         30.0, gt=0, description="How often the open, unacknowledged events are looked at for reminders."
     )
+    notifier_max_age_s: float = Field(
+        21_600.0,
+        gt=0,
+        description="A change read more than this long after it was published is recorded but not notified "
+        "(a first start on a topic with days of history; a notifier down for longer than a shift).",
+    )
     notifier_send_timeout_s: float = Field(15.0, gt=0, description="Longest one delivery attempt may take.")
     notifier_db_retry_s: float = Field(
         5.0, gt=0, description="Wait before trying the database again after a failure (or a missing table)."

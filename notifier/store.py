@@ -43,12 +43,29 @@ class Raised:
     change: str
 
 
-def record(engine: Engine, alerts: list[Alert], config: ChannelFile, now: datetime) -> list[Raised]:
-    """Fold ``alerts`` (in topic order) into the events and add the deliveries their changes call for; returns
-    the deliveries that are new. Read again after a restart, a message changes nothing: its event already
-    holds it, and a delivery already there is not added twice."""
+@dataclass(frozen=True)
+class Recorded:
+    raised: list[Raised]  # the deliveries that are new
+    too_old: int  # changes not notified: read more than max_age after they were published
+
+
+def record(
+    engine: Engine,
+    alerts: list[Alert],
+    config: ChannelFile,
+    now: datetime,
+    *,
+    published: list[datetime | None] | None = None,
+    max_age: timedelta | None = None,
+) -> Recorded:
+    """Fold ``alerts`` (in topic order) into the events and add the deliveries their changes call for. Read
+    again after a restart, a message changes nothing: its event already holds it, and a delivery already
+    there is not added twice. A change ``published`` (the bus's time, None: unknown) more than ``max_age``
+    ago is folded in but not notified: a notifier started on a topic with days of history does not page
+    anyone about last week."""
     if not alerts:
-        return []
+        return Recorded([], 0)
+    cutoff = None if max_age is None else now - max_age
     with engine.begin() as conn:
         ids = sorted({a.event_id for a in alerts})
         rows = conn.execute(
@@ -56,11 +73,15 @@ def record(engine: Engine, alerts: list[Alert], config: ChannelFile, now: dateti
         )
         held = {event_id: Alert.from_bytes(text) for event_id, text in rows}
         changed: dict[str, Alert] = {}
-        wanted = []
-        for alert in alerts:
+        wanted, too_old = [], 0
+        for alert, at in zip(alerts, published or [None] * len(alerts), strict=True):
             before = held.get(alert.event_id)
             merged = merge(before, alert)
-            for change in changes(before, merged, config.maintenance_detectors):
+            found = changes(before, merged, config.maintenance_detectors)
+            if found and cutoff is not None and at is not None and at < cutoff:
+                too_old += len(found)
+                found = []
+            for change in found:
                 wanted += [
                     _delivery(merged, change, channel, now)
                     for channel in config.channels
@@ -69,7 +90,7 @@ def record(engine: Engine, alerts: list[Alert], config: ChannelFile, now: dateti
             held[alert.event_id] = changed[alert.event_id] = merged
         _upsert_events(conn, list(changed.values()), now)
         new = insert_new_rows(conn, deliveries, wanted, ["channel", "change"])
-    return [Raised(channel, change) for channel, change in new]
+    return Recorded([Raised(channel, change) for channel, change in new], too_old)
 
 
 def _delivery(alert: Alert, change: str, channel: Channel, now: datetime) -> dict:

@@ -58,15 +58,15 @@ def test_each_change_is_recorded_once_per_channel_whatever_is_read_again(engine)
         alert(severity=Severity.ERROR),
         alert(severity=Severity.ERROR, state=AlertState.CLOSED, closed_at=NOW),
     ]
-    first = store.record(engine, feed, channels, NOW)
+    first = store.record(engine, feed, channels, NOW).raised
     assert [(r.channel, r.change) for r in first] == [
         ("all", "open"),
         ("all", "escalate"),
         ("errors", "escalate"),
         ("all", "close"),
     ]
-    assert store.record(engine, feed, channels, NOW + timedelta(minutes=1)) == []  # a restart reads them again
-    assert store.record(engine, feed[:2], channels, NOW + timedelta(minutes=2)) == []  # and older ones
+    assert store.record(engine, feed, channels, NOW + timedelta(minutes=1)).raised == []  # a restart reads them again
+    assert store.record(engine, feed[:2], channels, NOW + timedelta(minutes=2)).raised == []  # and older ones
     recorded = rows(engine)
     assert len(recorded) == 4 and {r.status for r in recorded} == {"pending"}
     assert Alert.from_bytes(recorded[1].alert).severity == Severity.ERROR  # the event as at its change
@@ -156,3 +156,15 @@ def test_a_stop_frees_the_claims_not_being_sent_at_once(engine):
     store.begin_attempt(engine, first, first.claim, NOW, LEASE)  # being sent: the stop waits for it, not freed
     store.release(engine, [first, second], NOW)
     assert [c.id for c in store.claim_due(engine, CHANNEL, NOW + timedelta(seconds=1), LEASE)] == [second.id]
+
+
+def test_a_change_read_long_after_it_was_published_is_recorded_but_not_notified(engine):
+    channels = config({"name": "c"})
+    old, fresh = NOW - timedelta(days=3), NOW - timedelta(seconds=5)
+    day = timedelta(hours=6)
+    recorded = store.record(engine, [alert()], channels, NOW, published=[old], max_age=day)
+    assert (recorded.raised, recorded.too_old) == ([], 1)
+    # the event is known all the same: its escalation, published now, is the news
+    escalated = store.record(engine, [alert(severity=Severity.ERROR)], channels, NOW, published=[fresh], max_age=day)
+    assert [(r.change, r.channel) for r in escalated.raised] == [("escalate", "c")]
+    assert store.record(engine, [alert(event_id="e2")], channels, NOW, published=[None], max_age=day).too_old == 0
