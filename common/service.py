@@ -42,7 +42,7 @@ class OneLineFormatter(logging.Formatter):
     data say so with %r as well; this is the net under them. A traceback keeps its lines."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = CONTROL_CHARACTERS.sub(_escaped, record.message)
+        record.message = one_line(record.message)
         return super().formatMessage(record)
 
 

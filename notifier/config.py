@@ -7,7 +7,6 @@ variable (or .env entry) that holds its password, signing secret or chat URL, an
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import tomllib
 from datetime import time
@@ -20,9 +19,8 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from common.settings import parse_axes
-from common.wire.schemas import Alert, Severity
+from common.wire.schemas import Severity
 
-SEVERITY_RANK = {Severity.ALERT: 1, Severity.ERROR: 2}
 # The changes a channel can ask for; reminders are asked for with remind_every_min.
 CHANGES = ("open", "escalate", "maintenance_due", "close")
 DEFAULT_CHANGES = ["open", "escalate", "maintenance_due"]
@@ -90,14 +88,6 @@ class Channel(Strict):
     @classmethod
     def _axes(cls, value: object) -> object:
         return parse_axes(value) if value not in (None, [], "") else []
-
-    def wants(self, alert: Alert) -> bool:
-        """The channel's filters: severity, robot, axis (the change itself is checked by the caller)."""
-        if SEVERITY_RANK[alert.severity] < SEVERITY_RANK[self.min_severity]:
-            return False
-        if self.robots and not any(fnmatch.fnmatchcase(alert.robot_id, pattern) for pattern in self.robots):
-            return False
-        return not self.axes or alert.axis in self.axes
 
 
 class EmailChannel(Channel):

@@ -7,6 +7,7 @@ open, unacknowledged event + remind_every_min -> reminder number n, due n interv
 
 from __future__ import annotations
 
+import fnmatch
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -65,8 +66,21 @@ def due_at(channel: Channel, now: datetime) -> datetime:
     return quiet_until(channel.quiet_hours, now) or now
 
 
+SEVERITY_RANK = {Severity.ALERT: 1, Severity.ERROR: 2}
+
+
+def wants(channel: Channel, alert: Alert) -> bool:
+    """The channel's filters: severity at least ``min_severity``, robot among ``robots`` (ids or glob
+    patterns), axis among ``axes``; an empty list lets every one through."""
+    if SEVERITY_RANK[alert.severity] < SEVERITY_RANK[channel.min_severity]:
+        return False
+    if channel.robots and not any(fnmatch.fnmatchcase(alert.robot_id, pattern) for pattern in channel.robots):
+        return False
+    return not channel.axes or alert.axis in channel.axes
+
+
 def wants_change(channel: Channel, change: str, alert: Alert) -> bool:
-    return change in channel.changes and channel.wants(alert)
+    return change in channel.changes and wants(channel, alert)
 
 
 def reminder_number(channel: Channel, first_notice: datetime, now: datetime) -> int | None:

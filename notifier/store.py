@@ -25,7 +25,7 @@ from common.store.tables import (
 )
 from common.wire.schemas import Alert, AlertState
 from notifier.config import Channel, ChannelFile
-from notifier.rules import changes, due_at, merge, reminder_number, wants_change
+from notifier.rules import changes, due_at, merge, reminder_number, wants, wants_change
 
 events, deliveries, attempts = notification_events, notification_deliveries, notification_attempts
 FIRST_NOTICES = ("open", "escalate", "maintenance_due")
@@ -150,7 +150,7 @@ def schedule_reminders(engine: Engine, config: ChannelFile, now: datetime) -> li
         for channel_name, text, first in conn.execute(query):
             channel, alert = reminding[channel_name], Alert.from_bytes(text)
             n = reminder_number(channel, first, now)
-            if n is not None and channel.wants(alert):
+            if n is not None and wants(channel, alert):
                 wanted.append(_delivery(alert, f"reminder-{n}", channel, now))
         new = insert_new_rows(conn, deliveries, wanted, ["channel", "change"])
     return [Raised(channel, change) for channel, change in new]
