@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from common.settings import parse_axes
 from common.wire.schemas import Severity
 
-# The changes a channel can ask for; reminders are asked for with remind_every_min.
-CHANGES = ("open", "escalate", "maintenance_due", "close")
-DEFAULT_CHANGES = ["open", "escalate", "maintenance_due"]
+# The changes a channel can ask for (notifier.rules.changes finds them); reminders come with remind_every_min.
+Change = Literal["open", "escalate", "maintenance_due", "close"]
+DEFAULT_CHANGES: list[Change] = ["open", "escalate", "maintenance_due"]
 
 
 class Strict(BaseModel):
@@ -77,9 +77,7 @@ class Channel(Strict):
     min_severity: Severity = Severity.ALERT
     robots: list[str] = Field(default_factory=list, description="Robot ids or glob patterns; empty: every robot.")
     axes: list[int] = Field(default_factory=list, description="Axes (e.g. '1-6' or [1, 2]); empty: every axis.")
-    changes: list[Literal["open", "escalate", "maintenance_due", "close"]] = Field(
-        default_factory=lambda: list(DEFAULT_CHANGES)
-    )
+    changes: list[Change] = Field(default_factory=lambda: list(DEFAULT_CHANGES))
     quiet_hours: QuietHours | None = None
     remind_every_min: float | None = Field(None, gt=0, description="Reminder while open and unacknowledged.")
     retry: Retry = Retry()
