@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -36,6 +37,7 @@ from consumer_db.migrate import migrate
 from notifier import service
 from notifier.config import load_channels
 from notifier.settings import NotifierSettings
+from tests.conftest import service_missing
 from tests.integration.test_hostile_outside_client import least_privilege_urls
 
 pytestmark = pytest.mark.integration
@@ -54,6 +56,8 @@ def free_port() -> int:
 @pytest.fixture
 def certificate(tmp_path):
     """A self-signed certificate for 127.0.0.1, made with openssl for this test: the client trusts it as its CA."""
+    if shutil.which("openssl") is None:
+        service_missing("no openssl to make the SMTP server's certificate (apt-get install openssl)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
