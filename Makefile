@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-## Multi-process run without Docker: local Kafka + PostgreSQL + the four services
+## Multi-process run without Docker: local Kafka + PostgreSQL + the four services (+ the notifier with NOTIFIER_CONFIG)
 up: $(STAMP)
 	scripts/local-stack.sh up
 

@@ -42,12 +42,17 @@ class OneLineFormatter(logging.Formatter):
     data say so with %r as well; this is the net under them. A traceback keeps its lines."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = CONTROL_CHARACTERS.sub(_escaped, record.message)
+        record.message = one_line(record.message)
         return super().formatMessage(record)
 
 
 def _escaped(found: re.Match[str]) -> str:
     return found.group().encode("unicode_escape").decode("ascii")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped: data shown in a log, a mail subject or a stored error."""
+    return CONTROL_CHARACTERS.sub(_escaped, text)
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -8,6 +8,7 @@
 #   scripts/local-stack.sh status          which processes run
 #   scripts/local-stack.sh env             the KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL (the services' role) /
 #                                          MIGRATION_DATABASE_URL (the schema's owner) exports of the running stack
+# With NOTIFIER_CONFIG set (a channel file, docs/notifier.md), the notifier runs as well.
 # Settings come from the environment / .env as for every service (see README). PRODUCER_ARGS (default
 # "--synthetic --robots 5 --faults") are passed to the producer; PYTHON (default .venv/bin/python) runs the services.
 set -euo pipefail
@@ -75,6 +76,7 @@ up() {
     start_service consumer_db
     start_service consumer_alerts
     start_service dashboard
+    if [[ -n "${NOTIFIER_CONFIG:-}" ]]; then start_service notifier; fi
     # The producer starts once the consumers are subscribed: the dashboard reads from the topic's end, so
     # readings sent before it subscribed would never reach its live view.
     wait_until_ready consumer_db "${SINK_METRICS_PORT-9102}" || return 1
@@ -99,6 +101,7 @@ stop_service() {
 down() {
     # The producer first, so the consumers can drain what it sent before they stop.
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do stop_service "${SERVICES[$i]}"; done
+    stop_service notifier
     "$REPO/scripts/kafka.sh" stop "$@" >/dev/null 2>&1 || true
     "$REPO/scripts/postgres.sh" stop "$@" >/dev/null 2>&1 || true
     [[ "${1:-}" == "--clean" ]] && rm -rf "$AXISWATCH_VAR_DIR"
@@ -110,6 +113,8 @@ status() {
     for name in "${SERVICES[@]}"; do
         if alive "$name"; then echo "$name running (pid $(cat "$RUN/$name.pid"))"; else echo "$name stopped"; rc=1; fi
     done
+    if alive notifier; then echo "notifier running (pid $(cat "$RUN/notifier.pid"))"
+    elif [[ -n "${NOTIFIER_CONFIG:-}" ]]; then echo "notifier stopped"; rc=1; fi
     if "$REPO/scripts/kafka.sh" status >/dev/null 2>&1; then echo "kafka running"; else echo "kafka stopped"; rc=1; fi
     if "$REPO/scripts/postgres.sh" status >/dev/null 2>&1; then echo "postgres running"; else echo "postgres stopped"; rc=1; fi
     return $rc

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     func,
     select,
     true,
@@ -234,6 +236,67 @@ rejected_readings = Table(
     # re-ingested record hits this unique key and is not stored twice. NULL for ad-hoc inserts.
     Column("origin", String(400), unique=True),
     Index(None, "received_at"),
+)
+
+
+# The notifier (docs/notifier.md). Its own view of each event (the alerts topic merged as Alert.merged_with
+# does, written in the same transaction as the deliveries the message makes), so that a change is recognised
+# once whatever is read again after a restart.
+notification_events = Table(
+    "notification_events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("acknowledged_at", UtcDateTime),
+    Column("alert", Text, nullable=False, comment="the merged event as wire JSON"),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+DELIVERY_STATUSES = ("pending", "sending", "retrying", "sent", "failed")
+# One row per (event, change, channel): the unique key is what makes a change notified once per channel,
+# across restarts and instances. Claimed (status sending, claimed_until) before each attempt, marked after.
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(200), nullable=False),
+    Column("change", String(32), nullable=False, comment="open, escalate, maintenance_due, close, reminder-N"),
+    Column("channel", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("alert", Text, nullable=False, comment="the event as it was at the change, wire JSON"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("due_at", UtcDateTime, nullable=False, comment="now, or the end of the channel's quiet hours"),
+    Column("claimed_until", UtcDateTime, comment="an attempt under way; past: its sender is gone"),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("sent_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("event_id", "change", "channel"),
+    CheckConstraint(f"status IN ({', '.join(repr(s) for s in DELIVERY_STATUSES)})", name="status_known"),
+    Index(None, "status", "due_at"),
+)
+
+# Every attempt of a delivery, with its outcome: sent, retried (failed, another attempt follows), failed.
+notification_attempts = Table(
+    "notification_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        BigInteger,
+        ForeignKey(
+            "notification_deliveries.id",
+            ondelete="CASCADE",
+            name="fk_notification_attempts_delivery_id_notification_deliveries",
+        ),
+        nullable=False,
+    ),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("error", Text),
+    UniqueConstraint("delivery_id", "attempt"),
 )
 
 

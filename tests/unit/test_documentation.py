@@ -16,6 +16,7 @@ SERVICES = {
     "consumer_db": "consumer_db.settings:ConsumerDbSettings",
     "consumer_alerts": "consumer_alerts.settings:AlertsSettings",
     "dashboard": "dashboard.settings:DashboardSettings",
+    "notifier": "notifier.settings:NotifierSettings",
 }
 
 
