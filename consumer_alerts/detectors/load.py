@@ -35,6 +35,8 @@ GROSS_SCORE = 0.8  # the score at a gross ratio: the ERROR level the registry gi
 # axis): until a whole window of readings has come since, the window's level is no proof of the load, so its
 # score stays below the ERROR level (a stuck sensor reads the same as a clamp; the engine's rule for repeats).
 FLAT_RUN, FLAT_CAP = 10, 0.75
+# Windows in the outer half of the band teach nothing (the start of a fault must not widen the band it crosses).
+LEARN_LIMIT = 0.5 * ALERT_SCORE
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ class LoadScorer:
         if x <= 0:
             return
         o = self.options
-        if self._score >= ALERT_SCORE:  # out of the band: frozen, unless the change lasts (a new normal)
+        if self._score >= LEARN_LIMIT:  # the outer half of the band and beyond: frozen, unless it lasts (a new normal)
             self.out_run += 1
             if self.out_run >= o.absorb:
                 self.normal += self._deviation
@@ -133,7 +135,7 @@ class LoadScorer:
         self.normal += max(o.alpha, 1.0 / self.count) * (math.log(x) - self.normal)  # a plain mean at first
         if len(self.logs) == self.logs.maxlen:
             self.windows += 1
-            d = min(abs(self._deviation), 0.5 * self._band)  # clipped: the edge of the band must not widen it
+            d = self._deviation
             self.spread2 += max(o.alpha, 1.0 / self.windows) * (d * d - self.spread2)
             self._band = max(o.sigmas * math.sqrt(self.spread2), self._floor)
 
