@@ -7,10 +7,10 @@ or an overload changes is the level over several cycles. So the statistic is the
 the current in a window of work; a change of load by a factor ``r`` moves it by ``ln r`` whatever the shape
 of the cycle. Against it:
 
-- the **normal level**: an exponentially weighted mean of the log current (``alpha``), learned from the
-  feed itself after ``warmup`` active readings and frozen while the statistic is out of its band (a fault
-  does not become normal), re-learnt from the window once a change has lasted ``absorb`` active readings (a
-  new program: one event, then quiet);
+- the **normal level**: the mean log current, learnt from the feed itself (a plain mean over the first
+  ``warmup`` active readings, then weighted by ``alpha``), frozen while the window is in the outer half of its
+  band or beyond (a fault does not become normal, nor widens the band), re-learnt from the window once a change
+  has lasted ``absorb`` active readings (a new program: one event, then quiet);
 - the **spread of the statistic on this axis's own data**: the exponentially weighted deviation of the
   window's log-mean from the normal level. The band is ``sigmas`` of that spread, and never narrower than
   ``min_ratio`` either way: an axis whose window mean swings a lot on clean data needs a larger change.
