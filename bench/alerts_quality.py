@@ -67,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.broad:
         return broad(args, train_rows, test, hours, models["density"])
+    default = " + ".join(EngineConfig().detectors)  # named by what runs: the default set, with each model
     configs = {
-        "residual (density) + zscore + stuck": (EngineConfig(), models["density"]),
-        "residual (lab line) + zscore + stuck": (EngineConfig(), models["line"]),
+        f"{default} (density model)": (EngineConfig(), models["density"]),
+        f"{default} (lab line model)": (EngineConfig(), models["line"]),
         "zscore + stuck (no model)": (EngineConfig(detectors=("zscore", "stuck")), None),
     }
     seeds = range(args.first_seed, args.first_seed + args.seeds)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     on_grid = [
         (seed, [_snap(r, steps) for r in faulty], labels, changed) for seed, faulty, labels, changed in fault_sets
     ]
-    name = "residual (density) + zscore + stuck, faults snapped to the sensor step"
+    name = f"{default} (density model), faults snapped to the sensor step"
     row, per_fault[name] = evaluate(name, EngineConfig(), models["density"], test, hours, on_grid, args.grace_s)
     rows.append(row)
     placeholder = placeholder_alerts(test, WORKING_AXES)

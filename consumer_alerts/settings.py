@@ -11,7 +11,7 @@ from pydantic_settings import NoDecode
 from common.settings import CommonSettings
 from consumer_alerts.detectors import registry
 
-DEFAULT_DETECTORS: tuple[str, ...] = ("level", "zscore", "residual", "stuck")
+DEFAULT_DETECTORS: tuple[str, ...] = ("level", "load", "residual", "stuck")
 
 
 class AlertsSettings(CommonSettings):
@@ -21,7 +21,7 @@ class AlertsSettings(CommonSettings):
     detectors: Annotated[list[str], NoDecode] = Field(
         list(DEFAULT_DETECTORS),
         description="Detectors to run, comma-separated, by their name in consumer_alerts/detectors/registry.py: "
-        "level, zscore, residual, stuck; multivariate (robot-level, opt-in).",
+        "level, load, zscore, residual, stuck; multivariate (robot-level, opt-in).",
     )
     level_warmup: int = Field(
         300,
@@ -71,6 +71,51 @@ class AlertsSettings(CommonSettings):
         description="Feed time a level score >= 0.5 must cover, readings in a row each covering one sampling "
         "interval, before it fires: 8 readings of a robot sampled every 2 s (more than LEVEL_SHORT, so one "
         "odd sample cannot hold it alone), one reading of a feed sampled every minute or slower.",
+    )
+    load_window: int = Field(
+        120,
+        ge=10,
+        description="Active (non-zero) readings of an axis whose log-mean is the load detector's level: several "
+        "work cycles, so that the swing within a cycle averages out.",
+    )
+    load_warmup: int = Field(
+        600,
+        ge=10,
+        description="Active readings the load detector learns the axis's normal level from before it scores.",
+    )
+    load_alpha: float = Field(
+        0.0005, gt=0, lt=1, description="Weight of a new active reading in the load detector's normal level and spread."
+    )
+    load_sigmas: float = Field(
+        5.0,
+        gt=0,
+        description="Half-width of the load detector's band, in units of the spread of its window level on the "
+        "axis's own data (not narrower than LOAD_MIN_RATIO).",
+    )
+    load_min_ratio: float = Field(
+        0.75,
+        gt=0,
+        lt=1,
+        description="The band's narrowest half-width as a ratio of loads: below this share of normal (or above "
+        "its inverse) at the least before the load detector scores 0.5.",
+    )
+    load_gross_high: float = Field(
+        2.0, gt=1, description="Load ratio (window level over normal) at or above which a rise is an ERROR."
+    )
+    load_gross_low: float = Field(
+        0.2, gt=0, lt=1, description="Load ratio at or below which a drop is an ERROR (80 % of the load gone)."
+    )
+    load_absorb: int = Field(
+        1800,
+        ge=1,
+        description="Active readings out of the band after which the load detector takes the new level as "
+        "normal (a new program: one event, then quiet).",
+    )
+    load_hold_s: float = Field(
+        16.0,
+        ge=0,
+        description="Feed time a load score >= 0.5 must cover, readings in a row each covering one sampling "
+        "interval, before it fires.",
     )
     multivariate_halflife_rows: float = Field(
         2000.0, gt=1, description="Active readings after which a reading's weight in the cross-axis model halves."

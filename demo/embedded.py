@@ -95,9 +95,10 @@ def add_demo_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fault-period",
         type=float,
-        default=600.0,
+        default=3600.0,  # a fault lasts up to 0.8 x period / 5 kinds: 576 s here, room for an overload to show
         dest="fault_period_s",
-        help="seconds of feed in which each synthetic robot gets one fault of each kind (default 600)",
+        help="seconds of feed in which each synthetic robot gets one fault of each kind (default 3600: at the "
+        "default speed, a fault every 90 s of wall-clock time across two robots)",
     )
     parser.add_argument("--port", type=int, default=5006, help="dashboard port (default 5006)")
     parser.add_argument(

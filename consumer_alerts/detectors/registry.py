@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.level import LevelOptions, LevelScorer
+from consumer_alerts.detectors.load import GROSS_SCORE, LoadOptions, LoadScorer
 from consumer_alerts.detectors.multivariate import MultivariateDetector, MultivariateRobotDetector
 from consumer_alerts.detectors.residual import ResidualDetector
 from consumer_alerts.detectors.scoring import ThresholdedDetector
@@ -100,6 +101,30 @@ def _level(ctx: AxisContext) -> Detector:
     )
 
 
+def _load(ctx: AxisContext) -> Detector:
+    c = ctx.config
+    options = LoadOptions(
+        window=c.load_window,
+        warmup=c.load_warmup,
+        alpha=c.load_alpha,
+        sigmas=c.load_sigmas,
+        min_ratio=c.load_min_ratio,
+        gross_high=c.load_gross_high,
+        gross_low=c.load_gross_low,
+        absorb=c.load_absorb,
+    )
+    return ThresholdedDetector(
+        "load",
+        LoadScorer(options),
+        error_high=GROSS_SCORE,
+        error_low=GROSS_SCORE,
+        hold_s=c.load_hold_s,
+        warmup_s=0.0,
+        stoppage_readings=c.stoppage_readings,
+        stoppage_s=c.stoppage_s,
+    )
+
+
 def _multivariate(ctx: RobotContext) -> RobotDetector:
     c = ctx.config
     detector = MultivariateDetector(
@@ -110,6 +135,7 @@ def _multivariate(ctx: RobotContext) -> RobotDetector:
 
 AXIS_DETECTORS: dict[str, Callable[[AxisContext], Detector | None]] = {
     "level": _level,
+    "load": _load,
     "zscore": _zscore,
     "residual": _residual,
     "stuck": _stuck,

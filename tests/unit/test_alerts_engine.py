@@ -214,3 +214,18 @@ def test_snapshot_round_trip_with_the_default_detectors_gives_the_same_events():
     events = run(one, fault)
     assert events and events == run(two, fault)
     assert "level_high" in {a.detector for a in events}
+
+
+def test_a_load_halved_through_the_engine_is_a_load_low_alert_and_a_load_gone_an_error():
+    # The default detectors without a model (level, load, stuck), a robot that works and pauses: axis 2's
+    # current halved from reading 3000 on (each value still within what a cycle draws), or 90 % gone.
+    def scaled(factor):
+        return lambda i, axis, amps: amps * factor if axis == 2 and i >= 3000 else amps
+
+    def opened(factor):
+        alerts = run(DetectorEngine(EngineConfig()), cycle_readings(4500, seed=3, fault=scaled(factor)))
+        return {(a.axis, a.detector, a.severity) for a in alerts}
+
+    assert opened(1.0) == set()
+    assert opened(0.5) == {(2, "load_low", Severity.ALERT)}
+    assert (2, "load_low", Severity.ERROR) in opened(0.1)

@@ -287,3 +287,73 @@ def test_level_drop_is_its_own_kind_with_its_own_error_level():
 def test_level_stays_quiet_on_heavy_tailed_noise():
     for seed in range(3):
         assert not any(feed(level(), lognormal(6000, seed=seed)))
+
+
+# --- load -------------------------------------------------------------------------------------------
+
+
+def load_detector(**kw):
+    from consumer_alerts.detectors.registry import AXIS_DETECTORS, AxisContext
+    from consumer_alerts.engine import EngineConfig
+
+    return AXIS_DETECTORS["load"](AxisContext("r1", 1, EngineConfig(**kw), None))
+
+
+def work_cycles(n, seed=1, scale=1.0):
+    """A joint's current: a cycle from near 0 to its peak every 20 readings, with heavy-tailed noise."""
+    rng = random.Random(seed)
+    return [scale * (0.5 + 8.0 * math.sin(math.pi * (i % 20) / 20) ** 2) * rng.lognormvariate(0, 0.4) for i in range(n)]
+
+
+def fired_kinds(findings):
+    return {(f.kind, f.severity) for f in findings if f is not None}
+
+
+def test_load_stays_quiet_on_clean_work_cycles():
+    for seed in range(3):
+        assert not any(feed(load_detector(), work_cycles(8000, seed=seed)))
+
+
+def test_load_halved_raises_a_low_alert_and_a_gross_drop_an_error():
+    # Each value of the cycle still lies inside the range the axis draws; only the level over cycles falls.
+    detector = load_detector()
+    assert not any(feed(detector, work_cycles(3000)))
+    halved = feed(detector, work_cycles(400, seed=2, scale=0.5), t0=6000.0)
+    assert fired_kinds(halved) == {("load_low", Severity.ALERT)}
+    gone = load_detector()
+    feed(gone, work_cycles(3000))
+    assert ("load_low", Severity.ERROR) in fired_kinds(feed(gone, work_cycles(400, seed=2, scale=0.1), t0=6000.0))
+
+
+def test_load_doubled_is_an_error_and_a_third_more_an_alert():
+    detector = load_detector()
+    feed(detector, work_cycles(3000))
+    assert fired_kinds(feed(detector, work_cycles(400, seed=2, scale=1.4), t0=6000.0)) == {
+        ("load_high", Severity.ALERT)
+    }
+    doubled = load_detector()
+    feed(doubled, work_cycles(3000))
+    assert ("load_high", Severity.ERROR) in fired_kinds(feed(doubled, work_cycles(400, seed=2, scale=2.5), t0=6000.0))
+
+
+def test_load_on_a_flat_reading_stays_below_error():
+    # A stuck sensor reads exactly like a clamp: a flat run far above normal is raised, but not as an ERROR.
+    detector = load_detector()
+    feed(detector, work_cycles(3000))
+    assert fired_kinds(feed(detector, [40.0] * 300, t0=6000.0)) == {("load_high", Severity.ALERT)}
+
+
+def test_load_takes_a_lasting_change_as_the_new_normal():
+    detector = load_detector(load_absorb=300)
+    feed(detector, work_cycles(3000))
+    after = feed(detector, work_cycles(3000, seed=4, scale=0.6), t0=6000.0)
+    assert any(after[:600]) and not any(after[-1000:])
+
+
+def test_load_ignores_zeros_and_survives_a_restart():
+    detector, twin = load_detector(), load_detector()
+    values = [v if i % 7 else 0.0 for i, v in enumerate(work_cycles(2000))]
+    feed(detector, values)
+    twin.load(detector.state())
+    tail = work_cycles(300, seed=5, scale=0.5)
+    assert feed(detector, tail, t0=4000.0) == feed(twin, tail, t0=4000.0)

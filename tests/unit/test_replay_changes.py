@@ -35,7 +35,7 @@ def replayed(tmp_path, monkeypatch):
 
 
 def test_an_alert_that_escalates_keeps_its_alert_row_and_its_opening_time(replayed):
-    rows = [r for r in replayed if r["axis"] == "2" and r["detector"] == "zscore"]
+    rows = [r for r in replayed if r["axis"] == "2" and r["detector"] == "load_high"]
     assert len({r["event_id"] for r in rows}) == 1
     first, last = rows[0], rows[-1]
     assert (first["change"], first["state"], first["severity"]) == ("open", "open", "ALERT")

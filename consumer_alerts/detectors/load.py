@@ -1,0 +1,165 @@
+"""The load detector: is the axis drawing a different share of current than it normally does, over a work cycle?
+
+A joint's current swings from near 0 to its peak within every cycle, so one reading (or a few) says little
+about its load: a load halved stays inside the range the axis draws anyway. What a lost load, a broken belt
+or an overload changes is the level over several cycles. So the statistic is the **log-mean of the last
+``window`` active readings** (non-zero, repeats included: a clamp is a load too), i.e. the geometric mean of
+the current in a window of work; a change of load by a factor ``r`` moves it by ``ln r`` whatever the shape
+of the cycle. Against it:
+
+- the **normal level**: the mean log current, learnt from the feed itself (a plain mean over the first
+  ``warmup`` active readings, then weighted by ``alpha``), frozen while the window is in the outer half of its
+  band or beyond (a fault does not become normal, nor widens the band), re-learnt from the window once a change
+  has lasted ``absorb`` active readings (a new program: one event, then quiet);
+- the **spread of the statistic on this axis's own data**: the exponentially weighted deviation of the
+  window's log-mean from the normal level. The band is ``sigmas`` of that spread, and never narrower than
+  ``min_ratio`` either way: an axis whose window mean swings a lot on clean data needs a larger change.
+
+The score (River's ``score_one`` / ``learn_one``) is 0.5 at the band's edge and rises linearly in log ratio
+to 0.8 (:data:`GROSS_SCORE`, the ERROR level of the thresholding wrapper) at the gross ratios
+``gross_high`` / ``gross_low`` (load doubled, 80 % of it gone), so the severity is how far the load is from
+normal, consistently up and down. ``ratio`` is the last window's level over normal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from consumer_alerts.detectors.scoring import ALERT_SCORE
+
+GROSS_SCORE = 0.8  # the score at a gross ratio: the ERROR level the registry gives the thresholding wrapper
+# A run of this many identical readings is a flat sensor (a live one shows a dozen at most, on a nearly unloaded
+# axis): until a whole window of readings has come since, the window's level is no proof of the load, so its
+# score stays below the ERROR level (a stuck sensor reads the same as a clamp; the engine's rule for repeats).
+FLAT_RUN, FLAT_CAP = 10, 0.75
+# Windows in the outer half of the band teach nothing (the start of a fault must not widen the band it crosses).
+LEARN_LIMIT = 0.5 * ALERT_SCORE
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    window: int
+    warmup: int
+    alpha: float
+    sigmas: float
+    min_ratio: float
+    gross_high: float
+    gross_low: float
+    absorb: int
+
+
+class LoadScorer:
+    def __init__(self, options: LoadOptions) -> None:
+        o = self.options = options
+        if not 0 < o.gross_low < o.min_ratio < 1 < o.gross_high:
+            raise ValueError("load ratios must satisfy 0 < gross_low < min_ratio < 1 < gross_high")
+        self._floor = -math.log(o.min_ratio)  # the band's narrowest half-width, in log ratio
+        self._gross_high, self._gross_low = math.log(o.gross_high), -math.log(o.gross_low)
+        self._window = o.window
+        self.logs: deque[float] = deque(maxlen=o.window)
+        self.total = 0.0
+        self._pushes = 0
+        self.count = 0  # active readings learnt
+        self.windows = 0  # full windows learnt (for the spread)
+        self.normal = 0.0  # the normal log level
+        self.spread2 = 0.0  # mean square deviation of the window's log-mean from normal, on normal data
+        self.out_run = 0  # active readings in a row out of the band
+        self.direction = 1
+        self._score = 0.0
+        self._deviation = 0.0
+        self._band = self._floor
+        self._last, self._run, self._since_flat = 0.0, 0, o.window
+
+    def score_one(self, x: float) -> float:
+        if x <= 0:
+            return self._score  # an axis at rest within a working row: no news about its load
+        if x == self._last:
+            self._run += 1
+        else:
+            self._last, self._run = x, 1
+        self._since_flat = 0 if self._run >= FLAT_RUN else self._since_flat + 1
+        logs = self.logs
+        log_x = math.log(x)
+        size = self._window
+        full = len(logs) == size
+        if full:
+            self.total += log_x - logs[0]
+        else:
+            self.total += log_x
+        logs.append(log_x)
+        self._pushes += 1
+        if self._pushes >= size:  # a running sum drifts: recomputed once per window (amortised O(1))
+            self.total, self._pushes = math.fsum(logs), 0
+        if not full and len(logs) < size:
+            self._deviation = self._score = 0.0
+            return 0.0
+        d = self._deviation = self.total / size - self.normal
+        if d >= 0:
+            self.direction, size = 1, d
+        else:
+            self.direction, size = -1, -d
+        band = self._band
+        if size < band:
+            self._score = 0.5 * size / band
+        else:
+            gross = self._gross_high if d >= 0 else self._gross_low
+            span = gross - band
+            self._score = (
+                min(ALERT_SCORE + (GROSS_SCORE - ALERT_SCORE) * (size - band) / span, 1.0) if span > 0 else 1.0
+            )
+        if self._score > FLAT_CAP and self._since_flat < self._window:
+            self._score = FLAT_CAP
+        # While it learns what normal is it scores nothing, but a window out of the band is kept out already.
+        return self._score if self.count >= self.options.warmup else 0.0
+
+    @property
+    def ratio(self) -> float:
+        """The last window's level over the normal level."""
+        return math.exp(self._deviation)
+
+    def learn_one(self, x: float) -> None:
+        if x <= 0:
+            return
+        o = self.options
+        if self._score >= LEARN_LIMIT:  # the outer half of the band and beyond: frozen, unless it lasts (a new normal)
+            self.out_run += 1
+            if self.out_run >= o.absorb:
+                self.normal += self._deviation
+                self.out_run = 0
+            return
+        self.out_run = 0
+        self.count += 1
+        self.normal += max(o.alpha, 1.0 / self.count) * (math.log(x) - self.normal)  # a plain mean at first
+        if len(self.logs) == self.logs.maxlen:
+            self.windows += 1
+            d = self._deviation
+            self.spread2 += max(o.alpha, 1.0 / self.windows) * (d * d - self.spread2)
+            self._band = max(o.sigmas * math.sqrt(self.spread2), self._floor)
+
+    def on_stoppage(self) -> None:
+        # The window keeps the last work before the pause: the load of a program does not change with a pause.
+        self.out_run = 0
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "logs": list(self.logs),
+            "total": [self.total, self._pushes],
+            "count": self.count,
+            "windows": self.windows,
+            "normal": self.normal,
+            "spread2": self.spread2,
+            "out_run": self.out_run,
+            "flat": [self._last, self._run, self._since_flat],
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.logs = deque(state["logs"], maxlen=self.options.window)
+        self.total, self._pushes = state["total"][0], int(state["total"][1])
+        self.count, self.windows, self.normal = int(state["count"]), int(state["windows"]), state["normal"]
+        self.spread2, self.out_run = state["spread2"], int(state["out_run"])
+        last, run, since = state["flat"]
+        self._last, self._run, self._since_flat = last, int(run), int(since)
+        self._band = max(self.options.sigmas * math.sqrt(self.spread2), self._floor)
