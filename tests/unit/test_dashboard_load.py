@@ -11,16 +11,18 @@ import weakref
 from types import SimpleNamespace
 
 import pytest
+from bokeh.client import pull_session
 from bokeh.core.property.wrappers import PropertyValueContainer
 from bokeh.document import Document
-from bokeh.models import GlyphRenderer
+from bokeh.events import DocumentReady
+from bokeh.models import GlyphRenderer, Line
 
 from common.wire.bus import InProcessBus
 from dashboard.app import SessionLifecycle, build
 from dashboard.feed import LiveFeed
 from dashboard.memory import _BOKEH_DOCUMENT_DESTROY, COLLECT_AFTER_S, DEFERRED, defer_bokeh_collections
 from dashboard.settings import DashboardSettings
-from tests.dashboard_support import ServerThread, reading, wait_for
+from tests.dashboard_support import ServerThread, pump_until, reading, wait_for
 
 
 def settings(**kw) -> DashboardSettings:
@@ -152,3 +154,61 @@ def test_a_page_builds_no_model_the_browser_can_do_without():
     renderers = doc.select({"type": GlyphRenderer})
     assert {r.name for r in renderers} >= {"alert_marks", "alert_marks_blinking"}
     assert all(r.nonselection_glyph == "auto" and r.muted_glyph == "auto" for r in renderers)
+
+
+class FakeSessionContext:
+    """What ``build_later`` asks of a session: is it gone, and run this with its document locked."""
+
+    def __init__(self) -> None:
+        self.destroyed = False
+
+    async def with_locked_document(self, func) -> None:
+        func(Document())
+
+
+async def test_pieces_of_pages_opened_together_are_added_one_per_turn_and_stop_when_the_tab_closes():
+    lifecycle = SessionLifecycle()
+    order = []
+    contexts = [FakeSessionContext() for _ in range(3)]
+
+    def piece(n: int, k: int):
+        def add() -> None:
+            order.append(f"piece {n}.{k}")
+            if (n, k) == (2, 0):
+                contexts[2].destroyed = True  # the third tab closes after its first piece
+
+        return add
+
+    for n, context in enumerate(contexts):
+        lifecycle.build_later(SimpleNamespace(session_context=context), [piece(n, k) for k in range(3)])
+
+    for _ in range(200):  # the other callbacks of the loop (/health, the feed), until the pieces are done
+        order.append("loop")
+        await asyncio.sleep(0)
+    pieces = [step for step in order if step.startswith("piece")]
+    assert sorted(pieces) == sorted([f"piece {n}.{k}" for n in (0, 1) for k in range(3)] + ["piece 2.0"]), order
+    at = [i for i, step in enumerate(order) if step.startswith("piece")]
+    assert all(b - a > 1 for a, b in zip(at, at[1:], strict=False)), order  # the loop ran between two pieces
+
+
+def test_a_page_load_sends_the_skeleton_and_the_rest_arrives_once_the_browser_has_drawn_it():
+    with ServerThread(settings(window_rows=30)) as server:
+        server.publish_readings([reading(i) for i in range(40)])
+        wait_for(lambda: len(server.feed.window("RMBR4-2")) == 30, what="the feed to take the readings")
+        session = pull_session(url=server.url)
+        try:
+            doc = session.document
+            assert doc.get_model_by_name("status") is not None and doc.get_model_by_name("tabs") is not None
+            assert doc.get_model_by_name("live_chart") is None
+            time.sleep(1.0)
+            [view] = list(server.feed._listeners)
+            assert view.doc.get_model_by_name("live_chart") is None  # not drawn yet: nothing more is built
+            session.document.callbacks.send_event(DocumentReady())  # what the browser says once it has drawn it
+            pump_until(session, lambda: doc.get_model_by_name("alert_table"), what="the rest of the page")
+            chart = doc.get_model_by_name("live_chart")
+            lines = [r for r in chart.renderers if isinstance(r.glyph, Line)]
+            assert len(lines) == len(server.feed.axes) == len(chart.legend[0].items)
+            assert len(doc.get_model_by_name("live_source").data["ts"]) == 30
+            assert doc.get_model_by_name("latest_table") and doc.get_model_by_name("robot")
+        finally:
+            session.close()
