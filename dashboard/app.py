@@ -38,14 +38,14 @@ class SessionLifecycle(LifecycleHandler):
     the document at once; ``release_turn`` is called by the document's builder, whatever happens). Once the
     browser has drawn the skeleton, ``build_later`` adds the rest, one piece per turn, in the same queue:
     the loop serves /health and the feed between two pieces. Clean-ups are not ``doc.on_session_destroyed``:
-    Bokeh follows a document's own callbacks with a full ``gc.collect()`` per session, on the loop."""
+    Bokeh follows a document's own callbacks with a full ``gc.collect()`` per session, on the loop; and
+    sessions are discarded one per turn too (``on_session_destroyed``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._cleanups: dict[str, list[Callable[[], None]]] = {}
         self._building = asyncio.Lock()
         self._later: set[asyncio.Task] = set()
-        self._on_session_destroyed = self._ended
 
     async def on_session_created(self, session_context) -> None:
         await self._building.acquire()
@@ -71,6 +71,12 @@ class SessionLifecycle(LifecycleHandler):
                     await session_context.with_locked_document(partial(_add_piece, piece=piece))
                 except Exception:  # a piece that fails leaves a gap in one page, not a stopped queue
                     logger.exception("a piece of a page could not be built: %r", piece)
+
+    async def on_session_destroyed(self, session_context) -> None:
+        self._ended(session_context)
+        # Bokeh discards the expired sessions one after another without giving the loop a turn (250 pages
+        # held it for over a second): one page destroyed per turn.
+        await asyncio.sleep(0)
 
     def on_end(self, doc: Document, cleanup: Callable[[], None]) -> None:
         self._cleanups.setdefault(doc.session_context.id, []).append(cleanup)
@@ -135,11 +141,18 @@ def _add_piece(doc: Document, piece: Callable[[], None]) -> None:
     doc.models.flush_synced()
 
 
+def add_pieces(doc: Document, pieces: list[Callable[[], None]], later: BuildLater | None) -> None:
+    if later is None:
+        for piece in pieces:
+            _add_piece(doc, piece)
+    else:
+        later(doc, pieces)
+
+
 def build(doc: Document, feed: LiveFeed, engine: Engine | None, *, later: BuildLater | None = None) -> LiveView:
     """The page's skeleton; the rest is handed to ``later`` once the browser has drawn it (a page load never
     drawn, a tab closed at once, costs no more than the skeleton). Without ``later``, the whole page now."""
     live = LiveView(doc, feed)
-    history = HistoryView(doc, engine, feed.settings)
     # The history tab is built, and asks the database, only when somebody opens it: most sessions
     # only watch the live view, and building models is most of what a new session costs.
     holder = column(Div(text="loading…"), sizing_mode="stretch_width", name="history_holder")
@@ -148,19 +161,21 @@ def build(doc: Document, feed: LiveFeed, engine: Engine | None, *, later: BuildL
         sizing_mode="stretch_width",
         name="tabs",
     )
+    history: HistoryView | None = None
 
     def open_history(_attr, _old, new) -> None:
-        if new == 1 and not history.loaded:
-            holder.children = [history.layout()]
-            history.load()
+        nonlocal history
+        if new == 1 and history is None:
+            history = HistoryView(doc, engine, feed.settings)
+            holder.children = [history.page]
+            add_pieces(doc, history.pieces(), later)
 
     tabs.on_change("active", open_history)
     doc.add_root(tabs)
     doc.title = "axiswatch"
     blink_in_browser(doc, tabs)
     if later is None:
-        for piece in live.pieces():
-            _add_piece(doc, piece)
+        add_pieces(doc, live.pieces(), later)
     else:
         pieces = live.pieces()
 

@@ -59,8 +59,10 @@ class LiveView:
         self.robot = feed.default_robot()
         self.window_rows = settings.window_rows
         self.keys = chart_keys(feed.axes, stacked=False) + chart_keys(feed.axes, stacked=True)[1:]
-        # The sources exist from the start, so the feed's points and events go in while the pieces are built.
-        self.source = ColumnDataSource(self._window_columns(), name="live_source")
+        # Empty until the page is drawn (the first piece fills them from the feed): a page load never drawn
+        # gets nothing from the feed.
+        self.drawn = False
+        self.source = ColumnDataSource(to_columns([], self.keys), name="live_source")
         self.chart_alerts = ColumnDataSource(alert_columns([]), name="chart_alerts")
         self.table_alerts = ColumnDataSource(table_columns([]), name="alert_source")
         self.latest = ColumnDataSource(latest_columns({}), name="latest_source")
@@ -71,7 +73,6 @@ class LiveView:
         self.page = column(self.status, Div(text="loading…"), sizing_mode="stretch_width", name="live_page")
         self._shown = None
         self._alerts_due, self._alerts_shown_at, self._mine_changed = False, float("-inf"), False
-        self._refresh_alerts()
 
     def layout(self):
         return self.page
@@ -92,6 +93,10 @@ class LiveView:
 
     # -- the pieces ----------------------------------------------------------------------------------
     def _add_chart(self) -> None:
+        # The window and the events as they are now; from here on the feed's batches are streamed in.
+        self.source.data = self._window_columns()
+        self._refresh_alerts()
+        self.drawn = True
         settings = self.feed.settings
         self.chart = LiveChart(self.source, self.feed.axes)
         self.chart.set_ticks(settings.x_axis_ticks, self.window_rows, settings.tick_seconds)
@@ -193,6 +198,8 @@ class LiveView:
     # -- data in ------------------------------------------------------------------------------------
     def deliver(self, rows: dict, alerts: list[Alert]) -> None:
         """Called by the feed on the server loop: queue the change for this session's document."""
+        if not self.drawn:
+            return
         mine = rows.get(self.robot)
         if mine:
             self.doc.add_next_tick_callback(partial(self._stream, mine))

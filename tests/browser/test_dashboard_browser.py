@@ -252,6 +252,7 @@ def test_history_tab_shows_what_consumer_db_stored(server, page):
     server.publish(server.settings.alerts_topic, alert("e-hist", at=readings[50].ts))
     wait_for(lambda: stored_alert(server, "e-hist"), what="consumer_db to store the alert")
     open_dashboard(page, server.url)
+    assert js(page, LIVE.format("history_chart")) is None  # built when the tab is first opened, not before
     page.get_by_text("History", exact=True).click()
     page.wait_for_function(
         f"() => {LIVE.format('history_smooth')} && {LIVE.format('history_smooth')}.data.ts.length >= 4", timeout=30_000

@@ -203,12 +203,37 @@ def test_a_page_load_sends_the_skeleton_and_the_rest_arrives_once_the_browser_ha
             time.sleep(1.0)
             [view] = list(server.feed._listeners)
             assert view.doc.get_model_by_name("live_chart") is None  # not drawn yet: nothing more is built
+            server.publish_readings([reading(i) for i in range(40, 45)])
+            wait_for(lambda: server.feed.window("RMBR4-2")[-1]["ts"] == reading(44).ts.timestamp() * 1000)
+            assert len(view.source.data["ts"]) == 0  # and nothing is streamed to it
             session.document.callbacks.send_event(DocumentReady())  # what the browser says once it has drawn it
             pump_until(session, lambda: doc.get_model_by_name("alert_table"), what="the rest of the page")
             chart = doc.get_model_by_name("live_chart")
             lines = [r for r in chart.renderers if isinstance(r.glyph, Line)]
             assert len(lines) == len(server.feed.axes) == len(chart.legend[0].items)
-            assert len(doc.get_model_by_name("live_source").data["ts"]) == 30
+            assert doc.get_model_by_name("live_source").data["ts"][-1] == reading(44).ts.timestamp() * 1000
             assert doc.get_model_by_name("latest_table") and doc.get_model_by_name("robot")
         finally:
             session.close()
+
+
+async def test_expired_sessions_discarded_together_give_the_loop_a_turn_between_two():
+    """Bokeh awaits each discarded session's hooks one after another, in one sweep."""
+    lifecycle = SessionLifecycle()
+    order = []
+    contexts = [SimpleNamespace(id=f"s{n}", destroyed=True) for n in range(4)]
+    for n, context in enumerate(contexts):
+        lifecycle.on_end(SimpleNamespace(session_context=context), lambda n=n: order.append(f"cleanup {n}"))
+
+    async def sweep() -> None:  # bokeh.server.contexts.ApplicationContext._cleanup_sessions, in short
+        for context in contexts:
+            await lifecycle.on_session_destroyed(context)
+
+    async def other_callbacks() -> None:
+        for _ in range(10):
+            order.append("loop")
+            await asyncio.sleep(0)
+
+    await asyncio.gather(sweep(), other_callbacks())
+    at = [i for i, step in enumerate(order) if step.startswith("cleanup")]
+    assert len(at) == 4 and all(b - a > 1 for a, b in zip(at, at[1:], strict=False)), order
