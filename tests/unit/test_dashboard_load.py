@@ -20,7 +20,14 @@ from bokeh.models import GlyphRenderer, Line
 from common.wire.bus import InProcessBus
 from dashboard.app import SessionLifecycle, build
 from dashboard.feed import LiveFeed
-from dashboard.memory import _BOKEH_DOCUMENT_DESTROY, COLLECT_AFTER_S, DEFERRED, defer_bokeh_collections
+from dashboard.memory import (
+    _BOKEH_DOCUMENT_DESTROY,
+    COLLECT_AFTER_S,
+    DEFERRED,
+    YOUNG_EVERY_S,
+    defer_bokeh_collections,
+    settle,
+)
 from dashboard.settings import DashboardSettings
 from tests.dashboard_support import ServerThread, pump_until, reading, wait_for
 
@@ -237,3 +244,26 @@ async def test_expired_sessions_discarded_together_give_the_loop_a_turn_between_
     await asyncio.gather(sweep(), other_callbacks())
     at = [i for i, step in enumerate(order) if step.startswith("cleanup")]
     assert len(at) == 4 and all(b - a > 1 for a, b in zip(at, at[1:], strict=False)), order
+
+
+async def test_once_settled_the_young_generations_are_collected_on_a_timer_and_never_a_full_one_by_itself():
+    """Python's own full collections start in whatever callback allocates; the server's loop runs them."""
+    collections = []
+
+    def note(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(note)
+    try:
+        settle()
+        assert not gc.isenabled()
+        collections.clear()
+        garbage = [[] for _ in range(50_000)]  # far past the automatic threshold of the young generation
+        del garbage
+        await asyncio.sleep(3 * YOUNG_EVERY_S)
+        assert 1 in collections and 2 not in collections, collections
+    finally:
+        gc.callbacks.remove(note)
+        gc.enable()
+        gc.unfreeze()
