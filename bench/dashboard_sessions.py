@@ -141,10 +141,23 @@ class StallMonitor:
 
 
 # -- the sessions -------------------------------------------------------------------------------------
+DRAWN = {  # the event a browser sends once it has drawn the page (the dashboard then builds the rest of it)
+    "events": [
+        {
+            "kind": "MessageSent",
+            "msg_type": "bokeh_event",
+            "msg_data": {"type": "event", "name": "document_ready", "values": {"type": "map"}},
+        }
+    ]
+}
+LAST_PIECE = '"alert_table"'  # the last model of a page to arrive (whole in the pulled document before pieces)
+
+
 @contextlib.asynccontextmanager
 async def bokeh_session(port: int):
     """A new dashboard session over a bare websocket speaking Bokeh's protocol, as a browser tab would (without
-    drawing): connected, acknowledged, and the document asked for; read the messages with :func:`receive`."""
+    drawing): connected, acknowledged, the document asked for and said to be drawn (the server answers the
+    two in order); read the messages with :func:`receive`."""
     import websockets
     from bokeh.util.token import generate_jwt_token, generate_session_id
 
@@ -153,17 +166,25 @@ async def bokeh_session(port: int):
         f"ws://127.0.0.1:{port}/ws", subprotocols=["bokeh", token], origin=f"http://127.0.0.1:{port}", max_size=None
     ) as ws:
         await receive(ws)  # ACK
-        for part in ({"msgid": "1", "msgtype": "PULL-DOC-REQ"}, {}, {}):
+        for part in (
+            {"msgid": "1", "msgtype": "PULL-DOC-REQ"},
+            {},
+            {},
+            {"msgid": "2", "msgtype": "PATCH-DOC"},
+            {},
+            DRAWN,
+        ):
             await ws.send(json.dumps(part))
         yield ws
 
 
 async def watch(port: int, latencies: list, opened: asyncio.Event | None = None) -> None:
-    """One session; notes, for each streamed point, how old the reading is on arrival."""
+    """One session; ``opened`` once the whole page is in (its alert table has arrived); notes, for each
+    streamed point, how old the reading is on arrival."""
     async with bokeh_session(port) as ws:
         while True:  # until cancelled (a timeout here would cut a message in half)
             header, content, buffers = await receive(ws)
-            if header["msgtype"] == "PULL-DOC-REPLY" and opened is not None:
+            if opened is not None and not opened.is_set() and LAST_PIECE in json.dumps(content):
                 opened.set()
             for event in content.get("events", []) if header["msgtype"] == "PATCH-DOC" else []:
                 ts = dict(event["data"]["entries"]).get("ts") if event.get("kind") == "ColumnsStreamed" else None

@@ -17,6 +17,7 @@ from bokeh.models import (
     Legend,
     LegendItem,
     Line,
+    Model,
     Scatter,
     SingleIntervalTicker,
     VStrip,
@@ -25,6 +26,7 @@ from bokeh.palettes import Category20, Turbo256
 from bokeh.plotting import figure
 
 BLINK_MS = 700
+BLINKING = "alert_marks_blinking"
 NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
 
 
@@ -45,8 +47,31 @@ def fixed_ticker(window_rows: int, tick_seconds: float) -> SingleIntervalTicker:
     return SingleIntervalTicker(interval=interval * 1000, num_minor_ticks=5)
 
 
+def blink_in_browser(doc: Document, anchor: Model) -> None:
+    """Unacknowledged events' markers blink, in the browser alone: from the server it was a message to every
+    tab every BLINK_MS, and the glyph's alpha is of no use to the server. The chart is added after the page
+    is drawn (``dashboard.app``), so the timer looks its markers up by name through ``anchor``, a model of
+    the page from the start."""
+    doc.js_on_event(
+        DocumentReady,
+        CustomJS(
+            args={"anchor": anchor},
+            code=f"""
+        setInterval(() => {{
+            const marks = anchor.document?.get_model_by_name("{BLINKING}")
+            if (marks != null)
+                marks.glyph.fill_alpha = {{value: marks.glyph.fill_alpha.value > 0.5 ? 0.15 : 1.0}}
+        }}, {BLINK_MS})""",
+        ),
+    )
+
+
 class LiveChart:
-    def __init__(self, source: ColumnDataSource, alerts: ColumnDataSource, axes: list[int], *, stacked: bool) -> None:
+    """The frame (axes, tools, legend) is made first; the lines, a few axes at a time, and the alert markers
+    are added after (``add_lines``, ``follow_lines``, ``add_alert_marks``): a page is built in pieces that
+    each hold the server's event loop briefly (``dashboard.app``)."""
+
+    def __init__(self, source: ColumnDataSource, axes: list[int]) -> None:
         self.figure = figure(
             name="live_chart",
             x_axis_type="datetime",
@@ -61,33 +86,41 @@ class LiveChart:
         )
         self.figure.toolbar.logo = None
         self.source, self.colours = source, axis_colours(axes)
+        self.view = CDSView()  # one view for every line (none filters)
+        self.lines: dict = {}
+        self.bands: dict = {}  # made on first use: building models is most of what a new session costs
+        self.items: list[LegendItem] = []
+        self.legend = Legend(click_policy="hide", title="click to hide", label_text_font_size="9pt")
+        self.figure.add_layout(self.legend, "right")
+        self.hover = HoverTool(
+            renderers=[], tooltips=[("time", "@ts{%F %T}"), ("amps", "$y{0.00}")], formatters={"@ts": "datetime"}
+        )
+        self.figure.add_tools(self.hover)
+        self.stacked = False
+
+    def add_lines(self, axes: list[int]) -> None:
         # Renderers made directly, not by figure.line: that adds a non-selection and a muted copy of every
-        # glyph, which the browser derives by itself ("auto"); one view for all (none filters). A page load
-        # builds them all on the event loop, and they were a third of what it cost.
-        view = CDSView()
-        self.lines = {
+        # glyph, which the browser derives by itself ("auto"). A page load builds them all on the event
+        # loop, and they were a third of what it cost.
+        lines = {
             a: GlyphRenderer(
-                data_source=source, view=view, glyph=Line(x="ts", y=f"a{a}", line_color=self.colours[a], line_width=1.6)
+                data_source=self.source,
+                view=self.view,
+                glyph=Line(x="ts", y=f"a{a}", line_color=self.colours[a], line_width=1.6),
             )
             for a in axes
         }
-        self.figure.renderers.extend(self.lines.values())
-        self.bands: dict = {}  # made on first use: building models is most of what a new session costs
-        self.items = [LegendItem(label=f"axis {a}", renderers=[self.lines[a]]) for a in axes]
-        legend = Legend(items=self.items, click_policy="hide", title="click to hide", label_text_font_size="9pt")
-        self.figure.add_layout(legend, "right")
-        # The window is set by the readings; an alert band must not stretch it.
+        self.lines.update(lines)
+        self.figure.renderers.extend(lines.values())
+
+    def follow_lines(self) -> None:
+        """Once every line is in: the legend, the hover tool and the window follow them (an alert band must
+        not stretch the window). (Made here, not with each line: a model is sent to the browser with every
+        change that refers to it until the piece that made it is over.)"""
+        self.items = [LegendItem(label=f"axis {a}", renderers=[line]) for a, line in self.lines.items()]
+        self.legend.items = self.items
+        self.hover.renderers = list(self.lines.values())
         self._fit_to_readings()
-        self._alert_glyphs(alerts)
-        self.figure.add_tools(
-            HoverTool(
-                renderers=list(self.lines.values()),
-                tooltips=[("time", "@ts{%F %T}"), ("amps", "$y{0.00}")],
-                formatters={"@ts": "datetime"},
-            )
-        )
-        self.stacked = False
-        self.set_stacked(stacked)
 
     def _fit_to_readings(self) -> None:
         self.figure.x_range.renderers = self.figure.y_range.renderers = [*self.lines.values(), *self.bands.values()]
@@ -105,7 +138,7 @@ class LiveChart:
             )
         self._fit_to_readings()
 
-    def _alert_glyphs(self, alerts: ColumnDataSource) -> None:
+    def add_alert_marks(self, alerts: ColumnDataSource) -> None:
         # Made directly like the lines: figure.vstrip/scatter add a non-selection and a muted copy of each.
         strips = VStrip(x0="x0", x1="x1", fill_color="colour", fill_alpha=0.14, line_alpha=0)
         marks = {"x": "x0", "y": "y", "marker": "triangle", "fill_color": "colour", "line_color": "black"}
@@ -113,8 +146,9 @@ class LiveChart:
             data_source=alerts,
             view=CDSView(filter=GroupFilter(column_name="blink", group="blink")),
             glyph=Scatter(size=14, **marks),
-            name="alert_marks_blinking",
+            name=BLINKING,
         )
+        self.blinking.glyph.syncable = False  # its alpha changes in the browser alone (blink_in_browser)
         steady = GlyphRenderer(
             data_source=alerts,
             view=CDSView(filter=GroupFilter(column_name="blink", group="")),
@@ -161,22 +195,6 @@ class LiveChart:
             )
         else:
             axis.ticker, axis.formatter = DatetimeTicker(), DatetimeTickFormatter()
-
-    def blink_in_browser(self, doc: Document) -> None:
-        """Unacknowledged events' markers blink, in the browser alone: from the server it was a message
-        to every tab every BLINK_MS, and the glyph's alpha is of no use to the server."""
-        glyph = self.blinking.glyph
-        glyph.syncable = False  # the browser's changes are not sent back
-        doc.js_on_event(
-            DocumentReady,
-            CustomJS(
-                args={"glyph": glyph},
-                code=f"""
-            setInterval(() => {{
-                glyph.fill_alpha = {{value: glyph.fill_alpha.value > 0.5 ? 0.15 : 1.0}}
-            }}, {BLINK_MS})""",
-            ),
-        )
 
     def mark_stale(self, stale: bool, title: str) -> None:
         self.figure.title.text = title

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from html import escape
@@ -45,31 +46,107 @@ BLINK_CSS = """
 """
 TICK_MODES = ["fixed", "auto"]
 ALERTS_EVERY_S = 0.25
+LINES_PER_PIECE = 5  # ~15 models: a piece of the page in a few tens of ms
 
 
 class LiveView:
+    """The page arrives in pieces: ``__init__`` and :meth:`layout` make the skeleton (the status strip) that the
+    page load sends; :meth:`pieces` add the chart, the side panel and the alert table one at a time once the
+    browser has drawn the skeleton (``dashboard.app``), and the last piece starts the ticking."""
+
     def __init__(self, doc: Document, feed: LiveFeed) -> None:
         self.doc, self.feed, settings = doc, feed, feed.settings
         self.robot = feed.default_robot()
         self.window_rows = settings.window_rows
         self.keys = chart_keys(feed.axes, stacked=False) + chart_keys(feed.axes, stacked=True)[1:]
-        self.source = ColumnDataSource(self._window_columns(), name="live_source")
+        # Empty until the page is drawn (the first piece fills them from the feed): a page load never drawn
+        # gets nothing from the feed.
+        self.drawn = False
+        self.source = ColumnDataSource(to_columns([], self.keys), name="live_source")
         self.chart_alerts = ColumnDataSource(alert_columns([]), name="chart_alerts")
         self.table_alerts = ColumnDataSource(table_columns([]), name="alert_source")
         self.latest = ColumnDataSource(latest_columns({}), name="latest_source")
-        self.chart = LiveChart(self.source, self.chart_alerts, feed.axes, stacked=settings.stacked)
-        self.chart.set_ticks(settings.x_axis_ticks, self.window_rows, settings.tick_seconds)
         self.column = PageColumns()
-        self._controls(settings)
-        self._alert_panel()
         self.status = Div(name="status", sizing_mode="stretch_width")
+        self.status.text = status_html(feed, feed.connected())
         self.peak = Div(name="peak")
+        self.page = column(self.status, Div(text="loading…"), sizing_mode="stretch_width", name="live_page")
         self._shown = None
         self._alerts_due, self._alerts_shown_at, self._mine_changed = False, float("-inf"), False
-        self._refresh_alerts()
-        self.tick()
 
-    # -- layout ------------------------------------------------------------------------------------
+    def layout(self):
+        return self.page
+
+    def pieces(self) -> list[Callable[[], None]]:
+        """What the page still needs, in the order it is added, each small enough for one turn of the loop."""
+        axes, n = self.feed.axes, LINES_PER_PIECE
+        lines = [partial(self._add_lines, axes[i : i + n]) for i in range(0, len(axes), n)]
+        return [
+            self._add_chart,
+            self._add_controls,
+            *lines,
+            self._finish_chart,
+            self._add_side_panel,
+            self._add_alert_panel,
+            self._start_ticking,
+        ]
+
+    # -- the pieces ----------------------------------------------------------------------------------
+    def _add_chart(self) -> None:
+        # The window and the events as they are now; from here on the feed's batches are streamed in.
+        self.source.data = self._window_columns()
+        self._refresh_alerts()
+        self.drawn = True
+        settings = self.feed.settings
+        self.chart = LiveChart(self.source, self.feed.axes)
+        self.chart.set_ticks(settings.x_axis_ticks, self.window_rows, settings.tick_seconds)
+        self.chart_row = row(self.chart.figure, sizing_mode="stretch_width")
+        self.page.children = [self.status, self.chart_row]
+
+    def _add_controls(self) -> None:
+        self._controls(self.feed.settings)
+        controls = row(self.robot_select, self.rows_spinner, column(Div(text="x-axis ticks"), self.ticks), self.stacked)
+        self.page.children.insert(1, controls)
+
+    def _add_lines(self, axes: list[int]) -> None:
+        self.chart.add_lines(axes)
+
+    def _finish_chart(self) -> None:
+        self.chart.follow_lines()
+        self.chart.add_alert_marks(self.chart_alerts)
+
+    def _add_side_panel(self) -> None:
+        latest = DataTable(
+            source=self.latest,
+            name="latest_table",
+            height=380,
+            width=300,
+            index_position=None,
+            reorderable=False,
+            columns=[
+                self.column(field="axis", title="axis", width=40),
+                self.column(field="ts", title="latest (UTC)", formatter=DateFormatter(format="%H:%M:%S"), width=90),
+                self.column(field="amps", title="A", width=60),
+            ],
+        )
+        self.chart_row.children.append(column(Div(text="<b>latest per axis</b>"), latest, self.peak, width=320))
+
+    def _add_alert_panel(self) -> None:
+        self._alert_table()
+        self.page.children.append(
+            column(
+                Div(text="<b>alerts</b> (select rows, type your name, acknowledge)"),
+                self.alert_table,
+                row(self.who, column(Div(text="&nbsp;"), self.ack_button), self.message),
+                sizing_mode="stretch_width",
+            )
+        )
+
+    def _start_ticking(self) -> None:
+        self.chart.set_stacked(self.feed.settings.stacked)
+        self.tick()
+        self.doc.add_periodic_callback(self.tick, 1000)
+
     def _controls(self, settings) -> None:
         self.robot_select = Select(title="robot", value=self.robot, options=self._robots(), name="robot", width=160)
         self.robot_select.on_change("value", lambda _a, _o, new: self._select_robot(new))
@@ -88,7 +165,7 @@ class LiveView:
         self.stacked = CheckboxGroup(labels=["stacked areas"], active=[0] if settings.stacked else [], name="stacked")
         self.stacked.on_change("active", lambda _a, _o, new: self.chart.set_stacked(bool(new)))
 
-    def _alert_panel(self) -> None:
+    def _alert_table(self) -> None:
         # <%- %> escapes (<%= %> would not): only the blink class is markup here.
         state = HTMLTemplateFormatter(template='<span class="<%- blink %>"><%- value %></span>')
         when = DateFormatter(format="%Y-%m-%d %H:%M:%S")
@@ -118,39 +195,11 @@ class LiveView:
         self.ack_button.on_click(self._acknowledge)
         self.message = Div(name="ack_message")
 
-    def layout(self):
-        latest = DataTable(
-            source=self.latest,
-            name="latest_table",
-            height=380,
-            width=300,
-            index_position=None,
-            reorderable=False,
-            columns=[
-                self.column(field="axis", title="axis", width=40),
-                self.column(field="ts", title="latest (UTC)", formatter=DateFormatter(format="%H:%M:%S"), width=90),
-                self.column(field="amps", title="A", width=60),
-            ],
-        )
-        side = column(Div(text="<b>latest per axis</b>"), latest, self.peak, width=320)
-        controls = row(self.robot_select, self.rows_spinner, column(Div(text="x-axis ticks"), self.ticks), self.stacked)
-        alerts = column(
-            Div(text="<b>alerts</b> (select rows, type your name, acknowledge)"),
-            self.alert_table,
-            row(self.who, column(Div(text="&nbsp;"), self.ack_button), self.message),
-            sizing_mode="stretch_width",
-        )
-        return column(
-            self.status,
-            controls,
-            row(self.chart.figure, side, sizing_mode="stretch_width"),
-            alerts,
-            sizing_mode="stretch_width",
-        )
-
     # -- data in ------------------------------------------------------------------------------------
     def deliver(self, rows: dict, alerts: list[Alert]) -> None:
         """Called by the feed on the server loop: queue the change for this session's document."""
+        if not self.drawn:
+            return
         mine = rows.get(self.robot)
         if mine:
             self.doc.add_next_tick_callback(partial(self._stream, mine))

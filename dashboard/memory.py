@@ -25,6 +25,8 @@ from bokeh.document import Document
 logger = logging.getLogger(__name__)
 _BOKEH_DOCUMENT_DESTROY = Document.destroy
 COLLECT_AFTER_S = 1.0
+YOUNG_EVERY_S = 0.5  # the young generations, on a timer once settled (see settle)
+FULL_EVERY_S = 300.0  # a full collection at least this often, sessions closing or not
 # Python's own small-object allocator keeps an arena while one object in it lives, and the objects of 200
 # sessions and of the feed interleave: after they closed the RSS stayed where it peaked. With the C library's
 # allocator and malloc_trim below, it comes back (python -m dashboard starts with it unless PYTHONMALLOC is set).
@@ -46,6 +48,7 @@ class DeferredCollect:
         self._timer = None
         self._trim = _malloc_trim()
         self.collections = 0
+        self._last_full = time.monotonic()
 
     def __getattr__(self, name: str):
         return getattr(gc, name)
@@ -60,8 +63,16 @@ class DeferredCollect:
         self._timer = loop.call_later(COLLECT_AFTER_S, self.collect_now)
         return 0
 
+    def collect_young(self) -> None:
+        """Every YOUNG_EVERY_S on the loop, once the automatic collections are off (``settle``)."""
+        gc.collect(1)
+        if time.monotonic() - self._last_full > FULL_EVERY_S:
+            self.collect_now()
+        asyncio.get_running_loop().call_later(YOUNG_EVERY_S, self.collect_young)
+
     def collect_now(self) -> None:
         self._timer = None
+        self._last_full = time.monotonic()
         started = time.perf_counter()
         found = gc.collect()
         if self._trim is not None:
@@ -106,8 +117,16 @@ def defer_bokeh_collections() -> None:
 
 
 def settle() -> None:
-    """Once the server is up: what is imported and built by now lives as long as the process. Frozen out of
-    the collector's sight, a full collection no longer walks it (unfrozen, those walks held a history
-    Refresh up ~110 ms about once in 12, bench.query_scale)."""
+    """Once the server is up, on its loop: what is imported and built by now lives as long as the process.
+    Frozen out of the collector's sight, a full collection no longer walks it (unfrozen, those walks held a
+    history Refresh up ~110 ms about once in 12, bench.query_scale).
+
+    Then the collector runs when the loop says: the young generations every YOUNG_EVERY_S, a full
+    collection after sessions are discarded (``DeferredCollect``) and at least every FULL_EVERY_S. Python's
+    own full collections start in whatever callback allocates when the heap has grown by a quarter, which
+    it does all along while pages are built: each walked every live object, ~0.3 s with 20-50 pages open,
+    the longest holds left while many tabs opened."""
     gc.collect()
     gc.freeze()
+    gc.disable()
+    DEFERRED.collect_young()

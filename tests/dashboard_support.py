@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from bokeh.client import pull_session
+from bokeh.events import DocumentReady
+
 from common.wire.bus import Bus, InProcessBus
 from common.wire.schemas import Alert, AlertState, Reading, Severity
 from dashboard.server import feed_of, make_server, stop_server
@@ -51,6 +54,25 @@ def alert(
         threshold=30.0,
         score=5.1,
     )
+
+
+def pump_until(session, predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    """Run a Bokeh client session's loop, applying the server's patches, until ``predicate()`` holds. (The
+    client applies patches only in this loop; a round-trip request skips the patches that arrive meanwhile.)
+    The server sends a status patch every second, so each turn of the loop ends within about a second."""
+    deadline = time.monotonic() + timeout
+    session._connection._loop_until(lambda: predicate() or time.monotonic() > deadline)
+    assert predicate(), f"timed out after {timeout:.0f} s waiting for {what}"
+
+
+def open_page(url: str, timeout: float = 20.0):
+    """A session opened as a browser tab opens it: the page's skeleton pulled, then "drawn" (the event the
+    browser sends once it has drawn the page), then pumped until the rest has arrived (the alert table
+    comes last). Close it with ``.close()``."""
+    session = pull_session(url=url)
+    session.document.callbacks.send_event(DocumentReady())
+    pump_until(session, lambda: session.document.get_model_by_name("alert_table"), timeout, "the whole page")
+    return session
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition", step: float = 0.02):

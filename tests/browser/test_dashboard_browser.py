@@ -71,9 +71,10 @@ def page(chromium, request, artifacts_dir):
 
 
 def open_dashboard(page, url: str) -> None:
+    """Until the whole page is in: it arrives in pieces once drawn, the alert table last."""
     page.goto(url)
     page.wait_for_function(
-        f"() => window.Bokeh && Bokeh.documents.length > 0 && {LIVE.format('live_source')}", timeout=30_000
+        f"() => window.Bokeh && Bokeh.documents.length > 0 && {LIVE.format('alert_table')}", timeout=30_000
     )
 
 
@@ -123,6 +124,21 @@ def test_page_loads_without_errors_and_new_points_arrive_while_we_watch(server, 
         page.wait_for_function(f"() => {LIVE.format('live_source')}.data.ts.length >= 30", timeout=20_000)
         assert newest_point(page) > first
         page.get_by_text("LIVE", exact=True).wait_for(timeout=10_000)
+    assert page.errors == []
+
+
+def test_the_page_comes_as_a_skeleton_then_the_chart_side_panel_and_alert_table_in_later_messages(server, page):
+    server.publish_readings(now_fleet(20))
+    messages = []  # what the server sends the tab over its websocket, in order
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: messages.append(str(frame))))
+    open_dashboard(page, server.url)
+    pulled = next(i for i, m in enumerate(messages) if '"roots"' in m)  # the document the tab pulled
+    assert '"status"' in messages[pulled] and '"live_chart"' not in messages[pulled]
+    later = messages[pulled + 1 :]
+    added = [name for name in ("live_chart", "latest_table", "alert_table") for m in later if f'"{name}"' in m]
+    assert added == ["live_chart", "latest_table", "alert_table"], added  # one each, in this order
+    assert js(page, LIVE.format("live_chart") + ".renderers.length") >= 14  # a line per axis and the markers
+    assert source_len(page) == 20
     assert page.errors == []
 
 
@@ -236,6 +252,7 @@ def test_history_tab_shows_what_consumer_db_stored(server, page):
     server.publish(server.settings.alerts_topic, alert("e-hist", at=readings[50].ts))
     wait_for(lambda: stored_alert(server, "e-hist"), what="consumer_db to store the alert")
     open_dashboard(page, server.url)
+    assert js(page, LIVE.format("history_chart")) is None  # built when the tab is first opened, not before
     page.get_by_text("History", exact=True).click()
     page.wait_for_function(
         f"() => {LIVE.format('history_smooth')} && {LIVE.format('history_smooth')}.data.ts.length >= 4", timeout=30_000

@@ -57,9 +57,10 @@ def page(chromium, request, artifacts_dir):
 
 
 def open_dashboard(page, url: str) -> None:
+    """Until the whole page is in: it arrives in pieces once drawn, the alert table last."""
     page.goto(url)
     page.wait_for_function(
-        f"() => window.Bokeh && Bokeh.documents.length > 0 && {LIVE.format('live_source')}", timeout=30_000
+        f"() => window.Bokeh && Bokeh.documents.length > 0 && {LIVE.format('alert_table')}", timeout=30_000
     )
 
 

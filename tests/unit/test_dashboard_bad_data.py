@@ -15,7 +15,7 @@ from consumer_db.store import insert_readings
 from dashboard.feed import LiveFeed
 from dashboard.history import HistoryView
 from dashboard.settings import DashboardSettings
-from tests.dashboard_support import ServerThread, reading, wait_for
+from tests.dashboard_support import ServerThread, open_page, pump_until, reading, wait_for
 
 YEAR_ONE = datetime(1, 1, 1, tzinfo=UTC)
 YEAR_2100 = datetime(2100, 1, 1, tzinfo=UTC)
@@ -99,6 +99,17 @@ def page_status(url: str) -> int:
         return response.status
 
 
+def whole_page_peak(url: str) -> str:
+    """Open the page as a tab does (every piece of it) and return its side panel's peak text."""
+    session = open_page(url)
+    try:
+        peak = session.document.get_model_by_name("peak")
+        pump_until(session, lambda: peak.text, what="the side panel's 1-minute peak")
+        return peak.text
+    finally:
+        session.close()
+
+
 def test_the_page_is_built_for_everybody_after_a_year_one_reading_of_a_new_robot():
     # the earliest date in year 1: the reading reaches the window, the robot sorts first and is shown first
     with ServerThread(settings(reading_earliest=YEAR_ONE, robot_id="none-yet")) as server:
@@ -106,6 +117,7 @@ def test_the_page_is_built_for_everybody_after_a_year_one_reading_of_a_new_robot
         wait_for(lambda: len(server.feed.window("RMBR4-2")) == 5, what="the feed to take the readings")
         assert server.feed.default_robot() == "AAA-new"
         assert page_status(server.url) == 200
+        assert "1-minute peak" in whole_page_peak(server.url)
 
 
 def test_a_robot_whose_side_panel_cannot_be_shown_does_not_stop_the_page(monkeypatch):
@@ -117,6 +129,7 @@ def test_a_robot_whose_side_panel_cannot_be_shown_does_not_stop_the_page(monkeyp
         server.publish_readings(now_readings(5))
         wait_for(lambda: len(server.feed.window("RMBR4-2")) == 5, what="the feed to take the readings")
         assert page_status(server.url) == 200
+        assert "this robot's data cannot be shown" in whole_page_peak(server.url)
 
 
 def test_the_history_range_ends_at_the_newest_reading_the_server_clock_believes(sqlite_url):

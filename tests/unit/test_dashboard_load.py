@@ -11,16 +11,25 @@ import weakref
 from types import SimpleNamespace
 
 import pytest
+from bokeh.client import pull_session
 from bokeh.core.property.wrappers import PropertyValueContainer
 from bokeh.document import Document
-from bokeh.models import GlyphRenderer
+from bokeh.events import DocumentReady
+from bokeh.models import GlyphRenderer, Line
 
 from common.wire.bus import InProcessBus
 from dashboard.app import SessionLifecycle, build
 from dashboard.feed import LiveFeed
-from dashboard.memory import _BOKEH_DOCUMENT_DESTROY, COLLECT_AFTER_S, DEFERRED, defer_bokeh_collections
+from dashboard.memory import (
+    _BOKEH_DOCUMENT_DESTROY,
+    COLLECT_AFTER_S,
+    DEFERRED,
+    YOUNG_EVERY_S,
+    defer_bokeh_collections,
+    settle,
+)
 from dashboard.settings import DashboardSettings
-from tests.dashboard_support import ServerThread, reading, wait_for
+from tests.dashboard_support import ServerThread, pump_until, reading, wait_for
 
 
 def settings(**kw) -> DashboardSettings:
@@ -152,3 +161,109 @@ def test_a_page_builds_no_model_the_browser_can_do_without():
     renderers = doc.select({"type": GlyphRenderer})
     assert {r.name for r in renderers} >= {"alert_marks", "alert_marks_blinking"}
     assert all(r.nonselection_glyph == "auto" and r.muted_glyph == "auto" for r in renderers)
+
+
+class FakeSessionContext:
+    """What ``build_later`` asks of a session: is it gone, and run this with its document locked."""
+
+    def __init__(self) -> None:
+        self.destroyed = False
+
+    async def with_locked_document(self, func) -> None:
+        func(Document())
+
+
+async def test_pieces_of_pages_opened_together_are_added_one_per_turn_and_stop_when_the_tab_closes():
+    lifecycle = SessionLifecycle()
+    order = []
+    contexts = [FakeSessionContext() for _ in range(3)]
+
+    def piece(n: int, k: int):
+        def add() -> None:
+            order.append(f"piece {n}.{k}")
+            if (n, k) == (2, 0):
+                contexts[2].destroyed = True  # the third tab closes after its first piece
+
+        return add
+
+    for n, context in enumerate(contexts):
+        lifecycle.build_later(SimpleNamespace(session_context=context), [piece(n, k) for k in range(3)])
+
+    for _ in range(200):  # the other callbacks of the loop (/health, the feed), until the pieces are done
+        order.append("loop")
+        await asyncio.sleep(0)
+    pieces = [step for step in order if step.startswith("piece")]
+    assert sorted(pieces) == sorted([f"piece {n}.{k}" for n in (0, 1) for k in range(3)] + ["piece 2.0"]), order
+    at = [i for i, step in enumerate(order) if step.startswith("piece")]
+    assert all(b - a > 1 for a, b in zip(at, at[1:], strict=False)), order  # the loop ran between two pieces
+
+
+def test_a_page_load_sends_the_skeleton_and_the_rest_arrives_once_the_browser_has_drawn_it():
+    with ServerThread(settings(window_rows=30)) as server:
+        server.publish_readings([reading(i) for i in range(40)])
+        wait_for(lambda: len(server.feed.window("RMBR4-2")) == 30, what="the feed to take the readings")
+        session = pull_session(url=server.url)
+        try:
+            doc = session.document
+            assert doc.get_model_by_name("status") is not None and doc.get_model_by_name("tabs") is not None
+            assert doc.get_model_by_name("live_chart") is None
+            time.sleep(1.0)
+            [view] = list(server.feed._listeners)
+            assert view.doc.get_model_by_name("live_chart") is None  # not drawn yet: nothing more is built
+            server.publish_readings([reading(i) for i in range(40, 45)])
+            wait_for(lambda: server.feed.window("RMBR4-2")[-1]["ts"] == reading(44).ts.timestamp() * 1000)
+            assert len(view.source.data["ts"]) == 0  # and nothing is streamed to it
+            session.document.callbacks.send_event(DocumentReady())  # what the browser says once it has drawn it
+            pump_until(session, lambda: doc.get_model_by_name("alert_table"), what="the rest of the page")
+            chart = doc.get_model_by_name("live_chart")
+            lines = [r for r in chart.renderers if isinstance(r.glyph, Line)]
+            assert len(lines) == len(server.feed.axes) == len(chart.legend[0].items)
+            assert doc.get_model_by_name("live_source").data["ts"][-1] == reading(44).ts.timestamp() * 1000
+            assert doc.get_model_by_name("latest_table") and doc.get_model_by_name("robot")
+        finally:
+            session.close()
+
+
+async def test_expired_sessions_discarded_together_give_the_loop_a_turn_between_two():
+    """Bokeh awaits each discarded session's hooks one after another, in one sweep."""
+    lifecycle = SessionLifecycle()
+    order = []
+    contexts = [SimpleNamespace(id=f"s{n}", destroyed=True) for n in range(4)]
+    for n, context in enumerate(contexts):
+        lifecycle.on_end(SimpleNamespace(session_context=context), lambda n=n: order.append(f"cleanup {n}"))
+
+    async def sweep() -> None:  # bokeh.server.contexts.ApplicationContext._cleanup_sessions, in short
+        for context in contexts:
+            await lifecycle.on_session_destroyed(context)
+
+    async def other_callbacks() -> None:
+        for _ in range(10):
+            order.append("loop")
+            await asyncio.sleep(0)
+
+    await asyncio.gather(sweep(), other_callbacks())
+    at = [i for i, step in enumerate(order) if step.startswith("cleanup")]
+    assert len(at) == 4 and all(b - a > 1 for a, b in zip(at, at[1:], strict=False)), order
+
+
+async def test_once_settled_the_young_generations_are_collected_on_a_timer_and_never_a_full_one_by_itself():
+    """Python's own full collections start in whatever callback allocates; the server's loop runs them."""
+    collections = []
+
+    def note(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(note)
+    try:
+        settle()
+        assert not gc.isenabled()
+        collections.clear()
+        garbage = [[] for _ in range(50_000)]  # far past the automatic threshold of the young generation
+        del garbage
+        await asyncio.sleep(3 * YOUNG_EVERY_S)
+        assert 1 in collections and 2 not in collections, collections
+    finally:
+        gc.callbacks.remove(note)
+        gc.enable()
+        gc.unfreeze()

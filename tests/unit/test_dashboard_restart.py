@@ -3,7 +3,6 @@
 
 from datetime import timedelta
 
-from bokeh.client import pull_session
 from sqlalchemy import create_engine
 
 from common.wire.bus import InProcessBus, Message
@@ -12,7 +11,7 @@ from consumer_db.alert_store import upsert_alerts
 from consumer_db.migrate import migrate
 from dashboard.feed import LiveFeed
 from dashboard.settings import DashboardSettings
-from tests.dashboard_support import T0, ServerThread, alert, wait_for
+from tests.dashboard_support import T0, ServerThread, alert, open_page, wait_for
 
 
 class Recorder:
@@ -63,7 +62,7 @@ def test_a_new_tab_after_a_restart_shows_the_open_events(sqlite_url):
     engine = database_with_events(sqlite_url)
     with ServerThread(settings(), engine=engine) as server:
         wait_for(lambda: len(server.feed.alerts) == 3, what="the open events from the database")
-        session = pull_session(url=server.url)
+        session = open_page(server.url)
         try:
             shown = session.document.get_model_by_name("alert_source").data["event_id"]
         finally:

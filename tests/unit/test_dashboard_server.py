@@ -8,12 +8,11 @@ import time
 import urllib.request
 
 import pytest
-from bokeh.client import pull_session
 
 from dashboard.cli import build_parser, main
 from dashboard.live import ALERTS_EVERY_S
 from dashboard.settings import DashboardSettings
-from tests.dashboard_support import ServerThread, alert, reading, wait_for
+from tests.dashboard_support import ServerThread, alert, open_page, pump_until, reading, wait_for
 
 SESSIONS = 8
 
@@ -36,19 +35,10 @@ def newest_ts(session) -> float:
     return ts[-1] if len(ts) else 0.0
 
 
-def pump_until(session, predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    """Run the client's loop, applying the server's patches, until ``predicate()`` holds. (The client
-    applies patches only in this loop; a round-trip request skips the patches that arrive meanwhile.)
-    The server sends a status patch every second, so each turn of the loop ends within about a second."""
-    deadline = time.monotonic() + timeout
-    session._connection._loop_until(lambda: predicate() or time.monotonic() > deadline)
-    assert predicate(), f"timed out after {timeout:.0f} s waiting for {what}"
-
-
 def test_many_sessions_share_one_consumer_and_all_see_new_points(server):
     server.publish_readings([reading(i) for i in range(5)])
     wait_for(lambda: len(server.feed.window("RMBR4-2")) == 5, what="the feed to take the first readings")
-    sessions = [pull_session(url=server.url) for _ in range(SESSIONS)]
+    sessions = [open_page(server.url) for _ in range(SESSIONS)]
     try:
         assert server.feed.listener_count == SESSIONS
         assert all(source_length(s) == 5 for s in sessions)  # the window they opened on
@@ -68,7 +58,7 @@ def test_a_late_session_starts_with_the_full_window_and_the_alerts(server):
     server.publish_readings([reading(i) for i in range(100)])
     server.publish(server.settings.alerts_topic, alert("e-late"))
     wait_for(lambda: "e-late" in server.feed.alerts and len(server.feed.window("RMBR4-2")) == 30, what="the feed")
-    session = pull_session(url=server.url)
+    session = open_page(server.url)
     try:
         doc = session.document
         assert source_length(session) == 30
@@ -83,7 +73,7 @@ def test_a_late_session_starts_with_the_full_window_and_the_alerts(server):
 
 
 def test_an_alert_storm_refreshes_a_sessions_table_at_most_every_quarter_second_and_ends_complete(server):
-    session = pull_session(url=server.url)
+    session = open_page(server.url)
     table = session.document.get_model_by_name("alert_source")
     refreshes = []
     table.on_change("data", lambda _attr, _old, _new: refreshes.append(time.monotonic()))
@@ -111,7 +101,7 @@ def test_an_alert_storm_refreshes_a_sessions_table_at_most_every_quarter_second_
 def test_the_charts_events_are_sent_only_when_the_watched_robots_events_change(server):
     from bokeh.document.events import ColumnDataChangedEvent
 
-    session = pull_session(url=server.url)  # watches RMBR4-2
+    session = open_page(server.url)  # watches RMBR4-2
     table, chart = (session.document.get_model_by_name(name) for name in ("alert_source", "chart_alerts"))
     [view] = list(server.feed._listeners)
     sent = []  # what the server sends this tab for the chart's events (it sends a data change even if equal)
@@ -152,7 +142,7 @@ def test_a_streamed_point_goes_inline_in_the_message_without_binary_buffers(serv
 
     server.publish_readings([reading(i) for i in range(3)])
     wait_for(lambda: len(server.feed.window("RMBR4-2")) == 3, what="the feed to take the readings")
-    session = pull_session(url=server.url)
+    session = open_page(server.url)
     try:
         [view] = list(server.feed._listeners)
         streamed = []
