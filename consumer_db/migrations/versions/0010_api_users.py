@@ -2,7 +2,7 @@
 API's users, their tokens (hashes only) and the audit of acknowledgements made through it.
 
 The services' role gets its rights on the new tables through the default privileges of
-scripts/postgres-roles.sql; on PostgreSQL the audit is made append-only for it here (no UPDATE, DELETE).
+scripts/postgres-roles.sql; on PostgreSQL the audit is made append-only for it (no UPDATE, DELETE).
 Written out, like 0009: frozen at the schema of its day.
 
 Revision ID: 0010
@@ -19,7 +19,6 @@ branch_labels = None
 depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-APP_ROLE = "axiswatch_app"
 
 
 def utc() -> sa.DateTime:
@@ -72,10 +71,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_api_audit_at", "api_audit", ["at"])
     if op.get_bind().dialect.name == "postgresql":
-        # The audit is written by the services' role, never changed by it (when that role exists here).
+        # The audit is appended to, never changed: the roles the default privileges just gave UPDATE, DELETE
+        # and TRUNCATE on it (the services' role) lose them; scripts/postgres-roles.sql does the same.
         op.execute(
-            f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN "
-            f"REVOKE UPDATE, DELETE, TRUNCATE ON api_audit FROM {APP_ROLE}; END IF; END $$"
+            """
+            DO $$ DECLARE r record; BEGIN
+              FOR r IN SELECT DISTINCT grantee FROM information_schema.role_table_grants
+                       WHERE table_schema = current_schema() AND table_name = 'api_audit'
+                         AND privilege_type IN ('UPDATE', 'DELETE', 'TRUNCATE') AND grantee <> current_user
+              LOOP
+                EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON api_audit FROM %I', r.grantee);
+              END LOOP;
+            END $$
+            """
         )
 
 
