@@ -18,6 +18,8 @@ from common.store.tables import api_audit, api_tokens, axes_dim, readings_fact
 from common.wire.bus import InProcessBus
 from common.wire.schemas import Alert
 from consumer_db.alert_store import upsert_alerts
+from dashboard.feed import LiveFeed
+from dashboard.settings import DashboardSettings
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 
 T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
@@ -261,3 +263,23 @@ def test_a_token_is_stored_only_as_its_hash(engine):
     with engine.connect() as conn:
         hashes = conn.execute(select(api_tokens.c.token_hash)).scalars().all()
     assert hashes == [users.hash_token(token)] and token not in hashes
+
+
+async def test_an_acknowledgement_through_the_api_shows_on_the_dashboards_table(api, engine):
+    """The dashboard's live feed reads the alerts topic: the event as the detector published it, then the
+    API's acknowledgement, folded by the one merge rule into the row the page shows."""
+    client, bus, settings = api
+    target = EVENTS[4]
+    await bus.publish(settings.alerts_topic, target.robot_id, target.to_bytes())
+    response = await client.post(
+        f"/v1/alerts/{target.event_id}/acknowledge",
+        json={"outcome": "real_fault"},
+        headers=bearer(token_of(engine, "otto")),
+    )
+    assert response.status == 200
+    feed = LiveFeed(DashboardSettings(_env_file=None, bus="memory", alerts_topic=settings.alerts_topic), bus)
+    feed.ingest(await bus.read_to_end(settings.alerts_topic))
+    shown, table = feed.alert_table()
+    assert [a.event_id for a in shown] == [target.event_id]
+    assert table["ack"][0].startswith("otto at ") and table["blink"][0] == ""
+    assert (shown[0].ack_outcome, shown[0].severity, shown[0].closed_at) == ("real_fault", "ERROR", target.closed_at)
