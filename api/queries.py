@@ -63,6 +63,8 @@ def alert_page(conn: Connection, where: AlertFilter, limit: int, cursor: str | N
         conds.append(or_(c.closed_at.is_(None), c.closed_at >= where.since))
     if cursor is not None:
         opened, event_id = decode_cursor(cursor)
+        # The first condition is implied by the second; it is there so the opened_at index bounds the scan.
+        conds.append(c.opened_at <= opened)
         conds.append(or_(c.opened_at < opened, and_(c.opened_at == opened, c.event_id > event_id)))
     query = select(alerts).where(*conds).order_by(c.opened_at.desc(), c.event_id).limit(limit + 1)
     rows = conn.execute(query).mappings().all()
