@@ -1,5 +1,5 @@
-"""``python -m api``: serve the HTTP API; ``add-user NAME --role ROLE`` and ``issue-token NAME [--days N]``
-manage who may use it (the password from API_USER_PASSWORD or a prompt, never an argument)."""
+"""``python -m api``: serve the HTTP API; ``add-user NAME --role ROLE``, ``issue-token NAME [--days N]`` and
+``revoke-tokens NAME`` manage who may use it (the password from API_USER_PASSWORD or a prompt, never an argument)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     issue = commands.add_parser("issue-token", help="issue a token for a user and print it once")
     issue.add_argument("name")
     issue.add_argument("--days", type=int, help="lifetime in days (default API_TOKEN_DAYS)")
+    revoke = commands.add_parser("revoke-tokens", help="revoke every live token of a user")
+    revoke.add_argument("name")
     return parser
 
 
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.command == "add-user":
                     users.add_user(conn, args.name, args.role, _password(settings), now)
                     print(f"user {args.name!r} added as {args.role}")
+                elif args.command == "revoke-tokens":
+                    print(f"{users.revoke_tokens(conn, args.name, now)} token(s) of {args.name!r} revoked")
                 else:
                     days = args.days if args.days is not None else settings.api_token_days
                     if days < 1:

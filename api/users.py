@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from common.store.tables import API_ROLES, api_audit, api_tokens, api_users
 from common.wire.schemas import AckOutcome
@@ -73,6 +73,15 @@ def issue_token(conn: Connection, name: str, days: int, now: datetime) -> str:
         )
     )
     return token
+
+
+def revoke_tokens(conn: Connection, name: str, now: datetime) -> int:
+    """Revoke every live token of ``name`` (a token lost, a person gone); returns how many."""
+    user_id = conn.execute(select(api_users.c.id).where(api_users.c.name == name)).scalar()
+    if user_id is None:
+        raise UserError(f"no user {name!r}")
+    live = (api_tokens.c.user_id == user_id) & api_tokens.c.revoked_at.is_(None) & (api_tokens.c.expires_at > now)
+    return conn.execute(update(api_tokens).where(live).values(revoked_at=now)).rowcount
 
 
 def user_of_token(conn: Connection, token: str, now: datetime) -> User | None:

@@ -38,6 +38,10 @@ def test_add_user_then_issue_token_gives_a_token_of_that_user(migrated_sqlite, s
         assert users.user_of_token(conn, token, now + timedelta(days=3, minutes=1)) is None
         assert users.check_password(conn, "otto", "s3cret pass")
         assert conn.execute(select(api_tokens.c.token_hash)).scalars().all() == [users.hash_token(token)]
+    revoked = run(["revoke-tokens", "otto"], sqlite_url, tmp_path)
+    assert revoked.returncode == 0 and "1 token(s)" in revoked.stdout, revoked.stderr
+    with migrated_sqlite.connect() as conn:
+        assert users.user_of_token(conn, token, datetime.now(UTC)) is None
 
 
 def test_errors_are_said_and_change_nothing(migrated_sqlite, sqlite_url, tmp_path):  # noqa: F811
