@@ -19,6 +19,7 @@ def alert_row(alert: Alert) -> dict:
     return alert.model_dump(mode="python", exclude={"schema_version"}) | {
         "severity": str(alert.severity),
         "state": str(alert.state),
+        "ack_outcome": None if alert.ack_outcome is None else str(alert.ack_outcome),
     }
 
 
@@ -53,6 +54,8 @@ def upsert_alerts(conn: Connection, events: list[Alert]) -> int:
             ),
             "acknowledged_by": func.coalesce(new.acknowledged_by, old.acknowledged_by),
             "acknowledged_at": func.coalesce(new.acknowledged_at, old.acknowledged_at),
+            "ack_outcome": func.coalesce(new.ack_outcome, old.ack_outcome),
+            "ack_note": func.coalesce(new.ack_note, old.ack_note),
             "updated_at": func.current_timestamp(),
         },
     )

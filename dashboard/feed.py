@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from common.errors import SchemaError
 from common.metrics import Health, count_by_topic, reason_class
 from common.store import queries
+from common.wire.acknowledge import publish_acknowledgement
 from common.wire.bus import Bus, Message, Subscription
 from common.wire.schemas import Alert, Reading
 from dashboard.columns import chart_row, table_columns
@@ -246,7 +247,4 @@ class LiveFeed:
 
     async def acknowledge(self, event_id: str, who: str, at: datetime) -> Alert:
         """Publish the event again with who acknowledged it and when; consumer_db persists it."""
-        alert = self.alerts[event_id]
-        acked = alert.model_copy(update={"acknowledged_by": who, "acknowledged_at": at})
-        await self.bus.publish(self.settings.alerts_topic, alert.robot_id, acked.to_bytes())
-        return acked
+        return await publish_acknowledgement(self.bus, self.settings.alerts_topic, self.alerts[event_id], who, at)

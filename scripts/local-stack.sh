@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The multi-process deployment without Docker: the repo's own Kafka and PostgreSQL plus the four
-# services as separate processes (`make up` / `make down`).
+# services and the API as separate processes (`make up` / `make down`).
 #
 # Usage:
 #   scripts/local-stack.sh up [--clean]    start everything (state and logs under $AXISWATCH_VAR_DIR, default var/stack)
@@ -17,7 +17,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export AXISWATCH_VAR_DIR="${AXISWATCH_VAR_DIR:-$REPO/var/stack}"
 PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 RUN="$AXISWATCH_VAR_DIR/run"
-SERVICES=(consumer_db consumer_alerts dashboard producer)
+SERVICES=(consumer_db consumer_alerts dashboard api producer)
 note() { echo "local-stack: $*" >&2; }
 
 alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
@@ -76,6 +76,7 @@ up() {
     start_service consumer_db
     start_service consumer_alerts
     start_service dashboard
+    start_service api
     if [[ -n "${NOTIFIER_CONFIG:-}" ]]; then start_service notifier; fi
     # The producer starts once the consumers are subscribed: the dashboard reads from the topic's end, so
     # readings sent before it subscribed would never reach its live view.

@@ -40,6 +40,10 @@ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') AND pg_get_user
 \gexec
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO :"app";
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO :"app";
+-- The API's audit is appended to, never changed (migration 0010 takes these back when it makes the table).
+SELECT format('REVOKE UPDATE, DELETE, TRUNCATE ON public.api_audit FROM %I', :'app')
+WHERE to_regclass('public.api_audit') IS NOT NULL
+\gexec
 -- and what the migrations make from now on (e.g. 0009's notification_* tables and their id sequences)
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO :"app";
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO :"app";

@@ -216,6 +216,8 @@ alerts = Table(
     Column("score", Amps),
     Column("acknowledged_by", String(200)),
     Column("acknowledged_at", UtcDateTime),
+    Column("ack_outcome", String(32), comment="real_fault, false_alarm, inspected_ok, part_replaced (API)"),
+    Column("ack_note", Text),
     Column("updated_at", UtcDateTime, nullable=False, server_default=func.current_timestamp()),
     Index(None, "robot_id", "opened_at"),
     Index(None, "opened_at"),
@@ -357,3 +359,48 @@ def axes_of(conn: Connection, *, robot_id: str | None = None, active_only: bool 
     for robot, axis in conn.execute(query):
         out.setdefault(robot, []).append(axis)
     return out
+
+
+# The API's users and tokens (docs/api.md). Only a hash of a password (argon2) or of a token (SHA-256: a token
+# is 32 random bytes, nothing to guess) is kept.
+API_ROLES = ("viewer", "operator", "admin")
+api_users = Table(
+    "api_users",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint(f"role IN ({', '.join(repr(r) for r in API_ROLES)})", name="role_known"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True, comment="SHA-256 of the token, hex"),
+    Column(
+        "user_id",
+        BigInteger,
+        ForeignKey("api_users.id", ondelete="CASCADE", name="fk_api_tokens_user_id_api_users"),
+        nullable=False,
+    ),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+# One row per acknowledgement made through the API: who, when, which event, what they found.
+api_audit = Table(
+    "api_audit",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("user_name", String(200), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("outcome", String(32)),
+    Column("note", Text),
+    Index(None, "at"),
+)

@@ -310,6 +310,18 @@ class AlertState(enum.StrEnum):
     CLOSED = "closed"
 
 
+class AckOutcome(enum.StrEnum):
+    """What the people who acknowledged an event found (set through the API; the dashboard sets none)."""
+
+    REAL_FAULT = "real_fault"
+    FALSE_ALARM = "false_alarm"
+    INSPECTED_OK = "inspected_ok"
+    PART_REPLACED = "part_replaced"
+
+
+ACK_NOTE_CHARS = 2000
+
+
 class Alert(WireModel):
     """The current state of one alert event. Every change (open, escalate, peak, close, acknowledge)
     publishes the whole event again under the same ``event_id``; the newest state wins."""
@@ -327,6 +339,9 @@ class Alert(WireModel):
     score: float | None = None
     acknowledged_by: str | None = None
     acknowledged_at: AwareDatetime | None = None
+    # Added later, optional: messages written before them still read.
+    ack_outcome: AckOutcome | None = None
+    ack_note: str | None = Field(None, max_length=ACK_NOTE_CHARS)
 
     @property
     def duration_s(self) -> float | None:
@@ -345,8 +360,15 @@ class Alert(WireModel):
                 "peak_amps": max(peaks) if peaks else None,
                 "acknowledged_by": self.acknowledged_by if newer.acknowledged_by is None else newer.acknowledged_by,
                 "acknowledged_at": self.acknowledged_at if newer.acknowledged_at is None else newer.acknowledged_at,
+                "ack_outcome": self.ack_outcome if newer.ack_outcome is None else newer.ack_outcome,
+                "ack_note": self.ack_note if newer.ack_note is None else newer.ack_note,
             }
         )
+
+    def acknowledged(self, who: str, at: datetime, outcome: AckOutcome | None = None, note: str | None = None) -> Alert:
+        """This event acknowledged by ``who`` at ``at``: the message the dashboard and the API publish."""
+        update = {"acknowledged_by": who, "acknowledged_at": at, "ack_outcome": outcome, "ack_note": note}
+        return self.model_validate(self.model_dump() | update)
 
 
 RAW_EXCERPT_CHARS = 2000  # of a rejected record's text kept: enough to see what it was, not a 900 KB blob

@@ -60,7 +60,7 @@ def scalar(engine, sql: str):
 def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(tmp_path):
     if not (shutil.which("java") and shutil.which("mvn")):
         service_missing("java and mvn are needed to start the repo's own Kafka broker")
-    port = free_port()
+    port, api_port = free_port(), free_port()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -73,6 +73,8 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         "PRODUCER_METRICS_PORT": str(free_port()),
         "SINK_METRICS_PORT": str(free_port()),
         "ALERTS_METRICS_PORT": str(free_port()),
+        "API_PORT": str(api_port),
+        "API_METRICS_PORT": str(free_port()),
         "MODEL_PATH": str(REPO / "consumer_alerts/models/synthetic-fleet.json"),
         "STATE_PATH": str(tmp_path / "alerts-state.json"),
         "PRODUCER_ARGS": f"--synthetic --robots 2 --faults --fault-period 600 --speed 100 --limit {READINGS}",
@@ -89,7 +91,7 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         status = subprocess.run(["bash", str(STACK), "status"], env=env, capture_output=True, text=True)
         assert status.returncode == 0, status.stdout
         services = {name: int(pid) for name, pid in re.findall(r"(\w+) running \(pid (\d+)\)", status.stdout)}
-        assert sorted(services) == ["consumer_alerts", "consumer_db", "dashboard", "producer"], status.stdout
+        assert sorted(services) == ["api", "consumer_alerts", "consumer_db", "dashboard", "producer"], status.stdout
         commands = {name: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for name, pid in services.items()}
         assert all(cmd[1:3] == [b"-m", name.encode()] for name, cmd in commands.items()), commands  # the service itself
         exports = subprocess.run(["bash", str(STACK), "env"], env=env, capture_output=True, text=True).stdout
@@ -108,6 +110,7 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
             assert page.status == 200
         assert scalar(engine, "select count(*) from readings_fact where axis_id >= 9 and amps is not null") == 0
+        wait_for(lambda: _answers(f"http://127.0.0.1:{api_port}/readyz"), timeout_s=30, what="the API ready", logs=logs)
         engine.dispose()
     finally:
         down = subprocess.run(
@@ -120,3 +123,11 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         "kafka stopped"
         in subprocess.run(["bash", str(STACK), "status"], env=env, capture_output=True, text=True).stdout
     )
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False

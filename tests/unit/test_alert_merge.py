@@ -24,7 +24,7 @@ def moment(minutes: int | None) -> datetime | None:
 small = st.none() | st.floats(min_value=-50, max_value=500, allow_nan=False).map(lambda x: round(x, 3))
 versions = st.lists(
     st.builds(
-        lambda severity, state, opened, closed, peak, threshold, score, who, when: Alert(
+        lambda severity, state, opened, closed, peak, threshold, score, who, when, outcome, note: Alert(
             event_id="r:2:zscore:e1",
             robot_id="r",
             axis=2,
@@ -38,6 +38,8 @@ versions = st.lists(
             score=score,
             acknowledged_by=who,
             acknowledged_at=moment(when),
+            ack_outcome=outcome,
+            ack_note=note,
         ),
         st.sampled_from(["ALERT", "ERROR"]),
         st.sampled_from(["open", "closed"]),
@@ -48,6 +50,8 @@ versions = st.lists(
         small,
         st.sampled_from([None, "ana", "bo"]),
         st.none() | st.integers(1, 90),
+        st.sampled_from([None, "real_fault", "false_alarm"]),
+        st.sampled_from([None, "", "worn gear"]),
     ),
     min_size=1,
     max_size=6,
@@ -87,13 +91,14 @@ def test_the_sqlite_upsert_agrees_with_merged_with(migrated_sqlite, history):
 def test_merged_with_keeps_what_must_not_go_back():
     opened = Alert(
         event_id="e", robot_id="r", axis=1, detector="stuck", severity="ERROR", state="open", opened_at=T0,
-        peak_amps=9.0, acknowledged_by="ana", acknowledged_at=moment(1),
+        peak_amps=9.0, acknowledged_by="ana", acknowledged_at=moment(1), ack_outcome="real_fault", ack_note="gear",
     )  # fmt: skip
     later = opened.model_copy(
         update={"severity": "ALERT", "state": "closed", "closed_at": moment(9), "opened_at": moment(3)}
-        | {"peak_amps": 2.0, "acknowledged_by": None, "acknowledged_at": None}
+        | {"peak_amps": 2.0, "acknowledged_by": None, "acknowledged_at": None, "ack_outcome": None, "ack_note": None}
     )
     merged = opened.merged_with(later)
     assert (merged.severity, merged.peak_amps, merged.opened_at) == ("ERROR", 9.0, T0)
     assert (merged.state, merged.closed_at) == ("closed", moment(9))
     assert (merged.acknowledged_by, merged.acknowledged_at) == ("ana", moment(1))
+    assert (merged.ack_outcome, merged.ack_note) == ("real_fault", "gear")

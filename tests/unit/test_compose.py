@@ -17,6 +17,7 @@ APP_SETTINGS = {
     "consumer_alerts": "consumer_alerts.settings:AlertsSettings",
     "dashboard": "dashboard.settings:DashboardSettings",
     "notifier": "notifier.settings:NotifierSettings",
+    "api": "api.settings:ApiSettings",
 }
 # The notifier's secrets are not settings: its channel file names them (docs/notifier.example.yaml's names).
 CHANNEL_SECRETS = set(re.findall(r"_env: (\w+)", (REPO / "docs" / "notifier.example.yaml").read_text()))

@@ -17,6 +17,7 @@ SERVICES = {
     "consumer_alerts": "consumer_alerts.settings:AlertsSettings",
     "dashboard": "dashboard.settings:DashboardSettings",
     "notifier": "notifier.settings:NotifierSettings",
+    "api": "api.settings:ApiSettings",
 }
 
 

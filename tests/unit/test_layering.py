@@ -8,7 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = ("producer", "consumer_db", "consumer_alerts", "dashboard")
-SERVICES = (*PIPELINE, "notifier")
+SERVICES = (*PIPELINE, "notifier", "api")
 
 
 def imported_packages(package: str) -> dict[str, set[str]]:

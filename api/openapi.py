@@ -1,0 +1,147 @@
+"""The OpenAPI 3.1 document of the API, built from the same pydantic models and enums the handlers use, so
+that it cannot drift from what they accept and return (tests/unit/test_api.py validates it)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from common.wire.schemas import AckOutcome, Alert, AlertState, Severity
+
+BEARER = [{"bearer": []}]
+
+
+def _error(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(ref: str, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    alert = Alert.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = alert.pop("$defs", {})
+    time = {"type": "string", "format": "date-time"}
+    check = {"200": {"description": "yes"}, "503": {"description": "no, with the reason"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "axiswatch API", "version": "1", "description": "Alerts, acknowledgements, robots."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                **defs,
+                "Alert": alert,
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "AlertPage": {
+                    "type": "object",
+                    "required": ["alerts", "next_cursor"],
+                    "properties": {
+                        "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
+                        "next_cursor": {"type": ["string", "null"], "description": "null on the last page"},
+                    },
+                },
+                "Acknowledge": {
+                    "type": "object",
+                    "required": ["outcome"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "outcome": {"type": "string", "enum": [o.value for o in AckOutcome]},
+                        "note": {"type": ["string", "null"], "maxLength": 2000},
+                    },
+                },
+                "Robots": {
+                    "type": "object",
+                    "required": ["robots"],
+                    "properties": {
+                        "robots": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["robot_id", "latest_ts", "axes"],
+                                "properties": {
+                                    "robot_id": {"type": "string"},
+                                    "latest_ts": {**time, "type": ["string", "null"]},
+                                    "axes": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "axis": {"type": "integer"},
+                                                "label": {"type": "string"},
+                                                "ts": time,
+                                                "amps": {"type": ["number", "null"]},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        }
+                    },
+                },
+            },
+        },
+        "paths": {
+            "/v1/alerts": {
+                "get": {
+                    "summary": "Alert events, newest opening first, one page at a time",
+                    "security": BEARER,
+                    "parameters": [
+                        _query("robot", {"type": "string"}, "only this robot"),
+                        _query("axis", {"type": "integer", "minimum": 1}, "only this axis"),
+                        _query("state", {"type": "string", "enum": [s.value for s in AlertState]}, "open or closed"),
+                        _query("severity", {"type": "string", "enum": [s.value for s in Severity]}, "ALERT or ERROR"),
+                        _query("since", time, "events still open at or after this instant (ISO 8601 with zone)"),
+                        _query("until", time, "events opened at or before this instant"),
+                        _query("limit", {"type": "integer", "minimum": 1}, "events per page (API_PAGE_SIZE)"),
+                        _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                    ],
+                    "responses": {
+                        "200": _json("#/components/schemas/AlertPage", "one page"),
+                        "400": _error("a filter, limit or cursor not understood"),
+                        "401": _error("no token, or not a valid one"),
+                    },
+                }
+            },
+            "/v1/alerts/{event_id}/acknowledge": {
+                "post": {
+                    "summary": "Acknowledge an event as the token's user, with what was found",
+                    "security": BEARER,
+                    "parameters": [{"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Acknowledge"}}},
+                    },
+                    "responses": {
+                        "200": _json("#/components/schemas/Alert", "the event as acknowledged"),
+                        "400": _error("the body is not an outcome and a note"),
+                        "401": _error("no token, or not a valid one"),
+                        "403": _error("the user's role may not acknowledge (viewer)"),
+                        "404": _error("no such event"),
+                        "503": _error("the alerts topic could not be reached; nothing was acknowledged"),
+                    },
+                }
+            },
+            "/v1/robots": {
+                "get": {
+                    "summary": "Robots with their latest reading time and latest value per axis",
+                    "security": BEARER,
+                    "responses": {
+                        "200": _json("#/components/schemas/Robots", "every robot"),
+                        "401": _error("no token, or not a valid one"),
+                    },
+                }
+            },
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "it"}}}},
+            "/livez": {"get": {"summary": "The service's loop turns", "responses": check}},
+            "/readyz": {"get": {"summary": "The database answers and the bus is up", "responses": check}},
+        },
+    }

@@ -1,0 +1,57 @@
+"""``python -m api add-user`` and ``issue-token``: the password from API_USER_PASSWORD (never an argument),
+the token printed once and good for the days asked, errors said on stderr with exit code 1."""
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from api import users
+from common.store.tables import api_tokens, api_users
+from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
+
+REPO_ENV_KEEP = ("PATH", "HOME", "LANG")
+
+
+def run(args: list[str], sqlite_url: str, tmp_path, password: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: os.environ[k] for k in REPO_ENV_KEEP if k in os.environ} | {"DATABASE_URL": sqlite_url}
+    if password is not None:
+        env["API_USER_PASSWORD"] = password
+    return subprocess.run(
+        [sys.executable, "-m", "api", *args], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_add_user_then_issue_token_gives_a_token_of_that_user(migrated_sqlite, sqlite_url, tmp_path):  # noqa: F811
+    added = run(["add-user", "otto", "--role", "operator"], sqlite_url, tmp_path, password="s3cret pass")
+    assert added.returncode == 0, added.stderr
+    assert "s3cret" not in added.stdout + added.stderr
+    issued = run(["issue-token", "otto", "--days", "3"], sqlite_url, tmp_path)
+    assert issued.returncode == 0, issued.stderr
+    token = issued.stdout.strip().splitlines()[-1]
+    now = datetime.now(UTC)
+    with migrated_sqlite.connect() as conn:
+        assert users.user_of_token(conn, token, now) == users.User("otto", "operator")
+        assert users.user_of_token(conn, token, now + timedelta(days=3, minutes=1)) is None
+        assert users.check_password(conn, "otto", "s3cret pass")
+        assert conn.execute(select(api_tokens.c.token_hash)).scalars().all() == [users.hash_token(token)]
+    revoked = run(["revoke-tokens", "otto"], sqlite_url, tmp_path)
+    assert revoked.returncode == 0 and "1 token(s)" in revoked.stdout, revoked.stderr
+    with migrated_sqlite.connect() as conn:
+        assert users.user_of_token(conn, token, datetime.now(UTC)) is None
+
+
+def test_errors_are_said_and_change_nothing(migrated_sqlite, sqlite_url, tmp_path):  # noqa: F811
+    assert run(["add-user", "ada", "--role", "admin"], sqlite_url, tmp_path, password="pw").returncode == 0
+    again = run(["add-user", "ada", "--role", "viewer"], sqlite_url, tmp_path, password="pw2")
+    assert again.returncode == 1 and "exists already" in again.stderr
+    unknown = run(["issue-token", "nobody"], sqlite_url, tmp_path)
+    assert unknown.returncode == 1 and "no user" in unknown.stderr
+    no_prompt = run(["add-user", "bo", "--role", "viewer"], sqlite_url, tmp_path)  # no password, no terminal
+    assert no_prompt.returncode != 0
+    with migrated_sqlite.connect() as conn:
+        assert conn.execute(select(api_users.c.name, api_users.c.role)).all() == [("ada", "admin")]
+        assert conn.execute(select(api_tokens)).all() == []
