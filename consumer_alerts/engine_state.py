@@ -31,6 +31,7 @@ def robot_snapshot(r: RobotState) -> dict[str, Any]:
         "last_ts": r.last_ts,
         "last_active": r.last_active.isoformat() if r.last_active else None,
         "last_values": {str(a): v for a, v in r.last_values.items()},
+        "learner": r.learner.state() if r.learner is not None else None,
         "axes": {str(a): {d.name: _pack(d.state()) for d in s.detectors} for a, s in r.axes.items()},
         "events": {
             str(a): {life.detector: _event(life.event) for life in s.lifecycles if life.event}
@@ -69,11 +70,12 @@ def load_snapshot(engine: DetectorEngine, data: dict[str, Any]) -> None:
         raise ValueError(f"snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
     engine.robots.clear()
     for rid, raw in data["robots"].items():
-        engine.robots[rid] = RobotState(
-            last_values={int(a): v for a, v in raw["last_values"].items()},
-            last_ts=raw["last_ts"],
-            last_active=datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None,
-        )
+        robot = engine.robot(rid)
+        robot.last_values = {int(a): v for a, v in raw["last_values"].items()}
+        robot.last_ts = raw["last_ts"]
+        robot.last_active = datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None
+        if robot.learner is not None and raw.get("learner"):
+            robot.learner.load(raw["learner"])  # before the axes: their residual detectors are made on its model
         for axis, states in raw["axes"].items():
             for detector in engine.axis_state(rid, int(axis)).detectors:
                 if detector.name in states:

@@ -27,8 +27,11 @@ from typing import Any, Literal
 from consumer_alerts.errors import ModelFileError
 
 FORMAT = "axiswatch.consumer_alerts.model"
-VERSION = 2  # 2: with ``surge_c``; a version-1 file still loads, without the single-sample surge rule
-READABLE_VERSIONS = (1, 2)
+# 2: with ``surge_c``; a version-1 file still loads, without the single-sample surge rule.
+# 3: with ``mean``; an older file still loads, but the service cannot tell when its robots' load has moved
+#    away from it (no re-learning, docs/consumer_alerts.md "Learning the model").
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 LLR_CAP = 3.0  # one sample can move the windowed score by at most this much: bounded influence
 Kind = Literal["line", "density"]
 
@@ -91,6 +94,7 @@ class AxisModel:
     t_short_s: float = 0.0  # informative: ``short`` samples at the training data's usual spacing
     threshold_source: str = "percentile"  # or "median+MAD" when there were few samples
     stuck_run: int = 1  # longest run of identical non-zero readings seen in training
+    mean: float | None = None  # mean active current in training, amps: what a lasting change is measured against
 
     def expected(self, ts: float) -> float:
         return self.median if self.density is not None else self.line.at(ts)

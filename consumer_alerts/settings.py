@@ -123,7 +123,35 @@ class AlertsSettings(CommonSettings):
         "raises it to twice the longest run seen in training.",
     )
     model_path: Path | None = Field(
-        None, description="Model file from `train` (MODEL_PATH); without one the residual detector is off."
+        None,
+        description="Model file from `train` (MODEL_PATH): the residual detector's model of the robots it is "
+        "for from the start; without one each robot's model is learned by the service (MODEL_LEARN_READINGS).",
+    )
+    model_learn_readings: int = Field(
+        2000,
+        ge=0,
+        description="Active readings of a robot the service learns its model from (and learns it again from "
+        "after a lasting change), when no model file is for that robot; 0: never (residual only with a file).",
+    )
+    model_relearn_s: float = Field(
+        1800.0,
+        ge=0,
+        description="Feed time a broad change of a robot's load must last before its model is learned again "
+        "(announced as a `model` INFO event); longer than a fault's window. 0: a model is never re-learned "
+        "(a file's model stays fixed).",
+    )
+    model_relearn_shift: float = Field(
+        0.1,
+        gt=0,
+        description="How far an axis's running mean of active current must be from the model's mean (log "
+        "ratio, either way: 0.1 is about 10 %) to count as changed.",
+    )
+    model_relearn_axes: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="More than this share of the model's axes must have changed together for a change of "
+        "program, not a fault (which touches one axis or a few): with 0.5, 5 of 8 axes, both of 2.",
     )
     state_path: Path | None = Field(
         Path("var/consumer_alerts-state.json"),
