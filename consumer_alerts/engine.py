@@ -108,6 +108,7 @@ class AxisState:
     groups: list[tuple[Detector, tuple[Lifecycle, ...]]]  # each detector with the lifecycles of its kinds
     stuck: Detector | None = None
     raised: bool = False  # the last reading opened an event on this axis
+    held: tuple[datetime, Finding] | None = None  # a residual ALERT held while a broad change is timed
 
     def has_open(self) -> bool:
         for life in self.lifecycles:  # a loop, not any() over a generator: asked for most axes of every reading
@@ -195,9 +196,12 @@ class DetectorEngine:
                 out += self._close_all(robot, robot.last_active, stoppage=True)
             robot.last_active = reading.ts
             if robot.learner is not None:
+                pending = robot.learner.pending
                 learnt = robot.learner.observe(ts, reading.ts, reading.currents, fresh)
                 if learnt:
                     self._model_changed(robot, reading.robot_id, reading.ts, learnt, out)
+                elif pending and not robot.learner.pending:
+                    self._release(robot, out)
         for axis, value in reading.currents.items():
             state = robot.axes.get(axis) or self._new_axis(robot, reading.robot_id, axis)
             state.raised = False
@@ -209,6 +213,8 @@ class DetectorEngine:
             clean = value if fresh.get(axis) else None
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
+                if finding is not None and detector.name == "residual" and robot.learner and robot.learner.pending:
+                    finding = self._hold(state, reading.ts, finding)
                 if finding is not None and clean is None and finding.severity is Severity.ERROR:
                     # An exact repeat is no proof that the joint draws that much (a stuck sensor reads the
                     # same): a level far from normal on repeats is raised, as a maintenance ALERT.
@@ -278,10 +284,35 @@ class DetectorEngine:
         if alert is not None:
             out.append(alert)
 
+    @staticmethod
+    def _hold(state: AxisState, when: datetime, finding: Finding) -> Finding | None:
+        """While a broad change is timed the model may be the old program's: its ALERTs wait for the verdict
+        (a surge, an ERROR, does not). Kept: when the first was held, and the strongest."""
+        if finding.severity is Severity.ERROR:
+            return finding
+        if state.held is None or finding.score > state.held[1].score:
+            state.held = (state.held[0] if state.held else when, finding)
+        return None
+
+    def _release(self, robot: RobotState, out: list[Alert]) -> None:
+        """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
+        opened when they were first held."""
+        for state in robot.axes.values():
+            if state.held is None:
+                continue
+            since, finding = state.held
+            state.held = None
+            life = next((life for life in state.lifecycles if life.detector == "residual"), None)
+            if life is not None and life.event is None:
+                alert = life.step(since, finding, True)
+                if alert is not None:
+                    out.append(alert)
+
     def _set_residual(
         self, robot_id: str, axis: int, state: AxisState, model: AlertModel | None, when: datetime, out: list[Alert]
     ) -> None:
         """Swap the axis's residual detector for one on ``model`` (none without one); its open event closes."""
+        state.held = None  # the model it was held against is gone, or it was the old program's
         kept = [(d, lives) for d, lives in state.groups if d.name != "residual"]
         for d, lives in state.groups:
             if d.name == "residual":

@@ -128,7 +128,7 @@ class AlertsSettings(CommonSettings):
         "for from the start; without one each robot's model is learned by the service (MODEL_LEARN_READINGS).",
     )
     model_learn_readings: int = Field(
-        2000,
+        4000,
         ge=0,
         description="Active readings of a robot the service learns its model from (and learns it again from "
         "after a lasting change), when no model file is for that robot; 0: never (residual only with a file).",
@@ -148,10 +148,10 @@ class AlertsSettings(CommonSettings):
     )
     model_relearn_axes: float = Field(
         0.5,
-        ge=0,
-        lt=1,
-        description="More than this share of the model's axes must have changed together for a change of "
-        "program, not a fault (which touches one axis or a few): with 0.5, 5 of 8 axes, both of 2.",
+        gt=0,
+        le=1,
+        description="Share of the model's axes (and at least two) that must have changed together for a "
+        "change of program, not a fault (which touches one axis or a few): with 0.5, 4 of 8 axes, both of 2.",
     )
     state_path: Path | None = Field(
         Path("var/consumer_alerts-state.json"),
