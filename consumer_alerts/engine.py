@@ -89,6 +89,7 @@ class EngineConfig:
     multivariate_alpha: float = _default("multivariate_alpha")
     multivariate_window: int = _default("multivariate_window")
     multivariate_error_score: float = _default("multivariate_error_score")
+    multivariate_stride: int = _default("multivariate_stride")
     model_learn_readings: int = _default("model_learn_readings")
     model_relearn_s: float = _default("model_relearn_s")
     model_relearn_shift: float = _default("model_relearn_shift")

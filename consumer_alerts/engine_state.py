@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from common.wire.schemas import Alert, AlertState, Severity
+from consumer_alerts.detectors.registry import ROBOT_DETECTORS
 from consumer_alerts.engine import DetectorEngine, RobotState
 from consumer_alerts.lifecycle import OpenEvent
 
@@ -90,13 +91,17 @@ def restore_events(engine: DetectorEngine, latest: Iterable[Alert]) -> int:
     """Make the lifecycles agree with the alerts topic after a restart: events open there stay open (same
     id), events the topic does not show as open are not open here. Returns how many were taken over."""
     open_on_topic = {(a.robot_id, a.axis, a.detector): a for a in latest if a.state is AlertState.OPEN}
-    for robot_id, axis, _ in open_on_topic:
-        engine.axis_state(robot_id, axis)  # an axis the snapshot did not know yet
+    # a robot-level detector's event is filed under the axis it blamed; its lifecycle is the robot's (axis 0)
+    robot_level = {(a.robot_id, a.detector): a for a in open_on_topic.values() if a.detector in ROBOT_DETECTORS}
+    for robot_id, axis, detector in open_on_topic:
+        engine.axis_state(robot_id, 0 if detector in ROBOT_DETECTORS else axis)  # one the snapshot did not know
     restored = 0
     for robot_id, robot in engine.robots.items():
         for axis, state in robot.axes.items():
             for life in state.lifecycles:
                 alert = open_on_topic.get((robot_id, axis, life.detector))
+                if axis == 0 and alert is None:
+                    alert = robot_level.get((robot_id, life.detector))
                 life.event = None
                 if alert is not None:
                     life.restore(alert)

@@ -81,6 +81,12 @@ class AlertsSettings(CommonSettings):
     multivariate_window: int = Field(
         30, ge=1, description="Active readings averaged into the vector the cross-axis detector judges."
     )
+    multivariate_stride: int = Field(
+        10,
+        ge=1,
+        description="Active readings between two the cross-axis detector judges and learns (the window's mean "
+        "moves little in between; every reading still enters the window).",
+    )
     multivariate_error_score: float = Field(
         0.8, ge=0.5, le=1, description="Cross-axis score at or above which its event is an ERROR (0.5: ALERT)."
     )

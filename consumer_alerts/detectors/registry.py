@@ -103,7 +103,10 @@ def _level(ctx: AxisContext) -> Detector:
 def _multivariate(ctx: RobotContext) -> RobotDetector:
     c = ctx.config
     detector = MultivariateDetector(
-        halflife_rows=c.multivariate_halflife_rows, alpha=c.multivariate_alpha, window=c.multivariate_window
+        halflife_rows=c.multivariate_halflife_rows,
+        alpha=c.multivariate_alpha,
+        window=c.multivariate_window,
+        stride=c.multivariate_stride,
     )
     return MultivariateRobotDetector(detector, error_score=c.multivariate_error_score)
 
