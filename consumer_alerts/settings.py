@@ -11,7 +11,7 @@ from pydantic_settings import NoDecode
 from common.settings import CommonSettings
 from consumer_alerts.detectors import registry
 
-DEFAULT_DETECTORS: tuple[str, ...] = ("level", "zscore", "residual", "stuck")
+DEFAULT_DETECTORS: tuple[str, ...] = ("level", "zscore", "residual", "stuck", "multivariate")
 
 
 class AlertsSettings(CommonSettings):
@@ -21,7 +21,7 @@ class AlertsSettings(CommonSettings):
     detectors: Annotated[list[str], NoDecode] = Field(
         list(DEFAULT_DETECTORS),
         description="Detectors to run, comma-separated, by their name in consumer_alerts/detectors/registry.py: "
-        "level, zscore, residual, stuck; multivariate (robot-level, opt-in).",
+        "level, zscore, residual, stuck, multivariate (robot-level).",
     )
     level_warmup: int = Field(
         300,

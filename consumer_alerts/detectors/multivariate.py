@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 from collections import deque
 from typing import Any
 
@@ -83,7 +82,6 @@ class MultivariateDetector:
         # Pure Python on the per-row path: numpy's call overhead on a vector of a dozen axes costs more than
         # the arithmetic (bench/results/alerts_quality.md, CPU per reading).
         self.recent: deque[list[float]] = deque(maxlen=self.window - 1)
-        self._recent_sum: list[float] = []
         self._rows = 0  # complete rows seen by ``update``
         self.axes: tuple[int, ...] = ()
         self.count = 0  # rows learned
@@ -123,7 +121,6 @@ class MultivariateDetector:
     def update(self, x: dict[int, float | None]) -> float | None:
         """``score_one`` then ``learn_one`` in one pass, on every ``stride``-th complete row only: the score
         of a row judged, ``None`` for a row only remembered (idle, incomplete, or between two judged)."""
-        self.contributions = {}
         if not self.axes:
             self.learn_one(x)
             return None
@@ -132,10 +129,12 @@ class MultivariateDetector:
             return None
         self._rows += 1
         if self._rows % self.stride:
-            self._remember(row)
+            if self.window > 1:
+                self.recent.append(row)  # _remember, inlined: this is most rows
             return None
         feature = self._feature(row)
         self._remember(row)
+        self.contributions = {}
         if feature is None:
             return None
         score = 0.0
@@ -203,7 +202,6 @@ class MultivariateDetector:
         self.mean, self.cov = np.zeros(p), np.zeros((p, p))
         self._basis, self._cache = None, None
         self.recent.clear()
-        self._recent_sum = [0.0] * p
         self._rows = 0
 
     def _feature(self, row: list[float]) -> np.ndarray | None:
@@ -212,15 +210,12 @@ class MultivariateDetector:
             return np.asarray(row)
         if len(self.recent) < self.window - 1:
             return None
-        return np.add(self._recent_sum, row) / self.window
+        # summed when judged (every ``stride`` rows), not kept as a running sum updated on every row
+        return np.add([sum(column) for column in zip(*self.recent, strict=True)], row) / self.window
 
     def _remember(self, row: list[float]) -> None:
-        if self.window == 1:
-            return
-        if len(self.recent) == self.recent.maxlen:
-            self._recent_sum = list(map(operator.sub, self._recent_sum, self.recent[0]))
-        self.recent.append(row)
-        self._recent_sum = list(map(operator.add, self._recent_sum, row))
+        if self.window > 1:
+            self.recent.append(row)
 
     def _row(self, x: dict[int, float | None]) -> list[float] | None:
         values = [x.get(a) for a in self.axes]

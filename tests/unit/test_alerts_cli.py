@@ -71,7 +71,8 @@ def test_train_until_a_time_and_replay_without_a_model(files):
     model = AlertModel.load(files / "m.json")
     assert model.kind == "line" and model.robot_id == "cell-7" and model.training["end"] < "2022-10-17T13:00"
     assert main(["replay", "--csv", "export.csv", "--out", "plain.csv"]) == 0
-    assert {e["detector"] for e in rows(files / "plain.csv")} <= {"zscore", "stuck"}
+    # no model, and too few readings for the engine to learn one: no residual (the overload is seen across axes)
+    assert {e["detector"] for e in rows(files / "plain.csv")} <= {"zscore", "stuck", "multivariate"}
 
 
 def test_plot_writes_the_fit_and_residual_pictures(files):
