@@ -224,6 +224,10 @@ class DetectorEngine:
         if self._robot_detectors:
             state = robot.axes.get(0) or self._new_axis(robot, reading.robot_id, 0)
             state.raised = False
+            if idle and not state.has_open():  # a robot detector judges no idle row: nothing to judge or age
+                for detector in state.detectors:
+                    detector.normalized = 0.0
+                return out
             for detector, lives in state.groups:
                 finding = detector.update(ts, reading.currents, idle=idle)
                 self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
