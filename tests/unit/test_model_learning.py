@@ -80,6 +80,10 @@ def test_a_twenty_minute_fault_on_every_axis_is_raised_and_not_learnt_away():
     events = run(engine, fault + back)
     raised = {a.axis for a in events if a.state is AlertState.OPEN and a.opened_at < back[0].ts}
     assert raised == {1, 2}
+    # Both axes moved: the residual ALERTs were held while the change was timed, and raised once it went
+    # away, opened inside the fault.
+    held = [a for a in events if a.axis == 1 and a.detector == "residual"]
+    assert held[0].severity is Severity.ALERT and fault[0].ts <= held[0].opened_at < back[0].ts
     assert not [a for a in events if a.detector == MODEL_EVENT]
     assert learner(engine).model is model and learner(engine).changes == 0
     # Had it lasted (here: a program), the same change would have been learnt after MODEL_RELEARN_S.
