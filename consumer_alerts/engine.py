@@ -230,6 +230,8 @@ class DetectorEngine:
                 return out
             for detector, lives in state.groups:
                 finding = detector.update(ts, reading.currents, idle=idle)
+                if finding is not None and finding.severity is Severity.ERROR and not fresh.get(finding.axis, True):
+                    finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)  # as for an axis
                 self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
         return out
 
