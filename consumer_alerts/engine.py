@@ -230,10 +230,23 @@ class DetectorEngine:
                 return out
             for detector, lives in state.groups:
                 finding = detector.update(ts, reading.currents, idle=idle)
-                if finding is not None and finding.severity is Severity.ERROR and not fresh.get(finding.axis, True):
+                repeat = finding is not None and self._on_repeat(lives, finding, fresh)
+                if repeat and finding.severity is Severity.ERROR:
                     finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)  # as for an axis
                 self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
+                for life in lives if repeat else ():
+                    if life.event is not None:
+                        life.event.on_repeat = True  # its window still holds the repeats after they end
         return out
+
+    @staticmethod
+    def _on_repeat(lives: tuple[Lifecycle, ...], finding: Finding, fresh: dict[int, bool]) -> bool:
+        """The axis a robot-level finding blames, or its open event is filed under, reads a repeat, or did
+        while the event was open: such an event stays a maintenance ALERT (a stuck sensor reads the same)."""
+        events = [life.event for life in lives if life.event is not None]
+        if any(event.on_repeat for event in events):
+            return True
+        return any(a is not None and not fresh.get(a, True) for a in (finding.axis, *(e.axis for e in events)))
 
     def _step(
         self, robot: RobotState, state: AxisState, lives: tuple[Lifecycle, ...], when: datetime, finding, observed, out

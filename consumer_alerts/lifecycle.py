@@ -38,6 +38,7 @@ class OpenEvent:
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
     axis: int | None = None  # the axis the event is filed under when not the lifecycle's (a robot-level one)
+    on_repeat: bool = False  # a robot-level event that fired on an axis reading a repeat: never an ERROR
 
 
 class Lifecycle:
