@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from common.wire.schemas import Reading
+from common.wire.schemas import Reading, Severity
 from consumer_alerts.detectors.multivariate import MultivariateDetector
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import load_snapshot, restore_events, snapshot
@@ -244,3 +244,15 @@ def test_an_open_cross_axis_event_is_taken_over_from_the_topic_under_its_blamed_
     later = [a for r in readings[9600:] for a in restarted.process(r)]
     # the event goes on (here: the cold detectors find it over and close it) under its id and blamed axis
     assert (later[0].event_id, later[0].axis, later[0].state) == (opened[-1].event_id, 3, "closed")
+
+
+def test_a_stuck_axis_it_blames_is_a_maintenance_alert_never_an_error():
+    # axis 3 frozen far above its range while the robot works: the cross-axis score goes past its ERROR level,
+    # but a value repeated to the last digit is no proof that the joint draws it (as for the per-axis rules)
+    rows = robot_rows(12000, seed=4, extra=lambda i, row: {3: 60.0} if 9000 <= i < 9600 else {})
+    alerts = [a for a in _engine_alerts(rows) if a.detector == "multivariate"]
+    assert alerts and {a.axis for a in alerts} == {3}
+    assert {a.severity for a in alerts} == {Severity.ALERT}
+    # the same excess drawn (values that vary) is an ERROR
+    varying = robot_rows(12000, seed=4, extra=lambda i, row: {3: 60.0 + (i % 7) * 0.1} if 9000 <= i < 9600 else {})
+    assert Severity.ERROR in {a.severity for a in _engine_alerts(varying) if a.detector == "multivariate"}
