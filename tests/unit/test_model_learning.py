@@ -5,11 +5,12 @@ import json
 from dataclasses import replace
 from datetime import timedelta
 
-from common.wire.schemas import AlertState, Severity
+from common.wire.schemas import Alert, AlertState, Severity
 from consumer_alerts.engine import MODEL_EVENT, DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import load_snapshot, snapshot
 from consumer_alerts.model import AlertModel
 from consumer_alerts.training import train
+from dashboard.columns import alert_columns
 from tests.alerts_fixtures import T0, cycle_readings
 
 CONFIG = EngineConfig(detectors=("residual",), model_learn_readings=1000)
@@ -123,3 +124,18 @@ def test_a_model_file_is_watched_unless_fixed_and_an_old_file_is_not_watched():
     unwatched = DetectorEngine(EngineConfig(detectors=("residual",)), old)
     run(unwatched, feed(10))
     assert learner(unwatched).model is old and not learner(unwatched).baseline
+
+
+def test_the_model_event_travels_merges_and_shows_as_info():
+    engine = DetectorEngine(CONFIG)
+    run(engine, feed(LEARN_ROWS))
+    events = [
+        a
+        for a in run(engine, feed(5000, start_row=LEARN_ROWS, seed=4, fault=program_change))
+        if a.detector == MODEL_EVENT
+    ]
+    opened, closed = (Alert.from_bytes(a.to_bytes()) for a in events)  # over the wire and back
+    merged = opened.merged_with(closed)  # the rule consumer_db's upsert and the dashboard apply
+    assert (merged.severity, merged.state, merged.opened_at) == (Severity.INFO, AlertState.CLOSED, opened.opened_at)
+    colours = alert_columns([merged, closed.model_copy(update={"severity": Severity.ALERT})])["colour"]
+    assert colours[0] != colours[1]  # shown apart from the alerts
