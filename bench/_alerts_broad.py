@@ -17,7 +17,7 @@ from bench.results import markdown_table
 from common.wire.schemas import Reading, Severity
 from consumer_alerts.detectors import Finding
 from consumer_alerts.detectors.multivariate import MultivariateDetector
-from consumer_alerts.engine import DetectorEngine
+from consumer_alerts.engine import MODEL_EVENT, DetectorEngine
 from consumer_alerts.lifecycle import Lifecycle
 from producer.broad_faults import BroadKind, inject, plan_runs
 
@@ -36,7 +36,7 @@ def bucket(deviation: float) -> str:
 def evaluate_broad(detect, test, recording, profile, axes, seeds, *, grace_s: float, robot_id: str):
     """Per-fault rows, stray events (matching no fault) and events after program changes, over ``seeds``.
     ``detect(readings)`` runs fresh detectors over a feed and returns its events."""
-    faults, stray, program_events, program_hours = [], 0, 0, 0.0
+    faults, stray, program_events, program_hours, relearns = [], 0, 0, 0.0, 0
     hours = (test[-1].ts - test[0].ts).total_seconds() / 3600
     fault_runs = 0
     for seed in seeds:
@@ -45,7 +45,10 @@ def evaluate_broad(detect, test, recording, profile, axes, seeds, *, grace_s: fl
             events = detect(faulty)
             if run[0].kind is BroadKind.PROGRAM:
                 change = run[0].start
-                program_events += sum(1 for e in events if e.alert.opened_at >= change)
+                after = [e for e in events if e.alert.opened_at >= change]
+                # a re-learn of the robot's model (engine.MODEL_EVENT, INFO) is the expected answer, not an alert
+                relearns += sum(1 for e in after if e.alert.detector == MODEL_EVENT)
+                program_events += sum(1 for e in after if e.alert.detector != MODEL_EVENT)
                 program_hours += (test[-1].ts - change).total_seconds() / 3600
                 continue
             fault_runs += 1
@@ -87,6 +90,7 @@ def evaluate_broad(detect, test, recording, profile, axes, seeds, *, grace_s: fl
         "stray_events_per_h": round(stray / (hours * max(fault_runs, 1)), 2),
         "program_events": program_events,
         "program_events_per_h": round(program_events / program_hours, 2) if program_hours else None,
+        "program_relearns": relearns,
     }
 
 
@@ -157,6 +161,7 @@ def headline(name: str, result: dict, clean_events: int, hours: float) -> dict:
     row["all caught"] = _share(faults, "caught")
     row["stray_events_per_h"] = result["stray_events_per_h"]
     row["program_change_events_per_h"] = result["program_events_per_h"]
+    row["program_change_relearns"] = result["program_relearns"]
     delays = [f["delay_s"] for f in big if f["caught"] and f["delay_s"] is not None]
     row[">=30% delay_s_median"] = round(statistics.median(delays)) if delays else None
     return row

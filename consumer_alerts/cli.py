@@ -67,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="run the service's detectors over a file; one CSV row per published change of an event"
     )
     replay.add_argument("--csv", type=Path, required=True, help="controller export to replay")
-    replay.add_argument("--model", type=Path, help="model file (without one: level, z-score and stuck)")
+    replay.add_argument(
+        "--model",
+        type=Path,
+        help="model file (without one the engine learns the robot's model after MODEL_LEARN_READINGS active readings)",
+    )
     replay.add_argument("--out", type=Path, required=True, help="alerts CSV to write")
     _robot(replay)
 

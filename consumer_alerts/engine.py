@@ -17,6 +17,10 @@ keeps the domain's rules:
   intervals) closes the robot's open events of the statistical detectors at the last active reading.
 - An event closes after ``holdoff_s`` and ``holdoff_readings`` of the robot's sampling intervals of quiet.
 - A reading not newer than the robot's last one is skipped: a redelivery after a restart changes nothing.
+- **The model**: a robot without a model file learns its own after ``model_learn_readings`` active rows, and
+  any robot's model is learned again after a lasting, broad change (``model_relearn_s``; see
+  :mod:`consumer_alerts.learning`), announced by one ``model`` event (INFO) on axis 0, open until the new
+  model is in use. The residual detector is off while a robot has no model.
 """
 
 from __future__ import annotations
@@ -24,16 +28,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from common.wire.schemas import Alert, Reading, Severity
-from consumer_alerts.detectors import Detector
+from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
 from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
 from consumer_alerts.lifecycle import Lifecycle
 from consumer_alerts.model import AlertModel
 from consumer_alerts.settings import AlertsSettings
 
+if TYPE_CHECKING:
+    from consumer_alerts.learning import ModelLearner
+
 logger = logging.getLogger(__name__)
+MODEL_EVENT = "model"  # the kind of the event that says a robot's model is being learned again
 CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
 
 # EngineConfig's names that differ from the setting they come from; every other field has its setting's name.
@@ -89,6 +98,11 @@ class EngineConfig:
     multivariate_alpha: float = _default("multivariate_alpha")
     multivariate_window: int = _default("multivariate_window")
     multivariate_error_score: float = _default("multivariate_error_score")
+    multivariate_stride: int = _default("multivariate_stride")
+    model_learn_readings: int = _default("model_learn_readings")
+    model_relearn_s: float = _default("model_relearn_s")
+    model_relearn_shift: float = _default("model_relearn_shift")
+    model_relearn_axes: float = _default("model_relearn_axes")
     skip_repeats: bool = True  # off for outside data (``score``), where repeated values are normal
 
     @classmethod
@@ -104,6 +118,7 @@ class AxisState:
     groups: list[tuple[Detector, tuple[Lifecycle, ...]]]  # each detector with the lifecycles of its kinds
     stuck: Detector | None = None
     raised: bool = False  # the last reading opened an event on this axis
+    held: tuple[datetime, Finding] | None = None  # a residual ALERT held while a broad change is timed
 
     def has_open(self) -> bool:
         for life in self.lifecycles:  # a loop, not any() over a generator: asked for most axes of every reading
@@ -119,6 +134,7 @@ class RobotState:
     last_ts: float | None = None
     last_active: datetime | None = None
     interval: SamplingInterval = field(default_factory=SamplingInterval)
+    learner: ModelLearner | None = None  # the robot's model, learned or watched (None: fixed, or no residual)
 
 
 def freshness(
@@ -145,10 +161,34 @@ class DetectorEngine:
         self.model = model
         self.robots: dict[str, RobotState] = {}
         self._robot_detectors = any(name in ROBOT_DETECTORS for name in self.config.detectors)
+        self._learns = "residual" in self.config.detectors
+
+    def robot(self, robot_id: str) -> RobotState:
+        """The robot's state, made on first sight (with its model learner when the service learns it)."""
+        robot = self.robots.get(robot_id)
+        if robot is None:
+            robot = self.robots[robot_id] = RobotState(learner=self._new_learner(robot_id))
+        return robot
+
+    def _new_learner(self, robot_id: str) -> ModelLearner | None:
+        c = self.config
+        given = self.model if self._model_applies(robot_id) else None
+        if not self._learns or (given is None and c.model_learn_readings <= 0) or (given and c.model_relearn_s <= 0):
+            return None  # a fixed model (or none): nothing to learn or watch
+        from consumer_alerts.learning import ModelLearner  # here: training imports this module's freshness rule
+
+        return ModelLearner(
+            robot_id,
+            readings=c.model_learn_readings,
+            relearn_s=c.model_relearn_s,
+            relearn_shift=c.model_relearn_shift,
+            relearn_axes=c.model_relearn_axes,
+            model=given,
+        )
 
     def process(self, reading: Reading) -> list[Alert]:
         """The alert events this reading opens, escalates, updates or closes."""
-        robot = self.robots.get(reading.robot_id) or self.robots.setdefault(reading.robot_id, RobotState())
+        robot = self.robots.get(reading.robot_id) or self.robot(reading.robot_id)
         ts = reading.ts.timestamp()
         if robot.last_ts is not None:
             if ts <= robot.last_ts:
@@ -165,6 +205,13 @@ class DetectorEngine:
             ):
                 out += self._close_all(robot, robot.last_active, stoppage=True)
             robot.last_active = reading.ts
+            if robot.learner is not None:
+                pending = robot.learner.pending
+                learnt = robot.learner.observe(ts, reading.ts, reading.currents, fresh)
+                if learnt:
+                    self._model_changed(robot, reading.robot_id, reading.ts, learnt, out)
+                elif pending and not robot.learner.pending:
+                    self._release(robot, out)
         for axis, value in reading.currents.items():
             state = robot.axes.get(axis) or self._new_axis(robot, reading.robot_id, axis)
             state.raised = False
@@ -176,6 +223,8 @@ class DetectorEngine:
             clean = value if fresh.get(axis) else None
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
+                if finding is not None and detector.name == "residual" and robot.learner and robot.learner.pending:
+                    finding = self._hold(state, reading.ts, finding)
                 if finding is not None and clean is None and finding.severity is Severity.ERROR:
                     # An exact repeat is no proof that the joint draws that much (a stuck sensor reads the
                     # same): a level far from normal on repeats is raised, as a maintenance ALERT.
@@ -184,10 +233,29 @@ class DetectorEngine:
         if self._robot_detectors:
             state = robot.axes.get(0) or self._new_axis(robot, reading.robot_id, 0)
             state.raised = False
+            if idle and not state.has_open():  # a robot detector judges no idle row: nothing to judge or age
+                for detector in state.detectors:
+                    detector.normalized = 0.0
+                return out
             for detector, lives in state.groups:
                 finding = detector.update(ts, reading.currents, idle=idle)
+                repeat = finding is not None and self._on_repeat(lives, finding, fresh)
+                if repeat and finding.severity is Severity.ERROR:
+                    finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)  # as for an axis
                 self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
+                for life in lives if repeat else ():
+                    if life.event is not None:
+                        life.event.on_repeat = True  # its window still holds the repeats after they end
         return out
+
+    @staticmethod
+    def _on_repeat(lives: tuple[Lifecycle, ...], finding: Finding, fresh: dict[int, bool]) -> bool:
+        """The axis a robot-level finding blames, or its open event is filed under, reads a repeat, or did
+        while the event was open: such an event stays a maintenance ALERT (a stuck sensor reads the same)."""
+        events = [life.event for life in lives if life.event is not None]
+        if any(event.on_repeat for event in events):
+            return True
+        return any(a is not None and not fresh.get(a, True) for a in (finding.axis, *(e.axis for e in events)))
 
     def _step(
         self, robot: RobotState, state: AxisState, lives: tuple[Lifecycle, ...], when: datetime, finding, observed, out
@@ -217,8 +285,74 @@ class DetectorEngine:
 
     def axis_state(self, robot_id: str, axis: int) -> AxisState:
         """The detectors and lifecycles of one robot's axis (axis 0: the robot's own), made on first sight."""
-        robot = self.robots.get(robot_id) or self.robots.setdefault(robot_id, RobotState())
+        robot = self.robot(robot_id)
         return robot.axes.get(axis) or self._new_axis(robot, robot_id, axis)
+
+    def _model_changed(self, robot: RobotState, robot_id: str, when: datetime, what: str, out: list[Alert]) -> None:
+        """A model was just learned (the residual detectors start on it, and a re-learn's event closes) or
+        dropped for a lasting change (the residual detectors stop, and the ``model`` event opens)."""
+        from consumer_alerts.learning import CHANGED
+
+        model = robot.learner.model
+        for axis, state in robot.axes.items():
+            if axis != 0:
+                self._set_residual(robot_id, axis, state, model, when, out)
+        life = next(life for life in self.axis_state(robot_id, 0).lifecycles if life.detector == MODEL_EVENT)
+        if what == CHANGED:
+            learner = robot.learner
+            finding = Finding(Severity.INFO, 0.0, learner.share, self.config.model_relearn_axes)
+            logger.info(
+                "robot %r: lasting change on %.0f %% of its axes; learning its model again",
+                robot_id,
+                100 * learner.share,
+            )
+            alert = life.step(when, finding, True)
+        else:
+            logger.info("robot %r: model learned on axes %s", robot_id, ",".join(map(str, model.axes)))
+            alert = life.close(when)
+        if alert is not None:
+            out.append(alert)
+
+    @staticmethod
+    def _hold(state: AxisState, when: datetime, finding: Finding) -> Finding | None:
+        """While a broad change is timed the model may be the old program's: its ALERTs wait for the verdict
+        (a surge, an ERROR, does not). Kept: when the first was held, and the strongest."""
+        if finding.severity is Severity.ERROR:
+            return finding
+        if state.held is None or finding.score > state.held[1].score:
+            state.held = (state.held[0] if state.held else when, finding)
+        return None
+
+    def _release(self, robot: RobotState, out: list[Alert]) -> None:
+        """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
+        opened when they were first held."""
+        for state in robot.axes.values():
+            if state.held is None:
+                continue
+            since, finding = state.held
+            state.held = None
+            life = next((life for life in state.lifecycles if life.detector == "residual"), None)
+            if life is not None and life.event is None:
+                alert = life.step(since, finding, True)
+                if alert is not None:
+                    out.append(alert)
+
+    def _set_residual(
+        self, robot_id: str, axis: int, state: AxisState, model: AlertModel | None, when: datetime, out: list[Alert]
+    ) -> None:
+        """Swap the axis's residual detector for one on ``model`` (none without one); its open event closes."""
+        state.held = None  # the model it was held against is gone, or it was the old program's
+        kept = [(d, lives) for d, lives in state.groups if d.name != "residual"]
+        for d, lives in state.groups:
+            if d.name == "residual":
+                out.extend(alert for life in lives if (alert := life.close(when)) is not None)
+        axis_model = model.axes.get(axis) if model is not None else None
+        if axis_model is not None:
+            detector = AXIS_DETECTORS["residual"](AxisContext(robot_id, axis, self.config, axis_model))
+            kept.append((detector, (Lifecycle(robot_id, axis, "residual", holdoff_s=self.config.holdoff_s),)))
+        state.groups = kept
+        state.detectors = [d for d, _ in kept]
+        state.lifecycles = [life for _, lives in kept for life in lives]
 
     def _new_axis(self, robot: RobotState, robot_id: str, axis: int) -> AxisState:
         c = self.config
@@ -227,7 +361,8 @@ class DetectorEngine:
             robot_ctx = RobotContext(robot_id, c)
             made = [ROBOT_DETECTORS[name](robot_ctx) for name in c.detectors if name in ROBOT_DETECTORS]
         else:
-            axis_model = self.model.axes.get(axis) if self._model_applies(robot_id) else None
+            model = robot.learner.model if robot.learner is not None else self.model
+            axis_model = model.axes.get(axis) if model is not None and self._model_applies(robot_id, model) else None
             ctx = AxisContext(robot_id, axis, c, axis_model)
             made = [AXIS_DETECTORS[name](ctx) for name in c.detectors if name in AXIS_DETECTORS]
         detectors = [d for d in made if d is not None]
@@ -242,20 +377,23 @@ class DetectorEngine:
             for d in detectors
         ]
         lifecycles = [life for _, lives in groups for life in lives]
+        if axis == 0 and self._learns:
+            lifecycles.append(Lifecycle(robot_id, 0, MODEL_EVENT))
         stuck = next((d for d in detectors if d.name == "stuck"), None)
         state = robot.axes[axis] = AxisState(detectors, lifecycles, groups, stuck)
         return state
 
-    def _model_applies(self, robot_id: str) -> bool:
-        return self.model is not None and self.model.robot_id in (None, robot_id)
+    def _model_applies(self, robot_id: str, model: AlertModel | None = None) -> bool:
+        model = model or self.model
+        return model is not None and model.robot_id in (None, robot_id)
 
     @staticmethod
     def _close_all(robot: RobotState, at: datetime, *, stoppage: bool = False) -> list[Alert]:
         out = []
         for state in robot.axes.values():
             for life in state.lifecycles:
-                if stoppage and life.detector == "stuck":
-                    continue  # a stuck sensor shows idle or not: a stoppage does not end it
+                if stoppage and life.detector in ("stuck", MODEL_EVENT):
+                    continue  # a stuck sensor shows idle or not, and a re-learn lasts: a stoppage ends neither
                 alert = life.close(at)
                 if alert is not None:
                     out.append(alert)

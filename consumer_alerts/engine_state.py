@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from common.wire.schemas import Alert, AlertState, Severity
+from consumer_alerts.detectors.registry import ROBOT_DETECTORS
 from consumer_alerts.engine import DetectorEngine, RobotState
 from consumer_alerts.lifecycle import OpenEvent
 
@@ -31,6 +32,7 @@ def robot_snapshot(r: RobotState) -> dict[str, Any]:
         "last_ts": r.last_ts,
         "last_active": r.last_active.isoformat() if r.last_active else None,
         "last_values": {str(a): v for a, v in r.last_values.items()},
+        "learner": r.learner.state() if r.learner is not None else None,
         "axes": {str(a): {d.name: _pack(d.state()) for d in s.detectors} for a, s in r.axes.items()},
         "events": {
             str(a): {life.detector: _event(life.event) for life in s.lifecycles if life.event}
@@ -69,11 +71,12 @@ def load_snapshot(engine: DetectorEngine, data: dict[str, Any]) -> None:
         raise ValueError(f"snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
     engine.robots.clear()
     for rid, raw in data["robots"].items():
-        engine.robots[rid] = RobotState(
-            last_values={int(a): v for a, v in raw["last_values"].items()},
-            last_ts=raw["last_ts"],
-            last_active=datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None,
-        )
+        robot = engine.robot(rid)
+        robot.last_values = {int(a): v for a, v in raw["last_values"].items()}
+        robot.last_ts = raw["last_ts"]
+        robot.last_active = datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None
+        if robot.learner is not None and raw.get("learner"):
+            robot.learner.load(raw["learner"])  # before the axes: their residual detectors are made on its model
         for axis, states in raw["axes"].items():
             for detector in engine.axis_state(rid, int(axis)).detectors:
                 if detector.name in states:
@@ -88,13 +91,17 @@ def restore_events(engine: DetectorEngine, latest: Iterable[Alert]) -> int:
     """Make the lifecycles agree with the alerts topic after a restart: events open there stay open (same
     id), events the topic does not show as open are not open here. Returns how many were taken over."""
     open_on_topic = {(a.robot_id, a.axis, a.detector): a for a in latest if a.state is AlertState.OPEN}
-    for robot_id, axis, _ in open_on_topic:
-        engine.axis_state(robot_id, axis)  # an axis the snapshot did not know yet
+    # a robot-level detector's event is filed under the axis it blamed; its lifecycle is the robot's (axis 0)
+    robot_level = {(a.robot_id, a.detector): a for a in open_on_topic.values() if a.detector in ROBOT_DETECTORS}
+    for robot_id, axis, detector in open_on_topic:
+        engine.axis_state(robot_id, 0 if detector in ROBOT_DETECTORS else axis)  # one the snapshot did not know
     restored = 0
     for robot_id, robot in engine.robots.items():
         for axis, state in robot.axes.items():
             for life in state.lifecycles:
                 alert = open_on_topic.get((robot_id, axis, life.detector))
+                if axis == 0 and alert is None:
+                    alert = robot_level.get((robot_id, life.detector))
                 life.event = None
                 if alert is not None:
                     life.restore(alert)

@@ -37,6 +37,8 @@ class OpenEvent:
     clear_since: datetime | None = None
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
+    axis: int | None = None  # the axis the event is filed under when not the lifecycle's (a robot-level one)
+    on_repeat: bool = False  # a robot-level event that fired on an axis reading a repeat: never an ERROR
 
 
 class Lifecycle:
@@ -53,7 +55,13 @@ class Lifecycle:
         if finding is not None:
             if event is None:
                 self.event = OpenEvent(
-                    ts, finding.severity, finding.value, finding.value, finding.threshold, finding.score
+                    ts,
+                    finding.severity,
+                    finding.value,
+                    finding.value,
+                    finding.threshold,
+                    finding.score,
+                    axis=finding.axis,
                 )
                 return self._alert(AlertState.OPEN)
             return self._fired(event, finding)
@@ -93,10 +101,11 @@ class Lifecycle:
     def _alert(self, state: AlertState, closed_at: datetime | None = None) -> Alert:
         event = self.event
         event.published_peak = event.peak
+        axis = self.axis if event.axis is None else event.axis
         return Alert(
-            event_id=event_id(self.robot_id, self.axis, self.detector, event.opened_at),
+            event_id=event_id(self.robot_id, axis, self.detector, event.opened_at),
             robot_id=self.robot_id,
-            axis=self.axis,
+            axis=axis,
             detector=self.detector,
             severity=event.severity,
             state=state,
@@ -120,4 +129,5 @@ class Lifecycle:
             alert.score or 0.0,
             acknowledged_by=alert.acknowledged_by,
             acknowledged_at=alert.acknowledged_at,
+            axis=alert.axis if alert.axis != self.axis else None,
         )

@@ -27,9 +27,13 @@ from typing import Any, Literal
 from consumer_alerts.errors import ModelFileError
 
 FORMAT = "axiswatch.consumer_alerts.model"
-VERSION = 2  # 2: with ``surge_c``; a version-1 file still loads, without the single-sample surge rule
-READABLE_VERSIONS = (1, 2)
+# 2: with ``surge_c``; a version-1 file still loads, without the single-sample surge rule.
+# 3: with ``mean``; an older file still loads, but the service cannot tell when its robots' load has moved
+#    away from it (no re-learning, docs/consumer_alerts.md "Learning the model").
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 LLR_CAP = 3.0  # one sample can move the windowed score by at most this much: bounded influence
+LLR_MEMO = 8192  # scores of distinct currents remembered per axis, at most (~0.5 MB)
 Kind = Literal["line", "density"]
 
 
@@ -64,8 +68,21 @@ class Density:
         j = int(i)
         return lp[j] + (lp[j + 1] - lp[j]) * (i - j)
 
+    def __post_init__(self) -> None:
+        # Not a field (a cache, not the model): the export's currents sit on a sensor grid of a few thousand
+        # values per axis, so most samples repeat one already scored; two logs and two lookups each otherwise.
+        self._memo: dict[float, float] = {}
+
     def llr(self, amps: float) -> float:
         """log f(amps / m) - log m - log f(amps), f the density of amps; clipped to +-LLR_CAP."""
+        score = self._memo.get(amps)
+        if score is None:
+            score = self._llr(amps)
+            if len(self._memo) < LLR_MEMO:
+                self._memo[amps] = score
+        return score
+
+    def _llr(self, amps: float) -> float:
         if amps <= 0:
             return 0.0  # a zero stays a zero under any scaling: no evidence either way
         a, b = amps + self.offset, amps / self.scale_up + self.offset
@@ -91,6 +108,7 @@ class AxisModel:
     t_short_s: float = 0.0  # informative: ``short`` samples at the training data's usual spacing
     threshold_source: str = "percentile"  # or "median+MAD" when there were few samples
     stuck_run: int = 1  # longest run of identical non-zero readings seen in training
+    mean: float | None = None  # mean active current in training, amps: what a lasting change is measured against
 
     def expected(self, ts: float) -> float:
         return self.median if self.density is not None else self.line.at(ts)

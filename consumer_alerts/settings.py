@@ -11,7 +11,7 @@ from pydantic_settings import NoDecode
 from common.settings import CommonSettings
 from consumer_alerts.detectors import registry
 
-DEFAULT_DETECTORS: tuple[str, ...] = ("level", "load", "residual", "stuck")
+DEFAULT_DETECTORS: tuple[str, ...] = ("level", "load", "residual", "stuck", "multivariate")
 
 
 class AlertsSettings(CommonSettings):
@@ -21,7 +21,7 @@ class AlertsSettings(CommonSettings):
     detectors: Annotated[list[str], NoDecode] = Field(
         list(DEFAULT_DETECTORS),
         description="Detectors to run, comma-separated, by their name in consumer_alerts/detectors/registry.py: "
-        "level, load, zscore, residual, stuck; multivariate (robot-level, opt-in).",
+        "level, load, residual, stuck, multivariate (robot-level); zscore (opt-in).",
     )
     level_warmup: int = Field(
         300,
@@ -126,6 +126,12 @@ class AlertsSettings(CommonSettings):
     multivariate_window: int = Field(
         30, ge=1, description="Active readings averaged into the vector the cross-axis detector judges."
     )
+    multivariate_stride: int = Field(
+        10,
+        ge=1,
+        description="Active readings between two the cross-axis detector judges and learns (the window's mean "
+        "moves little in between; every reading still enters the window).",
+    )
     multivariate_error_score: float = Field(
         0.8, ge=0.5, le=1, description="Cross-axis score at or above which its event is an ERROR (0.5: ALERT)."
     )
@@ -168,7 +174,35 @@ class AlertsSettings(CommonSettings):
         "raises it to twice the longest run seen in training.",
     )
     model_path: Path | None = Field(
-        None, description="Model file from `train` (MODEL_PATH); without one the residual detector is off."
+        None,
+        description="Model file from `train` (MODEL_PATH): the residual detector's model of the robots it is "
+        "for from the start; without one each robot's model is learned by the service (MODEL_LEARN_READINGS).",
+    )
+    model_learn_readings: int = Field(
+        4000,
+        ge=0,
+        description="Active readings of a robot the service learns its model from (and learns it again from "
+        "after a lasting change), when no model file is for that robot; 0: never (residual only with a file).",
+    )
+    model_relearn_s: float = Field(
+        1800.0,
+        ge=0,
+        description="Feed time a broad change of a robot's load must last before its model is learned again "
+        "(announced as a `model` INFO event); longer than a fault's window. 0: a model is never re-learned "
+        "(a file's model stays fixed).",
+    )
+    model_relearn_shift: float = Field(
+        0.1,
+        gt=0,
+        description="How far an axis's running mean of active current must be from the model's mean (log "
+        "ratio, either way: 0.1 is about 10 %) to count as changed.",
+    )
+    model_relearn_axes: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of the model's axes (and at least two) that must have changed together for a "
+        "change of program, not a fault (which touches one axis or a few): with 0.5, 4 of 8 axes, both of 2.",
     )
     state_path: Path | None = Field(
         Path("var/consumer_alerts-state.json"),

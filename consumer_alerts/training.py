@@ -100,6 +100,14 @@ def train(
 ) -> AlertModel:
     options = options or TrainingOptions()
     per_axis, span = collect(readings)
+    return fit(per_axis, span, options, robot_id=robot_id, source=source)
+
+
+def fit(
+    per_axis: dict[int, Samples], span: dict, options: TrainingOptions, *, robot_id: str | None, source: str = ""
+) -> AlertModel:
+    """The model of the axes with enough samples; ``span`` as :func:`collect` returns it. Also what the
+    service's own learning (consumer_alerts/learning.py) fits on the samples it collected."""
     if span["rows"] == 0:
         raise TrainingError(f"no readings to train on{' in ' + source if source else ''}")
     needed = options.window + options.max_short
@@ -136,6 +144,7 @@ def fit_axis(axis: int, samples: Samples, o: TrainingOptions) -> AxisModel:
         short=1,
         density=fit_density(amps, o) if o.kind == "density" else None,
         stuck_run=samples.stuck_run,
+        mean=float(amps.mean()),
     )
     trace: list[tuple[float, float, float]] = []
     detector = ResidualDetector(model, trace=trace)

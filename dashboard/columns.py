@@ -60,7 +60,7 @@ def to_lists(rows: list[dict[str, float]], keys: list[str]) -> dict[str, list[fl
     return {key: [row[key] for row in rows] for key in keys}
 
 
-SEVERITY_COLOURS = {"ALERT": "#f28e2b", "ERROR": "#d62728"}
+SEVERITY_COLOURS = {"INFO": "#1f77b4", "ALERT": "#f28e2b", "ERROR": "#d62728"}  # INFO: news (a re-learn)
 
 
 OPEN_BAND_MS = 30 * 86400 * 1000.0

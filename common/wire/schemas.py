@@ -301,6 +301,7 @@ class RobotRoster:
 
 
 class Severity(enum.StrEnum):
+    INFO = "INFO"  # news, not trouble: e.g. a robot's model being learned again after a change of program
     ALERT = "ALERT"
     ERROR = "ERROR"
 

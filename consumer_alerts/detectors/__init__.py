@@ -31,6 +31,7 @@ class Finding:
     score: float  # the detector's statistic (z, residual, run length ...)
     threshold: float  # the threshold that statistic crossed for this severity
     kind: str | None = None  # the event it belongs to when a detector raises several kinds (None: its name)
+    axis: int | None = None  # the axis a robot-level finding blames: its event is filed under it (None: its own)
 
 
 class Detector(Protocol):

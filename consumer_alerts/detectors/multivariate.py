@@ -60,23 +60,29 @@ class MultivariateDetector:
         gate_rows: int | None = None,
         log_scale: bool = True,
         window: int = 30,
+        stride: int = 1,
     ) -> None:
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be within (0, 1), got {alpha}")
-        self.lam = 1 - 0.5 ** (1 / halflife_rows)  # EW weight of the newest row
+        # ``update`` judges and learns every ``stride``-th complete row only (the window mean moves little
+        # from one row to the next); every count below stays in rows, whatever the stride.
+        self.stride = max(1, stride)
+        self.lam = 1 - 0.5 ** (self.stride / halflife_rows)  # EW weight of the newest learned vector
         self.alpha = alpha
         self.warmup_per_axis, self.min_warmup = warmup_per_axis, min_warmup
-        self.variance_kept, self.refresh_rows = variance_kept, refresh_rows
+        self.variance_kept, self.refresh_rows = variance_kept, max(1, refresh_rows // self.stride)
         self.shrinkage, self.min_std = shrinkage, min_std
         # Gating: rows above the limit do not teach the model, but only for this many in a row; a change
         # that lasts longer is the new normal (a new program), and the model must follow it.
-        self.gate_rows = gate_rows if gate_rows is not None else int(halflife_rows / 2)
+        self.gate_rows = (gate_rows if gate_rows is not None else int(halflife_rows / 2)) // self.stride
         self.log_scale = log_scale  # currents are heavy-tailed magnitudes: compare them on a log1p scale
         # The mean of the last ``window`` active rows is what is modelled: one row is a point of a work
         # cycle, a short window is the load the cycle put on each axis, where axes relate more steadily.
         self.window = max(1, window)
-        self.recent: deque[np.ndarray] = deque(maxlen=self.window - 1)
-        self._recent_sum = np.zeros(0)
+        # Pure Python on the per-row path: numpy's call overhead on a vector of a dozen axes costs more than
+        # the arithmetic (bench/results/alerts_quality.md, CPU per reading).
+        self.recent: deque[list[float]] = deque(maxlen=self.window - 1)
+        self._rows = 0  # complete rows seen by ``update``
         self.axes: tuple[int, ...] = ()
         self.count = 0  # rows learned
         self.gated = 0  # rows in a row above the limit
@@ -91,7 +97,8 @@ class MultivariateDetector:
 
     @property
     def warmup(self) -> int:
-        return max(self.min_warmup, self.warmup_per_axis * len(self.axes))
+        """Learned vectors needed before scoring (the rows it takes, over the stride)."""
+        return -(-max(self.min_warmup, self.warmup_per_axis * len(self.axes)) // self.stride)
 
     @property
     def ready(self) -> bool:
@@ -108,8 +115,35 @@ class MultivariateDetector:
             return
         feature = self._feature(row)
         self._remember(row)
+        if feature is not None:
+            self._learn(feature)
+
+    def update(self, x: dict[int, float | None]) -> float | None:
+        """``score_one`` then ``learn_one`` in one pass, on every ``stride``-th complete row only: the score
+        of a row judged, ``None`` for a row only remembered (idle, incomplete, or between two judged)."""
+        if not self.axes:
+            self.learn_one(x)
+            return None
+        row = self._row(x)
+        if row is None:
+            return None
+        self._rows += 1
+        if self._rows % self.stride:
+            if self.window > 1:
+                self.recent.append(row)  # _remember, inlined: this is most rows
+            return None
+        feature = self._feature(row)
+        self._remember(row)
+        self.contributions = {}
         if feature is None:
-            return
+            return None
+        score = 0.0
+        if self.ready:
+            score, self.contributions = self._scored(feature)
+        self._learn(feature)
+        return score
+
+    def _learn(self, feature: np.ndarray) -> None:
         if self.ready:
             score, _ = self._scored(feature)
             if score < 0.5:
@@ -138,7 +172,8 @@ class MultivariateDetector:
             "gated": self.gated,
             "mean": self.mean.tolist(),
             "cov": self.cov.tolist(),
-            "recent": [r.tolist() for r in self.recent],
+            "recent": [list(r) for r in self.recent],
+            "rows": self._rows,
             "basis": None
             if self._basis is None
             else [self._basis.count, self._basis.cov.tolist(), self._since_refresh],
@@ -151,7 +186,10 @@ class MultivariateDetector:
             self.mean = np.asarray(state["mean"], dtype=float).reshape(len(self.axes))
             self.cov = np.asarray(state["cov"], dtype=float).reshape(len(self.axes), len(self.axes))
             for row in state.get("recent", []):
-                self._remember(np.asarray(row, dtype=float).reshape(len(self.axes)))
+                if len(row) != len(self.axes):
+                    raise ValueError(f"a remembered row has {len(row)} values for {len(self.axes)} axes")
+                self._remember([float(v) for v in row])
+            self._rows = int(state.get("rows", 0))
         if state.get("basis"):  # the decomposition in use, so a restored detector scores as it would have
             count, cov, self._since_refresh = state["basis"]
             self._basis = self._decompose(np.asarray(cov, dtype=float).reshape(self.cov.shape), int(count))
@@ -164,30 +202,30 @@ class MultivariateDetector:
         self.mean, self.cov = np.zeros(p), np.zeros((p, p))
         self._basis, self._cache = None, None
         self.recent.clear()
-        self._recent_sum = np.zeros(p)
+        self._rows = 0
 
-    def _feature(self, row: np.ndarray) -> np.ndarray | None:
+    def _feature(self, row: list[float]) -> np.ndarray | None:
         """The modelled vector for this row: the mean of it and the ``window - 1`` active rows before it."""
         if self.window == 1:
-            return row
+            return np.asarray(row)
         if len(self.recent) < self.window - 1:
             return None
-        return (self._recent_sum + row) / self.window
+        # summed when judged (every ``stride`` rows), not kept as a running sum updated on every row
+        return np.add([sum(column) for column in zip(*self.recent, strict=True)], row) / self.window
 
-    def _remember(self, row: np.ndarray) -> None:
-        if self.window == 1:
-            return
-        if len(self.recent) == self.recent.maxlen:
-            self._recent_sum -= self.recent[0]
-        self.recent.append(row)
-        self._recent_sum += row
+    def _remember(self, row: list[float]) -> None:
+        if self.window > 1:
+            self.recent.append(row)
 
-    def _row(self, x: dict[int, float | None]) -> np.ndarray | None:
+    def _row(self, x: dict[int, float | None]) -> list[float] | None:
         values = [x.get(a) for a in self.axes]
-        if not values or any(v is None for v in values) or all(v == 0 for v in values):
+        if not values or None in values or not any(values):
             return None
-        row = np.asarray(values, dtype=float)
-        return np.sign(row) * np.log1p(np.abs(row)) if self.log_scale else row
+        if not self.log_scale:
+            return [float(v) for v in values]
+        if min(values) >= 0:
+            return list(map(math.log1p, values))
+        return [math.copysign(math.log1p(abs(v)), v) for v in values]
 
     def _update(self, row: np.ndarray) -> None:
         # Plain running moments until the EW weight takes over, so warm-up estimates are the sample ones.
@@ -242,7 +280,7 @@ class MultivariateDetector:
         theta1, theta2 = float(dropped.sum()), float((dropped**2).sum())
         # Effective sample size of the EW estimate; overlapping windows share rows, so count whole windows.
         inverse = vectors @ np.diag(1 / values) @ vectors.T
-        n = min(count, (2 - self.lam) / self.lam) / self.window
+        n = min(count, (2 - self.lam) / self.lam) * min(self.stride, self.window) / self.window
         dfd = n - p
         return _Basis(
             p=p,
@@ -285,8 +323,9 @@ class _Basis:
 
 class MultivariateRobotDetector:
     """The detector as a robot detector of the engine (registry's ``ROBOT_DETECTORS``): per reading, score
-    against what was learned before, then learn. Its events are the robot's (axis 0); a finding's ``value``
-    is the current of the axis that explains most of the statistic on that row (``suspect``)."""
+    against what was learned before, then learn. One event at a time per robot, filed under the axis that
+    explains most of the statistic on the row that opened it (``suspect``; its ``value`` is that axis's
+    current)."""
 
     name = "multivariate"
     kinds = ("multivariate",)
@@ -299,18 +338,19 @@ class MultivariateRobotDetector:
         self.suspect: int | None = None
 
     def update(self, ts: float, currents, *, idle: bool = False) -> Finding | None:
-        score = self.detector.score_one(currents) if not idle else 0.0
-        shares = self.detector.contributions
-        # The detector skips idle and incomplete rows itself; "observed" says whether this row was judged.
-        self.observed = bool(shares)
+        score = self.detector.update(currents) if not idle else None
+        # The detector skips idle and incomplete rows, and the rows between two it judges: only a judged row
+        # is evidence ("observed"), so the lifecycle neither fires nor counts quiet time on the others.
+        self.observed = score is not None
+        if score is None:
+            return None
         self.normalized = score
-        if not idle:
-            self.detector.learn_one(currents)
         if score < 0.5:
             return None
+        shares = self.detector.contributions
         severity, threshold = (Severity.ERROR, self.error_score) if score >= self.error_score else (Severity.ALERT, 0.5)
         self.suspect = max(shares, key=shares.get)
-        return Finding(severity, float(currents[self.suspect]), score, threshold)
+        return Finding(severity, float(currents[self.suspect]), score, threshold, axis=self.suspect)
 
     def state(self) -> dict[str, Any]:
         # The engine's snapshot stores each list of a state as one flat float64 window; this state nests

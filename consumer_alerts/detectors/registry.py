@@ -3,7 +3,8 @@
 An **axis** detector is made per robot and axis (:class:`AxisContext`); its factory may return ``None``
 when it does not apply (``residual`` without a model for that robot). A **robot** detector sees a whole
 reading at once (``update(ts, currents, idle=...)``, the same :class:`~consumer_alerts.detectors.Finding`
-back) and raises its events on axis 0: :data:`ROBOT_DETECTORS` is where a cross-axis detector registers.
+back) and raises its events through the robot's lifecycle (axis 0), filed under the axis a finding blames
+(``Finding.axis``): :data:`ROBOT_DETECTORS` is where a cross-axis detector registers.
 """
 
 from __future__ import annotations
@@ -128,7 +129,10 @@ def _load(ctx: AxisContext) -> Detector:
 def _multivariate(ctx: RobotContext) -> RobotDetector:
     c = ctx.config
     detector = MultivariateDetector(
-        halflife_rows=c.multivariate_halflife_rows, alpha=c.multivariate_alpha, window=c.multivariate_window
+        halflife_rows=c.multivariate_halflife_rows,
+        alpha=c.multivariate_alpha,
+        window=c.multivariate_window,
+        stride=c.multivariate_stride,
     )
     return MultivariateRobotDetector(detector, error_score=c.multivariate_error_score)
 
