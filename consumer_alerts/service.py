@@ -31,7 +31,7 @@ from consumer_alerts.checkpoint import Checkpoints
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import restore_events
 from consumer_alerts.health.monitor import HealthConfig, HealthMonitor
-from consumer_alerts.health.state import StateSaver, load
+from consumer_alerts.health.state import StateSaver, health_state_path, load
 from consumer_alerts.model import AlertModel
 from consumer_alerts.recovery import already_sent, latest_alerts, read_snapshot, remember
 from consumer_alerts.settings import AlertsSettings
@@ -99,8 +99,8 @@ async def run(
     if settings.health:
         await bus.ensure_topics([settings.health_topic])
         intake.health, intake.health_topic = HealthMonitor(HealthConfig.from_settings(settings)), settings.health_topic
-        load(intake.health, settings.health_state_path)
-        saver = StateSaver(intake.health, settings.health_state_path, settings.snapshot_interval_s)
+        load(intake.health, health_state_path(settings))
+        saver = StateSaver(intake.health, health_state_path(settings), settings.snapshot_interval_s)
     # --- end health pipeline
     sub = await bus.subscribe([settings.readings_topic], group_id=settings.alerts_group_id)
     checkpoints = Checkpoints(detectors, sub, settings.state_path, settings.snapshot_interval_s)

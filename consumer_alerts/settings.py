@@ -161,11 +161,6 @@ class AlertsSettings(CommonSettings):
     health_min_hours: int = Field(
         24, ge=1, description="Hourly values an axis's trend needs before it may call maintenance due."
     )
-    health_state_path: Path | None = Field(
-        Path("var/consumer_alerts-health.pkl"),
-        description="The health pipeline's state (learned normals, trends), written every SNAPSHOT_INTERVAL_S; "
-        "empty = none (a restart learns the normals again).",
-    )
 
     @field_validator("detectors", mode="before")
     @classmethod
@@ -178,7 +173,7 @@ class AlertsSettings(CommonSettings):
             raise ValueError(f"unknown detector(s) {', '.join(unknown)} (known: {', '.join(registry.known())})")
         return names
 
-    @field_validator("state_path", "model_path", "alerts_metrics_port", "health_state_path", mode="before")
+    @field_validator("state_path", "model_path", "alerts_metrics_port", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

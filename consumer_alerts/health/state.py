@@ -22,6 +22,11 @@ logger = logging.getLogger(__name__)
 STATE_VERSION = 1
 
 
+def health_state_path(settings) -> Path | None:
+    """Beside the detectors' snapshot (STATE_PATH): none without one."""
+    return settings.state_path.with_suffix(".health.pkl") if settings.state_path is not None else None
+
+
 def load(monitor: HealthMonitor, path: Path | None) -> bool:
     if path is None or not path.exists():
         return False
