@@ -158,6 +158,11 @@ class AlertsSettings(CommonSettings):
     health_holdoff_h: float = Field(
         24.0, ge=0, description="Hours the forecast must stay beyond HEALTH_DUE_DAYS before maintenance_due closes."
     )
+    health_min_level: float = Field(
+        0.10,
+        ge=0,
+        description="Health level an axis must have reached before maintenance can be due: a slope alone is not wear.",
+    )
     health_min_hours: int = Field(
         24, ge=1, description="Hourly values an axis's trend needs before it may call maintenance due."
     )

@@ -38,10 +38,11 @@ class HealthConfig:
     due_days: float = 7.0
     holdoff_h: float = 24.0
     min_hours: int = 24  # hourly values an axis's trend needs before it may call maintenance due
+    min_level: float = 0.10  # the level the trend must show before it may: wear seen, not only a slope
 
     @classmethod
     def from_settings(cls, s) -> HealthConfig:
-        return cls(s.health_limit, s.health_due_days, s.health_holdoff_h, s.health_min_hours)
+        return cls(s.health_limit, s.health_due_days, s.health_holdoff_h, s.health_min_hours, s.health_min_level)
 
 
 @dataclass
@@ -50,6 +51,19 @@ class AxisHealth:
     trend: WearTrend = field(default_factory=WearTrend)
     hours: int = 0  # hourly values the trend has taken
     due: Lifecycle | None = None
+
+    def take_hour(
+        self, robot_id: str, axis: int, hour: HourValue, config: HealthConfig
+    ) -> tuple[Forecast, Alert | None]:
+        """The trend takes the hour's value; its forecast, and the maintenance_due event it changed (if any).
+        The one rule for the stream and bench/forecast_quality."""
+        self.trend.update(hour)
+        self.hours += 1
+        forecast = self.trend.forecast(config.limit)
+        if self.due is None:
+            self.due = Lifecycle(robot_id, axis, DETECTOR, holdoff_s=config.holdoff_h * HOUR_S)
+        at = datetime.fromtimestamp(forecast.now * HOUR_S, UTC)
+        return forecast, self.due.step(at, _finding(forecast, self.hours, config), observed=True)
 
 
 @dataclass
@@ -146,39 +160,31 @@ class HealthMonitor:
         return alerts
 
     def _hour(self, robot_id: str, axis: int, health: AxisHealth, hour: HourValue, alerts: list[Alert]) -> AxisForecast:
-        """The axis's trend takes the hour's value; its forecast, and the due event's step on it."""
-        c = self.config
-        health.trend.update(hour)
-        health.hours += 1
-        forecast = health.trend.forecast(c.limit)
-        if health.due is None:
-            health.due = Lifecycle(robot_id, axis, DETECTOR, holdoff_s=c.holdoff_h * HOUR_S)
-        at = datetime.fromtimestamp(forecast.now * HOUR_S, UTC)
-        alert = health.due.step(at, self._finding(forecast, health.hours), observed=True)
+        forecast, alert = health.take_hour(robot_id, axis, hour, self.config)
         if alert is not None:
             alerts.append(alert)
         return AxisForecast(
             axis=axis,
             level=round(forecast.level, 5),
             slope_per_day=round(forecast.slope_per_day, 6),
-            limit=c.limit,
+            limit=self.config.limit,
             days_left=_days(forecast.crossing - forecast.now),
             low_days=_days(forecast.low - forecast.now),
             high_days=_days(forecast.high - forecast.now),
         )
 
-    def _finding(self, forecast: Forecast, hours: int) -> Finding | None:
-        c = self.config
-        days_left = forecast.hours_left() / 24
-        if hours < c.min_hours or days_left > c.due_days:
-            return None
-        crossed = forecast.level >= c.limit
-        return Finding(
-            Severity.ERROR if crossed else Severity.ALERT,
-            forecast.level,
-            max(0.0, min(1.0, 1 - days_left / (2 * c.due_days))),
-            1.0 if crossed else 0.5,
-        )
+
+def _finding(forecast: Forecast, hours: int, c: HealthConfig) -> Finding | None:
+    days_left = forecast.hours_left() / 24
+    if hours < c.min_hours or days_left > c.due_days or forecast.level < c.min_level:
+        return None
+    crossed = forecast.level >= c.limit
+    return Finding(
+        Severity.ERROR if crossed else Severity.ALERT,
+        forecast.level,
+        max(0.0, min(1.0, 1 - days_left / (2 * c.due_days))),
+        1.0 if crossed else 0.5,
+    )
 
 
 def _days(hours: float) -> float | None:
