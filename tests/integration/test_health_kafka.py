@@ -41,7 +41,7 @@ async def test_a_worn_axis_gets_maintenance_due_a_healthy_robot_none(kafka_env, 
     from consumer_db.service import run as run_sink
     from consumer_db.settings import ConsumerDbSettings
 
-    worn = feed("worn", RobotWear("worn", 7, [WearSpec("worn", 3, "linear", 0.5 * DAY_S, 4 * DAY_S)]))
+    worn = feed("worn", RobotWear("worn", 7, [WearSpec("worn", 3, "linear", 0.5 * DAY_S, 3 * DAY_S)]))
     healthy = feed("healthy", None)
     # A day and a half learned (normals, trends) before the service starts, with "due" switched off, so that
     # the service's first hours through Kafka are the ones that decide; the service restores that state.
