@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from common.wire.schemas import Alert, AxisForecast, CycleAxis, HealthEvent, Reading, Severity
+from common.wire.schemas import Alert, AxisForecast, HealthEvent, Reading, Severity
 from consumer_alerts.detectors import Finding
 from consumer_alerts.health.baseline import AxisBaseline
 from consumer_alerts.health.cycles import Cycle, CycleSplitter
@@ -134,16 +134,16 @@ class HealthMonitor:
                 end=datetime.fromtimestamp(cycle.end, UTC),
                 cold=cycle.cold,
                 cut=cycle.cut,
-                axes=[  # built from our own floats: no validation needed (a fifth of the pipeline's time)
-                    CycleAxis.model_construct(
-                        axis=axis,
-                        energy_as=ind.energy_as,
-                        energy_a2s=ind.energy_a2s,
-                        peak_amps=ind.peak,
-                        rms_amps=ind.rms,
-                        covered_s=ind.covered_s,
-                        deviation=deviations.get(axis),
-                    )
+                axes=[  # dicts, validated in one go by pydantic's core: a model each costs twice as much
+                    {
+                        "axis": axis,
+                        "energy_as": ind.energy_as,
+                        "energy_a2s": ind.energy_a2s,
+                        "peak_amps": ind.peak,
+                        "rms_amps": ind.rms,
+                        "covered_s": ind.covered_s,
+                        "deviation": deviations.get(axis),
+                    }
                     for axis, ind in sorted(cycle.axes.items())
                 ],
             )
