@@ -163,6 +163,9 @@ class AlertsSettings(CommonSettings):
         ge=0,
         description="Health level an axis must have reached before maintenance can be due: a slope alone is not wear.",
     )
+    health_hold_hours: int = Field(
+        12, ge=1, description="Hourly forecasts in a row that must say maintenance is due before it opens."
+    )
     health_min_hours: int = Field(
         24, ge=1, description="Hourly values an axis's trend needs before it may call maintenance due."
     )

@@ -39,10 +39,18 @@ class HealthConfig:
     holdoff_h: float = 24.0
     min_hours: int = 24  # hourly values an axis's trend needs before it may call maintenance due
     min_level: float = 0.10  # the level the trend must show before it may: wear seen, not only a slope
+    hold_hours: int = 12  # hourly forecasts in a row that must say "due" before it opens: one jump of the trend is not
 
     @classmethod
     def from_settings(cls, s) -> HealthConfig:
-        return cls(s.health_limit, s.health_due_days, s.health_holdoff_h, s.health_min_hours, s.health_min_level)
+        return cls(
+            s.health_limit,
+            s.health_due_days,
+            s.health_holdoff_h,
+            s.health_min_hours,
+            s.health_min_level,
+            s.health_hold_hours,
+        )
 
 
 @dataclass
@@ -51,6 +59,7 @@ class AxisHealth:
     trend: WearTrend = field(default_factory=WearTrend)
     hours: int = 0  # hourly values the trend has taken
     due: Lifecycle | None = None
+    due_hours: int = 0  # hourly forecasts in a row that said "due"
 
     def take_hour(
         self, robot_id: str, axis: int, hour: HourValue, config: HealthConfig
@@ -63,7 +72,11 @@ class AxisHealth:
         if self.due is None:
             self.due = Lifecycle(robot_id, axis, DETECTOR, holdoff_s=config.holdoff_h * HOUR_S)
         at = datetime.fromtimestamp(forecast.now * HOUR_S, UTC)
-        return forecast, self.due.step(at, _finding(forecast, self.hours, config), observed=True)
+        finding = _finding(forecast, self.hours, config)
+        self.due_hours = self.due_hours + 1 if finding is not None else 0
+        if self.due.event is None and self.due_hours < config.hold_hours:
+            finding = None  # not yet: it has to say so for hold_hours in a row
+        return forecast, self.due.step(at, finding, observed=True)
 
 
 @dataclass
