@@ -58,6 +58,7 @@ async def test_a_worn_axis_gets_maintenance_due_a_healthy_robot_none(kafka_env, 
         state_path=tmp_path / "state.json",
         health_due_days=7,
         health_min_hours=12,
+        health_hold_hours=1,  # the two streamed hours decide (the rule of 12 in a row: unit tests, benchmark)
         poll_timeout_ms=200,
         detectors=["stuck"],
     )

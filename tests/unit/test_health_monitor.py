@@ -78,3 +78,20 @@ def test_part_replaced_closes_the_due_event_and_restarts_the_axis(worn_run):
     closed = monitor.restart("worn", 2, readings[-1].ts)
     assert closed is not None and closed.state is AlertState.CLOSED and closed.event_id == alerts[0].event_id
     assert 2 not in monitor.robots["worn"].axes
+
+
+def test_maintenance_due_opens_only_after_hold_hours_of_due_forecasts_in_a_row():
+    from consumer_alerts.health.forecast import HourValue
+    from consumer_alerts.health.monitor import AxisHealth
+
+    rising = [HourValue(h + 0.5, 0.004 * h, 0.005, 40) for h in range(80)]  # crosses 0.30 at hour 75
+
+    def opened_at(hold: int) -> float:
+        health, config = AxisHealth(), HealthConfig(hold_hours=hold)
+        for obs in rising:
+            _, alert = health.take_hour("r", 1, obs, config)
+            if alert is not None:
+                return obs.hour
+        raise AssertionError("never due")
+
+    assert opened_at(12) - opened_at(1) == 11
