@@ -69,6 +69,9 @@ class CommonSettings(BaseSettings):
     readings_topic: str = "axiswatch.readings"
     alerts_topic: str = "axiswatch.alerts"
     dead_letter_topic: str = "axiswatch.dead-letters"
+    health_topic: str = Field(
+        "axiswatch.health", description="Topic of health events: work cycles' indicators and maintenance forecasts."
+    )
     topic_partitions: int = Field(6, ge=1, description="Partitions of topics created at start-up.")
     topic_replication_factor: int = Field(
         1, ge=1, description="Copies of each topic created at start-up; 3 on a production cluster (docs/kafka.md)."

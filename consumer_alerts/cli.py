@@ -17,7 +17,7 @@ from consumer_alerts import service
 from consumer_alerts.settings import AlertsSettings
 
 logger = logging.getLogger(__name__)
-SUBCOMMANDS = ("run", "train", "plot", "replay", "score")
+SUBCOMMANDS = ("run", "train", "plot", "replay", "score", "backfill-health")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Without a subcommand the service runs (`run`). `python -m consumer_alerts COMMAND --help` lists the "
         "options of each command.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{run,train,plot,replay,score}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,train,plot,replay,score,backfill-health}")
     run = sub.add_parser("run", help="consume readings, publish alert events (the default)")
     run.add_argument("--model", type=Path, help="model file from `train` (overrides MODEL_PATH)")
     run.add_argument("--state", type=Path, help="snapshot file of the detectors' state (overrides STATE_PATH)")
@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--exclude", help="comma-separated columns not to score (e.g. a label column)")
     score.add_argument("--sep", choices=(",", ";"), help="field separator (default: sniffed from the header)")
     score.add_argument("--out", type=Path, required=True, help="scores CSV to write: timestamp,<column>_score...")
+
+    backfill = sub.add_parser(
+        "backfill-health", help="compute the health tables (cycles, rollups, forecasts) from the stored readings"
+    )
+    backfill.add_argument("--robot-id", help="only this robot (default: every robot in readings_fact)")
     return parser
 
 
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_service(lambda stop: serve(settings, args, stop))
         from consumer_alerts import commands  # pandas, matplotlib: only the offline commands need them
 
-        return getattr(commands, args.command)(settings, args)
+        return getattr(commands, args.command.replace("-", "_"))(settings, args)
     except (AxiswatchError, ValueError, OSError) as exc:
         print(f"consumer_alerts {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -110,6 +110,28 @@ def score(settings: AlertsSettings, args: argparse.Namespace) -> int:
     return 0
 
 
+def backfill_health(settings: AlertsSettings, args: argparse.Namespace) -> int:
+    from common.store.db import make_engine
+    from consumer_alerts.health.backfill import backfill_health as backfill
+    from consumer_alerts.health.monitor import HealthConfig
+
+    engine = make_engine(settings.database_url)
+    try:
+        report = backfill(
+            engine,
+            HealthConfig.from_settings(settings),
+            robot_id=args.robot_id,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    finally:
+        engine.dispose()
+    print(
+        f"health backfilled: {report.robots} robot(s), {report.readings:,} readings, "
+        f"{report.cycles:,} cycle x axis rows, {report.forecasts:,} forecast rows written"
+    )
+    return 0
+
+
 def _names(text: str | None) -> list[str] | None:
     """``--columns a,b`` as a list (None when not given)."""
     return [c.strip() for c in text.split(",") if c.strip()] if text else None

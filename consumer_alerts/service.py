@@ -30,6 +30,8 @@ from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, ReadingPolicy
 from consumer_alerts.checkpoint import Checkpoints
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import restore_events
+from consumer_alerts.health.monitor import HealthConfig, HealthMonitor
+from consumer_alerts.health.state import StateSaver, health_state_path, load
 from consumer_alerts.model import AlertModel
 from consumer_alerts.recovery import already_sent, latest_alerts, read_snapshot, remember
 from consumer_alerts.settings import AlertsSettings
@@ -92,6 +94,14 @@ async def run(
     intake = Intake(
         policy, RobotRoster(policy, detectors.robots, service="consumer_alerts"), settings.dead_letter_topic
     )
+    # --- health pipeline (issue 22): its events on HEALTH_TOPIC, its maintenance_due alerts with the others
+    saver = None
+    if settings.health:
+        await bus.ensure_topics([settings.health_topic])
+        intake.health, intake.health_topic = HealthMonitor(HealthConfig.from_settings(settings)), settings.health_topic
+        load(intake.health, health_state_path(settings))
+        saver = StateSaver(intake.health, health_state_path(settings), settings.snapshot_interval_s)
+    # --- end health pipeline
     sub = await bus.subscribe([settings.readings_topic], group_id=settings.alerts_group_id)
     checkpoints = Checkpoints(detectors, sub, settings.state_path, settings.snapshot_interval_s)
     health.ready(True, "state restored, subscribed")
@@ -114,8 +124,12 @@ async def run(
                     intake=intake,
                 )
                 remember(sent, alerts)
+                if saver is not None:
+                    await saver.after_batch()
             await checkpoints.after_batch(messages)
         await checkpoints.close()  # not after a failure: the last snapshot stands
+        if saver is not None:
+            await saver.after_batch(force=True)
     finally:
         health.ready(False, "stopping")
         checkpoints.cancel()
@@ -142,6 +156,8 @@ class Intake:
     policy: ReadingPolicy = DEFAULT_POLICY
     roster: RobotRoster = field(default_factory=lambda: RobotRoster(DEFAULT_POLICY, service="consumer_alerts"))
     dead_letter_topic: str | None = None  # None (offline, tests): dead letters are only logged
+    health: HealthMonitor | None = None  # the health pipeline, when on: its alerts join the detectors'
+    health_topic: str | None = None  # where its health events go (None: they stay in its outbox)
 
 
 SHIP_EVERY_S = 0.010  # judging between two shipments of events at most: how long an event may wait for company
@@ -180,6 +196,9 @@ async def process_and_send(
         if unshipped and time.perf_counter() - shipped_at >= SHIP_EVERY_S:
             await let_out()
             shipped_at, unshipped = time.perf_counter(), False
+    if intake.health is not None and intake.health_topic is not None:
+        for event in intake.health.take_events():
+            pending.append(await _send(bus, intake.health_topic, event.robot_id, event.to_bytes()))
     if pending:
         await asyncio.gather(*pending)
         for alert in alerts:
@@ -238,7 +257,18 @@ def events_per_reading(
                 message, f"consumer_alerts could not judge it: {type(exc).__name__}: {exc}", reading.robot_id
             )
             continue
+        if intake.health is not None:
+            events = events + health_alerts(intake.health, reading)
         yield events
+
+
+def health_alerts(monitor: HealthMonitor, reading) -> list:
+    """The health pipeline's alert events for the reading; a failure there costs its health, not its alerts."""
+    try:
+        return monitor.process(reading)
+    except Exception:  # noqa: BLE001 - the detectors' events of the reading must still go out
+        logger.exception("health of robot %r: reading at %s skipped", reading.robot_id, reading.ts)
+        return []
 
 
 def dead_letter(message: Message, reason: str, robot_id: str | None) -> DeadLetter:

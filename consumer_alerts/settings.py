@@ -219,6 +219,35 @@ class AlertsSettings(CommonSettings):
     )
     poll_timeout_ms: int = Field(500, ge=10, description="Longest wait for new readings before checking for stop.")
     max_batch: int = Field(2000, ge=1, description="Readings taken from the topic in one batch at most.")
+    # Joint health and the maintenance forecast (consumer_alerts/health, docs/health.md).
+    health: bool = Field(
+        True,
+        description="Run the health pipeline: work cycles, indicators and forecasts on HEALTH_TOPIC, maintenance due.",
+    )
+    health_limit: float = Field(
+        0.30,
+        gt=0,
+        description="Health level at which an axis needs a visit: relative excess of its working RMS current.",
+    )
+    health_due_days: float = Field(
+        7.0,
+        gt=0,
+        description="A maintenance_due event opens when the forecast crossing is at most this many days ahead.",
+    )
+    health_holdoff_h: float = Field(
+        24.0, ge=0, description="Hours the forecast must stay beyond HEALTH_DUE_DAYS before maintenance_due closes."
+    )
+    health_min_level: float = Field(
+        0.10,
+        ge=0,
+        description="Health level an axis must have reached before maintenance can be due: a slope alone is not wear.",
+    )
+    health_hold_hours: int = Field(
+        12, ge=1, description="Hourly forecasts in a row that must say maintenance is due before it opens."
+    )
+    health_min_hours: int = Field(
+        24, ge=1, description="Hourly values an axis's trend needs before it may call maintenance due."
+    )
 
     @field_validator("detectors", mode="before")
     @classmethod

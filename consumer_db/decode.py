@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from common.errors import SchemaError
 from common.wire.bus import Message
-from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, Reading, ReadingPolicy, raw_excerpt
+from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, HealthEvent, Reading, ReadingPolicy, raw_excerpt
 
 logger = logging.getLogger(__name__)
 
@@ -23,9 +23,10 @@ class Topics:
     readings: str
     alerts: str
     dead_letters: str
+    health: str | None = None  # health events (consumer_alerts' health pipeline); None: not stored
 
     def all(self) -> list[str]:
-        return [self.readings, self.alerts, self.dead_letters]
+        return [self.readings, self.alerts, self.dead_letters] + ([self.health] if self.health else [])
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Batch:
     readings: list[tuple[Reading, Message]] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
+    health: list[HealthEvent] = field(default_factory=list)
 
 
 def origin(message: Message) -> str:
@@ -67,6 +69,8 @@ def decode(messages: list[Message], topics: Topics, policy: ReadingPolicy = DEFA
                 batch.alerts.append(Alert.from_bytes(message.value))
             elif message.topic == topics.dead_letters:
                 batch.rejected.append(dead_letter_row(DeadLetter.from_bytes(message.value), message))
+            elif message.topic == topics.health:
+                batch.health.append(HealthEvent.from_bytes(message.value))
             else:
                 batch.rejected.append(rejected_row(message, f"message from unexpected topic {message.topic}"))
         except SchemaError as exc:

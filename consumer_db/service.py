@@ -41,7 +41,7 @@ MESSAGES_IN = Counter("axiswatch_consumer_db_messages_in_total", "Messages taken
 WRITTEN = Counter(
     "axiswatch_consumer_db_written_total",
     "What committed transactions stored: new readings rows, readings rows already there, alert events, "
-    "rejected records (bad readings and dead letters).",
+    "rejected records (bad readings and dead letters), health rows (cycles, rollups, forecasts).",
     ["kind"],
 )
 DEAD_LETTERS = Counter(
@@ -82,7 +82,9 @@ async def run(
             lambda: migrate_as_owner(settings, engine), stop=stop, what="migrate", **backoff
         ):
             return
-        topics = Topics(settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic)
+        topics = Topics(
+            settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic, settings.health_topic
+        )
         lock = AxisLock(engine, settings.axes, refresh_s=settings.axes_refresh_s)
         policy = settings.reading_policy()
         known = await retry(lambda: known_robots(engine), stop=stop, what="reading axes_dim", **backoff)
@@ -223,6 +225,7 @@ def _count_written(report: WriteReport, prepared: Prepared) -> None:
     WRITTEN.labels("readings_seen").inc(report.rows_seen)
     WRITTEN.labels("alerts").inc(report.alerts)
     WRITTEN.labels("rejected").inc(report.rejected)
+    WRITTEN.labels("health").inc(report.health_rows)
     for row in prepared.batch.rejected:
         DEAD_LETTERS.labels(reason_class(row["reason"])).inc()
 

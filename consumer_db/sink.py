@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
+from common.store.joint_health import store_health
 from common.wire.bus import Message
 from common.wire.schemas import DEFAULT_POLICY, ReadingPolicy, RobotRoster
 from consumer_db.alert_store import upsert_alerts
@@ -43,6 +44,7 @@ class WriteReport:
     alerts: int = 0
     rejected: int = 0
     conflicts: int = 0
+    health_rows: int = 0  # cycle x axis rows, rollup rows and forecasts written from health events
 
     def add(self, other: WriteReport) -> None:
         for name in self.__dataclass_fields__:
@@ -163,6 +165,7 @@ class Sink:
             add(conn, new)
             alerts = upsert_alerts(conn, batch.alerts)
             insert_rejected(conn, batch.rejected + conflicts)
+            health = store_health(conn, batch.health)
         return WriteReport(
             messages=len(prepared.messages),
             readings=prepared.accepted - len(conflicts),
@@ -171,6 +174,7 @@ class Sink:
             alerts=alerts,
             rejected=len(batch.rejected) + len(conflicts),
             conflicts=len(conflicts),
+            health_rows=health.cycles + health.rollups + health.forecasts,
         )
 
     def _conflicts(self, conn: Connection, batch: Batch) -> list[dict]:

@@ -121,6 +121,7 @@ def kafka_env(kafka_bootstrap: str, unique: str) -> dict[str, str]:
         "readings_topic": f"readings-{unique}",
         "alerts_topic": f"alerts-{unique}",
         "dead_letter_topic": f"dead-{unique}",
+        "health_topic": f"health-{unique}",
         "topic_partitions": 3,
     }
 

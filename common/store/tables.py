@@ -302,6 +302,61 @@ notification_attempts = Table(
 )
 
 
+# --- joint health (issue 22; migration 0008): written by consumer_db from the health topic, and by backfill-health
+health_cycles = Table(
+    "health_cycles",
+    metadata,
+    Column("robot_id", String(64), primary_key=True),
+    Column("axis", SmallInteger, primary_key=True),
+    Column("cycle_start", UtcDateTime, primary_key=True),
+    Column("cycle_end", UtcDateTime, nullable=False),
+    Column("duration_s", Amps, nullable=False),
+    Column("energy_as", Amps, nullable=False, comment="∫A dt over the cycle"),
+    Column("energy_a2s", Amps, nullable=False, comment="∫A² dt over the cycle"),
+    Column("peak_amps", Amps, nullable=False),
+    Column("rms_amps", Amps, nullable=False),
+    Column("covered_s", Amps, nullable=False, comment="seconds of the cycle the axis reported a number"),
+    Column("deviation", Amps, comment="rms / learned normal - 1; NULL while learning, or cold or cut"),
+    Column("cold", Boolean, nullable=False),
+    Column("cut", Boolean, nullable=False),
+)
+
+health_rollup = Table(
+    "health_rollup",
+    metadata,
+    Column("robot_id", String(64), primary_key=True),
+    Column("axis", SmallInteger, primary_key=True),
+    Column("period", String(8), primary_key=True, comment="hour or day"),
+    Column("bucket_start", UtcDateTime, primary_key=True),
+    Column("cycles", Integer, nullable=False),
+    Column("judged", Integer, nullable=False, comment="cycles with a deviation"),
+    Column("duration_s", Amps, nullable=False),
+    Column("energy_as", Amps, nullable=False),
+    Column("energy_a2s", Amps, nullable=False),
+    Column("covered_s", Amps, nullable=False),
+    Column("peak_amps", Amps, nullable=False),
+    Column("rms_amps", Amps, nullable=False),
+    Column("deviation_median", Amps, comment="of the cycles (hour), of the hours' medians (day)"),
+    Column("deviation_max", Amps),
+    CheckConstraint("period IN ('hour', 'day')", name="ck_health_rollup_period"),
+)
+
+health_forecast = Table(
+    "health_forecast",
+    metadata,
+    Column("robot_id", String(64), primary_key=True),
+    Column("axis", SmallInteger, primary_key=True),
+    Column("level", Amps, nullable=False),
+    Column("slope_per_day", Amps, nullable=False),
+    Column("limit_level", Amps, nullable=False),
+    Column("days_left", Amps, comment="NULL: no crossing within the horizon"),
+    Column("low_days", Amps, comment="80 % interval of days_left"),
+    Column("high_days", Amps),
+    Column("updated_at", UtcDateTime, nullable=False, comment="feed time of the forecast"),
+)
+# --- end joint health
+
+
 def axis_label(axis_id: int) -> str:
     return f"Axis #{axis_id}"
 

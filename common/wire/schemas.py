@@ -396,3 +396,45 @@ class DeadLetter(WireModel):
     @classmethod
     def _excerpt(cls, value: str) -> str:
         return raw_excerpt(value)
+
+
+class CycleAxis(BaseModel):
+    """One axis's health indicators over one work cycle (consumer_alerts.health.cycles)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    axis: int
+    energy_as: float  # ∫A dt
+    energy_a2s: float  # ∫A² dt
+    peak_amps: float
+    rms_amps: float
+    covered_s: float  # seconds of the cycle the axis reported a number
+    deviation: float | None = None  # rms / learned normal - 1; None while the normal is being learned
+
+
+class AxisForecast(BaseModel):
+    """One axis's health trend and when it will cross its limit (consumer_alerts.health.forecast)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    axis: int
+    level: float  # the trend's deviation from normal now
+    slope_per_day: float
+    limit: float
+    days_left: float | None = None  # None: no crossing forecast within the horizon
+    low_days: float | None = None  # 80 % interval of days_left (None: beyond the horizon)
+    high_days: float | None = None
+
+
+class HealthEvent(WireModel):
+    """A health event of one robot, on the health topic: a finished work cycle with its indicators per axis
+    (``kind`` "cycle", ``start``/``end`` the cycle's), or the trend and forecast of the axes updated this hour
+    (``kind`` "forecast", ``start`` the time of the forecast). Keyed by robot id; a replay re-derives the same
+    events, and consumer_db stores them by (robot, axis, start), so a message twice is stored once."""
+
+    robot_id: StrictStr = Field(min_length=1, max_length=64)
+    kind: Literal["cycle", "forecast"]
+    start: AwareDatetime
+    end: AwareDatetime | None = None
+    cold: bool = False  # the cycle started soon after a long stoppage: not judged
+    cut: bool = False  # the cycle was cut (gap, too long, end of feed): not judged
+    axes: list[CycleAxis] = Field(default_factory=list)
+    forecasts: list[AxisForecast] = Field(default_factory=list)

@@ -150,9 +150,14 @@ class CycleSplitter:
 
     def _close(self, end: float, *, cut: bool) -> Cycle:
         times, rows = self._times, self._rows
-        axes = list(dict.fromkeys(a for row in rows for a in row))
-        nan = math.nan
-        matrix = np.array([[nan if (v := row.get(a)) is None else v for a in axes] for row in rows], dtype=float)
+        first = rows[0].keys()
+        if all(row.keys() == first for row in rows):  # the usual case: numpy reads None as NaN itself
+            axes = list(first)
+            matrix = np.array([list(row.values()) for row in rows], dtype=float)
+        else:
+            axes = list(dict.fromkeys(a for row in rows for a in row))
+            nan = math.nan
+            matrix = np.array([[nan if (v := row.get(a)) is None else v for a in axes] for row in rows], dtype=float)
         cold = self._warm_from is not None and times[0] - self._warm_from < self.warm_up_s
         indicators = matrix_indicators(np.asarray(times), matrix, axes, end)
         cycle = Cycle(self.robot_id, times[0], end, indicators, np.nansum(matrix, 1), cold, cut)

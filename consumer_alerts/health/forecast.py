@@ -99,7 +99,7 @@ class WearTrend:
     shift_after: int = 6
     initial_slope_sd: float = 0.002  # per hour: 0.3 in a week is within 1 sd
     program_change_sd: float = 0.03  # how wrong a carried-over normal may make the level
-    interval_scale: float = 1.0  # widens the forecast's spread to what the tuning runs showed
+    interval_scale: float = 1.6  # widens the forecast's spread to what the tuning runs showed
     accel_noise: float = 1e-7  # > 0: a third state, the acceleration (sd of its change per hour)
     initial_accel_sd: float = 1e-5  # per hour²: 0.3 reached by acceleration alone in two weeks is ~1 sd
     draws: int = 500

@@ -31,7 +31,10 @@ def test_a_known_linear_wear_is_forecast_to_cross_when_it_does_inside_its_interv
     assert f.low < 30 * 24 < f.high
     assert f.crossing / 24 == pytest.approx(30, abs=3)
     assert f.slope_per_day == pytest.approx(0.01, rel=0.25)
-    assert f.low < f.crossing < f.high < math.inf
+    # the upper end may lie past the 120-day horizon ("not within"): the interval is widened by
+    # interval_scale (1.6, docs/benchmarks.md) for what 15 days of a slow slope cannot rule out
+    assert f.low < f.crossing < f.high
+    assert WearTrend(**{**vars(model), "interval_scale": 1.0}).forecast(0.30).high < math.inf
 
 
 def test_the_80_percent_interval_holds_the_crossing_about_80_percent_of_the_time():
