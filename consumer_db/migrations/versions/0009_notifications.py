@@ -5,7 +5,7 @@ The services' role gets its rights on them through the default privileges of scr
 Written out, like 0003: frozen at the schema of its day.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-05
 """
 
