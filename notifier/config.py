@@ -19,7 +19,7 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from common.settings import parse_axes
-from common.wire.schemas import Severity
+from common.wire.schemas import MAINTENANCE_DUE_DETECTOR, Severity
 
 # The changes a channel can ask for (notifier.rules.changes finds them); reminders come with remind_every_min.
 Change = Literal["open", "escalate", "maintenance_due", "close"]
@@ -120,7 +120,7 @@ AnyChannel = Annotated[EmailChannel | WebhookChannel | AppriseChannel, Field(dis
 
 class ChannelFile(Strict):
     maintenance_detectors: list[str] = Field(
-        default_factory=lambda: ["maintenance", "forecast"],
+        default_factory=lambda: [MAINTENANCE_DUE_DETECTOR],
         description="Detectors whose events mean maintenance is due: their opening is 'maintenance_due'.",
     )
     channels: list[AnyChannel] = Field(default_factory=list)

@@ -300,6 +300,11 @@ class RobotRoster:
         return None
 
 
+# The detector name of the alert the health forecast raises before a joint's limit (consumer_alerts.health),
+# which the notifier sends as "maintenance due".
+MAINTENANCE_DUE_DETECTOR = "maintenance_due"
+
+
 class Severity(enum.StrEnum):
     INFO = "INFO"  # news, not trouble: e.g. a robot's model being learned again after a change of program
     ALERT = "ALERT"

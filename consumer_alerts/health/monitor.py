@@ -20,14 +20,14 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from common.wire.schemas import Alert, AxisForecast, HealthEvent, Reading, Severity
+from common.wire.schemas import MAINTENANCE_DUE_DETECTOR, Alert, AxisForecast, HealthEvent, Reading, Severity
 from consumer_alerts.detectors import Finding
 from consumer_alerts.health.baseline import AxisBaseline
 from consumer_alerts.health.cycles import Cycle, CycleSplitter
 from consumer_alerts.health.forecast import HOUR_S, Forecast, HourlyMedian, HourValue, WearTrend
 from consumer_alerts.lifecycle import Lifecycle
 
-DETECTOR = "maintenance_due"
+DETECTOR = MAINTENANCE_DUE_DETECTOR
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.wire.schemas import Alert, AlertState, Severity
+from common.wire.schemas import MAINTENANCE_DUE_DETECTOR, Alert, AlertState, Severity
 from notifier.config import ChannelFile, QuietHours, load_channels
 from notifier.rules import changes, due_at, merge, quiet_until, reminder_number, wants_change
 from tests.conftest import REPO
 
 OPENED = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
-MAINTENANCE = ["maintenance", "forecast"]
+MAINTENANCE = ChannelFile().maintenance_detectors  # the default: the health forecast's alert
 
 
 def alert(**change) -> Alert:
@@ -36,7 +36,7 @@ def channel(**rules):
 def test_first_sight_is_an_opening_whatever_its_severity_and_maintenance_detectors_say_maintenance_due():
     assert changes(None, alert(), MAINTENANCE) == ["open"]
     assert changes(None, alert(severity=Severity.ERROR), MAINTENANCE) == ["open"]
-    assert changes(None, alert(detector="forecast"), MAINTENANCE) == ["maintenance_due"]
+    assert changes(None, alert(detector=MAINTENANCE_DUE_DETECTOR), MAINTENANCE) == ["maintenance_due"]
     # an event first seen at its close: both, so a channel that wants either hears of it
     assert changes(None, alert(state=AlertState.CLOSED, closed_at=OPENED), MAINTENANCE) == ["open", "close"]
 
