@@ -15,6 +15,7 @@ from bokeh.application.handlers.lifecycle import LifecycleHandler
 from bokeh.document import Document
 from bokeh.events import DocumentReady
 from bokeh.layouts import column
+from bokeh.model import Model
 from bokeh.models import Div, TabPanel, Tabs
 from bokeh.util.warnings import BokehUserWarning
 from sqlalchemy import Engine
@@ -24,7 +25,7 @@ from dashboard.chart import blink_in_browser
 from dashboard.feed import LiveFeed
 from dashboard.history import HistoryView
 from dashboard.live import LiveView
-from dashboard.memory import DEFERRED
+from dashboard.memory import DEFERRED, untangle_all
 
 logger = logging.getLogger(__name__)
 BuildLater = Callable[[Document, list[Callable[[], None]]], None]
@@ -135,6 +136,7 @@ def application(feed: LiveFeed, engine: Engine | None) -> Application:
         feed.register(live)
         lifecycle.on_end(doc, lambda: feed.unregister(live))
         lifecycle.on_end(doc, release)
+        lifecycle.on_end(doc, lambda: untangle_all(*(v for v in vars(live).values() if isinstance(v, Model))))
 
     return Application(FunctionHandler(make_document), lifecycle)
 
