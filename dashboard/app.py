@@ -15,7 +15,6 @@ from bokeh.application.handlers.lifecycle import LifecycleHandler
 from bokeh.document import Document
 from bokeh.events import DocumentReady
 from bokeh.layouts import column
-from bokeh.model import Model
 from bokeh.models import Div, TabPanel, Tabs
 from bokeh.util.warnings import BokehUserWarning
 from sqlalchemy import Engine
@@ -136,7 +135,7 @@ def application(feed: LiveFeed, engine: Engine | None) -> Application:
         feed.register(live)
         lifecycle.on_end(doc, lambda: feed.unregister(live))
         lifecycle.on_end(doc, release)
-        lifecycle.on_end(doc, lambda: untangle_all(*(v for v in vars(live).values() if isinstance(v, Model))))
+        lifecycle.on_end(doc, lambda: untangle_all(*live.models()))
 
     return Application(FunctionHandler(make_document), lifecycle)
 
