@@ -24,6 +24,7 @@ from dashboard.chart import blink_in_browser
 from dashboard.feed import LiveFeed
 from dashboard.history import HistoryView
 from dashboard.live import LiveView
+from dashboard.memory import DEFERRED, untangle_all
 
 logger = logging.getLogger(__name__)
 BuildLater = Callable[[Document, list[Callable[[], None]]], None]
@@ -71,12 +72,18 @@ class SessionLifecycle(LifecycleHandler):
                     await session_context.with_locked_document(partial(_add_piece, piece=piece))
                 except Exception:  # a piece that fails leaves a gap in one page, not a stopped queue
                     logger.exception("a piece of a page could not be built: %r", piece)
+        if not session_context.destroyed:
+            DEFERRED.page_built()
 
     async def on_session_destroyed(self, session_context) -> None:
         self._ended(session_context)
         # Bokeh discards the expired sessions one after another without giving the loop a turn (250 pages
         # held it for over a second): one page destroyed per turn.
         await asyncio.sleep(0)
+
+    @property
+    def sessions_open(self) -> int:
+        return len(self._cleanups)
 
     def on_end(self, doc: Document, cleanup: Callable[[], None]) -> None:
         self._cleanups.setdefault(doc.session_context.id, []).append(cleanup)
@@ -112,6 +119,7 @@ def application(feed: LiveFeed, engine: Engine | None) -> Application:
     # (it counts them as its own new models until then); Bokeh keeps the server's models and warns per model.
     warnings.filterwarnings("ignore", "reference already known", BokehUserWarning)
     lifecycle = SessionLifecycle()
+    DEFERRED.sessions_open = lambda: lifecycle.sessions_open
     sessions = SessionsPerClient(feed.settings.dashboard_sessions_per_client)
 
     def make_document(doc: Document) -> None:
@@ -127,6 +135,7 @@ def application(feed: LiveFeed, engine: Engine | None) -> Application:
         feed.register(live)
         lifecycle.on_end(doc, lambda: feed.unregister(live))
         lifecycle.on_end(doc, release)
+        lifecycle.on_end(doc, lambda: untangle_all(*live.models()))
 
     return Application(FunctionHandler(make_document), lifecycle)
 

@@ -14,6 +14,7 @@ from html import escape
 from bokeh.core.properties import without_property_validation
 from bokeh.document import Document
 from bokeh.layouts import column, row
+from bokeh.model import Model
 from bokeh.models import (
     Button,
     CheckboxGroup,
@@ -141,6 +142,10 @@ class LiveView:
                 sizing_mode="stretch_width",
             )
         )
+
+    def models(self) -> list[Model]:
+        """The models this view holds, in its document or not yet (``dashboard.memory.untangle_all``)."""
+        return [v for v in (*vars(self).values(), *vars(self.column).values()) if isinstance(v, Model)]
 
     def _start_ticking(self) -> None:
         self.chart.set_stacked(self.feed.settings.stacked)

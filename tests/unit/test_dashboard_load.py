@@ -15,6 +15,7 @@ from bokeh.client import pull_session
 from bokeh.core.property.wrappers import PropertyValueContainer
 from bokeh.document import Document
 from bokeh.events import DocumentReady
+from bokeh.model import Model
 from bokeh.models import GlyphRenderer, Line
 
 from common.wire.bus import InProcessBus
@@ -267,3 +268,90 @@ async def test_once_settled_the_young_generations_are_collected_on_a_timer_and_n
         gc.callbacks.remove(note)
         gc.enable()
         gc.unfreeze()
+
+
+def models_alive() -> int:
+    return sum(isinstance(o, Model) for o in gc.get_objects())
+
+
+def test_page_loads_whose_sessions_expire_are_freed_without_a_collection(monkeypatch):
+    """A page load's skeleton (the data sources its pieces would show are not in its document yet) goes by
+    reference counting alone: frozen (once settled), nothing else would ever free it."""
+    monkeypatch.setattr(DEFERRED, "collect_now", lambda: None)  # the deferred full collection: none here
+    with ServerThread(settings(dashboard_session_expiry_ms=300)) as server:
+        assert load_page(server.url) == 200  # what the first page imports and caches stays
+        wait_for(lambda: server.feed.listener_count == 0, timeout=30, what="the first session to expire")
+        gc.collect()
+        gc.disable()
+        try:
+            before = models_alive()
+            pages = 10
+            assert [load_page(server.url) for _ in range(pages)] == [200] * pages
+            assert models_alive() >= before + pages * 10
+            wait_for(lambda: server.feed.listener_count == 0, timeout=30, what="the sessions to expire")
+            time.sleep(0.5)  # the sessions' clean-ups, one per turn of the loop
+            left = models_alive() - before
+        finally:
+            gc.enable()
+    assert left < pages, left  # not even one per page
+
+
+def test_a_whole_page_destroyed_is_freed_without_a_collection(monkeypatch):
+    """Its periodic callback (the view, which refers to every model) and its JavaScript event callback are
+    what Bokeh's ``Document.destroy`` keeps."""
+    defer_bokeh_collections()
+    import bokeh.document.document as bokeh_document
+
+    monkeypatch.setattr(bokeh_document, "gc", SimpleNamespace(collect=lambda *_: 0))
+    feed = LiveFeed(settings(), InProcessBus(), None)
+    gc.collect()
+    gc.disable()
+    try:
+        doc = Document()
+        view = build(doc, feed, None)
+        session = Receiver()
+        doc.on_change_dispatch_to(session)
+        assert doc.session_callbacks  # the view's tick
+        models = [weakref.ref(model) for model in doc.models]
+        assert len(models) > 50
+        doc.destroy(session)
+        del doc, view
+        alive = [type(ref()).__name__ for ref in models if ref() is not None]
+    finally:
+        gc.enable()
+    assert alive == []
+
+
+async def test_once_settled_a_built_page_is_frozen_and_its_garbage_collected_when_no_session_is_open(monkeypatch):
+    class Node:
+        pass
+
+    settle()
+    try:
+        monkeypatch.setattr(DEFERRED, "_last_full", time.monotonic())  # no periodic thorough collection now
+        doc = Document()
+        build(doc, LiveFeed(settings(), InProcessBus(), None), None)
+        built_garbage = Node()
+        built_garbage.me = built_garbage
+        built_garbage_ref = weakref.ref(built_garbage)
+        del built_garbage
+        DEFERRED.page_built()
+        assert built_garbage_ref() is None  # the build's own garbage was collected, not frozen
+        tracked = {id(o) for o in gc.get_objects()}
+        assert not any(id(model) in tracked for model in doc.models)  # out of the collector's sight
+
+        left_in_a_cycle = Node()
+        left_in_a_cycle.me = left_in_a_cycle
+        ref = weakref.ref(left_in_a_cycle)
+        DEFERRED.page_built()
+        del left_in_a_cycle
+        monkeypatch.setattr(DEFERRED, "sessions_open", lambda: 3)
+        DEFERRED.collect_now()
+        assert ref() is not None  # frozen: a collection while pages are open does not walk it
+        monkeypatch.setattr(DEFERRED, "sessions_open", lambda: 0)
+        DEFERRED.collect_now()
+        assert ref() is None
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        DEFERRED.settled = False
