@@ -10,10 +10,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from itertools import islice
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.settings import CommonSettings
@@ -115,6 +117,49 @@ def stored(engine: Engine) -> tuple[int, int]:
             )
     except SQLAlchemyError:
         return (-1, -1)
+
+
+def stream_through(
+    env: dict[str, str],
+    watch: Engine,
+    log_dir: Path,
+    *,
+    fleet: tuple[int, int, float, datetime, list[int], int],
+    while_running: Callable[[Connection], None] | None = None,
+) -> tuple[set, list]:
+    """The producer (the synthetic fleet ``(robots, seed, tick_s, start, axes, readings)``, at max speed)
+    and consumer_db, with ``env`` (the sink's group in it): what the fleet should store and what was stored, once
+    every row is in. ``while_running`` looks at the database meanwhile, the sink still connected."""
+    from producer.synthetic import synthetic_fleet
+
+    robots, seed, tick_s, start, axes, readings = fleet
+    sink = Service("consumer_db", env, log_dir / "sink.log")
+    producer = None
+    try:
+        poll(lambda: stored(watch)[0] == 0, "the sink's tables", services=(sink,))
+        producer = Service(
+            "producer",
+            env,
+            log_dir / "producer.log",
+            *("--synthetic", "--robots", str(robots), "--seed", str(seed), "--tick-seconds", str(tick_s)),
+            *("--max-speed", "--start-time", start.isoformat(), "--limit", str(readings)),
+        )
+        assert producer.process.wait(90) == 0, producer.tail()
+        poll(lambda: stored(watch)[0] == len(axes) * readings, "every row", timeout=90, services=(sink,))
+        with watch.connect() as conn:
+            if while_running is not None:
+                while_running(conn)
+            rows = conn.execute(
+                select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
+            ).all()
+        assert sink.stop(signal.SIGTERM) == 0, sink.tail()
+    finally:
+        for service in (producer, sink):
+            if service is not None and service.process.poll() is None:
+                service.stop(signal.SIGKILL)
+    made = synthetic_fleet(robots, seed=seed, tick_seconds=tick_s, start=start, axes=axes)
+    expected = {(r.robot_id, r.ts, axis, r.currents[axis]) for r in islice(made, readings) for axis in axes}
+    return expected, rows
 
 
 class PrivateKafka:

@@ -10,25 +10,21 @@ Debian's ``pgbouncer`` (.ci/run installs it), in front of a private PostgreSQL o
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
 from glob import glob
-from itertools import islice
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from common.store.db import make_engine
-from common.store.tables import readings_fact
-from producer.synthetic import synthetic_fleet
 from tests.conftest import service_missing
-from tests.fault_support import Service, poll, service_env, stored
+from tests.fault_support import service_env, stream_through
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 REPO = Path(__file__).resolve().parents[2]
@@ -134,32 +130,11 @@ def test_the_pooler_refuses_startup_options_and_the_engine_connects_without(pgbo
 
 def test_producer_and_sink_through_pgbouncer_store_exactly_the_input(pgbouncer, kafka_env, unique, tmp_path):
     env = service_env(kafka_env, database_url=pgbouncer["app_"], axes="1-3", log_level="INFO")
-    env["MIGRATION_DATABASE_URL"] = pgbouncer["owner_"]
-    sink = Service("consumer_db", {**env, "SINK_GROUP_ID": f"sink-{unique}"}, tmp_path / "sink.log")
-    producer = None
+    env |= {"MIGRATION_DATABASE_URL": pgbouncer["owner_"], "SINK_GROUP_ID": f"sink-{unique}"}
     watch = create_engine(pgbouncer[""])
     try:
-        poll(lambda: stored(watch)[0] == 0, "the sink's tables", services=(sink,))
-        producer = Service(
-            "producer",
-            env,
-            tmp_path / "producer.log",
-            *("--synthetic", "--robots", str(ROBOTS), "--seed", "9", "--tick-seconds", str(TICK_S), "--max-speed"),
-            *("--start-time", START.isoformat(), "--limit", str(READINGS)),
-        )
-        assert producer.process.wait(90) == 0, producer.tail()
-        poll(lambda: stored(watch)[0] == len(AXES) * READINGS, "every row", timeout=90, services=(sink,))
-        assert sink.stop(signal.SIGTERM) == 0, sink.tail()
-        with watch.connect() as conn:
-            rows = conn.execute(
-                select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
-            ).all()
+        expected, rows = stream_through(env, watch, tmp_path, fleet=(ROBOTS, 9, TICK_S, START, AXES, READINGS))
     finally:
-        for service in (producer, sink):
-            if service is not None and service.process.poll() is None:
-                service.stop(signal.SIGKILL)
         watch.dispose()
-    assert "refuses startup options" in sink.log.read_text()
-    fleet = synthetic_fleet(ROBOTS, seed=9, tick_seconds=TICK_S, start=START, axes=AXES)
-    expected = {(r.robot_id, r.ts, axis, r.currents[axis]) for r in islice(fleet, READINGS) for axis in AXES}
+    assert "refuses startup options" in (tmp_path / "sink.log").read_text()
     assert len(rows) == len(expected) and set(rows) == expected

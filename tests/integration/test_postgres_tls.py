@@ -6,19 +6,15 @@ migrations as the owner) run through it and store exactly the input, every conne
 """
 
 import re
-import signal
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from common.store.tables import readings_fact
-from producer.synthetic import synthetic_fleet
 from tests import secured_services
-from tests.fault_support import Service, poll, service_env, stored
+from tests.fault_support import service_env, stream_through
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 REPO = Path(__file__).resolve().parents[2]
@@ -62,38 +58,21 @@ def test_only_tls_with_the_right_ca_and_scram_passwords_get_in(tls_postgres):
 
 def test_producer_and_sink_through_tls_store_exactly_the_input(tls_postgres, kafka_env, unique, tmp_path):
     env = service_env(kafka_env, database_url=tls_postgres["app_"], axes="1-3", log_level="INFO")
-    env["MIGRATION_DATABASE_URL"] = tls_postgres["owner_"]
-    sink = Service("consumer_db", {**env, "SINK_GROUP_ID": f"sink-{unique}"}, tmp_path / "sink.log")
-    producer = None
+    env |= {"MIGRATION_DATABASE_URL": tls_postgres["owner_"], "SINK_GROUP_ID": f"sink-{unique}"}
+
+    def only_tls(conn):
+        sink_sessions = conn.execute(
+            text(
+                "select s.ssl from pg_stat_activity a join pg_stat_ssl s using (pid)"
+                " where a.usename = 'axiswatch_app' and a.datname = current_database()"
+            )
+        ).scalars()
+        assert set(sink_sessions) == {True}  # the sink is connected, and only over TLS
+
     watch = create_engine(tls_postgres[""])
     try:
-        poll(lambda: stored(watch)[0] == 0, "the sink's tables", services=(sink,))
-        producer = Service(
-            "producer",
-            env,
-            tmp_path / "producer.log",
-            *("--synthetic", "--robots", str(ROBOTS), "--seed", "5", "--tick-seconds", str(TICK_S), "--max-speed"),
-            *("--start-time", START.isoformat(), "--limit", str(READINGS)),
-        )
-        assert producer.process.wait(90) == 0, producer.tail()
-        poll(lambda: stored(watch)[0] == len(AXES) * READINGS, "every row", timeout=90, services=(sink,))
-        with watch.connect() as conn:
-            sink_sessions = conn.execute(
-                text(
-                    "select s.ssl from pg_stat_activity a join pg_stat_ssl s using (pid)"
-                    " where a.usename = 'axiswatch_app' and a.datname = current_database()"
-                )
-            ).scalars()
-            assert set(sink_sessions) == {True}  # the sink is connected, and only over TLS
-            rows = conn.execute(
-                select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
-            ).all()
-        assert sink.stop(signal.SIGTERM) == 0, sink.tail()
+        fleet = (ROBOTS, 5, TICK_S, START, AXES, READINGS)
+        expected, rows = stream_through(env, watch, tmp_path, fleet=fleet, while_running=only_tls)
     finally:
-        for service in (producer, sink):
-            if service is not None and service.process.poll() is None:
-                service.stop(signal.SIGKILL)
         watch.dispose()
-    fleet = synthetic_fleet(ROBOTS, seed=5, tick_seconds=TICK_S, start=START, axes=AXES)
-    expected = {(r.robot_id, r.ts, axis, r.currents[axis]) for r in islice(fleet, READINGS) for axis in AXES}
     assert len(rows) == len(expected) and set(rows) == expected
