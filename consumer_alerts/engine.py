@@ -294,20 +294,24 @@ class DetectorEngine:
 
     def _model_changed(self, robot: RobotState, robot_id: str, when: datetime, what: str, out: list[Alert]) -> None:
         """A model was just learned (the residual detectors start on it, and a re-learn's event closes) or
-        dropped for a lasting change (the residual detectors stop, the ``model`` event opens, the held ALERTs
-        were the new program's and are dropped, and the load detectors learn the new program's level afresh)."""
+        dropped for a lasting change (the residual detectors stop, the ``model`` event opens, and the held
+        residual ALERTs were the new program's). The held load ALERTs are the new program's too when they are
+        on two axes or more: dropped, and the load detectors learn the new level afresh; else the
+        load detectors saw no program (one axis's fault, with the others' swings, can last as long) and what
+        they held is raised."""
         from consumer_alerts.learning import CHANGED
 
         model = robot.learner.model
+        relearn_load = what == CHANGED and "load" in self.config.detectors and self._load_moved(robot)
         for axis, state in robot.axes.items():
             if axis == 0:
                 continue
             axis_model = model.axes.get(axis) if model is not None else None
             self._renew(robot_id, axis, state, "residual", axis_model, when, out)
-            if what == CHANGED:
-                state.held.clear()
-                if "load" in self.config.detectors:
-                    self._renew(robot_id, axis, state, "load", None, when, out)
+            if relearn_load:
+                self._renew(robot_id, axis, state, "load", None, when, out)
+        if what == CHANGED:
+            self._release(robot, out)  # what is left held: load ALERTs on too few axes to be a program
         life = next(life for life in self.axis_state(robot_id, 0).lifecycles if life.detector == MODEL_EVENT)
         if what == CHANGED:
             learner = robot.learner
@@ -323,6 +327,13 @@ class DetectorEngine:
             alert = life.close(when)
         if alert is not None:
             out.append(alert)
+
+    @staticmethod
+    def _load_moved(robot: RobotState) -> bool:
+        """Load ALERTs are held on two axes or more: the load detectors too saw a program, not one axis's
+        fault, taken for a program with the other axes' swings: a 20-minute drop was, on a tuning seed)."""
+        moved = sum(1 for state in robot.axes.values() if any(kind.startswith("load") for kind in state.held))
+        return moved >= 2
 
     @staticmethod
     def _hold(state: AxisState, when: datetime, finding: Finding, kind: str) -> Finding | None:
