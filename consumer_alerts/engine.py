@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 MODEL_EVENT = "model"  # the kind of the event that says a robot's model is being learned again
+# Detectors whose ALERTs wait while a broad change is timed: a new program moves their levels (the residual's
+# model and the load's normal level are the old program's), and they learn it again once it is confirmed.
+HELD_DETECTORS = ("residual", "load")
 CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
 
 # EngineConfig's names that differ from the setting they come from; every other field has its setting's name.
@@ -118,7 +121,8 @@ class AxisState:
     groups: list[tuple[Detector, tuple[Lifecycle, ...]]]  # each detector with the lifecycles of its kinds
     stuck: Detector | None = None
     raised: bool = False  # the last reading opened an event on this axis
-    held: tuple[datetime, Finding] | None = None  # a residual ALERT held while a broad change is timed
+    # Per kind of event: an ALERT held while a broad change is timed (when it was first held, the strongest).
+    held: dict[str, tuple[datetime, Finding]] = field(default_factory=dict)
 
     def has_open(self) -> bool:
         for life in self.lifecycles:  # a loop, not any() over a generator: asked for most axes of every reading
@@ -223,8 +227,8 @@ class DetectorEngine:
             clean = value if fresh.get(axis) else None
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
-                if finding is not None and detector.name == "residual" and robot.learner and robot.learner.pending:
-                    finding = self._hold(state, reading.ts, finding)
+                if finding is not None and detector.name in HELD_DETECTORS and robot.learner and robot.learner.pending:
+                    finding = self._hold(state, reading.ts, finding, finding.kind or detector.name)
                 if finding is not None and clean is None and finding.severity is Severity.ERROR:
                     # An exact repeat is no proof that the joint draws that much (a stuck sensor reads the
                     # same): a level far from normal on repeats is raised, as a maintenance ALERT.
@@ -290,13 +294,24 @@ class DetectorEngine:
 
     def _model_changed(self, robot: RobotState, robot_id: str, when: datetime, what: str, out: list[Alert]) -> None:
         """A model was just learned (the residual detectors start on it, and a re-learn's event closes) or
-        dropped for a lasting change (the residual detectors stop, and the ``model`` event opens)."""
+        dropped for a lasting change (the residual detectors stop, the ``model`` event opens, and the held
+        residual ALERTs were the new program's). The held load ALERTs are the new program's too when they are
+        on two axes or more: dropped, and the load detectors learn the new level afresh; else the
+        load detectors saw no program (one axis's fault, with the others' swings, can last as long) and what
+        they held is raised."""
         from consumer_alerts.learning import CHANGED
 
         model = robot.learner.model
+        relearn_load = what == CHANGED and "load" in self.config.detectors and self._load_moved(robot)
         for axis, state in robot.axes.items():
-            if axis != 0:
-                self._set_residual(robot_id, axis, state, model, when, out)
+            if axis == 0:
+                continue
+            axis_model = model.axes.get(axis) if model is not None else None
+            self._renew(robot_id, axis, state, "residual", axis_model, when, out)
+            if relearn_load:
+                self._renew(robot_id, axis, state, "load", None, when, out)
+        if what == CHANGED:
+            self._release(robot, out)  # what is left held: load ALERTs on too few axes to be a program
         life = next(life for life in self.axis_state(robot_id, 0).lifecycles if life.detector == MODEL_EVENT)
         if what == CHANGED:
             learner = robot.learner
@@ -314,42 +329,49 @@ class DetectorEngine:
             out.append(alert)
 
     @staticmethod
-    def _hold(state: AxisState, when: datetime, finding: Finding) -> Finding | None:
-        """While a broad change is timed the model may be the old program's: its ALERTs wait for the verdict
-        (a surge, an ERROR, does not). Kept: when the first was held, and the strongest."""
+    def _load_moved(robot: RobotState) -> bool:
+        """Load ALERTs are held on two axes or more: the load detectors too saw a program, not one axis's
+        fault, taken for a program with the other axes' swings: a 20-minute drop was, on a tuning seed)."""
+        moved = sum(1 for state in robot.axes.values() if any(kind.startswith("load") for kind in state.held))
+        return moved >= 2
+
+    @staticmethod
+    def _hold(state: AxisState, when: datetime, finding: Finding, kind: str) -> Finding | None:
+        """While a broad change is timed the levels learnt may be the old program's: ALERTs wait for the
+        verdict (a surge, an ERROR, does not). Kept per kind: when the first was held, and the strongest."""
         if finding.severity is Severity.ERROR:
             return finding
-        if state.held is None or finding.score > state.held[1].score:
-            state.held = (state.held[0] if state.held else when, finding)
+        held = state.held.get(kind)
+        if held is None or finding.score > held[1].score:
+            state.held[kind] = (held[0] if held else when, finding)
         return None
 
     def _release(self, robot: RobotState, out: list[Alert]) -> None:
         """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
         opened when they were first held."""
         for state in robot.axes.values():
-            if state.held is None:
-                continue
-            since, finding = state.held
-            state.held = None
-            life = next((life for life in state.lifecycles if life.detector == "residual"), None)
-            if life is not None and life.event is None:
-                alert = life.step(since, finding, True)
-                if alert is not None:
-                    out.append(alert)
+            for kind, (since, finding) in state.held.items():
+                life = next((life for life in state.lifecycles if life.detector == kind), None)
+                if life is not None and life.event is None:
+                    alert = life.step(since, finding, True)
+                    if alert is not None:
+                        out.append(alert)
+            state.held.clear()
 
-    def _set_residual(
-        self, robot_id: str, axis: int, state: AxisState, model: AlertModel | None, when: datetime, out: list[Alert]
+    def _renew(
+        self, robot_id: str, axis: int, state: AxisState, name: str, axis_model, when: datetime, out: list[Alert]
     ) -> None:
-        """Swap the axis's residual detector for one on ``model`` (none without one); its open event closes."""
-        state.held = None  # the model it was held against is gone, or it was the old program's
-        kept = [(d, lives) for d, lives in state.groups if d.name != "residual"]
+        """Swap the axis's detector ``name`` for a new one (on ``axis_model``; none if it needs one and there is
+        none): what it learnt is gone, and its open events close."""
+        for kind in [kind for kind in state.held if kind == name or kind.startswith(name + "_")]:
+            del state.held[kind]  # held against what it learnt, which is gone
+        kept = [(d, lives) for d, lives in state.groups if d.name != name]
         for d, lives in state.groups:
-            if d.name == "residual":
+            if d.name == name:
                 out.extend(alert for life in lives if (alert := life.close(when)) is not None)
-        axis_model = model.axes.get(axis) if model is not None else None
-        if axis_model is not None:
-            detector = AXIS_DETECTORS["residual"](AxisContext(robot_id, axis, self.config, axis_model))
-            kept.append((detector, (Lifecycle(robot_id, axis, "residual", holdoff_s=self.config.holdoff_s),)))
+        detector = AXIS_DETECTORS[name](AxisContext(robot_id, axis, self.config, axis_model))
+        if detector is not None:
+            kept.append((detector, self._lifecycles(robot_id, axis, detector)))
         state.groups = kept
         state.detectors = [d for d, _ in kept]
         state.lifecycles = [life for _, lives in kept for life in lives]
@@ -366,22 +388,18 @@ class DetectorEngine:
             ctx = AxisContext(robot_id, axis, c, axis_model)
             made = [AXIS_DETECTORS[name](ctx) for name in c.detectors if name in AXIS_DETECTORS]
         detectors = [d for d in made if d is not None]
-        groups = [
-            (
-                d,
-                tuple(
-                    Lifecycle(robot_id, axis, kind, holdoff_s=c.holdoff_s, low=kind.endswith("_low"))
-                    for kind in d.kinds
-                ),
-            )
-            for d in detectors
-        ]
+        groups = [(d, self._lifecycles(robot_id, axis, d)) for d in detectors]
         lifecycles = [life for _, lives in groups for life in lives]
         if axis == 0 and self._learns:
             lifecycles.append(Lifecycle(robot_id, 0, MODEL_EVENT))
         stuck = next((d for d in detectors if d.name == "stuck"), None)
         state = robot.axes[axis] = AxisState(detectors, lifecycles, groups, stuck)
         return state
+
+    def _lifecycles(self, robot_id: str, axis: int, detector: Detector) -> tuple[Lifecycle, ...]:
+        """One lifecycle per kind of event the detector raises."""
+        holdoff_s = self.config.holdoff_s
+        return tuple(Lifecycle(robot_id, axis, k, holdoff_s=holdoff_s, low=k.endswith("_low")) for k in detector.kinds)
 
     def _model_applies(self, robot_id: str, model: AlertModel | None = None) -> bool:
         model = model or self.model

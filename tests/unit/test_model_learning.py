@@ -139,3 +139,25 @@ def test_the_model_event_travels_merges_and_shows_as_info():
     assert (merged.severity, merged.state, merged.opened_at) == (Severity.INFO, AlertState.CLOSED, opened.opened_at)
     colours = alert_columns([merged, closed.model_copy(update={"severity": Severity.ALERT})])["colour"]
     assert colours[0] != colours[1]  # shown apart from the alerts
+
+
+def test_with_the_default_detectors_a_program_change_raises_no_load_event_but_a_load_drop_still_does():
+    engine = DetectorEngine(replace(EngineConfig(), model_learn_readings=1000))
+    assert "load" in engine.config.detectors
+    run(engine, feed(LEARN_ROWS))
+    after = run(engine, feed(5000, start_row=LEARN_ROWS, seed=4, fault=program_change))
+    model_events = [(a.state, a.severity) for a in after if a.detector == MODEL_EVENT]
+    assert model_events == [(AlertState.OPEN, Severity.INFO), (AlertState.CLOSED, Severity.INFO)]
+    # Both axes' loads moved for good (1.6x, 0.6x, beyond the load band): held while the change was timed,
+    # dropped once it was confirmed, and the new program's level learnt afresh.
+    assert [a for a in after if a.detector.startswith("load")] == []
+    assert learner(engine).changes == 1
+    # On the new program a 20-minute drop of one axis's load is a fault, raised as before.
+    twenty_minutes = 600  # rows of 2 s
+    start = LEARN_ROWS + 5000
+    drop = feed(
+        twenty_minutes, start_row=start, seed=8, fault=lambda i, a, v: program_change(i, a, v) * (0.4 if a == 2 else 1)
+    )
+    raised = run(engine, drop)
+    assert ("load_low", 2) in {(a.detector, a.axis) for a in raised if a.state is AlertState.OPEN}
+    assert learner(engine).changes == 1
