@@ -68,15 +68,15 @@ async def test_a_worn_axis_gets_maintenance_due_a_healthy_robot_none(kafka_env, 
     engine = make_engine(pg_url, log_version=False)
     bus = KafkaBus(settings)
     await bus.start()
-    stop = asyncio.Event()
+    stop_alerts, stop_sink = asyncio.Event(), asyncio.Event()
     try:
         await bus.ensure_topics([settings.readings_topic])
         for reading in worn[1] + healthy[1]:
             await bus.send(settings.readings_topic, reading.robot_id, reading.to_bytes())
         await bus.flush()
         tasks = [
-            asyncio.create_task(run(settings, bus=bus, stop=stop)),
-            asyncio.create_task(run_sink(db_settings, bus=bus, stop=stop, engine=engine)),
+            asyncio.create_task(run(settings, bus=bus, stop=stop_alerts)),
+            asyncio.create_task(run_sink(db_settings, bus=bus, stop=stop_sink, engine=engine)),
         ]
         last_hour = (worn[1][-1].ts.timestamp() // 3600 - 1) * 3600
 
@@ -99,17 +99,30 @@ async def test_a_worn_axis_gets_maintenance_due_a_healthy_robot_none(kafka_env, 
             return (newest, due) if done else None
 
         _, due = await wait_for(stored, timeout=180)
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        # consumer_alerts stops first, so that the health topic is complete; then the sink is given the
+        # time to store all of it (it may lag the forecasts by many cycles on a slow machine).
+        stop_alerts.set()
+        await asyncio.wait_for(tasks[0], 30)
         on_topic = [HealthEvent.from_bytes(m.value) for m in await read_to_end(bus, settings.health_topic)]
+        stored_cycles = sum(len(e.axes) for e in on_topic if e.kind == "cycle")
+
+        def cycles_by_robot():
+            with engine.connect() as conn:
+                rows = conn.execute(select(health_cycles.c.robot_id, func.count()).group_by(health_cycles.c.robot_id))
+                return dict(rows.all())
+
+        async def all_cycles_stored():
+            cycles = await asyncio.to_thread(cycles_by_robot)
+            return cycles if sum(cycles.values()) >= stored_cycles else None
+
+        cycles = await wait_for(all_cycles_stored, timeout=60)
+        stop_sink.set()
+        await asyncio.wait_for(tasks[1], 30)
         sent = await latest_alerts(bus, settings.alerts_topic)
     finally:
-        stop.set()
+        stop_alerts.set()
+        stop_sink.set()
         await bus.stop()
-    with engine.connect() as conn:
-        cycles = dict(
-            conn.execute(select(health_cycles.c.robot_id, func.count()).group_by(health_cycles.c.robot_id)).all()
-        )
     engine.dispose()
 
     assert [(r["robot_id"], r["axis"], r["state"], r["severity"]) for r in due] == [("worn", 3, "open", "ALERT")]
@@ -117,5 +130,4 @@ async def test_a_worn_axis_gets_maintenance_due_a_healthy_robot_none(kafka_env, 
     assert [(a.event_id, a.state) for a in on_alerts_topic] == [(due[0]["event_id"], AlertState.OPEN)]
     assert {e.robot_id for e in on_topic} == {"worn", "healthy"}
     assert {e.kind for e in on_topic} == {"cycle", "forecast"}
-    stored_cycles = sum(len(e.axes) for e in on_topic if e.kind == "cycle")
     assert sum(cycles.values()) == stored_cycles > 0
