@@ -8,7 +8,6 @@ dashboard uses, so it reaches consumer_db and every open page the same way.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,9 +19,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlalchemy import Engine
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
-from api import queries, users
+from api import health_routes, queries, users
 from api.openapi import document
 from api.settings import ApiSettings
+from api.web import ENGINE, SETTINGS, error, json_response, problem
 from common.metrics import Health
 from common.wire.acknowledge import publish_acknowledgement
 from common.wire.bus import Bus
@@ -31,8 +31,6 @@ from common.wire.schemas import ACK_NOTE_CHARS, AckOutcome, AlertState, Severity
 logger = logging.getLogger(__name__)
 
 PUBLIC = frozenset({"/livez", "/readyz", "/openapi.json"})
-SETTINGS: web.AppKey[ApiSettings] = web.AppKey("settings", ApiSettings)
-ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 BUS: web.AppKey[Any] = web.AppKey("bus", object)
 HEALTH: web.AppKey[Health] = web.AppKey("health", Health)
 REQUESTS = Counter("axiswatch_api_requests_total", "Requests answered, by route and status.", ["route", "status"])
@@ -42,21 +40,6 @@ USER: web.RequestKey[users.User] = web.RequestKey("user", users.User)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def error(status: int, message: str, **headers: str) -> web.HTTPException:
-    """An HTTP error whose body is JSON ``{"error": message}``."""
-    kinds = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound}
-    kind = kinds.get(status, web.HTTPServiceUnavailable)
-    return kind(text=f'{{"error": {json.dumps(message)}}}', content_type="application/json", headers=headers)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
-
-
-def json_response(value: Any) -> web.Response:
-    return web.json_response(value, dumps=dumps)
 
 
 class AlertQuery(BaseModel):
@@ -77,10 +60,6 @@ class AcknowledgeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: AckOutcome
     note: str | None = Field(None, max_length=ACK_NOTE_CHARS)
-
-
-def _problem(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
 
 
 @web.middleware
@@ -121,7 +100,7 @@ async def list_alerts(request: web.Request) -> web.Response:
     try:
         query = AlertQuery.model_validate(dict(request.query))
     except ValidationError as exc:
-        raise error(400, _problem(exc)) from None
+        raise error(400, problem(exc)) from None
     limit = query.limit or settings.api_page_size
     if limit > settings.api_max_page_size:
         raise error(400, f"limit: at most {settings.api_max_page_size}")
@@ -145,7 +124,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     try:
         body = AcknowledgeBody.model_validate_json(await request.read())
     except ValidationError as exc:
-        raise error(400, _problem(exc)) from None
+        raise error(400, problem(exc)) from None
     app, event_id = request.app, request.match_info["event_id"]
     settings, engine = app[SETTINGS], app[ENGINE]
     alert = await asyncio.to_thread(_one_alert, engine, event_id)
@@ -209,6 +188,7 @@ def make_app(settings: ApiSettings, engine: Engine, bus: Bus, health: Health) ->
     app.router.add_get("/v1/alerts", list_alerts)
     app.router.add_post("/v1/alerts/{event_id}/acknowledge", acknowledge)
     app.router.add_get("/v1/robots", list_robots)
+    health_routes.register(app)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)

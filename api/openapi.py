@@ -6,6 +6,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from pydantic.json_schema import models_json_schema
+
+from api.health_routes import ForecastPage, RobotHealth
 from common.wire.schemas import AckOutcome, Alert, AlertState, Severity
 
 BEARER = [{"bearer": []}]
@@ -34,11 +37,16 @@ def document() -> dict[str, Any]:
     check = {"200": {"description": "yes"}, "503": {"description": "no, with the reason"}}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "axiswatch API", "version": "1", "description": "Alerts, acknowledgements, robots."},
+        "info": {
+            "title": "axiswatch API",
+            "version": "1",
+            "description": "Alerts, acknowledgements, robots, joint health.",
+        },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 **defs,
+                **_health_schemas(),
                 "Alert": alert,
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
                 "AlertPage": {
@@ -140,8 +148,58 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **_health_paths(time),
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "it"}}}},
             "/livez": {"get": {"summary": "The service's loop turns", "responses": check}},
             "/readyz": {"get": {"summary": "The database answers and the bus is up", "responses": check}},
+        },
+    }
+
+
+def _health_schemas() -> dict[str, Any]:
+    """The health answers' models and every model under them, by name."""
+    _, top = models_json_schema(
+        [(RobotHealth, "serialization"), (ForecastPage, "serialization")], ref_template="#/components/schemas/{model}"
+    )
+    return top["$defs"]
+
+
+def _health_paths(time: dict) -> dict[str, Any]:
+    unauthorised = _error("no token, or not a valid one")
+    return {
+        "/v1/robots/{robot_id}/health": {
+            "get": {
+                "summary": "One robot's joint health per axis: forecast crossing, latest cycle, daily trend",
+                "security": BEARER,
+                "parameters": [
+                    {"name": "robot_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _query("days", {"type": "integer", "minimum": 1, "maximum": 400}, "days of daily trend (30)"),
+                ],
+                "responses": {
+                    "200": _json("#/components/schemas/RobotHealth", "every axis with health rows, by axis"),
+                    "400": _error("days not understood"),
+                    "401": unauthorised,
+                    "404": _error("no such robot"),
+                },
+            }
+        },
+        "/v1/health/forecasts": {
+            "get": {
+                "summary": "Forecasts of the fleet, the earliest crossing first, one page at a time",
+                "security": BEARER,
+                "parameters": [
+                    _query("robot", {"type": "string"}, "only this robot"),
+                    _query("axis", {"type": "integer", "minimum": 1}, "only this axis"),
+                    _query("max_days_left", {"type": "number", "minimum": 0}, "crossing at most N days after"),
+                    _query("due_before", time, "crossing forecast at or before this instant (ISO 8601 with zone)"),
+                    _query("limit", {"type": "integer", "minimum": 1}, "forecasts per page (API_PAGE_SIZE)"),
+                    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                ],
+                "responses": {
+                    "200": _json("#/components/schemas/ForecastPage", "one page"),
+                    "400": _error("a filter, limit or cursor not understood"),
+                    "401": unauthorised,
+                },
+            }
         },
     }

@@ -32,17 +32,34 @@ class AlertFilter:
     until: datetime | None = None
 
 
+def pack_cursor(values: list) -> str:
+    """A page's cursor: the sort key of its last item, JSON in URL-safe base64."""
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def unpack_cursor(cursor: str) -> list:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:
+        raise BadCursor(CURSOR_HELP) from exc
+    if not isinstance(values, list):
+        raise BadCursor(CURSOR_HELP)
+    return values
+
+
+CURSOR_HELP = "cursor not understood: pass next_cursor of the previous page as it came"
+
+
 def encode_cursor(alert: Alert) -> str:
-    raw = json.dumps([alert.opened_at.isoformat(), alert.event_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return pack_cursor([alert.opened_at.isoformat(), alert.event_id])
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        opened, event_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        opened, event_id = unpack_cursor(cursor)
         return utc(datetime.fromisoformat(opened)), str(event_id)
     except (ValueError, TypeError) as exc:
-        raise BadCursor("cursor not understood: pass next_cursor of the previous page as it came") from exc
+        raise BadCursor(CURSOR_HELP) from exc
 
 
 def alert_page(conn: Connection, where: AlertFilter, limit: int, cursor: str | None) -> tuple[list[Alert], str | None]:

@@ -1,0 +1,36 @@
+"""What every route module of the API shares: the application's keys, JSON answers and JSON errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy import Engine
+
+from api.settings import ApiSettings
+
+SETTINGS: web.AppKey[ApiSettings] = web.AppKey("settings", ApiSettings)
+ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+
+
+def error(status: int, message: str, **headers: str) -> web.HTTPException:
+    """An HTTP error whose body is JSON ``{"error": message}``."""
+    kinds = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound}
+    kind = kinds.get(status, web.HTTPServiceUnavailable)
+    return kind(text=f'{{"error": {json.dumps(message)}}}', content_type="application/json", headers=headers)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+
+
+def json_response(value: Any) -> web.Response:
+    return web.json_response(value, dumps=dumps)
+
+
+def problem(exc: ValidationError) -> str:
+    """What pydantic found wrong with a query string or body, in one line."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
