@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, and_, func, select, union
+from sqlalchemy import Connection, and_, exists, func, or_, select
 
 from api.queries import CURSOR_HELP, BadCursor, pack_cursor, unpack_cursor
 from common.store.sqlparts import Row, dicts
@@ -48,12 +48,9 @@ def forecast_of(row: Row) -> Row:
 
 
 def robot_known(conn: Connection, robot_id: str) -> bool:
-    known = union(
-        select(axes_dim.c.robot_id).where(axes_dim.c.robot_id == robot_id),
-        select(F.c.robot_id).where(F.c.robot_id == robot_id),
-        select(C.c.robot_id).where(C.c.robot_id == robot_id).limit(1),
-    ).subquery()
-    return conn.execute(select(func.count()).select_from(known)).scalar_one() > 0
+    """The robot has axes or health rows (a robot known only from its forecasts is still a robot)."""
+    found = [exists().where(t.c.robot_id == robot_id) for t in (axes_dim, F, C)]
+    return bool(conn.execute(select(or_(*found))).scalar())
 
 
 def robot_health(conn: Connection, robot_id: str, days: int) -> list[Row]:
