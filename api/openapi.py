@@ -29,6 +29,26 @@ def _query(name: str, schema: dict, description: str) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
+def _paged(summary: str, items: str, page: str, *filters: dict) -> dict:
+    """A GET of pages cut by a cursor, filtered by robot, axis and ``filters``."""
+    return {
+        "summary": summary,
+        "security": BEARER,
+        "parameters": [
+            _query("robot", {"type": "string"}, "only this robot"),
+            _query("axis", {"type": "integer", "minimum": 1}, "only this axis"),
+            *filters,
+            _query("limit", {"type": "integer", "minimum": 1}, f"{items} per page (API_PAGE_SIZE)"),
+            _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+        ],
+        "responses": {
+            "200": _json(f"#/components/schemas/{page}", "one page"),
+            "400": _error("a filter, limit or cursor not understood"),
+            "401": _error("no token, or not a valid one"),
+        },
+    }
+
+
 @functools.cache
 def document() -> dict[str, Any]:
     alert = Alert.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -99,25 +119,15 @@ def document() -> dict[str, Any]:
         },
         "paths": {
             "/v1/alerts": {
-                "get": {
-                    "summary": "Alert events, newest opening first, one page at a time",
-                    "security": BEARER,
-                    "parameters": [
-                        _query("robot", {"type": "string"}, "only this robot"),
-                        _query("axis", {"type": "integer", "minimum": 1}, "only this axis"),
-                        _query("state", {"type": "string", "enum": [s.value for s in AlertState]}, "open or closed"),
-                        _query("severity", {"type": "string", "enum": [s.value for s in Severity]}, "ALERT or ERROR"),
-                        _query("since", time, "events still open at or after this instant (ISO 8601 with zone)"),
-                        _query("until", time, "events opened at or before this instant"),
-                        _query("limit", {"type": "integer", "minimum": 1}, "events per page (API_PAGE_SIZE)"),
-                        _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
-                    ],
-                    "responses": {
-                        "200": _json("#/components/schemas/AlertPage", "one page"),
-                        "400": _error("a filter, limit or cursor not understood"),
-                        "401": _error("no token, or not a valid one"),
-                    },
-                }
+                "get": _paged(
+                    "Alert events, newest opening first, one page at a time",
+                    "events",
+                    "AlertPage",
+                    _query("state", {"type": "string", "enum": [s.value for s in AlertState]}, "open or closed"),
+                    _query("severity", {"type": "string", "enum": [s.value for s in Severity]}, "ALERT or ERROR"),
+                    _query("since", time, "events still open at or after this instant (ISO 8601 with zone)"),
+                    _query("until", time, "events opened at or before this instant"),
+                )
             },
             "/v1/alerts/{event_id}/acknowledge": {
                 "post": {
@@ -165,7 +175,6 @@ def _health_schemas() -> dict[str, Any]:
 
 
 def _health_paths(time: dict) -> dict[str, Any]:
-    unauthorised = _error("no token, or not a valid one")
     return {
         "/v1/robots/{robot_id}/health": {
             "get": {
@@ -178,28 +187,18 @@ def _health_paths(time: dict) -> dict[str, Any]:
                 "responses": {
                     "200": _json("#/components/schemas/RobotHealth", "every axis with health rows, by axis"),
                     "400": _error("days not understood"),
-                    "401": unauthorised,
+                    "401": _error("no token, or not a valid one"),
                     "404": _error("no such robot"),
                 },
             }
         },
         "/v1/health/forecasts": {
-            "get": {
-                "summary": "Forecasts of the fleet, the earliest crossing first, one page at a time",
-                "security": BEARER,
-                "parameters": [
-                    _query("robot", {"type": "string"}, "only this robot"),
-                    _query("axis", {"type": "integer", "minimum": 1}, "only this axis"),
-                    _query("max_days_left", {"type": "number", "minimum": 0}, "crossing at most N days after"),
-                    _query("due_before", time, "crossing forecast at or before this instant (ISO 8601 with zone)"),
-                    _query("limit", {"type": "integer", "minimum": 1}, "forecasts per page (API_PAGE_SIZE)"),
-                    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
-                ],
-                "responses": {
-                    "200": _json("#/components/schemas/ForecastPage", "one page"),
-                    "400": _error("a filter, limit or cursor not understood"),
-                    "401": unauthorised,
-                },
-            }
+            "get": _paged(
+                "Forecasts of the fleet, the earliest crossing first, one page at a time",
+                "forecasts",
+                "ForecastPage",
+                _query("max_days_left", {"type": "number", "minimum": 0}, "crossing at most N days after"),
+                _query("due_before", time, "crossing forecast at or before this instant (ISO 8601 with zone)"),
+            )
         },
     }

@@ -6,27 +6,18 @@ The forecasts are made at different moments, so the order by urgency (the foreca
 from the order by days left: robot B's axis 1 was forecast three days earlier with more days left, and is due
 before robot A's axis 1."""
 
-import asyncio
 import contextlib
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import aiohttp
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 
-from api import service as api_service
 from api import users
-from api.settings import ApiSettings
 from common.store.tables import health_cycles, health_forecast
-from common.wire.kafka import KafkaBus
 from common.wire.schemas import AxisForecast, CycleAxis, HealthEvent
-from consumer_db import service as sink_service
-from consumer_db.migrate import migrate
-from consumer_db.settings import ConsumerDbSettings
-from tests.integration.test_api_pipeline import _bearer, free_port, until
-from tests.integration.test_hostile_outside_client import least_privilege_urls
+from tests.api_support import api_and_sink, bearer, migrated, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -64,65 +55,29 @@ def forecast(robot: str, made: datetime, axis: int, days_left, low, high) -> Hea
 async def api_over_stored_health(pg_url, postgres_admin_url, kafka_env, unique, events: list[HealthEvent]):
     """consumer_db and the API running; ``events`` published on the health topic and stored; yields an HTTP
     session on the API and a viewer's token."""
-    owner_url, app_url, _ = least_privilege_urls(pg_url, postgres_admin_url, f"h{unique[:6]}")
-    owner = create_engine(owner_url)
-    migrate(owner)
-    owner.dispose()
-    app = create_engine(app_url)
+    owner_url, app = migrated(pg_url, postgres_admin_url, f"h{unique[:6]}")
     with app.begin() as conn:
         users.add_user(conn, "vera", "viewer", "vera-password", T0)
         token = users.issue_token(conn, "vera", 1, datetime.now(UTC))
-    port = free_port()
-    api_settings = ApiSettings(
-        _env_file=None, **kafka_env, database_url=app_url, api_host="127.0.0.1", api_port=port, api_metrics_port=0,
-        api_page_size=50, api_max_page_size=100,
-    )  # fmt: skip
-    sink_settings = ConsumerDbSettings(
-        _env_file=None, **kafka_env, database_url=app_url, migration_database_url=owner_url,
-        sink_group_id=f"sink-{unique}", sink_metrics_port=0,
-    )  # fmt: skip
-    stop = asyncio.Event()
-    buses = [KafkaBus(api_settings), KafkaBus(sink_settings), KafkaBus(sink_settings)]
-    for bus in buses:
-        await bus.start()
-    api_bus, sink_bus, monitor_bus = buses
-    tasks = [
-        asyncio.create_task(api_service.run(api_settings, bus=api_bus, stop=stop)),
-        asyncio.create_task(sink_service.run(sink_settings, bus=sink_bus, stop=stop)),
-    ]
     try:
-        await monitor_bus.ensure_topics([kafka_env["health_topic"]])
-        for event in events:
-            await monitor_bus.publish(kafka_env["health_topic"], event.robot_id, event.to_bytes())
-        cycles = sum(len(e.axes) for e in events)
-        forecasts = sum(len(e.forecasts) for e in events)
+        async with api_and_sink(kafka_env, owner_url, app, unique, api_page_size=50, api_max_page_size=100) as running:
+            await running.publisher.ensure_topics([kafka_env["health_topic"]])
+            for event in events:
+                await running.publisher.publish(kafka_env["health_topic"], event.robot_id, event.to_bytes())
+            wanted = [sum(len(e.axes) for e in events), sum(len(e.forecasts) for e in events)]
 
-        def stored() -> bool:
-            with app.connect() as conn:
-                counts = [conn.execute(select(func.count()).select_from(t)).scalar_one() for t in TABLES]
-            return counts == [cycles, forecasts]
+            def stored() -> bool:
+                with app.connect() as conn:
+                    return [conn.execute(select(func.count()).select_from(t)).scalar_one() for t in TABLES] == wanted
 
-        await until(stored, "consumer_db stored every health event")
-        await until(lambda: answers(f"http://127.0.0.1:{port}/readyz"), "the API to be ready")
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            yield http, token
+            await until(stored, "consumer_db stored every health event")
+            async with aiohttp.ClientSession(running.base_url) as http:
+                yield http, token
     finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        for bus in buses:
-            await bus.stop()
         app.dispose()
 
 
 TABLES = (health_cycles, health_forecast)
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return answer.status == 200
-    except OSError:  # not listening yet, or 503 while the first check has not run
-        return False
 
 
 @pytest.fixture
@@ -146,7 +101,7 @@ def events(robots):
 
 
 async def get(http, path: str, token: str | None, **params) -> tuple[int, dict]:
-    headers = _bearer(token) if token else {}
+    headers = bearer(token) if token else {}
     async with http.get(path, params=params, headers=headers) as answer:
         return answer.status, await answer.json()
 
