@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -119,6 +120,42 @@ def stored(engine: Engine) -> tuple[int, int]:
         return (-1, -1)
 
 
+@dataclass(frozen=True)
+class SyntheticFleet:
+    """A synthetic fleet as the producer's command line makes it: ``robots`` robots of seed ``seed``, a
+    reading every ``tick_s`` seconds from ``start``, ``readings`` readings in all, values on ``axes``."""
+
+    robots: int
+    seed: int
+    tick_s: float
+    start: datetime
+    axes: list[int]
+    readings: int
+
+    def rows(self) -> set[tuple]:
+        """(robot_id, ts, axis, amps) of every row the fleet's readings must store."""
+        from producer.synthetic import synthetic_fleet
+
+        made = synthetic_fleet(self.robots, seed=self.seed, tick_seconds=self.tick_s, start=self.start, axes=self.axes)
+        return {(r.robot_id, r.ts, axis, r.currents[axis]) for r in islice(made, self.readings) for axis in self.axes}
+
+
+def synthetic_producer(
+    fleet: SyntheticFleet, env: dict[str, str], log: Path, *, max_speed: bool = False, axes_from_db: bool = True
+) -> Service:
+    """``python -m producer --synthetic`` sending ``fleet``'s readings, then exiting; ``max_speed``: without
+    waiting a tick between readings; ``axes_from_db`` False: the axes from the AXES setting, not axes_dim."""
+    return Service(
+        "producer",
+        env,
+        log,
+        *("--synthetic", "--robots", str(fleet.robots), "--seed", str(fleet.seed)),
+        *("--tick-seconds", str(fleet.tick_s), "--start-time", fleet.start.isoformat(), "--limit", str(fleet.readings)),
+        *(["--max-speed"] if max_speed else []),
+        *([] if axes_from_db else ["--no-axes-from-db"]),
+    )
+
+
 def stream_through(
     env: dict[str, str],
     watch: Engine,
@@ -130,22 +167,14 @@ def stream_through(
     """The producer (the synthetic fleet ``(robots, seed, tick_s, start, axes, readings)``, at max speed)
     and consumer_db, with ``env`` (the sink's group in it): what the fleet should store and what was stored, once
     every row is in. ``while_running`` looks at the database meanwhile, the sink still connected."""
-    from producer.synthetic import synthetic_fleet
-
-    robots, seed, tick_s, start, axes, readings = fleet
+    fleet = SyntheticFleet(*fleet)
     sink = Service("consumer_db", env, log_dir / "sink.log")
     producer = None
     try:
         poll(lambda: stored(watch)[0] == 0, "the sink's tables", services=(sink,))
-        producer = Service(
-            "producer",
-            env,
-            log_dir / "producer.log",
-            *("--synthetic", "--robots", str(robots), "--seed", str(seed), "--tick-seconds", str(tick_s)),
-            *("--max-speed", "--start-time", start.isoformat(), "--limit", str(readings)),
-        )
+        producer = synthetic_producer(fleet, env, log_dir / "producer.log", max_speed=True)
         assert producer.process.wait(90) == 0, producer.tail()
-        poll(lambda: stored(watch)[0] == len(axes) * readings, "every row", timeout=90, services=(sink,))
+        poll(lambda: stored(watch)[0] == len(fleet.axes) * fleet.readings, "every row", timeout=90, services=(sink,))
         with watch.connect() as conn:
             if while_running is not None:
                 while_running(conn)
@@ -157,9 +186,7 @@ def stream_through(
         for service in (producer, sink):
             if service is not None and service.process.poll() is None:
                 service.stop(signal.SIGKILL)
-    made = synthetic_fleet(robots, seed=seed, tick_seconds=tick_s, start=start, axes=axes)
-    expected = {(r.robot_id, r.ts, axis, r.currents[axis]) for r in islice(made, readings) for axis in axes}
-    return expected, rows
+    return fleet.rows(), rows
 
 
 class PrivateKafka:

@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 from datetime import UTC, datetime
-from itertools import islice
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -23,13 +22,14 @@ from common.settings import CommonSettings
 from common.store.db import make_engine
 from common.store.tables import readings_fact
 from common.wire.kafka import connection_options
-from producer.synthetic import synthetic_fleet
 from tests.conftest import service_missing
-from tests.fault_support import PrivateKafka, Service, poll, service_env, stored
+from tests.fault_support import PrivateKafka, Service, SyntheticFleet, poll, service_env, stored, synthetic_producer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 START = datetime(2024, 3, 1, 8, tzinfo=UTC)
-ROBOTS, TICK_S, READINGS, AXES = 6, 0.02, 6000, [1, 2, 3, 4]  # 300 readings/s for 20 s
+# 300 readings/s for 20 s
+FLEET = SyntheticFleet(robots=6, seed=7, tick_s=0.02, start=START, axes=[1, 2, 3, 4], readings=6000)
+READINGS = FLEET.readings
 NODES, COPIES, MIN_IN_SYNC = 3, 3, 2
 
 
@@ -48,11 +48,6 @@ def kafka_cluster(tmp_path):
         yield cluster
     finally:
         cluster.stop("--clean")
-
-
-def expected_rows() -> set[tuple]:
-    fleet = synthetic_fleet(ROBOTS, seed=7, tick_seconds=TICK_S, start=START, axes=AXES)
-    return {(r.robot_id, r.ts, axis, r.currents[axis]) for r in islice(fleet, READINGS) for axis in AXES}
 
 
 async def describe(settings: CommonSettings, topic: str) -> tuple[list[dict], str | None]:
@@ -99,22 +94,8 @@ def test_a_node_killed_mid_stream_loses_and_duplicates_nothing(kafka_cluster, pg
         assert len(partitions) == kafka_env["topic_partitions"] and min_in_sync == str(MIN_IN_SYNC)
         assert all(len(p["replicas"]) == COPIES for p in partitions), partitions
 
-        producer = Service(
-            "producer",
-            {**env, "SHUTDOWN_TIMEOUT_S": "120"},
-            tmp_path / "producer.log",
-            "--synthetic",
-            "--robots",
-            str(ROBOTS),
-            "--seed",
-            "7",
-            "--tick-seconds",
-            str(TICK_S),
-            "--start-time",
-            START.isoformat(),
-            "--limit",
-            str(READINGS),
-            "--no-axes-from-db",
+        producer = synthetic_producer(
+            FLEET, {**env, "SHUTDOWN_TIMEOUT_S": "120"}, tmp_path / "producer.log", axes_from_db=False
         )
         poll(lambda: stored(engine)[0] >= 4 * 500, "the first rows", services=(sink, producer))
 
@@ -153,5 +134,5 @@ def test_a_node_killed_mid_stream_loses_and_duplicates_nothing(kafka_cluster, pg
     report = producer.tail(5000)
     assert f"{READINGS} readings confirmed" in report and "NOT SENT" not in report, report
     assert "OutOfOrderSequence" not in producer.log.read_text(), "an idempotent-producer sequence error"
-    expected = expected_rows()
+    expected = FLEET.rows()
     assert len(rows) == len(expected) and set(rows) == expected

@@ -12,20 +12,20 @@ through producer/sender.py's resend, tested in tests/unit/test_sender.py.
 import signal
 import time
 from datetime import UTC, datetime
-from itertools import islice
 
 import pytest
 from sqlalchemy import select
 
 from common.store.db import make_engine
 from common.store.tables import readings_fact
-from producer.synthetic import synthetic_fleet
 from tests.conftest import service_missing
-from tests.fault_support import PrivateKafka, Service, poll, service_env, stored
+from tests.fault_support import PrivateKafka, Service, SyntheticFleet, poll, service_env, stored, synthetic_producer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 START = datetime(2024, 3, 1, 8, tzinfo=UTC)
-ROBOTS, TICK_S, READINGS, AXES = 6, 0.02, 6000, [1, 2, 3, 4]  # 300 readings/s for 20 s, plus the outage
+# 300 readings/s for 20 s, plus the outage
+FLEET = SyntheticFleet(robots=6, seed=7, tick_s=0.02, start=START, axes=[1, 2, 3, 4], readings=6000)
+READINGS = FLEET.readings
 OUTAGE_S = 10.0
 
 
@@ -46,11 +46,6 @@ def private_kafka(tmp_path):
         broker.stop("--clean")
 
 
-def expected_rows() -> set[tuple]:
-    fleet = synthetic_fleet(ROBOTS, seed=7, tick_seconds=TICK_S, start=START, axes=AXES)
-    return {(r.robot_id, r.ts, axis, r.currents[axis]) for r in islice(fleet, READINGS) for axis in AXES}
-
-
 def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(private_kafka, kafka_env, pg_url, unique, tmp_path):
     kafka_env = {**kafka_env, "kafka_bootstrap_servers": private_kafka.bootstrap}
     env = service_env(kafka_env, database_url=pg_url, axes="1-4", log_level="INFO")
@@ -59,22 +54,8 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(private_kafka,
     engine = make_engine(pg_url, log_version=False)
     try:
         poll(lambda: stored(engine)[0] == 0, "the sink's tables", services=(sink,))
-        producer = Service(
-            "producer",
-            {**env, "SHUTDOWN_TIMEOUT_S": "120"},
-            tmp_path / "producer.log",
-            "--synthetic",
-            "--robots",
-            str(ROBOTS),
-            "--seed",
-            "7",
-            "--tick-seconds",
-            str(TICK_S),
-            "--start-time",
-            START.isoformat(),
-            "--limit",
-            str(READINGS),
-            "--no-axes-from-db",
+        producer = synthetic_producer(
+            FLEET, {**env, "SHUTDOWN_TIMEOUT_S": "120"}, tmp_path / "producer.log", axes_from_db=False
         )
         poll(lambda: stored(engine)[0] >= 4 * 500, "the first rows", services=(sink, producer))
 
@@ -100,5 +81,5 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(private_kafka,
     report = producer.tail(5000)
     assert f"{READINGS} readings confirmed" in report and "NOT SENT" not in report, report
     assert "OutOfOrderSequence" not in producer.log.read_text(), "an idempotent-producer sequence error"
-    expected = expected_rows()
+    expected = FLEET.rows()
     assert len(rows) == len(expected) and set(rows) == expected
