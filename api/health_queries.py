@@ -3,10 +3,9 @@ fleet's forecasts in order of urgency.
 
 A forecast's ``days_left`` counts from the moment it was made (``updated_at``, feed time), and axes are
 forecast at different moments (a robot that stopped reporting keeps its last one), so urgency is the
-forecast crossing instant, ``updated_at + days_left``, not ``days_left``. That sum is computed here, in
-Python: the forecast table holds one row per robot and axis (2,800 for 200 robots of 14 axes), so reading
-the rows a filter leaves and sorting them costs less than SQL date arithmetic that reads differently on
-PostgreSQL and SQLite.
+forecast crossing instant, ``updated_at + days_left``: ``DUE_S`` below, in seconds since the epoch, so that
+the database orders, filters and cuts the pages and only a page's rows come to Python (ordering the whole
+table in Python took ~110 ms for 2,800 forecasts; bench/api_health.py).
 """
 
 from __future__ import annotations
@@ -14,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, and_, exists, func, or_, select
+from sqlalchemy import Connection, and_, exists, func, literal, or_, select
 
 from api.queries import CURSOR_HELP, BadCursor, pack_cursor, unpack_cursor
-from common.store.sqlparts import Row, dicts
-from common.store.tables import axes_dim, health_cycles, health_forecast, health_rollup
+from common.store.sqlparts import Row, dicts, seconds_between
+from common.store.tables import UtcDateTime, axes_dim, health_cycles, health_forecast, health_rollup
 
 F, C, R = health_forecast, health_cycles, health_rollup
 CYCLE_FIELDS = ("cycle_start", "cycle_end", "duration_s", "rms_amps", "peak_amps", "energy_as", "energy_a2s")
@@ -64,14 +63,18 @@ def robot_health(conn: Connection, robot_id: str, days: int) -> list[Row]:
 
     for row in dicts(conn.execute(select(F).where(F.c.robot_id == robot_id))):
         axis(row["axis"])["forecast"] = forecast_of(row)
+    # The newest cycle per axis by one backward step of the primary key each, not a scan of the robot's
+    # cycles (tens of thousands a month); the axes with cycles are those of its day rows (a few hundred).
+    with_cycles = select(R.c.axis).where(R.c.robot_id == robot_id, R.c.period == "day").distinct().subquery()
+    newer = C.alias("newer")
     newest = (
-        select(C.c.axis, func.max(C.c.cycle_start).label("cycle_start"))
-        .where(C.c.robot_id == robot_id)
-        .group_by(C.c.axis)
-        .subquery()
+        select(func.max(newer.c.cycle_start))
+        .where(newer.c.robot_id == robot_id, newer.c.axis == with_cycles.c.axis)
+        .scalar_subquery()
     )
-    on = and_(C.c.robot_id == robot_id, C.c.axis == newest.c.axis, C.c.cycle_start == newest.c.cycle_start)
-    for row in dicts(conn.execute(select(C).select_from(C.join(newest, on)))):
+    latest = select(with_cycles.c.axis, newest.label("cycle_start")).subquery()
+    on = and_(C.c.robot_id == robot_id, C.c.axis == latest.c.axis, C.c.cycle_start == latest.c.cycle_start)
+    for row in dicts(conn.execute(select(C).select_from(C.join(latest, on)))):
         axis(row["axis"])["latest_cycle"] = {k: row[k] for k in CYCLE_FIELDS}
     is_day = and_(R.c.robot_id == robot_id, R.c.period == "day")
     last_day = conn.execute(select(func.max(R.c.bucket_start)).where(is_day)).scalar()
@@ -91,19 +94,17 @@ class ForecastFilter:
     due_before: datetime | None = None  # forecast crossing at or before this instant
 
 
-SORTABLE = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, UTC: sorts as text the way the instants do
-
-
-def _urgency(row: Row) -> tuple:
-    """Sort key: the earliest forecast crossing first, axes forecast not to cross (within the horizon) last."""
-    due = row["forecast"]["due_at"]
-    return (due is None, due.astimezone(UTC).strftime(SORTABLE) if due else "", row["robot_id"], row["axis"])
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DAY_S = 86_400.0
+# The crossing instant in epoch seconds; NULL when no crossing is forecast.
+DUE_S = seconds_between(F.c.updated_at, literal(EPOCH, UtcDateTime)) + F.c.days_left * DAY_S
 
 
 def forecast_page(
     conn: Connection, where: ForecastFilter, limit: int, cursor: str | None
 ) -> tuple[list[Row], str | None]:
-    """One page of forecasts, most urgent first, and the cursor of the next page (None: this is the last)."""
+    """One page of forecasts, the earliest crossing first, axes forecast not to cross (within the horizon)
+    last, then by robot and axis; and the cursor of the next page (None: this is the last)."""
     conds = []
     if where.robot is not None:
         conds.append(F.c.robot_id == where.robot)
@@ -112,24 +113,32 @@ def forecast_page(
     if where.max_days_left is not None:
         conds.append(F.c.days_left <= where.max_days_left)
     if where.due_before is not None:
-        conds.append(F.c.days_left.is_not(None))
-    found = [
-        {"robot_id": row["robot_id"], "axis": row["axis"], "forecast": forecast_of(row)}
-        for row in dicts(conn.execute(select(F).where(*conds)))
-    ]
-    if where.due_before is not None:
-        found = [f for f in found if f["forecast"]["due_at"] <= where.due_before]
-    found.sort(key=_urgency)
+        conds.append(DUE_S <= (where.due_before - EPOCH).total_seconds())
     if cursor is not None:
-        after = _after(cursor)
-        found = [f for f in found if _urgency(f) > after]
-    page = found[:limit]
-    return page, (pack_cursor(list(_urgency(page[-1]))) if len(found) > limit else None)
+        conds.append(_after(cursor))
+    never = F.c.days_left.is_(None)
+    query = (
+        select(F, DUE_S.label("due_s")).where(*conds).order_by(never, DUE_S, F.c.robot_id, F.c.axis).limit(limit + 1)
+    )
+    rows = dicts(conn.execute(query))
+    page = [{"robot_id": r["robot_id"], "axis": r["axis"], "forecast": forecast_of(r)} for r in rows[:limit]]
+    if len(rows) <= limit:
+        return page, None
+    last = rows[limit - 1]
+    return page, pack_cursor([last["due_s"], last["robot_id"], last["axis"]])
 
 
-def _after(cursor: str) -> tuple:
+def _after(cursor: str):
+    """The rows after the cursor's (due_s or None, robot, axis) in the page order."""
     values = unpack_cursor(cursor)
-    shapes = (bool, str, str, int)
-    if len(values) != len(shapes) or not all(type(v) is t for v, t in zip(values, shapes, strict=True)):
+    shapes = ((float, int, type(None)), str, int)
+    if len(values) != len(shapes) or not all(
+        isinstance(v, t) and type(v) is not bool for v, t in zip(values, shapes, strict=True)
+    ):
         raise BadCursor(CURSOR_HELP)
-    return tuple(values)
+    due, robot, axis = values
+    later_key = or_(F.c.robot_id > robot, and_(F.c.robot_id == robot, F.c.axis > axis))
+    never = F.c.days_left.is_(None)
+    if due is None:
+        return and_(never, later_key)
+    return or_(never, DUE_S > due, and_(DUE_S == due, later_key))

@@ -12,18 +12,13 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import insert, select
 
-from api import users
-from api.app import make_app
 from api.queries import encode_cursor
-from api.settings import ApiSettings
+from bench._api import ApiClient
 from bench._postgres import postgres_url, scratch_database
 from bench.results import write_results
-from common.metrics import Health
 from common.store.tables import alerts
-from common.wire.bus import InProcessBus
 from common.wire.schemas import Alert
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -50,30 +45,11 @@ def events(n: int, robots: int) -> list[dict]:
     return rows
 
 
-async def median_ms(client: TestClient, path: str, params: dict, headers: dict, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        response = await client.get(path, params=params, headers=headers)
-        await response.read()
-        assert response.status == 200, await response.text()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
-
-
 async def measure(engine, n: int, repeats: int) -> list[dict]:
-    with engine.begin() as conn:
-        users.add_user(conn, "bench", "viewer", "bench-password", datetime.now(UTC))
-        token = users.issue_token(conn, "bench", 1, datetime.now(UTC))
+    with engine.connect() as conn:
         order = (alerts.c.opened_at.desc(), alerts.c.event_id)
         deep = conn.execute(select(alerts).order_by(*order).offset(n // 2).limit(1)).mappings().one()
     cursor = encode_cursor(Alert.model_validate({k: v for k, v in deep.items() if k in Alert.model_fields}))
-    settings = ApiSettings(_env_file=None, bus="memory", api_page_size=100)
-    bus = InProcessBus()
-    await bus.start()
-    client = TestClient(TestServer(make_app(settings, engine, bus, Health())))
-    await client.start_server()
-    headers = {"Authorization": f"Bearer {token}"}
     cases = [
         ("first page", "/v1/alerts", {}),
         (f"page after {n // 2:,} events (cursor)", "/v1/alerts", {"cursor": cursor}),
@@ -83,13 +59,8 @@ async def measure(engine, n: int, repeats: int) -> list[dict]:
          "since": (T0 + timedelta(days=30)).isoformat(), "until": (T0 + timedelta(days=31)).isoformat()}),
         ("robots (no readings)", "/v1/robots", {}),
     ]  # fmt: skip
-    rows = []
-    try:
-        for name, path, params in cases:
-            rows.append({"request": name, "median_ms": await median_ms(client, path, params, headers, repeats)})
-    finally:
-        await client.close()
-        await bus.stop()
+    async with ApiClient(engine) as api:
+        rows = await api.timed(cases, repeats)
     with engine.connect() as conn:  # the same deep page by OFFSET, the database part alone
         times = []
         for _ in range(repeats):
