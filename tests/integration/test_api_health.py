@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api import users
+from api.queries import pack_cursor
 from common.store.tables import health_cycles, health_forecast
 from common.wire.schemas import AxisForecast, CycleAxis, HealthEvent
 from tests.api_support import api_and_sink, bearer, migrated, until
@@ -82,8 +83,8 @@ TABLES = (health_cycles, health_forecast)
 
 @pytest.fixture
 def robots(unique):
-    # The third id has a quote, a space and SQL in it: it must be an id like any other.
-    return f"a-{unique}", f"b-{unique}", f"c-{unique} '; DROP TABLE health_forecast; --"
+    # The third id has a slash, a quote, a space and SQL in it: it must be an id like any other.
+    return f"a-{unique}", f"b-{unique}", f"cell/{unique} '; DROP TABLE health_forecast; --"
 
 
 @pytest.fixture
@@ -147,7 +148,14 @@ async def test_forecasts_come_most_urgent_first_filtered_and_paged(
             status, page = await get(http, "/v1/health/forecasts", token, **params)
             assert (status, keys(page["forecasts"])) == (200, expected), params
 
-        for bad in ({"cursor": "not-a-cursor"}, {"limit": 101}, {"axis": 0}, {"due_before": "2026-03-01T00:00:00"}):
+        forged = pack_cursor(["day 7", b, 3])  # valid base64 JSON, not a cursor this API wrote
+        for bad in (
+            {"cursor": "not-a-cursor"},
+            {"cursor": forged},
+            {"limit": 101},
+            {"axis": 0},
+            {"due_before": "2026-03-01T00:00:00"},
+        ):
             status, answer = await get(http, "/v1/health/forecasts", token, **bad)
             assert status == 400 and answer["error"], bad
         assert (await get(http, "/v1/health/forecasts", None))[0] == 401
