@@ -297,4 +297,23 @@ CASES = [
     ),
     ("show alert history", {}, [_alert(ALERTS[1]), _alert(ALERTS[0])], {}),
     ("alerts", {"start": at(50)}, [_alert(ALERTS[1])], {}),
+    # No event of the fixture is judged yet (tests/unit/test_maintenance_log.py counts judged ones).
+    (
+        "show outcomes per detector",
+        {"robot_id": "R2"},
+        [
+            {
+                "detector": "residual",
+                "alerts": 1,
+                "judged": 0,
+                "real_fault": 0,
+                "part_replaced": 0,
+                "inspected_ok": 0,
+                "false_alarm": 0,
+                "real": 0,
+                "real_share": None,
+            }
+        ],
+        {},
+    ),
 ]
