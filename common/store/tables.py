@@ -466,7 +466,7 @@ MAINTENANCE_ACTIONS = ("part_replaced", "inspected_ok", "lubricated", "other")
 maintenance_log = Table(
     "maintenance_log",
     metadata,
-    Column("entry_id", String(200), primary_key=True),
+    Column("entry_id", String(300), primary_key=True),
     Column("robot_id", String(64), nullable=False),
     Column("axis", SmallInteger, nullable=False),
     Column("at", UtcDateTime, nullable=False),

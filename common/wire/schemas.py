@@ -393,7 +393,7 @@ class MaintenanceEntry(WireModel):
     made by an acknowledgement whose outcome is ``part_replaced`` (``event_id`` then names the alert).
     ``entry_id`` is chosen once by whoever logs it, so a message delivered twice is stored once."""
 
-    entry_id: StrictStr = Field(min_length=1, max_length=200)
+    entry_id: StrictStr = Field(min_length=1, max_length=300)
     robot_id: StrictStr = Field(min_length=1, max_length=64)
     axis: int = Field(ge=1, le=MAX_AXIS, strict=True)
     at: AwareDatetime

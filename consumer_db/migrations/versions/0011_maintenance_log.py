@@ -26,7 +26,7 @@ def utc() -> sa.DateTime:
 def upgrade() -> None:
     op.create_table(
         "maintenance_log",
-        sa.Column("entry_id", sa.String(200), nullable=False),
+        sa.Column("entry_id", sa.String(300), nullable=False),
         sa.Column("robot_id", sa.String(64), nullable=False),
         sa.Column("axis", sa.SmallInteger(), nullable=False),
         sa.Column("at", utc(), nullable=False),
