@@ -15,14 +15,16 @@ NORMAL, FAULT, AFTER = range(0, 2000), range(2000, 2300), range(2300, 6000)  # t
 CONFIG = EngineConfig(detectors=("load",), load_absorb=1_000_000)
 
 
-def readings(robot_id: str, ticks: range, axis2_amps: float, *, seed: int = 5) -> list[Reading]:
+def readings(
+    robot_id: str, ticks: range, axis2_amps: float, *, axis1_amps: float = 5.0, seed: int = 5
+) -> list[Reading]:
     rng = random.Random(seed + ticks.start)
     return [
         Reading(
             robot_id=robot_id,
             ts=tick_time(i),
             currents={
-                1: round(rng.gauss(5.0, 0.3), 3),
+                1: round(rng.gauss(axis1_amps, 0.3), 3),
                 2: round(rng.gauss(axis2_amps, 0.3), 3),
                 3: round(rng.gauss(7.0, 0.3), 3),
             },
