@@ -191,3 +191,31 @@ async def test_entries_stored_once_hostile_ones_dead_letters_and_outcomes_counte
         "level_high": (1, 1, 0, 0.0),
         "load_high": (2, 2, 1, 0.5),
     }
+
+
+async def test_a_robots_entries_reach_the_instance_holding_its_readings(kafka_env):
+    # Four instances over six partitions: round robin would hand readings and entries of one partition number
+    # to different instances (6 is not a multiple of 4); range hands them to the same one.
+    settings = AlertsSettings(_env_file=None, **{**kafka_env, "topic_partitions": 6})
+    topics = [settings.readings_topic, settings.maintenance_topic]
+    bus = KafkaBus(settings)
+    await bus.start()
+    subs = []
+    try:
+        await bus.ensure_topics(topics)
+        for _ in range(4):
+            subs.append(await bus.subscribe(topics, group_id=f"co-{kafka_env['readings_topic']}"))
+
+        async def settled():
+            await asyncio.gather(*(s.getmany(timeout_ms=200, max_records=1) for s in subs))
+            held = [s.consumer.assignment() for s in subs]
+            return held if sum(len(h) for h in held) == 12 and all(held) else None
+
+        held = await wait_for(settled, timeout=90)
+    finally:
+        await asyncio.gather(*(s.close() for s in subs), return_exceptions=True)
+        await bus.stop()
+    for partitions in held:
+        readings_held = {tp.partition for tp in partitions if tp.topic == settings.readings_topic}
+        entries_held = {tp.partition for tp in partitions if tp.topic == settings.maintenance_topic}
+        assert readings_held == entries_held and readings_held
