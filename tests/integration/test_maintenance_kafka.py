@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import ProgrammingError
 
 from common.store.db import make_engine
@@ -20,6 +20,7 @@ from consumer_alerts.service import run
 from consumer_alerts.settings import AlertsSettings
 from consumer_db.phrases import QueryArgs, ask
 from tests.integration.test_alerts_kafka import wait_for
+from tests.integration.test_hostile_outside_client import least_privilege_urls
 from tests.maintenance_support import AFTER, CONFIG, FAULT, FAULT_AMPS, NORMAL, NORMAL_AMPS, T0, readings
 
 pytestmark = pytest.mark.integration
@@ -27,11 +28,11 @@ pytestmark = pytest.mark.integration
 TAIL = range(AFTER.stop, AFTER.stop + 400)  # axis 1 overloaded: proves the detectors judged everything before
 
 
-def sink_settings(kafka_env, pg_url):
+def sink_settings(kafka_env, database_url, **more):
     from consumer_db.settings import ConsumerDbSettings
 
     return ConsumerDbSettings(
-        _env_file=None, **kafka_env, database_url=pg_url, sink_group_id=f"db-{kafka_env['alerts_topic']}"
+        _env_file=None, **kafka_env, database_url=database_url, sink_group_id=f"db-{kafka_env['alerts_topic']}", **more
     )
 
 
@@ -122,11 +123,15 @@ async def test_part_replaced_is_logged_and_the_axis_learns_the_new_part(kafka_en
     ]
 
 
-async def test_entries_stored_once_hostile_ones_dead_letters_and_outcomes_counted(kafka_env, pg_url):
+async def test_entries_stored_once_hostile_ones_dead_letters_and_outcomes_counted(
+    kafka_env, pg_url, postgres_admin_url, unique
+):
     from consumer_db.service import run as run_sink
 
-    settings = sink_settings(kafka_env, pg_url)
-    engine = make_engine(pg_url, log_version=False)
+    # As in production: migrations as the schema's owner, the sink as the services' role (least privilege).
+    owner_url, app_url, _ = least_privilege_urls(pg_url, postgres_admin_url, f"m{unique[:6]}")
+    settings = sink_settings(kafka_env, app_url, migration_database_url=owner_url)
+    engine = make_engine(app_url, log_version=False)
     bus = KafkaBus(settings)
     await bus.start()
     stop = asyncio.Event()
@@ -175,6 +180,9 @@ async def test_entries_stored_once_hostile_ones_dead_letters_and_outcomes_counte
                 return ask(conn, "show outcomes per detector", QueryArgs()).rows
 
         counted = await wait_for(lambda: asyncio.to_thread(outcomes), timeout=30)
+        for change in ("DELETE FROM maintenance_log", "UPDATE maintenance_log SET note = 'rewritten'"):
+            with engine.begin() as conn, pytest.raises(ProgrammingError, match="permission denied"):
+                conn.execute(text(change))  # the log is appended to, never rewritten
     finally:
         stop.set()
         if task is not None:
