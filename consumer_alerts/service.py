@@ -11,6 +11,9 @@ already has are not sent again. Offsets are committed only together with a snaps
 that after a crash the readings are replayed from the state the snapshot holds: with offsets committed
 past it, the detectors would resume from a stale state and raise or close events an uninterrupted run
 would not (tests/integration/test_faults_alerts_restart.py).
+
+The maintenance log's entries come in the same subscription (consumer_alerts.maintenance): a part replaced
+restarts its axis between two readings, and its offset too is committed only with a snapshot.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from consumer_alerts.settings import AlertsSettings
 
 logger = logging.getLogger(__name__)
 
-MESSAGES_IN = Counter("axiswatch_consumer_alerts_messages_in_total", "Readings messages taken from the bus.")
+MESSAGES_IN = Counter(
+    "axiswatch_consumer_alerts_messages_in_total", "Messages taken from the bus: readings and maintenance entries."
+)
 MESSAGES_OUT = Counter(
     "axiswatch_consumer_alerts_messages_out_total", "Messages sent: alert events and dead letters, by topic.", ["topic"]
 )
