@@ -131,7 +131,16 @@ async def acknowledge(request: web.Request) -> web.Response:
     if alert is None:
         raise error(404, "no such event")
     at = utcnow()
-    publishing = publish_acknowledgement(app[BUS], settings.alerts_topic, alert, user.name, at, body.outcome, body.note)
+    publishing = publish_acknowledgement(
+        app[BUS],
+        settings.alerts_topic,
+        alert,
+        user.name,
+        at,
+        body.outcome,
+        body.note,
+        maintenance_topic=settings.maintenance_topic,  # "part replaced" is an entry of the maintenance log too
+    )
     try:
         acked = await asyncio.wait_for(publishing, settings.api_publish_timeout_s)
     except Exception as exc:  # noqa: BLE001 - the broker is away: nothing was acknowledged, say so
@@ -191,5 +200,8 @@ def make_app(settings: ApiSettings, engine: Engine, bus: Bus, health: Health) ->
     health_routes.register(app)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/livez", livez)
+    from api.maintenance_routes import register  # here: that module uses this one's helpers
+
+    register(app)
     app.router.add_get("/readyz", readyz)
     return app

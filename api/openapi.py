@@ -9,7 +9,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from api.health_routes import ForecastPage, RobotHealth
-from common.wire.schemas import AckOutcome, Alert, AlertState, Severity
+from common.wire.schemas import MAX_AXIS, AckOutcome, Alert, AlertState, MaintenanceAction, MaintenanceEntry, Severity
 
 BEARER = [{"bearer": []}]
 
@@ -77,6 +77,7 @@ def document() -> dict[str, Any]:
                         "next_cursor": {"type": ["string", "null"], "description": "null on the last page"},
                     },
                 },
+                **_maintenance_schemas(),
                 "Acknowledge": {
                     "type": "object",
                     "required": ["outcome"],
@@ -159,6 +160,7 @@ def document() -> dict[str, Any]:
                 }
             },
             **_health_paths(time),
+            **_maintenance_paths(time),
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "it"}}}},
             "/livez": {"get": {"summary": "The service's loop turns", "responses": check}},
             "/readyz": {"get": {"summary": "The database answers and the bus is up", "responses": check}},
@@ -200,5 +202,111 @@ def _health_paths(time: dict) -> dict[str, Any]:
                 _query("max_days_left", {"type": "number", "minimum": 0}, "crossing at most N days after"),
                 _query("due_before", time, "crossing forecast at or before this instant (ISO 8601 with zone)"),
             )
+        },
+    }
+
+
+def _maintenance_schemas() -> dict:
+    entry = MaintenanceEntry.model_json_schema()
+    entry.pop("$defs", None)
+    entry["properties"]["action"] = {"type": "string", "enum": [a.value for a in MaintenanceAction]}
+    count = {"type": "integer"}
+    return {
+        "MaintenanceEntry": entry,
+        "LogMaintenance": {
+            "type": "object",
+            "required": ["robot_id", "axis", "action"],
+            "additionalProperties": False,
+            "properties": {
+                "robot_id": {"type": "string", "maxLength": 64},
+                "axis": {"type": "integer", "minimum": 1, "maximum": MAX_AXIS},
+                "action": {"type": "string", "enum": [a.value for a in MaintenanceAction]},
+                "note": {"type": ["string", "null"], "maxLength": 2000},
+            },
+        },
+        "MaintenanceHistory": {
+            "type": "object",
+            "required": ["entries"],
+            "properties": {"entries": {"type": "array", "items": {"type": "object"}}},
+        },
+        "DetectorOutcomes": {
+            "type": "object",
+            "required": ["detectors"],
+            "properties": {
+                "detectors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "detector": {"type": "string"},
+                            "alerts": count,
+                            "judged": count,
+                            "real_fault": count,
+                            "part_replaced": count,
+                            "inspected_ok": count,
+                            "false_alarm": count,
+                            "real": count,
+                            "real_share": {"type": ["number", "null"], "description": "real / judged"},
+                        },
+                    },
+                }
+            },
+        },
+    }
+
+
+def _maintenance_paths(time: dict) -> dict:
+    """The maintenance log's routes (api.maintenance_routes)."""
+    unauthorized = _error("no token, or not a valid one")
+    return {
+        "/v1/maintenance": {
+            "post": {
+                "summary": "Log what was done to a joint, without an alert (part_replaced restarts its baselines)",
+                "security": BEARER,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LogMaintenance"}}},
+                },
+                "responses": {
+                    "201": _json("#/components/schemas/MaintenanceEntry", "the entry as published"),
+                    "400": _error("the body is not a robot, an axis, an action and a note"),
+                    "401": unauthorized,
+                    "403": _error("the user's role may not log maintenance (viewer)"),
+                    "404": _error("no such robot and axis"),
+                    "503": _error("the maintenance topic could not be reached; nothing was logged"),
+                },
+            },
+            "get": {
+                "summary": "The maintenance log, newest first",
+                "security": BEARER,
+                "parameters": [
+                    _query("robot", {"type": "string"}, "only this robot"),
+                    _query("axis", {"type": "integer", "minimum": 1}, "only this axis"),
+                    _query("since", time, "entries at or after this instant"),
+                    _query("until", time, "entries at or before this instant"),
+                    _query("limit", {"type": "integer", "minimum": 1}, "entries at most (API_PAGE_SIZE)"),
+                ],
+                "responses": {
+                    "200": _json("#/components/schemas/MaintenanceHistory", "the entries"),
+                    "400": _error("a filter or limit not understood"),
+                    "401": unauthorized,
+                },
+            },
+        },
+        "/v1/detectors/outcomes": {
+            "get": {
+                "summary": "Per detector: its alerts, how many were judged, and how many people found real",
+                "security": BEARER,
+                "parameters": [
+                    _query("robot", {"type": "string"}, "only this robot"),
+                    _query("since", time, "alerts opened at or after this instant"),
+                    _query("until", time, "alerts opened at or before this instant"),
+                ],
+                "responses": {
+                    "200": _json("#/components/schemas/DetectorOutcomes", "one row per detector"),
+                    "400": _error("a filter not understood"),
+                    "401": unauthorized,
+                },
+            }
         },
     }

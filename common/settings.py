@@ -14,13 +14,12 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from common.wire.schemas import DEFAULT_POLICY, ReadingPolicy
+from common.wire.schemas import DEFAULT_POLICY, MAX_AXIS, ReadingPolicy
 
 DEFAULT_AXES = tuple(range(1, 15))
 # The defaults several signatures share, each declared once.
 TICK_SECONDS = 2.0  # seconds between two readings of one robot
 GAP_THRESHOLD_S = 10.0  # data health: a longer step between two readings is a gap
-MAX_AXIS = 62  # the rollup keeps a robot's axes as the bits of a 64-bit integer
 
 
 def parse_axes(value: object) -> list[int]:
@@ -71,6 +70,10 @@ class CommonSettings(BaseSettings):
     dead_letter_topic: str = "axiswatch.dead-letters"
     health_topic: str = Field(
         "axiswatch.health", description="Topic of health events: work cycles' indicators and maintenance forecasts."
+    )
+    maintenance_topic: str = Field(
+        "axiswatch.maintenance",
+        description="Topic of the maintenance log: what was done to which joint (docs/maintenance.md).",
     )
     topic_partitions: int = Field(6, ge=1, description="Partitions of topics created at start-up.")
     topic_replication_factor: int = Field(

@@ -287,6 +287,16 @@ class DetectorEngine:
             out.append(alert)
             state.raised = state.raised or (opened and life.event is not None)
 
+    def restart_axis(self, robot_id: str, axis: int, at: datetime) -> list[Alert]:
+        """A part was replaced (consumer_alerts.maintenance): the axis's detectors are dropped and made afresh
+        on its next reading, learning the new part as on first sight; its open events close at ``at``."""
+        robot = self.robots.get(robot_id)
+        state = robot.axes.pop(axis, None) if robot is not None else None
+        if state is None:
+            return []
+        robot.last_values.pop(axis, None)
+        return [alert for life in state.lifecycles if (alert := life.close(at)) is not None]
+
     def axis_state(self, robot_id: str, axis: int) -> AxisState:
         """The detectors and lifecycles of one robot's axis (axis 0: the robot's own), made on first sight."""
         robot = self.robot(robot_id)

@@ -11,6 +11,9 @@ already has are not sent again. Offsets are committed only together with a snaps
 that after a crash the readings are replayed from the state the snapshot holds: with offsets committed
 past it, the detectors would resume from a stale state and raise or close events an uninterrupted run
 would not (tests/integration/test_faults_alerts_restart.py).
+
+The maintenance log's entries come in the same subscription (consumer_alerts.maintenance): a part replaced
+restarts its axis between two readings, and its offset too is committed only with a snapshot.
 """
 
 from __future__ import annotations
@@ -32,13 +35,16 @@ from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import restore_events
 from consumer_alerts.health.monitor import HealthConfig, HealthMonitor
 from consumer_alerts.health.state import StateSaver, health_state_path, load
+from consumer_alerts.maintenance import MaintenanceFollower
 from consumer_alerts.model import AlertModel
 from consumer_alerts.recovery import already_sent, latest_alerts, read_snapshot, remember
 from consumer_alerts.settings import AlertsSettings
 
 logger = logging.getLogger(__name__)
 
-MESSAGES_IN = Counter("axiswatch_consumer_alerts_messages_in_total", "Readings messages taken from the bus.")
+MESSAGES_IN = Counter(
+    "axiswatch_consumer_alerts_messages_in_total", "Messages taken from the bus: readings and maintenance entries."
+)
 MESSAGES_OUT = Counter(
     "axiswatch_consumer_alerts_messages_out_total", "Messages sent: alert events and dead letters, by topic.", ["topic"]
 )
@@ -88,7 +94,7 @@ async def run(
     health, lag = health or Health(), Lag(LAG)
     detectors = engine if isinstance(engine, DetectorEngine) else build_engine(settings)
     await bus.ensure_topics([settings.readings_topic, settings.alerts_topic])
-    await bus.ensure_topics([settings.dead_letter_topic])
+    await bus.ensure_topics([settings.dead_letter_topic, settings.maintenance_topic])
     sent = await restore(detectors, bus, settings)
     policy = settings.reading_policy()
     intake = Intake(
@@ -102,7 +108,9 @@ async def run(
         load(intake.health, health_state_path(settings))
         saver = StateSaver(intake.health, health_state_path(settings), settings.snapshot_interval_s)
     # --- end health pipeline
-    sub = await bus.subscribe([settings.readings_topic], group_id=settings.alerts_group_id)
+    # The maintenance log rides in the readings' subscription: its offsets too wait for the snapshot.
+    intake.maintenance = MaintenanceFollower(settings.maintenance_topic, detectors, policy, intake.health)
+    sub = await bus.subscribe([settings.readings_topic, settings.maintenance_topic], group_id=settings.alerts_group_id)
     checkpoints = Checkpoints(detectors, sub, settings.state_path, settings.snapshot_interval_s)
     health.ready(True, "state restored, subscribed")
     try:
@@ -158,6 +166,7 @@ class Intake:
     dead_letter_topic: str | None = None  # None (offline, tests): dead letters are only logged
     health: HealthMonitor | None = None  # the health pipeline, when on: its alerts join the detectors'
     health_topic: str | None = None  # where its health events go (None: they stay in its outbox)
+    maintenance: MaintenanceFollower | None = None  # the maintenance log, when followed (part replaced: restart)
 
 
 SHIP_EVERY_S = 0.010  # judging between two shipments of events at most: how long an event may wait for company
@@ -230,6 +239,9 @@ def events_per_reading(
     ``before(robot_id)`` is called ahead of each reading."""
     intake = intake or Intake()
     for message in messages:
+        if intake.maintenance is not None and message.topic == intake.maintenance.topic:
+            yield intake.maintenance.take(message, before)
+            continue
         try:
             reading = intake.policy.read(message.value)
         except SchemaError as exc:

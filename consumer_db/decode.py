@@ -13,7 +13,16 @@ from datetime import UTC, datetime
 
 from common.errors import SchemaError
 from common.wire.bus import Message
-from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, HealthEvent, Reading, ReadingPolicy, raw_excerpt
+from common.wire.schemas import (
+    DEFAULT_POLICY,
+    Alert,
+    DeadLetter,
+    HealthEvent,
+    MaintenanceEntry,
+    Reading,
+    ReadingPolicy,
+    raw_excerpt,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +33,10 @@ class Topics:
     alerts: str
     dead_letters: str
     health: str | None = None  # health events (consumer_alerts' health pipeline); None: not stored
+    maintenance: str | None = None  # the maintenance log (docs/maintenance.md); None: not stored
 
     def all(self) -> list[str]:
-        return [self.readings, self.alerts, self.dead_letters] + ([self.health] if self.health else [])
+        return [self.readings, self.alerts, self.dead_letters] + [t for t in (self.health, self.maintenance) if t]
 
 
 @dataclass
@@ -35,6 +45,7 @@ class Batch:
     alerts: list[Alert] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
     health: list[HealthEvent] = field(default_factory=list)
+    maintenance: list[MaintenanceEntry] = field(default_factory=list)
 
 
 def origin(message: Message) -> str:
@@ -71,6 +82,8 @@ def decode(messages: list[Message], topics: Topics, policy: ReadingPolicy = DEFA
                 batch.rejected.append(dead_letter_row(DeadLetter.from_bytes(message.value), message))
             elif message.topic == topics.health:
                 batch.health.append(HealthEvent.from_bytes(message.value))
+            elif message.topic == topics.maintenance:
+                batch.maintenance.append(read_entry(message.value, policy))
             else:
                 batch.rejected.append(rejected_row(message, f"message from unexpected topic {message.topic}"))
         except SchemaError as exc:
@@ -79,6 +92,15 @@ def decode(messages: list[Message], topics: Topics, policy: ReadingPolicy = DEFA
             logger.exception("%s could not be read", origin(message))
             batch.rejected.append(rejected_row(message, f"could not be read: {type(exc).__name__}: {exc}"))
     return batch
+
+
+def read_entry(raw: bytes, policy: ReadingPolicy) -> MaintenanceEntry:
+    """A maintenance entry off the wire, its robot id held to the deployment's rule as a reading's is."""
+    entry = MaintenanceEntry.from_bytes(raw)
+    refused = policy.robot_problem(entry.robot_id)
+    if refused:
+        raise SchemaError(f"MaintenanceEntry: {refused}")
+    return entry
 
 
 def _key(message: Message) -> str | None:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from common.errors import AxiswatchError
 from common.settings import GAP_THRESHOLD_S, TICK_SECONDS
 from common.store import queries
+from common.store.maintenance import maintenance_history, outcomes_per_detector
 
 Rows = list[dict[str, Any]]
 
@@ -114,6 +115,14 @@ def _alerts(conn, a: QueryArgs, n) -> Answer:
     return Answer(queries.alert_history(conn, robot_id=a.robot_id, start=a.start, end=a.end, limit=n))
 
 
+def _maintenance(conn, a: QueryArgs, n) -> Answer:
+    return Answer(maintenance_history(conn, robot_id=a.robot_id, start=a.start, end=a.end, limit=n))
+
+
+def _outcomes(conn, a: QueryArgs, _n) -> Answer:
+    return Answer(outcomes_per_detector(conn, robot_id=a.robot_id, start=a.start, end=a.end))
+
+
 PHRASES: tuple[Phrase, ...] = (
     Phrase(
         "show latest per axis",
@@ -170,6 +179,18 @@ PHRASES: tuple[Phrase, ...] = (
         ("alert history", "alerts", "show alerts"),
         _alerts,
         "alert events open at some moment of --start/--end, newest first",
+    ),
+    Phrase(
+        "show maintenance log",
+        ("maintenance log", "maintenance", "maintenance history", "show maintenance"),
+        _maintenance,
+        "what was done to which joint (part replaced, inspected, lubricated), newest first, in --start/--end",
+    ),
+    Phrase(
+        "show outcomes per detector",
+        ("outcomes per detector", "outcomes", "detector outcomes", "show outcomes", "how many alerts were real"),
+        _outcomes,
+        "per detector: alerts opened in --start/--end, how many were judged, each outcome, the share judged real",
     ),
 )
 

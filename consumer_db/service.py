@@ -41,7 +41,8 @@ MESSAGES_IN = Counter("axiswatch_consumer_db_messages_in_total", "Messages taken
 WRITTEN = Counter(
     "axiswatch_consumer_db_written_total",
     "What committed transactions stored: new readings rows, readings rows already there, alert events, "
-    "rejected records (bad readings and dead letters), health rows (cycles, rollups, forecasts).",
+    "rejected records (bad readings and dead letters), health rows (cycles, rollups, forecasts), maintenance "
+    "log entries.",
     ["kind"],
 )
 DEAD_LETTERS = Counter(
@@ -83,7 +84,11 @@ async def run(
         ):
             return
         topics = Topics(
-            settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic, settings.health_topic
+            settings.readings_topic,
+            settings.alerts_topic,
+            settings.dead_letter_topic,
+            settings.health_topic,
+            settings.maintenance_topic,
         )
         lock = AxisLock(engine, settings.axes, refresh_s=settings.axes_refresh_s)
         policy = settings.reading_policy()
@@ -226,6 +231,7 @@ def _count_written(report: WriteReport, prepared: Prepared) -> None:
     WRITTEN.labels("alerts").inc(report.alerts)
     WRITTEN.labels("rejected").inc(report.rejected)
     WRITTEN.labels("health").inc(report.health_rows)
+    WRITTEN.labels("maintenance").inc(report.maintenance)
     for row in prepared.batch.rejected:
         DEAD_LETTERS.labels(reason_class(row["reason"])).inc()
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from common.store.joint_health import store_health
+from common.store.maintenance import store_entries
 from common.wire.bus import Message
 from common.wire.schemas import DEFAULT_POLICY, ReadingPolicy, RobotRoster
 from consumer_db.alert_store import upsert_alerts
@@ -45,6 +46,7 @@ class WriteReport:
     rejected: int = 0
     conflicts: int = 0
     health_rows: int = 0  # cycle x axis rows, rollup rows and forecasts written from health events
+    maintenance: int = 0  # maintenance log entries new to the table
 
     def add(self, other: WriteReport) -> None:
         for name in self.__dataclass_fields__:
@@ -166,6 +168,7 @@ class Sink:
             alerts = upsert_alerts(conn, batch.alerts)
             insert_rejected(conn, batch.rejected + conflicts)
             health = store_health(conn, batch.health)
+            maintenance = store_entries(conn, batch.maintenance)
         return WriteReport(
             messages=len(prepared.messages),
             readings=prepared.accepted - len(conflicts),
@@ -175,6 +178,7 @@ class Sink:
             rejected=len(batch.rejected) + len(conflicts),
             conflicts=len(conflicts),
             health_rows=health.cycles + health.rollups + health.forecasts,
+            maintenance=maintenance,
         )
 
     def _conflicts(self, conn: Connection, batch: Batch) -> list[dict]:

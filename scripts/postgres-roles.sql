@@ -44,6 +44,10 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO :"app";
 SELECT format('REVOKE UPDATE, DELETE, TRUNCATE ON public.api_audit FROM %I', :'app')
 WHERE to_regclass('public.api_audit') IS NOT NULL
 \gexec
+-- So is the maintenance log (migration 0011 does the same).
+SELECT format('REVOKE UPDATE, DELETE, TRUNCATE ON public.maintenance_log FROM %I', :'app')
+WHERE to_regclass('public.maintenance_log') IS NOT NULL
+\gexec
 -- and what the migrations make from now on (e.g. 0009's notification_* tables and their id sequences)
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO :"app";
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO :"app";

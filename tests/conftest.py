@@ -122,6 +122,7 @@ def kafka_env(kafka_bootstrap: str, unique: str) -> dict[str, str]:
         "alerts_topic": f"alerts-{unique}",
         "dead_letter_topic": f"dead-{unique}",
         "health_topic": f"health-{unique}",
+        "maintenance_topic": f"maintenance-{unique}",
         "topic_partitions": 3,
     }
 

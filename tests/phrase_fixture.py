@@ -2,7 +2,8 @@
 
 Robot R1 (axes 1-4; axis 4 never carries a value) has 8 readings: 12:00:00 .. 12:00:08 every 2 s, a
 62 s gap, then 12:01:10 .. 12:01:14. Robot R2 (axes 1-2) has 2 readings at 12:01:40 and 12:01:42.
-Two alert events: e1 (R1, closed) and e2 (R2, still open).
+Two alert events: e1 (R1, closed) and e2 (R2, still open). Three maintenance entries: m1 (R1 axis 2, part
+replaced after e1), m2 (R1 axis 3), m3 (R2 axis 1).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, create_engine
 
+from common.store.maintenance import store_entries
 from common.store.tables import seed_axes
-from common.wire.schemas import Alert
+from common.wire.schemas import Alert, MaintenanceEntry
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import RobotAxes
 from consumer_db.migrate import migrate
@@ -66,6 +68,17 @@ ALERTS = [
     ),
 ]
 
+MAINTENANCE = [
+    MaintenanceEntry(entry_id="m1", robot_id="R1", axis=2, at=at(9), action="part_replaced", user_name="otto",
+                     note="after e1", event_id="e1"),
+    MaintenanceEntry(entry_id="m2", robot_id="R1", axis=3, at=at(80), action="lubricated", user_name="ada"),
+    MaintenanceEntry(entry_id="m3", robot_id="R2", axis=1, at=at(90), action="inspected_ok", user_name="otto"),
+]  # fmt: skip
+
+
+def _entry(entry: MaintenanceEntry) -> dict:
+    return entry.model_dump(exclude={"schema_version"}) | {"action": str(entry.action)}
+
 
 @pytest.fixture
 def migrated_sqlite(sqlite_url):
@@ -98,6 +111,7 @@ def load(engine: Engine) -> None:
                 rows += lock.rows(robot, at(seconds), dict(zip(axes, values, strict=True)))
         insert_readings(conn, rows)
         upsert_alerts(conn, ALERTS)
+        store_entries(conn, MAINTENANCE)
 
 
 # --- the phrase cases: phrase, arguments, expected main rows, expected side tables -------------------
@@ -297,4 +311,25 @@ CASES = [
     ),
     ("show alert history", {}, [_alert(ALERTS[1]), _alert(ALERTS[0])], {}),
     ("alerts", {"start": at(50)}, [_alert(ALERTS[1])], {}),
+    ("show maintenance log", {}, [_entry(MAINTENANCE[i]) for i in (2, 1, 0)], {}),
+    ("maintenance log", {"robot_id": "R1", "end": at(50)}, [_entry(MAINTENANCE[0])], {}),
+    # No event of the fixture is judged yet (tests/unit/test_maintenance_log.py counts judged ones).
+    (
+        "show outcomes per detector",
+        {"robot_id": "R2"},
+        [
+            {
+                "detector": "residual",
+                "alerts": 1,
+                "judged": 0,
+                "real_fault": 0,
+                "part_replaced": 0,
+                "inspected_ok": 0,
+                "false_alarm": 0,
+                "real": 0,
+                "real_share": None,
+            }
+        ],
+        {},
+    ),
 ]

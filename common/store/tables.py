@@ -459,3 +459,22 @@ api_audit = Table(
     Column("note", Text),
     Index(None, "at"),
 )
+
+# The maintenance log (docs/maintenance.md): one row per entry, keyed by the id its author chose, so a message
+# delivered twice is stored once. Appended to, never changed (the services' role may not UPDATE or DELETE it).
+MAINTENANCE_ACTIONS = ("part_replaced", "inspected_ok", "lubricated", "other")
+maintenance_log = Table(
+    "maintenance_log",
+    metadata,
+    Column("entry_id", String(300), primary_key=True),
+    Column("robot_id", String(64), nullable=False),
+    Column("axis", SmallInteger, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("note", Text),
+    Column("user_name", String(200), nullable=False),
+    Column("event_id", String(200), comment="the alert whose acknowledgement logged it, if any"),
+    Column("stored_at", UtcDateTime, nullable=False, server_default=func.current_timestamp()),
+    CheckConstraint(f"action IN ({', '.join(repr(a) for a in MAINTENANCE_ACTIONS)})", name="action_known"),
+    Index(None, "robot_id", "axis", "at"),
+)

@@ -14,6 +14,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
@@ -222,6 +224,10 @@ class KafkaBus:
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
             max_poll_records=5000,
+            # Range hands partition k of every topic to the same member: a robot's maintenance entries reach the
+            # consumer_alerts instance holding its readings (docs/maintenance.md). Round robin, the old default,
+            # stays listed so a group of older and newer members still agrees during a rolling upgrade.
+            partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
         )
         await start_with_retry(consumer, f"consumer {group_id}")
         return KafkaSubscription(consumer)

@@ -10,6 +10,7 @@ import enum
 import json
 import logging
 import re
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -32,6 +33,7 @@ from common.errors import SchemaError
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+MAX_AXIS = 62  # the rollup keeps a robot's axes as the bits of a 64-bit integer
 
 
 def utc(value: datetime) -> datetime:
@@ -375,6 +377,59 @@ class Alert(WireModel):
         """This event acknowledged by ``who`` at ``at``: the message the dashboard and the API publish."""
         update = {"acknowledged_by": who, "acknowledged_at": at, "ack_outcome": outcome, "ack_note": note}
         return self.model_validate(self.model_dump() | update)
+
+
+class MaintenanceAction(enum.StrEnum):
+    """What was done to a joint (docs/maintenance.md); ``part_replaced`` restarts its baseline and trend."""
+
+    PART_REPLACED = "part_replaced"
+    INSPECTED_OK = "inspected_ok"
+    LUBRICATED = "lubricated"
+    OTHER = "other"
+
+
+class MaintenanceEntry(WireModel):
+    """One entry of the maintenance log, on the maintenance topic (keyed by robot id): logged on its own, or
+    made by an acknowledgement whose outcome is ``part_replaced`` (``event_id`` then names the alert).
+    ``entry_id`` is chosen once by whoever logs it, so a message delivered twice is stored once."""
+
+    entry_id: StrictStr = Field(min_length=1, max_length=300)
+    robot_id: StrictStr = Field(min_length=1, max_length=64)
+    axis: int = Field(ge=1, le=MAX_AXIS, strict=True)
+    at: AwareDatetime
+    action: MaintenanceAction
+    note: str | None = Field(None, max_length=ACK_NOTE_CHARS)
+    user_name: StrictStr = Field(min_length=1, max_length=200)
+    event_id: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return utc(value)
+
+    @classmethod
+    def new(
+        cls,
+        robot_id: str,
+        axis: int,
+        action: MaintenanceAction,
+        who: str,
+        at: datetime,
+        note: str | None = None,
+        event_id: str | None = None,
+    ) -> MaintenanceEntry:
+        """A new entry with its own id (an acknowledgement's entry is named after the event and the moment)."""
+        entry_id = f"ack:{event_id}:{iso_utc(at)}" if event_id else f"log:{uuid.uuid4().hex}"
+        return cls(
+            entry_id=entry_id,
+            robot_id=robot_id,
+            axis=axis,
+            at=at,
+            action=action,
+            note=note,
+            user_name=who,
+            event_id=event_id,
+        )
 
 
 RAW_EXCERPT_CHARS = 2000  # of a rejected record's text kept: enough to see what it was, not a 900 KB blob
