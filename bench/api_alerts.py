@@ -22,6 +22,7 @@ from api.settings import ApiSettings
 from bench._postgres import postgres_url, scratch_database
 from bench.results import write_results
 from common.metrics import Health
+from common.store import users as accounts
 from common.store.tables import alerts
 from common.wire.bus import InProcessBus
 from common.wire.schemas import Alert
@@ -63,7 +64,7 @@ async def median_ms(client: TestClient, path: str, params: dict, headers: dict, 
 
 async def measure(engine, n: int, repeats: int) -> list[dict]:
     with engine.begin() as conn:
-        users.add_user(conn, "bench", "viewer", "bench-password", datetime.now(UTC))
+        accounts.add_user(conn, "bench", "viewer", "bench-password", datetime.now(UTC))
         token = users.issue_token(conn, "bench", 1, datetime.now(UTC))
         order = (alerts.c.opened_at.desc(), alerts.c.event_id)
         deep = conn.execute(select(alerts).order_by(*order).offset(n // 2).limit(1)).mappings().one()

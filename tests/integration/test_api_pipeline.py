@@ -17,6 +17,7 @@ from sqlalchemy.exc import ProgrammingError
 from api import service as api_service
 from api import users
 from api.settings import ApiSettings
+from common.store import users as accounts
 from common.store.tables import alerts, api_audit
 from common.wire.kafka import KafkaBus
 from common.wire.schemas import Alert
@@ -57,8 +58,8 @@ async def test_an_acknowledgement_through_the_api_reaches_the_topic_and_consumer
     app = create_engine(app_url)
     now = datetime.now(UTC)
     with app.begin() as conn:  # the user commands run as the services' role
-        users.add_user(conn, "vera", "viewer", "vera-password", now)
-        users.add_user(conn, "otto", "operator", "otto-password", now)
+        accounts.add_user(conn, "vera", "viewer", "vera-password", now)
+        accounts.add_user(conn, "otto", "operator", "otto-password", now)
         viewer, operator = users.issue_token(conn, "vera", 1, now), users.issue_token(conn, "otto", 1, now)
 
     port = free_port()
