@@ -201,7 +201,9 @@ class LiveView:
         )
         outcomes = [("", "choose…")] + [(o.value, o.value.replace("_", " ")) for o in AckOutcome]
         self.outcome = Select(title="outcome", value="", options=outcomes, name="ack_outcome", width=140)
-        self.note = TextInput(title="note", max_length=ACK_NOTE_CHARS, name="ack_note", width=260)
+        self.note = TextInput(
+            title="note", placeholder="what was found", max_length=ACK_NOTE_CHARS, name="ack_note", width=260
+        )
         may = self.signed_in is not None and self.signed_in.user.may_acknowledge
         self.ack_button = Button(
             label="Acknowledge selected", button_type="warning", name="ack", width=200, disabled=not may
