@@ -111,7 +111,9 @@ def audit_rows(server: ServerThread) -> list[dict]:
 
 def acknowledge_first_row(page, outcome: str, note: str = "") -> None:
     page.locator(".slick-cell", has_text="zscore").first.click()
-    page.locator("select", has=page.locator("option", has_text="false alarm")).select_option(label=outcome.replace("_", " "))
+    page.locator("select", has=page.locator("option", has_text="false alarm")).select_option(
+        label=outcome.replace("_", " ")
+    )
     if note:
         page.locator("input[placeholder='what was found']").fill(note)
         page.locator("input[placeholder='what was found']").press("Enter")
