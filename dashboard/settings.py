@@ -53,8 +53,8 @@ class DashboardSettings(CommonSettings):
     )
     dashboard_cookie_secret: SecretStr = Field(
         default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
-        description="Key that signs the sign-in cookie; unset = a random one per start (every sign-in ends with "
-        "a restart, replicas need one shared key).",
+        description="Key that signs the sign-in cookie (16+ characters); unset = a random one per start "
+        "(every sign-in ends with a restart, replicas need one shared key).",
     )
     dashboard_sign_in_expiry_s: float = Field(
         8 * 3600.0, gt=0, description="A sign-in lasts this long; then the page sends the user to the login page."
@@ -68,6 +68,17 @@ class DashboardSettings(CommonSettings):
     dashboard_login_lockout_s: float = Field(
         300.0, gt=0, description="Failures count for this long; at the limit, sign-in is refused until they age."
     )
+
+    @field_validator("dashboard_cookie_secret", mode="before")
+    @classmethod
+    def _secret(cls, value: object) -> object:
+        # Empty (docker compose passes an unset variable as "") = unset; a short key could be guessed.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value or "")
+        if not text:
+            return SecretStr(secrets.token_urlsafe(32))
+        if len(text) < 16:
+            raise ValueError("DASHBOARD_COOKIE_SECRET must be at least 16 characters")
+        return value
 
     @field_validator("dashboard_allow_websocket_origins", mode="before")
     @classmethod

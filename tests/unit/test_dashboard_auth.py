@@ -45,6 +45,13 @@ def test_a_cookie_signed_with_another_key_or_changed_is_refused():
     assert signed_in(s, None) is None and signed_in(s, "garbage") is None
 
 
+def test_an_empty_cookie_secret_is_a_random_one_and_a_short_one_is_refused():
+    assert len(settings(dashboard_cookie_secret="").dashboard_cookie_secret.get_secret_value()) >= 32
+    with pytest.raises(ValueError, match="at least 16"):
+        settings(dashboard_cookie_secret="short")
+    assert settings(dashboard_cookie_secret="k" * 16).dashboard_cookie_secret.get_secret_value() == "k" * 16
+
+
 def test_failures_lock_a_name_from_any_client_and_a_client_for_any_name_until_they_age():
     failures = FailedSignIns(max_failures=3, lockout_s=10)
     for i, client in enumerate(["a", "b", "c"]):
