@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from bokeh.server.auth_provider import AuthProvider, NullAuth
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from tornado.escape import xhtml_escape
 from tornado.web import RequestHandler, create_signed_value, decode_signed_value
 
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 COOKIE = "axiswatch_user"
 LOGIN_URL, LOGOUT_URL = "/login", "/logout"
+NAME_CHARS, PASSWORD_CHARS = 200, 1024  # api_users.name is 200 characters
 NEEDS_DATABASE = (
     "the dashboard's sign-in needs the database (DATABASE_URL); DASHBOARD_SIGN_IN=false turns it off for local "
     "demos only"
@@ -161,7 +163,12 @@ class LoginHandler(RequestHandler):
             self.set_status(429)
             self.set_header("Retry-After", str(math.ceil(wait)))
             return self._page(f"Too many failed sign-ins: try again in {math.ceil(wait)} s.", name)
-        user = await asyncio.to_thread(self._authenticate, name, password)
+        try:
+            user = await asyncio.to_thread(self._authenticate, name, password)
+        except SQLAlchemyError as exc:  # the database is away: say so, count nothing against the user
+            logger.warning("sign-in: the database could not be asked: %r", f"{type(exc).__name__}: {exc}"[:300])
+            self.set_status(503)
+            return self._page("Sign-in is unavailable (the database does not answer); try again shortly.", name)
         if user is None:
             self.failures.failed(keys, now)
             logger.warning("sign-in failed: %r from %s", name, client)
@@ -180,6 +187,8 @@ class LoginHandler(RequestHandler):
         self.redirect(safe_next(self.get_argument("next", None)))
 
     def _authenticate(self, name: str, password: str) -> User | None:
+        if len(name) > NAME_CHARS or len(password) > PASSWORD_CHARS:  # no user has such; not worth hashing
+            return None
         with self.engine.connect() as conn:
             return authenticate(conn, name, password)
 

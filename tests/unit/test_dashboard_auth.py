@@ -78,3 +78,38 @@ def test_sign_in_needs_the_database_unless_turned_off(capsys):
     assert auth_provider(settings(dashboard_sign_in=False), engine=None).get_user is None
     assert main(["--no-database"]) == 2
     assert "sign-in needs the database" in capsys.readouterr().err
+
+
+async def test_a_database_that_does_not_answer_is_said_and_not_counted_as_a_failure(tmp_path):
+    from http.cookies import SimpleCookie
+    from urllib.parse import urlencode
+
+    from sqlalchemy import create_engine
+    from tornado.httpclient import AsyncHTTPClient
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+    from tornado.web import Application
+
+    from dashboard.auth import PasswordSignIn
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'absent' / 'no.sqlite'}")  # cannot be opened
+    provider = PasswordSignIn(settings(dashboard_login_max_failures=1), engine)
+    [sock] = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(Application([("/login", provider.login_handler)]))
+    server.add_sockets([sock])
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/login"
+    client = AsyncHTTPClient()
+    try:
+        page = await client.fetch(url)
+        xsrf = SimpleCookie(page.headers["Set-Cookie"])["_xsrf"].value
+        form = urlencode({"_xsrf": xsrf, "name": "otto", "password": "pw"})
+        for _ in range(2):  # the limit is 1 failure: a second 503, not a 429, means none was counted
+            answer = await client.fetch(
+                url, method="POST", body=form, headers={"Cookie": f"_xsrf={xsrf}"}, raise_error=False
+            )
+            assert answer.code == 503 and b"database does not answer" in answer.body
+        forged = await client.fetch(url, method="POST", body=form, raise_error=False)  # no XSRF cookie
+        assert forged.code == 403
+    finally:
+        server.stop()
+        engine.dispose()
