@@ -17,13 +17,13 @@ from aiohttp import web
 from prometheus_client import Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
-from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from api import health_routes, queries, users
 from api.openapi import document
 from api.settings import ApiSettings
 from api.web import ENGINE, SETTINGS, error, json_response, problem
 from common.metrics import Health
+from common.store.users import User, audit_acknowledgement
 from common.wire.acknowledge import publish_acknowledgement
 from common.wire.bus import Bus
 from common.wire.schemas import ACK_NOTE_CHARS, AckOutcome, AlertState, Severity
@@ -35,7 +35,7 @@ BUS: web.AppKey[Any] = web.AppKey("bus", object)
 HEALTH: web.AppKey[Health] = web.AppKey("health", Health)
 REQUESTS = Counter("axiswatch_api_requests_total", "Requests answered, by route and status.", ["route", "status"])
 ACKNOWLEDGED = Counter("axiswatch_api_acknowledged_total", "Acknowledgements published, by outcome.", ["outcome"])
-USER: web.RequestKey[users.User] = web.RequestKey("user", users.User)
+USER: web.RequestKey[User] = web.RequestKey("user", User)
 
 
 def utcnow() -> datetime:
@@ -90,7 +90,7 @@ async def bearer_auth(request: web.Request, handler: Callable[[web.Request], Awa
     return await handler(request)
 
 
-def _user_of_token(engine: Engine, token: str) -> users.User | None:
+def _user_of_token(engine: Engine, token: str) -> User | None:
     with engine.connect() as conn:
         return users.user_of_token(conn, token, utcnow())
 
@@ -118,7 +118,7 @@ def _alert_page(engine: Engine, where: queries.AlertFilter, limit: int, cursor: 
 
 
 async def acknowledge(request: web.Request) -> web.Response:
-    user: users.User = request[USER]
+    user: User = request[USER]
     if not user.may_acknowledge:
         raise error(403, f"role {user.role} may read, not acknowledge")
     try:
@@ -147,9 +147,7 @@ async def acknowledge(request: web.Request) -> web.Response:
         logger.warning("api: acknowledgement of %r not published: %r", event_id, f"{type(exc).__name__}: {exc}")
         raise error(503, "the acknowledgement could not be published; try again") from None
     # Published: the audit row follows, tried again while the database hiccups.
-    async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_exponential(0.2, max=3), reraise=True):
-        with attempt:
-            await asyncio.to_thread(_audit, engine, user, at, event_id, body.outcome, body.note)
+    await audit_acknowledgement(engine, user, at, event_id, body.outcome, body.note)
     ACKNOWLEDGED.labels(str(body.outcome)).inc()
     logger.info("api: %r acknowledged %r as %s", user.name, event_id, body.outcome)
     return json_response(acked.model_dump(mode="json"))
@@ -158,11 +156,6 @@ async def acknowledge(request: web.Request) -> web.Response:
 def _one_alert(engine: Engine, event_id: str):
     with engine.connect() as conn:
         return queries.one_alert(conn, event_id)
-
-
-def _audit(engine: Engine, user, at, event_id, outcome, note) -> None:
-    with engine.begin() as conn:
-        users.record_acknowledgement(conn, user, at, event_id, outcome, note)
 
 
 async def list_robots(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from common.metrics import Health, serving
 from common.service import run_service, setup_logging
 from common.store.db import make_engine
 from common.store.tables import API_ROLES
+from common.store.users import UserError, add_user
 from common.wire.kafka import open_bus
 
 
@@ -50,7 +51,7 @@ def _password(settings: ApiSettings) -> str:
         return settings.api_user_password.get_secret_value()
     first = getpass.getpass("password: ")
     if first != getpass.getpass("again: "):
-        raise users.UserError("the two passwords differ")
+        raise UserError("the two passwords differ")
     return first
 
 
@@ -66,14 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with engine.begin() as conn:
                 if args.command == "add-user":
-                    users.add_user(conn, args.name, args.role, _password(settings), now)
+                    add_user(conn, args.name, args.role, _password(settings), now)
                     print(f"user {args.name!r} added as {args.role}")
                 elif args.command == "revoke-tokens":
                     print(f"{users.revoke_tokens(conn, args.name, now)} token(s) of {args.name!r} revoked")
                 else:
                     days = args.days if args.days is not None else settings.api_token_days
                     if days < 1:
-                        raise users.UserError("--days must be at least 1")
+                        raise UserError("--days must be at least 1")
                     token = users.issue_token(conn, args.name, days, now)
                     print(f"token for {args.name!r}, valid {days} days (shown once, only its hash is kept):")
                     print(token)

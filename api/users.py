@@ -1,64 +1,23 @@
-"""Users, roles, tokens and the audit: the API's part of the database.
+"""The API's tokens (users, roles and passwords are ``common.store.users``, shared with the dashboard).
 
-Passwords are hashed with argon2id (argon2-cffi: the winner of the Password Hashing Competition, memory-hard,
-salted, with its parameters in the hash so they can be raised later). A token is 32 random bytes; only its
-SHA-256 is stored, which is enough for a secret nobody can guess, and lets a request be looked up by it.
+A token is 32 random bytes; only its SHA-256 is stored, which is enough for a secret nobody can guess, and lets
+a request be looked up by it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import VerificationError
 from sqlalchemy import Connection, insert, select, update
 
-from common.store.tables import API_ROLES, api_audit, api_tokens, api_users
-from common.wire.schemas import AckOutcome
-
-ACKNOWLEDGE_ROLES = frozenset({"operator", "admin"})
-_hasher = PasswordHasher()
-
-
-class UserError(ValueError):
-    """A user command that cannot be done (unknown user, name taken, bad role)."""
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    role: str
-
-    @property
-    def may_acknowledge(self) -> bool:
-        return self.role in ACKNOWLEDGE_ROLES
+from common.store.tables import api_tokens, api_users
+from common.store.users import User, UserError
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def add_user(conn: Connection, name: str, role: str, password: str, now: datetime) -> None:
-    if role not in API_ROLES:
-        raise UserError(f"role must be one of {', '.join(API_ROLES)}")
-    if not name.strip() or not password:
-        raise UserError("a user needs a name and a password")
-    if conn.execute(select(api_users.c.id).where(api_users.c.name == name)).first() is not None:
-        raise UserError(f"user {name!r} exists already")
-    conn.execute(insert(api_users).values(name=name, role=role, password_hash=_hasher.hash(password), created_at=now))
-
-
-def check_password(conn: Connection, name: str, password: str) -> bool:
-    stored = conn.execute(select(api_users.c.password_hash).where(api_users.c.name == name)).scalar()
-    if stored is None:
-        return False
-    try:
-        return _hasher.verify(stored, password)
-    except VerificationError:
-        return False
 
 
 def issue_token(conn: Connection, name: str, days: int, now: datetime) -> str:
@@ -96,13 +55,3 @@ def user_of_token(conn: Connection, token: str, now: datetime) -> User | None:
         )
     ).first()
     return None if row is None else User(row.name, row.role)
-
-
-def record_acknowledgement(
-    conn: Connection, user: User, at: datetime, event_id: str, outcome: AckOutcome, note: str | None
-) -> None:
-    conn.execute(
-        insert(api_audit).values(
-            at=at, user_name=user.name, action="acknowledge", event_id=event_id, outcome=str(outcome), note=note
-        )
-    )

@@ -13,6 +13,7 @@ from api import users
 from api.app import make_app
 from api.settings import ApiSettings
 from common.metrics import Health
+from common.store import users as accounts
 from common.wire.bus import InProcessBus
 
 
@@ -25,7 +26,7 @@ class ApiClient:
 
     async def __aenter__(self) -> ApiClient:
         with self.engine.begin() as conn:
-            users.add_user(conn, "bench", "viewer", "bench-password", datetime.now(UTC))
+            accounts.add_user(conn, "bench", "viewer", "bench-password", datetime.now(UTC))
             token = users.issue_token(conn, "bench", 1, datetime.now(UTC))
         self.headers = {"Authorization": f"Bearer {token}"}
         self.bus = InProcessBus()

@@ -200,7 +200,13 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
     consumers = [
         Service("consumer_db", ["consumer_db", "run"], env, log_dir),
         Service("consumer_alerts", ["consumer_alerts", "run"], env, log_dir),
-        Service("dashboard", ["dashboard", "--port", str(port), "--no-database"], env, log_dir),
+        # no database, so no sign-in (the sessions here are the benchmark's own clients)
+        Service(
+            "dashboard",
+            ["dashboard", "--port", str(port), "--no-database"],
+            {**env, "DASHBOARD_SIGN_IN": "false"},
+            log_dir,
+        ),
     ]
     producer = Service(
         "producer",

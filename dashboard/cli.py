@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from common.service import run_service, setup_logging
 from common.store.db import make_engine, safe_url, server_version
 from common.wire.kafka import open_bus
+from dashboard.auth import NEEDS_DATABASE
 from dashboard.service import run
 from dashboard.settings import DashboardSettings
 
@@ -64,7 +65,7 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         dest="no_database",
-        help="no history view; the live view needs only the bus",
+        help="no history view; the live view needs only the bus (and no sign-in: DASHBOARD_SIGN_IN=false)",
     )
 
 
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = DashboardSettings(**options)
     except ValidationError as exc:
         print(f"dashboard: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    if args.no_database and settings.dashboard_sign_in:
+        print(f"dashboard: {NEEDS_DATABASE}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
     return run_service(lambda stop: serve(settings, stop, use_database=not args.no_database))

@@ -26,7 +26,7 @@ from common.metrics import Health, count_by_topic, reason_class
 from common.store import queries
 from common.wire.acknowledge import publish_acknowledgement
 from common.wire.bus import Bus, Message, Subscription
-from common.wire.schemas import Alert, Reading
+from common.wire.schemas import AckOutcome, Alert, Reading
 from dashboard.columns import chart_row, table_columns
 from dashboard.settings import DashboardSettings
 from dashboard.window import FeedStatus, RobotWindow
@@ -245,6 +245,9 @@ class LiveFeed:
         extra = len(self.alerts) - self.settings.dashboard_alert_rows
         return [self.alerts.pop(event_id) for event_id in list(self.alerts)[: max(extra, 0)]]
 
-    async def acknowledge(self, event_id: str, who: str, at: datetime) -> Alert:
-        """Publish the event again with who acknowledged it and when; consumer_db persists it."""
-        return await publish_acknowledgement(self.bus, self.settings.alerts_topic, self.alerts[event_id], who, at)
+    async def acknowledge(
+        self, event_id: str, who: str, at: datetime, outcome: AckOutcome | None = None, note: str | None = None
+    ) -> Alert:
+        """Publish the event again with who acknowledged it, when, what they found; consumer_db persists it."""
+        alert = self.alerts[event_id]
+        return await publish_acknowledgement(self.bus, self.settings.alerts_topic, alert, who, at, outcome, note)

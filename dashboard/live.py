@@ -19,6 +19,7 @@ from bokeh.models import (
     Button,
     CheckboxGroup,
     ColumnDataSource,
+    CustomJS,
     DataTable,
     DateFormatter,
     Div,
@@ -31,7 +32,9 @@ from bokeh.models import (
     TextInput,
 )
 
-from common.wire.schemas import Alert
+from common.store.users import User, audit_acknowledgement
+from common.wire.schemas import ACK_NOTE_CHARS, AckOutcome, Alert
+from dashboard.auth import LOGIN_URL, LOGOUT_URL, page_user
 from dashboard.chart import LiveChart
 from dashboard.columns import alert_columns, chart_keys, table_columns, to_columns, to_lists
 from dashboard.feed import LiveFeed
@@ -58,6 +61,7 @@ class LiveView:
     def __init__(self, doc: Document, feed: LiveFeed) -> None:
         self.doc, self.feed, settings = doc, feed, feed.settings
         self.robot = feed.default_robot()
+        self.signed_in = page_user(doc, settings)
         self.window_rows = settings.window_rows
         self.keys = chart_keys(feed.axes, stacked=False) + chart_keys(feed.axes, stacked=True)[1:]
         # Empty until the page is drawn (the first piece fills them from the feed): a page load never drawn
@@ -136,9 +140,9 @@ class LiveView:
         self._alert_table()
         self.page.children.append(
             column(
-                Div(text="<b>alerts</b> (select rows, type your name, acknowledge)"),
+                Div(text=f"<b>alerts</b> (select rows, choose the outcome, acknowledge){self._who_html()}"),
                 self.alert_table,
-                row(self.who, column(Div(text="&nbsp;"), self.ack_button), self.message),
+                row(self.outcome, self.note, column(Div(text="&nbsp;"), self.ack_button), self.message),
                 sizing_mode="stretch_width",
             )
         )
@@ -195,10 +199,30 @@ class LiveView:
             stylesheets=[InlineStyleSheet(css=BLINK_CSS)],
             reorderable=False,
         )
-        self.who = TextInput(title="your name", placeholder="who acknowledges", name="who", width=200)
-        self.ack_button = Button(label="Acknowledge selected", button_type="warning", name="ack", width=200)
+        outcomes = [("", "choose…")] + [(o.value, o.value.replace("_", " ")) for o in AckOutcome]
+        self.outcome = Select(title="outcome", value="", options=outcomes, name="ack_outcome", width=140)
+        self.note = TextInput(
+            title="note", placeholder="what was found", max_length=ACK_NOTE_CHARS, name="ack_note", width=260
+        )
+        may = self.signed_in is not None and self.signed_in.user.may_acknowledge
+        self.ack_button = Button(
+            label="Acknowledge selected", button_type="warning", name="ack", width=200, disabled=not may
+        )
         self.ack_button.on_click(self._acknowledge)
         self.message = Div(name="ack_message")
+        if self.feed.settings.dashboard_sign_in:
+            # The server cannot navigate a tab: an expired sign-in sets this tag, the browser goes to the login.
+            self.message.js_on_change("tags", CustomJS(code=f"window.location.assign('{LOGIN_URL}?next=/')"))
+
+    def _who_html(self) -> str:
+        if not self.feed.settings.dashboard_sign_in:
+            return " — sign-in is off: you are <i>anonymous</i>"
+        if self.signed_in is None:
+            return f" — not signed in: <a href='{LOGIN_URL}'>sign in</a>"
+        user = self.signed_in.user
+        reads = "" if user.may_acknowledge else ", may read, not acknowledge"
+        who = f"<b>{escape(user.name)}</b> ({escape(user.role)}{reads})"
+        return f" — signed in as {who} · <a href='{LOGOUT_URL}'>sign out</a>"
 
     # -- data in ------------------------------------------------------------------------------------
     def deliver(self, rows: dict, alerts: list[Alert]) -> None:
@@ -261,23 +285,43 @@ class LiveView:
         mode = TICK_MODES[self.ticks.active]
         self.chart.set_ticks(mode, self.window_rows, self.feed.settings.tick_seconds)
 
-    def _acknowledge(self) -> None:
-        # value_input follows every keystroke; value only changes on Enter or leaving the field.
-        who = (self.who.value_input or self.who.value or "").strip()
-        ids = [self.table_alerts.data["event_id"][i] for i in self.table_alerts.selected.indices]
-        if not who or not ids:
-            self.message.text = "Type your name and select at least one alert first."
-            return
-        self.message.text = f"acknowledging {len(ids)} event(s)…"
-        asyncio.get_running_loop().create_task(self._publish_acks(ids, who))
+    def _check_signed_in(self) -> bool:
+        """Still signed in? An expired sign-in sends the tab to the login page."""
+        if self.signed_in is not None and not self.signed_in.expired():
+            return True
+        if self.feed.settings.dashboard_sign_in and not self.message.tags:
+            self.message.text = f"Your sign-in has expired: <a href='{LOGIN_URL}'>sign in again</a>."
+            self.message.tags = ["expired"]
+        return False
 
-    async def _publish_acks(self, ids: list[str], who: str) -> None:
+    def _acknowledge(self) -> None:
+        # The button is disabled for viewers, but a click can still arrive (a crafted message): checked here.
+        if not self._check_signed_in():
+            return
+        user = self.signed_in.user
+        if not user.may_acknowledge:
+            self.message.text = f"Role {escape(user.role)} may read, not acknowledge."
+            return
+        ids = [self.table_alerts.data["event_id"][i] for i in self.table_alerts.selected.indices]
+        if not ids or not self.outcome.value:
+            self.message.text = "Select at least one alert and choose the outcome first."
+            return
+        # value_input follows every keystroke; value only changes on Enter or leaving the field.
+        note = (self.note.value_input or self.note.value or "").strip()[:ACK_NOTE_CHARS] or None
+        self.message.text = f"acknowledging {len(ids)} event(s)…"
+        task = self._publish_acks(ids, user, AckOutcome(self.outcome.value), note)
+        asyncio.get_running_loop().create_task(task)
+
+    async def _publish_acks(self, ids: list[str], user: User, outcome: AckOutcome, note: str | None) -> None:
         # Runs outside the document lock: a slow or absent broker must not freeze this page's updates.
         at = datetime.now(UTC)
         try:
             for event_id in ids:
-                await asyncio.wait_for(self.feed.acknowledge(event_id, who, at), 15)
-            text = f"acknowledged by {escape(who)} at {at:%H:%M:%S}Z"
+                await asyncio.wait_for(self.feed.acknowledge(event_id, user.name, at, outcome, note), 15)
+                # Published: the audit row follows, as the API writes it (no database: no audit, no sign-in).
+                if self.feed.engine is not None:
+                    await audit_acknowledgement(self.feed.engine, user, at, event_id, outcome, note)
+            text = f"acknowledged by {escape(user.name)} at {at:%H:%M:%S}Z"
         except Exception as exc:  # noqa: BLE001 - shown on the page
             reason = str(exc) or type(exc).__name__
             logger.warning("acknowledge failed: %r", reason)
@@ -297,6 +341,7 @@ class LiveView:
     # -- once a second -----------------------------------------------------------------------------
     @without_property_validation
     def tick(self) -> None:
+        self._check_signed_in()
         connected = self.feed.connected()
         self.status.text = status_html(self.feed, connected)
         robot = self.feed.robots.get(self.robot)

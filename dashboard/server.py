@@ -15,6 +15,7 @@ from tornado.web import RequestHandler
 
 from common.wire.bus import Bus
 from dashboard.app import application
+from dashboard.auth import auth_provider
 from dashboard.feed import LiveFeed
 from dashboard.memory import defer_bokeh_collections
 from dashboard.settings import DashboardSettings
@@ -95,6 +96,7 @@ def make_server(settings: DashboardSettings, *, bus: Bus, engine: Engine | None,
         ],
         unused_session_lifetime_milliseconds=settings.dashboard_session_expiry_ms,
         check_unused_sessions_milliseconds=max(1000, settings.dashboard_session_expiry_ms // 2),
+        auth_provider=auth_provider(settings, engine),
     )
     _FEEDS[server] = feed
     feed.start()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from common.settings import CommonSettings
@@ -45,6 +46,39 @@ class DashboardSettings(CommonSettings):
         description="Open sessions (tabs, page loads not yet expired) one client address may hold; more page "
         "loads are answered 429 until some expire. 0 = no limit.",
     )
+    dashboard_sign_in: bool = Field(
+        True,
+        description="Require sign-in (users of common.store.users, added with python -m api add-user). false: "
+        "every visitor is the operator 'anonymous', for local demos only (UNSAFE on a network).",
+    )
+    dashboard_cookie_secret: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
+        description="Key that signs the sign-in cookie (16+ characters); unset = a random one per start "
+        "(every sign-in ends with a restart, replicas need one shared key).",
+    )
+    dashboard_sign_in_expiry_s: float = Field(
+        8 * 3600.0, gt=0, description="A sign-in lasts this long; then the page sends the user to the login page."
+    )
+    dashboard_cookie_secure: bool = Field(
+        False, description="Send the sign-in cookie over HTTPS only (true behind a TLS proxy)."
+    )
+    dashboard_login_max_failures: int = Field(
+        5, ge=1, description="Failed sign-ins per user name, and per client address, before a lockout."
+    )
+    dashboard_login_lockout_s: float = Field(
+        300.0, gt=0, description="Failures count for this long; at the limit, sign-in is refused until they age."
+    )
+
+    @field_validator("dashboard_cookie_secret", mode="before")
+    @classmethod
+    def _secret(cls, value: object) -> object:
+        # Empty (docker compose passes an unset variable as "") = unset; a short key could be guessed.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value or "")
+        if not text:
+            return SecretStr(secrets.token_urlsafe(32))
+        if len(text) < 16:
+            raise ValueError("DASHBOARD_COOKIE_SECRET must be at least 16 characters")
+        return value
 
     @field_validator("dashboard_allow_websocket_origins", mode="before")
     @classmethod

@@ -148,7 +148,8 @@ def service_settings(options: DemoOptions, model_path: Path):
     )
     sink = ConsumerDbSettings(**shared)
     alerts = AlertsSettings(**shared, model_path=model_path, state_path=options.work_dir / "alerts-state.json")
-    dashboard = DashboardSettings(**shared, dashboard_port=options.port)
+    # Sign-in off, said so when the demo starts: the demo is one person's machine, served on 127.0.0.1.
+    dashboard = DashboardSettings(**shared, dashboard_port=options.port, dashboard_sign_in=False)
     return producer, sink, alerts, dashboard
 
 
@@ -281,6 +282,10 @@ def announce(dashboard: DashboardSettings, options: DemoOptions) -> None:
         f"{options.robots} synthetic robot(s), a fault of each kind every {options.fault_period_s:.0f} s of feed time"
     )
     source = f"{source}, replayed x{options.speed:g}"
-    print(f"\naxiswatch demo: {source}\n  dashboard: {url}\n  database:  {options.db}\n  Ctrl+C stops.\n", flush=True)
+    dashboard_line = f"{url} (sign-in off: a local demo)"
+    print(
+        f"\naxiswatch demo: {source}\n  dashboard: {dashboard_line}\n  database:  {options.db}\n  Ctrl+C stops.\n",
+        flush=True,
+    )
     if options.open_browser and (os.environ.get("DISPLAY") or sys.platform == "darwin"):
         webbrowser.open(url)

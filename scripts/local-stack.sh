@@ -44,7 +44,7 @@ wait_for_dashboard() {
     local port=${DASHBOARD_PORT:-5006}
     for _ in $(seq 1 60); do
         if "$PYTHON" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=2)" 2>/dev/null; then
-            note "dashboard: http://localhost:$port/"; return 0
+            note "dashboard: http://localhost:$port/ (sign in as a user of: python -m api add-user NAME --role operator)"; return 0
         fi
         alive dashboard || { note "dashboard exited; see $RUN/dashboard.log"; tail -20 "$RUN/dashboard.log" >&2; return 1; }
         sleep 1

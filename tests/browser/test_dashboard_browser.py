@@ -38,6 +38,7 @@ def server(sqlite_url):
         dashboard_push_ms=50,
         dashboard_stale_seconds=3,
         database_url=sqlite_url,
+        dashboard_sign_in=False,  # the page's features here; sign-in is test_dashboard_signin.py's
     )
     sink_settings = ConsumerDbSettings(_env_file=None, bus="memory", database_url=sqlite_url, sink_batch_ms=50)
     engine = make_engine(sqlite_url, log_version=False)
@@ -157,30 +158,29 @@ def test_an_alert_shows_in_the_table_and_on_the_chart_and_acknowledging_it_persi
     page.wait_for_function(f"() => {alpha} !== {first}", timeout=5_000)
     page.wait_for_function(f"() => {alpha} === {first}", timeout=5_000)
     page.locator(".slick-cell", has_text="zscore").first.click()
-    page.locator("input[placeholder='who acknowledges']").fill("Ana Maintenance")
-    page.locator("input[placeholder='who acknowledges']").press("Enter")
+    page.locator("select", has=page.locator("option", has_text="false alarm")).select_option(label="real fault")
     page.get_by_role("button", name="Acknowledge selected").click()
     page.wait_for_function(f"() => {LIVE.format('chart_alerts')}.data.blink[0] === ''", timeout=20_000)
-    page.get_by_text("Ana Maintenance at", exact=False).first.wait_for(timeout=10_000)
+    page.get_by_text("anonymous at", exact=False).first.wait_for(timeout=10_000)
     published = [Alert.from_bytes(m.value) for log in server.bus._log(server.settings.alerts_topic) for m in log]
     acked = [a for a in published if a.event_id == event.event_id and a.acknowledged_by]
-    assert len(acked) == 1 and acked[0].acknowledged_by == "Ana Maintenance" and acked[0].acknowledged_at
-    assert acked[0].model_dump(exclude={"acknowledged_by", "acknowledged_at"}) == event.model_dump(
-        exclude={"acknowledged_by", "acknowledged_at"}
-    )
+    assert len(acked) == 1 and acked[0].acknowledged_by == "anonymous" and acked[0].acknowledged_at
+    assert acked[0].ack_outcome == "real_fault"
+    unchanged = {"acknowledged_by", "acknowledged_at", "ack_outcome"}
+    assert acked[0].model_dump(exclude=unchanged) == event.model_dump(exclude=unchanged)
     row = wait_for(
         lambda: (r := stored_alert(server, event.event_id)) and r["acknowledged_by"] and r,
         what="consumer_db to store the acknowledgement",
     )
-    assert row["acknowledged_by"] == "Ana Maintenance" and row["acknowledged_at"] == acked[0].acknowledged_at
+    assert row["acknowledged_by"] == "anonymous" and row["acknowledged_at"] == acked[0].acknowledged_at
     assert page.errors == []
 
 
-def test_acknowledging_needs_a_name_and_a_selection(server, page):
+def test_acknowledging_needs_an_outcome_and_a_selection(server, page):
     server.publish(server.settings.alerts_topic, alert("e-noname"))
     open_dashboard(page, server.url)
     page.get_by_role("button", name="Acknowledge selected").click()
-    page.get_by_text("Type your name and select").wait_for(timeout=10_000)
+    page.get_by_text("Select at least one alert and choose the outcome first.").wait_for(timeout=10_000)
     assert not any(
         a.acknowledged_by
         for log in server.bus._log(server.settings.alerts_topic)
@@ -229,7 +229,9 @@ def test_stacked_view_and_fleet_robot_selector(server, page):
 def test_live_view_on_the_real_kafka_feed(kafka_env, chromium, artifacts_dir):
     from common.wire.kafka import KafkaBus
 
-    settings = DashboardSettings(_env_file=None, window_rows=WINDOW, dashboard_push_ms=100, **kafka_env)
+    settings = DashboardSettings(
+        _env_file=None, window_rows=WINDOW, dashboard_push_ms=100, dashboard_sign_in=False, **kafka_env
+    )
     with ServerThread(settings, bus=lambda: KafkaBus(settings)) as server:
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})
         errors = []
@@ -269,7 +271,9 @@ def test_history_tab_shows_what_consumer_db_stored(server, page):
 
 
 def test_a_database_that_is_down_shows_in_the_history_while_the_live_view_goes_on(page):
-    settings = DashboardSettings(_env_file=None, bus="memory", window_rows=WINDOW, dashboard_push_ms=50)
+    settings = DashboardSettings(
+        _env_file=None, bus="memory", window_rows=WINDOW, dashboard_push_ms=50, dashboard_sign_in=False
+    )
     nowhere = make_engine("postgresql+psycopg2://nobody:x@127.0.0.1:9/none?connect_timeout=2", log_version=False)
     with ServerThread(settings, engine=nowhere) as server:
         server.publish_readings(now_fleet(10))

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from api import users
 from api.queries import pack_cursor
+from common.store import users as accounts
 from common.store.tables import health_cycles, health_forecast
 from common.wire.schemas import AxisForecast, CycleAxis, HealthEvent
 from tests.api_support import api_and_sink, bearer, migrated, until
@@ -58,7 +59,7 @@ async def api_over_stored_health(pg_url, postgres_admin_url, kafka_env, unique, 
     session on the API and a viewer's token."""
     owner_url, app = migrated(pg_url, postgres_admin_url, f"h{unique[:6]}")
     with app.begin() as conn:
-        users.add_user(conn, "vera", "viewer", "vera-password", T0)
+        accounts.add_user(conn, "vera", "viewer", "vera-password", T0)
         token = users.issue_token(conn, "vera", 1, datetime.now(UTC))
     try:
         async with api_and_sink(kafka_env, owner_url, app, unique, api_page_size=50, api_max_page_size=100) as running:

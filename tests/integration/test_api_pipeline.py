@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import ProgrammingError
 
 from api import users
+from common.store import users as accounts
 from common.store.tables import alerts, api_audit
 from common.wire.schemas import Alert
 from tests.api_support import api_and_sink, bearer, migrated, until
@@ -31,8 +32,8 @@ async def test_an_acknowledgement_through_the_api_reaches_the_topic_and_consumer
     owner_url, app = migrated(pg_url, postgres_admin_url, f"t{unique[:6]}")
     now = datetime.now(UTC)
     with app.begin() as conn:  # the user commands run as the services' role
-        users.add_user(conn, "vera", "viewer", "vera-password", now)
-        users.add_user(conn, "otto", "operator", "otto-password", now)
+        accounts.add_user(conn, "vera", "viewer", "vera-password", now)
+        accounts.add_user(conn, "otto", "operator", "otto-password", now)
         viewer, operator = users.issue_token(conn, "vera", 1, now), users.issue_token(conn, "otto", 1, now)
     opened = Alert(
         event_id=f"r-{unique}:2:zscore:1", robot_id=f"r-{unique}", axis=2, detector="zscore", severity="ERROR",

@@ -2,6 +2,7 @@
 as separate processes (scripts/local-stack.sh), end to end: readings flow from the producer through Kafka
 into PostgreSQL and alerts, and the dashboard serves them."""
 
+import http.cookiejar
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -107,8 +109,18 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
             health = json.load(response)
         assert health["newest_reading"] is not None
+        # The dashboard needs sign-in; a user made with the documented command signs in through the form.
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
-            assert page.status == 200
+            assert page.status == 200 and "/login" in page.url
+        added = subprocess.run(
+            [sys.executable, "-m", "api", "add-user", "otto", "--role", "operator"],
+            env={**env, "DATABASE_URL": database_url, "API_USER_PASSWORD": "otto-stack-password"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert added.returncode == 0, added.stderr
+        assert "bokeh" in sign_in(f"http://127.0.0.1:{port}/", "otto", "otto-stack-password").lower()
         assert scalar(engine, "select count(*) from readings_fact where axis_id >= 9 and amps is not null") == 0
         wait_for(lambda: _answers(f"http://127.0.0.1:{api_port}/readyz"), timeout_s=30, what="the API ready", logs=logs)
         engine.dispose()
@@ -123,6 +135,18 @@ def test_make_up_runs_the_pipeline_as_separate_processes_and_make_down_stops_it(
         "kafka stopped"
         in subprocess.run(["bash", str(STACK), "status"], env=env, capture_output=True, text=True).stdout
     )
+
+
+def sign_in(url: str, name: str, password: str) -> str:
+    """The dashboard's page after signing in through its login form (cookies kept, as a browser does)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(url, timeout=10) as login:
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', login.read().decode()).group(1)
+        form = urllib.parse.urlencode({"_xsrf": xsrf, "name": name, "password": password}).encode()
+        target = login.url
+    with opener.open(urllib.request.Request(target, data=form), timeout=30) as page:
+        assert "/login" not in page.url
+        return page.read().decode()
 
 
 def _answers(url: str) -> bool:

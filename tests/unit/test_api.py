@@ -14,7 +14,8 @@ from api.app import make_app
 from api.openapi import document
 from api.settings import ApiSettings
 from common.metrics import Health
-from common.store.tables import api_audit, api_tokens, axes_dim, readings_fact
+from common.store import users as accounts
+from common.store.tables import api_audit, api_tokens, api_users, axes_dim, readings_fact
 from common.wire.bus import InProcessBus
 from common.wire.schemas import Alert
 from consumer_db.alert_store import upsert_alerts
@@ -55,7 +56,7 @@ def engine(migrated_sqlite):  # noqa: F811
     with migrated_sqlite.begin() as conn:
         upsert_alerts(conn, EVENTS)
         for name, role in (("vera", "viewer"), ("otto", "operator"), ("ada", "admin")):
-            users.add_user(conn, name, role, f"{name}-secret", NOW)
+            accounts.add_user(conn, name, role, f"{name}-secret", NOW)
     return migrated_sqlite
 
 
@@ -253,11 +254,11 @@ async def test_the_openapi_document_validates_and_is_served_without_a_token(api)
 
 def test_a_password_is_stored_as_an_argon2_hash_and_checked(engine):
     with engine.connect() as conn:
-        stored = conn.execute(select(users.api_users.c.password_hash).where(users.api_users.c.name == "otto")).scalar()
+        stored = conn.execute(select(api_users.c.password_hash).where(api_users.c.name == "otto")).scalar()
         assert stored.startswith("$argon2id$") and "otto-secret" not in stored
-        assert users.check_password(conn, "otto", "otto-secret")
-        assert not users.check_password(conn, "otto", "otto-secreT")
-        assert not users.check_password(conn, "nobody", "otto-secret")
+        assert accounts.check_password(conn, "otto", "otto-secret")
+        assert not accounts.check_password(conn, "otto", "otto-secreT")
+        assert not accounts.check_password(conn, "nobody", "otto-secret")
 
 
 def test_a_token_is_stored_only_as_its_hash(engine):

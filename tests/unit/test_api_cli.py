@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from api import users
+from common.store import users as accounts
 from common.store.tables import api_tokens, api_users
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 
@@ -34,9 +35,9 @@ def test_add_user_then_issue_token_gives_a_token_of_that_user(migrated_sqlite, s
     token = issued.stdout.strip().splitlines()[-1]
     now = datetime.now(UTC)
     with migrated_sqlite.connect() as conn:
-        assert users.user_of_token(conn, token, now) == users.User("otto", "operator")
+        assert users.user_of_token(conn, token, now) == accounts.User("otto", "operator")
         assert users.user_of_token(conn, token, now + timedelta(days=3, minutes=1)) is None
-        assert users.check_password(conn, "otto", "s3cret pass")
+        assert accounts.check_password(conn, "otto", "s3cret pass")
         assert conn.execute(select(api_tokens.c.token_hash)).scalars().all() == [users.hash_token(token)]
     revoked = run(["revoke-tokens", "otto"], sqlite_url, tmp_path)
     assert revoked.returncode == 0 and "1 token(s)" in revoked.stdout, revoked.stderr

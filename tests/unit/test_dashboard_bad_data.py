@@ -22,7 +22,9 @@ YEAR_2100 = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def settings(**kw) -> DashboardSettings:
-    return DashboardSettings(_env_file=None, bus="memory", **{"window_rows": 50, "dashboard_push_ms": 20, **kw})
+    return DashboardSettings(
+        _env_file=None, bus="memory", dashboard_sign_in=False, **{"window_rows": 50, "dashboard_push_ms": 20, **kw}
+    )
 
 
 def now_readings(n: int, robot: str = "RMBR4-2") -> list:

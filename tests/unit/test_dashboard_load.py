@@ -35,7 +35,10 @@ from tests.dashboard_support import ServerThread, pump_until, reading, wait_for
 
 def settings(**kw) -> DashboardSettings:
     return DashboardSettings(
-        _env_file=None, bus="memory", **{"dashboard_push_ms": 20, "dashboard_session_expiry_ms": 300, **kw}
+        _env_file=None,
+        bus="memory",
+        dashboard_sign_in=False,
+        **{"dashboard_push_ms": 20, "dashboard_session_expiry_ms": 300, **kw},
     )
 
 

@@ -23,7 +23,7 @@ class Recorder:
 
 
 def settings(**kw) -> DashboardSettings:
-    return DashboardSettings(_env_file=None, bus="memory", **{"dashboard_push_ms": 20, **kw})
+    return DashboardSettings(_env_file=None, bus="memory", dashboard_sign_in=False, **{"dashboard_push_ms": 20, **kw})
 
 
 def database_with_events(url: str):

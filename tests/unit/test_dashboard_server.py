@@ -20,7 +20,12 @@ SESSIONS = 8
 @pytest.fixture
 def server():
     settings = DashboardSettings(
-        _env_file=None, bus="memory", window_rows=30, dashboard_push_ms=20, dashboard_session_expiry_ms=500
+        _env_file=None,
+        bus="memory",
+        window_rows=30,
+        dashboard_push_ms=20,
+        dashboard_session_expiry_ms=500,
+        dashboard_sign_in=False,
     )
     with ServerThread(settings) as running:
         yield running

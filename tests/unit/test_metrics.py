@@ -228,7 +228,9 @@ def test_dashboard_serves_metrics_and_checks_on_its_own_port_and_counts_sessions
 
     from dashboard.settings import DashboardSettings
 
-    settings = DashboardSettings(_env_file=None, bus="memory", window_rows=30, dashboard_push_ms=20)
+    settings = DashboardSettings(
+        _env_file=None, bus="memory", window_rows=30, dashboard_push_ms=20, dashboard_sign_in=False
+    )
     with ServerThread(settings) as server:
         wait_for(lambda: get(server.url + "readyz")[0] == 200, what="/readyz to say ready")
         assert get(server.url + "livez")[0] == 200
