@@ -45,6 +45,9 @@ class DashboardSettings(CommonSettings):
         description="Open sessions (tabs, page loads not yet expired) one client address may hold; more page "
         "loads are answered 429 until some expire. 0 = no limit.",
     )
+    dashboard_fleet_refresh_s: float = Field(
+        60.0, ge=1, description="How often an open Fleet tab asks the database again (health changes hourly)."
+    )
 
     @field_validator("dashboard_allow_websocket_origins", mode="before")
     @classmethod
