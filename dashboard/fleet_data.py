@@ -72,8 +72,8 @@ def days_text(days: float | None, health: str) -> str:
         return "–"
     if health == "crossed":
         return "now"
-    if days is None:
-        return "–"
+    if days is None:  # no crossing within the forecast's horizon
+        return "∞"
     return f"{days:.1f} d" if days < 10 else f"{days:.0f} d"
 
 

@@ -61,6 +61,8 @@ def test_a_crossed_axis_comes_first_and_reads_now():
     assert grid.robots == ["y", "x"]
     crossed = next(c for c in grid.cells if c.robot_id == "y" and c.axis == 6)
     assert crossed.health == "crossed" and crossed.label == "now" and crossed.days_left == 0.0
+    no_crossing = cell_of(forecast("z", 1, days=None), NOW)
+    assert no_crossing.label == "∞" and cell_of(learning("z", 2), NOW).label == "–"
 
 
 @pytest.mark.parametrize(
