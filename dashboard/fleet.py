@@ -233,16 +233,16 @@ class FleetView:
         table = DataTable(
             source=self.outcomes,
             height=160,
-            width=820,
+            width=900,
             index_position=None,
             reorderable=False,
             name="fleet_outcome_table",
             columns=[
-                self.column(field="detector", title="detector", width=160),
-                self.column(field="acknowledged", title="acknowledged"),
-                *(self.column(field=o, title=o.replace("_", " ")) for o in OUTCOMES),
-                self.column(field="no_outcome", title="no outcome"),
-                self.column(field="real_share", title="judged real", formatter=pct),
+                self.column(field="detector", title="detector", width=220),
+                self.column(field="acknowledged", title="acknowledged", width=90),
+                *(self.column(field=o, title=o.replace("_", " "), width=90) for o in OUTCOMES),
+                self.column(field="no_outcome", title="no outcome", width=90),
+                self.column(field="real_share", title="judged real", formatter=pct, width=90),
             ],
         )
         self.page.children.extend([Div(text="<b>alerts judged real per detector</b> (acknowledged alerts)"), table])

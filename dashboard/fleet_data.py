@@ -78,7 +78,7 @@ def days_text(days: float | None, health: str) -> str:
 
 
 def _shift(days: float | None, by_days: float) -> float | None:
-    return None if days is None else days - by_days
+    return None if days is None else max(days - by_days, 0.0)
 
 
 def cell_of(row: dict, reference: datetime | None) -> Cell:
@@ -89,7 +89,7 @@ def cell_of(row: dict, reference: datetime | None) -> Cell:
     aged = age.total_seconds() / DAY_S
     days, low, high = (_shift(row[k], aged) for k in ("days_left", "low_days", "high_days"))
     level, limit = row["level"], row["limit_level"]
-    if level >= limit or (days is not None and days <= 0):
+    if level >= limit or days == 0:
         health, days = "crossed", 0.0
     elif days is not None and days <= WEEK_DAYS:
         health = "week"

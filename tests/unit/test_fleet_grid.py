@@ -90,7 +90,7 @@ def test_days_left_count_from_the_newest_forecast_of_the_fleet():
     rows = [
         forecast("r-fresh", 1, days=10.0, at=NOW),
         forecast("r-stale", 1, days=9.0, low=5.0, high=14.0, at=NOW - timedelta(days=2)),
-        forecast("r-past", 1, days=1.0, at=NOW - timedelta(days=3)),  # its forecast crossing has passed
+        forecast("r-past", 1, days=1.0, low=0.5, high=4.0, at=NOW - timedelta(days=3)),  # its crossing has passed
     ]
     grid = fleet_grid(rows)
     assert grid.reference == NOW
@@ -100,6 +100,7 @@ def test_days_left_count_from_the_newest_forecast_of_the_fleet():
     assert (cells["r-stale"].low_days, cells["r-stale"].high_days) == (pytest.approx(3.0), pytest.approx(12.0))
     assert cells["r-stale"].health == "week" and cells["r-stale"].stale
     assert cells["r-past"].health == "crossed" and cells["r-past"].label == "now"
+    assert (cells["r-past"].low_days, cells["r-past"].high_days) == (0.0, pytest.approx(1.0))  # never negative
     assert grid.robots == ["r-past", "r-stale", "r-fresh"]
     columns = grid_columns(grid)
     assert columns["label"][:3] == ["now", "–", "–"]  # r-past's first axis, then its learning axes
