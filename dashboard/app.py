@@ -22,6 +22,7 @@ from tornado.web import HTTPError
 
 from dashboard.chart import blink_in_browser
 from dashboard.feed import LiveFeed
+from dashboard.fleet import add_fleet_tab
 from dashboard.history import HistoryView
 from dashboard.live import LiveView
 from dashboard.memory import DEFERRED, untangle_all
@@ -180,6 +181,7 @@ def build(doc: Document, feed: LiveFeed, engine: Engine | None, *, later: BuildL
             add_pieces(doc, history.pieces(), later)
 
     tabs.on_change("active", open_history)
+    add_fleet_tab(doc, tabs, engine, feed.settings, lambda pieces: add_pieces(doc, pieces, later))
     doc.add_root(tabs)
     doc.title = "axiswatch"
     blink_in_browser(doc, tabs)

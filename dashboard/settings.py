@@ -68,6 +68,9 @@ class DashboardSettings(CommonSettings):
     dashboard_login_lockout_s: float = Field(
         300.0, gt=0, description="Failures count for this long; at the limit, sign-in is refused until they age."
     )
+    dashboard_fleet_refresh_s: float = Field(
+        60.0, ge=1, description="How often an open Fleet tab asks the database again (health changes hourly)."
+    )
 
     @field_validator("dashboard_cookie_secret", mode="before")
     @classmethod

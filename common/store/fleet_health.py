@@ -1,0 +1,115 @@
+"""The questions the dashboard's Fleet tab asks of the health tables (migration 0008) and the alerts.
+
+Like ``common.store.queries``: a SQLAlchemy ``Connection`` in, parameterised SQL that reads the same on
+PostgreSQL and SQLite, plain dicts out. The grid is one statement; an axis's detail three lookups by the
+tables' key prefix (forecast, rollup, alerts), each a few hundred rows at most.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, func, or_, select, union
+
+from common.store.sqlparts import Row, dicts
+from common.store.tables import alerts, axes_dim, health_forecast, health_rollup
+from common.wire.schemas import AckOutcome
+
+FLEET_AXES = tuple(range(1, 9))  # axes 9-14 are always "OK null" in this fleet: nothing to judge
+OUTCOMES = tuple(str(o) for o in AckOutcome)
+HOURS_SHOWN = timedelta(days=30)  # hourly values before the newest forecast; the daily line covers everything
+ALERTS_SHOWN = 200
+
+F = health_forecast
+
+
+def fleet_forecasts(conn: Connection) -> list[Row]:
+    """One row per robot and axis 1-8: every axis ``axes_dim`` knows, and every axis with a forecast, with
+    the axis's latest forecast (``level``, ``slope_per_day``, ``limit_level``, ``days_left``, ``low_days``,
+    ``high_days``, ``updated_at``; all None while its trend has none yet)."""
+    keys = union(
+        select(axes_dim.c.robot_id, axes_dim.c.axis_id.label("axis")).where(
+            axes_dim.c.active, axes_dim.c.axis_id.in_(FLEET_AXES)
+        ),
+        select(F.c.robot_id, F.c.axis).where(F.c.axis.in_(FLEET_AXES)),
+    ).subquery()
+    query = (
+        select(keys.c.robot_id, keys.c.axis, *(c for c in F.columns if not c.primary_key))
+        .select_from(keys.outerjoin(F, and_(F.c.robot_id == keys.c.robot_id, F.c.axis == keys.c.axis)))
+        .order_by(keys.c.robot_id, keys.c.axis)
+    )
+    return dicts(conn.execute(query))
+
+
+def outcomes_per_detector(conn: Connection) -> list[Row]:
+    """Per detector and outcome (None = acknowledged without one): how many of its acknowledged alerts
+    people judged so (``acknowledged``)."""
+    query = (
+        select(alerts.c.detector, alerts.c.ack_outcome, func.count().label("acknowledged"))
+        .where(alerts.c.acknowledged_at.is_not(None))
+        .group_by(alerts.c.detector, alerts.c.ack_outcome)
+        .order_by(alerts.c.detector, alerts.c.ack_outcome)
+    )
+    return dicts(conn.execute(query))
+
+
+def axis_detail(conn: Connection, *, robot_id: str, axis: int) -> Row:
+    """What the Fleet tab shows of one axis: ``forecast`` (its row, or None), ``trend`` (the hour rows of
+    the 30 days before the newest forecast, every day row; oldest first), ``alerts`` (newest first) and
+    ``maintenance`` (``maintenance_history``)."""
+    forecast = dicts(conn.execute(select(F).where(F.c.robot_id == robot_id, F.c.axis == axis)))
+    forecast_row = forecast[0] if forecast else None
+    axis_alerts = dicts(
+        conn.execute(
+            select(alerts)
+            .where(alerts.c.robot_id == robot_id, alerts.c.axis == axis)
+            .order_by(alerts.c.opened_at.desc(), alerts.c.event_id)
+            .limit(ALERTS_SHOWN)
+        )
+    )
+    return {
+        "forecast": forecast_row,
+        "trend": axis_trend(
+            conn,
+            robot_id=robot_id,
+            axis=axis,
+            hours_from=forecast_row["updated_at"] - HOURS_SHOWN if forecast else None,
+        ),
+        "alerts": axis_alerts,
+        "maintenance": maintenance_history(conn, robot_id=robot_id, axis=axis, axis_alerts=axis_alerts),
+    }
+
+
+def axis_trend(conn: Connection, *, robot_id: str, axis: int, hours_from: datetime | None = None) -> list[Row]:
+    """The axis's health rollup: every day row, and the hour rows from ``hours_from`` on (all when None)."""
+    R = health_rollup
+    hours = R.c.period == "hour"
+    if hours_from is not None:
+        hours = and_(hours, R.c.bucket_start >= hours_from)
+    query = (
+        select(R.c.period, R.c.bucket_start, R.c.cycles, R.c.judged, R.c.deviation_median, R.c.deviation_max)
+        .where(R.c.robot_id == robot_id, R.c.axis == axis, or_(R.c.period == "day", hours))
+        .order_by(R.c.period, R.c.bucket_start)
+    )
+    return dicts(conn.execute(query))
+
+
+def maintenance_history(conn: Connection, *, robot_id: str, axis: int, axis_alerts: list[Row]) -> list[Row]:
+    """The axis's maintenance history, newest first: ``at``, ``what``, ``outcome``, ``note``, ``by``.
+
+    For now its acknowledged alerts (``axis_alerts``, already read): what people found when they went to
+    look. The maintenance log (``maintenance_log``, migration 0011, issue 22 item 4) adds its rows for
+    (robot_id, axis) here, merged by ``at``; ``conn`` is for that query."""
+    del conn, robot_id, axis  # used once the maintenance log is merged in
+    rows = [
+        {
+            "at": a["acknowledged_at"],
+            "what": f"{a['detector']} alert ({a['severity']}) acknowledged",
+            "outcome": a["ack_outcome"],
+            "note": a["ack_note"],
+            "by": a["acknowledged_by"],
+        }
+        for a in axis_alerts
+        if a["acknowledged_at"] is not None
+    ]
+    return sorted(rows, key=lambda r: r["at"], reverse=True)

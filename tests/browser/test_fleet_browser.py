@@ -1,0 +1,92 @@
+"""The Fleet tab in a real browser (Debian's headless Chromium through Playwright): built when first opened,
+the worn robot on the top row with its days left, and a click on its worn axis opens the trend with the
+forecast cone and limit, its alerts with the acknowledgement outcome and note, and its maintenance history.
+Screenshots in test-artifacts/."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.store.db import make_engine
+from consumer_db.migrate import migrate
+from dashboard.fleet_data import COLOURS
+from dashboard.settings import DashboardSettings
+from tests.browser.test_dashboard_browser import LIVE, js, open_dashboard
+from tests.dashboard_support import ServerThread
+from tests.fleet_fixtures import DAYS, DUE_THIS_MONTH, NOTE, WORN, WORN_AXIS, seed_fleet
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def server(sqlite_url):
+    engine = make_engine(sqlite_url, log_version=False)
+    migrate(engine)
+    seed_fleet(engine)
+    settings = DashboardSettings(_env_file=None, bus="memory", database_url=sqlite_url, dashboard_fleet_refresh_s=1)
+    with ServerThread(settings, engine=engine) as running:
+        yield running
+    engine.dispose()
+
+
+@pytest.fixture
+def page(chromium, artifacts_dir, request):
+    context = chromium.new_context(viewport={"width": 1400, "height": 1300})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(f"page error: {exc}"))
+    page.on("console", lambda msg: page.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    yield page
+    page.screenshot(path=str(artifacts_dir / f"dashboard-{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def cell_centre(page, robot: str, axis: int) -> tuple[float, float]:
+    """Where the browser drew a cell of the grid, in page pixels (from the plot's own scales)."""
+    return tuple(
+        page.evaluate(
+            """([robot, axis]) => {
+                const plot = Bokeh.documents[0].get_model_by_name('fleet_grid');
+                const view = Bokeh.index.find_one(plot);
+                const sx = view.frame.x_scale.compute(plot.x_range.synthetic(axis));
+                const sy = view.frame.y_scale.compute(plot.y_range.synthetic(robot));
+                const box = view.canvas_view.el.getBoundingClientRect();
+                return [box.left + sx, box.top + sy];
+            }""",
+            [robot, str(axis)],
+        )
+    )
+
+
+def test_the_fleet_tab_shows_the_worn_axis_first_and_a_click_opens_its_trend_cone_and_alerts(server, page):
+    open_dashboard(page, server.url)
+    assert js(page, LIVE.format("fleet_grid")) is None  # built when the tab is first opened, not before
+    page.get_by_text("Fleet", exact=True).click()
+    page.wait_for_function(
+        f"() => {LIVE.format('fleet_cells')} && {LIVE.format('fleet_cells')}.data.robot_id.length == 32",
+        timeout=30_000,
+    )
+    factors = js(page, LIVE.format("fleet_grid") + ".y_range.factors")
+    assert factors[-1] == WORN and factors[-2] == DUE_THIS_MONTH  # the top rows: the most urgent
+    cells = js(page, LIVE.format("fleet_cells") + ".data")
+    worn = list(zip(cells["robot_id"], cells["axis"], strict=True)).index((WORN, str(WORN_AXIS)))
+    assert cells["label"][worn] == "3.5 d" and cells["colour"][worn] == COLOURS["week"]
+    page.get_by_text("alerts judged real per detector").wait_for(timeout=10_000)
+    assert js(page, LIVE.format("fleet_outcomes") + ".data.detector") == ["residual", "zscore"]
+
+    x, y = cell_centre(page, WORN, WORN_AXIS)
+    page.mouse.click(x, y)
+    page.get_by_text(f"{WORN} · axis {WORN_AXIS}").wait_for(timeout=20_000)
+    page.wait_for_function(f"() => {LIVE.format('fleet_cone')}.data.x.length == 3", timeout=20_000)
+    assert js(page, LIVE.format("fleet_cone") + ".data.y")[1:] == [0.30, 0.30]  # the interval, on the limit
+    assert js(page, LIVE.format("fleet_forecast") + ".data.y") == [0.25, 0.30]
+    assert len(js(page, LIVE.format("fleet_days") + ".data.ts")) == DAYS
+    assert len(js(page, LIVE.format("fleet_hours") + ".data.ts")) == 30 * 24
+    assert "days left: <b>3.5 d</b>" in js(page, LIVE.format("fleet_detail") + ".text")
+    alerts = js(page, LIVE.format("fleet_alerts") + ".data")
+    assert alerts["detector"] == ["maintenance_due", "zscore", "zscore"]
+    assert alerts["outcome"] == ["", "", "real_fault"]
+    # The note is shown as the text it is (the table does not read it as HTML), in the alerts and the history.
+    assert page.get_by_text(NOTE, exact=True).count() == 2
+    assert js(page, LIVE.format("fleet_maintenance") + ".data.outcome") == ["", "real_fault"]
+    assert page.errors == []
