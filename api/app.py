@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
-from api import health_routes, queries, users
+from api import health_routes, maintenance_routes, queries, users
 from api.openapi import document
 from api.settings import ApiSettings
-from api.web import ENGINE, SETTINGS, error, json_response, problem
+from api.web import BUS, ENGINE, SETTINGS, USER, error, json_response, problem, utcnow
 from common.metrics import Health
 from common.store.users import User, audit_acknowledgement
 from common.wire.acknowledge import publish_acknowledgement
@@ -31,15 +29,9 @@ from common.wire.schemas import ACK_NOTE_CHARS, AckOutcome, AlertState, Severity
 logger = logging.getLogger(__name__)
 
 PUBLIC = frozenset({"/livez", "/readyz", "/openapi.json"})
-BUS: web.AppKey[Any] = web.AppKey("bus", object)
 HEALTH: web.AppKey[Health] = web.AppKey("health", Health)
 REQUESTS = Counter("axiswatch_api_requests_total", "Requests answered, by route and status.", ["route", "status"])
 ACKNOWLEDGED = Counter("axiswatch_api_acknowledged_total", "Acknowledgements published, by outcome.", ["outcome"])
-USER: web.RequestKey[User] = web.RequestKey("user", User)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class AlertQuery(BaseModel):
@@ -193,8 +185,6 @@ def make_app(settings: ApiSettings, engine: Engine, bus: Bus, health: Health) ->
     health_routes.register(app)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/livez", livez)
-    from api.maintenance_routes import register  # here: that module uses this one's helpers
-
-    register(app)
+    maintenance_routes.register(app)
     app.router.add_get("/readyz", readyz)
     return app

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, insert
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from api import users
-from api.app import BUS, ENGINE, SETTINGS, USER, _problem, error, json_response, utcnow
+from api.web import BUS, ENGINE, SETTINGS, USER, error, json_response, problem, utcnow
 from common.store.maintenance import maintenance_history, outcomes_per_detector
 from common.store.tables import api_audit, axes_of
 from common.wire.acknowledge import publish_maintenance
@@ -54,7 +54,7 @@ def _read(model: type[BaseModel], request: web.Request):
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
-        raise error(400, _problem(exc)) from None
+        raise error(400, problem(exc)) from None
 
 
 async def log_maintenance(request: web.Request) -> web.Response:
@@ -64,7 +64,7 @@ async def log_maintenance(request: web.Request) -> web.Response:
     try:
         body = MaintenanceBody.model_validate_json(await request.read())
     except ValidationError as exc:
-        raise error(400, _problem(exc)) from None
+        raise error(400, problem(exc)) from None
     app = request.app
     settings, engine = app[SETTINGS], app[ENGINE]
     refused = settings.reading_policy().robot_problem(body.robot_id)

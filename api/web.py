@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -11,9 +11,16 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from api.settings import ApiSettings
+from common.store.users import User
 
 SETTINGS: web.AppKey[ApiSettings] = web.AppKey("settings", ApiSettings)
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+BUS: web.AppKey[Any] = web.AppKey("bus", object)
+USER: web.RequestKey[User] = web.RequestKey("user", User)  # set by the bearer check
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def error(status: int, message: str, **headers: str) -> web.HTTPException:
