@@ -52,10 +52,15 @@ def server(sqlite_url):
 
 
 def stored_alert(server: ServerThread, event_id: str) -> dict | None:
+    from sqlalchemy.exc import OperationalError
+
     from common.store.tables import alerts
 
-    with server.engine.connect() as conn:
-        row = conn.execute(alerts.select().where(alerts.c.event_id == event_id)).mappings().first()
+    try:
+        with server.engine.connect() as conn:
+            row = conn.execute(alerts.select().where(alerts.c.event_id == event_id)).mappings().first()
+    except OperationalError:  # consumer_db is still migrating the file: a column of a later migration is missing
+        return None
     return dict(row) if row else None
 
 
