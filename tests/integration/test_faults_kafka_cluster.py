@@ -56,6 +56,10 @@ async def describe(settings: CommonSettings, topic: str) -> tuple[list[dict], st
     admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
+        # Asked by name before it exists, aiokafka's metadata request would have the broker auto-create the
+        # topic (one partition), racing the sink's own creation with the settings' partitions.
+        if topic not in await admin.list_topics():
+            return [], None
         partitions = (await admin.describe_topics([topic]))[0]["partitions"]
         configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:
