@@ -90,3 +90,64 @@ def test_the_fleet_tab_shows_the_worn_axis_first_and_a_click_opens_its_trend_con
     assert page.get_by_text(NOTE, exact=True).count() == 2
     assert js(page, LIVE.format("fleet_maintenance") + ".data.outcome") == ["", "real_fault"]
     assert page.errors == []
+
+
+HOSTILE = "<img src=x onerror=window.__pwned='{}';alert(1)>"
+
+
+@pytest.fixture
+def hostile_server(sqlite_url):
+    """A robot id, a detector and a note that would run as markup: the robot is the most urgent."""
+    from common.store.joint_health import store_health
+    from common.wire.schemas import AckOutcome, Alert, AlertState, AxisForecast, HealthEvent, Severity
+    from consumer_db.alert_store import upsert_alerts
+    from tests.fleet_fixtures import END
+
+    engine = make_engine(sqlite_url, log_version=False)
+    migrate(engine)
+    seed_fleet(engine)
+    robot = HOSTILE.format("robot")
+    forecast = AxisForecast(axis=2, level=0.2, slope_per_day=0.02, limit=0.3, days_left=0.5, low_days=0.2, high_days=1)
+    event = Alert(
+        event_id="hostile",
+        robot_id=robot,
+        axis=2,
+        detector=HOSTILE.format("detector"),
+        severity=Severity.ALERT,
+        state=AlertState.CLOSED,
+        opened_at=END,
+        closed_at=END,
+        acknowledged_by=HOSTILE.format("who"),
+        acknowledged_at=END,
+        ack_outcome=AckOutcome.REAL_FAULT,
+        ack_note=HOSTILE.format("note"),
+    )
+    with engine.begin() as conn:
+        store_health(conn, [HealthEvent(robot_id=robot, kind="forecast", start=END, forecasts=[forecast])])
+        upsert_alerts(conn, [event])
+    settings = DashboardSettings(_env_file=None, bus="memory", database_url=sqlite_url)
+    with ServerThread(settings, engine=engine) as running:
+        yield running
+    engine.dispose()
+
+
+def test_text_from_data_is_shown_as_text_in_the_grid_hover_detail_and_tables(hostile_server, page):
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    robot = HOSTILE.format("robot")
+    open_dashboard(page, hostile_server.url)
+    page.get_by_text("Fleet", exact=True).click()
+    page.wait_for_function(f"() => {LIVE.format('fleet_cells')} && {LIVE.format('fleet_cells')}.data.label.length")
+    assert js(page, LIVE.format("fleet_grid") + ".y_range.factors").pop() == robot  # the top row
+    x, y = cell_centre(page, robot, 2)
+    page.mouse.move(x, y)  # the hover shows the robot id
+    page.get_by_text(robot, exact=True).first.wait_for(timeout=10_000)
+    page.mouse.click(x, y)
+    page.get_by_text(HOSTILE.format("note"), exact=True).first.wait_for(timeout=20_000)
+    assert robot in page.get_by_text("· axis 2").first.text_content()  # the detail's title, as text
+    for mark in ("detector", "who"):
+        page.get_by_text(HOSTILE.format(mark)).first.wait_for(timeout=5_000)
+    page.get_by_text("alerts judged real per detector").wait_for()
+    page.wait_for_timeout(500)
+    assert js(page, "window.__pwned") is None and dialogs == []
+    assert page.errors == []
