@@ -64,18 +64,6 @@ def stored_alert(server: ServerThread, event_id: str) -> dict | None:
     return dict(row) if row else None
 
 
-@pytest.fixture
-def page(chromium, request, artifacts_dir):
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(f"page error: {exc}"))
-    page.on("console", lambda msg: page.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    yield page
-    page.screenshot(path=str(artifacts_dir / f"dashboard-{request.node.name}.png"), full_page=True)
-    context.close()
-
-
 def open_dashboard(page, url: str) -> None:
     """Until the whole page is in: it arrives in pieces once drawn, the alert table last."""
     page.goto(url)

@@ -41,22 +41,6 @@ def server(sqlite_url):
     engine.dispose()
 
 
-@pytest.fixture
-def page(chromium, request, artifacts_dir):
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.dialogs = []
-
-    def on_dialog(dialog):
-        page.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    yield page
-    page.screenshot(path=str(artifacts_dir / f"dashboard-{request.node.name}.png"), full_page=True)
-    context.close()
-
-
 def open_dashboard(page, url: str) -> None:
     """Until the whole page is in: it arrives in pieces once drawn, the alert table last."""
     page.goto(url)

@@ -59,23 +59,6 @@ def start_server(pg_url):
     engine.dispose()
 
 
-@pytest.fixture
-def page(chromium, request, artifacts_dir):
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.errors, page.dialogs = [], []
-    page.on("pageerror", lambda exc: page.errors.append(f"page error: {exc}"))
-
-    def on_dialog(dialog):
-        page.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    yield page
-    page.screenshot(path=str(artifacts_dir / f"dashboard-{request.node.name}.png"), full_page=True)
-    context.close()
-
-
 def js(page, expression: str):
     return page.evaluate(f"() => {expression}")
 

@@ -30,15 +30,9 @@ def server(sqlite_url):
 
 
 @pytest.fixture
-def page(chromium, artifacts_dir, request):
-    context = chromium.new_context(viewport={"width": 1400, "height": 1300})
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(f"page error: {exc}"))
-    page.on("console", lambda msg: page.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    yield page
-    page.screenshot(path=str(artifacts_dir / f"dashboard-{request.node.name}.png"), full_page=True)
-    context.close()
+def page(page):
+    page.set_viewport_size({"width": 1400, "height": 1300})  # the grid and an opened axis, one screen
+    return page
 
 
 def cell_centre(page, robot: str, axis: int) -> tuple[float, float]:
