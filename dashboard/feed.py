@@ -250,4 +250,7 @@ class LiveFeed:
     ) -> Alert:
         """Publish the event again with who acknowledged it, when, what they found; consumer_db persists it."""
         alert = self.alerts[event_id]
-        return await publish_acknowledgement(self.bus, self.settings.alerts_topic, alert, who, at, outcome, note)
+        return await publish_acknowledgement(
+            self.bus, self.settings.alerts_topic, alert, who, at, outcome, note,
+            maintenance_topic=self.settings.maintenance_topic,  # "part replaced" is a maintenance entry too
+        )  # fmt: skip

@@ -23,14 +23,14 @@ async def publish_acknowledgement(
     outcome: AckOutcome | None = None,
     note: str | None = None,
     *,
-    maintenance_topic: str | None = None,
+    maintenance_topic: str,
 ) -> Alert:
     """Publish ``alert`` acknowledged by ``who`` at ``at`` (keyed by robot, as the detectors publish it);
     returns the acknowledged event. With ``outcome`` part_replaced, the maintenance entry goes to
-    ``maintenance_topic`` too (None: the caller has none, e.g. a test without the maintenance log)."""
+    ``maintenance_topic`` too."""
     acked = alert.acknowledged(who, at, outcome, note)
     await bus.publish(topic, alert.robot_id, acked.to_bytes())
-    if outcome is AckOutcome.PART_REPLACED and maintenance_topic is not None and alert.axis >= 1:
+    if outcome is AckOutcome.PART_REPLACED and alert.axis >= 1:
         entry = MaintenanceEntry.new(
             alert.robot_id, alert.axis, MaintenanceAction.PART_REPLACED, who, at, note, alert.event_id
         )

@@ -165,7 +165,10 @@ async def test_entries_stored_once_hostile_ones_dead_letters_and_outcomes_counte
         for alert in judged:
             await bus.publish(settings.alerts_topic, "r1", alert.to_bytes())
         for alert, outcome in zip(judged, ["real_fault", "false_alarm", "inspected_ok"], strict=True):
-            await publish_acknowledgement(bus, settings.alerts_topic, alert, "otto", T0, AckOutcome(outcome))
+            await publish_acknowledgement(
+                bus, settings.alerts_topic, alert, "otto", T0, AckOutcome(outcome),
+                maintenance_topic=settings.maintenance_topic,
+            )  # fmt: skip
         task = asyncio.create_task(run_sink(settings, bus=bus, stop=stop, engine=engine))
 
         async def dead_letters():
