@@ -143,7 +143,7 @@ def take_pictures(url: str, out: Path) -> None:
     from tests.dashboard_support import ServerThread
 
     engine = make_engine(url, log_version=False)
-    settings = DashboardSettings(_env_file=None, bus="memory", database_url=url)
+    settings = DashboardSettings(_env_file=None, bus="memory", database_url=url, dashboard_sign_in=False)
     model = "Bokeh.documents[0].get_model_by_name('{}')"
     with ServerThread(settings, engine=engine) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"])

@@ -23,7 +23,10 @@ def server(sqlite_url):
     engine = make_engine(sqlite_url, log_version=False)
     migrate(engine)
     seed_fleet(engine)
-    settings = DashboardSettings(_env_file=None, bus="memory", database_url=sqlite_url, dashboard_fleet_refresh_s=1)
+    settings = DashboardSettings(
+        _env_file=None, bus="memory", database_url=sqlite_url, dashboard_fleet_refresh_s=1,
+        dashboard_sign_in=False,  # the tab's features here; sign-in is test_dashboard_signin.py's
+    )  # fmt: skip
     with ServerThread(settings, engine=engine) as running:
         yield running
     engine.dispose()
@@ -119,15 +122,13 @@ def hostile_server(sqlite_url):
     with engine.begin() as conn:
         store_health(conn, [HealthEvent(robot_id=robot, kind="forecast", start=END, forecasts=[forecast])])
         upsert_alerts(conn, [event])
-    settings = DashboardSettings(_env_file=None, bus="memory", database_url=sqlite_url)
+    settings = DashboardSettings(_env_file=None, bus="memory", database_url=sqlite_url, dashboard_sign_in=False)
     with ServerThread(settings, engine=engine) as running:
         yield running
     engine.dispose()
 
 
 def test_text_from_data_is_shown_as_text_in_the_grid_hover_detail_and_tables(hostile_server, page):
-    dialogs = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     robot = HOSTILE.format("robot")
     open_dashboard(page, hostile_server.url)
     page.get_by_text("Fleet", exact=True).click()
@@ -143,5 +144,5 @@ def test_text_from_data_is_shown_as_text_in_the_grid_hover_detail_and_tables(hos
         page.get_by_text(HOSTILE.format(mark)).first.wait_for(timeout=5_000)
     page.get_by_text("alerts judged real per detector").wait_for()
     page.wait_for_timeout(500)
-    assert js(page, "window.__pwned") is None and dialogs == []
+    assert js(page, "window.__pwned") is None and page.dialogs == []
     assert page.errors == []
