@@ -4,7 +4,7 @@ Bokeh's ``Document.destroy`` runs a full ``gc.collect()`` for every session it d
 back to their document). Each walks every live object of the process, ~5 ms per open session here, and
 Bokeh discards expired sessions one after another on the event loop: 200 closed tabs held the loop for
 6-13 s (no /health, no live feed meanwhile). Here those calls only ask for a collection; one runs on the
-loop ``COLLECT_AFTER_S`` after the last ask, when the sessions are gone and the heap is small again, and
+loop ``COLLECT_AFTER_S`` after the last ask (a full one only once no session is open, see ``collect_now``),
 then hands freed memory back to the system (glibc keeps it otherwise, and the RSS never came down).
 (Bokeh's lifecycle handler collects too after a document's own ``on_session_destroyed`` callbacks; the
 dashboard registers none, see ``dashboard.app.SessionLifecycle``.)
