@@ -121,22 +121,46 @@ def serve(robots: int, tick: float) -> None:
 
 
 class StallMonitor:
-    """How late a 5 ms sleep wakes up on the server's loop: the longest stall, and how many over 100 ms."""
+    """How late a 5 ms sleep wakes up on the server's loop: the longest stall, and how many over 100 ms; and
+    the most CPU the server used while one such sleep waited (on a machine shared with other work a stall's
+    wall time is several times its CPU time). The full collections, and the longest, from ``gc.callbacks``."""
 
     def __init__(self) -> None:
-        self.longest, self.over_100ms = 0.0, 0
+        self.longest, self.longest_cpu, self.over_100ms = 0.0, 0.0, 0
+        self.full_collections, self.longest_full = 0, 0.0
+        self._full_started = 0.0
+        import gc
+
+        gc.callbacks.append(self._collection)
+
+    def _collection(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._full_started = time.perf_counter()
+        else:
+            self.full_collections += 1
+            self.longest_full = max(self.longest_full, time.perf_counter() - self._full_started)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            asked = time.perf_counter()
+            asked, cpu = time.perf_counter(), time.process_time()
             await asyncio.sleep(0.005)
             late = time.perf_counter() - asked - 0.005
             self.longest = max(self.longest, late)
+            self.longest_cpu = max(self.longest_cpu, time.process_time() - cpu)
             self.over_100ms += late > 0.1
 
     def take(self) -> dict:
-        taken = {"longest_stall_ms": round(self.longest * 1000, 1), "stalls_over_100ms": self.over_100ms}
-        self.longest, self.over_100ms = 0.0, 0
+        taken = {
+            "longest_stall_ms": round(self.longest * 1000, 1),
+            "longest_stall_cpu_ms": round(self.longest_cpu * 1000, 1),
+            "stalls_over_100ms": self.over_100ms,
+            "full_collections": self.full_collections,
+            "longest_full_collection_ms": round(self.longest_full * 1000, 1),
+        }
+        self.longest, self.longest_cpu, self.over_100ms = 0.0, 0.0, 0
+        self.full_collections, self.longest_full = 0, 0.0
         return taken
 
 

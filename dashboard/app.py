@@ -25,7 +25,7 @@ from dashboard.feed import LiveFeed
 from dashboard.fleet import add_fleet_tab
 from dashboard.history import HistoryView
 from dashboard.live import LiveView
-from dashboard.memory import DEFERRED, untangle_all
+from dashboard.memory import DEFERRED, release_view
 
 logger = logging.getLogger(__name__)
 BuildLater = Callable[[Document, list[Callable[[], None]]], None]
@@ -73,8 +73,6 @@ class SessionLifecycle(LifecycleHandler):
                     await session_context.with_locked_document(partial(_add_piece, piece=piece))
                 except Exception:  # a piece that fails leaves a gap in one page, not a stopped queue
                     logger.exception("a piece of a page could not be built: %r", piece)
-        if not session_context.destroyed:
-            DEFERRED.page_built()
 
     async def on_session_destroyed(self, session_context) -> None:
         self._ended(session_context)
@@ -136,7 +134,7 @@ def application(feed: LiveFeed, engine: Engine | None) -> Application:
         feed.register(live)
         lifecycle.on_end(doc, lambda: feed.unregister(live))
         lifecycle.on_end(doc, release)
-        lifecycle.on_end(doc, lambda: untangle_all(*live.models()))
+        lifecycle.on_end(doc, lambda: release_view(live))
 
     return Application(FunctionHandler(make_document), lifecycle)
 

@@ -4,7 +4,7 @@ Bokeh's ``Document.destroy`` runs a full ``gc.collect()`` for every session it d
 back to their document). Each walks every live object of the process, ~5 ms per open session here, and
 Bokeh discards expired sessions one after another on the event loop: 200 closed tabs held the loop for
 6-13 s (no /health, no live feed meanwhile). Here those calls only ask for a collection; one runs on the
-loop ``COLLECT_AFTER_S`` after the last ask, when the sessions are gone and the heap is small again, and
+loop ``COLLECT_AFTER_S`` after the last ask (a full one only once no session is open, see ``collect_now``),
 then hands freed memory back to the system (glibc keeps it otherwise, and the RSS never came down).
 (Bokeh's lifecycle handler collects too after a document's own ``on_session_destroyed`` callbacks; the
 dashboard registers none, see ``dashboard.app.SessionLifecycle``.)
@@ -22,10 +22,12 @@ from collections.abc import Callable
 
 from bokeh.core.property.wrappers import PropertyValueContainer
 from bokeh.document import Document
+from bokeh.document.callbacks import DocumentCallbackManager
 from bokeh.model.util import collect_models
 
 logger = logging.getLogger(__name__)
 _BOKEH_DOCUMENT_DESTROY = Document.destroy
+_BOKEH_REMOVE_SESSION_CALLBACK = DocumentCallbackManager.remove_session_callback
 COLLECT_AFTER_S = 1.0
 YOUNG_EVERY_S = 0.5  # the young generations, on a timer once settled (see settle)
 FULL_EVERY_S = 300.0  # a full collection at least this often, sessions closing or not
@@ -51,7 +53,6 @@ class DeferredCollect:
         self._trim = _malloc_trim()
         self.collections = 0
         self._last_full = time.monotonic()
-        self.settled = False
         self.sessions_open: Callable[[], int] = lambda: 0  # set by the application (dashboard.app)
 
     def __getattr__(self, name: str):
@@ -71,35 +72,33 @@ class DeferredCollect:
         """Every YOUNG_EVERY_S on the loop, once the automatic collections are off (``settle``)."""
         gc.collect(1)
         if time.monotonic() - self._last_full > FULL_EVERY_S:
-            self.collect_now()
+            self.collect_full()
         asyncio.get_running_loop().call_later(YOUNG_EVERY_S, self.collect_young)
 
-    def page_built(self) -> None:
-        """A whole page is built: what lives now is frozen, out of the collector's
-        sight. A full collection with 50 pages open walked them all, ~0.3 s held; frozen, a page's objects
-        still go by reference counting when its session is destroyed (``_destroy_untangled``), and the few
-        they leave in cycles wait for a thorough ``collect_now``. The young generations first, or the build's
-        own garbage would be frozen with it. Only once settled: before, Python's own collector runs."""
-        if self.settled:
-            gc.collect(1)
-            gc.freeze()
-
     def collect_now(self) -> None:
-        """The objects created since the last freeze; everything, frozen ones too, when no session is open (the
-        heap is small then) or once every FULL_EVERY_S (a tab open for days must not keep what it froze)."""
+        """After sessions were discarded. A full collection walks every object not frozen, open pages
+        included (~5,000 objects each: 50 open pages held the loop 0.1-0.3 s), so it waits until no session
+        is open; meanwhile the young generations, as every YOUNG_EVERY_S."""
         self._timer = None
+        if self.sessions_open():
+            gc.collect(1)
+            self._give_back()
+        else:
+            self.collect_full()
+
+    def collect_full(self) -> None:
+        """What closed pages left in reference cycles. It never unfreezes the start-up objects (``settle``):
+        walking those too (~190,000) held the loop 0.1-0.3 s, and they live as long as the process."""
         started = time.perf_counter()
-        thorough = not self.sessions_open() or time.monotonic() - self._last_full > FULL_EVERY_S
-        if thorough:
-            self._last_full = time.monotonic()
-            gc.unfreeze()
+        self._last_full = time.monotonic()
         found = gc.collect()
-        if thorough:
-            gc.freeze()
+        self._give_back()
+        logger.debug("collected %d objects in %.0f ms", found, (time.perf_counter() - started) * 1000)
+
+    def _give_back(self) -> None:
         if self._trim is not None:
             self._trim(0)
         self.collections += 1
-        logger.debug("collected %d objects in %.0f ms", found, (time.perf_counter() - started) * 1000)
 
 
 DEFERRED = DeferredCollect()
@@ -127,6 +126,14 @@ def untangle_all(*roots) -> None:
         untangle(model)
 
 
+def release_view(view) -> None:
+    """A session's view, when Bokeh discards the session: its models untangled and its attributes dropped.
+    Bokeh's timer for the view's periodic ``tick`` stays in a reference cycle after the session ends, and
+    through that bound method it kept the view, and so the whole page, until a full collection."""
+    untangle_all(*view.models())
+    vars(view).clear()
+
+
 def _destroy_untangled(doc: Document, session) -> None:
     new_models = doc.models._new_models
     # Besides its graph, a document holds its config and the models of its JavaScript event callbacks.
@@ -134,9 +141,25 @@ def _destroy_untangled(doc: Document, session) -> None:
     untangle_all(*doc.models, doc.config, *js_callbacks)
     _BOKEH_DOCUMENT_DESTROY(doc, session)
     # Bokeh's destroy keeps these: the models never sent (a page closed before it connected), and the periodic
-    # callbacks, whose views refer to their document and models (a page frozen by ``page_built`` would stay).
+    # callbacks, whose views refer to their document and models.
+    for callback in doc.callbacks._session_callbacks:
+        _forget(callback)
     doc.callbacks._session_callbacks.clear()
     new_models.clear()
+
+
+def _forget(callback_obj) -> None:
+    # Bokeh wraps a one-shot callback (next tick, timeout) in a closure that refers back to its callback
+    # object: a cycle around the function it calls, e.g. a view's method, and so the view and its page. A
+    # callback that waited over a young collection is in the oldest generation, and once run it kept its page
+    # alive until a full collection (~90 callbacks and 5,000 objects per page in the burst).
+    callback_obj._callback = None
+
+
+def _remove_session_callback_acyclic(manager: DocumentCallbackManager, callback_obj) -> None:
+    """``remove_session_callback``, which Bokeh calls as a one-shot callback runs, with the cycle broken."""
+    _BOKEH_REMOVE_SESSION_CALLBACK(manager, callback_obj)
+    _forget(callback_obj)
 
 
 def defer_bokeh_collections() -> None:
@@ -146,6 +169,7 @@ def defer_bokeh_collections() -> None:
 
     bokeh_document.gc = bokeh_lifecycle.gc = DEFERRED
     bokeh_document.Document.destroy = _destroy_untangled
+    DocumentCallbackManager.remove_session_callback = _remove_session_callback_acyclic
 
 
 def settle() -> None:
@@ -154,12 +178,11 @@ def settle() -> None:
     history Refresh up ~110 ms about once in 12, bench.query_scale).
 
     Then the collector runs when the loop says: the young generations every YOUNG_EVERY_S, a full
-    collection after sessions are discarded (``DeferredCollect``) and at least every FULL_EVERY_S. Python's
-    own full collections start in whatever callback allocates when the heap has grown by a quarter, which
-    it does all along while pages are built: each walked every live object, ~0.3 s with 20-50 pages open,
-    the longest holds left while many tabs opened."""
+    collection once sessions were discarded and none is open (``DeferredCollect``), and at least every
+    FULL_EVERY_S. Python's own full collections start in whatever callback allocates when the heap has grown
+    by a quarter, which it does all along while pages are built: each walked every live object, ~0.3 s with
+    20-50 pages open, the longest holds left while many tabs opened."""
     gc.collect()
     gc.freeze()
     gc.disable()
-    DEFERRED.settled = True
     DEFERRED.collect_young()

@@ -7,6 +7,7 @@ import logging
 import socket
 from weakref import WeakKeyDictionary
 
+from bokeh.document import Document
 from bokeh.server.server import Server
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
@@ -14,10 +15,10 @@ from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
 
 from common.wire.bus import Bus
-from dashboard.app import application
+from dashboard.app import application, build
 from dashboard.auth import auth_provider
 from dashboard.feed import LiveFeed
-from dashboard.memory import defer_bokeh_collections
+from dashboard.memory import defer_bokeh_collections, untangle_all
 from dashboard.settings import DashboardSettings
 
 logger = logging.getLogger(__name__)
@@ -99,9 +100,19 @@ def make_server(settings: DashboardSettings, *, bus: Bus, engine: Engine | None,
         auth_provider=auth_provider(settings, engine),
     )
     _FEEDS[server] = feed
+    warm_up(feed)
     feed.start()
     logger.info("dashboard at http://%s:%d/ (feed group %s)", settings.dashboard_address, port, feed.group_id)
     return server
+
+
+def warm_up(feed: LiveFeed) -> None:
+    """One whole page built and dropped before the first session: what a first page imports and caches
+    (Bokeh's model classes and their defaults, ~30,000 objects) then is among the start-up objects that
+    ``dashboard.memory.settle`` freezes, not in the heap every full collection walks after sessions close."""
+    doc = Document()
+    live = build(doc, feed, None)
+    untangle_all(*doc.models, *live.models(), doc.config)
 
 
 def feed_of(server: Server) -> LiveFeed:

@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -325,36 +326,65 @@ def test_a_whole_page_destroyed_is_freed_without_a_collection(monkeypatch):
     assert alive == []
 
 
-async def test_once_settled_a_built_page_is_frozen_and_its_garbage_collected_when_no_session_is_open(monkeypatch):
-    class Node:
-        pass
+def test_after_sessions_are_discarded_a_full_collection_waits_until_none_is_open(monkeypatch, full_collections):
+    """A full collection walks every open page; the young generations meanwhile, and memory is handed back to
+    the system after either."""
+    trims = []
+    monkeypatch.setattr(DEFERRED, "_trim", trims.append)
+    monkeypatch.setattr(DEFERRED, "sessions_open", lambda: 3)
+    DEFERRED.collect_now()
+    assert full_collections == [] and trims == [0]
+    monkeypatch.setattr(DEFERRED, "sessions_open", lambda: 0)
+    DEFERRED.collect_now()
+    assert len(full_collections) == 1 and trims == [0, 0]
 
-    settle()
+
+class Node:
+    pass
+
+
+def test_a_one_shot_callback_that_ran_lets_go_of_what_it_called_without_a_collection():
+    """Bokeh's one-shot wrapper and its callback object refer to each other; the view a callback calls (and
+    its page) would wait for a full collection."""
+    defer_bokeh_collections()
+    doc = Document()
+    target = Node()
+    target_ref = weakref.ref(target)
+    callback = doc.add_next_tick_callback(partial(lambda node: None, target))
+    del target
+    gc.disable()
     try:
-        monkeypatch.setattr(DEFERRED, "_last_full", time.monotonic())  # no periodic thorough collection now
-        doc = Document()
-        build(doc, LiveFeed(settings(), InProcessBus(), None), None)
-        built_garbage = Node()
-        built_garbage.me = built_garbage
-        built_garbage_ref = weakref.ref(built_garbage)
-        del built_garbage
-        DEFERRED.page_built()
-        assert built_garbage_ref() is None  # the build's own garbage was collected, not frozen
-        tracked = {id(o) for o in gc.get_objects()}
-        assert not any(id(model) in tracked for model in doc.models)  # out of the collector's sight
-
-        left_in_a_cycle = Node()
-        left_in_a_cycle.me = left_in_a_cycle
-        ref = weakref.ref(left_in_a_cycle)
-        DEFERRED.page_built()
-        del left_in_a_cycle
-        monkeypatch.setattr(DEFERRED, "sessions_open", lambda: 3)
-        DEFERRED.collect_now()
-        assert ref() is not None  # frozen: a collection while pages are open does not walk it
-        monkeypatch.setattr(DEFERRED, "sessions_open", lambda: 0)
-        DEFERRED.collect_now()
-        assert ref() is None
+        callback.callback()  # what the server's loop does on the next tick
+        del callback
+        assert target_ref() is None
     finally:
         gc.enable()
-        gc.unfreeze()
-        DEFERRED.settled = False
+
+
+def test_closed_tabs_are_freed_without_a_full_collection(monkeypatch):
+    """A whole page, streamed to, then its tab closed: once its session expires nothing of it is left for a
+    full collection (``DeferredCollect.collect_now`` does none here)."""
+    monkeypatch.setattr(DEFERRED, "collect_now", lambda: None)
+    with ServerThread(settings(dashboard_session_expiry_ms=300)) as server:
+        server.publish_readings([reading(i) for i in range(20)])
+        server.loop.call_soon_threadsafe(settle)  # the young generations on the server's loop, as in service.run
+        try:
+            sessions = [pull_session(url=server.url) for _ in range(3)]
+            for session in sessions:
+                session.document.callbacks.send_event(DocumentReady())
+            for session in sessions:
+                pump_until(session, lambda s=session: s.document.get_model_by_name("alert_table"), what="the page")
+            server.publish_readings([reading(i) for i in range(20, 40)])  # streamed to the open pages
+            time.sleep(1.5)
+            server_models = [weakref.ref(m) for view in server.feed._listeners for m in view.doc.models]
+            assert len(server_models) > 3 * 50
+            for session in sessions:
+                session.close()
+            wait_for(lambda: server.feed.listener_count == 0, timeout=30, what="the sessions to expire")
+            time.sleep(3 * YOUNG_EVERY_S)  # the sessions' clean-ups, then the young generations
+            alive = [type(ref()).__name__ for ref in server_models if ref() is not None]
+        finally:
+            server.loop.call_soon_threadsafe(gc.enable)
+            time.sleep(0.2)
+            gc.unfreeze()
+    assert alive == [], alive
