@@ -21,8 +21,10 @@ from sqlalchemy import insert, text
 
 from bench._postgres import postgres_url, scratch_database
 from bench.results import write_results
-from common.store.fleet_health import FLEET_AXES, OUTCOMES, axis_detail, fleet_forecasts, outcomes_per_detector
+from common.store.fleet_health import FLEET_AXES, axis_detail, fleet_forecasts
+from common.store.maintenance import outcomes_per_detector
 from common.store.tables import alerts, health_forecast, health_rollup, seed_axes
+from common.wire.schemas import AckOutcome
 
 END = datetime(2026, 6, 1, tzinfo=UTC)
 DETECTORS = ("level", "load", "residual", "stuck", "multivariate", "maintenance_due")
@@ -96,7 +98,7 @@ def fill(engine, robots: list[str], days: int, n_alerts: int) -> int:
                     "score": 4.0,
                     "acknowledged_by": "m" if acked else None,
                     "acknowledged_at": opened if acked else None,
-                    "ack_outcome": rng.choice(OUTCOMES) if acked else None,
+                    "ack_outcome": str(rng.choice(list(AckOutcome))) if acked else None,
                     "ack_note": "n" if acked else None,
                 }  # fmt: skip
             )

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, func, or_, select, union
+from sqlalchemy import Connection, and_, or_, select, union
 
 from common.store.sqlparts import Row, dicts
 from common.store.tables import alerts, axes_dim, health_forecast, health_rollup
-from common.wire.schemas import AckOutcome
 
 FLEET_AXES = tuple(range(1, 9))  # axes 9-14 are always "OK null" in this fleet: nothing to judge
-OUTCOMES = tuple(str(o) for o in AckOutcome)
 HOURS_SHOWN = timedelta(days=30)  # hourly values before the newest forecast; the daily line covers everything
 ALERTS_SHOWN = 200
 
@@ -37,18 +35,6 @@ def fleet_forecasts(conn: Connection) -> list[Row]:
         select(keys.c.robot_id, keys.c.axis, *(c for c in F.columns if not c.primary_key))
         .select_from(keys.outerjoin(F, and_(F.c.robot_id == keys.c.robot_id, F.c.axis == keys.c.axis)))
         .order_by(keys.c.robot_id, keys.c.axis)
-    )
-    return dicts(conn.execute(query))
-
-
-def outcomes_per_detector(conn: Connection) -> list[Row]:
-    """Per detector and outcome (None = acknowledged without one): how many of its acknowledged alerts
-    people judged so (``acknowledged``)."""
-    query = (
-        select(alerts.c.detector, alerts.c.ack_outcome, func.count().label("acknowledged"))
-        .where(alerts.c.acknowledged_at.is_not(None))
-        .group_by(alerts.c.detector, alerts.c.ack_outcome)
-        .order_by(alerts.c.detector, alerts.c.ack_outcome)
     )
     return dicts(conn.execute(query))
 

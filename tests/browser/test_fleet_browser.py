@@ -66,7 +66,7 @@ def test_the_fleet_tab_shows_the_worn_axis_first_and_a_click_opens_its_trend_con
     worn = list(zip(cells["robot_id"], cells["axis"], strict=True)).index((WORN, str(WORN_AXIS)))
     assert cells["label"][worn] == "3.5 d" and cells["colour"][worn] == COLOURS["week"]
     page.get_by_text("alerts judged real per detector").wait_for(timeout=10_000)
-    assert js(page, LIVE.format("fleet_outcomes") + ".data.detector") == ["residual", "zscore"]
+    assert js(page, LIVE.format("fleet_outcomes") + ".data.detector") == ["maintenance_due", "residual", "zscore"]
 
     x, y = cell_centre(page, WORN, WORN_AXIS)
     page.mouse.click(x, y)

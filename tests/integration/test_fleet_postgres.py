@@ -7,9 +7,10 @@ import pytest
 from sqlalchemy import event
 
 from common.store.db import make_engine
-from common.store.fleet_health import axis_detail, fleet_forecasts, outcomes_per_detector
+from common.store.fleet_health import axis_detail, fleet_forecasts
+from common.store.maintenance import outcomes_per_detector
 from consumer_db.migrate import migrate
-from dashboard.fleet_data import fleet_grid
+from dashboard.fleet_data import fleet_grid, outcome_table
 from tests.fleet_fixtures import (
     DAYS,
     DUE_THIS_MONTH,
@@ -70,15 +71,13 @@ def test_a_robot_with_a_forecast_but_no_axes_row_is_in_the_grid(app_engine):
     assert sorted(r["axis"] for r in rows) == [1, 3, 5]  # the axes it has forecasts for
 
 
-def test_outcomes_are_counted_per_detector_over_acknowledged_alerts_only(app_engine):
+def test_the_outcome_table_counts_every_alert_and_the_share_of_the_judged_ones_found_real(app_engine):
     with app_engine.connect() as conn:
-        counts = {(r["detector"], r["ack_outcome"]): r["acknowledged"] for r in outcomes_per_detector(conn)}
-    assert counts == {
-        ("residual", "inspected_ok"): 1,
-        ("zscore", None): 1,
-        ("zscore", "false_alarm"): 2,
-        ("zscore", "real_fault"): 1,
-    }
+        table = outcome_table(outcomes_per_detector(conn))
+    columns = (table["alerts"], table["judged"], table["real_share"])
+    shown = {detector: row for detector, *row in zip(table["detector"], *columns, strict=True)}
+    assert shown.pop("maintenance_due")[:2] == [1, 0]  # open, not judged: no share
+    assert shown == {"residual": [2, 1, 0.0], "zscore": [4, 3, round(1 / 3, 4)]}
 
 
 def test_an_axis_detail_has_its_forecast_recent_hours_every_day_alerts_and_history(app_engine):
