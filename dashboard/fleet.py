@@ -214,6 +214,7 @@ class FleetView:
             columns=[
                 self.column(field="at", title="at (UTC)", formatter=when),
                 self.column(field="what", title="what"),
+                self.column(field="action", title="action"),
                 self.column(field="outcome", title="outcome"),
                 self.column(field="note", title="note"),
                 self.column(field="by", title="by"),
@@ -225,7 +226,7 @@ class FleetView:
                 trend,
                 Div(text="<b>alerts of this axis</b>"),
                 alert_table,
-                Div(text="<b>maintenance history</b> (acknowledged alerts and what was found)"),
+                Div(text="<b>maintenance history</b> (the maintenance log and the acknowledged alerts)"),
                 maintenance_table,
             ]
         )

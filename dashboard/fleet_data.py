@@ -265,6 +265,7 @@ def maintenance_columns(rows: list[dict]) -> dict[str, list]:
     return {
         "at": [_when(r["at"]) for r in rows],
         "what": [r["what"] for r in rows],
+        "action": [r["action"] or "" for r in rows],
         "outcome": [r["outcome"] or "" for r in rows],
         "note": [r["note"] or "" for r in rows],
         "by": [r["by"] or "" for r in rows],

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.store.maintenance import outcomes_per_detector
-from common.wire.schemas import AckOutcome, Alert, AlertState, Severity
+from common.store.fleet_health import axis_detail
+from common.store.maintenance import outcomes_per_detector, store_entries
+from common.wire.schemas import AckOutcome, Alert, AlertState, MaintenanceAction, MaintenanceEntry, Severity
 from consumer_db.alert_store import upsert_alerts
 from dashboard.fleet_data import (
     COLOURS,
@@ -16,6 +17,7 @@ from dashboard.fleet_data import (
     detail_of,
     fleet_grid,
     grid_columns,
+    maintenance_columns,
     outcome_table,
 )
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
@@ -186,3 +188,25 @@ def test_the_detail_without_a_crossing_extends_the_slope_and_has_no_cone():
     assert detail.forecast["y"] == [0.05, pytest.approx(0.05 + 0.002 * 30)]
     no_forecast = detail_of("r", 1, {"forecast": None, "trend": [], "alerts": [], "maintenance": []}, None)
     assert no_forecast.limit is None and "no forecast yet" in no_forecast.title
+
+
+def test_the_history_merges_the_log_and_shows_an_acknowledgement_part_replaced_once(migrated_sqlite):  # noqa: F811
+    replaced_at, logged_at = NOW + timedelta(hours=5), NOW + timedelta(hours=2)
+    replaced = judged(1, "load_high", AckOutcome.PART_REPLACED).model_copy(update={"acknowledged_at": replaced_at})
+    entries = [
+        MaintenanceEntry.new("r", 1, MaintenanceAction.PART_REPLACED, "otto", replaced_at, "new gearbox", "e1"),
+        MaintenanceEntry.new("r", 1, MaintenanceAction.LUBRICATED, "jonas", logged_at, "<i>greased</i>"),
+        MaintenanceEntry.new("r", 2, MaintenanceAction.OTHER, "jonas", logged_at),  # another axis
+    ]
+    with migrated_sqlite.begin() as conn:
+        upsert_alerts(conn, [replaced, judged(2, "zscore", AckOutcome.FALSE_ALARM)])
+        store_entries(conn, entries)
+    with migrated_sqlite.connect() as conn:
+        history = axis_detail(conn, robot_id="r", axis=1)["maintenance"]
+    assert [(h["at"], h["action"], h["outcome"], h["by"]) for h in history] == [
+        (replaced_at, "part_replaced", "part_replaced", "otto"),  # the alert and its log entry, once
+        (logged_at, "lubricated", None, "jonas"),  # logged without an alert
+        (NOW + timedelta(minutes=4), None, "false_alarm", "otto"),
+    ]
+    columns = maintenance_columns(history)
+    assert columns["note"] == ["", "<i>greased</i>", ""] and columns["action"][1] == "lubricated"
