@@ -18,6 +18,7 @@ from common.store.tables import alerts, axes_dim, health_forecast, health_rollup
 FLEET_AXES = tuple(range(1, 9))  # axes 9-14 are always "OK null" in this fleet: nothing to judge
 HOURS_SHOWN = timedelta(days=30)  # hourly values before the newest forecast; the daily line covers everything
 ALERTS_SHOWN = 200
+LOG_SHOWN = 200  # maintenance log entries of an axis, newest first
 
 F = health_forecast
 
@@ -88,7 +89,7 @@ def maintenance_history(conn: Connection, *, robot_id: str, axis: int, axis_aler
     acknowledged alert and a log entry naming that alert at that moment: it is shown once, as the alert with
     the entry's action."""
     acknowledged = {(a["event_id"], a["acknowledged_at"]): a for a in axis_alerts if a["acknowledged_at"]}
-    logged = log.maintenance_history(conn, robot_id=robot_id, axis=axis, limit=ALERTS_SHOWN)
+    logged = log.maintenance_history(conn, robot_id=robot_id, axis=axis, limit=LOG_SHOWN)
     actions = {(e["event_id"], e["at"]): e["action"] for e in logged if (e["event_id"], e["at"]) in acknowledged}
     rows = [
         {
