@@ -1,10 +1,11 @@
-"""The dashboard's Fleet tab queries on PostgreSQL at fleet scale: a grid refresh (``fleet_forecasts`` +
-``outcomes_per_detector``) and an opened axis (``axis_detail``), median and worst of repeated runs, with the
-plan PostgreSQL chose for each statement.
+"""The dashboard's Fleet tab queries on PostgreSQL at fleet scale: a grid refresh (``fleet_forecasts`` + the
+maintenance log's ``outcomes_per_detector``) and an opened axis (``axis_detail``), median and worst of
+repeated runs, with the plan PostgreSQL chose for each statement.
 
 A scratch database with ``--robots`` robots x 14 axes in ``axes_dim``, a forecast per axis 1-8, ``--days``
 days of hourly and daily ``health_rollup`` rows per axis 1-8, and ``--alerts`` alert events (a third of them
-acknowledged with an outcome). ``health_cycles`` is not read by the tab, so it is left empty.
+acknowledged with an outcome), and a maintenance log entry per axis every ten days. ``health_cycles`` is not
+read by the tab, so it is left empty.
 
     scripts/with-services.sh .venv/bin/python -m bench.fleet_queries [--robots 200 --days 60 --alerts 100000]
 """
@@ -21,8 +22,10 @@ from sqlalchemy import insert, text
 
 from bench._postgres import postgres_url, scratch_database
 from bench.results import write_results
-from common.store.fleet_health import FLEET_AXES, OUTCOMES, axis_detail, fleet_forecasts, outcomes_per_detector
-from common.store.tables import alerts, health_forecast, health_rollup, seed_axes
+from common.store.fleet_health import FLEET_AXES, axis_detail, fleet_forecasts
+from common.store.maintenance import outcomes_per_detector
+from common.store.tables import alerts, health_forecast, health_rollup, maintenance_log, seed_axes
+from common.wire.schemas import AckOutcome
 
 END = datetime(2026, 6, 1, tzinfo=UTC)
 DETECTORS = ("level", "load", "residual", "stuck", "multivariate", "maintenance_due")
@@ -96,12 +99,30 @@ def fill(engine, robots: list[str], days: int, n_alerts: int) -> int:
                     "score": 4.0,
                     "acknowledged_by": "m" if acked else None,
                     "acknowledged_at": opened if acked else None,
-                    "ack_outcome": rng.choice(OUTCOMES) if acked else None,
+                    "ack_outcome": str(rng.choice(list(AckOutcome))) if acked else None,
                     "ack_note": "n" if acked else None,
                 }  # fmt: skip
             )
         with engine.begin() as conn:
             conn.execute(insert(alerts), batch)
+    with engine.begin() as conn:  # a log entry per robot and axis every ten days, as an opened axis reads them
+        conn.execute(
+            insert(maintenance_log),
+            [
+                {
+                    "entry_id": f"log-{r}-{a}-{d}",
+                    "robot_id": r,
+                    "axis": a,
+                    "at": END - timedelta(days=d),
+                    "action": "lubricated",
+                    "note": "n",
+                    "user_name": "m",
+                }  # fmt: skip
+                for r in robots
+                for a in FLEET_AXES
+                for d in range(0, days, 10)
+            ],
+        )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE"))
     return rows
@@ -133,7 +154,8 @@ def plans(engine, robot: str) -> dict[str, str]:
     with engine.connect() as conn:
         for statement, parameters in captured:
             lines = conn.exec_driver_sql("EXPLAIN " + statement, parameters).scalars().all()
-            table = next(t for t in ("health_rollup", "health_forecast", "alerts", "axes_dim") if t in statement)
+            tables = ("health_rollup", "health_forecast", "maintenance_log", "alerts", "axes_dim")
+            table = next(t for t in tables if t in statement)
             out.setdefault(table, " | ".join(line.strip() for line in lines if "Scan" in line)[:300])
     return out
 

@@ -32,8 +32,10 @@ from bokeh.plotting import figure
 from sqlalchemy import Engine
 
 from common.store import fleet_health
-from common.store.fleet_health import FLEET_AXES, OUTCOMES
+from common.store.fleet_health import FLEET_AXES
+from common.store.maintenance import outcomes_per_detector
 from dashboard.fleet_data import (
+    OUTCOMES,
     Grid,
     alert_columns,
     detail_of,
@@ -212,6 +214,7 @@ class FleetView:
             columns=[
                 self.column(field="at", title="at (UTC)", formatter=when),
                 self.column(field="what", title="what"),
+                self.column(field="action", title="action"),
                 self.column(field="outcome", title="outcome"),
                 self.column(field="note", title="note"),
                 self.column(field="by", title="by"),
@@ -223,7 +226,7 @@ class FleetView:
                 trend,
                 Div(text="<b>alerts of this axis</b>"),
                 alert_table,
-                Div(text="<b>maintenance history</b> (acknowledged alerts and what was found)"),
+                Div(text="<b>maintenance history</b> (the maintenance log and the acknowledged alerts)"),
                 maintenance_table,
             ]
         )
@@ -239,13 +242,15 @@ class FleetView:
             name="fleet_outcome_table",
             columns=[
                 self.column(field="detector", title="detector", width=220),
-                self.column(field="acknowledged", title="acknowledged", width=90),
+                self.column(field="alerts", title="alerts", width=90),
+                self.column(field="judged", title="judged", width=90),
                 *(self.column(field=o, title=o.replace("_", " "), width=90) for o in OUTCOMES),
-                self.column(field="no_outcome", title="no outcome", width=90),
                 self.column(field="real_share", title="judged real", formatter=pct, width=90),
             ],
         )
-        self.page.children.extend([Div(text="<b>alerts judged real per detector</b> (acknowledged alerts)"), table])
+        self.page.children.extend(
+            [Div(text="<b>alerts judged real per detector</b> (of those given an outcome)"), table]
+        )
 
     def _first_load(self) -> None:
         self.load()
@@ -273,7 +278,7 @@ class FleetView:
     def _query(self, opened: tuple[str, int] | None):
         with self.engine.connect() as conn:
             grid = fleet_grid(fleet_health.fleet_forecasts(conn))
-            outcomes = fleet_health.outcomes_per_detector(conn)
+            outcomes = outcomes_per_detector(conn)
             detail = None if opened is None else fleet_health.axis_detail(conn, robot_id=opened[0], axis=opened[1])
         return grid, outcomes, detail
 

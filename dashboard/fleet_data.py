@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import escape
 
-from common.store.fleet_health import FLEET_AXES, OUTCOMES
+from common.store.fleet_health import FLEET_AXES
+from common.wire.schemas import AckOutcome
 from dashboard.columns import epoch_ms
 
 NAN = math.nan
 DAY_S = 86_400.0
+OUTCOMES = tuple(str(o) for o in AckOutcome)  # the outcome table's columns, one per outcome
 # Planning horizons of a maintenance team: a visit this week, this month, later.
 WEEK_DAYS, MONTH_DAYS = 7.0, 30.0
 # A forecast this much older than the fleet's newest is marked stale in the cell's hover.
@@ -165,19 +167,10 @@ def legend_html() -> str:
 
 
 def outcome_table(rows: list[dict]) -> dict[str, list]:
-    """Per detector: acknowledged alerts, how many per outcome, none given, and the share judged real."""
-    per: dict[str, dict[str | None, int]] = {}
-    for r in rows:
-        per.setdefault(r["detector"], {})[r["ack_outcome"]] = r["acknowledged"]
-    cols: dict[str, list] = {k: [] for k in ("detector", "acknowledged", *OUTCOMES, "no_outcome", "real_share")}
-    for detector, counts in sorted(per.items()):
-        judged = sum(n for outcome, n in counts.items() if outcome is not None)
-        cols["detector"].append(detector)
-        cols["acknowledged"].append(sum(counts.values()))
-        for outcome in OUTCOMES:
-            cols[outcome].append(counts.get(outcome, 0))
-        cols["no_outcome"].append(counts.get(None, 0))
-        cols["real_share"].append(counts.get("real_fault", 0) / judged if judged else NAN)
+    """The table of ``common.store.maintenance.outcomes_per_detector``: per detector its alerts, how many were
+    judged, each outcome's count and the share judged real (that module's rule; NaN while none is judged)."""
+    cols: dict[str, list] = {k: [r[k] for r in rows] for k in ("detector", "alerts", "judged", *OUTCOMES)}
+    cols["real_share"] = [NAN if r["real_share"] is None else r["real_share"] for r in rows]
     return cols
 
 
@@ -272,6 +265,7 @@ def maintenance_columns(rows: list[dict]) -> dict[str, list]:
     return {
         "at": [_when(r["at"]) for r in rows],
         "what": [r["what"] for r in rows],
+        "action": [r["action"] or "" for r in rows],
         "outcome": [r["outcome"] or "" for r in rows],
         "note": [r["note"] or "" for r in rows],
         "by": [r["by"] or "" for r in rows],

@@ -1,7 +1,9 @@
 """A small fleet's health, written through the services' own write paths (``seed_axes``, ``store_health``,
 ``upsert_alerts``) for the Fleet tab's tests: one robot worn on axis 3 (crossing in a few days), one due
 this month on axis 5, one healthy, one still learning; hourly cycles over ``DAYS`` days, a forecast per
-axis at the end, and alerts with and without an acknowledgement outcome."""
+axis at the end, alerts with and without an acknowledgement outcome, and the maintenance log: an entry
+logged on its own (worn axis) and an acknowledgement "part replaced" (axis due this month), which is both an
+acknowledged alert and a log entry."""
 
 from __future__ import annotations
 
@@ -10,8 +12,19 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from common.store.joint_health import store_health
+from common.store.maintenance import store_entries
 from common.store.tables import seed_axes
-from common.wire.schemas import AckOutcome, Alert, AlertState, AxisForecast, CycleAxis, HealthEvent, Severity
+from common.wire.schemas import (
+    AckOutcome,
+    Alert,
+    AlertState,
+    AxisForecast,
+    CycleAxis,
+    HealthEvent,
+    MaintenanceAction,
+    MaintenanceEntry,
+    Severity,
+)
 from consumer_db.alert_store import upsert_alerts
 
 DAYS = 35
@@ -22,6 +35,9 @@ WORN, DUE_THIS_MONTH, HEALTHY, LEARNING = "r-worn", "r-month", "r-healthy", "r-l
 WORN_AXIS, MONTH_AXIS = 3, 5
 SHOWN_AXES = (1, 3, 5)  # axes with cycles (the others have no health rows: a small fixture)
 NOTE = "<b>grease</b> & bearing"
+LOG_NOTE = "<i>lubricated</i> & checked by hand"  # a log entry's note (no alert)
+REPLACED_NOTE = "gearbox replaced"
+REPLACED_AT = END - timedelta(days=1)  # the acknowledgement "part replaced" of alert m-1
 
 
 def _deviation(robot: str, axis: int, t: datetime) -> float:
@@ -123,7 +139,34 @@ def fleet_alerts() -> list[Alert]:
             outcome=AckOutcome.INSPECTED_OK,
         ),  # fmt: skip
         _alert("r-2", HEALTHY, 2, "residual", END - 6 * day),  # not acknowledged: counts nowhere
+        _alert(
+            "m-1",
+            DUE_THIS_MONTH,
+            MONTH_AXIS,
+            "maintenance_due",
+            END - 3 * day,
+            ack=REPLACED_AT,
+            outcome=AckOutcome.PART_REPLACED,
+            note=REPLACED_NOTE,
+        ),  # fmt: skip
     ]
+
+
+def fleet_log() -> list[MaintenanceEntry]:
+    """A lubrication logged on the worn axis, and the log entry of m-1's acknowledgement (as the API logs it)."""
+    logged = MaintenanceEntry(
+        entry_id="log-1",
+        robot_id=WORN,
+        axis=WORN_AXIS,
+        at=END - timedelta(days=15),
+        action=MaintenanceAction.LUBRICATED,
+        note=LOG_NOTE,
+        user_name="jonas",
+    )
+    replaced = MaintenanceEntry.new(
+        DUE_THIS_MONTH, MONTH_AXIS, MaintenanceAction.PART_REPLACED, "maria", REPLACED_AT, REPLACED_NOTE, "m-1"
+    )
+    return [logged, replaced]
 
 
 def seed_fleet(engine: Engine) -> None:
@@ -131,3 +174,4 @@ def seed_fleet(engine: Engine) -> None:
         seed_axes(conn, robot_ids=[WORN, DUE_THIS_MONTH, HEALTHY, LEARNING], axes=range(1, 15))
         store_health(conn, health_events())
         upsert_alerts(conn, fleet_alerts())
+        store_entries(conn, fleet_log())

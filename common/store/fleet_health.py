@@ -1,24 +1,24 @@
 """The questions the dashboard's Fleet tab asks of the health tables (migration 0008) and the alerts.
 
 Like ``common.store.queries``: a SQLAlchemy ``Connection`` in, parameterised SQL that reads the same on
-PostgreSQL and SQLite, plain dicts out. The grid is one statement; an axis's detail three lookups by the
-tables' key prefix (forecast, rollup, alerts), each a few hundred rows at most.
+PostgreSQL and SQLite, plain dicts out. The grid is one statement; an axis's detail four lookups by the
+tables' key prefix (forecast, rollup, alerts, maintenance log), each a few hundred rows at most.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, func, or_, select, union
+from sqlalchemy import Connection, and_, or_, select, union
 
+from common.store import maintenance as log
 from common.store.sqlparts import Row, dicts
 from common.store.tables import alerts, axes_dim, health_forecast, health_rollup
-from common.wire.schemas import AckOutcome
 
 FLEET_AXES = tuple(range(1, 9))  # axes 9-14 are always "OK null" in this fleet: nothing to judge
-OUTCOMES = tuple(str(o) for o in AckOutcome)
 HOURS_SHOWN = timedelta(days=30)  # hourly values before the newest forecast; the daily line covers everything
 ALERTS_SHOWN = 200
+LOG_SHOWN = 200  # maintenance log entries of an axis, newest first
 
 F = health_forecast
 
@@ -37,18 +37,6 @@ def fleet_forecasts(conn: Connection) -> list[Row]:
         select(keys.c.robot_id, keys.c.axis, *(c for c in F.columns if not c.primary_key))
         .select_from(keys.outerjoin(F, and_(F.c.robot_id == keys.c.robot_id, F.c.axis == keys.c.axis)))
         .order_by(keys.c.robot_id, keys.c.axis)
-    )
-    return dicts(conn.execute(query))
-
-
-def outcomes_per_detector(conn: Connection) -> list[Row]:
-    """Per detector and outcome (None = acknowledged without one): how many of its acknowledged alerts
-    people judged so (``acknowledged``)."""
-    query = (
-        select(alerts.c.detector, alerts.c.ack_outcome, func.count().label("acknowledged"))
-        .where(alerts.c.acknowledged_at.is_not(None))
-        .group_by(alerts.c.detector, alerts.c.ack_outcome)
-        .order_by(alerts.c.detector, alerts.c.ack_outcome)
     )
     return dicts(conn.execute(query))
 
@@ -95,21 +83,34 @@ def axis_trend(conn: Connection, *, robot_id: str, axis: int, hours_from: dateti
 
 
 def maintenance_history(conn: Connection, *, robot_id: str, axis: int, axis_alerts: list[Row]) -> list[Row]:
-    """The axis's maintenance history, newest first: ``at``, ``what``, ``outcome``, ``note``, ``by``.
-
-    For now its acknowledged alerts (``axis_alerts``, already read): what people found when they went to
-    look. The maintenance log (``maintenance_log``, migration 0011, issue 22 item 4) adds its rows for
-    (robot_id, axis) here, merged by ``at``; ``conn`` is for that query."""
-    del conn, robot_id, axis  # used once the maintenance log is merged in
+    """The axis's maintenance history, newest first: ``at``, ``what``, ``action``, ``outcome``, ``note``,
+    ``by``. Its acknowledged alerts (``axis_alerts``, already read: what people found when they went to look)
+    merged with its maintenance log entries (what was done). An acknowledgement "part replaced" is both an
+    acknowledged alert and a log entry naming that alert at that moment: it is shown once, as the alert with
+    the entry's action."""
+    acknowledged = {(a["event_id"], a["acknowledged_at"]): a for a in axis_alerts if a["acknowledged_at"]}
+    logged = log.maintenance_history(conn, robot_id=robot_id, axis=axis, limit=LOG_SHOWN)
+    actions = {(e["event_id"], e["at"]): e["action"] for e in logged if (e["event_id"], e["at"]) in acknowledged}
     rows = [
         {
             "at": a["acknowledged_at"],
             "what": f"{a['detector']} alert ({a['severity']}) acknowledged",
+            "action": actions.get(key),
             "outcome": a["ack_outcome"],
             "note": a["ack_note"],
             "by": a["acknowledged_by"],
         }
-        for a in axis_alerts
-        if a["acknowledged_at"] is not None
+        for key, a in acknowledged.items()
+    ] + [
+        {
+            "at": e["at"],
+            "what": "maintenance logged",
+            "action": e["action"],
+            "outcome": None,
+            "note": e["note"],
+            "by": e["user_name"],
+        }
+        for e in logged
+        if (e["event_id"], e["at"]) not in actions
     ]
     return sorted(rows, key=lambda r: r["at"], reverse=True)

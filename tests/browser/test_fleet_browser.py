@@ -1,6 +1,7 @@
 """The Fleet tab in a real browser (Debian's headless Chromium through Playwright): built when first opened,
 the worn robot on the top row with its days left, and a click on its worn axis opens the trend with the
-forecast cone and limit, its alerts with the acknowledgement outcome and note, and its maintenance history.
+forecast cone and limit, its alerts with the acknowledgement outcome and note, and its maintenance history
+(acknowledged alerts and the maintenance log, notes shown as text).
 Screenshots in test-artifacts/."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dashboard.fleet_data import COLOURS
 from dashboard.settings import DashboardSettings
 from tests.browser.test_dashboard_browser import LIVE, js, open_dashboard
 from tests.dashboard_support import ServerThread
-from tests.fleet_fixtures import DAYS, DUE_THIS_MONTH, NOTE, WORN, WORN_AXIS, seed_fleet
+from tests.fleet_fixtures import DAYS, DUE_THIS_MONTH, LOG_NOTE, NOTE, WORN, WORN_AXIS, seed_fleet
 
 pytestmark = pytest.mark.browser
 
@@ -24,9 +25,12 @@ def server(sqlite_url):
     migrate(engine)
     seed_fleet(engine)
     settings = DashboardSettings(
-        _env_file=None, bus="memory", database_url=sqlite_url, dashboard_fleet_refresh_s=1,
+        _env_file=None,
+        bus="memory",
+        database_url=sqlite_url,
+        dashboard_fleet_refresh_s=1,
         dashboard_sign_in=False,  # the tab's features here; sign-in is test_dashboard_signin.py's
-    )  # fmt: skip
+    )
     with ServerThread(settings, engine=engine) as running:
         yield running
     engine.dispose()
@@ -69,7 +73,7 @@ def test_the_fleet_tab_shows_the_worn_axis_first_and_a_click_opens_its_trend_con
     worn = list(zip(cells["robot_id"], cells["axis"], strict=True)).index((WORN, str(WORN_AXIS)))
     assert cells["label"][worn] == "3.5 d" and cells["colour"][worn] == COLOURS["week"]
     page.get_by_text("alerts judged real per detector").wait_for(timeout=10_000)
-    assert js(page, LIVE.format("fleet_outcomes") + ".data.detector") == ["residual", "zscore"]
+    assert js(page, LIVE.format("fleet_outcomes") + ".data.detector") == ["maintenance_due", "residual", "zscore"]
 
     x, y = cell_centre(page, WORN, WORN_AXIS)
     page.mouse.click(x, y)
@@ -85,7 +89,11 @@ def test_the_fleet_tab_shows_the_worn_axis_first_and_a_click_opens_its_trend_con
     assert alerts["outcome"] == ["", "", "real_fault"]
     # The note is shown as the text it is (the table does not read it as HTML), in the alerts and the history.
     assert page.get_by_text(NOTE, exact=True).count() == 2
-    assert js(page, LIVE.format("fleet_maintenance") + ".data.outcome") == ["", "real_fault"]
+    # The history: the two acknowledged alerts and, between them, the lubrication logged without an alert.
+    history = js(page, LIVE.format("fleet_maintenance") + ".data")
+    assert history["action"] == ["", "lubricated", ""] and history["outcome"] == ["", "", "real_fault"]
+    assert history["by"] == ["maria", "jonas", "maria"]
+    assert page.get_by_text(LOG_NOTE, exact=True).count() == 1  # its note as the text it is
     assert page.errors == []
 
 
@@ -94,9 +102,20 @@ HOSTILE = "<img src=x onerror=window.__pwned='{}';alert(1)>"
 
 @pytest.fixture
 def hostile_server(sqlite_url):
-    """A robot id, a detector and a note that would run as markup: the robot is the most urgent."""
+    """A robot id, a detector, notes and names (an alert's and a log entry's) that would run as markup: the
+    robot is the most urgent."""
     from common.store.joint_health import store_health
-    from common.wire.schemas import AckOutcome, Alert, AlertState, AxisForecast, HealthEvent, Severity
+    from common.store.maintenance import store_entries
+    from common.wire.schemas import (
+        AckOutcome,
+        Alert,
+        AlertState,
+        AxisForecast,
+        HealthEvent,
+        MaintenanceAction,
+        MaintenanceEntry,
+        Severity,
+    )
     from consumer_db.alert_store import upsert_alerts
     from tests.fleet_fixtures import END
 
@@ -119,9 +138,13 @@ def hostile_server(sqlite_url):
         ack_outcome=AckOutcome.REAL_FAULT,
         ack_note=HOSTILE.format("note"),
     )
+    logged = MaintenanceEntry.new(
+        robot, 2, MaintenanceAction.OTHER, HOSTILE.format("logger"), END, note=HOSTILE.format("log")
+    )
     with engine.begin() as conn:
         store_health(conn, [HealthEvent(robot_id=robot, kind="forecast", start=END, forecasts=[forecast])])
         upsert_alerts(conn, [event])
+        store_entries(conn, [logged])
     settings = DashboardSettings(_env_file=None, bus="memory", database_url=sqlite_url, dashboard_sign_in=False)
     with ServerThread(settings, engine=engine) as running:
         yield running
@@ -140,7 +163,7 @@ def test_text_from_data_is_shown_as_text_in_the_grid_hover_detail_and_tables(hos
     page.mouse.click(x, y)
     page.get_by_text(HOSTILE.format("note"), exact=True).first.wait_for(timeout=20_000)
     assert robot in page.get_by_text("· axis 2").first.text_content()  # the detail's title, as text
-    for mark in ("detector", "who"):
+    for mark in ("detector", "who", "log", "logger"):  # the alert's, and the log entry's in the history
         page.get_by_text(HOSTILE.format(mark)).first.wait_for(timeout=5_000)
     page.get_by_text("alerts judged real per detector").wait_for()
     page.wait_for_timeout(500)

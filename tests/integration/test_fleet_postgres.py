@@ -7,16 +7,21 @@ import pytest
 from sqlalchemy import event
 
 from common.store.db import make_engine
-from common.store.fleet_health import axis_detail, fleet_forecasts, outcomes_per_detector
+from common.store.fleet_health import axis_detail, fleet_forecasts
+from common.store.maintenance import outcomes_per_detector
 from consumer_db.migrate import migrate
-from dashboard.fleet_data import fleet_grid
+from dashboard.fleet_data import fleet_grid, outcome_table
 from tests.fleet_fixtures import (
     DAYS,
     DUE_THIS_MONTH,
     END,
     HEALTHY,
     LEARNING,
+    LOG_NOTE,
+    MONTH_AXIS,
     NOTE,
+    REPLACED_AT,
+    REPLACED_NOTE,
     WORN,
     WORN_AXIS,
     seed_fleet,
@@ -70,15 +75,13 @@ def test_a_robot_with_a_forecast_but_no_axes_row_is_in_the_grid(app_engine):
     assert sorted(r["axis"] for r in rows) == [1, 3, 5]  # the axes it has forecasts for
 
 
-def test_outcomes_are_counted_per_detector_over_acknowledged_alerts_only(app_engine):
+def test_the_outcome_table_counts_every_alert_and_the_share_of_the_judged_ones_found_real(app_engine):
     with app_engine.connect() as conn:
-        counts = {(r["detector"], r["ack_outcome"]): r["acknowledged"] for r in outcomes_per_detector(conn)}
-    assert counts == {
-        ("residual", "inspected_ok"): 1,
-        ("zscore", None): 1,
-        ("zscore", "false_alarm"): 2,
-        ("zscore", "real_fault"): 1,
-    }
+        table = outcome_table(outcomes_per_detector(conn))
+    columns = (table["alerts"], table["judged"], table["real_share"])
+    shown = {detector: row for detector, *row in zip(table["detector"], *columns, strict=True)}
+    # m-1 part_replaced counts as real, the residual alert inspected OK does not
+    assert shown == {"maintenance_due": [2, 1, 1.0], "residual": [2, 1, 0.0], "zscore": [4, 3, round(1 / 3, 4)]}
 
 
 def test_an_axis_detail_has_its_forecast_recent_hours_every_day_alerts_and_history(app_engine):
@@ -92,9 +95,22 @@ def test_an_axis_detail_has_its_forecast_recent_hours_every_day_alerts_and_histo
     assert [h["bucket_start"] for h in hours] == sorted(h["bucket_start"] for h in hours)
     assert hours[-1]["deviation_median"] > hours[0]["deviation_median"] + 0.15  # the wear shows
     assert [a["event_id"] for a in detail["alerts"]] == ["due-1", "z-2", "z-1"]  # this axis's, newest first
-    history = detail["maintenance"]
-    assert [(h["outcome"], h["note"]) for h in history] == [(None, None), ("real_fault", NOTE)]
-    assert all(h["by"] == "maria" for h in history)
+    history = [(h["at"], h["action"], h["outcome"], h["note"], h["by"]) for h in detail["maintenance"]]
+    assert history == [  # newest first: two acknowledged alerts and, between them, a logged lubrication
+        (END - timedelta(days=9), None, None, None, "maria"),
+        (END - timedelta(days=15), "lubricated", None, LOG_NOTE, "jonas"),
+        (END - timedelta(days=19), None, "real_fault", NOTE, "maria"),
+    ]
+
+
+def test_an_acknowledgement_part_replaced_is_one_row_of_the_history(app_engine):
+    with app_engine.connect() as conn:
+        history = axis_detail(conn, robot_id=DUE_THIS_MONTH, axis=MONTH_AXIS)["maintenance"]
+    assert [(h["at"], h["action"], h["outcome"], h["note"]) for h in history] == [
+        (REPLACED_AT, "part_replaced", "part_replaced", REPLACED_NOTE),  # the alert and its log entry, once
+        (END - timedelta(days=7), None, "inspected_ok", None),
+    ]
+    assert history[0]["what"] == "maintenance_due alert (ALERT) acknowledged"
 
 
 def test_an_axis_without_health_rows_has_an_empty_trend_and_no_forecast(app_engine):

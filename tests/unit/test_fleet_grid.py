@@ -6,14 +6,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from common.store.fleet_health import axis_detail
+from common.store.maintenance import outcomes_per_detector, store_entries
+from common.wire.schemas import AckOutcome, Alert, AlertState, MaintenanceAction, MaintenanceEntry, Severity
+from consumer_db.alert_store import upsert_alerts
 from dashboard.fleet_data import (
     COLOURS,
+    OUTCOMES,
     cell_of,
     detail_of,
     fleet_grid,
     grid_columns,
+    maintenance_columns,
     outcome_table,
 )
+from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -117,19 +124,42 @@ def test_axes_beyond_eight_are_not_shown():
     assert grid.urgency["r"] == 50.0
 
 
-def test_outcomes_per_detector_count_and_share_judged_real():
-    rows = [
-        {"detector": "zscore", "ack_outcome": "real_fault", "acknowledged": 3},
-        {"detector": "zscore", "ack_outcome": "false_alarm", "acknowledged": 1},
-        {"detector": "zscore", "ack_outcome": None, "acknowledged": 2},
-        {"detector": "maintenance_due", "ack_outcome": "part_replaced", "acknowledged": 1},
+def judged(n: int, detector: str, outcome: AckOutcome | None, *, acked: bool = True) -> Alert:
+    return Alert(
+        event_id=f"e{n}",
+        robot_id="r",
+        axis=1,
+        detector=detector,
+        severity=Severity.ALERT,
+        state=AlertState.CLOSED,
+        opened_at=NOW + timedelta(minutes=n),
+        closed_at=NOW + timedelta(minutes=n + 1),
+        acknowledged_by="otto" if acked else None,
+        acknowledged_at=NOW + timedelta(minutes=n + 2) if acked else None,
+        ack_outcome=outcome,
+    )
+
+
+def test_the_outcome_table_counts_per_detector_and_the_share_judged_real_by_the_maintenance_rule(
+    migrated_sqlite,  # noqa: F811
+):
+    events = [
+        judged(1, "zscore", AckOutcome.REAL_FAULT),
+        judged(2, "zscore", AckOutcome.PART_REPLACED),  # real too: common.store.maintenance.REAL_OUTCOMES
+        judged(3, "zscore", AckOutcome.FALSE_ALARM),
+        judged(4, "zscore", AckOutcome.INSPECTED_OK),
+        judged(5, "zscore", None),  # acknowledged without an outcome: not judged
+        judged(6, "zscore", None, acked=False),
+        judged(7, "stuck", None, acked=False),  # nothing judged: no share
     ]
-    table = outcome_table(rows)
-    assert table["detector"] == ["maintenance_due", "zscore"]
-    assert table["acknowledged"] == [1, 6]
-    assert table["real_fault"] == [0, 3] and table["false_alarm"] == [0, 1] and table["part_replaced"] == [1, 0]
-    assert table["no_outcome"] == [0, 2]
-    assert table["real_share"] == [0.0, 0.75]  # of the alerts given an outcome
+    with migrated_sqlite.begin() as conn:
+        upsert_alerts(conn, events)
+    with migrated_sqlite.connect() as conn:
+        table = outcome_table(outcomes_per_detector(conn))
+    assert table["detector"] == ["stuck", "zscore"]
+    assert table["alerts"] == [1, 6] and table["judged"] == [0, 4]
+    assert [table[o] for o in OUTCOMES] == [[0, 1], [0, 1], [0, 1], [0, 1]]
+    assert math.isnan(table["real_share"][0]) and table["real_share"][1] == 0.5  # of the alerts given an outcome
 
 
 def test_the_detail_draws_the_cone_from_the_level_to_the_limit():
@@ -158,3 +188,25 @@ def test_the_detail_without_a_crossing_extends_the_slope_and_has_no_cone():
     assert detail.forecast["y"] == [0.05, pytest.approx(0.05 + 0.002 * 30)]
     no_forecast = detail_of("r", 1, {"forecast": None, "trend": [], "alerts": [], "maintenance": []}, None)
     assert no_forecast.limit is None and "no forecast yet" in no_forecast.title
+
+
+def test_the_history_merges_the_log_and_shows_an_acknowledgement_part_replaced_once(migrated_sqlite):  # noqa: F811
+    replaced_at, logged_at = NOW + timedelta(hours=5), NOW + timedelta(hours=2)
+    replaced = judged(1, "load_high", AckOutcome.PART_REPLACED).model_copy(update={"acknowledged_at": replaced_at})
+    entries = [
+        MaintenanceEntry.new("r", 1, MaintenanceAction.PART_REPLACED, "otto", replaced_at, "new gearbox", "e1"),
+        MaintenanceEntry.new("r", 1, MaintenanceAction.LUBRICATED, "jonas", logged_at, "<i>greased</i>"),
+        MaintenanceEntry.new("r", 2, MaintenanceAction.OTHER, "jonas", logged_at),  # another axis
+    ]
+    with migrated_sqlite.begin() as conn:
+        upsert_alerts(conn, [replaced, judged(2, "zscore", AckOutcome.FALSE_ALARM)])
+        store_entries(conn, entries)
+    with migrated_sqlite.connect() as conn:
+        history = axis_detail(conn, robot_id="r", axis=1)["maintenance"]
+    assert [(h["at"], h["action"], h["outcome"], h["by"]) for h in history] == [
+        (replaced_at, "part_replaced", "part_replaced", "otto"),  # the alert and its log entry, once
+        (logged_at, "lubricated", None, "jonas"),  # logged without an alert
+        (NOW + timedelta(minutes=4), None, "false_alarm", "otto"),
+    ]
+    columns = maintenance_columns(history)
+    assert columns["note"] == ["", "<i>greased</i>", ""] and columns["action"][1] == "lubricated"
