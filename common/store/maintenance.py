@@ -86,7 +86,7 @@ def outcomes_per_detector(
     out = []
     for row in conn.execute(query).mappings():
         row = dict(row)
-        real = int(row["real_fault"]) + int(row["part_replaced"])
+        real = sum(int(row[str(outcome)]) for outcome in REAL_OUTCOMES)
         row["real"] = real
         row["real_share"] = round(real / row["judged"], 4) if row["judged"] else None
         out.append(
