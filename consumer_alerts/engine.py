@@ -46,6 +46,12 @@ MODEL_EVENT = "model"  # the kind of the event that says a robot's model is bein
 # Detectors whose ALERTs wait while a broad change is timed: a new program moves their levels (the residual's
 # model and the load's normal level are the old program's), and they learn it again once it is confirmed.
 HELD_DETECTORS = ("residual", "load")
+# The share of MODEL_RELEARN_S held ALERTs still wait after a change being timed goes away: near the limit the
+# running means dip under it and come back within minutes, and releasing at every dip let bursts of the new
+# program's ALERTs out (tuning seeds: most of the events after a program change).
+RELEASE_AFTER = 1 / 6
+# A timing that keeps going away and coming back never confirms: an ALERT held this many MODEL_RELEARN_S is raised.
+HOLD_AT_MOST = 2
 CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
 
 # EngineConfig's names that differ from the setting they come from; every other field has its setting's name.
@@ -139,6 +145,11 @@ class RobotState:
     last_active: datetime | None = None
     interval: SamplingInterval = field(default_factory=SamplingInterval)
     learner: ModelLearner | None = None  # the robot's model, learned or watched (None: fixed, or no residual)
+    release_at: float | None = None  # a change being timed went away: what is held is raised then, if it stays away
+    held_since: float | None = None  # when the oldest ALERT still held was held
+
+    def holding(self) -> bool:
+        return self.learner is not None and (self.learner.pending or self.release_at is not None)
 
 
 def freshness(
@@ -213,8 +224,15 @@ class DetectorEngine:
                 pending = robot.learner.pending
                 learnt = robot.learner.observe(ts, reading.ts, reading.currents, fresh)
                 if learnt:
+                    robot.release_at = None
                     self._model_changed(robot, reading.robot_id, reading.ts, learnt, out)
-                elif pending and not robot.learner.pending:
+                elif robot.learner.pending:
+                    robot.release_at = None  # timed again: what was held waits for this verdict
+                elif pending:
+                    robot.release_at = ts + c.model_relearn_s * RELEASE_AFTER
+                elif robot.release_at is not None and ts >= robot.release_at:
+                    self._release(robot, out)
+                if robot.held_since is not None and ts - robot.held_since >= HOLD_AT_MOST * c.model_relearn_s:
                     self._release(robot, out)
         for axis, value in reading.currents.items():
             state = robot.axes.get(axis) or self._new_axis(robot, reading.robot_id, axis)
@@ -227,8 +245,10 @@ class DetectorEngine:
             clean = value if fresh.get(axis) else None
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
-                if finding is not None and detector.name in HELD_DETECTORS and robot.learner and robot.learner.pending:
+                if finding is not None and detector.name in HELD_DETECTORS and robot.holding():
                     finding = self._hold(state, reading.ts, finding, finding.kind or detector.name)
+                    if finding is None:
+                        robot.held_since = robot.held_since or ts
                 if finding is not None and clean is None and finding.severity is Severity.ERROR:
                     # An exact repeat is no proof that the joint draws that much (a stuck sensor reads the
                     # same): a level far from normal on repeats is raised, as a maintenance ALERT.
@@ -349,6 +369,7 @@ class DetectorEngine:
     def _release(self, robot: RobotState, out: list[Alert]) -> None:
         """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
         opened when they were first held."""
+        robot.release_at = robot.held_since = None
         for state in robot.axes.values():
             for kind, (since, finding) in state.held.items():
                 life = next((life for life in state.lifecycles if life.detector == kind), None)
