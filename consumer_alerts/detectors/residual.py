@@ -61,7 +61,7 @@ class ResidualDetector(ActiveSamples):
         if self.short_stat >= model.max_c:
             return Finding(Severity.ERROR, value, self.short_stat, model.max_c)
         if model.surge_c is not None and residual >= model.surge_c:
-            return Finding(Severity.ERROR, value, residual, model.surge_c)
+            return Finding(Severity.ERROR, value, residual, model.surge_c, instant=True)
         if alert:
             return Finding(Severity.ALERT, value, self.long_stat, model.min_c)
         return None
