@@ -238,8 +238,10 @@ class DetectorEngine:
                     self._model_changed(robot, reading.robot_id, reading.ts, learnt, out)
                 elif robot.learner.pending:
                     robot.release_at = None  # timed again: what was held waits for this verdict
+                elif pending and self._held_axes(robot) >= 2:
+                    robot.release_at = ts + c.model_relearn_s * RELEASE_AFTER  # looks like a program: wait
                 elif pending:
-                    robot.release_at = ts + c.model_relearn_s * RELEASE_AFTER
+                    self._release(robot, out)  # one axis's fault: raised at once
                 elif robot.release_at is not None and ts >= robot.release_at:
                     self._release(robot, out)
                 if robot.held_since is not None and ts - robot.held_since >= HOLD_AT_MOST * c.model_relearn_s:
@@ -301,7 +303,8 @@ class DetectorEngine:
         if ratio is None:
             return finding  # no normal level known yet: the detector's own severity
         gross = self.gross.severity(ratio) is Severity.ERROR
-        if gross and (repeat or state.load.flat_recently) and not (state.follows and ratio > 1):
+        load = state.load
+        if gross and (repeat or load.flat_recently) and not (state.follows and ratio > 1 and load.flat_now):
             gross = False
         if not gross:
             return finding if finding.severity is Severity.ALERT else replace(finding, severity=Severity.ALERT)
@@ -384,6 +387,10 @@ class DetectorEngine:
             alert = life.close(when)
         if alert is not None:
             out.append(alert)
+
+    @staticmethod
+    def _held_axes(robot: RobotState) -> int:
+        return sum(1 for state in robot.axes.values() if state.held)
 
     @staticmethod
     def _load_moved(robot: RobotState) -> bool:

@@ -125,6 +125,11 @@ class LoadScorer:
         return self._since_flat < self._window
 
     @property
+    def flat_now(self) -> bool:
+        """The last value judged is part of a flat run."""
+        return self._run >= FLAT_RUN
+
+    @property
     def learnt(self) -> bool:
         """It knows the axis's normal level."""
         return self.count >= self.options.warmup
