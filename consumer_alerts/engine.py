@@ -253,6 +253,7 @@ class DetectorEngine:
                 # Nothing to judge and no event to age (most rows: idle, or an axis without a channel).
                 for detector in state.detectors:
                     detector.normalized = 0.0
+                state.rested = state.rested or value == 0
                 continue
             clean = value if fresh.get(axis) else None
             if value:
