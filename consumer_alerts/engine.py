@@ -34,6 +34,7 @@ from common.wire.schemas import Alert, Reading, Severity
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
 from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
+from consumer_alerts.detectors.severity import GrossChange, level_ratio
 from consumer_alerts.lifecycle import Lifecycle
 from consumer_alerts.model import AlertModel
 from consumer_alerts.settings import AlertsSettings
@@ -46,6 +47,12 @@ MODEL_EVENT = "model"  # the kind of the event that says a robot's model is bein
 # Detectors whose ALERTs wait while a broad change is timed: a new program moves their levels (the residual's
 # model and the load's normal level are the old program's), and they learn it again once it is confirmed.
 HELD_DETECTORS = ("residual", "load")
+# The share of MODEL_RELEARN_S held ALERTs still wait after a change being timed goes away: near the limit the
+# running means dip under it and come back within minutes, and releasing at every dip let bursts of the new
+# program's ALERTs out (tuning seeds: most of the events after a program change).
+RELEASE_AFTER = 1 / 6
+# A timing that keeps going away and coming back never confirms: an ALERT held this many MODEL_RELEARN_S is raised.
+HOLD_AT_MOST = 2
 CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
 
 # EngineConfig's names that differ from the setting they come from; every other field has its setting's name.
@@ -93,10 +100,10 @@ class EngineConfig:
     load_alpha: float = _default("load_alpha")
     load_sigmas: float = _default("load_sigmas")
     load_min_ratio: float = _default("load_min_ratio")
-    load_gross_high: float = _default("load_gross_high")
-    load_gross_low: float = _default("load_gross_low")
     load_absorb: int = _default("load_absorb")
     load_hold_s: float = _default("load_hold_s")
+    gross_high: float = _default("gross_high")
+    gross_low: float = _default("gross_low")
     multivariate_halflife_rows: float = _default("multivariate_halflife_rows")
     multivariate_alpha: float = _default("multivariate_alpha")
     multivariate_window: int = _default("multivariate_window")
@@ -120,7 +127,15 @@ class AxisState:
     lifecycles: list[Lifecycle]
     groups: list[tuple[Detector, tuple[Lifecycle, ...]]]  # each detector with the lifecycles of its kinds
     stuck: Detector | None = None
+    load: object | None = None  # the load detector's scorer: the axis's level over normal, for every severity
+    model: object | None = None  # the axis's model, if any
+    median: float | None = None  # its median current: the normal level until ``load`` has learnt it
     raised: bool = False  # the last reading opened an event on this axis
+    # A flat value that went to 0 while the robot rested and came back exactly is the joint's current held at a
+    # limit (a clamp), sized like any level; one that stays while the robot rests is the sensor's.
+    flat: float = 0.0  # the axis's last non-zero value
+    rested: bool = False  # it read 0 on an idle row since
+    follows: bool = False  # its flat value came back after a rest
     # Per kind of event: an ALERT held while a broad change is timed (when it was first held, the strongest).
     held: dict[str, tuple[datetime, Finding]] = field(default_factory=dict)
 
@@ -139,6 +154,11 @@ class RobotState:
     last_active: datetime | None = None
     interval: SamplingInterval = field(default_factory=SamplingInterval)
     learner: ModelLearner | None = None  # the robot's model, learned or watched (None: fixed, or no residual)
+    release_at: float | None = None  # a change being timed went away: what is held is raised then, if it stays away
+    held_since: float | None = None  # when the oldest ALERT still held was held
+
+    def holding(self) -> bool:
+        return self.learner is not None and (self.learner.pending or self.release_at is not None)
 
 
 def freshness(
@@ -165,6 +185,7 @@ class DetectorEngine:
         self.model = model
         self.robots: dict[str, RobotState] = {}
         self._robot_detectors = any(name in ROBOT_DETECTORS for name in self.config.detectors)
+        self.gross = GrossChange(self.config.gross_high, self.config.gross_low)
         self._learns = "residual" in self.config.detectors
 
     def robot(self, robot_id: str) -> RobotState:
@@ -213,8 +234,17 @@ class DetectorEngine:
                 pending = robot.learner.pending
                 learnt = robot.learner.observe(ts, reading.ts, reading.currents, fresh)
                 if learnt:
+                    robot.release_at = None
                     self._model_changed(robot, reading.robot_id, reading.ts, learnt, out)
-                elif pending and not robot.learner.pending:
+                elif robot.learner.pending:
+                    robot.release_at = None  # timed again: what was held waits for this verdict
+                elif pending and self._held_axes(robot) >= 2:
+                    robot.release_at = ts + c.model_relearn_s * RELEASE_AFTER  # looks like a program: wait
+                elif pending:
+                    self._release(robot, out)  # one axis's fault: raised at once
+                elif robot.release_at is not None and ts >= robot.release_at:
+                    self._release(robot, out)
+                if robot.held_since is not None and ts - robot.held_since >= HOLD_AT_MOST * c.model_relearn_s:
                     self._release(robot, out)
         for axis, value in reading.currents.items():
             state = robot.axes.get(axis) or self._new_axis(robot, reading.robot_id, axis)
@@ -223,16 +253,30 @@ class DetectorEngine:
                 # Nothing to judge and no event to age (most rows: idle, or an axis without a channel).
                 for detector in state.detectors:
                     detector.normalized = 0.0
+                state.rested = state.rested or value == 0
                 continue
             clean = value if fresh.get(axis) else None
+            if value:
+                if idle:
+                    state.follows = state.rested = False  # read while the robot rests: the sensor's value
+                else:
+                    state.follows = value == state.flat and (state.follows or state.rested)
+                    state.flat, state.rested = value, False
+            elif value == 0 and idle:
+                state.rested = True
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
-                if finding is not None and detector.name in HELD_DETECTORS and robot.learner and robot.learner.pending:
+                if finding is not None and detector.name in HELD_DETECTORS and robot.holding():
+                    # held on the detector's own verdict: its ERRORs (surges) are never held
                     finding = self._hold(state, reading.ts, finding, finding.kind or detector.name)
+                    if finding is None:
+                        robot.held_since = robot.held_since or ts
                 if finding is not None and clean is None and finding.severity is Severity.ERROR:
                     # An exact repeat is no proof that the joint draws that much (a stuck sensor reads the
                     # same): a level far from normal on repeats is raised, as a maintenance ALERT.
                     finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)
+                if finding is not None and not finding.instant and detector is not state.stuck:
+                    finding = self._sized(state, finding, repeat=clean is None)
                 self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
         if self._robot_detectors:
             state = robot.axes.get(0) or self._new_axis(robot, reading.robot_id, 0)
@@ -251,6 +295,23 @@ class DetectorEngine:
                     if life.event is not None:
                         life.event.on_repeat = True  # its window still holds the repeats after they end
         return out
+
+    def _sized(self, state: AxisState, finding: Finding, *, repeat: bool) -> Finding:
+        """The one severity rule (``detectors/severity.py``): ERROR for a gross change of the axis's level.
+        A flat value (a repeat, or one still in the load's window) proves a gross level only when it is high
+        and follows the robot's rests (a clamp); otherwise it may be a stuck sensor's, a maintenance ALERT."""
+        ratio = level_ratio(state.load, state.median)
+        if ratio is None:
+            return finding  # no normal level known yet: the detector's own severity
+        gross = self.gross.severity(ratio) is Severity.ERROR
+        load = state.load
+        if gross and (repeat or load.flat_recently) and not (state.follows and ratio > 1 and load.flat_now):
+            gross = False
+        if not gross:
+            return finding if finding.severity is Severity.ALERT else replace(finding, severity=Severity.ALERT)
+        return replace(
+            finding, severity=Severity.ERROR, score=ratio, threshold=self.gross.high if ratio > 1 else self.gross.low
+        )
 
     @staticmethod
     def _on_repeat(lives: tuple[Lifecycle, ...], finding: Finding, fresh: dict[int, bool]) -> bool:
@@ -339,6 +400,10 @@ class DetectorEngine:
             out.append(alert)
 
     @staticmethod
+    def _held_axes(robot: RobotState) -> int:
+        return sum(1 for state in robot.axes.values() if state.held)
+
+    @staticmethod
     def _load_moved(robot: RobotState) -> bool:
         """Load ALERTs are held on two axes or more: the load detectors too saw a program, not one axis's
         fault, taken for a program with the other axes' swings: a 20-minute drop was, on a tuning seed)."""
@@ -359,6 +424,7 @@ class DetectorEngine:
     def _release(self, robot: RobotState, out: list[Alert]) -> None:
         """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
         opened when they were first held."""
+        robot.release_at = robot.held_since = None
         for state in robot.axes.values():
             for kind, (since, finding) in state.held.items():
                 life = next((life for life in state.lifecycles if life.detector == kind), None)
@@ -385,6 +451,7 @@ class DetectorEngine:
         state.groups = kept
         state.detectors = [d for d, _ in kept]
         state.lifecycles = [life for _, lives in kept for life in lives]
+        self._measures(state, axis_model if name == "residual" else state.model)
 
     def _new_axis(self, robot: RobotState, robot_id: str, axis: int) -> AxisState:
         c = self.config
@@ -404,7 +471,16 @@ class DetectorEngine:
             lifecycles.append(Lifecycle(robot_id, 0, MODEL_EVENT))
         stuck = next((d for d in detectors if d.name == "stuck"), None)
         state = robot.axes[axis] = AxisState(detectors, lifecycles, groups, stuck)
+        if axis != 0:
+            self._measures(state, axis_model)
         return state
+
+    @staticmethod
+    def _measures(state: AxisState, axis_model) -> None:
+        """What the severity rule measures the axis's level with: the load scorer, and the model's median."""
+        state.load = next((d.scorer for d in state.detectors if d.name == "load"), None)
+        state.model = axis_model
+        state.median = axis_model.median if axis_model is not None else None
 
     def _lifecycles(self, robot_id: str, axis: int, detector: Detector) -> tuple[Lifecycle, ...]:
         """One lifecycle per kind of event the detector raises."""

@@ -99,11 +99,14 @@ class AlertsSettings(CommonSettings):
         description="The band's narrowest half-width as a ratio of loads: below this share of normal (or above "
         "its inverse) at the least before the load detector scores 0.5.",
     )
-    load_gross_high: float = Field(
-        2.0, gt=1, description="Load ratio (window level over normal) at or above which a rise is an ERROR."
+    gross_high: float = Field(
+        2.0,
+        gt=1,
+        description="An axis's level over its normal level (the load detector's window) at or above which a "
+        "finding of any detector is an ERROR (the load doubled); below it, an ALERT.",
     )
-    load_gross_low: float = Field(
-        0.2, gt=0, lt=1, description="Load ratio at or below which a drop is an ERROR (80 % of the load gone)."
+    gross_low: float = Field(
+        0.2, gt=0, lt=1, description="That ratio at or below which a finding is an ERROR (80 % of the load gone)."
     )
     load_absorb: int = Field(
         1800,

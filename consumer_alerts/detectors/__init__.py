@@ -32,6 +32,7 @@ class Finding:
     threshold: float  # the threshold that statistic crossed for this severity
     kind: str | None = None  # the event it belongs to when a detector raises several kinds (None: its name)
     axis: int | None = None  # the axis a robot-level finding blames: its event is filed under it (None: its own)
+    instant: bool = False  # about one sample (a surge): its severity is its own, not the axis's level's
 
 
 class Detector(Protocol):

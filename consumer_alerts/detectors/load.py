@@ -116,6 +116,25 @@ class LoadScorer:
         return self._score if self.count >= self.options.warmup else 0.0
 
     @property
+    def full(self) -> bool:
+        return len(self.logs) == self._window
+
+    @property
+    def flat_recently(self) -> bool:
+        """A flat run is still in the window: its level is no proof of the load (a stuck sensor reads the same)."""
+        return self._since_flat < self._window
+
+    @property
+    def flat_now(self) -> bool:
+        """The last value judged is part of a flat run."""
+        return self._run >= FLAT_RUN
+
+    @property
+    def learnt(self) -> bool:
+        """It knows the axis's normal level."""
+        return self.count >= self.options.warmup
+
+    @property
     def ratio(self) -> float:
         """The last window's level over the normal level."""
         return math.exp(self._deviation)

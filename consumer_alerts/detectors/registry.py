@@ -110,8 +110,8 @@ def _load(ctx: AxisContext) -> Detector:
         alpha=c.load_alpha,
         sigmas=c.load_sigmas,
         min_ratio=c.load_min_ratio,
-        gross_high=c.load_gross_high,
-        gross_low=c.load_gross_low,
+        gross_high=c.gross_high,
+        gross_low=c.gross_low,
         absorb=c.load_absorb,
     )
     return ThresholdedDetector(

@@ -58,10 +58,10 @@ class ResidualDetector(ActiveSamples):
         self.normalized = max(squash(self.long_stat, model.min_c), squash(self.short_stat, model.max_c))
         # NaN compares False: a window that is not full yet never fires.
         alert = self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s
+        if model.surge_c is not None and residual >= model.surge_c:  # first: a surge's severity is its own
+            return Finding(Severity.ERROR, value, residual, model.surge_c, instant=True)
         if self.short_stat >= model.max_c:
             return Finding(Severity.ERROR, value, self.short_stat, model.max_c)
-        if model.surge_c is not None and residual >= model.surge_c:
-            return Finding(Severity.ERROR, value, residual, model.surge_c)
         if alert:
             return Finding(Severity.ALERT, value, self.long_stat, model.min_c)
         return None

@@ -232,3 +232,45 @@ def test_a_load_halved_through_the_engine_is_a_load_low_alert_and_a_load_gone_an
     assert (2, "load_low", Severity.ALERT) in halved
     assert {axis for axis, _, _ in halved} == {2} and Severity.ERROR not in {severity for _, _, severity in halved}
     assert (2, "load_low", Severity.ERROR) in opened(0.1)
+
+
+def test_a_clamp_that_follows_the_robots_rests_is_sized_like_a_level_and_a_stuck_sensor_is_not():
+    # 130 A is 13x axis 2's level. Read only while the robot moves (0 A while it rests, then exactly 130 A
+    # again) it is the joint's current held at a limit: a gross rise, an ERROR. Read through the rests too it
+    # is the sensor's value: the same level raised as a maintenance ALERT.
+    def worst(through_rests):
+        clamp = lambda i, a, v: 130.0 if a == 2 and i >= 3000 else v  # noqa: E731
+        readings = cycle_readings(3600, fault=clamp)
+        if through_rests:
+            readings = [
+                r.model_copy(update={"currents": {**r.currents, 2: 130.0}}) if i >= 3000 else r
+                for i, r in enumerate(readings)
+            ]
+        alerts = run(DetectorEngine(EngineConfig()), readings)
+        assert alerts and {a.axis for a in alerts} == {2}
+        return max((a.severity for a in alerts), key=[Severity.ALERT, Severity.ERROR].index)
+
+    assert worst(through_rests=False) is Severity.ERROR
+    assert worst(through_rests=True) is Severity.ALERT
+
+
+def test_every_detector_grades_a_change_of_level_by_its_size_against_normal():
+    # The default set with a model: axis 2 drawing 1.5x its load is an ALERT whichever detector sees it (the
+    # residual's short rule alone called a cycle's peak at +50 % an ERROR); 3x is an ERROR by the same rule
+    # (its threshold: GROSS_HIGH). A single sample past 1.4x anything training saw stays a surge's ERROR.
+    clean = cycle_readings(3000, seed=5)
+    model = train(clean, TrainingOptions(), robot_id="r1")
+
+    def raised(factor):
+        engine = DetectorEngine(EngineConfig(), model)
+        run(engine, clean)
+        later = clean[-1].ts + timedelta(seconds=2)
+        fault = lambda i, a, v: v * factor if a == 2 and i >= 300 else v  # noqa: E731
+        return [a for a in run(engine, cycle_readings(1500, seed=6, start=later, fault=fault)) if a.axis == 2]
+
+    moderate = raised(1.5)
+    assert {"residual", "load_high"} <= {a.detector for a in moderate}
+    errors = [a for a in moderate if a.severity is Severity.ERROR]
+    assert all(a.detector == "residual" and a.threshold == model.axes[2].surge_c for a in errors)
+    gross = raised(3.0)
+    assert {a.threshold for a in gross if a.severity is Severity.ERROR} >= {EngineConfig().gross_high}

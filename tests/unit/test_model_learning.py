@@ -161,3 +161,27 @@ def test_with_the_default_detectors_a_program_change_raises_no_load_event_but_a_
     raised = run(engine, drop)
     assert ("load_low", 2) in {(a.detector, a.axis) for a in raised if a.state is AlertState.OPEN}
     assert learner(engine).changes == 1
+
+
+def test_held_alerts_of_two_axes_wait_out_a_dip_of_the_timing_and_are_raised_once_it_stays_away():
+    # The 20-minute fault on both axes of the test above: its residual ALERTs are held while the change is
+    # timed. When the timing goes away they wait a sixth of MODEL_RELEARN_S (a dip near the limit would
+    # otherwise release a new program's ALERTs in bursts), then come out opened inside the fault.
+    engine = DetectorEngine(replace(CONFIG, detectors=("level", "residual")))
+    run(engine, feed(LEARN_ROWS))
+    fault = feed(600, start_row=LEARN_ROWS, seed=5, fault=lambda i, a, v: v * 1.6)
+    back = feed(3000, start_row=LEARN_ROWS + 600, seed=6)
+    went_away = released = None
+    for reading in fault + back:
+        timed = learner(engine).pending
+        held = any(state.held for state in engine.robots["r1"].axes.values())
+        alerts = engine.process(reading)
+        if timed and not learner(engine).pending and went_away is None:
+            went_away = reading.ts
+        if held and not any(state.held for state in engine.robots["r1"].axes.values()):
+            released = (reading.ts, alerts)
+    assert went_away is not None and released is not None
+    when, alerts = released
+    assert (when - went_away).total_seconds() >= 300  # a sixth of MODEL_RELEARN_S (30 min)
+    assert {a.axis for a in alerts if a.detector == "residual"} == {1, 2}
+    assert all(fault[0].ts <= a.opened_at < back[0].ts for a in alerts if a.detector == "residual")

@@ -1,0 +1,44 @@
+"""How severe a change of an axis's level is: one rule for every detector that sees one.
+
+An ERROR is for a **gross** change of the load: the axis drawing at least ``high`` times its normal level
+(the load doubled) or at most ``low`` times (80 % of it gone: the joint has lost its load); anything less is
+an ALERT, whichever detector noticed it first. Detectors decide *that* an axis is off (each with its own
+evidence: a calibrated deviation, the load over a few cycles, the model's residual); how far off it is, is
+measured in one place, by :func:`level_ratio`: the geometric mean of the axis's last window of active
+readings (the ``load`` detector's statistic) over its normal level. Before ``load`` has learnt that normal,
+the median of the axis's model stands in for it; without either, a detector's own severity stands.
+
+Two findings keep their own severity: a surge past anything the axis drew in training (one sample cannot move
+a window's level: the residual's SurgeC, ``Finding.instant``), and the stuck-sensor rule (never an ERROR).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from common.wire.schemas import Severity
+
+
+@dataclass(frozen=True)
+class GrossChange:
+    high: float  # ratio to normal at or above which a rise is an ERROR
+    low: float  # ratio at or below which a drop is an ERROR
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low < 1 < self.high:
+            raise ValueError("gross ratios must satisfy 0 < low < 1 < high")
+
+    def severity(self, ratio: float) -> Severity:
+        return Severity.ERROR if ratio >= self.high or ratio <= self.low else Severity.ALERT
+
+
+def level_ratio(load, model_median: float | None) -> float | None:
+    """The axis's level over its normal level, from its load scorer (``None``: not known yet)."""
+    if load is None or not load.full:
+        return None
+    if load.learnt:
+        return load.ratio
+    if model_median is not None and model_median > 0:
+        return math.exp(load.total / len(load.logs) - math.log(model_median))
+    return None
