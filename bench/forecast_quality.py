@@ -51,6 +51,7 @@ REPORT_SEEDS = (101, 102, 103)
 LEFT = (0.5, 0.25, 0.1)
 WORKING_AXES = tuple(range(1, 8))
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "forecast_quality"
+SERIES_VERSION = 2  # part of the cache key: bump when the hourly series change (cycles, baseline, medians)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +144,7 @@ def _robot_series(job) -> tuple[WearSpec | None, dict[int, list[HourValue]]]:
     seed, rid, robots, worn, days, shapes, cache = job
     plan = wear_plan(robot_ids(robots), seed=seed, worn=worn, axes=WORKING_AXES, shapes=shapes)
     wear = plan.robots[rid]
-    path = cache / f"{seed}-{robots}-{worn}-{days:g}-{'_'.join(shapes)}-{rid}.pkl"
+    path = cache / f"v{SERIES_VERSION}-{seed}-{robots}-{worn}-{days:g}-{'_'.join(shapes)}-{rid}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
     splitter, baseline = CycleSplitter(rid), AxisBaseline()

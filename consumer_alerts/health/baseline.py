@@ -34,7 +34,7 @@ class _Program:
     duration: float
     shape: np.ndarray
     count: int = 0
-    learning: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # (ts, rms) while learned
+    learning: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # (ts, rms / (1 + level))
     normal: dict[int, float] = field(default_factory=dict)
 
 
@@ -121,12 +121,12 @@ class AxisBaseline:
         self._hour.pop(axis, None)
 
     def _learn(self, program: _Program, axis: int, ts: float, rms: float) -> None:
+        # Each learning cycle is divided by the axis's level at its own time: a rare program's cycles can
+        # spread over days of wear, and one level for all of them (the latest) made its normal too low.
         seen = program.learning.setdefault(axis, [])
-        seen.append((ts, rms))
+        seen.append((ts, rms / (1 + self.axis_level(axis, at=ts))))
         if len(seen) >= self.learn_cycles:
-            times, values = zip(*seen, strict=True)
-            level = self.axis_level(axis, at=float(np.median(times)))
-            program.normal[axis] = float(np.median(values)) / (1 + level)
+            program.normal[axis] = float(np.median([healthy for _, healthy in seen]))
             del program.learning[axis]
             if axis in self.recent:
                 self.carried_over.add(axis)
