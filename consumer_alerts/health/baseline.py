@@ -53,6 +53,7 @@ class AxisBaseline:
     hourly: dict[int, deque[tuple[float, float]]] = field(default_factory=dict)
     _hour: dict[int, tuple[int, list[float]]] = field(default_factory=dict)
     carried_over: set[int] = field(default_factory=set)  # axes whose last new normal was carried over
+    _growth: dict[int, tuple[float, float]] = field(default_factory=dict)  # axis: (last hour's time, growth)
 
     def deviations(self, cycle: Cycle) -> dict[int, float]:
         """Deviation per axis with a learned normal in this cycle's program. ``carried_over`` then holds
@@ -91,13 +92,21 @@ class AxisBaseline:
         return level + self._growth_per_s(axis) * max(at - float(np.median(times)), 0.0)
 
     def _growth_per_s(self, axis: int) -> float:
-        """Theil-Sen slope of the axis's hourly medians (0 while there are fewer than 12)."""
+        """Theil-Sen slope of the axis's hourly medians (0 while there are fewer than 12); kept until the next
+        hourly median, as every learning cycle asks for it."""
         points = self.hourly.get(axis)
         if not points or len(points) < 12:
             return 0.0
+        last = points[-1][0]
+        memo = self.__dict__.setdefault("_growth", {})  # a state saved before this field has none
+        cached = memo.get(axis)
+        if cached is not None and cached[0] == last:
+            return cached[1]
         t, v = np.array(points).T
         i, j = np.triu_indices(len(t), 1)
-        return float(np.median((v[j] - v[i]) / (t[j] - t[i])))
+        growth = float(np.median((v[j] - v[i]) / (t[j] - t[i])))
+        memo[axis] = (last, growth)
+        return growth
 
     def _remember(self, axis: int, ts: float, deviation: float) -> None:
         self.recent.setdefault(axis, deque(maxlen=self.recent_cycles)).append((ts, deviation))
@@ -118,6 +127,7 @@ class AxisBaseline:
             program.learning.pop(axis, None)
         self.recent.pop(axis, None)
         self.hourly.pop(axis, None)
+        self.__dict__.get("_growth", {}).pop(axis, None)
         self._hour.pop(axis, None)
 
     def _learn(self, program: _Program, axis: int, ts: float, rms: float) -> None:

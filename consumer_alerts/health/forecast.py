@@ -104,6 +104,8 @@ class WearTrend:
     initial_accel_sd: float = 1e-5  # per hour²: 0.3 reached by acceleration alone in two weeks is ~1 sd
     draws: int = 500
     level_bias_sd: float = 0.03  # what the filter cannot see: the learned normals' own error (a few %)
+    carry_sd: float = 0.013  # ... and each carried-over normal adds its own (sd of its step, tuning seeds)
+    carried: int = 0  # carried-over normals seen: the unseen error of the level is a random walk over them
     x: np.ndarray | None = None
     P: np.ndarray | None = None
     t: float | None = None
@@ -121,6 +123,7 @@ class WearTrend:
         self._predict(obs.hour)
         if obs.program_change:
             self.P[0, 0] += self.program_change_sd**2
+            self.carried += 1
         innovation = obs.value - self.x[0]
         s = self.P[0, 0] + r
         if abs(innovation) > self.gate * math.sqrt(s):
@@ -145,7 +148,7 @@ class WearTrend:
         # drawn acceleration below 0 counts as 0. Each draw's crossing is a root of a quadratic; the point
         # forecast and the interval are quantiles over the draws ("never" = inf, above every finite time).
         belief = self.interval_scale**2 * self.P
-        belief[0, 0] += self.level_bias_sd**2
+        belief[0, 0] += self.level_bias_sd**2 + self.carried * self.carry_sd**2
         draws = np.random.default_rng(0).multivariate_normal(self.x, belief, size=self.draws)
         level, slope = draws[:, 0], draws[:, 1]
         accel = np.maximum(draws[:, 2], 0.0) if draws.shape[1] > 2 else np.zeros(len(draws))
