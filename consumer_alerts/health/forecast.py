@@ -104,7 +104,7 @@ class WearTrend:
     initial_accel_sd: float = 1e-5  # per hour²: 0.3 reached by acceleration alone in two weeks is ~1 sd
     draws: int = 500
     level_bias_sd: float = 0.03  # what the filter cannot see: the learned normals' own error (a few %)
-    carry_sd: float = 0.013  # ... and each carried-over normal adds its own (sd of its step, tuning seeds)
+    carry_sd: float = 0.005  # ... and each carried-over normal adds its own (its step's excess sd, tuning seeds)
     carried: int = 0  # carried-over normals seen: the unseen error of the level is a random walk over them
     x: np.ndarray | None = None
     P: np.ndarray | None = None
