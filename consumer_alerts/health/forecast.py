@@ -17,7 +17,8 @@ hours in a row on the same side are taken as a real level shift (sudden damage, 
 off), and the level restarts there with its slope kept.
 
 The forecast: ``draws`` possible states from the filter's belief (covariance times ``interval_scale``, plus
-``level_bias_sd`` on the level: the learned normals' own error, which no amount of hourly data reduces), each
+``level_bias_sd`` on the level, and ``carry_sd`` more per carried-over normal: the learned normals' own
+error, which no amount of hourly data reduces and which each program change adds to), each
 extended as level + slope·h + acceleration·h²/2 with the acceleration clipped at 0 (wear does not slow down
 by itself); the median of their crossing times is the forecast, the 10th and 90th percentiles the 80 %
 interval. The drifts (``level_noise``, ``slope_noise``, ``accel_noise``) are for tracking only: compounded
