@@ -7,7 +7,9 @@ medians and the local linear trend (``.forecast``). Then:
 
 - for each worn axis, when 50 %, 25 % and 10 % of its life (crossing - onset) is left: the absolute error of
   the forecast time to crossing (hours) and whether the true crossing lies in the 80 % interval; the same for
-  the naive baseline, a least-squares line through the last day of hourly values;
+  the naive baseline, a least-squares line through the last day of hourly values; and the "level error": the
+  measured level's offset from the true wear over the last day in hours of the remaining growth, the error
+  even a perfect trend would make on this measurement;
 - for each robot without wear, at the end of every day from day 3: is any of its axes forecast to cross
   within ``--due-days``?
 - the ``maintenance_due`` events the stream's own rule (``AxisHealth.take_hour``: ``HEALTH_MIN_HOURS``, the
@@ -20,7 +22,7 @@ The hourly series are cached under ``--cache`` (keyed by seed, fleet and days), 
 trend settings takes seconds.
 
     .venv/bin/python -m bench.forecast_quality [--seeds 101,102,103] [--tuning] [--robots 20] [--worn 8]
-        [--days 30] [--due-days 7] [--jobs 2] [--set level_noise=0.002 ...]
+        [--days 30] [--due-days 7] [--jobs 2] [--set level_noise=0.002 ...] [--fleet all|worn|clean]
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ REPORT_SEEDS = (101, 102, 103)
 LEFT = (0.5, 0.25, 0.1)
 WORKING_AXES = tuple(range(1, 8))
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "forecast_quality"
+SERIES_VERSION = 2  # part of the cache key: bump when the hourly series change (cycles, baseline, medians)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--cache", type=Path, default=CACHE)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a WearTrend setting")
+    p.add_argument(
+        "--fleet", choices=("all", "worn", "clean"), default="all", help="only the robots with (without) wear"
+    )
     args = p.parse_args(argv)
     seeds = (
         [int(s) for s in args.seeds.split(",")] if args.seeds else list(TUNING_SEEDS if args.tuning else REPORT_SEEDS)
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [
         (seed, rid, args.robots, args.worn, args.days, shapes, args.cache)
         for seed in seeds
-        for rid in robot_ids(args.robots)
+        for rid in _fleet(seed, args, shapes)
     ]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         fleets = list(pool.map(_robot_series, jobs))
@@ -103,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = _summary(worn_rows, clean, args.due_days) + _due_summary(alerts, leads, other_axes, args)
     cost = _stream_cost()
     notes = (
-        f"seeds {seeds} ({'tuning' if args.tuning else 'reported'}), {args.robots} robots x {args.days:g} days, "
+        f"seeds {seeds} ({'tuning' if args.tuning else 'reported'}), {args.robots} robots x {args.days:g} days "
+        f"({'every robot' if args.fleet == 'all' else f'only those {args.fleet}'}), "
         f"{args.worn} worn per seed, shapes {', '.join(shapes)} (held out from tuning: "
         f"{', '.join(s for s in shapes if s in HELD_OUT_SHAPES) or 'none'}); trend settings {trend or 'defaults'}; "
         f"series made in {made:.0f} s (cached in {args.cache}). Stream cost on one synthetic robot-day (43,200 "
@@ -111,10 +118,18 @@ def main(argv: list[str] | None = None) -> int:
         f"the indicators, {cost['baseline_ms_per_cycle']:.2f} ms per cycle for program match and deviations "
         f"({cost['total_us_per_reading']:.1f} µs per reading in all)."
     )
-    write_results(
-        "forecast_quality" + ("_tuning" if args.tuning else ""), rows, notes=notes, extra={"forecasts": worn_rows}
-    )
+    name = "forecast_quality" + ("_tuning" if args.tuning else "") + ("" if args.fleet == "all" else f"_{args.fleet}")
+    write_results(name, rows, notes=notes, extra={"forecasts": worn_rows})
     return 0
+
+
+def _fleet(seed: int, args, shapes) -> list[str]:
+    """The robot ids to run: all, or only those with (``worn``) or without (``clean``) wear in the seed's plan."""
+    ids = robot_ids(args.robots)
+    if args.fleet == "all":
+        return ids
+    plan = wear_plan(ids, seed=seed, worn=args.worn, axes=WORKING_AXES, shapes=shapes)
+    return [rid for rid in ids if bool(plan.robots[rid].specs) == (args.fleet == "worn")]
 
 
 def _stream_cost() -> dict[str, float]:
@@ -125,12 +140,12 @@ def _stream_cost() -> dict[str, float]:
     split = base = math.inf
     for _ in range(3):
         splitter, baseline = CycleSplitter("robot-001"), AxisBaseline()
-        t = time.perf_counter()
+        t = time.process_time()  # CPU time: the machine may be shared
         cycles = [c for ts, currents in rows for c in splitter.push(ts, currents)]
-        t1 = time.perf_counter()
+        t1 = time.process_time()
         for c in cycles:
             baseline.deviations(c)
-        split, base = min(split, t1 - t), min(base, time.perf_counter() - t1)
+        split, base = min(split, t1 - t), min(base, time.process_time() - t1)
     return {
         "split_us_per_reading": split * 1e6 / len(rows),
         "baseline_ms_per_cycle": base * 1e3 / len(cycles),
@@ -143,7 +158,7 @@ def _robot_series(job) -> tuple[WearSpec | None, dict[int, list[HourValue]]]:
     seed, rid, robots, worn, days, shapes, cache = job
     plan = wear_plan(robot_ids(robots), seed=seed, worn=worn, axes=WORKING_AXES, shapes=shapes)
     wear = plan.robots[rid]
-    path = cache / f"{seed}-{robots}-{worn}-{days:g}-{'_'.join(shapes)}-{rid}.pkl"
+    path = cache / f"v{SERIES_VERSION}-{seed}-{robots}-{worn}-{days:g}-{'_'.join(shapes)}-{rid}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
     splitter, baseline = CycleSplitter(rid), AxisBaseline()
@@ -175,9 +190,22 @@ def _grade_worn(spec: WearSpec, series: list[HourValue], trend: dict[str, float]
         while pending and obs.hour > pending[0][1]:
             left, now = pending.pop(0)
             rows.append(_graded(spec, "model", left, now, crossing, model.forecast(spec.limit, now)))
+            rows[-1]["level_error_h"] = _level_error_h(spec, series[:i], now)
             rows.append(_graded(spec, "naive", left, now, crossing, naive_forecast(series[:i], spec.limit, now)))
         model.update(obs)
     return rows
+
+
+def _level_error_h(spec: WearSpec, series: list[HourValue], now: float) -> float:
+    """The error even a perfect trend would make: the measured level's offset from the true wear over the
+    last day (the learned normals' own error), in hours of the remaining mean growth (at most the hours left)."""
+    day = [o for o in series if o.hour > now - 24]
+    left_h = spec.crossing_s / HOUR_S - now
+    if not day or left_h <= 0:
+        return 0.0
+    offset = abs(statistics.median(o.value - spec.level(o.hour * HOUR_S) for o in day))
+    growth_per_h = (spec.limit - spec.level(now * HOUR_S)) / left_h
+    return min(offset / growth_per_h, left_h) if growth_per_h > 0 else left_h
 
 
 def _graded(spec, method, left, now, crossing, forecast) -> dict:
@@ -288,6 +316,7 @@ def _summary(rows: list[dict], clean: dict, due_days: float) -> list[dict]:
                 row[f"{m} MAE h (median)"] = statistics.median(r["abs_error_h"] for r in rs)
             row["model in 80 %"] = sum(r["inside_80"] for r in chosen["model"]) / len(chosen["model"])
             row["model / naive"] = row["model MAE h (median)"] / max(row["naive MAE h (median)"], 1e-9)
+            row["level error h (median)"] = statistics.median(r["level_error_h"] for r in chosen["model"])
             out.append(row)
     for m, (due, checks) in clean.items():
         out.append(

@@ -34,7 +34,7 @@ class _Program:
     duration: float
     shape: np.ndarray
     count: int = 0
-    learning: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # (ts, rms) while learned
+    learning: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # (ts, rms / (1 + level))
     normal: dict[int, float] = field(default_factory=dict)
 
 
@@ -53,6 +53,7 @@ class AxisBaseline:
     hourly: dict[int, deque[tuple[float, float]]] = field(default_factory=dict)
     _hour: dict[int, tuple[int, list[float]]] = field(default_factory=dict)
     carried_over: set[int] = field(default_factory=set)  # axes whose last new normal was carried over
+    _growth: dict[int, tuple[float, float]] = field(default_factory=dict)  # axis: (last hour's time, growth)
 
     def deviations(self, cycle: Cycle) -> dict[int, float]:
         """Deviation per axis with a learned normal in this cycle's program. ``carried_over`` then holds
@@ -91,13 +92,21 @@ class AxisBaseline:
         return level + self._growth_per_s(axis) * max(at - float(np.median(times)), 0.0)
 
     def _growth_per_s(self, axis: int) -> float:
-        """Theil-Sen slope of the axis's hourly medians (0 while there are fewer than 12)."""
+        """Theil-Sen slope of the axis's hourly medians (0 while there are fewer than 12); kept until the next
+        hourly median, as every learning cycle asks for it."""
         points = self.hourly.get(axis)
         if not points or len(points) < 12:
             return 0.0
+        last = points[-1][0]
+        memo = self.__dict__.setdefault("_growth", {})  # a state saved before this field has none
+        cached = memo.get(axis)
+        if cached is not None and cached[0] == last:
+            return cached[1]
         t, v = np.array(points).T
         i, j = np.triu_indices(len(t), 1)
-        return float(np.median((v[j] - v[i]) / (t[j] - t[i])))
+        growth = float(np.median((v[j] - v[i]) / (t[j] - t[i])))
+        memo[axis] = (last, growth)
+        return growth
 
     def _remember(self, axis: int, ts: float, deviation: float) -> None:
         self.recent.setdefault(axis, deque(maxlen=self.recent_cycles)).append((ts, deviation))
@@ -118,15 +127,16 @@ class AxisBaseline:
             program.learning.pop(axis, None)
         self.recent.pop(axis, None)
         self.hourly.pop(axis, None)
+        self.__dict__.get("_growth", {}).pop(axis, None)
         self._hour.pop(axis, None)
 
     def _learn(self, program: _Program, axis: int, ts: float, rms: float) -> None:
+        # Each learning cycle is divided by the axis's level at its own time: a rare program's cycles can
+        # spread over days of wear, and one level for all of them (the latest) made its normal too low.
         seen = program.learning.setdefault(axis, [])
-        seen.append((ts, rms))
+        seen.append((ts, rms / (1 + self.axis_level(axis, at=ts))))
         if len(seen) >= self.learn_cycles:
-            times, values = zip(*seen, strict=True)
-            level = self.axis_level(axis, at=float(np.median(times)))
-            program.normal[axis] = float(np.median(values)) / (1 + level)
+            program.normal[axis] = float(np.median([healthy for _, healthy in seen]))
             del program.learning[axis]
             if axis in self.recent:
                 self.carried_over.add(axis)

@@ -17,7 +17,8 @@ hours in a row on the same side are taken as a real level shift (sudden damage, 
 off), and the level restarts there with its slope kept.
 
 The forecast: ``draws`` possible states from the filter's belief (covariance times ``interval_scale``, plus
-``level_bias_sd`` on the level: the learned normals' own error, which no amount of hourly data reduces), each
+``level_bias_sd`` on the level, and ``carry_sd`` more per carried-over normal: the learned normals' own
+error, which no amount of hourly data reduces and which each program change adds to), each
 extended as level + slope·h + acceleration·h²/2 with the acceleration clipped at 0 (wear does not slow down
 by itself); the median of their crossing times is the forecast, the 10th and 90th percentiles the 80 %
 interval. The drifts (``level_noise``, ``slope_noise``, ``accel_noise``) are for tracking only: compounded
@@ -104,6 +105,8 @@ class WearTrend:
     initial_accel_sd: float = 1e-5  # per hour²: 0.3 reached by acceleration alone in two weeks is ~1 sd
     draws: int = 500
     level_bias_sd: float = 0.03  # what the filter cannot see: the learned normals' own error (a few %)
+    carry_sd: float = 0.005  # ... and each carried-over normal adds its own (its step's excess sd, tuning seeds)
+    carried: int = 0  # carried-over normals seen: the unseen error of the level is a random walk over them
     x: np.ndarray | None = None
     P: np.ndarray | None = None
     t: float | None = None
@@ -121,6 +124,7 @@ class WearTrend:
         self._predict(obs.hour)
         if obs.program_change:
             self.P[0, 0] += self.program_change_sd**2
+            self.carried += 1
         innovation = obs.value - self.x[0]
         s = self.P[0, 0] + r
         if abs(innovation) > self.gate * math.sqrt(s):
@@ -145,7 +149,7 @@ class WearTrend:
         # drawn acceleration below 0 counts as 0. Each draw's crossing is a root of a quadratic; the point
         # forecast and the interval are quantiles over the draws ("never" = inf, above every finite time).
         belief = self.interval_scale**2 * self.P
-        belief[0, 0] += self.level_bias_sd**2
+        belief[0, 0] += self.level_bias_sd**2 + self.carried * self.carry_sd**2
         draws = np.random.default_rng(0).multivariate_normal(self.x, belief, size=self.draws)
         level, slope = draws[:, 0], draws[:, 1]
         accel = np.maximum(draws[:, 2], 0.0) if draws.shape[1] > 2 else np.zeros(len(draws))

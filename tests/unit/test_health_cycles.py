@@ -155,6 +155,20 @@ def test_a_program_learned_after_a_stoppage_carries_the_wear_of_the_days_stopped
     assert got[2] == pytest.approx(0.3 + per_hour * 2, abs=0.02)  # not 0.2: the day stopped is not lost
 
 
+def test_a_rare_program_learned_over_days_of_wear_gets_its_healthy_normal():
+    baseline = AxisBaseline(learn_cycles=20, recent_cycles=20)
+    common, rare = np.array([1, 3, 5, 2, 4, 6, 1, 2], float), np.array([6, 1, 1, 5, 1, 1, 6, 1], float)
+    per_hour = 0.1 / 24
+    for k in range(20):  # the common program's normal, healthy
+        baseline.deviations(cycle_of({2: 10.0}, common, start=k * 360.0))
+    for k in range(20, 421):  # 40 hours of wear; every 20th cycle is the rare program: its 20 span the 40 hours
+        t = k * 360.0
+        wear = 1 + per_hour * (t - 20 * 360.0) / 3600
+        program, healthy = (rare, 30.0) if k % 20 == 0 else (common, 10.0)
+        got = baseline.deviations(cycle_of({2: healthy * wear}, program, start=t))
+    assert program is rare and got[2] == pytest.approx(wear - 1, abs=0.02)  # one level for all: 0.25
+
+
 def test_flush_cuts_the_cycle_in_progress_at_its_last_reading_plus_one_spacing():
     s = CycleSplitter("r")
     assert feed(s, moving(1, 2, 3)) == []

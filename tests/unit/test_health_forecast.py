@@ -86,6 +86,15 @@ def test_a_program_change_loosens_the_level_so_its_step_does_not_become_slope():
     assert abs(marked.slope_per_day) < 0.004
 
 
+def test_each_carried_over_normal_widens_the_interval_for_the_error_it_may_have_brought():
+    values = linear(20, 0.012, 0.006, seed=7)  # crosses at day 25
+    plain = trend_over(hours(values)).forecast(0.30)
+    carried = trend_over(hours(values, changes={d * 24 for d in range(1, 20)})).forecast(0.30)
+    assert carried.high - carried.low > plain.high - plain.low
+    assert carried.low < plain.low and carried.high > plain.high
+    assert carried.crossing == pytest.approx(plain.crossing, rel=0.15)  # the point forecast barely moves
+
+
 def test_no_value_no_forecast():
     assert WearTrend().forecast(0.3) is None
 
