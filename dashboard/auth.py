@@ -16,7 +16,7 @@ import math
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from bokeh.server.auth_provider import AuthProvider, NullAuth
 from sqlalchemy import Engine
@@ -26,6 +26,7 @@ from tornado.web import RequestHandler, create_signed_value, decode_signed_value
 
 from common.errors import ConfigurationError
 from common.store.users import User, authenticate
+from dashboard.oidc import FLOW_COOKIE, FLOW_TTL_S, Flow, OidcProvider, SignInError
 from dashboard.settings import DashboardSettings
 
 logger = logging.getLogger(__name__)
@@ -118,13 +119,20 @@ class FailedSignIns:
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>axiswatch — sign in</title>
 <style>body{{font-family:sans-serif;margin:4em auto;max-width:22em}} label,input,button{{display:block;width:100%;
-margin:.3em 0}} .error{{color:#b00020}}</style></head>
+margin:.3em 0}} .error{{color:#b00020}} .sso{{display:block;margin:1em 0}}</style></head>
 <body><h1>axiswatch</h1><p>Sign in to the dashboard.</p>
-<p class="error" id="error">{error}</p>
-<form method="post" action="{action}">{xsrf}
+<p class="error" id="error">{error}</p>{sso}{form}</body></html>
+"""
+PASSWORD_FORM = """<form method="post" action="{action}">{xsrf}
 <label>user name <input name="name" id="name" value="{name}" autocomplete="username" required></label>
 <label>password <input name="password" id="password" type="password" autocomplete="current-password" required>
-</label><button type="submit" id="sign-in">Sign in</button></form></body></html>
+</label><button type="submit" id="sign-in">Sign in</button></form>"""
+SSO_LINK = '<a class="sso" id="sign-in-oidc" href="{href}">Sign in with {label}</a>'
+# After single sign-on the browser arrives from the provider's site: a SameSite=Strict cookie set then is not
+# sent on a redirect of that same navigation, so this page moves on with a navigation of our own.
+SIGNED_IN_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={target}">
+<title>axiswatch — signed in</title></head><body><a href="{target}">Continue to the dashboard</a></body></html>
 """
 
 
@@ -140,20 +148,98 @@ class LoginHandler(RequestHandler):
     settings_: DashboardSettings
     engine: Engine
     failures: FailedSignIns
+    oidc: OidcProvider | None
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        if self.oidc is not None and self.get_argument("sso", None) is not None:
+            return await self._start_sso()
+        if self.oidc is not None and (self.get_argument("state", None) or self.get_argument("error", None)):
+            return await self._finish_sso()
         self._page()
 
     def _page(self, error: str = "", name: str = "") -> None:
-        action = f"{LOGIN_URL}?next={xhtml_escape(safe_next(self.get_argument('next', None)))}"
+        target = safe_next(self.get_argument("next", None))
+        form = ""
+        if self.settings_.dashboard_password_sign_in:
+            action = f"{LOGIN_URL}?{urlencode({'next': target})}"
+            form = PASSWORD_FORM.format(
+                action=xhtml_escape(action), xsrf=self.xsrf_form_html(), name=xhtml_escape(name)
+            )
+        sso = ""
+        if self.oidc is not None:
+            href = f"{LOGIN_URL}?{urlencode({'sso': '1', 'next': target})}"
+            sso = SSO_LINK.format(href=xhtml_escape(href), label=xhtml_escape(self.oidc.label))
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(
-            PAGE.format(error=xhtml_escape(error), action=action, xsrf=self.xsrf_form_html(), name=xhtml_escape(name))
+        self.finish(PAGE.format(error=xhtml_escape(error), sso=sso, form=form))
+
+    def _redirect_uri(self) -> str:
+        return self.settings_.dashboard_oidc_redirect_url or f"{self.request.protocol}://{self.request.host}{LOGIN_URL}"
+
+    async def _start_sso(self) -> None:
+        assert self.oidc is not None
+        try:
+            url, flow = await asyncio.to_thread(
+                self.oidc.start, self._redirect_uri(), safe_next(self.get_argument("next", None))
+            )
+        except SignInError as exc:
+            logger.warning("single sign-on could not start: %s", exc)
+            self.set_status(503)
+            return self._page(f"Single sign-on is unavailable: {exc}.")
+        secret = self.settings_.dashboard_cookie_secret.get_secret_value()
+        # Lax, not Strict: the provider's redirect back to us is a navigation from its site, which must carry it.
+        self.set_cookie(
+            FLOW_COOKIE,
+            flow.cookie(secret),
+            httponly=True,
+            samesite="Lax",
+            secure=self.settings_.dashboard_cookie_secure,
+            path=LOGIN_URL,
+            expires_days=FLOW_TTL_S / 86400,
+        )
+        self.redirect(url)
+
+    async def _finish_sso(self) -> None:
+        assert self.oidc is not None
+        secret = self.settings_.dashboard_cookie_secret.get_secret_value()
+        flow = Flow.from_cookie(secret, self.get_cookie(FLOW_COOKIE))
+        self.clear_cookie(FLOW_COOKIE, path=LOGIN_URL)  # one answer per sign-in, whatever it brings
+        client = self.request.remote_ip or "unknown"
+        try:
+            if self.get_argument("error", None):  # the user said no, or the provider refused: its code only
+                raise SignInError(f"the provider refused ({self.get_argument('error')[:100]})")
+            user = await asyncio.to_thread(
+                self.oidc.finish,
+                flow,
+                self.get_argument("state", ""),
+                self.get_argument("code", ""),
+                self._redirect_uri(),
+            )
+        except SignInError as exc:
+            logger.warning("single sign-on failed from %s: %s", client, exc)
+            self.set_status(401)
+            return self._page(f"Single sign-on failed: {exc}.")
+        self._set_signed_in(user)
+        logger.info("signed in by single sign-on: %r (%s) from %s", user.name, user.role, client)
+        target = xhtml_escape(flow.next_url if flow else "/")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(SIGNED_IN_PAGE.format(target=target))
+
+    def _set_signed_in(self, user: User) -> None:
+        self.set_cookie(
+            COOKIE,
+            cookie_value(self.settings_, user, time.time()),
+            httponly=True,
+            samesite="Strict",
+            secure=self.settings_.dashboard_cookie_secure,
         )
 
     async def post(self) -> None:
         self.check_xsrf_cookie()  # a page of another site cannot sign a browser in
+        if not self.settings_.dashboard_password_sign_in:
+            self.set_status(403)
+            return self._page("Sign-in with a password is turned off here; use single sign-on.")
         name, password = self.get_body_argument("name", ""), self.get_body_argument("password", "")
         client, now = self.request.remote_ip or "unknown", time.time()
         keys = [f"name:{name}", f"client:{client}"]
@@ -176,13 +262,7 @@ class LoginHandler(RequestHandler):
             return self._page("Wrong user name or password.", name)
         self.failures.succeeded(keys[0])
         self.failures.succeeded(keys[1])
-        self.set_cookie(
-            COOKIE,
-            cookie_value(self.settings_, user, now),
-            httponly=True,
-            samesite="Strict",
-            secure=self.settings_.dashboard_cookie_secure,
-        )
+        self._set_signed_in(user)
         logger.info("signed in: %r (%s) from %s", user.name, user.role, client)
         self.redirect(safe_next(self.get_argument("next", None)))
 
@@ -205,9 +285,12 @@ class PasswordSignIn(AuthProvider):
     def __init__(self, settings: DashboardSettings, engine: Engine) -> None:
         self.settings = settings
         failures = FailedSignIns(settings.dashboard_login_max_failures, settings.dashboard_login_lockout_s)
+        oidc = OidcProvider(settings) if settings.dashboard_oidc_issuer else None
         # Bokeh registers handler classes without arguments: this server's settings go in as class attributes.
         self._login = type(
-            "LoginHandler", (LoginHandler,), {"settings_": settings, "engine": engine, "failures": failures}
+            "LoginHandler",
+            (LoginHandler,),
+            {"settings_": settings, "engine": engine, "failures": failures, "oidc": oidc},
         )
         super().__init__()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from common.settings import CommonSettings
@@ -68,6 +69,38 @@ class DashboardSettings(CommonSettings):
     dashboard_login_lockout_s: float = Field(
         300.0, gt=0, description="Failures count for this long; at the limit, sign-in is refused until they age."
     )
+    dashboard_password_sign_in: bool = Field(
+        True, description="Offer the user name and password form (false: single sign-on only, needs the issuer)."
+    )
+    dashboard_oidc_issuer: str = Field(
+        "",
+        description="OpenID Connect issuer URL (https; http only for localhost) for single sign-on; empty = off. "
+        "Its discovery document is read from <issuer>/.well-known/openid-configuration.",
+    )
+    dashboard_oidc_client_id: str = Field("", description="This dashboard's client id at the provider.")
+    dashboard_oidc_client_secret: SecretStr = Field(
+        SecretStr(""), description="This dashboard's client secret at the provider (empty = a public client)."
+    )
+    dashboard_oidc_scope: str = Field(
+        "openid profile", description="Scopes asked for (space separated; must include openid)."
+    )
+    dashboard_oidc_roles_claim: str = Field(
+        "groups", description="ID token claim that carries the user's groups or roles (a list or one string)."
+    )
+    dashboard_oidc_role_map: Annotated[dict[str, Literal["viewer", "operator", "admin"]], NoDecode] = Field(
+        default_factory=dict,
+        description="Comma list value=role mapping the roles claim to dashboard roles, e.g. "
+        "plant-operators=operator,plant-admins=admin; the highest match wins.",
+    )
+    dashboard_oidc_default_role: Literal["viewer", "operator", "admin"] = Field(
+        "viewer", description="Role of a single sign-on user whose roles claim maps to nothing."
+    )
+    dashboard_oidc_redirect_url: str = Field(
+        "",
+        description="The callback URL registered at the provider (<dashboard>/login); empty = /login on the "
+        "address the browser used (set it behind a reverse proxy).",
+    )
+    dashboard_oidc_timeout_s: float = Field(10.0, gt=0, description="Timeout of each request to the provider.")
     dashboard_fleet_refresh_s: float = Field(
         60.0, ge=1, description="How often an open Fleet tab asks the database again (health changes hourly)."
     )
@@ -82,6 +115,31 @@ class DashboardSettings(CommonSettings):
         if len(text) < 16:
             raise ValueError("DASHBOARD_COOKIE_SECRET must be at least 16 characters")
         return value
+
+    @field_validator("dashboard_oidc_role_map", mode="before")
+    @classmethod
+    def _role_map(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return value
+        pairs = [part.strip() for part in str(value or "").split(",") if part.strip()]
+        if any("=" not in pair for pair in pairs):
+            raise ValueError("DASHBOARD_OIDC_ROLE_MAP is a comma list of value=role")
+        return {k.strip(): v.strip() for k, v in (pair.rsplit("=", 1) for pair in pairs)}
+
+    @model_validator(mode="after")
+    def _sign_in_methods(self) -> DashboardSettings:
+        issuer = urlsplit(self.dashboard_oidc_issuer)
+        if self.dashboard_oidc_issuer:
+            local = issuer.hostname in {"localhost", "127.0.0.1", "::1"}
+            if not (issuer.scheme == "https" or (issuer.scheme == "http" and local)) or not issuer.hostname:
+                raise ValueError("DASHBOARD_OIDC_ISSUER must be an https URL (http only for localhost)")
+            if not self.dashboard_oidc_client_id:
+                raise ValueError("DASHBOARD_OIDC_ISSUER needs DASHBOARD_OIDC_CLIENT_ID")
+            if "openid" not in self.dashboard_oidc_scope.split():
+                raise ValueError("DASHBOARD_OIDC_SCOPE must include openid")
+        if self.dashboard_sign_in and not self.dashboard_password_sign_in and not self.dashboard_oidc_issuer:
+            raise ValueError("DASHBOARD_PASSWORD_SIGN_IN=false needs DASHBOARD_OIDC_ISSUER (no way to sign in)")
+        return self
 
     @field_validator("dashboard_allow_websocket_origins", mode="before")
     @classmethod
