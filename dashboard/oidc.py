@@ -138,14 +138,18 @@ class OidcProvider:
         if "id_token" not in token:
             raise SignInError("the provider's answer has no ID token")
         with _explained("the provider's ID token was refused"):
-            self._metadata()
-            claims = self._client.parse_id_token(token, nonce=nonce, leeway=ID_TOKEN_LEEWAY_S)
+            # Authlib checks the audience only through azp unless told: OpenID Connect says aud must hold us.
+            expected = {
+                "iss": {"essential": True, "values": [self._metadata()["issuer"]]},
+                "aud": {"essential": True, "values": [self.settings.dashboard_oidc_client_id]},
+            }
+            claims = self._client.parse_id_token(token, nonce=nonce, claims_options=expected, leeway=ID_TOKEN_LEEWAY_S)
         return user_of(dict(claims), self.settings)
 
 
 class _explained:
     """Turns what the provider, the network or Authlib raise into a SignInError with a short, token-free reason
-    (the exception's class and Authlib's error code: their messages never carry a token or the secret)."""
+    (the exception's class and its error description, which names a claim or an OAuth error, never a token)."""
 
     def __init__(self, what: str) -> None:
         self.what = what
@@ -157,6 +161,6 @@ class _explained:
         if exc is None or isinstance(exc, SignInError):
             return False
         if isinstance(exc, (requests.RequestException, AuthlibBaseError, JoseError, ValueError, KeyError)):
-            code = getattr(exc, "error", None) or ""
-            raise SignInError(f"{self.what} ({type(exc).__name__}{': ' + str(code) if code else ''})") from None
+            reason = str(getattr(exc, "description", None) or getattr(exc, "error", None) or "")[:200]
+            raise SignInError(f"{self.what} ({type(exc).__name__}{': ' + reason if reason else ''})") from None
         return False
