@@ -152,3 +152,45 @@ def test_settings_refuse_what_cannot_work():
         DashboardSettings(_env_file=None, dashboard_password_sign_in=False)
     assert settings("https://idp.example.com").dashboard_oidc_client_secret.get_secret_value() == "client-secret"
     assert "client-secret" not in repr(settings("https://idp.example.com"))
+
+
+def test_a_discovery_document_for_another_issuer_is_refused(issuer):
+    provider = OidcProvider(settings(issuer))
+    provider._client.server_metadata.update(issuer="https://look-alike.example", _loaded_at=0.0)  # as if fetched
+    with pytest.raises(SignInError, match="names another issuer"):
+        provider.start(CALLBACK, "/")
+    assert provider.start(CALLBACK, "/")[0].startswith(f"{issuer}/oauth2/authorize?")  # asked again: the real one
+
+
+async def test_the_login_page_tells_a_refusal_and_can_refuse_passwords(issuer, tmp_path):
+    from urllib.parse import urlencode
+
+    from sqlalchemy import create_engine
+    from tornado.httpclient import AsyncHTTPClient
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+    from tornado.web import Application
+
+    from dashboard.auth import PasswordSignIn
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'unused.sqlite'}")
+    sign_in = PasswordSignIn(settings(issuer, dashboard_password_sign_in=False), engine)
+    [sock] = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(Application([("/login", sign_in.login_handler)]))
+    server.add_sockets([sock])
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/login"
+    client = AsyncHTTPClient()
+    try:
+        page = await client.fetch(url)
+        assert b'id="sign-in-oidc"' in page.body and b'id="password"' not in page.body
+        xsrf = "0123abcd"  # no form, no XSRF cookie from the page: tornado takes any hex token matching its cookie
+        form = urlencode({"_xsrf": xsrf, "name": "otto", "password": "pw"})
+        cookie = {"Cookie": f"_xsrf={xsrf}"}
+        posted = await client.fetch(url, method="POST", body=form, headers=cookie, raise_error=False)
+        assert posted.code == 403 and b"use single sign-on" in posted.body
+        denied = await client.fetch(f"{url}?error=access_denied&state=s", raise_error=False)  # the user said no
+        assert denied.code == 401 and b"the provider refused (access_denied)" in denied.body
+        assert "axiswatch_user" not in denied.headers.get("Set-Cookie", "")
+    finally:
+        server.stop()
+        engine.dispose()
