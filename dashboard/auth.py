@@ -1,6 +1,7 @@
 """Sign-in for the dashboard through Bokeh's auth hooks (``auth_provider``): a login page checked against the
 users in PostgreSQL (``common.store.users``), a signed cookie that expires, a logout, and a lockout after a few
-wrong passwords per user name and per client address.
+wrong passwords per user name and per client address; with DASHBOARD_OIDC_ISSUER also single sign-on
+(``dashboard.oidc``) on the same login page, ending in the same cookie.
 
 Bokeh asks ``get_user`` before it serves the page, a session or its websocket; without a valid cookie it
 redirects to ``/login``. The page's document learns its user from the same cookie, which Bokeh hands to the
@@ -183,7 +184,7 @@ class LoginHandler(RequestHandler):
                 self.oidc.start, self._redirect_uri(), safe_next(self.get_argument("next", None))
             )
         except SignInError as exc:
-            logger.warning("single sign-on could not start: %s", exc)
+            logger.warning("single sign-on could not start: %r", str(exc))
             self.set_status(503)
             return self._page(f"Single sign-on is unavailable: {exc}.")
         secret = self.settings_.dashboard_cookie_secret.get_secret_value()
@@ -216,7 +217,7 @@ class LoginHandler(RequestHandler):
                 self._redirect_uri(),
             )
         except SignInError as exc:
-            logger.warning("single sign-on failed from %s: %s", client, exc)
+            logger.warning("single sign-on failed from %s: %r", client, str(exc))
             self.set_status(401)
             return self._page(f"Single sign-on failed: {exc}.")
         self._set_signed_in(user)
