@@ -25,21 +25,25 @@ def postgres_url(benchmark: str) -> str | None:
 
 
 class scratch_database:
-    """A database of its own on the server of ``url`` (``name``, or a fresh one), migrated; dropped
-    afterwards unless ``keep``. Entering it gives the engine."""
+    """A database of its own on the server of ``url`` (``name``, or a fresh one), migrated unless not ``migrated``;
+    dropped afterwards unless ``keep``. Entering it gives the engine."""
 
-    def __init__(self, url: str, *, prefix: str, name: str | None = None, keep: bool = False) -> None:
+    def __init__(
+        self, url: str, *, prefix: str, name: str | None = None, keep: bool = False, migrated: bool = True
+    ) -> None:
         self.admin = create_engine(url, isolation_level="AUTOCOMMIT")
         self.name = name or f"{prefix}_{uuid.uuid4().hex[:8]}"
         self.url = make_url(url).set(database=self.name)
         self.keep = keep
+        self.migrated = migrated
 
     def __enter__(self) -> Engine:
         with self.admin.connect() as conn:
             if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": self.name}).first():
                 conn.execute(text(f'CREATE DATABASE "{self.name}"'))
         self.engine = make_engine(self.url, log_version=False)  # as the services make theirs
-        migrate(self.engine)
+        if self.migrated:
+            migrate(self.engine)
         return self.engine
 
     def __exit__(self, *exc) -> None:
