@@ -12,6 +12,13 @@ from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupCoordinatorNotAvailableError,
+    GroupLoadInProgressError,
+    NotCoordinatorForGroupError,
+)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from bench.producer_throughput import _send_batches, leaders_ready
 from common.settings import CommonSettings
@@ -25,6 +32,14 @@ if TYPE_CHECKING:
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SEED = 42
 PARTITIONS = 6
+# A fresh broker creates __consumer_offsets on the first group call: until its coordinator is elected,
+# asking for a group's offsets fails with these. They pass; the benchmark waits for them, briefly.
+COORDINATOR_STARTING = (
+    GroupCoordinatorNotAvailableError,
+    CoordinatorLoadInProgressError,
+    GroupLoadInProgressError,
+    NotCoordinatorForGroupError,
+)
 
 
 def settings(servers: str) -> CommonSettings:
@@ -86,10 +101,21 @@ class Progress:
         ends = await self.consumer.end_offsets(self.partitions)
         row = {"t": time.monotonic(), "produced": sum(ends.values())}
         for name, group in self.groups.items():
-            offsets = await self.admin.list_consumer_group_offsets(group, partitions=self.partitions)
+            offsets = await self._committed(group)
             row[name] = sum(max(0, o.offset) for tp, o in offsets.items() if tp.topic == self.topic)
         self.samples.append(row)
         return row
+
+    async def _committed(self, group: str) -> dict:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(COORDINATOR_STARTING),
+            stop=stop_after_delay(60),
+            wait=wait_exponential(0.1, max=2),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self.admin.list_consumer_group_offsets(group, partitions=self.partitions)
 
     async def until(self, total: int, *, services: list[Service], timeout_s: float, interval_s: float = 0.25) -> dict:
         """Sample until every group committed ``total``; fail at once if a service died, or after ``timeout_s``."""
