@@ -6,12 +6,15 @@ same run on the same broker and database.
 
 1. Floor: the same payloads (serialised beforehand) sent by a bare aiokafka producer (create_batch/send_batch,
    the producer's own way), fetched back by a bare consumer (no parsing, no commit), and the rows the
-   pipeline stored COPied back into the emptied readings_fact (PK + indexes) in one COPY.
+   pipeline stored COPied back into the emptied readings_fact (PK + indexes): once over one connection, once
+   over two at once, the parallelism of the sink (it overlaps two transactions).
 2. Pipeline: consumer_db and consumer_alerts start (fresh groups, 6 partitions), then
    ``python -m producer --synthetic --max-speed``; until both groups have committed every reading. Progress
    comes from Kafka every 0.25 s: the readings topic's high watermark (producer: confirmed), each group's
    committed offset (consumer_db commits after its transaction). A stage's rate runs from its first
    progress to its last (start-up and group join left out); end-to-end runs from the start of the processes.
+   Floor and pipeline alternate, --rounds times (floor, pipeline, COPY floor, floor, pipeline, ...), so the
+   shared machine's load falls on both; each figure is the median of its rounds.
 3. Checks: readings_fact holds robots x readings x 14 rows, exactly the (robot, ts) pairs sent.
 4. Profile: the slowest stage again, alone, under pyinstrument (bench._profiled), over --profile-readings.
 """
@@ -22,8 +25,10 @@ import argparse
 import asyncio
 import io
 import json
+import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -35,6 +40,7 @@ from bench.results import RESULTS_DIR, write_results
 
 AXES = 14
 STAGES = ("producer", "consumer_db", "consumer_alerts")
+SINK_WRITERS = 2  # transactions the sink keeps in flight at once: its floor COPies over as many connections
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--robots", type=int, default=100)
     parser.add_argument("--readings", type=int, default=10_000, help="readings per robot")
     parser.add_argument("--profile-readings", type=int, default=100_000, help="readings of the profiled run (0: none)")
+    parser.add_argument("--rounds", type=int, default=2, help="floor and pipeline in turn, this many times")
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (their folder is printed)")
     args = parser.parse_args(argv)
     found = with_services("pipeline_throughput", measure, args, keep_logs=args.keep_logs)
@@ -62,18 +69,28 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
         payloads.append((r.robot_id.encode(), r.to_bytes()))
         keys.add((r.robot_id, round(r.ts.timestamp() * 1e6)))
     print(f"{total:,} readings generated and serialised in {time.perf_counter() - started:.1f} s", flush=True)
-    floor_topic = Names.fresh("bench-floor").readings
-    await create_topics(servers, [floor_topic])
-    out = {"total": total, "produce_s": await bare_produce(servers, floor_topic, payloads)}
-    out["consume_s"] = await bare_consume(servers, floor_topic, total)
-    print(f"floor: produce {out['produce_s']:.1f} s, consume {out['consume_s']:.1f} s", flush=True)
-    out["pipeline"] = await pipeline(engine, servers, args, total, log_dir)
-    out["checks"] = await asyncio.to_thread(check, engine, total, keys)
-    out["copy_s"] = await asyncio.to_thread(bare_copy, engine, total)
-    out["profile"] = (
-        await profile(engine, servers, args, out["pipeline"], payloads, log_dir) if args.profile_readings else None
-    )
+    out: dict = {"total": total, "rounds": []}
+    for round_no in range(args.rounds):
+        if round_no:
+            await asyncio.to_thread(empty, engine)
+        floor_topic = Names.fresh("bench-floor").readings
+        await create_topics(servers, [floor_topic])
+        this = {"produce_s": await bare_produce(servers, floor_topic, payloads)}
+        this["consume_s"] = await bare_consume(servers, floor_topic, total)
+        this["pipeline"] = await pipeline(engine, servers, args, total, log_dir)
+        this["checks"] = await asyncio.to_thread(check, engine, total, keys)
+        this["copy_s"] = await asyncio.to_thread(bare_copy, engine, total, 1)
+        this[f"copy{SINK_WRITERS}_s"] = await asyncio.to_thread(bare_copy, engine, total, SINK_WRITERS)
+        print(f"round {round_no + 1}: {json.dumps(_brief(this))}", flush=True)
+        out["rounds"].append(this)
+    last = out["rounds"][-1]["pipeline"]
+    out["profile"] = await profile(engine, servers, args, last, payloads, log_dir) if args.profile_readings else None
     return out
+
+
+def _brief(one: dict) -> dict:
+    stages = {k: round(v["rate"]) for k, v in one["pipeline"]["stages"].items()}
+    return {k: round(v, 2) for k, v in one.items() if k.endswith("_s")} | {"rates": stages}
 
 
 async def pipeline(engine: Engine, servers: str, args, total: int, log_dir: Path) -> dict:
@@ -145,9 +162,10 @@ def check(engine: Engine, total: int, keys: set) -> dict:
     return checks
 
 
-def bare_copy(engine: Engine, total: int) -> float:
-    """The stored rows out (COPY TO, not timed), the table emptied, then one COPY of them back in."""
-    data = io.BytesIO()
+def bare_copy(engine: Engine, total: int, connections: int) -> float:
+    """The stored rows out (COPY TO, not timed), the table emptied, then COPied back in over ``connections``
+    connections at once, each its share of the rows in one transaction."""
+    data = io.StringIO()
     raw = engine.raw_connection()
     try:
         raw.cursor().copy_expert("COPY readings_fact (robot_id, axis_id, ts, amps) TO STDOUT", data)
@@ -155,15 +173,25 @@ def bare_copy(engine: Engine, total: int) -> float:
     finally:
         raw.close()
     empty(engine)
-    data.seek(0)
-    raw = engine.raw_connection()
+    lines = data.getvalue().splitlines(keepends=True)
+    size = -(-len(lines) // connections)
+    parts = ["".join(lines[i : i + size]) for i in range(0, len(lines), size)]
+    links = [engine.raw_connection() for _ in parts]
+
+    def copy(link, part: str) -> None:
+        link.cursor().copy_expert(
+            "COPY readings_fact (robot_id, axis_id, ts, amps) FROM STDIN", io.StringIO(part), size=1 << 18
+        )
+        link.commit()
+
     try:
         started = time.perf_counter()
-        raw.cursor().copy_expert("COPY readings_fact (robot_id, axis_id, ts, amps) FROM STDIN", data, size=1 << 18)
-        raw.commit()
+        with ThreadPoolExecutor(len(parts)) as pool:
+            list(pool.map(copy, links, parts))
         seconds = time.perf_counter() - started
     finally:
-        raw.close()
+        for link in links:
+            link.close()
     if stored(engine) != total * AXES:
         raise AssertionError("the bare COPY did not store every row")
     return seconds
@@ -219,44 +247,72 @@ async def profile(engine: Engine, servers: str, args, result: dict, payloads: li
 
 
 def report(result: dict, args) -> tuple[list[dict], dict]:
-    total, p = result["total"], result["pipeline"]
+    total, rounds = result["total"], result["rounds"]
+    med = {key: statistics.median(r[key] for r in rounds) for key in ("produce_s", "consume_s", "copy_s")}
+    med["copy2_s"] = statistics.median(r[f"copy{SINK_WRITERS}_s"] for r in rounds)
     floor = {
-        "producer": total / result["produce_s"],
-        "consume": total / result["consume_s"],
-        "copy": total / result["copy_s"],
+        "producer": total / med["produce_s"],
+        "consume": total / med["consume_s"],
+        "copy": total / med["copy_s"],
+        "copy2": total / med["copy2_s"],
     }
-    floor["consumer_db"] = min(floor["consume"], floor["copy"])
+    floor["consumer_db"] = min(floor["consume"], floor["copy2"])
     floor["consumer_alerts"] = floor["consume"]
-    floor["end-to-end"] = total / max(result["produce_s"], result["consume_s"], result["copy_s"])
+    floor["end-to-end"] = total / max(med["produce_s"], med["consume_s"], med["copy2_s"])
     rows = []
     for name in STAGES:
-        s = p["stages"][name]
-        rows.append(_row(f"pipeline: {name}", total, s["seconds"], s["rate"], floor[name], p["cpu_s"].get(name)))
-    e2e = p["end_to_end_s"]
-    rows.append(_row("pipeline: end-to-end (from process start)", total, e2e, total / e2e, floor["end-to-end"], None))
+        rates = [r["pipeline"]["stages"][name]["rate"] for r in rounds]
+        rate = statistics.median(rates)
+        cpu = statistics.median(r["pipeline"]["cpu_s"].get(name) or 0 for r in rounds)
+        rows.append(_row(f"pipeline: {name}", total, total / rate, rate, floor[name], cpu, rates))
+    e2e = [r["pipeline"]["end_to_end_s"] for r in rounds]
+    rows.append(
+        _row(
+            "pipeline: end-to-end (from process start)",
+            total,
+            statistics.median(e2e),
+            total / statistics.median(e2e),
+            floor["end-to-end"],
+            None,
+            [total / s for s in e2e],
+        )
+    )
+    per_round = {"producer": "produce_s", "consume": "consume_s", "copy": "copy_s", "copy2": f"copy{SINK_WRITERS}_s"}
     rows += [
-        _row("floor: bare aiokafka produce (send_batch)", total, result["produce_s"], floor["producer"]),
-        _row("floor: bare aiokafka consume (no parsing)", total, result["consume_s"], floor["consume"]),
-        _row(f"floor: bare COPY ({total * AXES:,} rows)", total, result["copy_s"], floor["copy"]),
+        _row(what, total, med[key], floor[name], runs=[total / r[per_round[name]] for r in rounds])
+        for what, name, key in (
+            ("floor: bare aiokafka produce (send_batch)", "producer", "produce_s"),
+            ("floor: bare aiokafka consume (no parsing)", "consume", "consume_s"),
+            (f"floor: bare COPY, 1 connection ({total * AXES:,} rows)", "copy", "copy_s"),
+            (f"floor: bare COPY, {SINK_WRITERS} connections at once (the sink's)", "copy2", "copy2_s"),
+        )
     ]
     return rows, {
         "floor_readings_per_s": {k: round(v) for k, v in floor.items()},
-        "checks": result["checks"],
+        "checks": [r["checks"] for r in rounds],
         "profile": result["profile"],
-        "cores_busy": round(p["cores_busy"], 2),
-        "size": {"robots": args.robots, "readings_per_robot": args.readings},
+        "cores_busy": [round(r["pipeline"]["cores_busy"], 2) for r in rounds],
+        "size": {"robots": args.robots, "readings_per_robot": args.readings, "rounds": args.rounds},
     }
 
 
 def _row(
-    what: str, readings: int, seconds: float, rate: float, floor: float | None = None, cpu: float | None = None
+    what: str,
+    readings: int,
+    seconds: float,
+    rate: float,
+    floor: float | None = None,
+    cpu: float | None = None,
+    runs: list[float] | None = None,
 ) -> dict:
-    """``rate``: readings/s from the stage's first progress to its last (see ``bench._kafka.stage``)."""
+    """``rate``: readings/s from the stage's first progress to its last (see ``bench._kafka.stage``), the
+    median of the rounds (``runs``: each round's)."""
     return {
         "what": what,
         "readings": readings,
         "seconds": round(seconds, 2),
         "readings/s": round(rate),
+        "rounds": ", ".join(f"{r:,.0f}" for r in runs or []),
         "rows/s": round(rate * AXES),
         "floor readings/s": round(floor) if floor else None,
         "floor / pipeline": round(floor / rate, 2) if floor else None,
@@ -265,21 +321,25 @@ def _row(
 
 
 def notes(result: dict, args, extensions: dict) -> str:
-    p, prof = result["pipeline"], result["profile"]
-    slowest = min(STAGES, key=lambda name: p["stages"][name]["rate"])
+    rounds, prof = result["rounds"], result["profile"]
+    rate = {name: statistics.median(r["pipeline"]["stages"][name]["rate"] for r in rounds) for name in STAGES}
+    slowest = min(STAGES, key=rate.get)
+    busy = ", ".join(f"{r['pipeline']['cores_busy']:.2f}" for r in rounds)
     lines = [
         f"Command: `.venv/bin/python -m bench.pipeline_throughput --robots {args.robots} --readings {args.readings} "
-        f"--profile-readings {args.profile_readings}`. {args.robots} robots x {args.readings:,} readings = "
-        f"{result['total']:,} readings ({result['total'] * AXES:,} rows), 6 partitions, every service its own process, "
-        "all on one 2-core machine with the broker and PostgreSQL "
-        f"(cores busy during the pipeline: {p['cores_busy']:.2f}).",
+        f"--rounds {args.rounds} --profile-readings {args.profile_readings}`. {args.robots} robots x "
+        f"{args.readings:,} readings = {result['total']:,} readings ({result['total'] * AXES:,} rows), 6 partitions, "
+        "every service its own process, all on one 2-core machine with the broker and PostgreSQL, shared with other "
+        f"work (cores busy during each pipeline round: {busy}; 1-min load average at the end "
+        f"{__import__('os').getloadavg()[0]:.1f}).",
         f"aiokafka {extensions['aiokafka']}, C extensions in use: **{extensions['c_extensions']}**.",
-        "Floor: a stage's bare equivalent measured alone in the same run (consumer_db: the slower of bare consume and "
-        "bare COPY; end-to-end: the slowest of the three floor steps, as if they overlapped perfectly). "
+        "Floor: a stage's bare equivalent, alternating with the pipeline in each round, median of the rounds "
+        f"(consumer_db: the slower of bare consume and bare COPY over {SINK_WRITERS} connections at once, the sink's "
+        "parallelism; end-to-end: the slowest of the floor steps, as if they overlapped perfectly). "
         "`floor / pipeline` = how many times faster the floor is (aim: <= 2).",
-        f"Checks: readings_fact held {result['checks']['rows']:,} rows = robots x readings x 14, exactly the "
-        f"(robot, ts) pairs sent: {result['checks']['readings_match']}.",
-        f"Limiting stage: **{slowest}** ({p['stages'][slowest]['rate']:,.0f} readings/s).",
+        "Checks: readings_fact held robots x readings x 14 rows, exactly the (robot, ts) pairs sent, in every round: "
+        f"{all(r['checks']['readings_match'] for r in rounds)}.",
+        f"Limiting stage: **{slowest}** ({rate[slowest]:,.0f} readings/s).",
     ]
     if prof:
         top = "; ".join(f"{h['function']} ({h['file']}) {h['share']:.0%}" for h in prof["hotspots"][:8])
