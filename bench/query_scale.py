@@ -12,6 +12,9 @@ Timed, p50/p99 over --runs runs after a warm-up run (fewer once a case has taken
   over everything stored (no --start/--end: the CLI's default) and over the last hour;
 - the dashboard's history view, what its Refresh runs (HistoryView._query), for the fleet and one robot, per
   --ranges entry, and each query in it apart (the aim: every one < 100 ms p99);
+- every phrase for the fleet over everything once more as a user runs it: ``python -m consumer_db query PHRASE
+  --format F`` as a process, its output to a file, --command-runs times per format; beside it the SQL alone
+  (the rows above) and the output's rendering alone (consumer_db.output.render, in this process);
 - the cases where the (robot_id, ts) index matters, once more with index scans off, and their plans.
 bench.query_plans times the same functions directly on random data made on the server; this one asks them
 as users do, on the fleet's data (about 60 % idle rows of exact zeros, axes 9-14 NULL).
@@ -21,13 +24,17 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 
 from bokeh.document import Document
 from sqlalchemy import Engine, text
@@ -43,6 +50,7 @@ from common.store.tables import axes_dim
 from consumer_alerts.engine import DetectorEngine
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import RobotAxes
+from consumer_db.output import render
 from consumer_db.phrases import PHRASES, QueryArgs, ask
 from consumer_db.store import insert_readings
 from dashboard.history import RANGES, HistoryView
@@ -66,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--budget", type=float, default=10.0, help="seconds per case after which it stops (>= 3 runs)")
     parser.add_argument("--ranges", default="last hour,last 24 hours", help=f"history ranges, of: {', '.join(RANGES)}")
+    parser.add_argument("--command-runs", type=int, default=3, help="runs of each phrase as a whole command")
+    parser.add_argument("--formats", default="table,json", help="output formats the commands are timed with")
     parser.add_argument("--keep", metavar="DBNAME", help="database to reuse or leave behind")
     args = parser.parse_args(argv)
     url = postgres_url("query_scale")
@@ -74,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     with scratch_database(url, prefix="bench_scale_q", name=args.keep, keep=bool(args.keep)) as engine:
         filled = fill(engine, args)
         rows, plans, facts = measure(engine, args)
+        rows += commands(engine, args, rows)
     notes = (
         f"Command: `.venv/bin/python -m bench.query_scale --rows {args.rows} --robots {args.robots} --runs {args.runs} "
         f"--budget {args.budget:g}`. {facts}; "
@@ -81,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         + "ms; `runs` = timed runs after one warm-up (a warm-up slower than --budget counts as a run). Dashboard "
         "aim: every query < 100 ms p99. `index off` = one run with index scans disabled (enable_indexscan/"
         f"bitmapscan/indexonlyscan = off), cancelled after {INDEX_OFF_TIMEOUT_S} s; "
-        "the plans below are with them on.\n\n"
+        "the plans below are with them on. `command` rows: the whole `python -m consumer_db query` process, "
+        f"median (and max) of {args.command_runs} runs, output to a file; `SQL p50 ms` = the same phrase's "
+        "p50 above; `render ms` = consumer_db.output.render of its answer alone. "
+        f"1-min load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n\n"
         + "\n".join(f"### {name}\n```\n{plan}\n```" for name, plan in plans.items())
     )
     write_results("query_scale", rows, notes=notes, extra={"aiokafka": aiokafka_extensions()})
@@ -245,6 +259,63 @@ def index_cases(conn, rows: list[dict], robot: str, scopes: dict, args) -> dict[
             conn.exec_driver_sql("RESET ALL")
         next(r for r in rows if r["query"] == f'query "{words}"' and r["scope"] == scope)["index off ms"] = off
     return plans
+
+
+def commands(engine: Engine, args, timed: list[dict]) -> list[dict]:
+    """Each phrase for the fleet over everything, as a user runs it: the whole process, output to a file."""
+    env = {**os.environ, "DATABASE_URL": engine.url.render_as_string(hide_password=False), "LOG_LEVEL": "WARNING"}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp, engine.connect() as conn:
+        out = Path(tmp) / "answer"
+        # What every command pays before its first query: the interpreter, the imports, the phrase list.
+        listing = [sys.executable, "-m", "consumer_db", "query", "--list"]
+        start_up = [run_command(listing, env, out) for _ in range(args.command_runs)]
+        rows.append(
+            {
+                "query": "command: consumer_db query --list (start-up, no database)",
+                "scope": "",
+                "runs": len(start_up),
+                "p50 ms": round(statistics.median(start_up), 1),
+                "p99 ms": round(max(start_up), 1),
+            }
+        )
+        for phrase in PHRASES:
+            words = phrase.name.replace("{n}", "20")
+            answer = ask(conn, words, QueryArgs())
+            sql = next(r for r in timed if r["query"] == f'query "{words}"' and r["scope"] == "fleet, everything")
+            for fmt in args.formats.split(","):
+                started = time.perf_counter()
+                render(answer.rows, answer.tables, fmt)
+                render_ms = (time.perf_counter() - started) * 1000
+                argv = [sys.executable, "-m", "consumer_db", "query", words, "--format", fmt]
+                wall = [run_command(argv, env, out) for _ in range(args.command_runs)]
+                rows.append(
+                    {
+                        "query": f'command: consumer_db query "{words}" --format {fmt}',
+                        "scope": "fleet, everything",
+                        "runs": len(wall),
+                        "p50 ms": round(statistics.median(wall), 1),
+                        "p99 ms": round(max(wall), 1),
+                        "SQL p50 ms": sql["p50 ms"],
+                        "render ms": round(render_ms, 1),
+                        "answer rows": len(answer.rows),
+                        "output bytes": out.stat().st_size,
+                        "command aim (< 500 ms) met": "yes" if statistics.median(wall) < 500 else "NO",
+                    }
+                )
+                print(rows[-1], flush=True)
+    return rows
+
+
+def run_command(argv: list[str], env: dict, out: Path) -> float:
+    """ms from the process's start to its exit, its output written to ``out``."""
+    with out.open("w") as sink:
+        started = time.perf_counter()
+        done = subprocess.run(argv, env=env, stdout=sink, stderr=subprocess.PIPE, text=True)
+        wall = (time.perf_counter() - started) * 1000
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[2:]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return wall
 
 
 if __name__ == "__main__":
