@@ -66,8 +66,8 @@ def _json_default(value: Any) -> Any:
 
 
 def render_json_rows(rows: list[dict], margin: str = "") -> str:
-    """A JSON array, one row per line. json.dumps(indent=...) runs the pure-Python encoder, several times
-    slower than the C one that writes each compact row here: it was half of a big answer's command."""
+    """A JSON array, one row per line: json.dumps with indent runs the pure-Python encoder, while each
+    compact row here goes through the C one, and one row per line stays readable."""
     if not rows:
         return "[]"
     lines = (f"{margin}  {json.dumps(row, default=_json_default)}" for row in rows)
