@@ -25,8 +25,9 @@ def postgres_url(benchmark: str) -> str | None:
 
 
 class scratch_database:
-    """A database of its own on the server of ``url`` (``name``, or a fresh one), migrated unless not ``migrated``;
-    dropped afterwards unless ``keep``. Entering it gives the engine."""
+    """A database of its own on the server of ``url`` (``name``, or a fresh one), migrated (empty with
+    ``migrated=False``, for a command that migrates it itself); dropped afterwards unless ``keep``. Entering
+    it gives the engine."""
 
     def __init__(
         self, url: str, *, prefix: str, name: str | None = None, keep: bool = False, migrated: bool = True
