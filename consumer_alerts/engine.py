@@ -34,7 +34,7 @@ from common.wire.schemas import Alert, Reading, Severity
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
 from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
-from consumer_alerts.detectors.severity import GrossChange, level_ratio, surge_ratio
+from consumer_alerts.detectors.severity import GrossChange, level_ratio
 from consumer_alerts.lifecycle import Lifecycle
 from consumer_alerts.model import AlertModel
 from consumer_alerts.settings import AlertsSettings
@@ -275,8 +275,8 @@ class DetectorEngine:
                     # An exact repeat is no proof that the joint draws that much (a stuck sensor reads the
                     # same): a level far from normal on repeats is raised, as a maintenance ALERT.
                     finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)
-                if finding is not None and detector is not state.stuck:
-                    finding = self._sized(robot, state, finding, repeat=clean is None)
+                if finding is not None and not finding.instant and detector is not state.stuck:
+                    finding = self._sized(state, finding, repeat=clean is None)
                 self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
         if self._robot_detectors:
             state = robot.axes.get(0) or self._new_axis(robot, reading.robot_id, 0)
@@ -296,19 +296,10 @@ class DetectorEngine:
                         life.event.on_repeat = True  # its window still holds the repeats after they end
         return out
 
-    def _sized(self, robot: RobotState, state: AxisState, finding: Finding, *, repeat: bool) -> Finding:
-        """The one severity rule (``detectors/severity.py``): ERROR for a gross change of the axis's level,
-        or for a surge, of the surging sample. A flat value (a repeat, or one still in the load's window)
-        proves a gross level only when it is high and follows the robot's rests (a clamp); otherwise it may be
-        a stuck sensor's, a maintenance ALERT."""
-        if finding.instant:
-            model = robot.learner.model if robot.learner is not None else self.model
-            scale = model.options.get("error_scale") if model is not None else None
-            ratio = surge_ratio(finding.value, finding.score, finding.threshold, scale)
-            if ratio is None:
-                return finding  # a model without its training options: the detector's own severity
-            severity = Severity.ERROR if ratio >= self.gross.high else Severity.ALERT
-            return replace(finding, severity=severity, score=ratio, threshold=self.gross.high)
+    def _sized(self, state: AxisState, finding: Finding, *, repeat: bool) -> Finding:
+        """The one severity rule (``detectors/severity.py``): ERROR for a gross change of the axis's level.
+        A flat value (a repeat, or one still in the load's window) proves a gross level only when it is high
+        and follows the robot's rests (a clamp); otherwise it may be a stuck sensor's, a maintenance ALERT."""
         ratio = level_ratio(state.load, state.median)
         if ratio is None:
             return finding  # no normal level known yet: the detector's own severity

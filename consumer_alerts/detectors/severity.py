@@ -8,12 +8,8 @@ measured in one place, by :func:`level_ratio`: the geometric mean of the axis's 
 readings (the ``load`` detector's statistic) over its normal level. Before ``load`` has learnt that normal,
 the median of the axis's model stands in for it; without either, a detector's own severity stands.
 
-A surge (the residual's SurgeC, ``Finding.instant``: one sample past anything the axis drew in training, even
-scaled up) is one sample, which cannot move a window's level: its size is the sample's own, over the highest
-current the axis drew in training (:func:`surge_ratio`), under the same ``high`` ratio. Measured against the
-model's expected level instead, every surge would be gross (a work cycle's peaks are many times its median);
-against the training top, a load 50 % heavier peaks at 1.5x it (an ALERT) and a surge of twice it is an ERROR.
-The stuck-sensor rule keeps its own severity (never an ERROR).
+Two findings keep their own severity: a surge past anything the axis drew in training (one sample cannot move
+a window's level: the residual's SurgeC, ``Finding.instant``), and the stuck-sensor rule (never an ERROR).
 """
 
 from __future__ import annotations
@@ -46,12 +42,3 @@ def level_ratio(load, model_median: float | None) -> float | None:
     if model_median is not None and model_median > 0:
         return math.exp(load.total / len(load.logs) - math.log(model_median))
     return None
-
-
-def surge_ratio(value: float, residual: float, surge_c: float, error_scale: float | None) -> float | None:
-    """A surging sample over the highest current the axis drew in training (``None``: not known). SurgeC is
-    learnt as ``error_scale`` times that top, less what the model expects (``value - residual``)."""
-    if not error_scale:
-        return None
-    top = (surge_c + value - residual) / error_scale
-    return value / top if top > 0 else None
