@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from api import health_routes, maintenance_routes, queries, users
 from api.openapi import document
 from api.settings import ApiSettings
-from api.web import BUS, ENGINE, SETTINGS, USER, error, json_response, problem, utcnow
+from api.web import BUS, ENGINE, SETTINGS, USER, error, json_response, page_size, problem, query_of, utcnow
 from common.metrics import Health
 from common.store.users import User, audit_acknowledgement
 from common.wire.acknowledge import publish_acknowledgement
@@ -89,13 +89,8 @@ def _user_of_token(engine: Engine, token: str) -> User | None:
 
 async def list_alerts(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    try:
-        query = AlertQuery.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise error(400, problem(exc)) from None
-    limit = query.limit or settings.api_page_size
-    if limit > settings.api_max_page_size:
-        raise error(400, f"limit: at most {settings.api_max_page_size}")
+    query = query_of(AlertQuery, request)
+    limit = page_size(settings, query.limit)
     where = queries.AlertFilter(query.robot, query.axis, query.state, query.severity, query.since, query.until)
     try:
         page, next_cursor = await asyncio.to_thread(_alert_page, request.app[ENGINE], where, limit, query.cursor)

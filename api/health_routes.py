@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import TypeVar
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from api import health_queries, queries
-from api.web import ENGINE, SETTINGS, error, json_response, problem
+from api.web import ENGINE, SETTINGS, error, json_response, page_size, query_of
 
 ROBOT_ID_CHARS = 64  # the column's width: a longer id names no robot
 
@@ -87,9 +86,6 @@ class ForecastPage(BaseModel):
     next_cursor: str | None = Field(description="null on the last page")
 
 
-Q = TypeVar("Q", bound=BaseModel)
-
-
 class HealthQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     days: int = Field(30, ge=1, le=400, description="days of the daily trend, up to the robot's newest day")
@@ -105,16 +101,9 @@ class ForecastQuery(BaseModel):
     cursor: str | None = Field(None, max_length=500)
 
 
-def _query(model: type[Q], request: web.Request) -> Q:
-    try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise error(400, problem(exc)) from None
-
-
 async def robot_health(request: web.Request) -> web.Response:
     robot_id = request.match_info["robot_id"]
-    query = _query(HealthQuery, request)
+    query = query_of(HealthQuery, request)
     found = None
     if len(robot_id) <= ROBOT_ID_CHARS:
         found = await asyncio.to_thread(_robot_health, request.app[ENGINE], robot_id, query.days)
@@ -132,10 +121,8 @@ def _robot_health(engine: Engine, robot_id: str, days: int) -> list[dict] | None
 
 async def list_forecasts(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    query = _query(ForecastQuery, request)
-    limit = query.limit or settings.api_page_size
-    if limit > settings.api_max_page_size:
-        raise error(400, f"limit: at most {settings.api_max_page_size}")
+    query = query_of(ForecastQuery, request)
+    limit = page_size(settings, query.limit)
     where = health_queries.ForecastFilter(query.robot, query.axis, query.max_days_left, query.due_before)
     try:
         page, next_cursor = await asyncio.to_thread(_forecast_page, request.app[ENGINE], where, limit, query.cursor)

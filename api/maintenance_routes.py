@@ -17,7 +17,7 @@ from sqlalchemy import Engine, insert
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from api import users
-from api.web import BUS, ENGINE, SETTINGS, USER, error, json_response, problem, utcnow
+from api.web import BUS, ENGINE, SETTINGS, USER, error, json_response, page_size, problem, query_of, utcnow
 from common.store.maintenance import maintenance_history, outcomes_per_detector
 from common.store.tables import api_audit, axes_of
 from common.wire.acknowledge import publish_maintenance
@@ -48,13 +48,6 @@ class OutcomesQuery(BaseModel):
     robot: str | None = Field(None, max_length=64)
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
-
-
-def _read(model: type[BaseModel], request: web.Request):
-    try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise error(400, problem(exc)) from None
 
 
 async def log_maintenance(request: web.Request) -> web.Response:
@@ -108,10 +101,8 @@ def _audit(engine: Engine, user: users.User, entry: MaintenanceEntry) -> None:
 
 async def list_maintenance(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    query = _read(HistoryQuery, request)
-    limit = query.limit or settings.api_page_size
-    if limit > settings.api_max_page_size:
-        raise error(400, f"limit: at most {settings.api_max_page_size}")
+    query = query_of(HistoryQuery, request)
+    limit = page_size(settings, query.limit)
     rows = await asyncio.to_thread(_history, request.app[ENGINE], query, limit)
     return json_response({"entries": rows})
 
@@ -122,7 +113,7 @@ def _history(engine: Engine, q: HistoryQuery, limit: int) -> list[dict]:
 
 
 async def detector_outcomes(request: web.Request) -> web.Response:
-    query = _read(OutcomesQuery, request)
+    query = query_of(OutcomesQuery, request)
     rows = await asyncio.to_thread(_outcomes, request.app[ENGINE], query)
     return json_response({"detectors": rows})
 

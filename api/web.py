@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
 from api.settings import ApiSettings
@@ -41,3 +41,23 @@ def json_response(value: Any) -> web.Response:
 def problem(exc: ValidationError) -> str:
     """What pydantic found wrong with a query string or body, in one line."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+
+
+Q = TypeVar("Q", bound=BaseModel)
+
+
+def query_of(model: type[Q], request: web.Request) -> Q:
+    """The request's query string read by ``model``; a 400 that says what is wrong otherwise."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise error(400, problem(exc)) from None
+
+
+def page_size(settings: ApiSettings, asked: int | None) -> int:
+    """The rows one page holds: what the request asked for, API_PAGE_SIZE if nothing, never more than
+    API_MAX_PAGE_SIZE (a 400 says so)."""
+    limit = asked or settings.api_page_size
+    if limit > settings.api_max_page_size:
+        raise error(400, f"limit: at most {settings.api_max_page_size}")
+    return limit
