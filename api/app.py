@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
-from api import health_routes, maintenance_routes, queries, users
+from api import health_routes, maintenance_routes, queries, user_routes, users
 from api.openapi import document
 from api.settings import ApiSettings
 from api.web import BUS, ENGINE, SETTINGS, USER, error, json_response, page_size, problem, query_of, utcnow
@@ -181,5 +181,6 @@ def make_app(settings: ApiSettings, engine: Engine, bus: Bus, health: Health) ->
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/livez", livez)
     maintenance_routes.register(app)
+    user_routes.register(app)
     app.router.add_get("/readyz", readyz)
     return app

@@ -16,7 +16,7 @@ from common.metrics import Health, serving
 from common.service import run_service, setup_logging
 from common.store.db import make_engine
 from common.store.tables import API_ROLES
-from common.store.users import UserError, add_user
+from common.store.users import UserError, add_user, record_change
 from common.wire.kafka import open_bus
 
 
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             with engine.begin() as conn:
                 if args.command == "add-user":
                     add_user(conn, args.name, args.role, _password(settings), now)
+                    record_change(conn, "(command line)", now, "add_user", f"user:{args.name}", f"role {args.role}")
                     print(f"user {args.name!r} added as {args.role}")
                 elif args.command == "revoke-tokens":
                     print(f"{users.revoke_tokens(conn, args.name, now)} token(s) of {args.name!r} revoked")

@@ -161,6 +161,7 @@ def document() -> dict[str, Any]:
             },
             **_health_paths(time),
             **_maintenance_paths(time),
+            **_user_paths(),
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "it"}}}},
             "/livez": {"get": {"summary": "The service's loop turns", "responses": check}},
             "/readyz": {"get": {"summary": "The database answers and the bus is up", "responses": check}},
@@ -307,6 +308,59 @@ def _maintenance_paths(time: dict) -> dict:
                     "400": _error("a filter not understood"),
                     "401": unauthorized,
                 },
+            }
+        },
+    }
+
+
+def _user_paths() -> dict:
+    """Users and roles (api.user_routes), admins only."""
+    role = {"type": "string", "enum": ["viewer", "operator", "admin"]}
+    user = {"type": "object", "properties": {"name": {"type": "string"}, "role": role}}
+    body = {
+        "type": "object",
+        "required": ["name", "role", "password"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "role": role,
+            "password": {"type": "string", "minLength": 12},
+        },
+    }
+    change = {"type": "object", "required": ["role"], "additionalProperties": False, "properties": {"role": role}}
+    answer = {"description": "the user and role", "content": {"application/json": {"schema": user}}}
+    refused = {"401": _error("no token, or not a valid one"), "403": _error("the user is not an admin")}
+    return {
+        "/v1/users": {
+            "get": {
+                "summary": "Every user and role (admins)",
+                "security": BEARER,
+                "responses": {
+                    "200": {
+                        "description": "the users, by name",
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "properties": {"users": {"type": "array", "items": user}}}
+                            }
+                        },
+                    },
+                    **refused,
+                },
+            },
+            "post": {
+                "summary": "Add a user (admins; audited)",
+                "security": BEARER,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+                "responses": {"200": answer, "400": _error("a bad body, or the name is taken"), **refused},
+            },
+        },
+        "/v1/users/{name}/role": {
+            "put": {
+                "summary": "Change a user's role (admins; audited; applies to their tokens at once)",
+                "security": BEARER,
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": change}}},
+                "responses": {"200": answer, "400": _error("not a role"), "404": _error("no such user"), **refused},
             }
         },
     }

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select, update
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from common.store.tables import API_ROLES, api_audit, api_users
@@ -47,6 +47,25 @@ def add_user(conn: Connection, name: str, role: str, password: str, now: datetim
     if conn.execute(select(api_users.c.id).where(api_users.c.name == name)).first() is not None:
         raise UserError(f"user {name!r} exists already")
     conn.execute(insert(api_users).values(name=name, role=role, password_hash=_hasher.hash(password), created_at=now))
+
+
+def set_role(conn: Connection, name: str, role: str) -> None:
+    """Give ``name`` another role; it applies to their next sign-in and to their tokens at once."""
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}")
+    if conn.execute(update(api_users).where(api_users.c.name == name).values(role=role)).rowcount != 1:
+        raise UserError(f"no user {name!r}")
+
+
+def list_users(conn: Connection) -> list[dict]:
+    query = select(api_users.c.name, api_users.c.role, api_users.c.created_at).order_by(api_users.c.name)
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def record_change(conn: Connection, by: str, at: datetime, action: str, subject: str, note: str | None) -> None:
+    """An audit row of a change to who may do what (``add_user``, ``set_role``). The audit's ``event_id``
+    column names what a row is about: an alert's event, a maintenance entry, or ``user:NAME`` here."""
+    conn.execute(insert(api_audit).values(at=at, user_name=by, action=action, event_id=subject, note=note))
 
 
 def authenticate(conn: Connection, name: str, password: str) -> User | None:

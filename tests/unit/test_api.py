@@ -286,3 +286,42 @@ async def test_an_acknowledgement_through_the_api_shows_on_the_dashboards_table(
     assert [a.event_id for a in shown] == [target.event_id]
     assert table["ack"][0].startswith("otto at ") and table["blink"][0] == ""
     assert (shown[0].ack_outcome, shown[0].severity, shown[0].closed_at) == ("real_fault", "ERROR", target.closed_at)
+
+
+async def test_only_an_admin_manages_users_and_every_change_is_audited(api, engine):
+    client, _, _ = api
+    new = {"name": "nina", "role": "viewer", "password": "nina-long-password"}
+    for who in ("vera", "otto"):  # a viewer and an operator may not
+        headers = bearer(token_of(engine, who))
+        assert (await client.get("/v1/users", headers=headers)).status == 403
+        assert (await client.post("/v1/users", json=new, headers=headers)).status == 403
+    admin = bearer(token_of(engine, "ada"))
+    assert (await client.post("/v1/users", json={**new, "role": "root"}, headers=admin)).status == 400
+    assert (await client.post("/v1/users", json={**new, "password": "short"}, headers=admin)).status == 400
+    assert (await client.post("/v1/users", json=new, headers=admin)).status == 200
+    assert (await client.post("/v1/users", json=new, headers=admin)).status == 400  # the name is taken
+    nina = token_of(engine, "nina")
+    answer = await client.post(f"/v1/alerts/{EVENTS[1].event_id}/acknowledge", json={"outcome": "real_fault"},
+                               headers=bearer(nina))  # fmt: skip
+    assert answer.status == 403  # a viewer
+    assert (await client.put("/v1/users/nina/role", json={"role": "operator"}, headers=admin)).status == 200
+    assert (await client.put("/v1/users/nobody/role", json={"role": "operator"}, headers=admin)).status == 404
+    answer = await client.post(f"/v1/alerts/{EVENTS[1].event_id}/acknowledge", json={"outcome": "real_fault"},
+                               headers=bearer(nina))  # fmt: skip
+    assert answer.status == 200  # the same token, the new role at once
+    listed = await (await client.get("/v1/users", headers=admin)).json()
+    assert [(u["name"], u["role"]) for u in listed["users"]] == [
+        ("ada", "admin"), ("nina", "operator"), ("otto", "operator"), ("vera", "viewer")
+    ]  # fmt: skip
+    with engine.connect() as conn:
+        audit = conn.execute(
+            select(api_audit.c.user_name, api_audit.c.action, api_audit.c.event_id, api_audit.c.note)
+            .where(api_audit.c.action != "acknowledge")
+            .order_by(api_audit.c.id)
+        ).all()
+    assert [tuple(a) for a in audit] == [
+        ("ada", "add_user", "user:nina", "role viewer"), ("ada", "set_role", "user:nina", "role operator")
+    ]  # fmt: skip
+    with engine.connect() as conn:  # the password is kept as its hash only
+        stored = conn.execute(select(api_users.c.password_hash).where(api_users.c.name == "nina")).scalar_one()
+    assert new["password"] not in stored and stored.startswith("$argon2id$")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from api import users
 from common.store import users as accounts
-from common.store.tables import api_tokens, api_users
+from common.store.tables import api_audit, api_tokens, api_users
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 
 REPO_ENV_KEEP = ("PATH", "HOME", "LANG")
@@ -39,6 +39,8 @@ def test_add_user_then_issue_token_gives_a_token_of_that_user(migrated_sqlite, s
         assert users.user_of_token(conn, token, now + timedelta(days=3, minutes=1)) is None
         assert accounts.check_password(conn, "otto", "s3cret pass")
         assert conn.execute(select(api_tokens.c.token_hash)).scalars().all() == [users.hash_token(token)]
+        audit = conn.execute(select(api_audit.c.user_name, api_audit.c.action, api_audit.c.event_id)).all()
+        assert [tuple(a) for a in audit] == [("(command line)", "add_user", "user:otto")]
     revoked = run(["revoke-tokens", "otto"], sqlite_url, tmp_path)
     assert revoked.returncode == 0 and "1 token(s)" in revoked.stdout, revoked.stderr
     with migrated_sqlite.connect() as conn:
