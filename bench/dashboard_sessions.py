@@ -90,6 +90,8 @@ def serve(robots: int, tick: float) -> None:
         settle()
         stop = asyncio.Event()
         stalls = StallMonitor()
+        if os.environ.get("BENCH_PROFILE_TURNS"):
+            stalls.turns = TurnProfiler(asyncio.get_running_loop())
         monitor = asyncio.create_task(stalls.run(stop))
         reader = asyncio.StreamReader()
         await asyncio.get_running_loop().connect_read_pipe(
@@ -120,12 +122,79 @@ def serve(robots: int, tick: float) -> None:
     asyncio.run(main())
 
 
+class TurnProfiler:
+    """What ran in the turn of the loop that took the most CPU (``BENCH_PROFILE_TURNS=1``): every callback
+    timed and named (a task's step by its coroutine), summed per name. It wraps every callback, so it costs a
+    little: the figures of record are taken without it."""
+
+    def __init__(self, loop) -> None:
+        from asyncio import events
+
+        self.longest_s, self.longest = 0.0, {}
+        self._turn: dict[str, list] = {}
+        run_handle, run_once = events.Handle._run, loop._run_once
+
+        def timed_handle(handle) -> None:
+            name, started, cpu = callback_name(handle), time.perf_counter(), time.thread_time()  # before it runs
+            try:
+                run_handle(handle)
+            finally:
+                entry = self._turn.setdefault(name, [0, 0.0, 0.0])
+                entry[0] += 1
+                entry[1] += time.perf_counter() - started
+                entry[2] += time.thread_time() - cpu
+
+        def timed_turn() -> None:
+            self._turn = {}
+            run_once()
+            spent = sum(cpu for _n, _s, cpu in self._turn.values())  # CPU: the wall time is the machine's load too
+            if spent > self.longest_s:
+                self.longest_s, self.longest = spent, self._turn
+
+        events.Handle._run = timed_handle
+        loop._run_once = timed_turn
+
+    def take(self) -> dict:
+        top = sorted(self.longest.items(), key=lambda kv: -kv[1][2])[:8]
+        taken = {
+            "longest_turn_cpu_ms": round(self.longest_s * 1000, 1),
+            "longest_turn": [f"{n} x{c}: {s * 1000:.1f} ms ({cpu * 1000:.1f} CPU)" for n, (c, s, cpu) in top],
+        }
+        self.longest_s, self.longest = 0.0, {}
+        return taken
+
+
+def callback_name(handle) -> str:
+    callback = handle._callback
+    task = getattr(callback, "__self__", None)
+    if isinstance(task, asyncio.Task):
+        coro = task.get_coro()
+        name = "task " + getattr(coro, "__qualname__", repr(coro))
+        frame = getattr(coro, "cr_frame", None)
+        local = frame.f_locals if frame is not None else {}
+        # the piece of a page being built (dashboard.app), or Bokeh's document-locked callback (its first argument)
+        inner = local.get("piece") or next(iter(local.get("args") or ()), None)
+        return f"{name}({qualified(inner)})" if inner is not None else name
+    if getattr(callback, "__name__", "") == "_run_callback" and handle._args:  # tornado's add_callback
+        callback = handle._args[0]
+    return qualified(callback)
+
+
+def qualified(callback) -> str:
+    while hasattr(callback, "func"):  # functools.partial
+        callback = callback.func
+    while hasattr(callback, "__wrapped__"):
+        callback = callback.__wrapped__
+    return getattr(callback, "__qualname__", repr(callback))
+
+
 class StallMonitor:
     """How late a 5 ms sleep wakes up on the server's loop: the longest stall, and how many over 100 ms; and
     the most CPU the server used while one such sleep waited (on a machine shared with other work a stall's
     wall time is several times its CPU time). The full collections, and the longest, from ``gc.callbacks``."""
 
     def __init__(self) -> None:
+        self.turns: TurnProfiler | None = None
         self.longest, self.longest_cpu, self.over_100ms = 0.0, 0.0, 0
         self.full_collections, self.longest_full = 0, 0.0
         self._full_started = 0.0
@@ -161,7 +230,7 @@ class StallMonitor:
         }
         self.longest, self.longest_cpu, self.over_100ms = 0.0, 0.0, 0
         self.full_collections, self.longest_full = 0, 0.0
-        return taken
+        return taken | (self.turns.take() if self.turns else {})
 
 
 # -- the sessions -------------------------------------------------------------------------------------
