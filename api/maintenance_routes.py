@@ -13,13 +13,13 @@ import logging
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, ValidationError
-from sqlalchemy import Engine, insert
-from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
+from sqlalchemy import Engine
 
 from api import users
 from api.web import BUS, ENGINE, SETTINGS, USER, error, json_response, page_size, problem, query_of, utcnow
+from common.store import users as accounts
 from common.store.maintenance import maintenance_history, outcomes_per_detector
-from common.store.tables import api_audit, axes_of
+from common.store.tables import axes_of
 from common.wire.acknowledge import publish_maintenance
 from common.wire.schemas import ACK_NOTE_CHARS, MAX_AXIS, MaintenanceAction, MaintenanceEntry
 
@@ -73,9 +73,7 @@ async def log_maintenance(request: web.Request) -> web.Response:
     except Exception as exc:  # noqa: BLE001 - the broker is away: nothing was logged, say so
         logger.warning("api: maintenance entry not published: %r", f"{type(exc).__name__}: {exc}")
         raise error(503, "the entry could not be published; try again") from None
-    async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_exponential(0.2, max=3), reraise=True):
-        with attempt:
-            await asyncio.to_thread(_audit, engine, user, entry)
+    await accounts.audit(engine, user.name, entry.at, "log_maintenance", entry.entry_id, entry.note, str(entry.action))
     logger.info("api: %r logged %s on %r axis %d", user.name, entry.action, entry.robot_id, entry.axis)
     return web.json_response(entry.model_dump(mode="json"), status=201)
 
@@ -83,20 +81,6 @@ async def log_maintenance(request: web.Request) -> web.Response:
 def _axes(engine: Engine, robot_id: str) -> list[int]:
     with engine.connect() as conn:
         return axes_of(conn, robot_id=robot_id).get(robot_id, [])
-
-
-def _audit(engine: Engine, user: users.User, entry: MaintenanceEntry) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            insert(api_audit).values(
-                at=entry.at,
-                user_name=user.name,
-                action="log_maintenance",
-                event_id=entry.entry_id,
-                outcome=str(entry.action),
-                note=entry.note,
-            )
-        )
 
 
 async def list_maintenance(request: web.Request) -> web.Response:

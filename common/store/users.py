@@ -62,10 +62,29 @@ def list_users(conn: Connection) -> list[dict]:
     return [dict(row) for row in conn.execute(query).mappings()]
 
 
-def record_change(conn: Connection, by: str, at: datetime, action: str, subject: str, note: str | None) -> None:
-    """An audit row of a change to who may do what (``add_user``, ``set_role``). The audit's ``event_id``
-    column names what a row is about: an alert's event, a maintenance entry, or ``user:NAME`` here."""
-    conn.execute(insert(api_audit).values(at=at, user_name=by, action=action, event_id=subject, note=note))
+def record_change(
+    conn: Connection, by: str, at: datetime, action: str, subject: str, note: str | None, outcome: str | None = None
+) -> None:
+    """One row of the audit: who did ``action`` when (``acknowledge``, ``log_maintenance``, ``add_user``,
+    ``set_role``). Its ``event_id`` column names what the row is about: an alert's event, a maintenance entry,
+    or ``user:NAME``; ``outcome`` what was found or done."""
+    conn.execute(
+        insert(api_audit).values(at=at, user_name=by, action=action, event_id=subject, outcome=outcome, note=note)
+    )
+
+
+async def audit(
+    engine: Engine, by: str, at: datetime, action: str, subject: str, note: str | None, outcome: str | None = None
+) -> None:
+    """The audit row of something already published, tried again while the database hiccups."""
+
+    def write() -> None:
+        with engine.begin() as conn:
+            record_change(conn, by, at, action, subject, note, outcome)
+
+    async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_exponential(0.2, max=3), reraise=True):
+        with attempt:
+            await asyncio.to_thread(write)
 
 
 def authenticate(conn: Connection, name: str, password: str) -> User | None:
@@ -85,27 +104,11 @@ def check_password(conn: Connection, name: str, password: str) -> bool:
 def record_acknowledgement(
     conn: Connection, user: User, at: datetime, event_id: str, outcome: AckOutcome | None, note: str | None
 ) -> None:
-    conn.execute(
-        insert(api_audit).values(
-            at=at,
-            user_name=user.name,
-            action="acknowledge",
-            event_id=event_id,
-            outcome=None if outcome is None else str(outcome),
-            note=note,
-        )
-    )
+    record_change(conn, user.name, at, "acknowledge", event_id, note, None if outcome is None else str(outcome))
 
 
 async def audit_acknowledgement(
     engine: Engine, user: User, at: datetime, event_id: str, outcome: AckOutcome | None, note: str | None
 ) -> None:
     """The audit row of an acknowledgement already published, tried again while the database hiccups."""
-
-    def write() -> None:
-        with engine.begin() as conn:
-            record_acknowledgement(conn, user, at, event_id, outcome, note)
-
-    async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_exponential(0.2, max=3), reraise=True):
-        with attempt:
-            await asyncio.to_thread(write)
+    await audit(engine, user.name, at, "acknowledge", event_id, note, None if outcome is None else str(outcome))
