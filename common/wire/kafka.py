@@ -183,10 +183,12 @@ class KafkaBus:
 
     async def _partitions_of(self, topic: str) -> list[int]:
         # The admin client, because a group-less consumer only learns a topic's partitions by subscribing.
+        # Every topic is described, not the one named: naming a topic in a metadata request lets a broker
+        # with auto.create.topics.enable create it, with the broker's partition count instead of ours.
         admin = AIOKafkaAdminClient(**self._options)
         await start_with_retry(admin, "admin")
         try:
-            described = await admin.describe_topics([topic])
+            described = await admin.describe_topics()
         finally:
             await admin.close()
         return sorted(p["partition"] for t in described if t["topic"] == topic for p in t["partitions"])

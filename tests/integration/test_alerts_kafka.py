@@ -197,3 +197,24 @@ async def test_an_event_is_on_the_alerts_topic_before_the_rest_of_its_batch_is_j
         await bus.stop()
     assert [a.event_id for a in alerts] == [opened.event_id]
     assert engine.seen_while_judging == [True]
+
+
+async def test_reading_back_a_topic_that_does_not_exist_does_not_create_it(kafka_env):
+    # The local broker auto-creates topics (a few seconds after the request); a read-back at start must not
+    # make the alerts topic with the broker's partition count before ensure_topics makes it with ours.
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    settings = AlertsSettings(_env_file=None, **kafka_env)
+    bus = KafkaBus(settings)
+    await bus.start()
+    try:
+        assert await read_to_end(bus, settings.alerts_topic) == []
+    finally:
+        await bus.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await asyncio.sleep(3)
+        assert settings.alerts_topic not in await admin.list_topics()
+    finally:
+        await admin.close()
