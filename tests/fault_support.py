@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
@@ -22,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from common.settings import CommonSettings
 from common.store.tables import readings_fact, rejected_readings
 from common.wire.kafka import connection_options
+from tests.conftest import service_missing
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = REPO / "scripts" / "kafka.sh"
@@ -120,6 +122,28 @@ def stored(engine: Engine) -> tuple[int, int]:
         return (-1, -1)
 
 
+def stored_rows(conn: Connection) -> list[tuple]:
+    """Every stored reading row as (robot_id, ts, axis, amps), the shape ``SyntheticFleet.rows()`` gives."""
+    columns = (readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
+    return conn.execute(select(*columns)).all()
+
+
+def assert_exactly(rows: list[tuple], expected: set[tuple]) -> None:
+    """The stored rows are the input: none missing, none extra, none twice."""
+    missing, extra = len(expected - set(rows)), len(set(rows) - expected)
+    assert (len(rows), missing, extra) == (len(expected), 0, 0), (
+        f"{len(rows)} rows stored for {len(expected)} expected: {missing} missing, {extra} not in the input, "
+        f"{len(rows) - len(set(rows))} twice"
+    )
+
+
+def assert_every_reading_confirmed(producer: Service, readings: int) -> None:
+    """The producer's final report confirms every reading, and no idempotent-producer sequence error happened."""
+    report = producer.tail(5000)
+    assert f"{readings} readings confirmed" in report and "NOT SENT" not in report, report
+    assert "OutOfOrderSequence" not in producer.log.read_text(), "an idempotent-producer sequence error"
+
+
 @dataclass(frozen=True)
 class SyntheticFleet:
     """A synthetic fleet as the producer's command line makes it: ``robots`` robots of seed ``seed``, a
@@ -178,9 +202,7 @@ def stream_through(
         with watch.connect() as conn:
             if while_running is not None:
                 while_running(conn)
-            rows = conn.execute(
-                select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
-            ).all()
+            rows = stored_rows(conn)
         assert sink.stop(signal.SIGTERM) == 0, sink.tail()
     finally:
         for service in (producer, sink):
@@ -256,3 +278,22 @@ class TopicReader:
         batches = await self._consumer.getmany(timeout_ms=100)
         self.values += [r.value for records in batches.values() for r in sorted(records, key=lambda r: r.offset)]
         return self.values
+
+
+@contextmanager
+def private_kafka(var_dir: Path, **knobs: str) -> Iterator[PrivateKafka]:
+    """A started ``PrivateKafka`` (``knobs`` as there), removed with its data afterwards; the test is skipped
+    (failed under CI=true) where one cannot run."""
+    reason = PrivateKafka.available()
+    if reason:
+        service_missing(reason)
+    broker = PrivateKafka(var_dir, **knobs)
+    try:
+        broker.start()
+    except RuntimeError as exc:
+        broker.stop("--clean")
+        service_missing(str(exc))
+    try:
+        yield broker
+    finally:
+        broker.stop("--clean")

@@ -16,7 +16,7 @@ from glob import glob
 from pathlib import Path
 
 from tests.conftest import service_missing
-from tests.fault_support import PrivateKafka
+from tests.fault_support import private_kafka
 from tests.tls_support import make_server_tls, openssl_missing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ KAFKA_USER, KAFKA_MECHANISM = "axiswatch", "SCRAM-SHA-512"
 @contextmanager
 def secured_kafka(directory: Path) -> Iterator[dict[str, str]]:
     """A broker with only a SASL_SSL listener; yields the services' settings to reach it (lower-case names)."""
-    reason = PrivateKafka.available() or openssl_missing()
+    reason = openssl_missing()
     if reason:
         service_missing(reason)
     tls = make_server_tls(directory / "tls")
@@ -34,7 +34,7 @@ def secured_kafka(directory: Path) -> Iterator[dict[str, str]]:
     password_file = directory / "kafka-password"
     password_file.write_text(password)
     password_file.chmod(0o600)
-    broker = PrivateKafka(
+    with private_kafka(
         directory / "var",
         AXISWATCH_KAFKA_SECURITY="SASL_SSL",
         AXISWATCH_KAFKA_SSL_CERTFILE=str(tls.cert),
@@ -43,13 +43,7 @@ def secured_kafka(directory: Path) -> Iterator[dict[str, str]]:
         AXISWATCH_KAFKA_SASL_MECHANISM=KAFKA_MECHANISM,
         AXISWATCH_KAFKA_SASL_USERNAME=KAFKA_USER,
         AXISWATCH_KAFKA_SASL_PASSWORD_FILE=str(password_file),
-    )
-    try:
-        broker.start()
-    except RuntimeError as exc:
-        broker.stop("--clean")
-        service_missing(str(exc))
-    try:
+    ) as broker:
         yield {
             "kafka_bootstrap_servers": broker.bootstrap,
             "kafka_security_protocol": "SASL_SSL",
@@ -58,8 +52,6 @@ def secured_kafka(directory: Path) -> Iterator[dict[str, str]]:
             "kafka_sasl_password": password,
             "kafka_ssl_cafile": str(tls.ca),
         }
-    finally:
-        broker.stop("--clean")
 
 
 def postgres_missing() -> str | None:

@@ -17,6 +17,7 @@ from common.store.tables import readings_fact, rejected_readings
 from common.wire.kafka import KafkaBus
 from common.wire.schemas import Reading
 from consumer_db.settings import ConsumerDbSettings
+from tests.fault_support import assert_exactly, stored_rows
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -104,16 +105,14 @@ def test_sigkill_mid_stream_then_restart_stores_exactly_the_input(kafka_env, pg_
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0
         with engine.connect() as conn:
-            stored = conn.execute(
-                select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
-            ).all()
+            stored = stored_rows(conn)
             reasons = conn.execute(select(rejected_readings.c.reason)).scalars().all()
     finally:
         engine.dispose()
     expected = {
         (r.robot_id, r.ts, axis, r.currents[axis]) for r in map(reading, range(READINGS)) for axis in (1, 2, 3, 4)
     }
-    assert len(stored) == len(expected) and set(stored) == expected
+    assert_exactly(stored, expected)
     assert len(reasons) == poison and all(reason.startswith("Reading: not JSON") for reason in reasons)
     assert "written so far" in log.read_text()
 

@@ -16,14 +16,22 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from sqlalchemy import select
 
 from common.settings import CommonSettings
 from common.store.db import make_engine
-from common.store.tables import readings_fact
 from common.wire.kafka import connection_options
-from tests.conftest import service_missing
-from tests.fault_support import PrivateKafka, Service, SyntheticFleet, poll, service_env, stored, synthetic_producer
+from tests.fault_support import (
+    Service,
+    SyntheticFleet,
+    assert_every_reading_confirmed,
+    assert_exactly,
+    poll,
+    private_kafka,
+    service_env,
+    stored,
+    stored_rows,
+    synthetic_producer,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 START = datetime(2024, 3, 1, 8, tzinfo=UTC)
@@ -35,19 +43,8 @@ NODES, COPIES, MIN_IN_SYNC = 3, 3, 2
 
 @pytest.fixture
 def kafka_cluster(tmp_path):
-    reason = PrivateKafka.available()
-    if reason:
-        service_missing(reason)
-    cluster = PrivateKafka(tmp_path / "var", AXISWATCH_KAFKA_BROKERS=str(NODES))
-    try:
-        cluster.start()
-    except RuntimeError as exc:
-        cluster.stop("--clean")
-        service_missing(str(exc))
-    try:
+    with private_kafka(tmp_path / "var", AXISWATCH_KAFKA_BROKERS=str(NODES)) as cluster:
         yield cluster
-    finally:
-        cluster.stop("--clean")
 
 
 async def describe(settings: CommonSettings, topic: str) -> tuple[list[dict], str | None]:
@@ -127,16 +124,11 @@ def test_a_node_killed_mid_stream_loses_and_duplicates_nothing(kafka_cluster, pg
         )
         assert sink.stop(signal.SIGTERM) == 0, sink.tail()
         with engine.connect() as conn:
-            rows = conn.execute(
-                select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
-            ).all()
+            rows = stored_rows(conn)
     finally:
         for service in (producer, sink):
             if service is not None and service.process.poll() is None:
                 service.stop(signal.SIGKILL)
         engine.dispose()
-    report = producer.tail(5000)
-    assert f"{READINGS} readings confirmed" in report and "NOT SENT" not in report, report
-    assert "OutOfOrderSequence" not in producer.log.read_text(), "an idempotent-producer sequence error"
-    expected = FLEET.rows()
-    assert len(rows) == len(expected) and set(rows) == expected
+    assert_every_reading_confirmed(producer, READINGS)
+    assert_exactly(rows, FLEET.rows())

@@ -14,12 +14,20 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
 
 from common.store.db import make_engine
-from common.store.tables import readings_fact
-from tests.conftest import service_missing
-from tests.fault_support import PrivateKafka, Service, SyntheticFleet, poll, service_env, stored, synthetic_producer
+from tests.fault_support import (
+    Service,
+    SyntheticFleet,
+    assert_every_reading_confirmed,
+    assert_exactly,
+    poll,
+    private_kafka,
+    service_env,
+    stored,
+    stored_rows,
+    synthetic_producer,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 START = datetime(2024, 3, 1, 8, tzinfo=UTC)
@@ -30,24 +38,13 @@ OUTAGE_S = 10.0
 
 
 @pytest.fixture
-def private_kafka(tmp_path):
-    reason = PrivateKafka.available()
-    if reason:
-        service_missing(reason)
-    broker = PrivateKafka(tmp_path / "var")
-    try:
-        broker.start()
-    except RuntimeError as exc:
-        broker.stop("--clean")
-        service_missing(str(exc))
-    try:
-        yield broker
-    finally:
-        broker.stop("--clean")
+def broker(tmp_path):
+    with private_kafka(tmp_path / "var") as started:
+        yield started
 
 
-def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(private_kafka, kafka_env, pg_url, unique, tmp_path):
-    kafka_env = {**kafka_env, "kafka_bootstrap_servers": private_kafka.bootstrap}
+def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(broker, kafka_env, pg_url, unique, tmp_path):
+    kafka_env = {**kafka_env, "kafka_bootstrap_servers": broker.bootstrap}
     env = service_env(kafka_env, database_url=pg_url, axes="1-4", log_level="INFO")
     sink = Service("consumer_db", {**env, "SINK_GROUP_ID": f"sink-{unique}"}, tmp_path / "sink.log")
     producer = None
@@ -59,27 +56,22 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(private_kafka,
         )
         poll(lambda: stored(engine)[0] >= 4 * 500, "the first rows", services=(sink, producer))
 
-        private_kafka.stop()  # kept data and ports: the restart comes back at the same address
+        broker.stop()  # kept data and ports: the restart comes back at the same address
         down_at, at_stop = time.monotonic(), stored(engine)[0]
         # The outage itself; meanwhile both processes must stay up (the producer buffers, the sink waits).
         poll(lambda: time.monotonic() - down_at >= OUTAGE_S, "the end of the outage", services=(sink, producer))
-        assert private_kafka.start() == kafka_env["kafka_bootstrap_servers"]
+        assert broker.start() == kafka_env["kafka_bootstrap_servers"]
         assert at_stop < 4 * READINGS, "the outage has to land in the middle of the stream"
 
         assert producer.process.wait(180) == 0, producer.tail()
         poll(lambda: stored(engine)[0] == 4 * READINGS, "every row after the restart", timeout=90, services=(sink,))
         assert sink.stop(signal.SIGTERM) == 0, sink.tail()
         with engine.connect() as conn:
-            rows = conn.execute(
-                select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
-            ).all()
+            rows = stored_rows(conn)
     finally:
         for service in (producer, sink):
             if service is not None and service.process.poll() is None:
                 service.stop(signal.SIGKILL)
         engine.dispose()
-    report = producer.tail(5000)
-    assert f"{READINGS} readings confirmed" in report and "NOT SENT" not in report, report
-    assert "OutOfOrderSequence" not in producer.log.read_text(), "an idempotent-producer sequence error"
-    expected = FLEET.rows()
-    assert len(rows) == len(expected) and set(rows) == expected
+    assert_every_reading_confirmed(producer, READINGS)
+    assert_exactly(rows, FLEET.rows())

@@ -17,12 +17,12 @@ from sqlalchemy import select
 
 import consumer_db.service
 from common.store.db import make_engine
-from common.store.tables import readings_fact, rejected_readings
+from common.store.tables import rejected_readings
 from common.wire.kafka import KafkaBus
 from common.wire.schemas import Reading
 from consumer_db.settings import ConsumerDbSettings
 from consumer_db.sink import Sink
-from tests.fault_support import Service, poll, service_env, stored
+from tests.fault_support import Service, assert_exactly, poll, service_env, stored, stored_rows
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
@@ -130,12 +130,10 @@ async def test_a_second_instance_joining_mid_batch_loses_and_duplicates_nothing(
         exit_code = b.stop() if b is not None else 0
     assert exit_code == 0, b.tail()
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
-        ).all()
+        rows = stored_rows(conn)
         origins = conn.execute(select(rejected_readings.c.origin)).scalars().all()
     engine.dispose()
     readings = map(reading, range(READINGS))
     expected = {(r.robot_id, r.ts, axis, amps) for r in readings for axis, amps in r.currents.items()}
-    assert len(rows) == len(expected) and set(rows) == expected
+    assert_exactly(rows, expected)
     assert len(origins) == len(set(origins)) == READINGS // POISON_EVERY + 1

@@ -13,12 +13,11 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy import create_engine, make_url, text
 
-from common.store.tables import readings_fact
 from producer.synthetic import synthetic_fleet
 from tests import secured_services
-from tests.fault_support import Service, poll, service_env, stored
+from tests.fault_support import Service, assert_exactly, poll, service_env, stored, stored_rows
 from tests.secured_services import free_port, ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -100,9 +99,7 @@ def test_the_four_services_over_sasl_ssl_kafka_and_tls_postgres(tmp_path, unique
                     )
                 ).scalars()
                 assert set(encrypted) == {True}  # the services are connected, and only over TLS
-                rows = conn.execute(
-                    select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
-                ).all()
+                rows = stored_rows(conn)
         finally:
             for service in services.values():
                 if service.process.poll() is None:
@@ -111,7 +108,7 @@ def test_the_four_services_over_sasl_ssl_kafka_and_tls_postgres(tmp_path, unique
     assert f"{READINGS} readings confirmed" in services["producer"].tail(5000)
     fleet = synthetic_fleet(ROBOTS, seed=11, tick_seconds=TICK_S, start=START, axes=AXES)
     expected = {(r.robot_id, r.ts, axis, r.currents[axis]) for r in islice(fleet, READINGS) for axis in AXES}
-    assert len(rows) == len(expected) and set(rows) == expected
+    assert_exactly(rows, expected)
     secrets = [kafka["kafka_sasl_password"], *(make_url(url).password for url in urls.values())]
     for service in services.values():
         log = service.log.read_text()

@@ -15,6 +15,7 @@ from common.wire.schemas import Alert, DeadLetter, Reading
 from consumer_db.migrate import migrate
 from consumer_db.service import next_batch, run
 from consumer_db.settings import ConsumerDbSettings
+from tests.fault_support import assert_exactly, stored_rows
 
 T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 
@@ -82,9 +83,7 @@ async def test_stream_stored_exactly_with_rejections_and_offsets_committed(engin
     stop.set()
     await asyncio.wait_for(task, 10)
     with engine.connect() as conn:
-        stored = conn.execute(
-            select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
-        ).all()
+        stored = stored_rows(conn)
         reasons = conn.execute(select(rejected_readings.c.reason).order_by(rejected_readings.c.reason)).scalars().all()
         assert count(engine, alerts) == 1
     expected = {
@@ -92,7 +91,7 @@ async def test_stream_stored_exactly_with_rejections_and_offsets_committed(engin
         for i in range(200)
         for axis in (1, 2, 3)
     }
-    assert set(stored) == expected and len(stored) == len(expected)
+    assert_exactly(stored, expected)
     assert reasons[0] == "Reading: not JSON (Expecting value: line 1 column 1 (char 0))"
     assert reasons[1] == "axis 7 not in axes_dim for robot r1 (schema lock: 1, 2, 3)" and reasons[2] == "bad"
     for topic in (settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic):
