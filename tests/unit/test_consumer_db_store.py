@@ -126,10 +126,11 @@ def test_axis_lock_seeds_a_new_robot_once_and_caches(engine):
     assert lock.for_robots({"new"})["new"].active == (1, 2)
 
 
-def test_copy_text_escapes_and_marks_nulls():
-    rows = [("a\tb\\c", 1, T0, None), ("a\tb\\c", 2, T0, 1.25)]
+def test_copy_text_escapes_and_gathers_each_reading_into_one_row():
+    # axis 1 OK null, axis 3 with a value, axis 2 absent; then a second reading and a repeated axis
+    rows = [("a\tb\\c", 1, T0, None), ("a\tb\\c", 3, T0, 1.25), ("a\tb\\c", 3, T0, 9.0), ("x", 2, T0, -0.5)]
     assert copy_text(rows) == (
-        "a\\tb\\\\c\t1\t2022-10-17T12:00:00+00:00\t\\N\na\\tb\\\\c\t2\t2022-10-17T12:00:00+00:00\t1.25\n"
+        "a\\tb\\\\c\t2022-10-17T12:00:00+00:00\t10\t{NULL,NULL,1.25}\nx\t2022-10-17T12:00:00+00:00\t4\t{NULL,-0.5}\n"
     )
 
 
