@@ -26,10 +26,13 @@ from common.store.tables import axes_dim
 from consumer_db.rollup_writer import rebuild
 
 FILL = """
-INSERT INTO readings_fact (robot_id, axis_id, ts, amps)
-SELECT 'robot-' || lpad(r::text, 3, '0'), a, timestamptz '2022-10-17 00:00:00+00' + i * interval '2 seconds',
-       CASE WHEN a <= 8 THEN round((random() * 20)::numeric, 2) END
-FROM generate_series(0, :readings - 1) i, generate_series(1, :robots) r, generate_series(1, 14) a
+WITH made AS (SELECT ensure_readings_partitions(
+    timestamptz '2022-10-17 00:00:00+00', timestamptz '2022-10-17 00:00:00+00' + :readings * interval '2 seconds'))
+INSERT INTO readings (robot_id, ts, axes, amps)
+SELECT 'robot-' || lpad(r::text, 3, '0'), timestamptz '2022-10-17 00:00:00+00' + i * interval '2 seconds', 32766,
+       ARRAY(SELECT CASE WHEN a <= 8 THEN round((random() * 20)::numeric, 2)::float8 END
+             FROM generate_series(1, 14) a WHERE i >= 0 ORDER BY a)
+FROM made, generate_series(0, :readings - 1) i, generate_series(1, :robots) r
 """
 
 
