@@ -36,7 +36,7 @@ from common.store.rollup import (
     stamp_hours_of,
     stamp_stats_of,
 )
-from common.store.tables import dialect_insert, insert_ignoring_duplicates
+from common.store.tables import dialect_insert, insert_ignoring_duplicates, readings
 
 FLEET_LOCK = zlib.crc32(b"axiswatch fleet_minute")  # pg_advisory_xact_lock's key for refolding fleet_minute
 
@@ -129,9 +129,11 @@ def _fold(
     ``folded`` to its new ``folded_until``."""
     todo = late + [(robot, folded[robot], until) for robot, until in passed.items()]
     if todo:
-        rows_of = _within(R, "ts", todo)
-        _upsert(conn, M, minute_stats_of([rows_of]))
-        _upsert(conn, S, stamp_stats_of([rows_of], axes=minute_axes_of([_within(M, "minute", todo)])))
+        _upsert(conn, M, minute_stats_of([_within(R, "ts", todo)]))
+        # The times of the readings from where they are stored: on PostgreSQL one row per reading.
+        stored = readings if conn.dialect.name == "postgresql" else R
+        axes = minute_axes_of([_within(M, "minute", todo)])
+        _upsert(conn, S, stamp_stats_of([_within(stored, "ts", todo)], axes=axes, stored=stored))
         _refold_hours(conn, todo, {robot: passed.get(robot, until) for robot, until in folded.items()})
         _refold_fleet(conn, [(low, high) for _, low, high in todo])
     if passed:
