@@ -14,20 +14,33 @@ import io
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, Text, insert, select, tuple_
 from sqlalchemy import text as sql_text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from common.store.tables import (
+    Amps,
+    UtcDateTime,
     insert_ignoring_duplicates,
     insert_new_rows,
+    readings,
     readings_fact,
     rejected_readings,
 )
 from consumer_db.rollup_writer import NewRows, add
 
 READING_COLUMNS = ("robot_id", "axis_id", "ts", "amps")
+WIDE_COLUMNS = ("robot_id", "ts", "axes", "amps")
 STAGE = "readings_stage"
+stage = Table(
+    STAGE,
+    MetaData(),
+    Column("robot_id", Text),
+    Column("ts", UtcDateTime),
+    Column("axes", BigInteger),
+    Column("amps", postgresql.ARRAY(Amps)),
+)
 # Session-local and emptied at commit; created once per pooled connection, not once per batch.
 CREATE_STAGE = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (robot_id text, ts timestamptz, axes bigint, "
@@ -61,8 +74,7 @@ MERGE_STAGE = (
 
 
 def uses_copy(dialect: str, rows: list[tuple], copy_min_rows: int) -> bool:
-    """PostgreSQL: every batch (a reading written in parts is merged through the staging table)."""
-    return dialect == "postgresql"
+    return dialect == "postgresql" and len(rows) >= copy_min_rows
 
 
 def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000) -> int:
@@ -90,7 +102,9 @@ def write_readings(
     wide = list(wide_rows(rows))
     batch = NewRows.of_wide(wide)
     ensure_partitions(conn, batch.minutes)
-    return copy_readings(conn, wide, batch, wide_copy_text(wide) if text is None else text)
+    if uses_copy(conn.dialect.name, rows, copy_min_rows):
+        return copy_readings(conn, wide, batch, wide_copy_text(wide) if text is None else text)
+    return copy_readings(conn, wide, batch, None)
 
 
 def ensure_partitions(conn: Connection, minutes: dict[str, set[datetime]]) -> None:
@@ -100,25 +114,33 @@ def ensure_partitions(conn: Connection, minutes: dict[str, set[datetime]]) -> No
     conn.execute(ENSURE_PARTITIONS, {"days": days})
 
 
-def copy_readings(conn: Connection, wide: list[tuple], batch: NewRows, text: str) -> NewRows:
+def copy_readings(conn: Connection, wide: list[tuple], batch: NewRows, text: str | None) -> NewRows:
     """PostgreSQL; returns the rows stored. New data (nothing stored yet for any of the rows' robots
     within their time span, the usual case) is COPied straight into readings, inside a savepoint.
     Otherwise, or if that meets a duplicate after all (a concurrent writer, a time repeated in the input),
     the rows go through the staging table: COPY, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING
-    RETURNING``, about twice the work. ``wide``: the ``wide_rows``, ``batch`` their ``NewRows``, ``text``
-    their ``wide_copy_text``."""
+    RETURNING``, about twice the work; a reading stored in part gets the axes it lacked (``MERGE_STAGE``).
+    ``wide``: the ``wide_rows``, ``batch`` their ``NewRows``, ``text`` their ``wide_copy_text``, or None for
+    a multi-row INSERT instead of COPY (a small batch)."""
     if not _anything_stored(conn, batch.spans):
         try:
             with conn.begin_nested():
-                copy_from(conn, "COPY readings (robot_id, ts, axes, amps) FROM STDIN", text)
+                _load(conn, readings, wide, text)
             return batch
         except IntegrityError:
             pass
     conn.exec_driver_sql(CREATE_STAGE)
-    copy_from(conn, f"COPY {STAGE} (robot_id, ts, axes, amps) FROM STDIN", text)
+    _load(conn, stage, wide, text)
     inserted = NewRows.of_wide(conn.exec_driver_sql(MOVE_STAGE).all() + conn.exec_driver_sql(MERGE_STAGE).all())
     conn.exec_driver_sql(f"TRUNCATE {STAGE}")  # a second call in the same transaction starts empty
     return inserted
+
+
+def _load(conn: Connection, table: Table, wide: list[tuple], text: str | None) -> None:
+    if text is None:
+        conn.execute(insert(table), [dict(zip(WIDE_COLUMNS, r, strict=True)) for r in wide])
+    else:
+        copy_from(conn, f"COPY {table.name} ({', '.join(WIDE_COLUMNS)}) FROM STDIN", text)
 
 
 def wide_rows(rows: Iterable[tuple]) -> Iterator[tuple[str, datetime, int, list]]:
