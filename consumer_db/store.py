@@ -85,6 +85,13 @@ def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int =
     return new.count
 
 
+def insert_wide_readings(conn: Connection, wide: list[tuple], *, copy_min_rows: int = 1000) -> int:
+    """``insert_readings`` of readings already gathered (``wide_rows``, ``RobotAxes.wide``)."""
+    new = write_wide_readings(conn, wide, copy_min_rows=copy_min_rows)
+    add(conn, new)
+    return new.count
+
+
 def write_readings(
     conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None
 ) -> NewRows:
@@ -99,10 +106,20 @@ def write_readings(
     if conn.dialect.name != "postgresql":
         values = [dict(zip(READING_COLUMNS, r, strict=True)) for r in rows]
         return NewRows.of(insert_new_rows(conn, readings_fact, values, READING_COLUMNS))
-    wide = list(wide_rows(rows))
+    return write_wide_readings(conn, list(wide_rows(rows)), copy_min_rows=copy_min_rows, text=text)
+
+
+def write_wide_readings(
+    conn: Connection, wide: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None
+) -> NewRows:
+    """``write_readings`` of ``(robot_id, ts, axes, amps)`` rows, one per reading."""
+    if not wide:
+        return NewRows()
+    if conn.dialect.name != "postgresql":
+        return write_readings(conn, list(long_rows(wide)), copy_min_rows=copy_min_rows)
     batch = NewRows.of_wide(wide)
     ensure_partitions(conn, batch.minutes)
-    if uses_copy(conn.dialect.name, rows, copy_min_rows):
+    if batch.count >= copy_min_rows:
         return copy_readings(conn, wide, batch, wide_copy_text(wide) if text is None else text)
     return copy_readings(conn, wide, batch, None)
 
@@ -163,6 +180,14 @@ def wide_rows(rows: Iterable[tuple]) -> Iterator[tuple[str, datetime, int, list]
         amps[axis - 1] = value
     if robot is not None:
         yield robot, ts, axes, amps
+
+
+def long_rows(wide: Iterable[tuple]) -> Iterator[tuple]:
+    """``(robot_id, axis_id, ts, amps)`` rows of ``(robot_id, ts, axes, amps)`` ones: one per bit of ``axes``."""
+    for robot, ts, axes, amps in wide:
+        for axis in range(1, len(amps) + 1):
+            if axes >> axis & 1:
+                yield robot, axis, ts, amps[axis - 1]
 
 
 def _anything_stored(conn: Connection, spans: dict[str, list[datetime]]) -> bool:
