@@ -1,4 +1,4 @@
-"""Bulk ingest: a controller export straight into ``readings_fact``, without Kafka.
+"""Bulk ingest: a controller export straight into the stored readings (``readings_fact``), without Kafka.
 
 The same parser as the producer (``common.csvio.controller_csv``), the same schema lock and row rules as the
 sink (``axislock.RobotAxes``), the same idempotent writes (``store``): a re-run adds nothing, and a bad row
