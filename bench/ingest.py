@@ -11,10 +11,14 @@ range of its rounds, the whole command's wall time first and the work inside it 
   process start, migrations, parse, COPY with its 2 writers, the summary line. Inner: the command's own
   figure (parse + COPY).
 - ``pandas to_sql``: a process that does what the notebook does: ``read_csv``, melt to the long table,
-  ``to_sql(chunksize=5000)`` into the migrated ``readings_fact``. Inner: ``to_sql`` alone.
+  ``to_sql(chunksize=5000)`` into a table of its own (``notebook_readings``, as the notebook made it; not
+  the view readings_fact, whose per-row trigger is for psql). Inner: ``to_sql`` alone.
 - ``bare COPY xN``: a process that COPYs the rows, already formatted in a file, into the migrated
-  ``readings_fact`` over N connections at once (1, and 2 = the ingest's writers): the floor. Inner: COPY
-  and commit alone.
+  ``readings`` (the same stored form: one row per reading) over N connections at once (1, and 2 = the
+  ingest's writers): the floor. Its day partition is made before the clock starts. Inner: COPY and commit.
+
+After each ingest run the database's size (every table with its indexes and TOAST, the rollups included)
+per stored reading is taken: ``bytes per reading``.
 
 The migrations of the to_sql and COPY databases run before their clock starts: the ingest is the only
 method that pays for them, as it is the only one a user runs against an empty database.
@@ -69,7 +73,7 @@ def run(csv: Path, rounds: int) -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         data = Path(tmp) / "rows.copy"
-        rows = format_rows(csv, data)
+        rows, readings = format_rows(csv, data)
         methods = {
             "consumer_db ingest": (False, ["-m", "consumer_db", "ingest", "--csv", str(csv), "--no-progress"]),
             "pandas to_sql": (True, ["-m", "bench.ingest", "--child", "to_sql", "--csv", str(csv)]),
@@ -80,11 +84,17 @@ def run(csv: Path, rounds: int) -> int:
             ),
         }
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
+        sizes: list[float] = []
         for round_no in range(rounds):
             for name, (migrated, argv) in methods.items():
-                samples[name].append(whole_command(url, argv, migrated, rows))
+                table = "notebook_readings" if name == "pandas to_sql" else "readings_fact"
+                seconds, inner, size = whole_command(url, argv, migrated, rows, table)
+                samples[name].append((seconds, inner))
+                if name == "consumer_db ingest":
+                    sizes.append(size / readings)
                 print(f"round {round_no + 1}: {name} {samples[name][-1][0]:.2f} s", file=sys.stderr, flush=True)
     results = [summary(name, runs, rows) for name, runs in samples.items()]
+    results[0]["bytes per reading"] = round(statistics.median(sizes))
     to_sql = results[1]["command s"]
     floors = {r["method"]: r["command s"] for r in results if r["method"].startswith("bare COPY")}
     for r in results:
@@ -111,8 +121,9 @@ NOTES = (
 ).replace("{cpus}", str(os.cpu_count()))
 
 
-def whole_command(url: str, argv: list[str], migrated: bool, rows: int) -> tuple[float, float]:
-    """(wall seconds of ``python ARGV`` from start to exit, the inner seconds it reports) on a fresh database."""
+def whole_command(url: str, argv: list[str], migrated: bool, rows: int, table: str) -> tuple[float, float, int]:
+    """(wall seconds of ``python ARGV`` from start to exit, the inner seconds it reports, the database's bytes
+    after it) on a fresh database; ``table``: where the child's rows are counted."""
     from sqlalchemy import text
 
     from bench._postgres import scratch_database
@@ -126,10 +137,18 @@ def whole_command(url: str, argv: list[str], migrated: bool, rows: int) -> tuple
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         with engine.connect() as conn:
-            stored = conn.execute(text("SELECT count(*) FROM readings_fact")).scalar_one()
+            stored = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            size = conn.execute(text(DATABASE_BYTES)).scalar_one()
     if stored != rows:
         raise RuntimeError(f"{' '.join(argv)} stored {stored} rows, expected {rows}")
-    return seconds, inner_seconds(done.stdout)
+    return seconds, inner_seconds(done.stdout), size
+
+
+# Every table of the schema with its indexes and TOAST (partitions are tables; their parent holds nothing).
+DATABASE_BYTES = (
+    "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')"
+)
 
 
 def scratch_url(engine) -> str:
@@ -161,17 +180,19 @@ def summary(method: str, runs: list[tuple[float, float]], rows: int) -> dict:
     }
 
 
-def format_rows(csv: Path, out: Path) -> int:
-    """The export's rows in COPY's text format, written once for the floor (its formatting is not timed)."""
+def format_rows(csv: Path, out: Path) -> tuple[int, int]:
+    """The export's readings in COPY's text format for ``readings``, written once for the floor (its
+    formatting is not timed); returns (long rows, readings)."""
     from common.csvio.controller_csv import CsvOptions, read_export_rows
     from consumer_db.axislock import RobotAxes
     from consumer_db.store import copy_text
 
     lock = RobotAxes(frozenset(AXES), tuple(AXES))
     records = read_export_rows(csv, CsvOptions(ROBOT, AXES), log_columns=False)
-    text = copy_text(r for rec in records for r in lock.rows(rec.robot_id, rec.ts, rec.currents))
+    rows = [r for rec in records for r in lock.rows(rec.robot_id, rec.ts, rec.currents)]
+    text = copy_text(rows)
     out.write_text(text)
-    return text.count("\n")
+    return len(rows), text.count("\n")
 
 
 def child_to_sql(url: str, csv: Path) -> int:
@@ -187,7 +208,7 @@ def child_to_sql(url: str, csv: Path) -> int:
     engine = create_engine(url)
     started = time.perf_counter()
     long[["robot_id", "axis_id", "ts", "amps"]].to_sql(
-        "readings_fact", engine, if_exists="append", index=False, chunksize=5000
+        "notebook_readings", engine, if_exists="append", index=False, chunksize=5000
     )
     print(f"{INNER_PREFIX}{time.perf_counter() - started:.3f}")
     return 0
@@ -205,11 +226,18 @@ def child_copy(url: str, data: Path, connections: int) -> int:
     size = -(-len(lines) // connections)
     parts = ["".join(lines[i : i + size]) for i in range(0, len(lines), size)]
     links = [psycopg2.connect(dsn) for _ in parts]
+    days = sorted({line.split("\t", 2)[1][:10] for line in lines})
+    with links[0].cursor() as cursor:  # the day partitions, before the clock (the ingest makes its own)
+        cursor.execute(
+            "SELECT ensure_readings_partitions(CAST(d AS timestamptz), CAST(d AS timestamptz)) FROM unnest(%s) d",
+            (days,),
+        )
+    links[0].commit()
 
     def copy(pair) -> None:
         link, part = pair
         with link.cursor() as cursor:
-            cursor.copy_expert("COPY readings_fact (robot_id, axis_id, ts, amps) FROM STDIN", io.StringIO(part))
+            cursor.copy_expert("COPY readings (robot_id, ts, axes, amps) FROM STDIN", io.StringIO(part))
         link.commit()
 
     started = time.perf_counter()
@@ -222,13 +250,13 @@ def child_copy(url: str, data: Path, connections: int) -> int:
 
 
 def empty(engine) -> None:
-    """readings_fact emptied and vacuumed (the end-to-end benchmarks reuse their scratch database)."""
+    """The stored readings emptied and vacuumed (the end-to-end benchmarks reuse their scratch database)."""
     from sqlalchemy import text
 
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE readings_fact"))
+        conn.execute(text("TRUNCATE readings"))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE readings_fact"))
+        conn.execute(text("VACUUM ANALYZE readings"))
 
 
 def stored(engine) -> int:

@@ -61,8 +61,8 @@ BEGIN
   PERFORM pg_notify('bench_committed', NEW.robot_id || ' ' || round(extract(epoch FROM NEW.ts) * 1000)::bigint);
   RETURN NULL;
 END $$;
-CREATE TRIGGER bench_committed AFTER INSERT ON readings_fact
-  FOR EACH ROW WHEN (NEW.axis_id = 1) EXECUTE FUNCTION bench_notify_committed();
+CREATE TRIGGER bench_committed AFTER INSERT ON readings
+  FOR EACH ROW EXECUTE FUNCTION bench_notify_committed();
 """
 
 

@@ -6,8 +6,8 @@ same run on the same broker and database.
 
 1. Floor: the same payloads (serialised beforehand) sent by a bare aiokafka producer (create_batch/send_batch,
    the producer's own way), fetched back by a bare consumer (no parsing, no commit), and the rows the
-   pipeline stored COPied back into the emptied readings_fact (PK + indexes): once over one connection, once
-   over two at once, the parallelism of the sink (it overlaps two transactions).
+   pipeline stored COPied back into the emptied readings (the stored form, its partitions kept): once over
+   one connection, once over two at once, the parallelism of the sink (it overlaps two transactions).
 2. Pipeline: consumer_db and consumer_alerts start (fresh groups, 6 partitions), then
    ``python -m producer --synthetic --max-speed``; until both groups have committed every reading. Progress
    comes from Kafka every 0.25 s: the readings topic's high watermark (producer: confirmed), each group's
@@ -168,7 +168,7 @@ def bare_copy(engine: Engine, total: int, connections: int) -> float:
     data = io.StringIO()
     raw = engine.raw_connection()
     try:
-        raw.cursor().copy_expert("COPY readings_fact (robot_id, axis_id, ts, amps) TO STDOUT", data)
+        raw.cursor().copy_expert("COPY readings (robot_id, ts, axes, amps) TO STDOUT", data)
         raw.commit()
     finally:
         raw.close()
@@ -180,7 +180,7 @@ def bare_copy(engine: Engine, total: int, connections: int) -> float:
 
     def copy(link, part: str) -> None:
         link.cursor().copy_expert(
-            "COPY readings_fact (robot_id, axis_id, ts, amps) FROM STDIN", io.StringIO(part), size=1 << 18
+            "COPY readings (robot_id, ts, axes, amps) FROM STDIN", io.StringIO(part), size=1 << 18
         )
         link.commit()
 

@@ -25,11 +25,17 @@ from common.store import queries
 from common.store.tables import axes_dim
 from consumer_db.rollup_writer import rebuild
 
+PARTITIONS = """
+SELECT ensure_readings_partitions(
+    timestamptz '2022-10-17 00:00:00+00', timestamptz '2022-10-17 00:00:00+00' + :readings * interval '2 seconds')
+"""
+# One row per reading (the stored form, migration 0012): axes 1-14 stored (bits 1-14), 9-14 NULL.
 FILL = """
-INSERT INTO readings_fact (robot_id, axis_id, ts, amps)
-SELECT 'robot-' || lpad(r::text, 3, '0'), a, timestamptz '2022-10-17 00:00:00+00' + i * interval '2 seconds',
-       CASE WHEN a <= 8 THEN round((random() * 20)::numeric, 2) END
-FROM generate_series(0, :readings - 1) i, generate_series(1, :robots) r, generate_series(1, 14) a
+INSERT INTO readings (robot_id, ts, axes, amps)
+SELECT 'robot-' || lpad(r::text, 3, '0'), timestamptz '2022-10-17 00:00:00+00' + i * interval '2 seconds', 32766,
+       ARRAY(SELECT CASE WHEN a <= 8 THEN round((random() * 20)::numeric, 2)::float8 END
+             FROM generate_series(1, 14) a WHERE i >= 0 ORDER BY a)
+FROM generate_series(0, :readings - 1) i, generate_series(1, :robots) r
 """
 
 
@@ -75,6 +81,7 @@ def fill(engine: Engine, args) -> float:
                 for a in range(1, 15)
             ],
         )
+        conn.execute(text(PARTITIONS), {"readings": args.readings})
         conn.execute(text(FILL), {"readings": args.readings, "robots": args.robots})
         rebuild(conn)  # the fill bypasses the writers that keep the per-minute rollup
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

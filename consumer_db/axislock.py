@@ -51,6 +51,31 @@ class RobotAxes:
             ]
         return rows
 
+    @cached_property
+    def _active_mask(self) -> int:
+        return sum(1 << a for a in self.active)
+
+    @cached_property
+    def _positions(self) -> range:
+        return range(1, max(self.active, default=0) + 1)
+
+    def wide(self, robot_id: str, ts: datetime, currents: dict[int, float | None]) -> tuple:
+        """The same reading as one ``(robot_id, ts, axes, amps)`` row, the stored form on PostgreSQL
+        (``consumer_db.store.wide_rows`` of :meth:`rows`, without making the long rows first)."""
+        known, isfinite = self.known, math.isfinite
+        for axis, value in currents.items():
+            if value is not None and (axis not in known or not isfinite(value)):
+                raise Rejected(self._reason(robot_id, currents))
+        get = currents.get
+        axes, amps = self._active_mask, [get(a) for a in self._positions]
+        if self.retired:
+            for axis in sorted(self.retired & currents.keys()):
+                if currents[axis] is not None:
+                    axes |= 1 << axis
+                    amps.extend([None] * (axis - len(amps)))
+                    amps[axis - 1] = currents[axis]
+        return robot_id, ts, axes, amps
+
     def _reason(self, robot_id: str, currents: dict[int, float | None]) -> str:
         unknown = sorted(a for a, v in currents.items() if v is not None and a not in self.known)
         if unknown:

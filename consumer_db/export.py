@@ -1,8 +1,8 @@
 """``python -m consumer_db export --out DIR``: the stored dataset as files.
 
-- ``readings_<stamp>_p0001.csv`` ...: every row of readings_fact (robot_id, axis_id, ts, amps), in key
-  order, one file per page; pages are read by key (``WHERE key > last key``), never OFFSET, so each page
-  costs the same however deep it is.
+- ``readings_<stamp>_p0001.csv`` ...: every row of readings_fact (robot_id, axis_id, ts, amps), in
+  (robot, time, axis) order, one file per page; pages are read by key (``WHERE key > last key``), never
+  OFFSET, so each page costs the same however deep it is.
 - ``axis_summary_<stamp>.csv``, ``latest_20_<stamp>.csv``: the per-axis summary and the newest readings.
 - ``axiswatch_<stamp>.xlsx``: sheets "Readings sample" (evenly spread over the data), "Axis summary",
   "Data health", "Latest 20". Excel has no time zones: its times are UTC, said so in the headers.
@@ -32,7 +32,9 @@ from consumer_db.xlsx import write_workbook
 
 logger = logging.getLogger(__name__)
 R = readings_fact
-KEY = (R.c.robot_id, R.c.axis_id, R.c.ts)
+# (robot, time, axis): the order of the stored rows on PostgreSQL (one per reading), so a page is one stretch
+# of the primary key there; on SQLite the (robot_id, ts) index.
+KEY = (R.c.robot_id, R.c.ts, R.c.axis_id)
 PAGE_COLUMNS = ("robot_id", "axis_id", "ts", "amps")
 
 
@@ -91,18 +93,21 @@ def _filters(options: ExportOptions) -> list:
 
 
 def pages(conn: Connection, options: ExportOptions) -> Iterator[list[dict]]:
-    """readings_fact in primary-key order, ``page_size`` rows at a time, each page starting after the
+    """readings_fact in (robot, time, axis) order, ``page_size`` rows at a time, each page starting after the
     last key of the one before (keyset pagination)."""
     after = None
     while True:
-        query = select(*KEY, R.c.amps).where(*_filters(options)).order_by(*KEY).limit(options.page_size)
+        query = (
+            select(*(R.c[c] for c in PAGE_COLUMNS)).where(*_filters(options)).order_by(*KEY).limit(options.page_size)
+        )
         if after is not None:
-            query = query.where(tuple_(*KEY) > tuple_(*after))
+            # the first condition is the one an index can seek to (axis_id is not a stored column there)
+            query = query.where(tuple_(*KEY[:2]) >= tuple_(*after[:2]), tuple_(*KEY) > tuple_(*after))
         page = [dict(zip(PAGE_COLUMNS, row, strict=True)) for row in conn.execute(query)]
         if not page:
             return
         yield page
-        after = tuple(page[-1][c] for c in PAGE_COLUMNS[:3])
+        after = tuple(page[-1][c.name] for c in KEY)
 
 
 def sample_readings(conn: Connection, *, rows: int, robot_id: str | None = None) -> list[dict]:

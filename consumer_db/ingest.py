@@ -1,4 +1,4 @@
-"""Bulk ingest: a controller export straight into ``readings_fact``, without Kafka.
+"""Bulk ingest: a controller export straight into the stored readings (``readings_fact``), without Kafka.
 
 The same parser as the producer (``common.csvio.controller_csv``), the same schema lock and row rules as the
 sink (``axislock.RobotAxes``), the same idempotent writes (``store``): a re-run adds nothing, and a bad row
@@ -26,7 +26,7 @@ from common.csvio.controller_csv import CsvOptions, Row, read_export_rows
 from common.store.tables import seed_axes
 from common.wire.schemas import DeadLetter
 from consumer_db.axislock import Rejected, RobotAxes, load_axes
-from consumer_db.store import conflict_reason, insert_readings, insert_rejected, stored_currents
+from consumer_db.store import conflict_reason, insert_rejected, insert_wide_readings, stored_currents
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +77,10 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
     with bar, ThreadPoolExecutor(options.workers, thread_name_prefix="ingest") as pool:
         in_flight: deque[tuple[Future, int, int]] = deque()
         for chunk in _chunks(records, options.chunk_rows):
-            rows, rejected, accepted = _prepare(chunk, lock, report)
-            write = pool.submit(_write, engine, rows, rejected, accepted, options.copy_min_rows, path.name)
-            in_flight.append((write, len(chunk), len(rows)))
+            readings, rejected, accepted = _prepare(chunk, lock, report)
+            rows = sum(axes.bit_count() for _, _, axes, _ in readings)
+            write = pool.submit(_write, engine, readings, rejected, accepted, options.copy_min_rows, path.name)
+            in_flight.append((write, len(chunk), rows))
             while len(in_flight) > options.workers:
                 _collect(in_flight.popleft(), report, bar)
         while in_flight:
@@ -101,13 +102,15 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
 def _prepare(
     chunk: list[Row | DeadLetter], lock: RobotAxes, report: IngestReport
 ) -> tuple[list[tuple], list[dict], list[Row]]:
-    rows: list[tuple] = []
+    readings: list[tuple] = []  # one (robot_id, ts, axes, amps) each: the stored form, gathered once here
     rejected: list[dict] = []
     accepted: list[Row] = []
     for record in chunk:
         if type(record) is Row:
             try:
-                rows += lock.rows(record.robot_id, record.ts, record.currents)
+                reading = lock.wide(record.robot_id, record.ts, record.currents)
+                if reading[2]:  # no axis to store (every one retired, none with a value): no row, as before
+                    readings.append(reading)
                 report.readings += 1
                 accepted.append(record)
                 continue
@@ -122,17 +125,18 @@ def _prepare(
         rejected.append(_rejected(record, report.robot_id))
         report.reasons[record.reason] = report.reasons.get(record.reason, 0) + 1
     report.rejected += len(rejected)
-    return rows, rejected, accepted
+    return readings, rejected, accepted
 
 
 def _write(
-    engine: Engine, rows: list[tuple], rejected: list[dict], accepted: list[Row], copy_min_rows: int, source: str
+    engine: Engine, readings: list[tuple], rejected: list[dict], accepted: list[Row], copy_min_rows: int, source: str
 ) -> tuple[int, list[str]]:
     """Store a chunk; returns the rows new and the reasons of its conflicts (readings whose robot and time
     were stored with other values: kept as rejected records, never dropped)."""
     with engine.begin() as conn:
-        new = insert_readings(conn, rows, copy_min_rows=copy_min_rows)
-        conflicts = _conflicts(conn, accepted, source) if new < len(rows) else []
+        new = insert_wide_readings(conn, readings, copy_min_rows=copy_min_rows)
+        rows = sum(axes.bit_count() for _, _, axes, _ in readings)
+        conflicts = _conflicts(conn, accepted, source) if new < rows else []
         insert_rejected(conn, rejected + conflicts)
     return new, [c["reason"] for c in conflicts]
 

@@ -36,7 +36,7 @@ from common.store.rollup import (
     stamp_hours_of,
     stamp_stats_of,
 )
-from common.store.tables import dialect_insert, insert_ignoring_duplicates
+from common.store.tables import dialect_insert, insert_ignoring_duplicates, readings
 
 FLEET_LOCK = zlib.crc32(b"axiswatch fleet_minute")  # pg_advisory_xact_lock's key for refolding fleet_minute
 
@@ -70,6 +70,24 @@ class NewRows:
             new.minutes[robot].add(floor_minute(ts))
         return new
 
+    @classmethod
+    def of_wide(cls, stored: Iterable[tuple]) -> NewRows:
+        """The same of ``(robot_id, ts, axes, amps)`` rows, one per reading (``consumer_db.store.wide_rows``):
+        ``count`` is still the long rows, one per bit of ``axes``."""
+        new = cls()
+        for robot, ts, axes, _ in stored:
+            new.count += axes.bit_count()
+            span = new.spans.get(robot)
+            if span is None:
+                new.spans[robot] = [ts, ts]
+                new.minutes[robot] = set()
+            elif ts < span[0]:
+                span[0] = ts
+            elif ts > span[1]:
+                span[1] = ts
+            new.minutes[robot].add(floor_minute(ts))
+        return new
+
 
 def add(conn: Connection, new: NewRows) -> None:
     """Bring the rollup up to date with rows this transaction stored in readings_fact (none of them
@@ -85,11 +103,37 @@ def add(conn: Connection, new: NewRows) -> None:
     ]
     passed = {robot: floor_minute(span[1] - fold_delay(robot)) for robot, span in new.spans.items()}
     passed = {robot: until for robot, until in passed.items() if until > folded[robot]}
+    _fold(conn, late, folded, passed)
+
+
+def fold_through(conn: Connection, until: datetime) -> int:
+    """Fold every robot's minutes before ``until`` not folded yet, whether newer readings came or not (a
+    robot that went quiet keeps its last minutes unfolded): done before raw days are dropped
+    (``consumer_db.partitions``). Returns the robots folded further."""
+    lagging = sorted(conn.execute(select(P.c.robot_id).where(P.c.folded_until < until)).scalars())
+    if not lagging:
+        return 0
+    folded = _lock_progress(conn, dict.fromkeys(lagging, {until}))
+    passed = {robot: until for robot in lagging if folded[robot] < until}
+    _fold(conn, [], folded, passed)
+    return len(passed)
+
+
+def _fold(
+    conn: Connection,
+    late: list[tuple[str, datetime, datetime]],
+    folded: dict[str, datetime],
+    passed: dict[str, datetime],
+) -> None:
+    """Refold the ``late`` ``(robot, from, until)`` minutes, fold each robot of ``passed`` from its
+    ``folded`` to its new ``folded_until``."""
     todo = late + [(robot, folded[robot], until) for robot, until in passed.items()]
     if todo:
-        rows_of = _within(R, "ts", todo)
-        _upsert(conn, M, minute_stats_of([rows_of]))
-        _upsert(conn, S, stamp_stats_of([rows_of], axes=minute_axes_of([_within(M, "minute", todo)])))
+        _upsert(conn, M, minute_stats_of([_within(R, "ts", todo)]))
+        # The times of the readings from where they are stored: on PostgreSQL one row per reading.
+        stored = readings if conn.dialect.name == "postgresql" else R
+        axes = minute_axes_of([_within(M, "minute", todo)])
+        _upsert(conn, S, stamp_stats_of([_within(stored, "ts", todo)], axes=axes, stored=stored))
         _refold_hours(conn, todo, {robot: passed.get(robot, until) for robot, until in folded.items()})
         _refold_fleet(conn, [(low, high) for _, low, high in todo])
     if passed:

@@ -12,6 +12,7 @@ the loop holds at most two batches (no further polling), retrying with a growing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from common.wire.schemas import RobotRoster
 from consumer_db.axislock import AxisLock, known_robots
 from consumer_db.decode import Topics
 from consumer_db.migrate import migrate
+from consumer_db.partitions import maintain
 from consumer_db.retry import retry
 from consumer_db.settings import ConsumerDbSettings
 from consumer_db.sink import Prepared, Sink, WriteReport
@@ -103,14 +105,35 @@ async def run(
             "consumer_db: %s -> %s (group %s)", ", ".join(topics.all()), safe_url(engine), settings.sink_group_id
         )
         health.ready(True, "subscribed, database reachable")
+        partitions = asyncio.create_task(_maintain_partitions(engine, settings, stop))
         try:
             await _consume(subscription, sink, settings, stop, backoff)
         finally:
             health.ready(False, "stopping")
+            partitions.cancel()
             await subscription.close()
     finally:
         if own_engine:
             engine.dispose()
+
+
+async def _maintain_partitions(engine: Engine, settings: ConsumerDbSettings, stop: asyncio.Event) -> None:
+    """Days made ahead and the retention applied (consumer_db.partitions), now and every
+    PARTITION_MAINTENANCE_S; a failure is logged and tried again next time, the stream goes on."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(
+                maintain,
+                engine,
+                ahead_days=settings.partitions_ahead_days,
+                retention_days=settings.raw_retention_days,
+            )
+        except Exception:
+            logger.exception(
+                "readings partitions: maintenance failed; next try in %.0f s", settings.partition_maintenance_s
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.partition_maintenance_s)
 
 
 def migrate_as_owner(settings: ConsumerDbSettings, engine: Engine) -> str:

@@ -51,7 +51,20 @@ class ConsumerDbSettings(CommonSettings):
     export_page_size: int = Field(100_000, ge=1, description="Readings rows per CSV page of the full export.")
     export_sample_rows: int = Field(1000, ge=1, description="Readings (wide rows) in the XLSX sample sheet.")
 
-    @field_validator("migration_database_url", "sink_metrics_port", mode="before")
+    raw_retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="PostgreSQL: raw readings are kept this many whole UTC days before today (and today); older "
+        "day partitions are dropped after their minutes are folded into the rollup, which stays. Empty: forever.",
+    )
+    partitions_ahead_days: int = Field(
+        7, ge=0, description="PostgreSQL: day partitions of the readings made ahead of today."
+    )
+    partition_maintenance_s: float = Field(
+        3600.0, gt=0, description="How often the partitions are made ahead and the retention applied."
+    )
+
+    @field_validator("migration_database_url", "sink_metrics_port", "raw_retention_days", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

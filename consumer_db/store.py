@@ -1,4 +1,5 @@
-"""Idempotent writes of readings (COPY on PostgreSQL) and dead letters; alert events: ``alert_store``.
+"""Idempotent writes of readings (COPY into ``readings``, one row per reading, on PostgreSQL) and dead
+letters; alert events: ``alert_store``.
 
 Every write can be repeated without changing the result: a reading already stored, or a dead letter
 with the same origin, is skipped (``ON CONFLICT DO NOTHING``). That is what makes redelivery after a
@@ -10,35 +11,65 @@ crash or a rebalance harmless. The rows a write actually stored (all of a straig
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, Text, insert, select, tuple_
 from sqlalchemy import text as sql_text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from common.store.tables import insert_ignoring_duplicates, insert_new_rows, readings_fact, rejected_readings
+from common.store.tables import (
+    Amps,
+    UtcDateTime,
+    insert_ignoring_duplicates,
+    insert_new_rows,
+    readings,
+    readings_fact,
+    rejected_readings,
+)
 from consumer_db.rollup_writer import NewRows, add
 
 READING_COLUMNS = ("robot_id", "axis_id", "ts", "amps")
-NULL = "\\N"  # COPY text format's NULL
+WIDE_COLUMNS = ("robot_id", "ts", "axes", "amps")
 STAGE = "readings_stage"
+stage = Table(
+    STAGE,
+    MetaData(),
+    Column("robot_id", Text),
+    Column("ts", UtcDateTime),
+    Column("axes", BigInteger),
+    Column("amps", postgresql.ARRAY(Amps)),
+)
 # Session-local and emptied at commit; created once per pooled connection, not once per batch.
 CREATE_STAGE = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (robot_id text, axis_id smallint, ts timestamptz, "
-    "amps double precision) ON COMMIT DELETE ROWS"
+    f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (robot_id text, ts timestamptz, axes bigint, "
+    "amps double precision[]) ON COMMIT DELETE ROWS"
 )
-# One probe of the (robot_id, ts) index per robot of the batch. Not ``WHERE (robot = a AND ts BETWEEN ..)
-# OR ...  LIMIT 1``: on a big table the planner answers that by walking the whole primary key in ts order
-# hoping to meet a row early, and new data has none (seconds per batch at a million readings, growing).
+# One probe of the primary key per robot of the batch. Not ``WHERE (robot = a AND ts BETWEEN ..) OR ...
+# LIMIT 1``: on a big table the planner answers that by walking the whole key in ts order hoping to meet
+# a row early, and new data has none (seconds per batch at a million readings, growing).
 ANYTHING_STORED = sql_text(
     "SELECT 1 FROM unnest(CAST(:robots AS text[]), CAST(:lows AS timestamptz[]), CAST(:highs AS timestamptz[])) "
-    "AS span(robot_id, low, high) WHERE EXISTS (SELECT 1 FROM readings_fact r WHERE r.robot_id = span.robot_id "
+    "AS span(robot_id, low, high) WHERE EXISTS (SELECT 1 FROM readings r WHERE r.robot_id = span.robot_id "
     "AND r.ts BETWEEN span.low AND span.high) LIMIT 1"
 )
+ENSURE_PARTITIONS = sql_text(
+    "SELECT ensure_readings_partitions(day, day) FROM unnest(CAST(:days AS timestamptz[])) day"
+)
 MOVE_STAGE = (
-    f"INSERT INTO readings_fact (robot_id, axis_id, ts, amps) SELECT robot_id, axis_id, ts, amps FROM {STAGE} "
-    "ON CONFLICT DO NOTHING RETURNING robot_id, axis_id, ts, amps"
+    f"INSERT INTO readings (robot_id, ts, axes, amps) SELECT robot_id, ts, axes, amps FROM {STAGE} "
+    "ON CONFLICT DO NOTHING RETURNING robot_id, ts, axes, amps"
+)
+# Readings stored already that the staged ones add axes to (a reading's rows written in parts: the long form
+# took them as rows of their own). Returns only the axes added.
+MERGE_STAGE = (
+    "UPDATE readings r SET axes = r.axes | s.axes, amps = ARRAY("
+    "SELECT CASE WHEN (s.old >> i) & 1 = 0 AND (s.axes >> i) & 1 = 1 THEN s.amps[i] ELSE r.amps[i] END "
+    "FROM generate_series(1, greatest(cardinality(r.amps), cardinality(s.amps))) i ORDER BY i) "
+    f"FROM (SELECT DISTINCT ON (g.robot_id, g.ts) g.*, o.axes AS old FROM {STAGE} g "
+    "JOIN readings o ON o.robot_id = g.robot_id AND o.ts = g.ts WHERE g.axes & ~o.axes <> 0) s "
+    "WHERE r.robot_id = s.robot_id AND r.ts = s.ts RETURNING r.robot_id, r.ts, s.axes & ~s.old, r.amps"
 )
 
 
@@ -54,41 +85,109 @@ def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int =
     return new.count
 
 
+def insert_wide_readings(conn: Connection, wide: list[tuple], *, copy_min_rows: int = 1000) -> int:
+    """``insert_readings`` of readings already gathered (``wide_rows``, ``RobotAxes.wide``)."""
+    new = write_wide_readings(conn, wide, copy_min_rows=copy_min_rows)
+    add(conn, new)
+    return new.count
+
+
 def write_readings(
     conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None
 ) -> NewRows:
     """The first half of ``insert_readings``: the rows stored, the rollup not yet brought up to date (the
     caller hands the result to ``consumer_db.rollup_writer.add`` in the same transaction). ``text``: the rows'
-    ``copy_text``, if made already (the sink makes it beside the previous batch's transaction)."""
+    ``copy_text``, if made already (the sink makes it beside the previous batch's transaction).
+
+    PostgreSQL stores one row per reading in ``readings`` (the rows of one robot and time gathered, see
+    ``wide_rows``); SQLite the long rows in the table readings_fact."""
     if not rows:
         return NewRows()
-    if uses_copy(conn.dialect.name, rows, copy_min_rows):
-        return copy_readings(conn, rows, text)
-    values = [dict(zip(READING_COLUMNS, r, strict=True)) for r in rows]
-    stored = insert_new_rows(conn, readings_fact, values, READING_COLUMNS)
-    return NewRows.of(stored)
+    if conn.dialect.name != "postgresql":
+        values = [dict(zip(READING_COLUMNS, r, strict=True)) for r in rows]
+        return NewRows.of(insert_new_rows(conn, readings_fact, values, READING_COLUMNS))
+    return write_wide_readings(conn, list(wide_rows(rows)), copy_min_rows=copy_min_rows, text=text)
 
 
-def copy_readings(conn: Connection, rows: list[tuple], text: str | None = None) -> NewRows:
+def write_wide_readings(
+    conn: Connection, wide: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None
+) -> NewRows:
+    """``write_readings`` of ``(robot_id, ts, axes, amps)`` rows, one per reading."""
+    if not wide:
+        return NewRows()
+    if conn.dialect.name != "postgresql":
+        return write_readings(conn, list(long_rows(wide)), copy_min_rows=copy_min_rows)
+    batch = NewRows.of_wide(wide)
+    ensure_partitions(conn, batch.minutes)
+    if batch.count >= copy_min_rows:
+        return copy_readings(conn, wide, batch, wide_copy_text(wide) if text is None else text)
+    return copy_readings(conn, wide, batch, None)
+
+
+def ensure_partitions(conn: Connection, minutes: dict[str, set[datetime]]) -> None:
+    """The day partitions the rows fall in (made ahead of time for new data; older data makes its own).
+    Only the days with rows: a robot whose clock is years off must not make every day in between."""
+    days = sorted({minute.replace(hour=0, minute=0) for robot_minutes in minutes.values() for minute in robot_minutes})
+    conn.execute(ENSURE_PARTITIONS, {"days": days})
+
+
+def copy_readings(conn: Connection, wide: list[tuple], batch: NewRows, text: str | None) -> NewRows:
     """PostgreSQL; returns the rows stored. New data (nothing stored yet for any of the rows' robots
-    within their time span, the usual case) is COPied straight into readings_fact, inside a savepoint.
+    within their time span, the usual case) is COPied straight into readings, inside a savepoint.
     Otherwise, or if that meets a duplicate after all (a concurrent writer, a time repeated in the input),
     the rows go through the staging table: COPY, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING
-    RETURNING``, about twice the work."""
-    text = copy_text(rows) if text is None else text
-    batch = NewRows.of(rows)
+    RETURNING``, about twice the work; a reading stored in part gets the axes it lacked (``MERGE_STAGE``).
+    ``wide``: the ``wide_rows``, ``batch`` their ``NewRows``, ``text`` their ``wide_copy_text``, or None for
+    a multi-row INSERT instead of COPY (a small batch)."""
     if not _anything_stored(conn, batch.spans):
         try:
             with conn.begin_nested():
-                copy_from(conn, "COPY readings_fact (robot_id, axis_id, ts, amps) FROM STDIN", text)
+                _load(conn, readings, wide, text)
             return batch
         except IntegrityError:
             pass
     conn.exec_driver_sql(CREATE_STAGE)
-    copy_from(conn, f"COPY {STAGE} (robot_id, axis_id, ts, amps) FROM STDIN", text)
-    inserted = NewRows.of(conn.exec_driver_sql(MOVE_STAGE))
+    _load(conn, stage, wide, text)
+    inserted = NewRows.of_wide(conn.exec_driver_sql(MOVE_STAGE).all() + conn.exec_driver_sql(MERGE_STAGE).all())
     conn.exec_driver_sql(f"TRUNCATE {STAGE}")  # a second call in the same transaction starts empty
     return inserted
+
+
+def _load(conn: Connection, table: Table, wide: list[tuple], text: str | None) -> None:
+    if text is None:
+        conn.execute(insert(table), [dict(zip(WIDE_COLUMNS, r, strict=True)) for r in wide])
+    else:
+        copy_from(conn, f"COPY {table.name} ({', '.join(WIDE_COLUMNS)}) FROM STDIN", text)
+
+
+def wide_rows(rows: Iterable[tuple]) -> Iterator[tuple[str, datetime, int, list]]:
+    """``(robot_id, ts, axes, amps)``: the long rows of each reading (one after the other, as a reading's
+    rows come) gathered into one; ``amps[N - 1]`` is axis N, bit N of ``axes`` set for each axis given.
+    An axis given twice keeps its first value, as ``ON CONFLICT DO NOTHING`` kept the first row."""
+    robot = ts = None
+    axes, amps = 0, []
+    for row_robot, axis, row_ts, value in rows:
+        if row_ts != ts or row_robot != robot:
+            if robot is not None:
+                yield robot, ts, axes, amps
+            robot, ts, axes, amps = row_robot, row_ts, 0, []
+        bit = 1 << axis
+        if axes & bit:
+            continue
+        axes |= bit
+        if len(amps) < axis:
+            amps.extend([None] * (axis - len(amps)))
+        amps[axis - 1] = value
+    if robot is not None:
+        yield robot, ts, axes, amps
+
+
+def long_rows(wide: Iterable[tuple]) -> Iterator[tuple]:
+    """``(robot_id, axis_id, ts, amps)`` rows of ``(robot_id, ts, axes, amps)`` ones: one per bit of ``axes``."""
+    for robot, ts, axes, amps in wide:
+        for axis in range(1, len(amps) + 1):
+            if axes >> axis & 1:
+                yield robot, axis, ts, amps[axis - 1]
 
 
 def _anything_stored(conn: Connection, spans: dict[str, list[datetime]]) -> bool:
@@ -117,15 +216,19 @@ def copy_from(conn: Connection, sql: str, data: str) -> None:
 
 
 def copy_text(rows: Iterable[tuple]) -> str:
-    """COPY's text format. Rows of one reading share robot and time, so both are formatted once."""
+    """COPY's text format of the long rows' ``wide_rows``."""
+    return wide_copy_text(wide_rows(rows))
+
+
+def wide_copy_text(wide: Iterable[tuple]) -> str:
+    """COPY's text format of ``(robot_id, ts, axes, amps)`` rows: the currents as an array."""
     out: list[str] = []
-    last_robot, last_ts, prefix_robot, text_ts = None, None, "", ""
-    for robot, axis, ts, amps in rows:
+    last_robot, prefix_robot = None, ""
+    for robot, ts, axes, amps in wide:
         if robot is not last_robot:
             last_robot, prefix_robot = robot, _escape(robot)
-        if ts is not last_ts:
-            last_ts, text_ts = ts, _timestamp(ts)
-        out.append(f"{prefix_robot}\t{axis}\t{text_ts}\t{NULL if amps is None else repr(amps)}\n")
+        values = ",".join("NULL" if v is None else repr(v) for v in amps)
+        out.append(f"{prefix_robot}\t{_timestamp(ts)}\t{axes}\t{{{values}}}\n")
     return "".join(out)
 
 

@@ -10,6 +10,7 @@ rejected (``rejected_readings``). A robot seen for the first time gets the confi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -103,6 +104,38 @@ readings_fact = Table(
     # at a cost to the bulk ingest (figures: docs/benchmarks.md, "Measurements behind the code").
     Index(None, "robot_id", "ts", postgresql_include=["axis_id", "amps"]),
 )
+
+# PostgreSQL's stored form of the readings (migration 0012): one row per reading, partitioned by UTC day
+# (``readings_pYYYYMMDD``, made and dropped by consumer_db.partitions). There ``readings_fact`` above is a view
+# of it giving back the long rows: ``amps[N]`` is axis N's current, NULL = OK null; ``axes`` has bit N set
+# where the reading has a row of axis N. Its only index is the primary key. SQLite keeps the long table.
+# On its own MetaData: it exists on PostgreSQL only (``schema_object``).
+postgres_only = MetaData(naming_convention=NAMING)
+readings = Table(
+    "readings",
+    postgres_only,
+    Column("robot_id", String(64), primary_key=True),
+    Column("ts", UtcDateTime, primary_key=True),
+    Column("axes", BigInteger, nullable=False, comment="bit N set: the reading has a row of axis N"),
+    Column("ingested_at", UtcDateTime, nullable=False, server_default=func.current_timestamp()),
+    Column("amps", postgresql.ARRAY(Amps), nullable=False, comment="amps[N] = axis N; NULL = OK null"),
+)
+READINGS_PARTITION = re.compile(r"readings_p\d{8}")
+
+
+def schema_object(dialect: str):
+    """Alembic's ``include_object`` for comparing ``metadata`` with a database of ``dialect``: on PostgreSQL
+    readings_fact is a view (not reflected) and readings with its partitions are not in ``metadata``."""
+
+    def include(obj, name, type_, reflected, compare_to) -> bool:
+        if type_ != "table" or dialect != "postgresql":
+            return True
+        if reflected:
+            return name not in postgres_only.tables and not READINGS_PARTITION.fullmatch(name or "")
+        return name != "readings_fact"
+
+    return include
+
 
 # The per-minute rollup of readings_fact (consumer_db.store keeps it exact, common.store.rollup reads it): history
 # queries read one row per robot, axis and minute for whole minutes instead of ~30 raw rows each.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from common.store.tables import metadata
+from common.store.tables import metadata, schema_object
 
 config = context.config
 
@@ -23,7 +23,12 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     # render_as_batch: SQLite cannot ALTER most things; batch mode rebuilds the table instead.
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=True,
+        include_object=schema_object(connection.dialect.name),
+    )
     with context.begin_transaction():
         context.run_migrations()
 

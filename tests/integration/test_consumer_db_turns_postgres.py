@@ -23,10 +23,11 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 AXES = list(range(1, 15))
-# Another session of this database holds new rows of readings_fact: a transaction that has written rows.
+# Another session of this database holds new rows of readings (the stored form under the view readings_fact):
+# a transaction that has written rows.
 ROWS_WRITTEN_ELSEWHERE = text(
     "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.datname = current_database() "
-    "AND l.pid <> pg_backend_pid() AND l.relation = 'readings_fact'::regclass AND l.mode = 'RowExclusiveLock'"
+    "AND l.pid <> pg_backend_pid() AND l.relation = 'readings'::regclass AND l.mode = 'RowExclusiveLock'"
 )
 
 

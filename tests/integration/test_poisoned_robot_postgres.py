@@ -15,9 +15,19 @@ from common.store.db import make_engine
 from common.store.tables import readings_fact, rejected_readings, seed_axes
 from consumer_db.cli import main
 from consumer_db.migrate import migrate
+from consumer_db.rollup_writer import NewRows, add
 from consumer_db.store import insert_readings
 
 pytestmark = pytest.mark.integration
+
+
+def store_long(conn, rows):
+    """What the writer did before 0007 (and 0012): the rows into the table readings_fact, then the fold."""
+    columns = ("robot_id", "axis_id", "ts", "amps")
+    conn.execute(insert(readings_fact), [dict(zip(columns, r, strict=True)) for r in rows])
+    add(conn, NewRows.of(rows))
+
+
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -26,12 +36,10 @@ def test_migration_0007_cures_a_poisoned_robot_and_the_check_keeps_it_cured(pg_u
     migrate(engine, "0006")
     with engine.begin() as conn:
         seed_axes(conn, robot_ids=["R1"], axes=[1, 2])
-        insert_readings(
-            conn, [("R1", 1, T0, 1e308), ("R1", 2, T0, float("nan")), ("R1", 1, T0 + timedelta(seconds=2), 5.0)]
-        )
+        store_long(conn, [("R1", 1, T0, 1e308), ("R1", 2, T0, float("nan")), ("R1", 1, T0 + timedelta(seconds=2), 5.0)])
     # the poison: the next minute's readings make the rollup fold the first one, which overflows, every time
     with pytest.raises(DBAPIError, match="out of range"), engine.begin() as conn:
-        insert_readings(conn, [("R1", 1, T0 + timedelta(minutes=3), 6.0)])
+        store_long(conn, [("R1", 1, T0 + timedelta(minutes=3), 6.0)])
     migrate(engine)
     with engine.begin() as conn:
         assert conn.execute(select(readings_fact.c.amps)).scalars().all() == [5.0]

@@ -11,7 +11,7 @@ from common.wire.schemas import Alert, DeadLetter, Reading
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected, RobotAxes
 from consumer_db.decode import Topics, decode
-from consumer_db.store import copy_text, insert_readings, insert_rejected
+from consumer_db.store import copy_text, insert_readings, insert_rejected, long_rows, wide_rows
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 
 T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
@@ -126,10 +126,11 @@ def test_axis_lock_seeds_a_new_robot_once_and_caches(engine):
     assert lock.for_robots({"new"})["new"].active == (1, 2)
 
 
-def test_copy_text_escapes_and_marks_nulls():
-    rows = [("a\tb\\c", 1, T0, None), ("a\tb\\c", 2, T0, 1.25)]
+def test_copy_text_escapes_and_gathers_each_reading_into_one_row():
+    # axis 1 OK null, axis 3 with a value, axis 2 absent; then a second reading and a repeated axis
+    rows = [("a\tb\\c", 1, T0, None), ("a\tb\\c", 3, T0, 1.25), ("a\tb\\c", 3, T0, 9.0), ("x", 2, T0, -0.5)]
     assert copy_text(rows) == (
-        "a\\tb\\\\c\t1\t2022-10-17T12:00:00+00:00\t\\N\na\\tb\\\\c\t2\t2022-10-17T12:00:00+00:00\t1.25\n"
+        "a\\tb\\\\c\t2022-10-17T12:00:00+00:00\t10\t{NULL,NULL,1.25}\nx\t2022-10-17T12:00:00+00:00\t4\t{NULL,-0.5}\n"
     )
 
 
@@ -161,3 +162,18 @@ def test_decode_routes_every_message_and_turns_garbage_into_rejections():
     ]
     assert "not JSON" in batch.rejected[0]["reason"] and "schema_version 2" in batch.rejected[1]["reason"]
     assert batch.rejected[0]["raw"] == "\ufffd{" and batch.rejected[0]["robot_id"] == "r"
+
+
+@pytest.mark.parametrize(
+    "known, active",
+    [(range(1, 15), range(1, 15)), ({1, 3, 62}, {1, 3, 62}), ({1, 2, 5, 7}, {1, 5}), ({2, 4}, set())],
+    ids=["1-14", "sparse", "retired", "all retired"],
+)
+def test_a_reading_gathered_at_once_is_the_long_rows_gathered(known, active):
+    lock = RobotAxes(frozenset(known), tuple(sorted(active)))
+    for currents in ({1: 2.5, 5: None, 7: 0.0}, {2: 1.0, 4: None}, {}, {3: -1.0, 62: 4.0}, {1: None, 2: 3.0}):
+        currents = {a: v for a, v in currents.items() if a in known}
+        gathered = list(wide_rows(lock.rows("R", T0, currents)))
+        assert [lock.wide("R", T0, currents)] == (gathered or [("R", T0, 0, [])])
+        # the same rows, in axis order (the long form gives the retired axes last)
+        assert list(long_rows([lock.wide("R", T0, currents)])) == sorted(lock.rows("R", T0, currents))

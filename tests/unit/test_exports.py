@@ -30,13 +30,13 @@ def num(value) -> str:
     return "" if value is None else repr(value)
 
 
-def every_row_in_key_order() -> list[list[str]]:
+def every_row_in_export_order() -> list[list[str]]:
     rows = []
     for robot, readings, axes in (("R1", R1, (1, 2, 3, 4)), ("R2", R2, (1, 2))):
-        for position, axis in enumerate(axes):
+        for s, v in sorted(readings.items()):  # (robot, time, axis): one reading after another
             rows += [
                 [robot, str(axis), f"{at(s).isoformat(timespec='milliseconds')[:-6]}Z", num(v[position])]
-                for s, v in sorted(readings.items())
+                for position, axis in enumerate(axes)
             ]
     return rows
 
@@ -52,7 +52,7 @@ def test_export_writes_pages_summaries_and_workbook(engine, tmp_path):
     pages = [read_csv(tmp_path / f"readings_{STAMP}_p000{i}.csv") for i in range(1, 5)]
     assert all(page[0] == ["robot_id", "axis_id", "ts", "amps"] for page in pages)
     assert [len(page) - 1 for page in pages] == [10, 10, 10, 6]
-    assert [row for page in pages for row in page[1:]] == every_row_in_key_order()
+    assert [row for page in pages for row in page[1:]] == every_row_in_export_order()
 
     summary = read_csv(tmp_path / f"axis_summary_{STAMP}.csv")
     assert summary[0] == [
