@@ -7,6 +7,7 @@ works on PostgreSQL and SQLite, and returns plain dicts (timestamps aware UTC). 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, func, select
@@ -185,10 +186,12 @@ def resample_1min(
     end: datetime | None = None,
     robot_id: str | None = None,
     folded_only: bool = False,
-) -> list[Row]:
+    stream: bool = False,
+) -> list[Row] | Iterator[Row]:
     """Per robot, UTC minute and axis: mean (the smoothed curve), max and count of the non-null values.
     From the per-minute rollup (common.store.rollup), the partial minutes at the range's ends from the raw rows;
-    ``folded_only``: the whole minutes folded into the rollup, nothing else (``common.store.rollup.folded``)."""
+    ``folded_only``: the whole minutes folded into the rollup, nothing else (``common.store.rollup.folded``).
+    ``stream``: the rows as the database sends them (see ``streamed``), for an answer too big to hold."""
     m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
     query = select(
         m.c.robot_id,
@@ -198,7 +201,19 @@ def resample_1min(
         m.c.max_amps,
         m.c.n_values.label("values"),
     ).order_by(m.c.robot_id, m.c.minute, m.c.axis_id)
-    return _dicts(conn.execute(query))
+    return streamed(conn, query) if stream else _dicts(conn.execute(query))
+
+
+STREAM_ROWS = 5000  # rows per fetch from the server-side cursor
+
+
+def streamed(conn: Connection, query) -> Iterator[Row]:
+    """The rows of ``query`` as dicts, ``STREAM_ROWS`` at a time from a server-side cursor (PostgreSQL; SQLite's
+    rows come one by one anyway): memory stays flat whatever the answer's size, and the first rows can be
+    written out while the database sends the rest. Read it while ``conn`` is open."""
+    result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(query)  # now, not when read
+    keys = list(result.keys())
+    return (dict(zip(keys, row, strict=True)) for row in result)
 
 
 def fleet_minute_means(conn: Connection, *, start: datetime | None = None, end: datetime | None = None) -> list[Row]:
