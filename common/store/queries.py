@@ -56,15 +56,15 @@ def newest_ts(conn: Connection, *, robot_id: str | None = None, end: datetime | 
 def latest_per_axis(
     conn: Connection, *, robot_id: str | None = None, start: datetime | None = None, end: datetime | None = None
 ) -> list[Row]:
-    """One row per robot and axis: the newest stored row (``ts``) and its ``amps`` (None = OK null)."""
+    """One row per robot and axis: the newest stored row (``ts``) and its ``amps`` (None = OK null).
+    Each axis's newest time is one step down the primary key (robot, axis, ts) from ``end``: the range is
+    given as bare conditions on ``ts`` (``sqlparts.where`` would add the fleet's robots as an IN list,
+    and with it PostgreSQL read every row of the range instead: 1.5 s for the fleet's hour at 10 M rows)."""
     inner = R.alias("newer")
+    in_range = ([] if start is None else [inner.c.ts >= start]) + ([] if end is None else [inner.c.ts <= end])
     newest = (
         select(func.max(inner.c.ts))
-        .where(
-            inner.c.robot_id == axes_dim.c.robot_id,
-            inner.c.axis_id == axes_dim.c.axis_id,
-            *_where(inner, robot_id=None, start=start, end=end),
-        )
+        .where(inner.c.robot_id == axes_dim.c.robot_id, inner.c.axis_id == axes_dim.c.axis_id, *in_range)
         .scalar_subquery()
     )
     on = and_(R.c.robot_id == axes_dim.c.robot_id, R.c.axis_id == axes_dim.c.axis_id, R.c.ts == newest)
@@ -81,26 +81,48 @@ def latest_per_axis(
 def window_peaks(
     conn: Connection, *, robot_id: str | None = None, start: datetime | None = None, end: datetime | None = None
 ) -> list[Row]:
-    """Per robot and axis, the highest current in the range and when it first happened; highest first."""
-    ranked = (
-        select(
-            R.c.robot_id,
-            R.c.axis_id,
-            R.c.amps.label("peak_amps"),
-            R.c.ts,
-            func.row_number()
-            .over(partition_by=(R.c.robot_id, R.c.axis_id), order_by=(R.c.amps.desc(), R.c.ts))
-            .label("rank"),
-        )
-        .where(R.c.amps.is_not(None), *_where(R, robot_id=robot_id, start=start, end=end))
+    """Per robot and axis, the highest current in the range and when it first happened; highest first.
+
+    The peak, and the first minute that reached it, from the per-minute rollup (``minute_stats``: a minute's
+    ``max_amps`` is its largest raw value, the range's partial minutes and unfolded tail from the raw rows);
+    then the time from the raw rows of that one minute: the first at or after it with the peak's value,
+    a short walk down the primary key. The fleet over 4 h at 10 M rows read every row for it (16 s)."""
+    m = select(minute_stats(conn, robot_id=robot_id, start=start, end=end)).cte("minutes")
+    peaks = (
+        select(m.c.robot_id, m.c.axis_id, func.max(m.c.max_amps).label("peak_amps"))
+        .group_by(m.c.robot_id, m.c.axis_id)
         .subquery()
     )
-    on = and_(axes_dim.c.robot_id == ranked.c.robot_id, axes_dim.c.axis_id == ranked.c.axis_id)
+    reached = and_(m.c.robot_id == peaks.c.robot_id, m.c.axis_id == peaks.c.axis_id, m.c.max_amps == peaks.c.peak_amps)
+    first_minutes = (
+        select(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps, func.min(m.c.minute).label("minute"))
+        .select_from(peaks.join(m, reached))
+        .group_by(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps)
+        .subquery()
+    )
+    in_range = ([] if start is None else [R.c.ts >= start]) + ([] if end is None else [R.c.ts <= end])
+    first_ts = (
+        select(func.min(R.c.ts))
+        .where(
+            R.c.robot_id == first_minutes.c.robot_id,
+            R.c.axis_id == first_minutes.c.axis_id,
+            R.c.ts >= first_minutes.c.minute,
+            R.c.amps == first_minutes.c.peak_amps,
+            *in_range,
+        )
+        .scalar_subquery()
+    )
+    on = and_(axes_dim.c.robot_id == first_minutes.c.robot_id, axes_dim.c.axis_id == first_minutes.c.axis_id)
     query = (
-        select(ranked.c.robot_id, ranked.c.axis_id, axes_dim.c.label, ranked.c.peak_amps, ranked.c.ts)
-        .select_from(ranked.join(axes_dim, on))
-        .where(ranked.c.rank == 1)
-        .order_by(ranked.c.peak_amps.desc(), ranked.c.robot_id, ranked.c.axis_id)
+        select(
+            first_minutes.c.robot_id,
+            first_minutes.c.axis_id,
+            axes_dim.c.label,
+            first_minutes.c.peak_amps,
+            first_ts.label("ts"),
+        )
+        .select_from(first_minutes.join(axes_dim, on))
+        .order_by(first_minutes.c.peak_amps.desc(), first_minutes.c.robot_id, first_minutes.c.axis_id)
     )
     return _dicts(conn.execute(query))
 
