@@ -233,7 +233,8 @@ def streamed(conn: Connection, query) -> Iterator[Row]:
     """The rows of ``query`` as dicts, ``STREAM_ROWS`` at a time from a server-side cursor (PostgreSQL; SQLite's
     rows come one by one anyway): memory stays flat whatever the answer's size, and the first rows can be
     written out while the database sends the rest. Read it while ``conn`` is open."""
-    result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(query)  # now, not when read
+    # this statement's options (Connection.execution_options would set them for every later one); run now, not when read
+    result = conn.execute(query, execution_options={"stream_results": True, "yield_per": STREAM_ROWS})
     keys = list(result.keys())
     return (dict(zip(keys, row, strict=True)) for row in result)
 

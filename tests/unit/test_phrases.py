@@ -165,3 +165,11 @@ def test_help_loads_no_library():
     out, modules = imported_by("--help")
     assert "query" in out and "export" in out
     assert modules.isdisjoint({"sqlalchemy", "pydantic", *NOT_FOR_A_QUERY})
+
+
+def test_a_streamed_answer_leaves_the_connection_as_it_was(engine):
+    """The resample streams from a server-side cursor: that option is its statement's, not the connection's
+    (on PostgreSQL every later statement, a SET too, would have been sent as a cursor)."""
+    with engine.connect() as conn:
+        assert list(ask(conn, "show 1-minute resample", QueryArgs()).rows)
+        assert "stream_results" not in conn.get_execution_options()
