@@ -264,6 +264,9 @@ def check_queries_match_raw_rows(engine: Engine, ranges=ranges) -> None:
                 assert_close(queries.axis_summary(conn, **where), expected_summary(rows), where)
                 assert_close(queries.window_peaks(conn, **where), expected_window_peaks(rows), where)
                 assert_close(queries.latest_per_axis(conn, **where), expected_latest_per_axis(rows), where)
+                up_to_end = raw_rows(engine, robot_id, None, end)
+                newest = queries.newest_ts(conn, robot_id=robot_id, end=end)
+                assert newest == max((r[2] for r in up_to_end), default=None), where
                 health = queries.data_health(conn, **where, gap_threshold_s=GAP_S, tick_seconds=TICK_S)
                 mine = {r: a for r, a in locked.items() if robot_id in (None, r)}
                 assert_close(health, expected_health(rows, mine), where)

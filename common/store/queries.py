@@ -37,6 +37,14 @@ __all__ = [
 R = readings_fact
 
 
+def _in_range(table, start: datetime | None, end: datetime | None) -> list:
+    """``start <= ts <= end`` as bare conditions, for a query that names its robot itself (correlated to
+    axes_dim): ``sqlparts.where`` adds the fleet's robots as an IN list for a range, and beside a correlated
+    robot that list made PostgreSQL read the whole range instead of stepping down each robot's index (the
+    dashboard's newest reading of the fleet: 6 s at 10 M rows, latest per axis over the fleet's hour: 1.5 s)."""
+    return ([] if start is None else [table.c.ts >= start]) + ([] if end is None else [table.c.ts <= end])
+
+
 def newest_ts(conn: Connection, *, robot_id: str | None = None, end: datetime | None = None) -> datetime | None:
     """The newest reading's timestamp (at or before ``end``). Asked robot by robot (the robots named by
     axes_dim): each is one step down the (robot_id, ts) index instead of a scan of the whole table."""
@@ -45,9 +53,7 @@ def newest_ts(conn: Connection, *, robot_id: str | None = None, end: datetime | 
         robots = robots.where(axes_dim.c.robot_id == robot_id)
     robots = robots.subquery()
     per_robot = (
-        select(func.max(R.c.ts))
-        .where(R.c.robot_id == robots.c.robot_id, *_where(R, robot_id=None, start=None, end=end))
-        .scalar_subquery()
+        select(func.max(R.c.ts)).where(R.c.robot_id == robots.c.robot_id, *_in_range(R, None, end)).scalar_subquery()
     )
     newest = select(per_robot.label("newest")).select_from(robots).subquery()
     return conn.execute(select(func.max(newest.c.newest))).scalar()
@@ -56,15 +62,16 @@ def newest_ts(conn: Connection, *, robot_id: str | None = None, end: datetime | 
 def latest_per_axis(
     conn: Connection, *, robot_id: str | None = None, start: datetime | None = None, end: datetime | None = None
 ) -> list[Row]:
-    """One row per robot and axis: the newest stored row (``ts``) and its ``amps`` (None = OK null).
-    Each axis's newest time is one step down the primary key (robot, axis, ts) from ``end``: the range is
-    given as bare conditions on ``ts`` (``sqlparts.where`` would add the fleet's robots as an IN list,
-    and with it PostgreSQL read every row of the range instead: 1.5 s for the fleet's hour at 10 M rows)."""
+    """One row per robot and axis: the newest stored row (``ts``) and its ``amps`` (None = OK null); each
+    axis's newest time is one step down the primary key (robot, axis, ts) from ``end``."""
     inner = R.alias("newer")
-    in_range = ([] if start is None else [inner.c.ts >= start]) + ([] if end is None else [inner.c.ts <= end])
     newest = (
         select(func.max(inner.c.ts))
-        .where(inner.c.robot_id == axes_dim.c.robot_id, inner.c.axis_id == axes_dim.c.axis_id, *in_range)
+        .where(
+            inner.c.robot_id == axes_dim.c.robot_id,
+            inner.c.axis_id == axes_dim.c.axis_id,
+            *_in_range(inner, start, end),
+        )
         .scalar_subquery()
     )
     on = and_(R.c.robot_id == axes_dim.c.robot_id, R.c.axis_id == axes_dim.c.axis_id, R.c.ts == newest)
@@ -103,7 +110,6 @@ def window_peaks(
         .group_by(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps)
         .subquery()
     )
-    in_range = ([] if start is None else [R.c.ts >= start]) + ([] if end is None else [R.c.ts <= end])
     first_ts = (
         select(func.min(R.c.ts))
         .where(
@@ -112,7 +118,7 @@ def window_peaks(
             R.c.ts >= first_minutes.c.minute,
             R.c.ts < next_minute(first_minutes.c.minute),  # bounded: the planner reads ~30 rows, not the rest
             R.c.amps == first_minutes.c.peak_amps,
-            *in_range,
+            *_in_range(R, start, end),
         )
         .scalar_subquery()
     )
@@ -204,7 +210,7 @@ def _nth_newest_bound(conn: Connection, *, n: int, start: datetime | None, end: 
     robots = select(axes_dim.c.robot_id).distinct().subquery()
     nth = (
         select(R.c.ts)
-        .where(R.c.robot_id == robots.c.robot_id, *_where(R, robot_id=None, start=start, end=end))
+        .where(R.c.robot_id == robots.c.robot_id, *_in_range(R, start, end))
         .group_by(R.c.ts)
         .order_by(R.c.ts.desc())
         .limit(1)
