@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         rows += commands(engine, args, rows)
     notes = (
         f"Command: `.venv/bin/python -m bench.query_scale --rows {args.rows} --robots {args.robots} --runs {args.runs} "
-        f"--budget {args.budget:g}`. {facts}; "
+        f"--budget {args.budget:g} --command-runs {args.command_runs}"
+        + (f" --compare {args.compare}" if args.compare else "")
+        + f"`. {facts}; "
         + (f"bulk ingest: {filled:.0f} s. " if filled else "kept database reused. ")
         + "ms; `runs` = timed runs after one warm-up (a warm-up slower than --budget counts as a run). Dashboard "
         "aim: every query < 100 ms p99. `index off` = one run with index scans disabled (enable_indexscan/"
