@@ -2,8 +2,7 @@
 
 Imported here: what every command needs (the settings, SQLAlchemy, logging). Each command imports the rest
 itself, when it runs: the sink's Kafka client, metrics server and event loop, alembic, the CSV parser, the
-XLSX writer. A query then starts without them (about a third of the process's start-up once;
-tests/unit/test_consumer_db_cli.py keeps it so).
+XLSX writer. A query then starts without them (tests/unit/test_phrases.py checks it in a fresh interpreter).
 """
 
 from __future__ import annotations
