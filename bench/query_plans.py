@@ -138,9 +138,10 @@ def explain(conn, call) -> str:
     captured: list[str] = []
 
     def before(_conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("SELECT") and "readings_fact" in statement:
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, parameters)
-            captured.append("\n".join(r[0] for r in cursor.fetchall()))
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")) and "readings_fact" in statement:
+            with _conn.connection.dbapi_connection.cursor() as plain:  # a streamed query's cursor is a named one
+                plain.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, parameters)
+                captured.append("\n".join(r[0] for r in plain.fetchall()))
 
     event.listen(conn, "before_cursor_execute", before)
     try:

@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command-runs", type=int, default=3, help="runs of each phrase as a whole command")
     parser.add_argument("--formats", default="table,json", help="output formats the commands are timed with")
     parser.add_argument("--keep", metavar="DBNAME", help="database to reuse or leave behind")
+    parser.add_argument(
+        "--compare",
+        metavar="DIR",
+        type=Path,
+        help="a checkout of another commit: each command also run from it, in turn with this tree's",
+    )
     args = parser.parse_args(argv)
     url = postgres_url("query_scale")
     if url is None:
@@ -87,15 +93,22 @@ def main(argv: list[str] | None = None) -> int:
         rows += commands(engine, args, rows)
     notes = (
         f"Command: `.venv/bin/python -m bench.query_scale --rows {args.rows} --robots {args.robots} --runs {args.runs} "
-        f"--budget {args.budget:g}`. {facts}; "
+        f"--budget {args.budget:g} --command-runs {args.command_runs}"
+        + (f" --compare {args.compare}" if args.compare else "")
+        + f"`. {facts}; "
         + (f"bulk ingest: {filled:.0f} s. " if filled else "kept database reused. ")
         + "ms; `runs` = timed runs after one warm-up (a warm-up slower than --budget counts as a run). Dashboard "
         "aim: every query < 100 ms p99. `index off` = one run with index scans disabled (enable_indexscan/"
         f"bitmapscan/indexonlyscan = off), cancelled after {INDEX_OFF_TIMEOUT_S} s; "
         "the plans below are with them on. `command` rows: the whole `python -m consumer_db query` process, "
         f"median (and max) of {args.command_runs} runs, output to a file; `SQL p50 ms` = the same phrase's "
-        "p50 above; `render ms` = consumer_db.output.render of its answer alone. "
-        f"1-min load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n\n"
+        "p50 above; `render ms` = consumer_db.output.render of its answer alone"
+        + (
+            f"; `compared` = the same command from {args.compare}, run in turn with this tree's. "
+            if args.compare
+            else ". "
+        )
+        + f"1-min load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n\n"
         + "\n".join(f"### {name}\n```\n{plan}\n```" for name, plan in plans.items())
     )
     write_results("query_scale", rows, notes=notes, extra={"aiokafka": aiokafka_extensions()})
@@ -161,7 +174,7 @@ def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
         for phrase in PHRASES:
             words = phrase.name.replace("{n}", "20")
             for scope, query_args in scopes.items():
-                rows.append(result(f'query "{words}"', scope, sample(partial(ask, conn, words, query_args), args)))
+                rows.append(result(f'query "{words}"', scope, sample(partial(answered, conn, words, query_args), args)))
                 print(rows[-1], flush=True)
         plans = index_cases(conn, rows, robot, scopes, args)
     view = HistoryView(Document(), engine, DashboardSettings(_env_file=None))
@@ -174,6 +187,12 @@ def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
             rows.append(result("dashboard history (Refresh)", f"{who or 'fleet'}, {name.strip()}", samples, parts))
             print(rows[-1], flush=True)
     return rows, plans, facts
+
+
+def answered(conn, words: str, query_args: QueryArgs) -> tuple[list[dict], dict]:
+    """The phrase's whole answer, its streamed rows read too."""
+    answer = ask(conn, words, query_args)
+    return list(answer.rows), answer.tables
 
 
 def sample(call, args) -> list[float]:
@@ -240,11 +259,13 @@ def index_cases(conn, rows: list[dict], robot: str, scopes: dict, args) -> dict[
         ("show 1-minute peak", "fleet, everything"),
         ("show 1-minute resample", f"{robot}, last hour"),
         ("show data health", f"{robot}, last hour"),
+        ("show window peaks", "fleet, everything"),
+        ("show latest per axis", "fleet, last hour"),
     ]
     plans = {}
     for words, scope in cases:
-        call = partial(ask, conn, words, scopes[scope])
-        if words in ("show latest per axis", "show 1-minute resample", "show data health"):
+        call = partial(answered, conn, words, scopes[scope])
+        if words in ("show latest per axis", "show 1-minute resample", "show data health", "show window peaks"):
             plans[f'"{words}", {scope}'] = explain(conn, call)
         for statement in INDEX_OFF:
             conn.exec_driver_sql(statement)
@@ -268,37 +289,30 @@ def commands(engine: Engine, args, timed: list[dict]) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp, engine.connect() as conn:
         out = Path(tmp) / "answer"
         # What every command pays before its first query: the interpreter, the imports, the phrase list.
-        listing = [sys.executable, "-m", "consumer_db", "query", "--list"]
-        start_up = [run_command(listing, env, out) for _ in range(args.command_runs)]
-        rows.append(
-            {
-                "query": "command: consumer_db query --list (start-up, no database)",
-                "scope": "",
-                "runs": len(start_up),
-                "p50 ms": round(statistics.median(start_up), 1),
-                "p99 ms": round(max(start_up), 1),
-            }
-        )
+        for argv, name in (
+            (["--help"], "command: consumer_db --help"),
+            (["query", "--list"], "command: consumer_db query --list (start-up, no database)"),
+        ):
+            wall, compared = in_turn(argv, env, out, args)
+            rows.append({"query": name, "scope": "", **walls(wall, compared)})
         for phrase in PHRASES:
             words = phrase.name.replace("{n}", "20")
             answer = ask(conn, words, QueryArgs())
+            answer_rows = list(answer.rows)  # a streamed answer is read once
             sql = next(r for r in timed if r["query"] == f'query "{words}"' and r["scope"] == "fleet, everything")
             for fmt in args.formats.split(","):
                 started = time.perf_counter()
-                render(answer.rows, answer.tables, fmt)
+                render(answer_rows, answer.tables, fmt)
                 render_ms = (time.perf_counter() - started) * 1000
-                argv = [sys.executable, "-m", "consumer_db", "query", words, "--format", fmt]
-                wall = [run_command(argv, env, out) for _ in range(args.command_runs)]
+                wall, compared = in_turn(["query", words, "--format", fmt], env, out, args)
                 rows.append(
                     {
                         "query": f'command: consumer_db query "{words}" --format {fmt}',
                         "scope": "fleet, everything",
-                        "runs": len(wall),
-                        "p50 ms": round(statistics.median(wall), 1),
-                        "p99 ms": round(max(wall), 1),
+                        **walls(wall, compared),
                         "SQL p50 ms": sql["p50 ms"],
                         "render ms": round(render_ms, 1),
-                        "answer rows": len(answer.rows),
+                        "answer rows": len(answer_rows),
                         "output bytes": out.stat().st_size,
                         "command aim (< 500 ms) met": "yes" if statistics.median(wall) < 500 else "NO",
                     }
@@ -307,11 +321,32 @@ def commands(engine: Engine, args, timed: list[dict]) -> list[dict]:
     return rows
 
 
-def run_command(argv: list[str], env: dict, out: Path) -> float:
+def in_turn(argv: list[str], env: dict, out: Path, args) -> tuple[list[float], list[float]]:
+    """ms of ``python -m consumer_db ARGV`` from this tree, --command-runs times; with --compare, each run
+    followed by one from that tree (the process's working directory decides which consumer_db it imports)."""
+    wall, compared = [], []
+    for _ in range(args.command_runs):
+        wall.append(run_command([sys.executable, "-m", "consumer_db", *argv], env, out))
+        if args.compare:
+            compared.append(run_command([sys.executable, "-m", "consumer_db", *argv], env, out, cwd=args.compare))
+    if args.compare:  # this tree's output last, for the output bytes
+        run_command([sys.executable, "-m", "consumer_db", *argv], env, out)
+    return wall, compared
+
+
+def walls(wall: list[float], compared: list[float]) -> dict:
+    row = {"runs": len(wall), "p50 ms": round(statistics.median(wall), 1), "p99 ms": round(max(wall), 1)}
+    if compared:
+        row["compared p50 ms"] = round(statistics.median(compared), 1)
+        row["compared max ms"] = round(max(compared), 1)
+    return row
+
+
+def run_command(argv: list[str], env: dict, out: Path, cwd: Path | None = None) -> float:
     """ms from the process's start to its exit, its output written to ``out``."""
     with out.open("w") as sink:
         started = time.perf_counter()
-        done = subprocess.run(argv, env=env, stdout=sink, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(argv, env=env, stdout=sink, stderr=subprocess.PIPE, text=True, cwd=cwd)
         wall = (time.perf_counter() - started) * 1000
     if done.returncode != 0:
         raise RuntimeError(f"{argv[2:]} failed ({done.returncode}): {done.stderr[-2000:]}")

@@ -1,4 +1,8 @@
-"""``python -m consumer_db [run|migrate|ingest|query|export] ...``; without a command it runs the sink."""
+"""``python -m consumer_db [run|migrate|ingest|query|export] ...``; without a command it runs the sink.
+
+Only the standard library at the top: ``--help`` and a wrong argument answer before pydantic, SQLAlchemy or
+Kafka's client are loaded, and each command loads what it uses (consumer_db.commands).
+"""
 
 from __future__ import annotations
 
@@ -152,8 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from consumer_db.commands import COMMANDS, execute
-
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -161,4 +163,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args([*argv, "run"])
     if getattr(args, "start", None) and getattr(args, "end", None) and args.start > args.end:
         parser.error(f"--start {args.start.isoformat()} is after --end {args.end.isoformat()}")
+    from consumer_db.commands import COMMANDS, execute  # after parsing: see the module's docstring
+
     return execute(COMMANDS[args.command], args)

@@ -1,9 +1,13 @@
-"""What each ``python -m consumer_db`` command does, once the arguments are parsed."""
+"""What each ``python -m consumer_db`` command does, once the arguments are parsed.
+
+Imported here: what every command needs (the settings, SQLAlchemy, logging). Each command imports the rest
+itself, when it runs: the sink's Kafka client, metrics server and event loop, alembic, the CSV parser, the
+XLSX writer. A query then starts without them (tests/unit/test_phrases.py checks it in a fresh interpreter).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Callable
@@ -14,11 +18,8 @@ from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from common.errors import AxiswatchError, ServiceUnavailable
-from common.metrics import Health, serving
-from common.service import run_service, setup_logging
+from common.service import setup_logging
 from common.store.db import make_engine, safe_url
-from common.wire.kafka import open_bus
-from consumer_db.retry import short_error
 from consumer_db.settings import ConsumerDbSettings
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ def execute(command: Callable[[argparse.Namespace, ConsumerDbSettings], int], ar
         print(f"error: {_database_problem(exc)}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:  # one line from the driver, never the statement and its parameters
+        from consumer_db.retry import short_error  # with the sink's retries and their metrics: not on every start
+
         print(f"error: the database refused the request: {short_error(exc)}", file=sys.stderr)
         return 1
     except (ServiceUnavailable, OSError) as exc:
@@ -69,6 +72,11 @@ def _engine(settings: ConsumerDbSettings, *, existing: bool = False) -> Engine:
 
 
 def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
+    import asyncio
+
+    from common.metrics import Health, serving
+    from common.service import run_service
+    from common.wire.kafka import open_bus
     from consumer_db.service import run
 
     updates = {"sink_group_id": args.group_id, "sink_batch_size": args.batch_size, "sink_batch_ms": args.batch_ms}
@@ -146,7 +154,7 @@ def ingest(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
 
 
 def query(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
-    from consumer_db.output import render
+    from consumer_db.output import write
     from consumer_db.phrases import QueryArgs, ask, known_phrases
 
     if args.list or not args.phrase:
@@ -165,9 +173,9 @@ def query(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
     try:
         with engine.connect() as conn:
             answer = ask(conn, args.phrase, qargs)
+            write(sys.stdout, answer.rows, answer.tables, args.format)  # as the rows come: inside the connection
     finally:
         engine.dispose()
-    sys.stdout.write(render(answer.rows, answer.tables, args.format))
     return 0
 
 

@@ -8,7 +8,7 @@ phrase is an error listing the known.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,9 +44,10 @@ class QueryArgs:
 
 @dataclass(frozen=True)
 class Answer:
-    """The main table, plus named side tables (data health's gaps)."""
+    """The main table, plus named side tables (data health's gaps). A big answer's rows are an iterator over
+    the database's cursor (the 1-minute resample): read them once, while the connection is open."""
 
-    rows: Rows
+    rows: Iterable[dict[str, Any]]
     tables: dict[str, Rows] = field(default_factory=dict)
 
 
@@ -90,7 +91,7 @@ def _window_peaks(conn, a: QueryArgs, _n) -> Answer:
 
 
 def _resample(conn, a: QueryArgs, _n) -> Answer:
-    return Answer(queries.resample_1min(conn, robot_id=a.robot_id, start=a.start, end=a.end))
+    return Answer(queries.resample_1min(conn, robot_id=a.robot_id, start=a.start, end=a.end, stream=True))
 
 
 def _summary(conn, a: QueryArgs, _n) -> Answer:

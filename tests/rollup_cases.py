@@ -166,6 +166,28 @@ def expected_summary(rows) -> list[dict]:
     return out
 
 
+def expected_window_peaks(rows) -> list[dict]:
+    """Per robot and axis with a value: the largest, and the first time it was reached; highest first."""
+    peaks: dict = {}
+    for robot, axis, ts, amps in sorted(rows, key=lambda r: r[2]):
+        if amps is not None and ((robot, axis) not in peaks or amps > peaks[(robot, axis)][0]):
+            peaks[(robot, axis)] = (amps, ts)
+    out = [
+        {"robot_id": robot, "axis_id": axis, "label": f"Axis #{axis}", "peak_amps": amps, "ts": ts}
+        for (robot, axis), (amps, ts) in peaks.items()
+    ]
+    return sorted(out, key=lambda p: (-p["peak_amps"], p["robot_id"], p["axis_id"]))
+
+
+def expected_latest_per_axis(rows) -> list[dict]:
+    """Per robot and axis, its newest row (a None value included)."""
+    newest = {(robot, axis): (ts, amps) for robot, axis, ts, amps in sorted(rows, key=lambda r: r[2])}
+    return [
+        {"robot_id": robot, "axis_id": axis, "label": f"Axis #{axis}", "ts": ts, "amps": amps}
+        for (robot, axis), (ts, amps) in sorted(newest.items())
+    ]
+
+
 def expected_health(rows, locked: dict[str, list[int]]) -> list[dict]:
     out = []
     for robot, axes in sorted(locked.items()):
@@ -240,6 +262,11 @@ def check_queries_match_raw_rows(engine: Engine, ranges=ranges) -> None:
                 where = {"robot_id": robot_id, "start": start, "end": end}
                 assert_close(queries.resample_1min(conn, **where), expected_resample(rows), where)
                 assert_close(queries.axis_summary(conn, **where), expected_summary(rows), where)
+                assert_close(queries.window_peaks(conn, **where), expected_window_peaks(rows), where)
+                assert_close(queries.latest_per_axis(conn, **where), expected_latest_per_axis(rows), where)
+                up_to_end = raw_rows(engine, robot_id, None, end)
+                newest = queries.newest_ts(conn, robot_id=robot_id, end=end)
+                assert newest == max((r[2] for r in up_to_end), default=None), where
                 health = queries.data_health(conn, **where, gap_threshold_s=GAP_S, tick_seconds=TICK_S)
                 mine = {r: a for r, a in locked.items() if robot_id in (None, r)}
                 assert_close(health, expected_health(rows, mine), where)

@@ -73,6 +73,24 @@ def _epoch_sqlite(value: str) -> str:
     return f"(CAST(strftime('%s', {value}) AS INTEGER) + CAST(substr({value}, 20) AS REAL))"
 
 
+class next_minute(FunctionElement):
+    """The start of the UTC minute after the one that starts at ``minute`` (a rollup's ``minute``)."""
+
+    type = UtcDateTime()
+    inherit_cache = True
+    name = "next_minute"
+
+
+@compiles(next_minute, "postgresql")
+def _next_minute_pg(element, compiler, **kw) -> str:
+    return f"({compiler.process(element.clauses, **kw)} + interval '1 minute')"
+
+
+@compiles(next_minute, "sqlite")
+def _next_minute_sqlite(element, compiler, **kw) -> str:
+    return f"strftime('{SQLITE_UNIT_START['minute']}', {compiler.process(element.clauses, **kw)}, '+1 minute')"
+
+
 def mean_of(total, count) -> Any:
     """``total / count``, NULL where ``count`` is 0 (a minute or robot without values)."""
     return case((count > 0, total / count))

@@ -1,9 +1,13 @@
-"""consumer_db query --format json: the same JSON as before, one row per line, written by the C encoder."""
+"""consumer_db query output: the same JSON as before, one row per line, written by the C encoder; every
+format written row by row as the answer comes."""
 
+import io
 import json
 from datetime import UTC, datetime
 
-from consumer_db.output import render
+import pytest
+
+from consumer_db.output import FORMATS, TABLE_PAGE, render, write
 
 ROWS = [
     {"robot_id": 'R"1\n', "ts": datetime(2022, 10, 17, 12, 18, 23, 660000, tzinfo=UTC), "amps": 1.25, "axes": [1, 2]},
@@ -32,3 +36,27 @@ def test_json_with_side_tables_nests_them_beside_the_rows():
 
 def test_json_of_no_rows_is_an_empty_array():
     assert json.loads(render([], {}, "json")) == []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_format_writes_the_rows_as_they_come(fmt):
+    """A big answer is never held whole: when a row is asked for, the rows before it are already out (the
+    text table's after its first page, which sizes the columns)."""
+    out, written_before = io.StringIO(), {}
+
+    def rows():
+        for i in range(TABLE_PAGE + 20):
+            written_before[i] = out.getvalue()
+            yield {"robot_id": f"R{i}", "amps": float(i)}
+
+    write(out, rows(), {}, fmt)
+    assert f"R{TABLE_PAGE + 9}" in written_before[TABLE_PAGE + 10]
+    assert f"R{TABLE_PAGE + 10}" not in written_before[TABLE_PAGE + 10]
+    assert len(out.getvalue().splitlines()) == TABLE_PAGE + 20 + {"table": 2, "csv": 1, "json": 2}[fmt]
+
+
+def test_the_table_sizes_its_columns_on_its_first_page_and_widens_them_for_a_longer_cell_later():
+    rows = [{"robot_id": "R1", "amps": 1.0}] * TABLE_PAGE + [{"robot_id": "robot-long", "amps": 2.0}] * 2
+    lines = render(rows, {}, "table").splitlines()
+    assert lines[0] == "robot_id  amps" and lines[2] == "R1        1.000"
+    assert lines[-1] == lines[-2] == "robot-long  2.000"

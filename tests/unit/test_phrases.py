@@ -1,6 +1,9 @@
 """Phrase tests: each phrase of consumer_db's table on a fixed fixture (SQLite), exact expected rows."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -25,7 +28,7 @@ def engine(fixture_sqlite):
 def test_phrase_gives_exact_rows(engine, phrase, args, rows, tables):
     with engine.connect() as conn:
         answer = ask(conn, phrase, QueryArgs(**args))
-    assert comparable(answer.rows) == comparable(rows)
+        assert comparable(answer.rows) == comparable(rows)  # read while connected: a big answer streams
     assert {k: comparable(v) for k, v in answer.tables.items()} == {k: comparable(v) for k, v in tables.items()}
 
 
@@ -123,3 +126,50 @@ def test_cli_query_on_a_missing_sqlite_file_creates_nothing(tmp_path, capsys):
     assert main(["--database-url", f"sqlite:///{missing}", "query", "summary"]) == 1
     assert "no SQLite database" in capsys.readouterr().err
     assert not missing.exists()
+
+
+# Loaded by the other commands (the sink, ingest, export, migrate), never needed to answer a phrase.
+# (asyncio is not here: SQLAlchemy imports it.)
+NOT_FOR_A_QUERY = ("pandas", "openpyxl", "aiokafka", "alembic", "prometheus_client", "bokeh", "tqdm")
+IMPORTED = """
+import sys
+from consumer_db.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:  # --help
+    code = exc.code
+print("\\nMODULES", " ".join(sorted(m for m in sys.modules if "." not in m)))
+sys.exit(code)
+"""
+
+
+def imported_by(*argv: str) -> tuple[str, set[str]]:
+    """The output of ``python -m consumer_db ARGV`` in a fresh interpreter, and the top-level modules it loaded."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTED, *argv], capture_output=True, text=True, env={**os.environ, "LOG_LEVEL": "INFO"}
+    )
+    assert done.returncode == 0, done.stderr
+    out, _, modules = done.stdout.rpartition("\nMODULES ")
+    return out, set(modules.split())
+
+
+def test_a_query_loads_only_what_answering_it_needs(engine):
+    url = engine.url.render_as_string(hide_password=False)
+    out, modules = imported_by("--database-url", url, "query", "show 1-minute resample", "--format", "json")
+    assert json.loads(out)[0]["robot_id"] == "R1"  # it did answer, from the database
+    assert "sqlalchemy" in modules and "pydantic_settings" in modules
+    assert modules.isdisjoint(NOT_FOR_A_QUERY), modules & set(NOT_FOR_A_QUERY)
+
+
+def test_help_loads_no_library():
+    out, modules = imported_by("--help")
+    assert "query" in out and "export" in out
+    assert modules.isdisjoint({"sqlalchemy", "pydantic", *NOT_FOR_A_QUERY})
+
+
+def test_a_streamed_answer_leaves_the_connection_as_it_was(engine):
+    """The resample streams from a server-side cursor: that option is its statement's, not the connection's
+    (on PostgreSQL every later statement, a SET too, would have been sent as a cursor)."""
+    with engine.connect() as conn:
+        assert list(ask(conn, "show 1-minute resample", QueryArgs()).rows)
+        assert "stream_results" not in conn.get_execution_options()

@@ -219,3 +219,29 @@ def test_a_fold_between_reading_the_cuts_and_running_the_query_changes_no_answer
         assert len(stored(engine, readings_minute)) >= 2  # minutes 0 and 1 folded meanwhile
         n_rows = reader.execute(select(func.sum(m.c.n_rows))).scalar_one()
     assert n_rows == 120
+
+
+def test_window_peaks_from_the_rollup_take_the_first_time_of_a_peak_reached_again(engine):
+    """The peak comes from the rollup and its time from the first minute that reached it: a value reached
+    twice in a minute, again in later minutes (folded and not), all zeros (peak 0 at every reading), only
+    negative currents; ranges that start or end between two times of the peak, inside its minutes."""
+    at = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
+    peak_at = {30, 34, 200, 410}  # twice in minute 0, then minutes 3 and 6 (the newest: not folded)
+    rows = [
+        (robot, axis, at(s), amps)
+        for robot in ("R1", "R2")
+        for s in range(0, 420, 2)
+        for axis, amps in ((1, 5.0 if s in peak_at else 1.0), (2, 0.0), (3, -1.0 - (s % 60 != 0)), (4, None))
+    ]
+    cases.store_with_replays(engine, rows, 11)
+    with engine.connect() as conn:
+        for start, end in [(None, None), (at(31), None), (at(35), at(409)), (at(35), at(199)), (at(60), at(61))]:
+            raw = cases.raw_rows(engine, None, start, end)
+            where = {"start": start, "end": end}
+            answer = queries.window_peaks(conn, **where)
+            cases.assert_close(answer, cases.expected_window_peaks(raw), where)
+        assert {(p["axis_id"], p["ts"]) for p in queries.window_peaks(conn, start=at(31))} == {
+            (1, at(34)),
+            (2, at(32)),
+            (3, at(60)),
+        }
