@@ -93,7 +93,8 @@ def window_peaks(
     The peak, and the first minute that reached it, from the per-minute rollup (``minute_stats``: a minute's
     ``max_amps`` is its largest raw value, the range's partial minutes and unfolded tail from the raw rows);
     then the time from the raw rows of that one minute: the first with the peak's value, one short range of
-    the primary key. The fleet over 4 h at 10 M rows read every row for it (16 s). A window of a minute or
+    the primary key (or the minute itself, where retention dropped the raw rows). The fleet over 4 h at 10 M
+    rows read every row for it (16 s). A window of a minute or
     two (the 1-minute peak) has no whole minute to take from the rollup: its rows are ranked directly."""
     if start is not None and end is not None and end - start <= SHORT_WINDOW:
         return _ranked_peaks(conn, robot_id=robot_id, start=start, end=end)
@@ -129,7 +130,8 @@ def window_peaks(
             first_minutes.c.axis_id,
             axes_dim.c.label,
             first_minutes.c.peak_amps,
-            first_ts.label("ts"),
+            # Past RAW_RETENTION_DAYS the raw rows are gone and the rollup keeps the minute only.
+            func.coalesce(first_ts, first_minutes.c.minute).label("ts"),
         )
         .select_from(first_minutes.join(axes_dim, on))
         .order_by(first_minutes.c.peak_amps.desc(), first_minutes.c.robot_id, first_minutes.c.axis_id)

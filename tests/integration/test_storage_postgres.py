@@ -122,6 +122,7 @@ def test_retention_drops_the_raw_days_past_it_and_nothing_else(engine):
         stamps = [dict(r) for r in conn.execute(stamp_stats_of([R.c.ts < cutoff])).mappings()]
         health = data_health(conn, start=T0, end=cutoff - timedelta(microseconds=1), gap_threshold_s=60)
         summary = queries.axis_summary(conn, start=T0, end=cutoff - timedelta(microseconds=1))
+        peaks = queries.window_peaks(conn, start=T0, end=cutoff - timedelta(microseconds=1))
         kept = conn.execute(select(R).where(R.c.ts >= cutoff).order_by(R.c.robot_id, R.c.ts, R.c.axis_id)).all()
         assert conn.execute(text("SELECT folded_until FROM rollup_progress WHERE robot_id = 'R2'")).scalar() < cutoff
 
@@ -150,6 +151,13 @@ def test_retention_drops_the_raw_days_past_it_and_nothing_else(engine):
         cases.assert_close(
             queries.axis_summary(conn, start=T0, end=cutoff - timedelta(microseconds=1)), summary, "summary"
         )
+        # the peaks of the dropped day stay, from the rollup, timed to their minute
+        after_peaks = queries.window_peaks(conn, start=T0, end=cutoff - timedelta(microseconds=1))
+        assert [(p["robot_id"], p["axis_id"], p["peak_amps"]) for p in after_peaks] == [
+            (p["robot_id"], p["axis_id"], p["peak_amps"]) for p in peaks
+        ]
+        minute_of = lambda ts: ts.replace(second=0, microsecond=0)  # noqa: E731
+        assert [minute_of(p["ts"]) for p in peaks] == [p["ts"] for p in after_peaks]
         partitions = conn.execute(
             text("SELECT relname FROM pg_class WHERE relname ~ '^readings_p' AND relkind = 'r' ORDER BY 1")
         ).scalars()
