@@ -19,7 +19,7 @@ The database sink of axiswatch and its tools.
 
   run      (default) consume the readings, alerts and dead-letter topics into the database
   migrate  bring the database schema up to date (the sink also does it at start)
-  ingest   load a controller CSV export straight into readings_fact, without Kafka
+  ingest   load a controller CSV export straight into the database, without Kafka
   query    ask a question in words, e.g. "show latest per axis" (query --list shows them all)
   export   write the dataset as CSV pages, summaries and one XLSX workbook
 
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser(
         "ingest",
-        help="load a controller CSV export into readings_fact",
+        help="load a controller CSV export into the database (PostgreSQL: readings, one row per reading)",
         description="Parse a controller export with the producer's rules and store it; "
         "re-running it adds nothing. Bad rows go to rejected_readings with their line.",
     )
