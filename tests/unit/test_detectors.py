@@ -164,6 +164,21 @@ def test_residual_error_on_one_sample_needs_the_surge_threshold():
     )
 
 
+def test_a_surge_is_judged_by_its_own_rule_only_and_leaves_the_alert_window_alone():
+    # A spike of a few samples far over SurgeC: ERRORs while it lasts, and the sustained-overload window (MinC)
+    # never sees it, so nothing keeps an ALERT going for a window's length after it.
+    detector = ResidualDetector(axis_model(window=5, short=3, surge_c=40.0, min_c=2.0, t_long_s=0.0))
+    feed(detector, [10.0] * 10)
+    during = feed(detector, [60.0, 70.0, 65.0], t0=100.0)
+    assert [f.severity for f in during] == [Severity.ERROR] * 3
+    assert detector.long_stat == pytest.approx(0.0)
+    assert not any(feed(detector, [10.0] * 10, t0=110.0))
+    # the same samples just under SurgeC (still over MinC) fill the window: the sustained rule fires
+    slow = ResidualDetector(axis_model(window=5, short=3, surge_c=40.0, min_c=2.0, t_long_s=0.0))
+    feed(slow, [10.0] * 10)
+    assert any(f is not None and f.severity is Severity.ALERT for f in feed(slow, [45.0] * 5, t0=100.0))
+
+
 def test_residual_ignores_idle_and_none_and_they_do_not_break_a_run():
     detector = ResidualDetector(axis_model(short=2))
     feed(detector, [10.0] * 10)
