@@ -7,6 +7,8 @@ configuration in its own process, the runs interleaved (reference, this tree's d
 apart with ``git archive`` (default 4141f27, the budget of issue 21: at most 2x its CPU).
 
     .venv/bin/python -m bench.alerts_cpu [--reference-commit 4141f27] [--rounds 2] [--repeats 3]
+
+Results: ``bench/results/alerts_cpu.{json,md}`` against 4141f27, ``alerts_cpu_vs_<commit>`` against another.
 """
 
 from __future__ import annotations
@@ -74,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         subprocess.run(["tar", "-x", "-C", reference], input=archive.stdout, check=True)
         rows = rounds(Path(reference), args)
-    write_results("alerts_cpu", rows, notes=f"- Reference: {args.reference_commit}; data: {args.csv.name}.")
+    # The budget's reference keeps the plain name; a run against another commit (e.g. the parent of a change:
+    # did it add CPU?) gets its own file beside it.
+    name = "alerts_cpu" if args.reference_commit == "4141f27" else f"alerts_cpu_vs_{args.reference_commit}"
+    write_results(name, rows, notes=f"- Reference: {args.reference_commit}; data: {args.csv.name}.")
     return 0
 
 

@@ -30,8 +30,10 @@ FORMAT = "axiswatch.consumer_alerts.model"
 # 2: with ``surge_c``; a version-1 file still loads, without the single-sample surge rule.
 # 3: with ``mean``; an older file still loads, but the service cannot tell when its robots' load has moved
 #    away from it (no re-learning, docs/consumer_alerts.md "Learning the model").
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# 4: with ``log_mean``; an older file still loads, but the load detector learns each axis's level from the feed
+#    before it judges it (docs/consumer_alerts.md "load").
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 LLR_CAP = 3.0  # one sample can move the windowed score by at most this much: bounded influence
 LLR_MEMO = 8192  # scores of distinct currents remembered per axis, at most (~0.5 MB)
 Kind = Literal["line", "density"]
@@ -109,6 +111,7 @@ class AxisModel:
     threshold_source: str = "percentile"  # or "median+MAD" when there were few samples
     stuck_run: int = 1  # longest run of identical non-zero readings seen in training
     mean: float | None = None  # mean active current in training, amps: what a lasting change is measured against
+    log_mean: float | None = None  # mean log of the active current in training: the load detector's normal level
 
     def expected(self, ts: float) -> float:
         return self.median if self.density is not None else self.line.at(ts)

@@ -145,6 +145,7 @@ def fit_axis(axis: int, samples: Samples, o: TrainingOptions) -> AxisModel:
         density=fit_density(amps, o) if o.kind == "density" else None,
         stuck_run=samples.stuck_run,
         mean=float(amps.mean()),
+        log_mean=float(np.log(amps[amps > 0]).mean()) if (amps > 0).any() else None,
     )
     trace: list[tuple[float, float, float]] = []
     detector = ResidualDetector(model, trace=trace)

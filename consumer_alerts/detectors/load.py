@@ -11,6 +11,10 @@ of the cycle. Against it:
   ``warmup`` active readings, then weighted by ``alpha``), frozen while the window is in the outer half of its
   band or beyond (a fault does not become normal, nor widens the band), re-learnt from the window once a change
   has lasted ``absorb`` active readings (a new program: one event, then quiet);
+- before it has learnt that (``warmup``), the **model's level** when the axis has a model (``prior``: the mean
+  log current of its training): the feed is judged from its first full window, so a load already gone at the
+  first reading is seen. The spread on this axis is not known yet, so the band is wide then: half the log
+  distance to the farther gross ratio, either way (``gross_low`` 0.2: 0.45x to 2.2x);
 - the **spread of the statistic on this axis's own data**: the exponentially weighted deviation of the
   window's log-mean from the normal level. The band is ``sigmas`` of that spread, and never narrower than
   ``min_ratio`` either way: an axis whose window mean swings a lot on clean data needs a larger change.
@@ -52,12 +56,14 @@ class LoadOptions:
 
 
 class LoadScorer:
-    def __init__(self, options: LoadOptions) -> None:
+    def __init__(self, options: LoadOptions, prior: float | None = None) -> None:
         o = self.options = options
+        self.prior = prior  # the normal log level from the axis's model, judged against until warm-up ends
         if not 0 < o.gross_low < o.min_ratio < 1 < o.gross_high:
             raise ValueError("load ratios must satisfy 0 < gross_low < min_ratio < 1 < gross_high")
         self._floor = -math.log(o.min_ratio)  # the band's narrowest half-width, in log ratio
         self._gross_high, self._gross_low = math.log(o.gross_high), -math.log(o.gross_low)
+        self._prior_band = max(max(self._gross_high, self._gross_low) / 3, self._floor)
         self._window = o.window
         self.logs: deque[float] = deque(maxlen=o.window)
         self.total = 0.0
@@ -96,12 +102,16 @@ class LoadScorer:
         if not full and len(logs) < size:
             self._deviation = self._score = 0.0
             return 0.0
-        d = self._deviation = self.total / size - self.normal
+        learnt = self.count >= self.options.warmup
+        if learnt or self.prior is None:
+            d, band = self.total / size - self.normal, self._band
+        else:
+            d, band = self.total / size - self.prior, self._prior_band
+        self._deviation = d
         if d >= 0:
             self.direction, size = 1, d
         else:
             self.direction, size = -1, -d
-        band = self._band
         if size < band:
             self._score = 0.5 * size / band
         else:
@@ -112,8 +122,9 @@ class LoadScorer:
             )
         if self._score > FLAT_CAP and self._since_flat < self._window:
             self._score = FLAT_CAP
-        # While it learns what normal is it scores nothing, but a window out of the band is kept out already.
-        return self._score if self.count >= self.options.warmup else 0.0
+        # While it learns what normal is it scores nothing without a prior, but a window out of the band is kept
+        # out already.
+        return self._score if learnt or self.prior is not None else 0.0
 
     @property
     def full(self) -> bool:
@@ -131,8 +142,8 @@ class LoadScorer:
 
     @property
     def learnt(self) -> bool:
-        """It knows the axis's normal level."""
-        return self.count >= self.options.warmup
+        """It knows the axis's normal level (from the feed, or from the model until then)."""
+        return self.count >= self.options.warmup or self.prior is not None
 
     @property
     def ratio(self) -> float:
@@ -146,7 +157,10 @@ class LoadScorer:
         if self._score >= LEARN_LIMIT:  # the outer half of the band and beyond: frozen, unless it lasts (a new normal)
             self.out_run += 1
             if self.out_run >= o.absorb:
-                self.normal += self._deviation
+                if self.count < o.warmup:
+                    self.prior = None  # the model's level is not this feed's any more: learnt from the feed
+                else:
+                    self.normal += self._deviation
                 self.out_run = 0
             return
         self.out_run = 0
@@ -172,6 +186,7 @@ class LoadScorer:
             "spread2": self.spread2,
             "out_run": self.out_run,
             "flat": [self._last, self._run, self._since_flat],
+            "prior": self.prior,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -182,3 +197,4 @@ class LoadScorer:
         last, run, since = state["flat"]
         self._last, self._run, self._since_flat = last, int(run), int(since)
         self._band = max(self.options.sigmas * math.sqrt(self.spread2), self._floor)
+        self.prior = state.get("prior", self.prior)  # absent in a snapshot from before the model's level

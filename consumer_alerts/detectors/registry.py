@@ -116,7 +116,7 @@ def _load(ctx: AxisContext) -> Detector:
     )
     return ThresholdedDetector(
         "load",
-        LoadScorer(options),
+        LoadScorer(options, prior=ctx.model.log_mean if ctx.model is not None else None),
         error_high=GROSS_SCORE,
         error_low=GROSS_SCORE,
         hold_s=c.load_hold_s,

@@ -9,7 +9,8 @@ Per active sample: ``residual = observed - expected`` (amps, from the axis's tra
   for T_SHORT", counted in samples: T_SHORT is their duration at the usual sample spacing). The short
   statistic is therefore the lowest residual of those samples. A single sample whose residual reaches
   SurgeC (``surge_c``, above anything training saw even scaled up) is an ERROR on its own: a severe spike
-  may last one 2-second sample.
+  may last one 2-second sample. It does not enter the long window: judged by its own rule, it would also keep
+  the window over MinC, and an ALERT open, for a window's length after a spike of a few seconds.
 
 ALERT's "held" counts time from the first active sample that met the rule; idle rows and ``None`` neither
 feed the windows nor break a run. Only the positive side matters: less current than expected is not wear.
@@ -47,7 +48,9 @@ class ResidualDetector(ActiveSamples):
             return None
         model = self.model
         residual = value - model.expected(ts)
-        self.long.push(model.alert_score(value, residual))
+        surge = model.surge_c is not None and residual >= model.surge_c
+        if not surge:  # a surge is judged by its own rule: in the window it would keep an ALERT open long after it
+            self.long.push(model.alert_score(value, residual))
         self.short.append(residual)
         self.long_stat = self.long.mean if self.long.full else NAN
         self.short_stat = min(self.short) if len(self.short) == model.short else NAN
@@ -58,7 +61,7 @@ class ResidualDetector(ActiveSamples):
         self.normalized = max(squash(self.long_stat, model.min_c), squash(self.short_stat, model.max_c))
         # NaN compares False: a window that is not full yet never fires.
         alert = self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s
-        if model.surge_c is not None and residual >= model.surge_c:  # first: a surge's severity is its own
+        if surge:  # first: a surge's severity is its own
             return Finding(Severity.ERROR, value, residual, model.surge_c, instant=True)
         if self.short_stat >= model.max_c:
             return Finding(Severity.ERROR, value, self.short_stat, model.max_c)

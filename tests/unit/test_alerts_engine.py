@@ -274,3 +274,15 @@ def test_every_detector_grades_a_change_of_level_by_its_size_against_normal():
     assert all(a.detector == "residual" and a.threshold == model.axes[2].surge_c for a in errors)
     gross = raised(3.0)
     assert {a.threshold for a in gross if a.severity is Severity.ERROR} >= {EngineConfig().gross_high}
+
+
+def test_a_load_already_low_at_a_robots_first_reading_is_seen_with_a_model_and_not_without():
+    # Axis 2 draws 40 % of its load from the robot's very first reading. Without a model `load` learns that as
+    # normal; with one trained on clean work it judges the first windows against the model's level.
+    model = train(cycle_readings(4000, seed=5), TrainingOptions(kind="density"), robot_id="r1")
+    low = cycle_readings(900, seed=3, fault=lambda i, axis, amps: amps * 0.4 if axis == 2 else amps)
+    assert not {a.detector for a in run(DetectorEngine(EngineConfig()), low) if a.detector.startswith("load")}
+    seen = {(a.axis, a.detector) for a in run(DetectorEngine(EngineConfig(), model), low)}
+    assert (2, "load_low") in seen and not any(axis == 1 and d.startswith("load") for axis, d in seen)
+    clean = run(DetectorEngine(EngineConfig(), model), cycle_readings(900, seed=3))
+    assert not [a for a in clean if a.detector.startswith("load")]

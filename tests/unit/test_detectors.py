@@ -164,6 +164,21 @@ def test_residual_error_on_one_sample_needs_the_surge_threshold():
     )
 
 
+def test_a_surge_is_judged_by_its_own_rule_only_and_leaves_the_alert_window_alone():
+    # A spike of a few samples far over SurgeC: ERRORs while it lasts, and the sustained-overload window (MinC)
+    # never sees it, so nothing keeps an ALERT going for a window's length after it.
+    detector = ResidualDetector(axis_model(window=5, short=3, surge_c=40.0, min_c=2.0, t_long_s=0.0))
+    feed(detector, [10.0] * 10)
+    during = feed(detector, [60.0, 70.0, 65.0], t0=100.0)
+    assert [f.severity for f in during] == [Severity.ERROR] * 3
+    assert detector.long_stat == pytest.approx(0.0)
+    assert not any(feed(detector, [10.0] * 10, t0=110.0))
+    # the same samples just under SurgeC (still over MinC) fill the window: the sustained rule fires
+    slow = ResidualDetector(axis_model(window=5, short=3, surge_c=40.0, min_c=2.0, t_long_s=0.0))
+    feed(slow, [10.0] * 10)
+    assert any(f is not None and f.severity is Severity.ALERT for f in feed(slow, [45.0] * 5, t0=100.0))
+
+
 def test_residual_ignores_idle_and_none_and_they_do_not_break_a_run():
     detector = ResidualDetector(axis_model(short=2))
     feed(detector, [10.0] * 10)
@@ -292,11 +307,11 @@ def test_level_stays_quiet_on_heavy_tailed_noise():
 # --- load -------------------------------------------------------------------------------------------
 
 
-def load_detector(**kw):
+def load_detector(model=None, **kw):
     from consumer_alerts.detectors.registry import AXIS_DETECTORS, AxisContext
     from consumer_alerts.engine import EngineConfig
 
-    return AXIS_DETECTORS["load"](AxisContext("r1", 1, EngineConfig(**kw), None))
+    return AXIS_DETECTORS["load"](AxisContext("r1", 1, EngineConfig(**kw), model))
 
 
 def work_cycles(n, seed=1, scale=1.0):
@@ -348,6 +363,33 @@ def test_load_takes_a_lasting_change_as_the_new_normal():
     feed(detector, work_cycles(3000))
     after = feed(detector, work_cycles(3000, seed=4, scale=0.6), t0=6000.0)
     assert any(after[:600]) and not any(after[-1000:])
+
+
+def log_mean(values):
+    positive = [v for v in values if v > 0]
+    return sum(math.log(v) for v in positive) / len(positive)
+
+
+def test_load_judges_a_feed_against_its_models_level_before_it_has_learnt_its_own():
+    # A load already gone at the first reading: without a model the detector learns it as normal and says
+    # nothing; with the model's level it is a low load from the first full window, and the clean feed is quiet.
+    model = axis_model(log_mean=log_mean(work_cycles(5000, seed=9)))
+    dropped = work_cycles(500, seed=2, scale=0.4)
+    assert not any(feed(load_detector(), dropped))
+    with_model = feed(load_detector(model), dropped)
+    assert fired_kinds(with_model) == {("load_low", Severity.ALERT)}
+    assert next(i for i, f in enumerate(with_model) if f is not None) < 200  # the window (120) and the hold
+    for seed in range(3):
+        assert not any(feed(load_detector(model), work_cycles(3000, seed=seed)))
+
+
+def test_load_drops_a_model_level_the_feed_keeps_away_from():
+    # A model of another program: once the feed has stayed away from its level for LOAD_ABSORB readings, the
+    # detector learns the feed's own level and goes quiet.
+    detector = load_detector(axis_model(log_mean=log_mean(work_cycles(5000, seed=9))), load_absorb=300)
+    after = feed(detector, work_cycles(3000, seed=4, scale=0.4))
+    assert any(after[:400]) and not any(after[-1000:])
+    assert detector.scorer.prior is None
 
 
 def test_load_ignores_zeros_and_survives_a_restart():

@@ -31,7 +31,18 @@ def test_model_round_trips_through_its_file(tmp_path, readings, kind):
     assert body["format"] == FORMAT and body["version"] == VERSION and body["kind"] == kind
     assert set(body["axes"]) == {"1", "2"}  # axis 9 is OK null: nothing to train
     axis = body["axes"]["2"]
-    for field in ("line", "min_c", "max_c", "surge_c", "t_long_s", "t_short_s", "short", "window", "samples"):
+    for field in (
+        "line",
+        "min_c",
+        "max_c",
+        "surge_c",
+        "t_long_s",
+        "t_short_s",
+        "short",
+        "window",
+        "samples",
+        "log_mean",
+    ):
         assert axis[field] is not None, field
     assert "r2" in axis["line"] and (axis["density"] is not None) == (kind == "density")
     assert body["training"]["start"] == "2022-10-17T12:00:00.000Z" and body["training"]["rows"] == 3000
