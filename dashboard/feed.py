@@ -44,9 +44,6 @@ MESSAGES_IN = Counter("axiswatch_dashboard_messages_in_total", "Messages taken f
 SKIPPED = Counter("axiswatch_dashboard_skipped_total", "Messages that could not be shown, by reason class.", ["reason"])
 SESSIONS = Gauge("axiswatch_dashboard_sessions", "Browser sessions receiving the live feed.")
 LAG = Gauge("axiswatch_dashboard_lag_messages", "Messages on the feed's partitions not fetched yet.")
-# Sessions handed one batch per turn of the loop: each one's update (stream, alert table) is ~1 ms of CPU
-# once Bokeh has sent it, and 50 open tabs' updates after one batch held the loop in a single turn.
-HAND_OUT_PER_TURN = 8
 INGEST_SECONDS = Histogram(
     "axiswatch_dashboard_ingest_seconds", "Time to fold one batch into the window and hand it to the sessions."
 )
@@ -66,20 +63,17 @@ class LiveFeed:
         self.status = FeedStatus()
         self.health = Health()  # ready while subscribed without error; beaten once per poll
         self._table: tuple[list[Alert], dict] | None = None  # the events newest first, and the table's columns
-        self._listeners: dict[Listener, None] = {}  # in the order they came: the first opened served first
-        self.batch = 0  # the batches handed out so far: a window read now holds every one up to this number
-        self.handing_out = 0  # the number of the batch a listener's ``deliver`` is given
-        self._hand_outs: deque[tuple[int, dict, list[Alert], deque[Listener]]] = deque()
+        self._listeners: set[Listener] = set()
         self._task: asyncio.Task | None = None
         self._stop = asyncio.Event()
 
     # -- sessions ------------------------------------------------------------------------------------
     def register(self, listener: Listener) -> None:
-        self._listeners[listener] = None
+        self._listeners.add(listener)
         SESSIONS.set(len(self._listeners))
 
     def unregister(self, listener: Listener) -> None:
-        self._listeners.pop(listener, None)
+        self._listeners.discard(listener)
         SESSIONS.set(len(self._listeners))
 
     @property
@@ -200,30 +194,8 @@ class LiveFeed:
         if changed:
             self._table = None
         if rows or changed:
-            self.batch += 1
-            self._hand_outs.append((self.batch, rows, list(changed.values()), deque(self._listeners)))
-            if len(self._hand_outs) == 1:  # else a hand-out is under way and takes this batch after the others
-                self._hand_out()
-
-    def _hand_out(self) -> None:
-        """The batches to their listeners in order, HAND_OUT_PER_TURN listeners per turn of the loop: a listener
-        gets every batch, one after another, from the batch after the one it registered in."""
-        budget = HAND_OUT_PER_TURN
-        while self._hand_outs and budget:
-            batch, rows, alerts, listeners = self._hand_outs[0]
-            self.handing_out = batch
-            while listeners and budget:
-                listener = listeners.popleft()
-                if listener in self._listeners:  # not a session closed meanwhile
-                    listener.deliver(rows, alerts)
-                    budget -= 1
-            if not listeners:
-                self._hand_outs.popleft()
-        if self._hand_outs:
-            try:
-                asyncio.get_running_loop().call_soon(self._hand_out)
-            except RuntimeError:  # no loop (a test feeding the feed by hand): the rest now
-                self._hand_out()
+            for listener in list(self._listeners):
+                listener.deliver(rows, list(changed.values()))
 
     def _add_reading(self, reading: Reading) -> dict[str, float]:
         row = chart_row(reading, self.axes)  # before any change: a reading that fails here leaves no trace

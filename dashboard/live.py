@@ -65,7 +65,7 @@ class LiveView:
         self.keys = chart_keys(feed.axes, stacked=False) + chart_keys(feed.axes, stacked=True)[1:]
         # Empty until the page is drawn (the first piece fills them from the feed): a page load never drawn
         # gets nothing from the feed.
-        self.drawn, self._window_batch = False, 0
+        self.drawn = False
         self.source = ColumnDataSource(to_columns([], self.keys), name="live_source")
         self.chart_alerts = ColumnDataSource(alert_columns([]), name="chart_alerts")
         self.table_alerts = ColumnDataSource(table_columns([]), name="alert_source")
@@ -224,8 +224,7 @@ class LiveView:
         """Called by the feed on the server loop: queue the change for this session's document."""
         if not self.drawn:
             return
-        # A batch the window already held when this page read it (the feed hands a batch out over a few turns).
-        mine = rows.get(self.robot) if self.feed.handing_out > self._window_batch else None
+        mine = rows.get(self.robot)
         if mine:
             self.doc.add_next_tick_callback(partial(self._stream, mine))
         self._mine_changed |= any(a.robot_id == self.robot for a in alerts)
@@ -253,7 +252,6 @@ class LiveView:
 
     @without_property_validation
     def _show_window(self) -> None:
-        self._window_batch = self.feed.batch
         self.source.data = to_columns(self.feed.window(self.robot)[-self.window_rows :], self.keys)
 
     @without_property_validation
