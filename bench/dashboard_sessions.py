@@ -10,7 +10,7 @@ client applied a streamed point minus the reading's timestamp, which is set to t
 is published: Kafka -> feed -> session document -> websocket -> client.
 
     .venv/bin/python -m bench.dashboard_sessions [--robots 5] [--tick 0.5] [--seconds 20] [--page-loads 200]
-        [--clients 4] [--sessions 50] [--only-burst]
+        [--clients 4] [--sessions 50] [--only-burst] [--warm-sessions 0] [--bursts 1]
 
 The event-loop stall is measured inside the server process: a task that sleeps 5 ms notes by how much it
 woke late (what every other callback, /health included, waited too).
@@ -391,10 +391,13 @@ class HealthProbe:
         }
 
 
-def burst(url: str, port: int, server, page_loads: int, clients: int, sessions: int, expiry_s: float) -> dict:
+def burst(
+    url: str, port: int, server, page_loads: int, clients: int, sessions: int, expiry_s: float, warm_sessions: int = 0
+) -> dict:
     """``page_loads`` GET / from ``clients`` threads (each builds a session that is never connected, like a
     tab closed at once), then ``sessions`` websocket sessions opened together and closed; until every one of
-    them has expired. Memory "after" is read once the server has had ``expiry_s`` * 2 more to let go."""
+    them has expired. Memory "after" is read once the server has had ``expiry_s`` * 2 more to let go.
+    Before, a page load and ``warm_sessions`` whole pages (websocket sessions) opened and closed."""
     from concurrent.futures import ThreadPoolExecutor
 
     def health() -> dict:
@@ -407,7 +410,7 @@ def burst(url: str, port: int, server, page_loads: int, clients: int, sessions: 
             response.read()
         return time.perf_counter() - started
 
-    async def open_and_close() -> None:
+    async def open_and_close(sessions: int) -> None:
         opened = [asyncio.Event() for _ in range(sessions)]
         tasks = [asyncio.create_task(watch(port, [], o)) for o in opened]
         await asyncio.wait_for(asyncio.gather(*(o.wait() for o in opened)), 300)
@@ -416,6 +419,8 @@ def burst(url: str, port: int, server, page_loads: int, clients: int, sessions: 
         await asyncio.gather(*tasks, return_exceptions=True)
 
     load(0)  # warm-up: what the first page imports and caches stays for the process's life, not per session
+    if warm_sessions:  # and what the first websocket session and whole page do (protocol, serialisation)
+        asyncio.run(open_and_close(warm_sessions))
     wait_until(lambda: health()["sessions"] == 0, expiry_s * 4 + 60)
     time.sleep(expiry_s * 2)
     before = rss_mib(server.pid)
@@ -426,7 +431,7 @@ def burst(url: str, port: int, server, page_loads: int, clients: int, sessions: 
             loads = sorted(pool.map(load, range(page_loads)))
         loads_s = time.perf_counter() - started
         peak = rss_mib(server.pid)
-        asyncio.run(open_and_close())
+        asyncio.run(open_and_close(sessions))
         peak = max(peak, rss_mib(server.pid))
         wait_until(lambda: health()["sessions"] == 0, expiry_s * 4 + 120)
         time.sleep(expiry_s * 2)
@@ -440,6 +445,7 @@ def burst(url: str, port: int, server, page_loads: int, clients: int, sessions: 
         "page_load_p50_ms": round(loads[len(loads) // 2] * 1000, 1),
         "page_load_max_ms": round(loads[-1] * 1000, 1),
         "sessions_opened_and_closed": sessions,
+        "warm_up_sessions": warm_sessions,
         "burst_s": round(burst_s, 1),
         **stalls,
         **probe.summary(),
@@ -469,6 +475,10 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4, help="clients making the page loads at once")
     parser.add_argument("--sessions", type=int, default=50, help="websocket sessions opened and closed")
     parser.add_argument("--only-burst", action="store_true", help="skip the 1 vs 20 sessions measurement")
+    parser.add_argument(
+        "--warm-sessions", type=int, default=0, help="whole pages opened and closed before the burst's 'before'"
+    )
+    parser.add_argument("--bursts", type=int, default=1, help="bursts one after another in the same server")
     parser.add_argument("--name", default="dashboard_sessions", help="results file name (bench/results/NAME)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -520,7 +530,20 @@ def main() -> int:
         publisher = start_kafka_fleet(env, args) if kafka else None
         time.sleep(3)  # the window fills and the consumer has its partitions
         rows = [] if args.only_burst else [measure(port, server.pid, n, args.seconds) for n in (1, 20)]
-        churn = burst(url, port, server, args.page_loads, args.clients, args.sessions, 3.0)
+        churns = [
+            burst(
+                url,
+                port,
+                server,
+                args.page_loads,
+                args.clients,
+                args.sessions,
+                3.0,
+                args.warm_sessions if i == 0 else 0,
+            )
+            for i in range(args.bursts)
+        ]
+        churn = churns[0]
         if publisher:
             publisher.set()
     finally:
@@ -529,9 +552,10 @@ def main() -> int:
     notes = (
         f"Feed: {'real Kafka' if kafka else 'in-process bus'}, synthetic fleet of {args.robots} robots, one reading "
         f"per robot every {args.tick} s; the sessions watch robot-001; sessions expire 3 s after they close.\n\n"
-        f"Burst (page loads, then sessions opened and closed, until all expired):\n\n{markdown_table([churn])}"
+        f"Burst (page loads, then sessions opened and closed, until all expired; one row per burst):\n\n"
+        f"{markdown_table(churns)}"
     )
-    write_results(args.name, rows or [churn], notes=notes, extra={"burst": churn})
+    write_results(args.name, rows or churns, notes=notes, extra={"burst": churn, "bursts": churns})
     return 0
 
 

@@ -17,7 +17,6 @@ from bokeh.layouts import column, row
 from bokeh.models import (
     Button,
     ColumnDataSource,
-    DataTable,
     DateFormatter,
     Div,
     FactorRange,
@@ -46,7 +45,7 @@ from dashboard.fleet_data import (
     outcome_table,
 )
 from dashboard.settings import DashboardSettings
-from dashboard.tables import PageColumns
+from dashboard.tables import PageColumns, read_only_table
 
 logger = logging.getLogger(__name__)
 ROW_PX = 30
@@ -185,14 +184,9 @@ class FleetView:
         trend.legend.location = "top_left"
         trend.toolbar.logo = None
         when, amps = DateFormatter(format="%Y-%m-%d %H:%M"), NumberFormatter(format="0.00")
-        alert_table = DataTable(
-            source=self.alerts,
-            height=180,
-            sizing_mode="stretch_width",
-            index_position=None,
-            reorderable=False,
-            name="fleet_alert_table",
-            columns=[
+        alert_table = read_only_table(
+            self.alerts,
+            [
                 self.column(field="opened", title="opened (UTC)", formatter=when),
                 self.column(field="detector", title="detector"),
                 self.column(field="severity", title="severity"),
@@ -203,15 +197,13 @@ class FleetView:
                 self.column(field="outcome", title="outcome"),
                 self.column(field="note", title="note"),
             ],
-        )
-        maintenance_table = DataTable(
-            source=self.maintenance,
-            height=150,
+            "fleet_alert_table",
+            height=180,
             sizing_mode="stretch_width",
-            index_position=None,
-            reorderable=False,
-            name="fleet_maintenance_table",
-            columns=[
+        )
+        maintenance_table = read_only_table(
+            self.maintenance,
+            [
                 self.column(field="at", title="at (UTC)", formatter=when),
                 self.column(field="what", title="what"),
                 self.column(field="action", title="action"),
@@ -219,6 +211,9 @@ class FleetView:
                 self.column(field="note", title="note"),
                 self.column(field="by", title="by"),
             ],
+            "fleet_maintenance_table",
+            height=150,
+            sizing_mode="stretch_width",
         )
         self.page.children.extend(
             [
@@ -233,20 +228,18 @@ class FleetView:
 
     def _add_outcomes(self) -> None:
         pct = NumberFormatter(format="0%")
-        table = DataTable(
-            source=self.outcomes,
-            height=160,
-            width=900,
-            index_position=None,
-            reorderable=False,
-            name="fleet_outcome_table",
-            columns=[
+        table = read_only_table(
+            self.outcomes,
+            [
                 self.column(field="detector", title="detector", width=220),
                 self.column(field="alerts", title="alerts", width=90),
                 self.column(field="judged", title="judged", width=90),
                 *(self.column(field=o, title=o.replace("_", " "), width=90) for o in OUTCOMES),
                 self.column(field="real_share", title="judged real", formatter=pct, width=90),
             ],
+            "fleet_outcome_table",
+            height=160,
+            width=900,
         )
         self.page.children.extend(
             [Div(text="<b>alerts judged real per detector</b> (of those given an outcome)"), table]

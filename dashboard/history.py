@@ -19,7 +19,6 @@ from bokeh.models import (
     Button,
     CDSView,
     ColumnDataSource,
-    DataTable,
     DateFormatter,
     Div,
     GlyphRenderer,
@@ -37,7 +36,7 @@ from common.store.rollup import floor_minute
 from dashboard.chart import axis_colours
 from dashboard.history_data import ALL_ROBOTS, HistoryData, alert_table, health_html, smoothed_columns, summary_columns
 from dashboard.settings import DashboardSettings
-from dashboard.tables import PageColumns
+from dashboard.tables import PageColumns, read_only_table
 
 logger = logging.getLogger(__name__)
 
@@ -131,14 +130,9 @@ class HistoryView:
         bars.legend.location = "top_right"
         bars.toolbar.logo = None
         pct, amps = NumberFormatter(format="0.0%"), NumberFormatter(format="0.00")
-        summary = DataTable(
-            source=self.summary,
-            height=380,
-            width=520,
-            index_position=None,
-            reorderable=False,
-            name="history_summary_table",
-            columns=[
+        summary = read_only_table(
+            self.summary,
+            [
                 self.column(field="axis", title="axis", width=40),
                 self.column(field="rows", title="rows"),
                 self.column(field="ok_null_share", title="OK null", formatter=pct),
@@ -146,19 +140,17 @@ class HistoryView:
                 self.column(field="mean_active", title="mean A", formatter=amps),
                 self.column(field="max_active", title="max A", formatter=amps),
             ],
+            "history_summary_table",
+            height=380,
+            width=520,
         )
         self.page.children.append(row(summary, bars))
 
     def _add_alert_history(self) -> None:
         when, amps = DateFormatter(format="%Y-%m-%d %H:%M:%S"), NumberFormatter(format="0.00")
-        alerts = DataTable(
-            source=self.alerts,
-            height=220,
-            sizing_mode="stretch_width",
-            index_position=None,
-            reorderable=False,
-            name="history_alert_table",
-            columns=[
+        alerts = read_only_table(
+            self.alerts,
+            [
                 self.column(field="opened", title="opened (UTC)", formatter=when),
                 self.column(field="robot_id", title="robot"),
                 self.column(field="axis", title="axis"),
@@ -168,6 +160,9 @@ class HistoryView:
                 self.column(field="closed", title="closed (UTC)", formatter=when),
                 self.column(field="ack", title="acknowledged"),
             ],
+            "history_alert_table",
+            height=220,
+            sizing_mode="stretch_width",
         )
         self.page.children.extend(
             [Div(text="<b>data health &amp; coverage</b>"), self.health, Div(text="<b>alert history</b>"), alerts]

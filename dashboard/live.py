@@ -20,7 +20,6 @@ from bokeh.models import (
     CheckboxGroup,
     ColumnDataSource,
     CustomJS,
-    DataTable,
     DateFormatter,
     Div,
     HTMLTemplateFormatter,
@@ -39,7 +38,7 @@ from dashboard.chart import LiveChart
 from dashboard.columns import alert_columns, chart_keys, table_columns, to_columns, to_lists
 from dashboard.feed import LiveFeed
 from dashboard.status import latest_columns, peak_text, status_html
-from dashboard.tables import PageColumns
+from dashboard.tables import PageColumns, read_only_table
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ class LiveView:
     # -- the pieces ----------------------------------------------------------------------------------
     def _add_chart(self) -> None:
         # The window and the events as they are now; from here on the feed's batches are streamed in.
-        self.source.data = self._window_columns()
+        self._show_window()
         self._refresh_alerts()
         self.drawn = True
         settings = self.feed.settings
@@ -121,18 +120,16 @@ class LiveView:
         self.chart.add_alert_marks(self.chart_alerts)
 
     def _add_side_panel(self) -> None:
-        latest = DataTable(
-            source=self.latest,
-            name="latest_table",
-            height=380,
-            width=300,
-            index_position=None,
-            reorderable=False,
-            columns=[
+        latest = read_only_table(
+            self.latest,
+            [
                 self.column(field="axis", title="axis", width=40),
                 self.column(field="ts", title="latest (UTC)", formatter=DateFormatter(format="%H:%M:%S"), width=90),
                 self.column(field="amps", title="A", width=60),
             ],
+            "latest_table",
+            height=380,
+            width=300,
         )
         self.chart_row.children.append(column(Div(text="<b>latest per axis</b>"), latest, self.peak, width=320))
 
@@ -189,15 +186,13 @@ class LiveView:
             self.column(field="closed", title="closed (UTC)", formatter=when, width=150),
             self.column(field="ack", title="acknowledged", width=200),
         ]
-        self.alert_table = DataTable(
-            source=self.table_alerts,
-            columns=columns,
+        self.alert_table = read_only_table(
+            self.table_alerts,
+            columns,
+            "alert_table",
             height=220,
-            name="alert_table",
             sizing_mode="stretch_width",
-            index_position=None,
             stylesheets=[InlineStyleSheet(css=BLINK_CSS)],
-            reorderable=False,
         )
         outcomes = [("", "choose…")] + [(o.value, o.value.replace("_", " ")) for o in AckOutcome]
         self.outcome = Select(title="outcome", value="", options=outcomes, name="ack_outcome", width=140)
@@ -243,8 +238,9 @@ class LiveView:
             else:
                 self.doc.add_next_tick_callback(self._show_alerts)
 
-    # The per-tick callbacks of every tab set columns built here; Bokeh's check of each value was ~40 % of
-    # the cost of sending the alert table. Hence without_property_validation on them.
+    # The per-tick callbacks of every tab, and the first piece, set columns built here; Bokeh's check of each
+    # value (every number of the window: ~8,000) was ~40 % of the cost of sending the alert table and ~8 ms of
+    # the chart's piece. Hence without_property_validation on them.
     @without_property_validation
     def _stream(self, rows: list) -> None:
         self.source.stream(to_lists(rows, self.keys), rollover=self.window_rows)
@@ -254,9 +250,11 @@ class LiveView:
         self._alerts_due, self._alerts_shown_at = False, time.monotonic()
         self._refresh_alerts(chart=self._mine_changed)
 
-    def _window_columns(self) -> dict:
-        return to_columns(self.feed.window(self.robot)[-self.window_rows :], self.keys)
+    @without_property_validation
+    def _show_window(self) -> None:
+        self.source.data = to_columns(self.feed.window(self.robot)[-self.window_rows :], self.keys)
 
+    @without_property_validation
     def _refresh_alerts(self, *, chart: bool = True) -> None:
         """The table, and the chart's events when ``chart`` (they only change with this robot's events)."""
         alerts, table = self.feed.alert_table()
@@ -271,14 +269,14 @@ class LiveView:
 
     def _select_robot(self, robot: str) -> None:
         self.robot = robot
-        self.source.data = self._window_columns()
+        self._show_window()
         self._refresh_alerts()
         self._shown = None  # title, latest and peak follow the new robot now, not at the next tick
         self.tick()
 
     def _set_window(self, rows: int) -> None:
         self.window_rows = rows
-        self.source.data = self._window_columns()
+        self._show_window()
         self._set_ticks()
 
     def _set_ticks(self) -> None:

@@ -17,6 +17,7 @@ from tornado.web import RequestHandler
 from common.wire.bus import Bus
 from dashboard.app import application, build
 from dashboard.auth import auth_provider
+from dashboard.bokeh_defaults import cache_bokeh_defaults
 from dashboard.feed import LiveFeed
 from dashboard.memory import defer_bokeh_collections, untangle_all
 from dashboard.settings import DashboardSettings
@@ -82,6 +83,7 @@ def make_server(settings: DashboardSettings, *, bus: Bus, engine: Engine | None,
     port = settings.dashboard_port if port is None else port
     port = port or free_port(settings.dashboard_address)
     defer_bokeh_collections()
+    cache_bokeh_defaults()
     feed = LiveFeed(settings, bus, engine)
     server = Server(
         {"/": application(feed, engine)},

@@ -276,3 +276,40 @@ def test_a_database_that_is_down_shows_in_the_history_while_the_live_view_goes_o
         with Streamer(server):
             page.wait_for_function(f"() => {LIVE.format('live_source')}.data.ts.length >= 15", timeout=20_000)
     assert page.errors == []
+
+
+def models_named(page, name: str) -> int:
+    """How many models of the tab's document carry ``name`` (a tab built twice would hold two)."""
+    return js(page, f"[...Bokeh.documents[0]._all_models.values()].filter(m => m.name === '{name}').length")
+
+
+def test_a_tab_not_opened_yet_is_built_on_its_first_selection_once_and_shows_its_rows(server, page):
+    readings = now_fleet(300)
+    server.publish_readings(readings)
+    server.publish(server.settings.alerts_topic, alert("e-lazy", robot="RMBR4-2", at=readings[60].ts))
+    wait_for(lambda: stored_alert(server, "e-lazy"), what="consumer_db to store the alert")
+    open_dashboard(page, server.url)
+    # A page load brings the Live tab whole and, of the others, only their placeholders.
+    for name in ("history_page", "history_alert_table", "fleet_page", "fleet_grid"):
+        assert models_named(page, name) == 0, name
+    assert models_named(page, "history_holder") == 1 and models_named(page, "fleet_holder") == 1
+
+    page.get_by_text("History", exact=True).click()
+    page.get_by_text("history:").wait_for(timeout=30_000)
+    # The alert history's row is drawn (the table's cells, not only its data source).
+    page.locator("div.slick-cell:visible", has_text="ERROR").first.wait_for(timeout=10_000)
+    assert js(page, LIVE.format("history_alerts") + ".data.severity") == ["ERROR"]
+    assert models_named(page, "fleet_page") == 0  # still not asked for
+
+    # Back to Live, which went on meanwhile; then History again: the same tab, not a second one.
+    page.get_by_text("Live", exact=True).click()
+    with Streamer(server):
+        page.wait_for_function(f"() => {LIVE.format('live_source')}.data.ts.length >= {WINDOW}", timeout=20_000)
+        before = newest_point(page)
+        page.wait_for_function(f"() => {LIVE.format('live_source')}.data.ts.slice(-1)[0] > {before}", timeout=20_000)
+    page.get_by_text("History", exact=True).click()
+    page.get_by_text("Fleet", exact=True).click()
+    page.get_by_text("robots; days left").wait_for(timeout=30_000)
+    for name in ("history_page", "history_alert_table", "fleet_page", "fleet_grid"):
+        assert models_named(page, name) == 1, name
+    assert page.errors == []
