@@ -9,7 +9,8 @@ current in data it is given), and adds what those do not cover:
 - ``ramp``: the same, growing linearly from 0 to ``size`` over the window (wear, or a slow leak of load);
 - ``spike``: a short surge (seconds) of ``size`` times the normal level added while the robot works;
 - ``clamp``: the axis reads a constant ``size`` times its normal level while the robot works (e.g. 13x, a
-  gross overload the sensor reports as a flat value); idle rows still read 0 A unless ``through_idle``;
+  gross overload the sensor reports as a flat value); idle rows still read 0 A unless ``through_idle``
+  (then it is a sensor stuck high, an ALERT whatever its size: see the convention below);
 - ``stuck``: the sensor freezes at the last non-zero value it read before the window; idle rows read 0 A
   in between unless ``through_idle`` (then the frozen value shows while idle too);
 - ``multi``: ``level`` on several axes at once, same size;
@@ -46,7 +47,10 @@ class BroadKind(enum.StrEnum):
 
 # The severity a fault deserves, by convention: an ERROR for a gross change (the load at least doubled, a
 # surge of twice the normal level or more, a flat reading at twice the normal level or more, a drop of
-# 80 % or more: the joint has lost its load), an ALERT for the rest, nothing for a program change.
+# 80 % or more: the joint has lost its load), an ALERT for the rest, nothing for a program change. A flat
+# value read through the robot's rests is a sensor fault whatever its level (no load draws current while
+# every other axis rests, so what the joint draws is unknown): an ALERT, as the stuck sensor of
+# producer.faults, whose constant is as high; the same value that reads 0 A at rest is a load, by its size.
 GROSS_RISE, GROSS_DROP = 1.0, -0.8
 
 
@@ -96,7 +100,7 @@ class BroadFault:
         k, s = self.kind, self.size
         if k is BroadKind.PROGRAM:
             return None
-        if k is BroadKind.STUCK:
+        if k is BroadKind.STUCK or (k is BroadKind.CLAMP and self.through_idle):
             return "ALERT"
         if k is BroadKind.SPIKE:
             return "ERROR" if s >= 2 else "ALERT"

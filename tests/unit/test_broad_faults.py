@@ -127,6 +127,12 @@ def test_expected_severity_follows_the_size(kind, size, severity):
     assert BroadFault(kind, (1,), START, DURATION, size).expected_severity == severity
 
 
+def test_a_flat_value_read_through_the_rests_is_a_sensor_fault_whatever_its_size():
+    # the same 13x constant: a load while it reads 0 A at rest, a sensor stuck high when it does not
+    assert BroadFault(BroadKind.CLAMP, (1,), START, DURATION, 13.0, through_idle=True).expected_severity == "ALERT"
+    assert BroadFault(BroadKind.CLAMP, (1,), START, DURATION, 13.0).expected_severity == "ERROR"
+
+
 def test_the_catalogue_spans_both_directions_and_the_seed_sets_are_disjoint():
     assert not set(TUNING_SEEDS) & set(REPORT_SEEDS)
     drawn = [entry for seed in TUNING_SEEDS for entry in catalogue(seed, range(1, 9))]
