@@ -42,15 +42,18 @@ async def latest_alerts(bus: Bus, topic: str) -> dict[str, Alert]:
 
 
 def already_sent(alert: Alert, sent: dict[str, Alert]) -> bool:
-    """True when the topic already has this event in this state (or a later one): no need to re-send."""
+    """True when the topic already has this change of the event, or a later one: re-derived after a restart
+    or a move from a state older than the topic, an OPEN ALERT the topic holds as escalated to ERROR since
+    adds nothing (merged in, it changes neither severity nor peak)."""
     known = sent.get(alert.event_id)
     if known is None:
         return False
     if known.state == "closed":
         return True
-    return (known.state, known.severity) == (alert.state, alert.severity) and (known.peak_amps or 0) >= (
-        alert.peak_amps or 0
-    )
+    if alert.state == "closed":
+        return False
+    merged = known.merged_with(alert)
+    return (merged.severity, merged.peak_amps or 0) == (known.severity, known.peak_amps or 0)
 
 
 def remember(sent: dict[str, Alert], alerts: list[Alert], *, limit: int = 50_000) -> None:

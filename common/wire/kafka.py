@@ -234,8 +234,9 @@ class KafkaBus:
             # stays listed so a group of older and newer members still agrees during a rolling upgrade.
             partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
         )
-        await start_with_retry(consumer, f"consumer {group_id}")
+        # Before start, as the constructor's topics would be: the group is joined once, at start.
         consumer.subscribe(topics, listener=_Listener(on_rebalance) if on_rebalance is not None else None)
+        await start_with_retry(consumer, f"consumer {group_id}")
         return KafkaSubscription(consumer)
 
 

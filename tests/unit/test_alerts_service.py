@@ -150,6 +150,7 @@ async def test_read_back_keeps_the_newest_state_and_the_acknowledgement():
     assert list(latest) == ["r1:2:residual:x"]
     newest = latest["r1:2:residual:x"]
     assert newest.severity is Severity.ERROR and newest.acknowledged_by == "ana"
+    assert already_sent(opened, latest), "its OPEN ALERT, re-derived after a restart, is behind the topic's ERROR"
     assert already_sent(escalated, latest) and not already_sent(
         escalated.model_copy(update={"peak_amps": 50.0}), latest
     )
