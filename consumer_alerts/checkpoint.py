@@ -32,6 +32,7 @@ SLICE_S = 0.005  # serialising work per turn of the loop; a reading waits at mos
 # robot's state is ~230 KB of JSON with 14 axes and the default detectors (zlib saved only 30 % of it, at
 # ~20 ms of CPU per robot in the loop: not worth it).
 MAX_RECORD_BYTES = 1_000_000
+RESTORE_TIMEOUT_S = 60.0  # reading the state of partitions handed over; past it the service stops (see check)
 
 
 class Snapshot:
@@ -207,6 +208,14 @@ class PartitionOwnership:
     ) -> None:
         self.checkpoints, self.lock, self.on_new = checkpoints, lock, on_new
         self.held: set[int] = set()
+        # Kafka's client only logs what a listener raises and goes on: the partitions would be judged cold, or
+        # with state not written. The service stops on it instead (a restart replays from the committed offsets).
+        self.failed: Exception | None = None
+
+    def check(self) -> None:
+        """Raise what the last rebalance failed on, if anything."""
+        if self.failed is not None:
+            raise RuntimeError(f"a rebalance failed: {self.failed!r}") from self.failed
 
     def still_held(self, messages: list[Message]) -> list[Message]:
         """The messages of partitions this instance still holds (readings and maintenance entries alike: the
@@ -220,12 +229,24 @@ class PartitionOwnership:
         mine = self._mine(partitions)
         if not mine:
             return
-        async with self.lock:
-            await self.checkpoints.flush()
+        try:
+            async with self.lock:
+                await self.checkpoints.flush()
+        except Exception as exc:
+            logger.exception("partitions %s: their state could not be written", sorted(mine))
+            self.failed = exc
+            raise
         logger.info("partitions %s released: their state written, their offsets committed", sorted(mine))
 
     async def assigned(self, partitions: list[TopicPartition]) -> None:
-        mine = self._mine(partitions)
+        try:
+            await self._take(self._mine(partitions))
+        except Exception as exc:
+            logger.exception("partitions handed over could not be restored")
+            self.failed = exc
+            raise
+
+    async def _take(self, mine: set[int]) -> None:
         async with self.lock:
             for robot_id in self.checkpoints.robots_of(self.held - mine):
                 self.checkpoints.forget(robot_id)
@@ -245,7 +266,9 @@ class PartitionOwnership:
 async def restore_partitions(checkpoints: Checkpoints, partitions: set[int]) -> int:
     """The latest state of every robot of ``partitions`` from the state topic, into the engine."""
     latest: dict[str, Message] = {}
-    for message in await checkpoints.bus.read_to_end(checkpoints.topic, partitions):
+    async with asyncio.timeout(RESTORE_TIMEOUT_S):
+        messages = await checkpoints.bus.read_to_end(checkpoints.topic, partitions)
+    for message in messages:
         if message.key is not None:
             latest[message.key.decode()] = message
     restored = 0

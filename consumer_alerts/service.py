@@ -139,6 +139,7 @@ async def run(
             # While a checkpoint is being taken, its slices run between polls: do not sleep on an empty one.
             timeout_ms = 1 if checkpoints.busy else settings.poll_timeout_ms
             messages = await sub.getmany(timeout_ms=timeout_ms, max_records=settings.max_batch)
+            ownership.check()
             async with batch_lock:
                 messages = ownership.still_held(messages)  # a rebalance may have come between poll and lock
                 if messages:

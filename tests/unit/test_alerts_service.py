@@ -225,3 +225,20 @@ async def test_events_found_close_together_are_shipped_together_and_none_waits_l
     assert [a.event_id for a in alerts] == [a.event_id for a in alerts_on(bus)]
     assert len(alerts) == 21
     assert shipments == [(1, 1), (6, 6), (11, 11), (16, 16), (21, 20), (35, 21)]
+
+
+async def test_state_that_cannot_be_read_for_partitions_handed_over_stops_the_service_before_judging(settings):
+    """Judging them cold would raise or close events an uninterrupted run would not: stop, commit nothing."""
+    bus = InProcessBus()
+    await publish(bus, cycle_readings(50))
+    read_to_end = bus.read_to_end
+
+    async def broken(topic, partitions=None):
+        if topic == settings.alerts_state_topic:
+            raise OSError("state topic unreadable")
+        return await read_to_end(topic, partitions)
+
+    bus.read_to_end = broken
+    with pytest.raises(OSError, match="unreadable"):
+        await asyncio.wait_for(run(settings, bus=bus, stop=asyncio.Event()), 10)
+    assert bus.uncommitted(settings.alerts_group_id, ["readings"]) == 50 and alerts_on(bus) == []
