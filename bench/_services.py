@@ -106,6 +106,7 @@ class Names:
             "DEAD_LETTER_TOPIC": self.dead_letters,
             "SINK_GROUP_ID": self.sink_group,
             "ALERTS_GROUP_ID": self.alerts_group,
+            "ALERTS_STATE_TOPIC": f"{self.tag}-alerts-state",
             "TOPIC_PARTITIONS": str(PARTITIONS),
             "STATE_PATH": "",
             "LOG_LEVEL": "INFO",

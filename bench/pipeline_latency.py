@@ -187,8 +187,8 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
         conn.execute(text(TRIGGER))
     url = engine.url.render_as_string(hide_password=False)
     port = free_port()
-    # consumer_alerts as deployed: snapshots to a file, offsets committed with each (every 30 s), not after
-    # every batch (STATE_PATH="" elsewhere in the benchmarks: there a commit per batch is what is measured)
+    # consumer_alerts as deployed: its state to its state topic every 30 s, offsets committed with each; the health
+    # pipeline's state to a file (STATE_PATH; "" elsewhere in the benchmarks: no health file written)
     env = names.env(
         servers,
         url,

@@ -1,10 +1,13 @@
-"""Snapshot, then commit, without holding up the readings.
+"""The detectors' state in a compacted Kafka topic, so that it moves with its partition; offsets committed
+only with it, and without holding up the readings.
 
-Serialising a big fleet's windows takes a noticeable fraction of a second (docs/benchmarks.md): in one go
-inside the loop, every reading arriving meanwhile would wait that long. So a snapshot is taken robot by
-robot between batches, as of the moment it started (copy-on-write: a robot still pending is serialised
-before a reading for it is processed). The file is written in a thread, then the offsets of the readings
-it reflects are committed: the service's rule "offsets only together with a snapshot of the detectors".
+Every ``interval_s`` the robots changed since the last checkpoint are written to the state topic (key = robot
+id, on the partition number of the robot's readings, value = its state plus that partition and the offset it
+reflects), then the offsets of the readings that state reflects are committed: "offsets only together with
+the state of the detectors". A robot is serialised between batches, a few milliseconds at a time, as of the
+moment the checkpoint started (copy-on-write: a robot still pending is serialised before a reading for it is
+processed). On a rebalance, the partitions' state is written and their offsets committed before they are
+released; a partition handed over is restored from the topic before its first reading is judged.
 """
 
 from __future__ import annotations
@@ -13,28 +16,33 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Collection
 
 from prometheus_client import Gauge, Histogram
 
 from common.errors import CommitFailed
-from common.wire.bus import Message, Subscription
+from common.wire.bus import Bus, Message, Subscription, TopicPartition
 from consumer_alerts import engine_state
 from consumer_alerts.engine import DetectorEngine
 
 logger = logging.getLogger(__name__)
 
 SLICE_S = 0.005  # serialising work per turn of the loop; a reading waits at most about this long for it
+# Kafka refuses a message over 1 MiB (the broker's message.max.bytes, the producer's max_request_size); a
+# robot's state is ~230 KB of JSON with 14 axes and the default detectors (zlib saved only 30 % of it, at
+# ~20 ms of CPU per robot in the loop: not worth it).
+MAX_RECORD_BYTES = 1_000_000
+RESTORE_TIMEOUT_S = 60.0  # reading the state of partitions handed over; past it the service stops (see check)
 
 
 class Snapshot:
-    """A snapshot being taken: the engine's state at its start, serialised robot by robot."""
+    """A checkpoint being taken: the state of the robots changed since the last one, serialised one by one as
+    of its start, and the readings it reflects."""
 
-    def __init__(self, engine: DetectorEngine, messages: list[Message]) -> None:
-        self.engine, self.messages = engine, messages  # the readings it reflects
-        self.pending = dict.fromkeys(engine.robots)  # robots known at the start, in order
-        self.parts: dict[str, str] = {}
+    def __init__(self, engine: DetectorEngine, robots: Collection[str], messages: list[Message]) -> None:
+        self.engine, self.messages = engine, messages
+        self.pending = dict.fromkeys(r for r in robots if r in engine.robots)
+        self.parts: dict[str, bytes] = {}
 
     def before_reading(self, robot_id: str) -> None:
         """Copy-on-write: serialise the robot now if it is still pending, before the reading changes it."""
@@ -48,64 +56,80 @@ class Snapshot:
             self._serialise(next(iter(self.pending)))
         return not self.pending
 
-    def text(self) -> str:
-        robots = ", ".join(f"{json.dumps(rid)}: {part}" for rid, part in self.parts.items())
-        return f'{{"version": {engine_state.SNAPSHOT_VERSION}, "robots": {{{robots}}}}}'
-
     def _serialise(self, robot_id: str) -> None:
         del self.pending[robot_id]
-        self.parts[robot_id] = json.dumps(engine_state.robot_snapshot(self.engine.robots[robot_id]))
+        robot = self.engine.robots.get(robot_id)
+        if robot is not None:  # None: moved to another instance meanwhile
+            self.parts[robot_id] = json.dumps(engine_state.robot_snapshot(robot)).encode()
+
+
+def record(state: bytes, partition: int, offset: int | None) -> bytes:
+    """A robot's message on the state topic: its serialised state, the partition of its readings and the
+    offset there that the state reflects (the next reading to judge)."""
+    head = json.dumps({"partition": partition, "offset": offset}).encode()
+    return head + b"\n" + state
+
+
+def read_record(value: bytes) -> tuple[int, int | None, dict]:
+    head, state = value.split(b"\n", 1)
+    meta = json.loads(head)
+    return meta["partition"], meta["offset"], json.loads(state)
 
 
 SNAPSHOT_SECONDS = Histogram(
-    "axiswatch_consumer_alerts_snapshot_write_seconds", "Time to join and write one snapshot file (in a thread)."
+    "axiswatch_consumer_alerts_snapshot_write_seconds", "Time to write one checkpoint's state to the state topic."
 )
 LAST_SNAPSHOT = Gauge(
-    "axiswatch_consumer_alerts_last_snapshot_timestamp_seconds", "Unix time of the last snapshot written."
+    "axiswatch_consumer_alerts_last_snapshot_timestamp_seconds", "Unix time of the last checkpoint written."
 )
 
 
 class Checkpoints:
-    """Every ``interval_s``: a snapshot (taken as above), then the commit of the readings it reflects.
-    Without a state path, or once a snapshot could not be written, every batch is committed at once
-    (a restart then warms up again)."""
+    """Every ``interval_s``: the changed robots' state to ``topic``, then the commit of the readings it reflects;
+    and the same at once when the group takes partitions away (:meth:`revoked`) or the service stops."""
 
-    def __init__(self, engine: DetectorEngine, sub: Subscription, path: Path | None, interval_s: float) -> None:
-        self.engine, self.sub, self.path, self.interval_s = engine, sub, path, interval_s
-        self.done: list[Message] = []  # processed, not yet in a snapshot
+    def __init__(self, engine: DetectorEngine, bus: Bus, topic: str, readings_topic: str, interval_s: float) -> None:
+        self.engine, self.bus, self.topic, self.readings_topic = engine, bus, topic, readings_topic
+        self.interval_s = interval_s
+        self.sub: Subscription | None = None  # set once subscribed
+        self.partition_of: dict[str, int] = {}  # robot -> the partition its readings come on
+        self.changed: set[str] = set()  # robots changed since their state was last taken
+        self.done: list[Message] = []  # processed, not yet in a checkpoint
         self.taking: Snapshot | None = None
         self.saving: asyncio.Task | None = None
         self.last = time.monotonic()
 
     @property
     def busy(self) -> bool:
-        """A snapshot is being serialised: the loop should not sleep on an empty poll."""
+        """A checkpoint is being serialised: the loop should not sleep on an empty poll."""
         return self.taking is not None
 
-    def before_reading(self, robot_id: str) -> None:
+    def before_reading(self, robot_id: str, partition: int) -> None:
         if self.taking is not None:
             self.taking.before_reading(robot_id)
+        self.changed.add(robot_id)
+        self.partition_of[robot_id] = partition
 
     async def after_batch(self, messages: list[Message]) -> None:
         self.done += messages
-        if self.path is None:
-            await self._commit(self.take_done())
-        elif self.taking is not None:
+        if self.taking is not None:
             if self.taking.advance():
                 self.saving, self.taking = asyncio.create_task(self._save(self.taking)), None
         elif self.done and time.monotonic() - self.last >= self.interval_s and not self._still_saving():
-            self.taking, self.last = Snapshot(self.engine, self.take_done()), time.monotonic()
+            self.taking, self.last = Snapshot(self.engine, self.changed, self.take_done()), time.monotonic()
+            self.changed = set()
 
-    async def close(self) -> None:
-        """On a clean stop: one complete snapshot of everything processed, then its commit."""
+    async def flush(self) -> None:
+        """Everything processed so far: its state written, then its offsets committed (a clean stop, or
+        partitions about to be released)."""
         if self.saving is not None:
             await self.saving
-        if self.taking is not None:  # the new snapshot covers its readings too
+            self.saving = None
+        if self.taking is not None:  # the new checkpoint covers its robots and readings too
+            self.changed |= set(self.taking.pending) | set(self.taking.parts)
             self.done, self.taking = self.taking.messages + self.done, None
-        if self.path is None:
-            await self._commit(self.take_done())
-            return
-        snapshot = Snapshot(self.engine, self.take_done())
+        snapshot = Snapshot(self.engine, self.changed, self.take_done())
+        self.changed = set()
         snapshot.advance(float("inf"))
         await self._save(snapshot)
 
@@ -117,6 +141,15 @@ class Checkpoints:
         done, self.done = self.done, []
         return done
 
+    def robots_of(self, partitions: Collection[int]) -> list[str]:
+        return [rid for rid, p in self.partition_of.items() if p in partitions]
+
+    def forget(self, robot_id: str) -> None:
+        """The robot moved to another instance: its state here is no longer current."""
+        self.engine.robots.pop(robot_id, None)
+        self.partition_of.pop(robot_id, None)
+        self.changed.discard(robot_id)
+
     def _still_saving(self) -> bool:
         if self.saving is None or not self.saving.done():
             return self.saving is not None
@@ -124,19 +157,33 @@ class Checkpoints:
         return False
 
     async def _save(self, snapshot: Snapshot) -> None:
-        try:
-            with SNAPSHOT_SECONDS.time():
-                await asyncio.to_thread(write_atomically, self.path, snapshot.text)
-            LAST_SNAPSHOT.set_to_current_time()
-        except OSError as exc:
-            logger.warning(
-                "snapshot %s cannot be written (%s); snapshots are off, a restart will warm up again", self.path, exc
-            )
-            self.path = None
+        """The snapshot's robots to the state topic; once every one is acknowledged, the commit."""
+        offsets: dict[int, int] = {}
+        for m in snapshot.messages:
+            if m.topic == self.readings_topic:
+                offsets[m.partition] = max(offsets.get(m.partition, 0), m.offset + 1)
+        with SNAPSHOT_SECONDS.time():
+            pending = []
+            for robot_id, state in snapshot.parts.items():
+                partition = self.partition_of.get(robot_id)
+                if partition is None:  # forgotten meanwhile (moved away): its new owner has it
+                    continue
+                value = record(state, partition, offsets.get(partition))
+                if len(value) > MAX_RECORD_BYTES:
+                    logger.error(
+                        "robot %r: state of %d bytes is over Kafka's message limit; it is not kept (a move or a "
+                        "restart starts it cold)",
+                        robot_id,
+                        len(value),
+                    )
+                    continue
+                pending.append(await self.bus.send(self.topic, robot_id, value, partition=partition))
+            await asyncio.gather(*pending)  # an error here stops the service before the commit: a replay follows
+        LAST_SNAPSHOT.set_to_current_time()
         await self._commit(snapshot.messages)
 
     async def _commit(self, messages: list[Message]) -> None:
-        if not messages:
+        if not messages or self.sub is None:
             return
         try:
             await self.sub.commit(messages)
@@ -144,9 +191,98 @@ class Checkpoints:
             logger.warning("offset commit failed (%s); the new owner re-reads those readings", exc)
 
 
-def write_atomically(path: Path, text: Callable[[], str]) -> None:
-    """Write ``text()`` to ``path`` through a temporary file (in a thread: the join is done there too)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text(), encoding="utf-8")
-    tmp.replace(path)  # atomic: a crash mid-write leaves the previous snapshot
+class PartitionOwnership:
+    """The group's rebalances as the detectors see them (a :class:`~common.wire.bus.Rebalance`).
+
+    Revoked: the partitions' state is written and their offsets committed before they are released (under
+    ``lock``, so never in the middle of a batch). Assigned: the robots of the partitions this instance did not
+    hold are restored from the state topic, and ``on_new`` is told (the service reads the alerts topic again,
+    so that events another instance sent are not sent twice); robots of partitions gone elsewhere are dropped.
+    """
+
+    def __init__(
+        self,
+        checkpoints: Checkpoints,
+        lock: asyncio.Lock,
+        on_new: Callable[[set[int]], object],
+    ) -> None:
+        self.checkpoints, self.lock, self.on_new = checkpoints, lock, on_new
+        self.held: set[int] = set()
+        # Kafka's client only logs what a listener raises and goes on: the partitions would be judged cold, or
+        # with state not written. The service stops on it instead (a restart replays from the committed offsets).
+        self.failed: Exception | None = None
+
+    def check(self) -> None:
+        """Raise what the last rebalance failed on, if anything."""
+        if self.failed is not None:
+            raise RuntimeError(f"a rebalance failed: {self.failed!r}") from self.failed
+
+    def still_held(self, messages: list[Message]) -> list[Message]:
+        """The messages of partitions this instance still holds (readings and maintenance entries alike: the
+        group hands partition k of both topics to the same member)."""
+        return [m for m in messages if m.partition in self.held]
+
+    def _mine(self, partitions: list[TopicPartition]) -> set[int]:
+        return {p for topic, p in partitions if topic == self.checkpoints.readings_topic}
+
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
+        mine = self._mine(partitions)
+        if not mine:
+            return
+        try:
+            async with self.lock:
+                await self.checkpoints.flush()
+        except Exception as exc:
+            logger.exception("partitions %s: their state could not be written", sorted(mine))
+            self.failed = exc
+            raise
+        logger.info("partitions %s released: their state written, their offsets committed", sorted(mine))
+
+    async def assigned(self, partitions: list[TopicPartition]) -> None:
+        try:
+            await self._take(self._mine(partitions))
+        except Exception as exc:
+            logger.exception("partitions handed over could not be restored")
+            self.failed = exc
+            raise
+
+    async def _take(self, mine: set[int]) -> None:
+        async with self.lock:
+            for robot_id in self.checkpoints.robots_of(self.held - mine):
+                self.checkpoints.forget(robot_id)
+            new = mine - self.held
+            self.held = mine
+            if not new:
+                return
+            for robot_id in self.checkpoints.robots_of(new):  # held here once, changed elsewhere since
+                self.checkpoints.forget(robot_id)
+            restored = await restore_partitions(self.checkpoints, new)
+            logger.info("partitions %s taken over: %d robot(s) restored warm", sorted(new), restored)
+            result = self.on_new(new)
+            if asyncio.iscoroutine(result):
+                await result
+
+
+async def restore_partitions(checkpoints: Checkpoints, partitions: set[int]) -> int:
+    """The latest state of every robot of ``partitions`` from the state topic, into the engine."""
+    latest: dict[str, Message] = {}
+    async with asyncio.timeout(RESTORE_TIMEOUT_S):
+        messages = await checkpoints.bus.read_to_end(checkpoints.topic, partitions)
+    for message in messages:
+        if message.key is not None:
+            latest[message.key.decode()] = message
+    restored = 0
+    for robot_id, message in latest.items():
+        try:
+            partition, offset, state = read_record(message.value)
+            if partition not in partitions:
+                continue
+            engine_state.load_robot(checkpoints.engine, robot_id, state)
+        except (ValueError, KeyError, TypeError) as exc:
+            checkpoints.engine.robots.pop(robot_id, None)
+            logger.warning("robot %r: state on %s not used (%s); it warms up again", robot_id, checkpoints.topic, exc)
+            continue
+        checkpoints.partition_of[robot_id] = partition
+        restored += 1
+        logger.debug("robot %r restored as of %s offset %s", robot_id, partition, offset)
+    return restored

@@ -1,24 +1,28 @@
-"""The engine across a restart: its detectors' state and open events as a snapshot, or (without one) its
-open events from the alerts topic."""
+"""The engine across a restart or a move to another instance: each robot's detectors' state and open events,
+serialised robot by robot (:func:`robot_snapshot`, :func:`load_robot`; consumer_alerts.checkpoint writes
+them to the state topic), or, for tests and the offline tools, the whole engine at once."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
 from array import array
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from common.wire.schemas import Alert, AlertState, Severity
-from consumer_alerts.detectors.registry import ROBOT_DETECTORS
+from common.wire.schemas import Severity
+from consumer_alerts.detectors import Finding
+from consumer_alerts.detectors.scoring import SamplingInterval
 from consumer_alerts.engine import DetectorEngine, RobotState
 from consumer_alerts.lifecycle import OpenEvent
 
 # 2: with the open events, so that replaying from the snapshot re-derives the same ones.
 # 3: the detectors' windows as base64 float64 arrays: as JSON numbers a snapshot of 200 robots took ~0.7 s of
 #    json.dumps, all of it holding the service's loop up (bench/results/alerts_snapshot.md).
-SNAPSHOT_VERSION = 3
+# 4: one robot's state is a message of its own (the state topic), with its own version; with what the engine
+#    keeps around the detectors (the robot's sampling interval, the flat-value rule, the ALERTs held while a
+#    change is timed), which a robot moved to another instance mid-run needs as much as its windows.
+SNAPSHOT_VERSION = 4
 
 
 def snapshot(engine: DetectorEngine) -> dict[str, Any]:
@@ -29,17 +33,46 @@ def snapshot(engine: DetectorEngine) -> dict[str, Any]:
 def robot_snapshot(r: RobotState) -> dict[str, Any]:
     """One robot's part of :func:`snapshot` (a robot's state only changes with its own readings)."""
     return {
+        "version": SNAPSHOT_VERSION,
         "last_ts": r.last_ts,
         "last_active": r.last_active.isoformat() if r.last_active else None,
         "last_values": {str(a): v for a, v in r.last_values.items()},
+        "interval": _interval(r.interval),
+        "release_at": r.release_at,
+        "held_since": r.held_since,
         "learner": r.learner.state() if r.learner is not None else None,
         "axes": {str(a): {d.name: _pack(d.state()) for d in s.detectors} for a, s in r.axes.items()},
+        "flat": {str(a): [s.flat, s.rested, s.follows, s.raised] for a, s in r.axes.items()},
+        "held": {
+            str(a): {kind: [since.isoformat(), _finding(f)] for kind, (since, f) in s.held.items()}
+            for a, s in r.axes.items()
+            if s.held
+        },
         "events": {
             str(a): {life.detector: _event(life.event) for life in s.lifecycles if life.event}
             for a, s in r.axes.items()
             if s.has_open()
         },
     }
+
+
+def _interval(interval: SamplingInterval) -> dict[str, Any]:
+    return {
+        "gaps": list(interval.gaps),
+        "size": interval.gaps.maxlen,
+        "seconds": interval.seconds,
+        "since": interval._since,
+    }
+
+
+def _load_interval(raw: dict[str, Any]) -> SamplingInterval:
+    interval = SamplingInterval(raw["size"], raw["gaps"])
+    interval.seconds, interval._since = raw["seconds"], raw["since"]  # as they were, not recomputed
+    return interval
+
+
+def _finding(f: Finding) -> dict[str, Any]:
+    return {k: v.value if isinstance(v, Severity) else v for k, v in dataclasses.asdict(f).items()}
 
 
 def _pack(state: dict[str, Any]) -> dict[str, Any]:
@@ -71,39 +104,35 @@ def load_snapshot(engine: DetectorEngine, data: dict[str, Any]) -> None:
         raise ValueError(f"snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
     engine.robots.clear()
     for rid, raw in data["robots"].items():
-        robot = engine.robot(rid)
-        robot.last_values = {int(a): v for a, v in raw["last_values"].items()}
-        robot.last_ts = raw["last_ts"]
-        robot.last_active = datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None
-        if robot.learner is not None and raw.get("learner"):
-            robot.learner.load(raw["learner"])  # before the axes: their residual detectors are made on its model
-        for axis, states in raw["axes"].items():
-            for detector in engine.axis_state(rid, int(axis)).detectors:
-                if detector.name in states:
-                    detector.load(_unpack(states[detector.name]))
-        for axis, events in raw["events"].items():
-            for life in engine.axis_state(rid, int(axis)).lifecycles:
-                if life.detector in events:
-                    life.event = _open_event(events[life.detector])
+        load_robot(engine, rid, raw)
 
 
-def restore_events(engine: DetectorEngine, latest: Iterable[Alert]) -> int:
-    """Make the lifecycles agree with the alerts topic after a restart: events open there stay open (same
-    id), events the topic does not show as open are not open here. Returns how many were taken over."""
-    open_on_topic = {(a.robot_id, a.axis, a.detector): a for a in latest if a.state is AlertState.OPEN}
-    # a robot-level detector's event is filed under the axis it blamed; its lifecycle is the robot's (axis 0)
-    robot_level = {(a.robot_id, a.detector): a for a in open_on_topic.values() if a.detector in ROBOT_DETECTORS}
-    for robot_id, axis, detector in open_on_topic:
-        engine.axis_state(robot_id, 0 if detector in ROBOT_DETECTORS else axis)  # one the snapshot did not know
-    restored = 0
-    for robot_id, robot in engine.robots.items():
-        for axis, state in robot.axes.items():
-            for life in state.lifecycles:
-                alert = open_on_topic.get((robot_id, axis, life.detector))
-                if axis == 0 and alert is None:
-                    alert = robot_level.get((robot_id, life.detector))
-                life.event = None
-                if alert is not None:
-                    life.restore(alert)
-                    restored += 1
-    return restored
+def load_robot(engine: DetectorEngine, rid: str, raw: dict[str, Any]) -> None:
+    """Put one robot's :func:`robot_snapshot` in place of whatever the engine held for it."""
+    if raw.get("version") != SNAPSHOT_VERSION:
+        raise ValueError(f"robot state version {raw.get('version')!r} is not {SNAPSHOT_VERSION}")
+    engine.robots.pop(rid, None)
+    robot = engine.robot(rid)
+    robot.last_values = {int(a): v for a, v in raw["last_values"].items()}
+    robot.last_ts = raw["last_ts"]
+    robot.last_active = datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None
+    robot.interval = _load_interval(raw["interval"])
+    robot.release_at, robot.held_since = raw["release_at"], raw["held_since"]
+    if robot.learner is not None and raw.get("learner"):
+        robot.learner.load(raw["learner"])  # before the axes: their residual detectors are made on its model
+    for axis, states in raw["axes"].items():
+        for detector in engine.axis_state(rid, int(axis)).detectors:
+            if detector.name in states:
+                detector.load(_unpack(states[detector.name]))
+    for axis, (flat, rested, follows, raised) in raw["flat"].items():
+        state = engine.axis_state(rid, int(axis))
+        state.flat, state.rested, state.follows, state.raised = flat, rested, follows, raised
+    for axis, held in raw["held"].items():
+        engine.axis_state(rid, int(axis)).held = {
+            kind: (datetime.fromisoformat(since), Finding(**{**f, "severity": Severity(f["severity"])}))
+            for kind, (since, f) in held.items()
+        }
+    for axis, events in raw["events"].items():
+        for life in engine.axis_state(rid, int(axis)).lifecycles:
+            if life.detector in events:
+                life.event = _open_event(events[life.detector])

@@ -1,23 +1,18 @@
-"""Surviving a restart: the detectors' state from a snapshot file, the events from the alerts topic.
+"""Surviving a restart or a move: what the alerts topic already holds.
 
-The alerts topic is the truth about events: reading it back tells which events are open (they continue
-under the same id) and which were already sent (a re-processed reading must not raise them again). The
-snapshot only carries the detectors' windows, so a restart does not need a fresh warm-up; when it is
-missing or stale the detectors warm up again and stay quiet meanwhile.
+The alerts topic is the truth about events: reading it back tells which were already sent (a re-processed
+reading must not raise them again). The detectors' state, open events included, comes from the state topic
+(consumer_alerts.checkpoint).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from pathlib import Path
 
 from common.errors import SchemaError
 from common.wire.bus import Bus, Message
 from common.wire.schemas import Alert
-from consumer_alerts import engine_state
-from consumer_alerts.engine import DetectorEngine
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +42,18 @@ async def latest_alerts(bus: Bus, topic: str) -> dict[str, Alert]:
 
 
 def already_sent(alert: Alert, sent: dict[str, Alert]) -> bool:
-    """True when the topic already has this event in this state (or a later one): no need to re-send."""
+    """True when the topic already has this change of the event, or a later one: re-derived after a restart
+    or a move from a state older than the topic, an OPEN ALERT the topic holds as escalated to ERROR since
+    adds nothing (merged in, it changes neither severity nor peak)."""
     known = sent.get(alert.event_id)
     if known is None:
         return False
     if known.state == "closed":
         return True
-    return (known.state, known.severity) == (alert.state, alert.severity) and (known.peak_amps or 0) >= (
-        alert.peak_amps or 0
-    )
+    if alert.state == "closed":
+        return False
+    merged = known.merged_with(alert)
+    return (merged.severity, merged.peak_amps or 0) == (known.severity, known.peak_amps or 0)
 
 
 def remember(sent: dict[str, Alert], alerts: list[Alert], *, limit: int = 50_000) -> None:
@@ -64,15 +62,3 @@ def remember(sent: dict[str, Alert], alerts: list[Alert], *, limit: int = 50_000
     if len(sent) > limit:
         for key in [k for k, a in sent.items() if a.state == "closed"]:
             del sent[key]
-
-
-def read_snapshot(engine: DetectorEngine, path: Path | None) -> bool:
-    if path is None or not path.exists():
-        return False
-    try:
-        engine_state.load_snapshot(engine, json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        logger.warning("snapshot %s not used (%s); the detectors warm up again", path, exc)
-        return False
-    logger.info("detector state restored from %s (%d robot(s))", path, len(engine.robots))
-    return True

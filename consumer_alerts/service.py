@@ -1,19 +1,23 @@
 """The detector service: readings in, alert events out, offsets committed once the events are safe.
 
-    restore state -> loop { readings -> engine -> alert events -> wait for the bus's ack
-                            -> every SNAPSHOT_INTERVAL_S: snapshot, then commit }
+    subscribe (partitions handed over: their robots' state from the state topic, the alerts topic read back)
+    -> loop { readings -> engine -> alert events -> wait for the bus's ack
+              -> every SNAPSHOT_INTERVAL_S: the changed robots' state to the state topic, then commit }
 
-(the snapshot is taken between batches without holding them up: consumer_alerts/checkpoint.py)
+(the checkpoint is taken between batches without holding them up: consumer_alerts/checkpoint.py)
 
-The commit comes after the acknowledgement so a crash in between re-processes readings rather than
-losing an event; the re-processed readings re-derive the same event ids, and events the alerts topic
-already has are not sent again. Offsets are committed only together with a snapshot of the detectors, so
-that after a crash the readings are replayed from the state the snapshot holds: with offsets committed
-past it, the detectors would resume from a stale state and raise or close events an uninterrupted run
-would not (tests/integration/test_faults_alerts_restart.py).
+Several instances share the readings topic's partitions in one consumer group. A robot's detectors'
+state lives on the compacted state topic (ALERTS_STATE_TOPIC) and moves with its partition: the instance
+giving a partition up writes its state and commits its offsets first, the one taking it restores that state
+before judging its first reading. The commit comes after the acknowledgement so a crash in between
+re-processes readings rather than losing an event; the re-processed readings re-derive the same event ids,
+and events the alerts topic already has are not sent again. Offsets are committed only together with the
+state they lead to, so that after a crash the readings are replayed from that state: with offsets committed
+past it, the detectors would resume from a stale state and raise or close events an uninterrupted run would
+not (tests/integration/test_faults_alerts_restart.py, test_alerts_scale_out.py).
 
 The maintenance log's entries come in the same subscription (consumer_alerts.maintenance): a part replaced
-restarts its axis between two readings, and its offset too is committed only with a snapshot.
+restarts its axis between two readings, and its offset too is committed only with a checkpoint.
 """
 
 from __future__ import annotations
@@ -30,14 +34,13 @@ from common.errors import SchemaError
 from common.metrics import Health, Lag, reason_class
 from common.wire.bus import Bus, Message, let_out
 from common.wire.schemas import DEFAULT_POLICY, Alert, DeadLetter, ReadingPolicy, RobotRoster, raw_excerpt
-from consumer_alerts.checkpoint import Checkpoints
+from consumer_alerts.checkpoint import Checkpoints, PartitionOwnership
 from consumer_alerts.engine import DetectorEngine, EngineConfig
-from consumer_alerts.engine_state import restore_events
 from consumer_alerts.health.monitor import HealthConfig, HealthMonitor
 from consumer_alerts.health.state import StateSaver, health_state_path, load
 from consumer_alerts.maintenance import MaintenanceFollower
 from consumer_alerts.model import AlertModel
-from consumer_alerts.recovery import already_sent, latest_alerts, read_snapshot, remember
+from consumer_alerts.recovery import already_sent, latest_alerts, remember
 from consumer_alerts.settings import AlertsSettings
 
 logger = logging.getLogger(__name__)
@@ -95,7 +98,8 @@ async def run(
     detectors = engine if isinstance(engine, DetectorEngine) else build_engine(settings)
     await bus.ensure_topics([settings.readings_topic, settings.alerts_topic])
     await bus.ensure_topics([settings.dead_letter_topic, settings.maintenance_topic])
-    sent = await restore(detectors, bus, settings)
+    await bus.ensure_topics([settings.alerts_state_topic], compacted=True)
+    sent: dict[str, Alert] = {}
     policy = settings.reading_policy()
     intake = Intake(
         policy, RobotRoster(policy, detectors.robots, service="consumer_alerts"), settings.dead_letter_topic
@@ -110,32 +114,51 @@ async def run(
     # --- end health pipeline
     # The maintenance log rides in the readings' subscription: its offsets too wait for the snapshot.
     intake.maintenance = MaintenanceFollower(settings.maintenance_topic, detectors, policy, intake.health)
-    sub = await bus.subscribe([settings.readings_topic, settings.maintenance_topic], group_id=settings.alerts_group_id)
-    checkpoints = Checkpoints(detectors, sub, settings.state_path, settings.snapshot_interval_s)
-    health.ready(True, "state restored, subscribed")
+    checkpoints = Checkpoints(
+        detectors, bus, settings.alerts_state_topic, settings.readings_topic, settings.snapshot_interval_s
+    )
+
+    async def read_back_alerts(partitions: set[int]) -> None:
+        """Partitions taken over: what is on the alerts topic now, another instance's events included, is
+        what need not be sent again when their readings since the last commit are judged again."""
+        sent.clear()
+        sent.update(await latest_alerts(bus, settings.alerts_topic))
+        logger.info("alerts topic read back: %d event(s)", len(sent))
+
+    # A batch is judged under the lock, so a rebalance takes the state between two batches, never inside one.
+    batch_lock = asyncio.Lock()
+    ownership = PartitionOwnership(checkpoints, batch_lock, read_back_alerts)
+    sub = checkpoints.sub = await bus.subscribe(
+        [settings.readings_topic, settings.maintenance_topic], group_id=settings.alerts_group_id, on_rebalance=ownership
+    )
+    health.ready(True, "subscribed")
     try:
         while not stop.is_set():
             health.beat()
             await lag.update(sub)
-            # While a snapshot is being taken, its slices run between polls: do not sleep on an empty one.
+            # While a checkpoint is being taken, its slices run between polls: do not sleep on an empty one.
             timeout_ms = 1 if checkpoints.busy else settings.poll_timeout_ms
             messages = await sub.getmany(timeout_ms=timeout_ms, max_records=settings.max_batch)
-            if messages:
-                MESSAGES_IN.inc(len(messages))
-                alerts = await process_and_send(
-                    detectors,
-                    messages,
-                    bus,
-                    settings.alerts_topic,
-                    sent,
-                    before=checkpoints.before_reading,
-                    intake=intake,
-                )
-                remember(sent, alerts)
-                if saver is not None:
-                    await saver.after_batch()
-            await checkpoints.after_batch(messages)
-        await checkpoints.close()  # not after a failure: the last snapshot stands
+            ownership.check()
+            async with batch_lock:
+                messages = ownership.still_held(messages)  # a rebalance may have come between poll and lock
+                if messages:
+                    MESSAGES_IN.inc(len(messages))
+                    alerts = await process_and_send(
+                        detectors,
+                        messages,
+                        bus,
+                        settings.alerts_topic,
+                        sent,
+                        before=checkpoints.before_reading,
+                        intake=intake,
+                    )
+                    remember(sent, alerts)
+                    if saver is not None:
+                        await saver.after_batch()
+                await checkpoints.after_batch(messages)
+        async with batch_lock:
+            await checkpoints.flush()  # not after a failure: the last checkpoint stands
         if saver is not None:
             await saver.after_batch(force=True)
     finally:
@@ -143,17 +166,6 @@ async def run(
         checkpoints.cancel()
         await sub.close()
         logger.info("consumer_alerts stopped; %d event(s) open", len(detectors.open_events()))
-
-
-async def restore(engine: DetectorEngine, bus: Bus, settings: AlertsSettings) -> dict[str, Alert]:
-    """The detectors' state and open events from the snapshot, else the open events from the alerts topic;
-    returns what was sent. A snapshot is the state at the committed offsets, and replaying the readings
-    after them re-derives every later event; the topic then only says what need not be sent again."""
-    from_snapshot = read_snapshot(engine, settings.state_path)
-    sent = await latest_alerts(bus, settings.alerts_topic)
-    restored = len(engine.open_events()) if from_snapshot else restore_events(engine, sent.values())
-    logger.info("alerts topic read back: %d event(s), %d open one(s) taken over", len(sent), restored)
-    return sent
 
 
 @dataclass
@@ -179,7 +191,7 @@ async def process_and_send(
     topic: str,
     sent: dict[str, Alert],
     *,
-    before: Callable[[str], None],
+    before: Callable[[str, int], None],
     intake: Intake | None = None,
 ) -> list[Alert]:
     """Process the batch, shipping its events while it is judged, then wait until the bus has acknowledged
@@ -232,15 +244,15 @@ def events_per_reading(
     engine: DetectorEngine,
     messages: list[Message],
     *,
-    before: Callable[[str], None] = lambda robot_id: None,
+    before: Callable[[str, int], None] = lambda robot_id, partition: None,
     intake: Intake | None = None,
 ) -> Iterator[list[Alert] | DeadLetter]:
     """The events of each reading in turn, or the dead letter of a reading that cannot be judged;
-    ``before(robot_id)`` is called ahead of each reading."""
+    ``before(robot_id, partition)`` is called ahead of each reading."""
     intake = intake or Intake()
     for message in messages:
         if intake.maintenance is not None and message.topic == intake.maintenance.topic:
-            yield intake.maintenance.take(message, before)
+            yield intake.maintenance.take(message, lambda robot_id, p=message.partition: before(robot_id, p))
             continue
         try:
             reading = intake.policy.read(message.value)
@@ -254,7 +266,7 @@ def events_per_reading(
             logger.warning("%s/%d offset %d: %s", message.topic, message.partition, message.offset, refused)
             yield dead_letter(message, refused, reading.robot_id)
             continue
-        before(reading.robot_id)
+        before(reading.robot_id, message.partition)
         try:
             events = engine.process(reading)
         except Exception as exc:  # one reading must never stop the detectors for every robot

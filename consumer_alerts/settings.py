@@ -18,6 +18,11 @@ class AlertsSettings(CommonSettings):
     """Environment names are the field names in upper case (``Z_THRESHOLD``, ``HOLDOFF_S``, ...)."""
 
     alerts_group_id: str = Field("axiswatch-alerts", description="Kafka consumer group of the detector service.")
+    alerts_state_topic: str = Field(
+        "axiswatch.alerts-state",
+        description="Compacted topic of the detectors' state, one message per robot: it moves with the robot's "
+        "partition to whichever instance of the group holds it.",
+    )
     detectors: Annotated[list[str], NoDecode] = Field(
         list(DEFAULT_DETECTORS),
         description="Detectors to run, comma-separated, by their name in consumer_alerts/detectors/registry.py: "
@@ -209,13 +214,14 @@ class AlertsSettings(CommonSettings):
     )
     state_path: Path | None = Field(
         Path("var/consumer_alerts-state.json"),
-        description="Snapshot of the detectors' state, read at start and written while running; empty = none.",
+        description="Base name of the health pipeline's state file (<name>.health.pkl); empty = none. The "
+        "detectors' state is on ALERTS_STATE_TOPIC.",
     )
     snapshot_interval_s: float = Field(
         30.0,
         gt=0,
-        description="Seconds between two snapshots of the state; the offsets are committed with each, "
-        "so a crash replays at most this much.",
+        description="Seconds between two checkpoints of the detectors' state (to ALERTS_STATE_TOPIC); the "
+        "offsets are committed with each, so a crash replays at most this much.",
     )
     alerts_metrics_port: int | None = Field(
         9103, ge=0, le=65535, description="Port of /metrics, /livez and /readyz; 0 or empty: none."

@@ -26,7 +26,7 @@ class JsonLinesBus(InProcessBus):
     async def flush(self) -> None:
         self.out.flush()
 
-    async def publish(self, topic: str, key: str, value: bytes) -> None:
+    async def publish(self, topic: str, key: str, value: bytes, *, partition: int | None = None) -> None:
         # The value is already JSON: splice it in rather than parse and dump it again.
         self.out.write(f'{{"topic": {json.dumps(topic)}, "key": {json.dumps(key)}, "value": {value.decode()}}}\n')
         self.sent += 1

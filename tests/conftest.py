@@ -123,6 +123,7 @@ def kafka_env(kafka_bootstrap: str, unique: str) -> dict[str, str]:
         "dead_letter_topic": f"dead-{unique}",
         "health_topic": f"health-{unique}",
         "maintenance_topic": f"maintenance-{unique}",
+        "alerts_state_topic": f"alerts-state-{unique}",  # read by consumer_alerts only; the others ignore it
         "topic_partitions": 3,
     }
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+TopicPartition = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +87,29 @@ class Subscription(Protocol):
         """Messages on the assigned partitions that this subscription has not fetched yet."""
 
 
+class Rebalance(Protocol):
+    """What a group member does when the group moves partitions (Kafka's ConsumerRebalanceListener)."""
+
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Before the partitions are released: the last moment to save their state and commit their offsets
+        (every member has returned from this before any member is handed partitions)."""
+
+    async def assigned(self, partitions: list[TopicPartition]) -> None:
+        """After the group handed these partitions over, before any of their messages is fetched."""
+
+
 class Bus(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None:
         """Flush what was sent and release connections."""
 
-    async def ensure_topics(self, topics: list[str]) -> None: ...
+    async def ensure_topics(self, topics: list[str], *, compacted: bool = False) -> None:
+        """Create the topics that do not exist yet; ``compacted``: the log keeps the latest message per key."""
 
-    async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future:
-        """Queue a message; the returned future resolves once the bus has accepted it durably."""
+    async def send(self, topic: str, key: str, value: bytes, *, partition: int | None = None) -> asyncio.Future:
+        """Queue a message (to ``partition``, else the key's); the future resolves once the bus has accepted it
+        durably."""
 
     async def publish(self, topic: str, key: str, value: bytes) -> None:
         """Send and wait for the acknowledgement."""
@@ -103,11 +119,13 @@ class Bus(Protocol):
     def batches(self) -> Batches:
         """A fresh set of per-partition batches for a producer that sends many messages."""
 
-    async def read_to_end(self, topic: str) -> list[Message]:
-        """Every message now on ``topic``, all partitions, from the beginning to the current end, without a
-        consumer group (no offsets are committed anywhere)."""
+    async def read_to_end(self, topic: str, partitions: Collection[int] | None = None) -> list[Message]:
+        """Every message now on ``topic`` (its ``partitions``, else all), from the beginning to the current end,
+        without a consumer group (no offsets are committed anywhere)."""
 
-    async def subscribe(self, topics: list[str], *, group_id: str, from_beginning: bool = True) -> Subscription: ...
+    async def subscribe(
+        self, topics: list[str], *, group_id: str, from_beginning: bool = True, on_rebalance: Rebalance | None = None
+    ) -> Subscription: ...
 
 
 LOOP_TURNS_TO_THE_WIRE = 4
@@ -145,37 +163,42 @@ class InProcessBus:
     async def flush(self) -> None:
         return None
 
-    async def ensure_topics(self, topics: list[str]) -> None:
+    async def ensure_topics(self, topics: list[str], *, compacted: bool = False) -> None:
         for topic in topics:
             self._log(topic)
 
     def _log(self, topic: str) -> list[list[Message]]:
         return self._logs.setdefault(topic, [[] for _ in range(self.partitions)])
 
-    async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future:
-        await self.publish(topic, key, value)
+    async def send(self, topic: str, key: str, value: bytes, *, partition: int | None = None) -> asyncio.Future:
+        await self.publish(topic, key, value, partition=partition)
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
-    async def publish(self, topic: str, key: str, value: bytes) -> None:
-        partition = partition_for(key, self.partitions)
+    async def publish(self, topic: str, key: str, value: bytes, *, partition: int | None = None) -> None:
+        partition = partition_for(key, self.partitions) if partition is None else partition
         log = self._log(topic)[partition]
         log.append(Message(topic, partition, len(log), key.encode(), value))
         async with self._changed:
             self._changed.notify_all()
 
     async def subscribe(
-        self, topics: list[str], *, group_id: str, from_beginning: bool = True
+        self, topics: list[str], *, group_id: str, from_beginning: bool = True, on_rebalance: Rebalance | None = None
     ) -> InProcessSubscription:
+        """One member per group here: it is handed every partition at once, and keeps them."""
         await self.ensure_topics(topics)
-        return InProcessSubscription(self, topics, group_id, from_beginning)
+        subscription = InProcessSubscription(self, topics, group_id, from_beginning)
+        if on_rebalance is not None:
+            await on_rebalance.assigned(list(subscription._position))
+        return subscription
 
     def batches(self) -> OneByOne:
         return OneByOne(self)
 
-    async def read_to_end(self, topic: str) -> list[Message]:
-        return [m for log in self._log(topic) for m in list(log)]
+    async def read_to_end(self, topic: str, partitions: Collection[int] | None = None) -> list[Message]:
+        logs = self._log(topic)
+        return [m for p in (range(len(logs)) if partitions is None else partitions) for m in list(logs[p])]
 
     def end_offsets(self, topic: str) -> list[int]:
         return [len(log) for log in self._log(topic)]

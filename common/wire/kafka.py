@@ -10,9 +10,10 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Collection
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -22,7 +23,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from common.errors import CommitFailed, ServiceUnavailable
 from common.settings import CommonSettings
-from common.wire.bus import Message, Pending, Unit
+from common.wire.bus import Message, Pending, Rebalance, Unit
 
 logger = logging.getLogger(__name__)
 # aiokafka's stop() can retry forever when no broker answers (it looks for the group coordinator to leave
@@ -146,8 +147,8 @@ class KafkaBus:
             raise RuntimeError("KafkaBus.start() was not awaited")
         return self._producer
 
-    async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future:
-        return await self.producer.send(topic, value, key=key.encode())
+    async def send(self, topic: str, key: str, value: bytes, *, partition: int | None = None) -> asyncio.Future:
+        return await self.producer.send(topic, value, key=key.encode(), partition=partition)
 
     async def publish(self, topic: str, key: str, value: bytes) -> None:
         await self.producer.send_and_wait(topic, value, key=key.encode())
@@ -158,8 +159,9 @@ class KafkaBus:
     def batches(self) -> KafkaBatches:
         return KafkaBatches(self.producer)
 
-    async def read_to_end(self, topic: str) -> list[Message]:
-        tps = [TopicPartition(topic, p) for p in await self._partitions_of(topic)]
+    async def read_to_end(self, topic: str, partitions: Collection[int] | None = None) -> list[Message]:
+        existing = await self._partitions_of(topic)
+        tps = [TopicPartition(topic, p) for p in existing if partitions is None or p in partitions]
         if not tps:
             return []
         consumer = AIOKafkaConsumer(**self._options, enable_auto_commit=False)
@@ -193,7 +195,7 @@ class KafkaBus:
             await admin.close()
         return sorted(p["partition"] for t in described if t["topic"] == topic for p in t["partitions"])
 
-    async def ensure_topics(self, topics: list[str]) -> None:
+    async def ensure_topics(self, topics: list[str], *, compacted: bool = False) -> None:
         admin = AIOKafkaAdminClient(**self._options)
         await start_with_retry(admin, "admin")
         try:
@@ -204,6 +206,8 @@ class KafkaBus:
                 configs = {}
                 if self.settings.topic_min_insync_replicas is not None:
                     configs["min.insync.replicas"] = str(self.settings.topic_min_insync_replicas)
+                if compacted:
+                    configs["cleanup.policy"] = "compact"
                 new = [
                     NewTopic(
                         t, self.settings.topic_partitions, self.settings.topic_replication_factor, topic_configs=configs
@@ -218,9 +222,10 @@ class KafkaBus:
         finally:
             await admin.close()
 
-    async def subscribe(self, topics: list[str], *, group_id: str, from_beginning: bool = True) -> KafkaSubscription:
+    async def subscribe(
+        self, topics: list[str], *, group_id: str, from_beginning: bool = True, on_rebalance: Rebalance | None = None
+    ) -> KafkaSubscription:
         consumer = AIOKafkaConsumer(
-            *topics,
             **self._options,
             group_id=group_id,
             enable_auto_commit=False,
@@ -231,8 +236,23 @@ class KafkaBus:
             # stays listed so a group of older and newer members still agrees during a rolling upgrade.
             partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
         )
+        # Before start, as the constructor's topics would be: the group is joined once, at start.
+        consumer.subscribe(topics, listener=_Listener(on_rebalance) if on_rebalance is not None else None)
         await start_with_retry(consumer, f"consumer {group_id}")
         return KafkaSubscription(consumer)
+
+
+class _Listener(ConsumerRebalanceListener):
+    """aiokafka's listener around a :class:`~common.wire.bus.Rebalance` (partitions as (topic, partition))."""
+
+    def __init__(self, rebalance: Rebalance) -> None:
+        self.rebalance = rebalance
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.rebalance.revoked([(tp.topic, tp.partition) for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.rebalance.assigned([(tp.topic, tp.partition) for tp in assigned])
 
 
 class KafkaBatches:

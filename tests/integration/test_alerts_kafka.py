@@ -192,7 +192,9 @@ async def test_an_event_is_on_the_alerts_topic_before_the_rest_of_its_batch_is_j
         # a fresh topic's partitions get their leader a moment late: the test's send must not be a retry
         await bus.publish(settings.alerts_topic, "r1", opened.model_copy(update={"event_id": "warm-up"}).to_bytes())
         with watch:
-            alerts = await process_and_send(engine, messages, bus, settings.alerts_topic, {}, before=lambda robot: None)
+            alerts = await process_and_send(
+                engine, messages, bus, settings.alerts_topic, {}, before=lambda robot, partition: None
+            )
     finally:
         await bus.stop()
     assert [a.event_id for a in alerts] == [opened.event_id]

@@ -1,15 +1,17 @@
-"""Snapshots (format v3, windows as float64) taken robot by robot, and the commit that follows them."""
+"""Checkpoints of the detectors' state on the state topic: taken robot by robot, committed after, restored
+per partition, and exact (a robot moved mid-feed raises what an uninterrupted run raises)."""
 
 import json
 import logging
 
 from common.wire.bus import InProcessBus
 from common.wire.schemas import Reading
-from consumer_alerts.checkpoint import Checkpoints, Snapshot
+from consumer_alerts import engine_state
+from consumer_alerts.checkpoint import Checkpoints, Snapshot, read_record, record, restore_partitions
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import load_snapshot, snapshot
-from consumer_alerts.recovery import read_snapshot
 from tests.alerts_fixtures import cycle_readings
+from tests.fault_feeds import faulty_feed
 
 CONFIG = EngineConfig(
     detectors=("zscore", "residual", "stuck"),
@@ -21,10 +23,11 @@ CONFIG = EngineConfig(
     stuck_readings=10,
 )
 ROBOTS = ("r1", "r2", "r3")
+STATE = "state"
 
 
-def fed_engine(n: int = 400) -> DetectorEngine:
-    engine = DetectorEngine(CONFIG)
+def fed_engine(n: int = 400, config: EngineConfig = CONFIG) -> DetectorEngine:
+    engine = DetectorEngine(config)
     for robot in ROBOTS:
         for r in cycle_readings(n, robot_id=robot, seed=len(robot) + ord(robot[-1])):
             engine.process(r)
@@ -44,67 +47,88 @@ def test_windows_survive_the_round_trip_bit_for_bit():
     assert list(restored.robots["r1"].axes[1].detectors[0].baseline.values)[-5:] == awkward
 
 
-def test_a_version_2_snapshot_is_not_used_and_the_detectors_warm_up_again(tmp_path, caplog):
-    data = snapshot(fed_engine())
-    data["version"] = 2
-    path = tmp_path / "state.json"
-    path.write_text(json.dumps(data))
-    engine = DetectorEngine(CONFIG)
+async def put(bus: InProcessBus, robot_id: str, state: dict, partition: int = 0, offset: int = 1) -> None:
+    await bus.publish(STATE, robot_id, record(json.dumps(state).encode(), partition, offset), partition=partition)
+
+
+def checkpoints_on(bus: InProcessBus, engine: DetectorEngine, interval_s: float = 0) -> Checkpoints:
+    return Checkpoints(engine, bus, STATE, "readings", interval_s)
+
+
+async def test_a_robot_state_of_another_version_or_not_float64_is_not_used_and_the_robot_warms_up(caplog):
+    engine, bus = fed_engine(), InProcessBus()
+    old = {**engine_state.robot_snapshot(engine.robots["r1"]), "version": 3}
+    broken = engine_state.robot_snapshot(engine.robots["r2"])
+    broken["axes"]["1"]["zscore"]["baseline"] = {"f64": "AAAA"}  # 3 bytes, not a multiple of 8
+    await put(bus, "r1", old)
+    await put(bus, "r2", broken)
+    await put(bus, "r3", engine_state.robot_snapshot(engine.robots["r3"]))
+    await bus.publish(STATE, "r4", b"no head", partition=0)
+    restored = DetectorEngine(CONFIG)
     with caplog.at_level(logging.WARNING):
-        assert read_snapshot(engine, path) is False
-    assert "not used" in caplog.text and engine.robots == {}
+        assert await restore_partitions(checkpoints_on(bus, restored), {0}) == 1
+    assert caplog.text.count("not used") == 3 and list(restored.robots) == ["r3"]
 
 
-def test_a_window_that_is_not_float64_is_refused_cleanly(tmp_path):
-    data = snapshot(fed_engine())
-    data["robots"]["r1"]["axes"]["1"]["zscore"]["baseline"] = {"f64": "AAAA"}  # 3 bytes, not a multiple of 8
-    path = tmp_path / "state.json"
-    path.write_text(json.dumps(data))
-    assert read_snapshot(DetectorEngine(CONFIG), path) is False
+async def test_only_the_robots_of_the_partitions_handed_over_are_restored():
+    engine, bus = fed_engine(), InProcessBus(partitions=3)
+    for partition, robot in enumerate(ROBOTS):
+        await put(bus, robot, engine_state.robot_snapshot(engine.robots[robot]), partition=partition)
+    restored = DetectorEngine(CONFIG)
+    checkpoints = checkpoints_on(bus, restored)
+    assert await restore_partitions(checkpoints, {0, 2}) == 2
+    assert sorted(restored.robots) == ["r1", "r3"] and checkpoints.partition_of == {"r1": 0, "r3": 2}
+    assert restored.robots["r3"].last_ts == engine.robots["r3"].last_ts
 
 
-def test_a_snapshot_taken_robot_by_robot_is_the_state_at_its_start():
+def test_a_checkpoint_taken_robot_by_robot_is_the_state_at_its_start():
     engine = fed_engine()
-    at_start = json.loads(json.dumps(snapshot(engine)))
-    taking = Snapshot(engine, [])
+    at_start = {rid: engine_state.robot_snapshot(r) for rid, r in engine.robots.items()}
+    taking = Snapshot(engine, ROBOTS, [])
     assert taking.advance(0) is False  # nothing serialised yet
     later = cycle_readings(600, robot_id="r2", seed=9)[400:]  # newer readings for one robot
     for reading in later:
         taking.before_reading(reading.robot_id)
         engine.process(reading)
     assert taking.advance(float("inf")) is True
-    assert json.loads(taking.text()) == at_start
-    assert json.loads(json.dumps(snapshot(engine))) != at_start  # the readings did change r2
+    assert {rid: json.loads(part) for rid, part in taking.parts.items()} == json.loads(json.dumps(at_start))
+    assert engine_state.robot_snapshot(engine.robots["r2"]) != at_start["r2"]  # the readings did change r2
 
 
-async def test_the_commit_covers_the_readings_before_the_snapshot_and_comes_after_the_file(tmp_path):
+async def test_the_commit_covers_the_readings_before_the_checkpoint_and_comes_after_their_state():
     bus = InProcessBus()
     readings = [r for robot in ROBOTS for r in cycle_readings(300, robot_id=robot)]
     for r in readings:
         await bus.publish("readings", r.robot_id, r.to_bytes())
     sub = await bus.subscribe(["readings"], group_id="g")
-    engine, path = DetectorEngine(CONFIG), tmp_path / "state.json"
-    checkpoints = Checkpoints(engine, sub, path, interval_s=0)
-    first = await sub.getmany(max_records=500)
-    for m in first:
-        engine.process(reading_of(m))
+    engine = DetectorEngine(CONFIG)
+    checkpoints = checkpoints_on(bus, engine)
+    checkpoints.sub = sub
+
+    def judge(messages):
+        for m in messages:
+            checkpoints.before_reading(reading_of(m).robot_id, m.partition)
+            engine.process(reading_of(m))
+
+    first = await sub.getmany(max_records=500)  # r1's 300 readings, r2's first 200
+    judge(first)
     await checkpoints.after_batch(first)
-    assert checkpoints.busy and not path.exists()
+    assert checkpoints.busy and bus.end_offsets(STATE) == [0]
     second = await sub.getmany(max_records=400)
-    for m in second:
-        checkpoints.before_reading(reading_of(m).robot_id)
-        engine.process(reading_of(m))
+    judge(second)
     await checkpoints.after_batch(second)
     while checkpoints.busy:
         await checkpoints.after_batch([])
     await checkpoints.saving
-    assert committed(bus) == len(first)
+    assert committed(bus) == len(first) and bus.end_offsets(STATE) == [2], "r1 and r2, as of the first batch"
     restored = DetectorEngine(CONFIG)
-    assert read_snapshot(restored, path)
+    assert await restore_partitions(checkpoints_on(bus, restored), {0}) == 2
     assert restored.robots["r2"].last_ts == max(r.ts for r in readings[:500] if r.robot_id == "r2").timestamp()
-    await checkpoints.close()
+    partition, offset, _ = read_record(bus._log(STATE)[0][-1].value)
+    assert (partition, offset) == (0, len(first))
+    await checkpoints.flush()
     assert committed(bus) == len(first) + len(second)
-    assert json.loads(path.read_text()) == json.loads(json.dumps(snapshot(engine)))
+    assert bus.end_offsets(STATE) == [4], "then r2 and r3, the robots the second batch changed (r1 did not change)"
 
 
 def reading_of(message) -> Reading:
@@ -115,11 +139,30 @@ def committed(bus: InProcessBus) -> int:
     return bus._committed[("g", "readings", 0)]
 
 
-async def test_without_a_state_path_every_batch_is_committed_at_once():
-    bus = InProcessBus()
-    for r in cycle_readings(50):
-        await bus.publish("readings", r.robot_id, r.to_bytes())
-    sub = await bus.subscribe(["readings"], group_id="g")
-    checkpoints = Checkpoints(DetectorEngine(CONFIG), sub, None, interval_s=3600)
-    await checkpoints.after_batch(await sub.getmany(max_records=20))
-    assert committed(bus) == 20 and not checkpoints.busy
+EXACT = EngineConfig(
+    detectors=("zscore", "stuck", "multivariate"),
+    z_window=200,
+    z_min_samples=50,
+    holdoff_s=0.0,
+    holdoff_readings=20,  # the hold-off in units of the robot's sampling interval: it must come back exact
+    stuck_readings=30,
+)
+
+
+async def test_a_robot_moved_at_any_reading_raises_what_an_uninterrupted_run_raises():
+    readings = faulty_feed()
+    one = DetectorEngine(EXACT)
+    expected = [a for r in readings for a in one.process(r)]
+    assert {a.detector for a in expected} >= {"zscore", "stuck"}
+    for cut in range(550, 1000, 37):  # around and inside both faults
+        bus, here = InProcessBus(), DetectorEngine(EXACT)
+        checkpoints = checkpoints_on(bus, here)
+        seen = []
+        for r in readings[:cut]:
+            checkpoints.before_reading(r.robot_id, 0)
+            seen += here.process(r)
+        await checkpoints.flush()
+        there = DetectorEngine(EXACT)
+        assert await restore_partitions(checkpoints_on(bus, there), {0}) == 1
+        seen += [a for r in readings[cut:] for a in there.process(r)]
+        assert seen == expected, f"moved at reading {cut}"

@@ -3,9 +3,9 @@
 import json
 from datetime import timedelta
 
-from common.wire.schemas import Alert, AlertState, Reading, Severity
+from common.wire.schemas import AlertState, Reading, Severity
 from consumer_alerts.engine import DetectorEngine, EngineConfig, freshness
-from consumer_alerts.engine_state import load_snapshot, restore_events, snapshot
+from consumer_alerts.engine_state import load_snapshot, snapshot
 from consumer_alerts.training import TrainingOptions, train
 from tests.alerts_fixtures import T0, cycle_readings
 
@@ -92,27 +92,6 @@ def test_snapshot_round_trip_gives_the_same_events():
     events = run(one, fault)
     assert events and events == run(two, fault)
     assert {a.detector for a in events} >= {"residual"}
-
-
-def test_restore_events_takes_over_open_events_and_drops_others():
-    engine = DetectorEngine(CONFIG)
-    run(engine, cycle_readings(100))
-    sent = Alert(
-        event_id="r1:1:zscore:x",
-        robot_id="r1",
-        axis=1,
-        detector="zscore",
-        severity=Severity.ALERT,
-        state=AlertState.OPEN,
-        opened_at=T0,
-        peak_amps=9.0,
-        threshold=6.0,
-        score=7.0,
-    )
-    assert restore_events(engine, [sent]) == 1
-    assert engine.open_events() == [("r1", 1, "zscore")]
-    assert restore_events(engine, [sent.model_copy(update={"state": AlertState.CLOSED})]) == 0
-    assert engine.open_events() == []
 
 
 def test_a_model_only_applies_to_its_own_robot():

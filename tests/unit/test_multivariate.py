@@ -9,7 +9,7 @@ import pytest
 from common.wire.schemas import Reading, Severity
 from consumer_alerts.detectors.multivariate import MultivariateDetector
 from consumer_alerts.engine import DetectorEngine, EngineConfig
-from consumer_alerts.engine_state import load_snapshot, restore_events, snapshot
+from consumer_alerts.engine_state import load_snapshot, snapshot
 
 WORK, PAUSE = 40, 10  # rows of a work cycle, then idle rows
 BASE = {1: 2.0, 2: 10.0, 3: 5.0}  # amps per unit of the cycle's load
@@ -229,21 +229,6 @@ def test_registered_it_survives_the_engines_snapshot_and_scores_on_the_same():
     assert [(a["opened_at"], a["severity"], a["peak_amps"]) for a in after_restored] == [
         (a["opened_at"], a["severity"], a["peak_amps"]) for a in after_running
     ]
-
-
-def test_an_open_cross_axis_event_is_taken_over_from_the_topic_under_its_blamed_axis():
-    rows = robot_rows(12000, seed=4, broken=(9000, 10000))
-    readings = _readings(rows)
-    config = EngineConfig(detectors=("multivariate",))
-    running = DetectorEngine(config)
-    sent = [a for r in readings[:9600] for a in running.process(r)]
-    opened = [a for a in sent if a.state == "open"]
-    assert opened and opened[-1].axis == 3 and running.open_events()
-    restarted = DetectorEngine(config)  # no snapshot: the open event comes back from the alerts topic
-    assert restore_events(restarted, [opened[-1]]) == 1
-    later = [a for r in readings[9600:] for a in restarted.process(r)]
-    # the event goes on (here: the cold detectors find it over and close it) under its id and blamed axis
-    assert (later[0].event_id, later[0].axis, later[0].state) == (opened[-1].event_id, 3, "closed")
 
 
 def test_a_stuck_axis_it_blames_is_a_maintenance_alert_never_an_error():
