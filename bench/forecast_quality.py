@@ -53,7 +53,7 @@ REPORT_SEEDS = (101, 102, 103)
 LEFT = (0.5, 0.25, 0.1)
 WORKING_AXES = tuple(range(1, 8))
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "forecast_quality"
-SERIES_VERSION = 2  # part of the cache key: bump when the hourly series change (cycles, baseline, medians)
+SERIES_VERSION = 3  # part of the cache key: bump when the hourly series change (cycles, baseline, medians)
 
 
 def main(argv: list[str] | None = None) -> int:
