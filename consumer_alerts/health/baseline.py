@@ -34,6 +34,7 @@ class _Program:
     duration: float
     shape: np.ndarray
     count: int = 0
+    last_seen: float = 0.0  # start of its latest cycle (a state saved before this field reads 0: oldest)
     learning: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # (ts, rms / (1 + level))
     normal: dict[int, float] = field(default_factory=dict)
 
@@ -153,9 +154,13 @@ class AxisBaseline:
         if best is None:
             best = _Program(cycle.duration, shape)
             self.programs.append(best)
-            if len(self.programs) > self.max_programs:  # the least used goes: rare odd cycles, old programs
-                self.programs.remove(min(self.programs[:-1], key=lambda p: p.count))
+            if len(self.programs) > self.max_programs:
+                # The least recently seen goes (old products, odd cycles long past), not the least used: once
+                # the list was full of learned programs, the least used were the new ones still learning,
+                # each pushed out before its 100th cycle, and the robot's health line stopped for good.
+                self.programs.remove(min(self.programs[:-1], key=lambda p: p.last_seen))
         best.count += 1
+        best.last_seen = cycle.start
         if best.count <= self.learn_cycles:  # the mean shape settles while the program is learned, then holds
             mixed = best.shape + (shape - best.shape) / best.count
             best.shape = mixed / (np.linalg.norm(mixed) or 1.0)

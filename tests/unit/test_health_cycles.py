@@ -176,3 +176,20 @@ def test_flush_cuts_the_cycle_in_progress_at_its_last_reading_plus_one_spacing()
     assert cycle.cut and (cycle.start, cycle.end) == (0.0, 6.0)
     assert cycle.axes[2].energy_as == pytest.approx(2 * (1 + 2 + 3) * 2.0)
     assert s.flush() == []
+
+
+def test_new_programs_are_learned_when_the_list_of_programs_is_full():
+    # A robot that has run as many programs as the baseline keeps, then changes product: two new programs,
+    # in turn. The oldest programs must make room; the new ones must not push each other out while learning.
+    baseline = AxisBaseline(learn_cycles=5, max_programs=4)
+    shapes = [np.random.default_rng(seed).uniform(1, 6, 12) for seed in range(6)]
+    t = 0.0
+    for shape in shapes[:4]:  # four programs learned, one product after the other
+        for _ in range(8):
+            baseline.deviations(cycle_of({2: 10.0}, shape, start=t))
+            t += 60.0
+    for k in range(12):
+        baseline.deviations(cycle_of({2: 10.0}, shapes[4 + k % 2], start=t + 60.0 * k))
+    worn = [baseline.deviations(cycle_of({2: 11.0}, shapes[4 + k], start=t + 60.0 * (12 + k))) for k in (0, 1)]
+    assert worn == [pytest.approx({2: 0.1}), pytest.approx({2: 0.1})]
+    assert len(baseline.programs) == 4
