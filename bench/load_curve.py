@@ -3,7 +3,7 @@ sessions open) at several fleet sizes in turn, each at the real rate (one readin
 held for --hold-s, a fresh database and fresh topics per level.
 
     .venv/bin/python -m bench.load_curve [--robots 100,500,1000,2000] [--hold-s 600] [--warmup 20]
-        [--sessions 5] [--max-lag-s 60] [--name load_curve]
+        [--sessions 5] [--max-lag-s 60] [--set NAME=VALUE ...] [--name load_curve]
 
 Per level: readings/s produced and committed by consumer_db; p50/p99 of reading -> stored, -> alert event,
 -> dashboard (pipeline_latency's clocks); CPU of each service, of PostgreSQL (all its processes) and of the
@@ -215,8 +215,17 @@ def main(argv: list[str] | None = None) -> int:
         help="a group this many seconds of input behind, twice in a row, has fallen behind: the level ends "
         "(consumer_alerts commits with its snapshot, every 30 s, so its lag is up to 30 s when it keeps up)",
     )
+    parser.add_argument(
+        "--set",
+        dest="env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every service, as in bench.pipeline_latency (repeatable)",
+    )
     parser.add_argument("--name", default="load_curve", help="the results' file name in bench/results/")
     args = parser.parse_args(argv)
+    args.env = dict(item.split("=", 1) for item in args.env)
     levels = [int(r) for r in args.robots.split(",")]
     rows, details = [], {}
     for robots in levels:
@@ -227,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             drain=args.drain,
             sessions=args.sessions,
             fault_period=args.fault_period,
-            env={},
+            env=args.env,
             nice={},
         )
         print(f"--- {robots} robots, {args.hold_s:g} s held", flush=True)
@@ -247,10 +256,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(args: argparse.Namespace, rows: list[dict], details: dict, extensions: dict | None) -> None:
+    settings = "".join(f" --set {k}={v}" for k, v in args.env.items())
     notes = (
         f"Command: `.venv/bin/python -m bench.load_curve --robots {args.robots} --hold-s {args.hold_s:g} "
         f"--warmup {args.warmup:g} --sessions {args.sessions} --fault-period {args.fault_period:g} "
-        f"--max-lag-s {args.max_lag_s:g}`. Each level: a fresh database and topics (6 partitions), the services "
+        f"--max-lag-s {args.max_lag_s:g}{settings}`. Each level: a fresh database and topics (6 partitions), "
+        "the services "
         "as bench.pipeline_latency starts them (one instance each, Z_MIN_SAMPLES=30, consumer_alerts' state to "
         "a file), faults on. CPU %: of one core, over the held time, from /proc (postgresql: every server "
         "process but this benchmark's own connections; observer: this process, which reads every reading and "
