@@ -35,6 +35,9 @@ from bench.results import write_results
 READING_INTERVAL_S = 2.0  # the synthetic fleet's real rate: one reading per robot every 2 s
 READINGS_PER_ROBOT_DAY = 86_400 / READING_INTERVAL_S
 LAG_WINDOW_S = 40.0  # longer than consumer_alerts' 30 s between two commits
+# A lag floor above this, rising by more than this many seconds of input per second: not keeping up (a
+# held level that ends before --max-lag-s is reached still says so).
+GROWING_FLOOR_S, GROWING_SLOPE = 10.0, 0.02
 TICK_S = os.sysconf("SC_CLK_TCK")
 TABLES_BYTES = """
 SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_stat_user_tables
@@ -180,12 +183,17 @@ def level_row(robots: int, result: dict, sessions: int) -> dict:
     row["stored / dashboard seen of expected"] = " / ".join(
         f"{found[stage]['samples']}/{found[stage]['expected']}" for stage in ("a", "c")
     )
+    growing = []
     for name, lags in held["lag_s"].items():
         end, slope = floor_trend(held["lag_t"], lags, LAG_WINDOW_S) if lags else (None, None)
+        if end is not None and slope is not None and end > GROWING_FLOOR_S and slope > GROWING_SLOPE:
+            growing.append(f"{name} lag growing ({slope:+.2f} s per s, {end:g} s at the end)")
         row[f"{name} lag s, max / end (slope)"] = (
             f"{max(lags, default=0):g} / {'' if end is None else f'{end:g}'} "
             f"({'' if slope is None else f'{slope:+.3f}'})"
         )
+    if growing and row["verdict"] == "kept up":
+        row["verdict"] = "fell behind: " + ", ".join(growing)
     row |= {f"CPU % {name}": value for name, value in held["cpu_percent"].items()}
     per_reading = held["bytes_per_reading"]
     row["bytes/reading"] = round(per_reading) if per_reading else None
@@ -223,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="a setting for every service, as in bench.pipeline_latency (repeatable)",
     )
+    parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (their folder is printed)")
     parser.add_argument("--name", default="load_curve", help="the results' file name in bench/results/")
     args = parser.parse_args(argv)
     args.env = dict(item.split("=", 1) for item in args.env)
@@ -241,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"--- {robots} robots, {args.hold_s:g} s held", flush=True)
         try:
-            found = with_services("load_curve", partial(measure, hold=Held(args)), level)
+            found = with_services("load_curve", partial(measure, hold=Held(args)), level, keep_logs=args.keep_logs)
         except Exception as error:  # a level that failed is a result too; the next level still runs
             rows.append({"robots": robots, "verdict": f"failed: {type(error).__name__}: {error}"[:300]})
             write(args, rows, details, None)
