@@ -9,8 +9,9 @@ Per level: readings/s produced and committed by consumer_db; p50/p99 of reading 
 -> dashboard (pipeline_latency's clocks); CPU of each service, of PostgreSQL (all its processes) and of the
 broker, from /proc over the held time; database growth (every table with its indexes, per reading stored,
 times the fleet's readings per day); the machine's load average. Every --sample-s the groups' lag is read
-from Kafka (high watermark minus committed offset): a level whose lag passes --max-lag-s of input twice in
-a row ends there, marked as fallen behind, and the curve goes on with the next level.
+from Kafka (high watermark minus committed offset): a level whose lag is past --max-lag-s of input and has
+not shrunk over the last minute ends there, marked as fallen behind, and the curve goes on with the next
+level (a lag that rises more slowly is named in the verdict at the level's end).
 Results are written after each level, so a run stopped part-way keeps the levels it finished.
 """
 
@@ -38,6 +39,7 @@ LAG_WINDOW_S = 40.0  # longer than consumer_alerts' 30 s between two commits
 # A lag floor above this, rising by more than this many seconds of input per second: not keeping up (a
 # held level that ends before --max-lag-s is reached still says so).
 GROWING_FLOOR_S, GROWING_SLOPE = 10.0, 0.02
+CATCH_UP_S = 60.0  # a lag past --max-lag-s must have shrunk over this long, or the level ends
 TICK_S = os.sysconf("SC_CLK_TCK")
 TABLES_BYTES = """
 SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_stat_user_tables
@@ -83,7 +85,7 @@ class Held:
         args, rate = self.args, run.args.robots / READING_INTERVAL_S
         groups = {"consumer_db": run.names.sink_group, "consumer_alerts": run.names.alerts_group}
         broker = listening_pid(int(urlsplit(f"//{run.servers.split(',')[0]}").port))
-        samples, loads, behind, verdict = [], [], {name: 0 for name in groups}, "kept up"
+        samples, loads, verdict = [], [], "kept up"
         async with Progress(run.servers, run.names.readings, groups) as progress:
             await asyncio.sleep(args.warmup)
             first = await progress.sample()
@@ -98,10 +100,7 @@ class Held:
                 if dead:
                     verdict = f"{dead[0].name} exited with {dead[0].returncode}"
                     break
-                for name in groups:
-                    lag_s = (row["produced"] - row[name]) / rate
-                    behind[name] = behind[name] + 1 if lag_s > args.max_lag_s else 0
-                late = [name for name, times in behind.items() if times >= 2]
+                late = [name for name in groups if self._not_catching_up(samples, name, rate)]
                 if late:
                     verdict = "fell behind: " + ", ".join(
                         f"{name} {(row['produced'] - row[name]) / rate:.0f} s of input behind" for name in late
@@ -126,6 +125,13 @@ class Held:
             "bytes_per_reading": (after["bytes"] - before["bytes"]) / stored if stored else None,
             "load": (min(loads), sum(loads) / len(loads), max(loads)) if loads else None,
         }
+
+    def _not_catching_up(self, samples: list[dict], name: str, rate: float) -> bool:
+        """More than --max-lag-s of input behind, and no less than a minute before: a stage slow to start
+        (1,000 new robots' axes seeded, their state made) catches up; one that cannot keep up does not."""
+        lag_s = [(s["t"], (s["produced"] - s[name]) / rate) for s in samples]
+        earlier = [lag for t, lag in lag_s if t <= lag_s[-1][0] - CATCH_UP_S]
+        return lag_s[-1][1] > self.args.max_lag_s and bool(earlier) and lag_s[-1][1] >= earlier[-1]
 
     @staticmethod
     def _bytes(run: Run) -> int:
@@ -220,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         "--max-lag-s",
         type=float,
         default=60,
-        help="a group this many seconds of input behind, twice in a row, has fallen behind: the level ends "
+        help="a group this many seconds of input behind, and no less than a minute before, has fallen "
+        "behind: the level ends "
         "(consumer_alerts commits with its snapshot, every 30 s, so its lag is up to 30 s when it keeps up)",
     )
     parser.add_argument(
