@@ -219,6 +219,10 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
         url,
         ROBOT_ID=WATCHED,
         Z_MIN_SAMPLES="30",
+        # topics of this run's own: on the shared default, a later run's consumer_db first stores every
+        # health event of the runs before it (minutes of backlog at 1,000 robots)
+        HEALTH_TOPIC=f"{names.tag}-health",
+        MAINTENANCE_TOPIC=f"{names.tag}-maintenance",
         STATE_PATH=str(log_dir / "consumer_alerts-state.json"),
         **args.env,
     )
