@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -80,6 +81,7 @@ class Watch:
         self.opened: dict[str, tuple[float, Alert, int]] = {}  # event -> first arrival, event, broker append time
         self.dashboard: dict[tuple[int, int], float] = {}  # (session, ts ms) of robot-001's points -> first arrival
         self.stop = asyncio.Event()
+        self.listener_pid: int | None = None  # the LISTEN connection's server process (not a service's cost)
 
 
 async def read_topic(servers: str, topic: str, on_record, stop: asyncio.Event) -> None:
@@ -121,6 +123,7 @@ def listen(dsn: str, watch: Watch, stop: threading.Event) -> None:
     conn = psycopg2.connect(dsn)
     conn.autocommit = True
     conn.cursor().execute("LISTEN bench_committed")
+    watch.listener_pid = conn.get_backend_pid()
     try:
         while not stop.is_set():
             if select.select([conn], [], [], 0.2)[0]:
@@ -180,7 +183,29 @@ def wait_http(url: str, timeout_s: float) -> None:
             time.sleep(0.5)
 
 
-async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
+async def hold_for(run: Run) -> dict:
+    """The default hold: the producer runs for the warm-up and the measured time, nothing else watched."""
+    await asyncio.sleep(run.args.warmup + run.args.seconds)
+    return {}
+
+
+@dataclass
+class Run:
+    """What a hold can watch while the producer runs (bench.load_curve samples lag, CPU and size through it)."""
+
+    engine: Engine
+    servers: str
+    names: Names
+    args: argparse.Namespace
+    watch: Watch
+    producer: Service
+    consumers: list[Service]
+    started: float
+
+
+async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_for) -> dict:
+    """The run: services up, sessions open, the producer for as long as ``hold(run)`` takes (what it returns
+    is the result's ``held``), then a drain; readings produced before the warm-up's end are left out later."""
     names = Names.fresh("bench-lat")
     await create_topics(servers, [names.readings, names.alerts, names.dead_letters], append_time=(names.alerts,))
     with engine.begin() as conn:
@@ -194,6 +219,10 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
         url,
         ROBOT_ID=WATCHED,
         Z_MIN_SAMPLES="30",
+        # topics of this run's own: on the shared default, a later run's consumer_db first stores every
+        # health event of the runs before it (minutes of backlog at 1,000 robots)
+        HEALTH_TOPIC=f"{names.tag}-health",
+        MAINTENANCE_TOPIC=f"{names.tag}-maintenance",
         STATE_PATH=str(log_dir / "consumer_alerts-state.json"),
         **args.env,
     )
@@ -243,7 +272,7 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
         await all_open(tabs, opened, 60)
         started = time.time()
         producer.start()
-        await asyncio.sleep(args.warmup + args.seconds)
+        held = await hold(Run(engine, servers, names, args, watch, producer, consumers, started))
         stopped = time.time()
         producer.stop()
         await asyncio.sleep(args.drain)  # what was produced last gets through
@@ -262,6 +291,7 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
         "watch": watch,
         "window": (started + args.warmup, stopped),
         "cpu_s": {s.name: round(s.cpu_s, 1) for s in (producer, *consumers)},
+        "held": held,
     }
 
 
