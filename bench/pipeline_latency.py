@@ -7,8 +7,8 @@
 Each reading's clock starts at its production: the Kafka record's CreateTime, stamped when the producer
 appends it to a batch (the readings topic is read back for it). It stops:
 
-(a) committed in PostgreSQL: a trigger on readings_fact (in the scratch database only) NOTIFYs once per
-    reading (its axis-1 row); PostgreSQL delivers notifications when the transaction commits, and this
+(a) committed in PostgreSQL: a trigger on readings (in the scratch database only) NOTIFYs once per
+    reading (one row each); PostgreSQL delivers notifications when the transaction commits, and this
     process LISTENs;
 (b) alert event on the alerts topic: for each event's first message (state open), the reading that opened
     it is (robot, opened_at); the clock stops when the broker appends the event to the alerts topic (the
