@@ -30,7 +30,7 @@ from sqlalchemy import text
 
 from bench._kafka import Progress
 from bench._services import with_services
-from bench.pipeline_latency import Run, latencies, measure
+from bench.pipeline_latency import Run, add_run_arguments, latencies, measure
 from bench.results import write_results
 
 READING_INTERVAL_S = 2.0  # the synthetic fleet's real rate: one reading per robot every 2 s
@@ -217,10 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--robots", default="100,500,1000,2000", help="the levels, comma-separated fleet sizes")
     parser.add_argument("--hold-s", type=float, default=600, help="measured seconds per level, after the warm-up")
-    parser.add_argument("--warmup", type=float, default=20, help="seconds of readings left out at each level's start")
-    parser.add_argument("--drain", type=float, default=10, help="seconds to wait after the producer stopped")
-    parser.add_argument("--sessions", type=int, default=5, help="dashboard sessions (each sees robot-001)")
-    parser.add_argument("--fault-period", type=float, default=60, help="as in bench.pipeline_latency")
+    add_run_arguments(parser)  # at each level's start, --warmup seconds are left out
     parser.add_argument("--sample-s", type=float, default=5, help="seconds between two readings of the lag")
     parser.add_argument(
         "--max-lag-s",
@@ -229,14 +226,6 @@ def main(argv: list[str] | None = None) -> int:
         help="a group this many seconds of input behind, and no less than a minute before, has fallen "
         "behind: the level ends "
         "(consumer_alerts commits with its snapshot, every 30 s, so its lag is up to 30 s when it keeps up)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a setting for every service, as in bench.pipeline_latency (repeatable)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (their folder is printed)")
     parser.add_argument("--name", default="load_curve", help="the results' file name in bench/results/")

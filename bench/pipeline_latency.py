@@ -351,10 +351,8 @@ def stats(what: str, samples: list[float], expected: int | None) -> dict:
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--robots", type=int, default=200, help="robots, one reading each every 2 s")
-    parser.add_argument("--seconds", type=float, default=240, help="measured time after the warm-up")
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of one run of the pipeline, shared with bench.load_curve (each of its levels is one)."""
     parser.add_argument("--warmup", type=float, default=20, help="seconds of readings left out at the start")
     parser.add_argument("--drain", type=float, default=10, help="seconds to wait after the producer stopped")
     parser.add_argument("--sessions", type=int, default=5, help="dashboard sessions (each sees robot-001)")
@@ -373,6 +371,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="a setting for every service, e.g. SINK_BATCH_MS=100 (repeatable)",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--robots", type=int, default=200, help="robots, one reading each every 2 s")
+    parser.add_argument("--seconds", type=float, default=240, help="measured time after the warm-up")
+    add_run_arguments(parser)
     parser.add_argument(
         "--nice",
         action="append",

@@ -59,15 +59,7 @@ class NewRows:
             if ts == last_ts and robot == last_robot:  # the rows of one reading share robot and ts
                 continue
             last_robot, last_ts = robot, ts
-            span = new.spans.get(robot)
-            if span is None:
-                new.spans[robot] = [ts, ts]
-                new.minutes[robot] = set()
-            elif ts < span[0]:
-                span[0] = ts
-            elif ts > span[1]:
-                span[1] = ts
-            new.minutes[robot].add(floor_minute(ts))
+            new._note(robot, ts)
         return new
 
     @classmethod
@@ -77,16 +69,20 @@ class NewRows:
         new = cls()
         for robot, ts, axes, _ in stored:
             new.count += axes.bit_count()
-            span = new.spans.get(robot)
-            if span is None:
-                new.spans[robot] = [ts, ts]
-                new.minutes[robot] = set()
-            elif ts < span[0]:
-                span[0] = ts
-            elif ts > span[1]:
-                span[1] = ts
-            new.minutes[robot].add(floor_minute(ts))
+            new._note(robot, ts)
         return new
+
+    def _note(self, robot: str, ts: datetime) -> None:
+        """One reading of ``robot`` at ``ts``: its span and its minute."""
+        span = self.spans.get(robot)
+        if span is None:
+            self.spans[robot] = [ts, ts]
+            self.minutes[robot] = set()
+        elif ts < span[0]:
+            span[0] = ts
+        elif ts > span[1]:
+            span[1] = ts
+        self.minutes[robot].add(floor_minute(ts))
 
 
 def add(conn: Connection, new: NewRows) -> None:

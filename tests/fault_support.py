@@ -17,6 +17,7 @@ from itertools import islice
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -107,6 +108,17 @@ def _all_running(services: tuple[Service, ...], what: str) -> None:
 def _timed_out(what: str, timeout: float, services: tuple[Service, ...]) -> str:
     logs = "\n".join(f"--- {s.module} ---\n{s.tail()}" for s in services)
     return f"no {what} within {timeout:.0f} s\n{logs}"
+
+
+async def committed(settings: CommonSettings, group: str) -> int:
+    """The readings offsets ``group`` has committed, summed over the partitions."""
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(o.offset for tp, o in offsets.items() if tp.topic == settings.readings_topic and o.offset > 0)
 
 
 def stored(engine: Engine) -> tuple[int, int]:

@@ -14,15 +14,14 @@ import signal
 from datetime import timedelta
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
-from common.wire.kafka import KafkaBus, connection_options
+from common.wire.kafka import KafkaBus
 from common.wire.schemas import Alert, AlertState, Reading
 from consumer_alerts.settings import AlertsSettings
 from producer.faults import FaultKind, FaultSpec, inject_faults
 from tests.alerts_fixtures import T0, cycle_readings
 from tests.fault_feeds import DETECTION, SPIKE, STUCK, by_event, check_like_uninterrupted, uninterrupted
-from tests.fault_support import Service, TopicReader, apoll, service_env
+from tests.fault_support import Service, TopicReader, apoll, committed, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -153,16 +152,6 @@ async def test_three_instances_one_killed_one_added_end_like_one_uninterrupted(k
     check_like_uninterrupted(seen, expected)
     judged_by_d = {e for e in late if e.split(":")[0] in robots_of(instances["d"])}
     assert judged_by_d, "d judged some robots' late fault"
-
-
-async def committed(settings: AlertsSettings, group: str) -> int:
-    admin = AIOKafkaAdminClient(**connection_options(settings))
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(o.offset for tp, o in offsets.items() if tp.topic == settings.readings_topic and o.offset > 0)
 
 
 def robots_of(service: Service) -> set[str]:

@@ -13,25 +13,14 @@ tests/unit/test_faults_alerts_replay.py.
 import signal
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
-from common.wire.kafka import KafkaBus, connection_options
+from common.wire.kafka import KafkaBus
 from common.wire.schemas import Alert, AlertState
 from consumer_alerts.settings import AlertsSettings
 from tests.fault_feeds import DETECTION, by_event, check_like_uninterrupted, faulty_feed, uninterrupted
-from tests.fault_support import Service, TopicReader, apoll, service_env
+from tests.fault_support import Service, TopicReader, apoll, committed, service_env
 
 pytestmark = pytest.mark.integration
-
-
-async def committed(settings: AlertsSettings, group: str) -> int:
-    admin = AIOKafkaAdminClient(**connection_options(settings))
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(o.offset for tp, o in offsets.items() if tp.topic == settings.readings_topic and o.offset > 0)
 
 
 async def test_restarts_mid_fault_publish_each_event_change_once_and_close_it(kafka_env, unique, tmp_path):
