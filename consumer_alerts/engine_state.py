@@ -37,7 +37,7 @@ def robot_snapshot(r: RobotState) -> dict[str, Any]:
         "last_ts": r.last_ts,
         "last_active": r.last_active.isoformat() if r.last_active else None,
         "last_values": {str(a): v for a, v in r.last_values.items()},
-        "interval": _interval(r.interval),
+        "interval": r.interval.state(),
         "release_at": r.release_at,
         "held_since": r.held_since,
         "learner": r.learner.state() if r.learner is not None else None,
@@ -54,21 +54,6 @@ def robot_snapshot(r: RobotState) -> dict[str, Any]:
             if s.has_open()
         },
     }
-
-
-def _interval(interval: SamplingInterval) -> dict[str, Any]:
-    return {
-        "gaps": list(interval.gaps),
-        "size": interval.gaps.maxlen,
-        "seconds": interval.seconds,
-        "since": interval._since,
-    }
-
-
-def _load_interval(raw: dict[str, Any]) -> SamplingInterval:
-    interval = SamplingInterval(raw["size"], raw["gaps"])
-    interval.seconds, interval._since = raw["seconds"], raw["since"]  # as they were, not recomputed
-    return interval
 
 
 def _finding(f: Finding) -> dict[str, Any]:
@@ -116,7 +101,7 @@ def load_robot(engine: DetectorEngine, rid: str, raw: dict[str, Any]) -> None:
     robot.last_values = {int(a): v for a, v in raw["last_values"].items()}
     robot.last_ts = raw["last_ts"]
     robot.last_active = datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None
-    robot.interval = _load_interval(raw["interval"])
+    robot.interval = SamplingInterval.from_state(raw["interval"])
     robot.release_at, robot.held_since = raw["release_at"], raw["held_since"]
     if robot.learner is not None and raw.get("learner"):
         robot.learner.load(raw["learner"])  # before the axes: their residual detectors are made on its model

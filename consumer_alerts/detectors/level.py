@@ -148,9 +148,9 @@ class LevelScorer:
 
     def state(self) -> dict[str, Any]:
         return {
-            "short": list(self.short.values),
-            "average": list(self.average.values),
-            "history": list(self.history.values),
+            **self.short.state("short"),
+            **self.average.state("average"),
+            **self.history.state("history"),
             "context": list(self.context),
             "seen": sorted(self.seen),
             "count": self.count,
@@ -162,9 +162,9 @@ class LevelScorer:
 
     def load(self, state: dict[str, Any]) -> None:
         o = self.options
-        self.short = RollingWindow(o.short, state["short"])
-        self.average = RollingWindow(o.average, state["average"])
-        self.history = RollingWindow(o.history, state["history"])
+        self.short = RollingWindow.from_state(o.short, state, "short")
+        self.average = RollingWindow.from_state(o.average, state, "average")
+        self.history = RollingWindow.from_state(o.history, state, "history")
         self.context = deque((int(v) for v in state["context"]), maxlen=o.novelty_order)
         self.seen = {int(v) for v in state["seen"]}
         self.count, self.mean, self.var = int(state["count"]), state["mean"], state["var"]

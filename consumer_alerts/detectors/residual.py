@@ -74,9 +74,15 @@ class ResidualDetector(ActiveSamples):
         self.short.clear()
 
     def state(self) -> dict[str, Any]:
-        return {"long": list(self.long.values), "short": list(self.short), "last_ts": self.last_ts}
+        return {
+            **self.long.state("long"),
+            "short": list(self.short),
+            "last_ts": self.last_ts,
+            "alert_since": self._alert.since,  # how long the ALERT's condition has held: it must hold t_long_s
+        }
 
     def load(self, state: dict[str, Any]) -> None:
-        self.long = RollingWindow(self.model.window, state["long"])
+        self.long = RollingWindow.from_state(self.model.window, state, "long")
         self.short = deque(state["short"], maxlen=self.model.short)
         self.last_ts = state["last_ts"]
+        self._alert.since = state["alert_since"]

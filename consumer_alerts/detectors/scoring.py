@@ -59,6 +59,23 @@ class SamplingInterval:
         self.seconds = ordered[len(ordered) // 2]
         self._since = 0
 
+    def state(self) -> dict[str, Any]:
+        # flat, with names of its own: it is merged into a detector's state, whose lists are its windows
+        return {
+            "gaps": list(self.gaps),
+            "gaps_size": self.gaps.maxlen,
+            "interval_s": self.seconds,
+            "since": self._since,
+        }
+
+    @classmethod
+    def from_state(cls, raw: dict[str, Any]) -> SamplingInterval:
+        interval = cls(raw["gaps_size"], raw["gaps"])
+        # as they were, not recomputed: the median moves once per window, and a restored detector must judge
+        # the next reading with the interval an uninterrupted one has
+        interval.seconds, interval._since = raw["interval_s"], raw["since"]
+        return interval
+
 
 class ThresholdedDetector:
     """A scorer as an engine detector, with the domain's time rules around it.
@@ -138,7 +155,7 @@ class ThresholdedDetector:
     def state(self) -> dict[str, Any]:
         return {
             **self.scorer.state(),
-            "gaps": list(self.interval.gaps),
+            **self.interval.state(),
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
             "run": self.run,
@@ -146,5 +163,5 @@ class ThresholdedDetector:
 
     def load(self, state: dict[str, Any]) -> None:
         self.scorer.load(state)
-        self.interval = SamplingInterval(self.interval.gaps.maxlen, state["gaps"])
+        self.interval = SamplingInterval.from_state(state)
         self.first_ts, self.last_ts, self.run = state["first_ts"], state["last_ts"], int(state["run"])

@@ -52,6 +52,19 @@ class RollingWindow:
     def full(self) -> bool:
         return len(self.values) == self.size
 
+    def state(self, name: str) -> dict[str, list[float]]:
+        """The window as a detector's state keys: its values, and its running sums as they are (sums taken
+        afresh from the values differ in the last bits, and a restored detector must score the next reading
+        exactly as an uninterrupted one)."""
+        return {name: list(self.values), f"{name}_sums": [self._sum, self._sumsq, float(self._pushes)]}
+
+    @classmethod
+    def from_state(cls, size: int, state: dict, name: str) -> RollingWindow:
+        window = cls(size, state[name])
+        window._sum, window._sumsq, pushes = state[f"{name}_sums"]
+        window._pushes = int(pushes)
+        return window
+
     @property
     def mean(self) -> float:
         return self._sum / len(self.values) if self.values else 0.0

@@ -75,9 +75,16 @@ class ZScoreDetector(ActiveSamples):
         return (test.mean - mean) / (std / math.sqrt(test.size))
 
     def state(self) -> dict[str, Any]:
-        return {"baseline": list(self.baseline.values), "test": list(self.test.values), "last_ts": self.last_ts}
+        return {
+            **self.baseline.state("baseline"),
+            **self.test.state("test"),
+            "last_ts": self.last_ts,
+            "alert_since": self._alert.since,
+            "error_since": self._error.since,
+        }
 
     def load(self, state: dict[str, Any]) -> None:
-        self.baseline = RollingWindow(self.baseline.size, state["baseline"])
-        self.test = RollingWindow(self.test.size, state["test"])
+        self.baseline = RollingWindow.from_state(self.baseline.size, state, "baseline")
+        self.test = RollingWindow.from_state(self.test.size, state, "test")
         self.last_ts = state["last_ts"]
+        self._alert.since, self._error.since = state["alert_since"], state["error_since"]

@@ -3,6 +3,8 @@ per partition, and exact (a robot moved mid-feed raises what an uninterrupted ru
 
 import json
 import logging
+import random
+from datetime import timedelta
 
 from common.wire.bus import InProcessBus
 from common.wire.schemas import Reading
@@ -10,6 +12,7 @@ from consumer_alerts import engine_state
 from consumer_alerts.checkpoint import Checkpoints, Snapshot, read_record, record, restore_partitions
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import load_snapshot, snapshot
+from consumer_alerts.training import TrainingOptions, train
 from tests.alerts_fixtures import cycle_readings
 from tests.fault_feeds import faulty_feed
 
@@ -163,6 +166,36 @@ async def test_a_robot_moved_at_any_reading_raises_what_an_uninterrupted_run_rai
             seen += here.process(r)
         await checkpoints.flush()
         there = DetectorEngine(EXACT)
+        assert await restore_partitions(checkpoints_on(bus, there), {0}) == 1
+        seen += [a for r in readings[cut:] for a in there.process(r)]
+        assert seen == expected, f"moved at reading {cut}"
+
+
+async def test_the_default_detectors_moved_at_any_reading_of_an_irregular_feed_raise_what_they_would_have():
+    # The default set with a model (level, load, residual, stuck, multivariate), on a feed whose gaps vary
+    # (the sampling interval's median moves) and a fault of +50 % on axis 2: what a restored robot carries
+    # must include the hold timers and the windows' running sums as they were, not taken afresh.
+    clean = cycle_readings(3000, seed=5)
+    model = train(clean, TrainingOptions(), robot_id="r1")
+    fault = lambda i, a, v: v * 1.5 if a == 2 and 300 <= i < 900 else v  # noqa: E731
+    feed = clean[2000:] + cycle_readings(1500, seed=6, start=clean[-1].ts + timedelta(seconds=2), fault=fault)
+    rng, ts, readings = random.Random(3), feed[0].ts, []
+    for r in feed:
+        ts += timedelta(seconds=rng.choice([1.0, 2.0, 2.0, 3.0, 6.0]))
+        readings.append(r.model_copy(update={"ts": ts}))
+    config = EngineConfig()
+    one = DetectorEngine(config, model)
+    expected = [a for r in readings for a in one.process(r)]
+    assert {"residual", "load_high"} <= {a.detector for a in expected}
+    for cut in range(1000, 2500, 37):  # before, inside and after the fault
+        bus, here = InProcessBus(), DetectorEngine(config, model)
+        checkpoints = checkpoints_on(bus, here)
+        seen = []
+        for r in readings[:cut]:
+            checkpoints.before_reading(r.robot_id, 0)
+            seen += here.process(r)
+        await checkpoints.flush()
+        there = DetectorEngine(config, model)
         assert await restore_partitions(checkpoints_on(bus, there), {0}) == 1
         seen += [a for r in readings[cut:] for a in there.process(r)]
         assert seen == expected, f"moved at reading {cut}"
