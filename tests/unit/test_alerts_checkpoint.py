@@ -158,17 +158,22 @@ async def test_a_robot_moved_at_any_reading_raises_what_an_uninterrupted_run_rai
     expected = [a for r in readings for a in one.process(r)]
     assert {a.detector for a in expected} >= {"zscore", "stuck"}
     for cut in range(550, 1000, 37):  # around and inside both faults
-        bus, here = InProcessBus(), DetectorEngine(EXACT)
-        checkpoints = checkpoints_on(bus, here)
-        seen = []
-        for r in readings[:cut]:
-            checkpoints.before_reading(r.robot_id, 0)
-            seen += here.process(r)
-        await checkpoints.flush()
-        there = DetectorEngine(EXACT)
-        assert await restore_partitions(checkpoints_on(bus, there), {0}) == 1
-        seen += [a for r in readings[cut:] for a in there.process(r)]
-        assert seen == expected, f"moved at reading {cut}"
+        assert await moved_at(cut, readings, lambda: DetectorEngine(EXACT)) == expected, f"moved at reading {cut}"
+
+
+async def moved_at(cut: int, readings: list[Reading], new_engine) -> list:
+    """The events of a robot judged by one engine up to reading ``cut``, then by another restored from the
+    state topic: what a move to another instance gives."""
+    bus, here = InProcessBus(), new_engine()
+    checkpoints = checkpoints_on(bus, here)
+    seen = []
+    for r in readings[:cut]:
+        checkpoints.before_reading(r.robot_id, 0)
+        seen += here.process(r)
+    await checkpoints.flush()
+    there = new_engine()
+    assert await restore_partitions(checkpoints_on(bus, there), {0}) == 1
+    return seen + [a for r in readings[cut:] for a in there.process(r)]
 
 
 async def test_the_default_detectors_moved_at_any_reading_of_an_irregular_feed_raise_what_they_would_have():
@@ -188,14 +193,5 @@ async def test_the_default_detectors_moved_at_any_reading_of_an_irregular_feed_r
     expected = [a for r in readings for a in one.process(r)]
     assert {"residual", "load_high"} <= {a.detector for a in expected}
     for cut in range(1000, 2500, 37):  # before, inside and after the fault
-        bus, here = InProcessBus(), DetectorEngine(config, model)
-        checkpoints = checkpoints_on(bus, here)
-        seen = []
-        for r in readings[:cut]:
-            checkpoints.before_reading(r.robot_id, 0)
-            seen += here.process(r)
-        await checkpoints.flush()
-        there = DetectorEngine(config, model)
-        assert await restore_partitions(checkpoints_on(bus, there), {0}) == 1
-        seen += [a for r in readings[cut:] for a in there.process(r)]
-        assert seen == expected, f"moved at reading {cut}"
+        moved = await moved_at(cut, readings, lambda: DetectorEngine(config, model))
+        assert moved == expected, f"moved at reading {cut}"
