@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, and_, func, select
 
 from common.store.health import data_health
-from common.store.rollup import folded, minute_stats
-from common.store.sqlparts import Row, mean_of, next_minute
+from common.store.rollup import folded, minute_stats, span_stats
+from common.store.sqlparts import Row, hour_start, mean_of, next_minute
 from common.store.sqlparts import dicts as _dicts
 from common.store.sqlparts import where as _where
 from common.store.tables import alerts, axes_dim, axes_of, axis_label, fleet_minute, readings_fact
@@ -31,6 +31,7 @@ __all__ = [
     "newest_ts",
     "one_minute_peak",
     "resample_1min",
+    "resample_hourly",
     "window_peaks",
     "wide_readings",
 ]
@@ -90,15 +91,15 @@ def window_peaks(
 ) -> list[Row]:
     """Per robot and axis, the highest current in the range and when it first happened; highest first.
 
-    The peak, and the first minute that reached it, from the per-minute rollup (``minute_stats``: a minute's
-    ``max_amps`` is its largest raw value, the range's partial minutes and unfolded tail from the raw rows);
-    then the time from the raw rows of that one minute: the first with the peak's value, one short range of
-    the primary key (or the minute itself, where retention dropped the raw rows). The fleet over 4 h at 10 M
-    rows read every row for it (16 s). A window of a minute or
-    two (the 1-minute peak) has no whole minute to take from the rollup: its rows are ranked directly."""
+    The peak, and the first minute that reached it, from the rollup (``span_stats``: whole hours, each with
+    the first minute that reached its ``max_amps``, other whole minutes, the range's partial minutes and
+    unfolded tail from the raw rows); then the time from the raw rows of that one minute: the first with the
+    peak's value, one short range of the primary key (or the minute itself, where retention dropped the raw
+    rows). A window of a minute or two (the 1-minute peak) has no whole minute to take from the rollup: its
+    rows are ranked directly."""
     if start is not None and end is not None and end - start <= SHORT_WINDOW:
         return _ranked_peaks(conn, robot_id=robot_id, start=start, end=end)
-    m = select(minute_stats(conn, robot_id=robot_id, start=start, end=end)).cte("minutes")
+    m = select(span_stats(conn, robot_id=robot_id, start=start, end=end)).cte("minutes")
     peaks = (
         select(m.c.robot_id, m.c.axis_id, func.max(m.c.max_amps).label("peak_amps"))
         .group_by(m.c.robot_id, m.c.axis_id)
@@ -106,7 +107,7 @@ def window_peaks(
     )
     reached = and_(m.c.robot_id == peaks.c.robot_id, m.c.axis_id == peaks.c.axis_id, m.c.max_amps == peaks.c.peak_amps)
     first_minutes = (
-        select(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps, func.min(m.c.minute).label("minute"))
+        select(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps, func.min(m.c.peak_minute).label("minute"))
         .select_from(peaks.join(m, reached))
         .group_by(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps)
         .subquery()
@@ -266,6 +267,30 @@ def resample_1min(
     return streamed(conn, query) if stream else _dicts(conn.execute(query))
 
 
+def resample_hourly(
+    conn: Connection, *, start: datetime | None = None, end: datetime | None = None, robot_id: str | None = None
+) -> list[Row]:
+    """``resample_1min`` per UTC hour: per robot, hour and axis, mean, max and count of the non-null values
+    of the range's rows (an hour at an end of the range: its rows inside the range). From the hour rollup
+    (``span_stats``): a fleet's day is 24 rows per robot and axis, where the 1-minute curve is 1,440."""
+    m = span_stats(conn, robot_id=robot_id, start=start, end=end)
+    hour = hour_start(m.c.minute).label("hour")
+    n_values = func.sum(m.c.n_values)
+    query = (
+        select(
+            m.c.robot_id,
+            hour,
+            m.c.axis_id,
+            mean_of(func.sum(m.c.sum_amps), n_values).label("mean_amps"),
+            func.max(m.c.max_amps).label("max_amps"),
+            n_values.label("values"),
+        )
+        .group_by(m.c.robot_id, hour, m.c.axis_id)
+        .order_by(m.c.robot_id, hour, m.c.axis_id)
+    )
+    return _dicts(conn.execute(query))
+
+
 STREAM_ROWS = 5000  # rows per fetch from the server-side cursor
 
 
@@ -298,8 +323,12 @@ def axis_summary(
     folded_only: bool = False,
 ) -> list[Row]:
     """Per robot and axis: rows, non-null values, the OK-null share of rows, the idle share (values at
-    exactly 0 A among the non-null ones), and mean/max while active (over the non-zero values)."""
-    m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
+    exactly 0 A among the non-null ones), and mean/max while active (over the non-zero values). From whole
+    hours where it can (``span_stats``); ``folded_only``: the whole minutes folded, as the history view reads."""
+    if folded_only:
+        m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=True)
+    else:
+        m = span_stats(conn, robot_id=robot_id, start=start, end=end)
     stats = _summed(m, m.c.robot_id, m.c.axis_id).subquery()
     on = and_(axes_dim.c.robot_id == stats.c.robot_id, axes_dim.c.axis_id == stats.c.axis_id)
     query = (
