@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, Integer, and_, cast, func, select
 
 from common.store.health import data_health
 from common.store.rollup import folded, minute_stats, span_stats
@@ -275,7 +275,7 @@ def resample_hourly(
     (``span_stats``): a fleet's day is 24 rows per robot and axis, where the 1-minute curve is 1,440."""
     m = span_stats(conn, robot_id=robot_id, start=start, end=end)
     hour = hour_start(m.c.minute).label("hour")
-    n_values = func.sum(m.c.n_values)
+    n_values = cast(func.sum(m.c.n_values), Integer)  # PostgreSQL's sum of integers is a numeric
     query = (
         select(
             m.c.robot_id,
