@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Integer, and_, cast, func, select
+from sqlalchemy import BigInteger, Connection, Integer, and_, cast, func, select, true
 
 from common.store.health import data_health
 from common.store.rollup import folded, minute_stats, span_stats
 from common.store.sqlparts import Row, hour_start, mean_of, next_minute
 from common.store.sqlparts import dicts as _dicts
 from common.store.sqlparts import where as _where
-from common.store.tables import alerts, axes_dim, axes_of, axis_label, fleet_minute, readings_fact
+from common.store.tables import alerts, axes_dim, axes_of, axis_label, fleet_minute, readings, readings_fact
 
 __all__ = [
     "alert_history",
@@ -46,6 +46,13 @@ def _in_range(table, start: datetime | None, end: datetime | None) -> list:
     return ([] if start is None else [table.c.ts >= start]) + ([] if end is None else [table.c.ts <= end])
 
 
+def _stamps(conn: Connection):
+    """Where each reading's ``robot_id`` and ``ts`` are read: on PostgreSQL ``readings``, one row per reading
+    (its primary key is (robot_id, ts)); readings_fact is a view there, which unnests every axis of every
+    reading it passes on the way down. SQLite: the long table itself (GROUP BY its ts for one row a reading)."""
+    return readings if conn.dialect.name == "postgresql" else R
+
+
 def newest_ts(conn: Connection, *, robot_id: str | None = None, end: datetime | None = None) -> datetime | None:
     """The newest reading's timestamp (at or before ``end``). Asked robot by robot (the robots named by
     axes_dim): each is one step down the (robot_id, ts) index instead of a scan of the whole table."""
@@ -53,8 +60,9 @@ def newest_ts(conn: Connection, *, robot_id: str | None = None, end: datetime | 
     if robot_id is not None:
         robots = robots.where(axes_dim.c.robot_id == robot_id)
     robots = robots.subquery()
+    t = _stamps(conn)
     per_robot = (
-        select(func.max(R.c.ts)).where(R.c.robot_id == robots.c.robot_id, *_in_range(R, None, end)).scalar_subquery()
+        select(func.max(t.c.ts)).where(t.c.robot_id == robots.c.robot_id, *_in_range(t, None, end)).scalar_subquery()
     )
     newest = select(per_robot.label("newest")).select_from(robots).subquery()
     return conn.execute(select(func.max(newest.c.newest))).scalar()
@@ -65,6 +73,8 @@ def latest_per_axis(
 ) -> list[Row]:
     """One row per robot and axis: the newest stored row (``ts``) and its ``amps`` (None = OK null); each
     axis's newest time is one step down the primary key (robot, axis, ts) from ``end``."""
+    if conn.dialect.name == "postgresql":
+        return _latest_per_axis_of_readings(conn, robot_id=robot_id, start=start, end=end)
     inner = R.alias("newer")
     newest = (
         select(func.max(inner.c.ts))
@@ -79,6 +89,31 @@ def latest_per_axis(
     query = (
         select(axes_dim.c.robot_id, axes_dim.c.axis_id, axes_dim.c.label, R.c.ts, R.c.amps)
         .select_from(axes_dim.join(R, on))
+        .order_by(axes_dim.c.robot_id, axes_dim.c.axis_id)
+    )
+    if robot_id is not None:
+        query = query.where(axes_dim.c.robot_id == robot_id)
+    return _dicts(conn.execute(query))
+
+
+def _latest_per_axis_of_readings(conn: Connection, *, robot_id, start, end) -> list[Row]:
+    """``latest_per_axis`` on PostgreSQL's one row per reading: per robot and axis, the newest reading with a
+    row of that axis (its bit in ``axes``), down the (robot_id, ts) key from ``end``: the first reading
+    has it, but for an axis a robot stopped storing (then its readings back to the last row of it are read).
+    Through the view, max(ts) per axis unnested every reading of the robot (minutes at 10 M rows)."""
+    has_axis = readings.c.axes.op(">>", return_type=BigInteger)(cast(axes_dim.c.axis_id, Integer)).op(
+        "&", return_type=BigInteger
+    )(1)
+    newest = (
+        select(readings.c.ts, readings.c.amps[axes_dim.c.axis_id].label("amps"))
+        .where(readings.c.robot_id == axes_dim.c.robot_id, has_axis == 1, *_in_range(readings, start, end))
+        .order_by(readings.c.ts.desc())
+        .limit(1)
+        .lateral("newest")
+    )
+    query = (
+        select(axes_dim.c.robot_id, axes_dim.c.axis_id, axes_dim.c.label, newest.c.ts, newest.c.amps)
+        .select_from(axes_dim.join(newest, true()))
         .order_by(axes_dim.c.robot_id, axes_dim.c.axis_id)
     )
     if robot_id is not None:
@@ -195,11 +230,12 @@ def latest_rows(
     """The newest ``n`` readings, wide: ``robot_id``, ``ts`` and one ``Axis #N`` column per axis; newest first."""
     if robot_id is None:
         start = max(filter(None, (start, _nth_newest_bound(conn, n=n, start=start, end=end))), default=None)
+    t = _stamps(conn)
     keys = (
-        select(R.c.robot_id, R.c.ts)
-        .where(*_where(R, robot_id=robot_id, start=start, end=end))
-        .group_by(R.c.robot_id, R.c.ts)
-        .order_by(R.c.ts.desc(), R.c.robot_id)
+        select(t.c.robot_id, t.c.ts)
+        .where(*_where(t, robot_id=robot_id, start=start, end=end))
+        .group_by(t.c.robot_id, t.c.ts)
+        .order_by(t.c.ts.desc(), t.c.robot_id)
         .limit(n)
         .subquery()
     )
@@ -211,11 +247,12 @@ def _nth_newest_bound(conn: Connection, *, n: int, start: datetime | None, end: 
     it on, so nothing older can be among them. Each robot's ``n``-th newest time is a short walk down the
     (robot_id, ts) index; with it, the fleet-wide question reads a few rows instead of the whole table."""
     robots = select(axes_dim.c.robot_id).distinct().subquery()
+    t = _stamps(conn)
     nth = (
-        select(R.c.ts)
-        .where(R.c.robot_id == robots.c.robot_id, *_in_range(R, start, end))
-        .group_by(R.c.ts)
-        .order_by(R.c.ts.desc())
+        select(t.c.ts)
+        .where(t.c.robot_id == robots.c.robot_id, *_in_range(t, start, end))
+        .group_by(t.c.ts)
+        .order_by(t.c.ts.desc())
         .limit(1)
         .offset(n - 1)
         .scalar_subquery()
