@@ -96,17 +96,22 @@ def latest_per_axis(
     return _dicts(conn.execute(query))
 
 
+def _has_axis(axis_id):
+    """On ``readings``: the reading has a row of axis ``axis_id`` (its bit in ``axes``)."""
+    shifted = readings.c.axes.op(">>", return_type=BigInteger)(cast(axis_id, Integer))
+    return shifted.op("&", return_type=BigInteger)(1) == 1
+
+
 def _latest_per_axis_of_readings(conn: Connection, *, robot_id, start, end) -> list[Row]:
     """``latest_per_axis`` on PostgreSQL's one row per reading: per robot and axis, the newest reading with a
     row of that axis (its bit in ``axes``), down the (robot_id, ts) key from ``end``: the first reading
     has it, but for an axis a robot stopped storing (then its readings back to the last row of it are read).
     Through the view, max(ts) per axis unnested every reading of the robot (minutes at 10 M rows)."""
-    has_axis = readings.c.axes.op(">>", return_type=BigInteger)(cast(axes_dim.c.axis_id, Integer)).op(
-        "&", return_type=BigInteger
-    )(1)
     newest = (
         select(readings.c.ts, readings.c.amps[axes_dim.c.axis_id].label("amps"))
-        .where(readings.c.robot_id == axes_dim.c.robot_id, has_axis == 1, *_in_range(readings, start, end))
+        .where(
+            readings.c.robot_id == axes_dim.c.robot_id, _has_axis(axes_dim.c.axis_id), *_in_range(readings, start, end)
+        )
         .order_by(readings.c.ts.desc())
         .limit(1)
         .lateral("newest")
@@ -147,15 +152,21 @@ def window_peaks(
         .group_by(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps)
         .subquery()
     )
+    t = _stamps(conn)
+    value = (
+        R.c.amps == first_minutes.c.peak_amps
+        if t is R
+        else and_(_has_axis(first_minutes.c.axis_id), t.c.amps[first_minutes.c.axis_id] == first_minutes.c.peak_amps)
+    )
     first_ts = (
-        select(func.min(R.c.ts))
+        select(func.min(t.c.ts))
         .where(
-            R.c.robot_id == first_minutes.c.robot_id,
-            R.c.axis_id == first_minutes.c.axis_id,
-            R.c.ts >= first_minutes.c.minute,
-            R.c.ts < next_minute(first_minutes.c.minute),  # bounded: the planner reads ~30 rows, not the rest
-            R.c.amps == first_minutes.c.peak_amps,
-            *_in_range(R, start, end),
+            t.c.robot_id == first_minutes.c.robot_id,
+            *([R.c.axis_id == first_minutes.c.axis_id] if t is R else []),
+            t.c.ts >= first_minutes.c.minute,
+            t.c.ts < next_minute(first_minutes.c.minute),  # bounded: the planner reads ~30 rows, not the rest
+            value,
+            *_in_range(t, start, end),
         )
         .scalar_subquery()
     )
