@@ -1,9 +1,11 @@
-"""The per-minute rollup (``readings_minute``, ``reading_stamps_minute``, ``fleet_minute``): the queries
-that compute it from readings_fact, and its readers for a time range. consumer_db keeps it up to date
-(``consumer_db.rollup_writer``), folding each robot's minutes once they have passed.
+"""The rollup (per minute: ``readings_minute``, ``reading_stamps_minute``, ``fleet_minute``; per hour:
+``readings_hour``, ``reading_stamps_hour``): the queries that compute it from readings_fact, and its
+readers for a time range. consumer_db keeps it up to date (``consumer_db.rollup_writer``), folding each
+robot's minutes once they have passed, and its hours once their last minute is folded.
 
-A reader takes the whole minutes of its range from the rollup and the rest from readings_fact, so its
-answers are those of the raw rows; the dashboard's history reads the rollup alone (``folded``).
+A reader takes the whole minutes (``minute_stats``) or hours (``span_stats``) of its range from the rollup
+and the rest from readings_fact, so its answers are those of the raw rows; the dashboard's history reads
+the rollup alone (``folded``).
 """
 
 from __future__ import annotations
