@@ -173,6 +173,8 @@ def query(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
     try:
         with engine.connect() as conn:
             answer = ask(conn, args.phrase, qargs)
+            if answer.note:
+                print(answer.note, file=sys.stderr)
             write(sys.stdout, answer.rows, answer.tables, args.format)  # as the rows come: inside the connection
     finally:
         engine.dispose()

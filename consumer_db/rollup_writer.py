@@ -1,5 +1,5 @@
 """The writer of the per-minute rollup (``common.store.rollup`` reads it): ``add`` folds the rows a
-transaction stored into ``readings_minute``, ``reading_stamps_minute``/``_hour`` and ``fleet_minute``, in
+transaction stored into ``readings_minute``/``_hour``, ``reading_stamps_minute``/``_hour`` and ``fleet_minute``, in
 the same transaction; ``rebuild`` recomputes it all after a bulk load.
 
 A robot's minutes are folded once they have passed (``rollup_progress.folded_until``: every minute before
@@ -23,6 +23,7 @@ from common.store.rollup import (
     MINUTE,
     SH,
     F,
+    H,
     M,
     P,
     R,
@@ -30,6 +31,7 @@ from common.store.rollup import (
     fleet_stats_of,
     floor_hour,
     floor_minute,
+    hour_stats_of,
     minute_axes_of,
     minute_stats_of,
     spanning,
@@ -186,8 +188,10 @@ def _refold_hours(
 
 
 def _upsert_hours(conn: Connection, hours: list[tuple[str, datetime, datetime]]) -> None:
-    """reading_stamps_hour's rows of these ``(robot, from, until)`` ranges of whole hours, afresh."""
+    """reading_stamps_hour's and readings_hour's rows of these ``(robot, from, until)`` ranges of whole hours,
+    afresh."""
     _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
+    _upsert(conn, H, hour_stats_of([_within(M, "minute", hours)]))
 
 
 def _refold_fleet(conn: Connection, ranges: list[tuple[datetime, datetime]]) -> None:

@@ -147,6 +147,11 @@ def _minute(robot: str, minute: int, axis: int, mean: float | None, peak: float 
     }
 
 
+def _hour(robot: str, axis: int, mean: float | None, peak: float | None, values: int) -> dict:
+    row = _minute(robot, 0, axis, mean, peak, values)
+    return {"robot_id": robot, "hour": row.pop("minute"), **{k: v for k, v in row.items() if k != "robot_id"}}
+
+
 def _summary(robot, axis, rows, non_null, ok_null, idle, mean, peak) -> dict:
     return {
         "robot_id": robot,
@@ -237,6 +242,30 @@ CASES = [
         {},
     ),
     ("smoothing", {"robot_id": "R2"}, [_minute("R2", 1, 1, 6.5, 7.0, 2), _minute("R2", 1, 2, 0.0, 0.0, 1)], {}),
+    (
+        "show hourly resample",
+        {"robot_id": "R1"},
+        [
+            _hour("R1", 1, 12 / 8, 4.5, 8),
+            _hour("R1", 2, 21.5 / 8, 9.5, 8),
+            _hour("R1", 3, 1.5 / 7, 1.0, 7),
+            _hour("R1", 4, None, None, 0),
+        ],
+        {},
+    ),
+    (
+        "hourly",
+        {"start": at(71)},
+        [
+            _hour("R1", 1, 2.25, 4.5, 2),
+            _hour("R1", 2, 0.5, 1.0, 2),
+            _hour("R1", 3, 0.25, 0.5, 2),
+            _hour("R1", 4, None, None, 0),
+            _hour("R2", 1, 6.5, 7.0, 2),
+            _hour("R2", 2, 0.0, 0.0, 1),
+        ],
+        {},
+    ),
     (
         "show per-axis summary",
         {},

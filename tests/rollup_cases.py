@@ -26,6 +26,7 @@ from common.store.tables import (
     reading_stamps_hour,
     reading_stamps_minute,
     readings_fact,
+    readings_hour,
     readings_minute,
     rollup_progress,
     seed_axes,
@@ -140,6 +141,11 @@ def expected_resample(rows) -> list[dict]:
             }
         )
     return out
+
+
+def expected_hourly_resample(rows) -> list[dict]:
+    hourly = [(robot, axis, ts.replace(minute=0), amps) for robot, axis, ts, amps in rows]
+    return [{"hour" if k == "minute" else k: v for k, v in r.items()} for r in expected_resample(hourly)]
 
 
 def expected_summary(rows) -> list[dict]:
@@ -261,6 +267,7 @@ def check_queries_match_raw_rows(engine: Engine, ranges=ranges) -> None:
                 rows = raw_rows(engine, robot_id, start, end)
                 where = {"robot_id": robot_id, "start": start, "end": end}
                 assert_close(queries.resample_1min(conn, **where), expected_resample(rows), where)
+                assert_close(queries.resample_hourly(conn, **where), expected_hourly_resample(rows), where)
                 assert_close(queries.axis_summary(conn, **where), expected_summary(rows), where)
                 assert_close(queries.window_peaks(conn, **where), expected_window_peaks(rows), where)
                 assert_close(queries.latest_per_axis(conn, **where), expected_latest_per_axis(rows), where)
@@ -380,6 +387,33 @@ def check_hour_rollup_is_the_aggregate_of_the_minutes(conn: Connection) -> None:
     fresh = stamp_hours_of(*whole_hours).subquery()
     again = [dict(r) for r in conn.execute(select(fresh).order_by(fresh.c.robot_id, fresh.c.hour)).mappings()]
     assert_close(stored_rows(conn, reading_stamps_hour), again, "reading_stamps_hour")
+    check_hours_are_the_sum_of_their_minutes(conn)
+
+
+def check_hours_are_the_sum_of_their_minutes(conn: Connection) -> None:
+    """readings_hour, row for row, is readings_minute summed per hour (here, in Python) over each robot's
+    hours before the hour of its ``folded_until``; ``peak_minute`` the first minute with the hour's max."""
+    folded_until = dict(conn.execute(select(rollup_progress.c.robot_id, rollup_progress.c.folded_until)).all())
+    hours: dict = {}
+    for r in stored_rows(conn, readings_minute):
+        hour = r["minute"].replace(minute=0)
+        if hour >= folded_until[r["robot_id"]].replace(minute=0, second=0, microsecond=0):
+            continue
+        h = hours.setdefault((r["robot_id"], hour, r["axis_id"]), {"robot_id": r["robot_id"], "hour": hour})
+        h["axis_id"] = r["axis_id"]
+        for k in ("n_rows", "n_values", "n_zero"):
+            h[k] = h.get(k, 0) + r[k]
+        for k in ("sum_amps", "sum_sq_amps"):
+            h[k] = _add(h.get(k), r[k])
+        h["min_amps"] = _min(h.get("min_amps"), r["min_amps"])
+        h["max_active_amps"] = _max(h.get("max_active_amps"), r["max_active_amps"])
+        if r["max_amps"] is not None and (h.get("max_amps") is None or r["max_amps"] > h["max_amps"]):
+            h["max_amps"], h["peak_minute"] = r["max_amps"], r["minute"]  # minutes come in order: the first
+        h.setdefault("max_amps", None)
+        h.setdefault("peak_minute", None)
+    columns = [c.name for c in readings_hour.columns]
+    expected = [{c: hours[k][c] for c in columns} for k in sorted(hours)]
+    assert_close(stored_rows(conn, readings_hour), expected, "readings_hour")
 
 
 def check_fleet_rollup_is_the_sum_of_the_robots(conn: Connection) -> None:
@@ -414,6 +448,10 @@ def check_fleet_rollup_is_the_sum_of_the_robots(conn: Connection) -> None:
 
 def _add(a, b):
     return b if a is None else a if b is None else a + b
+
+
+def _min(a, b):
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _max(a, b):

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import BigInteger, Connection, Integer, and_, cast, func, select, true
 
 from common.store.health import data_health
-from common.store.rollup import folded, minute_stats
-from common.store.sqlparts import Row, mean_of, next_minute
+from common.store.rollup import folded, minute_stats, span_stats
+from common.store.sqlparts import Row, hour_start, mean_of, next_minute
 from common.store.sqlparts import dicts as _dicts
 from common.store.sqlparts import where as _where
-from common.store.tables import alerts, axes_dim, axes_of, axis_label, fleet_minute, readings_fact
+from common.store.tables import alerts, axes_dim, axes_of, axis_label, fleet_minute, readings, readings_fact
 
 __all__ = [
     "alert_history",
@@ -31,6 +31,7 @@ __all__ = [
     "newest_ts",
     "one_minute_peak",
     "resample_1min",
+    "resample_hourly",
     "window_peaks",
     "wide_readings",
 ]
@@ -45,6 +46,13 @@ def _in_range(table, start: datetime | None, end: datetime | None) -> list:
     return ([] if start is None else [table.c.ts >= start]) + ([] if end is None else [table.c.ts <= end])
 
 
+def _stamps(conn: Connection):
+    """Where each reading's ``robot_id`` and ``ts`` are read: on PostgreSQL ``readings``, one row per reading
+    (its primary key is (robot_id, ts)); readings_fact is a view there, which unnests every axis of every
+    reading it passes on the way down. SQLite: the long table itself (GROUP BY its ts for one row a reading)."""
+    return readings if conn.dialect.name == "postgresql" else R
+
+
 def newest_ts(conn: Connection, *, robot_id: str | None = None, end: datetime | None = None) -> datetime | None:
     """The newest reading's timestamp (at or before ``end``). Asked robot by robot (the robots named by
     axes_dim): each is one step down the (robot_id, ts) index instead of a scan of the whole table."""
@@ -52,8 +60,9 @@ def newest_ts(conn: Connection, *, robot_id: str | None = None, end: datetime | 
     if robot_id is not None:
         robots = robots.where(axes_dim.c.robot_id == robot_id)
     robots = robots.subquery()
+    t = _stamps(conn)
     per_robot = (
-        select(func.max(R.c.ts)).where(R.c.robot_id == robots.c.robot_id, *_in_range(R, None, end)).scalar_subquery()
+        select(func.max(t.c.ts)).where(t.c.robot_id == robots.c.robot_id, *_in_range(t, None, end)).scalar_subquery()
     )
     newest = select(per_robot.label("newest")).select_from(robots).subquery()
     return conn.execute(select(func.max(newest.c.newest))).scalar()
@@ -64,6 +73,8 @@ def latest_per_axis(
 ) -> list[Row]:
     """One row per robot and axis: the newest stored row (``ts``) and its ``amps`` (None = OK null); each
     axis's newest time is one step down the primary key (robot, axis, ts) from ``end``."""
+    if conn.dialect.name == "postgresql":
+        return _latest_per_axis_of_readings(conn, robot_id=robot_id, start=start, end=end)
     inner = R.alias("newer")
     newest = (
         select(func.max(inner.c.ts))
@@ -85,20 +96,52 @@ def latest_per_axis(
     return _dicts(conn.execute(query))
 
 
+def _has_axis(axis_id):
+    """On ``readings``: the reading has a row of axis ``axis_id`` (its bit in ``axes``)."""
+    shifted = readings.c.axes.op(">>", return_type=BigInteger)(cast(axis_id, Integer))
+    return shifted.op("&", return_type=BigInteger)(1) == 1
+
+
+def _latest_per_axis_of_readings(conn: Connection, *, robot_id, start, end) -> list[Row]:
+    """``latest_per_axis`` on PostgreSQL's one row per reading: per robot and axis, the newest reading with a
+    row of that axis (its bit in ``axes``), down the (robot_id, ts) key from ``end``: the first reading
+    has it, but for an axis a robot stopped storing (then its readings back to the last row of it are read).
+    Through the view, max(ts) per axis unnested every reading of the robot (minutes at 10 M rows)."""
+    newest = (
+        select(readings.c.ts, readings.c.amps[axes_dim.c.axis_id].label("amps"))
+        .where(
+            readings.c.robot_id == axes_dim.c.robot_id, _has_axis(axes_dim.c.axis_id), *_in_range(readings, start, end)
+        )
+        .order_by(readings.c.ts.desc())
+        .limit(1)
+        .lateral("newest")
+    )
+    query = (
+        select(axes_dim.c.robot_id, axes_dim.c.axis_id, axes_dim.c.label, newest.c.ts, newest.c.amps)
+        .select_from(axes_dim.join(newest, true()))
+        .order_by(axes_dim.c.robot_id, axes_dim.c.axis_id)
+    )
+    if robot_id is not None:
+        query = query.where(axes_dim.c.robot_id == robot_id)
+    return _dicts(conn.execute(query))
+
+
 def window_peaks(
     conn: Connection, *, robot_id: str | None = None, start: datetime | None = None, end: datetime | None = None
 ) -> list[Row]:
     """Per robot and axis, the highest current in the range and when it first happened; highest first.
 
-    The peak, and the first minute that reached it, from the per-minute rollup (``minute_stats``: a minute's
-    ``max_amps`` is its largest raw value, the range's partial minutes and unfolded tail from the raw rows);
-    then the time from the raw rows of that one minute: the first with the peak's value, one short range of
-    the primary key (or the minute itself, where retention dropped the raw rows). The fleet over 4 h at 10 M
-    rows read every row for it (16 s). A window of a minute or
-    two (the 1-minute peak) has no whole minute to take from the rollup: its rows are ranked directly."""
+    The peak, and the first minute that reached it, from the rollup (``span_stats``: whole hours, each with
+    the first minute that reached its ``max_amps``, other whole minutes, the range's partial minutes and
+    unfolded tail from the raw rows); then the time from the raw rows of that one minute: the first with the
+    peak's value, one short range of the primary key (or the minute itself, where retention dropped the raw
+    rows). A window of a minute or two (the 1-minute peak) has no whole minute to take from the rollup: its
+    rows are ranked directly."""
     if start is not None and end is not None and end - start <= SHORT_WINDOW:
         return _ranked_peaks(conn, robot_id=robot_id, start=start, end=end)
-    m = select(minute_stats(conn, robot_id=robot_id, start=start, end=end)).cte("minutes")
+    spans = span_stats(conn, robot_id=robot_id, start=start, end=end)
+    # read twice, so materialized: only the columns used (all of them spilled the fleet's 87,000 rows to disk)
+    m = select(spans.c.robot_id, spans.c.axis_id, spans.c.max_amps, spans.c.peak_minute).cte("minutes")
     peaks = (
         select(m.c.robot_id, m.c.axis_id, func.max(m.c.max_amps).label("peak_amps"))
         .group_by(m.c.robot_id, m.c.axis_id)
@@ -106,20 +149,26 @@ def window_peaks(
     )
     reached = and_(m.c.robot_id == peaks.c.robot_id, m.c.axis_id == peaks.c.axis_id, m.c.max_amps == peaks.c.peak_amps)
     first_minutes = (
-        select(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps, func.min(m.c.minute).label("minute"))
+        select(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps, func.min(m.c.peak_minute).label("minute"))
         .select_from(peaks.join(m, reached))
         .group_by(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps)
         .subquery()
     )
+    t = _stamps(conn)
+    value = (
+        R.c.amps == first_minutes.c.peak_amps
+        if t is R
+        else and_(_has_axis(first_minutes.c.axis_id), t.c.amps[first_minutes.c.axis_id] == first_minutes.c.peak_amps)
+    )
     first_ts = (
-        select(func.min(R.c.ts))
+        select(func.min(t.c.ts))
         .where(
-            R.c.robot_id == first_minutes.c.robot_id,
-            R.c.axis_id == first_minutes.c.axis_id,
-            R.c.ts >= first_minutes.c.minute,
-            R.c.ts < next_minute(first_minutes.c.minute),  # bounded: the planner reads ~30 rows, not the rest
-            R.c.amps == first_minutes.c.peak_amps,
-            *_in_range(R, start, end),
+            t.c.robot_id == first_minutes.c.robot_id,
+            *([R.c.axis_id == first_minutes.c.axis_id] if t is R else []),
+            t.c.ts >= first_minutes.c.minute,
+            t.c.ts < next_minute(first_minutes.c.minute),  # bounded: the planner reads ~30 rows, not the rest
+            value,
+            *_in_range(t, start, end),
         )
         .scalar_subquery()
     )
@@ -194,11 +243,12 @@ def latest_rows(
     """The newest ``n`` readings, wide: ``robot_id``, ``ts`` and one ``Axis #N`` column per axis; newest first."""
     if robot_id is None:
         start = max(filter(None, (start, _nth_newest_bound(conn, n=n, start=start, end=end))), default=None)
+    t = _stamps(conn)
     keys = (
-        select(R.c.robot_id, R.c.ts)
-        .where(*_where(R, robot_id=robot_id, start=start, end=end))
-        .group_by(R.c.robot_id, R.c.ts)
-        .order_by(R.c.ts.desc(), R.c.robot_id)
+        select(t.c.robot_id, t.c.ts)
+        .where(*_where(t, robot_id=robot_id, start=start, end=end))
+        .group_by(t.c.robot_id, t.c.ts)
+        .order_by(t.c.ts.desc(), t.c.robot_id)
         .limit(n)
         .subquery()
     )
@@ -210,11 +260,12 @@ def _nth_newest_bound(conn: Connection, *, n: int, start: datetime | None, end: 
     it on, so nothing older can be among them. Each robot's ``n``-th newest time is a short walk down the
     (robot_id, ts) index; with it, the fleet-wide question reads a few rows instead of the whole table."""
     robots = select(axes_dim.c.robot_id).distinct().subquery()
+    t = _stamps(conn)
     nth = (
-        select(R.c.ts)
-        .where(R.c.robot_id == robots.c.robot_id, *_in_range(R, start, end))
-        .group_by(R.c.ts)
-        .order_by(R.c.ts.desc())
+        select(t.c.ts)
+        .where(t.c.robot_id == robots.c.robot_id, *_in_range(t, start, end))
+        .group_by(t.c.ts)
+        .order_by(t.c.ts.desc())
         .limit(1)
         .offset(n - 1)
         .scalar_subquery()
@@ -266,6 +317,30 @@ def resample_1min(
     return streamed(conn, query) if stream else _dicts(conn.execute(query))
 
 
+def resample_hourly(
+    conn: Connection, *, start: datetime | None = None, end: datetime | None = None, robot_id: str | None = None
+) -> list[Row]:
+    """``resample_1min`` per UTC hour: per robot, hour and axis, mean, max and count of the non-null values
+    of the range's rows (an hour at an end of the range: its rows inside the range). From the hour rollup
+    (``span_stats``): a fleet's day is 24 rows per robot and axis, where the 1-minute curve is 1,440."""
+    m = span_stats(conn, robot_id=robot_id, start=start, end=end)
+    hour = hour_start(m.c.minute).label("hour")
+    n_values = cast(func.sum(m.c.n_values), Integer)  # PostgreSQL's sum of integers is a numeric
+    query = (
+        select(
+            m.c.robot_id,
+            hour,
+            m.c.axis_id,
+            mean_of(func.sum(m.c.sum_amps), n_values).label("mean_amps"),
+            func.max(m.c.max_amps).label("max_amps"),
+            n_values.label("values"),
+        )
+        .group_by(m.c.robot_id, hour, m.c.axis_id)
+        .order_by(m.c.robot_id, hour, m.c.axis_id)
+    )
+    return _dicts(conn.execute(query))
+
+
 STREAM_ROWS = 5000  # rows per fetch from the server-side cursor
 
 
@@ -298,8 +373,12 @@ def axis_summary(
     folded_only: bool = False,
 ) -> list[Row]:
     """Per robot and axis: rows, non-null values, the OK-null share of rows, the idle share (values at
-    exactly 0 A among the non-null ones), and mean/max while active (over the non-zero values)."""
-    m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
+    exactly 0 A among the non-null ones), and mean/max while active (over the non-zero values). From whole
+    hours where it can (``span_stats``); ``folded_only``: the whole minutes folded, as the history view reads."""
+    if folded_only:
+        m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=True)
+    else:
+        m = span_stats(conn, robot_id=robot_id, start=start, end=end)
     stats = _summed(m, m.c.robot_id, m.c.axis_id).subquery()
     on = and_(axes_dim.c.robot_id == stats.c.robot_id, axes_dim.c.axis_id == stats.c.axis_id)
     query = (

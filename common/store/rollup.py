@@ -1,9 +1,11 @@
-"""The per-minute rollup (``readings_minute``, ``reading_stamps_minute``, ``fleet_minute``): the queries
-that compute it from readings_fact, and its readers for a time range. consumer_db keeps it up to date
-(``consumer_db.rollup_writer``), folding each robot's minutes once they have passed.
+"""The rollup (per minute: ``readings_minute``, ``reading_stamps_minute``, ``fleet_minute``; per hour:
+``readings_hour``, ``reading_stamps_hour``): the queries that compute it from readings_fact, and its
+readers for a time range. consumer_db keeps it up to date (``consumer_db.rollup_writer``), folding each
+robot's minutes once they have passed, and its hours once their last minute is folded.
 
-A reader takes the whole minutes of its range from the rollup and the rest from readings_fact, so its
-answers are those of the raw rows; the dashboard's history reads the rollup alone (``folded``).
+A reader takes the whole minutes (``minute_stats``) or hours (``span_stats``) of its range from the rollup
+and the rest from readings_fact, so its answers are those of the raw rows; the dashboard's history reads
+the rollup alone (``folded``).
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ from common.store.tables import (
     reading_stamps_hour,
     reading_stamps_minute,
     readings_fact,
+    readings_hour,
     readings_minute,
     rollup_progress,
 )
 
-R, M, S, SH, F, P = (
+R, M, H, S, SH, F, P = (
     readings_fact,
     readings_minute,
+    readings_hour,
     reading_stamps_minute,
     reading_stamps_hour,
     fleet_minute,
@@ -176,6 +180,30 @@ def stamp_hours_of(stamp_filters: Iterable, minute_filters: Iterable) -> Select:
     )
 
 
+def hour_stats_of(filters: Iterable) -> Select:
+    """Per robot, hour and axis, ``readings_hour``'s columns from the readings_minute rows of ``filters``
+    (whole hours): ``peak_minute`` the first of them whose ``max_amps`` is the hour's."""
+    hour = hour_start(M.c.minute)
+    minutes = select(
+        M, hour.label("hour"), func.max(M.c.max_amps).over(partition_by=(M.c.robot_id, hour, M.c.axis_id)).label("top")
+    )
+    minutes = minutes.where(*filters).subquery()
+    return (
+        select(
+            minutes.c.robot_id,
+            minutes.c.hour,
+            minutes.c.axis_id,
+            *(func.sum(minutes.c[n]).label(n) for n in ("n_rows", "n_values", "n_zero", "sum_amps", "sum_sq_amps")),
+            func.min(minutes.c.min_amps).label("min_amps"),
+            func.max(minutes.c.max_amps).label("max_amps"),
+            func.max(minutes.c.max_active_amps).label("max_active_amps"),
+            func.min(case((minutes.c.max_amps == minutes.c.top, minutes.c.minute))).label("peak_minute"),
+        )
+        .group_by(minutes.c.robot_id, minutes.c.hour, minutes.c.axis_id)
+        .where(true())  # SQLite's INSERT ... SELECT ... ON CONFLICT needs a WHERE to parse
+    )
+
+
 def fleet_stats_of(filters: Iterable) -> Select:
     """Per minute and axis, ``fleet_minute``'s columns from the readings_minute rows of ``filters``."""
     mean = mean_of(M.c.sum_amps, M.c.n_values)
@@ -211,6 +239,63 @@ def minute_stats(
     if folded_only:
         return folded(M, robot_id=robot_id, start=start, end=end)
     return _whole_and_edges(conn, M, minute_stats_of, robot_id=robot_id, start=start, end=end)
+
+
+STATS = ("n_rows", "n_values", "n_zero", "sum_amps", "sum_sq_amps", "min_amps", "max_amps", "max_active_amps")
+
+
+def span_stats(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None):
+    """Subquery: ``minute_stats``' rows for ``start <= ts <= end`` and ``peak_minute`` (the first minute of a
+    row whose ``max_amps`` is the row's), each robot's whole hours folded so far one row of readings_hour each
+    (``minute`` the hour's start). For sums and maxima over long ranges (window peaks, the per-axis summary,
+    the hourly resample): the fleet's day is 24 rows per robot and axis, not 1,440. The same rows as
+    ``minute_stats``, grouped coarser where they can be; the other whole folded minutes from the minute
+    rollup, the rest raw.
+
+    Per robot, with ``folded_until`` read beforehand (as ``_whole_and_edges`` does) and robots grouped by it:
+    hours ``[first_hour, hour_cut)``, minutes ``[first, first_hour)`` and ``[hour_cut, minute_cut)``, raw rows
+    ``[start, first)`` and ``[minute_cut, end]``."""
+    first, last = _whole_minutes(start, end)
+    first_hour = None if first is None else floor_hour(first - MINUTE) + HOUR
+    last_hour = None if last is None else floor_hour(last)
+    if first_hour is not None and last_hour is not None and first_hour >= last_hour:
+        m = minute_stats(conn, robot_id=robot_id, start=start, end=end)  # no whole hour in the range
+        return select(m, m.c.minute.label("peak_minute")).subquery()
+    query = select(P.c.robot_id, P.c.folded_until).order_by(P.c.robot_id)
+    if robot_id is not None:
+        query = query.where(P.c.robot_id == robot_id)
+    groups: dict[tuple[datetime, datetime], list[str]] = {}
+    for robot, folded_until in conn.execute(query):
+        hour_cut, minute_cut = floor_hour(folded_until), folded_until
+        if last is not None:
+            hour_cut, minute_cut = min(hour_cut, last_hour), min(minute_cut, last)
+        if first is not None:
+            hour_cut, minute_cut = max(hour_cut, first_hour), max(minute_cut, first)
+        groups.setdefault((hour_cut, minute_cut), []).append(robot)
+    hours, minutes, raw = [], [], []
+    for (hour_cut, minute_cut), robots in groups.items():
+        if first_hour is None or hour_cut > first_hour:
+            hours.append(and_(H.c.robot_id.in_(robots), *spanning(H, "hour", None, first_hour, hour_cut)))
+        if first is not None:
+            minutes.append(
+                and_(M.c.robot_id.in_(robots), *spanning(M, "minute", None, first, min(first_hour, minute_cut)))
+            )
+        if hour_cut < minute_cut:
+            minutes.append(and_(M.c.robot_id.in_(robots), *spanning(M, "minute", None, hour_cut, minute_cut)))
+        raw.append(and_(R.c.robot_id.in_(robots), R.c.ts >= minute_cut, *([R.c.ts <= end] if end is not None else [])))
+    if start is not None and start < first:
+        raw.append(and_(*where(R, robot_id=robot_id, start=start, end=None), R.c.ts < first))
+    raw_minutes = minute_stats_of([or_(false(), *raw)]).subquery()
+    parts = [
+        select(H.c.robot_id, H.c.hour.label("minute"), H.c.axis_id, *(H.c[n] for n in STATS), H.c.peak_minute).where(
+            or_(false(), *hours)
+        ),
+        select(M.c.robot_id, M.c.minute, M.c.axis_id, *(M.c[n] for n in STATS), M.c.minute.label("peak_minute")).where(
+            or_(false(), *minutes)
+        ),
+        select(raw_minutes, raw_minutes.c.minute.label("peak_minute")),
+    ]
+    return union_all(*parts).subquery()
 
 
 def stamp_stats(

@@ -205,6 +205,27 @@ reading_stamps_hour = Table(
     Column("axes_with_values", BigInteger, nullable=False, comment="bit N set: a value (not NULL) on axis N"),
 )
 
+# readings_minute per hour: each robot's whole hours before the hour of its ``folded_until``, written with
+# reading_stamps_hour (consumer_db.rollup_writer). Long ranges of a fleet (window peaks, the per-axis summary,
+# the hourly resample) read one row per robot, axis and hour instead of 60. ``peak_minute``: the first minute
+# of the hour that reached ``max_amps``, where window peaks look for the raw time.
+readings_hour = Table(
+    "readings_hour",
+    metadata,
+    Column("robot_id", String(64), primary_key=True),
+    Column("hour", UtcDateTime, primary_key=True, comment="start of the UTC hour"),
+    Column("axis_id", SmallInteger, primary_key=True),
+    Column("n_rows", Integer, nullable=False),
+    Column("n_values", Integer, nullable=False, comment="rows with a value (not NULL)"),
+    Column("n_zero", Integer, nullable=False, comment="values of exactly 0 A (idle)"),
+    Column("sum_amps", Amps),
+    Column("sum_sq_amps", Amps),
+    Column("min_amps", Amps),
+    Column("max_amps", Amps),
+    Column("max_active_amps", Amps, comment="largest non-zero value"),
+    Column("peak_minute", UtcDateTime, comment="first minute of the hour whose max_amps is the hour's"),
+)
+
 # The fleet's per-minute rollup: readings_minute summed over robots, per minute and axis, for the fleet-wide
 # history (100 robots: 100x fewer rows). Kept by the writers with readings_minute (consumer_db.rollup_writer):
 # a minute's row covers the robots that have folded that minute.

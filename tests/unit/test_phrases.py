@@ -82,6 +82,19 @@ def test_cli_query_table_prints_side_tables(engine, capsys):
     assert "gaps:" in out and "62.000" in out and "2022-10-17T12:00:08.000Z" in out
 
 
+@pytest.mark.parametrize(
+    ("options", "noted"), [([], True), (["--robot-id", "R1"], False), (["--start", "2022-10-17T12:00:00Z"], False)]
+)
+def test_cli_the_fleets_whole_curve_comes_with_a_note_on_stderr_only(engine, capsys, options, noted):
+    """Every robot's 1-minute curve over everything is given whole; stderr says what is smaller, stdout
+    stays the answer alone."""
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["--database-url", url, "query", "show 1-minute resample", *options, "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)
+    assert ("show hourly resample" in err) is noted
+
+
 def test_cli_unknown_phrase_is_an_error(engine, capsys):
     url = engine.url.render_as_string(hide_password=False)
     assert main(["--database-url", url, "query", "make coffee"]) == 2

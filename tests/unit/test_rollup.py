@@ -12,6 +12,7 @@ from common.store.tables import (
     fleet_minute,
     reading_stamps_hour,
     reading_stamps_minute,
+    readings_hour,
     readings_minute,
     rollup_progress,
     seed_axes,
@@ -51,7 +52,14 @@ def test_rebuild_recomputes_the_whole_rollup_from_the_rows(engine):
     level again, the fleet's and the hours' too, each robot folded up to its newest minute."""
     cases.store_with_replays(engine, cases.readings_over_hours(9), 9)
     with engine.begin() as conn:
-        for table in (readings_minute, reading_stamps_minute, reading_stamps_hour, fleet_minute, rollup_progress):
+        for table in (
+            readings_minute,
+            readings_hour,
+            reading_stamps_minute,
+            reading_stamps_hour,
+            fleet_minute,
+            rollup_progress,
+        ):
             conn.execute(table.delete())
         rebuild(conn)
     cases.check_rollup_is_the_aggregate_of_the_rows(engine)
