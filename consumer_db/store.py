@@ -93,11 +93,13 @@ def insert_wide_readings(
     copy_min_rows: int = 1000,
     text: str | None = None,
     batch: NewRows | None = None,
+    fold: bool = True,
 ) -> int:
     """``insert_readings`` of readings already gathered (``wide_rows``, ``RobotAxes.wide``); ``text`` and
-    ``batch``: their ``wide_copy_text`` and ``NewRows.of_wide``, if made already."""
+    ``batch``: their ``wide_copy_text`` and ``NewRows.of_wide``, if made already; ``fold``: see
+    ``rollup_writer.add``."""
     new = write_wide_readings(conn, wide, copy_min_rows=copy_min_rows, text=text, batch=batch)
-    add(conn, new)
+    add(conn, new, fold=fold)
     return new.count
 
 
