@@ -14,27 +14,27 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from itertools import repeat
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from common.csvio.controller_csv import Block, CsvOptions, Row, read_export_blocks
 from common.store.rollup import floor_minute
 from common.store.tables import seed_axes
 from common.wire.schemas import DeadLetter
 from consumer_db.axislock import Rejected, RobotAxes, load_axes
-from consumer_db.rollup_writer import NewRows, fold_passed
+from consumer_db.rollup_writer import NewRows, add
 from consumer_db.store import (
     conflict_reason,
     ensure_partitions,
     insert_rejected,
-    insert_wide_readings,
     stored_currents,
     wide_block_text,
+    write_wide_readings,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,8 +49,6 @@ class IngestReport:
     rows_seen: int = 0
     rejected: int = 0
     seconds: float = 0.0
-    fold_seconds: float = 0.0
-    """Of ``seconds``: the rollup folded from the stored rows once they are all in."""
     reasons: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -87,14 +85,12 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
     )
     bar = _progress_bar(path, options) if progress else _NoBar()
     # Parsing (here) overlaps with writing (in the pool): the database works while the next chunk is read.
-    newest: dict[str, datetime] = {}
     days: set[date] = set()
     with bar, ThreadPoolExecutor(options.workers, thread_name_prefix="ingest") as pool:
         in_flight: deque[tuple[Future, int, int]] = deque()
         for item in blocks:
             for chunk in _chunks(item, options.chunk_rows):
                 prepared = _prepare(chunk, lock, report)
-                _note_newest(newest, prepared.batch)
                 _make_partitions(engine, prepared.batch, days)
                 write = pool.submit(_write, engine, prepared, options.copy_min_rows, path.name)
                 in_flight.append((write, prepared.records, prepared.batch.count))
@@ -102,17 +98,9 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
                     _collect(in_flight.popleft(), report, bar)
         while in_flight:
             _collect(in_flight.popleft(), report, bar)
-    folding = time.perf_counter()
-    with engine.begin() as conn:  # the rollup of every minute that has passed, once, from the stored rows
-        if conn.dialect.name == "postgresql":
-            # Rows just loaded have no statistics: the planner takes the file's minutes for one and joins
-            # them in a nested loop, once per minute (13 s instead of 0.2 for the real export's stamps).
-            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-        fold_passed(conn, newest)
-    report.fold_seconds = time.perf_counter() - folding
     report.seconds = time.perf_counter() - started
     logger.info(
-        "ingested %s: %d readings, %d rows new, %d already there, %d rejected in %.2f s (%.0f rows/s; rollup %.2f s)",
+        "ingested %s: %d readings, %d rows new, %d already there, %d rejected in %.2f s (%.0f rows/s)",
         path.name,
         report.readings,
         report.rows_new,
@@ -120,7 +108,6 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
         report.rejected,
         report.seconds,
         report.rows_per_s,
-        report.fold_seconds,
     )
     return report
 
@@ -193,12 +180,6 @@ def _prepare_rows(chunk: list[Row | DeadLetter], lock: RobotAxes, report: Ingest
     return _Chunk(len(chunk), readings, NewRows.of_wide(readings), rejected, lambda: accepted)
 
 
-def _note_newest(newest: dict[str, datetime], batch: NewRows) -> None:
-    for robot, (_, high) in batch.spans.items():
-        if robot not in newest or high > newest[robot]:
-            newest[robot] = high
-
-
 def _make_partitions(engine: Engine, batch: NewRows, made: set[date]) -> None:
     """PostgreSQL: the chunk's day partitions, committed before its write. Made inside the writers'
     transactions, a new day's partition held the other writer up until the first one's commit."""
@@ -211,15 +192,30 @@ def _make_partitions(engine: Engine, batch: NewRows, made: set[date]) -> None:
 
 def _write(engine: Engine, chunk: _Chunk, copy_min_rows: int, source: str) -> tuple[int, list[str]]:
     """Store a chunk; returns the rows new and the reasons of its conflicts (readings whose robot and time
-    were stored with other values: kept as rejected records, never dropped). The rollup's passed minutes
-    are folded once, after the last chunk (``fold_passed``); a late minute is refolded here."""
+    were stored with other values: kept as rejected records, never dropped)."""
     with engine.begin() as conn:
-        new = insert_wide_readings(
-            conn, chunk.wide, copy_min_rows=copy_min_rows, text=chunk.text, batch=chunk.batch, fold=False
+        made = conn.dialect.name == "postgresql"  # by _make_partitions
+        new = write_wide_readings(
+            conn, chunk.wide, copy_min_rows=copy_min_rows, text=chunk.text, batch=chunk.batch, partitions_made=made
         )
-        conflicts = _conflicts(conn, chunk.accepted(), source) if new < chunk.batch.count else []
+        with _without_nested_loops(conn):
+            add(conn, new)
+        conflicts = _conflicts(conn, chunk.accepted(), source) if new.count < chunk.batch.count else []
         insert_rejected(conn, chunk.rejected + conflicts)
-    return new, [c["reason"] for c in conflicts]
+    return new.count, [c["reason"] for c in conflicts]
+
+
+@contextmanager
+def _without_nested_loops(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: the rollup's fold of rows just loaded, which have no statistics yet: the planner takes
+    the chunk's minutes for one and joins them in a nested loop, once per minute (for the whole real export
+    at once 13 s instead of 0.2). Only around the fold: the lookups of stored readings need their index."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+    yield
+    conn.exec_driver_sql("SET LOCAL enable_nestloop TO DEFAULT")
 
 
 def _conflicts(conn, accepted: list[Row], source: str) -> list[dict]:

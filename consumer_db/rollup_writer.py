@@ -85,11 +85,9 @@ class NewRows:
         self.minutes[robot].add(floor_minute(ts))
 
 
-def add(conn: Connection, new: NewRows, *, fold: bool = True) -> None:
+def add(conn: Connection, new: NewRows) -> None:
     """Bring the rollup up to date with rows this transaction stored in readings_fact (none of them
-    there before): refold the minutes they came late to, fold the robots' minutes that have passed.
-    ``fold=False``: the late minutes only; the passed ones wait for a later ``add`` or ``fold_passed`` (a
-    bulk load folds once, at its end, instead of at every chunk)."""
+    there before): refold the minutes they came late to, fold the robots' minutes that have passed."""
     if not new.count:
         return
     folded = _lock_progress(conn, new.minutes)
@@ -99,21 +97,9 @@ def add(conn: Connection, new: NewRows, *, fold: bool = True) -> None:
         for minute in minutes
         if minute < folded[robot]
     ]
-    _fold(conn, late, folded, _passed(new.spans, folded) if fold else {})
-
-
-def fold_passed(conn: Connection, newest: dict[str, datetime]) -> None:
-    """Fold each robot's minutes that have passed by its reading at ``newest`` (stored already), as ``add``
-    folds them after a write."""
-    if not newest:
-        return
-    folded = _lock_progress(conn, {robot: {floor_minute(ts)} for robot, ts in newest.items()})
-    _fold(conn, [], folded, _passed({robot: [ts, ts] for robot, ts in newest.items()}, folded))
-
-
-def _passed(spans: dict[str, list[datetime]], folded: dict[str, datetime]) -> dict[str, datetime]:
-    passed = {robot: floor_minute(span[1] - fold_delay(robot)) for robot, span in spans.items()}
-    return {robot: until for robot, until in passed.items() if until > folded[robot]}
+    passed = {robot: floor_minute(span[1] - fold_delay(robot)) for robot, span in new.spans.items()}
+    passed = {robot: until for robot, until in passed.items() if until > folded[robot]}
+    _fold(conn, late, folded, passed)
 
 
 def fold_through(conn: Connection, until: datetime) -> int:

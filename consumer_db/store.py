@@ -93,13 +93,11 @@ def insert_wide_readings(
     copy_min_rows: int = 1000,
     text: str | None = None,
     batch: NewRows | None = None,
-    fold: bool = True,
 ) -> int:
     """``insert_readings`` of readings already gathered (``wide_rows``, ``RobotAxes.wide``); ``text`` and
-    ``batch``: their ``wide_copy_text`` and ``NewRows.of_wide``, if made already; ``fold``: see
-    ``rollup_writer.add``."""
+    ``batch``: their ``wide_copy_text`` and ``NewRows.of_wide``, if made already."""
     new = write_wide_readings(conn, wide, copy_min_rows=copy_min_rows, text=text, batch=batch)
-    add(conn, new, fold=fold)
+    add(conn, new)
     return new.count
 
 
@@ -127,14 +125,17 @@ def write_wide_readings(
     copy_min_rows: int = 1000,
     text: str | None = None,
     batch: NewRows | None = None,
+    partitions_made: bool = False,
 ) -> NewRows:
-    """``write_readings`` of ``(robot_id, ts, axes, amps)`` rows, one per reading."""
+    """``write_readings`` of ``(robot_id, ts, axes, amps)`` rows, one per reading; ``partitions_made``: the
+    caller has made their day partitions already (``ensure_partitions``)."""
     if not wide:
         return NewRows()
     if conn.dialect.name != "postgresql":
         return write_readings(conn, list(long_rows(wide)), copy_min_rows=copy_min_rows)
     batch = NewRows.of_wide(wide) if batch is None else batch
-    ensure_partitions(conn, batch.minutes)
+    if not partitions_made:
+        ensure_partitions(conn, batch.minutes)
     if batch.count >= copy_min_rows:
         return copy_readings(conn, wide, batch, wide_copy_text(wide) if text is None else text)
     return copy_readings(conn, wide, batch, None)
