@@ -1,9 +1,13 @@
 """Read a controller export (CSV) as a lazy stream of readings and dead letters.
 
-Shared by the producer (replay) and consumer_db (bulk ingest), so the row loop is a tight loop over the
-C ``csv`` module with plain checks that give each bad row its reason. :func:`read_export_rows` yields
-plain tuples (no pydantic at all); :func:`read_export` then builds each :class:`Reading` the ordinary,
-validated way, which costs no more than skipping the validation (docs/benchmarks.md).
+Shared by the producer (replay) and consumer_db (bulk ingest). The file is read a block of lines at a
+time: a block whose every line is a good reading is checked column by column in C and comes out as a
+:class:`Block` of columns (:func:`read_export_blocks`, what the ingest turns into COPY text without a Python
+step per cell); any other block goes record by record, with plain checks that give each bad row its
+reason. Both ways apply the same rules below; a property test holds them to the same records.
+:func:`read_export_rows` yields plain tuples (no pydantic at all); :func:`read_export` then builds each
+:class:`Reading` the ordinary, validated way, which costs no more than skipping the validation
+(docs/benchmarks.md).
 
 Rules (the issue's, in one place):
 
