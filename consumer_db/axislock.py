@@ -76,6 +76,17 @@ class RobotAxes:
                     amps[axis - 1] = currents[axis]
         return robot_id, ts, axes, amps
 
+    def wide_columns(self, currents: dict[int, list | None]) -> tuple[int, list[list | None]] | None:
+        """:meth:`wide` of many readings at once, given as a column of currents per axis (``None``: no value
+        in any reading): the ``axes`` they all share and the ``amps`` columns (``amps[N - 1]`` axis N). None
+        when the readings need :meth:`wide` one by one: an axis outside the lock or a retired one with a
+        value (then the readings' ``axes`` differ, or one is rejected)."""
+        for axis, column in currents.items():
+            if axis not in self.active and column is not None and any(v is not None for v in column):
+                return None
+        get = currents.get
+        return self._active_mask, [get(a) for a in self._positions]
+
     def _reason(self, robot_id: str, currents: dict[int, float | None]) -> str:
         unknown = sorted(a for a, v in currents.items() if v is not None and a not in self.known)
         if unknown:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from itertools import repeat
 
 from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, Text, insert, select, tuple_
 from sqlalchemy import text as sql_text
@@ -85,9 +86,17 @@ def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int =
     return new.count
 
 
-def insert_wide_readings(conn: Connection, wide: list[tuple], *, copy_min_rows: int = 1000) -> int:
-    """``insert_readings`` of readings already gathered (``wide_rows``, ``RobotAxes.wide``)."""
-    new = write_wide_readings(conn, wide, copy_min_rows=copy_min_rows)
+def insert_wide_readings(
+    conn: Connection,
+    wide: list[tuple],
+    *,
+    copy_min_rows: int = 1000,
+    text: str | None = None,
+    batch: NewRows | None = None,
+) -> int:
+    """``insert_readings`` of readings already gathered (``wide_rows``, ``RobotAxes.wide``); ``text`` and
+    ``batch``: their ``wide_copy_text`` and ``NewRows.of_wide``, if made already."""
+    new = write_wide_readings(conn, wide, copy_min_rows=copy_min_rows, text=text, batch=batch)
     add(conn, new)
     return new.count
 
@@ -110,15 +119,23 @@ def write_readings(
 
 
 def write_wide_readings(
-    conn: Connection, wide: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None
+    conn: Connection,
+    wide: list[tuple],
+    *,
+    copy_min_rows: int = 1000,
+    text: str | None = None,
+    batch: NewRows | None = None,
+    partitions_made: bool = False,
 ) -> NewRows:
-    """``write_readings`` of ``(robot_id, ts, axes, amps)`` rows, one per reading."""
+    """``write_readings`` of ``(robot_id, ts, axes, amps)`` rows, one per reading; ``partitions_made``: the
+    caller has made their day partitions already (``ensure_partitions``)."""
     if not wide:
         return NewRows()
     if conn.dialect.name != "postgresql":
         return write_readings(conn, list(long_rows(wide)), copy_min_rows=copy_min_rows)
-    batch = NewRows.of_wide(wide)
-    ensure_partitions(conn, batch.minutes)
+    batch = NewRows.of_wide(wide) if batch is None else batch
+    if not partitions_made:
+        ensure_partitions(conn, batch.minutes)
     if batch.count >= copy_min_rows:
         return copy_readings(conn, wide, batch, wide_copy_text(wide) if text is None else text)
     return copy_readings(conn, wide, batch, None)
@@ -230,6 +247,23 @@ def wide_copy_text(wide: Iterable[tuple]) -> str:
         values = ",".join("NULL" if v is None else repr(v) for v in amps)
         out.append(f"{prefix_robot}\t{_timestamp(ts)}\t{axes}\t{{{values}}}\n")
     return "".join(out)
+
+
+def wide_block_text(robot_id: str, ts: list[datetime], axes: int, amps: list[list | None]) -> str:
+    """``wide_copy_text`` of readings of one robot that share ``axes``, given as columns: ``amps[N - 1]``
+    the currents of axis N (``None``: no value in any reading). Made column by column, in C."""
+    if not ts:
+        return ""
+    cells = [repeat("NULL", len(ts)) if column is None else _amps_cells(column) for column in amps]
+    arrays = map("{%s}".__mod__, map(",".join, zip(*cells, strict=True)))
+    lines = zip(repeat(_escape(robot_id)), map(_timestamp, ts), repeat(str(axes)), arrays)
+    return "\n".join(map("\t".join, lines)) + "\n"
+
+
+def _amps_cells(column: list[float | None]) -> list[str]:
+    if None in column:
+        return ["NULL" if v is None else repr(v) for v in column]
+    return list(map(repr, column))
 
 
 def _timestamp(ts: datetime) -> str:

@@ -1,9 +1,13 @@
 """Read a controller export (CSV) as a lazy stream of readings and dead letters.
 
-Shared by the producer (replay) and consumer_db (bulk ingest), so the row loop is a tight loop over the
-C ``csv`` module with plain checks that give each bad row its reason. :func:`read_export_rows` yields
-plain tuples (no pydantic at all); :func:`read_export` then builds each :class:`Reading` the ordinary,
-validated way, which costs no more than skipping the validation (docs/benchmarks.md).
+Shared by the producer (replay) and consumer_db (bulk ingest). The file is read a block of lines at a
+time: a block whose every line is a good reading is checked column by column in C and comes out as a
+:class:`Block` of columns (:func:`read_export_blocks`, what the ingest turns into COPY text without a Python
+step per cell); any other block goes record by record, with plain checks that give each bad row its
+reason. Both ways apply the same rules below; a property test holds them to the same records.
+:func:`read_export_rows` yields plain tuples (no pydantic at all); :func:`read_export` then builds each
+:class:`Reading` the ordinary, validated way, which costs no more than skipping the validation
+(docs/benchmarks.md).
 
 Rules (the issue's, in one place):
 
@@ -23,11 +27,14 @@ Rules (the issue's, in one place):
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import math
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,7 +43,18 @@ from common.csvio.csv_time import TimeParser
 from common.settings import DEFAULT_AXES, TICK_SECONDS
 from common.wire.schemas import DEFAULT_POLICY, DeadLetter, Reading, ReadingPolicy
 
-__all__ = ["CsvOptions", "ColumnReport", "Row", "column_report", "read_export", "read_export_rows"]
+__all__ = [
+    "Block",
+    "CsvOptions",
+    "ColumnReport",
+    "Row",
+    "column_report",
+    "read_export",
+    "read_export_blocks",
+    "read_export_rows",
+]
+
+BLOCK_LINES = 5000  # lines of the file read and checked at once: bounded memory, whatever the file's size
 
 logger = logging.getLogger(__name__)
 
@@ -87,16 +105,55 @@ def read_export_rows(
     path: Path, options: CsvOptions, *, start_row: int = 0, limit: int | None = None, log_columns: bool = True
 ) -> Iterator[Row | DeadLetter]:
     """Like :func:`read_export`, but yields plain :class:`Row` tuples for bulk ingest."""
+    for item in read_export_blocks(path, options, start_row=start_row, limit=limit, log_columns=log_columns):
+        yield from item.rows() if type(item) is Block else item
+
+
+def read_export_blocks(
+    path: Path,
+    options: CsvOptions,
+    *,
+    start_row: int = 0,
+    limit: int | None = None,
+    log_columns: bool = True,
+    block_lines: int = BLOCK_LINES,
+) -> Iterator[Block | list[Row | DeadLetter]]:
+    """The records of :func:`read_export_rows`, ``block_lines`` lines of the file at a time: a :class:`Block`
+    of columns when every line of them is one good reading (the usual case, checked column by column in C),
+    else that stretch read record by record, as a list of rows and dead letters with their reasons."""
     path = Path(path)
     # errors="replace": a byte that is not UTF-8 makes its row's cell unreadable (a dead letter), not the file.
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         raw_lines: list[str] = []
         reader = csv.reader(_remember(f, raw_lines))
         header = read_header(reader, options.axes, source=path.name)
-        raw_lines.clear()
         if log_columns:
             header.log(logger)
-        yield from _rows(reader, raw_lines, header, options, path.name, start_row, limit)
+        read = _Reading(header, options, path.name, start_row, limit, lines_read=reader.line_num)
+        while not read.done and (lines := list(itertools.islice(f, block_lines))):
+            block = read.block(lines)
+            yield block if block is not None else read.careful(lines, f)
+
+
+@dataclass(frozen=True)
+class Block:
+    """Consecutive records, one line each, every one a good reading (``Row``) of ``robot_id``: the time
+    stamps and, per axis of the list, its currents (``None``: no value in any of them)."""
+
+    first_line: int
+    robot_id: str
+    ts: list[datetime]
+    currents: dict[int, list[float | None] | None]
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def rows(self) -> list[Row]:
+        columns = [repeat(None) if c is None else c for c in self.currents.values()]
+        return [
+            Row(line, self.robot_id, ts, dict(zip(self.currents, values, strict=True)))
+            for line, ts, *values in zip(itertools.count(self.first_line), self.ts, *columns)
+        ]
 
 
 def _remember(lines: Iterator[str], seen: list[str]) -> Iterator[str]:
@@ -106,47 +163,157 @@ def _remember(lines: Iterator[str], seen: list[str]) -> Iterator[str]:
         yield line
 
 
-def _records(reader) -> Iterator[list[str] | csv.Error]:
-    """The reader's records; one it cannot parse (a quote left open past csv's field size limit) comes
-    as its ``csv.Error``, and reading goes on at the next line."""
-    while True:
+def _utc_times(cells: tuple[str, ...]) -> list[datetime] | None:
+    """The stamps when every one is plain ISO-8601 in UTC (what ``TimeParser`` makes of them too), read in C;
+    otherwise None, and ``TimeParser`` reads each."""
+    try:
+        times = list(map(datetime.fromisoformat, cells))
+    except ValueError:
+        return None
+    return times if set(map(_zone_of, times)) == {UTC} else None
+
+
+_zone_of = operator.attrgetter("tzinfo")
+
+
+class _Lines:
+    """A block's lines, then (only while csv.reader is inside a record that goes on) the file's next ones."""
+
+    def __init__(self, lines: list[str], rest: Iterator[str]) -> None:
+        self.lines, self.rest, self.used = lines, rest, 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self.used < len(self.lines):
+            self.used += 1
+            return self.lines[self.used - 1]
+        return next(self.rest)
+
+    @property
+    def block_read(self) -> bool:
+        return self.used >= len(self.lines)
+
+
+class _Reading:
+    """Where the reading of one file stands (records seen, the last good time, lines read), and its two ways
+    of reading a block of lines: column by column when all is well, record by record otherwise."""
+
+    def __init__(
+        self, header: ColumnReport, options: CsvOptions, source: str, start_row: int, limit: int | None, lines_read
+    ) -> None:
+        self.header, self.options, self.source = header, options, source
+        self.start_row, self.limit = start_row, limit
+        self.lines_read = lines_read
+        self.columns = list(zip(options.axes, header.axis_indexes, strict=True))
+        self.parse_time = TimeParser(options.timezone)
+        self.tick = timedelta(seconds=options.tick_seconds)
+        self.start = self.parse_time.to_utc(options.start_time or datetime.now(UTC).replace(microsecond=0))
+        self.tolerance = timedelta(seconds=options.backwards_tolerance_s)
+        self.now = datetime.now(UTC)
+        self.record, self.emitted, self.done = -1, 0, False
+        self.last_ts: datetime | None = None
+
+    def block(self, lines: list[str]) -> Block | None:
+        """The lines as a :class:`Block`, or None when any of them needs :meth:`careful` (a bad record, a
+        blank line, a record over several lines, records to skip, the limit inside the block). Soundness: it
+        accepts only what :meth:`careful` would accept, value for value (tests/unit/test_controller_csv.py)."""
+        options, header, n = self.options, self.header, len(lines)
+        if self.record + 1 < self.start_row or (self.limit is not None and self.emitted + n > self.limit):
+            return None
         try:
-            yield next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield exc
+            records = list(csv.reader(lines))
+        except csv.Error:
+            return None
+        if len(records) != n or set(map(len, records)) != {header.width}:
+            return None  # a blank line, a wrong field count, or a record over several lines
+        if records[-1][-1].endswith(("\n", "\r")):
+            return None  # the last line leaves a quote open: its record goes on past the block
+        fields = list(zip(*records, strict=True))
+        try:
+            if header.time_index is None:
+                ts = [self.start + (self.record + 1 + i) * self.tick for i in range(n)]
+            else:
+                ts = _utc_times(fields[header.time_index]) or list(map(self.parse_time, fields[header.time_index]))
+            currents: dict[int, list[float | None] | None] = {}
+            low, high, total = math.inf, -math.inf, 0.0
+            for axis, index in self.columns:
+                cells = None if index is None else fields[index]
+                if cells is None or not any(cells):
+                    currents[axis] = None
+                    continue
+                if "" in cells:
+                    values = [float(c) if c else None for c in cells]
+                    present = [v for v in values if v is not None]
+                else:
+                    values = present = list(map(float, cells))
+                total += sum(present)
+                low, high = min(low, min(present)), max(high, max(present))
+                currents[axis] = values
+        except Exception:  # noqa: BLE001 - whatever it is, the careful way gives each record its reason
+            return None
+        if not math.isfinite(total):  # a NaN or an infinity anywhere (or a sum past float's range: careful too)
+            return None
+        previous = ts[:-1] if self.last_ts is None else [self.last_ts, *ts[:-1]]
+        if previous and max(map(operator.sub, previous, ts[-len(previous) :])) > self.tolerance:
+            return None
+        # The policy's rules are bounds (robot id, earliest and latest time, |current|): if the block's
+        # extremes pass them, every reading of it does.
+        extremes = {} if low > high else {0: low, 1: high}
+        policy, robot_id = options.policy, options.robot_id
+        if policy.problem(robot_id, min(ts), extremes, now=self.now) or policy.problem(
+            robot_id, max(ts), extremes, now=self.now
+        ):
+            return None
+        block = Block(self.lines_read + 1, robot_id, ts, currents)
+        self.record += n
+        self.emitted += n
+        self.lines_read += n
+        self.last_ts = ts[-1]
+        return block
 
-
-def _rows(reader, raw_lines, header: ColumnReport, options: CsvOptions, source: str, start_row: int, limit):
-    width, time_index, robot_id = header.width, header.time_index, options.robot_id
-    columns = list(zip(options.axes, header.axis_indexes, strict=True))
-    parse_time = TimeParser(options.timezone)
-    tick = timedelta(seconds=options.tick_seconds)
-    start = parse_time.to_utc(options.start_time or datetime.now(UTC).replace(microsecond=0))
-    tolerance = timedelta(seconds=options.backwards_tolerance_s)
-    policy, now = options.policy, datetime.now(UTC)
-    last_ts: datetime | None = None
-    record, emitted, isfinite = -1, 0, math.isfinite
-    for fields in _records(reader):
-        line = reader.line_num - len(raw_lines) + 1
-        if type(fields) is list and (not fields or (len(fields) == 1 and not fields[0].strip())):
-            raw_lines.clear()  # a blank line is not a record
-            continue
-        record += 1
-        if record < start_row:
+    def careful(self, lines: list[str], rest: Iterator[str]) -> list[Row | DeadLetter]:
+        """The lines record by record, each bad one a dead letter with its reason; a record still open at
+        the block's end goes on into the file's next lines."""
+        source = _Lines(lines, rest)
+        raw_lines: list[str] = []
+        reader = csv.reader(_remember(source, raw_lines))
+        out: list[Row | DeadLetter] = []
+        while not source.block_read:
+            try:
+                fields: list[str] | csv.Error = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # a quote left open past csv's field size limit: go on at the next line
+                fields = exc
+            line = self.lines_read + reader.line_num - len(raw_lines) + 1
+            raw = "".join(raw_lines).rstrip("\r\n")
             raw_lines.clear()
-            continue
-        if limit is not None and emitted >= limit:
-            return
-        emitted += 1
+            if type(fields) is list and (not fields or (len(fields) == 1 and not fields[0].strip())):
+                continue  # a blank line is not a record
+            self.record += 1
+            if self.record < self.start_row:
+                continue
+            if self.limit is not None and self.emitted >= self.limit:
+                self.done = True
+                break
+            self.emitted += 1
+            out.append(self._record(fields, line, raw))
+        self.lines_read += reader.line_num
+        return out
+
+    def _record(self, fields: list[str] | csv.Error, line: int, raw: str) -> Row | DeadLetter:
+        options, header = self.options, self.header
+        robot_id = options.robot_id
         try:
             if type(fields) is not list:
                 raise _BadRow(f"not readable as CSV: {fields}")
+            width = header.width
             if len(fields) != width and (len(fields) < width or any(c.strip() for c in fields[width:])):
                 raise _BadRow(f"expected {width} fields, found {len(fields)}")
             currents: dict[int, float | None] = {}
-            for axis, index in columns:
+            for axis, index in self.columns:
                 cell = None if index is None else fields[index]
                 if not cell or cell.isspace():
                     currents[axis] = None
@@ -155,30 +322,27 @@ def _rows(reader, raw_lines, header: ColumnReport, options: CsvOptions, source: 
                     value = float(cell)
                 except ValueError:
                     raise _BadRow(f"{header.names[index]}: {cell!r} is not a number") from None
-                if not isfinite(value):
+                if not math.isfinite(value):
                     raise _BadRow(f"{header.names[index]}: {cell!r} is not a finite number")
                 currents[axis] = value
-            if time_index is None:
-                ts = start + record * tick
+            if header.time_index is None:
+                ts = self.start + self.record * self.tick
             else:
                 try:
-                    ts = parse_time(fields[time_index])
+                    ts = self.parse_time(fields[header.time_index])
                 except ValueError as exc:
-                    raise _BadRow(f"{header.names[time_index]}: {exc}") from None
-            if last_ts is not None and last_ts - ts > tolerance:
+                    raise _BadRow(f"{header.names[header.time_index]}: {exc}") from None
+            last_ts = self.last_ts
+            if last_ts is not None and last_ts - ts > self.tolerance:
                 raise _BadRow(
                     f"time goes backwards by {(last_ts - ts).total_seconds():g} s "
                     f"(after {last_ts.isoformat()}; tolerance {options.backwards_tolerance_s:g} s)"
                 )
-            implausible = policy.problem(robot_id, ts, currents, now=now)
+            implausible = options.policy.problem(robot_id, ts, currents, now=self.now)
             if implausible:
                 raise _BadRow(implausible)
         except Exception as bad:  # noqa: BLE001 - a _BadRow, or anything else one row provokes: never the file
             reason = str(bad) if isinstance(bad, _BadRow) else f"unreadable row: {type(bad).__name__}: {bad}"
-            raw = "".join(raw_lines).rstrip("\r\n")
-            raw_lines.clear()
-            yield DeadLetter(source=source, line=line, raw=raw, reason=reason, robot_id=robot_id)
-            continue
-        raw_lines.clear()
-        last_ts = ts
-        yield Row(line, robot_id, ts, currents)
+            return DeadLetter(source=self.source, line=line, raw=raw, reason=reason, robot_id=robot_id)
+        self.last_ts = ts
+        return Row(line, robot_id, ts, currents)

@@ -150,3 +150,9 @@ def test_a_second_row_of_the_same_time_with_other_values_is_a_conflict_record(en
         line, reason = conn.execute(select(rejected_readings.c.line, rejected_readings.c.reason)).one()
     assert line == 4 and "axis 1: stored 1.5, this one 7.5" in reason
     assert [amps for _, _, amps in stored(engine)] == [1.5, 2.5]
+
+
+def test_a_progress_bar_counts_every_record_and_changes_nothing(engine, export, capsys):
+    report = ingest_csv(engine, export, IngestOptions(CsvOptions("R9", [1, 2, 3]), chunk_rows=2), progress=True)
+    assert (report.readings, report.rows_new, report.rejected) == (3, 9, 1)
+    assert "4/5" in capsys.readouterr().err  # 4 records of the 5 lines after the header (one blank)

@@ -1,5 +1,7 @@
 """Schema: migrations match common.store.tables, UTC timestamps on SQLite, the axes_dim seeding rule, the views."""
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -9,7 +11,7 @@ from sqlalchemy import create_engine, insert, select, text
 
 from common.store import queries
 from common.store.tables import axes_dim, axes_of, metadata, readings_fact, seed_axes
-from consumer_db.migrate import current_revision, head_revision, migrate
+from consumer_db.migrate import current_revision, head_revision, migrate, newest_script
 from tests.phrase_fixture import load
 
 
@@ -111,3 +113,21 @@ def test_views_agree_with_the_query_functions(engine):
         assert _approx(_view(conn, "cat_gaps", "robot_id", '"start"', '"end"', "length_s")) == _approx(
             [(h["robot_id"], g["start"], g["end"], g["length_s"]) for h in health for g in h["gaps"]]
         )
+
+
+def test_the_newest_script_read_without_alembic_is_alembics_head():
+    assert newest_script() == head_revision()
+
+
+def test_an_up_to_date_database_is_left_without_loading_alembic(engine, tmp_path):
+    migrate(engine)
+    check = (
+        "import sys; from sqlalchemy import create_engine; from consumer_db.migrate import migrate; "
+        f"print(migrate(create_engine({engine.url.render_as_string(hide_password=False)!r})), "
+        "'alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [head_revision(), "False"]
+    empty = create_engine(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    assert migrate(empty) == head_revision() and current_revision(empty) == head_revision()  # alembic's way
+    empty.dispose()

@@ -11,7 +11,15 @@ from common.wire.schemas import Alert, DeadLetter, Reading
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected, RobotAxes
 from consumer_db.decode import Topics, decode
-from consumer_db.store import copy_text, insert_readings, insert_rejected, long_rows, wide_rows
+from consumer_db.store import (
+    copy_text,
+    insert_readings,
+    insert_rejected,
+    long_rows,
+    wide_block_text,
+    wide_copy_text,
+    wide_rows,
+)
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 
 T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
@@ -177,3 +185,42 @@ def test_a_reading_gathered_at_once_is_the_long_rows_gathered(known, active):
         assert [lock.wide("R", T0, currents)] == (gathered or [("R", T0, 0, [])])
         # the same rows, in axis order (the long form gives the retired axes last)
         assert list(long_rows([lock.wide("R", T0, currents)])) == sorted(lock.rows("R", T0, currents))
+
+
+@pytest.mark.parametrize(
+    "known, active",
+    [(range(1, 15), range(1, 15)), ({1, 3, 62}, {1, 3, 62}), ({1, 2, 5, 7}, {1, 5}), ({2, 4}, set())],
+    ids=["1-14", "sparse", "retired", "all retired"],
+)
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {1: [2.5, None, 0.0], 2: None, 5: [None, None, None], 7: None},
+        {1: [1.0, 2.0, 3.0], 3: [-1.5, 1e-300, 123456.789], 62: None},
+        {2: [1.0, None, 2.0], 4: None},
+        {1: None, 2: None},
+        {},
+    ],
+)
+def test_readings_gathered_as_columns_are_the_readings_gathered_one_by_one(known, active, columns):
+    lock = RobotAxes(frozenset(known), tuple(sorted(active)))
+    columns = {a: c for a, c in columns.items() if a in known}
+    times = [T0 + timedelta(seconds=2 * i) for i in range(3)]
+    one_by_one = [
+        lock.wide("R\t1", ts, {a: None if c is None else c[i] for a, c in columns.items()})
+        for i, ts in enumerate(times)
+    ]
+    shape = lock.wide_columns(columns)
+    if len({axes for _, _, axes, _ in one_by_one}) > 1:
+        assert shape is None  # readings whose axes differ: one by one
+        return
+    if shape is None:  # a retired axis with a value in some reading: one by one, even where the axes agree
+        assert any(a not in lock.active and c and any(v is not None for v in c) for a, c in columns.items())
+        return
+    axes, amps = shape
+    assert all(
+        axes == reading_axes and [None if c is None else c[i] for c in amps] == reading_amps
+        for i, (_, _, reading_axes, reading_amps) in enumerate(one_by_one)
+    )
+    if axes:
+        assert wide_block_text("R\t1", times, axes, amps) == wide_copy_text(one_by_one)

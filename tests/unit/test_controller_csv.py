@@ -7,12 +7,22 @@ import io
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.csvio.controller_csv import CsvOptions, Row, column_report, read_export, read_export_rows
+from common.csvio.controller_csv import (
+    Block,
+    CsvOptions,
+    Row,
+    _Reading,
+    column_report,
+    read_export,
+    read_export_blocks,
+    read_export_rows,
+)
 from common.errors import CsvFormatError
 from common.wire.schemas import DeadLetter, Reading, ReadingPolicy
 
@@ -257,3 +267,89 @@ def test_real_export_reads_clean(real_export):
     assert readings[0].ts == datetime(2022, 10, 17, 12, 18, 23, 660000, tzinfo=UTC)
     assert all(r.currents[a] is None for r in readings for a in range(9, 15))
     assert max(r.currents[2] for r in readings) == pytest.approx(51.71, abs=0.01)
+
+
+# Lines of a mostly good export: good rows, and now and then what the column path must hand to the careful one.
+good_line = st.builds(
+    lambda a, b, step: (f'"current",{a!r},{"" if b is None else repr(b)},,', step),
+    st.floats(-999, 999),
+    st.one_of(st.none(), st.floats(-999, 999)),
+    st.sampled_from([0, 1, 2, -1]),
+)
+odd_line = st.sampled_from(
+    [
+        '"current",abc,1,,"{t}"',  # not a number
+        '"current",1,2,3',  # a field short
+        "",  # blank
+        '"current",1,"two\nlines",,"{t}"',  # a record over two lines
+        '"current",5000,1,,"{t}"',  # beyond the policy's bound
+        '"current",nan,1,,"{t}"',
+        '"current",1,2,,"not a time"',
+        '"current", ,1,,"{t}"',  # a blank cell
+        '"current",1,2,,"{t}",,',  # trailing empty fields: accepted
+        '"current",1,2,,"1980-01-01T00:00:00Z"',  # before the policy's earliest
+        '"current",1,2,,"2022-10-17T14:00:00+02:00"',  # another zone
+        '"current",1,2,,"{t}',  # a quote left open to the end of the file
+    ]
+)
+
+
+@st.composite
+def mixed_exports(draw) -> str:
+    lines, t = [HEADER], datetime(2022, 10, 17, 12, tzinfo=UTC)
+    for _ in range(draw(st.integers(0, 30))):
+        if draw(st.integers(0, 9)) == 0:
+            lines.append(draw(odd_line).replace("{t}", t.isoformat()))
+        else:
+            text, step = draw(good_line)
+            t += timedelta(seconds=step)
+            lines.append(f'{text}"{t.isoformat().replace("+00:00", "Z")}"')
+    return "\n".join(lines) + draw(st.sampled_from(["", "\n", "\n\n"]))
+
+
+def read_all(path: Path, opts: CsvOptions, **kw) -> list:
+    """Every record, the column path's blocks opened up: what a reader of rows sees."""
+    out = []
+    for item in read_export_blocks(path, opts, **kw):
+        out += item.rows() if isinstance(item, Block) else item
+    return [comparable(i) for i in out]
+
+
+def comparable(item):
+    return item.model_dump(exclude={"received_at"}) if isinstance(item, DeadLetter) else item
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    text=mixed_exports(),
+    block_lines=st.sampled_from([1, 2, 3, 7, 5000]),
+    start_row=st.integers(0, 5),
+    limit=st.one_of(st.none(), st.integers(0, 25)),
+    tolerance=st.sampled_from([0.0, 1.5]),
+)
+def test_blocks_read_exactly_what_record_by_record_reads(
+    tmp_path_factory, text, block_lines, start_row, limit, tolerance
+):
+    path = write(tmp_path_factory.mktemp("b"), text)
+    opts = options(backwards_tolerance_s=tolerance)
+    kw = {"start_row": start_row, "limit": limit, "log_columns": False}
+    with patch.object(_Reading, "block", lambda self, lines: None):  # every line the careful way
+        careful = read_all(path, opts, block_lines=block_lines, **kw)
+    assert read_all(path, opts, block_lines=block_lines, **kw) == careful
+    assert [comparable(i) for i in read_export_rows(path, opts, **kw)] == careful
+
+
+def test_a_bad_line_sends_only_its_block_the_careful_way(tmp_path):
+    rows = [f"{i},{i},{i},2022-10-17T12:00:{i:02d}Z" for i in range(9)]
+    rows[4] = "x,1,2,2022-10-17T12:00:04Z"
+    path = write(tmp_path, "Axis #1,Axis #2,Axis #3,Time\n" + "\n".join(rows) + "\n")
+    items = list(read_export_blocks(path, options(), block_lines=3))
+    assert [type(i).__name__ for i in items] == ["Block", "list", "Block"]
+    assert [r.line for r in items[1]] == [5, 6, 7] and isinstance(items[1][1], DeadLetter)
+    assert items[2].first_line == 8 and items[2].currents[2] == [6.0, 7.0, 8.0]
+
+
+def test_the_real_export_reads_as_blocks_of_columns(real_export):
+    items = list(read_export_blocks(real_export, options(axes=list(range(1, 15)))))
+    assert all(isinstance(i, Block) for i in items) and sum(map(len, items)) == 39_672
+    assert [a for a, column in items[0].currents.items() if column is None] == list(range(9, 15))
