@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         if reading.ts >= end:
             break
         readings.append(reading)
-    events = run_engine(readings, DetectorEngine(EngineConfig.from_settings(alerts), model))
     labels = [lab for lab in fleet.labels(end) if lab.end <= end - timedelta(seconds=args.grace_s)]
+    engine = DetectorEngine(EngineConfig.from_settings(alerts), model)
+    events = run_engine(_watching_load(readings, engine, labels, args.grace_s), engine)
     faults, used = [], set()
     for lab in labels:
         until = lab.end + timedelta(seconds=args.grace_s)
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         close_after = (
             round((max(closed) - lab.end).total_seconds()) if hits and all(c is not None for c in closed) else None
         )
+        reach = _LOAD_PEAKS.get(id(lab))
         faults.append(
             {
                 "robot": lab.robot_id,
@@ -100,6 +102,17 @@ def main(argv: list[str] | None = None) -> int:
                 "closed_after_end_s": close_after,
                 "closed_in_time": not hits or (close_after is not None and close_after <= args.close_within_s),
                 "detectors": ",".join(sorted({events[i].alert.detector for i in hits})),
+                "closed_last_by": max(
+                    (events[i] for i in hits if events[i].alert.closed_at is not None),
+                    key=lambda e: e.alert.closed_at,
+                    default=None,
+                ).alert.detector
+                if hits
+                else None,
+                # the load window's level at its farthest from normal (fault + grace) and the band's edge then:
+                # how the fault's size compares with the axis's own swing
+                "load_peak_ratio": round(reach[0], 3) if reach else None,
+                "load_band_edge": round(reach[1], 3) if reach else None,
             }
         )
     stray = [
@@ -139,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
                 "; ".join(
                     f"{f['robot']} axis {f['axis']} {f['kind']} at {f['start']} ({f['duration_s']} s): expected "
                     f"{f['expected']}, got {f['got']} [{f['detectors']}], closed {f['closed_after_end_s']} s after"
+                    + (f" (last: {f['closed_last_by']})" if f["closed_last_by"] else "")
+                    + (
+                        f", load window at {f['load_peak_ratio']}x normal at most, band edge {f['load_band_edge']}x"
+                        if f["load_peak_ratio"] is not None
+                        else ""
+                    )
                     for f in misses
                 )
                 or "none"
@@ -150,6 +169,29 @@ def main(argv: list[str] | None = None) -> int:
     name = "demo_faults" if args.fault_period is None else f"demo_faults_period{args.fault_period:g}"
     write_results(name, rows, notes=notes, extra={"faults": faults})
     return 0
+
+
+_LOAD_PEAKS: dict[int, tuple[float, float]] = {}  # id(label) -> (peak window ratio, band edge then)
+
+
+def _watching_load(readings, engine: DetectorEngine, labels, grace_s: float):
+    """The readings, noting after each one how far each faulty axis's load window is from normal, in the
+    fault's direction (a rise but for a dropout), beside the band's edge at that reading."""
+    windows = [(lab, lab.start, lab.end + timedelta(seconds=grace_s)) for lab in labels]
+    for reading in readings:
+        yield reading  # the engine has processed it when the generator resumes
+        for lab, start, until in windows:
+            if lab.robot_id != reading.robot_id or not start <= reading.ts <= until:
+                continue
+            robot = engine.robots.get(lab.robot_id)
+            state = robot.axes.get(lab.axis) if robot is not None else None
+            load = state.load if state is not None else None
+            if load is None or not load.full:
+                continue
+            ratio, edge = load.ratio, load.edge
+            best = _LOAD_PEAKS.get(id(lab))
+            if best is None or ratio / edge > best[0] / best[1]:
+                _LOAD_PEAKS[id(lab)] = (ratio, edge)
 
 
 if __name__ == "__main__":

@@ -95,10 +95,12 @@ def add_demo_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fault-period",
         type=float,
-        default=3600.0,  # a fault lasts up to 0.8 x period / 5 kinds: 576 s here, room for an overload to show
+        # A fault lasts up to 0.8 x period / 5 kinds: 864 s here. A drift's load window must hold mostly its
+        # later, larger part to rise above the synthetic axes' own swing (at 3600 s, 576 s, most did not).
+        default=5400.0,
         dest="fault_period_s",
-        help="seconds of feed in which each synthetic robot gets one fault of each kind (default 3600: at the "
-        "default speed, a fault every 90 s of wall-clock time across two robots)",
+        help="seconds of feed in which each synthetic robot gets one fault of each kind (default 5400: at the "
+        "default speed, a fault every 2 min 15 s of wall-clock time across two robots)",
     )
     parser.add_argument("--port", type=int, default=5006, help="dashboard port (default 5006)")
     parser.add_argument(

@@ -12,12 +12,16 @@ of the cycle. Against it:
   band or beyond (a fault does not become normal, nor widens the band), re-learnt from the window once a change
   has lasted ``absorb`` active readings (a new program: one event, then quiet);
 - before it has learnt that (``warmup``), the **model's level** when the axis has a model (``prior``: the mean
-  log current of its training): the feed is judged from its first full window, so a load already gone at the
-  first reading is seen. The spread on this axis is not known yet, so the band is wide then: half the log
-  distance to the farther gross ratio, either way (``gross_low`` 0.2: 0.45x to 2.2x);
+  log current of its training): the feed is judged from a window half full (:data:`PRIOR_FILL`), so a load
+  already gone at the first reading is seen before the fault is over. The spread on this axis is not known
+  yet, so the band is wide then: a third of the log distance to the farther gross ratio, either way
+  (``gross_low`` 0.2: 0.58x to 1.71x);
 - the **spread of the statistic on this axis's own data**: the exponentially weighted deviation of the
   window's log-mean from the normal level. The band is ``sigmas`` of that spread, and never narrower than
   ``min_ratio`` either way: an axis whose window mean swings a lot on clean data needs a larger change.
+
+A flat run (a stuck sensor, a clamp) leaves the window once live readings are back: its values were no
+load, and an event it raised closes with the fault instead of a window later.
 
 The score (River's ``score_one`` / ``learn_one``) is 0.5 at the band's edge and rises linearly in log ratio
 to 0.8 (:data:`GROSS_SCORE`, the ERROR level of the thresholding wrapper) at the gross ratios
@@ -41,6 +45,13 @@ GROSS_SCORE = 0.8  # the score at a gross ratio: the ERROR level the registry gi
 FLAT_RUN, FLAT_CAP = 10, 0.75
 # Windows in the outer half of the band teach nothing (the start of a fault must not widen the band it crosses).
 LEARN_LIMIT = 0.5 * ALERT_SCORE
+# A flat run this long is no live sensor's (a nearly unloaded axis snapped to its step repeats a dozen readings):
+# once it ends, its values leave the window.
+FORGET_RUN = 3 * FLAT_RUN
+# Judged against the model's level, a window half full already tells a load gone from the first reading: a
+# light axis fills its window in more than ten minutes of work, longer than many faults last. The prior's band
+# is wide enough for the noisier half window.
+PRIOR_FILL = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class LoadScorer:
         self._gross_high, self._gross_low = math.log(o.gross_high), -math.log(o.gross_low)
         self._prior_band = max(max(self._gross_high, self._gross_low) / 3, self._floor)
         self._window = o.window
+        self._prior_fill = max(int(o.window * PRIOR_FILL), 1)
         self.logs: deque[float] = deque(maxlen=o.window)
         self.total = 0.0
         self._pushes = 0
@@ -85,6 +97,8 @@ class LoadScorer:
         if x == self._last:
             self._run += 1
         else:
+            if self._run >= FORGET_RUN:
+                self._forget_flat_run()
             self._last, self._run = x, 1
         self._since_flat = 0 if self._run >= FLAT_RUN else self._since_flat + 1
         logs = self.logs
@@ -99,14 +113,16 @@ class LoadScorer:
         self._pushes += 1
         if self._pushes >= size:  # a running sum drifts: recomputed once per window (amortised O(1))
             self.total, self._pushes = math.fsum(logs), 0
-        if not full and len(logs) < size:
+        learnt = self.count >= self.options.warmup
+        on_prior = not learnt and self.prior is not None
+        filled = len(logs)
+        if filled < size and not (on_prior and filled >= self._prior_fill):
             self._deviation = self._score = 0.0
             return 0.0
-        learnt = self.count >= self.options.warmup
-        if learnt or self.prior is None:
-            d, band = self.total / size - self.normal, self._band
+        if on_prior:
+            d, band = self.total / filled - self.prior, self._prior_band
         else:
-            d, band = self.total / size - self.prior, self._prior_band
+            d, band = self.total / size - self.normal, self._band
         self._deviation = d
         if d >= 0:
             self.direction, size = 1, d
@@ -126,9 +142,22 @@ class LoadScorer:
         # out already.
         return self._score if learnt or self.prior is not None else 0.0
 
+    def _forget_flat_run(self) -> None:
+        """A flat run has just ended: its values were a sensor's or a clamp's, not the load the joint draws now,
+        so they leave the window (the window refills from live readings, and an event the run raised closes
+        once the fault is over rather than a window later)."""
+        logs = self.logs
+        for _ in range(min(self._run, len(logs))):
+            logs.pop()
+        self.total, self._pushes = math.fsum(logs), 0
+
     @property
     def full(self) -> bool:
-        return len(self.logs) == self._window
+        """Its window judges the load: full, or filled enough while judged against the model's level."""
+        filled = len(self.logs)
+        if filled == self._window:
+            return True
+        return filled >= self._prior_fill and self.prior is not None and self.count < self.options.warmup
 
     @property
     def flat_recently(self) -> bool:
@@ -144,6 +173,12 @@ class LoadScorer:
     def learnt(self) -> bool:
         """It knows the axis's normal level (from the feed, or from the model until then)."""
         return self.count >= self.options.warmup or self.prior is not None
+
+    @property
+    def edge(self) -> float:
+        """The band's half-width in force, as a ratio of loads (the last window is judged out beyond it)."""
+        on_prior = self.prior is not None and self.count < self.options.warmup
+        return math.exp(self._prior_band if on_prior else self._band)
 
     @property
     def ratio(self) -> float:

@@ -378,7 +378,8 @@ def test_load_judges_a_feed_against_its_models_level_before_it_has_learnt_its_ow
     assert not any(feed(load_detector(), dropped))
     with_model = feed(load_detector(model), dropped)
     assert fired_kinds(with_model) == {("load_low", Severity.ALERT)}
-    assert next(i for i, f in enumerate(with_model) if f is not None) < 200  # the window (120) and the hold
+    # half a window judges against the model's level: raised before the window (LOAD_WINDOW, 120) is full
+    assert next(i for i, f in enumerate(with_model) if f is not None) < 120
     for seed in range(3):
         assert not any(feed(load_detector(model), work_cycles(3000, seed=seed)))
 
@@ -390,6 +391,28 @@ def test_load_drops_a_model_level_the_feed_keeps_away_from():
     after = feed(detector, work_cycles(3000, seed=4, scale=0.4))
     assert any(after[:400]) and not any(after[-1000:])
     assert detector.scorer.prior is None
+
+
+def test_load_judges_nothing_from_half_a_window_once_it_has_learnt_the_feed():
+    # Half a window is judged only against the model's level (its band is wide); a feed's own normal is judged
+    # from a full window, so after a stoppage a few readings of a lighter program raise nothing.
+    detector = load_detector(axis_model(log_mean=log_mean(work_cycles(5000, seed=9))))
+    feed(detector, work_cycles(3000))
+    assert detector.scorer.count >= detector.scorer.options.warmup
+    detector.scorer.logs.clear()
+    detector.scorer.total = 0.0
+    assert not any(feed(detector, work_cycles(100, seed=2, scale=0.4), t0=6000.0))
+
+
+def test_load_forgets_a_flat_run_once_it_ends():
+    # A stuck sensor (or a clamp) raised load_high; once live readings are back, the run's values leave the
+    # window, so the event is not held open for a window's worth of readings after the fault.
+    detector = load_detector()
+    feed(detector, work_cycles(3000))
+    during = feed(detector, [40.0] * 200, t0=6000.0)
+    assert fired_kinds(during) == {("load_high", Severity.ALERT)}
+    after = feed(detector, work_cycles(300, seed=3), t0=6400.0)
+    assert not any(after)
 
 
 def test_load_ignores_zeros_and_survives_a_restart():
