@@ -267,7 +267,8 @@ class DetectorEngine:
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
                 if finding is not None and detector.name in HELD_DETECTORS and robot.holding():
-                    # held on the detector's own verdict: its ERRORs (surges) are never held
+                    # held on the detector's own verdict: its ERRORs (spikes) are never held; a surge that may be
+                    # a heavier load's peak is an ALERT, held like the others
                     finding = self._hold(state, reading.ts, finding, finding.kind or detector.name)
                     if finding is None:
                         robot.held_since = robot.held_since or ts
@@ -413,7 +414,7 @@ class DetectorEngine:
     @staticmethod
     def _hold(state: AxisState, when: datetime, finding: Finding, kind: str) -> Finding | None:
         """While a broad change is timed the levels learnt may be the old program's: ALERTs wait for the
-        verdict (a surge, an ERROR, does not). Kept per kind: when the first was held, and the strongest."""
+        verdict (a spike, an ERROR, does not). Kept per kind: when the first was held, and the strongest."""
         if finding.severity is Severity.ERROR:
             return finding
         held = state.held.get(kind)

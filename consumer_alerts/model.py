@@ -32,8 +32,9 @@ FORMAT = "axiswatch.consumer_alerts.model"
 #    away from it (no re-learning, docs/consumer_alerts.md "Learning the model").
 # 4: with ``log_mean``; an older file still loads, but the load detector learns each axis's level from the feed
 #    before it judges it (docs/consumer_alerts.md "load").
-VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+# 5: with ``top``; an older file still loads, but every surge short of a confirmed spike is an ALERT first.
+VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 LLR_CAP = 3.0  # one sample can move the windowed score by at most this much: bounded influence
 LLR_MEMO = 8192  # scores of distinct currents remembered per axis, at most (~0.5 MB)
 Kind = Literal["line", "density"]
@@ -112,6 +113,7 @@ class AxisModel:
     stuck_run: int = 1  # longest run of identical non-zero readings seen in training
     mean: float | None = None  # mean active current in training, amps: what a lasting change is measured against
     log_mean: float | None = None  # mean log of the active current in training: the load detector's normal level
+    top: float | None = None  # the highest active current of training, amps: twice it is no cycle's peak of a load
 
     def expected(self, ts: float) -> float:
         return self.median if self.density is not None else self.line.at(ts)

@@ -146,6 +146,7 @@ def fit_axis(axis: int, samples: Samples, o: TrainingOptions) -> AxisModel:
         stuck_run=samples.stuck_run,
         mean=float(amps.mean()),
         log_mean=float(np.log(amps[amps > 0]).mean()) if (amps > 0).any() else None,
+        top=float(amps.max()),
     )
     trace: list[tuple[float, float, float]] = []
     detector = ResidualDetector(model, trace=trace)

@@ -68,7 +68,9 @@ def _zscore(ctx: AxisContext) -> Detector:
 
 
 def _residual(ctx: AxisContext) -> Detector | None:
-    return ResidualDetector(ctx.model, stoppage_s=ctx.config.stoppage_s) if ctx.model is not None else None
+    if ctx.model is None:
+        return None
+    return ResidualDetector(ctx.model, stoppage_s=ctx.config.stoppage_s, gross_high=ctx.config.gross_high)
 
 
 def _stuck(ctx: AxisContext) -> Detector:

@@ -7,10 +7,16 @@ Per active sample: ``residual = observed - expected`` (amps, from the axis's tra
   >= MinC, held for T_LONG seconds.
 - ERROR: the residual >= MaxC on each of the last ``short`` active samples in a row (the lab's "holds
   for T_SHORT", counted in samples: T_SHORT is their duration at the usual sample spacing). The short
-  statistic is therefore the lowest residual of those samples. A single sample whose residual reaches
-  SurgeC (``surge_c``, above anything training saw even scaled up) is an ERROR on its own: a severe spike
-  may last one 2-second sample. It does not enter the long window: judged by its own rule, it would also keep
-  the window over MinC, and an ALERT open, for a window's length after a spike of a few seconds.
+  statistic is therefore the lowest residual of those samples. The engine sizes this ERROR like any level.
+- A **surge**: one sample whose residual reaches SurgeC (``surge_c``, above anything training saw even scaled
+  up). A severe spike may last one 2-second sample, but so may the peak of a cycle under a load 50-100 %
+  heavier: one sample does not tell them apart. So a surge is an ERROR on its own only past ``gross_high``
+  times the highest current of training (``top``: no load short of a gross one reaches it); below that it is
+  an ALERT (sized by the engine like any level) and becomes an ERROR once it is known to have been a
+  **spike**: no surge again for ``SPIKE_QUIET`` active samples after it, no sustained overload (the long
+  statistic stayed under MinC) and no flat value (``SPIKE_FLAT`` repeats: a clamp or a stuck sensor, judged
+  by the rule for flat values). A surge does not enter the long window: it would keep the window over MinC,
+  and an ALERT open, for a window's length after a spike of a few seconds.
 
 ALERT's "held" counts time from the first active sample that met the rule; idle rows and ``None`` neither
 feed the windows nor break a run. Only the positive side matters: less current than expected is not wear.
@@ -25,27 +31,46 @@ from typing import Any
 
 from common.wire.schemas import Severity
 from consumer_alerts.detectors import ActiveSamples, Finding, Hold, squash
+from consumer_alerts.detectors.load import FLAT_RUN
 from consumer_alerts.detectors.window import RollingWindow
 from consumer_alerts.model import AxisModel
 
 NAN = float("nan")
+# A surge not followed by another for this many active samples was a spike: a heavier load's cycle peaks recur
+# (tuning seeds: 18-66 samples apart at +43-91 %); the original benchmark's spikes are 1-14 samples of surge.
+SPIKE_QUIET = 30
+SPIKE_RUN_GAP = 3  # surges this few active samples apart are one spike (a spike's samples dip under SurgeC)
+SPIKE_FLAT = FLAT_RUN  # repeats in a row after a surge: a flat value, not a spike (a clamp, a stuck sensor)
+NEVER = 1 << 30
 
 
 class ResidualDetector(ActiveSamples):
     name = "residual"
 
-    def __init__(self, model: AxisModel, *, stoppage_s: float = 600.0, trace: list | None = None) -> None:
+    def __init__(
+        self, model: AxisModel, *, stoppage_s: float = 600.0, gross_high: float = 2.0, trace: list | None = None
+    ) -> None:
         self.model, self.stoppage_s, self.trace = model, stoppage_s, trace
+        # No load short of a gross one draws this (None: a model without ``top``; every surge waits to be a spike).
+        self.gross_surge = gross_high * model.top if model.top is not None else None
         self.long = RollingWindow(model.window)
         self.short: deque[float] = deque(maxlen=model.short)
         self.last_ts: float | None = None
         self._alert = Hold()
         self.observed, self.normalized = False, 0.0
         self.long_stat = self.short_stat = NAN
+        self.spike: tuple[float, float] | None = None  # (value, residual) of a surge that may be a spike
+        self.since_surge = NEVER  # active samples since the last surge
+        self.repeats = 0  # readings in a row that were no evidence while the robot worked (repeats)
 
     def update(self, ts: float, value: float | None, *, idle: bool = False) -> Finding | None:
         if not self.admit(ts, value, idle):
+            if value is None and not idle:  # the engine's repeats (or OK-nulls) while the robot works
+                self.repeats += 1
+                if self.repeats >= SPIKE_FLAT:
+                    self.spike = None
             return None
+        self.repeats = 0
         model = self.model
         residual = value - model.expected(ts)
         surge = model.surge_c is not None and residual >= model.surge_c
@@ -61,17 +86,38 @@ class ResidualDetector(ActiveSamples):
         self.normalized = max(squash(self.long_stat, model.min_c), squash(self.short_stat, model.max_c))
         # NaN compares False: a window that is not full yet never fires.
         alert = self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s
-        if surge:  # first: a surge's severity is its own
-            return Finding(Severity.ERROR, value, residual, model.surge_c, instant=True)
+        if surge:
+            return self._surge(value, residual)
+        self.since_surge += 1
+        if self.spike is not None:
+            if self.long_stat >= model.min_c:
+                self.spike = None  # a sustained overload around it: a heavier load's peak, sized as a level
+            elif self.since_surge >= SPIKE_QUIET:
+                (peak, peak_residual), self.spike = self.spike, None
+                return Finding(Severity.ERROR, peak, peak_residual, model.surge_c, instant=True)
         if self.short_stat >= model.max_c:
             return Finding(Severity.ERROR, value, self.short_stat, model.max_c)
         if alert:
             return Finding(Severity.ALERT, value, self.long_stat, model.min_c)
         return None
 
+    def _surge(self, value: float, residual: float) -> Finding:
+        """A surge: an ERROR past what any load short of a gross one draws; otherwise an ALERT (sized by the
+        engine), remembered as a spike until the samples after it say otherwise."""
+        gap, self.since_surge = self.since_surge, 0
+        if self.gross_surge is not None and value >= self.gross_surge:
+            return Finding(Severity.ERROR, value, residual, self.model.surge_c, instant=True)
+        if gap <= SPIKE_RUN_GAP:  # the same spike goes on: its highest sample is what it is remembered by
+            if self.spike is not None and residual > self.spike[1]:
+                self.spike = (value, residual)
+        else:  # a first surge, or one again after a pause: the pause was short, a cycle's peaks recur
+            self.spike = (value, residual) if gap > SPIKE_QUIET else None
+        return Finding(Severity.ALERT, value, residual, self.model.surge_c)
+
     def on_stoppage(self) -> None:
         self._alert = Hold()  # a run never spans a long stoppage (the windows keep their evidence)
         self.short.clear()
+        self.spike = None  # its events close at a stoppage: what was not confirmed stays the ALERT it was
 
     def state(self) -> dict[str, Any]:
         return {
@@ -79,6 +125,11 @@ class ResidualDetector(ActiveSamples):
             "short": list(self.short),
             "last_ts": self.last_ts,
             "alert_since": self._alert.since,  # how long the ALERT's condition has held: it must hold t_long_s
+            # scalars (a list is a window of floats to the snapshot): a surge that may still be a spike
+            "spike_value": self.spike[0] if self.spike else None,
+            "spike_residual": self.spike[1] if self.spike else None,
+            "since_surge": self.since_surge,
+            "repeats": self.repeats,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -86,3 +137,6 @@ class ResidualDetector(ActiveSamples):
         self.short = deque(state["short"], maxlen=self.model.short)
         self.last_ts = state["last_ts"]
         self._alert.since = state["alert_since"]
+        value, residual = state.get("spike_value"), state.get("spike_residual")  # absent: an older snapshot
+        self.spike = (value, residual) if value is not None else None
+        self.since_surge, self.repeats = state.get("since_surge", NEVER), state.get("repeats", 0)

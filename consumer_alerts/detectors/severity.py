@@ -8,8 +8,10 @@ measured in one place, by :func:`level_ratio`: the geometric mean of the axis's 
 readings (the ``load`` detector's statistic) over its normal level. Before ``load`` has learnt that normal,
 the median of the axis's model stands in for it; without either, a detector's own severity stands.
 
-Two findings keep their own severity: a surge past anything the axis drew in training (one sample cannot move
-a window's level: the residual's SurgeC, ``Finding.instant``), and the stuck-sensor rule (never an ERROR).
+Two findings keep their own severity (``Finding.instant``): the residual's ERROR for a **spike**, which one
+sample or a few cannot show in a window's level (a surge past twice the highest current of training, or one
+past SurgeC that did not come back: a heavier load's cycle peaks recur, so until then a surge is an ALERT
+sized here like any level), and the stuck-sensor rule (never an ERROR).
 """
 
 from __future__ import annotations

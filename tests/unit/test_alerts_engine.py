@@ -236,7 +236,8 @@ def test_a_clamp_that_follows_the_robots_rests_is_sized_like_a_level_and_a_stuck
 def test_every_detector_grades_a_change_of_level_by_its_size_against_normal():
     # The default set with a model: axis 2 drawing 1.5x its load is an ALERT whichever detector sees it (the
     # residual's short rule alone called a cycle's peak at +50 % an ERROR); 3x is an ERROR by the same rule
-    # (its threshold: GROSS_HIGH). A single sample past 1.4x anything training saw stays a surge's ERROR.
+    # (its threshold: GROSS_HIGH). The cycle's peaks at +50 % pass SurgeC again and again: a heavier load's peaks,
+    # not a spike, so no surge makes it an ERROR either.
     clean = cycle_readings(3000, seed=5)
     model = train(clean, TrainingOptions(), robot_id="r1")
 
@@ -249,8 +250,7 @@ def test_every_detector_grades_a_change_of_level_by_its_size_against_normal():
 
     moderate = raised(1.5)
     assert {"residual", "load_high"} <= {a.detector for a in moderate}
-    errors = [a for a in moderate if a.severity is Severity.ERROR]
-    assert all(a.detector == "residual" and a.threshold == model.axes[2].surge_c for a in errors)
+    assert all(a.severity is Severity.ALERT for a in moderate)
     gross = raised(3.0)
     assert {a.threshold for a in gross if a.severity is Severity.ERROR} >= {EngineConfig().gross_high}
 

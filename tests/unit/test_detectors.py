@@ -7,7 +7,7 @@ import pytest
 
 from common.wire.schemas import Severity
 from consumer_alerts.detectors import Hold, squash
-from consumer_alerts.detectors.residual import ResidualDetector
+from consumer_alerts.detectors.residual import SPIKE_FLAT, SPIKE_QUIET, ResidualDetector
 from consumer_alerts.detectors.stuck import StuckDetector
 from consumer_alerts.detectors.window import RollingWindow
 from consumer_alerts.detectors.zscore import ZScoreDetector
@@ -152,29 +152,81 @@ def test_residual_error_needs_the_surge_on_short_samples_in_a_row():
     assert finding.severity is Severity.ERROR and finding.threshold == 15.0 and finding.score == pytest.approx(20.0)
 
 
-def test_residual_error_on_one_sample_needs_the_surge_threshold():
-    detector = ResidualDetector(axis_model(short=3, surge_c=40.0))
+def test_a_surge_past_twice_the_training_top_is_an_error_at_once():
+    # top 25 A: no load short of a gross one (2x) draws 50 A. A sample past SurgeC but under that is an ALERT
+    # for now (the engine sizes it), since the peak of a cycle under a heavier load reads the same.
+    detector = ResidualDetector(axis_model(short=3, surge_c=30.0, top=25.0))
     feed(detector, [10.0] * 10)
-    assert detector.update(100.0, 49.0) is None, "39 A over on one sample: below SurgeC, and short needs 3"
-    assert detector.update(102.0, 10.0) is None
-    finding = detector.update(104.0, 50.5)
-    assert finding.severity is Severity.ERROR and finding.threshold == 40.0 and finding.score == pytest.approx(40.5)
+    assert detector.update(100.0, 39.0) is None, "29 A over on one sample: below SurgeC, and short needs 3"
+    first = detector.update(102.0, 45.0)
+    assert first.severity is Severity.ALERT and not first.instant and first.threshold == 30.0
+    gross = detector.update(104.0, 50.5)
+    assert gross.severity is Severity.ERROR and gross.instant and gross.score == pytest.approx(40.5)
     assert ResidualDetector(axis_model(short=3)).update(0.0, 500.0) is None, (
         "no SurgeC (a version-1 model): no such rule"
     )
 
 
+def spiky(**kw):
+    detector = ResidualDetector(axis_model(short=3, surge_c=30.0, top=40.0, window=20, min_c=2.0, **kw))
+    feed(detector, [10.0] * 30)
+    return detector
+
+
+def test_a_surge_that_does_not_come_back_was_a_spike_and_becomes_an_error():
+    detector = spiky()
+    during = feed(detector, [45.0, 48.0, 44.0], t0=100.0)
+    assert [f.severity for f in during] == [Severity.ALERT] * 3
+    after = feed(detector, [10.0] * SPIKE_QUIET, t0=106.0)
+    assert all(f is None for f in after[:-1]), "not before the axis has stayed quiet long enough"
+    assert after[-1].severity is Severity.ERROR and after[-1].instant
+    assert after[-1].value == 48.0 and after[-1].score == pytest.approx(38.0), "the spike's highest sample"
+
+
+def test_surges_that_recur_are_a_heavier_loads_peaks_and_stay_alerts():
+    # A cycle's peak under a heavier load passes SurgeC again a few dozen samples later: no spike.
+    detector = spiky()
+    values = ([10.0] * 12 + [45.0]) * 6 + [10.0] * (2 * SPIKE_QUIET)
+    findings = [f for f in feed(detector, values, t0=100.0) if f is not None]
+    assert len(findings) == 6 and all(f.severity is Severity.ALERT for f in findings)
+
+
+def test_a_surge_followed_by_a_flat_value_or_a_sustained_overload_is_no_spike():
+    flat = spiky()
+    feed(flat, [45.0], t0=100.0)
+    assert not any(feed(flat, [None] * SPIKE_FLAT, t0=102.0)), "repeats: a clamp or a stuck sensor"
+    assert not any(feed(flat, [10.0] * SPIKE_QUIET, t0=200.0))
+    # a few repeats inside a spike (a light axis on its sensor grid) do not end it
+    grid = spiky()
+    feed(grid, [45.0, None, None, 45.5], t0=100.0)
+    assert feed(grid, [10.0] * SPIKE_QUIET, t0=110.0)[-1].severity is Severity.ERROR
+    loaded = spiky()
+    feed(loaded, [45.0], t0=100.0)
+    assert not any(f and f.severity is Severity.ERROR for f in feed(loaded, [20.0] * SPIKE_QUIET, t0=102.0)), (
+        "the long statistic over MinC: a sustained overload around the surge, sized as a level"
+    )
+
+
+def test_a_restored_detector_confirms_the_spike_as_the_uninterrupted_one():
+    detector = spiky()
+    feed(detector, [45.0, 10.0, 10.0], t0=100.0)
+    restored = ResidualDetector(detector.model)
+    restored.load(detector.state())
+    rest = [10.0] * SPIKE_QUIET
+    assert feed(restored, rest, t0=106.0) == feed(detector, rest, t0=106.0)
+
+
 def test_a_surge_is_judged_by_its_own_rule_only_and_leaves_the_alert_window_alone():
-    # A spike of a few samples far over SurgeC: ERRORs while it lasts, and the sustained-overload window (MinC)
-    # never sees it, so nothing keeps an ALERT going for a window's length after it.
-    detector = ResidualDetector(axis_model(window=5, short=3, surge_c=40.0, min_c=2.0, t_long_s=0.0))
+    # A spike of a few samples far over SurgeC (past twice the training top): ERRORs while it lasts, and the
+    # sustained-overload window (MinC) never sees it, so nothing keeps an ALERT going for a window's length after it.
+    detector = ResidualDetector(axis_model(window=5, short=3, surge_c=40.0, top=25.0, min_c=2.0, t_long_s=0.0))
     feed(detector, [10.0] * 10)
     during = feed(detector, [60.0, 70.0, 65.0], t0=100.0)
     assert [f.severity for f in during] == [Severity.ERROR] * 3
     assert detector.long_stat == pytest.approx(0.0)
     assert not any(feed(detector, [10.0] * 10, t0=110.0))
     # the same samples just under SurgeC (still over MinC) fill the window: the sustained rule fires
-    slow = ResidualDetector(axis_model(window=5, short=3, surge_c=40.0, min_c=2.0, t_long_s=0.0))
+    slow = ResidualDetector(axis_model(window=5, short=3, surge_c=40.0, top=25.0, min_c=2.0, t_long_s=0.0))
     feed(slow, [10.0] * 10)
     assert any(f is not None and f.severity is Severity.ALERT for f in feed(slow, [45.0] * 5, t0=100.0))
 

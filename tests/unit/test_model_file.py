@@ -70,6 +70,7 @@ def test_training_learns_thresholds_above_normal_running(readings):
     assert m.max_c >= SMALL.surge_amps / 2 and 1 <= m.short <= SMALL.max_short
     top = SMALL.error_scale * max(collect(readings)[0][2].amps) - m.median
     assert m.surge_c == pytest.approx(max(top, m.max_c), abs=1e-5), "SurgeC: the top training sample, scaled"
+    assert m.top == max(collect(readings)[0][2].amps), "the highest current of training: a gross surge is twice it"
     assert m.t_long_s >= SMALL.t_long_s and m.threshold_source == "percentile"
 
 
