@@ -10,7 +10,7 @@ from datetime import datetime
 import numpy as np
 
 from common.wire.schemas import Reading
-from dashboard.stats import PEAK_WINDOW, AxisValue, update_latest
+from dashboard.stats import PEAK_WINDOW, AxisValue, one_minute_peak, update_latest
 
 
 class RowRing:
@@ -48,7 +48,9 @@ class RowRing:
 @dataclass
 class RobotWindow:
     rows: RowRing
-    recent: deque = field(default_factory=deque)  # readings of the last minute, for the 1-minute peak
+    # the peak of each reading of the last minute, for the 1-minute peak: a few blocks each, where a whole
+    # reading was ~20 (see RowRing)
+    recent: deque[AxisValue] = field(default_factory=deque)
     latest: dict[int, AxisValue] = field(default_factory=dict)
     newest: datetime | None = None
 
@@ -57,7 +59,9 @@ class RobotWindow:
         update_latest(self.latest, reading)
         if self.newest is None or reading.ts > self.newest:
             self.newest = reading.ts
-        self.recent.append(reading)
+        peak = one_minute_peak([reading])
+        if peak is not None:
+            self.recent.append(peak)
         # newest - oldest, never newest - PEAK_WINDOW: that overflows for a reading dated in year 1
         while self.recent and self.newest - self.recent[0].ts > PEAK_WINDOW:
             self.recent.popleft()
