@@ -10,10 +10,11 @@ client applied a streamed point minus the reading's timestamp, which is set to t
 is published: Kafka -> feed -> session document -> websocket -> client.
 
     .venv/bin/python -m bench.dashboard_sessions [--robots 5] [--tick 0.5] [--seconds 20] [--page-loads 200]
-        [--clients 4] [--sessions 50] [--only-burst] [--warm-sessions 0] [--bursts 1]
+        [--clients 4] [--sessions 50] [--only-burst] [--warm-sessions 0] [--bursts 1] [--linger-s 0]
 
 The event-loop stall is measured inside the server process: a task that sleeps 5 ms notes by how much it
-woke late (what every other callback, /health included, waited too).
+woke late (what every other callback, /health included, waited too). Memory: the RSS, and glibc's own
+account of its heap (live allocations, free but kept), before and after.
 """
 
 from __future__ import annotations
