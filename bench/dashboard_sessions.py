@@ -10,10 +10,11 @@ client applied a streamed point minus the reading's timestamp, which is set to t
 is published: Kafka -> feed -> session document -> websocket -> client.
 
     .venv/bin/python -m bench.dashboard_sessions [--robots 5] [--tick 0.5] [--seconds 20] [--page-loads 200]
-        [--clients 4] [--sessions 50] [--only-burst] [--warm-sessions 0] [--bursts 1]
+        [--clients 4] [--sessions 50] [--only-burst] [--warm-sessions 0] [--bursts 1] [--linger-s 0]
 
 The event-loop stall is measured inside the server process: a task that sleeps 5 ms notes by how much it
-woke late (what every other callback, /health included, waited too).
+woke late (what every other callback, /health included, waited too). Memory: the RSS, and glibc's own
+account of its heap (live allocations, free but kept), before and after.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import ctypes
 import gzip
 import json
 import os
@@ -101,7 +103,14 @@ def serve(robots: int, tick: float) -> None:
         async def commands() -> None:  # "stalls": print the longest stall since the last ask; EOF: stop
             while line := await reader.readline():
                 if line.strip() == b"stalls":
-                    print("STALLS " + json.dumps(stalls.take()), flush=True)
+                    print("STALLS " + json.dumps(stalls.take() | malloc_figures()), flush=True)
+                elif line.strip() == b"trim":  # what the dashboard does after a full collection, now
+                    from dashboard.memory import DEFERRED
+
+                    DEFERRED.collect_full()
+                    print("STALLS " + json.dumps(malloc_figures()), flush=True)
+                if os.environ.get("BENCH_TRACE_MEMORY"):
+                    trace_survivors()
             stop.set()
 
         listening = asyncio.create_task(commands())
@@ -120,6 +129,57 @@ def serve(robots: int, tick: float) -> None:
         await bus.stop()
 
     asyncio.run(main())
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+def malloc_figures() -> dict:
+    """glibc's own account (``mallinfo2``, main arena): bytes in use by live allocations vs free but kept,
+    and mmapped blocks; with the RSS it says whether what stays after a burst is live objects or the heap's."""
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    mallinfo2.restype = MallInfo2
+    info = mallinfo2()
+    return {
+        "heap_in_use_mib": round(info.uordblks / 2**20, 1),
+        "heap_free_mib": round(info.fordblks / 2**20, 1),
+        "mmapped_mib": round(info.hblkhd / 2**20, 1),
+        "threads": threading.active_count(),
+    }
+
+
+_SEEN: set[int] | None = None
+
+
+def trace_survivors() -> None:
+    """``BENCH_TRACE_MEMORY=1``: the first call notes the collector's objects, the next ones print to stderr
+    the objects made since and still alive, by type (what pins the heap's pages after a burst)."""
+    global _SEEN
+    import gc
+    from collections import Counter
+
+    gc.collect()
+    objects = gc.get_objects()
+    if _SEEN is None:
+        _SEEN = {id(o) for o in objects}
+        return
+    new = [o for o in objects if id(o) not in _SEEN]
+    kinds = Counter(type(o).__qualname__ for o in new)
+    print(f"SURVIVORS {len(new)} of {len(objects)}: {kinds.most_common(30)}", file=sys.stderr)
+    owners = Counter()
+    for o in new:
+        if isinstance(o, dict | list | tuple):
+            for r in gc.get_referrers(o)[:2]:
+                if r is not objects and r is not new:
+                    owners[type(r).__qualname__ + ":" + type(o).__qualname__] += 1
+    print(f"OWNERS {owners.most_common(30)}", file=sys.stderr)
 
 
 class TurnProfiler:
@@ -392,7 +452,15 @@ class HealthProbe:
 
 
 def burst(
-    url: str, port: int, server, page_loads: int, clients: int, sessions: int, expiry_s: float, warm_sessions: int = 0
+    url: str,
+    port: int,
+    server,
+    page_loads: int,
+    clients: int,
+    sessions: int,
+    expiry_s: float,
+    warm_sessions: int = 0,
+    linger_s: float = 0.0,
 ) -> dict:
     """``page_loads`` GET / from ``clients`` threads (each builds a session that is never connected, like a
     tab closed at once), then ``sessions`` websocket sessions opened together and closed; until every one of
@@ -424,7 +492,7 @@ def burst(
     wait_until(lambda: health()["sessions"] == 0, expiry_s * 4 + 60)
     time.sleep(expiry_s * 2)
     before = rss_mib(server.pid)
-    ask_stalls(server)  # from here on
+    heap_before = {f"{k}_before": v for k, v in ask_stalls(server).items() if k.startswith(("heap", "mmapped"))}
     with HealthProbe(url) as probe:
         started = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
@@ -438,6 +506,15 @@ def burst(
         burst_s = time.perf_counter() - started
     stalls = ask_stalls(server)
     after = rss_mib(server.pid)
+    lingered = {}
+    if linger_s:  # the feed's rows and readings made during the burst have all been replaced by then
+        time.sleep(linger_s)
+        heap = ask_stalls(server, "trim")
+        lingered = {
+            "rss_lingered_mib": round(rss_mib(server.pid), 1),
+            "heap_in_use_lingered_mib": heap.get("heap_in_use_mib"),
+        }
+        lingered["rss_lingered_vs_before"] = f"{(lingered['rss_lingered_mib'] / before - 1) * 100:+.1f} %"
     return {
         "page_loads": page_loads,
         "clients": clients,
@@ -449,16 +526,18 @@ def burst(
         "burst_s": round(burst_s, 1),
         **stalls,
         **probe.summary(),
+        **heap_before,
         "rss_before_mib": round(before, 1),
         "rss_peak_mib": round(peak, 1),
         "rss_after_mib": round(after, 1),
         "rss_after_vs_before": f"{(after / before - 1) * 100:+.1f} %",
+        **lingered,
         "sessions_left": health()["sessions"],
     }
 
 
-def ask_stalls(server) -> dict:
-    server.stdin.write("stalls\n")
+def ask_stalls(server, command: str = "stalls") -> dict:
+    server.stdin.write(command + "\n")
     server.stdin.flush()
     while not (line := server.stdout.readline()).startswith("STALLS "):
         if not line:
@@ -477,6 +556,9 @@ def main() -> int:
     parser.add_argument("--only-burst", action="store_true", help="skip the 1 vs 20 sessions measurement")
     parser.add_argument(
         "--warm-sessions", type=int, default=0, help="whole pages opened and closed before the burst's 'before'"
+    )
+    parser.add_argument(
+        "--linger-s", type=float, default=0.0, help="after a burst, wait this long, trim and read the RSS again"
     )
     parser.add_argument("--bursts", type=int, default=1, help="bursts one after another in the same server")
     parser.add_argument("--name", default="dashboard_sessions", help="results file name (bench/results/NAME)")
@@ -540,6 +622,7 @@ def main() -> int:
                 args.sessions,
                 3.0,
                 args.warm_sessions if i == 0 else 0,
+                args.linger_s,
             )
             for i in range(args.bursts)
         ]

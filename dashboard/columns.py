@@ -49,6 +49,11 @@ def chart_keys(axes: list[int], *, stacked: bool) -> list[str]:
     return ["ts"] + [key for _, line, low, high in keys for key in ((low, high) if stacked else (line,))]
 
 
+def row_keys(axes: list[int]) -> list[str]:
+    """Every column of a chart row: the time, the lines and the stacked bands."""
+    return chart_keys(axes, stacked=False) + chart_keys(axes, stacked=True)[1:]
+
+
 def to_columns(rows: list[dict[str, float]], keys: list[str]) -> dict[str, np.ndarray]:
     """A whole window: one binary array per column."""
     return {key: np.fromiter((row[key] for row in rows), dtype=float, count=len(rows)) for key in keys}

@@ -14,10 +14,10 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
 from datetime import datetime
 from typing import Protocol
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine
 
@@ -27,9 +27,9 @@ from common.store import queries
 from common.wire.acknowledge import publish_acknowledgement
 from common.wire.bus import Bus, Message, Subscription
 from common.wire.schemas import AckOutcome, Alert, Reading
-from dashboard.columns import chart_row, table_columns
+from dashboard.columns import chart_row, row_keys, table_columns, to_columns
 from dashboard.settings import DashboardSettings
-from dashboard.window import FeedStatus, RobotWindow
+from dashboard.window import FeedStatus, RobotWindow, RowRing
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class LiveFeed:
         self.engine = engine
         self._open_loaded = engine is None  # the open events are taken from the database once, at start
         self.axes = list(settings.axes)
+        self.row_keys = row_keys(self.axes)
         self.policy = settings.reading_policy()  # the pipeline's rule for sane readings, built once
         self.group_id = f"{settings.dashboard_group_id}-{uuid.uuid4().hex[:8]}"
         self.robots: dict[str, RobotWindow] = {}
@@ -82,7 +83,12 @@ class LiveFeed:
 
     def window(self, robot_id: str) -> list[dict[str, float]]:
         robot = self.robots.get(robot_id)
-        return list(robot.rows) if robot else []
+        return robot.rows.rows() if robot else []
+
+    def window_columns(self, robot_id: str, keys: list[str], rows: int) -> dict[str, np.ndarray]:
+        """The newest ``rows`` of the window as the chart's columns (copies: a tab may keep them)."""
+        robot = self.robots.get(robot_id)
+        return robot.rows.columns(keys, rows) if robot else to_columns([], keys)
 
     def alert_table(self) -> tuple[list[Alert], dict]:
         """The events newest first, and the alert table's columns: made once per change, for every tab
@@ -201,7 +207,7 @@ class LiveFeed:
         row = chart_row(reading, self.axes)  # before any change: a reading that fails here leaves no trace
         robot = self.robots.get(reading.robot_id)
         if robot is None:
-            robot = self.robots[reading.robot_id] = RobotWindow(deque(maxlen=self.settings.window_rows))
+            robot = self.robots[reading.robot_id] = RobotWindow(RowRing(self.row_keys, self.settings.window_rows))
         robot.add(reading, row)
         if self.status.newest_ts is None or reading.ts > self.status.newest_ts:
             self.status.newest_ts = reading.ts

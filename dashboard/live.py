@@ -35,7 +35,7 @@ from common.store.users import User, audit_acknowledgement
 from common.wire.schemas import ACK_NOTE_CHARS, AckOutcome, Alert
 from dashboard.auth import LOGIN_URL, LOGOUT_URL, page_user
 from dashboard.chart import LiveChart
-from dashboard.columns import alert_columns, chart_keys, table_columns, to_columns, to_lists
+from dashboard.columns import alert_columns, table_columns, to_columns, to_lists
 from dashboard.feed import LiveFeed
 from dashboard.status import latest_columns, peak_text, status_html
 from dashboard.tables import PageColumns, read_only_table
@@ -62,7 +62,7 @@ class LiveView:
         self.robot = feed.default_robot()
         self.signed_in = page_user(doc, settings)
         self.window_rows = settings.window_rows
-        self.keys = chart_keys(feed.axes, stacked=False) + chart_keys(feed.axes, stacked=True)[1:]
+        self.keys = feed.row_keys
         # Empty until the page is drawn (the first piece fills them from the feed): a page load never drawn
         # gets nothing from the feed.
         self.drawn = False
@@ -252,7 +252,7 @@ class LiveView:
 
     @without_property_validation
     def _show_window(self) -> None:
-        self.source.data = to_columns(self.feed.window(self.robot)[-self.window_rows :], self.keys)
+        self.source.data = self.feed.window_columns(self.robot, self.keys, self.window_rows)
 
     @without_property_validation
     def _refresh_alerts(self, *, chart: bool = True) -> None:

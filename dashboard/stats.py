@@ -53,3 +53,9 @@ def one_minute_peak(readings: Iterable[Reading], *, at: datetime | None = None) 
             if amps is not None and not math.isnan(amps) and (best is None or amps > best.amps):
                 best = AxisValue(axis, reading.ts, amps)
     return best
+
+
+def peak_of(peaks: Iterable[AxisValue]) -> AxisValue | None:
+    """The highest of readings' own peaks (``one_minute_peak`` of each): what ``one_minute_peak`` of the
+    readings themselves says, ties to the earlier reading, then to the lower axis."""
+    return min(peaks, key=lambda p: (-p.amps, p.ts, p.axis), default=None)

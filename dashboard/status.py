@@ -6,10 +6,9 @@ import time
 from collections.abc import Iterable
 from html import escape
 
-from common.wire.schemas import Reading
 from dashboard.columns import epoch_ms
 from dashboard.feed import LiveFeed
-from dashboard.stats import AxisValue, one_minute_peak
+from dashboard.stats import AxisValue, peak_of
 
 
 def status_html(feed: LiveFeed, connected: bool) -> str:
@@ -47,8 +46,9 @@ def latest_columns(latest: dict[int, AxisValue]) -> dict[str, list]:
     }
 
 
-def peak_text(recent: Iterable[Reading]) -> str:
-    peak = one_minute_peak(recent)
+def peak_text(recent: Iterable[AxisValue]) -> str:
+    """``recent``: the peak of each reading of the last minute (``RobotWindow.recent``)."""
+    peak = peak_of(recent)
     if peak is None:
         return "<b>1-minute peak</b>: —"
     return f"<b>1-minute peak</b>: axis {peak.axis}, <b>{peak.amps:.2f} A</b> at {peak.ts:%H:%M:%S}Z"
