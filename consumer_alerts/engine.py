@@ -131,6 +131,7 @@ class AxisState:
     model: object | None = None  # the axis's model, if any
     median: float | None = None  # its median current: the normal level until ``load`` has learnt it
     raised: bool = False  # the last reading opened an event on this axis
+    zeroed: bool = False  # every detector's ``normalized`` is 0 already (skipped rows need not set it again)
     # A flat value that went to 0 while the robot rested and came back exactly is the joint's current held at a
     # limit (a clamp), sized like any level; one that stays while the robot rests is the sensor's.
     flat: float = 0.0  # the axis's last non-zero value
@@ -246,15 +247,23 @@ class DetectorEngine:
                     self._release(robot, out)
                 if robot.held_since is not None and ts - robot.held_since >= HOLD_AT_MOST * c.model_relearn_s:
                     self._release(robot, out)
+        axes = robot.axes
         for axis, value in reading.currents.items():
-            state = robot.axes.get(axis) or self._new_axis(robot, reading.robot_id, axis)
+            state = axes.get(axis) or self._new_axis(robot, reading.robot_id, axis)
             state.raised = False
-            if (value is None or (idle and value == 0)) and not state.has_open():
+            # Without a finding, a detector's step only ages open events: with none open (most readings), none is
+            # taken. (A step changes only its own detector's events: what was open before the loop is what counts.)
+            aging = state.has_open()
+            if not aging and (value is None or (idle and value == 0)):
                 # Nothing to judge and no event to age (most rows: idle, or an axis without a channel).
-                for detector in state.detectors:
-                    detector.normalized = 0.0
-                state.rested = state.rested or value == 0
+                if not state.zeroed:
+                    for detector in state.detectors:
+                        detector.normalized = 0.0
+                    state.zeroed = True
+                if value == 0:
+                    state.rested = True
                 continue
+            state.zeroed = False
             clean = value if fresh.get(axis) else None
             if value:
                 if idle:
@@ -277,14 +286,18 @@ class DetectorEngine:
                     finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)
                 if finding is not None and not finding.instant and detector is not state.stuck:
                     finding = self._sized(state, finding, repeat=clean is None)
-                self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
+                if finding is not None or aging:
+                    self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
         if self._robot_detectors:
-            state = robot.axes.get(0) or self._new_axis(robot, reading.robot_id, 0)
+            state = axes.get(0) or self._new_axis(robot, reading.robot_id, 0)
             state.raised = False
             if idle and not state.has_open():  # a robot detector judges no idle row: nothing to judge or age
-                for detector in state.detectors:
-                    detector.normalized = 0.0
+                if not state.zeroed:
+                    for detector in state.detectors:
+                        detector.normalized = 0.0
+                    state.zeroed = True
                 return out
+            state.zeroed = False
             for detector, lives in state.groups:
                 finding = detector.update(ts, reading.currents, idle=idle)
                 repeat = finding is not None and self._on_repeat(lives, finding, fresh)
