@@ -35,7 +35,7 @@ from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
 from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
 from consumer_alerts.detectors.severity import GrossChange, level_ratio
-from consumer_alerts.lifecycle import Lifecycle
+from consumer_alerts.lifecycle import Lifecycle, OpenCount
 from consumer_alerts.model import AlertModel
 from consumer_alerts.settings import AlertsSettings
 
@@ -126,6 +126,7 @@ class AxisState:
     detectors: list[Detector]
     lifecycles: list[Lifecycle]
     groups: list[tuple[Detector, tuple[Lifecycle, ...]]]  # each detector with the lifecycles of its kinds
+    opened: OpenCount  # how many of ``lifecycles`` have an event open
     stuck: Detector | None = None
     load: object | None = None  # the load detector's scorer: the axis's level over normal, for every severity
     model: object | None = None  # the axis's model, if any
@@ -141,10 +142,7 @@ class AxisState:
     held: dict[str, tuple[datetime, Finding]] = field(default_factory=dict)
 
     def has_open(self) -> bool:
-        for life in self.lifecycles:  # a loop, not any() over a generator: asked for most axes of every reading
-            if life.event is not None:
-                return True
-        return False
+        return self.opened.open > 0  # counted by the lifecycles: asked for every axis of every reading
 
 
 @dataclass
@@ -460,7 +458,7 @@ class DetectorEngine:
                 out.extend(alert for life in lives if (alert := life.close(when)) is not None)
         detector = AXIS_DETECTORS[name](AxisContext(robot_id, axis, self.config, axis_model))
         if detector is not None:
-            kept.append((detector, self._lifecycles(robot_id, axis, detector)))
+            kept.append((detector, self._lifecycles(robot_id, axis, detector, state.opened)))
         state.groups = kept
         state.detectors = [d for d, _ in kept]
         state.lifecycles = [life for _, lives in kept for life in lives]
@@ -478,12 +476,13 @@ class DetectorEngine:
             ctx = AxisContext(robot_id, axis, c, axis_model)
             made = [AXIS_DETECTORS[name](ctx) for name in c.detectors if name in AXIS_DETECTORS]
         detectors = [d for d in made if d is not None]
-        groups = [(d, self._lifecycles(robot_id, axis, d)) for d in detectors]
+        opened = OpenCount()
+        groups = [(d, self._lifecycles(robot_id, axis, d, opened)) for d in detectors]
         lifecycles = [life for _, lives in groups for life in lives]
         if axis == 0 and self._learns:
-            lifecycles.append(Lifecycle(robot_id, 0, MODEL_EVENT))
+            lifecycles.append(Lifecycle(robot_id, 0, MODEL_EVENT, count=opened))
         stuck = next((d for d in detectors if d.name == "stuck"), None)
-        state = robot.axes[axis] = AxisState(detectors, lifecycles, groups, stuck)
+        state = robot.axes[axis] = AxisState(detectors, lifecycles, groups, opened, stuck)
         if axis != 0:
             self._measures(state, axis_model)
         return state
@@ -495,10 +494,13 @@ class DetectorEngine:
         state.model = axis_model
         state.median = axis_model.median if axis_model is not None else None
 
-    def _lifecycles(self, robot_id: str, axis: int, detector: Detector) -> tuple[Lifecycle, ...]:
-        """One lifecycle per kind of event the detector raises."""
+    def _lifecycles(self, robot_id: str, axis: int, detector: Detector, opened: OpenCount) -> tuple[Lifecycle, ...]:
+        """One lifecycle per kind of event the detector raises, counted in the axis's ``opened``."""
         holdoff_s = self.config.holdoff_s
-        return tuple(Lifecycle(robot_id, axis, k, holdoff_s=holdoff_s, low=k.endswith("_low")) for k in detector.kinds)
+        return tuple(
+            Lifecycle(robot_id, axis, k, holdoff_s=holdoff_s, low=k.endswith("_low"), count=opened)
+            for k in detector.kinds
+        )
 
     def _model_applies(self, robot_id: str, model: AlertModel | None = None) -> bool:
         model = model or self.model
