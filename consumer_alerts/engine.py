@@ -170,11 +170,13 @@ def freshness(
     for axis, value in currents.items():
         if value is None:
             continue
-        new = value == 0 or not skip_repeats or value != last.get(axis)
+        if value == 0:
+            fresh[axis] = True
+        elif not skip_repeats or value != last.get(axis):
+            fresh[axis], idle = True, False
+        else:
+            fresh[axis] = False
         last[axis] = value
-        fresh[axis] = new
-        if new and value != 0:
-            idle = False
     return fresh, idle
 
 
@@ -273,7 +275,11 @@ class DetectorEngine:
                 state.rested = True
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
-                if finding is not None and detector.name in HELD_DETECTORS and robot.holding():
+                if finding is None:
+                    if aging:
+                        self._step(robot, state, lives, reading.ts, None, detector.observed, out)
+                    continue
+                if detector.name in HELD_DETECTORS and robot.holding():
                     # held on the detector's own verdict: its ERRORs (surges) are never held
                     finding = self._hold(state, reading.ts, finding, finding.kind or detector.name)
                     if finding is None:
