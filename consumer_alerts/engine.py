@@ -35,7 +35,7 @@ from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
 from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
 from consumer_alerts.detectors.severity import GrossChange, level_ratio
-from consumer_alerts.lifecycle import Lifecycle
+from consumer_alerts.lifecycle import Lifecycle, OpenCount
 from consumer_alerts.model import AlertModel
 from consumer_alerts.settings import AlertsSettings
 
@@ -126,11 +126,13 @@ class AxisState:
     detectors: list[Detector]
     lifecycles: list[Lifecycle]
     groups: list[tuple[Detector, tuple[Lifecycle, ...]]]  # each detector with the lifecycles of its kinds
+    opened: OpenCount  # how many of ``lifecycles`` have an event open
     stuck: Detector | None = None
     load: object | None = None  # the load detector's scorer: the axis's level over normal, for every severity
     model: object | None = None  # the axis's model, if any
     median: float | None = None  # its median current: the normal level until ``load`` has learnt it
     raised: bool = False  # the last reading opened an event on this axis
+    zeroed: bool = False  # every detector's ``normalized`` is 0 already (skipped rows need not set it again)
     # A flat value that went to 0 while the robot rested and came back exactly is the joint's current held at a
     # limit (a clamp), sized like any level; one that stays while the robot rests is the sensor's.
     flat: float = 0.0  # the axis's last non-zero value
@@ -140,10 +142,7 @@ class AxisState:
     held: dict[str, tuple[datetime, Finding]] = field(default_factory=dict)
 
     def has_open(self) -> bool:
-        for life in self.lifecycles:  # a loop, not any() over a generator: asked for most axes of every reading
-            if life.event is not None:
-                return True
-        return False
+        return self.opened.open > 0  # counted by the lifecycles: asked for every axis of every reading
 
 
 @dataclass
@@ -171,11 +170,13 @@ def freshness(
     for axis, value in currents.items():
         if value is None:
             continue
-        new = value == 0 or not skip_repeats or value != last.get(axis)
+        if value == 0:
+            fresh[axis] = True
+        elif not skip_repeats or value != last.get(axis):
+            fresh[axis], idle = True, False
+        else:
+            fresh[axis] = False
         last[axis] = value
-        fresh[axis] = new
-        if new and value != 0:
-            idle = False
     return fresh, idle
 
 
@@ -246,15 +247,23 @@ class DetectorEngine:
                     self._release(robot, out)
                 if robot.held_since is not None and ts - robot.held_since >= HOLD_AT_MOST * c.model_relearn_s:
                     self._release(robot, out)
+        axes = robot.axes
         for axis, value in reading.currents.items():
-            state = robot.axes.get(axis) or self._new_axis(robot, reading.robot_id, axis)
+            state = axes.get(axis) or self._new_axis(robot, reading.robot_id, axis)
             state.raised = False
-            if (value is None or (idle and value == 0)) and not state.has_open():
+            # Without a finding, a detector's step only ages open events: with none open (most readings), none is
+            # taken. (A step changes only its own detector's events: what was open before the loop is what counts.)
+            aging = state.has_open()
+            if not aging and (value is None or (idle and value == 0)):
                 # Nothing to judge and no event to age (most rows: idle, or an axis without a channel).
-                for detector in state.detectors:
-                    detector.normalized = 0.0
-                state.rested = state.rested or value == 0
+                if not state.zeroed:
+                    for detector in state.detectors:
+                        detector.normalized = 0.0
+                    state.zeroed = True
+                if value == 0:
+                    state.rested = True
                 continue
+            state.zeroed = False
             clean = value if fresh.get(axis) else None
             if value:
                 if idle:
@@ -266,7 +275,11 @@ class DetectorEngine:
                 state.rested = True
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
-                if finding is not None and detector.name in HELD_DETECTORS and robot.holding():
+                if finding is None:
+                    if aging:
+                        self._step(robot, state, lives, reading.ts, None, detector.observed, out)
+                    continue
+                if detector.name in HELD_DETECTORS and robot.holding():
                     # held on the detector's own verdict: its ERRORs (spikes) are never held; a surge that may be
                     # a heavier load's peak is an ALERT, held like the others
                     finding = self._hold(state, reading.ts, finding, finding.kind or detector.name)
@@ -278,14 +291,18 @@ class DetectorEngine:
                     finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)
                 if finding is not None and not finding.instant and detector is not state.stuck:
                     finding = self._sized(state, finding, repeat=clean is None)
-                self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
+                if finding is not None or aging:
+                    self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
         if self._robot_detectors:
-            state = robot.axes.get(0) or self._new_axis(robot, reading.robot_id, 0)
+            state = axes.get(0) or self._new_axis(robot, reading.robot_id, 0)
             state.raised = False
             if idle and not state.has_open():  # a robot detector judges no idle row: nothing to judge or age
-                for detector in state.detectors:
-                    detector.normalized = 0.0
+                if not state.zeroed:
+                    for detector in state.detectors:
+                        detector.normalized = 0.0
+                    state.zeroed = True
                 return out
+            state.zeroed = False
             for detector, lives in state.groups:
                 finding = detector.update(ts, reading.currents, idle=idle)
                 repeat = finding is not None and self._on_repeat(lives, finding, fresh)
@@ -448,7 +465,7 @@ class DetectorEngine:
                 out.extend(alert for life in lives if (alert := life.close(when)) is not None)
         detector = AXIS_DETECTORS[name](AxisContext(robot_id, axis, self.config, axis_model))
         if detector is not None:
-            kept.append((detector, self._lifecycles(robot_id, axis, detector)))
+            kept.append((detector, self._lifecycles(robot_id, axis, detector, state.opened)))
         state.groups = kept
         state.detectors = [d for d, _ in kept]
         state.lifecycles = [life for _, lives in kept for life in lives]
@@ -466,12 +483,13 @@ class DetectorEngine:
             ctx = AxisContext(robot_id, axis, c, axis_model)
             made = [AXIS_DETECTORS[name](ctx) for name in c.detectors if name in AXIS_DETECTORS]
         detectors = [d for d in made if d is not None]
-        groups = [(d, self._lifecycles(robot_id, axis, d)) for d in detectors]
+        opened = OpenCount()
+        groups = [(d, self._lifecycles(robot_id, axis, d, opened)) for d in detectors]
         lifecycles = [life for _, lives in groups for life in lives]
         if axis == 0 and self._learns:
-            lifecycles.append(Lifecycle(robot_id, 0, MODEL_EVENT))
+            lifecycles.append(Lifecycle(robot_id, 0, MODEL_EVENT, count=opened))
         stuck = next((d for d in detectors if d.name == "stuck"), None)
-        state = robot.axes[axis] = AxisState(detectors, lifecycles, groups, stuck)
+        state = robot.axes[axis] = AxisState(detectors, lifecycles, groups, opened, stuck)
         if axis != 0:
             self._measures(state, axis_model)
         return state
@@ -483,10 +501,13 @@ class DetectorEngine:
         state.model = axis_model
         state.median = axis_model.median if axis_model is not None else None
 
-    def _lifecycles(self, robot_id: str, axis: int, detector: Detector) -> tuple[Lifecycle, ...]:
-        """One lifecycle per kind of event the detector raises."""
+    def _lifecycles(self, robot_id: str, axis: int, detector: Detector, opened: OpenCount) -> tuple[Lifecycle, ...]:
+        """One lifecycle per kind of event the detector raises, counted in the axis's ``opened``."""
         holdoff_s = self.config.holdoff_s
-        return tuple(Lifecycle(robot_id, axis, k, holdoff_s=holdoff_s, low=k.endswith("_low")) for k in detector.kinds)
+        return tuple(
+            Lifecycle(robot_id, axis, k, holdoff_s=holdoff_s, low=k.endswith("_low"), count=opened)
+            for k in detector.kinds
+        )
 
     def _model_applies(self, robot_id: str, model: AlertModel | None = None) -> bool:
         model = model or self.model

@@ -41,11 +41,48 @@ class OpenEvent:
     on_repeat: bool = False  # a robot-level event that fired on an axis reading a repeat: never an ERROR
 
 
+class OpenCount:
+    """How many events are open among a group of lifecycles (an axis's): the engine asks it for every axis of
+    every reading, and counting as events open and close is cheaper than looking at each lifecycle."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        self.open = 0
+
+
 class Lifecycle:
-    def __init__(self, robot_id: str, axis: int, detector: str, *, holdoff_s: float = 300.0, low: bool = False) -> None:
+    def __init__(
+        self,
+        robot_id: str,
+        axis: int,
+        detector: str,
+        *,
+        holdoff_s: float = 300.0,
+        low: bool = False,
+        count: OpenCount | None = None,
+    ) -> None:
         self.robot_id, self.axis, self.detector, self.holdoff_s = robot_id, axis, detector, holdoff_s
         self.low = low  # an event of too little current: its peak is the lowest value while firing
-        self.event: OpenEvent | None = None
+        self.count = count  # the group's count of open events, kept by every change of ``event``
+        self._event: OpenEvent | None = None
+
+    @property
+    def event(self) -> OpenEvent | None:
+        return self._event
+
+    @event.setter
+    def event(self, event: OpenEvent | None) -> None:
+        if self.count is not None:
+            self.count.open += (event is not None) - (self._event is not None)
+        self._event = event
+
+    def __setstate__(self, state: dict) -> None:
+        # a lifecycle pickled before the count (the health pipeline's state file) kept its event as ``event``
+        if "event" in state:
+            state["_event"] = state.pop("event")
+        state.setdefault("count", None)
+        self.__dict__.update(state)
 
     def step(self, ts: datetime, finding: Finding | None, observed: bool) -> Alert | None:
         """Feed one reading's outcome; return the event to publish when it changed."""

@@ -218,7 +218,7 @@ class MultivariateDetector:
             self.recent.append(row)
 
     def _row(self, x: dict[int, float | None]) -> list[float] | None:
-        values = [x.get(a) for a in self.axes]
+        values = list(map(x.get, self.axes))
         if not values or None in values or not any(values):
             return None
         if not self.log_scale:

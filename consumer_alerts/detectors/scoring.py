@@ -36,10 +36,11 @@ class Scorer(Protocol):
 class SamplingInterval:
     """A feed's usual time between two readings: the median of the last ``size`` positive gaps."""
 
-    __slots__ = ("gaps", "seconds", "_since")
+    __slots__ = ("gaps", "size", "seconds", "_since")
 
     def __init__(self, size: int = 15, gaps: list[float] | None = None) -> None:
         self.gaps: deque[float] = deque(gaps or (), maxlen=size)
+        self.size = size
         self.seconds = 0.0
         self._since = 0
         if self.gaps:
@@ -48,10 +49,11 @@ class SamplingInterval:
     def push(self, gap: float) -> None:
         if gap <= 0:
             return
-        self.gaps.append(gap)
-        self._since += 1
+        gaps = self.gaps  # pushed for every robot and twice per active axis of every reading: locals, not lookups
+        gaps.append(gap)
+        since = self._since = self._since + 1
         # The median moves slowly: recomputed every few gaps while it settles, then once per window.
-        if self._since >= (1 if len(self.gaps) < self.gaps.maxlen else self.gaps.maxlen):
+        if since >= self.size or len(gaps) < self.size:
             self._median()
 
     def _median(self) -> None:
@@ -118,22 +120,23 @@ class ThresholdedDetector:
         self.observed, self.normalized = False, 0.0
 
     def update(self, ts: float, value: float | None, *, idle: bool = False) -> Finding | None:
-        self.observed = False
         if value is None or (idle and value == 0):
-            self.normalized = 0.0
+            self.observed, self.normalized = False, 0.0
             return None
         self.observed = True
-        if self.last_ts is not None:
-            gap = ts - self.last_ts
-            if gap > max(self.stoppage_s, self.stoppage_readings * self.interval.seconds):
-                self.scorer.on_stoppage()
+        scorer, last_ts = self.scorer, self.last_ts
+        if last_ts is not None:
+            gap = ts - last_ts
+            # a stoppage: longer than stoppage_s and than stoppage_readings intervals (the second rarely asked)
+            if gap > self.stoppage_s and gap > self.stoppage_readings * self.interval.seconds:
+                scorer.on_stoppage()
                 self.run = 0
             self.interval.push(gap)
         else:
             self.first_ts = ts
         self.last_ts = ts
-        score = self.scorer.score_one(value)
-        self.scorer.learn_one(value)
+        score = scorer.score_one(value)
+        scorer.learn_one(value)
         if ts - self.first_ts < self.warmup_s:
             score = 0.0  # still learning what normal is
         self.normalized = score

@@ -265,3 +265,22 @@ def test_a_load_already_low_at_a_robots_first_reading_is_seen_with_a_model_and_n
     assert (2, "load_low") in seen and not any(axis == 1 and d.startswith("load") for axis, d in seen)
     clean = run(DetectorEngine(EngineConfig(), model), cycle_readings(900, seed=3))
     assert not [a for a in clean if a.detector.startswith("load")]
+
+
+def test_each_axis_counts_its_open_events_through_opens_escalations_closes_and_stoppages():
+    # The engine skips the lifecycles of an axis whose count says nothing is open: a count that drifted from
+    # its lifecycles would leave an event unaged (never closed) or age nothing. A +150 % load on axis 2, then
+    # a stoppage longer than STOPPAGE_RESET_S (it closes the open events at once), then the fault again.
+    clean = cycle_readings(3000, seed=5)
+    model = train(clean, TrainingOptions(), robot_id="r1")
+    fault = lambda i, a, v: v * 2.5 if a == 2 and (300 <= i < 700 or 1000 <= i < 1200) else v  # noqa: E731
+    feed = cycle_readings(1500, seed=6, start=clean[-1].ts + timedelta(seconds=2), fault=fault)
+    feed = feed[:800] + [r.model_copy(update={"ts": r.ts + timedelta(hours=1)}) for r in feed[800:]]
+    engine = DetectorEngine(EngineConfig(), model)
+    states = set()
+    for reading in feed:
+        for alert in engine.process(reading):
+            states.add(alert.state)
+        for state in engine.robots["r1"].axes.values():
+            assert state.opened.open == sum(life.event is not None for life in state.lifecycles)
+    assert states == {AlertState.OPEN, AlertState.CLOSED}

@@ -1,5 +1,6 @@
 """The alert lifecycle: open, escalate, hold-off close, one open event per key, deterministic ids."""
 
+import pickle
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -7,7 +8,7 @@ from hypothesis import strategies as st
 
 from common.wire.schemas import Alert, AlertState, Severity
 from consumer_alerts.detectors import Finding
-from consumer_alerts.lifecycle import Lifecycle, event_id
+from consumer_alerts.lifecycle import Lifecycle, OpenCount, event_id
 
 T0 = datetime(2022, 10, 18, 8, 0, tzinfo=UTC)
 ALERT = Finding(Severity.ALERT, 12.0, 0.5, 0.2)
@@ -105,3 +106,33 @@ def test_never_two_open_events_for_one_key(sequence):
             seen_closed.add(open_id)
             open_id = None
         assert (life.event is None) == (open_id is None)
+
+
+def test_the_open_count_follows_every_change_of_its_lifecycles_events():
+    count = OpenCount()
+    high, low = (Lifecycle("r1", 2, kind, holdoff_s=60.0, count=count) for kind in ("level_high", "level_low"))
+    high.step(at(0), ALERT, True)
+    low.step(at(0), ALERT, True)
+    assert count.open == 2
+    high.step(at(0), ALERT, True)  # an update of an open event opens nothing
+    assert count.open == 2
+    high.step(at(2), None, True)
+    high.step(at(62), None, True)  # the hold-off closes it
+    assert high.event is None and count.open == 1
+    taken_over = low.close(at(3))
+    low.restore(taken_over)  # as after a restart, from the alerts topic
+    assert count.open == 1
+    low.event = None
+    assert count.open == 0
+
+
+def test_a_lifecycle_pickled_before_the_count_keeps_its_open_event():
+    life = Lifecycle("r1", 2, "maintenance_due", holdoff_s=60.0)
+    life.step(at(0), ALERT, True)
+    state = dict(life.__dict__)
+    state["event"] = state.pop("_event")  # how it was kept before: the health pipeline's state file
+    del state["count"]
+    old = Lifecycle.__new__(Lifecycle)
+    old.__setstate__(state)
+    assert old.event == life.event and old.count is None
+    assert pickle.loads(pickle.dumps(old)).step(at(1), ERROR, True).severity is Severity.ERROR
