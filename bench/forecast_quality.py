@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     fleets = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for done, (seed, *_), result in zip(itertools.count(1), jobs, pool.map(_robot_series, jobs), strict=True):
+        for done, ((seed, *_), result) in enumerate(zip(jobs, pool.map(_robot_series, jobs), strict=True), 1):
             fleets.append((seed, *result))
             print(f"\r{done}/{len(jobs)} robots' series ({time.perf_counter() - started:.0f} s)", end="", flush=True)
     print()
