@@ -371,7 +371,7 @@ def _due_summary(alerts: dict, leads: list[float], other_axes: int, args) -> lis
             "shapes": f"wear: worn axes with maintenance_due before the crossing (due {args.due_days:g} d ahead)",
             "n": alerts["worn axes"],
             "left": "",
-            "true h left (median)": len(leads),
+            "true h left (median)": sum(lead > 0 for lead in leads),  # an event after the crossing is late
             "model MAE h (median)": f"lead {lead}; {other_axes} event(s) on the worn robots' other axes",
         },
     ]
