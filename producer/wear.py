@@ -172,26 +172,32 @@ def wear_plan(
     shapes: Sequence[str] = SHAPES,
     limit: float = DEFAULT_LIMIT,
     horizon_days: float = 60.0,
+    axes_per_robot: int = 1,
 ) -> WearPlan:
-    """Stoppages and program changes for every robot, and wear on one axis of ``worn`` robots (chosen by
-    the seed): onset after 1-3 days, crossing after ``days`` (uniform), shapes taken in turn from ``shapes``.
-    ``axes``: the axes wear may hit (the working ones)."""
+    """Stoppages and program changes for every robot, and wear on ``axes_per_robot`` distinct axes of ``worn``
+    robots (chosen by the seed): each with its own onset after 1-3 days, crossing after ``days`` (uniform) and
+    shape, taken in turn from ``shapes``. ``axes``: the axes wear may hit (the working ones). More than one
+    worn axis a robot gives a benchmark more crossings for the same simulated robot-days."""
     if worn > len(robot_ids):
         raise ValueError(f"{worn} worn robots asked of a fleet of {len(robot_ids)}")
+    if not 1 <= axes_per_robot <= len(axes):
+        raise ValueError(f"{axes_per_robot} worn axes a robot asked of {len(axes)} axes")
     rng = np.random.default_rng([seed, 0x57EA])
     chosen = set(rng.choice(len(robot_ids), size=worn, replace=False).tolist()) if worn else set()
     robots, shape_turn = {}, int(rng.integers(len(shapes))) if shapes else 0
     for i, rid in enumerate(robot_ids):
         r = np.random.default_rng([seed, zlib.crc32(rid.encode()), 0x57EA])
         specs = []
-        if i in chosen:
+        # the first axis is drawn as it always was, so a plan of one axis a robot is the plan it was
+        taken = list(axes)
+        for _ in range(axes_per_robot if i in chosen else 0):
             shape = shapes[shape_turn % len(shapes)]
             shape_turn += 1
             onset = r.uniform(1.0, 3.0) * DAY_S
             crossing = max(r.uniform(*days) * DAY_S, onset + 5 * DAY_S)
-            specs.append(
-                WearSpec(rid, int(r.choice(list(axes))), shape, onset, crossing, limit, _shape_param(shape, r))
-            )
+            axis = int(r.choice(taken))
+            taken.remove(axis)
+            specs.append(WearSpec(rid, axis, shape, onset, crossing, limit, _shape_param(shape, r)))
         robots[rid] = RobotWear(
             rid,
             seed,

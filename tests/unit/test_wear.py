@@ -113,3 +113,22 @@ def test_the_producer_settings_turn_wear_on_and_write_its_labels(tmp_path):
     assert len(list(feed.items)) == 40
     rows = list(csv.DictReader(path.open()))
     assert len(rows) == 2 and all(int(r["axis"]) in range(1, 8) for r in rows)
+
+
+def test_a_plan_may_wear_several_distinct_axes_of_a_robot_each_crossing_at_its_own_time():
+    ids = [f"robot-{i:03d}" for i in range(1, 11)]
+    axes = list(range(1, 8))
+    one = wear_plan(ids, seed=5, worn=4, axes=axes)
+    three = wear_plan(ids, seed=5, worn=4, axes=axes, axes_per_robot=3)
+    worn = [r for r in three.robots.values() if r.specs]
+    assert len(worn) == 4 and len(three.labels()) == 12
+    for robot in worn:
+        assert len({s.axis for s in robot.specs}) == 3
+        for spec in robot.specs:
+            assert robot.wear_level(spec.axis, spec.crossing_s) == pytest.approx(spec.limit, rel=0.15)
+            assert robot.wear_level(spec.axis, spec.onset_s - 1) == 0
+        # the first worn axis is where a one-axis plan puts its wear, onset and crossing
+        first, only = robot.specs[0], one.robots[robot.robot_id].specs[0]
+        assert (first.axis, first.onset_s, first.crossing_s) == (only.axis, only.onset_s, only.crossing_s)
+    with pytest.raises(ValueError, match="worn axes"):
+        wear_plan(ids, seed=5, worn=4, axes=[2, 3], axes_per_robot=3)
