@@ -103,6 +103,18 @@ def pg_url(postgres_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[object]:
+    """An engine on the test's own PostgreSQL database, migrated to the newest schema."""
+    from common.store.db import make_engine
+    from consumer_db.migrate import migrate
+
+    engine = make_engine(pg_url, log_version=False)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'axiswatch.sqlite'}"
 

@@ -137,6 +137,20 @@ def schema_object(dialect: str):
     return include
 
 
+def axis_stats_columns() -> list[Column]:
+    """One axis's figures over a stretch of time, the same in every rollup level (minute, hour)."""
+    return [
+        Column("n_rows", Integer, nullable=False),
+        Column("n_values", Integer, nullable=False, comment="rows with a value (not NULL)"),
+        Column("n_zero", Integer, nullable=False, comment="values of exactly 0 A (idle)"),
+        Column("sum_amps", Amps),
+        Column("sum_sq_amps", Amps),
+        Column("min_amps", Amps),
+        Column("max_amps", Amps),
+        Column("max_active_amps", Amps, comment="largest non-zero value"),
+    ]
+
+
 # The per-minute rollup of readings_fact (consumer_db.store keeps it exact, common.store.rollup reads it): history
 # queries read one row per robot, axis and minute for whole minutes instead of ~30 raw rows each.
 # ``sum_amps`` is also the sum of the non-zero values (zeros add nothing); max of the non-zero ones apart,
@@ -148,14 +162,7 @@ readings_minute = Table(
     # minute before axis: a robot's time range is one stretch of the primary key
     Column("minute", UtcDateTime, primary_key=True, comment="start of the UTC minute"),
     Column("axis_id", SmallInteger, primary_key=True),
-    Column("n_rows", Integer, nullable=False),
-    Column("n_values", Integer, nullable=False, comment="rows with a value (not NULL)"),
-    Column("n_zero", Integer, nullable=False, comment="values of exactly 0 A (idle)"),
-    Column("sum_amps", Amps),
-    Column("sum_sq_amps", Amps),
-    Column("min_amps", Amps),
-    Column("max_amps", Amps),
-    Column("max_active_amps", Amps, comment="largest non-zero value"),
+    *axis_stats_columns(),
     Index(None, "minute"),  # the fleet's minute is refolded from all robots' rows of it
 )
 
@@ -215,14 +222,7 @@ readings_hour = Table(
     Column("robot_id", String(64), primary_key=True),
     Column("hour", UtcDateTime, primary_key=True, comment="start of the UTC hour"),
     Column("axis_id", SmallInteger, primary_key=True),
-    Column("n_rows", Integer, nullable=False),
-    Column("n_values", Integer, nullable=False, comment="rows with a value (not NULL)"),
-    Column("n_zero", Integer, nullable=False, comment="values of exactly 0 A (idle)"),
-    Column("sum_amps", Amps),
-    Column("sum_sq_amps", Amps),
-    Column("min_amps", Amps),
-    Column("max_amps", Amps),
-    Column("max_active_amps", Amps, comment="largest non-zero value"),
+    *axis_stats_columns(),
     Column("peak_minute", UtcDateTime, comment="first minute of the hour whose max_amps is the hour's"),
 )
 

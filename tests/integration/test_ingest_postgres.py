@@ -11,26 +11,16 @@ import pytest
 from sqlalchemy import func, select
 
 from common.csvio.controller_csv import Block, CsvOptions, read_export_blocks, read_export_rows
-from common.store.db import make_engine
 from common.store.tables import readings, rejected_readings, seed_axes
 from common.wire.schemas import DeadLetter
 from consumer_db.axislock import RobotAxes
 from consumer_db.ingest import IngestOptions, ingest_csv
-from consumer_db.migrate import migrate
 from tests import rollup_cases as cases
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
 AXES = [1, 2, 3, 4]
-
-
-@pytest.fixture
-def engine(pg_url):
-    engine = make_engine(pg_url, log_version=False)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def export(path, seed: int, *, scale: float = 1.0) -> None:
@@ -46,12 +36,12 @@ def export(path, seed: int, *, scale: float = 1.0) -> None:
     path.write_text("\n".join(lines).replace("{ts}", "2022-10-17T12:00:00Z") + "\n")
 
 
-def stored(engine) -> list[tuple]:
-    with engine.connect() as conn:
+def stored(pg_engine) -> list[tuple]:
+    with pg_engine.connect() as conn:
         return conn.execute(select(readings.c.ts, readings.c.axes, readings.c.amps).order_by(readings.c.ts)).all()
 
 
-def test_blocks_and_careful_stretches_store_each_reading_as_read_row_by_row(engine, tmp_path):
+def test_blocks_and_careful_stretches_store_each_reading_as_read_row_by_row(pg_engine, tmp_path):
     path = tmp_path / "mixed.csv"
     export(path, seed=7)
     csv = CsvOptions("R1", AXES)
@@ -63,42 +53,42 @@ def test_blocks_and_careful_stretches_store_each_reading_as_read_row_by_row(engi
     expected = [lock.wide(r.robot_id, r.ts, r.currents)[1:] for r in records if not isinstance(r, DeadLetter)]
 
     options = IngestOptions(csv, chunk_rows=50, copy_min_rows=1)
-    first = ingest_csv(engine, path, options)
-    again = ingest_csv(engine, path, options)
+    first = ingest_csv(pg_engine, path, options)
+    again = ingest_csv(pg_engine, path, options)
 
-    assert stored(engine) == expected
+    assert stored(pg_engine) == expected
     assert (first.readings, first.rejected, first.rows_new) == (600, len(letters), 600 * 4)
     assert (again.readings, again.rejected, again.rows_new, again.rows_seen) == (600, len(letters), 0, 600 * 4)
-    with engine.connect() as conn:
+    with pg_engine.connect() as conn:
         lines = sorted(conn.execute(select(rejected_readings.c.line)).scalars())
         assert lines == sorted(letter.line for letter in letters)  # each bad line once, after two runs
-    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
 
 
-def test_a_block_that_contradicts_the_stored_readings_is_kept_as_conflicts(engine, tmp_path):
+def test_a_block_that_contradicts_the_stored_readings_is_kept_as_conflicts(pg_engine, tmp_path):
     first, second = tmp_path / "first.csv", tmp_path / "second.csv"
     export(first, seed=3)
     export(second, seed=3, scale=2.0)  # the same times and lines, other values
     options = IngestOptions(CsvOptions("R1", AXES), chunk_rows=100)
-    ingest_csv(engine, first, options)
-    before = stored(engine)
-    report = ingest_csv(engine, second, options)
-    assert stored(engine) == before  # the first values stay
+    ingest_csv(pg_engine, first, options)
+    before = stored(pg_engine)
+    report = ingest_csv(pg_engine, second, options)
+    assert stored(pg_engine) == before  # the first values stay
     assert report.reasons["conflict"] == 600 and report.rows_new == 0
-    with engine.connect() as conn:
+    with pg_engine.connect() as conn:
         reasons = conn.execute(select(rejected_readings.c.reason).where(rejected_readings.c.source == "second.csv"))
         conflicts = [r for r in reasons.scalars() if r.startswith("conflict")]
     assert len(conflicts) == 600 and report.readings == 0
 
 
-def test_a_retired_axis_with_values_goes_reading_by_reading(engine, tmp_path):
-    with engine.begin() as conn:
+def test_a_retired_axis_with_values_goes_reading_by_reading(pg_engine, tmp_path):
+    with pg_engine.begin() as conn:
         seed_axes(conn, robot_ids=["R1"], axes=AXES)
         conn.exec_driver_sql("UPDATE axes_dim SET active = false WHERE robot_id = 'R1' AND axis_id = 3")
     path = tmp_path / "retired.csv"
     export(path, seed=5)
-    report = ingest_csv(engine, path, IngestOptions(CsvOptions("R1", AXES), chunk_rows=50))
-    with engine.connect() as conn:
+    report = ingest_csv(pg_engine, path, IngestOptions(CsvOptions("R1", AXES), chunk_rows=50))
+    with pg_engine.connect() as conn:
         axes = dict(conn.execute(select(readings.c.axes, func.count()).group_by(readings.c.axes)).all())
     assert set(axes) == {0b10110, 0b11110}  # axes 1, 2, 4 always (4 as NULL), retired 3 only with a value
     assert sum(axes.values()) == report.readings == 600

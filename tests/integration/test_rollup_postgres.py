@@ -21,32 +21,24 @@ from tests import rollup_cases as cases
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def engine(pg_url):
-    engine = make_engine(pg_url, log_version=False)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
 @pytest.mark.parametrize("copy_min_rows", [1, 100_000], ids=["copy", "insert"])
-def test_queries_on_the_rollup_answer_as_the_raw_rows_after_replays(engine, copy_min_rows):
-    cases.store_with_replays(engine, cases.readings(11), 11, copy_min_rows=copy_min_rows)
-    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
-    cases.check_queries_match_raw_rows(engine)
+def test_queries_on_the_rollup_answer_as_the_raw_rows_after_replays(pg_engine, copy_min_rows):
+    cases.store_with_replays(pg_engine, cases.readings(11), 11, copy_min_rows=copy_min_rows)
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+    cases.check_queries_match_raw_rows(pg_engine)
 
 
-def test_queries_over_hours_answer_as_the_raw_rows_after_replays(engine):
-    cases.store_with_replays(engine, cases.readings_over_hours(13), 13, copy_min_rows=1)
-    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
-    cases.check_queries_match_raw_rows(engine, cases.hour_ranges)
+def test_queries_over_hours_answer_as_the_raw_rows_after_replays(pg_engine):
+    cases.store_with_replays(pg_engine, cases.readings_over_hours(13), 13, copy_min_rows=1)
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+    cases.check_queries_match_raw_rows(pg_engine, cases.hour_ranges)
 
 
 def test_the_migration_backfills_readings_stored_before_it(pg_url):
-    engine = make_engine(pg_url, log_version=False)
-    migrate(engine, "0002")
+    pg_engine = make_engine(pg_url, log_version=False)
+    migrate(pg_engine, "0002")
     rows = cases.readings_over_hours(5)
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO axes_dim (robot_id, axis_id, label) SELECT r, a, 'Axis #' || a "
@@ -57,15 +49,15 @@ def test_the_migration_backfills_readings_stored_before_it(pg_url):
             text("INSERT INTO readings_fact (robot_id, axis_id, ts, amps) VALUES (:r, :a, :t, :v)"),
             [{"r": r, "a": a, "t": t, "v": v} for r, a, t, v in rows],
         )
-    migrate(engine)
-    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
-    cases.check_queries_match_raw_rows(engine, cases.hour_ranges)
-    engine.dispose()
+    migrate(pg_engine)
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+    cases.check_queries_match_raw_rows(pg_engine, cases.hour_ranges)
+    pg_engine.dispose()
 
 
-def test_downgrading_to_0003_folds_the_minutes_not_folded_yet(engine):
-    cases.store_with_replays(engine, cases.readings(12), 12, copy_min_rows=1)
-    cases.check_downgrade_to_0003_leaves_the_whole_aggregate(engine)
+def test_downgrading_to_0003_folds_the_minutes_not_folded_yet(pg_engine):
+    cases.store_with_replays(pg_engine, cases.readings(12), 12, copy_min_rows=1)
+    cases.check_downgrade_to_0003_leaves_the_whole_aggregate(pg_engine)
 
 
 AT = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
@@ -92,49 +84,49 @@ RACES = {
 
 
 @pytest.mark.parametrize(("before", "first", "second"), list(RACES.values()), ids=list(RACES))
-def test_a_second_writer_of_a_robot_waits_for_the_first_at_its_progress_row(engine, before, first, second):
+def test_a_second_writer_of_a_robot_waits_for_the_first_at_its_progress_row(pg_engine, before, first, second):
     """What keeps two writers of one robot exact: the second one's lock of the robot's rollup_progress row
     waits until the first's transaction ends; then it folds or refolds from readings that include the
     first's, and from the first's folded_until."""
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         seed_axes(conn, robot_ids=["R1"], axes=[1, 2])
         insert_readings(conn, before)
-    _second_waits_for_first(engine, first, second)
-    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
-    with engine.connect() as conn:
+    _second_waits_for_first(pg_engine, first, second)
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+    with pg_engine.connect() as conn:
         folded = conn.execute(text("SELECT count(*) FROM reading_stamps_minute")).scalar_one()
         readings = queries.data_health(conn, robot_id="R1")[0]["readings"]
     assert folded >= 1
     assert readings == len({ts for _, _, ts, _ in before + first + second})
 
 
-def test_writers_of_other_robots_folding_one_minute_take_turns_at_the_fleets_row(engine):
+def test_writers_of_other_robots_folding_one_minute_take_turns_at_the_fleets_row(pg_engine):
     """Each writer recomputes the fleet's minute from every robot's rows it can see: without waiting for
     the first one's commit, the second would write the minute without the first one's robot."""
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         seed_axes(conn, robot_ids=["R1", "R2"], axes=[1, 2])
         insert_readings(conn, [("R1", 1, AT(10), 1.0), ("R2", 1, AT(12), 3.0)])
-    _second_waits_for_first(engine, [("R1", 1, AT(130), 2.0)], [("R2", 2, AT(132), 4.0)])
-    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
-    with engine.connect() as conn:
+    _second_waits_for_first(pg_engine, [("R1", 1, AT(130), 2.0)], [("R2", 2, AT(132), 4.0)])
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+    with pg_engine.connect() as conn:
         fleet = queries.fleet_minute_means(conn)
     assert [(r["minute"], r["axis_id"], r["mean_amps"]) for r in fleet] == [(AT(0), 1, 2.0)]
 
 
-def _second_waits_for_first(engine, first: list[tuple], second: list[tuple]) -> None:
+def _second_waits_for_first(pg_engine, first: list[tuple], second: list[tuple]) -> None:
     """Two writers: the first stores its rows and holds its transaction open; the second must still be
     waiting a second later, and gets through once the first commits."""
     first_stored, release = threading.Event(), threading.Event()
 
     def hold_open() -> None:
-        with engine.begin() as conn:
+        with pg_engine.begin() as conn:
             insert_readings(conn, first)
             first_stored.set()
             release.wait(10)
 
     def follow() -> None:
         first_stored.wait(10)
-        with engine.begin() as conn:
+        with pg_engine.begin() as conn:
             insert_readings(conn, second)
 
     with ThreadPoolExecutor(2) as pool:
@@ -147,7 +139,7 @@ def _second_waits_for_first(engine, first: list[tuple], second: list[tuple]) -> 
 
 
 @pytest.mark.parametrize("copy_min_rows", [1, 100_000], ids=["copy", "insert"])
-def test_two_writers_of_the_same_robots_at_once_leave_the_rollup_exact(engine, copy_min_rows):
+def test_two_writers_of_the_same_robots_at_once_leave_the_rollup_exact(pg_engine, copy_min_rows):
     """Two threads, each its own connection, write the same overlapping batches, each in its own shuffled
     order, a transaction a batch, starting together: in-order, late and duplicate data race."""
     rng = random.Random(31)
@@ -155,14 +147,14 @@ def test_two_writers_of_the_same_robots_at_once_leave_the_rollup_exact(engine, c
     batches = [rows[i : i + rng.randint(10, 120)] for i in range(0, len(rows), 40)]
     orders = [rng.sample(batches, len(batches)) for _ in range(2)]
     together = threading.Barrier(2, timeout=30)
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
         seed_axes(conn, robot_ids=["R1", "R2"], axes=cases.AXES)
 
     def writer(order: list[list[tuple]]) -> int:
         stored = 0
         for batch in order:
             together.wait()
-            with engine.begin() as conn:
+            with pg_engine.begin() as conn:
                 stored += insert_readings(conn, batch, copy_min_rows=copy_min_rows)
         return stored
 
@@ -170,5 +162,5 @@ def test_two_writers_of_the_same_robots_at_once_leave_the_rollup_exact(engine, c
         stored = sum(f.result(120) for f in [pool.submit(writer, order) for order in orders])
     sent = {(r, a, ts) for batch in batches for r, a, ts, _ in batch}
     assert stored == len(sent)  # each row stored by exactly one of them
-    cases.check_rollup_is_the_aggregate_of_the_rows(engine)
-    cases.check_queries_match_raw_rows(engine)
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+    cases.check_queries_match_raw_rows(pg_engine)
