@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from itertools import repeat
 from pathlib import Path
 
@@ -29,8 +30,8 @@ from common.wire.schemas import DeadLetter
 from consumer_db.axislock import Rejected, RobotAxes, load_axes
 from consumer_db.rollup_writer import NewRows, add
 from consumer_db.store import (
+    ENSURE_PARTITIONS,
     conflict_reason,
-    ensure_partitions,
     insert_rejected,
     stored_currents,
     wide_block_text,
@@ -182,11 +183,14 @@ def _prepare_rows(chunk: list[Row | DeadLetter], lock: RobotAxes, report: Ingest
 
 def _make_partitions(engine: Engine, batch: NewRows, made: set[date]) -> None:
     """PostgreSQL: the chunk's day partitions, committed before its write. Made inside the writers'
-    transactions, a new day's partition held the other writer up until the first one's commit."""
+    transactions, a new day's partition held the other writer up until the first one's commit. The day
+    after too: a new partition waits for every write in flight to commit (it locks ``readings``), so the
+    next day of a file that runs past midnight is made now, while none is."""
     days = {minute.date() for minutes in batch.minutes.values() for minute in minutes}
     if engine.dialect.name == "postgresql" and not days <= made:
+        days.add(max(days) + timedelta(days=1))
         with engine.begin() as conn:
-            ensure_partitions(conn, batch.minutes)
+            conn.execute(ENSURE_PARTITIONS, {"days": sorted(datetime.combine(day, dtime(), UTC) for day in days)})
         made |= days
 
 
