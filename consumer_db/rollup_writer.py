@@ -214,8 +214,11 @@ def _keys(table) -> list[str]:
 
 def _upsert(conn: Connection, table, query: Select) -> None:
     """The rollup rows of ``query`` replace the stored ones."""
-    statement = dialect_insert(conn.dialect.name, table).from_select([c.name for c in query.selected_columns], query)
     keys = _keys(table)
+    # In key order: the rows then go into the primary key's index in order, its pages filled as a sort
+    # left them; the fold's groups, hashed (consumer_db.ingest), come out in any order (the index ~10 % larger).
+    query = query.order_by(*(query.selected_columns[key] for key in keys))
+    statement = dialect_insert(conn.dialect.name, table).from_select([c.name for c in query.selected_columns], query)
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=keys, set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
