@@ -86,21 +86,6 @@ def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int =
     return new.count
 
 
-def insert_wide_readings(
-    conn: Connection,
-    wide: list[tuple],
-    *,
-    copy_min_rows: int = 1000,
-    text: str | None = None,
-    batch: NewRows | None = None,
-) -> int:
-    """``insert_readings`` of readings already gathered (``wide_rows``, ``RobotAxes.wide``); ``text`` and
-    ``batch``: their ``wide_copy_text`` and ``NewRows.of_wide``, if made already."""
-    new = write_wide_readings(conn, wide, copy_min_rows=copy_min_rows, text=text, batch=batch)
-    add(conn, new)
-    return new.count
-
-
 def write_readings(
     conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000, text: str | None = None
 ) -> NewRows:
