@@ -104,8 +104,8 @@ class LoadScorer:
         logs = self.logs
         log_x = math.log(x)
         size = self._window
-        full = len(logs) == size
-        if full:
+        evicts = len(logs) == size  # the oldest value leaves as this one enters
+        if evicts:
             self.total += log_x - logs[0]
         else:
             self.total += log_x
@@ -113,14 +113,11 @@ class LoadScorer:
         self._pushes += 1
         if self._pushes >= size:  # a running sum drifts: recomputed once per window (amortised O(1))
             self.total, self._pushes = math.fsum(logs), 0
-        learnt = self.count >= self.options.warmup
-        on_prior = not learnt and self.prior is not None
-        filled = len(logs)
-        if filled < size and not (on_prior and filled >= self._prior_fill):
+        if not self.full:
             self._deviation = self._score = 0.0
             return 0.0
-        if on_prior:
-            d, band = self.total / filled - self.prior, self._prior_band
+        if self.on_prior:
+            d, band = self.total / len(logs) - self.prior, self._prior_band
         else:
             d, band = self.total / size - self.normal, self._band
         self._deviation = d
@@ -140,7 +137,7 @@ class LoadScorer:
             self._score = FLAT_CAP
         # While it learns what normal is it scores nothing without a prior, but a window out of the band is kept
         # out already.
-        return self._score if learnt or self.prior is not None else 0.0
+        return self._score if self.learnt else 0.0
 
     def _forget_flat_run(self) -> None:
         """A flat run has just ended: its values were a sensor's or a clamp's, not the load the joint draws now,
@@ -155,9 +152,12 @@ class LoadScorer:
     def full(self) -> bool:
         """Its window judges the load: full, or filled enough while judged against the model's level."""
         filled = len(self.logs)
-        if filled == self._window:
-            return True
-        return filled >= self._prior_fill and self.prior is not None and self.count < self.options.warmup
+        return filled == self._window or (filled >= self._prior_fill and self.on_prior)
+
+    @property
+    def on_prior(self) -> bool:
+        """Judged against the model's level: there is one, and the feed's own is not learnt yet."""
+        return self.prior is not None and self.count < self.options.warmup
 
     @property
     def flat_recently(self) -> bool:
@@ -177,8 +177,7 @@ class LoadScorer:
     @property
     def edge(self) -> float:
         """The band's half-width in force, as a ratio of loads (the last window is judged out beyond it)."""
-        on_prior = self.prior is not None and self.count < self.options.warmup
-        return math.exp(self._prior_band if on_prior else self._band)
+        return math.exp(self._prior_band if self.on_prior else self._band)
 
     @property
     def ratio(self) -> float:
