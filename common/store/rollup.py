@@ -30,6 +30,7 @@ from sqlalchemy import (
 from common.store.sqlparts import axes_mask, hour_start, mean_of, minute_start, seconds_between, where
 from common.store.tables import (
     UtcDateTime,
+    axis_stats_columns,
     fleet_minute,
     reading_stamps_hour,
     reading_stamps_minute,
@@ -241,7 +242,7 @@ def minute_stats(
     return _whole_and_edges(conn, M, minute_stats_of, robot_id=robot_id, start=start, end=end)
 
 
-STATS = ("n_rows", "n_values", "n_zero", "sum_amps", "sum_sq_amps", "min_amps", "max_amps", "max_active_amps")
+STATS = tuple(column.name for column in axis_stats_columns())  # what a minute and an hour row both hold
 
 
 def span_stats(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None):
