@@ -163,24 +163,22 @@ def _load(conn: Connection, table: Table, wide: list[tuple], text: str | None) -
 
 
 def wide_rows(rows: Iterable[tuple]) -> Iterator[tuple[str, datetime, int, list]]:
-    """``(robot_id, ts, axes, amps)``: the long rows of each reading (one after the other, as a reading's
-    rows come) gathered into one; ``amps[N - 1]`` is axis N, bit N of ``axes`` set for each axis given.
-    An axis given twice keeps its first value, as ``ON CONFLICT DO NOTHING`` kept the first row."""
-    robot = ts = None
-    axes, amps = 0, []
-    for row_robot, axis, row_ts, value in rows:
-        if row_ts != ts or row_robot != robot:
-            if robot is not None:
-                yield robot, ts, axes, amps
-            robot, ts, axes, amps = row_robot, row_ts, 0, []
+    """``(robot_id, ts, axes, amps)``: the long rows of each reading gathered into one, in the order readings
+    first appear; ``amps[N - 1]`` is axis N, bit N of ``axes`` set for each axis given. Gathered by key, not
+    by neighbours: a caller's rows of two readings may interleave, and two rows of one key would be a
+    duplicate the staging table's merge keeps only one of. An axis given twice keeps its first value, as
+    ``ON CONFLICT DO NOTHING`` kept the first row."""
+    gathered: dict[tuple[str, datetime], tuple[int, list]] = {}
+    for robot, axis, ts, value in rows:
+        axes, amps = gathered.get((robot, ts), (0, []))
         bit = 1 << axis
         if axes & bit:
             continue
-        axes |= bit
         if len(amps) < axis:
             amps.extend([None] * (axis - len(amps)))
         amps[axis - 1] = value
-    if robot is not None:
+        gathered[robot, ts] = (axes | bit, amps)
+    for (robot, ts), (axes, amps) in gathered.items():
         yield robot, ts, axes, amps
 
 

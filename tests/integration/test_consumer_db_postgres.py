@@ -94,6 +94,28 @@ def test_copy_path_handles_overlaps_and_duplicates_within_a_batch(engine):
         assert conn.execute(select(func.count()).select_from(readings_fact)).scalar() == 1202
 
 
+def test_readings_whose_rows_interleave_are_stored_whole(engine):
+    """Rows of two robots' readings alternating, each axis its own row: every row stored, through the
+    straight COPY and through the staging table."""
+    from datetime import datetime, timedelta
+
+    from consumer_db.migrate import migrate
+    from consumer_db.store import insert_readings
+
+    migrate(engine)
+    t0 = datetime(2022, 10, 17, tzinfo=UTC)
+    rows = [
+        (robot, axis, t0 + timedelta(seconds=i), float(axis)) for i in range(4) for axis in (1, 2, 3) for robot in "ab"
+    ]
+    with engine.begin() as conn:
+        assert insert_readings(conn, rows[:12], copy_min_rows=1) == 12
+    with engine.begin() as conn:
+        assert insert_readings(conn, rows, copy_min_rows=1) == 12  # the first half there: the staging table
+    with engine.connect() as conn:
+        stored = conn.execute(select(readings_fact.c.robot_id, readings_fact.c.axis_id, readings_fact.c.amps)).all()
+    assert sorted(stored) == sorted((robot, axis, value) for robot, axis, _, value in rows)
+
+
 def test_a_message_the_database_refuses_is_rejected_alone(engine):
     from datetime import datetime
 

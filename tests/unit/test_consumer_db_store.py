@@ -172,6 +172,17 @@ def test_decode_routes_every_message_and_turns_garbage_into_rejections():
     assert batch.rejected[0]["raw"] == "\ufffd{" and batch.rejected[0]["robot_id"] == "r"
 
 
+def test_rows_of_readings_that_interleave_are_gathered_by_reading():
+    t1 = T0 + timedelta(seconds=2)
+    rows = [("a", 1, T0, 1.0), ("b", 1, T0, 2.0), ("a", 2, T0, 3.0), ("a", 1, t1, 4.0), ("b", 2, T0, 5.0)]
+    rows.append(("a", 2, T0, 9.0))  # an axis given twice keeps its first value
+    assert list(wide_rows(rows)) == [
+        ("a", T0, 0b110, [1.0, 3.0]),
+        ("b", T0, 0b110, [2.0, 5.0]),
+        ("a", t1, 0b10, [4.0]),
+    ]
+
+
 @pytest.mark.parametrize(
     "known, active",
     [(range(1, 15), range(1, 15)), ({1, 3, 62}, {1, 3, 62}), ({1, 2, 5, 7}, {1, 5}), ({2, 4}, set())],
