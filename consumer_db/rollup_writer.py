@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, true, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, text, true, update
 
 from common.store.rollup import (
     HOUR,
@@ -41,6 +41,11 @@ from common.store.rollup import (
 from common.store.tables import dialect_insert, insert_ignoring_duplicates, readings
 
 FLEET_LOCK = zlib.crc32(b"axiswatch fleet_minute")  # pg_advisory_xact_lock's key for refolding fleet_minute
+MOVE_PROGRESS = text(
+    "UPDATE rollup_progress p SET folded_until = v.until "
+    "FROM unnest(CAST(:robots AS text[]), CAST(:untils AS timestamptz[])) AS v(robot_id, until) "
+    "WHERE p.robot_id = v.robot_id"
+)
 
 
 @dataclass
@@ -135,10 +140,20 @@ def _fold(
         _refold_hours(conn, todo, {robot: passed.get(robot, until) for robot, until in folded.items()})
         _refold_fleet(conn, [(low, high) for _, low, high in todo])
     if passed:
-        conn.execute(
-            update(P).where(P.c.robot_id == bindparam("robot")).values(folded_until=bindparam("until")),
-            [{"robot": robot, "until": until} for robot, until in sorted(passed.items())],
-        )
+        _move_progress(conn, passed)
+
+
+def _move_progress(conn: Connection, passed: dict[str, datetime]) -> None:
+    """Each robot's ``folded_until`` to its new one: on PostgreSQL in one statement (executemany sends one
+    UPDATE per robot, a round trip each: 100 robots, ~30 ms of every batch at max speed on a busy machine)."""
+    robots = sorted(passed)
+    if conn.dialect.name == "postgresql":
+        conn.execute(MOVE_PROGRESS, {"robots": robots, "untils": [passed[robot] for robot in robots]})
+        return
+    conn.execute(
+        update(P).where(P.c.robot_id == bindparam("robot")).values(folded_until=bindparam("until")),
+        [{"robot": robot, "until": passed[robot]} for robot in robots],
+    )
 
 
 def fold_delay(robot_id: str) -> timedelta:
