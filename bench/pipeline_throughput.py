@@ -208,7 +208,7 @@ async def pipeline(
     """``extra_env``: added to every service's environment (``--against``: the other tree)."""
     names = Names.fresh("bench-pipe")
     await create_topics(servers, [names.readings, names.alerts, names.dead_letters])
-    env = names.env(servers, engine.url.render_as_string(hide_password=False)) | (extra_env or {})
+    env = names.env(servers, engine.url.render_as_string(hide_password=False)) | own_topics(names) | (extra_env or {})
     producer_argv = [
         "producer",
         "--synthetic",
@@ -258,6 +258,12 @@ async def pipeline(
         "cores_busy": (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]) * __import__("os").cpu_count(),
         "returncodes": {s.name: s.returncode for s in services},
     }
+
+
+def own_topics(names: Names) -> dict[str, str]:
+    """The health and maintenance topics of this run alone: on the defaults every run's consumer_db would also
+    store the health events of every consumer_alerts before it on the broker, more work run after run."""
+    return {"HEALTH_TOPIC": f"{names.tag}-health", "MAINTENANCE_TOPIC": f"{names.tag}-maintenance"}
 
 
 def check(engine: Engine, total: int, keys: set) -> dict:
@@ -318,7 +324,7 @@ async def profile(engine: Engine, servers: str, args, result: dict, payloads: li
     count = min(args.profile_readings, len(payloads))
     names = Names.fresh("bench-prof")
     await create_topics(servers, [names.readings, names.alerts, names.dead_letters])
-    env = names.env(servers, engine.url.render_as_string(hide_password=False), LOG_LEVEL="WARNING")
+    env = names.env(servers, engine.url.render_as_string(hide_password=False), LOG_LEVEL="WARNING") | own_topics(names)
     out = RESULTS_DIR / "pipeline_throughput_profile.txt"
     if slowest == "producer":
         argv = [
