@@ -244,11 +244,11 @@ def _upsert(conn: Connection, table, query: Select, *, hashed: bool = False) -> 
     if not (hashed and postgres):
         conn.execute(statement)
         return
+    # Not in a ``finally``: a statement that fails aborts the transaction, which undoes the SET with it, and a
+    # SET on the aborted transaction would raise in its place (a content error taken for an outage).
     conn.exec_driver_sql("SET LOCAL enable_sort = off")
-    try:
-        conn.execute(statement)
-    finally:
-        conn.exec_driver_sql("SET LOCAL enable_sort TO DEFAULT")
+    conn.execute(statement)
+    conn.exec_driver_sql("SET LOCAL enable_sort TO DEFAULT")
 
 
 def _hashed(query: Select) -> Select:

@@ -207,3 +207,18 @@ def _ts(message):
     from common.wire.schemas import Reading
 
     return Reading.from_bytes(message.value).ts
+
+
+def test_a_hashed_fold_that_fails_raises_its_own_error(pg_engine):
+    """A fold the database refuses (here a division by zero) must reach the sink as the content error it is,
+    for the batch to be written message by message: not as the error of resetting the plan settings on the
+    aborted transaction, which the sink would take for an outage and retry for ever."""
+    from sqlalchemy import literal_column, select
+    from sqlalchemy.exc import DataError
+
+    from common.store.rollup import M
+    from consumer_db.rollup_writer import _upsert
+
+    migrate(pg_engine)
+    with pytest.raises(DataError, match="division by zero"), pg_engine.begin() as conn:
+        _upsert(conn, M, select(M).where(literal_column("1 / 0") == 1), hashed=True)
