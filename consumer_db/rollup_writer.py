@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, true, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, text, true, update
 
 from common.store.rollup import (
     HOUR,
@@ -41,6 +41,11 @@ from common.store.rollup import (
 from common.store.tables import dialect_insert, insert_ignoring_duplicates, readings
 
 FLEET_LOCK = zlib.crc32(b"axiswatch fleet_minute")  # pg_advisory_xact_lock's key for refolding fleet_minute
+MOVE_PROGRESS = text(
+    "UPDATE rollup_progress p SET folded_until = v.until "
+    "FROM unnest(CAST(:robots AS text[]), CAST(:untils AS timestamptz[])) AS v(robot_id, until) "
+    "WHERE p.robot_id = v.robot_id"
+)
 
 
 @dataclass
@@ -127,7 +132,7 @@ def _fold(
     ``folded`` to its new ``folded_until``."""
     todo = late + [(robot, folded[robot], until) for robot, until in passed.items()]
     if todo:
-        _upsert(conn, M, minute_stats_of([_within(R, "ts", todo)]))
+        _upsert(conn, M, minute_stats_of([_within(R, "ts", todo)]), hashed=True)
         # The times of the readings from where they are stored: on PostgreSQL one row per reading.
         stored = readings if conn.dialect.name == "postgresql" else R
         axes = minute_axes_of([_within(M, "minute", todo)])
@@ -135,10 +140,20 @@ def _fold(
         _refold_hours(conn, todo, {robot: passed.get(robot, until) for robot, until in folded.items()})
         _refold_fleet(conn, [(low, high) for _, low, high in todo])
     if passed:
-        conn.execute(
-            update(P).where(P.c.robot_id == bindparam("robot")).values(folded_until=bindparam("until")),
-            [{"robot": robot, "until": until} for robot, until in sorted(passed.items())],
-        )
+        _move_progress(conn, passed)
+
+
+def _move_progress(conn: Connection, passed: dict[str, datetime]) -> None:
+    """Each robot's ``folded_until`` to its new one: on PostgreSQL in one statement (executemany sends one
+    UPDATE per robot, a round trip each: 100 robots, ~30 ms of every batch at max speed on a busy machine)."""
+    robots = sorted(passed)
+    if conn.dialect.name == "postgresql":
+        conn.execute(MOVE_PROGRESS, {"robots": robots, "untils": [passed[robot] for robot in robots]})
+        return
+    conn.execute(
+        update(P).where(P.c.robot_id == bindparam("robot")).values(folded_until=bindparam("until")),
+        [{"robot": robot, "until": passed[robot]} for robot in robots],
+    )
 
 
 def fold_delay(robot_id: str) -> timedelta:
@@ -212,18 +227,39 @@ def _keys(table) -> list[str]:
     return [c.name for c in table.primary_key]
 
 
-def _upsert(conn: Connection, table, query: Select) -> None:
-    """The rollup rows of ``query`` replace the stored ones."""
+def _upsert(conn: Connection, table, query: Select, *, hashed: bool = False) -> None:
+    """The rollup rows of ``query`` replace the stored ones. ``hashed``: PostgreSQL groups ``query``'s rows
+    by hashing them, not sorting (see ``_hashed``)."""
     keys = _keys(table)
+    postgres = conn.dialect.name == "postgresql"
+    if hashed and postgres:
+        query = _hashed(query)
     # In key order: the rows then go into the primary key's index in order, its pages filled as a sort
     # left them; the fold's groups, hashed (consumer_db.ingest), come out in any order (the index ~10 % larger).
     query = query.order_by(*(query.selected_columns[key] for key in keys))
     statement = dialect_insert(conn.dialect.name, table).from_select([c.name for c in query.selected_columns], query)
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=keys, set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-        )
+    statement = statement.on_conflict_do_update(
+        index_elements=keys, set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
     )
+    if not (hashed and postgres):
+        conn.execute(statement)
+        return
+    # Not in a ``finally``: a statement that fails aborts the transaction, which undoes the SET with it, and a
+    # SET on the aborted transaction would raise in its place (a content error taken for an outage).
+    conn.exec_driver_sql("SET LOCAL enable_sort = off")
+    conn.execute(statement)
+    conn.exec_driver_sql("SET LOCAL enable_sort TO DEFAULT")
+
+
+def _hashed(query: Select) -> Select:
+    """``query`` computed on its own (a MATERIALIZED CTE), so that with sorts off for the statement its
+    groups are hashed, and only its result sorted into key order. The planner cannot know that a reading
+    unnests into ~14 long rows (readings_fact is a view over arrays) and takes a batch's ~70,000 for ~100:
+    it sorts them to group them, spilling to disk, where hashing its ~2,500 groups takes half the time
+    of the sink's largest statement. (``consumer_db.ingest`` turns nested loops off too; here the fold
+    reads its rows through ~100 index ranges, one per robot, which need them.)"""
+    computed = query.cte().prefix_with("MATERIALIZED", dialect="postgresql")
+    return select(computed)
 
 
 def rebuild(conn: Connection) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
@@ -16,14 +16,14 @@ from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected
 from consumer_db.decode import Batch, Topics, decode, origin, rejected_row
 from consumer_db.retry import short_error
-from consumer_db.rollup_writer import add
+from consumer_db.rollup_writer import NewRows, add
 from consumer_db.store import (
     conflict_reason,
-    copy_text,
     insert_rejected,
     stored_currents,
     uses_copy,
-    write_readings,
+    wide_copy_text,
+    write_wide_readings,
 )
 from consumer_db.turns import GiveWay, Turn
 
@@ -55,12 +55,15 @@ class WriteReport:
 
 @dataclass
 class Prepared:
-    """A batch decoded and turned into rows, ready for its transaction."""
+    """A batch decoded and turned into rows, ready for its transaction: one ``(robot_id, ts, axes, amps)``
+    row per reading (the stored form on PostgreSQL, ``consumer_db.store.wide_rows``), made straight from
+    the readings, and what they hold for the rollup (``new``: minutes, spans, long rows)."""
 
     messages: list[Message]
     batch: Batch
     rows: list[tuple]
     accepted: int
+    new: NewRows = field(default_factory=NewRows)
     copy: str | None = None  # the rows in COPY's text format, when they will go through COPY
     refused: Exception | None = None  # the database refused to seed a new robot's axes (e.g. NUL in its id)
 
@@ -99,16 +102,19 @@ class Sink:
         accepted = 0
         for reading, message in batch.readings:
             try:
-                rows += axes[reading.robot_id].rows(reading.robot_id, reading.ts, reading.currents)
+                row = axes[reading.robot_id].wide(reading.robot_id, reading.ts, reading.currents)
                 accepted += 1
+                if row[2]:  # a reading with no axis to store (every axis retired, no value) makes no row
+                    rows.append(row)
             except Rejected as exc:
                 batch.rejected.append(rejected_row(message, str(exc), robot_id=reading.robot_id))
             except Exception as exc:  # noqa: BLE001 - one reading must never stop the sink
                 logger.exception("%s: rows could not be made", origin(message))
                 reason = f"rows could not be made: {type(exc).__name__}: {exc}"
                 batch.rejected.append(rejected_row(message, reason, robot_id=reading.robot_id))
-        copy = copy_text(rows) if uses_copy(self.engine.dialect.name, rows, self.copy_min_rows) else None
-        return Prepared(messages, batch, rows, accepted, copy)
+        new = NewRows.of_wide(rows)
+        copy = wide_copy_text(rows) if uses_copy(self.engine.dialect.name, new.count, self.copy_min_rows) else None
+        return Prepared(messages, batch, rows, accepted, new, copy)
 
     def _admit(self, batch: Batch) -> None:
         """Readings of robots the roster has no room for become rejected records, before axes_dim grows."""
@@ -161,8 +167,10 @@ class Sink:
             turn.wait()
         batch, rows = prepared.batch, prepared.rows
         with self.engine.begin() as conn:
-            new = write_readings(conn, rows, copy_min_rows=self.copy_min_rows, text=prepared.copy)
-            conflicts = self._conflicts(conn, batch) if new.count < len(rows) else []
+            new = write_wide_readings(
+                conn, rows, copy_min_rows=self.copy_min_rows, text=prepared.copy, batch=prepared.new
+            )
+            conflicts = self._conflicts(conn, batch) if new.count < prepared.new.count else []
             turn.wait(conn)  # from here on, in batch order
             add(conn, new)
             alerts = upsert_alerts(conn, batch.alerts)
@@ -173,7 +181,7 @@ class Sink:
             messages=len(prepared.messages),
             readings=prepared.accepted - len(conflicts),
             rows_new=new.count,
-            rows_seen=len(rows) - new.count,
+            rows_seen=prepared.new.count - new.count,
             alerts=alerts,
             rejected=len(batch.rejected) + len(conflicts),
             conflicts=len(conflicts),

@@ -74,8 +74,9 @@ MERGE_STAGE = (
 )
 
 
-def uses_copy(dialect: str, rows: list[tuple], copy_min_rows: int) -> bool:
-    return dialect == "postgresql" and len(rows) >= copy_min_rows
+def uses_copy(dialect: str, rows: int, copy_min_rows: int) -> bool:
+    """``rows``: long rows (one per axis stored), as ``copy_min_rows`` counts them."""
+    return dialect == "postgresql" and rows >= copy_min_rows
 
 
 def insert_readings(conn: Connection, rows: list[tuple], *, copy_min_rows: int = 1000) -> int:

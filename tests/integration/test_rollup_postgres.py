@@ -164,3 +164,61 @@ def test_two_writers_of_the_same_robots_at_once_leave_the_rollup_exact(pg_engine
     assert stored == len(sent)  # each row stored by exactly one of them
     cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
     cases.check_queries_match_raw_rows(pg_engine)
+
+
+def test_the_sinks_batches_fold_into_the_exact_rollup_and_leave_the_planner_as_it_was(pg_engine):
+    """The sink's path (Sink.write: one stored row per reading, COPY, the minute fold hashed with sorts off
+    for that one statement): batches in and out of order, a late one among them, fold the same rollup as
+    the raw rows give; and the transaction goes on with sorts on, as the other statements were planned."""
+    from common.wire.bus import Message
+    from common.wire.schemas import Reading
+    from consumer_db.axislock import AxisLock
+    from consumer_db.decode import Topics
+    from consumer_db.rollup_writer import add
+    from consumer_db.sink import Sink
+    from consumer_db.store import write_wide_readings
+
+    migrate(pg_engine)
+    rows = cases.readings(17)
+    readings: dict = {}
+    for robot, axis, ts, amps in rows:
+        readings.setdefault((robot, ts), {})[axis] = amps
+    messages = [
+        Message("readings", 0, i, robot.encode(), Reading(robot_id=robot, ts=ts, currents=currents).to_bytes())
+        for i, ((robot, ts), currents) in enumerate(sorted(readings.items(), key=lambda item: item[0][1]))
+    ]
+    sink = Sink(pg_engine, AxisLock(pg_engine, list(cases.AXES)), Topics("readings", "alerts", "dead"), copy_min_rows=1)
+    third = len(messages) // 3
+    late, rest = messages[third : 2 * third], messages[:third] + messages[2 * third :]
+    for start in range(0, len(rest), 150):
+        assert sink.write(rest[start : start + 150]).rejected == 0
+    assert sink.write(late).rows_new == sum(len(readings[(m.key.decode(), _ts(m))]) for m in late)
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+    cases.check_queries_match_raw_rows(pg_engine)
+
+    prepared = sink.prepare(messages[:10])
+    with pg_engine.begin() as conn:
+        conn.execute(text("TRUNCATE readings, rollup_progress"))
+        add(conn, write_wide_readings(conn, prepared.rows, copy_min_rows=1, text=prepared.copy, batch=prepared.new))
+        assert conn.execute(text("SHOW enable_sort")).scalar() == "on"
+
+
+def _ts(message):
+    from common.wire.schemas import Reading
+
+    return Reading.from_bytes(message.value).ts
+
+
+def test_a_hashed_fold_that_fails_raises_its_own_error(pg_engine):
+    """A fold the database refuses (here a division by zero) must reach the sink as the content error it is,
+    for the batch to be written message by message: not as the error of resetting the plan settings on the
+    aborted transaction, which the sink would take for an outage and retry for ever."""
+    from sqlalchemy import literal_column, select
+    from sqlalchemy.exc import DataError
+
+    from common.store.rollup import M
+    from consumer_db.rollup_writer import _upsert
+
+    migrate(pg_engine)
+    with pytest.raises(DataError, match="division by zero"), pg_engine.begin() as conn:
+        _upsert(conn, M, select(M).where(literal_column("1 / 0") == 1), hashed=True)

@@ -235,3 +235,38 @@ def test_readings_gathered_as_columns_are_the_readings_gathered_one_by_one(known
     )
     if axes:
         assert wide_block_text("R\t1", times, axes, amps) == wide_copy_text(one_by_one)
+
+
+def test_the_sink_prepares_each_reading_as_its_long_rows_gathered_and_stores_them(engine):
+    """Sink.prepare makes the stored row of each reading at once: the long rows of the schema lock gathered
+    (a retired axis with a value included, one without dropped), no row for a reading with nothing to store,
+    a refused one a rejected record; what the batch stores is those long rows, counted as such."""
+    from common.store.tables import axes_dim
+    from common.wire.bus import Message
+    from consumer_db.sink import Sink
+
+    AxisLock(engine, [1, 2, 3, 4]).for_robots({"a", "quiet"})  # seeded
+    with engine.begin() as conn:  # axis 4 of "a" retired; every axis of "quiet" retired
+        conn.execute(axes_dim.update().where(axes_dim.c.axis_id == 4).values(active=False))
+        conn.execute(axes_dim.update().where(axes_dim.c.robot_id == "quiet").values(active=False))
+    sink = Sink(engine, AxisLock(engine, [1, 2, 3, 4]), TOPICS)
+    currents = [{1: 1.5, 2: None}, {4: 2.0, 3: 0.0}, {i: float(i) for i in range(1, 4)}, {9: 1.0}]
+    readings = [Reading(robot_id="a", ts=T0 + timedelta(seconds=i), currents=c) for i, c in enumerate(currents)]
+    readings.append(Reading(robot_id="quiet", ts=T0, currents={1: None}))
+    messages = [Message("readings", 0, i, r.robot_id.encode(), r.to_bytes()) for i, r in enumerate(readings)]
+
+    prepared = sink.prepare(messages)
+    locks = sink.lock.for_robots({"a", "quiet"})
+    long = [locks[r.robot_id].rows(r.robot_id, r.ts, r.currents) for r in readings[:3]]
+    assert prepared.rows == [row for rows in long for row in wide_rows(rows)]
+    assert prepared.accepted == 4 and prepared.new.count == sum(map(len, long))
+    assert [r["reason"] for r in prepared.batch.rejected] == [
+        "axis 9 not in axes_dim for robot a (schema lock: 1, 2, 3, 4)"
+    ]
+    report = sink.store(prepared)
+    assert (report.rows_new, report.rows_seen, report.readings, report.rejected) == (prepared.new.count, 0, 4, 1)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(readings_fact.c.robot_id, readings_fact.c.axis_id, readings_fact.c.ts, readings_fact.c.amps)
+        ).all()
+    assert sorted(stored) == sorted(row for rows in long for row in rows)
