@@ -96,6 +96,35 @@ def stored_readings(conn: Connection):
     return readings if conn.dialect.name == "postgresql" else R
 
 
+def stored_rows(conn: Connection):
+    """readings_fact's rows (``robot_id``, ``axis_id``, ``ts``, ``amps``); on PostgreSQL unnested from
+    ``readings`` here, with the bit test the planner estimates (see ``readings_minute_stats_of``)."""
+    if conn.dialect.name != "postgresql":
+        return R
+    element, has_axis = _elements()
+    return (
+        select(
+            readings.c.robot_id, cast(element.c.axis_id, SmallInteger).label("axis_id"), readings.c.ts, element.c.amps
+        )
+        .select_from(readings.join(element, true()))
+        .where(has_axis)
+        .subquery("stored_rows")
+    )
+
+
+def _elements():
+    """PostgreSQL: each reading's ``amps`` unnested (``amps``, ``axis_id``: the ordinality), and the condition
+    that the reading has a row of that axis (its bit in ``axes``), written ``<> 0``: see
+    ``readings_minute_stats_of``."""
+    element = (
+        func.unnest(readings.c.amps)
+        .table_valued(column("amps", Float), with_ordinality="axis_id")
+        .render_derived(name="element")
+    )
+    bit = readings.c.axes.op(">>", return_type=BigInteger)(cast(element.c.axis_id, Integer))
+    return element, bit.op("&", return_type=BigInteger)(1) != 0
+
+
 def raw_minute_stats(conn: Connection, filters: Iterable) -> Select:
     """``minute_stats_of`` the raw rows of ``filters`` (on ``stored_readings``' columns)."""
     return readings_minute_stats_of(filters) if conn.dialect.name == "postgresql" else minute_stats_of(filters)
@@ -108,12 +137,7 @@ def readings_minute_stats_of(filters: Iterable) -> Select:
     The view asks ``bit = 1``, which the planner, with no statistics on it, takes to keep 1 element in 200:
     it expected 136 rows of the fleet's unfolded tail where 43,540 came, grouped them by a sort and spilled
     it to disk. ``bit <> 0`` says the same of a bit, and the planner's guess for it is 199 in 200."""
-    element = (
-        func.unnest(readings.c.amps)
-        .table_valued(column("amps", Float), with_ordinality="axis_id")
-        .render_derived(name="element")
-    )
-    bit = readings.c.axes.op(">>", return_type=BigInteger)(cast(element.c.axis_id, Integer))
+    element, has_axis = _elements()
     amps, minute = element.c.amps, minute_start(readings.c.ts).label("minute")
     return (
         select(
@@ -130,7 +154,7 @@ def readings_minute_stats_of(filters: Iterable) -> Select:
             func.max(case((amps != 0, amps))).label("max_active_amps"),
         )
         .select_from(readings.join(element, true()))
-        .where(*filters, bit.op("&", return_type=BigInteger)(1) != 0)
+        .where(*filters, has_axis)
         .group_by(readings.c.robot_id, minute, element.c.axis_id)
     )
 
