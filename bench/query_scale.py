@@ -16,9 +16,11 @@ Timed, p50/p99 over --runs runs after a warm-up run (fewer once a case has taken
   --format F`` as a process, its output to a file, --command-runs times per format; beside it the SQL alone
   (the rows above) and the output's rendering alone (consumer_db.output.render, in this process);
 - the cases where the (robot_id, ts) index matters, once more with index scans off, and their plans.
-With ``--compare DIR`` (a checkout of another commit) each phrase's SQL is also timed from that tree, in a
-process of its own right after this tree's (``before p50/p99 ms``), and each command is run from it in turn
-with this tree's. Each command's time to its first byte of output and its peak memory (max RSS) are kept.
+With ``--compare DIR`` (a checkout of another commit) each phrase's SQL is timed from both trees alike, each
+in a fresh process of its own, this tree's then that one's (``before p50/p99 ms``): a big answer's rows cost
+more in this long-lived process (the fleet's 1-minute resample: 14 s here, 11 s in a fresh one); and each
+command is run from it in turn with this tree's. Each command's time to its first byte of output and its peak
+memory (max RSS) are kept. ``--phrases-only``: the phrases' SQL alone.
 bench.query_plans times the same functions directly on random data made on the server; this one asks them
 as users do, on the fleet's data (about 60 % idle rows of exact zeros, axes 9-14 NULL).
 """
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", default="table,json", help="output formats the commands are timed with")
     parser.add_argument("--keep", metavar="DBNAME", help="database to reuse or leave behind")
     parser.add_argument(
+        "--phrases-only", action="store_true", help="only the phrases' SQL (no index-off runs, dashboard, commands)"
+    )
+    parser.add_argument(
         "--compare",
         metavar="DIR",
         type=Path,
@@ -96,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     with scratch_database(url, prefix="bench_scale_q", name=args.keep, keep=bool(args.keep)) as engine:
         filled = fill(engine, args)
         rows, plans, facts = measure(engine, args)
-        rows += commands(engine, args, rows)
+        if not args.phrases_only:
+            rows += commands(engine, args, rows)
     notes = (
         f"Command: `.venv/bin/python -m bench.query_scale --rows {args.rows} --robots {args.robots} --runs {args.runs} "
         f"--budget {args.budget:g} --command-runs {args.command_runs}"
+        + (" --phrases-only" if args.phrases_only else "")
         + (f" --compare {args.compare}" if args.compare else "")
         + f"`. {facts}; "
         + (f"bulk ingest: {filled:.0f} s. " if filled else "kept database reused. ")
@@ -181,13 +188,19 @@ def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
         for phrase in PHRASES:
             words = phrase.name.replace("{n}", "20")
             for scope, query_args in scopes.items():
-                rows.append(result(f'query "{words}"', scope, sample(partial(answered, conn, words, query_args), args)))
+                if args.compare:  # both trees alike: each in a fresh process of its own, one after the other
+                    samples = sampled_in(Path.cwd(), engine, words, query_args, args)
+                else:
+                    samples = sample(partial(answered, conn, words, query_args), args)
+                rows.append(result(f'query "{words}"', scope, samples))
                 if args.compare:
                     before = sampled_in(args.compare, engine, words, query_args, args)
                     rows[-1]["before p50 ms"] = round(statistics.median(before), 1)
                     rows[-1]["before p99 ms"] = round(percentile(before, 99), 1)
                 print(rows[-1], flush=True)
-        plans = index_cases(conn, rows, robot, scopes, args)
+        plans = {} if args.phrases_only else index_cases(conn, rows, robot, scopes, args)
+    if args.phrases_only:
+        return rows, plans, facts
     view = HistoryView(Document(), engine, DashboardSettings(_env_file=None))
     gc.collect()
     gc.freeze()  # as the dashboard process does once it serves (dashboard/service.py)
