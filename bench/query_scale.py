@@ -16,6 +16,11 @@ Timed, p50/p99 over --runs runs after a warm-up run (fewer once a case has taken
   --format F`` as a process, its output to a file, --command-runs times per format; beside it the SQL alone
   (the rows above) and the output's rendering alone (consumer_db.output.render, in this process);
 - the cases where the (robot_id, ts) index matters, once more with index scans off, and their plans.
+With ``--compare DIR`` (a checkout of another commit) each phrase's SQL is timed from both trees alike, each
+in a fresh process of its own, this tree's then that one's (``before p50/p99 ms``): a big answer's rows cost
+more in this long-lived process (the fleet's 1-minute resample: 14 s here, 11 s in a fresh one); and each
+command is run from it in turn with this tree's. Each command's time to its first byte of output and its peak
+memory (max RSS) are kept. ``--phrases-only``: the phrases' SQL alone.
 bench.query_plans times the same functions directly on random data made on the server; this one asks them
 as users do, on the fleet's data (about 60 % idle rows of exact zeros, axes 9-14 NULL).
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
 import subprocess
@@ -32,6 +38,7 @@ import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -78,22 +85,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", default="table,json", help="output formats the commands are timed with")
     parser.add_argument("--keep", metavar="DBNAME", help="database to reuse or leave behind")
     parser.add_argument(
+        "--phrases-only", action="store_true", help="only the phrases' SQL (no index-off runs, dashboard, commands)"
+    )
+    parser.add_argument(
         "--compare",
         metavar="DIR",
         type=Path,
         help="a checkout of another commit: each command also run from it, in turn with this tree's",
     )
     args = parser.parse_args(argv)
+    load_at_start = os.getloadavg()[0]
     url = postgres_url("query_scale")
     if url is None:
         return 2
     with scratch_database(url, prefix="bench_scale_q", name=args.keep, keep=bool(args.keep)) as engine:
         filled = fill(engine, args)
         rows, plans, facts = measure(engine, args)
-        rows += commands(engine, args, rows)
+        if not args.phrases_only:
+            rows += commands(engine, args, rows)
     notes = (
         f"Command: `.venv/bin/python -m bench.query_scale --rows {args.rows} --robots {args.robots} --runs {args.runs} "
         f"--budget {args.budget:g} --command-runs {args.command_runs}"
+        + (" --phrases-only" if args.phrases_only else "")
         + (f" --compare {args.compare}" if args.compare else "")
         + f"`. {facts}; "
         + (f"bulk ingest: {filled:.0f} s. " if filled else "kept database reused. ")
@@ -108,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.compare
             else ". "
         )
-        + f"1-min load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n\n"
+        + f"1-min load average at the start {load_at_start:.1f}, at the end {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores (`load`: as each case ended; `p99 ms` of a command: the slowest of its runs).\n\n"
         + "\n".join(f"### {name}\n```\n{plan}\n```" for name, plan in plans.items())
     )
     write_results("query_scale", rows, notes=notes, extra={"aiokafka": aiokafka_extensions()})
@@ -174,9 +188,19 @@ def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
         for phrase in PHRASES:
             words = phrase.name.replace("{n}", "20")
             for scope, query_args in scopes.items():
-                rows.append(result(f'query "{words}"', scope, sample(partial(answered, conn, words, query_args), args)))
+                if args.compare:  # both trees alike: each in a fresh process of its own, one after the other
+                    samples = sampled_in(Path.cwd(), engine, words, query_args, args)
+                else:
+                    samples = sample(partial(answered, conn, words, query_args), args)
+                rows.append(result(f'query "{words}"', scope, samples))
+                if args.compare:
+                    before = sampled_in(args.compare, engine, words, query_args, args)
+                    rows[-1]["before p50 ms"] = round(statistics.median(before), 1)
+                    rows[-1]["before p99 ms"] = round(percentile(before, 99), 1)
                 print(rows[-1], flush=True)
-        plans = index_cases(conn, rows, robot, scopes, args)
+        plans = {} if args.phrases_only else index_cases(conn, rows, robot, scopes, args)
+    if args.phrases_only:
+        return rows, plans, facts
     view = HistoryView(Document(), engine, DashboardSettings(_env_file=None))
     gc.collect()
     gc.freeze()  # as the dashboard process does once it serves (dashboard/service.py)
@@ -193,6 +217,41 @@ def answered(conn, words: str, query_args: QueryArgs) -> tuple[list[dict], dict]
     """The phrase's whole answer, its streamed rows read too."""
     answer = ask(conn, words, query_args)
     return list(answer.rows), answer.tables
+
+
+# Run from the other tree's directory: its consumer_db answers (the same sampling as ``sample`` below).
+SAMPLED_THERE = """
+import json, sys, time
+from datetime import datetime
+from common.store.db import make_engine
+from consumer_db.phrases import QueryArgs, ask
+url, words, given = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+runs, budget = int(sys.argv[4]), float(sys.argv[5])
+given = {k: datetime.fromisoformat(v) if k in ("start", "end") else v for k, v in given.items()}
+engine = make_engine(url, log_version=False)
+with engine.connect() as conn:
+    def call():
+        answer = ask(conn, words, QueryArgs(**given))
+        list(answer.rows)
+    started = time.perf_counter(); call(); first = time.perf_counter() - started
+    samples, deadline = ([first * 1000] if first > budget else []), time.monotonic() + budget
+    while len(samples) < runs and (len(samples) < 3 or time.monotonic() < deadline):
+        started = time.perf_counter(); call(); samples.append((time.perf_counter() - started) * 1000)
+print(json.dumps(samples))
+"""
+
+
+def sampled_in(tree: Path, engine: Engine, words: str, query_args: QueryArgs, args) -> list[float]:
+    """``sample`` of the phrase as the tree at ``tree`` answers it, in a process of its own (started outside
+    the timing), on the same database."""
+    given = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in vars(query_args).items() if v is not None}
+    given = {k: v for k, v in given.items() if k in ("robot_id", "start", "end")}
+    url = engine.url.render_as_string(hide_password=False)
+    argv = [sys.executable, "-c", SAMPLED_THERE, url, words, json.dumps(given), str(args.runs), str(args.budget)]
+    done = subprocess.run(argv, cwd=tree, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{words!r} from {tree} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def sample(call, args) -> list[float]:
@@ -243,6 +302,7 @@ def result(query: str, scope: str, samples: list[float], parts: dict | None = No
         "p50 ms": round(statistics.median(samples), 1),
         "p99 ms": round(percentile(samples, 99), 1),
         "index off ms": None,
+        "load": round(os.getloadavg()[0], 1),  # 1-minute load average as the case ends
     }
     if parts is not None:
         p99 = {name: percentile(times[-len(samples) :], 99) for name, times in parts.items()}  # not the warm-up
@@ -314,43 +374,74 @@ def commands(engine: Engine, args, timed: list[dict]) -> list[dict]:
                         "render ms": round(render_ms, 1),
                         "answer rows": len(answer_rows),
                         "output bytes": out.stat().st_size,
-                        "command aim (< 500 ms) met": "yes" if statistics.median(wall) < 500 else "NO",
+                        "command aim (< 500 ms) met": "yes" if max(r.wall for r in wall) < 500 else "NO",
                     }
                 )
                 print(rows[-1], flush=True)
     return rows
 
 
-def in_turn(argv: list[str], env: dict, out: Path, args) -> tuple[list[float], list[float]]:
-    """ms of ``python -m consumer_db ARGV`` from this tree, --command-runs times; with --compare, each run
+@dataclass
+class Run:
+    """One command: ms to its exit and to its first byte of output, and its peak memory (MiB)."""
+
+    wall: float
+    first_byte: float | None
+    max_rss: float | None
+
+
+def in_turn(argv: list[str], env: dict, out: Path, args) -> tuple[list[Run], list[Run]]:
+    """``python -m consumer_db ARGV`` from this tree, --command-runs times; with --compare, each run
     followed by one from that tree (the process's working directory decides which consumer_db it imports)."""
-    wall, compared = [], []
+    mine, compared = [], []
     for _ in range(args.command_runs):
-        wall.append(run_command([sys.executable, "-m", "consumer_db", *argv], env, out))
+        mine.append(run_command([sys.executable, "-m", "consumer_db", *argv], env, out))
         if args.compare:
             compared.append(run_command([sys.executable, "-m", "consumer_db", *argv], env, out, cwd=args.compare))
     if args.compare:  # this tree's output last, for the output bytes
         run_command([sys.executable, "-m", "consumer_db", *argv], env, out)
-    return wall, compared
+    return mine, compared
 
 
-def walls(wall: list[float], compared: list[float]) -> dict:
+def walls(mine: list[Run], compared: list[Run]) -> dict:
+    wall = [r.wall for r in mine]
     row = {"runs": len(wall), "p50 ms": round(statistics.median(wall), 1), "p99 ms": round(max(wall), 1)}
+    row["load"] = round(os.getloadavg()[0], 1)
+    firsts = [r.first_byte for r in mine if r.first_byte is not None]
+    row["first byte p50 ms"] = round(statistics.median(firsts), 1) if firsts else None
+    row["max RSS MiB"] = max((round(r.max_rss, 1) for r in mine if r.max_rss is not None), default=None)
     if compared:
-        row["compared p50 ms"] = round(statistics.median(compared), 1)
-        row["compared max ms"] = round(max(compared), 1)
+        row["compared p50 ms"] = round(statistics.median(r.wall for r in compared), 1)
+        row["compared max ms"] = round(max(r.wall for r in compared), 1)
+        row["compared max RSS MiB"] = max(
+            (round(r.max_rss, 1) for r in compared if r.max_rss is not None), default=None
+        )
     return row
 
 
-def run_command(argv: list[str], env: dict, out: Path, cwd: Path | None = None) -> float:
-    """ms from the process's start to its exit, its output written to ``out``."""
-    with out.open("w") as sink:
-        started = time.perf_counter()
-        done = subprocess.run(argv, env=env, stdout=sink, stderr=subprocess.PIPE, text=True, cwd=cwd)
+# GNU time reports the command's own peak memory: wait4's, for a child forked from this process (bokeh,
+# the dashboard: ~110 MiB), starts from this process's size before the exec.
+TIME = ["/usr/bin/time", "-f", "max RSS KiB %M"] if Path("/usr/bin/time").is_file() else []
+
+
+def run_command(argv: list[str], env: dict, out: Path, cwd: Path | None = None) -> Run:
+    """The process's run, from its start to its exit, its output copied to ``out`` as it comes (the time of
+    the first byte is when a user sees the answer begin); its peak memory (None without /usr/bin/time)."""
+    started = time.perf_counter()
+    process = subprocess.Popen([*TIME, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
+    with process, out.open("wb") as sink:
+        first_byte = None
+        while chunk := process.stdout.read1(1 << 16):
+            if first_byte is None:
+                first_byte = (time.perf_counter() - started) * 1000
+            sink.write(chunk)
+        stderr = process.stderr.read().decode(errors="replace")
+        process.wait()
         wall = (time.perf_counter() - started) * 1000
-    if done.returncode != 0:
-        raise RuntimeError(f"{argv[2:]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return wall
+    if process.returncode != 0:
+        raise RuntimeError(f"{argv[2:]} failed ({process.returncode}): {stderr[-2000:]}")
+    rss = [line for line in stderr.splitlines() if line.startswith("max RSS KiB ")]
+    return Run(wall, first_byte, int(rss[-1].split()[-1]) / 1024 if rss else None)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,21 @@ the rollup alone (``folded``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
+    Float,
+    Integer,
     Select,
+    SmallInteger,
     and_,
     case,
+    cast,
+    column,
     false,
     func,
     literal,
@@ -34,6 +41,7 @@ from common.store.tables import (
     fleet_minute,
     reading_stamps_hour,
     reading_stamps_minute,
+    readings,
     readings_fact,
     readings_hour,
     readings_minute,
@@ -80,6 +88,94 @@ def minute_stats_of(filters: Iterable) -> Select:
         .where(*filters)
         .group_by(R.c.robot_id, minute, R.c.axis_id)
     )
+
+
+def stored_readings(conn: Connection):
+    """The table a reader's raw conditions name (``robot_id``, ``ts``): on PostgreSQL ``readings``, one row per
+    reading, aggregated by ``raw_minute_stats`` / ``raw_stamp_stats`` without the readings_fact view; on SQLite
+    the long table itself."""
+    return readings if conn.dialect.name == "postgresql" else R
+
+
+def stored_rows(conn: Connection):
+    """readings_fact's rows (``robot_id``, ``axis_id``, ``ts``, ``amps``); on PostgreSQL unnested from
+    ``readings`` here, with the bit test the planner estimates (see ``readings_minute_stats_of``)."""
+    if conn.dialect.name != "postgresql":
+        return R
+    element, has_axis = _elements()
+    return (
+        select(
+            readings.c.robot_id, cast(element.c.axis_id, SmallInteger).label("axis_id"), readings.c.ts, element.c.amps
+        )
+        .select_from(readings.join(element, true()))
+        .where(has_axis)
+        .subquery("stored_rows")
+    )
+
+
+@functools.cache  # built once: SQLAlchemy takes ~6 ms to make the construct, a fifth of a small query
+def _elements():
+    """PostgreSQL: each reading's ``amps`` unnested (``amps``, ``axis_id``: the ordinality), and the condition
+    that the reading has a row of that axis (its bit in ``axes``), written ``<> 0``: see
+    ``readings_minute_stats_of``."""
+    element = (
+        func.unnest(readings.c.amps)
+        .table_valued(column("amps", Float), with_ordinality="axis_id")
+        .render_derived(name="element")
+    )
+    bit = readings.c.axes.op(">>", return_type=BigInteger)(cast(element.c.axis_id, Integer))
+    return element, bit.op("&", return_type=BigInteger)(1) != 0
+
+
+def raw_minute_stats(conn: Connection, filters: Iterable) -> Select:
+    """``minute_stats_of`` the raw rows of ``filters`` (on ``stored_readings``' columns)."""
+    return readings_minute_stats_of(filters) if conn.dialect.name == "postgresql" else minute_stats_of(filters)
+
+
+def readings_minute_stats_of(filters: Iterable) -> Select:
+    """PostgreSQL: ``minute_stats_of`` from ``readings``' rows of ``filters``, each reading's array unnested here.
+
+    The same rows as through the view: an element where the reading has its axis (its bit in ``axes``).
+    The view asks ``bit = 1``, which the planner, with no statistics on it, takes to keep 1 element in 200:
+    it expected 136 rows of the fleet's unfolded tail where 43,540 came, grouped them by a sort and spilled
+    it to disk. ``bit <> 0`` says the same of a bit, and the planner's guess for it is 199 in 200."""
+    element, has_axis = _elements()
+    amps, minute = element.c.amps, minute_start(readings.c.ts).label("minute")
+    return (
+        select(
+            readings.c.robot_id,
+            minute,
+            cast(element.c.axis_id, SmallInteger).label("axis_id"),
+            func.count().label("n_rows"),
+            func.count(amps).label("n_values"),
+            func.sum(case((amps == 0, 1), else_=0)).label("n_zero"),
+            func.sum(amps).label("sum_amps"),
+            func.sum(amps * amps).label("sum_sq_amps"),
+            func.min(amps).label("min_amps"),
+            func.max(amps).label("max_amps"),
+            func.max(case((amps != 0, amps))).label("max_active_amps"),
+        )
+        .select_from(readings.join(element, true()))
+        .where(*filters, has_axis)
+        .group_by(readings.c.robot_id, minute, element.c.axis_id)
+    )
+
+
+def raw_stamp_stats(conn: Connection, filters: Iterable) -> Select:
+    """``stamp_stats_of`` the raw rows of ``filters`` (on ``stored_readings``' columns); on PostgreSQL the times
+    from ``readings`` and the axes from ``readings_minute_stats_of``, both without the view."""
+    if conn.dialect.name != "postgresql":
+        return stamp_stats_of(filters)
+    filters = list(filters)
+    minutes = readings_minute_stats_of(filters).subquery()
+    axes = select(
+        minutes.c.robot_id,
+        minutes.c.minute,
+        cast(func.sum(minutes.c.n_rows), BigInteger).label("n_rows"),  # a sum of bigints is a numeric
+        axes_mask(minutes.c.axis_id).label("axes_stored"),
+        axes_mask(case((minutes.c.n_values > 0, minutes.c.axis_id))).label("axes_with_values"),
+    ).group_by(minutes.c.robot_id, minutes.c.minute)
+    return stamp_stats_of(filters, axes=axes, stored=readings)
 
 
 def stamp_stats_of(filters: Iterable, axes: Select | None = None, stored=R) -> Select:
@@ -239,7 +335,7 @@ def minute_stats(
     ``folded_only``: for the whole minutes of the range that are folded (see ``folded``)."""
     if folded_only:
         return folded(M, robot_id=robot_id, start=start, end=end)
-    return _whole_and_edges(conn, M, minute_stats_of, robot_id=robot_id, start=start, end=end)
+    return _whole_and_edges(conn, M, raw_minute_stats, robot_id=robot_id, start=start, end=end)
 
 
 STATS = tuple(column.name for column in axis_stats_columns())  # what a minute and an hour row both hold
@@ -251,17 +347,37 @@ def span_stats(conn: Connection, *, robot_id: str | None, start: datetime | None
     (``minute`` the hour's start). For sums and maxima over long ranges (window peaks, the per-axis summary,
     the hourly resample): the fleet's day is 24 rows per robot and axis, not 1,440. The same rows as
     ``minute_stats``, grouped coarser where they can be; the other whole folded minutes from the minute
-    rollup, the rest raw.
+    rollup, the rest raw (``_layers``)."""
+    layers = _layers(conn, H, M, robot_id=robot_id, start=start, end=end)
+    if layers is None:
+        m = minute_stats(conn, robot_id=robot_id, start=start, end=end)  # no whole hour in the range
+        return select(m, m.c.minute.label("peak_minute")).subquery()
+    hours, minutes, raw = layers
+    raw_minutes = raw_minute_stats(conn, [raw]).subquery()
+    parts = [
+        select(H.c.robot_id, H.c.hour.label("minute"), H.c.axis_id, *(H.c[n] for n in STATS), H.c.peak_minute).where(
+            hours
+        ),
+        select(M.c.robot_id, M.c.minute, M.c.axis_id, *(M.c[n] for n in STATS), M.c.minute.label("peak_minute")).where(
+            minutes
+        ),
+        select(raw_minutes, raw_minutes.c.minute.label("peak_minute")),
+    ]
+    return union_all(*parts).subquery()
+
+
+def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None, start, end):
+    """The conditions of ``span_stats``' three parts, on ``hour_table`` (``hour``), ``minute_table``
+    (``minute``) and ``stored_readings`` (``ts``); None when the range holds no whole hour.
 
     Per robot, with ``folded_until`` read beforehand (as ``_whole_and_edges`` does) and robots grouped by it:
     hours ``[first_hour, hour_cut)``, minutes ``[first, first_hour)`` and ``[hour_cut, minute_cut)``, raw rows
-    ``[start, first)`` and ``[minute_cut, end]``."""
+    ``[start, first)`` and ``[minute_cut, end]`` (PostgreSQL prunes the partitions outside each of them)."""
     first, last = _whole_minutes(start, end)
     first_hour = None if first is None else floor_hour(first - MINUTE) + HOUR
     last_hour = None if last is None else floor_hour(last)
     if first_hour is not None and last_hour is not None and first_hour >= last_hour:
-        m = minute_stats(conn, robot_id=robot_id, start=start, end=end)  # no whole hour in the range
-        return select(m, m.c.minute.label("peak_minute")).subquery()
+        return None
     query = select(P.c.robot_id, P.c.folded_until).order_by(P.c.robot_id)
     if robot_id is not None:
         query = query.where(P.c.robot_id == robot_id)
@@ -273,42 +389,48 @@ def span_stats(conn: Connection, *, robot_id: str | None, start: datetime | None
         if first is not None:
             hour_cut, minute_cut = max(hour_cut, first_hour), max(minute_cut, first)
         groups.setdefault((hour_cut, minute_cut), []).append(robot)
+    h, m, t = hour_table, minute_table, stored_readings(conn)
     hours, minutes, raw = [], [], []
     for (hour_cut, minute_cut), robots in groups.items():
         if first_hour is None or hour_cut > first_hour:
-            hours.append(and_(H.c.robot_id.in_(robots), *spanning(H, "hour", None, first_hour, hour_cut)))
-        if first is not None:
+            hours.append(and_(h.c.robot_id.in_(robots), *spanning(h, "hour", None, first_hour, hour_cut)))
+        if first is not None and first < min(first_hour, minute_cut):
             minutes.append(
-                and_(M.c.robot_id.in_(robots), *spanning(M, "minute", None, first, min(first_hour, minute_cut)))
+                and_(m.c.robot_id.in_(robots), *spanning(m, "minute", None, first, min(first_hour, minute_cut)))
             )
         if hour_cut < minute_cut:
-            minutes.append(and_(M.c.robot_id.in_(robots), *spanning(M, "minute", None, hour_cut, minute_cut)))
-        raw.append(and_(R.c.robot_id.in_(robots), R.c.ts >= minute_cut, *([R.c.ts <= end] if end is not None else [])))
+            minutes.append(and_(m.c.robot_id.in_(robots), *spanning(m, "minute", None, hour_cut, minute_cut)))
+        raw.append(and_(t.c.robot_id.in_(robots), t.c.ts >= minute_cut, *([] if end is None else [t.c.ts <= end])))
     if start is not None and start < first:
-        raw.append(and_(*where(R, robot_id=robot_id, start=start, end=None), R.c.ts < first))
-    raw_minutes = minute_stats_of([or_(false(), *raw)]).subquery()
-    parts = [
-        select(H.c.robot_id, H.c.hour.label("minute"), H.c.axis_id, *(H.c[n] for n in STATS), H.c.peak_minute).where(
-            or_(false(), *hours)
-        ),
-        select(M.c.robot_id, M.c.minute, M.c.axis_id, *(M.c[n] for n in STATS), M.c.minute.label("peak_minute")).where(
-            or_(false(), *minutes)
-        ),
-        select(raw_minutes, raw_minutes.c.minute.label("peak_minute")),
-    ]
-    return union_all(*parts).subquery()
+        raw.append(and_(*where(t, robot_id=robot_id, start=start, end=None), t.c.ts < first))
+    return or_(false(), *hours), or_(false(), *minutes), or_(false(), *raw)
 
 
 def stamp_stats(
     conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None, folded_only: bool = False
 ):
     """Subquery: ``reading_stamps_minute``'s columns for the rows of ``start <= ts <= end``, and ``seconds``,
-    the length of the stretch of time a row sums up (60). ``folded_only``: of the whole minutes folded; a
-    whole hour's as one row of reading_stamps_hour (``seconds`` 3600), its start in ``minute``."""
+    the length of the stretch of time a row sums up: 60, or 3600 for a robot's whole hour folded so far, one
+    row of reading_stamps_hour (its start in ``minute``; the parts as ``span_stats``' ones). ``folded_only``:
+    of the whole minutes folded, whole hours likewise."""
     if folded_only:
         return _folded_stamps(conn, robot_id=robot_id, start=start, end=end)
-    minutes = _whole_and_edges(conn, S, stamp_stats_of, robot_id=robot_id, start=start, end=end)
-    return select(minutes, literal(60).label("seconds")).subquery()
+    layers = _layers(conn, SH, S, robot_id=robot_id, start=start, end=end)
+    if layers is None:  # no whole hour in the range
+        minutes = _whole_and_edges(conn, S, raw_stamp_stats, robot_id=robot_id, start=start, end=end)
+        return select(minutes, literal(60).label("seconds")).subquery()
+    hours, minutes, raw = layers
+    raw_stamps = raw_stamp_stats(conn, [raw]).subquery()
+    return union_all(
+        select(
+            SH.c.robot_id, SH.c.hour.label("minute"), *(SH.c[n] for n in STAMPS), literal(3600).label("seconds")
+        ).where(hours),
+        select(S.c.robot_id, S.c.minute, *(S.c[n] for n in STAMPS), literal(60).label("seconds")).where(minutes),
+        select(raw_stamps.c.robot_id, raw_stamps.c.minute, *(raw_stamps.c[n] for n in STAMPS), literal(60)),
+    ).subquery()
+
+
+STAMPS = ("readings", "first_ts", "last_ts", "longest_step_s", "n_rows", "axes_stored", "axes_with_values")
 
 
 def _folded_stamps(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None):
@@ -343,10 +465,12 @@ def _stamps_between(
 ):
     """The rows of a stamps table of ``robots`` (``[None]``: all) in ``[low, high)``, with the columns of
     ``stamp_stats``."""
-    names = ("readings", "first_ts", "last_ts", "longest_step_s", "n_rows", "axes_stored", "axes_with_values")
     conds = spanning(table, time, None, low, high) + ([] if robots == [None] else [table.c.robot_id.in_(robots)])
     return select(
-        table.c.robot_id, table.c[time].label("minute"), *(table.c[n] for n in names), literal(seconds).label("seconds")
+        table.c.robot_id,
+        table.c[time].label("minute"),
+        *(table.c[n] for n in STAMPS),
+        literal(seconds).label("seconds"),
     ).where(*conds)
 
 
@@ -374,8 +498,9 @@ def _whole_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
     A write that folds more minutes meanwhile changes nothing: the minutes it adds to the rollup are past
     the cut, and read raw."""
     first, last = _whole_minutes(start, end)
+    t = stored_readings(conn)
     if first is not None and last is not None and first >= last:
-        return of_raw(where(R, robot_id=robot_id, start=start, end=end)).subquery()
+        return of_raw(conn, where(t, robot_id=robot_id, start=start, end=end)).subquery()
     whole, tail = [], []
     for cut, robots in _cuts(conn, robot_id, first, last).items():
         if first is None or cut > first:
@@ -386,10 +511,10 @@ def _whole_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
                     *([table.c.minute >= first] if first is not None else []),
                 )
             )
-        tail.append(and_(R.c.robot_id.in_(robots), R.c.ts >= cut, *([R.c.ts <= end] if end is not None else [])))
-    parts = [select(table).where(or_(false(), *whole)), of_raw([or_(false(), *tail)])]
+        tail.append(and_(t.c.robot_id.in_(robots), t.c.ts >= cut, *([t.c.ts <= end] if end is not None else [])))
+    parts = [select(table).where(or_(false(), *whole)), of_raw(conn, [or_(false(), *tail)])]
     if start is not None and start < first:
-        parts.append(of_raw([*where(R, robot_id=robot_id, start=start, end=None), R.c.ts < first]))
+        parts.append(of_raw(conn, [*where(t, robot_id=robot_id, start=start, end=None), t.c.ts < first]))
     return union_all(*parts).subquery()
 
 

@@ -222,3 +222,27 @@ def test_a_hashed_fold_that_fails_raises_its_own_error(pg_engine):
     migrate(pg_engine)
     with pytest.raises(DataError, match="division by zero"), pg_engine.begin() as conn:
         _upsert(conn, M, select(M).where(literal_column("1 / 0") == 1), hashed=True)
+
+
+def test_the_one_minute_peak_is_the_first_row_of_the_tie_rule(pg_engine):
+    """Across robots and axes: the highest current, then the earlier time, then the lower robot id (as Python
+    orders text: "R2" before "r1", whatever the database's collation) and axis; each window's answer is the
+    least raw row of the window in that order. Robots "R2" and "r1" store the same values at the same times,
+    so every peak is a tie between them."""
+    rows = [
+        (robot, axis, ts, amps)
+        for robot in ("R2", "r1")
+        for _, axis, ts, amps in cases.readings(17)
+        if ts.second % 3  # drop some readings: steps of several seconds, windows with fewer rows
+    ]
+    with pg_engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R2", "r1"], axes=cases.AXES)
+        insert_readings(conn, rows)
+    stamps = sorted({r[2] for r in rows})
+    with pg_engine.connect() as conn:
+        for at in stamps[::37]:
+            window = [r for r in rows if at - timedelta(seconds=60) <= r[2] <= at and r[3] is not None]
+            robot, axis, ts, amps = min(window, key=lambda r: (-r[3], r[2], r[0], r[1]))
+            peak = queries.one_minute_peak(conn, at=at)
+            assert (peak["robot_id"], peak["axis_id"], peak["ts"], peak["peak_amps"]) == (robot, axis, ts, amps), at
+            assert peak["label"] == f"Axis #{axis}" and peak["window_end"] == at
