@@ -10,8 +10,8 @@ the median of the axis's model stands in for it; without either, a detector's ow
 
 Two findings keep their own severity (``Finding.instant``): the residual's ERROR for a **spike**, which one
 sample or a few cannot show in a window's level (a surge past twice the highest current of training, or one
-past SurgeC that did not come back: a heavier load's cycle peaks recur, so until then a surge is an ALERT
-sized here like any level), and the stuck-sensor rule (never an ERROR).
+past SurgeC, or a plateau past MaxC, that did not come back: a heavier load's cycle peaks recur, so until then
+it is sized here like any level), and the stuck-sensor rule (never an ERROR; a clamp's finding is sized).
 
 A **clamp** (a flat value that reads 0 A while the robot rests and comes back exactly: the joint's current held
 at a limit) is measured by its value, :func:`flat_ratio`: a flat current is its own level, and a clamp shorter
