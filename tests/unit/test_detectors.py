@@ -208,6 +208,15 @@ def test_a_plateau_under_surgec_that_does_not_come_back_was_a_spike_and_becomes_
     assert not any(f is not None and f.instant for f in feed(recurring, values, t0=100.0))
 
 
+def test_a_surge_followed_by_the_short_rules_plateaus_is_a_heavier_loads_peak_not_a_spike():
+    # One surge, then a broad peak past MaxC every 15 samples (a heavier load's cycles): the surge came back as
+    # those plateaus, so it is never confirmed as a spike.
+    detector = spiky(window=60)
+    assert feed(detector, [45.0], t0=100.0)[0].severity is Severity.ALERT
+    values = ([10.0] * 12 + [28.0, 29.0, 28.0]) * 4 + [10.0] * (2 * SPIKE_QUIET)
+    assert not any(f is not None and f.instant for f in feed(detector, values, t0=102.0))
+
+
 def test_a_surge_followed_by_a_flat_value_or_a_sustained_overload_is_no_spike():
     flat = spiky()
     feed(flat, [45.0], t0=100.0)
