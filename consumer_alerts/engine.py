@@ -34,7 +34,7 @@ from common.wire.schemas import Alert, Reading, Severity
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
 from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
-from consumer_alerts.detectors.severity import GrossChange, level_ratio
+from consumer_alerts.detectors.severity import GrossChange, flat_ratio, level_ratio
 from consumer_alerts.lifecycle import Lifecycle, OpenCount
 from consumer_alerts.model import AlertModel
 from consumer_alerts.settings import AlertsSettings
@@ -289,7 +289,8 @@ class DetectorEngine:
                     # An exact repeat is no proof that the joint draws that much (a stuck sensor reads the
                     # same): a level far from normal on repeats is raised, as a maintenance ALERT.
                     finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)
-                if finding is not None and not finding.instant and detector is not state.stuck:
+                # the stuck rule's finding is sized only for a clamp (its flat value follows the rests)
+                if finding is not None and not finding.instant and (detector is not state.stuck or state.follows):
                     finding = self._sized(state, finding, repeat=clean is None)
                 if finding is not None or aging:
                     self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
@@ -319,11 +320,16 @@ class DetectorEngine:
         A flat value (a repeat, or one still in the load's window) proves a gross level only when it is high
         and follows the robot's rests (a clamp); otherwise it may be a stuck sensor's, a maintenance ALERT."""
         ratio = level_ratio(state.load, state.median)
+        load = state.load
+        clamp = state.follows and load is not None and load.flat_now
+        if clamp:  # the joint's current held flat: its value is its level, whatever the window still holds
+            held = flat_ratio(load, state.flat, state.median)
+            if held is not None and held > 1 and (ratio is None or held > ratio):
+                ratio = held
         if ratio is None:
             return finding  # no normal level known yet: the detector's own severity
         gross = self.gross.severity(ratio) is Severity.ERROR
-        load = state.load
-        if gross and (repeat or load.flat_recently) and not (state.follows and ratio > 1 and load.flat_now):
+        if gross and (repeat or load.flat_recently) and not (clamp and ratio > 1):
             gross = False
         if not gross:
             return finding if finding.severity is Severity.ALERT else replace(finding, severity=Severity.ALERT)

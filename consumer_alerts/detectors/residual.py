@@ -7,7 +7,8 @@ Per active sample: ``residual = observed - expected`` (amps, from the axis's tra
   >= MinC, held for T_LONG seconds.
 - ERROR: the residual >= MaxC on each of the last ``short`` active samples in a row (the lab's "holds
   for T_SHORT", counted in samples: T_SHORT is their duration at the usual sample spacing). The short
-  statistic is therefore the lowest residual of those samples. The engine sizes this ERROR like any level.
+  statistic is therefore the lowest residual of those samples. The engine sizes this ERROR like any level: a
+  heavier load's broad cycle peak passes it as a spike's plateau does, so it is also watched like a surge.
 - A **surge**: one sample whose residual reaches SurgeC (``surge_c``, above anything training saw even scaled
   up). A severe spike may last one 2-second sample, but so may the peak of a cycle under a load 50-100 %
   heavier: one sample does not tell them apart. So a surge is an ERROR on its own only past ``gross_high``
@@ -15,7 +16,8 @@ Per active sample: ``residual = observed - expected`` (amps, from the axis's tra
   an ALERT (sized by the engine like any level) and becomes an ERROR once it is known to have been a
   **spike**: no surge again for ``SPIKE_QUIET`` active samples after it, no sustained overload (the long
   statistic stayed under MinC) and no flat value (``SPIKE_FLAT`` repeats: a clamp or a stuck sensor, judged
-  by the rule for flat values). A surge does not enter the long window: it would keep the window over MinC,
+  by the rule for flat values). The short rule's samples are remembered the same way: a plateau past MaxC that
+  does not come back is a spike too. A surge does not enter the long window: it would keep the window over MinC,
   and an ALERT open, for a window's length after a spike of a few seconds.
 
 ALERT's "held" counts time from the first active sample that met the rule; idle rows and ``None`` neither
@@ -59,7 +61,7 @@ class ResidualDetector(ActiveSamples):
         self._alert = Hold()
         self.observed, self.normalized = False, 0.0
         self.long_stat = self.short_stat = NAN
-        self.spike: tuple[float, float] | None = None  # (value, residual) of a surge that may be a spike
+        self.spike: tuple[float, float, float] | None = None  # (value, residual, threshold): may be a spike
         self.since_surge = NEVER  # active samples since the last surge
         self.repeats = 0  # readings in a row that were no evidence while the robot worked (repeats)
 
@@ -88,15 +90,19 @@ class ResidualDetector(ActiveSamples):
         alert = self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s
         if surge:
             return self._surge(value, residual)
+        if self.short_stat >= model.max_c:
+            # a few samples in a row past MaxC: a spike's plateau, or a heavier load's broad peak; it is sized by
+            # the engine like any level, and watched like a surge (a load's peaks recur, a spike's do not)
+            peak = max(self.short)  # the plateau's highest sample
+            self._heavy(peak + value - residual, peak, model.max_c)
+            return Finding(Severity.ERROR, value, self.short_stat, model.max_c)
         self.since_surge += 1
         if self.spike is not None:
             if self.long_stat >= model.min_c:
                 self.spike = None  # a sustained overload around it: a heavier load's peak, sized as a level
             elif self.since_surge >= SPIKE_QUIET:
-                (peak, peak_residual), self.spike = self.spike, None
-                return Finding(Severity.ERROR, peak, peak_residual, model.surge_c, instant=True)
-        if self.short_stat >= model.max_c:
-            return Finding(Severity.ERROR, value, self.short_stat, model.max_c)
+                (peak, peak_residual, threshold), self.spike = self.spike, None
+                return Finding(Severity.ERROR, peak, peak_residual, threshold, instant=True)
         if alert:
             return Finding(Severity.ALERT, value, self.long_stat, model.min_c)
         return None
@@ -104,15 +110,21 @@ class ResidualDetector(ActiveSamples):
     def _surge(self, value: float, residual: float) -> Finding:
         """A surge: an ERROR past what any load short of a gross one draws; otherwise an ALERT (sized by the
         engine), remembered as a spike until the samples after it say otherwise."""
-        gap, self.since_surge = self.since_surge, 0
         if self.gross_surge is not None and value >= self.gross_surge:
+            self.since_surge = 0
             return Finding(Severity.ERROR, value, residual, self.model.surge_c, instant=True)
+        self._heavy(value, residual, self.model.surge_c)
+        return Finding(Severity.ALERT, value, residual, self.model.surge_c)
+
+    def _heavy(self, value: float, residual: float, threshold: float) -> None:
+        """A sample a spike would make (a surge, or the short rule's run): remembered as a spike until another
+        comes back within ``SPIKE_QUIET`` active samples (a heavier load's peaks recur)."""
+        gap, self.since_surge = self.since_surge, 0
         if gap <= SPIKE_RUN_GAP:  # the same spike goes on: its highest sample is what it is remembered by
             if self.spike is not None and residual > self.spike[1]:
-                self.spike = (value, residual)
-        else:  # a first surge, or one again after a pause: the pause was short, a cycle's peaks recur
-            self.spike = (value, residual) if gap > SPIKE_QUIET else None
-        return Finding(Severity.ALERT, value, residual, self.model.surge_c)
+                self.spike = (value, residual, max(threshold, self.spike[2]))
+        else:  # a first one, or one again after a pause: the pause was short, a cycle's peaks recur
+            self.spike = (value, residual, threshold) if gap > SPIKE_QUIET else None
 
     def on_stoppage(self) -> None:
         self._alert = Hold()  # a run never spans a long stoppage (the windows keep their evidence)
@@ -128,6 +140,7 @@ class ResidualDetector(ActiveSamples):
             # scalars (a list is a window of floats to the snapshot): a surge that may still be a spike
             "spike_value": self.spike[0] if self.spike else None,
             "spike_residual": self.spike[1] if self.spike else None,
+            "spike_threshold": self.spike[2] if self.spike else None,
             "since_surge": self.since_surge,
             "repeats": self.repeats,
         }
@@ -138,5 +151,6 @@ class ResidualDetector(ActiveSamples):
         self.last_ts = state["last_ts"]
         self._alert.since = state["alert_since"]
         value, residual = state.get("spike_value"), state.get("spike_residual")  # absent: an older snapshot
-        self.spike = (value, residual) if value is not None else None
+        threshold = state.get("spike_threshold") or self.model.surge_c  # absent: a surge's, from an older snapshot
+        self.spike = (value, residual, threshold) if value is not None else None
         self.since_surge, self.repeats = state.get("since_surge", NEVER), state.get("repeats", 0)

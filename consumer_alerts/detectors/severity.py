@@ -10,8 +10,12 @@ the median of the axis's model stands in for it; without either, a detector's ow
 
 Two findings keep their own severity (``Finding.instant``): the residual's ERROR for a **spike**, which one
 sample or a few cannot show in a window's level (a surge past twice the highest current of training, or one
-past SurgeC that did not come back: a heavier load's cycle peaks recur, so until then a surge is an ALERT
-sized here like any level), and the stuck-sensor rule (never an ERROR).
+past SurgeC, or a plateau past MaxC, that did not come back: a heavier load's cycle peaks recur, so until then
+it is sized here like any level), and the stuck-sensor rule (never an ERROR; a clamp's finding is sized).
+
+A **clamp** (a flat value that reads 0 A while the robot rests and comes back exactly: the joint's current held
+at a limit) is measured by its value, :func:`flat_ratio`: a flat current is its own level, and a clamp shorter
+than a window would otherwise never show its size there (the window still holds the live readings before it).
 """
 
 from __future__ import annotations
@@ -43,4 +47,15 @@ def level_ratio(load, model_median: float | None) -> float | None:
         return load.ratio
     if model_median is not None and model_median > 0:
         return math.exp(load.total / len(load.logs) - math.log(model_median))
+    return None
+
+
+def flat_ratio(load, value: float, model_median: float | None) -> float | None:
+    """A flat value over the axis's normal level: what a window full of it reads (``None``: not known yet)."""
+    if value <= 0:
+        return None
+    if load is not None and load.learnt:
+        return math.exp(math.log(value) - (load.prior if load.on_prior else load.normal))
+    if model_median is not None and model_median > 0:
+        return value / model_median
     return None

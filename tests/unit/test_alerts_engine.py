@@ -233,6 +233,28 @@ def test_a_clamp_that_follows_the_robots_rests_is_sized_like_a_level_and_a_stuck
     assert worst(through_rests=True) is Severity.ALERT
 
 
+def test_a_clamp_shorter_than_the_load_window_is_sized_by_its_flat_value():
+    # 25 A is 2.5x axis 2's level, read as a constant for 60 busy readings (half of `load`'s window of 120)
+    # with the robot's rests in between: the window, still half full of live readings, reads ~1.6x, but a flat
+    # current is its own level, so the clamp is the ERROR of a load more than doubled. 18 A (1.8x) is an
+    # ALERT, and the same 25 A read through the rests too is the sensor's value: a maintenance ALERT.
+    def worst(amps, through_rests=False):
+        span = range(3000, 3000 + 60 * 26 // 16)
+        readings = cycle_readings(3600, fault=lambda i, a, v: amps if a == 2 and i in span else v)
+        if through_rests:
+            readings = [
+                r.model_copy(update={"currents": {**r.currents, 2: amps}}) if i in span else r
+                for i, r in enumerate(readings)
+            ]
+        alerts = run(DetectorEngine(EngineConfig()), readings)
+        assert alerts and {a.axis for a in alerts} == {2}
+        return max((a.severity for a in alerts), key=[Severity.ALERT, Severity.ERROR].index)
+
+    assert worst(25.0) is Severity.ERROR
+    assert worst(18.0) is Severity.ALERT
+    assert worst(25.0, through_rests=True) is Severity.ALERT
+
+
 def test_every_detector_grades_a_change_of_level_by_its_size_against_normal():
     # The default set with a model: axis 2 drawing 1.5x its load is an ALERT whichever detector sees it (the
     # residual's short rule alone called a cycle's peak at +50 % an ERROR); 3x is an ERROR by the same rule

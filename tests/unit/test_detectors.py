@@ -168,7 +168,9 @@ def test_a_surge_past_twice_the_training_top_is_an_error_at_once():
 
 
 def spiky(**kw):
-    detector = ResidualDetector(axis_model(short=3, surge_c=30.0, top=40.0, window=20, min_c=2.0, **kw))
+    detector = ResidualDetector(
+        axis_model(**{"short": 3, "surge_c": 30.0, "top": 40.0, "window": 20, "min_c": 2.0, **kw})
+    )
     feed(detector, [10.0] * 30)
     return detector
 
@@ -189,6 +191,30 @@ def test_surges_that_recur_are_a_heavier_loads_peaks_and_stay_alerts():
     values = ([10.0] * 12 + [45.0]) * 6 + [10.0] * (2 * SPIKE_QUIET)
     findings = [f for f in feed(detector, values, t0=100.0) if f is not None]
     assert len(findings) == 6 and all(f.severity is Severity.ALERT for f in findings)
+
+
+def test_a_plateau_under_surgec_that_does_not_come_back_was_a_spike_and_becomes_an_error():
+    # Three samples in a row past MaxC (15 A over) but under SurgeC (30 A over): the short rule's finding, which
+    # the engine sizes like a level (a heavier load's broad peak reads the same). Not back within SPIKE_QUIET
+    # active samples, it was a spike: the spike's ERROR, as for a surge. Recurring, it stays the short rule's.
+    detector = spiky(window=60)
+    during = feed(detector, [28.0, 29.0, 28.0], t0=100.0)
+    assert during[:2] == [None, None] and during[2].severity is Severity.ERROR and not during[2].instant
+    after = feed(detector, [10.0] * SPIKE_QUIET, t0=106.0)
+    assert all(f is None for f in after[:-1])
+    assert after[-1].severity is Severity.ERROR and after[-1].instant and after[-1].value == 29.0
+    recurring = spiky(window=60)
+    values = ([10.0] * 12 + [28.0, 29.0, 28.0]) * 6 + [10.0] * (2 * SPIKE_QUIET)
+    assert not any(f is not None and f.instant for f in feed(recurring, values, t0=100.0))
+
+
+def test_a_surge_followed_by_the_short_rules_plateaus_is_a_heavier_loads_peak_not_a_spike():
+    # One surge, then a broad peak past MaxC every 15 samples (a heavier load's cycles): the surge came back as
+    # those plateaus, so it is never confirmed as a spike.
+    detector = spiky(window=60)
+    assert feed(detector, [45.0], t0=100.0)[0].severity is Severity.ALERT
+    values = ([10.0] * 12 + [28.0, 29.0, 28.0]) * 4 + [10.0] * (2 * SPIKE_QUIET)
+    assert not any(f is not None and f.instant for f in feed(detector, values, t0=102.0))
 
 
 def test_a_surge_followed_by_a_flat_value_or_a_sustained_overload_is_no_spike():
