@@ -11,7 +11,7 @@ from pydantic_settings import NoDecode
 from common.settings import CommonSettings
 from consumer_alerts.detectors import registry
 
-DEFAULT_DETECTORS: tuple[str, ...] = ("level", "load", "residual", "stuck", "multivariate")
+DEFAULT_DETECTORS: tuple[str, ...] = ("level", "load", "residual", "stuck", "multivariate", "cycle")
 
 
 class AlertsSettings(CommonSettings):
