@@ -55,6 +55,7 @@ HALFLIFE_CYCLES = 100.0
 MIN_SPREAD = 0.03  # log RMS: ~3 %, the least spread a program's cycles are judged against
 Z_CLIP = 4.0
 ALLOWANCE, LIMIT = 0.5, 6.0  # CUSUM k and h, in spreads (a sum is reset by a cycle on the other side of normal)
+STILL_OFF = 1.5  # spreads: a cycle nearer normal ends the finding (the fault is over: its event closes soon)
 LEARN_GATE = 3.0  # a cycle this many spreads off, or an axis whose sum is past half the limit, teaches nothing
 ABSORB_CYCLES = 60
 PROGRAM_SHARE = 0.5
@@ -150,9 +151,9 @@ class CycleDriftDetector:
                 return (axis, *off[axis])
             quiet = episode[2]
             holdoff = max(self.holdoff_s, self.holdoff_readings * self.interval.seconds)
-            if quiet < 0 or ts - quiet <= holdoff + self.interval.seconds:
-                return None  # its event is still open: the next one waits
-            self._episode = None
+            if quiet >= 0 and ts - quiet >= holdoff:
+                self._episode = None  # this quiet reading closes its event; the next one raises the new axis
+            return None  # its event is still open: the next one waits
         axis = max(off, key=lambda a: off[a][0])
         return (axis, *off[axis])
 
@@ -186,7 +187,7 @@ class CycleDriftDetector:
             sums[0], sums[1] = max(sums[0], 0.0), max(sums[1], 0.0)
             if max(sums[0], sums[1]) >= LIMIT / 2:
                 off += 1
-            if max(sums[0], sums[1]) >= LIMIT and abs(score) >= ALLOWANCE:  # summed, and still off (fault over: quiet)
+            if max(sums[0], sums[1]) >= LIMIT and abs(score) >= STILL_OFF:  # summed, and this cycle is off too
                 sums[2] += 1
                 ratio = math.exp(logs[axis] - self._normals[(program, axis)][1])
                 verdict[axis] = (max(sums[0], sums[1]), ratio, 1 if sums[0] >= sums[1] else -1)
