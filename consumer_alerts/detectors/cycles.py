@@ -77,13 +77,16 @@ class CycleDriftDetector:
         self.last_ts: float | None = None
         self._logs: dict[int, float] = {}  # the cycle in progress: sum of log current per axis (non-zero readings)
         self._n: dict[int, int] = {}  # its non-zero readings per axis
+        self._first: dict[int, float] = {}  # its first non-zero value per axis
+        self._varies: set[int] = set()  # the axes whose value changed within it (the others read one flat value)
         self._profile: list[float] = []  # its summed current per reading
         self._programs: list[list[Any]] = []  # [length, shape, last seen (cycle number), cycles]
         self._normals: dict[tuple[int, int], list[float]] = {}  # (program, axis): [cycles, mean, var] of log RMS
         self._sums: dict[int, list[float]] = {}  # axis: [high sum, low sum, cycles off]
         self._cycles = 0
         self._idle = 0  # idle readings in a row seen
-        self._off: dict[int, tuple[float, float, int]] = {}  # axes off after the last cycle: (sum, ratio, direction)
+        # axes off after the last cycle: (sum, ratio, direction, 1.0 if the axis read one flat value all cycle)
+        self._off: dict[int, tuple[float, float, int, float]] = {}
         self._episode: list[float] | None = None  # the axis raised last, its direction, its first quiet ts (-1: none)
 
     @classmethod
@@ -121,6 +124,9 @@ class CycleDriftDetector:
             total += value
             logs[axis] = logs.get(axis, 0.0) + math.log(value)
             n[axis] = n.get(axis, 0) + 1
+            first = self._first.setdefault(axis, value)
+            if value != first:
+                self._varies.add(axis)
         self._profile.append(total)
         if len(self._profile) > MAX_CYCLE_READINGS:
             self._reset_cycle()
@@ -130,15 +136,16 @@ class CycleDriftDetector:
             if self._episode is not None and self._episode[2] < 0:
                 self._episode[2] = ts  # the first quiet reading: its event closes a hold-off later
             return None
-        axis, total_sum, ratio, direction = verdict
+        axis, total_sum, ratio, direction, flat = verdict
         self._episode = [axis, direction, -1.0]
         self.normalized = squash(total_sum, LIMIT)
-        severity = self.gross.severity(ratio)
+        # a flat value proves no load (a stuck sensor reads the same): sized only when the axis's values varied
+        severity = Severity.ALERT if flat else self.gross.severity(ratio)
         value = currents.get(axis) or 0.0
         threshold = (self.gross.high if ratio > 1 else self.gross.low) if severity is Severity.ERROR else LIMIT
         return Finding(severity, value, total_sum, threshold, self.kinds[0 if direction > 0 else 1], axis)
 
-    def _verdict(self, ts: float) -> tuple[int, float, float, int] | None:
+    def _verdict(self, ts: float) -> tuple[int, float, float, int, float] | None:
         """The axis to raise now: the one of the event still open if it is still off, else the farthest off
         once that event has closed. The robot has one event per kind at a time: without this, a fault on
         another axis right after the first kept the first's event open (and the second unreported)."""
@@ -158,11 +165,11 @@ class CycleDriftDetector:
         return (axis, *off[axis])
 
     def _reset_cycle(self) -> None:
-        self._logs, self._n, self._profile = {}, {}, []
+        self._logs, self._n, self._profile, self._first, self._varies = {}, {}, [], {}, set()
 
     def _close(self) -> None:
         """A cycle has ended: judge it against its program's normal, then learn from it."""
-        profile, sums, n = self._profile, self._logs, self._n
+        profile, sums, n, varies = self._profile, self._logs, self._n, self._varies
         self._reset_cycle()
         if len(profile) < 2:
             return
@@ -190,7 +197,8 @@ class CycleDriftDetector:
             if max(sums[0], sums[1]) >= LIMIT and abs(score) >= STILL_OFF:  # summed, and this cycle is off too
                 sums[2] += 1
                 ratio = math.exp(logs[axis] - self._normals[(program, axis)][1])
-                verdict[axis] = (max(sums[0], sums[1]), ratio, 1 if sums[0] >= sums[1] else -1)
+                flat = 0.0 if axis in varies else 1.0
+                verdict[axis] = (max(sums[0], sums[1]), ratio, 1 if sums[0] >= sums[1] else -1, flat)
             else:
                 sums[2] = 0.0
         if off >= max(2, PROGRAM_SHARE * len(z)) and len(z) >= 2:
@@ -276,14 +284,16 @@ class CycleDriftDetector:
         return {
             **self.interval.state(),
             "last_ts": self.last_ts,
-            "cycle": [v for a in self._logs for v in (a, self._logs[a], self._n[a])],
+            "cycle": [
+                v for a in self._logs for v in (a, self._logs[a], self._n[a], self._first[a], float(a in self._varies))
+            ],
             "profile": list(self._profile),
             "programs": [v for plen, shape, seen, count in self._programs for v in (plen, seen, count, *shape)],
             "normals": [v for (p, a), normal in self._normals.items() for v in (p, a, *normal)],
             "sums": [v for a, sums in self._sums.items() for v in (a, *sums)],
             "cycles": self._cycles,
             "idle": self._idle,
-            "off": [v for a, (total, ratio, direction) in self._off.items() for v in (a, total, ratio, direction)],
+            "off": [v for a, found in self._off.items() for v in (a, *found)],
             "episode": list(self._episode) if self._episode is not None else [],
         }
 
@@ -291,8 +301,10 @@ class CycleDriftDetector:
         self.interval = SamplingInterval.from_state(state)
         self.last_ts = state["last_ts"]
         cycle = state["cycle"]
-        self._logs = {int(cycle[i]): cycle[i + 1] for i in range(0, len(cycle), 3)}
-        self._n = {int(cycle[i]): int(cycle[i + 2]) for i in range(0, len(cycle), 3)}
+        self._logs = {int(cycle[i]): cycle[i + 1] for i in range(0, len(cycle), 5)}
+        self._n = {int(cycle[i]): int(cycle[i + 2]) for i in range(0, len(cycle), 5)}
+        self._first = {int(cycle[i]): cycle[i + 3] for i in range(0, len(cycle), 5)}
+        self._varies = {int(cycle[i]) for i in range(0, len(cycle), 5) if cycle[i + 4]}
         self._profile = list(state["profile"])
         raw, step = state["programs"], 3 + PROFILE_POINTS
         self._programs = [
@@ -305,5 +317,5 @@ class CycleDriftDetector:
         self._sums = {int(raw[i]): list(raw[i + 1 : i + 4]) for i in range(0, len(raw), 4)}
         self._cycles, self._idle = int(state["cycles"]), int(state["idle"])
         raw = state["off"]
-        self._off = {int(raw[i]): (raw[i + 1], raw[i + 2], int(raw[i + 3])) for i in range(0, len(raw), 4)}
+        self._off = {int(raw[i]): (raw[i + 1], raw[i + 2], int(raw[i + 3]), raw[i + 4]) for i in range(0, len(raw), 5)}
         self._episode = list(state["episode"]) or None

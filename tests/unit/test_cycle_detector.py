@@ -128,3 +128,17 @@ def test_it_is_in_the_default_set_and_quiet_there_on_steady_cycles():
     assert "cycle" in EngineConfig().detectors
     rows, _ = robot_rows(300, seed=6)
     assert [a for a in cycle_alerts(rows, EngineConfig()) if a.detector.startswith("cycle")] == []
+
+
+def test_a_gross_change_is_an_error_but_a_flat_value_only_an_alert():
+    # axis 2 draws 3x its current for 20 cycles: the severity rule's gross change
+    rows, _ = robot_rows(140, seed=8, factor=lambda cycle, axis: 3.0 if axis == 2 and 100 <= cycle < 120 else 1.0)
+    assert Severity.ERROR in {a.severity for a in cycle_alerts(rows) if a.axis == 2}
+    # the same level read as one flat value while the robot moves (a stuck sensor reads the same): an ALERT
+    rows, starts = robot_rows(140, seed=8)
+    level = 3.0 * float(np.mean([row[2] for row in rows if row[2]]))
+    for row in rows[starts[100] : starts[120]]:
+        if row[2]:
+            row[2] = round(level, 4)
+    alerts = [a for a in cycle_alerts(rows) if a.axis == 2]
+    assert alerts and {a.severity for a in alerts} == {Severity.ALERT}
