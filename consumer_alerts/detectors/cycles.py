@@ -75,10 +75,9 @@ class CycleDriftDetector:
         self.interval = SamplingInterval()
         self.observed, self.normalized = False, 0.0
         self.last_ts: float | None = None
-        self._logs: dict[int, float] = {}  # the cycle in progress: sum of log current per axis (non-zero readings)
-        self._n: dict[int, int] = {}  # its non-zero readings per axis
-        self._first: dict[int, float] = {}  # its first non-zero value per axis
-        self._varies: set[int] = set()  # the axes whose value changed within it (the others read one flat value)
+        # the cycle in progress, per axis over its non-zero readings: [sum of log current, readings, first value,
+        # 1.0 once a value differed from the first (else the axis read one flat value)]
+        self._axes: dict[int, list[float]] = {}
         self._profile: list[float] = []  # its summed current per reading
         self._programs: list[list[Any]] = []  # [length, shape, last seen (cycle number), cycles]
         self._normals: dict[tuple[int, int], list[float]] = {}  # (program, axis): [cycles, mean, var] of log RMS
@@ -117,16 +116,19 @@ class CycleDriftDetector:
             elif gap >= IDLE_GAP * self.interval.seconds and self._profile:
                 self._close()
         self.last_ts = ts
-        total, logs, n = 0.0, self._logs, self._n
+        total, axes, log = 0.0, self._axes, math.log  # every active reading of every robot: locals, one lookup
         for axis, value in currents.items():
             if not value:  # None, or an axis at rest (or a dropped sample) within the cycle
                 continue
             total += value
-            logs[axis] = logs.get(axis, 0.0) + math.log(value)
-            n[axis] = n.get(axis, 0) + 1
-            first = self._first.setdefault(axis, value)
-            if value != first:
-                self._varies.add(axis)
+            entry = axes.get(axis)
+            if entry is None:
+                axes[axis] = [log(value), 1, value, 0.0]
+                continue
+            entry[0] += log(value)
+            entry[1] += 1
+            if value != entry[2]:
+                entry[3] = 1.0
         self._profile.append(total)
         if len(self._profile) > MAX_CYCLE_READINGS:
             self._reset_cycle()
@@ -165,23 +167,23 @@ class CycleDriftDetector:
         return (axis, *off[axis])
 
     def _reset_cycle(self) -> None:
-        self._logs, self._n, self._profile, self._first, self._varies = {}, {}, [], {}, set()
+        self._axes, self._profile = {}, []
 
     def _close(self) -> None:
         """A cycle has ended: judge it against its program's normal, then learn from it."""
-        profile, sums, n, varies = self._profile, self._logs, self._n, self._varies
+        profile, axes = self._profile, self._axes
         self._reset_cycle()
         if len(profile) < 2:
             return
         self._cycles += 1
-        logs = {a: sums[a] / n[a] for a in sums if n[a] >= MIN_READINGS}
+        logs = {a: entry[0] / entry[1] for a, entry in axes.items() if entry[1] >= MIN_READINGS}
         program = self._program_of(profile, logs)
         d: dict[int, float] = {}  # log level over the program's normal, per warm axis
         for axis, log_level in logs.items():
             normal = self._normals.get((program, axis))
             if normal is not None and normal[0] >= WARMUP_CYCLES:
                 d[axis] = log_level - normal[1]
-        common = float(np.median(list(d.values()))) if len(d) >= COMMON_AXES else 0.0
+        common = _median(list(d.values())) if len(d) >= COMMON_AXES else 0.0
         residual = {axis: v - common for axis, v in d.items()}
         z = {axis: r / max(math.sqrt(self._normals[(program, axis)][2]), MIN_SPREAD) for axis, r in residual.items()}
         verdict: dict[int, tuple[float, float, int]] = {}
@@ -197,7 +199,7 @@ class CycleDriftDetector:
             if max(sums[0], sums[1]) >= LIMIT and abs(score) >= STILL_OFF:  # summed, and this cycle is off too
                 sums[2] += 1
                 ratio = math.exp(logs[axis] - self._normals[(program, axis)][1])
-                flat = 0.0 if axis in varies else 1.0
+                flat = 1.0 - axes[axis][3]
                 verdict[axis] = (max(sums[0], sums[1]), ratio, 1 if sums[0] >= sums[1] else -1, flat)
             else:
                 sums[2] = 0.0
@@ -242,7 +244,7 @@ class CycleDriftDetector:
         distance: one faulty axis does not move it), else the health baseline's rule of shapes (a stuck heavy
         axis changes the summed current's shape: a fault must not make its cycle another program's)."""
         length = len(profile)
-        shape = cycle_shape(np.asarray(profile, float))
+        shape = None  # by the shape only when the levels cannot tell (it costs more than the rest of the cycle)
         best, best_cos, best_distance = -1, MIN_COSINE, MATCH_DISTANCE
         for i, (plen, pshape, _, _) in enumerate(self._programs):
             if abs(plen - length) > LENGTH_TOLERANCE * plen:
@@ -259,9 +261,13 @@ class CycleDriftDetector:
                 if distance < best_distance:
                     best, best_distance = i, distance
                 continue
+            if shape is None:
+                shape = cycle_shape(np.asarray(profile, float))
             cos = float(np.dot(pshape, shape))
             if best_distance == MATCH_DISTANCE and cos >= best_cos:
                 best, best_cos = i, cos
+        if shape is None and (best < 0 or self._programs[best][3] < SHAPE_CYCLES):
+            shape = cycle_shape(np.asarray(profile, float))
         if best < 0:
             if len(self._programs) >= MAX_PROGRAMS:  # the least recently seen goes, with its normals
                 best = min(range(len(self._programs)), key=lambda i: self._programs[i][2])
@@ -284,9 +290,7 @@ class CycleDriftDetector:
         return {
             **self.interval.state(),
             "last_ts": self.last_ts,
-            "cycle": [
-                v for a in self._logs for v in (a, self._logs[a], self._n[a], self._first[a], float(a in self._varies))
-            ],
+            "cycle": [v for a, entry in self._axes.items() for v in (a, *entry)],
             "profile": list(self._profile),
             "programs": [v for plen, shape, seen, count in self._programs for v in (plen, seen, count, *shape)],
             "normals": [v for (p, a), normal in self._normals.items() for v in (p, a, *normal)],
@@ -301,10 +305,10 @@ class CycleDriftDetector:
         self.interval = SamplingInterval.from_state(state)
         self.last_ts = state["last_ts"]
         cycle = state["cycle"]
-        self._logs = {int(cycle[i]): cycle[i + 1] for i in range(0, len(cycle), 5)}
-        self._n = {int(cycle[i]): int(cycle[i + 2]) for i in range(0, len(cycle), 5)}
-        self._first = {int(cycle[i]): cycle[i + 3] for i in range(0, len(cycle), 5)}
-        self._varies = {int(cycle[i]) for i in range(0, len(cycle), 5) if cycle[i + 4]}
+        self._axes = {
+            int(cycle[i]): [cycle[i + 1], int(cycle[i + 2]), cycle[i + 3], cycle[i + 4]]
+            for i in range(0, len(cycle), 5)
+        }
         self._profile = list(state["profile"])
         raw, step = state["programs"], 3 + PROFILE_POINTS
         self._programs = [
@@ -319,3 +323,10 @@ class CycleDriftDetector:
         raw = state["off"]
         self._off = {int(raw[i]): (raw[i + 1], raw[i + 2], int(raw[i + 3]), raw[i + 4]) for i in range(0, len(raw), 5)}
         self._episode = list(state["episode"]) or None
+
+
+def _median(values: list[float]) -> float:
+    """The median of a few values (numpy's call costs more than sorting a robot's axes)."""
+    values.sort()
+    half = len(values) // 2
+    return values[half] if len(values) % 2 else 0.5 * (values[half - 1] + values[half])
