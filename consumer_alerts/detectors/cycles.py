@@ -2,30 +2,35 @@
 
 A joint's current swings from near 0 to its peak within every work cycle, so a slow drift of 10-20 % stays
 inside the range one reading, or a window of readings, draws anyway. Whole cycles of one program look alike:
-on the demo's robots an axis's RMS current per cycle varies by ~7 % around its program's normal (a reading by
-~80 %). So this robot-level detector judges cycle by cycle:
+on the demo's robots an axis's level per cycle varies by ~5 % around its program's normal (a reading by ~80 %).
+So this robot-level detector judges cycle by cycle (docs/consumer_alerts.md, "Work cycle by work cycle"):
 
 - **Cycles**, as the health pipeline splits them (docs/health.md): motion between idle spells. The engine
-  hands a robot detector its active readings only, so a cycle ends where the time to the next active reading
-  is :data:`IDLE_GAP` sampling intervals or more (two idle readings or more in between); a cycle longer than
-  :data:`MAX_CYCLE_READINGS` or cut by a stoppage is not judged (a robot that never rests has no cycles).
-- **Programs**, by the health baseline's rule (``consumer_alerts.health.baseline``): a cycle of about the
-  same length whose summed-current shape has a cosine of :data:`MIN_COSINE` or more with a program's.
-- **The learned normal** per program and axis: a mean and spread of the log RMS over the program's cycles
-  (a plain mean for the first cycles, then exponentially weighted, :data:`HALFLIFE_CYCLES`, so a change over
-  hours is followed), frozen while the axis is off (a fault does not become normal). Nothing is judged
-  before :data:`WARMUP_CYCLES` cycles of the program.
-- **The score** (learned apart from it): the cycle's deviation in units of the spread (:data:`MIN_SPREAD` at
-  least), less the median deviation of the robot's axes that cycle (a cycle run a little faster loads every
-  axis alike), clipped at :data:`Z_CLIP` (one odd cycle proves nothing), summed by a CUSUM per axis and
-  direction with allowance :data:`ALLOWANCE`; a cycle at or beyond normal the other way resets it. The sum
-  reaching :data:`LIMIT` raises ``cycle_high`` / ``cycle_low`` on that axis (0.5 of ``normalized``).
-- **A program change is not a fault**: when a cycle finds half of the robot's axes off together
-  (:data:`PROGRAM_SHARE`, two at least; a fault is one axis or a few), every normal is learned again from the
-  next cycles, quietly. A change of one axis that lasts :data:`ABSORB_CYCLES` cycles becomes its normal.
+  hands a robot detector its active readings (idle ones only while one of its events is open), so a cycle
+  ends at :data:`MIN_IDLE` idle readings, or where the time to the next active reading is :data:`IDLE_GAP`
+  sampling intervals or more; a cycle longer than :data:`MAX_CYCLE_READINGS` or cut by a stoppage is not
+  judged (a feed that never rests has no cycles).
+- **The level** of an axis in a cycle: the mean log current of its non-zero readings (a dropped sample or one
+  high peak moves it less than the RMS).
+- **Programs**: a cycle of about a program's length whose axes sit, most of them, near the program's learned
+  levels (:data:`MATCH_DISTANCE`); before those are learned, or with fewer than :data:`COMMON_AXES` axes, the
+  health baseline's rule of shapes (``consumer_alerts.health.baseline``: the summed current's shape).
+- **The learned normal** per program and axis: mean and spread of the level (a plain mean for the first
+  cycles, then exponentially weighted, :data:`HALFLIFE_CYCLES`, so a change over hours is followed), frozen
+  while the axis is off (a fault does not become normal). Nothing is judged before :data:`WARMUP_CYCLES`.
+- **The score**, apart from the learning: the deviation less the median deviation of the robot's axes that
+  cycle (a cycle run a little heavier loads every axis alike), in units of the spread (:data:`MIN_SPREAD` at
+  least), clipped at :data:`Z_CLIP` (one odd cycle proves nothing), summed by a CUSUM per axis and direction
+  (allowance :data:`ALLOWANCE`); a cycle on the other side of normal resets it.
+- **The threshold**: the sum at :data:`LIMIT` and the last cycle :data:`STILL_OFF` raise ``cycle_high`` /
+  ``cycle_low`` filed under that axis (``normalized`` 0.5 at the limit). One event per robot and kind: another
+  axis's finding waits until the first axis's event has closed (the engine's hold-off).
+- **A program change is not a fault**: half of the robot's axes off together (:data:`PROGRAM_SHARE`, two at
+  least; a fault is one axis or a few) drop every normal, learned again from the next cycles, quietly. A change
+  of one axis that lasts :data:`ABSORB_CYCLES` cycles becomes its normal.
 
-Severity is the one rule of :mod:`consumer_alerts.detectors.severity` on the cycle's RMS over its normal:
-an ERROR only for a gross change; the engine makes a finding on a repeated value an ALERT.
+Severity is the one rule of :mod:`consumer_alerts.detectors.severity` on the cycle's level over its normal,
+never an ERROR on an axis that read one flat value all cycle (a stuck sensor reads the same).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ SHAPE_CYCLES = 100  # a program's shape is the mean of its first cycles'
 
 WARMUP_CYCLES = 10
 HALFLIFE_CYCLES = 100.0
-MIN_SPREAD = 0.03  # log RMS: ~3 %, the least spread a program's cycles are judged against
+MIN_SPREAD = 0.03  # log: ~3 %, the least spread a program's cycles are judged against
 Z_CLIP = 4.0
 ALLOWANCE, LIMIT = 0.75, 6.0  # CUSUM k and h, in spreads (a sum is reset by a cycle on the other side of normal)
 STILL_OFF = 1.5  # spreads: a cycle nearer normal ends the finding (the fault is over: its event closes soon)
@@ -80,7 +85,7 @@ class CycleDriftDetector:
         self._axes: dict[int, list[float]] = {}
         self._profile: list[float] = []  # its summed current per reading
         self._programs: list[list[Any]] = []  # [length, shape, last seen (cycle number), cycles]
-        self._normals: dict[tuple[int, int], list[float]] = {}  # (program, axis): [cycles, mean, var] of log RMS
+        self._normals: dict[tuple[int, int], list[float]] = {}  # (program, axis): [cycles, mean, var] of its level
         self._sums: dict[int, list[float]] = {}  # axis: [high sum, low sum, cycles off]
         self._cycles = 0
         self._idle = 0  # idle readings in a row seen
