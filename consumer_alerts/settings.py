@@ -11,7 +11,7 @@ from pydantic_settings import NoDecode
 from common.settings import CommonSettings
 from consumer_alerts.detectors import registry
 
-DEFAULT_DETECTORS: tuple[str, ...] = ("level", "load", "residual", "stuck", "multivariate")
+DEFAULT_DETECTORS: tuple[str, ...] = ("level", "load", "residual", "stuck", "multivariate", "cycle")
 
 
 class AlertsSettings(CommonSettings):
@@ -26,7 +26,7 @@ class AlertsSettings(CommonSettings):
     detectors: Annotated[list[str], NoDecode] = Field(
         list(DEFAULT_DETECTORS),
         description="Detectors to run, comma-separated, by their name in consumer_alerts/detectors/registry.py: "
-        "level, load, residual, stuck, multivariate (robot-level); zscore (opt-in).",
+        "level, load, residual, stuck; multivariate and cycle (robot-level); zscore (opt-in).",
     )
     level_warmup: int = Field(
         300,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from consumer_alerts.detectors import Detector, Finding
+from consumer_alerts.detectors.cycles import CycleDriftDetector
 from consumer_alerts.detectors.level import LevelOptions, LevelScorer
 from consumer_alerts.detectors.load import GROSS_SCORE, LoadOptions, LoadScorer
 from consumer_alerts.detectors.multivariate import MultivariateDetector, MultivariateRobotDetector
@@ -148,6 +149,7 @@ AXIS_DETECTORS: dict[str, Callable[[AxisContext], Detector | None]] = {
 }
 ROBOT_DETECTORS: dict[str, Callable[[RobotContext], RobotDetector]] = {
     "multivariate": _multivariate,
+    "cycle": lambda ctx: CycleDriftDetector.from_config(ctx.config),
 }
 
 
