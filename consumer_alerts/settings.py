@@ -92,7 +92,7 @@ class AlertsSettings(CommonSettings):
         0.0005, gt=0, lt=1, description="Weight of a new active reading in the load detector's normal level and spread."
     )
     load_sigmas: float = Field(
-        4.5,
+        5.0,
         gt=0,
         description="Half-width of the load detector's band, in units of the spread of its window level on the "
         "axis's own data (not narrower than LOAD_MIN_RATIO).",
