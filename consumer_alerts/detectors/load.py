@@ -18,7 +18,12 @@ of the cycle. Against it:
   (``gross_low`` 0.2: 0.58x to 1.71x);
 - the **spread of the statistic on this axis's own data**: the exponentially weighted deviation of the
   window's log-mean from the normal level. The band is ``sigmas`` of that spread, and never narrower than
-  ``min_ratio`` either way: an axis whose window mean swings a lot on clean data needs a larger change.
+  ``min_ratio`` either way: an axis whose window mean swings a lot on clean data needs a larger change. Until
+  ``warmup`` active readings are learnt the spread is not known, so the band in force is the wide one of the
+  model's level (with or without a model): the spread is learnt only from windows in the inner half of the
+  band, and a band as narrow as ``min_ratio`` there would keep out the ordinary swing of a noisy axis, so the
+  spread, and the band after warm-up, would come out too small (a fresh start, or the re-learn after a program
+  change, then alerts on the new program's ordinary swings).
 
 A flat run (a stuck sensor, a clamp) leaves the window once live readings are back: its values were no
 load, and an event it raised closes with the fault instead of a window later.
@@ -88,7 +93,7 @@ class LoadScorer:
         self.direction = 1
         self._score = 0.0
         self._deviation = 0.0
-        self._band = self._floor
+        self._band = self._prior_band  # the spread is not known yet
         self._last, self._run, self._since_flat = 0.0, 0, o.window
 
     def score_one(self, x: float) -> float:
@@ -204,7 +209,13 @@ class LoadScorer:
             self.windows += 1
             d = self._deviation
             self.spread2 += max(o.alpha, 1.0 / self.windows) * (d * d - self.spread2)
-            self._band = max(o.sigmas * math.sqrt(self.spread2), self._floor)
+            self._band = self._learnt_band()
+
+    def _learnt_band(self) -> float:
+        """The band's half-width from the spread learnt, once warm-up has learnt enough of it; the wide band before."""
+        if self.count < self.options.warmup:
+            return self._prior_band
+        return max(self.options.sigmas * math.sqrt(self.spread2), self._floor)
 
     def on_stoppage(self) -> None:
         # The window keeps the last work before the pause: the load of a program does not change with a pause.
@@ -230,5 +241,5 @@ class LoadScorer:
         self.spread2, self.out_run = state["spread2"], int(state["out_run"])
         last, run, since = state["flat"]
         self._last, self._run, self._since_flat = last, int(run), int(since)
-        self._band = max(self.options.sigmas * math.sqrt(self.spread2), self._floor)
+        self._band = self._learnt_band()
         self.prior = state.get("prior", self.prior)  # absent in a snapshot from before the model's level

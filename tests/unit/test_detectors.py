@@ -500,3 +500,22 @@ def test_load_ignores_zeros_and_survives_a_restart():
     twin.load(detector.state())
     tail = work_cycles(300, seed=5, scale=0.5)
     assert feed(detector, tail, t0=4000.0) == feed(twin, tail, t0=4000.0)
+
+
+def phased_work(n, seed=1, phase=300):
+    """Work cycles whose level shifts from one program phase to the next (0.7x to 1.4x), as a robot's does."""
+    rng = random.Random(seed + 100)
+    levels = [rng.choice((0.7, 0.85, 1.15, 1.4)) for _ in range(n // phase + 1)]
+    return [v * levels[i // phase] for i, v in enumerate(work_cycles(n, seed=seed))]
+
+
+def test_load_without_a_model_learns_the_swing_of_its_phases_before_it_judges():
+    # No model (or the re-learn after a program change): until warm-up ends the spread is not known, and the
+    # band it is learnt against is the wide one. Against the narrowest band the swing from one phase to the
+    # next was kept out of the spread, the band after warm-up came out at its floor, and the clean feed alerted.
+    for seed in range(3):
+        detector = load_detector()
+        assert not any(feed(detector, phased_work(8000, seed=seed)))
+        assert detector.scorer.edge > 2.0  # the phases' swing, learnt
+        gone = feed(detector, work_cycles(400, seed=7, scale=0.1), t0=20000.0)
+        assert ("load_low", Severity.ERROR) in fired_kinds(gone)  # and it still judges
