@@ -3,7 +3,9 @@
 Input: per cycle, the axis's deviation from its learned normal (:mod:`consumer_alerts.health.baseline`).
 :class:`HourlyMedian` turns those into one value per hour (the median of the hour's cycles, with its
 standard error from their spread): a cycle is noisy (±8 %), an hour of ~40 cycles is not, and a few odd
-cycles cannot move a median.
+cycles cannot move a median. The trend takes each hour's value less :func:`common_mode`, what all the
+robot's axes show in that hour: the learned normals' shared error (each program change moves every axis
+of the robot by the same few %), the ambient day cycle; one joint's wear is what stands apart.
 
 :class:`WearTrend` is a Kalman filter on those hourly values with a level, a slope and (with
 ``accel_noise`` > 0, the default) an acceleration, each allowed to drift (how far it may move in an hour), so
@@ -32,13 +34,16 @@ forecast is a function of the state.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 HOUR_S = 3600.0
 MAX_HORIZON_H = 120 * 24.0  # beyond ~4 months a forecast of a crossing says nothing: "not within"
+ROBOT_MIN_AXES = 4  # axes with a value in the same hour needed to tell a robot's common mode
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,34 @@ class HourlyMedian:
         spread = 1.4826 * float(np.median(np.abs(values - median)))
         change, self._program_change = self._program_change, False
         return HourValue(hour + 0.5, median, 1.2533 * spread / math.sqrt(len(values)), len(values), change)
+
+
+def common_mode(values: Sequence[float]) -> float:
+    """What a robot's axes show together in one hour: the middle of the tightest half of their values (the
+    shortest half: a worn axis stands apart and is left out, where it would pull a median), 0 with fewer than
+    ``ROBOT_MIN_AXES`` values. What moves every axis of a robot at once is not one joint's wear: the ambient
+    day cycle, and above all the learned normals' shared error (a program's normals are learned, or carried
+    over, from the same cycles for every axis, so each program change adds a step common to them all)."""
+    if len(values) < ROBOT_MIN_AXES:
+        return 0.0
+    v = np.sort(np.asarray(values, dtype=float))
+    half = (len(v) + 1) // 2
+    start = int(np.argmin(v[half - 1 :] - v[: len(v) - half + 1]))
+    return float(np.median(v[start : start + half]))
+
+
+def relative_series(series: dict[int, list[HourValue]]) -> dict[int, list[HourValue]]:
+    """Each axis's hourly values less the robot's :func:`common_mode` of the same hour, over a robot's whole
+    series (the stream does it hour by hour: ``HealthMonitor``)."""
+    by_hour: dict[float, list[float]] = {}
+    for values in series.values():
+        for obs in values:
+            by_hour.setdefault(obs.hour, []).append(obs.value)
+    common = {hour: common_mode(values) for hour, values in by_hour.items()}
+    return {
+        axis: [dataclasses.replace(o, value=o.value - common[o.hour]) for o in values]
+        for axis, values in series.items()
+    }
 
 
 @dataclass(frozen=True)
