@@ -20,13 +20,14 @@ off), and the level restarts there with its slope kept.
 
 The forecast: ``draws`` possible states from the filter's belief (covariance times ``interval_scale``, plus
 ``level_bias_sd`` on the level, and ``carry_sd`` more per carried-over normal: the learned normals' own
-error, which no amount of hourly data reduces and which each program change adds to), each
+error beyond what the robot's axes share, which no amount of hourly data reduces and which each program
+change adds to; 0.03 before the common mode was taken out), each
 extended as level + slope·h + acceleration·h²/2 with the acceleration clipped at 0 (wear does not slow down
 by itself); the median of their crossing times is the forecast, the 10th and 90th percentiles the 80 %
-interval. ``interval_scale`` is calibrated, not derived: the factor at which the 80 % interval held the true
-crossing nearest 80 % in each band of life left (60-40, 40-17.5, 17.5-5 %) of the forecasts made at every 2.5 %
-of each worn axis's life on the benchmark's tuning seeds (``bench.forecast_quality``: 72 axes, 1,656
-forecasts; 1.4, from 12 axes, was 86 / 85 / 82 % there). The drifts
+interval. ``interval_scale`` and ``level_bias_sd`` are calibrated, not derived: the pair at which the 80 %
+interval held the true crossing nearest 80 % in each band of life left (60-40, 40-17.5, 17.5-5 %) of the
+forecasts made at every 2.5 % of each worn axis's life on the benchmark's tuning seeds
+(``bench.forecast_quality``: 72 axes, 1,656 forecasts; docs/benchmarks.md). The drifts
 (``level_noise``, ``slope_noise``, ``accel_noise``) are for tracking only: compounded over weeks ahead they
 would make every interval endless. The draws are the same for every call (seeded), so a
 forecast is a function of the state.
@@ -141,7 +142,7 @@ class WearTrend:
     accel_noise: float = 1e-7  # > 0: a third state, the acceleration (sd of its change per hour)
     initial_accel_sd: float = 1e-5  # per hour²: 0.3 reached by acceleration alone in two weeks is ~1 sd
     draws: int = 500
-    level_bias_sd: float = 0.03  # what the filter cannot see: the learned normals' own error (a few %)
+    level_bias_sd: float = 0.02  # what the filter cannot see: the normals' own error beyond the robot's shared one
     carry_sd: float = 0.005  # ... and each carried-over normal adds its own (its step's excess sd, tuning seeds)
     carried: int = 0  # carried-over normals seen: the unseen error of the level is a random walk over them
     x: np.ndarray | None = None
