@@ -179,10 +179,12 @@ class HealthMonitor:
         axes show at once is not one joint's wear). A robot's hours close together, on the first cycle of the
         next hour; one that closes later finds the others' still in ``latest``."""
         robot.latest.update(done)
+        common: dict[float, float] = {}  # one per hour closed (nearly always one)
         forecasts = []
         for axis, hour in done.items():
-            common = common_mode([h.value for h in robot.latest.values() if h.hour == hour.hour])
-            relative = dataclasses.replace(hour, value=hour.value - common)
+            if hour.hour not in common:
+                common[hour.hour] = common_mode([h.value for h in robot.latest.values() if h.hour == hour.hour])
+            relative = dataclasses.replace(hour, value=hour.value - common[hour.hour])
             forecasts.append(self._hour(robot_id, axis, robot.axes[axis], relative, alerts))
         return forecasts
 
