@@ -4,7 +4,8 @@ For each seed, a fleet of ``--robots`` synthetic robots runs ``--days`` days (``
 program changes on every robot, wear on ``--axes-per-robot`` axes of ``--worn`` of them; a worn robot only until
 a day after its last crossing) through the health pipeline: work cycles and
 indicators (``consumer_alerts.health.cycles``), deviation from the learned normal (``.baseline``), hourly
-medians and the local linear trend (``.forecast``). Then:
+medians less the robot's common mode and the local linear trend (``.forecast``; the naive line below runs on
+the raw hourly medians). Then:
 
 - for each worn axis, when 50 %, 25 % and 10 % of its life (crossing - onset) is left: the absolute error of
   the forecast time to crossing (hours) and whether the true crossing lies in the 80 % interval; the same for
@@ -226,8 +227,8 @@ def _robot_series(job) -> tuple[list[WearSpec], dict[int, list[HourValue]]]:
 
 
 def _grade_worn(spec: WearSpec, raw: list[HourValue], relative: list[HourValue], trend: dict[str, float]) -> list[dict]:
-    """The model on the values relative to the robot's other axes (as the stream), the naive line on the raw
-    hourly values (the indicator as stored); both lists have the same hours."""
+    """The model on the values less the robot's common mode (as the stream), the naive line on the raw hourly
+    values (the indicator as stored); both lists have the same hours."""
     onset, crossing = spec.onset_s / HOUR_S, spec.crossing_s / HOUR_S
     at = {left: crossing - left * (crossing - onset) for left in LEFT}
     model, rows, pending = WearTrend(**trend), [], sorted(at.items(), key=lambda kv: kv[1])
@@ -344,7 +345,7 @@ def _grade_clean(
     trend: dict[str, float],
 ) -> dict:
     """Days (from day 3) at whose end some axis of this robot without wear was forecast to cross within due_h
-    (the model on the values relative to the robot's other axes, the naive line on the raw ones)."""
+    (the model on the values less the robot's common mode, the naive line on the raw ones)."""
     models = {axis: WearTrend(**trend) for axis in series}
     checks = [d * 24.0 for d in range(3, int(days) + 1)]
     due = {"model": set(), "naive": set()}
