@@ -4,7 +4,8 @@ For each seed, a fleet of ``--robots`` synthetic robots runs ``--days`` days (``
 program changes on every robot, wear on ``--axes-per-robot`` axes of ``--worn`` of them; a worn robot only until
 a day after its last crossing) through the health pipeline: work cycles and
 indicators (``consumer_alerts.health.cycles``), deviation from the learned normal (``.baseline``), hourly
-medians and the local linear trend (``.forecast``). Then:
+medians less the robot's common mode and the local linear trend (``.forecast``; the naive line below runs on
+the raw hourly medians). Then:
 
 - for each worn axis, when 50 %, 25 % and 10 % of its life (crossing - onset) is left: the absolute error of
   the forecast time to crossing (hours) and whether the true crossing lies in the 80 % interval; the same for
@@ -49,7 +50,15 @@ import numpy as np
 from bench.results import write_results
 from consumer_alerts.health.baseline import AxisBaseline
 from consumer_alerts.health.cycles import CycleSplitter
-from consumer_alerts.health.forecast import HOUR_S, MAX_HORIZON_H, Forecast, HourlyMedian, HourValue, WearTrend
+from consumer_alerts.health.forecast import (
+    HOUR_S,
+    MAX_HORIZON_H,
+    Forecast,
+    HourlyMedian,
+    HourValue,
+    WearTrend,
+    relative_series,
+)
 from consumer_alerts.health.monitor import AxisHealth, HealthConfig
 from producer.synthetic import SyntheticRobot, robot_ids
 from producer.wear import DAY_S, DEFAULT_LIMIT, HELD_OUT_SHAPES, SHAPES, TUNING_SHAPES, WearSpec, wear_plan
@@ -112,10 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     alerts = {"clean robots": 0, "clean robots alerted": 0, "clean due events": 0, "worn axes": 0}
     leads, other_axes, dense = [], 0, []
     for seed, specs, series in fleets:
-        opened = due_events(series, trend, config)
+        relative = relative_series(series)  # what the stream's trends take (HealthMonitor); the naive line: raw
+        opened = due_events(relative, trend, config)
         for spec in specs:
-            worn_rows += [{"seed": seed, **row} for row in _grade_worn(spec, series[spec.axis], trend)]
-            dense += [{"seed": seed, "robot": spec.robot_id, **row} for row in _dense(spec, series[spec.axis], trend)]
+            graded = _grade_worn(spec, series[spec.axis], relative[spec.axis], trend)
+            worn_rows += [{"seed": seed, **row} for row in graded]
+            dense += [{"seed": seed, "robot": spec.robot_id, **row} for row in _dense(spec, relative[spec.axis], trend)]
             alerts["worn axes"] += 1
             mine = [h for axis, h in opened if axis == spec.axis]
             if mine:
@@ -123,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         if specs:
             other_axes += sum(axis not in {s.axis for s in specs} for axis, _ in opened)
         else:
-            for method, (due, days) in _grade_clean(series, args.days, args.due_days * 24, trend).items():
+            for method, (due, days) in _grade_clean(series, relative, args.days, args.due_days * 24, trend).items():
                 clean[method][0] += due
                 clean[method][1] += days
             alerts["clean robots"] += 1
@@ -215,16 +226,18 @@ def _robot_series(job) -> tuple[list[WearSpec], dict[int, list[HourValue]]]:
     return result
 
 
-def _grade_worn(spec: WearSpec, series: list[HourValue], trend: dict[str, float]) -> list[dict]:
+def _grade_worn(spec: WearSpec, raw: list[HourValue], relative: list[HourValue], trend: dict[str, float]) -> list[dict]:
+    """The model on the values less the robot's common mode (as the stream), the naive line on the raw hourly
+    values (the indicator as stored); both lists have the same hours."""
     onset, crossing = spec.onset_s / HOUR_S, spec.crossing_s / HOUR_S
     at = {left: crossing - left * (crossing - onset) for left in LEFT}
     model, rows, pending = WearTrend(**trend), [], sorted(at.items(), key=lambda kv: kv[1])
-    for i, obs in enumerate(series):
+    for i, obs in enumerate(relative):
         while pending and obs.hour > pending[0][1]:
             left, now = pending.pop(0)
             rows.append(_graded(spec, "model", left, now, crossing, model.forecast(spec.limit, now)))
-            rows[-1]["level_error_h"] = _level_error_h(spec, series[:i], now)
-            rows.append(_graded(spec, "naive", left, now, crossing, naive_forecast(series[:i], spec.limit, now)))
+            rows[-1]["level_error_h"] = _level_error_h(spec, relative[:i], now)
+            rows.append(_graded(spec, "naive", left, now, crossing, naive_forecast(raw[:i], spec.limit, now)))
         model.update(obs)
     return rows
 
@@ -324,12 +337,19 @@ def naive_forecast(series: list[HourValue], limit: float, now: float):
     return Forecast(now, float(intercept), float(slope * 24), crossing, crossing, crossing)
 
 
-def _grade_clean(series: dict[int, list[HourValue]], days: float, due_h: float, trend: dict[str, float]) -> dict:
-    """Days (from day 3) at whose end some axis of this robot without wear was forecast to cross within due_h."""
+def _grade_clean(
+    series: dict[int, list[HourValue]],
+    relative: dict[int, list[HourValue]],
+    days: float,
+    due_h: float,
+    trend: dict[str, float],
+) -> dict:
+    """Days (from day 3) at whose end some axis of this robot without wear was forecast to cross within due_h
+    (the model on the values less the robot's common mode, the naive line on the raw ones)."""
     models = {axis: WearTrend(**trend) for axis in series}
     checks = [d * 24.0 for d in range(3, int(days) + 1)]
     due = {"model": set(), "naive": set()}
-    for axis, values in series.items():
+    for axis, values in relative.items():
         i = 0
         for check in checks:
             while i < len(values) and values[i].hour <= check:
@@ -337,7 +357,7 @@ def _grade_clean(series: dict[int, list[HourValue]], days: float, due_h: float, 
                 i += 1
             for method, f in (
                 ("model", models[axis].forecast(DEFAULT_LIMIT, check)),
-                ("naive", naive_forecast(values[:i], DEFAULT_LIMIT, check)),
+                ("naive", naive_forecast(series[axis][:i], DEFAULT_LIMIT, check)),
             ):
                 if f is not None and f.crossing - check <= due_h:
                     due[method].add(check)

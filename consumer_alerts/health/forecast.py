@@ -3,7 +3,9 @@
 Input: per cycle, the axis's deviation from its learned normal (:mod:`consumer_alerts.health.baseline`).
 :class:`HourlyMedian` turns those into one value per hour (the median of the hour's cycles, with its
 standard error from their spread): a cycle is noisy (±8 %), an hour of ~40 cycles is not, and a few odd
-cycles cannot move a median.
+cycles cannot move a median. The trend takes each hour's value less :func:`common_mode`, what all the
+robot's axes show in that hour: the learned normals' shared error (each program change moves every axis
+of the robot by the same few %), the ambient day cycle; one joint's wear is what stands apart.
 
 :class:`WearTrend` is a Kalman filter on those hourly values with a level, a slope and (with
 ``accel_noise`` > 0, the default) an acceleration, each allowed to drift (how far it may move in an hour), so
@@ -18,13 +20,14 @@ off), and the level restarts there with its slope kept.
 
 The forecast: ``draws`` possible states from the filter's belief (covariance times ``interval_scale``, plus
 ``level_bias_sd`` on the level, and ``carry_sd`` more per carried-over normal: the learned normals' own
-error, which no amount of hourly data reduces and which each program change adds to), each
+error beyond what the robot's axes share, which no amount of hourly data reduces and which each program
+change adds to; 0.03 before the common mode was taken out), each
 extended as level + slope·h + acceleration·h²/2 with the acceleration clipped at 0 (wear does not slow down
 by itself); the median of their crossing times is the forecast, the 10th and 90th percentiles the 80 %
-interval. ``interval_scale`` is calibrated, not derived: the factor at which the 80 % interval held the true
-crossing nearest 80 % in each band of life left (60-40, 40-17.5, 17.5-5 %) of the forecasts made at every 2.5 %
-of each worn axis's life on the benchmark's tuning seeds (``bench.forecast_quality``: 72 axes, 1,656
-forecasts; 1.4, from 12 axes, was 86 / 85 / 82 % there). The drifts
+interval. ``interval_scale`` and ``level_bias_sd`` are calibrated, not derived: the pair at which the 80 %
+interval held the true crossing nearest 80 % in each band of life left (60-40, 40-17.5, 17.5-5 %) of the
+forecasts made at every 2.5 % of each worn axis's life on the benchmark's tuning seeds
+(``bench.forecast_quality``: 72 axes, 1,656 forecasts; docs/benchmarks.md). The drifts
 (``level_noise``, ``slope_noise``, ``accel_noise``) are for tracking only: compounded over weeks ahead they
 would make every interval endless. The draws are the same for every call (seeded), so a
 forecast is a function of the state.
@@ -32,13 +35,16 @@ forecast is a function of the state.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 HOUR_S = 3600.0
 MAX_HORIZON_H = 120 * 24.0  # beyond ~4 months a forecast of a crossing says nothing: "not within"
+ROBOT_MIN_AXES = 4  # axes with a value in the same hour needed to tell a robot's common mode
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,34 @@ class HourlyMedian:
         return HourValue(hour + 0.5, median, 1.2533 * spread / math.sqrt(len(values)), len(values), change)
 
 
+def common_mode(values: Sequence[float]) -> float:
+    """What a robot's axes show together in one hour: the middle of the tightest half of their values (the
+    shortest half: a worn axis stands apart and is left out, where it would pull a median), 0 with fewer than
+    ``ROBOT_MIN_AXES`` values. What moves every axis of a robot at once is not one joint's wear: the ambient
+    day cycle, and above all the learned normals' shared error (a program's normals are learned, or carried
+    over, from the same cycles for every axis, so each program change adds a step common to them all)."""
+    if len(values) < ROBOT_MIN_AXES:
+        return 0.0
+    v = np.sort(np.asarray(values, dtype=float))
+    half = (len(v) + 1) // 2
+    start = int(np.argmin(v[half - 1 :] - v[: len(v) - half + 1]))
+    return float(np.median(v[start : start + half]))
+
+
+def relative_series(series: dict[int, list[HourValue]]) -> dict[int, list[HourValue]]:
+    """Each axis's hourly values less the robot's :func:`common_mode` of the same hour, over a robot's whole
+    series (the stream does it hour by hour: ``HealthMonitor``)."""
+    by_hour: dict[float, list[float]] = {}
+    for values in series.values():
+        for obs in values:
+            by_hour.setdefault(obs.hour, []).append(obs.value)
+    common = {hour: common_mode(values) for hour, values in by_hour.items()}
+    return {
+        axis: [dataclasses.replace(o, value=o.value - common[o.hour]) for o in values]
+        for axis, values in series.items()
+    }
+
+
 @dataclass(frozen=True)
 class Forecast:
     now: float  # hours since the epoch
@@ -108,7 +142,7 @@ class WearTrend:
     accel_noise: float = 1e-7  # > 0: a third state, the acceleration (sd of its change per hour)
     initial_accel_sd: float = 1e-5  # per hour²: 0.3 reached by acceleration alone in two weeks is ~1 sd
     draws: int = 500
-    level_bias_sd: float = 0.03  # what the filter cannot see: the learned normals' own error (a few %)
+    level_bias_sd: float = 0.02  # what the filter cannot see: the normals' own error beyond the robot's shared one
     carry_sd: float = 0.005  # ... and each carried-over normal adds its own (its step's excess sd, tuning seeds)
     carried: int = 0  # carried-over normals seen: the unseen error of the level is a random walk over them
     x: np.ndarray | None = None

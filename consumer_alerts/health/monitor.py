@@ -1,8 +1,9 @@
 """The health pipeline in the stream: readings in, health events and "maintenance due" alert events out.
 
 Per robot: readings -> :class:`CycleSplitter` -> work cycle -> :class:`AxisBaseline` (deviation per axis)
--> one :class:`HourlyMedian` and :class:`WearTrend` per axis -> a forecast of the crossing of the limit,
-once an hour. Each finished cycle is a health event ("cycle"), each hour's forecasts of a robot another
+-> one :class:`HourlyMedian` per axis -> the hour's value less the robot's common mode (``common_mode``:
+what all its axes show at once) -> one :class:`WearTrend` per axis -> a forecast of the crossing of the
+limit, once an hour. Each finished cycle is a health event ("cycle"), each hour's forecasts of a robot another
 ("forecast"); both go to the health topic, from which consumer_db stores them.
 
 "Maintenance due" goes through the alert lifecycle of every other event (:class:`Lifecycle`, detector
@@ -16,6 +17,7 @@ horizon, 1 at the crossing, like the detectors' scores.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +26,7 @@ from common.wire.schemas import MAINTENANCE_DUE_DETECTOR, Alert, AxisForecast, H
 from consumer_alerts.detectors import Finding
 from consumer_alerts.health.baseline import AxisBaseline
 from consumer_alerts.health.cycles import Cycle, CycleSplitter
-from consumer_alerts.health.forecast import HOUR_S, Forecast, HourlyMedian, HourValue, WearTrend
+from consumer_alerts.health.forecast import HOUR_S, Forecast, HourlyMedian, HourValue, WearTrend, common_mode
 from consumer_alerts.lifecycle import Lifecycle
 
 DETECTOR = MAINTENANCE_DUE_DETECTOR
@@ -84,6 +86,7 @@ class RobotHealth:
     splitter: CycleSplitter
     baseline: AxisBaseline = field(default_factory=AxisBaseline)
     axes: dict[int, AxisHealth] = field(default_factory=dict)
+    latest: dict[int, HourValue] = field(default_factory=dict)  # each axis's last hour, for the common mode
 
 
 class HealthMonitor:
@@ -108,13 +111,9 @@ class HealthMonitor:
         for robot_id, robot in self.robots.items():
             for cycle in robot.splitter.flush():
                 alerts += self._cycle(robot_id, robot, cycle)
-            forecasts, last = [], 0.0
-            for axis, health in robot.axes.items():
-                if (hour := health.hourly.flush()) is not None:
-                    forecasts.append(self._hour(robot_id, axis, health, hour, alerts))
-                    last = max(last, hour.hour)
-            if forecasts:
-                at = datetime.fromtimestamp(last * HOUR_S, UTC)
+            done = {axis: hour for axis, health in robot.axes.items() if (hour := health.hourly.flush()) is not None}
+            if forecasts := self._hours(robot_id, robot, done, alerts):
+                at = datetime.fromtimestamp(max(hour.hour for hour in done.values()) * HOUR_S, UTC)
                 self.outbox.append(HealthEvent(robot_id=robot_id, kind="forecast", start=at, forecasts=forecasts))
         return alerts
 
@@ -126,6 +125,7 @@ class HealthMonitor:
         """A part was replaced: the axis learns its normal again, its trend starts over, its due event closes."""
         robot = self._robot(robot_id)
         robot.baseline.restart(axis)
+        robot.latest.pop(axis, None)
         health = robot.axes.pop(axis, None)
         return health.due.close(at) if health is not None and health.due is not None else None
 
@@ -162,15 +162,31 @@ class HealthMonitor:
             )
         )
         alerts: list[Alert] = []
-        forecasts = []
+        done = {}
         for axis in sorted(deviations.keys() | carried):
             health = robot.axes.get(axis) or robot.axes.setdefault(axis, AxisHealth())
             hour = health.hourly.push(cycle.start, deviations.get(axis), program_change=axis in carried)
             if hour is not None:
-                forecasts.append(self._hour(robot_id, axis, health, hour, alerts))
-        if forecasts:
+                done[axis] = hour
+        if forecasts := self._hours(robot_id, robot, done, alerts):
             self.outbox.append(HealthEvent(robot_id=robot_id, kind="forecast", start=start, forecasts=forecasts))
         return alerts
+
+    def _hours(
+        self, robot_id: str, robot: RobotHealth, done: dict[int, HourValue], alerts: list[Alert]
+    ) -> list[AxisForecast]:
+        """The hours just closed, each less the robot's common mode of that hour (``common_mode``: what all its
+        axes show at once is not one joint's wear). A robot's hours close together, on the first cycle of the
+        next hour; one that closes later finds the others' still in ``latest``."""
+        robot.latest.update(done)
+        common: dict[float, float] = {}  # one per hour closed (nearly always one)
+        forecasts = []
+        for axis, hour in done.items():
+            if hour.hour not in common:
+                common[hour.hour] = common_mode([h.value for h in robot.latest.values() if h.hour == hour.hour])
+            relative = dataclasses.replace(hour, value=hour.value - common[hour.hour])
+            forecasts.append(self._hour(robot_id, axis, robot.axes[axis], relative, alerts))
+        return forecasts
 
     def _hour(self, robot_id: str, axis: int, health: AxisHealth, hour: HourValue, alerts: list[Alert]) -> AxisForecast:
         forecast, alert = health.take_hour(robot_id, axis, hour, self.config)

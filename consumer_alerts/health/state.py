@@ -19,7 +19,7 @@ from pathlib import Path
 from consumer_alerts.health.monitor import HealthMonitor
 
 logger = logging.getLogger(__name__)
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the trends take values relative to the robot's other axes (a state of 1 learns again)
 
 
 def health_state_path(settings) -> Path | None:

@@ -6,7 +6,7 @@ import statistics
 import numpy as np
 import pytest
 
-from consumer_alerts.health.forecast import HourlyMedian, HourValue, WearTrend
+from consumer_alerts.health.forecast import HourlyMedian, HourValue, WearTrend, common_mode, relative_series
 
 
 def hours(values, start=0.0, stderr=0.005, changes=()):
@@ -141,3 +141,33 @@ def test_noisier_cycles_widen_the_interval_through_the_hourly_standard_error():
         assert sum(f.low <= 25 * 24 <= f.high for f in forecasts) >= 4
     width = {name: statistics.median(f.high - f.low for f in fs) for name, fs in (("quiet", quiet), ("noisy", noisy))}
     assert width["noisy"] > 1.3 * width["quiet"]
+
+
+def test_the_common_mode_is_the_tight_half_of_the_axes_not_pulled_by_worn_ones():
+    healthy = [0.020, 0.024, 0.022, 0.026, 0.021]
+    assert common_mode(healthy + [0.20, 0.25]) == pytest.approx(0.022, abs=0.002)  # a median would say 0.024+
+    assert common_mode(healthy + [0.20, 0.25]) < np.median(healthy + [0.20, 0.25])
+    assert common_mode([0.1, 0.2, 0.3]) == 0.0  # too few axes to tell what they share
+
+
+def robot_with_shared_steps(days=15, seed=8):
+    """Seven axes of one robot: each program change (days 4, 8, 12) moves every axis's line by the same +0.03
+    (the normals learned again from the same cycles) and an ambient day cycle of ±1 % moves them all; axis 1
+    also wears 0.01 a day (crosses 0.30 at day 30)."""
+    rng, t = np.random.default_rng(seed), np.arange(days * 24) / 24
+    shared = 0.03 * np.searchsorted([4, 8, 12], t, side="right") + 0.01 * np.sin(2 * np.pi * t)
+    changes = {d * 24 for d in (4, 8, 12)}
+    return {
+        axis: hours(shared + (0.01 * t if axis == 1 else 0) + rng.normal(0, 0.004, t.size), changes=changes)
+        for axis in range(1, 8)
+    }
+
+
+def test_steps_every_axis_shares_are_taken_out_of_the_worn_axis_trend():
+    series = robot_with_shared_steps()
+    raw, relative = (trend_over(s[1]).forecast(0.30) for s in (series, relative_series(series)))
+    assert relative.level == pytest.approx(0.15, abs=0.02)
+    assert relative.crossing / 24 == pytest.approx(30, abs=3) and relative.low < 30 * 24 < relative.high
+    assert raw.crossing / 24 < 25  # the shared +0.09 read as wear: days early
+    healthy = trend_over(relative_series(series)[2]).forecast(0.30)
+    assert abs(healthy.level) < 0.02 and healthy.crossing - healthy.now > 30 * 24

@@ -95,3 +95,20 @@ def test_maintenance_due_opens_only_after_hold_hours_of_due_forecasts_in_a_row()
         raise AssertionError("never due")
 
     assert opened_at(12) - opened_at(1) == 11
+
+
+def test_each_hour_goes_to_the_trend_less_what_all_the_robots_axes_show():
+    from consumer_alerts.health.forecast import HourValue
+    from consumer_alerts.health.monitor import AxisHealth
+
+    monitor = HealthMonitor(CONFIG)
+    robot = monitor._robot("r")
+    robot.axes = {axis: AxisHealth() for axis in range(1, 8)}
+    # the hall is warmer: every axis reads +0.05; axis 1 is also worn by 0.20
+    done = {axis: HourValue(0.5, 0.05 + (0.20 if axis == 1 else 0.0), 0.005, 40) for axis in range(1, 7)}
+    levels = {f.axis: f.level for f in monitor._hours("r", robot, done, [])}
+    assert levels[1] == pytest.approx(0.20, abs=1e-6)
+    assert all(levels[axis] == pytest.approx(0.0, abs=1e-6) for axis in range(2, 7))
+    # an axis whose hour closes a cycle later is compared with the others' values of that same hour
+    late = monitor._hours("r", robot, {7: HourValue(0.5, 0.06, 0.005, 40)}, [])
+    assert late[0].level == pytest.approx(0.01, abs=1e-6)
