@@ -3,7 +3,7 @@ sessions open) at several fleet sizes in turn, each at the real rate (one readin
 held for --hold-s, a fresh database and fresh topics per level.
 
     .venv/bin/python -m bench.load_curve [--robots 100,500,1000,2000] [--hold-s 600] [--warmup 20]
-        [--sessions 5] [--max-lag-s 60] [--set NAME=VALUE ...] [--name load_curve]
+        [--sessions 5] [--max-lag-s 60] [--set NAME=VALUE ...] [--profile SERVICE] [--keep-logs] [--name load_curve]
 
 Per level: readings/s produced and committed by consumer_db; p50/p99 of reading -> stored, -> alert event,
 -> dashboard (pipeline_latency's clocks); CPU of each service, of PostgreSQL (all its processes) and of the
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             fault_period=args.fault_period,
             env=args.env,
             nice={},
+            profile=args.profile,
         )
         print(f"--- {robots} robots, {args.hold_s:g} s held", flush=True)
         try:

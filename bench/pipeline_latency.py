@@ -227,8 +227,14 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
         **args.env,
     )
     consumers = [
-        Service("consumer_db", ["consumer_db", "run"], env, log_dir),
-        Service("consumer_alerts", ["consumer_alerts", "run"], env, log_dir),
+        Service("consumer_db", ["consumer_db", "run"], env, log_dir, profile=profile_of("consumer_db", args, log_dir)),
+        Service(
+            "consumer_alerts",
+            ["consumer_alerts", "run"],
+            env,
+            log_dir,
+            profile=profile_of("consumer_alerts", args, log_dir),
+        ),
         # no database, so no sign-in (the sessions here are the benchmark's own clients)
         Service(
             "dashboard",
@@ -351,6 +357,11 @@ def stats(what: str, samples: list[float], expected: int | None) -> dict:
     return row
 
 
+def profile_of(service: str, args, log_dir: Path) -> Path | None:
+    """Where ``service``'s profile goes when --profile names it (bench._profiled), else None."""
+    return log_dir / f"{service}.profile.txt" if service in getattr(args, "profile", []) else None
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of one run of the pipeline, shared with bench.load_curve (each of its levels is one)."""
     parser.add_argument("--warmup", type=float, default=20, help="seconds of readings left out at the start")
@@ -370,6 +381,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a setting for every service, e.g. SINK_BATCH_MS=100 (repeatable)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        choices=["consumer_db", "consumer_alerts"],
+        help="run this service under pyinstrument (bench._profiled): its profile in the logs' folder, kept with "
+        "--keep-logs; a profiled service runs slower (repeatable)",
     )
 
 

@@ -4,6 +4,7 @@ per partition, and exact (a robot moved mid-feed raises what an uninterrupted ru
 import json
 import logging
 import random
+import struct
 from datetime import timedelta
 
 from common.wire.bus import InProcessBus
@@ -51,26 +52,45 @@ def test_windows_survive_the_round_trip_bit_for_bit():
 
 
 async def put(bus: InProcessBus, robot_id: str, state: dict, partition: int = 0, offset: int = 1) -> None:
-    await bus.publish(STATE, robot_id, record(json.dumps(state).encode(), partition, offset), partition=partition)
+    await bus.publish(STATE, robot_id, record(engine_state.encode(state), partition, offset), partition=partition)
+
+
+async def test_windows_survive_the_state_topic_bit_for_bit():
+    engine, bus = fed_engine(), InProcessBus()
+    awkward = [0.1 + 0.2, 1e-310, -0.0, 1 / 3, float("inf"), float("nan"), 2.0**-1074]
+    engine.robots["r1"].axes[1].detectors[0].baseline.values.extend(awkward)
+    checkpoints = checkpoints_on(bus, engine)
+    checkpoints.changed, checkpoints.partition_of = set(ROBOTS), dict.fromkeys(ROBOTS, 0)
+    await checkpoints.flush()
+    restored = DetectorEngine(CONFIG)
+    assert await restore_partitions(checkpoints_on(bus, restored), {0}) == len(ROBOTS)
+    for robot in ROBOTS:
+        for axis, state in engine.robots[robot].axes.items():
+            for before, after in zip(state.detectors, restored.robots[robot].axes[axis].detectors, strict=True):
+                assert repr(after.state()) == repr(before.state())
+    restored_tail = list(restored.robots["r1"].axes[1].detectors[0].baseline.values)[-len(awkward) :]
+    assert [struct.pack("<d", v) for v in restored_tail] == [struct.pack("<d", v) for v in awkward]
 
 
 def checkpoints_on(bus: InProcessBus, engine: DetectorEngine, interval_s: float = 0) -> Checkpoints:
     return Checkpoints(engine, bus, STATE, "readings", interval_s)
 
 
-async def test_a_robot_state_of_another_version_or_not_float64_is_not_used_and_the_robot_warms_up(caplog):
+async def test_a_robot_state_of_another_version_or_form_is_not_used_and_the_robot_warms_up(caplog):
     engine, bus = fed_engine(), InProcessBus()
-    old = {**engine_state.robot_snapshot(engine.robots["r1"]), "version": 3}
-    broken = engine_state.robot_snapshot(engine.robots["r2"])
-    broken["axes"]["1"]["zscore"]["baseline"] = {"f64": "AAAA"}  # 3 bytes, not a multiple of 8
+    old = {**engine_state.robot_snapshot(engine.robots["r1"]), "version": 4}
     await put(bus, "r1", old)
-    await put(bus, "r2", broken)
+    whole = engine_state.encode(engine_state.robot_snapshot(engine.robots["r2"]))
+    await bus.publish(STATE, "r2", record(whole[: len(whole) // 2], 0, 1), partition=0)  # cut short
     await put(bus, "r3", engine_state.robot_snapshot(engine.robots["r3"]))
     await bus.publish(STATE, "r4", b"no head", partition=0)
+    as_json = json.dumps(engine_state.robot_snapshot(engine.robots["r1"])).encode()  # not MessagePack
+    await bus.publish(STATE, "r5", record(as_json, 0, 1), partition=0)
+    await bus.publish(STATE, "r6", record(engine_state.encode([1.0, 2.0]), 0, 1), partition=0)  # not a dict
     restored = DetectorEngine(CONFIG)
     with caplog.at_level(logging.WARNING):
         assert await restore_partitions(checkpoints_on(bus, restored), {0}) == 1
-    assert caplog.text.count("not used") == 3 and list(restored.robots) == ["r3"]
+    assert caplog.text.count("not used") == 5 and list(restored.robots) == ["r3"]
 
 
 async def test_only_the_robots_of_the_partitions_handed_over_are_restored():
@@ -94,7 +114,9 @@ def test_a_checkpoint_taken_robot_by_robot_is_the_state_at_its_start():
         taking.before_reading(reading.robot_id)
         engine.process(reading)
     assert taking.advance(float("inf")) is True
-    assert {rid: json.loads(part) for rid, part in taking.parts.items()} == json.loads(json.dumps(at_start))
+    assert {rid: engine_state.decode(part) for rid, part in taking.parts.items()} == {
+        rid: engine_state.decode(engine_state.encode(state)) for rid, state in at_start.items()
+    }
     assert engine_state.robot_snapshot(engine.robots["r2"]) != at_start["r2"]  # the readings did change r2
 
 

@@ -227,6 +227,29 @@ async def test_events_found_close_together_are_shipped_together_and_none_waits_l
     assert shipments == [(1, 1), (6, 6), (11, 11), (16, 16), (21, 20), (35, 21)]
 
 
+async def test_a_long_batch_without_events_still_gives_the_event_loop_its_turns(monkeypatch):
+    """40 readings and no event, a turn due every 10 readings of judging: the bus client's heartbeats run on
+    the same loop, so a batch judged in one go must not hold it for longer than that."""
+    engine = ScriptedEngine([])
+    monkeypatch.setattr(service, "TURN_EVERY_S", 10 * ScriptedEngine.STEP)
+    monkeypatch.setattr(service, "time", SimpleNamespace(perf_counter=lambda: engine.now))
+    turns: list[int] = []  # readings judged at each turn
+
+    async def let_out():
+        turns.append(engine.judged)
+
+    monkeypatch.setattr(service, "let_out", let_out)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    readings = [
+        Reading(robot_id="r1", ts=base + timedelta(seconds=2 * i), row=i, currents={1: 1.0}) for i in range(1, 41)
+    ]
+    messages = [Message("readings", 0, i, b"r1", r.to_bytes()) for i, r in enumerate(readings)]
+    alerts = await process_and_send(
+        engine, messages, InProcessBus(), "alerts", {}, before=lambda robot, partition: None
+    )
+    assert alerts == [] and turns == [10, 20, 30, 40]
+
+
 async def test_state_that_cannot_be_read_for_partitions_handed_over_stops_the_service_before_judging(settings):
     """Judging them cold would raise or close events an uninterrupted run would not: stop, commit nothing."""
     bus = InProcessBus()
