@@ -45,8 +45,7 @@ from common.wire.schemas import Severity
 from consumer_alerts.detectors import Finding, squash
 from consumer_alerts.detectors.scoring import SamplingInterval
 from consumer_alerts.detectors.severity import GrossChange
-from consumer_alerts.health.baseline import PROFILE_POINTS
-from consumer_alerts.health.baseline import _shape as cycle_shape
+from consumer_alerts.health.baseline import PROFILE_POINTS, cycle_shape
 
 MIN_IDLE = 2  # idle readings in a row that end a cycle (the health pipeline's ``min_idle_samples``)
 IDLE_GAP = MIN_IDLE + 0.5  # sampling intervals between two active readings that end a cycle (idle ones between)

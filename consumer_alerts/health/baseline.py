@@ -143,7 +143,7 @@ class AxisBaseline:
                 self.carried_over.add(axis)
 
     def _program_of(self, cycle: Cycle) -> _Program:
-        shape = _shape(cycle.profile)
+        shape = cycle_shape(cycle.profile)
         best, best_cos = None, self.min_cosine
         for program in self.programs:
             if abs(program.duration - cycle.duration) > self.duration_tolerance * program.duration:
@@ -167,7 +167,7 @@ class AxisBaseline:
         return best
 
 
-def _shape(profile: np.ndarray) -> np.ndarray:
+def cycle_shape(profile: np.ndarray) -> np.ndarray:
     points = np.interp(np.linspace(0, len(profile) - 1, PROFILE_POINTS), np.arange(len(profile)), profile)
     points = points - points.mean()  # centred: two positive profiles always look alike, their wiggles do not
     norm = np.linalg.norm(points)
