@@ -253,7 +253,7 @@ class DetectorEngine:
             state.raised = False
             # Without a finding, a detector's step only ages open events: with none open (most readings), none is
             # taken. (A step changes only its own detector's events: what was open before the loop is what counts.)
-            aging = state.has_open()
+            aging = state.opened.open > 0  # ``has_open()``, read directly: asked for every axis of every reading
             if not aging and (value is None or (idle and value == 0)):
                 # Nothing to judge and no event to age (most rows: idle, or an axis without a channel).
                 if not state.zeroed:
@@ -304,8 +304,11 @@ class DetectorEngine:
                     state.zeroed = True
                 return out
             state.zeroed = False
+            aging = state.has_open()  # as for an axis: without a finding or an open event, a step does nothing
             for detector, lives in state.groups:
                 finding = detector.update(ts, reading.currents, idle=idle)
+                if finding is None and not aging:
+                    continue
                 repeat = finding is not None and self._on_repeat(lives, finding, fresh)
                 if repeat and finding.severity is Severity.ERROR:
                     finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)  # as for an axis

@@ -24,7 +24,7 @@ class RollingWindow:
 
     def _resum(self) -> None:
         self._sum = math.fsum(self.values)
-        self._sumsq = math.fsum(v * v for v in self.values)
+        self._sumsq = math.fsum([v * v for v in self.values])  # a list: once per window, faster than a generator
         self._pushes = 0
 
     def push(self, value: float) -> float | None:
