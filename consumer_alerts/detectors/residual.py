@@ -43,6 +43,9 @@ NAN = float("nan")
 SPIKE_QUIET = 30
 SPIKE_RUN_GAP = 3  # surges this few active samples apart are one spike (a spike's samples dip under SurgeC)
 SPIKE_FLAT = FLAT_RUN  # repeats in a row after a surge: a flat value, not a spike (a clamp, a stuck sensor)
+# The long window remembers a fault for a window's length after it ends: once raised, the ALERT goes on only while
+# the mean of the window's last 1/RECENT_SHARE (its recent part) is at MinC too, so its event closes soon after.
+RECENT_SHARE = 8
 NEVER = 1 << 30
 
 
@@ -56,9 +59,12 @@ class ResidualDetector(ActiveSamples):
         # No load short of a gross one draws this (None: a model without ``top``; every surge waits to be a spike).
         self.gross_surge = gross_high * model.top if model.top is not None else None
         self.long = RollingWindow(model.window)
+        self.recent = RollingWindow(max(1, model.window // RECENT_SHARE))
         self.short: deque[float] = deque(maxlen=model.short)
         self.last_ts: float | None = None
         self._alert = Hold()
+        # the ALERT has fired in the long statistic's current run over MinC; it has ended in that run
+        self.raised = self.ended = False
         self.observed, self.normalized = False, 0.0
         self.long_stat = self.short_stat = NAN
         self.spike: tuple[float, float, float] | None = None  # (value, residual, threshold): may be a spike
@@ -77,7 +83,9 @@ class ResidualDetector(ActiveSamples):
         residual = value - model.expected(ts)
         surge = model.surge_c is not None and residual >= model.surge_c
         if not surge:  # a surge is judged by its own rule: in the window it would keep an ALERT open long after it
-            self.long.push(model.alert_score(value, residual))
+            score = model.alert_score(value, residual)
+            self.long.push(score)
+            self.recent.push(score)
         self.short.append(residual)
         self.long_stat = self.long.mean if self.long.full else NAN
         self.short_stat = min(self.short) if len(self.short) == model.short else NAN
@@ -87,7 +95,12 @@ class ResidualDetector(ActiveSamples):
             return None
         self.normalized = max(squash(self.long_stat, model.min_c), squash(self.short_stat, model.max_c))
         # NaN compares False: a window that is not full yet never fires.
-        alert = self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s
+        held = self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s
+        # once raised, the ALERT goes on only while the fault still shows in the recent samples; once ended it
+        # stays ended until the long statistic is back under MinC (the fault's tail in the window is no new fault)
+        alert = held and not self.ended and (not self.raised or self.recent.mean >= model.min_c)
+        self.ended = held and (self.ended or (self.raised and not alert))
+        self.raised = held and (self.raised or alert)
         if surge:
             return self._surge(value, residual)
         if self.short_stat >= model.max_c:
@@ -128,15 +141,19 @@ class ResidualDetector(ActiveSamples):
 
     def on_stoppage(self) -> None:
         self._alert = Hold()  # a run never spans a long stoppage (the windows keep their evidence)
+        self.raised = self.ended = False
         self.short.clear()
         self.spike = None  # its events close at a stoppage: what was not confirmed stays the ALERT it was
 
     def state(self) -> dict[str, Any]:
         return {
             **self.long.state("long"),
+            **self.recent.state("recent"),
             "short": list(self.short),
             "last_ts": self.last_ts,
             "alert_since": self._alert.since,  # how long the ALERT's condition has held: it must hold t_long_s
+            "alert_raised": self.raised,
+            "alert_ended": self.ended,
             # scalars (a list is a window of floats to the snapshot): a surge that may still be a spike
             "spike_value": self.spike[0] if self.spike else None,
             "spike_residual": self.spike[1] if self.spike else None,
@@ -147,9 +164,16 @@ class ResidualDetector(ActiveSamples):
 
     def load(self, state: dict[str, Any]) -> None:
         self.long = RollingWindow.from_state(self.model.window, state, "long")
+        recent = max(1, self.model.window // RECENT_SHARE)
+        if "recent" in state:
+            self.recent = RollingWindow.from_state(recent, state, "recent")
+        else:  # an older snapshot: the long window's last values are the recent ones
+            self.recent = RollingWindow(recent, list(self.long.values)[-recent:])
         self.short = deque(state["short"], maxlen=self.model.short)
         self.last_ts = state["last_ts"]
         self._alert.since = state["alert_since"]
+        self.raised = state.get("alert_raised", False)  # absent: an older snapshot
+        self.ended = state.get("alert_ended", False)
         value, residual = state.get("spike_value"), state.get("spike_residual")  # absent: an older snapshot
         threshold = state.get("spike_threshold") or self.model.surge_c  # absent: a surge's, from an older snapshot
         self.spike = (value, residual, threshold) if value is not None else None
