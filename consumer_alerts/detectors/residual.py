@@ -28,7 +28,9 @@ training learns them (``trace`` collects ``(ts, long, short)`` for every active 
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from itertools import islice
 from typing import Any
 
 from common.wire.schemas import Severity
@@ -59,7 +61,7 @@ class ResidualDetector(ActiveSamples):
         # No load short of a gross one draws this (None: a model without ``top``; every surge waits to be a spike).
         self.gross_surge = gross_high * model.top if model.top is not None else None
         self.long = RollingWindow(model.window)
-        self.recent = RollingWindow(max(1, model.window // RECENT_SHARE))
+        self.recent_size = max(1, model.window // RECENT_SHARE)
         self.short: deque[float] = deque(maxlen=model.short)
         self.last_ts: float | None = None
         self._alert = Hold()
@@ -85,7 +87,6 @@ class ResidualDetector(ActiveSamples):
         if not surge:  # a surge is judged by its own rule: in the window it would keep an ALERT open long after it
             score = model.alert_score(value, residual)
             self.long.push(score)
-            self.recent.push(score)
         self.short.append(residual)
         self.long_stat = self.long.mean if self.long.full else NAN
         self.short_stat = min(self.short) if len(self.short) == model.short else NAN
@@ -98,7 +99,7 @@ class ResidualDetector(ActiveSamples):
         held = self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s
         # once raised, the ALERT goes on only while the fault still shows in the recent samples; once ended it
         # stays ended until the long statistic is back under MinC (the fault's tail in the window is no new fault)
-        alert = held and not self.ended and (not self.raised or self.recent.mean >= model.min_c)
+        alert = held and not self.ended and (not self.raised or self.recent_mean >= model.min_c)
         self.ended = held and (self.ended or (self.raised and not alert))
         self.raised = held and (self.raised or alert)
         if surge:
@@ -139,6 +140,13 @@ class ResidualDetector(ActiveSamples):
         else:  # a first one, or one again after a pause: the pause was short, a cycle's peaks recur
             self.spike = (value, residual, threshold) if gap > SPIKE_QUIET else None
 
+    @property
+    def recent_mean(self) -> float:
+        """The mean of the long window's last ``recent_size`` scores: asked only while an ALERT is raised, so
+        taken from the window's values then rather than kept up to date at every reading."""
+        recent = list(islice(reversed(self.long.values), self.recent_size))
+        return math.fsum(recent) / len(recent) if recent else 0.0
+
     def on_stoppage(self) -> None:
         self._alert = Hold()  # a run never spans a long stoppage (the windows keep their evidence)
         self.raised = self.ended = False
@@ -148,7 +156,6 @@ class ResidualDetector(ActiveSamples):
     def state(self) -> dict[str, Any]:
         return {
             **self.long.state("long"),
-            **self.recent.state("recent"),
             "short": list(self.short),
             "last_ts": self.last_ts,
             "alert_since": self._alert.since,  # how long the ALERT's condition has held: it must hold t_long_s
@@ -164,11 +171,6 @@ class ResidualDetector(ActiveSamples):
 
     def load(self, state: dict[str, Any]) -> None:
         self.long = RollingWindow.from_state(self.model.window, state, "long")
-        recent = max(1, self.model.window // RECENT_SHARE)
-        if "recent" in state:
-            self.recent = RollingWindow.from_state(recent, state, "recent")
-        else:  # an older snapshot: the long window's last values are the recent ones
-            self.recent = RollingWindow(recent, list(self.long.values)[-recent:])
         self.short = deque(state["short"], maxlen=self.model.short)
         self.last_ts = state["last_ts"]
         self._alert.since = state["alert_since"]
