@@ -28,9 +28,7 @@ training learns them (``trace`` collects ``(ts, long, short)`` for every active 
 
 from __future__ import annotations
 
-import math
 from collections import deque
-from itertools import islice
 from typing import Any
 
 from common.wire.schemas import Severity
@@ -45,9 +43,6 @@ NAN = float("nan")
 SPIKE_QUIET = 30
 SPIKE_RUN_GAP = 3  # surges this few active samples apart are one spike (a spike's samples dip under SurgeC)
 SPIKE_FLAT = FLAT_RUN  # repeats in a row after a surge: a flat value, not a spike (a clamp, a stuck sensor)
-# The long window remembers a fault for a window's length after it ends: once raised, the ALERT goes on only while
-# the mean of the window's last 1/RECENT_SHARE (its recent part) is at MinC too, so its event closes soon after.
-RECENT_SHARE = 8
 NEVER = 1 << 30
 
 
@@ -61,12 +56,9 @@ class ResidualDetector(ActiveSamples):
         # No load short of a gross one draws this (None: a model without ``top``; every surge waits to be a spike).
         self.gross_surge = gross_high * model.top if model.top is not None else None
         self.long = RollingWindow(model.window)
-        self.recent_size = max(1, model.window // RECENT_SHARE)
         self.short: deque[float] = deque(maxlen=model.short)
         self.last_ts: float | None = None
         self._alert = Hold()
-        # the ALERT has fired in the long statistic's current run over MinC; it has ended in that run
-        self.raised = self.ended = False
         self.observed, self.normalized = False, 0.0
         self.long_stat = self.short_stat = NAN
         self.spike: tuple[float, float, float] | None = None  # (value, residual, threshold): may be a spike
@@ -85,8 +77,7 @@ class ResidualDetector(ActiveSamples):
         residual = value - model.expected(ts)
         surge = model.surge_c is not None and residual >= model.surge_c
         if not surge:  # a surge is judged by its own rule: in the window it would keep an ALERT open long after it
-            score = model.alert_score(value, residual)
-            self.long.push(score)
+            self.long.push(model.alert_score(value, residual))
         self.short.append(residual)
         self.long_stat = self.long.mean if self.long.full else NAN
         self.short_stat = min(self.short) if len(self.short) == model.short else NAN
@@ -96,12 +87,7 @@ class ResidualDetector(ActiveSamples):
             return None
         self.normalized = max(squash(self.long_stat, model.min_c), squash(self.short_stat, model.max_c))
         # NaN compares False: a window that is not full yet never fires.
-        held = self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s
-        # once raised, the ALERT goes on only while the fault still shows in the recent samples; once ended it
-        # stays ended until the long statistic is back under MinC (the fault's tail in the window is no new fault)
-        alert = held and not self.ended and (not self.raised or self.recent_mean >= model.min_c)
-        self.ended = held and (self.ended or (self.raised and not alert))
-        self.raised = held and (self.raised or alert)
+        alert = self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s
         if surge:
             return self._surge(value, residual)
         if self.short_stat >= model.max_c:
@@ -140,16 +126,8 @@ class ResidualDetector(ActiveSamples):
         else:  # a first one, or one again after a pause: the pause was short, a cycle's peaks recur
             self.spike = (value, residual, threshold) if gap > SPIKE_QUIET else None
 
-    @property
-    def recent_mean(self) -> float:
-        """The mean of the long window's last ``recent_size`` scores: asked only while an ALERT is raised, so
-        taken from the window's values then rather than kept up to date at every reading."""
-        recent = list(islice(reversed(self.long.values), self.recent_size))
-        return math.fsum(recent) / len(recent) if recent else 0.0
-
     def on_stoppage(self) -> None:
         self._alert = Hold()  # a run never spans a long stoppage (the windows keep their evidence)
-        self.raised = self.ended = False
         self.short.clear()
         self.spike = None  # its events close at a stoppage: what was not confirmed stays the ALERT it was
 
@@ -159,8 +137,6 @@ class ResidualDetector(ActiveSamples):
             "short": list(self.short),
             "last_ts": self.last_ts,
             "alert_since": self._alert.since,  # how long the ALERT's condition has held: it must hold t_long_s
-            "alert_raised": self.raised,
-            "alert_ended": self.ended,
             # scalars (a list is a window of floats to the snapshot): a surge that may still be a spike
             "spike_value": self.spike[0] if self.spike else None,
             "spike_residual": self.spike[1] if self.spike else None,
@@ -174,8 +150,6 @@ class ResidualDetector(ActiveSamples):
         self.short = deque(state["short"], maxlen=self.model.short)
         self.last_ts = state["last_ts"]
         self._alert.since = state["alert_since"]
-        self.raised = state.get("alert_raised", False)  # absent: an older snapshot
-        self.ended = state.get("alert_ended", False)
         value, residual = state.get("spike_value"), state.get("spike_residual")  # absent: an older snapshot
         threshold = state.get("spike_threshold") or self.model.surge_c  # absent: a surge's, from an older snapshot
         self.spike = (value, residual, threshold) if value is not None else None
