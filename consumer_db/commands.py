@@ -8,6 +8,7 @@ XLSX writer. A query then starts without them (tests/unit/test_phrases.py checks
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -37,6 +38,9 @@ def execute(command: Callable[[argparse.Namespace, ConsumerDbSettings], int], ar
     setup_logging(settings.log_level)
     # Alembic reports every step at INFO; consumer_db.migrate says what matters in one line.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    # What start-up made (modules, classes, the settings) lives until the exit: frozen, the collector does not
+    # walk it again at each full collection while the command works, nor at the exit (~0.05 s of CPU each).
+    gc.freeze()
     try:
         return command(args, settings)
     except (OperationalError, ProgrammingError) as exc:

@@ -21,6 +21,9 @@ def make_engine(database_url: SecretStr | str, *, log_version: bool = True, **kw
         # JIT compilation off: it pays for queries that run for seconds; ours run for tens of milliseconds,
         # and JIT was most of their time (docs/benchmarks.md, "Measurements behind the code").
         connect_args = {"options": "-c jit=off", **kwargs.pop("connect_args", {})}
+        # No HSTORE column anywhere: without it the first connection does not look the type's oids up (a
+        # round trip and psycopg2.extras loaded: ~0.03 s of every command's start).
+        kwargs.setdefault("use_native_hstore", False)
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
         event.listen(engine, "do_connect", _StartupOptionsRefused())
     if log_version:
