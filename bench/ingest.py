@@ -1,6 +1,6 @@
 """Bulk ingest of the real export, each method timed as a user runs it: a whole process, in turn.
 
-    .venv/bin/python -m bench.ingest [--rounds 3] [--csv PATH] [--limit N]
+    .venv/bin/python -m bench.ingest [--rounds 3] [--csv PATH] [--against TREE]
 
 Every run writes the same rows (39,672 readings x 14 axes of the real export) into a fresh scratch
 database on the PostgreSQL server of DATABASE_URL. The methods run interleaved (A B C D, A B C D, ...),
@@ -10,6 +10,8 @@ range of its rounds, the whole command's wall time first and the work inside it 
 - ``consumer_db ingest``: ``python -m consumer_db ingest --csv FILE`` on an empty, migrated database, as
   every other method's: process start, the check that the schema is up to date, parse, COPY with its 2
   writers and the rollup's folds, the summary line. Inner: the command's own figure (parse + COPY + folds).
+- ``consumer_db ingest (TREE)`` with ``--against TREE``: the same command run from another checkout (e.g.
+  ``git worktree add /tmp/main main``), in turn with this one's: the code of TREE, this environment's Python.
 - ``consumer_db ingest, migrations included``: the same on an empty, unmigrated database (a user's very
   first command): the migrations' own cost, shown beside, not the ingest's.
 - ``pandas to_sql``: a process that does what the notebook does: ``read_csv``, melt to the long table,
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, default=REAL_EXPORT, help="controller export (default: the real one)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every method, interleaved (default 3)")
+    parser.add_argument("--against", type=Path, help="another checkout whose ingest command runs in turn")
     parser.add_argument("--child", choices=["to_sql", "copy"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--connections", type=int, default=1, help=argparse.SUPPRESS)
@@ -60,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         return child_to_sql(os.environ[URL_ENV], args.csv)
     if args.child == "copy":
         return child_copy(os.environ[URL_ENV], args.data, args.connections)
-    return run(args.csv, args.rounds)
+    return run(args.csv, args.rounds, args.against)
 
 
-def run(csv: Path, rounds: int) -> int:
+def run(csv: Path, rounds: int, against: Path | None = None) -> int:
     from bench._postgres import postgres_url
     from bench.results import write_results
 
@@ -79,23 +82,25 @@ def run(csv: Path, rounds: int) -> int:
         rows, readings = format_rows(csv, data)
         ingest = ["-m", "consumer_db", "ingest", "--csv", str(csv), "--no-progress"]
         methods = {
-            "consumer_db ingest": (True, ingest),
-            "consumer_db ingest, migrations included": (False, ingest),
-            "pandas to_sql": (True, ["-m", "bench.ingest", "--child", "to_sql", "--csv", str(csv)]),
-            "bare COPY x1": (True, ["-m", "bench.ingest", "--child", "copy", "--data", str(data)]),
+            "consumer_db ingest": (True, ingest, REPO),
+            **({f"consumer_db ingest ({against})": (True, ingest, against.resolve())} if against else {}),
+            "consumer_db ingest, migrations included": (False, ingest, REPO),
+            "pandas to_sql": (True, ["-m", "bench.ingest", "--child", "to_sql", "--csv", str(csv)], REPO),
+            "bare COPY x1": (True, ["-m", "bench.ingest", "--child", "copy", "--data", str(data)], REPO),
             f"bare COPY x{WRITERS}": (
                 True,
                 ["-m", "bench.ingest", "--child", "copy", "--data", str(data), "--connections", str(WRITERS)],
+                REPO,
             ),
         }
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
         sizes: list[float] = []
         for round_no in range(rounds):
-            for name, (migrated, argv) in methods.items():
+            for name, (migrated, argv, tree) in methods.items():
                 table = "notebook_readings" if name == "pandas to_sql" else "readings_fact"
-                seconds, inner, size = whole_command(url, argv, migrated, rows, table)
+                seconds, inner, size = whole_command(url, argv, migrated, rows, table, tree)
                 samples[name].append((seconds, inner))
-                if name.startswith("consumer_db ingest"):
+                if tree == REPO and name.startswith("consumer_db ingest"):
                     sizes.append(size / readings)
                 print(f"round {round_no + 1}: {name} {samples[name][-1][0]:.2f} s", file=sys.stderr, flush=True)
     results = [summary(name, runs, rows) for name, runs in samples.items()]
@@ -126,9 +131,11 @@ NOTES = (
 ).replace("{cpus}", str(os.cpu_count()))
 
 
-def whole_command(url: str, argv: list[str], migrated: bool, rows: int, table: str) -> tuple[float, float, int]:
-    """(wall seconds of ``python ARGV`` from start to exit, the inner seconds it reports, the database's bytes
-    after it) on a fresh database; ``table``: where the child's rows are counted."""
+def whole_command(
+    url: str, argv: list[str], migrated: bool, rows: int, table: str, tree: Path = REPO
+) -> tuple[float, float, int]:
+    """(wall seconds of ``python ARGV`` from start to exit in ``tree``, the inner seconds it reports, the
+    database's bytes after it) on a fresh database; ``table``: where the child's rows are counted."""
     from sqlalchemy import text
 
     from bench._postgres import scratch_database
@@ -137,7 +144,7 @@ def whole_command(url: str, argv: list[str], migrated: bool, rows: int, table: s
         child_url = scratch_url(engine)
         env = {**os.environ, "DATABASE_URL": child_url, URL_ENV: child_url, "LOG_LEVEL": "WARNING"}
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, *argv], cwd=tree, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
