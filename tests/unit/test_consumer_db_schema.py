@@ -131,3 +131,15 @@ def test_an_up_to_date_database_is_left_without_loading_alembic(engine, tmp_path
     empty = create_engine(f"sqlite:///{tmp_path / 'empty.sqlite'}")
     assert migrate(empty) == head_revision() and current_revision(empty) == head_revision()  # alembic's way
     empty.dispose()
+
+
+def test_a_database_behind_the_newest_script_is_migrated_to_it(engine):
+    """The other side of the cheap check above: a database at an older revision is not taken for current."""
+    from alembic.script import ScriptDirectory
+
+    from consumer_db.migrate import alembic_config
+
+    previous = ScriptDirectory.from_config(alembic_config()).get_revision(head_revision()).down_revision
+    migrate(engine, previous)
+    assert current_revision(engine) == previous
+    assert migrate(engine) == head_revision() and current_revision(engine) == head_revision()
