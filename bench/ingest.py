@@ -5,7 +5,8 @@
 Every run writes the same rows (39,672 readings x 14 axes of the real export) into a fresh scratch
 database on the PostgreSQL server of DATABASE_URL. The methods run interleaved (A B C D, A B C D, ...),
 so a busy moment of the shared machine falls on all of them alike; each row reports the median and the
-range of its rounds, the whole command's wall time first and the work inside it beside:
+range of its rounds, the whole command's wall time first and the work inside it beside, and the process's
+CPU time (user + system: the client's alone, steadier than wall time when the machine is busy):
 
 - ``consumer_db ingest``: ``python -m consumer_db ingest --csv FILE`` on an empty, migrated database, as
   every other method's: process start, the check that the schema is up to date, parse, COPY with its 2
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -94,16 +96,21 @@ def run(csv: Path, rounds: int, against: Path | None = None) -> int:
             ),
         }
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
+        cpu: dict[str, list[float]] = {name: [] for name in methods}
         sizes: list[float] = []
         for round_no in range(rounds):
             for name, (migrated, argv, tree) in methods.items():
                 table = "notebook_readings" if name == "pandas to_sql" else "readings_fact"
-                seconds, inner, size = whole_command(url, argv, migrated, rows, table, tree)
+                seconds, inner, size, used = whole_command(url, argv, migrated, rows, table, tree)
                 samples[name].append((seconds, inner))
+                cpu[name].append(used)
                 if tree == REPO and name.startswith("consumer_db ingest"):
                     sizes.append(size / readings)
                 print(f"round {round_no + 1}: {name} {samples[name][-1][0]:.2f} s", file=sys.stderr, flush=True)
-    results = [summary(name, runs, rows) for name, runs in samples.items()]
+    results = [
+        summary(name, runs, rows) | {"process CPU s": round(statistics.median(cpu[name]), 2)}
+        for name, runs in samples.items()
+    ]
     results[0]["bytes per reading"] = round(statistics.median(sizes))
     to_sql = next(r["command s"] for r in results if r["method"] == "pandas to_sql")
     floors = {r["method"]: r["command s"] for r in results if r["method"].startswith("bare COPY")}
@@ -133,9 +140,10 @@ NOTES = (
 
 def whole_command(
     url: str, argv: list[str], migrated: bool, rows: int, table: str, tree: Path = REPO
-) -> tuple[float, float, int]:
+) -> tuple[float, float, int, float]:
     """(wall seconds of ``python ARGV`` from start to exit in ``tree``, the inner seconds it reports, the
-    database's bytes after it) on a fresh database; ``table``: where the child's rows are counted."""
+    database's bytes after it, the process's CPU seconds: the client's, steadier than its wall time on a busy
+    machine; the server's are not in it) on a fresh database; ``table``: where the child's rows are counted."""
     from sqlalchemy import text
 
     from bench._postgres import scratch_database
@@ -143,9 +151,9 @@ def whole_command(
     with scratch_database(url, prefix="bench_ingest", migrated=migrated) as engine:
         child_url = scratch_url(engine)
         env = {**os.environ, "DATABASE_URL": child_url, URL_ENV: child_url, "LOG_LEVEL": "WARNING"}
-        started = time.perf_counter()
+        started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run([sys.executable, *argv], cwd=tree, env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - started
+        seconds, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         with engine.connect() as conn:
@@ -153,7 +161,8 @@ def whole_command(
             size = conn.execute(text(DATABASE_BYTES)).scalar_one()
     if stored != rows:
         raise RuntimeError(f"{' '.join(argv)} stored {stored} rows, expected {rows}")
-    return seconds, inner_seconds(done.stdout), size
+    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, inner_seconds(done.stdout), size, used
 
 
 # Every table of the schema with its indexes and TOAST (partitions are tables; their parent holds nothing).
