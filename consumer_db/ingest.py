@@ -150,7 +150,7 @@ def _prepare_block(block: Block, lock: RobotAxes) -> _Chunk | None:
     wide = list(zip(repeat(robot_id), ts, repeat(axes), map(list, zip(*columns, strict=True)), strict=False))
     minutes = set(map(floor_minute, ts))
     batch = NewRows({robot_id: minutes}, {robot_id: [min(ts), max(ts)]}, len(ts) * axes.bit_count())
-    text = wide_block_text(robot_id, ts, axes, amps)
+    text = wide_block_text(robot_id, ts, axes, amps, [block.cells.get(axis) for axis in range(1, len(amps) + 1)])
     return _Chunk(len(block), wide, batch, [], block.rows, text)
 
 

@@ -11,7 +11,7 @@ crash or a rebalance harmless. The rows a write actually stored (all of a straig
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import repeat
 
@@ -233,15 +233,43 @@ def wide_copy_text(wide: Iterable[tuple]) -> str:
     return "".join(out)
 
 
-def wide_block_text(robot_id: str, ts: list[datetime], axes: int, amps: list[list | None]) -> str:
+def wide_block_text(
+    robot_id: str,
+    ts: list[datetime],
+    axes: int,
+    amps: list[list | None],
+    numbers: list[Sequence[str] | None] | None = None,
+) -> str:
     """``wide_copy_text`` of readings of one robot that share ``axes``, given as columns: ``amps[N - 1]``
-    the currents of axis N (``None``: no value in any reading). Made column by column, in C."""
+    the currents of axis N (``None``: no value in any reading). Made column by column, in C. ``numbers``:
+    beside ``amps``, the text each column was read from by ``float`` (``None``: none), used as it is when
+    ``_plain_decimals`` (formatting the floats again was most of the work)."""
     if not ts:
         return ""
-    cells = [repeat("NULL", len(ts)) if column is None else _amps_cells(column) for column in amps]
+    texts = numbers or [None] * len(amps)
+    cells = [
+        repeat("NULL", len(ts)) if column is None else text if _plain_decimals(text) else _amps_cells(column)
+        for column, text in zip(amps, texts, strict=True)
+    ]
     arrays = map("{%s}".__mod__, map(",".join, zip(*cells, strict=True)))
     lines = zip(repeat(_escape(robot_id)), map(_timestamp, ts), repeat(str(axes)), arrays)
     return "\n".join(map("\t".join, lines)) + "\n"
+
+
+def _plain_decimals(cells: Sequence[str] | None) -> bool:
+    """Cells that ``float`` read, fit for COPY as they are: digits, a point and a minus sign only (no spaces,
+    underscores or exponents, which ``float`` takes and PostgreSQL does not, or not alike), 1 to 25 characters
+    each (no value beyond float8's range). PostgreSQL reads them to the very double ``float`` did: both round
+    a decimal correctly."""
+    if not cells:
+        return False
+    joined = ",".join(cells)
+    sizes = list(map(len, cells))
+    return (
+        joined.isascii()
+        and not joined.encode().translate(None, b"0123456789.-,")
+        and 0 < min(sizes) <= max(sizes) <= 25
+    )
 
 
 def _amps_cells(column: list[float | None]) -> list[str]:

@@ -144,6 +144,9 @@ class Block:
     robot_id: str
     ts: list[datetime]
     currents: dict[int, list[float | None] | None]
+    cells: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """The cells of each axis whose every cell holds a number, as the file wrote them (``currents`` holds what
+    ``float`` read from them): a writer may pass them on as text instead of formatting the floats again."""
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -237,6 +240,7 @@ class _Reading:
             else:
                 ts = _utc_times(fields[header.time_index]) or list(map(self.parse_time, fields[header.time_index]))
             currents: dict[int, list[float | None] | None] = {}
+            numbers: dict[int, tuple[str, ...]] = {}
             low, high, total = math.inf, -math.inf, 0.0
             for axis, index in self.columns:
                 cells = None if index is None else fields[index]
@@ -248,6 +252,7 @@ class _Reading:
                     present = [v for v in values if v is not None]
                 else:
                     values = present = list(map(float, cells))
+                    numbers[axis] = cells
                 total += sum(present)
                 low, high = min(low, min(present)), max(high, max(present))
                 currents[axis] = values
@@ -266,7 +271,7 @@ class _Reading:
             robot_id, max(ts), extremes, now=self.now
         ):
             return None
-        block = Block(self.lines_read + 1, robot_id, ts, currents)
+        block = Block(self.lines_read + 1, robot_id, ts, currents, numbers)
         self.record += n
         self.emitted += n
         self.lines_read += n

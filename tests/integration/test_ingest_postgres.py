@@ -92,3 +92,34 @@ def test_a_retired_axis_with_values_goes_reading_by_reading(pg_engine, tmp_path)
         axes = dict(conn.execute(select(readings.c.axes, func.count()).group_by(readings.c.axes)).all())
     assert set(axes) == {0b10110, 0b11110}  # axes 1, 2, 4 always (4 as NULL), retired 3 only with a value
     assert sum(axes.values()) == report.readings == 600
+
+
+def test_numbers_in_any_form_float_reads_are_stored_as_float_read_them(pg_engine, tmp_path):
+    """A block's plain decimals go to COPY as the file wrote them (``wide_block_text``): PostgreSQL must
+    read each to the very double ``float`` did; other forms are formatted again and must too."""
+    forms = [
+        "007",
+        "-0",
+        "12.50",
+        ".5",
+        "5.",
+        "-3.000001",
+        "000000000000000000012.5",
+        "0.1000000000000000055511151231257827",
+    ]
+    forms += ["1e-3", "2.5E2", " 3.25", "1_000", "+4", "22.12395", "-0.0000001", "0.00000000000000000000001"]
+    lines = ["Trait,Axis #1,Axis #2,Axis #3,Axis #4,Time"]
+    for i, cell in enumerate(forms):
+        ts = (T0 + timedelta(seconds=2 * i)).isoformat().replace("+00:00", "Z")
+        plain = forms[i % 7]  # columns of plain decimals only (the first 7), beside one of every form
+        lines.append(f'current,{plain},"{cell}",{plain},{plain},{ts}')
+    path = tmp_path / "forms.csv"
+    path.write_text("\n".join(lines) + "\n")
+    csv = CsvOptions("R1", AXES)
+    assert {type(item) for item in read_export_blocks(path, csv, block_lines=50)} == {Block}
+    report = ingest_csv(pg_engine, path, IngestOptions(csv, chunk_rows=50, copy_min_rows=1))
+    assert report.readings == len(forms) and report.rejected == 0
+    expected = [
+        [float(forms[i % 7]), float(cell), float(forms[i % 7]), float(forms[i % 7])] for i, cell in enumerate(forms)
+    ]
+    assert [amps for _, _, amps in stored(pg_engine)] == expected

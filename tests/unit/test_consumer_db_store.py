@@ -270,3 +270,25 @@ def test_the_sink_prepares_each_reading_as_its_long_rows_gathered_and_stores_the
             select(readings_fact.c.robot_id, readings_fact.c.axis_id, readings_fact.c.ts, readings_fact.c.amps)
         ).all()
     assert sorted(stored) == sorted(row for rows in long for row in rows)
+
+
+def test_a_blocks_plain_decimals_go_to_copy_as_the_file_wrote_them_odd_ones_as_floats():
+    """``wide_block_text`` with the cells ``float`` read: plain decimals as they are (no formatting again),
+    any other form ``float`` takes (exponent, spaces, underscores, a sign, too long) as the floats' repr."""
+    times = [datetime(2022, 10, 17, 12, tzinfo=UTC) + timedelta(seconds=2 * i) for i in range(3)]
+    written = {
+        1: ("007", "-0", "12.50"),  # plain: kept as written
+        2: ("1e-3", "2.5E2", "3"),  # an exponent: formatted again
+        3: (" 3.25", "1_000", "+4"),  # float takes them, COPY would not, or not alike
+        4: ("0.1000000000000000055511151231257827", "1", "2"),  # longer than 25 characters
+    }
+    amps = [[float(cell) for cell in written[axis]] for axis in sorted(written)]
+    numbers = [written[axis] for axis in sorted(written)]
+    text = wide_block_text("R1", times, 0b11110, amps, numbers)
+    arrays = [line.split("\t")[3].strip("{}").split(",") for line in text.splitlines()]
+    assert [row[0] for row in arrays] == ["007", "-0", "12.50"]
+    assert [row[1:] for row in arrays] == [[repr(column[i]) for column in amps[1:]] for i in range(3)]
+    assert [[float(cell) for cell in row] for row in arrays] == [list(values) for values in zip(*amps, strict=True)]
+    assert text.replace("{007,", "{7.0,").replace("{-0,", "{-0.0,").replace("{12.50,", "{12.5,") == (
+        wide_block_text("R1", times, 0b11110, amps)
+    )
