@@ -12,7 +12,8 @@ keeps the domain's rules:
 - **Repeats** of the previous non-zero value reach only the detectors that take them (``stuck``, ``level``:
   a value clamped far from normal is an over- or under-load as well as a stuck sensor); what they raise on a
   repeat is at most an ALERT, since a stuck sensor reads the same.
-- **None** ("OK null") is nobody's evidence.
+- **None** ("OK null") is nobody's evidence; an axis that has read only None (an export's columns for axes the
+  robot lacks) gets its detectors and lifecycles with its first value.
 - A **stoppage** (no active row for ``stoppage_s`` and ``stoppage_readings`` of the robot's own sampling
   intervals) closes the robot's open events of the statistical detectors at the last active reading.
 - An event closes after ``holdoff_s`` and ``holdoff_readings`` of the robot's sampling intervals of quiet.
@@ -249,7 +250,11 @@ class DetectorEngine:
                     self._release(robot, out)
         axes = robot.axes
         for axis, value in reading.currents.items():
-            state = axes.get(axis) or self._new_axis(robot, reading.robot_id, axis)
+            state = axes.get(axis)
+            if state is None:
+                if value is None:
+                    continue  # no value yet: nothing to judge, nothing open (see the module's docstring)
+                state = self._new_axis(robot, reading.robot_id, axis)
             state.raised = False
             # Without a finding, a detector's step only ages open events: with none open (most readings), none is
             # taken. (A step changes only its own detector's events: what was open before the loop is what counts.)

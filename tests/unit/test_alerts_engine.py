@@ -52,6 +52,21 @@ def test_a_sensor_stuck_high_while_idle_is_a_stuck_alert_on_its_axis_only():
     assert 0.0 not in z1.baseline.values
 
 
+def test_an_axis_without_a_channel_gets_detectors_with_its_first_value_and_judges_as_any_axis():
+    engine = DetectorEngine(CONFIG)
+    readings = cycle_readings(600)
+    # axis 3 reads "OK null" at first (an export's column for an axis the robot lacks), then sticks high
+    late = [
+        r.model_copy(update={"currents": {**r.currents, 3: None if i < 200 else (33.3 if 300 <= i < 400 else 0.0)}})
+        for i, r in enumerate(readings)
+    ]
+    run(engine, late[:200])
+    assert 3 not in engine.robots["r1"].axes and "3" not in snapshot(engine)["robots"]["r1"]["axes"]
+    stuck = [a for a in run(engine, late[200:]) if a.detector == "stuck"]
+    assert [(a.axis, a.state) for a in stuck] == [(3, AlertState.OPEN), (3, AlertState.CLOSED)]
+    assert stuck[0].opened_at == readings[309].ts
+
+
 def test_a_stoppage_closes_open_events_at_the_last_active_reading():
     engine = DetectorEngine(CONFIG)
     readings = cycle_readings(300)
