@@ -101,7 +101,7 @@ class LoadScorer:
         self._band = self._prior_band  # the spread is not known yet
         self._last, self._run, self._since_flat = 0.0, 0, o.window
         self._since_before_run = o.window
-        self.least = 0.0  # the least value read (0: none yet), the sensor's resolution on a coarsely quantised axis
+        self.least = math.inf  # the least value read: the sensor's resolution, on a coarsely quantised axis
 
     def score_one(self, x: float) -> float:
         if x <= 0:
@@ -114,7 +114,7 @@ class LoadScorer:
             elif self._run >= FORGET_RUN:
                 self._forget_flat_run()
             self._last, self._run, self._since_before_run = x, 1, self._since_flat
-        if x < self.least or not self.least:
+        if x < self.least:
             self.least = x
         self._since_flat = 0 if self._run >= FLAT_RUN else self._since_flat + 1
         logs = self.logs
@@ -250,7 +250,7 @@ class LoadScorer:
             "out_run": self.out_run,
             "flat": [self._last, self._run, self._since_flat],
             "prior": self.prior,
-            "floor": [self.least, self._since_before_run],
+            "floor": [self.least if self.least < math.inf else 0.0, self._since_before_run],
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -263,5 +263,5 @@ class LoadScorer:
         self._band = self._learnt_band()
         self.prior = state.get("prior", self.prior)  # absent in a snapshot from before the model's level
         # absent in a snapshot from before the floor rule: learnt again from the feed
-        self.least, since = state.get("floor", (0.0, self.options.window))
-        self._since_before_run = int(since)
+        least, since = state.get("floor", (0.0, self.options.window))
+        self.least, self._since_before_run = least or math.inf, int(since)
