@@ -26,7 +26,9 @@ of the cycle. Against it:
   change, then alerts on the new program's ordinary swings).
 
 A flat run (a stuck sensor, a clamp) leaves the window once live readings are back: its values were no
-load, and an event it raised closes with the fault instead of a window later.
+load, and an event it raised closes with the fault instead of a window later. A run of the axis's least value
+broken within :data:`FLOOR_RUN` readings is no flat run: a gross drop on a coarsely quantised axis reads its
+least step that way, between the cycle's peaks (the load below what the sensor resolves).
 
 The score (River's ``score_one`` / ``learn_one``) is 0.5 at the band's edge and rises linearly in log ratio
 to 0.8 (:data:`GROSS_SCORE`, the ERROR level of the thresholding wrapper) at the gross ratios
@@ -53,6 +55,9 @@ LEARN_LIMIT = 0.5 * ALERT_SCORE
 # A flat run this long is no live sensor's (a nearly unloaded axis snapped to its step repeats a dozen readings):
 # once it ends, its values leave the window.
 FORGET_RUN = 3 * FLAT_RUN
+# A run of the sensor's least value broken sooner than this was a load below its resolution (a gross drop on axis
+# 8 of the real export, 0.02 A steps under a 0.1 A normal, reads runs of up to ~46 between peaks), not a flat run.
+FLOOR_RUN = 2 * FORGET_RUN
 # Judged against the model's level, a window half full already tells a load gone from the first reading: a
 # light axis fills its window in more than ten minutes of work, longer than many faults last. The prior's band
 # is wide enough for the noisier half window.
@@ -95,6 +100,8 @@ class LoadScorer:
         self._deviation = 0.0
         self._band = self._prior_band  # the spread is not known yet
         self._last, self._run, self._since_flat = 0.0, 0, o.window
+        self._since_before_run = o.window
+        self.least = math.inf  # the least value read: the sensor's resolution, on a coarsely quantised axis
 
     def score_one(self, x: float) -> float:
         if x <= 0:
@@ -102,9 +109,13 @@ class LoadScorer:
         if x == self._last:
             self._run += 1
         else:
-            if self._run >= FORGET_RUN:
+            if self._run >= FLAT_RUN and self._floor_run():
+                self._since_flat = self._since_before_run + self._run  # it was the load: never flat
+            elif self._run >= FORGET_RUN:
                 self._forget_flat_run()
-            self._last, self._run = x, 1
+            self._last, self._run, self._since_before_run = x, 1, self._since_flat
+        if x < self.least:
+            self.least = x
         self._since_flat = 0 if self._run >= FLAT_RUN else self._since_flat + 1
         logs = self.logs
         log_x = math.log(x)
@@ -143,6 +154,13 @@ class LoadScorer:
         # While it learns what normal is it scores nothing without a prior, but a window out of the band is kept
         # out already.
         return self._score if self.learnt else 0.0
+
+    def _floor_run(self) -> bool:
+        """The run just ended read the least value this axis's sensor has read, and was broken within FLOOR_RUN
+        readings (after warm-up): a load below what the sensor resolves, not a frozen sensor. A gross drop on a
+        coarsely quantised axis reads the least step for dozens of readings in a row between the cycle's peaks;
+        a stuck sensor or a clamp there reads it without a break (flat until it ends, as any flat run)."""
+        return self._last <= self.least and self._run < FLOOR_RUN and self.count >= self.options.warmup
 
     def _forget_flat_run(self) -> None:
         """A flat run has just ended: its values were a sensor's or a clamp's, not the load the joint draws now,
@@ -232,6 +250,7 @@ class LoadScorer:
             "out_run": self.out_run,
             "flat": [self._last, self._run, self._since_flat],
             "prior": self.prior,
+            "floor": [self.least if self.least < math.inf else 0.0, self._since_before_run],
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -243,3 +262,6 @@ class LoadScorer:
         self._last, self._run, self._since_flat = last, int(run), int(since)
         self._band = self._learnt_band()
         self.prior = state.get("prior", self.prior)  # absent in a snapshot from before the model's level
+        # absent in a snapshot from before the floor rule: learnt again from the feed
+        least, since = state.get("floor", (0.0, self.options.window))
+        self.least, self._since_before_run = least or math.inf, int(since)

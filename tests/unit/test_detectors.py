@@ -493,6 +493,27 @@ def test_load_forgets_a_flat_run_once_it_ends():
     assert not any(after)
 
 
+def quantised_cycles(n, seed=1, scale=1.0, step=0.02):
+    """A nearly unloaded joint read in coarse steps (axis 8 of the real export: 0.1 A in 0.02 A steps), with a
+    peak every 15 readings; the sensor never reads less than one step while the joint moves."""
+    rng = random.Random(seed)
+    values = [scale * (4.0 if i % 15 == 14 else 0.1 * rng.lognormvariate(0, 0.3)) for i in range(n)]
+    return [max(round(v / step), 1) * step for v in values]
+
+
+def test_load_on_a_quantised_axis_tells_a_gross_drop_from_a_stuck_sensor():
+    # 94 % of the load gone: the sensor reads its least step for up to 14 readings in a row between the peaks.
+    # That is the load below what the sensor resolves, an ERROR; a sensor stuck on that step, without a break,
+    # is flat: an ALERT, as any stuck sensor.
+    detector = load_detector()
+    assert not any(feed(detector, quantised_cycles(3000)))
+    gone = feed(detector, quantised_cycles(400, seed=2, scale=0.06), t0=6000.0)
+    assert ("load_low", Severity.ERROR) in fired_kinds(gone)
+    stuck = load_detector()
+    feed(stuck, quantised_cycles(3000))
+    assert fired_kinds(feed(stuck, [0.02] * 400, t0=6000.0)) == {("load_low", Severity.ALERT)}
+
+
 def test_load_ignores_zeros_and_survives_a_restart():
     detector, twin = load_detector(), load_detector()
     values = [v if i % 7 else 0.0 for i, v in enumerate(work_cycles(2000))]
