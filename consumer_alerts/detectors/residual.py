@@ -27,7 +27,8 @@ The long window remembers a fault for a window's length after it ends, so once r
 the window's **recent part** (its last ``1/RECENT_SHARE``) is at MinC too. Once ended, it comes back when the recent
 part is at MinC again *and* the long statistic is no lower than when it ended: after a fault the long statistic
 drains as the fault's samples leave the window (the tail is no new fault), while under a lasting change it stays
-where it was, so a dip of the recent part costs a lasting change's event no more than a few samples.
+where it was, so its event comes back (a weak change that wanders may come back as a new event).
+
 Without thresholds (``min_c``/``max_c`` None) the detector only computes the statistics: that is how
 training learns them (``trace`` collects ``(ts, long, short)`` for every active sample).
 """
