@@ -286,9 +286,13 @@ class DetectorEngine:
                     continue
                 if detector.name in HELD_DETECTORS and robot.holding():
                     # held on the detector's own verdict: its ERRORs (spikes) are never held; a surge that may be
-                    # a heavier load's peak is an ALERT, held like the others
-                    finding = self._hold(state, reading.ts, finding, finding.kind or detector.name)
-                    if finding is None:
+                    # a heavier load's peak is an ALERT, held like the others. One whose event is open goes on
+                    # (still noted as held): held, the event would age as quiet, close, and come back when released.
+                    kind = finding.kind or detector.name
+                    if self._hold(state, reading.ts, finding, kind) is None and not any(
+                        life.event is not None and life.detector == kind for life in lives
+                    ):
+                        finding = None
                         robot.held_since = robot.held_since or ts
                 if finding is not None and clean is None and finding.severity is Severity.ERROR:
                     # An exact repeat is no proof that the joint draws that much (a stuck sensor reads the

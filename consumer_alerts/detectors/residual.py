@@ -22,13 +22,22 @@ Per active sample: ``residual = observed - expected`` (amps, from the axis's tra
 
 ALERT's "held" counts time from the first active sample that met the rule; idle rows and ``None`` neither
 feed the windows nor break a run. Only the positive side matters: less current than expected is not wear.
+
+The long window remembers a fault for a window's length after it ends, so once raised the ALERT goes on only while
+the window's **recent part** (its last ``1/RECENT_SHARE``) is at MinC too. Once ended, it comes back when the recent
+part is at MinC again *and* the long statistic is no lower than when it ended: after a fault the long statistic
+drains as the fault's samples leave the window (the tail is no new fault), while under a lasting change it stays
+where it was, so its event comes back (a weak change that wanders may come back as a new event).
+
 Without thresholds (``min_c``/``max_c`` None) the detector only computes the statistics: that is how
 training learns them (``trace`` collects ``(ts, long, short)`` for every active sample).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from itertools import islice
 from typing import Any
 
 from common.wire.schemas import Severity
@@ -43,6 +52,9 @@ NAN = float("nan")
 SPIKE_QUIET = 30
 SPIKE_RUN_GAP = 3  # surges this few active samples apart are one spike (a spike's samples dip under SurgeC)
 SPIKE_FLAT = FLAT_RUN  # repeats in a row after a surge: a flat value, not a spike (a clamp, a stuck sensor)
+# The recent part the ALERT is judged on once raised: the last eighth of the long window (20 of 160 samples, about
+# a work cycle and a half of the demo's feed). A quarter closed one overload and one drift of the demo late.
+RECENT_SHARE = 8
 NEVER = 1 << 30
 
 
@@ -59,6 +71,11 @@ class ResidualDetector(ActiveSamples):
         self.short: deque[float] = deque(maxlen=model.short)
         self.last_ts: float | None = None
         self._alert = Hold()
+        self.recent_size = max(1, model.window // RECENT_SHARE)
+        # in the long statistic's current run over MinC: the ALERT has fired; it has ended, and the long statistic
+        # when it ended (it comes back only once that statistic is no lower: a fault's tail drains the window)
+        self.raised = self.ended = False
+        self.ended_long = NAN
         self.observed, self.normalized = False, 0.0
         self.long_stat = self.short_stat = NAN
         self.spike: tuple[float, float, float] | None = None  # (value, residual, threshold): may be a spike
@@ -87,7 +104,10 @@ class ResidualDetector(ActiveSamples):
             return None
         self.normalized = max(squash(self.long_stat, model.min_c), squash(self.short_stat, model.max_c))
         # NaN compares False: a window that is not full yet never fires.
-        alert = self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s
+        if self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s:
+            alert = self._goes_on(model.min_c) if self.raised else self._raise()
+        else:
+            alert = self.raised = False
         if surge:
             return self._surge(value, residual)
         if self.short_stat >= model.max_c:
@@ -106,6 +126,23 @@ class ResidualDetector(ActiveSamples):
         if alert:
             return Finding(Severity.ALERT, value, self.long_stat, model.min_c)
         return None
+
+    def _raise(self) -> bool:
+        self.raised, self.ended = True, False
+        return True
+
+    def _goes_on(self, min_c: float) -> bool:
+        """A raised ALERT while the long statistic holds: on while the recent part is at MinC; once ended, on again
+        when the recent part is back at MinC and the long statistic has not drained since (a lasting change)."""
+        recent = islice(reversed(self.long.values), self.recent_size)  # summed only while an ALERT's rule holds
+        if math.fsum(recent) / self.recent_size < min_c:
+            if not self.ended:
+                self.ended, self.ended_long = True, self.long_stat
+            return False
+        if self.ended and self.long_stat < self.ended_long:
+            return False  # the fault's tail: its samples leave the window
+        self.ended = False
+        return True
 
     def _surge(self, value: float, residual: float) -> Finding:
         """A surge: an ERROR past what any load short of a gross one draws; otherwise an ALERT (sized by the
@@ -128,6 +165,7 @@ class ResidualDetector(ActiveSamples):
 
     def on_stoppage(self) -> None:
         self._alert = Hold()  # a run never spans a long stoppage (the windows keep their evidence)
+        self.raised = self.ended = False
         self.short.clear()
         self.spike = None  # its events close at a stoppage: what was not confirmed stays the ALERT it was
 
@@ -137,6 +175,8 @@ class ResidualDetector(ActiveSamples):
             "short": list(self.short),
             "last_ts": self.last_ts,
             "alert_since": self._alert.since,  # how long the ALERT's condition has held: it must hold t_long_s
+            "alert_raised": self.raised,
+            "alert_ended_long": self.ended_long if self.ended else None,  # None: not ended (NaN is no JSON)
             # scalars (a list is a window of floats to the snapshot): a surge that may still be a spike
             "spike_value": self.spike[0] if self.spike else None,
             "spike_residual": self.spike[1] if self.spike else None,
@@ -150,6 +190,9 @@ class ResidualDetector(ActiveSamples):
         self.short = deque(state["short"], maxlen=self.model.short)
         self.last_ts = state["last_ts"]
         self._alert.since = state["alert_since"]
+        self.raised = state.get("alert_raised", False)  # absent: an older snapshot
+        ended_long = state.get("alert_ended_long")
+        self.ended, self.ended_long = ended_long is not None, NAN if ended_long is None else ended_long
         value, residual = state.get("spike_value"), state.get("spike_residual")  # absent: an older snapshot
         threshold = state.get("spike_threshold") or self.model.surge_c  # absent: a surge's, from an older snapshot
         self.spike = (value, residual, threshold) if value is not None else None

@@ -7,7 +7,7 @@ import pytest
 
 from common.wire.schemas import Severity
 from consumer_alerts.detectors import Hold, squash
-from consumer_alerts.detectors.residual import SPIKE_FLAT, SPIKE_QUIET, ResidualDetector
+from consumer_alerts.detectors.residual import RECENT_SHARE, SPIKE_FLAT, SPIKE_QUIET, ResidualDetector
 from consumer_alerts.detectors.stuck import StuckDetector
 from consumer_alerts.detectors.window import RollingWindow
 from consumer_alerts.detectors.zscore import ZScoreDetector
@@ -140,6 +140,58 @@ def test_residual_brief_exceedance_does_not_alert_but_sustained_does():
     assert findings[first].severity is Severity.ALERT
     # The long mean reaches MinC on the 4th high sample (t=206) and must hold T_LONG = 10 s.
     assert first == 8  # t = 216 s
+
+
+class Fed:
+    """A detector fed sample after sample, 2 s apart."""
+
+    def __init__(self, detector):
+        self.detector, self.ts = detector, 0.0
+
+    def __call__(self, values):
+        findings = feed(self.detector, values, t0=self.ts)
+        self.ts += 2.0 * len(values)
+        return findings
+
+
+def overloaded(window=8 * RECENT_SHARE):
+    """An ALERT raised by a 3 A overload (MinC 2 A) that filled the long window."""
+    fed = Fed(ResidualDetector(axis_model(window=window, min_c=2.0, t_long_s=0.0)))
+    fed(noise(window, seed=1, spread=0.3))
+    assert any(
+        f is not None and f.severity is Severity.ALERT for f in fed(noise(window, seed=2, level=13.0, spread=0.3))
+    )
+    return fed
+
+
+def test_a_residual_alert_ends_with_the_fault_not_with_the_long_window():
+    fed = overloaded()
+    recent = fed.detector.recent_size
+    after = fed(noise(recent, seed=3, spread=0.3))
+    # the long window still remembers the fault (mean ~3 A over, MinC 2 A), but the recent part is back to normal
+    assert fed.detector.long_stat >= 2.0
+    assert after[-1] is None and max(i for i, f in enumerate(after) if f is not None) < recent // 2
+    # the recent part over MinC again while the long statistic drains: the fault's tail, no new ALERT
+    tail = fed(noise(recent, seed=4, spread=0.3) + noise(recent, seed=5, level=13.0, spread=0.3))
+    assert fed.detector.long_stat >= 2.0 and not any(tail)
+
+
+def test_a_residual_alert_comes_back_when_a_lasting_change_goes_on_after_a_dip():
+    fed = overloaded()
+    recent = fed.detector.recent_size
+    assert fed(noise(recent // 2, seed=3, spread=0.3))[-1] is None  # a dip of the recent part ends the ALERT
+    lasting = fed(noise(4 * recent, seed=6, level=13.2, spread=0.3))  # the change goes on, as before the dip
+    first = next(i for i, f in enumerate(lasting) if f is not None)
+    assert first < 2 * recent and all(f is not None for f in lasting[first + recent :])
+
+
+def test_a_restored_detector_ends_and_raises_the_alert_as_the_uninterrupted_one():
+    fed = overloaded()
+    fed(noise(3, seed=3, spread=0.3))  # ended, the long statistic when it ended remembered
+    restored = ResidualDetector(fed.detector.model)
+    restored.load(fed.detector.state())
+    rest = noise(40, seed=7, spread=0.3) + noise(40, seed=8, level=13.2, spread=0.3)
+    assert feed(restored, rest, t0=fed.ts) == feed(fed.detector, rest, t0=fed.ts)
 
 
 def test_residual_error_needs_the_surge_on_short_samples_in_a_row():
