@@ -137,10 +137,11 @@ def _fold(
         stored = readings if conn.dialect.name == "postgresql" else R
         axes = minute_axes_of([_within(M, "minute", todo)])
         _upsert(conn, S, stamp_stats_of([_within(stored, "ts", todo)], axes=axes, stored=stored))
+    if passed:  # before the hours: a running hour's row takes its folded_until from the progress
+        _move_progress(conn, passed)
+    if todo:
         _refold_hours(conn, todo, {robot: passed.get(robot, until) for robot, until in folded.items()})
         _refold_fleet(conn, [(low, high) for _, low, high in todo])
-    if passed:
-        _move_progress(conn, passed)
 
 
 def _move_progress(conn: Connection, passed: dict[str, datetime]) -> None:
@@ -191,11 +192,12 @@ def _joined(ranges: Iterable[tuple]) -> list[list]:
 def _refold_hours(
     conn: Connection, todo: list[tuple[str, datetime, datetime]], folded_until: dict[str, datetime]
 ) -> None:
-    """Recompute the whole hours (before the hour of the robot's ``folded_until``) that ``todo``'s minutes
-    are in: about once an hour per robot, when its folding crosses into the next hour, and for late rows."""
+    """Recompute the hours that ``todo``'s minutes are in, up to the robot's ``folded_until``: its running
+    hour with each minute folded (from its ~60 minute rows), a whole one once, when its folding leaves it,
+    and again for late rows."""
     hours = []
     for robot, low, high in todo:
-        high = min(floor_hour(high - MINUTE) + HOUR, floor_hour(folded_until[robot]))
+        high = min(floor_hour(high - MINUTE), floor_hour(folded_until[robot] - MINUTE)) + HOUR
         if floor_hour(low) < high:
             hours.append((robot, floor_hour(low), high))
     if hours:
@@ -203,8 +205,8 @@ def _refold_hours(
 
 
 def _upsert_hours(conn: Connection, hours: list[tuple[str, datetime, datetime]]) -> None:
-    """reading_stamps_hour's and readings_hour's rows of these ``(robot, from, until)`` ranges of whole hours,
-    afresh."""
+    """reading_stamps_hour's and readings_hour's rows of these ``(robot, from, until)`` ranges of hours, afresh
+    (``until``: an hour's end)."""
     _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
     _upsert(conn, H, hour_stats_of([_within(M, "minute", hours)]))
 
@@ -280,5 +282,8 @@ def rebuild(conn: Connection) -> None:
         )
         _upsert_hours(
             conn,
-            [(r["robot_id"], datetime.min.replace(tzinfo=UTC), floor_hour(r["folded_until"])) for r in rows],
+            [
+                (r["robot_id"], datetime.min.replace(tzinfo=UTC), floor_hour(r["folded_until"] - MINUTE) + HOUR)
+                for r in rows
+            ],
         )

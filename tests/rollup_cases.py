@@ -19,7 +19,6 @@ from sqlalchemy import Connection, Engine, func, inspect, select, text, true
 
 from common.store import queries
 from common.store.rollup import floor_minute, minute_stats_of, stamp_hours_of, stamp_stats_of
-from common.store.sqlparts import hour_start
 from common.store.tables import (
     axes_of,
     fleet_minute,
@@ -377,14 +376,13 @@ def stored_rows(conn: Connection, table, columns: list[str] | None = None) -> li
 
 def check_hour_rollup_is_the_aggregate_of_the_minutes(conn: Connection) -> None:
     """reading_stamps_hour, row for row, is reading_stamps_minute's (and readings_minute's) per hour,
-    computed afresh, for every hour of a robot before the hour of its ``folded_until``. Its answers
-    against the raw rows: check_folded_answers."""
+    computed afresh, for every hour of a robot up to its ``folded_until`` (the running hour: its minutes
+    folded so far). Its answers against the raw rows: check_folded_answers."""
     P = rollup_progress
-    whole_hours = [
-        [t.c.robot_id == P.c.robot_id, t.c.minute < hour_start(P.c.folded_until)]
-        for t in (reading_stamps_minute, readings_minute)
+    folded = [
+        [t.c.robot_id == P.c.robot_id, t.c.minute < P.c.folded_until] for t in (reading_stamps_minute, readings_minute)
     ]
-    fresh = stamp_hours_of(*whole_hours).subquery()
+    fresh = stamp_hours_of(*folded).subquery()
     again = [dict(r) for r in conn.execute(select(fresh).order_by(fresh.c.robot_id, fresh.c.hour)).mappings()]
     assert_close(stored_rows(conn, reading_stamps_hour), again, "reading_stamps_hour")
     check_hours_are_the_sum_of_their_minutes(conn)
@@ -392,14 +390,17 @@ def check_hour_rollup_is_the_aggregate_of_the_minutes(conn: Connection) -> None:
 
 def check_hours_are_the_sum_of_their_minutes(conn: Connection) -> None:
     """readings_hour, row for row, is readings_minute summed per hour (here, in Python) over each robot's
-    hours before the hour of its ``folded_until``; ``peak_minute`` the first minute with the hour's max."""
+    hours up to its ``folded_until``; ``peak_minute`` the first minute with the hour's max; ``folded_until``
+    the hour's end, or the robot's inside it (its running hour)."""
     folded_until = dict(conn.execute(select(rollup_progress.c.robot_id, rollup_progress.c.folded_until)).all())
     hours: dict = {}
     for r in stored_rows(conn, readings_minute):
         hour = r["minute"].replace(minute=0)
-        if hour >= folded_until[r["robot_id"]].replace(minute=0, second=0, microsecond=0):
-            continue
-        h = hours.setdefault((r["robot_id"], hour, r["axis_id"]), {"robot_id": r["robot_id"], "hour": hour})
+        assert r["minute"] < folded_until[r["robot_id"]]  # only folded minutes are in the rollup
+        until = min(hour + timedelta(hours=1), folded_until[r["robot_id"]])
+        h = hours.setdefault(
+            (r["robot_id"], hour, r["axis_id"]), {"robot_id": r["robot_id"], "hour": hour, "folded_until": until}
+        )
         h["axis_id"] = r["axis_id"]
         for k in ("n_rows", "n_values", "n_zero"):
             h[k] = h.get(k, 0) + r[k]
