@@ -18,7 +18,7 @@ from alembic import command
 from sqlalchemy import Connection, Engine, func, inspect, select, text, true
 
 from common.store import queries
-from common.store.rollup import floor_minute, minute_stats_of, stamp_hours_of, stamp_stats_of
+from common.store.rollup import floor_minute, minute_stats_of, span_stats, stamp_hours_of, stamp_stats, stamp_stats_of
 from common.store.tables import (
     axes_of,
     fleet_minute,
@@ -255,6 +255,8 @@ def hour_ranges() -> list[tuple[datetime | None, datetime | None]]:
         (at(65 * 60 + 0.5), at(2.5 * 3600 + 7)),
         (at(10 * 60), at(50 * 60)),
         (at(59 * 60), at(61 * 60)),
+        (at(2 * 3600), None),  # from the running hour's start, and just after it
+        (at(2 * 3600 + 0.5), None),
     ]
 
 
@@ -457,3 +459,64 @@ def _min(a, b):
 
 def _max(a, b):
     return b if a is None else a if b is None else max(a, b)
+
+
+# --- the running hour ----------------------------------------------------------------------------------
+
+
+def store_one_robot(engine: Engine, seconds: range, amps=lambda s: float(s % 7)) -> None:
+    """R1, axis 1: a reading at ``T0 + s`` for each ``s``, in one write."""
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R1"], axes=[1])
+        insert_readings(conn, [("R1", 1, T0 + timedelta(seconds=s), amps(s)) for s in seconds])
+
+
+def running_hour(conn: Connection) -> tuple[datetime, datetime]:
+    """R1's hour of its folded_until, and the folded_until of that hour's row (its minutes folded so far)."""
+    row = conn.execute(select(readings_hour.c.hour, readings_hour.c.folded_until).order_by(readings_hour.c.hour.desc()))
+    return row.first()
+
+
+def check_a_fold_inside_the_running_hour_changes_no_answer(engine: Engine) -> None:
+    """A reader reads the cuts (R1 folded up to F, inside its running hour: that hour's row holds its
+    minutes before F); a writer then folds more minutes of the hour, which refolds the row with a later
+    folded_until. The reader's query takes R1's minute rows up to F instead, and the rest raw: every
+    reading counted once, in every reader of the hour rows."""
+    store_one_robot(engine, range(0, 1200, 2))
+    with engine.connect() as reader:
+        hour, before = running_hour(reader)
+        assert (hour, before.minute > 0) == (T0, True)  # the running hour has its row
+        spans = span_stats(reader, robot_id=None, start=None, end=None)
+        stamps = stamp_stats(reader, robot_id=None, start=None, end=None)
+        folded = stamp_stats(reader, robot_id=None, start=None, end=None, folded_only=True)
+        store_one_robot(engine, range(1200, 1500, 2))
+        hour, after = running_hour(reader)
+        assert (hour, after > before) == (T0, True)  # refolded meanwhile
+        assert reader.execute(select(func.sum(spans.c.n_rows))).scalar_one() == 750
+        assert reader.execute(select(func.sum(stamps.c.readings))).scalar_one() == 750
+        # folded_only: the minutes folded when the query runs, whichever rows hold them
+        got = reader.execute(select(func.sum(folded.c.readings))).scalar_one()
+        assert got == (after - T0).total_seconds() / 2, (got, after, before)
+
+
+def check_the_running_hour_is_read_from_its_row(engine: Engine) -> None:
+    """Over everything stored, the fleet's current hour is its running rows: with its minute rows gone,
+    every answer read through the hour rows stays what the raw rows say (only the unfolded tail is raw)."""
+    store_one_robot(engine, range(0, 3600 + 1800, 2), amps=lambda s: float((s * 7919) % 1000) / 10)
+    with engine.connect() as conn:
+        hour, folded_until = running_hour(conn)
+        assert (hour, folded_until.minute > 0) == (T0 + timedelta(hours=1), True)
+    with engine.begin() as conn:
+        for table in (readings_minute, reading_stamps_minute):
+            assert conn.execute(table.delete().where(table.c.minute >= hour)).rowcount > 0
+    rows = raw_rows(engine, None, None, None)
+    with engine.connect() as conn:
+        everything = {"robot_id": None, "start": None, "end": None}
+        assert_close(queries.resample_hourly(conn, **everything), expected_hourly_resample(rows), "hourly")
+        assert_close(queries.axis_summary(conn, **everything), expected_summary(rows), "summary")
+        assert_close(queries.window_peaks(conn, **everything), expected_window_peaks(rows), "peaks")
+        locked = axes_of(conn, active_only=True)
+        health = queries.data_health(conn, **everything, gap_threshold_s=GAP_S, tick_seconds=TICK_S)
+        assert_close(health, expected_health(rows, locked), "health")
+        folded = queries.data_health(conn, **everything, gap_threshold_s=GAP_S, tick_seconds=TICK_S, folded_only=True)
+        assert folded[0]["readings"] == (folded_until - T0).total_seconds() / 2

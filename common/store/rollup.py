@@ -406,7 +406,7 @@ def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None,
                 and_(m.c.robot_id.in_(robots), *spanning(m, "minute", None, first, min(first_hour, minute_cut)))
             )
         if hour_cut < minute_cut:
-            running, fallback = _running(h, m, robots, hour_cut, minute_cut)
+            running, fallback = _running(h, m, robots, hour_cut, minute_cut, minute_cut)
             hours.append(running)
             fallbacks.append(fallback)
         raw.append(and_(t.c.robot_id.in_(robots), t.c.ts >= minute_cut, *([] if end is None else [t.c.ts <= end])))
@@ -437,11 +437,13 @@ def _hour_cuts(
     return groups
 
 
-def _running(hour_table, minute_table, robots: list[str], hour_cut: datetime, minute_cut: datetime, until=None):
+def _running(
+    hour_table, minute_table, robots: list[str], hour_cut: datetime, minute_cut: datetime, until: datetime | None
+):
     """The minutes ``[hour_cut, minute_cut)`` of ``robots`` (inside one hour) as their running hour's rows:
     the condition on ``hour_table`` that takes a robot's row of ``hour_cut`` holding exactly those minutes
     (its ``folded_until`` is ``minute_cut``), and the fallback ``(from clause, condition)`` on
-    ``minute_table``: the minutes ``[hour_cut, until)`` (default ``minute_cut``) of the robots without one.
+    ``minute_table``: the minutes ``[hour_cut, until)`` (None: open) of the robots without one.
 
     Decided in the query's own snapshot, not from the ``folded_until`` read beforehand: a write that folds
     a minute in between moves the row's ``folded_until`` past ``minute_cut``, and that robot's minutes are
@@ -455,7 +457,7 @@ def _running(hour_table, minute_table, robots: list[str], hour_cut: datetime, mi
     fallback = and_(
         P.c.robot_id.in_(robots),
         ~has_row.exists(),
-        *spanning(minute_table, "minute", None, hour_cut, minute_cut if until is None else until),
+        *spanning(minute_table, "minute", None, hour_cut, until),
     )
     holds = and_(
         hour_table.c.robot_id.in_(robots), hour_table.c.hour == hour_cut, hour_table.c.folded_until == minute_cut
@@ -512,7 +514,7 @@ def _folded_stamps(conn: Connection, *, robot_id: str | None, start: datetime | 
             parts.append(_stamps_between(SH, "hour", 3600, robots, first_hour, hour_cut))
         if hour_cut < minute_cut:
             # Folded up to minute_cut and no further, in the snapshot that has the row: the range's rest.
-            running, (joined, fallback) = _running(SH, S, robots, hour_cut, minute_cut, until=last)
+            running, (joined, fallback) = _running(SH, S, robots, hour_cut, minute_cut, last)
             parts.append(_stamps_between(SH, "hour", 3600, [None], None, None).where(running))
             parts.append(_stamps_between(S, "minute", 60, [None], None, None).select_from(joined).where(fallback))
         else:
