@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, t
 from common.store.rollup import (
     HOUR,
     MINUTE,
+    RUNNING_HOUR_STEP,
     SH,
     F,
     H,
@@ -140,7 +141,8 @@ def _fold(
     if passed:  # before the hours: a running hour's row takes its folded_until from the progress
         _move_progress(conn, passed)
     if todo:
-        _refold_hours(conn, todo, {robot: passed.get(robot, until) for robot, until in folded.items()})
+        moved = [(robot, folded[robot], until) for robot, until in passed.items()]
+        _refold_hours(conn, late, moved, {robot: passed.get(robot, until) for robot, until in folded.items()})
         _refold_fleet(conn, [(low, high) for _, low, high in todo])
 
 
@@ -190,18 +192,33 @@ def _joined(ranges: Iterable[tuple]) -> list[list]:
 
 
 def _refold_hours(
-    conn: Connection, todo: list[tuple[str, datetime, datetime]], folded_until: dict[str, datetime]
+    conn: Connection,
+    late: list[tuple[str, datetime, datetime]],
+    moved: list[tuple[str, datetime, datetime]],
+    folded_until: dict[str, datetime],
 ) -> None:
-    """Recompute the hours that ``todo``'s minutes are in, up to the robot's ``folded_until``: its running
-    hour with each minute folded (from its ~60 minute rows), a whole one once, when its folding leaves it,
-    and again for late rows."""
+    """Recompute the hours that the ``late`` minutes are in, up to the robot's ``folded_until`` (its running
+    hour too), and those its folding ``moved`` through: a whole hour once, when the folding leaves it, the
+    running hour each time the folding passes a multiple of ``RUNNING_HOUR_STEP`` (from its ~60 minute rows;
+    at every fold that cost the sink ~45 ms a 200-robot tick, docs/benchmarks.md section 3; readers take the
+    minutes folded since from readings_minute)."""
     hours = []
-    for robot, low, high in todo:
+    for robot, low, high in late:
         high = min(floor_hour(high - MINUTE), floor_hour(folded_until[robot] - MINUTE)) + HOUR
+        if floor_hour(low) < high:
+            hours.append((robot, floor_hour(low), high))
+    for robot, low, high in moved:
+        high = floor_hour(high - MINUTE) + HOUR if _step_of(high) > _step_of(low) else floor_hour(high)
         if floor_hour(low) < high:
             hours.append((robot, floor_hour(low), high))
     if hours:
         _upsert_hours(conn, hours)
+
+
+def _step_of(ts: datetime) -> datetime:
+    """The start of the ``RUNNING_HOUR_STEP`` that ``ts`` falls in (steps start at every hour's start)."""
+    hour = floor_hour(ts)
+    return hour + (ts - hour) // RUNNING_HOUR_STEP * RUNNING_HOUR_STEP
 
 
 def _upsert_hours(conn: Connection, hours: list[tuple[str, datetime, datetime]]) -> None:

@@ -15,10 +15,19 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 from alembic import command
-from sqlalchemy import Connection, Engine, func, inspect, select, text, true
+from sqlalchemy import Connection, Engine, and_, func, inspect, or_, select, text, true
 
 from common.store import queries
-from common.store.rollup import floor_minute, minute_stats_of, span_stats, stamp_hours_of, stamp_stats, stamp_stats_of
+from common.store.rollup import (
+    RUNNING_HOUR_STEP,
+    floor_minute,
+    minute_stats_of,
+    span_stats,
+    stamp_hours_of,
+    stamp_stats,
+    stamp_stats_of,
+)
+from common.store.sqlparts import hour_start
 from common.store.tables import (
     axes_of,
     fleet_minute,
@@ -376,30 +385,73 @@ def stored_rows(conn: Connection, table, columns: list[str] | None = None) -> li
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
+def running_hours(conn: Connection, table=readings_hour) -> dict[str, tuple[datetime, datetime]]:
+    """Per robot, its running hour's row in ``table`` (the hour of its folded_until, when that is not an
+    hour's start) and the row's folded_until: after the hour's start, at or before the robot's (the writer
+    refolds it every RUNNING_HOUR_STEP, the minutes since are in the minute rows)."""
+    folded_until = dict(conn.execute(select(rollup_progress.c.robot_id, rollup_progress.c.folded_until)).all())
+    rows = {}
+    for robot, until in folded_until.items():
+        hour = floor_minute(until - timedelta(minutes=1)).replace(minute=0)
+        stored = conn.execute(
+            select(table.c.folded_until).where(table.c.robot_id == robot, table.c.hour == hour).distinct()
+        ).scalars()
+        stored = list(stored)
+        if until != until.replace(minute=0) and stored:
+            assert len(stored) == 1 and hour < stored[0] <= until, (robot, hour, stored, until)
+            assert until - stored[0] <= RUNNING_HOUR_STEP, (robot, stored, until)
+            rows[robot] = (hour, stored[0])
+    return rows
+
+
 def check_hour_rollup_is_the_aggregate_of_the_minutes(conn: Connection) -> None:
     """reading_stamps_hour, row for row, is reading_stamps_minute's (and readings_minute's) per hour,
-    computed afresh, for every hour of a robot up to its ``folded_until`` (the running hour: its minutes
-    folded so far). Its answers against the raw rows: check_folded_answers."""
+    computed afresh, for every hour of a robot before the hour of its ``folded_until``, and its running
+    hour's minutes before that row's ``folded_until``. Its answers against the raw rows: check_folded_answers."""
     P = rollup_progress
-    folded = [
-        [t.c.robot_id == P.c.robot_id, t.c.minute < P.c.folded_until] for t in (reading_stamps_minute, readings_minute)
+    running = running_hours(conn, reading_stamps_hour)
+    assert running == running_hours(conn)  # written together
+    held = [
+        [
+            t.c.robot_id == P.c.robot_id,
+            t.c.minute < hour_start(P.c.folded_until),
+        ]
+        for t in (reading_stamps_minute, readings_minute)
     ]
-    fresh = stamp_hours_of(*folded).subquery()
+    for robot, (hour, until) in running.items():
+        for conds, t in zip(held, (reading_stamps_minute, readings_minute), strict=True):
+            conds[1] = or_(conds[1], and_(t.c.robot_id == robot, t.c.minute >= hour, t.c.minute < until))
+    fresh = stamp_hours_of(*held).subquery()
     again = [dict(r) for r in conn.execute(select(fresh).order_by(fresh.c.robot_id, fresh.c.hour)).mappings()]
+    for r in again:  # computed from the robot's folded_until: the running row's is its own
+        run = running.get(r["robot_id"])
+        if run is not None and r["hour"] == run[0]:
+            r["folded_until"] = run[1]
     assert_close(stored_rows(conn, reading_stamps_hour), again, "reading_stamps_hour")
-    check_hours_are_the_sum_of_their_minutes(conn)
+    check_hours_are_the_sum_of_their_minutes(conn, running)
 
 
-def check_hours_are_the_sum_of_their_minutes(conn: Connection) -> None:
+def hour_start_of(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def check_hours_are_the_sum_of_their_minutes(conn: Connection, running: dict | None = None) -> None:
     """readings_hour, row for row, is readings_minute summed per hour (here, in Python) over each robot's
-    hours up to its ``folded_until``; ``peak_minute`` the first minute with the hour's max; ``folded_until``
-    the hour's end, or the robot's inside it (its running hour)."""
+    hours before the hour of its ``folded_until`` and its running hour's minutes before that row's
+    ``folded_until``; ``peak_minute`` the first minute with the hour's max; ``folded_until`` the hour's end,
+    or the running row's."""
     folded_until = dict(conn.execute(select(rollup_progress.c.robot_id, rollup_progress.c.folded_until)).all())
+    running = running_hours(conn) if running is None else running
     hours: dict = {}
     for r in stored_rows(conn, readings_minute):
         hour = r["minute"].replace(minute=0)
         assert r["minute"] < folded_until[r["robot_id"]]  # only folded minutes are in the rollup
-        until = min(hour + timedelta(hours=1), folded_until[r["robot_id"]])
+        if hour >= hour_start_of(folded_until[r["robot_id"]]):
+            run_hour, until = running.get(r["robot_id"], (None, None))
+            if hour != run_hour or r["minute"] >= until:
+                continue  # folded since the running row was
+        else:
+            until = hour + timedelta(hours=1)
         h = hours.setdefault(
             (r["robot_id"], hour, r["axis_id"]), {"robot_id": r["robot_id"], "hour": hour, "folded_until": until}
         )
@@ -500,15 +552,16 @@ def check_a_fold_inside_the_running_hour_changes_no_answer(engine: Engine) -> No
 
 
 def check_the_running_hour_is_read_from_its_row(engine: Engine) -> None:
-    """Over everything stored, the fleet's current hour is its running rows: with its minute rows gone,
-    every answer read through the hour rows stays what the raw rows say (only the unfolded tail is raw)."""
+    """Over everything stored, the fleet's current hour is its running rows: with the minute rows they hold
+    gone, every answer read through the hour rows stays what the raw rows say (only the unfolded tail is raw)."""
     store_one_robot(engine, range(0, 3600 + 1800, 2), amps=lambda s: float((s * 7919) % 1000) / 10)
     with engine.connect() as conn:
         hour, folded_until = running_hour(conn)
         assert (hour, folded_until.minute > 0) == (T0 + timedelta(hours=1), True)
     with engine.begin() as conn:
         for table in (readings_minute, reading_stamps_minute):
-            assert conn.execute(table.delete().where(table.c.minute >= hour)).rowcount > 0
+            gone = table.delete().where(table.c.minute >= hour, table.c.minute < folded_until)
+            assert conn.execute(gone).rowcount > 0
     rows = raw_rows(engine, None, None, None)
     with engine.connect() as conn:
         everything = {"robot_id": None, "start": None, "end": None}

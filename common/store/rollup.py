@@ -245,6 +245,9 @@ def minute_axes_of(filters: Iterable, *, at=M.c.minute, name: str = "minute") ->
     )
 
 
+RUNNING_HOUR_STEP = timedelta(minutes=10)  # how often the writer refolds a robot's running hour (see _running)
+
+
 def hour_folded_until(robot_id, hour):
     """An hour row's ``folded_until``: the hour's end, or the robot's ``folded_until`` inside it (its running
     hour). The writer moves the robot's progress before it folds its hours."""
@@ -398,7 +401,7 @@ def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None,
         return None
     h, m, t = hour_table, minute_table, stored_readings(conn)
     hours, minutes, raw, fallbacks = [], [], [], []
-    for (hour_cut, minute_cut), robots in _hour_cuts(conn, robot_id, first, last).items():
+    for (hour_cut, minute_cut, held), robots in _hour_cuts(conn, h, robot_id, first, last).items():
         if first_hour is None or hour_cut > first_hour:
             hours.append(and_(h.c.robot_id.in_(robots), *spanning(h, "hour", None, first_hour, hour_cut)))
         if first is not None and first < min(first_hour, minute_cut):
@@ -406,9 +409,10 @@ def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None,
                 and_(m.c.robot_id.in_(robots), *spanning(m, "minute", None, first, min(first_hour, minute_cut)))
             )
         if hour_cut < minute_cut:
-            running, fallback = _running(h, m, robots, hour_cut, minute_cut, minute_cut)
-            hours.append(running)
-            fallbacks.append(fallback)
+            running, rest, fallback = _running(h, m, robots, hour_cut, held, minute_cut)
+            hours += running
+            minutes += rest
+            fallbacks += fallback
         raw.append(and_(t.c.robot_id.in_(robots), t.c.ts >= minute_cut, *([] if end is None else [t.c.ts <= end])))
     if start is not None and start < first:
         raw.append(and_(*where(t, robot_id=robot_id, start=start, end=None), t.c.ts < first))
@@ -416,60 +420,69 @@ def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None,
 
 
 def _hour_cuts(
-    conn: Connection, robot_id: str | None, first: datetime | None, last: datetime | None
-) -> dict[tuple[datetime, datetime], list[str]]:
+    conn: Connection, hour_table, robot_id: str | None, first: datetime | None, last: datetime | None
+) -> dict[tuple[datetime, datetime, datetime | None], list[str]]:
     """Per robot, where its hour rows (``hour_cut``: the hour of its ``folded_until``) and its minute rows
-    (``minute_cut``: ``folded_until``) end, kept inside the range's whole hours and minutes; robots grouped
-    by them (``_cuts``)."""
+    (``minute_cut``: ``folded_until``) end, kept inside the range's whole hours and minutes, and ``held``:
+    its running hour's row in ``hour_table`` holds the minutes before it (None: no such row inside the
+    range); robots grouped by them (as ``_cuts``)."""
     first_hour = None if first is None else floor_hour(first - MINUTE) + HOUR
     last_hour = None if last is None else floor_hour(last)
-    query = select(P.c.robot_id, P.c.folded_until).order_by(P.c.robot_id)
+    h = hour_table
+    running = (
+        select(h.c.folded_until)
+        .where(h.c.robot_id == P.c.robot_id, h.c.hour == hour_start(P.c.folded_until))
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = select(P.c.robot_id, P.c.folded_until, running).order_by(P.c.robot_id)
     if robot_id is not None:
         query = query.where(P.c.robot_id == robot_id)
-    groups: dict[tuple[datetime, datetime], list[str]] = {}
-    for robot, folded_until in conn.execute(query):
+    groups: dict[tuple[datetime, datetime, datetime | None], list[str]] = {}
+    for robot, folded_until, held in conn.execute(query):
         hour_cut, minute_cut = floor_hour(folded_until), folded_until
         if last is not None:
             hour_cut, minute_cut = min(hour_cut, last_hour), min(minute_cut, last)
         if first is not None:
             hour_cut, minute_cut = max(hour_cut, first_hour), max(minute_cut, first)
-        groups.setdefault((hour_cut, minute_cut), []).append(robot)
+        if held is not None and not (hour_cut == floor_hour(folded_until) and hour_cut < held <= minute_cut):
+            held = None
+        groups.setdefault((hour_cut, minute_cut, held), []).append(robot)
     return groups
 
 
-def _running(
-    hour_table, minute_table, robots: list[str], hour_cut: datetime, minute_cut: datetime, until: datetime | None
-):
-    """The minutes ``[hour_cut, minute_cut)`` of ``robots`` (inside one hour) as their running hour's rows:
-    the condition on ``hour_table`` that takes a robot's row of ``hour_cut`` holding exactly those minutes
-    (its ``folded_until`` is ``minute_cut``), and the fallback ``(from clause, condition)`` on
-    ``minute_table``: the minutes ``[hour_cut, until)`` (None: open) of the robots without one.
+def _running(hour_table, minute_table, robots: list[str], hour_cut: datetime, held: datetime | None, until):
+    """The minutes ``[hour_cut, until)`` of ``robots`` (``until`` None: open), their running hour's row read
+    beforehand holding those before ``held``: conditions on ``hour_table`` (that row) and on
+    ``minute_table`` (the minutes from ``held``), and ``(from clause, condition)`` fallbacks on
+    ``minute_table``.
 
-    Decided in the query's own snapshot, not from the ``folded_until`` read beforehand: a write that folds
-    a minute in between moves the row's ``folded_until`` past ``minute_cut``, and that robot's minutes are
-    read instead (the tail after ``minute_cut`` raw, as ever). Usually every robot has its row, and the
-    fallback, driven from the robots (a join, not an IN inside the OR of the parts, which PostgreSQL checked
-    on every minute row of the range), reads nothing: 1 row per robot and axis instead of up to 59."""
-    running = hour_table.alias("running")
+    The row is taken only if its ``folded_until`` is still ``held`` in the query's own snapshot: a write
+    that refolds it in between (the writer does every ``RUNNING_HOUR_STEP``) moves that past ``held``, and
+    the fallback reads that robot's minutes ``[hour_cut, held)`` instead. Usually every robot has its row
+    and the fallback, driven from the robots (an anti-join, then the minute key; an IN inside the OR of the
+    parts was checked on every minute row of the hour), reads nothing: 1 row per robot and axis plus the
+    minutes since the row, not up to 59 minute rows."""
+    h, m = hour_table, minute_table
+    if held is None:
+        return [], [and_(m.c.robot_id.in_(robots), *spanning(m, "minute", None, hour_cut, until))], []
+    running = h.alias("running")
     has_row = select(running.c.robot_id).where(
-        running.c.robot_id == P.c.robot_id, running.c.hour == hour_cut, running.c.folded_until == minute_cut
+        running.c.robot_id == P.c.robot_id, running.c.hour == hour_cut, running.c.folded_until == held
     )
-    fallback = and_(
-        P.c.robot_id.in_(robots),
-        ~has_row.exists(),
-        *spanning(minute_table, "minute", None, hour_cut, until),
+    fallback = and_(P.c.robot_id.in_(robots), ~has_row.exists(), *spanning(m, "minute", None, hour_cut, held))
+    return (
+        [and_(h.c.robot_id.in_(robots), h.c.hour == hour_cut, h.c.folded_until == held)],
+        [and_(m.c.robot_id.in_(robots), *spanning(m, "minute", None, held, until))],
+        [(m.join(P, P.c.robot_id == m.c.robot_id), fallback)],
     )
-    holds = and_(
-        hour_table.c.robot_id.in_(robots), hour_table.c.hour == hour_cut, hour_table.c.folded_until == minute_cut
-    )
-    return holds, (minute_table.join(P, P.c.robot_id == minute_table.c.robot_id), fallback)
 
 
 def stamp_stats(
     conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None, folded_only: bool = False
 ):
     """Subquery: ``reading_stamps_minute``'s columns for the rows of ``start <= ts <= end``, and ``seconds``,
-    the length of the stretch of time a row sums up: 60, or 3600 for a robot's whole hour folded so far, one
+    the length of the stretch of time a row sums up: 60, or up to 3600 for a robot's hour folded so far, one
     row of reading_stamps_hour (its start in ``minute``; the parts as ``span_stats``' ones). ``folded_only``:
     of the whole minutes folded, whole hours likewise."""
     if folded_only:
@@ -483,7 +496,7 @@ def stamp_stats(
     of_minutes = select(S.c.robot_id, S.c.minute, *(S.c[n] for n in STAMPS), literal(60).label("seconds"))
     return union_all(
         select(
-            SH.c.robot_id, SH.c.hour.label("minute"), *(SH.c[n] for n in STAMPS), literal(3600).label("seconds")
+            SH.c.robot_id, SH.c.hour.label("minute"), *(SH.c[n] for n in STAMPS), _hour_seconds().label("seconds")
         ).where(hours),
         of_minutes.where(minutes),
         *(of_minutes.select_from(joined).where(fallback) for joined, fallback in fallbacks),
@@ -509,14 +522,14 @@ def _folded_stamps(conn: Connection, *, robot_id: str | None, start: datetime | 
         if first is None or first == first_hour
         else [_stamps_between(S, "minute", 60, [robot_id], first, first_hour)]
     )
-    for (hour_cut, minute_cut), robots in _hour_cuts(conn, robot_id, first, last).items():
+    for (hour_cut, minute_cut, held), robots in _hour_cuts(conn, SH, robot_id, first, last).items():
         if first_hour is None or hour_cut > first_hour:
             parts.append(_stamps_between(SH, "hour", 3600, robots, first_hour, hour_cut))
-        if hour_cut < minute_cut:
-            # Folded up to minute_cut and no further, in the snapshot that has the row: the range's rest.
-            running, (joined, fallback) = _running(SH, S, robots, hour_cut, minute_cut, last)
-            parts.append(_stamps_between(SH, "hour", 3600, [None], None, None).where(running))
-            parts.append(_stamps_between(S, "minute", 60, [None], None, None).select_from(joined).where(fallback))
+        if hour_cut < minute_cut:  # the running hour as far as its row holds it, every folded minute after
+            running, rest, fallback = _running(SH, S, robots, hour_cut, held, last)
+            every = _stamps_between(S, "minute", 60, [None], None, None)
+            parts += [_stamps_between(SH, "hour", 3600, [None], None, None).where(c) for c in running]
+            parts += [every.where(c) for c in rest] + [every.select_from(j).where(c) for j, c in fallback]
         else:
             parts.append(_stamps_between(S, "minute", 60, robots, hour_cut, last))
     return union_all(*parts).subquery()
@@ -538,8 +551,14 @@ def _stamps_between(
         table.c.robot_id,
         table.c[time].label("minute"),
         *(table.c[n] for n in STAMPS),
-        literal(seconds).label("seconds"),
+        (_hour_seconds() if table is SH else literal(seconds)).label("seconds"),
     ).where(*conds)
+
+
+def _hour_seconds():
+    """The stretch of time a reading_stamps_hour row sums up: 3600 s, or its running hour's minutes so far
+    (the minutes after them are other rows of a reader's)."""
+    return seconds_between(SH.c.folded_until, SH.c.hour)
 
 
 def folded(table, *, robot_id: str | None = None, start: datetime | None, end: datetime | None):
