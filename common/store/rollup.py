@@ -1,7 +1,8 @@
 """The rollup (per minute: ``readings_minute``, ``reading_stamps_minute``, ``fleet_minute``; per hour:
 ``readings_hour``, ``reading_stamps_hour``): the queries that compute it from readings_fact, and its
 readers for a time range. consumer_db keeps it up to date (``consumer_db.rollup_writer``), folding each
-robot's minutes once they have passed, and its hours once their last minute is folded.
+robot's minutes once they have passed, and its hours: a whole one once its last minute is folded, the
+running one every ``RUNNING_HOUR_STEP`` (the minutes folded since are read from the minute rows).
 
 A reader takes the whole minutes (``minute_stats``) or hours (``span_stats``) of its range from the rollup
 and the rest from readings_fact, so its answers are those of the raw rows; the dashboard's history reads
