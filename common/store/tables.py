@@ -194,10 +194,10 @@ reading_stamps_minute = Table(
 )
 
 # reading_stamps_minute per hour: each robot's hours up to its ``folded_until``, the last one running (refolded
-# with each minute folded into it; written again for late rows). Data health over a day of a fleet reads 24
-# rows per robot instead of 1,440. ``longest_step_s`` takes in the steps between the hour's minutes.
+# every ``rollup.RUNNING_HOUR_STEP`` of folding; written again for late rows). Data health over a day of a fleet
+# reads 24 rows per robot instead of 1,440. ``longest_step_s`` takes in the steps between the hour's minutes.
 # A reader takes an hour's row for the minutes [hour, folded_until) only: a whole hour's, or the running hour's
-# when the robot's folded_until (read in the same statement's snapshot) is the row's (common.store.rollup).
+# as far as it holds them, checked in the query's snapshot (common.store.rollup._running).
 HOUR_FOLDED_UNTIL = "the row holds the minutes before it: the hour's end, or the robot's folded_until (running)"
 reading_stamps_hour = Table(
     "reading_stamps_hour",

@@ -1,8 +1,8 @@
 """The running hour: readings_hour and reading_stamps_hour also hold each robot's hour of its folded_until,
-as far as it is folded (refolded with each minute folded into it), and ``folded_until`` on each row says
+(refolded every 10 minutes of folding, consumer_db.rollup_writer), and ``folded_until`` on each row says
 which minutes it holds: those before it (the hour's end for a whole hour). A reader over everything stored
-then takes the fleet's current hour as 1 row per robot and axis, not up to 59 minute rows
-(common.store.rollup). Backfilled so.
+then takes the fleet's current hour as 1 row per robot and axis and the minutes since, not up to 59 minute
+rows (common.store.rollup). Backfilled as of each robot's folded_until.
 
 Written out, like 0006 and 0013: frozen at the schema of its day.
 
