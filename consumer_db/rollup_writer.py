@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, t
 from common.store.rollup import (
     HOUR,
     MINUTE,
+    RUNNING_HOUR_STEP,
     SH,
     F,
     H,
@@ -137,10 +138,12 @@ def _fold(
         stored = readings if conn.dialect.name == "postgresql" else R
         axes = minute_axes_of([_within(M, "minute", todo)])
         _upsert(conn, S, stamp_stats_of([_within(stored, "ts", todo)], axes=axes, stored=stored))
-        _refold_hours(conn, todo, {robot: passed.get(robot, until) for robot, until in folded.items()})
-        _refold_fleet(conn, [(low, high) for _, low, high in todo])
-    if passed:
+    if passed:  # before the hours: a running hour's row takes its folded_until from the progress
         _move_progress(conn, passed)
+    if todo:
+        moved = [(robot, folded[robot], until) for robot, until in passed.items()]
+        _refold_hours(conn, late, moved, {robot: passed.get(robot, until) for robot, until in folded.items()})
+        _refold_fleet(conn, [(low, high) for _, low, high in todo])
 
 
 def _move_progress(conn: Connection, passed: dict[str, datetime]) -> None:
@@ -189,22 +192,38 @@ def _joined(ranges: Iterable[tuple]) -> list[list]:
 
 
 def _refold_hours(
-    conn: Connection, todo: list[tuple[str, datetime, datetime]], folded_until: dict[str, datetime]
+    conn: Connection,
+    late: list[tuple[str, datetime, datetime]],
+    moved: list[tuple[str, datetime, datetime]],
+    folded_until: dict[str, datetime],
 ) -> None:
-    """Recompute the whole hours (before the hour of the robot's ``folded_until``) that ``todo``'s minutes
-    are in: about once an hour per robot, when its folding crosses into the next hour, and for late rows."""
+    """Recompute the hours that the ``late`` minutes are in, up to the robot's ``folded_until`` (its running
+    hour too), and those its folding ``moved`` through: a whole hour once, when the folding leaves it, the
+    running hour each time the folding passes a multiple of ``RUNNING_HOUR_STEP`` (from its ~60 minute rows;
+    at every fold that cost the sink ~45 ms a 200-robot tick, docs/benchmarks.md section 3; readers take the
+    minutes folded since from readings_minute)."""
     hours = []
-    for robot, low, high in todo:
-        high = min(floor_hour(high - MINUTE) + HOUR, floor_hour(folded_until[robot]))
+    for robot, low, high in late:
+        high = min(floor_hour(high - MINUTE), floor_hour(folded_until[robot] - MINUTE)) + HOUR
+        if floor_hour(low) < high:
+            hours.append((robot, floor_hour(low), high))
+    for robot, low, high in moved:
+        high = floor_hour(high - MINUTE) + HOUR if _step_of(high) > _step_of(low) else floor_hour(high)
         if floor_hour(low) < high:
             hours.append((robot, floor_hour(low), high))
     if hours:
         _upsert_hours(conn, hours)
 
 
+def _step_of(ts: datetime) -> datetime:
+    """The start of the ``RUNNING_HOUR_STEP`` that ``ts`` falls in (steps start at every hour's start)."""
+    hour = floor_hour(ts)
+    return hour + (ts - hour) // RUNNING_HOUR_STEP * RUNNING_HOUR_STEP
+
+
 def _upsert_hours(conn: Connection, hours: list[tuple[str, datetime, datetime]]) -> None:
-    """reading_stamps_hour's and readings_hour's rows of these ``(robot, from, until)`` ranges of whole hours,
-    afresh."""
+    """reading_stamps_hour's and readings_hour's rows of these ``(robot, from, until)`` ranges of hours, afresh
+    (``until``: an hour's end)."""
     _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
     _upsert(conn, H, hour_stats_of([_within(M, "minute", hours)]))
 
@@ -280,5 +299,8 @@ def rebuild(conn: Connection) -> None:
         )
         _upsert_hours(
             conn,
-            [(r["robot_id"], datetime.min.replace(tzinfo=UTC), floor_hour(r["folded_until"])) for r in rows],
+            [
+                (r["robot_id"], datetime.min.replace(tzinfo=UTC), floor_hour(r["folded_until"] - MINUTE) + HOUR)
+                for r in rows
+            ],
         )

@@ -15,10 +15,18 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 from alembic import command
-from sqlalchemy import Connection, Engine, func, inspect, select, text, true
+from sqlalchemy import Connection, Engine, and_, func, inspect, or_, select, text, true
 
 from common.store import queries
-from common.store.rollup import floor_minute, minute_stats_of, stamp_hours_of, stamp_stats_of
+from common.store.rollup import (
+    RUNNING_HOUR_STEP,
+    floor_minute,
+    minute_stats_of,
+    span_stats,
+    stamp_hours_of,
+    stamp_stats,
+    stamp_stats_of,
+)
 from common.store.sqlparts import hour_start
 from common.store.tables import (
     axes_of,
@@ -256,6 +264,8 @@ def hour_ranges() -> list[tuple[datetime | None, datetime | None]]:
         (at(65 * 60 + 0.5), at(2.5 * 3600 + 7)),
         (at(10 * 60), at(50 * 60)),
         (at(59 * 60), at(61 * 60)),
+        (at(2 * 3600), None),  # from the running hour's start, and just after it
+        (at(2 * 3600 + 0.5), None),
     ]
 
 
@@ -375,31 +385,76 @@ def stored_rows(conn: Connection, table, columns: list[str] | None = None) -> li
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
+def running_hours(conn: Connection, table=readings_hour) -> dict[str, tuple[datetime, datetime]]:
+    """Per robot, its running hour's row in ``table`` (the hour of its folded_until, when that is not an
+    hour's start) and the row's folded_until: after the hour's start, at or before the robot's (the writer
+    refolds it every RUNNING_HOUR_STEP, the minutes since are in the minute rows)."""
+    folded_until = dict(conn.execute(select(rollup_progress.c.robot_id, rollup_progress.c.folded_until)).all())
+    rows = {}
+    for robot, until in folded_until.items():
+        hour = floor_minute(until - timedelta(minutes=1)).replace(minute=0)
+        stored = conn.execute(
+            select(table.c.folded_until).where(table.c.robot_id == robot, table.c.hour == hour).distinct()
+        ).scalars()
+        stored = list(stored)
+        if until != until.replace(minute=0) and stored:
+            assert len(stored) == 1 and hour < stored[0] <= until, (robot, hour, stored, until)
+            assert until - stored[0] <= RUNNING_HOUR_STEP, (robot, stored, until)
+            rows[robot] = (hour, stored[0])
+    return rows
+
+
 def check_hour_rollup_is_the_aggregate_of_the_minutes(conn: Connection) -> None:
     """reading_stamps_hour, row for row, is reading_stamps_minute's (and readings_minute's) per hour,
-    computed afresh, for every hour of a robot before the hour of its ``folded_until``. Its answers
-    against the raw rows: check_folded_answers."""
+    computed afresh, for every hour of a robot before the hour of its ``folded_until``, and its running
+    hour's minutes before that row's ``folded_until``. Its answers against the raw rows: check_folded_answers."""
     P = rollup_progress
-    whole_hours = [
-        [t.c.robot_id == P.c.robot_id, t.c.minute < hour_start(P.c.folded_until)]
+    running = running_hours(conn, reading_stamps_hour)
+    assert running == running_hours(conn)  # written together
+    held = [
+        [
+            t.c.robot_id == P.c.robot_id,
+            t.c.minute < hour_start(P.c.folded_until),
+        ]
         for t in (reading_stamps_minute, readings_minute)
     ]
-    fresh = stamp_hours_of(*whole_hours).subquery()
+    for robot, (hour, until) in running.items():
+        for conds, t in zip(held, (reading_stamps_minute, readings_minute), strict=True):
+            conds[1] = or_(conds[1], and_(t.c.robot_id == robot, t.c.minute >= hour, t.c.minute < until))
+    fresh = stamp_hours_of(*held).subquery()
     again = [dict(r) for r in conn.execute(select(fresh).order_by(fresh.c.robot_id, fresh.c.hour)).mappings()]
+    for r in again:  # computed from the robot's folded_until: the running row's is its own
+        run = running.get(r["robot_id"])
+        if run is not None and r["hour"] == run[0]:
+            r["folded_until"] = run[1]
     assert_close(stored_rows(conn, reading_stamps_hour), again, "reading_stamps_hour")
-    check_hours_are_the_sum_of_their_minutes(conn)
+    check_hours_are_the_sum_of_their_minutes(conn, running)
 
 
-def check_hours_are_the_sum_of_their_minutes(conn: Connection) -> None:
+def hour_start_of(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def check_hours_are_the_sum_of_their_minutes(conn: Connection, running: dict | None = None) -> None:
     """readings_hour, row for row, is readings_minute summed per hour (here, in Python) over each robot's
-    hours before the hour of its ``folded_until``; ``peak_minute`` the first minute with the hour's max."""
+    hours before the hour of its ``folded_until`` and its running hour's minutes before that row's
+    ``folded_until``; ``peak_minute`` the first minute with the hour's max; ``folded_until`` the hour's end,
+    or the running row's."""
     folded_until = dict(conn.execute(select(rollup_progress.c.robot_id, rollup_progress.c.folded_until)).all())
+    running = running_hours(conn) if running is None else running
     hours: dict = {}
     for r in stored_rows(conn, readings_minute):
         hour = r["minute"].replace(minute=0)
-        if hour >= folded_until[r["robot_id"]].replace(minute=0, second=0, microsecond=0):
-            continue
-        h = hours.setdefault((r["robot_id"], hour, r["axis_id"]), {"robot_id": r["robot_id"], "hour": hour})
+        assert r["minute"] < folded_until[r["robot_id"]]  # only folded minutes are in the rollup
+        if hour >= hour_start_of(folded_until[r["robot_id"]]):
+            run_hour, until = running.get(r["robot_id"], (None, None))
+            if hour != run_hour or r["minute"] >= until:
+                continue  # folded since the running row was
+        else:
+            until = hour + timedelta(hours=1)
+        h = hours.setdefault(
+            (r["robot_id"], hour, r["axis_id"]), {"robot_id": r["robot_id"], "hour": hour, "folded_until": until}
+        )
         h["axis_id"] = r["axis_id"]
         for k in ("n_rows", "n_values", "n_zero"):
             h[k] = h.get(k, 0) + r[k]
@@ -456,3 +511,65 @@ def _min(a, b):
 
 def _max(a, b):
     return b if a is None else a if b is None else max(a, b)
+
+
+# --- the running hour ----------------------------------------------------------------------------------
+
+
+def store_one_robot(engine: Engine, seconds: range, amps=lambda s: float(s % 7)) -> None:
+    """R1, axis 1: a reading at ``T0 + s`` for each ``s``, in one write."""
+    with engine.begin() as conn:
+        seed_axes(conn, robot_ids=["R1"], axes=[1])
+        insert_readings(conn, [("R1", 1, T0 + timedelta(seconds=s), amps(s)) for s in seconds])
+
+
+def running_hour(conn: Connection) -> tuple[datetime, datetime]:
+    """R1's hour of its folded_until, and the folded_until of that hour's row (its minutes folded so far)."""
+    row = conn.execute(select(readings_hour.c.hour, readings_hour.c.folded_until).order_by(readings_hour.c.hour.desc()))
+    return row.first()
+
+
+def check_a_fold_inside_the_running_hour_changes_no_answer(engine: Engine) -> None:
+    """A reader reads the cuts (R1 folded up to F, inside its running hour: that hour's row holds its
+    minutes before F); a writer then folds more minutes of the hour, which refolds the row with a later
+    folded_until. The reader's query takes R1's minute rows up to F instead, and the rest raw: every
+    reading counted once, in every reader of the hour rows."""
+    store_one_robot(engine, range(0, 1200, 2))
+    with engine.connect() as reader:
+        hour, before = running_hour(reader)
+        assert (hour, before.minute > 0) == (T0, True)  # the running hour has its row
+        spans = span_stats(reader, robot_id=None, start=None, end=None)
+        stamps = stamp_stats(reader, robot_id=None, start=None, end=None)
+        folded = stamp_stats(reader, robot_id=None, start=None, end=None, folded_only=True)
+        store_one_robot(engine, range(1200, 1500, 2))
+        hour, after = running_hour(reader)
+        assert (hour, after > before) == (T0, True)  # refolded meanwhile
+        assert reader.execute(select(func.sum(spans.c.n_rows))).scalar_one() == 750
+        assert reader.execute(select(func.sum(stamps.c.readings))).scalar_one() == 750
+        # folded_only: the minutes folded when the query runs, whichever rows hold them
+        got = reader.execute(select(func.sum(folded.c.readings))).scalar_one()
+        assert got == (after - T0).total_seconds() / 2, (got, after, before)
+
+
+def check_the_running_hour_is_read_from_its_row(engine: Engine) -> None:
+    """Over everything stored, the fleet's current hour is its running rows: with the minute rows they hold
+    gone, every answer read through the hour rows stays what the raw rows say (only the unfolded tail is raw)."""
+    store_one_robot(engine, range(0, 3600 + 1800, 2), amps=lambda s: float((s * 7919) % 1000) / 10)
+    with engine.connect() as conn:
+        hour, folded_until = running_hour(conn)
+        assert (hour, folded_until.minute > 0) == (T0 + timedelta(hours=1), True)
+    with engine.begin() as conn:
+        for table in (readings_minute, reading_stamps_minute):
+            gone = table.delete().where(table.c.minute >= hour, table.c.minute < folded_until)
+            assert conn.execute(gone).rowcount > 0
+    rows = raw_rows(engine, None, None, None)
+    with engine.connect() as conn:
+        everything = {"robot_id": None, "start": None, "end": None}
+        assert_close(queries.resample_hourly(conn, **everything), expected_hourly_resample(rows), "hourly")
+        assert_close(queries.axis_summary(conn, **everything), expected_summary(rows), "summary")
+        assert_close(queries.window_peaks(conn, **everything), expected_window_peaks(rows), "peaks")
+        locked = axes_of(conn, active_only=True)
+        health = queries.data_health(conn, **everything, gap_threshold_s=GAP_S, tick_seconds=TICK_S)
+        assert_close(health, expected_health(rows, locked), "health")
+        folded = queries.data_health(conn, **everything, gap_threshold_s=GAP_S, tick_seconds=TICK_S, folded_only=True)
+        assert folded[0]["readings"] == (folded_until - T0).total_seconds() / 2

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from itertools import pairwise
 
-from sqlalchemy import Connection, func, literal, select
+from sqlalchemy import Connection, func, select
 
 from common.settings import GAP_THRESHOLD_S, TICK_SECONDS
 from common.store.rollup import MINUTE, folded_minute_stamps, minute_stats, stamp_stats
-from common.store.sqlparts import Row, axes_of_mask, dicts, seconds_between
+from common.store.sqlparts import Row, axes_of_mask, dicts
 from common.store.tables import UtcDateTime, axes_of, readings_fact
 
 R = readings_fact
@@ -36,10 +37,13 @@ def data_health(
     stamps = stamp_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
     # As ever, "rows" counts the rows of the axes active for any robot (a retired axis's rows do not count).
     locked_axes = {a for axes in locked.values() for a in axes}
+    # Read once: a few rows per robot (its hours, the tail's minutes), whose unfolded tail costs more to
+    # compute than everything done with them here.
+    stamp_rows = _in_order(conn, stamps)
     spans, rows, seen = _spans_rows_and_axes_seen(
-        conn, stamps, locked_axes, robot_id=robot_id, start=start, end=end, folded_only=folded_only
+        conn, stamp_rows, locked_axes, robot_id=robot_id, start=start, end=end, folded_only=folded_only
     )
-    gaps = _gaps(conn, stamps, start=start, end=end, threshold_s=gap_threshold_s)
+    gaps = _gaps(conn, stamp_rows, start=start, end=end, threshold_s=gap_threshold_s)
     return [
         _robot_health(
             robot,
@@ -54,36 +58,32 @@ def data_health(
     ]
 
 
+def _in_order(conn: Connection, stamps) -> list[Row]:
+    """The rows of ``stamps`` (``stamp_stats``' columns) per robot in time order."""
+    return dicts(conn.execute(select(stamps).order_by(stamps.c.robot_id, stamps.c.minute)))
+
+
 def _spans_rows_and_axes_seen(
-    conn: Connection, stamps, locked_axes: set[int], *, robot_id, start, end, folded_only: bool
+    conn: Connection, stamps: list[Row], locked_axes: set[int], *, robot_id, start, end, folded_only: bool
 ) -> tuple[dict[str, Row], dict[str, int], dict[str, set[int]]]:
     """Per robot: first and last reading and the readings in the range; rows of ``locked_axes``; the axes
-    that carried a value. From the minutes' masks of axes, in one pass: a few distinct masks per robot,
-    not a row per axis and minute. Rows of other axes (retired ones; rare) are taken off with the per-axis
-    rollup."""
-    query = select(
-        stamps.c.robot_id,
-        stamps.c.axes_stored,
-        stamps.c.axes_with_values,
-        func.sum(stamps.c.n_rows),
-        func.min(stamps.c.first_ts),
-        func.max(stamps.c.last_ts),
-        func.sum(stamps.c.readings),
-    ).group_by(stamps.c.robot_id, stamps.c.axes_stored, stamps.c.axes_with_values)
+    that carried a value. From the minutes' (and hours') masks of axes, not a row per axis and minute.
+    Rows of other axes (retired ones; rare) are taken off with the per-axis rollup."""
     spans: dict[str, Row] = {}
     rows: dict[str, int] = {}
     seen: dict[str, set[int]] = {}
     others: set[str] = set()
-    for robot, stored, with_values, n_rows, first_ts, last_ts, readings in conn.execute(query):
-        span = spans.setdefault(robot, {"first_ts": first_ts, "last_ts": last_ts, "readings": 0})
+    for stamp in stamps:
+        robot = stamp["robot_id"]
+        span = spans.setdefault(robot, {"first_ts": stamp["first_ts"], "last_ts": stamp["last_ts"], "readings": 0})
         span.update(
-            first_ts=min(span["first_ts"], first_ts),
-            last_ts=max(span["last_ts"], last_ts),
-            readings=span["readings"] + int(readings),
+            first_ts=min(span["first_ts"], stamp["first_ts"]),
+            last_ts=max(span["last_ts"], stamp["last_ts"]),
+            readings=span["readings"] + int(stamp["readings"]),
         )
-        rows[robot] = rows.get(robot, 0) + int(n_rows)
-        seen.setdefault(robot, set()).update(axes_of_mask(int(with_values)))
-        if axes_of_mask(int(stored)) - locked_axes:
+        rows[robot] = rows.get(robot, 0) + int(stamp["n_rows"])
+        seen.setdefault(robot, set()).update(axes_of_mask(int(stamp["axes_with_values"])))
+        if axes_of_mask(int(stamp["axes_stored"])) - locked_axes:
             others.add(robot)
     if others:
         m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
@@ -122,11 +122,9 @@ def _robot_health(
     }
 
 
-# Float epoch arithmetic in SQL only preselects (with this margin); lengths are judged exactly in Python.
-MARGIN_S = 1e-3
-
-
-def _gaps(conn: Connection, stamps, *, start: datetime | None, end: datetime | None, threshold_s: float) -> list[Row]:
+def _gaps(
+    conn: Connection, stamps: list[Row], *, start: datetime | None, end: datetime | None, threshold_s: float
+) -> list[Row]:
     gaps = [
         {**g, "length_s": (g["end"] - g["start"]).total_seconds()}
         for g in _steps_over(conn, stamps, start=start, end=end, threshold_s=threshold_s)
@@ -135,44 +133,33 @@ def _gaps(conn: Connection, stamps, *, start: datetime | None, end: datetime | N
 
 
 def _steps_over(
-    conn: Connection, stamps, *, start: datetime | None, end: datetime | None, threshold_s: float
+    conn: Connection, stamps: list[Row], *, start: datetime | None, end: datetime | None, threshold_s: float
 ) -> list[Row]:
-    """The steps between readings that may be longer than ``threshold_s``. Between the rollup's rows (minutes
-    or hours): from one row's last reading to the next one's first. Inside a row whose longest step is long:
-    an hour's from its minutes, a minute's from its raw rows."""
-    prev_last = func.lag(stamps.c.last_ts, type_=UtcDateTime).over(
-        partition_by=stamps.c.robot_id, order_by=stamps.c.minute
-    )
-    steps = select(
-        stamps.c.robot_id,
-        stamps.c.minute,
-        stamps.c.seconds,
-        stamps.c.first_ts,
-        stamps.c.longest_step_s,
-        prev_last.label("prev_last"),
-    ).subquery()
-    between = seconds_between(steps.c.first_ts, steps.c.prev_last)
-    query = select(steps).where(
-        (steps.c.prev_last.is_not(None) & (between > literal(threshold_s - MARGIN_S)))
-        | (steps.c.longest_step_s > literal(threshold_s - MARGIN_S))
-    )
+    """The steps between readings longer than ``threshold_s``. Between the rollup's rows (minutes or hours,
+    each robot's in time order): from one row's last reading to the next one's first. Inside a row whose
+    longest step is long: an hour's from its minutes, a minute's from its raw rows."""
     gaps = []
-    for step in dicts(conn.execute(query)):
+    for before, step in pairwise([None, *stamps]):
         robot, low = step["robot_id"], max(filter(None, (start, step["minute"])))
-        if step["prev_last"] is not None:
-            gaps.append({"robot_id": robot, "start": step["prev_last"], "end": step["first_ts"]})
-        if step["longest_step_s"] <= threshold_s - MARGIN_S:
+        if before is not None and before["robot_id"] == robot:
+            if (step["first_ts"] - before["last_ts"]).total_seconds() > threshold_s:
+                gaps.append({"robot_id": robot, "start": before["last_ts"], "end": step["first_ts"]})
+        if step["longest_step_s"] <= threshold_s - MARGIN_S:  # a float of the rollup's: exact below
             continue
         high = step["minute"] + timedelta(seconds=step["seconds"])
         if step["seconds"] > MINUTE.total_seconds():
             minutes = folded_minute_stamps(robot_id=robot, start=low, until=high)
-            gaps += _steps_over(conn, minutes, start=start, end=end, threshold_s=threshold_s)
+            gaps += _steps_over(conn, _in_order(conn, minutes), start=start, end=end, threshold_s=threshold_s)
         else:
             gaps += _raw_gaps(
                 conn,
                 [R.c.robot_id == robot, R.c.ts >= low, R.c.ts < high, *([R.c.ts <= end] if end is not None else [])],
             )
     return gaps
+
+
+# The rollup's longest_step_s is a float of epoch arithmetic: it only preselects, with this margin.
+MARGIN_S = 1e-3
 
 
 def _raw_gaps(conn: Connection, filters: list) -> list[Row]:

@@ -159,8 +159,8 @@ def window_peaks(
         if t is R
         else and_(_has_axis(first_minutes.c.axis_id), t.c.amps[first_minutes.c.axis_id] == first_minutes.c.peak_amps)
     )
-    first_ts = (
-        select(func.min(t.c.ts))
+    first_ts = (  # the first in key order: an index scan that stops at it, not every row of the minute
+        select(t.c.ts)
         .where(
             t.c.robot_id == first_minutes.c.robot_id,
             *([R.c.axis_id == first_minutes.c.axis_id] if t is R else []),
@@ -169,6 +169,8 @@ def window_peaks(
             value,
             *_in_range(t, start, end),
         )
+        .order_by(t.c.ts)
+        .limit(1)
         .scalar_subquery()
     )
     on = and_(axes_dim.c.robot_id == first_minutes.c.robot_id, axes_dim.c.axis_id == first_minutes.c.axis_id)

@@ -1,7 +1,8 @@
 """The rollup (per minute: ``readings_minute``, ``reading_stamps_minute``, ``fleet_minute``; per hour:
 ``readings_hour``, ``reading_stamps_hour``): the queries that compute it from readings_fact, and its
 readers for a time range. consumer_db keeps it up to date (``consumer_db.rollup_writer``), folding each
-robot's minutes once they have passed, and its hours once their last minute is folded.
+robot's minutes once they have passed, and its hours: a whole one once its last minute is folded, the
+running one every ``RUNNING_HOUR_STEP`` (the minutes folded since are read from the minute rows).
 
 A reader takes the whole minutes (``minute_stats``) or hours (``span_stats``) of its range from the rollup
 and the rest from readings_fact, so its answers are those of the raw rows; the dashboard's history reads
@@ -34,7 +35,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from common.store.sqlparts import axes_mask, hour_start, mean_of, minute_start, seconds_between, where
+from common.store.sqlparts import axes_mask, hour_start, mean_of, minute_start, next_hour, seconds_between, where
 from common.store.tables import (
     UtcDateTime,
     axis_stats_columns,
@@ -245,9 +246,21 @@ def minute_axes_of(filters: Iterable, *, at=M.c.minute, name: str = "minute") ->
     )
 
 
+RUNNING_HOUR_STEP = timedelta(minutes=10)  # how often the writer refolds a robot's running hour (see _running)
+
+
+def hour_folded_until(robot_id, hour):
+    """An hour row's ``folded_until``: the hour's end, or the robot's ``folded_until`` inside it (its running
+    hour). The writer moves the robot's progress before it folds its hours."""
+    robot_folded_until = select(P.c.folded_until).where(P.c.robot_id == robot_id).scalar_subquery()
+    end = next_hour(hour)
+    return case((end <= robot_folded_until, end), else_=robot_folded_until)
+
+
 def stamp_hours_of(stamp_filters: Iterable, minute_filters: Iterable) -> Select:
     """Per robot and hour, ``reading_stamps_hour``'s columns from the reading_stamps_minute rows of
-    ``stamp_filters`` and (the masks of axes) the readings_minute rows of ``minute_filters``: whole hours."""
+    ``stamp_filters`` and (the masks of axes) the readings_minute rows of ``minute_filters``: the folded
+    minutes of each hour (its ``folded_until`` from ``rollup_progress``)."""
     hour = hour_start(S.c.minute)
     prev_last = func.lag(S.c.last_ts, type_=UtcDateTime).over(partition_by=(S.c.robot_id, hour), order_by=S.c.minute)
     minutes = (
@@ -271,7 +284,12 @@ def stamp_hours_of(stamp_filters: Iterable, minute_filters: Iterable) -> Select:
     )
     axes = minute_axes_of(minute_filters, at=hour_start(M.c.minute), name="hour").subquery()
     return (
-        select(times, axes.c.axes_stored, axes.c.axes_with_values)
+        select(
+            times,
+            axes.c.axes_stored,
+            axes.c.axes_with_values,
+            hour_folded_until(times.c.robot_id, times.c.hour).label("folded_until"),
+        )
         .select_from(times.join(axes, and_(axes.c.robot_id == times.c.robot_id, axes.c.hour == times.c.hour)))
         .where(true())  # SQLite's INSERT ... SELECT ... ON CONFLICT needs a WHERE to parse
     )
@@ -279,7 +297,7 @@ def stamp_hours_of(stamp_filters: Iterable, minute_filters: Iterable) -> Select:
 
 def hour_stats_of(filters: Iterable) -> Select:
     """Per robot, hour and axis, ``readings_hour``'s columns from the readings_minute rows of ``filters``
-    (whole hours): ``peak_minute`` the first of them whose ``max_amps`` is the hour's."""
+    (the folded minutes of each hour): ``peak_minute`` the first of them whose ``max_amps`` is the hour's."""
     hour = hour_start(M.c.minute)
     minutes = select(
         M, hour.label("hour"), func.max(M.c.max_amps).over(partition_by=(M.c.robot_id, hour, M.c.axis_id)).label("top")
@@ -295,6 +313,7 @@ def hour_stats_of(filters: Iterable) -> Select:
             func.max(minutes.c.max_amps).label("max_amps"),
             func.max(minutes.c.max_active_amps).label("max_active_amps"),
             func.min(case((minutes.c.max_amps == minutes.c.top, minutes.c.minute))).label("peak_minute"),
+            hour_folded_until(minutes.c.robot_id, minutes.c.hour).label("folded_until"),
         )
         .group_by(minutes.c.robot_id, minutes.c.hour, minutes.c.axis_id)
         .where(true())  # SQLite's INSERT ... SELECT ... ON CONFLICT needs a WHERE to parse
@@ -352,15 +371,17 @@ def span_stats(conn: Connection, *, robot_id: str | None, start: datetime | None
     if layers is None:
         m = minute_stats(conn, robot_id=robot_id, start=start, end=end)  # no whole hour in the range
         return select(m, m.c.minute.label("peak_minute")).subquery()
-    hours, minutes, raw = layers
+    hours, minutes, raw, fallbacks = layers
     raw_minutes = raw_minute_stats(conn, [raw]).subquery()
+    of_minutes = select(
+        M.c.robot_id, M.c.minute, M.c.axis_id, *(M.c[n] for n in STATS), M.c.minute.label("peak_minute")
+    )
     parts = [
         select(H.c.robot_id, H.c.hour.label("minute"), H.c.axis_id, *(H.c[n] for n in STATS), H.c.peak_minute).where(
             hours
         ),
-        select(M.c.robot_id, M.c.minute, M.c.axis_id, *(M.c[n] for n in STATS), M.c.minute.label("peak_minute")).where(
-            minutes
-        ),
+        of_minutes.where(minutes),
+        *(of_minutes.select_from(joined).where(fallback) for joined, fallback in fallbacks),
         select(raw_minutes, raw_minutes.c.minute.label("peak_minute")),
     ]
     return union_all(*parts).subquery()
@@ -370,28 +391,18 @@ def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None,
     """The conditions of ``span_stats``' three parts, on ``hour_table`` (``hour``), ``minute_table``
     (``minute``) and ``stored_readings`` (``ts``); None when the range holds no whole hour.
 
-    Per robot, with ``folded_until`` read beforehand (as ``_whole_and_edges`` does) and robots grouped by it:
-    hours ``[first_hour, hour_cut)``, minutes ``[first, first_hour)`` and ``[hour_cut, minute_cut)``, raw rows
-    ``[start, first)`` and ``[minute_cut, end]`` (PostgreSQL prunes the partitions outside each of them)."""
+    Per robot, with ``folded_until`` read beforehand (as ``_whole_and_edges`` does) and robots grouped by it
+    (``_hour_cuts``): hours ``[first_hour, hour_cut)``, minutes ``[first, first_hour)``, the running hour's
+    ``[hour_cut, minute_cut)`` (``_running``), raw rows ``[start, first)`` and ``[minute_cut, end]``
+    (PostgreSQL prunes the partitions outside each of them)."""
     first, last = _whole_minutes(start, end)
     first_hour = None if first is None else floor_hour(first - MINUTE) + HOUR
     last_hour = None if last is None else floor_hour(last)
     if first_hour is not None and last_hour is not None and first_hour >= last_hour:
         return None
-    query = select(P.c.robot_id, P.c.folded_until).order_by(P.c.robot_id)
-    if robot_id is not None:
-        query = query.where(P.c.robot_id == robot_id)
-    groups: dict[tuple[datetime, datetime], list[str]] = {}
-    for robot, folded_until in conn.execute(query):
-        hour_cut, minute_cut = floor_hour(folded_until), folded_until
-        if last is not None:
-            hour_cut, minute_cut = min(hour_cut, last_hour), min(minute_cut, last)
-        if first is not None:
-            hour_cut, minute_cut = max(hour_cut, first_hour), max(minute_cut, first)
-        groups.setdefault((hour_cut, minute_cut), []).append(robot)
     h, m, t = hour_table, minute_table, stored_readings(conn)
-    hours, minutes, raw = [], [], []
-    for (hour_cut, minute_cut), robots in groups.items():
+    hours, minutes, raw, fallbacks = [], [], [], []
+    for (hour_cut, minute_cut, held), robots in _hour_cuts(conn, h, robot_id, first, last).items():
         if first_hour is None or hour_cut > first_hour:
             hours.append(and_(h.c.robot_id.in_(robots), *spanning(h, "hour", None, first_hour, hour_cut)))
         if first is not None and first < min(first_hour, minute_cut):
@@ -399,18 +410,80 @@ def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None,
                 and_(m.c.robot_id.in_(robots), *spanning(m, "minute", None, first, min(first_hour, minute_cut)))
             )
         if hour_cut < minute_cut:
-            minutes.append(and_(m.c.robot_id.in_(robots), *spanning(m, "minute", None, hour_cut, minute_cut)))
+            running, rest, fallback = _running(h, m, robots, hour_cut, held, minute_cut)
+            hours += running
+            minutes += rest
+            fallbacks += fallback
         raw.append(and_(t.c.robot_id.in_(robots), t.c.ts >= minute_cut, *([] if end is None else [t.c.ts <= end])))
     if start is not None and start < first:
         raw.append(and_(*where(t, robot_id=robot_id, start=start, end=None), t.c.ts < first))
-    return or_(false(), *hours), or_(false(), *minutes), or_(false(), *raw)
+    return or_(false(), *hours), or_(false(), *minutes), or_(false(), *raw), fallbacks
+
+
+def _hour_cuts(
+    conn: Connection, hour_table, robot_id: str | None, first: datetime | None, last: datetime | None
+) -> dict[tuple[datetime, datetime, datetime | None], list[str]]:
+    """Per robot, where its hour rows (``hour_cut``: the hour of its ``folded_until``) and its minute rows
+    (``minute_cut``: ``folded_until``) end, kept inside the range's whole hours and minutes, and ``held``:
+    its running hour's row in ``hour_table`` holds the minutes before it (None: no such row inside the
+    range); robots grouped by them (as ``_cuts``)."""
+    first_hour = None if first is None else floor_hour(first - MINUTE) + HOUR
+    last_hour = None if last is None else floor_hour(last)
+    h = hour_table
+    running = (
+        select(h.c.folded_until)
+        .where(h.c.robot_id == P.c.robot_id, h.c.hour == hour_start(P.c.folded_until))
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = select(P.c.robot_id, P.c.folded_until, running).order_by(P.c.robot_id)
+    if robot_id is not None:
+        query = query.where(P.c.robot_id == robot_id)
+    groups: dict[tuple[datetime, datetime, datetime | None], list[str]] = {}
+    for robot, folded_until, held in conn.execute(query):
+        hour_cut, minute_cut = floor_hour(folded_until), folded_until
+        if last is not None:
+            hour_cut, minute_cut = min(hour_cut, last_hour), min(minute_cut, last)
+        if first is not None:
+            hour_cut, minute_cut = max(hour_cut, first_hour), max(minute_cut, first)
+        if held is not None and not (hour_cut == floor_hour(folded_until) and hour_cut < held <= minute_cut):
+            held = None
+        groups.setdefault((hour_cut, minute_cut, held), []).append(robot)
+    return groups
+
+
+def _running(hour_table, minute_table, robots: list[str], hour_cut: datetime, held: datetime | None, until):
+    """The minutes ``[hour_cut, until)`` of ``robots`` (``until`` None: open), their running hour's row read
+    beforehand holding those before ``held``: conditions on ``hour_table`` (that row) and on
+    ``minute_table`` (the minutes from ``held``), and ``(from clause, condition)`` fallbacks on
+    ``minute_table``.
+
+    The row is taken only if its ``folded_until`` is still ``held`` in the query's own snapshot: a write
+    that refolds it in between (the writer does every ``RUNNING_HOUR_STEP``) moves that past ``held``, and
+    the fallback reads that robot's minutes ``[hour_cut, held)`` instead. Usually every robot has its row
+    and the fallback, driven from the robots (an anti-join, then the minute key; an IN inside the OR of the
+    parts was checked on every minute row of the hour), reads nothing: 1 row per robot and axis plus the
+    minutes since the row, not up to 59 minute rows."""
+    h, m = hour_table, minute_table
+    if held is None:
+        return [], [and_(m.c.robot_id.in_(robots), *spanning(m, "minute", None, hour_cut, until))], []
+    running = h.alias("running")
+    has_row = select(running.c.robot_id).where(
+        running.c.robot_id == P.c.robot_id, running.c.hour == hour_cut, running.c.folded_until == held
+    )
+    fallback = and_(P.c.robot_id.in_(robots), ~has_row.exists(), *spanning(m, "minute", None, hour_cut, held))
+    return (
+        [and_(h.c.robot_id.in_(robots), h.c.hour == hour_cut, h.c.folded_until == held)],
+        [and_(m.c.robot_id.in_(robots), *spanning(m, "minute", None, held, until))],
+        [(m.join(P, P.c.robot_id == m.c.robot_id), fallback)],
+    )
 
 
 def stamp_stats(
     conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None, folded_only: bool = False
 ):
     """Subquery: ``reading_stamps_minute``'s columns for the rows of ``start <= ts <= end``, and ``seconds``,
-    the length of the stretch of time a row sums up: 60, or 3600 for a robot's whole hour folded so far, one
+    the length of the stretch of time a row sums up: 60, or up to 3600 for a robot's hour folded so far, one
     row of reading_stamps_hour (its start in ``minute``; the parts as ``span_stats``' ones). ``folded_only``:
     of the whole minutes folded, whole hours likewise."""
     if folded_only:
@@ -419,13 +492,15 @@ def stamp_stats(
     if layers is None:  # no whole hour in the range
         minutes = _whole_and_edges(conn, S, raw_stamp_stats, robot_id=robot_id, start=start, end=end)
         return select(minutes, literal(60).label("seconds")).subquery()
-    hours, minutes, raw = layers
+    hours, minutes, raw, fallbacks = layers
     raw_stamps = raw_stamp_stats(conn, [raw]).subquery()
+    of_minutes = select(S.c.robot_id, S.c.minute, *(S.c[n] for n in STAMPS), literal(60).label("seconds"))
     return union_all(
         select(
-            SH.c.robot_id, SH.c.hour.label("minute"), *(SH.c[n] for n in STAMPS), literal(3600).label("seconds")
+            SH.c.robot_id, SH.c.hour.label("minute"), *(SH.c[n] for n in STAMPS), _hour_seconds().label("seconds")
         ).where(hours),
-        select(S.c.robot_id, S.c.minute, *(S.c[n] for n in STAMPS), literal(60).label("seconds")).where(minutes),
+        of_minutes.where(minutes),
+        *(of_minutes.select_from(joined).where(fallback) for joined, fallback in fallbacks),
         select(raw_stamps.c.robot_id, raw_stamps.c.minute, *(raw_stamps.c[n] for n in STAMPS), literal(60)),
     ).subquery()
 
@@ -435,8 +510,9 @@ STAMPS = ("readings", "first_ts", "last_ts", "longest_step_s", "n_rows", "axes_s
 
 def _folded_stamps(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None):
     """The whole hours of the range from reading_stamps_hour, as far as each robot has them (up to the hour
-    of its ``folded_until``, read beforehand as in ``_whole_and_edges``), every other folded minute of
-    the range from reading_stamps_minute."""
+    of its ``folded_until``, read beforehand as in ``_whole_and_edges``), its running hour's row where it
+    holds the rest of the range's folded minutes (``_running``), every other folded minute of the range
+    from reading_stamps_minute."""
     first, last = _whole_minutes(start, end)
     first_hour = None if first is None else floor_hour(first - MINUTE) + HOUR  # the first whole hour
     last_hour = None if last is None else floor_hour(last)
@@ -447,10 +523,16 @@ def _folded_stamps(conn: Connection, *, robot_id: str | None, start: datetime | 
         if first is None or first == first_hour
         else [_stamps_between(S, "minute", 60, [robot_id], first, first_hour)]
     )
-    for cut, robots in _cuts(conn, robot_id, first_hour, last_hour, floor=floor_hour).items():
-        if first_hour is None or cut > first_hour:
-            parts.append(_stamps_between(SH, "hour", 3600, robots, first_hour, cut))
-        parts.append(_stamps_between(S, "minute", 60, robots, cut, last))
+    for (hour_cut, minute_cut, held), robots in _hour_cuts(conn, SH, robot_id, first, last).items():
+        if first_hour is None or hour_cut > first_hour:
+            parts.append(_stamps_between(SH, "hour", 3600, robots, first_hour, hour_cut))
+        if hour_cut < minute_cut:  # the running hour as far as its row holds it, every folded minute after
+            running, rest, fallback = _running(SH, S, robots, hour_cut, held, last)
+            every = _stamps_between(S, "minute", 60, [None], None, None)
+            parts += [_stamps_between(SH, "hour", 3600, [None], None, None).where(c) for c in running]
+            parts += [every.where(c) for c in rest] + [every.select_from(j).where(c) for j, c in fallback]
+        else:
+            parts.append(_stamps_between(S, "minute", 60, robots, hour_cut, last))
     return union_all(*parts).subquery()
 
 
@@ -470,8 +552,14 @@ def _stamps_between(
         table.c.robot_id,
         table.c[time].label("minute"),
         *(table.c[n] for n in STAMPS),
-        literal(seconds).label("seconds"),
+        (_hour_seconds() if table is SH else literal(seconds)).label("seconds"),
     ).where(*conds)
+
+
+def _hour_seconds():
+    """The stretch of time a reading_stamps_hour row sums up: 3600 s, or its running hour's minutes so far
+    (the minutes after them are other rows of a reader's)."""
+    return seconds_between(SH.c.folded_until, SH.c.hour)
 
 
 def folded(table, *, robot_id: str | None = None, start: datetime | None, end: datetime | None):

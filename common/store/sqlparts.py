@@ -73,22 +73,33 @@ def _epoch_sqlite(value: str) -> str:
     return f"(CAST(strftime('%s', {value}) AS INTEGER) + CAST(substr({value}, 20) AS REAL))"
 
 
-class next_minute(FunctionElement):
-    """The start of the UTC minute after the one that starts at ``minute`` (a rollup's ``minute``)."""
+class _unit_after(FunctionElement):
+    """The start of the UTC ``unit`` after the one that starts at its argument (a rollup's ``minute``/``hour``)."""
 
     type = UtcDateTime()
     inherit_cache = True
-    name = "next_minute"
+    unit = ""
 
 
-@compiles(next_minute, "postgresql")
-def _next_minute_pg(element, compiler, **kw) -> str:
-    return f"({compiler.process(element.clauses, **kw)} + interval '1 minute')"
+class next_minute(_unit_after):
+    inherit_cache = True
+    name, unit = "next_minute", "minute"
 
 
-@compiles(next_minute, "sqlite")
-def _next_minute_sqlite(element, compiler, **kw) -> str:
-    return f"strftime('{SQLITE_UNIT_START['minute']}', {compiler.process(element.clauses, **kw)}, '+1 minute')"
+class next_hour(_unit_after):
+    inherit_cache = True
+    name, unit = "next_hour", "hour"
+
+
+@compiles(_unit_after, "postgresql")
+def _unit_after_pg(element, compiler, **kw) -> str:
+    return f"({compiler.process(element.clauses, **kw)} + interval '1 {element.unit}')"
+
+
+@compiles(_unit_after, "sqlite")
+def _unit_after_sqlite(element, compiler, **kw) -> str:
+    start = compiler.process(element.clauses, **kw)
+    return f"strftime('{SQLITE_UNIT_START[element.unit]}', {start}, '+1 {element.unit}')"
 
 
 def mean_of(total, count) -> Any:

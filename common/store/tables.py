@@ -193,9 +193,12 @@ reading_stamps_minute = Table(
     ),
 )
 
-# reading_stamps_minute per hour: each robot's whole hours before the hour of its ``folded_until`` (written
-# once, when its folding passes the hour's end, and again for late rows). Data health over a day of a fleet
+# reading_stamps_minute per hour: each robot's hours up to its ``folded_until``, the last one running (refolded
+# every ``rollup.RUNNING_HOUR_STEP`` of folding; written again for late rows). Data health over a day of a fleet
 # reads 24 rows per robot instead of 1,440. ``longest_step_s`` takes in the steps between the hour's minutes.
+# A reader takes an hour's row for the minutes [hour, folded_until) only: a whole hour's, or the running hour's
+# as far as it holds them, checked in the query's snapshot (common.store.rollup._running).
+HOUR_FOLDED_UNTIL = "the row holds the minutes before it: the hour's end, or the robot's folded_until (running)"
 reading_stamps_hour = Table(
     "reading_stamps_hour",
     metadata,
@@ -210,10 +213,11 @@ reading_stamps_hour = Table(
     Column("n_rows", Integer, nullable=False, comment="rows of the hour, every axis"),
     Column("axes_stored", BigInteger, nullable=False, comment="bit N set: rows of axis N"),
     Column("axes_with_values", BigInteger, nullable=False, comment="bit N set: a value (not NULL) on axis N"),
+    Column("folded_until", UtcDateTime, comment=HOUR_FOLDED_UNTIL),
 )
 
-# readings_minute per hour: each robot's whole hours before the hour of its ``folded_until``, written with
-# reading_stamps_hour (consumer_db.rollup_writer). Long ranges of a fleet (window peaks, the per-axis summary,
+# readings_minute per hour: each robot's hours up to its ``folded_until``, as reading_stamps_hour's and written
+# with it (consumer_db.rollup_writer). Long ranges of a fleet (window peaks, the per-axis summary,
 # the hourly resample) read one row per robot, axis and hour instead of 60. ``peak_minute``: the first minute
 # of the hour that reached ``max_amps``, where window peaks look for the raw time.
 readings_hour = Table(
@@ -224,6 +228,7 @@ readings_hour = Table(
     Column("axis_id", SmallInteger, primary_key=True),
     *axis_stats_columns(),
     Column("peak_minute", UtcDateTime, comment="first minute of the hour whose max_amps is the hour's"),
+    Column("folded_until", UtcDateTime, comment=HOUR_FOLDED_UNTIL),
 )
 
 # The fleet's per-minute rollup: readings_minute summed over robots, per minute and axis, for the fleet-wide

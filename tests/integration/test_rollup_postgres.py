@@ -246,3 +246,11 @@ def test_the_one_minute_peak_is_the_first_row_of_the_tie_rule(pg_engine):
             peak = queries.one_minute_peak(conn, at=at)
             assert (peak["robot_id"], peak["axis_id"], peak["ts"], peak["peak_amps"]) == (robot, axis, ts, amps), at
             assert peak["label"] == f"Axis #{axis}" and peak["window_end"] == at
+
+
+def test_a_fold_inside_the_running_hour_between_the_cuts_and_the_query_changes_no_answer(pg_engine):
+    cases.check_a_fold_inside_the_running_hour_changes_no_answer(pg_engine)
+
+
+def test_the_running_hour_is_read_from_its_row(pg_engine):
+    cases.check_the_running_hour_is_read_from_its_row(pg_engine)

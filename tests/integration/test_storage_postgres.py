@@ -123,6 +123,8 @@ def test_retention_drops_the_raw_days_past_it_and_nothing_else(engine):
         health = data_health(conn, start=T0, end=cutoff - timedelta(microseconds=1), gap_threshold_s=60)
         summary = queries.axis_summary(conn, start=T0, end=cutoff - timedelta(microseconds=1))
         peaks = queries.window_peaks(conn, start=T0, end=cutoff - timedelta(microseconds=1))
+        # over everything: whole hours, the running hour's rows and the unfolded tail
+        everything = [queries.axis_summary(conn), queries.resample_hourly(conn)]
         kept = conn.execute(select(R).where(R.c.ts >= cutoff).order_by(R.c.robot_id, R.c.ts, R.c.axis_id)).all()
         assert conn.execute(text("SELECT folded_until FROM rollup_progress WHERE robot_id = 'R2'")).scalar() < cutoff
 
@@ -156,6 +158,7 @@ def test_retention_drops_the_raw_days_past_it_and_nothing_else(engine):
         assert [(p["robot_id"], p["axis_id"], p["peak_amps"]) for p in after_peaks] == [
             (p["robot_id"], p["axis_id"], p["peak_amps"]) for p in peaks
         ]
+        cases.assert_close([queries.axis_summary(conn), queries.resample_hourly(conn)], everything, "everything")
         minute_of = lambda ts: ts.replace(second=0, microsecond=0)  # noqa: E731
         assert [minute_of(p["ts"]) for p in peaks] == [p["ts"] for p in after_peaks]
         partitions = conn.execute(

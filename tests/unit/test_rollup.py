@@ -253,3 +253,11 @@ def test_window_peaks_from_the_rollup_take_the_first_time_of_a_peak_reached_agai
             (2, at(32)),
             (3, at(60)),
         }
+
+
+def test_a_fold_inside_the_running_hour_between_the_cuts_and_the_query_changes_no_answer(engine):
+    cases.check_a_fold_inside_the_running_hour_changes_no_answer(engine)
+
+
+def test_the_running_hour_is_read_from_its_row(engine):
+    cases.check_the_running_hour_is_read_from_its_row(engine)
