@@ -74,9 +74,11 @@ MERGE_STAGE = (
 )
 # Staged readings whose stored reading is not the very same row: the only ones that can contradict it. A
 # re-run's readings, all stored alike already, are settled by this one join instead of fetched one by one.
+# Bounded by the batch's time span: the planner may hash the join, and must then read only the batch's days.
 STAGED_NOT_STORED_ALIKE = (
     f"SELECT g.robot_id, g.ts FROM {STAGE} g JOIN readings r ON r.robot_id = g.robot_id AND r.ts = g.ts "
-    "WHERE r.axes <> g.axes OR r.amps IS DISTINCT FROM g.amps"
+    f"WHERE r.ts BETWEEN (SELECT min(ts) FROM {STAGE}) AND (SELECT max(ts) FROM {STAGE}) "
+    "AND (r.axes <> g.axes OR r.amps IS DISTINCT FROM g.amps)"
 )
 
 
