@@ -13,6 +13,9 @@ CPU time (user + system: the client's alone, steadier than wall time when the ma
   writers and the rollup's folds, the summary line. Inner: the command's own figure (parse + COPY + folds).
 - ``consumer_db ingest (TREE)`` with ``--against TREE``: the same command run from another checkout (e.g.
   ``git worktree add /tmp/main main``), in turn with this one's: the code of TREE, this environment's Python.
+- ``consumer_db ingest, again`` (and ``(TREE)``): the same command on a database that holds the export already,
+  stored by the same command before the clock starts (a user re-running an ingest after a crash, or twice by
+  mistake): nothing is added, every reading is found stored alike.
 - ``consumer_db ingest, migrations included``: the same on an empty, unmigrated database (a user's very
   first command): the migrations' own cost, shown beside, not the ingest's.
 - ``pandas to_sql``: a process that does what the notebook does: ``read_csv``, melt to the long table,
@@ -86,6 +89,8 @@ def run(csv: Path, rounds: int, against: Path | None = None) -> int:
         methods = {
             "consumer_db ingest": (True, ingest, REPO),
             **({f"consumer_db ingest ({against})": (True, ingest, against.resolve())} if against else {}),
+            "consumer_db ingest, again": (True, ingest, REPO),
+            **({f"consumer_db ingest, again ({against})": (True, ingest, against.resolve())} if against else {}),
             "consumer_db ingest, migrations included": (False, ingest, REPO),
             "pandas to_sql": (True, ["-m", "bench.ingest", "--child", "to_sql", "--csv", str(csv)], REPO),
             "bare COPY x1": (True, ["-m", "bench.ingest", "--child", "copy", "--data", str(data)], REPO),
@@ -101,10 +106,11 @@ def run(csv: Path, rounds: int, against: Path | None = None) -> int:
         for round_no in range(rounds):
             for name, (migrated, argv, tree) in methods.items():
                 table = "notebook_readings" if name == "pandas to_sql" else "readings_fact"
-                seconds, inner, size, used = whole_command(url, argv, migrated, rows, table, tree)
+                again = ", again" in name
+                seconds, inner, size, used = whole_command(url, argv, migrated, rows, table, tree, again=again)
                 samples[name].append((seconds, inner))
                 cpu[name].append(used)
-                if tree == REPO and name.startswith("consumer_db ingest"):
+                if tree == REPO and name.startswith("consumer_db ingest") and not again:
                     sizes.append(size / readings)
                 print(f"round {round_no + 1}: {name} {samples[name][-1][0]:.2f} s", file=sys.stderr, flush=True)
     results = [
@@ -139,11 +145,12 @@ NOTES = (
 
 
 def whole_command(
-    url: str, argv: list[str], migrated: bool, rows: int, table: str, tree: Path = REPO
+    url: str, argv: list[str], migrated: bool, rows: int, table: str, tree: Path = REPO, *, again: bool = False
 ) -> tuple[float, float, int, float]:
     """(wall seconds of ``python ARGV`` from start to exit in ``tree``, the inner seconds it reports, the
     database's bytes after it, the process's CPU seconds: the client's, steadier than its wall time on a busy
-    machine; the server's are not in it) on a fresh database; ``table``: where the child's rows are counted."""
+    machine; the server's are not in it) on a fresh database; ``table``: where the child's rows are counted;
+    ``again``: the command run once before the clock starts, so that it is timed on its own rows."""
     from sqlalchemy import text
 
     from bench._postgres import scratch_database
@@ -151,6 +158,8 @@ def whole_command(
     with scratch_database(url, prefix="bench_ingest", migrated=migrated) as engine:
         child_url = scratch_url(engine)
         env = {**os.environ, "DATABASE_URL": child_url, URL_ENV: child_url, "LOG_LEVEL": "WARNING"}
+        if again:
+            subprocess.run([sys.executable, *argv], cwd=tree, env=env, capture_output=True, check=True)
         started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run([sys.executable, *argv], cwd=tree, env=env, capture_output=True, text=True)
         seconds, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)

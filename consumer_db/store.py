@@ -72,6 +72,14 @@ MERGE_STAGE = (
     "JOIN readings o ON o.robot_id = g.robot_id AND o.ts = g.ts WHERE g.axes & ~o.axes <> 0) s "
     "WHERE r.robot_id = s.robot_id AND r.ts = s.ts RETURNING r.robot_id, r.ts, s.axes & ~s.old, r.amps"
 )
+# Staged readings whose stored reading is not the very same row: the only ones that can contradict it. A
+# re-run's readings, all stored alike already, are settled by this one join instead of fetched one by one.
+# Bounded by the batch's time span: the planner may hash the join, and must then read only the batch's days.
+STAGED_NOT_STORED_ALIKE = (
+    f"SELECT g.robot_id, g.ts FROM {STAGE} g JOIN readings r ON r.robot_id = g.robot_id AND r.ts = g.ts "
+    f"WHERE r.ts BETWEEN (SELECT min(ts) FROM {STAGE}) AND (SELECT max(ts) FROM {STAGE}) "
+    "AND (r.axes <> g.axes OR r.amps IS DISTINCT FROM g.amps)"
+)
 
 
 def uses_copy(dialect: str, rows: int, copy_min_rows: int) -> bool:
@@ -150,10 +158,18 @@ def copy_readings(conn: Connection, wide: list[tuple], batch: NewRows, text: str
         except IntegrityError:
             pass
     conn.exec_driver_sql(CREATE_STAGE)
+    # Emptied first, not after: a second call in the same transaction starts empty, and the batch stays
+    # staged until the commit for ``staged_not_stored_alike``.
+    conn.exec_driver_sql(f"TRUNCATE {STAGE}")
     _load(conn, stage, wide, text)
-    inserted = NewRows.of_wide(conn.exec_driver_sql(MOVE_STAGE).all() + conn.exec_driver_sql(MERGE_STAGE).all())
-    conn.exec_driver_sql(f"TRUNCATE {STAGE}")  # a second call in the same transaction starts empty
-    return inserted
+    return NewRows.of_wide(conn.exec_driver_sql(MOVE_STAGE).all() + conn.exec_driver_sql(MERGE_STAGE).all())
+
+
+def staged_not_stored_alike(conn: Connection) -> set[tuple[str, datetime]]:
+    """PostgreSQL, after a ``write_wide_readings`` in this transaction that stored fewer rows than it was
+    given (the batch went through the staging table): the ``(robot_id, ts)`` of its readings stored with
+    other axes or currents than the batch's. Any other reading of the batch is stored exactly as given."""
+    return {(robot, ts) for robot, ts in conn.exec_driver_sql(STAGED_NOT_STORED_ALIKE)}
 
 
 def _load(conn: Connection, table: Table, wide: list[tuple], text: str | None) -> None:

@@ -5,13 +5,24 @@ contradicts what is stored."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from common.csvio.controller_csv import Block, CsvOptions, read_export_blocks, read_export_rows
-from common.store.tables import readings, rejected_readings, seed_axes
+from common.store.tables import (
+    fleet_minute,
+    reading_stamps_hour,
+    reading_stamps_minute,
+    readings,
+    readings_hour,
+    readings_minute,
+    rejected_readings,
+    rollup_progress,
+    seed_axes,
+)
 from common.wire.schemas import DeadLetter
 from consumer_db.axislock import RobotAxes
 from consumer_db.ingest import IngestOptions, ingest_csv
@@ -79,6 +90,66 @@ def test_a_block_that_contradicts_the_stored_readings_is_kept_as_conflicts(pg_en
         reasons = conn.execute(select(rejected_readings.c.reason).where(rejected_readings.c.source == "second.csv"))
         conflicts = [r for r in reasons.scalars() if r.startswith("conflict")]
     assert len(conflicts) == 600 and report.readings == 0
+
+
+ROLLUPS = (readings_minute, reading_stamps_minute, readings_hour, reading_stamps_hour, fleet_minute, rollup_progress)
+
+
+def everything_stored(pg_engine) -> dict:
+    """The readings, the dead letters and every rollup table, row for row."""
+    with pg_engine.connect() as conn:
+        letters = select(rejected_readings.c.origin, rejected_readings.c.line, rejected_readings.c.reason)
+        return {
+            "readings": stored(pg_engine),
+            "rejected": sorted(conn.execute(letters).all()),
+            **{table.name: cases.stored_rows(conn, table) for table in ROLLUPS},
+        }
+
+
+def forget_everything(pg_engine) -> None:
+    tables = ", ".join(t.name for t in (readings, rejected_readings, *ROLLUPS))
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {tables}")
+
+
+@pytest.mark.parametrize("cut", [0, 300, 317])  # nothing, a chunk boundary, inside a chunk
+def test_an_ingest_after_a_half_done_one_stores_exactly_what_one_ingest_does(pg_engine, tmp_path, cut):
+    path = tmp_path / "export.csv"
+    export(path, seed=11)
+    options = IngestOptions(CsvOptions("R1", AXES), chunk_rows=50, copy_min_rows=1)
+    ingest_csv(pg_engine, path, options)
+    once = everything_stored(pg_engine)
+    forget_everything(pg_engine)
+
+    half = ingest_csv(pg_engine, path, replace(options, limit=cut)) if cut else None  # stopped part way
+    whole = ingest_csv(pg_engine, path, options)
+    again = ingest_csv(pg_engine, path, options)
+
+    now = everything_stored(pg_engine)
+    assert now.keys() == once.keys()
+    for table in now:
+        cases.assert_close(now[table], once[table], table)
+    assert "conflict" not in whole.reasons and "conflict" not in again.reasons
+    assert whole.rows_new + (half.rows_new if half else 0) == 600 * len(AXES)
+    assert again.rows_new == 0 and again.rows_seen == whole.rows_new + whole.rows_seen
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+
+
+def test_a_half_done_ingest_with_other_values_makes_conflicts_of_that_half_only(pg_engine, tmp_path):
+    """The chunk across the cut holds readings stored alike, stored otherwise and new ones: only those
+    stored otherwise are conflicts, the new ones are stored."""
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    export(first, seed=13, scale=2.0)
+    export(second, seed=13)
+    options = IngestOptions(CsvOptions("R1", AXES), chunk_rows=50, copy_min_rows=1)
+    half = ingest_csv(pg_engine, first, replace(options, limit=317))
+    before = stored(pg_engine)
+    report = ingest_csv(pg_engine, second, options)
+    after = stored(pg_engine)
+    assert after[: len(before)] == before  # the first values stay
+    assert report.reasons["conflict"] == half.readings and report.rows_new == (600 - half.readings) * len(AXES)
+    assert len(after) == 600
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
 
 
 def test_a_retired_axis_with_values_goes_reading_by_reading(pg_engine, tmp_path):
