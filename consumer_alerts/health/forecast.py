@@ -16,7 +16,8 @@ to hold in the stream), it steps over stoppages naturally (no value: the state i
 with calendar time), and its covariance gives the forecast's uncertainty directly. Robustness: an hour
 whose value lies more than ``gate`` standard deviations from the prediction is skipped; ``shift_after`` such
 hours in a row on the same side are taken as a real level shift (sudden damage, a program whose normal is
-off), and the level restarts there with its slope kept.
+off): the level restarts there, and the slope and acceleration keep their values but get back their initial
+uncertainty, so the growth after the step is learned from what follows it.
 
 The forecast: ``draws`` possible states from the filter's belief (covariance times ``interval_scale``, plus
 ``level_bias_sd`` on the level, and ``carry_sd`` more per carried-over normal: the learned normals' own
@@ -170,6 +171,11 @@ class WearTrend:
             if len(self._outside) >= self.shift_after and len({np.sign(v) for v in self._outside}) == 1:
                 self.x[0] = obs.value
                 self.P[0, 0] = r + self.P[0, 0]
+                # sudden damage may change the wear's course too: its slope (and acceleration) are learned
+                # again from what follows, not carried with the certainty of before the step
+                self.P[1, 1] += self.initial_slope_sd**2
+                if len(self.x) > 2:
+                    self.P[2, 2] += self.initial_accel_sd**2
                 self._outside.clear()
             return
         self._outside.clear()

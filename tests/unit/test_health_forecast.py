@@ -87,6 +87,16 @@ def test_a_level_shift_is_taken_as_a_step_not_as_a_slope():
     assert f.crossing - f.now > 7 * 24
 
 
+def test_after_a_step_the_growth_that_follows_is_learned_afresh():
+    # Sudden damage (+0.09 at day 4 after a flat start), then 0.015 a day: crosses 0.30 at day 18. Seen until day 9.
+    t = np.arange(9 * 24) / 24
+    for seed in range(3):
+        values = np.where(t < 4, 0.0, 0.09 + 0.015 * (t - 4)) + np.random.default_rng(seed).normal(0, 0.004, t.size)
+        f = trend_over(hours(values)).forecast(0.30)
+        assert f.slope_per_day == pytest.approx(0.015, rel=0.15)  # 0.018-0.0195 when the slope was kept
+        assert f.crossing / 24 == pytest.approx(18, abs=2.5) and f.low < 18 * 24 < f.high  # 14.2-14.6 before
+
+
 def test_a_program_change_loosens_the_level_so_its_step_does_not_become_slope():
     values = linear(10, 0.0, 0.004, seed=6)
     values[6 * 24 :] += 0.04  # the carried-over normal was 4 % off
