@@ -35,7 +35,10 @@ PUSH_SECONDS = Histogram(
 
 
 def pacing_options(settings: ProducerSettings) -> PacingOptions:
-    return PacingOptions(settings.tick_seconds, settings.replay_speed, settings.max_speed, settings.catch_up)
+    # A spread fleet's rows are due at their own time stamps (each robot at its phase), not a tick's at once.
+    spread = settings.spread_robots and settings.csv_path is None and settings.replay_speed is None
+    speed = 1.0 if spread else settings.replay_speed
+    return PacingOptions(settings.tick_seconds, speed, settings.max_speed, settings.catch_up)
 
 
 async def run(
@@ -102,8 +105,9 @@ async def _publish(
         if delay > 0:
             due = clock.now() + delay
             health.beat(delay)
-            with PUSH_SECONDS.time():
-                await sender.push()  # what was queued goes out before the wait, not after it
+            if delay >= sender.linger_s:  # a row due sooner joins the open batch (the sender's linger ships it)
+                with PUSH_SECONDS.time():
+                    await sender.push()  # what was queued goes out before the wait, not after it
             # The rest of the tick is made midway through the wait: not while the consumers are busy with
             # the tick just sent, and in good time for its own.
             await clock.sleep(delay / 2, stop)
