@@ -35,10 +35,10 @@ PUSH_SECONDS = Histogram(
 
 
 def pacing_options(settings: ProducerSettings) -> PacingOptions:
-    # A spread fleet's rows are due at their own time stamps (each robot at its phase), not a tick's at once.
-    spread = settings.spread_robots and settings.csv_path is None and settings.replay_speed is None
-    speed = 1.0 if spread else settings.replay_speed
-    return PacingOptions(settings.tick_seconds, speed, settings.max_speed, settings.catch_up)
+    # A spread fleet's rows are due at their own time stamps (each robot at its phase), a slice's together.
+    if settings.spread_robots and settings.csv_path is None and settings.replay_speed is None:
+        return PacingOptions(settings.tick_seconds, 1.0, settings.max_speed, settings.catch_up, settings.spread_slice_s)
+    return PacingOptions(settings.tick_seconds, settings.replay_speed, settings.max_speed, settings.catch_up)
 
 
 async def run(

@@ -31,6 +31,12 @@ class ProducerSettings(CommonSettings):
         description="Synthetic fleet: each robot reads at a phase of its own, the fleet spread evenly over a tick "
         "(as controllers that are not in step), instead of every robot at the tick's start; sent at those times.",
     )
+    spread_slice_s: float = Field(
+        0.1,
+        ge=0,
+        description="With SPREAD_ROBOTS: the readings due within one slice of this many seconds are sent together "
+        "(every consumer wakes once per slice, not once per row); 0: each at its own time.",
+    )
     seed: int = Field(42, description="Seed of the synthetic fleet and of injected faults.")
     faults: bool = Field(False, description="Inject one fault of each kind (per FAULT_PERIOD_S of feed per robot).")
     fault_period_s: float = Field(
