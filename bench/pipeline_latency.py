@@ -2,7 +2,7 @@
 100 readings/s, faults injected) through the services, each a process of its own, for --seconds.
 
     .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--warmup 20] [--sessions 5]
-        [--fault-period 60] [--nice SERVICE=N]
+        [--fault-period 60] [--spread] [--nice SERVICE=N]
 
 Each reading's clock starts at its production: the Kafka record's CreateTime, stamped when the producer
 appends it to a batch (the readings topic is read back for it). It stops:
@@ -20,7 +20,8 @@ appends it to a batch (the readings topic is read back for it). It stops:
     arrives.
 
 Reported first: how far apart the producer stamped a tick's rows (first to last CreateTime of a burst):
-the part of every clock above that the producer itself adds.
+the part of every clock above that the producer itself adds (none with --spread: the robots are not in step,
+each sent at its own phase of the tick, in 0.1-s slices).
 
 Readings produced in the first --warmup seconds (process start, group joins) are left out. consumer_alerts
 runs with Z_MIN_SAMPLES=30 (default 100) so that z-score events can open within minutes of a cold start.
