@@ -3,7 +3,8 @@ sessions open) at several fleet sizes in turn, each at the real rate (one readin
 held for --hold-s, a fresh database and fresh topics per level.
 
     .venv/bin/python -m bench.load_curve [--robots 100,500,1000,2000] [--hold-s 600] [--warmup 20]
-        [--sessions 5] [--max-lag-s 60] [--set NAME=VALUE ...] [--profile SERVICE] [--keep-logs] [--name load_curve]
+        [--sessions 5] [--max-lag-s 60] [--spread] [--set NAME=VALUE ...] [--profile SERVICE] [--keep-logs]
+        [--name load_curve]
 
 Per level: readings/s produced and committed by consumer_db; p50/p99 of reading -> stored, -> alert event,
 -> dashboard (pipeline_latency's clocks); CPU of each service, of PostgreSQL (all its processes) and of the
@@ -172,9 +173,9 @@ def floor_trend(times: list[float], lags: list[float], window_s: float) -> tuple
     return end, sum((t - mean_t) * (v - mean_v) for t, v in points) / spread if spread else None
 
 
-def level_row(robots: int, result: dict, sessions: int) -> dict:
+def level_row(robots: int, result: dict, sessions: int, *, spread: bool = False) -> dict:
     held = result["held"]
-    found = latencies(result, sessions)
+    found = latencies(result, sessions, spread=spread)
     row = {
         "robots": robots,
         "aim readings/s": robots / READING_INTERVAL_S,
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             env=args.env,
             nice={},
             profile=args.profile,
+            spread=args.spread,
         )
         print(f"--- {robots} robots, {args.hold_s:g} s held", flush=True)
         try:
@@ -255,14 +257,14 @@ def main(argv: list[str] | None = None) -> int:
         if found is None:
             return 2
         result, extensions = found
-        rows.append(level_row(robots, result, args.sessions))
+        rows.append(level_row(robots, result, args.sessions, spread=args.spread))
         details[robots] = {"held": result["held"], "cpu_s_whole_run": result["cpu_s"]}
         write(args, rows, details, extensions)
     return 0
 
 
 def write(args: argparse.Namespace, rows: list[dict], details: dict, extensions: dict | None) -> None:
-    settings = "".join(f" --set {k}={v}" for k, v in args.env.items())
+    settings = (" --spread" if args.spread else "") + "".join(f" --set {k}={v}" for k, v in args.env.items())
     notes = (
         f"Command: `.venv/bin/python -m bench.load_curve --robots {args.robots} --hold-s {args.hold_s:g} "
         f"--warmup {args.warmup:g} --sessions {args.sessions} --fault-period {args.fault_period:g} "

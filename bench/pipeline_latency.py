@@ -2,7 +2,7 @@
 100 readings/s, faults injected) through the services, each a process of its own, for --seconds.
 
     .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--warmup 20] [--sessions 5]
-        [--fault-period 60] [--nice SERVICE=N]
+        [--fault-period 60] [--spread] [--nice SERVICE=N]
 
 Each reading's clock starts at its production: the Kafka record's CreateTime, stamped when the producer
 appends it to a batch (the readings topic is read back for it). It stops:
@@ -20,7 +20,8 @@ appends it to a batch (the readings topic is read back for it). It stops:
     arrives.
 
 Reported first: how far apart the producer stamped a tick's rows (first to last CreateTime of a burst):
-the part of every clock above that the producer itself adds.
+the part of every clock above that the producer itself adds (none with --spread: the robots are not in step,
+each sent at its own phase of the tick, in 0.1-s slices).
 
 Readings produced in the first --warmup seconds (process start, group joins) are left out. consumer_alerts
 runs with Z_MIN_SAMPLES=30 (default 100) so that z-score events can open within minutes of a cold start.
@@ -254,6 +255,7 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
             "--fault-period",
             f"{args.fault_period:g}",
             "--no-axes-from-db",
+            *(["--spread"] if args.spread else []),
         ],
         env,
         log_dir,
@@ -301,7 +303,7 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
     }
 
 
-def latencies(result: dict, sessions: int) -> dict[str, dict]:
+def latencies(result: dict, sessions: int, *, spread: bool = False) -> dict[str, dict]:
     watch, (low, high) = result["watch"], result["window"]
     in_window = {k: ms for k, ms in watch.produced.items() if low * 1000 <= ms <= high * 1000}
     committed = [watch.committed[k] * 1000 - ms for k, ms in in_window.items() if k in watch.committed]
@@ -315,7 +317,9 @@ def latencies(result: dict, sessions: int) -> dict[str, dict]:
     dashboard = [seen * 1000 - watched[ts] for (_, ts), seen in watch.dashboard.items() if ts in watched]
     return {
         "spread": stats(
-            "a tick's rows in the producer: first to last CreateTime", tick_spreads(in_window.values()), None
+            "a tick's rows in the producer: first to last CreateTime",
+            [] if spread else tick_spreads(in_window.values()),  # a spread fleet has no bursts to find
+            None,
         ),
         "a": stats("(a) committed in PostgreSQL", committed, len(in_window)),
         "b": stats("(b) alert event on the alerts topic (appended by the broker)", appended, None),
@@ -375,6 +379,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "alert events, so that (b)'s p99 is not just its slowest sample)",
     )
     parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="the producer's --spread: each robot at a phase of its own, the fleet spread evenly over the 2-s "
+        "tick, instead of every robot's reading in one burst at the tick's start",
+    )
+    parser.add_argument(
         "--set",
         dest="env",
         action="append",
@@ -412,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     if found is None:
         return 2
     result, extensions = found
-    found = latencies(result, args.sessions)
+    found = latencies(result, args.sessions, spread=args.spread)
     rows = []
     for name, row in found.items():
         aim = AIMS_MS.get(name)
@@ -424,7 +434,11 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     settings = " ".join(
-        [*(f"--set {k}={v}" for k, v in args.env.items()), *(f"--nice {k}={v}" for k, v in args.nice.items())]
+        [
+            *(["--spread"] if args.spread else []),
+            *(f"--set {k}={v}" for k, v in args.env.items()),
+            *(f"--nice {k}={v}" for k, v in args.nice.items()),
+        ]
     )
     notes = (
         f"Command: `.venv/bin/python -m bench.pipeline_latency --robots {args.robots} --seconds {args.seconds:g} "
@@ -443,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "_".join(
         [
             "pipeline_latency",
+            *(["spread"] if args.spread else []),
             *(f"{k}-{v}" for k, v in sorted(args.env.items())),
             *(f"nice-{k}{v}" for k, v in sorted(args.nice.items())),
         ]

@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="synthetic fleet: seconds of feed per round of one fault of each kind (FAULT_PERIOD_S, default 7200)",
     )
+    source.add_argument(
+        "--spread",
+        dest="spread_robots",
+        action="store_true",
+        default=None,
+        help="synthetic fleet: robots at phases of their own, spread over a tick, not in one burst (SPREAD_ROBOTS)",
+    )
     source.add_argument("--labels-out", type=Path, metavar="FILE", help="write the injected faults' labels (CSV) here")
     source.add_argument(
         "--wear",

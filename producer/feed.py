@@ -76,6 +76,7 @@ def open_feed(settings: ProducerSettings, *, engine: Engine | None = None) -> Fe
         limit=settings.limit,
         fault_period_s=settings.fault_period_s,
         wear=wear,
+        spread=settings.spread_robots,
     )
 
 
@@ -137,6 +138,7 @@ def fleet_feed(
     limit: int | None = None,
     fault_period_s: float = FAULT_PERIOD_S,
     wear: WearPlan | None = None,
+    spread: bool = False,
 ) -> Feed:
     fleet = synthetic_fleet(
         robots,
@@ -147,9 +149,11 @@ def fleet_feed(
         faults=faults,
         fault_period_s=fault_period_s,
         wear=wear,
+        spread=spread,
     )
     stop = None if limit is None else start_row + limit
     description = f"synthetic fleet of {robots} robots (seed {seed}{', faults' if faults else ''}"
+    description += ", spread over a tick" if spread else ""
     description += f", wear on {sum(bool(r.specs) for r in wear.robots.values())})" if wear else ")"
     return Feed(
         itertools.islice(fleet, start_row, stop),

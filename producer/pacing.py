@@ -13,6 +13,7 @@ tick per N rows (a new tick starts when a robot already seen in the current one 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,6 +89,9 @@ class PacingOptions:
     """Replay the feed's own time stamps this many times faster (None: one tick every tick_seconds)."""
     max_speed: bool = False
     catch_up: bool = False
+    slice_s: float = 0.0
+    """With ``speed``: rows whose feed time falls in the same slice of this many seconds go out together, at the
+    slice's start (0: each row at its own time)."""
 
     def describe(self) -> str:
         if self.max_speed:
@@ -120,7 +124,10 @@ class Pacer:
             self._origin, self._first_ts = now, ts
             return 0.0
         if self.options.speed is not None:
-            due = self._origin + (ts - self._first_ts).total_seconds() / self.options.speed
+            elapsed = (ts - self._first_ts).total_seconds()
+            if self.options.slice_s > 0:
+                elapsed = math.floor(elapsed / self.options.slice_s + 1e-9) * self.options.slice_s
+            due = self._origin + elapsed / self.options.speed
         else:
             due = self._origin + self._ticks.count * self.options.tick_seconds
         wait = due - now

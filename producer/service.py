@@ -35,6 +35,9 @@ PUSH_SECONDS = Histogram(
 
 
 def pacing_options(settings: ProducerSettings) -> PacingOptions:
+    # A spread fleet's rows are due at their own time stamps (each robot at its phase), a slice's together.
+    if settings.spread_robots and settings.csv_path is None and settings.replay_speed is None:
+        return PacingOptions(settings.tick_seconds, 1.0, settings.max_speed, settings.catch_up, settings.spread_slice_s)
     return PacingOptions(settings.tick_seconds, settings.replay_speed, settings.max_speed, settings.catch_up)
 
 
@@ -102,8 +105,9 @@ async def _publish(
         if delay > 0:
             due = clock.now() + delay
             health.beat(delay)
-            with PUSH_SECONDS.time():
-                await sender.push()  # what was queued goes out before the wait, not after it
+            if delay >= sender.linger_s:  # a row due sooner joins the open batch (the sender's linger ships it)
+                with PUSH_SECONDS.time():
+                    await sender.push()  # what was queued goes out before the wait, not after it
             # The rest of the tick is made midway through the wait: not while the consumers are busy with
             # the tick just sent, and in good time for its own.
             await clock.sleep(delay / 2, stop)

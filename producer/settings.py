@@ -26,6 +26,17 @@ class ProducerSettings(CommonSettings):
         0.0, ge=0, description="How far a time stamp may go back before its row is dead-lettered."
     )
     robots: int = Field(5, ge=1, description="Robots of the synthetic fleet.")
+    spread_robots: bool = Field(
+        False,
+        description="Synthetic fleet: each robot reads at a phase of its own, the fleet spread evenly over a tick "
+        "(as controllers that are not in step), instead of every robot at the tick's start; sent at those times.",
+    )
+    spread_slice_s: float = Field(
+        0.1,
+        ge=0,
+        description="With SPREAD_ROBOTS: the readings due within one slice of this many seconds are sent together "
+        "(every consumer wakes once per slice, not once per row); 0: each at its own time.",
+    )
     seed: int = Field(42, description="Seed of the synthetic fleet and of injected faults.")
     faults: bool = Field(False, description="Inject one fault of each kind (per FAULT_PERIOD_S of feed per robot).")
     fault_period_s: float = Field(

@@ -60,6 +60,7 @@ class SyntheticFleet:
         faults: bool = False,
         fault_period_s: float = FAULT_PERIOD_S,
         wear: WearPlan | None = None,
+        spread: bool = False,
     ) -> None:
         if robots < 1:
             raise ValueError("a fleet needs at least one robot")
@@ -73,8 +74,9 @@ class SyntheticFleet:
                 faults=faults,
                 fault_period_s=fault_period_s,
                 wear=wear.for_robot(rid) if wear else None,
+                phase_s=index * tick_seconds / robots if spread else 0.0,
             )
-            for rid in robot_ids(robots)
+            for index, rid in enumerate(robot_ids(robots))
         ]
         self._iter = (reading for tick in zip(*self.robots, strict=False) for reading in tick)
 
@@ -99,9 +101,11 @@ def synthetic_fleet(
     faults: bool = False,
     fault_period_s: float = FAULT_PERIOD_S,
     wear: WearPlan | None = None,
+    spread: bool = False,
 ) -> SyntheticFleet:
     """The fleet as an iterator of readings; deterministic for ``seed``. Keep the returned object to
-    ask it for ``labels(until)``."""
+    ask it for ``labels(until)``. ``spread``: robot i of N reads i/N of a tick after robot 1 (real controllers
+    are not in step), instead of every robot at the tick's start; the currents are the same either way."""
     return SyntheticFleet(
         robots,
         seed=seed,
@@ -111,6 +115,7 @@ def synthetic_fleet(
         faults=faults,
         fault_period_s=fault_period_s,
         wear=wear,
+        spread=spread,
     )
 
 
@@ -128,8 +133,10 @@ class SyntheticRobot:
         faults: bool = False,
         fault_period_s: float = FAULT_PERIOD_S,
         wear: RobotWear | None = None,
+        phase_s: float = 0.0,
     ) -> None:
         self.robot_id, self.seed, self.tick_s, self.start = robot_id, seed, tick_seconds, utc(start)
+        self.phase = timedelta(seconds=phase_s)  # when in each tick this robot reads
         self.axes, self.faults, self.period_s, self.wear = list(axes), faults, fault_period_s, wear
         self.loaded = [a for a in self.axes if a in PROFILES]
         self._rng = np.random.default_rng([seed, zlib.crc32(robot_id.encode())])
@@ -178,7 +185,7 @@ class SyntheticRobot:
 
     def _reading(self, k: int, values: list[float] | None) -> Reading:
         jitter_ms = self._random.randint(0, int(50 * self.tick_s))  # up to 5 % of a tick
-        ts = self.start + timedelta(seconds=k * self.tick_s, milliseconds=jitter_ms)
+        ts = self.start + self.phase + timedelta(seconds=k * self.tick_s, milliseconds=jitter_ms)
         currents = dict(self._idle)
         if values is not None:
             currents.update(zip(self.loaded, values, strict=True))

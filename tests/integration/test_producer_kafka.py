@@ -93,6 +93,28 @@ async def test_a_synthetic_fleet_keeps_order_per_robot(kafka_env):
     assert all(len(stamps) == 250 and stamps == sorted(stamps) for stamps in by_robot.values())
 
 
+async def test_a_spread_fleet_reaches_the_broker_in_slices_over_the_tick(kafka_env):
+    # 20 robots, a 1-s tick: robot i reads i/20 s after robot 1 and goes out with its 0.1-s slice
+    config = producer_settings(
+        kafka_env, robots=20, tick_seconds=1.0, spread_robots=True, limit=20 * 3, start_time="2024-01-01T00:00:00Z"
+    )
+    report = await produce(config.model_copy(update={"max_speed": False}))
+    assert report.readings_confirmed == 60
+    bus = KafkaBus(config)
+    await bus.start()
+    messages = await consume(bus, config.readings_topic, 60)
+    first = min(messages, key=lambda m: m.timestamp_ms)
+    start_ts = Reading.from_bytes(first.value).ts
+    created_s, slices = [], set()
+    for m in messages:
+        due_s = (Reading.from_bytes(m.value).ts - start_ts).total_seconds() // 0.1 * 0.1
+        created_s.append((m.timestamp_ms - first.timestamp_ms) / 1000)
+        assert created_s[-1] >= due_s - 0.02, "no row goes out before its slice"
+        slices.add(round(due_s, 1))
+    assert len(slices) >= 20, "a tick in ten slices, not in one burst"
+    assert max(created_s) >= 2.5, "three ticks of 1 s, paced"
+
+
 async def test_the_real_export_replays_end_to_end_at_max_speed(kafka_env, real_export):
     config = producer_settings(kafka_env, csv_path=real_export)
     report = await produce(config)

@@ -76,6 +76,14 @@ async def test_speed_replays_the_feeds_own_time_faster():
     assert sent == pytest.approx([0.0, 0.19, 0.38, 40.63])
 
 
+async def test_rows_of_one_slice_go_out_together_at_its_start():
+    clock = ManualClock(start=0.0)
+    seconds = [0.0, 0.04, 0.09, 0.1, 0.17, 0.35, 2.0, 2.05]
+    rows = [(f"r{i}", s) for i, s in enumerate(seconds[:6])] + [("r0", 2.0), ("r1", 2.05)]
+    sent = await pace(Pacer(PacingOptions(speed=1.0, slice_s=0.1), clock), rows)
+    assert sent == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.1, 0.3, 2.0, 2.0])
+
+
 async def test_max_speed_never_sleeps():
     clock = ManualClock(start=0.0)
     sent = await pace(Pacer(PacingOptions(max_speed=True), clock), [("r", i * 60.0) for i in range(100)])

@@ -31,7 +31,9 @@ def export(tmp_path, rows: list[str]):
 
 
 def settings(**kw) -> ProducerSettings:
-    return ProducerSettings(_env_file=None, bus="memory", axes_from_db=False, axes="1-3", max_speed=True, **kw)
+    return ProducerSettings(
+        **{"_env_file": None, "bus": "memory", "axes_from_db": False, "axes": "1-3", "max_speed": True, **kw}
+    )
 
 
 def messages(bus: InProcessBus, topic: str):
@@ -176,3 +178,31 @@ def test_axis_list_falls_back_without_table_or_database(tmp_path):
     assert not missing.exists(), "looking up the axis list must not create a database"
     unreachable = "postgresql+psycopg2://u:p@127.0.0.1:1/db"
     assert axis_list(ProducerSettings(_env_file=None, database_url=unreachable, axes="1-2"), ["R"]) == [1, 2]
+
+
+async def sent_times(**kw) -> list[tuple[str, float]]:
+    """(robot, clock time of its send) for two ticks of a paced 4-robot synthetic fleet on a manual clock."""
+    clock, sent = ManualClock(start=0.0), []
+
+    class Recording(InProcessBus):
+        async def send(self, topic, key, value, **options):
+            sent.append((key, clock.now()))
+            return await super().send(topic, key, value, **options)
+
+    config = settings(csv_path=None, robots=4, max_speed=False, limit=8, start_time=T0, **kw)
+    await run(config, bus=Recording(), stop=asyncio.Event(), clock=clock)
+    return sent
+
+
+async def test_a_spread_fleet_sends_each_robot_at_its_own_phase_of_the_tick():
+    burst, spread = await sent_times(), await sent_times(spread_robots=True)
+    assert (
+        [robot for robot, _ in spread]
+        == [robot for robot, _ in burst]
+        == ["robot-001", "robot-002", "robot-003", "robot-004"] * 2
+    )
+    # in one burst: a tick's four rows at once, the next tick 2 s later
+    assert [round(t, 1) for _, t in burst] == [0.0] * 4 + [2.0] * 4
+    # spread: robot k a quarter of the tick after robot k-1 (and its own jitter, under 5 % of a tick)
+    offsets = [t - (i // 4) * 2.0 - (i % 4) * 0.5 for i, (_, t) in enumerate(spread)]
+    assert all(abs(offset) <= 0.1 for offset in offsets), offsets

@@ -106,3 +106,10 @@ def test_fleet_labels_cover_every_robot():
 def test_a_fleet_needs_a_robot():
     with pytest.raises(ValueError):
         synthetic_fleet(0, seed=1, tick_seconds=2.0, start=T0, axes=AXES)
+
+
+def test_a_spread_fleet_reads_the_same_currents_each_robot_at_its_own_phase():
+    burst, spread = take(4 * 50, robots=4), take(4 * 50, robots=4, spread=True)
+    assert [(r.robot_id, r.currents) for r in spread] == [(r.robot_id, r.currents) for r in burst]
+    for index, (b, s) in enumerate(zip(burst, spread, strict=True)):
+        assert s.ts - b.ts == timedelta(seconds=(index % 4) * 0.5), "robot k reads k/4 of a tick after robot 1"
