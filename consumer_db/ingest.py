@@ -33,7 +33,7 @@ from consumer_db.store import (
     ENSURE_PARTITIONS,
     conflict_reason,
     insert_rejected,
-    staged_not_stored_alike,
+    may_conflict,
     stored_currents,
     wide_block_text,
     write_wide_readings,
@@ -205,7 +205,8 @@ def _write(engine: Engine, chunk: _Chunk, copy_min_rows: int, source: str) -> tu
         )
         with _fold_plans(conn):
             add(conn, new)
-        conflicts = _conflicts(conn, _suspects(conn, chunk), source) if new.count < chunk.batch.count else []
+        suspects = may_conflict(conn, chunk.accepted(), _key, chunk.wide) if new.count < chunk.batch.count else []
+        conflicts = _conflicts(conn, suspects, source)
         insert_rejected(conn, chunk.rejected + conflicts)
     return new.count, [c["reason"] for c in conflicts]
 
@@ -227,16 +228,8 @@ def _fold_plans(conn: Connection) -> Iterator[None]:
     conn.exec_driver_sql("SET LOCAL enable_sort TO DEFAULT")
 
 
-def _suspects(conn: Connection, chunk: _Chunk) -> list[Row]:
-    """The chunk's readings that may contradict the stored ones: on PostgreSQL those the database finds
-    stored otherwise, in one statement (a re-run's chunk, stored alike, has none: fetching every reading
-    back to compare it made a re-run 4x the first ingest), and any reading not written (no axis to store)."""
-    accepted = chunk.accepted()
-    if conn.dialect.name != "postgresql":
-        return accepted
-    differ = staged_not_stored_alike(conn)
-    staged = {(robot, ts) for robot, ts, _, _ in chunk.wide}
-    return [row for row in accepted if (key := (row.robot_id, row.ts)) in differ or key not in staged]
+def _key(row: Row) -> tuple[str, datetime]:
+    return row.robot_id, row.ts
 
 
 def _conflicts(conn, accepted: list[Row], source: str) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
@@ -11,7 +12,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from common.store.joint_health import store_health
 from common.store.maintenance import store_entries
 from common.wire.bus import Message
-from common.wire.schemas import DEFAULT_POLICY, ReadingPolicy, RobotRoster
+from common.wire.schemas import DEFAULT_POLICY, Reading, ReadingPolicy, RobotRoster
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected
 from consumer_db.decode import Batch, Topics, decode, origin, rejected_row
@@ -20,6 +21,7 @@ from consumer_db.rollup_writer import NewRows, add
 from consumer_db.store import (
     conflict_reason,
     insert_rejected,
+    may_conflict,
     stored_currents,
     uses_copy,
     wide_copy_text,
@@ -170,7 +172,7 @@ class Sink:
             new = write_wide_readings(
                 conn, rows, copy_min_rows=self.copy_min_rows, text=prepared.copy, batch=prepared.new
             )
-            conflicts = self._conflicts(conn, batch) if new.count < prepared.new.count else []
+            conflicts = self._conflicts(conn, batch, rows) if new.count < prepared.new.count else []
             turn.wait(conn)  # from here on, in batch order
             add(conn, new)
             alerts = upsert_alerts(conn, batch.alerts)
@@ -189,15 +191,22 @@ class Sink:
             maintenance=maintenance,
         )
 
-    def _conflicts(self, conn: Connection, batch: Batch) -> list[dict]:
+    @staticmethod
+    def _conflicts(conn: Connection, batch: Batch, rows: list[tuple]) -> list[dict]:
         """Readings some of whose rows were there already (a redelivery, or a second reading of the same
         robot and time): the ones whose values differ from those stored are kept as conflict records, with
-        both values, not dropped. Only asked when a write skipped rows, so a plain stream never pays."""
-        stored = stored_currents(conn, ((r.robot_id, r.ts) for r, _ in batch.readings))
+        both values, not dropped. Only asked when a write skipped rows, so a plain stream never pays, and
+        only of the readings ``may_conflict`` names, so a redelivered batch costs one statement."""
+        suspects = may_conflict(conn, batch.readings, _reading_key, rows)
+        stored = stored_currents(conn, (_reading_key(pair) for pair in suspects))
         conflicts = []
-        for reading, message in batch.readings:
+        for reading, message in suspects:
             reason = conflict_reason(stored.get((reading.robot_id, reading.ts), {}), reading.currents)
             if reason:
                 logger.warning("%s: %s", origin(message), reason)
                 conflicts.append(rejected_row(message, reason, robot_id=reading.robot_id))
         return conflicts
+
+
+def _reading_key(pair: tuple[Reading, Message]) -> tuple[str, datetime]:
+    return pair[0].robot_id, pair[0].ts

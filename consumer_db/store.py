@@ -11,9 +11,10 @@ crash or a rebalance harmless. The rows a write actually stored (all of a straig
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import repeat
+from typing import TypeVar
 
 from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, Text, insert, select, tuple_
 from sqlalchemy import text as sql_text
@@ -31,6 +32,7 @@ from common.store.tables import (
 )
 from consumer_db.rollup_writer import NewRows, add
 
+T = TypeVar("T")
 READING_COLUMNS = ("robot_id", "axis_id", "ts", "amps")
 WIDE_COLUMNS = ("robot_id", "ts", "axes", "amps")
 STAGE = "readings_stage"
@@ -170,6 +172,22 @@ def staged_not_stored_alike(conn: Connection) -> set[tuple[str, datetime]]:
     given (the batch went through the staging table): the ``(robot_id, ts)`` of its readings stored with
     other axes or currents than the batch's. Any other reading of the batch is stored exactly as given."""
     return {(robot, ts) for robot, ts in conn.exec_driver_sql(STAGED_NOT_STORED_ALIKE)}
+
+
+def may_conflict(
+    conn: Connection, readings: list[T], key: Callable[[T], tuple[str, datetime]], wide: list[tuple]
+) -> list[T]:
+    """Of ``readings``, after a ``write_wide_readings`` of their rows ``wide`` in this transaction that stored
+    fewer rows than given, those that may contradict the stored ones (to compare with ``stored_currents``):
+    on PostgreSQL those the database finds stored otherwise, in one statement (a redelivered batch, stored
+    alike, has none: fetching every reading back to compare it made a re-run 4x the first write), and any
+    with no row in ``wide`` (no axis to store, refused); elsewhere all of them. On PostgreSQL such a write
+    always went through the staging table (COPY or INSERT alike), which holds ``wide`` until the commit."""
+    if conn.dialect.name != "postgresql":
+        return readings
+    differ = staged_not_stored_alike(conn)
+    staged = {(robot, ts) for robot, ts, _, _ in wide}
+    return [reading for reading in readings if (k := key(reading)) in differ or k not in staged]
 
 
 def _load(conn: Connection, table: Table, wide: list[tuple], text: str | None) -> None:

@@ -144,3 +144,47 @@ def test_a_message_the_database_refuses_is_rejected_alone(engine):
         assert conn.execute(select(alerts.c.event_id)).scalars().all() == ["ok"]
         origin, reason = conn.execute(select(rejected_readings.c.origin, rejected_readings.c.reason)).one()
     assert origin == "alerts/0/1" and reason.startswith("refused by the database: value too long")
+
+
+@pytest.mark.parametrize("copy_min_rows", [1, 1_000_000], ids=["copy", "insert"])
+def test_a_redelivered_batch_is_no_conflict_and_one_reading_stored_otherwise_is_one(engine, copy_min_rows):
+    """A Kafka redelivery (the batch stored already) leaves no dead letter, and a batch holding one reading
+    stored with other values yields exactly that one conflict, whether the batch goes through COPY or a
+    multi-row INSERT (both reach the staging table when rows are there already)."""
+    from datetime import datetime, timedelta
+
+    from common.wire.bus import Message
+    from common.wire.schemas import Reading
+    from consumer_db.axislock import AxisLock
+    from consumer_db.decode import Topics
+    from consumer_db.migrate import migrate
+    from consumer_db.sink import Sink
+
+    migrate(engine)
+    sink = Sink(engine, AxisLock(engine, [1, 2, 3]), Topics("readings", "alerts", "dead"), copy_min_rows=copy_min_rows)
+    t0 = datetime(2022, 10, 17, tzinfo=UTC)
+    readings = [
+        Reading(robot_id="r", ts=t0 + timedelta(seconds=i), currents={1: float(i), 2: i / 4, 3: None})
+        for i in range(200)
+    ]
+
+    def messages(batch: list[Reading], first_offset: int) -> list[Message]:
+        return [Message("readings", 0, first_offset + n, b"r", r.to_bytes()) for n, r in enumerate(batch)]
+
+    assert sink.write(messages(readings, 0)).rows_new == 600  # axis 3 too: a row with no value
+    again = sink.write(messages(readings, 0))
+    assert (again.rows_new, again.rows_seen, again.conflicts, again.rejected, again.readings) == (0, 600, 0, 0, 200)
+    changed = list(readings)
+    changed[57] = readings[57].model_copy(update={"currents": {1: 57.0, 2: 99.5, 3: None}})
+    other = sink.write(messages(changed, 1000))
+    assert (other.rows_new, other.conflicts, other.rejected, other.readings) == (0, 1, 1, 199)
+    with engine.connect() as conn:
+        (origin, reason), *more = conn.execute(select(rejected_readings.c.origin, rejected_readings.c.reason)).all()
+        stored = conn.execute(
+            select(readings_fact.c.amps).where(
+                readings_fact.c.ts == t0 + timedelta(seconds=57), readings_fact.c.axis_id == 2
+            )
+        ).scalar()
+    assert more == [] and origin == "readings/0/1057"
+    assert reason.startswith("conflict") and "axis 2: stored 14.25, this one 99.5" in reason
+    assert stored == 14.25  # the stored reading is kept, not overwritten
