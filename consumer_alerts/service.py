@@ -23,6 +23,7 @@ restarts its axis between two readings, and its offset too is committed only wit
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -179,6 +180,24 @@ class Intake:
     health: HealthMonitor | None = None  # the health pipeline, when on: its alerts join the detectors'
     health_topic: str | None = None  # where its health events go (None: they stay in its outbox)
     maintenance: MaintenanceFollower | None = None  # the maintenance log, when followed (part replaced: restart)
+    robots_frozen: int = 0  # the engine's robot count at the last gc.freeze (freeze_new_robots)
+
+
+# Robots made (first readings, or state restored) between two freezes at most. Each robot is ~500 objects the
+# collector tracks: at 1,000 robots made cold, its full collections rescanned them all ever more often, and
+# held the loop up to 4 s (docs/benchmarks.md, 2b). Frozen, they are never scanned again; they hold no
+# reference cycles, so a robot dropped later is still freed by its reference count.
+FREEZE_EVERY_ROBOTS = 50
+
+
+def freeze_new_robots(engine: DetectorEngine, frozen: int) -> int:
+    """Move every object alive to the collector's permanent generation once ``FREEZE_EVERY_ROBOTS`` robots
+    were made since ``frozen`` robots were; returns the count to pass next time."""
+    robots = len(engine.robots)
+    if robots >= frozen + FREEZE_EVERY_ROBOTS:
+        gc.freeze()
+        return robots
+    return min(frozen, robots)  # robots dropped (handed over): count the next ones from here
 
 
 SHIP_EVERY_S = 0.010  # judging between two shipments of events at most: how long an event may wait for company
@@ -290,6 +309,7 @@ def events_per_reading(
                 message, f"consumer_alerts could not judge it: {type(exc).__name__}: {exc}", reading.robot_id
             )
             continue
+        intake.robots_frozen = freeze_new_robots(engine, intake.robots_frozen)
         if intake.health is not None:
             events = events + health_alerts(intake.health, reading)
         yield events

@@ -1,7 +1,9 @@
 """The service on the in-process bus: readings in, events out, and a restart that re-raises nothing."""
 
 import asyncio
+import gc
 import time
+import weakref
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -183,6 +185,7 @@ class ScriptedEngine:
 
     def __init__(self, opening_rows):
         self.now, self.judged, self.opening = 0.0, 0, set(opening_rows)
+        self.robots = {}  # the service counts them (freeze_new_robots)
 
     def process(self, reading):
         self.now += self.STEP
@@ -265,3 +268,47 @@ async def test_state_that_cannot_be_read_for_partitions_handed_over_stops_the_se
     with pytest.raises(OSError, match="unreadable"):
         await asyncio.wait_for(run(settings, bus=bus, stop=asyncio.Event()), 10)
     assert bus.uncommitted(settings.alerts_group_id, ["readings"]) == 50 and alerts_on(bus) == []
+
+
+@pytest.fixture
+def unfrozen():
+    """gc.freeze is process-wide: give the test process its collector back afterwards."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def first_readings(robots: int) -> list[Message]:
+    readings = [cycle_readings(1, robot_id=f"robot-{i:03d}", seed=i)[0] for i in range(robots)]
+    return [Message("readings", 0, i, r.robot_id.encode(), r.to_bytes()) for i, r in enumerate(readings)]
+
+
+def test_robots_made_are_frozen_out_of_the_collector_in_steps(unfrozen):
+    engine, intake = DetectorEngine(EngineConfig(detectors=("zscore", "stuck"))), service.Intake()
+    step = service.FREEZE_EVERY_ROBOTS
+    list(service.events_per_reading(engine, first_readings(step - 1), intake=intake))
+    assert gc.get_freeze_count() == 0 and intake.robots_frozen == 0, "fewer robots than a step: nothing frozen"
+    list(service.events_per_reading(engine, first_readings(step + 1), intake=intake))
+    assert intake.robots_frozen == step and gc.get_freeze_count() > 0
+    frozen = gc.get_freeze_count()
+    list(service.events_per_reading(engine, first_readings(step + 1), intake=intake))  # the same robots again
+    assert gc.get_freeze_count() == frozen, "no new robot, no freeze"
+
+
+def test_robots_dropped_after_a_freeze_are_freed_without_the_collector(unfrozen):
+    """Frozen objects are never collected: a robot's state must be freed by its reference count alone, or
+    every robot handed over on a rebalance would leak."""
+    engine, intake = DetectorEngine(EngineConfig(detectors=("zscore", "stuck"))), service.Intake()
+    list(service.events_per_reading(engine, first_readings(service.FREEZE_EVERY_ROBOTS), intake=intake))
+    assert gc.get_freeze_count() > 0
+    robot = engine.robots["robot-000"]
+    alive = [weakref.ref(robot), *(weakref.ref(axis) for axis in robot.axes.values())]
+    gc.disable()
+    try:
+        del robot
+        engine.robots.clear()
+        assert [ref() for ref in alive] == [None] * len(alive)
+    finally:
+        gc.enable()
+    assert intake.robots_frozen == service.FREEZE_EVERY_ROBOTS
+    assert service.freeze_new_robots(engine, intake.robots_frozen) == 0, "counted again from the robots left"
