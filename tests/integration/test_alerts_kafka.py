@@ -172,6 +172,7 @@ async def test_an_event_is_on_the_alerts_topic_before_the_rest_of_its_batch_is_j
     class FirstReadingOpensAnEvent:
         def __init__(self):
             self.seen_while_judging: list[bool] = []
+            self.robots: dict = {}  # the service counts them (freeze_new_robots)
 
         def process(self, reading):
             if reading.row == 1:
