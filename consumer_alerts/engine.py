@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 
 from common.wire.schemas import Alert, Reading, Severity
 from consumer_alerts.detectors import Detector, Finding
-from consumer_alerts.detectors.ramp import ramp_ratio
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
 from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
 from consumer_alerts.detectors.severity import GrossChange, flat_ratio, level_ratio
@@ -106,7 +105,6 @@ class EngineConfig:
     load_hold_s: float = _default("load_hold_s")
     gross_high: float = _default("gross_high")
     gross_low: float = _default("gross_low")
-    ramp_trend_t: float = _default("ramp_trend_t")
     multivariate_halflife_rows: float = _default("multivariate_halflife_rows")
     multivariate_alpha: float = _default("multivariate_alpha")
     multivariate_window: int = _default("multivariate_window")
@@ -343,10 +341,6 @@ class DetectorEngine:
         if ratio is None:
             return finding  # no normal level known yet: the detector's own severity
         gross = self.gross.severity(ratio) is Severity.ERROR
-        if not gross and state.opened.open > 0:  # an open event: a ramp is sized by where it has got
-            ramp = ramp_ratio(load, self.config.ramp_trend_t)
-            if ramp is not None and self.gross.severity(ramp) is Severity.ERROR:
-                ratio, gross = ramp, True
         if gross and (repeat or load.flat_recently) and not (clamp and ratio > 1):
             gross = False
         if not gross:

@@ -113,13 +113,6 @@ class AlertsSettings(CommonSettings):
     gross_low: float = Field(
         0.2, gt=0, lt=1, description="That ratio at or below which a finding is an ERROR (80 % of the load gone)."
     )
-    ramp_trend_t: float = Field(
-        2.0,
-        ge=0,
-        description="For an event already open on an axis: when the load window's logs trend (least-squares slope "
-        "at least this many of its standard errors from flat), the window's recent half is sized too, so a ramp "
-        "is graded by where it has got (0: off).",
-    )
     load_absorb: int = Field(
         1800,
         ge=1,
