@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Connection,
     Float,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import BIT
 
 from common.store.sqlparts import (
     axes_mask,
@@ -211,19 +213,59 @@ def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour:
 
 def raw_stamp_stats(conn: Connection, filters: Iterable) -> Select:
     """``stamp_stats_of`` the raw rows of ``filters`` (on ``stored_readings``' columns); on PostgreSQL the times
-    from ``readings`` and the axes from ``readings_minute_stats_of``, both without the view."""
+    and the axes both from ``readings`` (``readings_minute_axes_of``), without the view."""
     if conn.dialect.name != "postgresql":
         return stamp_stats_of(filters)
     filters = list(filters)
-    minutes = readings_minute_stats_of(filters).subquery()
-    axes = select(
-        minutes.c.robot_id,
-        minutes.c.minute,
-        cast(func.sum(minutes.c.n_rows), BigInteger).label("n_rows"),  # a sum of bigints is a numeric
-        axes_mask(minutes.c.axis_id).label("axes_stored"),
-        axes_mask(case((minutes.c.n_values > 0, minutes.c.axis_id))).label("axes_with_values"),
-    ).group_by(minutes.c.robot_id, minutes.c.minute)
-    return stamp_stats_of(filters, axes=axes, stored=readings)
+    return stamp_stats_of(filters, axes=readings_minute_axes_of(filters), stored=readings)
+
+
+def readings_minute_axes_of(filters: Iterable) -> Select:
+    """PostgreSQL: per robot and minute of ``readings``' rows of ``filters``, ``minute_axes_of``' columns (the
+    rows, the masks of axes stored and with a value) from each reading's ``axes`` and the places of the NULLs
+    in its array, nothing unnested: a minute's readings have a few patterns of those (one, as a rule), and the
+    per-axis work is done once per pattern. The same rows as the view's: element N of the array (N from 1,
+    whatever its lower bound) where the reading has bit N."""
+    amps = readings.c.amps
+    minute = minute_start(readings.c.ts)
+    nulls = func.array_positions(amps, cast(null(), Float), type_=ARRAY(Integer))
+    lower = func.coalesce(func.array_lower(amps, 1), 1)
+    length = func.coalesce(func.cardinality(amps), 0)
+    patterns = (
+        select(
+            readings.c.robot_id,
+            minute.label("minute"),
+            readings.c.axes,
+            nulls.label("nulls"),
+            lower.label("lower"),
+            length.label("length"),
+            func.count().label("readings"),
+        )
+        .where(*filters)
+        .group_by(readings.c.robot_id, minute, readings.c.axes, nulls, lower, length)
+        .subquery()
+    )
+    one = cast(literal(1), BigInteger)
+    # bits 1..length: the elements there are; length <= MAX_AXIS (62), so this stays in a bigint
+    elements = _shifted(_shifted(one, patterns.c.length) - 1, literal(1))
+    stored = patterns.c.axes.op("&", return_type=BigInteger)(elements)
+    place = func.unnest(patterns.c.nulls).column_valued("place")
+    # distinct powers of two: their sum is their OR (a sum of bigints is a numeric)
+    null_bits = select(cast(func.coalesce(func.sum(_shifted(one, place - patterns.c.lower + 1)), 0), BigInteger))
+    null_bits = null_bits.scalar_subquery()
+    with_values = stored.op("&", return_type=BigInteger)(null_bits.op("#", return_type=BigInteger)(-1))
+    rows = patterns.c.readings * func.bit_count(cast(stored, BIT(64)), type_=BigInteger)
+    return select(
+        patterns.c.robot_id,
+        patterns.c.minute,
+        cast(func.sum(rows), BigInteger).label("n_rows"),  # a sum of bigints is a numeric
+        func.bit_or(stored, type_=BigInteger).label("axes_stored"),
+        func.bit_or(with_values, type_=BigInteger).label("axes_with_values"),
+    ).group_by(patterns.c.robot_id, patterns.c.minute)
+
+
+def _shifted(value, places):
+    return value.op("<<", return_type=BigInteger)(cast(places, Integer))
 
 
 def stamp_stats_of(filters: Iterable, axes: Select | None = None, stored=R) -> Select:
