@@ -194,8 +194,9 @@ def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour:
     aggregates = _element_aggregates(amps)
     keys = [readings.c.robot_id, *([hour_start(readings.c.ts)] if per_hour else []), element.c.axis_id]
     first, last = func.min(readings.c.ts), func.max(readings.c.ts)
-    # An element without a value counts only in n_rows: without it, those (6 of the fleet's 14 axes) go early.
-    values_only = [] if "n_rows" in stats else [amps.is_not(None)]
+    # Asked only for maxima, the elements without a value go early (6 of the fleet's 14 axes); a count keeps
+    # them: a robot's hour and axis with rows and no value is an answer row too (0 values).
+    values_only = [] if stats & {"n_rows", "n_values"} else [amps.is_not(None)]
     return (
         select(
             readings.c.robot_id,
