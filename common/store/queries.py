@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Connection, Float, Integer, and_, cast, func, select, true
+from sqlalchemy import BigInteger, Connection, Float, Integer, Interval, and_, cast, func, literal, select, true
 from sqlalchemy.dialects.postgresql import array
 
 from common.store.health import data_health
 from common.store.rollup import folded, minute_stats, span_stats, stored_rows
-from common.store.sqlparts import Row, hour_start, mean_of, next_minute
+from common.store.sqlparts import Row, hour_start, mean_of
 from common.store.sqlparts import dicts as _dicts
 from common.store.sqlparts import where as _where
 from common.store.tables import (
@@ -108,8 +108,13 @@ def latest_per_axis(
 
 def _has_axis(axis_id):
     """On ``readings``: the reading has a row of axis ``axis_id`` (its bit in ``axes``)."""
+    return _axis_bit(axis_id) == 1
+
+
+def _axis_bit(axis_id):
+    """On ``readings``: the bit of axis ``axis_id`` in ``axes``."""
     shifted = readings.c.axes.op(">>", return_type=BigInteger)(cast(axis_id, Integer))
-    return shifted.op("&", return_type=BigInteger)(1) == 1
+    return shifted.op("&", return_type=BigInteger)(1)
 
 
 def _latest_per_axis_of_readings(conn: Connection, *, robot_id, start, end) -> list[Row]:
@@ -143,29 +148,37 @@ def window_peaks(
 
     The peak, and the first minute that reached it, from the rollup (``span_stats``: whole hours, each with
     the first minute that reached its ``max_amps``, other whole minutes, the range's partial minutes and
-    unfolded tail from the raw rows); then the time from the raw rows of that one minute: the first with the
-    peak's value, one short range of the primary key (or the minute itself, where retention dropped the raw
-    rows). A window of a minute or two (the 1-minute peak) has no whole minute to take from the rollup: its
-    rows are ranked directly."""
+    unfolded tail from the raw rows, per robot and axis, only their peak); then the time from the raw rows of
+    that one minute (of a raw part's group: its readings): the first with the peak's value, one short range
+    of the primary key (or the minute itself, where retention dropped the raw rows). A window of a minute or
+    two (the 1-minute peak) has no whole minute to take from the rollup: its rows are ranked directly."""
     if start is not None and end is not None and end - start <= SHORT_WINDOW:
         return _ranked_peaks(conn, robot_id=robot_id, start=start, end=end)
-    spans = span_stats(conn, robot_id=robot_id, start=start, end=end)
+    spans = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=("max_amps",), per_hour=False)
     first_minutes = (
         _first_minutes_at_peak_pg(spans) if conn.dialect.name == "postgresql" else _first_minutes_at_peak(spans)
     )
     t = _stamps(conn)
+    # On PostgreSQL ``>=``, which in the range is ``=`` (nothing there is above the peak): the planner guesses
+    # it keeps a third of the rows, not 1 in 200, and takes the index scan that stops at the first (800
+    # look-ups: 55-70 ms against 110-280 ms for a bitmap scan of each whole minute and a sort, at load 15).
     value = (
         R.c.amps == first_minutes.c.peak_amps
         if t is R
-        else and_(_has_axis(first_minutes.c.axis_id), t.c.amps[first_minutes.c.axis_id] == first_minutes.c.peak_amps)
+        else and_(
+            _axis_bit(first_minutes.c.axis_id) != 0,
+            t.c.amps[first_minutes.c.axis_id] >= first_minutes.c.peak_amps,
+        )
     )
     first_ts = (  # the first in key order: an index scan that stops at it, not every row of the minute
         select(t.c.ts)
         .where(
             t.c.robot_id == first_minutes.c.robot_id,
             *([R.c.axis_id == first_minutes.c.axis_id] if t is R else []),
-            t.c.ts >= first_minutes.c.minute,
-            t.c.ts < next_minute(first_minutes.c.minute),  # bounded: the planner reads ~30 rows, not the rest
+            # Bounded: the planner reads ~30 rows, not the rest. A millisecond either side of the row's bounds
+            # takes in no earlier reading at the peak: that one would be in a row with the same peak and an
+            # earlier start, chosen instead.
+            *_peak_bounds(t, first_minutes),
             value,
             *_in_range(t, start, end),
         )
@@ -190,33 +203,44 @@ def window_peaks(
 
 
 def _first_minutes_at_peak(spans):
-    """Per robot and axis of ``spans``: ``peak_amps``, its highest ``max_amps``, and ``minute``, the first
-    ``peak_minute`` of a row that reached it. The rows are read twice (their peak, then the rows at it)."""
+    """Per robot and axis of ``spans``: ``peak_amps``, its highest ``max_amps``; ``minute``, the first
+    ``peak_minute`` of a row that reached it, and ``until``, that row's ``peak_until``. The rows are read twice
+    (their peak, then the rows at it)."""
     # materialized: only the columns used (all of them spilled the fleet's 87,000 rows to disk)
-    m = select(spans.c.robot_id, spans.c.axis_id, spans.c.max_amps, spans.c.peak_minute).cte("minutes")
+    m = select(spans.c.robot_id, spans.c.axis_id, spans.c.max_amps, spans.c.peak_minute, spans.c.peak_until)
+    m = m.cte("minutes")
     peaks = (
         select(m.c.robot_id, m.c.axis_id, func.max(m.c.max_amps).label("peak_amps"))
         .group_by(m.c.robot_id, m.c.axis_id)
         .subquery()
     )
     reached = and_(m.c.robot_id == peaks.c.robot_id, m.c.axis_id == peaks.c.axis_id, m.c.max_amps == peaks.c.peak_amps)
-    return (
+    first = (
         select(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps, func.min(m.c.peak_minute).label("minute"))
         .select_from(peaks.join(m, reached))
         .group_by(peaks.c.robot_id, peaks.c.axis_id, peaks.c.peak_amps)
         .subquery()
     )
+    # rows of one robot and axis never share a peak_minute (each is its own stretch of time)
+    until = (
+        select(func.max(m.c.peak_until))
+        .where(m.c.robot_id == first.c.robot_id, m.c.axis_id == first.c.axis_id, m.c.peak_minute == first.c.minute)
+        .scalar_subquery()
+    )
+    return select(first, until.label("until")).subquery()
 
 
 def _first_minutes_at_peak_pg(spans):
     """``_first_minutes_at_peak`` in one pass, on PostgreSQL: the greatest array ``[max_amps, -epoch of
-    peak_minute]`` per robot and axis is the peak and, among the rows at it, the first minute (arrays compare
-    element by element). Read once, the fleet's 87,000 rows are neither materialized (spilled to disk at
-    the default work_mem) nor joined back to their peaks. Minutes are whole seconds: exact as doubles."""
+    peak_minute, epoch of peak_until]`` per robot and axis is the peak and, among the rows at it, the first
+    (arrays compare element by element; no two rows of a robot and axis share a peak_minute). Read once, the
+    fleet's 87,000 rows are neither materialized (spilled to disk at the default work_mem) nor joined back
+    to their peaks. Minutes are whole seconds, exact as doubles; a raw row's bounds are its readings' times,
+    within a microsecond (the look-up allows for it)."""
     epoch = func.date_part("epoch", spans.c.peak_minute)
-    key = func.max(array([spans.c.max_amps, -epoch], type_=Float)).label("key")
+    key = func.max(array([spans.c.max_amps, -epoch, func.date_part("epoch", spans.c.peak_until)], type_=Float))
     keys = (
-        select(spans.c.robot_id, spans.c.axis_id, key)
+        select(spans.c.robot_id, spans.c.axis_id, key.label("key"))
         .where(spans.c.max_amps.is_not(None))  # a NULL sorts above every number in an array
         .group_by(spans.c.robot_id, spans.c.axis_id)
         .subquery()
@@ -226,7 +250,17 @@ def _first_minutes_at_peak_pg(spans):
         keys.c.axis_id,
         keys.c.key[1].label("peak_amps"),
         func.to_timestamp(-keys.c.key[2], type_=UtcDateTime).label("minute"),
+        func.to_timestamp(keys.c.key[3], type_=UtcDateTime).label("until"),
     ).subquery()
+
+
+def _peak_bounds(t, first_minutes) -> list:
+    """``t``'s rows from ``minute`` to ``until`` of ``first_minutes``; on PostgreSQL a millisecond either side,
+    as those came through doubles."""
+    if t is R:
+        return [t.c.ts >= first_minutes.c.minute, t.c.ts < first_minutes.c.until]
+    slack = literal(timedelta(milliseconds=1), type_=Interval())
+    return [t.c.ts >= first_minutes.c.minute - slack, t.c.ts <= first_minutes.c.until + slack]
 
 
 SHORT_WINDOW = timedelta(minutes=2)
@@ -378,7 +412,7 @@ def resample_hourly(
     """``resample_1min`` per UTC hour: per robot, hour and axis, mean, max and count of the non-null values
     of the range's rows (an hour at an end of the range: its rows inside the range). From the hour rollup
     (``span_stats``): a fleet's day is 24 rows per robot and axis, where the 1-minute curve is 1,440."""
-    m = span_stats(conn, robot_id=robot_id, start=start, end=end)
+    m = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=("n_values", "sum_amps", "max_amps"))
     hour = hour_start(m.c.minute).label("hour")
     n_values = cast(func.sum(m.c.n_values), Integer)  # PostgreSQL's sum of integers is a numeric
     query = (
@@ -433,7 +467,7 @@ def axis_summary(
     if folded_only:
         m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=True)
     else:
-        m = span_stats(conn, robot_id=robot_id, start=start, end=end)
+        m = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=SUMMED, per_hour=False)
     stats = _summed(m, m.c.robot_id, m.c.axis_id).subquery()
     on = and_(axes_dim.c.robot_id == stats.c.robot_id, axes_dim.c.axis_id == stats.c.axis_id)
     query = (
@@ -453,6 +487,9 @@ def fleet_axis_summary(conn: Connection, *, start: datetime | None = None, end: 
         _summary_row({**row, "robot_id": None, "label": axis_label(row["axis_id"])})
         for row in _dicts(conn.execute(query))
     ]
+
+
+SUMMED = ("n_rows", "n_values", "n_zero", "sum_amps", "max_active_amps")  # the columns _summed reads
 
 
 def _summed(m, *keys):

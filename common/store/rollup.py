@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Connection,
     Float,
@@ -29,13 +30,24 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    null,
     or_,
     select,
     true,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import BIT
 
-from common.store.sqlparts import axes_mask, hour_start, mean_of, minute_start, next_hour, seconds_between, where
+from common.store.sqlparts import (
+    axes_mask,
+    hour_start,
+    mean_of,
+    minute_start,
+    next_hour,
+    next_minute,
+    seconds_between,
+    where,
+)
 from common.store.tables import (
     UtcDateTime,
     axis_stats_columns,
@@ -141,20 +153,14 @@ def readings_minute_stats_of(filters: Iterable) -> Select:
     it expected 136 rows of the fleet's unfolded tail where 43,540 came, grouped them by a sort and spilled
     it to disk. ``bit <> 0`` says the same of a bit, and the planner's guess for it is 199 in 200."""
     element, has_axis = _elements()
-    amps, minute = element.c.amps, minute_start(readings.c.ts).label("minute")
+    minute = minute_start(readings.c.ts).label("minute")
+    aggregates = _element_aggregates(element.c.amps)
     return (
         select(
             readings.c.robot_id,
             minute,
             cast(element.c.axis_id, SmallInteger).label("axis_id"),
-            func.count().label("n_rows"),
-            func.count(amps).label("n_values"),
-            func.sum(case((amps == 0, 1), else_=0)).label("n_zero"),
-            func.sum(amps).label("sum_amps"),
-            func.sum(amps * amps).label("sum_sq_amps"),
-            func.min(amps).label("min_amps"),
-            func.max(amps).label("max_amps"),
-            func.max(case((amps != 0, amps))).label("max_active_amps"),
+            *(aggregates[name].label(name) for name in STATS),
         )
         .select_from(readings.join(element, true()))
         .where(*filters, has_axis)
@@ -162,21 +168,105 @@ def readings_minute_stats_of(filters: Iterable) -> Select:
     )
 
 
+def _element_aggregates(amps) -> dict:
+    """The rollup's columns (``STATS``) as aggregates of the unnested currents ``amps``."""
+    return {
+        "n_rows": func.count(),
+        "n_values": func.count(amps),
+        "n_zero": func.sum(case((amps == 0, 1), else_=0)),
+        "sum_amps": func.sum(amps),
+        "sum_sq_amps": func.sum(amps * amps),
+        "min_amps": func.min(amps),
+        "max_amps": func.max(amps),
+        "max_active_amps": func.max(case((amps != 0, amps))),
+    }
+
+
+def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour: bool) -> Select:
+    """PostgreSQL: the raw rows of ``filters`` as ``span_stats`` rows, per robot and axis (and UTC hour if
+    ``per_hour``; ``minute`` the hour, else the group's first reading), only the ``stats`` columns computed
+    (the others NULL): every unnested current costs each aggregate and the group key, and the fleet's
+    unfolded tail is ~43,500 of them. ``peak_minute`` / ``peak_until``: the group's first and last reading,
+    where ``window_peaks`` looks for the time of its peak (the group may span minutes)."""
+    stats = set(stats)
+    element, has_axis = _elements()
+    amps = element.c.amps
+    aggregates = _element_aggregates(amps)
+    keys = [readings.c.robot_id, *([hour_start(readings.c.ts)] if per_hour else []), element.c.axis_id]
+    first, last = func.min(readings.c.ts), func.max(readings.c.ts)
+    # Asked only for maxima, the elements without a value go early (6 of the fleet's 14 axes); a count keeps
+    # them: a robot's hour and axis with rows and no value is an answer row too (0 values).
+    values_only = [] if stats & {"n_rows", "n_values"} else [amps.is_not(None)]
+    return (
+        select(
+            readings.c.robot_id,
+            (keys[1] if per_hour else first).label("minute"),
+            cast(element.c.axis_id, SmallInteger).label("axis_id"),
+            *((aggregates[name] if name in stats else cast(null(), M.c[name].type)).label(name) for name in STATS),
+            first.label("peak_minute"),
+            last.label("peak_until"),
+        )
+        .select_from(readings.join(element, true()))
+        .where(*filters, has_axis, *values_only)
+        .group_by(*keys)
+    )
+
+
 def raw_stamp_stats(conn: Connection, filters: Iterable) -> Select:
     """``stamp_stats_of`` the raw rows of ``filters`` (on ``stored_readings``' columns); on PostgreSQL the times
-    from ``readings`` and the axes from ``readings_minute_stats_of``, both without the view."""
+    and the axes both from ``readings`` (``readings_minute_axes_of``), without the view."""
     if conn.dialect.name != "postgresql":
         return stamp_stats_of(filters)
     filters = list(filters)
-    minutes = readings_minute_stats_of(filters).subquery()
-    axes = select(
-        minutes.c.robot_id,
-        minutes.c.minute,
-        cast(func.sum(minutes.c.n_rows), BigInteger).label("n_rows"),  # a sum of bigints is a numeric
-        axes_mask(minutes.c.axis_id).label("axes_stored"),
-        axes_mask(case((minutes.c.n_values > 0, minutes.c.axis_id))).label("axes_with_values"),
-    ).group_by(minutes.c.robot_id, minutes.c.minute)
-    return stamp_stats_of(filters, axes=axes, stored=readings)
+    return stamp_stats_of(filters, axes=readings_minute_axes_of(filters), stored=readings)
+
+
+def readings_minute_axes_of(filters: Iterable) -> Select:
+    """PostgreSQL: per robot and minute of ``readings``' rows of ``filters``, ``minute_axes_of``' columns (the
+    rows, the masks of axes stored and with a value) from each reading's ``axes`` and the places of the NULLs
+    in its array, nothing unnested: a minute's readings have a few patterns of those (one, as a rule), and the
+    per-axis work is done once per pattern. The same rows as the view's: element N of the array (N from 1,
+    whatever its lower bound) where the reading has bit N."""
+    amps = readings.c.amps
+    minute = minute_start(readings.c.ts)
+    nulls = func.array_positions(amps, cast(null(), Float), type_=ARRAY(Integer))
+    lower = func.coalesce(func.array_lower(amps, 1), 1)
+    length = func.coalesce(func.cardinality(amps), 0)
+    patterns = (
+        select(
+            readings.c.robot_id,
+            minute.label("minute"),
+            readings.c.axes,
+            nulls.label("nulls"),
+            lower.label("lower"),
+            length.label("length"),
+            func.count().label("readings"),
+        )
+        .where(*filters)
+        .group_by(readings.c.robot_id, minute, readings.c.axes, nulls, lower, length)
+        .subquery()
+    )
+    one = cast(literal(1), BigInteger)
+    # bits 1..length: the elements there are; length <= MAX_AXIS (62), so this stays in a bigint
+    elements = _shifted(_shifted(one, patterns.c.length) - 1, literal(1))
+    stored = patterns.c.axes.op("&", return_type=BigInteger)(elements)
+    place = func.unnest(patterns.c.nulls).column_valued("place")
+    # distinct powers of two: their sum is their OR (a sum of bigints is a numeric)
+    null_bits = select(cast(func.coalesce(func.sum(_shifted(one, place - patterns.c.lower + 1)), 0), BigInteger))
+    null_bits = null_bits.scalar_subquery()
+    with_values = stored.op("&", return_type=BigInteger)(null_bits.op("#", return_type=BigInteger)(-1))
+    rows = patterns.c.readings * func.bit_count(cast(stored, BIT(64)), type_=BigInteger)
+    return select(
+        patterns.c.robot_id,
+        patterns.c.minute,
+        cast(func.sum(rows), BigInteger).label("n_rows"),  # a sum of bigints is a numeric
+        func.bit_or(stored, type_=BigInteger).label("axes_stored"),
+        func.bit_or(with_values, type_=BigInteger).label("axes_with_values"),
+    ).group_by(patterns.c.robot_id, patterns.c.minute)
+
+
+def _shifted(value, places):
+    return value.op("<<", return_type=BigInteger)(cast(places, Integer))
 
 
 def stamp_stats_of(filters: Iterable, axes: Select | None = None, stored=R) -> Select:
@@ -360,29 +450,58 @@ def minute_stats(
 STATS = tuple(column.name for column in axis_stats_columns())  # what a minute and an hour row both hold
 
 
-def span_stats(conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None):
-    """Subquery: ``minute_stats``' rows for ``start <= ts <= end`` and ``peak_minute`` (the first minute of a
-    row whose ``max_amps`` is the row's), each robot's whole hours folded so far one row of readings_hour each
-    (``minute`` the hour's start). For sums and maxima over long ranges (window peaks, the per-axis summary,
-    the hourly resample): the fleet's day is 24 rows per robot and axis, not 1,440. The same rows as
-    ``minute_stats``, grouped coarser where they can be; the other whole folded minutes from the minute
-    rollup, the rest raw (``_layers``)."""
+def span_stats(
+    conn: Connection,
+    *,
+    robot_id: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    stats: Iterable[str] = STATS,
+    per_hour: bool = True,
+):
+    """Subquery: ``minute_stats``' rows for ``start <= ts <= end``, each robot's whole hours folded so far one
+    row of readings_hour each (``minute`` the hour's start), and where ``window_peaks`` looks for the time of
+    a row's peak: from ``peak_minute`` (the first minute of a row whose ``max_amps`` is the row's) to
+    ``peak_until``. For sums and maxima over long ranges (window peaks, the per-axis summary, the hourly
+    resample): the fleet's day is 24 rows per robot and axis, not 1,440. The same rows as ``minute_stats``,
+    grouped coarser where they can be; the other whole folded minutes from the minute rollup, the rest raw
+    (``_layers``). On PostgreSQL the raw rows are grouped per robot and axis (and hour, ``per_hour``), only
+    the ``stats`` columns computed (``readings_span_stats_of``): those are all a caller may read."""
     layers = _layers(conn, H, M, robot_id=robot_id, start=start, end=end)
     if layers is None:
         m = minute_stats(conn, robot_id=robot_id, start=start, end=end)  # no whole hour in the range
-        return select(m, m.c.minute.label("peak_minute")).subquery()
+        return select(m, m.c.minute.label("peak_minute"), next_minute(m.c.minute).label("peak_until")).subquery()
     hours, minutes, raw, fallbacks = layers
-    raw_minutes = raw_minute_stats(conn, [raw]).subquery()
+    if conn.dialect.name == "postgresql":
+        raw_part = readings_span_stats_of([raw], stats, per_hour=per_hour)
+    else:
+        raw_minutes = raw_minute_stats(conn, [raw]).subquery()
+        raw_part = select(
+            raw_minutes,
+            raw_minutes.c.minute.label("peak_minute"),
+            next_minute(raw_minutes.c.minute).label("peak_until"),
+        )
     of_minutes = select(
-        M.c.robot_id, M.c.minute, M.c.axis_id, *(M.c[n] for n in STATS), M.c.minute.label("peak_minute")
+        M.c.robot_id,
+        M.c.minute,
+        M.c.axis_id,
+        *(M.c[n] for n in STATS),
+        M.c.minute.label("peak_minute"),
+        next_minute(M.c.minute).label("peak_until"),
+    )
+    of_hours = select(
+        H.c.robot_id,
+        H.c.hour.label("minute"),
+        H.c.axis_id,
+        *(H.c[n] for n in STATS),
+        H.c.peak_minute,
+        next_minute(H.c.peak_minute).label("peak_until"),
     )
     parts = [
-        select(H.c.robot_id, H.c.hour.label("minute"), H.c.axis_id, *(H.c[n] for n in STATS), H.c.peak_minute).where(
-            hours
-        ),
+        of_hours.where(hours),
         of_minutes.where(minutes),
         *(of_minutes.select_from(joined).where(fallback) for joined, fallback in fallbacks),
-        select(raw_minutes, raw_minutes.c.minute.label("peak_minute")),
+        raw_part,
     ]
     return union_all(*parts).subquery()
 

@@ -9,11 +9,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import case, func, select, text, true
 
 from common.store import queries
 from common.store.db import make_engine
-from common.store.tables import seed_axes
+from common.store.rollup import readings_minute_axes_of
+from common.store.sqlparts import axes_mask, minute_start
+from common.store.tables import readings_fact, rollup_progress, seed_axes
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
 from tests import rollup_cases as cases
@@ -254,3 +256,69 @@ def test_a_fold_inside_the_running_hour_between_the_cuts_and_the_query_changes_n
 
 def test_the_running_hour_is_read_from_its_row(pg_engine):
     cases.check_the_running_hour_is_read_from_its_row(pg_engine)
+
+
+def test_the_tails_masks_of_axes_are_the_views_whatever_the_array(pg_engine):
+    """Data health's raw minutes take their rows and masks of axes from each reading's bits and the places of
+    the NULLs in its array (rollup.readings_minute_axes_of), never unnesting it: the same as the readings_fact
+    view gives, for readings with a value on an axis without its bit, a bit past the array's end, an empty
+    array, an array that does not start at 1, and several patterns in one minute."""
+    stored = [  # (seconds after T0, axes bits, amps)
+        (0, 0b1110, "{1.5,NULL,0}"),
+        (2, 0b1110, "{2.5,NULL,0}"),
+        (4, 0b1010, "{NULL,5,NULL}"),  # a value on axis 2, which the reading has no row of
+        (6, 0b100010, "{3,NULL}"),  # bit 5 past the end of the array
+        (8, 0b10, "{}"),
+        (61, 0b110, "[3:4]={7,NULL}"),  # element 1 (axis 1) is 7, whatever the subscript
+        (63, 0b11110, "{NULL,NULL,NULL,NULL}"),
+        (65, 0b11110, "{NULL,4,NULL,0}"),
+    ]
+    with pg_engine.begin() as conn:
+        conn.execute(text("SELECT ensure_readings_partitions(:t, :t)"), {"t": cases.T0})
+        for seconds, axes, amps in stored:
+            conn.execute(
+                text(
+                    "INSERT INTO readings (robot_id, ts, axes, amps) VALUES ('R1', :ts, :axes, CAST(:amps AS float8[]))"
+                ),
+                {"ts": cases.T0 + timedelta(seconds=seconds), "axes": axes, "amps": amps},
+            )
+        R = readings_fact
+        minute = minute_start(R.c.ts).label("minute")
+        through_view = select(
+            R.c.robot_id,
+            minute,
+            func.count().label("n_rows"),
+            axes_mask(R.c.axis_id).label("axes_stored"),
+            axes_mask(case((R.c.amps.is_not(None), R.c.axis_id))).label("axes_with_values"),
+        ).group_by(R.c.robot_id, minute)
+        expected = conn.execute(through_view.order_by(minute)).all()
+        axes = readings_minute_axes_of([true()]).subquery()
+        got = conn.execute(select(axes).order_by(axes.c.minute)).all()
+    assert [tuple(r) for r in got] == [tuple(r) for r in expected]
+    assert [r.n_rows for r in expected] == [3 + 3 + 2 + 1 + 0, 2 + 4 + 4]  # the cases above, by hand
+
+
+def test_window_peaks_take_the_first_time_at_the_peak_in_the_tail_or_before(pg_engine):
+    """The unfolded tail is grouped per robot and axis, its peak's time looked up among its readings: the first
+    reading at the range's peak, whether that is in a folded minute with the same value in the tail too, only
+    in the tail (twice), or in a partial minute at the range's start."""
+    seconds = range(0, 1500, 2)  # R1, 25 minutes: the last one or two not folded
+    tail = {1496, 1498}
+    peaks = {"folded and in the tail": {180, 1496}, "in the tail twice": {1496, 1498}, "at the start": {1, 200}}
+    for name, at_peak in peaks.items():
+        with pg_engine.begin() as conn:
+            conn.execute(
+                text(
+                    "TRUNCATE readings, readings_minute, reading_stamps_minute, readings_hour, "
+                    "reading_stamps_hour, fleet_minute, rollup_progress, axes_dim"
+                )
+            )
+        times = sorted(set(seconds) | at_peak)
+        cases.store_one_robot(pg_engine, times, amps=lambda s, at=at_peak: 9.0 if s in at else float(s % 7))
+        with pg_engine.connect() as conn:
+            folded_until = conn.execute(select(rollup_progress.c.folded_until)).scalar_one()
+            assert folded_until <= cases.T0 + timedelta(seconds=min(tail))  # the tail is raw
+            for start in (None, cases.T0 + timedelta(seconds=0.5)):
+                rows = cases.raw_rows(pg_engine, None, start, None)
+                got = queries.window_peaks(conn, start=start)
+                cases.assert_close(got, cases.expected_window_peaks(rows), (name, start))
