@@ -241,6 +241,11 @@ def _step_of(ts: datetime) -> datetime:
 def _upsert_hours(conn: Connection, hours: list[tuple[str, datetime, datetime]]) -> None:
     """reading_stamps_hour's and readings_hour's rows of these ``(robot, from, until)`` ranges of hours, afresh
     (``until``: an hour's end)."""
+    if conn.dialect.name == "postgresql":
+        spans = _span_params(hours)
+        _execute_cached(conn, "stamp_hours", spans)
+        _execute_cached(conn, "hours", spans)
+        return
     _upsert(conn, SH, stamp_hours_of([_within(S, "minute", hours)], [_within(M, "minute", hours)]))
     _upsert(conn, H, hour_stats_of([_within(M, "minute", hours)]))
 
@@ -293,7 +298,8 @@ def _span_params(ranges: Iterable[tuple[str, datetime, datetime]]) -> dict[str, 
 def _span_folds() -> dict[str, tuple]:
     """PostgreSQL's folds of the ``SPANS`` ranges, as ``_upsert`` builds them: ``(table, query, hashed)``. The
     minutes from readings_fact, their stamps from ``readings`` (one row per reading) and, for the masks of
-    axes, the minute rows the first statement has just written."""
+    axes, the minute rows the first statement has just written; the hours (``_upsert_hours``) from the
+    minute rows."""
     return {
         "minutes": (M, minute_stats_of([_in_spans(R, "ts")]), True),
         "stamps": (
@@ -301,10 +307,12 @@ def _span_folds() -> dict[str, tuple]:
             stamp_stats_of([_in_spans(readings, "ts")], axes=minute_axes_of([_in_spans(M, "minute")]), stored=readings),
             False,
         ),
+        "stamp_hours": (SH, stamp_hours_of([_in_spans(S, "minute")], [_in_spans(M, "minute")]), False),
+        "hours": (H, hour_stats_of([_in_spans(M, "minute")]), False),
     }
 
 
-_COMPILED: dict[tuple, tuple[str, dict]] = {}
+_COMPILED: dict[tuple, tuple[str, dict, bool]] = {}
 
 
 def _execute_cached(conn: Connection, name: str, params: dict) -> None:
