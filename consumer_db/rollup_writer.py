@@ -367,8 +367,8 @@ def _hashed(query: Select) -> Select:
     groups are hashed, and only its result sorted into key order. The planner cannot know that a reading
     unnests into ~14 long rows (readings_fact is a view over arrays) and takes a batch's ~70,000 for ~100:
     it sorts them to group them, spilling to disk, where hashing its ~2,500 groups takes half the time
-    of the sink's largest statement. (``consumer_db.ingest`` turns nested loops off too; here the fold
-    reads its rows through ~100 index ranges, one per robot, which need them.)"""
+    of the sink's largest statement. Nested loops stay on: the fold reads its rows through one index range
+    per robot (``SPANS``), which needs them."""
     computed = query.cte().prefix_with("MATERIALIZED", dialect="postgresql")
     return select(computed)
 
