@@ -14,14 +14,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from itertools import repeat
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from common.csvio.controller_csv import Block, CsvOptions, Row, read_export_blocks
 from common.store.rollup import floor_minute
@@ -203,29 +203,11 @@ def _write(engine: Engine, chunk: _Chunk, copy_min_rows: int, source: str) -> tu
         new = write_wide_readings(
             conn, chunk.wide, copy_min_rows=copy_min_rows, text=chunk.text, batch=chunk.batch, partitions_made=made
         )
-        with _fold_plans(conn):
-            add(conn, new)
+        add(conn, new)
         suspects = may_conflict(conn, chunk.accepted(), _key, chunk.wide) if new.count < chunk.batch.count else []
         conflicts = _conflicts(conn, suspects, source)
         insert_rejected(conn, chunk.rejected + conflicts)
     return new.count, [c["reason"] for c in conflicts]
-
-
-@contextmanager
-def _fold_plans(conn: Connection) -> Iterator[None]:
-    """PostgreSQL: the rollup's fold of rows just loaded, which have no statistics yet: the planner takes
-    the chunk's minutes for one and joins them in a nested loop, once per minute (for the whole real export
-    at once 13 s instead of 0.2); and it sorts the chunk's ~70,000 long rows to group them by minute and
-    axis, where hashing them (~2,400 groups, 1 MB) takes 2/3 of the time. Only around the fold: the
-    lookups of stored readings need their index."""
-    if conn.dialect.name != "postgresql":
-        yield
-        return
-    conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-    conn.exec_driver_sql("SET LOCAL enable_sort = off")
-    yield
-    conn.exec_driver_sql("SET LOCAL enable_nestloop TO DEFAULT")
-    conn.exec_driver_sql("SET LOCAL enable_sort TO DEFAULT")
 
 
 def _key(row: Row) -> tuple[str, datetime]:

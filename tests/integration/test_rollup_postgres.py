@@ -6,7 +6,7 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import case, func, select, text, true
@@ -322,3 +322,37 @@ def test_window_peaks_take_the_first_time_at_the_peak_in_the_tail_or_before(pg_e
                 rows = cases.raw_rows(pg_engine, None, start, None)
                 got = queries.window_peaks(conn, start=start)
                 cases.assert_close(got, cases.expected_window_peaks(rows), (name, start))
+
+
+def test_one_write_of_late_and_new_minutes_over_midnight_folds_the_exact_rollup(pg_engine):
+    """A write's fold reads every range of its robots in one statement (``rollup_writer.SPANS``): late
+    minutes scattered among the folded ones, touching each other and the robot's ``folded_until``, and the
+    minutes passed after it, of two robots, across two day partitions. The ranges are joined first, so no
+    row is folded twice; a replay of the write changes nothing."""
+    migrate(pg_engine)
+    rng = random.Random(23)
+    midnight = datetime(2024, 3, 2, tzinfo=UTC)
+    rows = [
+        (robot, axis, midnight + timedelta(seconds=2 * step), rng.choice([None, 0.0, round(rng.uniform(-5, 5), 3)]))
+        for robot in ("R1", "R2")
+        for step in range(-300, 300)
+        for axis in cases.AXES
+    ]
+    end_of_first = midnight + timedelta(minutes=7)
+    first = [row for row in rows if row[2] < end_of_first and rng.random() < 0.6]
+    taken = set(first)
+    second = [row for row in rows if row not in taken]
+    with pg_engine.begin() as conn:
+        assert insert_readings(conn, first, copy_min_rows=1) == len(first)
+    with pg_engine.begin() as conn:
+        folded = dict(conn.execute(text("SELECT robot_id, folded_until FROM rollup_progress")).all())
+        assert all(midnight - timedelta(minutes=10) < until < end_of_first for until in folded.values())
+        assert insert_readings(conn, second, copy_min_rows=1) == len(second)
+        days = conn.execute(text("SELECT count(DISTINCT date_trunc('day', minute)) FROM readings_minute")).scalar()
+        assert days == 2
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+    with pg_engine.begin() as conn:
+        before = conn.execute(text("SELECT * FROM readings_minute ORDER BY 1, 2, 3")).all()
+        assert insert_readings(conn, second, copy_min_rows=1) == 0
+        assert conn.execute(text("SELECT * FROM readings_minute ORDER BY 1, 2, 3")).all() == before
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
