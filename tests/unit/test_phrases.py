@@ -1,5 +1,6 @@
 """Phrase tests: each phrase of consumer_db's table on a fixed fixture (SQLite), exact expected rows."""
 
+import gc
 import json
 import os
 import subprocess
@@ -132,6 +133,24 @@ def test_cli_a_phrase_asking_for_zero_rows_is_an_error_not_twenty(engine, capsys
     assert captured.out == "" and "1 or more" in captured.err and "Traceback" not in captured.err
     assert main(["--database-url", url, "query", "latest 2 rows", "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1 + 2
+
+
+def test_a_command_works_with_the_collector_on_and_leaves_it_on(engine, monkeypatch, capsys):
+    """Start-up runs with the garbage collector off (what it makes lives until the exit); the command's work
+    makes garbage (a streamed answer's rows, the sink's batches) and must run with it on, whatever the exit."""
+    from consumer_db import commands
+
+    collector_on = []
+    monkeypatch.setitem(commands.COMMANDS, "query", lambda args, settings: collector_on.append(gc.isenabled()) or 0)
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["--database-url", url, "query", "summary"]) == 0
+    assert collector_on == [True] and gc.isenabled()
+    with pytest.raises(SystemExit):
+        main(["query", "summary", "--n", "0"])  # refused by the parser, before any command
+    assert gc.isenabled()
+    monkeypatch.setenv("SINK_BATCH_SIZE", "none")  # refused by the settings
+    assert main(["--database-url", url, "query", "summary"]) == 2
+    assert collector_on == [True] and gc.isenabled()
 
 
 def test_cli_query_on_a_missing_sqlite_file_creates_nothing(tmp_path, capsys):
