@@ -20,7 +20,10 @@ With ``--compare DIR`` (a checkout of another commit) each phrase's SQL is timed
 in a fresh process of its own, this tree's then that one's (``before p50/p99 ms``): a big answer's rows cost
 more in this long-lived process (the fleet's 1-minute resample: 14 s here, 11 s in a fresh one); and each
 command is run from it in turn with this tree's. Each command's time to its first byte of output and its peak
-memory (max RSS) are kept. ``--phrases-only``: the phrases' SQL alone.
+memory (max RSS) and CPU time (user + system: at the machine's usual load the wall time of one command moves by
+a second between rounds, its CPU time by a few hundredths) are kept. ``--phrases-only``: the phrases' SQL
+alone; ``--commands-only``: the commands alone (``bench/results/query_commands.md``), e.g. on the real export:
+``--csv FILE`` fills the database with ``python -m consumer_db ingest --csv FILE`` instead of the fleet.
 bench.query_plans times the same functions directly on random data made on the server; this one asks them
 as users do, on the fleet's data (about 60 % idle rows of exact zeros, axes 9-14 NULL).
 """
@@ -88,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         "--phrases-only", action="store_true", help="only the phrases' SQL (no index-off runs, dashboard, commands)"
     )
     parser.add_argument(
+        "--commands-only", action="store_true", help="only the commands as a user runs them, no SQL timings"
+    )
+    parser.add_argument("--csv", type=Path, help="fill with this controller export (the ingest command), not the fleet")
+    parser.add_argument(
         "--compare",
         metavar="DIR",
         type=Path,
@@ -100,13 +107,45 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with scratch_database(url, prefix="bench_scale_q", name=args.keep, keep=bool(args.keep)) as engine:
         filled = fill(engine, args)
-        rows, plans, facts = measure(engine, args)
-        if not args.phrases_only:
+        if args.commands_only:
+            rows, plans, facts = commands(engine, args, []), {}, stored(engine)
+        else:
+            rows, plans, facts = measure(engine, args)
+        if not args.phrases_only and not args.commands_only:
             rows += commands(engine, args, rows)
-    notes = (
+    if args.commands_only:
+        notes = (
+            f"Command: `.venv/bin/python -m bench.query_scale --commands-only --command-runs {args.command_runs} "
+            f"--formats {args.formats}"
+            + (f" --csv {args.csv}" if args.csv else "")
+            + (f" --compare {args.compare}" if args.compare else "")
+            + f"`. {facts}; "
+            + (f"filled in {filled:.0f} s. " if filled else "kept database reused. ")
+            + COMMAND_COLUMNS.format(runs=args.command_runs, compare=args.compare)
+            + f"1-min load average at the start {load_at_start:.1f}, at the end {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores (`load`: as each case ended; `p99 ms`: the slowest run).\n"
+        )
+    else:
+        notes = scale_notes(args, facts, filled, load_at_start, plans)
+    name = "query_commands" if args.commands_only else "query_scale"
+    write_results(name, rows, notes=notes, extra={"aiokafka": aiokafka_extensions()})
+    return 0
+
+
+COMMAND_COLUMNS = (
+    "`command` rows: the whole `python -m consumer_db query` process, median (and max) of {runs} runs, output "
+    "to a file; `CPU` = its user + system time (GNU time, 10 ms steps); `render ms` = consumer_db.output.render "
+    "of its answer alone; `compared` = the same command from {compare}, run in turn with this tree's. "
+)
+
+
+def scale_notes(args, facts: str, filled: float, load_at_start: float, plans: dict) -> str:
+    """The notes of a whole run: the SQL, the dashboard, the index-off cases with their plans, the commands."""
+    return (
         f"Command: `.venv/bin/python -m bench.query_scale --rows {args.rows} --robots {args.robots} --runs {args.runs} "
         f"--budget {args.budget:g} --command-runs {args.command_runs}"
         + (" --phrases-only" if args.phrases_only else "")
+        + (f" --csv {args.csv}" if args.csv else "")
         + (f" --compare {args.compare}" if args.compare else "")
         + f"`. {facts}; "
         + (f"bulk ingest: {filled:.0f} s. " if filled else "kept database reused. ")
@@ -114,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         "aim: every query < 100 ms p99. `index off` = one run with index scans disabled (enable_indexscan/"
         f"bitmapscan/indexonlyscan = off), cancelled after {INDEX_OFF_TIMEOUT_S} s; "
         "the plans below are with them on. `command` rows: the whole `python -m consumer_db query` process, "
-        f"median (and max) of {args.command_runs} runs, output to a file; `SQL p50 ms` = the same phrase's "
+        f"median (and max) of {args.command_runs} runs, output to a file; `CPU` = its user + system time; "
+        "`SQL p50 ms` = the same phrase's "
         "p50 above; `render ms` = consumer_db.output.render of its answer alone"
         + (
             f"; `compared` = the same command from {args.compare}, run in turn with this tree's. "
@@ -125,15 +165,22 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} cores (`load`: as each case ended; `p99 ms` of a command: the slowest of its runs).\n\n"
         + "\n".join(f"### {name}\n```\n{plan}\n```" for name, plan in plans.items())
     )
-    write_results("query_scale", rows, notes=notes, extra={"aiokafka": aiokafka_extensions()})
-    return 0
 
 
 def fill(engine: Engine, args) -> float:
-    """The fleet through the sink's write path, unless a kept database has it; returns the seconds it took."""
+    """The fleet through the sink's write path (or --csv through the ingest command), unless a kept database
+    has readings; returns the seconds it took."""
     with engine.connect() as conn:
         if conn.execute(text("SELECT EXISTS (SELECT 1 FROM readings_fact)")).scalar():
             return 0.0
+    if args.csv:
+        started = time.perf_counter()
+        env = {**os.environ, "DATABASE_URL": engine.url.render_as_string(hide_password=False), "LOG_LEVEL": "WARNING"}
+        argv = [sys.executable, "-m", "consumer_db", "ingest", "--csv", str(args.csv), "--no-progress"]
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+        return time.perf_counter() - started
     started, lock, detectors = time.perf_counter(), RobotAxes(frozenset(AXES), AXES), DetectorEngine()
     with engine.begin() as conn:
         conn.execute(
@@ -164,6 +211,15 @@ def store(engine: Engine, rows: list[tuple], events: list) -> int:
         insert_readings(conn, rows)
         upsert_alerts(conn, events)
     return len(rows)
+
+
+def stored(engine: Engine) -> str:
+    """What the database holds, in words."""
+    with engine.connect() as conn:
+        count, robots, oldest, newest = conn.execute(
+            text("SELECT count(*), count(DISTINCT robot_id), min(ts), max(ts) FROM readings_fact")
+        ).one()
+    return f"readings_fact: {count:,} rows of {robots} robots, {oldest:%Y-%m-%d %H:%M} to {newest:%Y-%m-%d %H:%M} UTC"
 
 
 def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
@@ -359,7 +415,7 @@ def commands(engine: Engine, args, timed: list[dict]) -> list[dict]:
             words = phrase.name.replace("{n}", "20")
             answer = ask(conn, words, QueryArgs())
             answer_rows = list(answer.rows)  # a streamed answer is read once
-            sql = next(r for r in timed if r["query"] == f'query "{words}"' and r["scope"] == "fleet, everything")
+            sql = next((r for r in timed if r["query"] == f'query "{words}"' and r["scope"] == "fleet, everything"), {})
             for fmt in args.formats.split(","):
                 started = time.perf_counter()
                 render(answer_rows, answer.tables, fmt)
@@ -370,7 +426,7 @@ def commands(engine: Engine, args, timed: list[dict]) -> list[dict]:
                         "query": f'command: consumer_db query "{words}" --format {fmt}',
                         "scope": "fleet, everything",
                         **walls(wall, compared),
-                        "SQL p50 ms": sql["p50 ms"],
+                        "SQL p50 ms": sql.get("p50 ms"),
                         "render ms": round(render_ms, 1),
                         "answer rows": len(answer_rows),
                         "output bytes": out.stat().st_size,
@@ -383,11 +439,12 @@ def commands(engine: Engine, args, timed: list[dict]) -> list[dict]:
 
 @dataclass
 class Run:
-    """One command: ms to its exit and to its first byte of output, and its peak memory (MiB)."""
+    """One command: ms to its exit and to its first byte of output, its peak memory (MiB) and CPU time (ms)."""
 
     wall: float
     first_byte: float | None
     max_rss: float | None
+    cpu: float | None = None
 
 
 def in_turn(argv: list[str], env: dict, out: Path, args) -> tuple[list[Run], list[Run]]:
@@ -410,18 +467,25 @@ def walls(mine: list[Run], compared: list[Run]) -> dict:
     firsts = [r.first_byte for r in mine if r.first_byte is not None]
     row["first byte p50 ms"] = round(statistics.median(firsts), 1) if firsts else None
     row["max RSS MiB"] = max((round(r.max_rss, 1) for r in mine if r.max_rss is not None), default=None)
+    row["CPU p50 ms"] = _median_cpu(mine)
     if compared:
         row["compared p50 ms"] = round(statistics.median(r.wall for r in compared), 1)
         row["compared max ms"] = round(max(r.wall for r in compared), 1)
+        row["compared CPU p50 ms"] = _median_cpu(compared)
         row["compared max RSS MiB"] = max(
             (round(r.max_rss, 1) for r in compared if r.max_rss is not None), default=None
         )
     return row
 
 
+def _median_cpu(runs: list[Run]) -> float | None:
+    cpu = [r.cpu for r in runs if r.cpu is not None]
+    return round(statistics.median(cpu), 1) if cpu else None
+
+
 # GNU time reports the command's own peak memory: wait4's, for a child forked from this process (bokeh,
-# the dashboard: ~110 MiB), starts from this process's size before the exec.
-TIME = ["/usr/bin/time", "-f", "max RSS KiB %M"] if Path("/usr/bin/time").is_file() else []
+# the dashboard: ~110 MiB), starts from this process's size before the exec. And its CPU time alone.
+TIME = ["/usr/bin/time", "-f", "max RSS KiB %M cpu s %U %S"] if Path("/usr/bin/time").is_file() else []
 
 
 def run_command(argv: list[str], env: dict, out: Path, cwd: Path | None = None) -> Run:
@@ -440,8 +504,11 @@ def run_command(argv: list[str], env: dict, out: Path, cwd: Path | None = None) 
         wall = (time.perf_counter() - started) * 1000
     if process.returncode != 0:
         raise RuntimeError(f"{argv[2:]} failed ({process.returncode}): {stderr[-2000:]}")
-    rss = [line for line in stderr.splitlines() if line.startswith("max RSS KiB ")]
-    return Run(wall, first_byte, int(rss[-1].split()[-1]) / 1024 if rss else None)
+    said = [line.split() for line in stderr.splitlines() if line.startswith("max RSS KiB ")]
+    if not said:
+        return Run(wall, first_byte, None)
+    *_, rss, _cpu, _s, user, system = said[-1]
+    return Run(wall, first_byte, int(rss) / 1024, (float(user) + float(system)) * 1000)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """What each ``python -m consumer_db`` command does, once the arguments are parsed.
 
-Imported here: what every command needs (the settings, SQLAlchemy, logging). Each command imports the rest
-itself, when it runs: the sink's Kafka client, metrics server and event loop, alembic, the CSV parser, the
-XLSX writer. A query then starts without them (tests/unit/test_phrases.py checks it in a fresh interpreter).
+Imported here: what every command needs (the settings, logging). Each command imports the rest itself, when
+it runs: SQLAlchemy once it connects, the sink's Kafka client, metrics server and event loop, alembic, the CSV
+parser, the XLSX writer. A query then starts without them, and ``query --list`` or a misspelt phrase without
+SQLAlchemy too (tests/unit/test_phrases.py checks it in a fresh interpreter).
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from common.errors import AxiswatchError, ServiceUnavailable
 from common.service import setup_logging
-from common.store.db import make_engine, safe_url
 from consumer_db.settings import ConsumerDbSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.exc import DBAPIError
 
 logger = logging.getLogger(__name__)
 
@@ -40,23 +43,36 @@ def execute(command: Callable[[argparse.Namespace, ConsumerDbSettings], int], ar
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     # What start-up made (modules, classes, the settings) lives until the exit: frozen, the collector does not
     # walk it again at each full collection while the command works, nor at the exit (~0.05 s of CPU each).
+    # The command line kept the collector off until here (consumer_db.cli.main): on for the command's work.
     gc.freeze()
+    gc.enable()
     try:
         return command(args, settings)
-    except (OperationalError, ProgrammingError) as exc:
-        print(f"error: {_database_problem(exc)}", file=sys.stderr)
-        return 1
-    except SQLAlchemyError as exc:  # one line from the driver, never the statement and its parameters
+    except Exception as exc:
+        said = _expected_failure(exc)
+        if said is None:  # a bug: its traceback shows
+            raise
+        message, code = said
+        print(f"error: {message}", file=sys.stderr)
+        return code
+
+
+def _expected_failure(exc: Exception) -> tuple[str, int] | None:
+    """The one line an expected failure says, and its exit code; None for any other exception."""
+    if isinstance(exc, (ServiceUnavailable, OSError)):
+        return str(exc), 1
+    if isinstance(exc, AxiswatchError):
+        return str(exc), 2
+    # Only now: a command that did not connect (query --list, a misspelt phrase) does not load SQLAlchemy.
+    from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+
+    if isinstance(exc, (OperationalError, ProgrammingError)):
+        return _database_problem(exc), 1
+    if isinstance(exc, SQLAlchemyError):  # one line from the driver, never the statement and its parameters
         from consumer_db.retry import short_error  # with the sink's retries and their metrics: not on every start
 
-        print(f"error: the database refused the request: {short_error(exc)}", file=sys.stderr)
-        return 1
-    except (ServiceUnavailable, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except AxiswatchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return f"the database refused the request: {short_error(exc)}", 1
+    return None
 
 
 def _database_problem(exc: DBAPIError) -> str:
@@ -68,6 +84,10 @@ def _database_problem(exc: DBAPIError) -> str:
 
 def _engine(settings: ConsumerDbSettings, *, existing: bool = False) -> Engine:
     """``existing``: a command that only reads (query, export) must not create an empty SQLite file."""
+    from sqlalchemy import make_url
+
+    from common.store.db import make_engine
+
     url = make_url(settings.database_url.get_secret_value())
     if existing and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         if not Path(url.database).is_file():
@@ -103,6 +123,7 @@ def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
 
 
 def migrate_db(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
+    from common.store.db import safe_url
     from consumer_db.migrate import current_revision, head_revision, migrate
 
     if args.database_url is None and settings.migration_database_url is not None:
@@ -159,11 +180,12 @@ def ingest(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
 
 def query(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
     from consumer_db.output import write
-    from consumer_db.phrases import QueryArgs, ask, known_phrases
+    from consumer_db.phrases import QueryArgs, ask, find, known_phrases
 
     if args.list or not args.phrase:
         print(known_phrases())
         return 0 if args.list else 2
+    find(args.phrase)  # a misspelt phrase is told before connecting: at once, whether the database is up or not
     qargs = QueryArgs(
         robot_id=args.robot_id,
         start=args.start,

@@ -11,14 +11,16 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING, Any
 
 from common.errors import AxiswatchError
 from common.settings import GAP_THRESHOLD_S, TICK_SECONDS
-from common.store import queries
-from common.store.maintenance import maintenance_history, outcomes_per_detector
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+# Each phrase imports its query when it runs (common.store.queries, .maintenance): listing the phrases or
+# telling a misspelt one does not load SQLAlchemy (~0.2 s of CPU).
 
 Rows = list[dict[str, Any]]
 
@@ -75,23 +77,33 @@ def normalize(text: str) -> str:
 
 
 def _latest(conn, a: QueryArgs, _n) -> Answer:
+    from common.store import queries
+
     return Answer(queries.latest_per_axis(conn, robot_id=a.robot_id, start=a.start, end=a.end))
 
 
 def _peak(conn, a: QueryArgs, _n) -> Answer:
+    from common.store import queries
+
     peak = queries.one_minute_peak(conn, robot_id=a.robot_id, at=a.at or a.end)
     return Answer([peak] if peak else [])
 
 
 def _rows(conn, a: QueryArgs, n) -> Answer:
+    from common.store import queries
+
     return Answer(queries.latest_rows(conn, n=a.n if n is None else n, robot_id=a.robot_id, start=a.start, end=a.end))
 
 
 def _window_peaks(conn, a: QueryArgs, _n) -> Answer:
+    from common.store import queries
+
     return Answer(queries.window_peaks(conn, robot_id=a.robot_id, start=a.start, end=a.end))
 
 
 def _resample(conn, a: QueryArgs, _n) -> Answer:
+    from common.store import queries
+
     rows = queries.resample_1min(conn, robot_id=a.robot_id, start=a.start, end=a.end, stream=True)
     if a.robot_id is None and a.start is None:
         return Answer(rows, note=WHOLE_FLEET_CURVE)
@@ -107,14 +119,20 @@ WHOLE_FLEET_CURVE = (
 
 
 def _hourly(conn, a: QueryArgs, _n) -> Answer:
+    from common.store import queries
+
     return Answer(queries.resample_hourly(conn, robot_id=a.robot_id, start=a.start, end=a.end))
 
 
 def _summary(conn, a: QueryArgs, _n) -> Answer:
+    from common.store import queries
+
     return Answer(queries.axis_summary(conn, robot_id=a.robot_id, start=a.start, end=a.end))
 
 
 def _health(conn, a: QueryArgs, _n) -> Answer:
+    from common.store import queries
+
     robots = queries.data_health(
         conn,
         robot_id=a.robot_id,
@@ -129,14 +147,20 @@ def _health(conn, a: QueryArgs, _n) -> Answer:
 
 
 def _alerts(conn, a: QueryArgs, n) -> Answer:
+    from common.store import queries
+
     return Answer(queries.alert_history(conn, robot_id=a.robot_id, start=a.start, end=a.end, limit=n))
 
 
 def _maintenance(conn, a: QueryArgs, n) -> Answer:
+    from common.store.maintenance import maintenance_history
+
     return Answer(maintenance_history(conn, robot_id=a.robot_id, start=a.start, end=a.end, limit=n))
 
 
 def _outcomes(conn, a: QueryArgs, _n) -> Answer:
+    from common.store.maintenance import outcomes_per_detector
+
     return Answer(outcomes_per_detector(conn, robot_id=a.robot_id, start=a.start, end=a.end))
 
 

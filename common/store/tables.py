@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
 from common.settings import MAX_AXIS
@@ -442,6 +442,8 @@ def seed_axes(conn: Connection, *, robot_ids: Iterable[str], axes: Iterable[int]
 
 def dialect_insert(dialect: str, table: Table):
     """The PostgreSQL or SQLite ``INSERT`` of ``table`` (the ones that know ``ON CONFLICT``)."""
+    from sqlalchemy.dialects import sqlite
+
     return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 

@@ -54,7 +54,9 @@ def iso_utc(value: datetime) -> str:
 class WireModel(BaseModel):
     """Base of every message: a schema version, JSON bytes in and out."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Each message's validator is built at its first use, not at import: a command that only reads the
+    # settings (which import this module for ReadingPolicy) validates no message.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     schema_version: Literal[1] = SCHEMA_VERSION
 
     def to_bytes(self) -> bytes:
@@ -461,7 +463,7 @@ class DeadLetter(WireModel):
 class CycleAxis(BaseModel):
     """One axis's health indicators over one work cycle (consumer_alerts.health.cycles)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     axis: int
     energy_as: float  # ∫A dt
     energy_a2s: float  # ∫A² dt
@@ -474,7 +476,7 @@ class CycleAxis(BaseModel):
 class AxisForecast(BaseModel):
     """One axis's health trend and when it will cross its limit (consumer_alerts.health.forecast)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     axis: int
     level: float  # the trend's deviation from normal now
     slope_per_day: float

@@ -1,5 +1,6 @@
 """Phrase tests: each phrase of consumer_db's table on a fixed fixture (SQLite), exact expected rows."""
 
+import gc
 import json
 import os
 import subprocess
@@ -134,6 +135,24 @@ def test_cli_a_phrase_asking_for_zero_rows_is_an_error_not_twenty(engine, capsys
     assert len(capsys.readouterr().out.splitlines()) == 1 + 2
 
 
+def test_a_command_works_with_the_collector_on_and_leaves_it_on(engine, monkeypatch, capsys):
+    """Start-up runs with the garbage collector off (what it makes lives until the exit); the command's work
+    makes garbage (a streamed answer's rows, the sink's batches) and must run with it on, whatever the exit."""
+    from consumer_db import commands
+
+    collector_on = []
+    monkeypatch.setitem(commands.COMMANDS, "query", lambda args, settings: collector_on.append(gc.isenabled()) or 0)
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["--database-url", url, "query", "summary"]) == 0
+    assert collector_on == [True] and gc.isenabled()
+    with pytest.raises(SystemExit):
+        main(["query", "summary", "--n", "0"])  # refused by the parser, before any command
+    assert gc.isenabled()
+    monkeypatch.setenv("SINK_BATCH_SIZE", "none")  # refused by the settings
+    assert main(["--database-url", url, "query", "summary"]) == 2
+    assert collector_on == [True] and gc.isenabled()
+
+
 def test_cli_query_on_a_missing_sqlite_file_creates_nothing(tmp_path, capsys):
     missing = tmp_path / "nowhere.sqlite"
     assert main(["--database-url", f"sqlite:///{missing}", "query", "summary"]) == 1
@@ -156,26 +175,36 @@ sys.exit(code)
 """
 
 
-def imported_by(*argv: str) -> tuple[str, set[str]]:
-    """The output of ``python -m consumer_db ARGV`` in a fresh interpreter, and the top-level modules it loaded."""
+def imported_by(*argv: str, exit_code: int = 0) -> tuple[str, str, set[str]]:
+    """What ``python -m consumer_db ARGV`` writes in a fresh interpreter (stdout, stderr), and the top-level
+    modules it loaded."""
     done = subprocess.run(
         [sys.executable, "-c", IMPORTED, *argv], capture_output=True, text=True, env={**os.environ, "LOG_LEVEL": "INFO"}
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == exit_code, done.stderr
     out, _, modules = done.stdout.rpartition("\nMODULES ")
-    return out, set(modules.split())
+    return out, done.stderr, set(modules.split())
 
 
 def test_a_query_loads_only_what_answering_it_needs(engine):
     url = engine.url.render_as_string(hide_password=False)
-    out, modules = imported_by("--database-url", url, "query", "show 1-minute resample", "--format", "json")
+    out, _, modules = imported_by("--database-url", url, "query", "show 1-minute resample", "--format", "json")
     assert json.loads(out)[0]["robot_id"] == "R1"  # it did answer, from the database
     assert "sqlalchemy" in modules and "pydantic_settings" in modules
     assert modules.isdisjoint(NOT_FOR_A_QUERY), modules & set(NOT_FOR_A_QUERY)
 
 
+def test_listing_the_phrases_or_a_misspelt_one_needs_no_database_nor_sqlalchemy():
+    nowhere = "postgresql+psycopg2://nobody:secret@127.0.0.1:9/nothing"  # no server listens on port 9
+    listed, _, modules = imported_by("--database-url", nowhere, "query", "--list")
+    assert "show latest per axis" in listed and "sqlalchemy" not in modules
+    _, told, modules = imported_by("--database-url", nowhere, "query", "shwo latest per axis", exit_code=2)
+    assert "unknown phrase 'shwo latest per axis'" in told and "does not answer" not in told
+    assert "sqlalchemy" not in modules
+
+
 def test_help_loads_no_library():
-    out, modules = imported_by("--help")
+    out, _, modules = imported_by("--help")
     assert "query" in out and "export" in out
     assert modules.isdisjoint({"sqlalchemy", "pydantic", *NOT_FOR_A_QUERY})
 
