@@ -139,8 +139,9 @@ class AxisState:
     flat: float = 0.0  # the axis's last non-zero value
     rested: bool = False  # it read 0 on an idle row since
     follows: bool = False  # its flat value came back after a rest
-    # Per kind of event: an ALERT held while a broad change is timed (when it was first held, the strongest).
-    held: dict[str, tuple[datetime, Finding]] = field(default_factory=dict)
+    # Per kind of event: an ALERT held while a broad change is timed (when it was first held, the strongest, and
+    # the last reading it fired on: released after its condition ended, the event closes as of then).
+    held: dict[str, tuple[datetime, Finding, datetime | None]] = field(default_factory=dict)
 
     def has_open(self) -> bool:
         return self.opened.open > 0  # counted by the lifecycles: asked for every axis of every reading
@@ -453,21 +454,25 @@ class DetectorEngine:
         if finding.severity is Severity.ERROR:
             return finding
         held = state.held.get(kind)
-        if held is None or finding.score > held[1].score:
-            state.held[kind] = (held[0] if held else when, finding)
+        strongest = finding if held is None or finding.score > held[1].score else held[1]
+        state.held[kind] = (held[0] if held else when, strongest, when)
         return None
 
     def _release(self, robot: RobotState, out: list[Alert]) -> None:
         """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
-        opened when they were first held."""
+        opened when they were first held. One whose condition has not fired since ``last`` counts as quiet from
+        then: its event closes a hold-off after that, as an event never held would have (a stuck sensor's
+        load ALERT, held 20 minutes past its fault's end by a timing on the robot, closed 1,322 s after it)."""
         robot.release_at = robot.held_since = None
         for state in robot.axes.values():
-            for kind, (since, finding) in state.held.items():
+            for kind, (since, finding, last) in state.held.items():
                 life = next((life for life in state.lifecycles if life.detector == kind), None)
                 if life is not None and life.event is None:
                     alert = life.step(since, finding, True)
                     if alert is not None:
                         out.append(alert)
+                    if life.event is not None and last is not None:
+                        life.event.clear_since = last
             state.held.clear()
 
     def _renew(
