@@ -505,9 +505,10 @@ class DetectorEngine:
 
     def _release(self, robot: RobotState, out: list[Alert]) -> None:
         """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
-        opened when they were first held. One whose condition has not fired since ``last`` counts as quiet from
-        then: its event closes a hold-off after that, as an event never held would have (a stuck sensor's
-        load ALERT, held 20 minutes past its fault's end by a timing on the robot, closed 1,322 s after it)."""
+        opened when they were first held. If it closes without firing again, it closes as of ``last``, the last
+        reading its rule fired on while held: the condition cleared then, not at the release (a stuck sensor's
+        load ALERT, held 20 minutes past its fault's end by a timing on the robot, closed 1,322 s after it). The
+        hold-off still runs from the release, so a rule that fires again soon goes on in the same event."""
         robot.release_at = robot.held_since = None
         for state in robot.axes.values():
             for kind, (since, finding, last) in state.held.items():
@@ -517,7 +518,7 @@ class DetectorEngine:
                     if alert is not None:
                         out.append(alert)
                     if life.event is not None and last is not None:
-                        life.event.clear_since = last
+                        life.event.fired_until = last
             state.held.clear()
 
     def _renew(

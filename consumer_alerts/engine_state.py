@@ -89,7 +89,11 @@ def _event(event: OpenEvent) -> dict[str, Any]:
 
 
 def _open_event(raw: dict[str, Any]) -> OpenEvent:
-    times = {k: datetime.fromisoformat(raw[k]) for k in ("opened_at", "clear_since", "acknowledged_at") if raw.get(k)}
+    times = {
+        k: datetime.fromisoformat(raw[k])
+        for k in ("opened_at", "clear_since", "acknowledged_at", "fired_until")
+        if raw.get(k)
+    }
     return OpenEvent(**{**raw, **times, "severity": Severity(raw["severity"])})
 
 
