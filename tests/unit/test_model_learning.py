@@ -189,8 +189,8 @@ def test_held_alerts_of_two_axes_wait_out_a_dip_of_the_timing_and_are_raised_onc
 
 def test_a_held_alert_released_after_its_fault_ended_closes_as_of_its_last_firing_not_the_release():
     # The same fault: the residual ALERTs are released minutes after it ended. Each event is opened when it was
-    # first held and is quiet from the last reading its rule fired on, so it closes within a few readings of the
-    # fault's end instead of at the release (the demo's held load_high closed 1,322 s after its fault).
+    # first held and, not firing again, closes as of the last reading its rule fired on while held: within a few
+    # readings of the fault's end, not at the release (the demo's held load_high closed 1,322 s after its fault).
     engine = DetectorEngine(replace(CONFIG, detectors=("level", "residual")))
     run(engine, feed(LEARN_ROWS))
     fault = feed(600, start_row=LEARN_ROWS, seed=5, fault=lambda i, a, v: v * 1.6)
