@@ -72,10 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     faults, used = [], set()
     for lab in labels:
         until = lab.end + timedelta(seconds=args.grace_s)
+        # An event that opens once the next fault of the same robot and axis has started is that fault's: the
+        # demo's faults come back to back, and an overload's cycle event opened 97 s into it was counted as the
+        # spike's before it (ended 139 s earlier), "closed 1,150 s after" that spike.
+        following = min((o.start for o in labels if _same_axis(o, lab) and o.start > lab.start), default=None)
         hits = [
             i
             for i, e in enumerate(events)
-            if (e.alert.robot_id, e.alert.axis) == (lab.robot_id, lab.axis) and lab.start <= e.alert.opened_at <= until
+            if (e.alert.robot_id, e.alert.axis) == (lab.robot_id, lab.axis)
+            and lab.start <= e.alert.opened_at <= until
+            and (following is None or e.alert.opened_at < following)
         ]
         used.update(hits)
         got = max((events[i].alert.severity for i in hits), key=RANK.get, default=None)
@@ -169,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     name = "demo_faults" if args.fault_period is None else f"demo_faults_period{args.fault_period:g}"
     write_results(name, rows, notes=notes, extra={"faults": faults})
     return 0
+
+
+def _same_axis(a, b) -> bool:
+    return (a.robot_id, a.axis) == (b.robot_id, b.axis)
 
 
 _LOAD_PEAKS: dict[int, tuple[float, float]] = {}  # id(label) -> (peak window ratio, band edge then)

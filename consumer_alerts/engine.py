@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from common.wire.schemas import Alert, Reading, Severity
 from consumer_alerts.detectors import Detector, Finding
+from consumer_alerts.detectors.load import FLAT_RUN
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
 from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
 from consumer_alerts.detectors.severity import GrossChange, flat_ratio, level_ratio
@@ -139,8 +140,9 @@ class AxisState:
     flat: float = 0.0  # the axis's last non-zero value
     rested: bool = False  # it read 0 on an idle row since
     follows: bool = False  # its flat value came back after a rest
-    # Per kind of event: an ALERT held while a broad change is timed (when it was first held, the strongest).
-    held: dict[str, tuple[datetime, Finding]] = field(default_factory=dict)
+    # Per kind of event: an ALERT held while a broad change is timed (when it was first held, the strongest, and
+    # the last reading it fired on: released after its condition ended, the event closes as of then).
+    held: dict[str, tuple[datetime, Finding, datetime | None]] = field(default_factory=dict)
 
     def has_open(self) -> bool:
         return self.opened.open > 0  # counted by the lifecycles: asked for every axis of every reading
@@ -314,10 +316,14 @@ class DetectorEngine:
                 return out
             state.zeroed = False
             aging = state.has_open()  # as for an axis: without a finding or an open event, a step does nothing
+            if aging:
+                self._sensor_back(robot, state, reading.ts)
             for detector, lives in state.groups:
                 finding = detector.update(ts, reading.currents, idle=idle)
                 if finding is None and not aging:
                     continue
+                if finding is not None and finding.axis is not None:
+                    finding = self._blame_flat(robot, lives, finding, reading.currents)
                 repeat = finding is not None and self._on_repeat(lives, finding, fresh)
                 if repeat and finding.severity is Severity.ERROR:
                     finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)  # as for an axis
@@ -348,6 +354,46 @@ class DetectorEngine:
         return replace(
             finding, severity=Severity.ERROR, score=ratio, threshold=self.gross.high if ratio > 1 else self.gross.low
         )
+
+    @staticmethod
+    def _blame_flat(robot: RobotState, lives: tuple[Lifecycle, ...], finding: Finding, currents) -> Finding:
+        """A robot-level finding that opens an event while an axis of the robot reads one value over and over
+        (its stuck rule's run at ``FLAT_RUN`` or more) is filed under that axis: a sensor stuck there explains a
+        broken relation between the axes better than any share of the statistic (the demo's stuck sensors
+        opened ``multivariate`` ERRORs on other axes, stray events)."""
+        if any(life.event is not None for life in lives):
+            return finding  # the open event stays under the axis it was filed under
+        flat, longest = None, FLAT_RUN - 1
+        for axis, state in robot.axes.items():
+            stuck = state.stuck
+            if stuck is not None and stuck.run > longest and currents.get(axis):
+                flat, longest = axis, stuck.run
+        if flat is None or flat == finding.axis:
+            return finding
+        return replace(finding, axis=flat, value=float(currents[flat]))
+
+    @staticmethod
+    def _sensor_back(robot: RobotState, state: AxisState, when: datetime) -> None:
+        """A robot-level event raised on a stuck sensor's repeats, filed under its axis, is quiet from the
+        reading that axis's ``stuck`` event goes quiet (the sensor reads live values again), and the detector
+        forgets what it kept of the flat rows (``forget_flat``: the multivariate window): only live readings can
+        keep the event open. Before, the window's stuck rows held a ``multivariate`` event 623 s past the
+        fault's end when the robot rested right after it (the lifecycle counts quiet only on judged rows)."""
+        for detector, lives in state.groups:
+            forget = getattr(detector, "forget_flat", None)
+            if forget is None:
+                continue  # it would judge the flat rows again (a cycle holding them): its event drains as before
+            for life in lives:
+                event = life.event
+                if event is None or not event.on_repeat or event.axis is None:
+                    continue
+                axis = robot.axes.get(event.axis)
+                stuck = next((ls[0] for d, ls in axis.groups if d is axis.stuck), None) if axis is not None else None
+                if stuck is None or stuck.event is None or stuck.event.clear_since != when:
+                    continue
+                if event.clear_since is None:
+                    event.clear_since = when
+                forget()
 
     @staticmethod
     def _on_repeat(lives: tuple[Lifecycle, ...], finding: Finding, fresh: dict[int, bool]) -> bool:
@@ -453,21 +499,26 @@ class DetectorEngine:
         if finding.severity is Severity.ERROR:
             return finding
         held = state.held.get(kind)
-        if held is None or finding.score > held[1].score:
-            state.held[kind] = (held[0] if held else when, finding)
+        strongest = finding if held is None or finding.score > held[1].score else held[1]
+        state.held[kind] = (held[0] if held else when, strongest, when)
         return None
 
     def _release(self, robot: RobotState, out: list[Alert]) -> None:
         """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
-        opened when they were first held."""
+        opened when they were first held. If it closes without firing again, it closes as of ``last``, the last
+        reading its rule fired on while held: the condition cleared then, not at the release (a stuck sensor's
+        load ALERT, held 20 minutes past its fault's end by a timing on the robot, closed 1,322 s after it). The
+        hold-off still runs from the release, so a rule that fires again soon goes on in the same event."""
         robot.release_at = robot.held_since = None
         for state in robot.axes.values():
-            for kind, (since, finding) in state.held.items():
+            for kind, (since, finding, last) in state.held.items():
                 life = next((life for life in state.lifecycles if life.detector == kind), None)
                 if life is not None and life.event is None:
                     alert = life.step(since, finding, True)
                     if alert is not None:
                         out.append(alert)
+                    if life.event is not None and last is not None:
+                        life.event.fired_until = last
             state.held.clear()
 
     def _renew(

@@ -48,7 +48,10 @@ def robot_snapshot(r: RobotState) -> dict[str, Any]:
         "axes": {str(a): {d.name: d.state() for d in s.detectors} for a, s in r.axes.items()},
         "flat": {str(a): [s.flat, s.rested, s.follows, s.raised] for a, s in r.axes.items()},
         "held": {
-            str(a): {kind: [since.isoformat(), _finding(f)] for kind, (since, f) in s.held.items()}
+            str(a): {
+                kind: [since.isoformat(), _finding(f), last.isoformat() if last else None]
+                for kind, (since, f, last) in s.held.items()
+            }
             for a, s in r.axes.items()
             if s.held
         },
@@ -86,7 +89,11 @@ def _event(event: OpenEvent) -> dict[str, Any]:
 
 
 def _open_event(raw: dict[str, Any]) -> OpenEvent:
-    times = {k: datetime.fromisoformat(raw[k]) for k in ("opened_at", "clear_since", "acknowledged_at") if raw.get(k)}
+    times = {
+        k: datetime.fromisoformat(raw[k])
+        for k in ("opened_at", "clear_since", "acknowledged_at", "fired_until")
+        if raw.get(k)
+    }
     return OpenEvent(**{**raw, **times, "severity": Severity(raw["severity"])})
 
 
@@ -120,8 +127,12 @@ def load_robot(engine: DetectorEngine, rid: str, raw: dict[str, Any]) -> None:
         state.flat, state.rested, state.follows, state.raised = flat, rested, follows, raised
     for axis, held in raw["held"].items():
         engine.axis_state(rid, int(axis)).held = {
-            kind: (datetime.fromisoformat(since), Finding(**{**f, "severity": Severity(f["severity"])}))
-            for kind, (since, f) in held.items()
+            kind: (
+                datetime.fromisoformat(entry[0]),
+                Finding(**{**entry[1], "severity": Severity(entry[1]["severity"])}),
+                datetime.fromisoformat(entry[2]) if len(entry) > 2 and entry[2] else None,  # absent before 'last'
+            )
+            for kind, entry in held.items()
         }
     for axis, events in raw["events"].items():
         for life in engine.axis_state(rid, int(axis)).lifecycles:

@@ -39,6 +39,9 @@ class OpenEvent:
     acknowledged_at: datetime | None = None
     axis: int | None = None  # the axis the event is filed under when not the lifecycle's (a robot-level one)
     on_repeat: bool = False  # a robot-level event that fired on an axis reading a repeat: never an ERROR
+    # An event raised from a held ALERT (the engine's ``_release``): the last reading its rule fired on while held.
+    # If it closes without firing again, the condition cleared then, not at the release: its ``closed_at``.
+    fired_until: datetime | None = None
 
 
 class OpenCount:
@@ -107,11 +110,11 @@ class Lifecycle:
         if observed and event.clear_since is None:
             event.clear_since = ts
         if event.clear_since is not None and (ts - event.clear_since).total_seconds() >= self.holdoff_s:
-            return self.close(event.clear_since)
+            return self.close(event.clear_since if event.fired_until is None else event.fired_until)
         return None
 
     def _fired(self, event: OpenEvent, finding: Finding) -> Alert | None:
-        event.clear_since = None
+        event.clear_since = event.fired_until = None
         changed = False
         if finding.severity is Severity.ERROR and event.severity is Severity.ALERT:
             event.severity, event.threshold, event.score = Severity.ERROR, finding.threshold, finding.score

@@ -352,6 +352,12 @@ class MultivariateRobotDetector:
         self.suspect = max(shares, key=shares.get)
         return Finding(severity, float(currents[self.suspect]), score, threshold, axis=self.suspect)
 
+    def forget_flat(self) -> None:
+        """A stuck sensor whose repeats raised this detector's event reads live values again: the window, full
+        of its flat rows, is forgotten (the engine's rule for such events), and refills from live rows before
+        the next row is judged."""
+        self.detector.recent.clear()
+
     def state(self) -> dict[str, Any]:
         # The engine's snapshot stores each list of a state as one flat float64 window; this state nests
         # (a matrix, the recent rows), so it travels as one JSON text (floats round-trip exactly).

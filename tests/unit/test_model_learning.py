@@ -185,3 +185,28 @@ def test_held_alerts_of_two_axes_wait_out_a_dip_of_the_timing_and_are_raised_onc
     assert (when - went_away).total_seconds() >= 300  # a sixth of MODEL_RELEARN_S (30 min)
     assert {a.axis for a in alerts if a.detector == "residual"} == {1, 2}
     assert all(fault[0].ts <= a.opened_at < back[0].ts for a in alerts if a.detector == "residual")
+
+
+def test_a_held_alert_released_after_its_fault_ended_closes_as_of_its_last_firing_not_the_release():
+    # The same fault: the residual ALERTs are released minutes after it ended. Each event is opened when it was
+    # first held and, not firing again, closes as of the last reading its rule fired on while held: within a few
+    # readings of the fault's end, not at the release (the demo's held load_high closed 1,322 s after its fault).
+    engine = DetectorEngine(replace(CONFIG, detectors=("level", "residual")))
+    run(engine, feed(LEARN_ROWS))
+    fault = feed(600, start_row=LEARN_ROWS, seed=5, fault=lambda i, a, v: v * 1.6)
+    back = feed(3000, start_row=LEARN_ROWS + 600, seed=6)
+    released = None
+    events = {}
+    for reading in fault + back:
+        held = any(state.held for state in engine.robots["r1"].axes.values())
+        for alert in engine.process(reading):
+            events[alert.event_id] = alert
+        if held and released is None and not any(state.held for state in engine.robots["r1"].axes.values()):
+            released = reading.ts
+    residual = [a for a in events.values() if a.detector == "residual"]
+    assert released is not None and (released - back[0].ts).total_seconds() > 300
+    assert {a.axis for a in residual} == {1, 2}
+    for alert in residual:
+        assert alert.state is AlertState.CLOSED
+        assert fault[0].ts <= alert.opened_at < back[0].ts
+        assert alert.closed_at <= back[0].ts + timedelta(seconds=60)  # its rule's last firing: 30 readings at most
