@@ -15,7 +15,7 @@ Per active sample: ``residual = observed - expected`` (amps, from the axis's tra
   times the highest current of training (``top``: no load short of a gross one reaches it); below that it is
   an ALERT (sized by the engine like any level) and becomes an ERROR once it is known to have been a
   **spike**: no surge again for ``SPIKE_QUIET`` active samples after it, no sustained overload (the long
-  statistic stayed under MinC) and no flat value (``SPIKE_FLAT`` repeats: a clamp or a stuck sensor, judged
+  statistic stayed under MinC; while its window fills, the mean of what it holds) and no flat value (``SPIKE_FLAT`` repeats: a clamp or a stuck sensor, judged
   by the rule for flat values). The short rule's samples are remembered the same way: a plateau past MaxC that
   does not come back is a spike too. A surge does not enter the long window: it would keep the window over MinC,
   and an ALERT open, for a window's length after a spike of a few seconds.
@@ -118,7 +118,7 @@ class ResidualDetector(ActiveSamples):
             return Finding(Severity.ERROR, value, self.short_stat, model.max_c)
         self.since_surge += 1
         if self.spike is not None:
-            if self.long_stat >= model.min_c:
+            if self._long_so_far() >= model.min_c:
                 self.spike = None  # a sustained overload around it: a heavier load's peak, sized as a level
             elif self.since_surge >= SPIKE_QUIET:
                 (peak, peak_residual, threshold), self.spike = self.spike, None
@@ -126,6 +126,14 @@ class ResidualDetector(ActiveSamples):
         if alert:
             return Finding(Severity.ALERT, value, self.long_stat, model.min_c)
         return None
+
+    def _long_so_far(self) -> float:
+        """The long statistic, or while the window fills (a robot's first readings) the mean of what it holds once
+        that is ``SPIKE_QUIET`` samples: a load heavier from the first reading on surges at its cycle's peaks, and a
+        window that is not full would otherwise never say it is a sustained overload."""
+        if self.long.full or len(self.long.values) < SPIKE_QUIET:
+            return self.long_stat
+        return self.long.mean
 
     def _raise(self) -> bool:
         self.raised, self.ended = True, False

@@ -285,6 +285,27 @@ def test_a_surge_followed_by_a_flat_value_or_a_sustained_overload_is_no_spike():
     )
 
 
+def test_a_heavier_load_from_a_robots_first_reading_is_no_spike_though_the_long_window_is_not_full():
+    # The long window (200 samples) is far from full: its statistic is not known yet. What it holds already (more
+    # than SPIKE_QUIET samples, every one 5 A over, MinC 2 A) is a sustained overload around the surge: the surge was
+    # that load's cycle peak, sized as a level, not a spike's ERROR.
+    def fresh():
+        return ResidualDetector(axis_model(short=3, surge_c=30.0, top=40.0, window=200, min_c=2.0))
+
+    loaded = fresh()
+    feed(loaded, [15.0] * 10)
+    assert feed(loaded, [45.0], t0=100.0)[0].severity is Severity.ALERT
+    after = feed(loaded, [15.0] * (2 * SPIKE_QUIET), t0=102.0)
+    assert not any(f is not None and f.severity is Severity.ERROR for f in after)
+    assert math.isnan(loaded.long_stat), "the long window was not full: only what it held could tell"
+    # The same surge over a normal load, at the same point of a fresh window, is still a spike.
+    quiet = fresh()
+    feed(quiet, [10.0] * 10)
+    feed(quiet, [45.0], t0=100.0)
+    after = feed(quiet, [10.0] * SPIKE_QUIET, t0=102.0)
+    assert after[-1].severity is Severity.ERROR and after[-1].instant and after[-1].value == 45.0
+
+
 def test_a_restored_detector_confirms_the_spike_as_the_uninterrupted_one():
     detector = spiky()
     feed(detector, [45.0, 10.0, 10.0], t0=100.0)
