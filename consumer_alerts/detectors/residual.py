@@ -9,16 +9,16 @@ Per active sample: ``residual = observed - expected`` (amps, from the axis's tra
   for T_SHORT", counted in samples: T_SHORT is their duration at the usual sample spacing). The short
   statistic is therefore the lowest residual of those samples. The engine sizes this ERROR like any level: a
   heavier load's broad cycle peak passes it as a spike's plateau does, so it is also watched like a surge.
-- A **surge**: one sample whose residual reaches SurgeC (``surge_c``, above anything training saw even scaled
-  up). A severe spike may last one 2-second sample, but so may the peak of a cycle under a load 50-100 %
-  heavier: one sample does not tell them apart. So a surge is an ERROR on its own only past ``gross_high``
-  times the highest current of training (``top``: no load short of a gross one reaches it); below that it is
-  an ALERT (sized by the engine like any level) and becomes an ERROR once it is known to have been a
-  **spike**: no surge again for ``SPIKE_QUIET`` active samples after it, no sustained overload (the long
-  statistic stayed under MinC; while its window fills, the mean of what it holds) and no flat value (``SPIKE_FLAT`` repeats: a clamp or a stuck sensor, judged
-  by the rule for flat values). The short rule's samples are remembered the same way: a plateau past MaxC that
-  does not come back is a spike too. A surge does not enter the long window: it would keep the window over MinC,
-  and an ALERT open, for a window's length after a spike of a few seconds.
+- A **surge**: one sample whose residual reaches SurgeC (``surge_c``, above anything training saw even scaled up). A
+  severe spike may last one 2-second sample, but so may the peak of a cycle under a load 50-100 % heavier: one sample
+  does not tell them apart. So a surge is an ERROR on its own only past ``gross_high`` times the highest current of
+  training (``top``: no load short of a gross one reaches it); below that it is an ALERT (sized by the engine like any
+  level) and becomes an ERROR once it is known to have been a **spike**: no surge again for ``SPIKE_QUIET`` active
+  samples after it, no sustained overload (the long statistic stayed under MinC; while its window fills, the mean of
+  what it holds) and no flat value (``SPIKE_FLAT`` repeats: a clamp or a stuck sensor, judged by the rule for flat
+  values). The short rule's samples are remembered the same way: a plateau past MaxC that does not come back is a
+  spike too. A surge does not enter the long window: it would keep the window over MinC, and an ALERT open, for a
+  window's length after a spike of a few seconds.
 
 ALERT's "held" counts time from the first active sample that met the rule; idle rows and ``None`` neither
 feed the windows nor break a run. Only the positive side matters: less current than expected is not wear.
