@@ -9,16 +9,16 @@ Per active sample: ``residual = observed - expected`` (amps, from the axis's tra
   for T_SHORT", counted in samples: T_SHORT is their duration at the usual sample spacing). The short
   statistic is therefore the lowest residual of those samples. The engine sizes this ERROR like any level: a
   heavier load's broad cycle peak passes it as a spike's plateau does, so it is also watched like a surge.
-- A **surge**: one sample whose residual reaches SurgeC (``surge_c``, above anything training saw even scaled
-  up). A severe spike may last one 2-second sample, but so may the peak of a cycle under a load 50-100 %
-  heavier: one sample does not tell them apart. So a surge is an ERROR on its own only past ``gross_high``
-  times the highest current of training (``top``: no load short of a gross one reaches it); below that it is
-  an ALERT (sized by the engine like any level) and becomes an ERROR once it is known to have been a
-  **spike**: no surge again for ``SPIKE_QUIET`` active samples after it, no sustained overload (the long
-  statistic stayed under MinC) and no flat value (``SPIKE_FLAT`` repeats: a clamp or a stuck sensor, judged
-  by the rule for flat values). The short rule's samples are remembered the same way: a plateau past MaxC that
-  does not come back is a spike too. A surge does not enter the long window: it would keep the window over MinC,
-  and an ALERT open, for a window's length after a spike of a few seconds.
+- A **surge**: one sample whose residual reaches SurgeC (``surge_c``, above anything training saw even scaled up). A
+  severe spike may last one 2-second sample, but so may the peak of a cycle under a load 50-100 % heavier: one sample
+  does not tell them apart. So a surge is an ERROR on its own only past ``gross_high`` times the highest current of
+  training (``top``: no load short of a gross one reaches it); below that it is an ALERT (sized by the engine like any
+  level) and becomes an ERROR once it is known to have been a **spike**: no surge again for ``SPIKE_QUIET`` active
+  samples after it, no sustained overload (the long statistic stayed under MinC; while its window fills again, at a
+  robot's first readings or after a stoppage, the mean of the samples since) and no flat value (``SPIKE_FLAT``
+  repeats: a clamp or a stuck sensor, judged by the rule for flat values). The short rule's samples are remembered the
+  same way: a plateau past MaxC that does not come back is a spike too. A surge does not enter the long window: it
+  would keep the window over MinC, and an ALERT open, for a window's length after a spike of a few seconds.
 
 ALERT's "held" counts time from the first active sample that met the rule; idle rows and ``None`` neither
 feed the windows nor break a run. Only the positive side matters: less current than expected is not wear.
@@ -81,6 +81,7 @@ class ResidualDetector(ActiveSamples):
         self.spike: tuple[float, float, float] | None = None  # (value, residual, threshold): may be a spike
         self.since_surge = NEVER  # active samples since the last surge
         self.repeats = 0  # readings in a row that were no evidence while the robot worked (repeats)
+        self.fresh = 0  # samples in the long window since the last stoppage
 
     def update(self, ts: float, value: float | None, *, idle: bool = False) -> Finding | None:
         if not self.admit(ts, value, idle):
@@ -95,6 +96,7 @@ class ResidualDetector(ActiveSamples):
         surge = model.surge_c is not None and residual >= model.surge_c
         if not surge:  # a surge is judged by its own rule: in the window it would keep an ALERT open long after it
             self.long.push(model.alert_score(value, residual))
+            self.fresh += 1
         self.short.append(residual)
         self.long_stat = self.long.mean if self.long.full else NAN
         self.short_stat = min(self.short) if len(self.short) == model.short else NAN
@@ -118,7 +120,7 @@ class ResidualDetector(ActiveSamples):
             return Finding(Severity.ERROR, value, self.short_stat, model.max_c)
         self.since_surge += 1
         if self.spike is not None:
-            if self.long_stat >= model.min_c:
+            if self._long_so_far() >= model.min_c:
                 self.spike = None  # a sustained overload around it: a heavier load's peak, sized as a level
             elif self.since_surge >= SPIKE_QUIET:
                 (peak, peak_residual, threshold), self.spike = self.spike, None
@@ -126,6 +128,16 @@ class ResidualDetector(ActiveSamples):
         if alert:
             return Finding(Severity.ALERT, value, self.long_stat, model.min_c)
         return None
+
+    def _long_so_far(self) -> float:
+        """The long statistic, or while the window fills again (a robot's first readings, or since a stoppage) the
+        mean of the samples since, once they are ``SPIKE_QUIET``: a load heavier from the first reading on surges at
+        its cycle's peaks, and a window not full (or still holding the samples from before the stoppage) would not
+        say it is a sustained overload."""
+        fresh = min(self.fresh, len(self.long.values))
+        if fresh >= self.long.size or fresh < SPIKE_QUIET:
+            return self.long_stat
+        return math.fsum(islice(reversed(self.long.values), fresh)) / fresh
 
     def _raise(self) -> bool:
         self.raised, self.ended = True, False
@@ -167,6 +179,7 @@ class ResidualDetector(ActiveSamples):
         self._alert = Hold()  # a run never spans a long stoppage (the windows keep their evidence)
         self.raised = self.ended = False
         self.short.clear()
+        self.fresh = 0
         self.spike = None  # its events close at a stoppage: what was not confirmed stays the ALERT it was
 
     def state(self) -> dict[str, Any]:
@@ -183,6 +196,7 @@ class ResidualDetector(ActiveSamples):
             "spike_threshold": self.spike[2] if self.spike else None,
             "since_surge": self.since_surge,
             "repeats": self.repeats,
+            "fresh": self.fresh,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -197,3 +211,4 @@ class ResidualDetector(ActiveSamples):
         threshold = state.get("spike_threshold") or self.model.surge_c  # absent: a surge's, from an older snapshot
         self.spike = (value, residual, threshold) if value is not None else None
         self.since_surge, self.repeats = state.get("since_surge", NEVER), state.get("repeats", 0)
+        self.fresh = state.get("fresh", len(self.long.values))  # absent: an older snapshot, its window as it was

@@ -285,6 +285,46 @@ def test_a_surge_followed_by_a_flat_value_or_a_sustained_overload_is_no_spike():
     )
 
 
+def test_a_heavier_load_from_a_robots_first_reading_is_no_spike_though_the_long_window_is_not_full():
+    # The long window (200 samples) is far from full: its statistic is not known yet. What it holds already (more
+    # than SPIKE_QUIET samples, every one 5 A over, MinC 2 A) is a sustained overload around the surge: the surge was
+    # that load's cycle peak, sized as a level, not a spike's ERROR.
+    def fresh():
+        return ResidualDetector(axis_model(short=3, surge_c=30.0, top=40.0, window=200, min_c=2.0))
+
+    loaded = fresh()
+    feed(loaded, [15.0] * 10)
+    assert feed(loaded, [45.0], t0=100.0)[0].severity is Severity.ALERT
+    after = feed(loaded, [15.0] * (2 * SPIKE_QUIET), t0=102.0)
+    assert not any(f is not None and f.severity is Severity.ERROR for f in after)
+    assert math.isnan(loaded.long_stat), "the long window was not full: only what it held could tell"
+    # The same surge over a normal load, at the same point of a fresh window, is still a spike.
+    quiet = fresh()
+    feed(quiet, [10.0] * 10)
+    feed(quiet, [45.0], t0=100.0)
+    after = feed(quiet, [10.0] * SPIKE_QUIET, t0=102.0)
+    assert after[-1].severity is Severity.ERROR and after[-1].instant and after[-1].value == 45.0
+
+
+def test_a_heavier_load_right_after_a_stoppage_is_no_spike_though_the_long_window_holds_the_samples_before():
+    # A full long window of normal samples, a stoppage, then a load 5 A heavier: the long statistic still mostly holds
+    # the samples from before the stoppage (under MinC). The samples since the stoppage are what tells the surge was
+    # that load's cycle peak; a normal load after the stoppage leaves the surge a spike.
+    def stopped(level):
+        detector = ResidualDetector(axis_model(short=3, surge_c=30.0, top=40.0, window=200, min_c=2.0))
+        feed(detector, [10.0] * 200)
+        feed(detector, [level] * 10, t0=2000.0)  # 1600 s after the last sample: a stoppage
+        assert detector.long.full
+        feed(detector, [45.0], t0=2100.0)
+        return detector, feed(detector, [level] * (2 * SPIKE_QUIET), t0=2102.0)
+
+    loaded, after = stopped(15.0)
+    assert not any(f is not None and f.severity is Severity.ERROR for f in after)
+    assert loaded.long_stat < 2.0, "the long statistic alone would have confirmed the spike"
+    _, after = stopped(10.0)
+    assert after[SPIKE_QUIET - 1].severity is Severity.ERROR and after[SPIKE_QUIET - 1].instant
+
+
 def test_a_restored_detector_confirms_the_spike_as_the_uninterrupted_one():
     detector = spiky()
     feed(detector, [45.0, 10.0, 10.0], t0=100.0)
