@@ -359,8 +359,7 @@ class DetectorEngine:
     def _blame_flat(robot: RobotState, lives: tuple[Lifecycle, ...], finding: Finding, currents) -> Finding:
         """A robot-level finding that opens an event while an axis of the robot reads one value over and over
         (its stuck rule's run at ``FLAT_RUN`` or more) is filed under that axis: a sensor stuck there explains a
-        broken relation between the axes better than any share of the statistic (the demo's stuck sensors
-        opened ``multivariate`` ERRORs on other axes, stray events)."""
+        broken relation between the axes better than any share of the statistic."""
         if any(life.event is not None for life in lives):
             return finding  # the open event stays under the axis it was filed under
         flat, longest = None, FLAT_RUN - 1
@@ -377,8 +376,7 @@ class DetectorEngine:
         """A robot-level event raised on a stuck sensor's repeats, filed under its axis, is quiet from the
         reading that axis's ``stuck`` event goes quiet (the sensor reads live values again), and the detector
         forgets what it kept of the flat rows (``forget_flat``: the multivariate window): only live readings can
-        keep the event open. Before, the window's stuck rows held a ``multivariate`` event 623 s past the
-        fault's end when the robot rested right after it (the lifecycle counts quiet only on judged rows)."""
+        keep the event open, since the lifecycle counts quiet only on judged rows."""
         for detector, lives in state.groups:
             forget = getattr(detector, "forget_flat", None)
             if forget is None:
@@ -506,9 +504,8 @@ class DetectorEngine:
     def _release(self, robot: RobotState, out: list[Alert]) -> None:
         """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
         opened when they were first held. If it closes without firing again, it closes as of ``last``, the last
-        reading its rule fired on while held: the condition cleared then, not at the release (a stuck sensor's
-        load ALERT, held 20 minutes past its fault's end by a timing on the robot, closed 1,322 s after it). The
-        hold-off still runs from the release, so a rule that fires again soon goes on in the same event."""
+        reading its rule fired on while held: the condition cleared then, not at the release. The hold-off still
+        runs from the release, so a rule that fires again soon goes on in the same event."""
         robot.release_at = robot.held_since = None
         for state in robot.axes.values():
             for kind, (since, finding, last) in state.held.items():
