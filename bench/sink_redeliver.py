@@ -17,12 +17,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from bench._postgres import postgres_url, scratch_database
+from common.store.conflicts import conflict_reason, stored_currents
 from common.wire.bus import Message
 from common.wire.schemas import Reading
 from consumer_db.axislock import AxisLock
 from consumer_db.decode import Topics, rejected_row
 from consumer_db.sink import Sink
-from consumer_db.store import conflict_reason, stored_currents
 
 AXES = list(range(1, 9))
 ROBOTS = 10

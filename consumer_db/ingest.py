@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from common.csvio.controller_csv import Block, CsvOptions, Row, read_export_blocks
+from common.store.conflicts import find_conflicts
 from common.store.rollup import floor_minute
 from common.store.tables import seed_axes
 from common.wire.schemas import DeadLetter
@@ -31,10 +32,8 @@ from consumer_db.axislock import Rejected, RobotAxes, load_axes
 from consumer_db.rollup_writer import NewRows, add
 from consumer_db.store import (
     ENSURE_PARTITIONS,
-    conflict_reason,
     insert_rejected,
     may_conflict,
-    stored_currents,
     wide_block_text,
     write_wide_readings,
 )
@@ -205,26 +204,22 @@ def _write(engine: Engine, chunk: _Chunk, copy_min_rows: int, source: str) -> tu
         )
         add(conn, new)
         suspects = may_conflict(conn, chunk.accepted(), _key, chunk.wide) if new.count < chunk.batch.count else []
-        conflicts = _conflicts(conn, suspects, source)
-        insert_rejected(conn, chunk.rejected + conflicts)
-    return new.count, [c["reason"] for c in conflicts]
+        contradicting = [_conflict(row, reason, source) for row, reason in find_conflicts(conn, suspects, _itself)]
+        insert_rejected(conn, chunk.rejected + contradicting)
+    return new.count, [c["reason"] for c in contradicting]
 
 
 def _key(row: Row) -> tuple[str, datetime]:
     return row.robot_id, row.ts
 
 
-def _conflicts(conn, accepted: list[Row], source: str) -> list[dict]:
-    stored = stored_currents(conn, ((r.robot_id, r.ts) for r in accepted))
-    out = []
-    for row in accepted:
-        reason = conflict_reason(stored.get((row.robot_id, row.ts), {}), row.currents)
-        if reason:
-            letter = DeadLetter(
-                source=source, line=row.line, raw=str(row.currents), reason=reason, robot_id=row.robot_id
-            )
-            out.append(_rejected(letter, row.robot_id))
-    return out
+def _itself(row: Row) -> Row:
+    return row
+
+
+def _conflict(row: Row, reason: str, source: str) -> dict:
+    letter = DeadLetter(source=source, line=row.line, raw=str(row.currents), reason=reason, robot_id=row.robot_id)
+    return _rejected(letter, row.robot_id)
 
 
 def _collect(item: tuple[Future, int, int], report: IngestReport, bar) -> None:

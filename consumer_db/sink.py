@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
+from common.store.conflicts import find_conflicts
 from common.store.joint_health import store_health
 from common.store.maintenance import store_entries
 from common.wire.bus import Message
@@ -19,10 +20,8 @@ from consumer_db.decode import Batch, Topics, decode, origin, rejected_row
 from consumer_db.retry import short_error
 from consumer_db.rollup_writer import NewRows, add
 from consumer_db.store import (
-    conflict_reason,
     insert_rejected,
     may_conflict,
-    stored_currents,
     uses_copy,
     wide_copy_text,
     write_wide_readings,
@@ -198,14 +197,15 @@ class Sink:
         both values, not dropped. Only asked when a write skipped rows, so a plain stream never pays, and
         only of the readings ``may_conflict`` names, so a redelivered batch costs one statement."""
         suspects = may_conflict(conn, batch.readings, _reading_key, rows)
-        stored = stored_currents(conn, (_reading_key(pair) for pair in suspects))
-        conflicts = []
-        for reading, message in suspects:
-            reason = conflict_reason(stored.get((reading.robot_id, reading.ts), {}), reading.currents)
-            if reason:
-                logger.warning("%s: %s", origin(message), reason)
-                conflicts.append(rejected_row(message, reason, robot_id=reading.robot_id))
-        return conflicts
+        found = []
+        for (reading, message), reason in find_conflicts(conn, suspects, _reading):
+            logger.warning("%s: %s", origin(message), reason)
+            found.append(rejected_row(message, reason, robot_id=reading.robot_id))
+        return found
+
+
+def _reading(pair: tuple[Reading, Message]) -> Reading:
+    return pair[0]
 
 
 def _reading_key(pair: tuple[Reading, Message]) -> tuple[str, datetime]:

@@ -16,7 +16,7 @@ from datetime import datetime
 from itertools import repeat
 from typing import TypeVar
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, Text, insert, select, tuple_
+from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, Text, insert
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -178,7 +178,7 @@ def may_conflict(
     conn: Connection, readings: list[T], key: Callable[[T], tuple[str, datetime]], wide: list[tuple]
 ) -> list[T]:
     """Of ``readings``, after a ``write_wide_readings`` of their rows ``wide`` in this transaction that stored
-    fewer rows than given, those that may contradict the stored ones (to compare with ``stored_currents``):
+    fewer rows than given, those that may contradict the stored ones (to compare with ``common.store.conflicts``):
     on PostgreSQL those the database finds stored otherwise, in one statement (a redelivered batch, stored
     alike, has none: fetching every reading back to compare it made a re-run 4x the first write), and any
     with no row in ``wide`` (no axis to store, refused); elsewhere all of them. On PostgreSQL such a write
@@ -320,29 +320,6 @@ def _timestamp(ts: datetime) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def stored_currents(conn: Connection, keys: Iterable[tuple[str, datetime]]) -> dict[tuple[str, datetime], dict]:
-    """What readings_fact holds for each ``(robot_id, ts)``: ``{axis: amps}``."""
-    out: dict[tuple[str, datetime], dict] = {}
-    keys = sorted(set(keys))
-    for start in range(0, len(keys), 1000):  # bounded statements, whatever the batch size
-        query = select(readings_fact.c.robot_id, readings_fact.c.ts, readings_fact.c.axis_id, readings_fact.c.amps)
-        query = query.where(tuple_(readings_fact.c.robot_id, readings_fact.c.ts).in_(keys[start : start + 1000]))
-        for robot, ts, axis, amps in conn.execute(query):
-            out.setdefault((robot, ts), {})[axis] = amps
-    return out
-
-
-def conflict_reason(stored: dict[int, float | None], currents: dict[int, float | None]) -> str | None:
-    """Why a reading differs from the one stored under its robot and time, or None when it is the same
-    (a redelivery). Only the axes stored are compared: those are the rows the reading would have made."""
-    differ = [(axis, amps, currents.get(axis)) for axis, amps in sorted(stored.items()) if currents.get(axis) != amps]
-    if not differ:
-        return None
-    shown = "; ".join(f"axis {axis}: stored {old!r}, this one {new!r}" for axis, old, new in differ[:6])
-    more = f" (and {len(differ) - 6} more axes)" if len(differ) > 6 else ""
-    return f"conflict: a reading of this robot at this time is stored with other values: {shown}{more}"
 
 
 def insert_rejected(conn: Connection, rows: list[dict]) -> int:
