@@ -25,6 +25,12 @@ CPU time (user + system: the client's alone, steadier than wall time when the ma
   ``readings`` (the same stored form: one row per reading) over N connections at once (1, and 2 = the
   ingest's writers): the floor. Its day partition is made before the clock starts. Inner: COPY and commit.
 
+Each ingest row also shows where the command's time went, median seconds: ``outside`` the work (process
+start, imports, settings, the migrations check, the summary, exit: the command's wall time less its own
+figure) and the phases the ingest logs (``consumer_db.ingest.PHASES``: the main thread's start, parse,
+partitions and waits for a free writer; the writers' COPY, fold, conflicts and commit, summed over both
+writers, so they overlap the main thread's and each other's). A tree whose ingest logs no phases shows none.
+
 After each ingest run the database's size (every table with its indexes and TOAST, the rollups included)
 per stored reading is taken: ``bytes per reading``.
 
@@ -38,6 +44,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -102,19 +109,23 @@ def run(csv: Path, rounds: int, against: Path | None = None) -> int:
         }
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
         cpu: dict[str, list[float]] = {name: [] for name in methods}
+        phases: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
         sizes: list[float] = []
         for round_no in range(rounds):
             for name, (migrated, argv, tree) in methods.items():
                 table = "notebook_readings" if name == "pandas to_sql" else "readings_fact"
                 again = ", again" in name
-                seconds, inner, size, used = whole_command(url, argv, migrated, rows, table, tree, again=again)
+                seconds, inner, size, used, said = whole_command(url, argv, migrated, rows, table, tree, again=again)
                 samples[name].append((seconds, inner))
                 cpu[name].append(used)
+                phases[name].append(said)
                 if tree == REPO and name.startswith("consumer_db ingest") and not again:
                     sizes.append(size / readings)
                 print(f"round {round_no + 1}: {name} {samples[name][-1][0]:.2f} s", file=sys.stderr, flush=True)
     results = [
-        summary(name, runs, rows) | {"process CPU s": round(statistics.median(cpu[name]), 2)}
+        summary(name, runs, rows)
+        | {"process CPU s": round(statistics.median(cpu[name]), 2)}
+        | phase_medians(runs, phases[name])
         for name, runs in samples.items()
     ]
     results[0]["bytes per reading"] = round(statistics.median(sizes))
@@ -146,18 +157,20 @@ NOTES = (
 
 def whole_command(
     url: str, argv: list[str], migrated: bool, rows: int, table: str, tree: Path = REPO, *, again: bool = False
-) -> tuple[float, float, int, float]:
+) -> tuple[float, float, int, float, dict[str, float]]:
     """(wall seconds of ``python ARGV`` from start to exit in ``tree``, the inner seconds it reports, the
     database's bytes after it, the process's CPU seconds: the client's, steadier than its wall time on a busy
-    machine; the server's are not in it) on a fresh database; ``table``: where the child's rows are counted;
-    ``again``: the command run once before the clock starts, so that it is timed on its own rows."""
+    machine; the server's are not in it; the phases it logged) on a fresh database; ``table``: where the
+    child's rows are counted; ``again``: the command run once before the clock starts, so that it is timed on
+    its own rows."""
     from sqlalchemy import text
 
     from bench._postgres import scratch_database
 
     with scratch_database(url, prefix="bench_ingest", migrated=migrated) as engine:
         child_url = scratch_url(engine)
-        env = {**os.environ, "DATABASE_URL": child_url, URL_ENV: child_url, "LOG_LEVEL": "WARNING"}
+        # INFO: the ingest's phases are on its summary log line (stderr); the other children log nothing.
+        env = {**os.environ, "DATABASE_URL": child_url, URL_ENV: child_url, "LOG_LEVEL": "INFO"}
         if again:
             subprocess.run([sys.executable, *argv], cwd=tree, env=env, capture_output=True, check=True)
         started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -171,7 +184,7 @@ def whole_command(
     if stored != rows:
         raise RuntimeError(f"{' '.join(argv)} stored {stored} rows, expected {rows}")
     used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return seconds, inner_seconds(done.stdout), size, used
+    return seconds, inner_seconds(done.stdout), size, used, logged_phases(done.stderr)
 
 
 # Every table of the schema with its indexes and TOAST (partitions are tables; their parent holds nothing).
@@ -193,6 +206,29 @@ def inner_seconds(stdout: str) -> float:
         if " readings -> " in line:
             return float(line.rsplit("; ", 1)[1].split(" s ", 1)[0])
     raise RuntimeError(f"no inner time in the output:\n{stdout}")
+
+
+def logged_phases(stderr: str) -> dict[str, float]:
+    """The phases on the ingest's summary log line (``consumer_db.ingest.phases_text``), or none."""
+    for line in stderr.splitlines():
+        if " consumer_db.ingest: ingested " in line:
+            said = line.partition(" rows/s); ")[2]
+            return {name: float(seconds) for name, seconds in PHASE.findall(said)}
+    return {}
+
+
+PHASE = re.compile(r"([a-zA-Z][a-zA-Z ]*): ([0-9.]+) s")
+
+
+def phase_medians(runs: list[tuple[float, float]], phases: list[dict[str, float]]) -> dict:
+    """``outside`` the work and each logged phase, median seconds, as one column (none for a method that
+    logs no phases)."""
+    if not all(phases):
+        return {}
+    outside = statistics.median(command - inner for command, inner in runs)
+    medians = {name: statistics.median(said[name] for said in phases) for name in phases[0]}
+    shown = [f"outside {outside:.2f}"] + [f"{name} {seconds:.2f}" for name, seconds in medians.items() if seconds]
+    return {"phases, median s": "; ".join(shown)}
 
 
 def summary(method: str, runs: list[tuple[float, float]], rows: int) -> dict:

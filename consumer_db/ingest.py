@@ -18,8 +18,9 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from itertools import repeat
+from itertools import pairwise, repeat
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine
 
@@ -39,6 +40,14 @@ from consumer_db.store import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The main thread seeds and loads the robot's axes (start), reads the file and makes each chunk's stored
+# form and COPY text (parse), makes the chunk's day partitions, and waits for a free writer; each writer
+# COPYs its chunk (after the probe for rows stored already), folds it into the rollup (taking turns with the
+# other writer at the robot's progress row), looks for conflicts and commits.
+WRITER_PHASES = ("COPY", "fold", "conflicts", "commit")
+PHASES = ("start", "parse", "partitions", "waiting for a writer", *WRITER_PHASES)
 
 
 @dataclass
@@ -51,6 +60,8 @@ class IngestReport:
     rejected: int = 0
     seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    """Where ``seconds`` went, in seconds (``PHASES``); the writers' phases are summed over the writers."""
 
     @property
     def rows_per_s(self) -> float:
@@ -81,6 +92,7 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
         options.csv, axes=sorted(lock.known), start_time=options.csv.start_time or file_start_time(path)
     )
     report = IngestReport(file=path.name, robot_id=robot_id)
+    report.phases["start"] = time.perf_counter() - started
     blocks = read_export_blocks(
         path, csv_options, start_row=options.start_row, limit=options.limit, block_lines=options.chunk_rows
     )
@@ -89,10 +101,14 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
     days: set[date] = set()
     with bar, ThreadPoolExecutor(options.workers, thread_name_prefix="ingest") as pool:
         in_flight: deque[tuple[Future, int, int]] = deque()
-        for item in blocks:
+        for item in _timed(blocks, report.phases):
             for chunk in _chunks(item, options.chunk_rows):
+                parsed = time.perf_counter()
                 prepared = _prepare(chunk, lock, report)
+                made = time.perf_counter()
                 _make_partitions(engine, prepared.batch, days)
+                report.phases["parse"] += made - parsed
+                report.phases["partitions"] += time.perf_counter() - made
                 write = pool.submit(_write, engine, prepared, options.copy_min_rows, path.name)
                 in_flight.append((write, prepared.records, prepared.batch.count))
                 while len(in_flight) > options.workers:
@@ -101,7 +117,7 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
             _collect(in_flight.popleft(), report, bar)
     report.seconds = time.perf_counter() - started
     logger.info(
-        "ingested %s: %d readings, %d rows new, %d already there, %d rejected in %.2f s (%.0f rows/s)",
+        "ingested %s: %d readings, %d rows new, %d already there, %d rejected in %.2f s (%.0f rows/s); %s",
         path.name,
         report.readings,
         report.rows_new,
@@ -109,8 +125,25 @@ def ingest_csv(engine: Engine, path: Path, options: IngestOptions, *, progress: 
         report.rejected,
         report.seconds,
         report.rows_per_s,
+        phases_text(report.phases),
     )
     return report
+
+
+def phases_text(phases: dict[str, float]) -> str:
+    """``phase: 0.12 s, ...``, as the log line says them (``bench.ingest`` reads them back)."""
+    return ", ".join(f"{name}: {seconds:.3f} s" for name, seconds in phases.items())
+
+
+def _timed(items: Iterator[T], phases: dict[str, float]) -> Iterator[T]:
+    """``items`` as they come, the time spent making each added to the phase ``parse``."""
+    while True:
+        started = time.perf_counter()
+        item = next(items, None)
+        phases["parse"] += time.perf_counter() - started
+        if item is None:
+            return
+        yield item
 
 
 @dataclass
@@ -194,19 +227,25 @@ def _make_partitions(engine: Engine, batch: NewRows, made: set[date]) -> None:
         made |= days
 
 
-def _write(engine: Engine, chunk: _Chunk, copy_min_rows: int, source: str) -> tuple[int, list[str]]:
-    """Store a chunk; returns the rows new and the reasons of its conflicts (readings whose robot and time
-    were stored with other values: kept as rejected records, never dropped)."""
+def _write(engine: Engine, chunk: _Chunk, copy_min_rows: int, source: str) -> tuple[int, list[str], dict]:
+    """Store a chunk; returns the rows new, the reasons of its conflicts (readings whose robot and time
+    were stored with other values: kept as rejected records, never dropped) and the seconds of its phases."""
+    times = [time.perf_counter()]
     with engine.begin() as conn:
         made = conn.dialect.name == "postgresql"  # by _make_partitions
         new = write_wide_readings(
             conn, chunk.wide, copy_min_rows=copy_min_rows, text=chunk.text, batch=chunk.batch, partitions_made=made
         )
+        times.append(time.perf_counter())
         add(conn, new)
+        times.append(time.perf_counter())
         suspects = may_conflict(conn, chunk.accepted(), _key, chunk.wide) if new.count < chunk.batch.count else []
         contradicting = [_conflict(row, reason, source) for row, reason in find_conflicts(conn, suspects, _itself)]
         insert_rejected(conn, chunk.rejected + contradicting)
-    return new.count, [c["reason"] for c in contradicting]
+        times.append(time.perf_counter())
+    times.append(time.perf_counter())
+    phases = {name: end - start for name, (start, end) in zip(WRITER_PHASES, pairwise(times), strict=True)}
+    return new.count, [c["reason"] for c in contradicting], phases
 
 
 def _key(row: Row) -> tuple[str, datetime]:
@@ -224,7 +263,11 @@ def _conflict(row: Row, reason: str, source: str) -> dict:
 
 def _collect(item: tuple[Future, int, int], report: IngestReport, bar) -> None:
     future, records, rows = item
-    new, conflicts = future.result()
+    started = time.perf_counter()
+    new, conflicts, phases = future.result()
+    report.phases["waiting for a writer"] += time.perf_counter() - started
+    for name, seconds in phases.items():
+        report.phases[name] += seconds
     report.rows_new += new
     report.rows_seen += rows - new
     report.readings -= len(conflicts)

@@ -1,6 +1,7 @@
 """Bulk ingest on SQLite: schema lock, OK nulls, bad rows to rejected_readings, re-runs add nothing."""
 
 import csv
+import logging
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -8,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from bench.ingest import logged_phases
 from common.csvio.controller_csv import CsvOptions
 from common.store.tables import axes_dim, readings_fact, rejected_readings, seed_axes
 from consumer_db.cli import main
-from consumer_db.ingest import IngestOptions, ingest_csv
+from consumer_db.ingest import PHASES, IngestOptions, ingest_csv
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 
 CSV = (
@@ -156,3 +158,15 @@ def test_a_progress_bar_counts_every_record_and_changes_nothing(engine, export, 
     report = ingest_csv(engine, export, IngestOptions(CsvOptions("R9", [1, 2, 3]), chunk_rows=2), progress=True)
     assert (report.readings, report.rows_new, report.rejected) == (3, 9, 1)
     assert "4/5" in capsys.readouterr().err  # 4 records of the 5 lines after the header (one blank)
+
+
+def test_the_report_says_where_its_time_went_and_the_log_line_gives_it_back(engine, export, caplog):
+    caplog.set_level(logging.INFO, logger="consumer_db.ingest")
+    report = ingest_csv(engine, export, IngestOptions(CsvOptions("R9", [1, 2, 3]), chunk_rows=2))
+    assert list(report.phases) == list(PHASES) and min(report.phases.values()) >= 0
+    main_thread = sum(report.phases[name] for name in ("start", "parse", "partitions", "waiting for a writer"))
+    assert 0 < main_thread <= report.seconds
+    assert report.phases["parse"] > 0 and report.phases["COPY"] > 0 and report.phases["fold"] > 0
+    said = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("ingested "))
+    read_back = logged_phases(f"2026-12-06 05:00:00,000 INFO consumer_db.ingest: {said}")
+    assert read_back == pytest.approx(report.phases, abs=0.0005)
