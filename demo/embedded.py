@@ -5,9 +5,12 @@
                                   └─► dashboard (live)
 
 The four services run their own ``run()`` functions, the very code they run against Kafka and
-PostgreSQL; only the bus and the database differ. Before streaming, the residual detector is trained
-on earlier, fault-free data of the same feed (the first 60 % of an export, or hours of the same
-synthetic robots), so it knows what normal current looks like from the first reading on.
+PostgreSQL; only the bus and the database differ. Before streaming, the alert service's detectors see
+earlier, fault-free data of the same feed, so they know what normal current looks like from the first
+reading on: hours of the same synthetic robots go through its engine, each robot's model learned from its
+own readings as the service learns it (one model pooled over the robots kept a residual ALERT open 666 s
+after a fault and raised 10 stray ones, docs/benchmarks.md section 5); an export is one robot, its model
+trained on its first 60 %.
 
 Ctrl+C stops the producer, then the detectors (they save their state and commit what they judged, at
 once rather than at their next snapshot), lets the sink store everything that was published (so the
@@ -31,6 +34,7 @@ from common.csvio.controller_csv import CsvOptions, read_export
 from common.store.db import make_engine
 from common.wire.bus import InProcessBus
 from common.wire.schemas import Reading
+from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.model import AlertModel
 from consumer_alerts.service import run as run_alerts
 from consumer_alerts.settings import AlertsSettings
@@ -113,7 +117,7 @@ def add_demo_options(parser: argparse.ArgumentParser) -> None:
         "--work-dir",
         type=Path,
         default=Path("var/demo"),
-        help="where the demo keeps its trained model and detector state (default var/demo)",
+        help="where the demo keeps the detectors' state (default var/demo)",
     )
 
 
@@ -134,7 +138,7 @@ def demo_options(args: argparse.Namespace) -> DemoOptions:
     )
 
 
-def service_settings(options: DemoOptions, model_path: Path):
+def service_settings(options: DemoOptions):
     """Each service's own settings, from the environment as always, on the embedded bus and database."""
     shared = {"bus": "memory", "database_url": f"sqlite:///{options.db.resolve()}"}
     if options.tick_seconds is not None:
@@ -149,7 +153,7 @@ def service_settings(options: DemoOptions, model_path: Path):
         axes_from_db=False,
     )
     sink = ConsumerDbSettings(**shared)
-    alerts = AlertsSettings(**shared, model_path=model_path, state_path=options.work_dir / "alerts-state.json")
+    alerts = AlertsSettings(**shared, state_path=options.work_dir / "alerts-state.json")
     # Sign-in off, said so when the demo starts: the demo is one person's machine, served on 127.0.0.1.
     dashboard = DashboardSettings(**shared, dashboard_port=options.port, dashboard_sign_in=False)
     return producer, sink, alerts, dashboard
@@ -174,6 +178,35 @@ def training_readings(settings: ProducerSettings, start: datetime):
     return itertools.islice(fleet, ticks * settings.robots)
 
 
+def prepared_engine(producer: ProducerSettings, alerts: AlertsSettings, start: datetime) -> DetectorEngine:
+    """The alert service's engine, having seen the training feed: the synthetic robots' fault-free hours go
+    through it, so each robot learns its own model as the service does (MODEL_LEARN_READINGS) and every
+    detector's baseline is warm; an export (one robot) gets the model trained on its first 60 %. The events
+    of those hours are not the demo's and are dropped."""
+    config = EngineConfig.from_settings(alerts)
+    if producer.csv_path is not None:
+        # its timestamps are the export's own, hours before the demo's: the engine would see one long stoppage
+        return DetectorEngine(config, train(training_readings(producer, start), source="demo training feed"))
+    engine = DetectorEngine(config)
+    # The engine logs each robot's learned model: said here in one line, the console keeps to the demo's steps.
+    engine_log = logging.getLogger("consumer_alerts.engine")
+    level = engine_log.level
+    engine_log.setLevel(logging.WARNING)
+    try:
+        for reading in training_readings(producer, start):
+            engine.process(reading)
+    finally:
+        engine_log.setLevel(level)
+    learned = sum(robot.learner is not None and robot.learner.model is not None for robot in engine.robots.values())
+    logger.info(
+        "demo: detectors warmed on %d h of fault-free feed; %d of %d robots learned their model",
+        TRAINING_HOURS,
+        learned,
+        len(engine.robots),
+    )
+    return engine
+
+
 def train_model(settings: ProducerSettings, path: Path, start: datetime) -> Path:
     model: AlertModel = train(training_readings(settings, start), source="demo training feed")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,15 +217,15 @@ def train_model(settings: ProducerSettings, path: Path, start: datetime) -> Path
 
 async def run_demo(options: DemoOptions, stop: asyncio.Event) -> int:
     start = datetime.now(UTC).replace(microsecond=0)
-    producer, sink, alerts, dashboard = service_settings(options, options.work_dir / "model.json")
+    producer, sink, alerts, dashboard = service_settings(options)
     producer = producer.model_copy(update={"start_time": start})
-    await asyncio.to_thread(train_model, producer, alerts.model_path, start)
+    detectors = await asyncio.to_thread(prepared_engine, producer, alerts, start)
     bus = InProcessBus()
     engine = make_engine(sink.database_url)
     alerts_stop, services_stop = asyncio.Event(), asyncio.Event()
     services = {
         "consumer_db": asyncio.create_task(run_sink(sink, bus=bus, stop=services_stop, engine=engine)),
-        "consumer_alerts": asyncio.create_task(run_alerts(alerts, bus=bus, stop=alerts_stop)),
+        "consumer_alerts": asyncio.create_task(run_alerts(alerts, bus=bus, stop=alerts_stop, engine=detectors)),
         "dashboard": asyncio.create_task(run_dashboard(dashboard, bus=bus, stop=services_stop, engine=engine)),
     }
     feed = None
