@@ -108,7 +108,9 @@ async def run(
         health.ready(True, "subscribed, database reachable")
         # What start-up made (modules, the engine, the lock: some 100,000 objects that live as long as the
         # process) is set aside from the garbage collector, which otherwise went over all of it again and again
-        # as the batches' readings came and went (in-process, decoding a batch took 12.2 µs a reading, 9.7 without).
+        # as the batches' readings came and went (in-process, decoding a batch: 12.2 µs a reading, frozen 10.0).
+        # Start-up's own garbage is collected first, so that none of it is kept for good.
+        gc.collect()
         gc.freeze()
         partitions = asyncio.create_task(_maintain_partitions(engine, settings, stop))
         try:
