@@ -72,10 +72,11 @@ def dead_letter_row(letter: DeadLetter, message: Message) -> dict:
 
 def decode(messages: list[Message], topics: Topics, policy: ReadingPolicy = DEFAULT_POLICY) -> Batch:
     batch = Batch()
+    now = datetime.now(UTC)  # the policy's "how far ahead" is of the clock read once a batch, not per reading
     for message in messages:
         try:
             if message.topic == topics.readings:
-                batch.readings.append((policy.read(message.value), message))
+                batch.readings.append((policy.read(message.value, now=now), message))
             elif message.topic == topics.alerts:
                 batch.alerts.append(Alert.from_bytes(message.value))
             elif message.topic == topics.dead_letters:

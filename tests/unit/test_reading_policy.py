@@ -69,6 +69,13 @@ HOSTILE = {
 }
 
 
+@pytest.mark.parametrize("space", [" ", "\t", "\n", "\r"], ids=["space", "tab", "newline", "return"])
+def test_a_key_repeated_behind_any_json_white_space_is_refused(space):
+    raw = '{"schema_version":1,"robot_id":"r","ts":"2026-01-10T11:00:00Z","currents":{"1":5,"1"' + space + ":7}}"
+    with pytest.raises(SchemaError, match="twice"):
+        DEFAULT_POLICY.read(raw.encode(), now=NOW)
+
+
 @pytest.mark.parametrize("raw, reason", HOSTILE.values(), ids=HOSTILE.keys())
 def test_every_hostile_reading_is_refused_with_its_reason(raw, reason):
     with pytest.raises(SchemaError, match=reason.replace("(", r"\(")):
