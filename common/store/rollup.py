@@ -21,7 +21,6 @@ from sqlalchemy import (
     Connection,
     Float,
     Integer,
-    Interval,
     Select,
     SmallInteger,
     and_,
@@ -109,16 +108,17 @@ def minute_rollup_of(filters: Iterable, *, arrays: bool) -> Select:
     ``filters`` (whole minutes) and ``peak_ts``, the first reading time at the minute's ``max_amps`` (window
     peaks answer from it, with no look-up in the raw rows, and after retention has dropped them).
 
-    ``arrays`` (PostgreSQL): in the same aggregate, the greatest ``[amps, -microseconds into the minute]``
-    (arrays compare element by element: the peak, then its earliest time; an offset under 6e7 is exact as a
-    double), so the fold stays one hashed pass. Otherwise a look-up per row of the first raw row at its peak:
-    SQLite's form, and the reference the tests hold the arrays to."""
+    ``arrays`` (PostgreSQL): in the same aggregate, the greatest ``[amps, -epoch of ts]`` (arrays compare
+    element by element: the peak, then its earliest time), so the fold stays one hashed pass. The epoch as a
+    double is within 0.2 µs of the time (spacing 2.4e-7 s in this century) and ``to_timestamp`` rounds it to
+    the microsecond: the time comes back exact, and two readings a microsecond apart keep their order.
+    (``date_part('microseconds')``, exact, converts each time to calendar fields first: 7 % more of the fold.)
+    Otherwise a look-up per row of the first raw row at its peak: SQLite's form, and the reference the tests
+    hold the arrays to."""
     stats = minute_stats_of(filters)
     if arrays:
-        offset = -func.date_part("microseconds", R.c.ts)
-        key = func.max(case((R.c.amps.is_not(None), array([R.c.amps, offset], type_=Float))))
-        minute = stats.selected_columns.minute
-        return stats.add_columns((minute + _MICROSECOND * -key[2]).label("peak_ts"))
+        key = func.max(case((R.c.amps.is_not(None), array([R.c.amps, -func.date_part("epoch", R.c.ts)], type_=Float))))
+        return stats.add_columns(func.to_timestamp(-key[2], type_=UtcDateTime).label("peak_ts"))
     rows = stats.subquery()
     first_at_peak = (
         select(func.min(R.c.ts))
@@ -132,9 +132,6 @@ def minute_rollup_of(filters: Iterable, *, arrays: bool) -> Select:
         .scalar_subquery()
     )
     return select(rows, first_at_peak.label("peak_ts"))
-
-
-_MICROSECOND = literal(timedelta(microseconds=1), type_=Interval())
 
 
 def stored_readings(conn: Connection):

@@ -19,12 +19,13 @@ branch_labels = None
 depends_on = None
 
 COMMENT = "first reading time at max_amps"
-# PostgreSQL: one pass over the readings, each minute's greatest [amps, -microseconds into the minute] (the
-# writer's form, common.store.rollup.minute_rollup_of), joined to the minute rows it agrees with.
+# PostgreSQL: one pass over the readings, each minute's greatest [amps, -epoch of ts] (the writer's form,
+# common.store.rollup.minute_rollup_of: to_timestamp gives the time back exact), joined to the minute rows it
+# agrees with.
 MINUTES_POSTGRESQL = """
-UPDATE readings_minute m SET peak_ts = p.minute + (-p.key[2]) * interval '1 microsecond'
+UPDATE readings_minute m SET peak_ts = to_timestamp(-p.key[2])
 FROM (SELECT r.robot_id, date_trunc('minute', r.ts) AS minute, CAST(e.axis_id AS smallint) AS axis_id,
-             max(ARRAY[e.amps, -date_part('microseconds', r.ts)]) AS key
+             max(ARRAY[e.amps, -date_part('epoch', r.ts)]) AS key
       FROM readings r CROSS JOIN LATERAL unnest(r.amps) WITH ORDINALITY AS e(amps, axis_id)
       WHERE (r.axes >> CAST(e.axis_id AS integer)) & 1 = 1 AND e.amps IS NOT NULL
       GROUP BY 1, 2, 3) p
