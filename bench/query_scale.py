@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--csv", type=Path, help="fill with this controller export (the ingest command), not the fleet")
     parser.add_argument(
+        "--phrases",
+        type=lambda names: [name.strip() for name in names.split(",")],
+        help="only these phrases (their names, comma-separated; default: every one), for rounds in turn",
+    )
+    parser.add_argument(
         "--compare",
         metavar="DIR",
         type=Path,
@@ -117,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         notes = (
             f"Command: `.venv/bin/python -m bench.query_scale --commands-only --command-runs {args.command_runs} "
             f"--formats {args.formats}"
+            + (f" --phrases '{','.join(args.phrases)}'" if args.phrases else "")
             + (f" --csv {args.csv}" if args.csv else "")
             + (f" --compare {args.compare}" if args.compare else "")
             + f"`. {facts}; "
@@ -145,6 +151,7 @@ def scale_notes(args, facts: str, filled: float, load_at_start: float, plans: di
         f"Command: `.venv/bin/python -m bench.query_scale --rows {args.rows} --robots {args.robots} --runs {args.runs} "
         f"--budget {args.budget:g} --command-runs {args.command_runs}"
         + (" --phrases-only" if args.phrases_only else "")
+        + (f" --phrases '{','.join(args.phrases)}'" if args.phrases else "")
         + (f" --csv {args.csv}" if args.csv else "")
         + (f" --compare {args.compare}" if args.compare else "")
         + f"`. {facts}; "
@@ -241,7 +248,7 @@ def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
     }
     rows: list[dict] = []
     with engine.connect() as conn:
-        for phrase in PHRASES:
+        for phrase in chosen(args):
             words = phrase.name.replace("{n}", "20")
             for scope, query_args in scopes.items():
                 if args.compare:  # both trees alike: each in a fresh process of its own, one after the other
@@ -267,6 +274,16 @@ def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
             rows.append(result("dashboard history (Refresh)", f"{who or 'fleet'}, {name.strip()}", samples, parts))
             print(rows[-1], flush=True)
     return rows, plans, facts
+
+
+def chosen(args) -> list:
+    """The phrases ``--phrases`` names (all by default); a name that is none of them is an error."""
+    if not args.phrases:
+        return list(PHRASES)
+    unknown = set(args.phrases) - {p.name for p in PHRASES}
+    if unknown:
+        raise SystemExit(f"--phrases: unknown {sorted(unknown)}; known: {[p.name for p in PHRASES]}")
+    return [p for p in PHRASES if p.name in args.phrases]
 
 
 def answered(conn, words: str, query_args: QueryArgs) -> tuple[list[dict], dict]:
@@ -411,7 +428,7 @@ def commands(engine: Engine, args, timed: list[dict]) -> list[dict]:
         ):
             wall, compared = in_turn(argv, env, out, args)
             rows.append({"query": name, "scope": "", **walls(wall, compared)})
-        for phrase in PHRASES:
+        for phrase in chosen(args):
             words = phrase.name.replace("{n}", "20")
             answer = ask(conn, words, QueryArgs())
             answer_rows = list(answer.rows)  # a streamed answer is read once

@@ -50,7 +50,7 @@ from common.store.rollup import (
     floor_minute,
     hour_stats_of,
     minute_axes_of,
-    minute_stats_of,
+    minute_rollup_of,
     spanning,
     stamp_hours_of,
     stamp_stats_of,
@@ -153,7 +153,7 @@ def _fold(
         _execute_cached(conn, "minutes", spans)
         _execute_cached(conn, "stamps", spans)
     elif todo:
-        _upsert(conn, M, minute_stats_of([_within(R, "ts", todo)]), hashed=True)
+        _upsert(conn, M, minute_rollup_of([_within(R, "ts", todo)], arrays=False), hashed=True)
         _upsert(conn, S, stamp_stats_of([_within(R, "ts", todo)], axes=minute_axes_of([_within(M, "minute", todo)])))
     if passed:  # before the hours: a running hour's row takes its folded_until from the progress
         _move_progress(conn, passed)
@@ -301,7 +301,7 @@ def _span_folds() -> dict[str, tuple]:
     axes, the minute rows the first statement has just written; the hours (``_upsert_hours``) from the
     minute rows."""
     return {
-        "minutes": (M, minute_stats_of([_in_spans(R, "ts")]), True),
+        "minutes": (M, minute_rollup_of([_in_spans(R, "ts")], arrays=True), True),
         "stamps": (
             S,
             stamp_stats_of([_in_spans(readings, "ts")], axes=minute_axes_of([_in_spans(M, "minute")]), stored=readings),
@@ -376,7 +376,7 @@ def _hashed(query: Select) -> Select:
 def rebuild(conn: Connection) -> None:
     """Recompute the whole rollup from readings_fact (after a bulk load that bypassed the writers): every
     robot folded up to the minute after its newest reading."""
-    _upsert(conn, M, minute_stats_of([true()]))
+    _upsert(conn, M, minute_rollup_of([true()], arrays=conn.dialect.name == "postgresql"))
     _upsert(conn, S, stamp_stats_of([true()]))
     _upsert(conn, F, fleet_stats_of([true()]))
     newest = conn.execute(select(S.c.robot_id, func.max(S.c.minute)).group_by(S.c.robot_id)).tuples()

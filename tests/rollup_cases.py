@@ -21,7 +21,7 @@ from common.store import queries
 from common.store.rollup import (
     RUNNING_HOUR_STEP,
     floor_minute,
-    minute_stats_of,
+    minute_rollup_of,
     span_stats,
     stamp_hours_of,
     stamp_stats,
@@ -366,10 +366,28 @@ def check_downgrade_to_0003_leaves_the_whole_aggregate(engine: Engine) -> None:
         assert_rollup_is_the_aggregate_of(conn, [true()])
 
 
+def check_0015_backfills_peak_ts(engine: Engine) -> None:
+    """A rollup folded before migration 0015 (down to 0014 drops peak_ts) gets each minute's and hour's
+    peak_ts from the raw rows: the first reading time at its max_amps, as the writers fold it since."""
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0014")
+        assert "peak_ts" not in {c["name"] for c in inspect(conn).get_columns("readings_minute")}
+        command.upgrade(config, "head")
+    check_rollup_is_the_aggregate_of_the_rows(engine)
+    with engine.connect() as conn:
+        minutes = stored_rows(conn, readings_minute)
+    assert minutes and all((m["peak_ts"] is None) == (m["max_amps"] is None) for m in minutes)
+    assert all(m["minute"] <= m["peak_ts"] < m["minute"] + timedelta(minutes=1) for m in minutes if m["peak_ts"])
+
+
 def assert_rollup_is_the_aggregate_of(conn: Connection, filters: list) -> None:
     """The rollup tables, row for row, are the aggregate of the readings_fact rows ``filters`` selects
     (fleet_minute: of readings_minute's rows, compared by check_fleet_rollup_is_the_sum_of_the_robots)."""
-    for table, fresh in ((readings_minute, minute_stats_of(filters)), (reading_stamps_minute, stamp_stats_of(filters))):
+    # the minutes' peak_ts by the look-up form (arrays=False): the reference the writer's arrays are held to
+    fresh_minutes = minute_rollup_of(filters, arrays=False)
+    for table, fresh in ((readings_minute, fresh_minutes), (reading_stamps_minute, stamp_stats_of(filters))):
         keys = [c.name for c in table.primary_key]
         columns = [c["name"] for c in inspect(conn).get_columns(table.name)]  # the schema's of the revision it is at
         computed = fresh.subquery()
@@ -438,7 +456,8 @@ def hour_start_of(ts: datetime) -> datetime:
 def check_hours_are_the_sum_of_their_minutes(conn: Connection, running: dict | None = None) -> None:
     """readings_hour, row for row, is readings_minute summed per hour (here, in Python) over each robot's
     hours before the hour of its ``folded_until`` and its running hour's minutes before that row's
-    ``folded_until``; ``peak_minute`` the first minute with the hour's max; ``folded_until`` the hour's end,
+    ``folded_until``; ``peak_minute`` the first minute with the hour's max, ``peak_ts`` that minute's;
+    ``folded_until`` the hour's end,
     or the running row's."""
     folded_until = dict(conn.execute(select(rollup_progress.c.robot_id, rollup_progress.c.folded_until)).all())
     running = running_hours(conn) if running is None else running
@@ -463,9 +482,11 @@ def check_hours_are_the_sum_of_their_minutes(conn: Connection, running: dict | N
         h["min_amps"] = _min(h.get("min_amps"), r["min_amps"])
         h["max_active_amps"] = _max(h.get("max_active_amps"), r["max_active_amps"])
         if r["max_amps"] is not None and (h.get("max_amps") is None or r["max_amps"] > h["max_amps"]):
-            h["max_amps"], h["peak_minute"] = r["max_amps"], r["minute"]  # minutes come in order: the first
+            # minutes come in order: the first
+            h["max_amps"], h["peak_minute"], h["peak_ts"] = r["max_amps"], r["minute"], r["peak_ts"]
         h.setdefault("max_amps", None)
         h.setdefault("peak_minute", None)
+        h.setdefault("peak_ts", None)
     columns = [c.name for c in readings_hour.columns]
     expected = [{c: hours[k][c] for c in columns} for k in sorted(hours)]
     assert_close(stored_rows(conn, readings_hour), expected, "readings_hour")

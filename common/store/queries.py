@@ -10,7 +10,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Connection, Float, Integer, Interval, and_, cast, func, literal, select, true
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Float,
+    Integer,
+    Interval,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import array
 
 from common.store.health import data_health
@@ -146,12 +160,13 @@ def window_peaks(
 ) -> list[Row]:
     """Per robot and axis, the highest current in the range and when it first happened; highest first.
 
-    The peak, and the first minute that reached it, from the rollup (``span_stats``: whole hours, each with
-    the first minute that reached its ``max_amps``, other whole minutes, the range's partial minutes and
-    unfolded tail from the raw rows, per robot and axis, only their peak); then the time from the raw rows of
-    that one minute (of a raw part's group: its readings): the first with the peak's value, one short range
-    of the primary key (or the minute itself, where retention dropped the raw rows). A window of a minute or
-    two (the 1-minute peak) has no whole minute to take from the rollup: its rows are ranked directly."""
+    The peak, and the first row that reached it, from the rollup (``span_stats``: whole hours, each with
+    the first time it reached its ``max_amps``, other whole minutes likewise, the range's partial minutes and
+    unfolded tail from the raw rows, per robot and axis, only their peak). A rollup row's ``peak_ts`` is the
+    answer's time (migration 0015); only where a raw part holds the peak (or a minute folded before 0015) is
+    it looked up in the raw rows of that stretch: the first with the peak's value, one short range of the
+    primary key (or the minute itself, where retention dropped the raw rows). A window of a minute or two
+    (the 1-minute peak) has no whole minute to take from the rollup: its rows are ranked directly."""
     if start is not None and end is not None and end - start <= SHORT_WINDOW:
         return _ranked_peaks(conn, robot_id=robot_id, start=start, end=end)
     spans = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=("max_amps",), per_hour=False)
@@ -193,8 +208,9 @@ def window_peaks(
             first_minutes.c.axis_id,
             axes_dim.c.label,
             first_minutes.c.peak_amps,
-            # Past RAW_RETENTION_DAYS the raw rows are gone and the rollup keeps the minute only.
-            func.coalesce(first_ts, first_minutes.c.minute).label("ts"),
+            # COALESCE runs the look-up only for a row without peak_ts; past RAW_RETENTION_DAYS (before 0015)
+            # the raw rows are gone and the minute is all there is.
+            func.coalesce(first_minutes.c.peak_ts, first_ts, first_minutes.c.minute).label("ts"),
         )
         .select_from(first_minutes.join(axes_dim, on))
         .order_by(first_minutes.c.peak_amps.desc(), first_minutes.c.robot_id, first_minutes.c.axis_id)
@@ -207,7 +223,9 @@ def _first_minutes_at_peak(spans):
     ``peak_minute`` of a row that reached it, and ``until``, that row's ``peak_until``. The rows are read twice
     (their peak, then the rows at it)."""
     # materialized: only the columns used (all of them spilled the fleet's 87,000 rows to disk)
-    m = select(spans.c.robot_id, spans.c.axis_id, spans.c.max_amps, spans.c.peak_minute, spans.c.peak_until)
+    m = select(
+        spans.c.robot_id, spans.c.axis_id, spans.c.max_amps, spans.c.peak_minute, spans.c.peak_until, spans.c.peak_ts
+    )
     m = m.cte("minutes")
     peaks = (
         select(m.c.robot_id, m.c.axis_id, func.max(m.c.max_amps).label("peak_amps"))
@@ -222,36 +240,42 @@ def _first_minutes_at_peak(spans):
         .subquery()
     )
     # rows of one robot and axis never share a peak_minute (each is its own stretch of time)
-    until = (
-        select(func.max(m.c.peak_until))
-        .where(m.c.robot_id == first.c.robot_id, m.c.axis_id == first.c.axis_id, m.c.peak_minute == first.c.minute)
-        .scalar_subquery()
-    )
-    return select(first, until.label("until")).subquery()
+    at_first = and_(m.c.robot_id == first.c.robot_id, m.c.axis_id == first.c.axis_id, m.c.peak_minute == first.c.minute)
+    until = select(func.max(m.c.peak_until)).where(at_first).scalar_subquery()
+    peak_ts = select(func.max(m.c.peak_ts)).where(at_first).scalar_subquery()
+    return select(first, until.label("until"), peak_ts.label("peak_ts")).subquery()
 
 
 def _first_minutes_at_peak_pg(spans):
     """``_first_minutes_at_peak`` in one pass, on PostgreSQL: the greatest array ``[max_amps, -epoch of
-    peak_minute, epoch of peak_until]`` per robot and axis is the peak and, among the rows at it, the first
-    (arrays compare element by element; no two rows of a robot and axis share a peak_minute). Read once, the
-    fleet's 87,000 rows are neither materialized (spilled to disk at the default work_mem) nor joined back
-    to their peaks. Minutes are whole seconds, exact as doubles; a raw row's bounds are its readings' times,
-    within a microsecond (the look-up allows for it)."""
+    peak_minute, epoch of peak_until, microseconds from peak_minute to peak_ts]`` per robot and axis is the
+    peak and, among the rows at it, the first (arrays compare element by element; no two rows of a robot and
+    axis share a peak_minute). Read once, the fleet's 87,000 rows are neither materialized (spilled to disk at
+    the default work_mem) nor joined back to their peaks. Minutes are whole seconds, exact as doubles, and so
+    is an offset in microseconds inside an hour; a raw row's bounds are its readings' times, within a
+    microsecond (the look-up allows for it), and it has no peak_ts (-1 here)."""
     epoch = func.date_part("epoch", spans.c.peak_minute)
-    key = func.max(array([spans.c.max_amps, -epoch, func.date_part("epoch", spans.c.peak_until)], type_=Float))
+    offset = func.coalesce(func.date_part("epoch", spans.c.peak_ts - spans.c.peak_minute) * 1e6, -1)
+    until = func.date_part("epoch", spans.c.peak_until)
+    key = func.max(array([spans.c.max_amps, -epoch, until, func.round(offset)], type_=Float))
     keys = (
         select(spans.c.robot_id, spans.c.axis_id, key.label("key"))
         .where(spans.c.max_amps.is_not(None))  # a NULL sorts above every number in an array
         .group_by(spans.c.robot_id, spans.c.axis_id)
         .subquery()
     )
+    minute = func.to_timestamp(-keys.c.key[2], type_=UtcDateTime)
     return select(
         keys.c.robot_id,
         keys.c.axis_id,
         keys.c.key[1].label("peak_amps"),
-        func.to_timestamp(-keys.c.key[2], type_=UtcDateTime).label("minute"),
+        minute.label("minute"),
         func.to_timestamp(keys.c.key[3], type_=UtcDateTime).label("until"),
+        type_coerce(case((keys.c.key[4] >= 0, minute + _MICROSECOND * keys.c.key[4])), UtcDateTime).label("peak_ts"),
     ).subquery()
+
+
+_MICROSECOND = literal(timedelta(microseconds=1), type_=Interval())
 
 
 def _peak_bounds(t, first_minutes) -> list:

@@ -151,6 +151,11 @@ def axis_stats_columns() -> list[Column]:
     ]
 
 
+# Window peaks answer from the rollup alone with it (no look-up of the time in the raw rows), also for days whose
+# raw rows retention has dropped; NULL for a minute without a value, or folded before migration 0015 from raw
+# rows already dropped.
+PEAK_TS = "first reading time at max_amps"
+
 # The per-minute rollup of readings_fact (consumer_db.store keeps it exact, common.store.rollup reads it): history
 # queries read one row per robot, axis and minute for whole minutes instead of ~30 raw rows each.
 # ``sum_amps`` is also the sum of the non-zero values (zeros add nothing); max of the non-zero ones apart,
@@ -163,6 +168,7 @@ readings_minute = Table(
     Column("minute", UtcDateTime, primary_key=True, comment="start of the UTC minute"),
     Column("axis_id", SmallInteger, primary_key=True),
     *axis_stats_columns(),
+    Column("peak_ts", UtcDateTime, comment=PEAK_TS),
     Index(None, "minute"),  # the fleet's minute is refolded from all robots' rows of it
 )
 
@@ -228,6 +234,7 @@ readings_hour = Table(
     Column("axis_id", SmallInteger, primary_key=True),
     *axis_stats_columns(),
     Column("peak_minute", UtcDateTime, comment="first minute of the hour whose max_amps is the hour's"),
+    Column("peak_ts", UtcDateTime, comment=PEAK_TS),
     Column("folded_until", UtcDateTime, comment=HOUR_FOLDED_UNTIL),
 )
 

@@ -57,6 +57,11 @@ def test_the_migration_backfills_readings_stored_before_it(pg_url):
     pg_engine.dispose()
 
 
+def test_migration_0015_backfills_the_peaks_times(pg_engine):
+    cases.store_with_replays(pg_engine, cases.readings(12), 12, copy_min_rows=1)
+    cases.check_0015_backfills_peak_ts(pg_engine)
+
+
 def test_downgrading_to_0003_folds_the_minutes_not_folded_yet(pg_engine):
     cases.store_with_replays(pg_engine, cases.readings(12), 12, copy_min_rows=1)
     cases.check_downgrade_to_0003_leaves_the_whole_aggregate(pg_engine)

@@ -189,6 +189,11 @@ def test_a_minute_with_null_values_on_one_axis_folds_the_values_of_the_others(en
     ]
 
 
+def test_migration_0015_backfills_the_peaks_times(engine):
+    cases.store_with_replays(engine, cases.readings(4), 4)
+    cases.check_0015_backfills_peak_ts(engine)
+
+
 def test_downgrading_to_0003_folds_the_minutes_not_folded_yet(engine):
     cases.store_with_replays(engine, cases.readings(4), 4)
     cases.check_downgrade_to_0003_leaves_the_whole_aggregate(engine)
