@@ -157,10 +157,11 @@ class LoadScorer:
 
     def _floor_run(self) -> bool:
         """The run just ended read the least value this axis's sensor has read, and was broken within FLOOR_RUN
-        readings (after warm-up): a load below what the sensor resolves, not a frozen sensor. A gross drop on a
-        coarsely quantised axis reads the least step for dozens of readings in a row between the cycle's peaks;
-        a stuck sensor or a clamp there reads it without a break (flat until it ends, as any flat run)."""
-        return self._last <= self.least and self._run < FLOOR_RUN and self.count >= self.options.warmup
+        readings, once the normal level is known (the model's, or the feed's after warm-up): a load below what
+        the sensor resolves, not a frozen sensor. A gross drop on a coarsely quantised axis reads the least step
+        for dozens of readings in a row between the cycle's peaks; a stuck sensor or a clamp there reads it
+        without a break (flat until it ends, as any flat run)."""
+        return self._last <= self.least and self._run < FLOOR_RUN and self.learnt
 
     def _forget_flat_run(self) -> None:
         """A flat run has just ended: its values were a sensor's or a clamp's, not the load the joint draws now,

@@ -606,6 +606,21 @@ def test_load_on_a_quantised_axis_tells_a_gross_drop_from_a_stuck_sensor():
     assert fired_kinds(feed(stuck, [0.02] * 400, t0=6000.0)) == {("load_low", Severity.ALERT)}
 
 
+def test_load_with_a_model_tells_a_gross_drop_from_a_stuck_sensor_while_it_warms_up():
+    # Judged against the model's level, a feed still in warm-up (fewer than LOAD_WARMUP readings learnt) knows
+    # its normal level already: a gross drop that reads the least step between the peaks is the ERROR it is
+    # after warm-up, and a sensor stuck on that step, without a break, stays an ALERT.
+    model = axis_model(log_mean=log_mean(quantised_cycles(5000, seed=9)))
+    detector = load_detector(model)
+    assert not any(feed(detector, quantised_cycles(300)))
+    assert detector.scorer.count < detector.scorer.options.warmup
+    gone = feed(detector, quantised_cycles(400, seed=2, scale=0.06), t0=600.0)
+    assert ("load_low", Severity.ERROR) in fired_kinds(gone)
+    stuck = load_detector(model)
+    feed(stuck, quantised_cycles(300))
+    assert fired_kinds(feed(stuck, [0.02] * 400, t0=600.0)) == {("load_low", Severity.ALERT)}
+
+
 def test_load_ignores_zeros_and_survives_a_restart():
     detector, twin = load_detector(), load_detector()
     values = [v if i % 7 else 0.0 for i, v in enumerate(work_cycles(2000))]
