@@ -53,8 +53,8 @@ class LevelScorer:
         if not 0 < o.alert_tail < 1:
             raise ValueError(f"alert_tail must lie within (0, 1), got {o.alert_tail}")
         self._per_decade = 1.0 / (-2.0 * math.log10(o.alert_tail))  # score per decade of tail probability
-        self.short = RollingWindow(o.short)
-        self.average = RollingWindow(o.average)
+        self.short = RollingWindow(o.short, spread=False)  # their means only
+        self.average = RollingWindow(o.average, spread=False)
         self.history = RollingWindow(o.history)
         self.count = 0
         self.mean = self.var = 0.0
@@ -162,8 +162,8 @@ class LevelScorer:
 
     def load(self, state: dict[str, Any]) -> None:
         o = self.options
-        self.short = RollingWindow.from_state(o.short, state, "short")
-        self.average = RollingWindow.from_state(o.average, state, "average")
+        self.short = RollingWindow.from_state(o.short, state, "short", spread=False)
+        self.average = RollingWindow.from_state(o.average, state, "average", spread=False)
         self.history = RollingWindow.from_state(o.history, state, "history")
         self.context = deque((int(v) for v in state["context"]), maxlen=o.novelty_order)
         self.seen = {int(v) for v in state["seen"]}

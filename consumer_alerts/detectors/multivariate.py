@@ -88,9 +88,12 @@ class MultivariateDetector:
         self.gated = 0  # rows in a row above the limit
         self.mean = np.zeros(0)
         self.cov = np.zeros((0, 0))
-        self.contributions: dict[int, float] = {}
+        # What the last row judged blames: the per-axis parts of the statistic that decided, as (vector, scale):
+        # parts = vector² / scale (scale None: vector²). Turned into shares only when asked (``contributions``):
+        # only a row that fires needs them, and most rows judged do not.
+        self._blame: tuple[np.ndarray, np.ndarray | None] | None = None
         self._since_refresh = 0
-        self._cache: tuple[tuple, float, dict[int, float]] | None = None
+        self._cache: tuple[tuple, float, tuple[np.ndarray, np.ndarray | None]] | None = None
         self._basis: _Basis | None = None
 
     # -- public interface -------------------------------------------------------------------------------
@@ -103,6 +106,16 @@ class MultivariateDetector:
     @property
     def ready(self) -> bool:
         return bool(self.axes) and self.count >= self.warmup
+
+    @property
+    def contributions(self) -> dict[int, float]:
+        """Each axis's share of the statistic that decided on the last row judged (empty: none was judged)."""
+        if self._blame is None:
+            return {}
+        vector, scale = self._blame
+        parts = vector * vector if scale is None else vector * vector / scale
+        total = float(parts.sum())
+        return {a: float(v) / total for a, v in zip(self.axes, parts, strict=True)} if total > 0 else {}
 
     def learn_one(self, x: dict[int, float | None]) -> None:
         if not self.axes:
@@ -134,18 +147,21 @@ class MultivariateDetector:
             return None
         feature = self._feature(row)
         self._remember(row)
-        self.contributions = {}
+        self._blame = None
         if feature is None:
             return None
-        score = 0.0
-        if self.ready:
-            score, self.contributions = self._scored(feature)
-        self._learn(feature)
+        if not self.ready:
+            self._learn(feature)
+            return 0.0
+        score, self._blame = self._scored(feature)
+        self._learn(feature, score)
         return score
 
-    def _learn(self, feature: np.ndarray) -> None:
+    def _learn(self, feature: np.ndarray, score: float | None = None) -> None:
+        """Learn the vector, unless it is above the limit (gated; ``score``: its score, when already known)."""
         if self.ready:
-            score, _ = self._scored(feature)
+            if score is None:
+                score, _ = self._scored(feature)
             if score < 0.5:
                 self.gated = 0
             else:
@@ -157,12 +173,12 @@ class MultivariateDetector:
     def score_one(self, x: dict[int, float | None]) -> float:
         """The row's anomaly score in [0, 1] (0.5 = the ALERT limit); 0 while warming up, idle or incomplete.
         Leaves the per-axis share of the statistic that decided in ``contributions``."""
-        self.contributions = {}
+        self._blame = None
         row = self._row(x) if self.ready else None
         feature = self._feature(row) if row is not None else None
         if feature is None:
             return 0.0
-        score, self.contributions = self._scored(feature)
+        score, self._blame = self._scored(feature)
         return score
 
     def state(self) -> dict[str, Any]:
@@ -239,7 +255,7 @@ class MultivariateDetector:
             self._basis = None
         self._cache = None
 
-    def _scored(self, row: np.ndarray) -> tuple[float, dict[int, float]]:
+    def _scored(self, row: np.ndarray) -> tuple[float, tuple[np.ndarray, np.ndarray | None]]:
         key = tuple(row)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1], self._cache[2]
@@ -259,11 +275,9 @@ class MultivariateDetector:
         score = squash(-math.log10(max(p, _TINY_P)), -math.log10(self.alpha))
         # Blame: for T², how much it falls without axis j, (S⁻¹d)ⱼ² / (S⁻¹)ⱼⱼ - the part of axis j the other
         # axes do not explain (dⱼ(S⁻¹d)ⱼ spreads a single axis's excess over the axes correlated with it).
-        parts = w * w / basis.inverse_diagonal if p_t2 <= p_spe else residual * residual
-        total = float(parts.sum())
-        shares = {a: float(v) / total for a, v in zip(self.axes, parts, strict=True)} if total > 0 else {}
-        self._cache = (key, score, shares)
-        return score, shares
+        blame = (w, basis.inverse_diagonal) if p_t2 <= p_spe else (residual, None)
+        self._cache = (key, score, blame)
+        return score, blame
 
     def _decompose(self, cov: np.ndarray, count: int) -> _Basis:
         p = len(self.axes)

@@ -67,7 +67,7 @@ class ResidualDetector(ActiveSamples):
         self.model, self.stoppage_s, self.trace = model, stoppage_s, trace
         # No load short of a gross one draws this (None: a model without ``top``; every surge waits to be a spike).
         self.gross_surge = gross_high * model.top if model.top is not None else None
-        self.long = RollingWindow(model.window)
+        self.long = RollingWindow(model.window, spread=False)  # its mean only
         self.short: deque[float] = deque(maxlen=model.short)
         self.last_ts: float | None = None
         self._alert = Hold()
@@ -200,7 +200,7 @@ class ResidualDetector(ActiveSamples):
         }
 
     def load(self, state: dict[str, Any]) -> None:
-        self.long = RollingWindow.from_state(self.model.window, state, "long")
+        self.long = RollingWindow.from_state(self.model.window, state, "long", spread=False)
         self.short = deque(state["short"], maxlen=self.model.short)
         self.last_ts = state["last_ts"]
         self._alert.since = state["alert_since"]

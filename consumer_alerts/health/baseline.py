@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -168,7 +169,18 @@ class AxisBaseline:
 
 
 def cycle_shape(profile: np.ndarray) -> np.ndarray:
-    points = np.interp(np.linspace(0, len(profile) - 1, PROFILE_POINTS), np.arange(len(profile)), profile)
+    at, positions = _grid(len(profile))
+    points = np.interp(at, positions, profile)
     points = points - points.mean()  # centred: two positive profiles always look alike, their wiggles do not
     norm = np.linalg.norm(points)
     return points / norm if norm > 0 else points
+
+
+@lru_cache(maxsize=1024)
+def _grid(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where a profile of ``length`` readings is resampled, and its readings' positions: the same for every
+    cycle of that length, so made once (making them cost more than the resampling, on every cycle the
+    alert engine's cycle detector closes)."""
+    at, positions = np.linspace(0, length - 1, PROFILE_POINTS), np.arange(length)
+    at.flags.writeable = positions.flags.writeable = False  # shared by every call: nobody may change them
+    return at, positions
