@@ -86,9 +86,15 @@ def test_a_node_killed_mid_stream_loses_and_duplicates_nothing(kafka_cluster, pg
     try:
         # The sink creates the topics with the settings' replication.
         poll(lambda: stored(engine)[0] == 0, "the sink's tables", services=(sink,))
+        # A broker can list the new topic's partitions before it holds the topic's configs (KRaft metadata
+        # reaches the brokers one by one): wait for both (a config that never comes fails the wait).
         partitions, min_in_sync = poll(
-            lambda: (found := asyncio.run(describe(settings, settings.readings_topic)))[0] and found,
-            "the readings topic",
+            lambda: (
+                (found := asyncio.run(describe(settings, settings.readings_topic)))[0]
+                and found[1] is not None
+                and found
+            ),
+            "the readings topic and its min.insync.replicas",
             every=0.5,
             services=(sink,),
         )
