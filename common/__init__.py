@@ -1,2 +1,2 @@
-"""Shared building blocks of the axiswatch services: settings, service runner and errors at the top;
-messaging in ``wire``, CSV parsing in ``csvio``, the database in ``store``."""
+"""Shared building blocks of the axiswatch services: settings, shared defaults, service runner and errors at
+the top; messaging in ``wire``, CSV parsing in ``csvio``, the database in ``store``."""

@@ -14,12 +14,10 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The shared defaults live in common.defaults (no pydantic there); named here too, where most modules look.
+from common.defaults import DEFAULT_AXES, TICK_SECONDS
+from common.defaults import GAP_THRESHOLD_S as GAP_THRESHOLD_S
 from common.wire.schemas import DEFAULT_POLICY, MAX_AXIS, ReadingPolicy
-
-DEFAULT_AXES = tuple(range(1, 15))
-# The defaults several signatures share, each declared once.
-TICK_SECONDS = 2.0  # seconds between two readings of one robot
-GAP_THRESHOLD_S = 10.0  # data health: a longer step between two readings is a gap
 
 
 def parse_axes(value: object) -> list[int]:

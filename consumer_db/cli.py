@@ -1,7 +1,8 @@
 """``python -m consumer_db [run|migrate|ingest|query|export] ...``; without a command it runs the sink.
 
-Only the standard library at the top: ``--help`` and a wrong argument answer before pydantic, SQLAlchemy or
-Kafka's client are loaded, and each command loads what it uses (consumer_db.commands).
+Only the standard library at the top: ``--help``, a wrong argument, ``query --list`` and a misspelt phrase
+answer before pydantic, SQLAlchemy or Kafka's client are loaded, and each command loads what it uses
+(consumer_db.commands).
 """
 
 from __future__ import annotations
@@ -156,6 +157,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def phrase_told(args: argparse.Namespace) -> int | None:
+    """``query --list``, no phrase or a misspelt one: answered here, before the settings (pydantic) and the
+    logging (asyncio) load, at once whether the database is up or not; None for a phrase to ask."""
+    from consumer_db.phrases import UnknownPhrase, find, known_phrases
+
+    try:
+        if args.list or not args.phrase:
+            print(known_phrases())
+            return 0 if args.list else 2
+        find(args.phrase)
+    except UnknownPhrase as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # stdout closed early (``| head``): one line, as the other commands say it
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     # Start-up makes objects that live until the exit (modules, classes, the settings): no collection during
     # it could free any, yet each walks them all (~0.03 s of a query's CPU). execute() freezes them, then
@@ -169,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args([*argv, "run"])
         if getattr(args, "start", None) and getattr(args, "end", None) and args.start > args.end:
             parser.error(f"--start {args.start.isoformat()} is after --end {args.end.isoformat()}")
+        if args.command == "query" and (told := phrase_told(args)) is not None:
+            return told
         from consumer_db.commands import COMMANDS, execute  # after parsing: see the module's docstring
 
         return execute(COMMANDS[args.command], args)

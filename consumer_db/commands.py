@@ -2,8 +2,8 @@
 
 Imported here: what every command needs (the settings, logging). Each command imports the rest itself, when
 it runs: SQLAlchemy once it connects, the sink's Kafka client, metrics server and event loop, alembic, the CSV
-parser, the XLSX writer. A query then starts without them, and ``query --list`` or a misspelt phrase without
-SQLAlchemy too (tests/unit/test_phrases.py checks it in a fresh interpreter).
+parser, the XLSX writer. A query then starts without them; ``query --list`` and a misspelt phrase do not come
+here at all (consumer_db.cli; tests/unit/test_phrases.py checks what each loads in a fresh interpreter).
 """
 
 from __future__ import annotations
@@ -180,12 +180,9 @@ def ingest(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
 
 def query(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
     from consumer_db.output import write
-    from consumer_db.phrases import QueryArgs, ask, find, known_phrases
+    from consumer_db.phrases import QueryArgs, ask
 
-    if args.list or not args.phrase:
-        print(known_phrases())
-        return 0 if args.list else 2
-    find(args.phrase)  # a misspelt phrase is told before connecting: at once, whether the database is up or not
+    # --list and a misspelt phrase were answered already (consumer_db.cli.phrase_told)
     qargs = QueryArgs(
         robot_id=args.robot_id,
         start=args.start,

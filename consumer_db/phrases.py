@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from common.defaults import GAP_THRESHOLD_S, TICK_SECONDS
 from common.errors import AxiswatchError
-from common.settings import GAP_THRESHOLD_S, TICK_SECONDS
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection

@@ -1,0 +1,6 @@
+"""The defaults several modules share, each declared once. Only plain values, no library: a command that
+only checks its arguments or lists its phrases loads this module, not pydantic (common.settings)."""
+
+DEFAULT_AXES = tuple(range(1, 15))
+TICK_SECONDS = 2.0  # seconds between two readings of one robot
+GAP_THRESHOLD_S = 10.0  # data health: a longer step between two readings is a gap
