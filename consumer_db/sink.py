@@ -94,9 +94,9 @@ class Sink:
         """Decode the messages, build their rows under the schema lock and their COPY text; no transaction
         yet, so the service does this for the next batch while the previous one's transaction runs."""
         batch = decode(messages, self.topics, self.policy)
-        self._admit(batch)
+        robots = self._admit(batch)
         try:
-            axes = self.lock.for_robots({reading.robot_id for reading, _ in batch.readings})
+            axes = self.lock.for_robots(robots)
         except CONTENT_ERRORS as exc:
             return Prepared(messages, batch, [], 0, refused=exc)  # raised by store, which then goes one by one
         rows: list[tuple] = []
@@ -117,16 +117,20 @@ class Sink:
         copy = wide_copy_text(rows) if uses_copy(self.engine.dialect.name, new.count, self.copy_min_rows) else None
         return Prepared(messages, batch, rows, accepted, new, copy)
 
-    def _admit(self, batch: Batch) -> None:
-        """Readings of robots the roster has no room for become rejected records, before axes_dim grows."""
-        admitted = []
-        for reading, message in batch.readings:
-            refused = self.roster.admit(reading.robot_id)
-            if refused:
-                batch.rejected.append(rejected_row(message, refused, robot_id=reading.robot_id))
-            else:
-                admitted.append((reading, message))
-        batch.readings = admitted
+    def _admit(self, batch: Batch) -> list[str]:
+        """The batch's robots the roster takes on, each asked once, in the order they first come; readings
+        of robots it has no room for become rejected records, before axes_dim grows."""
+        robots = dict.fromkeys(reading.robot_id for reading, _ in batch.readings)
+        refused = {robot_id: reason for robot_id in robots if (reason := self.roster.admit(robot_id))}
+        if refused:
+            admitted = []
+            for reading, message in batch.readings:
+                if reading.robot_id in refused:
+                    batch.rejected.append(rejected_row(message, refused[reading.robot_id], robot_id=reading.robot_id))
+                else:
+                    admitted.append((reading, message))
+            batch.readings = admitted
+        return [robot_id for robot_id in robots if robot_id not in refused]
 
     def store(self, prepared: Prepared, turn: Turn | None = None) -> WriteReport:
         """Store the batch in one transaction, in its ``turn`` (see consumer_db.turns). If the database

@@ -12,13 +12,16 @@ import zlib
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 TopicPartition = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
+    """One message as fetched. A named tuple, not a frozen dataclass: one is made for every message a service
+    reads, and a tuple is made in a third of the time (a frozen dataclass sets each field through
+    ``object.__setattr__``)."""
+
     topic: str
     partition: int
     offset: int

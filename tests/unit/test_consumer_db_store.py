@@ -272,6 +272,45 @@ def test_the_sink_prepares_each_reading_as_its_long_rows_gathered_and_stores_the
     assert sorted(stored) == sorted(row for rows in long for row in rows)
 
 
+def test_the_sink_takes_on_robots_in_the_order_they_first_come_and_refuses_every_reading_of_one_past_the_cap(
+    engine,
+):
+    """The roster is asked once a robot a batch, in the order the robots first come: with room for two, the
+    third robot's readings, wherever they sit in the batch, are all rejected records with the reason, before
+    axes_dim grows; the other two are stored."""
+    from common.store.tables import axes_dim
+    from common.wire.schemas import ReadingPolicy
+    from consumer_db.sink import Sink
+
+    policy = ReadingPolicy(max_robots=2)
+    sink = Sink(engine, AxisLock(engine, [1, 2]), TOPICS, policy=policy)
+    robots = ["b", "c", "b", "a", "c", "a", "a"]
+    messages = [
+        Message(
+            "readings",
+            0,
+            i,
+            r.encode(),
+            Reading(robot_id=r, ts=T0 + timedelta(seconds=i), currents={1: 1.0}).to_bytes(),
+        )
+        for i, r in enumerate(robots)
+    ]
+    report = sink.write(messages)
+    assert sink.roster.known == {"b", "c"}
+    assert (report.readings, report.rejected) == (4, 3)
+    with engine.connect() as conn:
+        rejected = conn.execute(
+            select(rejected_readings.c.line, rejected_readings.c.robot_id, rejected_readings.c.reason)
+        ).all()
+        stored = conn.execute(select(readings_fact.c.robot_id).distinct()).scalars().all()
+    assert sorted(line for line, _, _ in rejected) == [3, 5, 6]
+    assert {robot for _, robot, _ in rejected} == {"a"}
+    assert all("MAX_ROBOTS" in reason for _, _, reason in rejected)
+    assert sorted(stored) == ["b", "c"]
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(axes_dim.c.robot_id).distinct()).scalars()) == ["b", "c"]
+
+
 def test_a_blocks_plain_decimals_go_to_copy_as_the_file_wrote_them_odd_ones_as_floats():
     """``wide_block_text`` with the cells ``float`` read: plain decimals as they are (no formatting again),
     any other form ``float`` takes (exponent, spaces, underscores, a sign, too long) as the floats' repr."""
