@@ -51,6 +51,7 @@ from common.store.rollup import (
     hour_stats_of,
     minute_axes_of,
     minute_rollup_of,
+    readings_minute_rollup_of,
     spanning,
     stamp_hours_of,
     stamp_stats_of,
@@ -297,11 +298,12 @@ def _span_params(ranges: Iterable[tuple[str, datetime, datetime]]) -> dict[str, 
 
 def _span_folds() -> dict[str, tuple]:
     """PostgreSQL's folds of the ``SPANS`` ranges, as ``_upsert`` builds them: ``(table, query, hashed)``. The
-    minutes from readings_fact, their stamps from ``readings`` (one row per reading) and, for the masks of
+    minutes from ``readings``' arrays (``readings_minute_rollup_of``: the rows of readings_fact, each reading's
+    minute and time computed once), their stamps from ``readings`` (one row per reading) and, for the masks of
     axes, the minute rows the first statement has just written; the hours (``_upsert_hours``) from the
     minute rows."""
     return {
-        "minutes": (M, minute_rollup_of([_in_spans(R, "ts")], arrays=True), True),
+        "minutes": (M, readings_minute_rollup_of([_in_spans(readings, "ts")]), True),
         "stamps": (
             S,
             stamp_stats_of([_in_spans(readings, "ts")], axes=minute_axes_of([_in_spans(M, "minute")]), stored=readings),

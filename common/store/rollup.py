@@ -134,6 +134,48 @@ def minute_rollup_of(filters: Iterable, *, arrays: bool) -> Select:
     return select(rows, first_at_peak.label("peak_ts"))
 
 
+def readings_minute_rollup_of(filters: Iterable) -> Select:
+    """PostgreSQL: ``minute_rollup_of(arrays=True)``'s rows from ``readings``' rows of ``filters`` (the writers'
+    fold), each reading's array unnested here with the bit test of ``readings_minute_stats_of``.
+
+    A reading's minute and the epoch of its time are computed once per reading, in a subquery the planner keeps
+    as it is (``OFFSET 0``), then carried to its ~14 elements: through the view each was computed per element
+    and grouped on, ~20 % of the fold (docs/benchmarks.md, section 1)."""
+    reading = (
+        select(
+            readings.c.robot_id,
+            minute_start(readings.c.ts).label("minute"),
+            (-func.date_part("epoch", readings.c.ts)).label("neg_epoch"),
+            readings.c.axes,
+            readings.c.amps,
+        )
+        .where(*filters)
+        .offset(0)
+        .subquery("reading")
+    )
+    element = (
+        func.unnest(reading.c.amps)
+        .table_valued(column("amps", Float), with_ordinality="axis_id")
+        .render_derived(name="element")
+    )
+    bit = reading.c.axes.op(">>", return_type=BigInteger)(cast(element.c.axis_id, Integer))
+    amps = element.c.amps
+    aggregates = _element_aggregates(amps)
+    peak = func.max(case((amps.is_not(None), array([amps, reading.c.neg_epoch], type_=Float))))
+    return (
+        select(
+            reading.c.robot_id,
+            reading.c.minute,
+            cast(element.c.axis_id, SmallInteger).label("axis_id"),
+            *(aggregates[name].label(name) for name in STATS),
+            func.to_timestamp(-peak[2], type_=UtcDateTime).label("peak_ts"),
+        )
+        .select_from(reading.join(element, true()))
+        .where(bit.op("&", return_type=BigInteger)(1) != 0)
+        .group_by(reading.c.robot_id, reading.c.minute, element.c.axis_id)
+    )
+
+
 def stored_readings(conn: Connection):
     """The table a reader's raw conditions name (``robot_id``, ``ts``): on PostgreSQL ``readings``, one row per
     reading, aggregated by ``raw_minute_stats`` / ``raw_stamp_stats`` without the readings_fact view; on SQLite

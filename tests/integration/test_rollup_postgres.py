@@ -361,3 +361,42 @@ def test_one_write_of_late_and_new_minutes_over_midnight_folds_the_exact_rollup(
         assert insert_readings(conn, second, copy_min_rows=1) == 0
         assert conn.execute(text("SELECT * FROM readings_minute ORDER BY 1, 2, 3")).all() == before
     cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+
+
+def test_the_writers_minute_fold_from_the_arrays_is_the_views_to_the_bit(pg_engine):
+    """The fold's minute rows from ``readings``' arrays (a reading's minute and time computed once per reading)
+    are exactly those of the same aggregates over the readings_fact view (the fold before), floats compared with
+    ``==``: over readings with NULLs, zeros, a tie at the peak, a bit of ``axes`` unset under a value (no row: the
+    view leaves it out), a bit set past the array's end (no row either) and arrays of other lengths."""
+    from common.store.rollup import minute_rollup_of, readings_minute_rollup_of
+    from consumer_db.rollup_writer import _hashed
+
+    start = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    rng = random.Random(23)
+    rows = []
+    for k in range(400):
+        width = rng.choice([3, 5, 5, 5])
+        amps = [rng.choice([None, 0.0, round(rng.uniform(-2, 9), 3)]) for _ in range(width)]
+        axes = sum(1 << axis for axis in range(1, width + 1) if rng.random() > 0.1) | rng.choice([0, 1 << 7])
+        rows.append(("R1" if k % 3 else "R2", start + timedelta(seconds=1.7 * k), axes, amps))
+    rows.append(("R1", start + timedelta(seconds=1.7 * 3 + 0.25), 0b1110, [9.5, 9.5, 9.5]))  # ties at the peak
+    rows.append(("R1", start + timedelta(seconds=1.7 * 6 + 0.25), 0b1110, [9.5, 9.5, 9.5]))
+    rows.sort(key=lambda row: row[1])  # stored in time order, as the writers store them: sums added alike
+    with pg_engine.begin() as conn:
+        conn.execute(
+            text("SELECT ensure_readings_partitions(CAST(:ts AS timestamptz), CAST(:ts AS timestamptz))"), {"ts": start}
+        )
+        conn.execute(
+            text("INSERT INTO readings (robot_id, ts, axes, amps) VALUES (:robot, :ts, :axes, :amps)"),
+            [{"robot": r, "ts": ts, "axes": axes, "amps": amps} for r, ts, axes, amps in rows],
+        )
+    with pg_engine.connect() as conn:
+        # computed as the writer folds them (rollup_writer._hashed): grouped by hashing, each group's currents
+        # added in the order they are read
+        conn.exec_driver_sql("SET enable_sort = off")
+        got = []
+        for query in (minute_rollup_of([true()], arrays=True), readings_minute_rollup_of([true()])):
+            fold = _hashed(query).subquery()
+            got.append(conn.execute(select(fold).order_by(fold.c.robot_id, fold.c.minute, fold.c.axis_id)).all())
+    assert len(got[0]) > 20 and any(r.peak_ts is None for r in got[0])
+    assert got[1] == got[0]
