@@ -3,8 +3,10 @@
 One event at a time per key (no storms): while an event is open, more findings only update it. The
 event closes once the rule has been quiet for ``holdoff_s`` - counted from the first *observed* quiet
 reading (an idle row says nothing about the joint, so it never starts the count, but time goes on while
-the robot idles after that). ``closed_at`` is when the condition cleared, so the duration is how long the
-trouble lasted, not how long the hold-off was.
+the robot idles after that), or from the start of a rest right after the rule's last finding when the
+first judged reading after the rest is quiet (an overload that stops because the robot stops). A rest
+alone closes nothing: a fault still there at the next work keeps its event. ``closed_at`` is when the
+condition cleared, so the duration is how long the trouble lasted, not how long the hold-off was.
 
 Every change publishes the whole event again under the same deterministic ``event_id`` (robot, axis,
 detector, opened_at): on open, on escalation, when the peak grows by more than ``PEAK_STEP``, on close.
