@@ -109,7 +109,6 @@ class EngineConfig:
     multivariate_halflife_rows: float = _default("multivariate_halflife_rows")
     multivariate_alpha: float = _default("multivariate_alpha")
     multivariate_window: int = _default("multivariate_window")
-    multivariate_error_score: float = _default("multivariate_error_score")
     multivariate_stride: int = _default("multivariate_stride")
     model_learn_readings: int = _default("model_learn_readings")
     model_relearn_s: float = _default("model_relearn_s")
@@ -158,6 +157,7 @@ class RobotState:
     learner: ModelLearner | None = None  # the robot's model, learned or watched (None: fixed, or no residual)
     release_at: float | None = None  # a change being timed went away: what is held is raised then, if it stays away
     held_since: float | None = None  # when the oldest ALERT still held was held
+    resting: bool = False  # the reading being judged is idle: the lifecycles count it as rest
 
     def holding(self) -> bool:
         return self.learner is not None and (self.learner.pending or self.release_at is not None)
@@ -226,7 +226,7 @@ class DetectorEngine:
         robot.last_ts = ts
         c = self.config
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
-        idle = idle and c.idle_rule
+        idle = robot.resting = idle and c.idle_rule
         out: list[Alert] = []
         if not idle:
             if robot.last_active is not None and (reading.ts - robot.last_active).total_seconds() > max(
@@ -324,6 +324,8 @@ class DetectorEngine:
                     continue
                 if finding is not None and finding.axis is not None:
                     finding = self._blame_flat(robot, lives, finding, reading.currents)
+                    if getattr(detector, "sized_by_axis", False) and finding.axis in axes:  # the one rule
+                        finding = self._sized(axes[finding.axis], finding, repeat=not fresh.get(finding.axis, True))
                 repeat = finding is not None and self._on_repeat(lives, finding, fresh)
                 if repeat and finding.severity is Severity.ERROR:
                     finding = replace(finding, severity=Severity.ALERT, threshold=ALERT_SCORE)  # as for an axis
@@ -423,7 +425,7 @@ class DetectorEngine:
     ) -> None:
         life.holdoff_s = max(self.config.holdoff_s, self.config.holdoff_readings * robot.interval.seconds)
         opened = life.event is None
-        alert = life.step(when, finding, observed)
+        alert = life.step(when, finding, observed, robot.resting)
         if alert is not None:
             out.append(alert)
             state.raised = state.raised or (opened and life.event is not None)

@@ -91,7 +91,7 @@ def _event(event: OpenEvent) -> dict[str, Any]:
 def _open_event(raw: dict[str, Any]) -> OpenEvent:
     times = {
         k: datetime.fromisoformat(raw[k])
-        for k in ("opened_at", "clear_since", "acknowledged_at", "fired_until")
+        for k in ("opened_at", "clear_since", "acknowledged_at", "fired_until", "rest_since")
         if raw.get(k)
     }
     return OpenEvent(**{**raw, **times, "severity": Severity(raw["severity"])})

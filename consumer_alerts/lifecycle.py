@@ -3,8 +3,10 @@
 One event at a time per key (no storms): while an event is open, more findings only update it. The
 event closes once the rule has been quiet for ``holdoff_s`` - counted from the first *observed* quiet
 reading (an idle row says nothing about the joint, so it never starts the count, but time goes on while
-the robot idles after that). ``closed_at`` is when the condition cleared, so the duration is how long the
-trouble lasted, not how long the hold-off was.
+the robot idles after that), or from the start of a rest right after the rule's last finding when the
+first judged reading after the rest is quiet (an overload that stops because the robot stops). A rest
+alone closes nothing: a fault still there at the next work keeps its event. ``closed_at`` is when the
+condition cleared, so the duration is how long the trouble lasted, not how long the hold-off was.
 
 Every change publishes the whole event again under the same deterministic ``event_id`` (robot, axis,
 detector, opened_at): on open, on escalation, when the peak grows by more than ``PEAK_STEP``, on close.
@@ -42,6 +44,9 @@ class OpenEvent:
     # An event raised from a held ALERT (the engine's ``_release``): the last reading its rule fired on while held.
     # If it closes without firing again, the condition cleared then, not at the release: its ``closed_at``.
     fired_until: datetime | None = None
+    # The robot went to rest right after its rule last fired: the first idle row. A rest is no evidence either
+    # way, so it closes nothing itself; but if the next judged row is quiet, the quiet began here.
+    rest_since: datetime | None = None
 
 
 class OpenCount:
@@ -87,8 +92,9 @@ class Lifecycle:
         state.setdefault("count", None)
         self.__dict__.update(state)
 
-    def step(self, ts: datetime, finding: Finding | None, observed: bool) -> Alert | None:
-        """Feed one reading's outcome; return the event to publish when it changed."""
+    def step(self, ts: datetime, finding: Finding | None, observed: bool, resting: bool = False) -> Alert | None:
+        """Feed one reading's outcome; return the event to publish when it changed. ``resting``: the robot is
+        at rest (an idle row), which counts towards the hold-off once the next judged row is quiet."""
         event = self.event
         if event is not None and ts < event.opened_at:
             return None  # re-read after a restart: older than the event, says nothing about it
@@ -107,14 +113,17 @@ class Lifecycle:
             return self._fired(event, finding)
         if event is None:
             return None
-        if observed and event.clear_since is None:
-            event.clear_since = ts
+        if event.clear_since is None:
+            if observed:
+                event.clear_since = ts if event.rest_since is None else event.rest_since
+            elif resting and event.rest_since is None:
+                event.rest_since = ts
         if event.clear_since is not None and (ts - event.clear_since).total_seconds() >= self.holdoff_s:
             return self.close(event.clear_since if event.fired_until is None else event.fired_until)
         return None
 
     def _fired(self, event: OpenEvent, finding: Finding) -> Alert | None:
-        event.clear_since = event.fired_until = None
+        event.clear_since = event.fired_until = event.rest_since = None
         changed = False
         if finding.severity is Severity.ERROR and event.severity is Severity.ALERT:
             event.severity, event.threshold, event.score = Severity.ERROR, finding.threshold, finding.score

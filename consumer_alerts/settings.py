@@ -140,9 +140,6 @@ class AlertsSettings(CommonSettings):
         description="Active readings between two the cross-axis detector judges and learns (the window's mean "
         "moves little in between; every reading still enters the window).",
     )
-    multivariate_error_score: float = Field(
-        0.8, ge=0.5, le=1, description="Cross-axis score at or above which its event is an ERROR (0.5: ALERT)."
-    )
     z_window: int = Field(500, ge=10, description="Active samples per axis in the z-score baseline.")
     z_min_samples: int = Field(100, ge=2, description="Active samples the baseline needs before the z-score can fire.")
     z_test_samples: int = Field(

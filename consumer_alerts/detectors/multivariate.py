@@ -339,14 +339,16 @@ class MultivariateRobotDetector:
     """The detector as a robot detector of the engine (registry's ``ROBOT_DETECTORS``): per reading, score
     against what was learned before, then learn. One event at a time per robot, filed under the axis that
     explains most of the statistic on the row that opened it (``suspect``; its ``value`` is that axis's
-    current)."""
+    current). Its findings are ALERTs that the engine sizes (``sized_by_axis``) by the one severity rule on
+    that axis's level, as the per-axis detectors' are: the statistic says *that* the axes' relation broke, not
+    how gross the change is (a score of 0.8, its ERROR before, came with loads 1.5 times normal)."""
 
     name = "multivariate"
     kinds = ("multivariate",)
+    sized_by_axis = True
 
-    def __init__(self, detector: MultivariateDetector, *, error_score: float) -> None:
+    def __init__(self, detector: MultivariateDetector) -> None:
         self.detector = detector
-        self.error_score = error_score
         self.observed = False
         self.normalized = 0.0
         self.suspect: int | None = None
@@ -362,9 +364,8 @@ class MultivariateRobotDetector:
         if score < 0.5:
             return None
         shares = self.detector.contributions
-        severity, threshold = (Severity.ERROR, self.error_score) if score >= self.error_score else (Severity.ALERT, 0.5)
         self.suspect = max(shares, key=shares.get)
-        return Finding(severity, float(currents[self.suspect]), score, threshold, axis=self.suspect)
+        return Finding(Severity.ALERT, float(currents[self.suspect]), score, 0.5, axis=self.suspect)
 
     def forget_flat(self) -> None:
         """A stuck sensor whose repeats raised this detector's event reads live values again: the window, full

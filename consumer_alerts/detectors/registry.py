@@ -137,7 +137,7 @@ def _multivariate(ctx: RobotContext) -> RobotDetector:
         window=c.multivariate_window,
         stride=c.multivariate_stride,
     )
-    return MultivariateRobotDetector(detector, error_score=c.multivariate_error_score)
+    return MultivariateRobotDetector(detector)
 
 
 AXIS_DETECTORS: dict[str, Callable[[AxisContext], Detector | None]] = {

@@ -54,6 +54,31 @@ def test_idle_readings_do_not_start_the_holdoff_but_time_runs_after_a_quiet_one(
     assert life.step(at(600), None, False).closed_at == at(502)  # the robot idles, the hold-off runs out
 
 
+def test_a_rest_right_after_the_last_finding_counts_once_a_judged_row_is_quiet():
+    # the robot stops with the overload (the rule fired up to its last working row): the rest is when the trouble
+    # ended if the first working row after it is quiet; the event closes as of the rest's start
+    life = Lifecycle("r1", 2, "residual", holdoff_s=60.0)
+    life.step(at(0), ALERT, True)
+    assert life.step(at(2), None, False, resting=True) is None
+    assert life.step(at(400), None, False, resting=True) is None  # a rest alone closes nothing
+    assert life.step(at(402), None, True).closed_at == at(2)
+    # a short rest counts towards the hold-off the working rows after it finish
+    life.step(at(500), ALERT, True)
+    life.step(at(502), None, False, resting=True)
+    assert life.step(at(530), None, True) is None
+    assert life.step(at(562), None, True).closed_at == at(502)
+
+
+def test_a_finding_after_a_rest_keeps_the_same_event():
+    # a fault that goes on through a rest is one event, however long the rest (up to a stoppage)
+    life = Lifecycle("r1", 2, "residual", holdoff_s=60.0)
+    opened = life.step(at(0), ALERT, True)
+    life.step(at(2), None, False, resting=True)
+    assert life.step(at(400), ALERT, True) is None and life.event.opened_at == opened.opened_at
+    assert life.step(at(402), None, True) is None
+    assert life.step(at(462), None, True).closed_at == at(402)
+
+
 def test_peak_growth_is_republished_only_in_steps():
     life = Lifecycle("r1", 2, "residual", holdoff_s=60.0)
     life.step(at(0), Finding(Severity.ALERT, 10.0, 0.3, 0.2), True)

@@ -238,6 +238,26 @@ def test_a_stuck_axis_it_blames_is_a_maintenance_alert_never_an_error():
     alerts = [a for a in _engine_alerts(rows) if a.detector == "multivariate"]
     assert alerts and {a.axis for a in alerts} == {3}
     assert {a.severity for a in alerts} == {Severity.ALERT}
-    # the same excess drawn (values that vary) is an ERROR
+    # the same excess drawn (values that vary) is an ERROR: a gross level, by the one rule (the load's window)
     varying = robot_rows(12000, seed=4, extra=lambda i, row: {3: 60.0 + (i % 7) * 0.1} if 9000 <= i < 9600 else {})
-    assert Severity.ERROR in {a.severity for a in _engine_alerts(varying) if a.detector == "multivariate"}
+    engine = DetectorEngine(EngineConfig(detectors=("load", "multivariate")))
+    raised = [a for r in _readings(varying) for a in engine.process(r) if a.detector == "multivariate"]
+    assert Severity.ERROR in {a.severity for a in raised}
+
+
+@pytest.mark.parametrize(
+    ("factor", "expected"),
+    [(1.4, Severity.ALERT), (3.0, Severity.ERROR), (0.5, Severity.ALERT), (0.1, Severity.ERROR)],
+)
+def test_its_severity_is_the_one_rule_on_the_blamed_axis_level(factor, expected):
+    # axis 3 alone draws ``factor`` times its load (values that vary, not a stuck sensor): an ERROR only for a
+    # gross change of its level (load doubled or more, 80 % of it gone), as for the per-axis detectors,
+    # whatever the cross-axis score says
+    def extra(i, row):
+        return {3: round(row[3] * factor, 4)} if 9000 <= i < 9600 and row[3] else {}
+
+    engine = DetectorEngine(EngineConfig(detectors=("load", "multivariate")))
+    alerts = [a for r in _readings(robot_rows(12000, seed=4, extra=extra)) for a in engine.process(r)]
+    raised = [a for a in alerts if a.detector == "multivariate" and a.axis == 3]
+    assert raised
+    assert max((a.severity for a in raised), key=[Severity.ALERT, Severity.ERROR].index) is expected
