@@ -49,9 +49,6 @@ MODEL_EVENT = "model"  # the kind of the event that says a robot's model is bein
 # Detectors whose ALERTs wait while a broad change is timed: a new program moves their levels (the residual's
 # model and the load's normal level are the old program's), and they learn it again once it is confirmed.
 HELD_DETECTORS = ("residual", "load")
-# Detectors that learnt an axis's normal level themselves: at a re-learn they learn it again on the axes the
-# change moved (the old program's level would raise the new one's for hours: 2 tuning seeds' storms).
-RENEWED_WHERE_MOVED = ("load", "level")
 # The share of MODEL_RELEARN_S held ALERTs still wait after a change being timed goes away: near the limit the
 # running means dip under it and come back within minutes, and releasing at every dip let bursts of the new
 # program's ALERTs out (tuning seeds: most of the events after a program change).
@@ -457,23 +454,18 @@ class DetectorEngine:
         residual ALERTs were the new program's). The held load ALERTs are the new program's too when they are
         on two axes or more: dropped, and the load detectors learn the new level afresh; else the
         load detectors saw no program (one axis's fault, with the others' swings, can last as long) and what
-        they held is raised. Either way the axes the change moved, and that hold nothing, learn their normal
-        level again (``RENEWED_WHERE_MOVED``)."""
+        they held is raised."""
         from consumer_alerts.learning import CHANGED
 
         model = robot.learner.model
-        moved = robot.learner.moved if what == CHANGED else set()
-        load_moved = what == CHANGED and self._load_moved(robot)
-        renewed = [name for name in RENEWED_WHERE_MOVED if name in self.config.detectors] if what == CHANGED else []
+        relearn_load = what == CHANGED and "load" in self.config.detectors and self._load_moved(robot)
         for axis, state in robot.axes.items():
             if axis == 0:
                 continue
             axis_model = model.axes.get(axis) if model is not None else None
             self._renew(robot_id, axis, state, "residual", axis_model, when, out)
-            for name in renewed:
-                # an axis's held ALERT may be a fault's that the change hid: it is raised below, on what it knew
-                if (name == "load" and load_moved) or (axis in moved and not state.held):
-                    self._renew(robot_id, axis, state, name, None, when, out)
+            if relearn_load:
+                self._renew(robot_id, axis, state, "load", None, when, out)
         if what == CHANGED:
             self._release(robot, out)  # what is left held: load ALERTs on too few axes to be a program
         life = next(life for life in self.axis_state(robot_id, 0).lifecycles if life.detector == MODEL_EVENT)

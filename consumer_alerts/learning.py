@@ -70,7 +70,6 @@ class ModelLearner:
         self.share = 0.0  # of the watched axes off by ``relearn_shift`` or more, at the last watch
         self._skip = 0
         self.changes = 0  # re-learns so far
-        self.moved: set[int] = set()  # the axes off the model's means when the last change was confirmed
         self.fired: dict[int, float] = {}  # per watched axis, when a detector of the old levels last fired on it
         self._start_collecting()
         if model is not None:
@@ -173,7 +172,6 @@ class ModelLearner:
         self._reset_watch()
         if not confirmed:
             return ""
-        self.moved = self._off(recent)
         self.model, self.model_json, self.baseline, self.level = None, None, {}, {}
         self.fired = {}
         self.changes += 1
@@ -185,16 +183,12 @@ class ModelLearner:
 
     def _share(self, means: dict[int, float]) -> float:
         """The share of the watched axes whose ``means`` are off the model's by ``relearn_shift`` or more."""
-        return len(self._off(means)) / len(self.baseline)
-
-    def _off(self, means: dict[int, float]) -> set[int]:
-        """The watched axes whose ``means`` are off the model's by ``relearn_shift`` or more."""
-        off = set()
+        off = 0
         for axis, base in self.baseline.items():
             mean = means.get(axis)
             if mean is not None and (mean <= 0 or abs(math.log(mean / base)) >= self.relearn_shift):
-                off.add(axis)
-        return off
+                off += 1
+        return off / len(self.baseline)
 
     def _reset_watch(self) -> None:
         self.shifted_since = None

@@ -258,18 +258,3 @@ def test_a_second_axis_raised_while_one_is_waits_for_the_watch_and_is_raised_wit
     assert (second_at - second_opened).total_seconds() >= 300  # the second waited, and kept its start
     assert fault[0].ts <= second_opened < back[0].ts
     assert learner(engine).changes == 0 and not learner(engine).pending
-
-
-def test_a_re_learn_renews_the_level_and_load_detectors_of_the_axes_it_moved():
-    # A detector that learnt the old program's level would raise the new one's for hours (a level_low every
-    # time the lighter axis works): on the axes the change moved they learn it again, with the model.
-    engine = DetectorEngine(replace(EngineConfig(), model_learn_readings=1000))
-    run(engine, feed(LEARN_ROWS))
-    axes = engine.robots["r1"].axes
-    before = {(a, d.name): d for a in (1, 2) for d in axes[a].detectors}
-    run(engine, feed(5000, start_row=LEARN_ROWS, seed=4, fault=program_change))
-    assert learner(engine).changes == 1 and learner(engine).moved == {1, 2}
-    for axis in (1, 2):
-        now = {d.name: d for d in axes[axis].detectors}
-        assert now["level"] is not before[(axis, "level")] and now["load"] is not before[(axis, "load")]
-        assert now["stuck"] is before[(axis, "stuck")]  # a stuck sensor's rule knows no level: kept
