@@ -210,3 +210,51 @@ def test_a_held_alert_released_after_its_fault_ended_closes_as_of_its_last_firin
         assert alert.state is AlertState.CLOSED
         assert fault[0].ts <= alert.opened_at < back[0].ts
         assert alert.closed_at <= back[0].ts + timedelta(seconds=60)  # its rule's last firing: 30 readings at most
+
+
+def test_many_axes_raised_together_start_the_timing_before_the_running_means_move():
+    # A program moves most axes at once, and their detectors fire within minutes of each other, long before a
+    # running mean of half-life 150 readings has moved: that alone starts the timing (and holds what follows).
+    engine = DetectorEngine(CONFIG)
+    run(engine, feed(LEARN_ROWS))
+    watch = learner(engine)
+    quiet = feed(60, start_row=LEARN_ROWS, seed=9)
+    t0 = quiet[0].ts.timestamp()
+    assert watch.fire(t0, 1) == 1 and watch.fire(t0 + 10, 99) == 0  # an axis the model does not know: no evidence
+    run(engine, quiet[:30])
+    assert not watch.pending  # one axis raised is a fault's size
+    assert watch.fire(t0 + 20, 2) == 2
+    run(engine, quiet[30:])
+    assert watch.pending and watch.share == 0  # the means have not moved: the raised axes started it
+    far = quiet[-1].ts.timestamp() + 2 * watch.firing_s
+    assert watch.fire(far, 1) == 1  # the others' last firing is older than the hold-off: not together
+
+
+def four_axes(n, *, start_row=0, fault=None, seed=1):
+    """The fixture's feed with a second pair of axes (3 and 4: another draw of axes 1 and 2)."""
+    one, two = feed(n, start_row=start_row, fault=fault, seed=seed), feed(n, start_row=start_row, seed=seed + 100)
+    return [
+        a.model_copy(update={"currents": {**a.currents, **{axis + 2: b.currents[axis] for axis in (1, 2)}}})
+        for a, b in zip(one, two, strict=True)
+    ]
+
+
+def test_a_second_axis_raised_while_one_is_waits_for_the_watch_and_is_raised_with_its_start_if_no_program():
+    # Two axes of four at once (a program needs three here): the second axis's ALERT waits a sixth of
+    # MODEL_RELEARN_S for the watch (a program's ALERTs would go out one by one before its timing starts); the
+    # fault is no program, so it is raised then, opened when it was first held.
+    engine = DetectorEngine(replace(CONFIG, model_relearn_axes=0.75))
+    run(engine, four_axes(LEARN_ROWS))
+    fault = four_axes(600, start_row=LEARN_ROWS, seed=5, fault=lambda i, a, v: v * 1.6)
+    back = four_axes(2000, start_row=LEARN_ROWS + 600, seed=6)
+    published = {}
+    for reading in fault + back:
+        for alert in engine.process(reading):
+            if alert.state is AlertState.OPEN and alert.detector == "residual":
+                published.setdefault(alert.axis, (reading.ts, alert.opened_at))
+    assert set(published) == {1, 2}
+    (first_at, first_opened), (second_at, second_opened) = sorted(published.values())
+    assert first_at == first_opened  # the first axis raised is published at once
+    assert (second_at - second_opened).total_seconds() >= 300  # the second waited, and kept its start
+    assert fault[0].ts <= second_opened < back[0].ts
+    assert learner(engine).changes == 0 and not learner(engine).pending
