@@ -212,7 +212,6 @@ class DetectorEngine:
             relearn_s=c.model_relearn_s,
             relearn_shift=c.model_relearn_shift,
             relearn_axes=c.model_relearn_axes,
-            firing_s=c.holdoff_s,
             model=given,
         )
 
@@ -287,10 +286,6 @@ class DetectorEngine:
                     if aging:
                         self._step(robot, state, lives, reading.ts, None, detector.observed, out)
                     continue
-                if detector.name in HELD_DETECTORS and robot.learner is not None:
-                    # A second axis raised while one is: wait a while to see if it is a program (many axes)
-                    if robot.learner.fire(ts, axis) >= 2 and not robot.holding():
-                        robot.release_at = ts + c.model_relearn_s * RELEASE_AFTER
                 if detector.name in HELD_DETECTORS and robot.holding():
                     # held on the detector's own verdict: its ERRORs (spikes) are never held; a surge that may be
                     # a heavier load's peak is an ALERT, held like the others. One whose event is open goes on

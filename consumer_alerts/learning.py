@@ -52,12 +52,11 @@ class ModelLearner:
         relearn_s: float,
         relearn_shift: float,
         relearn_axes: float,
-        firing_s: float = 300.0,
         model: AlertModel | None = None,
         options: TrainingOptions | None = None,
     ) -> None:
         self.robot_id, self.readings, self.relearn_s = robot_id, readings, relearn_s
-        self.relearn_shift, self.relearn_axes, self.firing_s = relearn_shift, relearn_axes, firing_s
+        self.relearn_shift, self.relearn_axes = relearn_shift, relearn_axes
         self.options = options or TrainingOptions(margin=LEARNED_MARGIN)
         self.lam = 1 - 0.5 ** (WATCH_EVERY / SHIFT_HALFLIFE_ROWS)
         self.model: AlertModel | None = None
@@ -70,7 +69,6 @@ class ModelLearner:
         self.share = 0.0  # of the watched axes off by ``relearn_shift`` or more, at the last watch
         self._skip = 0
         self.changes = 0  # re-learns so far
-        self.fired: dict[int, float] = {}  # per watched axis, when a detector of the old levels last fired on it
         self._start_collecting()
         if model is not None:
             self._use(model)
@@ -124,21 +122,9 @@ class ModelLearner:
         self.model = model
         self.baseline = {a: m.mean for a, m in model.axes.items() if m.mean is not None and m.mean > 0}
         self.level = dict(self.baseline)
-        self.fired = {}
         self._reset_watch()
 
     # -- watching -------------------------------------------------------------------------------------------
-
-    def fire(self, ts: float, axis: int) -> int:
-        """A detector that judges against the old program's levels fired on ``axis``. Returns how many of
-        the watched axes fired within ``firing_s`` (their events would be open together)."""
-        if axis not in self.baseline:
-            return 0
-        self.fired[axis] = ts
-        return sum(1 for t in self.fired.values() if ts - t <= self.firing_s)
-
-    def _firing_share(self, ts: float) -> float:
-        return sum(1 for t in self.fired.values() if ts - t <= self.firing_s) / len(self.baseline)
 
     def _watch(self, ts: float, currents, fresh) -> str:
         if not self.baseline or self.relearn_s <= 0:
@@ -157,8 +143,7 @@ class ModelLearner:
                     self.recent[axis] = self.recent.get(axis, 0.0) + value
                     self.recent_n[axis] = self.recent_n.get(axis, 0) + 1
         self.share = self._share(level)
-        # Many axes raised together is a program's mark too, seen minutes before the running means show it.
-        if not self._broad(self.share) and not self._broad(self._firing_share(ts)):
+        if not self._broad(self.share):
             self._reset_watch()
             return ""
         if self.shifted_since is None:
@@ -173,7 +158,6 @@ class ModelLearner:
         if not confirmed:
             return ""
         self.model, self.model_json, self.baseline, self.level = None, None, {}, {}
-        self.fired = {}
         self.changes += 1
         return CHANGED
 
@@ -208,7 +192,6 @@ class ModelLearner:
             "recent": {str(a): [v, self.recent_n[a]] for a, v in self.recent.items()},
             "changes": self.changes,
             "skip": self._skip,
-            "fired": {str(a): t for a, t in self.fired.items()},
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -225,4 +208,3 @@ class ModelLearner:
             for axis, (total, n) in state.get("recent", {}).items():
                 self.recent[int(axis)], self.recent_n[int(axis)] = float(total), int(n)
             self._skip = int(state.get("skip", 0))
-            self.fired = {int(a): float(t) for a, t in state.get("fired", {}).items() if int(a) in self.baseline}
