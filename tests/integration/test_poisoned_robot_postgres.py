@@ -12,6 +12,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from common.store.db import make_engine
+from common.store.rollup import minute_rollup_of
 from common.store.tables import readings_fact, rejected_readings, seed_axes
 from consumer_db.cli import main
 from consumer_db.migrate import migrate
@@ -37,14 +38,10 @@ def test_migration_0007_cures_a_poisoned_robot_and_the_check_keeps_it_cured(pg_u
     with engine.begin() as conn:
         seed_axes(conn, robot_ids=["R1"], axes=[1, 2])
         store_long(conn, [("R1", 1, T0, 1e308), ("R1", 2, T0, float("nan")), ("R1", 1, T0 + timedelta(seconds=2), 5.0)])
-    # the poison: the next minute's readings make the rollup fold the first one, which overflows, every time
-    # (today's writer folds peak_ts too, which came with 0015: the column, for as long as it folds at 0006)
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE readings_minute ADD COLUMN peak_ts timestamptz"))
+    # the poison: the fold of its minute overflows, every time the next minute's readings make the writer try
+    # (the fold of readings_fact's rows, a table at 0006; today's writer folds from `readings`, which came with 0012)
     with pytest.raises(DBAPIError, match="out of range"), engine.begin() as conn:
-        store_long(conn, [("R1", 1, T0 + timedelta(minutes=3), 6.0)])
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE readings_minute DROP COLUMN peak_ts"))
+        conn.execute(minute_rollup_of([readings_fact.c.robot_id == "R1"], arrays=True))
     migrate(engine)
     with engine.begin() as conn:
         assert conn.execute(select(readings_fact.c.amps)).scalars().all() == [5.0]
