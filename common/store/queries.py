@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
-    BigInteger,
     Connection,
     Float,
     Integer,
@@ -29,7 +28,7 @@ from sqlalchemy.dialects.postgresql import array
 
 from common.store.health import data_health
 from common.store.rollup import folded, minute_stats, span_stats, stored_rows
-from common.store.sqlparts import Row, axes_mask, hour_start, mean_of
+from common.store.sqlparts import Row, axes_mask, hour_start, mask_bit, mean_of
 from common.store.sqlparts import dicts as _dicts
 from common.store.sqlparts import where as _where
 from common.store.tables import (
@@ -127,8 +126,7 @@ def _has_axis(axis_id):
 
 def _axis_bit(axis_id):
     """On ``readings``: the bit of axis ``axis_id`` in ``axes``."""
-    shifted = readings.c.axes.op(">>", return_type=BigInteger)(cast(axis_id, Integer))
-    return shifted.op("&", return_type=BigInteger)(1)
+    return mask_bit(readings.c.axes, axis_id)
 
 
 def _latest_per_axis_of_readings(conn: Connection, *, robot_id, start, end) -> list[Row]:
@@ -334,13 +332,12 @@ def one_minute_peak(
     if robot_id is not None:
         known = known.where(axes_dim.c.robot_id == robot_id)
     known = known.subquery()
-    in_axes_dim = known.c.axes.op(">>", return_type=BigInteger)(cast(e.c.axis_id, Integer))
     best = (
         select(e.c.robot_id, e.c.axis_id, e.c.amps.label("peak_amps"), e.c.ts)
         .select_from(e.join(known, known.c.robot_id == e.c.robot_id))
         .where(
             e.c.amps.is_not(None),
-            in_axes_dim.op("&", return_type=BigInteger)(1) != 0,
+            mask_bit(known.c.axes, e.c.axis_id) != 0,
             *_in_range(e, window_start, at),
         )
         .order_by(e.c.amps.desc(), e.c.ts, _codepoints(conn, e.c.robot_id), e.c.axis_id)

@@ -41,6 +41,7 @@ from sqlalchemy.dialects.postgresql import BIT, array
 from common.store.sqlparts import (
     axes_mask,
     hour_start,
+    mask_bit,
     mean_of,
     minute_start,
     next_hour,
@@ -117,8 +118,7 @@ def minute_rollup_of(filters: Iterable, *, arrays: bool) -> Select:
     hold the arrays to."""
     stats = minute_stats_of(filters)
     if arrays:
-        key = func.max(case((R.c.amps.is_not(None), array([R.c.amps, -func.date_part("epoch", R.c.ts)], type_=Float))))
-        return stats.add_columns(func.to_timestamp(-key[2], type_=UtcDateTime).label("peak_ts"))
+        return stats.add_columns(_first_at_peak(R.c.amps, -func.date_part("epoch", R.c.ts)).label("peak_ts"))
     rows = stats.subquery()
     first_at_peak = (
         select(func.min(R.c.ts))
@@ -153,27 +153,27 @@ def readings_minute_rollup_of(filters: Iterable) -> Select:
         .offset(0)
         .subquery("reading")
     )
-    element = (
-        func.unnest(reading.c.amps)
-        .table_valued(column("amps", Float), with_ordinality="axis_id")
-        .render_derived(name="element")
-    )
-    bit = reading.c.axes.op(">>", return_type=BigInteger)(cast(element.c.axis_id, Integer))
-    amps = element.c.amps
-    aggregates = _element_aggregates(amps)
-    peak = func.max(case((amps.is_not(None), array([amps, reading.c.neg_epoch], type_=Float))))
+    element, has_axis = _elements(reading)
+    aggregates = _element_aggregates(element.c.amps)
     return (
         select(
             reading.c.robot_id,
             reading.c.minute,
             cast(element.c.axis_id, SmallInteger).label("axis_id"),
             *(aggregates[name].label(name) for name in STATS),
-            func.to_timestamp(-peak[2], type_=UtcDateTime).label("peak_ts"),
+            _first_at_peak(element.c.amps, reading.c.neg_epoch).label("peak_ts"),
         )
         .select_from(reading.join(element, true()))
-        .where(bit.op("&", return_type=BigInteger)(1) != 0)
+        .where(has_axis)
         .group_by(reading.c.robot_id, reading.c.minute, element.c.axis_id)
     )
+
+
+def _first_at_peak(amps, neg_epoch):
+    """Aggregate (PostgreSQL): the time of the group's first reading at its highest ``amps``, from the greatest
+    ``[amps, -epoch of ts]`` (``neg_epoch``): see ``minute_rollup_of``."""
+    key = func.max(case((amps.is_not(None), array([amps, neg_epoch], type_=Float))))
+    return func.to_timestamp(-key[2], type_=UtcDateTime)
 
 
 def stored_readings(conn: Connection):
@@ -200,17 +200,16 @@ def stored_rows(conn: Connection):
 
 
 @functools.cache  # built once: SQLAlchemy takes ~6 ms to make the construct, a fifth of a small query
-def _elements():
+def _elements(source=readings):
     """PostgreSQL: each reading's ``amps`` unnested (``amps``, ``axis_id``: the ordinality), and the condition
     that the reading has a row of that axis (its bit in ``axes``), written ``<> 0``: see
-    ``readings_minute_stats_of``."""
+    ``readings_minute_stats_of``. ``source``: ``readings`` or a subquery with its ``amps`` and ``axes``."""
     element = (
-        func.unnest(readings.c.amps)
+        func.unnest(source.c.amps)
         .table_valued(column("amps", Float), with_ordinality="axis_id")
         .render_derived(name="element")
     )
-    bit = readings.c.axes.op(">>", return_type=BigInteger)(cast(element.c.axis_id, Integer))
-    return element, bit.op("&", return_type=BigInteger)(1) != 0
+    return element, mask_bit(source.c.axes, element.c.axis_id) != 0
 
 
 def raw_minute_stats(conn: Connection, filters: Iterable) -> Select:

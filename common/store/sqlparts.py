@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, case, cast, distinct, func, literal, select
+from sqlalchemy import BigInteger, Float, Integer, case, cast, distinct, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -112,6 +112,11 @@ def axes_mask(axis_id) -> Any:
     for axis N. A sum of distinct powers of two is their OR, which SQLite has no aggregate for."""
     bit = cast(literal(1), BigInteger).op("<<", return_type=BigInteger)(axis_id)
     return cast(func.coalesce(func.sum(distinct(bit)), 0), BigInteger)
+
+
+def mask_bit(mask, axis_id) -> Any:
+    """Bit ``axis_id`` (0 or 1) of ``mask``, a mask of axes as ``axes_mask`` makes it (and ``readings.axes``)."""
+    return mask.op(">>", return_type=BigInteger)(cast(axis_id, Integer)).op("&", return_type=BigInteger)(1)
 
 
 def axes_of_mask(mask: int) -> set[int]:
