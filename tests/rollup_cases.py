@@ -266,6 +266,8 @@ def hour_ranges() -> list[tuple[datetime | None, datetime | None]]:
         (at(59 * 60), at(61 * 60)),
         (at(2 * 3600), None),  # from the running hour's start, and just after it
         (at(2 * 3600 + 0.5), None),
+        (at(2 * 3600 - 20.5), at(3 * 3600 - 0.5)),  # the last hour: no whole hour, the running one inside it
+        (at(2 * 3600 - 20.5), at(2 * 3600 + 30)),  # an hour's first minute, no other
     ]
 
 

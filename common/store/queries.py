@@ -76,6 +76,17 @@ def _stamps(conn: Connection):
     return readings if conn.dialect.name == "postgresql" else R
 
 
+def _serial(conn: Connection) -> None:
+    """PostgreSQL: the rest of the caller's transaction planned without parallel workers. The rollup readers'
+    statements (``span_stats``) run for tens of milliseconds; a worker's start (a process, the plan sent
+    over) costs more CPU than it takes off them: window peaks of the fleet over everything took 46-52 ms of
+    server CPU with its two workers, 23-25 without (10 M rows, load 23-26 on 2 cores, where a worker only
+    competes with the pipeline for a core; docs/benchmarks.md section 3). Transaction-local: ended by the
+    commit or rollback, as this module's queries run in a read's own transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+
+
 def newest_ts(conn: Connection, *, robot_id: str | None = None, end: datetime | None = None) -> datetime | None:
     """The newest reading's timestamp (at or before ``end``). Asked robot by robot (the robots named by
     axes_dim): each is one step down the (robot_id, ts) index instead of a scan of the whole table."""
@@ -167,6 +178,7 @@ def window_peaks(
     (the 1-minute peak) has no whole minute to take from the rollup: its rows are ranked directly."""
     if start is not None and end is not None and end - start <= SHORT_WINDOW:
         return _ranked_peaks(conn, robot_id=robot_id, start=start, end=end)
+    _serial(conn)
     spans = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=("max_amps",), per_hour=False)
     first_minutes = (
         _first_minutes_at_peak_pg(spans) if conn.dialect.name == "postgresql" else _first_minutes_at_peak(spans)
@@ -450,6 +462,7 @@ def resample_hourly(
     """``resample_1min`` per UTC hour: per robot, hour and axis, mean, max and count of the non-null values
     of the range's rows (an hour at an end of the range: its rows inside the range). From the hour rollup
     (``span_stats``): a fleet's day is 24 rows per robot and axis, where the 1-minute curve is 1,440."""
+    _serial(conn)
     m = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=("n_values", "sum_amps", "max_amps"))
     hour = hour_start(m.c.minute).label("hour")
     n_values = cast(func.sum(m.c.n_values), Integer)  # PostgreSQL's sum of integers is a numeric
@@ -505,6 +518,7 @@ def axis_summary(
     if folded_only:
         m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=True)
     else:
+        _serial(conn)
         m = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=SUMMED, per_hour=False)
     stats = _summed(m, m.c.robot_id, m.c.axis_id).subquery()
     on = and_(axes_dim.c.robot_id == stats.c.robot_id, axes_dim.c.axis_id == stats.c.axis_id)

@@ -226,7 +226,7 @@ def readings_minute_stats_of(filters: Iterable) -> Select:
     it to disk. ``bit <> 0`` says the same of a bit, and the planner's guess for it is 199 in 200."""
     element, has_axis = _elements()
     minute = minute_start(readings.c.ts).label("minute")
-    aggregates = _element_aggregates(element.c.amps)
+    aggregates = _as_stored(_element_aggregates(element.c.amps))
     return (
         select(
             readings.c.robot_id,
@@ -254,6 +254,17 @@ def _element_aggregates(amps) -> dict:
     }
 
 
+def _as_stored(aggregates: dict) -> dict:
+    """A reader's raw aggregates in the rollup columns' types: PostgreSQL counts (and sums of integers) in
+    bigints, the rollup in integers. A UNION ALL of parts whose column types differ is not flattened (each
+    part below an Append of its own, cast in a projection above it); of the same types, the rollup and raw
+    parts are one Append the planner can order and split among workers."""
+    return {
+        name: cast(agg, M.c[name].type) if isinstance(M.c[name].type, Integer) else agg
+        for name, agg in aggregates.items()
+    }
+
+
 def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour: bool) -> Select:
     """PostgreSQL: the raw rows of ``filters`` as ``span_stats`` rows, per robot and axis (and UTC hour if
     ``per_hour``; ``minute`` the hour, else the group's first reading), only the ``stats`` columns computed
@@ -263,7 +274,7 @@ def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour:
     stats = set(stats)
     element, has_axis = _elements()
     amps = element.c.amps
-    aggregates = _element_aggregates(amps)
+    aggregates = _as_stored(_element_aggregates(amps))
     keys = [readings.c.robot_id, *([hour_start(readings.c.ts)] if per_hour else []), element.c.axis_id]
     first, last = func.min(readings.c.ts), func.max(readings.c.ts)
     # Asked only for maxima, the elements without a value go early (6 of the fleet's 14 axes); a count keeps

@@ -13,9 +13,9 @@ from sqlalchemy import case, func, select, text, true
 
 from common.store import queries
 from common.store.db import make_engine
-from common.store.rollup import readings_minute_axes_of
+from common.store.rollup import STATS, readings_minute_axes_of, readings_minute_stats_of, readings_span_stats_of
 from common.store.sqlparts import axes_mask, minute_start
-from common.store.tables import readings_fact, rollup_progress, seed_axes
+from common.store.tables import readings_fact, readings_minute, rollup_progress, seed_axes
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
 from tests import rollup_cases as cases
@@ -400,3 +400,33 @@ def test_the_writers_minute_fold_from_the_arrays_is_the_views_to_the_bit(pg_engi
             got.append(conn.execute(select(fold).order_by(fold.c.robot_id, fold.c.minute, fold.c.axis_id)).all())
     assert len(got[0]) > 20 and any(r.peak_ts is None for r in got[0])
     assert got[1] == got[0]
+
+
+def test_the_readers_raw_parts_have_the_rollups_column_types(pg_engine):
+    # PostgreSQL flattens a UNION ALL only when its parts' column types are the same: the raw parts' counts
+    # (bigints there) must come in the rollup's integer columns, or the rollup parts are read apart from them
+    def types(query) -> dict:
+        with pg_engine.connect() as conn:
+            result = conn.execute(select(query.subquery()).limit(0))
+            return {column[0]: column[1] for column in result.cursor.description if column[0] in STATS}
+
+    stored = types(select(*(readings_minute.c[name] for name in STATS)))
+    for raw_part in (
+        readings_minute_stats_of([]),
+        readings_span_stats_of([], STATS, per_hour=True),
+        readings_span_stats_of([], STATS, per_hour=False),
+    ):
+        assert types(raw_part) == stored
+
+
+def test_the_long_range_readers_plan_without_parallel_workers_for_their_transaction_only(pg_engine):
+    cases.store_with_replays(pg_engine, cases.readings_over_hours(3), 3, copy_min_rows=1)
+    with pg_engine.connect() as conn:
+        default = conn.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar()
+        conn.rollback()
+        for read in (queries.window_peaks, queries.axis_summary, queries.resample_hourly):
+            read(conn)
+            assert conn.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar() == "0"
+            conn.rollback()
+            assert conn.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar() == default != "0"
+            conn.rollback()
