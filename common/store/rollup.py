@@ -134,20 +134,21 @@ def minute_rollup_of(filters: Iterable, *, arrays: bool) -> Select:
     return select(rows, first_at_peak.label("peak_ts"))
 
 
-def readings_minute_rollup_of(filters: Iterable) -> Select:
+def readings_minute_rollup_of(filters: Iterable, stored=readings) -> Select:
     """PostgreSQL: ``minute_rollup_of(arrays=True)``'s rows from ``readings``' rows of ``filters`` (the writers'
-    fold), each reading's array unnested here with the bit test of ``readings_minute_stats_of``.
+    fold), each reading's array unnested here with the bit test of ``readings_minute_stats_of``. ``stored``:
+    where they are read, ``readings`` or rows of it (the writer's ranges, ``rollup_writer._each_span``).
 
     A reading's minute and the epoch of its time are computed once per reading, in a subquery the planner keeps
     as it is (``OFFSET 0``), then carried to its ~14 elements: through the view each was computed per element
     and grouped on, ~20 % of the fold (docs/benchmarks.md, section 1)."""
     reading = (
         select(
-            readings.c.robot_id,
-            minute_start(readings.c.ts).label("minute"),
-            (-func.date_part("epoch", readings.c.ts)).label("neg_epoch"),
-            readings.c.axes,
-            readings.c.amps,
+            stored.c.robot_id,
+            minute_start(stored.c.ts).label("minute"),
+            (-func.date_part("epoch", stored.c.ts)).label("neg_epoch"),
+            stored.c.axes,
+            stored.c.amps,
         )
         .where(*filters)
         .offset(0)

@@ -430,3 +430,55 @@ def test_the_long_range_readers_plan_without_parallel_workers_for_their_transact
             conn.rollback()
             assert conn.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar() == default != "0"
             conn.rollback()
+
+
+def test_a_fold_of_many_robots_reads_only_their_ranges_and_folds_the_same_rows(pg_engine):
+    """A sink's batches of 40 robots: the fold reads each robot's range on its own, through the primary key
+    (joined to the ranges, the planner scanned the whole day's partition while it was small), and folds the
+    very rows the join did: the minute and stamp folds of the same ranges, both ways, equal to the bit; the
+    rollup the batches left is the aggregate of the raw rows."""
+    from common.store.rollup import M, minute_axes_of, readings_minute_rollup_of, stamp_stats_of
+    from common.store.tables import readings
+    from common.wire.bus import Message
+    from common.wire.schemas import Reading
+    from consumer_db.axislock import AxisLock
+    from consumer_db.decode import Topics
+    from consumer_db.rollup_writer import _each_span, _hashed, _in_spans, _span_folds, _span_params, _upsert_statement
+    from consumer_db.sink import Sink
+
+    migrate(pg_engine)
+    rng = random.Random(41)
+    robots = [f"R{n:02d}" for n in range(40)]
+    start = cases.T0 + timedelta(seconds=7)
+    sent = []  # the fleet's readings in time order, as the sink gets them: every robot every 2 s, for 8 minutes
+    for step in range(240):
+        for robot in robots:
+            currents = {axis: cases._amps(rng, axis) for axis in cases.AXES}
+            sent.append(Reading(robot_id=robot, ts=start + timedelta(seconds=2 * step), currents=currents))
+    messages = [Message("readings", 0, i, r.robot_id.encode(), r.to_bytes()) for i, r in enumerate(sent)]
+    sink = Sink(pg_engine, AxisLock(pg_engine, list(cases.AXES)), Topics("readings", "alerts", "dead"))
+    for begin in range(0, len(messages), 1500):
+        assert sink.write(messages[begin : begin + 1500]).rejected == 0
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+
+    params = _span_params([(robot, start + timedelta(minutes=1), start + timedelta(minutes=5)) for robot in robots])
+    joined, each = [_in_spans(readings, "ts")], _each_span(readings, "ts")
+    axes = minute_axes_of([_in_spans(M, "minute")])
+    folds = [
+        (readings_minute_rollup_of(joined), readings_minute_rollup_of([], stored=each)),
+        (stamp_stats_of(joined, axes=axes, stored=readings), stamp_stats_of([], axes=axes, stored=each)),
+    ]
+    with pg_engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE readings")
+        for name in ("minutes of each range", "stamps of each range"):
+            table, query, hashed = _span_folds()[name]
+            sql = _upsert_statement("postgresql", table, query, hashed=hashed).compile(dialect=conn.dialect)
+            plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {sql.string}", sql.params | params).scalars())
+            assert "Seq Scan on readings_p" not in plan and "Scan using readings_p20240301_pkey" in plan, plan
+        conn.exec_driver_sql("SET enable_sort = off")  # as the writer groups the minutes (_hashed)
+        for by_join, by_range in folds:
+            got = [
+                conn.execute(select(f).order_by(*f.c), params).all()
+                for f in (_hashed(by_join).subquery(), _hashed(by_range).subquery())
+            ]
+            assert len(got[0]) > 40 and got[1] == got[0]
