@@ -23,7 +23,14 @@ CPU time (user + system: the client's alone, steadier than wall time when the ma
   the view readings_fact, whose per-row trigger is for psql). Inner: ``to_sql`` alone.
 - ``bare COPY xN``: a process that COPYs the rows, already formatted in a file, into the migrated
   ``readings`` (the same stored form: one row per reading) over N connections at once (1, and 2 = the
-  ingest's writers): the floor. Its day partition is made before the clock starts. Inner: COPY and commit.
+  ingest's writers): the floor of ``readings`` alone. Its day partition is made before the clock starts.
+  Inner: COPY and commit.
+- ``bare COPY x2 + rollups by bare SQL``: the same over 2 connections, cut at a minute's start, each then
+  folding its part's minutes into ``readings_minute`` and ``reading_stamps_minute`` in its transaction, and
+  one the hours and ``fleet_minute`` after both: the rollup's own ``INSERT ... SELECT ... GROUP BY``
+  statements once each over the whole file (``write_rollup_plan``), no chunks, no turns, no checks. The
+  floor of the whole stored form the ingest leaves (what ``bytes per reading`` counts; a test holds its
+  rows to one ingest's). Inner: COPY, folds and commits.
 
 Each ingest row also shows where the command's time went, median seconds: ``outside`` the work (process
 start, imports, settings, the migrations check, the summary, exit: the command's wall time less its own
@@ -35,8 +42,8 @@ After each ingest run the database's size (every table with its indexes and TOAS
 per stored reading is taken: ``bytes per reading``.
 
 Every method but the second starts on the same state: a fresh database with the schema migrated before its
-clock starts (the floor's day partitions made too; the ingest makes its own, and folds the rollup, which the
-floor does not).
+clock starts (the floors' day partitions made too; the ingest makes its own, and folds the rollup, which
+the first two floors do not).
 """
 
 from __future__ import annotations
@@ -163,7 +170,8 @@ NOTES = (
     "{file}; each run a fresh scratch database; methods interleaved, {rounds} rounds; command s = median wall "
     "time of the whole process (range beside), inner s = the work inside it (see bench/ingest.py). "
     "1-min load average {before:.1f} before, {after:.1f} after, on {cpus} cores. "
-    "Targets (issue 23): ingest >= 8x faster than to_sql and <= 1.5x a bare COPY, both as whole commands."
+    "Targets (issue 23): ingest >= 8x faster than to_sql and <= 1.5x a bare COPY, both as whole commands; "
+    "the bare COPY floors store readings alone, the '+ rollups' floor the whole stored form (readings and rollups)."
 ).replace("{cpus}", str(os.cpu_count()))
 
 
