@@ -23,7 +23,14 @@ CPU time (user + system: the client's alone, steadier than wall time when the ma
   the view readings_fact, whose per-row trigger is for psql). Inner: ``to_sql`` alone.
 - ``bare COPY xN``: a process that COPYs the rows, already formatted in a file, into the migrated
   ``readings`` (the same stored form: one row per reading) over N connections at once (1, and 2 = the
-  ingest's writers): the floor. Its day partition is made before the clock starts. Inner: COPY and commit.
+  ingest's writers): the floor of ``readings`` alone. Its day partition is made before the clock starts.
+  Inner: COPY and commit.
+- ``bare COPY x2 + rollups by bare SQL``: the same over 2 connections, cut at a minute's start, each then
+  folding its part's minutes into ``readings_minute`` and ``reading_stamps_minute`` in its transaction, and
+  one the hours and ``fleet_minute`` after both: the rollup's own ``INSERT ... SELECT ... GROUP BY``
+  statements once each over the whole file (``write_rollup_plan``), no chunks, no turns, no checks. The
+  floor of the whole stored form the ingest leaves (what ``bytes per reading`` counts; a test holds its
+  rows to one ingest's). Inner: COPY, folds and commits.
 
 Each ingest row also shows where the command's time went, median seconds: ``outside`` the work (process
 start, imports, settings, the migrations check, the summary, exit: the command's wall time less its own
@@ -35,14 +42,15 @@ After each ingest run the database's size (every table with its indexes and TOAS
 per stored reading is taken: ``bytes per reading``.
 
 Every method but the second starts on the same state: a fresh database with the schema migrated before its
-clock starts (the floor's day partitions made too; the ingest makes its own, and folds the rollup, which the
-floor does not).
+clock starts (the floors' day partitions made too; the ingest makes its own, and folds the rollup, which
+the first two floors do not).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import re
 import resource
@@ -58,6 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROBOT = "RMBR4-2"
 AXES = list(range(1, 15))
 WRITERS = 2  # consumer_db ingest's default --workers: the floor's same parallelism
+ROLLUP_FLOOR = f"bare COPY x{WRITERS} + rollups by bare SQL"  # the floor with the stored form's rollup tables
 URL_ENV = "BENCH_INGEST_URL"  # the child processes' database (env, so the password is not on a command line)
 INNER_PREFIX = "inner seconds: "
 
@@ -70,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", choices=["to_sql", "copy"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--connections", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--rollups", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child == "to_sql":
         return child_to_sql(os.environ[URL_ENV], args.csv)
     if args.child == "copy":
-        return child_copy(os.environ[URL_ENV], args.data, args.connections)
+        return child_copy(os.environ[URL_ENV], args.data, args.connections, args.rollups)
     return run(args.csv, args.rounds, args.against)
 
 
@@ -92,6 +102,8 @@ def run(csv: Path, rounds: int, against: Path | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         data = Path(tmp) / "rows.copy"
         rows, readings = format_rows(csv, data)
+        plan = Path(tmp) / "rollups.json"
+        write_rollup_plan(data, plan)
         ingest = ["-m", "consumer_db", "ingest", "--csv", str(csv), "--no-progress"]
         methods = {
             "consumer_db ingest": (True, ingest, REPO),
@@ -104,6 +116,12 @@ def run(csv: Path, rounds: int, against: Path | None = None) -> int:
             f"bare COPY x{WRITERS}": (
                 True,
                 ["-m", "bench.ingest", "--child", "copy", "--data", str(data), "--connections", str(WRITERS)],
+                REPO,
+            ),
+            ROLLUP_FLOOR: (
+                True,
+                ["-m", "bench.ingest", "--child", "copy", "--data", str(data), "--connections", str(WRITERS)]
+                + ["--rollups", str(plan)],
                 REPO,
             ),
         }
@@ -139,8 +157,9 @@ def run(csv: Path, rounds: int, against: Path | None = None) -> int:
         own = [c for c, _ in samples[r["method"]]]
         paired = [t / c for (t, _), c in zip(samples["pandas to_sql"], own, strict=True)]
         r["x to_sql, per round"] = round(statistics.median(paired), 2)
-        copy2 = [c2 / c for (c2, _), c in zip(samples[f"bare COPY x{WRITERS}"], own, strict=True)]
-        r[f"x bare COPY x{WRITERS} time, per round"] = round(1 / statistics.median(copy2), 2)
+        for floor in (f"bare COPY x{WRITERS}", ROLLUP_FLOOR):
+            times = [f / c for (f, _), c in zip(samples[floor], own, strict=True)]
+            r[f"x {floor} time, per round"] = round(1 / statistics.median(times), 2)
     load_after = os.getloadavg()[0]
     notes = NOTES.format(file=csv.name, rounds=rounds, before=load_before, after=load_after)
     write_results("ingest", results, notes=notes)
@@ -151,7 +170,8 @@ NOTES = (
     "{file}; each run a fresh scratch database; methods interleaved, {rounds} rounds; command s = median wall "
     "time of the whole process (range beside), inner s = the work inside it (see bench/ingest.py). "
     "1-min load average {before:.1f} before, {after:.1f} after, on {cpus} cores. "
-    "Targets (issue 23): ingest >= 8x faster than to_sql and <= 1.5x a bare COPY, both as whole commands."
+    "Targets (issue 23): ingest >= 8x faster than to_sql and <= 1.5x a bare COPY, both as whole commands; "
+    "the bare COPY floors store readings alone, the '+ rollups' floor the whole stored form (readings and rollups)."
 ).replace("{cpus}", str(os.cpu_count()))
 
 
@@ -280,8 +300,51 @@ def child_to_sql(url: str, csv: Path) -> int:
     return 0
 
 
-def child_copy(url: str, data: Path, connections: int) -> int:
-    """The floor: COPY of ready-made text over ``connections`` connections at once, one transaction each."""
+def write_rollup_plan(data: Path, out: Path) -> None:
+    """What ``ROLLUP_FLOOR`` runs after its COPY, as JSON (made before the clock, as the COPY text): the rows'
+    parts, one per connection, cut at a minute's start; the rollup's own INSERT ... SELECT ... GROUP BY
+    statements (``rollup_writer.span_fold_sql``, and ``fleet_minute``'s) with the ranges each folds; the
+    robot's progress. The ranges are the ingest's: every minute before ``folded_until``, which it leaves where
+    the ingest's last fold does (``fold_delay``), and the hours those minutes are in."""
+    from datetime import datetime
+
+    from sqlalchemy import bindparam
+    from sqlalchemy.dialects.postgresql import psycopg2 as postgres
+
+    from common.store.rollup import HOUR, MINUTE, F, M, fleet_stats_of, floor_hour, floor_minute
+    from common.store.tables import UtcDateTime
+    from consumer_db.rollup_writer import _upsert_statement, fold_delay, span_fold_sql
+
+    dialect = postgres.dialect()
+    lines = data.read_text().splitlines()
+    minute_of = [line.split("\t", 2)[1][:16] for line in lines]
+    cuts = [0]
+    for part in range(1, WRITERS):  # about equal parts, each from the start of a minute
+        cut = len(lines) * part // WRITERS
+        while cut < len(lines) and minute_of[cut] == minute_of[cut - 1]:
+            cut += 1
+        cuts.append(cut)
+    first, last = (datetime.fromisoformat(lines[i].split("\t", 2)[1]) for i in (0, -1))
+    folded_until = floor_minute(last - fold_delay(ROBOT))
+    lows = [floor_minute(datetime.fromisoformat(lines[cut].split("\t", 2)[1])) for cut in cuts]
+    highs = [*lows[1:], folded_until]
+    fleet = fleet_stats_of([M.c.minute >= bindparam("low", type_=UtcDateTime), M.c.minute < bindparam("high")])
+    compiled = _upsert_statement("postgresql", F, fleet, hashed=False).compile(dialect=dialect)
+    statements = {name: span_fold_sql(dialect, name) for name in ("minutes", "stamps", "stamp_hours", "hours")}
+    plan = {
+        "cuts": cuts,
+        "spans": [[ROBOT, low.isoformat(), high.isoformat()] for low, high in zip(lows, highs, strict=True)],
+        "hours": [ROBOT, floor_hour(first).isoformat(), (floor_hour(folded_until - MINUTE) + HOUR).isoformat()],
+        "progress": [ROBOT, folded_until.isoformat()],
+        "statements": statements | {"fleet": (compiled.string, dict(compiled.params), False)},
+    }
+    out.write_text(json.dumps(plan))
+
+
+def child_copy(url: str, data: Path, connections: int, rollups: Path | None = None) -> int:
+    """The floor: COPY of ready-made text over ``connections`` connections at once, one transaction each;
+    with ``rollups`` (``write_rollup_plan``) each connection folds the minutes of its part in the same
+    transaction, then one folds the hours and the fleet's minutes: no chunks, no turns, each statement once."""
     from concurrent.futures import ThreadPoolExecutor
 
     import psycopg2
@@ -289,8 +352,10 @@ def child_copy(url: str, data: Path, connections: int) -> int:
 
     dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     lines = data.read_text().splitlines(keepends=True)
+    plan = json.loads(rollups.read_text()) if rollups else None
     size = -(-len(lines) // connections)
-    parts = ["".join(lines[i : i + size]) for i in range(0, len(lines), size)]
+    cuts = plan["cuts"] if plan else list(range(0, len(lines), size))
+    parts = ["".join(lines[low:high]) for low, high in zip(cuts, [*cuts[1:], len(lines)], strict=True)]
     links = [psycopg2.connect(dsn) for _ in parts]
     days = sorted({line.split("\t", 2)[1][:10] for line in lines})
     with links[0].cursor() as cursor:  # the day partitions, before the clock (the ingest makes its own)
@@ -300,15 +365,36 @@ def child_copy(url: str, data: Path, connections: int) -> int:
         )
     links[0].commit()
 
-    def copy(pair) -> None:
-        link, part = pair
+    def fold(cursor, name: str, params: dict) -> None:
+        sql, constants, hashed = plan["statements"][name]
+        if hashed:  # as the writers run it (rollup_writer._sorts_off)
+            cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(sql, constants | params)
+        if hashed:
+            cursor.execute("SET LOCAL enable_sort TO DEFAULT")
+
+    def spans(robot: str, low: str, high: str) -> dict:
+        return {"robots": [robot], "lows": [low], "highs": [high]}
+
+    def copy(work) -> None:
+        link, part, span = work
         with link.cursor() as cursor:
             cursor.copy_expert("COPY readings (robot_id, ts, axes, amps) FROM STDIN", io.StringIO(part))
+            if span:
+                fold(cursor, "minutes", spans(*span))
+                fold(cursor, "stamps", spans(*span))
         link.commit()
 
     started = time.perf_counter()
     with ThreadPoolExecutor(len(parts)) as pool:
-        list(pool.map(copy, zip(links, parts, strict=True)))
+        list(pool.map(copy, zip(links, parts, plan["spans"] if plan else [None] * len(parts), strict=True)))
+    if plan:
+        with links[0].cursor() as cursor:
+            cursor.execute("INSERT INTO rollup_progress (robot_id, folded_until) VALUES (%s, %s)", plan["progress"])
+            fold(cursor, "stamp_hours", spans(*plan["hours"]))
+            fold(cursor, "hours", spans(*plan["hours"]))
+            fold(cursor, "fleet", {"low": plan["spans"][0][1], "high": plan["progress"][1]})
+        links[0].commit()
     print(f"{INNER_PREFIX}{time.perf_counter() - started:.3f}")
     for link in links:
         link.close()

@@ -337,15 +337,22 @@ def _span_folds() -> dict[str, tuple]:
 _COMPILED: dict[tuple, tuple[str, dict, bool]] = {}
 
 
-def _execute_cached(conn: Connection, name: str, params: dict) -> None:
-    """Run the ``_span_folds`` statement ``name`` with ``params``: compiled once per process and driver, its
-    text sent as it is (SQLAlchemy compiles an ``ON CONFLICT`` statement anew at every call)."""
-    key = (conn.dialect.name, conn.dialect.driver, name)
+def span_fold_sql(dialect, name: str) -> tuple[str, dict, bool]:
+    """The ``_span_folds`` statement ``name`` for ``dialect`` (PostgreSQL's, with its driver): its text, its
+    constant parameters (``SPANS``' are the caller's) and whether it runs with sorts off (``_sorts_off``).
+    Compiled once per process and driver (SQLAlchemy compiles an ``ON CONFLICT`` statement anew at every
+    call); ``bench.ingest``'s floor runs the same text."""
+    key = (dialect.name, dialect.driver, name)
     if key not in _COMPILED:
         table, query, hashed = _span_folds()[name]
-        compiled = _upsert_statement(conn.dialect.name, table, query, hashed=hashed).compile(dialect=conn.dialect)
+        compiled = _upsert_statement(dialect.name, table, query, hashed=hashed).compile(dialect=dialect)
         _COMPILED[key] = compiled.string, dict(compiled.params), hashed
-    sql, constants, hashed = _COMPILED[key]
+    return _COMPILED[key]
+
+
+def _execute_cached(conn: Connection, name: str, params: dict) -> None:
+    """Run the ``_span_folds`` statement ``name`` with ``params``, its text sent as it is (``span_fold_sql``)."""
+    sql, constants, hashed = span_fold_sql(conn.dialect, name)
     with _sorts_off(conn, hashed):
         conn.exec_driver_sql(sql, constants | params)
 

@@ -201,3 +201,35 @@ def test_numbers_in_any_form_float_reads_are_stored_as_float_read_them(pg_engine
         [float(forms[i % 7]), float(cell), float(forms[i % 7]), float(forms[i % 7])] for i, cell in enumerate(forms)
     ]
     assert [amps for _, _, amps in stored(pg_engine)] == expected
+
+
+def test_the_benchmarks_floor_with_rollups_stores_what_one_ingest_does(pg_engine, pg_url, tmp_path):
+    """``bench.ingest``'s floor ``bare COPY x2 + rollups by bare SQL`` stands for the ingest only if it leaves
+    the same stored form: the same readings and every rollup row (its parts cut at a minute, each part's
+    minutes folded in one statement, the hours once, from the minute rows, as the writers fold them)."""
+    from bench.ingest import AXES as BENCH_AXES
+    from bench.ingest import ROBOT, child_copy, format_rows, write_rollup_plan
+
+    path = tmp_path / "export.csv"
+    header = ",".join(f"Axis #{axis}" for axis in BENCH_AXES)
+    rng = random.Random(5)
+    lines = [f"Trait,{header},Time"]
+    for i in range(900):  # 30 minutes over midnight, 2 s apart: two day partitions, the floor cut in a minute
+        ts = (datetime(2022, 10, 17, 23, 35, 7, tzinfo=UTC) + timedelta(seconds=2 * i)).isoformat()
+        cells = [f"{rng.choice([0.0, rng.uniform(-9, 30)])!r}" for _ in range(8)] + [""] * 6
+        lines.append(f"current,{','.join(cells)},{ts.replace('+00:00', 'Z')}")
+    path.write_text("\n".join(lines) + "\n")
+    ingest_csv(pg_engine, path, IngestOptions(CsvOptions(ROBOT, BENCH_AXES), chunk_rows=100, copy_min_rows=1))
+    once = everything_stored(pg_engine)
+    forget_everything(pg_engine)
+
+    data, plan = tmp_path / "rows.copy", tmp_path / "rollups.json"
+    format_rows(path, data)
+    write_rollup_plan(data, plan)
+    assert child_copy(pg_url, data, 2, plan) == 0
+
+    floor = everything_stored(pg_engine)
+    assert floor.keys() == once.keys()
+    for table in floor:
+        cases.assert_close(floor[table], once[table], table)
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)

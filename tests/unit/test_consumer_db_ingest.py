@@ -3,6 +3,7 @@
 import csv
 import logging
 import os
+import random
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -11,9 +12,10 @@ from sqlalchemy import select
 
 from bench.ingest import logged_phases
 from common.csvio.controller_csv import CsvOptions
+from common.store.rollup import floor_minute
 from common.store.tables import axes_dim, readings_fact, rejected_readings, seed_axes
 from consumer_db.cli import main
-from consumer_db.ingest import PHASES, IngestOptions, ingest_csv
+from consumer_db.ingest import PHASES, IngestOptions, _minutes_of, ingest_csv
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 
 CSV = (
@@ -170,3 +172,12 @@ def test_the_report_says_where_its_time_went_and_the_log_line_gives_it_back(engi
     said = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("ingested "))
     read_back = logged_phases(f"2026-12-06 05:00:00,000 INFO consumer_db.ingest: {said}")
     assert read_back == pytest.approx(report.phases, abs=0.0005)
+
+
+def test_a_blocks_minutes_are_those_of_its_readings_in_any_order():
+    rng = random.Random(3)
+    start = datetime(2022, 10, 17, 23, 58, tzinfo=UTC)
+    ahead = [start + timedelta(seconds=2.3 * i) for i in range(200)]
+    shuffled = rng.sample(ahead, len(ahead))  # steps back and forth over minute starts, past midnight
+    for times in (ahead, shuffled, [start, start, start + timedelta(minutes=1)], []):
+        assert _minutes_of(times) == {floor_minute(ts) for ts in times}
