@@ -33,8 +33,7 @@ least step that way, between the cycle's peaks (the load below what the sensor r
 The score (River's ``score_one`` / ``learn_one``) is 0.5 at the band's edge and rises linearly in log ratio
 to 0.8 (:data:`GROSS_SCORE`, the ERROR level of the thresholding wrapper) at the gross ratios
 ``gross_high`` / ``gross_low`` (load doubled, 80 % of it gone), so the severity is how far the load is from
-normal, consistently up and down. ``ratio`` is the last window's level over normal. A drop that stays between
-half the band and its edge scores 0.5 once a CUSUM of it has built up fast enough (:data:`DRIFT_H`).
+normal, consistently up and down. ``ratio`` is the last window's level over normal.
 """
 
 from __future__ import annotations
