@@ -62,14 +62,6 @@ FLOOR_RUN = 2 * FORGET_RUN
 # light axis fills its window in more than ten minutes of work, longer than many faults last. The prior's band
 # is wide enough for the noisier half window.
 PRIOR_FILL = 0.5
-# A drop that stays between half the band and its edge is a lost load the band alone misses when the fault is
-# short (after a stoppage the window still holds the work before it) or a slow ramp down: a one-sided CUSUM of
-# the window's deviation below normal, in units of the band's half-width, ``S = max(0, S + u - DRIFT_K)``, that
-# reaches DRIFT_H raises an ALERT (its severity the one rule's). Only a sum that builds within DRIFT_RUN readings
-# of its start counts: on clean data a light or coarsely quantised axis's window sags past half the band for an
-# hour or more at a time, and a sum that builds that slowly was what raised stray events (docs/benchmarks.md,
-# section 5). Rises are left to the band: measured both ways, the rise side added stray events and caught nothing.
-DRIFT_K, DRIFT_H, DRIFT_RUN = 0.5, 30.0, 160
 
 
 @dataclass(frozen=True)
@@ -110,8 +102,6 @@ class LoadScorer:
         self._last, self._run, self._since_flat = 0.0, 0, o.window
         self._since_before_run = o.window
         self.least = math.inf  # the least value read: the sensor's resolution, on a coarsely quantised axis
-        self.drift = 0.0  # the CUSUM of the window's deviation below normal (DRIFT_K, DRIFT_H)
-        self.drift_run = 0  # readings since it last was 0
 
     def score_one(self, x: float) -> float:
         if x <= 0:
@@ -163,19 +153,7 @@ class LoadScorer:
             self._score = FLAT_CAP
         # While it learns what normal is it scores nothing without a prior, but a window out of the band is kept
         # out already.
-        drifted = self._drifted_down(-d / band)
-        if not self.learnt:
-            return 0.0
-        return ALERT_SCORE if drifted else self._score
-
-    def _drifted_down(self, below: float) -> bool:
-        """The CUSUM of ``below`` (the window's deviation under normal, in band half-widths) has built to DRIFT_H
-        within DRIFT_RUN readings, and the window is still past half the band under normal but inside it. Its
-        score is the alert level: ``_score`` stays the window's own (what freezes the normal level)."""
-        drift = self.drift = max(0.0, self.drift + below - DRIFT_K)
-        self.drift_run = self.drift_run + 1 if drift > 0 else 0
-        inside = below > 0 and LEARN_LIMIT <= self._score < ALERT_SCORE
-        return inside and drift >= DRIFT_H and self.drift_run <= DRIFT_RUN
+        return self._score if self.learnt else 0.0
 
     def _floor_run(self) -> bool:
         """The run just ended read the least value this axis's sensor has read, and was broken within FLOOR_RUN
@@ -242,7 +220,6 @@ class LoadScorer:
                 else:
                     self.normal += self._deviation
                 self.out_run = 0
-                self.drift, self.drift_run = 0.0, 0  # measured against the old normal
             return
         self.out_run = 0
         self.count += 1
@@ -275,7 +252,6 @@ class LoadScorer:
             "flat": [self._last, self._run, self._since_flat],
             "prior": self.prior,
             "floor": [self.least if self.least < math.inf else 0.0, self._since_before_run],
-            "drift": [self.drift, self.drift_run],
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -290,5 +266,3 @@ class LoadScorer:
         # absent in a snapshot from before the floor rule: learnt again from the feed
         least, since = state.get("floor", (0.0, self.options.window))
         self.least, self._since_before_run = least or math.inf, int(since)
-        drift, run = state.get("drift", (0.0, 0))  # absent in a snapshot from before the drift rule: starts at 0
-        self.drift, self.drift_run = drift, int(run)

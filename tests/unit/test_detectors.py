@@ -535,31 +535,6 @@ def test_load_takes_a_lasting_change_as_the_new_normal():
     assert any(after[:600]) and not any(after[-1000:])
 
 
-def even_cycles(n, scale=1.0):
-    """Work cycles without noise: a window of LOAD_WINDOW (six cycles) reads the same level at every reading."""
-    return [scale * (0.5 + 8.0 * math.sin(math.pi * (i % 20) / 20) ** 2) for i in range(n)]
-
-
-def test_load_raises_a_drop_that_stays_inside_its_band_once_it_has_built_up():
-    # A load 0.8x normal sits inside the narrowest band (0.75x) but past half of it: the drift rule (a CUSUM of
-    # the window's deviation under normal) raises it as an ALERT within a few windows, as a lost load.
-    detector = load_detector()
-    feed(detector, even_cycles(3000))
-    dropped = feed(detector, even_cycles(400, scale=0.8), t0=6000.0)
-    assert fired_kinds(dropped) == {("load_low", Severity.ALERT)}
-    assert dropped.index(next(f for f in dropped if f)) < 300
-
-
-def test_load_drift_rule_leaves_slow_sags_and_rises_to_the_band():
-    # A sag nearer half the band (0.84x) builds the sum too slowly to count (DRIFT_RUN): on clean data a light
-    # axis's window sags like that for an hour. A rise as far inside the band as the drop above raises nothing:
-    # the rule is one-sided.
-    for scale in (0.84, 1.25):
-        detector = load_detector()
-        feed(detector, even_cycles(3000))
-        assert not any(feed(detector, even_cycles(1500, scale=scale), t0=6000.0))
-
-
 def log_mean(values):
     positive = [v for v in values if v > 0]
     return sum(math.log(v) for v in positive) / len(positive)
