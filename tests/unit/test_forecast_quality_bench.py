@@ -1,6 +1,7 @@
-"""bench.forecast_quality's coverage interval resamples whole worn axes, not single forecasts."""
+"""bench.forecast_quality: its coverage interval resamples whole worn axes; its work cycles are cached."""
 
-from bench.forecast_quality import coverage_interval
+from bench import forecast_quality
+from bench.forecast_quality import _robot_cycles, coverage_interval
 
 
 def cases(axis_hits):
@@ -24,3 +25,18 @@ def test_forecasts_of_one_axis_count_as_one_case_not_many():
     assert low < 0.5 < high and high - low > 0.25
     mixed = cases([[True, False] * 5] * 20)  # the same share spread within every axis: no doubt between axes
     assert coverage_interval(mixed, "inside") == "50%-50%"
+
+
+def test_a_robots_work_cycles_are_made_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    # A new baseline (SERIES_VERSION) needs the series again but not the cycles, which are nearly all the CPU.
+    path = tmp_path / "cycles.pkl"
+    made = _robot_cycles(1, "robot-001", 0.05, None, path)
+    assert made and path.exists()
+
+    def generator_called(*args, **kwargs):
+        raise AssertionError("the cycles were made again")
+
+    monkeypatch.setattr(forecast_quality, "offline_cycles", generator_called)
+    again = _robot_cycles(1, "robot-001", 0.05, None, path)
+    assert [(c.start, c.end, sorted(c.axes)) for c in again] == [(c.start, c.end, sorted(c.axes)) for c in made]
+    assert [c.axes[1].rms for c in again] == [c.axes[1].rms for c in made]
