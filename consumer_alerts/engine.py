@@ -291,9 +291,8 @@ class DetectorEngine:
                     # a heavier load's peak is an ALERT, held like the others. One whose event is open goes on
                     # (still noted as held): held, the event would age as quiet, close, and come back when released.
                     kind = finding.kind or detector.name
-                    if self._hold(state, reading.ts, finding, kind) is None and not any(
-                        life.event is not None and life.detector == kind for life in lives
-                    ):
+                    going_on = any(life.event is not None and life.detector == kind for life in lives)
+                    if self._hold(state, reading.ts, finding, kind, going_on=going_on) is None and not going_on:
                         finding = None
                         robot.held_since = robot.held_since or ts
                 if finding is not None and clean is None and finding.severity is Severity.ERROR:
@@ -493,30 +492,39 @@ class DetectorEngine:
         return moved >= 2
 
     @staticmethod
-    def _hold(state: AxisState, when: datetime, finding: Finding, kind: str) -> Finding | None:
+    def _hold(state: AxisState, when: datetime, finding: Finding, kind: str, *, going_on: bool) -> Finding | None:
         """While a broad change is timed the levels learnt may be the old program's: ALERTs wait for the
-        verdict (a spike, an ERROR, does not). Kept per kind: when the first was held, and the strongest."""
+        verdict (a spike, an ERROR, does not). Kept per kind: when the first was held, the strongest, and the last.
+        One that goes on in its open event (``going_on``) is only noted, with no last (the axis counts as held
+        while the change is timed); what was noted before it is its event's, so it is dropped."""
         if finding.severity is Severity.ERROR:
             return finding
+        if going_on:
+            state.held[kind] = (when, finding, None)
+            return None
         held = state.held.get(kind)
-        strongest = finding if held is None or finding.score > held[1].score else held[1]
-        state.held[kind] = (held[0] if held else when, strongest, when)
+        if held is None or held[2] is None:  # the first held since the change was timed, or since its event's last
+            held = (when, finding, when)
+        strongest = finding if finding.score > held[1].score else held[1]
+        state.held[kind] = (held[0], strongest, when)
         return None
 
     def _release(self, robot: RobotState, out: list[Alert]) -> None:
         """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
         opened when they were first held. If it closes without firing again, it closes as of ``last``, the last
         reading its rule fired on while held: the condition cleared then, not at the release. The hold-off still
-        runs from the release, so a rule that fires again soon goes on in the same event."""
+        runs from the release, so a rule that fires again soon goes on in the same event. An entry without
+        ``last`` only noted findings that went on in their open event: that event had them (raised again, they
+        made a second event inside the first, closed or not), so there is nothing to raise."""
         robot.release_at = robot.held_since = None
         for state in robot.axes.values():
             for kind, (since, finding, last) in state.held.items():
                 life = next((life for life in state.lifecycles if life.detector == kind), None)
-                if life is not None and life.event is None:
+                if life is not None and life.event is None and last is not None:
                     alert = life.step(since, finding, True)
                     if alert is not None:
                         out.append(alert)
-                    if life.event is not None and last is not None:
+                    if life.event is not None:
                         life.event.fired_until = last
             state.held.clear()
 

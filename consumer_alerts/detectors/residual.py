@@ -29,6 +29,16 @@ part is at MinC again *and* the long statistic is no lower than when it ended: a
 drains as the fault's samples leave the window (the tail is no new fault), while under a lasting change it stays
 where it was, so its event comes back (a weak change that wanders may come back as a new event).
 
+A **rest** (a gap between active samples longer than the recent part's span: ``recent_size`` of the feed's own
+sampling intervals, learnt from the gaps) ends what "recent" means: the samples from before it would have left the
+recent part had the robot worked. Once the robot works again, a raised ALERT has no verdict until the recent part
+holds ``recent_size`` samples from after the rest (a burst too short to fill it carries over to the next one): those
+readings are no evidence to its event either way (``observed`` is false), then the ALERT goes on or ends on them
+alone. So a fault that ended before or during the rest is quiet on the first judged reading, and its event closes
+as of the rest's start (the lifecycle's rule); one that goes on after the rest fires there and stays one event.
+Judged on the pre-rest samples, the first reading after a rest fired on the fault's memory and kept its event open
+through the next rest too (the demo: an overload closed 646 s after its end, 588 s of it at rest).
+
 Without thresholds (``min_c``/``max_c`` None) the detector only computes the statistics: that is how
 training learns them (``trace`` collects ``(ts, long, short)`` for every active sample).
 """
@@ -43,6 +53,7 @@ from typing import Any
 from common.wire.schemas import Severity
 from consumer_alerts.detectors import ActiveSamples, Finding, Hold, squash
 from consumer_alerts.detectors.load import FLAT_RUN
+from consumer_alerts.detectors.scoring import SamplingInterval
 from consumer_alerts.detectors.window import RollingWindow
 from consumer_alerts.model import AxisModel
 
@@ -82,8 +93,11 @@ class ResidualDetector(ActiveSamples):
         self.since_surge = NEVER  # active samples since the last surge
         self.repeats = 0  # readings in a row that were no evidence while the robot worked (repeats)
         self.fresh = 0  # samples in the long window since the last stoppage
+        self.interval = SamplingInterval()  # the feed's own time between active samples: what a rest is measured in
+        self.refill = 0  # samples the recent part still takes in after a rest before a raised ALERT is judged again
 
     def update(self, ts: float, value: float | None, *, idle: bool = False) -> Finding | None:
+        previous = self.last_ts
         if not self.admit(ts, value, idle):
             if value is None and not idle:  # the engine's repeats (or OK-nulls) while the robot works
                 self.repeats += 1
@@ -91,12 +105,16 @@ class ResidualDetector(ActiveSamples):
                     self.spike = None
             return None
         self.repeats = 0
+        if previous is not None:
+            self._after(ts - previous)
         model = self.model
         residual = value - model.expected(ts)
         surge = model.surge_c is not None and residual >= model.surge_c
         if not surge:  # a surge is judged by its own rule: in the window it would keep an ALERT open long after it
             self.long.push(model.alert_score(value, residual))
             self.fresh += 1
+            if self.refill:
+                self.refill -= 1
         self.short.append(residual)
         self.long_stat = self.long.mean if self.long.full else NAN
         self.short_stat = min(self.short) if len(self.short) == model.short else NAN
@@ -107,7 +125,12 @@ class ResidualDetector(ActiveSamples):
         self.normalized = max(squash(self.long_stat, model.min_c), squash(self.short_stat, model.max_c))
         # NaN compares False: a window that is not full yet never fires.
         if self._alert.update(ts, self.long_stat >= model.min_c) >= model.t_long_s:
-            alert = self._goes_on(model.min_c) if self.raised else self._raise()
+            if not self.raised:
+                alert = self._raise()
+            elif self.refill:  # after a rest, until the recent part holds only samples from after it: no verdict
+                alert = self.observed = False
+            else:
+                alert = self._goes_on(model.min_c)
         else:
             alert = self.raised = False
         if surge:
@@ -128,6 +151,15 @@ class ResidualDetector(ActiveSamples):
         if alert:
             return Finding(Severity.ALERT, value, self.long_stat, model.min_c)
         return None
+
+    def _after(self, gap: float) -> None:
+        """Note the time since the last active sample: a gap longer than the recent part's span is a rest, after which
+        the recent part is judged again once it holds ``recent_size`` samples from after it (a rest while it is still
+        filling keeps the count: a burst of work too short to fill it must not put the verdict off for good)."""
+        interval = self.interval
+        if interval.seconds and gap > self.recent_size * interval.seconds and not self.refill:
+            self.refill = self.recent_size
+        interval.push(gap)
 
     def _long_so_far(self) -> float:
         """The long statistic, or while the window fills again (a robot's first readings, or since a stoppage) the
@@ -197,6 +229,8 @@ class ResidualDetector(ActiveSamples):
             "since_surge": self.since_surge,
             "repeats": self.repeats,
             "fresh": self.fresh,
+            **self.interval.state(),
+            "recent_refill": self.refill,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -212,3 +246,6 @@ class ResidualDetector(ActiveSamples):
         self.spike = (value, residual, threshold) if value is not None else None
         self.since_surge, self.repeats = state.get("since_surge", NEVER), state.get("repeats", 0)
         self.fresh = state.get("fresh", len(self.long.values))  # absent: an older snapshot, its window as it was
+        # absent: an older snapshot; the interval is learnt again from the next gaps
+        self.interval = SamplingInterval.from_state(state) if "gaps" in state else SamplingInterval()
+        self.refill = state.get("recent_refill", 0)

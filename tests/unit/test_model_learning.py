@@ -166,16 +166,20 @@ def test_with_the_default_detectors_a_program_change_raises_no_load_event_but_a_
 def test_held_alerts_of_two_axes_wait_out_a_dip_of_the_timing_and_are_raised_once_it_stays_away():
     # The 20-minute fault on both axes of the test above: its residual ALERTs are held while the change is
     # timed. When the timing goes away they wait a sixth of MODEL_RELEARN_S (a dip near the limit would
-    # otherwise release a new program's ALERTs in bursts), then come out opened inside the fault.
+    # otherwise release a new program's ALERTs in bursts), then come out opened inside the fault. Axis 2's went
+    # on in the residual event its ERROR had opened before the timing began: that event had them, none comes out
+    # (raised again, they made a second event inside the first).
     engine = DetectorEngine(replace(CONFIG, detectors=("level", "residual")))
     run(engine, feed(LEARN_ROWS))
     fault = feed(600, start_row=LEARN_ROWS, seed=5, fault=lambda i, a, v: v * 1.6)
     back = feed(3000, start_row=LEARN_ROWS + 600, seed=6)
     went_away = released = None
+    axis_two = set()
     for reading in fault + back:
         timed = learner(engine).pending
         held = any(state.held for state in engine.robots["r1"].axes.values())
         alerts = engine.process(reading)
+        axis_two |= {a.event_id for a in alerts if a.axis == 2 and a.detector == "residual"}
         if timed and not learner(engine).pending and went_away is None:
             went_away = reading.ts
         if held and not any(state.held for state in engine.robots["r1"].axes.values()):
@@ -183,8 +187,9 @@ def test_held_alerts_of_two_axes_wait_out_a_dip_of_the_timing_and_are_raised_onc
     assert went_away is not None and released is not None
     when, alerts = released
     assert (when - went_away).total_seconds() >= 300  # a sixth of MODEL_RELEARN_S (30 min)
-    assert {a.axis for a in alerts if a.detector == "residual"} == {1, 2}
+    assert {a.axis for a in alerts if a.detector == "residual"} == {1}
     assert all(fault[0].ts <= a.opened_at < back[0].ts for a in alerts if a.detector == "residual")
+    assert len(axis_two) == 1
 
 
 def test_a_held_alert_released_after_its_fault_ended_closes_as_of_its_last_firing_not_the_release():
