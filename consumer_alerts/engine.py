@@ -229,10 +229,11 @@ class DetectorEngine:
         idle = robot.resting = idle and c.idle_rule
         out: list[Alert] = []
         if not idle:
-            if robot.last_active is not None and (reading.ts - robot.last_active).total_seconds() > max(
-                c.stoppage_s, c.stoppage_readings * robot.interval.seconds
-            ):
+            rested = (reading.ts - robot.last_active).total_seconds() if robot.last_active is not None else 0.0
+            if rested > max(c.stoppage_s, c.stoppage_readings * robot.interval.seconds):
                 out += self._close_all(robot, robot.last_active, stoppage=True)
+                if robot.learner is not None:
+                    self._stopped(robot, rested)
             robot.last_active = reading.ts
             if robot.learner is not None:
                 pending = robot.learner.pending
@@ -479,6 +480,19 @@ class DetectorEngine:
             alert = life.close(when)
         if alert is not None:
             out.append(alert)
+
+    @staticmethod
+    def _stopped(robot: RobotState, rested: float) -> None:
+        """The re-learn's clocks count work, not rest: the timing of a change, and how long what it holds has
+        waited (``HOLD_AT_MOST``, ``RELEASE_AFTER``), move by the stoppage. Counted in feed time, a change seen
+        before a long stoppage was confirmed on the first readings after it (a fault that had ended: 13 re-learns
+        in the tuning seeds' fault runs), and ALERTs held since before it were raised by ``HOLD_AT_MOST`` before
+        the re-learn came (docs/benchmarks.md section 5)."""
+        robot.learner.stopped(rested)
+        if robot.held_since is not None:
+            robot.held_since += rested
+        if robot.release_at is not None:
+            robot.release_at += rested
 
     @staticmethod
     def _held_axes(robot: RobotState) -> int:

@@ -5,15 +5,16 @@ the engine's rule (fresh, non-``None`` values of active rows, as ``train`` colle
 ``model_learn_readings`` active rows; the model is then fitted exactly as ``train`` fits it
 (:func:`consumer_alerts.training.fit`) and the residual detector starts.
 
-A model in use, learned or from a file, is watched for a **lasting, broad change**: per axis, an
-exponentially weighted mean of its active current (half-life :data:`SHIFT_HALFLIFE_ROWS` active readings)
-against the mean the model was learned on. The robot has changed when at least ``model_relearn_axes`` of the
-model's axes (and two) are off by ``model_relearn_shift`` or more (in log ratio, either way) and have stayed so for
-``model_relearn_s`` of feed time, the last third of that time showing it on its own (a running mean remembers
-a fault for a while after it ends). That tells a new program from a fault: a fault is one axis, or a few, for
-minutes; a new program moves most of the robot's axes and stays. The model is then dropped and learned again
-from the next ``model_learn_readings`` active rows (the residual detector is off meanwhile); the engine
-announces it as one event of its own (``model``, INFO), open from the change until the new model is in use.
+A model in use, learned or from a file, is watched for a **lasting, broad change**: per axis, an exponentially
+weighted mean of its active current (half-life :data:`SHIFT_HALFLIFE_ROWS` active readings) against the mean the
+model was learned on. The robot has changed when at least ``model_relearn_axes`` of the model's axes (and two) are
+off by ``model_relearn_shift`` or more (in log ratio, either way) and have stayed so for ``model_relearn_s`` of
+feed time while the robot works (a stoppage does not count: :meth:`ModelLearner.stopped`), the last third of that
+time showing it on its own (a running mean remembers a fault for a while after it ends). That tells a new program
+from a fault: a fault is one axis, or a few, for minutes; a new program moves most of the robot's axes and stays.
+The model is then dropped and learned again from the next ``model_learn_readings`` active rows (the residual
+detector is off meanwhile); the engine announces it as one event of its own (``model``, INFO), open from the change
+until the new model is in use.
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ class ModelLearner:
         if self.model is None:
             return self._collect(ts, when, currents, fresh)
         return self._watch(ts, currents, fresh)
+
+    def stopped(self, seconds: float) -> None:
+        """The robot rested ``seconds`` (a stoppage): a change being timed must last while the robot works
+        (counted in feed time, one seen before a long stoppage was confirmed on the first readings after it)."""
+        if self.shifted_since is not None:
+            self.shifted_since += seconds
 
     # -- learning -------------------------------------------------------------------------------------------
 

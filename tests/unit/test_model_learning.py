@@ -215,3 +215,24 @@ def test_a_held_alert_released_after_its_fault_ended_closes_as_of_its_last_firin
         assert alert.state is AlertState.CLOSED
         assert fault[0].ts <= alert.opened_at < back[0].ts
         assert alert.closed_at <= back[0].ts + timedelta(seconds=60)  # its rule's last firing: 30 readings at most
+
+
+def test_a_change_timed_before_a_stoppage_must_go_on_for_the_rest_of_its_time_in_work_after_it():
+    # Timed in feed time, a change seen before a long stoppage was confirmed on the first readings after it,
+    # on a few readings of work: in fault runs of the broad benchmark, faults were turned into re-learns.
+    engine = DetectorEngine(CONFIG)
+    run(engine, feed(LEARN_ROWS))
+    heavier = lambda i, a, v: v * 1.6  # noqa: E731
+    before, rest_rows = feed(750, start_row=LEARN_ROWS, seed=5, fault=heavier), 3600  # rows of 2 s: 25 min, 2 h
+    assert not [a for a in run(engine, before) if a.detector == MODEL_EVENT]
+    timed = before[-1].ts.timestamp() - learner(engine).shifted_since
+    assert 0 < timed < CONFIG.model_relearn_s  # being timed when the robot stopped
+    after = feed(3000, start_row=LEARN_ROWS + 750 + rest_rows, seed=6, fault=heavier)  # the change stays
+    assert engine.robots["r1"].held_since is not None  # the residual's ALERTs of the new program wait
+    events = run(engine, after)
+    opened = [a for a in events if a.detector == MODEL_EVENT and a.state is AlertState.OPEN]
+    assert len(opened) == 1 and learner(engine).changes == 1  # a program that stays is still learnt
+    worked = (opened[0].opened_at - after[0].ts).total_seconds()
+    assert worked >= CONFIG.model_relearn_s - timed - 10  # the rest of its time, in work (the rest not counted)
+    # What was held waited in work too: not raised by HOLD_AT_MOST on the first readings after the stoppage.
+    assert not [a for a in events if a.detector == "residual" and a.state is AlertState.OPEN]
