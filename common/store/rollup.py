@@ -202,6 +202,11 @@ def stored_rows(conn: Connection):
 
 @functools.cache  # built once: SQLAlchemy takes ~6 ms to make the construct, a fifth of a small query
 def _elements(source=readings):
+    """``_elements_of(source)``, made once per ``source`` (``readings`` itself, or a statement's own subquery)."""
+    return _elements_of(source)
+
+
+def _elements_of(source):
     """PostgreSQL: each reading's ``amps`` unnested (``amps``, ``axis_id``: the ordinality), and the condition
     that the reading has a row of that axis (its bit in ``axes``), written ``<> 0``: see
     ``readings_minute_stats_of``. ``source``: ``readings`` or a subquery with its ``amps`` and ``axes``."""
@@ -271,29 +276,47 @@ def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour:
     ``per_hour``; ``minute`` the hour, else the group's first reading), only the ``stats`` columns computed
     (the others NULL): every unnested current costs each aggregate and the group key, and the fleet's
     unfolded tail is ~43,500 of them. ``peak_minute`` / ``peak_until``: the group's first and last reading,
-    where ``window_peaks`` looks for the time of its peak (the group may span minutes)."""
+    where ``window_peaks`` looks for the time of its peak (the group may span minutes).
+
+    Per hour, a reading's hour is computed once, in a subquery the planner keeps as it is (``OFFSET 0``), and
+    carried to its ~14 currents, as the writers' fold does (``readings_minute_rollup_of``): grouped on the
+    hour of each current, the fleet's tail took 22-25 ms of server CPU, 17-21 this way (docs/benchmarks.md,
+    section 3)."""
     stats = set(stats)
-    element, has_axis = _elements()
+    if per_hour:
+        reading = (
+            select(readings.c.robot_id, hour_start(readings.c.ts).label("hour"), readings.c.ts, *_UNNESTED)
+            .where(*filters)
+            .offset(0)
+            .subquery("reading")
+        )
+        element, has_axis = _elements_of(reading)
+        source, keys, conditions = reading, [reading.c.robot_id, reading.c.hour, element.c.axis_id], []
+    else:
+        element, has_axis = _elements()
+        source, keys, conditions = readings, [readings.c.robot_id, element.c.axis_id], list(filters)
     amps = element.c.amps
     aggregates = _as_stored(_element_aggregates(amps))
-    keys = [readings.c.robot_id, *([hour_start(readings.c.ts)] if per_hour else []), element.c.axis_id]
-    first, last = func.min(readings.c.ts), func.max(readings.c.ts)
+    first, last = func.min(source.c.ts), func.max(source.c.ts)
     # Asked only for maxima, the elements without a value go early (6 of the fleet's 14 axes); a count keeps
     # them: a robot's hour and axis with rows and no value is an answer row too (0 values).
     values_only = [] if stats & {"n_rows", "n_values"} else [amps.is_not(None)]
     return (
         select(
-            readings.c.robot_id,
+            source.c.robot_id,
             (keys[1] if per_hour else first).label("minute"),
             cast(element.c.axis_id, SmallInteger).label("axis_id"),
             *((aggregates[name] if name in stats else cast(null(), M.c[name].type)).label(name) for name in STATS),
             first.label("peak_minute"),
             last.label("peak_until"),
         )
-        .select_from(readings.join(element, true()))
-        .where(*filters, has_axis, *values_only)
+        .select_from(source.join(element, true()))
+        .where(*conditions, has_axis, *values_only)
         .group_by(*keys)
     )
+
+
+_UNNESTED = (readings.c.axes, readings.c.amps)  # what ``_elements_of`` reads of a reading
 
 
 def raw_stamp_stats(conn: Connection, filters: Iterable) -> Select:

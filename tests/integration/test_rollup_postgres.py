@@ -15,7 +15,7 @@ from common.store import queries
 from common.store.db import make_engine
 from common.store.rollup import STATS, readings_minute_axes_of, readings_minute_stats_of, readings_span_stats_of
 from common.store.sqlparts import axes_mask, minute_start
-from common.store.tables import readings_fact, readings_minute, rollup_progress, seed_axes
+from common.store.tables import readings, readings_fact, readings_minute, rollup_progress, seed_axes
 from consumer_db.migrate import migrate
 from consumer_db.store import insert_readings
 from tests import rollup_cases as cases
@@ -417,6 +417,44 @@ def test_the_readers_raw_parts_have_the_rollups_column_types(pg_engine):
         readings_span_stats_of([], STATS, per_hour=False),
     ):
         assert types(raw_part) == stored
+
+
+def test_the_raw_part_per_hour_is_the_raw_rows_grouped_by_hour(pg_engine):
+    # the raw part of span_stats per hour computes each reading's hour once, in a subquery of its own: the same
+    # groups and aggregates as the raw rows grouped by robot, hour and axis, over ranges across hours' ends
+    rows = cases.readings_over_hours(17)
+    cases.store_with_replays(pg_engine, rows, 17, copy_min_rows=1)
+    at = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
+    for low, high in ((at(0), at(4 * 3600)), (at(3599.5), at(7261.25)), (at(3000.75), at(3700))):
+        raw = cases.raw_rows(pg_engine, None, low, high)
+        expected = {}
+        for robot, axis, ts, amps in raw:
+            group = expected.setdefault((robot, ts.replace(minute=0, second=0, microsecond=0), axis), [])
+            group.append((ts, amps))
+        part = readings_span_stats_of([readings.c.ts >= low, readings.c.ts <= high], STATS, per_hour=True).subquery()
+        with pg_engine.connect() as conn:
+            got = conn.execute(select(part).order_by(part.c.robot_id, part.c.minute, part.c.axis_id)).mappings().all()
+        assert [(r["robot_id"], r["minute"], r["axis_id"]) for r in got] == sorted(expected)
+        for row in got:
+            group = expected[(row["robot_id"], row["minute"], row["axis_id"])]
+            values = [amps for _, amps in group if amps is not None]
+            cases.assert_close(
+                dict(row),
+                {
+                    **dict(row),
+                    "n_rows": len(group),
+                    "n_values": len(values),
+                    "n_zero": values.count(0.0),
+                    "sum_amps": sum(values) if values else None,
+                    "sum_sq_amps": sum(v * v for v in values) if values else None,
+                    "min_amps": min(values, default=None),
+                    "max_amps": max(values, default=None),
+                    "max_active_amps": max((v for v in values if v != 0), default=None),
+                    "peak_minute": min(ts for ts, _ in group),
+                    "peak_until": max(ts for ts, _ in group),
+                },
+                (low, high, row["robot_id"], row["minute"], row["axis_id"]),
+            )
 
 
 def test_the_long_range_readers_plan_without_parallel_workers_for_their_transaction_only(pg_engine):
