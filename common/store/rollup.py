@@ -202,7 +202,8 @@ def stored_rows(conn: Connection):
 
 @functools.cache  # built once: SQLAlchemy takes ~6 ms to make the construct, a fifth of a small query
 def _elements(source=readings):
-    """``_elements_of(source)``, made once per ``source`` (``readings`` itself, or a statement's own subquery)."""
+    """``_elements_of(source)``, made once per ``source``: for ``readings`` and the writers' statements, built once;
+    a reader's subquery made per call takes ``_elements_of`` (the cache would keep every one)."""
     return _elements_of(source)
 
 
@@ -280,12 +281,18 @@ def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour:
 
     Per hour, a reading's hour is computed once, in a subquery the planner keeps as it is (``OFFSET 0``), and
     carried to its ~14 currents, as the writers' fold does (``readings_minute_rollup_of``): grouped on the
-    hour of each current, the fleet's tail took 22-25 ms of server CPU, 17-21 this way (docs/benchmarks.md,
+    hour of each current, the fleet's tail took 22-29 ms of server CPU, 17-21 this way (docs/benchmarks.md,
     section 3)."""
     stats = set(stats)
     if per_hour:
         reading = (
-            select(readings.c.robot_id, hour_start(readings.c.ts).label("hour"), readings.c.ts, *_UNNESTED)
+            select(
+                readings.c.robot_id,
+                hour_start(readings.c.ts).label("hour"),
+                readings.c.ts,
+                readings.c.axes,
+                readings.c.amps,
+            )
             .where(*filters)
             .offset(0)
             .subquery("reading")
@@ -314,9 +321,6 @@ def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour:
         .where(*conditions, has_axis, *values_only)
         .group_by(*keys)
     )
-
-
-_UNNESTED = (readings.c.axes, readings.c.amps)  # what ``_elements_of`` reads of a reading
 
 
 def raw_stamp_stats(conn: Connection, filters: Iterable) -> Select:
