@@ -10,12 +10,14 @@ import enum
 import json
 import logging
 import re
+import sys
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
+import msgspec
 from pydantic import (
     AllowInfNan,
     AwareDatetime,
@@ -72,7 +74,11 @@ class WireModel(BaseModel):
             message = cls.model_validate_json(raw)
         except ValueError:
             message = None
-        if message is not None and "schema_version" in message.model_fields_set and _no_repeated_key(raw, message):
+        if (
+            message is not None
+            and "schema_version" in message.model_fields_set
+            and _no_repeated_key(raw, message.key_count())
+        ):
             return message
         return cls.from_bytes_checked(raw)
 
@@ -127,14 +133,14 @@ def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _QUOTE_THEN_SPACE = re.compile(rb'"[ \t\n\r]')
 
 
-def _no_repeated_key(raw: bytes | str, message: WireModel) -> bool:
+def _no_repeated_key(raw: bytes | str, keys: int) -> bool:
     """True when the text holds no key twice, proved cheaply: with no quote followed by white space, every
     key's closing quote is followed by its colon, so the text holds at least as many '":' as keys; if that
-    count is the number of distinct keys read, none was repeated. Otherwise the careful path decides."""
+    count is the number of distinct keys read (``keys``), none was repeated. Otherwise the careful path decides."""
     text = raw if isinstance(raw, bytes) else raw.encode()
     if _QUOTE_THEN_SPACE.search(text):
         return False
-    return text.count(b'":') == message.key_count()
+    return text.count(b'":') == keys
 
 
 def _short(exc: ValidationError) -> str:
@@ -198,6 +204,61 @@ class Reading(WireModel):
         """All axes that report read 0 A: the robot is standing still."""
         values = [v for v in self.currents.values() if v is not None]
         return bool(values) and all(v == 0 for v in values)
+
+
+class ReadingValues(NamedTuple):
+    """A reading's values without the pydantic model, as the sink keeps them (``ReadingPolicy.read_values``):
+    making a ``Reading`` costs more than reading the message's JSON does."""
+
+    robot_id: str
+    ts: datetime
+    row: int | None
+    currents: dict[int, float | None]
+
+
+# A current as msgspec must read it: a finite number (past the largest double, a JSON number reads as inf).
+_FiniteAmps = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
+
+
+class _WireReading(msgspec.Struct, forbid_unknown_fields=True):
+    """``Reading``'s shape for msgspec's JSON parser, the fast path of ``ReadingPolicy.read_values``. msgspec
+    is stricter than pydantic where they differ on this shape (an axis key must be a plain integer, "01" is
+    not; ``true`` is no number) except for the time, which is therefore read as text and parsed by
+    ``_plain_time``; and it keeps the last of a repeated key, which ``_no_repeated_key`` rules out."""
+
+    schema_version: Literal[1]
+    robot_id: str
+    ts: str
+    currents: dict[int, _FiniteAmps | None]
+    row: int | None | msgspec.UnsetType = msgspec.UNSET
+
+
+_WIRE_READING = msgspec.json.Decoder(_WireReading)
+
+# The times the fast path parses itself: what the producer writes, and any ISO-8601 time with seconds, at most
+# six digits of a fraction (pydantic truncates a seventh, datetime too: left to pydantic all the same) and an
+# upper-case T and Z (pydantic refuses "t" and "z"). ASCII digits only (``\d`` takes other scripts' digits).
+_PLAIN_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _plain_values(raw: bytes | str) -> ReadingValues | None:
+    """The reading as pydantic's ``Reading.from_bytes`` would read it, or None when this cannot be sure of
+    that (then ``Reading`` decides and says why). Never refuses by itself, so every reason stays pydantic's."""
+    try:
+        wire = _WIRE_READING.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    row = None if wire.row is msgspec.UNSET else wire.row
+    keys = 4 + len(wire.currents) + (wire.row is not msgspec.UNSET)
+    if not (0 < len(wire.robot_id) <= 64 and _PLAIN_TIME.fullmatch(wire.ts) and _no_repeated_key(raw, keys)):
+        return None
+    try:  # a day past the month's end, hour 24, second 60 or an offset of 24 h: pydantic refuses them too
+        ts = utc(datetime.fromisoformat(wire.ts))
+    except ValueError:
+        return None
+    return ReadingValues(wire.robot_id, ts, row, wire.currents)
 
 
 def _excerpt(value: object, limit: int = 40) -> str:
@@ -283,6 +344,16 @@ class ReadingPolicy(BaseModel):
     def read(self, raw: bytes | str, *, now: datetime | None = None) -> Reading:
         """A reading off the wire, shape and plausibility checked; :class:`SchemaError` otherwise."""
         return self.check(Reading.from_bytes(raw), now=now)
+
+    def read_values(self, raw: bytes | str, *, now: datetime | None = None) -> ReadingValues:
+        """What ``read`` accepts, as plain values, at a fifth of its cost: msgspec's parse where it provably
+        reads the message as pydantic does, ``read`` itself for everything else and for every refusal, so
+        the verdict and its reason are ``read``'s."""
+        values = _plain_values(raw)
+        if values is not None and self.problem(values.robot_id, values.ts, values.currents, now=now) is None:
+            return values
+        reading = self.read(raw, now=now)
+        return ReadingValues(reading.robot_id, reading.ts, reading.row, reading.currents)
 
 
 DEFAULT_POLICY = ReadingPolicy()
