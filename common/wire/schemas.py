@@ -223,8 +223,8 @@ _FiniteAmps = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float
 class _WireReading(msgspec.Struct, forbid_unknown_fields=True):
     """``Reading``'s shape for msgspec's JSON parser, the fast path of ``ReadingPolicy.read_values``. msgspec
     is stricter than pydantic where they differ on this shape (an axis key must be a plain integer, "01" is
-    not; ``true`` is no number) except for the time, which is therefore read as text and parsed by
-    ``_plain_time``; and it keeps the last of a repeated key, which ``_no_repeated_key`` rules out."""
+    not; ``true`` is no number) except for the time, which is therefore read as text (``_PLAIN_TIME``,
+    ``datetime.fromisoformat``); and it keeps the last of a repeated key, which ``_no_repeated_key`` rules out."""
 
     schema_version: Literal[1]
     robot_id: str
