@@ -1,6 +1,7 @@
 """What the policy for sane readings costs per message: decoding a reading off the wire, shape only
-(``Reading.from_bytes``) against shape and plausibility (``ReadingPolicy.read``, what every consumer does),
-and the sink's decoding of a batch of them (``consumer_db.decode.decode``: the same, the clock read once a batch).
+(``Reading.from_bytes``) against shape and plausibility (``ReadingPolicy.read``, what consumer_alerts and the
+dashboard do; ``ReadingPolicy.read_values``, the same verdict through msgspec, what the sink does), and the
+sink's decoding of a batch of them (``consumer_db.decode.decode``: the clock read once a batch).
 
     .venv/bin/python -m bench.reading_decode [--messages 50000] [--repeats 5]
 
@@ -63,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     raws = messages(args.messages)
     shape = best_us(Reading.from_bytes, raws, args.repeats)
     policy = best_us(DEFAULT_POLICY.read, raws, args.repeats)
+    values = best_us(DEFAULT_POLICY.read_values, raws, args.repeats)
     sink = sink_decode_us(raws, args.repeats)
     rows = [
         {"decode": "Reading.from_bytes (shape)", "us_per_message": shape, "messages_per_s": 1e6 / shape},
         {"decode": "ReadingPolicy.read (shape + policy)", "us_per_message": policy, "messages_per_s": 1e6 / policy},
+        {"decode": "ReadingPolicy.read_values (msgspec)", "us_per_message": values, "messages_per_s": 1e6 / values},
         {"decode": f"consumer_db decode, {SINK_BATCH} a batch", "us_per_message": sink, "messages_per_s": 1e6 / sink},
     ]
     write_results(

@@ -19,8 +19,8 @@ from common.wire.schemas import (
     DeadLetter,
     HealthEvent,
     MaintenanceEntry,
-    Reading,
     ReadingPolicy,
+    ReadingValues,
     raw_excerpt,
 )
 
@@ -41,7 +41,7 @@ class Topics:
 
 @dataclass
 class Batch:
-    readings: list[tuple[Reading, Message]] = field(default_factory=list)
+    readings: list[tuple[ReadingValues, Message]] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
     health: list[HealthEvent] = field(default_factory=list)
@@ -76,7 +76,7 @@ def decode(messages: list[Message], topics: Topics, policy: ReadingPolicy = DEFA
     for message in messages:
         try:
             if message.topic == topics.readings:
-                batch.readings.append((policy.read(message.value, now=now), message))
+                batch.readings.append((policy.read_values(message.value, now=now), message))
             elif message.topic == topics.alerts:
                 batch.alerts.append(Alert.from_bytes(message.value))
             elif message.topic == topics.dead_letters:

@@ -13,7 +13,7 @@ from common.store.conflicts import find_conflicts
 from common.store.joint_health import store_health
 from common.store.maintenance import store_entries
 from common.wire.bus import Message
-from common.wire.schemas import DEFAULT_POLICY, Reading, ReadingPolicy, RobotRoster
+from common.wire.schemas import DEFAULT_POLICY, ReadingPolicy, ReadingValues, RobotRoster
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected
 from consumer_db.decode import Batch, Topics, decode, origin, rejected_row
@@ -208,9 +208,9 @@ class Sink:
         return found
 
 
-def _reading(pair: tuple[Reading, Message]) -> Reading:
+def _reading(pair: tuple[ReadingValues, Message]) -> ReadingValues:
     return pair[0]
 
 
-def _reading_key(pair: tuple[Reading, Message]) -> tuple[str, datetime]:
+def _reading_key(pair: tuple[ReadingValues, Message]) -> tuple[str, datetime]:
     return pair[0].robot_id, pair[0].ts

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from common.store.tables import alerts, readings_fact, rejected_readings
 from common.wire.bus import Message
-from common.wire.schemas import Alert, DeadLetter, Reading
+from common.wire.schemas import Alert, DeadLetter, Reading, ReadingValues
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected, RobotAxes
 from consumer_db.decode import Topics, decode
@@ -160,7 +160,9 @@ def test_decode_routes_every_message_and_turns_garbage_into_rejections():
         ],
         TOPICS,
     )
-    assert [r for r, _ in batch.readings] == [reading]
+    assert [r for r, _ in batch.readings] == [
+        ReadingValues(reading.robot_id, reading.ts, reading.row, reading.currents)
+    ]
     assert batch.alerts == [alert()]
     assert [(r["source"], r["line"], r["origin"]) for r in batch.rejected] == [
         ("readings", 1, "readings/0/1"),

@@ -9,6 +9,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, select
 
 from common.csvio.controller_csv import CsvOptions, read_export
@@ -345,12 +347,12 @@ def test_a_robot_poisoned_before_migration_0007_is_cured_and_no_absurd_value_can
 
 
 class FragilePolicy(ReadingPolicy):
-    """A policy with a bug that one message provokes."""
+    """A policy with a bug that one message provokes, in the check every way of reading goes through."""
 
-    def read(self, raw, **kw):
-        if b"13.0" in raw:
+    def problem(self, robot_id, ts, currents, **kw):
+        if 13.0 in currents.values():
             raise RuntimeError("a bug met one message")
-        return super().read(raw, **kw)
+        return super().problem(robot_id, ts, currents, **kw)
 
 
 def test_the_sink_dead_letters_a_message_it_fails_on_for_any_reason_and_goes_on(tmp_path):
@@ -409,3 +411,111 @@ async def test_consumer_alerts_run_publishes_the_dead_letter_and_keeps_judging(t
     letters = [DeadLetter.from_bytes(m.value) for log in bus._log("dead") for m in log]
     assert len(letters) == 1 and letters[0].line == 3 and "OverflowError" in letters[0].reason
     assert letters[0].source == "readings/0 (consumer_alerts)"
+
+
+# Inputs msgspec, the fast path of ``ReadingPolicy.read_values``, reads otherwise than pydantic's ``Reading``
+# does (docs/benchmarks.md, issue 23): each must get ``read``'s verdict, and its reason when refused.
+def plain(ts: str = "2026-01-10T11:59:58Z", currents: str = '"1":5.0', **fields: str) -> bytes:
+    head = "".join(f'"{name}":{value},' for name, value in fields.items())
+    return f'{{{head}"schema_version":1,"robot_id":"robot-001","ts":"{ts}","currents":{{{currents}}}}}'.encode()
+
+
+READ_OTHERWISE = {
+    "a lower-case t": plain(ts="2026-01-10t11:59:58Z"),
+    "a lower-case z": plain(ts="2026-01-10T11:59:58z"),
+    "a seventh digit of a second": plain(ts="2026-01-10T11:59:58.1234567Z"),
+    "a space for the T": plain(ts="2026-01-10 11:59:58Z"),
+    "no seconds": plain(ts="2026-01-10T11:59Z"),
+    "hour 24": plain(ts="2026-01-10T24:00:00Z"),
+    "second 60": plain(ts="2025-12-31T23:59:60Z"),
+    "February 30": plain(ts="2024-02-30T00:00:00Z"),
+    "an offset of 24 h": plain(ts="2026-01-10T11:59:58+24:00"),
+    "an offset of 23:59": plain(ts="2026-01-10T11:59:58+23:59"),
+    "a time past the last UTC one": plain(ts="9999-12-31T23:00:00-05:00"),
+    "an Arabic-Indic digit in the time": plain(ts="2026-01-10T11:59:5\u0661Z"),
+    "a time written with an escape": plain(ts="2026-01-10\\u005411:59:58Z"),
+    "the last of a repeated key": plain(currents='"1":5.0,"1":700.0'),
+    "a repeated top-level key": plain(robot_id='"robot-002"'),
+    "axis 01": plain(currents='"01":5.0'),
+    "axis +1": plain(currents='"+1":5.0'),
+    "axis 1_0": plain(currents='"1_0":5.0'),
+    "axis -0 and 0": plain(currents='"-0":5.0,"0":6.0'),
+    "an integer current": plain(currents='"1":5'),
+    "a current past the largest double": plain(currents='"1":1e999'),
+    "an integer current past the largest double": plain(currents='"1":' + "9" * 400),
+    "a lone surrogate": plain(currents='"1":5.0', row='"\\ud800"'),
+    "a row number past 64 bits": plain(row=str(2**70)),
+    "a row number 1.0": plain(row="1.0"),
+    "a version 1.0": plain(schema_version="1.0"),
+    "an unknown key": plain(extra="1"),
+    "not UTF-8": plain().replace(b"robot-001", b"robot-\xff01"),
+}
+
+
+def verdict(read, raw: bytes, policy: ReadingPolicy = DEFAULT_POLICY):
+    try:
+        got = read(raw, now=NOW)
+    except SchemaError as exc:
+        return "refused", str(exc)
+    return got.robot_id, got.ts, got.row, got.currents, [type(v) for v in got.currents.values()]
+
+
+def values_and_read_agree(raw: bytes, policy: ReadingPolicy = DEFAULT_POLICY) -> None:
+    assert verdict(policy.read_values, raw, policy) == verdict(policy.read, raw, policy)
+
+
+@pytest.mark.parametrize(
+    "raw", list(READ_OTHERWISE.values()) + [raw for raw, _ in HOSTILE.values()], ids=[*READ_OTHERWISE, *HOSTILE]
+)
+def test_read_values_gives_reads_verdict_and_reason(raw):
+    values_and_read_agree(raw)
+    values_and_read_agree(raw, ANY_TIME)
+
+
+def test_a_plain_reading_is_read_without_pydantic(monkeypatch):
+    def no_pydantic(*args, **kwargs):
+        raise AssertionError("went the slow way")
+
+    monkeypatch.setattr(ReadingPolicy, "read", no_pydantic)
+    raw = plain(ts="2026-01-10T11:59:58.125+01:00", currents='"1":5.0,"2":null,"14":-3', row="7")
+    values = DEFAULT_POLICY.read_values(raw, now=NOW)
+    assert values == (
+        "robot-001",
+        datetime(2026, 1, 10, 10, 59, 58, 125000, tzinfo=UTC),
+        7,
+        {1: 5.0, 2: None, 14: -3.0},
+    )
+
+
+@st.composite
+def near_iso_times(draw) -> str:
+    """Times as ISO-8601 writes them and near misses: each part at or just past its range, any separator,
+    fractions of up to 8 digits, zones in either case or as offsets up to 24 h."""
+    year, month, day = draw(st.integers(0, 9999)), draw(st.integers(0, 13)), draw(st.integers(0, 32))
+    hour, minute = draw(st.integers(0, 25)), draw(st.integers(0, 61))
+    seconds = draw(st.sampled_from(["", ":00", ":59", ":60"]))
+    fraction = draw(st.sampled_from(["", "."])) + draw(st.text("0123456789", max_size=8))
+    sign, off_hours, off_minutes = draw(st.sampled_from("+-")), draw(st.integers(0, 25)), draw(st.integers(0, 61))
+    zone = draw(st.sampled_from(["", "Z", "z", f"{sign}{off_hours:02d}:{off_minutes:02d}"]))
+    date = f"{year:04d}-{month:02d}-{day:02d}"
+    clock = f"{hour:02d}:{minute:02d}{seconds}{fraction}{zone}"
+    return date + draw(st.sampled_from("Tt ")) + clock
+
+
+# Any time the calendar holds, so that the times' parse itself is compared, not the policy's dates.
+ANY_TIME = ReadingPolicy(earliest=datetime(1, 1, 1, tzinfo=UTC), max_future_s=1e12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ts=near_iso_times())
+def test_read_values_agrees_with_read_on_near_iso_times(ts):
+    values_and_read_agree(plain(ts=ts), ANY_TIME)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    keys=st.lists(st.from_regex(r"[+-]?[0-9_ ]{1,3}", fullmatch=True), min_size=1, max_size=3),
+    amps=st.floats(-2000, 2000) | st.integers(-2000, 2000) | st.integers() | st.booleans() | st.none(),
+)
+def test_read_values_agrees_with_read_on_odd_axes_and_currents(keys, amps):
+    values_and_read_agree(plain(currents=",".join(f"{json.dumps(key)}:{json.dumps(amps)}" for key in keys)))
