@@ -229,6 +229,25 @@ def test_a_load_halved_through_the_engine_is_a_load_low_alert_and_a_load_gone_an
     assert (2, "load_low", Severity.ERROR) in opened(0.1)
 
 
+def test_a_ramp_is_an_error_once_its_recent_half_is_past_the_line_and_a_step_near_it_stays_an_alert():
+    # The default detectors without a model. Axis 2's load ramps up over 200 rows from reading 3000 (about 123 busy
+    # readings, the fault's end at its peak): the load window still holds the ramp's lower part at its end (~1.8x),
+    # but its recent half is past twice normal by more than its noise, so the ramp to 2.8x is an ERROR. A step to
+    # 1.7x held as long as the window and more stays an ALERT: its recent half is no farther than the window.
+    def worst(fault):
+        alerts = run(DetectorEngine(EngineConfig()), cycle_readings(4000, seed=3, fault=fault))
+        assert alerts and {a.axis for a in alerts} == {2}
+        return max((a.severity for a in alerts), key=[Severity.ALERT, Severity.ERROR].index)
+
+    def ramp(top):
+        return lambda i, axis, amps: (
+            amps * (1 + (top - 1) * (i - 3000) / 200) if axis == 2 and 3000 <= i < 3200 else amps
+        )
+
+    assert worst(ramp(2.8)) is Severity.ERROR
+    assert worst(lambda i, axis, amps: amps * 1.7 if axis == 2 and 3000 <= i < 3600 else amps) is Severity.ALERT
+
+
 def test_a_clamp_that_follows_the_robots_rests_is_sized_like_a_level_and_a_stuck_sensor_is_not():
     # 130 A is 13x axis 2's level. Read only while the robot moves (0 A while it rests, then exactly 130 A
     # again) it is the joint's current held at a limit: a gross rise, an ERROR. Read through the rests too it
