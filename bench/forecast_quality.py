@@ -14,8 +14,9 @@ the raw hourly medians). Then:
   even a perfect trend would make on this measurement;
 - for calibrating the interval, the same forecast at every 2.5 % of each worn axis's life from 60 % to 5 % left
   (23 per axis), coverage and error in three bands and pooled: ``interval_scale`` was chosen on these (tuning
-  seeds). Each coverage comes with a 90 % interval that resamples whole worn robots (their forecasts share a
-  series, so they are not independent cases);
+  seeds). Each coverage, and each ratio of the model's error to the naive line's, comes with a 90 % interval
+  that resamples whole worn robots (their forecasts share a series, so they are not independent cases): a
+  ratio of medians moves a lot between seed sets (docs/benchmarks.md, round 9);
 - for each robot without wear, at the end of every day from day 3: is any of its axes forecast to cross
   within ``--due-days``?
 - the ``maintenance_due`` events the stream's own rule (``AxisHealth.take_hour``: ``HEALTH_MIN_HOURS``, the
@@ -308,6 +309,25 @@ def coverage_interval(cases: list[dict], key: str, resamples: int = BOOTSTRAP) -
     return f"{low:.0%}-{high:.0%}"
 
 
+def ratio_interval(model: list[dict], naive: list[dict], resamples: int = BOOTSTRAP) -> str:
+    """A 90 % interval of the ratio of median absolute errors, model over naive, resampling whole worn robots
+    (seed, robot) with both methods' forecasts of each: how far another fleet of the same make might put it.
+    A ratio of medians of ~100 crossings moves a lot with a few cases near the median (docs/benchmarks.md)."""
+    robots: dict[tuple, tuple[list[float], list[float]]] = {}
+    for method, rows in ((0, model), (1, naive)):
+        for r in rows:
+            robots.setdefault((r["seed"], r["robot"]), ([], []))[method].append(r["abs_error_h"])
+    groups = list(robots.values())
+    picks = np.random.default_rng(0).integers(len(groups), size=(resamples, len(groups)))
+    ratios = []
+    for pick in picks:
+        mine = [e for i in pick for e in groups[i][0]]
+        theirs = [e for i in pick for e in groups[i][1]]
+        ratios.append(statistics.median(mine) / max(statistics.median(theirs), 1e-9))
+    low, high = np.percentile(ratios, [5, 95])
+    return f"{low:.2f}-{high:.2f}"
+
+
 def _level_error_h(spec: WearSpec, series: list[HourValue], now: float) -> float:
     """The error even a perfect trend would make: the measured level's offset from the true wear over the
     last day (the learned normals' own error), in hours of the remaining mean growth (at most the hours left)."""
@@ -436,6 +456,7 @@ def _summary(rows: list[dict], clean: dict, due_days: float) -> list[dict]:
             row["model in 80 %"] = sum(r["inside_80"] for r in chosen["model"]) / len(chosen["model"])
             row["in 80 %, 90 % CI"] = coverage_interval(chosen["model"], "inside_80")
             row["model / naive"] = row["model MAE h (median)"] / max(row["naive MAE h (median)"], 1e-9)
+            row["model / naive, 90 % CI"] = ratio_interval(chosen["model"], chosen["naive"])
             row["level error h (median)"] = statistics.median(r["level_error_h"] for r in chosen["model"])
             out.append(row)
     for m, (due, checks) in clean.items():

@@ -40,3 +40,24 @@ def test_a_robots_work_cycles_are_made_once_then_read_from_the_cache(tmp_path, m
     again = _robot_cycles(1, "robot-001", 0.05, None, path)
     assert [(c.start, c.end, sorted(c.axes)) for c in again] == [(c.start, c.end, sorted(c.axes)) for c in made]
     assert [c.axes[1].rms for c in again] == [c.axes[1].rms for c in made]
+
+
+def errors(per_robot):
+    """Model and naive rows, one robot per (model errors, naive errors) pair."""
+    model, naive = [], []
+    for i, (mine, theirs) in enumerate(per_robot):
+        model += [{"seed": 1, "robot": f"robot-{i:03d}", "abs_error_h": e} for e in mine]
+        naive += [{"seed": 1, "robot": f"robot-{i:03d}", "abs_error_h": e} for e in theirs]
+    return model, naive
+
+
+def test_a_ratio_the_same_on_every_robot_is_certain():
+    assert forecast_quality.ratio_interval(*errors([([10.0, 20.0, 30.0], [20.0, 40.0, 60.0])] * 12)) == "0.50-0.50"
+
+
+def test_a_ratio_that_differs_between_robots_gets_an_interval_around_it():
+    # half the robots forecast as well as the naive line, half four times better: the pooled ratio lies
+    # between, and another draw of robots could put it anywhere from near one end to near the other
+    model, naive = errors([([40.0] * 3, [40.0] * 3)] * 10 + [([10.0] * 3, [40.0] * 3)] * 10)
+    low, high = (float(x) for x in forecast_quality.ratio_interval(model, naive).split("-"))
+    assert 0.25 <= low < 0.6 < high <= 1.0
