@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from common.wire.bus import InProcessBus
 from common.wire.schemas import Reading
-from consumer_alerts import engine_state
+from consumer_alerts import checkpoint, engine_state
 from consumer_alerts.checkpoint import Checkpoints, Snapshot, read_record, record, restore_partitions
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import load_snapshot, snapshot
@@ -154,6 +154,40 @@ async def test_the_commit_covers_the_readings_before_the_checkpoint_and_comes_af
     await checkpoints.flush()
     assert committed(bus) == len(first) + len(second)
     assert bus.end_offsets(STATE) == [4], "then r2 and r3, the robots the second batch changed (r1 did not change)"
+
+
+async def test_a_due_checkpoint_starts_right_after_a_batch_not_late_in_a_quiet_gap(monkeypatch):
+    """Started on an empty poll late in a paced feed's gap, the next burst would find its robots pending and
+    serialise them on the readings' path; a feed that has gone quiet is checkpointed one interval later."""
+    clock = [1000.0]
+    monkeypatch.setattr(checkpoint.time, "monotonic", lambda: clock[0])
+    bus = InProcessBus()
+    for r in cycle_readings(20, robot_id="r1"):
+        await bus.publish("readings", r.robot_id, r.to_bytes())
+    sub = await bus.subscribe(["readings"], group_id="g")
+    engine = DetectorEngine(CONFIG)
+    checkpoints = checkpoints_on(bus, engine, interval_s=30)
+    checkpoints.sub = sub
+    batch = await sub.getmany(max_records=10)
+    for m in batch:
+        checkpoints.before_reading("r1", m.partition)
+        engine.process(reading_of(m))
+    await checkpoints.after_batch(batch)
+    clock[0] += checkpoints.interval_s * 1.5  # due, and the loop polls in the gap before the next burst
+    await checkpoints.after_batch([])
+    assert not checkpoints.busy, "not started on an empty poll"
+    later = await sub.getmany(max_records=10)
+    await checkpoints.after_batch(later)
+    assert checkpoints.busy, "started right after the next batch"
+
+    quiet = checkpoints_on(bus, DetectorEngine(CONFIG), interval_s=30)
+    await quiet.after_batch(batch)
+    clock[0] += quiet.interval_s * 1.5
+    await quiet.after_batch([])
+    assert not quiet.busy
+    clock[0] += quiet.interval_s * 0.5  # no reading for two intervals: the feed has gone quiet
+    await quiet.after_batch([])
+    assert quiet.busy
 
 
 def reading_of(message) -> Reading:
