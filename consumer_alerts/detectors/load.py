@@ -98,6 +98,7 @@ class LoadScorer:
         self.direction = 1
         self._score = 0.0
         self._deviation = 0.0
+        self._own_deviation = 0.0  # the window's level against the feed's own normal: what the spread is learnt from
         self._band = self._prior_band  # the spread is not known yet
         self._last, self._run, self._since_flat = 0.0, 0, o.window
         self._since_before_run = o.window
@@ -130,12 +131,14 @@ class LoadScorer:
         if self._pushes >= size:  # a running sum drifts: recomputed once per window (amortised O(1))
             self.total, self._pushes = math.fsum(logs), 0
         if not self.full:
-            self._deviation = self._score = 0.0
+            self._deviation = self._own_deviation = self._score = 0.0
             return 0.0
+        mean = self.total / len(logs)
+        own = self._own_deviation = mean - self.normal
         if self.on_prior:
-            d, band = self.total / len(logs) - self.prior, self._prior_band
+            d, band = mean - self.prior, self._prior_band
         else:
-            d, band = self.total / size - self.normal, self._band
+            d, band = own, self._band
         self._deviation = d
         if d >= 0:
             self.direction, size = 1, d
@@ -220,14 +223,23 @@ class LoadScorer:
                 else:
                     self.normal += self._deviation
                 self.out_run = 0
+            if self.on_prior:
+                self._learn_spread()  # out against the model's level, not necessarily against the feed's own
             return
         self.out_run = 0
         self.count += 1
         self.normal += max(o.alpha, 1.0 / self.count) * (math.log(x) - self.normal)  # a plain mean at first
-        if len(self.logs) == self.logs.maxlen:
+        self._learn_spread()
+
+    def _learn_spread(self) -> None:
+        """The spread learns from a full window in the inner half of the band in force, measured against the feed's
+        own normal even while it is judged against the model's level: the spread is this axis's swing, and a
+        model's level off by a fifth (axis 8 of the real export, trained on other days) would otherwise widen the
+        band for thousands of readings, or, gated by it, keep one side of the swing out."""
+        d = self._own_deviation
+        if len(self.logs) == self.logs.maxlen and abs(d) < LEARN_LIMIT / ALERT_SCORE * self._band:
             self.windows += 1
-            d = self._deviation
-            self.spread2 += max(o.alpha, 1.0 / self.windows) * (d * d - self.spread2)
+            self.spread2 += max(self.options.alpha, 1.0 / self.windows) * (d * d - self.spread2)
             self._band = self._learnt_band()
 
     def _learnt_band(self) -> float:

@@ -554,6 +554,17 @@ def test_load_judges_a_feed_against_its_models_level_before_it_has_learnt_its_ow
         assert not any(feed(load_detector(model), work_cycles(3000, seed=seed)))
 
 
+def test_load_learns_the_axiss_spread_against_its_own_level_while_judged_against_the_models():
+    # A model trained on other days reads this feed's level a quarter high: close enough to be judged against
+    # during warm-up, but the spread learnt then is the axis's own swing, not that offset. A band widened by it
+    # would keep a load cut by 45 % inside it for thousands of readings after warm-up.
+    model = axis_model(log_mean=log_mean(work_cycles(5000, seed=9)) + math.log(1.25))
+    detector = load_detector(model)
+    assert not any(feed(detector, work_cycles(1500)))
+    assert detector.scorer.count >= detector.scorer.options.warmup
+    assert ("load_low", Severity.ALERT) in fired_kinds(feed(detector, work_cycles(300, seed=3, scale=0.55), t0=6000.0))
+
+
 def test_load_drops_a_model_level_the_feed_keeps_away_from():
     # A model of another program: once the feed has stayed away from its level for LOAD_ABSORB readings, the
     # detector learns the feed's own level and goes quiet.
