@@ -575,24 +575,31 @@ def check_a_fold_inside_the_running_hour_changes_no_answer(engine: Engine) -> No
 
 
 def check_the_running_hour_is_read_from_its_row(engine: Engine) -> None:
-    """Over everything stored, the fleet's current hour is its running rows: with the minute rows they hold
-    gone, every answer read through the hour rows stays what the raw rows say (only the unfolded tail is raw)."""
+    """Over everything stored, and over the last hour (from inside the hour before: no whole hour), the
+    fleet's current hour is its running rows: with the minute rows they hold gone, every answer read through
+    the hour rows stays what the raw rows say (only the unfolded tail and the range's first minutes are raw
+    or minute rows)."""
     store_one_robot(engine, range(0, 3600 + 1800, 2), amps=lambda s: float((s * 7919) % 1000) / 10)
     with engine.connect() as conn:
         hour, folded_until = running_hour(conn)
         assert (hour, folded_until.minute > 0) == (T0 + timedelta(hours=1), True)
+        newest = queries.newest_ts(conn)
     with engine.begin() as conn:
         for table in (readings_minute, reading_stamps_minute):
             gone = table.delete().where(table.c.minute >= hour, table.c.minute < folded_until)
             assert conn.execute(gone).rowcount > 0
-    rows = raw_rows(engine, None, None, None)
+    last_hour_from = newest - timedelta(hours=1)
+    assert last_hour_from < hour  # the range starts in the hour before
     with engine.connect() as conn:
-        everything = {"robot_id": None, "start": None, "end": None}
-        assert_close(queries.resample_hourly(conn, **everything), expected_hourly_resample(rows), "hourly")
-        assert_close(queries.axis_summary(conn, **everything), expected_summary(rows), "summary")
-        assert_close(queries.window_peaks(conn, **everything), expected_window_peaks(rows), "peaks")
         locked = axes_of(conn, active_only=True)
-        health = queries.data_health(conn, **everything, gap_threshold_s=GAP_S, tick_seconds=TICK_S)
-        assert_close(health, expected_health(rows, locked), "health")
-        folded = queries.data_health(conn, **everything, gap_threshold_s=GAP_S, tick_seconds=TICK_S, folded_only=True)
-        assert folded[0]["readings"] == (folded_until - T0).total_seconds() / 2
+        for start, end in ((None, None), (last_hour_from, newest)):
+            rows = raw_rows(engine, None, start, end)
+            where = {"robot_id": None, "start": start, "end": end}
+            assert_close(queries.resample_hourly(conn, **where), expected_hourly_resample(rows), where)
+            assert_close(queries.axis_summary(conn, **where), expected_summary(rows), where)
+            assert_close(queries.window_peaks(conn, **where), expected_window_peaks(rows), where)
+            health = queries.data_health(conn, **where, gap_threshold_s=GAP_S, tick_seconds=TICK_S)
+            assert_close(health, expected_health(rows, locked), where)
+            folded = queries.data_health(conn, **where, gap_threshold_s=GAP_S, tick_seconds=TICK_S, folded_only=True)
+            first = T0 if start is None else floor_minute(start) + timedelta(minutes=1)
+            assert folded[0]["readings"] == (folded_until - first).total_seconds() / 2, where

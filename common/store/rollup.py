@@ -584,7 +584,7 @@ def span_stats(
     (``_layers``). On PostgreSQL the raw rows are grouped per robot and axis (and hour, ``per_hour``), only
     the ``stats`` columns computed (``readings_span_stats_of``): those are all a caller may read."""
     layers = _layers(conn, H, M, robot_id=robot_id, start=start, end=end)
-    if layers is None:  # no whole hour in the range
+    if layers is None:  # the range lies inside one hour
         m = _whole_and_edges(conn, M, _raw_stats_without_peak_ts, robot_id=robot_id, start=start, end=end)
         return select(m, m.c.minute.label("peak_minute"), next_minute(m.c.minute).label("peak_until")).subquery()
     hours, minutes, raw, fallbacks = layers
@@ -634,9 +634,21 @@ def _raw_stats_without_peak_ts(conn: Connection, filters: Iterable) -> Select:
     return raw_minute_stats(conn, filters).add_columns(_NO_PEAK_TS)
 
 
+def _inside_one_hour(first_hour: datetime | None, last_hour: datetime | None) -> bool:
+    """Whether a range's whole minutes (``_whole_minutes``) lie inside one clock hour, after its start
+    (``first_hour``: the first hour starting at or after them; ``last_hour``: the hour of the last): no hour
+    row can stand for any of them. A range across an hour's start holds no whole hour, but it can hold that
+    hour's running row: "the last hour" at 10:58 is 09:58-10:58, and each robot's row of 10:00 holds its
+    minutes up to the row's ``folded_until``: one row per robot and axis and the few minutes folded since,
+    instead of up to 59 minute rows each (the fleet's last hour at 10 M rows: ~11,800 rows, not ~81,000;
+    docs/benchmarks.md, section 3)."""
+    return first_hour is not None and last_hour is not None and first_hour > last_hour
+
+
 def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None, start, end):
     """The conditions of ``span_stats``' three parts, on ``hour_table`` (``hour``), ``minute_table``
-    (``minute``) and ``stored_readings`` (``ts``); None when the range holds no whole hour.
+    (``minute``) and ``stored_readings`` (``ts``); None when the range lies inside one hour
+    (``_inside_one_hour``).
 
     Per robot, with ``folded_until`` read beforehand (as ``_whole_and_edges`` does) and robots grouped by it
     (``_hour_cuts``): hours ``[first_hour, hour_cut)``, minutes ``[first, first_hour)``, the running hour's
@@ -645,7 +657,7 @@ def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None,
     first, last = _whole_minutes(start, end)
     first_hour = None if first is None else floor_hour(first - MINUTE) + HOUR
     last_hour = None if last is None else floor_hour(last)
-    if first_hour is not None and last_hour is not None and first_hour >= last_hour:
+    if _inside_one_hour(first_hour, last_hour):
         return None
     h, m, t = hour_table, minute_table, stored_readings(conn)
     hours, minutes, raw, fallbacks = [], [], [], []
@@ -662,8 +674,10 @@ def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None,
             minutes += rest
             fallbacks += fallback
         raw.append(and_(t.c.robot_id.in_(robots), t.c.ts >= minute_cut, *([] if end is None else [t.c.ts <= end])))
-    if start is not None and start < first:
-        raw.append(and_(*where(t, robot_id=robot_id, start=start, end=None), t.c.ts < first))
+        if start is not None and start < first:
+            # The partial minute at the range's start, robot by robot too: with the robots as a subquery
+            # (``where``) inside this OR, PostgreSQL read the whole (robot_id, ts) index for it.
+            raw.append(and_(t.c.robot_id.in_(robots), t.c.ts >= start, t.c.ts < first))
     return or_(false(), *hours), or_(false(), *minutes), or_(false(), *raw), fallbacks
 
 
@@ -736,7 +750,7 @@ def stamp_stats(
     if folded_only:
         return _folded_stamps(conn, robot_id=robot_id, start=start, end=end)
     layers = _layers(conn, SH, S, robot_id=robot_id, start=start, end=end)
-    if layers is None:  # no whole hour in the range
+    if layers is None:  # the range lies inside one hour
         minutes = _whole_and_edges(conn, S, raw_stamp_stats, robot_id=robot_id, start=start, end=end)
         return select(minutes, literal(60).label("seconds")).subquery()
     hours, minutes, raw, fallbacks = layers
@@ -763,7 +777,7 @@ def _folded_stamps(conn: Connection, *, robot_id: str | None, start: datetime | 
     first, last = _whole_minutes(start, end)
     first_hour = None if first is None else floor_hour(first - MINUTE) + HOUR  # the first whole hour
     last_hour = None if last is None else floor_hour(last)
-    if first_hour is not None and last_hour is not None and first_hour >= last_hour:
+    if _inside_one_hour(first_hour, last_hour):
         return _stamps_between(S, "minute", 60, [robot_id], first, last).subquery()
     parts = (
         []
