@@ -5,7 +5,8 @@ draws its sizes from wide ranges relative to each axis's own normal level (the m
 current in data it is given), and adds what those do not cover:
 
 - ``level``: the axis draws ``1 + size`` times its current while the robot works; ``size < 0`` is a drop
-  (lost load, a broken belt or gear: the joint still moves, it draws less);
+  (lost load, a broken belt or gear: the joint still moves, it draws less). A joint that reads 0 A while
+  others work (it does not move) still reads 0: a change of load scales a current, it does not make one;
 - ``ramp``: the same, growing linearly from 0 to ``size`` over the window (wear, or a slow leak of load);
 - ``spike``: a short surge (seconds) of ``size`` times the normal level added while the robot works;
 - ``clamp``: the axis reads a constant ``size`` times its normal level while the robot works (e.g. 13x, a
@@ -186,10 +187,12 @@ def _faulty(
         return _snap(held if kind is BroadKind.STUCK else size * profile.normal, profile.step)
     if not working:
         return value
-    if kind is BroadKind.PROGRAM:
-        return _snap(value * fault.shares.get(axis, 1.0), profile.step)
     if kind is BroadKind.SPIKE:
         return _snap(value + size * profile.normal, profile.step)
+    if value == 0:
+        return value  # a joint at rest while others work draws no current, whatever its load: 0 times any factor
+    if kind is BroadKind.PROGRAM:
+        return _snap(value * fault.shares.get(axis, 1.0), profile.step)
     if kind is BroadKind.RAMP:
         size *= (ts - fault.start).total_seconds() / fault.duration_s
     # level, multi, ramp: a drop keeps a little current (friction), so a moving joint never reads exactly 0

@@ -46,6 +46,23 @@ def test_level_scales_the_working_current_of_its_axis_only_inside_its_window(siz
             assert f.currents[2] == c.currents[2]
 
 
+@pytest.mark.parametrize("kind", [BroadKind.LEVEL, BroadKind.RAMP, BroadKind.MULTI])
+@pytest.mark.parametrize("size", [1.2, -0.9])
+def test_a_joint_at_rest_while_others_work_still_reads_0_under_a_change_of_load(kind, size):
+    # axis 2 reads 0 A in some working rows (the joint does not move); 0 times any load is 0, not the sensor's step
+    resting = {i for i in range(100, 250) if i % 7 == 0}
+    clean = cycle_readings(400, seed=5, fault=lambda i, axis, amps: 0.0 if axis == 2 and i in resting else amps)
+    fault = BroadFault(kind, (2,), START, DURATION, size)
+    faulty = list(inject(clean, [fault], {2: AxisProfile(normal=10.0, step=0.25)}))
+    at_rest = [f.currents[2] for c, f in zip(clean, faulty, strict=True) if inside(c, fault) and c.currents[2] == 0]
+    moving = [f.currents[2] for c, f in zip(clean, faulty, strict=True) if inside(c, fault) and c.currents[2]]
+    assert at_rest and all(v == 0 for v in at_rest)
+    assert moving and all(v > 0 for v in moving)  # a moving joint keeps at least the sensor's step (friction)
+    program = BroadFault(BroadKind.PROGRAM, (2,), START, 10.0, 0.0, shares={2: 1.4})
+    changed = list(inject(clean, [program], {2: AxisProfile(normal=10.0, step=0.25)}))
+    assert all(f.currents[2] == 0 for c, f in zip(clean, changed, strict=True) if c.currents[2] == 0)
+
+
 def test_ramp_grows_from_nothing_to_its_size():
     fault = BroadFault(BroadKind.RAMP, (2,), START, DURATION, -0.6)
     clean, faulty = apply(fault)
