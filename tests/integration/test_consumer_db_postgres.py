@@ -192,10 +192,10 @@ def test_a_redelivered_batch_is_no_conflict_and_one_reading_stored_otherwise_is_
 
 def test_copy_stores_the_very_values_an_insert_stores(engine):
     """The sink's COPY text (times and currents as msgspec writes them, ``consumer_db.store.wide_copy_text``)
-    stores, to the bit, what the driver's INSERT of the same rows stores and what was given: -0.0, 17
-    significant digits, numbers msgspec writes with an exponent, microseconds, days far apart. Nothing below
-    1e-150 A: the rollup's sum of squares underflows on it, and PostgreSQL refuses that (the batch would be a
-    dead letter, COPY or INSERT alike)."""
+    stores, to the bit, what was given, as the driver's INSERT of the same rows does but for one sign: -0.0,
+    17 significant digits, numbers msgspec writes with an exponent, microseconds, days far apart. Nothing
+    below 1e-150 A: the rollup's fold squares the currents, and PostgreSQL refuses a product that underflows
+    (such a batch is refused, COPY or INSERT alike)."""
     import random
     import struct
     from datetime import datetime, timedelta
