@@ -188,3 +188,41 @@ def test_a_redelivered_batch_is_no_conflict_and_one_reading_stored_otherwise_is_
     assert more == [] and origin == "readings/0/1057"
     assert reason.startswith("conflict") and "axis 2: stored 14.25, this one 99.5" in reason
     assert stored == 14.25  # the stored reading is kept, not overwritten
+
+
+def test_copy_stores_the_very_values_an_insert_stores(engine):
+    """The sink's COPY text (times and currents as msgspec writes them, ``consumer_db.store.wide_copy_text``)
+    stores, to the bit, what was given, as the driver's INSERT of the same rows does but for one sign: -0.0,
+    17 significant digits, numbers msgspec writes with an exponent, microseconds, days far apart. Nothing
+    below 1e-150 A: the rollup's fold squares the currents, and PostgreSQL refuses a product that underflows
+    (such a batch is refused, COPY or INSERT alike)."""
+    import random
+    import struct
+    from datetime import datetime, timedelta
+
+    from consumer_db.migrate import migrate
+    from consumer_db.store import insert_readings
+
+    migrate(engine)
+    rng = random.Random(23)
+    doubles = (struct.unpack("<d", rng.randbytes(8))[0] for _ in range(100_000))
+    awkward = [v for v in doubles if 1e-150 <= abs(v) <= 1e6][:600]  # bit patterns the table's CHECK allows
+    values = [0.0, -0.0, 1e-150, 1e-7, 1e-5, 1e16 / 1e12, 0.1, 1 / 3, 999999.9999999999, -1e6]
+    values += awkward + [rng.uniform(-50, 50) for _ in range(600)]
+    days = [datetime(1991, 3, 1, tzinfo=UTC), datetime(2024, 2, 29, tzinfo=UTC), datetime(2099, 12, 31, tzinfo=UTC)]
+    times = [rng.choice(days) + timedelta(microseconds=rng.randrange(86_400_000_000)) for _ in values]
+    rows = {
+        robot: [(robot, 1 + i % 14, times[i - i % 14], v) for i, v in enumerate(values)] for robot in ("copy", "insert")
+    }
+    with engine.begin() as conn:
+        assert insert_readings(conn, rows["copy"], copy_min_rows=1) == len(values)
+        assert insert_readings(conn, rows["insert"], copy_min_rows=10**9) == len(values)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(readings_fact.c.robot_id, readings_fact.c.axis_id, readings_fact.c.ts, readings_fact.c.amps)
+        ).all()
+    exactly = {robot: sorted((a, ts, repr(v)) for r, a, ts, v in stored if r == robot) for robot in rows}
+    assert exactly["copy"] == sorted((a, ts, repr(v)) for _, a, ts, v in rows["copy"])
+    # The INSERT stores -0.0 as 0.0 (psycopg2 writes the SQL expression -0.0: a minus applied to numeric 0),
+    # as it always did; COPY keeps the sign.
+    assert exactly["insert"] == [(a, ts, "0.0" if v == "-0.0" else v) for a, ts, v in exactly["copy"]]

@@ -1,8 +1,10 @@
 """The sink's writes: idempotent readings and dead letters, alert upsert rules, the schema lock per reading."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from common.store.tables import alerts, readings_fact, rejected_readings
@@ -138,8 +140,54 @@ def test_copy_text_escapes_and_gathers_each_reading_into_one_row():
     # axis 1 OK null, axis 3 with a value, axis 2 absent; then a second reading and a repeated axis
     rows = [("a\tb\\c", 1, T0, None), ("a\tb\\c", 3, T0, 1.25), ("a\tb\\c", 3, T0, 9.0), ("x", 2, T0, -0.5)]
     assert copy_text(rows) == (
-        "a\\tb\\\\c\t2022-10-17T12:00:00+00:00\t10\t{NULL,NULL,1.25}\nx\t2022-10-17T12:00:00+00:00\t4\t{NULL,-0.5}\n"
+        "a\\tb\\\\c\t2022-10-17T12:00:00Z\t10\t{null,null,1.25}\nx\t2022-10-17T12:00:00Z\t4\t{null,-0.5}\n"
     )
+
+
+def read_copy_text(text: str) -> list[tuple]:
+    """The ``(robot_id, ts, axes, amps)`` rows in COPY text as PostgreSQL reads the forms the writers use
+    (a robot id as written, escapes and all): a float as the nearest double (``float``, as PostgreSQL's ``float8in``),
+    ``NULL`` in any case as None, a time with its offset or ``Z``."""
+    rows = []
+    for line in text.splitlines():
+        robot, ts, axes, array = line.split("\t")
+        cells = array.removeprefix("{").removesuffix("}").split(",") if array != "{}" else []
+        amps = [None if cell.upper() == "NULL" else float(cell) for cell in cells]
+        rows.append((robot, datetime.fromisoformat(ts), int(axes), amps))
+    return rows
+
+
+def exactly(rows: list[tuple]) -> list[tuple]:
+    """Rows with each float as its ``repr``: equal only when the doubles are (-0.0 is not 0.0)."""
+    return [(r, ts, ts.utcoffset(), axes, [repr(v) for v in amps]) for r, ts, axes, amps in rows]
+
+
+# Offsets of whole seconds (PostgreSQL reads no finer ones), not only whole minutes
+FIXED_OFFSETS = st.integers(-23 * 3600, 23 * 3600).map(lambda s: timezone(timedelta(seconds=s)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    amps=st.lists(st.none() | st.floats(allow_nan=False, allow_infinity=False), max_size=20),
+    ts=st.datetimes(timezones=st.just(UTC) | FIXED_OFFSETS),
+)
+def test_copy_text_reads_back_as_the_very_values_given(amps, ts):
+    """msgspec writes the times and currents (``wide_copy_text``): whatever the float (subnormal, -0.0, 1e16,
+    1e-7, ...) or the time (any year, microseconds, any offset, seconds in it too), the text reads back as the
+    same double and the same instant, as PostgreSQL reads it."""
+    row = ("R1", ts, 1, amps)
+    (robot, read_ts, axes, read_amps) = read_copy_text(wide_copy_text([row]))[0]
+    assert (robot, read_ts, axes) == ("R1", ts, 1)
+    assert [repr(v) for v in read_amps] == [repr(v) for v in amps]
+
+
+def test_copy_text_keeps_what_is_not_finite_for_the_database_to_refuse():
+    """msgspec would write NaN and infinity as null (a NULL stored in their place): they are written as
+    ``repr`` writes them, so the table's CHECK refuses the batch as it always did. A naive time is refused."""
+    text = wide_copy_text([("R1", T0, 0b1110, [1.0, float("nan"), None]), ("R1", T0, 0b10, [float("-inf")])])
+    assert [line.split("\t")[3] for line in text.splitlines()] == ["{1.0,nan,NULL}", "{-inf}"]
+    with pytest.raises(ValueError, match="naive"):
+        wide_copy_text([("R1", T0.replace(tzinfo=None), 0b10, [1.0])])
 
 
 def message(topic: str, value: bytes, offset: int = 0, key: bytes | None = b"r") -> Message:
@@ -236,7 +284,8 @@ def test_readings_gathered_as_columns_are_the_readings_gathered_one_by_one(known
         for i, (_, _, reading_axes, reading_amps) in enumerate(one_by_one)
     )
     if axes:
-        assert wide_block_text("R\t1", times, axes, amps) == wide_copy_text(one_by_one)
+        block = read_copy_text(wide_block_text("R\t1", times, axes, amps))
+        assert exactly(block) == exactly(read_copy_text(wide_copy_text(one_by_one)))
 
 
 def test_the_sink_prepares_each_reading_as_its_long_rows_gathered_and_stores_them(engine):
