@@ -8,14 +8,18 @@ times --slowdown (wall seconds per CPU second: 1 on an idle machine), an empty p
 service's interval clocks (checkpoints, the health state) read that clock, so an hour of feed takes minutes.
 
 Per tick: the CPU of judging its burst (a checkpoint's copy-on-write included), how long it waited for the loop,
-when its last reading was judged (wait + CPU x slowdown), the health state's save and the checkpoint's start after
-it, the garbage collector's time by generation, and the CPU and calls of the functions in --time (the work that
-lands on some ticks only: a model fitted, the cross-axis basis, health cycles closing, a robot serialised). The
-ticks over --slow-ms are listed; --profile adds a cProfile of each (it inflates the times). Also listed: when a
+when its last reading was judged (wait + CPU x slowdown), when each of its alert events was found (the same clock:
+the in-process side of reading -> alert event), the health state's save and the checkpoint's start after it,
+the garbage collector's time by generation, and the CPU and calls of the functions in --time (the work that lands
+on some ticks only: a model fitted, the cross-axis basis, health cycles closing, a robot serialised). The ticks
+over --slow-ms are listed; --profile adds a cProfile of each (it inflates the times). Also listed: when a
 checkpoint started on an empty poll (seconds after the tick before it).
 
     .venv/bin/python -m bench.alerts_ticks [--robots 200] [--minutes 20] [--fault-period 60] [--slowdown 2]
-        [--tree PATH ...] [--rounds 1] [--slow-ms 50] [--profile] [--name alerts_ticks]
+        [--tree PATH ...] [--rounds 1] [--slow-ms 50] [--learn-readings N] [--profile] [--name alerts_ticks]
+
+The fleet's models are fitted 2.4-2.7 h into the feed (MODEL_LEARN_READINGS 4000 active readings): --minutes 165
+includes them (with fewer --robots to keep the run short; a fit's cost does not depend on the fleet's size).
 
 --tree measures another tree (e.g. main's, unpacked with ``git archive``) with this interpreter; several trees
 are measured in turn, --rounds times, the order reversed every other round. The service's settings are
@@ -242,7 +246,7 @@ def summary(ticks: list[dict], slow_ms: float, slowdown: float) -> dict:
         "ticks": len(ticks),
         "cpu_ms": {"p50": pct(cpu, 0.5), "p99": pct(cpu, 0.99), "max": max(cpu)},
         "judged_ms": {"p50": pct(judged, 0.5), "p99": pct(judged, 0.99), "max": max(judged)},
-        "event_ms": {"p50": pct(events, 0.5), "p99": pct(events, 0.99), "max": max(events), "n": len(events)},
+        "event_ms": {"p50": pct(events, 0.5), "p99": pct(events, 0.99), "max": max(events), "count": len(events)},
         "late_ticks": sum(1 for t in ticks if t["waited_ms"] > 0),
         "health_save_max_ms": max(t["health_save_ms"] for t in ticks),
         "slow": [
@@ -296,7 +300,8 @@ def main() -> None:
                     "ticks": found["ticks"],
                     **{f"tick CPU {k} ms": round(v, 1) for k, v in c.items()},
                     **{f"judged {k} ms": round(v, 1) for k, v in j.items()},
-                    **{f"event {k} ms": round(v, 1) for k, v in found["event_ms"].items()},
+                    **{f"event {k} ms": round(v, 1) for k, v in found["event_ms"].items() if k != "count"},
+                    "events": found["event_ms"]["count"],
                     "ticks late": found["late_ticks"],
                     "health save max ms": round(found["health_save_max_ms"], 1),
                 }
@@ -305,7 +310,7 @@ def main() -> None:
             print(
                 f"{tree} round {round_} load {load:.1f}: tick CPU p50 {c['p50']:.1f} p99 {c['p99']:.1f} "
                 f"max {c['max']:.1f} ms; judged p50 {j['p50']:.1f} p99 {j['p99']:.1f} max {j['max']:.1f} ms; "
-                f"events ({found['event_ms']['n']}) judged p50 {found['event_ms']['p50']:.1f} p99 "
+                f"events ({found['event_ms']['count']}) judged p50 {found['event_ms']['p50']:.1f} p99 "
                 f"{found['event_ms']['p99']:.1f} max {found['event_ms']['max']:.1f} ms; "
                 f"{found['late_ticks']} ticks late; health save max {found['health_save_max_ms']:.1f} ms",
                 flush=True,

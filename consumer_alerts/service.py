@@ -4,7 +4,8 @@
     -> loop { readings -> engine -> alert events -> wait for the bus's ack
               -> every SNAPSHOT_INTERVAL_S: the changed robots' state to the state topic, then commit }
 
-(the checkpoint is taken between batches without holding them up: consumer_alerts/checkpoint.py)
+(the checkpoint is taken between batches without holding them up: consumer_alerts/checkpoint.py; the health
+state's save likewise: consumer_alerts/health/state.py)
 
 Several instances share the readings topic's partitions in one consumer group. A robot's detectors'
 state lives on the compacted state topic (ALERTS_STATE_TOPIC) and moves with its partition: the instance
