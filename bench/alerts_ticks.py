@@ -8,14 +8,18 @@ times --slowdown (wall seconds per CPU second: 1 on an idle machine), an empty p
 service's interval clocks (checkpoints, the health state) read that clock, so an hour of feed takes minutes.
 
 Per tick: the CPU of judging its burst (a checkpoint's copy-on-write included), how long it waited for the loop,
-when its last reading was judged (wait + CPU x slowdown), the health state's save and the checkpoint's start after
-it, the garbage collector's time by generation, and the CPU and calls of the functions in --time (the work that
-lands on some ticks only: a model fitted, the cross-axis basis, health cycles closing, a robot serialised). The
-ticks over --slow-ms are listed; --profile adds a cProfile of each (it inflates the times). Also listed: when a
+when its last reading was judged (wait + CPU x slowdown), when each of its alert events was found (the same clock:
+the in-process side of reading -> alert event), the health state's save and the checkpoint's start after it,
+the garbage collector's time by generation, and the CPU and calls of the functions in --time (the work that lands
+on some ticks only: a model fitted, the cross-axis basis, health cycles closing, a robot serialised). The ticks
+over --slow-ms are listed; --profile adds a cProfile of each (it inflates the times). Also listed: when a
 checkpoint started on an empty poll (seconds after the tick before it).
 
     .venv/bin/python -m bench.alerts_ticks [--robots 200] [--minutes 20] [--fault-period 60] [--slowdown 2]
-        [--tree PATH ...] [--rounds 1] [--slow-ms 50] [--profile] [--name alerts_ticks]
+        [--tree PATH ...] [--rounds 1] [--slow-ms 50] [--learn-readings N] [--profile] [--name alerts_ticks]
+
+The fleet's models are fitted 2.4-2.7 h into the feed (MODEL_LEARN_READINGS 4000 active readings): --minutes 165
+includes them (with fewer --robots to keep the run short; a fit's cost does not depend on the fleet's size).
 
 --tree measures another tree (e.g. main's, unpacked with ``git archive``) with this interpreter; several trees
 are measured in turn, --rounds times, the order reversed every other round. The service's settings are
@@ -42,6 +46,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 import consumer_alerts.checkpoint as checkpoint_module
 import consumer_alerts.health.state as health_state_module
+import consumer_alerts.service as service_module
 from common.wire.bus import InProcessBus, Message
 from common.wire.schemas import RobotRoster
 from consumer_alerts.checkpoint import Checkpoints
@@ -58,11 +63,13 @@ robots, minutes, fault_period, profile, slow_ms, state_dir, slowdown = (
 settings = AlertsSettings(
     detectors=["level", "load", "residual", "stuck", "multivariate", "zscore"], z_min_samples=30,
     state_path=Path(state_dir) / "consumer_alerts-state.json", model_path=None,
+    **({"model_learn_readings": int(sys.argv[10])} if int(sys.argv[10]) > 0 else {}),
 )
 clock = {"now": 0.0}  # the service's interval clocks, on feed time
 checkpoint_module.time = type("T", (), {"monotonic": staticmethod(lambda: clock["now"]),
                                           "perf_counter": staticmethod(time.perf_counter)})
-health_state_module.time = type("T", (), {"monotonic": staticmethod(lambda: clock["now"])})
+health_state_module.time = type("T", (), {"monotonic": staticmethod(lambda: clock["now"]),
+                                            "perf_counter": staticmethod(time.perf_counter)})
 
 gc_time = [0.0, 0.0, 0.0]
 gc_started = {}
@@ -72,6 +79,16 @@ def on_gc(phase, info):
     else:
         gc_time[info["generation"]] += time.process_time() - gc_started["t"]
 gc.callbacks.append(on_gc)
+
+# When each alert event of a tick was judged: CPU since the tick's start (its readings' wait added later).
+event_cpu, tick_cpu = [], {"start": 0.0}
+judge_in_turn = service_module.events_per_reading
+def events_timed(*a, **k):
+    for events in judge_in_turn(*a, **k):
+        if isinstance(events, list) and events:
+            event_cpu.extend([time.process_time() - tick_cpu["start"]] * len(events))
+        yield events
+service_module.events_per_reading = events_timed
 
 # The work that may land on some ticks and not others, timed where it is done (CPU per tick, calls per tick).
 import importlib
@@ -103,11 +120,14 @@ async def main():
     start = datetime(2024, 1, 1, tzinfo=UTC)
     fleet = iter(synthetic_fleet(robots, seed=1, start=start, faults=True, fault_period_s=fault_period))
     sent, ticks, offsets, starts = {}, [], [0] * 4, []
+    # Main's saver pickles in one go after a batch (no slices, nothing to do on an empty poll).
+    sliced_saver = hasattr(saver, "busy")
     # The service's loop (consumer_alerts.service.run) on a simulated clock: each piece of work moves it by its
     # CPU times --slowdown, an empty poll by its timeout; a tick's readings come in one burst every 2 s.
     n_ticks, now, tick, arrives = int(minutes * 60 / 2), 0.0, 0, 0.0
     while tick < n_ticks:
-        timeout = 0.001 if checkpoints.busy else settings.poll_timeout_ms / 1000
+        busy = checkpoints.busy or (sliced_saver and saver.busy)
+        timeout = 0.001 if busy else settings.poll_timeout_ms / 1000
         messages, waited = [], 0.0
         if now + timeout >= arrives:
             now, waited = max(now, arrives), max(0.0, now - arrives)
@@ -122,6 +142,8 @@ async def main():
         if not messages:
             cpu = time.process_time()
             idle = not checkpoints.busy
+            if sliced_saver:
+                await saver.after_batch(after_readings=False)
             await checkpoints.after_batch([])
             if idle and checkpoints.busy:
                 starts.append(round(now - arrives + 2.0, 3))  # a checkpoint started on an empty poll
@@ -132,7 +154,8 @@ async def main():
         gc_time[:] = [0.0, 0.0, 0.0]
         spent.clear()
         if prof: prof.enable()
-        cpu = time.process_time()
+        cpu = tick_cpu["start"] = time.process_time()
+        event_cpu.clear()
         alerts = await process_and_send(engine, messages, bus, "alerts", sent,
                                         before=checkpoints.before_reading, intake=intake)
         remember(sent, alerts)
@@ -149,7 +172,8 @@ async def main():
                "health_save_ms": (saved - judged) * 1e3, "checkpoint_ms": (done - saved) * 1e3,
                "snapshot_pending": len(checkpoints.taking.pending) if checkpoints.taking else 0,
                "events": len(alerts), "gc_ms": [round(g * 1e3, 1) for g in gc_time],
-               "parts": {k: [round(v * 1e3, 1), n] for k, (v, n) in spent.items()}}
+               "parts": {k: [round(v * 1e3, 1), n] for k, (v, n) in spent.items()},
+               "event_cpu_ms": [round(e * 1e3, 1) for e in event_cpu]}
         ticks.append(row)
         if prof and row["cpu_ms"] >= slow_ms:
             out = io.StringIO()
@@ -197,6 +221,7 @@ def measure(tree: Path, args: argparse.Namespace) -> dict:
                 state_dir,
                 ",".join(args.time),
                 str(args.slowdown),
+                str(args.learn_readings),
             ],
             capture_output=True,
             text=True,
@@ -216,10 +241,12 @@ def summary(ticks: list[dict], slow_ms: float, slowdown: float) -> dict:
     cpu = [t["cpu_ms"] for t in ticks]
     judged = [t["judged_ms"] for t in ticks]
     slow = [t for t in ticks if t["cpu_ms"] >= slow_ms or t["judged_ms"] >= slow_ms * slowdown]
+    events = [t["waited_ms"] + e * slowdown for t in ticks for e in t.pop("event_cpu_ms")] or [0.0]
     return {
         "ticks": len(ticks),
         "cpu_ms": {"p50": pct(cpu, 0.5), "p99": pct(cpu, 0.99), "max": max(cpu)},
         "judged_ms": {"p50": pct(judged, 0.5), "p99": pct(judged, 0.99), "max": max(judged)},
+        "event_ms": {"p50": pct(events, 0.5), "p99": pct(events, 0.99), "max": max(events), "count": len(events)},
         "late_ticks": sum(1 for t in ticks if t["waited_ms"] > 0),
         "health_save_max_ms": max(t["health_save_ms"] for t in ticks),
         "slow": [
@@ -246,9 +273,16 @@ def main() -> None:
         default=TIMED,
         help="functions whose CPU per tick is reported, as module:Class:function (module::function)",
     )
+    parser.add_argument(
+        "--learn-readings",
+        type=int,
+        default=0,
+        help="MODEL_LEARN_READINGS (0: the default, 4000 active readings: the fleet's models are fitted ~2.4-2.7 h "
+        "into the feed)",
+    )
     parser.add_argument("--name", default="alerts_ticks")
     args = parser.parse_args()
-    trees = args.tree or [Path(__file__).resolve().parents[1]]
+    trees = [t.resolve() for t in args.tree] or [Path(__file__).resolve().parents[1]]
     rows, slow = [], []
     for round_ in range(args.rounds):
         for tree in trees if round_ % 2 == 0 else trees[::-1]:
@@ -266,6 +300,8 @@ def main() -> None:
                     "ticks": found["ticks"],
                     **{f"tick CPU {k} ms": round(v, 1) for k, v in c.items()},
                     **{f"judged {k} ms": round(v, 1) for k, v in j.items()},
+                    **{f"event {k} ms": round(v, 1) for k, v in found["event_ms"].items() if k != "count"},
+                    "events": found["event_ms"]["count"],
                     "ticks late": found["late_ticks"],
                     "health save max ms": round(found["health_save_max_ms"], 1),
                 }
@@ -274,6 +310,8 @@ def main() -> None:
             print(
                 f"{tree} round {round_} load {load:.1f}: tick CPU p50 {c['p50']:.1f} p99 {c['p99']:.1f} "
                 f"max {c['max']:.1f} ms; judged p50 {j['p50']:.1f} p99 {j['p99']:.1f} max {j['max']:.1f} ms; "
+                f"events ({found['event_ms']['count']}) judged p50 {found['event_ms']['p50']:.1f} p99 "
+                f"{found['event_ms']['p99']:.1f} max {found['event_ms']['max']:.1f} ms; "
                 f"{found['late_ticks']} ticks late; health save max {found['health_save_max_ms']:.1f} ms",
                 flush=True,
             )

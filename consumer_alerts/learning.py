@@ -83,6 +83,11 @@ class ModelLearner:
     def collecting(self) -> bool:
         return self.model is None
 
+    @property
+    def fits_next(self) -> bool:
+        """The next active row completes the learning: observing it fits the model (~0.2-0.3 s of CPU)."""
+        return self.model is None and self.span["active_rows"] + 1 >= self.readings
+
     def observe(self, ts: float, when: datetime, currents: dict[int, float | None], fresh: dict[int, bool]) -> str:
         """One active row (idle rows are not evidence). Returns :data:`LEARNED` when a model has just been
         fitted, :data:`CHANGED` when the model in use has just been dropped for a lasting change, else ''."""

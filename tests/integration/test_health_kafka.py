@@ -3,7 +3,6 @@ topic and a maintenance_due alert for the worn axis only, consumer_db stores bot
 
 import asyncio
 import itertools
-import pickle
 from datetime import UTC, datetime
 
 import pytest
@@ -15,7 +14,7 @@ from common.store.tables import alerts, health_cycles, health_forecast
 from common.wire.kafka import KafkaBus
 from common.wire.schemas import AlertState, HealthEvent
 from consumer_alerts.health.monitor import DETECTOR, HealthConfig, HealthMonitor
-from consumer_alerts.health.state import STATE_VERSION
+from consumer_alerts.health.state import dumps, pickle_robot
 from consumer_alerts.recovery import latest_alerts, read_to_end
 from consumer_alerts.service import run
 from consumer_alerts.settings import AlertsSettings
@@ -49,7 +48,7 @@ async def test_a_worn_axis_gets_maintenance_due_a_healthy_robot_none(kafka_env, 
     for reading in worn[0] + healthy[0]:
         assert learned.process(reading) == []
     state = tmp_path / "state.health.pkl"  # beside STATE_PATH
-    state.write_bytes(pickle.dumps((STATE_VERSION, learned.robots)))
+    state.write_bytes(dumps({robot_id: pickle_robot(robot) for robot_id, robot in learned.robots.items()}))
 
     settings = AlertsSettings(
         _env_file=None,
