@@ -449,9 +449,9 @@ class DetectorEngine:
         """A model was just learned (the residual detectors start on it, and a re-learn's event closes) or
         dropped for a lasting change (the residual detectors stop, the ``model`` event opens, and the held
         residual ALERTs were the new program's). The held load ALERTs are the new program's too when they are
-        on two axes or more: dropped, and the load detectors learn the new level afresh; else the
-        load detectors saw no program (one axis's fault, with the others' swings, can last as long) and what
-        they held is raised."""
+        on two axes or more: dropped, and the load detectors learn the new level again, keeping their spread
+        (:meth:`_restart_load`); else the load detectors saw no program (one axis's fault, with the others'
+        swings, can last as long) and what they held is raised."""
         from consumer_alerts.learning import CHANGED
 
         model = robot.learner.model
@@ -462,7 +462,7 @@ class DetectorEngine:
             axis_model = model.axes.get(axis) if model is not None else None
             self._renew(robot_id, axis, state, "residual", axis_model, when, out)
             if relearn_load:
-                self._renew(robot_id, axis, state, "load", None, when, out)
+                self._restart_load(state, when, out)
         if what == CHANGED:
             self._release(robot, out)  # what is left held: load ALERTs on too few axes to be a program
         life = next(life for life in self.axis_state(robot_id, 0).lifecycles if life.detector == MODEL_EVENT)
@@ -541,6 +541,17 @@ class DetectorEngine:
                     if life.event is not None:
                         life.event.fired_until = last
             state.held.clear()
+
+    @staticmethod
+    def _restart_load(state: AxisState, when: datetime, out: list[Alert]) -> None:
+        """The axis's load detector learns the new program's level and keeps the spread it learnt
+        (:meth:`LoadScorer.restart`); what it held and its open events were judged against the old level."""
+        for kind in [kind for kind in state.held if kind.startswith("load")]:
+            del state.held[kind]
+        for detector, lives in state.groups:
+            if detector.name == "load":
+                out.extend(alert for life in lives if (alert := life.close(when)) is not None)
+                detector.scorer.restart()
 
     def _renew(
         self, robot_id: str, axis: int, state: AxisState, name: str, axis_model, when: datetime, out: list[Alert]

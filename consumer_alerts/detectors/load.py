@@ -248,6 +248,19 @@ class LoadScorer:
             return self._prior_band
         return max(self.options.sigmas * math.sqrt(self.spread2), self._floor)
 
+    def restart(self) -> None:
+        """The robot's program changed (its model is learned again, ``engine.py``): the level is learnt again,
+        from the window's level now on (the change has lasted ``MODEL_RELEARN_S`` of work, so the window holds the
+        new program), and judged once ``warmup`` readings are learnt; the spread is kept. It is the axis's own
+        swing of the window's level, in log ratio, learnt over hours: a program scales the level, not that swing.
+        Learnt again from the new program's first minutes it came out at the band's floor (axis 8 of the real
+        export: 0.29 in log after a re-learn, 0.45 over the same hours clean), and the new program's ordinary
+        swings alerted an hour or two later (docs/benchmarks.md section 5)."""
+        logs = self.logs
+        self.prior, self.out_run = None, 0
+        self.count, self.normal = (len(logs), self.total / len(logs)) if logs else (0, 0.0)
+        self._band = self._learnt_band()
+
     def on_stoppage(self) -> None:
         # The window keeps the last work before the pause: the load of a program does not change with a pause.
         self.out_run = 0

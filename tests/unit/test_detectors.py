@@ -658,3 +658,27 @@ def test_load_without_a_model_learns_the_swing_of_its_phases_before_it_judges():
         assert detector.scorer.edge > 2.0  # the phases' swing, learnt
         gone = feed(detector, work_cycles(400, seed=7, scale=0.1), t0=20000.0)
         assert ("load_low", Severity.ERROR) in fired_kinds(gone)  # and it still judges
+
+
+def test_load_after_a_program_change_learns_the_new_level_again_and_keeps_the_swing_it_learnt():
+    # The engine restarts a load detector when the robot's model is learned again (a new program, confirmed after
+    # MODEL_RELEARN_S of work, so the window holds the new program). The new program's first minutes may sit in
+    # one phase: a spread learnt from them alone comes out at the band's floor, and its later phases alert.
+    def new_program(n, seed):
+        calm = work_cycles(900, seed=seed, scale=1.5)  # its first minutes, in one phase
+        return calm + [1.5 * v for v in phased_work(n, seed=seed)]
+
+    for seed in range(3):
+        detector = load_detector()
+        feed(detector, phased_work(8000, seed=seed))
+        edge = detector.scorer.edge
+        values = new_program(6000, seed=seed + 10)
+        feed(detector, values[:200], t0=20000.0)  # held by the engine while the change is timed
+        detector.scorer.restart()
+        assert not any(feed(detector, values[200:], t0=20400.0))
+        assert detector.scorer.edge == pytest.approx(edge, rel=0.25)  # the swing learnt before, kept
+        assert detector.scorer.normal == pytest.approx(log_mean(values[-3000:]), abs=0.15)  # the new level
+        fresh = load_detector()  # the same stretch learnt from scratch: a band too narrow for its phases
+        assert any(feed(fresh, values[200:])) and fresh.scorer.edge < edge
+        gone = feed(detector, work_cycles(400, seed=7, scale=0.15), t0=40000.0)
+        assert ("load_low", Severity.ERROR) in fired_kinds(gone)  # and it still judges
