@@ -25,6 +25,9 @@ of the cycle. Against it:
   spread, and the band after warm-up, would come out too small (a fresh start, or the re-learn after a program
   change, then alerts on the new program's ordinary swings).
 
+A flat run (``FLAT_RUN`` identical readings or more, other than the sensor's least value) is judged by its value
+too, not only by the window it is a part of: a clamp's value is the joint's level, and a clamp of a few dozen readings
+moves a window of 120 by a fraction of its size (a stuck sensor reads the same: the engine raises it as an ALERT).
 A flat run (a stuck sensor, a clamp) leaves the window once live readings are back: its values were no
 load, and an event it raised closes with the fault instead of a window later. A run of the axis's least value
 broken within :data:`FLOOR_RUN` readings is no flat run: a gross drop on a coarsely quantised axis reads its
@@ -134,29 +137,31 @@ class LoadScorer:
             self._deviation = self._own_deviation = self._score = 0.0
             return 0.0
         mean = self.total / len(logs)
-        own = self._own_deviation = mean - self.normal
+        self._own_deviation = mean - self.normal
         if self.on_prior:
-            d, band = mean - self.prior, self._prior_band
+            level, band = self.prior, self._prior_band
         else:
-            d, band = own, self._band
-        self._deviation = d
-        if d >= 0:
-            self.direction, size = 1, d
-        else:
-            self.direction, size = -1, -d
-        if size < band:
-            self._score = 0.5 * size / band
-        else:
-            gross = self._gross_high if d >= 0 else self._gross_low
-            span = gross - band
-            self._score = (
-                min(ALERT_SCORE + (GROSS_SCORE - ALERT_SCORE) * (size - band) / span, 1.0) if span > 0 else 1.0
-            )
+            level, band = self.normal, self._band
+        d = self._deviation = mean - level
+        self.direction = 1 if d >= 0 else -1
+        self._score = self._band_score(d, band)
+        if self._run >= FLAT_RUN and x > self.least:  # a flat run: its value is its level (the module's docstring)
+            flat = log_x - level
+            if abs(flat) >= band and (score := self._band_score(flat, band)) > self._score:
+                self._score, self.direction = score, 1 if flat >= 0 else -1
         if self._score > FLAT_CAP and self._since_flat < self._window:
             self._score = FLAT_CAP
         # While it learns what normal is it scores nothing without a prior, but a window out of the band is kept
         # out already.
         return self._score if self.learnt else 0.0
+
+    def _band_score(self, d: float, band: float) -> float:
+        """0.5 at the band's edge, rising linearly in log ratio to GROSS_SCORE at the gross ratio, 1 at most."""
+        size = abs(d)
+        if size < band:
+            return 0.5 * size / band
+        span = (self._gross_high if d >= 0 else self._gross_low) - band
+        return min(ALERT_SCORE + (GROSS_SCORE - ALERT_SCORE) * (size - band) / span, 1.0) if span > 0 else 1.0
 
     def _floor_run(self) -> bool:
         """The run just ended read the least value this axis's sensor has read, and was broken within FLOOR_RUN
