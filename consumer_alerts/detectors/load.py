@@ -137,31 +137,33 @@ class LoadScorer:
             self._deviation = self._own_deviation = self._score = 0.0
             return 0.0
         mean = self.total / len(logs)
-        self._own_deviation = mean - self.normal
+        own = self._own_deviation = mean - self.normal
         if self.on_prior:
-            level, band = self.prior, self._prior_band
+            d, band = mean - self.prior, self._prior_band
         else:
-            level, band = self.normal, self._band
-        d = self._deviation = mean - level
-        self.direction = 1 if d >= 0 else -1
-        self._score = self._band_score(d, band)
+            d, band = own, self._band
+        self._deviation = d
         if self._run >= FLAT_RUN and x > self.least:  # a flat run: its value is its level (the module's docstring)
-            flat = log_x - level
-            if abs(flat) >= band and (score := self._band_score(flat, band)) > self._score:
-                self._score, self.direction = score, 1 if flat >= 0 else -1
+            flat = log_x - (self.prior if self.on_prior else self.normal)
+            if abs(flat) >= band and abs(flat) > abs(d):
+                d = flat  # scored (not sized: ``ratio`` stays the window's)
+        if d >= 0:
+            self.direction, size = 1, d
+        else:
+            self.direction, size = -1, -d
+        if size < band:
+            self._score = 0.5 * size / band
+        else:
+            gross = self._gross_high if d >= 0 else self._gross_low
+            span = gross - band
+            self._score = (
+                min(ALERT_SCORE + (GROSS_SCORE - ALERT_SCORE) * (size - band) / span, 1.0) if span > 0 else 1.0
+            )
         if self._score > FLAT_CAP and self._since_flat < self._window:
             self._score = FLAT_CAP
         # While it learns what normal is it scores nothing without a prior, but a window out of the band is kept
         # out already.
         return self._score if self.learnt else 0.0
-
-    def _band_score(self, d: float, band: float) -> float:
-        """0.5 at the band's edge, rising linearly in log ratio to GROSS_SCORE at the gross ratio, 1 at most."""
-        size = abs(d)
-        if size < band:
-            return 0.5 * size / band
-        span = (self._gross_high if d >= 0 else self._gross_low) - band
-        return min(ALERT_SCORE + (GROSS_SCORE - ALERT_SCORE) * (size - band) / span, 1.0) if span > 0 else 1.0
 
     def _floor_run(self) -> bool:
         """The run just ended read the least value this axis's sensor has read, and was broken within FLOOR_RUN
