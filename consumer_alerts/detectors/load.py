@@ -25,6 +25,9 @@ of the cycle. Against it:
   spread, and the band after warm-up, would come out too small (a fresh start, or the re-learn after a program
   change, then alerts on the new program's ordinary swings).
 
+A flat run (``FLAT_RUN`` identical readings or more, other than the sensor's least value) is judged by its value
+too, not only by the window it is a part of: a clamp's value is the joint's level, and a clamp of a few dozen readings
+moves a window of 120 by a fraction of its size (a stuck sensor reads the same: the engine raises it as an ALERT).
 A flat run (a stuck sensor, a clamp) leaves the window once live readings are back: its values were no
 load, and an event it raised closes with the fault instead of a window later. A run of the axis's least value
 broken within :data:`FLOOR_RUN` readings is no flat run: a gross drop on a coarsely quantised axis reads its
@@ -140,6 +143,10 @@ class LoadScorer:
         else:
             d, band = own, self._band
         self._deviation = d
+        if self._run >= FLAT_RUN and x > self.least:  # a flat run: its value is its level (the module's docstring)
+            flat = log_x - (self.prior if self.on_prior else self.normal)
+            if abs(flat) >= band and abs(flat) > abs(d):
+                d = flat  # scored (not sized: ``ratio`` stays the window's)
         if d >= 0:
             self.direction, size = 1, d
         else:

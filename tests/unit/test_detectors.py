@@ -585,6 +585,17 @@ def test_load_judges_nothing_from_half_a_window_once_it_has_learnt_the_feed():
     assert not any(feed(detector, work_cycles(100, seed=2, scale=0.4), t0=6000.0))
 
 
+def test_load_judges_a_short_flat_run_by_its_value():
+    # A clamp of 18 readings (36 s of work) at 5x or 0.3x the axis's level moves a window of 120 readings by a
+    # sixth of its size, inside the band; its value is its level, so it is raised (as an ALERT: a stuck sensor
+    # reads the same) once it is a flat run and has lasted the hold.
+    for value, kind in ((15.0, "load_high"), (0.9, "load_low")):
+        for seed in range(3):
+            detector = load_detector()
+            assert not any(feed(detector, work_cycles(3000, seed=seed)))
+            assert fired_kinds(feed(detector, [value] * 18, t0=6000.0)) == {(kind, Severity.ALERT)}
+
+
 def test_load_forgets_a_flat_run_once_it_ends():
     # A stuck sensor (or a clamp) raised load_high; once live readings are back, the run's values leave the
     # window, so the event is not held open for a window's worth of readings after the fault.
