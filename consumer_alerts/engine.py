@@ -259,13 +259,13 @@ class DetectorEngine:
                     robot.release_at = None  # timed again: what was held waits for this verdict
                 elif pending and self._held_axes(robot) >= 2:
                     robot.release_at = ts + c.model_relearn_s * RELEASE_AFTER  # looks like a program: wait
-                elif pending and self._steady(robot, ts):
-                    self._release(robot, out)  # one axis's fault: raised at once
+                elif pending:
+                    self._release(robot, out, moved=not self._steady(robot, ts))  # one axis's fault: at once
                 elif robot.release_at is not None and ts >= robot.release_at:
-                    robot.release_at = None  # raised once the robot is steady (below)
+                    self._release(robot, out, moved=not self._steady(robot, ts))
             if robot.held_since is not None:
                 if not robot.holding() and self._steady(robot, ts):
-                    self._release(robot, out)  # one axis's fault, or a broad change that went away
+                    self._release(robot, out)  # a residual ALERT held while the robot moved
                 elif ts - robot.held_since >= HOLD_AT_MOST * c.model_relearn_s:
                     self._release(robot, out)
         axes = robot.axes
@@ -568,7 +568,7 @@ class DetectorEngine:
         state.held[kind] = (held[0], strongest, when)
         return None
 
-    def _release(self, robot: RobotState, out: list[Alert]) -> None:
+    def _release(self, robot: RobotState, out: list[Alert], *, moved: bool = False) -> None:
         """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
         opened when they were first held. If it closes without firing again, it closes as of ``last``, the last
         reading its rule fired on while held: the condition cleared then, not at the release. The hold-off still
@@ -577,7 +577,12 @@ class DetectorEngine:
         made a second event inside the first, closed or not), so there is nothing to raise."""
         robot.release_at = robot.held_since = None
         for state in robot.axes.values():
+            kept = {}
             for kind, (since, finding, last) in state.held.items():
+                if moved and kind == "residual":
+                    kept[kind] = (since, finding, last)  # the robot still moves: raised once it is steady
+                    robot.held_since = min(robot.held_since or since.timestamp(), since.timestamp())
+                    continue
                 life = next((life for life in state.lifecycles if life.detector == kind), None)
                 if life is not None and life.event is None and last is not None:
                     alert = life.step(since, finding, True)
@@ -585,7 +590,7 @@ class DetectorEngine:
                         out.append(alert)
                     if life.event is not None:
                         life.event.fired_until = last
-            state.held.clear()
+            state.held = kept
 
     def _renew(
         self, robot_id: str, axis: int, state: AxisState, name: str, axis_model, when: datetime, out: list[Alert]
