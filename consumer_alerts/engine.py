@@ -27,7 +27,6 @@ keeps the domain's rules:
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -56,17 +55,6 @@ HELD_DETECTORS = ("residual", "load")
 RELEASE_AFTER = 1 / 6
 # A timing that keeps going away and coming back never confirms: an ALERT held this many MODEL_RELEARN_S is raised.
 HOLD_AT_MOST = 2
-# A residual ALERT is one axis's fault only while the robot's other axes keep their load: a new program moves most
-# axes at once (each draws its own new share), a fault one or two (the broad generator's several-axes fault 2-3
-# of 8). When ROBOT_MOVED_AXES other axes had their load window (the ``load`` detector's, two-sided) off their
-# normal by MOVED_LOAD (log ratio, ~16 %) within ROBOT_MOVED_S, the robot moved as a whole: a residual ALERT is
-# held as while a broad change is timed, raised (opened when first held) once the robot is steady again, dropped
-# if a program is learned meanwhile. The residual's own statistic cannot say "moved" across axes: a density
-# model's MinC is a log-likelihood ratio, negative on half the export's axes. Tuning: docs/benchmarks.md section 5.
-ROBOT_MOVED_AXES = 3
-ROBOT_MOVED_S = 120.0
-MOVED_LOAD = 0.15
-MOVED_LOW, MOVED_HIGH = math.exp(-MOVED_LOAD), math.exp(MOVED_LOAD)
 CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
 
 # EngineConfig's names that differ from the setting they come from; every other field has its setting's name.
@@ -143,8 +131,6 @@ class AxisState:
     stuck: Detector | None = None
     load: object | None = None  # the load detector's scorer: the axis's level over normal, for every severity
     model: object | None = None  # the axis's model, if any
-    residual: Detector | None = None  # the axis's residual detector, if any
-    moved_at: float | None = None  # the last reading its load window was MOVED_LOAD or more off its normal
     median: float | None = None  # its median current: the normal level until ``load`` has learnt it
     raised: bool = False  # the last reading opened an event on this axis
     zeroed: bool = False  # every detector's ``normalized`` is 0 already (skipped rows need not set it again)
@@ -260,13 +246,10 @@ class DetectorEngine:
                 elif pending and self._held_axes(robot) >= 2:
                     robot.release_at = ts + c.model_relearn_s * RELEASE_AFTER  # looks like a program: wait
                 elif pending:
-                    self._release(robot, out, moved=not self._steady(robot, ts))  # one axis's fault: at once
+                    self._release(robot, out)  # one axis's fault: raised at once
                 elif robot.release_at is not None and ts >= robot.release_at:
-                    self._release(robot, out, moved=not self._steady(robot, ts))
-            if robot.held_since is not None:
-                if not robot.holding() and self._steady(robot, ts):
-                    self._release(robot, out)  # a residual ALERT held while the robot moved
-                elif ts - robot.held_since >= HOLD_AT_MOST * c.model_relearn_s:
+                    self._release(robot, out)
+                if robot.held_since is not None and ts - robot.held_since >= HOLD_AT_MOST * c.model_relearn_s:
                     self._release(robot, out)
         axes = robot.axes
         for axis, value in reading.currents.items():
@@ -304,14 +287,7 @@ class DetectorEngine:
                     if aging:
                         self._step(robot, state, lives, reading.ts, None, detector.observed, out)
                     continue
-                if detector.name in HELD_DETECTORS and (
-                    robot.holding()
-                    or (
-                        detector is state.residual
-                        and finding.severity is Severity.ALERT
-                        and self._moved(robot, axis, ts)
-                    )
-                ):
+                if detector.name in HELD_DETECTORS and robot.holding():
                     # held on the detector's own verdict: its ERRORs (spikes) are never held; a surge that may be
                     # a heavier load's peak is an ALERT, held like the others. One whose event is open goes on
                     # (still noted as held): held, the event would age as quiet, close, and come back when released.
@@ -329,9 +305,6 @@ class DetectorEngine:
                     finding = self._sized(state, finding, repeat=clean is None)
                 if finding is not None or aging:
                     self._step(robot, state, lives, reading.ts, finding, detector.observed, out)
-            load = state.load
-            if load is not None and not MOVED_LOW < load.ratio < MOVED_HIGH:  # 1 (in) until its window is full
-                state.moved_at = ts
         if self._robot_detectors:
             state = axes.get(0) or self._new_axis(robot, reading.robot_id, 0)
             state.raised = False
@@ -522,24 +495,6 @@ class DetectorEngine:
             robot.release_at += rested
 
     @staticmethod
-    def _moved_axes(robot: RobotState, ts: float, *, besides: int | None = None) -> int:
-        """How many of the robot's axes (but ``besides``) had their load move within ROBOT_MOVED_S."""
-        since = ts - ROBOT_MOVED_S
-        return sum(
-            1
-            for axis, state in robot.axes.items()
-            if axis != besides and state.moved_at is not None and state.moved_at >= since
-        )
-
-    def _moved(self, robot: RobotState, axis: int, ts: float) -> bool:
-        """The robot moved as a whole around ``axis``: ROBOT_MOVED_AXES of its other axes moved too."""
-        return self._moved_axes(robot, ts, besides=axis) >= ROBOT_MOVED_AXES
-
-    def _steady(self, robot: RobotState, ts: float) -> bool:
-        """No axis would see the robot moved around it now (a moved axis among ROBOT_MOVED_AXES at most)."""
-        return self._moved_axes(robot, ts) <= ROBOT_MOVED_AXES
-
-    @staticmethod
     def _held_axes(robot: RobotState) -> int:
         return sum(1 for state in robot.axes.values() if state.held)
 
@@ -568,7 +523,7 @@ class DetectorEngine:
         state.held[kind] = (held[0], strongest, when)
         return None
 
-    def _release(self, robot: RobotState, out: list[Alert], *, moved: bool = False) -> None:
+    def _release(self, robot: RobotState, out: list[Alert]) -> None:
         """The broad change went away before it lasted (a fault, not a program): the held ALERTs are raised,
         opened when they were first held. If it closes without firing again, it closes as of ``last``, the last
         reading its rule fired on while held: the condition cleared then, not at the release. The hold-off still
@@ -577,12 +532,7 @@ class DetectorEngine:
         made a second event inside the first, closed or not), so there is nothing to raise."""
         robot.release_at = robot.held_since = None
         for state in robot.axes.values():
-            kept = {}
             for kind, (since, finding, last) in state.held.items():
-                if moved and kind == "residual":
-                    kept[kind] = (since, finding, last)  # the robot still moves: raised once it is steady
-                    robot.held_since = min(robot.held_since or since.timestamp(), since.timestamp())
-                    continue
                 life = next((life for life in state.lifecycles if life.detector == kind), None)
                 if life is not None and life.event is None and last is not None:
                     alert = life.step(since, finding, True)
@@ -590,7 +540,7 @@ class DetectorEngine:
                         out.append(alert)
                     if life.event is not None:
                         life.event.fired_until = last
-            state.held = kept
+            state.held.clear()
 
     def _renew(
         self, robot_id: str, axis: int, state: AxisState, name: str, axis_model, when: datetime, out: list[Alert]
@@ -638,7 +588,6 @@ class DetectorEngine:
     def _measures(state: AxisState, axis_model) -> None:
         """What the severity rule measures the axis's level with: the load scorer, and the model's median."""
         state.load = next((d.scorer for d in state.detectors if d.name == "load"), None)
-        state.residual = next((d for d in state.detectors if d.name == "residual"), None)
         state.model = axis_model
         state.median = axis_model.median if axis_model is not None else None
 
