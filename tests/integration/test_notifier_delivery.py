@@ -435,16 +435,23 @@ async def test_python_m_notifier_serves_metrics_and_stops_on_sigterm(
     try:
         await wait_for(lambda: len(receiver.bodies("/hook")) == 1 or process.poll() is not None, timeout=60)
         status, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/readyz")
-        _, metrics = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
+        # The receiver holds the body before the notifier has its answer and counts the delivery: wait for it.
+        deadline = time.monotonic() + 30
+        while SENT_LINE not in metrics and process.poll() is None and time.monotonic() < deadline:
+            _, metrics = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
+            await asyncio.sleep(0.2)
     finally:
         process.send_signal(signal.SIGTERM)
         output = (await asyncio.to_thread(process.communicate, timeout=60))[0].decode()
     assert len(receiver.bodies("/hook")) == 1, output[-3000:]
     assert status == 200
-    assert 'axiswatch_notifier_deliveries_total{channel="hook",outcome="sent"} 1.0' in metrics
+    assert SENT_LINE in metrics
     assert 'axiswatch_notifier_raised_total{change="open",channel="hook"} 1.0' in metrics
     assert process.returncode == 0, output[-3000:]
     assert SECRET not in output  # the secret is never logged
+
+
+SENT_LINE = 'axiswatch_notifier_deliveries_total{channel="hook",outcome="sent"} 1.0'
 
 
 def http_get(url: str) -> tuple[int, str]:
