@@ -290,7 +290,7 @@ def _copy_array(amps: list, encode: Callable[[object], bytes]) -> bytes:
     if array.count(b"null") != amps.count(None):
         # msgspec writes NaN and infinity as null, which would store NULL; ``repr`` writes them as PostgreSQL
         # reads them, so the table's CHECK refuses them as it always did.
-        return ",".join("NULL" if v is None else repr(v) for v in amps).encode()
+        return ",".join(_amps_cells(amps)).encode()
     return array[1:-1]  # the JSON list without its brackets
 
 

@@ -144,7 +144,7 @@ class LoadScorer:
             d, band = own, self._band
         self._deviation = d
         if self._run >= FLAT_RUN and x > self.least:  # a flat run: its value is its level (the module's docstring)
-            flat = log_x - (self.prior if self.on_prior else self.normal)
+            flat = log_x - self.reference
             if abs(flat) >= band and abs(flat) > abs(d):
                 d = flat  # scored (not sized: ``ratio`` stays the window's)
         if d >= 0:
@@ -192,6 +192,11 @@ class LoadScorer:
     def on_prior(self) -> bool:
         """Judged against the model's level: there is one, and the feed's own is not learnt yet."""
         return self.prior is not None and self.count < self.options.warmup
+
+    @property
+    def reference(self) -> float:
+        """The log level the window is judged against: the model's while ``on_prior``, else the feed's own."""
+        return self.prior if self.on_prior else self.normal
 
     @property
     def flat_recently(self) -> bool:

@@ -48,7 +48,7 @@ def level_ratio(load, model_median: float | None) -> float | None:
     if load is None or not load.full:
         return None
     if load.learnt:
-        normal = load.prior if load.on_prior else load.normal
+        normal = load.reference
         window = load.ratio
     elif model_median is not None and model_median > 0:
         normal = math.log(model_median)
@@ -85,7 +85,7 @@ def flat_ratio(load, value: float, model_median: float | None) -> float | None:
     if value <= 0:
         return None
     if load is not None and load.learnt:
-        return math.exp(math.log(value) - (load.prior if load.on_prior else load.normal))
+        return math.exp(math.log(value) - load.reference)
     if model_median is not None and model_median > 0:
         return value / model_median
     return None
