@@ -295,11 +295,14 @@ class ReadingPolicy(BaseModel):
         values = list(filter(None, currents.values()))  # None and 0.0 left out: neither is beyond a bound
         if not values:
             return None
-        bound = self.max_abs_amps
-        if max(values) > bound or min(values) < -bound:
+        bound, low, high = self.max_abs_amps, min(values), max(values)
+        if high > bound or low < -bound:
             axis, amps = next((a, v) for a, v in currents.items() if v is not None and not -bound <= v <= bound)
             return f"axis {axis}: current {amps!r} A is beyond READING_MAX_ABS_AMPS {bound:g}"
-        if min(map(abs, values)) < MIN_NONZERO_AMPS:
+        # The smallest |current|: the lowest when all are positive (every reading of the real export), with
+        # no pass of abs over the currents (a third more of this check's time); else that pass.
+        smallest = low if low > 0 else -high if high < 0 else min(map(abs, values))
+        if smallest < MIN_NONZERO_AMPS:
             axis, amps = next((a, v) for a, v in currents.items() if v and abs(v) < MIN_NONZERO_AMPS)
             return (
                 f"axis {axis}: current {amps!r} A is nonzero and below {MIN_NONZERO_AMPS:g} A, "
