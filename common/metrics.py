@@ -139,7 +139,7 @@ REASON_CLASSES = (
     ("too_many_robots", re.compile(r"MAX_ROBOTS")),
     ("robot_id", re.compile(r"robot id")),
     ("time_out_of_range", re.compile(r"READING_EARLIEST|READING_MAX_FUTURE_S|ahead of")),
-    ("current_out_of_range", re.compile(r"READING_MAX_ABS_AMPS")),
+    ("current_out_of_range", re.compile(r"READING_MAX_ABS_AMPS|smallest current taken")),
     ("not_judged", re.compile(r"could not judge")),
     ("unreadable", re.compile(r"unreadable row")),
     ("schema", re.compile(r"^\w+: ")),

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from itertools import repeat
 from typing import TypeVar
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, Text, insert
+from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, Text, bindparam, cast, insert
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -192,7 +192,16 @@ def may_conflict(
 
 def _load(conn: Connection, table: Table, wide: list[tuple], text: str | None) -> None:
     if text is None:
-        conn.execute(insert(table), [dict(zip(WIDE_COLUMNS, r, strict=True)) for r in wide])
+        # The currents go as the text of an array, which PostgreSQL reads as COPY does: psycopg2 writes a
+        # float as a numeric literal, and a numeric has no -0, so a -0.0 COPY keeps was stored as 0.0 here.
+        from msgspec.json import Encoder
+
+        encode = Encoder().encode
+        values = [
+            {"robot_id": robot, "ts": ts, "axes": axes, "amps_text": "{" + _copy_array(amps, encode).decode() + "}"}
+            for robot, ts, axes, amps in wide
+        ]
+        conn.execute(insert(table).values(amps=cast(bindparam("amps_text", type_=Text), table.c.amps.type)), values)
     else:
         copy_from(conn, f"COPY {table.name} ({', '.join(WIDE_COLUMNS)}) FROM STDIN", text)
 

@@ -241,7 +241,7 @@ class _Reading:
                 ts = _utc_times(fields[header.time_index]) or list(map(self.parse_time, fields[header.time_index]))
             currents: dict[int, list[float | None] | None] = {}
             numbers: dict[int, tuple[str, ...]] = {}
-            low, high, total = math.inf, -math.inf, 0.0
+            low, high, total, smallest = math.inf, -math.inf, 0.0, math.inf
             for axis, index in self.columns:
                 cells = None if index is None else fields[index]
                 if cells is None or not any(cells):
@@ -255,6 +255,7 @@ class _Reading:
                     numbers[axis] = cells
                 total += sum(present)
                 low, high = min(low, min(present)), max(high, max(present))
+                smallest = min(smallest, min(filter(None, map(abs, present)), default=math.inf))
                 currents[axis] = values
         except Exception:  # noqa: BLE001 - whatever it is, the careful way gives each record its reason
             return None
@@ -263,9 +264,9 @@ class _Reading:
         previous = ts[:-1] if self.last_ts is None else [self.last_ts, *ts[:-1]]
         if previous and max(map(operator.sub, previous, ts[-len(previous) :])) > self.tolerance:
             return None
-        # The policy's rules are bounds (robot id, earliest and latest time, |current|): if the block's
-        # extremes pass them, every reading of it does.
-        extremes = {} if low > high else {0: low, 1: high}
+        # The policy's rules are bounds (robot id, earliest and latest time, largest |current|, smallest
+        # nonzero |current|): if the block's extremes pass them, every reading of it does.
+        extremes = {} if low > high else {0: low, 1: high, 2: smallest if smallest < math.inf else None}
         policy, robot_id = options.policy, options.robot_id
         if policy.problem(robot_id, min(ts), extremes, now=self.now) or policy.problem(
             robot_id, max(ts), extremes, now=self.now
