@@ -206,7 +206,8 @@ PHRASES: tuple[Phrase, ...] = (
             "per minute means",
         ),
         _resample,
-        "per minute and axis: mean (smoothed), max and count",
+        "per minute and axis: mean (smoothed), max and count; the range's newest minutes, "
+        f"at most {RESAMPLE_ROWS:,} rows",
     ),
     Phrase(
         "show hourly resample",
