@@ -18,12 +18,13 @@ Timed, p50/p99 over --runs runs after a warm-up run (fewer once a case has taken
 - the cases where the (robot_id, ts) index matters, once more with index scans off, and their plans.
 With ``--compare DIR`` (a checkout of another commit) each phrase's SQL is timed from both trees alike, each
 in a fresh process of its own, this tree's then that one's (``before p50/p99 ms``): a big answer's rows cost
-more in this long-lived process (the fleet's 1-minute resample: 14 s here, 11 s in a fresh one); and each
-command is run from it in turn with this tree's. Each command's time to its first byte of output and its peak
-memory (max RSS) and CPU time (user + system: at the machine's usual load the wall time of one command moves by
-a second between rounds, its CPU time by a few hundredths) are kept. ``--phrases-only``: the phrases' SQL
-alone; ``--commands-only``: the commands alone (``bench/results/query_commands.md``), e.g. on the real export:
-``--csv FILE`` fills the database with ``python -m consumer_db ingest --csv FILE`` instead of the fleet.
+more in this long-lived process (the fleet's whole 1-minute resample before it was bounded: 14 s here, 11 s in
+a fresh one); and each command is run from it in turn with this tree's. Each command's time to its first byte
+of output and its peak memory (max RSS) and CPU time (user + system: at the machine's usual load the wall time
+of one command moves by a second between rounds, its CPU time by a few hundredths) are kept.
+``--phrases-only``: the phrases' SQL alone; ``--commands-only``: the commands alone
+(``bench/results/query_commands.md``), e.g. on the real export: ``--csv FILE`` fills the database with
+``python -m consumer_db ingest --csv FILE`` instead of the fleet.
 bench.query_plans times the same functions directly on random data made on the server; this one asks them
 as users do, on the fleet's data (about 60 % idle rows of exact zeros, axes 9-14 NULL).
 """
@@ -287,7 +288,7 @@ def chosen(args) -> list:
 
 
 def answered(conn, words: str, query_args: QueryArgs) -> tuple[list[dict], dict]:
-    """The phrase's whole answer, its streamed rows read too."""
+    """The phrase's whole answer, its rows read (a tree before the bounded resample streamed them)."""
     answer = ask(conn, words, query_args)
     return list(answer.rows), answer.tables
 
@@ -431,7 +432,7 @@ def commands(engine: Engine, args, timed: list[dict]) -> list[dict]:
         for phrase in chosen(args):
             words = phrase.name.replace("{n}", "20")
             answer = ask(conn, words, QueryArgs())
-            answer_rows = list(answer.rows)  # a streamed answer is read once
+            answer_rows = list(answer.rows)
             sql = next((r for r in timed if r["query"] == f'query "{words}"' and r["scope"] == "fleet, everything"), {})
             for fmt in args.formats.split(","):
                 started = time.perf_counter()

@@ -1,9 +1,8 @@
 """Query answers on the terminal: an aligned table, CSV, or JSON. Times as ISO-8601 UTC with a Z.
 
-Each format writes the rows as they come (``write``): a big answer (the fleet's resample: hundreds of
-thousands of rows) is never held whole, neither as rows nor as text, and its first lines are out while
-the database still sends the rest. Only the standard library here: the command line imports this module
-for FORMATS before it knows the command (consumer_db.cli).
+Each format writes the rows as they come (``write``): an answer is never held whole as text. Only the
+standard library here: the command line imports this module for FORMATS before it knows the command
+(consumer_db.cli).
 """
 
 from __future__ import annotations

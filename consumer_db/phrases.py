@@ -8,7 +8,7 @@ phrase is an error listing the known.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -46,10 +46,9 @@ class QueryArgs:
 
 @dataclass(frozen=True)
 class Answer:
-    """The main table, plus named side tables (data health's gaps). A big answer's rows are an iterator over
-    the database's cursor (the 1-minute resample): read them once, while the connection is open."""
+    """The main table, plus named side tables (data health's gaps)."""
 
-    rows: Iterable[dict[str, Any]]
+    rows: Rows
     tables: dict[str, Rows] = field(default_factory=dict)
     note: str | None = None  # for the person asking (the command prints it on stderr), not part of the answer
 
@@ -104,17 +103,23 @@ def _window_peaks(conn, a: QueryArgs, _n) -> Answer:
 def _resample(conn, a: QueryArgs, _n) -> Answer:
     from common.store import queries
 
-    rows = queries.resample_1min(conn, robot_id=a.robot_id, start=a.start, end=a.end, stream=True)
-    if a.robot_id is None and a.start is None:
-        return Answer(rows, note=WHOLE_FLEET_CURVE)
-    return Answer(rows)
+    rows, first = queries.resample_newest_minutes(
+        conn, max_rows=RESAMPLE_ROWS, robot_id=a.robot_id, start=a.start, end=a.end
+    )
+    if first is None:
+        return Answer(rows)
+    return Answer(rows, note=LEFT_OUT.format(first=f"{first:%Y-%m-%dT%H:%MZ}", rows=len(rows), most=RESAMPLE_ROWS))
 
 
-# The fleet's 1-minute curve over everything is one row per robot, minute and axis: 100 robots' 4 hours are
-# 335,000 rows, a day 2 million. Asked for, it is given (streamed); the note says what is smaller.
-WHOLE_FLEET_CURVE = (
-    "note: the 1-minute curve of every robot over everything is one row per robot, minute and axis; "
-    'for less, add --start or --robot-id, or ask "show hourly resample"'
+# The 1-minute curve is one row per robot, minute and axis: the fleet's 4 hours at 100 robots are 334,600 rows,
+# which nobody reads and which took 1.8 s to compute and send. An answer holds the range's newest minutes up
+# to this many rows (the fleet's newest 3 minutes, one robot's newest 5.9 hours); the note says what was left
+# out and how to ask for it (docs/consumer_db.md, "What a long range's curve should be").
+RESAMPLE_ROWS = 5000
+LEFT_OUT = (
+    "note: the newest minutes of the range only, from {first} ({rows:,} rows; an answer holds at most {most:,}, "
+    "one per robot, minute and axis); for earlier minutes give --start/--end, or --robot-id, "
+    'or ask "show hourly resample" for the whole range'
 )
 
 
@@ -201,7 +206,8 @@ PHRASES: tuple[Phrase, ...] = (
             "per minute means",
         ),
         _resample,
-        "per minute and axis: mean (smoothed), max and count",
+        "per minute and axis: mean (smoothed), max and count; the range's newest minutes, "
+        f"at most {RESAMPLE_ROWS:,} rows",
     ),
     Phrase(
         "show hourly resample",

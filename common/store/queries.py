@@ -7,7 +7,6 @@ works on PostgreSQL and SQLite, and returns plain dicts (timestamps aware UTC). 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
@@ -27,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import array
 
 from common.store.health import data_health
-from common.store.rollup import folded, minute_stats, span_stats, stored_rows
+from common.store.rollup import MINUTE, floor_minute, folded, minute_stats, span_stats, stored_rows
 from common.store.sqlparts import Row, axes_mask, hour_start, mask_bit, mean_of
 from common.store.sqlparts import dicts as _dicts
 from common.store.sqlparts import where as _where
@@ -55,6 +54,7 @@ __all__ = [
     "one_minute_peak",
     "resample_1min",
     "resample_hourly",
+    "resample_newest_minutes",
     "window_peaks",
     "wide_readings",
 ]
@@ -438,12 +438,10 @@ def resample_1min(
     end: datetime | None = None,
     robot_id: str | None = None,
     folded_only: bool = False,
-    stream: bool = False,
-) -> list[Row] | Iterator[Row]:
+) -> list[Row]:
     """Per robot, UTC minute and axis: mean (the smoothed curve), max and count of the non-null values.
     From the per-minute rollup (common.store.rollup), the partial minutes at the range's ends from the raw rows;
-    ``folded_only``: the whole minutes folded into the rollup, nothing else (``common.store.rollup.folded``).
-    ``stream``: the rows as the database sends them (see ``streamed``), for an answer too big to hold."""
+    ``folded_only``: the whole minutes folded into the rollup, nothing else (``common.store.rollup.folded``)."""
     m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
     query = select(
         m.c.robot_id,
@@ -453,7 +451,41 @@ def resample_1min(
         m.c.max_amps,
         m.c.n_values.label("values"),
     ).order_by(m.c.robot_id, m.c.minute, m.c.axis_id)
-    return streamed(conn, query) if stream else _dicts(conn.execute(query))
+    return _dicts(conn.execute(query))
+
+
+def resample_newest_minutes(
+    conn: Connection,
+    *,
+    max_rows: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    robot_id: str | None = None,
+) -> tuple[list[Row], datetime | None]:
+    """``resample_1min`` of the range's newest minutes, as many as keep the answer within ``max_rows`` rows
+    (the newest minute at least): a minute has at most one row per robot and axis of axes_dim, so the answer
+    starts ``max_rows // those`` minutes back from the newest reading, or at ``start`` if that is later.
+    Returns the rows and, when the range holds readings before them that were left out, the minute the rows
+    start at (else None). Each bound is one step down the (robot_id, ts) index per robot (``newest_ts``), and
+    the rows read are those answered: the fleet's whole 1-minute curve over everything, 334,600 rows at 10 M
+    readings, took 1.8 s to compute and send (docs/consumer_db.md)."""
+    newest = newest_ts(conn, robot_id=robot_id, end=end)
+    if newest is None:
+        return [], None
+    pairs = select(func.count()).select_from(axes_dim)
+    if robot_id is not None:
+        pairs = pairs.where(axes_dim.c.robot_id == robot_id)
+    pairs = conn.execute(pairs).scalar() or 1
+    first = floor_minute(newest) - MINUTE * (max(1, max_rows // pairs) - 1)
+    if start is not None and start >= first:
+        return resample_1min(conn, robot_id=robot_id, start=start, end=end), None
+    rows = resample_1min(conn, robot_id=robot_id, start=first, end=end)
+    earlier = newest_ts(conn, robot_id=robot_id, end=first - _MICROSECOND_DELTA)
+    left_out = earlier is not None and (start is None or earlier >= start)
+    return rows, first if left_out else None
+
+
+_MICROSECOND_DELTA = timedelta(microseconds=1)
 
 
 def resample_hourly(
@@ -479,19 +511,6 @@ def resample_hourly(
         .order_by(m.c.robot_id, hour, m.c.axis_id)
     )
     return _dicts(conn.execute(query))
-
-
-STREAM_ROWS = 5000  # rows per fetch from the server-side cursor
-
-
-def streamed(conn: Connection, query) -> Iterator[Row]:
-    """The rows of ``query`` as dicts, ``STREAM_ROWS`` at a time from a server-side cursor (PostgreSQL; SQLite's
-    rows come one by one anyway): memory stays flat whatever the answer's size, and the first rows can be
-    written out while the database sends the rest. Read it while ``conn`` is open."""
-    # this statement's options (Connection.execution_options would set them for every later one); run now, not when read
-    result = conn.execute(query, execution_options={"stream_results": True, "yield_per": STREAM_ROWS})
-    keys = list(result.keys())
-    return (dict(zip(keys, row, strict=True)) for row in result)
 
 
 def fleet_minute_means(conn: Connection, *, start: datetime | None = None, end: datetime | None = None) -> list[Row]:

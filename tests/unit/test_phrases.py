@@ -84,16 +84,41 @@ def test_cli_query_table_prints_side_tables(engine, capsys):
 
 
 @pytest.mark.parametrize(
-    ("options", "noted"), [([], True), (["--robot-id", "R1"], False), (["--start", "2022-10-17T12:00:00Z"], False)]
+    ("options", "minutes", "noted"),
+    [
+        ([], [1], True),  # the fleet's newest minute: its 6 robot-axes fill the 6 rows
+        (["--start", at(60).isoformat()], [1], False),  # nothing of the range left out
+        (["--robot-id", "R1"], [1], True),  # R1's 4 axes: 1 minute of 6 rows
+        (["--robot-id", "R2"], [1], False),  # R2's 2 axes: 3 minutes back, its only minute among them
+        (["--end", at(59).isoformat()], [0], False),  # up to 12:00:59: minute 0 is the newest, nothing before
+    ],
 )
-def test_cli_the_fleets_whole_curve_comes_with_a_note_on_stderr_only(engine, capsys, options, noted):
-    """Every robot's 1-minute curve over everything is given whole; stderr says what is smaller, stdout
-    stays the answer alone."""
+def test_cli_the_resample_answers_the_newest_minutes_within_its_rows_and_says_what_was_left_out(
+    engine, capsys, monkeypatch, options, minutes, noted
+):
+    """At most RESAMPLE_ROWS rows: the range's newest minutes (one row per robot, minute and axis of
+    axes_dim); stderr says from when and how to ask for earlier ones, stdout stays the answer alone."""
+    from consumer_db import phrases
+
+    monkeypatch.setattr(phrases, "RESAMPLE_ROWS", 6)
     url = engine.url.render_as_string(hide_password=False)
     assert main(["--database-url", url, "query", "show 1-minute resample", *options, "--format", "json"]) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out)
-    assert ("show hourly resample" in err) is noted
+    rows = json.loads(out)
+    assert 0 < len(rows) <= 6
+    assert {row["minute"] for row in rows} == {at(60 * m).isoformat().replace("+00:00", ".000Z") for m in minutes}
+    assert ("from 2022-10-17T12:01Z" in err and "show hourly resample" in err) is noted
+
+
+def test_the_resample_within_its_rows_is_the_whole_curve_of_its_minutes(engine):
+    """What the bounded answer holds equals the unbounded curve from its first minute on."""
+    from common.store import queries
+
+    with engine.connect() as conn:
+        rows, first = queries.resample_newest_minutes(conn, max_rows=6)
+        assert first == at(60)
+        assert rows == queries.resample_1min(conn, start=first)
+        assert queries.resample_newest_minutes(conn, max_rows=100) == (queries.resample_1min(conn), None)
 
 
 def test_cli_unknown_phrase_is_an_error(engine, capsys):
@@ -210,11 +235,3 @@ def test_help_loads_no_library():
     out, _, modules = imported_by("--help")
     assert "query" in out and "export" in out
     assert modules.isdisjoint({"sqlalchemy", "pydantic", *NOT_FOR_A_QUERY})
-
-
-def test_a_streamed_answer_leaves_the_connection_as_it_was(engine):
-    """The resample streams from a server-side cursor: that option is its statement's, not the connection's
-    (on PostgreSQL every later statement, a SET too, would have been sent as a cursor)."""
-    with engine.connect() as conn:
-        assert list(ask(conn, "show 1-minute resample", QueryArgs()).rows)
-        assert "stream_results" not in conn.get_execution_options()
