@@ -18,6 +18,10 @@ CPU time (user + system: the client's alone, steadier than wall time when the ma
   mistake): nothing is added, every reading is found stored alike.
 - ``consumer_db ingest, migrations included``: the same on an empty, unmigrated database (a user's very
   first command): the migrations' own cost, shown beside, not the ingest's.
+- ``consumer_db ingest, header only``: the same command on a file that holds the export's header line and no
+  reading: what every ingest pays before its first line (process start, imports, settings, the migrations
+  check, the robot's axes) and after its last (the summary, exit). The bare COPY's own process start is in its
+  ``outside`` share.
 - ``pandas to_sql``: a process that does what the notebook does: ``read_csv``, melt to the long table,
   ``to_sql(chunksize=5000)`` into a table of its own (``notebook_readings``, as the notebook made it; not
   the view readings_fact, whose per-row trigger is for psql). Inner: ``to_sql`` alone.
@@ -30,13 +34,18 @@ CPU time (user + system: the client's alone, steadier than wall time when the ma
   one the hours and ``fleet_minute`` after both: the rollup's own ``INSERT ... SELECT ... GROUP BY``
   statements once each over the whole file (``write_rollup_plan``), no chunks, no turns, no checks. The
   floor of the whole stored form the ingest leaves (what ``bytes per reading`` counts; a test holds its
-  rows to one ingest's). Inner: COPY, folds and commits.
+  rows to one ingest's). Its connections run with JIT off, as the project's engines do. Inner: COPY, folds
+  and commits.
 
 Each ingest row also shows where the command's time went, median seconds: ``outside`` the work (process
 start, imports, settings, the migrations check, the summary, exit: the command's wall time less its own
 figure) and the phases the ingest logs (``consumer_db.ingest.PHASES``: the main thread's start, parse,
 partitions and waits for a free writer; the writers' COPY, fold, conflicts and commit, summed over both
 writers, so they overlap the main thread's and each other's). A tree whose ingest logs no phases shows none.
+
+Beside the process's CPU, the server's (``server CPU s``, when PostgreSQL runs on this machine: its processes'
+user + system time from /proc over the command, the exited backends included): the two cores are shared by
+both, and a method's wall time cannot go below their sum over two, whatever the load.
 
 After each ingest run the database's size (every table with its indexes and TOAST, the rollups included)
 per stored reading is taken: ``bytes per reading``.
@@ -67,6 +76,7 @@ ROBOT = "RMBR4-2"
 AXES = list(range(1, 15))
 WRITERS = 2  # consumer_db ingest's default --workers: the floor's same parallelism
 ROLLUP_FLOOR = f"bare COPY x{WRITERS} + rollups by bare SQL"  # the floor with the stored form's rollup tables
+HEADER_ONLY = "consumer_db ingest, header only"  # the command's fixed cost: no reading to store
 URL_ENV = "BENCH_INGEST_URL"  # the child processes' database (env, so the password is not on a command line)
 INNER_PREFIX = "inner seconds: "
 
@@ -105,12 +115,15 @@ def run(csv: Path, rounds: int, against: Path | None = None) -> int:
         plan = Path(tmp) / "rollups.json"
         write_rollup_plan(data, plan)
         ingest = ["-m", "consumer_db", "ingest", "--csv", str(csv), "--no-progress"]
+        header = Path(tmp) / "header.csv"
+        header.write_text(csv.open(encoding="utf-8-sig").readline())
         methods = {
             "consumer_db ingest": (True, ingest, REPO),
             **({f"consumer_db ingest ({against})": (True, ingest, against.resolve())} if against else {}),
             "consumer_db ingest, again": (True, ingest, REPO),
             **({f"consumer_db ingest, again ({against})": (True, ingest, against.resolve())} if against else {}),
             "consumer_db ingest, migrations included": (False, ingest, REPO),
+            HEADER_ONLY: (True, ["-m", "consumer_db", "ingest", "--csv", str(header), "--no-progress"], REPO),
             "pandas to_sql": (True, ["-m", "bench.ingest", "--child", "to_sql", "--csv", str(csv)], REPO),
             "bare COPY x1": (True, ["-m", "bench.ingest", "--child", "copy", "--data", str(data)], REPO),
             f"bare COPY x{WRITERS}": (
@@ -127,22 +140,28 @@ def run(csv: Path, rounds: int, against: Path | None = None) -> int:
         }
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
         cpu: dict[str, list[float]] = {name: [] for name in methods}
+        server_cpu: dict[str, list[float | None]] = {name: [] for name in methods}
         phases: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
         sizes: list[float] = []
         for round_no in range(rounds):
             for name, (migrated, argv, tree) in methods.items():
                 table = "notebook_readings" if name == "pandas to_sql" else "readings_fact"
                 again = ", again" in name
-                seconds, inner, size, used, said = whole_command(url, argv, migrated, rows, table, tree, again=again)
+                expected = 0 if name == HEADER_ONLY else rows
+                seconds, inner, size, used, server, said = whole_command(
+                    url, argv, migrated, expected, table, tree, again=again
+                )
                 samples[name].append((seconds, inner))
                 cpu[name].append(used)
+                server_cpu[name].append(server)
                 phases[name].append(said)
-                if tree == REPO and name.startswith("consumer_db ingest") and not again:
+                if tree == REPO and name.startswith("consumer_db ingest") and not again and name != HEADER_ONLY:
                     sizes.append(size / readings)
                 print(f"round {round_no + 1}: {name} {samples[name][-1][0]:.2f} s", file=sys.stderr, flush=True)
     results = [
-        summary(name, runs, rows)
+        summary(name, runs, 0 if name == HEADER_ONLY else rows)
         | {"process CPU s": round(statistics.median(cpu[name]), 2)}
+        | server_cpu_median(server_cpu[name])
         | phase_medians(runs, phases[name])
         for name, runs in samples.items()
     ]
@@ -177,12 +196,12 @@ NOTES = (
 
 def whole_command(
     url: str, argv: list[str], migrated: bool, rows: int, table: str, tree: Path = REPO, *, again: bool = False
-) -> tuple[float, float, int, float, dict[str, float]]:
+) -> tuple[float, float, int, float, float | None, dict[str, float]]:
     """(wall seconds of ``python ARGV`` from start to exit in ``tree``, the inner seconds it reports, the
     database's bytes after it, the process's CPU seconds: the client's, steadier than its wall time on a busy
-    machine; the server's are not in it; the phases it logged) on a fresh database; ``table``: where the
-    child's rows are counted; ``again``: the command run once before the clock starts, so that it is timed on
-    its own rows."""
+    machine; the server's CPU seconds over the same span (``ServerCpu``, None when not on this machine); the
+    phases it logged) on a fresh database; ``table``: where the child's rows are counted; ``again``: the
+    command run once before the clock starts, so that it is timed on its own rows."""
     from sqlalchemy import text
 
     from bench._postgres import scratch_database
@@ -191,11 +210,14 @@ def whole_command(
         child_url = scratch_url(engine)
         # INFO: the ingest's phases are on its summary log line (stderr); the other children log nothing.
         env = {**os.environ, "DATABASE_URL": child_url, URL_ENV: child_url, "LOG_LEVEL": "INFO"}
+        server = ServerCpu(engine)
         if again:
             subprocess.run([sys.executable, *argv], cwd=tree, env=env, capture_output=True, check=True)
+        server_before = server.seconds()
         started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run([sys.executable, *argv], cwd=tree, env=env, capture_output=True, text=True)
         seconds, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_after = server.seconds()
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         with engine.connect() as conn:
@@ -204,7 +226,80 @@ def whole_command(
     if stored != rows:
         raise RuntimeError(f"{' '.join(argv)} stored {stored} rows, expected {rows}")
     used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return seconds, inner_seconds(done.stdout), size, used, logged_phases(done.stderr)
+    server_used = None if server_before is None or server_after is None else server_after - server_before
+    return seconds, inner_seconds(done.stdout), size, used, server_used, logged_phases(done.stderr)
+
+
+class ServerCpu:
+    """The CPU seconds (user + system) of the PostgreSQL server behind ``engine``, read from /proc when it
+    runs on this machine: its postmaster's reaped children (every backend that exited: the child's
+    connections) and its live ones (the background writers, the WAL writer, autovacuum). The client's CPU
+    alone leaves out the server's share of a command, which differs by method (the folds are the server's
+    work); both share the machine's two cores."""
+
+    def __init__(self, engine) -> None:
+        from sqlalchemy import text
+
+        self.engine = engine
+        with engine.connect() as conn:
+            backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        self.postmaster = _parent_pid(backend)
+
+    def seconds(self) -> float | None:
+        """The server's CPU so far, once no other connection to this database is open (the child's backends
+        have exited, so their time is in the postmaster's reaped children); None when not readable."""
+        from sqlalchemy import text
+
+        if self.postmaster is None:
+            return None
+        with self.engine.connect() as conn:
+            for _ in range(200):  # a backend exits a moment after its client
+                if not conn.execute(text(OTHER_CONNECTIONS)).scalar_one():
+                    break
+                time.sleep(0.01)
+            own = Path(f"/proc/{conn.execute(text('SELECT pg_backend_pid()')).scalar_one()}")
+        try:
+            stat = _stat_fields(Path(f"/proc/{self.postmaster}"))
+            total = stat[13] + stat[14] + stat[15] + stat[16]  # its own and its reaped children's user + system
+            for child in _children(self.postmaster):
+                if Path(f"/proc/{child}") != own:
+                    fields = _stat_fields(Path(f"/proc/{child}"))
+                    total += fields[13] + fields[14]
+        except OSError:
+            return None
+        return total / os.sysconf("SC_CLK_TCK")
+
+
+OTHER_CONNECTIONS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        return int(_stat_fields(Path(f"/proc/{pid}"))[3])
+    except OSError:
+        return None
+
+
+def _stat_fields(proc: Path) -> list[int]:
+    """/proc/PID/stat's fields, numbered as proc(5) numbers them less one; the name (field 2) read past
+    whatever it holds."""
+    raw = (proc / "stat").read_text()
+    return [0, 0, 0, *map(int, raw[raw.rindex(")") + 2 :].split()[1:])]
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += map(int, (task / "children").read_text().split())
+    return children
+
+
+def server_cpu_median(samples: list[float | None]) -> dict:
+    if not samples or None in samples:
+        return {}
+    return {"server CPU s": round(statistics.median(samples), 2)}
 
 
 # Every table of the schema with its indexes and TOAST (partitions are tables; their parent holds nothing).
@@ -356,7 +451,9 @@ def child_copy(url: str, data: Path, connections: int, rollups: Path | None = No
     size = -(-len(lines) // connections)
     cuts = plan["cuts"] if plan else list(range(0, len(lines), size))
     parts = ["".join(lines[low:high]) for low, high in zip(cuts, [*cuts[1:], len(lines)], strict=True)]
-    links = [psycopg2.connect(dsn) for _ in parts]
+    # JIT off, as every engine of the project connects (common.store.db): the folds run with sorts off, whose
+    # cost estimate turns JIT on, and compiling them took most of this floor's time (~0.7 s a statement).
+    links = [psycopg2.connect(dsn, options="-c jit=off") for _ in parts]
     days = sorted({line.split("\t", 2)[1][:10] for line in lines})
     with links[0].cursor() as cursor:  # the day partitions, before the clock (the ingest makes its own)
         cursor.execute(

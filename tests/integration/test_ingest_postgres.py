@@ -233,3 +233,24 @@ def test_the_benchmarks_floor_with_rollups_stores_what_one_ingest_does(pg_engine
     for table in floor:
         cases.assert_close(floor[table], once[table], table)
     cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+
+
+def test_the_benchmarks_server_cpu_counts_the_work_of_a_connection_that_has_closed(pg_engine):
+    """``bench.ingest``'s ``server CPU s``: what the server spent for a command's connections, read once they
+    have closed; a connection's work shows, an idle stretch does not."""
+    from sqlalchemy import create_engine, text
+
+    from bench.ingest import ServerCpu
+
+    server = ServerCpu(pg_engine)
+    if server.postmaster is None:
+        pytest.skip("the PostgreSQL server is not on this machine")
+    idle = server.seconds()
+    again = server.seconds()
+    other = create_engine(pg_engine.url)
+    with other.connect() as conn:
+        conn.execute(text("SELECT count(*) FROM generate_series(1, 3000000) i WHERE i % 7 = 0"))
+    other.dispose()
+    busy = server.seconds()
+    assert again - idle < 0.1
+    assert busy - again >= 0.1

@@ -6,11 +6,12 @@ import os
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from bench.ingest import logged_phases
+from bench.ingest import _parent_pid, _stat_fields, logged_phases
 from common.csvio.controller_csv import CsvOptions
 from common.store.rollup import floor_minute
 from common.store.tables import axes_dim, readings_fact, rejected_readings, seed_axes
@@ -181,3 +182,13 @@ def test_a_blocks_minutes_are_those_of_its_readings_in_any_order():
     shuffled = rng.sample(ahead, len(ahead))  # steps back and forth over minute starts, past midnight
     for times in (ahead, shuffled, [start, start, start + timedelta(minutes=1)], []):
         assert _minutes_of(times) == {floor_minute(ts) for ts in times}
+
+
+def test_the_benchmark_reads_a_process_parent_and_times_from_proc():
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc")
+    assert _parent_pid(os.getpid()) == os.getppid()
+    before = _stat_fields(Path(f"/proc/{os.getpid()}"))
+    sum(i * i for i in range(3_000_000))  # some CPU of this process's own
+    after = _stat_fields(Path(f"/proc/{os.getpid()}"))
+    assert after[13] + after[14] > before[13] + before[14]  # user + system, in clock ticks
