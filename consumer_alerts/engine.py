@@ -35,6 +35,7 @@ from common.wire.schemas import Alert, Reading, Severity, iso_utc
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.load import FLAT_RUN
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
+from consumer_alerts.detectors.residual import moved_together
 from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
 from consumer_alerts.detectors.severity import GrossChange, flat_ratio, level_ratio
 from consumer_alerts.lifecycle import Lifecycle, OpenCount
@@ -287,6 +288,8 @@ class DetectorEngine:
                 state.rested = True
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
+                if finding is not None and self._moved_together(robot, state, detector, lives):
+                    finding = None  # not an event of its own: a program moves most axes (docs: "A broad move")
                 if finding is None:
                     if aging:
                         self._step(robot, state, lives, reading.ts, None, detector.observed, out)
@@ -497,6 +500,15 @@ class DetectorEngine:
             robot.held_since += rested
         if robot.release_at is not None:
             robot.release_at += rested
+
+    @staticmethod
+    def _moved_together(robot: RobotState, state: AxisState, detector, lives) -> bool:
+        """The residual's long-rule ALERT would open an event while the robot's other axes have moved too: a new
+        program's first minutes, before the learner's running means time it (``residual.moved_together``)."""
+        if detector.name != "residual" or not detector.long_alert or any(life.event is not None for life in lives):
+            return False
+        others = (d for other in robot.axes.values() if other is not state for d in other.detectors)
+        return moved_together(d for d in others if d.name == "residual")
 
     @staticmethod
     def _held_axes(robot: RobotState) -> int:

@@ -33,8 +33,10 @@ FORMAT = "axiswatch.consumer_alerts.model"
 # 4: with ``log_mean``; an older file still loads, but the load detector learns each axis's level from the feed
 #    before it judges it (docs/consumer_alerts.md "load").
 # 5: with ``top``; an older file still loads, but every surge short of a confirmed spike is an ALERT first.
-VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# 6: with ``long_median``; an older file still loads, but its residual ALERTs open even while most of the robot's
+#    axes have moved together (docs/consumer_alerts.md "A broad move").
+VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 LLR_CAP = 3.0  # one sample can move the windowed score by at most this much: bounded influence
 LLR_MEMO = 8192  # scores of distinct currents remembered per axis, at most (~0.5 MB)
 Kind = Literal["line", "density"]
@@ -114,6 +116,8 @@ class AxisModel:
     mean: float | None = None  # mean active current in training, amps: what a lasting change is measured against
     log_mean: float | None = None  # mean log of the active current in training: the load detector's normal level
     top: float | None = None  # the highest active current of training, amps: twice it is no cycle's peak of a load
+    # the median of the long statistic in training: with MinC, the statistic's scale (how far a window has moved)
+    long_median: float | None = None
 
     def expected(self, ts: float) -> float:
         return self.median if self.density is not None else self.line.at(ts)

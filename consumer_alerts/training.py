@@ -154,6 +154,7 @@ def fit_axis(axis: int, samples: Samples, o: TrainingOptions) -> AxisModel:
         detector.update(t, a)
     t_arr, long_arr = np.asarray([r[0] for r in trace]), np.asarray([r[1] for r in trace])
     model.min_c, source_a = threshold(long_arr, o.alert_quantile, o.margin, o)
+    model.long_median = round(float(np.median(long_arr[np.isfinite(long_arr)])), 6)
     model.t_long_s = hold_time(t_arr, long_arr, model.min_c, o.t_long_s, o)
     expected = np.asarray([model.expected(t) for t in samples.ts])
     scaled = o.error_scale * amps - expected

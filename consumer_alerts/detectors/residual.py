@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from itertools import islice
 from typing import Any
 
@@ -67,6 +68,11 @@ SPIKE_FLAT = FLAT_RUN  # repeats in a row after a surge: a flat value, not a spi
 # a work cycle and a half of the demo's feed). A quarter closed one overload and one drift of the demo late.
 RECENT_SHARE = 8
 NEVER = 1 << 30
+# A broad move: an axis whose long statistic is this share of the way from its training median to MinC, either way
+# (a program lowers some axes' load), has moved; a long-rule ALERT that would open while MOVED_AXES other axes have
+# moved is one of a program's axes, not an event (a fault moves 1-3 axes; tuning seeds: docs/benchmarks.md).
+MOVED = 0.5
+MOVED_AXES = 3
 
 
 class ResidualDetector(ActiveSamples):
@@ -95,6 +101,7 @@ class ResidualDetector(ActiveSamples):
         self.fresh = 0  # samples in the long window since the last stoppage
         self.interval = SamplingInterval()  # the feed's own time between active samples: what a rest is measured in
         self.refill = 0  # samples the recent part still takes in after a rest before a raised ALERT is judged again
+        self.long_alert = False  # the last finding was the long rule's ALERT (not a surge's nor the short rule's)
 
     def update(self, ts: float, value: float | None, *, idle: bool = False) -> Finding | None:
         previous = self.last_ts
@@ -109,6 +116,7 @@ class ResidualDetector(ActiveSamples):
             self._after(ts - previous)
         model = self.model
         residual = value - model.expected(ts)
+        self.long_alert = False
         surge = model.surge_c is not None and residual >= model.surge_c
         if not surge:  # a surge is judged by its own rule: in the window it would keep an ALERT open long after it
             self.long.push(model.alert_score(value, residual))
@@ -149,8 +157,18 @@ class ResidualDetector(ActiveSamples):
                 (peak, peak_residual, threshold), self.spike = self.spike, None
                 return Finding(Severity.ERROR, peak, peak_residual, threshold, instant=True)
         if alert:
+            self.long_alert = True
             return Finding(Severity.ALERT, value, self.long_stat, model.min_c)
         return None
+
+    @property
+    def moved(self) -> float:
+        """How far the long statistic is from its training median, as a share of the way to MinC (negative: the
+        axis draws less than it used to); 0 while unknown (a window not full, a model without ``long_median``)."""
+        model, long_stat = self.model, self.long_stat
+        if model.long_median is None or model.min_c is None or not model.min_c > model.long_median:
+            return 0.0
+        return (long_stat - model.long_median) / (model.min_c - model.long_median) if long_stat == long_stat else 0.0
 
     def _after(self, gap: float) -> None:
         """Note the time since the last active sample: a gap longer than the recent part's span is a rest, after which
@@ -249,3 +267,8 @@ class ResidualDetector(ActiveSamples):
         # absent: an older snapshot; the interval is learnt again from the next gaps
         self.interval = SamplingInterval.from_state(state) if "gaps" in state else SamplingInterval()
         self.refill = state.get("recent_refill", 0)
+
+
+def moved_together(others: Iterable[ResidualDetector]) -> bool:
+    """At least MOVED_AXES of ``others`` (the robot's other axes' residual detectors) have moved (``moved``)."""
+    return sum(1 for d in others if abs(d.moved) >= MOVED) >= MOVED_AXES
