@@ -22,13 +22,17 @@ uncertainty, so the growth after the step is learned from what follows it.
 The forecast: ``draws`` possible states from the filter's belief (covariance times ``interval_scale``, plus
 ``level_bias_sd`` on the level, and ``carry_sd`` more per carried-over normal: the learned normals' own
 error beyond what the robot's axes share, which no amount of hourly data reduces and which each program
-change adds to; 0.03 before the common mode was taken out), each
-extended as level + slope·h + acceleration·h²/2 with the acceleration clipped at 0 (wear does not slow down
-by itself); the median of their crossing times is the forecast, the 10th and 90th percentiles the 80 %
-interval. ``interval_scale`` and ``level_bias_sd`` are calibrated, not derived: the pair at which the 80 %
-interval held the true crossing nearest 80 % in each band of life left (60-40, 40-17.5, 17.5-5 %) of the
-forecasts made at every 2.5 % of each worn axis's life on the benchmark's tuning seeds
-(``bench.forecast_quality``: 72 axes, 1,656 forecasts; docs/benchmarks.md). The drifts
+change adds to; 0.03 before the common mode was taken out), each extended to the limit with the acceleration
+clipped at 0 (wear does not slow down by itself): a growing draw whose growth speeds up as an exponential,
+level + slope·τ·(e^(h/τ) - 1) with τ = slope / acceleration (the e-folding time its state implies), the rest as
+a line (a quadratic where a draw's slope is not positive but it accelerates); the median of their crossing
+times is the forecast, the 10th and 90th percentiles the 80 % interval. Why an exponential rather than the
+quadratic of the filter's own state: growth that speeds up keeps speeding up (a quadratic holds its
+acceleration fixed, so it forecast such wear a few days late at half its life; docs/benchmarks.md, round 11),
+and where the acceleration is nil the two are the same line. ``interval_scale`` and ``level_bias_sd`` are
+calibrated, not derived: the pair at which the 80 % interval held the true crossing nearest 80 % in each band
+of life left (60-40, 40-17.5, 17.5-5 %) of the forecasts made at every 2.5 % of each worn axis's life on the
+benchmark's tuning seeds (``bench.forecast_quality``: 72 axes, 1,656 forecasts; docs/benchmarks.md). The drifts
 (``level_noise``, ``slope_noise``, ``accel_noise``) are for tracking only: compounded over weeks ahead they
 would make every interval endless. The draws are the same for every call (seeded), so a
 forecast is a function of the state.
@@ -46,6 +50,9 @@ import numpy as np
 HOUR_S = 3600.0
 MAX_HORIZON_H = 120 * 24.0  # beyond ~4 months a forecast of a crossing says nothing: "not within"
 ROBOT_MIN_AXES = 4  # axes with a value in the same hour needed to tell a robot's common mode
+# The shortest e-folding time a draw's growth is extended with: a slope near 0 with some acceleration implies an
+# e-folding time near 0, i.e. a crossing at once; wear growing e-fold in less than a day is not a trend of days.
+MIN_EFOLD_H = 24.0
 
 
 @dataclass(frozen=True)
@@ -190,8 +197,9 @@ class WearTrend:
         now = self.t if now is None else now
         ahead = now - self.t
         # Possible states, drawn from the filter's (widened) belief; wear does not slow down by itself, so a
-        # drawn acceleration below 0 counts as 0. Each draw's crossing is a root of a quadratic; the point
-        # forecast and the interval are quantiles over the draws ("never" = inf, above every finite time).
+        # drawn acceleration below 0 counts as 0. Each draw's crossing: of its exponential where it grows and
+        # accelerates, else of its quadratic (a line without acceleration); the point forecast and the interval
+        # are quantiles over the draws ("never" = inf, above every finite time).
         belief = self.interval_scale**2 * self.P
         belief[0, 0] += self.level_bias_sd**2 + self.carried * self.carry_sd**2
         draws = np.random.default_rng(0).multivariate_normal(self.x, belief, size=self.draws)
@@ -201,7 +209,10 @@ class WearTrend:
         with np.errstate(divide="ignore", invalid="ignore"):
             quadratic = (np.sqrt(np.maximum(slope * slope + 2 * accel * gap, 0.0)) - slope) / accel
             linear = np.where(slope > 0, gap / slope, np.inf)
-        hours = np.where(gap <= 0, 0.0, np.where(accel > 0, quadratic, linear))
+            efold = np.maximum(slope / accel, MIN_EFOLD_H)
+            exponential = efold * np.log1p(gap / (slope * efold))
+        hours = np.where(accel > 0, np.where(slope > 0, exponential, quadratic), linear)
+        hours = np.where(gap <= 0, 0.0, hours)
         crossing = self.t + np.maximum(hours, ahead)  # not before now: if it did cross, it is due now
         low, mid, high = np.sort(crossing)[[int(q * (len(crossing) - 1)) for q in (0.1, 0.5, 0.9)]]
         mean_level = self.x[0] + self.x[1] * ahead + (max(self.x[2], 0.0) * ahead**2 / 2 if len(self.x) > 2 else 0.0)

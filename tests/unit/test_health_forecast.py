@@ -71,6 +71,23 @@ def test_forecast_from_a_later_now_counts_the_hours_left_from_then():
     assert later.level == pytest.approx(at_end.level + at_end.slope_per_day * (20 * 24 - model.t) / 24)
 
 
+def test_an_accelerating_wear_is_extended_as_an_exponential_not_as_the_states_quadratic():
+    # Exponential wear (e-folding time 8 days) crossing 0.30 at day 20, seen for its first 10 days: a quadratic
+    # through the filter's own state holds the acceleration fixed, while this growth keeps speeding up.
+    t = np.arange(10 * 24) / 24
+    late, late_quadratic = [], []
+    for seed in range(10):
+        values = 0.30 * np.expm1(t / 8) / np.expm1(20 / 8) + np.random.default_rng(seed).normal(0, 0.006, t.size)
+        model = trend_over(hours(values))
+        level, slope, accel = model.x
+        assert slope > 0 and accel > 0
+        quadratic_h = (math.sqrt(slope**2 + 2 * accel * (0.30 - level)) - slope) / accel
+        late_quadratic.append(model.t + quadratic_h - 20 * 24)
+        late.append(model.forecast(0.30).crossing - 20 * 24)
+    assert statistics.median(late) < statistics.median(late_quadratic) - 12  # half a day or more nearer
+    assert statistics.median(late) > -24  # and not early
+
+
 def test_a_flat_healthy_axis_is_not_forecast_to_cross_within_a_week():
     for seed in range(10):
         f = trend_over(hours(linear(20, 0.0, 0.01, seed=seed, start_level=0.02))).forecast(0.30)
