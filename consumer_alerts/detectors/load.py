@@ -139,6 +139,7 @@ class LoadScorer:
             self.total, self._pushes = math.fsum(logs), 0
         if not self.full:
             self._deviation = self._own_deviation = self._score = 0.0
+            self._out = False
             return 0.0
         mean = self.total / len(logs)
         own = self._own_deviation = mean - self.normal
@@ -286,9 +287,9 @@ class LoadScorer:
         # Unless the window was out of its band: the stoppage closed its events, and what it held was a fault's (or a
         # new program's) work from before the rest, which would open them again at the next work, for a fault long
         # over. It refills from the work after the rest; a level still out is seen again then.
-        if self._score >= ALERT_SCORE:
+        if self._out:
             self.logs.clear()
-            self.total, self._pushes, self._score = 0.0, 0, 0.0
+            self.total, self._pushes, self._score, self._out = 0.0, 0, 0.0, False
 
     def state(self) -> dict[str, Any]:
         return {
@@ -302,6 +303,7 @@ class LoadScorer:
             "flat": [self._last, self._run, self._since_flat],
             "prior": self.prior,
             "floor": [self.least if self.least < math.inf else 0.0, self._since_before_run],
+            "out": self._out,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -316,3 +318,4 @@ class LoadScorer:
         # absent in a snapshot from before the floor rule: learnt again from the feed
         least, since = state.get("floor", (0.0, self.options.window))
         self.least, self._since_before_run = least or math.inf, int(since)
+        self._out = bool(state.get("out", False))  # absent in a snapshot from before the rule: judged afresh

@@ -721,8 +721,11 @@ def test_load_stays_out_until_its_window_is_back_well_inside_the_band():
         band, normal = math.log(scorer.edge), scorer.normal
         was_out = scores(scorer, around(normal - 1.05 * band, 120))
         assert was_out[-1] >= ALERT_SCORE
+        twin = load_detector()
+        twin.load(detector.state())  # restored while out: judged as the detector that ran on
         near_edge = scores(scorer, around(normal - 0.97 * band, 120))  # the window: 1.05 to 0.97 of the band
         assert min(near_edge) >= ALERT_SCORE
+        assert scores(twin.scorer, around(normal - 0.97 * band, 120)) == near_edge
         back = scores(scorer, around(normal - 0.5 * band, 120))
         assert back[-1] < OUT_UNTIL
         never_out = load_detector()
