@@ -65,6 +65,9 @@ FLOOR_RUN = 2 * FORGET_RUN
 # light axis fills its window in more than ten minutes of work, longer than many faults last. The prior's band
 # is wide enough for the noisier half window.
 PRIOR_FILL = 0.5
+# Once out of its band, a window stays out until its score falls below this: a window at the edge crosses it back
+# and forth as single readings enter and leave, and each crossing started the hold (``LOAD_HOLD_S``) over.
+OUT_UNTIL = 0.9 * ALERT_SCORE
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class LoadScorer:
         self.out_run = 0  # active readings in a row out of the band
         self.direction = 1
         self._score = 0.0
+        self._out = False  # the last window scored was out of the band (OUT_UNTIL)
         self._deviation = 0.0
         self._own_deviation = 0.0  # the window's level against the feed's own normal: what the spread is learnt from
         self._band = self._prior_band  # the spread is not known yet
@@ -135,6 +139,7 @@ class LoadScorer:
             self.total, self._pushes = math.fsum(logs), 0
         if not self.full:
             self._deviation = self._own_deviation = self._score = 0.0
+            self._out = False
             return 0.0
         mean = self.total / len(logs)
         own = self._own_deviation = mean - self.normal
@@ -161,6 +166,9 @@ class LoadScorer:
             )
         if self._score > FLAT_CAP and self._since_flat < self._window:
             self._score = FLAT_CAP
+        if self._out and OUT_UNTIL <= self._score < ALERT_SCORE:
+            self._score = ALERT_SCORE  # still out: the edge's own jitter does not break the hold
+        self._out = self._score >= ALERT_SCORE
         # While it learns what normal is it scores nothing without a prior, but a window out of the band is kept
         # out already.
         return self._score if self.learnt else 0.0
@@ -276,6 +284,12 @@ class LoadScorer:
     def on_stoppage(self) -> None:
         # The window keeps the last work before the pause: the load of a program does not change with a pause.
         self.out_run = 0
+        # Unless the window was out of its band: the stoppage closed its events, and what it held was a fault's (or a
+        # new program's) work from before the rest, which would open them again at the next work, for a fault long
+        # over. It refills from the work after the rest; a level still out is seen again then.
+        if self._out:
+            self.logs.clear()
+            self.total, self._pushes, self._score, self._out = 0.0, 0, 0.0, False
 
     def state(self) -> dict[str, Any]:
         return {
@@ -289,6 +303,7 @@ class LoadScorer:
             "flat": [self._last, self._run, self._since_flat],
             "prior": self.prior,
             "floor": [self.least if self.least < math.inf else 0.0, self._since_before_run],
+            "out": self._out,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -303,3 +318,4 @@ class LoadScorer:
         # absent in a snapshot from before the floor rule: learnt again from the feed
         least, since = state.get("floor", (0.0, self.options.window))
         self.least, self._since_before_run = least or math.inf, int(since)
+        self._out = bool(state.get("out", False))  # absent in a snapshot from before the rule: judged afresh

@@ -693,3 +693,56 @@ def test_load_after_a_program_change_learns_the_new_level_again_and_keeps_the_sw
         assert any(feed(fresh, values[200:])) and fresh.scorer.edge < edge
         gone = feed(detector, work_cycles(400, seed=7, scale=0.15), t0=40000.0)
         assert ("load_low", Severity.ERROR) in fired_kinds(gone)  # and it still judges
+
+
+def around(log_level, n):
+    """Readings whose log-mean is ``log_level``, two values alternating (no flat run)."""
+    return [math.exp(log_level + (0.02 if i % 2 else -0.02)) for i in range(n)]
+
+
+def test_load_stays_out_until_its_window_is_back_well_inside_the_band():
+    # A window at the band's edge crosses it back and forth as single readings enter and leave; each crossing
+    # started the hold over, and a drop sitting on the edge was never raised. Once out, it stays out until its
+    # score falls below OUT_UNTIL (nine tenths of the edge); a window that never went out is judged as before.
+    from consumer_alerts.detectors.load import OUT_UNTIL
+    from consumer_alerts.detectors.scoring import ALERT_SCORE
+
+    def scores(scorer, values):
+        out = []
+        for v in values:
+            out.append(scorer.score_one(v))
+            scorer.learn_one(v)
+        return out
+
+    for seed in range(3):
+        detector = load_detector()
+        feed(detector, work_cycles(3000, seed=seed))
+        scorer = detector.scorer
+        band, normal = math.log(scorer.edge), scorer.normal
+        was_out = scores(scorer, around(normal - 1.05 * band, 120))
+        assert was_out[-1] >= ALERT_SCORE
+        twin = load_detector()
+        twin.load(detector.state())  # restored while out: judged as the detector that ran on
+        near_edge = scores(scorer, around(normal - 0.97 * band, 120))  # the window: 1.05 to 0.97 of the band
+        assert min(near_edge) >= ALERT_SCORE
+        assert scores(twin.scorer, around(normal - 0.97 * band, 120)) == near_edge
+        back = scores(scorer, around(normal - 0.5 * band, 120))
+        assert back[-1] < OUT_UNTIL
+        never_out = load_detector()
+        feed(never_out, work_cycles(3000, seed=seed))
+        assert max(scores(never_out.scorer, around(never_out.scorer.normal - 0.9 * band, 240))) < ALERT_SCORE
+
+
+def test_load_drops_a_window_out_of_its_band_at_a_stoppage_and_keeps_a_normal_one():
+    # The stoppage closes the events; a window still holding a fault's work from before it raised them again at
+    # the next work, for a fault that was over. A window inside its band is kept (a pause changes no load).
+    detector = load_detector()
+    feed(detector, work_cycles(3000))
+    assert fired_kinds(feed(detector, work_cycles(200, seed=2, scale=0.4), t0=6000.0)) == {("load_low", Severity.ALERT)}
+    after = feed(detector, work_cycles(300, seed=3), t0=8000.0)  # the next work, after a rest of 20 min
+    assert not any(after) and len(detector.scorer.logs) == detector.scorer.options.window
+    normal = load_detector()
+    feed(normal, work_cycles(3000))
+    kept = list(normal.scorer.logs)
+    normal.scorer.on_stoppage()
+    assert list(normal.scorer.logs) == kept
