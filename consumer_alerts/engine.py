@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from common.wire.schemas import Alert, Reading, Severity, iso_utc
+from common.wire.schemas import Alert, Reading, Severity
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.load import FLAT_RUN
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
@@ -220,19 +220,15 @@ class DetectorEngine:
         """The alert events this reading opens, escalates, updates or closes."""
         robot = self.robots.get(reading.robot_id) or self.robot(reading.robot_id)
         ts = reading.ts.timestamp()
-        c = self.config
-        out: list[Alert] = []
         if robot.last_ts is not None:
             if ts <= robot.last_ts:
-                if robot.last_ts - ts <= max(c.stoppage_s, c.stoppage_readings * robot.interval.seconds):
-                    return []  # redelivered, or a little out of order: judged already, or too late to judge
-                out = self._clock_went_back(robot, reading)
-                robot = self.robot(reading.robot_id)
-            else:
-                robot.interval.push(ts - robot.last_ts)
+                return []
+            robot.interval.push(ts - robot.last_ts)
         robot.last_ts = ts
+        c = self.config
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
         idle = robot.resting = idle and c.idle_rule
+        out: list[Alert] = []
         if not idle:
             rested = (reading.ts - robot.last_active).total_seconds() if robot.last_active is not None else 0.0
             if rested > max(c.stoppage_s, c.stoppage_readings * robot.interval.seconds):
@@ -629,20 +625,6 @@ class DetectorEngine:
     def _model_applies(self, robot_id: str, model: AlertModel | None = None) -> bool:
         model = model or self.model
         return model is not None and model.robot_id in (None, robot_id)
-
-    def _clock_went_back(self, robot: RobotState, reading: Reading) -> list[Alert]:
-        """The robot's time went back by more than a stoppage: its clock was set back, or an earlier reading
-        came from far ahead (the reading policy lets one through up to ``READING_MAX_FUTURE_S`` ahead). Its
-        events close and it starts afresh: judged from cold rather than, until its clock caught up, not at all."""
-        logger.warning(
-            "robot %r: time went back from %s to %s; its detectors start afresh",
-            reading.robot_id,
-            iso_utc(datetime.fromtimestamp(robot.last_ts, UTC)),
-            iso_utc(reading.ts),
-        )
-        closed = self._close_all(robot, robot.last_active or reading.ts)
-        del self.robots[reading.robot_id]
-        return closed
 
     @staticmethod
     def _close_all(robot: RobotState, at: datetime, *, stoppage: bool = False) -> list[Alert]:

@@ -551,15 +551,21 @@ def test_read_values_agrees_with_read_on_odd_axes_and_currents(keys, amps):
     values_and_read_agree(plain(currents=",".join(f"{json.dumps(key)}:{json.dumps(amps)}" for key in keys)))
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="not fixed: consumer_alerts skips a robot's readings older than its newest, so one reading the policy "
+    "lets through up to READING_MAX_FUTURE_S ahead hides the robot's faults until the clock catches up, with no "
+    "dead letter",
+)
 def test_a_reading_a_day_ahead_does_not_blind_its_robot():
     def events(first_ahead: bool) -> int:
         engine = DetectorEngine()
         start = datetime.now(UTC) - timedelta(hours=1)
+        if first_ahead:  # 23 h ahead: inside READING_MAX_FUTURE_S, so it passes the policy
+            ahead = Reading(robot_id="R", ts=datetime.now(UTC) + timedelta(hours=23), currents={1: 10.0})
+            engine.process(DEFAULT_POLICY.check(ahead))
         count = 0
         for i in range(400):
-            if first_ahead and i == 20:  # 23 h ahead: inside READING_MAX_FUTURE_S, so it passes the policy
-                ahead = Reading(robot_id="R", ts=datetime.now(UTC) + timedelta(hours=23), currents={1: 10.0})
-                count += len(engine.process(DEFAULT_POLICY.check(ahead)))
             amps = 40.0 if i >= 350 else 10 + (i % 7) * 0.1  # a fault at the end
             count += len(engine.process(Reading(robot_id="R", ts=start + timedelta(seconds=2 * i), currents={1: amps})))
         return count
