@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from common.wire.schemas import Alert, Reading, Severity
+from common.wire.schemas import Alert, Reading, ReadingValues, Severity
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.load import FLAT_RUN
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
@@ -216,7 +216,7 @@ class DetectorEngine:
             model=given,
         )
 
-    def process(self, reading: Reading) -> list[Alert]:
+    def process(self, reading: Reading | ReadingValues) -> list[Alert]:
         """The alert events this reading opens, escalates, updates or closes."""
         robot = self.robots.get(reading.robot_id) or self.robot(reading.robot_id)
         ts = reading.ts.timestamp()
