@@ -27,11 +27,12 @@ keeps the domain's rules:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from common.wire.schemas import Alert, Reading, ReadingValues, Severity
+from common.wire.schemas import Alert, Reading, ReadingValues, Severity, iso_utc
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.load import FLAT_RUN
 from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, AxisContext, RobotContext
@@ -153,6 +154,9 @@ class RobotState:
     axes: dict[int, AxisState] = field(default_factory=dict)
     last_values: dict[int, float] = field(default_factory=dict)
     last_ts: float | None = None
+    # the time of the robot's reading before its newest (-inf before its second): tells a lone reading from far
+    # ahead (``_after_a_leap``) from a redelivery
+    before_last_ts: float = -math.inf
     last_active: datetime | None = None
     interval: SamplingInterval = field(default_factory=SamplingInterval)
     learner: ModelLearner | None = None  # the robot's model, learned or watched (None: fixed, or no residual)
@@ -220,12 +224,15 @@ class DetectorEngine:
         """The alert events this reading opens, escalates, updates or closes."""
         robot = self.robots.get(reading.robot_id) or self.robot(reading.robot_id)
         ts = reading.ts.timestamp()
-        if robot.last_ts is not None:
-            if ts <= robot.last_ts:
-                return []
-            robot.interval.push(ts - robot.last_ts)
-        robot.last_ts = ts
         c = self.config
+        if robot.last_ts is not None and ts <= robot.last_ts:
+            if not self._after_a_leap(robot, reading):
+                return []  # redelivered, or a little out of order: judged already, or too late to judge
+            robot.last_ts = robot.before_last_ts if robot.before_last_ts > -math.inf else None
+        if robot.last_ts is not None:
+            robot.interval.push(ts - robot.last_ts)
+        robot.before_last_ts = robot.last_ts if robot.last_ts is not None else -math.inf
+        robot.last_ts = ts
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
         idle = robot.resting = idle and c.idle_rule
         out: list[Alert] = []
@@ -625,6 +632,25 @@ class DetectorEngine:
     def _model_applies(self, robot_id: str, model: AlertModel | None = None) -> bool:
         model = model or self.model
         return model is not None and model.robot_id in (None, robot_id)
+
+    def _after_a_leap(self, robot: RobotState, reading: Reading | ReadingValues) -> bool:
+        """Whether ``reading``, older than the robot's newest, comes after a lone reading from far ahead: newer
+        than the reading before that one, and more than a stoppage older than it. The policy lets a reading
+        through up to ``READING_MAX_FUTURE_S`` (a day) ahead; skipped as older, every later reading of its robot
+        went unjudged, without a dead letter, until the clock caught up. A redelivery is older than both."""
+        c = self.config
+        ts, newest = reading.ts.timestamp(), robot.last_ts
+        if not (
+            robot.before_last_ts < ts and newest - ts > max(c.stoppage_s, c.stoppage_readings * robot.interval.seconds)
+        ):
+            return False
+        logger.warning(
+            "robot %r: its reading at %s came from far ahead (the next is at %s); judged on from the next",
+            reading.robot_id,
+            iso_utc(datetime.fromtimestamp(newest, UTC)),
+            iso_utc(reading.ts),
+        )
+        return True
 
     @staticmethod
     def _close_all(robot: RobotState, at: datetime, *, stoppage: bool = False) -> list[Alert]:

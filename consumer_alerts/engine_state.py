@@ -6,6 +6,7 @@ engine at once as JSON-ready data."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,7 @@ def robot_snapshot(r: RobotState) -> dict[str, Any]:
     return {
         "version": SNAPSHOT_VERSION,
         "last_ts": r.last_ts,
+        "before_last_ts": r.before_last_ts if r.before_last_ts > -math.inf else None,
         "last_active": r.last_active.isoformat() if r.last_active else None,
         "last_values": {str(a): v for a, v in r.last_values.items()},
         "interval": r.interval.state(),
@@ -113,6 +115,9 @@ def load_robot(engine: DetectorEngine, rid: str, raw: dict[str, Any]) -> None:
     robot = engine.robot(rid)
     robot.last_values = {int(a): v for a, v in raw["last_values"].items()}
     robot.last_ts = raw["last_ts"]
+    # absent in a snapshot from before the rule: as if the newest were its own predecessor (no leap told)
+    before = raw.get("before_last_ts", raw["last_ts"])
+    robot.before_last_ts = -math.inf if before is None else before
     robot.last_active = datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None
     robot.interval = SamplingInterval.from_state(raw["interval"])
     robot.release_at, robot.held_since = raw["release_at"], raw["held_since"]
