@@ -561,28 +561,31 @@ class DetectorEngine:
                         life.event.fired_until = last
             state.held.clear()
 
-    @staticmethod
-    def _restart_load(state: AxisState, when: datetime, out: list[Alert]) -> None:
+    def _restart_load(self, state: AxisState, when: datetime, out: list[Alert]) -> None:
         """The axis's load detector learns the new program's level and keeps the spread it learnt
         (:meth:`LoadScorer.restart`); what it held and its open events were judged against the old level."""
-        for kind in [kind for kind in state.held if kind.startswith("load")]:
+        self._forget(state, "load", when, out)
+        for detector, _ in state.groups:
+            if detector.name == "load":
+                detector.scorer.restart()
+
+    @staticmethod
+    def _forget(state: AxisState, name: str, when: datetime, out: list[Alert]) -> None:
+        """Drop what the axis's detector ``name`` holds and close its open events: both were judged against what
+        it learnt, which is about to go (:meth:`_renew`) or change (:meth:`_restart_load`)."""
+        for kind in [kind for kind in state.held if kind == name or kind.startswith(name + "_")]:
             del state.held[kind]
         for detector, lives in state.groups:
-            if detector.name == "load":
+            if detector.name == name:
                 out.extend(alert for life in lives if (alert := life.close(when)) is not None)
-                detector.scorer.restart()
 
     def _renew(
         self, robot_id: str, axis: int, state: AxisState, name: str, axis_model, when: datetime, out: list[Alert]
     ) -> None:
         """Swap the axis's detector ``name`` for a new one (on ``axis_model``; none if it needs one and there is
         none): what it learnt is gone, and its open events close."""
-        for kind in [kind for kind in state.held if kind == name or kind.startswith(name + "_")]:
-            del state.held[kind]  # held against what it learnt, which is gone
+        self._forget(state, name, when, out)
         kept = [(d, lives) for d, lives in state.groups if d.name != name]
-        for d, lives in state.groups:
-            if d.name == name:
-                out.extend(alert for life in lives if (alert := life.close(when)) is not None)
         detector = AXIS_DETECTORS[name](AxisContext(robot_id, axis, self.config, axis_model))
         if detector is not None:
             kept.append((detector, self._lifecycles(robot_id, axis, detector, state.opened)))
