@@ -238,7 +238,7 @@ class DetectorEngine:
         out: list[Alert] = []
         if not idle:
             rested = (reading.ts - robot.last_active).total_seconds() if robot.last_active is not None else 0.0
-            if rested > max(c.stoppage_s, c.stoppage_readings * robot.interval.seconds):
+            if rested > self._stoppage(robot):
                 out += self._close_all(robot, robot.last_active, stoppage=True)
                 if robot.learner is not None:
                     self._stopped(robot, rested)
@@ -636,16 +636,19 @@ class DetectorEngine:
         model = model or self.model
         return model is not None and model.robot_id in (None, robot_id)
 
+    def _stoppage(self, robot: RobotState) -> float:
+        """The seconds without work that make a stoppage for this robot: ``stoppage_s``, and ``stoppage_readings``
+        of its own sampling interval."""
+        c = self.config
+        return max(c.stoppage_s, c.stoppage_readings * robot.interval.seconds)
+
     def _after_a_leap(self, robot: RobotState, reading: Reading | ReadingValues) -> bool:
         """Whether ``reading``, older than the robot's newest, comes after a lone reading from far ahead: newer
         than the reading before that one, and more than a stoppage older than it. The policy lets a reading
         through up to ``READING_MAX_FUTURE_S`` (a day) ahead; skipped as older, every later reading of its robot
         went unjudged, without a dead letter, until the clock caught up. A redelivery is older than both."""
-        c = self.config
         ts, newest = reading.ts.timestamp(), robot.last_ts
-        if not (
-            robot.before_last_ts < ts and newest - ts > max(c.stoppage_s, c.stoppage_readings * robot.interval.seconds)
-        ):
+        if not (robot.before_last_ts < ts and newest - ts > self._stoppage(robot)):
             return False
         logger.warning(
             "robot %r: its reading at %s came from far ahead (the next is at %s); judged on from the next",
