@@ -1,6 +1,17 @@
 """The defaults several modules share, each declared once. Only plain values, no library: a command that
 only checks its arguments or lists its phrases loads this module, not pydantic (common.settings)."""
 
+from datetime import UTC, datetime
+
 DEFAULT_AXES = tuple(range(1, 15))
 TICK_SECONDS = 2.0  # seconds between two readings of one robot
 GAP_THRESHOLD_S = 10.0  # data health: a longer step between two readings is a gap
+MAX_AXIS = 62  # the rollup keeps a robot's axes as the bits of a 64-bit integer
+
+# A plausible reading's defaults (common.wire.schemas.ReadingPolicy says each rule): here, so that the settings
+# name them without loading the wire models, which a query command does not use.
+MAX_ABS_AMPS = 1000.0
+MAX_FUTURE_S = 86_400.0
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+ROBOT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,63}"
+MAX_ROBOTS = 1000

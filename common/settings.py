@@ -9,15 +9,26 @@ from __future__ import annotations
 import functools
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The shared defaults live in common.defaults (no pydantic there); named here too, where most modules look.
-from common.defaults import DEFAULT_AXES, TICK_SECONDS
+from common.defaults import (
+    DEFAULT_AXES,
+    EARLIEST,
+    MAX_ABS_AMPS,
+    MAX_AXIS,
+    MAX_FUTURE_S,
+    MAX_ROBOTS,
+    ROBOT_ID_PATTERN,
+    TICK_SECONDS,
+)
 from common.defaults import GAP_THRESHOLD_S as GAP_THRESHOLD_S
-from common.wire.schemas import DEFAULT_POLICY, MAX_AXIS, ReadingPolicy
+
+if TYPE_CHECKING:
+    from common.wire.schemas import ReadingPolicy
 
 
 def parse_axes(value: object) -> list[int]:
@@ -90,28 +101,26 @@ class CommonSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # What a plausible reading is (common.wire.schemas.ReadingPolicy, where each rule is): the same for every service.
     reading_max_abs_amps: float = Field(
-        DEFAULT_POLICY.max_abs_amps,
+        MAX_ABS_AMPS,
         gt=0,
         le=1e6,  # readings_fact's CHECK (common.store.tables.AMPS_BOUND)
         description="Largest |current| in A accepted; beyond is a dead letter.",
     )
     reading_max_future_s: float = Field(
-        DEFAULT_POLICY.max_future_s,
+        MAX_FUTURE_S,
         ge=0,
         description="How far ahead of the receiver's clock a reading's time may be (a feed replayed faster "
         "than real time runs ahead).",
     )
     reading_earliest: AwareDatetime = Field(
-        DEFAULT_POLICY.earliest, description="Readings dated before are dead letters (old offline data is fine)."
+        EARLIEST, description="Readings dated before are dead letters (old offline data is fine)."
     )
-    robot_id_pattern: str = Field(
-        DEFAULT_POLICY.robot_id_pattern, description="Regular expression every robot id must match whole."
-    )
+    robot_id_pattern: str = Field(ROBOT_ID_PATTERN, description="Regular expression every robot id must match whole.")
     robot_ids_allowed: Annotated[list[str], NoDecode] = Field(
         [], description="Comma-separated allow-list of robot ids; empty: any id that matches the pattern."
     )
     max_robots: int = Field(
-        DEFAULT_POLICY.max_robots, ge=1, description="Robots a service takes on at most; later new ids are refused."
+        MAX_ROBOTS, ge=1, description="Robots a service takes on at most; later new ids are refused."
     )
 
     @field_validator("axes", mode="before")
@@ -147,6 +156,10 @@ def _policy(
     allowed: frozenset[str],
     max_robots: int,
 ) -> ReadingPolicy:
+    # Imported here: the wire models are for the services that read readings, not for every command that
+    # reads its settings (a query).
+    from common.wire.schemas import ReadingPolicy
+
     return ReadingPolicy(
         max_abs_amps=max_abs_amps,
         max_future_s=max_future_s,

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
-from common.settings import MAX_AXIS
+from common.defaults import MAX_AXIS
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -28,12 +28,12 @@ from pydantic import (
     field_validator,
 )
 
+from common.defaults import EARLIEST, MAX_ABS_AMPS, MAX_AXIS, MAX_FUTURE_S, MAX_ROBOTS, ROBOT_ID_PATTERN
 from common.errors import SchemaError
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-MAX_AXIS = 62  # the rollup keeps a robot's axes as the bits of a 64-bit integer
 # The smallest |current| other than 0 a reading may carry. No instrument resolves anything near it (a
 # femtoampere is 1e-15 A), and PostgreSQL raises an error instead of rounding to 0 when a double underflows:
 # the square of a current below ~1.5e-154 A failed its minute's fold at every try, so one such value refused
@@ -233,18 +233,16 @@ class ReadingPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    max_abs_amps: float = Field(1000.0, gt=0, description="Largest |current| in A a motor can draw.")
+    max_abs_amps: float = Field(MAX_ABS_AMPS, gt=0, description="Largest |current| in A a motor can draw.")
     max_future_s: float = Field(
-        86_400.0, ge=0, description="How far a reading's time may lie ahead of the receiver's clock."
+        MAX_FUTURE_S, ge=0, description="How far a reading's time may lie ahead of the receiver's clock."
     )
-    earliest: AwareDatetime = Field(datetime(1990, 1, 1, tzinfo=UTC), description="Readings before are refused.")
-    robot_id_pattern: str = Field(
-        r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,63}", description="Regular expression a whole robot id must match."
-    )
+    earliest: AwareDatetime = Field(EARLIEST, description="Readings before are refused.")
+    robot_id_pattern: str = Field(ROBOT_ID_PATTERN, description="Regular expression a whole robot id must match.")
     robot_ids_allowed: frozenset[str] = Field(
         frozenset(), description="If not empty, the only robot ids accepted (an allow-list)."
     )
-    max_robots: int = Field(1000, ge=1, description="Robots a service takes on at most; later new ids refused.")
+    max_robots: int = Field(MAX_ROBOTS, ge=1, description="Robots a service takes on at most; later new ids refused.")
 
     @field_validator("robot_id_pattern")
     @classmethod

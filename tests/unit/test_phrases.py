@@ -195,14 +195,14 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as exc:  # --help
     code = exc.code
-print("\\nMODULES", " ".join(sorted(m for m in sys.modules if "." not in m)))
+print("\\nMODULES", " ".join(sorted(sys.modules)))
 sys.exit(code)
 """
 
 
 def imported_by(*argv: str, exit_code: int = 0) -> tuple[str, str, set[str]]:
-    """What ``python -m consumer_db ARGV`` writes in a fresh interpreter (stdout, stderr), and the top-level
-    modules it loaded."""
+    """What ``python -m consumer_db ARGV`` writes in a fresh interpreter (stdout, stderr), and the modules it
+    loaded."""
     done = subprocess.run(
         [sys.executable, "-c", IMPORTED, *argv], capture_output=True, text=True, env={**os.environ, "LOG_LEVEL": "INFO"}
     )
@@ -217,6 +217,7 @@ def test_a_query_loads_only_what_answering_it_needs(engine):
     assert json.loads(out)[0]["robot_id"] == "R1"  # it did answer, from the database
     assert "sqlalchemy" in modules and "pydantic_settings" in modules
     assert modules.isdisjoint(NOT_FOR_A_QUERY), modules & set(NOT_FOR_A_QUERY)
+    assert "common.wire.schemas" not in modules  # the wire's models are for what reads readings, not a query
 
 
 def test_listing_the_phrases_or_a_misspelt_one_needs_no_database_nor_library():
