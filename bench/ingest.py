@@ -1,6 +1,6 @@
 """Bulk ingest of the real export, each method timed as a user runs it: a whole process, in turn.
 
-    .venv/bin/python -m bench.ingest [--rounds 3] [--csv PATH] [--against TREE]
+    .venv/bin/python -m bench.ingest [--rounds 3] [--csv PATH] [--against TREE]...
 
 Every run writes the same rows (39,672 readings x 14 axes of the real export) into a fresh scratch
 database on the PostgreSQL server of DATABASE_URL. The methods run interleaved (A B C D, A B C D, ...),
@@ -11,8 +11,8 @@ CPU time (user + system: the client's alone, steadier than wall time when the ma
 - ``consumer_db ingest``: ``python -m consumer_db ingest --csv FILE`` on an empty, migrated database, as
   every other method's: process start, the check that the schema is up to date, parse, COPY with its 2
   writers and the rollup's folds, the summary line. Inner: the command's own figure (parse + COPY + folds).
-- ``consumer_db ingest (TREE)`` with ``--against TREE``: the same command run from another checkout (e.g.
-  ``git worktree add /tmp/main main``), in turn with this one's: the code of TREE, this environment's Python.
+- ``consumer_db ingest (TREE)`` with ``--against TREE`` (repeatable): the same command run from another checkout
+  (e.g. ``git worktree add /tmp/main main``), in turn with this one's: the code of TREE, this environment's Python.
 - ``consumer_db ingest, again`` (and ``(TREE)``): the same command on a database that holds the export already,
   stored by the same command before the clock starts (a user re-running an ingest after a crash, or twice by
   mistake): nothing is added, every reading is found stored alike.
@@ -68,6 +68,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 REAL_EXPORT = Path(__file__).resolve().parents[2] / "shared" / "data" / "RMBR4-2_export_test.csv"
@@ -85,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, default=REAL_EXPORT, help="controller export (default: the real one)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every method, interleaved (default 3)")
-    parser.add_argument("--against", type=Path, help="another checkout whose ingest command runs in turn")
+    parser.add_argument(
+        "--against", type=Path, action="append", default=[], help="another checkout whose ingest runs in turn"
+    )
     parser.add_argument("--child", choices=["to_sql", "copy"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--connections", type=int, default=1, help=argparse.SUPPRESS)
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     return run(args.csv, args.rounds, args.against)
 
 
-def run(csv: Path, rounds: int, against: Path | None = None) -> int:
+def run(csv: Path, rounds: int, against: Sequence[Path] = ()) -> int:
     from bench._postgres import postgres_url
     from bench.results import write_results
 
@@ -119,9 +122,9 @@ def run(csv: Path, rounds: int, against: Path | None = None) -> int:
         header.write_text(csv.open(encoding="utf-8-sig").readline())
         methods = {
             "consumer_db ingest": (True, ingest, REPO),
-            **({f"consumer_db ingest ({against})": (True, ingest, against.resolve())} if against else {}),
+            **{f"consumer_db ingest ({tree})": (True, ingest, tree.resolve()) for tree in against},
             "consumer_db ingest, again": (True, ingest, REPO),
-            **({f"consumer_db ingest, again ({against})": (True, ingest, against.resolve())} if against else {}),
+            **{f"consumer_db ingest, again ({tree})": (True, ingest, tree.resolve()) for tree in against},
             "consumer_db ingest, migrations included": (False, ingest, REPO),
             HEADER_ONLY: (True, ["-m", "consumer_db", "ingest", "--csv", str(header), "--no-progress"], REPO),
             "pandas to_sql": (True, ["-m", "bench.ingest", "--child", "to_sql", "--csv", str(csv)], REPO),
