@@ -8,12 +8,13 @@ times --slowdown (wall seconds per CPU second: 1 on an idle machine), an empty p
 service's interval clocks (checkpoints, the health state) read that clock, so an hour of feed takes minutes.
 
 Per tick: the CPU of judging its burst (a checkpoint's copy-on-write included), how long it waited for the loop,
-when its last reading was judged (wait + CPU x slowdown), when each of its alert events was found (the same clock:
-the in-process side of reading -> alert event), the health state's save and the checkpoint's start after it,
-the garbage collector's time by generation, and the CPU and calls of the functions in --time (the work that lands
-on some ticks only: a model fitted, the cross-axis basis, health cycles closing, a robot serialised). The ticks
-over --slow-ms are listed; --profile adds a cProfile of each (it inflates the times). Also listed: when a
-checkpoint started on an empty poll (seconds after the tick before it).
+when its last reading was judged (wait + CPU x slowdown), when each of its alert events was found and when it could
+go on the wire (the service's next turn of the loop after it, or the batch's end: an event waits for company up to
+SHIP_EVERY_S) on the same clock: the in-process side of reading -> alert event; the health state's save and the
+checkpoint's start after it, the garbage collector's time by generation, and the CPU and calls of the functions in
+--time (the work that lands on some ticks only: a model fitted, the cross-axis basis, health cycles closing, a robot
+serialised). The ticks over --slow-ms are listed; --profile adds a cProfile of each (it inflates the times). Also
+listed: when a checkpoint started on an empty poll (seconds after the tick before it).
 
     .venv/bin/python -m bench.alerts_ticks [--robots 200] [--minutes 20] [--fault-period 60] [--slowdown 2]
         [--tree PATH ...] [--rounds 1] [--slow-ms 50] [--learn-readings N] [--profile] [--name alerts_ticks]
@@ -89,6 +90,14 @@ def events_timed(*a, **k):
             event_cpu.extend([time.process_time() - tick_cpu["start"]] * len(events))
         yield events
 service_module.events_per_reading = events_timed
+# When each event could go on the wire: the service's let_out after it (a turn of the loop for the Kafka client),
+# or the batch's end (its sends are then awaited). Events wait there for company (SHIP_EVERY_S).
+ship_cpu = []
+let_out = service_module.let_out
+async def let_out_timed():
+    ship_cpu.append(time.process_time() - tick_cpu["start"])
+    await let_out()
+service_module.let_out = let_out_timed
 
 # The work that may land on some ticks and not others, timed where it is done (CPU per tick, calls per tick).
 import importlib
@@ -156,10 +165,12 @@ async def main():
         if prof: prof.enable()
         cpu = tick_cpu["start"] = time.process_time()
         event_cpu.clear()
+        ship_cpu.clear()
         alerts = await process_and_send(engine, messages, bus, "alerts", sent,
                                         before=checkpoints.before_reading, intake=intake)
         remember(sent, alerts)
         judged = time.process_time()
+        shipped = [min([s for s in ship_cpu if s >= e] + [judged - cpu]) for e in event_cpu]
         await saver.after_batch()
         saved = time.process_time()
         clock["now"] = now + (saved - cpu) * slowdown  # the service's clocks read after the batch's work
@@ -173,7 +184,8 @@ async def main():
                "snapshot_pending": len(checkpoints.taking.pending) if checkpoints.taking else 0,
                "events": len(alerts), "gc_ms": [round(g * 1e3, 1) for g in gc_time],
                "parts": {k: [round(v * 1e3, 1), n] for k, (v, n) in spent.items()},
-               "event_cpu_ms": [round(e * 1e3, 1) for e in event_cpu]}
+               "event_cpu_ms": [round(e * 1e3, 1) for e in event_cpu],
+               "shipped_cpu_ms": [round(e * 1e3, 1) for e in shipped]}
         ticks.append(row)
         if prof and row["cpu_ms"] >= slow_ms:
             out = io.StringIO()
@@ -242,11 +254,13 @@ def summary(ticks: list[dict], slow_ms: float, slowdown: float) -> dict:
     judged = [t["judged_ms"] for t in ticks]
     slow = [t for t in ticks if t["cpu_ms"] >= slow_ms or t["judged_ms"] >= slow_ms * slowdown]
     events = [t["waited_ms"] + e * slowdown for t in ticks for e in t.pop("event_cpu_ms")] or [0.0]
+    shipped = [t["waited_ms"] + e * slowdown for t in ticks for e in t.pop("shipped_cpu_ms", [])] or [0.0]
     return {
         "ticks": len(ticks),
         "cpu_ms": {"p50": pct(cpu, 0.5), "p99": pct(cpu, 0.99), "max": max(cpu)},
         "judged_ms": {"p50": pct(judged, 0.5), "p99": pct(judged, 0.99), "max": max(judged)},
         "event_ms": {"p50": pct(events, 0.5), "p99": pct(events, 0.99), "max": max(events), "count": len(events)},
+        "shipped_ms": {"p50": pct(shipped, 0.5), "p99": pct(shipped, 0.99), "max": max(shipped)},
         "late_ticks": sum(1 for t in ticks if t["waited_ms"] > 0),
         "health_save_max_ms": max(t["health_save_ms"] for t in ticks),
         "slow": [
@@ -301,6 +315,7 @@ def main() -> None:
                     **{f"tick CPU {k} ms": round(v, 1) for k, v in c.items()},
                     **{f"judged {k} ms": round(v, 1) for k, v in j.items()},
                     **{f"event {k} ms": round(v, 1) for k, v in found["event_ms"].items() if k != "count"},
+                    **{f"shipped {k} ms": round(v, 1) for k, v in found["shipped_ms"].items()},
                     "events": found["event_ms"]["count"],
                     "ticks late": found["late_ticks"],
                     "health save max ms": round(found["health_save_max_ms"], 1),
@@ -311,7 +326,9 @@ def main() -> None:
                 f"{tree} round {round_} load {load:.1f}: tick CPU p50 {c['p50']:.1f} p99 {c['p99']:.1f} "
                 f"max {c['max']:.1f} ms; judged p50 {j['p50']:.1f} p99 {j['p99']:.1f} max {j['max']:.1f} ms; "
                 f"events ({found['event_ms']['count']}) judged p50 {found['event_ms']['p50']:.1f} p99 "
-                f"{found['event_ms']['p99']:.1f} max {found['event_ms']['max']:.1f} ms; "
+                f"{found['event_ms']['p99']:.1f} max {found['event_ms']['max']:.1f} ms, shipped p50 "
+                f"{found['shipped_ms']['p50']:.1f} p99 {found['shipped_ms']['p99']:.1f} max "
+                f"{found['shipped_ms']['max']:.1f} ms; "
                 f"{found['late_ticks']} ticks late; health save max {found['health_save_max_ms']:.1f} ms",
                 flush=True,
             )

@@ -5,7 +5,8 @@
         [--fault-period 60] [--spread] [--nice SERVICE=N]
 
 Each reading's clock starts at its production: the Kafka record's CreateTime, stamped when the producer
-appends it to a batch (the readings topic is read back for it). It stops:
+appends it to a batch (the readings topic is read back for it once the services have stopped: a live reader
+decoded every reading of a burst in this process, on the two cores the services judge that burst on). It stops:
 
 (a) committed in PostgreSQL: a trigger on readings (in the scratch database only) NOTIFYs once per
     reading (one row each); PostgreSQL delivers notifications when the transaction commits, and this
@@ -86,6 +87,7 @@ class Watch:
 
 
 async def read_topic(servers: str, topic: str, on_record, stop: asyncio.Event) -> None:
+    """Every record of ``topic`` as it comes, with the time this process received it, until ``stop``."""
     consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -101,8 +103,26 @@ async def read_topic(servers: str, topic: str, on_record, stop: asyncio.Event) -
         await consumer.stop()
 
 
+async def read_back(servers: str, topic: str, on_record) -> None:
+    """Every record of ``topic`` up to its end now, read once the run is over: the readings' CreateTimes
+    need no live reader, and one decoding every reading of a burst took the services' cores at the tick."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await partitions_of(consumer, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for record in (r for records in batches.values() for r in records):
+                on_record(record, None)
+    finally:
+        await consumer.stop()
+
+
 def on_reading(watch: Watch):
-    def record(r, _now: float) -> None:
+    def record(r, _now: float | None) -> None:
         data = json.loads(r.value)
         watch.produced[key(data["robot_id"], datetime.fromisoformat(data["ts"]))] = r.timestamp
 
@@ -264,10 +284,7 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     listener = threading.Thread(target=listen, args=(dsn, watch, listening), daemon=True)
     listener.start()
-    readers = [
-        asyncio.create_task(read_topic(servers, names.readings, on_reading(watch), watch.stop)),
-        asyncio.create_task(read_topic(servers, names.alerts, on_alert(watch), watch.stop)),
-    ]
+    readers = [asyncio.create_task(read_topic(servers, names.alerts, on_alert(watch), watch.stop))]
     tabs: list[asyncio.Task] = []
     try:
         for service in consumers:
@@ -292,6 +309,7 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
         listening.set()
         listener.join(10)
         stop_all([producer, *consumers])
+    await read_back(servers, names.readings, on_reading(watch))
     failed = [s for s in (producer, *consumers) if s.returncode != 0]
     if failed:
         raise RuntimeError(f"{failed[0].name} exited with {failed[0].returncode}:\n{failed[0].tail()}")

@@ -286,7 +286,8 @@ def process(engine: DetectorEngine, messages: list[Message]) -> list[Alert]:
 
 
 class Ship:
-    """Yielded by :func:`events_per_reading` ahead of a long piece of work: ship the events waiting for company."""
+    """Yielded by :func:`events_per_reading` ahead of a long piece of work (a model fit, the batch's health):
+    ship the events waiting for company."""
 
 
 SHIP = Ship()
@@ -321,7 +322,7 @@ def events_per_reading(
         if intake.maintenance is not None and message.topic == intake.maintenance.topic:
             yield from _judge_put_off(engine, put_off, before, intake, health)
             put_off_robots.clear()
-            yield from health.flush()
+            yield from health.after_detectors()
             yield intake.maintenance.take(message, lambda robot_id, p=message.partition: before(robot_id, p))
             continue
         try:
@@ -342,7 +343,7 @@ def events_per_reading(
             continue
         yield from _judge_in_turn(engine, message, reading, before, intake, health)
     yield from _judge_put_off(engine, put_off, before, intake, health)
-    yield from health.flush()
+    yield from health.after_detectors()
 
 
 def _judge_put_off(
@@ -395,6 +396,14 @@ class HealthAfter:
     def before(self, robot_id: str) -> Iterator[list[Alert]]:
         if robot_id in self.robots:
             yield from self.flush()
+
+    def after_detectors(self) -> Iterator[list[Alert] | Ship]:
+        """The health of the readings judged so far, :data:`SHIP` first: the detectors' events still waiting
+        for company go out before this work, not after it (the last readings of a burst are the ones whose
+        events wait longest already)."""
+        if self.readings:
+            yield SHIP
+        yield from self.flush()
 
     def flush(self) -> Iterator[list[Alert]]:
         readings, self.readings = self.readings, []

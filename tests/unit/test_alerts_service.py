@@ -230,6 +230,35 @@ async def test_events_found_close_together_are_shipped_together_and_none_waits_l
     assert shipments == [(1, 1), (6, 6), (11, 11), (16, 16), (21, 20), (35, 21)]
 
 
+async def test_events_waiting_for_company_at_a_batchs_end_go_out_before_its_health_work(monkeypatch):
+    """Rows 8 and 9 of 10 (each a robot of its own) open an event each; row 8's is shipped at once, row 9's
+    waits for company. The batch's health pipeline comes after its detectors: row 9's event is shipped
+    before that work, not after it (the last readings of a burst are the ones whose events wait longest)."""
+    engine = ScriptedEngine([8, 9])
+    monkeypatch.setattr(service, "SHIP_EVERY_S", 5 * ScriptedEngine.STEP)
+    monkeypatch.setattr(service, "time", SimpleNamespace(perf_counter=lambda: engine.now))
+    bus = InProcessBus()
+    health_taken: list = []
+    health = SimpleNamespace(process=lambda reading: health_taken.append(reading.robot_id) or [])
+    shipments: list[tuple[int, int, int]] = []  # (readings judged, events sent, readings' health taken)
+
+    async def let_out():
+        shipments.append((engine.judged, len(alerts_on(bus)), len(health_taken)))
+
+    monkeypatch.setattr(service, "let_out", let_out)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    messages = [
+        Message(
+            "readings", 0, i, f"r{i}".encode(), Reading(robot_id=f"r{i}", ts=base, row=i, currents={1: 1.0}).to_bytes()
+        )
+        for i in range(1, 11)
+    ]
+    intake = service.Intake(health=health)
+    alerts = await process_and_send(engine, messages, bus, "alerts", {}, before=lambda r, p: None, intake=intake)
+    assert len(alerts) == 2 and len(health_taken) == 10
+    assert shipments == [(8, 1, 0), (10, 2, 0)]
+
+
 async def test_a_long_batch_without_events_still_gives_the_event_loop_its_turns(monkeypatch):
     """40 readings and no event, a turn due every 10 readings of judging: the bus client's heartbeats run on
     the same loop, so a batch judged in one go must not hold it for longer than that."""

@@ -47,7 +47,8 @@ def on_topic(topic: str, values: list[bytes]) -> list[Message]:
 
 def judge(engine: DetectorEngine, messages: list[Message], health: HealthMonitor | None = None) -> list[Alert]:
     intake = Intake(maintenance=MaintenanceFollower(MAINTENANCE, engine, Intake().policy, health), health=health)
-    return [a for events in events_per_reading(engine, messages, intake=intake) for a in events]
+    found = events_per_reading(engine, messages, intake=intake)
+    return [a for events in found if isinstance(events, list) for a in events]  # not the SHIP marks
 
 
 def reading_messages(robot_id: str, ticks: range, amps: float) -> list[Message]:
