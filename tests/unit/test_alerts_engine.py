@@ -248,6 +248,20 @@ def test_a_ramp_is_an_error_once_its_recent_half_is_past_the_line_and_a_step_nea
     assert worst(lambda i, axis, amps: amps * 1.7 if axis == 2 and 3000 <= i < 3600 else amps) is Severity.ALERT
 
 
+def test_a_rise_is_an_error_only_once_its_level_has_stayed_past_the_line_for_the_hold():
+    # The default detectors without a model. Axis 2 draws 1.8x its load for 1,800 readings: the load window's level
+    # swings around 1.8x with the work and touches 2x for a reading or a few on some seeds; a touch is no doubled
+    # load, so the event stays an ALERT. At 2.3x the level stays past the line: an ERROR.
+    def worst(factor, seed):
+        fault = lambda i, a, v: v * factor if a == 2 and 3000 <= i < 4800 else v  # noqa: E731
+        alerts = run(DetectorEngine(EngineConfig()), cycle_readings(5000, seed=seed, fault=fault))
+        assert alerts and {a.axis for a in alerts} == {2}
+        return max((a.severity for a in alerts), key=[Severity.ALERT, Severity.ERROR].index)
+
+    assert [worst(1.8, seed) for seed in range(8)] == [Severity.ALERT] * 8
+    assert worst(2.3, 0) is Severity.ERROR
+
+
 def test_a_clamp_that_follows_the_robots_rests_is_sized_like_a_level_and_a_stuck_sensor_is_not():
     # 130 A is 13x axis 2's level. Read only while the robot moves (0 A while it rests, then exactly 130 A
     # again) it is the joint's current held at a limit: a gross rise, an ERROR. Read through the rests too it
