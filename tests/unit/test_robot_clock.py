@@ -145,14 +145,14 @@ def work(first: int, count: int) -> list[tuple[float, float]]:
 def test_the_cycle_splitter_follows_a_clock_that_leapt_ahead_and_came_back():
     plain = cycles(CycleSplitter("R"), work(0, 600))
     far = datetime.now(UTC).timestamp() + DAY_AHEAD.total_seconds()
-    from_ahead = [(far + 2 * k, 5.0) for k in range(10)]
+    from_ahead = [(far + 2 * k, 5.0 if k < 9 else 0.0) for k in range(10)]  # the last one idle
     splitter = CycleSplitter("R")
     got = cycles(splitter, work(0, 300) + from_ahead + work(300, 300))
     after = [c for c in got if at(300).timestamp() <= c.start < far]
     assert [(c.start, c.end) for c in after] == [(c.start, c.end) for c in plain if c.start >= at(300).timestamp()]
     assert not any(c.cold for c in after)
-    # the cycle of the readings from ahead ended (cut) when the clock came back, as at a gap
-    assert [c.cut for c in got if c.start >= far] == [True]
+    # the cycle of the readings from ahead ended when the clock came back, at its idle reading, as at a gap
+    assert [(c.start, c.end) for c in got if c.start >= far] == [(far, far + 18)]
     # a restart re-reads what it took: skipped, around the leap too
     assert cycles(splitter, work(250, 50) + from_ahead) == []
 
