@@ -9,6 +9,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from bokeh.document import Document
 
 from common.defaults import STOPPAGE_RESET_S
 from common.errors import SchemaError
@@ -21,6 +22,7 @@ from consumer_alerts.health.cycles import CycleSplitter
 from consumer_alerts.service import Intake, events_per_reading
 from consumer_db.decode import Topics, decode
 from dashboard.feed import LiveFeed
+from dashboard.live import LiveView
 from dashboard.settings import DashboardSettings
 from tests.dashboard_support import reading as dashboard_reading
 
@@ -220,3 +222,23 @@ def test_a_reading_whose_key_is_not_its_robot_id_is_refused_by_every_consumer(ke
 def test_a_reading_keyed_by_its_robot_id_is_read():
     assert DEFAULT_POLICY.read_message_values(keyed(b"R1")).robot_id == "R1"
     assert DEFAULT_POLICY.read_message(keyed(b"cell-4/R7@plant", "cell-4/R7@plant")).robot_id == "cell-4/R7@plant"
+
+
+def test_a_tab_showing_the_robot_takes_its_window_whole_when_its_clock_comes_back():
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    far = datetime.now(UTC).replace(microsecond=0) + DAY_AHEAD
+    plain = [dashboard_reading(i, t0=t0, robot="R") for i in range(40)]
+    feed = LiveFeed(
+        DashboardSettings(_env_file=None, bus="memory", window_rows=50, dashboard_sign_in=False), InProcessBus()
+    )
+    feed.ingest(messages(feed, plain[:20]))
+    view = LiveView(Document(), feed)
+    view.doc.add_next_tick_callback = lambda callback: callback()  # no server loop here: at once
+    view.robot = "R"
+    view._add_chart()
+    feed.register(view)
+    feed.ingest(messages(feed, [dashboard_reading(i, t0=far, robot="R") for i in range(3)]))
+    assert max(view.source.data["ts"]) > plain[-1].ts.timestamp() * 1000  # streamed, as any reading
+    feed.ingest(messages(feed, plain[20:]))
+    # the chart's rows from ahead are gone from the tab too: its time axis spans the robot's own readings
+    assert list(view.source.data["ts"]) == [r.ts.timestamp() * 1000 for r in plain]
