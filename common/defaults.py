@@ -5,6 +5,9 @@ from datetime import UTC, datetime
 
 DEFAULT_AXES = tuple(range(1, 15))
 TICK_SECONDS = 2.0  # seconds between two readings of one robot
+# consumer_alerts' stoppage (STOPPAGE_RESET_S), and the bound after which every consumer follows a robot's clock
+# back from a leap ahead (common.wire.clock)
+STOPPAGE_RESET_S = 600.0
 GAP_THRESHOLD_S = 10.0  # data health: a longer step between two readings is a gap
 MAX_AXIS = 62  # the rollup keeps a robot's axes as the bits of a 64-bit integer
 

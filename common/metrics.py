@@ -137,6 +137,7 @@ REASON_CLASSES = (
     ("not_a_number", re.compile(r"is not a (finite )?number")),
     ("time_backwards", re.compile(r"time goes backwards")),
     ("too_many_robots", re.compile(r"MAX_ROBOTS")),
+    ("message_key", re.compile(r"message key .* is not its robot id")),
     ("robot_id", re.compile(r"robot id")),
     ("time_out_of_range", re.compile(r"READING_EARLIEST|READING_MAX_FUTURE_S|ahead of")),
     ("current_out_of_range", re.compile(r"READING_MAX_ABS_AMPS|smallest current taken")),

@@ -17,7 +17,9 @@ keeps the domain's rules:
 - A **stoppage** (no active row for ``stoppage_s`` and ``stoppage_readings`` of the robot's own sampling
   intervals) closes the robot's open events of the statistical detectors at the last active reading.
 - An event closes after ``holdoff_s`` and ``holdoff_readings`` of the robot's sampling intervals of quiet.
-- A reading not newer than the robot's last one is skipped: a redelivery after a restart changes nothing.
+- A reading not newer than the robot's last one is skipped: a redelivery after a restart changes nothing. One
+  more than a stoppage older, inside a leap ahead of the robot's time, is its clock coming back and is judged
+  (``common.wire.clock``).
 - **The model**: a robot without a model file learns its own after ``model_learn_readings`` active rows, and
   any robot's model is learned again after a lasting, broad change (``model_relearn_s``; see
   :mod:`consumer_alerts.learning`), announced by one ``model`` event (INFO) on axis 0, open until the new
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from common.wire.clock import NO_LEAP, comes_back, next_leap
 from common.wire.schemas import Alert, Reading, ReadingValues, Severity, iso_utc
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.load import FLAT_RUN
@@ -157,9 +160,9 @@ class RobotState:
     axes: dict[int, AxisState] = field(default_factory=dict)
     last_values: dict[int, float] = field(default_factory=dict)
     last_ts: float | None = None
-    # the time of the robot's reading before its newest (-inf before its second): tells a lone reading from far
-    # ahead (``_after_a_leap``) from a redelivery
-    before_last_ts: float = -math.inf
+    # the span the robot's time last leapt over by more than a stoppage (``common.wire.clock``): a reading back
+    # inside it is its clock coming back from ahead (``_after_a_leap``), never a redelivery
+    leap: tuple[float, float] = NO_LEAP
     last_active: datetime | None = None
     interval: SamplingInterval = field(default_factory=SamplingInterval)
     learner: ModelLearner | None = None  # the robot's model, learned or watched (None: fixed, or no residual)
@@ -228,13 +231,19 @@ class DetectorEngine:
         robot = self.robots.get(reading.robot_id) or self.robot(reading.robot_id)
         ts = reading.ts.timestamp()
         c = self.config
-        if robot.last_ts is not None and ts <= robot.last_ts:
+        last_ts = robot.last_ts
+        if last_ts is not None and ts <= last_ts:
             if not self._after_a_leap(robot, reading):
                 return []  # redelivered, or a little out of order: judged already, or too late to judge
-            robot.last_ts = robot.before_last_ts if robot.before_last_ts > -math.inf else None
-        if robot.last_ts is not None:
-            robot.interval.push(ts - robot.last_ts)
-        robot.before_last_ts = robot.last_ts if robot.last_ts is not None else -math.inf
+            # judged on from the robot's reading before the leap (none: the leap was its first reading)
+            last_ts = robot.leap[0] if robot.leap[0] > -math.inf else None
+            robot.leap = NO_LEAP
+        else:
+            # any step over STOPPAGE_RESET_S is kept (the robot's own bound is at least that, and is asked
+            # only when a reading comes back: cheaper than asking it at every reading)
+            robot.leap = next_leap(robot.leap, last_ts, ts, c.stoppage_s)
+        if last_ts is not None:
+            robot.interval.push(ts - last_ts)
         robot.last_ts = ts
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
         idle = robot.resting = idle and c.idle_rule
@@ -665,16 +674,19 @@ class DetectorEngine:
         return max(c.stoppage_s, c.stoppage_readings * robot.interval.seconds)
 
     def _after_a_leap(self, robot: RobotState, reading: Reading | ReadingValues) -> bool:
-        """Whether ``reading``, older than the robot's newest, comes after a lone reading from far ahead: newer
-        than the reading before that one, and more than a stoppage older than it. The policy lets a reading
-        through up to ``READING_MAX_FUTURE_S`` (a day) ahead; skipped as older, every later reading of its robot
-        went unjudged, without a dead letter, until the clock caught up. A redelivery is older than both."""
-        ts, newest = reading.ts.timestamp(), robot.last_ts
-        if not (robot.before_last_ts < ts and newest - ts > self._stoppage(robot)):
+        """Whether ``reading``, no later than the robot's newest, is its clock coming back from a leap ahead
+        (``common.wire.clock.comes_back``, with the robot's stoppage as the bound): the policy lets readings
+        through up to ``READING_MAX_FUTURE_S`` (a day) ahead, and skipped as older, every later reading of the
+        robot went unjudged, without a dead letter, until the clock caught up. A redelivery is never inside the
+        leap's span."""
+        newest = robot.last_ts
+        if not comes_back(robot.leap, newest, reading.ts.timestamp(), self._stoppage(robot)):
             return False
         logger.warning(
-            "robot %r: its reading at %s came from far ahead (the next is at %s); judged on from the next",
+            "robot %r: its readings from %s to %s came from ahead of its clock (the next is at %s); judged on "
+            "from the next",
             reading.robot_id,
+            iso_utc(datetime.fromtimestamp(robot.leap[1], UTC)),
             iso_utc(datetime.fromtimestamp(newest, UTC)),
             iso_utc(reading.ts),
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgpack
 
+from common.wire.clock import NO_LEAP
 from common.wire.schemas import Severity
 from consumer_alerts.detectors import Finding
 from consumer_alerts.detectors.scoring import SamplingInterval
@@ -40,7 +41,8 @@ def robot_snapshot(r: RobotState) -> dict[str, Any]:
     return {
         "version": SNAPSHOT_VERSION,
         "last_ts": r.last_ts,
-        "before_last_ts": r.before_last_ts if r.before_last_ts > -math.inf else None,
+        # the span the robot's time last leapt over; its start None: it leapt from its first reading
+        "leap": [r.leap[0] if r.leap[0] > -math.inf else None, r.leap[1]] if r.leap != NO_LEAP else None,
         "last_active": r.last_active.isoformat() if r.last_active else None,
         "last_values": {str(a): v for a, v in r.last_values.items()},
         "interval": r.interval.state(),
@@ -115,9 +117,11 @@ def load_robot(engine: DetectorEngine, rid: str, raw: dict[str, Any]) -> None:
     robot = engine.robot(rid)
     robot.last_values = {int(a): v for a, v in raw["last_values"].items()}
     robot.last_ts = raw["last_ts"]
-    # absent in a snapshot from before the rule: as if the newest were its own predecessor (no leap told)
-    before = raw.get("before_last_ts", raw["last_ts"])
-    robot.before_last_ts = -math.inf if before is None else before
+    leap = raw.get("leap")
+    robot.leap = (-math.inf if leap[0] is None else leap[0], leap[1]) if leap else NO_LEAP
+    before = raw.get("before_last_ts")  # a snapshot of the rule for a lone reading from ahead: its leap, if any
+    if "leap" not in raw and before is not None and raw["last_ts"] is not None:
+        robot.leap = (before, raw["last_ts"])
     robot.last_active = datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None
     robot.interval = SamplingInterval.from_state(raw["interval"])
     robot.release_at, robot.held_since = raw["release_at"], raw["held_since"]

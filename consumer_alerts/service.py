@@ -326,7 +326,7 @@ def events_per_reading(
             yield intake.maintenance.take(message, lambda robot_id, p=message.partition: before(robot_id, p))
             continue
         try:
-            reading = intake.policy.read_values(message.value)
+            reading = intake.policy.read_message_values(message)
         except SchemaError as exc:
             # consumer_db records bad readings in rejected_readings; here they only cannot be judged.
             SKIPPED.labels(reason_class(str(exc))).inc()

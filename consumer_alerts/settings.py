@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from common.defaults import STOPPAGE_RESET_S
 from common.settings import CommonSettings
 from consumer_alerts.detectors import registry
 
@@ -150,7 +151,7 @@ class AlertsSettings(CommonSettings):
     z_error_threshold: float = Field(10.0, gt=0, description="z at or above which it raises an ERROR.")
     z_hold_s: float = Field(0.0, ge=0, description="Seconds z must stay above a threshold before it fires.")
     stoppage_reset_s: float = Field(
-        600.0,
+        STOPPAGE_RESET_S,
         gt=0,
         description="A gap without active data longer than this (and than STOPPAGE_READINGS sampling "
         "intervals) is a stoppage: it resets the z-score baseline and the level detector's short-term state "

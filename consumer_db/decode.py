@@ -76,7 +76,7 @@ def decode(messages: list[Message], topics: Topics, policy: ReadingPolicy = DEFA
     for message in messages:
         try:
             if message.topic == topics.readings:
-                batch.readings.append((policy.read_values(message.value, now=now), message))
+                batch.readings.append((policy.read_message_values(message, now=now), message))
             elif message.topic == topics.alerts:
                 batch.alerts.append(Alert.from_bytes(message.value))
             elif message.topic == topics.dead_letters:

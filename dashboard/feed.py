@@ -184,7 +184,7 @@ class LiveFeed:
                     alert = self._merge_alert(Alert.from_bytes(m.value))
                     changed[alert.event_id] = alert
                 else:
-                    reading = self.policy.read(m.value)
+                    reading = self.policy.read_message(m)
                     rows.setdefault(reading.robot_id, []).append(self._add_reading(reading))
                     self.status.arrivals.append(now)
             except Exception as exc:  # noqa: BLE001 - a bad message must not stop the feed
@@ -208,7 +208,8 @@ class LiveFeed:
         robot = self.robots.get(reading.robot_id)
         if robot is None:
             robot = self.robots[reading.robot_id] = RobotWindow(RowRing(self.row_keys, self.settings.window_rows))
-        robot.add(reading, row)
+        if robot.add(reading, row):  # its clock came back from ahead: so does the feed's newest, if it was that
+            self.status.newest_ts = max(w.newest for w in self.robots.values() if w.newest is not None)
         if self.status.newest_ts is None or reading.ts > self.status.newest_ts:
             self.status.newest_ts = reading.ts
         return row

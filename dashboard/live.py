@@ -76,6 +76,7 @@ class LiveView:
         self.peak = Div(name="peak")
         self.page = column(self.status, Div(text="loading…"), sizing_mode="stretch_width", name="live_page")
         self._shown = None
+        self._rewinds = 0  # the shown robot's ``RobotWindow.rewinds`` when its window was last sent whole
         self._alerts_due, self._alerts_shown_at, self._mine_changed = False, float("-inf"), False
 
     def layout(self):
@@ -226,7 +227,15 @@ class LiveView:
             return
         mine = rows.get(self.robot)
         if mine:
-            self.doc.add_next_tick_callback(partial(self._stream, mine))
+            window = self.feed.robots.get(self.robot)
+            if window is not None and window.rewinds != self._rewinds:
+                # the robot's clock came back from ahead: the window dropped its rows from ahead, sent whole (as
+                # it is now: the batches after it are streamed after it)
+                self._rewinds = window.rewinds
+                columns = self.feed.window_columns(self.robot, self.keys, self.window_rows)
+                self.doc.add_next_tick_callback(partial(self._replace_window, columns))
+            else:
+                self.doc.add_next_tick_callback(partial(self._stream, mine))
         self._mine_changed |= any(a.robot_id == self.robot for a in alerts)
         if alerts and not self._alerts_due:
             # The table is all the fleet's events, sent whole: in an alert storm (events arrive a few at a
@@ -252,7 +261,13 @@ class LiveView:
 
     @without_property_validation
     def _show_window(self) -> None:
+        window = self.feed.robots.get(self.robot)
+        self._rewinds = window.rewinds if window is not None else 0
         self.source.data = self.feed.window_columns(self.robot, self.keys, self.window_rows)
+
+    @without_property_validation
+    def _replace_window(self, columns: dict) -> None:
+        self.source.data = columns
 
     @without_property_validation
     def _refresh_alerts(self, *, chart: bool = True) -> None:

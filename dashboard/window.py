@@ -3,14 +3,20 @@ feed's own health (for the status strip and /health)."""
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
-from common.wire.schemas import Reading
+from common.defaults import STOPPAGE_RESET_S
+from common.wire.clock import NO_LEAP, comes_back, next_leap
+from common.wire.schemas import Reading, iso_utc
+from dashboard.columns import epoch_ms
 from dashboard.stats import PEAK_WINDOW, AxisValue, one_minute_peak, update_latest
+
+logger = logging.getLogger(__name__)
 
 
 class RowRing:
@@ -41,6 +47,14 @@ class RowRing:
         rows = self.last(n)
         return {key: np.ascontiguousarray(rows[:, self.keys.index(key)]) for key in keys}
 
+    def keep_until(self, ts_ms: float) -> None:
+        """Drop the rows after ``ts_ms`` (the rows of a robot's clock that leapt ahead and came back)."""
+        rows = self.last()
+        kept = rows[rows[:, self.keys.index("ts")] <= ts_ms]
+        self.values[: len(kept)] = kept
+        self._count = len(kept)
+        self._next = self._count % len(self.values)
+
     def rows(self) -> list[dict[str, float]]:
         return [dict(zip(self.keys, values, strict=True)) for values in self.last().tolist()]
 
@@ -53,8 +67,20 @@ class RobotWindow:
     recent: deque[AxisValue] = field(default_factory=deque)
     latest: dict[int, AxisValue] = field(default_factory=dict)
     newest: datetime | None = None
+    leap: tuple[float, float] = NO_LEAP  # the span the robot's time last leapt over (``common.wire.clock``)
+    rewinds: int = 0  # how many times the robot's clock came back from ahead: a tab then takes the window whole
 
-    def add(self, reading: Reading, row: dict[str, float]) -> None:
+    def add(self, reading: Reading, row: dict[str, float]) -> bool:
+        """Fold the reading in; True when it is the robot's clock coming back from a leap ahead, after which
+        the window holds nothing from ahead (its latest values, peak and chart rows follow the robot again)."""
+        back = False
+        ts, newest = reading.ts.timestamp(), self.newest.timestamp() if self.newest is not None else None
+        if newest is not None and ts <= newest:
+            back = comes_back(self.leap, newest, ts, STOPPAGE_RESET_S)
+            if back:
+                self._back_from_ahead(reading)
+        else:
+            self.leap = next_leap(self.leap, newest, ts, STOPPAGE_RESET_S)
         self.rows.append(row)
         update_latest(self.latest, reading)
         if self.newest is None or reading.ts > self.newest:
@@ -65,6 +91,22 @@ class RobotWindow:
         # newest - oldest, never newest - PEAK_WINDOW: that overflows for a reading dated in year 1
         while self.recent and self.newest - self.recent[0].ts > PEAK_WINDOW:
             self.recent.popleft()
+        return back
+
+    def _back_from_ahead(self, reading: Reading) -> None:
+        at = reading.ts
+        logger.warning(
+            "dashboard feed: robot %r: its readings up to %s came from ahead of its clock (the next is at %s): "
+            "dropped from its live view",
+            reading.robot_id,
+            iso_utc(self.newest),
+            iso_utc(at),
+        )
+        self.leap, self.newest = NO_LEAP, None
+        self.rewinds += 1
+        self.rows.keep_until(epoch_ms(at))
+        self.latest = {axis: value for axis, value in self.latest.items() if value.ts <= at}
+        self.recent = deque(peak for peak in self.recent if peak.ts <= at)
 
 
 @dataclass

@@ -138,14 +138,23 @@ def payloads(kind: str) -> st.SearchStrategy[bytes]:
     )
 
 
+def key_of(value: bytes, otherwise: bytes = b"k") -> bytes:
+    """The message key a producer gives a reading: its robot id (``otherwise`` when the value names none)."""
+    try:
+        robot_id = json.loads(value)["robot_id"]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return otherwise
+    return robot_id.encode(errors="surrogatepass") if isinstance(robot_id, str) else otherwise
+
+
 @st.composite
 def messages(draw, max_size: int = 12) -> list[Message]:
     out = []
     topics = {"reading": TOPICS.readings, "alert": TOPICS.alerts, "dead": TOPICS.dead_letters}
     for kind in draw(st.lists(st.sampled_from([*topics, "other"]), min_size=1, max_size=max_size)):
-        key = draw(st.none() | st.binary(max_size=80))
         stamp = draw(st.none() | st.integers(-1, 2**63 - 1) | st.just(1_666_000_000_000))  # Kafka's record time
         value = draw(payloads(kind if kind in topics else "reading"))
+        key = draw(st.none() | st.binary(max_size=80) | st.just(key_of(value)))  # a reading's own key, or any
         out.append(Message(topics.get(kind, "elsewhere"), 0, next(_offsets), key, value, stamp))
     return out
 

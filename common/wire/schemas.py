@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Annotated, Any, Literal, NamedTuple, Self
+from typing import Annotated, Any, Literal, NamedTuple, Protocol, Self, TypeVar
 
 from pydantic import (
     AllowInfNan,
@@ -224,6 +224,16 @@ def _excerpt(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+class Keyed(Protocol):
+    """A message as a bus delivers it (``common.wire.bus.Message``): its key and its value."""
+
+    key: bytes | None
+    value: bytes
+
+
+R = TypeVar("R", Reading, ReadingValues)
+
+
 class ReadingPolicy(BaseModel):
     """What a deployment accepts as a plausible reading; anything else is a dead letter with the reason.
     One object, built from the settings once (``CommonSettings.reading_policy``) and applied on every
@@ -318,6 +328,26 @@ class ReadingPolicy(BaseModel):
     def read(self, raw: bytes | str, *, now: datetime | None = None) -> Reading:
         """A reading off the wire, shape and plausibility checked; :class:`SchemaError` otherwise."""
         return self.check(Reading.from_bytes(raw), now=now)
+
+    def read_message(self, message: Keyed, *, now: datetime | None = None) -> Reading:
+        """A reading off the readings topic: ``read``, and its message key must be its robot id."""
+        return self._keyed(message.key, self.read(message.value, now=now))
+
+    def read_message_values(self, message: Keyed, *, now: datetime | None = None) -> ReadingValues:
+        """The same as plain values (``read_values``)."""
+        return self._keyed(message.key, self.read_values(message.value, now=now))
+
+    @staticmethod
+    def _keyed(key: bytes | None, reading: R) -> R:
+        # Kafka partitions by key and each partition has one reader in a group: a robot's readings keyed
+        # otherwise (another id, none) can land on two partitions, and two instances then judge it apart.
+        if key != reading.robot_id.encode():
+            shown = _excerpt(key.decode(errors="replace"), 80) if key is not None else "none"
+            raise SchemaError(
+                f"Reading: message key {shown} is not its robot id {_excerpt(reading.robot_id, 80)} "
+                "(the readings topic is partitioned by robot: key each reading by its robot id)"
+            )
+        return reading
 
     def read_values(self, raw: bytes | str, *, now: datetime | None = None) -> ReadingValues:
         """What ``read`` accepts, as plain values, at about half its cost: msgspec's parse

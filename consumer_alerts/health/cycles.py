@@ -4,9 +4,10 @@ A work cycle is motion between idle spells: it starts at the first reading with 
 ends at the first reading of an idle spell (every axis that reports reads 0 A) at least
 ``min_idle_samples`` long; shorter idle runs inside a cycle belong to it (as 0 A). A gap in the time stamps
 longer than ``max_gap_s`` (a stoppage of the feed, lost data) ends the cycle at its last reading plus one
-sample spacing, and so does a cycle longer than ``max_cycle_s`` (a robot that never rests); both are
-marked ``cut``. Cycles that start within ``warm_up_s`` after ``long_stop_s`` without motion are marked
-``cold``: a cold joint draws more current, which is not wear.
+sample spacing, and so do a cycle longer than ``max_cycle_s`` (a robot that never rests) and the robot's
+clock coming back from a leap ahead (``common.wire.clock``, after ``CLOCK_BACK_S``); all are marked ``cut``.
+Any other reading no later than the robot's newest is skipped. Cycles that start within ``warm_up_s`` after
+``long_stop_s`` without motion are marked ``cold``: a cold joint draws more current, which is not wear.
 
 Indicators per axis hold each reading until the next one (zero-order hold: the controller samples a current
 and says nothing about it between samples): ``energy_as`` = ∫A dt, ``energy_a2s`` = ∫A² dt over the cycle,
@@ -23,7 +24,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.defaults import STOPPAGE_RESET_S
+from common.wire.clock import NO_LEAP, comes_back, next_leap
+
 DEFAULT_TICK_S = 2.0
+# A robot's clock that leapt ahead and came back is followed back after the detectors' stoppage bound
+# (STOPPAGE_RESET_S's default): the splitter and the detectors then skip the same readings.
+CLOCK_BACK_S = STOPPAGE_RESET_S
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,7 @@ class CycleSplitter:
     _rows: list[Mapping[int, float | None]] = field(default_factory=list)
     _idle_times: list[float] = field(default_factory=list)
     _last_ts: float | None = None
+    _leap: tuple[float, float] = NO_LEAP  # the span its time last leapt over (``common.wire.clock``)
     _last_motion: float | None = None
     _warm_from: float | None = None
 
@@ -100,11 +108,19 @@ class CycleSplitter:
         values = currents.values()
         if None in values:
             values = [v for v in values if v is not None]
-        if not values or (self._last_ts is not None and ts <= self._last_ts):
-            return []  # nothing to say (every axis "OK null"), or a reading out of order
+        if not values:
+            return []  # nothing to say (every axis "OK null")
+        last = self._last_ts
+        back = last is not None and ts <= last
+        if back:
+            if not comes_back(self._leap, last, ts, CLOCK_BACK_S):
+                return []  # a reading out of order, or a redelivery after a restart
+            self._back_from_ahead(ts)
+        else:
+            self._leap = next_leap(self._leap, last, ts, CLOCK_BACK_S)
         done = []
-        if self._last_ts is not None and ts - self._last_ts > self.max_gap_s and self._times:
-            end = self._idle_times[0] if self._idle_times else self._last_ts + self._spacing()
+        if last is not None and (back or ts - last > self.max_gap_s) and self._times:
+            end = self._idle_times[0] if self._idle_times else last + self._spacing()
             done.append(self._close(end, cut=not self._idle_times))
         self._last_ts = ts
         if not any(values):
@@ -140,6 +156,13 @@ class CycleSplitter:
         if not self._times:
             return []
         return [self._close(self._times[-1] + self._spacing(), cut=True)]
+
+    def _back_from_ahead(self, ts: float) -> None:
+        """The robot's clock came back from a leap ahead: the cycle in progress ends as at a gap (by the caller),
+        and the times from ahead no longer count for the next cycle's cold rule."""
+        self._leap = NO_LEAP
+        if self._last_motion is not None and self._last_motion > ts:
+            self._last_motion = self._warm_from = None
 
     def _starting(self, ts: float) -> None:
         if self._last_motion is None or ts - self._last_motion >= self.long_stop_s:

@@ -22,6 +22,7 @@ from consumer_db.store import (
     wide_copy_text,
     wide_rows,
 )
+from tests.fuzz_messages import key_of
 from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 
 T0 = datetime(2022, 10, 17, 12, tzinfo=UTC)
@@ -190,8 +191,9 @@ def test_copy_text_keeps_what_is_not_finite_for_the_database_to_refuse():
         wide_copy_text([("R1", T0.replace(tzinfo=None), 0b10, [1.0])])
 
 
-def message(topic: str, value: bytes, offset: int = 0, key: bytes | None = b"r") -> Message:
-    return Message(topic, 0, offset, key, value, 1666008000000)
+def message(topic: str, value: bytes, offset: int = 0, key: bytes | None = None) -> Message:
+    """Keyed by the value's robot id unless ``key`` is given, as the producer keys a reading."""
+    return Message(topic, 0, offset, key_of(value, b"r") if key is None else key, value, 1666008000000)
 
 
 def test_decode_routes_every_message_and_turns_garbage_into_rejections():

@@ -76,7 +76,9 @@ def test_a_reading_that_fails_while_being_shown_leaves_no_trace_and_the_batch_go
     monkeypatch.setattr(dashboard.feed, "chart_row", fails_for_one_robot)
     feed = LiveFeed(settings(), InProcessBus())
     batch = [reading(0, robot="boom-1"), *now_readings(3)]  # a valid id: the policy passes it
-    feed.ingest([Message(feed.settings.readings_topic, 0, i, b"k", r.to_bytes()) for i, r in enumerate(batch)])
+    feed.ingest(
+        [Message(feed.settings.readings_topic, 0, i, r.robot_id.encode(), r.to_bytes()) for i, r in enumerate(batch)]
+    )
     assert len(feed.window("RMBR4-2")) == 3 and feed.status.rejected == 1
     assert not any(robot.startswith("boom") for robot in feed.robots)
     assert "cannot chart this" in caplog.text
@@ -86,12 +88,14 @@ def test_a_reading_from_the_future_pins_neither_the_newest_reading_nor_the_robot
     feed = LiveFeed(settings(), InProcessBus())
     real = now_readings(3)
     batch = [reading(0, robot="ZZ-future", t0=YEAR_2100), *real, reading(1, t0=datetime.now(UTC) + timedelta(days=1))]
-    feed.ingest([Message(feed.settings.readings_topic, 0, i, b"k", r.to_bytes()) for i, r in enumerate(batch)])
+    feed.ingest(
+        [Message(feed.settings.readings_topic, 0, i, r.robot_id.encode(), r.to_bytes()) for i, r in enumerate(batch)]
+    )
     assert feed.status.newest_ts == real[-1].ts and feed.status.rejected == 2
     assert list(feed.robots) == ["RMBR4-2"] and len(feed.window("RMBR4-2")) == 3
     # a few seconds of clock difference between producer and dashboard are not "the future"
     soon = reading(0, robot="R-soon", t0=datetime.now(UTC) + timedelta(seconds=30))
-    feed.ingest([Message(feed.settings.readings_topic, 0, 9, b"k", soon.to_bytes())])
+    feed.ingest([Message(feed.settings.readings_topic, 0, 9, soon.robot_id.encode(), soon.to_bytes())])
     assert feed.status.newest_ts == soon.ts
 
 

@@ -36,7 +36,7 @@ def test_decode_turns_every_message_into_exactly_one_record(batch):
     assert len(decoded.readings) + len(decoded.alerts) + len(decoded.rejected) == len(batch)
     assert len(set(rejected_origins)) == len(rejected_origins)
     reasons = {row["origin"]: row["reason"] for row in decoded.rejected}
-    unreadable = [m for m in batch if m.topic == TOPICS.readings and not _reads(m.value)]
+    unreadable = [m for m in batch if m.topic == TOPICS.readings and not _reads(m)]
     assert all(reasons.get(origin(m)) for m in unreadable), "every unreadable reading rejected, with a reason"
 
 
@@ -71,7 +71,7 @@ def test_consumer_alerts_skips_what_it_cannot_read_and_survives_odd_readings(bat
     with caplog.at_level(logging.WARNING, logger="consumer_alerts.service"):
         alerts = process(engine, batch) + process(engine, batch)  # the second pass: a redelivery
     skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
-    assert len(skipped) == 2 * sum(not _reads(m.value) for m in batch)
+    assert len(skipped) == 2 * sum(not _reads(m) for m in batch)
     assert all(a.robot_id and a.event_id for a in alerts)
 
 
@@ -121,9 +121,9 @@ def _outcome(decode_with, value: bytes):
     return message.model_dump(include=message.model_fields_set)
 
 
-def _reads(value: bytes) -> bool:
+def _reads(message: Message) -> bool:
     try:
-        DEFAULT_POLICY.read(value)
+        DEFAULT_POLICY.read_message(message)
     except SchemaError:
         return False
     return True

@@ -23,6 +23,7 @@ from consumer_db.decode import Topics, decode
 from consumer_db.store import insert_rejected
 from producer.synthetic import SyntheticRobot
 from producer.wear import DAY_S, RobotWear, WearSpec
+from tests.fuzz_messages import key_of
 from tests.maintenance_support import (
     AFTER,
     CONFIG,
@@ -42,7 +43,7 @@ TOPICS = Topics("readings", "alerts", "dead", "health", MAINTENANCE)
 
 
 def on_topic(topic: str, values: list[bytes]) -> list[Message]:
-    return [Message(topic, 0, offset, b"r1", value) for offset, value in enumerate(values)]
+    return [Message(topic, 0, offset, key_of(value, b"r1"), value) for offset, value in enumerate(values)]
 
 
 def judge(engine: DetectorEngine, messages: list[Message], health: HealthMonitor | None = None) -> list[Alert]:

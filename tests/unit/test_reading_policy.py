@@ -34,7 +34,7 @@ from consumer_alerts.service import Intake, events_per_reading
 from consumer_db.axislock import AxisLock
 from consumer_db.migrate import migrate
 from consumer_db.sink import Sink
-from tests.fuzz_messages import TOPICS
+from tests.fuzz_messages import TOPICS, key_of
 
 NOW = datetime(2026, 1, 10, 12, tzinfo=UTC)
 
@@ -200,7 +200,7 @@ def test_a_tiny_current_between_the_extremes_of_an_export_is_refused(tmp_path):
 
 
 def message(offset: int, raw: bytes, topic: str = TOPICS.readings) -> Message:
-    return Message(topic, 0, offset, b"k", raw, 1_768_000_000_000)
+    return Message(topic, 0, offset, key_of(raw), raw, 1_768_000_000_000)
 
 
 def test_consumer_alerts_dead_letters_a_reading_the_engine_fails_on_and_goes_on(monkeypatch):

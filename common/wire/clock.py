@@ -1,0 +1,41 @@
+"""A robot's clock as its readings tell it: the one rule for a reading older than the robot's newest, shared by
+consumer_alerts' engine, its health pipeline's cycle splitter and the dashboard's feed.
+
+Readings are judged in time order, so one no later than the robot's newest is skipped: a redelivery after a
+restart, or one too late to judge. But the reading policy lets a reading through up to ``READING_MAX_FUTURE_S``
+(a day) ahead, and a controller's clock can jump ahead for a while and be corrected: every later reading of the
+robot was then "older" and skipped until the clock caught up, up to a day with no event, no health cycle and a
+frozen dashboard. So a **leap** (a reading more than ``bound`` after the one before it: a stoppage, or a clock
+that jumped) is remembered as the span it skipped; a reading inside that span and more than ``bound`` older than
+the newest is the clock coming back, and is followed back. A redelivery never falls inside the span (no reading
+was taken there), so it is still skipped; a clock that jumps back by less than ``bound`` waits at most that long.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+NO_LEAP = (math.inf, -math.inf)  # (start, end): a span nothing falls inside
+
+
+class Leap(NamedTuple):
+    """The span a robot's time leapt over: from its newest reading before the leap to the first after."""
+
+    start: float
+    end: float
+
+
+def next_leap(leap: Leap | tuple[float, float], newest: float | None, ts: float, bound: float) -> tuple[float, float]:
+    """The span to keep once a reading at ``ts``, newer than ``newest``, is taken: its own if it leaps more than
+    ``bound`` seconds ahead, else ``leap`` as it was. A robot's first reading (``newest`` None) leaps from the
+    beginning of time: it may itself come from ahead, with nothing taken before it."""
+    if newest is None:
+        return (-math.inf, ts)
+    return (newest, ts) if ts - newest > bound else leap
+
+
+def comes_back(leap: Leap | tuple[float, float], newest: float, ts: float, bound: float) -> bool:
+    """Whether a reading at ``ts``, no later than ``newest``, is the robot's clock coming back from a leap ahead:
+    inside the span the leap skipped, and more than ``bound`` seconds older than the newest."""
+    return leap[0] < ts < leap[1] and newest - ts > bound

@@ -1,0 +1,244 @@
+"""A robot's clock that leaps ahead and comes back (``common.wire.clock``), as consumer_alerts' engine, its health
+pipeline's cycle splitter and the dashboard's feed follow it; and a reading's message key, which must be its
+robot id (``ReadingPolicy.read_message``) for consumer_db, consumer_alerts and the dashboard alike."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from bokeh.document import Document
+
+from common.defaults import STOPPAGE_RESET_S
+from common.errors import SchemaError
+from common.wire.bus import InProcessBus, Message
+from common.wire.clock import NO_LEAP, comes_back, next_leap
+from common.wire.schemas import DEFAULT_POLICY, AlertState, Reading
+from consumer_alerts.engine import DetectorEngine
+from consumer_alerts.engine_state import load_robot, robot_snapshot
+from consumer_alerts.health.cycles import CycleSplitter
+from consumer_alerts.service import Intake, events_per_reading
+from consumer_db.decode import Topics, decode
+from dashboard.feed import LiveFeed
+from dashboard.live import LiveView
+from dashboard.settings import DashboardSettings
+from tests.dashboard_support import reading as dashboard_reading
+
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+DAY_AHEAD = timedelta(hours=23)  # inside READING_MAX_FUTURE_S (a day): such a reading passes the policy
+
+
+def at(i: int) -> datetime:
+    return START + timedelta(seconds=2 * i)
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [(50.0, True), (10.0, False), (1_000.0, False), (999.0 - STOPPAGE_RESET_S, True), (1_000.0 - 600, False)],
+    ids=["inside the span", "before the leap", "at its end", "just over the bound", "at the bound"],
+)
+def test_a_reading_comes_back_inside_the_leap_and_more_than_the_bound_older(ts, expected):
+    # the robot read at 10 s, then at 1,000 s (a leap), newest now 1,200 s
+    newest = 1_000.0 if ts != 50.0 else 1_200.0
+    assert comes_back((10.0, 1_000.0), newest, ts, STOPPAGE_RESET_S) is expected
+    assert not comes_back(NO_LEAP, newest, ts, STOPPAGE_RESET_S)
+
+
+def test_a_leap_is_a_step_over_the_bound_and_a_first_reading_leaps_from_the_beginning():
+    kept = (1.0, 2_000.0)
+    assert next_leap(kept, 10.0, 1_000.0, STOPPAGE_RESET_S) == (10.0, 1_000.0)
+    assert next_leap(kept, 10.0, 10.0 + STOPPAGE_RESET_S, STOPPAGE_RESET_S) == kept  # a step at the bound
+    assert next_leap(NO_LEAP, None, 5.0, STOPPAGE_RESET_S) == (-math.inf, 5.0)
+
+
+def normal(i: int, amps: float | None = None) -> Reading:
+    value = amps if amps is not None else 40.0 if i >= 350 else 10 + (i % 7) * 0.1  # a fault from reading 350
+    return Reading(robot_id="R", ts=at(i), currents={1: value})
+
+
+def ahead(k: int) -> Reading:
+    return DEFAULT_POLICY.check(
+        Reading(
+            robot_id="R",
+            ts=datetime.now(UTC) + DAY_AHEAD + timedelta(seconds=2 * k),
+            currents={1: 10.0 + (k % 3) * 0.1},
+        )
+    )
+
+
+def fault_events(engine: DetectorEngine, stream) -> set[str]:
+    out = [alert for reading in stream for alert in engine.process(reading)]
+    return {a.detector for a in out if a.state is AlertState.OPEN and a.opened_at >= at(350) and a.axis == 1}
+
+
+def test_a_clock_ahead_for_ten_readings_and_corrected_does_not_blind_its_robot(caplog):
+    plain = [normal(i) for i in range(400)]
+    leapt_for_ten = plain[:20] + [ahead(k) for k in range(10)] + plain[20:]
+    expected = fault_events(DetectorEngine(), plain)
+    assert expected
+    engine = DetectorEngine()
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        assert fault_events(engine, leapt_for_ten) == expected
+    warned = [r.getMessage() for r in caplog.records if "ahead of its clock" in r.getMessage()]
+    assert len(warned) == 1 and "robot 'R'" in warned[0] and START.strftime("%Y-%m-%d") in warned[0]
+    # the robot is judged on from its corrected clock: its newest reading is the last one sent
+    assert engine.robots["R"].last_ts == plain[-1].ts.timestamp()
+
+
+def test_a_robot_whose_first_readings_come_from_ahead_is_judged_once_its_clock_comes_back():
+    plain = [normal(i) for i in range(400)]
+    expected = fault_events(DetectorEngine(), plain)
+    engine = DetectorEngine()
+    # the readings from ahead are judged too (the robot-level detector learns from them), but the fault is raised
+    # by the axis's own detectors as without them
+    assert fault_events(engine, [ahead(k) for k in range(10)] + plain) - {"multivariate"} == expected - {"multivariate"}
+    saved = robot_snapshot(engine.robots["R"])
+    assert saved["leap"] is None  # came back: no span kept
+    fresh = DetectorEngine()
+    fresh.process(ahead(0))
+    restored = DetectorEngine()
+    load_robot(restored, "R", robot_snapshot(fresh.robots["R"]))
+    assert restored.robots["R"].leap == (-math.inf, fresh.robots["R"].last_ts)
+
+
+def test_readings_re_read_around_a_clock_leap_are_skipped():
+    engine = DetectorEngine()
+    before = [normal(i, 10.0 + (i % 7) * 0.1) for i in range(300)]
+    from_ahead = [ahead(k) for k in range(10)]
+    for reading in before + from_ahead:
+        engine.process(reading)
+    # a restart re-reads its batch: the readings before the leap and those from ahead, all with a fault's value
+    faulty = [r.model_copy(update={"currents": {1: 40.0}}) for r in before[-100:] + from_ahead]
+    assert all(engine.process(r) == [] for r in faulty)
+    # a reading a little older than the newest (less than a stoppage) waits as before
+    assert engine.process(ahead(5).model_copy(update={"ts": from_ahead[-1].ts - timedelta(seconds=60)})) == []
+
+
+def test_a_saved_state_keeps_the_leap_and_an_older_one_reads_as_a_lone_leap():
+    engine = DetectorEngine()
+    from_ahead = [ahead(k) for k in range(3)]
+    for reading in [normal(i, 10.0) for i in range(20)] + from_ahead:
+        engine.process(reading)
+    saved = robot_snapshot(engine.robots["R"])
+    assert saved["leap"] == [at(19).timestamp(), from_ahead[0].ts.timestamp()]
+    restored = DetectorEngine()
+    load_robot(restored, "R", saved)
+    assert restored.robots["R"].leap == engine.robots["R"].leap
+    # a state saved by the rule for a lone reading from ahead: the reading before the newest, and the newest
+    older = {k: v for k, v in saved.items() if k != "leap"} | {"before_last_ts": 100.0, "last_ts": 5_000.0}
+    load_robot(restored, "R2", older)
+    assert restored.robots["R2"].leap == (100.0, 5_000.0)
+
+
+def cycles(splitter: CycleSplitter, stream) -> list:
+    out = []
+    for ts, amps in stream:
+        out += splitter.push(ts, {1: amps, 2: 1.0 if amps else 0.0})
+    return out
+
+
+def work(first: int, count: int) -> list[tuple[float, float]]:
+    """Readings every 2 s from ``first``: 10 of motion, 5 idle, over and over."""
+    return [(at(i).timestamp(), 0.0 if i % 15 >= 10 else 5.0 + i % 3) for i in range(first, first + count)]
+
+
+def test_the_cycle_splitter_follows_a_clock_that_leapt_ahead_and_came_back():
+    plain = cycles(CycleSplitter("R"), work(0, 600))
+    far = datetime.now(UTC).timestamp() + DAY_AHEAD.total_seconds()
+    from_ahead = [(far + 2 * k, 5.0 if k < 9 else 0.0) for k in range(10)]  # the last one idle
+    splitter = CycleSplitter("R")
+    got = cycles(splitter, work(0, 300) + from_ahead + work(300, 300))
+    after = [c for c in got if at(300).timestamp() <= c.start < far]
+    assert [(c.start, c.end) for c in after] == [(c.start, c.end) for c in plain if c.start >= at(300).timestamp()]
+    assert not any(c.cold for c in after)
+    # the cycle of the readings from ahead ended when the clock came back, at its idle reading, as at a gap
+    assert [(c.start, c.end) for c in got if c.start >= far] == [(far, far + 18)]
+    # a restart re-reads what it took: skipped, around the leap too
+    assert cycles(splitter, work(250, 50) + from_ahead) == []
+
+
+def dashboard_feed() -> LiveFeed:
+    return LiveFeed(DashboardSettings(_env_file=None, bus="memory", window_rows=50), InProcessBus())
+
+
+def messages(feed: LiveFeed, readings) -> list[Message]:
+    topic = feed.settings.readings_topic
+    return [Message(topic, 0, i, r.robot_id.encode(), r.to_bytes()) for i, r in enumerate(readings)]
+
+
+def test_the_dashboard_follows_a_clock_that_leapt_ahead_and_came_back():
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    far = datetime.now(UTC).replace(microsecond=0) + DAY_AHEAD
+    plain = [dashboard_reading(i, t0=t0, robot="R") for i in range(40)]
+    from_ahead = [dashboard_reading(i, t0=far, robot="R") for i in range(10)]
+    feed = dashboard_feed()
+    feed.ingest(messages(feed, plain[:20] + from_ahead))
+    window = feed.robots["R"]
+    assert window.newest == from_ahead[-1].ts and window.rewinds == 0
+    feed.ingest(messages(feed, plain[20:]))
+    # latest values, newest, the minute's peaks and the chart rows are the robot's own again, none from ahead
+    assert window.newest == plain[-1].ts and window.rewinds == 1
+    assert {value.ts for value in window.latest.values()} == {plain[-1].ts}
+    assert all(peak.ts <= plain[-1].ts for peak in window.recent) and len(window.recent) <= 31
+    assert max(window.rows.columns(["ts"])["ts"]) == plain[-1].ts.timestamp() * 1000
+    assert len(window.rows) == 40
+    assert feed.status.newest_ts == plain[-1].ts
+
+
+def test_a_reading_older_than_the_newest_by_less_than_a_stoppage_changes_no_latest_value():
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    feed = dashboard_feed()
+    feed.ingest(messages(feed, [dashboard_reading(i, t0=t0, robot="R") for i in (0, 1, 2, 200, 150)]))
+    window = feed.robots["R"]
+    assert window.rewinds == 0 and {v.ts for v in window.latest.values()} == {t0 + timedelta(seconds=400)}
+
+
+def keyed(key: bytes | None, robot: str = "R1") -> Message:
+    value = Reading(robot_id=robot, ts=at(0), currents={1: 5.0}).to_bytes()
+    return Message("readings", 0, 7, key, value)
+
+
+@pytest.mark.parametrize("key", [b"someone-else", None, b"r1", b"R1 "], ids=["another id", "none", "case", "space"])
+def test_a_reading_whose_key_is_not_its_robot_id_is_refused_by_every_consumer(key, caplog):
+    message = keyed(key)
+    with pytest.raises(SchemaError, match="message key .* is not its robot id 'R1'"):
+        DEFAULT_POLICY.read_message_values(message)
+    with pytest.raises(SchemaError, match="message key"):
+        DEFAULT_POLICY.read_message(message)
+    # consumer_db: a dead letter with the reason
+    batch = decode([message], Topics("readings", "alerts", "dead"))
+    assert not batch.readings and "is not its robot id" in batch.rejected[0]["reason"]
+    # consumer_alerts: skipped with the reason logged; the dashboard: not shown
+    with caplog.at_level(logging.WARNING):
+        assert list(events_per_reading(DetectorEngine(), [message], intake=Intake())) == []
+    assert any("is not its robot id" in r.getMessage() for r in caplog.records)
+    feed = dashboard_feed()
+    feed.ingest([message._replace(topic=feed.settings.readings_topic)])
+    assert feed.robots == {} and feed.status.rejected == 1
+
+
+def test_a_reading_keyed_by_its_robot_id_is_read():
+    assert DEFAULT_POLICY.read_message_values(keyed(b"R1")).robot_id == "R1"
+    assert DEFAULT_POLICY.read_message(keyed(b"cell-4/R7@plant", "cell-4/R7@plant")).robot_id == "cell-4/R7@plant"
+
+
+def test_a_tab_showing_the_robot_takes_its_window_whole_when_its_clock_comes_back():
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    far = datetime.now(UTC).replace(microsecond=0) + DAY_AHEAD
+    plain = [dashboard_reading(i, t0=t0, robot="R") for i in range(40)]
+    feed = LiveFeed(
+        DashboardSettings(_env_file=None, bus="memory", window_rows=50, dashboard_sign_in=False), InProcessBus()
+    )
+    feed.ingest(messages(feed, plain[:20]))
+    view = LiveView(Document(), feed)
+    view.doc.add_next_tick_callback = lambda callback: callback()  # no server loop here: at once
+    view.robot = "R"
+    view._add_chart()
+    feed.register(view)
+    feed.ingest(messages(feed, [dashboard_reading(i, t0=far, robot="R") for i in range(3)]))
+    assert max(view.source.data["ts"]) > plain[-1].ts.timestamp() * 1000  # streamed, as any reading
+    feed.ingest(messages(feed, plain[20:]))
+    # the chart's rows from ahead are gone from the tab too: its time axis spans the robot's own readings
+    assert list(view.source.data["ts"]) == [r.ts.timestamp() * 1000 for r in plain]
