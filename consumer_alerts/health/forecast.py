@@ -25,7 +25,8 @@ error beyond what the robot's axes share, which no amount of hourly data reduces
 change adds to; 0.03 before the common mode was taken out), each extended to the limit with the acceleration
 clipped at 0 (wear does not slow down by itself): a growing draw whose growth speeds up as an exponential,
 level + slope·τ·(e^(h/τ) - 1) with τ = slope / acceleration (the e-folding time its state implies), the rest as
-a line (a quadratic where a draw's slope is not positive but it accelerates); the median of their crossing
+a line (a quadratic where a draw accelerates but its slope is not positive, or τ is under ``MIN_EFOLD_H``: a
+healthy axis's noise, not compounding wear); the median of their crossing
 times is the forecast, the 10th and 90th percentiles the 80 % interval. Why an exponential rather than the
 quadratic of the filter's own state: growth that speeds up keeps speeding up (a quadratic holds its
 acceleration fixed, so it forecast such wear a few days late at half its life; docs/benchmarks.md, round 11),
@@ -50,8 +51,10 @@ import numpy as np
 HOUR_S = 3600.0
 MAX_HORIZON_H = 120 * 24.0  # beyond ~4 months a forecast of a crossing says nothing: "not within"
 ROBOT_MIN_AXES = 4  # axes with a value in the same hour needed to tell a robot's common mode
-# The shortest e-folding time a draw's growth is extended with: a slope near 0 with some acceleration implies an
-# e-folding time near 0, i.e. a crossing at once; wear growing e-fold in less than a day is not a trend of days.
+# The shortest e-folding time a draw's growth is extended with as an exponential: a slope near 0 with some
+# acceleration implies an e-folding time near 0; wear growing e-fold in less than a day is not a trend of days, so
+# such a draw keeps its quadratic (round 11 extended it with a day's e-folding time, which crossed within a week
+# on unworn axes: docs/benchmarks.md, round 12).
 MIN_EFOLD_H = 24.0
 
 
@@ -209,9 +212,12 @@ class WearTrend:
         with np.errstate(divide="ignore", invalid="ignore"):
             quadratic = (np.sqrt(np.maximum(slope * slope + 2 * accel * gap, 0.0)) - slope) / accel
             linear = np.where(slope > 0, gap / slope, np.inf)
-            efold = np.maximum(slope / accel, MIN_EFOLD_H)
+            efold = slope / accel
             exponential = efold * np.log1p(gap / (slope * efold))
-        hours = np.where(accel > 0, np.where(slope > 0, exponential, quadratic), linear)
+        # A draw whose growth would e-fold within MIN_EFOLD_H (a slope near 0 with some acceleration) is a healthy
+        # axis's noise, not compounding wear: it keeps its quadratic, as a draw with a slope at or below 0 does.
+        compounds = (slope > 0) & (efold >= MIN_EFOLD_H)
+        hours = np.where(accel > 0, np.where(compounds, exponential, quadratic), linear)
         hours = np.where(gap <= 0, 0.0, hours)
         crossing = self.t + np.maximum(hours, ahead)  # not before now: if it did cross, it is due now
         low, mid, high = np.sort(crossing)[[int(q * (len(crossing) - 1)) for q in (0.1, 0.5, 0.9)]]

@@ -94,6 +94,19 @@ def test_a_flat_healthy_axis_is_not_forecast_to_cross_within_a_week():
         assert f.crossing - f.now > 7 * 24
 
 
+def test_a_slope_near_0_with_a_little_acceleration_keeps_its_quadratic_not_a_days_exponential():
+    # A healthy axis's wander: level 0.02, slope 1e-4 an hour, acceleration 1e-5 an hour² (its e-folding time
+    # would be 10 h). Extended as an exponential of a day's e-folding time it crossed 0.30 in under 5 days, a
+    # near crossing in the fleet view; its quadratic reaches 0.30 in about 9.5 days.
+    model = WearTrend()
+    model.x, model.P, model.t = np.array([0.02, 1e-4, 1e-5]), np.diag([1e-5, 1e-9, 1e-12]), 500.0
+    f = model.forecast(0.30)
+    assert f.crossing - f.now > 7 * 24
+    level, slope, accel = model.x
+    quadratic_h = (math.sqrt(slope**2 + 2 * accel * (0.30 - level)) - slope) / accel
+    assert f.crossing - f.now == pytest.approx(quadratic_h, rel=0.2)
+
+
 def test_a_level_shift_is_taken_as_a_step_not_as_a_slope():
     flat = np.random.default_rng(5).normal(0, 0.004, 10 * 24)
     flat[5 * 24 :] += 0.12  # sudden damage half-way, then no growth
