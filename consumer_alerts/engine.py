@@ -303,7 +303,7 @@ class DetectorEngine:
                 state.rested = True
             for detector, lives in state.groups:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
-                if finding is not None and self._moved_together(robot, state, detector, lives):
+                if finding is not None and self._moved_together(robot, state, detector, finding, lives):
                     finding = None  # not an event of its own: a program moves most axes (docs: "A broad move")
                 if finding is None:
                     if aging:
@@ -536,11 +536,23 @@ class DetectorEngine:
             robot.release_at += rested
 
     @staticmethod
-    def _moved_together(robot: RobotState, state: AxisState, detector, lives) -> bool:
-        """The residual's long-rule ALERT would open an event while the robot's other axes have moved too: a new
-        program's first minutes, before the learner's running means time it (``residual.moved_together``)."""
-        if detector.name != "residual" or not detector.long_alert or any(life.event is not None for life in lives):
+    def _moved_together(robot: RobotState, state: AxisState, detector, finding: Finding, lives) -> bool:
+        """An ALERT that would open an event while the robot's other axes have moved too: a new program's first
+        minutes, before the learner's running means time it (``residual.moved_together``). The residual's long
+        rule, and ``load``'s ALERTs while nothing is held (held, they are what tells the re-learn that ``load``
+        saw the program too: :meth:`_load_moved`)."""
+        if any(life.event is not None for life in lives):
             return False
+        if detector.name == "residual":
+            if not detector.long_alert:
+                return False
+        elif detector.name != "load" or finding.severity is not Severity.ALERT or robot.holding():
+            return False
+        return DetectorEngine._others_moved(robot, state)
+
+    @staticmethod
+    def _others_moved(robot: RobotState, state: AxisState) -> bool:
+        """The robot's axes other than ``state``'s have moved together (``residual.moved_together``)."""
         others = (d for other in robot.axes.values() if other is not state for d in other.detectors)
         return moved_together(d for d in others if d.name == "residual")
 
@@ -579,11 +591,16 @@ class DetectorEngine:
         reading its rule fired on while held: the condition cleared then, not at the release. The hold-off still
         runs from the release, so a rule that fires again soon goes on in the same event. An entry without
         ``last`` only noted findings that went on in their open event: that event had them (raised again, they
-        made a second event inside the first, closed or not), so there is nothing to raise."""
+        made a second event inside the first, closed or not), so there is nothing to raise. Nor is a held ``load``
+        ALERT while the robot's other axes have moved together (:meth:`_moved_together`: what was timed was a
+        program after all); its detector raises it later if it goes on once they have not."""
         robot.release_at = robot.held_since = None
         for state in robot.axes.values():
+            broad = any(kind.startswith("load") for kind in state.held) and self._others_moved(robot, state)
             for kind, (since, finding, last) in state.held.items():
                 life = next((life for life in state.lifecycles if life.detector == kind), None)
+                if broad and kind.startswith("load"):
+                    continue
                 if life is not None and life.event is None and last is not None:
                     alert = life.step(since, finding, True)
                     if alert is not None:

@@ -70,7 +70,8 @@ RECENT_SHARE = 8
 NEVER = 1 << 30
 # A broad move: an axis whose long statistic is this share of the way from its training median to MinC, either way
 # (a program lowers some axes' load), has moved; a long-rule ALERT that would open while MOVED_AXES other axes have
-# moved is one of a program's axes, not an event (a fault moves 1-3 axes; tuning seeds: docs/benchmarks.md).
+# moved is one of a program's axes, not an event (a fault moves 1-3 axes; tuning seeds: docs/benchmarks.md); so is
+# a ``load`` ALERT then (the engine's ``_moved_together``).
 MOVED = 0.5
 MOVED_AXES = 3
 

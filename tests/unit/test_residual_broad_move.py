@@ -2,6 +2,7 @@
 minutes, before the learner times the change); one axis's overload still is."""
 
 import random
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -68,3 +69,25 @@ def test_moved_is_the_share_of_the_way_from_the_training_median_to_min_c(long_st
     detector = next(d for d in engine.robots["r1"].axes[1].detectors if d.name == "residual")
     detector.model.long_median, detector.model.min_c, detector.long_stat = -0.3, -0.1, long_stat
     assert detector.moved == pytest.approx(moved)
+
+
+def load_events(factor, rows=800):
+    """The axes whose ``load`` detector opens an event once ``factor`` applies, beside the residual detector (whose
+    statistics say whether the robot's other axes have moved); the learner times no change, as above."""
+    engine = DetectorEngine(replace(CONFIG, detectors=("residual", "load")))
+    for reading in feed(LEARN_ROWS) + feed(600, start_row=LEARN_ROWS, seed=3):
+        engine.process(reading)
+    engine.robots["r1"].learner.relearn_s = 0
+    changed = feed(rows, start_row=LEARN_ROWS + 600, seed=2, factor=factor)
+    return {a.axis for r in changed for a in engine.process(r) if a.detector.startswith("load")}
+
+
+def test_a_program_s_load_alerts_open_no_event_while_the_other_axes_have_moved(monkeypatch):
+    program = {1: 1.6, 2: 1.6, 3: 0.6, 4: 0.6, 5: 1.6}
+    assert load_events(program) == set()
+    monkeypatch.setattr(residual, "MOVED_AXES", len(AXES))  # never met: the same change raises its axes' load
+    assert load_events(program)
+
+
+def test_one_axis_s_lost_load_is_raised():
+    assert load_events({1: 0.4}) == {1}
