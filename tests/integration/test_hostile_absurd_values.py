@@ -15,7 +15,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DataError
 
 from common.settings import CommonSettings
@@ -28,13 +28,11 @@ from consumer_db.decode import Topics
 from consumer_db.migrate import migrate
 from consumer_db.sink import Sink
 from consumer_db.store import insert_readings
-from tests.fault_support import Service, TopicReader, apoll, poll, service_env
+from tests.fault_support import TopicReader, apoll
 from tests.integration.test_hostile_outside_client import (
-    _accounted,
-    _count,
     _health,
-    console_producer,
-    free_port,
+    console_fed_services,
+    produce_all_accounted,
     reading,
 )
 
@@ -93,34 +91,10 @@ async def test_absurd_values_are_stored_or_refused_with_a_reason_and_the_stream_
     pg_url, kafka_env, unique, tmp_path
 ):
     tag = f"a{unique[:6]}"
-    settings = {
-        **kafka_env,
-        "database_url": pg_url,
-        "log_level": "INFO",
-        "sink_group_id": f"sink-{unique}",
-        "alerts_group_id": f"alerts-{unique}",
-        "sink_copy_min_rows": 10**9,  # every batch through the INSERT path, the one that dropped -0.0's sign
-    }
-    detectors = {"detectors": "zscore", "z_window": 40, "z_min_samples": 20, "z_test_samples": 1, "holdoff_s": 30}
-    port = free_port()
-    services = (
-        Service("consumer_db", service_env(settings), tmp_path / "consumer_db.log"),
-        Service(
-            "consumer_alerts", service_env(settings, **detectors, state_path=tmp_path / "s.json"), tmp_path / "a.log"
-        ),
-        Service("dashboard", service_env(settings, dashboard_port=port), tmp_path / "dashboard.log"),
-    )
-    engine = create_engine(make_url(pg_url))
-    try:
-        poll(lambda: _health(port), "the dashboard's /health", timeout=120, services=services)
-        poll(lambda: _count(engine, "select count(*) from rejected_readings") >= 0, "migrated", services=services)
+    inserts_only = {"sink_copy_min_rows": 10**9}  # every batch through the INSERT path, that dropped -0.0's sign
+    with console_fed_services(kafka_env, pg_url, unique, tmp_path, **inserts_only) as (port, engine, services):
         lines, robots = absurd_lines(tag)
-        console_producer(kafka_env["kafka_bootstrap_servers"], kafka_env["readings_topic"], lines, tmp_path / "cp.log")
-
-        def unaccounted() -> list[str]:
-            return [value[:200] for _, value in lines if not _accounted(engine, value)]
-
-        poll(lambda: not unaccounted(), "every message stored or a dead letter", timeout=180, services=services)
+        produce_all_accounted(kafka_env, lines, engine, services, tmp_path)
         with engine.connect() as conn:
             reasons: dict[str, str] = {}  # a robot's reasons, consumer_db's and consumer_alerts' (its dead letters)
             for robot, reason in conn.execute(select(rejected_readings.c.robot_id, rejected_readings.c.reason)):
@@ -166,13 +140,7 @@ async def test_absurd_values_are_stored_or_refused_with_a_reason_and_the_stream_
                 return wanted <= {e.robot_id for e in events if e.axis == 1}
 
             await apoll(faults_judged, "an alert event for each robot's fault", timeout=180, services=services)
-        for service in services:
-            assert service.process.poll() is None, f"{service.module} exited:\n{service.tail()}"
         assert _health(port)
-    finally:
-        for service in services:
-            service.stop()
-        engine.dispose()
 
 
 @pytest.mark.parametrize("copy_min_rows", [1, 10**9], ids=["copy", "insert"])

@@ -16,18 +16,15 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy import select, text
 
 from common.settings import CommonSettings
 from common.store.tables import readings_fact, rejected_readings
 from common.wire.schemas import Alert, HealthEvent
-from tests.fault_support import Service, TopicReader, apoll, poll, service_env
+from tests.fault_support import TopicReader, apoll
 from tests.integration.test_hostile_outside_client import (
-    _accounted,
-    _count,
-    _health,
-    console_producer,
-    free_port,
+    console_fed_services,
+    produce_all_accounted,
     reading,
 )
 
@@ -69,33 +66,9 @@ async def test_a_clock_that_leaps_ahead_and_comes_back_is_followed_by_every_serv
     pg_url, kafka_env, unique, tmp_path
 ):
     tag = f"c{unique[:6]}"
-    settings = {
-        **kafka_env,
-        "database_url": pg_url,
-        "log_level": "INFO",
-        "sink_group_id": f"sink-{unique}",
-        "alerts_group_id": f"alerts-{unique}",
-    }
-    detectors = {"detectors": "zscore", "z_window": 40, "z_min_samples": 20, "z_test_samples": 1, "holdoff_s": 30}
-    port = free_port()
-    services = (
-        Service("consumer_db", service_env(settings), tmp_path / "consumer_db.log"),
-        Service(
-            "consumer_alerts", service_env(settings, **detectors, state_path=tmp_path / "s.json"), tmp_path / "a.log"
-        ),
-        Service("dashboard", service_env(settings, dashboard_port=port), tmp_path / "dashboard.log"),
-    )
-    engine = create_engine(make_url(pg_url))
-    try:
-        poll(lambda: _health(port), "the dashboard's /health", timeout=120, services=services)
-        poll(lambda: _count(engine, "select count(*) from rejected_readings") >= 0, "migrated", services=services)
+    with console_fed_services(kafka_env, pg_url, unique, tmp_path) as (port, engine, services):
         lines, robots = leap_lines(tag)
-        console_producer(kafka_env["kafka_bootstrap_servers"], kafka_env["readings_topic"], lines, tmp_path / "cp.log")
-
-        def unaccounted() -> list[str]:
-            return [value[:200] for _, value in lines if not _accounted(engine, value)]
-
-        poll(lambda: not unaccounted(), "every message stored or a dead letter", timeout=180, services=services)
+        produce_all_accounted(kafka_env, lines, engine, services, tmp_path)
         with engine.connect() as conn:
             stored = dict(
                 conn.execute(select(readings_fact.c.robot_id, text("count(distinct ts)")).group_by("robot_id")).all()
@@ -143,9 +116,3 @@ async def test_a_clock_that_leaps_ahead_and_comes_back_is_followed_by_every_serv
         assert newest < NOW + timedelta(minutes=5)
         dashboard_log = (tmp_path / "dashboard.log").read_text()
         assert all(f"robot '{robots[n]}': its readings up to" in dashboard_log for n in ("lone", "ten"))
-        for service in services:
-            assert service.process.poll() is None, f"{service.module} exited:\n{service.tail()}"
-    finally:
-        for service in services:
-            service.stop()
-        engine.dispose()

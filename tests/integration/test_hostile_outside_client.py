@@ -19,6 +19,7 @@ import socket
 import subprocess
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -147,6 +148,51 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def console_fed_services(kafka_env: dict, pg_url: str, unique: str, tmp_path: Path, **sink_settings):
+    """consumer_db, consumer_alerts (a quick z-score, its state in ``s.json``) and the dashboard as processes of
+    their own on the test's broker and database, up and migrated: yields (the dashboard's port, an engine, the
+    services); each must still run at the end, and all are stopped after."""
+    settings = {
+        **kafka_env,
+        "database_url": pg_url,
+        "log_level": "INFO",
+        "sink_group_id": f"sink-{unique}",
+        "alerts_group_id": f"alerts-{unique}",
+        **sink_settings,
+    }
+    detectors = {"detectors": "zscore", "z_window": 40, "z_min_samples": 20, "z_test_samples": 1, "holdoff_s": 30}
+    port = free_port()
+    services = (
+        Service("consumer_db", service_env(settings), tmp_path / "consumer_db.log"),
+        Service(
+            "consumer_alerts", service_env(settings, **detectors, state_path=tmp_path / "s.json"), tmp_path / "a.log"
+        ),
+        Service("dashboard", service_env(settings, dashboard_port=port), tmp_path / "dashboard.log"),
+    )
+    engine = create_engine(make_url(pg_url))
+    try:
+        poll(lambda: _health(port), "the dashboard's /health", timeout=120, services=services)
+        poll(lambda: _count(engine, "select count(*) from rejected_readings") >= 0, "migrated", services=services)
+        yield port, engine, services
+        for service in services:
+            assert service.process.poll() is None, f"{service.module} exited:\n{service.tail()}"
+    finally:
+        for service in services:
+            service.stop()
+        engine.dispose()
+
+
+def produce_all_accounted(kafka_env: dict, lines: list[tuple[str, str]], engine, services, tmp_path: Path) -> None:
+    """``lines`` written by Kafka's console producer; returns once each is stored or a dead letter."""
+    console_producer(kafka_env["kafka_bootstrap_servers"], kafka_env["readings_topic"], lines, tmp_path / "cp.log")
+
+    def unaccounted() -> list[str]:
+        return [value[:200] for _, value in lines if not _accounted(engine, value)]
+
+    poll(lambda: not unaccounted(), "every message stored or a dead letter", timeout=180, services=services)
 
 
 def find_psql() -> str:
