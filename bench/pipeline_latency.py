@@ -86,14 +86,24 @@ class Watch:
         self.listener_pid: int | None = None  # the LISTEN connection's server process (not a service's cost)
 
 
-async def read_topic(servers: str, topic: str, on_record, stop: asyncio.Event) -> None:
-    """Every record of ``topic`` as it comes, with the time this process received it, until ``stop``."""
+async def _from_the_start(servers: str, topic: str) -> tuple[AIOKafkaConsumer, list]:
+    """A started consumer outside any group, assigned every partition of ``topic`` from its first record."""
     consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = await partitions_of(consumer, topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer, partitions
+
+
+async def read_topic(servers: str, topic: str, on_record, stop: asyncio.Event) -> None:
+    """Every record of ``topic`` as it comes, with the time this process received it, until ``stop``."""
+    consumer, _ = await _from_the_start(servers, topic)
+    try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200)
             now = time.time()
@@ -106,12 +116,8 @@ async def read_topic(servers: str, topic: str, on_record, stop: asyncio.Event) -
 async def read_back(servers: str, topic: str, on_record) -> None:
     """Every record of ``topic`` up to its end now, read once the run is over: the readings' CreateTimes
     need no live reader, and one decoding every reading of a burst took the services' cores at the tick."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
-    await consumer.start()
+    consumer, partitions = await _from_the_start(servers, topic)
     try:
-        partitions = await partitions_of(consumer, topic)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
         while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
             batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
