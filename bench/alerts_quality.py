@@ -11,7 +11,7 @@ Train on the first 60 % of ../shared/data/RMBR4-2_export_test.csv, run over the 
 - per-reading processing cost in microseconds.
 
     .venv/bin/python -m bench.alerts_quality [--seeds 30] [--first-seed 1] [--csv FILE] [--fraction 0.6]
-    .venv/bin/python -m bench.alerts_quality --broad report|tuning   # producer.broad_faults, by fault size
+    .venv/bin/python -m bench.alerts_quality --broad report|holdout|tuning [--broad-seeds 11-40]   # by fault size
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from common.csvio.controller_csv import CsvOptions
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.sources import export_readings
 from consumer_alerts.training import TrainingOptions, train
-from producer.broad_faults import REPORT_SEEDS, TUNING_SEEDS, profiles, survey
+from producer.broad_faults import HOLDOUT_SEEDS, REPORT_SEEDS, TUNING_SEEDS, profiles, survey
 from producer.faults import busy_periods, default_faults, inject_faults, labels_for
 
 REAL_EXPORT = Path(__file__).resolve().parents[2] / "shared" / "data" / "RMBR4-2_export_test.csv"
@@ -53,9 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--broad",
-        choices=("report", "tuning"),
-        help="instead: faults from producer.broad_faults, graded by size, on its report or tuning seeds "
-        "(producer.broad_faults.REPORT_SEEDS / TUNING_SEEDS)",
+        choices=("report", "holdout", "tuning"),
+        help="instead: faults from producer.broad_faults, graded by size, on its report, held-out or tuning seeds "
+        "(producer.broad_faults.REPORT_SEEDS / HOLDOUT_SEEDS / TUNING_SEEDS)",
+    )
+    parser.add_argument(
+        "--broad-seeds",
+        metavar="FIRST-LAST",
+        help="with --broad: these seeds instead of the set's (e.g. 11-40, the extra tuning seeds)",
     )
     args = parser.parse_args(argv)
     readings = list(export_readings(args.csv, CsvOptions(ROBOT, list(range(1, 15)))))
@@ -126,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def broad(args, train_rows, test, hours, model) -> int:
     """The broader generator's faults over the evaluated part, graded by size (bench._alerts_broad)."""
-    seeds = REPORT_SEEDS if args.broad == "report" else TUNING_SEEDS
+    seeds = {"report": REPORT_SEEDS, "holdout": HOLDOUT_SEEDS, "tuning": TUNING_SEEDS}[args.broad]
+    if args.broad_seeds:
+        first, last = (int(part) for part in args.broad_seeds.split("-"))
+        seeds = range(first, last + 1)
     profile = profiles(train_rows)  # sizes relative to each axis's normal level in the training part
     config = EngineConfig()
     recording = survey(test, busy_periods(test), stoppage_s=config.stoppage_s)
@@ -154,7 +162,8 @@ def broad(args, train_rows, test, hours, model) -> int:
             f"{len(test)} rows ({hours:.1f} h) evaluated.",
             f"Seeds: {args.broad} set, {seeds.start}..{seeds.stop - 1} (tuning seeds "
             f"{TUNING_SEEDS.start}..{TUNING_SEEDS.stop - 1}, "
-            f"report seeds {REPORT_SEEDS.start}..{REPORT_SEEDS.stop - 1}).",
+            f"report seeds {REPORT_SEEDS.start}..{REPORT_SEEDS.stop - 1}, "
+            f"held-out seeds {HOLDOUT_SEEDS.start}..{HOLDOUT_SEEDS.stop - 1}).",
             f"Caught: an event on one of the fault's axes opened between its start and its end + {args.grace_s:.0f} s; "
             "right severity: the highest of those events is the expected one (ERROR for a gross change).",
             "Faults whose window changed no reading are left out. clean_events_per_h: on the clean evaluated part; "
@@ -163,7 +172,8 @@ def broad(args, train_rows, test, hours, model) -> int:
         )
     )
     notes += "\n\n" + broad_faults_bench.report_markdown(per_config)
-    write_results(f"alerts_quality_broad_{args.broad}", rows, notes=notes, extra={"faults": per_config})
+    name = f"alerts_quality_broad_{args.broad}" + (f"_seeds{seeds.start}-{seeds.stop - 1}" if args.broad_seeds else "")
+    write_results(name, rows, notes=notes, extra={"faults": per_config})
     return 0
 
 
