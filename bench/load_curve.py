@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             nice={},
             profile=args.profile,
             spread=args.spread,
+            alerts_instances=args.alerts_instances,
         )
         print(f"--- {robots} robots, {args.hold_s:g} s held", flush=True)
         try:
