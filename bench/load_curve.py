@@ -3,8 +3,8 @@ sessions open) at several fleet sizes in turn, each at the real rate (one readin
 held for --hold-s, a fresh database and fresh topics per level.
 
     .venv/bin/python -m bench.load_curve [--robots 100,500,1000,2000] [--hold-s 600] [--warmup 20]
-        [--sessions 5] [--max-lag-s 60] [--spread] [--set NAME=VALUE ...] [--profile SERVICE] [--keep-logs]
-        [--name load_curve]
+        [--sessions 5] [--max-lag-s 60] [--spread] [--alerts-instances 1] [--set NAME=VALUE ...]
+        [--profile SERVICE] [--keep-logs] [--name load_curve]
 
 Per level: readings/s produced and committed by consumer_db; p50/p99 of reading -> stored, -> alert event,
 -> dashboard (pipeline_latency's clocks); CPU of each service, of PostgreSQL (all its processes) and of the
@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             nice={},
             profile=args.profile,
             spread=args.spread,
+            alerts_instances=args.alerts_instances,
         )
         print(f"--- {robots} robots, {args.hold_s:g} s held", flush=True)
         try:
@@ -264,14 +265,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(args: argparse.Namespace, rows: list[dict], details: dict, extensions: dict | None) -> None:
-    settings = (" --spread" if args.spread else "") + "".join(f" --set {k}={v}" for k, v in args.env.items())
+    settings = (
+        (" --spread" if args.spread else "")
+        + (f" --alerts-instances {args.alerts_instances}" if args.alerts_instances != 1 else "")
+        + "".join(f" --set {k}={v}" for k, v in args.env.items())
+    )
     notes = (
         f"Command: `.venv/bin/python -m bench.load_curve --robots {args.robots} --hold-s {args.hold_s:g} "
         f"--warmup {args.warmup:g} --sessions {args.sessions} --fault-period {args.fault_period:g} "
         f"--max-lag-s {args.max_lag_s:g}{settings}`. Each level: a fresh database and topics (6 partitions), "
         "the services "
-        "as bench.pipeline_latency starts them (one instance each, Z_MIN_SAMPLES=30, consumer_alerts' state to "
-        "a file), faults on. CPU %: of one core, over the held time, from /proc (postgresql: every server "
+        f"as bench.pipeline_latency starts them ({args.alerts_instances} consumer_alerts instance(s) in one group, "
+        "one instance of each other, Z_MIN_SAMPLES=30, each consumer_alerts' health state to a file), faults on. "
+        "CPU %: of one core, over the held time, from /proc (postgresql: every server "
         "process but this benchmark's own connections; observer: this process, which reads every commit "
         "notification, the alert events and the dashboard sessions' messages; the readings' CreateTimes are "
         "read back after the level). GB/day: the tables and their indexes grown per reading stored, times "

@@ -2,7 +2,7 @@
 100 readings/s, faults injected) through the services, each a process of its own, for --seconds.
 
     .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--warmup 20] [--sessions 5]
-        [--fault-period 60] [--spread] [--nice SERVICE=N]
+        [--fault-period 60] [--spread] [--alerts-instances 1] [--nice SERVICE=N]
 
 Each reading's clock starts at its production: the Kafka record's CreateTime, stamped when the producer
 appends it to a batch (the readings topic is read back for it once the services have stopped: a live reader
@@ -250,17 +250,24 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
         # health event of the runs before it (minutes of backlog at 1,000 robots)
         HEALTH_TOPIC=f"{names.tag}-health",
         MAINTENANCE_TOPIC=f"{names.tag}-maintenance",
-        STATE_PATH=str(log_dir / "consumer_alerts-state.json"),
         **args.env,
     )
+    alerts = [
+        "consumer_alerts" if args.alerts_instances == 1 else f"consumer_alerts-{i}"
+        for i in range(1, args.alerts_instances + 1)
+    ]
     consumers = [
         Service("consumer_db", ["consumer_db", "run"], env, log_dir, profile=profile_of("consumer_db", args, log_dir)),
-        Service(
-            "consumer_alerts",
-            ["consumer_alerts", "run"],
-            env,
-            log_dir,
-            profile=profile_of("consumer_alerts", args, log_dir),
+        *(
+            # one group; the health pipeline's file is per instance (docs/consumer_alerts.md)
+            Service(
+                name,
+                ["consumer_alerts", "run"],
+                {**env, "STATE_PATH": str(log_dir / f"{name}-state.json")},
+                log_dir,
+                profile=profile_of("consumer_alerts", args, log_dir, name),
+            )
+            for name in alerts
         ),
         # no database, so no sign-in (the sessions here are the benchmark's own clients)
         Service(
@@ -385,9 +392,9 @@ def stats(what: str, samples: list[float], expected: int | None) -> dict:
     return row
 
 
-def profile_of(service: str, args, log_dir: Path) -> Path | None:
-    """Where ``service``'s profile goes when --profile names it (bench._profiled), else None."""
-    return log_dir / f"{service}.profile.txt" if service in getattr(args, "profile", []) else None
+def profile_of(service: str, args, log_dir: Path, instance: str | None = None) -> Path | None:
+    """Where ``service``'s (or its ``instance``'s) profile goes when --profile names it (bench._profiled)."""
+    return log_dir / f"{instance or service}.profile.txt" if service in getattr(args, "profile", []) else None
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -407,6 +414,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the producer's --spread: each robot at a phase of its own, the fleet spread evenly over the 2-s "
         "tick, instead of every robot's reading in one burst at the tick's start",
+    )
+    parser.add_argument(
+        "--alerts-instances",
+        type=int,
+        default=1,
+        help="consumer_alerts instances in one group, sharing the readings topic's 6 partitions (default 1)",
     )
     parser.add_argument(
         "--set",
@@ -460,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = " ".join(
         [
             *(["--spread"] if args.spread else []),
+            *([f"--alerts-instances {args.alerts_instances}"] if args.alerts_instances != 1 else []),
             *(f"--set {k}={v}" for k, v in args.env.items()),
             *(f"--nice {k}={v}" for k, v in args.nice.items()),
         ]
