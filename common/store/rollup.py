@@ -272,23 +272,24 @@ def _as_stored(aggregates: dict) -> dict:
     }
 
 
-def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour: bool) -> Select:
-    """PostgreSQL: the raw rows of ``filters`` as ``span_stats`` rows, per robot and axis (and UTC hour if
-    ``per_hour``; ``minute`` the hour, else the group's first reading), only the ``stats`` columns computed
-    (the others NULL): every unnested current costs each aggregate and the group key, and the fleet's
+def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per: str | None) -> Select:
+    """PostgreSQL: the raw rows of ``filters`` as ``span_stats`` rows, per robot and axis (and UTC ``per``:
+    "hour" or "minute"; ``minute`` its start, else the group's first reading), only the ``stats`` columns
+    computed (the others NULL): every unnested current costs each aggregate and the group key, and the fleet's
     unfolded tail is ~43,500 of them. ``peak_minute`` / ``peak_until``: the group's first and last reading,
-    where ``window_peaks`` looks for the time of its peak (the group may span minutes).
+    where ``window_peaks`` looks for the time of its peak (without ``per`` the group may span an hour: the
+    range's partial first minute and the robot's unfolded tail).
 
-    Per hour, a reading's hour is computed once, in a subquery the planner keeps as it is (``OFFSET 0``), and
-    carried to its ~14 currents, as the writers' fold does (``readings_minute_rollup_of``): grouped on the
-    hour of each current, the fleet's tail took 22-29 ms of server CPU, 17-21 this way (docs/benchmarks.md,
-    section 3)."""
+    Per hour or minute, a reading's hour or minute is computed once, in a subquery the planner keeps as it is
+    (``OFFSET 0``), and carried to its ~14 currents, as the writers' fold does (``readings_minute_rollup_of``):
+    grouped on the hour of each current, the fleet's tail took 22-29 ms of server CPU, 17-21 this way
+    (docs/benchmarks.md, section 3)."""
     stats = set(stats)
-    if per_hour:
+    if per is not None:
         reading = (
             select(
                 readings.c.robot_id,
-                hour_start(readings.c.ts).label("hour"),
+                _PERIOD_START[per](readings.c.ts).label("period"),
                 readings.c.ts,
                 readings.c.axes,
                 readings.c.amps,
@@ -298,7 +299,7 @@ def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour:
             .subquery("reading")
         )
         element, has_axis = _elements_of(reading)
-        source, keys, conditions = reading, [reading.c.robot_id, reading.c.hour, element.c.axis_id], []
+        source, keys, conditions = reading, [reading.c.robot_id, reading.c.period, element.c.axis_id], []
     else:
         element, has_axis = _elements()
         source, keys, conditions = readings, [readings.c.robot_id, element.c.axis_id], list(filters)
@@ -311,7 +312,7 @@ def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour:
     return (
         select(
             source.c.robot_id,
-            (keys[1] if per_hour else first).label("minute"),
+            (first if per is None else keys[1]).label("minute"),
             cast(element.c.axis_id, SmallInteger).label("axis_id"),
             *((aggregates[name] if name in stats else cast(null(), M.c[name].type)).label(name) for name in STATS),
             first.label("peak_minute"),
@@ -321,6 +322,9 @@ def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour:
         .where(*conditions, has_axis, *values_only)
         .group_by(*keys)
     )
+
+
+_PERIOD_START = {"hour": hour_start, "minute": minute_start}
 
 
 def raw_stamp_stats(conn: Connection, filters: Iterable) -> Select:
@@ -572,7 +576,7 @@ def span_stats(
     start: datetime | None,
     end: datetime | None,
     stats: Iterable[str] = STATS,
-    per_hour: bool = True,
+    per: str | None = "hour",
 ):
     """Subquery: ``minute_stats``' rows for ``start <= ts <= end``, each robot's whole hours folded so far one
     row of readings_hour each (``minute`` the hour's start), and where ``window_peaks`` looks for the time of
@@ -581,15 +585,15 @@ def span_stats(
     ``peak_until``. For sums and maxima over long ranges (window peaks, the per-axis summary, the hourly
     resample): the fleet's day is 24 rows per robot and axis, not 1,440. The same rows as ``minute_stats``,
     grouped coarser where they can be; the other whole folded minutes from the minute rollup, the rest raw
-    (``_layers``). On PostgreSQL the raw rows are grouped per robot and axis (and hour, ``per_hour``), only
-    the ``stats`` columns computed (``readings_span_stats_of``): those are all a caller may read."""
+    (``_layers``). On PostgreSQL the raw rows are grouped per robot and axis (and hour or minute, ``per``),
+    only the ``stats`` columns computed (``readings_span_stats_of``): those are all a caller may read."""
     layers = _layers(conn, H, M, robot_id=robot_id, start=start, end=end)
     if layers is None:  # the range lies inside one hour
         m = _whole_and_edges(conn, M, _raw_stats_without_peak_ts, robot_id=robot_id, start=start, end=end)
         return select(m, m.c.minute.label("peak_minute"), next_minute(m.c.minute).label("peak_until")).subquery()
     hours, minutes, raw, fallbacks = layers
     if conn.dialect.name == "postgresql":
-        raw_part = readings_span_stats_of([raw], stats, per_hour=per_hour).add_columns(_NO_PEAK_TS)
+        raw_part = readings_span_stats_of([raw], stats, per=per).add_columns(_NO_PEAK_TS)
     else:
         raw_minutes = raw_minute_stats(conn, [raw]).subquery()
         raw_part = select(
