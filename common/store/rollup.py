@@ -274,25 +274,21 @@ def _as_stored(aggregates: dict) -> dict:
 
 def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per: str | None) -> Select:
     """PostgreSQL: the raw rows of ``filters`` as ``span_stats`` rows, per robot and axis (and UTC ``per``:
-    "hour" or "minute"; ``minute`` its start, else the group's first reading), only the ``stats`` columns
-    computed (the others NULL): every unnested current costs each aggregate and the group key, and the fleet's
-    unfolded tail is ~43,500 of them. ``peak_minute`` / ``peak_until``: the group's first and last reading,
-    where ``window_peaks`` looks for the time of its peak (without ``per`` the group may span an hour: the
-    range's partial first minute and the robot's unfolded tail).
+    "hour" or "minute"), only the ``stats`` columns computed (the others NULL): every unnested current costs
+    each aggregate and the group key, and the fleet's unfolded tail is ~43,500 of them. ``minute`` and
+    ``peak_minute``: the group's hour or minute, ``peak_until`` the next, where ``window_peaks`` looks for
+    the time of its peak, as in a rollup row's; without ``per``, NULL (the group may span an hour: the range's
+    partial first minute and the robot's unfolded tail).
 
-    Per hour or minute, a reading's hour or minute is computed once, in a subquery the planner keeps as it is
-    (``OFFSET 0``), and carried to its ~14 currents, as the writers' fold does (``readings_minute_rollup_of``):
-    grouped on the hour of each current, the fleet's tail took 22-29 ms of server CPU, 17-21 this way
-    (docs/benchmarks.md, section 3)."""
+    A reading's hour or minute is computed once, in a subquery the planner keeps as it is (``OFFSET 0``), and
+    carried to its ~14 currents, as the writers' fold does (``readings_minute_rollup_of``): grouped on the
+    hour of each current, the fleet's tail took 22-29 ms of server CPU, 17-21 this way (docs/benchmarks.md,
+    section 3)."""
     stats = set(stats)
     if per is not None:
         reading = (
             select(
-                readings.c.robot_id,
-                _PERIOD_START[per](readings.c.ts).label("period"),
-                readings.c.ts,
-                readings.c.axes,
-                readings.c.amps,
+                readings.c.robot_id, _PERIOD[per][0](readings.c.ts).label("period"), readings.c.axes, readings.c.amps
             )
             .where(*filters)
             .offset(0)
@@ -300,23 +296,24 @@ def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per: str 
         )
         element, has_axis = _elements_of(reading)
         source, keys, conditions = reading, [reading.c.robot_id, reading.c.period, element.c.axis_id], []
+        start, until = reading.c.period, _PERIOD[per][1](reading.c.period)
     else:
         element, has_axis = _elements()
         source, keys, conditions = readings, [readings.c.robot_id, element.c.axis_id], list(filters)
+        start = until = cast(null(), UtcDateTime)
     amps = element.c.amps
     aggregates = _as_stored(_element_aggregates(amps))
-    first, last = func.min(source.c.ts), func.max(source.c.ts)
     # Asked only for maxima, the elements without a value go early (6 of the fleet's 14 axes); a count keeps
     # them: a robot's hour and axis with rows and no value is an answer row too (0 values).
     values_only = [] if stats & {"n_rows", "n_values"} else [amps.is_not(None)]
     return (
         select(
             source.c.robot_id,
-            (first if per is None else keys[1]).label("minute"),
+            start.label("minute"),
             cast(element.c.axis_id, SmallInteger).label("axis_id"),
             *((aggregates[name] if name in stats else cast(null(), M.c[name].type)).label(name) for name in STATS),
-            first.label("peak_minute"),
-            last.label("peak_until"),
+            start.label("peak_minute"),
+            until.label("peak_until"),
         )
         .select_from(source.join(element, true()))
         .where(*conditions, has_axis, *values_only)
@@ -324,7 +321,7 @@ def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per: str 
     )
 
 
-_PERIOD_START = {"hour": hour_start, "minute": minute_start}
+_PERIOD = {"hour": (hour_start, next_hour), "minute": (minute_start, next_minute)}  # its start, the next's
 
 
 def raw_stamp_stats(conn: Connection, filters: Iterable) -> Select:

@@ -453,8 +453,9 @@ def test_the_raw_part_per_hour_or_minute_is_the_raw_rows_grouped_by_it(pg_engine
                     "min_amps": min(values, default=None),
                     "max_amps": max(values, default=None),
                     "max_active_amps": max((v for v in values if v != 0), default=None),
-                    "peak_minute": min(ts for ts, _ in group),
-                    "peak_until": max(ts for ts, _ in group),
+                    # where window peaks looks a peak's time up: the group's own hour or minute
+                    "peak_minute": row["minute"],
+                    "peak_until": row["minute"] + {"hour": timedelta(hours=1), "minute": timedelta(minutes=1)}[per],
                 },
                 (low, high, row["robot_id"], row["minute"], row["axis_id"]),
             )
