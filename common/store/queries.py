@@ -445,7 +445,14 @@ def resample_1min(
     """Per robot, UTC minute and axis: mean (the smoothed curve), max and count of the non-null values.
     From the per-minute rollup (common.store.rollup), the partial minutes at the range's ends from the raw rows;
     ``folded_only``: the whole minutes folded into the rollup, nothing else (``common.store.rollup.folded``)."""
-    m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
+    m = minute_stats(
+        conn,
+        robot_id=robot_id,
+        start=start,
+        end=end,
+        folded_only=folded_only,
+        stats=("n_values", "sum_amps", "max_amps"),
+    )
     query = select(
         m.c.robot_id,
         m.c.minute,
