@@ -174,12 +174,15 @@ def window_peaks(
     unfolded tail from the raw rows, per robot and axis, only their peak). A rollup row's ``peak_ts`` is the
     answer's time (migration 0015); only where a raw part holds the peak (or a minute folded before 0015) is
     it looked up in the raw rows of that stretch: the first with the peak's value, one short range of the
-    primary key (or the minute itself, where retention dropped the raw rows). A window of a minute or two
-    (the 1-minute peak) has no whole minute to take from the rollup: its rows are ranked directly."""
+    primary key (or the minute itself, where retention dropped the raw rows). The raw parts come per minute
+    (``per="minute"``), so that range is one minute at most: per robot and axis, a range starting inside a
+    minute ran from that minute to the robot's newest reading, and the fleet's last hour walked ~1,800
+    readings for each of ~150 peaks (a third of the statement, docs/benchmarks.md section 3). A window of a
+    minute or two (the 1-minute peak) has no whole minute to take from the rollup: its rows are ranked directly."""
     if start is not None and end is not None and end - start <= SHORT_WINDOW:
         return _ranked_peaks(conn, robot_id=robot_id, start=start, end=end)
     _serial(conn)
-    spans = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=("max_amps",), per_hour=False)
+    spans = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=("max_amps",), per="minute")
     first_minutes = (
         _first_minutes_at_peak_pg(spans) if conn.dialect.name == "postgresql" else _first_minutes_at_peak(spans)
     )
@@ -442,7 +445,14 @@ def resample_1min(
     """Per robot, UTC minute and axis: mean (the smoothed curve), max and count of the non-null values.
     From the per-minute rollup (common.store.rollup), the partial minutes at the range's ends from the raw rows;
     ``folded_only``: the whole minutes folded into the rollup, nothing else (``common.store.rollup.folded``)."""
-    m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=folded_only)
+    m = minute_stats(
+        conn,
+        robot_id=robot_id,
+        start=start,
+        end=end,
+        folded_only=folded_only,
+        stats=("n_values", "sum_amps", "max_amps"),
+    )
     query = select(
         m.c.robot_id,
         m.c.minute,
@@ -538,7 +548,7 @@ def axis_summary(
         m = minute_stats(conn, robot_id=robot_id, start=start, end=end, folded_only=True)
     else:
         _serial(conn)
-        m = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=SUMMED, per_hour=False)
+        m = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=SUMMED, per=None)
     stats = _summed(m, m.c.robot_id, m.c.axis_id).subquery()
     on = and_(axes_dim.c.robot_id == stats.c.robot_id, axes_dim.c.axis_id == stats.c.axis_id)
     query = (

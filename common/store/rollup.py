@@ -72,6 +72,7 @@ R, M, H, S, SH, F, P = (
     rollup_progress,
 )
 MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
+STATS = tuple(column.name for column in axis_stats_columns())  # what a minute and an hour row both hold
 
 
 def floor_minute(ts: datetime) -> datetime:
@@ -219,31 +220,24 @@ def _elements_of(source):
     return element, mask_bit(source.c.axes, element.c.axis_id) != 0
 
 
-def raw_minute_stats(conn: Connection, filters: Iterable) -> Select:
-    """``minute_stats_of`` the raw rows of ``filters`` (on ``stored_readings``' columns)."""
-    return readings_minute_stats_of(filters) if conn.dialect.name == "postgresql" else minute_stats_of(filters)
+def raw_minute_stats(conn: Connection, filters: Iterable, stats: Iterable[str] = STATS) -> Select:
+    """``minute_stats_of`` the raw rows of ``filters`` (on ``stored_readings``' columns); on PostgreSQL only the
+    ``stats`` columns computed, the others NULL."""
+    return readings_minute_stats_of(filters, stats) if conn.dialect.name == "postgresql" else minute_stats_of(filters)
 
 
-def readings_minute_stats_of(filters: Iterable) -> Select:
-    """PostgreSQL: ``minute_stats_of`` from ``readings``' rows of ``filters``, each reading's array unnested here.
+def readings_minute_stats_of(filters: Iterable, stats: Iterable[str] = STATS) -> Select:
+    """PostgreSQL: ``minute_stats_of`` from ``readings``' rows of ``filters``, each reading's array unnested here,
+    its minute computed once, only the ``stats`` columns computed (``readings_span_stats_of`` per minute): the
+    1-minute resample reads 3 of the 8, and each costs every current of the fleet's unfolded tail.
 
     The same rows as through the view: an element where the reading has its axis (its bit in ``axes``).
     The view asks ``bit = 1``, which the planner, with no statistics on it, takes to keep 1 element in 200:
     it expected 136 rows of the fleet's unfolded tail where 43,540 came, grouped them by a sort and spilled
     it to disk. ``bit <> 0`` says the same of a bit, and the planner's guess for it is 199 in 200."""
-    element, has_axis = _elements()
-    minute = minute_start(readings.c.ts).label("minute")
-    aggregates = _as_stored(_element_aggregates(element.c.amps))
-    return (
-        select(
-            readings.c.robot_id,
-            minute,
-            cast(element.c.axis_id, SmallInteger).label("axis_id"),
-            *(aggregates[name].label(name) for name in STATS),
-        )
-        .select_from(readings.join(element, true()))
-        .where(*filters, has_axis)
-        .group_by(readings.c.robot_id, minute, element.c.axis_id)
+    spans = readings_span_stats_of(filters, stats, per="minute")
+    return spans.with_only_columns(
+        *(c for c in spans.selected_columns if c.key in ("robot_id", "minute", "axis_id", *STATS))
     )
 
 
@@ -272,55 +266,56 @@ def _as_stored(aggregates: dict) -> dict:
     }
 
 
-def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per_hour: bool) -> Select:
-    """PostgreSQL: the raw rows of ``filters`` as ``span_stats`` rows, per robot and axis (and UTC hour if
-    ``per_hour``; ``minute`` the hour, else the group's first reading), only the ``stats`` columns computed
-    (the others NULL): every unnested current costs each aggregate and the group key, and the fleet's
-    unfolded tail is ~43,500 of them. ``peak_minute`` / ``peak_until``: the group's first and last reading,
-    where ``window_peaks`` looks for the time of its peak (the group may span minutes).
+def readings_span_stats_of(filters: Iterable, stats: Iterable[str], *, per: str | None) -> Select:
+    """PostgreSQL: the raw rows of ``filters`` as ``span_stats`` rows, per robot and axis (and UTC ``per``:
+    "hour" or "minute"), only the ``stats`` columns computed (the others NULL): every unnested current costs
+    each aggregate and the group key, and the fleet's unfolded tail is ~43,500 of them. ``minute`` and
+    ``peak_minute``: the group's hour or minute, ``peak_until`` the next, where ``window_peaks`` looks for
+    the time of its peak, as in a rollup row's; without ``per``, NULL (the group may span an hour: the range's
+    partial first minute and the robot's unfolded tail).
 
-    Per hour, a reading's hour is computed once, in a subquery the planner keeps as it is (``OFFSET 0``), and
+    A reading's hour or minute is computed once, in a subquery the planner keeps as it is (``OFFSET 0``), and
     carried to its ~14 currents, as the writers' fold does (``readings_minute_rollup_of``): grouped on the
     hour of each current, the fleet's tail took 22-29 ms of server CPU, 17-21 this way (docs/benchmarks.md,
     section 3)."""
     stats = set(stats)
-    if per_hour:
+    if per is not None:
         reading = (
             select(
-                readings.c.robot_id,
-                hour_start(readings.c.ts).label("hour"),
-                readings.c.ts,
-                readings.c.axes,
-                readings.c.amps,
+                readings.c.robot_id, _PERIOD[per][0](readings.c.ts).label("period"), readings.c.axes, readings.c.amps
             )
             .where(*filters)
             .offset(0)
             .subquery("reading")
         )
         element, has_axis = _elements_of(reading)
-        source, keys, conditions = reading, [reading.c.robot_id, reading.c.hour, element.c.axis_id], []
+        source, keys, conditions = reading, [reading.c.robot_id, reading.c.period, element.c.axis_id], []
+        start, until = reading.c.period, _PERIOD[per][1](reading.c.period)
     else:
         element, has_axis = _elements()
         source, keys, conditions = readings, [readings.c.robot_id, element.c.axis_id], list(filters)
+        start = until = cast(null(), UtcDateTime)
     amps = element.c.amps
     aggregates = _as_stored(_element_aggregates(amps))
-    first, last = func.min(source.c.ts), func.max(source.c.ts)
     # Asked only for maxima, the elements without a value go early (6 of the fleet's 14 axes); a count keeps
     # them: a robot's hour and axis with rows and no value is an answer row too (0 values).
     values_only = [] if stats & {"n_rows", "n_values"} else [amps.is_not(None)]
     return (
         select(
             source.c.robot_id,
-            (keys[1] if per_hour else first).label("minute"),
+            start.label("minute"),
             cast(element.c.axis_id, SmallInteger).label("axis_id"),
             *((aggregates[name] if name in stats else cast(null(), M.c[name].type)).label(name) for name in STATS),
-            first.label("peak_minute"),
-            last.label("peak_until"),
+            start.label("peak_minute"),
+            until.label("peak_until"),
         )
         .select_from(source.join(element, true()))
         .where(*conditions, has_axis, *values_only)
         .group_by(*keys)
     )
+
+
+_PERIOD = {"hour": (hour_start, next_hour), "minute": (minute_start, next_minute)}  # its start, the next's
 
 
 def raw_stamp_stats(conn: Connection, filters: Iterable) -> Select:
@@ -553,16 +548,21 @@ def spanning(table, time: str, robot_id: str | None, low: datetime | None, high:
 
 
 def minute_stats(
-    conn: Connection, *, robot_id: str | None, start: datetime | None, end: datetime | None, folded_only: bool = False
+    conn: Connection,
+    *,
+    robot_id: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    folded_only: bool = False,
+    stats: Iterable[str] = STATS,
 ):
     """Subquery: ``readings_minute``'s columns for the rows of ``start <= ts <= end`` (either end open).
-    ``folded_only``: for the whole minutes of the range that are folded (see ``folded``)."""
+    ``folded_only``: for the whole minutes of the range that are folded (see ``folded``). ``stats``: the
+    columns the caller reads; the raw parts compute only those (``raw_minute_stats``)."""
     if folded_only:
         return folded(M, robot_id=robot_id, start=start, end=end)
-    return _whole_and_edges(conn, M, raw_minute_stats, robot_id=robot_id, start=start, end=end)
-
-
-STATS = tuple(column.name for column in axis_stats_columns())  # what a minute and an hour row both hold
+    of_raw = functools.partial(raw_minute_stats, stats=tuple(stats))
+    return _whole_and_edges(conn, M, of_raw, robot_id=robot_id, start=start, end=end)
 
 
 def span_stats(
@@ -572,7 +572,7 @@ def span_stats(
     start: datetime | None,
     end: datetime | None,
     stats: Iterable[str] = STATS,
-    per_hour: bool = True,
+    per: str | None = "hour",
 ):
     """Subquery: ``minute_stats``' rows for ``start <= ts <= end``, each robot's whole hours folded so far one
     row of readings_hour each (``minute`` the hour's start), and where ``window_peaks`` looks for the time of
@@ -581,15 +581,15 @@ def span_stats(
     ``peak_until``. For sums and maxima over long ranges (window peaks, the per-axis summary, the hourly
     resample): the fleet's day is 24 rows per robot and axis, not 1,440. The same rows as ``minute_stats``,
     grouped coarser where they can be; the other whole folded minutes from the minute rollup, the rest raw
-    (``_layers``). On PostgreSQL the raw rows are grouped per robot and axis (and hour, ``per_hour``), only
-    the ``stats`` columns computed (``readings_span_stats_of``): those are all a caller may read."""
+    (``_layers``). On PostgreSQL the raw rows are grouped per robot and axis (and hour or minute, ``per``),
+    only the ``stats`` columns computed (``readings_span_stats_of``): those are all a caller may read."""
     layers = _layers(conn, H, M, robot_id=robot_id, start=start, end=end)
     if layers is None:  # the range lies inside one hour
         m = _whole_and_edges(conn, M, _raw_stats_without_peak_ts, robot_id=robot_id, start=start, end=end)
         return select(m, m.c.minute.label("peak_minute"), next_minute(m.c.minute).label("peak_until")).subquery()
     hours, minutes, raw, fallbacks = layers
     if conn.dialect.name == "postgresql":
-        raw_part = readings_span_stats_of([raw], stats, per_hour=per_hour).add_columns(_NO_PEAK_TS)
+        raw_part = readings_span_stats_of([raw], stats, per=per).add_columns(_NO_PEAK_TS)
     else:
         raw_minutes = raw_minute_stats(conn, [raw]).subquery()
         raw_part = select(

@@ -413,15 +413,18 @@ def test_the_readers_raw_parts_have_the_rollups_column_types(pg_engine):
     stored = types(select(*(readings_minute.c[name] for name in STATS)))
     for raw_part in (
         readings_minute_stats_of([]),
-        readings_span_stats_of([], STATS, per_hour=True),
-        readings_span_stats_of([], STATS, per_hour=False),
+        readings_span_stats_of([], STATS, per="hour"),
+        readings_span_stats_of([], STATS, per=None),
     ):
         assert types(raw_part) == stored
 
 
-def test_the_raw_part_per_hour_is_the_raw_rows_grouped_by_hour(pg_engine):
-    # the raw part of span_stats per hour computes each reading's hour once, in a subquery of its own: the same
-    # groups and aggregates as the raw rows grouped by robot, hour and axis, over ranges across hours' ends
+@pytest.mark.parametrize("per", ["hour", "minute"])
+def test_the_raw_part_per_hour_or_minute_is_the_raw_rows_grouped_by_it(pg_engine, per):
+    # the raw part of span_stats per hour (or minute: window peaks, whose look-up of a peak's time then stays
+    # inside one minute) computes each reading's hour once, in a subquery of its own: the same groups and
+    # aggregates as the raw rows grouped by robot, hour (minute) and axis, over ranges across hours' ends
+    truncated = {"hour": dict(minute=0, second=0, microsecond=0), "minute": dict(second=0, microsecond=0)}[per]
     rows = cases.readings_over_hours(17)
     cases.store_with_replays(pg_engine, rows, 17, copy_min_rows=1)
     at = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
@@ -429,9 +432,9 @@ def test_the_raw_part_per_hour_is_the_raw_rows_grouped_by_hour(pg_engine):
         raw = cases.raw_rows(pg_engine, None, low, high)
         expected = {}
         for robot, axis, ts, amps in raw:
-            group = expected.setdefault((robot, ts.replace(minute=0, second=0, microsecond=0), axis), [])
+            group = expected.setdefault((robot, ts.replace(**truncated), axis), [])
             group.append((ts, amps))
-        part = readings_span_stats_of([readings.c.ts >= low, readings.c.ts <= high], STATS, per_hour=True).subquery()
+        part = readings_span_stats_of([readings.c.ts >= low, readings.c.ts <= high], STATS, per=per).subquery()
         with pg_engine.connect() as conn:
             got = conn.execute(select(part).order_by(part.c.robot_id, part.c.minute, part.c.axis_id)).mappings().all()
         assert [(r["robot_id"], r["minute"], r["axis_id"]) for r in got] == sorted(expected)
@@ -450,8 +453,9 @@ def test_the_raw_part_per_hour_is_the_raw_rows_grouped_by_hour(pg_engine):
                     "min_amps": min(values, default=None),
                     "max_amps": max(values, default=None),
                     "max_active_amps": max((v for v in values if v != 0), default=None),
-                    "peak_minute": min(ts for ts, _ in group),
-                    "peak_until": max(ts for ts, _ in group),
+                    # where window peaks looks a peak's time up: the group's own hour or minute
+                    "peak_minute": row["minute"],
+                    "peak_until": row["minute"] + {"hour": timedelta(hours=1), "minute": timedelta(minutes=1)}[per],
                 },
                 (low, high, row["robot_id"], row["minute"], row["axis_id"]),
             )
