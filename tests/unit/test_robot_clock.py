@@ -242,3 +242,40 @@ def test_a_tab_showing_the_robot_takes_its_window_whole_when_its_clock_comes_bac
     feed.ingest(messages(feed, plain[20:]))
     # the chart's rows from ahead are gone from the tab too: its time axis spans the robot's own readings
     assert list(view.source.data["ts"]) == [r.ts.timestamp() * 1000 for r in plain]
+
+
+def test_the_cycle_splitter_and_the_dashboard_take_the_services_stoppage_setting(tmp_path):
+    """An operator who sets STOPPAGE_RESET_S to an hour makes the detectors wait that long before following a
+    clock back: the health pipeline and the live view follow it back with them, not at the default's 600 s."""
+    from consumer_alerts.health import state
+    from consumer_alerts.health.monitor import HealthConfig, HealthMonitor
+    from consumer_alerts.settings import AlertsSettings
+
+    hour = {"stoppage_reset_s": 3600.0}
+    far = at(300).timestamp() + 2_000  # a leap of 2,000 s, then the clock comes back by 1,400-2,000 s
+    back_by_less = work(0, 300) + [(far + 2 * k, 5.0) for k in range(10)] + work(300, 300)
+
+    def split(monitor: HealthMonitor) -> list:
+        return cycles(monitor._robot("R").splitter, back_by_less)
+
+    configured = HealthConfig.from_settings(AlertsSettings(_env_file=None, **hour))
+    assert configured.clock_back_s == 3600.0
+    # with the hour, the readings back are a little out of order and skipped, as the detectors skip them
+    assert [c for c in split(HealthMonitor(configured)) if at(300).timestamp() <= c.start < far] == []
+    # with the default, they are the clock coming back
+    assert [c for c in split(HealthMonitor(HealthConfig())) if at(300).timestamp() <= c.start < far]
+    # a state saved under another setting is read with this start's
+    saved = HealthMonitor(HealthConfig())
+    saved._robot("R")
+    path = tmp_path / "health.state"
+    path.write_bytes(state.dumps({"R": state.pickle_robot(saved.robots["R"])}))
+    restored = HealthMonitor(configured)
+    assert state.load(restored, path) and restored.robots["R"].splitter.clock_back_s == 3600.0
+
+    t0 = at(0)
+    plain = [dashboard_reading(i, t0=t0, robot="R") for i in range(40)]
+    from_ahead = [dashboard_reading(i, t0=t0 + timedelta(seconds=2_000), robot="R") for i in range(5)]
+    for settings, rewinds in ((hour, 0), ({}, 1)):
+        feed = LiveFeed(DashboardSettings(_env_file=None, bus="memory", window_rows=50, **settings), InProcessBus())
+        feed.ingest(messages(feed, plain[:20] + from_ahead + plain[20:]))
+        assert feed.robots["R"].rewinds == rewinds
