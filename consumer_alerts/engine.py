@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from common.wire.clock import NO_LEAP, comes_back, gone_back, next_back_run, next_leap
+from common.wire.clock import NO_LEAP, comes_back, next_leap
 from common.wire.schemas import Alert, Reading, ReadingValues, Severity, iso_utc
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.load import FLAT_RUN
@@ -163,9 +163,6 @@ class RobotState:
     # the span the robot's time last leapt over by more than a stoppage (``common.wire.clock``): a reading back
     # inside it is its clock coming back from ahead (``_after_a_leap``), never a redelivery
     leap: tuple[float, float] = NO_LEAP
-    # readings skipped as more than a stoppage older, in a run (``common.wire.clock.gone_back``); not saved: a
-    # restart only starts the run again
-    back_run: tuple[float, float] | None = None
     last_active: datetime | None = None
     interval: SamplingInterval = field(default_factory=SamplingInterval)
     learner: ModelLearner | None = None  # the robot's model, learned or watched (None: fixed, or no residual)
@@ -245,7 +242,7 @@ class DetectorEngine:
         else:
             # any step over STOPPAGE_RESET_S is kept (the robot's own bound is at least that, and is asked
             # only when a reading comes back: cheaper than asking it at every reading)
-            robot.leap, robot.back_run = next_leap(robot.leap, last_ts, ts, c.stoppage_s), None
+            robot.leap = next_leap(robot.leap, last_ts, ts, c.stoppage_s)
         if last_ts is not None:
             robot.interval.push(ts - last_ts)
         robot.last_ts = ts
@@ -698,32 +695,18 @@ class DetectorEngine:
         (``common.wire.clock.comes_back``, with the robot's stoppage as the bound): the policy lets readings
         through up to ``READING_MAX_FUTURE_S`` (a day) ahead, and skipped as older, every later reading of the
         robot went unjudged, without a dead letter, until the clock caught up. A redelivery is never inside the
-        leap's span. Or its clock went back and stayed (``common.wire.clock.gone_back``). If so, the events
-        opened at later times close into ``out`` (``Lifecycle.back_from_ahead``)."""
-        newest, ts, bound = robot.last_ts, reading.ts.timestamp(), self._stoppage(robot)
-        if comes_back(robot.leap, newest, ts, bound):
-            logger.warning(
-                "robot %r: its readings from %s to %s came from ahead of its clock (the next is at %s); judged on "
-                "from the next",
-                reading.robot_id,
-                iso_utc(datetime.fromtimestamp(robot.leap[1], UTC)),
-                iso_utc(datetime.fromtimestamp(newest, UTC)),
-                iso_utc(reading.ts),
-            )
-        else:
-            # or its clock went back outside any leap, and stayed: a run of skipped readings (``gone_back``)
-            robot.back_run = next_back_run(robot.back_run, newest, ts, bound)
-            if not gone_back(robot.back_run, bound):
-                return False
-            logger.warning(
-                "robot %r: its clock went back from %s to %s and stayed; judged on from %s",
-                reading.robot_id,
-                iso_utc(datetime.fromtimestamp(newest, UTC)),
-                iso_utc(datetime.fromtimestamp(robot.back_run[0], UTC)),
-                iso_utc(reading.ts),
-            )
-            robot.leap = (-math.inf, newest)  # judged on as from its first reading: none before it is on this clock
-        robot.back_run = None
+        leap's span. If so, the events opened from ahead close into ``out`` (``Lifecycle.back_from_ahead``)."""
+        newest = robot.last_ts
+        if not comes_back(robot.leap, newest, reading.ts.timestamp(), self._stoppage(robot)):
+            return False
+        logger.warning(
+            "robot %r: its readings from %s to %s came from ahead of its clock (the next is at %s); judged on "
+            "from the next",
+            reading.robot_id,
+            iso_utc(datetime.fromtimestamp(robot.leap[1], UTC)),
+            iso_utc(datetime.fromtimestamp(newest, UTC)),
+            iso_utc(reading.ts),
+        )
         newest_at = datetime.fromtimestamp(newest, UTC)
         for state in robot.axes.values():
             for life in state.lifecycles:

@@ -11,7 +11,7 @@ from datetime import datetime
 import numpy as np
 
 from common.defaults import STOPPAGE_RESET_S
-from common.wire.clock import NO_LEAP, comes_back, gone_back, next_back_run, next_leap
+from common.wire.clock import NO_LEAP, comes_back, next_leap
 from common.wire.schemas import Reading, iso_utc
 from dashboard.columns import epoch_ms
 from dashboard.stats import PEAK_WINDOW, AxisValue, one_minute_peak, update_latest
@@ -70,7 +70,6 @@ class RobotWindow:
     leap: tuple[float, float] = NO_LEAP  # the span the robot's time last leapt over (``common.wire.clock``)
     # how far back the robot's clock must come to be followed back (the setting STOPPAGE_RESET_S)
     clock_back_s: float = STOPPAGE_RESET_S
-    back_run: tuple[float, float] | None = None  # readings well behind the newest, in a run (``common.wire.clock``)
     rewinds: int = 0  # how many times the robot's clock came back from ahead: a tab then takes the window whole
 
     def add(self, reading: Reading, row: dict[str, float]) -> bool:
@@ -80,13 +79,10 @@ class RobotWindow:
         ts, newest = reading.ts.timestamp(), self.newest.timestamp() if self.newest is not None else None
         if newest is not None and ts <= newest:
             back = comes_back(self.leap, newest, ts, self.clock_back_s)
-            if not back:  # or its clock went back and stayed: a run of readings well behind (``gone_back``)
-                self.back_run = next_back_run(self.back_run, newest, ts, self.clock_back_s)
-                back = gone_back(self.back_run, self.clock_back_s)
             if back:
                 self._back_from_ahead(reading)
         else:
-            self.leap, self.back_run = next_leap(self.leap, newest, ts, self.clock_back_s), None
+            self.leap = next_leap(self.leap, newest, ts, self.clock_back_s)
         self.rows.append(row)
         update_latest(self.latest, reading)
         if self.newest is None or reading.ts > self.newest:
@@ -102,13 +98,13 @@ class RobotWindow:
     def _back_from_ahead(self, reading: Reading) -> None:
         at = reading.ts
         logger.warning(
-            "dashboard feed: robot %r: its readings up to %s came from ahead of its clock, or it went back (the "
-            "next is at %s): dropped from its live view",
+            "dashboard feed: robot %r: its readings up to %s came from ahead of its clock (the next is at %s): "
+            "dropped from its live view",
             reading.robot_id,
             iso_utc(self.newest),
             iso_utc(at),
         )
-        self.leap, self.back_run, self.newest = NO_LEAP, None, None
+        self.leap, self.newest = NO_LEAP, None
         self.rewinds += 1
         self.rows.keep_until(epoch_ms(at))
         self.latest = {axis: value for axis, value in self.latest.items() if value.ts <= at}

@@ -9,12 +9,6 @@ frozen dashboard. So a **leap** (a reading more than ``bound`` after the one bef
 that jumped) is remembered as the span it skipped; a reading inside that span and more than ``bound`` older than
 the newest is the clock coming back, and is followed back. A redelivery never falls inside the span (no reading
 was taken there), so it is still skipped; a clock that jumps back by less than ``bound`` waits at most that long.
-
-A clock can also go **back** and stay there (set days back, outside any leap): its readings were all "older" and
-skipped for days, the robot unjudged without a dead letter. So the readings skipped as more than ``bound`` older
-than the newest are followed as a **run** (each newer than the one before); once a run covers more than ``bound``
-of its own time, the clock has gone back, and is followed back from there. A redelivery or a re-sent feed is
-skipped for its first ``bound`` too; only one longer than that is judged again, from there.
 """
 
 from __future__ import annotations
@@ -45,19 +39,3 @@ def comes_back(leap: Leap | tuple[float, float], newest: float, ts: float, bound
     """Whether a reading at ``ts``, no later than ``newest``, is the robot's clock coming back from a leap ahead:
     inside the span the leap skipped, and more than ``bound`` seconds older than the newest."""
     return leap[0] < ts < leap[1] and newest - ts > bound
-
-
-def next_back_run(
-    run: tuple[float, float] | None, newest: float, ts: float, bound: float
-) -> tuple[float, float] | None:
-    """The run of skipped readings once one at ``ts``, no later than ``newest`` and not its clock coming back, is
-    skipped: (its first, its last), extended by a reading after its last, else started again at ``ts``; None if
-    the reading is within ``bound`` of the newest (a reading a little out of order starts no run)."""
-    if newest - ts <= bound:
-        return None
-    return (run[0], ts) if run is not None and run[1] < ts else (ts, ts)
-
-
-def gone_back(run: tuple[float, float] | None, bound: float) -> bool:
-    """Whether the run of skipped readings covers more than ``bound`` of their own time: the clock went back."""
-    return run is not None and run[1] - run[0] > bound

@@ -5,8 +5,7 @@ ends at the first reading of an idle spell (every axis that reports reads 0 A) a
 ``min_idle_samples`` long; shorter idle runs inside a cycle belong to it (as 0 A). A gap in the time stamps
 longer than ``max_gap_s`` (a stoppage of the feed, lost data) ends the cycle at its last reading plus one
 sample spacing, and so do a cycle longer than ``max_cycle_s`` (a robot that never rests) and the robot's
-clock coming back from a leap ahead or going back to stay (``common.wire.clock``, after ``clock_back_s``); all are
-marked ``cut``.
+clock coming back from a leap ahead (``common.wire.clock``, after ``clock_back_s``); all are marked ``cut``.
 Any other reading no later than the robot's newest is skipped. Cycles that start within ``warm_up_s`` after
 ``long_stop_s`` without motion are marked ``cold``: a cold joint draws more current, which is not wear.
 
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.defaults import STOPPAGE_RESET_S
-from common.wire.clock import NO_LEAP, comes_back, gone_back, next_back_run, next_leap
+from common.wire.clock import NO_LEAP, comes_back, next_leap
 
 DEFAULT_TICK_S = 2.0
 
@@ -102,7 +101,6 @@ class CycleSplitter:
     _idle_times: list[float] = field(default_factory=list)
     _last_ts: float | None = None
     _leap: tuple[float, float] = NO_LEAP  # the span its time last leapt over (``common.wire.clock``)
-    _back_run: tuple[float, float] | None = None  # readings skipped as well behind, in a run (``gone_back``)
     _last_motion: float | None = None
     _warm_from: float | None = None
 
@@ -116,12 +114,10 @@ class CycleSplitter:
         back = last is not None and ts <= last
         if back:
             if not comes_back(self._leap, last, ts, self.clock_back_s):
-                self._back_run = next_back_run(self._back_run, last, ts, self.clock_back_s)
-                if not gone_back(self._back_run, self.clock_back_s):
-                    return []  # a reading out of order, or a redelivery after a restart
+                return []  # a reading out of order, or a redelivery after a restart
             self._back_from_ahead(ts)
         else:
-            self._leap, self._back_run = next_leap(self._leap, last, ts, self.clock_back_s), None
+            self._leap = next_leap(self._leap, last, ts, self.clock_back_s)
         done = []
         if last is not None and (back or ts - last > self.max_gap_s) and self._times:
             end = self._idle_times[0] if self._idle_times else last + self._spacing()
@@ -162,9 +158,9 @@ class CycleSplitter:
         return [self._close(self._times[-1] + self._spacing(), cut=True)]
 
     def _back_from_ahead(self, ts: float) -> None:
-        """The robot's clock came back from a leap ahead, or went back and stayed: the cycle in progress ends as at
-        a gap (by the caller), and the later times no longer count for the next cycle's cold rule."""
-        self._leap, self._back_run = NO_LEAP, None
+        """The robot's clock came back from a leap ahead: the cycle in progress ends as at a gap (by the caller),
+        and the times from ahead no longer count for the next cycle's cold rule."""
+        self._leap = NO_LEAP
         if self._last_motion is not None and self._last_motion > ts:
             self._last_motion = self._warm_from = None
 

@@ -126,7 +126,7 @@ def absurd_clock_lines(tag: str) -> tuple[list[tuple[str, str]], dict[str, str]]
     r = robots
     back = BASE - timedelta(days=3)
     lines = life(r["back"], 0, 30) + life(r["back"], 0, 30, start=BASE + timedelta(minutes=30))
-    lines += life(r["back"], 0, 460, start=back, fault_from=380)  # followed back after 600 s (300 readings)
+    lines += life(r["back"], 0, 460, start=back, fault_from=380)  # stored; skipped by the others (docs: "Left")
     lines += [
         (r["times"], reading(r["times"], "1970-01-01T00:00:00Z", {"1": 5.0})),
         (r["times"], reading(r["times"], "9999-12-31T23:59:59.999999Z", {"1": 5.0})),
@@ -171,23 +171,8 @@ async def test_absurd_clocks_ids_and_axes_stop_nothing_and_lose_nothing(pg_url, 
             async def faults_judged():
                 events = [Alert.from_bytes(v) for v in await alerts.read()]
                 judged = {e.robot_id for e in events if e.axis == 1 and e.opened_at >= BASE}
-                gone_back = {e.robot_id for e in events if e.axis == 1 and e.opened_at < BASE - timedelta(days=2)}
-                return {r[n] for n in ("times", "axes", "none", "twice")} <= judged and r["back"] in gone_back
+                return {r[n] for n in ("times", "axes", "none", "twice")} <= judged
 
             await apoll(faults_judged, "an alert event for each robot's fault", timeout=180, services=services)
-        async with TopicReader(settings_for_readers, kafka_env["health_topic"]) as health:
-
-            async def cycles_on_the_clock_gone_back():
-                events = [HealthEvent.from_bytes(v) for v in await health.read()]
-                return any(
-                    e.robot_id == r["back"] and e.kind == "cycle" and e.start < BASE - timedelta(days=2) and not e.cut
-                    for e in events
-                )
-
-            await apoll(
-                cycles_on_the_clock_gone_back, "health cycles on the clock gone back", timeout=120, services=services
-            )
-        assert f"robot '{r['back']}': its clock went back" in (tmp_path / "a.log").read_text()
-        assert f"robot '{r['back']}': its readings up to" in (tmp_path / "dashboard.log").read_text()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
             assert response.status == 200

@@ -14,7 +14,7 @@ from bokeh.document import Document
 from common.defaults import STOPPAGE_RESET_S
 from common.errors import SchemaError
 from common.wire.bus import InProcessBus, Message
-from common.wire.clock import NO_LEAP, comes_back, gone_back, next_back_run, next_leap
+from common.wire.clock import NO_LEAP, comes_back, next_leap
 from common.wire.schemas import DEFAULT_POLICY, AlertState, Reading
 from consumer_alerts.engine import DetectorEngine
 from consumer_alerts.engine_state import load_robot, robot_snapshot
@@ -328,55 +328,3 @@ def test_an_event_opened_before_a_leap_counts_its_quiet_again_from_the_corrected
     closed = [a for a in back if a.state is AlertState.CLOSED and a.event_id in {o.event_id for o in opened}]
     # closed on the robot's own clock once quiet for the hold-off, not left open until the clock caught up
     assert closed and all(at(380) <= a.closed_at <= at(700) for a in closed)
-
-
-def test_a_run_of_readings_well_behind_the_newest_is_a_clock_gone_back_once_it_covers_the_bound():
-    newest, bound = 10_000.0, 600.0
-    run = None
-    for ts in (100.0, 102.0, 101.0, 103.0):  # out of order inside the run: it starts again
-        run = next_back_run(run, newest, ts, bound)
-    assert run == (101.0, 103.0) and not gone_back(run, bound)
-    assert next_back_run(run, newest, newest - 60, bound) is None  # a little out of order: no run
-    assert gone_back(next_back_run(run, newest, 101.0 + bound + 1, bound), bound)
-    assert not gone_back(next_back_run(run, newest, 101.0 + bound, bound), bound)  # at the bound
-
-
-def test_a_clock_set_back_by_days_that_stays_there_is_followed_back_by_every_consumer(caplog):
-    """After a stoppage (a leap of its own), a robot's clock set three days back: every later reading was older
-    than its newest and outside the leap, so skipped: no event, no cycle and a frozen live view for three days."""
-    lunch = timedelta(hours=1)
-    before = [normal(i, 10.0 + (i % 7) * 0.1) for i in range(300)]
-    before += [r.model_copy(update={"ts": r.ts + lunch}) for r in before]
-    days_back = START - timedelta(days=3)
-    after = [
-        Reading(robot_id="R", ts=days_back + timedelta(seconds=2 * i), currents={1: 10 + (i % 7) * 0.1})
-        for i in range(400)
-    ] + [Reading(robot_id="R", ts=days_back + timedelta(seconds=2 * i), currents={1: 40.0}) for i in range(400, 500)]
-    engine = DetectorEngine()
-    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
-        out = [a for r in before + after for a in engine.process(r)]
-    faults = {a.detector for a in out if a.state is AlertState.OPEN and a.opened_at >= after[400].ts}
-    assert faults and all(a.opened_at < START for a in out if a.opened_at >= after[0].ts)
-    warned = [r.getMessage() for r in caplog.records if "its clock went back" in r.getMessage()]
-    assert len(warned) == 1 and days_back.strftime("%Y-%m-%d") in warned[0]
-    # the cycle splitter cuts cycles on the robot's clock again, after at most the bound
-    splitter = CycleSplitter("R")
-    series = [(r.ts.timestamp(), r.currents[1] if i % 15 < 10 else 0.0) for i, r in enumerate(before + after)]
-    got = cycles(splitter, series)
-    assert any(c.start >= after[0].ts.timestamp() + STOPPAGE_RESET_S for c in got if c.start < START.timestamp())
-    # the live view shows the robot's readings on its clock: its newest and latest values
-    feed = dashboard_feed()
-    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-    shown = [dashboard_reading(i, t0=t0, robot="R") for i in range(300)]
-    shown += [dashboard_reading(i, t0=t0 + lunch, robot="R") for i in range(300)]
-    shown += [dashboard_reading(i, t0=t0 - timedelta(days=3), robot="R") for i in range(400)]
-    feed.ingest(messages(feed, shown))
-    window = feed.robots["R"]
-    assert window.rewinds == 1 and window.newest == shown[-1].ts
-    assert {value.ts for value in window.latest.values()} == {shown[-1].ts}
-    # a redelivery shorter than the bound is skipped as before
-    again = DetectorEngine()
-    for r in before:
-        again.process(r)
-    faulty = [r.model_copy(update={"currents": {1: 40.0}}) for r in before[-250:]]
-    assert all(again.process(r) == [] for r in faulty)
