@@ -232,8 +232,9 @@ class DetectorEngine:
         ts = reading.ts.timestamp()
         c = self.config
         last_ts = robot.last_ts
+        out: list[Alert] = []
         if last_ts is not None and ts <= last_ts:
-            if not self._after_a_leap(robot, reading):
+            if not self._after_a_leap(robot, reading, out):
                 return []  # redelivered, or a little out of order: judged already, or too late to judge
             # judged on from the robot's reading before the leap (none: the leap was its first reading)
             last_ts = robot.leap[0] if robot.leap[0] > -math.inf else None
@@ -247,7 +248,6 @@ class DetectorEngine:
         robot.last_ts = ts
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
         idle = robot.resting = idle and c.idle_rule
-        out: list[Alert] = []
         if not idle:
             rested = (reading.ts - robot.last_active).total_seconds() if robot.last_active is not None else 0.0
             if rested > self._stoppage(robot):
@@ -690,12 +690,12 @@ class DetectorEngine:
         c = self.config
         return max(c.stoppage_s, c.stoppage_readings * robot.interval.seconds)
 
-    def _after_a_leap(self, robot: RobotState, reading: Reading | ReadingValues) -> bool:
+    def _after_a_leap(self, robot: RobotState, reading: Reading | ReadingValues, out: list[Alert]) -> bool:
         """Whether ``reading``, no later than the robot's newest, is its clock coming back from a leap ahead
         (``common.wire.clock.comes_back``, with the robot's stoppage as the bound): the policy lets readings
         through up to ``READING_MAX_FUTURE_S`` (a day) ahead, and skipped as older, every later reading of the
         robot went unjudged, without a dead letter, until the clock caught up. A redelivery is never inside the
-        leap's span."""
+        leap's span. If so, the events opened from ahead close into ``out`` (``Lifecycle.back_from_ahead``)."""
         newest = robot.last_ts
         if not comes_back(robot.leap, newest, reading.ts.timestamp(), self._stoppage(robot)):
             return False
@@ -707,6 +707,11 @@ class DetectorEngine:
             iso_utc(datetime.fromtimestamp(newest, UTC)),
             iso_utc(reading.ts),
         )
+        newest_at = datetime.fromtimestamp(newest, UTC)
+        for state in robot.axes.values():
+            for life in state.lifecycles:
+                if (alert := life.back_from_ahead(reading.ts, newest_at)) is not None:
+                    out.append(alert)
         return True
 
     @staticmethod

@@ -139,6 +139,25 @@ class Lifecycle:
             changed = changed or event.peak > event.published_peak * PEAK_STEP
         return self._alert(AlertState.OPEN) if changed else None
 
+    def back_from_ahead(self, at: datetime, newest: datetime) -> Alert | None:
+        """The robot's clock came back from a leap ahead to ``at``; ``newest`` was its last reading from ahead.
+        An event opened from ahead closes as of that last reading (its times are the wrong clock's, and every
+        reading back would be "older than the event" for up to a day: it could neither close nor fire); if the
+        fault is still there, its detector opens it again on the corrected clock. An event opened before keeps
+        going, its quiet counted again from the corrected clock (a quiet spell begun ahead would never end)."""
+        event = self.event
+        if event is None:
+            return None
+        if event.opened_at > at:
+            return self.close(newest)
+        if event.clear_since is not None and event.clear_since > at:
+            event.clear_since = None
+        if event.rest_since is not None and event.rest_since > at:
+            event.rest_since = None
+        if event.fired_until is not None and event.fired_until > at:
+            event.fired_until = None
+        return None
+
     def close(self, at: datetime) -> Alert | None:
         """Close the open event (if any) as of ``at``; return its final state."""
         if self.event is None:

@@ -207,7 +207,8 @@ class LiveFeed:
         row = chart_row(reading, self.axes)  # before any change: a reading that fails here leaves no trace
         robot = self.robots.get(reading.robot_id)
         if robot is None:
-            robot = self.robots[reading.robot_id] = RobotWindow(RowRing(self.row_keys, self.settings.window_rows))
+            rows = RowRing(self.row_keys, self.settings.window_rows)
+            robot = self.robots[reading.robot_id] = RobotWindow(rows, clock_back_s=self.settings.stoppage_reset_s)
         if robot.add(reading, row):  # its clock came back from ahead: so does the feed's newest, if it was that
             self.status.newest_ts = max(w.newest for w in self.robots.values() if w.newest is not None)
         if self.status.newest_ts is None or reading.ts > self.status.newest_ts:

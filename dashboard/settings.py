@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from common.defaults import STOPPAGE_RESET_S
 from common.settings import CommonSettings
 
 
@@ -103,6 +104,14 @@ class DashboardSettings(CommonSettings):
     dashboard_oidc_timeout_s: float = Field(10.0, gt=0, description="Timeout of each request to the provider.")
     dashboard_fleet_refresh_s: float = Field(
         60.0, ge=1, description="How often an open Fleet tab asks the database again (health changes hourly)."
+    )
+    # consumer_alerts' setting of the same name, read here too: one value in the environment, and the live
+    # view follows a robot's clock back from ahead when the detectors do (common.wire.clock)
+    stoppage_reset_s: float = Field(
+        STOPPAGE_RESET_S,
+        gt=0,
+        description="How far behind its readings from ahead a robot's clock must come back for the live view "
+        "to follow it back (consumer_alerts' stoppage, the same variable).",
     )
 
     @field_validator("dashboard_cookie_secret", mode="before")

@@ -68,6 +68,8 @@ class RobotWindow:
     latest: dict[int, AxisValue] = field(default_factory=dict)
     newest: datetime | None = None
     leap: tuple[float, float] = NO_LEAP  # the span the robot's time last leapt over (``common.wire.clock``)
+    # how far back the robot's clock must come to be followed back (the setting STOPPAGE_RESET_S)
+    clock_back_s: float = STOPPAGE_RESET_S
     rewinds: int = 0  # how many times the robot's clock came back from ahead: a tab then takes the window whole
 
     def add(self, reading: Reading, row: dict[str, float]) -> bool:
@@ -76,11 +78,11 @@ class RobotWindow:
         back = False
         ts, newest = reading.ts.timestamp(), self.newest.timestamp() if self.newest is not None else None
         if newest is not None and ts <= newest:
-            back = comes_back(self.leap, newest, ts, STOPPAGE_RESET_S)
+            back = comes_back(self.leap, newest, ts, self.clock_back_s)
             if back:
                 self._back_from_ahead(reading)
         else:
-            self.leap = next_leap(self.leap, newest, ts, STOPPAGE_RESET_S)
+            self.leap = next_leap(self.leap, newest, ts, self.clock_back_s)
         self.rows.append(row)
         update_latest(self.latest, reading)
         if self.newest is None or reading.ts > self.newest:

@@ -265,8 +265,9 @@ class _Reading:
         if previous and max(map(operator.sub, previous, ts[-len(previous) :])) > self.tolerance:
             return None
         # The policy's rules are bounds (robot id, earliest and latest time, largest |current|, smallest
-        # nonzero |current|): if the block's extremes pass them, every reading of it does.
-        extremes = {} if low > high else {0: low, 1: high, 2: smallest if smallest < math.inf else None}
+        # nonzero |current|): if the block's extremes pass them, every reading of it does. (Filed under axes 1-3,
+        # numbers the policy takes: they are values, not axes.)
+        extremes = {} if low > high else {1: low, 2: high, 3: smallest if smallest < math.inf else None}
         policy, robot_id = options.policy, options.robot_id
         if policy.problem(robot_id, min(ts), extremes, now=self.now) or policy.problem(
             robot_id, max(ts), extremes, now=self.now

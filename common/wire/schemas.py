@@ -39,6 +39,7 @@ SCHEMA_VERSION = 1
 # the square of a current below ~1.5e-154 A failed its minute's fold at every try, so one such value refused
 # every later reading of its robot. At 1e-100 squares, means and means of squares all stay normal doubles.
 MIN_NONZERO_AMPS = 1e-100
+AXIS_NUMBERS = frozenset(range(1, MAX_AXIS + 1))  # a robot's axes are numbered 1 to MAX_AXIS (the rollup's bits)
 
 
 def utc(value: datetime) -> datetime:
@@ -300,6 +301,11 @@ class ReadingPolicy(BaseModel):
                 f"time {iso_utc(ts)} is {ahead.total_seconds():.0f} s ahead of this receiver's clock "
                 f"(READING_MAX_FUTURE_S {self.max_future_s:g})"
             )
+        if not currents.keys() <= AXIS_NUMBERS:
+            # An axis no robot has: a message of up to 80,000 made-up axes cost consumer_alerts ~1 GB and ~10 s
+            # of CPU for one robot (a state and detectors for each), and an axis 0 is its robot-level detectors'.
+            axis = next(a for a in currents if a not in AXIS_NUMBERS)
+            return f"axis {_excerpt(str(axis), 40)} is not an axis number from 1 to {MAX_AXIS}"
         values = list(filter(None, currents.values()))  # None and 0.0 left out: neither is beyond a bound
         if not values:
             return None

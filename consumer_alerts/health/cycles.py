@@ -5,7 +5,7 @@ ends at the first reading of an idle spell (every axis that reports reads 0 A) a
 ``min_idle_samples`` long; shorter idle runs inside a cycle belong to it (as 0 A). A gap in the time stamps
 longer than ``max_gap_s`` (a stoppage of the feed, lost data) ends the cycle at its last reading plus one
 sample spacing, and so do a cycle longer than ``max_cycle_s`` (a robot that never rests) and the robot's
-clock coming back from a leap ahead (``common.wire.clock``, after ``CLOCK_BACK_S``); all are marked ``cut``.
+clock coming back from a leap ahead (``common.wire.clock``, after ``clock_back_s``); all are marked ``cut``.
 Any other reading no later than the robot's newest is skipped. Cycles that start within ``warm_up_s`` after
 ``long_stop_s`` without motion are marked ``cold``: a cold joint draws more current, which is not wear.
 
@@ -28,9 +28,6 @@ from common.defaults import STOPPAGE_RESET_S
 from common.wire.clock import NO_LEAP, comes_back, next_leap
 
 DEFAULT_TICK_S = 2.0
-# A robot's clock that leapt ahead and came back is followed back after the detectors' stoppage bound
-# (STOPPAGE_RESET_S's default): the splitter and the detectors then skip the same readings.
-CLOCK_BACK_S = STOPPAGE_RESET_S
 
 
 @dataclass(frozen=True)
@@ -96,6 +93,9 @@ class CycleSplitter:
     max_cycle_s: float = 900.0
     long_stop_s: float = 3600.0
     warm_up_s: float = 1800.0
+    # A robot's clock that leapt ahead and came back is followed back after the detectors' stoppage bound (the
+    # service's STOPPAGE_RESET_S, ``HealthConfig.clock_back_s``): the splitter and the detectors skip the same readings.
+    clock_back_s: float = STOPPAGE_RESET_S
     _times: list[float] = field(default_factory=list)
     _rows: list[Mapping[int, float | None]] = field(default_factory=list)
     _idle_times: list[float] = field(default_factory=list)
@@ -113,11 +113,11 @@ class CycleSplitter:
         last = self._last_ts
         back = last is not None and ts <= last
         if back:
-            if not comes_back(self._leap, last, ts, CLOCK_BACK_S):
+            if not comes_back(self._leap, last, ts, self.clock_back_s):
                 return []  # a reading out of order, or a redelivery after a restart
             self._back_from_ahead(ts)
         else:
-            self._leap = next_leap(self._leap, last, ts, CLOCK_BACK_S)
+            self._leap = next_leap(self._leap, last, ts, self.clock_back_s)
         done = []
         if last is not None and (back or ts - last > self.max_gap_s) and self._times:
             end = self._idle_times[0] if self._idle_times else last + self._spacing()

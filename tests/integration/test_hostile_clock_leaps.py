@@ -116,3 +116,63 @@ async def test_a_clock_that_leaps_ahead_and_comes_back_is_followed_by_every_serv
         assert newest < NOW + timedelta(minutes=5)
         dashboard_log = (tmp_path / "dashboard.log").read_text()
         assert all(f"robot '{robots[n]}': its readings up to" in dashboard_log for n in ("lone", "ten"))
+
+
+def absurd_clock_lines(tag: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """A clock set three days back after a stoppage, and staying there; times at 1970 and 9999; robot ids of
+    10,000 characters and with control characters; a reading of no axis, of axis 0, of a ten-digit axis and of
+    5,000 axes; a robot's readings sent twice with other values."""
+    robots = {n: f"{tag}-{n}" for n in ("back", "times", "axes", "none", "twice")}
+    r = robots
+    back = BASE - timedelta(days=3)
+    lines = life(r["back"], 0, 30) + life(r["back"], 0, 30, start=BASE + timedelta(minutes=30))
+    lines += life(r["back"], 0, 460, start=back, fault_from=380)  # stored; skipped by the others (docs: "Left")
+    lines += [
+        (r["times"], reading(r["times"], "1970-01-01T00:00:00Z", {"1": 5.0})),
+        (r["times"], reading(r["times"], "9999-12-31T23:59:59.999999Z", {"1": 5.0})),
+        ("R" * 10_000, reading("R" * 10_000, iso(BASE), {"1": 5.0})),
+        (f"{tag}\x01\x07bell", reading(f"{tag}\x01\x07bell", iso(BASE), {"1": 5.0})),
+        (r["none"], reading(r["none"], iso(BASE - timedelta(seconds=2)), {})),
+        (r["axes"], reading(r["axes"], iso(BASE - timedelta(seconds=8)), {"0": 5.0, "1": 5.0})),
+        (r["axes"], reading(r["axes"], iso(BASE - timedelta(seconds=6)), {"1": 5.0, "9999999999": 5.0})),
+        (r["axes"], reading(r["axes"], iso(BASE - timedelta(seconds=4)), {str(a): 1.0 for a in range(1, 5001)})),
+    ]
+    for name in ("times", "axes", "none"):
+        lines += life(r[name], 0, 150, fault_from=130)
+    # each reading sent twice, the second with other values (a controller's retry with a new sample)
+    for key, value in life(r["twice"], 0, 150, fault_from=130):
+        lines += [(key, value), (key, value.replace('"2": ', '"2": 1'))]
+    return lines, robots
+
+
+async def test_absurd_clocks_ids_and_axes_stop_nothing_and_lose_nothing(pg_url, kafka_env, unique, tmp_path):
+    tag = f"b{unique[:6]}"
+    with console_fed_services(kafka_env, pg_url, unique, tmp_path) as (port, engine, services):
+        lines, robots = absurd_clock_lines(tag)
+        produce_all_accounted(kafka_env, lines, engine, services, tmp_path)
+        r = robots
+        with engine.connect() as conn:
+            stored = dict(
+                conn.execute(select(readings_fact.c.robot_id, text("count(distinct ts)")).group_by("robot_id")).all()
+            )
+            reasons = [row.reason for row in conn.execute(select(rejected_readings.c.reason))]
+        # every reading of the robot whose clock went back is stored, before and after
+        assert stored.get(r["back"]) == 60 + 460
+        assert stored.get(r["times"]) == 150 and stored.get(r["axes"]) == 150 and stored.get(r["none"]) >= 150
+        assert any("1970-01-01T00:00:00.000Z is before READING_EARLIEST" in reason for reason in reasons)
+        assert any("9999-12-31T23:59:59.999Z is" in reason and "ahead" in reason for reason in reasons)
+        assert any("robot_id: String should have at most 64 characters" in reason for reason in reasons)
+        assert any("\\x01\\x07bell' does not match ROBOT_ID_PATTERN" in reason for reason in reasons)
+        for axis in ("0", "9999999999", "63"):
+            assert any(f"axis '{axis}' is not an axis number from 1 to 62" in reason for reason in reasons), axis
+        settings_for_readers = CommonSettings(_env_file=None, **kafka_env)
+        async with TopicReader(settings_for_readers, kafka_env["alerts_topic"]) as alerts:
+
+            async def faults_judged():
+                events = [Alert.from_bytes(v) for v in await alerts.read()]
+                judged = {e.robot_id for e in events if e.axis == 1 and e.opened_at >= BASE}
+                return {r[n] for n in ("times", "axes", "none", "twice")} <= judged
+
+            await apoll(faults_judged, "an alert event for each robot's fault", timeout=180, services=services)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            assert response.status == 200

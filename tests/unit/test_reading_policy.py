@@ -79,6 +79,13 @@ HOSTILE = {
     "a robot id that is a number": (wire(robot_id=7), "valid string"),
     "schema_version true": (wire(schema_version=True), "schema_version"),
     "a row number as a text": (wire(row="3"), "row"),
+    # an axis no robot has: axis 0 is where the robot-level detectors keep their state (consumer_alerts failed on
+    # it), and a message of many made-up axes cost consumer_alerts a state and detectors for each (~1 GB)
+    "axis 0": (wire(currents={"0": 5.0}), "axis '0' is not an axis number from 1 to 62"),
+    "a negative axis": (wire(currents={"1": 5.0, "-3": 1.0}), "axis '-3' is not"),
+    "an axis past the rollup's 62": (wire(currents={"63": None}), "axis '63' is not"),
+    "an axis of ten digits": (wire(currents={"9999999999": 5.0}), "axis '9999999999' is not"),
+    "thousands of axes": (wire(currents={str(a): 1.0 for a in range(1, 5001)}), "axis '63' is not"),
 }
 
 

@@ -242,3 +242,89 @@ def test_a_tab_showing_the_robot_takes_its_window_whole_when_its_clock_comes_bac
     feed.ingest(messages(feed, plain[20:]))
     # the chart's rows from ahead are gone from the tab too: its time axis spans the robot's own readings
     assert list(view.source.data["ts"]) == [r.ts.timestamp() * 1000 for r in plain]
+
+
+def test_the_cycle_splitter_and_the_dashboard_take_the_services_stoppage_setting(tmp_path):
+    """An operator who sets STOPPAGE_RESET_S to an hour makes the detectors wait that long before following a
+    clock back: the health pipeline and the live view follow it back with them, not at the default's 600 s."""
+    from consumer_alerts.health import state
+    from consumer_alerts.health.monitor import HealthConfig, HealthMonitor
+    from consumer_alerts.settings import AlertsSettings
+
+    hour = {"stoppage_reset_s": 3600.0}
+    far = at(300).timestamp() + 2_000  # a leap of 2,000 s, then the clock comes back by 1,400-2,000 s
+    back_by_less = work(0, 300) + [(far + 2 * k, 5.0) for k in range(10)] + work(300, 300)
+
+    def split(monitor: HealthMonitor) -> list:
+        return cycles(monitor._robot("R").splitter, back_by_less)
+
+    configured = HealthConfig.from_settings(AlertsSettings(_env_file=None, **hour))
+    assert configured.clock_back_s == 3600.0
+    # with the hour, the readings back are a little out of order and skipped, as the detectors skip them
+    assert [c for c in split(HealthMonitor(configured)) if at(300).timestamp() <= c.start < far] == []
+    # with the default, they are the clock coming back
+    assert [c for c in split(HealthMonitor(HealthConfig())) if at(300).timestamp() <= c.start < far]
+    # a state saved under another setting is read with this start's
+    saved = HealthMonitor(HealthConfig())
+    saved._robot("R")
+    path = tmp_path / "health.state"
+    path.write_bytes(state.dumps({"R": state.pickle_robot(saved.robots["R"])}))
+    restored = HealthMonitor(configured)
+    assert state.load(restored, path) and restored.robots["R"].splitter.clock_back_s == 3600.0
+
+    t0 = at(0)
+    plain = [dashboard_reading(i, t0=t0, robot="R") for i in range(40)]
+    from_ahead = [dashboard_reading(i, t0=t0 + timedelta(seconds=2_000), robot="R") for i in range(5)]
+    for settings, rewinds in ((hour, 0), ({}, 1)):
+        feed = LiveFeed(DashboardSettings(_env_file=None, bus="memory", window_rows=50, **settings), InProcessBus())
+        feed.ingest(messages(feed, plain[:20] + from_ahead + plain[20:]))
+        assert feed.robots["R"].rewinds == rewinds
+
+
+def ahead_with(k: int, amps: float) -> Reading:
+    return ahead(k).model_copy(update={"currents": {1: amps}})
+
+
+def test_an_event_opened_from_ahead_closes_when_the_clock_comes_back_and_opens_again_on_its_clock():
+    """A fault read while the clock ran a day ahead opened an event dated a day ahead; once the clock came back,
+    every reading was older than that event, which then could neither close nor fire for up to a day: the
+    axis's detector was blind to the fault, and its event said it began tomorrow."""
+    engine = DetectorEngine()
+    out = [a for i in range(350) for a in engine.process(normal(i))]
+    from_ahead = [ahead_with(k, 40.0) for k in range(60)]
+    out += [a for r in from_ahead for a in engine.process(r)]
+    opened = {a.event_id: a for a in out if a.state is AlertState.OPEN and a.opened_at >= from_ahead[0].ts}
+    assert opened, "the fault read from ahead opens an event"
+    # the clock comes back, the fault still there
+    back = [a for i in range(350, 450) for a in engine.process(normal(i, 40.0))]
+    closed = {a.event_id: a for a in back if a.state is AlertState.CLOSED}
+    assert set(opened) <= set(closed)
+    assert all(closed[e].closed_at == from_ahead[-1].ts for e in opened)  # as of its last reading from ahead
+    # and raised again on the robot's own clock, for a maintenance person to see when it happened
+    again = [a for a in back if a.state is AlertState.OPEN and a.event_id not in opened]
+    assert again and all(at(350) <= a.opened_at <= at(449) for a in again)
+    assert {a.opened_at for a in engine_open(engine)} <= {a.opened_at for a in again}
+
+
+def engine_open(engine: DetectorEngine) -> list:
+    return [
+        life._alert(AlertState.OPEN)
+        for _, state in engine.robots["R"].axes.items()
+        for life in state.lifecycles
+        if life.event is not None
+    ]
+
+
+def test_an_event_opened_before_a_leap_counts_its_quiet_again_from_the_corrected_clock():
+    engine = DetectorEngine()
+    for i in range(350):
+        engine.process(normal(i))
+    out = [a for i in range(350, 380) for a in engine.process(normal(i))]  # the fault: an event opens
+    opened = [a for a in out if a.state is AlertState.OPEN]
+    assert opened
+    for k in range(5):  # quiet readings from ahead: the quiet begins a day ahead
+        engine.process(ahead_with(k, 10.0))
+    back = [a for i in range(380, 700) for a in engine.process(normal(i, 10.0 + (i % 7) * 0.1))]
+    closed = [a for a in back if a.state is AlertState.CLOSED and a.event_id in {o.event_id for o in opened}]
+    # closed on the robot's own clock once quiet for the hold-off, not left open until the clock caught up
+    assert closed and all(at(380) <= a.closed_at <= at(700) for a in closed)
