@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.defaults import MAX_AXIS
 from common.wire.schemas import DEFAULT_POLICY, Alert, AlertState, Reading, ReadingPolicy, iso_utc
 from consumer_alerts.engine import CONTINUED_SCORE, DetectorEngine
 
@@ -118,6 +119,10 @@ def read_table(
         raise ValueError(f"{path}: no number in column(s) {', '.join(not_numeric)}")
     if not wanted:
         raise ValueError(f"{path}: no numeric column to score")
+    if len(wanted) > MAX_AXIS:  # the engine's axes; more would all be refused by the reading policy
+        raise ValueError(
+            f"{path}: {len(wanted)} columns to score, at most {MAX_AXIS}: choose them with --columns or --exclude"
+        )
     return times, values[wanted]
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from common.defaults import MAX_AXIS
 from consumer_alerts.cli import main
 from consumer_alerts.offline import read_table, sniff_separator
 from tests.alerts_fixtures import T0
@@ -76,6 +77,15 @@ def test_columns_and_exclude_choose_what_is_scored(tmp_path):
         read_table(path, "when", ["status"])
     with pytest.raises(ValueError, match="no numeric column"):
         read_table(path, "when", exclude=["flow", "current", "label"])
+
+
+def test_more_columns_than_the_engine_has_axes_is_refused_with_the_way_out(tmp_path):
+    sensors = [f"s{i}" for i in range(MAX_AXIS + 1)]
+    rows = [[(T0 + timedelta(minutes=i)).isoformat(), *range(len(sensors))] for i in range(3)]
+    path = write(tmp_path / "wide.csv", ["when", *sensors], rows)
+    with pytest.raises(ValueError, match=f"{MAX_AXIS + 1} columns to score, at most {MAX_AXIS}: choose them"):
+        read_table(path, "when")
+    assert list(read_table(path, "when", exclude=["s0"])[1].columns) == sensors[1:]
 
 
 def test_score_on_a_semicolon_file_scores_the_chosen_columns(tmp_path, monkeypatch):
