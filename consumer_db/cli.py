@@ -177,9 +177,9 @@ def phrase_told(args: argparse.Namespace) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Start-up makes objects that live until the exit (modules, classes, the settings): no collection during
-    # it could free any, yet each walks them all (~0.03 s of a query's CPU). execute() freezes them, then
-    # turns the collector back on for the command itself.
+    # Start-up makes objects that live until the exit (modules, classes, the settings, the engine): no
+    # collection during it could free any, yet each walks them all. The command freezes them once its engine is
+    # made, then turns the collector back on for its work (consumer_db.commands._start_up_done).
     gc.disable()
     try:
         argv = sys.argv[1:] if argv is None else list(argv)

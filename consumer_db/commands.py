@@ -41,11 +41,8 @@ def execute(command: Callable[[argparse.Namespace, ConsumerDbSettings], int], ar
     setup_logging(settings.log_level)
     # Alembic reports every step at INFO; consumer_db.migrate says what matters in one line.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
-    # What start-up made (modules, classes, the settings) lives until the exit: frozen, the collector does not
-    # walk it again at each full collection while the command works, nor at the exit (~0.05 s of CPU each).
-    # The command line kept the collector off until here (consumer_db.cli.main): on for the command's work.
-    gc.freeze()
-    gc.enable()
+    # The collector stays off (consumer_db.cli.main) while the command imports what it uses and makes its
+    # engine: start-up's end is the engine (_engine), or the sink's start (run_sink).
     try:
         return command(args, settings)
     except Exception as exc:
@@ -82,8 +79,19 @@ def _database_problem(exc: DBAPIError) -> str:
     return f"the database does not answer: {said}"
 
 
+def _start_up_done() -> None:
+    """Start-up (modules, classes, the settings, the engine) made objects that live until the exit: no
+    collection could free any, yet each walked them all. The collector was off through it (consumer_db.cli.main);
+    what it made is frozen, so the collector does not walk it again while the command works, and turns on for
+    the command's work. With the collector on from the command's first line instead, SQLAlchemy's import alone
+    ran ~80 collections (docs/benchmarks.md, "fixed13")."""
+    gc.freeze()
+    gc.enable()
+
+
 def _engine(settings: ConsumerDbSettings, *, existing: bool = False) -> Engine:
-    """``existing``: a command that only reads (query, export) must not create an empty SQLite file."""
+    """The command's engine, and with it the end of its start-up (_start_up_done). ``existing``: a command that
+    only reads (query, export) must not create an empty SQLite file."""
     from sqlalchemy import make_url
 
     from common.store.db import make_engine
@@ -92,7 +100,9 @@ def _engine(settings: ConsumerDbSettings, *, existing: bool = False) -> Engine:
     if existing and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         if not Path(url.database).is_file():
             raise FileNotFoundError(f"no SQLite database at {url.database}")
-    return make_engine(settings.database_url, log_version=False)
+    engine = make_engine(settings.database_url, log_version=False)
+    _start_up_done()
+    return engine
 
 
 def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
@@ -107,6 +117,7 @@ def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
     settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
     if args.no_migrate:
         settings = settings.model_copy(update={"migrate_on_start": False})
+    _start_up_done()  # the sink sets its own start-up aside once subscribed (consumer_db.service.run)
 
     async def serve(stop: asyncio.Event) -> int:
         health = Health()

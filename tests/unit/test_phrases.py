@@ -160,22 +160,49 @@ def test_cli_a_phrase_asking_for_zero_rows_is_an_error_not_twenty(engine, capsys
     assert len(capsys.readouterr().out.splitlines()) == 1 + 2
 
 
-def test_a_command_works_with_the_collector_on_and_leaves_it_on(engine, monkeypatch, capsys):
-    """Start-up runs with the garbage collector off (what it makes lives until the exit); the command's work
-    makes garbage (a streamed answer's rows, the sink's batches) and must run with it on, whatever the exit."""
-    from consumer_db import commands
+def test_start_up_runs_without_the_collector_and_the_work_with_it(engine, monkeypatch, capsys):
+    """Start-up (imports, settings, the engine) makes what lives until the exit and runs with the garbage
+    collector off; what it made is frozen, and the command's work (a streamed answer's rows, the sink's batches)
+    makes garbage and runs with the collector on; whatever the exit, the collector is on afterwards."""
+    from common.store import db
+    from consumer_db import phrases
+
+    seen = []
+    make_engine = db.make_engine
+    monkeypatch.setattr(
+        db, "make_engine", lambda *a, **kw: seen.append(("engine", gc.isenabled())) or make_engine(*a, **kw)
+    )
+    ask = phrases.ask
+    monkeypatch.setattr(
+        phrases, "ask", lambda *a: seen.append(("work", gc.isenabled(), gc.get_freeze_count() > 0)) or ask(*a)
+    )
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        assert main(["--database-url", url, "query", "summary"]) == 0
+        assert seen == [("engine", False), ("work", True, True)] and gc.isenabled()
+        assert "axis" in capsys.readouterr().out  # it did answer
+        with pytest.raises(SystemExit):
+            main(["query", "summary", "--n", "0"])  # refused by the parser, before any command
+        assert gc.isenabled()
+        monkeypatch.setenv("SINK_BATCH_SIZE", "none")  # refused by the settings
+        assert main(["--database-url", url, "query", "summary"]) == 2
+        assert len(seen) == 2 and gc.isenabled()
+    finally:
+        gc.unfreeze()  # gc.freeze is process-wide: give the test process its collector back
+
+
+def test_the_sink_runs_with_the_collector_on(monkeypatch):
+    """The sink makes no engine here (consumer_db.service does, then sets its own start-up aside): the
+    collector comes on before it runs."""
+    import common.service
 
     collector_on = []
-    monkeypatch.setitem(commands.COMMANDS, "query", lambda args, settings: collector_on.append(gc.isenabled()) or 0)
-    url = engine.url.render_as_string(hide_password=False)
-    assert main(["--database-url", url, "query", "summary"]) == 0
-    assert collector_on == [True] and gc.isenabled()
-    with pytest.raises(SystemExit):
-        main(["query", "summary", "--n", "0"])  # refused by the parser, before any command
-    assert gc.isenabled()
-    monkeypatch.setenv("SINK_BATCH_SIZE", "none")  # refused by the settings
-    assert main(["--database-url", url, "query", "summary"]) == 2
-    assert collector_on == [True] and gc.isenabled()
+    monkeypatch.setattr(common.service, "run_service", lambda serve: collector_on.append(gc.isenabled()) or 0)
+    try:
+        assert main(["--database-url", "sqlite://", "run", "--no-migrate"]) == 0
+        assert collector_on == [True] and gc.isenabled()
+    finally:
+        gc.unfreeze()
 
 
 def test_cli_query_on_a_missing_sqlite_file_creates_nothing(tmp_path, capsys):
