@@ -147,6 +147,8 @@ class AxisState:
     # Per kind of event: an ALERT held while a broad change is timed (when it was first held, the strongest, and
     # the last reading it fired on: released after its condition ended, the event closes as of then).
     held: dict[str, tuple[datetime, Finding, datetime | None]] = field(default_factory=dict)
+    # Until when the residual's ALERT held on this axis alone waits for the others (``_first_to_move``).
+    wait_until: float | None = None
     # A rise sized past the gross line (``_sized``): readings in a row so far, and the last one's time.
     gross_run: int = 0
     gross_ts: float | None = None
@@ -279,6 +281,8 @@ class DetectorEngine:
                     continue  # no value yet: nothing to judge, nothing open (see the module's docstring)
                 state = self._new_axis(robot, reading.robot_id, axis)
             state.raised = False
+            if state.wait_until is not None and ts >= state.wait_until:
+                self._end_wait(robot, state, out)
             # Without a finding, a detector's step only ages open events: with none open (most readings), none is
             # taken. (A step changes only its own detector's events: what was open before the loop is what counts.)
             aging = state.opened.open > 0  # ``has_open()``, read directly: asked for every axis of every reading
@@ -305,6 +309,11 @@ class DetectorEngine:
                 finding = detector.update(ts, value if detector.takes_repeats else clean, idle=idle)
                 if finding is not None and self._moved_together(robot, state, detector, finding, lives):
                     finding = None  # not an event of its own: a program moves most axes (docs: "A broad move")
+                elif finding is not None and self._first_to_move(robot, detector, lives):
+                    # the first axis of a program? held on its own until the others have had time to follow
+                    state.wait_until = state.wait_until or ts + c.model_relearn_s * RELEASE_AFTER
+                    self._hold(state, reading.ts, finding, detector.name, going_on=False)
+                    finding = None
                 if finding is None:
                     if aging:
                         self._step(robot, state, lives, reading.ts, None, detector.observed, out)
@@ -534,6 +543,9 @@ class DetectorEngine:
             robot.held_since += rested
         if robot.release_at is not None:
             robot.release_at += rested
+        for state in robot.axes.values():
+            if state.wait_until is not None:
+                state.wait_until += rested
 
     @staticmethod
     def _moved_together(robot: RobotState, state: AxisState, detector, finding: Finding, lives) -> bool:
@@ -549,6 +561,15 @@ class DetectorEngine:
         elif detector.name != "load" or finding.severity is not Severity.ALERT or robot.holding():
             return False
         return DetectorEngine._others_moved(robot, state)
+
+    @staticmethod
+    def _first_to_move(robot: RobotState, detector, lives) -> bool:
+        """The residual's long-rule ALERT would open an event while the robot's other axes have not moved (yet):
+        a program moves them within minutes of the first, a fault does not. It is held on its own (``wait_until``)
+        and raised as of when it was first held, unless they have moved by then (:meth:`_end_wait`)."""
+        if detector.name != "residual" or not detector.long_alert or robot.learner is None or robot.holding():
+            return False
+        return all(life.event is None for life in lives)
 
     @staticmethod
     def _others_moved(robot: RobotState, state: AxisState) -> bool:
@@ -591,23 +612,34 @@ class DetectorEngine:
         reading its rule fired on while held: the condition cleared then, not at the release. The hold-off still
         runs from the release, so a rule that fires again soon goes on in the same event. An entry without
         ``last`` only noted findings that went on in their open event: that event had them (raised again, they
-        made a second event inside the first, closed or not), so there is nothing to raise. Nor is a held ``load``
-        ALERT while the robot's other axes have moved together (:meth:`_moved_together`: what was timed was a
+        made a second event inside the first, closed or not), so there is nothing to raise. Nor is what an axis
+        holds while the robot's other axes have moved together (:meth:`_moved_together`: what was timed was a
         program after all); its detector raises it later if it goes on once they have not."""
         robot.release_at = robot.held_since = None
         for state in robot.axes.values():
-            broad = any(kind.startswith("load") for kind in state.held) and self._others_moved(robot, state)
-            for kind, (since, finding, last) in state.held.items():
-                life = next((life for life in state.lifecycles if life.detector == kind), None)
-                if broad and kind.startswith("load"):
-                    continue
-                if life is not None and life.event is None and last is not None:
-                    alert = life.step(since, finding, True)
-                    if alert is not None:
-                        out.append(alert)
-                    if life.event is not None:
-                        life.event.fired_until = last
-            state.held.clear()
+            self._raise_held(robot, state, list(state.held), out)
+
+    def _end_wait(self, robot: RobotState, state: AxisState, out: list[Alert]) -> None:
+        """An axis's residual ALERT has waited for the robot's other axes (:meth:`_first_to_move`): raised unless
+        they have moved. Only its own: what a change being timed holds waits for that change's verdict."""
+        state.wait_until = None
+        self._raise_held(robot, state, [kind for kind in state.held if kind == "residual"], out)
+
+    def _raise_held(self, robot: RobotState, state: AxisState, kinds: list[str], out: list[Alert]) -> None:
+        """Raise the axis's held ALERTs of ``kinds`` (see :meth:`_release`), or drop them while its other axes have
+        moved together."""
+        broad = bool(kinds) and self._others_moved(robot, state)
+        for kind in kinds:
+            since, finding, last = state.held.pop(kind)
+            life = next((life for life in state.lifecycles if life.detector == kind), None)
+            if not broad and life is not None and life.event is None and last is not None:
+                alert = life.step(since, finding, True)
+                if alert is not None:
+                    out.append(alert)
+                if life.event is not None:
+                    life.event.fired_until = last
+        if not state.held:
+            state.wait_until = None
 
     def _restart_load(self, state: AxisState, when: datetime, out: list[Alert]) -> None:
         """The axis's load detector learns the new program's level and keeps the spread it learnt
@@ -623,6 +655,8 @@ class DetectorEngine:
         it learnt, which is about to go (:meth:`_renew`) or change (:meth:`_restart_load`)."""
         for kind in [kind for kind in state.held if kind == name or kind.startswith(name + "_")]:
             del state.held[kind]
+        if not state.held:
+            state.wait_until = None
         for detector, lives in state.groups:
             if detector.name == name:
                 out.extend(alert for life in lives if (alert := life.close(when)) is not None)

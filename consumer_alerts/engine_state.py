@@ -59,6 +59,7 @@ def robot_snapshot(r: RobotState) -> dict[str, Any]:
             for a, s in r.axes.items()
             if s.held
         },
+        "waits": {str(a): s.wait_until for a, s in r.axes.items() if s.wait_until is not None},
         "events": {
             str(a): {life.detector: _event(life.event) for life in s.lifecycles if life.event}
             for a, s in r.axes.items()
@@ -143,6 +144,8 @@ def load_robot(engine: DetectorEngine, rid: str, raw: dict[str, Any]) -> None:
             )
             for kind, entry in held.items()
         }
+    for axis, wait_until in raw.get("waits", {}).items():  # absent: an older snapshot, nothing waited
+        engine.axis_state(rid, int(axis)).wait_until = wait_until
     for axis, events in raw["events"].items():
         for life in engine.axis_state(rid, int(axis)).lifecycles:
             if life.detector in events:

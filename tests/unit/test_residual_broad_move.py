@@ -91,3 +91,39 @@ def test_a_program_s_load_alerts_open_no_event_while_the_other_axes_have_moved(m
 
 def test_one_axis_s_lost_load_is_raised():
     assert load_events({1: 0.4}) == {1}
+
+
+def staggered_events(factor, lead_rows, *, first_to_move=True, rows=900):
+    """The residual long rule's events (axis, when opened) once axis 1 changes by ``factor[1]`` and, ``lead_rows``
+    later, the other axes by theirs; ``first_to_move=False``: without the wait for the others (``_first_to_move``)."""
+    engine = DetectorEngine(CONFIG)
+    if not first_to_move:
+        engine._first_to_move = lambda *args: False
+    for reading in feed(LEARN_ROWS) + feed(600, start_row=LEARN_ROWS, seed=3):
+        engine.process(reading)
+    learner = engine.robots["r1"].learner
+    learner.relearn_s = 0
+    start = LEARN_ROWS + 600
+    changed = feed(lead_rows, start_row=start, seed=2, factor={1: factor[1]})
+    changed += feed(rows - lead_rows, start_row=start + lead_rows, seed=4, factor=factor)
+    min_c = {axis: m.min_c for axis, m in learner.model.axes.items()}
+    events = {
+        a.event_id: (a.axis, a.opened_at)
+        for r in changed
+        for a in engine.process(r)
+        if a.detector == "residual" and a.threshold == pytest.approx(min_c[a.axis], abs=1e-4)
+    }
+    return list(events.values())
+
+
+def test_a_program_s_first_axis_raises_no_event_when_the_others_follow_within_minutes():
+    # axis 1's long rule fires 2.5 minutes before the others' windows have moved half way
+    assert 1 in {axis for axis, _ in staggered_events(PROGRAM, 200, first_to_move=False)}
+    assert staggered_events(PROGRAM, 200) == []
+
+
+def test_one_axis_s_overload_waits_for_the_others_and_is_raised_as_of_when_it_fired():
+    at_once = staggered_events(ONE_AXIS, 900, first_to_move=False)
+    waited = staggered_events(ONE_AXIS, 900)
+    assert [axis for axis, _ in waited] == [1]
+    assert waited[0] == at_once[0]  # opened when its rule first fired, not when it was raised
