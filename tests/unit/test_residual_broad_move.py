@@ -1,6 +1,7 @@
 """A residual ALERT is not an event of its own while the robot's other axes have moved too (a new program's first
 minutes, before the learner times the change); one axis's overload still is."""
 
+import json
 import random
 from dataclasses import replace
 from datetime import timedelta
@@ -10,6 +11,7 @@ import pytest
 from common.wire.schemas import Reading
 from consumer_alerts.detectors import residual
 from consumer_alerts.engine import DetectorEngine, EngineConfig
+from consumer_alerts.engine_state import load_snapshot, snapshot
 from tests.alerts_fixtures import T0
 
 AXES = {1: 6.0, 2: 2.0, 3: 4.0, 4: 1.0, 5: 3.0}
@@ -127,3 +129,21 @@ def test_one_axis_s_overload_waits_for_the_others_and_is_raised_as_of_when_it_fi
     waited = staggered_events(ONE_AXIS, 900)
     assert [axis for axis, _ in waited] == [1]
     assert waited[0] == at_once[0]  # opened when its rule first fired, not when it was raised
+
+
+def test_an_axis_waiting_for_the_others_survives_the_engines_snapshot():
+    engine = DetectorEngine(CONFIG)
+    for reading in feed(LEARN_ROWS) + feed(600, start_row=LEARN_ROWS, seed=3):
+        engine.process(reading)
+    engine.robots["r1"].learner.relearn_s = 0
+    changed = feed(900, start_row=LEARN_ROWS + 600, seed=2, factor=ONE_AXIS)
+    waiting = 0
+    while engine.robots["r1"].axes[1].wait_until is None:  # axis 1's long rule fired: it waits for the others
+        engine.process(changed[waiting])
+        waiting += 1
+    restored = DetectorEngine(CONFIG)
+    load_snapshot(restored, json.loads(json.dumps(snapshot(engine))))
+    restored.robots["r1"].learner.relearn_s = 0
+    assert restored.robots["r1"].axes[1].wait_until == engine.robots["r1"].axes[1].wait_until
+    rest = changed[waiting:]
+    assert [a for r in rest for a in restored.process(r)] == [a for r in rest for a in engine.process(r)]
