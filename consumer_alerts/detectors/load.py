@@ -15,7 +15,8 @@ of the cycle. Against it:
   log current of its training): the feed is judged from a window half full (:data:`PRIOR_FILL`), so a load
   already gone at the first reading is seen before the fault is over. The spread on this axis is not known
   yet, so the band is wide then: a third of the log distance to the farther gross ratio, either way
-  (``gross_low`` 0.2: 0.58x to 1.71x);
+  (``gross_low`` 0.2: 0.58x to 1.71x), but a drop is scored on a narrower band below (:data:`PRIOR_DROP_BAND`,
+  0.64x); what the axis learns is gated on the wide band;
 - the **spread of the statistic on this axis's own data**: the exponentially weighted deviation of the
   window's log-mean from the normal level. The band is ``sigmas`` of that spread, and never narrower than
   ``min_ratio`` either way: an axis whose window mean swings a lot on clean data needs a larger change. Until
