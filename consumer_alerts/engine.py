@@ -99,6 +99,7 @@ class EngineConfig:
     level_extreme_absorb: int = _default("level_extreme_absorb")
     level_novelty_levels: int = _default("level_novelty_levels")
     level_novelty_order: int = _default("level_novelty_order")
+    level_novelty_quiet: int = _default("level_novelty_quiet")
     level_error_score: float = _default("level_error_score")
     level_low_error_score: float = _default("level_low_error_score")
     level_hold_s: float = _default("level_hold_s")

@@ -65,6 +65,12 @@ class AlertsSettings(CommonSettings):
     )
     level_novelty_levels: int = Field(8, ge=2, description="Levels the range is cut into for new sequences.")
     level_novelty_order: int = Field(3, ge=1, description="Readings in a sequence of levels.")
+    level_novelty_quiet: int = Field(
+        500,
+        ge=0,
+        description="Readings without a new sequence of levels before a new one scores: a series whose "
+        "sequences keep being new (noise, a wandering level) is not surprised by one more.",
+    )
     level_error_score: float = Field(
         0.8, ge=0.5, le=1, description="Level score at or above which a rise is an ERROR (0.5: ALERT)."
     )

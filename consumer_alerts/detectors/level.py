@@ -14,7 +14,8 @@ behaviour; its score is in [0, 1] and means the same in every series (0.5 = aler
   excursion in when the value comes back, or after ``extreme_absorb`` readings (a new normal).
 - **New sequences.** The smoothed value quantised to ``novelty_levels`` levels of the range; a sequence of
   ``novelty_order`` levels never seen before scores 1 (a pattern the series never showed, e.g. a daily
-  cycle that stops).
+  cycle that stops), if the series showed no new sequence in the ``novelty_quiet`` readings before: one
+  whose sequences keep being new (noise, a wandering level) is not surprised by one more.
 
 Nothing scores during the first ``warmup`` readings (the series' probation), nor until the smoothing
 windows are full again after a stoppage. The score never looks ahead: each reading is scored on what came
@@ -45,6 +46,7 @@ class LevelOptions:
     extreme_absorb: int
     novelty_levels: int
     novelty_order: int
+    novelty_quiet: int
 
 
 class LevelScorer:
@@ -63,6 +65,7 @@ class LevelScorer:
         self.out_run = 0
         self.context: deque[int] = deque(maxlen=o.novelty_order)
         self.seen: set[int] = set()
+        self.last_new = -options.novelty_quiet  # the reading that showed the last new sequence
         self.direction = 1
         self._stat = 0.0
 
@@ -107,8 +110,9 @@ class LevelScorer:
                     key = key * (levels + 1) + lev
                 if key not in self.seen:
                     self.seen.add(key)
-                    if warm:
+                    if warm and self.count - self.last_new >= o.novelty_quiet:
                         score = 1.0
+                    self.last_new = self.count  # in the warm-up too: it learns how often the series is new
         return score
 
     def learn_one(self, x: float) -> None:
@@ -153,6 +157,7 @@ class LevelScorer:
             **self.history.state("history"),
             "context": list(self.context),
             "seen": sorted(self.seen),
+            "last_new": self.last_new,
             "count": self.count,
             "mean": self.mean,
             "var": self.var,
@@ -167,6 +172,7 @@ class LevelScorer:
         self.history = RollingWindow.from_state(o.history, state, "history")
         self.context = deque((int(v) for v in state["context"]), maxlen=o.novelty_order)
         self.seen = {int(v) for v in state["seen"]}
+        self.last_new = int(state.get("last_new", -o.novelty_quiet))  # absent in a snapshot from before the rule
         self.count, self.mean, self.var = int(state["count"]), state["mean"], state["var"]
         self.low, self.high, self.out_low, self.out_high = state["range"]
         self.out_run = int(state["out_run"])

@@ -92,6 +92,7 @@ def _level(ctx: AxisContext) -> Detector:
         extreme_absorb=c.level_extreme_absorb,
         novelty_levels=c.level_novelty_levels,
         novelty_order=c.level_novelty_order,
+        novelty_quiet=c.level_novelty_quiet,
     )
     return ThresholdedDetector(
         "level",

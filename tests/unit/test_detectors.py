@@ -773,3 +773,51 @@ def test_load_drops_a_window_out_of_its_band_at_a_stoppage_and_keeps_a_normal_on
     kept = list(normal.scorer.logs)
     normal.scorer.on_stoppage()
     assert list(normal.scorer.logs) == kept
+
+
+def novelty_scores(values, quiet):
+    from consumer_alerts.detectors.level import LevelOptions, LevelScorer
+
+    options = LevelOptions(
+        warmup=50,
+        short=1,
+        average=1,
+        history=3000,
+        alpha=0.002,
+        alert_tail=1e-6,
+        extreme_tolerance=0.02,
+        extreme_absorb=10,
+        novelty_levels=8,
+        novelty_order=3,
+        novelty_quiet=quiet,
+    )
+    scorer, scores = LevelScorer(options), []
+    for x in values:
+        scores.append(scorer.score_one(x))
+        scorer.learn_one(x)
+    return scores
+
+
+def test_level_new_sequence_scores_only_in_a_series_that_was_not_new_for_a_while():
+    # A square wave between 0 and 10; a 5 (mid-range, at the mean: no deviation, no extreme) is a sequence of
+    # levels never seen. The first, after 1000 readings of the same pattern, scores 1; a 2.5 only 100 readings
+    # later is new too, but the series has just been new: no surprise. Without the quiet rule both score.
+    wave = [0.0, 0.0, 10.0, 10.0] * 250
+    values = wave + [5.0] + wave[1:100] + [2.5] + wave[:100]
+    quiet = novelty_scores(values, quiet=500)
+    assert max(quiet[:1000]) < 0.5
+    assert quiet[1000:1003].count(1.0) == 1
+    assert max(quiet[1003:]) < 0.5
+    eager = novelty_scores(values, quiet=0)
+    assert max(eager[1000:1003]) == 1.0 and max(eager[1100:1103]) == 1.0
+
+
+def test_level_new_sequences_in_the_warm_up_count_against_the_first_scored_one():
+    # New sequences seen while the series warms up (a ramp's first pass) are the series' own: one more right
+    # after the warm-up is no surprise; the same new sequence after a quiet stretch is.
+    ramp = [float(i % 9) for i in range(60)]
+    flat = [4.0, 4.0, 8.0, 8.0] * 150
+    soon = novelty_scores(ramp + [0.0, 8.0, 0.0], quiet=500)
+    later = novelty_scores(ramp + flat + [0.0, 8.0, 0.0], quiet=500)
+    assert max(soon[60:]) < 0.5
+    assert max(later[-3:]) == 1.0
