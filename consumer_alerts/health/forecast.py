@@ -156,12 +156,26 @@ class WearTrend:
     level_bias_sd: float = 0.02  # what the filter cannot see: the normals' own error beyond the robot's shared one
     carry_sd: float = 0.005  # ... and each carried-over normal adds its own (its step's excess sd, tuning seeds)
     carried: int = 0  # carried-over normals seen: the unseen error of the level is a random walk over them
+    slope_memory_h: float = 48.0  # time constant of the slope's own moving average (the growth's e-folding time)
+    compounding_level: float = 0.05  # below this level a growing slope is a healthy axis's wander, not wear
+    slope_average: float | None = None  # the filter's slope, averaged over the last ~slope_memory_h hours
     x: np.ndarray | None = None
     P: np.ndarray | None = None
     t: float | None = None
     _outside: list[float] = field(default_factory=list)
 
     def update(self, obs: HourValue) -> None:
+        before = self.t
+        self._update(obs)
+        # The slope's moving average, for the e-folding time the slope's own growth implies (forecast). A state
+        # saved before this field reads None (the class default) and starts its average here.
+        if before is None or self.slope_average is None:
+            self.slope_average = float(self.x[1])
+        else:
+            weight = 1.0 - math.exp(-max(self.t - before, 0.0) / self.slope_memory_h)
+            self.slope_average += weight * (float(self.x[1]) - self.slope_average)
+
+    def _update(self, obs: HourValue) -> None:
         r = obs.stderr**2 + self.floor**2
         if self.x is None:
             accel = [self.initial_accel_sd**2] if self.accel_noise > 0 else []
@@ -203,9 +217,13 @@ class WearTrend:
         # drawn acceleration below 0 counts as 0. Each draw's crossing: of its exponential where it grows and
         # accelerates, else of its quadratic (a line without acceleration); the point forecast and the interval
         # are quantiles over the draws ("never" = inf, above every finite time).
-        belief = self.interval_scale**2 * self.P
+        state, belief = self.x.copy(), self.interval_scale**2 * self.P
         belief[0, 0] += self.level_bias_sd**2 + self.carried * self.carry_sd**2
-        draws = np.random.default_rng(0).multivariate_normal(self.x, belief, size=self.draws)
+        if (k := self._acceleration_lag()) > 1.0:
+            state[2] *= k
+            belief[2, :] *= k
+            belief[:, 2] *= k
+        draws = np.random.default_rng(0).multivariate_normal(state, belief, size=self.draws)
         level, slope = draws[:, 0], draws[:, 1]
         accel = np.maximum(draws[:, 2], 0.0) if draws.shape[1] > 2 else np.zeros(len(draws))
         gap = limit - level
@@ -228,6 +246,27 @@ class WearTrend:
             return float(t) if t <= horizon else math.inf
 
         return Forecast(now, float(mean_level), float(self.x[1] * 24), capped(mid), capped(low), capped(high))
+
+    def _acceleration_lag(self) -> float:
+        """How many times the filter's acceleration is to be taken, where the slope's own growth says it lags.
+
+        For growth that compounds (wear whose rate grows with it, the exponential) the filter's acceleration
+        lags more than its slope (~0.4x against ~0.8x the true late in life: docs/benchmarks.md, rounds 5 and
+        12), so the e-folding time slope / acceleration the forecast extends its draws with is about twice the
+        true one, and the crossing late. The slope and its moving average over ``slope_memory_h`` hours grow
+        with the same e-folding time tau whatever each one's lag (slope / average = 1 + memory / tau in steady
+        state), so their ratio tells tau without the acceleration's lag. Where that tau is the shorter, the
+        acceleration (and its spread) is scaled to it; never below ``MIN_EFOLD_H``. Only for an axis whose
+        level is wear (``compounding_level``): on a healthy axis the slope's wander near 0 makes the ratio
+        anything, and gave crossings within a week on unworn axes (tuning seeds)."""
+        if len(self.x) < 3 or self.slope_average is None:
+            return 1.0
+        level, slope, accel = self.x
+        average = self.slope_average
+        if level < self.compounding_level or accel <= math.sqrt(self.P[2, 2]) or not slope > average > 0:
+            return 1.0
+        tau_growth = max(self.slope_memory_h / (slope / average - 1.0), MIN_EFOLD_H)
+        return max(slope / accel / tau_growth, 1.0)
 
     def _predict(self, hour: float) -> None:
         dt = max(hour - self.t, 0.0)

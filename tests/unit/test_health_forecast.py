@@ -88,6 +88,44 @@ def test_an_accelerating_wear_is_extended_as_an_exponential_not_as_the_states_qu
     assert statistics.median(late) > -24  # and not early
 
 
+def test_late_in_an_exponential_life_the_slopes_own_growth_sets_the_e_folding_time():
+    # e-folding time 5 days, crossing 0.30 at day 20, seen to day 15: the filter's acceleration lags more than its
+    # slope, so slope / acceleration is about twice the true e-folding time and the crossing late; the slope's
+    # growth over its moving average tells the e-folding time without that lag.
+    t = np.arange(15 * 24) / 24
+    late, late_unscaled = [], []
+    for seed in range(10):
+        values = 0.30 * np.expm1(t / 5) / np.expm1(20 / 5) + np.random.default_rng(seed).normal(0, 0.006, t.size)
+        model, unscaled = WearTrend(), WearTrend(compounding_level=math.inf)  # never scaled: the forecast of before
+        for obs in hours(values):
+            model.update(obs)
+            unscaled.update(obs)
+        assert model._acceleration_lag() > 1.5
+        late.append(model.forecast(0.30).crossing - 20 * 24)
+        late_unscaled.append(unscaled.forecast(0.30).crossing - 20 * 24)
+    assert statistics.median(late) < statistics.median(late_unscaled) - 24  # a day or more nearer
+    assert statistics.median(late) > -24  # and not early
+
+
+def test_a_growing_slope_below_the_compounding_level_leaves_the_acceleration_as_it_is():
+    # a healthy axis's wander: level ~0.02 with a slope that grows from 0; no e-folding time is read into it
+    t = np.arange(6 * 24) / 24
+    values = 0.02 + 0.0005 * t**2 + np.random.default_rng(5).normal(0, 0.006, t.size)
+    model = trend_over(hours(values))
+    assert model.x[0] < model.compounding_level and model.x[1] > model.slope_average > 0
+    assert model._acceleration_lag() == 1.0
+    unscaled = WearTrend(**{**vars(model), "compounding_level": math.inf})
+    assert model.forecast(0.30) == unscaled.forecast(0.30)
+
+
+def test_a_trend_saved_before_the_slopes_average_forecasts_and_starts_the_average():
+    model = trend_over(hours(linear(10, 0.01, 0.006, seed=2)))
+    model.slope_average = None  # what a state pickled before the field holds (the class default)
+    assert model.forecast(0.30) is not None
+    model.update(HourValue(model.t + 1, float(model.x[0]), 0.005, 40))
+    assert model.slope_average == pytest.approx(model.x[1])
+
+
 def test_a_flat_healthy_axis_is_not_forecast_to_cross_within_a_week():
     for seed in range(10):
         f = trend_over(hours(linear(20, 0.0, 0.01, seed=seed, start_level=0.02))).forecast(0.30)
