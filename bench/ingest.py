@@ -261,16 +261,21 @@ class ServerCpu:
                     break
                 time.sleep(0.01)
             own = Path(f"/proc/{conn.execute(text('SELECT pg_backend_pid()')).scalar_one()}")
-        try:
-            stat = _stat_fields(Path(f"/proc/{self.postmaster}"))
+        for _ in range(10):  # a live child (an autovacuum worker, a backend) may exit while it is read: again
+            try:
+                stat = _stat_fields(Path(f"/proc/{self.postmaster}"))
+            except OSError:
+                return None
             total = stat[13] + stat[14] + stat[15] + stat[16]  # its own and its reaped children's user + system
-            for child in _children(self.postmaster):
-                if Path(f"/proc/{child}") != own:
-                    fields = _stat_fields(Path(f"/proc/{child}"))
-                    total += fields[13] + fields[14]
-        except OSError:
-            return None
-        return total / os.sysconf("SC_CLK_TCK")
+            try:
+                for child in _children(self.postmaster):
+                    if Path(f"/proc/{child}") != own:
+                        fields = _stat_fields(Path(f"/proc/{child}"))
+                        total += fields[13] + fields[14]
+            except OSError:
+                continue
+            return total / os.sysconf("SC_CLK_TCK")
+        return None
 
 
 OTHER_CONNECTIONS = (
