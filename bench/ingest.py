@@ -261,20 +261,16 @@ class ServerCpu:
                     break
                 time.sleep(0.01)
             own = Path(f"/proc/{conn.execute(text('SELECT pg_backend_pid()')).scalar_one()}")
-        for _ in range(10):  # a live child (an autovacuum worker, a backend) may exit while it is read: again
+        # A child reaped between the postmaster's read and the children's would count nowhere (once in both if
+        # the reads ran the other way): read the postmaster again and keep the sum only if nothing changed.
+        for _ in range(50):
             try:
-                stat = _stat_fields(Path(f"/proc/{self.postmaster}"))
-            except OSError:
-                return None
-            total = stat[13] + stat[14] + stat[15] + stat[16]  # its own and its reaped children's user + system
-            try:
-                for child in _children(self.postmaster):
-                    if Path(f"/proc/{child}") != own:
-                        fields = _stat_fields(Path(f"/proc/{child}"))
-                        total += fields[13] + fields[14]
-            except OSError:
+                reaped = _own_and_reaped(self.postmaster)
+                live = sum(_own(child) for child in _children(self.postmaster) if Path(f"/proc/{child}") != own)
+                if _own_and_reaped(self.postmaster) == reaped:
+                    return (reaped + live) / os.sysconf("SC_CLK_TCK")
+            except OSError:  # a live child (an autovacuum worker, a backend) exited while it was read
                 continue
-            return total / os.sysconf("SC_CLK_TCK")
         return None
 
 
@@ -295,6 +291,18 @@ def _stat_fields(proc: Path) -> list[int]:
     whatever it holds."""
     raw = (proc / "stat").read_text()
     return [0, 0, 0, *map(int, raw[raw.rindex(")") + 2 :].split()[1:])]
+
+
+def _own(pid: int) -> int:
+    """A process's user + system clock ticks."""
+    stat = _stat_fields(Path(f"/proc/{pid}"))
+    return stat[13] + stat[14]
+
+
+def _own_and_reaped(pid: int) -> int:
+    """A process's user + system clock ticks and those of its children it has reaped."""
+    stat = _stat_fields(Path(f"/proc/{pid}"))
+    return stat[13] + stat[14] + stat[15] + stat[16]
 
 
 def _children(pid: int) -> list[int]:
