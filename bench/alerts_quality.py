@@ -60,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--broad-seeds",
         metavar="FIRST-LAST",
+        type=seed_range,
         help="with --broad: these seeds instead of the set's (e.g. 11-40, the extra tuning seeds)",
     )
     args = parser.parse_args(argv)
+    if args.broad_seeds and not args.broad:
+        parser.error("--broad-seeds needs --broad (it chooses the seeds of a --broad run)")
     readings = list(export_readings(args.csv, CsvOptions(ROBOT, list(range(1, 15)))))
     cut = int(len(readings) * args.fraction)
     train_rows, test = readings[:cut], readings[cut:]
@@ -129,12 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def seed_range(text: str) -> range:
+    """``--broad-seeds``: FIRST-LAST, both included, e.g. 11-40."""
+    first, dash, last = text.partition("-")
+    if not (dash and first.isdigit() and last.isdigit() and int(first) <= int(last)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIRST-LAST with FIRST <= LAST, e.g. 11-40")
+    return range(int(first), int(last) + 1)
+
+
 def broad(args, train_rows, test, hours, model) -> int:
     """The broader generator's faults over the evaluated part, graded by size (bench._alerts_broad)."""
     seeds = {"report": REPORT_SEEDS, "holdout": HOLDOUT_SEEDS, "tuning": TUNING_SEEDS}[args.broad]
     if args.broad_seeds:
-        first, last = (int(part) for part in args.broad_seeds.split("-"))
-        seeds = range(first, last + 1)
+        seeds = args.broad_seeds
     profile = profiles(train_rows)  # sizes relative to each axis's normal level in the training part
     config = EngineConfig()
     recording = survey(test, busy_periods(test), stoppage_s=config.stoppage_s)
