@@ -170,6 +170,7 @@ class RobotState:
     release_at: float | None = None  # a change being timed went away: what is held is raised then, if it stays away
     held_since: float | None = None  # when the oldest ALERT still held was held
     resting: bool = False  # the reading being judged is idle: the lifecycles count it as rest
+    said_behind: bool = False  # a reading far behind the newest was warned of; cleared by the next one judged
 
     def holding(self) -> bool:
         return self.learner is not None and (self.learner.pending or self.release_at is not None)
@@ -236,6 +237,7 @@ class DetectorEngine:
         out: list[Alert] = []
         if last_ts is not None and ts <= last_ts:
             if not self._after_a_leap(robot, reading, out):
+                self._say_behind(robot, reading)
                 return []  # redelivered, or a little out of order: judged already, or too late to judge
             # judged on from the robot's reading before the leap (none: the leap was its first reading)
             last_ts = robot.leap[0] if robot.leap[0] > -math.inf else None
@@ -247,6 +249,7 @@ class DetectorEngine:
         if last_ts is not None:
             robot.interval.push(ts - last_ts)
         robot.last_ts = ts
+        robot.said_behind = False
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
         idle = robot.resting = idle and c.idle_rule
         if not idle:
@@ -714,6 +717,24 @@ class DetectorEngine:
                 if (alert := life.back_from_ahead(reading.ts, newest_at)) is not None:
                     out.append(alert)
         return True
+
+    def _say_behind(self, robot: RobotState, reading: Reading | ReadingValues) -> None:
+        """Warn, once until the robot is judged again, of a reading skipped more than a stoppage behind the
+        robot's newest and outside any leap ahead: a redelivery of that much (a restart whose saved state is
+        ahead of its committed offsets), or a clock set back to stay, whose readings go unjudged until it
+        passes the newest again (docs/consumer_alerts.md)."""
+        behind = robot.last_ts - reading.ts.timestamp()
+        if robot.said_behind or behind <= self._stoppage(robot):
+            return
+        robot.said_behind = True
+        logger.warning(
+            "robot %r: a reading at %s is %.0f s behind its newest and is not judged: a redelivery, or its "
+            "clock was set back, and then none is judged until its clock passes %s",
+            reading.robot_id,
+            iso_utc(reading.ts),
+            behind,
+            iso_utc(datetime.fromtimestamp(robot.last_ts, UTC)),
+        )
 
     @staticmethod
     def _close_all(robot: RobotState, at: datetime, *, stoppage: bool = False) -> list[Alert]:

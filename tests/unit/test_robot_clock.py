@@ -116,6 +116,28 @@ def test_readings_re_read_around_a_clock_leap_are_skipped():
     assert engine.process(ahead(5).model_copy(update={"ts": from_ahead[-1].ts - timedelta(seconds=60)})) == []
 
 
+def test_a_clock_set_back_to_stay_is_warned_of_once_until_its_robot_is_judged_again(caplog):
+    # an hour's stoppage after its tenth reading: its first reading's leap (from the beginning of time) is gone
+    later = [normal(i).model_copy(update={"ts": at(i) + timedelta(hours=1)}) for i in range(10, 331)]
+    engine = DetectorEngine()
+    for reading in [normal(i) for i in range(10)] + later[:-1]:
+        engine.process(reading)
+    set_back = [normal(i).model_copy(update={"ts": at(i) - timedelta(days=3)}) for i in range(300, 330)]
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        assert all(engine.process(r) == [] for r in set_back)  # outside any leap: not judged
+        engine.process(later[-30])  # a little out of order (less than a stoppage behind): no warning
+    warned = [r.getMessage() for r in caplog.records if "behind its newest" in r.getMessage()]
+    assert len(warned) == 1
+    assert "robot 'R'" in warned[0] and (START - timedelta(days=3)).strftime("%Y-%m-%d") in warned[0]
+    assert later[-2].ts.strftime("%Y-%m-%dT%H:%M:%S") in warned[0]  # until when its readings go unjudged
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        engine.process(later[-1])  # judged: a later reading far behind is warned of again
+        engine.process(set_back[0])
+        engine.process(set_back[1])
+    assert len([r for r in caplog.records if "behind its newest" in r.getMessage()]) == 1
+
+
 def test_a_saved_state_keeps_the_leap_and_an_older_one_reads_as_a_lone_leap():
     engine = DetectorEngine()
     from_ahead = [ahead(k) for k in range(3)]
