@@ -61,15 +61,13 @@ for tick in range(0, len(readings), robots):
         events += len(engine.process(reading))
         frozen = freeze_new_robots(engine, frozen)  # as the service does after each reading
     if (tick // robots + 1) % per_minute == 0 or tick + robots >= len(readings):
-        minutes.append(time.process_time())
+        minutes.append((time.process_time(), tick + robots))  # the CPU so far, and the readings judged so far
 total = time.process_time() - started
 if profiler:
     profiler.disable()
     profiler.dump_stats(profile)
-bounds = [started, *minutes]
-per_minute_us = [
-    round((b - a) / (robots * per_minute) * 1e6, 1) for a, b in zip(bounds, bounds[1:])
-]
+bounds = [(started, 0), *minutes]  # a last minute may be partial: per reading of its own
+per_minute_us = [round((b - a) / (m - n) * 1e6, 1) for (a, n), (b, m) in zip(bounds, bounds[1:])]
 print(json.dumps({"us/reading": round(total / len(readings) * 1e6, 1), "per minute": per_minute_us,
                   "events": events, "load": round(os.getloadavg()[0], 1)}))
 """
