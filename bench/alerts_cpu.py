@@ -17,6 +17,8 @@ import argparse
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.results import write_results
@@ -70,17 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="alerts-cpu-") as reference:
-        archive = subprocess.run(
-            ["git", "-C", str(HERE), "archive", args.reference_commit], capture_output=True, check=True
-        )
-        subprocess.run(["tar", "-x", "-C", reference], input=archive.stdout, check=True)
-        rows = rounds(Path(reference), args)
+    with unpacked(args.reference_commit) as reference:
+        rows = rounds(reference, args)
     # The budget's reference keeps the plain name; a run against another commit (e.g. the parent of a change:
     # did it add CPU?) gets its own file beside it.
     name = "alerts_cpu" if args.reference_commit == "4141f27" else f"alerts_cpu_vs_{args.reference_commit}"
     write_results(name, rows, notes=f"- Reference: {args.reference_commit}; data: {args.csv.name}.")
     return 0
+
+
+@contextmanager
+def unpacked(commit: str) -> Iterator[Path]:
+    """The tree of ``commit`` unpacked apart (``git archive``), removed after."""
+    with tempfile.TemporaryDirectory(prefix="alerts-cpu-") as reference:
+        archive = subprocess.run(["git", "-C", str(HERE), "archive", commit], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", reference], input=archive.stdout, check=True)
+        yield Path(reference)
 
 
 def rounds(reference: Path, args) -> list[dict]:
