@@ -364,7 +364,7 @@ class DetectorEngine:
         """The one severity rule (``detectors/severity.py``): ERROR for a gross change of the axis's level.
         A flat value (a repeat, or one still in the load's window) proves a gross level only when it is high
         and follows the robot's rests (a clamp); otherwise it may be a stuck sensor's, a maintenance ALERT.
-        A rise is an ERROR once its level has stayed past the line for ``load_hold_s`` (``_held_gross``)."""
+        A change is an ERROR once its level has stayed past the line for ``load_hold_s`` (``_held_gross``)."""
         ratio = level_ratio(state.load, state.median)
         load = state.load
         clamp = state.follows and load is not None and load.flat_now
@@ -377,7 +377,7 @@ class DetectorEngine:
         gross = self.gross.severity(ratio) is Severity.ERROR
         if gross and (repeat or load.flat_recently) and not (clamp and ratio > 1):
             gross = False
-        if ratio > 1 and not self._held_gross(robot, state, ts, gross):
+        if not self._held_gross(robot, state, ts, gross):
             gross = False
         if not gross:
             return finding if finding.severity is Severity.ALERT else replace(finding, severity=Severity.ALERT)
@@ -386,11 +386,11 @@ class DetectorEngine:
         )
 
     def _held_gross(self, robot: RobotState, state: AxisState, ts: float, gross: bool) -> bool:
-        """A rise past the gross line has held over readings in a row covering ``load_hold_s`` (each covering one
-        of the robot's sampling intervals), as a load out of its band must before it fires. The window's level
-        swings by a tenth around a fault's own level as the work goes on, so a fault at 1.9x touches 2x for a
-        reading or a few in a long event, and one touch made the whole event an ERROR (docs/benchmarks.md,
-        "A rise's ERROR"). A new event on the axis counts afresh."""
+        """A level past a gross line (a rise or a drop) has held over readings in a row covering ``load_hold_s``
+        (each covering one of the robot's sampling intervals), as a load out of its band must before it fires.
+        The window's level swings by a tenth around a fault's own level as the work goes on, so a fault at 1.9x
+        touches 2x (or one at 0.21x touches 0.2x) for a reading or a few in a long event, and one touch made the
+        whole event an ERROR (docs/benchmarks.md, "A rise's ERROR"). A new event on the axis counts afresh."""
         if not gross or not state.has_open():
             state.gross_run, state.gross_ts = 0, None
             if not gross:

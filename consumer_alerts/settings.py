@@ -115,11 +115,15 @@ class AlertsSettings(CommonSettings):
         2.0,
         gt=1,
         description="An axis's level over its normal level (the load detector's window) at or above which a "
-        "finding of any detector is an ERROR (the load doubled; a rise once it has held there over LOAD_HOLD_S); "
+        "finding of any detector is an ERROR (the load doubled; once it has held there over LOAD_HOLD_S); "
         "below it, an ALERT.",
     )
     gross_low: float = Field(
-        0.2, gt=0, lt=1, description="That ratio at or below which a finding is an ERROR (80 % of the load gone)."
+        0.2,
+        gt=0,
+        lt=1,
+        description="That ratio at or below which a finding is an ERROR (80 % of the load gone; once it has held "
+        "there over LOAD_HOLD_S, as a rise).",
     )
     load_absorb: int = Field(
         1800,
@@ -131,7 +135,7 @@ class AlertsSettings(CommonSettings):
         16.0,
         ge=0,
         description="Feed time a load score >= 0.5 must cover, readings in a row each covering one sampling "
-        "interval, before it fires; and a rise's level at or past GROSS_HIGH, before it is an ERROR.",
+        "interval, before it fires; and a level at or past GROSS_HIGH or GROSS_LOW, before it is an ERROR.",
     )
     multivariate_halflife_rows: float = Field(
         2000.0, gt=1, description="Active readings after which a reading's weight in the cross-axis model halves."

@@ -8,8 +8,9 @@ measured in one place, by :func:`level_ratio`: the geometric mean of the axis's 
 readings (the ``load`` detector's statistic) over its normal level, or the level the window's recent half has
 reached, less one standard error, when that is farther from normal (a ramp: :func:`recent_reach`). Before
 ``load`` has learnt that normal, the median of the axis's model stands in for it; without either, a detector's
-own severity stands. A rise is an ERROR once that level has held past the line over ``LOAD_HOLD_S`` (the
-engine's ``_held_gross``): the level swings around a fault's own as the work goes on, and one touch is no doubled load.
+own severity stands. A rise or a drop is an ERROR once that level has held past its line over ``LOAD_HOLD_S``
+(the engine's ``_held_gross``): the level swings around a fault's own as the work goes on, and one touch is no
+doubled or lost load.
 
 Two findings keep their own severity (``Finding.instant``): the residual's ERROR for a **spike**, which one
 sample or a few cannot show in a window's level (a surge past twice the highest current of training, or one

@@ -262,6 +262,20 @@ def test_a_rise_is_an_error_only_once_its_level_has_stayed_past_the_line_for_the
     assert worst(2.3, 0) is Severity.ERROR
 
 
+def test_a_drop_is_an_error_only_once_its_level_has_stayed_past_the_line_for_the_hold():
+    # As for a rise: axis 2 draws 0.23x its load (77 % gone) for 1,800 readings; its window's level swings around
+    # 0.23x and touches the 0.2x line for a few readings on some seeds (one did before the hold covered drops), a
+    # touch is no lost load, so the event stays an ALERT. At 0.15x the level stays past the line: an ERROR.
+    def worst(factor, seed):
+        fault = lambda i, a, v: v * factor if a == 2 and 3000 <= i < 4800 else v  # noqa: E731
+        alerts = run(DetectorEngine(EngineConfig()), cycle_readings(5000, seed=seed, fault=fault))
+        assert alerts and {a.axis for a in alerts} == {2}
+        return max((a.severity for a in alerts), key=[Severity.ALERT, Severity.ERROR].index)
+
+    assert [worst(0.23, seed) for seed in range(8)] == [Severity.ALERT] * 8
+    assert worst(0.15, 0) is Severity.ERROR
+
+
 def test_a_clamp_that_follows_the_robots_rests_is_sized_like_a_level_and_a_stuck_sensor_is_not():
     # 130 A is 13x axis 2's level. Read only while the robot moves (0 A while it rests, then exactly 130 A
     # again) it is the joint's current held at a limit: a gross rise, an ERROR. Read through the rests too it
