@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import bokeh.server.session as bokeh_session
 from bokeh.client import pull_session
 from bokeh.events import DocumentReady
 
@@ -85,6 +86,20 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(step)
+
+
+class SessionClock:
+    """The clock Bokeh ages unused sessions by (milliseconds), standing still until ``advance``: page loads
+    then expire nothing however slow the machine is, and the sessions expire together at the server's next
+    sweep once the clock is moved past their lifetime, as on a quick machine. (A test that loads pages on
+    the real clock is a race between the loads and the expiry, which a loaded machine loses.)"""
+
+    def __init__(self, monkeypatch) -> None:
+        self.now_ms = bokeh_session.current_time()
+        monkeypatch.setattr(bokeh_session, "current_time", lambda: self.now_ms)
+
+    def advance(self, seconds: float) -> None:
+        self.now_ms += seconds * 1000
 
 
 class ServerThread:
