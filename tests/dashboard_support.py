@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import bokeh.server.session as bokeh_session
 from bokeh.client import pull_session
 from bokeh.events import DocumentReady
 
@@ -19,6 +20,9 @@ from dashboard.server import feed_of, make_server, stop_server
 from dashboard.settings import DashboardSettings
 
 T0 = datetime(2022, 10, 17, 12, 0, tzinfo=UTC)
+# The ceiling of a wait for a condition, not a measure of anything: what is waited for usually comes within
+# a second, but the rest of a page costs ~0.6 s of CPU, which a two-core machine at load 25 stretched past 20 s.
+PATIENCE_S = 120.0
 
 
 def reading(
@@ -56,7 +60,7 @@ def alert(
     )
 
 
-def pump_until(session, predicate, timeout: float = 20.0, what: str = "condition") -> None:
+def pump_until(session, predicate, timeout: float = PATIENCE_S, what: str = "condition") -> None:
     """Run a Bokeh client session's loop, applying the server's patches, until ``predicate()`` holds. (The
     client applies patches only in this loop; a round-trip request skips the patches that arrive meanwhile.)
     The server sends a status patch every second, so each turn of the loop ends within about a second."""
@@ -65,7 +69,7 @@ def pump_until(session, predicate, timeout: float = 20.0, what: str = "condition
     assert predicate(), f"timed out after {timeout:.0f} s waiting for {what}"
 
 
-def open_page(url: str, timeout: float = 20.0):
+def open_page(url: str, timeout: float = PATIENCE_S):
     """A session opened as a browser tab opens it: the page's skeleton pulled, then "drawn" (the event the
     browser sends once it has drawn the page), then pumped until the rest has arrived (the alert table
     comes last). Close it with ``.close()``."""
@@ -75,7 +79,7 @@ def open_page(url: str, timeout: float = 20.0):
     return session
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition", step: float = 0.02):
+def wait_for(predicate: Callable[[], object], timeout: float = PATIENCE_S, what: str = "condition", step: float = 0.02):
     """Poll ``predicate`` until it is truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -85,6 +89,20 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(step)
+
+
+class SessionClock:
+    """The clock Bokeh ages unused sessions by (milliseconds), standing still until ``advance``: page loads
+    then expire nothing however slow the machine is, and the sessions expire together at the server's next
+    sweep once the clock is moved past their lifetime, as on a quick machine. (A test that loads pages on
+    the real clock is a race between the loads and the expiry, which a loaded machine loses.)"""
+
+    def __init__(self, monkeypatch) -> None:
+        self.now_ms = bokeh_session.current_time()
+        monkeypatch.setattr(bokeh_session, "current_time", lambda: self.now_ms)
+
+    def advance(self, seconds: float) -> None:
+        self.now_ms += seconds * 1000
 
 
 class ServerThread:
@@ -106,7 +124,8 @@ class ServerThread:
 
     def __enter__(self) -> ServerThread:
         self._thread.start()
-        self._ready.wait(60)
+        if not self._ready.wait(PATIENCE_S):
+            raise TimeoutError(f"the dashboard server did not start within {PATIENCE_S:.0f} s")
         if self._error:
             raise self._error
         return self

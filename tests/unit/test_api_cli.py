@@ -16,13 +16,18 @@ from tests.phrase_fixture import migrated_sqlite  # noqa: F401 - a fixture
 REPO_ENV_KEEP = ("PATH", "HOME", "LANG")
 
 
-def run(args: list[str], sqlite_url: str, tmp_path, password: str | None = None) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], sqlite_url: str, tmp_path, password: str | None = None, python: tuple[str, ...] = ("-m", "api")
+) -> subprocess.CompletedProcess:
     env = {k: os.environ[k] for k in REPO_ENV_KEEP if k in os.environ} | {"DATABASE_URL": sqlite_url}
     if password is not None:
         env["API_USER_PASSWORD"] = password
+    # A session of its own: no controlling terminal, so a password prompt reads the empty stdin and fails at
+    # once rather than waiting. The timeout is then only a ceiling for a runaway command: one takes about a
+    # second of CPU, which a loaded two-core machine (load 30) stretches to a minute.
     return subprocess.run(
-        [sys.executable, "-m", "api", *args], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
+        [sys.executable, *python, *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        stdin=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
 
 
@@ -58,3 +63,11 @@ def test_errors_are_said_and_change_nothing(migrated_sqlite, sqlite_url, tmp_pat
     with migrated_sqlite.connect() as conn:
         assert conn.execute(select(api_users.c.name, api_users.c.role)).all() == [("ada", "admin")]
         assert conn.execute(select(api_tokens)).all() == []
+
+
+def test_a_user_command_loads_neither_the_web_server_nor_kafkas_client(migrated_sqlite, sqlite_url, tmp_path):  # noqa: F811
+    show_modules = "import sys; from api.cli import main; code = main(sys.argv[1:]); print(*sys.modules); exit(code)"
+    done = run(["issue-token", "nobody"], sqlite_url, tmp_path, python=("-c", show_modules))
+    assert done.returncode == 1 and "no user" in done.stderr  # it did go to the database
+    modules = set(done.stdout.split())
+    assert "sqlalchemy" in modules and modules.isdisjoint({"aiohttp", "aiokafka", "api.service"}), modules

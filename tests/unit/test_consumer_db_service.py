@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from common.store.db import make_engine
 from common.store.tables import alerts, readings_fact, rejected_readings
 from common.wire.bus import InProcessBus
 from common.wire.schemas import Alert, DeadLetter, Reading
@@ -47,21 +48,31 @@ async def until(condition, timeout: float = 20.0) -> None:
             await asyncio.sleep(0.02)
 
 
-def count(engine, table) -> int:
-    with engine.connect() as conn:
+def count(db, table) -> int:
+    with db.connect() as conn:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
 
 
 @pytest.fixture
 def engine(sqlite_url):
-    # A short busy timeout: a locked database must show up as an outage quickly, not after 5 s.
-    engine = create_engine(sqlite_url, connect_args={"timeout": 0.05})
+    """The service's engine, made as the service makes its own (WAL: readers never wait for the writer), with
+    a short busy timeout: a locked database must show up as an outage quickly, not after 5 s."""
+    engine = make_engine(sqlite_url, log_version=False, connect_args={"timeout": 0.05})
     migrate(engine)  # the service migrates too; done first here so the tests can count rows from the start
     yield engine
     engine.dispose()
 
 
-async def test_stream_stored_exactly_with_rejections_and_offsets_committed(engine, sqlite_url):
+@pytest.fixture
+def db(engine, sqlite_url):
+    """The tests' own reads, on connections of their own with SQLite's usual busy timeout: never the service's
+    short one, which a slow machine can outlast while the service opens, checkpoints or recycles its pool."""
+    db = create_engine(sqlite_url)
+    yield db
+    db.dispose()
+
+
+async def test_stream_stored_exactly_with_rejections_and_offsets_committed(engine, db, sqlite_url):
     settings = settings_for(sqlite_url)
     bus, stop = InProcessBus(partitions=3), asyncio.Event()
     for i in range(200):
@@ -79,13 +90,13 @@ async def test_stream_stored_exactly_with_rejections_and_offsets_committed(engin
         settings.dead_letter_topic, "r1", DeadLetter(source="x.csv", line=4, raw="?", reason="bad").to_bytes()
     )
     task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
-    await until(lambda: count(engine, rejected_readings) == 3 and count(engine, readings_fact) == 600)
+    await until(lambda: count(db, rejected_readings) == 3 and count(db, readings_fact) == 600)
     stop.set()
     await asyncio.wait_for(task, 10)
-    with engine.connect() as conn:
+    with db.connect() as conn:
         stored = stored_rows(conn)
         reasons = conn.execute(select(rejected_readings.c.reason).order_by(rejected_readings.c.reason)).scalars().all()
-        assert count(engine, alerts) == 1
+        assert count(db, alerts) == 1
     expected = {
         (f"r{i % 2}", T0 + timedelta(seconds=2 * i), axis, {1: float(i), 2: None, 3: 0.0}[axis])
         for i in range(200)
@@ -108,20 +119,20 @@ async def test_next_batch_is_bounded_by_size_and_returns_what_came_within_the_ti
     assert sizes == [10, 10, 5, 0]
 
 
-async def running_then_locked(engine, sqlite_url):
+async def running_then_locked(engine, db, sqlite_url):
     """A sink that has stored one reading, then a database that refuses every writer (the outage)."""
     settings = settings_for(sqlite_url)
     bus, stop = InProcessBus(), asyncio.Event()
     task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
     await bus.publish(settings.readings_topic, "r1", reading(0).to_bytes())
-    await until(lambda: count(engine, readings_fact) == 3)
+    await until(lambda: count(db, readings_fact) == 3)
     blocker = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
     blocker.execute("BEGIN EXCLUSIVE")
     return settings, bus, stop, task, blocker
 
 
-async def test_database_outage_pauses_without_commit_and_resumes_without_loss(engine, sqlite_url, caplog):
-    settings, bus, stop, task, blocker = await running_then_locked(engine, sqlite_url)
+async def test_database_outage_pauses_without_commit_and_resumes_without_loss(engine, db, sqlite_url, caplog):
+    settings, bus, stop, task, blocker = await running_then_locked(engine, db, sqlite_url)
     with caplog.at_level(logging.WARNING, logger="consumer_db.retry"):
         for i in range(1, 40):
             await bus.publish(settings.readings_topic, "r1", reading(i).to_bytes())
@@ -130,15 +141,15 @@ async def test_database_outage_pauses_without_commit_and_resumes_without_loss(en
     assert committed == 1  # nothing of the failing batch is marked done
     blocker.rollback()
     blocker.close()
-    await until(lambda: count(engine, readings_fact) == 120)
+    await until(lambda: count(db, readings_fact) == 120)
     await until(lambda: bus._committed[(settings.sink_group_id, settings.readings_topic, 0)] == 40)
     stop.set()
     await asyncio.wait_for(task, 10)
     assert "database is back" in caplog.text
 
 
-async def test_stop_during_an_outage_returns_without_committing(engine, sqlite_url, caplog):
-    settings, bus, stop, task, blocker = await running_then_locked(engine, sqlite_url)
+async def test_stop_during_an_outage_returns_without_committing(engine, db, sqlite_url, caplog):
+    settings, bus, stop, task, blocker = await running_then_locked(engine, db, sqlite_url)
     with caplog.at_level(logging.ERROR, logger="consumer_db.retry"):
         await bus.publish(settings.readings_topic, "r1", reading(1).to_bytes())
         await until(lambda: "database unavailable" in caplog.text)
@@ -188,7 +199,7 @@ async def run_recording_sink(engine, sqlite_url, monkeypatch, readings: int):
 
 
 async def test_next_batch_is_prepared_and_started_while_the_previous_one_is_stored_and_commits_stay_in_order(
-    engine, sqlite_url, monkeypatch
+    engine, db, sqlite_url, monkeypatch
 ):
     release, sink_class, settings, bus, stop, task = await run_recording_sink(engine, sqlite_url, monkeypatch, 30)
     try:
@@ -197,7 +208,7 @@ async def test_next_batch_is_prepared_and_started_while_the_previous_one_is_stor
         committed = lambda: bus._committed.get((settings.sink_group_id, settings.readings_topic, 0), 0)  # noqa: E731
         assert sink_class.steps[0] == ("prepare", 0)  # then the first store and the next prepare, in either order
         assert sorted(sink_class.steps[1:]) == [("prepare", 10), ("store", 0), ("store", 10)]
-        assert committed() == 0 and count(engine, readings_fact) == 0  # the second store waits for its turn
+        assert committed() == 0 and count(db, readings_fact) == 0  # the second store waits for its turn
         release.set()
         await until(lambda: committed() == 30)
     finally:
@@ -206,10 +217,10 @@ async def test_next_batch_is_prepared_and_started_while_the_previous_one_is_stor
         await asyncio.wait_for(task, 10)
     stored = [s for s in sink_class.steps if s[0] == "stored"]
     assert stored == [("stored", 0), ("stored", 10), ("stored", 20)]
-    assert count(engine, readings_fact) == 90
+    assert count(db, readings_fact) == 90
 
 
-async def test_stop_while_a_batch_is_being_stored_finishes_and_commits_it(engine, sqlite_url, monkeypatch):
+async def test_stop_while_a_batch_is_being_stored_finishes_and_commits_it(engine, db, sqlite_url, monkeypatch):
     release, sink_class, settings, bus, stop, task = await run_recording_sink(engine, sqlite_url, monkeypatch, 10)
     await until(lambda: ("store", 0) in sink_class.steps)
     stop.set()
@@ -217,5 +228,5 @@ async def test_stop_while_a_batch_is_being_stored_finishes_and_commits_it(engine
     assert not task.done()  # waiting for the transaction under way, not dropping it
     release.set()
     await asyncio.wait_for(task, 10)
-    assert count(engine, readings_fact) == 30
+    assert count(db, readings_fact) == 30
     assert bus._committed[(settings.sink_group_id, settings.readings_topic, 0)] == 10

@@ -3,6 +3,7 @@ loop, and one client cannot hold more than DASHBOARD_SESSIONS_PER_CLIENT session
 stalls and how much memory comes back are measured by bench.dashboard_sessions, not timed here.)"""
 
 import asyncio
+import contextlib
 import gc
 import time
 import urllib.error
@@ -31,7 +32,7 @@ from dashboard.memory import (
     settle,
 )
 from dashboard.settings import DashboardSettings
-from tests.dashboard_support import ServerThread, pump_until, reading, wait_for
+from tests.dashboard_support import ServerThread, SessionClock, pump_until, reading, wait_for
 
 
 def settings(**kw) -> DashboardSettings:
@@ -66,7 +67,8 @@ def full_collections():
     gc.callbacks.remove(note)
 
 
-def test_closed_sessions_are_collected_once_not_once_each_on_the_event_loop(full_collections):
+def test_closed_sessions_are_collected_once_not_once_each_on_the_event_loop(full_collections, monkeypatch):
+    clock = SessionClock(monkeypatch)
     with ServerThread(settings(dashboard_session_expiry_ms=5000)) as server:
         server.publish_readings([reading(i) for i in range(20)])
         pages = 12
@@ -74,17 +76,20 @@ def test_closed_sessions_are_collected_once_not_once_each_on_the_event_loop(full
         assert server.feed.listener_count == pages
         collected_before = DEFERRED.collections
         full_collections.clear()
+        clock.advance(5.1)
         wait_for(lambda: server.feed.listener_count == 0, timeout=30, what="the sessions to expire")
         wait_for(lambda: DEFERRED.collections > collected_before, timeout=COLLECT_AFTER_S + 10, what="a collection")
     # Bokeh asks for a full collection twice per discarded session (24 here): one ran per sweep of expired ones
     assert len(full_collections) <= 4, len(full_collections)  # one per expiry sweep (and the odd automatic one)
 
 
-def test_a_client_over_its_session_limit_is_refused_until_its_sessions_expire():
+def test_a_client_over_its_session_limit_is_refused_until_its_sessions_expire(monkeypatch):
+    clock = SessionClock(monkeypatch)
     with ServerThread(settings(dashboard_sessions_per_client=3, dashboard_session_expiry_ms=4000)) as server:
         assert [load_page(server.url) for _ in range(4)] == [200, 200, 200, 429]
         assert server.feed.listener_count == 3  # the refused page built nothing
         assert load_page(server.url + "health") == 200  # /health is not a session
+        clock.advance(4.1)
         wait_for(lambda: server.feed.listener_count == 0, timeout=30, what="the sessions to expire")
         assert load_page(server.url) == 200
 
@@ -282,8 +287,10 @@ def test_page_loads_whose_sessions_expire_are_freed_without_a_collection(monkeyp
     """A page load's skeleton (the data sources its pieces would show are not in its document yet) goes by
     reference counting alone: frozen (once settled), nothing else would ever free it."""
     monkeypatch.setattr(DEFERRED, "collect_now", lambda: None)  # the deferred full collection: none here
+    clock = SessionClock(monkeypatch)
     with ServerThread(settings(dashboard_session_expiry_ms=300)) as server:
         assert load_page(server.url) == 200  # what the first page imports and caches stays
+        clock.advance(0.4)
         wait_for(lambda: server.feed.listener_count == 0, timeout=30, what="the first session to expire")
         gc.collect()
         gc.disable()
@@ -292,8 +299,12 @@ def test_page_loads_whose_sessions_expire_are_freed_without_a_collection(monkeyp
             pages = 10
             assert [load_page(server.url) for _ in range(pages)] == [200] * pages
             assert models_alive() >= before + pages * 10
+            clock.advance(0.4)
             wait_for(lambda: server.feed.listener_count == 0, timeout=30, what="the sessions to expire")
-            time.sleep(0.5)  # the sessions' clean-ups, one per turn of the loop
+            # The sessions' clean-ups, one per turn of the loop: waited for, not slept. With no collection only
+            # reference counting frees anything, so a page that needs a collection is never freed.
+            with contextlib.suppress(AssertionError):  # the assertion below says how much is left
+                wait_for(lambda: models_alive() - before < pages, timeout=30, step=0.2)
             left = models_alive() - before
         finally:
             gc.enable()
@@ -381,7 +392,10 @@ def test_closed_tabs_are_freed_without_a_full_collection(monkeypatch):
             for session in sessions:
                 session.close()
             wait_for(lambda: server.feed.listener_count == 0, timeout=30, what="the sessions to expire")
-            time.sleep(3 * YOUNG_EVERY_S)  # the sessions' clean-ups, then the young generations
+            # The sessions' clean-ups, then the young generations on their timer: waited for, not slept. No
+            # full collection runs, so what only a full one could free is never freed.
+            with contextlib.suppress(AssertionError):  # the assertion below says what is left
+                wait_for(lambda: all(ref() is None for ref in server_models), timeout=30)
             alive = [type(ref()).__name__ for ref in server_models if ref() is not None]
         finally:
             server.loop.call_soon_threadsafe(gc.enable)
