@@ -1,7 +1,8 @@
 """The one code path from a reading to alert events, shared by the service and the offline twin.
 
 Per robot and axis, :class:`DetectorEngine` keeps the detectors (made by name from
-:mod:`consumer_alerts.detectors.registry`) and one lifecycle per kind of event they raise. Around them it
+:mod:`consumer_alerts.detectors.registry`) and one lifecycle per kind of event they raise (a finding of a
+detector's other kind goes on in its event open on the axis: ``lifecycle.lifecycle_for``). Around them it
 keeps the domain's rules:
 
 - **Idle** (``idle_rule``, on for robots): a row where no axis has a fresh non-zero value is idle; its zeros
@@ -42,7 +43,7 @@ from consumer_alerts.detectors.registry import AXIS_DETECTORS, ROBOT_DETECTORS, 
 from consumer_alerts.detectors.residual import moved_together
 from consumer_alerts.detectors.scoring import ALERT_SCORE, SamplingInterval
 from consumer_alerts.detectors.severity import GrossChange, flat_ratio, level_ratio
-from consumer_alerts.lifecycle import Lifecycle, OpenCount
+from consumer_alerts.lifecycle import Lifecycle, OpenCount, lifecycle_for
 from consumer_alerts.model import AlertModel
 from consumer_alerts.settings import AlertsSettings
 
@@ -318,7 +319,7 @@ class DetectorEngine:
                     # a heavier load's peak is an ALERT, held like the others. One whose event is open goes on
                     # (still noted as held): held, the event would age as quiet, close, and come back when released.
                     kind = finding.kind or detector.name
-                    going_on = any(life.event is not None and life.detector == kind for life in lives)
+                    going_on = lifecycle_for(lives, kind, finding.axis).event is not None
                     if self._hold(state, reading.ts, finding, kind, going_on=going_on) is None and not going_on:
                         finding = None
                         robot.held_since = robot.held_since or ts
@@ -452,15 +453,16 @@ class DetectorEngine:
     def _step(
         self, robot: RobotState, state: AxisState, lives: tuple[Lifecycle, ...], when: datetime, finding, observed, out
     ) -> None:
-        """Hand one detector's outcome to its lifecycles: the finding to its kind's, "quiet" to the others."""
+        """Hand one detector's outcome to its lifecycles: the finding to the one that takes it (its kind's, or the
+        other direction's event open on its axis: ``lifecycle_for``), "quiet" to the others."""
         if finding is None:
             for life in lives:
                 if life.event is not None:
                     self._age(robot, state, life, when, None, observed, out)
             return
-        kind = finding.kind or lives[0].detector
+        taker = lifecycle_for(lives, finding.kind or lives[0].detector, finding.axis)
         for life in lives:
-            if life.detector == kind:
+            if life is taker:
                 self._age(robot, state, life, when, finding, observed, out)
             elif life.event is not None:
                 self._age(robot, state, life, when, None, observed, out)
@@ -602,7 +604,8 @@ class DetectorEngine:
         for state in robot.axes.values():
             broad = any(kind.startswith("load") for kind in state.held) and self._others_moved(robot, state)
             for kind, (since, finding, last) in state.held.items():
-                life = next((life for life in state.lifecycles if life.detector == kind), None)
+                lives = next((lives for _, lives in state.groups if any(life.detector == kind for life in lives)), ())
+                life = lifecycle_for(lives, kind, finding.axis)
                 if broad and kind.startswith("load"):
                     continue
                 if life is not None and life.event is None and last is not None:

@@ -11,6 +11,11 @@ condition cleared, so the duration is how long the trouble lasted, not how long 
 Every change publishes the whole event again under the same deterministic ``event_id`` (robot, axis,
 detector, opened_at): on open, on escalation, when the peak grows by more than ``PEAK_STEP``, on close.
 A restart that re-runs the same readings therefore re-derives the same ids instead of raising new events.
+
+**One event per axis and detector per episode** (:func:`lifecycle_for`): a detector that raises several kinds
+(``level_high`` / ``level_low``) keeps one lifecycle per kind, but a finding of one kind while another kind of
+the same detector has an event open on the same axis goes on in that event: a level that swings high and then
+low is one episode, not two alerts.
 """
 
 from __future__ import annotations
@@ -47,6 +52,18 @@ class OpenEvent:
     # The robot went to rest right after its rule last fired: the first idle row. A rest is no evidence either
     # way, so it closes nothing itself; but if the next judged row is quiet, the quiet began here.
     rest_since: datetime | None = None
+
+
+def lifecycle_for(lives: tuple[Lifecycle, ...], kind: str, axis: int | None) -> Lifecycle | None:
+    """The lifecycle that takes a detector's finding of ``kind`` on ``axis`` (None: the lifecycles' own axis):
+    the kind's own, unless it has no event open and another kind of the detector has one open on that axis
+    (the other direction of one episode). That event keeps its kind, its id and its direction's peak; the
+    finding keeps it open and may escalate it, as one of its own kind would (docs/consumer_alerts.md)."""
+    own = next((life for life in lives if life.detector == kind), None)
+    if own is None or own.event is not None:
+        return own
+    at = own.axis if axis is None else axis
+    return next((life for life in lives if life.event is not None and life.filed_under() == at), own)
 
 
 class OpenCount:
@@ -91,6 +108,10 @@ class Lifecycle:
             state["_event"] = state.pop("event")
         state.setdefault("count", None)
         self.__dict__.update(state)
+
+    def filed_under(self) -> int:
+        """The axis the open event is filed under (a robot-level event: the axis its finding blamed)."""
+        return self.axis if self.event is None or self.event.axis is None else self.event.axis
 
     def step(self, ts: datetime, finding: Finding | None, observed: bool, resting: bool = False) -> Alert | None:
         """Feed one reading's outcome; return the event to publish when it changed. ``resting``: the robot is

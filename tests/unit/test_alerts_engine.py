@@ -197,6 +197,46 @@ def test_a_registered_detector_is_built_and_raises_without_touching_the_engine(m
     assert engine.robots["r1"].axes[2].detectors == []
 
 
+def test_the_other_direction_on_an_axis_goes_on_in_its_open_event_until_both_are_quiet(monkeypatch):
+    from consumer_alerts.detectors.registry import AXIS_DETECTORS
+
+    class Band:  # fires high above the band, low below it: one detector, two kinds of event
+        name, kinds, takes_repeats = "band", ("band_high", "band_low"), False
+
+        def __init__(self):
+            self.observed, self.normalized = False, 0.0
+
+        def update(self, ts, value, *, idle=False):
+            self.observed = value is not None and not idle
+            if not self.observed or 0.1 <= value <= 50.0:
+                return None
+            high = value > 50.0
+            severity = Severity.ERROR if value < 0.02 else Severity.ALERT
+            return Finding(severity, value, 1.0, 50.0 if high else 0.1, self.kinds[0 if high else 1])
+
+        def state(self):
+            return {}
+
+        def load(self, state):
+            pass
+
+    monkeypatch.setitem(AXIS_DETECTORS, "band", lambda ctx: Band() if ctx.axis == 1 else None)
+    config = EngineConfig(detectors=("band",), holdoff_s=60.0, holdoff_readings=0, idle_rule=False)
+    swing = {40: 60.0, 45: 0.01, 100: 0.05}  # high, then gone (an ERROR) inside its hold-off; low again after it closed
+    readings = cycle_readings(200, work=1000, pause=0, fault=lambda i, a, v: swing.get(i, v) if a == 1 else v)
+    alerts = run(DetectorEngine(config), readings)
+    first = [a for a in alerts if a.opened_at == readings[40].ts]
+    assert [(a.detector, a.state, a.severity) for a in first] == [
+        ("band_high", AlertState.OPEN, Severity.ALERT),
+        ("band_high", AlertState.OPEN, Severity.ERROR),  # the drop escalates the one event
+        ("band_high", AlertState.CLOSED, Severity.ERROR),
+    ]
+    assert first[0].peak_amps == first[-1].peak_amps == 60.0  # its own direction's extreme
+    assert first[-1].closed_at == readings[46].ts  # quiet once the drop was over, not the rise
+    later = [(a.detector, a.opened_at) for a in alerts if a.opened_at != readings[40].ts]
+    assert later and set(later) == {("band_low", readings[100].ts)}  # after the close, a new episode
+
+
 def test_snapshot_round_trip_with_the_default_detectors_gives_the_same_events():
     first = cycle_readings(2500, seed=3)
     fault = cycle_readings(

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from common.wire.schemas import Alert, AlertState, Severity
 from consumer_alerts.detectors import Finding
-from consumer_alerts.lifecycle import Lifecycle, OpenCount, event_id
+from consumer_alerts.lifecycle import Lifecycle, OpenCount, event_id, lifecycle_for
 
 T0 = datetime(2022, 10, 18, 8, 0, tzinfo=UTC)
 ALERT = Finding(Severity.ALERT, 12.0, 0.5, 0.2)
@@ -161,3 +161,14 @@ def test_a_lifecycle_pickled_before_the_count_keeps_its_open_event():
     old.__setstate__(state)
     assert old.event == life.event and old.count is None
     assert pickle.loads(pickle.dumps(old)).step(at(1), ERROR, True).severity is Severity.ERROR
+
+
+def test_a_finding_goes_to_the_other_kinds_open_event_on_its_axis_only():
+    high, low = (Lifecycle("r1", 0, kind, holdoff_s=60.0) for kind in ("cycle_high", "cycle_low"))
+    assert lifecycle_for((high, low), "cycle_low", 3) is low  # nothing open: its own kind
+    high.step(at(0), Finding(Severity.ALERT, 12.0, 0.5, 0.2, "cycle_high", 3), True)
+    assert lifecycle_for((high, low), "cycle_low", 3) is high  # the episode's event on axis 3 takes it
+    assert lifecycle_for((high, low), "cycle_low", 5) is low  # another axis: an event of its own
+    low.step(at(1), Finding(Severity.ALERT, 2.0, 0.5, 0.2, "cycle_low", 5), True)
+    assert lifecycle_for((high, low), "cycle_low", 3) is low  # its own kind's open event comes first
+    assert lifecycle_for((high, low), "stuck", 3) is None
