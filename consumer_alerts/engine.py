@@ -319,7 +319,8 @@ class DetectorEngine:
                     # a heavier load's peak is an ALERT, held like the others. One whose event is open goes on
                     # (still noted as held): held, the event would age as quiet, close, and come back when released.
                     kind = finding.kind or detector.name
-                    going_on = lifecycle_for(lives, kind, finding.axis).event is not None
+                    taker = lifecycle_for(lives, kind, finding.axis)
+                    going_on = taker is not None and taker.event is not None
                     if self._hold(state, reading.ts, finding, kind, going_on=going_on) is None and not going_on:
                         finding = None
                         robot.held_since = robot.held_since or ts
