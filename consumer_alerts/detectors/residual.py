@@ -74,6 +74,14 @@ NEVER = 1 << 30
 # a ``load`` ALERT then (the engine's ``_moved_together``).
 MOVED = 0.5
 MOVED_AXES = 3
+# An axis whose long statistic has just left where it has been lately is moving too: this share of the way, from
+# its recent level (a running mean of ``moved``, half-life MOVING_HALFLIFE active samples: half an hour of a busy
+# robot). An axis that sits off its training median for hours (3 of the real export's) counts as moved by MOVED
+# at its own level, so only the change since counts; a program's weaker axes show here minutes before MOVED
+# (docs/benchmarks.md section 5, branch ``onset14``).
+MOVING = 0.25
+MOVING_HALFLIFE = 900
+MOVING_STEP = 1 - 0.5 ** (1 / MOVING_HALFLIFE)
 
 
 class ResidualDetector(ActiveSamples):
@@ -103,6 +111,7 @@ class ResidualDetector(ActiveSamples):
         self.interval = SamplingInterval()  # the feed's own time between active samples: what a rest is measured in
         self.refill = 0  # samples the recent part still takes in after a rest before a raised ALERT is judged again
         self.long_alert = False  # the last finding was the long rule's ALERT (not a surge's nor the short rule's)
+        self.recent_moved = NAN  # the running mean of ``moved``: where the long statistic has been lately
 
     def update(self, ts: float, value: float | None, *, idle: bool = False) -> Finding | None:
         previous = self.last_ts
@@ -126,6 +135,9 @@ class ResidualDetector(ActiveSamples):
                 self.refill -= 1
         self.short.append(residual)
         self.long_stat = self.long.mean if self.long.full else NAN
+        if not surge and self.long_stat == self.long_stat:
+            moved, recent = self.moved, self.recent_moved
+            self.recent_moved = moved if recent != recent else recent + MOVING_STEP * (moved - recent)
         self.short_stat = min(self.short) if len(self.short) == model.short else NAN
         if self.trace is not None:
             self.trace.append((ts, self.long_stat, self.short_stat))
@@ -170,6 +182,12 @@ class ResidualDetector(ActiveSamples):
         if model.long_median is None or model.min_c is None or not model.min_c > model.long_median:
             return 0.0
         return (long_stat - model.long_median) / (model.min_c - model.long_median) if long_stat == long_stat else 0.0
+
+    @property
+    def moving(self) -> float:
+        """How far ``moved`` is from where it has been lately (its running mean): 0 while unknown."""
+        recent = self.recent_moved
+        return self.moved - recent if recent == recent else 0.0
 
     def _after(self, gap: float) -> None:
         """Note the time since the last active sample: a gap longer than the recent part's span is a rest, after which
@@ -250,6 +268,7 @@ class ResidualDetector(ActiveSamples):
             "fresh": self.fresh,
             **self.interval.state(),
             "recent_refill": self.refill,
+            "recent_moved": self.recent_moved if self.recent_moved == self.recent_moved else None,  # NaN is no JSON
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -268,8 +287,11 @@ class ResidualDetector(ActiveSamples):
         # absent: an older snapshot; the interval is learnt again from the next gaps
         self.interval = SamplingInterval.from_state(state) if "gaps" in state else SamplingInterval()
         self.refill = state.get("recent_refill", 0)
+        recent_moved = state.get("recent_moved")  # absent: an older snapshot; learnt again from the next samples
+        self.recent_moved = NAN if recent_moved is None else recent_moved
 
 
 def moved_together(others: Iterable[ResidualDetector]) -> bool:
-    """At least MOVED_AXES of ``others`` (the robot's other axes' residual detectors) have moved (``moved``)."""
-    return sum(1 for d in others if abs(d.moved) >= MOVED) >= MOVED_AXES
+    """At least MOVED_AXES of ``others`` (the robot's other axes' residual detectors) have moved (``moved``) or are
+    moving (``moving``)."""
+    return sum(1 for d in others if abs(d.moved) >= MOVED or abs(d.moving) >= MOVING) >= MOVED_AXES

@@ -91,3 +91,35 @@ def test_a_program_s_load_alerts_open_no_event_while_the_other_axes_have_moved(m
 
 def test_one_axis_s_lost_load_is_raised():
     assert load_events({1: 0.4}) == {1}
+
+
+def learnt_detectors():
+    engine = DetectorEngine(CONFIG)
+    for reading in feed(LEARN_ROWS):
+        engine.process(reading)
+    return [d for state in engine.robots["r1"].axes.values() for d in state.detectors if d.name == "residual"]
+
+
+@pytest.mark.parametrize(
+    "moved, recent, counts",
+    [(0.3, 0.0, True), (-0.3, 0.0, True), (0.3, 0.3, False), (0.6, 0.6, True), (0.1, -0.2, True), (0.1, 0.0, False)],
+)
+def test_an_axis_counts_once_it_has_moved_or_is_moving(moved, recent, counts):
+    """Moved: far enough from the training median (``MOVED``); moving: far enough from where it has been lately
+    (``MOVING``), so a program's weaker axes count before their long statistics are half way."""
+    detectors = learnt_detectors()[: residual.MOVED_AXES]
+    for detector in detectors:
+        detector.model.long_median, detector.model.min_c = -0.3, -0.1
+        detector.long_stat, detector.recent_moved = -0.3 + 0.2 * moved, recent
+    assert residual.moved_together(detectors) is counts
+
+
+def test_where_an_axis_has_been_lately_is_kept_in_its_state():
+    engine = DetectorEngine(CONFIG)
+    for reading in feed(LEARN_ROWS + 600):
+        engine.process(reading)
+    detector = next(d for d in engine.robots["r1"].axes[1].detectors if d.name == "residual")
+    assert detector.recent_moved == detector.recent_moved  # known (not NaN) once the window is full
+    again = type(detector)(detector.model)
+    again.load(detector.state())
+    assert again.recent_moved == detector.recent_moved
