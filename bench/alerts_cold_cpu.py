@@ -26,11 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-from bench.alerts_cpu import unpacked
+from bench._trees import run_in, unpacked
 from bench.results import write_results
 
 HERE = Path(__file__).resolve().parents[1]
@@ -74,25 +72,17 @@ print(json.dumps({"us/reading": round(total / len(readings) * 1e6, 1), "per minu
 
 
 def measure(tree: Path, args, profile: str = "") -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            MEASURE,
-            str(tree),
-            str(args.robots),
-            str(args.readings_per_robot),
-            str(args.fault_period),
-            args.detectors,
-            profile,
-            str(TICKS_PER_MINUTE),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd="/",  # not this tree's folder: the tree under test comes first on the path
-    ).stdout.split("\n")
-    return json.loads([line for line in out if line.startswith("{")][-1])
+    out = run_in(
+        tree,
+        MEASURE,
+        str(args.robots),
+        str(args.readings_per_robot),
+        str(args.fault_period),
+        args.detectors,
+        profile,
+        str(TICKS_PER_MINUTE),
+    )
+    return json.loads([line for line in out.split("\n") if line.startswith("{")][-1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,13 +14,9 @@ Results: ``bench/results/alerts_cpu.{json,md}`` against 4141f27, ``alerts_cpu_vs
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from bench._trees import run_in, unpacked
 from bench.results import write_results
 
 HERE = Path(__file__).resolve().parents[1]
@@ -55,13 +51,7 @@ print(",".join(config.detectors), best / (len(readings) - cut) * 1e6)
 
 
 def measure(tree: Path, csv: Path, repeats: int, without: str = "") -> tuple[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(tree), str(csv), str(repeats), without],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd="/",  # not this tree's folder: the tree under test comes first on the path
-    ).stdout.split()
+    out = run_in(tree, MEASURE, str(csv), str(repeats), without).split()
     return out[-2], float(out[-1])
 
 
@@ -79,15 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     name = "alerts_cpu" if args.reference_commit == "4141f27" else f"alerts_cpu_vs_{args.reference_commit}"
     write_results(name, rows, notes=f"- Reference: {args.reference_commit}; data: {args.csv.name}.")
     return 0
-
-
-@contextmanager
-def unpacked(commit: str) -> Iterator[Path]:
-    """The tree of ``commit`` unpacked apart (``git archive``), removed after."""
-    with tempfile.TemporaryDirectory(prefix="alerts-cpu-") as reference:
-        archive = subprocess.run(["git", "-C", str(HERE), "archive", commit], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", reference], input=archive.stdout, check=True)
-        yield Path(reference)
 
 
 def rounds(reference: Path, args) -> list[dict]:

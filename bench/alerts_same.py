@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
+from bench._trees import run_in, unpacked
 from bench.alerts_quality import REAL_EXPORT
 from bench.results import write_results
 
@@ -75,13 +73,7 @@ sys.stdout.write("\\n".join(["--- events ---", *lines]) + "\\n")
 
 
 def events(tree: Path, part: str) -> list[str]:
-    out = subprocess.run(
-        [sys.executable, "-c", RECORD, str(tree), part, str(REAL_EXPORT)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd="/",  # not this tree's folder: the tree under test comes first on the path
-    ).stdout
+    out = run_in(tree, RECORD, part, str(REAL_EXPORT))
     return out.split("--- events ---\n", 1)[1].splitlines()
 
 
@@ -91,13 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default=",".join(PARTS), help=f"which feeds, comma-separated ({','.join(PARTS)})")
     args = parser.parse_args(argv)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="alerts-same-") as reference:
-        archive = subprocess.run(
-            ["git", "-C", str(HERE), "archive", args.reference_commit], capture_output=True, check=True
-        )
-        subprocess.run(["tar", "-x", "-C", reference], input=archive.stdout, check=True)
+    with unpacked(args.reference_commit) as reference:
         for part in args.parts.split(","):
-            before, after = events(Path(reference), part), events(HERE, part)
+            before, after = events(reference, part), events(HERE, part)
             differ = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), None)
             if differ is None and len(before) != len(after):
                 differ = min(len(before), len(after))
