@@ -57,6 +57,7 @@ from common.store.rollup import (
     stamp_stats_of,
 )
 from common.store.tables import dialect_insert, insert_ignoring_duplicates, readings
+from consumer_db import open_minutes
 
 FLEET_LOCK = zlib.crc32(b"axiswatch fleet_minute")  # pg_advisory_xact_lock's key for refolding fleet_minute
 MOVE_PROGRESS = text(
@@ -69,11 +70,13 @@ MOVE_PROGRESS = text(
 @dataclass
 class NewRows:
     """Rows just stored, ``(robot_id, axis_id, ts, amps)``: per robot the minutes they fall in and their
-    earliest and latest ts; and how many there are."""
+    earliest and latest ts; and how many there are. ``fresh``: they are the only stored rows of their robots'
+    spans (``consumer_db.store.copy_readings``' new-data path), so the open minutes take them by a merge."""
 
     minutes: dict[str, set[datetime]] = field(default_factory=dict)
     spans: dict[str, list[datetime]] = field(default_factory=dict)
     count: int = 0
+    fresh: bool = False
 
     @classmethod
     def of(cls, rows: Iterable[tuple]) -> NewRows:
@@ -112,7 +115,8 @@ class NewRows:
 
 def add(conn: Connection, new: NewRows) -> None:
     """Bring the rollup up to date with rows this transaction stored in readings_fact (none of them
-    there before): refold the minutes they came late to, fold the robots' minutes that have passed."""
+    there before): refold the minutes they came late to, fold the robots' minutes that have passed, and
+    (PostgreSQL) bring the robots' open minutes up to date (``consumer_db.open_minutes``)."""
     if not new.count:
         return
     folded = _lock_progress(conn, new.minutes)
@@ -125,6 +129,9 @@ def add(conn: Connection, new: NewRows) -> None:
     passed = {robot: floor_minute(span[1] - fold_delay(robot)) for robot, span in new.spans.items()}
     passed = {robot: until for robot, until in passed.items() if until > folded[robot]}
     _fold(conn, late, folded, passed)
+    if conn.dialect.name == "postgresql":
+        folded_until = {robot: passed.get(robot, until) for robot, until in folded.items()}
+        open_minutes.keep(conn, new.spans, new.minutes, folded_until, fresh=new.fresh)
 
 
 def fold_through(conn: Connection, until: datetime) -> int:
@@ -161,6 +168,8 @@ def _fold(
         _upsert(conn, S, stamp_stats_of([_within(R, "ts", todo)], axes=minute_axes_of([_within(M, "minute", todo)])))
     if passed:  # before the hours: a running hour's row takes its folded_until from the progress
         _move_progress(conn, passed)
+        if conn.dialect.name == "postgresql":
+            open_minutes.delete_folded(conn, passed)
     if todo:
         moved = [(robot, folded[robot], until) for robot, until in passed.items()]
         _refold_hours(conn, late, moved, {robot: passed.get(robot, until) for robot, until in folded.items()})
@@ -418,6 +427,8 @@ def rebuild(conn: Connection) -> None:
             ),
             rows,
         )
+        if conn.dialect.name == "postgresql":
+            open_minutes.delete_all_folded(conn)
         _upsert_hours(
             conn,
             [

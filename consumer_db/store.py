@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import repeat
 from typing import TypeVar
@@ -156,7 +157,7 @@ def copy_readings(conn: Connection, wide: list[tuple], batch: NewRows, text: str
         try:
             with conn.begin_nested():
                 _load(conn, readings, wide, text)
-            return batch
+            return replace(batch, fresh=True)
         except IntegrityError:
             pass
     conn.exec_driver_sql(CREATE_STAGE)

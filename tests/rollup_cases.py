@@ -20,8 +20,11 @@ from sqlalchemy import Connection, Engine, and_, func, inspect, or_, select, tex
 from common.store import queries
 from common.store.rollup import (
     RUNNING_HOUR_STEP,
+    STAMPS,
+    STATS,
     floor_minute,
     minute_rollup_of,
+    open_rows,
     span_stats,
     stamp_hours_of,
     stamp_stats,
@@ -353,6 +356,8 @@ def check_rollup_is_the_aggregate_of_the_rows(engine: Engine) -> None:
         assert folded_until.keys() == newest.keys()
         assert all(folded_until[r] >= floor_minute(newest[r] - fold_delay(r)) for r in newest), (folded_until, newest)
         assert_rollup_is_the_aggregate_of(conn, [R.c.robot_id == P.c.robot_id, R.c.ts < P.c.folded_until])
+        if conn.dialect.name == "postgresql":
+            assert_open_rows_are_the_aggregate_of(conn, [R.c.robot_id == P.c.robot_id, R.c.ts >= P.c.folded_until])
         check_fleet_rollup_is_the_sum_of_the_robots(conn)
         check_hour_rollup_is_the_aggregate_of_the_minutes(conn)
 
@@ -397,6 +402,37 @@ def assert_rollup_is_the_aggregate_of(conn: Connection, filters: list) -> None:
         again = [dict(r) for r in conn.execute(query).mappings()]
         assert_close(stored_rows(conn, table, columns), again, table.name)
         assert conn.execute(text(f"SELECT count(*) FROM {table.name}")).scalar() == len(again)
+
+
+# The open rows' sums add each write's sum to the row's (a merge), the fold's add reading by reading: the same
+# values in another order, measured 1-3 ulp apart. Every other column (counts, minima, maxima, times) is exact.
+SUM_ULPS = 8
+SUMS = ("sum_amps", "sum_sq_amps")
+
+
+def assert_open_rows_are_the_aggregate_of(conn: Connection, filters: list) -> None:
+    """open_minute (PostgreSQL), as readings_minute and reading_stamps_minute rows (``open_rows``), is the
+    aggregate of the readings_fact rows ``filters`` selects (each robot's from its folded_until on): the same
+    rows, none missing and none more, sums within ``SUM_ULPS``."""
+    for table, fresh in ((readings_minute, minute_rollup_of(filters, arrays=False)), (reading_stamps_minute, None)):
+        columns = (
+            ["robot_id", "minute", "axis_id", *STATS, "peak_ts"]
+            if fresh is not None
+            else ["robot_id", "minute", *STAMPS]
+        )
+        fresh = fresh if fresh is not None else stamp_stats_of(filters)
+        keys = columns[:3] if table is readings_minute else columns[:2]
+        computed, kept = fresh.subquery(), open_rows(table).subquery()
+        expected = [dict(r) for r in conn.execute(select(*(computed.c[c] for c in columns)).order_by(*keys)).mappings()]
+        actual = [dict(r) for r in conn.execute(select(*(kept.c[c] for c in columns)).order_by(*keys)).mappings()]
+        assert [[r[k] for k in keys] for r in actual] == [[r[k] for k in keys] for r in expected], table.name
+        for got, want in zip(actual, expected, strict=True):
+            for column in columns:
+                if column in SUMS and got[column] is not None and want[column] is not None:
+                    tolerance = SUM_ULPS * math.ulp(max(abs(want[column]), 1.0))
+                    assert abs(got[column] - want[column]) <= tolerance, (column, got, want)
+                else:
+                    assert got[column] == want[column], (column, got, want)
 
 
 def stored_rows(conn: Connection, table, columns: list[str] | None = None) -> list[dict]:

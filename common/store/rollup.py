@@ -53,6 +53,7 @@ from common.store.tables import (
     UtcDateTime,
     axis_stats_columns,
     fleet_minute,
+    open_minute,
     reading_stamps_hour,
     reading_stamps_minute,
     readings,
@@ -62,7 +63,7 @@ from common.store.tables import (
     rollup_progress,
 )
 
-R, M, H, S, SH, F, P = (
+R, M, H, S, SH, F, P, OM = (
     readings_fact,
     readings_minute,
     readings_hour,
@@ -70,6 +71,7 @@ R, M, H, S, SH, F, P = (
     reading_stamps_hour,
     fleet_minute,
     rollup_progress,
+    open_minute,
 )
 MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
 STATS = tuple(column.name for column in axis_stats_columns())  # what a minute and an hour row both hold
@@ -587,7 +589,7 @@ def span_stats(
     if layers is None:  # the range lies inside one hour
         m = _whole_and_edges(conn, M, _raw_stats_without_peak_ts, robot_id=robot_id, start=start, end=end)
         return select(m, m.c.minute.label("peak_minute"), next_minute(m.c.minute).label("peak_until")).subquery()
-    hours, minutes, raw, fallbacks = layers
+    hours, minutes, raw, fallbacks, opened = layers
     if conn.dialect.name == "postgresql":
         raw_part = readings_span_stats_of([raw], stats, per=per).add_columns(_NO_PEAK_TS)
     else:
@@ -622,6 +624,19 @@ def span_stats(
         *(of_minutes.select_from(joined).where(fallback) for joined, fallback in fallbacks),
         raw_part,
     ]
+    if conn.dialect.name == "postgresql":
+        of_open = open_rows(M).where(opened).subquery("open_rows")
+        parts.append(
+            select(
+                of_open.c.robot_id,
+                of_open.c.minute,
+                of_open.c.axis_id,
+                *(of_open.c[n] for n in STATS),
+                of_open.c.minute.label("peak_minute"),
+                next_minute(of_open.c.minute).label("peak_until"),
+                of_open.c.peak_ts,
+            )
+        )
     return union_all(*parts).subquery()
 
 
@@ -653,14 +668,18 @@ def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None,
     Per robot, with ``folded_until`` read beforehand (as ``_whole_and_edges`` does) and robots grouped by it
     (``_hour_cuts``): hours ``[first_hour, hour_cut)``, minutes ``[first, first_hour)``, the running hour's
     ``[hour_cut, minute_cut)`` (``_running``), raw rows ``[start, first)`` and ``[minute_cut, end]``
-    (PostgreSQL prunes the partitions outside each of them)."""
+    (PostgreSQL prunes the partitions outside each of them). On PostgreSQL the raw rows from the cut on are
+    ``open_minute``'s rows instead (the fifth condition, on it: ``open_rows``) and the minute rows folded since
+    the cut (each minute is in one of the two in any snapshot), all up to the range's last whole minute; the
+    partial minute at its end stays raw."""
     first, last = _whole_minutes(start, end)
     first_hour = None if first is None else floor_hour(first - MINUTE) + HOUR
     last_hour = None if last is None else floor_hour(last)
     if _inside_one_hour(first_hour, last_hour):
         return None
     h, m, t = hour_table, minute_table, stored_readings(conn)
-    hours, minutes, raw, fallbacks = [], [], [], []
+    has_open = conn.dialect.name == "postgresql"
+    hours, minutes, raw, fallbacks, opened = [], [], [], [], []
     for (hour_cut, minute_cut, held), robots in _hour_cuts(conn, h, robot_id, first, last).items():
         if first_hour is None or hour_cut > first_hour:
             hours.append(and_(h.c.robot_id.in_(robots), *spanning(h, "hour", None, first_hour, hour_cut)))
@@ -673,12 +692,18 @@ def _layers(conn: Connection, hour_table, minute_table, *, robot_id: str | None,
             hours += running
             minutes += rest
             fallbacks += fallback
-        raw.append(and_(t.c.robot_id.in_(robots), t.c.ts >= minute_cut, *([] if end is None else [t.c.ts <= end])))
+        if has_open:  # from the cut on: open rows, minute rows folded since the cut, the end's partial minute raw
+            opened.append(and_(OM.c.robot_id.in_(robots), *spanning(OM, "minute", None, minute_cut, last)))
+            minutes.append(and_(m.c.robot_id.in_(robots), *spanning(m, "minute", None, minute_cut, last)))
+            if end is not None:
+                raw.append(and_(t.c.robot_id.in_(robots), t.c.ts >= last, t.c.ts <= end))
+        else:
+            raw.append(and_(t.c.robot_id.in_(robots), t.c.ts >= minute_cut, *([] if end is None else [t.c.ts <= end])))
         if start is not None and start < first:
             # The partial minute at the range's start, robot by robot too: with the robots as a subquery
             # (``where``) inside this OR, PostgreSQL read the whole (robot_id, ts) index for it.
             raw.append(and_(t.c.robot_id.in_(robots), t.c.ts >= start, t.c.ts < first))
-    return or_(false(), *hours), or_(false(), *minutes), or_(false(), *raw), fallbacks
+    return or_(false(), *hours), or_(false(), *minutes), or_(false(), *raw), fallbacks, or_(false(), *opened)
 
 
 def _hour_cuts(
@@ -753,7 +778,7 @@ def stamp_stats(
     if layers is None:  # the range lies inside one hour
         minutes = _whole_and_edges(conn, S, raw_stamp_stats, robot_id=robot_id, start=start, end=end)
         return select(minutes, literal(60).label("seconds")).subquery()
-    hours, minutes, raw, fallbacks = layers
+    hours, minutes, raw, fallbacks, opened = layers
     raw_stamps = raw_stamp_stats(conn, [raw]).subquery()
     of_minutes = select(S.c.robot_id, S.c.minute, *(S.c[n] for n in STAMPS), literal(60).label("seconds"))
     return union_all(
@@ -763,6 +788,7 @@ def stamp_stats(
         of_minutes.where(minutes),
         *(of_minutes.select_from(joined).where(fallback) for joined, fallback in fallbacks),
         select(raw_stamps.c.robot_id, raw_stamps.c.minute, *(raw_stamps.c[n] for n in STAMPS), literal(60)),
+        *([select(open_rows(S).where(opened).subquery(), literal(60))] if conn.dialect.name == "postgresql" else []),
     ).subquery()
 
 
@@ -850,6 +876,8 @@ def _whole_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
     t = stored_readings(conn)
     if first is not None and last is not None and first >= last:
         return of_raw(conn, where(t, robot_id=robot_id, start=start, end=end)).subquery()
+    if conn.dialect.name == "postgresql":
+        return _whole_open_and_edges(conn, table, of_raw, robot_id=robot_id, start=start, end=end)
     whole, tail = [], []
     for cut, robots in _cuts(conn, robot_id, first, last).items():
         if first is None or cut > first:
@@ -868,6 +896,50 @@ def _whole_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
     if start is not None and start < first:
         parts.append(of_raw(conn, [*where(t, robot_id=robot_id, start=start, end=None), t.c.ts < first]))
     return union_all(*parts).subquery()
+
+
+def _whole_open_and_edges(conn: Connection, table, of_raw, *, robot_id, start, end):
+    """PostgreSQL's ``_whole_and_edges``: every whole minute of the range from the rollup's rows and the open
+    minutes' (``open_rows``; in any snapshot each minute of a robot is in one of the two), the partial minutes
+    at its start and end from the raw rows. No cut to read beforehand."""
+    first, last = _whole_minutes(start, end)
+    t = stored_readings(conn)
+    edges = []
+    if start is not None and start < first:
+        edges.append(of_raw(conn, [*where(t, robot_id=robot_id, start=start, end=None), t.c.ts < first]))
+    if end is not None:
+        edges.append(of_raw(conn, [*where(t, robot_id=robot_id, start=last, end=end)]))
+    names = (edges[0] if edges else of_raw(conn, [false()])).selected_columns.keys()
+    whole = spanning(table, "minute", robot_id, first, last)
+    opened = open_rows(table).where(*spanning(OM, "minute", robot_id, first, last)).subquery("open_rows")
+    parts = [select(*(table.c[n] for n in names)).where(*whole), select(*(opened.c[n] for n in names)), *edges]
+    return union_all(*parts).subquery()
+
+
+def open_rows(table) -> Select:
+    """``open_minute``'s rows as rows of ``table`` (readings_minute: one per axis with rows, its arrays unnested;
+    reading_stamps_minute: its own columns), for a reader's part of the minutes not folded yet; conditions on
+    ``OM``'s columns go in the caller's ``where``."""
+    if table is S:
+        return select(OM.c.robot_id, OM.c.minute, *(OM.c[n] for n in STAMPS))
+    element = (
+        func.unnest(*(OM.c[f"axis_{n}"] for n in (*STATS, "peak_ts")))
+        .table_valued(
+            *(column(n, M.c[n].type) for n in STATS), column("peak_ts", UtcDateTime), with_ordinality="axis_id"
+        )
+        .render_derived(name="open_axis")
+    )
+    return (
+        select(
+            OM.c.robot_id,
+            OM.c.minute,
+            cast(element.c.axis_id, SmallInteger).label("axis_id"),
+            *(element.c[n] for n in STATS),
+            element.c.peak_ts,
+        )
+        .select_from(OM.join(element, true()))
+        .where(element.c.n_rows > 0)
+    )
 
 
 def _cuts(

@@ -122,6 +122,40 @@ readings = Table(
 )
 READINGS_PARTITION = re.compile(r"readings_p\d{8}")
 
+# Each robot's minutes not folded yet (from its rollup_progress.folded_until on), one row per robot and minute,
+# kept by the writer that stores the readings, in the same transaction (consumer_db.open_minutes), and deleted by
+# the fold that moves the minute into readings_minute: in any snapshot each minute of a robot is in exactly one of
+# the two, so a fleet-wide reader takes its open minutes as ~2 rows per robot instead of its raw readings
+# (docs/benchmarks.md, section 3). The stamps' columns as reading_stamps_minute's; each per-axis statistic of
+# readings_minute as an array, element N for axis N (``axis_n_rows`` 0: no rows of that axis).
+open_minute = Table(
+    "open_minute",
+    postgres_only,
+    Column("robot_id", String(64), primary_key=True),
+    Column("minute", UtcDateTime, primary_key=True, comment="start of the UTC minute"),
+    Column("readings", Integer, nullable=False, comment="distinct reading times"),
+    Column("first_ts", UtcDateTime, nullable=False),
+    Column("last_ts", UtcDateTime, nullable=False),
+    Column("longest_step_s", Float(precision=53), nullable=False),
+    Column("n_rows", Integer, nullable=False, comment="rows of the minute, every axis"),
+    Column("axes_stored", BigInteger, nullable=False, comment="bit N set: rows of axis N"),
+    Column("axes_with_values", BigInteger, nullable=False, comment="bit N set: a value (not NULL) on axis N"),
+    Column("axis_n_rows", postgresql.ARRAY(Integer), nullable=False),
+    Column("axis_n_values", postgresql.ARRAY(Integer), nullable=False),
+    Column("axis_n_zero", postgresql.ARRAY(Integer), nullable=False),
+    Column("axis_sum_amps", postgresql.ARRAY(Amps), nullable=False),
+    Column("axis_sum_sq_amps", postgresql.ARRAY(Amps), nullable=False),
+    Column("axis_min_amps", postgresql.ARRAY(Amps), nullable=False),
+    Column("axis_max_amps", postgresql.ARRAY(Amps), nullable=False),
+    Column("axis_max_active_amps", postgresql.ARRAY(Amps), nullable=False),
+    Column(
+        "axis_peak_ts",
+        postgresql.ARRAY(UtcDateTime),
+        nullable=False,
+        comment="element N: the first reading time at element N of axis_max_amps",
+    ),
+)
+
 
 def schema_object(dialect: str):
     """Alembic's ``include_object`` for comparing ``metadata`` with a database of ``dialect``: on PostgreSQL
