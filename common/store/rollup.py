@@ -907,8 +907,9 @@ def _whole_open_and_edges(conn: Connection, table, of_raw, *, robot_id, start, e
     edges = []
     if start is not None and start < first:
         edges.append(of_raw(conn, [*where(t, robot_id=robot_id, start=start, end=None), t.c.ts < first]))
-    if end is not None:
-        edges.append(of_raw(conn, [*where(t, robot_id=robot_id, start=last, end=end)]))
+    if end is not None:  # per robot of rollup_progress, named: as a subquery PostgreSQL read the whole index
+        robots = [robot_id] if robot_id is not None else list(conn.execute(select(P.c.robot_id)).scalars())
+        edges.append(of_raw(conn, [t.c.robot_id.in_(robots), t.c.ts >= last, t.c.ts <= end]))
     names = (edges[0] if edges else of_raw(conn, [false()])).selected_columns.keys()
     whole = spanning(table, "minute", robot_id, first, last)
     opened = open_rows(table).where(*spanning(OM, "minute", robot_id, first, last)).subquery("open_rows")

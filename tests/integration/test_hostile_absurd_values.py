@@ -27,7 +27,7 @@ from consumer_db.axislock import AxisLock
 from consumer_db.decode import Topics
 from consumer_db.migrate import migrate
 from consumer_db.sink import Sink
-from consumer_db.store import insert_readings
+from consumer_db.store import ensure_partitions, insert_readings
 from tests.fault_support import TopicReader, apoll
 from tests.integration.test_hostile_outside_client import (
     _health,
@@ -180,9 +180,19 @@ def test_migration_0016_moves_out_a_stored_tiny_current_and_the_robot_is_folded_
     try:
         migrate(engine, "0015")
         AxisLock(engine, [1, 2]).for_robots(["R1"])
-        with engine.begin() as conn:  # not through the policy: as it was stored before it
-            insert_readings(conn, [("R1", 1, start, 1.0), ("R1", 2, start, 1e-200)])
-            insert_readings(conn, [("R1", 1, start + timedelta(seconds=2), 1.0)])  # the same minute
+        with engine.begin() as conn:  # not through the policy: as it was stored before it, by the writer of then
+            # (today's keeps open_minute, which 0017 makes): the readings and the robot's progress, nothing folded
+            ensure_partitions(conn, {"R1": {start}})
+            conn.execute(
+                text(
+                    "INSERT INTO readings (robot_id, ts, axes, amps) VALUES ('R1', :ts, :axes, CAST(:amps AS float8[]))"
+                ),
+                [
+                    {"ts": start, "axes": 0b110, "amps": "{1.0,1e-200}"},
+                    {"ts": start + timedelta(seconds=2), "axes": 0b10, "amps": "{1.0}"},  # the same minute
+                ],
+            )
+            conn.execute(text("INSERT INTO rollup_progress (robot_id, folded_until) VALUES ('R1', :ts)"), {"ts": start})
         with pytest.raises(DataError, match="underflow"), engine.begin() as conn:
             insert_readings(conn, [("R1", 1, start + timedelta(minutes=2), 1.0)])  # folds its minute: refused
         migrate(engine)

@@ -13,20 +13,24 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from common.store.db import make_engine
 from common.store.rollup import minute_rollup_of
-from common.store.tables import readings_fact, rejected_readings, seed_axes
+from common.store.tables import readings_fact, rejected_readings, rollup_progress, seed_axes
 from consumer_db.cli import main
 from consumer_db.migrate import migrate
-from consumer_db.rollup_writer import NewRows, add
 from consumer_db.store import insert_readings
 
 pytestmark = pytest.mark.integration
 
 
 def store_long(conn, rows):
-    """What the writer did before 0007 (and 0012): the rows into the table readings_fact, then the fold."""
+    """What the writer did before 0007 (and 0012): the rows into the table readings_fact, then the fold, which
+    for rows of one minute only starts each robot's progress at its first minute (today's writer also keeps
+    open_minute, which 0017 makes: it cannot write a database at 0006)."""
     columns = ("robot_id", "axis_id", "ts", "amps")
     conn.execute(insert(readings_fact), [dict(zip(columns, r, strict=True)) for r in rows])
-    add(conn, NewRows.of(rows))
+    first = {}
+    for robot, _, ts, _ in rows:
+        first[robot] = min(first.get(robot, ts), ts).replace(second=0, microsecond=0)
+    conn.execute(insert(rollup_progress), [{"robot_id": r, "folded_until": until} for r, until in first.items()])
 
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
