@@ -80,11 +80,14 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path) -> dict:
 
 def _checkout(ref: str, into: Path) -> dict:
     """REF's tree (``git archive``) in ``into``; the services then run from it: ``PYTHONSAFEPATH`` keeps the
-    working directory off ``sys.path`` and ``PYTHONPATH`` puts the tree before this one's editable install."""
+    working directory off ``sys.path`` and ``PYTHONPATH`` puts the tree before this one's editable install.
+    Its sink does not migrate: the database is at this tree's schema, which REF's scripts may not know (a
+    revision this tree adds), and REF's code reads and writes the tables it knows of it."""
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", ref], check=True, capture_output=True)
     archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return {"ref": commit.stdout.decode().strip(), "env": {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(into)}}
+    env = {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(into), "MIGRATE_ON_START": "false"}
+    return {"ref": commit.stdout.decode().strip(), "env": env}
 
 
 async def _measure(engine: Engine, servers: str, args, log_dir: Path, base: dict | None) -> dict:

@@ -8,8 +8,10 @@ topic of 6 partitions; then, each round, on emptied tables:
 
 1. consumer_db as a process of its own (a fresh consumer group, the default settings), timed from its group's
    first committed offset to the last (start-up and group join left out; polled every 0.25 s), with its
-   process CPU time; the database then holds exactly the readings sent. With ``--against REF`` the sink of
-   git commit REF's tree too, the first of the two alternating from round to round.
+   process CPU time and the PostgreSQL server's over the run (``bench.ingest.ServerCpu``, when the server runs
+   on this machine: the sink's statements are half of its work); the database then holds exactly the
+   readings sent. With ``--against REF`` the sink of git commit REF's tree too (not migrating: the database
+   is at this tree's schema), the first of the two alternating from round to round.
 2. Its floor, ``bench.pipeline_throughput.consume_and_copy``: the same messages fetched with aiokafka,
    parsed with ``json.loads`` into their ``readings`` rows and COPied, over 2 connections with a
    transaction in flight on each (the sink's parallelism); and the bare COPY of the stored rows over 2
@@ -29,7 +31,7 @@ from sqlalchemy import Engine
 
 from bench._kafka import Progress, bare_produce, create_topics, fleet, stage
 from bench._services import Names, Service, stop_all, with_services
-from bench.ingest import empty, stored
+from bench.ingest import ServerCpu, empty, stored
 from bench.pipeline_throughput import (
     AXES,
     SINK_WRITERS,
@@ -98,14 +100,24 @@ async def sink_alone(engine: Engine, servers: str, names: Names, total: int, log
     group = Names.fresh("bench-sink").sink_group
     env = names.env(servers, engine.url.render_as_string(hide_password=False), LOG_LEVEL="WARNING") | own_topics(names)
     service = Service("consumer_db", ["consumer_db", "run"], env | {"SINK_GROUP_ID": group} | extra_env, log_dir)
+    server = ServerCpu(engine)
+    server_before = await asyncio.to_thread(server.seconds)
     try:
         async with Progress(servers, names.readings, {"consumer_db": group}) as progress:
             service.start()
             await progress.until(total, services=[service], timeout_s=120 + total / 500)
     finally:
         stop_all([service])
+    server_after = await asyncio.to_thread(server.seconds)
     timed = stage(progress.samples, "consumer_db", total)
-    return {"rate": round(timed["rate"]), "cpu_us": round(service.cpu_s / total * 1e6, 1)}
+    server_us = (
+        None if None in (server_before, server_after) else round((server_after - server_before) / total * 1e6, 1)
+    )
+    return {"rate": round(timed["rate"]), "cpu_us": round(service.cpu_s / total * 1e6, 1), "server_us": server_us}
+
+
+def _median_or_none(values: list) -> float | None:
+    return None if not values or None in values else statistics.median(values)
 
 
 def report(result: dict) -> list[dict]:
@@ -123,6 +135,7 @@ def report(result: dict) -> list[dict]:
                 "readings/s": round(rate),
                 "rounds": ", ".join(f"{x:,}" for x in rates),
                 "process CPU µs a reading": statistics.median(r[label]["cpu_us"] for r in rounds),
+                "server CPU µs a reading": _median_or_none([r[label].get("server_us") for r in rounds]),
                 "floor / sink": round(floor / rate, 2),
                 "bare COPY / sink": round(copy2 / rate, 2),
             }
