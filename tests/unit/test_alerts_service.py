@@ -100,6 +100,37 @@ async def test_a_restart_that_re_reads_readings_raises_no_event_twice(settings, 
     assert len(opens) <= 2  # the first OPEN, plus at most one peak update; never a second event
 
 
+async def test_a_clock_set_back_after_a_restart_is_judged_and_the_re_read_readings_are_not(settings, caplog):
+    bus = InProcessBus()
+    readings = cycle_readings(700, fault=surge)
+    # an hour's stoppage after the tenth reading (its first reading's leap is gone); the surge's event opens, closes
+    readings[10:] = [r.model_copy(update={"ts": r.ts + timedelta(hours=1)}) for r in readings[10:]]
+    await publish(bus, readings)
+    await run_until(
+        settings,
+        bus,
+        lambda: len(alerts_on(bus)) >= 2 and bus._committed[(settings.alerts_group_id, "readings", 0)] == 700,
+    )
+    first = {a.event_id for a in alerts_on(bus)}
+    # A crash before the commit: the readings come again, after them the robot's clock set back three days
+    bus._committed[(settings.alerts_group_id, "readings", 0)] = 0
+    back = cycle_readings(800, fault=surge, start=readings[0].ts - timedelta(days=3))
+    await publish(bus, back)
+    on_the_clock_set_back = (back[600].ts, readings[0].ts)
+
+    def set_back_events() -> set[str]:
+        start, end = on_the_clock_set_back
+        return {a.event_id for a in alerts_on(bus) if start <= a.opened_at < end}
+
+    await run_until(settings, bus, lambda: len(set_back_events()) >= 1)
+    events = alerts_on(bus)
+    assert len(set_back_events()) == 1, "the surge after the set back raises its event"
+    assert {a.event_id for a in events} == first | set_back_events(), "nothing re-read raised twice"
+    assert [a.state for a in events if a.event_id in first] == [AlertState.OPEN, AlertState.CLOSED]
+    warned = [r.getMessage() for r in caplog.records if "clock went back" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("robot 'r1':")
+
+
 async def test_an_engine_passed_in_is_used_and_anything_else_ignored(settings):
     bus = InProcessBus()
     await publish(bus, cycle_readings(700, fault=surge))
