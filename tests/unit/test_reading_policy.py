@@ -409,10 +409,10 @@ def test_the_sink_dead_letters_a_message_it_fails_on_for_any_reason_and_goes_on(
 class FragileEngine(DetectorEngine):
     """An engine with a bug that one reading provokes (as 1e308 once did in RollingWindow.push)."""
 
-    def process(self, reading):
+    def process(self, reading, place=None):
         if reading.currents.get(1) == 13.0:
             raise OverflowError("(34, 'Numerical result out of range')")
-        return super().process(reading)
+        return super().process(reading, place)
 
 
 async def test_consumer_alerts_run_publishes_the_dead_letter_and_keeps_judging(tmp_path):
