@@ -214,10 +214,10 @@ def test_consumer_alerts_dead_letters_a_reading_the_engine_fails_on_and_goes_on(
     engine = DetectorEngine()
     original = engine.process
 
-    def fragile(reading):
+    def fragile(reading, place=None):
         if reading.currents.get(1) == 13.0:
             raise OverflowError("(34, 'Numerical result out of range')")
-        return original(reading)
+        return original(reading, place)
 
     monkeypatch.setattr(engine, "process", fragile)
     batch = [message(i, wire(ts=f"2026-01-10T11:00:{2 * i:02d}Z", currents={"1": 10.0 + i})) for i in range(6)]
