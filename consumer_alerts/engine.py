@@ -242,21 +242,21 @@ class DetectorEngine:
         c = self.config
         last_ts = robot.last_ts
         out: list[Alert] = []
-        new = None  # the reading is past what the robot's state reflects (None: not known)
+        new = False  # the reading is past what the robot's state reflects (False: not known to be)
         if place is not None:
-            read_to, robot.read_to = robot.read_to, (place[0], place[1] + 1)
-            if read_to is not None and read_to[0] == place[0]:
-                new = place[1] >= read_to[1]
-                if not new:
-                    robot.read_to = read_to
+            read_to = robot.read_to
+            if read_to is not None and read_to[0] == place[0]:  # on another partition, offsets do not compare
+                if place[1] < read_to[1]:
                     return []  # redelivered: its state has judged it already, whatever its time
+                new = True
+            robot.read_to = (place[0], place[1] + 1)
         if last_ts is not None and ts <= last_ts:
             if self._after_a_leap(robot, reading, out):
                 # judged on from the robot's reading before the leap (none: the leap was its first reading)
                 last_ts = robot.leap[0] if robot.leap[0] > -math.inf else None
                 robot.leap = NO_LEAP
             elif new and self._set_back(robot, reading, out):
-                last_ts = None  # judged on as from the robot's first reading (its leap: from it)
+                last_ts = None  # judged on as the robot's first reading, its leap from the beginning of time
                 robot.leap = next_leap(robot.leap, None, ts, c.stoppage_s)
             else:
                 self._say_behind(robot, reading)
