@@ -20,7 +20,9 @@ keeps the domain's rules:
 - An event closes after ``holdoff_s`` and ``holdoff_readings`` of the robot's sampling intervals of quiet.
 - A reading not newer than the robot's last one is skipped: a redelivery after a restart changes nothing. One
   more than a stoppage older, inside a leap ahead of the robot's time, is its clock coming back and is judged
-  (``common.wire.clock``).
+  (``common.wire.clock``). Given the reading's place on Kafka (``process(reading, place)``), a reading before
+  the place the robot's state reflects is a redelivery whatever its time, and one past it more than a stoppage
+  older is the robot's clock set back: the robot's time starts again from it (``_set_back``).
 - **The model**: a robot without a model file learns its own after ``model_learn_readings`` active rows, and
   any robot's model is learned again after a lasting, broad change (``model_relearn_s``; see
   :mod:`consumer_alerts.learning`), announced by one ``model`` event (INFO) on axis 0, open until the new
@@ -32,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from common.wire.clock import NO_LEAP, comes_back, next_leap
@@ -172,6 +174,9 @@ class RobotState:
     held_since: float | None = None  # when the oldest ALERT still held was held
     resting: bool = False  # the reading being judged is idle: the lifecycles count it as rest
     said_behind: bool = False  # a reading far behind the newest was warned of; cleared by the next one judged
+    # (partition, offset) on the readings topic: the robot's readings there before the offset are in its state (the
+    # state topic's record says it after a restart); None: not known (offline, or a state without it)
+    read_to: tuple[int, int] | None = None
 
     def holding(self) -> bool:
         return self.learner is not None and (self.learner.pending or self.release_at is not None)
@@ -229,20 +234,33 @@ class DetectorEngine:
             model=given,
         )
 
-    def process(self, reading: Reading | ReadingValues) -> list[Alert]:
-        """The alert events this reading opens, escalates, updates or closes."""
+    def process(self, reading: Reading | ReadingValues, place: tuple[int, int] | None = None) -> list[Alert]:
+        """The alert events this reading opens, escalates, updates or closes. ``place``: the reading's
+        (partition, offset) on Kafka, when it came from there: what tells a redelivery from a clock set back."""
         robot = self.robots.get(reading.robot_id) or self.robot(reading.robot_id)
         ts = reading.ts.timestamp()
         c = self.config
         last_ts = robot.last_ts
         out: list[Alert] = []
+        new = False  # the reading is past what the robot's state reflects (False: not known to be)
+        if place is not None:
+            read_to = robot.read_to
+            if read_to is not None and read_to[0] == place[0]:  # on another partition, offsets do not compare
+                if place[1] < read_to[1]:
+                    return []  # redelivered: its state has judged it already, whatever its time
+                new = True
+            robot.read_to = (place[0], place[1] + 1)
         if last_ts is not None and ts <= last_ts:
-            if not self._after_a_leap(robot, reading, out):
+            if self._after_a_leap(robot, reading, out):
+                # judged on from the robot's reading before the leap (none: the leap was its first reading)
+                last_ts = robot.leap[0] if robot.leap[0] > -math.inf else None
+                robot.leap = NO_LEAP
+            elif new and self._set_back(robot, reading, out):
+                last_ts = None  # judged on as the robot's first reading, its leap from the beginning of time
+                robot.leap = next_leap(robot.leap, None, ts, c.stoppage_s)
+            else:
                 self._say_behind(robot, reading)
                 return []  # redelivered, or a little out of order: judged already, or too late to judge
-            # judged on from the robot's reading before the leap (none: the leap was its first reading)
-            last_ts = robot.leap[0] if robot.leap[0] > -math.inf else None
-            robot.leap = NO_LEAP
         else:
             # any step over STOPPAGE_RESET_S is kept (the robot's own bound is at least that, and is asked
             # only when a reading comes back: cheaper than asking it at every reading)
@@ -722,11 +740,47 @@ class DetectorEngine:
                     out.append(alert)
         return True
 
+    def _set_back(self, robot: RobotState, reading: Reading | ReadingValues, out: list[Alert]) -> bool:
+        """Whether ``reading``, past what the robot's state reflects on Kafka (no redelivery) and no later than
+        its newest, is the robot's clock set back: more than a stoppage older, outside any leap ahead. Its clock
+        went back to stay (after a stoppage, days back), and skipped as older, every later reading went unjudged
+        until the clock passed the newest again. If so, the robot's time starts again from it, as after a
+        stoppage that keeps what the detectors and the model learned: the statistical events close at the last
+        active reading (as a stoppage closes them), the others opened after ``reading`` close as of the newest
+        (``Lifecycle.back_from_ahead``), and the re-learn's clocks move back with the robot's."""
+        newest = robot.last_ts
+        step = newest - reading.ts.timestamp()
+        if step <= self._stoppage(robot):
+            return False
+        logger.warning(
+            "robot %r: its clock went back from %s to %s (a reading past those judged, on Kafka); judged on from it",
+            reading.robot_id,
+            iso_utc(datetime.fromtimestamp(newest, UTC)),
+            iso_utc(reading.ts),
+        )
+        if robot.last_active is not None:
+            out += self._close_all(robot, robot.last_active, stoppage=True)
+        newest_at = datetime.fromtimestamp(newest, UTC)
+        for state in robot.axes.values():
+            for life in state.lifecycles:
+                if (alert := life.back_from_ahead(reading.ts, newest_at)) is not None:
+                    out.append(alert)
+        if robot.learner is not None:
+            self._stopped(robot, -step)
+        back = timedelta(seconds=step)
+        for state in robot.axes.values():  # ALERTs held while a change is timed: raised on the robot's new clock
+            state.held = {
+                kind: (since - back, finding, last - back if last else None)
+                for kind, (since, finding, last) in state.held.items()
+            }
+        robot.last_active = None
+        return True
+
     def _say_behind(self, robot: RobotState, reading: Reading | ReadingValues) -> None:
         """Warn, once until the robot is judged again, of a reading skipped more than a stoppage behind the
-        robot's newest and outside any leap ahead: a redelivery of that much (a restart whose saved state is
-        ahead of its committed offsets), or a clock set back to stay, whose readings go unjudged until it
-        passes the newest again (docs/consumer_alerts.md)."""
+        robot's newest and outside any leap ahead, its place on Kafka not known to be new: a redelivery of that
+        much (a restart whose saved state is ahead of its committed offsets), or, offline, a clock set back to
+        stay, whose readings go unjudged until it passes the newest again (docs/consumer_alerts.md)."""
         behind = robot.last_ts - reading.ts.timestamp()
         if robot.said_behind or behind <= self._stoppage(robot):
             return

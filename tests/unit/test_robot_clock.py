@@ -138,6 +138,97 @@ def test_a_clock_set_back_to_stay_is_warned_of_once_until_its_robot_is_judged_ag
     assert len([r for r in caplog.records if "behind its newest" in r.getMessage()]) == 1
 
 
+def set_back_feed() -> tuple[list[Reading], list[Reading]]:
+    """300 readings with an hour's stoppage after the tenth (its first reading's leap is gone), then the clock
+    set back three days (after a stoppage) for 400 readings, a fault on axis 1 from the 350th (``normal``)."""
+    before = [normal(i, 10.0 + (i % 7) * 0.1) for i in range(300)]
+    before[10:] = [r.model_copy(update={"ts": r.ts + timedelta(hours=1)}) for r in before[10:]]
+    back = [normal(i).model_copy(update={"ts": at(i) - timedelta(days=3)}) for i in range(400)]
+    return before, back
+
+
+def placed(engine: DetectorEngine, readings, first_offset: int, partition: int = 0) -> list:
+    """The events of ``readings`` judged as read from Kafka, at offsets from ``first_offset``."""
+    return [a for k, r in enumerate(readings) for a in engine.process(r, (partition, first_offset + k))]
+
+
+def set_back_faults(events) -> set[str]:
+    back_from = at(350) - timedelta(days=3)
+    return {a.detector for a in events if a.state is AlertState.OPEN and a.axis == 1 and a.opened_at >= back_from}
+
+
+def test_a_clock_set_back_after_a_stoppage_is_judged_again_when_its_offsets_are_new(caplog):
+    before, back = set_back_feed()
+    engine = DetectorEngine()
+    placed(engine, before, 0)
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        events = placed(engine, back, 300)
+    assert set_back_faults(events), "the fault after the set back raises its event"
+    assert engine.robots["R"].last_ts == back[-1].ts.timestamp() and engine.robots["R"].read_to == (0, 700)
+    warned = [r.getMessage() for r in caplog.records if "clock went back" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("robot 'R': its clock went back from ")
+    assert not [r for r in caplog.records if "behind its newest" in r.getMessage()]
+    # without its offsets (offline) the same feed is the redelivery it looks like by time: nothing is judged
+    offline = DetectorEngine()
+    for reading in before:
+        offline.process(reading)
+    assert not set_back_faults(a for r in back for a in offline.process(r))
+    assert offline.robots["R"].last_ts == before[-1].ts.timestamp()
+
+
+def test_a_robot_id_in_the_set_back_warning_is_escaped(caplog):
+    robot = "R'\\n"
+    before, back = ([r.model_copy(update={"robot_id": robot}) for r in feed] for feed in set_back_feed())
+    engine = DetectorEngine()
+    placed(engine, before, 0)
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        placed(engine, back[:5], 300)
+    warned = [r.getMessage() for r in caplog.records if "clock went back" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(f"robot {robot!r}:")
+
+
+def test_readings_re_read_around_a_clock_set_back_are_skipped_by_their_offset():
+    before, back = set_back_feed()
+    engine = DetectorEngine()
+    first = placed(engine, before, 0) + placed(engine, back, 300)
+    assert set_back_faults(first)
+    newest = engine.robots["R"].last_ts
+    # a restart re-reads the partition from further back than the state: the readings before the set back are
+    # ahead of the robot's newest by time, the ones after it behind; by offset, every one was judged
+    assert placed(engine, before + back, 0) == []
+    assert engine.robots["R"].last_ts == newest and engine.robots["R"].read_to == (0, 700)
+    # and a faulty value re-read from behind the newest, past a stoppage, opens nothing either
+    faulty = [r.model_copy(update={"currents": {1: 80.0}}) for r in back[:100]]
+    assert placed(engine, faulty, 300) == []
+
+
+def test_a_reading_at_a_new_offset_a_little_behind_waits_as_before():
+    before, _ = set_back_feed()
+    engine = DetectorEngine()
+    placed(engine, before, 0)
+    late = before[-1].model_copy(update={"ts": before[-1].ts - timedelta(seconds=60), "currents": {1: 80.0}})
+    assert engine.process(late, (0, 300)) == []
+    assert engine.robots["R"].last_ts == before[-1].ts.timestamp()
+    # on another partition (the topic re-partitioned), offsets do not compare: judged by time, as without them
+    old = before[0].model_copy(update={"currents": {1: 80.0}})
+    assert engine.process(old, (3, 0)) == [] and engine.robots["R"].read_to == (3, 1)
+
+
+@pytest.mark.parametrize("ts", ["1970-01-01T00:00:00Z", "2200-01-01T00:00:00Z"])
+def test_an_absurd_time_from_a_new_offset_is_refused_and_sets_no_clock_back(ts, caplog):
+    before, back = set_back_feed()
+    engine = DetectorEngine()
+    intake = Intake()
+    messages = [Message("readings", 0, k, b"R", r.to_bytes()) for k, r in enumerate(before)]
+    absurd = Reading(robot_id="R", ts=datetime.fromisoformat(ts), currents={1: 80.0})
+    messages.append(Message("readings", 0, 300, b"R", absurd.to_bytes()))
+    with caplog.at_level(logging.WARNING):
+        events = [e for e in events_per_reading(engine, messages, intake=intake) if isinstance(e, list)]
+    assert not [a for batch in events for a in batch if a.opened_at >= at(299)]
+    assert engine.robots["R"].last_ts == before[-1].ts.timestamp()  # the robot's time did not move
+    assert "offset 300 skipped" in caplog.text and "clock went back" not in caplog.text
+
+
 def test_a_saved_state_keeps_the_leap_and_an_older_one_reads_as_a_lone_leap():
     engine = DetectorEngine()
     from_ahead = [ahead(k) for k in range(3)]
