@@ -64,6 +64,10 @@ RELEASE_AFTER = 1 / 6
 # A timing that keeps going away and coming back never confirms: an ALERT held this many MODEL_RELEARN_S is raised.
 HOLD_AT_MOST = 2
 CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
+# A robot's clock set back (a reading from a new offset more than a stoppage behind its newest) is followed
+# once this many such readings came in a row, each later than the one before: one reading stamped far in the
+# past (a glitch, a stale reading sent late), or old readings sent between live ones, restarts nothing.
+SET_BACK_RUN = 10
 
 # EngineConfig's names that differ from the setting they come from; every other field has its setting's name.
 _SETTING_OF = {"stoppage_s": "stoppage_reset_s"}
@@ -177,6 +181,8 @@ class RobotState:
     # (partition, offset) on the readings topic: the robot's readings there before the offset are in its state (the
     # state topic's record says it after a restart); None: not known (offline, or a state without it)
     read_to: tuple[int, int] | None = None
+    # readings in a row from new places, each more than a stoppage behind the newest: (how many, the last one's time)
+    set_back_run: tuple[int, float] | None = None
 
     def holding(self) -> bool:
         return self.learner is not None and (self.learner.pending or self.release_at is not None)
@@ -259,7 +265,7 @@ class DetectorEngine:
                 last_ts = None  # judged on as the robot's first reading, its leap from the beginning of time
                 robot.leap = next_leap(robot.leap, None, ts, c.stoppage_s)
             else:
-                self._say_behind(robot, reading)
+                self._say_behind(robot, reading, new)
                 return []  # redelivered, or a little out of order: judged already, or too late to judge
         else:
             # any step over STOPPAGE_RESET_S is kept (the robot's own bound is at least that, and is asked
@@ -269,6 +275,7 @@ class DetectorEngine:
             robot.interval.push(ts - last_ts)
         robot.last_ts = ts
         robot.said_behind = False
+        robot.set_back_run = None
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
         idle = robot.resting = idle and c.idle_rule
         if not idle:
@@ -742,16 +749,22 @@ class DetectorEngine:
 
     def _set_back(self, robot: RobotState, reading: Reading | ReadingValues, out: list[Alert]) -> bool:
         """Whether ``reading``, past what the robot's state reflects on Kafka (no redelivery) and no later than
-        its newest, is the robot's clock set back: more than a stoppage older, outside any leap ahead. Its clock
+        its newest, is the robot's clock set back: more than a stoppage older, outside any leap ahead, and the
+        ``SET_BACK_RUN``-th such reading in a row, each later than the one before. Its clock
         went back to stay (after a stoppage, days back), and skipped as older, every later reading went unjudged
         until the clock passed the newest again. If so, the robot's time starts again from it, as after a
         stoppage that keeps what the detectors and the model learned: the statistical events close at the last
         active reading (as a stoppage closes them), the others opened after ``reading`` close as of the newest
         (``Lifecycle.back_from_ahead``), and the re-learn's clocks move back with the robot's."""
         newest = robot.last_ts
-        step = newest - reading.ts.timestamp()
+        ts = reading.ts.timestamp()
+        step = newest - ts
         if step <= self._stoppage(robot):
             return False
+        count, last = robot.set_back_run or (0, -math.inf)
+        robot.set_back_run = (count + 1, ts) if ts > last else (1, ts)
+        if robot.set_back_run[0] < SET_BACK_RUN:
+            return False  # not yet a clock that stays back: skipped and warned of as any reading far behind
         logger.warning(
             "robot %r: its clock went back from %s to %s (a reading past those judged, on Kafka); judged on from it",
             reading.robot_id,
@@ -776,22 +789,27 @@ class DetectorEngine:
         robot.last_active = None
         return True
 
-    def _say_behind(self, robot: RobotState, reading: Reading | ReadingValues) -> None:
+    def _say_behind(self, robot: RobotState, reading: Reading | ReadingValues, new: bool) -> None:
         """Warn, once until the robot is judged again, of a reading skipped more than a stoppage behind the
-        robot's newest and outside any leap ahead, its place on Kafka not known to be new: a redelivery of that
-        much (a restart whose saved state is ahead of its committed offsets), or, offline, a clock set back to
-        stay, whose readings go unjudged until it passes the newest again (docs/consumer_alerts.md)."""
+        robot's newest and outside any leap ahead. Its place on Kafka new (``new``): a stray reading, or the
+        first of a clock set back, followed after ``SET_BACK_RUN`` in a row. Not known to be new: a redelivery
+        of that much (a restart whose saved state is ahead of its committed offsets), or, offline, a clock set
+        back to stay, whose readings go unjudged until it passes the newest again (docs/consumer_alerts.md)."""
         behind = robot.last_ts - reading.ts.timestamp()
         if robot.said_behind or behind <= self._stoppage(robot):
             return
         robot.said_behind = True
+        newest = iso_utc(datetime.fromtimestamp(robot.last_ts, UTC))
+        if new:
+            why = f"a stray reading, or its clock was set back: followed once {SET_BACK_RUN} such come in a row"
+        else:
+            why = f"a redelivery, or its clock was set back, and then none is judged until its clock passes {newest}"
         logger.warning(
-            "robot %r: a reading at %s is %.0f s behind its newest and is not judged: a redelivery, or its "
-            "clock was set back, and then none is judged until its clock passes %s",
+            "robot %r: a reading at %s is %.0f s behind its newest and is not judged: %s",
             reading.robot_id,
             iso_utc(reading.ts),
             behind,
-            iso_utc(datetime.fromtimestamp(robot.last_ts, UTC)),
+            why,
         )
 
     @staticmethod

@@ -16,7 +16,7 @@ from common.errors import SchemaError
 from common.wire.bus import InProcessBus, Message
 from common.wire.clock import NO_LEAP, comes_back, next_leap
 from common.wire.schemas import DEFAULT_POLICY, AlertState, Reading
-from consumer_alerts.engine import DetectorEngine
+from consumer_alerts.engine import SET_BACK_RUN, DetectorEngine
 from consumer_alerts.engine_state import load_robot, robot_snapshot
 from consumer_alerts.health.cycles import CycleSplitter
 from consumer_alerts.service import Intake, events_per_reading
@@ -167,7 +167,8 @@ def test_a_clock_set_back_after_a_stoppage_is_judged_again_when_its_offsets_are_
     assert engine.robots["R"].last_ts == back[-1].ts.timestamp() and engine.robots["R"].read_to == (0, 700)
     warned = [r.getMessage() for r in caplog.records if "clock went back" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith("robot 'R': its clock went back from ")
-    assert not [r for r in caplog.records if "behind its newest" in r.getMessage()]
+    waiting = [r.getMessage() for r in caplog.records if "behind its newest" in r.getMessage()]
+    assert len(waiting) == 1 and f"followed once {SET_BACK_RUN} such come in a row" in waiting[0]
     # without its offsets (offline) the same feed is the redelivery it looks like by time: nothing is judged
     offline = DetectorEngine()
     for reading in before:
@@ -182,9 +183,28 @@ def test_a_robot_id_in_the_set_back_warning_is_escaped(caplog):
     engine = DetectorEngine()
     placed(engine, before, 0)
     with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
-        placed(engine, back[:5], 300)
+        placed(engine, back[:SET_BACK_RUN], 300)
     warned = [r.getMessage() for r in caplog.records if "clock went back" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith(f"robot {robot!r}:")
+
+
+def test_a_stray_reading_far_in_the_past_or_old_readings_between_live_ones_set_no_clock_back(caplog):
+    before, back = set_back_feed()
+    live = [r.model_copy(update={"ts": r.ts + timedelta(hours=1)}) for r in set_back_feed()[0][10:]]
+    live = [r.model_copy(update={"currents": {1: 80.0}}) if k >= 150 else r for k, r in enumerate(live)]
+    engine = DetectorEngine()
+    placed(engine, before, 0)
+    # one reading stamped days back (valid: a glitch) in the live feed, then the old feed's readings sent
+    # between live ones, one of each in turn: never SET_BACK_RUN in a row, so the robot's time never goes back
+    stray = [back[0]] + [r for pair in zip(back[1:], live, strict=False) for r in pair]
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        events = placed(engine, stray, 300)
+    assert "clock went back" not in caplog.text
+    assert engine.robots["R"].last_ts == live[-1].ts.timestamp()
+    opened = [a for a in events if a.state is AlertState.OPEN and a.axis == 1]
+    assert opened and all(a.opened_at >= live[150].ts for a in opened)  # the live fault, on the live clock
+    closed = [a for a in events if a.state is AlertState.CLOSED]
+    assert not closed, "no event closes because of the old readings"
 
 
 def test_readings_re_read_around_a_clock_set_back_are_skipped_by_their_offset():
