@@ -66,8 +66,17 @@ HOLD_AT_MOST = 2
 CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
 # A robot's clock set back (a reading from a new offset more than a stoppage behind its newest) is followed
 # once this many such readings came in a row, each later than the one before: one reading stamped far in the
-# past (a glitch, a stale reading sent late), or old readings sent between live ones, restarts nothing.
+# past (a glitch, a stale reading sent late), or old readings sent between live ones, restarts nothing. As many
+# readings from offsets before the robot's state, each newer than its newest, tell that the offsets started again.
 SET_BACK_RUN = 10
+
+
+def longer(run: tuple[int, float] | None, ts: float) -> tuple[int, float]:
+    """A run of readings, each later than the one before, as (how many, the last one's time), with one at ``ts``
+    added: a reading not later than the last starts the run again."""
+    count, last = run or (0, -math.inf)
+    return (count + 1, ts) if ts > last else (1, ts)
+
 
 # EngineConfig's names that differ from the setting they come from; every other field has its setting's name.
 _SETTING_OF = {"stoppage_s": "stoppage_reset_s"}
@@ -183,6 +192,8 @@ class RobotState:
     read_to: tuple[int, int] | None = None
     # readings in a row from new places, each more than a stoppage behind the newest: (how many, the last one's time)
     set_back_run: tuple[int, float] | None = None
+    # readings in a row from places before read_to, each newer than the newest: (how many, the last one's time)
+    offsets_back_run: tuple[int, float] | None = None
 
     def holding(self) -> bool:
         return self.learner is not None and (self.learner.pending or self.release_at is not None)
@@ -252,9 +263,10 @@ class DetectorEngine:
         if place is not None:
             read_to = robot.read_to
             if read_to is not None and read_to[0] == place[0]:  # on another partition, offsets do not compare
-                if place[1] < read_to[1]:
+                if place[1] >= read_to[1]:
+                    new = True
+                elif not self._offsets_started_again(robot, reading, place):
                     return []  # redelivered: its state has judged it already, whatever its time
-                new = True
             robot.read_to = (place[0], place[1] + 1)
         if last_ts is not None and ts <= last_ts:
             if self._after_a_leap(robot, reading, out):
@@ -275,7 +287,7 @@ class DetectorEngine:
             robot.interval.push(ts - last_ts)
         robot.last_ts = ts
         robot.said_behind = False
-        robot.set_back_run = None
+        robot.set_back_run = robot.offsets_back_run = None
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
         idle = robot.resting = idle and c.idle_rule
         if not idle:
@@ -761,8 +773,7 @@ class DetectorEngine:
         step = newest - ts
         if step <= self._stoppage(robot):
             return False
-        count, last = robot.set_back_run or (0, -math.inf)
-        robot.set_back_run = (count + 1, ts) if ts > last else (1, ts)
+        robot.set_back_run = longer(robot.set_back_run, ts)
         if robot.set_back_run[0] < SET_BACK_RUN:
             return False  # not yet a clock that stays back: skipped and warned of as any reading far behind
         logger.warning(
@@ -787,6 +798,32 @@ class DetectorEngine:
                 for kind, (since, finding, last) in state.held.items()
             }
         robot.last_active = None
+        return True
+
+    def _offsets_started_again(
+        self, robot: RobotState, reading: Reading | ReadingValues, place: tuple[int, int]
+    ) -> bool:
+        """Whether ``reading``, from a place on Kafka before the one the robot's state reflects, shows that the
+        partition's offsets started again (the readings topic made anew, a log truncated): the ``SET_BACK_RUN``-th
+        such reading in a row, each newer than the robot's newest and than the one before. Skipped as redeliveries,
+        the robot's readings would go unjudged until the offsets passed the old ones, without a word. A redelivery
+        is no newer than the newest; one that is (readings from before a clock set back, re-read after a restart)
+        is judged again by time, as without offsets (its events re-derive the same ids)."""
+        ts = reading.ts.timestamp()
+        if robot.last_ts is not None and ts <= robot.last_ts:
+            robot.offsets_back_run = None
+            return False
+        robot.offsets_back_run = longer(robot.offsets_back_run, ts)
+        if robot.offsets_back_run[0] < SET_BACK_RUN:
+            return False
+        logger.warning(
+            "robot %r: readings at offsets before %d on partition %d are newer than its newest: the partition's "
+            "offsets started again (the readings topic made anew?); judged by time from offset %d",
+            reading.robot_id,
+            robot.read_to[1],
+            place[0],
+            place[1],
+        )
         return True
 
     def _say_behind(self, robot: RobotState, reading: Reading | ReadingValues, new: bool) -> None:

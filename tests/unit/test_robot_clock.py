@@ -213,13 +213,33 @@ def test_readings_re_read_around_a_clock_set_back_are_skipped_by_their_offset():
     first = placed(engine, before, 0) + placed(engine, back, 300)
     assert set_back_faults(first)
     newest = engine.robots["R"].last_ts
-    # a restart re-reads the partition from further back than the state: the readings before the set back are
-    # ahead of the robot's newest by time, the ones after it behind; by offset, every one was judged
-    assert placed(engine, before + back, 0) == []
+    # a restart re-reads the partition from further back than the state: the readings after the set back are
+    # behind the robot's newest by time and, by offset, judged already
+    assert placed(engine, back, 300) == []
     assert engine.robots["R"].last_ts == newest and engine.robots["R"].read_to == (0, 700)
+    # fewer than SET_BACK_RUN from before it (ahead by time) are skipped by their offset too
+    assert placed(engine, before[-SET_BACK_RUN + 1 :], 300 - SET_BACK_RUN + 1) == []
+    assert engine.robots["R"].last_ts == newest
     # and a faulty value re-read from behind the newest, past a stoppage, opens nothing either
     faulty = [r.model_copy(update={"currents": {1: 80.0}}) for r in back[:100]]
     assert placed(engine, faulty, 300) == []
+
+
+def test_offsets_that_start_again_are_followed_once_a_run_of_readings_is_newer_than_the_newest(caplog):
+    before, _ = set_back_feed()
+    engine = DetectorEngine()
+    placed(engine, before, 0)
+    # the readings topic made anew: its offsets start at 0 again while the robot's readings go on, a fault later
+    going_on = [normal(i).model_copy(update={"ts": at(i) + timedelta(hours=1)}) for i in range(300, 420)]
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        events = placed(engine, going_on, 0)
+    warned = [r.getMessage() for r in caplog.records if "offsets started again" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("robot 'R': readings at offsets before 300 on partition 0")
+    assert engine.robots["R"].last_ts == going_on[-1].ts.timestamp() and engine.robots["R"].read_to == (0, 120)
+    fault = going_on[50].ts  # normal(350): the fault's first reading
+    assert {a.detector for a in events if a.state is AlertState.OPEN and a.axis == 1 and a.opened_at >= fault}
+    # the run's first readings were skipped as redeliveries: the robot's time went on from the tenth
+    assert not [a for a in events if a.opened_at < going_on[SET_BACK_RUN - 1].ts]
 
 
 def test_a_reading_at_a_new_offset_a_little_behind_waits_as_before():
