@@ -186,7 +186,9 @@ class RobotState:
     release_at: float | None = None  # a change being timed went away: what is held is raised then, if it stays away
     held_since: float | None = None  # when the oldest ALERT still held was held
     resting: bool = False  # the reading being judged is idle: the lifecycles count it as rest
-    said_behind: bool = False  # a reading far behind the newest was warned of; cleared by the next one judged
+    # the robot's newest when a reading far behind it was last warned of: warned again once the newest has moved
+    # by more than a stoppage (old readings sent between live ones would otherwise be warned of one by one)
+    said_behind: float | None = None
     # (partition, offset) on the readings topic: the robot's readings there before the offset are in its state (the
     # state topic's record says it after a restart); None: not known (offline, or a state without it)
     read_to: tuple[int, int] | None = None
@@ -286,7 +288,6 @@ class DetectorEngine:
         if last_ts is not None:
             robot.interval.push(ts - last_ts)
         robot.last_ts = ts
-        robot.said_behind = False
         robot.set_back_run = robot.offsets_back_run = None
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
         idle = robot.resting = idle and c.idle_rule
@@ -827,15 +828,17 @@ class DetectorEngine:
         return True
 
     def _say_behind(self, robot: RobotState, reading: Reading | ReadingValues, new: bool) -> None:
-        """Warn, once until the robot is judged again, of a reading skipped more than a stoppage behind the
-        robot's newest and outside any leap ahead. Its place on Kafka new (``new``): a stray reading, or the
-        first of a clock set back, followed after ``SET_BACK_RUN`` in a row. Not known to be new: a redelivery
-        of that much (a restart whose saved state is ahead of its committed offsets), or, offline, a clock set
-        back to stay, whose readings go unjudged until it passes the newest again (docs/consumer_alerts.md)."""
+        """Warn of a reading skipped more than a stoppage behind the robot's newest and outside any leap ahead,
+        once until the newest has moved by more than a stoppage. Its place on Kafka new (``new``): a stray
+        reading, or the first of a clock set back, followed after ``SET_BACK_RUN`` in a row. Not known to be
+        new: a redelivery of that much (a restart whose saved state is ahead of its committed offsets), or,
+        offline, a clock set back to stay, whose readings go unjudged until it passes the newest again
+        (docs/consumer_alerts.md)."""
         behind = robot.last_ts - reading.ts.timestamp()
-        if robot.said_behind or behind <= self._stoppage(robot):
+        stoppage = self._stoppage(robot)
+        if behind <= stoppage or (robot.said_behind is not None and abs(robot.last_ts - robot.said_behind) <= stoppage):
             return
-        robot.said_behind = True
+        robot.said_behind = robot.last_ts
         newest = iso_utc(datetime.fromtimestamp(robot.last_ts, UTC))
         if new:
             why = f"a stray reading, or its clock was set back: followed once {SET_BACK_RUN} such come in a row"

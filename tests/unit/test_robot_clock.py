@@ -116,7 +116,7 @@ def test_readings_re_read_around_a_clock_leap_are_skipped():
     assert engine.process(ahead(5).model_copy(update={"ts": from_ahead[-1].ts - timedelta(seconds=60)})) == []
 
 
-def test_a_clock_set_back_to_stay_is_warned_of_once_until_its_robot_is_judged_again(caplog):
+def test_a_clock_set_back_to_stay_is_warned_of_once_until_its_robots_newest_moves_a_stoppage(caplog):
     # an hour's stoppage after its tenth reading: its first reading's leap (from the beginning of time) is gone
     later = [normal(i).model_copy(update={"ts": at(i) + timedelta(hours=1)}) for i in range(10, 331)]
     engine = DetectorEngine()
@@ -131,8 +131,19 @@ def test_a_clock_set_back_to_stay_is_warned_of_once_until_its_robot_is_judged_ag
     assert "robot 'R'" in warned[0] and (START - timedelta(days=3)).strftime("%Y-%m-%d") in warned[0]
     assert later[-2].ts.strftime("%Y-%m-%dT%H:%M:%S") in warned[0]  # until when its readings go unjudged
     caplog.clear()
+    # old readings sent between live ones: one warning, not one each
+    going_on = [normal(i).model_copy(update={"ts": at(i) + timedelta(hours=1)}) for i in range(331, 331 + 2 * 160)]
     with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
-        engine.process(later[-1])  # judged: a later reading far behind is warned of again
+        engine.process(later[-1])
+        for live, old in zip(going_on[:150], set_back * 5, strict=False):
+            engine.process(live)
+            engine.process(old)
+    assert len([r for r in caplog.records if "behind its newest" in r.getMessage()]) == 0  # warned of already
+    caplog.clear()
+    # once the robot's newest has moved by more than a stoppage (STOPPAGE_RESET_S), the next is warned of again
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        for live in going_on[150:]:
+            engine.process(live)
         engine.process(set_back[0])
         engine.process(set_back[1])
     assert len([r for r in caplog.records if "behind its newest" in r.getMessage()]) == 1
