@@ -753,12 +753,18 @@ class DetectorEngine:
             iso_utc(datetime.fromtimestamp(newest, UTC)),
             iso_utc(reading.ts),
         )
+        self._back_from_ahead(robot, reading.ts, newest, out)
+        return True
+
+    @staticmethod
+    def _back_from_ahead(robot: RobotState, to: datetime, newest: float, out: list[Alert]) -> None:
+        """The robot's clock went back to ``to`` (from a leap ahead, or set back): each event opened after it
+        closes as of the robot's newest reading, into ``out`` (``Lifecycle.back_from_ahead``)."""
         newest_at = datetime.fromtimestamp(newest, UTC)
         for state in robot.axes.values():
             for life in state.lifecycles:
-                if (alert := life.back_from_ahead(reading.ts, newest_at)) is not None:
+                if (alert := life.back_from_ahead(to, newest_at)) is not None:
                     out.append(alert)
-        return True
 
     def _set_back(self, robot: RobotState, reading: Reading | ReadingValues, out: list[Alert]) -> bool:
         """Whether ``reading``, past what the robot's state reflects on Kafka (no redelivery) and no later than
@@ -785,11 +791,7 @@ class DetectorEngine:
         )
         if robot.last_active is not None:
             out += self._close_all(robot, robot.last_active, stoppage=True)
-        newest_at = datetime.fromtimestamp(newest, UTC)
-        for state in robot.axes.values():
-            for life in state.lifecycles:
-                if (alert := life.back_from_ahead(reading.ts, newest_at)) is not None:
-                    out.append(alert)
+        self._back_from_ahead(robot, reading.ts, newest, out)
         if robot.learner is not None:
             self._stopped(robot, -step)
         back = timedelta(seconds=step)
