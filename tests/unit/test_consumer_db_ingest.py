@@ -140,6 +140,31 @@ def test_cli_ingest_prints_a_summary(engine, export, sqlite_url, capsys, monkeyp
     assert "rejected 1x: Axis #2: 'abc' is not a number" in out
 
 
+def test_the_ingest_works_with_the_collectors_young_generation_raised_and_gives_it_back(
+    engine, export, sqlite_url, monkeypatch
+):
+    """The command's work runs with ``INGEST_GC_THRESHOLD``; afterwards, whether it stored or failed, the
+    collector's thresholds are the process's own again."""
+    import gc
+
+    from consumer_db import commands, ingest
+
+    seen = []
+    ingest_csv_as_is = ingest.ingest_csv
+    monkeypatch.setattr(
+        ingest, "ingest_csv", lambda *a, **kw: seen.append(gc.get_threshold()) or ingest_csv_as_is(*a, **kw)
+    )
+    before = gc.get_threshold()
+    argv = ["--database-url", sqlite_url, "ingest", "--csv", str(export), "--robot-id", "R7", "--no-progress"]
+    try:
+        assert main(argv) == 0
+        assert seen == [(commands.INGEST_GC_THRESHOLD, *before[1:])] and gc.get_threshold() == before
+        assert main([*argv[:3], "--csv", str(export.parent / "missing.csv"), "--no-progress"]) == 1
+        assert len(seen) == 2 and gc.get_threshold() == before
+    finally:
+        gc.unfreeze()  # gc.freeze is process-wide: give the test process its collector back
+
+
 def test_a_second_row_of_the_same_time_with_other_values_is_a_conflict_record(engine, tmp_path):
     path = tmp_path / "twice.csv"
     path.write_text(
