@@ -1,5 +1,7 @@
 # The README's two commands: `make demo` and `make test`. Each creates the virtual environment first.
-PYTHON ?= python3
+# The interpreter .venv is built with: an optimized build when the machine has one (scripts/pick-python.sh says
+# which and why), else python3; `make install PYTHON=...` names another. An existing .venv keeps its own.
+PYTHON ?= $(shell scripts/pick-python.sh)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
@@ -8,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: install demo test unit bench up down lint clean
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "axiswatch needs Python >= 3.11, found " + sys.version.split()[0])'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "axiswatch needs Python >= 3.11, but $(PYTHON) is %s; name another: make install PYTHON=/path/to/python3.11" % sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench,lint]'

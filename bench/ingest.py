@@ -51,7 +51,7 @@ After each ingest run the database's size (every table with its indexes and TOAS
 per stored reading is taken: ``bytes per reading``.
 
 Every process reads the project's modules compiled once before the rounds, as a user's Python keeps them
-(``compile_bytecode``), though this machine sets ``PYTHONDONTWRITEBYTECODE=1``.
+(``bench._trees.compile_bytecode``), though this machine sets ``PYTHONDONTWRITEBYTECODE=1``.
 
 Every method but the second starts on the same state: a fresh database with the schema migrated before its
 clock starts (the floors' day partitions made too; the ingest makes its own, and folds the rollup, which
@@ -73,6 +73,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from bench._trees import compile_bytecode
 
 REAL_EXPORT = Path(__file__).resolve().parents[2] / "shared" / "data" / "RMBR4-2_export_test.csv"
 REPO = Path(__file__).resolve().parents[1]
@@ -125,7 +127,7 @@ def run(csv: Path, rounds: int, against: Sequence[Path] = ()) -> int:
         header.write_text(csv.open(encoding="utf-8-sig").readline())
         header_only = ["-m", "consumer_db", "ingest", "--csv", str(header), "--no-progress"]
         for tree in {REPO, *(tree.resolve() for tree in against)}:
-            compile_bytecode(tree)
+            compile_bytecode(tree, sys.executable)
         methods = {
             "consumer_db ingest": (True, ingest, REPO),
             **{f"consumer_db ingest ({tree})": (True, ingest, tree.resolve()) for tree in against},
@@ -194,15 +196,6 @@ def run(csv: Path, rounds: int, against: Sequence[Path] = ()) -> int:
     notes = NOTES.format(file=csv.name, rounds=rounds, before=load_before, after=load_after)
     write_results("ingest", results, notes=notes)
     return 0
-
-
-def compile_bytecode(tree: Path) -> None:
-    """The tree's own modules compiled once, as a user's Python keeps them (``pip install`` compiles a package;
-    an editable checkout writes ``__pycache__`` on its first run). This machine sets PYTHONDONTWRITEBYTECODE=1,
-    so without this every timed command compiled them again (~25-40 ms of CPU; the libraries in the venv are
-    compiled at install). The children still write nothing; they read these."""
-    packages = [name for name in ("bench", "common", "consumer_db") if (tree / name).is_dir()]
-    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], cwd=tree, check=True)
 
 
 NOTES = (

@@ -13,16 +13,18 @@ Timed, p50/p99 over --runs runs after a warm-up run (fewer once a case has taken
 - the dashboard's history view, what its Refresh runs (HistoryView._query), for the fleet and one robot, per
   --ranges entry, and each query in it apart (the aim: every one < 100 ms p99);
 - every phrase for the fleet over everything once more as a user runs it: ``python -m consumer_db query PHRASE
-  --format F`` as a process, its output to a file, its bytecode cached as Python keeps it (in a temporary
-  directory), --command-runs times per format; beside it the SQL alone
+  --format F`` as a process, its output to a file, its bytecode compiled before the timed runs as Python
+  keeps it (bench._trees.compile_bytecode), --command-runs times per format; beside it the SQL alone
   (the rows above) and the output's rendering alone (consumer_db.output.render, in this process);
 - the cases where the (robot_id, ts) index matters, once more with index scans off, and their plans.
 With ``--compare DIR`` (a checkout of another commit) each phrase's SQL is timed from both trees alike, each
-in a fresh process of its own, this tree's then that one's (``before p50/p99 ms``): a big answer's rows cost
-more in this long-lived process (the fleet's whole 1-minute resample before it was bounded: 14 s here, 11 s in
-a fresh one); and each command is run from it in turn with this tree's. Each command's time to its first byte
-of output and its peak memory (max RSS) and CPU time (user + system: at the machine's usual load the wall time
-of one command moves by a second between rounds, its CPU time by a few hundredths) are kept.
+in a fresh process of its own interpreter (the tree's ``.venv``, as ``make install`` built it: the interpreter
+is part of what a user waits for), this tree's then that one's (``before p50/p99 ms``): a big answer's rows
+cost more in this long-lived process (the fleet's whole 1-minute resample before it was bounded: 14 s here,
+11 s in a fresh one); and each command is run from it, on its interpreter, in turn with this tree's. Each
+command's time to its first byte of output and its peak memory (max RSS) and CPU time (user + system: at the
+machine's usual load the wall time of one command moves by a second between rounds, its CPU time by a few
+hundredths) are kept.
 ``--phrases-only``: the phrases' SQL alone; ``--commands-only``: the commands alone
 (``bench/results/query_commands.md``), e.g. on the real export: ``--csv FILE`` fills the database with
 ``python -m consumer_db ingest --csv FILE`` instead of the fleet.
@@ -55,6 +57,7 @@ from sqlalchemy.exc import OperationalError
 from bench._kafka import fleet
 from bench._postgres import postgres_url, scratch_database
 from bench._services import aiokafka_extensions
+from bench._trees import compile_bytecode, described, own_python
 from bench.query_plans import explain, percentile
 from bench.results import write_results
 from common.store import queries
@@ -68,6 +71,7 @@ from consumer_db.store import insert_readings
 from dashboard.history import RANGES, HistoryView
 from dashboard.settings import DashboardSettings
 
+HERE = Path(__file__).resolve().parents[1]  # this tree
 AXES = tuple(range(1, 15))
 CHUNK = 5000
 INDEX_OFF_TIMEOUT_S = 10
@@ -129,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             + (f" --compare {args.compare}" if args.compare else "")
             + f"`. {facts}; "
             + (f"filled in {filled:.0f} s. " if filled else "kept database reused. ")
+            + interpreters(args)
             + COMMAND_COLUMNS.format(runs=args.command_runs, compare=args.compare)
             + f"1-min load average at the start {load_at_start:.1f}, at the end {os.getloadavg()[0]:.1f} on "
             f"{os.cpu_count()} cores (`load`: as each case ended; `p99 ms`: the slowest run).\n"
@@ -147,6 +152,14 @@ COMMAND_COLUMNS = (
 )
 
 
+def interpreters(args) -> str:
+    """Which interpreter ran each tree's SQL and commands (each tree's own: ``own_python``)."""
+    said = f"This tree ran on {described(own_python(HERE))}"
+    if args.compare:
+        said += f", {args.compare} on {described(own_python(args.compare))}"
+    return said + ". "
+
+
 def scale_notes(args, facts: str, filled: float, load_at_start: float, plans: dict) -> str:
     """The notes of a whole run: the SQL, the dashboard, the index-off cases with their plans, the commands."""
     return (
@@ -158,6 +171,7 @@ def scale_notes(args, facts: str, filled: float, load_at_start: float, plans: di
         + (f" --compare {args.compare}" if args.compare else "")
         + f"`. {facts}; "
         + (f"bulk ingest: {filled:.0f} s. " if filled else "kept database reused. ")
+        + interpreters(args)
         + "ms; `runs` = timed runs after one warm-up (a warm-up slower than --budget counts as a run). Dashboard "
         "aim: every query < 100 ms p99. `index off` = one run with index scans disabled (enable_indexscan/"
         f"bitmapscan/indexonlyscan = off), cancelled after {INDEX_OFF_TIMEOUT_S} s; "
@@ -254,7 +268,7 @@ def measure(engine: Engine, args) -> tuple[list[dict], dict[str, str], str]:
             words = phrase.name.replace("{n}", "20")
             for scope, query_args in scopes.items():
                 if args.compare:  # both trees alike: each in a fresh process of its own, one after the other
-                    samples = sampled_in(Path.cwd(), engine, words, query_args, args)
+                    samples = sampled_in(HERE, engine, words, query_args, args)
                 else:
                     samples = sample(partial(answered, conn, words, query_args), args)
                 rows.append(result(f'query "{words}"', scope, samples))
@@ -318,11 +332,11 @@ print(json.dumps(samples))
 
 def sampled_in(tree: Path, engine: Engine, words: str, query_args: QueryArgs, args) -> list[float]:
     """``sample`` of the phrase as the tree at ``tree`` answers it, in a process of its own (started outside
-    the timing), on the same database."""
+    the timing) on the tree's own interpreter, on the same database."""
     given = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in vars(query_args).items() if v is not None}
     given = {k: v for k, v in given.items() if k in ("robot_id", "start", "end")}
     url = engine.url.render_as_string(hide_password=False)
-    argv = [sys.executable, "-c", SAMPLED_THERE, url, words, json.dumps(given), str(args.runs), str(args.budget)]
+    argv = [own_python(tree), "-c", SAMPLED_THERE, url, words, json.dumps(given), str(args.runs), str(args.budget)]
     done = subprocess.run(argv, cwd=tree, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{words!r} from {tree} failed: {done.stderr[-2000:]}")
@@ -423,14 +437,8 @@ def commands(engine: Engine, args, timed: list[dict]) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp, engine.connect() as conn:
         out = Path(tmp) / "answer"
-        # Bytecode as a user's Python keeps it: written once, read by every later run. This machine sets
-        # PYTHONDONTWRITEBYTECODE=1, so each command compiled the project's modules again (~25 ms of CPU at load
-        # 25); the cache goes to the temporary directory, not into the trees. One untimed run of each tree fills it.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "bytecode")
-        first = ["query", chosen(args)[0].name.replace("{n}", "20")]
-        for tree in (None, args.compare) if args.compare else (None,):
-            run_command([sys.executable, "-m", "consumer_db", *first], env, out, cwd=tree)
+        for tree in trees(args):
+            compile_bytecode(tree, own_python(tree))
         # What every command pays before its first query: the interpreter, the imports, the phrase list.
         for argv, name in (
             (["--help"], "command: consumer_db --help"),
@@ -474,16 +482,24 @@ class Run:
     cpu: float | None = None
 
 
+def trees(args) -> list[Path]:
+    """This tree, and the --compare checkout after it."""
+    return [HERE, args.compare] if args.compare else [HERE]
+
+
 def in_turn(argv: list[str], env: dict, out: Path, args) -> tuple[list[Run], list[Run]]:
     """``python -m consumer_db ARGV`` from this tree, --command-runs times; with --compare, each run
-    followed by one from that tree (the process's working directory decides which consumer_db it imports)."""
+    followed by one from that tree: each tree's own interpreter, in the tree's folder (which decides the
+    consumer_db it imports)."""
     mine, compared = [], []
     for _ in range(args.command_runs):
-        mine.append(run_command([sys.executable, "-m", "consumer_db", *argv], env, out))
+        mine.append(run_command([own_python(HERE), "-m", "consumer_db", *argv], env, out, cwd=HERE))
         if args.compare:
-            compared.append(run_command([sys.executable, "-m", "consumer_db", *argv], env, out, cwd=args.compare))
+            compared.append(
+                run_command([own_python(args.compare), "-m", "consumer_db", *argv], env, out, cwd=args.compare)
+            )
     if args.compare:  # this tree's output last, for the output bytes
-        run_command([sys.executable, "-m", "consumer_db", *argv], env, out)
+        run_command([own_python(HERE), "-m", "consumer_db", *argv], env, out, cwd=HERE)
     return mine, compared
 
 
