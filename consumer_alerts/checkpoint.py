@@ -287,6 +287,8 @@ async def restore_partitions(checkpoints: Checkpoints, partitions: set[int]) -> 
             if partition not in partitions:
                 continue
             engine_state.load_robot(checkpoints.engine, robot_id, state)
+            if offset is not None:  # the readings before it are in the state: a redelivery is told by its offset
+                checkpoints.engine.robots[robot_id].read_to = (partition, offset)
         except (ValueError, KeyError, TypeError) as exc:
             checkpoints.engine.robots.pop(robot_id, None)
             logger.warning("robot %r: state on %s not used (%s); it warms up again", robot_id, checkpoints.topic, exc)

@@ -20,7 +20,9 @@ keeps the domain's rules:
 - An event closes after ``holdoff_s`` and ``holdoff_readings`` of the robot's sampling intervals of quiet.
 - A reading not newer than the robot's last one is skipped: a redelivery after a restart changes nothing. One
   more than a stoppage older, inside a leap ahead of the robot's time, is its clock coming back and is judged
-  (``common.wire.clock``).
+  (``common.wire.clock``). Given the reading's place on Kafka (``process(reading, place)``), a reading before
+  the place the robot's state reflects is a redelivery whatever its time, and one past it more than a stoppage
+  older is the robot's clock set back: the robot's time starts again from it (``_set_back``).
 - **The model**: a robot without a model file learns its own after ``model_learn_readings`` active rows, and
   any robot's model is learned again after a lasting, broad change (``model_relearn_s``; see
   :mod:`consumer_alerts.learning`), announced by one ``model`` event (INFO) on axis 0, open until the new
@@ -32,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from common.wire.clock import NO_LEAP, comes_back, next_leap
@@ -62,6 +64,19 @@ RELEASE_AFTER = 1 / 6
 # A timing that keeps going away and coming back never confirms: an ALERT held this many MODEL_RELEARN_S is raised.
 HOLD_AT_MOST = 2
 CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
+# A robot's clock set back (a reading from a new offset more than a stoppage behind its newest) is followed
+# once this many such readings came in a row, each later than the one before: one reading stamped far in the
+# past (a glitch, a stale reading sent late), or old readings sent between live ones, restarts nothing. As many
+# readings from offsets before the robot's state, each newer than its newest, tell that the offsets started again.
+SET_BACK_RUN = 10
+
+
+def longer(run: tuple[int, float] | None, ts: float) -> tuple[int, float]:
+    """A run of readings, each later than the one before, as (how many, the last one's time), with one at ``ts``
+    added: a reading not later than the last starts the run again."""
+    count, last = run or (0, -math.inf)
+    return (count + 1, ts) if ts > last else (1, ts)
+
 
 # EngineConfig's names that differ from the setting they come from; every other field has its setting's name.
 _SETTING_OF = {"stoppage_s": "stoppage_reset_s"}
@@ -171,7 +186,16 @@ class RobotState:
     release_at: float | None = None  # a change being timed went away: what is held is raised then, if it stays away
     held_since: float | None = None  # when the oldest ALERT still held was held
     resting: bool = False  # the reading being judged is idle: the lifecycles count it as rest
-    said_behind: bool = False  # a reading far behind the newest was warned of; cleared by the next one judged
+    # the robot's newest when a reading far behind it was last warned of: warned again once the newest has moved
+    # by more than a stoppage (old readings sent between live ones would otherwise be warned of one by one)
+    said_behind: float | None = None
+    # (partition, offset) on the readings topic: the robot's readings there before the offset are in its state (the
+    # state topic's record says it after a restart); None: not known (offline, or a state without it)
+    read_to: tuple[int, int] | None = None
+    # readings in a row from new places, each more than a stoppage behind the newest: (how many, the last one's time)
+    set_back_run: tuple[int, float] | None = None
+    # readings in a row from places before read_to, each newer than the newest: (how many, the last one's time)
+    offsets_back_run: tuple[int, float] | None = None
 
     def holding(self) -> bool:
         return self.learner is not None and (self.learner.pending or self.release_at is not None)
@@ -229,20 +253,34 @@ class DetectorEngine:
             model=given,
         )
 
-    def process(self, reading: Reading | ReadingValues) -> list[Alert]:
-        """The alert events this reading opens, escalates, updates or closes."""
+    def process(self, reading: Reading | ReadingValues, place: tuple[int, int] | None = None) -> list[Alert]:
+        """The alert events this reading opens, escalates, updates or closes. ``place``: the reading's
+        (partition, offset) on Kafka, when it came from there: what tells a redelivery from a clock set back."""
         robot = self.robots.get(reading.robot_id) or self.robot(reading.robot_id)
         ts = reading.ts.timestamp()
         c = self.config
         last_ts = robot.last_ts
         out: list[Alert] = []
+        new = False  # the reading is past what the robot's state reflects (False: not known to be)
+        if place is not None:
+            read_to = robot.read_to
+            if read_to is not None and read_to[0] == place[0]:  # on another partition, offsets do not compare
+                if place[1] >= read_to[1]:
+                    new = True
+                elif not self._offsets_started_again(robot, reading, place):
+                    return []  # redelivered: its state has judged it already, whatever its time
+            robot.read_to = (place[0], place[1] + 1)
         if last_ts is not None and ts <= last_ts:
-            if not self._after_a_leap(robot, reading, out):
-                self._say_behind(robot, reading)
+            if self._after_a_leap(robot, reading, out):
+                # judged on from the robot's reading before the leap (none: the leap was its first reading)
+                last_ts = robot.leap[0] if robot.leap[0] > -math.inf else None
+                robot.leap = NO_LEAP
+            elif new and self._set_back(robot, reading, out):
+                last_ts = None  # judged on as the robot's first reading, its leap from the beginning of time
+                robot.leap = next_leap(robot.leap, None, ts, c.stoppage_s)
+            else:
+                self._say_behind(robot, reading, new)
                 return []  # redelivered, or a little out of order: judged already, or too late to judge
-            # judged on from the robot's reading before the leap (none: the leap was its first reading)
-            last_ts = robot.leap[0] if robot.leap[0] > -math.inf else None
-            robot.leap = NO_LEAP
         else:
             # any step over STOPPAGE_RESET_S is kept (the robot's own bound is at least that, and is asked
             # only when a reading comes back: cheaper than asking it at every reading)
@@ -250,7 +288,7 @@ class DetectorEngine:
         if last_ts is not None:
             robot.interval.push(ts - last_ts)
         robot.last_ts = ts
-        robot.said_behind = False
+        robot.set_back_run = robot.offsets_back_run = None
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
         idle = robot.resting = idle and c.idle_rule
         if not idle:
@@ -715,29 +753,105 @@ class DetectorEngine:
             iso_utc(datetime.fromtimestamp(newest, UTC)),
             iso_utc(reading.ts),
         )
+        self._back_from_ahead(robot, reading.ts, newest, out)
+        return True
+
+    @staticmethod
+    def _back_from_ahead(robot: RobotState, to: datetime, newest: float, out: list[Alert]) -> None:
+        """The robot's clock went back to ``to`` (from a leap ahead, or set back): each event opened after it
+        closes as of the robot's newest reading, into ``out`` (``Lifecycle.back_from_ahead``)."""
         newest_at = datetime.fromtimestamp(newest, UTC)
         for state in robot.axes.values():
             for life in state.lifecycles:
-                if (alert := life.back_from_ahead(reading.ts, newest_at)) is not None:
+                if (alert := life.back_from_ahead(to, newest_at)) is not None:
                     out.append(alert)
+
+    def _set_back(self, robot: RobotState, reading: Reading | ReadingValues, out: list[Alert]) -> bool:
+        """Whether ``reading``, past what the robot's state reflects on Kafka (no redelivery) and no later than
+        its newest, is the robot's clock set back: more than a stoppage older, outside any leap ahead, and the
+        ``SET_BACK_RUN``-th such reading in a row, each later than the one before. Its clock
+        went back to stay (after a stoppage, days back), and skipped as older, every later reading went unjudged
+        until the clock passed the newest again. If so, the robot's time starts again from it, as after a
+        stoppage that keeps what the detectors and the model learned: the statistical events close at the last
+        active reading (as a stoppage closes them), the others opened after ``reading`` close as of the newest
+        (``Lifecycle.back_from_ahead``), and the re-learn's clocks move back with the robot's."""
+        newest = robot.last_ts
+        ts = reading.ts.timestamp()
+        step = newest - ts
+        if step <= self._stoppage(robot):
+            return False
+        robot.set_back_run = longer(robot.set_back_run, ts)
+        if robot.set_back_run[0] < SET_BACK_RUN:
+            return False  # not yet a clock that stays back: skipped and warned of as any reading far behind
+        logger.warning(
+            "robot %r: its clock went back from %s to %s (a reading past those judged, on Kafka); judged on from it",
+            reading.robot_id,
+            iso_utc(datetime.fromtimestamp(newest, UTC)),
+            iso_utc(reading.ts),
+        )
+        if robot.last_active is not None:
+            out += self._close_all(robot, robot.last_active, stoppage=True)
+        self._back_from_ahead(robot, reading.ts, newest, out)
+        if robot.learner is not None:
+            self._stopped(robot, -step)
+        back = timedelta(seconds=step)
+        for state in robot.axes.values():  # ALERTs held while a change is timed: raised on the robot's new clock
+            state.held = {
+                kind: (since - back, finding, last - back if last else None)
+                for kind, (since, finding, last) in state.held.items()
+            }
+        robot.last_active = None
         return True
 
-    def _say_behind(self, robot: RobotState, reading: Reading | ReadingValues) -> None:
-        """Warn, once until the robot is judged again, of a reading skipped more than a stoppage behind the
-        robot's newest and outside any leap ahead: a redelivery of that much (a restart whose saved state is
-        ahead of its committed offsets), or a clock set back to stay, whose readings go unjudged until it
-        passes the newest again (docs/consumer_alerts.md)."""
-        behind = robot.last_ts - reading.ts.timestamp()
-        if robot.said_behind or behind <= self._stoppage(robot):
-            return
-        robot.said_behind = True
+    def _offsets_started_again(
+        self, robot: RobotState, reading: Reading | ReadingValues, place: tuple[int, int]
+    ) -> bool:
+        """Whether ``reading``, from a place on Kafka before the one the robot's state reflects, shows that the
+        partition's offsets started again (the readings topic made anew, a log truncated): the ``SET_BACK_RUN``-th
+        such reading in a row, each newer than the robot's newest and than the one before. Skipped as redeliveries,
+        the robot's readings would go unjudged until the offsets passed the old ones, without a word. A redelivery
+        is no newer than the newest; one that is (readings from before a clock set back, re-read after a restart)
+        is judged again by time, as without offsets (its events re-derive the same ids)."""
+        ts = reading.ts.timestamp()
+        if robot.last_ts is not None and ts <= robot.last_ts:
+            robot.offsets_back_run = None
+            return False
+        robot.offsets_back_run = longer(robot.offsets_back_run, ts)
+        if robot.offsets_back_run[0] < SET_BACK_RUN:
+            return False
         logger.warning(
-            "robot %r: a reading at %s is %.0f s behind its newest and is not judged: a redelivery, or its "
-            "clock was set back, and then none is judged until its clock passes %s",
+            "robot %r: readings at offsets before %d on partition %d are newer than its newest: the partition's "
+            "offsets started again (the readings topic made anew?); judged by time from offset %d",
+            reading.robot_id,
+            robot.read_to[1],
+            place[0],
+            place[1],
+        )
+        return True
+
+    def _say_behind(self, robot: RobotState, reading: Reading | ReadingValues, new: bool) -> None:
+        """Warn of a reading skipped more than a stoppage behind the robot's newest and outside any leap ahead,
+        once until the newest has moved by more than a stoppage. Its place on Kafka new (``new``): a stray
+        reading, or the first of a clock set back, followed after ``SET_BACK_RUN`` in a row. Not known to be
+        new: a redelivery of that much (a restart whose saved state is ahead of its committed offsets), or,
+        offline, a clock set back to stay, whose readings go unjudged until it passes the newest again
+        (docs/consumer_alerts.md)."""
+        behind = robot.last_ts - reading.ts.timestamp()
+        stoppage = self._stoppage(robot)
+        if behind <= stoppage or (robot.said_behind is not None and abs(robot.last_ts - robot.said_behind) <= stoppage):
+            return
+        robot.said_behind = robot.last_ts
+        newest = iso_utc(datetime.fromtimestamp(robot.last_ts, UTC))
+        if new:
+            why = f"a stray reading, or its clock was set back: followed once {SET_BACK_RUN} such come in a row"
+        else:
+            why = f"a redelivery, or its clock was set back, and then none is judged until its clock passes {newest}"
+        logger.warning(
+            "robot %r: a reading at %s is %.0f s behind its newest and is not judged: %s",
             reading.robot_id,
             iso_utc(reading.ts),
             behind,
-            iso_utc(datetime.fromtimestamp(robot.last_ts, UTC)),
+            why,
         )
 
     @staticmethod

@@ -424,7 +424,8 @@ def judge(
     """The reading's detectors' events, or its dead letter."""
     before(reading.robot_id, message.partition)
     try:
-        events = engine.process(reading)
+        # its place tells a redelivery (before what the robot's state reflects) from a clock set back
+        events = engine.process(reading, (message.partition, message.offset))
     except Exception as exc:  # one reading must never stop the detectors for every robot
         logger.exception(
             "%s/%d offset %d (robot %r) could not be judged",

@@ -174,7 +174,7 @@ async def test_an_event_is_on_the_alerts_topic_before_the_rest_of_its_batch_is_j
             self.seen_while_judging: list[bool] = []
             self.robots: dict = {}  # the service counts them (freeze_new_robots)
 
-        def process(self, reading):
+        def process(self, reading, place=None):
             if reading.row == 1:
                 return [opened]
             # Blocks the event loop, as judging a reading does: only a send already on the wire gets through.

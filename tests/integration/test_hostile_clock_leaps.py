@@ -119,16 +119,17 @@ async def test_a_clock_that_leaps_ahead_and_comes_back_is_followed_by_every_serv
 
 
 def absurd_clock_lines(tag: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """A clock set three days back after a stoppage, and staying there; times at 1970 and 9999; robot ids of
+    """A clock set three days back after a stoppage, and staying there; times at 1970, 2200 and 9999; robot ids of
     10,000 characters and with control characters; a reading of no axis, of axis 0, of a ten-digit axis and of
     5,000 axes; a robot's readings sent twice with other values."""
     robots = {n: f"{tag}-{n}" for n in ("back", "times", "axes", "none", "twice")}
     r = robots
     back = BASE - timedelta(days=3)
     lines = life(r["back"], 0, 30) + life(r["back"], 0, 30, start=BASE + timedelta(minutes=30))
-    lines += life(r["back"], 0, 460, start=back, fault_from=380)  # stored; skipped by the others (docs: "Left")
+    lines += life(r["back"], 0, 460, start=back, fault_from=380)  # judged again: its offsets are new
     lines += [
         (r["times"], reading(r["times"], "1970-01-01T00:00:00Z", {"1": 5.0})),
+        (r["times"], reading(r["times"], "2200-01-01T00:00:00Z", {"1": 5.0})),
         (r["times"], reading(r["times"], "9999-12-31T23:59:59.999999Z", {"1": 5.0})),
         ("R" * 10_000, reading("R" * 10_000, iso(BASE), {"1": 5.0})),
         (f"{tag}\x01\x07bell", reading(f"{tag}\x01\x07bell", iso(BASE), {"1": 5.0})),
@@ -161,18 +162,23 @@ async def test_absurd_clocks_ids_and_axes_stop_nothing_and_lose_nothing(pg_url, 
         assert stored.get(r["times"]) == 150 and stored.get(r["axes"]) == 150 and stored.get(r["none"]) >= 150
         assert any("1970-01-01T00:00:00.000Z is before READING_EARLIEST" in reason for reason in reasons)
         assert any("9999-12-31T23:59:59.999Z is" in reason and "ahead" in reason for reason in reasons)
+        assert any("2200-01-01T00:00:00.000Z is" in reason and "ahead" in reason for reason in reasons)
         assert any("robot_id: String should have at most 64 characters" in reason for reason in reasons)
         assert any("\\x01\\x07bell' does not match ROBOT_ID_PATTERN" in reason for reason in reasons)
         for axis in ("0", "9999999999", "63"):
             assert any(f"axis '{axis}' is not an axis number from 1 to 62" in reason for reason in reasons), axis
         settings_for_readers = CommonSettings(_env_file=None, **kafka_env)
         async with TopicReader(settings_for_readers, kafka_env["alerts_topic"]) as alerts:
+            set_back_fault = BASE - timedelta(days=3) + timedelta(seconds=2 * 380)
 
             async def faults_judged():
                 events = [Alert.from_bytes(v) for v in await alerts.read()]
                 judged = {e.robot_id for e in events if e.axis == 1 and e.opened_at >= BASE}
-                return {r[n] for n in ("times", "axes", "none", "twice")} <= judged
+                judged |= {e.robot_id for e in events if e.axis == 1 and set_back_fault <= e.opened_at < BASE}
+                return {r[n] for n in ("back", "times", "axes", "none", "twice")} <= judged
 
             await apoll(faults_judged, "an alert event for each robot's fault", timeout=180, services=services)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
             assert response.status == 200
+        alerts_log = (tmp_path / "a.log").read_text()
+        assert alerts_log.count(f"robot '{r['back']}': its clock went back from ") == 1  # announced once

@@ -40,7 +40,7 @@ class Calls:
     def engine(self) -> DetectorEngine:
         engine = DetectorEngine(EngineConfig(detectors=("level",)))
 
-        def process(r):
+        def process(r, place=None):
             self.calls.append(("detectors", r.robot_id, r.ts))
             return [alert(r.robot_id, r.ts, "level")]
 

@@ -16,7 +16,7 @@ from common.errors import SchemaError
 from common.wire.bus import InProcessBus, Message
 from common.wire.clock import NO_LEAP, comes_back, next_leap
 from common.wire.schemas import DEFAULT_POLICY, AlertState, Reading
-from consumer_alerts.engine import DetectorEngine
+from consumer_alerts.engine import SET_BACK_RUN, DetectorEngine
 from consumer_alerts.engine_state import load_robot, robot_snapshot
 from consumer_alerts.health.cycles import CycleSplitter
 from consumer_alerts.service import Intake, events_per_reading
@@ -116,7 +116,7 @@ def test_readings_re_read_around_a_clock_leap_are_skipped():
     assert engine.process(ahead(5).model_copy(update={"ts": from_ahead[-1].ts - timedelta(seconds=60)})) == []
 
 
-def test_a_clock_set_back_to_stay_is_warned_of_once_until_its_robot_is_judged_again(caplog):
+def test_a_clock_set_back_to_stay_is_warned_of_once_until_its_robots_newest_moves_a_stoppage(caplog):
     # an hour's stoppage after its tenth reading: its first reading's leap (from the beginning of time) is gone
     later = [normal(i).model_copy(update={"ts": at(i) + timedelta(hours=1)}) for i in range(10, 331)]
     engine = DetectorEngine()
@@ -131,11 +131,153 @@ def test_a_clock_set_back_to_stay_is_warned_of_once_until_its_robot_is_judged_ag
     assert "robot 'R'" in warned[0] and (START - timedelta(days=3)).strftime("%Y-%m-%d") in warned[0]
     assert later[-2].ts.strftime("%Y-%m-%dT%H:%M:%S") in warned[0]  # until when its readings go unjudged
     caplog.clear()
+    # old readings sent between live ones: one warning, not one each
+    going_on = [normal(i).model_copy(update={"ts": at(i) + timedelta(hours=1)}) for i in range(331, 331 + 2 * 160)]
     with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
-        engine.process(later[-1])  # judged: a later reading far behind is warned of again
+        engine.process(later[-1])
+        for live, old in zip(going_on[:150], set_back * 5, strict=False):
+            engine.process(live)
+            engine.process(old)
+    assert len([r for r in caplog.records if "behind its newest" in r.getMessage()]) == 0  # warned of already
+    caplog.clear()
+    # once the robot's newest has moved by more than a stoppage (STOPPAGE_RESET_S), the next is warned of again
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        for live in going_on[150:]:
+            engine.process(live)
         engine.process(set_back[0])
         engine.process(set_back[1])
     assert len([r for r in caplog.records if "behind its newest" in r.getMessage()]) == 1
+
+
+def set_back_feed() -> tuple[list[Reading], list[Reading]]:
+    """300 readings with an hour's stoppage after the tenth (its first reading's leap is gone), then the clock
+    set back three days (after a stoppage) for 400 readings, a fault on axis 1 from the 350th (``normal``)."""
+    before = [normal(i, 10.0 + (i % 7) * 0.1) for i in range(300)]
+    before[10:] = [r.model_copy(update={"ts": r.ts + timedelta(hours=1)}) for r in before[10:]]
+    back = [normal(i).model_copy(update={"ts": at(i) - timedelta(days=3)}) for i in range(400)]
+    return before, back
+
+
+def placed(engine: DetectorEngine, readings, first_offset: int, partition: int = 0) -> list:
+    """The events of ``readings`` judged as read from Kafka, at offsets from ``first_offset``."""
+    return [a for k, r in enumerate(readings) for a in engine.process(r, (partition, first_offset + k))]
+
+
+def set_back_faults(events) -> set[str]:
+    back_from = at(350) - timedelta(days=3)
+    return {a.detector for a in events if a.state is AlertState.OPEN and a.axis == 1 and a.opened_at >= back_from}
+
+
+def test_a_clock_set_back_after_a_stoppage_is_judged_again_when_its_offsets_are_new(caplog):
+    before, back = set_back_feed()
+    engine = DetectorEngine()
+    placed(engine, before, 0)
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        events = placed(engine, back, 300)
+    assert set_back_faults(events), "the fault after the set back raises its event"
+    assert engine.robots["R"].last_ts == back[-1].ts.timestamp() and engine.robots["R"].read_to == (0, 700)
+    warned = [r.getMessage() for r in caplog.records if "clock went back" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("robot 'R': its clock went back from ")
+    waiting = [r.getMessage() for r in caplog.records if "behind its newest" in r.getMessage()]
+    assert len(waiting) == 1 and f"followed once {SET_BACK_RUN} such come in a row" in waiting[0]
+    # without its offsets (offline) the same feed is the redelivery it looks like by time: nothing is judged
+    offline = DetectorEngine()
+    for reading in before:
+        offline.process(reading)
+    assert not set_back_faults(a for r in back for a in offline.process(r))
+    assert offline.robots["R"].last_ts == before[-1].ts.timestamp()
+
+
+def test_a_robot_id_in_the_set_back_warning_is_escaped(caplog):
+    robot = "R'\\n"
+    before, back = ([r.model_copy(update={"robot_id": robot}) for r in feed] for feed in set_back_feed())
+    engine = DetectorEngine()
+    placed(engine, before, 0)
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        placed(engine, back[:SET_BACK_RUN], 300)
+    warned = [r.getMessage() for r in caplog.records if "clock went back" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(f"robot {robot!r}:")
+
+
+def test_a_stray_reading_far_in_the_past_or_old_readings_between_live_ones_set_no_clock_back(caplog):
+    before, back = set_back_feed()
+    live = [r.model_copy(update={"ts": r.ts + timedelta(hours=1)}) for r in set_back_feed()[0][10:]]
+    live = [r.model_copy(update={"currents": {1: 80.0}}) if k >= 150 else r for k, r in enumerate(live)]
+    engine = DetectorEngine()
+    placed(engine, before, 0)
+    # one reading stamped days back (valid: a glitch) in the live feed, then the old feed's readings sent
+    # between live ones, one of each in turn: never SET_BACK_RUN in a row, so the robot's time never goes back
+    stray = [back[0]] + [r for pair in zip(back[1:], live, strict=False) for r in pair]
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        events = placed(engine, stray, 300)
+    assert "clock went back" not in caplog.text
+    assert engine.robots["R"].last_ts == live[-1].ts.timestamp()
+    opened = [a for a in events if a.state is AlertState.OPEN and a.axis == 1]
+    assert opened and all(a.opened_at >= live[150].ts for a in opened)  # the live fault, on the live clock
+    closed = [a for a in events if a.state is AlertState.CLOSED]
+    assert not closed, "no event closes because of the old readings"
+
+
+def test_readings_re_read_around_a_clock_set_back_are_skipped_by_their_offset():
+    before, back = set_back_feed()
+    engine = DetectorEngine()
+    first = placed(engine, before, 0) + placed(engine, back, 300)
+    assert set_back_faults(first)
+    newest = engine.robots["R"].last_ts
+    # a restart re-reads the partition from further back than the state: the readings after the set back are
+    # behind the robot's newest by time and, by offset, judged already
+    assert placed(engine, back, 300) == []
+    assert engine.robots["R"].last_ts == newest and engine.robots["R"].read_to == (0, 700)
+    # fewer than SET_BACK_RUN from before it (ahead by time) are skipped by their offset too
+    assert placed(engine, before[-SET_BACK_RUN + 1 :], 300 - SET_BACK_RUN + 1) == []
+    assert engine.robots["R"].last_ts == newest
+    # and a faulty value re-read from behind the newest, past a stoppage, opens nothing either
+    faulty = [r.model_copy(update={"currents": {1: 80.0}}) for r in back[:100]]
+    assert placed(engine, faulty, 300) == []
+
+
+def test_offsets_that_start_again_are_followed_once_a_run_of_readings_is_newer_than_the_newest(caplog):
+    before, _ = set_back_feed()
+    engine = DetectorEngine()
+    placed(engine, before, 0)
+    # the readings topic made anew: its offsets start at 0 again while the robot's readings go on, a fault later
+    going_on = [normal(i).model_copy(update={"ts": at(i) + timedelta(hours=1)}) for i in range(300, 420)]
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        events = placed(engine, going_on, 0)
+    warned = [r.getMessage() for r in caplog.records if "offsets started again" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("robot 'R': readings at offsets before 300 on partition 0")
+    assert engine.robots["R"].last_ts == going_on[-1].ts.timestamp() and engine.robots["R"].read_to == (0, 120)
+    fault = going_on[50].ts  # normal(350): the fault's first reading
+    assert {a.detector for a in events if a.state is AlertState.OPEN and a.axis == 1 and a.opened_at >= fault}
+    # the run's first readings were skipped as redeliveries: the robot's time went on from the tenth
+    assert not [a for a in events if a.opened_at < going_on[SET_BACK_RUN - 1].ts]
+
+
+def test_a_reading_at_a_new_offset_a_little_behind_waits_as_before():
+    before, _ = set_back_feed()
+    engine = DetectorEngine()
+    placed(engine, before, 0)
+    late = before[-1].model_copy(update={"ts": before[-1].ts - timedelta(seconds=60), "currents": {1: 80.0}})
+    assert engine.process(late, (0, 300)) == []
+    assert engine.robots["R"].last_ts == before[-1].ts.timestamp()
+    # on another partition (the topic re-partitioned), offsets do not compare: judged by time, as without them
+    old = before[0].model_copy(update={"currents": {1: 80.0}})
+    assert engine.process(old, (3, 0)) == [] and engine.robots["R"].read_to == (3, 1)
+
+
+@pytest.mark.parametrize("ts", ["1970-01-01T00:00:00Z", "2200-01-01T00:00:00Z"])
+def test_an_absurd_time_from_a_new_offset_is_refused_and_sets_no_clock_back(ts, caplog):
+    before, back = set_back_feed()
+    engine = DetectorEngine()
+    intake = Intake()
+    messages = [Message("readings", 0, k, b"R", r.to_bytes()) for k, r in enumerate(before)]
+    absurd = Reading(robot_id="R", ts=datetime.fromisoformat(ts), currents={1: 80.0})
+    messages.append(Message("readings", 0, 300, b"R", absurd.to_bytes()))
+    with caplog.at_level(logging.WARNING):
+        events = [e for e in events_per_reading(engine, messages, intake=intake) if isinstance(e, list)]
+    assert not [a for batch in events for a in batch if a.opened_at >= at(299)]
+    assert engine.robots["R"].last_ts == before[-1].ts.timestamp()  # the robot's time did not move
+    assert "offset 300 skipped" in caplog.text and "clock went back" not in caplog.text
 
 
 def test_a_saved_state_keeps_the_leap_and_an_older_one_reads_as_a_lone_leap():
