@@ -70,13 +70,14 @@ MOVE_PROGRESS = text(
 @dataclass
 class NewRows:
     """Rows just stored, ``(robot_id, axis_id, ts, amps)``: per robot the minutes they fall in and their
-    earliest and latest ts; and how many there are. ``fresh``: they are the only stored rows of their robots'
-    spans (``consumer_db.store.copy_readings``' new-data path), so the open minutes take them by a merge."""
+    earliest and latest ts; and how many there are. ``wide``: the rows themselves, ``(robot_id, ts, axes, amps)``,
+    when they are the only stored rows of their robots' spans (``consumer_db.store.copy_readings``' new-data
+    path): the open minutes carry on from them (``consumer_db.open_minutes``) instead of reading them back."""
 
     minutes: dict[str, set[datetime]] = field(default_factory=dict)
     spans: dict[str, list[datetime]] = field(default_factory=dict)
     count: int = 0
-    fresh: bool = False
+    wide: list[tuple] | None = None
 
     @classmethod
     def of(cls, rows: Iterable[tuple]) -> NewRows:
@@ -131,7 +132,7 @@ def add(conn: Connection, new: NewRows) -> None:
     _fold(conn, late, folded, passed)
     if conn.dialect.name == "postgresql":
         folded_until = {robot: passed.get(robot, until) for robot, until in folded.items()}
-        open_minutes.keep(conn, new.spans, new.minutes, folded_until, fresh=new.fresh)
+        open_minutes.keep(conn, new.minutes, folded_until, new.wide)
 
 
 def fold_through(conn: Connection, until: datetime) -> int:

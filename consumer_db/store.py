@@ -157,7 +157,7 @@ def copy_readings(conn: Connection, wide: list[tuple], batch: NewRows, text: str
         try:
             with conn.begin_nested():
                 _load(conn, readings, wide, text)
-            return replace(batch, fresh=True)
+            return replace(batch, wide=wide)
         except IntegrityError:
             pass
     conn.exec_driver_sql(CREATE_STAGE)

@@ -404,13 +404,20 @@ def assert_rollup_is_the_aggregate_of(conn: Connection, filters: list) -> None:
         assert conn.execute(text(f"SELECT count(*) FROM {table.name}")).scalar() == len(again)
 
 
-# The open rows' sums add each write's sum to the row's (a merge), the fold's add reading by reading: the same
-# values in another order. Held to SUM_ULPS ulp of the largest partial sum there can be (the sum of the
-# absolute values, at most sqrt(n * sum of squares)): with currents of both signs the sum itself may be far
+# The open rows' sums add the minute's currents in time order, the fold's in the order its plan reads them: the
+# same values, perhaps in another order. Held to SUM_ULPS ulp of the largest partial sum there can be (the sum of
+# the absolute values, at most sqrt(n * sum of squares)): with currents of both signs the sum itself may be far
 # smaller than its terms (an ingest's minute: 1.6 from 22 values of +-5, 10 ulp of 1.6 apart). Every other
-# column (counts, minima, maxima, times) is exact.
+# column (counts, minima, maxima, times) is exact, and so are the sums against the currents added in time order
+# (``ORDERED_SUMS``): a row is the same whatever writes brought its readings.
 SUM_ULPS = 8
 SUMS = ("sum_amps", "sum_sq_amps")
+ORDERED_SUMS = text(
+    "SELECT r.robot_id, date_trunc('minute', r.ts) AS minute, CAST(e.axis_id AS integer), sum(e.amps ORDER BY r.ts), "
+    "sum(e.amps * e.amps ORDER BY r.ts) FROM readings r JOIN rollup_progress p ON p.robot_id = r.robot_id "
+    "CROSS JOIN LATERAL unnest(r.amps) WITH ORDINALITY AS e(amps, axis_id) "
+    "WHERE r.ts >= p.folded_until AND (r.axes >> CAST(e.axis_id AS integer)) & 1 <> 0 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+)
 
 
 def assert_open_rows_are_the_aggregate_of(conn: Connection, filters: list) -> None:
@@ -437,6 +444,12 @@ def assert_open_rows_are_the_aggregate_of(conn: Connection, filters: list) -> No
                     assert abs(got[column] - want[column]) <= tolerance, (column, got, want)
                 else:
                     assert got[column] == want[column], (column, got, want)
+    kept = open_rows(readings_minute).subquery()
+    in_time_order = conn.execute(ORDERED_SUMS).tuples().all()
+    keys = (kept.c.robot_id, kept.c.minute, kept.c.axis_id)
+    assert conn.execute(select(*keys, kept.c.sum_amps, kept.c.sum_sq_amps).order_by(*keys)).tuples().all() == (
+        in_time_order
+    )
 
 
 def stored_rows(conn: Connection, table, columns: list[str] | None = None) -> list[dict]:
