@@ -24,7 +24,8 @@ optimized = (
 sys.exit(0 if sys.version_info >= (3, 11) and optimized else 1)
 '
 
-versions="$( (compgen -c python3.; cd /usr/bin && ls python3.* 2>/dev/null) | awk -F. '/^python3\.[0-9]+$/ && $2 >= 11' | sort -uV)"
+# `|| true`: a machine with no python3.X on PATH or in /usr/bin (macOS, the python images) must still get an answer.
+versions="$( (compgen -c python3. || true; cd /usr/bin 2>/dev/null && ls python3.* 2>/dev/null || true) | awk -F. '/^python3\.[0-9]+$/ && $2 >= 11' | sort -uV)"
 for name in python3 $versions; do
     for candidate in "$(command -v "$name" || true)" "/usr/bin/$name"; do
         if [[ -x "$candidate" ]] && "$candidate" -c "$usable_and_optimized" 2>/dev/null; then
