@@ -254,3 +254,70 @@ def test_the_benchmarks_server_cpu_counts_the_work_of_a_connection_that_has_clos
     busy = server.seconds()
     assert again - idle < 0.1
     assert busy - again >= 0.1
+
+
+def every_row(pg_engine) -> dict:
+    """The readings, the dead letters and every rollup table, row for row, the running hours' rows too."""
+    with pg_engine.connect() as conn:
+        letters = select(rejected_readings.c.origin, rejected_readings.c.line, rejected_readings.c.reason)
+        return {
+            "readings": stored(pg_engine),
+            "rejected": sorted(conn.execute(letters).all()),
+            **{table.name: cases.stored_rows(conn, table) for table in ROLLUPS},
+        }
+
+
+def folding_each_chunk_under_the_turn(monkeypatch) -> None:
+    """The ingest's writers as main has them: each chunk's minutes computed under the turn at the progress row."""
+    from consumer_db import ingest, rollup_writer
+
+    monkeypatch.setattr(ingest, "add", lambda conn, new, **_: rollup_writer.add(conn, new))
+
+
+def test_the_real_exports_minutes_computed_before_the_turn_store_what_folding_under_it_does(
+    pg_engine, real_export, monkeypatch
+):
+    """``add(minutes_first=True)``, the ingest's writers: the real export leaves the very same readings and rollup
+    rows, to the bit, the running hours and the progress too, as with every minute computed under the turn."""
+    options = IngestOptions(CsvOptions("RMBR4-2", list(range(1, 15))))
+    ingest_csv(pg_engine, real_export, options)
+    first = every_row(pg_engine)
+    forget_everything(pg_engine)
+    with monkeypatch.context() as patched:
+        folding_each_chunk_under_the_turn(patched)
+        ingest_csv(pg_engine, real_export, options)
+    assert every_row(pg_engine) == first
+    assert len(first["readings_minute"]) == 18_718  # the export's minutes, 14 axes each: not an empty comparison
+
+
+def test_minutes_computed_before_the_turn_are_computed_again_if_a_reading_came_into_them(pg_engine, monkeypatch):
+    """A reading committed by another connection (a psql user, through the table) into the minutes a writer has
+    computed before its turn: the writer computes them again under the turn, and the rollup holds it."""
+    from consumer_db import rollup_writer
+    from consumer_db.store import write_wide_readings
+
+    lock = RobotAxes(frozenset(AXES), tuple(AXES))
+    wide = [lock.wide("R1", T0 + timedelta(seconds=2 * i), {1: float(i), 2: -1.0, 3: None, 4: 0.5}) for i in range(900)]
+    with pg_engine.begin() as conn:  # the first 10 minutes, folded: the robot's progress row exists
+        seed_axes(conn, robot_ids=["R1"], axes=AXES)
+        rollup_writer.add(conn, write_wide_readings(conn, wide[:300], copy_min_rows=1), minutes_first=True)
+    computed = rollup_writer._minutes_ahead
+
+    def and_then_a_reading_comes(conn, new):
+        ahead = computed(conn, new)
+        assert ahead is not None and ahead.low <= T0 + timedelta(minutes=20, seconds=1) < ahead.high
+        with pg_engine.begin() as other:
+            other.execute(
+                readings.insert().values(robot_id="R1", ts=T0 + timedelta(minutes=20, seconds=1), axes=2, amps=[5000.0])
+            )
+        return ahead
+
+    monkeypatch.setattr(rollup_writer, "_minutes_ahead", and_then_a_reading_comes)
+    with pg_engine.begin() as conn:
+        rollup_writer.add(conn, write_wide_readings(conn, wide[300:], copy_min_rows=1), minutes_first=True)
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+    with pg_engine.connect() as conn:
+        peak = select(readings_minute.c.max_amps).where(
+            readings_minute.c.minute == T0 + timedelta(minutes=20), readings_minute.c.axis_id == 1
+        )
+        assert conn.execute(peak).scalar_one() == 5000.0
