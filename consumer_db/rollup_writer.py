@@ -74,7 +74,11 @@ CREATE_AHEAD = (
     f"CREATE TEMP TABLE IF NOT EXISTS {AHEAD.name} (LIKE {M.name}, PRIMARY KEY (robot_id, minute, axis_id)) "
     "ON COMMIT DELETE ROWS"
 )
-COUNT_STORED = text("SELECT count(*) FROM readings WHERE robot_id = :robot AND ts >= :low AND ts < :high")
+# What a stretch of a robot's readings holds, in two numbers that only grow: readings are added, or given more axes
+# (``store.MERGE_STAGE``, readings_fact's trigger: bits of ``axes`` set), never deleted while their day is kept.
+STORED_IN = text(
+    "SELECT count(*), coalesce(sum(axes), 0) FROM readings WHERE robot_id = :robot AND ts >= :low AND ts < :high"
+)
 MOVE_PROGRESS = text(
     "UPDATE rollup_progress p SET folded_until = v.until "
     "FROM unnest(CAST(:robots AS text[]), CAST(:untils AS timestamptz[])) AS v(robot_id, until) "
@@ -150,13 +154,13 @@ def add(conn: Connection, new: NewRows, *, minutes_first: bool = False) -> None:
 
 @dataclass(frozen=True)
 class _Ahead:
-    """Minutes ``low`` to ``high`` of ``robot``, computed into ``AHEAD`` from the ``stored`` readings the
-    transaction saw in them."""
+    """Minutes ``low`` to ``high`` of ``robot``, computed into ``AHEAD`` from the readings the transaction saw in
+    them: ``stored`` says what they held (``STORED_IN``)."""
 
     robot: str
     low: datetime
     high: datetime
-    stored: int
+    stored: tuple[int, int]
 
 
 def _minutes_ahead(conn: Connection, new: NewRows) -> _Ahead | None:
@@ -170,9 +174,10 @@ def _minutes_ahead(conn: Connection, new: NewRows) -> _Ahead | None:
     low, high = floor_minute(first) + MINUTE, floor_minute(last - fold_delay(robot))
     if high <= low:
         return None
-    # Counted before the minutes are computed and again under the turn: the same count both times means that no
-    # reading came into them in between, so the computation saw them all (readings are not deleted meanwhile).
-    stored = conn.execute(COUNT_STORED, {"robot": robot, "low": low, "high": high}).scalar_one()
+    # Taken before the minutes are computed and again under the turn: the same both times means that no reading
+    # came into them and none was given another axis in between (a count alone misses that), so the computation saw
+    # them as the turn would.
+    stored = tuple(conn.execute(STORED_IN, {"robot": robot, "low": low, "high": high}).one())
     conn.exec_driver_sql(CREATE_AHEAD)
     _execute_cached(conn, "minutes ahead", _span_params([(robot, low, high)]))
     return _Ahead(robot, low, high, stored)
@@ -180,11 +185,11 @@ def _minutes_ahead(conn: Connection, new: NewRows) -> _Ahead | None:
 
 def _still_whole(conn: Connection, ahead: _Ahead, folded: dict[str, datetime], passed: dict[str, datetime]) -> bool:
     """Under the turn: ``ahead``'s minutes are the ones this fold moves through, and hold the readings they
-    were computed from, no more."""
+    were computed from, as they were."""
     if not folded[ahead.robot] <= ahead.low < ahead.high == passed.get(ahead.robot):
         return False
     params = {"robot": ahead.robot, "low": ahead.low, "high": ahead.high}
-    return conn.execute(COUNT_STORED, params).scalar_one() == ahead.stored
+    return tuple(conn.execute(STORED_IN, params).one()) == ahead.stored
 
 
 def fold_through(conn: Connection, until: datetime) -> int:

@@ -17,6 +17,7 @@ from common.store.tables import (
     reading_stamps_hour,
     reading_stamps_minute,
     readings,
+    readings_fact,
     readings_hour,
     readings_minute,
     rejected_readings,
@@ -299,9 +300,28 @@ def test_the_real_exports_minutes_computed_before_the_turn_store_what_folding_un
     assert any(taken)  # the minutes computed ahead were used, not computed again every time
 
 
-def test_minutes_computed_before_the_turn_are_computed_again_if_a_reading_came_into_them(pg_engine, monkeypatch):
-    """A reading committed by another connection (a psql user, through the table) into the minutes a writer has
-    computed before its turn: the writer computes them again under the turn, and the rollup holds it."""
+AT = T0 + timedelta(minutes=20, seconds=1)  # inside the minutes the second write computes ahead
+
+
+def a_reading_comes(conn) -> None:
+    conn.execute(readings.insert().values(robot_id="R1", ts=AT, axes=0b10, amps=[5000.0]))
+
+
+def a_stored_reading_gets_an_axis(conn) -> None:
+    """Through readings_fact, as a psql user would: its trigger adds the axis to the reading's row."""
+    conn.execute(readings_fact.insert().values(robot_id="R1", axis_id=3, ts=AT, amps=7000.0))
+
+
+@pytest.mark.parametrize(
+    ("before", "meanwhile", "axis", "peak"),
+    [(None, a_reading_comes, 1, 5000.0), (a_reading_comes, a_stored_reading_gets_an_axis, 3, 7000.0)],
+)
+def test_minutes_computed_before_the_turn_are_computed_again_if_their_readings_changed(
+    pg_engine, monkeypatch, before, meanwhile, axis, peak
+):
+    """Another connection commits into the minutes a writer has computed before its turn: a new reading, or an
+    axis added to a reading stored before (the count of readings stays). The writer computes them again under
+    the turn, and the rollup holds it."""
     from consumer_db import rollup_writer
     from consumer_db.store import write_wide_readings
 
@@ -310,23 +330,23 @@ def test_minutes_computed_before_the_turn_are_computed_again_if_a_reading_came_i
     with pg_engine.begin() as conn:  # the first 10 minutes, folded: the robot's progress row exists
         seed_axes(conn, robot_ids=["R1"], axes=AXES)
         rollup_writer.add(conn, write_wide_readings(conn, wide[:300], copy_min_rows=1), minutes_first=True)
+        if before:
+            before(conn)
     computed = rollup_writer._minutes_ahead
 
-    def and_then_a_reading_comes(conn, new):
+    def and_then(conn, new):
         ahead = computed(conn, new)
-        assert ahead is not None and ahead.low <= T0 + timedelta(minutes=20, seconds=1) < ahead.high
+        assert ahead is not None and ahead.low <= AT < ahead.high
         with pg_engine.begin() as other:
-            other.execute(
-                readings.insert().values(robot_id="R1", ts=T0 + timedelta(minutes=20, seconds=1), axes=2, amps=[5000.0])
-            )
+            meanwhile(other)
         return ahead
 
-    monkeypatch.setattr(rollup_writer, "_minutes_ahead", and_then_a_reading_comes)
+    monkeypatch.setattr(rollup_writer, "_minutes_ahead", and_then)
     with pg_engine.begin() as conn:
         rollup_writer.add(conn, write_wide_readings(conn, wide[300:], copy_min_rows=1), minutes_first=True)
     cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
     with pg_engine.connect() as conn:
-        peak = select(readings_minute.c.max_amps).where(
-            readings_minute.c.minute == T0 + timedelta(minutes=20), readings_minute.c.axis_id == 1
+        top = select(readings_minute.c.max_amps).where(
+            readings_minute.c.minute == T0 + timedelta(minutes=20), readings_minute.c.axis_id == axis
         )
-        assert conn.execute(peak).scalar_one() == 5000.0
+        assert conn.execute(top).scalar_one() == peak
