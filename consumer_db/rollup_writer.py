@@ -166,8 +166,8 @@ class _Ahead:
 def _minutes_ahead(conn: Connection, new: NewRows) -> _Ahead | None:
     """PostgreSQL, one robot: its minutes after the first of ``new``'s span and before its fold's end, computed
     into ``AHEAD`` before the turn at the progress row (a stretch's first minute may hold rows of the stretch
-    before it, not committed yet). Under the turn they are taken as they are only if no reading came into
-    them meanwhile (``_still_whole``); otherwise the fold computes them again, as without this."""
+    before it, not committed yet). Under the turn they are taken as they are only if their readings did not
+    change meanwhile (``_still_whole``); otherwise the fold computes them again, as without this."""
     if conn.dialect.name != "postgresql" or len(new.spans) != 1:
         return None
     [(robot, (first, last))] = new.spans.items()
