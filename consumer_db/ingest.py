@@ -249,7 +249,7 @@ def _write(engine: Engine, chunk: _Chunk, copy_min_rows: int, source: str) -> tu
             conn, chunk.wide, copy_min_rows=copy_min_rows, text=chunk.text, batch=chunk.batch, partitions_made=made
         )
         times.append(time.perf_counter())
-        add(conn, new)
+        add(conn, new, minutes_first=True)
         times.append(time.perf_counter())
         suspects = may_conflict(conn, chunk.accepted(), _key, chunk.wide) if new.count < chunk.batch.count else []
         contradicting = [_conflict(row, reason, source) for row, reason in find_conflicts(conn, suspects, _itself)]

@@ -20,13 +20,17 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import (
     ARRAY,
     TIMESTAMP,
+    Column,
     Connection,
+    MetaData,
     Select,
+    Table,
     Text,
     and_,
     bindparam,
     cast,
     func,
+    insert,
     or_,
     select,
     text,
@@ -59,6 +63,22 @@ from common.store.rollup import (
 from common.store.tables import dialect_insert, insert_ignoring_duplicates, readings
 
 FLEET_LOCK = zlib.crc32(b"axiswatch fleet_minute")  # pg_advisory_xact_lock's key for refolding fleet_minute
+# The minutes a writer of one robot's stretch of time computes before its turn at the progress row (``add``,
+# ``minutes_first``): a table of the transaction's own, shaped as readings_minute, emptied at each commit.
+AHEAD = Table(
+    "readings_minute_ahead",
+    MetaData(),
+    *(Column(c.name, c.type) for c in M.columns),
+    prefixes=["TEMPORARY"],
+)
+# No key: it holds one computation's rows, inserted as they come (with a primary key and ON CONFLICT the ingest's
+# server CPU was ~25 % above folding under the turn, without them ~6 %).
+CREATE_AHEAD = f"CREATE TEMP TABLE IF NOT EXISTS {AHEAD.name} (LIKE {M.name}) ON COMMIT DELETE ROWS"
+# What a stretch of a robot's readings holds, in two numbers that only grow: readings are added, or given more axes
+# (``store.MERGE_STAGE``, readings_fact's trigger: bits of ``axes`` set), never deleted while their day is kept.
+STORED_IN = text(
+    "SELECT count(*), coalesce(sum(axes), 0) FROM readings WHERE robot_id = :robot AND ts >= :low AND ts < :high"
+)
 MOVE_PROGRESS = text(
     "UPDATE rollup_progress p SET folded_until = v.until "
     "FROM unnest(CAST(:robots AS text[]), CAST(:untils AS timestamptz[])) AS v(robot_id, until) "
@@ -110,11 +130,16 @@ class NewRows:
         self.minutes[robot].add(floor_minute(ts))
 
 
-def add(conn: Connection, new: NewRows) -> None:
+def add(conn: Connection, new: NewRows, *, minutes_first: bool = False) -> None:
     """Bring the rollup up to date with rows this transaction stored in readings_fact (none of them
-    there before): refold the minutes they came late to, fold the robots' minutes that have passed."""
+    there before): refold the minutes they came late to, fold the robots' minutes that have passed.
+
+    ``minutes_first`` (the bulk ingest: each transaction one robot's stretch of time, the next stretch in
+    the other writer's): the stretch's inner minutes are computed before the turn at the progress row, so
+    that two writers compute theirs at once (``_minutes_ahead``); only the turn's own work waits."""
     if not new.count:
         return
+    ahead = _minutes_ahead(conn, new) if minutes_first else None
     folded = _lock_progress(conn, new.minutes)
     late = [
         (robot, minute, minute + MINUTE)
@@ -124,7 +149,47 @@ def add(conn: Connection, new: NewRows) -> None:
     ]
     passed = {robot: floor_minute(span[1] - fold_delay(robot)) for robot, span in new.spans.items()}
     passed = {robot: until for robot, until in passed.items() if until > folded[robot]}
-    _fold(conn, late, folded, passed)
+    _fold(conn, late, folded, passed, ahead if ahead and _still_whole(conn, ahead, folded, passed) else None)
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """Minutes ``low`` to ``high`` of ``robot``, computed into ``AHEAD`` from the readings the transaction saw in
+    them: ``stored`` says what they held (``STORED_IN``)."""
+
+    robot: str
+    low: datetime
+    high: datetime
+    stored: tuple[int, int]
+
+
+def _minutes_ahead(conn: Connection, new: NewRows) -> _Ahead | None:
+    """PostgreSQL, one robot: its minutes after the first of ``new``'s span and before its fold's end, computed
+    into ``AHEAD`` before the turn at the progress row (a stretch's first minute may hold rows of the stretch
+    before it, not committed yet). Under the turn they are taken as they are only if their readings did not
+    change meanwhile (``_still_whole``); otherwise the fold computes them again, as without this."""
+    if conn.dialect.name != "postgresql" or len(new.spans) != 1:
+        return None
+    [(robot, (first, last))] = new.spans.items()
+    low, high = floor_minute(first) + MINUTE, floor_minute(last - fold_delay(robot))
+    if high <= low:
+        return None
+    # Taken before the minutes are computed and again under the turn: the same both times means that no reading
+    # came into them and none was given another axis in between (a count alone misses that), so the computation saw
+    # them as the turn would.
+    stored = tuple(conn.execute(STORED_IN, {"robot": robot, "low": low, "high": high}).one())
+    conn.exec_driver_sql(CREATE_AHEAD)
+    _execute_cached(conn, "minutes ahead", _span_params([(robot, low, high)]))
+    return _Ahead(robot, low, high, stored)
+
+
+def _still_whole(conn: Connection, ahead: _Ahead, folded: dict[str, datetime], passed: dict[str, datetime]) -> bool:
+    """Under the turn: ``ahead``'s minutes are the ones this fold moves through, and hold the readings they
+    were computed from, as they were."""
+    if not folded[ahead.robot] <= ahead.low < ahead.high == passed.get(ahead.robot):
+        return False
+    params = {"robot": ahead.robot, "low": ahead.low, "high": ahead.high}
+    return tuple(conn.execute(STORED_IN, params).one()) == ahead.stored
 
 
 def fold_through(conn: Connection, until: datetime) -> int:
@@ -145,16 +210,23 @@ def _fold(
     late: list[tuple[str, datetime, datetime]],
     folded: dict[str, datetime],
     passed: dict[str, datetime],
+    ahead: _Ahead | None = None,
 ) -> None:
     """Refold the ``late`` ``(robot, from, until)`` minutes, fold each robot of ``passed`` from its
-    ``folded`` to its new ``folded_until``."""
+    ``folded`` to its new ``folded_until``; ``ahead``'s minutes, computed already, are copied in."""
     todo = late + [(robot, folded[robot], until) for robot, until in passed.items()]
     if todo and conn.dialect.name == "postgresql":
         spans = _span_params(todo)
         # One robot (the ingest's chunk): its range joined, which the planner reads as one bitmap scan of the
         # primary key; several (a sink batch's ~100): each range on its own (``_each_span``).
         each = len({robot for robot, _, _ in todo}) > 1
-        _execute_cached(conn, "minutes of each range" if each else "minutes", spans)
+        if ahead is None:
+            _execute_cached(conn, "minutes of each range" if each else "minutes", spans)
+        else:  # the minutes before ahead's, then ahead's own
+            rest = late + [(ahead.robot, folded[ahead.robot], ahead.low)]
+            if folded[ahead.robot] < ahead.low or late:
+                _execute_cached(conn, "minutes", _span_params(rest))
+            _execute_cached(conn, "minutes from ahead", _span_params([(ahead.robot, ahead.low, ahead.high)]))
         _execute_cached(conn, "stamps of each range" if each else "stamps", spans)
     elif todo:
         _upsert(conn, M, minute_rollup_of([_within(R, "ts", todo)], arrays=False), hashed=True)
@@ -318,6 +390,9 @@ def _span_folds() -> dict[str, tuple]:
     for a fold of several robots); the hours (``_upsert_hours``) from the minute rows."""
     return {
         "minutes": (M, readings_minute_rollup_of([_in_spans(readings, "ts")]), True),
+        # add's minutes_first: the same rows into AHEAD before the turn, copied into readings_minute under it
+        "minutes ahead": (AHEAD, readings_minute_rollup_of([_in_spans(readings, "ts")]), True),
+        "minutes from ahead": (M, select(AHEAD).where(_in_spans(AHEAD, "minute")), False),
         "stamps": (
             S,
             stamp_stats_of([_in_spans(readings, "ts")], axes=minute_axes_of([_in_spans(M, "minute")]), stored=readings),
@@ -345,7 +420,11 @@ def span_fold_sql(dialect, name: str) -> tuple[str, dict, bool]:
     key = (dialect.name, dialect.driver, name)
     if key not in _COMPILED:
         table, query, hashed = _span_folds()[name]
-        compiled = _upsert_statement(dialect.name, table, query, hashed=hashed).compile(dialect=dialect)
+        if table is AHEAD:  # a table of the transaction's own, empty: the rows inserted as they come
+            statement = insert(AHEAD).from_select([c.name for c in query.selected_columns], _hashed(query))
+        else:
+            statement = _upsert_statement(dialect.name, table, query, hashed=hashed)
+        compiled = statement.compile(dialect=dialect)
         _COMPILED[key] = compiled.string, dict(compiled.params), hashed
     return _COMPILED[key]
 

@@ -17,6 +17,7 @@ from common.store.tables import (
     reading_stamps_hour,
     reading_stamps_minute,
     readings,
+    readings_fact,
     readings_hour,
     readings_minute,
     rejected_readings,
@@ -254,3 +255,98 @@ def test_the_benchmarks_server_cpu_counts_the_work_of_a_connection_that_has_clos
     busy = server.seconds()
     assert again - idle < 0.1
     assert busy - again >= 0.1
+
+
+def folding_each_chunk_under_the_turn(monkeypatch) -> None:
+    """The ingest's writers without ``minutes_first``: each chunk's minutes computed under the turn at the progress
+    row, as the sink computes its batches'."""
+    from consumer_db import ingest, rollup_writer
+
+    monkeypatch.setattr(ingest, "add", lambda conn, new, **_: rollup_writer.add(conn, new))
+
+
+def test_the_real_exports_minutes_computed_before_the_turn_store_what_folding_under_it_does(
+    pg_engine, real_export, monkeypatch
+):
+    """``add(minutes_first=True)``, the ingest's writers: the real export leaves the same readings and rollup rows
+    as with every minute computed under the turn. Floats to 1e-9 relative, not to the bit: a minute across two
+    chunks sums its readings in the order of the pages they lie on, and the two writers' COPYs of neighbouring
+    chunks run at once, so which chunk's pages come first depends on timing, ingest by ingest, either way (in
+    four ingests of the export without this change, two left 12 and 13 minute rows differing in the last bit)."""
+    from consumer_db import rollup_writer
+
+    options = IngestOptions(CsvOptions("RMBR4-2", list(range(1, 15))))
+    taken = []  # whether each chunk's minutes computed ahead were taken under the turn
+
+    def noted(*args):
+        taken.append(still_whole(*args))
+        return taken[-1]
+
+    still_whole = rollup_writer._still_whole
+    with monkeypatch.context() as patched:
+        patched.setattr(rollup_writer, "_still_whole", noted)
+        ingest_csv(pg_engine, real_export, options)
+    ahead = everything_stored(pg_engine)
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+    forget_everything(pg_engine)
+    with monkeypatch.context() as patched:
+        folding_each_chunk_under_the_turn(patched)
+        ingest_csv(pg_engine, real_export, options)
+    under = everything_stored(pg_engine)
+    assert ahead.keys() == under.keys()
+    for table in ahead:
+        cases.assert_close(ahead[table], under[table], table)
+    assert len(ahead["readings_minute"]) == 18_718  # the export's minutes, 14 axes each: not an empty comparison
+    assert any(taken)  # the minutes computed ahead were used, not computed again every time
+
+
+AT = T0 + timedelta(minutes=20, seconds=1)  # inside the minutes the second write computes ahead
+
+
+def a_reading_comes(conn) -> None:
+    conn.execute(readings.insert().values(robot_id="R1", ts=AT, axes=0b10, amps=[5000.0]))
+
+
+def a_stored_reading_gets_an_axis(conn) -> None:
+    """Through readings_fact, as a psql user would: its trigger adds the axis to the reading's row."""
+    conn.execute(readings_fact.insert().values(robot_id="R1", axis_id=3, ts=AT, amps=7000.0))
+
+
+@pytest.mark.parametrize(
+    ("before", "meanwhile", "axis", "peak"),
+    [(None, a_reading_comes, 1, 5000.0), (a_reading_comes, a_stored_reading_gets_an_axis, 3, 7000.0)],
+)
+def test_minutes_computed_before_the_turn_are_computed_again_if_their_readings_changed(
+    pg_engine, monkeypatch, before, meanwhile, axis, peak
+):
+    """Another connection commits into the minutes a writer has computed before its turn: a new reading, or an
+    axis added to a reading stored before (the count of readings stays). The writer computes them again under
+    the turn, and the rollup holds it."""
+    from consumer_db import rollup_writer
+    from consumer_db.store import write_wide_readings
+
+    lock = RobotAxes(frozenset(AXES), tuple(AXES))
+    wide = [lock.wide("R1", T0 + timedelta(seconds=2 * i), {1: float(i), 2: -1.0, 3: None, 4: 0.5}) for i in range(900)]
+    with pg_engine.begin() as conn:  # the first 10 minutes, folded: the robot's progress row exists
+        seed_axes(conn, robot_ids=["R1"], axes=AXES)
+        rollup_writer.add(conn, write_wide_readings(conn, wide[:300], copy_min_rows=1), minutes_first=True)
+        if before:
+            before(conn)
+    computed = rollup_writer._minutes_ahead
+
+    def and_then(conn, new):
+        ahead = computed(conn, new)
+        assert ahead is not None and ahead.low <= AT < ahead.high
+        with pg_engine.begin() as other:
+            meanwhile(other)
+        return ahead
+
+    monkeypatch.setattr(rollup_writer, "_minutes_ahead", and_then)
+    with pg_engine.begin() as conn:
+        rollup_writer.add(conn, write_wide_readings(conn, wide[300:], copy_min_rows=1), minutes_first=True)
+    cases.check_rollup_is_the_aggregate_of_the_rows(pg_engine)
+    with pg_engine.connect() as conn:
+        top = select(readings_minute.c.max_amps).where(
+            readings_minute.c.minute == T0 + timedelta(minutes=20), readings_minute.c.axis_id == axis
+        )
+        assert conn.execute(top).scalar_one() == peak
