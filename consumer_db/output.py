@@ -8,6 +8,7 @@ standard library here: the command line imports this module for FORMATS before i
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,10 @@ TABLE_PAGE = 1000  # rows the text table reads ahead to size its columns; a wide
 Row = dict[str, Any]
 
 
+# Kept for the times seen last: an answer repeats a few (each robot's 14 axes share a reading's time, the
+# hourly resample's 5,600 rows hold 4 hours), and writing one costs more than its row's other cells (the
+# fleet's hourly resample as JSON: 27 -> 19 ms; docs/benchmarks.md section 3). Equal instants write alike.
+@functools.lru_cache(maxsize=256)
 def iso(value: datetime) -> str:
     """Milliseconds and a Z, like the controller's export (common.wire.schemas.iso_utc); microseconds when
     the value has them. Stored times are aware UTC; a naive one is refused, never read as local time."""

@@ -182,7 +182,7 @@ def window_peaks(
     if start is not None and end is not None and end - start <= SHORT_WINDOW:
         return _ranked_peaks(conn, robot_id=robot_id, start=start, end=end)
     _serial(conn)
-    spans = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=("max_amps",), per="minute")
+    spans = span_stats(conn, robot_id=robot_id, start=start, end=end, stats=("max_amps",), per="minute", peaks=True)
     first_minutes = (
         _first_minutes_at_peak_pg(spans) if conn.dialect.name == "postgresql" else _first_minutes_at_peak(spans)
     )

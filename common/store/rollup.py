@@ -573,6 +573,7 @@ def span_stats(
     end: datetime | None,
     stats: Iterable[str] = STATS,
     per: str | None = "hour",
+    peaks: bool = False,
 ):
     """Subquery: ``minute_stats``' rows for ``start <= ts <= end``, each robot's whole hours folded so far one
     row of readings_hour each (``minute`` the hour's start), and where ``window_peaks`` looks for the time of
@@ -582,7 +583,13 @@ def span_stats(
     resample): the fleet's day is 24 rows per robot and axis, not 1,440. The same rows as ``minute_stats``,
     grouped coarser where they can be; the other whole folded minutes from the minute rollup, the rest raw
     (``_layers``). On PostgreSQL the raw rows are grouped per robot and axis (and hour or minute, ``per``),
-    only the ``stats`` columns computed (``readings_span_stats_of``): those are all a caller may read."""
+    only the ``stats`` columns computed (``readings_span_stats_of``): those are all a caller may read.
+
+    Across hours, each part carries only the keys, the ``stats`` and, with ``peaks``, the peak's columns: the
+    hourly resample's parts had 14 columns for the 6 it reads, each compiled (~2 ms of a query command's
+    CPU), projected row by row, and kept PostgreSQL from merging the parts into one Append
+    (docs/benchmarks.md section 3)."""
+    stats = tuple(stats)
     layers = _layers(conn, H, M, robot_id=robot_id, start=start, end=end)
     if layers is None:  # the range lies inside one hour
         m = _whole_and_edges(conn, M, _raw_stats_without_peak_ts, robot_id=robot_id, start=start, end=end)
@@ -622,7 +629,16 @@ def span_stats(
         *(of_minutes.select_from(joined).where(fallback) for joined, fallback in fallbacks),
         raw_part,
     ]
-    return union_all(*parts).subquery()
+    read = {"robot_id", "minute", "axis_id", *stats, *(_PEAK_COLUMNS if peaks else ())}
+    return union_all(*(_only(part, read) for part in parts)).subquery()
+
+
+_PEAK_COLUMNS = ("peak_minute", "peak_until", "peak_ts")  # where window_peaks looks for a peak's time
+
+
+def _only(part: Select, names: set[str]) -> Select:
+    """``part`` with only its columns of ``names``, in their order (every part of a union has the same)."""
+    return part.with_only_columns(*(c for c in part.selected_columns if c.key in names))
 
 
 # The raw parts' rows carry no peak_ts: ``window_peaks`` looks their peak's time up in the raw rows, in the rare

@@ -524,3 +524,55 @@ def test_a_fold_of_many_robots_reads_only_their_ranges_and_folds_the_same_rows(p
                 for f in (_hashed(by_join).subquery(), _hashed(by_range).subquery())
             ]
             assert len(got[0]) > 40 and got[1] == got[0]
+
+
+def test_the_hourly_resample_is_the_raw_rows_grouped_per_hour_to_the_bit(pg_engine):
+    """Every row and value of ``resample_hourly`` is what one GROUP BY over the raw rows gives, exactly (each
+    current a multiple of 1/8, so every sum is exact whatever its order): closed hours from their rows, the
+    running hour from its row, the minutes folded since and the unfolded tail, ranges cut inside minutes and
+    hours, the fleet and one robot, a robot that stopped in an earlier hour, an axis without a value."""
+    rng = random.Random(23)
+    ends = {"R1": 8700, "R2": 8653, "R3": 5000}  # seconds after T0; R3 stopped in the second hour
+    rows = [
+        (robot, axis, cases.T0 + timedelta(seconds=s + 0.25 * n), amps)
+        for n, (robot, end) in enumerate(ends.items())
+        for s in range(0, end, 2)
+        for axis, amps in zip(
+            cases.AXES, (rng.randrange(-16, 160) / 8, rng.choice([0.0, 1.5, None]), 0.0, None), strict=True
+        )
+    ]
+    with pg_engine.begin() as conn:
+        seed_axes(conn, robot_ids=list(ends), axes=cases.AXES)
+    for minute in range(0, 146, 3):  # written in time order, 3 minutes a transaction, as the sink folds
+        batch = [r for r in rows if minute * 60 <= (r[2] - cases.T0).total_seconds() < (minute + 3) * 60]
+        with pg_engine.begin() as conn:
+            insert_readings(conn, batch)
+    with pg_engine.connect() as conn:
+        running = cases.running_hours(conn)
+        folded_until = dict(conn.execute(select(rollup_progress.c.robot_id, rollup_progress.c.folded_until)).all())
+    # the state a reader meets: R1 and R2 in their third hour, its row behind the minutes folded since, a tail
+    for robot in ("R1", "R2"):
+        hour, held = running[robot]
+        assert hour == cases.T0 + timedelta(hours=2) and held < folded_until[robot], (robot, hour, held)
+        assert folded_until[robot] < cases.T0 + timedelta(seconds=ends[robot] - 2), robot
+    at = lambda s: cases.T0 + timedelta(seconds=s)  # noqa: E731
+    ranges = [(None, None), (at(95.5), None), (None, at(7200)), (at(3599.75), at(8640.5)), (at(7261), None)]
+    by_hour = text(
+        "SELECT robot_id, date_trunc('hour', ts) AS hour, axis_id, sum(amps) / NULLIF(count(amps), 0) AS mean_amps,"
+        " max(amps) AS max_amps, CAST(count(amps) AS INTEGER) AS values FROM readings_fact"
+        " WHERE (CAST(:robot AS text) IS NULL OR robot_id = :robot)"
+        " AND (CAST(:start AS timestamptz) IS NULL OR ts >= :start)"
+        " AND (CAST(:end AS timestamptz) IS NULL OR ts <= :end)"
+        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
+    with pg_engine.connect() as conn:
+        for robot_id in (None, "R2"):
+            for start, end in ranges:
+                got = queries.resample_hourly(conn, robot_id=robot_id, start=start, end=end)
+                conn.rollback()
+                raw = conn.execute(by_hour, {"robot": robot_id, "start": start, "end": end}).mappings().all()
+                want = [{**row, "axis_id": int(row["axis_id"])} for row in raw]
+                assert [[(k, type(v), v) for k, v in row.items()] for row in got] == [
+                    [(k, type(v), v) for k, v in row.items()] for row in want
+                ], (robot_id, start, end)
+                assert any(row["values"] == 0 for row in got) and any(row["mean_amps"] for row in got)
