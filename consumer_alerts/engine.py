@@ -551,6 +551,8 @@ class DetectorEngine:
                 self._restart_load(state, when, out)
         if what == CHANGED:
             self._release(robot, out)  # what is left held: load ALERTs on too few axes to be a program
+            if not relearn_load:
+                self._relevel(robot)
         life = next(life for life in self.axis_state(robot_id, 0).lifecycles if life.detector == MODEL_EVENT)
         if what == CHANGED:
             learner = robot.learner
@@ -611,6 +613,19 @@ class DetectorEngine:
         fault, taken for a program with the other axes' swings: a 20-minute drop was, on a tuning seed)."""
         moved = sum(1 for state in robot.axes.values() if any(kind.startswith("load") for kind in state.held))
         return moved >= 2
+
+    @staticmethod
+    def _relevel(robot: RobotState) -> None:
+        """A re-learn the load detectors did not see as a program (:meth:`_load_moved`): what they held has been
+        raised, and on the axes the change moved (``ModelLearner.moved``) `load` judges against the window's level
+        from now on (:meth:`LoadScorer.relevel`). Left on the old program's level, such an axis sat at its band's
+        edge for hours and alerted again and again (tuning seeds 1-40: 11 of the 87 events after a program
+        change, five of them seed 28's axis 2 at 0.64x, 1.7-3.7 h after the re-learn)."""
+        for axis in robot.learner.moved:
+            state = robot.axes.get(axis)
+            for detector in state.detectors if state is not None else ():
+                if detector.name == "load":
+                    detector.scorer.relevel()
 
     @staticmethod
     def _hold(state: AxisState, when: datetime, finding: Finding, kind: str, *, going_on: bool) -> Finding | None:

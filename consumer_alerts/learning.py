@@ -68,6 +68,7 @@ class ModelLearner:
         self.recent: dict[int, float] = {}  # sums and counts of the last third of that time, per axis
         self.recent_n: dict[int, int] = {}
         self.share = 0.0  # of the watched axes off by ``relearn_shift`` or more, at the last watch
+        self.moved: frozenset[int] = frozenset()  # the axes the last confirmed change moved (its last third's means)
         self._skip = 0
         self.changes = 0  # re-learns so far
         self._start_collecting()
@@ -169,6 +170,7 @@ class ModelLearner:
         self._reset_watch()
         if not confirmed:
             return ""
+        self.moved = frozenset(a for a in self.baseline if self._off(recent.get(a), self.baseline[a]))
         self.model, self.model_json, self.baseline, self.level = None, None, {}, {}
         self.changes += 1
         return CHANGED
@@ -179,12 +181,12 @@ class ModelLearner:
 
     def _share(self, means: dict[int, float]) -> float:
         """The share of the watched axes whose ``means`` are off the model's by ``relearn_shift`` or more."""
-        off = 0
-        for axis, base in self.baseline.items():
-            mean = means.get(axis)
-            if mean is not None and (mean <= 0 or abs(math.log(mean / base)) >= self.relearn_shift):
-                off += 1
+        off = sum(1 for axis, base in self.baseline.items() if self._off(means.get(axis), base))
         return off / len(self.baseline)
+
+    def _off(self, mean: float | None, base: float) -> bool:
+        """A mean off the model's ``base`` by ``relearn_shift`` or more (log ratio, either way)."""
+        return mean is not None and (mean <= 0 or abs(math.log(mean / base)) >= self.relearn_shift)
 
     def _reset_watch(self) -> None:
         self.shifted_since = None

@@ -290,6 +290,30 @@ class LoadScorer:
         self.prior, self.out_run = None, 0
         self.count, self.normal = (len(logs), self.total / len(logs)) if logs else (0, 0.0)
         self._band = self._learnt_band()
+        self._clear_score()
+
+    def relevel(self) -> None:
+        """The robot's program changed, though the load detectors did not see it as one (``engine.py``): the
+        level it judges against becomes the window's (the change has lasted ``MODEL_RELEARN_S`` of work, so the
+        window holds the new program), and it judges on at once with the spread it learnt. Unlike
+        :meth:`restart` it does not learn the level again over a warm-up: a re-learn it did not see may be a
+        fault's taken for a program, and a drop after it must still be seen."""
+        logs = self.logs
+        if not logs:
+            return
+        level = self.total / len(logs)
+        if self.on_prior:
+            self.prior = level
+        else:
+            self.normal = level
+        self.out_run = 0
+        self._clear_score()
+
+    def _clear_score(self) -> None:
+        """The last score was against the old level: an axis at rest in a working row repeats it (``score_one``),
+        and repeated after a re-learn it opened a `load` event on the re-learn's own reading (tuning seed 13)."""
+        self._deviation = self._own_deviation = self._score = self._learn_score = 0.0
+        self._out = False
 
     def on_stoppage(self) -> None:
         # The window keeps the last work before the pause: the load of a program does not change with a pause.

@@ -679,6 +679,20 @@ def test_load_ignores_zeros_and_survives_a_restart():
     assert feed(detector, tail, t0=4000.0) == feed(twin, tail, t0=4000.0)
 
 
+def test_load_after_a_restart_scores_nothing_from_the_old_level_on_an_axis_at_rest():
+    # An axis at rest within a working row (a 0 among the robot's moving axes) repeats the last score. Restarted
+    # for a new program (the engine, at a re-learn), that last score was against the old program's level: repeated,
+    # it opened a `load` event on the re-learn's own reading (tuning seed 13, axes 1 and 3).
+    detector = load_detector()
+    feed(detector, work_cycles(3000))
+    overloaded = feed(detector, work_cycles(400, seed=3, scale=1.8), t0=6000.0)
+    assert ("load_high", Severity.ALERT) in fired_kinds(overloaded)
+    assert detector.update(6800.0, 0.0) is not None  # still out: at rest, the axis repeats its last score
+    detector.scorer.restart()
+    assert detector.update(6802.0, 0.0) is None
+    assert not any(feed(detector, work_cycles(400, seed=4, scale=1.8), t0=6804.0))  # the new level, learnt again
+
+
 def phased_work(n, seed=1, phase=300):
     """Work cycles whose level shifts from one program phase to the next (0.7x to 1.4x), as a robot's does."""
     rng = random.Random(seed + 100)

@@ -236,3 +236,26 @@ def test_a_change_timed_before_a_stoppage_must_go_on_for_the_rest_of_its_time_in
     assert worked >= CONFIG.model_relearn_s - timed - 10  # the rest of its time, in work (the rest not counted)
     # What was held waited in work too: not raised by HOLD_AT_MOST on the first readings after the stoppage.
     assert not [a for a in events if a.detector == "residual" and a.state is AlertState.OPEN]
+
+
+def test_a_re_learn_the_load_detectors_did_not_hold_has_the_moved_axes_judged_on_their_new_level():
+    # A program that moves both axes by about a fifth: past MODEL_RELEARN_SHIFT, held by `load` on one axis at
+    # most, so `load` did not see a program (``_load_moved``) and is not learnt again. Left on the old level, such
+    # an axis sat at its band's edge for hours under the new program and alerted again and again (tuning seed
+    # 28); the axes the change moved are judged against the new program's level from the re-learn on, at once.
+    engine = DetectorEngine(replace(EngineConfig(), model_learn_readings=1000))
+    run(engine, feed(LEARN_ROWS))
+    mild = lambda i, a, v: v * (1.2 if a == 1 else 0.83)  # noqa: E731
+    scorers = {a: next(d.scorer for d in engine.robots["r1"].axes[a].detectors if d.name == "load") for a in (1, 2)}
+    relearnt = None
+    for reading in feed(3000, start_row=LEARN_ROWS, seed=4, fault=mild):
+        held = [k for state in engine.robots["r1"].axes.values() for k in state.held if k.startswith("load")]
+        before = {a: s.total / len(s.logs) for a, s in scorers.items()}
+        alerts = engine.process(reading)
+        if any(a.detector == MODEL_EVENT for a in alerts) and relearnt is None:
+            relearnt, was_held = {a: s.reference for a, s in scorers.items()}, held
+            window_levels = before
+    assert relearnt is not None and len(was_held) < 2 and learner(engine).moved == {1, 2}
+    for axis, level in relearnt.items():
+        assert abs(level - window_levels[axis]) < 0.02  # the new program's window
+        assert scorers[axis].learnt  # and judged on at once
