@@ -549,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             "pipeline_latency",
             *(["spread"] if args.spread else []),
-            *(f"{k}-{v}" for k, v in sorted(args.env.items())),
+            *(f"{k}-{v}".replace("/", "-") for k, v in sorted(args.env.items())),  # a path's value names no folder
             *(f"nice-{k}{v}" for k, v in sorted(args.nice.items())),
         ]
     )
