@@ -2,7 +2,7 @@
 sessions open) at several fleet sizes in turn, each at the real rate (one reading per robot every 2 s) and
 held for --hold-s, a fresh database and fresh topics per level.
 
-    .venv/bin/python -m bench.load_curve [--robots 100,500,1000,2000] [--hold-s 600] [--warmup 20]
+    .venv/bin/python -m bench.load_curve [--robots 100,500,1000,2000] [--hold-s 600] [--history-s 3600] [--warmup 20]
         [--sessions 5] [--max-lag-s 60] [--spread] [--alerts-instances 1] [--set NAME=VALUE ...]
         [--profile SERVICE] [--keep-logs] [--name load_curve]
 
@@ -12,7 +12,8 @@ broker, from /proc over the held time; database growth (every table with its ind
 times the fleet's readings per day); the machine's load average. Every --sample-s the groups' lag is read
 from Kafka (high watermark minus committed offset): a level whose lag is past --max-lag-s of input and has
 not shrunk over the last minute ends there, marked as fallen behind, and the curve goes on with the next
-level (a lag that rises more slowly is named in the verdict at the level's end).
+level (a lag that rises more slowly is named in the verdict at the level's end). Each level's fleet is warm
+first (pipeline_latency's --history-s); a level whose alert clock has no event says so in its row.
 Results are written after each level, so a run stopped part-way keeps the levels it finished.
 """
 
@@ -31,7 +32,7 @@ from sqlalchemy import text
 
 from bench._kafka import Progress
 from bench._services import with_services
-from bench.pipeline_latency import Run, add_run_arguments, latencies, measure
+from bench.pipeline_latency import Run, add_run_arguments, latencies, measure, no_events
 from bench.results import write_results
 
 READING_INTERVAL_S = 2.0  # the synthetic fleet's real rate: one reading per robot every 2 s
@@ -187,6 +188,8 @@ def level_row(robots: int, result: dict, sessions: int, *, spread: bool = False)
     for label, stage in (("stored", "a"), ("alert", "b"), ("dashboard", "c")):
         row[f"{label} p50/p99 ms"] = f"{_ms(found[stage]['p50 ms'])} / {_ms(found[stage]['p99 ms'])}"
     row["alert events"] = found["b"]["samples"]
+    if no_events(found):
+        row["alert p50/p99 ms"] = "NO EVENTS: not measured"
     row["stored / dashboard seen of expected"] = " / ".join(
         f"{found[stage]['samples']}/{found[stage]['expected']}" for stage in ("a", "c")
     )
@@ -238,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         level = argparse.Namespace(
             robots=robots,
             seconds=args.hold_s,
+            history_s=args.history_s,
             warmup=args.warmup,
             drain=args.drain,
             sessions=args.sessions,
@@ -272,11 +276,13 @@ def write(args: argparse.Namespace, rows: list[dict], details: dict, extensions:
     )
     notes = (
         f"Command: `.venv/bin/python -m bench.load_curve --robots {args.robots} --hold-s {args.hold_s:g} "
-        f"--warmup {args.warmup:g} --sessions {args.sessions} --fault-period {args.fault_period:g} "
+        f"--history-s {args.history_s:g} --warmup {args.warmup:g} --sessions {args.sessions} "
+        f"--fault-period {args.fault_period:g} "
         f"--max-lag-s {args.max_lag_s:g}{settings}`. Each level: a fresh database and topics (6 partitions), "
         "the services "
         f"as bench.pipeline_latency starts them ({args.alerts_instances} consumer_alerts instance(s) in one group, "
-        "one instance of each other, Z_MIN_SAMPLES=30, each consumer_alerts' health state to a file), faults on. "
+        "one instance of each other, each consumer_alerts' health state to a file), faults on, after the fleet's clean "
+        "history of --history-s judged at full speed (a warm fleet). "
         "CPU %: of one core, over the held time, from /proc (postgresql: every server "
         "process but this benchmark's own connections; observer: this process, which reads every commit "
         "notification, the alert events and the dashboard sessions' messages; the readings' CreateTimes are "

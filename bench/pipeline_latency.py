@@ -1,8 +1,8 @@
 """Latency at a paced rate: the synthetic fleet at the real rate (200 robots, one reading each every 2 s =
 100 readings/s, faults injected) through the services, each a process of its own, for --seconds.
 
-    .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--warmup 20] [--sessions 5]
-        [--fault-period 60] [--spread] [--alerts-instances 1] [--nice SERVICE=N]
+    .venv/bin/python -m bench.pipeline_latency [--robots 200] [--seconds 240] [--history-s 3600] [--warmup 20]
+        [--sessions 5] [--fault-period 60] [--spread] [--alerts-instances 1] [--nice SERVICE=N]
 
 Each reading's clock starts at its production: the Kafka record's CreateTime, stamped when the producer
 appends it to a batch (the readings topic is read back for it once the services have stopped: a live reader
@@ -24,8 +24,16 @@ Reported first: how far apart the producer stamped a tick's rows (first to last 
 the part of every clock above that the producer itself adds (none with --spread: the robots are not in step,
 each sent at its own phase of the tick, in 0.1-s slices).
 
-Readings produced in the first --warmup seconds (process start, group joins) are left out. consumer_alerts
-runs with Z_MIN_SAMPLES=30 (default 100) so that z-score events can open within minutes of a cold start.
+The fleet is warm, as a deployed one is: before the measured run, --history-s seconds of its past (no faults,
+stamped up to the moment it is sent) go through the services at full speed, and the run starts once both groups
+have committed all of it. A cold fleet's default detectors raise nothing for its first hour of feed (the `level`
+detector's LEVEL_WARMUP_S, the `load` detector's LOAD_WARMUP active readings), so a run of minutes from cold
+measured (b) over no event at all. The live feed (faults on) then starts where the history ended: the robots'
+gap of the catch-up's minutes is a stoppage to the detectors, and events found in the history are not counted.
+A run whose (b) has no event says so and exits with 1.
+
+Readings produced in the first --warmup seconds (process start, group joins) are left out. Every service
+runs with its default settings (--set changes them).
 """
 
 from __future__ import annotations
@@ -41,14 +49,14 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg2
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Engine, text
 
-from bench._kafka import create_topics, partitions_of
+from bench._kafka import Progress, create_topics, partitions_of
 from bench._services import Names, Service, stop_all, with_services
 from bench.dashboard_sessions import bokeh_session, column_values, receive
 from bench.query_plans import percentile
@@ -245,7 +253,6 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
         servers,
         url,
         ROBOT_ID=WATCHED,
-        Z_MIN_SAMPLES="30",
         # topics of this run's own: on the shared default, a later run's consumer_db first stores every
         # health event of the runs before it (minutes of backlog at 1,000 robots)
         HEALTH_TOPIC=f"{names.tag}-health",
@@ -305,6 +312,8 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
             if service.name in args.nice:
                 os.setpriority(os.PRIO_PROCESS, service.proc.pid, args.nice[service.name])
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/health", 90)
+        if args.history_s > 0:
+            await send_history(servers, names, env, log_dir, args, consumers)
         opened = [asyncio.Event() for _ in range(args.sessions)]
         tabs = [asyncio.create_task(session(n, port, watch, o)) for n, o in enumerate(opened)]
         await all_open(tabs, opened, 60)
@@ -332,6 +341,43 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
         "cpu_s": {s.name: round(s.cpu_s, 1) for s in (producer, *consumers)},
         "held": held,
     }
+
+
+def history_producer(env: dict[str, str], log_dir: Path, args, now: datetime) -> Service:
+    """The fleet's last ``--history-s`` seconds before ``now``, faults off, at full speed (the same robots, seed
+    and programs as the live feed's)."""
+    ticks = int(args.history_s // 2)  # the synthetic fleet's tick: TICK_SECONDS
+    start = now.replace(microsecond=0) - timedelta(seconds=ticks * 2)
+    argv = ["producer", "--synthetic", "--robots", str(args.robots), "--start-time", start.isoformat()]
+    argv += ["--limit", str(ticks * args.robots), "--max-speed", "--no-axes-from-db"]
+    return Service("history", argv + (["--spread"] if args.spread else []), env, log_dir)
+
+
+async def send_history(servers: str, names: Names, env: dict[str, str], log_dir: Path, args, consumers) -> None:
+    """Warm the fleet: its history through the services, until consumer_db and consumer_alerts committed
+    all of it (consumer_alerts commits with its state, every SNAPSHOT_INTERVAL_S)."""
+    history = history_producer(env, log_dir, args, datetime.now(UTC)).start()
+    readings = int(args.history_s // 2) * args.robots
+    try:
+        if await asyncio.to_thread(history.wait, 60 + readings / 2_000) != 0:
+            raise RuntimeError(f"the history's producer failed ({history.returncode}):\n{history.tail()}")
+    finally:
+        history.stop()
+    groups = {"consumer_db": names.sink_group, "consumer_alerts": names.alerts_group}
+    started = time.monotonic()
+    async with Progress(servers, names.readings, groups) as progress:
+        await progress.until(readings, services=consumers, timeout_s=120 + readings / 500)
+    print(f"history: {readings} readings judged and stored {time.monotonic() - started:.0f} s after sent", flush=True)
+
+
+def no_events(found: dict[str, dict]) -> str | None:
+    """What to say when the run raised no alert event it could time: its (b) is then no measurement at all."""
+    if found["b"]["samples"]:
+        return None
+    return (
+        "NO ALERT EVENT opened on a reading of the measured window: (b) measured nothing. A cold fleet's default "
+        "detectors raise nothing for its first hour of feed: give it --history-s of at least 3600."
+    )
 
 
 def latencies(result: dict, sessions: int, *, spread: bool = False) -> dict[str, dict]:
@@ -399,6 +445,13 @@ def profile_of(service: str, args, log_dir: Path, instance: str | None = None) -
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of one run of the pipeline, shared with bench.load_curve (each of its levels is one)."""
+    parser.add_argument(
+        "--history-s",
+        type=float,
+        default=3600,
+        help="seconds of the fleet's past (faults off) sent at full speed and judged before the run: the "
+        "detectors warm, as a deployed fleet's are (0: a cold fleet, which raises no event for an hour)",
+    )
     parser.add_argument("--warmup", type=float, default=20, help="seconds of readings left out at the start")
     parser.add_argument("--drain", type=float, default=10, help="seconds to wait after the producer stopped")
     parser.add_argument("--sessions", type=int, default=5, help="dashboard sessions (each sees robot-001)")
@@ -460,16 +513,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result, extensions = found
     found = latencies(result, args.sessions, spread=args.spread)
+    nothing = no_events(found)
     rows = []
     for name, row in found.items():
         aim = AIMS_MS.get(name)
-        rows.append(
-            {
-                **row,
-                "aim p99 ms": f"< {aim}" if aim else "",
-                "met": None if row["p99 ms"] is None or aim is None else ("yes" if row["p99 ms"] < aim else "NO"),
-            }
-        )
+        met = None if row["p99 ms"] is None or aim is None else ("yes" if row["p99 ms"] < aim else "NO")
+        rows.append({**row, "aim p99 ms": f"< {aim}" if aim else "", "met": met})
+        if nothing and name.startswith("b"):
+            rows[-1]["met"] = "NO EVENTS: not measured"
     settings = " ".join(
         [
             *(["--spread"] if args.spread else []),
@@ -479,16 +530,18 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     notes = (
-        f"Command: `.venv/bin/python -m bench.pipeline_latency --robots {args.robots} --seconds {args.seconds:g} "
-        f"--warmup {args.warmup:g} --sessions {args.sessions} --fault-period {args.fault_period:g}"
-        f"{' ' + settings if settings else ''}`: {args.robots} robots x 1 reading / 2 s = {args.robots / 2:g} "
-        f"readings/s, faults on (period {args.fault_period:g} s), "
-        f"{len(result['watch'].opened)} alert events opened in all; every service its own process; "
-        f"settings changed from the defaults: Z_MIN_SAMPLES=30{', ' + settings if settings else ''} "
+        (f"**{nothing}**\n\n" if nothing else "")
+        + f"Command: `.venv/bin/python -m bench.pipeline_latency --robots {args.robots} --seconds {args.seconds:g} "
+        f"--history-s {args.history_s:g} --warmup {args.warmup:g} --sessions {args.sessions} "
+        f"--fault-period {args.fault_period:g}{' ' + settings if settings else ''}`: {args.robots} robots x 1 "
+        f"reading / 2 s = {args.robots / 2:g} readings/s, faults on (period {args.fault_period:g} s), after "
+        f"{args.history_s:g} s of the fleet's clean history judged at full speed (a warm fleet); "
+        f"{len(result['watch'].opened)} alert events opened in all (history included); every service its own "
+        f"process; settings changed from the defaults: {settings or 'none'} "
         "(STATE_PATH: a file in the run's log directory). "
         f"`expected` = readings produced in the measured window (for (c): those of {WATCHED} "
         f"times {args.sessions} sessions: each session's first arrival of each point). Process CPU s over the "
-        f"run: {result['cpu_s']}. aiokafka {extensions['aiokafka']}, C extensions in use: "
+        f"run, the history's included: {result['cpu_s']}. aiokafka {extensions['aiokafka']}, C extensions in use: "
         f"**{extensions['c_extensions']}**."
     )
     # A run with changed settings gets files of its own, beside the defaults' run.
@@ -496,11 +549,14 @@ def main(argv: list[str] | None = None) -> int:
         [
             "pipeline_latency",
             *(["spread"] if args.spread else []),
-            *(f"{k}-{v}" for k, v in sorted(args.env.items())),
+            *(f"{k}-{v}".replace("/", "-") for k, v in sorted(args.env.items())),  # a path's value names no folder
             *(f"nice-{k}{v}" for k, v in sorted(args.nice.items())),
         ]
     )
     write_results(name, rows, notes=notes, extra={"aiokafka": extensions, "settings": args.env})
+    if nothing:
+        print(nothing, file=sys.stderr)
+        return 1
     return 0
 
 

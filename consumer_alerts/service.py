@@ -232,10 +232,16 @@ async def process_and_send(
     them all. An event goes out at once (``let_out``) when nothing was shipped in the last ``SHIP_EVERY_S``
     of judging, else it waits that long at most for company: a produce request per event of a faulty tick
     held every later event of the tick up (docs/benchmarks.md, "Shipping events in company"). Without
-    events, the loop still gets its turns every ``TURN_EVERY_S``."""
+    events, the loop still gets its turns every ``TURN_EVERY_S``.
+
+    While the last event sent is not acknowledged, the loop also gets one turn after each reading: the Kafka
+    client keeps one produce request in flight per broker and reads the broker's answer on this loop, so the
+    events shipped after it went out only once a turn came for that answer, up to ``TURN_EVERY_S`` later
+    (docs/consumer_alerts.md, "Latency of an event")."""
     started = time.perf_counter()
     alerts: list[Alert] = []
     pending: list[asyncio.Future] = []
+    last_event: asyncio.Future | None = None  # the last alert event sent, until the bus acknowledges it
     shipped_at, unshipped = float("-inf"), False  # nothing shipped yet: the first event goes at once
     turned_at = started
     intake = intake or Intake()
@@ -255,13 +261,15 @@ async def process_and_send(
             if found:
                 pending += [await _send(bus, topic, a.robot_id, a.to_bytes()) for a in found]
                 alerts += found
-                unshipped = True
+                unshipped, last_event = True, pending[-1]
         now = time.perf_counter()
         if (unshipped and now - shipped_at >= SHIP_EVERY_S) or now - turned_at >= TURN_EVERY_S:
             await let_out()
             turned_at = time.perf_counter()
             if unshipped:
                 shipped_at, unshipped = turned_at, False
+        elif last_event is not None and not last_event.done():
+            await asyncio.sleep(0)  # one turn: the answer to the request in flight is read a step at a time
     if intake.health is not None and intake.health_topic is not None:
         for event in intake.health.take_events():
             pending.append(await _send(bus, intake.health_topic, event.robot_id, event.to_bytes()))

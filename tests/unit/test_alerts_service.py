@@ -292,6 +292,45 @@ async def test_events_waiting_for_company_at_a_batchs_end_go_out_before_its_heal
     assert shipments == [(8, 1, 0), (10, 2, 0)]
 
 
+async def test_the_loop_turns_after_each_reading_until_the_last_event_sent_is_acknowledged(monkeypatch):
+    """Row 1 of 40 opens an event; the bus acknowledges it only after 6 turns of the loop (a Kafka client reads
+    the broker's answer on the loop, a step a turn, and sends the next request only after it). No shipment or
+    turn is due in the batch (both made to do nothing): the acknowledgement still comes 6 readings later, not
+    at the batch's end."""
+    engine = ScriptedEngine([1])
+    monkeypatch.setattr(service, "time", SimpleNamespace(perf_counter=lambda: engine.now))
+    monkeypatch.setattr(service, "TURN_EVERY_S", 1000.0)
+
+    async def let_out():
+        pass
+
+    monkeypatch.setattr(service, "let_out", let_out)
+    acknowledged_at: list[int] = []  # readings judged when the event was acknowledged
+
+    class AnsweringLater(InProcessBus):
+        async def send(self, topic, key, value, **where):
+            await self.publish(topic, key, value)
+            done, loop = asyncio.get_running_loop().create_future(), asyncio.get_running_loop()
+
+            def step(left: int) -> None:
+                if left:
+                    loop.call_soon(step, left - 1)
+                else:
+                    acknowledged_at.append(engine.judged)
+                    done.set_result(None)
+
+            loop.call_soon(step, 5)  # this callback, then 5 more: 6 turns
+            return done
+
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    readings = [
+        Reading(robot_id="r1", ts=base + timedelta(seconds=2 * i), row=i, currents={1: 1.0}) for i in range(1, 41)
+    ]
+    messages = [Message("readings", 0, i, b"r1", r.to_bytes()) for i, r in enumerate(readings)]
+    alerts = await process_and_send(engine, messages, AnsweringLater(), "alerts", {}, before=lambda r, p: None)
+    assert len(alerts) == 1 and acknowledged_at == [7]
+
+
 async def test_a_long_batch_without_events_still_gives_the_event_loop_its_turns(monkeypatch):
     """40 readings and no event, a turn due every 10 readings of judging: the bus client's heartbeats run on
     the same loop, so a batch judged in one go must not hold it for longer than that."""
