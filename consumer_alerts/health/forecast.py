@@ -37,6 +37,18 @@ benchmark's tuning seeds (``bench.forecast_quality``: 72 axes, 1,656 forecasts; 
 (``level_noise``, ``slope_noise``, ``accel_noise``) are for tracking only: compounded over weeks ahead they
 would make every interval endless. The draws are the same for every call (seeded), so a
 forecast is a function of the state.
+
+Near the limit, compounding wear is forecast from a second filter. The filter's slope lags growth that keeps
+speeding up (about 0.82x the true slope late in an exponential wear's life, whatever extension it is given:
+docs/benchmarks.md, round 16), so such wear was forecast late. Exponential wear plus a constant is a pure
+exponential, a straight line in ``log(value + log_offset)``: beside the filter, a two-state one (level and growth
+rate r, the inverse of the e-folding time) runs on that log, with the same outlier gate, level shifts and
+program changes as the filter. A line's growth rate does not lag a line. Where the filter says the wear
+compounds near the limit (acceleration more than ``compounding_sd`` sd above 0, slope above 0, level at least
+``compounding_from`` of the limit), each draw's crossing is ``log((limit + c) / (level + c)) / r`` with the
+draw's level and an independent draw of r. Only there: on linear wear r lags from above (a line is concave in
+the log), and far from the limit the flat hours before the wear's onset still hold r down, so used everywhere it
+made linear wear early and exponential wear later at half its life (tuning seeds, round 16).
 """
 
 from __future__ import annotations
@@ -156,10 +168,20 @@ class WearTrend:
     level_bias_sd: float = 0.02  # what the filter cannot see: the normals' own error beyond the robot's shared one
     carry_sd: float = 0.005  # ... and each carried-over normal adds its own (its step's excess sd, tuning seeds)
     carried: int = 0  # carried-over normals seen: the unseen error of the level is a random walk over them
+    # The growth filter on log(value + log_offset), used near the limit (module docstring). log_offset: exponential
+    # wear plus this constant is a pure exponential; 0.05 lies within what the synthetic exponential shapes imply
+    # at the limit 0.30 (0.009-0.086, docs/benchmarks.md round 16; chosen on tuning seeds 1-3 over 0.03).
+    log_offset: float = 0.05
+    growth_rate_noise: float = 3e-5  # sd of the growth rate's change per hour (per hour)
+    initial_growth_rate_sd: float = 0.01  # per hour: an e-folding time of 4 days is 2.5 sd from no growth
+    compounding_sd: float = 2.0  # the filter's acceleration must be this many sd above 0 ...
+    compounding_from: float = 0.5  # ... and its level this share of the limit, for the growth filter's forecast
     x: np.ndarray | None = None
     P: np.ndarray | None = None
     t: float | None = None
     _outside: list[float] = field(default_factory=list)
+    growth: np.ndarray | None = None  # [log level, growth rate per hour]; None in a state saved before it existed
+    growth_P: np.ndarray | None = None
 
     def update(self, obs: HourValue) -> None:
         r = obs.stderr**2 + self.floor**2
@@ -169,7 +191,9 @@ class WearTrend:
             self.x[0] = obs.value
             self.P = np.diag([r, self.initial_slope_sd**2, *accel])
             self.t = obs.hour
+            self._start_growth(obs)
             return
+        dt = max(obs.hour - self.t, 0.0)
         self._predict(obs.hour)
         if obs.program_change:
             self.P[0, 0] += self.program_change_sd**2
@@ -187,11 +211,61 @@ class WearTrend:
                 if len(self.x) > 2:
                     self.P[2, 2] += self.initial_accel_sd**2
                 self._outside.clear()
+                self._update_growth(obs, dt, "shift")
+            else:
+                self._update_growth(obs, dt, "skip")
             return
         self._outside.clear()
         k = self.P[:, 0] / s
         self.x = self.x + k * innovation
         self.P = self.P - np.outer(k, self.P[0, :])
+        self._update_growth(obs, dt, "take")
+
+    def _log_value(self, obs: HourValue) -> tuple[float, float, float]:
+        """The hour's value on the growth filter's scale: log(value + log_offset), its variance (the hour's,
+        divided by the base squared), and the base. The base is held at half the offset or more, so that an hour
+        below -log_offset (noise on a healthy axis) cannot take the log of 0 or less."""
+        base = max(obs.value + self.log_offset, self.log_offset / 2)
+        return math.log(base), (obs.stderr**2 + self.floor**2) / base**2, base
+
+    def _start_growth(self, obs: HourValue) -> None:
+        z, var, _ = self._log_value(obs)
+        self.growth = np.array([z, 0.0])
+        self.growth_P = np.diag([var, self.initial_growth_rate_sd**2])
+
+    def _update_growth(self, obs: HourValue, dt: float, outcome: str) -> None:
+        """The growth filter takes the hour the way the filter did (``outcome``): "take" it, "skip" it (outside
+        the gate) or restart its level there ("shift"). Its level drifts as the filter's does, on the log scale."""
+        if self.growth is None:  # a state saved before the growth filter: it starts here
+            self._start_growth(obs)
+            return
+        z, var, base = self._log_value(obs)
+        f = np.array([[1.0, dt], [0.0, 1.0]])
+        q = self.growth_rate_noise**2 * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
+        q[0, 0] += (self.level_noise / base) ** 2 * dt
+        self.growth = f @ self.growth
+        self.growth_P = f @ self.growth_P @ f.T + q
+        if obs.program_change:
+            self.growth_P[0, 0] += (self.program_change_sd / base) ** 2
+        if outcome == "shift":
+            self.growth[0] = z
+            self.growth_P[0, 0] += var
+            self.growth_P[1, 1] += self.initial_growth_rate_sd**2
+        elif outcome == "take":
+            k = self.growth_P[:, 0] / (self.growth_P[0, 0] + var)
+            self.growth = self.growth + k * (z - self.growth[0])
+            self.growth_P = self.growth_P - np.outer(k, self.growth_P[0, :])
+
+    def _compounds_near(self, limit: float) -> bool:
+        """The filter's state says the wear compounds, near the limit: where the growth filter forecasts."""
+        if self.growth is None or len(self.x) < 3:
+            return False
+        level, slope, accel = self.x
+        return (
+            accel > self.compounding_sd * math.sqrt(self.P[2, 2])
+            and slope > 0
+            and level >= self.compounding_from * limit
+        )
 
     def forecast(self, limit: float, now: float | None = None) -> Forecast | None:
         """When the level crosses ``limit``, seen from ``now`` (hours; default the last update)."""
@@ -218,6 +292,14 @@ class WearTrend:
         # axis's noise, not compounding wear: it keeps its quadratic, as a draw with a slope at or below 0 does.
         compounds = (slope > 0) & (efold >= MIN_EFOLD_H)
         hours = np.where(accel > 0, np.where(compounds, exponential, quadratic), linear)
+        if self._compounds_near(limit):
+            # each draw's level grown at a growth rate drawn from the growth filter (independently: the two
+            # filters' errors are not modelled together), widened as the filter's belief is
+            rate_sd = self.interval_scale * math.sqrt(self.growth_P[1, 1])
+            rate = np.random.default_rng(1).normal(self.growth[1], rate_sd, self.draws)
+            c = self.log_offset
+            with np.errstate(divide="ignore", invalid="ignore"):
+                hours = np.where(rate > 0, np.log((limit + c) / np.maximum(level + c, 1e-6)) / rate, np.inf)
         hours = np.where(gap <= 0, 0.0, hours)
         crossing = self.t + np.maximum(hours, ahead)  # not before now: if it did cross, it is due now
         low, mid, high = np.sort(crossing)[[int(q * (len(crossing) - 1)) for q in (0.1, 0.5, 0.9)]]

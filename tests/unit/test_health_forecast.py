@@ -1,6 +1,7 @@
 """Trend and forecast: a known linear wear's crossing is forecast inside its interval; gaps, steps, flat lines."""
 
 import math
+import pickle
 import statistics
 
 import numpy as np
@@ -211,3 +212,75 @@ def test_steps_every_axis_shares_are_taken_out_of_the_worn_axis_trend():
     assert raw.crossing / 24 < 25  # the shared +0.09 read as wear: days early
     healthy = trend_over(relative_series(series)[2]).forecast(0.30)
     assert abs(healthy.level) < 0.02 and healthy.crossing - healthy.now > 30 * 24
+
+
+def exponential_wear(days_seen, onset=2.0, life=16.0, p=3.0, noise=0.004, seed=0):
+    """The synthetic exponential shape (producer/wear.py): flat until ``onset`` (days), then
+    0.30·(e^(p·u) − 1)/(e^p − 1) over the ``life``, crossing 0.30 at onset + life."""
+    t = np.arange(int(days_seen * 24)) / 24
+    u = np.clip((t - onset) / life, 0, None)
+    return 0.30 * np.expm1(p * u) / math.expm1(p) + np.random.default_rng(seed).normal(0, noise, t.size)
+
+
+def without_growth_filter(model):
+    """The same state, forecast by the level-slope-acceleration filter alone (as before the growth filter)."""
+    return WearTrend(**{**vars(model), "compounding_sd": math.inf})
+
+
+def test_on_a_pure_exponential_the_growth_rate_keeps_up_where_the_filters_slope_lags():
+    # value + 0.05 = 0.05·e^(t/96 h): a straight line in log(value + log_offset), seen for 8 days (to ~0.32).
+    tau, t = 96.0, np.arange(8 * 24) + 0.5
+    for seed in range(3):
+        model = trend_over(hours(0.05 * np.expm1(t / tau) + np.random.default_rng(seed).normal(0, 0.004, t.size)))
+        assert model.growth[1] * tau == pytest.approx(1.0, abs=0.05)
+        true_slope = 0.05 / tau * math.exp(t[-1] / tau)
+        assert model.x[1] < 0.9 * true_slope  # the lag the growth filter is there for (~0.8x)
+
+
+def test_compounding_wear_near_the_limit_is_forecast_from_the_growth_rate_and_less_late():
+    # 10 % of a 16-day exponential life left (crossing at day 18): the filter alone is 12-19 h late.
+    late, late_before = [], []
+    for seed in range(10):
+        model = trend_over(hours(exponential_wear(2 + 16 * 0.9, seed=seed)))
+        late.append(model.forecast(0.30).crossing - 18 * 24)
+        late_before.append(without_growth_filter(model).forecast(0.30).crossing - 18 * 24)
+    assert statistics.median(late_before) > 10
+    assert statistics.median(late) < statistics.median(late_before) / 2
+    assert min(late) > -12  # nearer, not early instead
+
+
+@pytest.mark.parametrize(
+    ("shape", "left"),
+    [("linear", 0.5), ("linear", 0.25), ("linear", 0.1), ("exponential", 0.5), ("exponential", 0.25)],
+)
+def test_linear_wear_and_wear_far_from_the_limit_are_forecast_as_before(shape, left):
+    # Far from the limit (below half of it, or the acceleration not clearly above 0) the growth filter is not used.
+    days = 2 + 16 * (1 - left)
+    for seed in range(5):
+        if shape == "linear":
+            t = np.arange(int(days * 24)) / 24
+            values = 0.30 * np.clip((t - 2) / 16, 0, None) + np.random.default_rng(seed).normal(0, 0.004, t.size)
+        else:
+            values = exponential_wear(days, seed=seed)
+        model = trend_over(hours(values))
+        assert model.forecast(0.30) == without_growth_filter(model).forecast(0.30)
+
+
+def test_a_level_shift_restarts_the_growth_filters_level_too():
+    flat = np.random.default_rng(5).normal(0, 0.004, 10 * 24)
+    flat[5 * 24 :] += 0.12  # sudden damage half-way, then no growth
+    model = trend_over(hours(flat))
+    assert math.exp(model.growth[0]) - model.log_offset == pytest.approx(0.12, abs=0.01)
+    assert abs(model.growth[1]) < 1e-3  # the step is not read as growth
+
+
+def test_a_state_saved_before_the_growth_filter_goes_on_and_starts_it():
+    flat = np.random.default_rng(6).normal(0, 0.004, 4 * 24)
+    model = trend_over(hours(flat[:48]))
+    del model.__dict__["growth"], model.__dict__["growth_P"]  # as unpickled from an older state file
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.growth is None
+    for obs in hours(flat[48:], start=48):
+        restored.update(obs)
+    assert restored.growth is not None
+    assert restored.forecast(0.30).crossing - restored.t > 7 * 24
