@@ -285,20 +285,7 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
         ),
     ]
     producer = Service(
-        "producer",
-        [
-            "producer",
-            "--synthetic",
-            "--robots",
-            str(args.robots),
-            "--faults",
-            "--fault-period",
-            f"{args.fault_period:g}",
-            "--no-axes-from-db",
-            *(["--spread"] if args.spread else []),
-        ],
-        env,
-        log_dir,
+        "producer", fleet_argv(args) + ["--faults", "--fault-period", f"{args.fault_period:g}"], env, log_dir
     )
     watch, listening = Watch(), threading.Event()
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -343,14 +330,19 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
     }
 
 
+def fleet_argv(args) -> list[str]:
+    """The synthetic fleet the run feeds, live and as history: the same robots, seed and programs."""
+    return ["producer", "--synthetic", "--robots", str(args.robots), "--no-axes-from-db"] + (
+        ["--spread"] if args.spread else []
+    )
+
+
 def history_producer(env: dict[str, str], log_dir: Path, args, now: datetime) -> Service:
-    """The fleet's last ``--history-s`` seconds before ``now``, faults off, at full speed (the same robots, seed
-    and programs as the live feed's)."""
+    """The fleet's last ``--history-s`` seconds before ``now``, faults off, at full speed."""
     ticks = int(args.history_s // 2)  # the synthetic fleet's tick: TICK_SECONDS
     start = now.replace(microsecond=0) - timedelta(seconds=ticks * 2)
-    argv = ["producer", "--synthetic", "--robots", str(args.robots), "--start-time", start.isoformat()]
-    argv += ["--limit", str(ticks * args.robots), "--max-speed", "--no-axes-from-db"]
-    return Service("history", argv + (["--spread"] if args.spread else []), env, log_dir)
+    argv = ["--start-time", start.isoformat(), "--limit", str(ticks * args.robots), "--max-speed"]
+    return Service("history", fleet_argv(args) + argv, env, log_dir)
 
 
 async def send_history(servers: str, names: Names, env: dict[str, str], log_dir: Path, args, consumers) -> None:

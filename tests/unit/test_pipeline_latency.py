@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.load_curve import level_row
-from bench.pipeline_latency import Watch, history_producer, key, latencies, no_events
+from bench.pipeline_latency import Watch, fleet_argv, history_producer, key, latencies, no_events
 from common.wire.schemas import Alert, AlertState, Severity
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -76,3 +76,13 @@ def test_the_history_ends_when_it_is_sent_and_covers_whole_ticks(tmp_path: Path)
     assert start == T0 - timedelta(seconds=3600)
     assert argv[argv.index("--limit") + 1] == str(1800 * 3)
     assert "--faults" not in argv
+
+
+def test_the_history_is_the_live_fleets_past():
+    args = argparse.Namespace(robots=7, history_s=60, spread=True)
+    fleet = fleet_argv(args)
+    history = history_producer({}, Path("."), args, T0).argv
+    assert history[: len(fleet)] == fleet
+    assert ["--robots", "7"] == fleet[fleet.index("--robots") : fleet.index("--robots") + 2]
+    assert "--spread" in fleet
+    assert "--spread" not in fleet_argv(argparse.Namespace(robots=7, history_s=60, spread=False))
