@@ -3,9 +3,10 @@
     .venv/bin/python -m bench.ingest [--rounds 3] [--csv PATH] [--against TREE]...
 
 Every run writes the same rows (39,672 readings x 14 axes of the real export) into a fresh scratch
-database on the PostgreSQL server of DATABASE_URL. The methods run interleaved (A B C D, A B C D, ...),
-so a busy moment of the shared machine falls on all of them alike; each row reports the median and the
-range of its rounds, the whole command's wall time first and the work inside it beside, and the process's
+database on the PostgreSQL server of DATABASE_URL. The methods run interleaved, every other round
+backwards (A B C D, D C B A, ...), so a busy moment of the shared machine falls on all of them alike and no
+method always runs right after the same neighbour; each row reports the median and the range of its rounds,
+the whole command's wall time first and the work inside it beside, and the process's
 CPU time (user + system: the client's alone, steadier than wall time when the machine is busy):
 
 - ``consumer_db ingest``: ``python -m consumer_db ingest --csv FILE`` on an empty, migrated database, as
@@ -156,7 +157,10 @@ def run(csv: Path, rounds: int, against: Sequence[Path] = ()) -> int:
         phases: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
         sizes: list[float] = []
         for round_no in range(rounds):
-            for name, (migrated, argv, tree) in methods.items():
+            # Every other round backwards: what runs right after a method (a cold page cache, the server's
+            # checkpoint of the run before) is not always the same neighbour.
+            order = list(methods.items())
+            for name, (migrated, argv, tree) in order if round_no % 2 == 0 else reversed(order):
                 table = "notebook_readings" if name == "pandas to_sql" else "readings_fact"
                 again = ", again" in name
                 expected = 0 if name.startswith(HEADER_ONLY) else rows
@@ -199,8 +203,9 @@ def run(csv: Path, rounds: int, against: Sequence[Path] = ()) -> int:
 
 
 NOTES = (
-    "{file}; each run a fresh scratch database; methods interleaved, {rounds} rounds; command s = median wall "
-    "time of the whole process (range beside), inner s = the work inside it (see bench/ingest.py). "
+    "{file}; each run a fresh scratch database; methods interleaved, {rounds} rounds, every other round "
+    "backwards; command s = median wall time of the whole process (range beside), inner s = the work inside it "
+    "(see bench/ingest.py). "
     "1-min load average {before:.1f} before, {after:.1f} after, on {cpus} cores. "
     "Targets (issue 23): ingest >= 8x faster than to_sql and <= 1.5x a bare COPY, both as whole commands; "
     "the bare COPY floors store readings alone, the '+ rollups' floor the whole stored form (readings and rollups)."
