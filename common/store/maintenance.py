@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, case, func, select
 
 from common.store.sqlparts import Row
 from common.store.sqlparts import dicts as _dicts
 from common.store.tables import alerts, insert_ignoring_duplicates, maintenance_log
-from common.wire.schemas import AckOutcome, MaintenanceEntry
+from common.wire.outcomes import AckOutcome
+
+if TYPE_CHECKING:  # the wire's pydantic models: for what stores entries, not for the query command's phrases
+    from common.wire.schemas import MaintenanceEntry
 
 # Outcomes that say the alert was right: something was wrong with the joint. "Inspected, OK" says it was not.
 REAL_OUTCOMES = (AckOutcome.REAL_FAULT, AckOutcome.PART_REPLACED)

@@ -30,6 +30,7 @@ from pydantic import (
 
 from common.defaults import EARLIEST, MAX_ABS_AMPS, MAX_AXIS, MAX_FUTURE_S, MAX_ROBOTS, ROBOT_ID_PATTERN
 from common.errors import SchemaError
+from common.wire.outcomes import AckOutcome  # named here too, where the other enums are
 
 logger = logging.getLogger(__name__)
 
@@ -404,15 +405,6 @@ class Severity(enum.StrEnum):
 class AlertState(enum.StrEnum):
     OPEN = "open"
     CLOSED = "closed"
-
-
-class AckOutcome(enum.StrEnum):
-    """What the people who acknowledged an event found (set through the API; the dashboard sets none)."""
-
-    REAL_FAULT = "real_fault"
-    FALSE_ALARM = "false_alarm"
-    INSPECTED_OK = "inspected_ok"
-    PART_REPLACED = "part_replaced"
 
 
 ACK_NOTE_CHARS = 2000

@@ -247,6 +247,15 @@ def test_a_query_loads_only_what_answering_it_needs(engine):
     assert "common.wire.schemas" not in modules  # the wire's models are for what reads readings, not a query
 
 
+@pytest.mark.parametrize("phrase", ["show maintenance log", "show outcomes per detector"])
+def test_the_maintenance_phrases_load_no_wire_model(engine, phrase):
+    url = engine.url.render_as_string(hide_password=False)
+    out, _, modules = imported_by("--database-url", url, "query", phrase, "--format", "json")
+    assert json.loads(out)  # it did answer, from the fixture's maintenance log and alerts
+    assert "common.store.maintenance" in modules
+    assert "common.wire.schemas" not in modules  # its outcomes are counted by their words (common.wire.outcomes)
+
+
 def test_listing_the_phrases_or_a_misspelt_one_needs_no_database_nor_library():
     nowhere = "postgresql+psycopg2://nobody:secret@127.0.0.1:9/nothing"  # no server listens on port 9
     listed, _, modules = imported_by("--database-url", nowhere, "query", "--list")
