@@ -61,10 +61,6 @@ HELD_DETECTORS = ("residual", "load")
 # running means dip under it and come back within minutes, and releasing at every dip let bursts of the new
 # program's ALERTs out (tuning seeds: most of the events after a program change).
 RELEASE_AFTER = 1 / 6
-# The share of MODEL_RELEARN_S a change that went away is still waited for when one axis or none held an ALERT: the
-# running means come back within a minute or two (a new program's first minutes: the timing dips under the limit and
-# back), and an ALERT raised or opened in such a dip was most of what was left after a program change.
-DIP_GRACE = 1 / 10
 # A timing that keeps going away and coming back never confirms: an ALERT held this many MODEL_RELEARN_S is raised.
 HOLD_AT_MOST = 2
 CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
@@ -313,7 +309,7 @@ class DetectorEngine:
                 elif pending and self._held_axes(robot) >= 2:
                     robot.release_at = ts + c.model_relearn_s * RELEASE_AFTER  # looks like a program: wait
                 elif pending:
-                    robot.release_at = ts + c.model_relearn_s * DIP_GRACE  # one axis's fault, or a dip: a short wait
+                    self._release(robot, out)  # one axis's fault: raised at once
                 elif robot.release_at is not None and ts >= robot.release_at:
                     self._release(robot, out)
                 if robot.held_since is not None and ts - robot.held_since >= HOLD_AT_MOST * c.model_relearn_s:

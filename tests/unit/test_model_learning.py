@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from common.wire.schemas import Alert, AlertState, Severity
-from consumer_alerts.engine import DIP_GRACE, MODEL_EVENT, DetectorEngine, EngineConfig
+from consumer_alerts.engine import MODEL_EVENT, DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import load_snapshot, snapshot
 from consumer_alerts.model import AlertModel
 from consumer_alerts.training import train
@@ -259,43 +259,3 @@ def test_a_re_learn_the_load_detectors_did_not_hold_has_the_moved_axes_judged_on
     for axis, level in relearnt.items():
         assert abs(level - window_levels[axis]) < 0.02  # the new program's window
         assert scorers[axis].learnt  # and judged on at once
-
-
-def test_an_alert_held_on_one_axis_waits_out_a_short_dip_of_the_timing_and_is_raised_if_it_stays_away():
-    # Near the limit the running means dip under it and come back within a minute or two: a new program's
-    # first minutes (on the broad tuning seeds most of the residual ALERTs left after a program change were
-    # raised at such a dip, or opened in one). What one axis held waits DIP_GRACE of MODEL_RELEARN_S after the
-    # timing went away; if the timing comes back meanwhile it goes on waiting for the verdict, else it is
-    # raised, opened when it was first held (a one-axis fault: late by the grace, not lost).
-    engine = DetectorEngine(CONFIG)
-    run(engine, feed(LEARN_ROWS))
-    watch = learner(engine)
-    timed = [None]  # the test says when a change is being timed: the watch's verdict at each reading
-
-    def observe(ts, when, currents, fresh):
-        watch.shifted_since = timed[0]
-        return ""
-
-    watch.observe = observe
-    overload = feed(2000, start_row=LEARN_ROWS, seed=3, fault=lambda i, a, v: v * 1.4 if a == 1 else v)
-    robot = engine.robots["r1"]
-    timed[0] = overload[0].ts.timestamp()
-    assert run(engine, overload[:300]) == []  # timed: axis 1's residual ALERT is held
-    first_held = robot.axes[1].held["residual"][0]
-    timed[0] = None  # the timing dips ...
-    grace = CONFIG.model_relearn_s * DIP_GRACE
-    dip = [r for r in overload[300:] if (r.ts - overload[300].ts).total_seconds() < grace / 2]
-    assert run(engine, dip) == []  # ... and what was held waits
-    timed[0] = dip[-1].ts.timestamp()  # back within the grace: still waiting, for the verdict now
-    back = overload[300 + len(dip) : 300 + 2 * len(dip)]
-    assert run(engine, back) == [] and robot.axes[1].held
-    timed[0] = None  # away for good: raised once the grace has run out, opened when first held
-    away = overload[300 + 2 * len(dip) :]
-    raised = []
-    for reading in away:
-        alerts = engine.process(reading)
-        if alerts and not raised:
-            assert (reading.ts - away[0].ts).total_seconds() >= grace
-        raised += alerts
-    opened = [a for a in raised if a.detector == "residual" and a.state is AlertState.OPEN]
-    assert [(a.axis, a.severity, a.opened_at) for a in opened[:1]] == [(1, Severity.ALERT, first_held)]
