@@ -172,6 +172,12 @@ class AxisState:
         return self.opened.open > 0  # counted by the lifecycles: asked for every axis of every reading
 
 
+def load_scorers(state: AxisState | None) -> list:
+    """The scorers of an axis's `load` detectors (none for an axis not seen yet): what a re-learn re-levels or
+    restarts (``DetectorEngine._relevel``, ``DetectorEngine._restart_load``)."""
+    return [detector.scorer for detector in state.detectors if detector.name == "load"] if state is not None else []
+
+
 @dataclass
 class RobotState:
     axes: dict[int, AxisState] = field(default_factory=dict)
@@ -622,10 +628,8 @@ class DetectorEngine:
         edge for hours and alerted again and again (tuning seeds 1-40: 11 of the 87 events after a program
         change, five of them seed 28's axis 2 at 0.64x, 1.7-3.7 h after the re-learn)."""
         for axis in robot.learner.moved:
-            state = robot.axes.get(axis)
-            for detector in state.detectors if state is not None else ():
-                if detector.name == "load":
-                    detector.scorer.relevel()
+            for scorer in load_scorers(robot.axes.get(axis)):
+                scorer.relevel()
 
     @staticmethod
     def _hold(state: AxisState, when: datetime, finding: Finding, kind: str, *, going_on: bool) -> Finding | None:
@@ -674,9 +678,8 @@ class DetectorEngine:
         """The axis's load detector learns the new program's level and keeps the spread it learnt
         (:meth:`LoadScorer.restart`); what it held and its open events were judged against the old level."""
         self._forget(state, "load", when, out)
-        for detector, _ in state.groups:
-            if detector.name == "load":
-                detector.scorer.restart()
+        for scorer in load_scorers(state):
+            scorer.restart()
 
     @staticmethod
     def _forget(state: AxisState, name: str, when: datetime, out: list[Alert]) -> None:

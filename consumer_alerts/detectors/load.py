@@ -286,9 +286,9 @@ class LoadScorer:
         Learnt again from the new program's first minutes it came out at the band's floor (axis 8 of the real
         export: 0.29 in log after a re-learn, 0.45 over the same hours clean), and the new program's ordinary
         swings alerted an hour or two later (docs/benchmarks.md section 5)."""
-        logs = self.logs
+        level = self._window_level()
         self.prior, self.out_run = None, 0
-        self.count, self.normal = (len(logs), self.total / len(logs)) if logs else (0, 0.0)
+        self.count, self.normal = (len(self.logs), level) if level is not None else (0, 0.0)
         self._band = self._learnt_band()
         self._clear_score()
 
@@ -298,16 +298,19 @@ class LoadScorer:
         window holds the new program), and it judges on at once with the spread it learnt. Unlike
         :meth:`restart` it does not learn the level again over a warm-up: a re-learn it did not see may be a
         fault's taken for a program, and a drop after it must still be seen."""
-        logs = self.logs
-        if not logs:
+        level = self._window_level()
+        if level is None:
             return
-        level = self.total / len(logs)
         if self.on_prior:
             self.prior = level
         else:
             self.normal = level
         self.out_run = 0
         self._clear_score()
+
+    def _window_level(self) -> float | None:
+        """The window's level, the mean of its logs (None while it is empty): the new program's after a re-learn."""
+        return self.total / len(self.logs) if self.logs else None
 
     def _clear_score(self) -> None:
         """The last score was against the old level: an axis at rest in a working row repeats it (``score_one``),
