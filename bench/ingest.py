@@ -156,10 +156,10 @@ def run(csv: Path, rounds: int, against: Sequence[Path] = ()) -> int:
         server_cpu: dict[str, list[float | None]] = {name: [] for name in methods}
         phases: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
         sizes: list[float] = []
+        # Every other round backwards: what runs right after a method (a cold page cache, the server's
+        # checkpoint of the run before) is not always the same neighbour.
+        order = list(methods.items())
         for round_no in range(rounds):
-            # Every other round backwards: what runs right after a method (a cold page cache, the server's
-            # checkpoint of the run before) is not always the same neighbour.
-            order = list(methods.items())
             for name, (migrated, argv, tree) in order if round_no % 2 == 0 else reversed(order):
                 table = "notebook_readings" if name == "pandas to_sql" else "readings_fact"
                 again = ", again" in name

@@ -284,9 +284,7 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
             log_dir,
         ),
     ]
-    producer = Service(
-        "producer", fleet_argv(args) + ["--faults", "--fault-period", f"{args.fault_period:g}"], env, log_dir
-    )
+    producer = live_producer(env, log_dir, args)
     watch, listening = Watch(), threading.Event()
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     listener = threading.Thread(target=listen, args=(dsn, watch, listening), daemon=True)
@@ -334,6 +332,13 @@ def fleet_argv(args) -> list[str]:
     """The synthetic fleet the run feeds, live and as history: the same robots, seed and programs."""
     return ["producer", "--synthetic", "--robots", str(args.robots), "--no-axes-from-db"] + (
         ["--spread"] if args.spread else []
+    )
+
+
+def live_producer(env: dict[str, str], log_dir: Path, args) -> Service:
+    """The fleet at the real rate, a round of faults per robot every ``--fault-period`` seconds."""
+    return Service(
+        "producer", fleet_argv(args) + ["--faults", "--fault-period", f"{args.fault_period:g}"], env, log_dir
     )
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.load_curve import level_row
-from bench.pipeline_latency import Watch, fleet_argv, history_producer, key, latencies, no_events
+from bench.pipeline_latency import Watch, history_producer, key, latencies, live_producer, no_events
 from common.wire.schemas import Alert, AlertState, Severity
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -78,11 +78,25 @@ def test_the_history_ends_when_it_is_sent_and_covers_whole_ticks(tmp_path: Path)
     assert "--faults" not in argv
 
 
-def test_the_history_is_the_live_fleets_past():
-    args = argparse.Namespace(robots=7, history_s=60, spread=True)
-    fleet = fleet_argv(args)
-    history = history_producer({}, Path("."), args, T0).argv
-    assert history[: len(fleet)] == fleet
-    assert ["--robots", "7"] == fleet[fleet.index("--robots") : fleet.index("--robots") + 2]
-    assert "--spread" in fleet
-    assert "--spread" not in fleet_argv(argparse.Namespace(robots=7, history_s=60, spread=False))
+def without(argv: list[str], *flags: str, valued: tuple[str, ...] = ()) -> list[str]:
+    """``argv`` without ``flags`` and without each option of ``valued`` with its value."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in valued:
+            skip = True
+        elif arg not in flags:
+            kept.append(arg)
+    return kept
+
+
+def test_the_history_is_the_live_fleets_past(tmp_path: Path):
+    for spread in (True, False):
+        args = argparse.Namespace(robots=7, history_s=60, spread=spread, fault_period=60)
+        live = live_producer({}, tmp_path, args).argv
+        history = history_producer({}, tmp_path, args, T0).argv
+        fleet = without(live, "--faults", valued=("--fault-period",))
+        assert fleet == without(history, "--max-speed", valued=("--start-time", "--limit"))
+        assert fleet[fleet.index("--robots") + 1] == "7"
+        assert ("--spread" in fleet) is spread
