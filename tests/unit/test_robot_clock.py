@@ -14,9 +14,9 @@ from bokeh.document import Document
 from common.defaults import STOPPAGE_RESET_S
 from common.errors import SchemaError
 from common.wire.bus import InProcessBus, Message
-from common.wire.clock import NO_LEAP, comes_back, next_leap
+from common.wire.clock import NO_LEAP, SET_BACK_RUN, comes_back, next_leap
 from common.wire.schemas import DEFAULT_POLICY, AlertState, Reading
-from consumer_alerts.engine import SET_BACK_RUN, DetectorEngine
+from consumer_alerts.engine import DetectorEngine
 from consumer_alerts.engine_state import load_robot, robot_snapshot
 from consumer_alerts.health.cycles import CycleSplitter
 from consumer_alerts.service import Intake, events_per_reading
@@ -349,6 +349,34 @@ def test_the_dashboard_follows_a_clock_that_leapt_ahead_and_came_back():
     assert max(window.rows.columns(["ts"])["ts"]) == plain[-1].ts.timestamp() * 1000
     assert len(window.rows) == 40
     assert feed.status.newest_ts == plain[-1].ts
+
+
+def test_the_dashboard_follows_a_clock_set_back_to_stay_once_a_run_of_readings_says_so(caplog):
+    """The feed reads each message once (no redelivery), so a run of SET_BACK_RUN readings far behind, each later
+    than the one before, is the clock set back: before, the live view kept the old clock's latest values and
+    newest reading until the new clock passed them (days here)."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    live = [dashboard_reading(i, t0=t0, robot="R") for i in range(59)]
+    # an hour's stoppage after the tenth reading: the first reading's leap (from the beginning of time) is gone
+    live[10:] = [r.model_copy(update={"ts": r.ts + timedelta(hours=1)}) for r in live[10:]]
+    stray = [dashboard_reading(i, t0=t0 - timedelta(days=5), robot="R") for i in range(20)]
+    back = [dashboard_reading(i, t0=t0 - timedelta(days=3), robot="R") for i in range(30)]
+    feed = dashboard_feed()
+    feed.ingest(messages(feed, live[:40]))
+    window = feed.robots["R"]
+    # one reading stamped days back, then old readings sent between live ones: the clock never goes back
+    feed.ingest(messages(feed, [stray[0]] + [r for pair in zip(stray[1:], live[40:], strict=True) for r in pair]))
+    assert window.rewinds == 0 and window.newest == live[-1].ts
+    with caplog.at_level(logging.WARNING, logger="dashboard.window"):
+        feed.ingest(messages(feed, back[: SET_BACK_RUN - 1]))
+        assert window.rewinds == 0 and window.newest == live[-1].ts
+        feed.ingest(messages(feed, back[SET_BACK_RUN - 1 :]))
+    assert window.rewinds == 1 and window.newest == back[-1].ts and feed.status.newest_ts == back[-1].ts
+    assert {value.ts for value in window.latest.values()} == {back[-1].ts}
+    assert all(peak.ts <= back[-1].ts for peak in window.recent)
+    assert max(window.rows.columns(["ts"])["ts"]) == back[-1].ts.timestamp() * 1000
+    warned = [r.getMessage() for r in caplog.records if "clock went back" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("dashboard feed: robot 'R':")
 
 
 def test_a_reading_older_than_the_newest_by_less_than_a_stoppage_changes_no_latest_value():
