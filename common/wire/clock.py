@@ -35,17 +35,20 @@ class Leap(NamedTuple):
 
 def next_leap(leap: Leap | tuple[float, float], newest: float | None, ts: float, bound: float) -> tuple[float, float]:
     """The span to keep once a reading at ``ts``, newer than ``newest``, is taken: its own if it leaps more than
-    ``bound`` seconds ahead, else ``leap`` as it was. A robot's first reading (``newest`` None) leaps from the
-    beginning of time: it may itself come from ahead, with nothing taken before it."""
+    ``bound`` seconds ahead, else ``leap`` as it was. A robot's first reading (``newest`` None) is no leap: it
+    leapt from the beginning of time until this rule, so any reading older than it was the clock coming back, and
+    one stray reading stamped in the past closed every open event of a robot that had not stopped since it was
+    first seen. A robot whose first readings come from ahead is followed as a clock set back (``SET_BACK_RUN``)."""
     if newest is None:
-        return (-math.inf, ts)
+        return NO_LEAP
     return (newest, ts) if ts - newest > bound else leap
 
 
 def comes_back(leap: Leap | tuple[float, float], newest: float, ts: float, bound: float) -> bool:
     """Whether a reading at ``ts``, no later than ``newest``, is the robot's clock coming back from a leap ahead:
-    inside the span the leap skipped, and more than ``bound`` seconds older than the newest."""
-    return leap[0] < ts < leap[1] and newest - ts > bound
+    inside the span the leap skipped, and more than ``bound`` seconds older than the newest. A span from the
+    beginning of time (a first reading's, in a state saved before ``next_leap`` stopped making them) is none."""
+    return -math.inf < leap[0] < ts < leap[1] and newest - ts > bound
 
 
 def longer(run: tuple[int, float] | None, ts: float) -> tuple[int, float]:
