@@ -32,12 +32,11 @@ keeps the domain's rules:
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from common.wire.clock import NO_LEAP, comes_back, next_leap
+from common.wire.clock import NO_LEAP, SET_BACK_RUN, comes_back, longer, next_leap
 from common.wire.schemas import Alert, Reading, ReadingValues, Severity, iso_utc
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.load import FLAT_RUN
@@ -65,17 +64,8 @@ RELEASE_AFTER = 1 / 6
 HOLD_AT_MOST = 2
 CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
 # A robot's clock set back (a reading from a new offset more than a stoppage behind its newest) is followed
-# once this many such readings came in a row, each later than the one before: one reading stamped far in the
-# past (a glitch, a stale reading sent late), or old readings sent between live ones, restarts nothing. As many
-# readings from offsets before the robot's state, each newer than its newest, tell that the offsets started again.
-SET_BACK_RUN = 10
-
-
-def longer(run: tuple[int, float] | None, ts: float) -> tuple[int, float]:
-    """A run of readings, each later than the one before, as (how many, the last one's time), with one at ``ts``
-    added: a reading not later than the last starts the run again."""
-    count, last = run or (0, -math.inf)
-    return (count + 1, ts) if ts > last else (1, ts)
+# once SET_BACK_RUN such readings came in a row (``common.wire.clock``). As many readings from offsets before
+# the robot's state, each newer than its newest, tell that the offsets started again.
 
 
 # EngineConfig's names that differ from the setting they come from; every other field has its setting's name.
@@ -259,6 +249,11 @@ class DetectorEngine:
             model=given,
         )
 
+    def newest(self, robot_id: str) -> float | None:
+        """The time of the robot's newest reading judged (epoch seconds); None for a robot not seen yet."""
+        robot = self.robots.get(robot_id)
+        return robot.last_ts if robot is not None else None
+
     def process(self, reading: Reading | ReadingValues, place: tuple[int, int] | None = None) -> list[Alert]:
         """The alert events this reading opens, escalates, updates or closes. ``place``: the reading's
         (partition, offset) on Kafka, when it came from there: what tells a redelivery from a clock set back."""
@@ -278,12 +273,11 @@ class DetectorEngine:
             robot.read_to = (place[0], place[1] + 1)
         if last_ts is not None and ts <= last_ts:
             if self._after_a_leap(robot, reading, out):
-                # judged on from the robot's reading before the leap (none: the leap was its first reading)
-                last_ts = robot.leap[0] if robot.leap[0] > -math.inf else None
+                last_ts = robot.leap[0]  # judged on from the robot's reading before the leap
                 robot.leap = NO_LEAP
             elif new and self._set_back(robot, reading, out):
-                last_ts = None  # judged on as the robot's first reading, its leap from the beginning of time
-                robot.leap = next_leap(robot.leap, None, ts, c.stoppage_s)
+                last_ts = None  # judged on as the robot's first reading
+                robot.leap = NO_LEAP
             else:
                 self._say_behind(robot, reading, new)
                 return []  # redelivered, or a little out of order: judged already, or too late to judge

@@ -378,9 +378,12 @@ def _judge_in_turn(
 ) -> Iterator[list[Alert] | DeadLetter]:
     """The reading's detector events; its health comes with the batch's (a robot's earlier reading's first)."""
     yield from health.before(reading.robot_id)
+    newest = engine.newest(reading.robot_id)
     events = judge(engine, message, reading, before, intake)
     if not isinstance(events, DeadLetter):
-        health.add(reading)
+        # the engine followed the robot's clock back (a clock set back is told by the reading's offset, which
+        # the health pipeline is not given): its cycle splitter follows it too
+        health.add(reading, clock_went_back=newest is not None and engine.newest(reading.robot_id) < newest)
     yield events
 
 
@@ -393,12 +396,12 @@ class HealthAfter:
 
     def __init__(self, monitor: HealthMonitor | None) -> None:
         self.monitor = monitor
-        self.readings: list[ReadingValues] = []
+        self.readings: list[tuple[ReadingValues, bool]] = []  # with whether the robot's clock went back at it
         self.robots: set[str] = set()
 
-    def add(self, reading: ReadingValues) -> None:
+    def add(self, reading: ReadingValues, *, clock_went_back: bool = False) -> None:
         if self.monitor is not None:
-            self.readings.append(reading)
+            self.readings.append((reading, clock_went_back))
             self.robots.add(reading.robot_id)
 
     def before(self, robot_id: str) -> Iterator[list[Alert]]:
@@ -416,8 +419,8 @@ class HealthAfter:
     def flush(self) -> Iterator[list[Alert]]:
         readings, self.readings = self.readings, []
         self.robots.clear()
-        for reading in readings:
-            events = health_alerts(self.monitor, reading)
+        for reading, clock_went_back in readings:
+            events = health_alerts(self.monitor, reading, clock_went_back)
             if events:
                 yield events
 
@@ -449,10 +452,10 @@ def judge(
     return events
 
 
-def health_alerts(monitor: HealthMonitor, reading) -> list:
+def health_alerts(monitor: HealthMonitor, reading, clock_went_back: bool = False) -> list:
     """The health pipeline's alert events for the reading; a failure there costs its health, not its alerts."""
     try:
-        return monitor.process(reading)
+        return monitor.process(reading, clock_went_back=clock_went_back)
     except Exception:  # noqa: BLE001 - the detectors' events of the reading must still go out
         logger.exception("health of robot %r: reading at %s skipped", reading.robot_id, reading.ts)
         return []

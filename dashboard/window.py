@@ -11,7 +11,7 @@ from datetime import datetime
 import numpy as np
 
 from common.defaults import STOPPAGE_RESET_S
-from common.wire.clock import NO_LEAP, comes_back, next_leap
+from common.wire.clock import NO_LEAP, SET_BACK_RUN, comes_back, longer, next_leap
 from common.wire.schemas import Reading, iso_utc
 from dashboard.columns import epoch_ms
 from dashboard.stats import PEAK_WINDOW, AxisValue, one_minute_peak, update_latest
@@ -70,18 +70,21 @@ class RobotWindow:
     leap: tuple[float, float] = NO_LEAP  # the span the robot's time last leapt over (``common.wire.clock``)
     # how far back the robot's clock must come to be followed back (the setting STOPPAGE_RESET_S)
     clock_back_s: float = STOPPAGE_RESET_S
-    rewinds: int = 0  # how many times the robot's clock came back from ahead: a tab then takes the window whole
+    set_back_run: tuple[int, float] | None = None  # readings in a row far behind the newest (``common.wire.clock``)
+    rewinds: int = 0  # how many times the robot's clock went back: a tab then takes the window whole
 
     def add(self, reading: Reading, row: dict[str, float]) -> bool:
-        """Fold the reading in; True when it is the robot's clock coming back from a leap ahead, after which
-        the window holds nothing from ahead (its latest values, peak and chart rows follow the robot again)."""
+        """Fold the reading in; True when it is the robot's clock coming back from a leap ahead, or the last of a
+        run that tells it was set back to stay, after which the window holds nothing from the old clock ahead
+        (its latest values, peak and chart rows follow the robot again)."""
         back = False
         ts, newest = reading.ts.timestamp(), self.newest.timestamp() if self.newest is not None else None
         if newest is not None and ts <= newest:
-            back = comes_back(self.leap, newest, ts, self.clock_back_s)
+            back = comes_back(self.leap, newest, ts, self.clock_back_s) or self._set_back(newest, ts)
             if back:
                 self._back_from_ahead(reading)
         else:
+            self.set_back_run = None
             self.leap = next_leap(self.leap, newest, ts, self.clock_back_s)
         self.rows.append(row)
         update_latest(self.latest, reading)
@@ -95,16 +98,27 @@ class RobotWindow:
             self.recent.popleft()
         return back
 
+    def _set_back(self, newest: float, ts: float) -> bool:
+        """Whether a reading at ``ts``, more than a stoppage behind the newest and outside any leap, ends a run of
+        ``SET_BACK_RUN``: the clock set back to stay. The feed reads each message once (from the topics' end,
+        committing nothing), so unlike consumer_alerts it never sees a redelivery and needs no offsets: without
+        this the live view kept the old clock's latest values until the new clock passed them, days later."""
+        if newest - ts <= self.clock_back_s:
+            return False  # a little out of order: folded in, the latest values keep the newer
+        self.set_back_run = longer(self.set_back_run, ts)
+        return self.set_back_run[0] >= SET_BACK_RUN
+
     def _back_from_ahead(self, reading: Reading) -> None:
         at = reading.ts
         logger.warning(
-            "dashboard feed: robot %r: its readings up to %s came from ahead of its clock (the next is at %s): "
-            "dropped from its live view",
+            "dashboard feed: robot %r: its clock went back from %s to %s (it had leapt ahead, or was set back): "
+            "its readings after %s dropped from its live view",
             reading.robot_id,
             iso_utc(self.newest),
             iso_utc(at),
+            iso_utc(at),
         )
-        self.leap, self.newest = NO_LEAP, None
+        self.leap, self.newest, self.set_back_run = NO_LEAP, None, None
         self.rewinds += 1
         self.rows.keep_until(epoch_ms(at))
         self.latest = {axis: value for axis, value in self.latest.items() if value.ts <= at}

@@ -9,6 +9,10 @@ frozen dashboard. So a **leap** (a reading more than ``bound`` after the one bef
 that jumped) is remembered as the span it skipped; a reading inside that span and more than ``bound`` older than
 the newest is the clock coming back, and is followed back. A redelivery never falls inside the span (no reading
 was taken there), so it is still skipped; a clock that jumps back by less than ``bound`` waits at most that long.
+
+A clock **set back to stay** (days back, outside any leap) is told by a run: ``SET_BACK_RUN`` readings in a row,
+each more than ``bound`` behind the newest and later than the one before (``longer``). Where a reading may be a
+redelivery (consumer_alerts after a restart) only one new on Kafka counts; the dashboard reads each message once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import math
 from typing import NamedTuple
 
 NO_LEAP = (math.inf, -math.inf)  # (start, end): a span nothing falls inside
+# this many readings in a row far behind the newest, each later than the one before: the clock was set back.
+# One stray reading stamped in the past, or old readings sent between live ones, never make such a run.
+SET_BACK_RUN = 10
 
 
 class Leap(NamedTuple):
@@ -28,14 +35,24 @@ class Leap(NamedTuple):
 
 def next_leap(leap: Leap | tuple[float, float], newest: float | None, ts: float, bound: float) -> tuple[float, float]:
     """The span to keep once a reading at ``ts``, newer than ``newest``, is taken: its own if it leaps more than
-    ``bound`` seconds ahead, else ``leap`` as it was. A robot's first reading (``newest`` None) leaps from the
-    beginning of time: it may itself come from ahead, with nothing taken before it."""
+    ``bound`` seconds ahead, else ``leap`` as it was. A robot's first reading (``newest`` None) is no leap: it
+    leapt from the beginning of time until this rule, so any reading older than it was the clock coming back, and
+    one stray reading stamped in the past closed every open event of a robot that had not stopped since it was
+    first seen. A robot whose first readings come from ahead is followed as a clock set back (``SET_BACK_RUN``)."""
     if newest is None:
-        return (-math.inf, ts)
+        return NO_LEAP
     return (newest, ts) if ts - newest > bound else leap
 
 
 def comes_back(leap: Leap | tuple[float, float], newest: float, ts: float, bound: float) -> bool:
     """Whether a reading at ``ts``, no later than ``newest``, is the robot's clock coming back from a leap ahead:
-    inside the span the leap skipped, and more than ``bound`` seconds older than the newest."""
-    return leap[0] < ts < leap[1] and newest - ts > bound
+    inside the span the leap skipped, and more than ``bound`` seconds older than the newest. A span from the
+    beginning of time (a first reading's, in a state saved before ``next_leap`` stopped making them) is none."""
+    return -math.inf < leap[0] < ts < leap[1] and newest - ts > bound
+
+
+def longer(run: tuple[int, float] | None, ts: float) -> tuple[int, float]:
+    """A run of readings, each later than the one before, as (how many, the last one's time), with one at ``ts``
+    added: a reading not later than the last starts the run again."""
+    count, last = run or (0, -math.inf)
+    return (count + 1, ts) if ts > last else (1, ts)

@@ -5,7 +5,8 @@ ends at the first reading of an idle spell (every axis that reports reads 0 A) a
 ``min_idle_samples`` long; shorter idle runs inside a cycle belong to it (as 0 A). A gap in the time stamps
 longer than ``max_gap_s`` (a stoppage of the feed, lost data) ends the cycle at its last reading plus one
 sample spacing, and so do a cycle longer than ``max_cycle_s`` (a robot that never rests) and the robot's
-clock coming back from a leap ahead (``common.wire.clock``, after ``clock_back_s``); all are marked ``cut``.
+clock coming back from a leap ahead (``common.wire.clock``, after ``clock_back_s``) or set back to stay (when
+the detectors followed it: ``push(clock_went_back=True)``); all are marked ``cut``.
 Any other reading no later than the robot's newest is skipped. Cycles that start within ``warm_up_s`` after
 ``long_stop_s`` without motion are marked ``cold``: a cold joint draws more current, which is not wear.
 
@@ -104,7 +105,10 @@ class CycleSplitter:
     _last_motion: float | None = None
     _warm_from: float | None = None
 
-    def push(self, ts: float, currents: Mapping[int, float | None]) -> list[Cycle]:
+    def push(self, ts: float, currents: Mapping[int, float | None], *, clock_went_back: bool = False) -> list[Cycle]:
+        """The cycles the reading ends. ``clock_went_back``: the detectors followed the robot's clock back at it
+        (from a leap ahead, or set back to stay, which only the reading's Kafka offset tells from a redelivery):
+        a reading no later than the newest is then followed back here too, whatever this splitter's own rule."""
         values = currents.values()
         if None in values:
             values = [v for v in values if v is not None]
@@ -113,7 +117,7 @@ class CycleSplitter:
         last = self._last_ts
         back = last is not None and ts <= last
         if back:
-            if not comes_back(self._leap, last, ts, self.clock_back_s):
+            if not (clock_went_back or comes_back(self._leap, last, ts, self.clock_back_s)):
                 return []  # a reading out of order, or a redelivery after a restart
             self._back_from_ahead(ts)
         else:

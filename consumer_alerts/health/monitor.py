@@ -103,10 +103,11 @@ class HealthMonitor:
         self.robots: dict[str, RobotHealth] = {}
         self.outbox: list[HealthEvent] = []
 
-    def process(self, reading: Reading) -> list[Alert]:
+    def process(self, reading: Reading, *, clock_went_back: bool = False) -> list[Alert]:
+        """``clock_went_back``: the detectors followed the robot's clock back at it (``CycleSplitter.push``)."""
         robot = self._robot(reading.robot_id)
         alerts: list[Alert] = []
-        for cycle in robot.splitter.push(reading.ts.timestamp(), reading.currents):
+        for cycle in robot.splitter.push(reading.ts.timestamp(), reading.currents, clock_went_back=clock_went_back):
             alerts += self._cycle(reading.robot_id, robot, cycle)
         return alerts
 

@@ -47,7 +47,7 @@ class Calls:
         engine.process = process
         return engine
 
-    def process(self, r) -> list[Alert]:  # the health monitor's
+    def process(self, r, *, clock_went_back: bool = False) -> list[Alert]:  # the health monitor's
         self.calls.append(("health", r.robot_id, r.ts))
         return [alert(r.robot_id, r.ts, "maintenance_due")]
 

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from common.wire.bus import InProcessBus, Message
-from common.wire.schemas import Alert, AlertState, Reading, Severity
+from common.wire.clock import SET_BACK_RUN
+from common.wire.schemas import Alert, AlertState, HealthEvent, Reading, Severity
 from consumer_alerts import service
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.recovery import already_sent, latest_alerts
@@ -133,6 +134,28 @@ async def test_a_clock_set_back_after_a_restart_is_judged_and_the_re_read_readin
     assert len(warned) == 1 and warned[0].startswith("robot 'r1':")
 
 
+async def test_the_health_pipeline_follows_a_clock_set_back_as_the_detectors_do(settings):
+    """The cycle splitter is not given offsets: it follows the robot's clock back with the engine, which tells a
+    clock set back from a redelivery by them. Before, it skipped every reading until the new clock passed the old
+    newest (days here): no cycle, no indicator, no forecast for that robot meanwhile."""
+    settings = settings.model_copy(update={"health": True})
+    bus = InProcessBus()
+    readings = cycle_readings(300)
+    # an hour's stoppage after the tenth reading (its first reading's leap is gone), then the clock set back 3 days
+    readings[10:] = [r.model_copy(update={"ts": r.ts + timedelta(hours=1)}) for r in readings[10:]]
+    back = cycle_readings(300, start=readings[0].ts - timedelta(days=3))
+    await publish(bus, readings + back)
+    committed = (settings.alerts_group_id, "readings", 0)
+    await run_until(settings, bus, lambda: bus._committed.get(committed) == 600)
+    cycles = [e for m in bus._log(settings.health_topic)[0] if (e := HealthEvent.from_bytes(m.value)).kind == "cycle"]
+    on_the_old_clock = [e for e in cycles if e.start >= readings[0].ts]
+    on_the_clock_set_back = [e for e in cycles if e.start < readings[0].ts]
+    assert len(on_the_old_clock) >= 8
+    # the readings the detectors skip (the run's first nine) are skipped here too; from the tenth on, cycles again
+    assert len(on_the_clock_set_back) >= len(on_the_old_clock) - 2
+    assert min(e.start for e in on_the_clock_set_back) >= back[SET_BACK_RUN - 1].ts
+
+
 async def test_an_engine_passed_in_is_used_and_anything_else_ignored(settings):
     bus = InProcessBus()
     await publish(bus, cycle_readings(700, fault=surge))
@@ -220,6 +243,9 @@ class ScriptedEngine:
         self.now, self.judged, self.opening = 0.0, 0, set(opening_rows)
         self.robots = {}  # the service counts them (freeze_new_robots)
 
+    def newest(self, robot_id):
+        return None  # no robot's clock ever goes back here
+
     def process(self, reading, place=None):
         self.now += self.STEP
         self.judged += 1
@@ -272,7 +298,7 @@ async def test_events_waiting_for_company_at_a_batchs_end_go_out_before_its_heal
     monkeypatch.setattr(service, "time", SimpleNamespace(perf_counter=lambda: engine.now))
     bus = InProcessBus()
     health_taken: list = []
-    health = SimpleNamespace(process=lambda reading: health_taken.append(reading.robot_id) or [])
+    health = SimpleNamespace(process=lambda reading, **_: health_taken.append(reading.robot_id) or [])
     shipments: list[tuple[int, int, int]] = []  # (readings judged, events sent, readings' health taken)
 
     async def let_out():

@@ -14,9 +14,9 @@ from bokeh.document import Document
 from common.defaults import STOPPAGE_RESET_S
 from common.errors import SchemaError
 from common.wire.bus import InProcessBus, Message
-from common.wire.clock import NO_LEAP, comes_back, next_leap
+from common.wire.clock import NO_LEAP, SET_BACK_RUN, comes_back, next_leap
 from common.wire.schemas import DEFAULT_POLICY, AlertState, Reading
-from consumer_alerts.engine import SET_BACK_RUN, DetectorEngine
+from consumer_alerts.engine import DetectorEngine
 from consumer_alerts.engine_state import load_robot, robot_snapshot
 from consumer_alerts.health.cycles import CycleSplitter
 from consumer_alerts.service import Intake, events_per_reading
@@ -46,11 +46,13 @@ def test_a_reading_comes_back_inside_the_leap_and_more_than_the_bound_older(ts, 
     assert not comes_back(NO_LEAP, newest, ts, STOPPAGE_RESET_S)
 
 
-def test_a_leap_is_a_step_over_the_bound_and_a_first_reading_leaps_from_the_beginning():
+def test_a_leap_is_a_step_over_the_bound_and_a_first_reading_is_none():
     kept = (1.0, 2_000.0)
     assert next_leap(kept, 10.0, 1_000.0, STOPPAGE_RESET_S) == (10.0, 1_000.0)
     assert next_leap(kept, 10.0, 10.0 + STOPPAGE_RESET_S, STOPPAGE_RESET_S) == kept  # a step at the bound
-    assert next_leap(NO_LEAP, None, 5.0, STOPPAGE_RESET_S) == (-math.inf, 5.0)
+    assert next_leap(NO_LEAP, None, 5.0, STOPPAGE_RESET_S) == NO_LEAP
+    # a first reading's span from the beginning of time, in a state saved before: nothing comes back inside it
+    assert not comes_back((-math.inf, 1_000.0), 1_200.0, 50.0, STOPPAGE_RESET_S)
 
 
 def normal(i: int, amps: float | None = None) -> Reading:
@@ -91,16 +93,45 @@ def test_a_robot_whose_first_readings_come_from_ahead_is_judged_once_its_clock_c
     plain = [normal(i) for i in range(400)]
     expected = fault_events(DetectorEngine(), plain)
     engine = DetectorEngine()
-    # the readings from ahead are judged too (the robot-level detector learns from them), but the fault is raised
-    # by the axis's own detectors as without them
-    assert fault_events(engine, [ahead(k) for k in range(10)] + plain) - {"multivariate"} == expected - {"multivariate"}
-    saved = robot_snapshot(engine.robots["R"])
-    assert saved["leap"] is None  # came back: no span kept
-    fresh = DetectorEngine()
-    fresh.process(ahead(0))
+    # a first reading is no leap (nothing says it came from ahead): the clock coming back is followed as a clock
+    # set back, at the SET_BACK_RUN-th reading from new offsets; the readings from ahead are judged too (the
+    # robot-level detector learns from them), but the fault is raised by the axis's own detectors as without them
+    events = placed(engine, [ahead(k) for k in range(10)] + plain, 0)
+    fault = {a.detector for a in events if a.state is AlertState.OPEN and a.opened_at >= at(350) and a.axis == 1}
+    assert fault - {"multivariate"} == expected - {"multivariate"}
+    assert engine.robots["R"].last_ts == plain[-1].ts.timestamp()
+    assert robot_snapshot(engine.robots["R"])["leap"] is None  # came back: no span kept
+    # a state saved when a first reading leapt from the beginning of time: no reading comes back inside that span
+    older = robot_snapshot(engine.robots["R"]) | {"leap": [None, plain[-1].ts.timestamp()]}
     restored = DetectorEngine()
-    load_robot(restored, "R", robot_snapshot(fresh.robots["R"]))
-    assert restored.robots["R"].leap == (-math.inf, fresh.robots["R"].last_ts)
+    load_robot(restored, "R", older)
+    assert restored.process(normal(5).model_copy(update={"ts": at(5) - timedelta(days=3)})) == []
+    assert restored.robots["R"].last_ts == plain[-1].ts.timestamp()
+
+
+@pytest.mark.parametrize("from_kafka", [True, False], ids=["from Kafka", "offline"])
+def test_one_stray_reading_stamped_in_the_past_closes_nothing_on_a_robot_that_never_stopped(from_kafka, caplog):
+    """A robot that has not stopped since the service first saw it: before, its first reading's span (from the
+    beginning of time) took any older reading for its clock coming back from ahead, and one stray reading stamped
+    days back closed its open fault events (and old readings sent between live ones did so at each one)."""
+    engine = DetectorEngine()
+
+    def judge(readings, first_offset: int) -> list:
+        if from_kafka:
+            return placed(engine, readings, first_offset)
+        return [a for r in readings for a in engine.process(r)]
+
+    feed = [normal(i) for i in range(460)]  # a fault on axis 1 from reading 350
+    assert [a for a in judge(feed[:400], 0) if a.state is AlertState.OPEN and a.axis == 1]
+    stray = normal(0, 10.0).model_copy(update={"ts": at(0) - timedelta(days=3)})
+    old = [normal(i, 10.0).model_copy(update={"ts": at(i) - timedelta(days=2)}) for i in range(30)]
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        assert judge([stray], 400) == []
+        events = judge([r for pair in zip(old, feed[400:430], strict=True) for r in pair], 401)
+        events += judge(feed[430:], 461)
+    assert not [a for a in events if a.state is AlertState.CLOSED], "the fault's events stay open"
+    assert "ahead of its clock" not in caplog.text and "clock went back" not in caplog.text
+    assert engine.robots["R"].last_ts == feed[-1].ts.timestamp()
 
 
 def test_readings_re_read_around_a_clock_leap_are_skipped():
@@ -349,6 +380,32 @@ def test_the_dashboard_follows_a_clock_that_leapt_ahead_and_came_back():
     assert max(window.rows.columns(["ts"])["ts"]) == plain[-1].ts.timestamp() * 1000
     assert len(window.rows) == 40
     assert feed.status.newest_ts == plain[-1].ts
+
+
+def test_the_dashboard_follows_a_clock_set_back_to_stay_once_a_run_of_readings_says_so(caplog):
+    """The feed reads each message once (no redelivery), so a run of SET_BACK_RUN readings far behind, each later
+    than the one before, is the clock set back: before, the live view kept the old clock's latest values and
+    newest reading until the new clock passed them (days here)."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    live = [dashboard_reading(i, t0=t0, robot="R") for i in range(59)]  # no stoppage since its first reading
+    stray = [dashboard_reading(i, t0=t0 - timedelta(days=5), robot="R") for i in range(20)]
+    back = [dashboard_reading(i, t0=t0 - timedelta(days=3), robot="R") for i in range(30)]
+    feed = dashboard_feed()
+    feed.ingest(messages(feed, live[:40]))
+    window = feed.robots["R"]
+    # one reading stamped days back, then old readings sent between live ones: the clock never goes back
+    feed.ingest(messages(feed, [stray[0]] + [r for pair in zip(stray[1:], live[40:], strict=True) for r in pair]))
+    assert window.rewinds == 0 and window.newest == live[-1].ts
+    with caplog.at_level(logging.WARNING, logger="dashboard.window"):
+        feed.ingest(messages(feed, back[: SET_BACK_RUN - 1]))
+        assert window.rewinds == 0 and window.newest == live[-1].ts
+        feed.ingest(messages(feed, back[SET_BACK_RUN - 1 :]))
+    assert window.rewinds == 1 and window.newest == back[-1].ts and feed.status.newest_ts == back[-1].ts
+    assert {value.ts for value in window.latest.values()} == {back[-1].ts}
+    assert all(peak.ts <= back[-1].ts for peak in window.recent)
+    assert max(window.rows.columns(["ts"])["ts"]) == back[-1].ts.timestamp() * 1000
+    warned = [r.getMessage() for r in caplog.records if "clock went back" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("dashboard feed: robot 'R':")
 
 
 def test_a_reading_older_than_the_newest_by_less_than_a_stoppage_changes_no_latest_value():
