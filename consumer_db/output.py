@@ -80,7 +80,8 @@ def write_table(out: TextIO, rows: Iterable[Row]) -> None:
             out.write(_table_line(_padded(names, widths)) + _table_line(["-" * width for width in widths]))
         padded = []
         for i, texts in enumerate(columns):
-            at_line = list(accumulate(map(len, texts), max, initial=widths[i]))[1:]  # a wider cell's from its line on
+            # each line's width: the widest cell of the column so far, this line's included
+            at_line = list(accumulate(map(len, texts), max, initial=widths[i]))[1:]
             widths[i] = at_line[-1]
             padded.append(_padded(texts, at_line))
         out.writelines(map(_table_line, zip(*padded, strict=True)))
