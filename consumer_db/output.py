@@ -35,13 +35,16 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
+_table_float = "{:.3f}".format  # a float in the text table: three decimals
+
+
 def cell(value: Any, *, for_table: bool = False) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, float):
-        return f"{value:.3f}" if for_table else repr(value)
+        return _table_float(value) if for_table else repr(value)
     if isinstance(value, (list, tuple)):
         return " ".join(cell(v, for_table=for_table) for v in value)
     return str(value)
@@ -93,7 +96,7 @@ def _pages(rows: Iterator[Row]) -> Iterator[list[Row]]:
 
 
 # What ``cell`` writes in the table for a value of each of these kinds (exactly these: a bool is not an int here).
-_TABLE_TEXT_OF_KIND = {float: "{:.3f}".format, int: str, str: str, datetime: iso}
+_TABLE_TEXT_OF_KIND = {float: _table_float, int: str, str: str, datetime: iso}
 
 
 def _column_texts(values: list) -> list[str]:
