@@ -63,9 +63,6 @@ RELEASE_AFTER = 1 / 6
 # A timing that keeps going away and coming back never confirms: an ALERT held this many MODEL_RELEARN_S is raised.
 HOLD_AT_MOST = 2
 CONTINUED_SCORE = 0.3  # ``scores`` of a reading whose axis already has its event open: below the alert level
-# A robot's clock set back (a reading from a new offset more than a stoppage behind its newest) is followed
-# once SET_BACK_RUN such readings came in a row (``common.wire.clock``). As many readings from offsets before
-# the robot's state, each newer than its newest, tell that the offsets started again.
 
 
 # EngineConfig's names that differ from the setting they come from; every other field has its setting's name.
