@@ -32,6 +32,7 @@ keeps the domain's rules:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -270,11 +271,12 @@ class DetectorEngine:
             robot.read_to = (place[0], place[1] + 1)
         if last_ts is not None and ts <= last_ts:
             if self._after_a_leap(robot, reading, out):
-                last_ts = robot.leap[0]  # judged on from the robot's reading before the leap
+                # judged on from the robot's reading before the leap (none: the leap was its first reading)
+                last_ts = robot.leap[0] if robot.leap[0] > -math.inf else None
                 robot.leap = NO_LEAP
             elif new and self._set_back(robot, reading, out):
-                last_ts = None  # judged on as the robot's first reading
-                robot.leap = NO_LEAP
+                last_ts = None  # judged on as the robot's first reading, its leap from the beginning of time
+                robot.leap = next_leap(robot.leap, None, ts, c.stoppage_s)
             else:
                 self._say_behind(robot, reading, new)
                 return []  # redelivered, or a little out of order: judged already, or too late to judge

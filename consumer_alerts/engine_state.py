@@ -41,7 +41,7 @@ def robot_snapshot(r: RobotState) -> dict[str, Any]:
     return {
         "version": SNAPSHOT_VERSION,
         "last_ts": r.last_ts,
-        # the span the robot's time last leapt over; its start None: a first reading's (kept by older states)
+        # the span the robot's time last leapt over; its start None: it leapt from its first reading
         "leap": [r.leap[0] if r.leap[0] > -math.inf else None, r.leap[1]] if r.leap != NO_LEAP else None,
         "last_active": r.last_active.isoformat() if r.last_active else None,
         "last_values": {str(a): v for a, v in r.last_values.items()},

@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from common.defaults import MAX_FUTURE_S
+
 NO_LEAP = (math.inf, -math.inf)  # (start, end): a span nothing falls inside
 # this many readings in a row far behind the newest, each later than the one before: the clock was set back.
 # One stray reading stamped in the past, or old readings sent between live ones, never make such a run.
@@ -35,20 +37,21 @@ class Leap(NamedTuple):
 
 def next_leap(leap: Leap | tuple[float, float], newest: float | None, ts: float, bound: float) -> tuple[float, float]:
     """The span to keep once a reading at ``ts``, newer than ``newest``, is taken: its own if it leaps more than
-    ``bound`` seconds ahead, else ``leap`` as it was. A robot's first reading (``newest`` None) is no leap: it
-    leapt from the beginning of time until this rule, so any reading older than it was the clock coming back, and
-    one stray reading stamped in the past closed every open event of a robot that had not stopped since it was
-    first seen. A robot whose first readings come from ahead is followed as a clock set back (``SET_BACK_RUN``)."""
+    ``bound`` seconds ahead, else ``leap`` as it was. A robot's first reading (``newest`` None) leaps from the
+    beginning of time: it may itself come from ahead, with nothing taken before it (``comes_back`` bounds it)."""
     if newest is None:
-        return NO_LEAP
+        return (-math.inf, ts)
     return (newest, ts) if ts - newest > bound else leap
 
 
 def comes_back(leap: Leap | tuple[float, float], newest: float, ts: float, bound: float) -> bool:
     """Whether a reading at ``ts``, no later than ``newest``, is the robot's clock coming back from a leap ahead:
-    inside the span the leap skipped, and more than ``bound`` seconds older than the newest. A span from the
-    beginning of time (a first reading's, in a state saved before ``next_leap`` stopped making them) is none."""
-    return -math.inf < leap[0] < ts < leap[1] and newest - ts > bound
+    inside the span the leap skipped, and more than ``bound`` seconds older than the newest. A first reading's span
+    (from the beginning of time) reaches back only as far as a reading may come from ahead (``MAX_FUTURE_S``, the
+    reading policy's default): reaching back forever, one stray reading stamped days back was the clock coming back,
+    and closed every open event of a robot that had not stopped since it was first seen."""
+    start = leap[0] if leap[0] > -math.inf else leap[1] - MAX_FUTURE_S
+    return start < ts < leap[1] and newest - ts > bound
 
 
 def longer(run: tuple[int, float] | None, ts: float) -> tuple[int, float]:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bokeh.document import Document
 
-from common.defaults import STOPPAGE_RESET_S
+from common.defaults import MAX_FUTURE_S, STOPPAGE_RESET_S
 from common.errors import SchemaError
 from common.wire.bus import InProcessBus, Message
 from common.wire.clock import NO_LEAP, SET_BACK_RUN, comes_back, next_leap
@@ -46,13 +46,15 @@ def test_a_reading_comes_back_inside_the_leap_and_more_than_the_bound_older(ts, 
     assert not comes_back(NO_LEAP, newest, ts, STOPPAGE_RESET_S)
 
 
-def test_a_leap_is_a_step_over_the_bound_and_a_first_reading_is_none():
+def test_a_leap_is_a_step_over_the_bound_and_a_first_reading_leaps_from_the_beginning():
     kept = (1.0, 2_000.0)
     assert next_leap(kept, 10.0, 1_000.0, STOPPAGE_RESET_S) == (10.0, 1_000.0)
     assert next_leap(kept, 10.0, 10.0 + STOPPAGE_RESET_S, STOPPAGE_RESET_S) == kept  # a step at the bound
-    assert next_leap(NO_LEAP, None, 5.0, STOPPAGE_RESET_S) == NO_LEAP
-    # a first reading's span from the beginning of time, in a state saved before: nothing comes back inside it
-    assert not comes_back((-math.inf, 1_000.0), 1_200.0, 50.0, STOPPAGE_RESET_S)
+    assert next_leap(NO_LEAP, None, 5.0, STOPPAGE_RESET_S) == (-math.inf, 5.0)
+    # that span reaches back as far as a reading may come from ahead (a day), not to the beginning of time
+    first = (-math.inf, 200_000.0)
+    assert comes_back(first, 200_000.0, 200_000.0 - MAX_FUTURE_S + 1, STOPPAGE_RESET_S)
+    assert not comes_back(first, 200_000.0, 200_000.0 - MAX_FUTURE_S, STOPPAGE_RESET_S)
 
 
 def normal(i: int, amps: float | None = None) -> Reading:
@@ -93,27 +95,23 @@ def test_a_robot_whose_first_readings_come_from_ahead_is_judged_once_its_clock_c
     plain = [normal(i) for i in range(400)]
     expected = fault_events(DetectorEngine(), plain)
     engine = DetectorEngine()
-    # a first reading is no leap (nothing says it came from ahead): the clock coming back is followed as a clock
-    # set back, at the SET_BACK_RUN-th reading from new offsets; the readings from ahead are judged too (the
-    # robot-level detector learns from them), but the fault is raised by the axis's own detectors as without them
-    events = placed(engine, [ahead(k) for k in range(10)] + plain, 0)
-    fault = {a.detector for a in events if a.state is AlertState.OPEN and a.opened_at >= at(350) and a.axis == 1}
-    assert fault - {"multivariate"} == expected - {"multivariate"}
-    assert engine.robots["R"].last_ts == plain[-1].ts.timestamp()
-    assert robot_snapshot(engine.robots["R"])["leap"] is None  # came back: no span kept
-    # a state saved when a first reading leapt from the beginning of time: no reading comes back inside that span
-    older = robot_snapshot(engine.robots["R"]) | {"leap": [None, plain[-1].ts.timestamp()]}
+    # the readings from ahead are judged too (the robot-level detector learns from them), but the fault is raised
+    # by the axis's own detectors as without them
+    assert fault_events(engine, [ahead(k) for k in range(10)] + plain) - {"multivariate"} == expected - {"multivariate"}
+    saved = robot_snapshot(engine.robots["R"])
+    assert saved["leap"] is None  # came back: no span kept
+    fresh = DetectorEngine()
+    fresh.process(ahead(0))
     restored = DetectorEngine()
-    load_robot(restored, "R", older)
-    assert restored.process(normal(5).model_copy(update={"ts": at(5) - timedelta(days=3)})) == []
-    assert restored.robots["R"].last_ts == plain[-1].ts.timestamp()
+    load_robot(restored, "R", robot_snapshot(fresh.robots["R"]))
+    assert restored.robots["R"].leap == (-math.inf, fresh.robots["R"].last_ts)
 
 
 @pytest.mark.parametrize("from_kafka", [True, False], ids=["from Kafka", "offline"])
 def test_one_stray_reading_stamped_in_the_past_closes_nothing_on_a_robot_that_never_stopped(from_kafka, caplog):
     """A robot that has not stopped since the service first saw it: before, its first reading's span (from the
-    beginning of time) took any older reading for its clock coming back from ahead, and one stray reading stamped
-    days back closed its open fault events (and old readings sent between live ones did so at each one)."""
+    beginning of time, now a day at most) took any older reading for its clock coming back from ahead, and one stray
+    reading stamped days back closed its open fault events (old readings sent between live ones, at each one)."""
     engine = DetectorEngine()
 
     def judge(readings, first_offset: int) -> list:
