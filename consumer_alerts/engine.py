@@ -32,12 +32,11 @@ keeps the domain's rules:
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from common.wire.clock import NO_LEAP, SET_BACK_RUN, comes_back, longer, next_leap
+from common.wire.clock import NO_LEAP, SET_BACK_RUN, before_first, comes_back, longer, next_leap
 from common.wire.schemas import Alert, Reading, ReadingValues, Severity, iso_utc
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.load import FLAT_RUN
@@ -270,9 +269,10 @@ class DetectorEngine:
                     return []  # redelivered: its state has judged it already, whatever its time
             robot.read_to = (place[0], place[1] + 1)
         if last_ts is not None and ts <= last_ts:
+            # before the robot's first reading nothing was judged, so nothing there is a redelivery either
+            new = new or before_first(robot.leap, ts)
             if self._after_a_leap(robot, reading, out):
-                # judged on from the robot's reading before the leap (none: the leap was its first reading)
-                last_ts = robot.leap[0] if robot.leap[0] > -math.inf else None
+                last_ts = robot.leap[0]  # judged on from the robot's reading before the leap
                 robot.leap = NO_LEAP
             elif new and self._set_back(robot, reading, out):
                 last_ts = None  # judged on as the robot's first reading, its leap from the beginning of time
@@ -778,14 +778,14 @@ class DetectorEngine:
                     out.append(alert)
 
     def _set_back(self, robot: RobotState, reading: Reading | ReadingValues, out: list[Alert]) -> bool:
-        """Whether ``reading``, past what the robot's state reflects on Kafka (no redelivery) and no later than
-        its newest, is the robot's clock set back: more than a stoppage older, outside any leap ahead, and the
-        ``SET_BACK_RUN``-th such reading in a row, each later than the one before. Its clock
-        went back to stay (after a stoppage, days back), and skipped as older, every later reading went unjudged
-        until the clock passed the newest again. If so, the robot's time starts again from it, as after a
-        stoppage that keeps what the detectors and the model learned: the statistical events close at the last
-        active reading (as a stoppage closes them), the others opened after ``reading`` close as of the newest
-        (``Lifecycle.back_from_ahead``), and the re-learn's clocks move back with the robot's."""
+        """Whether ``reading``, past what the robot's state reflects on Kafka or before its first reading (no redelivery
+        either way) and no later than its newest, is the robot's clock set back: more than a stoppage older, outside any
+        leap ahead, and the ``SET_BACK_RUN``-th such reading in a row, each later than the one before. Its clock went
+        back to stay (after a stoppage, days back, or a robot's first readings came from ahead), and skipped as older,
+        every later reading went unjudged until the clock passed the newest again. If so, the robot's time starts again
+        from it, as after a stoppage that keeps what the detectors and the model learned: the statistical events close
+        at the last active reading (as a stoppage closes them), the others opened after ``reading`` close as of the
+        newest (``Lifecycle.back_from_ahead``), and the re-learn's clocks move back with the robot's."""
         newest = robot.last_ts
         ts = reading.ts.timestamp()
         step = newest - ts
@@ -795,7 +795,7 @@ class DetectorEngine:
         if robot.set_back_run[0] < SET_BACK_RUN:
             return False  # not yet a clock that stays back: skipped and warned of as any reading far behind
         logger.warning(
-            "robot %r: its clock went back from %s to %s (a reading past those judged, on Kafka); judged on from it",
+            "robot %r: its clock went back from %s to %s (a run of readings past those judged); judged on from it",
             reading.robot_id,
             iso_utc(datetime.fromtimestamp(newest, UTC)),
             iso_utc(reading.ts),

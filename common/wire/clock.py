@@ -20,8 +20,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from common.defaults import MAX_FUTURE_S
-
 NO_LEAP = (math.inf, -math.inf)  # (start, end): a span nothing falls inside
 # this many readings in a row far behind the newest, each later than the one before: the clock was set back.
 # One stray reading stamped in the past, or old readings sent between live ones, never make such a run.
@@ -38,7 +36,7 @@ class Leap(NamedTuple):
 def next_leap(leap: Leap | tuple[float, float], newest: float | None, ts: float, bound: float) -> tuple[float, float]:
     """The span to keep once a reading at ``ts``, newer than ``newest``, is taken: its own if it leaps more than
     ``bound`` seconds ahead, else ``leap`` as it was. A robot's first reading (``newest`` None) leaps from the
-    beginning of time: it may itself come from ahead, with nothing taken before it (``comes_back`` bounds it)."""
+    beginning of time: it may itself come from ahead, with nothing taken before it."""
     if newest is None:
         return (-math.inf, ts)
     return (newest, ts) if ts - newest > bound else leap
@@ -46,12 +44,17 @@ def next_leap(leap: Leap | tuple[float, float], newest: float | None, ts: float,
 
 def comes_back(leap: Leap | tuple[float, float], newest: float, ts: float, bound: float) -> bool:
     """Whether a reading at ``ts``, no later than ``newest``, is the robot's clock coming back from a leap ahead:
-    inside the span the leap skipped, and more than ``bound`` seconds older than the newest. A first reading's span
-    (from the beginning of time) reaches back only as far as a reading may come from ahead (``MAX_FUTURE_S``, the
-    reading policy's default): reaching back forever, one stray reading stamped days back was the clock coming back,
-    and closed every open event of a robot that had not stopped since it was first seen."""
-    start = leap[0] if leap[0] > -math.inf else leap[1] - MAX_FUTURE_S
-    return start < ts < leap[1] and newest - ts > bound
+    inside the span the leap skipped, and more than ``bound`` seconds older than the newest. Not a first reading's
+    span (``before_first``): nothing says that reading came from ahead, and taking every older reading for the clock
+    coming back let one stray reading stamped days back close every open event of a robot that had not stopped
+    since it was first seen. A clock that comes back there is followed after a run, as a clock set back."""
+    return -math.inf < leap[0] < ts < leap[1] and newest - ts > bound
+
+
+def before_first(leap: Leap | tuple[float, float], ts: float) -> bool:
+    """Whether ``ts`` is before the robot's first reading, its span still the first reading's: no reading judged
+    there, so no redelivery either (a clock set back is told there by a run alone, without Kafka offsets)."""
+    return leap[0] == -math.inf and ts < leap[1]
 
 
 def longer(run: tuple[int, float] | None, ts: float) -> tuple[int, float]:

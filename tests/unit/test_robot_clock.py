@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bokeh.document import Document
 
-from common.defaults import MAX_FUTURE_S, STOPPAGE_RESET_S
+from common.defaults import STOPPAGE_RESET_S
 from common.errors import SchemaError
 from common.wire.bus import InProcessBus, Message
-from common.wire.clock import NO_LEAP, SET_BACK_RUN, comes_back, next_leap
+from common.wire.clock import NO_LEAP, SET_BACK_RUN, before_first, comes_back, next_leap
 from common.wire.schemas import DEFAULT_POLICY, AlertState, Reading
 from consumer_alerts.engine import DetectorEngine
 from consumer_alerts.engine_state import load_robot, robot_snapshot
@@ -51,10 +51,10 @@ def test_a_leap_is_a_step_over_the_bound_and_a_first_reading_leaps_from_the_begi
     assert next_leap(kept, 10.0, 1_000.0, STOPPAGE_RESET_S) == (10.0, 1_000.0)
     assert next_leap(kept, 10.0, 10.0 + STOPPAGE_RESET_S, STOPPAGE_RESET_S) == kept  # a step at the bound
     assert next_leap(NO_LEAP, None, 5.0, STOPPAGE_RESET_S) == (-math.inf, 5.0)
-    # that span reaches back as far as a reading may come from ahead (a day), not to the beginning of time
-    first = (-math.inf, 200_000.0)
-    assert comes_back(first, 200_000.0, 200_000.0 - MAX_FUTURE_S + 1, STOPPAGE_RESET_S)
-    assert not comes_back(first, 200_000.0, 200_000.0 - MAX_FUTURE_S, STOPPAGE_RESET_S)
+    # nothing says a first reading came from ahead: a reading before it is no come-back by itself (a run is)
+    first = (-math.inf, 1_000.0)
+    assert not comes_back(first, 1_200.0, 50.0, STOPPAGE_RESET_S)
+    assert before_first(first, 50.0) and not before_first(first, 1_000.0) and not before_first((10.0, 1_000.0), 50.0)
 
 
 def normal(i: int, amps: float | None = None) -> Reading:
@@ -96,10 +96,13 @@ def test_a_robot_whose_first_readings_come_from_ahead_is_judged_once_its_clock_c
     expected = fault_events(DetectorEngine(), plain)
     engine = DetectorEngine()
     # the readings from ahead are judged too (the robot-level detector learns from them), but the fault is raised
-    # by the axis's own detectors as without them
+    # by the axis's own detectors as without them; nothing says a first reading came from ahead, so its clock is
+    # followed back as a clock set back, at the SET_BACK_RUN-th reading in a row (offline too: no redelivery falls
+    # before a robot's first reading)
     assert fault_events(engine, [ahead(k) for k in range(10)] + plain) - {"multivariate"} == expected - {"multivariate"}
+    assert engine.robots["R"].last_ts == plain[-1].ts.timestamp()
     saved = robot_snapshot(engine.robots["R"])
-    assert saved["leap"] is None  # came back: no span kept
+    assert saved["leap"] == [None, plain[SET_BACK_RUN - 1].ts.timestamp()]  # judged on as from a first reading
     fresh = DetectorEngine()
     fresh.process(ahead(0))
     restored = DetectorEngine()
@@ -110,8 +113,8 @@ def test_a_robot_whose_first_readings_come_from_ahead_is_judged_once_its_clock_c
 @pytest.mark.parametrize("from_kafka", [True, False], ids=["from Kafka", "offline"])
 def test_one_stray_reading_stamped_in_the_past_closes_nothing_on_a_robot_that_never_stopped(from_kafka, caplog):
     """A robot that has not stopped since the service first saw it: before, its first reading's span (from the
-    beginning of time, now a day at most) took any older reading for its clock coming back from ahead, and one stray
-    reading stamped days back closed its open fault events (old readings sent between live ones, at each one)."""
+    beginning of time) took any older reading for its clock coming back from ahead, and one stray reading stamped
+    days back closed its open fault events (old readings sent between live ones, at each one)."""
     engine = DetectorEngine()
 
     def judge(readings, first_offset: int) -> list:
