@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from common.wire.clock import NO_LEAP, SET_BACK_RUN, before_first, comes_back, longer, next_leap
+from common.wire.clock import NO_LEAP, SET_BACK_RUN, before_first, comes_back, far_behind_run, longer, next_leap
 from common.wire.schemas import Alert, Reading, ReadingValues, Severity, iso_utc
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.load import FLAT_RUN
@@ -789,10 +789,8 @@ class DetectorEngine:
         newest = robot.last_ts
         ts = reading.ts.timestamp()
         step = newest - ts
-        if step <= self._stoppage(robot):
-            return False
-        robot.set_back_run = longer(robot.set_back_run, ts)
-        if robot.set_back_run[0] < SET_BACK_RUN:
+        robot.set_back_run, set_back = far_behind_run(robot.set_back_run, newest, ts, self._stoppage(robot))
+        if not set_back:
             return False  # not yet a clock that stays back: skipped and warned of as any reading far behind
         logger.warning(
             "robot %r: its clock went back from %s to %s (a run of readings past those judged); judged on from it",

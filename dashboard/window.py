@@ -11,7 +11,7 @@ from datetime import datetime
 import numpy as np
 
 from common.defaults import STOPPAGE_RESET_S
-from common.wire.clock import NO_LEAP, SET_BACK_RUN, comes_back, longer, next_leap
+from common.wire.clock import NO_LEAP, comes_back, far_behind_run, next_leap
 from common.wire.schemas import Reading, iso_utc
 from dashboard.columns import epoch_ms
 from dashboard.stats import PEAK_WINDOW, AxisValue, one_minute_peak, update_latest
@@ -103,10 +103,8 @@ class RobotWindow:
         ``SET_BACK_RUN``: the clock set back to stay. The feed reads each message once (from the topics' end,
         committing nothing), so unlike consumer_alerts it never sees a redelivery and needs no offsets: without
         this the live view kept the old clock's latest values until the new clock passed them, days later."""
-        if newest - ts <= self.clock_back_s:
-            return False  # a little out of order: folded in, the latest values keep the newer
-        self.set_back_run = longer(self.set_back_run, ts)
-        return self.set_back_run[0] >= SET_BACK_RUN
+        self.set_back_run, set_back = far_behind_run(self.set_back_run, newest, ts, self.clock_back_s)
+        return set_back
 
     def _back_from_ahead(self, reading: Reading) -> None:
         at = reading.ts

@@ -62,3 +62,15 @@ def longer(run: tuple[int, float] | None, ts: float) -> tuple[int, float]:
     added: a reading not later than the last starts the run again."""
     count, last = run or (0, -math.inf)
     return (count + 1, ts) if ts > last else (1, ts)
+
+
+def far_behind_run(
+    run: tuple[int, float] | None, newest: float, ts: float, bound: float
+) -> tuple[tuple[int, float] | None, bool]:
+    """The run of readings far behind the newest, with one at ``ts`` (no later than ``newest``) counted if it lies
+    more than ``bound`` behind (``longer``; a reading less far behind leaves the run as it was), and whether the run
+    now says the clock was set back: its ``SET_BACK_RUN``-th reading."""
+    if newest - ts <= bound:
+        return run, False
+    run = longer(run, ts)
+    return run, run[0] >= SET_BACK_RUN
