@@ -18,11 +18,13 @@ keeps the domain's rules:
 - A **stoppage** (no active row for ``stoppage_s`` and ``stoppage_readings`` of the robot's own sampling
   intervals) closes the robot's open events of the statistical detectors at the last active reading.
 - An event closes after ``holdoff_s`` and ``holdoff_readings`` of the robot's sampling intervals of quiet.
-- A reading not newer than the robot's last one is skipped: a redelivery after a restart changes nothing. One
-  more than a stoppage older, inside a leap ahead of the robot's time, is its clock coming back and is judged
-  (``common.wire.clock``). Given the reading's place on Kafka (``process(reading, place)``), a reading before
-  the place the robot's state reflects is a redelivery whatever its time, and one past it more than a stoppage
-  older is the robot's clock set back: the robot's time starts again from it (``_set_back``).
+- A reading not newer than the robot's last one is skipped: a redelivery after a restart changes nothing.
+  ``SET_BACK_RUN`` in a row more than a stoppage older, each later than the one before and none a redelivery,
+  are the robot's clock going back (``common.wire.clock``): inside a leap ahead of the robot's time, its clock
+  coming back, judged on from the reading before the leap (``_came_back``); elsewhere its clock set back, its
+  time starting again from the run's last (``_set_back``). Given the reading's place on Kafka
+  (``process(reading, place)``), a reading before the place the robot's state reflects is a redelivery whatever
+  its time; offline, only readings inside a leap or before the robot's first are known not to be.
 - **The model**: a robot without a model file learns its own after ``model_learn_readings`` active rows, and
   any robot's model is learned again after a lasting, broad change (``model_relearn_s``; see
   :mod:`consumer_alerts.learning`), announced by one ``model`` event (INFO) on axis 0, open until the new
@@ -170,8 +172,8 @@ class RobotState:
     axes: dict[int, AxisState] = field(default_factory=dict)
     last_values: dict[int, float] = field(default_factory=dict)
     last_ts: float | None = None
-    # the span the robot's time last leapt over by more than a stoppage (``common.wire.clock``): a reading back
-    # inside it is its clock coming back from ahead (``_after_a_leap``), never a redelivery
+    # the span the robot's time last leapt over by more than a stoppage (``common.wire.clock``): readings back
+    # inside it are its clock coming back from ahead (``_came_back``), never redeliveries
     leap: tuple[float, float] = NO_LEAP
     last_active: datetime | None = None
     interval: SamplingInterval = field(default_factory=SamplingInterval)
@@ -185,7 +187,8 @@ class RobotState:
     # (partition, offset) on the readings topic: the robot's readings there before the offset are in its state (the
     # state topic's record says it after a restart); None: not known (offline, or a state without it)
     read_to: tuple[int, int] | None = None
-    # readings in a row from new places, each more than a stoppage behind the newest: (how many, the last one's time)
+    # readings in a row from new places (or inside the leap), each more than a stoppage behind the newest: (how many,
+    # the last one's time)
     set_back_run: tuple[int, float] | None = None
     # readings in a row from places before read_to, each newer than the newest: (how many, the last one's time)
     offsets_back_run: tuple[int, float] | None = None
@@ -269,17 +272,20 @@ class DetectorEngine:
                     return []  # redelivered: its state has judged it already, whatever its time
             robot.read_to = (place[0], place[1] + 1)
         if last_ts is not None and ts <= last_ts:
-            # before the robot's first reading nothing was judged, so nothing there is a redelivery either
-            new = new or before_first(robot.leap, ts)
-            if self._after_a_leap(robot, reading, out):
-                last_ts = robot.leap[0]  # judged on from the robot's reading before the leap
-                robot.leap = NO_LEAP
-            elif new and self._set_back(robot, reading, out):
-                last_ts = None  # judged on as the robot's first reading, its leap from the beginning of time
-                robot.leap = next_leap(robot.leap, None, ts, c.stoppage_s)
-            else:
+            from_ahead = comes_back(robot.leap, last_ts, ts, self._stoppage(robot))
+            # nothing was judged inside a leap's span nor before the robot's first reading: no redelivery falls there
+            new = new or from_ahead or before_first(robot.leap, ts)
+            if not (new and self._went_back(robot, ts)):
                 self._say_behind(robot, reading, new)
                 return []  # redelivered, or a little out of order: judged already, or too late to judge
+            if from_ahead:
+                self._came_back(robot, reading, out)
+                last_ts = robot.leap[0]  # judged on from the robot's reading before the leap
+                robot.leap = NO_LEAP
+            else:
+                self._set_back(robot, reading, out)
+                last_ts = None  # judged on as the robot's first reading, its leap from the beginning of time
+                robot.leap = next_leap(robot.leap, None, ts, c.stoppage_s)
         else:
             # any step over STOPPAGE_RESET_S is kept (the robot's own bound is at least that, and is asked
             # only when a reading comes back: cheaper than asking it at every reading)
@@ -747,25 +753,31 @@ class DetectorEngine:
         c = self.config
         return max(c.stoppage_s, c.stoppage_readings * robot.interval.seconds)
 
-    def _after_a_leap(self, robot: RobotState, reading: Reading | ReadingValues, out: list[Alert]) -> bool:
-        """Whether ``reading``, no later than the robot's newest, is its clock coming back from a leap ahead
-        (``common.wire.clock.comes_back``, with the robot's stoppage as the bound): the policy lets readings
-        through up to ``READING_MAX_FUTURE_S`` (a day) ahead, and skipped as older, every later reading of the
-        robot went unjudged, without a dead letter, until the clock caught up. A redelivery is never inside the
-        leap's span. If so, the events opened from ahead close into ``out`` (``Lifecycle.back_from_ahead``)."""
+    def _went_back(self, robot: RobotState, ts: float) -> bool:
+        """Whether a reading at ``ts``, not a redelivery and no later than the robot's newest, ends a run of
+        ``SET_BACK_RUN`` readings in a row more than a stoppage behind the newest, each later than the one before
+        (``common.wire.clock.far_behind_run``): the robot's clock went back, from a leap ahead or set back to stay.
+        One reading never says it: late readings stamped inside a past gap (a gateway's buffer sent between live
+        readings) each took the clock back and closed the robot's open events, which its next live reading
+        opened again."""
+        robot.set_back_run, went_back = far_behind_run(robot.set_back_run, robot.last_ts, ts, self._stoppage(robot))
+        return went_back
+
+    def _came_back(self, robot: RobotState, reading: Reading | ReadingValues, out: list[Alert]) -> None:
+        """The robot's clock came back from a leap ahead (``common.wire.clock.comes_back``, with the robot's stoppage
+        as the bound): the policy lets readings through up to ``READING_MAX_FUTURE_S`` (a day) ahead, and skipped
+        as older, every later reading of the robot went unjudged, without a dead letter, until the clock caught up.
+        The events opened from ahead close into ``out`` (``Lifecycle.back_from_ahead``)."""
         newest = robot.last_ts
-        if not comes_back(robot.leap, newest, reading.ts.timestamp(), self._stoppage(robot)):
-            return False
         logger.warning(
             "robot %r: its readings from %s to %s came from ahead of its clock (the next is at %s); judged on "
-            "from the next",
+            "from there",
             reading.robot_id,
             iso_utc(datetime.fromtimestamp(robot.leap[1], UTC)),
             iso_utc(datetime.fromtimestamp(newest, UTC)),
             iso_utc(reading.ts),
         )
         self._back_from_ahead(robot, reading.ts, newest, out)
-        return True
 
     @staticmethod
     def _back_from_ahead(robot: RobotState, to: datetime, newest: float, out: list[Alert]) -> None:
@@ -777,21 +789,15 @@ class DetectorEngine:
                 if (alert := life.back_from_ahead(to, newest_at)) is not None:
                     out.append(alert)
 
-    def _set_back(self, robot: RobotState, reading: Reading | ReadingValues, out: list[Alert]) -> bool:
-        """Whether ``reading``, past what the robot's state reflects on Kafka or before its first reading (no redelivery
-        either way) and no later than its newest, is the robot's clock set back: more than a stoppage older, outside any
-        leap ahead, and the ``SET_BACK_RUN``-th such reading in a row, each later than the one before. Its clock went
-        back to stay (after a stoppage, days back, or a robot's first readings came from ahead), and skipped as older,
-        every later reading went unjudged until the clock passed the newest again. If so, the robot's time starts again
-        from it, as after a stoppage that keeps what the detectors and the model learned: the statistical events close
-        at the last active reading (as a stoppage closes them), the others opened after ``reading`` close as of the
-        newest (``Lifecycle.back_from_ahead``), and the re-learn's clocks move back with the robot's."""
+    def _set_back(self, robot: RobotState, reading: Reading | ReadingValues, out: list[Alert]) -> None:
+        """The robot's clock was set back to stay (``_went_back`` outside any leap ahead: after a stoppage, days
+        back, or a robot's first readings came from ahead), and skipped as older, every later reading went unjudged
+        until the clock passed the newest again. The robot's time starts again from ``reading``, as after a
+        stoppage that keeps what the detectors and the model learned: the statistical events close at the last
+        active reading (as a stoppage closes them), the others opened after ``reading`` close as of the newest
+        (``Lifecycle.back_from_ahead``), and the re-learn's clocks move back with the robot's."""
         newest = robot.last_ts
-        ts = reading.ts.timestamp()
-        step = newest - ts
-        robot.set_back_run, set_back = far_behind_run(robot.set_back_run, newest, ts, self._stoppage(robot))
-        if not set_back:
-            return False  # not yet a clock that stays back: skipped and warned of as any reading far behind
+        step = newest - reading.ts.timestamp()
         logger.warning(
             "robot %r: its clock went back from %s to %s (a run of readings past those judged); judged on from it",
             reading.robot_id,
@@ -810,7 +816,6 @@ class DetectorEngine:
                 for kind, (since, finding, last) in state.held.items()
             }
         robot.last_active = None
-        return True
 
     def _offsets_started_again(
         self, robot: RobotState, reading: Reading | ReadingValues, place: tuple[int, int]

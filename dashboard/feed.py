@@ -29,7 +29,7 @@ from common.wire.bus import Bus, Message, Subscription
 from common.wire.schemas import AckOutcome, Alert, Reading
 from dashboard.columns import chart_row, row_keys, table_columns, to_columns
 from dashboard.settings import DashboardSettings
-from dashboard.window import FeedStatus, RobotWindow, RowRing
+from dashboard.window import FeedStatus, RobotWindow, RowRing, Taken
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,9 @@ class LiveFeed:
                     changed[alert.event_id] = alert
                 else:
                     reading = self.policy.read_message(m)
-                    rows.setdefault(reading.robot_id, []).append(self._add_reading(reading))
+                    row = self._add_reading(reading)
+                    if row is not None:
+                        rows.setdefault(reading.robot_id, []).append(row)
                     self.status.arrivals.append(now)
             except Exception as exc:  # noqa: BLE001 - a bad message must not stop the feed
                 self.status.rejected += 1
@@ -203,13 +205,17 @@ class LiveFeed:
             for listener in list(self._listeners):
                 listener.deliver(rows, list(changed.values()))
 
-    def _add_reading(self, reading: Reading) -> dict[str, float]:
+    def _add_reading(self, reading: Reading) -> dict[str, float] | None:
+        """The reading's chart row, None if it is not part of its robot's live view (far behind its newest)."""
         row = chart_row(reading, self.axes)  # before any change: a reading that fails here leaves no trace
         robot = self.robots.get(reading.robot_id)
         if robot is None:
             rows = RowRing(self.row_keys, self.settings.window_rows)
             robot = self.robots[reading.robot_id] = RobotWindow(rows, clock_back_s=self.settings.stoppage_reset_s)
-        if robot.add(reading, row):  # its clock came back from ahead: so does the feed's newest, if it was that
+        taken = robot.add(reading, row)
+        if taken is Taken.BEHIND:
+            return None
+        if taken is Taken.WENT_BACK:  # its clock came back from ahead: so does the feed's newest, if it was that
             self.status.newest_ts = max(w.newest for w in self.robots.values() if w.newest is not None)
         if self.status.newest_ts is None or reading.ts > self.status.newest_ts:
             self.status.newest_ts = reading.ts

@@ -7,11 +7,12 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 
 import numpy as np
 
 from common.defaults import STOPPAGE_RESET_S
-from common.wire.clock import NO_LEAP, comes_back, far_behind_run, next_leap
+from common.wire.clock import far_behind_run
 from common.wire.schemas import Reading, iso_utc
 from dashboard.columns import epoch_ms
 from dashboard.stats import PEAK_WINDOW, AxisValue, one_minute_peak, update_latest
@@ -59,6 +60,14 @@ class RowRing:
         return [dict(zip(self.keys, values, strict=True)) for values in self.last().tolist()]
 
 
+class Taken(Enum):
+    """What a robot's window did with a reading (``RobotWindow.add``)."""
+
+    SHOWN = "shown"
+    WENT_BACK = "went back"  # shown, and the robot's clock went back at it: nothing after it is kept
+    BEHIND = "behind"  # more than a stoppage behind the robot's newest: not part of its live view
+
+
 @dataclass
 class RobotWindow:
     rows: RowRing
@@ -67,25 +76,28 @@ class RobotWindow:
     recent: deque[AxisValue] = field(default_factory=deque)
     latest: dict[int, AxisValue] = field(default_factory=dict)
     newest: datetime | None = None
-    leap: tuple[float, float] = NO_LEAP  # the span the robot's time last leapt over (``common.wire.clock``)
     # how far back the robot's clock must come to be followed back (the setting STOPPAGE_RESET_S)
     clock_back_s: float = STOPPAGE_RESET_S
     set_back_run: tuple[int, float] | None = None  # readings in a row far behind the newest (``common.wire.clock``)
     rewinds: int = 0  # how many times the robot's clock went back: a tab then takes the window whole
 
-    def add(self, reading: Reading, row: dict[str, float]) -> bool:
-        """Fold the reading in; True when it is the robot's clock coming back from a leap ahead, or the last of a
-        run that tells it was set back to stay, after which the window holds nothing from the old clock ahead
-        (its latest values, peak and chart rows follow the robot again)."""
-        back = False
+    def add(self, reading: Reading, row: dict[str, float]) -> Taken:
+        """Fold the reading in, unless it is far behind the robot's present (``Taken.BEHIND``). ``Taken.WENT_BACK``:
+        the robot's clock came back from a leap ahead, or the reading is the last of a run that tells it was set back
+        to stay, after which the window holds nothing from the old clock ahead (its latest values, peak and chart
+        rows follow the robot again)."""
+        taken = Taken.SHOWN
         ts, newest = reading.ts.timestamp(), self.newest.timestamp() if self.newest is not None else None
         if newest is not None and ts <= newest:
-            back = comes_back(self.leap, newest, ts, self.clock_back_s) or self._set_back(newest, ts)
-            if back:
+            if self._went_back(newest, ts):
                 self._back_from_ahead(reading)
+                taken = Taken.WENT_BACK
+            elif newest - ts > self.clock_back_s:
+                # a stray or late reading (or the first of a run): drawn, it stretched the chart's time axis back
+                # to it, the robot's present a sliver at its end, and counted in the minute's peak
+                return Taken.BEHIND
         else:
             self.set_back_run = None
-            self.leap = next_leap(self.leap, newest, ts, self.clock_back_s)
         self.rows.append(row)
         update_latest(self.latest, reading)
         if self.newest is None or reading.ts > self.newest:
@@ -96,13 +108,15 @@ class RobotWindow:
         # newest - oldest, never newest - PEAK_WINDOW: that overflows for a reading dated in year 1
         while self.recent and self.newest - self.recent[0].ts > PEAK_WINDOW:
             self.recent.popleft()
-        return back
+        return taken
 
-    def _set_back(self, newest: float, ts: float) -> bool:
-        """Whether a reading at ``ts``, more than a stoppage behind the newest and outside any leap, ends a run of
-        ``SET_BACK_RUN``: the clock set back to stay. The feed reads each message once (from the topics' end,
-        committing nothing), so unlike consumer_alerts it never sees a redelivery and needs no offsets: without
-        this the live view kept the old clock's latest values until the new clock passed them, days later."""
+    def _went_back(self, newest: float, ts: float) -> bool:
+        """Whether a reading at ``ts``, more than a stoppage behind the newest, ends a run of ``SET_BACK_RUN``: the
+        clock came back from a leap ahead or was set back to stay (``common.wire.clock``). The feed reads each
+        message once (from the topics' end, committing nothing), so unlike consumer_alerts it never sees a
+        redelivery and needs no offsets: without this the live view kept the old clock's latest values until the
+        new clock passed them, days later. One reading never says it: late readings stamped inside a past gap,
+        sent between live ones, each dropped the robot's live rows."""
         self.set_back_run, set_back = far_behind_run(self.set_back_run, newest, ts, self.clock_back_s)
         return set_back
 
@@ -116,7 +130,7 @@ class RobotWindow:
             iso_utc(at),
             iso_utc(at),
         )
-        self.leap, self.newest, self.set_back_run = NO_LEAP, None, None
+        self.newest, self.set_back_run = None, None
         self.rewinds += 1
         self.rows.keep_until(epoch_ms(at))
         self.latest = {axis: value for axis, value in self.latest.items() if value.ts <= at}

@@ -6,13 +6,16 @@ restart, or one too late to judge. But the reading policy lets a reading through
 (a day) ahead, and a controller's clock can jump ahead for a while and be corrected: every later reading of the
 robot was then "older" and skipped until the clock caught up, up to a day with no event, no health cycle and a
 frozen dashboard. So a **leap** (a reading more than ``bound`` after the one before it: a stoppage, or a clock
-that jumped) is remembered as the span it skipped; a reading inside that span and more than ``bound`` older than
-the newest is the clock coming back, and is followed back. A redelivery never falls inside the span (no reading
-was taken there), so it is still skipped; a clock that jumps back by less than ``bound`` waits at most that long.
+that jumped) is remembered as the span it skipped; readings inside that span and more than ``bound`` older than
+the newest are the clock coming back (``comes_back``), and are followed back. A redelivery never falls inside the
+span (no reading was taken there), so it is still skipped; a clock that jumps back by less than ``bound`` waits at
+most that long.
 
-A clock **set back to stay** (days back, outside any leap) is told by a run: ``SET_BACK_RUN`` readings in a row,
-each more than ``bound`` behind the newest and later than the one before (``longer``). Where a reading may be a
-redelivery (consumer_alerts after a restart) only one new on Kafka counts; the dashboard reads each message once.
+A clock coming back, or **set back to stay** (days back, outside any leap), is told by a run: ``SET_BACK_RUN``
+readings in a row, each more than ``bound`` behind the newest and later than the one before (``far_behind_run``).
+One reading never says it: late readings stamped inside a past outage, sent between live ones, each took the
+clock back. Where a reading may be a redelivery (consumer_alerts after a restart) only one new on Kafka, inside a
+leap or before the robot's first reading counts; the dashboard reads each message once.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import math
 from typing import NamedTuple
 
 NO_LEAP = (math.inf, -math.inf)  # (start, end): a span nothing falls inside
-# this many readings in a row far behind the newest, each later than the one before: the clock was set back.
-# One stray reading stamped in the past, or old readings sent between live ones, never make such a run.
+# this many readings in a row far behind the newest, each later than the one before: the clock came back or was set
+# back. One stray reading stamped in the past, or old readings sent between live ones, never make such a run.
 SET_BACK_RUN = 10
 
 
@@ -43,11 +46,11 @@ def next_leap(leap: Leap | tuple[float, float], newest: float | None, ts: float,
 
 
 def comes_back(leap: Leap | tuple[float, float], newest: float, ts: float, bound: float) -> bool:
-    """Whether a reading at ``ts``, no later than ``newest``, is the robot's clock coming back from a leap ahead:
-    inside the span the leap skipped, and more than ``bound`` seconds older than the newest. Not a first reading's
-    span (``before_first``): nothing says that reading came from ahead, and taking every older reading for the clock
-    coming back let one stray reading stamped days back close every open event of a robot that had not stopped
-    since it was first seen. A clock that comes back there is followed after a run, as a clock set back."""
+    """Whether a reading at ``ts``, no later than ``newest``, is where the robot's clock coming back from a leap ahead
+    falls (followed after a run): inside the span the leap skipped, and more than ``bound`` seconds older than the
+    newest. Not a first reading's span (``before_first``): nothing says that reading came from ahead, and taking
+    every older reading for the clock coming back let one stray reading stamped days back close every open event of
+    a robot that had not stopped since it was first seen. A clock that comes back there is followed as set back."""
     return -math.inf < leap[0] < ts < leap[1] and newest - ts > bound
 
 

@@ -5,8 +5,8 @@ ends at the first reading of an idle spell (every axis that reports reads 0 A) a
 ``min_idle_samples`` long; shorter idle runs inside a cycle belong to it (as 0 A). A gap in the time stamps
 longer than ``max_gap_s`` (a stoppage of the feed, lost data) ends the cycle at its last reading plus one
 sample spacing, and so do a cycle longer than ``max_cycle_s`` (a robot that never rests) and the robot's
-clock coming back from a leap ahead (``common.wire.clock``, after ``clock_back_s``) or set back to stay (when
-the detectors followed it: ``push(clock_went_back=True)``); all are marked ``cut``.
+clock going back, from a leap ahead or set back to stay, where the detectors followed it
+(``push(clock_went_back=True)``, ``common.wire.clock``); all are marked ``cut``.
 Any other reading no later than the robot's newest is skipped. Cycles that start within ``warm_up_s`` after
 ``long_stop_s`` without motion are marked ``cold``: a cold joint draws more current, which is not wear.
 
@@ -24,9 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from common.defaults import STOPPAGE_RESET_S
-from common.wire.clock import NO_LEAP, comes_back, next_leap
 
 DEFAULT_TICK_S = 2.0
 
@@ -94,21 +91,18 @@ class CycleSplitter:
     max_cycle_s: float = 900.0
     long_stop_s: float = 3600.0
     warm_up_s: float = 1800.0
-    # A robot's clock that leapt ahead and came back is followed back after the detectors' stoppage bound (the
-    # service's STOPPAGE_RESET_S, ``HealthConfig.clock_back_s``): the splitter and the detectors skip the same readings.
-    clock_back_s: float = STOPPAGE_RESET_S
     _times: list[float] = field(default_factory=list)
     _rows: list[Mapping[int, float | None]] = field(default_factory=list)
     _idle_times: list[float] = field(default_factory=list)
     _last_ts: float | None = None
-    _leap: tuple[float, float] = NO_LEAP  # the span its time last leapt over (``common.wire.clock``)
     _last_motion: float | None = None
     _warm_from: float | None = None
 
     def push(self, ts: float, currents: Mapping[int, float | None], *, clock_went_back: bool = False) -> list[Cycle]:
         """The cycles the reading ends. ``clock_went_back``: the detectors followed the robot's clock back at it
-        (from a leap ahead, or set back to stay, which only the reading's Kafka offset tells from a redelivery):
-        a reading no later than the newest is then followed back here too, whatever this splitter's own rule."""
+        (from a leap ahead, or set back to stay: ``common.wire.clock``, told from a redelivery by the reading's
+        Kafka offset and from late readings by a run of them, neither of which the splitter is given); any other
+        reading no later than the newest is skipped."""
         values = currents.values()
         if None in values:
             values = [v for v in values if v is not None]
@@ -117,11 +111,9 @@ class CycleSplitter:
         last = self._last_ts
         back = last is not None and ts <= last
         if back:
-            if not (clock_went_back or comes_back(self._leap, last, ts, self.clock_back_s)):
+            if not clock_went_back:
                 return []  # a reading out of order, or a redelivery after a restart
             self._back_from_ahead(ts)
-        else:
-            self._leap = next_leap(self._leap, last, ts, self.clock_back_s)
         done = []
         if last is not None and (back or ts - last > self.max_gap_s) and self._times:
             end = self._idle_times[0] if self._idle_times else last + self._spacing()
@@ -162,9 +154,8 @@ class CycleSplitter:
         return [self._close(self._times[-1] + self._spacing(), cut=True)]
 
     def _back_from_ahead(self, ts: float) -> None:
-        """The robot's clock came back from a leap ahead: the cycle in progress ends as at a gap (by the caller),
-        and the times from ahead no longer count for the next cycle's cold rule."""
-        self._leap = NO_LEAP
+        """The robot's clock went back: the cycle in progress ends as at a gap (by the caller), and the times from
+        ahead no longer count for the next cycle's cold rule."""
         if self._last_motion is not None and self._last_motion > ts:
             self._last_motion = self._warm_from = None
 

@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from common.defaults import STOPPAGE_RESET_S
 from common.wire.schemas import MAINTENANCE_DUE_DETECTOR, Alert, AxisForecast, HealthEvent, Reading, Severity
 from consumer_alerts.detectors import Finding
 from consumer_alerts.health.baseline import AxisBaseline
@@ -43,9 +42,6 @@ class HealthConfig:
     min_hours: int = 24  # hourly values an axis's trend needs before it may call maintenance due
     min_level: float = 0.10  # the level the trend must show before it may: wear seen, not only a slope
     hold_hours: int = 12  # hourly forecasts in a row that must say "due" before it opens: one jump of the trend is not
-    # how far back a robot's clock must come from a leap ahead to be followed back: the detectors' stoppage
-    # (STOPPAGE_RESET_S), so that the cycle splitter and the detectors skip the same readings
-    clock_back_s: float = STOPPAGE_RESET_S
 
     @classmethod
     def from_settings(cls, s) -> HealthConfig:
@@ -56,7 +52,6 @@ class HealthConfig:
             s.health_min_hours,
             s.health_min_level,
             s.health_hold_hours,
-            s.stoppage_reset_s,
         )
 
 
@@ -138,7 +133,7 @@ class HealthMonitor:
     def _robot(self, robot_id: str) -> RobotHealth:
         robot = self.robots.get(robot_id)
         if robot is None:
-            robot = self.robots[robot_id] = RobotHealth(CycleSplitter(robot_id, clock_back_s=self.config.clock_back_s))
+            robot = self.robots[robot_id] = RobotHealth(CycleSplitter(robot_id))
         return robot
 
     def _cycle(self, robot_id: str, robot: RobotHealth, cycle: Cycle) -> list[Alert]:

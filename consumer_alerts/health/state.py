@@ -59,8 +59,6 @@ def load(monitor: HealthMonitor, path: Path | None) -> bool:
     except Exception as exc:  # noqa: BLE001 - an unreadable state only costs a new learning
         logger.warning("health state %s not used (%s); the normals are learned again", path, exc)
         return False
-    for robot in robots.values():  # the setting is this start's, not the saved one's
-        robot.splitter.clock_back_s = monitor.config.clock_back_s
     monitor.robots = robots
     logger.info("health state restored from %s (%d robot(s))", path, len(robots))
     return True

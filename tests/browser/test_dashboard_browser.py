@@ -315,3 +315,21 @@ def test_a_tab_not_opened_yet_is_built_on_its_first_selection_once_and_shows_its
     for name in ("history_page", "history_alert_table", "fleet_page", "fleet_grid"):
         assert models_named(page, name) == 1, name
     assert page.errors == []
+
+
+def test_a_reading_days_behind_its_robot_leaves_the_live_chart_on_the_present(server, page):
+    """A valid reading stamped days back (a stray, a late one sent after an outage) was drawn: the chart's time axis
+    stretched back to it and the robot's live points shrank to a sliver at its right end. It is left out of the live
+    view now (consumer_db stores it); the axis spans the live points."""
+    live = now_fleet(30)
+    server.publish_readings(live[:20])
+    open_dashboard(page, server.url)
+    stray = reading(0, t0=datetime.now(UTC) - timedelta(days=3))
+    server.publish_readings([stray, *live[20:]])
+    page.wait_for_function(f"() => {LIVE.format('live_source')}.data.ts.length >= 30", timeout=20_000)
+    page.wait_for_timeout(500)  # a stray point would arrive with the last batch: give the chart its render
+    shown = js(page, LIVE.format("live_source") + ".data.ts")
+    assert len(shown) == 30 and min(shown) == live[0].ts.timestamp() * 1000
+    x_start = js(page, LIVE.format("live_chart") + ".x_range.start")
+    assert x_start > (live[0].ts - timedelta(minutes=5)).timestamp() * 1000
+    assert page.errors == []

@@ -6,7 +6,8 @@ the robot's later, correct readings were "older than its newest": consumer_alert
 unseen), its health pipeline cut no cycle, and the dashboard's latest values stayed the ones from ahead, until
 the clock caught up a day later. Each now follows the clock back once it is more than a stoppage behind
 (``common.wire.clock``), with a warning; one valid reading stamped days back, on a robot that never stopped,
-changes none of its events (it closed them all). And a reading keyed by another id (Kafka partitions by key: two
+changes none of its events (it closed them all), nor do late readings stamped inside a past outage sent between
+live ones (each closed them). And a reading keyed by another id (Kafka partitions by key: two
 instances of consumer_alerts could each judge part of a robot) is a dead letter with its reason.
 """
 
@@ -53,7 +54,7 @@ def life(robot: str, first: int, count: int, *, start: datetime = BASE, fault_fr
 
 
 def leap_lines(tag: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    robots = {n: f"{tag}-{n}" for n in ("lone", "ten", "plain", "stray", "twin", "key")}
+    robots = {n: f"{tag}-{n}" for n in ("lone", "ten", "plain", "stray", "twin", "key", "gap", "gaptwin")}
     lines = []
     for name, leap in (("lone", 1), ("ten", 10), ("plain", 0)):
         robot = robots[name]
@@ -63,6 +64,14 @@ def leap_lines(tag: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
     stray = robots["stray"]
     lines += life(stray, 0, 100, fault_from=80) + life(stray, 0, 1, start=BASE - timedelta(days=3))
     lines += life(stray, 100, 50, fault_from=80) + life(robots["twin"], 0, 150, fault_from=80)
+    # a robot back from a 2-hour outage, its fault's events open, then 20 late readings stamped inside the outage
+    # sent between its live ones (a gateway's buffer); its twin has the same life without them
+    for name in ("gap", "gaptwin"):
+        lines += life(robots[name], 0, 60, start=BASE - timedelta(hours=2)) + life(robots[name], 60, 45, fault_from=100)
+    late = life(robots["gap"], 0, 20, start=BASE - timedelta(hours=1))
+    live = life(robots["gap"], 105, 20, fault_from=100)
+    lines += [line for pair in zip(late, live, strict=True) for line in pair]
+    lines += life(robots["gap"], 125, 25, fault_from=100) + life(robots["gaptwin"], 105, 45, fault_from=100)
     # a robot whose messages are keyed by another id: each a dead letter, whatever else it holds
     lines += [(f"{tag}-other", value) for _, value in life(robots["key"], 0, 10)]
     return lines, robots
@@ -84,8 +93,8 @@ async def test_a_clock_that_leaps_ahead_and_comes_back_is_followed_by_every_serv
             ).scalars()
             reasons = list(reasons)
         # consumer_db stores what passes the policy: the readings from ahead too
-        robots_stored = [stored.get(robots[n]) for n in ("lone", "ten", "plain", "stray", "twin", "key")]
-        assert robots_stored == [151, 160, 150, 151, 150, None]
+        names = ("lone", "ten", "plain", "stray", "twin", "key", "gap", "gaptwin")
+        assert [stored.get(robots[n]) for n in names] == [151, 160, 150, 151, 150, None, 170, 150]
         assert len(reasons) == 10
         assert all(f"message key '{tag}-other' is not its robot id '{robots['key']}'" in r for r in reasons)
         settings_for_readers = CommonSettings(_env_file=None, **kafka_env)
@@ -113,7 +122,8 @@ async def test_a_clock_that_leaps_ahead_and_comes_back_is_followed_by_every_serv
                 }
                 # a last cycle of the stray's robot and its twin: their events (sent before health) are on the topic
                 judged = {e.robot_id for e in events if e.start >= last_cycle}
-                return {robots[n] for n in ("lone", "ten", "plain")} <= after and {stray, twin} <= judged
+                last = {stray, twin, robots["gap"], robots["gaptwin"]}
+                return {robots[n] for n in ("lone", "ten", "plain")} <= after and last <= judged
 
             await apoll(
                 cycles_after_the_leap, "health cycles after the clock came back", timeout=120, services=services
@@ -129,10 +139,12 @@ async def test_a_clock_that_leaps_ahead_and_comes_back_is_followed_by_every_serv
                 return [e.model_dump(exclude={"event_id", "robot_id"}) for e in events]
 
             assert changes(stray) and changes(stray) == changes(twin)
+            # nor did the late readings inside the outage: before, each took the clock back and closed the events
+            assert changes(robots["gap"]) and changes(robots["gap"]) == changes(robots["gaptwin"])
         alerts_log = (tmp_path / "a.log").read_text()
         for name in ("lone", "ten"):
             assert f"robot '{robots[name]}': its readings from" in alerts_log
-        assert all(f"robot '{robots[n]}': its readings from" not in alerts_log for n in ("plain", "stray"))
+        assert all(f"robot '{robots[n]}': its readings from" not in alerts_log for n in ("plain", "stray", "gap"))
         assert f"robot '{robots['stray']}': a reading at" in alerts_log  # skipped, with a warning
         assert f"message key '{tag}-other' is not its robot id" in alerts_log  # skipped, with the reason
         # the dashboard's newest reading is of now, not of the clocks that ran ahead
@@ -141,6 +153,7 @@ async def test_a_clock_that_leaps_ahead_and_comes_back_is_followed_by_every_serv
         assert newest < NOW + timedelta(minutes=5)
         dashboard_log = (tmp_path / "dashboard.log").read_text()
         assert all(f"robot '{robots[n]}': its clock went back from" in dashboard_log for n in ("lone", "ten"))
+        assert f"robot '{robots['gap']}': its clock went back from" not in dashboard_log
 
 
 def absurd_clock_lines(tag: str) -> tuple[list[tuple[str, str]], dict[str, str]]:

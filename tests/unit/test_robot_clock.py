@@ -80,7 +80,9 @@ def fault_events(engine: DetectorEngine, stream) -> set[str]:
 def test_a_clock_ahead_for_ten_readings_and_corrected_does_not_blind_its_robot(caplog):
     plain = [normal(i) for i in range(400)]
     leapt_for_ten = plain[:20] + [ahead(k) for k in range(10)] + plain[20:]
-    expected = fault_events(DetectorEngine(), plain)
+    # the corrected clock is followed at the SET_BACK_RUN-th reading back inside the leap: the run's earlier ones
+    # are skipped, and the robot is judged on as without them (one reading back is no come-back by itself)
+    expected = fault_events(DetectorEngine(), plain[:20] + plain[20 + SET_BACK_RUN - 1 :])
     assert expected
     engine = DetectorEngine()
     with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
@@ -133,6 +135,76 @@ def test_one_stray_reading_stamped_in_the_past_closes_nothing_on_a_robot_that_ne
     assert not [a for a in events if a.state is AlertState.CLOSED], "the fault's events stay open"
     assert "ahead of its clock" not in caplog.text and "clock went back" not in caplog.text
     assert engine.robots["R"].last_ts == feed[-1].ts.timestamp()
+
+
+GAP = timedelta(hours=2)  # an outage: the robot's feed stops for two hours and resumes on its own clock
+
+
+def after_gap(i: int) -> Reading:
+    return normal(i).model_copy(update={"ts": at(i) + GAP})
+
+
+def inside_gap(k: int) -> Reading:
+    """A late reading stamped inside the outage (a gateway's buffer sent late), as calm as the robot's work."""
+    return normal(0, 10.0 + (k % 7) * 0.1).model_copy(update={"ts": at(300) + timedelta(seconds=60 + 30 * k)})
+
+
+@pytest.mark.parametrize("from_kafka", [True, False], ids=["from Kafka", "offline"])
+def test_late_readings_inside_a_past_gap_sent_between_live_ones_close_nothing(from_kafka, caplog):
+    """After an outage, the robot's readings resume past the gap (a leap) and a fault opens events; readings stamped
+    inside the gap then come between live ones. Each was taken for the clock coming back from ahead: it closed the
+    robot's open events, the next live reading leapt again, and the next late one closed them again (13 times for
+    40, an event lost). The robot's events are now those of its feed without them."""
+
+    def judge(engine: DetectorEngine, readings) -> list:
+        if from_kafka:
+            return placed(engine, readings, 0)
+        return [a for r in readings for a in engine.process(r)]
+
+    live = [normal(i) for i in range(300)] + [after_gap(i) for i in range(300, 460)]  # a fault from reading 350
+    late = [inside_gap(k) for k in range(40)]
+    mixed = live[:380] + [r for pair in zip(late, live[380:420], strict=True) for r in pair] + live[420:]
+    expected = judge(DetectorEngine(), live)
+    assert [a for a in expected if a.state is AlertState.OPEN and a.axis == 1 and a.opened_at >= after_gap(350).ts]
+    engine = DetectorEngine()
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        events = judge(engine, mixed)
+    assert [a.model_dump() for a in events] == [a.model_dump() for a in expected]
+    assert "ahead of its clock" not in caplog.text and "clock went back" not in caplog.text
+    assert engine.robots["R"].last_ts == live[-1].ts.timestamp()
+
+
+class Delivered:
+    """A session as the feed sees it: what it was handed."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def deliver(self, rows: dict, alerts: list) -> None:
+        self.rows += rows.get("R", [])
+
+
+def test_the_dashboard_keeps_its_live_rows_when_late_readings_inside_a_past_gap_come_between_live_ones():
+    """Before, each late reading took the clock back and dropped the live rows after it. Drawn, a reading far behind
+    the robot's present stretched the chart's time axis back to it (the present a sliver at its end) and counted
+    in the minute's peak: it is left out of the live view (consumer_db stores it; the history tab shows it)."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    before = [dashboard_reading(i, t0=t0, robot="R") for i in range(20)]
+    resumed = [dashboard_reading(i, t0=t0 + GAP, robot="R") for i in range(40)]
+    late = [dashboard_reading(i, t0=t0 + timedelta(minutes=30), robot="R") for i in range(20)]
+    late = [r.model_copy(update={"currents": {**r.currents, 1: 99.0}}) for r in late]
+    feed, session = dashboard_feed(), Delivered()
+    feed.register(session)
+    feed.ingest(
+        messages(feed, before + resumed[:20] + [r for pair in zip(late, resumed[20:], strict=True) for r in pair])
+    )
+    window = feed.robots["R"]
+    assert window.rewinds == 0 and window.newest == resumed[-1].ts
+    assert {value.ts for value in window.latest.values()} == {resumed[-1].ts}
+    shown = [r.ts.timestamp() * 1000 for r in before + resumed]
+    assert list(window.rows.columns(["ts"])["ts"]) == shown[-len(window.rows) :]
+    assert [row["ts"] for row in session.rows] == shown
+    assert max(peak.amps for peak in window.recent) < 99.0
 
 
 def test_readings_re_read_around_a_clock_leap_are_skipped():
@@ -340,18 +412,27 @@ def work(first: int, count: int) -> list[tuple[float, float]]:
     return [(at(i).timestamp(), 0.0 if i % 15 >= 10 else 5.0 + i % 3) for i in range(first, first + count)]
 
 
-def test_the_cycle_splitter_follows_a_clock_that_leapt_ahead_and_came_back():
+def test_the_cycle_splitter_follows_the_clock_back_where_the_detectors_did():
+    """The splitter keeps no clock rule of its own: it goes back where the engine went back (the service tells it),
+    so both skip the same readings, and late readings the engine skips end no cycle."""
     plain = cycles(CycleSplitter("R"), work(0, 600))
     far = datetime.now(UTC).timestamp() + DAY_AHEAD.total_seconds()
     from_ahead = [(far + 2 * k, 5.0 if k < 9 else 0.0) for k in range(10)]  # the last one idle
-    splitter = CycleSplitter("R")
-    got = cycles(splitter, work(0, 300) + from_ahead + work(300, 300))
-    after = [c for c in got if at(300).timestamp() <= c.start < far]
-    assert [(c.start, c.end) for c in after] == [(c.start, c.end) for c in plain if c.start >= at(300).timestamp()]
-    assert not any(c.cold for c in after)
+    engine, splitter, got = DetectorEngine(), CycleSplitter("R"), []
+    for ts, amps in work(0, 300) + from_ahead + work(300, 300):
+        newest = engine.newest("R")
+        engine.process(Reading(robot_id="R", ts=datetime.fromtimestamp(ts, UTC), currents={1: amps}))
+        went_back = newest is not None and engine.newest("R") < newest
+        got += splitter.push(ts, {1: amps, 2: 1.0 if amps else 0.0}, clock_went_back=went_back)
+    # followed back at the SET_BACK_RUN-th corrected reading (300 + 9, in a work cycle): the cycles after it as
+    # without the leap, no cold one
+    followed = at(300 + SET_BACK_RUN - 1).timestamp()
+    after = [c for c in got if followed < c.start < far]
+    assert [(c.start, c.end) for c in after] == [(c.start, c.end) for c in plain if c.start > followed]
+    assert not any(c.cold for c in after) and not [c for c in got if at(300).timestamp() <= c.start < followed]
     # the cycle of the readings from ahead ended when the clock came back, at its idle reading, as at a gap
     assert [(c.start, c.end) for c in got if c.start >= far] == [(far, far + 18)]
-    # a restart re-reads what it took: skipped, around the leap too
+    # without the engine's word, a reading back is skipped (a restart re-reads what it took), around the leap too
     assert cycles(splitter, work(250, 50) + from_ahead) == []
 
 
@@ -379,7 +460,8 @@ def test_the_dashboard_follows_a_clock_that_leapt_ahead_and_came_back():
     assert {value.ts for value in window.latest.values()} == {plain[-1].ts}
     assert all(peak.ts <= plain[-1].ts for peak in window.recent) and len(window.recent) <= 31
     assert max(window.rows.columns(["ts"])["ts"]) == plain[-1].ts.timestamp() * 1000
-    assert len(window.rows) == 40
+    # the run's first readings, far behind the newest until the run said so, are not drawn
+    assert len(window.rows) == 40 - (SET_BACK_RUN - 1)
     assert feed.status.newest_ts == plain[-1].ts
 
 
@@ -462,38 +544,16 @@ def test_a_tab_showing_the_robot_takes_its_window_whole_when_its_clock_comes_bac
     feed.ingest(messages(feed, [dashboard_reading(i, t0=far, robot="R") for i in range(3)]))
     assert max(view.source.data["ts"]) > plain[-1].ts.timestamp() * 1000  # streamed, as any reading
     feed.ingest(messages(feed, plain[20:]))
-    # the chart's rows from ahead are gone from the tab too: its time axis spans the robot's own readings
-    assert list(view.source.data["ts"]) == [r.ts.timestamp() * 1000 for r in plain]
+    # the chart's rows from ahead are gone from the tab too: its time axis spans the robot's own readings (from the
+    # run's last on, once the clock went back)
+    shown = plain[:20] + plain[20 + SET_BACK_RUN - 1 :]
+    assert list(view.source.data["ts"]) == [r.ts.timestamp() * 1000 for r in shown]
 
 
-def test_the_cycle_splitter_and_the_dashboard_take_the_services_stoppage_setting(tmp_path):
+def test_the_dashboard_takes_the_services_stoppage_setting():
     """An operator who sets STOPPAGE_RESET_S to an hour makes the detectors wait that long before following a
-    clock back: the health pipeline and the live view follow it back with them, not at the default's 600 s."""
-    from consumer_alerts.health import state
-    from consumer_alerts.health.monitor import HealthConfig, HealthMonitor
-    from consumer_alerts.settings import AlertsSettings
-
+    clock back: the live view follows it back with them, not at the default's 600 s."""
     hour = {"stoppage_reset_s": 3600.0}
-    far = at(300).timestamp() + 2_000  # a leap of 2,000 s, then the clock comes back by 1,400-2,000 s
-    back_by_less = work(0, 300) + [(far + 2 * k, 5.0) for k in range(10)] + work(300, 300)
-
-    def split(monitor: HealthMonitor) -> list:
-        return cycles(monitor._robot("R").splitter, back_by_less)
-
-    configured = HealthConfig.from_settings(AlertsSettings(_env_file=None, **hour))
-    assert configured.clock_back_s == 3600.0
-    # with the hour, the readings back are a little out of order and skipped, as the detectors skip them
-    assert [c for c in split(HealthMonitor(configured)) if at(300).timestamp() <= c.start < far] == []
-    # with the default, they are the clock coming back
-    assert [c for c in split(HealthMonitor(HealthConfig())) if at(300).timestamp() <= c.start < far]
-    # a state saved under another setting is read with this start's
-    saved = HealthMonitor(HealthConfig())
-    saved._robot("R")
-    path = tmp_path / "health.state"
-    path.write_bytes(state.dumps({"R": state.pickle_robot(saved.robots["R"])}))
-    restored = HealthMonitor(configured)
-    assert state.load(restored, path) and restored.robots["R"].splitter.clock_back_s == 3600.0
-
     t0 = at(0)
     plain = [dashboard_reading(i, t0=t0, robot="R") for i in range(40)]
     from_ahead = [dashboard_reading(i, t0=t0 + timedelta(seconds=2_000), robot="R") for i in range(5)]
