@@ -857,7 +857,7 @@ class DetectorEngine:
         robot.said_behind = robot.last_ts
         newest = iso_utc(datetime.fromtimestamp(robot.last_ts, UTC))
         if new:
-            why = f"a stray reading, or its clock was set back: followed once {SET_BACK_RUN} such come in a row"
+            why = f"a stray or late reading, or its clock going back: followed once {SET_BACK_RUN} such come in a row"
         else:
             why = f"a redelivery, or its clock was set back, and then none is judged until its clock passes {newest}"
         logger.warning(
