@@ -49,6 +49,12 @@ def test_number_in_the_phrase():
     assert find("latest rows")[1] is None
 
 
+@pytest.mark.parametrize("said", ["latest five rows", "latest 5 rows please", "the latest 5 rows", "latest 5", "rows"])
+def test_a_phrase_is_said_whole_and_its_number_in_digits(said):
+    with pytest.raises(UnknownPhrase):
+        find(said)
+
+
 def test_unknown_phrase_lists_the_known_ones():
     with pytest.raises(UnknownPhrase) as caught:
         find("show me everything")
