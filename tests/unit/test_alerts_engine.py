@@ -302,6 +302,31 @@ def test_a_rise_is_an_error_only_once_its_level_has_stayed_past_the_line_for_the
     assert worst(2.3, 0) is Severity.ERROR
 
 
+def test_an_alert_open_long_before_a_gross_step_escalates_no_later_than_one_the_step_opens():
+    # The default detectors without a model. Axis 2 draws 1.5x its load from reading 3000 (an ALERT opens) and 3x
+    # from reading 3300 on. That open event is an ERROR no later than the event the same 3x opens on a clean axis (a
+    # rise opens as an ALERT and escalates once its level has held past the line): an event open for minutes needs
+    # no more evidence than a fresh one (docs/benchmarks.md section 5, "Why a gross ramp's open ALERT does not
+    # become an ERROR").
+    step = 3300
+
+    def first_error(before_step):
+        fault = lambda i, a, v: v * (before_step if i < step else 3.0) if a == 2 and i >= 3000 else v  # noqa: E731
+        readings = cycle_readings(4200, seed=3, fault=fault)
+        engine = DetectorEngine(EngineConfig())
+        for i, reading in enumerate(readings):
+            for alert in engine.process(reading):
+                if alert.severity is Severity.ERROR:
+                    assert alert.axis == 2
+                    return i, alert.opened_at < readings[step].ts
+        raise AssertionError("no ERROR")
+
+    escalated, opened_before = first_error(1.5)
+    fresh, fresh_opened_before = first_error(1.0)
+    assert opened_before and not fresh_opened_before  # the first an ALERT open before the step, the second not
+    assert step <= escalated <= fresh
+
+
 def test_a_clamp_that_follows_the_robots_rests_is_sized_like_a_level_and_a_stuck_sensor_is_not():
     # 130 A is 13x axis 2's level. Read only while the robot moves (0 A while it rests, then exactly 130 A
     # again) it is the joint's current held at a limit: a gross rise, an ERROR. Read through the rests too it
