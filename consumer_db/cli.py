@@ -11,9 +11,10 @@ import argparse
 import gc
 import math
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from common.query_time import query_time
 from consumer_db.output import FORMATS
 
 DESCRIPTION = """\
@@ -31,12 +32,12 @@ see docs/consumer_db.md); the options below override them for one run.
 
 
 def utc_time(text: str) -> datetime:
-    """ISO-8601; a time without an offset is read as UTC."""
+    """ISO-8601; a time without an offset is read as UTC (``common.query_time`` keeps it inside the calendar)."""
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time (e.g. 2022-10-17T12:18:23Z)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return query_time(value)
 
 
 def positive_int(text: str) -> int:
