@@ -14,6 +14,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from common.defaults import MAX_COUNT
 from common.query_time import query_time
 from consumer_db.output import FORMATS
 
@@ -41,14 +42,14 @@ def utc_time(text: str) -> datetime:
 
 
 def positive_int(text: str) -> int:
-    """A count: 1 or more (``--n -1`` once reached the SQL as ``LIMIT -1``)."""
+    """A count: 1 or more (``--n -1`` once reached the SQL as ``LIMIT -1``), at most ``MAX_COUNT``."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+    return min(value, MAX_COUNT)
 
 
 def positive_seconds(text: str) -> float:

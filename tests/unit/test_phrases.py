@@ -297,3 +297,19 @@ def test_cli_a_time_at_the_calendars_ends_answers_as_a_time_inside_it(engine, ca
     assert main(["--database-url", url, "query", phrase, *edge, "--format", "json"]) == 0
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err and captured.out == wanted
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [["latest 99999999999999999999999 rows"], ["tail", "--n", "9223372036854775808"], [f"latest {'9' * 5000} rows"]],
+    ids=lambda a: " ".join(a)[:40],
+)
+def test_cli_more_rows_than_a_bigint_holds_asks_for_all_of_them(engine, capsys, asked):
+    """A count past SQL's bigint was a LIMIT that SQLite's driver could not convert (a traceback) and that
+    PostgreSQL refused ("bigint out of range")."""
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["--database-url", url, "query", "latest 1000000 rows", "--format", "json"]) == 0
+    every = capsys.readouterr().out
+    assert main(["--database-url", url, "query", *asked, "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.out == every and len(json.loads(every)) > 1
