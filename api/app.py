@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import Counter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
 from api import health_routes, maintenance_routes, queries, user_routes, users
 from api.openapi import document
 from api.settings import ApiSettings
-from api.web import BUS, ENGINE, SETTINGS, USER, error, json_response, page_size, problem, query_of, utcnow
+from api.web import BUS, ENGINE, SETTINGS, USER, QueryTime, error, json_response, page_size, problem, query_of, utcnow
 from common.metrics import Health
 from common.store.users import User, audit_acknowledgement
 from common.wire.acknowledge import publish_acknowledgement
@@ -42,8 +42,8 @@ class AlertQuery(BaseModel):
     axis: int | None = Field(None, ge=1)
     state: AlertState | None = None
     severity: Severity | None = None
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: QueryTime | None = None
+    until: QueryTime | None = None
     limit: int | None = Field(None, ge=1)
     cursor: str | None = Field(None, max_length=500)
 

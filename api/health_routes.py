@@ -11,11 +11,11 @@ import asyncio
 from datetime import datetime
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from api import health_queries, queries
-from api.web import ENGINE, SETTINGS, error, json_response, page_size, query_of
+from api.web import ENGINE, SETTINGS, QueryTime, error, json_response, page_size, query_of
 
 ROBOT_ID_CHARS = 64  # the column's width: a longer id names no robot
 
@@ -96,7 +96,7 @@ class ForecastQuery(BaseModel):
     robot: str | None = Field(None, max_length=ROBOT_ID_CHARS)
     axis: int | None = Field(None, ge=1)
     max_days_left: float | None = Field(None, ge=0)
-    due_before: AwareDatetime | None = None
+    due_before: QueryTime | None = None
     limit: int | None = Field(None, ge=1)
     cursor: str | None = Field(None, max_length=500)
 

@@ -12,11 +12,11 @@ import asyncio
 import logging
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from sqlalchemy import Engine
 
 from api import users
-from api.web import BUS, ENGINE, SETTINGS, USER, error, json_response, page_size, problem, query_of, utcnow
+from api.web import BUS, ENGINE, SETTINGS, USER, QueryTime, error, json_response, page_size, problem, query_of, utcnow
 from common.store import users as accounts
 from common.store.maintenance import maintenance_history, outcomes_per_detector
 from common.store.tables import axes_of
@@ -38,16 +38,16 @@ class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     robot: str | None = Field(None, max_length=64)
     axis: int | None = Field(None, ge=1, le=MAX_AXIS)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: QueryTime | None = None
+    until: QueryTime | None = None
     limit: int | None = Field(None, ge=1)
 
 
 class OutcomesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     robot: str | None = Field(None, max_length=64)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: QueryTime | None = None
+    until: QueryTime | None = None
 
 
 async def log_maintenance(request: web.Request) -> web.Response:

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
 from sqlalchemy import Engine
 
 from api.settings import ApiSettings
+from common.query_time import query_time
 from common.store.users import User
 
 SETTINGS: web.AppKey[ApiSettings] = web.AppKey("settings", ApiSettings)
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 BUS: web.AppKey[Any] = web.AppKey("bus", object)
 USER: web.RequestKey[User] = web.RequestKey("user", User)  # set by the bearer check
+# A time a query string names (since, until, due_before): in UTC and inside the calendar's inner days, so that
+# year 1 at +05:00 answers as the calendar's start instead of a 500 (common/query_time.py).
+QueryTime = Annotated[AwareDatetime, AfterValidator(query_time)]
 
 
 def utcnow() -> datetime:

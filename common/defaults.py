@@ -10,6 +10,9 @@ TICK_SECONDS = 2.0  # seconds between two readings of one robot
 STOPPAGE_RESET_S = 600.0
 GAP_THRESHOLD_S = 10.0  # data health: a longer step between two readings is a gap
 MAX_AXIS = 62  # the rollup keeps a robot's axes as the bits of a 64-bit integer
+# The most rows a command's count (--n, "latest N rows", --page-size, ...) asks for: SQL's bigint, the largest
+# LIMIT there is (past it, PostgreSQL refused the query and SQLite's driver raised). A larger count asks for all.
+MAX_COUNT = 2**63 - 1
 
 # A plausible reading's defaults (common.wire.schemas.ReadingPolicy says each rule): here, so that the settings
 # name them without loading the wire models, which a query command does not use.

@@ -11,9 +11,11 @@ import argparse
 import gc
 import math
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from common.defaults import MAX_COUNT
+from common.query_time import query_time
 from consumer_db.output import FORMATS
 
 DESCRIPTION = """\
@@ -31,23 +33,23 @@ see docs/consumer_db.md); the options below override them for one run.
 
 
 def utc_time(text: str) -> datetime:
-    """ISO-8601; a time without an offset is read as UTC."""
+    """ISO-8601; a time without an offset is read as UTC (``common.query_time`` keeps it inside the calendar)."""
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time (e.g. 2022-10-17T12:18:23Z)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return query_time(value)
 
 
 def positive_int(text: str) -> int:
-    """A count: 1 or more (``--n -1`` once reached the SQL as ``LIMIT -1``)."""
+    """A count: 1 or more (``--n -1`` once reached the SQL as ``LIMIT -1``), at most ``MAX_COUNT``."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+    return min(value, MAX_COUNT)
 
 
 def positive_seconds(text: str) -> float:

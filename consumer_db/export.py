@@ -123,6 +123,7 @@ def sample_readings(conn: Connection, *, rows: int, robot_id: str | None = None)
     count = conn.execute(select(func.count()).select_from(stamps.subquery())).scalar_one()
     if count == 0 or rows <= 0:
         return []
+    rows = min(rows, count)  # each one picked all the same; more (--sample-rows 10^20) overflowed i * rows in SQL
     numbered = stamps.add_columns(func.row_number().over(order_by=(R.c.robot_id, R.c.ts)).label("n")).subquery()
     i = numbered.c.n - 1
     picked = or_(i == 0, (i * rows) // count != ((i - 1) * rows) // count)

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 from common.csvio.csv_header import ColumnReport, read_header
 from common.csvio.csv_time import TimeParser
+from common.errors import ConfigurationError
 from common.settings import DEFAULT_AXES, TICK_SECONDS
 from common.wire.schemas import DEFAULT_POLICY, DeadLetter, Reading, ReadingPolicy
 
@@ -68,6 +69,13 @@ class CsvOptions:
     start_time: datetime | None = None
     backwards_tolerance_s: float = 0.0
     policy: ReadingPolicy = DEFAULT_POLICY  # the plausible readings (bounds, dates, robot ids): CommonSettings
+
+    def __post_init__(self) -> None:
+        # Every row of the export is this robot's: one it refuses would make each of them a dead letter for the
+        # same reason (and ingest had seeded it into axes_dim first). Said once, before anything is read.
+        refused = self.policy.robot_problem(self.robot_id)
+        if refused:
+            raise ConfigurationError(f"the export's robot (--robot-id, ROBOT_ID) is refused: {refused}")
 
 
 class Row(NamedTuple):

@@ -55,6 +55,12 @@ def read_header(reader: Iterator[list[str]], axes: list[int], *, source: str) ->
         raise CsvFormatError(f"{source}: the header is not readable as CSV ({exc})") from None
     if names is None:
         raise CsvFormatError(f"{source}: the file is empty (no header line)")
+    if any("\x00" in name for name in names):
+        # Read as UTF-8, UTF-16 is every other byte NUL: the header's cells are not worth printing.
+        raise CsvFormatError(
+            f'{source}: the header holds NUL bytes: the file is UTF-16 (Excel\'s "Unicode text") or not text; '
+            "save it as CSV UTF-8"
+        )
     names = [n.strip() for n in names]
     while names and not names[-1]:
         names.pop()  # trailing empty columns

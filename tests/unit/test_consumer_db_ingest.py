@@ -140,6 +140,23 @@ def test_cli_ingest_prints_a_summary(engine, export, sqlite_url, capsys, monkeyp
     assert "rejected 1x: Axis #2: 'abc' is not a number" in out
 
 
+@pytest.mark.parametrize("robot", ["robot 7", "r" * 65, "'; drop table readings;--"])
+def test_cli_ingest_as_a_robot_id_the_policy_refuses_is_one_clear_error_that_stores_nothing(
+    engine, export, capsys, robot
+):
+    """Before, every row of the file became a rejected row "robot id ... does not match ROBOT_ID_PATTERN" (a
+    100,000-row export: 100,000 of them) and the refused id was seeded into axes_dim, a robot of its own in
+    data health."""
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["--database-url", url, "ingest", "--csv", str(export), "--robot-id", robot, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "ROBOT_ID_PATTERN" in err and "Traceback" not in err
+    with engine.connect() as conn:
+        assert conn.execute(select(axes_dim.c.robot_id).where(axes_dim.c.robot_id == robot)).all() == []
+        assert conn.execute(select(rejected_readings)).all() == []
+    assert stored(engine) == []
+
+
 def test_a_second_row_of_the_same_time_with_other_values_is_a_conflict_record(engine, tmp_path):
     path = tmp_path / "twice.csv"
     path.write_text(

@@ -23,7 +23,7 @@ from common.csvio.controller_csv import (
     read_export_blocks,
     read_export_rows,
 )
-from common.errors import CsvFormatError
+from common.errors import ConfigurationError, CsvFormatError
 from common.wire.schemas import MIN_NONZERO_AMPS, DeadLetter, Reading, ReadingPolicy
 
 UTC = UTC
@@ -218,6 +218,27 @@ def test_extra_columns_are_reported_once_per_read(tmp_path, caplog):
 def test_unusable_header_is_a_clear_error(tmp_path, text, message):
     with pytest.raises(CsvFormatError, match=message):
         list(read_export(write(tmp_path, text), options()))
+
+
+def test_a_utf16_export_is_a_clear_error_that_names_the_encoding(tmp_path):
+    """Excel's "Unicode text" is UTF-16: read as UTF-8, its header was a list of NUL-riddled cells."""
+    path = write(tmp_path, f'{HEADER}\n"current",1,2,3,"2022-10-17T12:00:00Z"\n', encoding="utf-16")
+    with pytest.raises(CsvFormatError, match="UTF-16") as raised:
+        list(read_export(path, options()))
+    assert "\\x00" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "robot_id, policy, reason",
+    [
+        ("robot 7", ReadingPolicy(), "does not match ROBOT_ID_PATTERN"),
+        ("R9", ReadingPolicy(robot_ids_allowed=frozenset({"R1"})), "is not in ROBOT_IDS_ALLOWED"),
+    ],
+)
+def test_options_for_a_robot_the_policy_refuses_are_an_error_before_any_row(robot_id, policy, reason):
+    """Every row of the export would be a dead letter for the same reason: one error says it at once."""
+    with pytest.raises(ConfigurationError, match=reason):
+        options(robot_id=robot_id, policy=policy)
 
 
 def test_start_row_and_limit_count_data_records(tmp_path):

@@ -7,6 +7,7 @@ from datetime import UTC
 import pytest
 from openpyxl import load_workbook
 
+from common.defaults import MAX_COUNT
 from common.store import queries
 from consumer_db import export as export_module
 from consumer_db.cli import main
@@ -114,6 +115,8 @@ def check_sample_sizes(engine) -> None:
     with engine.connect() as conn:
         everything = [(r["robot_id"], r["ts"]) for r in export_module.sample_readings(conn, rows=10_000)]
         count = len(everything)
+        # --sample-rows 10^20: i * rows overflowed PostgreSQL's bigint ("bigint out of range")
+        assert [(r["robot_id"], r["ts"]) for r in export_module.sample_readings(conn, rows=MAX_COUNT)] == everything
         for rows in range(1, count + 2):
             picked = [(r["robot_id"], r["ts"]) for r in export_module.sample_readings(conn, rows=rows)]
             assert len(picked) == min(rows, count), f"{rows} asked"
@@ -138,3 +141,13 @@ def test_cli_export_on_an_empty_database(sqlite_url, tmp_path, capsys):
     files = sorted(p.name.rsplit("_", 1)[0] for p in (tmp_path / "out").iterdir())
     assert files == ["axis_summary", "axiswatch", "latest_20"]
     assert "0 readings rows" in capsys.readouterr().out
+
+
+def test_cli_export_with_pages_larger_than_a_bigint_is_one_page(sqlite_url, tmp_path, capsys):
+    assert main(["--database-url", sqlite_url, "migrate"]) == 0
+    huge = str(10**20)
+    out = tmp_path / "out"
+    argv = ["--database-url", sqlite_url, "export", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--page-size", huge, "--sample-rows", huge]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert sorted(p.name.rsplit("_", 1)[0] for p in out.iterdir()) == ["axis_summary", "axiswatch", "latest_20"]

@@ -278,3 +278,44 @@ def test_help_loads_no_library():
     out, _, modules = imported_by("--help")
     assert "query" in out and "export" in out
     assert modules.isdisjoint({"sqlalchemy", "pydantic", *NOT_FOR_A_QUERY})
+
+
+@pytest.mark.parametrize(
+    ("phrase", "edge", "plain"),
+    [
+        ("window peaks", ["--start", "0001-01-01"], []),
+        ("summary", ["--start", "0001-01-01", "--end", "9999-12-31T23:59:59"], []),
+        ("data health", ["--start", "0001-01-01T00:00:00+05:00"], []),
+        ("hourly resample", ["--end", "9999-12-31T23:59:59-05:00"], []),
+        ("window peaks", ["--start", "9999-12-31T23:30:00"], ["--start", "9999-01-01"]),
+        ("data health", ["--start", "9999-12-31T23:59:59"], ["--start", "9999-01-01"]),
+        ("1-minute peak", ["--at", "0001-01-01T00:00:30"], ["--at", "1000-01-01"]),
+        ("1-minute peak", ["--at", "9999-12-31T23:59:59-05:00"], ["--at", "9000-01-01"]),
+    ],
+    ids=lambda o: " ".join(o) if isinstance(o, list) else o,
+)
+def test_cli_a_time_at_the_calendars_ends_answers_as_a_time_inside_it(engine, capsys, phrase, edge, plain):
+    """Ten thousand years of range, or a time whose UTC falls off the calendar (year 1 at +05:00): the answer
+    is the one of a time just inside it (no reading is stored so near the calendar's ends), not a traceback."""
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["--database-url", url, "query", phrase, *plain, "--format", "json"]) == 0
+    wanted = capsys.readouterr().out
+    assert main(["--database-url", url, "query", phrase, *edge, "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.out == wanted
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [["latest 99999999999999999999999 rows"], ["tail", "--n", "9223372036854775808"], [f"latest {'9' * 5000} rows"]],
+    ids=lambda a: " ".join(a)[:40],
+)
+def test_cli_more_rows_than_a_bigint_holds_asks_for_all_of_them(engine, capsys, asked):
+    """A count past SQL's bigint was a LIMIT that SQLite's driver could not convert (a traceback) and that
+    PostgreSQL refused ("bigint out of range")."""
+    url = engine.url.render_as_string(hide_password=False)
+    assert main(["--database-url", url, "query", "latest 1000000 rows", "--format", "json"]) == 0
+    every = capsys.readouterr().out
+    assert main(["--database-url", url, "query", *asked, "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.out == every and len(json.loads(every)) > 1

@@ -143,6 +143,23 @@ def test_cli_rejects_bad_settings(capsys):
     assert "unknown time zone" in capsys.readouterr().err
 
 
+def test_cli_an_export_as_a_robot_id_the_policy_refuses_sends_nothing_and_says_why(
+    tmp_path, capsys, caplog, monkeypatch
+):
+    """Before, each of the export's rows went to the dead letters, one by one, for the same reason."""
+    path = export(tmp_path, [GOOD.format(a=i, s=2 * i) for i in range(5)])
+    csv = ["--csv", str(path), "--no-axes-from-db", "--axes", "1-3", "--max-speed", "--dry-run"]
+    assert cli.main([*csv, "--robot-id", "robot 7"]) == 1
+    assert capsys.readouterr().out == ""
+    assert "robot id 'robot 7' does not match ROBOT_ID_PATTERN" in caplog.text
+    monkeypatch.setenv("ROBOT_IDS_ALLOWED", "R1,R2")
+    assert cli.main([*csv, "--robot-id", "R3"]) == 1
+    assert capsys.readouterr().out == ""
+    assert "'R3' is not in ROBOT_IDS_ALLOWED" in caplog.text
+    assert cli.main([*csv, "--robot-id", "R2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 5
+
+
 def test_settings_treat_an_empty_csv_path_as_unset(monkeypatch):
     monkeypatch.setenv("CSV_PATH", "")
     assert ProducerSettings(_env_file=None).csv_path is None
