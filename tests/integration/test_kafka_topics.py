@@ -42,11 +42,12 @@ async def test_a_topic_two_instances_create_at_once_is_made_once_and_stops_neith
     assert await KafkaBus(settings)._partitions_of(topic) == list(range(settings.topic_partitions))
 
 
-@pytest.mark.parametrize("service", ["consumer_db", "consumer_alerts"])
+@pytest.mark.parametrize("service", ["producer", "consumer_db", "consumer_alerts", "dashboard"])
 def test_a_service_whose_topics_kafka_refuses_exits_with_one_line_that_says_why(service, kafka_env, unique, tmp_path):
     env = {k.upper(): str(v) for k, v in kafka_env.items()}
     env |= {"TOPIC_REPLICATION_FACTOR": str(NO_CLUSTER_HAS), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
-    env |= {"STATE_PATH": str(tmp_path / "state.json"), "SINK_METRICS_PORT": "0", "ALERTS_METRICS_PORT": "0"}
+    env |= {"STATE_PATH": str(tmp_path / "state.json"), "DASHBOARD_PORT": "0"}
+    env |= {f"{name}_METRICS_PORT": "0" for name in ("PRODUCER", "SINK", "ALERTS")}
     done = subprocess.run(
         [sys.executable, "-m", service],
         cwd=REPO,
