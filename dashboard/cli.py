@@ -9,6 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
+from common.errors import AxiswatchError
 from common.service import run_service, setup_logging
 from common.store.db import make_engine, safe_url, server_version
 from common.wire.kafka import open_bus
@@ -81,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dashboard: {NEEDS_DATABASE}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
-    return run_service(lambda stop: serve(settings, stop, use_database=not args.no_database))
+    try:
+        return run_service(lambda stop: serve(settings, stop, use_database=not args.no_database))
+    except (AxiswatchError, OSError) as exc:  # a broker that never answered, a topic Kafka refused: one line
+        print(f"dashboard: {exc}", file=sys.stderr)
+        return 1
 
 
 async def serve(settings: DashboardSettings, stop: asyncio.Event, *, use_database: bool = True) -> int:

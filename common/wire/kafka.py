@@ -17,11 +17,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
 
-from common.errors import CommitFailed, ServiceUnavailable
+from common.errors import CommitFailed, ConfigurationError, ServiceUnavailable
 from common.settings import CommonSettings
 from common.wire.bus import Message, Pending, Rebalance, Unit
 
@@ -215,10 +215,10 @@ class KafkaBus:
                     for t in missing
                 ]
                 try:
-                    await admin.create_topics(new)
-                    logger.info("created topics %s", ", ".join(missing))
+                    response = await admin.create_topics(new)
                 except TopicAlreadyExistsError:
-                    pass
+                    return
+                _say_created(response.topic_errors)
         finally:
             await admin.close()
 
@@ -240,6 +240,26 @@ class KafkaBus:
         consumer.subscribe(topics, listener=_Listener(on_rebalance) if on_rebalance is not None else None)
         await start_with_retry(consumer, f"consumer {group_id}")
         return KafkaSubscription(consumer)
+
+
+def _say_created(topic_errors: list[tuple]) -> None:
+    """Log the topics Kafka created, and stop on one it refused. The admin client answers each topic with an error
+    code rather than raising: a refused topic (a replication factor above the brokers there are, a policy, an ACL) was
+    logged as created, and the service went on to wait for it. One another instance created first is no error."""
+    created, refused = [], []
+    for topic, code, *rest in topic_errors:  # (topic, code[, message, ...]): the fields after code vary by version
+        if code == 0:
+            created.append(topic)
+        elif code != TopicAlreadyExistsError.errno:
+            message = rest[0] if rest and rest[0] else "no message"
+            refused.append(f"{topic!r}: {for_code(code).__name__} ({message})")
+    if created:
+        logger.info("created topics %s", ", ".join(map(repr, created)))
+    if refused:
+        raise ConfigurationError(
+            "Kafka refused to create " + "; ".join(refused) + " (see TOPIC_PARTITIONS, TOPIC_REPLICATION_FACTOR, "
+            "TOPIC_MIN_INSYNC_REPLICAS)"
+        )
 
 
 class _Listener(ConsumerRebalanceListener):
