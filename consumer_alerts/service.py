@@ -381,8 +381,8 @@ def _judge_in_turn(
     newest = engine.newest(reading.robot_id)
     events = judge(engine, message, reading, before, intake)
     if not isinstance(events, DeadLetter):
-        # the engine followed the robot's clock back (a clock set back is told by the reading's offset, which
-        # the health pipeline is not given): its cycle splitter follows it too
+        # the engine followed the robot's clock back (told by a run of readings and their Kafka offsets, which the
+        # health pipeline does not keep): its cycle splitter follows it too
         health.add(reading, clock_went_back=newest is not None and engine.newest(reading.robot_id) < newest)
     yield events
 

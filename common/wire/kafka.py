@@ -214,11 +214,7 @@ class KafkaBus:
                     )
                     for t in missing
                 ]
-                try:
-                    response = await admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    return
-                _say_created(response.topic_errors)
+                _say_created((await admin.create_topics(new)).topic_errors)
         finally:
             await admin.close()
 
