@@ -133,7 +133,7 @@ class Lag:
 # The class of a dead letter's reason, for a label with few values: the reason itself carries data (robot ids,
 # values) and would make a series per message. First match wins.
 REASON_CLASSES = (
-    ("not_json", re.compile(r"not JSON|expected a JSON object")),
+    ("not_json", re.compile(r"not JSON|expected a JSON object|has no value")),
     ("not_a_number", re.compile(r"is not a (finite )?number")),
     ("time_backwards", re.compile(r"time goes backwards")),
     ("too_many_robots", re.compile(r"MAX_ROBOTS")),

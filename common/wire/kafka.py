@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 # aiokafka's stop() can retry forever when no broker answers (it looks for the group coordinator to leave
 # the group, or waits to deliver what is pending: aio-libs/aiokafka#659). A stopping service waits this long.
 CLOSE_TIMEOUT_S = 10.0
+# A transaction's records are in the topic before it is committed or aborted; read uncommitted (aiokafka's
+# default), an aborted transaction's readings were stored and judged. Read committed, a consumer sees them only
+# once committed, and never those of an aborted one.
+ISOLATION_LEVEL = "read_committed"
 
 
 def connection_options(settings: CommonSettings) -> dict[str, Any]:
@@ -86,7 +90,8 @@ class KafkaSubscription:
     async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 1000) -> list[Message]:
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         return [
-            Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+            # A record without a value (a tombstone) reads as an empty message: refused with its reason, not a crash.
+            Message(r.topic, r.partition, r.offset, r.key, r.value or b"", r.timestamp)
             for records in batches.values()
             for r in records
         ]
@@ -164,7 +169,7 @@ class KafkaBus:
         tps = [TopicPartition(topic, p) for p in existing if partitions is None or p in partitions]
         if not tps:
             return []
-        consumer = AIOKafkaConsumer(**self._options, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self._options, enable_auto_commit=False, isolation_level=ISOLATION_LEVEL)
         await start_with_retry(consumer, f"read-back of {topic}")
         try:
             consumer.assign(tps)
@@ -174,7 +179,7 @@ class KafkaBus:
             while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
                 batches = await consumer.getmany(*tps, timeout_ms=500, max_records=10_000)
                 out += [
-                    Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+                    Message(r.topic, r.partition, r.offset, r.key, r.value or b"", r.timestamp)
                     for tp, records in batches.items()
                     for r in records
                     if r.offset < end[tp]
@@ -225,6 +230,7 @@ class KafkaBus:
             **self._options,
             group_id=group_id,
             enable_auto_commit=False,
+            isolation_level=ISOLATION_LEVEL,
             auto_offset_reset="earliest" if from_beginning else "latest",
             max_poll_records=5000,
             # Range hands partition k of every topic to the same member: a robot's maintenance entries reach the

@@ -105,6 +105,8 @@ class WireModel(BaseModel):
     @classmethod
     def from_bytes_checked(cls, raw: bytes | str) -> Self:
         """``from_bytes`` without the fast path."""
+        if not raw:
+            raise SchemaError(f"{cls.__name__}: the message has no value (empty, or a Kafka tombstone)")
         try:
             data = json.loads(raw, object_pairs_hook=_refuse_repeated_keys)
         # ValueError also covers an integer of more than 4300 digits; RecursionError, arrays nested too deep.

@@ -108,7 +108,9 @@ def flood_lines(tag: str) -> list[tuple[str, str]]:
     return [(f"{tag}-flood-{n:03d}", reading(f"{tag}-flood-{n:03d}", at(n), {"1": 5.0})) for n in range(FLOOD)]
 
 
-def console_producer(bootstrap: str, topic: str, lines: list[tuple[str, str]], log: Path) -> None:
+def console_producer(bootstrap: str, topic: str, lines: list[tuple[str, str]], log: Path, *options: str) -> None:
+    """Each (key, value) written as one message; ``options`` go to the console producer as they are (a
+    ``--compression-codec``, a ``--property`` such as ``null.marker``)."""
     libs = Path(os.environ.get("AXISWATCH_KAFKA_CACHE", REPO / ".cache" / "kafka")) / "libs"
     java = shutil.which("java")
     if java is None or not list(libs.glob("kafka-tools-*.jar")):
@@ -135,6 +137,7 @@ def console_producer(bootstrap: str, topic: str, lines: list[tuple[str, str]], l
             "max.request.size=2000000",
             "--producer-property",
             "acks=all",
+            *options,
         ],
         input=stdin.encode(),
         stdout=open(log, "wb"),
@@ -185,9 +188,14 @@ def console_fed_services(kafka_env: dict, pg_url: str, unique: str, tmp_path: Pa
         engine.dispose()
 
 
-def produce_all_accounted(kafka_env: dict, lines: list[tuple[str, str]], engine, services, tmp_path: Path) -> None:
-    """``lines`` written by Kafka's console producer; returns once each is stored or a dead letter."""
-    console_producer(kafka_env["kafka_bootstrap_servers"], kafka_env["readings_topic"], lines, tmp_path / "cp.log")
+def produce_all_accounted(
+    kafka_env: dict, lines: list[tuple[str, str]], engine, services, tmp_path: Path, *options: str
+) -> None:
+    """``lines`` written by Kafka's console producer (with ``options``); returns once each is stored or a dead
+    letter."""
+    console_producer(
+        kafka_env["kafka_bootstrap_servers"], kafka_env["readings_topic"], lines, tmp_path / "cp.log", *options
+    )
 
     def unaccounted() -> list[str]:
         return [value[:200] for _, value in lines if not _accounted(engine, value)]

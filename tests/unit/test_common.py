@@ -33,6 +33,7 @@ def test_reading_converts_other_zones_to_utc_and_refuses_naive():
     "raw, needle",
     [
         (b"not json", "not JSON"),
+        (b"", "the message has no value"),  # the wire reads a tombstone as empty
         (b"[1,2]", "JSON object"),
         (b'{"schema_version": 2, "robot_id": "r"}', "schema_version 2 is not supported"),
         (b'{"robot_id": "r"}', "schema_version None"),

@@ -91,6 +91,7 @@ def test_a_port_in_use_is_logged_and_the_service_runs_without_the_endpoint(caplo
         (DEFAULT_POLICY.problem("r1", datetime.now(UTC) + timedelta(days=2), {1: 1.0}), "time_out_of_range"),
         ("Axis #1: 'oops' is not a number", "not_a_number"),
         ("Reading: not JSON (Expecting value)", "not_json"),
+        ("Reading: the message has no value (empty, or a Kafka tombstone)", "not_json"),
         ("something nobody foresaw", "other"),
     ],
 )
