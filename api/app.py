@@ -19,7 +19,20 @@ from sqlalchemy import Engine
 from api import health_routes, maintenance_routes, queries, user_routes, users
 from api.openapi import document
 from api.settings import ApiSettings
-from api.web import BUS, ENGINE, SETTINGS, USER, QueryTime, error, json_response, page_size, problem, query_of, utcnow
+from api.web import (
+    BUS,
+    ENGINE,
+    SETTINGS,
+    USER,
+    QueryCount,
+    QueryTime,
+    error,
+    json_response,
+    page_size,
+    problem,
+    query_of,
+    utcnow,
+)
 from common.metrics import Health
 from common.store.users import User, audit_acknowledgement
 from common.wire.acknowledge import publish_acknowledgement
@@ -44,7 +57,7 @@ class AlertQuery(BaseModel):
     severity: Severity | None = None
     since: QueryTime | None = None
     until: QueryTime | None = None
-    limit: int | None = Field(None, ge=1)
+    limit: QueryCount | None = None
     cursor: str | None = Field(None, max_length=500)
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from api import health_queries, queries
-from api.web import ENGINE, SETTINGS, QueryTime, error, json_response, page_size, query_of
+from api.web import ENGINE, SETTINGS, QueryCount, QueryTime, error, json_response, page_size, query_of
 
 ROBOT_ID_CHARS = 64  # the column's width: a longer id names no robot
 
@@ -97,7 +97,7 @@ class ForecastQuery(BaseModel):
     axis: int | None = Field(None, ge=1)
     max_days_left: float | None = Field(None, ge=0)
     due_before: QueryTime | None = None
-    limit: int | None = Field(None, ge=1)
+    limit: QueryCount | None = None
     cursor: str | None = Field(None, max_length=500)
 
 

@@ -16,7 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from sqlalchemy import Engine
 
 from api import users
-from api.web import BUS, ENGINE, SETTINGS, USER, QueryTime, error, json_response, page_size, problem, query_of, utcnow
+from api.web import (
+    BUS,
+    ENGINE,
+    SETTINGS,
+    USER,
+    QueryCount,
+    QueryTime,
+    error,
+    json_response,
+    page_size,
+    problem,
+    query_of,
+    utcnow,
+)
 from common.store import users as accounts
 from common.store.maintenance import maintenance_history, outcomes_per_detector
 from common.store.tables import axes_of
@@ -40,7 +53,7 @@ class HistoryQuery(BaseModel):
     axis: int | None = Field(None, ge=1, le=MAX_AXIS)
     since: QueryTime | None = None
     until: QueryTime | None = None
-    limit: int | None = Field(None, ge=1)
+    limit: QueryCount | None = None
 
 
 class OutcomesQuery(BaseModel):

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, Field, ValidationError
 from sqlalchemy import Engine
 
 from api.settings import ApiSettings
+from common.counts import read_count
 from common.query_time import query_time
 from common.store.users import User
 
@@ -21,6 +22,9 @@ USER: web.RequestKey[User] = web.RequestKey("user", User)  # set by the bearer c
 # A time a query string names (since, until, due_before): in UTC and inside the calendar's inner days, so that
 # year 1 at +05:00 answers as the calendar's start instead of a 500 (common/query_time.py).
 QueryTime = Annotated[AwareDatetime, AfterValidator(query_time)]
+# A count a query string names (limit), read as every count is (common/counts.py): a limit of 5,000 digits is
+# over API_MAX_PAGE_SIZE as one of 20 is, where pydantic alone answered "exceeded maximum size".
+QueryCount = Annotated[int, BeforeValidator(lambda v: read_count(v) if isinstance(v, str) else v), Field(ge=1)]
 
 
 def utcnow() -> datetime:

@@ -13,6 +13,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +70,7 @@ def with_services(name: str, measure, *args, keep_logs: bool = False):
     extensions = aiokafka_extensions()
     log_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     try:
-        with scratch_database(url, prefix=f"bench_{name}") as engine:
+        with sigterm_as_ctrl_c(), scratch_database(url, prefix=f"bench_{name}") as engine:
             result = asyncio.run(measure(engine, servers, *args, log_dir))
     except BaseException:
         print(f"the services' logs: {log_dir}", file=sys.stderr)
@@ -78,6 +80,18 @@ def with_services(name: str, measure, *args, keep_logs: bool = False):
     else:
         shutil.rmtree(log_dir, ignore_errors=True)
     return result, extensions
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM takes Ctrl+C's path: asyncio.run cancels the measurement, whose ``finally`` stops its services
+    (SIGTERM, SIGKILL after a grace), and KeyboardInterrupt ends the benchmark. Python's default for SIGTERM
+    ends the process at once, no ``finally`` run: the services it had started kept running."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)

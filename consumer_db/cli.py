@@ -14,7 +14,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from common.defaults import MAX_COUNT
+from common.counts import read_count
 from common.query_time import query_time
 from consumer_db.output import FORMATS
 
@@ -42,14 +42,15 @@ def utc_time(text: str) -> datetime:
 
 
 def positive_int(text: str) -> int:
-    """A count: 1 or more (``--n -1`` once reached the SQL as ``LIMIT -1``), at most ``MAX_COUNT``."""
+    """A count: 1 or more (``--n -1`` once reached the SQL as ``LIMIT -1``), read as ``common.counts`` reads
+    every count (at most ``MAX_COUNT``, whatever its length)."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        value = read_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return min(value, MAX_COUNT)
+    return value
 
 
 def positive_seconds(text: str) -> float:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from common.defaults import GAP_THRESHOLD_S, MAX_COUNT, TICK_SECONDS
+from common.counts import read_count
+from common.defaults import GAP_THRESHOLD_S, TICK_SECONDS
 from common.errors import AxiswatchError
 
 if TYPE_CHECKING:
@@ -64,17 +65,11 @@ class Phrase:
         """Whether ``text`` says this phrase, and the number it carries in place of ``{n}`` (or None)."""
         said = normalize(text)
         for words in (self.name, *self.synonyms):
-            pattern = re.escape(normalize(words)).replace(re.escape("{n}"), r"(\d+)?")
+            pattern = re.escape(normalize(words)).replace(re.escape("{n}"), r"([0-9]+)?")
             if found := re.fullmatch(pattern, said):
                 number = found.group(1) if found.groups() else None
-                return True, _count(number) if number else None
+                return True, read_count(number) if number else None
         return False, None
-
-
-def _count(digits: str) -> int:
-    """The phrase's number, at most ``MAX_COUNT`` (int() refuses more than 4,300 digits: not read past 19)."""
-    digits = digits.lstrip("0") or "0"
-    return MAX_COUNT if len(digits) > len(str(MAX_COUNT)) else min(int(digits), MAX_COUNT)
 
 
 def normalize(text: str) -> str:

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from consumer_db.cli import main
+from common.defaults import MAX_COUNT
+from consumer_db.cli import build_parser, main
 from consumer_db.phrases import PHRASES, QueryArgs, UnknownPhrase, ask, find
 from tests.phrase_fixture import CASES, at, fixture_sqlite  # noqa: F401 - a fixture
 
@@ -47,6 +48,30 @@ def test_phrases_match_case_space_and_hyphen_insensitively(said):
 def test_number_in_the_phrase():
     assert find("show latest 50 rows") == (find("latest rows")[0], 50)
     assert find("latest rows")[1] is None
+
+
+@pytest.mark.parametrize(
+    ("digits", "count"),
+    [("9" * 25, MAX_COUNT), ("9" * 5000, MAX_COUNT), ("0" * 5000 + "7", 7), (" +12 ", 12)],
+    ids=lambda d: d if isinstance(d, int) else f"{len(d)} characters",
+)
+def test_a_count_of_any_length_reads_the_same_as_an_option_and_in_the_phrase(digits, count):
+    """Past 4,300 digits int() refuses a string: --n and --page-size said "not a whole number" where the
+    phrase's own number read as MAX_COUNT (a count past SQL's bigint asks for all)."""
+    options = build_parser().parse_args(["export", "--out", "x", "--page-size", digits, "--sample-rows", digits])
+    query = build_parser().parse_args(["query", "tail", "--n", digits])
+    assert options.page_size == options.sample_rows == query.n == count
+    assert find(f"latest {digits.strip().lstrip('+')} rows")[1] == count
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [("12a", "not a whole number"), ("1.5", "not a whole number"), ("0", "1 or more"), ("-" + "9" * 5000, "1 or more")],
+)
+def test_a_count_option_that_is_no_count_says_why(capsys, option, says):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["query", "tail", "--n", option])
+    assert says in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("said", ["latest five rows", "latest 5 rows please", "the latest 5 rows", "latest 5", "rows"])
@@ -223,7 +248,8 @@ def test_cli_query_on_a_missing_sqlite_file_creates_nothing(tmp_path, capsys):
 NOT_FOR_A_QUERY = ("pandas", "openpyxl", "aiokafka", "alembic", "prometheus_client", "bokeh", "tqdm")
 IMPORTED = """
 import sys
-from consumer_db.cli import main
+from common.defaults import MAX_COUNT
+from consumer_db.cli import build_parser, main
 try:
     code = main(sys.argv[1:])
 except SystemExit as exc:  # --help
@@ -307,7 +333,12 @@ def test_cli_a_time_at_the_calendars_ends_answers_as_a_time_inside_it(engine, ca
 
 @pytest.mark.parametrize(
     "asked",
-    [["latest 99999999999999999999999 rows"], ["tail", "--n", "9223372036854775808"], [f"latest {'9' * 5000} rows"]],
+    [
+        ["latest 99999999999999999999999 rows"],
+        ["tail", "--n", "9223372036854775808"],
+        [f"latest {'9' * 5000} rows"],
+        ["tail", "--n", "9" * 5000],
+    ],
     ids=lambda a: " ".join(a)[:40],
 )
 def test_cli_more_rows_than_a_bigint_holds_asks_for_all_of_them(engine, capsys, asked):
