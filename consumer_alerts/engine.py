@@ -24,7 +24,10 @@ keeps the domain's rules:
   coming back, judged on from the reading before the leap (``_came_back``); elsewhere its clock set back, its
   time starting again from the run's last (``_set_back``). Given the reading's place on Kafka
   (``process(reading, place)``), a reading before the place the robot's state reflects is a redelivery whatever
-  its time; offline, only readings inside a leap or before the robot's first are known not to be.
+  its time; offline, only readings inside a leap or before the robot's first are known not to be. Given the
+  time of the reading's Kafka record (``process(reading, place, record_ts)``), a leap its record's time leapt with
+  is a silence (an outage), and readings later stamped inside it are late ones sent from a buffer, skipped however
+  many come in a row (``common.wire.clock.next_silence``).
 - **The model**: a robot without a model file learns its own after ``model_learn_readings`` active rows, and
   any robot's model is learned again after a lasting, broad change (``model_relearn_s``; see
   :mod:`consumer_alerts.learning`), announced by one ``model`` event (INFO) on axis 0, open until the new
@@ -38,7 +41,17 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from common.wire.clock import NO_LEAP, SET_BACK_RUN, before_first, comes_back, far_behind_run, longer, next_leap
+from common.wire.clock import (
+    NO_LEAP,
+    SET_BACK_RUN,
+    before_first,
+    comes_back,
+    far_behind_run,
+    late,
+    longer,
+    next_leap,
+    next_silence,
+)
 from common.wire.schemas import Alert, Reading, ReadingValues, Severity, iso_utc
 from consumer_alerts.detectors import Detector, Finding
 from consumer_alerts.detectors.load import FLAT_RUN
@@ -175,6 +188,10 @@ class RobotState:
     # the span the robot's time last leapt over by more than a stoppage (``common.wire.clock``): readings back
     # inside it are its clock coming back from ahead (``_came_back``), never redeliveries
     leap: tuple[float, float] = NO_LEAP
+    # the span of the robot's last silence, a leap its Kafka records' times leapt with (``common.wire.clock``):
+    # readings inside it are late ones sent from a buffer, never its clock coming back nor set back
+    silence: tuple[float, float] = NO_LEAP
+    last_record_ts: float | None = None  # the time of the newest reading's Kafka record (None: not known)
     last_active: datetime | None = None
     interval: SamplingInterval = field(default_factory=SamplingInterval)
     learner: ModelLearner | None = None  # the robot's model, learned or watched (None: fixed, or no residual)
@@ -254,9 +271,12 @@ class DetectorEngine:
         robot = self.robots.get(robot_id)
         return robot.last_ts if robot is not None else None
 
-    def process(self, reading: Reading | ReadingValues, place: tuple[int, int] | None = None) -> list[Alert]:
+    def process(
+        self, reading: Reading | ReadingValues, place: tuple[int, int] | None = None, record_ts: float | None = None
+    ) -> list[Alert]:
         """The alert events this reading opens, escalates, updates or closes. ``place``: the reading's
-        (partition, offset) on Kafka, when it came from there: what tells a redelivery from a clock set back."""
+        (partition, offset) on Kafka, when it came from there: what tells a redelivery from a clock set back;
+        ``record_ts``: its Kafka record's time (epoch seconds): what tells an outage from a clock leaping ahead."""
         robot = self.robots.get(reading.robot_id) or self.robot(reading.robot_id)
         ts = reading.ts.timestamp()
         c = self.config
@@ -272,6 +292,9 @@ class DetectorEngine:
                     return []  # redelivered: its state has judged it already, whatever its time
             robot.read_to = (place[0], place[1] + 1)
         if last_ts is not None and ts <= last_ts:
+            if late(robot.silence, last_ts, ts, self._stoppage(robot)):
+                self._say_behind(robot, reading, new, in_silence=True)
+                return []  # sent late from a buffer, however many in a row: too late to judge
             from_ahead = comes_back(robot.leap, last_ts, ts, self._stoppage(robot))
             # nothing was judged inside a leap's span nor before the robot's first reading: no redelivery falls there
             new = new or from_ahead or before_first(robot.leap, ts)
@@ -286,13 +309,16 @@ class DetectorEngine:
                 self._set_back(robot, reading, out)
                 last_ts = None  # judged on as the robot's first reading, its leap from the beginning of time
                 robot.leap = next_leap(robot.leap, None, ts, c.stoppage_s)
+                robot.silence = NO_LEAP
         else:
             # any step over STOPPAGE_RESET_S is kept (the robot's own bound is at least that, and is asked
             # only when a reading comes back: cheaper than asking it at every reading)
             robot.leap = next_leap(robot.leap, last_ts, ts, c.stoppage_s)
+            if record_ts is not None:
+                robot.silence = next_silence(robot.silence, last_ts, robot.last_record_ts, ts, record_ts, c.stoppage_s)
         if last_ts is not None:
             robot.interval.push(ts - last_ts)
-        robot.last_ts = ts
+        robot.last_ts, robot.last_record_ts = ts, record_ts
         robot.set_back_run = robot.offsets_back_run = None
         fresh, idle = freshness(robot.last_values, reading.currents, skip_repeats=c.skip_repeats)
         idle = robot.resting = idle and c.idle_rule
@@ -843,9 +869,12 @@ class DetectorEngine:
         )
         return True
 
-    def _say_behind(self, robot: RobotState, reading: Reading | ReadingValues, new: bool) -> None:
+    def _say_behind(
+        self, robot: RobotState, reading: Reading | ReadingValues, new: bool, *, in_silence: bool = False
+    ) -> None:
         """Warn of a reading skipped more than a stoppage behind the robot's newest and outside any leap ahead,
-        once until the newest has moved by more than a stoppage. Its place on Kafka new (``new``): a stray
+        once until the newest has moved by more than a stoppage. Inside the robot's last silence (``in_silence``): a
+        late reading, sent from a buffer after an outage. Its place on Kafka new (``new``): a stray
         reading, or the first of a clock set back, followed after ``SET_BACK_RUN`` in a row. Not known to be
         new: a redelivery of that much (a restart whose saved state is ahead of its committed offsets), or,
         offline, a clock set back to stay, whose readings go unjudged until it passes the newest again
@@ -856,7 +885,10 @@ class DetectorEngine:
             return
         robot.said_behind = robot.last_ts
         newest = iso_utc(datetime.fromtimestamp(robot.last_ts, UTC))
-        if new:
+        if in_silence:
+            silence = [iso_utc(datetime.fromtimestamp(t, UTC)) for t in robot.silence]
+            why = f"a late reading, stamped inside its silence from {silence[0]} to {silence[1]} (an outage)"
+        elif new:
             why = f"a stray or late reading, or its clock going back: followed once {SET_BACK_RUN} such come in a row"
         else:
             why = f"a redelivery, or its clock was set back, and then none is judged until its clock passes {newest}"

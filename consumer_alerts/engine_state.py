@@ -43,6 +43,9 @@ def robot_snapshot(r: RobotState) -> dict[str, Any]:
         "last_ts": r.last_ts,
         # the span the robot's time last leapt over; its start None: it leapt from its first reading
         "leap": [r.leap[0] if r.leap[0] > -math.inf else None, r.leap[1]] if r.leap != NO_LEAP else None,
+        # the span of the robot's last silence (never from its first reading), and the newest's Kafka record time
+        "silence": list(r.silence) if r.silence != NO_LEAP else None,
+        "last_record_ts": r.last_record_ts,
         "last_active": r.last_active.isoformat() if r.last_active else None,
         "last_values": {str(a): v for a, v in r.last_values.items()},
         "interval": r.interval.state(),
@@ -122,6 +125,9 @@ def load_robot(engine: DetectorEngine, rid: str, raw: dict[str, Any]) -> None:
     before = raw.get("before_last_ts")  # a snapshot of the rule for a lone reading from ahead: its leap, if any
     if "leap" not in raw and before is not None and raw["last_ts"] is not None:
         robot.leap = (before, raw["last_ts"])
+    silence = raw.get("silence")  # absent from a state saved before record times were kept
+    robot.silence = tuple(silence) if silence else NO_LEAP
+    robot.last_record_ts = raw.get("last_record_ts")
     robot.last_active = datetime.fromisoformat(raw["last_active"]) if raw["last_active"] else None
     robot.interval = SamplingInterval.from_state(raw["interval"])
     robot.release_at, robot.held_since = raw["release_at"], raw["held_since"]

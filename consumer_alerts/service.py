@@ -435,8 +435,10 @@ def judge(
     """The reading's detectors' events, or its dead letter."""
     before(reading.robot_id, message.partition)
     try:
-        # its place tells a redelivery (before what the robot's state reflects) from a clock set back
-        events = engine.process(reading, (message.partition, message.offset))
+        # its place tells a redelivery (before what the robot's state reflects) from a clock set back, its record's
+        # time an outage from a clock leaping ahead
+        record_ts = message.timestamp_ms / 1000 if message.timestamp_ms is not None else None
+        events = engine.process(reading, (message.partition, message.offset), record_ts)
     except Exception as exc:  # one reading must never stop the detectors for every robot
         logger.exception(
             "%s/%d offset %d (robot %r) could not be judged",

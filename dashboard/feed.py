@@ -185,7 +185,7 @@ class LiveFeed:
                     changed[alert.event_id] = alert
                 else:
                     reading = self.policy.read_message(m)
-                    row = self._add_reading(reading)
+                    row = self._add_reading(reading, m.timestamp_ms / 1000 if m.timestamp_ms is not None else None)
                     if row is not None:
                         rows.setdefault(reading.robot_id, []).append(row)
                     self.status.arrivals.append(now)
@@ -205,14 +205,15 @@ class LiveFeed:
             for listener in list(self._listeners):
                 listener.deliver(rows, list(changed.values()))
 
-    def _add_reading(self, reading: Reading) -> dict[str, float] | None:
-        """The reading's chart row, None if it is not part of its robot's live view (far behind its newest)."""
+    def _add_reading(self, reading: Reading, record_ts: float | None) -> dict[str, float] | None:
+        """The reading's chart row, None if it is not part of its robot's live view (far behind its newest).
+        ``record_ts``: the time of its Kafka record (``RobotWindow.add``)."""
         row = chart_row(reading, self.axes)  # before any change: a reading that fails here leaves no trace
         robot = self.robots.get(reading.robot_id)
         if robot is None:
             rows = RowRing(self.row_keys, self.settings.window_rows)
             robot = self.robots[reading.robot_id] = RobotWindow(rows, clock_back_s=self.settings.stoppage_reset_s)
-        taken = robot.add(reading, row)
+        taken = robot.add(reading, row, record_ts)
         if taken is Taken.BEHIND:
             return None
         if taken is Taken.WENT_BACK:  # its clock came back from ahead: so does the feed's newest, if it was that

@@ -12,7 +12,7 @@ from enum import Enum
 import numpy as np
 
 from common.defaults import STOPPAGE_RESET_S
-from common.wire.clock import far_behind_run
+from common.wire.clock import NO_LEAP, far_behind_run, late, next_silence
 from common.wire.schemas import Reading, iso_utc
 from dashboard.columns import epoch_ms
 from dashboard.stats import PEAK_WINDOW, AxisValue, one_minute_peak, update_latest
@@ -79,16 +79,23 @@ class RobotWindow:
     # how far back the robot's clock must come to be followed back (the setting STOPPAGE_RESET_S)
     clock_back_s: float = STOPPAGE_RESET_S
     set_back_run: tuple[int, float] | None = None  # readings in a row far behind the newest (``common.wire.clock``)
+    # the span of the robot's last silence, a leap its Kafka records' times leapt with (``common.wire.clock``):
+    # readings inside it are late ones sent from a buffer, never its clock going back
+    silence: tuple[float, float] = NO_LEAP
+    newest_record: float | None = None  # the time of the newest reading's Kafka record (None: not known)
     rewinds: int = 0  # how many times the robot's clock went back: a tab then takes the window whole
 
-    def add(self, reading: Reading, row: dict[str, float]) -> Taken:
+    def add(self, reading: Reading, row: dict[str, float], record_ts: float | None = None) -> Taken:
         """Fold the reading in, unless it is far behind the robot's present (``Taken.BEHIND``). ``Taken.WENT_BACK``:
         the robot's clock came back from a leap ahead, or the reading is the last of a run that tells it was set back
         to stay, after which the window holds nothing from the old clock ahead (its latest values, peak and chart
-        rows follow the robot again)."""
+        rows follow the robot again). ``record_ts``: the time of the reading's Kafka record, which tells an outage
+        from a clock leaping ahead (readings stamped inside an outage are late, however many come in a row)."""
         taken = Taken.SHOWN
         ts, newest = reading.ts.timestamp(), self.newest.timestamp() if self.newest is not None else None
         if newest is not None and ts <= newest:
+            if late(self.silence, newest, ts, self.clock_back_s):
+                return Taken.BEHIND
             if self._went_back(newest, ts):
                 self._back_from_ahead(reading)
                 taken = Taken.WENT_BACK
@@ -98,10 +105,12 @@ class RobotWindow:
                 return Taken.BEHIND
         else:
             self.set_back_run = None
+            if record_ts is not None:
+                self.silence = next_silence(self.silence, newest, self.newest_record, ts, record_ts, self.clock_back_s)
         self.rows.append(row)
         update_latest(self.latest, reading)
         if self.newest is None or reading.ts > self.newest:
-            self.newest = reading.ts
+            self.newest, self.newest_record = reading.ts, record_ts
         peak = one_minute_peak([reading])
         if peak is not None:
             self.recent.append(peak)
@@ -130,7 +139,7 @@ class RobotWindow:
             iso_utc(at),
             iso_utc(at),
         )
-        self.newest, self.set_back_run = None, None
+        self.newest, self.set_back_run, self.silence = None, None, NO_LEAP
         self.rewinds += 1
         self.rows.keep_until(epoch_ms(at))
         self.latest = {axis: value for axis, value in self.latest.items() if value.ts <= at}

@@ -16,6 +16,14 @@ readings in a row, each more than ``bound`` behind the newest and later than the
 One reading never says it: late readings stamped inside a past outage, sent between live ones, each took the
 clock back. Where a reading may be a redelivery (consumer_alerts after a restart) only one new on Kafka, inside a
 leap or before the robot's first reading counts; the dashboard reads each message once.
+
+A **silence** is told from a clock leaping ahead by the readings' Kafka records, when their times are known (the
+producer's or gateway's CreateTime, or the broker's LogAppendTime): over an outage or a stoppage the robot was
+silent over, a record's time leaps with its reading's; when a robot's clock leaps ahead, its readings' times leap
+and its records' do not (``next_silence``). Readings later stamped inside a silence are late ones, a gateway's
+buffer sent after an outage, even a burst of ``SET_BACK_RUN`` or more with no live reading between them: never its
+clock coming back nor set back (``late``). It is the change of the gap between a reading's time and its record's
+that tells, never its size: a replay at full speed has its records' times far from its readings'.
 """
 
 from __future__ import annotations
@@ -77,3 +85,26 @@ def far_behind_run(
         return run, False
     run = longer(run, ts)
     return run, run[0] >= SET_BACK_RUN
+
+
+def next_silence(
+    silence: Leap | tuple[float, float],
+    newest: float | None,
+    newest_record: float | None,
+    ts: float,
+    record: float | None,
+    bound: float,
+) -> tuple[float, float]:
+    """The span to keep once a reading at ``ts``, its Kafka record's time ``record``, is taken after the newest at
+    ``newest`` (its record's time ``newest_record``): its own if it leaps more than ``bound`` ahead and its record's
+    time leapt as far, less ``bound`` (the robot was silent; its clock did not leap), else ``silence`` as it was.
+    Record times not known (offline): ``silence`` as it was."""
+    if newest is None or newest_record is None or record is None or ts - newest <= bound:
+        return silence
+    return (newest, ts) if record - newest_record >= ts - newest - bound else silence
+
+
+def late(silence: Leap | tuple[float, float], newest: float, ts: float, bound: float) -> bool:
+    """Whether a reading at ``ts``, no later than ``newest``, is a late one: inside the robot's last silence
+    (``next_silence``) and more than ``bound`` behind the newest. Never its clock coming back nor set back."""
+    return silence[0] < ts < silence[1] and newest - ts > bound

@@ -177,7 +177,7 @@ async def test_an_event_is_on_the_alerts_topic_before_the_rest_of_its_batch_is_j
         def newest(self, robot_id):
             return None  # no robot's clock ever goes back here
 
-        def process(self, reading, place=None):
+        def process(self, reading, place=None, record_ts=None):
             if reading.row == 1:
                 return [opened]
             # Blocks the event loop, as judging a reading does: only a send already on the wire gets through.

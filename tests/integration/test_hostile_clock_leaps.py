@@ -13,6 +13,7 @@ instances of consumer_alerts could each judge part of a robot) is a dead letter 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -23,8 +24,9 @@ from sqlalchemy import select, text
 from common.settings import CommonSettings
 from common.store.tables import readings_fact, rejected_readings
 from common.wire.schemas import Alert, HealthEvent
-from tests.fault_support import TopicReader, apoll
+from tests.fault_support import TopicReader, apoll, poll
 from tests.integration.test_hostile_outside_client import (
+    _accounted,
     console_fed_services,
     produce_all_accounted,
     reading,
@@ -220,3 +222,86 @@ async def test_absurd_clocks_ids_and_axes_stop_nothing_and_lose_nothing(pg_url, 
             assert response.status == 200
         alerts_log = (tmp_path / "a.log").read_text()
         assert alerts_log.count(f"robot '{r['back']}': its clock went back from ") == 1  # announced once
+
+
+async def produce_with_record_times(bootstrap: str, topic: str, lines: list[tuple[str, str, datetime]]) -> None:
+    """(key, value, its record's time) written by a plain Kafka client, which sets each record's CreateTime as a
+    gateway does: the console producer stamps every record with the time it sends it."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(topic, value.encode(), key=key.encode(), timestamp_ms=int(at.timestamp() * 1000))
+            for key, value, at in lines
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+def reading_time(value: str) -> datetime:
+    return datetime.fromisoformat(json.loads(value)["ts"])
+
+
+async def test_a_burst_of_late_readings_after_an_outage_closes_nothing_when_record_times_say_so(
+    pg_url, kafka_env, unique, tmp_path
+):
+    """A robot back from a 2-hour outage, its fault's events open, then its gateway's buffer: 20 readings stamped
+    inside the outage, all at once, no live reading between them, their records stamped when they were sent. By
+    reading time alone that is the clock coming back from ahead (its events closed, judged on from before the
+    outage: the consumer_alerts warning "its readings from ... came from ahead"); over the outage the records' times
+    leapt with the readings', so they are late readings: its events are its twin's, which has no buffer."""
+    tag = f"f{unique[:6]}"
+    robots = {n: f"{tag}-{n}" for n in ("flush", "twin")}
+    latency = timedelta(seconds=0.3)
+    lines = []
+    for robot in robots.values():
+        before = life(robot, 0, 60, start=BASE - timedelta(hours=2)) + life(robot, 60, 45, fault_from=100)
+        lines += [(key, value, reading_time(value) + latency) for key, value in before]
+    buffer = life(robots["flush"], 0, 20, start=BASE - timedelta(hours=1))
+    sent_at = reading_time(lines[104][1]) + latency  # sent as the robot's live reading just before
+    lines += [(key, value, sent_at) for key, value in buffer]
+    for robot in robots.values():
+        after = life(robot, 105, 45, fault_from=100)
+        lines += [(key, value, reading_time(value) + latency) for key, value in after]
+    with console_fed_services(kafka_env, pg_url, unique, tmp_path) as (port, engine, services):
+        await produce_with_record_times(kafka_env["kafka_bootstrap_servers"], kafka_env["readings_topic"], lines)
+        poll(
+            lambda: all(_accounted(engine, value) for _, value, _ in lines),
+            "every message stored",
+            timeout=180,
+            services=services,
+        )
+        settings_for_readers = CommonSettings(_env_file=None, **kafka_env)
+        last_cycle = BASE + timedelta(seconds=2 * 135)  # the readings 135-149: the last whole cycle
+        async with (
+            TopicReader(settings_for_readers, kafka_env["alerts_topic"]) as alerts,
+            TopicReader(settings_for_readers, kafka_env["health_topic"]) as health,
+        ):
+
+            async def all_judged():
+                await alerts.read()
+                events = [HealthEvent.from_bytes(v) for v in await health.read()]
+                return set(robots.values()) <= {e.robot_id for e in events if e.start >= last_cycle}
+
+            await apoll(all_judged, "a last health cycle for each robot", timeout=180, services=services)
+            unchanged = 0
+            while unchanged < 3:  # the alerts topic read to its end: three reads in a row bring nothing
+                known = len(alerts.values)
+                unchanged = unchanged + 1 if len(await alerts.read()) == known else 0
+
+            def changes(robot: str) -> list[dict]:
+                events = (e for e in map(Alert.from_bytes, alerts.values) if e.robot_id == robot)
+                return [e.model_dump(exclude={"event_id", "robot_id"}) for e in events]
+
+            fault = [c for c in changes(robots["twin"]) if c["axis"] == 1 and c["opened_at"] >= BASE]
+            assert fault and changes(robots["flush"]) == changes(robots["twin"])
+        alerts_log = (tmp_path / "a.log").read_text()
+        assert f"robot '{robots['flush']}': its readings from" not in alerts_log
+        assert (
+            f"robot '{robots['flush']}': a reading at" in alerts_log and "a late reading, stamped inside" in alerts_log
+        )
+        dashboard_log = (tmp_path / "dashboard.log").read_text()
+        assert f"robot '{robots['flush']}': its clock went back from" not in dashboard_log

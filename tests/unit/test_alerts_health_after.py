@@ -40,7 +40,7 @@ class Calls:
     def engine(self) -> DetectorEngine:
         engine = DetectorEngine(EngineConfig(detectors=("level",)))
 
-        def process(r, place=None):
+        def process(r, place=None, record_ts=None):
             self.calls.append(("detectors", r.robot_id, r.ts))
             return [alert(r.robot_id, r.ts, "level")]
 

@@ -246,7 +246,7 @@ class ScriptedEngine:
     def newest(self, robot_id):
         return None  # no robot's clock ever goes back here
 
-    def process(self, reading, place=None):
+    def process(self, reading, place=None, record_ts=None):
         self.now += self.STEP
         self.judged += 1
         if reading.row not in self.opening:

@@ -214,10 +214,10 @@ def test_consumer_alerts_dead_letters_a_reading_the_engine_fails_on_and_goes_on(
     engine = DetectorEngine()
     original = engine.process
 
-    def fragile(reading, place=None):
+    def fragile(reading, place=None, record_ts=None):
         if reading.currents.get(1) == 13.0:
             raise OverflowError("(34, 'Numerical result out of range')")
-        return original(reading, place)
+        return original(reading, place, record_ts)
 
     monkeypatch.setattr(engine, "process", fragile)
     batch = [message(i, wire(ts=f"2026-01-10T11:00:{2 * i:02d}Z", currents={"1": 10.0 + i})) for i in range(6)]
@@ -409,10 +409,10 @@ def test_the_sink_dead_letters_a_message_it_fails_on_for_any_reason_and_goes_on(
 class FragileEngine(DetectorEngine):
     """An engine with a bug that one reading provokes (as 1e308 once did in RollingWindow.push)."""
 
-    def process(self, reading, place=None):
+    def process(self, reading, place=None, record_ts=None):
         if reading.currents.get(1) == 13.0:
             raise OverflowError("(34, 'Numerical result out of range')")
-        return super().process(reading, place)
+        return super().process(reading, place, record_ts)
 
 
 async def test_consumer_alerts_run_publishes_the_dead_letter_and_keeps_judging(tmp_path):

@@ -14,7 +14,7 @@ from bokeh.document import Document
 from common.defaults import STOPPAGE_RESET_S
 from common.errors import SchemaError
 from common.wire.bus import InProcessBus, Message
-from common.wire.clock import NO_LEAP, SET_BACK_RUN, before_first, comes_back, next_leap
+from common.wire.clock import NO_LEAP, SET_BACK_RUN, before_first, comes_back, late, next_leap, next_silence
 from common.wire.schemas import DEFAULT_POLICY, AlertState, Reading
 from consumer_alerts.engine import DetectorEngine
 from consumer_alerts.engine_state import load_robot, robot_snapshot
@@ -205,6 +205,103 @@ def test_the_dashboard_keeps_its_live_rows_when_late_readings_inside_a_past_gap_
     assert list(window.rows.columns(["ts"])["ts"]) == shown[-len(window.rows) :]
     assert [row["ts"] for row in session.rows] == shown
     assert max(peak.amps for peak in window.recent) < 99.0
+
+
+LATENCY_S = 0.3  # from a live reading's time to its Kafka record's (CreateTime)
+
+
+def recorded(readings, late_after: Reading | None = None) -> list[tuple[Reading, float]]:
+    """Each reading with its Kafka record's time: a live one's, its own plus the latency; a late one sent from a
+    buffer (``late_after``), the time the live reading ``late_after`` was produced, now."""
+    sent_at = late_after.ts.timestamp() + LATENCY_S if late_after is not None else None
+    return [(r, sent_at if sent_at is not None else r.ts.timestamp() + LATENCY_S) for r in readings]
+
+
+def judged_with_records(engine: DetectorEngine, fed: list[tuple[Reading, float]], path: str) -> list:
+    """The events of readings read from Kafka with their records' times: by the engine, or the service's path."""
+    if path == "engine":
+        return [a for k, (r, record) in enumerate(fed) for a in engine.process(r, (0, k), record)]
+    batch = [Message("readings", 0, k, b"R", r.to_bytes(), round(record * 1000)) for k, (r, record) in enumerate(fed)]
+    return [a for events in events_per_reading(engine, batch) if isinstance(events, list) for a in events]
+
+
+@pytest.mark.parametrize("path", ["engine", "service"])
+def test_a_burst_of_late_readings_inside_a_past_outage_closes_nothing_when_record_times_are_known(path, caplog):
+    """After an outage, a fault opens events; then the gateway sends its buffer all at once: 40 readings stamped
+    inside the gap, no live reading between them. By reading time alone that is a clock coming back from ahead (the
+    robot's events closed, its state was reset). Their Kafka records were produced now, and over the outage the
+    records' times leapt with the readings': they are late readings, and the robot's events are those of its feed
+    without them."""
+    live = [normal(i) for i in range(300)] + [after_gap(i) for i in range(300, 460)]  # a fault from reading 350
+    burst = [inside_gap(k) for k in range(40)]
+    expected = judged_with_records(DetectorEngine(), recorded(live), path)
+    assert [a for a in expected if a.state is AlertState.OPEN and a.axis == 1 and a.opened_at >= after_gap(350).ts]
+    fed = recorded(live[:380]) + recorded(burst, late_after=live[379]) + recorded(live[380:])
+    engine = DetectorEngine()
+    with caplog.at_level(logging.WARNING, logger="consumer_alerts.engine"):
+        events = judged_with_records(engine, fed, path)
+    assert [a.model_dump() for a in events] == [a.model_dump() for a in expected]
+    assert "ahead of its clock" not in caplog.text and "clock went back" not in caplog.text
+    warned = [r.getMessage() for r in caplog.records if "behind its newest" in r.getMessage()]
+    assert len(warned) == 1 and "a late reading, stamped inside its silence" in warned[0]
+    assert engine.robots["R"].last_ts == live[-1].ts.timestamp()
+    # a restart keeps the silence
+    restored = DetectorEngine()
+    load_robot(restored, "R", robot_snapshot(engine.robots["R"]))
+    outage = (at(299).timestamp(), after_gap(300).ts.timestamp())
+    assert restored.robots["R"].silence == engine.robots["R"].silence == outage
+
+
+def test_a_clock_ahead_and_corrected_is_followed_back_when_its_records_times_held_steady():
+    """The records' times of readings from a clock that leapt ahead do not leap: their clock coming back is
+    followed as without record times."""
+    plain = [normal(i) for i in range(400)]
+    from_ahead = [ahead(k) for k in range(10)]
+    steady = [(r, plain[20].ts.timestamp() + k * 2 + LATENCY_S) for k, r in enumerate(from_ahead)]
+    fed = recorded(plain[:20]) + steady + [(r, r.ts.timestamp() + 20 + LATENCY_S) for r in plain[20:]]
+    expected = fault_events(DetectorEngine(), plain[:20] + plain[20 + SET_BACK_RUN - 1 :])
+    assert expected
+    engine = DetectorEngine()
+    events = judged_with_records(engine, fed, "engine")
+    assert {a.detector for a in events if a.state is AlertState.OPEN and a.opened_at >= at(350) and a.axis == 1} == (
+        expected
+    )
+    assert engine.robots["R"].last_ts == plain[-1].ts.timestamp() and engine.robots["R"].silence == NO_LEAP
+
+
+def test_a_silence_is_a_leap_its_records_times_leapt_with():
+    bound = STOPPAGE_RESET_S
+    # an outage of an hour: the readings' times and their records' leap together (the gap between them moved 5 s)
+    assert next_silence(NO_LEAP, 100.0, 100.5, 3_700.0, 3_705.5, bound) == (100.0, 3_700.0)
+    # a clock leapt ahead a day: its record's time moved 2 s
+    assert next_silence(NO_LEAP, 100.0, 100.5, 86_500.0, 102.5, bound) == NO_LEAP
+    # a replay at full speed: records' times far from the readings' and barely moving; its stoppages are leaps
+    assert next_silence(NO_LEAP, 100.0, 9e8, 3_700.0, 9e8 + 0.01, bound) == NO_LEAP
+    # no leap, or record times not known: the silence as it was
+    kept = (1.0, 2.0)
+    assert next_silence(kept, 100.0, 100.5, 100.0 + bound, 100.5 + bound, bound) == kept
+    assert next_silence(kept, 100.0, None, 3_700.0, 3_705.5, bound) == kept
+    assert next_silence(kept, None, None, 3_700.0, 3_705.5, bound) == kept
+    assert late((100.0, 3_700.0), 4_000.0, 2_000.0, bound) and not late((100.0, 3_700.0), 2_500.0, 2_000.0, bound)
+    assert not late(NO_LEAP, 4_000.0, 2_000.0, bound)
+
+
+def test_the_dashboard_keeps_its_live_rows_through_a_burst_of_late_readings_when_record_times_are_known():
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    before = [dashboard_reading(i, t0=t0, robot="R") for i in range(20)]
+    resumed = [dashboard_reading(i, t0=t0 + GAP, robot="R") for i in range(40)]
+    burst = [dashboard_reading(i, t0=t0 + timedelta(minutes=30), robot="R") for i in range(20)]
+    feed, session = dashboard_feed(), Delivered()
+    feed.register(session)
+    topic = feed.settings.readings_topic
+    live = [(r, r.ts.timestamp() + LATENCY_S) for r in before + resumed]
+    late_sent = [(r, resumed[-1].ts.timestamp() + LATENCY_S) for r in burst]
+    feed.ingest(
+        [Message(topic, 0, k, b"R", r.to_bytes(), round(t * 1000)) for k, (r, t) in enumerate(live + late_sent)]
+    )
+    window = feed.robots["R"]
+    assert window.rewinds == 0 and window.newest == resumed[-1].ts
+    assert [row["ts"] for row in session.rows] == [r.ts.timestamp() * 1000 for r in before + resumed]
 
 
 def test_readings_re_read_around_a_clock_leap_are_skipped():
