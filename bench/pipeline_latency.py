@@ -61,6 +61,7 @@ from bench._services import Names, Service, stop_all, with_services
 from bench.dashboard_sessions import bokeh_session, column_values, receive
 from bench.query_plans import percentile
 from bench.results import write_results
+from common.defaults import MAX_ROBOTS
 from common.wire.schemas import Alert
 
 WATCHED = "robot-001"
@@ -257,6 +258,8 @@ async def measure(engine: Engine, servers: str, args, log_dir: Path, hold=hold_f
         # health event of the runs before it (minutes of backlog at 1,000 robots)
         HEALTH_TOPIC=f"{names.tag}-health",
         MAINTENANCE_TOPIC=f"{names.tag}-maintenance",
+        # every robot of the fleet taken on (the producer refuses a fleet past it); --set MAX_ROBOTS=... wins
+        MAX_ROBOTS=str(max(args.robots, MAX_ROBOTS)),
         **args.env,
     )
     alerts = [

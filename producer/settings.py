@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from common.csvio.csv_time import zone
 from common.errors import ConfigurationError
@@ -78,6 +78,19 @@ class ProducerSettings(CommonSettings):
     def _blank_is_none(cls, value: object) -> object:
         # docker compose passes CSV_PATH="" when the variable is unset.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _fleet_the_services_take(self) -> ProducerSettings:
+        # Checked before the fleet is made: ten million robots once ate 22 GB building their programs, and the
+        # services would refuse every robot past MAX_ROBOTS anyway; worn robots are robots of the fleet.
+        if self.robots > self.max_robots:
+            raise ValueError(
+                f"ROBOTS ({self.robots}) is more than MAX_ROBOTS ({self.max_robots}), the robots a service takes on: "
+                "raise MAX_ROBOTS, for every service, to stream a bigger fleet"
+            )
+        if self.wear_robots > self.robots:
+            raise ValueError(f"WEAR_ROBOTS ({self.wear_robots}) is more than the fleet's ROBOTS ({self.robots})")
+        return self
 
     @field_validator("csv_timezone")
     @classmethod

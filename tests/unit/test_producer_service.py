@@ -143,6 +143,21 @@ def test_cli_rejects_bad_settings(capsys):
     assert "unknown time zone" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_fleet_the_services_would_not_take_before_making_it(capsys, monkeypatch):
+    """Before, ten million robots went to building their programs (22 GB, killed), and worn robots past the
+    fleet's size stopped the producer with a traceback."""
+    monkeypatch.setenv("MAX_ROBOTS", "50")
+    argv = ["--synthetic", "--max-speed", "--dry-run", "--no-axes-from-db", "--limit", "3"]
+    assert cli.main([*argv, "--robots", "1" + "0" * 7]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "ROBOTS (10000000) is more than MAX_ROBOTS (50)" in err and "Traceback" not in err
+    assert cli.main([*argv, "--robots", "2", "--wear", "3"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "WEAR_ROBOTS (3) is more than the fleet's ROBOTS (2)" in err
+    assert cli.main([*argv, "--robots", "50", "--wear", "50"]) == 0  # at the bounds: the whole fleet, all worn
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
 def test_cli_an_export_as_a_robot_id_the_policy_refuses_sends_nothing_and_says_why(
     tmp_path, capsys, caplog, monkeypatch
 ):
