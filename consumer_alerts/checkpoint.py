@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection
 from prometheus_client import Gauge, Histogram
 
 from common.errors import CommitFailed
+from common.metrics import Health
 from common.wire.bus import Bus, Message, Subscription, TopicPartition
 from consumer_alerts import engine_state
 from consumer_alerts.engine import DetectorEngine
@@ -207,6 +208,10 @@ class PartitionOwnership:
     ``lock``, so never in the middle of a batch). Assigned: the robots of the partitions this instance did not
     hold are restored from the state topic, and ``on_new`` is told (the service reads the alerts topic again,
     so that events another instance sent are not sent twice); robots of partitions gone elsewhere are dropped.
+
+    Readiness (``health``, /readyz) follows the assignment: not ready while partitions handed over are restored,
+    ready once they are, and its text names the partitions held. An instance handed no partition is ready too
+    (a group of more instances than partitions keeps the others idle, and healthy), and says so.
     """
 
     def __init__(
@@ -214,8 +219,10 @@ class PartitionOwnership:
         checkpoints: Checkpoints,
         lock: asyncio.Lock,
         on_new: Callable[[set[int]], object],
+        health: Health | None = None,
     ) -> None:
         self.checkpoints, self.lock, self.on_new = checkpoints, lock, on_new
+        self.health = health or Health()
         self.held: set[int] = set()
         # Kafka's client only logs what a listener raises and goes on: the partitions would be judged cold, or
         # with state not written. The service stops on it instead (a restart replays from the committed offsets).
@@ -261,15 +268,27 @@ class PartitionOwnership:
                 self.checkpoints.forget(robot_id)
             new = mine - self.held
             self.held = mine
-            if not new:
-                return
-            for robot_id in self.checkpoints.robots_of(new):  # held here once, changed elsewhere since
-                self.checkpoints.forget(robot_id)
-            restored = await restore_partitions(self.checkpoints, new)
-            logger.info("partitions %s taken over: %d robot(s) restored warm", sorted(new), restored)
-            result = self.on_new(new)
-            if asyncio.iscoroutine(result):
-                await result
+            if new:
+                self.health.ready(False, f"restoring the state of partitions {sorted(new)} handed over")
+                for robot_id in self.checkpoints.robots_of(new):  # held here once, changed elsewhere since
+                    self.checkpoints.forget(robot_id)
+                restored = await restore_partitions(self.checkpoints, new)
+                logger.info("partitions %s taken over: %d robot(s) restored warm", sorted(new), restored)
+                result = self.on_new(new)
+                if asyncio.iscoroutine(result):
+                    await result
+            # A line at every hand-over, partitions new or not: the log of a start that hung in a group (issue 23)
+            # could not tell whether the group had handed the instance anything.
+            holding = self.holding()
+            self.health.ready(True, holding)
+            logger.info("%s", holding)
+
+    def holding(self) -> str:
+        """What /readyz says once the group's hand-over is done."""
+        topic = self.checkpoints.readings_topic
+        if self.held:
+            return f"holding partitions {sorted(self.held)} of {topic}, their state restored"
+        return f"holding no partition of {topic}: the group handed this instance none (more instances than partitions?)"
 
 
 async def restore_partitions(checkpoints: Checkpoints, partitions: set[int]) -> int:

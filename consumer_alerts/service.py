@@ -103,7 +103,8 @@ async def run(
 ) -> None:
     """Run until ``stop`` is set. ``engine`` is a :class:`DetectorEngine` to use (anything else, such as
     a database engine handed to every service alike, is ignored: this service needs no database).
-    ``health``: ready once restored and subscribed, beaten once per poll."""
+    ``health``: ready once the group's partitions for this instance are restored (``PartitionOwnership``), beaten
+    once per poll."""
     health, lag = health or Health(), Lag(LAG)
     detectors = engine if isinstance(engine, DetectorEngine) else build_engine(settings)
     await bus.ensure_topics([settings.readings_topic, settings.alerts_topic])
@@ -137,11 +138,11 @@ async def run(
 
     # A batch is judged under the lock, so a rebalance takes the state between two batches, never inside one.
     batch_lock = asyncio.Lock()
-    ownership = PartitionOwnership(checkpoints, batch_lock, read_back_alerts)
+    ownership = PartitionOwnership(checkpoints, batch_lock, read_back_alerts, health)
+    health.ready(False, f"waiting for consumer group {settings.alerts_group_id} to hand this instance its partitions")
     sub = checkpoints.sub = await bus.subscribe(
         [settings.readings_topic, settings.maintenance_topic], group_id=settings.alerts_group_id, on_rebalance=ownership
     )
-    health.ready(True, "subscribed")
     try:
         while not stop.is_set():
             health.beat()

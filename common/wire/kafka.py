@@ -16,7 +16,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import OffsetAndMetadata
@@ -234,9 +233,11 @@ class KafkaBus:
             auto_offset_reset="earliest" if from_beginning else "latest",
             max_poll_records=5000,
             # Range hands partition k of every topic to the same member: a robot's maintenance entries reach the
-            # consumer_alerts instance holding its readings (docs/maintenance.md). Round robin, the old default,
-            # stays listed so a group of older and newer members still agrees during a rolling upgrade.
-            partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
+            # consumer_alerts instance holding its readings (docs/maintenance.md). Range alone: aiokafka sends a
+            # JoinGroup per assignor listed, one after the other (aio-libs/aiokafka#1168, open), and the second,
+            # with other protocols, starts a new rebalance; two members starting together could keep restarting
+            # each other's rebalance for good (issue 23: one instance never judged a reading).
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
         # Before start, as the constructor's topics would be: the group is joined once, at start.
         consumer.subscribe(topics, listener=_Listener(on_rebalance) if on_rebalance is not None else None)

@@ -1,16 +1,25 @@
 """Checkpoints of the detectors' state on the state topic: taken robot by robot, committed after, restored
 per partition, and exact (a robot moved mid-feed raises what an uninterrupted run raises)."""
 
+import asyncio
 import json
 import logging
 import random
 import struct
 from datetime import timedelta
 
+from common.metrics import Health
 from common.wire.bus import InProcessBus
 from common.wire.schemas import Reading
 from consumer_alerts import checkpoint, engine_state
-from consumer_alerts.checkpoint import Checkpoints, Snapshot, read_record, record, restore_partitions
+from consumer_alerts.checkpoint import (
+    Checkpoints,
+    PartitionOwnership,
+    Snapshot,
+    read_record,
+    record,
+    restore_partitions,
+)
 from consumer_alerts.engine import DetectorEngine, EngineConfig
 from consumer_alerts.engine_state import load_snapshot, snapshot
 from consumer_alerts.training import TrainingOptions, train
@@ -251,3 +260,28 @@ async def test_the_default_detectors_moved_at_any_reading_of_an_irregular_feed_r
     for cut in range(1000, 2500, 37):  # before, inside and after the fault
         moved = await moved_at(cut, readings, lambda: DetectorEngine(config, model))
         assert moved == expected, f"moved at reading {cut}"
+
+
+async def test_readiness_is_the_partitions_held_with_their_state_restored_or_none_held(caplog):
+    # /readyz of an instance: not ready while the state of partitions handed over is read, then ready and naming
+    # them; handed none (a group of more instances than partitions), ready all the same, and saying so.
+    bus = InProcessBus(partitions=2)
+    await put(bus, "r1", engine_state.robot_snapshot(fed_engine().robots["r1"]), partition=1)
+    health, during = Health(), []
+    engine = DetectorEngine(CONFIG)
+    ownership = PartitionOwnership(
+        checkpoints_on(bus, engine), asyncio.Lock(), lambda new: during.append(health.is_ready()), health
+    )
+    with caplog.at_level(logging.INFO):
+        await ownership.assigned([("readings", 0), ("readings", 1), ("maintenance", 1)])
+    assert "holding partitions [0, 1] of readings, their state restored" in caplog.messages
+    assert during == [(False, "restoring the state of partitions [0, 1] handed over")]
+    assert health.is_ready() == (True, "holding partitions [0, 1] of readings, their state restored")
+    assert list(engine.robots) == ["r1"]
+    await ownership.revoked([("readings", 0), ("readings", 1)])
+    await ownership.assigned([])
+    assert health.is_ready() == (
+        True,
+        "holding no partition of readings: the group handed this instance none (more instances than partitions?)",
+    )
+    assert during == [(False, "restoring the state of partitions [0, 1] handed over")] and not engine.robots

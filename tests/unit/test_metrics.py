@@ -175,6 +175,18 @@ async def test_consumer_db_counts_messages_rows_and_times_its_transactions(sqlit
     assert sample("axiswatch_consumer_db_batch_seconds_count") >= 1
 
 
+class ReadinessLog(Health):
+    """A Health that keeps every readiness it was told, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: list[tuple[bool, str]] = []
+
+    def ready(self, ready: bool, why: str = "") -> None:
+        super().ready(ready, why)
+        self.said.append((ready, why))
+
+
 async def test_consumer_alerts_counts_events_by_severity_dead_letters_and_snapshots(tmp_path):
     from consumer_alerts.service import run
     from consumer_alerts.settings import AlertsSettings
@@ -192,7 +204,7 @@ async def test_consumer_alerts_counts_events_by_severity_dead_letters_and_snapsh
         detectors=["zscore", "stuck"],
         max_robots=1,
     )
-    bus, stop, health = InProcessBus(), asyncio.Event(), Health()
+    bus, stop, health = InProcessBus(), asyncio.Event(), ReadinessLog()
     readings = cycle_readings(700, fault=lambda i, axis, amps: amps + 60.0 if axis == 1 and i >= 600 else amps)
     for reading in readings:
         await bus.publish("readings", reading.robot_id, reading.to_bytes())
@@ -211,7 +223,12 @@ async def test_consumer_alerts_counts_events_by_severity_dead_letters_and_snapsh
     before = counts()
     task = asyncio.create_task(run(settings, bus=bus, stop=stop, health=health))
     await asyncio.wait_for(_until(lambda: counts()[0] - before[0] == 702 and counts()[1] > before[1]), 20)
-    assert health.is_ready() == (True, "subscribed")
+    # ready once the partitions handed over are restored, not merely subscribed (docs/consumer_alerts.md)
+    assert health.said == [
+        (False, "waiting for consumer group axiswatch-alerts to hand this instance its partitions"),
+        (False, "restoring the state of partitions [0] handed over"),
+        (True, "holding partitions [0] of readings, their state restored"),
+    ]
     stop.set()
     await asyncio.wait_for(task, 10)
     after = counts()
