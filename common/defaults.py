@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 DEFAULT_AXES = tuple(range(1, 15))
 TICK_SECONDS = 2.0  # seconds between two readings of one robot
+MAX_TICK_S = 86_400.0  # a reading a day at the slowest: longer (infinity, 1e300) broke the clocks' arithmetic
 # consumer_alerts' stoppage (STOPPAGE_RESET_S), and the bound after which every consumer follows a robot's clock
 # back from a leap ahead (common.wire.clock)
 STOPPAGE_RESET_S = 600.0

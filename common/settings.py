@@ -22,6 +22,7 @@ from common.defaults import (
     MAX_AXIS,
     MAX_FUTURE_S,
     MAX_ROBOTS,
+    MAX_TICK_S,
     ROBOT_ID_PATTERN,
     TICK_SECONDS,
 )
@@ -97,7 +98,9 @@ class CommonSettings(BaseSettings):
     axes: Annotated[list[int], NoDecode] = Field(
         list(DEFAULT_AXES), description="Axis list (schema lock), e.g. 1-14 or 1,2,3; axes 1 to 62."
     )
-    tick_seconds: float = Field(TICK_SECONDS, gt=0, description="Seconds between two readings of one robot.")
+    tick_seconds: float = Field(
+        TICK_SECONDS, gt=0, le=MAX_TICK_S, description="Seconds between two readings of one robot (at most a day)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # What a plausible reading is (common.wire.schemas.ReadingPolicy, where each rule is): the same for every service.
     reading_max_abs_amps: float = Field(

@@ -53,6 +53,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def zero_or_more(text: str) -> int:
+    """A count that may be 0 (``--start-row``; ``--start-row -5`` once read as 0), read as every count is."""
+    try:
+        value = read_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def positive_seconds(text: str) -> float:
     """A duration in seconds: finite and above 0 (not NaN, not negative)."""
     try:
@@ -117,8 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--chunk-rows", type=positive_int, help="readings per transaction (default: INGEST_CHUNK_ROWS)")
     ingest.add_argument("--workers", type=positive_int, default=2, help="parallel database writers (default: 2)")
-    ingest.add_argument("--start-row", type=int, default=0, help="skip this many data records first")
-    ingest.add_argument("--limit", type=int, help="read at most this many data records")
+    ingest.add_argument("--start-row", type=zero_or_more, default=0, help="skip this many data records first")
+    # --limit -1 once read nothing, and said so only as "0 readings"
+    ingest.add_argument("--limit", type=positive_int, help="read at most this many data records")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     query = commands.add_parser(

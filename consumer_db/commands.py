@@ -159,7 +159,7 @@ def ingest(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
         robot_id=args.robot_id or settings.robot_id,
         axes=settings.axes,
         timezone=args.timezone or settings.csv_timezone,
-        tick_seconds=args.tick_seconds or settings.tick_seconds,
+        tick_seconds=settings.tick_seconds if args.tick_seconds is None else args.tick_seconds,
         start_time=args.start_time,
         backwards_tolerance_s=settings.backwards_tolerance_s
         if args.backwards_tolerance is None

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 from common.csvio.csv_header import ColumnReport, read_header
 from common.csvio.csv_time import TimeParser
+from common.defaults import MAX_TICK_S
 from common.errors import ConfigurationError
 from common.settings import DEFAULT_AXES, TICK_SECONDS
 from common.wire.schemas import DEFAULT_POLICY, DeadLetter, Reading, ReadingPolicy
@@ -58,6 +59,7 @@ __all__ = [
 BLOCK_LINES = 5000  # lines of the file read and checked at once: bounded memory, whatever the file's size
 
 logger = logging.getLogger(__name__)
+CALENDAR_S = (datetime.max - datetime.min).total_seconds()  # no two times are further apart
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,16 @@ class CsvOptions:
         refused = self.policy.robot_problem(self.robot_id)
         if refused:
             raise ConfigurationError(f"the export's robot (--robot-id, ROBOT_ID) is refused: {refused}")
+        # NaN or infinity once stopped the reader with a traceback; a negative tolerance refused steps forward
+        if not 0 < self.tick_seconds <= MAX_TICK_S:
+            raise ConfigurationError(
+                f"--tick-seconds (TICK_SECONDS) must be above 0 and at most {MAX_TICK_S:g} s, got {self.tick_seconds!r}"
+            )
+        if not self.backwards_tolerance_s >= 0:
+            raise ConfigurationError(
+                "--backwards-tolerance (BACKWARDS_TOLERANCE_S) must be 0 or more seconds, "
+                f"got {self.backwards_tolerance_s!r}"
+            )
 
 
 class Row(NamedTuple):
@@ -221,7 +233,8 @@ class _Reading:
         self.parse_time = TimeParser(options.timezone)
         self.tick = timedelta(seconds=options.tick_seconds)
         self.start = self.parse_time.to_utc(options.start_time or datetime.now(UTC).replace(microsecond=0))
-        self.tolerance = timedelta(seconds=options.backwards_tolerance_s)
+        # a tolerance past the calendar's span (infinity too) tolerates any step back, as the span itself does
+        self.tolerance = timedelta(seconds=min(options.backwards_tolerance_s, CALENDAR_S))
         self.now = datetime.now(UTC)
         self.record, self.emitted, self.done = -1, 0, False
         self.last_ts: datetime | None = None

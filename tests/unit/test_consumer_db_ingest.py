@@ -157,6 +157,46 @@ def test_cli_ingest_as_a_robot_id_the_policy_refuses_is_one_clear_error_that_sto
     assert stored(engine) == []
 
 
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--limit", "-1"],  # read nothing, "0 readings"
+        ["--limit", "0"],
+        ["--start-row", "-5"],  # read as 0
+        ["--backwards-tolerance", "-5"],  # refused rows whose time went forward
+        ["--backwards-tolerance", "nan"],  # a traceback
+        ["--tick-seconds", "nan"],  # a traceback
+        ["--tick-seconds", "inf"],
+        ["--tick-seconds", "-2"],
+        ["--tick-seconds", "0"],  # read as TICK_SECONDS
+    ],
+)
+def test_cli_ingest_refuses_a_count_or_time_that_means_nothing_and_stores_nothing(engine, export, capsys, option):
+    url = engine.url.render_as_string(hide_password=False)
+    argv = ["--database-url", url, "ingest", "--csv", str(export), "--robot-id", "R7", "--no-progress", *option]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's refusal
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and option[0] in err and "Traceback" not in err, err
+    assert stored(engine) == []
+
+
+def test_cli_ingest_takes_a_tolerance_past_the_calendar_as_any_step_back(engine, tmp_path, capsys):
+    """Infinity (or 1e300) stopped the reader with an OverflowError: it tolerates any step back, as 9,999 years do."""
+    path = tmp_path / "back.csv"
+    path.write_text("Trait,Axis #1,Time\ncurrent,1.5,2024-06-01T00:00:00Z\ncurrent,2.5,2022-01-01T00:00:00Z\n")
+    url = engine.url.render_as_string(hide_password=False)
+    for tolerance in ("inf", "1e300"):
+        argv = ["--database-url", url, "ingest", "--csv", str(path), "--robot-id", "R7", "--no-progress"]
+        assert main([*argv, "--backwards-tolerance", tolerance]) == 0
+        assert "Traceback" not in capsys.readouterr().err
+    assert [amps for _, _, amps in stored(engine) if amps is not None] == [2.5, 1.5]
+    assert main([*argv, "--backwards-tolerance", "1e7"]) == 0  # 116 days: the step back of 2.4 years is refused
+    assert "time goes backwards" in capsys.readouterr().out
+
+
 def test_a_second_row_of_the_same_time_with_other_values_is_a_conflict_record(engine, tmp_path):
     path = tmp_path / "twice.csv"
     path.write_text(

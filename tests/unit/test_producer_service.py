@@ -141,6 +141,9 @@ async def test_cli_max_speed_with_no_known_total_streams_until_stopped(tmp_path,
 def test_cli_rejects_bad_settings(capsys):
     assert cli.main(["--timezone", "Mars/Olympus", "--dry-run"]) == 2
     assert "unknown time zone" in capsys.readouterr().err
+    # infinity once sent the synthetic fleet into a loop that no SIGTERM reached
+    assert cli.main(["--synthetic", "--tick-seconds", "inf", "--dry-run", "--limit", "3"]) == 2
+    assert "tick_seconds" in capsys.readouterr().err
 
 
 def test_cli_refuses_a_fleet_the_services_would_not_take_before_making_it(capsys, monkeypatch):
