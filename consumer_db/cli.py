@@ -11,6 +11,7 @@ import argparse
 import gc
 import math
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -41,27 +42,25 @@ def utc_time(text: str) -> datetime:
     return query_time(value)
 
 
-def positive_int(text: str) -> int:
-    """A count: 1 or more (``--n -1`` once reached the SQL as ``LIMIT -1``), read as ``common.counts`` reads
-    every count (at most ``MAX_COUNT``, whatever its length)."""
-    try:
-        value = read_count(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+def count_option(least: int) -> Callable[[str], int]:
+    """The reader of a count option: ``least`` or more, read as ``common.counts`` reads every count (at most
+    ``MAX_COUNT``, whatever its length). ``--n -1`` once reached the SQL as ``LIMIT -1``; ``--start-row -5`` read
+    as 0, ``--limit -1`` as nothing to read."""
+
+    def read(text: str) -> int:
+        try:
+            value = read_count(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more, got {value}")
+        return value
+
+    return read
 
 
-def zero_or_more(text: str) -> int:
-    """A count that may be 0 (``--start-row``; ``--start-row -5`` once read as 0), read as every count is."""
-    try:
-        value = read_count(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+positive_int = count_option(1)
+zero_or_more = count_option(0)
 
 
 def positive_seconds(text: str) -> float:

@@ -55,6 +55,21 @@ def life(robot: str, first: int, count: int, *, start: datetime = BASE, fault_fr
     return lines
 
 
+async def changes_of_each_robot(alerts: TopicReader):
+    """The alerts topic read to its end (three reads in a row bring nothing), then a robot's changes, each
+    without the ids that differ between two robots: what a twin's must equal, change for change."""
+    unchanged = 0
+    while unchanged < 3:
+        known = len(alerts.values)
+        unchanged = unchanged + 1 if len(await alerts.read()) == known else 0
+
+    def changes(robot: str) -> list[dict]:
+        events = (e for e in map(Alert.from_bytes, alerts.values) if e.robot_id == robot)
+        return [e.model_dump(exclude={"event_id", "robot_id"}) for e in events]
+
+    return changes
+
+
 def leap_lines(tag: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
     robots = {n: f"{tag}-{n}" for n in ("lone", "ten", "plain", "stray", "twin", "key", "gap", "gaptwin")}
     lines = []
@@ -130,16 +145,8 @@ async def test_a_clock_that_leaps_ahead_and_comes_back_is_followed_by_every_serv
             await apoll(
                 cycles_after_the_leap, "health cycles after the clock came back", timeout=120, services=services
             )
-            unchanged = 0
-            while unchanged < 3:  # the alerts topic read to its end: three reads in a row bring nothing
-                known = len(alerts.values)
-                unchanged = unchanged + 1 if len(await alerts.read()) == known else 0
+            changes = await changes_of_each_robot(alerts)
             # the stray reading changed nothing: the robot's events are its twin's, change for change
-
-            def changes(robot: str) -> list[dict]:
-                events = (e for e in map(Alert.from_bytes, alerts.values) if e.robot_id == robot)
-                return [e.model_dump(exclude={"event_id", "robot_id"}) for e in events]
-
             assert changes(stray) and changes(stray) == changes(twin)
             # nor did the late readings inside the outage: before, each took the clock back and closed the events
             assert changes(robots["gap"]) and changes(robots["gap"]) == changes(robots["gaptwin"])
@@ -287,15 +294,7 @@ async def test_a_burst_of_late_readings_after_an_outage_closes_nothing_when_reco
                 return set(robots.values()) <= {e.robot_id for e in events if e.start >= last_cycle}
 
             await apoll(all_judged, "a last health cycle for each robot", timeout=180, services=services)
-            unchanged = 0
-            while unchanged < 3:  # the alerts topic read to its end: three reads in a row bring nothing
-                known = len(alerts.values)
-                unchanged = unchanged + 1 if len(await alerts.read()) == known else 0
-
-            def changes(robot: str) -> list[dict]:
-                events = (e for e in map(Alert.from_bytes, alerts.values) if e.robot_id == robot)
-                return [e.model_dump(exclude={"event_id", "robot_id"}) for e in events]
-
+            changes = await changes_of_each_robot(alerts)
             fault = [c for c in changes(robots["twin"]) if c["axis"] == 1 and c["opened_at"] >= BASE]
             assert fault and changes(robots["flush"]) == changes(robots["twin"])
         alerts_log = (tmp_path / "a.log").read_text()
