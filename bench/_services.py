@@ -84,10 +84,15 @@ def with_services(name: str, measure, *args, keep_logs: bool = False):
 
 @contextmanager
 def sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM takes Ctrl+C's path: asyncio.run cancels the measurement, whose ``finally`` stops its services
-    (SIGTERM, SIGKILL after a grace), and KeyboardInterrupt ends the benchmark. Python's default for SIGTERM
-    ends the process at once, no ``finally`` run: the services it had started kept running."""
-    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    """SIGTERM raises KeyboardInterrupt: asyncio.run then cancels the measurement, whose ``finally`` stops its
+    services (SIGTERM, SIGKILL after a grace). Python's default for SIGTERM ends the process at once, no
+    ``finally`` run: the services it had started kept running. Raised here, not passed on as SIGINT: a process
+    started in the background by a shell (CI) ignores SIGINT, and asyncio then leaves it ignored."""
+
+    def interrupt(*_) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
