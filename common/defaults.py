@@ -14,6 +14,11 @@ MAX_AXIS = 62  # the rollup keeps a robot's axes as the bits of a 64-bit integer
 # The most rows a command's count (--n, "latest N rows", --page-size, ...) asks for: SQL's bigint, the largest
 # LIMIT there is (past it, PostgreSQL refused the query and SQLite's driver raised). A larger count asks for all.
 MAX_COUNT = 2**63 - 1
+# After SIGINT/SIGTERM a service has this long to stop by itself (its loop sees the stop event, flushes, waits
+# for confirmations, commits) before it is stopped by force (common.service.run_service): a wait on Kafka that
+# never looks at the stop event (a send's confirmation, a checkpoint's acknowledgements, with the broker gone)
+# held it for ever. Above the producer's SHUTDOWN_TIMEOUT_S (30 s) plus a client's close (10 s).
+STOP_TIMEOUT_S = 60.0
 
 # A plausible reading's defaults (common.wire.schemas.ReadingPolicy says each rule): here, so that the settings
 # name them without loading the wire models, which a query command does not use.

@@ -9,6 +9,8 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 
+from common.defaults import STOP_TIMEOUT_S
+
 logger = logging.getLogger(__name__)
 
 
@@ -63,22 +65,60 @@ def setup_logging(level: str = "INFO") -> None:
         handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
 
-def install_stop_handlers(stop: asyncio.Event) -> None:
-    """SIGINT/SIGTERM only set the stop event; flushing and closing happen in the service's ``finally``."""
+FORCED_STOP = (
+    "stopping by force: %s. Sends not confirmed by now are not counted as sent and nothing more is committed; "
+    "a restart resumes from the last committed offsets"
+)
+
+
+def install_stop_handlers(stop: asyncio.Event, force: Callable[[str], None], stop_timeout_s: float) -> None:
+    """The first SIGINT/SIGTERM sets the stop event (flushing and closing happen in the service's ``finally``);
+    ``force`` is called ``stop_timeout_s`` later, or at the next signal."""
     loop = asyncio.get_running_loop()
+    signalled: list[signal.Signals] = []  # not stop.is_set(): a service may set it itself (the demo, the notifier)
+
+    def on_signal(sig: signal.Signals) -> None:
+        if signalled:
+            force(f"{sig.name} again")
+            return
+        signalled.append(sig)
+        logger.info(
+            "%s: stopping (by force if not stopped within %g s or at a second signal)", sig.name, stop_timeout_s
+        )
+        stop.set()
+        loop.call_later(stop_timeout_s, force, f"not stopped within {stop_timeout_s:g} s of {sig.name}")
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
 
 
-def run_service(run: Callable[[asyncio.Event], Awaitable[int | None]]) -> int:
-    """Run ``run(stop)`` until it returns or a signal asks it to stop; return its exit code."""
+def run_service(
+    run: Callable[[asyncio.Event], Awaitable[int | None]], *, stop_timeout_s: float = STOP_TIMEOUT_S
+) -> int:
+    """Run ``run(stop)`` until it returns or a signal asks it to stop; return its exit code. Stopped by force
+    (see STOP_TIMEOUT_S) the task is cancelled: its ``finally`` blocks run with their own bounded closes
+    (common.wire.kafka.CLOSE_TIMEOUT_S), and the exit code is 1."""
 
     async def _main() -> int:
-        stop = asyncio.Event()
-        install_stop_handlers(stop)
-        return (await run(stop)) or 0
+        stop, task = asyncio.Event(), asyncio.current_task()
+        forced: list[str] = []
+
+        def force(why: str) -> None:
+            if not task.done():
+                if not forced:
+                    logger.error(FORCED_STOP, why)
+                forced.append(why)
+                task.cancel()  # again at each further signal: it cuts the close it is waiting on short
+
+        install_stop_handlers(stop, force, stop_timeout_s)
+        try:
+            return (await run(stop)) or 0
+        except asyncio.CancelledError:
+            if not forced:
+                raise
+            return 1
 
     try:
         return asyncio.run(_main())
-    except KeyboardInterrupt:  # a second Ctrl+C during shutdown
+    except KeyboardInterrupt:  # Ctrl+C before the loop's handlers are installed
         return 130

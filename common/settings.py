@@ -24,6 +24,7 @@ from common.defaults import (
     MAX_ROBOTS,
     MAX_TICK_S,
     ROBOT_ID_PATTERN,
+    STOP_TIMEOUT_S,
     TICK_SECONDS,
 )
 from common.defaults import GAP_THRESHOLD_S as GAP_THRESHOLD_S
@@ -86,6 +87,12 @@ class CommonSettings(BaseSettings):
         description="Topic of the maintenance log: what was done to which joint (docs/maintenance.md).",
     )
     topic_partitions: int = Field(6, ge=1, description="Partitions of topics created at start-up.")
+    stop_timeout_s: float = Field(
+        STOP_TIMEOUT_S,
+        gt=0,
+        description="After SIGINT/SIGTERM, how long a service may take to stop by itself before it is stopped by "
+        "force (exit 1); a second signal forces it at once. Keep it above the producer's SHUTDOWN_TIMEOUT_S.",
+    )
     topic_replication_factor: int = Field(
         1, ge=1, description="Copies of each topic created at start-up; 3 on a production cluster (docs/kafka.md)."
     )

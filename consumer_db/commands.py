@@ -130,7 +130,7 @@ def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
                 await bus.stop()
         return 0
 
-    return run_service(serve)
+    return run_service(serve, stop_timeout_s=settings.stop_timeout_s)
 
 
 def migrate_db(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:

@@ -128,12 +128,18 @@ async def _finish(sender: Sender, settings: ProducerSettings, report: ProducerRe
     """Flush and collect the confirmations; whatever the broker has not confirmed by the deadline is
     reported as NOT sent (never counted as sent)."""
     try:
-        async with asyncio.timeout(settings.shutdown_timeout_s):
-            await sender.drain()
+        if not asyncio.current_task().cancelling():  # stopped by force (common.service): no more waiting
+            async with asyncio.timeout(settings.shutdown_timeout_s):
+                await sender.drain()
     except TimeoutError:
         logger.error(
             "the broker did not confirm %d messages within %.0f s", sender.unconfirmed, settings.shutdown_timeout_s
         )
+    finally:
+        if asyncio.current_task().cancelling():
+            logger.error(
+                "stopped by force: %d messages not confirmed by the broker, NOT counted as sent", sender.unconfirmed
+            )
     report.readings_confirmed = sender.confirmed[settings.readings_topic]
     report.dead_letters_confirmed = sender.confirmed[settings.dead_letter_topic]
     report.unconfirmed = sender.unconfirmed

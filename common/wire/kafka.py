@@ -71,8 +71,15 @@ async def start_with_retry(client: Any, what: str, *, attempts: int = 8, first_d
 
 
 async def stop_within(client: Any, what: str, consequence: str) -> None:
+    cancelling = asyncio.current_task().cancelling()
     try:
         await asyncio.wait_for(client.stop(), CLOSE_TIMEOUT_S)
+    except asyncio.CancelledError:
+        if asyncio.current_task().cancelling() > cancelling:
+            raise  # this task is being cancelled (a second forced stop): the close is cut short
+        # aiokafka's consumer re-raised the cancellation of a fetch of its own (seen when stopped by force, in
+        # the middle of a commit): it is stopped, and the closes after this one must still run.
+        logger.warning("Kafka %s stopped with its own task cancelled; %s", what, consequence)
     except TimeoutError:
         logger.warning(
             "Kafka %s did not stop within %g s (no broker answering?); left as it is: %s",

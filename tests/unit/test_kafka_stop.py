@@ -51,3 +51,28 @@ async def test_a_client_that_stops_is_simply_stopped(caplog):
     with caplog.at_level(logging.WARNING, logger="common.wire.kafka"):
         await KafkaSubscription(consumer).close()
     assert consumer.stopped and caplog.text == ""
+
+
+class StopsWithItsOwnTaskCancelled:
+    """aiokafka's consumer, stopped in the middle of a commit: its stop() re-raises a fetch's cancellation."""
+
+    async def stop(self) -> None:
+        fetch = asyncio.ensure_future(asyncio.sleep(10))
+        fetch.cancel()
+        await fetch
+
+
+async def test_a_client_whose_stop_raises_its_own_cancellation_is_stopped_and_the_caller_goes_on(caplog):
+    with caplog.at_level(logging.WARNING, logger="common.wire.kafka"):
+        await KafkaSubscription(StopsWithItsOwnTaskCancelled()).close()
+    assert "Kafka consumer stopped with its own task cancelled" in caplog.text
+
+
+async def test_a_close_cancelled_from_outside_is_cut_short(monkeypatch):
+    monkeypatch.setattr(kafka, "CLOSE_TIMEOUT_S", 30.0)
+    consumer = NeverStops()
+    closing = asyncio.create_task(KafkaSubscription(consumer).close())
+    await asyncio.sleep(0.05)
+    closing.cancel()
+    await asyncio.wait([closing], timeout=5)
+    assert closing.cancelled() and consumer.cancelled

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from common.csvio.controller_csv import CsvOptions
@@ -70,6 +72,29 @@ async def test_what_the_broker_never_confirms_is_reported_not_counted():
     report = await run(settings(shutdown_timeout_s=0.05), bus=DeadBus(), stop=asyncio.Event(), source=source)
     assert (report.readings, report.readings_confirmed, report.unconfirmed) == (3, 0, 3)
     assert "NOT SENT: 3 messages" in report.summary()
+
+
+@pytest.mark.parametrize("readings", [3, None], ids=["while-draining", "while-producing"])
+async def test_a_forced_stop_does_not_wait_for_confirmations(readings, caplog):
+    """Cancelled (common.service: stopped by force), while it waits for confirmations at the end or while it is
+    still producing, the producer reports what is unconfirmed at once instead of waiting for a broker gone."""
+
+    class DeadBus(InProcessBus):
+        async def send(self, topic, key, value):
+            return asyncio.get_running_loop().create_future()  # never resolves
+
+    reading = Reading(robot_id="r", ts=T0, row=1, currents={1: 1.0})
+    source = itertools.repeat(reading, readings) if readings else itertools.repeat(reading)
+    producing = asyncio.create_task(
+        run(settings(shutdown_timeout_s=600, max_in_flight=50), bus=DeadBus(), stop=asyncio.Event(), source=source)
+    )
+    await asyncio.sleep(0.2)
+    with caplog.at_level(logging.ERROR, logger="producer.service"):
+        producing.cancel()
+        await asyncio.wait([producing], timeout=10)
+    assert producing.cancelled()
+    unconfirmed = 3 if readings else 51
+    assert f"stopped by force: {unconfirmed} messages not confirmed by the broker, NOT counted as sent" in caplog.text
 
 
 def test_loop_shifts_time_forward_and_dead_letters_only_once(tmp_path):
