@@ -102,7 +102,10 @@ def test_a_node_killed_mid_stream_loses_and_duplicates_nothing(kafka_cluster, pg
         assert all(len(p["replicas"]) == COPIES for p in partitions), partitions
 
         producer = synthetic_producer(
-            FLEET, {**env, "SHUTDOWN_TIMEOUT_S": "120"}, tmp_path / "producer.log", axes_from_db=False
+            FLEET,
+            {**env, "SHUTDOWN_TIMEOUT_S": "120", "STOP_TIMEOUT_S": "180"},
+            tmp_path / "producer.log",
+            axes_from_db=False,
         )
         poll(lambda: stored(engine)[0] >= 4 * 500, "the first rows", services=(sink, producer))
 

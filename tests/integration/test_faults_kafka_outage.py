@@ -52,7 +52,10 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(broker, kafka_
     try:
         poll(lambda: stored(engine)[0] == 0, "the sink's tables", services=(sink,))
         producer = synthetic_producer(
-            FLEET, {**env, "SHUTDOWN_TIMEOUT_S": "120"}, tmp_path / "producer.log", axes_from_db=False
+            FLEET,
+            {**env, "SHUTDOWN_TIMEOUT_S": "120", "STOP_TIMEOUT_S": "180"},
+            tmp_path / "producer.log",
+            axes_from_db=False,
         )
         poll(lambda: stored(engine)[0] >= 4 * 500, "the first rows", services=(sink, producer))
 
