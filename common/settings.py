@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from common.defaults import (
     DEFAULT_AXES,
     EARLIEST,
+    LONGEST_AHEAD_S,
     MAX_ABS_AMPS,
     MAX_AXIS,
     MAX_FUTURE_S,
@@ -112,8 +113,9 @@ class CommonSettings(BaseSettings):
     reading_max_future_s: float = Field(
         MAX_FUTURE_S,
         ge=0,
+        le=LONGEST_AHEAD_S,
         description="How far ahead of the receiver's clock a reading's time may be (a feed replayed faster "
-        "than real time runs ahead).",
+        "than real time runs ahead); at most a century.",
     )
     reading_earliest: AwareDatetime = Field(
         EARLIEST, description="Readings dated before are dead letters (old offline data is fine)."
