@@ -141,6 +141,15 @@ def test_failures_exit_1_with_a_clear_message(files, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("halflife", ["inf", "1e300"])
+def test_a_cross_axis_halflife_past_a_billion_readings_is_refused_before_reading(files, capsys, monkeypatch, halflife):
+    # It passed, and replay stopped at the first reading with a ZeroDivisionError or OverflowError traceback.
+    monkeypatch.setenv("MULTIVARIATE_HALFLIFE_ROWS", halflife)
+    assert main(["replay", "--csv", "export.csv", "--out", "a.csv"]) == 1
+    assert "multivariate_halflife_rows" in capsys.readouterr().err
+    assert not (files / "a.csv").exists()
+
+
 def test_help_documents_every_command(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
