@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 
 from api import users
-from api.settings import ApiSettings
+from api.settings import MAX_TOKEN_DAYS, ApiSettings
 from common.errors import AxiswatchError
 from common.service import run_service, setup_logging
 from common.store.db import make_engine
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{users.revoke_tokens(conn, args.name, now)} token(s) of {args.name!r} revoked")
                 else:
                     days = args.days if args.days is not None else settings.api_token_days
-                    if days < 1:
-                        raise UserError("--days must be at least 1")
+                    if not 1 <= days <= MAX_TOKEN_DAYS:  # past ~2.9 million days its expiry fell off the calendar
+                        raise UserError(f"--days must be from 1 to {MAX_TOKEN_DAYS:,} (a century)")
                     token = users.issue_token(conn, args.name, days, now)
                     print(f"token for {args.name!r}, valid {days} days (shown once, only its hash is kept):")
                     print(token)
