@@ -12,11 +12,13 @@ import getpass
 import sys
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
 from api import users
 from api.settings import MAX_TOKEN_DAYS, ApiSettings
 from common.errors import AxiswatchError
 from common.service import run_service, setup_logging
-from common.store.db import make_engine
+from common.store.db import database_problem, make_engine
 from common.store.tables import API_ROLES
 from common.store.users import UserError, add_user, record_change
 
@@ -89,4 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (AxiswatchError, ValueError, OSError) as exc:
         print(f"api: {exc}", file=sys.stderr)
+        return 1
+    except (OperationalError, ProgrammingError) as exc:  # away, or not migrated: a line, not the statement
+        print(f"api: {database_problem(exc)}", file=sys.stderr)
         return 1

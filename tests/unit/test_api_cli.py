@@ -85,6 +85,16 @@ def test_a_token_of_more_than_a_century_is_refused_and_none_is_issued(migrated_s
         assert len(conn.execute(select(api_tokens)).all()) == 1
 
 
+def test_a_database_not_migrated_or_away_is_said_in_one_line(tmp_path):
+    # Both were a traceback that showed the SQL statement and its parameters.
+    bare = run(["add-user", "ada", "--role", "admin"], f"sqlite:///{tmp_path / 'bare.sqlite'}", tmp_path, password="pw")
+    assert bare.returncode == 1 and "no axiswatch schema yet" in bare.stderr and "consumer_db migrate" in bare.stderr
+    away = run(["revoke-tokens", "ada"], f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.sqlite'}", tmp_path)
+    assert away.returncode == 1 and "the database does not answer" in away.stderr
+    for done in (bare, away):
+        assert "Traceback" not in done.stderr and "SELECT" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
 def test_a_user_command_loads_neither_the_web_server_nor_kafkas_client(migrated_sqlite, sqlite_url, tmp_path):  # noqa: F811
     show_modules = "import sys; from api.cli import main; code = main(sys.argv[1:]); print(*sys.modules); exit(code)"
     done = run(["issue-token", "nobody"], sqlite_url, tmp_path, python=("-c", show_modules))
