@@ -274,6 +274,8 @@ class AlertsSettings(CommonSettings):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         names = list(dict.fromkeys(value))
+        if not names:  # empty or only commas: the service ran, judged every reading and could raise nothing
+            raise ValueError(f"names no detector (known: {', '.join(registry.known())})")
         unknown = [n for n in names if n not in registry.known()]
         if unknown:
             raise ValueError(f"unknown detector(s) {', '.join(unknown)} (known: {', '.join(registry.known())})")

@@ -150,6 +150,15 @@ def test_a_cross_axis_halflife_past_a_billion_readings_is_refused_before_reading
     assert not (files / "a.csv").exists()
 
 
+@pytest.mark.parametrize("detectors", ["", " , ,"])
+def test_detectors_that_name_none_are_refused_before_reading(files, capsys, monkeypatch, detectors):
+    # They passed: replay (and the service) judged every reading with no detector, "0 change(s)", silently.
+    monkeypatch.setenv("DETECTORS", detectors)
+    assert main(["replay", "--csv", "export.csv", "--out", "a.csv"]) == 1
+    assert "names no detector" in capsys.readouterr().err
+    assert not (files / "a.csv").exists()
+
+
 def test_help_documents_every_command(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
