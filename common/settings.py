@@ -60,7 +60,9 @@ class CommonSettings(BaseSettings):
     """Connection, topic and feed settings every service needs. Environment names are the field names
     in upper case (``DATABASE_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ...)."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # No setting is infinite or NaN: a bound (gt=0) let "inf" through, and it then broke arithmetic far from the
+    # setting (a dashboard sign-in's cookie age, a sleep, a timedelta) with an OverflowError at run time.
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", allow_inf_nan=False)
 
     database_url: SecretStr = Field(
         SecretStr("sqlite:///axiswatch.sqlite"),
