@@ -123,6 +123,19 @@ def test_score_writes_a_number_for_every_row_even_when_time_stands_still_or_a_ce
     assert scores[399] < 0.5, "a row whose time does not move forward raises nothing"
 
 
+def test_score_says_how_many_rows_it_did_not_judge_because_time_did_not_move_forward(files, capsys):
+    # A file in reverse time order (or of one time) scored 0 on every row, and said only "N row(s) of scores".
+    with open(files / "reversed.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["when", "value"])
+        for i in range(400):
+            writer.writerow([(T0 - timedelta(minutes=5 * i)).strftime("%Y-%m-%d %H:%M:%S"), math.sin(i / 5)])
+    assert main(["score", "--csv", "reversed.csv", "--time-column", "when", "--out", "s.csv"]) == 0
+    assert "399 of them not judged: their time is not after an earlier row's" in capsys.readouterr().err
+    assert main(["score", "--csv", "export.csv", "--time-column", "Time", "--out", "s.csv"]) == 0
+    assert "not judged" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
