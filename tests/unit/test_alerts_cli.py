@@ -11,6 +11,8 @@ from consumer_alerts.model import AlertModel
 from consumer_alerts.offline import CHANGE_COLUMNS
 from tests.alerts_fixtures import T0, cycle_readings, write_export
 
+TRAIN = ["train", "--csv", "export.csv", "--fraction", "1", "--out", "m.json"]
+
 
 def overload(i, axis, amps):
     return amps * 2.5 if axis == 2 and 2200 <= i < 2700 else amps
@@ -140,6 +142,9 @@ def test_score_says_how_many_rows_it_did_not_judge_because_time_did_not_move_for
     "argv, message",
     [
         (["train", "--csv", "export.csv", "--fraction", "1.5", "--out", "m.json"], "--fraction must be within"),
+        # Each wrote a model whose ERROR never fires (inf, 1e300), one learnt from zeros (0), or was ignored (nan).
+        *(([*TRAIN, "--surge-amps", v], "--surge-amps") for v in ("inf", "nan", "-1")),
+        *(([*TRAIN, "--error-scale", v], "--error-scale") for v in ("0", "nan", "inf", "1e300")),
         (["replay", "--csv", "export.csv", "--model", "nowhere.json", "--out", "a.csv"], "cannot read model file"),
         (["score", "--csv", "export.csv", "--time-column", "when", "--out", "s.csv"], "no column 'when'"),
         (
