@@ -12,11 +12,13 @@ import getpass
 import sys
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
 from api import users
-from api.settings import ApiSettings
+from api.settings import MAX_TOKEN_DAYS, ApiSettings
 from common.errors import AxiswatchError
 from common.service import run_service, setup_logging
-from common.store.db import make_engine
+from common.store.db import database_problem, make_engine
 from common.store.tables import API_ROLES
 from common.store.users import UserError, add_user, record_change
 
@@ -79,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{users.revoke_tokens(conn, args.name, now)} token(s) of {args.name!r} revoked")
                 else:
                     days = args.days if args.days is not None else settings.api_token_days
-                    if days < 1:
-                        raise UserError("--days must be at least 1")
+                    if not 1 <= days <= MAX_TOKEN_DAYS:  # past ~2.9 million days its expiry fell off the calendar
+                        raise UserError(f"--days must be from 1 to {MAX_TOKEN_DAYS:,} (a century)")
                     token = users.issue_token(conn, args.name, days, now)
                     print(f"token for {args.name!r}, valid {days} days (shown once, only its hash is kept):")
                     print(token)
@@ -89,4 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (AxiswatchError, ValueError, OSError) as exc:
         print(f"api: {exc}", file=sys.stderr)
+        return 1
+    except (OperationalError, ProgrammingError) as exc:  # away, or not migrated: a line, not the statement
+        print(f"api: {database_problem(exc)}", file=sys.stderr)
         return 1

@@ -6,6 +6,10 @@ from pydantic import Field, SecretStr, field_validator
 
 from common.settings import CommonSettings
 
+# A token's longest life, a century: `issue-token --days 3000000` (or API_TOKEN_DAYS) put its expiry past the year
+# 9999, and the command stopped with an OverflowError traceback.
+MAX_TOKEN_DAYS = 36_500
+
 
 class ApiSettings(CommonSettings):
     """Environment names are the field names in upper case (``API_PORT``, ...)."""
@@ -14,7 +18,9 @@ class ApiSettings(CommonSettings):
     api_port: int = Field(8080, ge=1, le=65535, description="Port of the API (JSON over HTTP).")
     api_page_size: int = Field(100, ge=1, description="Alerts per page when a request names no limit.")
     api_max_page_size: int = Field(1000, ge=1, description="Largest limit a request may ask for.")
-    api_token_days: int = Field(90, ge=1, description="Lifetime of a token issued without --days.")
+    api_token_days: int = Field(
+        90, ge=1, le=MAX_TOKEN_DAYS, description="Lifetime of a token issued without --days (at most a century)."
+    )
     api_publish_timeout_s: float = Field(15.0, gt=0, description="Longest an acknowledgement may wait for Kafka.")
     api_user_password: SecretStr | None = Field(
         None, description="Password `add-user` gives the new user instead of asking for it (never an argument)."

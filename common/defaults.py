@@ -24,6 +24,9 @@ STOP_TIMEOUT_S = 60.0
 # name them without loading the wire models, which a query command does not use.
 MAX_ABS_AMPS = 1000.0
 MAX_FUTURE_S = 86_400.0
+# READING_MAX_FUTURE_S's largest value, a century: infinity or 1e300 stopped every service at its first reading
+# (a timedelta), and the dashboard adds it to its clock, which must stay inside the calendar.
+LONGEST_AHEAD_S = 100 * 365 * 86_400.0
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 ROBOT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,63}"
 MAX_ROBOTS = 1000

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from common.defaults import (
     DEFAULT_AXES,
     EARLIEST,
+    LONGEST_AHEAD_S,
     MAX_ABS_AMPS,
     MAX_AXIS,
     MAX_FUTURE_S,
@@ -60,7 +61,9 @@ class CommonSettings(BaseSettings):
     """Connection, topic and feed settings every service needs. Environment names are the field names
     in upper case (``DATABASE_URL``, ``KAFKA_BOOTSTRAP_SERVERS``, ...)."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # No setting is infinite or NaN: a bound (gt=0) let "inf" through, and it then broke arithmetic far from the
+    # setting (a dashboard sign-in's cookie age, a sleep, a timedelta) with an OverflowError at run time.
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", allow_inf_nan=False)
 
     database_url: SecretStr = Field(
         SecretStr("sqlite:///axiswatch.sqlite"),
@@ -119,8 +122,9 @@ class CommonSettings(BaseSettings):
     reading_max_future_s: float = Field(
         MAX_FUTURE_S,
         ge=0,
+        le=LONGEST_AHEAD_S,
         description="How far ahead of the receiver's clock a reading's time may be (a feed replayed faster "
-        "than real time runs ahead).",
+        "than real time runs ahead); at most a century.",
     )
     reading_earliest: AwareDatetime = Field(
         EARLIEST, description="Readings dated before are dead letters (old offline data is fine)."

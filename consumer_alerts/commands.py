@@ -107,6 +107,8 @@ def score(settings: AlertsSettings, args: argparse.Namespace) -> int:
     count = offline.write_scores(args.out, list(values.columns), rows)
     # On stderr: the scores may go to stdout (``--out /dev/stdout``, as NAB's scorer reads them).
     print(f"{count} row(s) of scores for {', '.join(map(str, values.columns))} written to {args.out}", file=sys.stderr)
+    if stalled := offline.rows_not_forward(times):
+        print(f"{stalled} of them not judged: their time is not after an earlier row's (sort by time)", file=sys.stderr)
     return 0
 
 

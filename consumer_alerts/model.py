@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from common.defaults import MAX_AXIS
 from consumer_alerts.errors import ModelFileError
 
 FORMAT = "axiswatch.consumer_alerts.model"
@@ -160,6 +161,8 @@ class AlertModel:
             )
         try:
             axes = {int(a): _axis(m) for a, m in body["axes"].items()}
+            if any(a != m.axis for a, m in axes.items()):
+                raise ValueError("an axis's key is not its axis number")
             return cls(
                 kind=body["kind"],
                 robot_id=body["robot_id"],
@@ -183,4 +186,32 @@ def _axis(raw: dict[str, Any]) -> AxisModel:
     raw = dict(raw)
     raw["line"] = Line(**raw["line"])
     raw["density"] = Density(**raw["density"]) if raw.get("density") else None
-    return AxisModel(**raw)
+    model = AxisModel(**raw)
+    _check_shape(model)
+    return model
+
+
+COUNTS = ("axis", "samples", "window", "short", "stuck_run")
+NUMBERS = (
+    *("median", "mad", "min_c", "max_c", "surge_c", "t_long_s", "t_short_s"),
+    *("mean", "log_mean", "top", "long_median"),
+)
+
+
+def _check_shape(model: AxisModel) -> None:
+    """A file of the right format whose values are of the wrong type (a hand edit, another tool): refused when it
+    is read, not at the robot's first reading, where a window of "40" or 1e300 stopped replay with a TypeError."""
+    for name in COUNTS:
+        value = getattr(model, name)
+        if type(value) is not int or value < (0 if name == "samples" else 1):
+            raise ValueError(f"{name} {value!r} is not a whole number of 1 or more")
+    if model.axis > MAX_AXIS:
+        raise ValueError(f"axis {model.axis}: axes are numbered 1 to {MAX_AXIS}")
+    numbers = [(name, getattr(model, name)) for name in NUMBERS]
+    numbers += [(f"line.{k}", v) for k, v in asdict(model.line).items()]
+    if model.density is not None:
+        numbers += [(f"density.{k}", getattr(model.density, k)) for k in ("offset", "z0", "dz", "scale_up")]
+        numbers += [("density.log_pdf", v) for v in model.density.log_pdf] or [("density.log_pdf", None)]
+    for name, value in numbers:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"axis {model.axis}: {name} {value!r} is not a number")

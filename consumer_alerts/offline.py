@@ -178,6 +178,12 @@ def score_rows(
         yield [iso_utc(when), *(round(s, 6) for s in last), round(max(last, default=0.0), 6)]
 
 
+def rows_not_forward(times: pd.Series) -> int:
+    """Rows whose time is not after every earlier row's: ``score_rows`` judges none of them (each repeats the
+    score before, below the alert level), so a file in reverse time order scored 0 everywhere, silently."""
+    return int((times <= times.cummax().shift()).sum())
+
+
 def _not_finite(currents: dict[int, float | None]) -> str | None:
     bad = [axis for axis, value in currents.items() if value is not None and not math.isfinite(value)]
     return f"column {bad[0]}: value is not a finite number" if bad else None

@@ -134,7 +134,12 @@ class AlertsSettings(CommonSettings):
         "interval, before it fires; and a rise's level at or past GROSS_HIGH, before it is an ERROR.",
     )
     multivariate_halflife_rows: float = Field(
-        2000.0, gt=1, description="Active readings after which a reading's weight in the cross-axis model halves."
+        2000.0,
+        gt=1,
+        # Past ~1e15 a reading's weight rounds to 0 and the detector divided by it (1e300: ZeroDivisionError,
+        # infinity: OverflowError, at the first reading); a billion readings is decades of a robot.
+        le=1e9,
+        description="Active readings after which a reading's weight in the cross-axis model halves (at most 1e9).",
     )
     multivariate_alpha: float = Field(
         1e-6, gt=0, lt=1, description="False-alarm rate per reading of the cross-axis detector at its ALERT limit."
@@ -269,6 +274,8 @@ class AlertsSettings(CommonSettings):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         names = list(dict.fromkeys(value))
+        if not names:  # empty or only commas: the service ran, judged every reading and could raise nothing
+            raise ValueError(f"names no detector (known: {', '.join(registry.known())})")
         unknown = [n for n in names if n not in registry.known()]
         if unknown:
             raise ValueError(f"unknown detector(s) {', '.join(unknown)} (known: {', '.join(registry.known())})")

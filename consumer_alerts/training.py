@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,9 @@ from consumer_alerts.model import AlertModel, AxisModel, Density, Kind, Line
 
 logger = logging.getLogger(__name__)
 MAD_TO_SD = 1.4826
+
+
+MAX_ERROR_SCALE = 10.0  # ten times an axis's current: far past any overload an ERROR is for
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,14 @@ class TrainingOptions:
     scale_up: float = 1.3  # density kind: the rise in current the score is tuned to ("+30 %")
     bandwidth: float = 0.15  # density kind: kernel width in log(amps)
     grid_points: int = 256
+
+    def __post_init__(self) -> None:
+        # `train --surge-amps inf` wrote a model whose ERROR never fires (MaxC inf), --error-scale 1e300 one past
+        # any current, --error-scale 0 one learnt from zeros; nan was ignored or said "no statistic".
+        if not (math.isfinite(self.surge_amps) and self.surge_amps > 0):
+            raise ValueError(f"--surge-amps must be a number of amps above 0, got {self.surge_amps}")
+        if not 1 <= self.error_scale <= MAX_ERROR_SCALE:
+            raise ValueError(f"--error-scale must be from 1 to {MAX_ERROR_SCALE:g}, got {self.error_scale}")
 
 
 @dataclass

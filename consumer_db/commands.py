@@ -24,7 +24,6 @@ from consumer_db.settings import ConsumerDbSettings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-    from sqlalchemy.exc import DBAPIError
 
 logger = logging.getLogger(__name__)
 
@@ -64,19 +63,14 @@ def _expected_failure(exc: Exception) -> tuple[str, int] | None:
     from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
     if isinstance(exc, (OperationalError, ProgrammingError)):
-        return _database_problem(exc), 1
+        from common.store.db import database_problem
+
+        return database_problem(exc), 1
     if isinstance(exc, SQLAlchemyError):  # one line from the driver, never the statement and its parameters
         from consumer_db.retry import short_error  # with the sink's retries and their metrics: not on every start
 
         return f"the database refused the request: {short_error(exc)}", 1
     return None
-
-
-def _database_problem(exc: DBAPIError) -> str:
-    said = " ".join(str(exc.orig).split())
-    if "no such table" in said or "does not exist" in said:
-        return f"the database has no axiswatch schema yet ({said}); run: python -m consumer_db migrate"
-    return f"the database does not answer: {said}"
 
 
 def _start_up_done() -> None:

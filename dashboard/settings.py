@@ -29,7 +29,14 @@ class DashboardSettings(CommonSettings):
         description="Consumer group prefix; each server process adds its own suffix so every replica sees "
         "every partition (the dashboard never commits).",
     )
-    window_rows: int = Field(200, ge=10, description="Readings per axis in the live window.")
+    window_rows: int = Field(
+        200,
+        ge=10,
+        # Each robot's window is one array of this many rows (43 floats each with 14 axes): 10^8 or 10^12 passed,
+        # and every reading was then skipped (MemoryError) with the page up and empty. 100,000 is 34 MB a robot.
+        le=100_000,
+        description="Readings per axis in the live window (at most 100,000).",
+    )
     x_axis_ticks: Literal["fixed", "auto"] = Field(
         "fixed", description="fixed: ticks at whole multiples of one interval, steady while the window scrolls."
     )

@@ -23,7 +23,10 @@ class ProducerSettings(CommonSettings):
         description="First time stamp when the export has no time column, and start of the synthetic feed; unset: now.",
     )
     backwards_tolerance_s: float = Field(
-        0.0, ge=0, description="How far a time stamp may go back before its row is dead-lettered."
+        0.0,
+        ge=0,
+        allow_inf_nan=True,  # the one infinite setting: any step back is taken (as 9,999 years are)
+        description="How far a time stamp may go back before its row is dead-lettered.",
     )
     robots: int = Field(5, ge=1, description="Robots of the synthetic fleet.")
     spread_robots: bool = Field(

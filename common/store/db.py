@@ -6,6 +6,7 @@ import logging
 
 from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DBAPIError
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,15 @@ class _StartupOptionsRefused:
         )
         cparams.pop("options")
         return dialect.connect(*cargs, **cparams)
+
+
+def database_problem(exc: DBAPIError) -> str:
+    """The one line a command says when the database cannot answer (away, or not migrated yet): the driver's
+    message, never the statement and its parameters, which the traceback showed (a user's name, a hash)."""
+    said = " ".join(str(exc.orig).split())
+    if "no such table" in said or "does not exist" in said:
+        return f"the database has no axiswatch schema yet ({said}); run: python -m consumer_db migrate"
+    return f"the database does not answer: {said}"
 
 
 def safe_url(engine: Engine) -> str:

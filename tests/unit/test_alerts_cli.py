@@ -11,6 +11,8 @@ from consumer_alerts.model import AlertModel
 from consumer_alerts.offline import CHANGE_COLUMNS
 from tests.alerts_fixtures import T0, cycle_readings, write_export
 
+TRAIN = ["train", "--csv", "export.csv", "--fraction", "1", "--out", "m.json"]
+
 
 def overload(i, axis, amps):
     return amps * 2.5 if axis == 2 and 2200 <= i < 2700 else amps
@@ -123,10 +125,26 @@ def test_score_writes_a_number_for_every_row_even_when_time_stands_still_or_a_ce
     assert scores[399] < 0.5, "a row whose time does not move forward raises nothing"
 
 
+def test_score_says_how_many_rows_it_did_not_judge_because_time_did_not_move_forward(files, capsys):
+    # A file in reverse time order (or of one time) scored 0 on every row, and said only "N row(s) of scores".
+    with open(files / "reversed.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["when", "value"])
+        for i in range(400):
+            writer.writerow([(T0 - timedelta(minutes=5 * i)).strftime("%Y-%m-%d %H:%M:%S"), math.sin(i / 5)])
+    assert main(["score", "--csv", "reversed.csv", "--time-column", "when", "--out", "s.csv"]) == 0
+    assert "399 of them not judged: their time is not after an earlier row's" in capsys.readouterr().err
+    assert main(["score", "--csv", "export.csv", "--time-column", "Time", "--out", "s.csv"]) == 0
+    assert "not judged" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["train", "--csv", "export.csv", "--fraction", "1.5", "--out", "m.json"], "--fraction must be within"),
+        # Each wrote a model whose ERROR never fires (inf, 1e300), one learnt from zeros (0), or was ignored (nan).
+        *(([*TRAIN, "--surge-amps", v], "--surge-amps") for v in ("inf", "nan", "-1")),
+        *(([*TRAIN, "--error-scale", v], "--error-scale") for v in ("0", "nan", "inf", "1e300")),
         (["replay", "--csv", "export.csv", "--model", "nowhere.json", "--out", "a.csv"], "cannot read model file"),
         (["score", "--csv", "export.csv", "--time-column", "when", "--out", "s.csv"], "no column 'when'"),
         (
@@ -139,6 +157,24 @@ def test_score_writes_a_number_for_every_row_even_when_time_stands_still_or_a_ce
 def test_failures_exit_1_with_a_clear_message(files, capsys, argv, message):
     assert main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("halflife", ["inf", "1e300"])
+def test_a_cross_axis_halflife_past_a_billion_readings_is_refused_before_reading(files, capsys, monkeypatch, halflife):
+    # It passed, and replay stopped at the first reading with a ZeroDivisionError or OverflowError traceback.
+    monkeypatch.setenv("MULTIVARIATE_HALFLIFE_ROWS", halflife)
+    assert main(["replay", "--csv", "export.csv", "--out", "a.csv"]) == 1
+    assert "multivariate_halflife_rows" in capsys.readouterr().err
+    assert not (files / "a.csv").exists()
+
+
+@pytest.mark.parametrize("detectors", ["", " , ,"])
+def test_detectors_that_name_none_are_refused_before_reading(files, capsys, monkeypatch, detectors):
+    # They passed: replay (and the service) judged every reading with no detector, "0 change(s)", silently.
+    monkeypatch.setenv("DETECTORS", detectors)
+    assert main(["replay", "--csv", "export.csv", "--out", "a.csv"]) == 1
+    assert "names no detector" in capsys.readouterr().err
+    assert not (files / "a.csv").exists()
 
 
 def test_help_documents_every_command(capsys):

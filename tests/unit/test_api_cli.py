@@ -17,9 +17,14 @@ REPO_ENV_KEEP = ("PATH", "HOME", "LANG")
 
 
 def run(
-    args: list[str], sqlite_url: str, tmp_path, password: str | None = None, python: tuple[str, ...] = ("-m", "api")
+    args: list[str],
+    sqlite_url: str,
+    tmp_path,
+    password: str | None = None,
+    python: tuple[str, ...] = ("-m", "api"),
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    env = {k: os.environ[k] for k in REPO_ENV_KEEP if k in os.environ} | {"DATABASE_URL": sqlite_url}
+    env = {k: os.environ[k] for k in REPO_ENV_KEEP if k in os.environ} | {"DATABASE_URL": sqlite_url} | (env or {})
     if password is not None:
         env["API_USER_PASSWORD"] = password
     # A session of its own: no controlling terminal, so a password prompt reads the empty stdin and fails at
@@ -63,6 +68,31 @@ def test_errors_are_said_and_change_nothing(migrated_sqlite, sqlite_url, tmp_pat
     with migrated_sqlite.connect() as conn:
         assert conn.execute(select(api_users.c.name, api_users.c.role)).all() == [("ada", "admin")]
         assert conn.execute(select(api_tokens)).all() == []
+
+
+def test_a_token_of_more_than_a_century_is_refused_and_none_is_issued(migrated_sqlite, sqlite_url, tmp_path):  # noqa: F811
+    # 3,000,000 days put the expiry past the year 9999: an OverflowError traceback; 10^12 overflowed timedelta.
+    assert run(["add-user", "ada", "--role", "admin"], sqlite_url, tmp_path, password="pw").returncode == 0
+    for days in ("3000000", "1000000000000"):
+        asked = run(["issue-token", "ada", "--days", days], sqlite_url, tmp_path)
+        assert asked.returncode == 1 and "--days must be from 1 to 36,500" in asked.stderr, asked.stderr
+        assert "Traceback" not in asked.stderr
+        by_setting = run(["issue-token", "ada"], sqlite_url, tmp_path, env={"API_TOKEN_DAYS": days})
+        assert by_setting.returncode == 1 and "api_token_days" in by_setting.stderr, by_setting.stderr
+        assert "Traceback" not in by_setting.stderr
+    assert run(["issue-token", "ada", "--days", "36500"], sqlite_url, tmp_path).returncode == 0
+    with migrated_sqlite.connect() as conn:
+        assert len(conn.execute(select(api_tokens)).all()) == 1
+
+
+def test_a_database_not_migrated_or_away_is_said_in_one_line(tmp_path):
+    # Both were a traceback that showed the SQL statement and its parameters.
+    bare = run(["add-user", "ada", "--role", "admin"], f"sqlite:///{tmp_path / 'bare.sqlite'}", tmp_path, password="pw")
+    assert bare.returncode == 1 and "no axiswatch schema yet" in bare.stderr and "consumer_db migrate" in bare.stderr
+    away = run(["revoke-tokens", "ada"], f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.sqlite'}", tmp_path)
+    assert away.returncode == 1 and "the database does not answer" in away.stderr
+    for done in (bare, away):
+        assert "Traceback" not in done.stderr and "SELECT" not in done.stderr and len(done.stderr.splitlines()) == 1
 
 
 def test_a_user_command_loads_neither_the_web_server_nor_kafkas_client(migrated_sqlite, sqlite_url, tmp_path):  # noqa: F811

@@ -140,3 +140,35 @@ def test_repeated_library_messages_are_let_through_once_per_interval():
     assert flood.count(True) == 1
     assert repeat.filter(record("aiokafka.client", "Another message %s"))
     assert all(repeat.filter(record("consumer_db.service", "written so far %s")) for _ in range(5))
+
+
+def test_no_setting_of_any_service_takes_infinity_but_the_backwards_tolerance(monkeypatch):
+    """A float bound (gt=0) let "inf" through, and it broke far from the setting at run time: the dashboard's
+    DASHBOARD_SIGN_IN_EXPIRY_S=inf failed every request once signed in (OverflowError on the cookie's age)."""
+    from pydantic import ValidationError
+
+    from api.settings import ApiSettings
+    from consumer_alerts.settings import AlertsSettings
+    from consumer_db.settings import ConsumerDbSettings
+    from dashboard.settings import DashboardSettings
+    from notifier.settings import NotifierSettings
+    from producer.settings import ProducerSettings
+
+    classes = (AlertsSettings, ApiSettings, ConsumerDbSettings, DashboardSettings, NotifierSettings, ProducerSettings)
+    took = []
+    for cls in classes:
+        for name, field in cls.model_fields.items():
+            if "float" not in str(field.annotation):
+                continue
+            for value in ("inf", "-inf", "nan"):
+                monkeypatch.setenv(name.upper(), value)
+                try:
+                    cls(_env_file=None)
+                    took.append((cls.__name__, name, value))
+                except ValidationError:
+                    pass
+                monkeypatch.delenv(name.upper())
+    assert sorted(took) == [
+        ("ConsumerDbSettings", "backwards_tolerance_s", "inf"),  # any step back (README, BACKWARDS_TOLERANCE_S)
+        ("ProducerSettings", "backwards_tolerance_s", "inf"),
+    ]

@@ -231,6 +231,14 @@ def test_the_window_turns_over_keeping_the_newest_rows_oldest_first():
     assert feed.window_columns("nobody", keys, 4)["ts"].tolist() == []
 
 
+def test_the_largest_window_takes_readings_and_a_larger_one_is_refused_at_start():
+    feed = LiveFeed(settings(window_rows=100_000), InProcessBus())
+    feed.ingest(as_messages(feed.settings.readings_topic, [reading(i) for i in range(3)]))
+    assert len(feed.window("RMBR4-2")) == 3
+    with pytest.raises(ValueError, match="window_rows"):
+        settings(window_rows=10**8)  # it passed, and each reading was skipped: the array did not fit
+
+
 def window_blocks(window_rows: int) -> int:
     """Heap blocks the dashboard's own code made that are still alive after its window turned over twice."""
     tracemalloc.start()

@@ -224,3 +224,6 @@ def test_cli_help_documents_every_option_and_refuses_bad_values(capsys):
         assert option in out
     assert main(["--window-rows", "3"]) == 2  # below the minimum: refused with a clear message
     assert "window_rows" in capsys.readouterr().err
+    # Past the maximum: it passed, and every reading was skipped (MemoryError) while the page showed nothing.
+    assert main(["--window-rows", "1000000000000"]) == 2
+    assert "window_rows" in capsys.readouterr().err

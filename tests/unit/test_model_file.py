@@ -124,3 +124,26 @@ def test_unusable_model_files_say_why(tmp_path, text, reason):
         AlertModel.load(path)
     with pytest.raises(ModelFileError, match="cannot read"):
         AlertModel.load(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"window": "40"}, "window '40' is not a whole number"),
+        ({"window": 1e300}, "window 1e\\+300 is not a whole number"),
+        ({"short": 0}, "short 0 is not a whole number of 1 or more"),
+        ({"min_c": "abc"}, "min_c 'abc' is not a number"),
+        ({"max_c": True}, "max_c True is not a number"),
+        ({"axis": 99}, "axes are numbered 1 to 62"),
+        ({"axis": 1}, "key is not its axis number"),  # filed under axis 2
+    ],
+)
+def test_a_model_file_of_the_wrong_shape_is_refused_when_read(tmp_path, readings, change, reason):
+    # Each loaded, and replay stopped at the robot's first reading with a TypeError (or a window error there).
+    model = train(readings, SMALL, robot_id="r1", source="test.csv")
+    body = json.loads(model.to_json())
+    body["axes"]["2"] |= change
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(body))
+    with pytest.raises(ModelFileError, match=reason):
+        AlertModel.load(path)

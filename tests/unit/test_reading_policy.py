@@ -154,6 +154,17 @@ def test_the_settings_make_the_policy(monkeypatch):
     assert policy.max_robots == 2
 
 
+@pytest.mark.parametrize("ahead", ["inf", "1e300", str(101 * 365 * 86_400)])
+def test_a_reading_max_future_past_a_century_is_refused_at_start(monkeypatch, ahead):
+    # Infinity and 1e300 passed, and every service stopped at its first reading (timedelta overflowed).
+    monkeypatch.setenv("READING_MAX_FUTURE_S", ahead)
+    with pytest.raises(ValueError, match="reading_max_future_s"):
+        CommonSettings(_env_file=None)
+    monkeypatch.setenv("READING_MAX_FUTURE_S", str(99 * 365 * 86_400))
+    far = CommonSettings(_env_file=None).reading_policy()
+    assert far.read(wire(ts=(NOW + timedelta(days=98 * 365)).isoformat()), now=NOW).robot_id
+
+
 def test_a_bad_robot_id_pattern_fails_at_start():
     with pytest.raises(ValueError):
         ReadingPolicy(robot_id_pattern="[unclosed")
