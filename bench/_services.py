@@ -13,8 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +69,8 @@ def with_services(name: str, measure, *args, keep_logs: bool = False):
     extensions = aiokafka_extensions()
     log_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     try:
-        with sigterm_as_ctrl_c(), scratch_database(url, prefix=f"bench_{name}") as engine:
-            result = asyncio.run(measure(engine, servers, *args, log_dir))
+        with scratch_database(url, prefix=f"bench_{name}") as engine:
+            result = asyncio.run(cancelled_by_sigterm(measure(engine, servers, *args, log_dir)))
     except BaseException:
         print(f"the services' logs: {log_dir}", file=sys.stderr)
         raise
@@ -82,21 +81,19 @@ def with_services(name: str, measure, *args, keep_logs: bool = False):
     return result, extensions
 
 
-@contextmanager
-def sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt: asyncio.run then cancels the measurement, whose ``finally`` stops its
-    services (SIGTERM, SIGKILL after a grace). Python's default for SIGTERM ends the process at once, no
-    ``finally`` run: the services it had started kept running. Raised here, not passed on as SIGINT: a process
-    started in the background by a shell (CI) ignores SIGINT, and asyncio then leaves it ignored."""
-
-    def interrupt(*_) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+async def cancelled_by_sigterm(measurement: Awaitable):
+    """The measurement, its task cancelled at SIGTERM as asyncio cancels it at Ctrl+C: its ``finally`` stops its
+    services (SIGTERM, SIGKILL after a grace). Python's default for SIGTERM ended the benchmark at once and the
+    services it had started kept running. Only this task is cancelled, so the Kafka clients its ``finally``
+    closes still run: KeyboardInterrupt raised from a signal handler made asyncio cancel every task at once,
+    the clients' own too, and a close could then hang (seen in CI); SIGINT passed on is ignored by a process a
+    shell started in the background."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     try:
-        yield
+        return await measurement
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 @dataclass(frozen=True)
