@@ -1,11 +1,13 @@
-"""SIGTERM with the Kafka broker gone: consumer_alerts and the producer still stop, by force once
-STOP_TIMEOUT_S has passed, with exit code 1 and one line saying what was left unconfirmed and uncommitted.
+"""SIGTERM with the Kafka broker gone: consumer_alerts, the producer and consumer_db, with work pending, still
+stop, by force once STOP_TIMEOUT_S has passed, with exit code 1 and one line saying what was left unconfirmed
+and uncommitted; the dashboard, with nothing pending, stops by itself.
 
-Before, both waited for ever: the producer on the confirmation of a batch sent before the outage
+Before, the first three waited for ever: the producer on the confirmation of a batch sent before the outage
 (producer/sender.py), consumer_alerts on the acknowledgements of its checkpoint's state records
 (consumer_alerts/checkpoint.py, the stop's own checkpoint too); neither wait looks at the stop event, and
-aiokafka retries without end.
-Both services are real processes on a private broker of this test (tests/fault_support.py), which is stopped
+aiokafka retries without end. consumer_db was stopped by force, then waited in its loop's ``finally`` for the
+offset commit of the batch under way (consumer_db/service.py).
+The services are real processes on a private broker of each test (tests/fault_support.py), which is stopped
 while they run.
 """
 
