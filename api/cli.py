@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = ApiSettings()
         setup_logging(settings.log_level)
         if args.command is None:
-            return run_service(lambda stop: serve(settings, stop), stop_timeout_s=settings.stop_timeout_s)
+            return run_service(lambda stop: serve(settings, stop), settings)
         engine = make_engine(settings.database_url, log_version=False)
         now = datetime.now(UTC)
         try:

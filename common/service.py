@@ -8,8 +8,12 @@ import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from common.defaults import STOP_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from common.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +96,12 @@ def install_stop_handlers(stop: asyncio.Event, force: Callable[[str], None], sto
         loop.add_signal_handler(sig, on_signal, sig)
 
 
-def run_service(
-    run: Callable[[asyncio.Event], Awaitable[int | None]], *, stop_timeout_s: float = STOP_TIMEOUT_S
-) -> int:
+def run_service(run: Callable[[asyncio.Event], Awaitable[int | None]], settings: CommonSettings | None = None) -> int:
     """Run ``run(stop)`` until it returns or a signal asks it to stop; return its exit code. Stopped by force
-    (see STOP_TIMEOUT_S) the task is cancelled: its ``finally`` blocks run with their own bounded closes
-    (common.wire.kafka.CLOSE_TIMEOUT_S), and the exit code is 1."""
+    (after the settings' STOP_TIMEOUT_S; without settings, as for the demo, its default) the task is cancelled:
+    its ``finally`` blocks run with their own bounded closes (common.wire.kafka.CLOSE_TIMEOUT_S), and the exit
+    code is 1."""
+    stop_timeout_s = STOP_TIMEOUT_S if settings is None else settings.stop_timeout_s
 
     async def _main() -> int:
         stop, task = asyncio.Event(), asyncio.current_task()

@@ -94,7 +94,8 @@ class CommonSettings(BaseSettings):
         STOP_TIMEOUT_S,
         gt=0,
         description="After SIGINT/SIGTERM, how long a service may take to stop by itself before it is stopped by "
-        "force (exit 1); a second signal forces it at once. Keep it above the producer's SHUTDOWN_TIMEOUT_S.",
+        "force (exit 1); a second signal forces it at once. Above the producer's SHUTDOWN_TIMEOUT_S (the producer "
+        "refuses it at or below), by 10 s or more.",
     )
     topic_replication_factor: int = Field(
         1, ge=1, description="Copies of each topic created at start-up; 3 on a production cluster (docs/kafka.md)."

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = AlertsSettings()
         setup_logging(settings.log_level)
         if args.command == "run":
-            return run_service(lambda stop: serve(settings, args, stop), stop_timeout_s=settings.stop_timeout_s)
+            return run_service(lambda stop: serve(settings, args, stop), settings)
         from consumer_alerts import commands  # pandas, matplotlib: only the offline commands need them
 
         return getattr(commands, args.command.replace("-", "_"))(settings, args)

@@ -124,7 +124,7 @@ def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
                 await bus.stop()
         return 0
 
-    return run_service(serve, stop_timeout_s=settings.stop_timeout_s)
+    return run_service(serve, settings)
 
 
 def migrate_db(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:

@@ -182,7 +182,11 @@ async def _consume(
                 _log_report(total)
                 last_report = time.monotonic()
     finally:
-        if writing is not None:  # stopping: the batch under way is finished and committed, not dropped
+        if writing is not None and asyncio.current_task().cancelling():
+            # Stopped by force (common.service): no waiting for its offset commit, which the gone broker would
+            # hold for ever. Stored or not, its messages are delivered again, and stored again as they were.
+            writing.task.cancel()
+        elif writing is not None:  # stopping: the batch under way is finished and committed, not dropped
             total.add(await writing.task or WriteReport())
         _log_report(total)
 

@@ -83,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level)
     try:
-        return run_service(
-            lambda stop: serve(settings, stop, use_database=not args.no_database),
-            stop_timeout_s=settings.stop_timeout_s,
-        )
+        return run_service(lambda stop: serve(settings, stop, use_database=not args.no_database), settings)
     except (AxiswatchError, OSError) as exc:  # a broker that never answered, a topic Kafka refused: one line
         print(f"dashboard: {exc}", file=sys.stderr)
         return 1

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             for channel in config.channels:
                 print(f"{channel.name}: {channel.kind}, from {channel.min_severity.value}, changes {channel.changes}")
             return 0
-        return run_service(lambda stop: serve(settings, stop), stop_timeout_s=settings.stop_timeout_s)
+        return run_service(lambda stop: serve(settings, stop), settings)
     except (AxiswatchError, ValueError, OSError) as exc:
         print(f"notifier: {exc}", file=sys.stderr)
         return 1

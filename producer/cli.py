@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # With --dry-run stdout carries the messages, so everything else goes to stderr (logging's default).
     setup_logging(settings.log_level)
-    return run_service(lambda stop: _run(settings, stop, dry_run=args.dry_run), stop_timeout_s=settings.stop_timeout_s)
+    return run_service(lambda stop: _run(settings, stop, dry_run=args.dry_run), settings)
 
 
 async def _run(settings: ProducerSettings, stop: asyncio.Event, *, dry_run: bool) -> int:

@@ -95,6 +95,18 @@ class ProducerSettings(CommonSettings):
             raise ValueError(f"WEAR_ROBOTS ({self.wear_robots}) is more than the fleet's ROBOTS ({self.robots})")
         return self
 
+    @model_validator(mode="after")
+    def _stop_outlasts_the_confirmations(self) -> ProducerSettings:
+        # A producer stopped by force before SHUTDOWN_TIMEOUT_S has passed never reaches the end of that wait: the
+        # shorter of the two would decide, whatever the longer says.
+        if self.stop_timeout_s <= self.shutdown_timeout_s:
+            raise ValueError(
+                f"STOP_TIMEOUT_S ({self.stop_timeout_s:g} s) must be more than SHUTDOWN_TIMEOUT_S "
+                f"({self.shutdown_timeout_s:g} s): the producer would be stopped by force while it still waits for "
+                "the broker's confirmations; keep STOP_TIMEOUT_S at least SHUTDOWN_TIMEOUT_S + 10 s"
+            )
+        return self
+
     @field_validator("csv_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from common.errors import CommitFailed, ConfigurationError, ServiceUnavailable
 from common.settings import CommonSettings
@@ -89,18 +89,19 @@ async def stop_within(client: Any, what: str, consequence: str) -> None:
         )
 
 
+def message_of(record: ConsumerRecord) -> Message:
+    """A record read from Kafka as the bus's message. One without a value (a tombstone) reads as an empty
+    message: refused with its reason, not a crash."""
+    return Message(record.topic, record.partition, record.offset, record.key, record.value or b"", record.timestamp)
+
+
 class KafkaSubscription:
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self.consumer = consumer
 
     async def getmany(self, *, timeout_ms: int = 1000, max_records: int = 1000) -> list[Message]:
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-        return [
-            # A record without a value (a tombstone) reads as an empty message: refused with its reason, not a crash.
-            Message(r.topic, r.partition, r.offset, r.key, r.value or b"", r.timestamp)
-            for records in batches.values()
-            for r in records
-        ]
+        return [message_of(r) for records in batches.values() for r in records]
 
     async def commit(self, messages: list[Message]) -> None:
         offsets: dict[TopicPartition, int] = {}
@@ -184,12 +185,7 @@ class KafkaBus:
             out: list[Message] = []
             while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
                 batches = await consumer.getmany(*tps, timeout_ms=500, max_records=10_000)
-                out += [
-                    Message(r.topic, r.partition, r.offset, r.key, r.value or b"", r.timestamp)
-                    for tp, records in batches.items()
-                    for r in records
-                    if r.offset < end[tp]
-                ]
+                out += [message_of(r) for tp, records in batches.items() for r in records if r.offset < end[tp]]
             return out
         finally:
             await consumer.stop()

@@ -228,7 +228,7 @@ def test_the_sink_runs_with_the_collector_on(monkeypatch):
     import common.service
 
     collector_on = []
-    monkeypatch.setattr(common.service, "run_service", lambda serve, **_: collector_on.append(gc.isenabled()) or 0)
+    monkeypatch.setattr(common.service, "run_service", lambda serve, *_: collector_on.append(gc.isenabled()) or 0)
     try:
         assert main(["--database-url", "sqlite://", "run", "--no-migrate"]) == 0
         assert collector_on == [True] and gc.isenabled()

@@ -86,7 +86,12 @@ async def test_a_forced_stop_does_not_wait_for_confirmations(readings, caplog):
     reading = Reading(robot_id="r", ts=T0, row=1, currents={1: 1.0})
     source = itertools.repeat(reading, readings) if readings else itertools.repeat(reading)
     producing = asyncio.create_task(
-        run(settings(shutdown_timeout_s=600, max_in_flight=50), bus=DeadBus(), stop=asyncio.Event(), source=source)
+        run(
+            settings(shutdown_timeout_s=600, stop_timeout_s=900, max_in_flight=50),
+            bus=DeadBus(),
+            stop=asyncio.Event(),
+            source=source,
+        )
     )
     await asyncio.sleep(0.2)
     with caplog.at_level(logging.ERROR, logger="producer.service"):
@@ -184,6 +189,20 @@ def test_cli_refuses_a_fleet_the_services_would_not_take_before_making_it(capsys
     assert out == "" and "WEAR_ROBOTS (3) is more than the fleet's ROBOTS (2)" in err
     assert cli.main([*argv, "--robots", "50", "--wear", "50"]) == 0  # at the bounds: the whole fleet, all worn
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_cli_refuses_a_stop_timeout_that_cuts_the_wait_for_confirmations_short(capsys, monkeypatch):
+    """STOP_TIMEOUT_S at or below SHUTDOWN_TIMEOUT_S: the forced stop would come first, and SHUTDOWN_TIMEOUT_S
+    would mean nothing. Before, it was only documented, and the producer started."""
+    argv = ["--synthetic", "--max-speed", "--dry-run", "--no-axes-from-db", "--limit", "3"]
+    monkeypatch.setenv("SHUTDOWN_TIMEOUT_S", "30")
+    for stop_timeout_s in ("30", "5"):
+        monkeypatch.setenv("STOP_TIMEOUT_S", stop_timeout_s)
+        assert cli.main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and f"STOP_TIMEOUT_S ({stop_timeout_s} s) must be more than SHUTDOWN_TIMEOUT_S (30 s)" in err
+    monkeypatch.setenv("STOP_TIMEOUT_S", "40")
+    assert cli.main(argv) == 0
 
 
 def test_cli_an_export_as_a_robot_id_the_policy_refuses_sends_nothing_and_says_why(

@@ -7,6 +7,7 @@ import os
 import signal
 
 from common.service import run_service
+from common.settings import CommonSettings
 
 
 def never_looks_at_stop(finished: list[str]):
@@ -24,7 +25,7 @@ def never_looks_at_stop(finished: list[str]):
 def test_a_service_that_does_not_stop_is_stopped_by_force_after_the_timeout(caplog):
     finished: list[str] = []
     with caplog.at_level(logging.INFO, logger="common.service"):
-        assert run_service(never_looks_at_stop(finished), stop_timeout_s=0.2) == 1
+        assert run_service(never_looks_at_stop(finished), CommonSettings(stop_timeout_s=0.2)) == 1
     assert finished == ["finally"]
     assert "stopping by force: not stopped within 0.2 s of SIGTERM" in caplog.text
 
@@ -38,7 +39,7 @@ def test_a_second_signal_forces_the_stop_at_once(caplog):
         return 0
 
     with caplog.at_level(logging.INFO, logger="common.service"):
-        assert run_service(run, stop_timeout_s=600) == 1
+        assert run_service(run, CommonSettings(stop_timeout_s=600)) == 1
     assert "stopping by force: SIGTERM again" in caplog.text
 
 
@@ -50,5 +51,5 @@ def test_a_service_that_stops_by_itself_keeps_its_exit_code(caplog):
         return 0
 
     with caplog.at_level(logging.INFO, logger="common.service"):
-        assert run_service(run, stop_timeout_s=5) == 0
+        assert run_service(run, CommonSettings(stop_timeout_s=5)) == 0
     assert "SIGTERM: stopping" in caplog.text and "by force:" not in caplog.text
