@@ -89,7 +89,14 @@ class CommonSettings(BaseSettings):
         "axiswatch.maintenance",
         description="Topic of the maintenance log: what was done to which joint (docs/maintenance.md).",
     )
-    topic_partitions: int = Field(6, ge=1, description="Partitions of topics created at start-up.")
+    topic_partitions: int = Field(
+        6,
+        ge=1,
+        # Kafka creates at most 10,000 partitions in one request (PolicyViolationError past it) and consumer_db asks
+        # for its five topics in one; past 2^31 the client could not even send the number (a ValueError traceback).
+        le=2000,
+        description="Partitions of topics created at start-up (at most 2,000).",
+    )
     stop_timeout_s: float = Field(
         STOP_TIMEOUT_S,
         gt=0,
@@ -97,7 +104,13 @@ class CommonSettings(BaseSettings):
         "force (exit 1); a second signal forces it at once. Keep it above the producer's SHUTDOWN_TIMEOUT_S.",
     )
     topic_replication_factor: int = Field(
-        1, ge=1, description="Copies of each topic created at start-up; 3 on a production cluster (docs/kafka.md)."
+        1,
+        ge=1,
+        # Kafka's protocol carries it in 16 bits: past them, a ValueError traceback before the broker was asked; up to
+        # them, a factor above the brokers there are is refused by Kafka, which says so.
+        le=32_767,
+        description="Copies of each topic created at start-up; 3 on a production cluster (docs/kafka.md); at most "
+        "32,767.",
     )
     topic_min_insync_replicas: int | None = Field(
         None,

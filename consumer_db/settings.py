@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
+from common.defaults import CENTURY_DAYS, LONGEST_POLL_MS
 from common.settings import GAP_THRESHOLD_S, CommonSettings
 
 
@@ -17,8 +18,10 @@ class ConsumerDbSettings(CommonSettings):
     sink_batch_ms: int = Field(
         50,
         ge=1,
+        le=LONGEST_POLL_MS,  # the loop turns once a batch: at 10^12 a trickle of readings was never written
         description="Longest wait in ms from a batch's first message to its write, when traffic is low "
-        "(50 ms keeps p99 reading-to-commit latency at 239 ms at 100 readings/s; see docs/benchmarks.md).",
+        "(50 ms keeps p99 reading-to-commit latency at 239 ms at 100 readings/s; see docs/benchmarks.md); "
+        "at most 10,000.",
     )
     sink_copy_min_rows: int = Field(
         1000,
@@ -57,11 +60,19 @@ class ConsumerDbSettings(CommonSettings):
     raw_retention_days: int | None = Field(
         None,
         ge=1,
+        # the cut-off is a date: 10^12 days failed the maintenance with an OverflowError traceback every time
+        le=CENTURY_DAYS,
         description="PostgreSQL: raw readings are kept this many whole UTC days before today (and today); older "
-        "day partitions are dropped after their minutes are folded into the rollup, which stays. Empty: forever.",
+        "day partitions are dropped after their minutes are folded into the rollup, which stays. Empty: forever; "
+        "at most 36,500 (a century).",
     )
     partitions_ahead_days: int = Field(
-        7, ge=0, description="PostgreSQL: day partitions of the readings made ahead of today."
+        7,
+        ge=0,
+        # Each is a table with its index, made again at every maintenance if missing; 10^12 failed the maintenance
+        # with an OverflowError traceback every time. A batch makes its own day's partition anyway.
+        le=366,
+        description="PostgreSQL: day partitions of the readings made ahead of today (at most 366).",
     )
     partition_maintenance_s: float = Field(
         3600.0, gt=0, description="How often the partitions are made ahead and the retention applied."

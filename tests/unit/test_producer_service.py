@@ -176,9 +176,9 @@ def test_cli_refuses_a_fleet_the_services_would_not_take_before_making_it(capsys
     fleet's size stopped the producer with a traceback."""
     monkeypatch.setenv("MAX_ROBOTS", "50")
     argv = ["--synthetic", "--max-speed", "--dry-run", "--no-axes-from-db", "--limit", "3"]
-    assert cli.main([*argv, "--robots", "1" + "0" * 7]) == 2
+    assert cli.main([*argv, "--robots", "1" + "0" * 5]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and "ROBOTS (10000000) is more than MAX_ROBOTS (50)" in err and "Traceback" not in err
+    assert out == "" and "ROBOTS (100000) is more than MAX_ROBOTS (50)" in err and "Traceback" not in err
     assert cli.main([*argv, "--robots", "2", "--wear", "3"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "WEAR_ROBOTS (3) is more than the fleet's ROBOTS (2)" in err
