@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, Self
 
 from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -161,6 +161,12 @@ class CommonSettings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return list(value)  # type: ignore[call-overload]
+
+    def with_options(self, **options: object) -> Self:
+        """These settings with the command-line options given (None: not given), checked by the settings' own
+        rules: ``model_copy(update=...)`` checks nothing, and let ``--batch-ms`` past SINK_BATCH_MS's bound."""
+        given = {name: value for name, value in options.items() if value is not None}
+        return self.model_validate({**self.model_dump(), **given}) if given else self
 
     def reading_policy(self) -> ReadingPolicy:
         """The policy these settings describe; the same object for the same settings (cheap per message)."""
