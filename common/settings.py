@@ -34,6 +34,19 @@ if TYPE_CHECKING:
     from common.wire.schemas import ReadingPolicy
 
 
+# Rules a setting shares with the options that override it (common.csvio.controller_csv.CsvOptions checks the
+# ingest's --tick-seconds and --backwards-tolerance by them): declared once, here.
+TickSeconds = Annotated[float, Field(gt=0, le=MAX_TICK_S)]
+BackwardsToleranceS = Annotated[
+    float,
+    Field(
+        ge=0,
+        allow_inf_nan=True,  # the one infinite setting: any step back is taken (as 9,999 years are)
+        description="How far a controller export's time may step back before its row is a dead letter.",
+    ),
+]
+
+
 def parse_axes(value: object) -> list[int]:
     """Accept ``"1-14"``, ``"1,2,5-8"``, a list of ints, or a JSON list."""
     if isinstance(value, (list, tuple)):
@@ -121,8 +134,8 @@ class CommonSettings(BaseSettings):
     axes: Annotated[list[int], NoDecode] = Field(
         list(DEFAULT_AXES), description="Axis list (schema lock), e.g. 1-14 or 1,2,3; axes 1 to 62."
     )
-    tick_seconds: float = Field(
-        TICK_SECONDS, gt=0, le=MAX_TICK_S, description="Seconds between two readings of one robot (at most a day)."
+    tick_seconds: TickSeconds = Field(
+        TICK_SECONDS, description="Seconds between two readings of one robot (at most a day)."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # What a plausible reading is (common.wire.schemas.ReadingPolicy, where each rule is): the same for every service.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 
 from common.defaults import CENTURY_DAYS, LONGEST_POLL_MS
-from common.settings import GAP_THRESHOLD_S, CommonSettings
+from common.settings import GAP_THRESHOLD_S, BackwardsToleranceS, CommonSettings
 
 
 class ConsumerDbSettings(CommonSettings):
@@ -48,12 +48,7 @@ class ConsumerDbSettings(CommonSettings):
     axes_refresh_s: float = Field(60.0, gt=0, description="How long the sink trusts its copy of axes_dim.")
     ingest_chunk_rows: int = Field(5000, ge=1, description="Readings per transaction in the bulk CSV ingest.")
     csv_timezone: str = Field("UTC", description="Zone of a CSV's naive timestamps (ISO ones with Z are UTC).")
-    backwards_tolerance_s: float = Field(
-        0.0,
-        ge=0,
-        allow_inf_nan=True,  # the one infinite setting: any step back is taken (as 9,999 years are)
-        description="How far a CSV's time may step back before the row is rejected.",
-    )
+    backwards_tolerance_s: BackwardsToleranceS = 0.0
     export_page_size: int = Field(100_000, ge=1, description="Readings rows per CSV page of the full export.")
     export_sample_rows: int = Field(1000, ge=1, description="Readings (wide rows) in the XLSX sample sheet.")
 

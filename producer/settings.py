@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from common.csvio.csv_time import zone
 from common.defaults import LONGEST_AHEAD_S
 from common.errors import ConfigurationError
-from common.settings import CommonSettings
+from common.settings import BackwardsToleranceS, CommonSettings
 
 
 class ProducerSettings(CommonSettings):
@@ -23,12 +23,7 @@ class ProducerSettings(CommonSettings):
         None,
         description="First time stamp when the export has no time column, and start of the synthetic feed; unset: now.",
     )
-    backwards_tolerance_s: float = Field(
-        0.0,
-        ge=0,
-        allow_inf_nan=True,  # the one infinite setting: any step back is taken (as 9,999 years are)
-        description="How far a time stamp may go back before its row is dead-lettered.",
-    )
+    backwards_tolerance_s: BackwardsToleranceS = 0.0
     robots: int = Field(
         5,
         ge=1,
