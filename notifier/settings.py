@@ -34,7 +34,7 @@ class NotifierSettings(CommonSettings):
     notifier_max_age_s: float = Field(
         21_600.0,
         gt=0,
-        le=LONGEST_AHEAD_S,  # 1e300: an OverflowError at every batch of alerts, which were never recorded
+        le=LONGEST_AHEAD_S,  # 1e300: an OverflowError traceback at the first alerts, and again at every restart
         description="A change read more than this long after it was published is recorded but not notified "
         "(a first start on a topic with days of history; a notifier down for longer than a shift); at most a "
         "century.",
