@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
+from common.defaults import CENTURY_DAYS
 from common.settings import CommonSettings
 
 # A token's longest life, a century: `issue-token --days 3000000` (or API_TOKEN_DAYS) put its expiry past the year
 # 9999, and the command stopped with an OverflowError traceback.
-MAX_TOKEN_DAYS = 36_500
+MAX_TOKEN_DAYS = CENTURY_DAYS
 
 
 class ApiSettings(CommonSettings):

@@ -7,7 +7,9 @@ commands that only check their arguments load this, not pydantic."""
 
 from __future__ import annotations
 
+import argparse
 import re
+from collections.abc import Callable
 
 from common.defaults import MAX_COUNT
 
@@ -25,3 +27,20 @@ def read_count(text: str) -> int:
     digits = digits.lstrip("0") or "0"
     size = MAX_COUNT if len(digits) > len(str(MAX_COUNT)) else min(int(digits), MAX_COUNT)
     return -size if sign == "-" else size
+
+
+def count_option(least: int) -> Callable[[str], int]:
+    """The argparse reader of a count option (consumer_db's, the producer's): ``least`` or more, read as
+    :func:`read_count` reads every count (at most ``MAX_COUNT``, whatever its length). ``--n -1`` once reached the
+    SQL as ``LIMIT -1``; ``--start-row -5`` read as 0, ``--limit -1`` as nothing to read."""
+
+    def read(text: str) -> int:
+        try:
+            value = read_count(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more, got {value}")
+        return value
+
+    return read

@@ -26,7 +26,13 @@ MAX_ABS_AMPS = 1000.0
 MAX_FUTURE_S = 86_400.0
 # READING_MAX_FUTURE_S's largest value, a century: infinity or 1e300 stopped every service at its first reading
 # (a timedelta), and the dashboard adds it to its clock, which must stay inside the calendar.
-LONGEST_AHEAD_S = 100 * 365 * 86_400.0
+CENTURY_DAYS = 36_500  # the longest span a setting in days names (a token's life, the raw readings' retention)
+LONGEST_AHEAD_S = CENTURY_DAYS * 86_400.0
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 ROBOT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,63}"
 MAX_ROBOTS = 1000
+# The longest a service's loop waits on Kafka at one go (POLL_TIMEOUT_MS, NOTIFIER_POLL_MS, DASHBOARD_PUSH_MS,
+# SINK_BATCH_MS): between two waits it looks at the stop signal and tells /livez it is turning. At 10^12 ms on
+# a quiet topic, SIGTERM was only obeyed by force (exit 1 after STOP_TIMEOUT_S) and /livez said the loop was
+# stuck after a minute (common.metrics.LIVE_WITHIN_S); 10 s is a sixth of either.
+LONGEST_POLL_MS = 10_000

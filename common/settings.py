@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, Self
 
 from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -32,6 +32,19 @@ from common.defaults import GAP_THRESHOLD_S as GAP_THRESHOLD_S
 
 if TYPE_CHECKING:
     from common.wire.schemas import ReadingPolicy
+
+
+# Rules a setting shares with the options that override it (common.csvio.controller_csv.CsvOptions checks the
+# ingest's --tick-seconds and --backwards-tolerance by them): declared once, here.
+TickSeconds = Annotated[float, Field(gt=0, le=MAX_TICK_S)]
+BackwardsToleranceS = Annotated[
+    float,
+    Field(
+        ge=0,
+        allow_inf_nan=True,  # the one infinite setting: any step back is taken (as 9,999 years are)
+        description="How far a controller export's time may step back before its row is a dead letter.",
+    ),
+]
 
 
 def parse_axes(value: object) -> list[int]:
@@ -89,7 +102,15 @@ class CommonSettings(BaseSettings):
         "axiswatch.maintenance",
         description="Topic of the maintenance log: what was done to which joint (docs/maintenance.md).",
     )
-    topic_partitions: int = Field(6, ge=1, description="Partitions of topics created at start-up.")
+    topic_partitions: int = Field(
+        6,
+        ge=1,
+        # Kafka creates at most 10,000 records (a topic and each of its partitions) in one request, and consumer_db
+        # asks for its five topics in one: five of 2,000 were refused (PolicyViolationError), of 1,990 made. Past
+        # 2^31 the client could not even send the number (a ValueError traceback).
+        le=1000,
+        description="Partitions of topics created at start-up (at most 1,000).",
+    )
     stop_timeout_s: float = Field(
         STOP_TIMEOUT_S,
         gt=0,
@@ -98,7 +119,13 @@ class CommonSettings(BaseSettings):
         "refuses it at or below), by 10 s or more.",
     )
     topic_replication_factor: int = Field(
-        1, ge=1, description="Copies of each topic created at start-up; 3 on a production cluster (docs/kafka.md)."
+        1,
+        ge=1,
+        # Kafka's protocol carries it in 16 bits: past them, a ValueError traceback before the broker was asked; up to
+        # them, a factor above the brokers there are is refused by Kafka, which says so.
+        le=32_767,
+        description="Copies of each topic created at start-up; 3 on a production cluster (docs/kafka.md); at most "
+        "32,767.",
     )
     topic_min_insync_replicas: int | None = Field(
         None,
@@ -109,8 +136,8 @@ class CommonSettings(BaseSettings):
     axes: Annotated[list[int], NoDecode] = Field(
         list(DEFAULT_AXES), description="Axis list (schema lock), e.g. 1-14 or 1,2,3; axes 1 to 62."
     )
-    tick_seconds: float = Field(
-        TICK_SECONDS, gt=0, le=MAX_TICK_S, description="Seconds between two readings of one robot (at most a day)."
+    tick_seconds: TickSeconds = Field(
+        TICK_SECONDS, description="Seconds between two readings of one robot (at most a day)."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # What a plausible reading is (common.wire.schemas.ReadingPolicy, where each rule is): the same for every service.
@@ -149,6 +176,12 @@ class CommonSettings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return list(value)  # type: ignore[call-overload]
+
+    def with_options(self, **options: object) -> Self:
+        """These settings with the command-line options given (None: not given), checked by the settings' own
+        rules: ``model_copy(update=...)`` checks nothing, and let ``--batch-ms`` past SINK_BATCH_MS's bound."""
+        given = {name: value for name, value in options.items() if value is not None}
+        return self.model_validate({**self.model_dump(), **given}) if given else self
 
     def reading_policy(self) -> ReadingPolicy:
         """The policy these settings describe; the same object for the same settings (cheap per message)."""

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from common.defaults import STOPPAGE_RESET_S
+from common.defaults import LONGEST_POLL_MS, STOPPAGE_RESET_S
 from common.settings import CommonSettings
 from consumer_alerts.detectors import registry
 
@@ -230,13 +230,21 @@ class AlertsSettings(CommonSettings):
     snapshot_interval_s: float = Field(
         30.0,
         gt=0,
+        # At 1e300 no checkpoint was ever made, so no offset committed: a crash replayed every reading since the
+        # service began, and the readings topic keeps a week by Kafka's default (retention.ms).
+        le=86_400,
         description="Seconds between two checkpoints of the detectors' state (to ALERTS_STATE_TOPIC); the "
-        "offsets are committed with each, so a crash replays at most this much.",
+        "offsets are committed with each, so a crash replays at most this much (at most a day).",
     )
     alerts_metrics_port: int | None = Field(
         9103, ge=0, le=65535, description="Port of /metrics, /livez and /readyz; 0 or empty: none."
     )
-    poll_timeout_ms: int = Field(500, ge=10, description="Longest wait for new readings before checking for stop.")
+    poll_timeout_ms: int = Field(
+        500,
+        ge=10,
+        le=LONGEST_POLL_MS,
+        description="Longest wait for new readings before checking for stop (at most 10,000).",
+    )
     max_batch: int = Field(2000, ge=1, description="Readings taken from the topic in one batch at most.")
     # Joint health and the maintenance forecast (consumer_alerts/health, docs/health.md).
     health: bool = Field(

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from common.csvio.controller_csv import CsvOptions, read_export
+from common.csvio.skipped import SkippedRows
 from common.store.tables import readings_fact
 from common.wire.schemas import DeadLetter, Reading
 
@@ -17,14 +18,19 @@ logger = logging.getLogger(__name__)
 
 
 def export_readings(path: Path, options: CsvOptions, *, rejected: list[DeadLetter] | None = None) -> Iterator[Reading]:
-    """The readings of a controller export; bad rows are logged (and kept in ``rejected``), not fatal."""
-    for item in read_export(path, options):
-        if isinstance(item, DeadLetter):
-            logger.warning("%s line %s skipped: %s", item.source, item.line, item.reason)
-            if rejected is not None:
-                rejected.append(item)
-        else:
-            yield item
+    """The readings of a controller export; bad rows are logged (common.csvio.skipped: the first few, then a
+    count) and kept in ``rejected``, not fatal."""
+    skipped = SkippedRows(logger)
+    try:
+        for item in read_export(path, options):
+            if isinstance(item, DeadLetter):
+                skipped.skip(item)
+                if rejected is not None:
+                    rejected.append(item)
+            else:
+                yield item
+    finally:
+        skipped.close()
 
 
 def db_readings(engine: Engine, *, robot_id: str, until: datetime | None = None) -> Iterator[Reading]:

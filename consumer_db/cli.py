@@ -11,11 +11,10 @@ import argparse
 import gc
 import math
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from common.counts import read_count
+from common.counts import count_option
 from common.query_time import query_time
 from consumer_db.output import FORMATS
 
@@ -40,23 +39,6 @@ def utc_time(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time (e.g. 2022-10-17T12:18:23Z)") from None
     return query_time(value)
-
-
-def count_option(least: int) -> Callable[[str], int]:
-    """The reader of a count option: ``least`` or more, read as ``common.counts`` reads every count (at most
-    ``MAX_COUNT``, whatever its length). ``--n -1`` once reached the SQL as ``LIMIT -1``; ``--start-row -5`` read
-    as 0, ``--limit -1`` as nothing to read."""
-
-    def read(text: str) -> int:
-        try:
-            value = read_count(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be {least} or more, got {value}")
-        return value
-
-    return read
 
 
 positive_int = count_option(1)

@@ -59,6 +59,8 @@ def _expected_failure(exc: Exception) -> tuple[str, int] | None:
         return str(exc), 1
     if isinstance(exc, AxiswatchError):
         return str(exc), 2
+    if isinstance(exc, ValidationError):  # an option past its setting's bound (CommonSettings.with_options)
+        return f"invalid settings: {exc}", 2
     # Only now: a command that did not connect (query --list, a misspelt phrase) does not load SQLAlchemy.
     from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
@@ -107,8 +109,9 @@ def run_sink(args: argparse.Namespace, settings: ConsumerDbSettings) -> int:
     from common.wire.kafka import open_bus
     from consumer_db.service import run
 
-    updates = {"sink_group_id": args.group_id, "sink_batch_size": args.batch_size, "sink_batch_ms": args.batch_ms}
-    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    settings = settings.with_options(
+        sink_group_id=args.group_id, sink_batch_size=args.batch_size, sink_batch_ms=args.batch_ms
+    )
     if args.no_migrate:
         settings = settings.model_copy(update={"migrate_on_start": False})
     _start_up_done()  # the sink sets its own start-up aside once subscribed (consumer_db.service.run)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from common.settings import GAP_THRESHOLD_S, CommonSettings
+from common.defaults import CENTURY_DAYS, LONGEST_POLL_MS
+from common.settings import GAP_THRESHOLD_S, BackwardsToleranceS, CommonSettings
 
 
 class ConsumerDbSettings(CommonSettings):
@@ -17,8 +18,10 @@ class ConsumerDbSettings(CommonSettings):
     sink_batch_ms: int = Field(
         50,
         ge=1,
+        le=LONGEST_POLL_MS,  # the loop turns once a batch: at 10^12 a trickle of readings was never written
         description="Longest wait in ms from a batch's first message to its write, when traffic is low "
-        "(50 ms keeps p99 reading-to-commit latency at 239 ms at 100 readings/s; see docs/benchmarks.md).",
+        "(50 ms keeps p99 reading-to-commit latency at 239 ms at 100 readings/s; see docs/benchmarks.md); "
+        "at most 10,000.",
     )
     sink_copy_min_rows: int = Field(
         1000,
@@ -45,23 +48,27 @@ class ConsumerDbSettings(CommonSettings):
     axes_refresh_s: float = Field(60.0, gt=0, description="How long the sink trusts its copy of axes_dim.")
     ingest_chunk_rows: int = Field(5000, ge=1, description="Readings per transaction in the bulk CSV ingest.")
     csv_timezone: str = Field("UTC", description="Zone of a CSV's naive timestamps (ISO ones with Z are UTC).")
-    backwards_tolerance_s: float = Field(
-        0.0,
-        ge=0,
-        allow_inf_nan=True,  # the one infinite setting: any step back is taken (as 9,999 years are)
-        description="How far a CSV's time may step back before the row is rejected.",
-    )
+    backwards_tolerance_s: BackwardsToleranceS = 0.0
     export_page_size: int = Field(100_000, ge=1, description="Readings rows per CSV page of the full export.")
     export_sample_rows: int = Field(1000, ge=1, description="Readings (wide rows) in the XLSX sample sheet.")
 
     raw_retention_days: int | None = Field(
         None,
         ge=1,
+        # the cut-off is a date: 10^12 days failed the maintenance with an OverflowError traceback every time
+        le=CENTURY_DAYS,
         description="PostgreSQL: raw readings are kept this many whole UTC days before today (and today); older "
-        "day partitions are dropped after their minutes are folded into the rollup, which stays. Empty: forever.",
+        "day partitions are dropped after their minutes are folded into the rollup, which stays. Empty: forever; "
+        "at most 36,500 (a century).",
     )
     partitions_ahead_days: int = Field(
-        7, ge=0, description="PostgreSQL: day partitions of the readings made ahead of today."
+        7,
+        ge=0,
+        # Each is a table with its index (~8 ms to make: a year ahead 1.5 s, ten years 30 s and 3,284 tables that
+        # every unpruned query plans over); 10^12 failed the maintenance with an OverflowError traceback every
+        # time. A batch makes its own day's partition anyway.
+        le=366,
+        description="PostgreSQL: day partitions of the readings made ahead of today (at most 366).",
     )
     partition_maintenance_s: float = Field(
         3600.0, gt=0, description="How often the partitions are made ahead and the retention applied."

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from common.defaults import STOPPAGE_RESET_S
+from common.defaults import LONGEST_POLL_MS, STOPPAGE_RESET_S
 from common.settings import CommonSettings
 
 
@@ -44,7 +44,12 @@ class DashboardSettings(CommonSettings):
     dashboard_stale_seconds: float = Field(
         15.0, gt=0, description="No new reading for this long: the page says disconnected and greys the chart."
     )
-    dashboard_push_ms: int = Field(250, ge=20, description="Longest wait before new readings go to the pages.")
+    dashboard_push_ms: int = Field(
+        250,
+        ge=20,
+        le=LONGEST_POLL_MS,
+        description="Longest wait before new readings go to the pages (at most 10,000).",
+    )
     dashboard_alert_rows: int = Field(200, ge=1, description="Alert events kept for the live table and chart.")
     dashboard_session_expiry_ms: int = Field(
         15000, gt=0, description="How long a closed tab's session is kept before its memory is freed."

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from common.counts import count_option
 from common.errors import AxiswatchError
 from common.metrics import Health, serving
 from common.service import run_service, setup_logging
@@ -30,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_argument_group("source (default: CSV_PATH when set, else the synthetic fleet)")
     source.add_argument("--csv", type=Path, metavar="FILE", help="controller export to replay (CSV_PATH)")
     source.add_argument("--synthetic", action="store_true", help="stream the synthetic fleet, even if CSV_PATH is set")
-    source.add_argument("--robots", type=int, metavar="N", help="robots of the synthetic fleet (ROBOTS, default 5)")
+    source.add_argument(
+        "--robots", type=count_option(1), metavar="N", help="robots of the synthetic fleet (ROBOTS, default 5)"
+    )
     source.add_argument(
         "--seed", type=int, metavar="S", help="seed of the fleet and of injected faults (SEED, default 42)"
     )
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--wear",
         dest="wear_robots",
-        type=int,
+        type=count_option(0),
         metavar="N",
         help="synthetic fleet: N robots with a wearing axis, stoppages and program changes on all (WEAR_ROBOTS)",
     )
@@ -101,9 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--loop", action="store_true", default=None, help="replay the export again and again, shifted forward"
     )
     pace.add_argument(
-        "--start-row", type=int, metavar="N", help="skip N data rows of the export (N readings of the fleet)"
+        "--start-row",
+        type=count_option(0),
+        metavar="N",
+        help="skip N data rows of the export (N readings of the fleet)",
     )
-    pace.add_argument("--limit", type=int, metavar="N", help="at most N rows (per pass of a looped export)")
+    pace.add_argument("--limit", type=count_option(1), metavar="N", help="at most N rows (per pass of a looped export)")
     p.add_argument("--dry-run", action="store_true", help="write the messages as JSON lines to stdout, not to Kafka")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="LOG_LEVEL")
     return p

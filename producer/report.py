@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from common.csvio.skipped import ROWS_SHOWN, kind
 from common.wire.schemas import DeadLetter
-
-EXAMPLES = 20
 
 
 @dataclass
@@ -34,8 +32,8 @@ class ProducerReport:
 
     def reject(self, letter: DeadLetter) -> None:
         self.rejected += 1
-        self.reasons[_kind(letter.reason)] += 1
-        if len(self.examples) < EXAMPLES:
+        self.reasons[kind(letter.reason)] += 1
+        if len(self.examples) < ROWS_SHOWN:
             self.examples.append((letter.source, letter.line, letter.reason))
 
     def saw(self, ts: datetime) -> None:
@@ -72,8 +70,3 @@ class ProducerReport:
         if self.rejected > len(self.examples):
             lines.append(f"  ... and {self.rejected - len(self.examples)} more")
         return "\n".join(lines)
-
-
-def _kind(reason: str) -> str:
-    """A reason without its particulars (values, numbers, times), to count alike rows together."""
-    return re.sub(r"'[^']*'|\d[\d:.T+-]*Z?", "…", reason)

@@ -8,8 +8,9 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from common.csvio.csv_time import zone
+from common.defaults import LONGEST_AHEAD_S
 from common.errors import ConfigurationError
-from common.settings import CommonSettings
+from common.settings import BackwardsToleranceS, CommonSettings
 
 
 class ProducerSettings(CommonSettings):
@@ -22,13 +23,15 @@ class ProducerSettings(CommonSettings):
         None,
         description="First time stamp when the export has no time column, and start of the synthetic feed; unset: now.",
     )
-    backwards_tolerance_s: float = Field(
-        0.0,
-        ge=0,
-        allow_inf_nan=True,  # the one infinite setting: any step back is taken (as 9,999 years are)
-        description="How far a time stamp may go back before its row is dead-lettered.",
+    backwards_tolerance_s: BackwardsToleranceS = 0.0
+    robots: int = Field(
+        5,
+        ge=1,
+        # Each robot of the fleet is made before the first reading, ~2 KB (ten million once ate 22 GB): ROBOTS and
+        # MAX_ROBOTS of 10^12 stopped the producer with a MemoryError traceback. The load runs stream 20,000.
+        le=100_000,
+        description="Robots of the synthetic fleet (at most 100,000).",
     )
-    robots: int = Field(5, ge=1, description="Robots of the synthetic fleet.")
     spread_robots: bool = Field(
         False,
         description="Synthetic fleet: each robot reads at a phase of its own, the fleet spread evenly over a tick "
@@ -40,10 +43,16 @@ class ProducerSettings(CommonSettings):
         description="With SPREAD_ROBOTS: the readings due within one slice of this many seconds are sent together "
         "(every consumer wakes once per slice, not once per row); 0: each at its own time.",
     )
-    seed: int = Field(42, description="Seed of the synthetic fleet and of injected faults.")
+    seed: int = Field(
+        42, ge=0, description="Seed of the synthetic fleet and of injected faults (0 or more: numpy's rule)."
+    )
     faults: bool = Field(False, description="Inject one fault of each kind (per FAULT_PERIOD_S of feed per robot).")
     fault_period_s: float = Field(
-        7200.0, ge=60, description="Synthetic fleet: feed seconds in which each robot gets one fault of each kind."
+        7200.0,
+        ge=60,
+        le=LONGEST_AHEAD_S,  # 1e300: the fault plan's end was past the calendar, an OverflowError traceback
+        description="Synthetic fleet: feed seconds in which each robot gets one fault of each kind (at most a "
+        "century).",
     )
     labels_out: Path | None = Field(None, description="CSV file for the labels of injected faults.")
     wear_robots: int = Field(

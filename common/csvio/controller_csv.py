@@ -38,11 +38,12 @@ from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
 from common.csvio.csv_header import ColumnReport, read_header
 from common.csvio.csv_time import TimeParser
-from common.defaults import MAX_TICK_S
 from common.errors import ConfigurationError
-from common.settings import DEFAULT_AXES, TICK_SECONDS
+from common.settings import DEFAULT_AXES, TICK_SECONDS, BackwardsToleranceS, TickSeconds
 from common.wire.schemas import DEFAULT_POLICY, DeadLetter, Reading, ReadingPolicy
 
 __all__ = [
@@ -60,6 +61,8 @@ BLOCK_LINES = 5000  # lines of the file read and checked at once: bounded memory
 
 logger = logging.getLogger(__name__)
 CALENDAR_S = (datetime.max - datetime.min).total_seconds()  # no two times are further apart
+_TICK_SECONDS = TypeAdapter(TickSeconds, config=ConfigDict(allow_inf_nan=False))  # as CommonSettings' config
+_BACKWARDS_TOLERANCE = TypeAdapter(BackwardsToleranceS)
 
 
 @dataclass(frozen=True)
@@ -78,16 +81,16 @@ class CsvOptions:
         refused = self.policy.robot_problem(self.robot_id)
         if refused:
             raise ConfigurationError(f"the export's robot (--robot-id, ROBOT_ID) is refused: {refused}")
-        # NaN or infinity once stopped the reader with a traceback; a negative tolerance refused steps forward
-        if not 0 < self.tick_seconds <= MAX_TICK_S:
-            raise ConfigurationError(
-                f"--tick-seconds (TICK_SECONDS) must be above 0 and at most {MAX_TICK_S:g} s, got {self.tick_seconds!r}"
-            )
-        if not self.backwards_tolerance_s >= 0:
-            raise ConfigurationError(
-                "--backwards-tolerance (BACKWARDS_TOLERANCE_S) must be 0 or more seconds, "
-                f"got {self.backwards_tolerance_s!r}"
-            )
+        # The settings' rules, for the options that override them: NaN or infinity once stopped the reader with a
+        # traceback, a negative tolerance refused steps forward.
+        for rule, value, names in (
+            (_TICK_SECONDS, self.tick_seconds, "--tick-seconds (TICK_SECONDS)"),
+            (_BACKWARDS_TOLERANCE, self.backwards_tolerance_s, "--backwards-tolerance (BACKWARDS_TOLERANCE_S)"),
+        ):
+            try:
+                rule.validate_python(value)
+            except ValidationError as exc:
+                raise ConfigurationError(f"{names} in seconds: {exc.errors()[0]['msg']}, got {value!r}") from None
 
 
 class Row(NamedTuple):

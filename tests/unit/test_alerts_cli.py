@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from common.csvio.skipped import ROWS_SHOWN
 from consumer_alerts.cli import main
 from consumer_alerts.model import AlertModel
 from consumer_alerts.offline import CHANGE_COLUMNS
@@ -166,6 +167,22 @@ def test_a_cross_axis_halflife_past_a_billion_readings_is_refused_before_reading
     assert main(["replay", "--csv", "export.csv", "--out", "a.csv"]) == 1
     assert "multivariate_halflife_rows" in capsys.readouterr().err
     assert not (files / "a.csv").exists()
+
+
+@pytest.mark.parametrize("bad_rows", [ROWS_SHOWN, 500])
+def test_a_file_of_many_bad_rows_logs_the_first_few_then_a_count(files, caplog, bad_rows):
+    # Each bad row was one warning: a file of a million bad rows was a million lines of log.
+    with open("export.csv", "a", encoding="utf-8") as f:
+        f.writelines(f'"current",{i},"2022-10-17T12:00:00Z"\n' for i in range(bad_rows))
+    assert main(["replay", "--csv", "export.csv", "--out", "a.csv"]) == 0
+    told = [r.getMessage() for r in caplog.records if r.name == "consumer_alerts.sources"]
+    assert len(told) == min(bad_rows, ROWS_SHOWN + 1)
+    assert told[0] == "export.csv line 3002 skipped: expected 16 fields, found 3"
+    if bad_rows > ROWS_SHOWN:
+        assert told[-1] == (
+            f"{bad_rows - ROWS_SHOWN} more row(s) skipped ({bad_rows} in all, the first {ROWS_SHOWN} told above): "
+            f"{bad_rows - ROWS_SHOWN} x expected … fields, found …"
+        )
 
 
 @pytest.mark.parametrize("detectors", ["", " , ,"])

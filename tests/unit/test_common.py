@@ -172,3 +172,41 @@ def test_no_setting_of_any_service_takes_infinity_but_the_backwards_tolerance(mo
         ("ConsumerDbSettings", "backwards_tolerance_s", "inf"),  # any step back (README, BACKWARDS_TOLERANCE_S)
         ("ProducerSettings", "backwards_tolerance_s", "inf"),
     ]
+
+
+# Absurd but valid numbers that hung, crashed or quietly undid their setting (docs/fault_tests.md, thirty-fourth
+# session): each is refused at start with the setting named and its bound, and the bound itself is taken.
+ABSURD = [
+    ("common.settings", "CommonSettings", "topic_partitions", "1000000000000", "less than or equal to 1000", 1000),
+    ("common.settings", "CommonSettings", "topic_replication_factor", "1000000000000", "or equal to 32767", 32767),
+    ("consumer_alerts.settings", "AlertsSettings", "poll_timeout_ms", "1000000000000", "or equal to 10000", 10000),
+    ("consumer_alerts.settings", "AlertsSettings", "snapshot_interval_s", "1e300", "or equal to 86400", 86400),
+    ("consumer_db.settings", "ConsumerDbSettings", "sink_batch_ms", "1000000000000", "or equal to 10000", 10000),
+    ("consumer_db.settings", "ConsumerDbSettings", "partitions_ahead_days", "1000000000000", "or equal to 366", 366),
+    ("consumer_db.settings", "ConsumerDbSettings", "raw_retention_days", "1000000000000", "or equal to 36500", 36500),
+    ("dashboard.settings", "DashboardSettings", "dashboard_push_ms", "1000000000000", "or equal to 10000", 10000),
+    ("notifier.settings", "NotifierSettings", "notifier_poll_ms", "1000000000000", "or equal to 10000", 10000),
+    ("notifier.settings", "NotifierSettings", "notifier_max_age_s", "1e300", "or equal to 3153600000", 3153600000),
+    ("notifier.settings", "NotifierSettings", "notifier_send_timeout_s", "1e300", "or equal to 3600", 3600),
+    ("producer.settings", "ProducerSettings", "fault_period_s", "1e300", "or equal to 3153600000", 3153600000),
+    ("producer.settings", "ProducerSettings", "robots", "1000000000000", "or equal to 100000", 100000),
+    ("producer.settings", "ProducerSettings", "seed", "-1", "greater than or equal to 0", 0),
+]
+
+
+@pytest.mark.parametrize("module, class_name, name, absurd, says, bound", ABSURD, ids=[row[2] for row in ABSURD])
+def test_an_absurd_number_setting_is_refused_at_start_naming_the_setting_and_its_bound(
+    monkeypatch, module, class_name, name, absurd, says, bound
+):
+    import importlib
+
+    from pydantic import ValidationError
+
+    settings = getattr(importlib.import_module(module), class_name)
+    monkeypatch.setenv("MAX_ROBOTS", "1000000000000")  # ROBOTS is bounded by its own rule, not only by MAX_ROBOTS
+    monkeypatch.setenv(name.upper(), absurd)
+    with pytest.raises(ValidationError) as refused:
+        settings(_env_file=None)
+    assert name in str(refused.value) and says in str(refused.value)
+    monkeypatch.setenv(name.upper(), str(bound))
+    assert getattr(settings(_env_file=None), name) == bound

@@ -230,3 +230,13 @@ async def test_stop_while_a_batch_is_being_stored_finishes_and_commits_it(engine
     await asyncio.wait_for(task, 10)
     assert count(db, readings_fact) == 30
     assert bus._committed[(settings.sink_group_id, settings.readings_topic, 0)] == 10
+
+
+def test_run_refuses_a_batch_wait_past_its_settings_bound_given_as_an_option(capsys, sqlite_url):
+    """--batch-ms went past SINK_BATCH_MS's bound (the settings were copied, not checked): at 10^12 a trickle of
+    readings was never written, and /livez said the loop was stuck."""
+    from consumer_db.cli import main
+
+    assert main(["--database-url", sqlite_url, "run", "--batch-ms", "1000000000000"]) == 2
+    err = capsys.readouterr().err
+    assert "sink_batch_ms" in err and "less than or equal to 10000" in err and "Traceback" not in err

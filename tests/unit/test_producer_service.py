@@ -176,14 +176,29 @@ def test_cli_rejects_bad_settings(capsys):
     assert "tick_seconds" in capsys.readouterr().err
 
 
+def test_cli_count_options_read_as_every_count_and_meet_their_settings_bounds(capsys, monkeypatch):
+    """--robots, --wear, --start-row and --limit read as consumer_db's counts do (common.counts): a number of
+    5,000 digits was "invalid int value" before; now it is MAX_COUNT, and refused by the setting's bound."""
+    monkeypatch.setenv("MAX_ROBOTS", str(10**12))
+    argv = ["--synthetic", "--max-speed", "--dry-run", "--no-axes-from-db", "--limit", "3"]
+    assert cli.main([*argv, "--robots", "9" * 5000]) == 2
+    err = capsys.readouterr().err
+    assert "robots" in err and "less than or equal to 100000" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as refused:
+        cli.main([*argv, "--robots", "-3"])
+    assert refused.value.code == 2 and "--robots: must be 1 or more, got -3" in capsys.readouterr().err
+    assert cli.main([*argv, "--seed", "-1"]) == 2  # numpy's ValueError traceback before
+    assert "seed" in capsys.readouterr().err
+
+
 def test_cli_refuses_a_fleet_the_services_would_not_take_before_making_it(capsys, monkeypatch):
     """Before, ten million robots went to building their programs (22 GB, killed), and worn robots past the
     fleet's size stopped the producer with a traceback."""
     monkeypatch.setenv("MAX_ROBOTS", "50")
     argv = ["--synthetic", "--max-speed", "--dry-run", "--no-axes-from-db", "--limit", "3"]
-    assert cli.main([*argv, "--robots", "1" + "0" * 7]) == 2
+    assert cli.main([*argv, "--robots", "1" + "0" * 5]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and "ROBOTS (10000000) is more than MAX_ROBOTS (50)" in err and "Traceback" not in err
+    assert out == "" and "ROBOTS (100000) is more than MAX_ROBOTS (50)" in err and "Traceback" not in err
     assert cli.main([*argv, "--robots", "2", "--wear", "3"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "WEAR_ROBOTS (3) is more than the fleet's ROBOTS (2)" in err
