@@ -51,7 +51,7 @@ class MultivariateDetector:
         *,
         halflife_rows: float = 2000.0,
         alpha: float = 1e-6,
-        warmup_per_axis: int = 40,
+        warmup_per_axis: int = 60,
         min_warmup: int = 50,
         variance_kept: float = 0.9,
         refresh_rows: int = 50,
@@ -69,6 +69,10 @@ class MultivariateDetector:
         self.stride = max(1, stride)
         self.lam = 1 - 0.5 ** (self.stride / halflife_rows)  # EW weight of the newest learned vector
         self.alpha = alpha
+        # 60 rows per axis are two windows of 30: overlapping windows share rows, so the first covariance judged
+        # rests on 2 windows per axis (T²'s F limit then has n - p = p). At 40 (1.3 windows) the SPE limit, which
+        # takes the dropped eigenvalues as known, was so unsure that a small fault in the warm-up, long over,
+        # made the healthy work after it alarm (docs/consumer_alerts.md, "Warm-up").
         self.warmup_per_axis, self.min_warmup = warmup_per_axis, min_warmup
         self.variance_kept, self.refresh_rows = variance_kept, max(1, refresh_rows // self.stride)
         self.shrinkage, self.min_std = shrinkage, min_std

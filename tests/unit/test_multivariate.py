@@ -261,3 +261,32 @@ def test_its_severity_is_the_one_rule_on_the_blamed_axis_level(factor, expected)
     raised = [a for a in alerts if a.detector == "multivariate" and a.axis == 3]
     assert raised
     assert max((a.severity for a in raised), key=[Severity.ALERT, Severity.ERROR].index) is expected
+
+
+def eight_axis_rows(n, *, seed, weak_until=0):
+    """Cycles of an 8-axis robot whose axes all scale with the cycle's load, idle between cycles; until row
+    ``weak_until`` axis 3 draws half its current (a fault at start-up, then healthy work)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        if i % (WORK + PAUSE) == 0:
+            load = rng.lognormal(0, 0.4)
+        if i % (WORK + PAUSE) >= WORK:
+            rows.append(dict.fromkeys(range(1, 9), 0.0))
+            continue
+        row = {axis: round((1 + axis) * load * rng.lognormal(0, 0.1), 4) for axis in range(1, 9)}
+        if i < weak_until:
+            row[3] = round(row[3] / 2, 4)
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_fault_in_the_warm_up_does_not_make_the_healthy_work_after_it_alarm(seed):
+    # The fault spans 320 active rows: the whole warm-up of 40 rows per axis, from which the first covariance
+    # judged (about 11 windows of 30 for 8 axes) called the healthy work after it a broken relation. In the
+    # engine, as the service runs it (every 10th row judged).
+    rows = eight_axis_rows(3000, seed=seed, weak_until=400)
+    assert len(active(rows, 0, 400)) == 320
+    engine = DetectorEngine(EngineConfig(detectors=("multivariate",)))
+    assert [a for r in _readings(rows) for a in engine.process(r)] == []
