@@ -26,11 +26,13 @@ from api.web import (
     USER,
     QueryCount,
     QueryTime,
+    StoredText,
     error,
     json_response,
     page_size,
     problem,
     query_of,
+    refuse_nul,
     utcnow,
 )
 from common.metrics import Health
@@ -64,7 +66,7 @@ class AlertQuery(BaseModel):
 class AcknowledgeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: AckOutcome
-    note: str | None = Field(None, max_length=ACK_NOTE_CHARS)
+    note: StoredText | None = Field(None, max_length=ACK_NOTE_CHARS)
 
 
 @web.middleware
@@ -185,7 +187,7 @@ def _check(ok: bool, why: str) -> web.Response:
 
 
 def make_app(settings: ApiSettings, engine: Engine, bus: Bus, health: Health) -> web.Application:
-    app = web.Application(middlewares=[counted, bearer_auth], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[counted, bearer_auth, refuse_nul], client_max_size=64 * 1024)
     app[SETTINGS], app[ENGINE], app[BUS], app[HEALTH] = settings, engine, bus, health
     app.router.add_get("/v1/alerts", list_alerts)
     app.router.add_post("/v1/alerts/{event_id}/acknowledge", acknowledge)

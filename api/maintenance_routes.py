@@ -23,6 +23,7 @@ from api.web import (
     USER,
     QueryCount,
     QueryTime,
+    StoredText,
     error,
     json_response,
     page_size,
@@ -44,7 +45,7 @@ class MaintenanceBody(BaseModel):
     robot_id: StrictStr = Field(min_length=1, max_length=64)
     axis: int = Field(ge=1, le=MAX_AXIS, strict=True)
     action: MaintenanceAction
-    note: str | None = Field(None, max_length=ACK_NOTE_CHARS)
+    note: StoredText | None = Field(None, max_length=ACK_NOTE_CHARS)
 
 
 class HistoryQuery(BaseModel):

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from sqlalchemy import Engine
 
-from api.web import ENGINE, USER, error, json_response, problem, utcnow
+from api.web import ENGINE, USER, StoredText, error, json_response, problem, utcnow
 from common.store import users
 from common.store.users import User, UserError
 
@@ -23,7 +23,7 @@ Role = Literal["viewer", "operator", "admin"]
 
 class NewUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: StrictStr = Field(min_length=1, max_length=200)
+    name: StoredText = Field(min_length=1, max_length=200, strict=True)
     role: Role
     password: StrictStr = Field(min_length=12, max_length=1000)
 

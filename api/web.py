@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -25,6 +26,29 @@ QueryTime = Annotated[AwareDatetime, AfterValidator(query_time)]
 # A count a query string names (limit), read as every count is (common/counts.py): a limit of 5,000 digits is
 # over API_MAX_PAGE_SIZE as one of 20 is, where pydantic alone answered "exceeded maximum size".
 QueryCount = Annotated[int, BeforeValidator(lambda v: read_count(v) if isinstance(v, str) else v), Field(ge=1)]
+
+
+NUL_REFUSED = "holds a NUL character, which no name, note or time stored can (PostgreSQL's text cannot)"
+
+
+def _without_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError(NUL_REFUSED)
+    return text
+
+
+# Text of a request body the database stores (a note, a user's name): with a NUL, its driver refused the
+# statement and the request answered 500, after the entry or acknowledgement was published.
+StoredText = Annotated[str, AfterValidator(_without_nul)]
+
+
+@web.middleware
+async def refuse_nul(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """A 400 for a URL whose path or query string holds a NUL (%00): it names nothing stored, and every route
+    would hand it to the database's driver, which refuses it (a 500 before)."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+        raise error(400, f"the URL {NUL_REFUSED}")
+    return await handler(request)
 
 
 def utcnow() -> datetime:
