@@ -420,7 +420,9 @@ class Alert(WireModel):
 
     event_id: str = Field(min_length=1, max_length=200)
     robot_id: str
-    axis: int
+    # 0: the robot as a whole. An axis past the largest double (10**400) on the alerts topic stopped every
+    # dashboard page from being built, its serialiser failing on the alert table, until the event aged out.
+    axis: int = Field(ge=0, le=MAX_AXIS)
     detector: str
     severity: Severity
     state: AlertState
