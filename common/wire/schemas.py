@@ -552,6 +552,12 @@ class CycleAxis(BaseModel):
     deviation: float | None = None  # rms / learned normal - 1; None while the normal is being learned
 
 
+# Days a forecast may name from its time, either way: the forecast's own horizon is 120 days (beyond it: None).
+# A century is far past it, and far inside the calendar: 1e7 days on the health topic, stored, answered every
+# GET /v1/health/forecasts with a 500 (PostgreSQL's double overflowed, then Python's datetime).
+ForecastDays = Annotated[float, AllowInfNan(False), Field(ge=-36_500, le=36_500)]
+
+
 class AxisForecast(BaseModel):
     """One axis's health trend and when it will cross its limit (consumer_alerts.health.forecast)."""
 
@@ -560,9 +566,9 @@ class AxisForecast(BaseModel):
     level: float  # the trend's deviation from normal now
     slope_per_day: float
     limit: float
-    days_left: float | None = None  # None: no crossing forecast within the horizon
-    low_days: float | None = None  # 80 % interval of days_left (None: beyond the horizon)
-    high_days: float | None = None
+    days_left: ForecastDays | None = None  # None: no crossing forecast within the horizon
+    low_days: ForecastDays | None = None  # 80 % interval of days_left (None: beyond the horizon)
+    high_days: ForecastDays | None = None
 
 
 class HealthEvent(WireModel):

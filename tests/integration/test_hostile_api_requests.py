@@ -1,6 +1,7 @@
 """Absurd but valid requests to the API, sent by curl as an outside user would, against the API and consumer_db
 on the real Kafka and PostgreSQL (the services' role of scripts/postgres-roles.sql): each is answered with a
-status and a reason, never a 500, and what is refused publishes and stores nothing."""
+status and a reason, never a 500, and what is refused publishes and stores nothing. And absurd forecasts an
+outside client writes into the health topic with Kafka's console producer: none makes the API answer 500."""
 
 from __future__ import annotations
 
@@ -16,10 +17,19 @@ from sqlalchemy import func, select
 
 from api import users
 from common.store import users as accounts
-from common.store.tables import alerts, api_audit, api_users, axes_dim, maintenance_log
+from common.store.tables import (
+    alerts,
+    api_audit,
+    api_users,
+    axes_dim,
+    health_forecast,
+    maintenance_log,
+    rejected_readings,
+)
 from common.wire.schemas import Alert, Reading
 from tests.api_support import api_and_sink, migrated, until
 from tests.conftest import service_missing
+from tests.integration.test_hostile_outside_client import console_producer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -128,5 +138,66 @@ async def test_nul_in_a_url_or_a_stored_text_is_a_400_and_absurd_parameters_are_
             assert conn.execute(select(maintenance_log)).all() == []
             assert conn.execute(select(alerts.c.acknowledged_by)).scalars().all() == [None]
             assert sorted(conn.execute(select(api_users.c.name)).scalars()) == ["ada", "otto"]
+    finally:
+        app.dispose()
+
+
+async def test_forecasts_far_ahead_or_made_late_in_9999_are_refused_or_answered(
+    pg_url, postgres_admin_url, kafka_env, unique, tmp_path
+):
+    """Before: a forecast from an outside client on the health topic with 1e7 days left was stored, and every
+    GET /v1/health/forecasts answered 500 (PostgreSQL's double overflowed ordering by the crossing instant), as
+    did the robot's health for it and for a forecast made late in year 9999 (its crossing past the calendar).
+    Now the days of a forecast are finite and within a century, the others dead letters with the reason, and a
+    crossing past the calendar is shown without an instant."""
+    owner_url, app = migrated(pg_url, postgres_admin_url, f"t{unique[:6]}")
+    now = datetime.now(UTC).replace(microsecond=0)
+    tag = f"f{unique[:6]}"
+    with app.begin() as conn:
+        accounts.add_user(conn, "vera", "viewer", "vera-password", now)
+        viewer = users.issue_token(conn, "vera", 1, now)
+
+    def forecast(robot: str, start: str, **days) -> tuple[str, str]:
+        axis = {"axis": 1, "level": 0.2, "slope_per_day": 0.01, "limit": 0.3, "days_left": 10.0} | days
+        event = {"schema_version": 1, "robot_id": robot, "kind": "forecast", "start": start, "forecasts": [axis]}
+        return robot, json.dumps(event)
+
+    fine = [forecast(f"{tag}-ok", now.isoformat()), forecast(f"{tag}-late", "9999-12-31T00:00:00Z", days_left=100)]
+    refused = [
+        forecast(f"{tag}-far", now.isoformat(), days_left=1e7),
+        forecast(f"{tag}-huge", now.isoformat(), low_days=1e308),
+        forecast(f"{tag}-nan", now.isoformat(), high_days=float("nan")),
+    ]
+    try:
+        async with api_and_sink(kafka_env, owner_url, app, unique) as running:
+            await running.publisher.ensure_topics([kafka_env["health_topic"]])
+            await asyncio.to_thread(
+                console_producer,
+                kafka_env["kafka_bootstrap_servers"],
+                kafka_env["health_topic"],
+                refused + fine,
+                tmp_path / "cp.log",
+            )
+
+            def accounted() -> dict[str, str]:
+                with app.connect() as conn:
+                    rows = conn.execute(select(rejected_readings.c.robot_id, rejected_readings.c.reason)).all()
+                    forecasts = conn.execute(select(func.count()).select_from(health_forecast)).scalar_one()
+                return dict(rows) | {"stored": forecasts} if forecasts + len(rows) == len(fine + refused) else {}
+
+            reasons = await until(accounted, "consumer_db stored or refused every forecast")
+            status, body = await curl(f"{running.base_url}/v1/health/forecasts", viewer)
+            assert status == 200, body
+            assert {f["robot_id"] for f in json.loads(body)["forecasts"]} == {robot for robot, _ in fine}
+            status, body = await curl(f"{running.base_url}/v1/robots/{tag}-late/health", viewer)
+            assert status == 200, body
+            late = json.loads(body)["axes"][0]["forecast"]
+            assert (late["days_left"], late["due_at"]) == (100.0, None)
+        assert reasons == {
+            "stored": len(fine),
+            f"{tag}-far": "HealthEvent: forecasts.0.days_left: Input should be less than or equal to 36500",
+            f"{tag}-huge": "HealthEvent: forecasts.0.low_days: Input should be less than or equal to 36500",
+            f"{tag}-nan": "HealthEvent: forecasts.0.high_days: Input should be a finite number",
+        }
     finally:
         app.dispose()
