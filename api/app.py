@@ -26,7 +26,6 @@ from api.web import (
     USER,
     QueryCount,
     QueryTime,
-    StoredText,
     error,
     json_response,
     page_size,
@@ -39,7 +38,7 @@ from common.metrics import Health
 from common.store.users import User, audit_acknowledgement
 from common.wire.acknowledge import publish_acknowledgement
 from common.wire.bus import Bus
-from common.wire.schemas import ACK_NOTE_CHARS, AckOutcome, AlertState, Severity
+from common.wire.schemas import ACK_NOTE_CHARS, AckOutcome, AlertState, Severity, StoredText
 
 logger = logging.getLogger(__name__)
 

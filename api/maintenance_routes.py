@@ -23,7 +23,6 @@ from api.web import (
     USER,
     QueryCount,
     QueryTime,
-    StoredText,
     error,
     json_response,
     page_size,
@@ -35,7 +34,7 @@ from common.store import users as accounts
 from common.store.maintenance import maintenance_history, outcomes_per_detector
 from common.store.tables import axes_of
 from common.wire.acknowledge import publish_maintenance
-from common.wire.schemas import ACK_NOTE_CHARS, MAX_AXIS, MaintenanceAction, MaintenanceEntry
+from common.wire.schemas import ACK_NOTE_CHARS, MAX_AXIS, MaintenanceAction, MaintenanceEntry, StoredText
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from sqlalchemy import Engine
 
-from api.web import ENGINE, USER, StoredText, error, json_response, problem, utcnow
+from api.web import ENGINE, USER, error, json_response, problem, utcnow
 from common.store import users
 from common.store.users import User, UserError
+from common.wire.schemas import StoredText
 
 logger = logging.getLogger(__name__)
 

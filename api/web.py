@@ -15,6 +15,7 @@ from api.settings import ApiSettings
 from common.counts import read_count
 from common.query_time import query_time
 from common.store.users import User
+from common.wire.schemas import NUL_REFUSED
 
 SETTINGS: web.AppKey[ApiSettings] = web.AppKey("settings", ApiSettings)
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
@@ -26,20 +27,6 @@ QueryTime = Annotated[AwareDatetime, AfterValidator(query_time)]
 # A count a query string names (limit), read as every count is (common/counts.py): a limit of 5,000 digits is
 # over API_MAX_PAGE_SIZE as one of 20 is, where pydantic alone answered "exceeded maximum size".
 QueryCount = Annotated[int, BeforeValidator(lambda v: read_count(v) if isinstance(v, str) else v), Field(ge=1)]
-
-
-NUL_REFUSED = "holds a NUL character, which no name, note or time stored can (PostgreSQL's text cannot)"
-
-
-def _without_nul(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError(NUL_REFUSED)
-    return text
-
-
-# Text of a request body the database stores (a note, a user's name): with a NUL, its driver refused the
-# statement and the request answered 500, after the entry or acknowledgement was published.
-StoredText = Annotated[str, AfterValidator(_without_nul)]
 
 
 @web.middleware

@@ -87,7 +87,7 @@ def valid(kind: str) -> st.SearchStrategy[bytes]:
     elif kind == "alert":
         model = st.builds(
             Alert,
-            event_id=st.text(min_size=1, max_size=200),
+            event_id=st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=200),
             robot_id=odd_text,
             axis=st.integers(0, MAX_AXIS),
             detector=odd_text,

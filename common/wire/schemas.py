@@ -414,11 +414,26 @@ class AlertState(enum.StrEnum):
 ACK_NOTE_CHARS = 2000
 
 
+NUL_REFUSED = "holds a NUL character, which no name, note or time stored can (PostgreSQL's text cannot)"
+
+
+def _without_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError(NUL_REFUSED)
+    return text
+
+
+# Text that is stored and looked up as it is (an event's id; a note or a user name given to the API): with a
+# NUL the database's driver refuses the statement, so the notifier, which looks events up by id, retried one
+# such alert for ever and notified nothing more.
+StoredText = Annotated[str, AfterValidator(_without_nul)]
+
+
 class Alert(WireModel):
     """The current state of one alert event. Every change (open, escalate, peak, close, acknowledge)
     publishes the whole event again under the same ``event_id``; the newest state wins."""
 
-    event_id: str = Field(min_length=1, max_length=200)
+    event_id: StoredText = Field(min_length=1, max_length=200)
     robot_id: str
     # 0: the robot as a whole. An axis past the largest double (10**400) on the alerts topic stopped every
     # dashboard page from being built, its serialiser failing on the alert table, until the event aged out.
