@@ -31,13 +31,14 @@ from api.web import (
     page_size,
     problem,
     query_of,
+    refuse_nul,
     utcnow,
 )
 from common.metrics import Health
 from common.store.users import User, audit_acknowledgement
 from common.wire.acknowledge import publish_acknowledgement
 from common.wire.bus import Bus
-from common.wire.schemas import ACK_NOTE_CHARS, AckOutcome, AlertState, Severity
+from common.wire.schemas import ACK_NOTE_CHARS, AckOutcome, AlertState, Severity, StoredText
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class AlertQuery(BaseModel):
 class AcknowledgeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: AckOutcome
-    note: str | None = Field(None, max_length=ACK_NOTE_CHARS)
+    note: StoredText | None = Field(None, max_length=ACK_NOTE_CHARS)
 
 
 @web.middleware
@@ -185,7 +186,7 @@ def _check(ok: bool, why: str) -> web.Response:
 
 
 def make_app(settings: ApiSettings, engine: Engine, bus: Bus, health: Health) -> web.Application:
-    app = web.Application(middlewares=[counted, bearer_auth], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[counted, bearer_auth, refuse_nul], client_max_size=64 * 1024)
     app[SETTINGS], app[ENGINE], app[BUS], app[HEALTH] = settings, engine, bus, health
     app.router.add_get("/v1/alerts", list_alerts)
     app.router.add_post("/v1/alerts/{event_id}/acknowledge", acknowledge)

@@ -30,7 +30,10 @@ def forecast_of(row: Row) -> Row:
     made = row["updated_at"]
 
     def at(days: float | None) -> datetime | None:
-        return None if days is None else made + timedelta(days=days)
+        try:
+            return None if days is None else made + timedelta(days=days)
+        except OverflowError:  # past year 9999 (a forecast made late in 9999, by an outside client): no instant
+            return None
 
     return {
         "made_at": made,

@@ -34,7 +34,7 @@ from common.store import users as accounts
 from common.store.maintenance import maintenance_history, outcomes_per_detector
 from common.store.tables import axes_of
 from common.wire.acknowledge import publish_maintenance
-from common.wire.schemas import ACK_NOTE_CHARS, MAX_AXIS, MaintenanceAction, MaintenanceEntry
+from common.wire.schemas import ACK_NOTE_CHARS, MAX_AXIS, MaintenanceAction, MaintenanceEntry, StoredText
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class MaintenanceBody(BaseModel):
     robot_id: StrictStr = Field(min_length=1, max_length=64)
     axis: int = Field(ge=1, le=MAX_AXIS, strict=True)
     action: MaintenanceAction
-    note: str | None = Field(None, max_length=ACK_NOTE_CHARS)
+    note: StoredText | None = Field(None, max_length=ACK_NOTE_CHARS)
 
 
 class HistoryQuery(BaseModel):

@@ -57,7 +57,10 @@ def encode_cursor(alert: Alert) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         opened, event_id = unpack_cursor(cursor)
-        return utc(datetime.fromisoformat(opened)), str(event_id)
+        event_id = str(event_id)
+        if "\x00" in event_id:  # no event id stored holds one; the database's driver refuses it (a 500 before)
+            raise ValueError(event_id)
+        return utc(datetime.fromisoformat(opened)), event_id
     except (ValueError, TypeError) as exc:
         raise BadCursor(CURSOR_HELP) from exc
 

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from api.web import ENGINE, USER, error, json_response, problem, utcnow
 from common.store import users
 from common.store.users import User, UserError
+from common.wire.schemas import StoredText
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ Role = Literal["viewer", "operator", "admin"]
 
 class NewUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: StrictStr = Field(min_length=1, max_length=200)
+    name: StoredText = Field(min_length=1, max_length=200, strict=True)
     role: Role
     password: StrictStr = Field(min_length=12, max_length=1000)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -14,6 +15,7 @@ from api.settings import ApiSettings
 from common.counts import read_count
 from common.query_time import query_time
 from common.store.users import User
+from common.wire.schemas import NUL_REFUSED
 
 SETTINGS: web.AppKey[ApiSettings] = web.AppKey("settings", ApiSettings)
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
@@ -25,6 +27,15 @@ QueryTime = Annotated[AwareDatetime, AfterValidator(query_time)]
 # A count a query string names (limit), read as every count is (common/counts.py): a limit of 5,000 digits is
 # over API_MAX_PAGE_SIZE as one of 20 is, where pydantic alone answered "exceeded maximum size".
 QueryCount = Annotated[int, BeforeValidator(lambda v: read_count(v) if isinstance(v, str) else v), Field(ge=1)]
+
+
+@web.middleware
+async def refuse_nul(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """A 400 for a URL whose path or query string holds a NUL (%00): it names nothing stored, and every route
+    would hand it to the database's driver, which refuses it (a 500 before)."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+        raise error(400, f"the URL {NUL_REFUSED}")
+    return await handler(request)
 
 
 def utcnow() -> datetime:

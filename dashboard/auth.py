@@ -138,8 +138,16 @@ SIGNED_IN_PAGE = """<!DOCTYPE html>
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a path on this server only (never another site)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Where to go after signing in: a path on this server only (never another site), of printable characters
+    only: tornado refuses a Location header holding CR, LF or DEL, so such a link answered every sign-in with a
+    500, and browsers drop a tab from a URL (``/<tab>/evil.example`` would be ``//evil.example``)."""
+    if (
+        not target
+        or not target.isprintable()
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+    ):
         return "/"
     parts = urlsplit(target)
     return "/" if parts.scheme or parts.netloc else target

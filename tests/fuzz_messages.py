@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from common.errors import SchemaError
 from common.store.tables import alerts, readings_fact, rejected_readings
 from common.wire.bus import Message
-from common.wire.schemas import Alert, DeadLetter, Reading
+from common.wire.schemas import MAX_AXIS, Alert, DeadLetter, Reading
 from consumer_db.decode import Topics, origin
 
 TOPICS = Topics("readings-fuzz", "alerts-fuzz", "dead-fuzz")
@@ -87,9 +87,9 @@ def valid(kind: str) -> st.SearchStrategy[bytes]:
     elif kind == "alert":
         model = st.builds(
             Alert,
-            event_id=st.text(min_size=1, max_size=200),
+            event_id=st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=200),
             robot_id=odd_text,
-            axis=st.integers(-(2**70), 2**70),
+            axis=st.integers(0, MAX_AXIS),
             detector=odd_text,
             severity=st.sampled_from(["ALERT", "ERROR"]),
             state=st.sampled_from(["open", "closed"]),

@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal, NamedTuple, Protocol, Self, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AllowInfNan,
     AwareDatetime,
     BaseModel,
@@ -51,6 +52,12 @@ def utc(value: datetime) -> datetime:
         return value.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:00-05:00 is a valid datetime, but past the last UTC one
         raise ValueError(f"{value.isoformat()} is out of the representable range in UTC") from None
+
+
+# Every time on the wire: aware, and read as the same instant in UTC. 0001-01-01T00:00+23:59 is valid ISO-8601 whose
+# instant lies before the calendar's first day: refused here with the reason, where on an alert, a dead letter or a
+# health event it reached the database's driver, which could not convert it, and stopped consumer_db for good.
+UtcTime = Annotated[AwareDatetime, AfterValidator(utc)]
 
 
 def iso_utc(value: datetime) -> str:
@@ -170,7 +177,7 @@ class Reading(WireModel):
     (bounds, dates, robot ids) is the deployment's :class:`ReadingPolicy`."""
 
     robot_id: StrictStr = Field(min_length=1, max_length=64)
-    ts: AwareDatetime
+    ts: UtcTime
     row: int | None = Field(None, strict=True, description="Line number in the source file, when there is one.")
     currents: dict[int, Amps | None]
 
@@ -197,11 +204,6 @@ class Reading(WireModel):
         if not isinstance(value, str) or not ISO_TIME.match(value):
             raise ValueError(f"expected an ISO-8601 time text such as 2024-01-31T12:00:00Z, got {_excerpt(value)}")
         return value
-
-    @field_validator("ts")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return utc(value)
 
     def key_count(self) -> int:
         return len(self.model_fields_set) + len(self.currents)
@@ -412,23 +414,40 @@ class AlertState(enum.StrEnum):
 ACK_NOTE_CHARS = 2000
 
 
+NUL_REFUSED = "holds a NUL character, which no name, note or time stored can (PostgreSQL's text cannot)"
+
+
+def _without_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError(NUL_REFUSED)
+    return text
+
+
+# Text that is stored and looked up as it is (an event's id; a note or a user name given to the API): with a
+# NUL the database's driver refuses the statement, so the notifier, which looks events up by id, retried one
+# such alert for ever and notified nothing more.
+StoredText = Annotated[str, AfterValidator(_without_nul)]
+
+
 class Alert(WireModel):
     """The current state of one alert event. Every change (open, escalate, peak, close, acknowledge)
     publishes the whole event again under the same ``event_id``; the newest state wins."""
 
-    event_id: str = Field(min_length=1, max_length=200)
+    event_id: StoredText = Field(min_length=1, max_length=200)
     robot_id: str
-    axis: int
+    # 0: the robot as a whole. An axis past the largest double (10**400) on the alerts topic stopped every
+    # dashboard page from being built, its serialiser failing on the alert table, until the event aged out.
+    axis: int = Field(ge=0, le=MAX_AXIS)
     detector: str
     severity: Severity
     state: AlertState
-    opened_at: AwareDatetime
-    closed_at: AwareDatetime | None = None
+    opened_at: UtcTime
+    closed_at: UtcTime | None = None
     peak_amps: float | None = None
     threshold: float | None = None
     score: float | None = None
     acknowledged_by: str | None = None
-    acknowledged_at: AwareDatetime | None = None
+    acknowledged_at: UtcTime | None = None
     # Added later, optional: messages written before them still read.
     ack_outcome: AckOutcome | None = None
     ack_note: str | None = Field(None, max_length=ACK_NOTE_CHARS)
@@ -478,16 +497,11 @@ class MaintenanceEntry(WireModel):
     entry_id: StrictStr = Field(min_length=1, max_length=300)
     robot_id: StrictStr = Field(min_length=1, max_length=64)
     axis: int = Field(ge=1, le=MAX_AXIS, strict=True)
-    at: AwareDatetime
+    at: UtcTime
     action: MaintenanceAction
     note: str | None = Field(None, max_length=ACK_NOTE_CHARS)
     user_name: StrictStr = Field(min_length=1, max_length=200)
     event_id: str | None = Field(None, min_length=1, max_length=200)
-
-    @field_validator("at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return utc(value)
 
     @classmethod
     def new(
@@ -532,7 +546,7 @@ class DeadLetter(WireModel):
     raw: str
     reason: str
     robot_id: str | None = None
-    received_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    received_at: UtcTime = Field(default_factory=lambda: datetime.now(UTC))
 
     @field_validator("raw")
     @classmethod
@@ -553,6 +567,12 @@ class CycleAxis(BaseModel):
     deviation: float | None = None  # rms / learned normal - 1; None while the normal is being learned
 
 
+# Days a forecast may name from its time, either way: the forecast's own horizon is 120 days (beyond it: None).
+# A century is far past it, and far inside the calendar: 1e7 days on the health topic, stored, answered every
+# GET /v1/health/forecasts with a 500 (PostgreSQL's double overflowed, then Python's datetime).
+ForecastDays = Annotated[float, AllowInfNan(False), Field(ge=-36_500, le=36_500)]
+
+
 class AxisForecast(BaseModel):
     """One axis's health trend and when it will cross its limit (consumer_alerts.health.forecast)."""
 
@@ -561,9 +581,9 @@ class AxisForecast(BaseModel):
     level: float  # the trend's deviation from normal now
     slope_per_day: float
     limit: float
-    days_left: float | None = None  # None: no crossing forecast within the horizon
-    low_days: float | None = None  # 80 % interval of days_left (None: beyond the horizon)
-    high_days: float | None = None
+    days_left: ForecastDays | None = None  # None: no crossing forecast within the horizon
+    low_days: ForecastDays | None = None  # 80 % interval of days_left (None: beyond the horizon)
+    high_days: ForecastDays | None = None
 
 
 class HealthEvent(WireModel):
@@ -574,8 +594,8 @@ class HealthEvent(WireModel):
 
     robot_id: StrictStr = Field(min_length=1, max_length=64)
     kind: Literal["cycle", "forecast"]
-    start: AwareDatetime
-    end: AwareDatetime | None = None
+    start: UtcTime
+    end: UtcTime | None = None
     cold: bool = False  # the cycle started soon after a long stoppage: not judged
     cut: bool = False  # the cycle was cut (gap, too long, end of feed): not judged
     axes: list[CycleAxis] = Field(default_factory=list)

@@ -68,7 +68,16 @@ def test_failures_lock_a_name_from_any_client_and_a_client_for_any_name_until_th
 
 def test_after_sign_in_the_browser_goes_to_a_path_of_this_server_only():
     assert safe_next("/?robot=x") == "/?robot=x"
-    for elsewhere in ["https://evil.example/", "//evil.example/", "/\\evil.example", "evil", None, ""]:
+    for elsewhere in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+        "evil",
+        None,
+        "",
+        "/\t/evil.example",
+        "/\r\nSet-Cookie: x=1",
+    ]:
         assert safe_next(elsewhere) == "/"
 
 
