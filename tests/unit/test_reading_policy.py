@@ -345,6 +345,49 @@ def test_database_errors_are_told_transient_or_persistent(code, transient):
     assert is_transient(kind("INSERT ...", {}, FakeDriverError(code))) is transient
 
 
+def database_error(kind: str, code: str | None):
+    from sqlalchemy import exc
+
+    return getattr(exc, kind)("INSERT ...", {}, FakeDriverError(code) if code else Exception("closed"))
+
+
+@pytest.mark.parametrize(
+    "error, content",
+    [
+        (("DataError", "22003"), True),  # a number out of the column's range
+        (("DataError", "22P05"), True),  # a character the database's encoding has not
+        (("IntegrityError", "23514"), True),  # a CHECK constraint
+        (("IntegrityError", "23502"), True),  # NULL where none may be
+        (("OperationalError", "54000"), True),  # an index row too big for its index
+        (("IntegrityError", "23505"), False),  # a duplicate key: stored by another transaction meanwhile
+        (("InternalError", "25006"), False),  # read-only
+        (("OperationalError", "40001"), False),  # serialization failure
+        (("OperationalError", "55P03"), False),  # lock not available
+        (("OperationalError", "57P01"), False),  # shutting down
+        (("ProgrammingError", "42501"), False),  # permission denied: an operator's to cure
+        (("OperationalError", None), False),  # connection lost: no SQLSTATE
+        (("IntegrityError", None), True),  # SQLite has no SQLSTATE
+    ],
+    ids=lambda e: "-".join(map(str, e)) if isinstance(e, tuple) else str(e),
+)
+def test_database_errors_are_told_content_or_the_database_state(error, content):
+    from consumer_db.retry import is_content_error
+
+    assert is_content_error(database_error(*error)) is content
+
+
+def test_a_value_refused_before_the_database_sees_it_is_content():
+    """Wrapped by SQLAlchemy (a column type's conversion failed) or raised by the driver itself."""
+    from sqlalchemy.exc import StatementError
+
+    from consumer_db.retry import is_content_error
+
+    conversion = StatementError("naive datetime", "INSERT ...", {}, ValueError("naive datetime"))
+    assert is_content_error(conversion)
+    assert is_content_error(ValueError("A string literal cannot contain NUL (0x00) characters."))
+    assert not is_content_error(RuntimeError("a bug"))
+
+
 async def test_the_retry_recycles_connections_after_each_failure_and_says_which_kind(caplog):
     import asyncio
 
