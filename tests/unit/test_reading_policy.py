@@ -68,6 +68,13 @@ HOSTILE = {
         "twice",
     ),
     "axis 1 as 1 and 01": (wire(currents={"1": 5, "01": 7}), "twice"),
+    # int(), and pydantic with it, read "1_0" as axis 10 and these as axis 1
+    "axis 1_0": (wire(currents={"1_0": 5.0}), "axis key '1_0' is not an integer in plain digits 0-9"),
+    "axis 1_0 beside 10": (wire(currents={"10": 5.0, "1_0": 7.0}), "axis key '1_0' is not"),
+    "axis +1": (wire(currents={"+1": 5.0}), "is not an integer in plain digits"),
+    "axis 1 with a space": (wire(currents={" 1": 5.0}), "axis key ' 1' is not"),
+    "axis 1.0": (wire(currents={"1.0": 5.0}), "axis key '1.0' is not"),
+    "axis 1 in Arabic-Indic": (wire(currents={"\u0661": 5.0}), "is not an integer in plain digits"),
     "a key repeated with a space": (
         b'{"schema_version":1,"robot_id":"r","ts":"2026-01-10T11:00:00Z","currents":{"1":5, "1" :7}}',
         "twice",
