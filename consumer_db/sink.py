@@ -28,6 +28,7 @@ from consumer_db.store import (
 from consumer_db.turns import GiveWay, Turn
 
 logger = logging.getLogger(__name__)
+REFUSED = "refused by the database: "  # the dead letter's reason, before the database's own
 
 
 @dataclass
@@ -41,6 +42,7 @@ class WriteReport:
     conflicts: int = 0
     health_rows: int = 0  # cycle x axis rows, rollup rows and forecasts written from health events
     maintenance: int = 0  # maintenance log entries new to the table
+    refused: int = 0  # messages the database refused, each a dead letter (counted in ``rejected`` too)
 
     def add(self, other: WriteReport) -> None:
         for name in self.__dataclass_fields__:
@@ -145,11 +147,11 @@ class Sink:
     def _isolate(self, messages: list[Message], exc: Exception, turn: Turn) -> WriteReport:
         if len(messages) == 1:
             (message,) = messages
-            reason = f"refused by the database: {short_error(exc)}"
+            reason = f"{REFUSED}{short_error(exc)}"
             logger.warning("%s: %s", origin(message), reason)
             with self.engine.begin() as conn:
                 insert_rejected(conn, [rejected_row(message, reason)])
-            return WriteReport(messages=1, rejected=1)
+            return WriteReport(messages=1, rejected=1, refused=1)
         logger.warning(
             "batch of %d refused by the database (%s); writing it in halves", len(messages), short_error(exc)
         )

@@ -14,6 +14,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text
 
 from common.store.db import make_engine
@@ -62,6 +63,11 @@ def alert(i: int) -> Alert:
     )  # fmt: skip
 
 
+def refusals_counted() -> float:
+    labels = {"reason": "refused_by_database"}
+    return REGISTRY.get_sample_value("axiswatch_consumer_db_dead_letters_total", labels) or 0.0
+
+
 async def until(condition, timeout: float) -> None:
     async with asyncio.timeout(timeout):
         while not await asyncio.to_thread(condition):
@@ -102,6 +108,7 @@ async def test_content_the_database_refuses_becomes_dead_letters_and_the_stream_
         return bus.uncommitted(settings.sink_group_id, topics) == 0
 
     await publish(range(0, READINGS // 2))
+    counted_before = refusals_counted()
     sink = asyncio.create_task(run(settings, bus=bus, stop=stop))
     try:
         with caplog.at_level(logging.INFO, logger="consumer_db"):
@@ -133,3 +140,4 @@ async def test_content_the_database_refuses_becomes_dead_letters_and_the_stream_
     assert letters[refused_reading].startswith("refused by the database: ")
     assert "test_not_this_time" in letters[refused_reading]
     assert letters[f"{settings.maintenance_topic}/0/2"].startswith("refused by the database: index row")
+    assert refusals_counted() - counted_before == 2
