@@ -530,6 +530,7 @@ READ_OTHERWISE = {
     "February 30": plain(ts="2024-02-30T00:00:00Z"),
     "an offset of 24 h": plain(ts="2026-01-10T11:59:58+24:00"),
     "an offset of 23:59": plain(ts="2026-01-10T11:59:58+23:59"),
+    "an offset minute of 60": plain(ts="2026-01-10T11:59:58+00:60"),  # datetime reads +01:00
     "a time past the last UTC one": plain(ts="9999-12-31T23:00:00-05:00"),
     "an Arabic-Indic digit in the time": plain(ts="2026-01-10T11:59:5\u0661Z"),
     "a time written with an escape": plain(ts="2026-01-10\\u005411:59:58Z"),
