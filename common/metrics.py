@@ -134,6 +134,7 @@ class Lag:
 # values) and would make a series per message. First match wins.
 REASON_CLASSES = (
     ("not_json", re.compile(r"not JSON|expected a JSON object|has no value")),
+    ("refused_by_database", re.compile(r"^refused by the database: ")),
     ("not_a_number", re.compile(r"is not a (finite )?number")),
     ("time_backwards", re.compile(r"time goes backwards")),
     ("too_many_robots", re.compile(r"MAX_ROBOTS")),

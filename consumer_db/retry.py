@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError, StatementError
 
 from common.metrics import Health
 
@@ -37,6 +37,30 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, OperationalError)  # no SQLSTATE: connection refused, SQLite "database is locked"
+
+
+# SQLSTATEs of content the database refuses, whichever batch brings it, so that only storing it apart can help:
+# data exceptions (22: out of range, too long, NUL, malformed), integrity constraint violations (23) but a
+# duplicate key (23505: another transaction stored that key meanwhile, and a retry finds it there), program
+# limits (54: an index row too big for its index, too many parameters in one statement).
+CONTENT_SQLSTATE_PREFIXES = ("22", "23", "54")
+DUPLICATE_KEY = "23505"
+
+
+def is_content_error(exc: BaseException) -> bool:
+    """Whether the messages' content caused the error, not the database's state: retrying the same messages
+    would fail for ever, while the others can be stored (consumer_db.sink isolates the offending ones).
+    This and ``is_transient`` are the one place that tells the database refusing content from the
+    database being unavailable; anything not content is retried."""
+    if isinstance(exc, DBAPIError):
+        code = getattr(exc.orig, "pgcode", None)
+        if code:
+            return code.startswith(CONTENT_SQLSTATE_PREFIXES) and code != DUPLICATE_KEY
+        return isinstance(exc, (DataError, IntegrityError))  # SQLite: no SQLSTATE
+    # Refused before the database saw it: a column type or the driver could not convert a value (SQLAlchemy
+    # wraps that in a StatementError), or the driver raised on its own: psycopg2 a ValueError for a string
+    # holding NUL, sqlite3 an OverflowError for an integer past 64 bits.
+    return isinstance(exc, (StatementError, ValueError, OverflowError))
 
 
 async def retry(

@@ -32,7 +32,7 @@ from consumer_db.migrate import migrate
 from consumer_db.partitions import maintain
 from consumer_db.retry import retry
 from consumer_db.settings import ConsumerDbSettings
-from consumer_db.sink import Prepared, Sink, WriteReport
+from consumer_db.sink import REFUSED, Prepared, Sink, WriteReport
 from consumer_db.turns import PreviousNotWritten, Turn
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ WRITTEN = Counter(
 )
 DEAD_LETTERS = Counter(
     "axiswatch_consumer_db_dead_letters_total",
-    "Rejected records stored from decoded batches (bad readings, the dead-letter topic), by reason class.",
+    "Rejected records stored from decoded batches (bad readings, the dead-letter topic, messages the database "
+    "refused), by reason class.",
     ["reason"],
 )
 LAG = Gauge("axiswatch_consumer_db_lag_messages", "Messages on the sink's partitions not fetched yet.")
@@ -268,6 +269,7 @@ def _count_written(report: WriteReport, prepared: Prepared) -> None:
     WRITTEN.labels("maintenance").inc(report.maintenance)
     for row in prepared.batch.rejected:
         DEAD_LETTERS.labels(reason_class(row["reason"])).inc()
+    DEAD_LETTERS.labels(reason_class(REFUSED)).inc(report.refused)
 
 
 async def next_batch(

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DataError, IntegrityError
 
 from common.store.conflicts import find_conflicts
 from common.store.joint_health import store_health
@@ -17,7 +16,7 @@ from common.wire.schemas import DEFAULT_POLICY, ReadingPolicy, ReadingValues, Ro
 from consumer_db.alert_store import upsert_alerts
 from consumer_db.axislock import AxisLock, Rejected
 from consumer_db.decode import Batch, Topics, decode, origin, rejected_row
-from consumer_db.retry import short_error
+from consumer_db.retry import is_content_error, short_error
 from consumer_db.rollup_writer import NewRows, add
 from consumer_db.store import (
     insert_rejected,
@@ -29,12 +28,7 @@ from consumer_db.store import (
 from consumer_db.turns import GiveWay, Turn
 
 logger = logging.getLogger(__name__)
-
-# What one message's content can provoke in the database; anything else (connection lost, server
-# restarting, database locked) is an outage, for the caller to retry. The drivers refuse some content
-# before SQLAlchemy sees it: psycopg2 a string holding NUL (ValueError), sqlite3 an integer past 64 bits
-# (OverflowError).
-CONTENT_ERRORS = (DataError, IntegrityError, ValueError, OverflowError)
+REFUSED = "refused by the database: "  # the dead letter's reason, before the database's own
 
 
 @dataclass
@@ -48,6 +42,7 @@ class WriteReport:
     conflicts: int = 0
     health_rows: int = 0  # cycle x axis rows, rollup rows and forecasts written from health events
     maintenance: int = 0  # maintenance log entries new to the table
+    refused: int = 0  # messages the database refused, each a dead letter (counted in ``rejected`` too)
 
     def add(self, other: WriteReport) -> None:
         for name in self.__dataclass_fields__:
@@ -97,8 +92,10 @@ class Sink:
         robots = self._admit(batch)
         try:
             axes = self.lock.for_robots(robots)
-        except CONTENT_ERRORS as exc:
-            return Prepared(messages, batch, [], 0, refused=exc)  # raised by store, which then goes one by one
+        except Exception as exc:
+            if not is_content_error(exc):
+                raise
+            return Prepared(messages, batch, [], 0, refused=exc)  # raised by store, which then isolates it
         rows: list[tuple] = []
         accepted = 0
         for reading, message in batch.readings:
@@ -133,26 +130,40 @@ class Sink:
         return [robot_id for robot_id in robots if robot_id not in refused]
 
     def store(self, prepared: Prepared, turn: Turn | None = None) -> WriteReport:
-        """Store the batch in one transaction, in its ``turn`` (see consumer_db.turns). If the database
-        refuses its content, store the messages one by one instead, so that only the offending one becomes
-        a rejected record."""
+        """Store the batch in one transaction, in its ``turn`` (see consumer_db.turns). If the database or its
+        driver refuses its content (``is_content_error``), store it in halves instead, and each half that is
+        refused in halves again, down to the offending messages, each then a dead letter with the database's
+        reason: a few transactions more for one bad message in a batch of thousands, not one per message.
+        Any other failure (the database away, read-only, locked) propagates, for the caller to retry the
+        whole batch; what a half stored meanwhile is stored again unchanged, as every write is idempotent."""
         turn = turn or Turn()
         try:
             return self._store_in_turn(prepared, turn)
-        except CONTENT_ERRORS as exc:
-            logger.warning(
-                "batch of %d refused by the database (%s); writing its messages one by one",
-                len(prepared.messages),
-                short_error(exc),
-            )
+        except Exception as exc:
+            if not is_content_error(exc):
+                raise
+            return self._isolate(prepared.messages, exc, turn)
+
+    def _isolate(self, messages: list[Message], exc: Exception, turn: Turn) -> WriteReport:
+        if len(messages) == 1:
+            (message,) = messages
+            reason = f"{REFUSED}{short_error(exc)}"
+            logger.warning("%s: %s", origin(message), reason)
+            with self.engine.begin() as conn:
+                insert_rejected(conn, [rejected_row(message, reason)])
+            return WriteReport(messages=1, rejected=1, refused=1)
+        logger.warning(
+            "batch of %d refused by the database (%s); writing it in halves", len(messages), short_error(exc)
+        )
         report = WriteReport()
-        for message in prepared.messages:
+        half = len(messages) // 2
+        for part in (messages[:half], messages[half:]):
             try:
-                report.add(self._store_in_turn(self.prepare([message]), turn))
-            except CONTENT_ERRORS as exc:
-                with self.engine.begin() as conn:
-                    insert_rejected(conn, [rejected_row(message, f"refused by the database: {short_error(exc)}")])
-                report.add(WriteReport(messages=1, rejected=1))
+                report.add(self._store_in_turn(self.prepare(part), turn))
+            except Exception as refused:
+                if not is_content_error(refused):
+                    raise
+                report.add(self._isolate(part, refused, turn))
         return report
 
     def _store_in_turn(self, prepared: Prepared, turn: Turn) -> WriteReport:

@@ -37,7 +37,7 @@ _WIRE_READING = msgspec.json.Decoder(_WireReading)
 # six digits of a fraction (pydantic truncates a seventh, datetime too: left to pydantic all the same) and an
 # upper-case T and Z (pydantic refuses "t" and "z"). ASCII digits only (``\d`` takes other scripts' digits).
 _PLAIN_TIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-5][0-9])"
 )
 
 

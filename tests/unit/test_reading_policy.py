@@ -68,6 +68,13 @@ HOSTILE = {
         "twice",
     ),
     "axis 1 as 1 and 01": (wire(currents={"1": 5, "01": 7}), "twice"),
+    # int(), and pydantic with it, read "1_0" as axis 10 and these as axis 1
+    "axis 1_0": (wire(currents={"1_0": 5.0}), "axis key '1_0' is not an integer in plain digits 0-9"),
+    "axis 1_0 beside 10": (wire(currents={"10": 5.0, "1_0": 7.0}), "axis key '1_0' is not"),
+    "axis +1": (wire(currents={"+1": 5.0}), "is not an integer in plain digits"),
+    "axis 1 with a space": (wire(currents={" 1": 5.0}), "axis key ' 1' is not"),
+    "axis 1.0": (wire(currents={"1.0": 5.0}), "axis key '1.0' is not"),
+    "axis 1 in Arabic-Indic": (wire(currents={"\u0661": 5.0}), "is not an integer in plain digits"),
     "a key repeated with a space": (
         b'{"schema_version":1,"robot_id":"r","ts":"2026-01-10T11:00:00Z","currents":{"1":5, "1" :7}}',
         "twice",
@@ -345,6 +352,49 @@ def test_database_errors_are_told_transient_or_persistent(code, transient):
     assert is_transient(kind("INSERT ...", {}, FakeDriverError(code))) is transient
 
 
+def database_error(kind: str, code: str | None):
+    from sqlalchemy import exc
+
+    return getattr(exc, kind)("INSERT ...", {}, FakeDriverError(code) if code else Exception("closed"))
+
+
+@pytest.mark.parametrize(
+    "error, content",
+    [
+        (("DataError", "22003"), True),  # a number out of the column's range
+        (("DataError", "22P05"), True),  # a character the database's encoding has not
+        (("IntegrityError", "23514"), True),  # a CHECK constraint
+        (("IntegrityError", "23502"), True),  # NULL where none may be
+        (("OperationalError", "54000"), True),  # an index row too big for its index
+        (("IntegrityError", "23505"), False),  # a duplicate key: stored by another transaction meanwhile
+        (("InternalError", "25006"), False),  # read-only
+        (("OperationalError", "40001"), False),  # serialization failure
+        (("OperationalError", "55P03"), False),  # lock not available
+        (("OperationalError", "57P01"), False),  # shutting down
+        (("ProgrammingError", "42501"), False),  # permission denied: an operator's to cure
+        (("OperationalError", None), False),  # connection lost: no SQLSTATE
+        (("IntegrityError", None), True),  # SQLite has no SQLSTATE
+    ],
+    ids=lambda e: "-".join(map(str, e)) if isinstance(e, tuple) else str(e),
+)
+def test_database_errors_are_told_content_or_the_database_state(error, content):
+    from consumer_db.retry import is_content_error
+
+    assert is_content_error(database_error(*error)) is content
+
+
+def test_a_value_refused_before_the_database_sees_it_is_content():
+    """Wrapped by SQLAlchemy (a column type's conversion failed) or raised by the driver itself."""
+    from sqlalchemy.exc import StatementError
+
+    from consumer_db.retry import is_content_error
+
+    conversion = StatementError("naive datetime", "INSERT ...", {}, ValueError("naive datetime"))
+    assert is_content_error(conversion)
+    assert is_content_error(ValueError("A string literal cannot contain NUL (0x00) characters."))
+    assert not is_content_error(RuntimeError("a bug"))
+
+
 async def test_the_retry_recycles_connections_after_each_failure_and_says_which_kind(caplog):
     import asyncio
 
@@ -480,6 +530,7 @@ READ_OTHERWISE = {
     "February 30": plain(ts="2024-02-30T00:00:00Z"),
     "an offset of 24 h": plain(ts="2026-01-10T11:59:58+24:00"),
     "an offset of 23:59": plain(ts="2026-01-10T11:59:58+23:59"),
+    "an offset minute of 60": plain(ts="2026-01-10T11:59:58+00:60"),  # datetime reads +01:00
     "a time past the last UTC one": plain(ts="9999-12-31T23:00:00-05:00"),
     "an Arabic-Indic digit in the time": plain(ts="2026-01-10T11:59:5\u0661Z"),
     "a time written with an escape": plain(ts="2026-01-10\\u005411:59:58Z"),
