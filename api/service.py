@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import Engine, select
 
 from api.app import make_app
@@ -21,6 +22,22 @@ from common.wire.bus import Bus
 
 logger = logging.getLogger(__name__)
 CHECK_EVERY_S = 5.0
+MALFORMED_SHOWN = 200  # characters of aiohttp's account of a malformed request that are logged
+
+
+class _MalformedRequestsInOneLine(logging.LoggerAdapter):
+    """aiohttp's server logger, but a request its parser refuses (a request line or header past 8,190 bytes, bytes
+    that are not HTTP) costs one line, escaped, instead of an ERROR with aiohttp's traceback: it is the client's
+    garbage, answered 400, and anyone who can reach the port can send it. A handler's own error keeps its
+    traceback."""
+
+    def log(self, level: int, msg: object, *args: object, exc_info: object = None, **kwargs: object) -> None:
+        if isinstance(exc_info, HttpProcessingError) and level >= logging.WARNING:  # not traffic aiohttp keeps quiet
+            account = ascii(exc_info.message.strip())[:MALFORMED_SHOWN]
+            remote = args[0] if args else "?"  # aiohttp's "Error handling request from %s", request.remote
+            self.logger.info("refused a malformed request from %s: %s %s", remote, type(exc_info).__name__, account)
+            return
+        super().log(level, msg, *args, exc_info=exc_info, **kwargs)
 
 
 async def run(
@@ -29,7 +46,11 @@ async def run(
     health = health or Health()
     own_engine = engine is None
     engine = engine or make_engine(settings.database_url, log_version=False)
-    runner = web.AppRunner(make_app(settings, engine, bus, health), access_log=None)
+    runner = web.AppRunner(
+        make_app(settings, engine, bus, health),
+        access_log=None,
+        logger=_MalformedRequestsInOneLine(logging.getLogger("aiohttp.server")),
+    )
     await runner.setup()
     try:
         await bus.ensure_topics([settings.alerts_topic])

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, Self
 
-from pydantic import AwareDatetime, Field, SecretStr, field_validator
+from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The shared defaults live in common.defaults (no pydantic there); named here too, where most modules look.
@@ -130,7 +130,8 @@ class CommonSettings(BaseSettings):
     topic_min_insync_replicas: int | None = Field(
         None,
         ge=1,
-        description="min.insync.replicas of topics created at start-up (2 with 3 copies); unset: the broker's default.",
+        description="min.insync.replicas of topics created at start-up (2 with 3 copies), at most "
+        "TOPIC_REPLICATION_FACTOR; unset: the broker's default.",
     )
     robot_id: str = Field("RMBR4-2", description="Robot id used when a feed does not name one.")
     axes: Annotated[list[int], NoDecode] = Field(
@@ -164,6 +165,21 @@ class CommonSettings(BaseSettings):
     max_robots: int = Field(
         MAX_ROBOTS, ge=1, description="Robots a service takes on at most; later new ids are refused."
     )
+
+    @model_validator(mode="after")
+    def _insync_copies_the_topics_have(self) -> Self:
+        # Kafka counts min.insync.replicas only up to a partition's copies (its effective minimum is the smaller of
+        # the two): with 2 asked of topics of 1 copy, every write with acks=all was confirmed by the one copy, and
+        # the production layout a user set was silently not the one they got (docs/kafka.md).
+        wanted, copies = self.topic_min_insync_replicas, self.topic_replication_factor
+        if wanted is not None and wanted > copies:
+            raise ValueError(
+                f"TOPIC_MIN_INSYNC_REPLICAS ({wanted}) is more than TOPIC_REPLICATION_FACTOR ({copies}): Kafka counts "
+                f"min.insync.replicas only up to a topic's copies, so a write would count once {copies} "
+                f"cop{'y has' if copies == 1 else 'ies have'} it; set TOPIC_REPLICATION_FACTOR to "
+                f"{wanted} or more (a cluster of that many brokers), or TOPIC_MIN_INSYNC_REPLICAS to at most {copies}"
+            )
+        return self
 
     @field_validator("axes", mode="before")
     @classmethod

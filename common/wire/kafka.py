@@ -15,8 +15,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    NotEnoughReplicasAfterAppendError,
+    NotEnoughReplicasError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
@@ -89,6 +97,44 @@ async def stop_within(client: Any, what: str, consequence: str) -> None:
         )
 
 
+class _SayLackOfInSyncReplicas(logging.Filter):
+    """Kafka refuses a write with acks=all while fewer of a partition's copies are in sync than its
+    min.insync.replicas. aiokafka's idempotent producer then retries without end (the send's future stays pending,
+    so the producer's own code never hears of it) and says only ``Got error produce response on topic-partition
+    ..., retrying. Error: <class 'aiokafka.errors.NotEnoughReplicasError'>`` at each retry (10 s apart with Kafka
+    4.1). That warning is put in words here, at most once a minute per partition; other records pass as they are."""
+
+    REPEAT_S = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said: dict[Any, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if not (record.msg.startswith("Got error produce response on topic-partition") and len(args) == 2):
+            return True
+        tp, error = args
+        if not (
+            isinstance(error, type) and issubclass(error, (NotEnoughReplicasError, NotEnoughReplicasAfterAppendError))
+        ):
+            return True
+        now = time.monotonic()
+        if now - self._said.get(tp, -self.REPEAT_S) < self.REPEAT_S:
+            return False
+        self._said[tp] = now
+        record.msg = (
+            "Kafka refuses writes to %r partition %d for lack of in-sync replicas (%s): fewer of its copies are in "
+            "sync than its min.insync.replicas (a broker holding one is down or behind); they are kept and sent "
+            "again until Kafka confirms them, nothing is counted as sent before (docs/kafka.md)"
+        )
+        record.args = (tp.topic, tp.partition, error.__name__)
+        return True
+
+
+_LACK_OF_IN_SYNC_REPLICAS = _SayLackOfInSyncReplicas()
+
+
 def message_of(record: ConsumerRecord) -> Message:
     """A record read from Kafka as the bus's message. One without a value (a tombstone) reads as an empty
     message: refused with its reason, not a crash."""
@@ -137,6 +183,9 @@ class KafkaBus:
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
+        aiokafka_sender = logging.getLogger("aiokafka.producer.sender")
+        if _LACK_OF_IN_SYNC_REPLICAS not in aiokafka_sender.filters:
+            aiokafka_sender.addFilter(_LACK_OF_IN_SYNC_REPLICAS)
         self._producer = AIOKafkaProducer(
             **self._options,
             acks="all",
@@ -222,8 +271,53 @@ class KafkaBus:
                     for t in missing
                 ]
                 _say_created((await admin.create_topics(new)).topic_errors)
+            there = [t for t in dict.fromkeys(topics) if t in existing]
+            if there:
+                # A node gone but not yet fenced may be the one asked: the check is no reason to stop the service.
+                try:
+                    await self._say_unlike_the_settings(admin, there)
+                except KafkaError as exc:
+                    logger.warning("could not compare topics %s with the settings: %s", there, exc)
         finally:
             await admin.close()
+
+    async def _say_unlike_the_settings(self, admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+        """Warn of a topic that was there already with fewer copies or another min.insync.replicas than the
+        settings ask: they apply to topics made at start-up, and a user who moved to the production layout would
+        otherwise believe they have it. Left as it is: more copies take a reassignment, and a changed
+        min.insync.replicas changes which writes Kafka refuses, an operator's call (the warning gives the command)."""
+        copies, wanted = self.settings.topic_replication_factor, self.settings.topic_min_insync_replicas
+        described = {t["topic"]: t["partitions"] for t in await admin.describe_topics(topics)}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+        in_sync = {}
+        for response in await admin.describe_configs(resources):
+            for resource in response.to_object()["resources"]:
+                for entry in resource["config_entries"]:
+                    if entry["config_names"] == "min.insync.replicas":  # aiokafka's spelling of the field
+                        in_sync[resource["resource_name"]] = int(entry["config_value"])
+        for topic in topics:
+            fewest = min((len(p["replicas"]) for p in described.get(topic, [])), default=copies)
+            if fewest < copies:
+                logger.warning(
+                    "topic %r exists with %d cop%s per partition, fewer than TOPIC_REPLICATION_FACTOR (%d): the "
+                    "setting applies to topics made at start-up; a reassignment (kafka-reassign-partitions.sh) adds "
+                    "copies",
+                    topic,
+                    fewest,
+                    "y" if fewest == 1 else "ies",
+                    copies,
+                )
+            if wanted is not None and in_sync.get(topic, wanted) != wanted:
+                logger.warning(
+                    "topic %r exists with min.insync.replicas=%d, not TOPIC_MIN_INSYNC_REPLICAS (%d): the setting "
+                    "applies to topics made at start-up; to change it: kafka-configs.sh --bootstrap-server ... "
+                    "--alter --entity-type topics --entity-name %s --add-config min.insync.replicas=%d",
+                    topic,
+                    in_sync[topic],
+                    wanted,
+                    topic,
+                    wanted,
+                )
 
     async def subscribe(
         self, topics: list[str], *, group_id: str, from_beginning: bool = True, on_rebalance: Rebalance | None = None

@@ -210,3 +210,14 @@ def test_an_absurd_number_setting_is_refused_at_start_naming_the_setting_and_its
     assert name in str(refused.value) and says in str(refused.value)
     monkeypatch.setenv(name.upper(), str(bound))
     assert getattr(settings(_env_file=None), name) == bound
+
+
+def test_more_in_sync_copies_than_copies_is_refused_at_start_naming_both_settings():
+    from pydantic import ValidationError
+
+    # Kafka would count min.insync.replicas only up to the copies: a write would count once 1 copy has it.
+    with pytest.raises(ValidationError) as refused:
+        CommonSettings(_env_file=None, topic_min_insync_replicas=2)
+    assert "TOPIC_MIN_INSYNC_REPLICAS (2) is more than TOPIC_REPLICATION_FACTOR (1)" in str(refused.value)
+    taken = CommonSettings(_env_file=None, topic_min_insync_replicas=3, topic_replication_factor=3)
+    assert (taken.topic_min_insync_replicas, taken.topic_replication_factor) == (3, 3)
