@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
+from common.defaults import LONGEST_POLL_MS
 from common.store.db import make_engine
 from common.wire.kafka import CLOSE_TIMEOUT_S
 from tests.fault_support import (
@@ -102,8 +103,9 @@ def test_sigterm_stops_the_services_in_bounded_time_with_the_broker_gone(kafka_e
     assert "messages not confirmed by the broker, NOT counted as sent" in producer.tail(100_000)
 
 
-# consumer_db's batches: full ones only (a batch closes at SINK_BATCH messages, never on time), so that "two
-# batches taken" is a count of messages. 600 readings at full speed: more than two batches.
+# consumer_db's batches: full ones only (a batch closes at SINK_BATCH messages, long before SINK_BATCH_MS, its
+# longest allowed (10 s): 600 readings at full speed come in far sooner), so that "two batches taken" is a
+# count of messages. 600 readings: more than two batches.
 SINK_BATCH = 100
 SINK_FLEET = SyntheticFleet(
     robots=3, seed=5, tick_s=1.0, start=datetime(2024, 3, 1, 8, tzinfo=UTC), axes=[1, 2, 3, 4], readings=600
@@ -133,7 +135,7 @@ def test_sigterm_stops_consumer_db_with_stored_batches_it_cannot_commit(kafka_en
             sink_group_id=f"sink-{unique}",
             sink_metrics_port=port,
             sink_batch_size=SINK_BATCH,
-            sink_batch_ms=3_600_000,
+            sink_batch_ms=LONGEST_POLL_MS,
             shutdown_timeout_s=STOP_TIMEOUT_S - 1,
         )
         sink = Service("consumer_db", env, tmp_path / "sink.log")
