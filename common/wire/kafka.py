@@ -272,7 +272,10 @@ class KafkaBus:
                 ]
                 _say_created((await admin.create_topics(new)).topic_errors)
             there = [t for t in dict.fromkeys(topics) if t in existing]
-            if there:
+            # Only a layout asked of the cluster can differ from it (the defaults ask nothing): a start costs no
+            # more requests then.
+            asked = self.settings.topic_replication_factor > 1 or self.settings.topic_min_insync_replicas is not None
+            if there and asked:
                 # A node gone but not yet fenced may be the one asked: the check is no reason to stop the service.
                 try:
                     await self._say_unlike_the_settings(admin, there)
