@@ -420,7 +420,11 @@ class DetectorEngine:
                 if finding is None and not aging:
                     continue
                 if finding is not None and finding.axis is not None:
-                    finding = self._blame_flat(robot, lives, finding, reading.currents)
+                    flat = self._blame_flat(robot, lives, finding, reading.currents)
+                    if flat is finding:
+                        shares = getattr(detector, "shares", {})
+                        flat = self._blame_open(robot, lives, finding, reading.currents, shares)
+                    finding = flat
                     if getattr(detector, "sized_by_axis", False) and finding.axis in axes:  # the one rule
                         finding = self._sized(
                             robot, axes[finding.axis], finding, ts, repeat=not fresh.get(finding.axis, True)
@@ -488,6 +492,27 @@ class DetectorEngine:
         if flat is None or flat == finding.axis:
             return finding
         return replace(finding, axis=flat, value=float(currents[flat]))
+
+    @staticmethod
+    def _blame_open(
+        robot: RobotState, lives: tuple[Lifecycle, ...], finding: Finding, currents, shares: dict[int, float]
+    ) -> Finding:
+        """A robot-level finding that opens an event while a per-axis event of the robot is open (or opened on
+        this reading), none of them on the axis it blames, is filed under the open one with the largest share
+        (``shares``: the detector's, on this reading): the per-axis detector has found where the change is, and
+        a share of a broken relation can fall on an axis the change only unsettles (a healthy axis near its own
+        limit)."""
+        if any(life.event is not None for life in lives):
+            return finding  # the open event stays under the axis it was filed under
+        axes = robot.axes
+        blamed = axes.get(finding.axis)
+        if blamed is not None and blamed.has_open():
+            return finding
+        taken = [a for a, state in axes.items() if a and state.has_open() and currents.get(a) is not None]
+        if not taken:
+            return finding
+        axis = max(taken, key=lambda a: (shares.get(a, 0.0), -a))
+        return replace(finding, axis=axis, value=float(currents[axis]))
 
     @staticmethod
     def _sensor_back(robot: RobotState, state: AxisState, when: datetime) -> None:

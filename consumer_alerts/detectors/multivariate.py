@@ -356,6 +356,7 @@ class MultivariateRobotDetector:
         self.observed = False
         self.normalized = 0.0
         self.suspect: int | None = None
+        self.shares: dict[int, float] = {}  # each axis's share of the statistic on the last row that fired
 
     def update(self, ts: float, currents, *, idle: bool = False) -> Finding | None:
         score = self.detector.update(currents) if not idle else None
@@ -367,7 +368,7 @@ class MultivariateRobotDetector:
         self.normalized = score
         if score < 0.5:
             return None
-        shares = self.detector.contributions
+        shares = self.shares = self.detector.contributions
         self.suspect = max(shares, key=shares.get)
         return Finding(Severity.ALERT, float(currents[self.suspect]), score, 0.5, axis=self.suspect)
 
