@@ -23,6 +23,15 @@ LOG_SHOWN = 200  # maintenance log entries of an axis, newest first
 F = health_forecast
 
 
+def days_after(made: datetime, days: float | None) -> datetime | None:
+    """The instant ``days`` after a forecast was ``made``, or None: no such days, or past year 9999 (a
+    forecast made late in 9999 by an outside client is valid; its crossing has no instant to show)."""
+    try:
+        return None if days is None else made + timedelta(days=days)
+    except OverflowError:
+        return None
+
+
 def fleet_forecasts(conn: Connection) -> list[Row]:
     """One row per robot and axis 1-8: every axis ``axes_dim`` knows, and every axis with a forecast, with
     the axis's latest forecast (``level``, ``slope_per_day``, ``limit_level``, ``days_left``, ``low_days``,

@@ -190,6 +190,18 @@ def test_the_detail_without_a_crossing_extends_the_slope_and_has_no_cone():
     assert no_forecast.limit is None and "no forecast yet" in no_forecast.title
 
 
+def test_the_detail_of_a_forecast_made_late_in_9999_leaves_out_what_falls_past_the_calendar():
+    # A valid forecast from an outside client: its crossing and its month ahead have no instant (the API
+    # gives them as null); the detail shows the level and the days left, and draws nothing past 9999.
+    late = datetime(9999, 12, 30, tzinfo=UTC)
+    fc = forecast("r", 1, days=6.0, low=0.5, high=9.0, level=0.2, at=late)
+    trend = [{"period": "day", "bucket_start": datetime(9999, 12, 31, tzinfo=UTC), "deviation_median": 0.2}]
+    detail = detail_of("r", 1, {"forecast": fc, "trend": trend, "alerts": [], "maintenance": []}, late)
+    assert detail.forecast == {"x": [], "y": []} and detail.cone == {"x": [], "y": []}
+    assert "6.0 d" in detail.title and "forecast of 9999-12-30" in detail.title
+    assert detail.days["ts"] == [datetime(9999, 12, 31, 12, tzinfo=UTC).timestamp() * 1000]
+
+
 def test_the_history_merges_the_log_and_shows_an_acknowledgement_part_replaced_once(migrated_sqlite):  # noqa: F811
     replaced_at, logged_at = NOW + timedelta(hours=5), NOW + timedelta(hours=2)
     replaced = judged(1, "load_high", AckOutcome.PART_REPLACED).model_copy(update={"acknowledged_at": replaced_at})
