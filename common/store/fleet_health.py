@@ -16,7 +16,7 @@ from common.store.sqlparts import Row, dicts
 from common.store.tables import alerts, axes_dim, health_forecast, health_rollup
 
 FLEET_AXES = tuple(range(1, 9))  # axes 9-14 are always "OK null" in this fleet: nothing to judge
-HOURS_SHOWN = timedelta(days=30)  # hourly values before the newest forecast; the daily line covers everything
+HOURS_SHOWN_DAYS = 30  # hourly values before the newest forecast; the daily line covers everything
 ALERTS_SHOWN = 200
 LOG_SHOWN = 200  # maintenance log entries of an axis, newest first
 
@@ -70,7 +70,8 @@ def axis_detail(conn: Connection, *, robot_id: str, axis: int) -> Row:
             conn,
             robot_id=robot_id,
             axis=axis,
-            hours_from=forecast_row["updated_at"] - HOURS_SHOWN if forecast else None,
+            # A forecast made in year 1's first month has no instant 30 days before: every hour row then.
+            hours_from=days_after(forecast_row["updated_at"], -HOURS_SHOWN_DAYS) if forecast else None,
         ),
         "alerts": axis_alerts,
         "maintenance": maintenance_history(conn, robot_id=robot_id, axis=axis, axis_alerts=axis_alerts),

@@ -8,6 +8,7 @@ import pytest
 
 from common.store.fleet_health import axis_detail
 from common.store.maintenance import outcomes_per_detector, store_entries
+from common.store.tables import health_forecast
 from common.wire.schemas import AckOutcome, Alert, AlertState, MaintenanceAction, MaintenanceEntry, Severity
 from consumer_db.alert_store import upsert_alerts
 from dashboard.fleet_data import (
@@ -200,6 +201,17 @@ def test_the_detail_of_a_forecast_made_late_in_9999_leaves_out_what_falls_past_t
     assert detail.forecast == {"x": [], "y": []} and detail.cone == {"x": [], "y": []}
     assert "6.0 d" in detail.title and "forecast of 9999-12-30" in detail.title
     assert detail.days["ts"] == [datetime(9999, 12, 31, 12, tzinfo=UTC).timestamp() * 1000]
+
+
+def test_the_detail_of_a_forecast_made_in_year_1_is_read_and_built(migrated_sqlite):  # noqa: F811
+    # As valid from an outside client as one of 9999: the 30 days of hour rows before it have no start.
+    early = datetime(1, 1, 2, tzinfo=UTC)
+    with migrated_sqlite.begin() as conn:
+        conn.execute(health_forecast.insert(), [forecast("r", 1, days=6.0, low=4.0, high=9.0, level=0.2, at=early)])
+    with migrated_sqlite.connect() as conn:
+        data = axis_detail(conn, robot_id="r", axis=1)
+    detail = detail_of("r", 1, data, early)
+    assert detail.forecast["y"] == [0.2, 0.30] and len(detail.cone["x"]) == 3 and "6.0 d" in detail.title
 
 
 def test_the_history_merges_the_log_and_shows_an_acknowledgement_part_replaced_once(migrated_sqlite):  # noqa: F811
