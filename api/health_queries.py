@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, and_, exists, func, literal, or_, select
 
 from api.queries import CURSOR_HELP, BadCursor, pack_cursor, unpack_cursor
+from common.store.fleet_health import days_after
 from common.store.sqlparts import Row, dicts, seconds_between
 from common.store.tables import UtcDateTime, axes_dim, health_cycles, health_forecast, health_rollup
 
@@ -28,13 +29,6 @@ DAY_FIELDS = ("bucket_start", "cycles", "judged", "deviation_median", "deviation
 def forecast_of(row: Row) -> Row:
     """A stored forecast as the API shows it: the interval as days and as instants."""
     made = row["updated_at"]
-
-    def at(days: float | None) -> datetime | None:
-        try:
-            return None if days is None else made + timedelta(days=days)
-        except OverflowError:  # past year 9999 (a forecast made late in 9999, by an outside client): no instant
-            return None
-
     return {
         "made_at": made,
         "level": row["level"],
@@ -43,9 +37,9 @@ def forecast_of(row: Row) -> Row:
         "days_left": row["days_left"],
         "low_days": row["low_days"],
         "high_days": row["high_days"],
-        "due_at": at(row["days_left"]),
-        "due_low_at": at(row["low_days"]),
-        "due_high_at": at(row["high_days"]),
+        "due_at": days_after(made, row["days_left"]),
+        "due_low_at": days_after(made, row["low_days"]),
+        "due_high_at": days_after(made, row["high_days"]),
     }
 
 

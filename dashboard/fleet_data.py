@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import escape
 
-from common.store.fleet_health import FLEET_AXES
+from common.store.fleet_health import FLEET_AXES, days_after
 from common.wire.schemas import AckOutcome
 from dashboard.columns import epoch_ms
 
@@ -23,6 +23,7 @@ OUTCOMES = tuple(str(o) for o in AckOutcome)  # the outcome table's columns, one
 WEEK_DAYS, MONTH_DAYS = 7.0, 30.0
 # A forecast this much older than the fleet's newest is marked stale in the cell's hover.
 STALE_AFTER = timedelta(hours=3)
+MIDDAY_MS = DAY_S * 1000 / 2  # a day's point is drawn at its middle
 
 # Health -> cell colour (ColorBrewer RdYlGn, readable with black text).
 COLOURS = {
@@ -199,19 +200,18 @@ def detail_of(robot_id: str, axis: int, data: dict, reference: datetime | None) 
     if forecast is not None:
         cell = cell_of({"robot_id": robot_id, "axis": axis, **forecast}, reference or forecast["updated_at"])
         limit, start, level = forecast["limit_level"], forecast["updated_at"], forecast["level"]
-        at = [
-            epoch_ms(start + timedelta(days=d)) if d is not None else None
-            for d in (forecast["days_left"], forecast["low_days"], forecast["high_days"])
-        ]
-        if at[0] is not None:
-            line = {"x": [epoch_ms(start), at[0]], "y": [level, limit]}
-        else:  # no crossing within the horizon: the trend's slope over the next month
-            line = {"x": [epoch_ms(start), epoch_ms(start + timedelta(days=MONTH_DAYS))]}
+        # Each instant is None where it has none (no crossing, or past year 9999): that part is not drawn.
+        due, low, high = (days_after(start, forecast[k]) for k in ("days_left", "low_days", "high_days"))
+        month = days_after(start, MONTH_DAYS)
+        if due is not None:
+            line = {"x": [epoch_ms(start), epoch_ms(due)], "y": [level, limit]}
+        elif month is not None:  # no crossing within the horizon: the trend's slope over the next month
+            line = {"x": [epoch_ms(start), epoch_ms(month)]}
             line["y"] = [level, level + forecast["slope_per_day"] * MONTH_DAYS]
-        if at[1] is not None:
-            # The interval's late end may be beyond the horizon (None): the cone then stays open to it.
-            late = at[2] if at[2] is not None else epoch_ms(start + timedelta(days=MONTH_DAYS * 4))
-            cone = {"x": [epoch_ms(start), at[1], late], "y": [level, limit, limit]}
+        # The interval's late end may be beyond the horizon (None): the cone then stays open to it.
+        late = high if high is not None else days_after(start, MONTH_DAYS * 4)
+        if low is not None and late is not None:
+            cone = {"x": [epoch_ms(start), epoch_ms(low), epoch_ms(late)], "y": [level, limit, limit]}
         interval = (
             f" (80 %: {_number(cell.low_days, '.1f')} – {_number(cell.high_days, '.1f')} d)"
             if cell.low_days is not None
@@ -229,7 +229,7 @@ def detail_of(robot_id: str, axis: int, data: dict, reference: datetime | None) 
             "median": [r["deviation_median"] for r in hours],
         },
         days={
-            "ts": [epoch_ms(r["bucket_start"] + timedelta(hours=12)) for r in days],
+            "ts": [epoch_ms(r["bucket_start"]) + MIDDAY_MS for r in days],  # in ms: a day of 9999-12-31 too
             "median": [r["deviation_median"] for r in days],
         },
         cone=cone,

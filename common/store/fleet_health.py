@@ -16,11 +16,20 @@ from common.store.sqlparts import Row, dicts
 from common.store.tables import alerts, axes_dim, health_forecast, health_rollup
 
 FLEET_AXES = tuple(range(1, 9))  # axes 9-14 are always "OK null" in this fleet: nothing to judge
-HOURS_SHOWN = timedelta(days=30)  # hourly values before the newest forecast; the daily line covers everything
+HOURS_SHOWN_DAYS = 30  # hourly values before the newest forecast; the daily line covers everything
 ALERTS_SHOWN = 200
 LOG_SHOWN = 200  # maintenance log entries of an axis, newest first
 
 F = health_forecast
+
+
+def days_after(made: datetime, days: float | None) -> datetime | None:
+    """The instant ``days`` after a forecast was ``made``, or None: no such days, or past year 9999 (a
+    forecast made late in 9999 by an outside client is valid; its crossing has no instant to show)."""
+    try:
+        return None if days is None else made + timedelta(days=days)
+    except OverflowError:
+        return None
 
 
 def fleet_forecasts(conn: Connection) -> list[Row]:
@@ -61,7 +70,8 @@ def axis_detail(conn: Connection, *, robot_id: str, axis: int) -> Row:
             conn,
             robot_id=robot_id,
             axis=axis,
-            hours_from=forecast_row["updated_at"] - HOURS_SHOWN if forecast else None,
+            # A forecast made in year 1's first month has no instant 30 days before: every hour row then.
+            hours_from=days_after(forecast_row["updated_at"], -HOURS_SHOWN_DAYS) if forecast else None,
         ),
         "alerts": axis_alerts,
         "maintenance": maintenance_history(conn, robot_id=robot_id, axis=axis, axis_alerts=axis_alerts),

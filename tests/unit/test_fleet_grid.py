@@ -8,6 +8,7 @@ import pytest
 
 from common.store.fleet_health import axis_detail
 from common.store.maintenance import outcomes_per_detector, store_entries
+from common.store.tables import health_forecast
 from common.wire.schemas import AckOutcome, Alert, AlertState, MaintenanceAction, MaintenanceEntry, Severity
 from consumer_db.alert_store import upsert_alerts
 from dashboard.fleet_data import (
@@ -188,6 +189,29 @@ def test_the_detail_without_a_crossing_extends_the_slope_and_has_no_cone():
     assert detail.forecast["y"] == [0.05, pytest.approx(0.05 + 0.002 * 30)]
     no_forecast = detail_of("r", 1, {"forecast": None, "trend": [], "alerts": [], "maintenance": []}, None)
     assert no_forecast.limit is None and "no forecast yet" in no_forecast.title
+
+
+def test_the_detail_of_a_forecast_made_late_in_9999_leaves_out_what_falls_past_the_calendar():
+    # A valid forecast from an outside client: its crossing and its month ahead have no instant (the API
+    # gives them as null); the detail shows the level and the days left, and draws nothing past 9999.
+    late = datetime(9999, 12, 30, tzinfo=UTC)
+    fc = forecast("r", 1, days=6.0, low=0.5, high=9.0, level=0.2, at=late)
+    trend = [{"period": "day", "bucket_start": datetime(9999, 12, 31, tzinfo=UTC), "deviation_median": 0.2}]
+    detail = detail_of("r", 1, {"forecast": fc, "trend": trend, "alerts": [], "maintenance": []}, late)
+    assert detail.forecast == {"x": [], "y": []} and detail.cone == {"x": [], "y": []}
+    assert "6.0 d" in detail.title and "forecast of 9999-12-30" in detail.title
+    assert detail.days["ts"] == [datetime(9999, 12, 31, 12, tzinfo=UTC).timestamp() * 1000]
+
+
+def test_the_detail_of_a_forecast_made_in_year_1_is_read_and_built(migrated_sqlite):  # noqa: F811
+    # As valid from an outside client as one of 9999: the 30 days of hour rows before it have no start.
+    early = datetime(1, 1, 2, tzinfo=UTC)
+    with migrated_sqlite.begin() as conn:
+        conn.execute(health_forecast.insert(), [forecast("r", 1, days=6.0, low=4.0, high=9.0, level=0.2, at=early)])
+    with migrated_sqlite.connect() as conn:
+        data = axis_detail(conn, robot_id="r", axis=1)
+    detail = detail_of("r", 1, data, early)
+    assert detail.forecast["y"] == [0.2, 0.30] and len(detail.cone["x"]) == 3 and "6.0 d" in detail.title
 
 
 def test_the_history_merges_the_log_and_shows_an_acknowledgement_part_replaced_once(migrated_sqlite):  # noqa: F811
