@@ -10,15 +10,14 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import (
-    KafkaConnectionError,
     KafkaError,
     NotEnoughReplicasAfterAppendError,
     NotEnoughReplicasError,
@@ -33,9 +32,17 @@ from common.settings import CommonSettings
 from common.wire.bus import Message, Pending, Rebalance, Unit
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 # aiokafka's stop() can retry forever when no broker answers (it looks for the group coordinator to leave
 # the group, or waits to deliver what is pending: aio-libs/aiokafka#659). A stopping service waits this long.
 CLOSE_TIMEOUT_S = 10.0
+# How long a client's start and the admin calls of a start-up are retried while the error is transient: a broker
+# not up yet, or a node killed but not yet fenced (~9 s), which aiokafka's admin client may still ask.
+START_PATIENCE_S = 40.0
+# One admin request's bound (aiokafka's default: 40 s). Its wait for the controller's node is bounded by it too, and
+# that node is chosen once per request: a request that picked a dead one waits it out, only the next one asks the
+# refreshed metadata. 10 s leaves START_PATIENCE_S room for a few attempts; Kafka makes topics well within it.
+ADMIN_REQUEST_TIMEOUT_MS = 10_000
 # A transaction's records are in the topic before it is committed or aborted; read uncommitted (aiokafka's
 # default), an aborted transaction's readings were stored and judged. Read committed, a consumer sees them only
 # once committed, and never those of an aborted one.
@@ -61,24 +68,41 @@ def connection_options(settings: CommonSettings) -> dict[str, Any]:
     return options
 
 
-async def start_with_retry(client: Any, what: str, *, attempts: int = 8, first_delay: float = 0.5) -> None:
-    """Start an aiokafka client, retrying with a bounded exponential backoff while the broker is not up."""
-    delay = first_delay
-    for attempt in range(1, attempts + 1):
+def is_transient(exc: BaseException) -> bool:
+    """An error worth another attempt: aiokafka's ``retriable`` ones (no broker reachable, a node gone but not yet
+    fenced, a request timed out, no controller), and the admin client's own wait for a node that never became
+    ready (a bare TimeoutError)."""
+    return isinstance(exc, TimeoutError) or (isinstance(exc, KafkaError) and exc.retriable)
+
+
+async def with_retry(call: Callable[[], Awaitable[T]], what: str, bootstrap: str) -> T:
+    """``call()``, again with a bounded exponential backoff while it fails with a transient error, for at most
+    START_PATIENCE_S (plus the attempt under way: aiokafka bounds each by its request timeout); then one
+    ServiceUnavailable naming the bootstrap servers. Other errors pass as they are."""
+    started = time.monotonic()
+    delay, attempt = 0.5, 1
+    while True:
         try:
-            await client.start()
-            return
-        except KafkaConnectionError as exc:
-            if attempt == attempts:
-                raise ServiceUnavailable(f"Kafka {what}: no broker answered after {attempts} attempts ({exc})") from exc
-            logger.warning(
-                "Kafka %s: broker not reachable (%s), retry %d/%d in %.1fs", what, exc, attempt, attempts, delay
-            )
+            return await call()
+        except (KafkaError, TimeoutError) as exc:
+            if not is_transient(exc):
+                raise
+            waited = time.monotonic() - started
+            # aiokafka's errors name their class themselves; the admin client's bare TimeoutError says nothing
+            reason = str(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__} (no node ready in time)"
+            if waited + delay > START_PATIENCE_S:
+                raise ServiceUnavailable(
+                    f"Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS): {what} failed for {waited:.0f} s, "
+                    f"{attempt} attempts; the last: {reason}"
+                ) from exc
+            logger.warning("Kafka %s failed (%s); attempt %d again in %.1f s", what, reason, attempt + 1, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay, attempt = min(delay * 2, 10.0), attempt + 1
 
 
-async def stop_within(client: Any, what: str, consequence: str) -> None:
+async def stop_within(client: Any, what: str, waits_for: str, consequence: str) -> None:
+    """``client.stop()``, waited on for at most CLOSE_TIMEOUT_S. ``waits_for``: what that stop waits on, said when
+    it takes too long; the cause (no broker, writes refused for lack of in-sync replicas, ...) is not known here."""
     cancelling = asyncio.current_task().cancelling()
     try:
         await asyncio.wait_for(client.stop(), CLOSE_TIMEOUT_S)
@@ -90,9 +114,10 @@ async def stop_within(client: Any, what: str, consequence: str) -> None:
         logger.warning("Kafka %s stopped with its own task cancelled; %s", what, consequence)
     except TimeoutError:
         logger.warning(
-            "Kafka %s did not stop within %g s (no broker answering?); left as it is: %s",
+            "Kafka %s did not stop within %g s, still waiting for %s; left as it is: %s",
             what,
             CLOSE_TIMEOUT_S,
+            waits_for,
             consequence,
         )
 
@@ -171,7 +196,12 @@ class KafkaSubscription:
         return total
 
     async def close(self) -> None:
-        await stop_within(self.consumer, "consumer", "the group learns of its leaving at its session timeout")
+        await stop_within(
+            self.consumer,
+            "consumer",
+            "its group's coordinator to take its leaving",
+            "the group learns of its leaving at its session timeout",
+        )
 
 
 class KafkaBus:
@@ -194,12 +224,17 @@ class KafkaBus:
             max_batch_size=256 * 1024,
             compression_type=None,
         )
-        await start_with_retry(self._producer, "producer")
+        await self._retrying(self._producer.start, "producer start")
 
     async def stop(self) -> None:
         if self._producer is not None:
             # Flushes pending sends first; a send it cannot deliver stays unacknowledged, as its caller sees.
-            await stop_within(self._producer, "producer", "what it had not delivered stays unacknowledged")
+            await stop_within(
+                self._producer,
+                "producer",
+                "Kafka to confirm the sends it held",
+                "what it had not delivered stays unacknowledged",
+            )
             self._producer = None
 
     @property
@@ -226,7 +261,7 @@ class KafkaBus:
         if not tps:
             return []
         consumer = AIOKafkaConsumer(**self._options, enable_auto_commit=False, isolation_level=ISOLATION_LEVEL)
-        await start_with_retry(consumer, f"read-back of {topic}")
+        await self._retrying(consumer.start, f"start of the read-back of {topic}")
         try:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
@@ -243,46 +278,53 @@ class KafkaBus:
         # The admin client, because a group-less consumer only learns a topic's partitions by subscribing.
         # Every topic is described, not the one named: naming a topic in a metadata request lets a broker
         # with auto.create.topics.enable create it, with the broker's partition count instead of ours.
-        admin = AIOKafkaAdminClient(**self._options)
-        await start_with_retry(admin, "admin")
+        admin = AIOKafkaAdminClient(**self._options, request_timeout_ms=ADMIN_REQUEST_TIMEOUT_MS)
+        await self._retrying(admin.start, "admin start")
         try:
-            described = await admin.describe_topics()
+            described = await self._retrying(admin.describe_topics, "admin describe_topics")
         finally:
             await admin.close()
         return sorted(p["partition"] for t in described if t["topic"] == topic for p in t["partitions"])
 
+    async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        return await with_retry(call, what, self.settings.kafka_bootstrap_servers)
+
     async def ensure_topics(self, topics: list[str], *, compacted: bool = False) -> None:
-        admin = AIOKafkaAdminClient(**self._options)
-        await start_with_retry(admin, "admin")
+        admin = AIOKafkaAdminClient(**self._options, request_timeout_ms=ADMIN_REQUEST_TIMEOUT_MS)
+        await self._retrying(admin.start, "admin start")
         try:
-            existing = set(await admin.list_topics())
-            missing = [t for t in dict.fromkeys(topics) if t not in existing]
-            if missing:
-                # With acks=all, a write counts once min.insync.replicas copies have it (docs/kafka.md).
-                configs = {}
-                if self.settings.topic_min_insync_replicas is not None:
-                    configs["min.insync.replicas"] = str(self.settings.topic_min_insync_replicas)
-                if compacted:
-                    configs["cleanup.policy"] = "compact"
-                new = [
-                    NewTopic(
-                        t, self.settings.topic_partitions, self.settings.topic_replication_factor, topic_configs=configs
-                    )
-                    for t in missing
-                ]
-                _say_created((await admin.create_topics(new)).topic_errors)
-            there = [t for t in dict.fromkeys(topics) if t in existing]
-            # Only a layout asked of the cluster can differ from it (the defaults ask nothing): a start costs no
-            # more requests then.
-            asked = self.settings.topic_replication_factor > 1 or self.settings.topic_min_insync_replicas is not None
-            if there and asked:
-                # A node gone but not yet fenced may be the one asked: the check is no reason to stop the service.
-                try:
-                    await self._say_unlike_the_settings(admin, there)
-                except KafkaError as exc:
-                    logger.warning("could not compare topics %s with the settings: %s", there, exc)
+            # Each attempt lists the topics again: one made by an earlier attempt is not asked for twice.
+            await self._retrying(lambda: self._ensure(admin, topics, compacted), f"making sure of topics {topics}")
         finally:
             await admin.close()
+
+    async def _ensure(self, admin: AIOKafkaAdminClient, topics: list[str], compacted: bool) -> None:
+        existing = set(await admin.list_topics())
+        missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        if missing:
+            # With acks=all, a write counts once min.insync.replicas copies have it (docs/kafka.md).
+            configs = {}
+            if self.settings.topic_min_insync_replicas is not None:
+                configs["min.insync.replicas"] = str(self.settings.topic_min_insync_replicas)
+            if compacted:
+                configs["cleanup.policy"] = "compact"
+            new = [
+                NewTopic(
+                    t, self.settings.topic_partitions, self.settings.topic_replication_factor, topic_configs=configs
+                )
+                for t in missing
+            ]
+            _say_created((await admin.create_topics(new)).topic_errors)
+        there = [t for t in dict.fromkeys(topics) if t in existing]
+        # Only a layout asked of the cluster can differ from it (the defaults ask nothing): a start costs no
+        # more requests then.
+        asked = self.settings.topic_replication_factor > 1 or self.settings.topic_min_insync_replicas is not None
+        if there and asked:
+            # A node gone but not yet fenced may be the one asked: the check is no reason to stop the service.
+            try:
+                await self._say_unlike_the_settings(admin, there)
+            except (KafkaError, TimeoutError) as exc:
+                logger.warning("could not compare topics %s with the settings: %r", there, exc)
 
     async def _say_unlike_the_settings(self, admin: AIOKafkaAdminClient, topics: list[str]) -> None:
         """Warn of a topic that was there already with fewer copies or another min.insync.replicas than the
@@ -341,7 +383,7 @@ class KafkaBus:
         )
         # Before start, as the constructor's topics would be: the group is joined once, at start.
         consumer.subscribe(topics, listener=_Listener(on_rebalance) if on_rebalance is not None else None)
-        await start_with_retry(consumer, f"consumer {group_id}")
+        await self._retrying(consumer.start, f"consumer {group_id} start")
         return KafkaSubscription(consumer)
 
 
@@ -349,15 +391,19 @@ def _say_created(topic_errors: list[tuple]) -> None:
     """Log the topics Kafka created, and stop on one it refused. The admin client answers each topic with an error
     code rather than raising: a refused topic (a replication factor above the brokers there are, a policy, an ACL) was
     logged as created, and the service went on to wait for it. One another instance created first is no error."""
-    created, refused = [], []
+    created, refused, transient = [], [], []
     for topic, code, *rest in topic_errors:  # (topic, code[, message, ...]): the fields after code vary by version
+        message = rest[0] if rest and rest[0] else "no message"
         if code == 0:
             created.append(topic)
+        elif for_code(code).retriable:  # no controller, a timed-out request: not a refusal, worth another try
+            transient.append(for_code(code)(f"creating {topic!r}: {message}"))
         elif code != TopicAlreadyExistsError.errno:
-            message = rest[0] if rest and rest[0] else "no message"
             refused.append(f"{topic!r}: {for_code(code).__name__} ({message})")
     if created:
         logger.info("created topics %s", ", ".join(map(repr, created)))
+    if transient:
+        raise transient[0]
     if refused:
         raise ConfigurationError(
             "Kafka refused to create " + "; ".join(refused) + " (see TOPIC_PARTITIONS, TOPIC_REPLICATION_FACTOR, "

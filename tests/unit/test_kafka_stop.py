@@ -34,7 +34,10 @@ async def test_a_consumer_that_never_stops_is_left_after_the_timeout(monkeypatch
     with caplog.at_level(logging.WARNING, logger="common.wire.kafka"):
         await asyncio.wait_for(KafkaSubscription(consumer).close(), 5)
     assert consumer.cancelled
-    assert "Kafka consumer did not stop within 0.2 s (no broker answering?)" in caplog.text
+    assert (
+        "Kafka consumer did not stop within 0.2 s, still waiting for its group's coordinator to take its leaving; "
+        "left as it is"
+    ) in caplog.text
 
 
 async def test_a_producer_that_never_stops_is_left_after_the_timeout(monkeypatch, caplog):
@@ -43,7 +46,9 @@ async def test_a_producer_that_never_stops_is_left_after_the_timeout(monkeypatch
     bus._producer = NeverStops()
     with caplog.at_level(logging.WARNING, logger="common.wire.kafka"):
         await asyncio.wait_for(bus.stop(), 5)
-    assert bus._producer is None and "Kafka producer did not stop within" in caplog.text
+    assert bus._producer is None
+    said = "Kafka producer did not stop within 0.2 s, still waiting for Kafka to confirm the sends it held"
+    assert said in caplog.text
 
 
 async def test_a_client_that_stops_is_simply_stopped(caplog):
