@@ -13,7 +13,7 @@ from functools import cached_property
 
 from sqlalchemy import Connection, Engine, select
 
-from common.store.tables import axes_dim, seed_axes
+from common.store.tables import axes_dim, health_forecast, seed_axes
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +112,12 @@ def load_axes(conn: Connection, robot_ids: Iterable[str]) -> dict[str, RobotAxes
 
 
 def known_robots(engine: Engine) -> set[str]:
-    """Every robot axes_dim holds: the robots the sink has taken on so far."""
+    """The robots the sink has taken on so far: every robot axes_dim (readings) or health_forecast holds. A
+    robot known only from health events counts too, or each restart would take on MAX_ROBOTS more of them
+    (health_forecast is one row a robot and axis; the cycles' tables, far longer, are not read)."""
     with engine.connect() as conn:
-        return set(conn.execute(select(axes_dim.c.robot_id).distinct()).scalars())
+        query = select(axes_dim.c.robot_id).union(select(health_forecast.c.robot_id))
+        return set(conn.execute(query).scalars())
 
 
 class AxisLock:

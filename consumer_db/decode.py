@@ -44,7 +44,7 @@ class Batch:
     readings: list[tuple[ReadingValues, Message]] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
-    health: list[HealthEvent] = field(default_factory=list)
+    health: list[tuple[HealthEvent, Message]] = field(default_factory=list)
     maintenance: list[MaintenanceEntry] = field(default_factory=list)
 
 
@@ -82,7 +82,7 @@ def decode(messages: list[Message], topics: Topics, policy: ReadingPolicy = DEFA
             elif message.topic == topics.dead_letters:
                 batch.rejected.append(dead_letter_row(DeadLetter.from_bytes(message.value), message))
             elif message.topic == topics.health:
-                batch.health.append(HealthEvent.from_bytes(message.value))
+                batch.health.append((HealthEvent.from_bytes(message.value), message))
             elif message.topic == topics.maintenance:
                 batch.maintenance.append(read_entry(message.value, policy))
             else:

@@ -96,7 +96,7 @@ async def run(
         )
         lock = AxisLock(engine, settings.axes, refresh_s=settings.axes_refresh_s)
         policy = settings.reading_policy()
-        known = await retry(lambda: known_robots(engine), stop=stop, what="reading axes_dim", **backoff)
+        known = await retry(lambda: known_robots(engine), stop=stop, what="reading the robots known", **backoff)
         if known is None:
             return
         roster = RobotRoster(policy, known, service="consumer_db")

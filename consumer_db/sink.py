@@ -115,18 +115,16 @@ class Sink:
         return Prepared(messages, batch, rows, accepted, new, copy)
 
     def _admit(self, batch: Batch) -> list[str]:
-        """The batch's robots the roster takes on, each asked once, in the order they first come; readings
-        of robots it has no room for become rejected records, before axes_dim grows."""
+        """The batch's robots the roster takes on, each asked once, in the order they first come (readings
+        before health events); readings and health events of robots it has no room for become rejected
+        records, before axes_dim or the health tables grow. Returns the readings' robots taken on: only
+        readings seed axes_dim."""
         robots = dict.fromkeys(reading.robot_id for reading, _ in batch.readings)
-        refused = {robot_id: reason for robot_id in robots if (reason := self.roster.admit(robot_id))}
+        asked = dict.fromkeys([*robots, *(event.robot_id for event, _ in batch.health)])
+        refused = {robot_id: reason for robot_id in asked if (reason := self.roster.admit(robot_id))}
         if refused:
-            admitted = []
-            for reading, message in batch.readings:
-                if reading.robot_id in refused:
-                    batch.rejected.append(rejected_row(message, refused[reading.robot_id], robot_id=reading.robot_id))
-                else:
-                    admitted.append((reading, message))
-            batch.readings = admitted
+            batch.readings = _without_refused(batch.readings, refused, batch.rejected)
+            batch.health = _without_refused(batch.health, refused, batch.rejected)
         return [robot_id for robot_id in robots if robot_id not in refused]
 
     def store(self, prepared: Prepared, turn: Turn | None = None) -> WriteReport:
@@ -191,7 +189,7 @@ class Sink:
             add(conn, new)
             alerts = upsert_alerts(conn, batch.alerts)
             insert_rejected(conn, batch.rejected + conflicts)
-            health = store_health(conn, batch.health)
+            health = store_health(conn, [event for event, _ in batch.health])
             maintenance = store_entries(conn, batch.maintenance)
         return WriteReport(
             messages=len(prepared.messages),
@@ -217,6 +215,17 @@ class Sink:
             logger.warning("%s: %s", origin(message), reason)
             found.append(rejected_row(message, reason, robot_id=reading.robot_id))
         return found
+
+
+def _without_refused(pairs: list[tuple], refused: dict[str, str], rejected: list[dict]) -> list[tuple]:
+    """The (record, message) pairs whose robot the roster took on; the others added to ``rejected``."""
+    kept = []
+    for record, message in pairs:
+        if reason := refused.get(record.robot_id):
+            rejected.append(rejected_row(message, reason, robot_id=record.robot_id))
+        else:
+            kept.append((record, message))
+    return kept
 
 
 def _reading(pair: tuple[ReadingValues, Message]) -> ReadingValues:

@@ -225,3 +225,60 @@ def test_copy_stores_the_very_values_an_insert_stores(engine):
     assert exactly["copy"] == sorted((a, ts, repr(v)) for _, a, ts, v in rows["copy"])
     # -0.0 too: psycopg2 wrote it as the SQL expression -0.0 (a minus applied to numeric 0), stored as 0.0.
     assert exactly["insert"] == exactly["copy"]
+
+
+def test_health_events_of_robots_past_max_robots_are_refused_and_the_roster_learns_them_back(engine):
+    """On PostgreSQL as on SQLite (tests/unit/test_consumer_db_service.py): health events are held to the
+    sink's roster, so made-up robot ids past MAX_ROBOTS leave dead letters, not forecast rows, and the robots
+    a restart learns (``known_robots``) are those of axes_dim and health_forecast."""
+    import uuid
+    from datetime import datetime
+
+    from common.store.tables import health_forecast
+    from common.wire.bus import Message
+    from common.wire.schemas import AxisForecast, HealthEvent, Reading, ReadingPolicy, RobotRoster
+    from consumer_db.axislock import AxisLock, known_robots
+    from consumer_db.decode import Topics
+    from consumer_db.migrate import migrate
+    from consumer_db.sink import Sink
+
+    migrate(engine)
+    tag, t0 = uuid.uuid4().hex[:8], datetime(2022, 10, 17, tzinfo=UTC)
+    robots = [f"{tag}-made-up-{i}" for i in range(10)] + [f"{tag}-r1"]
+    f = AxisForecast(axis=1, level=0.1, slope_per_day=0.01, limit=0.3, days_left=20.0)
+    messages = [
+        Message(
+            "readings", 0, 0, robots[-1].encode(), Reading(robot_id=robots[-1], ts=t0, currents={1: 2.0}).to_bytes()
+        )
+    ]
+    messages += [
+        Message(
+            "health", 0, i, r.encode(), HealthEvent(robot_id=r, kind="forecast", start=t0, forecasts=[f]).to_bytes()
+        )
+        for i, r in enumerate(robots)
+    ]
+    policy = ReadingPolicy(max_robots=3)
+    sink = Sink(
+        engine,
+        AxisLock(engine, [1]),
+        Topics("readings", "alerts", "dead", "health"),
+        policy=policy,
+        roster=RobotRoster(policy),
+    )
+    report = sink.write(messages)
+    assert (report.rejected, report.health_rows) == (8, 3)
+    taken = {robots[-1], robots[0], robots[1]}
+    with engine.connect() as conn:
+        stored = set(
+            conn.execute(
+                select(health_forecast.c.robot_id).where(health_forecast.c.robot_id.like(f"{tag}-%"))
+            ).scalars()
+        )
+        refused = conn.execute(
+            select(rejected_readings.c.robot_id, rejected_readings.c.reason).where(
+                rejected_readings.c.robot_id.like(f"{tag}-%")
+            )
+        ).all()
+    assert stored == taken
+    assert sorted(r for r, _ in refused) == sorted(robots[2:-1]) and all("MAX_ROBOTS" in why for _, why in refused)
+    assert {r for r in known_robots(engine) if r.startswith(tag)} == taken

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from common.store.db import make_engine
-from common.store.tables import alerts, readings_fact, rejected_readings
+from common.store.tables import alerts, health_cycles, health_forecast, readings_fact, rejected_readings
 from common.wire.bus import InProcessBus
-from common.wire.schemas import Alert, DeadLetter, Reading
+from common.wire.schemas import Alert, AxisForecast, CycleAxis, DeadLetter, HealthEvent, Reading
 from consumer_db.migrate import migrate
 from consumer_db.service import next_batch, run
 from consumer_db.settings import ConsumerDbSettings
@@ -108,6 +108,65 @@ async def test_stream_stored_exactly_with_rejections_and_offsets_committed(engin
     for topic in (settings.readings_topic, settings.alerts_topic, settings.dead_letter_topic):
         ends = bus.end_offsets(topic)
         assert [bus._committed[(settings.sink_group_id, topic, p)] for p in range(3)] == ends
+
+
+def forecast(robot: str) -> HealthEvent:
+    f = AxisForecast(axis=1, level=0.1, slope_per_day=0.01, limit=0.3, days_left=20.0)
+    return HealthEvent(robot_id=robot, kind="forecast", start=T0, forecasts=[f])
+
+
+def cycle(robot: str) -> HealthEvent:
+    axis = CycleAxis(axis=1, energy_as=10.0, energy_a2s=50.0, peak_amps=5.0, rms_amps=1.6, covered_s=20.0)
+    return HealthEvent(robot_id=robot, kind="cycle", start=T0, end=T0 + timedelta(seconds=20), axes=[axis])
+
+
+def robots_in(db, table) -> set[str]:
+    with db.connect() as conn:
+        return set(conn.execute(select(table.c.robot_id).distinct()).scalars())
+
+
+async def flood_health(settings, engine, bus, made_up: list[str]) -> None:
+    """A sink run that takes a flood of health events of made-up robot ids, then r1's own, to the end."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
+    for robot in made_up:
+        await bus.publish(settings.health_topic, robot, forecast(robot).to_bytes())
+        await bus.publish(settings.health_topic, robot, cycle(robot).to_bytes())
+    for event in (forecast("r1"), cycle("r1")):
+        await bus.publish(settings.health_topic, "r1", event.to_bytes())
+    ends = bus.end_offsets(settings.health_topic)
+    await until(lambda: [bus._committed.get((settings.sink_group_id, settings.health_topic, 0))] == ends)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_health_events_of_robots_new_past_max_robots_are_dead_letters_and_known_robots_stored(
+    engine, db, sqlite_url
+):
+    """An outside client floods the health topic with forecasts and cycles of made-up robot ids: the sink
+    takes on robots from them as from readings, up to MAX_ROBOTS, and every later one's events are dead
+    letters with the reason, so health_forecast (the Fleet tab's list) stops at the bound. r1, known from its
+    readings, has its own health events stored after the flood, and a restart (the roster learnt again from
+    the database) takes on no more made-up robots."""
+    settings = settings_for(sqlite_url, max_robots=3)
+    bus, stop = InProcessBus(), asyncio.Event()
+    task = asyncio.create_task(run(settings, bus=bus, stop=stop, engine=engine))
+    await bus.publish(settings.readings_topic, "r1", reading(0).to_bytes())
+    await until(lambda: count(db, readings_fact) == 3)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+    await flood_health(settings, engine, bus, [f"fake-{i}" for i in range(40)])
+    assert robots_in(db, health_forecast) == {"r1", "fake-0", "fake-1"}
+    assert robots_in(db, health_cycles) == {"r1", "fake-0", "fake-1"}
+    with db.connect() as conn:
+        refused = conn.execute(select(rejected_readings.c.robot_id, rejected_readings.c.reason)).all()
+    assert sorted(robot for robot, _ in refused) == sorted(f"fake-{i}" for i in range(2, 40) for _ in range(2))
+    assert all("refused" in reason and "MAX_ROBOTS" in reason for _, reason in refused)
+
+    await flood_health(settings, engine, bus, [f"again-{i}" for i in range(10)])
+    assert robots_in(db, health_forecast) == {"r1", "fake-0", "fake-1"}
+    assert count(db, rejected_readings) == 2 * 38 + 2 * 10
 
 
 async def test_next_batch_is_bounded_by_size_and_returns_what_came_within_the_time(sqlite_url):
