@@ -160,12 +160,21 @@ def test_failures_exit_1_with_a_clear_message(files, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("halflife", ["inf", "1e300"])
-def test_a_cross_axis_halflife_past_a_billion_readings_is_refused_before_reading(files, capsys, monkeypatch, halflife):
-    # It passed, and replay stopped at the first reading with a ZeroDivisionError or OverflowError traceback.
-    monkeypatch.setenv("MULTIVARIATE_HALFLIFE_ROWS", halflife)
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        # It passed, and replay stopped at the first reading with a ZeroDivisionError or OverflowError traceback.
+        ("MULTIVARIATE_HALFLIFE_ROWS", "inf", "multivariate_halflife_rows"),
+        ("MULTIVARIATE_HALFLIFE_ROWS", "1e300", "multivariate_halflife_rows"),
+        # They passed: replay (and the service) judged every reading with no detector, "0 change(s)", silently.
+        ("DETECTORS", "", "names no detector"),
+        ("DETECTORS", " , ,", "names no detector"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused_before_reading(files, capsys, monkeypatch, setting, value, message):
+    monkeypatch.setenv(setting, value)
     assert main(["replay", "--csv", "export.csv", "--out", "a.csv"]) == 1
-    assert "multivariate_halflife_rows" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert not (files / "a.csv").exists()
 
 
@@ -183,15 +192,6 @@ def test_a_file_of_many_bad_rows_logs_the_first_few_then_a_count(files, caplog, 
             f"{bad_rows - ROWS_SHOWN} more row(s) skipped ({bad_rows} in all, the first {ROWS_SHOWN} told above): "
             f"{bad_rows - ROWS_SHOWN} x expected … fields, found …"
         )
-
-
-@pytest.mark.parametrize("detectors", ["", " , ,"])
-def test_detectors_that_name_none_are_refused_before_reading(files, capsys, monkeypatch, detectors):
-    # They passed: replay (and the service) judged every reading with no detector, "0 change(s)", silently.
-    monkeypatch.setenv("DETECTORS", detectors)
-    assert main(["replay", "--csv", "export.csv", "--out", "a.csv"]) == 1
-    assert "names no detector" in capsys.readouterr().err
-    assert not (files / "a.csv").exists()
 
 
 def test_help_documents_every_command(capsys):
